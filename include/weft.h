@@ -1,0 +1,13 @@
+/* weft.h - the umbrella header: include this one. */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <weft/common.h>
+#include <weft/task.h>
+#include <weft/io.h>
+#include <weft/runtime.h>
+#include <weft/stats.h>
+
+#endif

@@ -1,0 +1,135 @@
+/* weft/task.h - stackful tasks, join handles and structured concurrency.
+ *
+ * A task is a C function running on its own stack inside a worker. Blocking
+ * calls (join, sleep, I/O, ...) suspend only the calling task. Every blocking
+ * call made outside a task returns -EPERM; inside a cancelled task it returns
+ * -ECANCELED; past the innermost deadline it returns -ETIMEDOUT.
+ *
+ * Every task has a parent (the task that spawned it, or the root for
+ * WEFT_TASK_BACKGROUND tasks and tasks spawned outside any task). Under the
+ * default orphan policy a task that ends cancels and awaits its live children
+ * before it completes, so children may borrow their parent's stack.
+ */
+#ifndef WEFT_TASK_H
+#define WEFT_TASK_H
+
+#include <weft/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_task weft_task; /* join handle, opaque */
+typedef void *(*weft_fn)(void *arg);
+
+/* Spawn flags (weft_spawn_opts.flags). */
+#define WEFT_TASK_BACKGROUND      (1u << 0) /* parent is the root, not the spawner */
+#define WEFT_TASK_STICKY          (1u << 1) /* never migrates to another worker */
+#define WEFT_TASK_CANCEL_CHILDREN (1u << 2) /* cancel+await subtree on exit even under ADOPT */
+#define WEFT_TASK_SPAWN_LIFO      (1u << 3) /* hint: run before other runnable tasks */
+#define WEFT_TASK_SPAWN_FIFO      (1u << 4) /* hint: run after other runnable tasks (default) */
+
+typedef struct weft_spawn_opts {
+    const char *queue;       /* queue name; NULL = the spawner's queue */
+    uint64_t group;          /* scheduling group; 0 = the task is its own group */
+    unsigned flags;          /* WEFT_TASK_* */
+    size_t stack_size;       /* 0 = runtime default; 16 KiB .. 1 GiB */
+    const char *name;        /* shown in stats, traces, dumps, panics; copied */
+    const char *const *tags; /* NULL-terminated array of static strings; not copied */
+} weft_spawn_opts;
+
+/* Spawns fn(arg) as a new task of the current runtime. If t is non-NULL it
+ * receives a join handle that must be passed to weft_join or weft_detach
+ * exactly once; if t is NULL the task is detached. May be called from a task
+ * or from the thread running weft_run's main task.
+ * Returns 0, -EINVAL (fn NULL, bad options), -ENOENT (unknown queue name),
+ * -ENOMEM, or -EPERM when no runtime is running on this thread. */
+WEFT_API int weft_spawn(weft_task **t, weft_fn fn, void *arg);
+WEFT_API int weft_spawn_ex(weft_task **t, const weft_spawn_opts *o, weft_fn fn, void *arg);
+
+/* Waits for t to finish, stores its return value in *result (if non-NULL) and
+ * frees the handle. Returns 0 for a normal finish, -ECANCELED for a task that
+ * was cancelled, WEFT_EPANIC for a task that panicked under WEFT_PANIC_CATCH.
+ * If the caller itself is cancelled while waiting, returns -ECANCELED and the
+ * handle stays valid (join it again or detach it). -EPERM outside a task,
+ * -EDEADLK when a task joins itself, -EINVAL for NULL. */
+WEFT_API int weft_join(weft_task *t, void **result);
+
+/* Gives up the handle; the task keeps running (subject to its parent's
+ * orphan policy). */
+WEFT_API void weft_detach(weft_task *t);
+
+/* Requests cancellation of t and its whole subtree. A task cancelled before
+ * its first run never runs its function. Idempotent; returns 0, or -EINVAL
+ * for NULL. Callable from any task of the runtime. */
+WEFT_API int weft_cancel(weft_task *t);
+
+WEFT_API bool weft_task_finished(const weft_task *t);
+WEFT_API uint64_t weft_task_id(const weft_task *t);
+/* The panic message of a task that finished with WEFT_EPANIC, else NULL.
+ * Valid until the handle is joined. */
+WEFT_API const char *weft_task_panic_message(const weft_task *t);
+
+/* The id of the calling task, 0 outside a task. Ids start at 1. */
+WEFT_API uint64_t weft_self_id(void);
+/* True when the calling task has a pending cancellation. */
+WEFT_API bool weft_cancelled(void);
+/* Lets other runnable tasks run. Returns 0, -ECANCELED, -EPERM. */
+WEFT_API int weft_yield(void);
+/* Yields only when the worker's time slice is used up or a preemption is
+ * pending; nearly free otherwise. Returns 0, -ECANCELED, -EPERM. */
+WEFT_API int weft_yield_maybe(void);
+/* Registers fn(arg) to run when the calling task ends, however it ends
+ * (return, cancellation, panic). Defers run last-in first-out, after the
+ * task's children have finished. Returns 0, -ENOMEM, -EPERM. */
+WEFT_API int weft_defer(void (*fn)(void *), void *arg);
+/* Ends the calling task with a formatted message: its defers run, then by
+ * runtime policy the process aborts (default) or the task completes with
+ * WEFT_EPANIC. Outside a task it prints the message and aborts. */
+WEFT_API _Noreturn void weft_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Waits until every child the calling task has now has finished (a nursery
+ * join). Returns 0, -ECANCELED (caller cancelled), -ETIMEDOUT, -EPERM. */
+WEFT_API int weft_wait_children(void);
+
+/* Panics the current task when cond is false, naming the file and line. */
+#define WEFT_ASSERT(cond)                                                                          \
+    ((cond) ? (void)0 : weft_panic("assertion failed: %s (%s:%d)", #cond, __FILE__, __LINE__))
+
+/* ---- structured cancellation --------------------------------------------
+ * Each call acts on part of the calling task's subtree (the caller itself is
+ * never cancelled), fills *stats when non-NULL and returns 0, or -EPERM
+ * outside a task. `visited` counts the live tasks examined, `cancelled` the
+ * tasks whose cancellation this call requested (tasks already cancelled are
+ * not counted again, and cancelling a task also counts the descendants it
+ * newly cancels). Maintenance tasks are never touched. */
+typedef struct weft_cancel_stats {
+    uint64_t visited;
+    uint64_t cancelled;
+} weft_cancel_stats;
+
+/* Cancels every descendant. */
+WEFT_API int weft_cancel_children(weft_cancel_stats *stats);
+/* Cancels the descendants that have no live children of their own. */
+WEFT_API int weft_cancel_leaves(weft_cancel_stats *stats);
+/* Cancels each descendant (with its subtree) that carries any / all of the
+ * NULL-terminated tags; tags are compared as strings. */
+WEFT_API int weft_cancel_tagged_any(const char *const *tags, weft_cancel_stats *stats);
+WEFT_API int weft_cancel_tagged_all(const char *const *tags, weft_cancel_stats *stats);
+/* Cancels every task adopted by the orphan root (WEFT_ORPHANS_ADOPT). */
+WEFT_API int weft_cancel_orphans(weft_cancel_stats *stats);
+
+/* ---- deadlines and shielding ---------------------------------------------
+ * Deadlines nest: every blocking call fails with -ETIMEDOUT once the innermost
+ * (earliest) pushed deadline has passed. Shielded regions are not interrupted
+ * by cancellation (for cleanup I/O); deadlines still apply. Push returns 0,
+ * -EPERM outside a task, -EOVERFLOW past 16 levels; pop returns 0 or -EINVAL
+ * when nothing is pushed. */
+WEFT_API int weft_deadline_push(uint64_t abs_ns);
+WEFT_API int weft_deadline_pop(void);
+WEFT_API int weft_shield_push(void);
+WEFT_API int weft_shield_pop(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,23 @@
+/* weft_strerror: every code a weft call can return. */
+#include <string.h>
+#include <weft/common.h>
+
+const char *weft_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "success";
+    case WEFT_EPANIC:
+        return "task panicked";
+    case WEFT_EHANDLE:
+        return "task handle already joined or detached";
+    }
+    if (err < 0 && err > -4000) {
+        /* strerrordesc_np is static, thread-safe and never NULL for known
+         * codes (glibc 2.32). */
+        const char *s = strerrordesc_np(-err);
+        if (s)
+            return s;
+    }
+    return "unknown error";
+}

@@ -1,0 +1,46 @@
+/* Fault injection counters; see fault.h. Counters are atomics so that tests
+ * under TSan may arm faults while workers run. */
+#include "common/fault.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+bool weft__fault_armed;
+static _Atomic uint64_t fault_nth[WEFT_FAULT_KINDS];
+static _Atomic uint64_t fault_seen[WEFT_FAULT_KINDS];
+
+void weft__fault_arm(weft__fault_kind kind, uint64_t nth)
+{
+    atomic_store(&fault_seen[kind], 0);
+    atomic_store(&fault_nth[kind], nth);
+    bool any = false;
+    for (int k = 0; k < WEFT_FAULT_KINDS; k++)
+        any |= atomic_load(&fault_nth[k]) != 0;
+    __atomic_store_n(&weft__fault_armed, any, __ATOMIC_RELAXED);
+}
+
+uint64_t weft__fault_count(weft__fault_kind kind)
+{
+    return atomic_load(&fault_seen[kind]);
+}
+
+bool weft__fault_slow(weft__fault_kind kind)
+{
+    uint64_t seen = atomic_fetch_add(&fault_seen[kind], 1) + 1;
+    uint64_t nth = atomic_load(&fault_nth[kind]);
+    return nth != 0 && seen == nth;
+}
+
+void *weft__malloc(size_t n)
+{
+    if (weft__fault_hit(WEFT_FAULT_ALLOC))
+        return NULL;
+    return malloc(n);
+}
+
+void *weft__calloc(size_t n, size_t size)
+{
+    if (weft__fault_hit(WEFT_FAULT_ALLOC))
+        return NULL;
+    return calloc(n, size);
+}

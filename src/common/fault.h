@@ -1,0 +1,37 @@
+/* Fault injection: make the Nth allocation, mapping or SQE fail, so tests can
+ * prove that every error path releases what it took. Disarmed it costs one
+ * well-predicted branch on a global flag.
+ */
+#ifndef WEFT_COMMON_FAULT_H
+#define WEFT_COMMON_FAULT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum weft__fault_kind {
+    WEFT_FAULT_ALLOC, /* malloc/calloc through weft__malloc/weft__calloc */
+    WEFT_FAULT_MMAP,  /* stack slab and signal stack mappings */
+    WEFT_FAULT_SQE,   /* io_uring_get_sqe */
+    WEFT_FAULT_KINDS
+} weft__fault_kind;
+
+extern bool weft__fault_armed;
+
+/* Arms kind so that the nth call from now (1-based) fails; 0 disarms it.
+ * Exported for the test suite (tests link the static library). */
+void weft__fault_arm(weft__fault_kind kind, uint64_t nth);
+/* How many calls of this kind were counted since the last arm. */
+uint64_t weft__fault_count(weft__fault_kind kind);
+bool weft__fault_slow(weft__fault_kind kind);
+
+/* True when this call of `kind` must fail. */
+static inline bool weft__fault_hit(weft__fault_kind kind)
+{
+    return __builtin_expect(weft__fault_armed, 0) && weft__fault_slow(kind);
+}
+
+void *weft__malloc(size_t n);
+void *weft__calloc(size_t n, size_t size);
+
+#endif

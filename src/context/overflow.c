@@ -1,0 +1,112 @@
+/* Stack overflow reporting. A task that runs off its stack hits the guard
+ * page below it; the SIGSEGV handler runs on an alternate signal stack (the
+ * task's own stack is exhausted), recognises the guard and prints
+ *   weft: task <id> '<name>' overflowed its <N> KiB stack
+ * before aborting. Any other fault is handed back to the default action. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/fault.h"
+#include "runtime/worker.h"
+
+static struct sigaction previous_segv;
+static int installed_count; /* runtimes using the handler (under a lock) */
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t put_u64(char *p, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t put_str(char *p, const char *s, size_t max)
+{
+    size_t n = 0;
+    while (s[n] && n < max)
+        n++;
+    memcpy(p, s, n);
+    return n;
+}
+
+static void on_segv(int sig, siginfo_t *info, void *uctx)
+{
+    weft__worker *w = weft__worker_self();
+    const weft_task *t = w ? w->current : NULL;
+    if (t && t->stack) {
+        const char *a = info->si_addr;
+        const char *guard_lo = t->stack->lo - (size_t)sysconf(_SC_PAGESIZE);
+        if (a >= guard_lo && a < t->stack->lo) {
+            char msg[160];
+            size_t n = put_str(msg, "weft: task ", 11);
+            n += put_u64(msg + n, t->id);
+            n += put_str(msg + n, " '", 2);
+            n += put_str(msg + n, t->name, TASK_NAME_MAX);
+            n += put_str(msg + n, "' overflowed its ", 17);
+            n += put_u64(msg + n, t->stack->size / 1024);
+            n += put_str(msg + n, " KiB stack\n", 11);
+            ssize_t wr = write(STDERR_FILENO, msg, n);
+            (void)wr;
+            signal(SIGABRT, SIG_DFL);
+            abort();
+        }
+    }
+    /* Not ours: restore what was there and return, so the fault repeats
+     * under the previous disposition. */
+    sigaction(SIGSEGV, &previous_segv, NULL);
+    (void)sig;
+    (void)uctx;
+}
+
+int weft__overflow_install(weft__worker *w)
+{
+    size_t size = 64 * 1024;
+    void *alt = MAP_FAILED;
+    if (!weft__fault_hit(WEFT_FAULT_MMAP))
+        alt = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (alt == MAP_FAILED)
+        return -ENOMEM;
+    stack_t ss = {.ss_sp = alt, .ss_size = size, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) < 0) {
+        int e = -errno;
+        munmap(alt, size);
+        return e;
+    }
+    w->altstack = alt;
+    w->altstack_size = size;
+    pthread_mutex_lock(&install_lock);
+    if (installed_count++ == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_segv;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &previous_segv);
+    }
+    pthread_mutex_unlock(&install_lock);
+    return 0;
+}
+
+void weft__overflow_remove(weft__worker *w)
+{
+    if (!w->altstack)
+        return;
+    pthread_mutex_lock(&install_lock);
+    if (--installed_count == 0)
+        sigaction(SIGSEGV, &previous_segv, NULL);
+    pthread_mutex_unlock(&install_lock);
+    stack_t ss = {.ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    munmap(w->altstack, w->altstack_size);
+    w->altstack = NULL;
+}

@@ -1,0 +1,243 @@
+/* Stack slabs and the per-worker pool; see stack.h. */
+#include "context/stack.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/fault.h"
+#include "context/fiber.h"
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define WEFT_HAVE_VALGRIND 1
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13 UAPI; not yet in Debian 12's headers */
+#endif
+
+/* A slab is one mapping carved into `capacity` slots of guard + stack. Slabs
+ * of a class double in size up to 1024 slots, so small programs map little
+ * and a million stacks need only about a thousand mappings. */
+typedef struct weft__slab {
+    struct weft__slab *next;
+    char *base;
+    size_t map_len;
+    size_t slot_len; /* guard page + stack size */
+    unsigned capacity;
+    unsigned carved;
+    weft__stack stacks[]; /* descriptors, carved in order */
+} weft__slab;
+
+static size_t page_size(void)
+{
+    static size_t cached;
+    if (!cached)
+        cached = (size_t)sysconf(_SC_PAGESIZE);
+    return cached;
+}
+
+/* 0 = not probed, 1 = madvise guards work, 2 = use mprotect. */
+static _Atomic int guard_mode;
+
+bool weft__stack_guard_madvise(void)
+{
+    return atomic_load(&guard_mode) != 2;
+}
+
+int weft__stack_class(size_t size)
+{
+    if (size < WEFT_STACK_MIN || size > WEFT_STACK_MAX)
+        return -EINVAL;
+    int c = 0;
+    while (((size_t)WEFT_STACK_MIN << c) < size)
+        c++;
+    return c;
+}
+
+size_t weft__stack_class_size(int size_class)
+{
+    return (size_t)WEFT_STACK_MIN << size_class;
+}
+
+void weft__stack_pool_init(weft__stack_pool *p)
+{
+    *p = (weft__stack_pool){0};
+}
+
+static int install_guard(char *guard)
+{
+    int mode = atomic_load(&guard_mode);
+    if (mode != 2) {
+        if (madvise(guard, page_size(), MADV_GUARD_INSTALL) == 0) {
+            atomic_store(&guard_mode, 1);
+            return 0;
+        }
+        if (errno != EINVAL)
+            return -errno;
+        atomic_store(&guard_mode, 2); /* kernel before 6.13 */
+    }
+    return mprotect(guard, page_size(), PROT_NONE) == 0 ? 0 : -errno;
+}
+
+static int slab_new(weft__stack_pool *p, int size_class, weft__slab **out)
+{
+    unsigned capacity = 8;
+    for (weft__slab *s = p->slabs; s; s = s->next)
+        if (s->slot_len == page_size() + weft__stack_class_size(size_class) && capacity < 1024)
+            capacity *= 2;
+    size_t slot_len = page_size() + weft__stack_class_size(size_class);
+    /* Huge stacks: keep a slab under 64 GiB of address space. */
+    while (capacity > 1 && slot_len * capacity > ((size_t)64 << 30))
+        capacity /= 2;
+
+    weft__slab *slab = weft__malloc(sizeof *slab + capacity * sizeof(weft__stack));
+    if (!slab)
+        return -ENOMEM;
+    void *base = MAP_FAILED;
+    if (!weft__fault_hit(WEFT_FAULT_MMAP))
+        base = mmap(NULL, slot_len * capacity, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED) {
+        free(slab);
+        return -ENOMEM;
+    }
+    slab->base = base;
+    slab->map_len = slot_len * capacity;
+    slab->slot_len = slot_len;
+    slab->capacity = capacity;
+    slab->carved = 0;
+    slab->next = p->slabs;
+    p->slabs = slab;
+    p->bytes_mapped += slab->map_len;
+    *out = slab;
+    return 0;
+}
+
+int weft__stack_acquire(weft__stack_pool *p, int size_class, weft__stack **out)
+{
+    weft__stack *s = p->free[size_class];
+    if (s) {
+        p->free[size_class] = s->next;
+        s->in_pool = false;
+        p->pooled--;
+        p->live++;
+        *out = s;
+        return 0;
+    }
+    weft__slab *slab = p->carving[size_class];
+    if (!slab || slab->carved == slab->capacity) {
+        int r = slab_new(p, size_class, &slab);
+        if (r < 0)
+            return r;
+        p->carving[size_class] = slab;
+    }
+    char *slot = slab->base + (size_t)slab->carved * slab->slot_len;
+    int r = install_guard(slot);
+    if (r < 0)
+        return -ENOMEM;
+    s = &slab->stacks[slab->carved++];
+    s->next = NULL;
+    s->lo = slot + page_size();
+    s->size = slab->slot_len - page_size();
+    s->slab = slab;
+    s->size_class = (uint8_t)size_class;
+    s->trimmed = true; /* fresh pages: nothing to return */
+    s->valgrind_id = 0;
+    s->in_pool = false;
+    s->on_untrimmed = false;
+#ifdef WEFT_HAVE_VALGRIND
+    s->valgrind_id = VALGRIND_STACK_REGISTER(s->lo, s->lo + s->size);
+#endif
+    p->live++;
+    *out = s;
+    return 0;
+}
+
+int weft__stack_reserve(weft__stack_pool *p, int size_class)
+{
+    weft__slab *slab = p->carving[size_class];
+    if (p->free[size_class] || (slab && slab->carved < slab->capacity))
+        return 0;
+    int r = slab_new(p, size_class, &slab);
+    if (r < 0)
+        return r;
+    p->carving[size_class] = slab;
+    return 0;
+}
+
+void weft__stack_release(weft__stack_pool *p, weft__stack *s)
+{
+#ifdef WEFT_ASAN
+    /* Frames of the finished task may still be poisoned; the next task that
+     * gets this stack must start clean. */
+    __asan_unpoison_memory_region(s->lo, s->size);
+#endif
+    s->next = p->free[s->size_class];
+    p->free[s->size_class] = s;
+    s->in_pool = true;
+    p->live--;
+    p->pooled++;
+    if (s->size > WEFT_STACK_HIGHWATER) {
+        s->trimmed = false;
+        if (!s->on_untrimmed) {
+            s->on_untrimmed = true;
+            s->next_untrimmed = p->untrimmed;
+            p->untrimmed = s;
+        }
+    }
+}
+
+unsigned weft__stack_trim(weft__stack_pool *p, unsigned max)
+{
+    /* Stacks reacquired since their release are dropped from the list here;
+     * their next release puts them back. */
+    unsigned done = 0;
+    while (p->untrimmed && done < max) {
+        weft__stack *s = p->untrimmed;
+        p->untrimmed = s->next_untrimmed;
+        s->on_untrimmed = false;
+        if (!s->in_pool || s->trimmed)
+            continue;
+        madvise(s->lo, s->size - WEFT_STACK_HIGHWATER, MADV_DONTNEED);
+        s->trimmed = true;
+        done++;
+    }
+    return done;
+}
+
+void weft__stack_pool_fini(weft__stack_pool *p)
+{
+    weft__slab *slab = p->slabs;
+    while (slab) {
+        weft__slab *next = slab->next;
+#ifdef WEFT_HAVE_VALGRIND
+        for (unsigned i = 0; i < slab->carved; i++)
+            VALGRIND_STACK_DEREGISTER(slab->stacks[i].valgrind_id);
+#endif
+        munmap(slab->base, slab->map_len);
+        free(slab);
+        slab = next;
+    }
+    *p = (weft__stack_pool){0};
+}
+
+const weft__stack *weft__stack_guard_owner(const weft__stack_pool *p, const void *addr)
+{
+    const char *a = addr;
+    for (const weft__slab *slab = p->slabs; slab; slab = slab->next) {
+        if (a < slab->base || a >= slab->base + slab->map_len)
+            continue;
+        size_t i = (size_t)(a - slab->base) / slab->slot_len;
+        if (i >= slab->carved)
+            return NULL;
+        const char *slot = slab->base + i * slab->slot_len;
+        if (a < slot + page_size())
+            return &slab->stacks[i];
+        return NULL;
+    }
+    return NULL;
+}

@@ -1,0 +1,74 @@
+/* Guarded, pooled task stacks (DESIGN §9).
+ *
+ * Stacks are carved from large MAP_NORESERVE slabs. Each slot is a guard page
+ * followed by the usable stack; the guard is installed with
+ * MADV_GUARD_INSTALL (Linux 6.13+), which does not split the VMA, so a
+ * million guarded stacks fit under the default vm.max_map_count; older
+ * kernels fall back to mprotect(PROT_NONE). Freed stacks return to the
+ * worker's pool with their touched pages; when the worker goes idle it trims
+ * pooled stacks to a high-water mark with MADV_DONTNEED.
+ */
+#ifndef WEFT_CONTEXT_STACK_H
+#define WEFT_CONTEXT_STACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WEFT_STACK_MIN       (16u * 1024)
+#define WEFT_STACK_MAX       ((size_t)1 << 30)
+#define WEFT_STACK_DEFAULT   (256u * 1024)
+#define WEFT_STACK_HIGHWATER (32u * 1024) /* touched bytes a pooled stack keeps */
+#define WEFT_STACK_CLASSES   17           /* 16 KiB << 0 .. 16 KiB << 16 = 1 GiB */
+
+struct weft__slab;
+
+typedef struct weft__stack {
+    struct weft__stack *next;  /* pool free list */
+    struct weft__stack *next_untrimmed; /* pool's list of stacks to trim */
+    char *lo;                  /* lowest usable byte, just above the guard */
+    size_t size;               /* usable bytes */
+    struct weft__slab *slab;
+    unsigned valgrind_id;
+    uint8_t size_class;
+    bool trimmed;              /* pages below the high-water mark returned */
+    bool in_pool;              /* on a free list now */
+    bool on_untrimmed;         /* on the pool's untrimmed list */
+} weft__stack;
+
+typedef struct weft__stack_pool {
+    weft__stack *free[WEFT_STACK_CLASSES];
+    struct weft__slab *carving[WEFT_STACK_CLASSES]; /* slab with uncarved slots */
+    struct weft__slab *slabs;                        /* every slab, for teardown */
+    weft__stack *untrimmed;  /* released stacks that may need trimming */
+    uint64_t live;           /* handed out */
+    uint64_t pooled;         /* free in the pool */
+    uint64_t bytes_mapped;
+} weft__stack_pool;
+
+/* Rounds a requested stack size up to its class. Returns the class index,
+ * or -EINVAL when size is outside [WEFT_STACK_MIN, WEFT_STACK_MAX]. */
+int weft__stack_class(size_t size);
+size_t weft__stack_class_size(int size_class);
+
+void weft__stack_pool_init(weft__stack_pool *p);
+/* Unmaps every slab; every stack must have been released. */
+void weft__stack_pool_fini(weft__stack_pool *p);
+/* Takes a stack of the given class. Returns 0 or -ENOMEM. */
+int weft__stack_acquire(weft__stack_pool *p, int size_class, weft__stack **out);
+/* Makes sure acquire can succeed without a new mapping: a pooled stack or
+ * an uncarved slot exists, or a new slab is mapped now. Returns 0 or -ENOMEM.
+ * This is how spawn reports "no stacks" while the stack itself is taken at
+ * the first run. */
+int weft__stack_reserve(weft__stack_pool *p, int size_class);
+void weft__stack_release(weft__stack_pool *p, weft__stack *s);
+/* Trims up to max untrimmed pooled stacks; returns how many it trimmed. */
+unsigned weft__stack_trim(weft__stack_pool *p, unsigned max);
+
+/* True when MADV_GUARD_INSTALL guards stacks (else mprotect does). */
+bool weft__stack_guard_madvise(void);
+/* Finds the pool stack whose guard page contains addr, for the overflow
+ * report; NULL if none. Async-signal-safe (reads only). */
+const weft__stack *weft__stack_guard_owner(const weft__stack_pool *p, const void *addr);
+
+#endif

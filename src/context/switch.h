@@ -1,0 +1,15 @@
+/* The raw stack switch, written in assembly per architecture.
+ *
+ * weft__ctx_switch saves the callee-saved registers (and the FP control
+ * words) on the current stack, stores the stack pointer in *save_sp, loads
+ * load_sp, restores that context's registers and returns `transfer` there.
+ * A fresh context made by weft__ctx_make starts in entry(transfer) instead;
+ * entry must never return.
+ */
+#ifndef WEFT_CONTEXT_SWITCH_H
+#define WEFT_CONTEXT_SWITCH_H
+
+void *weft__ctx_switch(void **save_sp, void *load_sp, void *transfer);
+void *weft__ctx_make(void *stack_top, void (*entry)(void *transfer));
+
+#endif

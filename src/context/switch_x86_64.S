@@ -1,0 +1,80 @@
+/* x86_64 System V stack switch. See switch.h for the contract.
+ *
+ * Frame saved on the switched-from stack, lowest address first:
+ *   [mxcsr:4 | x87 cw:2 | pad:2] r15 r14 r13 r12 rbx rbp <return address>
+ * MXCSR control bits and the x87 control word are callee-saved in the ABI, so
+ * a task that changes the rounding mode cannot leak it into another task. */
+    .text
+    .globl  weft__ctx_switch
+    .hidden weft__ctx_switch
+    .type   weft__ctx_switch, @function
+    .p2align 4
+weft__ctx_switch:
+    .cfi_startproc
+    pushq   %rbp
+    pushq   %rbx
+    pushq   %r12
+    pushq   %r13
+    pushq   %r14
+    pushq   %r15
+    subq    $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw  4(%rsp)
+    movq    %rsp, (%rdi)
+    movq    %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw   4(%rsp)
+    addq    $8, %rsp
+    popq    %r15
+    popq    %r14
+    popq    %r13
+    popq    %r12
+    popq    %rbx
+    popq    %rbp
+    movq    %rdx, %rax
+    ret
+    .cfi_endproc
+    .size   weft__ctx_switch, .-weft__ctx_switch
+
+/* First "return" into a fresh context lands here with the entry function in
+ * r12 and the transfer value in rax. The stack is 16-byte aligned so the call
+ * enters entry() with the alignment the ABI requires. */
+    .type   weft_ctx_trampoline, @function
+    .p2align 4
+weft_ctx_trampoline:
+    .cfi_startproc
+    .cfi_undefined rip
+    movq    %rax, %rdi
+    callq   *%r12
+    ud2
+    .cfi_endproc
+    .size   weft_ctx_trampoline, .-weft_ctx_trampoline
+
+/* void *weft__ctx_make(void *stack_top, void (*entry)(void *)) */
+    .globl  weft__ctx_make
+    .hidden weft__ctx_make
+    .type   weft__ctx_make, @function
+    .p2align 4
+weft__ctx_make:
+    .cfi_startproc
+    movq    %rdi, %rax
+    andq    $-16, %rax
+    subq    $80, %rax              /* 8 fp + 6 regs + ret + 2 pad = 80 */
+    movl    $0x1f80, (%rax)        /* default MXCSR: all exceptions masked */
+    movw    $0x037f, 4(%rax)       /* default x87 control word */
+    movw    $0, 6(%rax)
+    movq    $0, 8(%rax)            /* r15 */
+    movq    $0, 16(%rax)           /* r14 */
+    movq    $0, 24(%rax)           /* r13 */
+    movq    %rsi, 32(%rax)         /* r12 = entry */
+    movq    $0, 40(%rax)           /* rbx */
+    movq    $0, 48(%rax)           /* rbp: ends frame-pointer walks */
+    leaq    weft_ctx_trampoline(%rip), %rcx
+    movq    %rcx, 56(%rax)
+    movq    $0, 64(%rax)
+    movq    $0, 72(%rax)
+    ret
+    .cfi_endproc
+    .size   weft__ctx_make, .-weft__ctx_make
+
+    .section .note.GNU-stack,"",@progbits

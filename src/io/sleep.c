@@ -1,0 +1,46 @@
+/* Sleeping: a timer record on the sleeping task's stack, armed in the
+ * worker's heap, and a park until it fires. */
+#include <errno.h>
+#include <weft/io.h>
+
+#include "runtime/worker.h"
+
+int weft_sleep_until(uint64_t abs_ns)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *t = w ? w->current : NULL;
+    if (!t)
+        return -EPERM;
+    int r = weft__task_interrupted(t);
+    if (r)
+        return r;
+    /* A pushed deadline that comes first ends the sleep with -ETIMEDOUT. */
+    bool by_deadline = t->deadline && t->deadline < abs_ns;
+    weft__timer timer = {.when = by_deadline ? t->deadline : abs_ns, .task = t};
+    if (timer.when <= weft_now_ns()) {
+        if (by_deadline)
+            return -ETIMEDOUT;
+        return weft_yield();
+    }
+    r = weft__timer_add(&w->timers, &timer);
+    if (r < 0)
+        return r;
+    while (!timer.fired) {
+        weft__task_park();
+        if ((atomic_load_explicit(&t->state, memory_order_acquire) & TASK_CANCELLED) &&
+            !t->shield) {
+            weft__timer_remove(&weft__worker_self()->timers, &timer);
+            return -ECANCELED;
+        }
+    }
+    return by_deadline ? -ETIMEDOUT : 0;
+}
+
+int weft_sleep_ns(uint64_t ns)
+{
+    if (!weft__worker_self() || !weft__task_current())
+        return -EPERM;
+    if (ns == 0)
+        return weft_yield();
+    return weft_sleep_until(weft_now_ns() + ns);
+}

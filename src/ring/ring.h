@@ -1,0 +1,46 @@
+/* A worker's io_uring (internal).
+ *
+ * Every submitted SQE carries a pointer to a weft__op as user_data; the op
+ * record lives wherever its owner keeps it (a waiting task's stack, the
+ * worker). Completions are dispatched by calling op->complete. SQEs are
+ * batched: they go to the kernel at scheduling points and before parking.
+ */
+#ifndef WEFT_RING_RING_H
+#define WEFT_RING_RING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct weft__op weft__op;
+struct weft__op {
+    void (*complete)(weft__op *op, int res, uint32_t cflags);
+};
+
+typedef struct weft__ring {
+    struct io_uring uring;
+    unsigned setup_flags;  /* the IORING_SETUP_* flags the kernel accepted */
+    unsigned pending_sqes; /* prepared, not yet submitted */
+    uint64_t inflight;     /* submitted, completion not yet reaped */
+    uint64_t sq_full;      /* times a full SQ forced an early submit */
+    uint64_t cq_overflow;  /* times the kernel reported CQ overflow */
+    uint64_t cqes;         /* completions dispatched */
+} weft__ring;
+
+/* Sets up the ring with the best flags the kernel accepts: SINGLE_ISSUER +
+ * DEFER_TASKRUN (6.1), COOP_TASKRUN (5.19), SUBMIT_ALL (5.18), falling back
+ * step by step. Must be called on the thread that will use it. Returns 0 or
+ * -errno from io_uring_setup. */
+int weft__ring_init(weft__ring *r, unsigned entries);
+void weft__ring_fini(weft__ring *r);
+
+/* A fresh SQE with user_data = op. A full SQ is submitted and retried, never
+ * dropped. Returns NULL only under fault injection (WEFT_FAULT_SQE). */
+struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op);
+
+/* Submits pending SQEs, waits up to timeout_ns for at least one completion
+ * (0 = do not wait, UINT64_MAX = no timeout) and dispatches every completion
+ * that is ready. Returns the number dispatched or -errno. */
+int weft__ring_wait(weft__ring *r, uint64_t timeout_ns);
+
+#endif

@@ -1,0 +1,99 @@
+/* Config validation. Every rejection names the field and the reason, so a
+ * caller can print weft_last_config_error() and fix the one thing wrong. */
+#include "runtime/config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "context/stack.h"
+
+static __thread char last_error[256];
+
+const char *weft_last_config_error(void)
+{
+    return last_error;
+}
+
+__attribute__((format(printf, 1, 2))) static int reject(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static const weft_queue_spec default_queue = {.name = "default", .weight = 1};
+
+int weft__config_resolve(const weft_config *in, weft_config *out)
+{
+    static const weft_config zero;
+    last_error[0] = 0;
+    *out = in ? *in : zero;
+    if (out->workers > 1024)
+        return reject("workers: %u is more than 1024", out->workers);
+    if (!out->queues && out->nqueues)
+        return reject("queues: NULL with nqueues = %zu", out->nqueues);
+    if (out->queues && !out->nqueues)
+        return reject("queues: given with nqueues = 0");
+    if (out->nqueues > WEFT_MAX_QUEUES)
+        return reject("queues: %zu queues, at most %d are supported", out->nqueues,
+                      WEFT_MAX_QUEUES);
+    for (size_t i = 0; i < out->nqueues; i++) {
+        const weft_queue_spec *q = &out->queues[i];
+        if (!q->name || !q->name[0])
+            return reject("queues[%zu]: the name is empty", i);
+        if (q->weight == 0 || q->weight > WEFT_MAX_WEIGHT)
+            return reject("queue '%s': weight %u is outside 1..%d", q->name, q->weight,
+                          WEFT_MAX_WEIGHT);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(out->queues[j].name, q->name) == 0)
+                return reject("queue '%s': the name is used twice (queues[%zu] and [%zu])",
+                              q->name, j, i);
+    }
+    if (!out->queues) {
+        out->queues = &default_queue;
+        out->nqueues = 1;
+    }
+    if (!out->stack_size)
+        out->stack_size = WEFT_STACK_DEFAULT;
+    if (weft__stack_class(out->stack_size) < 0)
+        return reject("stack_size: %zu is outside %u .. %zu bytes", out->stack_size,
+                      WEFT_STACK_MIN, (size_t)WEFT_STACK_MAX);
+    if (!out->ring_entries)
+        out->ring_entries = 1024;
+    if (out->ring_entries > WEFT_MAX_RING_ENTRIES)
+        return reject("ring_entries: %u is more than %d", out->ring_entries,
+                      WEFT_MAX_RING_ENTRIES);
+    if (!out->direct_fds)
+        out->direct_fds = 1024;
+    if ((unsigned)out->orphans > WEFT_ORPHANS_ADOPT)
+        return reject("orphans: unknown policy %d", (int)out->orphans);
+    if ((unsigned)out->on_cleanup_error > WEFT_CLEANUP_ABORT)
+        return reject("on_cleanup_error: unknown policy %d", (int)out->on_cleanup_error);
+    if ((unsigned)out->on_panic > WEFT_PANIC_CATCH)
+        return reject("on_panic: unknown policy %d", (int)out->on_panic);
+    if (!out->cleanup_retries)
+        out->cleanup_retries = 3;
+    if (!out->sched_latency_ns)
+        out->sched_latency_ns = 2000000;
+    if (!out->min_slice_ns)
+        out->min_slice_ns = 100000;
+    if (!out->io_poll_interval_ns)
+        out->io_poll_interval_ns = 500000;
+    if (!out->max_runs_per_slice)
+        out->max_runs_per_slice = 61;
+    if (!out->lifo_skip_interval)
+        out->lifo_skip_interval = 16;
+    return 0;
+}
+
+int weft__config_queue_index(const weft_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nqueues; i++)
+        if (strcmp(cfg->queues[i].name, name) == 0)
+            return (int)i;
+    return -ENOENT;
+}

@@ -1,0 +1,18 @@
+/* Runtime configuration: validation and defaults (internal). */
+#ifndef WEFT_RUNTIME_CONFIG_H
+#define WEFT_RUNTIME_CONFIG_H
+
+#include <weft/runtime.h>
+
+#define WEFT_MAX_QUEUES       64
+#define WEFT_MAX_WEIGHT       10000
+#define WEFT_MAX_RING_ENTRIES 32768
+
+/* Copies *in (NULL = defaults) into *out with every zero field replaced by
+ * its default. Returns 0, or -EINVAL with the reason recorded for
+ * weft_last_config_error(). */
+int weft__config_resolve(const weft_config *in, weft_config *out);
+/* Index of the queue with this name, or -ENOENT. */
+int weft__config_queue_index(const weft_config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,318 @@
+/* The worker: its scheduler loop, the run-queue hand-off, parking on the
+ * ring, wakes from other threads, and the task-record cache. */
+#include "runtime/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <weft/io.h>
+
+#include "common/fault.h"
+
+/* ---- per-thread state, reached only through these two functions --------- */
+
+static __thread weft__worker *tls_worker;
+
+/* Not inlined and not analysed across calls (GCC's noipa): a task may resume
+ * on another thread after any blocking call, and a cached TLS address would
+ * then point at the old thread's worker. */
+#if defined(__clang__)
+__attribute__((noinline))
+#else
+__attribute__((noipa))
+#endif
+weft__worker *
+weft__worker_self(void)
+{
+    weft__worker *w = tls_worker;
+    __asm__ volatile("" : "+r"(w)::"memory");
+    return w;
+}
+
+void weft__worker_set_self(weft__worker *w)
+{
+    tls_worker = w;
+}
+
+uint64_t weft_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- task records --------------------------------------------------------- */
+
+#define TASK_CACHE_MAX 4096
+
+weft_task *weft__task_alloc(weft__worker *w)
+{
+    weft_task *t = w->free_tasks;
+    if (t) {
+        w->free_tasks = t->rq_next;
+        w->nfree_tasks--;
+        return t;
+    }
+    return weft__malloc(sizeof(weft_task));
+}
+
+void weft__task_free(weft__worker *w, weft_task *t)
+{
+    free(t->panic_msg);
+    free(t->deadline_stack);
+    t->magic = TASK_MAGIC_DEAD;
+    /* Debug builds do not recycle records, so a stale handle is caught by
+     * the magic check or by ASan instead of aliasing a new task. */
+#ifdef NDEBUG
+    if (w && w->nfree_tasks < TASK_CACHE_MAX) {
+        t->rq_next = w->free_tasks;
+        w->free_tasks = t;
+        w->nfree_tasks++;
+        return;
+    }
+#else
+    (void)w;
+#endif
+    free(t);
+}
+
+/* ---- wakes from other threads --------------------------------------------- */
+
+static void arm_wake_read(weft__worker *w);
+
+static void drain_inbox(weft__worker *w)
+{
+    if (!atomic_load_explicit(&w->inbox_nonempty, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&w->inbox_lock);
+    weft_task *t = w->inbox_head;
+    w->inbox_head = w->inbox_tail = NULL;
+    atomic_store_explicit(&w->inbox_nonempty, false, memory_order_relaxed);
+    pthread_mutex_unlock(&w->inbox_lock);
+    while (t) {
+        weft_task *next = t->rq_next;
+        weft__runqueue_push(&w->runq, t);
+        t = next;
+    }
+}
+
+static void on_wake_fd(weft__op *op, int res, uint32_t cflags)
+{
+    weft__worker *w = (weft__worker *)((char *)op - offsetof(weft__worker, wake_op));
+    w->wake_armed = false;
+    (void)res;
+    (void)cflags;
+    drain_inbox(w);
+    arm_wake_read(w);
+}
+
+static void arm_wake_read(weft__worker *w)
+{
+    if (w->wake_armed || w->wake_fd < 0)
+        return;
+    struct io_uring_sqe *sqe = weft__ring_sqe(&w->ring, &w->wake_op);
+    if (!sqe)
+        return; /* fault injection: retried at the next park */
+    io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0);
+    w->wake_armed = true;
+}
+
+void weft__worker_schedule(weft_task *t)
+{
+    weft__worker *w = t->owner;
+    if (weft__worker_self() == w) {
+        weft__runqueue_push(&w->runq, t);
+        return;
+    }
+    pthread_mutex_lock(&w->inbox_lock);
+    t->rq_next = NULL;
+    if (w->inbox_tail)
+        w->inbox_tail->rq_next = t;
+    else
+        w->inbox_head = t;
+    w->inbox_tail = t;
+    atomic_store_explicit(&w->inbox_nonempty, true, memory_order_release);
+    pthread_mutex_unlock(&w->inbox_lock);
+    uint64_t one = 1;
+    ssize_t n = write(w->wake_fd, &one, sizeof one);
+    (void)n;
+}
+
+/* ---- running tasks -------------------------------------------------------- */
+
+void weft__worker_switch_out(weft__worker *w, weft_task *t, weft__switch_reason why)
+{
+    w->reason = why;
+    weft__fiber_switch(&t->fiber, &w->fiber, NULL, why == SWITCH_EXIT);
+}
+
+static void after_park(weft__worker *w, weft_task *t)
+{
+    uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+    for (;;) {
+        if (s & TASK_NOTIFIED) {
+            /* A wake raced the park: consume it and stay runnable. */
+            if (atomic_compare_exchange_weak_explicit(&t->state, &s, s & ~TASK_NOTIFIED,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                weft__runqueue_push(&w->runq, t);
+                return;
+            }
+        } else if (atomic_compare_exchange_weak_explicit(&t->state, &s, s & ~TASK_RUNNING,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire)) {
+            return;
+        }
+    }
+}
+
+static void run_task(weft__worker *w, weft_task *t)
+{
+    uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+    if (s & TASK_NOTIFIED) /* woken again while queued: this run answers it */
+        atomic_fetch_and_explicit(&t->state, ~TASK_NOTIFIED, memory_order_relaxed);
+    if (!t->stack) {
+        if (s & TASK_CANCELLED) {
+            weft__task_complete_unstarted(t);
+            weft__task_ref_drop(t);
+            return;
+        }
+        weft__stack *stack;
+        int r = weft__stack_acquire(&w->stacks, t->stack_class, &stack);
+        if (r == 0) {
+            r = weft__fiber_init(&t->fiber, stack->lo, stack->size, weft__task_entry);
+            if (r < 0)
+                weft__stack_release(&w->stacks, stack);
+        }
+        if (r < 0) {
+            /* No stack after all (see weft__stack_reserve): the task ends
+             * without running and its join reports -ENOMEM. */
+            weft__task_complete_unstarted(t);
+            t->outcome = -ENOMEM;
+            weft__task_ref_drop(t);
+            return;
+        }
+        t->stack = stack;
+    }
+    w->current = t;
+    w->count.switches++;
+    weft__fiber_switch(&w->fiber, &t->fiber, t, false);
+    w->current = NULL;
+    switch (w->reason) {
+    case SWITCH_YIELD:
+        weft__runqueue_push(&w->runq, t);
+        break;
+    case SWITCH_PARK:
+        after_park(w, t);
+        break;
+    case SWITCH_EXIT:
+        weft__fiber_fini(&t->fiber);
+        weft__stack_release(&w->stacks, t->stack);
+        t->stack = NULL;
+        weft__task_ref_drop(t);
+        break;
+    }
+}
+
+static uint64_t live_tasks(const weft__worker *w)
+{
+    const weft__worker_counters *c = &w->count;
+    return c->spawned - c->completed - c->cancelled - c->panicked;
+}
+
+/* Tasks run in batches; between batches the worker fires due timers and
+ * reaps completions. Without a run-queue entry it parks in io_uring_enter
+ * until the next timer, a completion or a wake from another thread. */
+#define RUN_BATCH 64
+
+int weft__worker_run(weft__worker *w)
+{
+    arm_wake_read(w);
+    for (;;) {
+        weft_task *t;
+        unsigned ran = 0;
+        while (ran < RUN_BATCH && (t = weft__runqueue_pop(&w->runq))) {
+            run_task(w, t);
+            ran++;
+        }
+        if (live_tasks(w) == 0)
+            return 0;
+        drain_inbox(w);
+        if (w->timers.len)
+            weft__timer_expire(&w->timers, weft_now_ns());
+        bool other_io = w->ring.inflight > (w->wake_armed ? 1u : 0u) || w->ring.pending_sqes;
+        if (!weft__runqueue_empty(&w->runq)) {
+            if (other_io) {
+                int r = weft__ring_wait(&w->ring, 0);
+                if (r < 0)
+                    return r;
+            }
+            continue;
+        }
+        /* Idle: give back deep stack pages, then park until the next timer. */
+        weft__stack_trim(&w->stacks, 64);
+        uint64_t next = weft__timer_next(&w->timers);
+        uint64_t timeout = UINT64_MAX;
+        if (next != UINT64_MAX) {
+            uint64_t now = weft_now_ns();
+            if (next <= now)
+                continue;
+            timeout = next - now;
+        }
+        arm_wake_read(w);
+        w->count.parks++;
+        int r = weft__ring_wait(&w->ring, timeout);
+        if (r < 0)
+            return r;
+    }
+}
+
+int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index)
+{
+    memset(w, 0, sizeof *w);
+    w->rt = rt;
+    w->index = index;
+    w->wake_fd = -1;
+    w->wake_op.complete = on_wake_fd;
+    weft__fiber_init_thread(&w->fiber);
+    weft__stack_pool_init(&w->stacks);
+    pthread_mutex_init(&w->inbox_lock, NULL);
+    int r = weft__ring_init(&w->ring, rt->cfg.ring_entries);
+    if (r < 0)
+        goto fail_ring;
+    w->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (w->wake_fd < 0) {
+        r = -errno;
+        goto fail_fd;
+    }
+    r = weft__overflow_install(w);
+    if (r < 0)
+        goto fail_alt;
+    return 0;
+fail_alt:
+    close(w->wake_fd);
+fail_fd:
+    weft__ring_fini(&w->ring);
+fail_ring:
+    pthread_mutex_destroy(&w->inbox_lock);
+    return r;
+}
+
+void weft__worker_fini(weft__worker *w)
+{
+    weft__overflow_remove(w);
+    /* Closing the ring cancels the pending eventfd read; its op record lives
+     * in this struct, which outlives the ring. */
+    weft__ring_fini(&w->ring);
+    close(w->wake_fd);
+    weft__timer_heap_fini(&w->timers);
+    weft__stack_pool_fini(&w->stacks);
+    while (w->free_tasks) {
+        weft_task *t = w->free_tasks;
+        w->free_tasks = t->rq_next;
+        free(t);
+    }
+    pthread_mutex_destroy(&w->inbox_lock);
+}

@@ -1,0 +1,473 @@
+/* Task lifecycle: spawn, the state word, park/wake, join, detach, finish.
+ * See task.h for the state protocol. */
+#include "task/task.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft/io.h>
+
+#include "common/fault.h"
+#include "runtime/config.h"
+#include "runtime/worker.h"
+
+#define PUBLIC_FLAGS                                                                               \
+    (WEFT_TASK_BACKGROUND | WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN | WEFT_TASK_SPAWN_LIFO | \
+     WEFT_TASK_SPAWN_FIFO)
+
+struct weft__defer {
+    struct weft__defer *next;
+    void (*fn)(void *);
+    void *arg;
+};
+
+weft_task *weft__task_current(void)
+{
+    weft__worker *w = weft__worker_self();
+    return w ? w->current : NULL;
+}
+
+static inline uint64_t load_state(const weft_task *t)
+{
+    return atomic_load_explicit(&((weft_task *)t)->state, memory_order_acquire);
+}
+
+void weft__task_wake(weft_task *t)
+{
+    uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+    for (;;) {
+        if (s & TASK_COMPLETE)
+            return;
+        if (s & TASK_RUNNING) {
+            if (s & TASK_NOTIFIED)
+                return;
+            if (atomic_compare_exchange_weak_explicit(&t->state, &s, s | TASK_NOTIFIED,
+                                                      memory_order_acq_rel, memory_order_acquire))
+                return;
+        } else if (atomic_compare_exchange_weak_explicit(&t->state, &s, s | TASK_RUNNING,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire)) {
+            /* We claimed the parked task: it is ours to queue. */
+            weft__worker_schedule(t);
+            return;
+        }
+    }
+}
+
+void weft__task_park(void)
+{
+    weft__worker *w = weft__worker_self();
+    weft__worker_switch_out(w, w->current, SWITCH_PARK);
+}
+
+int weft__task_interrupted(weft_task *t)
+{
+    if ((load_state(t) & TASK_CANCELLED) && !t->shield)
+        return -ECANCELED;
+    if (t->deadline && weft_now_ns() >= t->deadline)
+        return -ETIMEDOUT;
+    return 0;
+}
+
+int weft__task_park_interruptible(void)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *t = w->current;
+    int r = weft__task_interrupted(t);
+    if (r)
+        return r;
+    weft__timer deadline = {.when = t->deadline, .task = t};
+    bool timed = t->deadline && weft__timer_add(&w->timers, &deadline) == 0;
+    weft__task_park();
+    if (timed)
+        weft__timer_remove(&weft__worker_self()->timers, &deadline);
+    return weft__task_interrupted(t);
+}
+
+void weft__task_ref_drop(weft_task *t)
+{
+    uint64_t prev = atomic_fetch_sub_explicit(&t->state, TASK_REF_ONE, memory_order_acq_rel);
+    if ((prev & TASK_REF_MASK) == TASK_REF_ONE)
+        weft__task_free(weft__worker_self(), t);
+}
+
+/* ---- spawn ---------------------------------------------------------------- */
+
+int weft_spawn(weft_task **t, weft_fn fn, void *arg)
+{
+    return weft_spawn_ex(t, NULL, fn, arg);
+}
+
+int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *arg)
+{
+    static const weft_spawn_opts defaults;
+    if (out)
+        *out = NULL;
+    if (!fn)
+        return -EINVAL;
+    if (!o)
+        o = &defaults;
+    weft__worker *w = weft__worker_self();
+    if (!w)
+        return -EPERM;
+    weft__runtime *rt = w->rt;
+    if ((o->flags & ~PUBLIC_FLAGS) ||
+        ((o->flags & WEFT_TASK_SPAWN_LIFO) && (o->flags & WEFT_TASK_SPAWN_FIFO)))
+        return -EINVAL;
+    int size_class = rt->default_stack_class;
+    if (o->stack_size) {
+        size_class = weft__stack_class(o->stack_size);
+        if (size_class < 0)
+            return -EINVAL;
+    }
+    if (o->queue && weft__config_queue_index(&rt->cfg, o->queue) < 0)
+        return -ENOENT;
+    /* Make sure a stack can be had before promising to run the task; the
+     * stack itself is taken (and touched) only at the first run. */
+    int r = weft__stack_reserve(&w->stacks, size_class);
+    if (r < 0)
+        return r;
+    weft_task *t = weft__task_alloc(w);
+    if (!t)
+        return -ENOMEM;
+
+    weft_task *self = w->current;
+    weft_task *parent = (o->flags & WEFT_TASK_BACKGROUND) || !self ? &rt->root : self;
+    uint64_t state = TASK_RUNNING | TASK_REF_ONE;
+    if (out)
+        state += TASK_REF_ONE | TASK_JOIN_INTEREST;
+    /* A child of a cancelled task is born cancelled: it never runs. */
+    if (load_state(parent) & TASK_CANCELLED)
+        state |= TASK_CANCELLED;
+    atomic_init(&t->state, state);
+    t->magic = TASK_MAGIC_LIVE;
+    t->owner = w;
+    t->stack = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->result = NULL;
+    t->outcome = 0;
+    t->flags = o->flags;
+    t->stack_class = (uint8_t)size_class;
+    t->ndeadlines = 0;
+    t->shield = 0;
+    t->id = atomic_fetch_add_explicit(&rt->next_task_id, 1, memory_order_relaxed);
+    t->group = o->group ? o->group : t->id;
+    t->first_child = NULL;
+    t->live_children = 0;
+    t->joiner = NULL;
+    t->defers = NULL;
+    t->tags = o->tags;
+    t->panic_msg = NULL;
+    t->deadline = 0;
+    t->deadline_stack = NULL;
+    if (o->name) {
+        strncpy(t->name, o->name, TASK_NAME_MAX - 1);
+        t->name[TASK_NAME_MAX - 1] = 0;
+    } else {
+        t->name[0] = 0;
+    }
+    weft__tree_link(parent, t);
+    w->count.spawned++;
+    if (o->flags & WEFT_TASK_SPAWN_LIFO)
+        weft__runqueue_push_front(&w->runq, t);
+    else
+        weft__runqueue_push(&w->runq, t);
+    if (out)
+        *out = t;
+    return 0;
+}
+
+/* ---- join / detach / queries ---------------------------------------------- */
+
+static int check_handle(const weft_task *t)
+{
+    if (!t)
+        return -EINVAL;
+#ifndef NDEBUG
+    if (t->magic != TASK_MAGIC_LIVE || !(load_state(t) & TASK_JOIN_INTEREST))
+        return WEFT_EHANDLE;
+#endif
+    return 0;
+}
+
+static void release_handle(weft_task *t)
+{
+    atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_INTEREST, memory_order_relaxed);
+    weft__task_ref_drop(t);
+}
+
+int weft_join(weft_task *t, void **result)
+{
+    int r = check_handle(t);
+    if (r)
+        return r;
+    weft_task *self = weft__task_current();
+    if (!self)
+        return -EPERM;
+    if (t == self)
+        return -EDEADLK;
+    uint64_t s = load_state(t);
+    if (!(s & TASK_COMPLETE)) {
+        t->joiner = self;
+        s = atomic_fetch_or_explicit(&t->state, TASK_JOIN_WAKER, memory_order_acq_rel);
+        while (!(s & TASK_COMPLETE)) {
+            r = weft__task_park_interruptible();
+            s = load_state(t);
+            if (r < 0 && !(s & TASK_COMPLETE)) {
+                s = atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_WAKER,
+                                              memory_order_acq_rel);
+                if (!(s & TASK_COMPLETE)) {
+                    t->joiner = NULL;
+                    return r;
+                }
+                /* It completed as we gave up: report the real result. */
+            }
+        }
+    }
+    int outcome = t->outcome;
+    if (result)
+        *result = t->result;
+    release_handle(t);
+    return outcome;
+}
+
+void weft_detach(weft_task *t)
+{
+    if (check_handle(t))
+        return;
+    release_handle(t);
+}
+
+int weft_cancel(weft_task *t)
+{
+    if (!t)
+        return -EINVAL;
+    weft__tree_cancel(t, NULL);
+    return 0;
+}
+
+bool weft_task_finished(const weft_task *t)
+{
+    return t && (load_state(t) & TASK_COMPLETE);
+}
+
+uint64_t weft_task_id(const weft_task *t)
+{
+    return t ? t->id : 0;
+}
+
+const char *weft_task_panic_message(const weft_task *t)
+{
+    return t && (load_state(t) & TASK_COMPLETE) ? t->panic_msg : NULL;
+}
+
+uint64_t weft_self_id(void)
+{
+    weft_task *t = weft__task_current();
+    return t ? t->id : 0;
+}
+
+bool weft_cancelled(void)
+{
+    weft_task *t = weft__task_current();
+    return t && (load_state(t) & TASK_CANCELLED);
+}
+
+static int after_yield(weft_task *t)
+{
+    return (load_state(t) & TASK_CANCELLED) && !t->shield ? -ECANCELED : 0;
+}
+
+int weft_yield(void)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *t = w ? w->current : NULL;
+    if (!t)
+        return -EPERM;
+    weft__worker_switch_out(w, t, SWITCH_YIELD);
+    return after_yield(t);
+}
+
+int weft_yield_maybe(void)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *t = w ? w->current : NULL;
+    if (!t)
+        return -EPERM;
+    /* Until the two-level scheduler lands, a slice is a fixed number of runs
+     * of the worker loop; the task yields when other work is waiting. */
+    if (!weft__runqueue_empty(&w->runq))
+        weft__worker_switch_out(w, t, SWITCH_YIELD);
+    return after_yield(t);
+}
+
+int weft_defer(void (*fn)(void *), void *arg)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    if (!fn)
+        return -EINVAL;
+    struct weft__defer *d = weft__malloc(sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->fn = fn;
+    d->arg = arg;
+    d->next = t->defers;
+    t->defers = d;
+    return 0;
+}
+
+int weft_wait_children(void)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    int r = 0;
+    while (t->live_children && r == 0) {
+        t->flags |= TASK_F_WAIT_KIDS;
+        r = weft__task_park_interruptible();
+        t->flags &= ~TASK_F_WAIT_KIDS;
+    }
+    return t->live_children ? r : 0;
+}
+
+/* ---- deadlines and shields ------------------------------------------------ */
+
+int weft_deadline_push(uint64_t abs_ns)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    if (t->ndeadlines == TASK_MAX_DEADLINES)
+        return -EOVERFLOW;
+    if (!t->deadline_stack) {
+        t->deadline_stack = weft__malloc(TASK_MAX_DEADLINES * sizeof(uint64_t));
+        if (!t->deadline_stack)
+            return -ENOMEM;
+    }
+    t->deadline_stack[t->ndeadlines++] = t->deadline;
+    /* The innermost deadline is the earliest of all pushed. */
+    if (!t->deadline || abs_ns < t->deadline)
+        t->deadline = abs_ns ? abs_ns : 1;
+    return 0;
+}
+
+int weft_deadline_pop(void)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    if (!t->ndeadlines)
+        return -EINVAL;
+    t->deadline = t->deadline_stack[--t->ndeadlines];
+    return 0;
+}
+
+int weft_shield_push(void)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    if (t->shield == UINT16_MAX)
+        return -EOVERFLOW;
+    t->shield++;
+    return 0;
+}
+
+int weft_shield_pop(void)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    if (!t->shield)
+        return -EINVAL;
+    t->shield--;
+    return 0;
+}
+
+/* ---- the end of a task ---------------------------------------------------- */
+
+void weft__task_entry(void *transfer)
+{
+    weft__fiber_started();
+    weft_task *t = transfer;
+    t->flags |= TASK_F_STARTED;
+    t->result = t->fn(t->arg);
+    weft__task_finish(t);
+}
+
+static void run_defers(weft_task *t)
+{
+    while (t->defers) {
+        struct weft__defer *d = t->defers;
+        t->defers = d->next;
+        d->fn(d->arg);
+        free(d);
+    }
+}
+
+/* Publishes the outcome and wakes the joiner. The runtime's reference is
+ * dropped by the worker loop once it is off the task's stack. */
+static void complete(weft__worker *w, weft_task *t)
+{
+    weft__runtime *rt = w->rt;
+    if (t->flags & TASK_F_PANICKED) {
+        t->outcome = WEFT_EPANIC;
+        w->count.panicked++;
+    } else if (t->flags & TASK_F_CANCEL_SEEN) {
+        t->outcome = -ECANCELED;
+        w->count.cancelled++;
+    } else {
+        t->outcome = 0;
+        w->count.completed++;
+    }
+    if (t->outcome != 0)
+        t->result = NULL;
+    weft__tree_unlink(t);
+    uint64_t prev = atomic_fetch_or_explicit(&t->state, TASK_COMPLETE, memory_order_acq_rel);
+    if (prev & TASK_JOIN_WAKER)
+        weft__task_wake(t->joiner);
+    if (t == rt->main_task) {
+        /* The main task is done: background tasks are cancelled now and the
+         * loop runs until every task has finished. */
+        rt->main_done = true;
+        for (weft_task *c = rt->root.first_child; c; c = c->next_sibling)
+            weft__tree_cancel(c, NULL);
+    }
+}
+
+void weft__task_complete_unstarted(weft_task *t)
+{
+    t->flags |= TASK_F_CANCEL_SEEN;
+    complete(t->owner, t);
+}
+
+_Noreturn void weft__task_finish(weft_task *t)
+{
+    weft__runtime *rt = weft__worker_self()->rt;
+    t->flags |= TASK_F_FINISHING;
+    if (load_state(t) & TASK_CANCELLED)
+        t->flags |= TASK_F_CANCEL_SEEN;
+    if (t->first_child) {
+        if (rt->cfg.orphans == WEFT_ORPHANS_ADOPT && !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
+            weft__tree_adopt_children(t, &rt->orphans);
+        } else {
+            for (weft_task *c = t->first_child; c; c = c->next_sibling)
+                weft__tree_cancel(c, NULL);
+            /* Children may borrow this stack: wait for every one of them,
+             * whatever cancellation says about us. */
+            while (t->live_children) {
+                t->flags |= TASK_F_WAIT_KIDS;
+                weft__task_park();
+            }
+            t->flags &= ~TASK_F_WAIT_KIDS;
+        }
+    }
+    run_defers(t);
+    weft__worker *w = weft__worker_self();
+    complete(w, t);
+    weft__worker_switch_out(w, t, SWITCH_EXIT);
+    __builtin_unreachable();
+}

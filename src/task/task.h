@@ -1,0 +1,118 @@
+/* The task record and its state word (internal).
+ *
+ * State word, in the Tokio/Ringolo style, one atomic uint64_t:
+ *   RUNNING       the scheduler owns the task: it is running or sits in a run
+ *                 queue. Cleared only when the task parks (blocks).
+ *   NOTIFIED      a wake arrived while RUNNING: the next park returns at once.
+ *   COMPLETE      finished; outcome and result are final.
+ *   CANCELLED     cancellation requested.
+ *   JOIN_INTEREST a join handle exists.
+ *   JOIN_WAKER    a joiner is parked and stored in `joiner`.
+ *   refcount      in units of REF_ONE: one for the handle, one for the runtime.
+ * Any thread may wake or cancel a task (fetch_or / CAS on this word); only the
+ * owner worker resumes it. Yields and picks do not touch the word at all,
+ * which keeps a yield free of atomic read-modify-writes.
+ */
+#ifndef WEFT_TASK_TASK_H
+#define WEFT_TASK_TASK_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <weft/task.h>
+
+#include "context/fiber.h"
+#include "context/stack.h"
+
+#define TASK_RUNNING       (1ull << 0)
+#define TASK_NOTIFIED      (1ull << 1)
+#define TASK_COMPLETE      (1ull << 2)
+#define TASK_CANCELLED     (1ull << 3)
+#define TASK_JOIN_INTEREST (1ull << 4)
+#define TASK_JOIN_WAKER    (1ull << 5)
+#define TASK_REF_ONE       (1ull << 6)
+#define TASK_REF_MASK      (~(TASK_REF_ONE - 1))
+
+/* Task flags beyond the public WEFT_TASK_* ones (high bits). */
+#define TASK_F_ROOT        (1u << 16) /* a pseudo-task: the root or the orphan root */
+#define TASK_F_MAINTENANCE (1u << 17) /* never cancelled by the subtree APIs */
+#define TASK_F_STARTED     (1u << 18) /* its function has been entered */
+#define TASK_F_PANICKED    (1u << 19)
+#define TASK_F_FINISHING   (1u << 20) /* function done; awaiting children/defers */
+#define TASK_F_WAIT_KIDS   (1u << 21) /* parked until live_children reaches 0 */
+#define TASK_F_CANCEL_SEEN (1u << 22) /* the function returned after a cancel */
+
+#define TASK_MAGIC_LIVE    0x7765667474736b31ull /* "weftask1" */
+#define TASK_MAGIC_DEAD    0xdeadbeefdeadbeefull
+#define TASK_MAX_DEADLINES 16
+#define TASK_NAME_MAX      32
+
+struct weft__worker;
+struct weft__defer;
+
+struct weft_task {
+    _Atomic uint64_t state;
+    uint64_t magic;              /* catches use of a joined/detached handle (debug) */
+    struct weft__worker *owner;  /* the worker that resumes it */
+    struct weft_task *rq_next;   /* run queue link (owner only) */
+    weft__fiber fiber;
+    weft__stack *stack;          /* NULL until the first run */
+    weft_fn fn;
+    void *arg;
+    void *result;
+    int outcome;                 /* 0, -ECANCELED or WEFT_EPANIC once COMPLETE */
+    unsigned flags;              /* WEFT_TASK_* | TASK_F_* */
+    uint8_t stack_class;
+    uint8_t ndeadlines;
+    uint16_t shield;             /* shield_push depth */
+    uint64_t id;
+    uint64_t group;
+
+    /* Task tree: parent and the list of live children. */
+    struct weft_task *parent;
+    struct weft_task *first_child;
+    struct weft_task *next_sibling, *prev_sibling;
+    uint64_t live_children;
+
+    struct weft_task *joiner;    /* parked in weft_join, see JOIN_WAKER */
+    struct weft__defer *defers;  /* LIFO */
+    const char *const *tags;
+    char *panic_msg;             /* malloc'd; freed with the record */
+    uint64_t deadline;           /* innermost effective deadline, 0 = none */
+    uint64_t *deadline_stack;    /* saved outer deadlines; malloc'd lazily */
+    char name[TASK_NAME_MAX];
+};
+
+/* Returns the task running on this thread, or NULL. Never inlined: a task
+ * may migrate between threads across any blocking call (DESIGN §6). */
+weft_task *weft__task_current(void);
+
+/* Makes a parked task runnable; harmless on a running or finished task.
+ * Any thread. */
+void weft__task_wake(weft_task *t);
+/* Parks the current task until woken. Wakes may be spurious: callers loop on
+ * their own condition. */
+void weft__task_park(void);
+/* Parks once, honouring cancellation and the innermost deadline: returns 0
+ * after a wake, -ECANCELED or -ETIMEDOUT. Checks before parking too. */
+int weft__task_park_interruptible(void);
+/* The interruption a blocking call must report now: 0, -ECANCELED or
+ * -ETIMEDOUT. */
+int weft__task_interrupted(weft_task *t);
+
+void weft__task_ref_drop(weft_task *t);
+/* Entry of every task fiber. */
+void weft__task_entry(void *transfer);
+/* Completes a task that was cancelled before its first run (no stack). */
+void weft__task_complete_unstarted(weft_task *t);
+/* Runs the end-of-task protocol on the task's stack and never returns. */
+_Noreturn void weft__task_finish(weft_task *t);
+
+/* Tree (tree.c). */
+void weft__tree_link(weft_task *parent, weft_task *child);
+void weft__tree_unlink(weft_task *child);
+/* Cancels t and its live subtree; counts into stats when non-NULL. */
+void weft__tree_cancel(weft_task *t, weft_cancel_stats *stats);
+/* Re-parents every live child of t to new_parent. */
+void weft__tree_adopt_children(weft_task *t, weft_task *new_parent);
+
+#endif

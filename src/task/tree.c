@@ -1,0 +1,178 @@
+/* The task tree: parent links, live-children lists and the structured
+ * cancellation APIs. Walks are iterative (threaded through parent and
+ * sibling links) so a deep tree cannot overflow the caller's stack. */
+#include <errno.h>
+#include <string.h>
+
+#include "runtime/worker.h"
+#include "task/task.h"
+
+void weft__tree_link(weft_task *parent, weft_task *child)
+{
+    child->parent = parent;
+    child->prev_sibling = NULL;
+    child->next_sibling = parent->first_child;
+    if (parent->first_child)
+        parent->first_child->prev_sibling = child;
+    parent->first_child = child;
+    parent->live_children++;
+}
+
+void weft__tree_unlink(weft_task *child)
+{
+    weft_task *p = child->parent;
+    if (!p)
+        return;
+    if (child->prev_sibling)
+        child->prev_sibling->next_sibling = child->next_sibling;
+    else
+        p->first_child = child->next_sibling;
+    if (child->next_sibling)
+        child->next_sibling->prev_sibling = child->prev_sibling;
+    child->parent = child->prev_sibling = child->next_sibling = NULL;
+    if (--p->live_children == 0 && (p->flags & TASK_F_WAIT_KIDS))
+        weft__task_wake(p);
+}
+
+void weft__tree_adopt_children(weft_task *t, weft_task *new_parent)
+{
+    while (t->first_child) {
+        weft_task *c = t->first_child;
+        weft__tree_unlink(c);
+        weft__tree_link(new_parent, c);
+    }
+}
+
+/* Pre-order successor of n within the subtree rooted at top. */
+static weft_task *next_in_subtree(weft_task *n, const weft_task *top)
+{
+    if (n->first_child)
+        return n->first_child;
+    while (n != top) {
+        if (n->next_sibling)
+            return n->next_sibling;
+        n = n->parent;
+    }
+    return NULL;
+}
+
+/* Requests cancellation of one task; true if this call newly cancelled it. */
+static bool cancel_one(weft_task *t)
+{
+    if (t->flags & (TASK_F_ROOT | TASK_F_MAINTENANCE))
+        return false;
+    uint64_t prev = atomic_fetch_or_explicit(&t->state, TASK_CANCELLED, memory_order_acq_rel);
+    if (prev & (TASK_CANCELLED | TASK_COMPLETE))
+        return false;
+    weft__task_wake(t);
+    return true;
+}
+
+void weft__tree_cancel(weft_task *t, weft_cancel_stats *stats)
+{
+    for (weft_task *n = t; n; n = next_in_subtree(n, t))
+        if (cancel_one(n) && stats)
+            stats->cancelled++;
+}
+
+static bool has_tag(const weft_task *t, const char *tag)
+{
+    if (!t->tags)
+        return false;
+    for (const char *const *p = t->tags; *p; p++)
+        if (*p == tag || strcmp(*p, tag) == 0)
+            return true;
+    return false;
+}
+
+typedef enum { SELECT_ALL, SELECT_LEAVES, SELECT_TAG_ANY, SELECT_TAG_ALL } select_mode;
+
+static bool selected(const weft_task *t, select_mode mode, const char *const *tags)
+{
+    switch (mode) {
+    case SELECT_ALL:
+        return true;
+    case SELECT_LEAVES:
+        return t->first_child == NULL;
+    case SELECT_TAG_ANY:
+        for (const char *const *p = tags; *p; p++)
+            if (has_tag(t, *p))
+                return true;
+        return false;
+    case SELECT_TAG_ALL:
+        for (const char *const *p = tags; *p; p++)
+            if (!has_tag(t, *p))
+                return false;
+        return true;
+    }
+    return false;
+}
+
+/* Visits every live descendant of top; each selected one is cancelled with
+ * its subtree. The caller is never cancelled. */
+static int cancel_where(weft_task *top, select_mode mode, const char *const *tags,
+                        weft_cancel_stats *stats)
+{
+    weft_task *self = weft__task_current();
+    if (!self)
+        return -EPERM;
+    weft_cancel_stats local = {0, 0};
+    for (weft_task *n = top->first_child; n; n = next_in_subtree(n, top)) {
+        if (n->flags & TASK_F_MAINTENANCE)
+            continue;
+        local.visited++;
+        if (n == self || !selected(n, mode, tags))
+            continue;
+        if (mode == SELECT_ALL || mode == SELECT_LEAVES) {
+            if (cancel_one(n))
+                local.cancelled++;
+        } else {
+            for (weft_task *m = n; m; m = next_in_subtree(m, n))
+                if (m != self && cancel_one(m))
+                    local.cancelled++;
+        }
+    }
+    if (stats)
+        *stats = local;
+    return 0;
+}
+
+int weft_cancel_children(weft_cancel_stats *stats)
+{
+    weft_task *self = weft__task_current();
+    return self ? cancel_where(self, SELECT_ALL, NULL, stats) : -EPERM;
+}
+
+int weft_cancel_leaves(weft_cancel_stats *stats)
+{
+    weft_task *self = weft__task_current();
+    return self ? cancel_where(self, SELECT_LEAVES, NULL, stats) : -EPERM;
+}
+
+int weft_cancel_tagged_any(const char *const *tags, weft_cancel_stats *stats)
+{
+    weft_task *self = weft__task_current();
+    if (!self)
+        return -EPERM;
+    if (!tags)
+        return -EINVAL;
+    return cancel_where(self, SELECT_TAG_ANY, tags, stats);
+}
+
+int weft_cancel_tagged_all(const char *const *tags, weft_cancel_stats *stats)
+{
+    weft_task *self = weft__task_current();
+    if (!self)
+        return -EPERM;
+    if (!tags || !*tags)
+        return -EINVAL; /* "all of nothing" would select everything */
+    return cancel_where(self, SELECT_TAG_ALL, tags, stats);
+}
+
+int weft_cancel_orphans(weft_cancel_stats *stats)
+{
+    weft__worker *w = weft__worker_self();
+    if (!w || !w->current)
+        return -EPERM;
+    return cancel_where(&w->rt->orphans, SELECT_ALL, NULL, stats);
+}
