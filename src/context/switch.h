@@ -11,5 +11,8 @@
 
 void *weft__ctx_switch(void **save_sp, void *load_sp, void *transfer);
 void *weft__ctx_make(void *stack_top, void (*entry)(void *transfer));
+/* Calls fn(arg) with the stack pointer set to sp (16-byte aligned, below the
+ * caller's frame on the same stack); returns fn's result. */
+void *weft__ctx_call(void *(*fn)(void *), void *arg, void *sp);
 
 #endif

@@ -43,14 +43,19 @@ weft__ctx_switch:
     ret
     .size   weft__ctx_switch, .-weft__ctx_switch
 
-/* A fresh context "returns" here: x19 holds entry, x0 the transfer value. */
+/* A fresh context "returns" here: x19 holds entry, x0 the transfer value.
+ * x29 = 0 ends frame-pointer walks; the CFI marks the return address as
+ * undefined so DWARF unwinders (gdb, _Unwind_Backtrace) stop here too, as in
+ * the x86_64 version. */
     .type   weft_ctx_trampoline, %function
     .p2align 4
 weft_ctx_trampoline:
+    .cfi_startproc
+    .cfi_undefined x30
     mov     x29, #0
-    mov     x30, #0
     blr     x19
     brk     #0
+    .cfi_endproc
     .size   weft_ctx_trampoline, .-weft_ctx_trampoline
 
 /* void *weft__ctx_make(void *stack_top, void (*entry)(void *)) */

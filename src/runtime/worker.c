@@ -73,7 +73,12 @@ void weft__task_free(weft__worker *w, weft_task *t)
         return;
     }
 #else
-    (void)w;
+    if (w) {
+        weft_task **slot = &w->quarantine[w->quarantine_next++ % 1024];
+        free(*slot);
+        *slot = t;
+        return;
+    }
 #endif
     free(t);
 }
@@ -309,6 +314,10 @@ void weft__worker_fini(weft__worker *w)
     close(w->wake_fd);
     weft__timer_heap_fini(&w->timers);
     weft__stack_pool_fini(&w->stacks);
+#ifndef NDEBUG
+    for (unsigned i = 0; i < 1024; i++)
+        free(w->quarantine[i]);
+#endif
     while (w->free_tasks) {
         weft_task *t = w->free_tasks;
         w->free_tasks = t->rq_next;

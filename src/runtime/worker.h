@@ -47,6 +47,12 @@ typedef struct weft__worker {
     weft_task *free_tasks;       /* recycled task records */
     unsigned nfree_tasks;
     weft__worker_counters count;
+#ifndef NDEBUG
+    /* Debug builds keep freed task records a while, marked dead, so that a
+     * join or detach through a stale handle is reported, not undefined. */
+    weft_task *quarantine[1024];
+    unsigned quarantine_next;
+#endif
 
     /* Wakes from other threads: a locked inbox plus an eventfd that a read
      * on the ring watches, so a parked worker wakes at once. */

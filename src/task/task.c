@@ -199,12 +199,12 @@ static void release_handle(weft_task *t)
 
 int weft_join(weft_task *t, void **result)
 {
+    weft_task *self = weft__task_current();
+    if (!self)
+        return t ? -EPERM : -EINVAL;
     int r = check_handle(t);
     if (r)
         return r;
-    weft_task *self = weft__task_current();
-    if (!self)
-        return -EPERM;
     if (t == self)
         return -EDEADLK;
     uint64_t s = load_state(t);
@@ -389,12 +389,20 @@ int weft_shield_pop(void)
 
 /* ---- the end of a task ---------------------------------------------------- */
 
+/* Bytes kept free between the entry frame and the task function's first
+ * frame. When the function returns, the end-of-task protocol (cancel the
+ * children, park until they are gone) runs inside this zone, so the dead
+ * frames of the function stay intact while children that borrowed them
+ * finish. Small enough that a simple task still fits in one page. */
+#define FINISH_ZONE 2048
+
 void weft__task_entry(void *transfer)
 {
     weft__fiber_started();
     weft_task *t = transfer;
     t->flags |= TASK_F_STARTED;
-    t->result = t->fn(t->arg);
+    uintptr_t sp = ((uintptr_t)__builtin_frame_address(0) - FINISH_ZONE) & ~(uintptr_t)15;
+    t->result = weft__ctx_call(t->fn, t->arg, (void *)sp);
     weft__task_finish(t);
 }
 

@@ -1,0 +1,166 @@
+/* A small test harness: each case runs in a forked child with a time limit,
+ * assertions print both sides, exit code 77 means "skipped". */
+#ifndef WEFT_TEST_H
+#define WEFT_TEST_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <weft.h>
+
+#define TEST_SKIP_CODE 77
+
+#define FAILF(...)                                                                                 \
+    do {                                                                                           \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                          \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        fflush(stderr);                                                                            \
+        _exit(1);                                                                                  \
+    } while (0)
+
+#define ASSERT(c)                                                                                  \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            FAILF("assertion failed: %s", #c);                                                     \
+    } while (0)
+
+#define ASSERT_CMP(a, op, b)                                                                       \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (!(a_ op b_))                                                                           \
+            FAILF("%s %s %s: %lld vs %lld", #a, #op, #b, a_, b_);                                  \
+    } while (0)
+#define ASSERT_EQ(a, b) ASSERT_CMP(a, ==, b)
+#define ASSERT_NE(a, b) ASSERT_CMP(a, !=, b)
+#define ASSERT_LT(a, b) ASSERT_CMP(a, <, b)
+#define ASSERT_LE(a, b) ASSERT_CMP(a, <=, b)
+#define ASSERT_GE(a, b) ASSERT_CMP(a, >=, b)
+#define ASSERT_GT(a, b) ASSERT_CMP(a, >, b)
+#define ASSERT_STREQ(a, b)                                                                         \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0)                                                     \
+            FAILF("%s == %s: \"%s\" vs \"%s\"", #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");  \
+    } while (0)
+#define ASSERT_OK(expr) ASSERT_EQ((expr), 0)
+
+#define SKIP(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "skipped: ");                                                              \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        _exit(TEST_SKIP_CODE);                                                                     \
+    } while (0)
+
+typedef struct test_case {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+
+#define TEST(name) static void name(void)
+#define CASE(name) {#name, name}
+
+/* Runs fn(arg) as the main task of a runtime built from cfg (NULL = default)
+ * and asserts that weft_run succeeds; returns the main task's result. */
+static inline void *run_main(const weft_config *cfg, weft_fn fn, void *arg)
+{
+    void *res = NULL;
+    int r = weft_run(cfg, fn, arg, &res);
+    if (r != 0)
+        FAILF("weft_run: %d (%s) %s", r, weft_strerror(r), weft_last_config_error());
+    return res;
+}
+
+/* Runs `fn` in a child with stderr captured into buf; returns the wait
+ * status. For death tests. */
+static inline int run_captured(void (*fn)(void), char *buf, size_t cap)
+{
+    int pipefd[2];
+    if (pipe(pipefd) < 0)
+        FAILF("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        close(pipefd[0]);
+        fn();
+        _exit(0);
+    }
+    close(pipefd[1]);
+    size_t n = 0;
+    ssize_t k;
+    char sink[4096];
+    while ((k = read(pipefd[0], n + 1 < cap ? buf + n : sink,
+                     n + 1 < cap ? cap - 1 - n : sizeof sink)) > 0)
+        if (n + 1 < cap)
+            n += (size_t)k;
+    buf[n] = 0;
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+/* A child killed by SIGSEGV, or (under ASan, which handles SEGV itself) one
+ * that exited after a SEGV report. */
+static inline int died_of_segv(int status, const char *out)
+{
+    if (WIFSIGNALED(status))
+        return WTERMSIG(status) == SIGSEGV;
+    return WIFEXITED(status) && WEXITSTATUS(status) != 0 && strstr(out, "SEGV") != NULL;
+}
+
+static inline int test_main(int argc, char **argv, const test_case *cases, size_t n)
+{
+    unsigned passed = 0, failed = 0, skipped = 0;
+    const char *only = argc > 1 ? argv[1] : getenv("WEFT_TEST_ONLY");
+    unsigned limit = getenv("WEFT_TEST_TIMEOUT") ? (unsigned)atoi(getenv("WEFT_TEST_TIMEOUT")) : 120;
+    for (size_t i = 0; i < n; i++) {
+        if (only && strcmp(only, cases[i].name) != 0)
+            continue;
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(limit);
+            cases[i].fn();
+            fflush(NULL);
+            _exit(0);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            passed++;
+            printf("ok   %s\n", cases[i].name);
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_SKIP_CODE) {
+            skipped++;
+            printf("skip %s\n", cases[i].name);
+        } else {
+            failed++;
+            if (WIFSIGNALED(status))
+                printf("FAIL %s (signal %d%s)\n", cases[i].name, WTERMSIG(status),
+                       WTERMSIG(status) == SIGALRM ? ": time limit" : "");
+            else
+                printf("FAIL %s (exit %d)\n", cases[i].name, WEXITSTATUS(status));
+        }
+    }
+    printf("%u passed, %u failed, %u skipped\n", passed, failed, skipped);
+    if (failed)
+        return 1;
+    return passed == 0 && skipped > 0 ? TEST_SKIP_CODE : 0;
+}
+
+#define TEST_MAIN(...)                                                                             \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        static const test_case cases_[] = {__VA_ARGS__};                                           \
+        return test_main(argc, argv, cases_, sizeof cases_ / sizeof cases_[0]);                    \
+    }
+
+#endif

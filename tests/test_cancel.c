@@ -1,0 +1,265 @@
+/* Cancellation of single tasks, shields and deadlines. */
+#include "test.h"
+
+static int ran;
+
+static void *mark_ran(void *arg)
+{
+    ran = 1;
+    return arg;
+}
+
+static void *main_cancel_before_run(void *arg)
+{
+    weft_task *t;
+    ran = 0;
+    ASSERT_OK(weft_spawn(&t, mark_ran, (void *)1));
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_OK(weft_cancel(t)); /* idempotent */
+    void *r = (void *)1;
+    ASSERT_EQ(weft_join(t, &r), -ECANCELED);
+    ASSERT(r == NULL);
+    ASSERT_EQ(ran, 0);
+    return NULL;
+}
+TEST(cancel_before_first_run_never_runs)
+{
+    run_main(NULL, main_cancel_before_run, NULL);
+}
+
+static int sleep_result;
+
+static void *sleeper_reporting(void *arg)
+{
+    sleep_result = weft_sleep_ns(10ull * 1000000000);
+    return (void *)42; /* ignored: the task was cancelled while running */
+}
+
+static void *main_cancel_sleeping(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, sleeper_reporting, NULL));
+    ASSERT_OK(weft_yield()); /* let it start sleeping */
+    uint64_t t0 = weft_now_ns();
+    ASSERT_OK(weft_cancel(t));
+    void *r;
+    ASSERT_EQ(weft_join(t, &r), -ECANCELED);
+    ASSERT(r == NULL);
+    ASSERT_EQ(sleep_result, -ECANCELED);
+    ASSERT_LT(weft_now_ns() - t0, 5ull * 1000000000); /* not the full 10 s */
+    return NULL;
+}
+TEST(cancel_interrupts_sleep)
+{
+    run_main(NULL, main_cancel_sleeping, NULL);
+}
+
+static void *main_cancel_after_finish(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, mark_ran, (void *)5));
+    ASSERT_OK(weft_yield());
+    ASSERT(weft_task_finished(t));
+    ASSERT_OK(weft_cancel(t));
+    void *r;
+    ASSERT_OK(weft_join(t, &r)); /* the real result stands */
+    ASSERT_EQ((intptr_t)r, 5);
+    return NULL;
+}
+TEST(cancel_after_finish_keeps_result)
+{
+    run_main(NULL, main_cancel_after_finish, NULL);
+}
+
+static void *self_cancel(void *arg)
+{
+    weft_task **slot = arg;
+    while (!*slot)
+        weft_yield();
+    ASSERT_OK(weft_cancel(*slot));
+    ASSERT(weft_cancelled());
+    ASSERT_EQ(weft_yield(), -ECANCELED);
+    ASSERT_EQ(weft_sleep_ns(1000), -ECANCELED);
+    return NULL;
+}
+
+static void *main_self_cancel(void *arg)
+{
+    static weft_task *slot;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, self_cancel, &slot));
+    slot = t;
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    return NULL;
+}
+TEST(cancelled_task_sees_ecanceled_everywhere)
+{
+    run_main(NULL, main_self_cancel, NULL);
+}
+
+static int shielded_sleep, after_shield;
+
+static void *shielded(void *arg)
+{
+    ASSERT_OK(weft_shield_push());
+    shielded_sleep = weft_sleep_ns(20000000);
+    ASSERT_OK(weft_shield_pop());
+    after_shield = weft_sleep_ns(1000000000);
+    return NULL;
+}
+
+static void *main_shield(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, shielded, NULL));
+    ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(shielded_sleep, 0);
+    ASSERT_EQ(after_shield, -ECANCELED);
+    ASSERT_EQ(weft_shield_pop(), -EINVAL);
+    return NULL;
+}
+TEST(shield_defers_cancellation)
+{
+    run_main(NULL, main_shield, NULL);
+}
+
+static void *main_deadlines(void *arg)
+{
+    uint64_t now = weft_now_ns();
+    ASSERT_OK(weft_deadline_push(now + 20000000));
+    ASSERT_EQ(weft_sleep_ns(10ull * 1000000000), -ETIMEDOUT);
+    ASSERT_GE(weft_now_ns(), now + 20000000);
+    /* Nested: an inner later deadline does not extend the outer one. */
+    ASSERT_OK(weft_deadline_push(now + 60ull * 1000000000));
+    ASSERT_EQ(weft_sleep_ns(1000000), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_deadline_pop(), -EINVAL);
+    /* A sleep that ends before the deadline is a plain sleep. */
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 1000000000));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_deadline_pop());
+    /* Shields do not stop deadlines. */
+    ASSERT_OK(weft_shield_push());
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 5000000));
+    ASSERT_EQ(weft_sleep_ns(1000000000), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_shield_pop());
+    for (int i = 0; i < 16; i++)
+        ASSERT_OK(weft_deadline_push(UINT64_MAX));
+    ASSERT_EQ(weft_deadline_push(UINT64_MAX), -EOVERFLOW);
+    return NULL;
+}
+TEST(deadlines_nest_and_time_out)
+{
+    run_main(NULL, main_deadlines, NULL);
+}
+
+static void *sleeps_long(void *arg)
+{
+    weft_sleep_ns(10ull * 1000000000);
+    return NULL;
+}
+
+static void *main_join_deadline(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, sleeps_long, NULL));
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 10000000));
+    ASSERT_EQ(weft_join(t, NULL), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    /* The handle is still valid after a timed-out join. */
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    return NULL;
+}
+TEST(join_times_out_and_handle_survives)
+{
+    run_main(NULL, main_join_deadline, NULL);
+}
+
+static void *joins_forever(void *arg)
+{
+    return (void *)(intptr_t)weft_join((weft_task *)arg, NULL);
+}
+
+static void *main_join_cancelled(void *arg)
+{
+    weft_task *target, *j;
+    ASSERT_OK(weft_spawn(&target, sleeps_long, NULL));
+    ASSERT_OK(weft_spawn(&j, joins_forever, target));
+    ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(j));
+    ASSERT_EQ(weft_join(j, NULL), -ECANCELED);
+    ASSERT(!weft_task_finished(target));
+    ASSERT_OK(weft_cancel(target));
+    ASSERT_EQ(weft_join(target, NULL), -ECANCELED);
+    return NULL;
+}
+TEST(cancelled_joiner_returns_ecanceled)
+{
+    run_main(NULL, main_join_cancelled, NULL);
+}
+
+static int grandchild_sleep;
+
+static void *grandchild(void *arg)
+{
+    grandchild_sleep = weft_sleep_ns(10ull * 1000000000);
+    return NULL;
+}
+
+static void *child_with_kid(void *arg)
+{
+    weft_task *g;
+    ASSERT_OK(weft_spawn(&g, grandchild, NULL));
+    return (void *)(intptr_t)weft_join(g, NULL);
+}
+
+static void *main_cancel_subtree(void *arg)
+{
+    weft_task *c;
+    ASSERT_OK(weft_spawn(&c, child_with_kid, NULL));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_cancel(c));
+    ASSERT_EQ(weft_join(c, NULL), -ECANCELED);
+    ASSERT_EQ(grandchild_sleep, -ECANCELED);
+    return NULL;
+}
+TEST(cancel_reaches_the_subtree)
+{
+    run_main(NULL, main_cancel_subtree, NULL);
+}
+
+static void *spawns_after_cancel(void *arg)
+{
+    weft_task *t;
+    ran = 0;
+    ASSERT_EQ(weft_sleep_ns(10ull * 1000000000), -ECANCELED);
+    ASSERT_OK(weft_spawn(&t, mark_ran, NULL));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(ran, 0);
+    return NULL;
+}
+
+static void *main_born_cancelled(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, spawns_after_cancel, NULL));
+    ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    return NULL;
+}
+TEST(children_of_a_cancelled_task_are_born_cancelled)
+{
+    run_main(NULL, main_born_cancelled, NULL);
+}
+
+TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep),
+          CASE(cancel_after_finish_keeps_result), CASE(cancelled_task_sees_ecanceled_everywhere),
+          CASE(shield_defers_cancellation), CASE(deadlines_nest_and_time_out),
+          CASE(join_times_out_and_handle_survives), CASE(cancelled_joiner_returns_ecanceled),
+          CASE(cancel_reaches_the_subtree), CASE(children_of_a_cancelled_task_are_born_cancelled))

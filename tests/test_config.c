@@ -1,0 +1,91 @@
+/* Config validation: every bad field is refused with a message naming it. */
+#include "test.h"
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+static void expect_einval(const weft_config *cfg, const char *needle)
+{
+    ASSERT_EQ(weft_run(cfg, nothing, NULL, NULL), -EINVAL);
+    const char *msg = weft_last_config_error();
+    if (!strstr(msg, needle))
+        FAILF("message \"%s\" lacks \"%s\"", msg, needle);
+}
+
+TEST(bad_configs_are_refused_with_a_reason)
+{
+    weft_queue_spec dup[] = {{.name = "fg", .weight = 2}, {.name = "fg", .weight = 1}};
+    weft_config c1 = {.queues = dup, .nqueues = 2};
+    expect_einval(&c1, "queue 'fg': the name is used twice");
+    weft_queue_spec zero[] = {{.name = "bg", .weight = 0}};
+    weft_config c2 = {.queues = zero, .nqueues = 1};
+    expect_einval(&c2, "queue 'bg': weight 0 is outside 1..10000");
+    weft_queue_spec heavy[] = {{.name = "bg", .weight = 10001}};
+    weft_config c3 = {.queues = heavy, .nqueues = 1};
+    expect_einval(&c3, "weight 10001");
+    weft_queue_spec many[65];
+    for (int i = 0; i < 65; i++)
+        many[i] = (weft_queue_spec){.name = "q", .weight = 1};
+    weft_config c4 = {.queues = many, .nqueues = 65};
+    expect_einval(&c4, "at most 64");
+    weft_queue_spec unnamed[] = {{.name = NULL, .weight = 1}};
+    weft_config c5 = {.queues = unnamed, .nqueues = 1};
+    expect_einval(&c5, "queues[0]: the name is empty");
+    weft_config c6 = {.stack_size = 100};
+    expect_einval(&c6, "stack_size");
+    weft_config c7 = {.stack_size = (size_t)1 << 31};
+    expect_einval(&c7, "stack_size");
+    weft_config c8 = {.ring_entries = 1u << 20};
+    expect_einval(&c8, "ring_entries");
+    weft_config c9 = {.orphans = (weft_orphan_policy)7};
+    expect_einval(&c9, "orphans");
+    weft_config c10 = {.on_panic = (weft_panic_policy)7};
+    expect_einval(&c10, "on_panic");
+    weft_config c11 = {.nqueues = 2};
+    expect_einval(&c11, "queues: NULL");
+    weft_config c12 = {.on_cleanup_error = (weft_cleanup_policy)9};
+    expect_einval(&c12, "on_cleanup_error");
+    ASSERT_EQ(weft_run(NULL, NULL, NULL, NULL), -EINVAL);
+}
+
+TEST(good_configs_run)
+{
+    weft_queue_spec qs[] = {{.name = "fg", .weight = 9}, {.name = "bg", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 2, .stack_size = 64 * 1024, .ring_entries = 64};
+    void *r;
+    ASSERT_OK(weft_run(&cfg, nothing, (void *)3, &r));
+    ASSERT_EQ((intptr_t)r, 3);
+    ASSERT_STREQ(weft_last_config_error(), "");
+    weft_config one = {.workers = 1};
+    ASSERT_OK(weft_run(&one, nothing, NULL, NULL));
+    weft_config zero = {0};
+    ASSERT_OK(weft_run(&zero, nothing, NULL, NULL));
+}
+
+TEST(more_workers_not_supported_yet)
+{
+    weft_config cfg = {.workers = 2};
+    ASSERT_EQ(weft_run(&cfg, nothing, NULL, NULL), -ENOTSUP);
+}
+
+static void *spawn_on_queue(void *arg)
+{
+    weft_spawn_opts o = {.queue = "bg"};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, nothing, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    o.queue = "nope";
+    ASSERT_EQ(weft_spawn_ex(&t, &o, nothing, NULL), -ENOENT);
+    return NULL;
+}
+TEST(queue_names_are_validated_at_spawn)
+{
+    weft_queue_spec qs[] = {{.name = "fg", .weight = 9}, {.name = "bg", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 2};
+    run_main(&cfg, spawn_on_queue, NULL);
+}
+
+TEST_MAIN(CASE(bad_configs_are_refused_with_a_reason), CASE(good_configs_run),
+          CASE(more_workers_not_supported_yet), CASE(queue_names_are_validated_at_spawn))

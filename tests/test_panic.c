@@ -1,0 +1,211 @@
+/* Panics under both policies, WEFT_ASSERT, and defers on every way out. */
+#include "test.h"
+
+static char log_buf[64];
+static int nlog;
+
+static void note(void *arg)
+{
+    log_buf[nlog++] = (char)(intptr_t)arg;
+    log_buf[nlog] = 0;
+}
+
+static void *panicker(void *arg)
+{
+    ASSERT_OK(weft_defer(note, (void *)'1'));
+    ASSERT_OK(weft_defer(note, (void *)'2'));
+    weft_panic("boom %d", 42);
+}
+
+static void *main_catch(void *arg)
+{
+    weft_task *t;
+    nlog = 0;
+    ASSERT_OK(weft_spawn(&t, panicker, NULL));
+    ASSERT_OK(weft_wait_children());
+    ASSERT(weft_task_finished(t));
+    ASSERT_STREQ(weft_task_panic_message(t), "boom 42");
+    void *r = (void *)1;
+    ASSERT_EQ(weft_join(t, &r), WEFT_EPANIC);
+    ASSERT(r == NULL);
+    ASSERT_STREQ(log_buf, "21"); /* LIFO */
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_panicked, 1);
+    return NULL;
+}
+TEST(panic_caught_runs_defers_lifo)
+{
+    weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
+    run_main(&cfg, main_catch, NULL);
+}
+
+static void *asserter(void *arg)
+{
+    int x = 1;
+    WEFT_ASSERT(x == 2);
+    return NULL;
+}
+
+static void *main_assert(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, asserter, NULL));
+    ASSERT_OK(weft_wait_children());
+    const char *m = weft_task_panic_message(t);
+    ASSERT(m && strstr(m, "assertion failed: x == 2") && strstr(m, "test_panic.c"));
+    ASSERT_EQ(weft_join(t, NULL), WEFT_EPANIC);
+    return NULL;
+}
+TEST(weft_assert_panics)
+{
+    weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
+    run_main(&cfg, main_assert, NULL);
+}
+
+static void *main_panics(void *arg)
+{
+    weft_panic("main gave up");
+}
+TEST(panic_in_main_is_weft_run_result)
+{
+    weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
+    ASSERT_EQ(weft_run(&cfg, main_panics, NULL, NULL), WEFT_EPANIC);
+}
+
+static int child_ended;
+
+static void *long_child(void *arg)
+{
+    int r = weft_sleep_ns(10ull * 1000000000);
+    child_ended = r == -ECANCELED ? 1 : 2;
+    return NULL;
+}
+
+static void *panics_with_children(void *arg)
+{
+    ASSERT_OK(weft_spawn(NULL, long_child, NULL));
+    ASSERT_OK(weft_yield());
+    weft_panic("parent down");
+}
+
+static void *main_panic_children(void *arg)
+{
+    weft_task *t;
+    child_ended = 0;
+    ASSERT_OK(weft_spawn(&t, panics_with_children, NULL));
+    ASSERT_EQ(weft_join(t, NULL), WEFT_EPANIC);
+    ASSERT_EQ(child_ended, 1); /* cancelled and awaited before the join returned */
+    return NULL;
+}
+TEST(panic_cancels_and_awaits_children)
+{
+    weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
+    run_main(&cfg, main_panic_children, NULL);
+}
+
+static void *defers_on_return(void *arg)
+{
+    ASSERT_OK(weft_defer(note, (void *)'a'));
+    ASSERT_OK(weft_defer(note, (void *)'b'));
+    ASSERT_OK(weft_defer(note, (void *)'c'));
+    if (arg)
+        weft_sleep_ns(10ull * 1000000000);
+    return NULL;
+}
+
+static void *main_defers(void *arg)
+{
+    weft_task *t;
+    nlog = 0;
+    ASSERT_OK(weft_spawn(&t, defers_on_return, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_STREQ(log_buf, "cba");
+    nlog = 0;
+    ASSERT_OK(weft_spawn(&t, defers_on_return, (void *)1));
+    ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_STREQ(log_buf, "cba");
+    return NULL;
+}
+TEST(defers_run_on_return_and_cancel)
+{
+    run_main(NULL, main_defers, NULL);
+}
+
+static void *abort_panicker(void *arg)
+{
+    weft_panic("fatal thing %s", "happened");
+}
+
+static void *main_abort(void *arg)
+{
+    weft_spawn_opts o = {.name = "doomed"};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, abort_panicker, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_abort(void)
+{
+    weft_run(NULL, main_abort, NULL, NULL);
+}
+TEST(panic_aborts_by_default)
+{
+    char out[4096];
+    int status = run_captured(run_abort, out, sizeof out);
+    ASSERT(WIFSIGNALED(status));
+    ASSERT_EQ(WTERMSIG(status), SIGABRT);
+    ASSERT(strstr(out, "weft: task 2 'doomed' panicked: fatal thing happened") != NULL);
+}
+
+static void panic_outside(void)
+{
+    weft_panic("no task here");
+}
+TEST(panic_outside_a_task_aborts)
+{
+    char out[4096];
+    int status = run_captured(panic_outside, out, sizeof out);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    ASSERT(strstr(out, "weft: panic outside a task: no task here") != NULL);
+}
+
+static void panic_in_defer_fn(void *arg)
+{
+    weft_panic("again");
+}
+
+static void *double_panic(void *arg)
+{
+    ASSERT_OK(weft_defer(panic_in_defer_fn, NULL));
+    weft_panic("first");
+}
+
+static void *main_double(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, double_panic, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_double(void)
+{
+    weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
+    weft_run(&cfg, main_double, NULL, NULL);
+}
+TEST(panic_in_a_defer_aborts)
+{
+    char out[4096];
+    int status = run_captured(run_double, out, sizeof out);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    ASSERT(strstr(out, "panicked: again") != NULL);
+}
+
+TEST_MAIN(CASE(panic_caught_runs_defers_lifo), CASE(weft_assert_panics),
+          CASE(panic_in_main_is_weft_run_result), CASE(panic_cancels_and_awaits_children),
+          CASE(defers_run_on_return_and_cancel), CASE(panic_aborts_by_default),
+          CASE(panic_outside_a_task_aborts), CASE(panic_in_a_defer_aborts))

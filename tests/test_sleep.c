@@ -1,0 +1,125 @@
+/* Timers: accuracy (with tolerance), ordering, many sleepers. */
+#include "test.h"
+
+/* Generous: CI machines are shared and noisy. We check that a sleep is never
+ * early and not absurdly late. */
+#define LATE_TOLERANCE_NS (250ull * 1000000)
+
+static void *main_accuracy(void *arg)
+{
+    static const uint64_t durations[] = {1000, 100000, 1000000, 10000000, 50000000};
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        uint64_t t0 = weft_now_ns();
+        ASSERT_OK(weft_sleep_ns(durations[i]));
+        uint64_t took = weft_now_ns() - t0;
+        ASSERT_GE(took, durations[i]);
+        ASSERT_LT(took, durations[i] + LATE_TOLERANCE_NS);
+    }
+    uint64_t until = weft_now_ns() + 3000000;
+    ASSERT_OK(weft_sleep_until(until));
+    ASSERT_GE(weft_now_ns(), until);
+    ASSERT_OK(weft_sleep_until(0)); /* in the past: returns at once */
+    ASSERT_OK(weft_sleep_ns(0));
+    return NULL;
+}
+TEST(sleep_is_never_early)
+{
+    run_main(NULL, main_accuracy, NULL);
+}
+
+static int wake_order[16];
+static int nwoken;
+
+static void *sleep_then_note(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    ASSERT_OK(weft_sleep_ns((uint64_t)(16 - i) * 2000000));
+    wake_order[nwoken++] = i;
+    return NULL;
+}
+
+static void *main_order(void *arg)
+{
+    nwoken = 0;
+    for (int i = 0; i < 16; i++)
+        ASSERT_OK(weft_spawn(NULL, sleep_then_note, (void *)(intptr_t)i));
+    ASSERT_OK(weft_wait_children());
+    ASSERT_EQ(nwoken, 16);
+    for (int i = 0; i < 16; i++)
+        ASSERT_EQ(wake_order[i], 15 - i);
+    return NULL;
+}
+TEST(sleepers_wake_in_deadline_order)
+{
+    run_main(NULL, main_order, NULL);
+}
+
+static int done_count;
+
+static void *short_sleep(void *arg)
+{
+    ASSERT_OK(weft_sleep_ns(1000000 + (uint64_t)(intptr_t)arg % 7 * 100000));
+    done_count++;
+    return NULL;
+}
+
+static void *main_many(void *arg)
+{
+    int n = (int)(intptr_t)arg;
+    done_count = 0;
+    for (int i = 0; i < n; i++)
+        ASSERT_OK(weft_spawn(NULL, short_sleep, (void *)(intptr_t)i));
+    ASSERT_OK(weft_wait_children());
+    ASSERT_EQ(done_count, n);
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.timers_armed, 0);
+    return NULL;
+}
+TEST(hundred_thousand_sleepers)
+{
+    run_main(NULL, main_many, (void *)(intptr_t)100000);
+}
+
+static void *canceller(void *arg)
+{
+    weft_task **ts = arg;
+    for (int i = 0; i < 1000; i += 2)
+        ASSERT_OK(weft_cancel(ts[i]));
+    return NULL;
+}
+
+static void *long_sleep(void *arg)
+{
+    int r = weft_sleep_ns(20000000 + (uint64_t)(intptr_t)arg * 1000);
+    return (void *)(intptr_t)r;
+}
+
+static void *main_cancel_half(void *arg)
+{
+    static weft_task *ts[1000];
+    for (int i = 0; i < 1000; i++)
+        ASSERT_OK(weft_spawn(&ts[i], long_sleep, (void *)(intptr_t)i));
+    ASSERT_OK(weft_yield());
+    weft_task *c;
+    ASSERT_OK(weft_spawn(&c, canceller, ts));
+    ASSERT_OK(weft_join(c, NULL));
+    for (int i = 0; i < 1000; i++) {
+        void *r;
+        int rc = weft_join(ts[i], &r);
+        if (i % 2 == 0) {
+            ASSERT_EQ(rc, -ECANCELED);
+        } else {
+            ASSERT_EQ(rc, 0);
+            ASSERT_EQ((intptr_t)r, 0);
+        }
+    }
+    return NULL;
+}
+TEST(cancelling_sleepers_removes_their_timers)
+{
+    run_main(NULL, main_cancel_half, NULL);
+}
+
+TEST_MAIN(CASE(sleep_is_never_early), CASE(sleepers_wake_in_deadline_order),
+          CASE(hundred_thousand_sleepers), CASE(cancelling_sleepers_removes_their_timers))

@@ -1,0 +1,171 @@
+/* Stacks: size classes, pooling, guard pages, the overflow report, and a
+ * million guarded stacks under the default vm.max_map_count. */
+#include "test.h"
+
+#include "context/stack.h"
+
+TEST(size_classes)
+{
+    ASSERT_EQ(weft__stack_class(16 * 1024), 0);
+    ASSERT_EQ(weft__stack_class(16 * 1024 + 1), 1);
+    ASSERT_EQ(weft__stack_class(256 * 1024), 4);
+    ASSERT_EQ(weft__stack_class((size_t)1 << 30), 16);
+    ASSERT_EQ(weft__stack_class(((size_t)1 << 30) + 1), -EINVAL);
+    ASSERT_EQ(weft__stack_class(4096), -EINVAL);
+    ASSERT_EQ(weft__stack_class_size(4), 256 * 1024);
+}
+
+TEST(pool_reuses_lifo)
+{
+    weft__stack_pool p;
+    weft__stack_pool_init(&p);
+    weft__stack *a, *b, *c;
+    ASSERT_OK(weft__stack_acquire(&p, 0, &a));
+    ASSERT_OK(weft__stack_acquire(&p, 0, &b));
+    ASSERT(a != b);
+    ASSERT_EQ(a->size, 16 * 1024);
+    memset(a->lo, 1, a->size); /* the whole usable range is writable */
+    weft__stack_release(&p, a);
+    ASSERT_EQ(p.live, 1);
+    ASSERT_EQ(p.pooled, 1);
+    ASSERT_OK(weft__stack_acquire(&p, 0, &c));
+    ASSERT(c == a);
+    weft__stack_release(&p, b);
+    weft__stack_release(&p, c);
+    weft__stack_pool_fini(&p);
+}
+
+TEST(trim_returns_pages_below_high_water)
+{
+    weft__stack_pool p;
+    weft__stack_pool_init(&p);
+    weft__stack *s;
+    ASSERT_OK(weft__stack_acquire(&p, 4, &s)); /* 256 KiB */
+    memset(s->lo, 7, s->size);
+    weft__stack_release(&p, s);
+    ASSERT_EQ(weft__stack_trim(&p, 64), 1);
+    ASSERT_EQ(weft__stack_trim(&p, 64), 0);
+    /* Deep pages read back as zero (returned); the top is kept. */
+    ASSERT_EQ(s->lo[0], 0);
+    ASSERT_EQ(s->lo[s->size - 1], 7);
+    ASSERT_EQ(s->lo[s->size - WEFT_STACK_HIGHWATER], 7);
+    weft__stack_pool_fini(&p);
+}
+
+static char *guard_addr;
+
+static void touch_guard(void)
+{
+    *(volatile char *)guard_addr = 1;
+}
+
+TEST(guard_page_faults)
+{
+    weft__stack_pool p;
+    weft__stack_pool_init(&p);
+    weft__stack *s;
+    ASSERT_OK(weft__stack_acquire(&p, 0, &s));
+    guard_addr = s->lo - 1;
+    char out[256];
+    int status = run_captured(touch_guard, out, sizeof out);
+    ASSERT(died_of_segv(status, out));
+    weft__stack_release(&p, s);
+    weft__stack_pool_fini(&p);
+}
+
+static int (*volatile recurse_ptr)(int);
+
+/* Calls itself through a volatile pointer so the compiler can neither see
+ * the infinite recursion nor turn it into a loop. */
+static int recurse(int depth)
+{
+    volatile char pad[512];
+    pad[0] = (char)depth;
+    return recurse_ptr(depth + 1) + pad[0];
+}
+
+static void *overflow(void *arg)
+{
+    recurse_ptr = recurse;
+    return (void *)(intptr_t)recurse(0);
+}
+
+static void *main_overflow(void *arg)
+{
+    weft_spawn_opts o = {.name = "deep", .stack_size = 64 * 1024};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, overflow, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_overflow(void)
+{
+    weft_run(NULL, main_overflow, NULL, NULL);
+}
+
+TEST(overflow_is_reported_and_aborts)
+{
+#ifdef __SANITIZE_ADDRESS__
+    SKIP("ASan reports stack overflows itself");
+#endif
+    char out[4096];
+    int status = run_captured(run_overflow, out, sizeof out);
+    ASSERT(WIFSIGNALED(status));
+    ASSERT_EQ(WTERMSIG(status), SIGABRT);
+    ASSERT(strstr(out, "weft: task 2 'deep' overflowed its 64 KiB stack") != NULL);
+}
+
+static size_t count_mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    ASSERT(f);
+    size_t n = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+TEST(a_million_guarded_stacks)
+{
+    enum { N = 1000000 };
+    weft__stack_pool p;
+    weft__stack_pool_init(&p);
+    weft__stack *first;
+    ASSERT_OK(weft__stack_acquire(&p, 0, &first));
+    if (!weft__stack_guard_madvise())
+        SKIP("kernel lacks MADV_GUARD_INSTALL (Linux 6.13+); mprotect guards split VMAs");
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    long max_map = 65530;
+    if (f) {
+        ASSERT_EQ(fscanf(f, "%ld", &max_map), 1);
+        fclose(f);
+    }
+    weft__stack **all = malloc(N * sizeof *all);
+    ASSERT(all);
+    all[0] = first;
+    for (int i = 1; i < N; i++)
+        ASSERT_OK(weft__stack_acquire(&p, 0, &all[i]));
+    size_t maps = count_mappings();
+    ASSERT_LT(maps, (size_t)max_map);
+    ASSERT_EQ(p.live, N);
+    /* Each one is usable at both ends and guarded below. */
+    for (int i = 0; i < N; i += 9973) {
+        all[i]->lo[0] = 1;
+        all[i]->lo[all[i]->size - 1] = 1;
+    }
+    guard_addr = all[N / 2]->lo - 1;
+    char out[256];
+    int status = run_captured(touch_guard, out, sizeof out);
+    ASSERT(died_of_segv(status, out));
+    for (int i = 0; i < N; i++)
+        weft__stack_release(&p, all[i]);
+    free(all);
+    weft__stack_pool_fini(&p);
+}
+
+TEST_MAIN(CASE(size_classes), CASE(pool_reuses_lifo), CASE(trim_returns_pages_below_high_water),
+          CASE(guard_page_faults), CASE(overflow_is_reported_and_aborts),
+          CASE(a_million_guarded_stacks))

@@ -1,0 +1,379 @@
+/* Task lifecycle: spawn, join, detach, ids, yields, ordering, misuse. */
+#include "test.h"
+
+static void *ret_arg(void *arg)
+{
+    return arg;
+}
+
+static int counter;
+
+static void *bump(void *arg)
+{
+    counter++;
+    return arg;
+}
+
+static void *main_join_result(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, ret_arg, (void *)1234));
+    ASSERT(weft_task_id(t) > weft_self_id());
+    void *r = NULL;
+    ASSERT_OK(weft_join(t, &r));
+    ASSERT_EQ((intptr_t)r, 1234);
+    return (void *)77;
+}
+TEST(join_returns_result)
+{
+    ASSERT_EQ((intptr_t)run_main(NULL, main_join_result, NULL), 77);
+}
+
+static void *main_detached(void *arg)
+{
+    for (int i = 0; i < 100; i++)
+        ASSERT_OK(weft_spawn(NULL, bump, NULL));
+    if (arg)
+        ASSERT_OK(weft_wait_children());
+    return NULL;
+}
+TEST(detached_children_are_part_of_the_tree)
+{
+    /* Awaited: all ran. */
+    counter = 0;
+    run_main(NULL, main_detached, (void *)1);
+    ASSERT_EQ(counter, 100);
+    /* Not awaited: main's end cancels them before their first run, so
+     * none runs (WEFT_ORPHANS_CANCEL). */
+    counter = 0;
+    run_main(NULL, main_detached, NULL);
+    ASSERT_EQ(counter, 0);
+}
+
+static void *main_detach_handle(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, bump, NULL));
+    weft_detach(t);
+    ASSERT_OK(weft_yield());
+    return NULL;
+}
+TEST(detach_handle)
+{
+    counter = 0;
+    run_main(NULL, main_detach_handle, NULL);
+    ASSERT_EQ(counter, 1);
+}
+
+static void *main_join_finished(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, ret_arg, (void *)5));
+    ASSERT(!weft_task_finished(t));
+    ASSERT_OK(weft_yield());
+    ASSERT(weft_task_finished(t));
+    void *r;
+    ASSERT_OK(weft_join(t, &r));
+    ASSERT_EQ((intptr_t)r, 5);
+    return NULL;
+}
+TEST(join_already_finished)
+{
+    run_main(NULL, main_join_finished, NULL);
+}
+
+static char order[64];
+static int norder;
+
+static void *yielder(void *arg)
+{
+    char c = (char)(intptr_t)arg;
+    for (int i = 0; i < 3; i++) {
+        order[norder++] = c;
+        ASSERT_OK(weft_yield());
+    }
+    return NULL;
+}
+
+static void *main_yield_order(void *arg)
+{
+    weft_task *a, *b;
+    ASSERT_OK(weft_spawn(&a, yielder, (void *)'a'));
+    ASSERT_OK(weft_spawn(&b, yielder, (void *)'b'));
+    ASSERT_OK(weft_join(a, NULL));
+    ASSERT_OK(weft_join(b, NULL));
+    return NULL;
+}
+TEST(yield_round_robin_order)
+{
+    norder = 0;
+    run_main(NULL, main_yield_order, NULL);
+    order[norder] = 0;
+    ASSERT_STREQ(order, "ababab");
+}
+
+static void *append(void *arg)
+{
+    order[norder++] = (char)(intptr_t)arg;
+    return NULL;
+}
+
+static void *main_lifo_hint(void *arg)
+{
+    weft_spawn_opts lifo = {.flags = WEFT_TASK_SPAWN_LIFO};
+    weft_spawn_opts fifo = {.flags = WEFT_TASK_SPAWN_FIFO};
+    ASSERT_OK(weft_spawn_ex(NULL, &fifo, append, (void *)'1'));
+    ASSERT_OK(weft_spawn_ex(NULL, &fifo, append, (void *)'2'));
+    ASSERT_OK(weft_spawn_ex(NULL, &lifo, append, (void *)'L'));
+    ASSERT_OK(weft_yield());
+    return NULL;
+}
+TEST(spawn_lifo_hint_runs_first)
+{
+    norder = 0;
+    run_main(NULL, main_lifo_hint, NULL);
+    order[norder] = 0;
+    ASSERT_STREQ(order, "L12");
+}
+
+static void *main_ids(void *arg)
+{
+    uint64_t self = weft_self_id();
+    ASSERT_GE(self, 1);
+    weft_task *t[3];
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_spawn(&t[i], ret_arg, NULL));
+    ASSERT(weft_task_id(t[0]) < weft_task_id(t[1]));
+    ASSERT(weft_task_id(t[1]) < weft_task_id(t[2]));
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_join(t[i], NULL));
+    ASSERT_EQ(weft_worker_index(), 0);
+    ASSERT_EQ(weft_worker_count(), 1);
+    ASSERT(!weft_cancelled());
+    return NULL;
+}
+TEST(ids_and_identity)
+{
+    ASSERT_EQ(weft_self_id(), 0);
+    ASSERT_EQ(weft_worker_index(), -EPERM);
+    ASSERT_EQ(weft_worker_count(), 0);
+    run_main(NULL, main_ids, NULL);
+}
+
+static void *joiner_of(void *arg)
+{
+    void *r;
+    int rc = weft_join((weft_task *)arg, &r);
+    ASSERT_OK(rc);
+    return r;
+}
+
+static void *sleepy(void *arg)
+{
+    ASSERT_OK(weft_sleep_ns(2000000));
+    return arg;
+}
+
+static void *main_join_from_other_task(void *arg)
+{
+    weft_task *target, *j;
+    ASSERT_OK(weft_spawn(&target, sleepy, (void *)9));
+    ASSERT_OK(weft_spawn(&j, joiner_of, target));
+    void *r;
+    ASSERT_OK(weft_join(j, &r));
+    ASSERT_EQ((intptr_t)r, 9);
+    return NULL;
+}
+TEST(join_from_a_sibling)
+{
+    run_main(NULL, main_join_from_other_task, NULL);
+}
+
+static void *main_misuse(void *arg)
+{
+    weft_task *t = (weft_task *)1;
+    ASSERT_EQ(weft_spawn(&t, NULL, NULL), -EINVAL);
+    ASSERT(t == NULL);
+    weft_spawn_opts tiny = {.stack_size = 1024};
+    ASSERT_EQ(weft_spawn_ex(&t, &tiny, ret_arg, NULL), -EINVAL);
+    weft_spawn_opts huge = {.stack_size = (size_t)1 << 40};
+    ASSERT_EQ(weft_spawn_ex(&t, &huge, ret_arg, NULL), -EINVAL);
+    weft_spawn_opts q = {.queue = "no-such-queue"};
+    ASSERT_EQ(weft_spawn_ex(&t, &q, ret_arg, NULL), -ENOENT);
+    weft_spawn_opts dq = {.queue = "default"};
+    ASSERT_OK(weft_spawn_ex(&t, &dq, ret_arg, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    weft_spawn_opts flags = {.flags = 1u << 30};
+    ASSERT_EQ(weft_spawn_ex(&t, &flags, ret_arg, NULL), -EINVAL);
+    weft_spawn_opts both = {.flags = WEFT_TASK_SPAWN_LIFO | WEFT_TASK_SPAWN_FIFO};
+    ASSERT_EQ(weft_spawn_ex(&t, &both, ret_arg, NULL), -EINVAL);
+    ASSERT_EQ(weft_join(NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_cancel(NULL), -EINVAL);
+    ASSERT_EQ(weft_defer(NULL, NULL), -EINVAL);
+    /* A stack size between classes is rounded up, not refused. */
+    weft_spawn_opts odd = {.stack_size = 100000, .name = "a-rather-long-task-name-that-is-cut-short"};
+    ASSERT_OK(weft_spawn_ex(&t, &odd, ret_arg, (void *)3));
+    void *r;
+    ASSERT_OK(weft_join(t, &r));
+    ASSERT_EQ((intptr_t)r, 3);
+    return NULL;
+}
+TEST(bad_input_is_refused)
+{
+    run_main(NULL, main_misuse, NULL);
+}
+
+static void *spawn_self_handle(void *arg)
+{
+    weft_task **slot = arg;
+    while (!*slot)
+        weft_yield();
+    return (void *)(intptr_t)weft_join(*slot, NULL);
+}
+
+static void *main_self_join2(void *arg)
+{
+    static weft_task *slot;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, spawn_self_handle, &slot));
+    slot = t;
+    /* The child joins its own handle: -EDEADLK, and the handle stays ours. */
+    while (!weft_task_finished(t))
+        weft_yield();
+    void *r;
+    ASSERT_OK(weft_join(t, &r));
+    ASSERT_EQ((intptr_t)r, -EDEADLK);
+    return NULL;
+}
+TEST(join_own_handle_is_edeadlk)
+{
+    run_main(NULL, main_self_join2, NULL);
+}
+
+static void *main_double_join(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, sleepy, NULL));
+    weft_task *copy = t;
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(weft_join(copy, NULL), WEFT_EHANDLE);
+    weft_task *u;
+    ASSERT_OK(weft_spawn(&u, sleepy, NULL));
+    weft_detach(u);
+    ASSERT_EQ(weft_join(u, NULL), WEFT_EHANDLE); /* u is still running */
+    return NULL;
+}
+TEST(double_join_detected_in_debug_builds)
+{
+#ifdef NDEBUG
+    SKIP("release build: handle checks are compiled out");
+#else
+    run_main(NULL, main_double_join, NULL);
+#endif
+}
+
+TEST(blocking_calls_outside_a_task)
+{
+    ASSERT_EQ(weft_spawn(NULL, ret_arg, NULL), -EPERM);
+    ASSERT_EQ(weft_yield(), -EPERM);
+    ASSERT_EQ(weft_yield_maybe(), -EPERM);
+    ASSERT_EQ(weft_sleep_ns(1), -EPERM);
+    ASSERT_EQ(weft_sleep_until(0), -EPERM);
+    ASSERT_EQ(weft_wait_children(), -EPERM);
+    ASSERT_EQ(weft_defer(free, NULL), -EPERM);
+    ASSERT_EQ(weft_join((weft_task *)&counter, NULL), -EPERM);
+    ASSERT_EQ(weft_deadline_push(1), -EPERM);
+    ASSERT_EQ(weft_shield_push(), -EPERM);
+    weft_stats st;
+    ASSERT_EQ(weft_stats_snapshot(&st), -EPERM);
+}
+
+static void *nested_run(void *arg)
+{
+    return (void *)(intptr_t)weft_run(NULL, ret_arg, NULL, NULL);
+}
+TEST(nested_weft_run_is_ebusy)
+{
+    ASSERT_EQ((intptr_t)run_main(NULL, nested_run, NULL), -EBUSY);
+}
+
+static void *deep_spawner(void *arg)
+{
+    intptr_t depth = (intptr_t)arg;
+    if (depth == 0)
+        return (void *)1;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, deep_spawner, (void *)(depth - 1)));
+    void *r;
+    ASSERT_OK(weft_join(t, &r));
+    return (void *)((intptr_t)r + 1);
+}
+TEST(deep_chain_of_tasks)
+{
+    ASSERT_EQ((intptr_t)run_main(NULL, deep_spawner, (void *)2000), 2001);
+}
+
+static void *main_many(void *arg)
+{
+    enum { N = 20000 };
+    static weft_task *h[N];
+    for (int i = 0; i < N; i++)
+        ASSERT_OK(weft_spawn(&h[i], ret_arg, (void *)(intptr_t)i));
+    for (int i = 0; i < N; i++) {
+        void *r;
+        ASSERT_OK(weft_join(h[i], &r));
+        ASSERT_EQ((intptr_t)r, i);
+    }
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_spawned, N + 1);
+    ASSERT_EQ(st.tasks_completed, N);
+    ASSERT_EQ(st.tasks_live, 1);
+    /* Stacks are taken at the first run: a spawn storm reuses a few. */
+    ASSERT_LE(st.stacks_live + st.stacks_pooled, 4);
+    return NULL;
+}
+TEST(spawn_storm_reuses_stacks)
+{
+    run_main(NULL, main_many, NULL);
+}
+
+static void *main_stats_print(void *arg)
+{
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    weft_stats_print_json(f, &st);
+    fclose(f);
+    ASSERT(strstr(buf, "\"tasks_spawned\": 1") != NULL);
+    free(buf);
+    f = open_memstream(&buf, &len);
+    weft_stats_print(f, &st);
+    fclose(f);
+    ASSERT(strstr(buf, "tasks_live") != NULL);
+    free(buf);
+    return NULL;
+}
+TEST(stats_print)
+{
+    run_main(NULL, main_stats_print, NULL);
+}
+
+TEST(strerror_knows_every_code)
+{
+    ASSERT_STREQ(weft_strerror(WEFT_EPANIC), "task panicked");
+    ASSERT_STREQ(weft_strerror(WEFT_EHANDLE), "task handle already joined or detached");
+    ASSERT_STREQ(weft_strerror(-ECANCELED), "Operation canceled");
+    ASSERT_STREQ(weft_strerror(0), "success");
+    ASSERT_STREQ(weft_strerror(-99999), "unknown error");
+}
+
+TEST_MAIN(CASE(join_returns_result), CASE(detached_children_are_part_of_the_tree),
+          CASE(detach_handle), CASE(join_already_finished), CASE(yield_round_robin_order),
+          CASE(spawn_lifo_hint_runs_first), CASE(ids_and_identity), CASE(join_from_a_sibling),
+          CASE(bad_input_is_refused), CASE(join_own_handle_is_edeadlk),
+          CASE(double_join_detected_in_debug_builds), CASE(blocking_calls_outside_a_task),
+          CASE(nested_weft_run_is_ebusy), CASE(deep_chain_of_tasks),
+          CASE(spawn_storm_reuses_stacks), CASE(stats_print), CASE(strerror_knows_every_code))

@@ -1,0 +1,327 @@
+/* Structured concurrency: orphan policies, background tasks, the subtree
+ * cancellation calls with exact weft_cancel_stats counts. */
+#include "test.h"
+
+static int finished_normally, finished_cancelled;
+
+static void *sleep_and_count(void *arg)
+{
+    int r = weft_sleep_ns((uint64_t)(intptr_t)arg);
+    if (r == 0)
+        finished_normally++;
+    else if (r == -ECANCELED)
+        finished_cancelled++;
+    return NULL;
+}
+
+/* Children read their parent's stack until they are cancelled. */
+static void *borrow_parent_stack(void *arg)
+{
+    volatile int *parent_local = arg;
+    while (weft_sleep_ns(1000000) == 0)
+        ASSERT_EQ(*parent_local, 1234);
+    ASSERT_EQ(*parent_local, 1234); /* still alive: the parent awaits us */
+    finished_cancelled++;
+    return NULL;
+}
+
+static void *parent_returns_early(void *arg)
+{
+    volatile int local = 1234;
+    for (int i = 0; i < 5; i++)
+        ASSERT_OK(weft_spawn(NULL, borrow_parent_stack, (void *)&local));
+    ASSERT_OK(weft_sleep_ns(3000000));
+    return (void *)7;
+}
+
+static void *main_orphans_cancel(void *arg)
+{
+    weft_task *p;
+    finished_cancelled = 0;
+    ASSERT_OK(weft_spawn(&p, parent_returns_early, NULL));
+    void *r;
+    ASSERT_OK(weft_join(p, &r)); /* returned normally: its result stands */
+    ASSERT_EQ((intptr_t)r, 7);
+    ASSERT_EQ(finished_cancelled, 5); /* all children ended before the join returned */
+    return NULL;
+}
+TEST(orphans_cancel_awaits_children)
+{
+    run_main(NULL, main_orphans_cancel, NULL);
+}
+
+static void *parent_leaves_kids(void *arg)
+{
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_spawn(NULL, sleep_and_count, (void *)(intptr_t)5000000));
+    ASSERT_OK(weft_yield()); /* they start sleeping */
+    return NULL;
+}
+
+static void *main_orphans_adopt(void *arg)
+{
+    weft_task *p;
+    finished_normally = finished_cancelled = 0;
+    ASSERT_OK(weft_spawn(&p, parent_leaves_kids, NULL));
+    ASSERT_OK(weft_join(p, NULL));
+    ASSERT_EQ(finished_normally, 0); /* still running, adopted */
+    ASSERT_OK(weft_sleep_ns(50000000));
+    ASSERT_EQ(finished_normally, 3);
+    return NULL;
+}
+TEST(orphans_adopt_keeps_children_running)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    run_main(&cfg, main_orphans_adopt, NULL);
+}
+
+static void *main_adopt_cancel_children_flag(void *arg)
+{
+    weft_task *p;
+    finished_normally = finished_cancelled = 0;
+    weft_spawn_opts o = {.flags = WEFT_TASK_CANCEL_CHILDREN};
+    ASSERT_OK(weft_spawn_ex(&p, &o, parent_leaves_kids, NULL));
+    ASSERT_OK(weft_join(p, NULL));
+    ASSERT_EQ(finished_cancelled, 3);
+    ASSERT_EQ(finished_normally, 0);
+    return NULL;
+}
+TEST(cancel_children_flag_under_adopt)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    run_main(&cfg, main_adopt_cancel_children_flag, NULL);
+}
+
+static void *main_adopted_until_shutdown(void *arg)
+{
+    weft_task *p;
+    finished_normally = finished_cancelled = 0;
+    ASSERT_OK(weft_spawn(&p, parent_leaves_kids, NULL));
+    ASSERT_OK(weft_join(p, NULL));
+    return NULL; /* weft_run waits for the adopted orphans to finish */
+}
+TEST(weft_run_waits_for_adopted_orphans)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    run_main(&cfg, main_adopted_until_shutdown, NULL);
+    ASSERT_EQ(finished_normally, 3);
+}
+
+static void *main_background(void *arg)
+{
+    weft_spawn_opts bg = {.flags = WEFT_TASK_BACKGROUND};
+    finished_normally = finished_cancelled = 0;
+    ASSERT_OK(weft_spawn_ex(NULL, &bg, sleep_and_count, (void *)(intptr_t)60000000000));
+    ASSERT_OK(weft_spawn_ex(NULL, &bg, sleep_and_count, (void *)(intptr_t)60000000000));
+    ASSERT_OK(weft_yield());
+    return NULL;
+}
+TEST(background_tasks_cancelled_at_shutdown)
+{
+    run_main(NULL, main_background, NULL);
+    ASSERT_EQ(finished_cancelled, 2);
+    ASSERT_EQ(finished_normally, 0);
+}
+
+static void *background_outlives_parent(void *arg)
+{
+    weft_spawn_opts bg = {.flags = WEFT_TASK_BACKGROUND};
+    ASSERT_OK(weft_spawn_ex(NULL, &bg, sleep_and_count, (void *)(intptr_t)2000000));
+    return NULL;
+}
+
+static void *main_background_child(void *arg)
+{
+    weft_task *p;
+    finished_normally = finished_cancelled = 0;
+    ASSERT_OK(weft_spawn(&p, background_outlives_parent, NULL));
+    ASSERT_OK(weft_join(p, NULL));
+    ASSERT_OK(weft_sleep_ns(30000000));
+    ASSERT_EQ(finished_normally, 1); /* not cancelled with its spawner */
+    return NULL;
+}
+TEST(background_task_is_not_its_spawners_child)
+{
+    run_main(NULL, main_background_child, NULL);
+}
+
+/* A tree under the main task:
+ *   main
+ *    ├─ a [web]       ── a1 [web,db], a2
+ *    ├─ b [db]        ── b1
+ *    └─ c (leaf)
+ * 6 descendants, leaves: a1 a2 b1 c. */
+static const char *const tag_web[] = {"web", NULL};
+static const char *const tag_db[] = {"db", NULL};
+static const char *const tag_web_db[] = {"web", "db", NULL};
+
+static void *forever(void *arg)
+{
+    while (weft_sleep_ns(1000000000) == 0) {
+    }
+    return NULL;
+}
+
+static void *with_kids(void *arg)
+{
+    const char *const *const *kid_tags = arg;
+    for (int i = 0; kid_tags && kid_tags[i] != (void *)-1; i++) {
+        weft_spawn_opts o = {.tags = kid_tags[i]};
+        ASSERT_OK(weft_spawn_ex(NULL, &o, forever, NULL));
+    }
+    return forever(NULL);
+}
+
+static const char *const *const a_kids[] = {tag_web_db, NULL, (void *)-1};
+static const char *const *const b_kids[] = {NULL, (void *)-1};
+
+static void build_tree(void)
+{
+    weft_spawn_opts a = {.tags = tag_web, .name = "a"}, b = {.tags = tag_db, .name = "b"},
+                    c = {.name = "c"};
+    ASSERT_OK(weft_spawn_ex(NULL, &a, with_kids, (void *)a_kids));
+    ASSERT_OK(weft_spawn_ex(NULL, &b, with_kids, (void *)b_kids));
+    ASSERT_OK(weft_spawn_ex(NULL, &c, with_kids, NULL));
+    ASSERT_OK(weft_sleep_ns(2000000)); /* everyone has spawned its kids */
+}
+
+#define EXPECT_STATS(call, v, c)                                                                   \
+    do {                                                                                           \
+        weft_cancel_stats st_ = {99, 99};                                                          \
+        ASSERT_OK(call);                                                                           \
+        ASSERT_EQ(st_.visited, v);                                                                 \
+        ASSERT_EQ(st_.cancelled, c);                                                               \
+    } while (0)
+
+static void *main_cancel_children(void *arg)
+{
+    build_tree();
+    EXPECT_STATS(weft_cancel_children(&st_), 6, 6);
+    ASSERT(!weft_cancelled());
+    return NULL;
+}
+TEST(cancel_children_counts)
+{
+    run_main(NULL, main_cancel_children, NULL);
+}
+
+static void *main_cancel_leaves(void *arg)
+{
+    build_tree();
+    EXPECT_STATS(weft_cancel_leaves(&st_), 6, 4);
+    EXPECT_STATS(weft_cancel_leaves(&st_), 6, 0); /* idempotent */
+    ASSERT_OK(weft_sleep_ns(2000000));
+    /* The four leaves are gone; a and b became leaves. */
+    EXPECT_STATS(weft_cancel_leaves(&st_), 2, 2);
+    ASSERT_OK(weft_wait_children());
+    EXPECT_STATS(weft_cancel_leaves(&st_), 0, 0);
+    return NULL;
+}
+TEST(cancel_leaves_counts)
+{
+    run_main(NULL, main_cancel_leaves, NULL);
+}
+
+static void *main_cancel_tagged(void *arg)
+{
+    build_tree();
+    /* Any of {db}: b (+ b1) and a1 → 3 cancelled. */
+    EXPECT_STATS(weft_cancel_tagged_any(tag_db, &st_), 6, 3);
+    /* All of {web, db}: only a1, already cancelled. */
+    EXPECT_STATS(weft_cancel_tagged_all(tag_web_db, &st_), 6, 0);
+    /* Any of {web}: a (+ a2; a1 already cancelled) → 2. */
+    EXPECT_STATS(weft_cancel_tagged_any(tag_web, &st_), 6, 2);
+    ASSERT_OK(weft_sleep_ns(2000000));
+    /* Only c is left. */
+    EXPECT_STATS(weft_cancel_children(&st_), 1, 1);
+    return NULL;
+}
+TEST(cancel_tagged_counts)
+{
+    run_main(NULL, main_cancel_tagged, NULL);
+}
+
+static void *main_cancel_tagged_all(void *arg)
+{
+    build_tree();
+    EXPECT_STATS(weft_cancel_tagged_all(tag_web_db, &st_), 6, 1);
+    static const char *const none[] = {NULL};
+    ASSERT_EQ(weft_cancel_tagged_all(none, NULL), -EINVAL);
+    ASSERT_EQ(weft_cancel_tagged_any(NULL, NULL), -EINVAL);
+    EXPECT_STATS(weft_cancel_tagged_any(none, &st_), 6, 0);
+    return NULL;
+}
+TEST(cancel_tagged_all_counts)
+{
+    run_main(NULL, main_cancel_tagged_all, NULL);
+}
+
+static void *orphan_maker(void *arg)
+{
+    ASSERT_OK(weft_spawn(NULL, forever, NULL));
+    ASSERT_OK(weft_spawn(NULL, with_kids, (void *)b_kids));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    return NULL;
+}
+
+static void *main_cancel_orphans(void *arg)
+{
+    weft_task *p;
+    ASSERT_OK(weft_spawn(&p, orphan_maker, NULL));
+    ASSERT_OK(weft_join(p, NULL));
+    /* Adopted: forever, with_kids and its child. */
+    EXPECT_STATS(weft_cancel_orphans(&st_), 3, 3);
+    EXPECT_STATS(weft_cancel_orphans(&st_), 3, 0);
+    return NULL;
+}
+TEST(cancel_orphans_counts)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    run_main(&cfg, main_cancel_orphans, NULL);
+}
+
+TEST(cancel_apis_outside_a_task)
+{
+    weft_cancel_stats st;
+    ASSERT_EQ(weft_cancel_children(&st), -EPERM);
+    ASSERT_EQ(weft_cancel_leaves(&st), -EPERM);
+    ASSERT_EQ(weft_cancel_tagged_any(tag_db, &st), -EPERM);
+    ASSERT_EQ(weft_cancel_tagged_all(tag_db, &st), -EPERM);
+    ASSERT_EQ(weft_cancel_orphans(&st), -EPERM);
+}
+
+static void *nursery(void *arg)
+{
+    finished_normally = 0;
+    for (int i = 1; i <= 4; i++)
+        ASSERT_OK(weft_spawn(NULL, sleep_and_count, (void *)(intptr_t)(i * 1000000)));
+    ASSERT_OK(weft_wait_children());
+    ASSERT_EQ(finished_normally, 4);
+    ASSERT_OK(weft_wait_children()); /* no children: returns at once */
+    return NULL;
+}
+TEST(wait_children_is_a_nursery_join)
+{
+    run_main(NULL, nursery, NULL);
+}
+
+static void *main_wait_children_deadline(void *arg)
+{
+    ASSERT_OK(weft_spawn(NULL, forever, NULL));
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 5000000));
+    ASSERT_EQ(weft_wait_children(), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    return NULL; /* the child is cancelled and awaited as main ends */
+}
+TEST(wait_children_honours_deadlines)
+{
+    run_main(NULL, main_wait_children_deadline, NULL);
+}
+
+TEST_MAIN(CASE(orphans_cancel_awaits_children), CASE(orphans_adopt_keeps_children_running),
+          CASE(cancel_children_flag_under_adopt), CASE(weft_run_waits_for_adopted_orphans),
+          CASE(background_tasks_cancelled_at_shutdown),
+          CASE(background_task_is_not_its_spawners_child), CASE(cancel_children_counts),
+          CASE(cancel_leaves_counts), CASE(cancel_tagged_counts), CASE(cancel_tagged_all_counts),
+          CASE(cancel_orphans_counts), CASE(cancel_apis_outside_a_task),
+          CASE(wait_children_is_a_nursery_join), CASE(wait_children_honours_deadlines))
