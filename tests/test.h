@@ -18,7 +18,7 @@
 
 #define FAILF(...)                                                                                 \
     do {                                                                                           \
-        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                          \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                            \
         fprintf(stderr, __VA_ARGS__);                                                              \
         fputc('\n', stderr);                                                                       \
         fflush(stderr);                                                                            \
@@ -47,7 +47,7 @@
     do {                                                                                           \
         const char *a_ = (a), *b_ = (b);                                                           \
         if (!a_ || !b_ || strcmp(a_, b_) != 0)                                                     \
-            FAILF("%s == %s: \"%s\" vs \"%s\"", #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");  \
+            FAILF("%s == %s: \"%s\" vs \"%s\"", #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");   \
     } while (0)
 #define ASSERT_OK(expr) ASSERT_EQ((expr), 0)
 
@@ -65,7 +65,10 @@ typedef struct test_case {
 } test_case;
 
 #define TEST(name) static void name(void)
-#define CASE(name) {#name, name}
+#define CASE(name)                                                                                 \
+    {                                                                                              \
+#name, name                                                                                \
+    }
 
 /* Runs fn(arg) as the main task of a runtime built from cfg (NULL = default)
  * and asserts that weft_run succeeds; returns the main task's result. */
@@ -121,7 +124,8 @@ static inline int test_main(int argc, char **argv, const test_case *cases, size_
 {
     unsigned passed = 0, failed = 0, skipped = 0;
     const char *only = argc > 1 ? argv[1] : getenv("WEFT_TEST_ONLY");
-    unsigned limit = getenv("WEFT_TEST_TIMEOUT") ? (unsigned)atoi(getenv("WEFT_TEST_TIMEOUT")) : 120;
+    unsigned limit =
+        getenv("WEFT_TEST_TIMEOUT") ? (unsigned)atoi(getenv("WEFT_TEST_TIMEOUT")) : 120;
     for (size_t i = 0; i < n; i++) {
         if (only && strcmp(only, cases[i].name) != 0)
             continue;

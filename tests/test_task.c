@@ -211,7 +211,8 @@ static void *main_misuse(void *arg)
     ASSERT_EQ(weft_cancel(NULL), -EINVAL);
     ASSERT_EQ(weft_defer(NULL, NULL), -EINVAL);
     /* A stack size between classes is rounded up, not refused. */
-    weft_spawn_opts odd = {.stack_size = 100000, .name = "a-rather-long-task-name-that-is-cut-short"};
+    weft_spawn_opts odd = {.stack_size = 100000,
+                           .name = "a-rather-long-task-name-that-is-cut-short"};
     ASSERT_OK(weft_spawn_ex(&t, &odd, ret_arg, (void *)3));
     void *r;
     ASSERT_OK(weft_join(t, &r));
@@ -365,7 +366,8 @@ TEST(strerror_knows_every_code)
 {
     ASSERT_STREQ(weft_strerror(WEFT_EPANIC), "task panicked");
     ASSERT_STREQ(weft_strerror(WEFT_EHANDLE), "task handle already joined or detached");
-    ASSERT_STREQ(weft_strerror(-ECANCELED), "Operation canceled");
+    ASSERT_STREQ(weft_strerror(-ECANCELED), "operation cancelled");
+    ASSERT_STREQ(weft_strerror(-ENOMEM), "Cannot allocate memory");
     ASSERT_STREQ(weft_strerror(0), "success");
     ASSERT_STREQ(weft_strerror(-99999), "unknown error");
 }

@@ -7,6 +7,7 @@
 #ifndef WEFT_COMMON_H
 #define WEFT_COMMON_H
 
+#include <errno.h> /* every call returns -errno codes */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

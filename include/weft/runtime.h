@@ -30,15 +30,15 @@ typedef enum weft_panic_policy {
 
 struct weft_policy;
 typedef struct weft_queue_spec {
-    const char *name;                /* unique */
-    uint32_t weight;                 /* share, 1..10000 */
+    const char *name;                 /* unique */
+    uint32_t weight;                  /* share, 1..10000 */
     const struct weft_policy *policy; /* NULL = runnable FIFO */
     const void *policy_config;
 } weft_queue_spec;
 
 typedef struct weft_config {
-    unsigned workers;                     /* 0 = CPUs; 1 = one worker on the calling thread */
-    const weft_queue_spec *queues;        /* NULL = one queue "default" */
+    unsigned workers;              /* 0 = CPUs; 1 = one worker on the calling thread */
+    const weft_queue_spec *queues; /* NULL = one queue "default" */
     size_t nqueues;
     size_t stack_size;                    /* 0 = 256 KiB (virtual; pages touched lazily) */
     unsigned ring_entries;                /* 0 = 1024 */
@@ -48,11 +48,11 @@ typedef struct weft_config {
     unsigned cleanup_retries;             /* 0 = 3 */
     weft_panic_policy on_panic;           /* default WEFT_PANIC_ABORT */
     uint64_t sched_latency_ns, min_slice_ns, io_poll_interval_ns; /* 0 = 2 ms, 100 us, 500 us */
-    unsigned max_runs_per_slice;          /* 0 = 61 */
-    bool lifo_slot;                       /* default off */
-    unsigned lifo_skip_interval;          /* 0 = 16 */
-    bool stats;                           /* collect stats (cheap counters are always on) */
-    const char *trace_path;               /* non-NULL: write a Perfetto/Chrome trace there */
+    unsigned max_runs_per_slice;                                  /* 0 = 61 */
+    bool lifo_slot;                                               /* default off */
+    unsigned lifo_skip_interval;                                  /* 0 = 16 */
+    bool stats;             /* collect stats (cheap counters are always on) */
+    const char *trace_path; /* non-NULL: write a Perfetto/Chrome trace there */
 } weft_config;
 
 /* Runs main_fn(arg) as the main task of a new runtime on the calling thread
@@ -82,9 +82,9 @@ WEFT_API unsigned weft_worker_count(void);
         (void)argc;                                                                                \
         (void)argv;                                                                                \
         void *weft_main_result_ = NULL;                                                            \
-        int weft_main_rc_ = weft_run(NULL, (fn), NULL, &weft_main_result_);                       \
+        int weft_main_rc_ = weft_run(NULL, (fn), NULL, &weft_main_result_);                        \
         if (weft_main_rc_ < 0) {                                                                   \
-            fprintf(stderr, "weft_run: %s\n", weft_strerror(weft_main_rc_));                      \
+            fprintf(stderr, "weft_run: %s\n", weft_strerror(weft_main_rc_));                       \
             return 1;                                                                              \
         }                                                                                          \
         return (int)(intptr_t)weft_main_result_;                                                   \

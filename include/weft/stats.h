@@ -20,11 +20,11 @@ typedef struct weft_stats {
     uint64_t tasks_panicked;  /* finished with WEFT_EPANIC */
     uint64_t tasks_live;      /* spawned and not yet finished */
     uint64_t context_switches;
-    uint64_t stacks_live;     /* handed to running tasks */
-    uint64_t stacks_pooled;   /* mapped, free, ready for reuse */
+    uint64_t stacks_live;   /* handed to running tasks */
+    uint64_t stacks_pooled; /* mapped, free, ready for reuse */
     uint64_t stack_bytes_mapped;
-    uint64_t timers_armed;    /* sleepers and deadlines waiting now */
-    uint64_t parks;           /* times the worker slept in io_uring_enter */
+    uint64_t timers_armed; /* sleepers and deadlines waiting now */
+    uint64_t parks;        /* times the worker slept in io_uring_enter */
 } weft_stats;
 
 /* Copies the current runtime's counters into *out. Returns 0, -EPERM outside

@@ -1,4 +1,5 @@
 /* weft_strerror: every code a weft call can return. */
+#include <errno.h>
 #include <string.h>
 #include <weft/common.h>
 
@@ -11,6 +12,10 @@ const char *weft_strerror(int err)
         return "task panicked";
     case WEFT_EHANDLE:
         return "task handle already joined or detached";
+    case -ETIMEDOUT:
+        return "timed out (deadline passed)";
+    case -ECANCELED:
+        return "operation cancelled";
     }
     if (err < 0 && err > -4000) {
         /* strerrordesc_np is static, thread-safe and never NULL for known

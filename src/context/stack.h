@@ -24,25 +24,25 @@
 struct weft__slab;
 
 typedef struct weft__stack {
-    struct weft__stack *next;  /* pool free list */
+    struct weft__stack *next;           /* pool free list */
     struct weft__stack *next_untrimmed; /* pool's list of stacks to trim */
-    char *lo;                  /* lowest usable byte, just above the guard */
-    size_t size;               /* usable bytes */
+    char *lo;                           /* lowest usable byte, just above the guard */
+    size_t size;                        /* usable bytes */
     struct weft__slab *slab;
     unsigned valgrind_id;
     uint8_t size_class;
-    bool trimmed;              /* pages below the high-water mark returned */
-    bool in_pool;              /* on a free list now */
-    bool on_untrimmed;         /* on the pool's untrimmed list */
+    bool trimmed;      /* pages below the high-water mark returned */
+    bool in_pool;      /* on a free list now */
+    bool on_untrimmed; /* on the pool's untrimmed list */
 } weft__stack;
 
 typedef struct weft__stack_pool {
     weft__stack *free[WEFT_STACK_CLASSES];
     struct weft__slab *carving[WEFT_STACK_CLASSES]; /* slab with uncarved slots */
-    struct weft__slab *slabs;                        /* every slab, for teardown */
-    weft__stack *untrimmed;  /* released stacks that may need trimming */
-    uint64_t live;           /* handed out */
-    uint64_t pooled;         /* free in the pool */
+    struct weft__slab *slabs;                       /* every slab, for teardown */
+    weft__stack *untrimmed;                         /* released stacks that may need trimming */
+    uint64_t live;                                  /* handed out */
+    uint64_t pooled;                                /* free in the pool */
     uint64_t bytes_mapped;
 } weft__stack_pool;
 

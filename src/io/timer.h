@@ -11,8 +11,8 @@
 #include "task/task.h"
 
 typedef struct weft__timer {
-    uint64_t when;   /* CLOCK_MONOTONIC ns */
-    uint32_t index;  /* position in the heap while armed */
+    uint64_t when;  /* CLOCK_MONOTONIC ns */
+    uint32_t index; /* position in the heap while armed */
     bool armed;
     bool fired;
     weft_task *task; /* woken when it fires */

@@ -50,8 +50,8 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
                           WEFT_MAX_WEIGHT);
         for (size_t j = 0; j < i; j++)
             if (strcmp(out->queues[j].name, q->name) == 0)
-                return reject("queue '%s': the name is used twice (queues[%zu] and [%zu])",
-                              q->name, j, i);
+                return reject("queue '%s': the name is used twice (queues[%zu] and [%zu])", q->name,
+                              j, i);
     }
     if (!out->queues) {
         out->queues = &default_queue;
@@ -60,13 +60,12 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
     if (!out->stack_size)
         out->stack_size = WEFT_STACK_DEFAULT;
     if (weft__stack_class(out->stack_size) < 0)
-        return reject("stack_size: %zu is outside %u .. %zu bytes", out->stack_size,
-                      WEFT_STACK_MIN, (size_t)WEFT_STACK_MAX);
+        return reject("stack_size: %zu is outside %u .. %zu bytes", out->stack_size, WEFT_STACK_MIN,
+                      (size_t)WEFT_STACK_MAX);
     if (!out->ring_entries)
         out->ring_entries = 1024;
     if (out->ring_entries > WEFT_MAX_RING_ENTRIES)
-        return reject("ring_entries: %u is more than %d", out->ring_entries,
-                      WEFT_MAX_RING_ENTRIES);
+        return reject("ring_entries: %u is more than %d", out->ring_entries, WEFT_MAX_RING_ENTRIES);
     if (!out->direct_fds)
         out->direct_fds = 1024;
     if ((unsigned)out->orphans > WEFT_ORPHANS_ADOPT)

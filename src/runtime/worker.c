@@ -160,8 +160,7 @@ static void after_park(weft__worker *w, weft_task *t)
         if (s & TASK_NOTIFIED) {
             /* A wake raced the park: consume it and stay runnable. */
             if (atomic_compare_exchange_weak_explicit(&t->state, &s, s & ~TASK_NOTIFIED,
-                                                      memory_order_acq_rel,
-                                                      memory_order_acquire)) {
+                                                      memory_order_acq_rel, memory_order_acquire)) {
                 weft__runqueue_push(&w->runq, t);
                 return;
             }

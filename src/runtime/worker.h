@@ -37,14 +37,14 @@ struct weft__runtime;
 typedef struct weft__worker {
     struct weft__runtime *rt;
     unsigned index;
-    weft__fiber fiber;           /* the scheduler loop's own context */
-    weft_task *current;          /* running task, NULL in the loop */
-    weft__switch_reason reason;  /* set by the task before switching back */
+    weft__fiber fiber;          /* the scheduler loop's own context */
+    weft_task *current;         /* running task, NULL in the loop */
+    weft__switch_reason reason; /* set by the task before switching back */
     weft__runqueue runq;
     weft__stack_pool stacks;
     weft__timer_heap timers;
     weft__ring ring;
-    weft_task *free_tasks;       /* recycled task records */
+    weft_task *free_tasks; /* recycled task records */
     unsigned nfree_tasks;
     weft__worker_counters count;
 #ifndef NDEBUG
@@ -64,12 +64,12 @@ typedef struct weft__worker {
     uint64_t wake_buf;
     bool wake_armed;
 
-    void *altstack;              /* for the stack-overflow report */
+    void *altstack; /* for the stack-overflow report */
     size_t altstack_size;
 } weft__worker;
 
 typedef struct weft__runtime {
-    weft_config cfg;             /* with defaults filled in */
+    weft_config cfg; /* with defaults filled in */
     int default_stack_class;
     unsigned nworkers;
     weft__worker *workers;

@@ -12,7 +12,7 @@
 #include "runtime/worker.h"
 
 #define PUBLIC_FLAGS                                                                               \
-    (WEFT_TASK_BACKGROUND | WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN | WEFT_TASK_SPAWN_LIFO | \
+    (WEFT_TASK_BACKGROUND | WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN | WEFT_TASK_SPAWN_LIFO |  \
      WEFT_TASK_SPAWN_FIFO)
 
 struct weft__defer {
@@ -215,8 +215,7 @@ int weft_join(weft_task *t, void **result)
             r = weft__task_park_interruptible();
             s = load_state(t);
             if (r < 0 && !(s & TASK_COMPLETE)) {
-                s = atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_WAKER,
-                                              memory_order_acq_rel);
+                s = atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_WAKER, memory_order_acq_rel);
                 if (!(s & TASK_COMPLETE)) {
                     t->joiner = NULL;
                     return r;

@@ -51,19 +51,19 @@ struct weft__defer;
 
 struct weft_task {
     _Atomic uint64_t state;
-    uint64_t magic;              /* catches use of a joined/detached handle (debug) */
-    struct weft__worker *owner;  /* the worker that resumes it */
-    struct weft_task *rq_next;   /* run queue link (owner only) */
+    uint64_t magic;             /* catches use of a joined/detached handle (debug) */
+    struct weft__worker *owner; /* the worker that resumes it */
+    struct weft_task *rq_next;  /* run queue link (owner only) */
     weft__fiber fiber;
-    weft__stack *stack;          /* NULL until the first run */
+    weft__stack *stack; /* NULL until the first run */
     weft_fn fn;
     void *arg;
     void *result;
-    int outcome;                 /* 0, -ECANCELED or WEFT_EPANIC once COMPLETE */
-    unsigned flags;              /* WEFT_TASK_* | TASK_F_* */
+    int outcome;    /* 0, -ECANCELED or WEFT_EPANIC once COMPLETE */
+    unsigned flags; /* WEFT_TASK_* | TASK_F_* */
     uint8_t stack_class;
     uint8_t ndeadlines;
-    uint16_t shield;             /* shield_push depth */
+    uint16_t shield; /* shield_push depth */
     uint64_t id;
     uint64_t group;
 
@@ -73,12 +73,12 @@ struct weft_task {
     struct weft_task *next_sibling, *prev_sibling;
     uint64_t live_children;
 
-    struct weft_task *joiner;    /* parked in weft_join, see JOIN_WAKER */
-    struct weft__defer *defers;  /* LIFO */
+    struct weft_task *joiner;   /* parked in weft_join, see JOIN_WAKER */
+    struct weft__defer *defers; /* LIFO */
     const char *const *tags;
-    char *panic_msg;             /* malloc'd; freed with the record */
-    uint64_t deadline;           /* innermost effective deadline, 0 = none */
-    uint64_t *deadline_stack;    /* saved outer deadlines; malloc'd lazily */
+    char *panic_msg;          /* malloc'd; freed with the record */
+    uint64_t deadline;        /* innermost effective deadline, 0 = none */
+    uint64_t *deadline_stack; /* saved outer deadlines; malloc'd lazily */
     char name[TASK_NAME_MAX];
 };
 

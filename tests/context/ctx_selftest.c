@@ -34,8 +34,8 @@
 
 static unsigned g_passed, g_failed;
 
-static void check_report(int ok, const char *file, int line, const char *expr,
-                         const char *lhs_s, const char *rhs_s)
+static void check_report(int ok, const char *file, int line, const char *expr, const char *lhs_s,
+                         const char *rhs_s)
 {
     if (ok) {
         g_passed++;
@@ -43,47 +43,45 @@ static void check_report(int ok, const char *file, int line, const char *expr,
     }
     g_failed++;
     if (g_failed <= 50)
-        fprintf(stderr, "FAIL %s:%d: %s (lhs %s, rhs %s)\n", file, line, expr,
-                lhs_s, rhs_s);
+        fprintf(stderr, "FAIL %s:%d: %s (lhs %s, rhs %s)\n", file, line, expr, lhs_s, rhs_s);
 }
 
-#define CHECK_EQ_U(a, b)                                                       \
-    do {                                                                       \
-        uint64_t ca_ = (uint64_t)(a), cb_ = (uint64_t)(b);                     \
-        char sa_[48], sb_[48];                                                 \
-        snprintf(sa_, sizeof sa_, "0x%" PRIx64 " (%" PRIu64 ")", ca_, ca_);    \
-        snprintf(sb_, sizeof sb_, "0x%" PRIx64 " (%" PRIu64 ")", cb_, cb_);    \
-        check_report(ca_ == cb_, __FILE__, __LINE__, #a " == " #b, sa_, sb_);  \
+#define CHECK_EQ_U(a, b)                                                                           \
+    do {                                                                                           \
+        uint64_t ca_ = (uint64_t)(a), cb_ = (uint64_t)(b);                                         \
+        char sa_[48], sb_[48];                                                                     \
+        snprintf(sa_, sizeof sa_, "0x%" PRIx64 " (%" PRIu64 ")", ca_, ca_);                        \
+        snprintf(sb_, sizeof sb_, "0x%" PRIx64 " (%" PRIu64 ")", cb_, cb_);                        \
+        check_report(ca_ == cb_, __FILE__, __LINE__, #a " == " #b, sa_, sb_);                      \
     } while (0)
 
-#define CHECK_EQ_P(a, b)                                                       \
-    do {                                                                       \
-        const void *pa_ = (const void *)(a), *pb_ = (const void *)(b);         \
-        char sa_[32], sb_[32];                                                 \
-        snprintf(sa_, sizeof sa_, "%p", pa_);                                  \
-        snprintf(sb_, sizeof sb_, "%p", pb_);                                  \
-        check_report(pa_ == pb_, __FILE__, __LINE__, #a " == " #b, sa_, sb_);  \
+#define CHECK_EQ_P(a, b)                                                                           \
+    do {                                                                                           \
+        const void *pa_ = (const void *)(a), *pb_ = (const void *)(b);                             \
+        char sa_[32], sb_[32];                                                                     \
+        snprintf(sa_, sizeof sa_, "%p", pa_);                                                      \
+        snprintf(sb_, sizeof sb_, "%p", pb_);                                                      \
+        check_report(pa_ == pb_, __FILE__, __LINE__, #a " == " #b, sa_, sb_);                      \
     } while (0)
 
-#define CHECK_EQ_D(a, b)                                                       \
-    do {                                                                       \
-        double da_ = (a), db_ = (b);                                           \
-        char sa_[40], sb_[40];                                                 \
-        snprintf(sa_, sizeof sa_, "%.17g", da_);                               \
-        snprintf(sb_, sizeof sb_, "%.17g", db_);                               \
-        check_report(memcmp(&da_, &db_, sizeof da_) == 0, __FILE__, __LINE__,  \
-                     #a " == " #b, sa_, sb_);                                  \
+#define CHECK_EQ_D(a, b)                                                                           \
+    do {                                                                                           \
+        double da_ = (a), db_ = (b);                                                               \
+        char sa_[40], sb_[40];                                                                     \
+        snprintf(sa_, sizeof sa_, "%.17g", da_);                                                   \
+        snprintf(sb_, sizeof sb_, "%.17g", db_);                                                   \
+        check_report(memcmp(&da_, &db_, sizeof da_) == 0, __FILE__, __LINE__, #a " == " #b, sa_,   \
+                     sb_);                                                                         \
     } while (0)
 
 /* A relation between two unsigned values, e.g. CHECK_REL_U(x, <, y). */
-#define CHECK_REL_U(a, op, b)                                                  \
-    do {                                                                       \
-        uint64_t ca_ = (uint64_t)(a), cb_ = (uint64_t)(b);                     \
-        char sa_[48], sb_[48];                                                 \
-        snprintf(sa_, sizeof sa_, "0x%" PRIx64, ca_);                          \
-        snprintf(sb_, sizeof sb_, "0x%" PRIx64, cb_);                          \
-        check_report(ca_ op cb_, __FILE__, __LINE__, #a " " #op " " #b, sa_,   \
-                     sb_);                                                     \
+#define CHECK_REL_U(a, op, b)                                                                      \
+    do {                                                                                           \
+        uint64_t ca_ = (uint64_t)(a), cb_ = (uint64_t)(b);                                         \
+        char sa_[48], sb_[48];                                                                     \
+        snprintf(sa_, sizeof sa_, "0x%" PRIx64, ca_);                                              \
+        snprintf(sb_, sizeof sb_, "0x%" PRIx64, cb_);                                              \
+        check_report(ca_ op cb_, __FILE__, __LINE__, #a " " #op " " #b, sa_, sb_);                 \
     } while (0)
 
 /* Hide a value from the optimiser so alignment checks are done at run time. */
@@ -104,15 +102,14 @@ static inline uintptr_t launder(uintptr_t v)
  * the stack pointer after the switch into out[NREGS] and the one before it
  * into out[NREGS + 1]; then restores the caller's registers and returns the
  * switch's result. */
-void *ctx_test_regs_switch(void **save, void *load, void *transfer,
-                           uint64_t *out, const uint64_t *in);
+void *ctx_test_regs_switch(void **save, void *load, void *transfer, uint64_t *out,
+                           const uint64_t *in);
 
 #if defined(__x86_64__)
 
 #define ARCH_NAME "x86_64"
-#define NREGS 6
-static const char *const reg_names[NREGS] = {"rbx", "rbp", "r12",
-                                             "r13", "r14", "r15"};
+#define NREGS     6
+static const char *const reg_names[NREGS] = {"rbx", "rbp", "r12", "r13", "r14", "r15"};
 
 __asm__(".text\n"
         ".globl  ctx_test_regs_switch\n"
@@ -175,10 +172,10 @@ static int have_sp(uintptr_t *sp)
 #elif defined(__aarch64__)
 
 #define ARCH_NAME "aarch64"
-#define NREGS 19
-static const char *const reg_names[NREGS] = {
-    "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27", "x28",
-    "x29", "d8",  "d9",  "d10", "d11", "d12", "d13", "d14", "d15"};
+#define NREGS     19
+static const char *const reg_names[NREGS] = {"x19", "x20", "x21", "x22", "x23", "x24", "x25",
+                                             "x26", "x27", "x28", "x29", "d8",  "d9",  "d10",
+                                             "d11", "d12", "d13", "d14", "d15"};
 
 __asm__(".text\n"
         ".globl  ctx_test_regs_switch\n"
@@ -282,8 +279,7 @@ static void fiber_alloc(struct fiber *f, unsigned id)
     f->id = id;
 }
 
-static void fiber_start(struct fiber *f, size_t top_offset,
-                        void (*entry)(void *))
+static void fiber_start(struct fiber *f, size_t top_offset, void (*entry)(void *))
 {
     f->sp = weft__ctx_make(f->stack + f->size - top_offset, entry);
 }
@@ -388,19 +384,18 @@ static struct fiber g_rf;
 static void fill_pattern(uint64_t *in, uint64_t seed)
 {
     for (int i = 0; i < NREGS; i++) {
-        uint64_t v = seed * UINT64_C(0x9e3779b97f4a7c15) + (uint64_t)i * UINT64_C(0x0101010101010101);
+        uint64_t v =
+            seed * UINT64_C(0x9e3779b97f4a7c15) + (uint64_t)i * UINT64_C(0x0101010101010101);
         v ^= v >> 29;
         in[i] = v | 1; /* never zero, never equal between main and fiber */
     }
 }
 
-static void check_regs(const char *who, int round, const uint64_t *out,
-                       const uint64_t *in)
+static void check_regs(const char *who, int round, const uint64_t *out, const uint64_t *in)
 {
     for (int i = 0; i < NREGS; i++) {
         if (out[i] != in[i]) {
-            fprintf(stderr, "  %s round %d: %s lost its value\n", who, round,
-                    reg_names[i]);
+            fprintf(stderr, "  %s round %d: %s lost its value\n", who, round, reg_names[i]);
         }
         CHECK_EQ_U(out[i], in[i]);
     }
@@ -439,10 +434,8 @@ static __attribute__((noinline)) void live_values_switch(struct fiber *f, int to
         to_fiber(f, U2P(1));
     else
         to_main(f, U2P(2));
-    *isum = a0 + 2 * a1 + 3 * a2 + 4 * a3 + 5 * a4 + 6 * a5 + 7 * a6 + 8 * a7 +
-            9 * a8 + 10 * a9;
-    *dsum = d0 + 2 * d1 + 3 * d2 + 4 * d3 + 5 * d4 + 6 * d5 + 7 * d6 + 8 * d7 +
-            9 * d8 + 10 * d9;
+    *isum = a0 + 2 * a1 + 3 * a2 + 4 * a3 + 5 * a4 + 6 * a5 + 7 * a6 + 8 * a7 + 9 * a8 + 10 * a9;
+    *dsum = d0 + 2 * d1 + 3 * d2 + 4 * d3 + 5 * d4 + 6 * d5 + 7 * d6 + 8 * d7 + 9 * d8 + 10 * d9;
 }
 
 static struct fiber g_lf;
@@ -455,8 +448,8 @@ static void expected_live(uint64_t s, double d, uint64_t *isum, double *dsum)
     for (int i = 0; i < 10; i++)
         is += (uint64_t)(i + 1) * (s * m[i]);
     /* Same association order as live_values_switch. */
-    ds = d * 3 + 2 * (d * 5) + 3 * (d * 7) + 4 * (d * 11) + 5 * (d * 13) +
-         6 * (d * 17) + 7 * (d * 19) + 8 * (d * 23) + 9 * (d * 29) + 10 * (d * 31);
+    ds = d * 3 + 2 * (d * 5) + 3 * (d * 7) + 4 * (d * 11) + 5 * (d * 13) + 6 * (d * 17) +
+         7 * (d * 19) + 8 * (d * 23) + 9 * (d * 29) + 10 * (d * 31);
     *isum = is;
     *dsum = ds;
 }
@@ -673,10 +666,10 @@ static void test_alignment(void)
 /* ------------------------------------------------------------------ */
 /* (e) many fibers                                                     */
 
-#define NFIBERS 1000u
+#define NFIBERS     1000u
 #define MANY_ROUNDS 20u
-#define RING_LAPS 5u
-#define FINISHED 0xf1000000u
+#define RING_LAPS   5u
+#define FINISHED    0xf1000000u
 
 static struct fiber *g_many;
 static unsigned g_many_bad;
@@ -753,8 +746,8 @@ static void test_many(void)
             void *r = to_fiber(&g_many[i], msg);
             if (P2U(r) != many_encode(i, round)) {
                 if (bad++ == 0)
-                    fprintf(stderr, "  fiber %u round %u answered %#" PRIxPTR "\n",
-                            i, round, P2U(r));
+                    fprintf(stderr, "  fiber %u round %u answered %#" PRIxPTR "\n", i, round,
+                            P2U(r));
             }
         }
     }
@@ -790,8 +783,8 @@ static void run(const char *name, void (*fn)(void))
 {
     unsigned failed_before = g_failed, passed_before = g_passed;
     fn();
-    printf("%-4s %-18s (%u checks)\n", g_failed == failed_before ? "ok" : "FAIL",
-           name, (g_passed - passed_before) + (g_failed - failed_before));
+    printf("%-4s %-18s (%u checks)\n", g_failed == failed_before ? "ok" : "FAIL", name,
+           (g_passed - passed_before) + (g_failed - failed_before));
     fflush(stdout);
 }
 

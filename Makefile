@@ -1,0 +1,71 @@
+# The two set-up commands of the README:
+#   make test   builds weft and runs the whole suite (debug, ASan+UBSan, the
+#               aarch64 context test under qemu, formatting, install check)
+#   make demo   builds a release and runs the showcase and the benchmarks
+# Each installs the Debian packages it needs when run as root, and prints the
+# apt-get line otherwise.
+
+JOBS ?= $(shell nproc)
+TEST_PRESETS ?= debug asan
+
+# Needed to build and test weft.
+TEST_PKGS := cmake make gcc pkg-config liburing-dev clang-format \
+             gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user valgrind
+# Needed by the benchmark peers (../shared/peers) that `make demo` runs.
+DEMO_PKGS := cmake make gcc g++ pkg-config liburing-dev libuv1-dev libboost-context-dev \
+             librust-tokio-dev cargo golang-go
+
+.PHONY: all test demo bench deps-test deps-demo format format-check clean
+
+all:
+	cmake --preset release >/dev/null && cmake --build build/release -j$(JOBS)
+
+define ensure_packages
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  else \
+	    echo "missing packages; run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+endef
+
+deps-test:
+	$(call ensure_packages,$(TEST_PKGS))
+
+deps-demo:
+	$(call ensure_packages,$(DEMO_PKGS))
+
+test: deps-test format-check
+	@set -e; for p in $(TEST_PRESETS); do \
+	  echo "== $$p =="; \
+	  cmake --preset $$p >/dev/null; \
+	  cmake --build build/$$p -j$(JOBS); \
+	  ctest --preset $$p -j$(JOBS); \
+	done
+
+demo: deps-demo
+	cmake --preset release >/dev/null
+	cmake --build build/release -j$(JOBS)
+	./build/release/examples/weft_demo
+	./bench/run-micro.sh
+
+bench: deps-demo
+	cmake --preset release >/dev/null
+	cmake --build build/release -j$(JOBS)
+	./bench/run-micro.sh
+
+SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+format:
+	clang-format -i $(SOURCES)
+
+format-check:
+	@clang-format --dry-run --Werror $(SOURCES) && echo "format: ok"
+
+clean:
+	rm -rf build

@@ -1,0 +1,123 @@
+/* The weft showcase: structured concurrency at work.
+ *
+ * A "request" task fans out to three "replica" lookups that take different
+ * times; the first answer wins and the request cancels the rest of its
+ * children. Meanwhile a background heartbeat runs until the main task ends,
+ * and a deliberately stuck task is bounded by a deadline. Everything spawned
+ * is cancelled and awaited before weft_run returns: no task outlives its
+ * parent, and the stats at the end show nothing leaked. */
+#include <stdatomic.h>
+#include <weft.h>
+
+static uint64_t t0;
+
+static double ms(void)
+{
+    return (double)(weft_now_ns() - t0) / 1e6;
+}
+
+typedef struct lookup {
+    const char *replica;
+    uint64_t latency_ms;
+    int *answered;     /* lives on the request's stack: children borrow it */
+} lookup;
+
+static void *replica_lookup(void *arg)
+{
+    lookup *l = arg;
+    printf("%7.1f ms   replica %-8s: looking up (takes %llu ms)\n", ms(), l->replica,
+           (unsigned long long)l->latency_ms);
+    int r = weft_sleep_ns(l->latency_ms * 1000000);
+    if (r == -ECANCELED) {
+        printf("%7.1f ms   replica %-8s: cancelled, someone else answered\n", ms(), l->replica);
+        return NULL;
+    }
+    (*l->answered)++;
+    printf("%7.1f ms   replica %-8s: answered first\n", ms(), l->replica);
+    return (void *)l->replica;
+}
+
+static void *request(void *arg)
+{
+    int answered = 0;
+    lookup lookups[3] = {
+        {"eu-west", 30, &answered},
+        {"us-east", 12, &answered},
+        {"ap-south", 45, &answered},
+    };
+    weft_task *h[3];
+    static const char *const tags[] = {"replica", NULL};
+    for (int i = 0; i < 3; i++) {
+        weft_spawn_opts o = {.name = lookups[i].replica, .tags = tags};
+        weft_spawn_ex(&h[i], &o, replica_lookup, &lookups[i]);
+    }
+    /* Wait for whichever finishes first. */
+    const char *answer = NULL;
+    while (!answer) {
+        for (int i = 0; i < 3 && !answer; i++)
+            if (weft_task_finished(h[i]))
+                weft_join(h[i], (void **)&answer), h[i] = NULL;
+        if (!answer)
+            weft_sleep_ns(1000000);
+    }
+    weft_cancel_stats st;
+    weft_cancel_tagged_any(tags, &st);
+    printf("%7.1f ms   request: answer from %s; cancelled %llu of %llu other lookups\n", ms(),
+           answer, (unsigned long long)st.cancelled, (unsigned long long)st.visited);
+    for (int i = 0; i < 3; i++)
+        if (h[i])
+            weft_join(h[i], NULL);
+    return (void *)answer;
+}
+
+static atomic_int beats;
+
+static void *heartbeat(void *arg)
+{
+    while (weft_sleep_ns(10000000) == 0)
+        beats++;
+    printf("%7.1f ms   heartbeat: cancelled at shutdown after %d beats\n", ms(), beats);
+    return NULL;
+}
+
+static void *stuck(void *arg)
+{
+    weft_deadline_push(weft_now_ns() + 25000000);
+    int r = weft_sleep_ns(3600ull * 1000000000); /* "forever" */
+    printf("%7.1f ms   stuck task: %s after its 25 ms deadline\n", ms(), weft_strerror(r));
+    weft_deadline_pop();
+    return NULL;
+}
+
+static void *demo_main(void *arg)
+{
+    t0 = weft_now_ns();
+    printf("weft demo: structured concurrency\n\n");
+    weft_spawn_opts bg = {.flags = WEFT_TASK_BACKGROUND, .name = "heartbeat"};
+    weft_spawn_ex(NULL, &bg, heartbeat, NULL);
+    weft_spawn(NULL, stuck, NULL);
+
+    weft_task *req;
+    weft_spawn(&req, request, NULL);
+    void *answer;
+    weft_join(req, &answer);
+    weft_wait_children();
+
+    weft_stats s;
+    weft_stats_snapshot(&s);
+    printf("\n%7.1f ms   main: done, %llu tasks spawned, %llu completed, %llu cancelled\n", ms(),
+           (unsigned long long)s.tasks_spawned, (unsigned long long)s.tasks_completed,
+           (unsigned long long)s.tasks_cancelled);
+    return NULL;
+}
+
+int main(void)
+{
+    int r = weft_run(NULL, demo_main, NULL, NULL);
+    if (r < 0) {
+        fprintf(stderr, "weft_run: %s\n", weft_strerror(r));
+        return 1;
+    }
+    printf("weft_run returned: every task, background ones included, has ended.\n\n");
+    return 0;
+}
