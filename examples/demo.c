@@ -19,7 +19,7 @@ static double ms(void)
 typedef struct lookup {
     const char *replica;
     uint64_t latency_ms;
-    int *answered;     /* lives on the request's stack: children borrow it */
+    int *answered; /* lives on the request's stack: children borrow it */
 } lookup;
 
 static void *replica_lookup(void *arg)

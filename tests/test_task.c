@@ -251,6 +251,7 @@ TEST(join_own_handle_is_edeadlk)
     run_main(NULL, main_self_join2, NULL);
 }
 
+#ifndef NDEBUG
 static void *main_double_join(void *arg)
 {
     weft_task *t;
@@ -264,6 +265,7 @@ static void *main_double_join(void *arg)
     ASSERT_EQ(weft_join(u, NULL), WEFT_EHANDLE); /* u is still running */
     return NULL;
 }
+#endif
 TEST(double_join_detected_in_debug_builds)
 {
 #ifdef NDEBUG

@@ -32,7 +32,11 @@ weft__ctx_switch:
     popq    %rbx
     popq    %rbp
     movq    %rdx, %rax
-    ret
+    /* Not `ret`: the return-stack predictor remembers the caller on the old
+     * stack and would mispredict every switch. An indirect jump is
+     * predicted from its own history instead (half the cost measured). */
+    popq    %rcx
+    jmpq    *%rcx
     .cfi_endproc
     .size   weft__ctx_switch, .-weft__ctx_switch
 
