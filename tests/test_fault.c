@@ -14,19 +14,40 @@ static void *main_spawn_alloc_fails(void *arg)
 {
     weft_stats before, after;
     ASSERT_OK(weft_stats_snapshot(&before));
+    /* A named task needs an allocation for its name. */
+    weft_spawn_opts named = {.name = "n"};
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
     weft_task *t = (weft_task *)1;
-    ASSERT_EQ(weft_spawn(&t, ret_arg, NULL), -ENOMEM);
+    ASSERT_EQ(weft_spawn_ex(&t, &named, ret_arg, NULL), -ENOMEM);
     weft__fault_arm(WEFT_FAULT_ALLOC, 0);
     ASSERT(t == NULL);
     ASSERT_OK(weft_stats_snapshot(&after));
     ASSERT_EQ(after.tasks_spawned, before.tasks_spawned);
     ASSERT_EQ(after.tasks_live, before.tasks_live);
-    /* And the runtime carries on. */
+
+    /* Unnamed tasks come from the record slab: the spawn that needs a new
+     * slab chunk is the one that fails. */
+    enum { MAX = 4096 };
+    static weft_task *h[MAX];
+    int n = 0, r = 0;
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    while (n < MAX && (r = weft_spawn(&h[n], ret_arg, (void *)(intptr_t)n)) == 0)
+        n++;
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_EQ(r, -ENOMEM);
+    ASSERT(h[n] == NULL);
+    ASSERT_OK(weft_stats_snapshot(&after));
+    ASSERT_EQ(after.tasks_live, before.tasks_live + n);
+    /* And the runtime carries on: the failed spawn left nothing behind. */
+    for (int i = 0; i < n; i++) {
+        void *res;
+        ASSERT_OK(weft_join(h[i], &res));
+        ASSERT_EQ((intptr_t)res, i);
+    }
     ASSERT_OK(weft_spawn(&t, ret_arg, (void *)4));
-    void *r;
-    ASSERT_OK(weft_join(t, &r));
-    ASSERT_EQ((intptr_t)r, 4);
+    void *res;
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, 4);
     return NULL;
 }
 TEST(spawn_when_allocation_fails)

@@ -8,6 +8,7 @@
 void weft__fiber_init_thread(weft__fiber *f)
 {
     memset(f, 0, sizeof *f);
+#ifdef WEFT_ASAN
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
@@ -18,6 +19,7 @@ void weft__fiber_init_thread(weft__fiber *f)
         }
         pthread_attr_destroy(&attr);
     }
+#endif
 #ifdef WEFT_TSAN
     f->tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -25,11 +27,11 @@ void weft__fiber_init_thread(weft__fiber *f)
 
 int weft__fiber_init(weft__fiber *f, void *lo, size_t size, void (*entry)(void *))
 {
+#ifdef WEFT_ASAN
     f->stack_lo = lo;
     f->stack_size = size;
     f->asan_fake_stack = NULL;
-    f->owns_tsan_fiber = false;
-    f->tsan_fiber = NULL;
+#endif
 #ifdef WEFT_TSAN
     f->tsan_fiber = __tsan_create_fiber(0);
     if (!f->tsan_fiber)
@@ -45,7 +47,9 @@ void weft__fiber_fini(weft__fiber *f)
 #ifdef WEFT_TSAN
     if (f->owns_tsan_fiber)
         __tsan_destroy_fiber(f->tsan_fiber);
-#endif
     f->owns_tsan_fiber = false;
     f->tsan_fiber = NULL;
+#else
+    (void)f;
+#endif
 }

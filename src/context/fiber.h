@@ -34,13 +34,19 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
+/* Without sanitizers a fiber is just its saved stack pointer: it is part of
+ * every task record, and record bytes are first-touch page faults. */
 typedef struct weft__fiber {
-    void *sp;              /* saved stack pointer while switched out */
-    const void *stack_lo;  /* lowest usable byte of the stack (ASan) */
-    size_t stack_size;     /* usable bytes (ASan) */
+    void *sp; /* saved stack pointer while switched out */
+#ifdef WEFT_ASAN
+    const void *stack_lo;  /* lowest usable byte of the stack */
+    size_t stack_size;     /* usable bytes */
     void *asan_fake_stack; /* ASan's fake-stack handle while switched out */
-    void *tsan_fiber;      /* TSan's fiber object */
-    bool owns_tsan_fiber;  /* created by us (task fibers), not the thread's own */
+#endif
+#ifdef WEFT_TSAN
+    void *tsan_fiber;     /* TSan's fiber object */
+    bool owns_tsan_fiber; /* created by us (task fibers), not the thread's own */
+#endif
 } weft__fiber;
 
 /* Describes the calling thread's own stack as a fiber to switch back to. */

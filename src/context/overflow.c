@@ -51,7 +51,7 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
             size_t n = put_str(msg, "weft: task ", 11);
             n += put_u64(msg + n, t->id);
             n += put_str(msg + n, " '", 2);
-            n += put_str(msg + n, t->name, TASK_NAME_MAX);
+            n += put_str(msg + n, t->name ? t->name : "", TASK_NAME_MAX);
             n += put_str(msg + n, "' overflowed its ", 17);
             n += put_u64(msg + n, t->stack->size / 1024);
             n += put_str(msg + n, " KiB stack\n", 11);

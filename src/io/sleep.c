@@ -5,7 +5,8 @@
 
 #include "runtime/worker.h"
 
-int weft_sleep_until(uint64_t abs_ns)
+/* now: the caller's reading of the clock, so a sleep costs one read. */
+static int sleep_until(uint64_t abs_ns, uint64_t now)
 {
     weft__worker *w = weft__worker_self();
     weft_task *t = w ? w->current : NULL;
@@ -17,7 +18,7 @@ int weft_sleep_until(uint64_t abs_ns)
     /* A pushed deadline that comes first ends the sleep with -ETIMEDOUT. */
     bool by_deadline = t->deadline && t->deadline < abs_ns;
     weft__timer timer = {.when = by_deadline ? t->deadline : abs_ns, .task = t};
-    if (timer.when <= weft_now_ns()) {
+    if (timer.when <= now) {
         if (by_deadline)
             return -ETIMEDOUT;
         return weft_yield();
@@ -36,11 +37,17 @@ int weft_sleep_until(uint64_t abs_ns)
     return by_deadline ? -ETIMEDOUT : 0;
 }
 
+int weft_sleep_until(uint64_t abs_ns)
+{
+    return sleep_until(abs_ns, weft_now_ns());
+}
+
 int weft_sleep_ns(uint64_t ns)
 {
-    if (!weft__worker_self() || !weft__task_current())
+    if (!weft__task_current())
         return -EPERM;
     if (ns == 0)
         return weft_yield();
-    return weft_sleep_until(weft_now_ns() + ns);
+    uint64_t now = weft_now_ns();
+    return sleep_until(ns > UINT64_MAX - now ? UINT64_MAX : now + ns, now);
 }

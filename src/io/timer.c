@@ -9,28 +9,28 @@
 #include "common/fault.h"
 #include "runtime/worker.h"
 
-static void place(weft__timer_heap *h, uint32_t i, weft__timer *t)
+static void place(weft__timer_heap *h, uint32_t i, weft__timer_slot slot)
 {
-    h->v[i] = t;
-    t->index = i;
+    h->v[i] = slot;
+    slot.timer->index = i;
 }
 
 static void sift_up(weft__timer_heap *h, uint32_t i)
 {
-    weft__timer *t = h->v[i];
+    weft__timer_slot slot = h->v[i];
     while (i > 0) {
         uint32_t parent = (i - 1) / 4;
-        if (h->v[parent]->when <= t->when)
+        if (h->v[parent].when <= slot.when)
             break;
         place(h, i, h->v[parent]);
         i = parent;
     }
-    place(h, i, t);
+    place(h, i, slot);
 }
 
 static void sift_down(weft__timer_heap *h, uint32_t i)
 {
-    weft__timer *t = h->v[i];
+    weft__timer_slot slot = h->v[i];
     for (;;) {
         uint32_t first = 4 * i + 1;
         if (first >= h->len)
@@ -38,21 +38,21 @@ static void sift_down(weft__timer_heap *h, uint32_t i)
         uint32_t best = first;
         uint32_t end = first + 4 < h->len ? first + 4 : h->len;
         for (uint32_t c = first + 1; c < end; c++)
-            if (h->v[c]->when < h->v[best]->when)
+            if (h->v[c].when < h->v[best].when)
                 best = c;
-        if (h->v[best]->when >= t->when)
+        if (h->v[best].when >= slot.when)
             break;
         place(h, i, h->v[best]);
         i = best;
     }
-    place(h, i, t);
+    place(h, i, slot);
 }
 
 int weft__timer_add(weft__timer_heap *h, weft__timer *t)
 {
     if (h->len == h->cap) {
         uint32_t cap = h->cap ? h->cap * 2 : 64;
-        weft__timer **v = NULL;
+        weft__timer_slot *v = NULL;
         if (!weft__fault_hit(WEFT_FAULT_ALLOC))
             v = realloc(h->v, cap * sizeof *v);
         if (!v)
@@ -62,7 +62,7 @@ int weft__timer_add(weft__timer_heap *h, weft__timer *t)
     }
     t->armed = true;
     t->fired = false;
-    place(h, h->len++, t);
+    place(h, h->len++, (weft__timer_slot){t->when, t});
     sift_up(h, t->index);
     return 0;
 }
@@ -73,11 +73,11 @@ void weft__timer_remove(weft__timer_heap *h, weft__timer *t)
         return;
     t->armed = false;
     uint32_t i = t->index;
-    weft__timer *last = h->v[--h->len];
-    if (last == t)
+    weft__timer_slot last = h->v[--h->len];
+    if (last.timer == t)
         return;
     place(h, i, last);
-    if (i > 0 && h->v[(i - 1) / 4]->when > last->when)
+    if (i > 0 && h->v[(i - 1) / 4].when > last.when)
         sift_up(h, i);
     else
         sift_down(h, i);
@@ -86,8 +86,8 @@ void weft__timer_remove(weft__timer_heap *h, weft__timer *t)
 unsigned weft__timer_expire(weft__timer_heap *h, uint64_t now)
 {
     unsigned n = 0;
-    while (h->len && h->v[0]->when <= now) {
-        weft__timer *t = h->v[0];
+    while (h->len && h->v[0].when <= now) {
+        weft__timer *t = h->v[0].timer;
         weft__timer_remove(h, t);
         t->fired = true;
         weft__task_wake(t->task);

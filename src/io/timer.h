@@ -18,8 +18,16 @@ typedef struct weft__timer {
     weft_task *task; /* woken when it fires */
 } weft__timer;
 
+/* Deadlines are copied into the heap array next to their timer pointers, so
+ * sifting compares contiguous memory instead of chasing a pointer into each
+ * sleeper's stack (a cache miss per comparison with many sleepers). */
+typedef struct weft__timer_slot {
+    uint64_t when;
+    weft__timer *timer;
+} weft__timer_slot;
+
 typedef struct weft__timer_heap {
-    weft__timer **v;
+    weft__timer_slot *v;
     uint32_t len, cap;
 } weft__timer_heap;
 
@@ -31,7 +39,7 @@ void weft__timer_remove(weft__timer_heap *h, weft__timer *t);
 /* Earliest deadline, or UINT64_MAX when no timer is armed. */
 static inline uint64_t weft__timer_next(const weft__timer_heap *h)
 {
-    return h->len ? h->v[0]->when : UINT64_MAX;
+    return h->len ? h->v[0].when : UINT64_MAX;
 }
 /* Fires every timer due at `now`: marks it and wakes its task. Returns how
  * many fired. */

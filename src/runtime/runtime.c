@@ -14,7 +14,9 @@ static void init_pseudo_root(weft_task *t)
 {
     memset(t, 0, sizeof *t);
     atomic_init(&t->state, TASK_RUNNING | TASK_REF_ONE);
+#ifndef NDEBUG
     t->magic = TASK_MAGIC_LIVE;
+#endif
     t->flags = TASK_F_ROOT;
 }
 

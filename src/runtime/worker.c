@@ -45,42 +45,17 @@ uint64_t weft_now_ns(void)
 
 /* ---- task records --------------------------------------------------------- */
 
-#define TASK_CACHE_MAX 4096
-
 weft_task *weft__task_alloc(weft__worker *w)
 {
-    weft_task *t = w->free_tasks;
-    if (t) {
-        w->free_tasks = t->rq_next;
-        w->nfree_tasks--;
-        return t;
-    }
-    return weft__malloc(sizeof(weft_task));
+    return weft__record_alloc(&w->records);
 }
 
 void weft__task_free(weft__worker *w, weft_task *t)
 {
-    free(t->panic_msg);
-    free(t->deadline_stack);
-    t->magic = TASK_MAGIC_DEAD;
-    /* Debug builds do not recycle records, so a stale handle is caught by
-     * the magic check or by ASan instead of aliasing a new task. */
-#ifdef NDEBUG
-    if (w && w->nfree_tasks < TASK_CACHE_MAX) {
-        t->rq_next = w->free_tasks;
-        w->free_tasks = t;
-        w->nfree_tasks++;
-        return;
-    }
-#else
-    if (w) {
-        weft_task **slot = &w->quarantine[w->quarantine_next++ % 1024];
-        free(*slot);
-        *slot = t;
-        return;
-    }
-#endif
-    free(t);
+    /* Without a worker (a handle dropped outside the runtime) the record
+     * stays in its slab until the runtime's pools are released. */
+    if (w)
+        weft__record_free(&w->records, t);
 }
 
 /* ---- wakes from other threads --------------------------------------------- */
@@ -313,14 +288,6 @@ void weft__worker_fini(weft__worker *w)
     close(w->wake_fd);
     weft__timer_heap_fini(&w->timers);
     weft__stack_pool_fini(&w->stacks);
-#ifndef NDEBUG
-    for (unsigned i = 0; i < 1024; i++)
-        free(w->quarantine[i]);
-#endif
-    while (w->free_tasks) {
-        weft_task *t = w->free_tasks;
-        w->free_tasks = t->rq_next;
-        free(t);
-    }
+    weft__record_pool_fini(&w->records);
     pthread_mutex_destroy(&w->inbox_lock);
 }

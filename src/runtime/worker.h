@@ -18,6 +18,7 @@
 #include "io/timer.h"
 #include "ring/ring.h"
 #include "sched/runqueue.h"
+#include "task/record.h"
 #include "task/task.h"
 
 /* Why a task switched back to its worker. */
@@ -44,15 +45,8 @@ typedef struct weft__worker {
     weft__stack_pool stacks;
     weft__timer_heap timers;
     weft__ring ring;
-    weft_task *free_tasks; /* recycled task records */
-    unsigned nfree_tasks;
+    weft__record_pool records; /* task records */
     weft__worker_counters count;
-#ifndef NDEBUG
-    /* Debug builds keep freed task records a while, marked dead, so that a
-     * join or detach through a stale handle is reported, not undefined. */
-    weft_task *quarantine[1024];
-    unsigned quarantine_next;
-#endif
 
     /* Wakes from other threads: a locked inbox plus an eventfd that a read
      * on the ring watches, so a parked worker wakes at once. */
@@ -95,7 +89,7 @@ void weft__worker_schedule(weft_task *t);
 /* Switches from the running task back to the worker's loop. */
 void weft__worker_switch_out(weft__worker *w, weft_task *t, weft__switch_reason why);
 
-/* Task records: a small per-worker cache in front of malloc. */
+/* Task records, from the worker's slab (task/record.h). */
 weft_task *weft__task_alloc(weft__worker *w);
 void weft__task_free(weft__worker *w, weft_task *t);
 

@@ -127,9 +127,20 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     int r = weft__stack_reserve(&w->stacks, size_class);
     if (r < 0)
         return r;
+    char *name = NULL;
+    if (o->name) {
+        size_t len = strnlen(o->name, TASK_NAME_MAX - 1);
+        name = weft__malloc(len + 1);
+        if (!name)
+            return -ENOMEM;
+        memcpy(name, o->name, len);
+        name[len] = 0;
+    }
     weft_task *t = weft__task_alloc(w);
-    if (!t)
+    if (!t) {
+        free(name);
         return -ENOMEM;
+    }
 
     weft_task *self = w->current;
     weft_task *parent = (o->flags & WEFT_TASK_BACKGROUND) || !self ? &rt->root : self;
@@ -140,7 +151,9 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     if (load_state(parent) & TASK_CANCELLED)
         state |= TASK_CANCELLED;
     atomic_init(&t->state, state);
+#ifndef NDEBUG
     t->magic = TASK_MAGIC_LIVE;
+#endif
     t->owner = w;
     t->stack = NULL;
     t->fn = fn;
@@ -161,12 +174,7 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     t->panic_msg = NULL;
     t->deadline = 0;
     t->deadline_stack = NULL;
-    if (o->name) {
-        strncpy(t->name, o->name, TASK_NAME_MAX - 1);
-        t->name[TASK_NAME_MAX - 1] = 0;
-    } else {
-        t->name[0] = 0;
-    }
+    t->name = name;
     weft__tree_link(parent, t);
     w->count.spawned++;
     if (o->flags & WEFT_TASK_SPAWN_LIFO)

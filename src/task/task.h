@@ -71,7 +71,7 @@ struct weft_task {
     struct weft_task *parent;
     struct weft_task *first_child;
     struct weft_task *next_sibling, *prev_sibling;
-    uint64_t live_children;
+    uint32_t live_children;
 
     struct weft_task *joiner;   /* parked in weft_join, see JOIN_WAKER */
     struct weft__defer *defers; /* LIFO */
@@ -79,7 +79,7 @@ struct weft_task {
     char *panic_msg;          /* malloc'd; freed with the record */
     uint64_t deadline;        /* innermost effective deadline, 0 = none */
     uint64_t *deadline_stack; /* saved outer deadlines; malloc'd lazily */
-    char name[TASK_NAME_MAX];
+    char *name;               /* NULL or a copy (weft__malloc), at most TASK_NAME_MAX - 1 chars */
 };
 
 /* Returns the task running on this thread, or NULL. Never inlined: a task

@@ -1,0 +1,33 @@
+/* Task records come from per-worker slabs: chunks carved front to back, with
+ * a free list for reuse. malloc/free was a third of a spawn+join's
+ * instructions, and returning memory to the kernel between bursts only meant
+ * paying the first-touch faults again. Chunks are released when the runtime
+ * ends, which also reclaims records behind handles that were never joined. */
+#ifndef WEFT_TASK_RECORD_H
+#define WEFT_TASK_RECORD_H
+
+#include "task/task.h"
+
+#define WEFT_RECORD_QUARANTINE 1024
+
+typedef struct weft__record_pool {
+    void *chunks;          /* list through each chunk's first word */
+    weft_task *free;       /* reusable records, linked through rq_next */
+    char *carve, *carve_end;
+#ifndef NDEBUG
+    /* Debug builds hold freed records back, marked dead, so that a join or
+     * detach through a stale handle is reported instead of aliasing a new
+     * task. */
+    weft_task *quarantine[WEFT_RECORD_QUARANTINE];
+    unsigned quarantine_next;
+#endif
+} weft__record_pool;
+
+/* Returns an uninitialised record, or NULL when memory runs out. */
+weft_task *weft__record_alloc(weft__record_pool *p);
+/* Frees what the record owns (name, panic message, deadline stack) and
+ * makes it reusable. */
+void weft__record_free(weft__record_pool *p, weft_task *t);
+void weft__record_pool_fini(weft__record_pool *p);
+
+#endif
