@@ -42,9 +42,13 @@ TEST(trim_returns_pages_below_high_water)
     weft__stack *s;
     ASSERT_OK(weft__stack_acquire(&p, 4, &s)); /* 256 KiB */
     memset(s->lo, 7, s->size);
+    weft__stack_trim(&p, 64, 1000); /* the pool's clock: released at t = 1000 */
     weft__stack_release(&p, s);
-    ASSERT_EQ(weft__stack_trim(&p, 64), 1);
-    ASSERT_EQ(weft__stack_trim(&p, 64), 0);
+    /* Too recent to trim; old enough one trim age later; only once. */
+    ASSERT_EQ(weft__stack_trim(&p, 64, 1000 + WEFT_STACK_TRIM_AGE_NS - 1), 0);
+    ASSERT_EQ(s->lo[0], 7);
+    ASSERT_EQ(weft__stack_trim(&p, 64, 1000 + WEFT_STACK_TRIM_AGE_NS), 1);
+    ASSERT_EQ(weft__stack_trim(&p, 64, 1000 + 2 * WEFT_STACK_TRIM_AGE_NS), 0);
     /* Deep pages read back as zero (returned); the top is kept. */
     ASSERT_EQ(s->lo[0], 0);
     ASSERT_EQ(s->lo[s->size - 1], 7);

@@ -6,6 +6,7 @@
  * million guarded stacks fit under the default vm.max_map_count; older
  * kernels fall back to mprotect(PROT_NONE). Freed stacks return to the
  * worker's pool with their touched pages; when the worker goes idle it trims
+ * stacks that have sat unused in the pool for WEFT_STACK_TRIM_AGE_NS
  * pooled stacks to a high-water mark with MADV_DONTNEED.
  */
 #ifndef WEFT_CONTEXT_STACK_H
@@ -15,11 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WEFT_STACK_MIN       (16u * 1024)
-#define WEFT_STACK_MAX       ((size_t)1 << 30)
-#define WEFT_STACK_DEFAULT   (256u * 1024)
-#define WEFT_STACK_HIGHWATER (32u * 1024) /* touched bytes a pooled stack keeps */
-#define WEFT_STACK_CLASSES   17           /* 16 KiB << 0 .. 16 KiB << 16 = 1 GiB */
+#define WEFT_STACK_MIN         (16u * 1024)
+#define WEFT_STACK_MAX         ((size_t)1 << 30)
+#define WEFT_STACK_DEFAULT     (256u * 1024)
+#define WEFT_STACK_HIGHWATER   (32u * 1024)  /* touched bytes a pooled stack keeps */
+#define WEFT_STACK_CLASSES     17            /* 16 KiB << 0 .. 16 KiB << 16 = 1 GiB */
+#define WEFT_STACK_TRIM_AGE_NS 1000000000ull /* pooled this long: deep pages go back */
 
 struct weft__slab;
 
@@ -31,16 +33,18 @@ typedef struct weft__stack {
     struct weft__slab *slab;
     unsigned valgrind_id;
     uint8_t size_class;
-    bool trimmed;      /* pages below the high-water mark returned */
-    bool in_pool;      /* on a free list now */
-    bool on_untrimmed; /* on the pool's untrimmed list */
+    bool trimmed;         /* pages below the high-water mark returned */
+    bool in_pool;         /* on a free list now */
+    bool on_untrimmed;    /* on the pool's untrimmed list */
+    uint64_t released_ns; /* pool clock when it was last released */
 } weft__stack;
 
 typedef struct weft__stack_pool {
     weft__stack *free[WEFT_STACK_CLASSES];
     struct weft__slab *carving[WEFT_STACK_CLASSES]; /* slab with uncarved slots */
     struct weft__slab *slabs;                       /* every slab, for teardown */
-    weft__stack *untrimmed;                         /* released stacks that may need trimming */
+    weft__stack *untrimmed, *untrimmed_tail;        /* FIFO of released stacks to trim */
+    uint64_t clock_ns;                              /* the owner's last clock reading */
     uint64_t live;                                  /* handed out */
     uint64_t pooled;                                /* free in the pool */
     uint64_t bytes_mapped;
@@ -62,8 +66,10 @@ int weft__stack_acquire(weft__stack_pool *p, int size_class, weft__stack **out);
  * the first run. */
 int weft__stack_reserve(weft__stack_pool *p, int size_class);
 void weft__stack_release(weft__stack_pool *p, weft__stack *s);
-/* Trims up to max untrimmed pooled stacks; returns how many it trimmed. */
-unsigned weft__stack_trim(weft__stack_pool *p, unsigned max);
+/* Trims up to max pooled stacks released at least WEFT_STACK_TRIM_AGE_NS
+ * before now (returning their pages below the high-water mark); returns how
+ * many it trimmed. Also records now as the pool's clock for releases. */
+unsigned weft__stack_trim(weft__stack_pool *p, unsigned max, uint64_t now);
 
 /* True when MADV_GUARD_INSTALL guards stacks (else mprotect does). */
 bool weft__stack_guard_madvise(void);

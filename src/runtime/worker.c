@@ -230,12 +230,13 @@ int weft__worker_run(weft__worker *w)
             }
             continue;
         }
-        /* Idle: give back deep stack pages, then park until the next timer. */
-        weft__stack_trim(&w->stacks, 64);
+        /* Idle: give back deep pages of long-unused stacks, then park
+         * until the next timer. */
+        uint64_t now = weft_now_ns();
+        weft__stack_trim(&w->stacks, 64, now);
         uint64_t next = weft__timer_next(&w->timers);
         uint64_t timeout = UINT64_MAX;
         if (next != UINT64_MAX) {
-            uint64_t now = weft_now_ns();
             if (next <= now)
                 continue;
             timeout = next - now;

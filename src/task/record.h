@@ -11,8 +11,8 @@
 #define WEFT_RECORD_QUARANTINE 1024
 
 typedef struct weft__record_pool {
-    void *chunks;          /* list through each chunk's first word */
-    weft_task *free;       /* reusable records, linked through rq_next */
+    void *chunks;    /* list through each chunk's first word */
+    weft_task *free; /* reusable records, linked through rq_next */
     char *carve, *carve_end;
 #ifndef NDEBUG
     /* Debug builds hold freed records back, marked dead, so that a join or
