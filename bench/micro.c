@@ -209,7 +209,7 @@ static void *sleep_main(void *unused)
 
 /* ---- rss: a million parked sleepers -------------------------------------- */
 
-#define RSS_TASKS 1000000L
+#define RSS_TASKS    1000000L
 #define RSS_SLEEP_NS 1000000000ull
 
 static long rss_started, rss_finished;

@@ -122,11 +122,6 @@ void weft__worker_schedule(weft_task *t)
 
 /* ---- running tasks -------------------------------------------------------- */
 
-void weft__worker_switch_out(weft__worker *w, weft_task *t, weft__switch_reason why)
-{
-    w->reason = why;
-    weft__fiber_switch(&t->fiber, &w->fiber, NULL, why == SWITCH_EXIT);
-}
 
 static void after_park(weft__worker *w, weft_task *t)
 {
