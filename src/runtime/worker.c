@@ -122,7 +122,6 @@ void weft__worker_schedule(weft_task *t)
 
 /* ---- running tasks -------------------------------------------------------- */
 
-
 static void after_park(weft__worker *w, weft_task *t)
 {
     uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);

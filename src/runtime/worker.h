@@ -87,8 +87,7 @@ int weft__worker_run(weft__worker *w);
  * the owner's inbox. */
 void weft__worker_schedule(weft_task *t);
 /* Switches from the running task back to the worker's loop. */
-static inline void weft__worker_switch_out(weft__worker *w, weft_task *t,
-                                           weft__switch_reason why)
+static inline void weft__worker_switch_out(weft__worker *w, weft_task *t, weft__switch_reason why)
 {
     w->reason = why;
     weft__fiber_switch(&t->fiber, &w->fiber, NULL, why == SWITCH_EXIT);
