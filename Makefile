@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 TEST_PRESETS ?= debug asan
 
 # Needed to build and test weft.
-TEST_PKGS := cmake make gcc pkg-config liburing-dev clang-format \
+TEST_PKGS := cmake make gcc pkg-config liburing-dev libuv1-dev clang-format \
              gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user valgrind
 # Needed by the benchmark peers (../shared/peers) that `make demo` runs.
 DEMO_PKGS := cmake make gcc g++ pkg-config liburing-dev libuv1-dev libboost-context-dev \
@@ -52,6 +52,7 @@ demo: deps-demo
 	cmake --preset release >/dev/null
 	cmake --build build/release -j$(JOBS)
 	./build/release/examples/weft_demo
+	./build/release/examples/weft_queues
 	./bench/run-micro.sh
 
 bench: deps-demo

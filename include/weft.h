@@ -7,7 +7,9 @@
 #include <weft/common.h>
 #include <weft/task.h>
 #include <weft/io.h>
+#include <weft/sched.h>
 #include <weft/runtime.h>
 #include <weft/stats.h>
+#include <weft/executor.h>
 
 #endif

@@ -27,12 +27,42 @@ typedef struct weft_stats {
     uint64_t parks;        /* times the worker slept in io_uring_enter */
 } weft_stats;
 
+/* Per-queue scheduling figures, summed over the workers. */
+#define WEFT_STATS_DELAY_BUCKETS 40
+typedef struct weft_queue_stats {
+    const char *name; /* the configured name (valid while the config is) */
+    uint32_t weight;
+    double weight_share;        /* weight / the sum of all queues' weights */
+    double service_share;       /* service_ns / all queues' service_ns (0 when none) */
+    uint64_t service_ns;        /* CPU time its tasks had (timed runs: see docs/scheduling.md) */
+    uint64_t runs;              /* task runs */
+    uint64_t slices;            /* slices it was given */
+    uint64_t slice_exhaustions; /* slices that ended with work left (time or run limit) */
+    uint64_t preemptions;       /* times it woke with a deadline beating the running queue */
+    uint64_t queued;            /* runnable tasks waiting now */
+    uint64_t delay_count, delay_sum_ns; /* queue delay (runnable -> running), with stats on */
+    /* delay_hist[i]: delays in [2^i, 2^(i+1)) ns; the last bucket is open-ended. */
+    uint64_t delay_hist[WEFT_STATS_DELAY_BUCKETS];
+} weft_queue_stats;
+
 /* Copies the current runtime's counters into *out. Returns 0, -EPERM outside
  * a runtime, -EINVAL for NULL. */
 WEFT_API int weft_stats_snapshot(weft_stats *out);
+/* Fills out[0..max) with the runtime's queues in configuration order and
+ * returns how many queues there are (which may exceed max), -EPERM outside a
+ * runtime, -EINVAL for out NULL with max > 0. Queue delays are recorded only
+ * with weft_config.stats set. */
+WEFT_API int weft_stats_queues(weft_queue_stats *out, size_t max);
 /* Writes s as an aligned two-column text table / a single JSON object. */
 WEFT_API void weft_stats_print(FILE *f, const weft_stats *s);
 WEFT_API void weft_stats_print_json(FILE *f, const weft_stats *s);
+/* Writes the queues as a table (share of CPU against share of weight, runs,
+ * slices, preemptions, p50/p99 queue delay) / as a JSON array. */
+WEFT_API void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n);
+WEFT_API void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n);
+/* The delay below which fraction p (0..1) of the recorded queue delays fall,
+ * as the upper edge of its log2 bucket; 0 when nothing was recorded. */
+WEFT_API uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p);
 
 #ifdef __cplusplus
 }

@@ -49,7 +49,7 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
         if (a >= guard_lo && a < t->stack->lo) {
             char msg[160];
             size_t n = put_str(msg, "weft: task ", 11);
-            n += put_u64(msg + n, t->id);
+            n += put_u64(msg + n, t->entity.task_id);
             n += put_str(msg + n, " '", 2);
             n += put_str(msg + n, t->name ? t->name : "", TASK_NAME_MAX);
             n += put_str(msg + n, "' overflowed its ", 17);

@@ -1,6 +1,7 @@
 /* Counter snapshots and their text and JSON forms. */
 #include <errno.h>
 #include <inttypes.h>
+#include <string.h>
 #include <weft/stats.h>
 
 #include "runtime/worker.h"
@@ -61,4 +62,111 @@ void weft_stats_print_json(FILE *f, const weft_stats *s)
     STATS_FIELDS(FIELD)
 #undef FIELD
     fprintf(f, "}\n");
+}
+
+int weft_stats_queues(weft_queue_stats *out, size_t max)
+{
+    if (!out && max)
+        return -EINVAL;
+    weft__worker *self = weft__worker_self();
+    if (!self)
+        return -EPERM;
+    weft__runtime *rt = self->rt;
+    unsigned n = rt->workers[0].sched.nqueues;
+    uint64_t weights = 0, service = 0;
+    for (unsigned i = 0; i < n; i++)
+        weights += rt->workers[0].sched.queues[i].weight;
+    for (unsigned wi = 0; wi < rt->nworkers; wi++)
+        for (unsigned i = 0; i < n; i++)
+            service += rt->workers[wi].sched.queues[i].service_ns;
+    for (unsigned i = 0; i < n && i < max; i++) {
+        weft_queue_stats *o = &out[i];
+        memset(o, 0, sizeof *o);
+        const weft__queue *q0 = &rt->workers[0].sched.queues[i];
+        o->name = q0->name;
+        o->weight = q0->weight;
+        o->weight_share = (double)q0->weight / (double)weights;
+        for (unsigned wi = 0; wi < rt->nworkers; wi++) {
+            const weft__queue *q = &rt->workers[wi].sched.queues[i];
+            o->service_ns += q->service_ns;
+            o->runs += q->runs;
+            o->slices += q->slices;
+            o->slice_exhaustions += q->slice_exhaustions;
+            o->preemptions += q->preemptions;
+            o->queued += q->nqueued;
+            o->delay_count += q->delay_count;
+            o->delay_sum_ns += q->delay_sum_ns;
+            for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++)
+                o->delay_hist[b] += q->delay_hist[b];
+        }
+        o->service_share = service ? (double)o->service_ns / (double)service : 0;
+    }
+    return (int)n;
+}
+
+uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p)
+{
+    if (!q->delay_count)
+        return 0;
+    uint64_t want = (uint64_t)(p * (double)q->delay_count);
+    if (want >= q->delay_count)
+        want = q->delay_count - 1;
+    uint64_t seen = 0;
+    for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++) {
+        seen += q->delay_hist[b];
+        if (seen > want)
+            return b >= 63 ? UINT64_MAX : (uint64_t)2 << b;
+    }
+    return UINT64_MAX;
+}
+
+void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n)
+{
+    fprintf(f, "%-12s %7s %8s %8s %10s %8s %8s %8s %10s %10s\n", "queue", "weight", "w-share",
+            "cpu", "runs", "slices", "exhaust", "preempt", "delay-p50", "delay-p99");
+    for (size_t i = 0; i < n; i++)
+        fprintf(f,
+                "%-12s %7u %7.1f%% %7.1f%% %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+                " %8" PRIu64 "us %8" PRIu64 "us\n",
+                q[i].name, q[i].weight, 100 * q[i].weight_share, 100 * q[i].service_share,
+                q[i].runs, q[i].slices, q[i].slice_exhaustions, q[i].preemptions,
+                weft_queue_stats_delay_quantile(&q[i], 0.5) / 1000,
+                weft_queue_stats_delay_quantile(&q[i], 0.99) / 1000);
+}
+
+/* Queue names are the user's strings: escape them for JSON. */
+static void json_string(FILE *f, const char *str)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n)
+{
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) {
+        fputs(i ? ", {\"name\": " : "{\"name\": ", f);
+        json_string(f, q[i].name);
+        fprintf(f,
+                ", \"weight\": %u, \"weight_share\": %.4f, "
+                "\"service_share\": %.4f, \"service_ns\": %" PRIu64 ", \"runs\": %" PRIu64
+                ", \"slices\": %" PRIu64 ", \"slice_exhaustions\": %" PRIu64
+                ", \"preemptions\": %" PRIu64 ", \"queued\": %" PRIu64 ", \"delay_count\": %" PRIu64
+                ", \"delay_sum_ns\": %" PRIu64 ", \"delay_hist\": [",
+                q[i].weight, q[i].weight_share, q[i].service_share, q[i].service_ns, q[i].runs,
+                q[i].slices, q[i].slice_exhaustions, q[i].preemptions, q[i].queued,
+                q[i].delay_count, q[i].delay_sum_ns);
+        for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++)
+            fprintf(f, "%s%" PRIu64, b ? ", " : "", q[i].delay_hist[b]);
+        fputs("]}", f);
+    }
+    fputs("]\n", f);
 }

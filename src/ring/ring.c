@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "common/fault.h"
 
-int weft__ring_init(weft__ring *r, unsigned entries)
+int weft__ring_init(weft__ring *r, unsigned entries, bool embedded)
 {
     /* Newest first; each step drops what an older kernel rejects. */
     static const unsigned tries[] = {
@@ -17,8 +19,9 @@ int weft__ring_init(weft__ring *r, unsigned entries)
         0,
     };
     memset(r, 0, sizeof *r);
+    r->event_fd = -1;
     int err = -EINVAL;
-    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+    for (size_t i = embedded ? 2 : 0; i < sizeof tries / sizeof tries[0]; i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
         p.flags = tries[i] | IORING_SETUP_CQSIZE;
@@ -26,7 +29,19 @@ int weft__ring_init(weft__ring *r, unsigned entries)
         err = io_uring_queue_init_params(entries, &r->uring, &p);
         if (err == 0) {
             r->setup_flags = tries[i];
-            return 0;
+            if (!embedded)
+                return 0;
+            r->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            if (r->event_fd < 0) {
+                err = -errno;
+            } else if ((err = io_uring_register_eventfd(&r->uring, r->event_fd)) == 0) {
+                return 0;
+            } else {
+                close(r->event_fd);
+                r->event_fd = -1;
+            }
+            io_uring_queue_exit(&r->uring);
+            return err;
         }
         if (err != -EINVAL)
             return err;
@@ -37,6 +52,9 @@ int weft__ring_init(weft__ring *r, unsigned entries)
 void weft__ring_fini(weft__ring *r)
 {
     io_uring_queue_exit(&r->uring);
+    if (r->event_fd >= 0)
+        close(r->event_fd);
+    r->event_fd = -1;
 }
 
 struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op)

@@ -25,13 +25,18 @@ typedef struct weft__ring {
     uint64_t sq_full;      /* times a full SQ forced an early submit */
     uint64_t cq_overflow;  /* times the kernel reported CQ overflow */
     uint64_t cqes;         /* completions dispatched */
+    int event_fd;          /* embedded rings: signalled on completions, else -1 */
 } weft__ring;
 
 /* Sets up the ring with the best flags the kernel accepts: SINGLE_ISSUER +
  * DEFER_TASKRUN (6.1), COOP_TASKRUN (5.19), SUBMIT_ALL (5.18), falling back
  * step by step. Must be called on the thread that will use it. Returns 0 or
- * -errno from io_uring_setup. */
-int weft__ring_init(weft__ring *r, unsigned entries);
+ * -errno from io_uring_setup.
+ * embedded: for a ring driven from a host event loop. Its completions must
+ * be posted while the thread sleeps in the host's poll, which DEFER_TASKRUN
+ * and COOP_TASKRUN prevent, so neither is used, and an eventfd registered
+ * with the ring (r->event_fd) becomes readable when completions arrive. */
+int weft__ring_init(weft__ring *r, unsigned entries, bool embedded);
 void weft__ring_fini(weft__ring *r);
 
 /* A fresh SQE with user_data = op. A full SQ is submitted and retried, never

@@ -20,6 +20,21 @@ static void init_pseudo_root(weft_task *t)
     t->flags = TASK_F_ROOT;
 }
 
+/* Validates cfg into rt->cfg and sets up what every runtime has: task ids
+ * and the two pseudo-roots. Workers are the caller's business. */
+int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg);
+int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
+{
+    int r = weft__config_resolve(cfg, &rt->cfg);
+    if (r < 0)
+        return r;
+    rt->default_stack_class = weft__stack_class(rt->cfg.stack_size);
+    atomic_init(&rt->next_task_id, 1);
+    init_pseudo_root(&rt->root);
+    init_pseudo_root(&rt->orphans);
+    return 0;
+}
+
 int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
 {
     if (result)
@@ -29,7 +44,7 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
     weft__runtime *rt = weft__calloc(1, sizeof *rt);
     if (!rt)
         return -ENOMEM;
-    int r = weft__config_resolve(cfg, &rt->cfg);
+    int r = weft__runtime_setup(rt, cfg);
     if (r == 0 && !main_fn)
         r = -EINVAL;
     if (r == 0 && rt->cfg.workers > 1)
@@ -38,18 +53,14 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
         free(rt);
         return r;
     }
-    rt->default_stack_class = weft__stack_class(rt->cfg.stack_size);
     rt->nworkers = 1;
-    atomic_init(&rt->next_task_id, 1);
-    init_pseudo_root(&rt->root);
-    init_pseudo_root(&rt->orphans);
     rt->workers = weft__calloc(rt->nworkers, sizeof(weft__worker));
     if (!rt->workers) {
         free(rt);
         return -ENOMEM;
     }
     weft__worker *w = &rt->workers[0];
-    r = weft__worker_init(w, rt, 0);
+    r = weft__worker_init(w, rt, 0, false);
     if (r < 0) {
         free(rt->workers);
         free(rt);

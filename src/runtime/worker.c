@@ -56,6 +56,8 @@ void weft__task_free(weft__worker *w, weft_task *t)
      * stays in its slab until the runtime's pools are released. */
     if (w)
         weft__record_free(&w->records, t);
+    else
+        weft__record_release_owned(t);
 }
 
 /* ---- wakes from other threads --------------------------------------------- */
@@ -73,7 +75,7 @@ static void drain_inbox(weft__worker *w)
     pthread_mutex_unlock(&w->inbox_lock);
     while (t) {
         weft_task *next = t->rq_next;
-        weft__runqueue_push(&w->runq, t);
+        weft__sched_push(&w->sched, t, PUSH_QUEUE);
         t = next;
     }
 }
@@ -103,7 +105,8 @@ void weft__worker_schedule(weft_task *t)
 {
     weft__worker *w = t->owner;
     if (weft__worker_self() == w) {
-        weft__runqueue_push(&w->runq, t);
+        /* Woken by the running task: a candidate for the LIFO slot. */
+        weft__sched_push(&w->sched, t, w->current ? PUSH_WOKEN : PUSH_QUEUE);
         return;
     }
     pthread_mutex_lock(&w->inbox_lock);
@@ -130,7 +133,7 @@ static void after_park(weft__worker *w, weft_task *t)
             /* A wake raced the park: consume it and stay runnable. */
             if (atomic_compare_exchange_weak_explicit(&t->state, &s, s & ~TASK_NOTIFIED,
                                                       memory_order_acq_rel, memory_order_acquire)) {
-                weft__runqueue_push(&w->runq, t);
+                weft__sched_push(&w->sched, t, PUSH_QUEUE);
                 return;
             }
         } else if (atomic_compare_exchange_weak_explicit(&t->state, &s, s & ~TASK_RUNNING,
@@ -143,12 +146,14 @@ static void after_park(weft__worker *w, weft_task *t)
 
 static void run_task(weft__worker *w, weft_task *t)
 {
+    weft__sched *sched = &w->sched;
     uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
     if (s & TASK_NOTIFIED) /* woken again while queued: this run answers it */
         atomic_fetch_and_explicit(&t->state, ~TASK_NOTIFIED, memory_order_relaxed);
     if (!t->stack) {
         if (s & TASK_CANCELLED) {
             weft__task_complete_unstarted(t);
+            weft__sched_exit(sched, t);
             weft__task_ref_drop(t);
             return;
         }
@@ -164,6 +169,7 @@ static void run_task(weft__worker *w, weft_task *t)
              * without running and its join reports -ENOMEM. */
             weft__task_complete_unstarted(t);
             t->outcome = -ENOMEM;
+            weft__sched_exit(sched, t);
             weft__task_ref_drop(t);
             return;
         }
@@ -171,16 +177,28 @@ static void run_task(weft__worker *w, weft_task *t)
     }
     w->current = t;
     w->count.switches++;
+    /* Timed runs: the clock is read once per switch, after the run; the
+     * reading also starts the next run. Untimed: yield_maybe starts its
+     * own clock lazily. */
+    w->run_start_ns = sched->timed ? sched->now : 0;
+    w->yield_check_skip = 0;
+    w->yield_calls = 0;
     weft__fiber_switch(&w->fiber, &t->fiber, t, false);
     w->current = NULL;
+    if (sched->timed) {
+        uint64_t now = weft_now_ns();
+        weft__sched_charge(sched, t, now - sched->now);
+        sched->now = now;
+    }
     switch (w->reason) {
     case SWITCH_YIELD:
-        weft__runqueue_push(&w->runq, t);
+        weft__sched_push(sched, t, PUSH_QUEUE);
         break;
     case SWITCH_PARK:
         after_park(w, t);
         break;
     case SWITCH_EXIT:
+        weft__sched_exit(sched, t);
         weft__fiber_fini(&t->fiber);
         weft__stack_release(&w->stacks, t->stack);
         t->stack = NULL;
@@ -195,38 +213,71 @@ static uint64_t live_tasks(const weft__worker *w)
     return c->spawned - c->completed - c->cancelled - c->panicked;
 }
 
-/* Tasks run in batches; between batches the worker fires due timers and
- * reaps completions. Without a run-queue entry it parks in io_uring_enter
- * until the next timer, a completion or a wake from another thread. */
-#define RUN_BATCH 64
+/* Drains the inbox, fires due timers and reaps completions, waiting up to
+ * timeout_ns for one (0 = do not wait). */
+static int worker_poll(weft__worker *w, uint64_t timeout_ns)
+{
+    uint64_t now = weft_now_ns();
+    w->sched.now = now;
+    drain_inbox(w);
+    if (w->timers.len)
+        weft__timer_expire(&w->timers, now);
+    bool other_io = w->ring.inflight > (w->wake_armed ? 1u : 0u) || w->ring.pending_sqes;
+    if (timeout_ns == 0 && !other_io)
+        return 0;
+    if (timeout_ns) {
+        arm_wake_read(w);
+        w->count.parks++;
+    }
+    int r = weft__ring_wait(&w->ring, timeout_ns);
+    w->sched.now = weft_now_ns();
+    return r < 0 ? r : 0;
+}
 
+int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
+{
+    weft__sched *sched = &w->sched;
+    for (;;) {
+        bool need_poll;
+        weft_task *t = weft__sched_pick(sched, &need_poll);
+        if (t) {
+            run_task(w, t);
+            continue;
+        }
+        if (!need_poll)
+            weft__sched_end_slice(sched);
+        /* At slice ends, when a timer is due, and before deciding there is
+         * nothing to run: timers, the inbox and the ring. */
+        int r = worker_poll(w, 0);
+        if (r < 0)
+            return r;
+        if (!need_poll && weft__sched_empty(sched))
+            return 0;
+        if (until_ns != UINT64_MAX && sched->now >= until_ns)
+            return 1;
+    }
+}
+
+uint64_t weft__worker_next_deadline(const weft__worker *w)
+{
+    return weft__timer_next(&w->timers);
+}
+
+/* The scheduler loop of weft_run: run what is ready, then park in
+ * io_uring_enter until the next timer, a completion or a wake from another
+ * thread; until no task is left. */
 int weft__worker_run(weft__worker *w)
 {
     arm_wake_read(w);
+    w->sched.now = weft_now_ns();
     for (;;) {
-        weft_task *t;
-        unsigned ran = 0;
-        while (ran < RUN_BATCH && (t = weft__runqueue_pop(&w->runq))) {
-            run_task(w, t);
-            ran++;
-        }
+        int r = weft__worker_run_ready(w, UINT64_MAX);
+        if (r < 0)
+            return r;
         if (live_tasks(w) == 0)
             return 0;
-        drain_inbox(w);
-        if (w->timers.len)
-            weft__timer_expire(&w->timers, weft_now_ns());
-        bool other_io = w->ring.inflight > (w->wake_armed ? 1u : 0u) || w->ring.pending_sqes;
-        if (!weft__runqueue_empty(&w->runq)) {
-            if (other_io) {
-                int r = weft__ring_wait(&w->ring, 0);
-                if (r < 0)
-                    return r;
-            }
-            continue;
-        }
-        /* Idle: give back deep pages of long-unused stacks, then park
-         * until the next timer. */
-        uint64_t now = weft_now_ns();
+        /* Idle: give back deep pages of long-unused stacks, then park. */
+        uint64_t now = w->sched.now;
         weft__stack_trim(&w->stacks, 64, now);
         uint64_t next = weft__timer_next(&w->timers);
         uint64_t timeout = UINT64_MAX;
@@ -235,15 +286,24 @@ int weft__worker_run(weft__worker *w)
                 continue;
             timeout = next - now;
         }
-        arm_wake_read(w);
-        w->count.parks++;
-        int r = weft__ring_wait(&w->ring, timeout);
+        r = worker_poll(w, timeout);
         if (r < 0)
             return r;
     }
 }
 
-int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index)
+void weft__worker_start(weft__worker *w)
+{
+    arm_wake_read(w);
+    w->sched.now = weft_now_ns();
+}
+
+uint64_t weft__worker_live_tasks(const weft__worker *w)
+{
+    return live_tasks(w);
+}
+
+int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool embedded)
 {
     memset(w, 0, sizeof *w);
     w->rt = rt;
@@ -253,7 +313,10 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index)
     weft__fiber_init_thread(&w->fiber);
     weft__stack_pool_init(&w->stacks);
     pthread_mutex_init(&w->inbox_lock, NULL);
-    int r = weft__ring_init(&w->ring, rt->cfg.ring_entries);
+    int r = weft__sched_init(&w->sched, &rt->cfg);
+    if (r < 0)
+        goto fail_sched;
+    r = weft__ring_init(&w->ring, rt->cfg.ring_entries, embedded);
     if (r < 0)
         goto fail_ring;
     w->wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -270,6 +333,8 @@ fail_alt:
 fail_fd:
     weft__ring_fini(&w->ring);
 fail_ring:
+    weft__sched_fini(&w->sched);
+fail_sched:
     pthread_mutex_destroy(&w->inbox_lock);
     return r;
 }
@@ -282,6 +347,7 @@ void weft__worker_fini(weft__worker *w)
     weft__ring_fini(&w->ring);
     close(w->wake_fd);
     weft__timer_heap_fini(&w->timers);
+    weft__sched_fini(&w->sched);
     weft__stack_pool_fini(&w->stacks);
     weft__record_pool_fini(&w->records);
     pthread_mutex_destroy(&w->inbox_lock);

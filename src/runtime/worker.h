@@ -17,7 +17,7 @@
 #include "context/stack.h"
 #include "io/timer.h"
 #include "ring/ring.h"
-#include "sched/runqueue.h"
+#include "sched/sched.h"
 #include "task/record.h"
 #include "task/task.h"
 
@@ -41,7 +41,11 @@ typedef struct weft__worker {
     weft__fiber fiber;          /* the scheduler loop's own context */
     weft_task *current;         /* running task, NULL in the loop */
     weft__switch_reason reason; /* set by the task before switching back */
-    weft__runqueue runq;
+    weft__sched sched;
+    uint64_t run_start_ns;     /* clock at the start of the current run, 0 = not read */
+    uint64_t yield_check_skip; /* yield_maybe calls left before the next clock read */
+    uint64_t yield_calls;      /* yield_maybe calls since its last clock read */
+    uint64_t yield_last_ns;    /* yield_maybe's last clock read */
     weft__stack_pool stacks;
     weft__timer_heap timers;
     weft__ring ring;
@@ -73,16 +77,28 @@ typedef struct weft__runtime {
     struct weft_task orphans;    /* adopts children under WEFT_ORPHANS_ADOPT */
     weft_task *main_task;
     bool main_done;
+    bool embedded; /* driven by weft_executor_run */
 } weft__runtime;
 
 /* The worker of the calling thread, or NULL. Never inlined (DESIGN §6). */
 weft__worker *weft__worker_self(void);
 void weft__worker_set_self(weft__worker *w);
 
-int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index);
+/* embedded: the worker is driven by a host loop (weft_executor_*): its ring
+ * posts completions without DEFER_TASKRUN and signals an eventfd. */
+int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool embedded);
 void weft__worker_fini(weft__worker *w);
 /* Runs the scheduler loop until the runtime has no live task left. */
 int weft__worker_run(weft__worker *w);
+/* Arms the worker's wake-up read and its clock; weft__worker_run does it. */
+void weft__worker_start(weft__worker *w);
+/* Runs ready tasks (and polls without blocking between slices) until none
+ * is runnable (returns 0) or the clock passes until_ns (returns 1); -errno
+ * from the ring. */
+int weft__worker_run_ready(weft__worker *w, uint64_t until_ns);
+/* The earliest armed timer, UINT64_MAX when none. */
+uint64_t weft__worker_next_deadline(const weft__worker *w);
+uint64_t weft__worker_live_tasks(const weft__worker *w);
 /* Queues a runnable task on its owner; from another thread it goes through
  * the owner's inbox. */
 void weft__worker_schedule(weft_task *t);

@@ -15,8 +15,8 @@
 _Noreturn static void die(const weft_task *t, const char *msg)
 {
     if (t)
-        fprintf(stderr, "weft: task %llu '%s' panicked: %s\n", (unsigned long long)t->id,
-                t->name ? t->name : "", msg);
+        fprintf(stderr, "weft: task %llu '%s' panicked: %s\n",
+                (unsigned long long)t->entity.task_id, t->name ? t->name : "", msg);
     else
         fprintf(stderr, "weft: panic outside a task: %s\n", msg);
     fflush(stderr);

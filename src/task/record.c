@@ -56,13 +56,18 @@ static void make_reusable(weft__record_pool *p, weft_task *t)
     poison(t);
 }
 
-void weft__record_free(weft__record_pool *p, weft_task *t)
+void weft__record_release_owned(weft_task *t)
 {
     free(t->name);
     free(t->panic_msg);
     free(t->deadline_stack);
     t->name = t->panic_msg = NULL;
     t->deadline_stack = NULL;
+}
+
+void weft__record_free(weft__record_pool *p, weft_task *t)
+{
+    weft__record_release_owned(t);
 #ifndef NDEBUG
     t->magic = TASK_MAGIC_DEAD;
     weft_task **slot = &p->quarantine[p->quarantine_next++ % WEFT_RECORD_QUARANTINE];

@@ -28,6 +28,9 @@ weft_task *weft__record_alloc(weft__record_pool *p);
 /* Frees what the record owns (name, panic message, deadline stack) and
  * makes it reusable. */
 void weft__record_free(weft__record_pool *p, weft_task *t);
+/* Frees only what the record owns; the record itself stays in its slab
+ * until the pool is released (a handle dropped outside the runtime). */
+void weft__record_release_owned(weft_task *t);
 void weft__record_pool_fini(weft__record_pool *p);
 
 #endif

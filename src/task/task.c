@@ -120,8 +120,13 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
         if (size_class < 0)
             return -EINVAL;
     }
-    if (o->queue && weft__config_queue_index(&rt->cfg, o->queue) < 0)
-        return -ENOENT;
+    /* A child runs in its spawner's queue unless told otherwise. */
+    int queue = w->current && !(o->flags & WEFT_TASK_BACKGROUND) ? w->current->queue : 0;
+    if (o->queue) {
+        queue = weft__config_queue_index(&rt->cfg, o->queue);
+        if (queue < 0)
+            return -ENOENT;
+    }
     /* Make sure a stack can be had before promising to run the task; the
      * stack itself is taken (and touched) only at the first run. */
     int r = weft__stack_reserve(&w->stacks, size_class);
@@ -164,8 +169,11 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     t->stack_class = (uint8_t)size_class;
     t->ndeadlines = 0;
     t->shield = 0;
-    t->id = atomic_fetch_add_explicit(&rt->next_task_id, 1, memory_order_relaxed);
-    t->group = o->group ? o->group : t->id;
+    t->entity.task_id = atomic_fetch_add_explicit(&rt->next_task_id, 1, memory_order_relaxed);
+    t->entity.group = o->group ? o->group : t->entity.task_id;
+    t->entity.spawned_ns = t->entity.runnable_ns = w->sched.now;
+    t->entity.service_ns = 0;
+    t->queue = (uint8_t)queue;
     t->first_child = NULL;
     t->live_children = 0;
     t->joiner = NULL;
@@ -177,10 +185,7 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     t->name = name;
     weft__tree_link(parent, t);
     w->count.spawned++;
-    if (o->flags & WEFT_TASK_SPAWN_LIFO)
-        weft__runqueue_push_front(&w->runq, t);
-    else
-        weft__runqueue_push(&w->runq, t);
+    weft__sched_push(&w->sched, t, o->flags & WEFT_TASK_SPAWN_LIFO ? PUSH_FIRST : PUSH_QUEUE);
     if (out)
         *out = t;
     return 0;
@@ -261,7 +266,7 @@ bool weft_task_finished(const weft_task *t)
 
 uint64_t weft_task_id(const weft_task *t)
 {
-    return t ? t->id : 0;
+    return t ? t->entity.task_id : 0;
 }
 
 const char *weft_task_panic_message(const weft_task *t)
@@ -272,7 +277,7 @@ const char *weft_task_panic_message(const weft_task *t)
 uint64_t weft_self_id(void)
 {
     weft_task *t = weft__task_current();
-    return t ? t->id : 0;
+    return t ? t->entity.task_id : 0;
 }
 
 bool weft_cancelled(void)
@@ -302,10 +307,42 @@ int weft_yield_maybe(void)
     weft_task *t = w ? w->current : NULL;
     if (!t)
         return -EPERM;
-    /* Until the two-level scheduler lands, a slice is a fixed number of runs
-     * of the worker loop; the task yields when other work is waiting. */
-    if (!weft__runqueue_empty(&w->runq))
-        weft__worker_switch_out(w, t, SWITCH_YIELD);
+    weft__sched *s = &w->sched;
+    if (!s->preempt) {
+        /* A clock read costs more than everything else here, so when calls
+         * come quickly the clock is read only every so often: often enough
+         * to notice the end of the slice within about a quarter of what is
+         * left of it. */
+        w->yield_calls++;
+        if (w->yield_check_skip) {
+            w->yield_check_skip--;
+            return after_yield(t);
+        }
+        uint64_t now = weft_now_ns();
+        if (!w->run_start_ns)
+            w->run_start_ns = now; /* untimed run: its clock starts here */
+        uint64_t ran = now - w->run_start_ns;
+        uint64_t next_timer = weft__timer_next(&w->timers);
+        if (next_timer <= now) {
+            /* A sleeper is due: let the worker fire it now, so that its
+             * queue can compete with this one (and preempt it). */
+            s->poll_due = true;
+            weft__worker_switch_out(w, t, SWITCH_YIELD);
+            return after_yield(t);
+        }
+        if (!weft__sched_should_yield(s, ran)) {
+            uint64_t per_call = w->yield_last_ns ? (now - w->yield_last_ns) / w->yield_calls : 0;
+            uint64_t left = s->slice_ns - s->slice_used_ns - ran;
+            if (next_timer - now < left)
+                left = next_timer - now;
+            uint64_t skip = per_call ? left / (4 * per_call) : 0;
+            w->yield_check_skip = skip > 64 ? 64 : skip;
+            w->yield_last_ns = now;
+            w->yield_calls = 0;
+            return after_yield(t);
+        }
+    }
+    weft__worker_switch_out(w, t, SWITCH_YIELD);
     return after_yield(t);
 }
 

@@ -18,6 +18,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <weft/sched.h>
 #include <weft/task.h>
 
 #include "context/fiber.h"
@@ -62,10 +63,9 @@ struct weft_task {
     int outcome;    /* 0, -ECANCELED or WEFT_EPANIC once COMPLETE */
     unsigned flags; /* WEFT_TASK_* | TASK_F_* */
     uint8_t stack_class;
+    uint8_t queue; /* index into the worker's queues */
     uint8_t ndeadlines;
     uint16_t shield; /* shield_push depth */
-    uint64_t id;
-    uint64_t group;
 
     /* Task tree: parent and the list of live children. */
     struct weft_task *parent;
@@ -79,6 +79,7 @@ struct weft_task {
     char *panic_msg;          /* malloc'd; freed with the record */
     uint64_t deadline;        /* innermost effective deadline, 0 = none */
     uint64_t *deadline_stack; /* saved outer deadlines; malloc'd lazily */
+    weft_sched_entity entity; /* what the queue's policy sees; id and group live here */
     char *name;               /* NULL or a copy (weft__malloc), at most TASK_NAME_MAX - 1 chars */
 };
 

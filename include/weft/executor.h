@@ -1,0 +1,55 @@
+/* weft/executor.h - one weft worker driven by someone else's event loop.
+ *
+ * For programs that already have a loop (libuv, libevent, GLib, epoll):
+ * create an executor, watch weft_executor_fd() for readability in the host
+ * loop, and call weft_executor_run() when it is readable or when the deadline
+ * it last returned has passed. Tasks inside sleep, yield, join and do
+ * io_uring I/O exactly as under weft_run. Every call must come from the
+ * thread that created the executor, and none from inside one of its tasks.
+ */
+#ifndef WEFT_EXECUTOR_H
+#define WEFT_EXECUTOR_H
+
+#include <weft/runtime.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_executor weft_executor;
+
+/* Creates an executor with the queues, policies and limits of cfg (NULL =
+ * defaults; cfg->workers must be 0 or 1). Returns 0, -EINVAL (see
+ * weft_last_config_error()), -EBUSY when called from a runtime's thread,
+ * -ENOMEM, or the error of io_uring setup. */
+WEFT_API int weft_executor_create(weft_executor **ex, const weft_config *cfg);
+
+/* A file descriptor that becomes readable when the executor has work: an
+ * I/O completion or a wake from another thread. Owned by the executor. */
+WEFT_API int weft_executor_fd(const weft_executor *ex);
+
+/* Runs ready tasks for up to budget_ns (0 = until none is ready), fires due
+ * timers, and submits the I/O the tasks started. Returns the CLOCK_MONOTONIC
+ * time (weft_now_ns) by which it must be called again: 0 when work is still
+ * ready (budget used up), the next timer's deadline, or INT64_MAX when only
+ * the fd can bring more work. -EPERM from a task, -errno from the ring. */
+WEFT_API int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns);
+
+/* Spawns fn(arg) into the executor from the host (its parent is the root).
+ * Same options and errors as weft_spawn_ex. The task first runs in the next
+ * weft_executor_run. */
+WEFT_API int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_spawn_opts *o,
+                                 weft_fn fn, void *arg);
+
+/* Live tasks (spawned, not finished). */
+WEFT_API uint64_t weft_executor_tasks(const weft_executor *ex);
+
+/* Cancels every task, runs the executor until all have finished (blocking
+ * the host for that long), and frees everything. Handles not joined are
+ * invalid afterwards. */
+WEFT_API void weft_executor_destroy(weft_executor *ex);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

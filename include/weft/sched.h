@@ -1,0 +1,66 @@
+/* weft/sched.h - scheduling inside a worker: weighted queues and the
+ * pluggable in-queue policies (DESIGN §4).
+ *
+ * Every worker has the queues declared in weft_config.queues. The top level
+ * picks among runnable queues by virtual runtime (EEVDF: the eligible queue
+ * with the earliest virtual deadline); inside a queue, the queue's policy
+ * picks the task. A policy is a table of functions over an opaque state that
+ * weft allocates (state_size bytes) per queue per worker; it sees tasks only
+ * as weft_sched_entity records and may use their link[] words freely while
+ * it holds them. All policy calls come from the owning worker's thread.
+ */
+#ifndef WEFT_SCHED_H
+#define WEFT_SCHED_H
+
+#include <weft/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_sched_entity {
+    uint64_t task_id, group;          /* group: tasks sharing one service account */
+    uint64_t spawned_ns, runnable_ns; /* arrival; last became runnable */
+    uint64_t service_ns;              /* CPU time this task has had */
+    void *link[4];                    /* policy-owned scratch, intrusive */
+} weft_sched_entity;
+
+typedef struct weft_policy {
+    const char *name;
+    size_t state_size;
+    /* Returns 0 or -errno (the runtime then fails to start with it). */
+    int (*init)(void *state, const void *config);
+    void (*fini)(void *state);
+    /* e became runnable. */
+    void (*push)(void *state, weft_sched_entity *e);
+    /* The next entity to run, removed from the policy; NULL when empty. */
+    weft_sched_entity *(*pop)(void *state);
+    /* e leaves without running (it was pushed and not yet popped). */
+    void (*remove)(void *state, weft_sched_entity *e);
+    /* e ran for ran_ns (called after each run, before e is pushed again). */
+    void (*charge)(void *state, weft_sched_entity *e, uint64_t ran_ns);
+    /* e's task finished; it is not in the policy. */
+    void (*exit)(void *state, weft_sched_entity *e);
+} weft_policy;
+
+/* Order of becoming runnable: a woken task goes to the back. */
+WEFT_API extern const weft_policy weft_policy_runnable_fifo;
+/* Groups ordered by first arrival, FIFO inside a group; a task keeps its
+ * place across sleeps. */
+WEFT_API extern const weft_policy weft_policy_arrival_fifo;
+/* Least attained service of the task's group first; FIFO among equals. */
+WEFT_API extern const weft_policy weft_policy_las;
+/* Quantised LAS: FIFO buckets by log2 of the group's attained service,
+ * lowest bucket first, with a periodic round-robin pass over the buckets so
+ * that old groups are never starved. Config: weft_qlas_config or NULL. */
+WEFT_API extern const weft_policy weft_policy_qlas;
+
+typedef struct weft_qlas_config {
+    uint64_t quantum_ns;    /* service below this is bucket 0; 0 = 100 us */
+    unsigned rr_interval;   /* every Nth pick is a round-robin pick; 0 = 16 */
+} weft_qlas_config;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,129 @@
+/* The embedded executor: a runtime of one worker whose loop is the host's.
+ * The worker is the same as under weft_run; only who calls it differs. The
+ * worker's thread-local pointer is set for the duration of each call, so
+ * tasks and the host thread never see each other's state. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <weft/executor.h>
+#include <weft/io.h>
+
+#include "common/fault.h"
+#include "runtime/config.h"
+#include "runtime/worker.h"
+
+struct weft_executor {
+    weft__runtime rt;
+    weft__worker worker;
+};
+
+int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg);
+
+int weft_executor_create(weft_executor **out, const weft_config *cfg)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (weft__worker_self())
+        return -EBUSY;
+    weft_executor *ex = weft__calloc(1, sizeof *ex);
+    if (!ex)
+        return -ENOMEM;
+    int r = weft__runtime_setup(&ex->rt, cfg);
+    if (r == 0 && ex->rt.cfg.workers > 1)
+        r = -EINVAL;
+    if (r < 0) {
+        free(ex);
+        return r;
+    }
+    ex->rt.nworkers = 1;
+    ex->rt.workers = &ex->worker;
+    ex->rt.embedded = true;
+    r = weft__worker_init(&ex->worker, &ex->rt, 0, true);
+    if (r < 0) {
+        free(ex);
+        return r;
+    }
+    weft__worker_set_self(&ex->worker);
+    weft__worker_start(&ex->worker);
+    weft__worker_set_self(NULL);
+    *out = ex;
+    return 0;
+}
+
+int weft_executor_fd(const weft_executor *ex)
+{
+    return ex ? ex->worker.ring.event_fd : -EINVAL;
+}
+
+int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
+{
+    if (!ex)
+        return -EINVAL;
+    if (weft__worker_self())
+        return -EPERM;
+    weft__worker *w = &ex->worker;
+    weft__worker_set_self(w);
+    /* Consume the readiness first, so completions that arrive while the
+     * tasks run make the fd readable again. */
+    uint64_t counter;
+    ssize_t n = read(w->ring.event_fd, &counter, sizeof counter);
+    (void)n;
+    uint64_t now = weft_now_ns();
+    uint64_t until = budget_ns ? now + budget_ns : UINT64_MAX;
+    int r = weft__worker_run_ready(w, until);
+    if (r >= 0) {
+        /* Hand the I/O the tasks started to the kernel before returning to
+         * the host: nothing else will. */
+        int s = io_uring_submit(&w->ring.uring);
+        if (s > 0) {
+            w->ring.inflight += (unsigned)s;
+            w->ring.pending_sqes = 0;
+        }
+    }
+    weft__worker_set_self(NULL);
+    if (r < 0)
+        return r;
+    if (r == 1)
+        return 0;
+    uint64_t next = weft__worker_next_deadline(w);
+    return next == UINT64_MAX ? INT64_MAX : (int64_t)next;
+}
+
+int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_spawn_opts *o, weft_fn fn,
+                        void *arg)
+{
+    if (!ex)
+        return -EINVAL;
+    if (weft__worker_self())
+        return -EPERM;
+    weft__worker_set_self(&ex->worker);
+    int r = weft_spawn_ex(t, o, fn, arg);
+    weft__worker_set_self(NULL);
+    return r;
+}
+
+uint64_t weft_executor_tasks(const weft_executor *ex)
+{
+    return ex ? weft__worker_live_tasks(&ex->worker) : 0;
+}
+
+void weft_executor_destroy(weft_executor *ex)
+{
+    if (!ex)
+        return;
+    weft__worker *w = &ex->worker;
+    weft__worker_set_self(w);
+    for (weft_task *c = ex->rt.root.first_child; c; c = c->next_sibling)
+        weft__tree_cancel(c, NULL);
+    for (weft_task *c = ex->rt.orphans.first_child; c; c = c->next_sibling)
+        weft__tree_cancel(c, NULL);
+    /* Cancelled tasks may still wait for I/O to come back: drive the
+     * worker until none is left. */
+    if (weft__worker_live_tasks(w))
+        weft__worker_run(w);
+    weft__worker_set_self(NULL);
+    weft__worker_fini(w);
+    free(ex);
+}

@@ -1,0 +1,296 @@
+/* The two-level scheduler; see sched.h for the rules. */
+#include "sched/sched.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft/io.h>
+
+#include "common/fault.h"
+
+static inline weft_task *task_of(weft_sched_entity *e)
+{
+    return (weft_task *)((char *)e - offsetof(weft_task, entity));
+}
+
+int weft__sched_init(weft__sched *s, const weft_config *cfg)
+{
+    memset(s, 0, sizeof *s);
+    s->queues = weft__calloc(cfg->nqueues, sizeof *s->queues);
+    if (!s->queues)
+        return -ENOMEM;
+    bool charges = false;
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        const weft_queue_spec *spec = &cfg->queues[i];
+        weft__queue *q = &s->queues[i];
+        q->name = spec->name;
+        q->weight = spec->weight;
+        q->policy = spec->policy ? spec->policy : &weft_policy_runnable_fifo;
+        q->state = weft__calloc(1, q->policy->state_size ? q->policy->state_size : 1);
+        int r = q->state ? q->policy->init(q->state, spec->policy_config) : -ENOMEM;
+        if (r < 0) {
+            free(q->state);
+            q->state = NULL;
+            s->nqueues = (unsigned)i;
+            weft__sched_fini(s);
+            return r;
+        }
+        /* The FIFO policies ignore service: no need to time their runs. */
+        q->charges = q->policy != &weft_policy_runnable_fifo &&
+                     q->policy != &weft_policy_arrival_fifo && q->policy->charge;
+        charges |= q->charges;
+    }
+    s->nqueues = (unsigned)cfg->nqueues;
+    s->timed = s->nqueues > 1 || charges || cfg->stats;
+    s->track_delay = cfg->stats;
+    s->lifo_enabled = cfg->lifo_slot;
+    s->lifo_skip_interval = cfg->lifo_skip_interval;
+    s->latency_ns = cfg->sched_latency_ns;
+    s->min_slice_ns = cfg->min_slice_ns;
+    s->poll_ns = cfg->io_poll_interval_ns;
+    s->max_runs = cfg->max_runs_per_slice;
+    /* Tasks spawned before the worker's loop starts (weft_run's main task)
+     * are stamped with this. */
+    s->now = weft_now_ns();
+    return 0;
+}
+
+void weft__sched_fini(weft__sched *s)
+{
+    for (unsigned i = 0; i < s->nqueues; i++) {
+        weft__queue *q = &s->queues[i];
+        if (q->state) {
+            if (q->policy->fini)
+                q->policy->fini(q->state);
+            free(q->state);
+        }
+    }
+    free(s->queues);
+    memset(s, 0, sizeof *s);
+}
+
+/* Weighted average virtual runtime of the runnable queues, computed
+ * relative to the smallest so that the products cannot overflow. */
+static uint64_t avg_vruntime(const weft__sched *s)
+{
+    uint64_t vmin = UINT64_MAX;
+    for (unsigned i = 0; i < s->nqueues; i++)
+        if (s->queues[i].active && s->queues[i].vruntime < vmin)
+            vmin = s->queues[i].vruntime;
+    if (vmin == UINT64_MAX)
+        return s->idle_vclock;
+    unsigned __int128 num = 0;
+    uint64_t wsum = 0;
+    for (unsigned i = 0; i < s->nqueues; i++) {
+        const weft__queue *q = &s->queues[i];
+        if (!q->active)
+            continue;
+        num += (unsigned __int128)(q->vruntime - vmin) * q->weight;
+        wsum += q->weight;
+    }
+    return vmin + (uint64_t)(num / wsum);
+}
+
+static uint64_t slice_length(const weft__sched *s)
+{
+    unsigned n = s->nactive ? s->nactive : 1;
+    uint64_t slice = s->latency_ns / n;
+    if (slice < s->min_slice_ns)
+        slice = s->min_slice_ns;
+    if (slice > s->poll_ns)
+        slice = s->poll_ns;
+    return slice;
+}
+
+static uint64_t virtual_deadline(const weft__sched *s, const weft__queue *q)
+{
+    return q->vruntime + slice_length(s) * WEFT_WEIGHT_UNIT / q->weight;
+}
+
+static void activate(weft__sched *s, weft__queue *q)
+{
+    /* Placed at the average: no credit banked while idle, no debt kept. */
+    q->vruntime = avg_vruntime(s);
+    q->active = true;
+    s->nactive++;
+    if (s->cur && s->cur != q && virtual_deadline(s, q) < virtual_deadline(s, s->cur)) {
+        s->preempt = true;
+        q->preemptions++;
+    }
+}
+
+static void deactivate(weft__sched *s, weft__queue *q)
+{
+    q->active = false;
+    if (--s->nactive == 0)
+        s->idle_vclock = q->vruntime;
+}
+
+static void policy_push(weft__sched *s, weft_task *t)
+{
+    weft__queue *q = &s->queues[t->queue];
+    if (!q->active)
+        activate(s, q);
+    q->policy->push(q->state, &t->entity);
+    q->nqueued++;
+}
+
+void weft__sched_push(weft__sched *s, weft_task *t, weft__push_hint hint)
+{
+    t->entity.runnable_ns = s->now;
+    bool slot = hint == PUSH_FIRST || (hint == PUSH_WOKEN && s->lifo_enabled);
+    if (slot && s->cur && s->cur == &s->queues[t->queue]) {
+        /* The slot holds one task; the one it displaces queues normally. */
+        weft_task *old = s->lifo;
+        s->lifo = t;
+        if (old)
+            policy_push(s, old);
+        return;
+    }
+    policy_push(s, t);
+}
+
+void weft__sched_end_slice(weft__sched *s)
+{
+    weft__queue *q = s->cur;
+    if (!q)
+        return;
+    if (s->lifo) {
+        /* The slot belongs to a slice; drained when the slice ends. */
+        weft_task *t = s->lifo;
+        s->lifo = NULL;
+        policy_push(s, t);
+    }
+    s->cur = NULL;
+    if (q->active && q->nqueued == 0)
+        deactivate(s, q);
+}
+
+/* EEVDF: among queues with tasks, the eligible one (vruntime <= average)
+ * with the earliest virtual deadline. Rounding can leave none eligible;
+ * the smallest vruntime is then the fair choice. */
+static weft__queue *choose_queue(weft__sched *s)
+{
+    if (s->nqueues == 1)
+        return s->queues[0].nqueued ? &s->queues[0] : NULL;
+    uint64_t avg = avg_vruntime(s);
+    weft__queue *best = NULL, *lowest = NULL;
+    uint64_t best_deadline = UINT64_MAX;
+    for (unsigned i = 0; i < s->nqueues; i++) {
+        weft__queue *q = &s->queues[i];
+        if (!q->nqueued)
+            continue;
+        if (!lowest || q->vruntime < lowest->vruntime)
+            lowest = q;
+        if (q->vruntime > avg)
+            continue;
+        uint64_t d = virtual_deadline(s, q);
+        if (d < best_deadline) {
+            best_deadline = d;
+            best = q;
+        }
+    }
+    return best ? best : lowest;
+}
+
+static void record_delay(weft__queue *q, uint64_t delay)
+{
+    unsigned b = delay ? 63u - (unsigned)__builtin_clzll(delay) : 0;
+    if (b >= WEFT_DELAY_BUCKETS)
+        b = WEFT_DELAY_BUCKETS - 1;
+    q->delay_hist[b]++;
+    q->delay_sum_ns += delay;
+    q->delay_count++;
+}
+
+weft_task *weft__sched_pick(weft__sched *s, bool *need_poll)
+{
+    *need_poll = false;
+    if (s->poll_due) {
+        s->poll_due = false;
+        *need_poll = true;
+        return NULL;
+    }
+    if (s->lifo) {
+        weft_task *t = s->lifo;
+        s->lifo = NULL;
+        /* Every lifo_skip_interval-th pick the slot yields to the queue, so
+         * two tasks waking each other cannot starve the rest. */
+        if (!s->lifo_enabled || ++s->lifo_picks % s->lifo_skip_interval != 0) {
+            s->slice_runs++;
+            s->cur->runs++;
+            return t;
+        }
+        policy_push(s, t);
+    }
+    weft__queue *q = s->cur;
+    if (q) {
+        bool used_up = s->slice_runs >= s->max_runs || (s->timed && s->slice_used_ns >= s->slice_ns);
+        if (used_up && !s->slice_polled && !s->preempt) {
+            /* Look at timers and the ring while this slice still counts as
+             * running, so that queues they wake compete with it. */
+            s->slice_polled = true;
+            *need_poll = true;
+            return NULL;
+        }
+        if (used_up || s->preempt || !q->nqueued) {
+            if (used_up && q->nqueued)
+                q->slice_exhaustions++;
+            weft__sched_end_slice(s);
+            q = NULL;
+        }
+    }
+    if (!q) {
+        q = choose_queue(s);
+        if (!q)
+            return NULL;
+        s->cur = q;
+        s->preempt = false;
+        s->slice_polled = false;
+        s->slice_used_ns = 0;
+        s->slice_runs = 0;
+        s->slice_ns = slice_length(s);
+        q->slices++;
+    }
+    weft_sched_entity *e = q->policy->pop(q->state);
+    q->nqueued--;
+    s->slice_runs++;
+    q->runs++;
+    if (s->track_delay)
+        record_delay(q, s->now - e->runnable_ns);
+    return task_of(e);
+}
+
+void weft__sched_charge(weft__sched *s, weft_task *t, uint64_t ran_ns)
+{
+    weft__queue *q = &s->queues[t->queue];
+    q->vruntime += ran_ns * WEFT_WEIGHT_UNIT / q->weight;
+    q->service_ns += ran_ns;
+    t->entity.service_ns += ran_ns;
+    s->slice_used_ns += ran_ns;
+    if (q->charges)
+        q->policy->charge(q->state, &t->entity, ran_ns);
+}
+
+void weft__sched_exit(weft__sched *s, weft_task *t)
+{
+    weft__queue *q = &s->queues[t->queue];
+    if (q->policy->exit)
+        q->policy->exit(q->state, &t->entity);
+}
+
+bool weft__sched_should_yield(const weft__sched *s, uint64_t ran_ns)
+{
+    return s->preempt || s->slice_used_ns + ran_ns >= s->slice_ns;
+}
+
+bool weft__sched_empty(const weft__sched *s)
+{
+    if (s->lifo)
+        return false;
+    for (unsigned i = 0; i < s->nqueues; i++)
+        if (s->queues[i].nqueued)
+            return false;
+    return true;
+}

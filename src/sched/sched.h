@@ -1,0 +1,98 @@
+/* The per-worker two-level scheduler (DESIGN §4), internal.
+ *
+ * Top level: EEVDF over the worker's runnable queues. Each queue has a
+ * virtual runtime advanced by ran_ns * WEFT_WEIGHT_UNIT / weight after every
+ * task run; the next queue is the eligible one (vruntime <= the weighted
+ * average of the runnable queues, i.e. lag >= 0) with the earliest virtual
+ * deadline vruntime + slice * WEFT_WEIGHT_UNIT / weight. A queue that becomes
+ * runnable is placed at the average. A queue keeps the CPU for one slice:
+ * max(sched_latency / n_runnable, min_slice), capped by io_poll_interval, and
+ * at most max_runs_per_slice task runs.
+ *
+ * Second level: the queue's policy (weft/sched.h) picks the task.
+ *
+ * Time is read once per task run, and only when something needs it: several
+ * queues, a policy that charges service, or stats. One FIFO queue without
+ * stats runs untimed, slices counted in runs.
+ */
+#ifndef WEFT_SCHED_SCHED_H
+#define WEFT_SCHED_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <weft/runtime.h>
+#include <weft/sched.h>
+
+#include "task/task.h"
+
+#define WEFT_WEIGHT_UNIT 10000u
+#define WEFT_DELAY_BUCKETS 40 /* log2 ns buckets: [2^i, 2^(i+1)) ns, last one open */
+
+typedef struct weft__queue {
+    const char *name;
+    uint32_t weight;
+    const weft_policy *policy;
+    void *state;               /* policy state, policy->state_size bytes */
+    bool charges;              /* the policy wants service charged (needs time) */
+    bool active;               /* counted among the runnable queues */
+    uint64_t nqueued;          /* tasks inside the policy */
+    uint64_t vruntime;
+    /* Counters, read by weft_stats_snapshot. */
+    uint64_t service_ns, runs, slices, slice_exhaustions, preemptions;
+    uint64_t delay_hist[WEFT_DELAY_BUCKETS];
+    uint64_t delay_sum_ns, delay_count;
+} weft__queue;
+
+typedef struct weft__sched {
+    weft__queue *queues;
+    unsigned nqueues;
+    bool timed;              /* read the clock around every run */
+    bool track_delay;        /* stats: queue-delay histogram */
+    unsigned nactive;
+    uint64_t idle_vclock;    /* the average when the last queue went idle */
+    weft__queue *cur;        /* queue holding the current slice, or NULL */
+    uint64_t slice_ns;       /* length of the current slice */
+    uint64_t slice_used_ns;
+    unsigned slice_runs;
+    bool preempt;            /* a waking queue's deadline beats cur's */
+    bool poll_due;           /* a timer is due: poll before the next pick */
+    bool slice_polled;       /* polled since the current slice ran out */
+    uint64_t now;            /* last clock reading (0 when untimed) */
+    /* LIFO slot: a task woken by the running task runs next. */
+    bool lifo_enabled;
+    unsigned lifo_skip_interval, lifo_picks;
+    weft_task *lifo;
+    uint64_t latency_ns, min_slice_ns, poll_ns;
+    unsigned max_runs;
+} weft__sched;
+
+/* Builds the queues of cfg (validated) with a policy state each. Returns 0,
+ * or -ENOMEM / the error of a policy's init (everything released). */
+int weft__sched_init(weft__sched *s, const weft_config *cfg);
+void weft__sched_fini(weft__sched *s);
+
+typedef enum weft__push_hint {
+    PUSH_QUEUE, /* into the queue's policy */
+    PUSH_WOKEN, /* woken by the running task: the LIFO slot when enabled */
+    PUSH_FIRST, /* WEFT_TASK_SPAWN_LIFO: the slot whatever the config */
+} weft__push_hint;
+
+/* t became runnable (spawn, wake, yield). The slot is used only for a task
+ * of the queue holding the current slice. */
+void weft__sched_push(weft__sched *s, weft_task *t, weft__push_hint hint);
+/* The next task to run, or NULL. With NULL, *need_poll says the worker
+ * should poll timers and the ring and ask again (the slice ran out, or a
+ * timer is due); otherwise nothing is runnable. */
+weft_task *weft__sched_pick(weft__sched *s, bool *need_poll);
+/* t ran for ran_ns (timed runs only) and is off the CPU. */
+void weft__sched_charge(weft__sched *s, weft_task *t, uint64_t ran_ns);
+/* t finished. */
+void weft__sched_exit(weft__sched *s, weft_task *t);
+/* True when the running task should yield now: a preemption is pending or
+ * the slice is used up (ran_ns: how long the current run has lasted). */
+bool weft__sched_should_yield(const weft__sched *s, uint64_t ran_ns);
+/* Ends the current slice (the worker polled I/O or went idle). */
+void weft__sched_end_slice(weft__sched *s);
+bool weft__sched_empty(const weft__sched *s);
+
+#endif

@@ -1,0 +1,149 @@
+/* The embedded executor's contract: errors, deadlines, budgets, teardown.
+ * The two real hosts (epoll, libuv) are examples/embed_*.c, run by CTest. */
+#include "test.h"
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+TEST(bad_calls_are_refused)
+{
+    weft_executor *ex = (weft_executor *)1;
+    weft_queue_spec dup[] = {{.name = "a", .weight = 1}, {.name = "a", .weight = 1}};
+    weft_config bad = {.queues = dup, .nqueues = 2};
+    ASSERT_EQ(weft_executor_create(&ex, &bad), -EINVAL);
+    ASSERT(ex == NULL);
+    weft_config two = {.workers = 2};
+    ASSERT_EQ(weft_executor_create(&ex, &two), -EINVAL);
+    ASSERT_EQ(weft_executor_create(NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_executor_run(NULL, 0), -EINVAL);
+    ASSERT_EQ(weft_executor_fd(NULL), -EINVAL);
+    ASSERT_EQ(weft_executor_spawn(NULL, NULL, NULL, nothing, NULL), -EINVAL);
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_EQ(weft_executor_spawn(ex, NULL, NULL, NULL, NULL), -EINVAL);
+    weft_spawn_opts q = {.queue = "nope"};
+    ASSERT_EQ(weft_executor_spawn(ex, NULL, &q, nothing, NULL), -ENOENT);
+    ASSERT_GE(weft_executor_fd(ex), 0);
+    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX); /* nothing at all to do */
+    ASSERT_EQ(weft_executor_tasks(ex), 0);
+    weft_executor_destroy(ex);
+    weft_executor_destroy(NULL);
+}
+
+static weft_executor *other;
+
+static void *calls_executor(void *arg)
+{
+    ASSERT_EQ(weft_executor_run(other, 0), -EPERM);
+    ASSERT_EQ(weft_executor_spawn(other, NULL, NULL, nothing, NULL), -EPERM);
+    weft_executor *ex;
+    ASSERT_EQ(weft_executor_create(&ex, NULL), -EBUSY);
+    return NULL;
+}
+TEST(not_from_inside_a_task)
+{
+    ASSERT_OK(weft_executor_create(&other, NULL));
+    run_main(NULL, calls_executor, NULL);
+    weft_executor_destroy(other);
+}
+
+static void *sleep_ms(void *arg)
+{
+    return (void *)(intptr_t)weft_sleep_ns((uint64_t)(intptr_t)arg * 1000000);
+}
+
+TEST(run_returns_the_next_deadline)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    weft_task *t;
+    uint64_t before = weft_now_ns();
+    ASSERT_OK(weft_executor_spawn(ex, &t, NULL, sleep_ms, (void *)20));
+    int64_t d = weft_executor_run(ex, 0);
+    ASSERT_GE(d, (int64_t)(before + 20000000));
+    ASSERT_LT(d, (int64_t)(before + 20000000 + 1000000000));
+    ASSERT_EQ(weft_executor_tasks(ex), 1);
+    /* Called at the deadline, the sleeper finishes. */
+    while ((int64_t)weft_now_ns() < d)
+        usleep(1000);
+    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX);
+    ASSERT(weft_task_finished(t));
+    ASSERT_EQ(weft_executor_tasks(ex), 0);
+    weft_detach(t);
+    weft_executor_destroy(ex);
+}
+
+static volatile int spins;
+
+static void *spinner(void *arg)
+{
+    for (;;) {
+        spins++;
+        if (weft_yield() < 0)
+            return NULL;
+    }
+}
+
+TEST(budget_bounds_a_run)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, spinner, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, spinner, NULL));
+    uint64_t t0 = weft_now_ns();
+    ASSERT_EQ(weft_executor_run(ex, 2000000), 0); /* still ready: call again */
+    ASSERT_LT(weft_now_ns() - t0, 1000000000ull);  /* bounded (generously) */
+    int after_first = spins;
+    ASSERT_GT(after_first, 0);
+    ASSERT_EQ(weft_executor_run(ex, 1000000), 0);
+    ASSERT_GT(spins, after_first);
+    /* Destroy cancels the spinners and waits for them. */
+    weft_executor_destroy(ex);
+}
+
+static int cancelled_seen;
+
+static void *long_sleeper(void *arg)
+{
+    if (weft_sleep_ns(60ull * 1000000000) == -ECANCELED)
+        cancelled_seen++;
+    return NULL;
+}
+
+TEST(destroy_cancels_and_awaits_everything)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    cancelled_seen = 0;
+    weft_spawn_opts bg = {.flags = WEFT_TASK_BACKGROUND};
+    for (int i = 0; i < 10; i++)
+        ASSERT_OK(weft_executor_spawn(ex, NULL, i % 2 ? &bg : NULL, long_sleeper, NULL));
+    ASSERT_GT(weft_executor_run(ex, 0), 0);
+    ASSERT_EQ(weft_executor_tasks(ex), 10);
+    weft_executor_destroy(ex);
+    ASSERT_EQ(cancelled_seen, 10);
+}
+
+TEST(two_executors_on_one_thread)
+{
+    weft_executor *a, *b;
+    ASSERT_OK(weft_executor_create(&a, NULL));
+    ASSERT_OK(weft_executor_create(&b, NULL));
+    weft_task *ta, *tb;
+    ASSERT_OK(weft_executor_spawn(a, &ta, NULL, nothing, (void *)1));
+    ASSERT_OK(weft_executor_spawn(b, &tb, NULL, nothing, (void *)2));
+    ASSERT_EQ(weft_executor_run(b, 0), INT64_MAX);
+    ASSERT(weft_task_finished(tb));
+    ASSERT(!weft_task_finished(ta));
+    ASSERT_EQ(weft_executor_run(a, 0), INT64_MAX);
+    ASSERT(weft_task_finished(ta));
+    weft_detach(ta);
+    weft_detach(tb);
+    weft_executor_destroy(a);
+    weft_executor_destroy(b);
+}
+
+TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
+          CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
+          CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread))

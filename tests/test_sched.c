@@ -1,0 +1,327 @@
+/* The two-level scheduler in a running worker: weighted fairness, the
+ * eligibility rule, preemption through weft_yield_maybe, the LIFO slot,
+ * groups sharing service under LAS, per-queue stats. Shares are checked with
+ * a tolerance; orders are checked exactly. */
+#include "test.h"
+
+static void burn_us(uint64_t us)
+{
+    uint64_t end = weft_now_ns() + us * 1000;
+    while (weft_now_ns() < end) {
+    }
+}
+
+static uint64_t stop_at;
+
+static void *busy(void *arg)
+{
+    while (weft_now_ns() < stop_at) {
+        burn_us(20);
+        weft_yield_maybe();
+    }
+    return NULL;
+}
+
+static double share_of(const weft_queue_stats *q, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(q[i].name, name) == 0)
+            return q[i].service_share;
+    FAILF("no queue %s", name);
+}
+
+#define ASSERT_NEAR(a, b, tol)                                                                     \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b);                                                                 \
+        if (a_ < b_ - (tol) || a_ > b_ + (tol))                                                    \
+            FAILF("%s = %.3f, expected %.3f +- %.3f", #a, a_, b_, (double)(tol));                 \
+    } while (0)
+
+static void *main_fairness(void *arg)
+{
+    static const char *names[] = {"w4", "w2", "w1"};
+    stop_at = weft_now_ns() + 1000000000ull;
+    for (int q = 0; q < 3; q++)
+        for (int k = 0; k < 2; k++) {
+            weft_spawn_opts o = {.queue = names[q]};
+            ASSERT_OK(weft_spawn_ex(NULL, &o, busy, NULL));
+        }
+    ASSERT_OK(weft_wait_children());
+    weft_queue_stats qs[4];
+    int n = weft_stats_queues(qs, 4);
+    ASSERT_EQ(n, 4);
+    weft_stats_print_queues(stdout, qs, (size_t)n);
+    /* main sits in "main" (weight 1) and hardly runs. */
+    ASSERT_NEAR(share_of(qs, n, "w4"), 4.0 / 7, 0.04);
+    ASSERT_NEAR(share_of(qs, n, "w2"), 2.0 / 7, 0.04);
+    ASSERT_NEAR(share_of(qs, n, "w1"), 1.0 / 7, 0.04);
+    ASSERT_GT(qs[1].slice_exhaustions, 0);
+    return NULL;
+}
+TEST(weighted_queues_share_the_cpu)
+{
+    weft_queue_spec qs[] = {{.name = "main", .weight = 1},
+                            {.name = "w4", .weight = 4},
+                            {.name = "w2", .weight = 2},
+                            {.name = "w1", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 4};
+    run_main(&cfg, main_fairness, NULL);
+}
+
+static uint64_t window_start, window_end;
+static weft_queue_stats at_start[3], at_end[3];
+
+static void *sleeper_then_busy(void *arg)
+{
+    ASSERT_OK(weft_sleep_ns(300000000)); /* A runs alone meanwhile */
+    ASSERT_EQ(weft_stats_queues(at_start, 3), 3);
+    window_start = weft_now_ns();
+    window_end = window_start + 300000000;
+    while (weft_now_ns() < window_end) {
+        burn_us(20);
+        weft_yield_maybe();
+    }
+    ASSERT_EQ(weft_stats_queues(at_end, 3), 3);
+    return NULL;
+}
+
+static void *main_eligibility(void *arg)
+{
+    stop_at = weft_now_ns() + 700000000ull;
+    weft_spawn_opts a = {.queue = "a"}, b = {.queue = "b"};
+    ASSERT_OK(weft_spawn_ex(NULL, &a, busy, NULL));
+    ASSERT_OK(weft_spawn_ex(NULL, &b, sleeper_then_busy, NULL));
+    ASSERT_OK(weft_wait_children());
+    /* While both were busy, B got its weight's share: it did not bank the
+     * 300 ms it slept as credit (that would give it the whole window). */
+    double da = (double)(at_end[1].service_ns - at_start[1].service_ns);
+    double db = (double)(at_end[2].service_ns - at_start[2].service_ns);
+    ASSERT_NEAR(db / (da + db), 0.5, 0.1);
+    return NULL;
+}
+TEST(a_queue_that_slept_gets_no_burst)
+{
+    weft_queue_spec qs[] = {{.name = "main", .weight = 1},
+                            {.name = "a", .weight = 1},
+                            {.name = "b", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 3};
+    run_main(&cfg, main_eligibility, NULL);
+}
+
+static int hi_wakes;
+static uint64_t hi_late_max;
+
+static void *hi_ticker(void *arg)
+{
+    for (int i = 0; i < 50; i++) {
+        uint64_t due = weft_now_ns() + 2000000;
+        ASSERT_OK(weft_sleep_until(due));
+        uint64_t late = weft_now_ns() - due;
+        if (late > hi_late_max)
+            hi_late_max = late;
+        hi_wakes++;
+    }
+    return NULL;
+}
+
+static void *lo_busy(void *arg)
+{
+    /* Long bursts between yield_maybe calls: the slice would be 2 ms with
+     * two queues, so without preemption the ticker would wait that long. */
+    while (weft_now_ns() < stop_at) {
+        burn_us(50);
+        weft_yield_maybe();
+    }
+    return NULL;
+}
+
+static void *main_preempt(void *arg)
+{
+    stop_at = weft_now_ns() + 150000000ull;
+    weft_spawn_opts hi = {.queue = "hi"}, lo = {.queue = "lo"};
+    ASSERT_OK(weft_spawn_ex(NULL, &lo, lo_busy, NULL));
+    ASSERT_OK(weft_spawn_ex(NULL, &hi, hi_ticker, NULL));
+    ASSERT_OK(weft_wait_children());
+    weft_queue_stats qs[3];
+    ASSERT_EQ(weft_stats_queues(qs, 3), 3);
+    ASSERT_EQ(hi_wakes, 50);
+    /* Most wakes of the heavy queue preempt the light one. */
+    ASSERT_GE(qs[1].preemptions, 25);
+    return NULL;
+}
+TEST(waking_heavy_queue_preempts_through_yield_maybe)
+{
+    weft_queue_spec qs[] = {{.name = "main", .weight = 1},
+                            {.name = "hi", .weight = 100},
+                            {.name = "lo", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 3, .sched_latency_ns = 20000000,
+                       .io_poll_interval_ns = 20000000};
+    run_main(&cfg, main_preempt, NULL);
+}
+
+static void *spin_yield_maybe(void *arg)
+{
+    /* Alone on the worker with no deadline near: yield_maybe must not yield
+     * on every call (it is meant to be nearly free). */
+    weft_stats before, after;
+    ASSERT_OK(weft_stats_snapshot(&before));
+    for (int i = 0; i < 100000; i++)
+        ASSERT_OK(weft_yield_maybe());
+    ASSERT_OK(weft_stats_snapshot(&after));
+    ASSERT_LT(after.context_switches - before.context_switches, 1000);
+    return NULL;
+}
+TEST(yield_maybe_rarely_yields_when_not_due)
+{
+    run_main(NULL, spin_yield_maybe, NULL);
+    weft_config stats = {.stats = true};
+    run_main(&stats, spin_yield_maybe, NULL);
+}
+
+static char order[32];
+static int norder;
+
+static void *note(void *arg)
+{
+    order[norder++] = (char)(intptr_t)arg;
+    return NULL;
+}
+
+/* Spawns two children (which inherit this task's queue) and awaits them. */
+static void *parent_of_two(void *arg)
+{
+    ASSERT_OK(weft_spawn(NULL, note, (void *)'x'));
+    ASSERT_OK(weft_spawn(NULL, note, (void *)'y'));
+    ASSERT_OK(weft_wait_children());
+    return NULL;
+}
+
+/* Scripted: P parks on an event-like join; W wakes it while A, B, C wait. */
+static weft_task *target;
+
+static void *waiter(void *arg)
+{
+    ASSERT_OK(weft_join(target, NULL));
+    order[norder++] = 'J';
+    return NULL;
+}
+
+static void *target_fn(void *arg)
+{
+    /* Runs after the waiter parked, with A B C queued behind it; its end
+     * wakes the waiter. */
+    order[norder++] = 'T';
+    return NULL;
+}
+
+static void *main_lifo_slot(void *arg)
+{
+    norder = 0;
+    ASSERT_OK(weft_spawn(&target, target_fn, NULL));
+    weft_task *w;
+    /* The waiter must run (and park) before the target: LIFO spawn hint. */
+    weft_spawn_opts first = {.flags = WEFT_TASK_SPAWN_LIFO};
+    ASSERT_OK(weft_spawn_ex(&w, &first, waiter, NULL));
+    for (char c = 'A'; c <= 'C'; c++)
+        ASSERT_OK(weft_spawn(NULL, note, (void *)(intptr_t)c));
+    ASSERT_OK(weft_join(w, NULL));
+    ASSERT_OK(weft_wait_children());
+    order[norder] = 0;
+    return NULL;
+}
+TEST(lifo_slot_runs_the_woken_task_next)
+{
+    weft_config on = {.lifo_slot = true};
+    run_main(&on, main_lifo_slot, NULL);
+    ASSERT_STREQ(order, "TJABC");
+    weft_config off = {0};
+    run_main(&off, main_lifo_slot, NULL);
+    ASSERT_STREQ(order, "TABCJ");
+}
+
+static uint64_t runs_of[3];
+
+static void *grouped_busy(void *arg)
+{
+    int who = (int)(intptr_t)arg;
+    while (weft_now_ns() < stop_at) {
+        burn_us(200);
+        runs_of[who]++;
+        weft_yield();
+    }
+    return NULL;
+}
+
+static void *main_groups(void *arg)
+{
+    stop_at = weft_now_ns() + 400000000ull;
+    weft_spawn_opts g1 = {.queue = "las", .group = 1}, g2 = {.queue = "las", .group = 2};
+    ASSERT_OK(weft_spawn_ex(NULL, &g1, grouped_busy, (void *)0));
+    ASSERT_OK(weft_spawn_ex(NULL, &g1, grouped_busy, (void *)1));
+    ASSERT_OK(weft_spawn_ex(NULL, &g2, grouped_busy, (void *)2));
+    ASSERT_OK(weft_wait_children());
+    /* One service account per group: group 2's single task gets as much
+     * CPU as group 1's two tasks together. */
+    double g1_runs = (double)(runs_of[0] + runs_of[1]);
+    ASSERT_NEAR((double)runs_of[2] / (g1_runs + (double)runs_of[2]), 0.5, 0.1);
+    return NULL;
+}
+TEST(groups_share_one_service_account_under_las)
+{
+    weft_queue_spec qs[] = {{.name = "main", .weight = 1},
+                            {.name = "las", .weight = 1, .policy = &weft_policy_las}};
+    weft_config cfg = {.queues = qs, .nqueues = 2};
+    run_main(&cfg, main_groups, NULL);
+}
+
+static void *main_queue_inherit(void *arg)
+{
+    weft_queue_stats before[2], after[2];
+    ASSERT_EQ(weft_stats_queues(before, 2), 2);
+    weft_spawn_opts bg = {.queue = "bg"};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &bg, parent_of_two, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(weft_stats_queues(after, 2), 2);
+    /* The task and the children it spawned ran in "bg". */
+    ASSERT_GE(after[1].runs - before[1].runs, 3);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    weft_stats_print_queues_json(f, after, 2);
+    fclose(f);
+    ASSERT(strstr(buf, "\"name\": \"bg\"") != NULL);
+    free(buf);
+    return NULL;
+}
+TEST(children_inherit_the_spawners_queue)
+{
+    weft_queue_spec qs[] = {{.name = "fg", .weight = 9}, {.name = "bg", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 2};
+    run_main(&cfg, main_queue_inherit, NULL);
+}
+
+static int failing_init(void *state, const void *config)
+{
+    return -EDOM;
+}
+static const weft_policy broken = {
+    .name = "broken",
+    .state_size = 8,
+    .init = failing_init,
+};
+
+TEST(a_policy_that_fails_to_init_fails_the_start)
+{
+    weft_queue_spec qs[] = {{.name = "ok", .weight = 1},
+                            {.name = "bad", .weight = 1, .policy = &broken}};
+    weft_config cfg = {.queues = qs, .nqueues = 2};
+    ASSERT_EQ(weft_run(&cfg, note, NULL, NULL), -EDOM);
+}
+
+TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_burst),
+          CASE(waking_heavy_queue_preempts_through_yield_maybe),
+          CASE(yield_maybe_rarely_yields_when_not_due), CASE(lifo_slot_runs_the_woken_task_next),
+          CASE(groups_share_one_service_account_under_las),
+          CASE(children_inherit_the_spawners_queue),
+          CASE(a_policy_that_fails_to_init_fails_the_start))
