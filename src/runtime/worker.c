@@ -144,7 +144,7 @@ static void after_park(weft__worker *w, weft_task *t)
     }
 }
 
-static void run_task(weft__worker *w, weft_task *t)
+static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft_task *t)
 {
     weft__sched *sched = &w->sched;
     uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
@@ -192,7 +192,8 @@ static void run_task(weft__worker *w, weft_task *t)
     }
     switch (w->reason) {
     case SWITCH_YIELD:
-        weft__sched_push(sched, t, PUSH_QUEUE);
+        if (!weft__sched_push_fast(sched, t))
+            weft__sched_push(sched, t, PUSH_QUEUE);
         break;
     case SWITCH_PARK:
         after_park(w, t);
@@ -238,8 +239,10 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
 {
     weft__sched *sched = &w->sched;
     for (;;) {
-        bool need_poll;
-        weft_task *t = weft__sched_pick(sched, &need_poll);
+        bool need_poll = false;
+        weft_task *t = weft__sched_pick_fast(sched);
+        if (!t)
+            t = weft__sched_pick(sched, &need_poll);
         if (t) {
             run_task(w, t);
             continue;

@@ -35,17 +35,15 @@
 #include <weft/sched.h>
 
 #include "sched/group_table.h"
+#include "sched/policy_runnable_fifo.h"
 
 _Static_assert(sizeof(void *) >= sizeof(uint64_t), "link[] words hold 64-bit keys and indices");
 
 /* ---- runnable_fifo ---------------------------------------------------- */
 
-typedef struct runnable_fifo_state {
-    weft_sched_entity *head, *tail;
-} runnable_fifo_state;
-
-#define NEXT(e) ((weft_sched_entity *)(e)->link[0])
-#define PREV(e) ((weft_sched_entity *)(e)->link[1])
+/* The list itself is inline in policy_runnable_fifo.h, shared with the
+ * scheduler's direct path. */
+typedef weft__rfifo runnable_fifo_state;
 
 static int runnable_fifo_init(void *state, const void *config)
 {
@@ -61,41 +59,17 @@ static void runnable_fifo_fini(void *state)
 
 static void runnable_fifo_push(void *state, weft_sched_entity *e)
 {
-    runnable_fifo_state *s = state;
-    e->link[0] = NULL;
-    e->link[1] = s->tail;
-    if (s->tail)
-        s->tail->link[0] = e;
-    else
-        s->head = e;
-    s->tail = e;
+    weft__rfifo_push(state, e);
 }
 
 static weft_sched_entity *runnable_fifo_pop(void *state)
 {
-    runnable_fifo_state *s = state;
-    weft_sched_entity *e = s->head;
-    if (e) {
-        s->head = NEXT(e);
-        if (s->head)
-            s->head->link[1] = NULL;
-        else
-            s->tail = NULL;
-    }
-    return e;
+    return weft__rfifo_pop(state);
 }
 
 static void runnable_fifo_remove(void *state, weft_sched_entity *e)
 {
-    runnable_fifo_state *s = state;
-    if (PREV(e))
-        PREV(e)->link[0] = NEXT(e);
-    else
-        s->head = NEXT(e);
-    if (NEXT(e))
-        NEXT(e)->link[1] = PREV(e);
-    else
-        s->tail = PREV(e);
+    weft__rfifo_remove(state, e);
 }
 
 static void runnable_fifo_charge(void *state, weft_sched_entity *e, uint64_t ran_ns)

@@ -8,6 +8,7 @@
 #include <weft/io.h>
 
 #include "common/fault.h"
+#include "sched/policy_runnable_fifo.h"
 
 static inline weft_task *task_of(weft_sched_entity *e)
 {
@@ -37,6 +38,7 @@ int weft__sched_init(weft__sched *s, const weft_config *cfg)
             return r;
         }
         /* The FIFO policies ignore service: no need to time their runs. */
+        q->rfifo = q->policy == &weft_policy_runnable_fifo;
         q->charges = q->policy != &weft_policy_runnable_fifo &&
                      q->policy != &weft_policy_arrival_fifo && q->policy->charge;
         charges |= q->charges;
@@ -44,6 +46,7 @@ int weft__sched_init(weft__sched *s, const weft_config *cfg)
     s->nqueues = (unsigned)cfg->nqueues;
     s->timed = s->nqueues > 1 || charges || cfg->stats;
     s->track_delay = cfg->stats;
+    s->single_fifo = s->nqueues == 1 && s->queues[0].rfifo && !s->timed;
     s->lifo_enabled = cfg->lifo_slot;
     s->lifo_skip_interval = cfg->lifo_skip_interval;
     s->latency_ns = cfg->sched_latency_ns;
@@ -132,7 +135,10 @@ static void policy_push(weft__sched *s, weft_task *t)
     weft__queue *q = &s->queues[t->queue];
     if (!q->active)
         activate(s, q);
-    q->policy->push(q->state, &t->entity);
+    if (q->rfifo)
+        weft__rfifo_push(q->state, &t->entity);
+    else
+        q->policy->push(q->state, &t->entity);
     q->nqueued++;
 }
 
@@ -207,6 +213,9 @@ static void record_delay(weft__queue *q, uint64_t delay)
 weft_task *weft__sched_pick(weft__sched *s, bool *need_poll)
 {
     *need_poll = false;
+    weft_task *fast = weft__sched_pick_fast(s);
+    if (fast)
+        return fast;
     if (s->poll_due) {
         s->poll_due = false;
         *need_poll = true;
@@ -226,7 +235,8 @@ weft_task *weft__sched_pick(weft__sched *s, bool *need_poll)
     }
     weft__queue *q = s->cur;
     if (q) {
-        bool used_up = s->slice_runs >= s->max_runs || (s->timed && s->slice_used_ns >= s->slice_ns);
+        bool used_up =
+            s->slice_runs >= s->max_runs || (s->timed && s->slice_used_ns >= s->slice_ns);
         if (used_up && !s->slice_polled && !s->preempt) {
             /* Look at timers and the ring while this slice still counts as
              * running, so that queues they wake compete with it. */
@@ -253,7 +263,7 @@ weft_task *weft__sched_pick(weft__sched *s, bool *need_poll)
         s->slice_ns = slice_length(s);
         q->slices++;
     }
-    weft_sched_entity *e = q->policy->pop(q->state);
+    weft_sched_entity *e = q->rfifo ? weft__rfifo_pop(q->state) : q->policy->pop(q->state);
     q->nqueued--;
     s->slice_runs++;
     q->runs++;
@@ -276,7 +286,7 @@ void weft__sched_charge(weft__sched *s, weft_task *t, uint64_t ran_ns)
 void weft__sched_exit(weft__sched *s, weft_task *t)
 {
     weft__queue *q = &s->queues[t->queue];
-    if (q->policy->exit)
+    if (!q->rfifo && q->policy->exit)
         q->policy->exit(q->state, &t->entity);
 }
 

@@ -23,19 +23,21 @@
 #include <weft/runtime.h>
 #include <weft/sched.h>
 
+#include "sched/policy_runnable_fifo.h"
 #include "task/task.h"
 
-#define WEFT_WEIGHT_UNIT 10000u
+#define WEFT_WEIGHT_UNIT   10000u
 #define WEFT_DELAY_BUCKETS 40 /* log2 ns buckets: [2^i, 2^(i+1)) ns, last one open */
 
 typedef struct weft__queue {
     const char *name;
     uint32_t weight;
     const weft_policy *policy;
-    void *state;               /* policy state, policy->state_size bytes */
-    bool charges;              /* the policy wants service charged (needs time) */
-    bool active;               /* counted among the runnable queues */
-    uint64_t nqueued;          /* tasks inside the policy */
+    void *state;      /* policy state, policy->state_size bytes */
+    bool charges;     /* the policy wants service charged (needs time) */
+    bool rfifo;       /* runnable FIFO: called directly, not through the table */
+    bool active;      /* counted among the runnable queues */
+    uint64_t nqueued; /* tasks inside the policy */
     uint64_t vruntime;
     /* Counters, read by weft_stats_snapshot. */
     uint64_t service_ns, runs, slices, slice_exhaustions, preemptions;
@@ -46,18 +48,19 @@ typedef struct weft__queue {
 typedef struct weft__sched {
     weft__queue *queues;
     unsigned nqueues;
-    bool timed;              /* read the clock around every run */
-    bool track_delay;        /* stats: queue-delay histogram */
+    bool timed;       /* read the clock around every run */
+    bool single_fifo; /* one untimed runnable-FIFO queue: the fast path */
+    bool track_delay; /* stats: queue-delay histogram */
     unsigned nactive;
-    uint64_t idle_vclock;    /* the average when the last queue went idle */
-    weft__queue *cur;        /* queue holding the current slice, or NULL */
-    uint64_t slice_ns;       /* length of the current slice */
+    uint64_t idle_vclock; /* the average when the last queue went idle */
+    weft__queue *cur;     /* queue holding the current slice, or NULL */
+    uint64_t slice_ns;    /* length of the current slice */
     uint64_t slice_used_ns;
     unsigned slice_runs;
-    bool preempt;            /* a waking queue's deadline beats cur's */
-    bool poll_due;           /* a timer is due: poll before the next pick */
-    bool slice_polled;       /* polled since the current slice ran out */
-    uint64_t now;            /* last clock reading (0 when untimed) */
+    bool preempt;      /* a waking queue's deadline beats cur's */
+    bool poll_due;     /* a timer is due: poll before the next pick */
+    bool slice_polled; /* polled since the current slice ran out */
+    uint64_t now;      /* last clock reading (0 when untimed) */
     /* LIFO slot: a task woken by the running task runs next. */
     bool lifo_enabled;
     unsigned lifo_skip_interval, lifo_picks;
@@ -94,5 +97,32 @@ bool weft__sched_should_yield(const weft__sched *s, uint64_t ran_ns);
 /* Ends the current slice (the worker polled I/O or went idle). */
 void weft__sched_end_slice(weft__sched *s);
 bool weft__sched_empty(const weft__sched *s);
+
+/* ---- the default configuration's hot path, inline ------------------------
+ * One untimed runnable-FIFO queue mid-slice has nothing to decide: push
+ * appends and pick pops. These return false / NULL when the general path
+ * must run instead. */
+static inline bool weft__sched_push_fast(weft__sched *s, weft_task *t)
+{
+    weft__queue *q = s->queues;
+    if (!s->single_fifo || !q->active)
+        return false;
+    weft__rfifo_push(q->state, &t->entity);
+    q->nqueued++;
+    return true;
+}
+
+static inline weft_task *weft__sched_pick_fast(weft__sched *s)
+{
+    if (!s->single_fifo || !s->cur || s->lifo || s->poll_due || s->slice_runs >= s->max_runs)
+        return NULL;
+    weft_sched_entity *e = weft__rfifo_pop(s->cur->state);
+    if (!e)
+        return NULL;
+    s->cur->nqueued--;
+    s->cur->runs++;
+    s->slice_runs++;
+    return (weft_task *)((char *)e - offsetof(weft_task, entity));
+}
 
 #endif
