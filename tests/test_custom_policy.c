@@ -46,12 +46,11 @@ TEST(beside_a_builtin_queue)
 TEST(its_init_refuses_a_config)
 {
     int dummy = 0;
-    weft_queue_spec q[] = {{.name = "prio",
-                            .weight = 1,
-                            .policy = &example_priority_policy,
-                            .policy_config = &dummy}};
+    weft_queue_spec q[] = {
+        {.name = "prio", .weight = 1, .policy = &example_priority_policy, .policy_config = &dummy}};
     weft_config cfg = {.queues = q, .nqueues = 1};
     ASSERT_EQ(weft_run(&cfg, spawn_prios, NULL, NULL), -EINVAL);
 }
 
-TEST_MAIN(CASE(strict_priority_order), CASE(beside_a_builtin_queue), CASE(its_init_refuses_a_config))
+TEST_MAIN(CASE(strict_priority_order), CASE(beside_a_builtin_queue),
+          CASE(its_init_refuses_a_config))

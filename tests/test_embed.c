@@ -93,7 +93,7 @@ TEST(budget_bounds_a_run)
     ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, spinner, NULL));
     uint64_t t0 = weft_now_ns();
     ASSERT_EQ(weft_executor_run(ex, 2000000), 0); /* still ready: call again */
-    ASSERT_LT(weft_now_ns() - t0, 1000000000ull);  /* bounded (generously) */
+    ASSERT_LT(weft_now_ns() - t0, 1000000000ull); /* bounded (generously) */
     int after_first = spins;
     ASSERT_GT(after_first, 0);
     ASSERT_EQ(weft_executor_run(ex, 1000000), 0);

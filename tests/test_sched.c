@@ -34,7 +34,7 @@ static double share_of(const weft_queue_stats *q, int n, const char *name)
     do {                                                                                           \
         double a_ = (a), b_ = (b);                                                                 \
         if (a_ < b_ - (tol) || a_ > b_ + (tol))                                                    \
-            FAILF("%s = %.3f, expected %.3f +- %.3f", #a, a_, b_, (double)(tol));                 \
+            FAILF("%s = %.3f, expected %.3f +- %.3f", #a, a_, b_, (double)(tol));                  \
     } while (0)
 
 static void *main_fairness(void *arg)
@@ -101,9 +101,8 @@ static void *main_eligibility(void *arg)
 }
 TEST(a_queue_that_slept_gets_no_burst)
 {
-    weft_queue_spec qs[] = {{.name = "main", .weight = 1},
-                            {.name = "a", .weight = 1},
-                            {.name = "b", .weight = 1}};
+    weft_queue_spec qs[] = {
+        {.name = "main", .weight = 1}, {.name = "a", .weight = 1}, {.name = "b", .weight = 1}};
     weft_config cfg = {.queues = qs, .nqueues = 3};
     run_main(&cfg, main_eligibility, NULL);
 }
@@ -151,11 +150,10 @@ static void *main_preempt(void *arg)
 }
 TEST(waking_heavy_queue_preempts_through_yield_maybe)
 {
-    weft_queue_spec qs[] = {{.name = "main", .weight = 1},
-                            {.name = "hi", .weight = 100},
-                            {.name = "lo", .weight = 1}};
-    weft_config cfg = {.queues = qs, .nqueues = 3, .sched_latency_ns = 20000000,
-                       .io_poll_interval_ns = 20000000};
+    weft_queue_spec qs[] = {
+        {.name = "main", .weight = 1}, {.name = "hi", .weight = 100}, {.name = "lo", .weight = 1}};
+    weft_config cfg = {
+        .queues = qs, .nqueues = 3, .sched_latency_ns = 20000000, .io_poll_interval_ns = 20000000};
     run_main(&cfg, main_preempt, NULL);
 }
 
@@ -274,6 +272,12 @@ TEST(groups_share_one_service_account_under_las)
     run_main(&cfg, main_groups, NULL);
 }
 
+static void *sleep_then_nothing(void *arg)
+{
+    weft_sleep_ns(20000000);
+    return NULL;
+}
+
 static void *main_queue_inherit(void *arg)
 {
     weft_queue_stats before[2], after[2];
@@ -285,6 +289,19 @@ static void *main_queue_inherit(void *arg)
     ASSERT_EQ(weft_stats_queues(after, 2), 2);
     /* The task and the children it spawned ran in "bg". */
     ASSERT_GE(after[1].runs - before[1].runs, 3);
+    /* Tasks by state: main is running in "fg"; "bg" is empty again. */
+    ASSERT_EQ(after[0].running, 1);
+    ASSERT_EQ(after[0].live, 1);
+    ASSERT_EQ(after[1].live, 0);
+    weft_task *sleeper;
+    ASSERT_OK(weft_spawn_ex(&sleeper, &bg, sleep_then_nothing, NULL));
+    ASSERT_EQ(weft_stats_queues(after, 2), 2);
+    ASSERT_EQ(after[1].queued, 1);    /* spawned, not yet run */
+    ASSERT_OK(weft_sleep_ns(500000)); /* main parks; the sleeper runs and parks */
+    ASSERT_EQ(weft_stats_queues(after, 2), 2);
+    ASSERT_EQ(after[1].blocked, 1); /* now asleep */
+    ASSERT_EQ(after[1].queued, 0);
+    ASSERT_OK(weft_join(sleeper, NULL));
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);

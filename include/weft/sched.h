@@ -56,8 +56,8 @@ WEFT_API extern const weft_policy weft_policy_las;
 WEFT_API extern const weft_policy weft_policy_qlas;
 
 typedef struct weft_qlas_config {
-    uint64_t quantum_ns;    /* service below this is bucket 0; 0 = 100 us */
-    unsigned rr_interval;   /* every Nth pick is a round-robin pick; 0 = 16 */
+    uint64_t quantum_ns;  /* service below this is bucket 0; 0 = 100 us */
+    unsigned rr_interval; /* every Nth pick is a round-robin pick; 0 = 16 */
 } weft_qlas_config;
 
 #ifdef __cplusplus

@@ -39,7 +39,10 @@ typedef struct weft_queue_stats {
     uint64_t slices;            /* slices it was given */
     uint64_t slice_exhaustions; /* slices that ended with work left (time or run limit) */
     uint64_t preemptions;       /* times it woke with a deadline beating the running queue */
-    uint64_t queued;            /* runnable tasks waiting now */
+    uint64_t queued;            /* tasks by state now: runnable, waiting for a worker */
+    uint64_t running;           /*   running on a worker (the caller's own task included) */
+    uint64_t blocked;           /*   parked: sleeping, joining, waiting for I/O */
+    uint64_t live;              /*   all of the above: spawned, not finished */
     uint64_t delay_count, delay_sum_ns; /* queue delay (runnable -> running), with stats on */
     /* delay_hist[i]: delays in [2^i, 2^(i+1)) ns; the last bucket is open-ended. */
     uint64_t delay_hist[WEFT_STATS_DELAY_BUCKETS];

@@ -94,12 +94,18 @@ int weft_stats_queues(weft_queue_stats *out, size_t max)
             o->slice_exhaustions += q->slice_exhaustions;
             o->preemptions += q->preemptions;
             o->queued += q->nqueued;
+            o->live += q->live;
+            const weft_task *cur = rt->workers[wi].current;
+            o->running += cur && cur->queue == i;
             o->delay_count += q->delay_count;
             o->delay_sum_ns += q->delay_sum_ns;
             for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++)
                 o->delay_hist[b] += q->delay_hist[b];
         }
         o->service_share = service ? (double)o->service_ns / (double)service : 0;
+        /* A task in the LIFO slot is runnable but outside its policy. */
+        uint64_t accounted = o->queued + o->running;
+        o->blocked = o->live > accounted ? o->live - accounted : 0;
     }
     return (int)n;
 }
@@ -159,11 +165,12 @@ void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n)
                 ", \"weight\": %u, \"weight_share\": %.4f, "
                 "\"service_share\": %.4f, \"service_ns\": %" PRIu64 ", \"runs\": %" PRIu64
                 ", \"slices\": %" PRIu64 ", \"slice_exhaustions\": %" PRIu64
-                ", \"preemptions\": %" PRIu64 ", \"queued\": %" PRIu64 ", \"delay_count\": %" PRIu64
+                ", \"preemptions\": %" PRIu64 ", \"queued\": %" PRIu64 ", \"running\": %" PRIu64
+                ", \"blocked\": %" PRIu64 ", \"live\": %" PRIu64 ", \"delay_count\": %" PRIu64
                 ", \"delay_sum_ns\": %" PRIu64 ", \"delay_hist\": [",
                 q[i].weight, q[i].weight_share, q[i].service_share, q[i].service_ns, q[i].runs,
-                q[i].slices, q[i].slice_exhaustions, q[i].preemptions, q[i].queued,
-                q[i].delay_count, q[i].delay_sum_ns);
+                q[i].slices, q[i].slice_exhaustions, q[i].preemptions, q[i].queued, q[i].running,
+                q[i].blocked, q[i].live, q[i].delay_count, q[i].delay_sum_ns);
         for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++)
             fprintf(f, "%s%" PRIu64, b ? ", " : "", q[i].delay_hist[b]);
         fputs("]}", f);

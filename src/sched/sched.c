@@ -286,6 +286,7 @@ void weft__sched_charge(weft__sched *s, weft_task *t, uint64_t ran_ns)
 void weft__sched_exit(weft__sched *s, weft_task *t)
 {
     weft__queue *q = &s->queues[t->queue];
+    q->live--;
     if (!q->rfifo && q->policy->exit)
         q->policy->exit(q->state, &t->entity);
 }

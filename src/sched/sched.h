@@ -38,6 +38,7 @@ typedef struct weft__queue {
     bool rfifo;       /* runnable FIFO: called directly, not through the table */
     bool active;      /* counted among the runnable queues */
     uint64_t nqueued; /* tasks inside the policy */
+    uint64_t live;    /* spawned into this queue, not finished */
     uint64_t vruntime;
     /* Counters, read by weft_stats_snapshot. */
     uint64_t service_ns, runs, slices, slice_exhaustions, preemptions;

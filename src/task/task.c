@@ -185,6 +185,7 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     t->name = name;
     weft__tree_link(parent, t);
     w->count.spawned++;
+    w->sched.queues[queue].live++;
     weft__sched_push(&w->sched, t, o->flags & WEFT_TASK_SPAWN_LIFO ? PUSH_FIRST : PUSH_QUEUE);
     if (out)
         *out = t;
