@@ -49,7 +49,7 @@ static void prio_push(void *state, weft_sched_entity *e)
     priority_state *s = state;
     unsigned i = level_of(e);
     level *l = &s->levels[i];
-    e->link[0] = NULL;   /* next */
+    e->link[0] = NULL;    /* next */
     e->link[1] = l->tail; /* prev */
     if (l->tail)
         l->tail->link[0] = e;

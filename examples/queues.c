@@ -66,7 +66,8 @@ static void *queues_main(void *arg)
     int n = weft_stats_queues(qs, 3);
     printf("\n");
     weft_stats_print_queues(stdout, qs, (size_t)n);
-    printf("\n(\"control\" holds the reporter, which mostly sleeps; weight 10 keeps its wake-ups prompt.)\n\n");
+    printf("\n(\"control\" holds the reporter, which mostly sleeps; weight 10 keeps its wake-ups "
+           "prompt.)\n\n");
     return NULL;
 }
 
