@@ -1,0 +1,755 @@
+/* weft_sched_bench: scheduling benchmarks (weighted queues, in-queue
+ * policies), one figure a line ("weft <key>=<value>"), timed with
+ * CLOCK_MONOTONIC (weft_now_ns). bench/run-sched.sh turns the figures into a
+ * table with the targets; bench/README.md ("Scheduling benchmarks") says what
+ * each one measures.
+ *
+ *   priority     Clockworker's priority benchmark: 5,000 foreground tasks
+ *                arriving open-loop at 1,000/s (1-3 segments of busy CPU
+ *                U[100,500] us separated by sleeps U[100,500] us) beside 8
+ *                background loops (CPU U[100,500] us + sleep U[100,500] us).
+ *                Variants fg-only, fg+bg (weights 99:1) and one shared FIFO
+ *                queue; fg queue delay and total latency p50/p90/p99, bg
+ *                iterations/s; median of 3 runs each.
+ *   tail         99:1 thin:fat tasks (0-4 / 5-9 segments of CPU U[100,500] us +
+ *                sleep U[100,1000] us), open-loop at ~70% load, each its own
+ *                group, in one queue under runnable FIFO, LAS and QLAS: thin
+ *                p50/p99 total latency and LAS, QLAS p99 / FIFO p99.
+ *   overhead     spawn + run + join of 1M empty tasks in one queue under each
+ *                policy (FIFO, arrival FIFO, LAS, QLAS); ns/task, best of 3.
+ *   yield_maybe  ns per weft_yield_maybe() with no yield due: one task, 50M
+ *                calls; default config, stats on, two queues; best of 3.
+ *
+ * usage: weft_sched_bench [priority|tail|overhead|yield_maybe|all]...
+ *        (none = all). All randomness comes from fixed seeds (splitmix64), so
+ *        every run offers the same workload. The runtime has one worker on
+ *        the calling thread.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <weft.h>
+
+#define US 1000ull
+#define MS 1000000ull
+
+static void die(const char *what, int err)
+{
+    fprintf(stderr, "weft_sched_bench: %s: %s\n", what, weft_strerror(err));
+    exit(1);
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (!p)
+        die("calloc", -ENOMEM);
+    return p;
+}
+
+static void run_in_weft(weft_config *cfg, weft_fn fn, void *arg, const char *what)
+{
+    cfg->workers = 1;
+    void *res = NULL;
+    int r = weft_run(cfg, fn, arg, &res);
+    if (r == -EINVAL)
+        fprintf(stderr, "weft_sched_bench: %s: config: %s\n", what, weft_last_config_error());
+    if (r < 0)
+        die(what, r);
+    if (res)
+        die(what, (int)(intptr_t)res);
+}
+
+/* CPU time of the calling thread (the worker), ns. */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The machine's total and stolen CPU time so far (/proc/stat, in ticks), for
+ * the share of time the hypervisor took away: busy-waits measure wall time,
+ * so a stolen CPU makes every task late at no cost to its own figures. */
+static void proc_stat_ticks(uint64_t *total, uint64_t *steal)
+{
+    *total = *steal = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return;
+    unsigned long long v[8] = {0};
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+               &v[5], &v[6], &v[7]) == 8) {
+        for (int i = 0; i < 8; i++)
+            *total += v[i];
+        *steal = v[7];
+    }
+    fclose(f);
+}
+
+/* ---- randomness and statistics ------------------------------------------- */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rng_next(rng *g) /* splitmix64 */
+{
+    uint64_t z = (g->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform integer in [lo, hi]. */
+static uint64_t rng_range(rng *g, uint64_t lo, uint64_t hi)
+{
+    return lo + rng_next(g) % (hi - lo + 1);
+}
+
+/* Uniform double in [0, 1). */
+static double rng_unit(rng *g)
+{
+    return (double)(rng_next(g) >> 11) * 0x1.0p-53;
+}
+
+/* Exponential with the given mean (ns). */
+static uint64_t rng_exp(rng *g, double mean_ns)
+{
+    return (uint64_t)(-log(1.0 - rng_unit(g)) * mean_ns);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of v[0..n) (sorted in place), in microseconds. */
+static double pct_us(uint64_t *v, size_t n, double p)
+{
+    if (!n)
+        return 0;
+    qsort(v, n, sizeof *v, cmp_u64);
+    size_t k = (size_t)ceil(p * (double)n);
+    k = k ? k - 1 : 0;
+    if (k >= n)
+        k = n - 1;
+    return (double)v[k] / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median3(double a, double b, double c)
+{
+    double v[3] = {a, b, c};
+    qsort(v, 3, sizeof *v, cmp_double);
+    return v[1];
+}
+
+/* Busy CPU for ns, without yielding; from start (a clock reading). Returns
+ * the clock at the end. */
+static uint64_t spin_from(uint64_t start, uint64_t ns)
+{
+    uint64_t now;
+    do
+        now = weft_now_ns();
+    while (now - start < ns);
+    return now;
+}
+
+/* ---- priority ------------------------------------------------------------ */
+
+#define PRIO_FG_TASKS 5000
+#define PRIO_RATE     1000.0 /* arrivals per second */
+#define PRIO_BG_TASKS 8
+#define PRIO_RUNS     3
+#define PRIO_SEED     0x5eedf00dull
+
+typedef struct fg_job {
+    uint64_t arrival;  /* offset from the run's start */
+    unsigned nseg;     /* 1..3 */
+    uint64_t cpu[3];   /* per segment */
+    uint64_t sleep[2]; /* between segments */
+} fg_job;
+
+typedef struct prio_variant {
+    const char *key, *label;
+    const weft_queue_spec *queues;
+    size_t nqueues;
+    const char *fg_queue, *bg_queue; /* bg_queue NULL: no background tasks */
+} prio_variant;
+
+static const weft_queue_spec q_fg_only[] = {
+    {.name = "gen", .weight = 10000},
+    {.name = "fg", .weight = 99},
+};
+static const weft_queue_spec q_fg_bg[] = {
+    {.name = "gen", .weight = 10000},
+    {.name = "fg", .weight = 99},
+    {.name = "bg", .weight = 1},
+};
+static const weft_queue_spec q_shared[] = {
+    {.name = "gen", .weight = 10000},
+    {.name = "shared", .weight = 100},
+};
+
+static const prio_variant prio_variants[] = {
+    {"fgonly", "fg-only", q_fg_only, 2, "fg", NULL},
+    {"fgbg", "fg+bg 99:1", q_fg_bg, 3, "fg", "bg"},
+    {"fifo", "single FIFO", q_shared, 2, "shared", "shared"},
+};
+
+typedef struct prio_result {
+    double qd[3], lat[3]; /* p50, p90, p99 (us) */
+    double bg_iters_per_s;
+    double gen_late_p50, gen_late_p99; /* spawn time - scheduled arrival (us) */
+    /* The parts of the queue delay: arrival -> first run, per task, and
+     * sleep deadline -> running again, per wake (us). */
+    double first_p50, first_p99, wake_p50, wake_p99;
+    double busy; /* the worker thread's CPU time / wall time, t0 -> end */
+} prio_result;
+
+static struct {
+    const fg_job *jobs;
+    const prio_variant *v;
+    bool print_queues;
+    uint64_t t0;              /* absolute start */
+    uint64_t *qdelay, *total; /* per fg task */
+    uint64_t *gen_late;
+    uint64_t *first, *wake; /* per task; per wake (2 slots a task) */
+    uint64_t bg_iters;
+    char *queue_table; /* the per-queue stats of the last run, when asked */
+    volatile bool stop;
+    prio_result res;
+} prio;
+
+static void *prio_fg(void *arg)
+{
+    const fg_job *j = arg;
+    size_t i = (size_t)(j - prio.jobs);
+    uint64_t arrival = prio.t0 + j->arrival;
+    uint64_t now = weft_now_ns();
+    uint64_t qd = now - arrival;
+    prio.first[i] = qd;
+    for (unsigned s = 0; s < j->nseg; s++) {
+        now = spin_from(now, j->cpu[s]);
+        if (s + 1 < j->nseg) {
+            uint64_t wake = now + j->sleep[s];
+            int r = weft_sleep_until(wake);
+            if (r < 0)
+                return (void *)(intptr_t)r;
+            now = weft_now_ns();
+            prio.wake[2 * i + s] = now - wake;
+            qd += now - wake;
+        }
+    }
+    prio.qdelay[i] = qd;
+    prio.total[i] = now - arrival;
+    return NULL;
+}
+
+static void *prio_gen(void *unused)
+{
+    (void)unused;
+    weft_spawn_opts o = {.queue = prio.v->fg_queue, .name = "fg"};
+    for (size_t i = 0; i < PRIO_FG_TASKS; i++) {
+        uint64_t at = prio.t0 + prio.jobs[i].arrival;
+        int r = weft_sleep_until(at);
+        if (r < 0)
+            return (void *)(intptr_t)r;
+        prio.gen_late[i] = weft_now_ns() - at;
+        r = weft_spawn_ex(NULL, &o, prio_fg, (void *)&prio.jobs[i]);
+        if (r < 0)
+            return (void *)(intptr_t)r;
+    }
+    /* The fg tasks are the generator's children: wait for all of them. */
+    int r = weft_wait_children();
+    return r < 0 ? (void *)(intptr_t)r : NULL;
+}
+
+static void *prio_bg(void *arg)
+{
+    rng g = {PRIO_SEED ^ (uint64_t)(uintptr_t)arg * 0x100000001b3ull};
+    int r = weft_sleep_until(prio.t0);
+    while (r == 0 && !prio.stop) {
+        uint64_t now = spin_from(weft_now_ns(), rng_range(&g, 100, 500) * US);
+        if (prio.stop)
+            break;
+        prio.bg_iters++;
+        r = weft_sleep_until(now + rng_range(&g, 100, 500) * US);
+    }
+    return r < 0 ? (void *)(intptr_t)r : NULL;
+}
+
+static void *prio_main(void *unused)
+{
+    (void)unused;
+    const prio_variant *v = prio.v;
+    weft_task *bg[PRIO_BG_TASKS], *gen;
+    int nbg = v->bg_queue ? PRIO_BG_TASKS : 0;
+    prio.stop = false;
+    prio.bg_iters = 0;
+    /* Everything starts together, a little after setup. */
+    prio.t0 = weft_now_ns() + 5 * MS;
+    for (int k = 0; k < nbg; k++) {
+        weft_spawn_opts o = {.queue = v->bg_queue, .name = "bg"};
+        int r = weft_spawn_ex(&bg[k], &o, prio_bg, (void *)(uintptr_t)(k + 1));
+        if (r < 0)
+            die("priority: spawn bg", r);
+    }
+    weft_spawn_opts go = {.queue = "gen", .name = "gen"};
+    int r = weft_spawn_ex(&gen, &go, prio_gen, NULL);
+    if (r < 0)
+        die("priority: spawn gen", r);
+    if ((r = weft_sleep_until(prio.t0)) < 0)
+        die("priority: sleep", r);
+    uint64_t cpu0 = thread_cpu_ns();
+    if ((r = weft_join(gen, NULL)) < 0)
+        die("priority: generator", r);
+    uint64_t t_end = weft_now_ns();
+    uint64_t cpu1 = thread_cpu_ns();
+    prio.stop = true;
+    for (int k = 0; k < nbg; k++)
+        if ((r = weft_join(bg[k], NULL)) < 0)
+            die("priority: bg", r);
+
+    prio_result *res = &prio.res;
+    static const double ps[3] = {0.50, 0.90, 0.99};
+    for (int k = 0; k < 3; k++) {
+        res->qd[k] = pct_us(prio.qdelay, PRIO_FG_TASKS, ps[k]);
+        res->lat[k] = pct_us(prio.total, PRIO_FG_TASKS, ps[k]);
+    }
+    res->bg_iters_per_s = (double)prio.bg_iters / ((double)(t_end - prio.t0) / 1e9);
+    res->busy = (double)(cpu1 - cpu0) / (double)(t_end - prio.t0);
+    res->gen_late_p50 = pct_us(prio.gen_late, PRIO_FG_TASKS, 0.50);
+    res->gen_late_p99 = pct_us(prio.gen_late, PRIO_FG_TASKS, 0.99);
+    res->first_p50 = pct_us(prio.first, PRIO_FG_TASKS, 0.50);
+    res->first_p99 = pct_us(prio.first, PRIO_FG_TASKS, 0.99);
+    size_t nwake = 0;
+    for (size_t i = 0; i < PRIO_FG_TASKS; i++)
+        for (unsigned s = 0; s + 1 < prio.jobs[i].nseg; s++)
+            prio.wake[nwake++] = prio.wake[2 * i + s]; /* compact; nwake <= 2 * i + s */
+    res->wake_p50 = pct_us(prio.wake, nwake, 0.50);
+    res->wake_p99 = pct_us(prio.wake, nwake, 0.99);
+
+    if (prio.print_queues) {
+        /* Printed after the run's own figures: keep it until then. */
+        weft_queue_stats qs[4];
+        int n = weft_stats_queues(qs, 4);
+        if (n < 0)
+            die("priority: weft_stats_queues", n);
+        size_t len;
+        FILE *f = open_memstream(&prio.queue_table, &len);
+        if (!f)
+            die("priority: open_memstream", -ENOMEM);
+        weft_stats_print_queues(f, qs, (size_t)n);
+        fclose(f);
+    }
+    return NULL;
+}
+
+static void bench_priority(void)
+{
+    fg_job *jobs = xcalloc(PRIO_FG_TASKS, sizeof *jobs);
+    rng g = {PRIO_SEED};
+    uint64_t t = 0;
+    for (size_t i = 0; i < PRIO_FG_TASKS; i++) {
+        t += rng_exp(&g, 1e9 / PRIO_RATE);
+        jobs[i].arrival = t;
+        jobs[i].nseg = (unsigned)rng_range(&g, 1, 3);
+        for (unsigned s = 0; s < 3; s++)
+            jobs[i].cpu[s] = rng_range(&g, 100, 500) * US;
+        for (unsigned s = 0; s < 2; s++)
+            jobs[i].sleep[s] = rng_range(&g, 100, 500) * US;
+    }
+    prio.jobs = jobs;
+    prio.qdelay = xcalloc(PRIO_FG_TASKS, sizeof *prio.qdelay);
+    prio.total = xcalloc(PRIO_FG_TASKS, sizeof *prio.total);
+    prio.gen_late = xcalloc(PRIO_FG_TASKS, sizeof *prio.gen_late);
+    prio.first = xcalloc(PRIO_FG_TASKS, sizeof *prio.first);
+    prio.wake = xcalloc(2 * PRIO_FG_TASKS, sizeof *prio.wake);
+    printf("weft priority_fg_tasks=%d\n", PRIO_FG_TASKS);
+    printf("weft priority_arrival_span_ms=%.1f\n", (double)t / 1e6);
+
+    uint64_t tick0, steal0, tick1, steal1;
+    proc_stat_ticks(&tick0, &steal0);
+    size_t nv = sizeof prio_variants / sizeof *prio_variants;
+    for (size_t vi = 0; vi < nv; vi++) {
+        const prio_variant *v = &prio_variants[vi];
+        prio_result runs[PRIO_RUNS];
+        for (int k = 0; k < PRIO_RUNS; k++) {
+            weft_config cfg = {.queues = v->queues, .nqueues = v->nqueues, .stats = true};
+            prio.v = v;
+            prio.print_queues = vi == 1 && k == PRIO_RUNS - 1;
+            memset(&prio.res, 0, sizeof prio.res);
+            run_in_weft(&cfg, prio_main, NULL, "priority");
+            runs[k] = prio.res;
+            printf("weft priority_%s_run%d_qdelay_p99_us=%.1f\n", v->key, k + 1, runs[k].qd[2]);
+            if (v->bg_queue)
+                printf("weft priority_%s_run%d_bg_iters_per_s=%.1f\n", v->key, k + 1,
+                       runs[k].bg_iters_per_s);
+            fflush(stdout);
+        }
+#define MED(field) median3(runs[0].field, runs[1].field, runs[2].field)
+        static const char *const pn[3] = {"p50", "p90", "p99"};
+        for (int q = 0; q < 3; q++)
+            printf("weft priority_%s_qdelay_%s_us=%.1f\n", v->key, pn[q], MED(qd[q]));
+        for (int q = 0; q < 3; q++)
+            printf("weft priority_%s_latency_%s_us=%.1f\n", v->key, pn[q], MED(lat[q]));
+        if (v->bg_queue)
+            printf("weft priority_%s_bg_iters_per_s=%.1f\n", v->key, MED(bg_iters_per_s));
+        printf("weft priority_%s_gen_late_p50_us=%.1f\n", v->key, MED(gen_late_p50));
+        printf("weft priority_%s_gen_late_p99_us=%.1f\n", v->key, MED(gen_late_p99));
+        printf("weft priority_%s_first_run_delay_p50_us=%.1f\n", v->key, MED(first_p50));
+        printf("weft priority_%s_first_run_delay_p99_us=%.1f\n", v->key, MED(first_p99));
+        printf("weft priority_%s_wake_delay_p50_us=%.1f\n", v->key, MED(wake_p50));
+        printf("weft priority_%s_wake_delay_p99_us=%.1f\n", v->key, MED(wake_p99));
+        printf("weft priority_%s_worker_busy_pct=%.1f\n", v->key, 100 * MED(busy));
+#undef MED
+        if (prio.queue_table) {
+            printf("# per-queue stats at the end of the last %s run (weft_stats_print_queues):\n",
+                   v->label);
+            fputs(prio.queue_table, stdout);
+            free(prio.queue_table);
+            prio.queue_table = NULL;
+        }
+        fflush(stdout);
+    }
+    proc_stat_ticks(&tick1, &steal1);
+    if (tick1 > tick0)
+        printf("weft priority_machine_steal_pct=%.2f\n",
+               100.0 * (double)(steal1 - steal0) / (double)(tick1 - tick0));
+    free(prio.wake);
+    free(prio.first);
+    free(prio.gen_late);
+    free(prio.total);
+    free(prio.qdelay);
+    free(jobs);
+}
+
+/* ---- tail ------------------------------------------------------------------ */
+
+#define TAIL_TASKS  4000
+#define TAIL_LOAD   0.70
+#define TAIL_SEED   0x7a11ull
+#define TAIL_MAXSEG 9
+
+typedef struct tail_job {
+    uint64_t arrival;
+    bool fat;
+    unsigned nseg; /* thin 0..4, fat 5..9 */
+    uint64_t cpu[TAIL_MAXSEG], sleep[TAIL_MAXSEG];
+} tail_job;
+
+static struct {
+    const tail_job *jobs;
+    const char *queue;
+    uint64_t t0;
+    uint64_t *total;
+    uint64_t *gen_late;
+} tail;
+
+static void *tail_task(void *arg)
+{
+    const tail_job *j = arg;
+    uint64_t now = weft_now_ns();
+    for (unsigned s = 0; s < j->nseg; s++) {
+        now = spin_from(now, j->cpu[s]);
+        int r = weft_sleep_until(now + j->sleep[s]);
+        if (r < 0)
+            return (void *)(intptr_t)r;
+        now = weft_now_ns();
+    }
+    tail.total[j - tail.jobs] = now - (tail.t0 + j->arrival);
+    return NULL;
+}
+
+static void *tail_gen(void *unused)
+{
+    (void)unused;
+    weft_spawn_opts o = {.queue = "work", .group = 0, .name = "job"};
+    for (size_t i = 0; i < TAIL_TASKS; i++) {
+        uint64_t at = tail.t0 + tail.jobs[i].arrival;
+        int r = weft_sleep_until(at);
+        if (r < 0)
+            return (void *)(intptr_t)r;
+        tail.gen_late[i] = weft_now_ns() - at;
+        r = weft_spawn_ex(NULL, &o, tail_task, (void *)&tail.jobs[i]);
+        if (r < 0)
+            return (void *)(intptr_t)r;
+    }
+    int r = weft_wait_children();
+    return r < 0 ? (void *)(intptr_t)r : NULL;
+}
+
+static void *tail_main(void *unused)
+{
+    (void)unused;
+    tail.t0 = weft_now_ns() + 5 * MS;
+    weft_task *gen;
+    weft_spawn_opts o = {.queue = "gen", .name = "gen"};
+    int r = weft_spawn_ex(&gen, &o, tail_gen, NULL);
+    if (r < 0)
+        die("tail: spawn gen", r);
+    if ((r = weft_join(gen, NULL)) < 0)
+        die("tail: generator", r);
+    return NULL;
+}
+
+static void bench_tail(void)
+{
+    /* Mean CPU per task: (0.99 * 2 + 0.01 * 7) segments of 300 us. */
+    const double mean_work_ns = (0.99 * 2.0 + 0.01 * 7.0) * 300.0 * US;
+    const double rate = TAIL_LOAD * 1e9 / mean_work_ns;
+    tail_job *jobs = xcalloc(TAIL_TASKS, sizeof *jobs);
+    rng g = {TAIL_SEED};
+    uint64_t t = 0;
+    size_t nthin = 0;
+    for (size_t i = 0; i < TAIL_TASKS; i++) {
+        t += rng_exp(&g, 1e9 / rate);
+        jobs[i].arrival = t;
+        jobs[i].fat = rng_next(&g) % 100 == 0;
+        jobs[i].nseg = (unsigned)(jobs[i].fat ? rng_range(&g, 5, 9) : rng_range(&g, 0, 4));
+        nthin += !jobs[i].fat;
+        for (unsigned s = 0; s < TAIL_MAXSEG; s++) {
+            jobs[i].cpu[s] = rng_range(&g, 100, 500) * US;
+            jobs[i].sleep[s] = rng_range(&g, 100, 1000) * US;
+        }
+    }
+    printf("weft tail_tasks=%d\n", TAIL_TASKS);
+    printf("weft tail_thin_tasks=%zu\n", nthin);
+    printf("weft tail_mean_work_us=%.1f\n", mean_work_ns / 1e3);
+    printf("weft tail_rate_per_s=%.1f\n", rate);
+    fflush(stdout);
+
+    uint64_t *thin = xcalloc(TAIL_TASKS, sizeof *thin);
+    uint64_t *fat = xcalloc(TAIL_TASKS, sizeof *fat);
+    tail.jobs = jobs;
+    tail.total = xcalloc(TAIL_TASKS, sizeof *tail.total);
+    tail.gen_late = xcalloc(TAIL_TASKS, sizeof *tail.gen_late);
+    static const struct {
+        const char *key;
+        const weft_policy *policy;
+    } pols[] = {
+        {"fifo", &weft_policy_runnable_fifo},
+        {"las", &weft_policy_las},
+        {"qlas", &weft_policy_qlas},
+    };
+    double thin_p99[3] = {0};
+    for (int p = 0; p < 3; p++) {
+        weft_queue_spec qs[] = {
+            {.name = "gen", .weight = 10000},
+            {.name = "work", .weight = 100, .policy = pols[p].policy},
+        };
+        weft_config cfg = {.queues = qs, .nqueues = 2};
+        uint64_t w0 = weft_now_ns();
+        run_in_weft(&cfg, tail_main, NULL, "tail");
+        uint64_t w1 = weft_now_ns();
+        size_t nt = 0, nf = 0;
+        for (size_t i = 0; i < TAIL_TASKS; i++) {
+            if (jobs[i].fat)
+                fat[nf++] = tail.total[i];
+            else
+                thin[nt++] = tail.total[i];
+        }
+        thin_p99[p] = pct_us(thin, nt, 0.99);
+        printf("weft tail_%s_thin_p50_us=%.1f\n", pols[p].key, pct_us(thin, nt, 0.50));
+        printf("weft tail_%s_thin_p99_us=%.1f\n", pols[p].key, thin_p99[p]);
+        printf("weft tail_%s_fat_p50_us=%.1f\n", pols[p].key, pct_us(fat, nf, 0.50));
+        printf("weft tail_%s_fat_p99_us=%.1f\n", pols[p].key, pct_us(fat, nf, 0.99));
+        printf("weft tail_%s_run_ms=%.0f\n", pols[p].key, (double)(w1 - w0) / 1e6);
+        printf("weft tail_%s_gen_late_p99_us=%.1f\n", pols[p].key,
+               pct_us(tail.gen_late, TAIL_TASKS, 0.99));
+        /* Context: thin tasks by their number of segments. */
+        for (unsigned ns = 0; ns <= 4; ns++) {
+            size_t n = 0;
+            for (size_t i = 0; i < TAIL_TASKS; i++)
+                if (!jobs[i].fat && jobs[i].nseg == ns)
+                    thin[n++] = tail.total[i];
+            printf("weft tail_%s_thin_%useg_p50_us=%.1f\n", pols[p].key, ns, pct_us(thin, n, 0.50));
+            printf("weft tail_%s_thin_%useg_p99_us=%.1f\n", pols[p].key, ns, pct_us(thin, n, 0.99));
+        }
+        fflush(stdout);
+    }
+    printf("weft tail_las_thin_p99_ratio=%.3f\n", thin_p99[1] / thin_p99[0]);
+    printf("weft tail_qlas_thin_p99_ratio=%.3f\n", thin_p99[2] / thin_p99[0]);
+    fflush(stdout);
+    free(tail.gen_late);
+    free(tail.total);
+    free(fat);
+    free(thin);
+    free(jobs);
+}
+
+/* ---- overhead -------------------------------------------------------------- */
+
+#define OVH_TASKS  1000000L
+#define OVH_ROUNDS 3
+
+static double ovh_ns_per_task;
+
+static void *return_arg(void *arg)
+{
+    return arg;
+}
+
+static void *ovh_main(void *unused)
+{
+    (void)unused;
+    weft_task **hs = malloc(OVH_TASKS * sizeof *hs);
+    if (!hs)
+        return (void *)(intptr_t)-ENOMEM;
+    uint64_t t0 = weft_now_ns();
+    for (long i = 0; i < OVH_TASKS; i++) {
+        int r = weft_spawn(&hs[i], return_arg, (void *)(intptr_t)i);
+        if (r < 0)
+            die("overhead: weft_spawn", r);
+    }
+    for (long i = 0; i < OVH_TASKS; i++) {
+        void *res;
+        int r = weft_join(hs[i], &res);
+        if (r < 0)
+            die("overhead: weft_join", r);
+        if ((intptr_t)res != i) {
+            fprintf(stderr, "weft_sched_bench: overhead: task %ld returned %ld\n", i,
+                    (long)(intptr_t)res);
+            exit(1);
+        }
+    }
+    uint64_t t1 = weft_now_ns();
+    ovh_ns_per_task = (double)(t1 - t0) / OVH_TASKS;
+    free(hs);
+    return NULL;
+}
+
+static void bench_overhead(void)
+{
+    static const struct {
+        const char *key;
+        const weft_policy *policy;
+    } pols[] = {
+        {"fifo", &weft_policy_runnable_fifo},
+        {"arrival_fifo", &weft_policy_arrival_fifo},
+        {"las", &weft_policy_las},
+        {"qlas", &weft_policy_qlas},
+    };
+    enum { NPOL = 4 };
+    double best[NPOL];
+    for (int p = 0; p < NPOL; p++)
+        best[p] = INFINITY;
+    /* Rounds interleave the policies so that slow spells of the machine
+     * spread over all of them. */
+    for (int round = 0; round < OVH_ROUNDS; round++) {
+        for (int p = 0; p < NPOL; p++) {
+            weft_queue_spec q = {.name = "q", .weight = 1, .policy = pols[p].policy};
+            weft_config cfg = {.queues = &q, .nqueues = 1};
+            run_in_weft(&cfg, ovh_main, NULL, "overhead");
+            if (ovh_ns_per_task < best[p])
+                best[p] = ovh_ns_per_task;
+        }
+    }
+    for (int p = 0; p < NPOL; p++)
+        printf("weft overhead_%s_ns_per_task=%.1f\n", pols[p].key, best[p]);
+    for (int p = 1; p < NPOL; p++)
+        printf("weft overhead_%s_ratio=%.3f\n", pols[p].key, best[p] / best[0]);
+    fflush(stdout);
+}
+
+/* ---- yield_maybe ----------------------------------------------------------- */
+
+#define YM_CALLS  50000000L
+#define YM_ROUNDS 3
+
+static double ym_ns_per_call;
+static uint64_t ym_switches;
+
+static void *ym_main(void *unused)
+{
+    (void)unused;
+    weft_stats s0, s1;
+    weft_stats_snapshot(&s0);
+    uint64_t t0 = weft_now_ns();
+    for (long i = 0; i < YM_CALLS; i++) {
+        int r = weft_yield_maybe();
+        if (r < 0)
+            die("yield_maybe", r);
+    }
+    uint64_t t1 = weft_now_ns();
+    weft_stats_snapshot(&s1);
+    ym_ns_per_call = (double)(t1 - t0) / YM_CALLS;
+    ym_switches = s1.context_switches - s0.context_switches;
+    return NULL;
+}
+
+static void bench_yield_maybe(void)
+{
+    static const weft_queue_spec two[] = {
+        {.name = "a", .weight = 1},
+        {.name = "idle", .weight = 1},
+    };
+    static const struct {
+        const char *key;
+        weft_config cfg;
+    } cases[] = {
+        {"default", {0}},
+        {"stats", {.stats = true}},
+        {"two_queues", {.queues = two, .nqueues = 2}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        double best = INFINITY;
+        uint64_t switches = 0;
+        for (int k = 0; k < YM_ROUNDS; k++) {
+            weft_config cfg = cases[c].cfg;
+            run_in_weft(&cfg, ym_main, NULL, "yield_maybe");
+            if (ym_ns_per_call < best) {
+                best = ym_ns_per_call;
+                switches = ym_switches;
+            }
+        }
+        printf("weft yield_maybe_%s_ns_per_call=%.2f\n", cases[c].key, best);
+        /* Context: the yields that were due (slice ends) during the calls. */
+        printf("weft yield_maybe_%s_switches=%" PRIu64 "\n", cases[c].key, switches);
+        fflush(stdout);
+    }
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    static const char *const names[] = {"priority", "tail", "overhead", "yield_maybe"};
+    static void (*const fns[])(void) = {bench_priority, bench_tail, bench_overhead,
+                                        bench_yield_maybe};
+    enum { NBENCH = 4 };
+    bool want[NBENCH] = {0};
+    bool any = false;
+    for (int i = 1; i < argc; i++) {
+        int k = 0;
+        if (strcmp(argv[i], "all") == 0) {
+            for (k = 0; k < NBENCH; k++)
+                want[k] = true;
+            any = true;
+            continue;
+        }
+        while (k < NBENCH && strcmp(argv[i], names[k]) != 0)
+            k++;
+        if (k == NBENCH) {
+            fprintf(stderr, "usage: %s [priority|tail|overhead|yield_maybe|all]...\n", argv[0]);
+            return 2;
+        }
+        want[k] = any = true;
+    }
+    for (int k = 0; k < NBENCH; k++)
+        if (want[k] || !any)
+            fns[k]();
+    return 0;
+}
