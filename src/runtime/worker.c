@@ -245,6 +245,14 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
             t = weft__sched_pick(sched, &need_poll);
         if (t) {
             run_task(w, t);
+            /* Timed runs leave a fresh clock reading: when a sleeper fell
+             * due during the run, fire it now rather than at the end of the
+             * slice, so its queue competes (and may preempt) at once. */
+            if (sched->timed && weft__timer_next(&w->timers) <= sched->now) {
+                int r = worker_poll(w, 0);
+                if (r < 0)
+                    return r;
+            }
             continue;
         }
         if (!need_poll)
