@@ -59,6 +59,7 @@ bench: deps-demo
 	cmake --preset release >/dev/null
 	cmake --build build/release -j$(JOBS)
 	./bench/run-micro.sh
+	./bench/run-sched.sh
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
