@@ -280,20 +280,3 @@ void weft__stack_pool_fini(weft__stack_pool *p)
     }
     *p = (weft__stack_pool){0};
 }
-
-const weft__stack *weft__stack_guard_owner(const weft__stack_pool *p, const void *addr)
-{
-    const char *a = addr;
-    for (const weft__slab *slab = p->slabs; slab; slab = slab->next) {
-        if (a < slab->base || a >= slab->base + slab->map_len)
-            continue;
-        size_t i = (size_t)(a - slab->base) / slab->slot_len;
-        if (i >= slab->carved)
-            return NULL;
-        const char *slot = slab->base + i * slab->slot_len;
-        if (a < slot + page_size())
-            return &slab->stacks[i];
-        return NULL;
-    }
-    return NULL;
-}

@@ -73,8 +73,5 @@ unsigned weft__stack_trim(weft__stack_pool *p, unsigned max, uint64_t now);
 
 /* True when MADV_GUARD_INSTALL guards stacks (else mprotect does). */
 bool weft__stack_guard_madvise(void);
-/* Finds the pool stack whose guard page contains addr, for the overflow
- * report; NULL if none. Async-signal-safe (reads only). */
-const weft__stack *weft__stack_guard_owner(const weft__stack_pool *p, const void *addr);
 
 #endif

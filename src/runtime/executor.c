@@ -18,8 +18,6 @@ struct weft_executor {
     weft__worker worker;
 };
 
-int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg);
-
 int weft_executor_create(weft_executor **out, const weft_config *cfg)
 {
     if (!out)
@@ -115,10 +113,8 @@ void weft_executor_destroy(weft_executor *ex)
         return;
     weft__worker *w = &ex->worker;
     weft__worker_set_self(w);
-    for (weft_task *c = ex->rt.root.first_child; c; c = c->next_sibling)
-        weft__tree_cancel(c, NULL);
-    for (weft_task *c = ex->rt.orphans.first_child; c; c = c->next_sibling)
-        weft__tree_cancel(c, NULL);
+    weft__tree_cancel_children(&ex->rt.root);
+    weft__tree_cancel_children(&ex->rt.orphans);
     /* Cancelled tasks may still wait for I/O to come back: drive the
      * worker until none is left. */
     if (weft__worker_live_tasks(w))

@@ -20,9 +20,6 @@ static void init_pseudo_root(weft_task *t)
     t->flags = TASK_F_ROOT;
 }
 
-/* Validates cfg into rt->cfg and sets up what every runtime has: task ids
- * and the two pseudo-roots. Workers are the caller's business. */
-int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg);
 int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
 {
     int r = weft__config_resolve(cfg, &rt->cfg);

@@ -279,8 +279,7 @@ uint64_t weft__worker_next_deadline(const weft__worker *w)
  * thread; until no task is left. */
 int weft__worker_run(weft__worker *w)
 {
-    arm_wake_read(w);
-    w->sched.now = weft_now_ns();
+    weft__worker_start(w);
     for (;;) {
         int r = weft__worker_run_ready(w, UINT64_MAX);
         if (r < 0)

@@ -80,6 +80,11 @@ typedef struct weft__runtime {
     bool embedded; /* driven by weft_executor_run */
 } weft__runtime;
 
+/* Validates cfg into rt->cfg and sets up what every runtime has (task ids,
+ * the root and the orphan root); workers are the caller's business.
+ * Returns 0 or -EINVAL (reason in weft_last_config_error()). */
+int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg);
+
 /* The worker of the calling thread, or NULL. Never inlined (DESIGN §6). */
 weft__worker *weft__worker_self(void);
 void weft__worker_set_self(weft__worker *w);

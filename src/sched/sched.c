@@ -10,11 +10,6 @@
 #include "common/fault.h"
 #include "sched/policy_runnable_fifo.h"
 
-static inline weft_task *task_of(weft_sched_entity *e)
-{
-    return (weft_task *)((char *)e - offsetof(weft_task, entity));
-}
-
 int weft__sched_init(weft__sched *s, const weft_config *cfg)
 {
     memset(s, 0, sizeof *s);
@@ -269,7 +264,7 @@ weft_task *weft__sched_pick(weft__sched *s, bool *need_poll)
     q->runs++;
     if (s->track_delay)
         record_delay(q, s->now - e->runnable_ns);
-    return task_of(e);
+    return weft__task_of_entity(e);
 }
 
 void weft__sched_charge(weft__sched *s, weft_task *t, uint64_t ran_ns)

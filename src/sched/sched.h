@@ -123,7 +123,7 @@ static inline weft_task *weft__sched_pick_fast(weft__sched *s)
     s->cur->nqueued--;
     s->cur->runs++;
     s->slice_runs++;
-    return (weft_task *)((char *)e - offsetof(weft_task, entity));
+    return weft__task_of_entity(e);
 }
 
 #endif

@@ -486,8 +486,7 @@ static void complete(weft__worker *w, weft_task *t)
         /* The main task is done: background tasks are cancelled now and the
          * loop runs until every task has finished. */
         rt->main_done = true;
-        for (weft_task *c = rt->root.first_child; c; c = c->next_sibling)
-            weft__tree_cancel(c, NULL);
+        weft__tree_cancel_children(&rt->root);
     }
 }
 
@@ -507,8 +506,7 @@ _Noreturn void weft__task_finish(weft_task *t)
         if (rt->cfg.orphans == WEFT_ORPHANS_ADOPT && !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
             weft__tree_adopt_children(t, &rt->orphans);
         } else {
-            for (weft_task *c = t->first_child; c; c = c->next_sibling)
-                weft__tree_cancel(c, NULL);
+            weft__tree_cancel_children(t);
             /* Children may borrow this stack: wait for every one of them,
              * whatever cancellation says about us. */
             while (t->live_children) {

@@ -17,6 +17,7 @@
 #define WEFT_TASK_TASK_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <weft/sched.h>
 #include <weft/task.h>
@@ -83,6 +84,12 @@ struct weft_task {
     char *name;               /* NULL or a copy (weft__malloc), at most TASK_NAME_MAX - 1 chars */
 };
 
+/* The task whose scheduling entity e is. */
+static inline weft_task *weft__task_of_entity(weft_sched_entity *e)
+{
+    return (weft_task *)((char *)e - offsetof(weft_task, entity));
+}
+
 /* Returns the task running on this thread, or NULL. Never inlined: a task
  * may migrate between threads across any blocking call (DESIGN §6). */
 weft_task *weft__task_current(void);
@@ -113,6 +120,8 @@ void weft__tree_link(weft_task *parent, weft_task *child);
 void weft__tree_unlink(weft_task *child);
 /* Cancels t and its live subtree; counts into stats when non-NULL. */
 void weft__tree_cancel(weft_task *t, weft_cancel_stats *stats);
+/* Cancels every live child of t, each with its subtree. */
+void weft__tree_cancel_children(weft_task *t);
 /* Re-parents every live child of t to new_parent. */
 void weft__tree_adopt_children(weft_task *t, weft_task *new_parent);
 

@@ -75,6 +75,12 @@ void weft__tree_cancel(weft_task *t, weft_cancel_stats *stats)
             stats->cancelled++;
 }
 
+void weft__tree_cancel_children(weft_task *t)
+{
+    for (weft_task *c = t->first_child; c; c = c->next_sibling)
+        weft__tree_cancel(c, NULL);
+}
+
 static bool has_tag(const weft_task *t, const char *tag)
 {
     if (!t->tags)
