@@ -1,5 +1,23 @@
 /* weft/io.h - time and io_uring operations.
  *
+ * Every blocking call here suspends only the calling task: it prepares an SQE
+ * on the worker's ring, parks, and resumes when the completion arrives. SQEs
+ * are batched and reach the kernel at scheduling points and before the
+ * worker parks.
+ *
+ * The rules every call follows (docs/io.md has the long form):
+ *  - Results are the CQE's: >= 0 on success, -errno on failure.
+ *  - Outside a task: -EPERM. An opcode the running kernel lacks: -EOPNOTSUPP.
+ *  - In a cancelled task: -ECANCELED; past the innermost deadline
+ *    (weft_deadline_push): -ETIMEDOUT. Both are checked before submitting.
+ *  - A call interrupted while in flight cancels the op in the kernel
+ *    (ASYNC_CANCEL) and waits for its completion before returning, so
+ *    buffers (stack ones too) are never written after the call returns. If
+ *    the op completed first, its real result is returned (no data is lost)
+ *    and the next blocking call reports the interruption.
+ *  - Any fd argument may be a normal descriptor or a direct one (an int with
+ *    WEFT_DIRECT_BIT set, as returned by calls given WEFT_DIRECT).
+ *
  * Clocks are CLOCK_MONOTONIC nanoseconds. Sleeping tasks live in a user-space
  * timer heap per worker behind one kernel timeout, so a million sleepers cost
  * one heap entry each and no kernel objects.
@@ -8,10 +26,25 @@
 #define WEFT_IO_H
 
 #include <weft/common.h>
+#include <weft/task.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+struct io_uring_sqe;
+struct statx;
+struct open_how;
+struct epoll_event;
+struct futex_waitv;
+
+/* ---- time --------------------------------------------------------------- */
 
 /* CLOCK_MONOTONIC in nanoseconds. Callable from any thread. */
 WEFT_API uint64_t weft_now_ns(void);
@@ -20,6 +53,234 @@ WEFT_API uint64_t weft_now_ns(void);
 WEFT_API int weft_sleep_ns(uint64_t ns);
 /* Suspends the calling task until weft_now_ns() >= abs_ns. Same returns. */
 WEFT_API int weft_sleep_until(uint64_t abs_ns);
+
+/* ---- direct descriptors ------------------------------------------------- */
+
+/* Flag for weft_socket, weft_accept, weft_openat, weft_openat2 and the accept
+ * stream: create a direct descriptor (a slot in the worker ring's file
+ * table) instead of a normal fd. */
+#define WEFT_DIRECT 0x40000000u
+/* Set in the int that names a direct descriptor; every wrapper accepts it
+ * in place of an fd. Direct descriptors belong to the ring of the worker
+ * that made them and to the task that made them: they pin the task to its
+ * worker, and a task that ends still holding one has it closed for it. */
+#define WEFT_DIRECT_BIT 0x40000000
+static inline int weft_is_direct(int fd)
+{
+    return fd >= 0 && (fd & WEFT_DIRECT_BIT) != 0;
+}
+
+/* Installs a normal fd into the ring's file table (FILES_UPDATE); returns a
+ * direct descriptor. The normal fd stays open and independent. */
+WEFT_API int weft_direct_from_fd(int fd);
+/* Makes a normal fd from a direct one (FIXED_FD_INSTALL, O_CLOEXEC unless
+ * flags has WEFT_FD_INHERIT). The direct descriptor stays valid. */
+#define WEFT_FD_INHERIT 1u
+WEFT_API int weft_direct_to_fd(int direct, unsigned flags);
+/* Hands ownership of a direct descriptor to another task on the same worker
+ * (for instance a connection handler just spawned with WEFT_TASK_STICKY).
+ * Returns 0, -EBADF (not a direct descriptor this task holds) or -EXDEV. */
+WEFT_API int weft_direct_give(int direct, weft_task *to);
+
+/* ---- generic ------------------------------------------------------------ */
+
+/* A no-op round trip through the ring. */
+WEFT_API int weft_nop(void);
+/* Escape hatch: prep fills the SQE (liburing's io_uring_prep_* helpers are
+ * fine); weft sets user_data, submits and awaits it like any other op. An fd
+ * with WEFT_DIRECT_BIT in sqe->fd is turned into a fixed-file reference. */
+WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx);
+
+/* Batches: n SQEs prepared by the caller in an array (with liburing's
+ * io_uring_prep_* helpers), copied onto the ring together and awaited
+ * together; res[i] receives the result of sqes[i]. With WEFT_BATCH_CHAIN
+ * they are linked (IOSQE_IO_LINK), run in order and a failure cancels the
+ * rest (-ECANCELED); a LINK_TIMEOUT SQE placed after an op bounds it.
+ * Returns the number of ops that succeeded (res >= 0), or -errno before
+ * anything was submitted (-EOPNOTSUPP if one opcode is unknown, -EINVAL for
+ * n == 0 or n > 256). Interruption cancels every op still in flight and
+ * waits for all of them. */
+#define WEFT_BATCH_CHAIN 1u
+WEFT_API int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned flags);
+
+/* Cancels every op in flight on fd in this worker's ring (ASYNC_CANCEL with
+ * CANCEL_FD | CANCEL_ALL); returns how many were cancelled. */
+WEFT_API int weft_cancel_fd(int fd);
+
+/* ---- files -------------------------------------------------------------- */
+
+WEFT_API int weft_openat(int dfd, const char *path, int flags, mode_t mode);
+WEFT_API int weft_openat2(int dfd, const char *path, struct open_how *how);
+/* Closes a normal or a direct descriptor. */
+WEFT_API int weft_close(int fd);
+WEFT_API ssize_t weft_read(int fd, void *buf, size_t n, uint64_t off);
+WEFT_API ssize_t weft_write(int fd, const void *buf, size_t n, uint64_t off);
+WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+/* off = WEFT_OFF_CURRENT uses and advances the file position (pipes,
+ * sockets and ttys need it or ignore off). */
+#define WEFT_OFF_CURRENT ((uint64_t)-1)
+/* Registered buffers (weft_buffers_register): buf must lie inside buffer
+ * buf_index. */
+WEFT_API ssize_t weft_read_fixed(int fd, void *buf, size_t n, uint64_t off, unsigned buf_index);
+WEFT_API ssize_t weft_write_fixed(int fd, const void *buf, size_t n, uint64_t off,
+                                  unsigned buf_index);
+WEFT_API ssize_t weft_readv_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                                  unsigned buf_index);
+WEFT_API ssize_t weft_writev_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                                   unsigned buf_index);
+/* flags: 0 or IORING_FSYNC_DATASYNC (1). */
+WEFT_API int weft_fsync(int fd, unsigned flags);
+WEFT_API int weft_sync_file_range(int fd, uint64_t off, uint32_t len, unsigned flags);
+WEFT_API int weft_fallocate(int fd, int mode, uint64_t off, uint64_t len);
+WEFT_API int weft_fadvise(int fd, uint64_t off, uint32_t len, int advice);
+WEFT_API int weft_madvise(void *addr, size_t len, int advice);
+WEFT_API int weft_ftruncate(int fd, uint64_t len);
+WEFT_API int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *out);
+WEFT_API int weft_renameat(int olddfd, const char *oldpath, int newdfd, const char *newpath,
+                           unsigned flags);
+WEFT_API int weft_unlinkat(int dfd, const char *path, int flags);
+WEFT_API int weft_mkdirat(int dfd, const char *path, mode_t mode);
+WEFT_API int weft_symlinkat(const char *target, int newdfd, const char *linkpath);
+WEFT_API int weft_linkat(int olddfd, const char *oldpath, int newdfd, const char *newpath,
+                         int flags);
+WEFT_API int weft_setxattr(const char *path, const char *name, const void *value, size_t len,
+                           int flags);
+WEFT_API int weft_fsetxattr(int fd, const char *name, const void *value, size_t len, int flags);
+/* Returns the value's length. */
+WEFT_API ssize_t weft_getxattr(const char *path, const char *name, void *value, size_t len);
+WEFT_API ssize_t weft_fgetxattr(int fd, const char *name, void *value, size_t len);
+/* off_in/off_out: -1 for pipes (the current position). */
+WEFT_API ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t n,
+                             unsigned flags);
+WEFT_API ssize_t weft_tee(int fd_in, int fd_out, size_t n, unsigned flags);
+/* fds[0] reads, fds[1] writes; flags as pipe2 (O_CLOEXEC, O_NONBLOCK). */
+WEFT_API int weft_pipe(int fds[2], int flags);
+
+/* ---- sockets ------------------------------------------------------------ */
+
+/* flags: WEFT_DIRECT for a direct descriptor. */
+WEFT_API int weft_socket(int domain, int type, int protocol, unsigned flags);
+WEFT_API int weft_bind(int fd, const struct sockaddr *addr, socklen_t len);
+WEFT_API int weft_listen(int fd, int backlog);
+WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
+/* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT. addr/len may be NULL. */
+WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags);
+WEFT_API ssize_t weft_send(int fd, const void *buf, size_t n, int flags);
+WEFT_API ssize_t weft_recv(int fd, void *buf, size_t n, int flags);
+WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, unsigned flags);
+WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags);
+/* Zero-copy sends: return once the kernel no longer needs buf (both the
+ * result and the buffer notification have arrived). */
+WEFT_API ssize_t weft_send_zc(int fd, const void *buf, size_t n, int flags);
+WEFT_API ssize_t weft_sendmsg_zc(int fd, const struct msghdr *msg, unsigned flags);
+WEFT_API int weft_shutdown(int fd, int how);
+/* Socket options through IORING_OP_URING_CMD. getsockopt returns the
+ * option's length. */
+WEFT_API int weft_getsockopt(int fd, int level, int name, void *val, socklen_t len);
+WEFT_API int weft_setsockopt(int fd, int level, int name, const void *val, socklen_t len);
+
+/* ---- readiness, processes, futexes, epoll ------------------------------- */
+
+/* Waits until fd is ready for one of events (POLLIN, ...); returns revents. */
+WEFT_API int weft_poll(int fd, unsigned events);
+/* idtype/id/options as waitid(2). */
+WEFT_API int weft_waitid(int idtype, int id, siginfo_t *info, int options);
+/* futex2 calls (FUTEX2_SIZE_U32 | FUTEX2_PRIVATE when flags is 0). wait
+ * returns 0 when woken, -EAGAIN if *addr != val; wake returns how many it
+ * woke. */
+WEFT_API int weft_futex_wait(uint32_t *addr, uint64_t val, uint64_t mask, unsigned flags);
+WEFT_API int weft_futex_wake(uint32_t *addr, uint64_t n, uint64_t mask, unsigned flags);
+/* Returns the index of the futex that woke. */
+WEFT_API int weft_futex_waitv(struct futex_waitv *v, unsigned n);
+WEFT_API int weft_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+WEFT_API int weft_epoll_wait(int epfd, struct epoll_event *events, int maxevents);
+/* Posts a CQE (res, user_data) on another io_uring (MSG_RING); for rings
+ * that are not weft's, whose user_data weft cannot interpret. */
+WEFT_API int weft_msg_ring(int ring_fd, int res, uint64_t user_data);
+/* The fd of the calling worker's ring, or -EPERM. */
+WEFT_API int weft_ring_fd(void);
+
+/* ---- registered buffers and provided buffer rings ----------------------- */
+
+/* Registers buffers with the ring (registered, "fixed" buffers: no page
+ * pinning per op). Slots are numbered from 0 in registration order; returns
+ * the first slot or -errno (-ENOSPC when the table is full). */
+WEFT_API int weft_buffers_register(const struct iovec *iov, unsigned n);
+/* Releases slots [first, first + n). */
+WEFT_API int weft_buffers_unregister(unsigned first, unsigned n);
+
+/* Legacy provided buffers (PROVIDE_BUFFERS / REMOVE_BUFFERS): n buffers of
+ * len bytes from base, ids bid.. in group gid; remove returns the count. */
+WEFT_API int weft_buffers_provide(void *base, unsigned len, unsigned n, unsigned gid, unsigned bid);
+WEFT_API int weft_buffers_remove(unsigned n, unsigned gid);
+
+/* A provided buffer ring: nbufs (a power of two, at most 32768) buffers of
+ * size bytes that the kernel picks from when data arrives (recv streams,
+ * weft_recv_buf). Bound to the calling worker's ring. */
+typedef struct weft_buf_ring weft_buf_ring;
+WEFT_API int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t size);
+/* Fails with -EBUSY while a stream uses it or a buffer is leased. */
+WEFT_API int weft_buf_ring_destroy(weft_buf_ring *br);
+/* Buffers currently in the kernel's hands (not leased). */
+WEFT_API unsigned weft_buf_ring_available(const weft_buf_ring *br);
+
+/* A leased buffer: data the kernel wrote into a buffer of a ring. The task
+ * owns it until weft_buf_release (or until it ends, when it is returned for
+ * it). */
+typedef struct weft_buf {
+    void *data;
+    size_t len;
+    weft_buf_ring *ring; /* private */
+    unsigned id;         /* private */
+} weft_buf;
+WEFT_API void weft_buf_release(weft_buf *b);
+/* One recv into a buffer the kernel picks from br; returns the length (0 =
+ * end of stream) with *out leased when > 0, -ENOBUFS when br is empty. */
+WEFT_API ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out);
+
+/* ---- multishot streams -------------------------------------------------- */
+
+/* One multishot op whose completions queue up for the task that opened it,
+ * which pulls them with weft_stream_next. Streams are ring-bound: they pin
+ * the task to its worker, and closing one (or ending the task) cancels the
+ * kernel side through the worker's maintenance task. */
+typedef struct weft_stream weft_stream;
+/* Accepted fds (flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT). */
+WEFT_API int weft_accept_stream(weft_stream **out, int fd, unsigned flags);
+/* Data received into buffers of br. */
+WEFT_API int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br);
+/* Data read (READ_MULTISHOT) into buffers of br: pipes and other pollable
+ * fds. */
+WEFT_API int weft_read_stream(weft_stream **out, int fd, weft_buf_ring *br);
+/* Readiness (multishot POLL_ADD); each item is the revents. */
+WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
+/* A ticker (multishot TIMEOUT): one item every period_ns. */
+WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
+/* Changes a ticker's period (TIMEOUT_REMOVE with IORING_TIMEOUT_UPDATE). */
+WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
+/* The next item: an accepted fd, a received length (buf leased, 0 = end of
+ * stream), revents, or 0 for a tick. -ECANCELED/-ETIMEDOUT as any blocking
+ * call; an error that ended the kernel side is returned once, then the
+ * stream re-arms (accept) or reports 0 / -EPIPE. -ENOBUFS when every
+ * buffer of the ring is leased and nothing is queued. */
+WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);
+/* Items queued and not yet pulled. */
+WEFT_API unsigned weft_stream_pending(const weft_stream *s);
+/* Closes the stream; queued fds are closed and queued buffers returned. The
+ * kernel side is cancelled asynchronously; never blocks. */
+WEFT_API void weft_stream_close(weft_stream *s);
+
+/* ---- introspection ------------------------------------------------------ */
+
+/* 1 if the running kernel supports the IORING_OP_* opcode, else 0. */
+WEFT_API int weft_opcode_supported(unsigned opcode);
+/* The weft function that covers an opcode ("weft_read", ...), or NULL. */
+WEFT_API const char *weft_opcode_wrapper(unsigned opcode);
+/* The opcode's name ("READ"), or NULL past the last known one. */
+WEFT_API const char *weft_opcode_name(unsigned opcode);
+/* Ops completed per opcode on this worker since it started (ops[0..n)). */
+WEFT_API int weft_ops_by_opcode(uint64_t *ops, unsigned n);
 
 #ifdef __cplusplus
 }

@@ -53,6 +53,7 @@ typedef struct weft_config {
     unsigned lifo_skip_interval;                                  /* 0 = 16 */
     bool stats;             /* collect stats (cheap counters are always on) */
     const char *trace_path; /* non-NULL: write a Perfetto/Chrome trace there */
+    unsigned fixed_buffers; /* registered-buffer slots per ring; 0 = 64 */
 } weft_config;
 
 /* Runs main_fn(arg) as the main task of a new runtime on the calling thread

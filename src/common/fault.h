@@ -10,9 +10,10 @@
 #include <stdint.h>
 
 typedef enum weft__fault_kind {
-    WEFT_FAULT_ALLOC, /* malloc/calloc through weft__malloc/weft__calloc */
-    WEFT_FAULT_MMAP,  /* stack slab and signal stack mappings */
-    WEFT_FAULT_SQE,   /* io_uring_get_sqe */
+    WEFT_FAULT_ALLOC,   /* malloc/calloc through weft__malloc/weft__calloc */
+    WEFT_FAULT_MMAP,    /* stack slab and signal stack mappings */
+    WEFT_FAULT_SQE,     /* io_uring_get_sqe */
+    WEFT_FAULT_CLEANUP, /* a maintenance op's result becomes -EIO */
     WEFT_FAULT_KINDS
 } weft__fault_kind;
 

@@ -2,11 +2,23 @@
 #include "ring/ring.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "common/fault.h"
+
+static void probe_opcodes(weft__ring *r)
+{
+    struct io_uring_probe *p = io_uring_get_probe_ring(&r->uring);
+    if (!p)
+        return; /* pre-5.6 kernel: everything reports -EOPNOTSUPP */
+    for (unsigned op = 0; op <= p->last_op && op < WEFT__MAX_OPCODES; op++)
+        if (p->ops[op].flags & IO_URING_OP_SUPPORTED)
+            r->supported[op / 64] |= 1ull << (op % 64);
+    io_uring_free_probe(p);
+}
 
 int weft__ring_init(weft__ring *r, unsigned entries, bool embedded)
 {
@@ -29,6 +41,7 @@ int weft__ring_init(weft__ring *r, unsigned entries, bool embedded)
         err = io_uring_queue_init_params(entries, &r->uring, &p);
         if (err == 0) {
             r->setup_flags = tries[i];
+            probe_opcodes(r);
             if (!embedded)
                 return 0;
             r->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -52,9 +65,49 @@ int weft__ring_init(weft__ring *r, unsigned entries, bool embedded)
 void weft__ring_fini(weft__ring *r)
 {
     io_uring_queue_exit(&r->uring);
+    free(r->buffer_used);
+    r->buffer_used = NULL;
     if (r->event_fd >= 0)
         close(r->event_fd);
     r->event_fd = -1;
+}
+
+void weft__ring_register_tables(weft__ring *r, unsigned direct_fds, unsigned buffers)
+{
+    if (direct_fds && io_uring_register_files_sparse(&r->uring, direct_fds) == 0) {
+        r->direct_slots = direct_fds;
+        /* The kernel picks free slots for IORING_FILE_INDEX_ALLOC from the
+         * whole table (the default range is the whole table too, but say so
+         * explicitly: the range survives a table update). */
+        (void)io_uring_register_file_alloc_range(&r->uring, 0, direct_fds);
+    }
+    if (buffers && (r->buffer_used = calloc(buffers, 1)) != NULL) {
+        if (io_uring_register_buffers_sparse(&r->uring, buffers) == 0) {
+            r->buffer_slots = buffers;
+        } else {
+            free(r->buffer_used);
+            r->buffer_used = NULL;
+        }
+    }
+}
+
+/* After a submitting enter: what left the SQ is in flight. */
+static void account_submitted(weft__ring *r)
+{
+    unsigned still = io_uring_sq_ready(&r->uring);
+    if (still < r->pending_sqes) {
+        r->inflight += r->pending_sqes - still;
+        r->pending_sqes = still;
+    }
+}
+
+int weft__ring_submit(weft__ring *r)
+{
+    if (!r->pending_sqes)
+        return 0;
+    int n = io_uring_submit(&r->uring);
+    account_submitted(r);
+    return n < 0 && n != -EAGAIN && n != -EBUSY && n != -EINTR ? n : 0;
 }
 
 struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op)
@@ -64,11 +117,8 @@ struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
     while (!sqe) {
         r->sq_full++;
-        int n = io_uring_submit(&r->uring);
-        if (n > 0) {
-            r->inflight += (unsigned)n;
-            r->pending_sqes -= (unsigned)n < r->pending_sqes ? (unsigned)n : r->pending_sqes;
-        }
+        (void)io_uring_submit(&r->uring);
+        account_submitted(r);
         sqe = io_uring_get_sqe(&r->uring);
     }
     io_uring_sqe_set_data(sqe, op);
@@ -100,12 +150,11 @@ static int dispatch(weft__ring *r)
 int weft__ring_wait(weft__ring *r, uint64_t timeout_ns)
 {
     int ret;
-    unsigned submitted_before = r->pending_sqes;
     if (timeout_ns == 0) {
         /* With DEFER_TASKRUN completions are posted only inside
-         * io_uring_enter(GETEVENTS); io_uring_get_events does that without
-         * blocking (and submits what is pending). */
-        ret = io_uring_get_events(&r->uring);
+         * io_uring_enter(GETEVENTS): submit and get events without
+         * blocking, in one system call. */
+        ret = io_uring_submit_and_get_events(&r->uring);
         if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
             return ret;
     } else if (timeout_ns == UINT64_MAX) {
@@ -122,9 +171,7 @@ int weft__ring_wait(weft__ring *r, uint64_t timeout_ns)
         if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EAGAIN && ret != -EBUSY)
             return ret;
     }
-    /* Everything prepared before this call has been handed to the kernel. */
-    r->inflight += submitted_before;
-    r->pending_sqes = 0;
+    account_submitted(r);
     if (*r->uring.sq.kflags & IORING_SQ_CQ_OVERFLOW)
         r->cq_overflow++;
     return dispatch(r);

@@ -17,15 +17,23 @@ struct weft__op {
     void (*complete)(weft__op *op, int res, uint32_t cflags);
 };
 
+/* Opcodes weft knows by number (the kernel's IORING_OP_LAST may be larger). */
+#define WEFT__MAX_OPCODES 128
+
 typedef struct weft__ring {
     struct io_uring uring;
-    unsigned setup_flags;  /* the IORING_SETUP_* flags the kernel accepted */
-    unsigned pending_sqes; /* prepared, not yet submitted */
-    uint64_t inflight;     /* submitted, completion not yet reaped */
-    uint64_t sq_full;      /* times a full SQ forced an early submit */
-    uint64_t cq_overflow;  /* times the kernel reported CQ overflow */
-    uint64_t cqes;         /* completions dispatched */
-    int event_fd;          /* embedded rings: signalled on completions, else -1 */
+    unsigned setup_flags;                       /* the IORING_SETUP_* flags the kernel accepted */
+    uint64_t supported[WEFT__MAX_OPCODES / 64]; /* opcode bitmap from the probe */
+    unsigned direct_slots;                      /* size of the registered (sparse) file table */
+    unsigned buffer_slots;                      /* size of the registered (sparse) buffer table */
+    unsigned char *buffer_used;      /* by buffer slot: registered by weft_buffers_register */
+    uint64_t ops[WEFT__MAX_OPCODES]; /* ops issued, by opcode */
+    unsigned pending_sqes;           /* prepared, not yet submitted */
+    uint64_t inflight;               /* submitted, completion not yet reaped */
+    uint64_t sq_full;                /* times a full SQ forced an early submit */
+    uint64_t cq_overflow;            /* times the kernel reported CQ overflow */
+    uint64_t cqes;                   /* completions dispatched */
+    int event_fd;                    /* embedded rings: signalled on completions, else -1 */
 } weft__ring;
 
 /* Sets up the ring with the best flags the kernel accepts: SINGLE_ISSUER +
@@ -38,10 +46,23 @@ typedef struct weft__ring {
  * with the ring (r->event_fd) becomes readable when completions arrive. */
 int weft__ring_init(weft__ring *r, unsigned entries, bool embedded);
 void weft__ring_fini(weft__ring *r);
+/* Registers a sparse file table of direct_fds slots (kernel-allocated, see
+ * IORING_FILE_INDEX_ALLOC) and a sparse buffer table of buffers slots.
+ * Either may fail on an old kernel: the size stays 0 and the ops that need
+ * it return -ENXIO. */
+void weft__ring_register_tables(weft__ring *r, unsigned direct_fds, unsigned buffers);
+
+static inline bool weft__ring_supports(const weft__ring *r, unsigned opcode)
+{
+    return opcode < WEFT__MAX_OPCODES && (r->supported[opcode / 64] >> (opcode % 64) & 1);
+}
 
 /* A fresh SQE with user_data = op. A full SQ is submitted and retried, never
  * dropped. Returns NULL only under fault injection (WEFT_FAULT_SQE). */
 struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op);
+
+/* Hands prepared SQEs to the kernel without waiting. */
+int weft__ring_submit(weft__ring *r);
 
 /* Submits pending SQEs, waits up to timeout_ns for at least one completion
  * (0 = do not wait, UINT64_MAX = no timeout) and dispatches every completion

@@ -68,6 +68,13 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
         return reject("ring_entries: %u is more than %d", out->ring_entries, WEFT_MAX_RING_ENTRIES);
     if (!out->direct_fds)
         out->direct_fds = 1024;
+    /* The kernel's limits: IORING_MAX_FIXED_FILES and IORING_MAX_REG_BUFFERS. */
+    if (out->direct_fds > (1u << 20))
+        return reject("direct_fds: %u is more than %u", out->direct_fds, 1u << 20);
+    if (!out->fixed_buffers)
+        out->fixed_buffers = 64;
+    if (out->fixed_buffers > (1u << 14))
+        return reject("fixed_buffers: %u is more than %u", out->fixed_buffers, 1u << 14);
     if ((unsigned)out->orphans > WEFT_ORPHANS_ADOPT)
         return reject("orphans: unknown policy %d", (int)out->orphans);
     if ((unsigned)out->on_cleanup_error > WEFT_CLEANUP_ABORT)

@@ -10,6 +10,7 @@
 #include <weft/io.h>
 
 #include "common/fault.h"
+#include "ring/bufring.h"
 
 /* ---- per-thread state, reached only through these two functions --------- */
 
@@ -262,8 +263,11 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
         int r = worker_poll(w, 0);
         if (r < 0)
             return r;
-        if (!need_poll && weft__sched_empty(sched))
-            return 0;
+        if (!need_poll && weft__sched_empty(sched)) {
+            weft__maintenance_idle(w);
+            if (weft__sched_empty(sched))
+                return 0;
+        }
         if (until_ns != UINT64_MAX && sched->now >= until_ns)
             return 1;
     }
@@ -329,6 +333,15 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     r = weft__ring_init(&w->ring, rt->cfg.ring_entries, embedded);
     if (r < 0)
         goto fail_ring;
+    weft__ring_register_tables(&w->ring, rt->cfg.direct_fds, rt->cfg.fixed_buffers);
+    if (w->ring.direct_slots) {
+        w->direct_owner = weft__calloc(w->ring.direct_slots, sizeof *w->direct_owner);
+        w->close_slots = weft__calloc(w->ring.direct_slots, sizeof *w->close_slots);
+        if (!w->direct_owner || !w->close_slots) {
+            r = -ENOMEM;
+            goto fail_fd;
+        }
+    }
     w->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (w->wake_fd < 0) {
         r = -errno;
@@ -341,6 +354,8 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
 fail_alt:
     close(w->wake_fd);
 fail_fd:
+    free(w->direct_owner);
+    free(w->close_slots);
     weft__ring_fini(&w->ring);
 fail_ring:
     weft__sched_fini(&w->sched);
@@ -355,7 +370,10 @@ void weft__worker_fini(weft__worker *w)
     /* Closing the ring cancels the pending eventfd read; its op record lives
      * in this struct, which outlives the ring. */
     weft__ring_fini(&w->ring);
+    weft__bufrings_fini(w);
     close(w->wake_fd);
+    free(w->direct_owner);
+    free(w->close_slots);
     weft__timer_heap_fini(&w->timers);
     weft__sched_fini(&w->sched);
     weft__stack_pool_fini(&w->stacks);

@@ -16,6 +16,7 @@
 #include "context/fiber.h"
 #include "context/stack.h"
 #include "io/timer.h"
+#include "ring/resource.h"
 #include "ring/ring.h"
 #include "sched/sched.h"
 #include "task/record.h"
@@ -61,6 +62,17 @@ typedef struct weft__worker {
     weft__op wake_op;
     uint64_t wake_buf;
     bool wake_armed;
+
+    /* Ring-bound resources and their cleanup (ring/resource.h). */
+    weft_task **direct_owner; /* by direct slot: the holder, NULL when free */
+    unsigned *close_slots;    /* direct slots waiting for a CLOSE */
+    unsigned nclose;
+    weft__cleanup *cleanup_head, *cleanup_tail;
+    weft_task *maint;               /* the maintenance task, NULL when none runs */
+    bool maint_waiting;             /* parked for jobs */
+    unsigned streams_live;          /* streams whose kernel side has not ended */
+    struct weft_buf_ring *bufrings; /* provided buffer rings on this ring */
+    uint64_t cleanup_done, cleanup_retried, cleanup_failed;
 
     void *altstack; /* for the stack-overflow report */
     size_t altstack_size;

@@ -60,9 +60,9 @@ void weft__record_release_owned(weft_task *t)
 {
     free(t->name);
     free(t->panic_msg);
-    free(t->deadline_stack);
+    free(t->ext);
     t->name = t->panic_msg = NULL;
-    t->deadline_stack = NULL;
+    t->ext = NULL;
 }
 
 void weft__record_free(weft__record_pool *p, weft_task *t)

@@ -103,17 +103,27 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     static const weft_spawn_opts defaults;
     if (out)
         *out = NULL;
-    if (!fn)
-        return -EINVAL;
     if (!o)
         o = &defaults;
+    if ((o->flags & ~PUBLIC_FLAGS) ||
+        ((o->flags & WEFT_TASK_SPAWN_LIFO) && (o->flags & WEFT_TASK_SPAWN_FIFO)))
+        return -EINVAL;
+    weft_task *t;
+    int r = weft__spawn_internal(&t, o, fn, arg, 0, out != NULL);
+    if (r == 0 && out)
+        *out = t;
+    return r;
+}
+
+int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn, void *arg,
+                         unsigned internal_flags, bool handle)
+{
+    if (!fn)
+        return -EINVAL;
     weft__worker *w = weft__worker_self();
     if (!w)
         return -EPERM;
     weft__runtime *rt = w->rt;
-    if ((o->flags & ~PUBLIC_FLAGS) ||
-        ((o->flags & WEFT_TASK_SPAWN_LIFO) && (o->flags & WEFT_TASK_SPAWN_FIFO)))
-        return -EINVAL;
     int size_class = rt->default_stack_class;
     if (o->stack_size) {
         size_class = weft__stack_class(o->stack_size);
@@ -150,7 +160,7 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     weft_task *self = w->current;
     weft_task *parent = (o->flags & WEFT_TASK_BACKGROUND) || !self ? &rt->root : self;
     uint64_t state = TASK_RUNNING | TASK_REF_ONE;
-    if (out)
+    if (handle)
         state += TASK_REF_ONE | TASK_JOIN_INTEREST;
     /* A child of a cancelled task is born cancelled: it never runs. */
     if (load_state(parent) & TASK_CANCELLED)
@@ -165,7 +175,7 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     t->arg = arg;
     t->result = NULL;
     t->outcome = 0;
-    t->flags = o->flags;
+    t->flags = o->flags | internal_flags;
     t->stack_class = (uint8_t)size_class;
     t->ndeadlines = 0;
     t->shield = 0;
@@ -181,14 +191,15 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     t->tags = o->tags;
     t->panic_msg = NULL;
     t->deadline = 0;
-    t->deadline_stack = NULL;
+    t->ext = NULL;
+    t->ring_ops = 0;
+    t->ring_bound = 0;
     t->name = name;
     weft__tree_link(parent, t);
     w->count.spawned++;
     w->sched.queues[queue].live++;
     weft__sched_push(&w->sched, t, o->flags & WEFT_TASK_SPAWN_LIFO ? PUSH_FIRST : PUSH_QUEUE);
-    if (out)
-        *out = t;
+    *task = t;
     return 0;
 }
 
@@ -380,6 +391,13 @@ int weft_wait_children(void)
 
 /* ---- deadlines and shields ------------------------------------------------ */
 
+weft__task_ext *weft__task_ext_get(weft_task *t)
+{
+    if (!t->ext)
+        t->ext = weft__calloc(1, sizeof *t->ext);
+    return t->ext;
+}
+
 int weft_deadline_push(uint64_t abs_ns)
 {
     weft_task *t = weft__task_current();
@@ -387,12 +405,10 @@ int weft_deadline_push(uint64_t abs_ns)
         return -EPERM;
     if (t->ndeadlines == TASK_MAX_DEADLINES)
         return -EOVERFLOW;
-    if (!t->deadline_stack) {
-        t->deadline_stack = weft__malloc(TASK_MAX_DEADLINES * sizeof(uint64_t));
-        if (!t->deadline_stack)
-            return -ENOMEM;
-    }
-    t->deadline_stack[t->ndeadlines++] = t->deadline;
+    weft__task_ext *ext = weft__task_ext_get(t);
+    if (!ext)
+        return -ENOMEM;
+    ext->deadline_stack[t->ndeadlines++] = t->deadline;
     /* The innermost deadline is the earliest of all pushed. */
     if (!t->deadline || abs_ns < t->deadline)
         t->deadline = abs_ns ? abs_ns : 1;
@@ -406,7 +422,7 @@ int weft_deadline_pop(void)
         return -EPERM;
     if (!t->ndeadlines)
         return -EINVAL;
-    t->deadline = t->deadline_stack[--t->ndeadlines];
+    t->deadline = t->ext->deadline_stack[--t->ndeadlines];
     return 0;
 }
 
@@ -518,6 +534,8 @@ _Noreturn void weft__task_finish(weft_task *t)
     }
     run_defers(t);
     weft__worker *w = weft__worker_self();
+    if (t->ring_bound)
+        weft__resources_release(w, t);
     complete(w, t);
     weft__worker_switch_out(w, t, SWITCH_EXIT);
     __builtin_unreachable();

@@ -17,6 +17,7 @@
 #define WEFT_TASK_TASK_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <weft/sched.h>
@@ -50,6 +51,15 @@
 
 struct weft__worker;
 struct weft__defer;
+struct weft__resource;
+
+/* What few tasks need, allocated on first use to keep the record at 256
+ * bytes: saved outer deadlines and the ring-bound resources (streams,
+ * tickers) the task holds. */
+typedef struct weft__task_ext {
+    uint64_t deadline_stack[TASK_MAX_DEADLINES];
+    struct weft__resource *resources; /* doubly linked, see ring/resource.h */
+} weft__task_ext;
 
 struct weft_task {
     _Atomic uint64_t state;
@@ -66,20 +76,24 @@ struct weft_task {
     uint8_t stack_class;
     uint8_t queue; /* index into the worker's queues */
     uint8_t ndeadlines;
-    uint16_t shield; /* shield_push depth */
+    uint16_t shield;   /* shield_push depth */
+    uint16_t ring_ops; /* ops in flight on the owner's ring */
 
     /* Task tree: parent and the list of live children. */
     struct weft_task *parent;
     struct weft_task *first_child;
     struct weft_task *next_sibling, *prev_sibling;
     uint32_t live_children;
+    /* Ring-bound resources held (streams, tickers, buffer leases, direct
+     * descriptors): a task with any, or with ring_ops, never migrates. */
+    uint32_t ring_bound;
 
     struct weft_task *joiner;   /* parked in weft_join, see JOIN_WAKER */
     struct weft__defer *defers; /* LIFO */
     const char *const *tags;
     char *panic_msg;          /* malloc'd; freed with the record */
     uint64_t deadline;        /* innermost effective deadline, 0 = none */
-    uint64_t *deadline_stack; /* saved outer deadlines; malloc'd lazily */
+    weft__task_ext *ext;      /* NULL until needed */
     weft_sched_entity entity; /* what the queue's policy sees; id and group live here */
     char *name;               /* NULL or a copy (weft__malloc), at most TASK_NAME_MAX - 1 chars */
 };
@@ -106,6 +120,15 @@ int weft__task_park_interruptible(void);
 /* The interruption a blocking call must report now: 0, -ECANCELED or
  * -ETIMEDOUT. */
 int weft__task_interrupted(weft_task *t);
+
+/* weft_spawn_ex without the public flag check: internal_flags (TASK_F_*)
+ * are added; handle = whether the caller gets a join handle (else *task is
+ * borrowed: valid while the task lives). */
+int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn, void *arg,
+                         unsigned internal_flags, bool handle);
+
+/* t's extension block, allocated on first use; NULL when out of memory. */
+weft__task_ext *weft__task_ext_get(weft_task *t);
 
 void weft__task_ref_drop(weft_task *t);
 /* Entry of every task fiber. */

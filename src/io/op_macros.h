@@ -1,0 +1,30 @@
+/* The shape of every typed wrapper (internal): checks, one SQE, the wait.
+ *
+ *     ssize_t weft_read(int fd, void *buf, size_t n, uint64_t off)
+ *     {
+ *         IO_BEGIN(IORING_OP_READ);
+ *         io_uring_prep_read(sqe, 0, buf, (unsigned)n, off);
+ *         IO_FD(fd);
+ *         return IO_WAIT();
+ *     }
+ *
+ * IO_FD goes after the prep (liburing's preps clear sqe->flags).
+ */
+#ifndef WEFT_IO_OP_MACROS_H
+#define WEFT_IO_OP_MACROS_H
+
+#include "io/uapi.h"
+#include "ring/op.h"
+
+#define IO_BEGIN(opcode)                                                                           \
+    weft__io io_;                                                                                  \
+    int io_err_;                                                                                   \
+    struct io_uring_sqe *sqe = weft__io_begin(&io_, (opcode), &io_err_);                           \
+    if (!sqe)                                                                                      \
+    return io_err_
+
+#define IO_FD(fd)  weft__sqe_fd(sqe, (fd))
+#define IO_WAIT()  weft__io_wait(&io_)
+#define IO_CFLAGS() (io_.cflags)
+
+#endif

@@ -1,0 +1,117 @@
+/* Which weft call covers which io_uring opcode, and per-opcode counts. The
+ * table is what the opcode coverage test walks: every opcode the kernel's
+ * probe reports must have a row here and a test that runs it. */
+#include <errno.h>
+#include <weft/io.h>
+
+#include "runtime/worker.h"
+
+typedef struct opcode_row {
+    const char *name;
+    const char *wrapper;
+} opcode_row;
+
+static const opcode_row rows[] = {
+    [0] = {"NOP", "weft_nop"},
+    [1] = {"READV", "weft_readv"},
+    [2] = {"WRITEV", "weft_writev"},
+    [3] = {"FSYNC", "weft_fsync"},
+    [4] = {"READ_FIXED", "weft_read_fixed"},
+    [5] = {"WRITE_FIXED", "weft_write_fixed"},
+    [6] = {"POLL_ADD", "weft_poll"},
+    [7] = {"POLL_REMOVE", "weft_stream_close"},
+    [8] = {"SYNC_FILE_RANGE", "weft_sync_file_range"},
+    [9] = {"SENDMSG", "weft_sendmsg"},
+    [10] = {"RECVMSG", "weft_recvmsg"},
+    [11] = {"TIMEOUT", "weft_ticker"},
+    [12] = {"TIMEOUT_REMOVE", "weft_ticker_reset"},
+    [13] = {"ACCEPT", "weft_accept"},
+    [14] = {"ASYNC_CANCEL", "weft_cancel_fd"},
+    [15] = {"LINK_TIMEOUT", "weft_batch"},
+    [16] = {"CONNECT", "weft_connect"},
+    [17] = {"FALLOCATE", "weft_fallocate"},
+    [18] = {"OPENAT", "weft_openat"},
+    [19] = {"CLOSE", "weft_close"},
+    [20] = {"FILES_UPDATE", "weft_direct_from_fd"},
+    [21] = {"STATX", "weft_statx"},
+    [22] = {"READ", "weft_read"},
+    [23] = {"WRITE", "weft_write"},
+    [24] = {"FADVISE", "weft_fadvise"},
+    [25] = {"MADVISE", "weft_madvise"},
+    [26] = {"SEND", "weft_send"},
+    [27] = {"RECV", "weft_recv"},
+    [28] = {"OPENAT2", "weft_openat2"},
+    [29] = {"EPOLL_CTL", "weft_epoll_ctl"},
+    [30] = {"SPLICE", "weft_splice"},
+    [31] = {"PROVIDE_BUFFERS", "weft_buffers_provide"},
+    [32] = {"REMOVE_BUFFERS", "weft_buffers_remove"},
+    [33] = {"TEE", "weft_tee"},
+    [34] = {"SHUTDOWN", "weft_shutdown"},
+    [35] = {"RENAMEAT", "weft_renameat"},
+    [36] = {"UNLINKAT", "weft_unlinkat"},
+    [37] = {"MKDIRAT", "weft_mkdirat"},
+    [38] = {"SYMLINKAT", "weft_symlinkat"},
+    [39] = {"LINKAT", "weft_linkat"},
+    [40] = {"MSG_RING", "weft_msg_ring"},
+    [41] = {"FSETXATTR", "weft_fsetxattr"},
+    [42] = {"SETXATTR", "weft_setxattr"},
+    [43] = {"FGETXATTR", "weft_fgetxattr"},
+    [44] = {"GETXATTR", "weft_getxattr"},
+    [45] = {"SOCKET", "weft_socket"},
+    [46] = {"URING_CMD", "weft_getsockopt"},
+    [47] = {"SEND_ZC", "weft_send_zc"},
+    [48] = {"SENDMSG_ZC", "weft_sendmsg_zc"},
+    [49] = {"READ_MULTISHOT", "weft_read_stream"},
+    [50] = {"WAITID", "weft_waitid"},
+    [51] = {"FUTEX_WAIT", "weft_futex_wait"},
+    [52] = {"FUTEX_WAKE", "weft_futex_wake"},
+    [53] = {"FUTEX_WAITV", "weft_futex_waitv"},
+    [54] = {"FIXED_FD_INSTALL", "weft_direct_to_fd"},
+    [55] = {"FTRUNCATE", "weft_ftruncate"},
+    [56] = {"BIND", "weft_bind"},
+    [57] = {"LISTEN", "weft_listen"},
+    [58] = {"RECV_ZC", NULL}, /* needs a NIC queue with header split: see docs/io.md */
+    [59] = {"EPOLL_WAIT", "weft_epoll_wait"},
+    [60] = {"READV_FIXED", "weft_readv_fixed"},
+    [61] = {"WRITEV_FIXED", "weft_writev_fixed"},
+    [62] = {"PIPE", "weft_pipe"},
+};
+
+#define NROWS (sizeof rows / sizeof rows[0])
+
+int weft_opcode_supported(unsigned opcode)
+{
+    weft__worker *w = weft__worker_self();
+    if (w)
+        return weft__ring_supports(&w->ring, opcode);
+    /* Outside a runtime: ask the kernel through a throwaway ring. */
+    struct io_uring_probe *p = io_uring_get_probe();
+    if (!p)
+        return 0;
+    int ok = opcode <= p->last_op && (p->ops[opcode].flags & IO_URING_OP_SUPPORTED);
+    io_uring_free_probe(p);
+    return ok;
+}
+
+const char *weft_opcode_wrapper(unsigned opcode)
+{
+    return opcode < NROWS ? rows[opcode].wrapper : NULL;
+}
+
+const char *weft_opcode_name(unsigned opcode)
+{
+    return opcode < NROWS ? rows[opcode].name : NULL;
+}
+
+int weft_ops_by_opcode(uint64_t *ops, unsigned n)
+{
+    weft__worker *w = weft__worker_self();
+    if (!w)
+        return -EPERM;
+    if (!ops)
+        return -EINVAL;
+    unsigned k = n < WEFT__MAX_OPCODES ? n : WEFT__MAX_OPCODES;
+    for (unsigned i = 0; i < k; i++)
+        ops[i] = w->ring.ops[i];
+    return (int)k;
+}

@@ -1,0 +1,254 @@
+/* Typed wrappers: files, paths, pipes, splice; see weft/io.h. */
+#include <errno.h>
+#include <linux/stat.h>
+#include <weft/io.h>
+
+#include "io/op_macros.h"
+#include "ring/resource.h"
+#include "runtime/worker.h"
+
+/* The file position for ops that take an offset: -1 (all ones). */
+static inline uint64_t off_of(uint64_t off)
+{
+    return off == WEFT_OFF_CURRENT ? (uint64_t)-1 : off;
+}
+
+/* A direct descriptor from a CQE that returned a slot. */
+static int adopt_direct(int res)
+{
+    weft__worker *w = weft__worker_self();
+    return res < 0 ? res : weft__direct_adopt(w, w->current, res);
+}
+
+int weft_openat(int dfd, const char *path, int flags, mode_t mode)
+{
+    IO_BEGIN(IORING_OP_OPENAT);
+    if ((unsigned)flags & WEFT_DIRECT) {
+        io_uring_prep_openat_direct(sqe, dfd, path, flags & ~(int)WEFT_DIRECT, mode,
+                                    IORING_FILE_INDEX_ALLOC);
+        return adopt_direct(IO_WAIT());
+    }
+    io_uring_prep_openat(sqe, dfd, path, flags, mode);
+    return IO_WAIT();
+}
+
+int weft_openat2(int dfd, const char *path, struct open_how *how)
+{
+    if (!how)
+        return -EFAULT;
+    bool direct = how->flags & WEFT_DIRECT;
+    struct open_how h = *how; /* the kernel reads it at submission: copy lives on this stack */
+    h.flags &= ~(uint64_t)WEFT_DIRECT;
+    IO_BEGIN(IORING_OP_OPENAT2);
+    if (direct) {
+        io_uring_prep_openat2_direct(sqe, dfd, path, &h, IORING_FILE_INDEX_ALLOC);
+        return adopt_direct(IO_WAIT());
+    }
+    io_uring_prep_openat2(sqe, dfd, path, &h);
+    return IO_WAIT();
+}
+
+int weft_close(int fd)
+{
+    IO_BEGIN(IORING_OP_CLOSE);
+    if (weft_is_direct(fd)) {
+        unsigned slot = (unsigned)(fd & ~WEFT_DIRECT_BIT);
+        io_uring_prep_close_direct(sqe, slot);
+        int r = IO_WAIT();
+        /* Whatever the result, the slot is no longer this task's. */
+        weft__direct_forget(weft__worker_self(), slot);
+        return r;
+    }
+    io_uring_prep_close(sqe, fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_read(int fd, void *buf, size_t n, uint64_t off)
+{
+    IO_BEGIN(IORING_OP_READ);
+    io_uring_prep_read(sqe, 0, buf, (unsigned)n, off_of(off));
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_write(int fd, const void *buf, size_t n, uint64_t off)
+{
+    IO_BEGIN(IORING_OP_WRITE);
+    io_uring_prep_write(sqe, 0, buf, (unsigned)n, off_of(off));
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    IO_BEGIN(IORING_OP_READV);
+    io_uring_prep_readv(sqe, 0, iov, (unsigned)iovcnt, off_of(off));
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    IO_BEGIN(IORING_OP_WRITEV);
+    io_uring_prep_writev(sqe, 0, iov, (unsigned)iovcnt, off_of(off));
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_read_fixed(int fd, void *buf, size_t n, uint64_t off, unsigned buf_index)
+{
+    IO_BEGIN(IORING_OP_READ_FIXED);
+    io_uring_prep_read_fixed(sqe, 0, buf, (unsigned)n, off_of(off), (int)buf_index);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_write_fixed(int fd, const void *buf, size_t n, uint64_t off, unsigned buf_index)
+{
+    IO_BEGIN(IORING_OP_WRITE_FIXED);
+    io_uring_prep_write_fixed(sqe, 0, buf, (unsigned)n, off_of(off), (int)buf_index);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_fsync(int fd, unsigned flags)
+{
+    IO_BEGIN(IORING_OP_FSYNC);
+    io_uring_prep_fsync(sqe, 0, flags);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_sync_file_range(int fd, uint64_t off, uint32_t len, unsigned flags)
+{
+    IO_BEGIN(IORING_OP_SYNC_FILE_RANGE);
+    io_uring_prep_sync_file_range(sqe, 0, len, off, (int)flags);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_fallocate(int fd, int mode, uint64_t off, uint64_t len)
+{
+    IO_BEGIN(IORING_OP_FALLOCATE);
+    io_uring_prep_fallocate(sqe, 0, mode, off, len);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_fadvise(int fd, uint64_t off, uint32_t len, int advice)
+{
+    IO_BEGIN(IORING_OP_FADVISE);
+    io_uring_prep_fadvise(sqe, 0, off, len, advice);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_madvise(void *addr, size_t len, int advice)
+{
+    IO_BEGIN(IORING_OP_MADVISE);
+    io_uring_prep_madvise(sqe, addr, (off_t)len, advice);
+    return IO_WAIT();
+}
+
+int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *out)
+{
+    IO_BEGIN(IORING_OP_STATX);
+    io_uring_prep_statx(sqe, dfd, path, flags, mask, out);
+    return IO_WAIT();
+}
+
+int weft_renameat(int olddfd, const char *oldpath, int newdfd, const char *newpath,
+                  unsigned flags)
+{
+    IO_BEGIN(IORING_OP_RENAMEAT);
+    io_uring_prep_renameat(sqe, olddfd, oldpath, newdfd, newpath, flags);
+    return IO_WAIT();
+}
+
+int weft_unlinkat(int dfd, const char *path, int flags)
+{
+    IO_BEGIN(IORING_OP_UNLINKAT);
+    io_uring_prep_unlinkat(sqe, dfd, path, flags);
+    return IO_WAIT();
+}
+
+int weft_mkdirat(int dfd, const char *path, mode_t mode)
+{
+    IO_BEGIN(IORING_OP_MKDIRAT);
+    io_uring_prep_mkdirat(sqe, dfd, path, mode);
+    return IO_WAIT();
+}
+
+int weft_symlinkat(const char *target, int newdfd, const char *linkpath)
+{
+    IO_BEGIN(IORING_OP_SYMLINKAT);
+    io_uring_prep_symlinkat(sqe, target, newdfd, linkpath);
+    return IO_WAIT();
+}
+
+int weft_linkat(int olddfd, const char *oldpath, int newdfd, const char *newpath, int flags)
+{
+    IO_BEGIN(IORING_OP_LINKAT);
+    io_uring_prep_linkat(sqe, olddfd, oldpath, newdfd, newpath, flags);
+    return IO_WAIT();
+}
+
+int weft_setxattr(const char *path, const char *name, const void *value, size_t len, int flags)
+{
+    IO_BEGIN(IORING_OP_SETXATTR);
+    io_uring_prep_setxattr(sqe, name, (const char *)value, path, flags, (unsigned)len);
+    return IO_WAIT();
+}
+
+int weft_fsetxattr(int fd, const char *name, const void *value, size_t len, int flags)
+{
+    IO_BEGIN(IORING_OP_FSETXATTR);
+    io_uring_prep_fsetxattr(sqe, 0, name, (const char *)value, flags, (unsigned)len);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_getxattr(const char *path, const char *name, void *value, size_t len)
+{
+    IO_BEGIN(IORING_OP_GETXATTR);
+    io_uring_prep_getxattr(sqe, name, (char *)value, path, (unsigned)len);
+    return IO_WAIT();
+}
+
+ssize_t weft_fgetxattr(int fd, const char *name, void *value, size_t len)
+{
+    IO_BEGIN(IORING_OP_FGETXATTR);
+    io_uring_prep_fgetxattr(sqe, 0, name, (char *)value, (unsigned)len);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+/* splice and tee: the input side takes the fixed-file flag in the SQE's
+ * splice_flags (SPLICE_F_FD_IN_FIXED), the output side in sqe->flags. */
+static void splice_fds(struct io_uring_sqe *sqe, int fd_in, int fd_out)
+{
+    if (weft_is_direct(fd_in)) {
+        sqe->splice_fd_in = fd_in & ~WEFT_DIRECT_BIT;
+        sqe->splice_flags |= SPLICE_F_FD_IN_FIXED;
+    } else {
+        sqe->splice_fd_in = fd_in;
+    }
+    weft__sqe_fd(sqe, fd_out);
+}
+
+ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t n,
+                    unsigned flags)
+{
+    IO_BEGIN(IORING_OP_SPLICE);
+    io_uring_prep_splice(sqe, 0, off_in, 0, off_out, (unsigned)n, flags);
+    splice_fds(sqe, fd_in, fd_out);
+    return IO_WAIT();
+}
+
+ssize_t weft_tee(int fd_in, int fd_out, size_t n, unsigned flags)
+{
+    IO_BEGIN(IORING_OP_TEE);
+    io_uring_prep_tee(sqe, 0, 0, (unsigned)n, flags);
+    splice_fds(sqe, fd_in, fd_out);
+    return IO_WAIT();
+}

@@ -1,0 +1,211 @@
+/* Typed wrappers: generic ops, batches, readiness, buffers, the ring
+ * itself; see weft/io.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft/io.h>
+
+#include "common/fault.h"
+#include "io/op_macros.h"
+#include "ring/resource.h"
+#include "runtime/worker.h"
+
+#define BATCH_MAX       256
+#define BATCH_ON_STACK  16
+#define LEGACY_GID_LAST 0x7fffu /* buffer rings take the groups above */
+
+int weft_nop(void)
+{
+    IO_BEGIN(IORING_OP_NOP);
+    io_uring_prep_nop(sqe);
+    return IO_WAIT();
+}
+
+int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned flags)
+{
+    if (!sqes || !res || n == 0 || n > BATCH_MAX || (flags & ~WEFT_BATCH_CHAIN))
+        return -EINVAL;
+    int err;
+    weft__ring *r = weft__io_ring(IORING_OP_NOP, &err);
+    if (!r)
+        return err;
+    for (unsigned i = 0; i < n; i++)
+        if (!weft__ring_supports(r, sqes[i].opcode))
+            return -EOPNOTSUPP;
+    /* All SQEs or none: a chain half on the ring would run half. */
+    if (weft__fault_hit(WEFT_FAULT_SQE))
+        return -EAGAIN;
+    if (io_uring_sq_space_left(&r->uring) < n)
+        weft__ring_submit(r);
+    if (io_uring_sq_space_left(&r->uring) < n)
+        return -EAGAIN;
+    weft__io stack_ios[BATCH_ON_STACK];
+    weft__io *ios = n <= BATCH_ON_STACK ? stack_ios : weft__malloc(n * sizeof *ios);
+    if (!ios)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        weft__io_init(&ios[i]);
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+        memcpy(sqe, &sqes[i], sizeof *sqe);
+        if (weft_is_direct(sqe->fd)) {
+            sqe->fd &= ~WEFT_DIRECT_BIT;
+            sqe->flags |= IOSQE_FIXED_FILE;
+        }
+        if ((flags & WEFT_BATCH_CHAIN) && i + 1 < n)
+            sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data(sqe, &ios[i].op);
+        r->pending_sqes++;
+        r->ops[sqe->opcode]++;
+    }
+    int intr = weft__io_wait_all(ios, n);
+    int ok = 0;
+    for (unsigned i = 0; i < n; i++) {
+        res[i] = ios[i].res;
+        ok += res[i] >= 0;
+    }
+    if (ios != stack_ios)
+        free(ios);
+    return intr ? intr : ok;
+}
+
+int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx)
+{
+    if (!prep)
+        return -EINVAL;
+    struct io_uring_sqe sqe;
+    memset(&sqe, 0, sizeof sqe);
+    prep(&sqe, ctx);
+    int res;
+    int r = weft_batch(&sqe, &res, 1, 0);
+    return r < 0 ? r : res;
+}
+
+int weft_cancel_fd(int fd)
+{
+    IO_BEGIN(IORING_OP_ASYNC_CANCEL);
+    unsigned flags = IORING_ASYNC_CANCEL_ALL;
+    if (weft_is_direct(fd)) {
+        flags |= IORING_ASYNC_CANCEL_FD_FIXED;
+        fd &= ~WEFT_DIRECT_BIT;
+    }
+    io_uring_prep_cancel_fd(sqe, fd, flags);
+    int r = IO_WAIT();
+    return r == -ENOENT ? 0 : r;
+}
+
+int weft_poll(int fd, unsigned events)
+{
+    IO_BEGIN(IORING_OP_POLL_ADD);
+    io_uring_prep_poll_add(sqe, 0, events);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    IO_BEGIN(IORING_OP_EPOLL_CTL);
+    io_uring_prep_epoll_ctl(sqe, epfd, fd, op, ev);
+    return IO_WAIT();
+}
+
+int weft_msg_ring(int ring_fd, int res, uint64_t user_data)
+{
+    IO_BEGIN(IORING_OP_MSG_RING);
+    io_uring_prep_msg_ring(sqe, ring_fd, (unsigned)res, user_data, 0);
+    return IO_WAIT();
+}
+
+int weft_ring_fd(void)
+{
+    weft__worker *w = weft__worker_self();
+    return w ? w->ring.uring.ring_fd : -EPERM;
+}
+
+int weft_buffers_provide(void *base, unsigned len, unsigned n, unsigned gid, unsigned bid)
+{
+    if (gid > LEGACY_GID_LAST || !base || !len || !n)
+        return -EINVAL;
+    IO_BEGIN(IORING_OP_PROVIDE_BUFFERS);
+    io_uring_prep_provide_buffers(sqe, base, (int)len, (int)n, (int)gid, (int)bid);
+    return IO_WAIT();
+}
+
+int weft_buffers_remove(unsigned n, unsigned gid)
+{
+    if (gid > LEGACY_GID_LAST || !n)
+        return -EINVAL;
+    IO_BEGIN(IORING_OP_REMOVE_BUFFERS);
+    io_uring_prep_remove_buffers(sqe, (int)n, (int)gid);
+    return IO_WAIT();
+}
+
+int weft_direct_from_fd(int fd)
+{
+    if (fd < 0 || weft_is_direct(fd))
+        return -EBADF;
+    /* With IORING_FILE_INDEX_ALLOC the kernel writes the slot it picked
+     * back into the array, which lives on this stack until the CQE. */
+    int fds[1] = {fd};
+    IO_BEGIN(IORING_OP_FILES_UPDATE);
+    io_uring_prep_files_update(sqe, fds, 1, IORING_FILE_INDEX_ALLOC);
+    int r = IO_WAIT();
+    if (r < 0)
+        return r;
+    weft__worker *w = weft__worker_self();
+    return weft__direct_adopt(w, w->current, fds[0]);
+}
+
+/* ---- registered buffers --------------------------------------------------- */
+
+int weft_buffers_register(const struct iovec *iov, unsigned n)
+{
+    weft__worker *w = weft__worker_self();
+    if (!w || !w->current)
+        return -EPERM;
+    if (!iov || n == 0)
+        return -EINVAL;
+    weft__ring *r = &w->ring;
+    if (!r->buffer_slots)
+        return -ENXIO;
+    /* First fit: n consecutive free slots. */
+    unsigned run = 0, first = 0;
+    for (unsigned s = 0; s < r->buffer_slots && run < n; s++) {
+        if (r->buffer_used[s]) {
+            run = 0;
+            first = s + 1;
+        } else {
+            run++;
+        }
+    }
+    if (run < n)
+        return -ENOSPC;
+    int ret = io_uring_register_buffers_update_tag(&r->uring, first, iov, NULL, n);
+    if (ret < 0)
+        return ret;
+    memset(r->buffer_used + first, 1, n);
+    return (int)first;
+}
+
+int weft_buffers_unregister(unsigned first, unsigned n)
+{
+    weft__worker *w = weft__worker_self();
+    if (!w || !w->current)
+        return -EPERM;
+    weft__ring *r = &w->ring;
+    if (n == 0 || first >= r->buffer_slots || n > r->buffer_slots - first)
+        return -EINVAL;
+    for (unsigned s = first; s < first + n; s++)
+        if (!r->buffer_used[s])
+            return -EINVAL;
+    struct iovec empty[16];
+    memset(empty, 0, sizeof empty);
+    for (unsigned done = 0; done < n;) {
+        unsigned k = n - done < 16 ? n - done : 16;
+        int ret = io_uring_register_buffers_update_tag(&r->uring, first + done, empty, NULL, k);
+        if (ret < 0)
+            return ret;
+        done += k;
+    }
+    memset(r->buffer_used + first, 0, n);
+    return 0;
+}

@@ -1,0 +1,106 @@
+/* Typed wrappers: sockets; see weft/io.h. */
+#include <errno.h>
+#include <weft/io.h>
+
+#include "io/op_macros.h"
+#include "ring/resource.h"
+#include "runtime/worker.h"
+
+static int adopt_direct(int res)
+{
+    weft__worker *w = weft__worker_self();
+    return res < 0 ? res : weft__direct_adopt(w, w->current, res);
+}
+
+int weft_socket(int domain, int type, int protocol, unsigned flags)
+{
+    if (flags & ~WEFT_DIRECT)
+        return -EINVAL;
+    IO_BEGIN(IORING_OP_SOCKET);
+    if (flags & WEFT_DIRECT) {
+        io_uring_prep_socket_direct_alloc(sqe, domain, type, protocol, 0);
+        return adopt_direct(IO_WAIT());
+    }
+    io_uring_prep_socket(sqe, domain, type, protocol, 0);
+    return IO_WAIT();
+}
+
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    IO_BEGIN(IORING_OP_CONNECT);
+    io_uring_prep_connect(sqe, 0, addr, len);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
+{
+    if (flags & ~(WEFT_DIRECT | SOCK_CLOEXEC | SOCK_NONBLOCK))
+        return -EINVAL;
+    IO_BEGIN(IORING_OP_ACCEPT);
+    if (flags & WEFT_DIRECT) {
+        io_uring_prep_accept_direct(sqe, 0, addr, len, (int)(flags & ~WEFT_DIRECT),
+                                    IORING_FILE_INDEX_ALLOC);
+        IO_FD(fd);
+        return adopt_direct(IO_WAIT());
+    }
+    io_uring_prep_accept(sqe, 0, addr, len, (int)flags);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_send(int fd, const void *buf, size_t n, int flags)
+{
+    IO_BEGIN(IORING_OP_SEND);
+    io_uring_prep_send(sqe, 0, buf, n, flags);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_recv(int fd, void *buf, size_t n, int flags)
+{
+    IO_BEGIN(IORING_OP_RECV);
+    io_uring_prep_recv(sqe, 0, buf, n, flags);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_sendmsg(int fd, const struct msghdr *msg, unsigned flags)
+{
+    IO_BEGIN(IORING_OP_SENDMSG);
+    io_uring_prep_sendmsg(sqe, 0, msg, flags);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags)
+{
+    IO_BEGIN(IORING_OP_RECVMSG);
+    io_uring_prep_recvmsg(sqe, 0, msg, flags);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_send_zc(int fd, const void *buf, size_t n, int flags)
+{
+    IO_BEGIN(IORING_OP_SEND_ZC);
+    io_uring_prep_send_zc(sqe, 0, buf, n, flags, 0);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_sendmsg_zc(int fd, const struct msghdr *msg, unsigned flags)
+{
+    IO_BEGIN(IORING_OP_SENDMSG_ZC);
+    io_uring_prep_sendmsg_zc(sqe, 0, msg, flags);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_shutdown(int fd, int how)
+{
+    IO_BEGIN(IORING_OP_SHUTDOWN);
+    io_uring_prep_shutdown(sqe, 0, how);
+    IO_FD(fd);
+    return IO_WAIT();
+}

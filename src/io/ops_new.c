@@ -1,0 +1,141 @@
+/* Typed wrappers for the opcodes newer than liburing 2.3 (6.7 .. 6.16),
+ * prepared from the kernel UAPI by io/uapi.h; see weft/io.h. */
+#include <errno.h>
+#include <linux/futex.h>
+#include <weft/io.h>
+
+#include "io/op_macros.h"
+#include "ring/resource.h"
+#include "runtime/worker.h"
+
+static inline uint64_t off_of(uint64_t off)
+{
+    return off == WEFT_OFF_CURRENT ? (uint64_t)-1 : off;
+}
+
+ssize_t weft_readv_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                         unsigned buf_index)
+{
+    IO_BEGIN(WEFT__OP_READV_FIXED);
+    weft__prep_readv_fixed(sqe, 0, iov, (uint32_t)iovcnt, off_of(off), 0, (uint16_t)buf_index);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+ssize_t weft_writev_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                          unsigned buf_index)
+{
+    IO_BEGIN(WEFT__OP_WRITEV_FIXED);
+    weft__prep_writev_fixed(sqe, 0, iov, (uint32_t)iovcnt, off_of(off), 0, (uint16_t)buf_index);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_ftruncate(int fd, uint64_t len)
+{
+    IO_BEGIN(WEFT__OP_FTRUNCATE);
+    weft__prep_ftruncate(sqe, 0, len);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_pipe(int fds[2], int flags)
+{
+    if (!fds || (flags & ~(O_CLOEXEC | O_NONBLOCK | O_DIRECT)))
+        return -EINVAL;
+    /* The kernel writes the pair at completion: keep it on this stack and
+     * copy it out only on success. */
+    int pair[2] = {-1, -1};
+    IO_BEGIN(WEFT__OP_PIPE);
+    weft__prep_pipe(sqe, pair, (uint32_t)flags);
+    int r = IO_WAIT();
+    if (r == 0) {
+        fds[0] = pair[0];
+        fds[1] = pair[1];
+    }
+    return r;
+}
+
+int weft_bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    IO_BEGIN(WEFT__OP_BIND);
+    weft__prep_bind(sqe, 0, addr, len);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_listen(int fd, int backlog)
+{
+    IO_BEGIN(WEFT__OP_LISTEN);
+    weft__prep_listen(sqe, 0, backlog);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_getsockopt(int fd, int level, int name, void *val, socklen_t len)
+{
+    IO_BEGIN(IORING_OP_URING_CMD);
+    weft__prep_getsockopt(sqe, 0, level, name, val, (int)len);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+    IO_BEGIN(IORING_OP_URING_CMD);
+    weft__prep_setsockopt(sqe, 0, level, name, val, (int)len);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_waitid(int idtype, int id, siginfo_t *info, int options)
+{
+    IO_BEGIN(WEFT__OP_WAITID);
+    weft__prep_waitid(sqe, idtype, id, info, options);
+    return IO_WAIT();
+}
+
+static uint32_t futex_flags(unsigned flags)
+{
+    return flags ? flags : FUTEX2_SIZE_U32 | FUTEX2_PRIVATE;
+}
+
+int weft_futex_wait(uint32_t *addr, uint64_t val, uint64_t mask, unsigned flags)
+{
+    IO_BEGIN(WEFT__OP_FUTEX_WAIT);
+    weft__prep_futex_wait(sqe, addr, val, mask ? mask : FUTEX_BITSET_MATCH_ANY,
+                          futex_flags(flags));
+    return IO_WAIT();
+}
+
+int weft_futex_wake(uint32_t *addr, uint64_t n, uint64_t mask, unsigned flags)
+{
+    IO_BEGIN(WEFT__OP_FUTEX_WAKE);
+    weft__prep_futex_wake(sqe, addr, n, mask ? mask : FUTEX_BITSET_MATCH_ANY,
+                          futex_flags(flags));
+    return IO_WAIT();
+}
+
+int weft_futex_waitv(struct futex_waitv *v, unsigned n)
+{
+    IO_BEGIN(WEFT__OP_FUTEX_WAITV);
+    weft__prep_futex_waitv(sqe, v, n);
+    return IO_WAIT();
+}
+
+int weft_epoll_wait(int epfd, struct epoll_event *events, int maxevents)
+{
+    IO_BEGIN(WEFT__OP_EPOLL_WAIT);
+    weft__prep_epoll_wait(sqe, epfd, events, maxevents);
+    return IO_WAIT();
+}
+
+int weft_direct_to_fd(int direct, unsigned flags)
+{
+    if (!weft_is_direct(direct) || (flags & ~WEFT_FD_INHERIT))
+        return -EINVAL;
+    IO_BEGIN(WEFT__OP_FIXED_FD_INSTALL);
+    weft__prep_fixed_fd_install(sqe, direct & ~WEFT_DIRECT_BIT,
+                                (flags & WEFT_FD_INHERIT) ? IORING_FIXED_FD_NO_CLOEXEC : 0);
+    return IO_WAIT();
+}

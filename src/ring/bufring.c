@@ -1,0 +1,210 @@
+/* Provided buffer rings and buffer leases; see weft/io.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "common/fault.h"
+#include "ring/bufring.h"
+#include "ring/op.h"
+#include "runtime/worker.h"
+
+/* Group ids of buffer rings: the upper half, so that the legacy
+ * weft_buffers_provide groups (below) never collide with them. */
+#define GID_FIRST 0x8000u
+#define GID_LAST  0xffffu
+
+static unsigned pick_gid(const weft__worker *w)
+{
+    for (unsigned gid = GID_FIRST; gid <= GID_LAST; gid++) {
+        bool used = false;
+        for (const weft_buf_ring *br = w->bufrings; br && !used; br = br->next)
+            used = br->gid == gid;
+        if (!used)
+            return gid;
+    }
+    return 0;
+}
+
+static void give_to_kernel(weft_buf_ring *br, unsigned bid)
+{
+    io_uring_buf_ring_add(br->ring, br->bufs + (size_t)bid * br->size, (unsigned)br->size,
+                          (unsigned short)bid, br->mask, 0);
+    io_uring_buf_ring_advance(br->ring, 1);
+}
+
+int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t size)
+{
+    *out = NULL;
+    weft__worker *w = weft__worker_self();
+    if (!w || !w->current)
+        return -EPERM;
+    if (nbufs == 0 || nbufs > 32768 || (nbufs & (nbufs - 1)) || size == 0 || size > (1u << 31))
+        return -EINVAL;
+    if (nbufs * size / nbufs != size)
+        return -EINVAL;
+    unsigned gid = pick_gid(w);
+    if (!gid)
+        return -ENOSPC;
+    weft_buf_ring *br = weft__calloc(1, sizeof *br);
+    if (!br)
+        return -ENOMEM;
+    br->lessee = weft__calloc(nbufs, sizeof *br->lessee);
+    br->ring_bytes = (size_t)nbufs * sizeof(struct io_uring_buf);
+    br->ring = weft__fault_hit(WEFT_FAULT_MMAP)
+                   ? MAP_FAILED
+                   : mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    br->bufs = weft__malloc((size_t)nbufs * size);
+    int r = -ENOMEM;
+    if (!br->lessee || br->ring == MAP_FAILED || !br->bufs)
+        goto fail;
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)br->ring, .ring_entries = nbufs, .bgid = (uint16_t)gid};
+    r = io_uring_register_buf_ring(&w->ring.uring, &reg, 0);
+    if (r < 0)
+        goto fail;
+    br->w = w;
+    br->gid = gid;
+    br->nbufs = nbufs;
+    br->mask = io_uring_buf_ring_mask(nbufs);
+    br->size = size;
+    io_uring_buf_ring_init(br->ring);
+    for (unsigned bid = 0; bid < nbufs; bid++)
+        io_uring_buf_ring_add(br->ring, br->bufs + (size_t)bid * size, (unsigned)size,
+                              (unsigned short)bid, br->mask, (int)bid);
+    io_uring_buf_ring_advance(br->ring, (int)nbufs);
+    br->next = w->bufrings;
+    w->bufrings = br;
+    *out = br;
+    return 0;
+fail:
+    if (br->ring != MAP_FAILED && br->ring)
+        munmap(br->ring, br->ring_bytes);
+    free(br->bufs);
+    free(br->lessee);
+    free(br);
+    return r;
+}
+
+static void free_ring(weft_buf_ring *br)
+{
+    munmap(br->ring, br->ring_bytes);
+    free(br->bufs);
+    free(br->lessee);
+    free(br);
+}
+
+int weft_buf_ring_destroy(weft_buf_ring *br)
+{
+    if (!br)
+        return -EINVAL;
+    weft__worker *w = weft__worker_self();
+    if (!w)
+        return -EPERM;
+    if (br->w != w)
+        return -EXDEV;
+    if (br->users || br->leased)
+        return -EBUSY;
+    io_uring_unregister_buf_ring(&w->ring.uring, (int)br->gid);
+    for (weft_buf_ring **p = &w->bufrings; *p; p = &(*p)->next)
+        if (*p == br) {
+            *p = br->next;
+            break;
+        }
+    free_ring(br);
+    return 0;
+}
+
+void weft__bufrings_fini(weft__worker *w)
+{
+    /* The ring is going away with them: no unregister needed. */
+    while (w->bufrings) {
+        weft_buf_ring *br = w->bufrings;
+        w->bufrings = br->next;
+        free_ring(br);
+    }
+}
+
+unsigned weft_buf_ring_available(const weft_buf_ring *br)
+{
+    return br ? br->nbufs - br->leased : 0;
+}
+
+bool weft__buf_from_cqe(weft_buf_ring *br, int res, uint32_t cflags, weft_buf *out)
+{
+    if (!(cflags & IORING_CQE_F_BUFFER))
+        return false;
+    unsigned bid = cflags >> IORING_CQE_BUFFER_SHIFT;
+    weft_task *t = weft__task_current();
+    if (res <= 0 || !out || !t) {
+        give_to_kernel(br, bid); /* nothing in it worth keeping */
+        return false;
+    }
+    br->lessee[bid] = t;
+    br->leased++;
+    t->ring_bound++;
+    out->data = br->bufs + (size_t)bid * br->size;
+    out->len = (size_t)res;
+    out->ring = br;
+    out->id = bid;
+    return true;
+}
+
+void weft__buf_recycle(weft_buf_ring *br, uint32_t cflags)
+{
+    if (cflags & IORING_CQE_F_BUFFER)
+        give_to_kernel(br, cflags >> IORING_CQE_BUFFER_SHIFT);
+}
+
+static void unlease(weft_buf_ring *br, unsigned bid)
+{
+    br->lessee[bid]->ring_bound--;
+    br->lessee[bid] = NULL;
+    br->leased--;
+    give_to_kernel(br, bid);
+}
+
+void weft_buf_release(weft_buf *b)
+{
+    if (!b || !b->ring)
+        return;
+    weft_buf_ring *br = b->ring;
+    b->ring = NULL;
+    b->data = NULL;
+    b->len = 0;
+    if (b->id < br->nbufs && br->lessee[b->id])
+        unlease(br, b->id);
+}
+
+void weft__leases_release_all(weft__worker *w, weft_task *t)
+{
+    for (weft_buf_ring *br = w->bufrings; br && t->ring_bound; br = br->next)
+        for (unsigned bid = 0; br->leased && bid < br->nbufs; bid++)
+            if (br->lessee[bid] == t)
+                unlease(br, bid);
+}
+
+ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out)
+{
+    if (!br || !out)
+        return -EINVAL;
+    out->ring = NULL;
+    weft__io io;
+    int err;
+    struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_RECV, &err);
+    if (!sqe)
+        return err;
+    if (br->w != weft__worker_self()) {
+        /* Too late to take the SQE back: make it a no-op. */
+        io_uring_prep_nop(sqe);
+        weft__io_wait(&io);
+        return -EXDEV;
+    }
+    io_uring_prep_recv(sqe, 0, NULL, (size_t)br->size, 0);
+    weft__sqe_fd(sqe, fd);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = (uint16_t)br->gid;
+    int res = weft__io_wait(&io);
+    weft__buf_from_cqe(br, res, io.cflags, out);
+    return res;
+}

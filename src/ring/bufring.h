@@ -1,0 +1,32 @@
+/* Provided buffer rings (internal side); see weft/io.h. */
+#ifndef WEFT_RING_BUFRING_H
+#define WEFT_RING_BUFRING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <weft/io.h>
+
+struct weft__worker;
+
+struct weft_buf_ring {
+    struct io_uring_buf_ring *ring; /* shared with the kernel */
+    size_t ring_bytes;
+    char *bufs; /* nbufs * size bytes */
+    size_t size;
+    unsigned nbufs, mask, gid;
+    struct weft__worker *w;
+    struct weft_task **lessee; /* by buffer id: the task holding it, NULL = the kernel's */
+    unsigned leased;
+    unsigned users; /* streams reading into it */
+    struct weft_buf_ring *next;
+};
+
+/* A CQE that may carry a selected buffer: with res > 0 and out non-NULL
+ * the buffer is leased to the current task and described in *out (true);
+ * otherwise it goes straight back to the kernel (false). */
+bool weft__buf_from_cqe(weft_buf_ring *br, int res, uint32_t cflags, weft_buf *out);
+/* Gives the CQE's buffer, if it has one, back to the kernel. */
+void weft__buf_recycle(weft_buf_ring *br, uint32_t cflags);
+void weft__bufrings_fini(struct weft__worker *w);
+
+#endif

@@ -1,0 +1,213 @@
+/* The per-worker maintenance task: asynchronous cleanup of ring-bound
+ * resources; see resource.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/fault.h"
+#include "ring/op.h"
+#include "runtime/worker.h"
+
+/* Jobs submitted together per round: one batch, one wait. */
+#define ROUND_MAX 64
+
+static const char *op_name(unsigned opcode)
+{
+    switch (opcode) {
+    case IORING_OP_ASYNC_CANCEL:
+        return "ASYNC_CANCEL";
+    case IORING_OP_POLL_REMOVE:
+        return "POLL_REMOVE";
+    case IORING_OP_TIMEOUT_REMOVE:
+        return "TIMEOUT_REMOVE";
+    default:
+        return "CLOSE";
+    }
+}
+
+/* -ENOENT (the target already finished) counts as success; so does
+ * -EALREADY (it is finishing now and will post its last CQE), and -EBADF
+ * for a CLOSE (the slot is already empty). */
+static bool cleanup_ok(unsigned opcode, int res)
+{
+    return res >= 0 || res == -ENOENT || res == -EALREADY ||
+           (opcode == IORING_OP_CLOSE && res == -EBADF);
+}
+
+/* Decides what happens after a failed cleanup; true = queue it again. */
+static bool cleanup_failed(weft__worker *w, unsigned opcode, unsigned tries, int res)
+{
+    const weft_config *cfg = &w->rt->cfg;
+    switch (cfg->on_cleanup_error) {
+    case WEFT_CLEANUP_ABORT:
+        fprintf(stderr, "weft: cleanup %s failed: %s (on_cleanup_error = abort)\n", op_name(opcode),
+                weft_strerror(res));
+        abort();
+    case WEFT_CLEANUP_IGNORE:
+        w->cleanup_failed++;
+        return false;
+    case WEFT_CLEANUP_RETRY:
+    default:
+        if (tries < cfg->cleanup_retries) {
+            w->cleanup_retried++;
+            return true;
+        }
+        w->cleanup_failed++;
+        fprintf(stderr, "weft: cleanup %s failed %u times, giving up: %s\n", op_name(opcode), tries,
+                weft_strerror(res));
+        return false;
+    }
+}
+
+typedef struct job {
+    weft__io io;
+    weft__cleanup *c; /* NULL for a direct CLOSE */
+    unsigned slot;
+    unsigned opcode;
+} job;
+
+static void push_back(weft__worker *w, weft__cleanup *c)
+{
+    c->next = NULL;
+    if (w->cleanup_tail)
+        w->cleanup_tail->next = c;
+    else
+        w->cleanup_head = c;
+    w->cleanup_tail = c;
+}
+
+/* Takes up to ROUND_MAX jobs off the queues and prepares their SQEs.
+ * Returns how many were prepared. */
+static unsigned prepare_round(weft__worker *w, job *jobs)
+{
+    unsigned n = 0;
+    while (n < ROUND_MAX && (w->cleanup_head || w->nclose)) {
+        job *j = &jobs[n];
+        int err;
+        if (w->cleanup_head) {
+            weft__cleanup *c = w->cleanup_head;
+            struct io_uring_sqe *sqe = weft__io_begin(&j->io, c->opcode, &err);
+            if (!sqe)
+                break; /* no SQE now (fault injection): next round */
+            w->cleanup_head = c->next;
+            if (!w->cleanup_head)
+                w->cleanup_tail = NULL;
+            j->c = c;
+            j->opcode = c->opcode;
+            if (c->opcode == IORING_OP_POLL_REMOVE)
+                io_uring_prep_poll_remove(sqe, c->target);
+            else if (c->opcode == IORING_OP_TIMEOUT_REMOVE)
+                io_uring_prep_timeout_remove(sqe, c->target, 0);
+            else
+                io_uring_prep_cancel64(sqe, c->target, 0);
+        } else {
+            struct io_uring_sqe *sqe = weft__io_begin(&j->io, IORING_OP_CLOSE, &err);
+            if (!sqe)
+                break;
+            j->c = NULL;
+            j->slot = w->close_slots[--w->nclose];
+            j->opcode = IORING_OP_CLOSE;
+            io_uring_prep_close_direct(sqe, j->slot);
+        }
+        n++;
+    }
+    return n;
+}
+
+static void finish_round(weft__worker *w, job *jobs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        job *j = &jobs[i];
+        int res = weft__io_wait(&j->io);
+        if (weft__fault_hit(WEFT_FAULT_CLEANUP))
+            res = -EIO;
+        unsigned tries = j->c ? ++j->c->tries : 1;
+        if (cleanup_ok(j->opcode, res)) {
+            w->cleanup_done++;
+            continue;
+        }
+        if (!cleanup_failed(w, j->opcode, tries, res))
+            continue;
+        if (j->c)
+            push_back(w, j->c);
+        else
+            w->close_slots[w->nclose++] = j->slot;
+    }
+}
+
+static uint64_t user_tasks_live(const weft__worker *w)
+{
+    return weft__worker_live_tasks(w) - (w->maint ? 1 : 0);
+}
+
+static void *maintenance_main(void *arg)
+{
+    weft__worker *w = arg;
+    job jobs[ROUND_MAX];
+    for (;;) {
+        if (w->cleanup_head || w->nclose) {
+            unsigned n = prepare_round(w, jobs);
+            if (n == 0) {
+                weft_yield();
+                continue;
+            }
+            finish_round(w, jobs, n);
+            continue;
+        }
+        /* Nothing queued. Streams still winding down may queue nothing
+         * more, but their last CQEs must be reaped before the ring goes:
+         * stay until they are, and until no user task could queue more. */
+        if (user_tasks_live(w) == 0 && w->streams_live == 0)
+            break;
+        w->maint_waiting = true;
+        weft__task_park();
+        w->maint_waiting = false;
+    }
+    w->maint = NULL;
+    return NULL;
+}
+
+static void wake_maintenance(weft__worker *w)
+{
+    if (w->maint) {
+        if (w->maint_waiting)
+            weft__task_wake(w->maint);
+        return;
+    }
+    /* Spawned outside any task's subtree and flagged so the subtree
+     * cancellation calls pass it by. */
+    weft_task *cur = w->current;
+    w->current = NULL;
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY | WEFT_TASK_BACKGROUND,
+                         .name = "weft-maintenance"};
+    weft_task *t;
+    int r = weft__spawn_internal(&t, &o, maintenance_main, w, TASK_F_MAINTENANCE, false);
+    w->current = cur;
+    if (r == 0)
+        w->maint = t;
+    /* Without a task (out of memory) the jobs stay queued; the next
+     * queued job or idle pass tries again. */
+}
+
+void weft__cleanup_queue(weft__worker *w, weft__cleanup *c)
+{
+    c->tries = 0;
+    push_back(w, c);
+    wake_maintenance(w);
+}
+
+void weft__cleanup_close_direct(weft__worker *w, unsigned slot)
+{
+    w->close_slots[w->nclose++] = slot;
+    wake_maintenance(w);
+}
+
+void weft__maintenance_idle(weft__worker *w)
+{
+    if (w->cleanup_head || w->nclose) {
+        wake_maintenance(w);
+        return;
+    }
+    if (w->maint && w->maint_waiting && user_tasks_live(w) == 0 && w->streams_live == 0)
+        weft__task_wake(w->maint);
+}

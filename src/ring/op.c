@@ -1,0 +1,140 @@
+/* Awaiting ops with cancellation safety; see op.h. */
+#include "ring/op.h"
+
+#include <errno.h>
+
+#include "runtime/worker.h"
+#include "task/task.h"
+
+static void io_complete(weft__op *op, int res, uint32_t cflags)
+{
+    weft__io *io = (weft__io *)op;
+    if (cflags & IORING_CQE_F_NOTIF) {
+        /* A zero-copy send's buffer notification: the kernel is done with
+         * the buffer; the result came in the first CQE. */
+        io->done = true;
+    } else {
+        io->res = res;
+        io->cflags = cflags;
+        io->done = !(cflags & IORING_CQE_F_MORE);
+    }
+    if (io->done)
+        weft__task_wake(io->task);
+}
+
+weft__ring *weft__io_ring(unsigned opcode, int *err)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *t = w ? w->current : NULL;
+    if (!t) {
+        *err = -EPERM;
+        return NULL;
+    }
+    if (!weft__ring_supports(&w->ring, opcode)) {
+        *err = -EOPNOTSUPP;
+        return NULL;
+    }
+    int intr = weft__task_interrupted(t);
+    if (intr) {
+        *err = intr;
+        return NULL;
+    }
+    return &w->ring;
+}
+
+void weft__io_init(weft__io *io)
+{
+    io->op.complete = io_complete;
+    io->task = weft__task_current();
+    io->res = 0;
+    io->cflags = 0;
+    io->done = false;
+}
+
+struct io_uring_sqe *weft__io_begin(weft__io *io, unsigned opcode, int *err)
+{
+    weft__ring *r = weft__io_ring(opcode, err);
+    if (!r)
+        return NULL;
+    struct io_uring_sqe *sqe = weft__ring_sqe(r, &io->op);
+    if (!sqe) {
+        *err = -EAGAIN;
+        return NULL;
+    }
+    r->ops[opcode]++;
+    weft__io_init(io);
+    return sqe;
+}
+
+bool weft__io_cancel_op(weft__ring *r, const weft__op *target)
+{
+    struct io_uring_sqe *sqe = weft__ring_sqe(r, NULL);
+    if (!sqe)
+        return false;
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)target, 0);
+    io_uring_sqe_set_data(sqe, NULL); /* its CQE is dropped by the dispatcher */
+    r->ops[IORING_OP_ASYNC_CANCEL]++;
+    return true;
+}
+
+int weft__io_wait(weft__io *io)
+{
+    weft_task *t = io->task;
+    t->ring_ops++;
+    int intr = 0;
+    bool cancel_sent = false;
+    while (!io->done) {
+        if (!intr) {
+            intr = weft__task_park_interruptible();
+            if (intr == 0 || io->done)
+                continue;
+        } else if (cancel_sent) {
+            weft__task_park();
+            continue;
+        }
+        /* Interrupted with the op still in the kernel: cancel it there and
+         * wait for its completion, which will come (with -ECANCELED, or the
+         * real result if it won the race). Tasks with ops in flight never
+         * migrate, so this is still the ring the op went to. */
+        cancel_sent = weft__io_cancel_op(&weft__worker_self()->ring, &io->op);
+        if (!cancel_sent)
+            weft_yield(); /* no SQE this time (fault injection): try again */
+    }
+    t->ring_ops--;
+    if (intr && (io->res == -ECANCELED || io->res == -EINTR))
+        return intr;
+    return io->res;
+}
+
+int weft__io_wait_all(weft__io *ios, unsigned n)
+{
+    weft_task *t = weft__task_current();
+    t->ring_ops = (uint16_t)(t->ring_ops + n);
+    int intr = 0;
+    bool cancels_sent = false;
+    for (;;) {
+        unsigned left = 0;
+        for (unsigned i = 0; i < n; i++)
+            left += !ios[i].done;
+        if (!left)
+            break;
+        if (!intr) {
+            intr = weft__task_park_interruptible();
+            continue;
+        }
+        if (cancels_sent) {
+            weft__task_park();
+            continue;
+        }
+        /* Cancel every op still in flight, then wait for all of them. */
+        weft__ring *r = &weft__worker_self()->ring;
+        cancels_sent = true;
+        for (unsigned i = 0; i < n; i++)
+            if (!ios[i].done && !weft__io_cancel_op(r, &ios[i].op))
+                cancels_sent = false;
+        if (!cancels_sent)
+            weft_yield(); /* fault injection took an SQE: the rest again */
+    }
+    t->ring_ops = (uint16_t)(t->ring_ops - n);
+    return intr;
+}

@@ -1,0 +1,74 @@
+/* Awaiting one op (internal): the pattern every wrapper follows.
+ *
+ *     weft__io io;
+ *     int err;
+ *     struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_READ, &err);
+ *     if (!sqe)
+ *         return err;
+ *     io_uring_prep_read(sqe, 0, buf, n, off);
+ *     weft__sqe_fd(sqe, fd);
+ *     return weft__io_wait(&io);
+ *
+ * The record lives on the waiting task's stack; the SQE's user_data points
+ * at it. weft__io_wait returns only once the op's last CQE was reaped, so the
+ * record and every buffer the op names stay valid for as long as the kernel
+ * may touch them.
+ */
+#ifndef WEFT_RING_OP_H
+#define WEFT_RING_OP_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <weft/io.h>
+
+#include "ring/ring.h"
+
+typedef struct weft__io {
+    weft__op op;
+    struct weft_task *task;
+    int res;         /* from the first CQE (a zero-copy send's notification
+                        does not overwrite it) */
+    uint32_t cflags; /* likewise */
+    bool done;       /* the last CQE (no IORING_CQE_F_MORE) arrived */
+} weft__io;
+
+/* The worker ring of the calling task, after the checks every blocking call
+ * makes: -EPERM outside a task, -EOPNOTSUPP for an opcode the kernel lacks,
+ * -ECANCELED / -ETIMEDOUT when the task is already interrupted. */
+weft__ring *weft__io_ring(unsigned opcode, int *err);
+
+/* Those checks, then a fresh SQE whose user_data is io. NULL with *err set
+ * on failure (-EAGAIN only under SQE fault injection). */
+struct io_uring_sqe *weft__io_begin(weft__io *io, unsigned opcode, int *err);
+
+/* Parks until io's last CQE. An interruption (cancel, deadline) while in
+ * flight cancels the op in the kernel and keeps waiting; the interruption is
+ * returned only when the op was cancelled (its res is -ECANCELED, or -EINTR
+ * for some ops), otherwise the real result. */
+int weft__io_wait(weft__io *io);
+
+/* weft__io_wait for n ops prepared together: an interruption cancels all
+ * that are still in flight. Returns the interruption (0 if none); each
+ * ios[i].res holds its op's result. */
+int weft__io_wait_all(weft__io *ios, unsigned n);
+
+/* Prepares io for an SQE the caller fills itself (batches). */
+void weft__io_init(weft__io *io);
+
+/* Points sqe at fd, which may be a direct descriptor (WEFT_DIRECT_BIT). */
+static inline void weft__sqe_fd(struct io_uring_sqe *sqe, int fd)
+{
+    if (weft_is_direct(fd)) {
+        sqe->fd = fd & ~WEFT_DIRECT_BIT;
+        sqe->flags |= IOSQE_FIXED_FILE;
+    } else {
+        sqe->fd = fd;
+    }
+}
+
+/* Queues an ASYNC_CANCEL for the op whose user_data is target, on ring r,
+ * whose own completion is ignored. false when no SQE could be had (fault
+ * injection): the caller retries. */
+bool weft__io_cancel_op(weft__ring *r, const weft__op *target);
+
+#endif

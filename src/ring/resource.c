@@ -1,0 +1,94 @@
+/* Which task holds which ring-bound resource, and releasing what a task
+ * still holds when it ends; see resource.h. */
+#include "ring/resource.h"
+
+#include <errno.h>
+#include <weft/io.h>
+
+#include "runtime/worker.h"
+
+int weft__resource_attach(weft_task *t, weft__resource *r)
+{
+    weft__task_ext *ext = weft__task_ext_get(t);
+    if (!ext)
+        return -ENOMEM;
+    r->prev = NULL;
+    r->next = ext->resources;
+    if (r->next)
+        r->next->prev = r;
+    ext->resources = r;
+    t->ring_bound++;
+    return 0;
+}
+
+void weft__resource_detach(weft_task *t, weft__resource *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        t->ext->resources = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+    t->ring_bound--;
+}
+
+void weft__resources_release(weft__worker *w, weft_task *t)
+{
+    while (t->ext && t->ext->resources)
+        t->ext->resources->release(t->ext->resources); /* detaches itself */
+    /* What is left are leases and direct descriptors: */
+    if (t->ring_bound)
+        weft__leases_release_all(w, t);
+    if (t->ring_bound)
+        weft__direct_release_all(w, t);
+}
+
+/* ---- direct descriptors --------------------------------------------------- */
+
+int weft__direct_adopt(weft__worker *w, weft_task *t, int slot)
+{
+    if (slot < 0 || (unsigned)slot >= w->ring.direct_slots)
+        return slot < 0 ? slot : -ENXIO;
+    w->direct_owner[slot] = t;
+    t->ring_bound++;
+    return slot | WEFT_DIRECT_BIT;
+}
+
+void weft__direct_forget(weft__worker *w, unsigned slot)
+{
+    if (slot >= w->ring.direct_slots || !w->direct_owner[slot])
+        return;
+    w->direct_owner[slot]->ring_bound--;
+    w->direct_owner[slot] = NULL;
+}
+
+void weft__direct_release_all(weft__worker *w, weft_task *t)
+{
+    for (unsigned s = 0; s < w->ring.direct_slots && t->ring_bound; s++)
+        if (w->direct_owner[s] == t) {
+            weft__direct_forget(w, s);
+            weft__cleanup_close_direct(w, s);
+        }
+}
+
+int weft_direct_give(int direct, weft_task *to)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *self = w ? w->current : NULL;
+    if (!self)
+        return -EPERM;
+    if (!weft_is_direct(direct) || !to)
+        return -EBADF;
+    unsigned slot = (unsigned)(direct & ~WEFT_DIRECT_BIT);
+    if (slot >= w->ring.direct_slots || w->direct_owner[slot] != self)
+        return -EBADF;
+    if (to->owner != w)
+        return -EXDEV;
+    if (atomic_load_explicit(&to->state, memory_order_acquire) & TASK_COMPLETE)
+        return -ESRCH;
+    weft__direct_forget(w, slot);
+    w->direct_owner[slot] = to;
+    to->ring_bound++;
+    return 0;
+}

@@ -1,0 +1,63 @@
+/* Ring-bound resources and their asynchronous cleanup (internal).
+ *
+ * Streams, tickers, buffer leases and direct descriptors belong to one
+ * worker's ring and to the task that holds them (t->ring_bound counts them;
+ * such a task never migrates). Releasing one may need an op on that ring
+ * (ASYNC_CANCEL, POLL_REMOVE, TIMEOUT_REMOVE, CLOSE of a direct slot), which
+ * must not block the releasing code: the op is queued for the worker's
+ * maintenance task (DESIGN §5), which submits the queue as one batch and
+ * applies the on_cleanup_error policy. The maintenance task is spawned on
+ * the first job and ends when the worker has nothing else left.
+ */
+#ifndef WEFT_RING_RESOURCE_H
+#define WEFT_RING_RESOURCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct weft__worker;
+struct weft_task;
+
+/* A resource a task holds in a list (streams and tickers): released for
+ * the task if it ends still holding it. */
+typedef struct weft__resource {
+    struct weft__resource *next, *prev;
+    void (*release)(struct weft__resource *r);
+} weft__resource;
+
+/* Links r to t (allocating t's extension block): 0 or -ENOMEM. Counts one
+ * in t->ring_bound. */
+int weft__resource_attach(struct weft_task *t, weft__resource *r);
+void weft__resource_detach(struct weft_task *t, weft__resource *r);
+
+/* A cleanup op, embedded in the object it cleans up after. */
+typedef struct weft__cleanup {
+    struct weft__cleanup *next;
+    uint8_t opcode;  /* IORING_OP_ASYNC_CANCEL, _POLL_REMOVE or _TIMEOUT_REMOVE */
+    uint64_t target; /* user_data of the op to cancel or remove */
+    unsigned tries;
+} weft__cleanup;
+
+/* Queues c on w's maintenance task (spawning it if needed). Never blocks,
+ * never fails: the job is retried until it is done or the policy says
+ * otherwise. */
+void weft__cleanup_queue(struct weft__worker *w, weft__cleanup *c);
+/* Queues a CLOSE of direct slot on w. */
+void weft__cleanup_close_direct(struct weft__worker *w, unsigned slot);
+/* The worker loop calls this when it has nothing to run: lets an idle
+ * maintenance task end once the worker's user tasks are all done. */
+void weft__maintenance_idle(struct weft__worker *w);
+
+/* Releases everything t still holds (streams, tickers, leases, direct
+ * descriptors); called as t ends, on its own stack. */
+void weft__resources_release(struct weft__worker *w, struct weft_task *t);
+
+/* Direct descriptor ownership (direct.c). */
+int weft__direct_adopt(struct weft__worker *w, struct weft_task *t, int slot);
+void weft__direct_forget(struct weft__worker *w, unsigned slot);
+void weft__direct_release_all(struct weft__worker *w, struct weft_task *t);
+
+/* Buffer leases (bufring.c). */
+void weft__leases_release_all(struct weft__worker *w, struct weft_task *t);
+
+#endif

@@ -1,0 +1,389 @@
+/* Multishot streams: accept, recv, read, poll and tickers; see weft/io.h.
+ *
+ * The kernel side is one multishot op whose user_data is the stream. Its
+ * CQEs queue up in the stream until the owning task pulls them, so an item
+ * that arrives while nobody is waiting (or while the waiter is being
+ * cancelled) is never lost. When the kernel ends the op (a CQE without
+ * IORING_CQE_F_MORE) the stream re-arms it on the next pull where that makes
+ * sense. Closing queues the cancel for the maintenance task; the stream
+ * object lives until the op's last CQE has been reaped.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/fault.h"
+#include "io/uapi.h"
+#include "ring/bufring.h"
+#include "ring/op.h"
+#include "runtime/worker.h"
+
+typedef enum stream_kind {
+    STREAM_ACCEPT,
+    STREAM_RECV,
+    STREAM_READ,
+    STREAM_POLL,
+    STREAM_TICKER,
+} stream_kind;
+
+typedef struct stream_item {
+    int res;
+    uint32_t cflags;
+} stream_item;
+
+struct weft_stream {
+    weft__op op; /* the multishot op's user_data */
+    weft__resource res;
+    weft__cleanup cleanup;
+    weft__worker *w;
+    weft_task *owner;
+    weft_task *waiter; /* parked in weft_stream_next */
+    stream_kind kind;
+    int fd;
+    unsigned flags; /* accept flags or poll events */
+    weft_buf_ring *br;
+    struct __kernel_timespec period;
+    bool armed;   /* the kernel side is live: CQEs may still come */
+    bool closing; /* closed by its task: drop what comes */
+    bool eof;     /* recv/read saw end of stream */
+    stream_item *q;
+    unsigned qcap, qhead, qlen;
+    uint64_t dropped; /* accepted connections closed for want of memory */
+};
+
+static void release_item(weft_stream *s, const stream_item *it)
+{
+    if (s->kind == STREAM_ACCEPT && it->res >= 0) {
+        if (s->flags & WEFT_DIRECT)
+            weft__cleanup_close_direct(s->w, (unsigned)it->res);
+        else
+            close(it->res);
+    } else if (s->br) {
+        weft__buf_recycle(s->br, it->cflags);
+    }
+}
+
+static void stream_free(weft_stream *s)
+{
+    if (s->br)
+        s->br->users--;
+    free(s->q);
+    free(s);
+}
+
+static bool queue_push(weft_stream *s, stream_item it)
+{
+    if (s->qlen == s->qcap) {
+        /* Ticks and readiness coalesce; data and connections cannot. */
+        if (s->kind == STREAM_POLL || s->kind == STREAM_TICKER) {
+            stream_item *last = &s->q[(s->qhead + s->qlen - 1) % s->qcap];
+            last->res |= it.res;
+            last->cflags &= it.cflags;
+            return true;
+        }
+        unsigned cap = s->qcap * 2;
+        stream_item *q = weft__malloc(cap * sizeof *q);
+        if (!q)
+            return false;
+        for (unsigned i = 0; i < s->qlen; i++)
+            q[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = q;
+        s->qcap = cap;
+        s->qhead = 0;
+    }
+    s->q[(s->qhead + s->qlen++) % s->qcap] = it;
+    return true;
+}
+
+static void on_cqe(weft__op *op, int res, uint32_t cflags)
+{
+    weft_stream *s = (weft_stream *)op;
+    bool last = !(cflags & IORING_CQE_F_MORE);
+    stream_item it = {.res = res, .cflags = cflags};
+    if (s->kind == STREAM_TICKER && res == -ETIME)
+        it.res = 0; /* a tick */
+    if (s->closing) {
+        release_item(s, &it);
+    } else if (!queue_push(s, it)) {
+        s->dropped++;
+        release_item(s, &it);
+    }
+    if (last) {
+        s->armed = false;
+        s->w->streams_live--;
+        if (s->closing) {
+            stream_free(s);
+            return;
+        }
+    }
+    if (s->waiter) {
+        weft_task *t = s->waiter;
+        s->waiter = NULL;
+        weft__task_wake(t);
+    }
+}
+
+/* Submits the multishot op. 0 or -EAGAIN (no SQE: fault injection). */
+static int arm(weft_stream *s)
+{
+    weft__ring *r = &s->w->ring;
+    struct io_uring_sqe *sqe = weft__ring_sqe(r, &s->op);
+    if (!sqe)
+        return -EAGAIN;
+    unsigned opcode = 0;
+    switch (s->kind) {
+    case STREAM_ACCEPT:
+        if (s->flags & WEFT_DIRECT)
+            io_uring_prep_multishot_accept_direct(sqe, 0, NULL, NULL, (int)(s->flags & ~WEFT_DIRECT));
+        else
+            io_uring_prep_multishot_accept(sqe, 0, NULL, NULL, (int)s->flags);
+        weft__sqe_fd(sqe, s->fd);
+        opcode = IORING_OP_ACCEPT;
+        break;
+    case STREAM_RECV:
+        io_uring_prep_recv_multishot(sqe, 0, NULL, 0, 0);
+        weft__sqe_fd(sqe, s->fd);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = (uint16_t)s->br->gid;
+        opcode = IORING_OP_RECV;
+        break;
+    case STREAM_READ:
+        weft__prep_read_multishot(sqe, 0, (uint64_t)-1, (uint16_t)s->br->gid);
+        weft__sqe_fd(sqe, s->fd);
+        opcode = WEFT__OP_READ_MULTISHOT;
+        break;
+    case STREAM_POLL:
+        io_uring_prep_poll_multishot(sqe, 0, s->flags);
+        weft__sqe_fd(sqe, s->fd);
+        opcode = IORING_OP_POLL_ADD;
+        break;
+    case STREAM_TICKER:
+        io_uring_prep_timeout(sqe, &s->period, 0, IORING_TIMEOUT_MULTISHOT);
+        opcode = IORING_OP_TIMEOUT;
+        break;
+    }
+    r->ops[opcode]++;
+    s->armed = true;
+    s->w->streams_live++;
+    return 0;
+}
+
+static void release_for_task(weft__resource *res)
+{
+    weft_stream *s = (weft_stream *)((char *)res - offsetof(weft_stream, res));
+    weft_stream_close(s);
+}
+
+static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int fd,
+                       unsigned flags, weft_buf_ring *br)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    int err;
+    weft__ring *r = weft__io_ring(opcode, &err);
+    if (!r)
+        return err;
+    weft__worker *w = weft__worker_self();
+    if ((kind == STREAM_RECV || kind == STREAM_READ) && !br)
+        return -EINVAL;
+    if (br && br->w != w)
+        return -EXDEV;
+    weft_stream *s = weft__calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->qcap = br ? br->nbufs + 2 : 16;
+    s->q = weft__malloc(s->qcap * sizeof *s->q);
+    if (!s->q) {
+        free(s);
+        return -ENOMEM;
+    }
+    s->op.complete = on_cqe;
+    s->res.release = release_for_task;
+    s->w = w;
+    s->owner = w->current;
+    s->kind = kind;
+    s->fd = fd;
+    s->flags = flags;
+    s->br = br;
+    if (br)
+        br->users++;
+    *out = s;
+    return 0;
+}
+
+/* Attaches a freshly opened stream to its task and arms it. */
+static int start(weft_stream **out)
+{
+    weft_stream *s = *out;
+    int r = weft__resource_attach(s->owner, &s->res);
+    if (r == 0) {
+        r = arm(s);
+        if (r < 0)
+            weft__resource_detach(s->owner, &s->res);
+    }
+    if (r < 0) {
+        stream_free(s);
+        *out = NULL;
+    }
+    return r;
+}
+
+int weft_accept_stream(weft_stream **out, int fd, unsigned flags)
+{
+    if (flags & ~(WEFT_DIRECT | SOCK_CLOEXEC | SOCK_NONBLOCK))
+        return -EINVAL;
+    int r = open_stream(out, STREAM_ACCEPT, IORING_OP_ACCEPT, fd, flags, NULL);
+    return r < 0 ? r : start(out);
+}
+
+int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br)
+{
+    int r = open_stream(out, STREAM_RECV, IORING_OP_RECV, fd, 0, br);
+    return r < 0 ? r : start(out);
+}
+
+int weft_read_stream(weft_stream **out, int fd, weft_buf_ring *br)
+{
+    int r = open_stream(out, STREAM_READ, WEFT__OP_READ_MULTISHOT, fd, 0, br);
+    return r < 0 ? r : start(out);
+}
+
+int weft_poll_stream(weft_stream **out, int fd, unsigned events)
+{
+    int r = open_stream(out, STREAM_POLL, IORING_OP_POLL_ADD, fd, events, NULL);
+    return r < 0 ? r : start(out);
+}
+
+static void set_period(weft_stream *s, uint64_t ns)
+{
+    s->period.tv_sec = (long long)(ns / 1000000000u);
+    s->period.tv_nsec = (long long)(ns % 1000000000u);
+}
+
+int weft_ticker(weft_stream **out, uint64_t period_ns)
+{
+    if (period_ns == 0)
+        return out ? (*out = NULL, -EINVAL) : -EINVAL;
+    int r = open_stream(out, STREAM_TICKER, IORING_OP_TIMEOUT, -1, 0, NULL);
+    if (r < 0)
+        return r;
+    set_period(*out, period_ns);
+    return start(out);
+}
+
+int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
+{
+    if (!s || s->kind != STREAM_TICKER || period_ns == 0)
+        return -EINVAL;
+    if (s->closing)
+        return -EBADF;
+    set_period(s, period_ns);
+    if (!s->armed)
+        return 0; /* the next pull arms it with the new period */
+    weft__io io;
+    int err;
+    struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_TIMEOUT_REMOVE, &err);
+    if (!sqe)
+        return err;
+    /* The kernel copies the new period at submission; s->period lives on. */
+    io_uring_prep_timeout_update(sqe, &s->period, (uint64_t)(uintptr_t)&s->op, 0);
+    return weft__io_wait(&io);
+}
+
+unsigned weft_stream_pending(const weft_stream *s)
+{
+    return s ? s->qlen : 0;
+}
+
+/* Turns a queued item into what weft_stream_next returns. */
+static int deliver(weft_stream *s, stream_item it, weft_buf *buf)
+{
+    switch (s->kind) {
+    case STREAM_ACCEPT:
+        if (it.res >= 0 && (s->flags & WEFT_DIRECT))
+            return weft__direct_adopt(s->w, weft__task_current(), it.res);
+        return it.res;
+    case STREAM_RECV:
+    case STREAM_READ:
+        if (it.res == 0 && !(it.cflags & IORING_CQE_F_MORE))
+            s->eof = true;
+        if (it.res == -ENOBUFS && !(it.cflags & IORING_CQE_F_MORE))
+            return INT32_MIN; /* ran dry: re-arm once buffers come back */
+        weft__buf_from_cqe(s->br, it.res, it.cflags, buf);
+        return it.res;
+    case STREAM_POLL:
+    case STREAM_TICKER:
+        return it.res;
+    }
+    return -EINVAL;
+}
+
+int weft_stream_next(weft_stream *s, weft_buf *buf)
+{
+    if (buf)
+        buf->ring = NULL;
+    if (!s || s->closing)
+        return -EBADF;
+    weft__worker *w = weft__worker_self();
+    weft_task *t = w ? w->current : NULL;
+    if (!t)
+        return -EPERM;
+    if (s->w != w)
+        return -EXDEV;
+    if ((s->kind == STREAM_RECV || s->kind == STREAM_READ) && !buf)
+        return -EINVAL;
+    for (;;) {
+        if (s->qlen) {
+            stream_item it = s->q[s->qhead];
+            s->qhead = (s->qhead + 1) % s->qcap;
+            s->qlen--;
+            int r = deliver(s, it, buf);
+            if (r != INT32_MIN)
+                return r;
+            continue;
+        }
+        if (s->eof)
+            return 0;
+        int intr = weft__task_interrupted(t);
+        if (intr)
+            return intr;
+        if (!s->armed) {
+            if (s->br && s->br->leased == s->br->nbufs)
+                return -ENOBUFS; /* every buffer is out: release some first */
+            int r = arm(s);
+            if (r < 0)
+                return r;
+        }
+        /* Items stay queued across an interruption: nothing is lost. */
+        s->waiter = t;
+        intr = weft__task_park_interruptible();
+        s->waiter = NULL;
+        if (intr && !s->qlen)
+            return intr;
+    }
+}
+
+void weft_stream_close(weft_stream *s)
+{
+    if (!s || s->closing)
+        return;
+    weft__resource_detach(s->owner, &s->res);
+    s->closing = true;
+    while (s->qlen) {
+        release_item(s, &s->q[s->qhead]);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+    }
+    if (!s->armed) {
+        stream_free(s);
+        return;
+    }
+    s->cleanup.target = (uint64_t)(uintptr_t)&s->op;
+    s->cleanup.opcode = s->kind == STREAM_POLL     ? IORING_OP_POLL_REMOVE
+                        : s->kind == STREAM_TICKER ? IORING_OP_TIMEOUT_REMOVE
+                                                   : IORING_OP_ASYNC_CANCEL;
+    weft__cleanup_queue(s->w, &s->cleanup);
+}
