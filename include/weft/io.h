@@ -29,7 +29,6 @@
 #include <weft/task.h>
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -184,8 +183,9 @@ WEFT_API int weft_setsockopt(int fd, int level, int name, const void *val, sockl
 
 /* Waits until fd is ready for one of events (POLLIN, ...); returns revents. */
 WEFT_API int weft_poll(int fd, unsigned events);
-/* idtype/id/options as waitid(2). */
-WEFT_API int weft_waitid(int idtype, int id, siginfo_t *info, int options);
+/* idtype/id/options as waitid(2); info points at a siginfo_t (void * so that
+ * this header does not need POSIX feature macros) and may be NULL. */
+WEFT_API int weft_waitid(int idtype, int id, void *info, int options);
 /* futex2 calls (FUTEX2_SIZE_U32 | FUTEX2_PRIVATE when flags is 0). wait
  * returns 0 when woken, -EAGAIN if *addr != val; wake returns how many it
  * woke. */

@@ -45,7 +45,7 @@ typedef struct weft_config {
     unsigned direct_fds;                  /* per ring; 0 = 1024 */
     weft_orphan_policy orphans;           /* default WEFT_ORPHANS_CANCEL */
     weft_cleanup_policy on_cleanup_error; /* default WEFT_CLEANUP_RETRY */
-    unsigned cleanup_retries;             /* 0 = 3 */
+    unsigned cleanup_retries;             /* tries per cleanup op before giving up; 0 = 3 */
     weft_panic_policy on_panic;           /* default WEFT_PANIC_ABORT */
     uint64_t sched_latency_ns, min_slice_ns, io_poll_interval_ns; /* 0 = 2 ms, 100 us, 500 us */
     unsigned max_runs_per_slice;                                  /* 0 = 61 */

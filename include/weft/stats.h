@@ -25,6 +25,17 @@ typedef struct weft_stats {
     uint64_t stack_bytes_mapped;
     uint64_t timers_armed; /* sleepers and deadlines waiting now */
     uint64_t parks;        /* times the worker slept in io_uring_enter */
+    /* The ring (DESIGN §5). */
+    uint64_t ops_issued;      /* SQEs prepared, all opcodes (weft_ops_by_opcode splits them) */
+    uint64_t cqes;            /* completions reaped */
+    uint64_t ops_in_flight;   /* submitted, last completion not yet reaped */
+    uint64_t sq_full;         /* times a full SQ forced an early submit */
+    uint64_t cq_overflow;     /* times the kernel reported CQ overflow */
+    uint64_t streams_live;    /* multishot ops whose kernel side is live */
+    uint64_t direct_fds;      /* direct descriptors held by tasks */
+    uint64_t cleanup_done;    /* maintenance ops that succeeded (-ENOENT included) */
+    uint64_t cleanup_retried; /* ... that failed and were queued again */
+    uint64_t cleanup_failed;  /* ... given up on (policy retry exhausted, or ignore) */
 } weft_stats;
 
 /* Per-queue scheduling figures, summed over the workers. */

@@ -23,8 +23,8 @@
     if (!sqe)                                                                                      \
     return io_err_
 
-#define IO_FD(fd)  weft__sqe_fd(sqe, (fd))
-#define IO_WAIT()  weft__io_wait(&io_)
+#define IO_FD(fd)   weft__sqe_fd(sqe, (fd))
+#define IO_WAIT()   weft__io_wait(&io_)
 #define IO_CFLAGS() (io_.cflags)
 
 #endif

@@ -157,8 +157,7 @@ int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx
     return IO_WAIT();
 }
 
-int weft_renameat(int olddfd, const char *oldpath, int newdfd, const char *newpath,
-                  unsigned flags)
+int weft_renameat(int olddfd, const char *oldpath, int newdfd, const char *newpath, unsigned flags)
 {
     IO_BEGIN(IORING_OP_RENAMEAT);
     io_uring_prep_renameat(sqe, olddfd, oldpath, newdfd, newpath, flags);

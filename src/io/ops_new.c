@@ -88,7 +88,7 @@ int weft_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
     return IO_WAIT();
 }
 
-int weft_waitid(int idtype, int id, siginfo_t *info, int options)
+int weft_waitid(int idtype, int id, void *info, int options)
 {
     IO_BEGIN(WEFT__OP_WAITID);
     weft__prep_waitid(sqe, idtype, id, info, options);
@@ -103,16 +103,14 @@ static uint32_t futex_flags(unsigned flags)
 int weft_futex_wait(uint32_t *addr, uint64_t val, uint64_t mask, unsigned flags)
 {
     IO_BEGIN(WEFT__OP_FUTEX_WAIT);
-    weft__prep_futex_wait(sqe, addr, val, mask ? mask : FUTEX_BITSET_MATCH_ANY,
-                          futex_flags(flags));
+    weft__prep_futex_wait(sqe, addr, val, mask ? mask : FUTEX_BITSET_MATCH_ANY, futex_flags(flags));
     return IO_WAIT();
 }
 
 int weft_futex_wake(uint32_t *addr, uint64_t n, uint64_t mask, unsigned flags)
 {
     IO_BEGIN(WEFT__OP_FUTEX_WAKE);
-    weft__prep_futex_wake(sqe, addr, n, mask ? mask : FUTEX_BITSET_MATCH_ANY,
-                          futex_flags(flags));
+    weft__prep_futex_wake(sqe, addr, n, mask ? mask : FUTEX_BITSET_MATCH_ANY, futex_flags(flags));
     return IO_WAIT();
 }
 

@@ -27,6 +27,18 @@ int weft_stats_snapshot(weft_stats *out)
         out->stacks_pooled += w->stacks.pooled;
         out->stack_bytes_mapped += w->stacks.bytes_mapped;
         out->timers_armed += w->timers.len;
+        for (unsigned op = 0; op < WEFT__MAX_OPCODES; op++)
+            out->ops_issued += w->ring.ops[op];
+        out->cqes += w->ring.cqes;
+        out->ops_in_flight += w->ring.inflight;
+        out->sq_full += w->ring.sq_full;
+        out->cq_overflow += w->ring.cq_overflow;
+        out->streams_live += w->streams_live;
+        for (unsigned slot = 0; slot < w->ring.direct_slots; slot++)
+            out->direct_fds += w->direct_owner[slot] != NULL;
+        out->cleanup_done += w->cleanup_done;
+        out->cleanup_retried += w->cleanup_retried;
+        out->cleanup_failed += w->cleanup_failed;
     }
     out->tasks_live =
         out->tasks_spawned - out->tasks_completed - out->tasks_cancelled - out->tasks_panicked;
@@ -44,7 +56,17 @@ int weft_stats_snapshot(weft_stats *out)
     X(stacks_pooled)                                                                               \
     X(stack_bytes_mapped)                                                                          \
     X(timers_armed)                                                                                \
-    X(parks)
+    X(parks)                                                                                       \
+    X(ops_issued)                                                                                  \
+    X(cqes)                                                                                        \
+    X(ops_in_flight)                                                                               \
+    X(sq_full)                                                                                     \
+    X(cq_overflow)                                                                                 \
+    X(streams_live)                                                                                \
+    X(direct_fds)                                                                                  \
+    X(cleanup_done)                                                                                \
+    X(cleanup_retried)                                                                             \
+    X(cleanup_failed)
 
 void weft_stats_print(FILE *f, const weft_stats *s)
 {

@@ -50,10 +50,9 @@ int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t size)
         return -ENOMEM;
     br->lessee = weft__calloc(nbufs, sizeof *br->lessee);
     br->ring_bytes = (size_t)nbufs * sizeof(struct io_uring_buf);
-    br->ring = weft__fault_hit(WEFT_FAULT_MMAP)
-                   ? MAP_FAILED
-                   : mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    br->ring = weft__fault_hit(WEFT_FAULT_MMAP) ? MAP_FAILED
+                                                : mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE,
+                                                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     br->bufs = weft__malloc((size_t)nbufs * size);
     int r = -ENOMEM;
     if (!br->lessee || br->ring == MAP_FAILED || !br->bufs)

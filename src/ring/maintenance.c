@@ -25,13 +25,13 @@ static const char *op_name(unsigned opcode)
     }
 }
 
-/* -ENOENT (the target already finished) counts as success; so does
- * -EALREADY (it is finishing now and will post its last CQE), and -EBADF
- * for a CLOSE (the slot is already empty). */
+/* -ENOENT (the target already finished) counts as success, and so does
+ * -EBADF for a CLOSE (the slot is already empty). -EALREADY is neither: the
+ * target was running at that instant, and a multishot op carries on after
+ * it, so the job simply goes again (see finish_round). */
 static bool cleanup_ok(unsigned opcode, int res)
 {
-    return res >= 0 || res == -ENOENT || res == -EALREADY ||
-           (opcode == IORING_OP_CLOSE && res == -EBADF);
+    return res >= 0 || res == -ENOENT || (opcode == IORING_OP_CLOSE && res == -EBADF);
 }
 
 /* Decides what happens after a failed cleanup; true = queue it again. */
@@ -64,6 +64,7 @@ typedef struct job {
     weft__cleanup *c; /* NULL for a direct CLOSE */
     unsigned slot;
     unsigned opcode;
+    bool faulted; /* fault injection: a NOP went instead, the result is -EIO */
 } job;
 
 static void push_back(weft__worker *w, weft__cleanup *c)
@@ -94,7 +95,12 @@ static unsigned prepare_round(weft__worker *w, job *jobs)
                 w->cleanup_tail = NULL;
             j->c = c;
             j->opcode = c->opcode;
-            if (c->opcode == IORING_OP_POLL_REMOVE)
+            /* Fault injection fails the job without doing it, so the
+             * target really is still there, as after a real failure. */
+            j->faulted = weft__fault_hit(WEFT_FAULT_CLEANUP);
+            if (j->faulted)
+                io_uring_prep_nop(sqe);
+            else if (c->opcode == IORING_OP_POLL_REMOVE)
                 io_uring_prep_poll_remove(sqe, c->target);
             else if (c->opcode == IORING_OP_TIMEOUT_REMOVE)
                 io_uring_prep_timeout_remove(sqe, c->target, 0);
@@ -107,11 +113,70 @@ static unsigned prepare_round(weft__worker *w, job *jobs)
             j->c = NULL;
             j->slot = w->close_slots[--w->nclose];
             j->opcode = IORING_OP_CLOSE;
-            io_uring_prep_close_direct(sqe, j->slot);
+            j->faulted = weft__fault_hit(WEFT_FAULT_CLEANUP);
+            if (j->faulted)
+                io_uring_prep_nop(sqe);
+            else
+                io_uring_prep_close_direct(sqe, j->slot);
         }
         n++;
     }
     return n;
+}
+
+/* The op the job should have ended may run on: the worker stops waiting for
+ * it (shutdown would never come), and its object is released when its last
+ * CQE comes or the ring goes. */
+static void abandon(weft__worker *w, weft__cleanup *c)
+{
+    c->abandoned = true;
+    c->aprev = NULL;
+    c->anext = w->abandoned;
+    if (c->anext)
+        c->anext->aprev = c;
+    w->abandoned = c;
+    w->streams_abandoned++;
+}
+
+static void unabandon(weft__worker *w, weft__cleanup *c)
+{
+    if (c->aprev)
+        c->aprev->anext = c->anext;
+    else
+        w->abandoned = c->anext;
+    if (c->anext)
+        c->anext->aprev = c->aprev;
+    c->abandoned = false;
+    w->streams_abandoned--;
+}
+
+void weft__cleanup_target_ended(weft__worker *w, weft__cleanup *c)
+{
+    c->target_ended = true;
+    if (c->abandoned)
+        unabandon(w, c);
+    if (!c->queued)
+        c->release(c);
+}
+
+void weft__cleanup_fini(weft__worker *w)
+{
+    while (w->abandoned) {
+        weft__cleanup *c = w->abandoned;
+        unabandon(w, c);
+        c->release(c);
+    }
+}
+
+/* The maintenance task is done with job c. */
+static void job_done(weft__worker *w, weft__cleanup *c, bool gave_up)
+{
+    c->queued = false;
+    if (c->target_ended)
+        c->release(c);
+    else if (gave_up)
+        abandon(w, c);
+    /* else: the op's last CQE is on its way and releases c. */
 }
 
 static void finish_round(weft__worker *w, job *jobs, unsigned n)
@@ -119,17 +184,32 @@ static void finish_round(weft__worker *w, job *jobs, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         job *j = &jobs[i];
         int res = weft__io_wait(&j->io);
-        if (weft__fault_hit(WEFT_FAULT_CLEANUP))
+        if (j->faulted)
             res = -EIO;
-        unsigned tries = j->c ? ++j->c->tries : 1;
-        if (cleanup_ok(j->opcode, res)) {
-            w->cleanup_done++;
+        weft__cleanup *c = j->c;
+        if (c && c->target_ended) {
+            w->cleanup_done++; /* whatever the result said, the op is over */
+            job_done(w, c, false);
             continue;
         }
-        if (!cleanup_failed(w, j->opcode, tries, res))
+        if (res == -EALREADY && c) {
+            push_back(w, c);
             continue;
-        if (j->c)
-            push_back(w, j->c);
+        }
+        unsigned tries = c ? ++c->tries : 1;
+        if (cleanup_ok(j->opcode, res)) {
+            w->cleanup_done++;
+            if (c)
+                job_done(w, c, false);
+            continue;
+        }
+        if (!cleanup_failed(w, j->opcode, tries, res)) {
+            if (c)
+                job_done(w, c, true);
+            continue;
+        }
+        if (c)
+            push_back(w, c);
         else
             w->close_slots[w->nclose++] = j->slot;
     }
@@ -157,7 +237,7 @@ static void *maintenance_main(void *arg)
         /* Nothing queued. Streams still winding down may queue nothing
          * more, but their last CQEs must be reaped before the ring goes:
          * stay until they are, and until no user task could queue more. */
-        if (user_tasks_live(w) == 0 && w->streams_live == 0)
+        if (user_tasks_live(w) == 0 && w->streams_live == w->streams_abandoned)
             break;
         w->maint_waiting = true;
         weft__task_park();
@@ -192,6 +272,9 @@ static void wake_maintenance(weft__worker *w)
 void weft__cleanup_queue(weft__worker *w, weft__cleanup *c)
 {
     c->tries = 0;
+    c->queued = true;
+    c->target_ended = false;
+    c->abandoned = false;
     push_back(w, c);
     wake_maintenance(w);
 }
@@ -208,6 +291,7 @@ void weft__maintenance_idle(weft__worker *w)
         wake_maintenance(w);
         return;
     }
-    if (w->maint && w->maint_waiting && user_tasks_live(w) == 0 && w->streams_live == 0)
+    if (w->maint && w->maint_waiting && user_tasks_live(w) == 0 &&
+        w->streams_live == w->streams_abandoned)
         weft__task_wake(w->maint);
 }

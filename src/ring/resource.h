@@ -30,12 +30,19 @@ typedef struct weft__resource {
 int weft__resource_attach(struct weft_task *t, weft__resource *r);
 void weft__resource_detach(struct weft_task *t, weft__resource *r);
 
-/* A cleanup op, embedded in the object it cleans up after. */
+/* A cleanup op, embedded in the object it cleans up after. That object
+ * lives until both its op has ended (weft__cleanup_target_ended) and the
+ * maintenance task is done with the job; then release frees it. */
 typedef struct weft__cleanup {
     struct weft__cleanup *next;
-    uint8_t opcode;  /* IORING_OP_ASYNC_CANCEL, _POLL_REMOVE or _TIMEOUT_REMOVE */
-    uint64_t target; /* user_data of the op to cancel or remove */
+    uint8_t opcode;    /* IORING_OP_ASYNC_CANCEL, _POLL_REMOVE or _TIMEOUT_REMOVE */
+    bool queued;       /* in the maintenance task's hands */
+    bool target_ended; /* the op's last CQE was reaped */
+    bool abandoned;    /* given up on (policy): on w->abandoned until its op ends */
+    uint64_t target;   /* user_data of the op to cancel or remove */
     unsigned tries;
+    void (*release)(struct weft__cleanup *c);
+    struct weft__cleanup *anext, *aprev; /* w->abandoned list */
 } weft__cleanup;
 
 /* Queues c on w's maintenance task (spawning it if needed). Never blocks,
@@ -47,6 +54,13 @@ void weft__cleanup_close_direct(struct weft__worker *w, unsigned slot);
 /* The worker loop calls this when it has nothing to run: lets an idle
  * maintenance task end once the worker's user tasks are all done. */
 void weft__maintenance_idle(struct weft__worker *w);
+
+/* The op c cleans up after has posted its last CQE: releases c's object
+ * now, or once the maintenance task is done with the job. */
+void weft__cleanup_target_ended(struct weft__worker *w, weft__cleanup *c);
+/* Releases the objects whose cleanup was given up on; after the ring is
+ * gone, when no CQE can come any more. */
+void weft__cleanup_fini(struct weft__worker *w);
 
 /* Releases everything t still holds (streams, tickers, leases, direct
  * descriptors); called as t ends, on its own stack. */

@@ -114,7 +114,7 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
         s->armed = false;
         s->w->streams_live--;
         if (s->closing) {
-            stream_free(s);
+            weft__cleanup_target_ended(s->w, &s->cleanup); /* may free s */
             return;
         }
     }
@@ -136,7 +136,8 @@ static int arm(weft_stream *s)
     switch (s->kind) {
     case STREAM_ACCEPT:
         if (s->flags & WEFT_DIRECT)
-            io_uring_prep_multishot_accept_direct(sqe, 0, NULL, NULL, (int)(s->flags & ~WEFT_DIRECT));
+            io_uring_prep_multishot_accept_direct(sqe, 0, NULL, NULL,
+                                                  (int)(s->flags & ~WEFT_DIRECT));
         else
             io_uring_prep_multishot_accept(sqe, 0, NULL, NULL, (int)s->flags);
         weft__sqe_fd(sqe, s->fd);
@@ -170,14 +171,19 @@ static int arm(weft_stream *s)
     return 0;
 }
 
+static void release_closed(weft__cleanup *c)
+{
+    stream_free((weft_stream *)((char *)c - offsetof(weft_stream, cleanup)));
+}
+
 static void release_for_task(weft__resource *res)
 {
     weft_stream *s = (weft_stream *)((char *)res - offsetof(weft_stream, res));
     weft_stream_close(s);
 }
 
-static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int fd,
-                       unsigned flags, weft_buf_ring *br)
+static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int fd, unsigned flags,
+                       weft_buf_ring *br)
 {
     if (!out)
         return -EINVAL;
@@ -202,6 +208,7 @@ static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int
     }
     s->op.complete = on_cqe;
     s->res.release = release_for_task;
+    s->cleanup.release = release_closed;
     s->w = w;
     s->owner = w->current;
     s->kind = kind;

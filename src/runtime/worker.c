@@ -370,6 +370,7 @@ void weft__worker_fini(weft__worker *w)
     /* Closing the ring cancels the pending eventfd read; its op record lives
      * in this struct, which outlives the ring. */
     weft__ring_fini(&w->ring);
+    weft__cleanup_fini(w);
     weft__bufrings_fini(w);
     close(w->wake_fd);
     free(w->direct_owner);

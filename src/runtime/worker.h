@@ -71,6 +71,8 @@ typedef struct weft__worker {
     weft_task *maint;               /* the maintenance task, NULL when none runs */
     bool maint_waiting;             /* parked for jobs */
     unsigned streams_live;          /* streams whose kernel side has not ended */
+    unsigned streams_abandoned;     /* ... of which the cleanup was given up on */
+    weft__cleanup *abandoned;       /* their cleanup records */
     struct weft_buf_ring *bufrings; /* provided buffer rings on this ring */
     uint64_t cleanup_done, cleanup_retried, cleanup_failed;
 

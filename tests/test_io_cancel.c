@@ -1,0 +1,477 @@
+/* Cancellation safety of I/O (DESIGN §2): an interrupted op is cancelled in
+ * the kernel and waited for, so buffers are never written after the call
+ * returns; a result that beat the cancellation is returned, never lost.
+ * Every blocking op kind, deadlines, a cancellation storm, SQE faults. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include "common/fault.h"
+#include "test.h"
+
+#define PATTERN 0xAA
+#define BUF     256
+
+/* Each kind blocks forever on something that never becomes ready, with a
+ * stack buffer filled with PATTERN that the op would write into; it returns
+ * what the blocking call returned, after checking the buffer. */
+typedef struct blocker {
+    const char *name;
+    int (*block)(int fd, unsigned char *buf);
+    bool needs_listener; /* fd is a listening socket, else a socket/pipe read end */
+} blocker;
+
+static int block_recv(int fd, unsigned char *buf)
+{
+    return (int)weft_recv(fd, buf, BUF, 0);
+}
+
+static int block_read(int fd, unsigned char *buf)
+{
+    return (int)weft_read(fd, buf, BUF, WEFT_OFF_CURRENT);
+}
+
+static int block_readv(int fd, unsigned char *buf)
+{
+    struct iovec iov = {buf, BUF};
+    return (int)weft_readv(fd, &iov, 1, WEFT_OFF_CURRENT);
+}
+
+static int block_recvmsg(int fd, unsigned char *buf)
+{
+    struct iovec iov = {buf, BUF};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    return (int)weft_recvmsg(fd, &m, 0);
+}
+
+static int block_accept(int fd, unsigned char *buf)
+{
+    socklen_t len = BUF;
+    return weft_accept(fd, (struct sockaddr *)buf, &len, 0);
+}
+
+static int block_poll(int fd, unsigned char *buf)
+{
+    (void)buf;
+    return weft_poll(fd, POLLIN);
+}
+
+static uint32_t futex_word;
+
+static int block_futex(int fd, unsigned char *buf)
+{
+    (void)fd;
+    (void)buf;
+    return weft_futex_wait(&futex_word, 0, 0, 0);
+}
+
+static int block_epoll(int fd, unsigned char *buf)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    int r = weft_epoll_wait(ep, (struct epoll_event *)buf, BUF / sizeof(struct epoll_event));
+    close(ep);
+    return r;
+}
+
+static int block_batch(int fd, unsigned char *buf)
+{
+    struct io_uring_sqe sqes[2];
+    io_uring_prep_recv(&sqes[0], fd, buf, BUF / 2, 0);
+    io_uring_prep_recv(&sqes[1], fd, buf + BUF / 2, BUF / 2, 0);
+    int res[2];
+    return weft_batch(sqes, res, 2, 0);
+}
+
+static int block_sleep(int fd, unsigned char *buf)
+{
+    (void)fd;
+    (void)buf;
+    return weft_sleep_ns(3600ull * 1000000000ull);
+}
+
+static const blocker blockers[] = {
+    {"recv", block_recv, false},        {"read", block_read, false},
+    {"readv", block_readv, false},      {"recvmsg", block_recvmsg, false},
+    {"accept", block_accept, true},     {"poll", block_poll, false},
+    {"futex_wait", block_futex, false}, {"epoll_wait", block_epoll, false},
+    {"batch", block_batch, false},      {"sleep", block_sleep, false},
+};
+#define NBLOCKERS (sizeof blockers / sizeof blockers[0])
+
+typedef struct blocked_arg {
+    const blocker *b;
+    int fd;
+    bool use_deadline;
+    int result;
+    bool untouched;
+} blocked_arg;
+
+static void *blocked_task(void *arg)
+{
+    blocked_arg *a = arg;
+    unsigned char buf[BUF];
+    memset(buf, PATTERN, sizeof buf);
+    if (a->use_deadline)
+        ASSERT_OK(weft_deadline_push(weft_now_ns() + 5000000));
+    a->result = a->b->block(a->fd, buf);
+    a->untouched = true;
+    for (size_t i = 0; i < sizeof buf; i++)
+        if (buf[i] != PATTERN)
+            a->untouched = false;
+    if (a->use_deadline)
+        ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+
+static int listener(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_OK(bind(fd, (struct sockaddr *)&sa, sizeof sa));
+    ASSERT_OK(listen(fd, 16));
+    return fd;
+}
+
+static void *main_every_kind(void *arg)
+{
+    bool deadline = arg != NULL;
+    for (size_t i = 0; i < NBLOCKERS; i++) {
+        const blocker *b = &blockers[i];
+        int sv[2] = {-1, -1}, fd;
+        if (b->needs_listener) {
+            fd = listener();
+        } else {
+            ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+            fd = sv[0];
+        }
+        blocked_arg a = {.b = b, .fd = fd, .use_deadline = deadline};
+        weft_task *t;
+        ASSERT_OK(weft_spawn(&t, blocked_task, &a));
+        ASSERT_OK(weft_sleep_ns(2000000)); /* let it block in the kernel */
+        if (!deadline)
+            ASSERT_OK(weft_cancel(t));
+        int jr = weft_join(t, NULL);
+        int want = deadline ? -ETIMEDOUT : -ECANCELED;
+        if (a.result != want)
+            FAILF("%s: returned %d, expected %d", b->name, a.result, want);
+        if (!deadline)
+            ASSERT_EQ(jr, -ECANCELED);
+        if (!a.untouched)
+            FAILF("%s: the buffer was written", b->name);
+        if (!b->needs_listener) {
+            /* Nothing was consumed: data sent now is all still readable. */
+            ASSERT_EQ(write(sv[1], "late", 4), 4);
+            char got[8];
+            ASSERT_EQ(recv(sv[0], got, sizeof got, MSG_DONTWAIT), 4);
+            ASSERT(memcmp(got, "late", 4) == 0);
+            close(sv[1]);
+        }
+        close(fd);
+        weft_stats s;
+        ASSERT_OK(weft_stats_snapshot(&s));
+        ASSERT_EQ(s.ops_in_flight, 1); /* only the worker's own wake-up read */
+    }
+    return NULL;
+}
+TEST(cancelling_every_blocking_kind_leaves_buffers_untouched)
+{
+    run_main(NULL, main_every_kind, NULL);
+}
+TEST(deadlines_interrupt_every_blocking_kind)
+{
+    run_main(NULL, main_every_kind, (void *)1);
+}
+
+/* The op completes in the kernel while its task is being cancelled: either
+ * its real result comes back (and the next call reports the cancel), or it
+ * was cancelled and the data is still in the socket. Never lost. */
+static int race_sv[2];
+static ssize_t race_got;
+static int race_next;
+
+static void *racing_reader(void *arg)
+{
+    char *buf = arg;
+    race_got = weft_recv(race_sv[0], buf, 64, 0);
+    race_next = weft_nop();
+    return NULL;
+}
+
+static void *main_race(void *arg)
+{
+    int delivered = 0, cancelled = 0;
+    for (int round = 0; round < 200; round++) {
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, race_sv));
+        char buf[64];
+        weft_task *t;
+        ASSERT_OK(weft_spawn(&t, racing_reader, buf));
+        ASSERT_OK(weft_yield()); /* the reader prepares its recv and parks */
+        /* Even rounds: the recv is in the kernel, waiting, when the data and
+         * the cancel come. Odd rounds: the recv, the data and the cancel
+         * reach the kernel together, and the recv completes at once. */
+        if (round % 2 == 0)
+            ASSERT_OK(weft_nop());
+        /* Data and cancellation at once, without a scheduling point. */
+        ASSERT_EQ(write(race_sv[1], "0123456789", 10), 10);
+        ASSERT_OK(weft_cancel(t));
+        ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+        if (race_got == 10) {
+            ASSERT(memcmp(buf, "0123456789", 10) == 0);
+            ASSERT_EQ(race_next, -ECANCELED); /* reported by the next call */
+            delivered++;
+        } else {
+            ASSERT_EQ(race_got, -ECANCELED);
+            char rest[16];
+            ASSERT_EQ(recv(race_sv[0], rest, sizeof rest, MSG_DONTWAIT), 10);
+            cancelled++;
+        }
+        close(race_sv[0]);
+        close(race_sv[1]);
+    }
+    printf("race: %d delivered, %d cancelled\n", delivered, cancelled);
+    /* Both outcomes happened, so both paths were checked. */
+    ASSERT_GT(delivered, 0);
+    ASSERT_GT(cancelled, 0);
+    return NULL;
+}
+TEST(a_result_that_beats_the_cancel_is_returned)
+{
+    run_main(NULL, main_race, NULL);
+}
+
+/* ---- the storm -------------------------------------------------------------- */
+
+#define STORM_PAIRS  1000
+#define STORM_ROUNDS 20
+#define STORM_CHUNK  100
+
+typedef struct pair {
+    int rd, wr;
+    uint64_t sent, delivered;
+    bool bad_data;
+    weft_task *reader;
+} pair;
+
+static pair *pairs;
+static unsigned npairs;
+
+static unsigned char byte_at(uint64_t i)
+{
+    return (unsigned char)(i * 7 % 251);
+}
+
+static void *storm_reader(void *arg)
+{
+    pair *p = arg;
+    unsigned char buf[STORM_CHUNK * 2];
+    for (;;) {
+        ssize_t n = weft_recv(p->rd, buf, sizeof buf, 0);
+        if (n <= 0)
+            return NULL; /* cancelled (or the writer side closed) */
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != byte_at(p->delivered + (uint64_t)i))
+                p->bad_data = true;
+        p->delivered += (uint64_t)n;
+    }
+}
+
+static void *storm_writer(void *arg)
+{
+    (void)arg;
+    unsigned char chunk[STORM_CHUNK];
+    for (int round = 0; round < STORM_ROUNDS; round++) {
+        for (unsigned i = 0; i < npairs; i++) {
+            pair *p = &pairs[i];
+            for (int k = 0; k < STORM_CHUNK; k++)
+                chunk[k] = byte_at(p->sent + (uint64_t)k);
+            ssize_t n = weft_send(p->wr, chunk, sizeof chunk, 0);
+            ASSERT_EQ(n, STORM_CHUNK);
+            p->sent += (uint64_t)n;
+        }
+        ASSERT_OK(weft_yield());
+    }
+    return NULL;
+}
+
+static void *storm_canceller(void *arg)
+{
+    (void)arg;
+    unsigned seed = 12345;
+    for (unsigned k = 0; k < npairs; k++) {
+        unsigned i = (unsigned)rand_r(&seed) % npairs;
+        weft_cancel(pairs[i].reader);
+        if (k % 16 == 0)
+            ASSERT_OK(weft_yield());
+    }
+    return NULL;
+}
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static void *main_storm(void *arg)
+{
+    (void)arg;
+    int fds_before = count_fds();
+    for (unsigned i = 0; i < npairs; i++) {
+        int sv[2];
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        pairs[i] = (pair){.rd = sv[0], .wr = sv[1]};
+        ASSERT_OK(weft_spawn(&pairs[i].reader, storm_reader, &pairs[i]));
+    }
+    weft_task *w, *c;
+    ASSERT_OK(weft_spawn(&w, storm_writer, NULL));
+    ASSERT_OK(weft_spawn(&c, storm_canceller, NULL));
+    ASSERT_OK(weft_join(w, NULL));
+    ASSERT_OK(weft_join(c, NULL));
+    /* Readers still running are cancelled now, so all have stopped. */
+    unsigned cancelled = 0;
+    for (unsigned i = 0; i < npairs; i++) {
+        weft_cancel(pairs[i].reader);
+        if (weft_join(pairs[i].reader, NULL) == -ECANCELED)
+            cancelled++;
+    }
+    uint64_t sent = 0, seen = 0;
+    for (unsigned i = 0; i < npairs; i++) {
+        pair *p = &pairs[i];
+        ASSERT(!p->bad_data);
+        /* What was not delivered is still in the socket, in order. */
+        unsigned char buf[4096];
+        uint64_t at = p->delivered;
+        ssize_t n;
+        while ((n = recv(p->rd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+            for (ssize_t k = 0; k < n; k++)
+                ASSERT_EQ(buf[k], byte_at(at + (uint64_t)k));
+            at += (uint64_t)n;
+        }
+        ASSERT_EQ(at, p->sent);
+        sent += p->sent;
+        seen += p->delivered;
+        close(p->rd);
+        close(p->wr);
+    }
+    printf("storm: %u pairs, %u readers cancelled, %" PRIu64 " of %" PRIu64
+           " bytes delivered before the cancel\n",
+           npairs, cancelled, seen, sent);
+    ASSERT_EQ(count_fds(), fds_before);
+    weft_stats s;
+    ASSERT_OK(weft_stats_snapshot(&s));
+    ASSERT_EQ(s.ops_in_flight, 1);
+    return NULL;
+}
+TEST(cancellation_storm_loses_no_byte_and_no_fd)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    npairs = STORM_PAIRS;
+    if (rl.rlim_cur < 2 * STORM_PAIRS + 64)
+        npairs = (unsigned)(rl.rlim_cur - 64) / 2;
+    pairs = calloc(npairs, sizeof *pairs);
+    run_main(NULL, main_storm, NULL);
+    free(pairs);
+}
+
+/* ---- faults ------------------------------------------------------------------ */
+
+static void *main_sqe_fault(void *arg)
+{
+    (void)arg;
+    weft__fault_arm(WEFT_FAULT_SQE, 1);
+    ASSERT_EQ(weft_nop(), -EAGAIN); /* no SQE: a clean error, nothing queued */
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT_OK(weft_nop());
+
+    /* The SQE for the kernel-side cancel fails once: the task retries and
+     * still waits for its op before returning. */
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    blocked_arg a = {.b = &blockers[0], .fd = sv[0]};
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, blocked_task, &a));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    weft__fault_arm(WEFT_FAULT_SQE, 1);
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(weft__fault_count(WEFT_FAULT_SQE), 2); /* failed once, then got one */
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT_EQ(a.result, -ECANCELED);
+    ASSERT(a.untouched);
+
+    /* A batch gets all its SQEs or none. */
+    struct io_uring_sqe sqes[2];
+    io_uring_prep_nop(&sqes[0]);
+    io_uring_prep_nop(&sqes[1]);
+    int res[2];
+    weft__fault_arm(WEFT_FAULT_SQE, 1);
+    ASSERT_EQ(weft_batch(sqes, res, 2, 0), -EAGAIN);
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT_EQ(weft_batch(sqes, res, 2, 0), 2);
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+TEST(sqe_exhaustion_fails_cleanly_and_cancels_still_wait)
+{
+    run_main(NULL, main_sqe_fault, NULL);
+}
+
+/* A shielded task is not interrupted by cancellation: its I/O runs to
+ * completion (cleanup I/O), and the cancel shows once unshielded. */
+static int shield_sv[2];
+static int shield_result, after_shield;
+
+static void *shielded_reader(void *arg)
+{
+    (void)arg;
+    char buf[8];
+    ASSERT_OK(weft_shield_push());
+    shield_result = (int)weft_recv(shield_sv[0], buf, sizeof buf, 0);
+    ASSERT_OK(weft_shield_pop());
+    after_shield = weft_nop();
+    return NULL;
+}
+
+static void *main_shield(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, shield_sv));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, shielded_reader, NULL));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_EQ(write(shield_sv[1], "abc", 3), 3);
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(shield_result, 3);
+    ASSERT_EQ(after_shield, -ECANCELED);
+    return NULL;
+}
+TEST(shielded_io_completes_despite_cancel)
+{
+    run_main(NULL, main_shield, NULL);
+}
+
+TEST_MAIN(CASE(cancelling_every_blocking_kind_leaves_buffers_untouched),
+          CASE(deadlines_interrupt_every_blocking_kind),
+          CASE(a_result_that_beats_the_cancel_is_returned),
+          CASE(cancellation_storm_loses_no_byte_and_no_fd),
+          CASE(sqe_exhaustion_fails_cleanly_and_cancels_still_wait),
+          CASE(shielded_io_completes_despite_cancel))
