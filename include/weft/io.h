@@ -279,7 +279,7 @@ WEFT_API int weft_opcode_supported(unsigned opcode);
 WEFT_API const char *weft_opcode_wrapper(unsigned opcode);
 /* The opcode's name ("READ"), or NULL past the last known one. */
 WEFT_API const char *weft_opcode_name(unsigned opcode);
-/* Ops completed per opcode on this worker since it started (ops[0..n)). */
+/* Ops issued per opcode on this worker since it started (ops[0..n)). */
 WEFT_API int weft_ops_by_opcode(uint64_t *ops, unsigned n);
 
 #ifdef __cplusplus

@@ -23,6 +23,11 @@
     if (!sqe)                                                                                      \
     return io_err_
 
+/* liburing 2.3's *_direct preps store file_index + 1 (slot 0 is encoded as
+ * 1), so "let the kernel pick" (IORING_FILE_INDEX_ALLOC, all ones) must be
+ * passed as one less, or it wraps to 0: no direct slot at all. */
+#define WEFT__FILE_INDEX_ALLOC (IORING_FILE_INDEX_ALLOC - 1)
+
 #define IO_FD(fd)   weft__sqe_fd(sqe, (fd))
 #define IO_WAIT()   weft__io_wait(&io_)
 #define IO_CFLAGS() (io_.cflags)

@@ -25,7 +25,7 @@ int weft_openat(int dfd, const char *path, int flags, mode_t mode)
     IO_BEGIN(IORING_OP_OPENAT);
     if ((unsigned)flags & WEFT_DIRECT) {
         io_uring_prep_openat_direct(sqe, dfd, path, flags & ~(int)WEFT_DIRECT, mode,
-                                    IORING_FILE_INDEX_ALLOC);
+                                    WEFT__FILE_INDEX_ALLOC);
         return adopt_direct(IO_WAIT());
     }
     io_uring_prep_openat(sqe, dfd, path, flags, mode);
@@ -41,7 +41,7 @@ int weft_openat2(int dfd, const char *path, struct open_how *how)
     h.flags &= ~(uint64_t)WEFT_DIRECT;
     IO_BEGIN(IORING_OP_OPENAT2);
     if (direct) {
-        io_uring_prep_openat2_direct(sqe, dfd, path, &h, IORING_FILE_INDEX_ALLOC);
+        io_uring_prep_openat2_direct(sqe, dfd, path, &h, WEFT__FILE_INDEX_ALLOC);
         return adopt_direct(IO_WAIT());
     }
     io_uring_prep_openat2(sqe, dfd, path, &h);

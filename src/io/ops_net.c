@@ -40,7 +40,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
     IO_BEGIN(IORING_OP_ACCEPT);
     if (flags & WEFT_DIRECT) {
         io_uring_prep_accept_direct(sqe, 0, addr, len, (int)(flags & ~WEFT_DIRECT),
-                                    IORING_FILE_INDEX_ALLOC);
+                                    WEFT__FILE_INDEX_ALLOC);
         IO_FD(fd);
         return adopt_direct(IO_WAIT());
     }

@@ -192,7 +192,11 @@ static void finish_round(weft__worker *w, job *jobs, unsigned n)
             job_done(w, c, false);
             continue;
         }
-        if (res == -EALREADY && c) {
+        /* -EALREADY: the target was running at that instant. -ENOENT while
+         * its last CQE has not come: a multishot op between two shots (with
+         * DEFER_TASKRUN a ticker that fired is off the kernel's list until
+         * the next enter re-arms it). Either way it is still live: again. */
+        if (c && (res == -EALREADY || res == -ENOENT)) {
             push_back(w, c);
             continue;
         }

@@ -290,14 +290,21 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
     set_period(s, period_ns);
     if (!s->armed)
         return 0; /* the next pull arms it with the new period */
-    weft__io io;
-    int err;
-    struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_TIMEOUT_REMOVE, &err);
-    if (!sqe)
-        return err;
-    /* The kernel copies the new period at submission; s->period lives on. */
-    io_uring_prep_timeout_update(sqe, &s->period, (uint64_t)(uintptr_t)&s->op, 0);
-    return weft__io_wait(&io);
+    /* -ENOENT while still armed: the ticker fired and sits between two
+     * shots until the next enter re-arms it (DEFER_TASKRUN); the retry's own
+     * round trip does that. */
+    int r = -ENOENT;
+    for (int tries = 0; r == -ENOENT && s->armed && tries < 100; tries++) {
+        weft__io io;
+        int err;
+        struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_TIMEOUT_REMOVE, &err);
+        if (!sqe)
+            return err;
+        /* The kernel copies the new period at submission; s->period lives on. */
+        io_uring_prep_timeout_update(sqe, &s->period, (uint64_t)(uintptr_t)&s->op, 0);
+        r = weft__io_wait(&io);
+    }
+    return r == -ENOENT && !s->armed ? 0 : r;
 }
 
 unsigned weft_stream_pending(const weft_stream *s)

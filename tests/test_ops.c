@@ -1,0 +1,2252 @@
+/* The io_uring opcodes: every opcode the kernel's probe reports must have a
+ * weft wrapper and a check here that runs that wrapper for real (a table,
+ * walked by one test case), plus direct descriptors, batches and the error
+ * paths the wrappers share.
+ *
+ * The opcode checks use real things: files in a temporary directory, pipes,
+ * TCP sockets on 127.0.0.1, a futex word, a forked child, epoll and eventfd.
+ * Each check asserts on results it could get wrong (bytes that round-trip,
+ * sizes, errors the kernel gives for the wrong input), and then the opcode's
+ * counter (weft_ops_by_opcode) must have gone up, which proves the wrapper
+ * really issued that opcode rather than reaching the result another way.
+ * The one exception is RECV_ZC, which needs hardware loopback cannot stand
+ * in for: its row says so, and the walk prints why.
+ */
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <linux/openat2.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+
+/* futex2 flags; Debian 12's linux/futex.h (6.1) predates them. */
+#ifndef FUTEX2_SIZE_U32
+#define FUTEX2_SIZE_U32 0x02
+#endif
+#ifndef FUTEX2_PRIVATE
+#define FUTEX2_PRIVATE 128
+#endif
+
+#define MS (1000ull * 1000)
+/* How long a helper task waits before acting, so that the task being
+ * checked is parked in its op (not merely about to issue it) when it acts. */
+#define LATER_NS (2 * MS)
+/* Every opcode check runs under this deadline: a lost completion fails the
+ * check with -ETIMEDOUT instead of hanging the case until the alarm. Far
+ * above what any check needs (a few ms), as an fsync on a busy machine can
+ * take seconds. */
+#define CHECK_LIMIT_NS (10000 * MS)
+/* weft_ops_by_opcode's array: more than any kernel's opcode count so far. */
+#define OPS_SLOTS 128
+
+/* ---- checks that report instead of exiting ------------------------------
+ * The opcode table walk goes on after a failed check so that the report
+ * lists every opcode. A failed check may leave descriptors open: the case
+ * runs in its own child process, which exits soon after. */
+
+typedef enum outcome { CHECK_OK, CHECK_FAIL, CHECK_SKIP } outcome;
+
+static char skip_reason[256]; /* set by a check that returns CHECK_SKIP */
+static char fail_reason[512]; /* set by a check that returns CHECK_FAIL */
+
+static outcome check_failed(int line, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static outcome check_failed(int line, const char *fmt, ...)
+{
+    int n = snprintf(fail_reason, sizeof fail_reason, "%s:%d: ", __FILE__, line);
+    if (n < 0 || (size_t)n >= sizeof fail_reason)
+        n = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fail_reason + n, sizeof fail_reason - (size_t)n, fmt, ap);
+    va_end(ap);
+    return CHECK_FAIL;
+}
+
+/* " (Name of error)" for a -errno value, "" otherwise. */
+static const char *err_note(long long v)
+{
+    static char buf[96];
+    if (v >= 0 || v < -4095)
+        return "";
+    snprintf(buf, sizeof buf, " (%s)", strerror((int)-v));
+    return buf;
+}
+
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            return check_failed(__LINE__, "check failed: %s", #c);                                 \
+    } while (0)
+#define CHECK_CMP(a, op, b)                                                                        \
+    do {                                                                                           \
+        long long ca_ = (long long)(a), cb_ = (long long)(b);                                      \
+        if (!(ca_ op cb_))                                                                         \
+            return check_failed(__LINE__, "%s %s %s: %lld%s vs %lld", #a, #op, #b, ca_,            \
+                                err_note(ca_), cb_);                                               \
+    } while (0)
+#define CHECK_EQ(a, b) CHECK_CMP(a, ==, b)
+#define CHECK_GE(a, b) CHECK_CMP(a, >=, b)
+#define CHECK_GT(a, b) CHECK_CMP(a, >, b)
+#define CHECK_LT(a, b) CHECK_CMP(a, <, b)
+#define CHECK_MEM(a, b, n)                                                                         \
+    do {                                                                                           \
+        if (memcmp((a), (b), (n)) != 0)                                                            \
+            return check_failed(__LINE__, "bytes differ: %s vs %s (%zu bytes)", #a, #b,            \
+                                (size_t)(n));                                                      \
+    } while (0)
+
+/* ---- fixtures --------------------------------------------------------- */
+
+static char tmp_path[64]; /* mkdtemp under /tmp, removed at the end */
+static int tmp_fd = -1;   /* tmp_path, open: the dfd of the *at calls */
+
+static void tmp_setup(void)
+{
+    snprintf(tmp_path, sizeof tmp_path, "/tmp/weft-ops-XXXXXX");
+    if (!mkdtemp(tmp_path))
+        FAILF("mkdtemp: %s", strerror(errno));
+    tmp_fd = open(tmp_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (tmp_fd < 0)
+        FAILF("open %s: %s", tmp_path, strerror(errno));
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    if (path[0])
+        nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void tmp_cleanup(void)
+{
+    close(tmp_fd);
+    tmp_fd = -1;
+    remove_tree(tmp_path);
+}
+
+/* A file in the temporary directory holding data; its fd (read-write) or
+ * -errno. Plain system calls: checks depend only on the wrapper they are
+ * about. */
+static int make_file(const char *name, const void *data, size_t n)
+{
+    int fd = openat(tmp_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (n && pwrite(fd, data, n, 0) != (ssize_t)n) {
+        int err = errno ? -errno : -EIO;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static long long file_size(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) < 0 ? -errno : (long long)st.st_size;
+}
+
+static bool exists(const char *name)
+{
+    struct stat st;
+    return fstatat(tmp_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static int fd_flags(int fd)
+{
+    int f = fcntl(fd, F_GETFD);
+    return f < 0 ? -errno : f;
+}
+
+/* A descriptor number that is not open (nothing else opens files while a
+ * check runs). */
+static int closed_fd(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    return fd;
+}
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(seed * 131u + i * 7u + (i >> 8));
+}
+
+static struct sockaddr_in loopback(uint16_t port)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    return a;
+}
+
+static int local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        return -errno;
+    return ntohs(a.sin_port);
+}
+
+/* A connected TCP pair on 127.0.0.1 made with plain system calls: fds[0]
+ * connected, fds[1] accepted. Blocking libc calls on them give up after a
+ * second, so that lost bytes fail a check instead of hanging it. */
+static int tcp_pair(int fds[2])
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0)
+        return -errno;
+    struct sockaddr_in a = loopback(0);
+    socklen_t len = sizeof a;
+    int c = -1, s = -1, err = 0;
+    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 4) < 0 ||
+        getsockname(l, (struct sockaddr *)&a, &len) < 0 ||
+        (c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        connect(c, (struct sockaddr *)&a, sizeof a) < 0 ||
+        (s = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0)
+        err = -errno;
+    close(l);
+    if (err) {
+        if (c >= 0)
+            close(c);
+        return err;
+    }
+    struct timeval tv = {.tv_sec = 1};
+    for (int i = 0; i < 2; i++) {
+        int fd = i ? s : c;
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    fds[0] = c;
+    fds[1] = s;
+    return 0;
+}
+
+static void close_pair(int fds[2])
+{
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* A helper task that writes n bytes to fd LATER_NS after it starts. Its
+ * record is static storage: a failed check may return before joining it,
+ * and it must not write into a stack frame that is gone. */
+typedef struct later_write {
+    int fd;
+    const void *data;
+    size_t n;
+    ssize_t res;
+} later_write;
+
+static void *write_later(void *arg)
+{
+    later_write *w = arg;
+    int r = weft_sleep_ns(LATER_NS);
+    w->res = r < 0 ? r : write(w->fd, w->data, w->n);
+    return NULL;
+}
+
+static const uint64_t eventfd_one = 1;
+
+/* The runtime's live streams once the kernel sides of closed ones have
+ * ended (the maintenance task removes them asynchronously): polled for up
+ * to 200 ms. */
+static uint64_t streams_live_settled(void)
+{
+    weft_stats st;
+    for (int i = 0; i < 200; i++) {
+        if (weft_stats_snapshot(&st) < 0)
+            return UINT64_MAX;
+        if (st.streams_live == 0 || weft_sleep_ns(MS) < 0)
+            break;
+    }
+    return st.streams_live;
+}
+
+/* ---- user xattrs --------------------------------------------------------
+ * Not every filesystem takes them (tmpfs before 6.6 did not): try /tmp,
+ * then the current directory; with neither the xattr checks only confirm
+ * that the wrapper reports -EOPNOTSUPP, and say they skipped. */
+
+static char xattr_file[PATH_MAX + 16]; /* a file that takes user xattrs */
+static char xattr_dir[PATH_MAX];       /* a directory made for it under cwd, "" if none */
+static char xattr_skip[200];           /* why no file takes them, "" if one does */
+
+static int xattr_try(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    if (setxattr(path, "user.weft.probe", "1", 1, 0) < 0)
+        return -errno;
+    removexattr(path, "user.weft.probe");
+    return 0;
+}
+
+static void xattr_setup(void)
+{
+    xattr_skip[0] = xattr_dir[0] = 0;
+    snprintf(xattr_file, sizeof xattr_file, "%s/xattr", tmp_path);
+    int r = xattr_try(xattr_file);
+    if (r != -EOPNOTSUPP)
+        return; /* works, or fails for a reason the checks should report */
+    char cwd[PATH_MAX - 64];
+    if (getcwd(cwd, sizeof cwd)) {
+        snprintf(xattr_dir, sizeof xattr_dir, "%s/weft-ops-xattr-XXXXXX", cwd);
+        if (mkdtemp(xattr_dir)) {
+            snprintf(xattr_file, sizeof xattr_file, "%s/xattr", xattr_dir);
+            if (xattr_try(xattr_file) == 0)
+                return;
+        } else {
+            xattr_dir[0] = 0;
+        }
+    }
+    snprintf(xattr_skip, sizeof xattr_skip,
+             "user xattrs are not supported on %s nor in the current directory", tmp_path);
+}
+
+static void xattr_cleanup(void)
+{
+    remove_tree(xattr_dir);
+    xattr_dir[0] = 0;
+}
+
+/* Where no filesystem takes user xattrs: the wrapper must say so. */
+static outcome xattr_unsupported(long long r)
+{
+    CHECK_EQ(r, -EOPNOTSUPP);
+    snprintf(skip_reason, sizeof skip_reason, "%s", xattr_skip);
+    return CHECK_SKIP;
+}
+
+/* ---- the opcode checks, in opcode order --------------------------------- */
+
+/* 0 NOP */
+static outcome check_nop(void)
+{
+    CHECK_EQ(weft_nop(), 0);
+    CHECK_EQ(weft_nop(), 0);
+    return CHECK_OK;
+}
+
+/* 1 READV: scatter into two buffers, at offset 0 and then past the middle
+ * (a short read that stops at the end of the file). */
+static outcome check_readv(void)
+{
+    unsigned char data[300], a[100], b[200];
+    fill(data, sizeof data, 1);
+    int fd = make_file("readv", data, sizeof data);
+    CHECK_GE(fd, 0);
+    struct iovec iov[2] = {{a, sizeof a}, {b, sizeof b}};
+    CHECK_EQ(weft_readv(fd, iov, 2, 0), 300);
+    CHECK_MEM(a, data, 100);
+    CHECK_MEM(b, data + 100, 200);
+    CHECK_EQ(weft_readv(fd, iov, 2, 250), 50);
+    CHECK_MEM(a, data + 250, 50);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 2 WRITEV: gather two buffers to offset 10. */
+static outcome check_writev(void)
+{
+    unsigned char a[100], b[50], back[150];
+    fill(a, sizeof a, 2);
+    fill(b, sizeof b, 3);
+    int fd = make_file("writev", NULL, 0);
+    CHECK_GE(fd, 0);
+    struct iovec iov[2] = {{a, sizeof a}, {b, sizeof b}};
+    CHECK_EQ(weft_writev(fd, iov, 2, 10), 150);
+    CHECK_EQ(file_size(fd), 160);
+    CHECK_EQ(pread(fd, back, sizeof back, 10), 150);
+    CHECK_MEM(back, a, 100);
+    CHECK_MEM(back + 100, b, 50);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 3 FSYNC: both kinds on a dirty file; a closed descriptor is -EBADF. */
+static outcome check_fsync(void)
+{
+    unsigned char data[4096];
+    fill(data, sizeof data, 4);
+    int fd = make_file("fsync", data, sizeof data);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(weft_fsync(fd, 0), 0);
+    CHECK_EQ(pwrite(fd, data, 100, 4096), 100);
+    CHECK_EQ(weft_fsync(fd, IORING_FSYNC_DATASYNC), 0);
+    CHECK_EQ(weft_fsync(closed_fd(), 0), -EBADF);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* Registered buffers for the fixed-buffer ops: page-aligned, static. */
+static unsigned char fixed_mem[4 * 4096] __attribute__((aligned(4096)));
+static unsigned char unregistered[4096];
+
+/* 4 READ_FIXED */
+static outcome check_read_fixed(void)
+{
+    unsigned char data[4096];
+    fill(data, sizeof data, 5);
+    int fd = make_file("read_fixed", data, sizeof data);
+    CHECK_GE(fd, 0);
+    struct iovec reg = {fixed_mem, sizeof fixed_mem};
+    int slot = weft_buffers_register(&reg, 1);
+    CHECK_GE(slot, 0);
+    memset(fixed_mem, 0, sizeof fixed_mem);
+    /* Into the middle of the registered buffer, from offset 96. */
+    CHECK_EQ(weft_read_fixed(fd, fixed_mem + 4096 + 7, 1000, 96, (unsigned)slot), 1000);
+    CHECK_MEM(fixed_mem + 4096 + 7, data + 96, 1000);
+    /* A buffer outside the registered one: the kernel checks the range. */
+    CHECK_EQ(weft_read_fixed(fd, unregistered, 100, 0, (unsigned)slot), -EFAULT);
+    CHECK_EQ(weft_buffers_unregister((unsigned)slot, 1), 0);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 5 WRITE_FIXED */
+static outcome check_write_fixed(void)
+{
+    int fd = make_file("write_fixed", NULL, 0);
+    CHECK_GE(fd, 0);
+    struct iovec reg = {fixed_mem, sizeof fixed_mem};
+    int slot = weft_buffers_register(&reg, 1);
+    CHECK_GE(slot, 0);
+    fill(fixed_mem, sizeof fixed_mem, 6);
+    CHECK_EQ(weft_write_fixed(fd, fixed_mem + 8192, 4096, 512, (unsigned)slot), 4096);
+    unsigned char back[4096];
+    CHECK_EQ(pread(fd, back, sizeof back, 512), 4096);
+    CHECK_MEM(back, fixed_mem + 8192, 4096);
+    CHECK_EQ(file_size(fd), 512 + 4096);
+    CHECK_EQ(weft_write_fixed(fd, unregistered, 100, 0, (unsigned)slot), -EFAULT);
+    CHECK_EQ(weft_buffers_unregister((unsigned)slot, 1), 0);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 6 POLL_ADD: a wait that parks until a helper makes the eventfd readable,
+ * and one that is ready at once (an empty pipe is writable, not readable). */
+static outcome check_poll_add(void)
+{
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    CHECK_GE(efd, 0);
+    static later_write w;
+    w = (later_write){efd, &eventfd_one, sizeof eventfd_one, 0};
+    weft_task *t;
+    CHECK_EQ(weft_spawn(&t, write_later, &w), 0);
+    int r = weft_poll(efd, POLLIN);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(w.res, 8);
+    CHECK_GT(r, 0);
+    CHECK(r & POLLIN);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    r = weft_poll(p[1], POLLOUT | POLLIN);
+    CHECK_GT(r, 0);
+    CHECK(r & POLLOUT);
+    CHECK(!(r & POLLIN));
+    close_pair(p);
+    close(efd);
+    return CHECK_OK;
+}
+
+/* 7 POLL_REMOVE: issued by the maintenance task when a poll stream closes.
+ * The stream sees readiness twice (multishot), then is closed; once the
+ * removal went through, no stream is live any more. */
+static outcome check_poll_remove(void)
+{
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    CHECK_GE(efd, 0);
+    weft_stream *s;
+    CHECK_EQ(weft_poll_stream(&s, efd, POLLIN), 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(write(efd, &eventfd_one, 8), 8);
+        int r = weft_stream_next(s, NULL);
+        CHECK_GT(r, 0);
+        CHECK(r & POLLIN);
+        uint64_t v;
+        CHECK_EQ(read(efd, &v, 8), 8);
+    }
+    weft_stats st;
+    CHECK_EQ(weft_stats_snapshot(&st), 0);
+    CHECK_EQ(st.streams_live, 1);
+    weft_stream_close(s);
+    CHECK_EQ(streams_live_settled(), 0);
+    close(efd);
+    return CHECK_OK;
+}
+
+/* 8 SYNC_FILE_RANGE; flags the kernel does not know are -EINVAL. */
+static outcome check_sync_file_range(void)
+{
+    unsigned char data[8192];
+    fill(data, sizeof data, 8);
+    int fd = make_file("sync_file_range", data, sizeof data);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(weft_sync_file_range(fd, 0, 8192,
+                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                      SYNC_FILE_RANGE_WAIT_AFTER),
+             0);
+    CHECK_EQ(weft_sync_file_range(fd, 0, 8192, 0x100), -EINVAL);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 9 SENDMSG: two iovecs arrive as one stream. */
+static outcome check_sendmsg(void)
+{
+    int fds[2];
+    CHECK_EQ(tcp_pair(fds), 0);
+    char a[] = "scatter-", b[] = "gather";
+    struct iovec iov[2] = {{a, 8}, {b, 6}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    CHECK_EQ(weft_sendmsg(fds[0], &msg, 0), 14);
+    char back[32];
+    CHECK_EQ(recv(fds[1], back, 14, MSG_WAITALL), 14);
+    CHECK_MEM(back, "scatter-gather", 14);
+    close_pair(fds);
+    return CHECK_OK;
+}
+
+/* 10 RECVMSG: one stream split across two iovecs. */
+static outcome check_recvmsg(void)
+{
+    int fds[2];
+    CHECK_EQ(tcp_pair(fds), 0);
+    CHECK_EQ(send(fds[0], "0123456789", 10, 0), 10);
+    char a[4], b[16];
+    struct iovec iov[2] = {{a, sizeof a}, {b, sizeof b}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t got = weft_recvmsg(fds[1], &msg, 0);
+    CHECK_EQ(got, 10);
+    CHECK_MEM(a, "0123", 4);
+    CHECK_MEM(b, "456789", 6);
+    close_pair(fds);
+    return CHECK_OK;
+}
+
+/* Closes a ticker so that its kernel side surely ends.
+ *
+ * LIBRARY BUG (reported, not fixed here; the case
+ * closing_a_ticker_right_after_it_expired_ends_it shows it): with
+ * DEFER_TASKRUN an expired multishot timeout is off the kernel's timeout
+ * list until the worker's next io_uring_enter runs the task work that posts
+ * the tick and re-arms the timer. A TIMEOUT_REMOVE submitted in that window
+ * gets -ENOENT: weft_ticker_reset returns it, and the maintenance task,
+ * which counts -ENOENT as done, leaves the closed ticker armed for ever, so
+ * weft_run never returns. Parking the ticker at an hour first (retrying a
+ * reset that lost that race: its wait ran the task work) leaves it
+ * nothing to race with. */
+static outcome close_ticker(weft_stream *s)
+{
+    int r = -ENOENT;
+    for (int i = 0; i < 100 && r == -ENOENT; i++)
+        r = weft_ticker_reset(s, 3600 * 1000 * MS);
+    CHECK_EQ(r, 0);
+    weft_stream_close(s);
+    return CHECK_OK;
+}
+
+/* 11 TIMEOUT: a ticker (multishot TIMEOUT) ticks, never early. */
+static outcome check_timeout(void)
+{
+    uint64_t t0 = weft_now_ns();
+    weft_stream *s;
+    CHECK_EQ(weft_ticker(&s, 2 * MS), 0);
+    /* Ticks that pile up coalesce: three pulls need three expiries. */
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(weft_stream_next(s, NULL), 0);
+    uint64_t took = weft_now_ns() - t0;
+    CHECK_GE(took, 6 * MS);
+    CHECK_LT(took, 5000 * MS);
+    return close_ticker(s);
+}
+
+/* 12 TIMEOUT_REMOVE (with IORING_TIMEOUT_UPDATE): a ten-second ticker reset
+ * to 1 ms ticks at once, which it could only do if the update reached the
+ * kernel. */
+static outcome check_timeout_remove(void)
+{
+    weft_stream *s;
+    CHECK_EQ(weft_ticker(&s, 10000 * MS), 0);
+    CHECK_EQ(weft_sleep_ns(MS), 0); /* the ticker's SQE is in the kernel now */
+    uint64_t t0 = weft_now_ns();
+    CHECK_EQ(weft_ticker_reset(s, MS), 0);
+    CHECK_EQ(weft_stream_next(s, NULL), 0);
+    CHECK_EQ(weft_stream_next(s, NULL), 0);
+    CHECK_LT(weft_now_ns() - t0, 5000 * MS); /* the old period was 10 s */
+    CHECK_EQ(weft_ticker_reset(s, 0), -EINVAL);
+    return close_ticker(s);
+}
+
+/* 13 ACCEPT: the peer address is the connecting socket's, the flags apply,
+ * and the accepted socket carries data. */
+static outcome check_accept(void)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(l, 0);
+    struct sockaddr_in a = loopback(0);
+    CHECK_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(listen(l, 4), 0);
+    a = loopback((uint16_t)local_port(l));
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(c, 0);
+    CHECK_EQ(connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    struct sockaddr_in peer;
+    socklen_t plen = sizeof peer;
+    int s = weft_accept(l, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+    CHECK_GE(s, 0);
+    CHECK(!weft_is_direct(s));
+    CHECK_EQ(plen, sizeof peer);
+    CHECK_EQ(peer.sin_family, AF_INET);
+    CHECK_EQ(ntohs(peer.sin_port), local_port(c));
+    CHECK(fd_flags(s) & FD_CLOEXEC);
+    CHECK_EQ(write(c, "hi", 2), 2);
+    char b[2];
+    CHECK_EQ(read(s, b, 2), 2);
+    CHECK_MEM(b, "hi", 2);
+    close(s);
+    close(c);
+    close(l);
+    return CHECK_OK;
+}
+
+/* 14 ASYNC_CANCEL: a task parked in weft_recv is cancelled by fd. */
+static int cancelled_recv_fd;
+static ssize_t cancelled_recv_res;
+
+static void *recv_until_cancelled(void *arg)
+{
+    (void)arg;
+    char b[16];
+    cancelled_recv_res = weft_recv(cancelled_recv_fd, b, sizeof b, 0);
+    return NULL;
+}
+
+static outcome check_async_cancel(void)
+{
+    int fds[2];
+    CHECK_EQ(tcp_pair(fds), 0);
+    cancelled_recv_fd = fds[1];
+    cancelled_recv_res = 1;
+    weft_task *t;
+    CHECK_EQ(weft_spawn(&t, recv_until_cancelled, NULL), 0);
+    CHECK_EQ(weft_sleep_ns(LATER_NS), 0); /* the recv is in the kernel */
+    CHECK_EQ(weft_cancel_fd(fds[1]), 1);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(cancelled_recv_res, -ECANCELED);
+    /* Nothing left to cancel: 0, not an error. */
+    CHECK_EQ(weft_cancel_fd(fds[1]), 0);
+    close_pair(fds);
+    return CHECK_OK;
+}
+
+/* 15 LINK_TIMEOUT, through weft_batch: a read on an empty pipe bounded by
+ * 10 ms is cancelled, and a read that finishes first cancels the timeout. */
+static outcome check_link_timeout(void)
+{
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    char buf[16];
+    struct __kernel_timespec ts = {.tv_nsec = 10 * 1000 * 1000};
+    struct io_uring_sqe sqes[2];
+    memset(sqes, 0, sizeof sqes);
+    io_uring_prep_read(&sqes[0], p[0], buf, sizeof buf, (uint64_t)-1);
+    io_uring_prep_link_timeout(&sqes[1], &ts, 0);
+    int res[2] = {1, 1};
+    uint64_t t0 = weft_now_ns();
+    CHECK_EQ(weft_batch(sqes, res, 2, WEFT_BATCH_CHAIN), 0);
+    CHECK_GE(weft_now_ns() - t0, 10 * MS);
+    CHECK_EQ(res[0], -ECANCELED);
+    CHECK_EQ(res[1], -ETIME);
+
+    CHECK_EQ(write(p[1], "data", 4), 4);
+    memset(sqes, 0, sizeof sqes);
+    io_uring_prep_read(&sqes[0], p[0], buf, sizeof buf, (uint64_t)-1);
+    ts.tv_sec = 10;
+    io_uring_prep_link_timeout(&sqes[1], &ts, 0);
+    CHECK_EQ(weft_batch(sqes, res, 2, WEFT_BATCH_CHAIN), 1);
+    CHECK_EQ(res[0], 4);
+    CHECK_EQ(res[1], -ECANCELED);
+    CHECK_MEM(buf, "data", 4);
+    close_pair(p);
+    return CHECK_OK;
+}
+
+/* 16 CONNECT: to a listener (then accepted, same addresses), and to a
+ * bound port nobody listens on (-ECONNREFUSED). */
+static outcome check_connect(void)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(l, 0);
+    struct sockaddr_in a = loopback(0);
+    CHECK_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(listen(l, 4), 0);
+    a = loopback((uint16_t)local_port(l));
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(c, 0);
+    CHECK_EQ(weft_connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    struct sockaddr_in peer;
+    socklen_t plen = sizeof peer;
+    int s = accept4(l, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+    CHECK_GE(s, 0);
+    CHECK_EQ(ntohs(peer.sin_port), local_port(c));
+
+    int quiet = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(quiet, 0);
+    struct sockaddr_in q = loopback(0);
+    CHECK_EQ(bind(quiet, (struct sockaddr *)&q, sizeof q), 0);
+    q = loopback((uint16_t)local_port(quiet));
+    int c2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(c2, 0);
+    CHECK_EQ(weft_connect(c2, (struct sockaddr *)&q, sizeof q), -ECONNREFUSED);
+    close(c2);
+    close(quiet);
+    close(s);
+    close(c);
+    close(l);
+    return CHECK_OK;
+}
+
+/* 17 FALLOCATE: the size grows and blocks are allocated; KEEP_SIZE
+ * allocates without growing. */
+static outcome check_fallocate(void)
+{
+    int fd = make_file("fallocate", NULL, 0);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(weft_fallocate(fd, 0, 0, 1 << 20), 0);
+    struct stat st;
+    CHECK_EQ(fstat(fd, &st), 0);
+    CHECK_EQ(st.st_size, 1 << 20);
+    CHECK_GE(st.st_blocks * 512, 1 << 20);
+    CHECK_EQ(weft_fallocate(fd, FALLOC_FL_KEEP_SIZE, 1 << 20, 1 << 20), 0);
+    CHECK_EQ(fstat(fd, &st), 0);
+    CHECK_EQ(st.st_size, 1 << 20);
+    CHECK_GE(st.st_blocks * 512, 2 << 20);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 18 OPENAT: created relative to a directory fd with the mode asked for;
+ * O_EXCL on an existing file is -EEXIST. */
+static outcome check_openat(void)
+{
+    mode_t mask = umask(022);
+    umask(mask);
+    int fd = weft_openat(tmp_fd, "openat", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    CHECK_GE(fd, 0);
+    CHECK(!weft_is_direct(fd));
+    struct stat st;
+    CHECK_EQ(fstatat(tmp_fd, "openat", &st, 0), 0);
+    CHECK(S_ISREG(st.st_mode));
+    CHECK_EQ(st.st_mode & 0777, 0640 & ~mask);
+    CHECK(fd_flags(fd) & FD_CLOEXEC);
+    CHECK_EQ(write(fd, "opened", 6), 6);
+    CHECK_EQ(file_size(fd), 6);
+    CHECK_EQ(weft_openat(tmp_fd, "openat", O_RDWR | O_CREAT | O_EXCL, 0640), -EEXIST);
+    CHECK_EQ(weft_openat(tmp_fd, "no-such-file", O_RDONLY, 0), -ENOENT);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 19 CLOSE: the descriptor is gone afterwards; closing it again is -EBADF. */
+static outcome check_close(void)
+{
+    int fd = make_file("close", NULL, 0);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(weft_close(fd), 0);
+    CHECK_EQ(fcntl(fd, F_GETFD), -1);
+    CHECK_EQ(errno, EBADF);
+    CHECK_EQ(weft_close(fd), -EBADF);
+    return CHECK_OK;
+}
+
+/* 20 FILES_UPDATE (weft_direct_from_fd): the direct descriptor reaches the
+ * same file and outlives the normal fd it was made from. */
+static outcome check_files_update(void)
+{
+    int fd = make_file("files_update", NULL, 0);
+    CHECK_GE(fd, 0);
+    int d = weft_direct_from_fd(fd);
+    CHECK_GE(d, 0);
+    CHECK(weft_is_direct(d));
+    CHECK_EQ(weft_write(d, "direct", 6, 0), 6);
+    char b[8];
+    CHECK_EQ(pread(fd, b, 6, 0), 6);
+    CHECK_MEM(b, "direct", 6);
+    close(fd);
+    memset(b, 0, sizeof b);
+    CHECK_EQ(weft_read(d, b, 6, 0), 6);
+    CHECK_MEM(b, "direct", 6);
+    CHECK_EQ(weft_close(d), 0);
+    CHECK_EQ(weft_direct_from_fd(closed_fd()), -EBADF);
+    return CHECK_OK;
+}
+
+/* 21 STATX: size, type and mode of a file, by path and by fd. */
+static outcome check_statx(void)
+{
+    unsigned char data[1234];
+    fill(data, sizeof data, 21);
+    int fd = make_file("statx", data, sizeof data);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(fchmod(fd, 0604), 0);
+    struct statx stx;
+    memset(&stx, 0, sizeof stx);
+    CHECK_EQ(weft_statx(tmp_fd, "statx", 0, STATX_BASIC_STATS, &stx), 0);
+    CHECK(stx.stx_mask & STATX_SIZE);
+    CHECK_EQ(stx.stx_size, 1234);
+    CHECK(S_ISREG(stx.stx_mode));
+    CHECK_EQ(stx.stx_mode & 0777, 0604);
+    memset(&stx, 0, sizeof stx);
+    CHECK_EQ(weft_statx(fd, "", AT_EMPTY_PATH, STATX_SIZE, &stx), 0);
+    CHECK_EQ(stx.stx_size, 1234);
+    CHECK_EQ(weft_statx(tmp_fd, "no-such-file", 0, STATX_SIZE, &stx), -ENOENT);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 22 READ: at an offset from a file; from a pipe at the current position,
+ * parked until a helper writes. */
+static outcome check_read(void)
+{
+    unsigned char data[5000], back[5000];
+    fill(data, sizeof data, 22);
+    int fd = make_file("read", data, sizeof data);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(weft_read(fd, back, sizeof back, 1000), 4000);
+    CHECK_MEM(back, data + 1000, 4000);
+    CHECK_EQ(weft_read(fd, back, sizeof back, 5000), 0); /* end of file */
+    close(fd);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    static later_write w;
+    w = (later_write){p[1], "from a pipe", 11, 0};
+    weft_task *t;
+    CHECK_EQ(weft_spawn(&t, write_later, &w), 0);
+    ssize_t got = weft_read(p[0], back, sizeof back, WEFT_OFF_CURRENT);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(w.res, 11);
+    CHECK_EQ(got, 11);
+    CHECK_MEM(back, "from a pipe", 11);
+    close_pair(p);
+    return CHECK_OK;
+}
+
+/* 23 WRITE: at an offset, and at the file position (which advances). */
+static outcome check_write(void)
+{
+    unsigned char data[3000], back[3000];
+    fill(data, sizeof data, 23);
+    int fd = make_file("write", NULL, 0);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(weft_write(fd, data, sizeof data, 100), 3000);
+    CHECK_EQ(file_size(fd), 3100);
+    CHECK_EQ(pread(fd, back, sizeof back, 100), 3000);
+    CHECK_MEM(back, data, 3000);
+    CHECK_EQ(lseek(fd, 0, SEEK_SET), 0);
+    CHECK_EQ(weft_write(fd, "ab", 2, WEFT_OFF_CURRENT), 2);
+    CHECK_EQ(weft_write(fd, "cd", 2, WEFT_OFF_CURRENT), 2);
+    CHECK_EQ(lseek(fd, 0, SEEK_CUR), 4);
+    CHECK_EQ(pread(fd, back, 4, 0), 4);
+    CHECK_MEM(back, "abcd", 4);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 24 FADVISE: accepted on a file; the kernel's own checks answer for a
+ * bad advice (-EINVAL) and for a pipe (-ESPIPE). */
+static outcome check_fadvise(void)
+{
+    unsigned char data[8192];
+    fill(data, sizeof data, 24);
+    int fd = make_file("fadvise", data, sizeof data);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(weft_fadvise(fd, 0, 8192, POSIX_FADV_WILLNEED), 0);
+    CHECK_EQ(weft_fadvise(fd, 0, 8192, POSIX_FADV_DONTNEED), 0);
+    CHECK_EQ(weft_fadvise(fd, 0, 8192, 12345), -EINVAL);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    CHECK_EQ(weft_fadvise(p[0], 0, 0, POSIX_FADV_NORMAL), -ESPIPE);
+    close_pair(p);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 25 MADVISE: MADV_DONTNEED on private anonymous memory drops its pages,
+ * which read back as zeros. */
+static outcome check_madvise(void)
+{
+    size_t len = 2 * 4096;
+    unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    memset(m, 0xab, len);
+    CHECK_EQ(weft_madvise(m, len, MADV_DONTNEED), 0);
+    CHECK_EQ(m[0], 0);
+    CHECK_EQ(m[len - 1], 0);
+    CHECK_EQ(weft_madvise(m + 1, len - 1, MADV_DONTNEED), -EINVAL); /* not page-aligned */
+    munmap(m, len);
+    return CHECK_OK;
+}
+
+/* 26 SEND */
+static outcome check_send(void)
+{
+    int fds[2];
+    CHECK_EQ(tcp_pair(fds), 0);
+    unsigned char data[4000], back[4000];
+    fill(data, sizeof data, 26);
+    CHECK_EQ(weft_send(fds[0], data, sizeof data, 0), 4000);
+    CHECK_EQ(recv(fds[1], back, sizeof back, MSG_WAITALL), 4000);
+    CHECK_MEM(back, data, 4000);
+    close_pair(fds);
+    return CHECK_OK;
+}
+
+/* 27 RECV: parked until a helper sends; then end of stream is 0. */
+static outcome check_recv(void)
+{
+    int fds[2];
+    CHECK_EQ(tcp_pair(fds), 0);
+    static later_write w;
+    w = (later_write){fds[0], "over tcp", 8, 0};
+    weft_task *t;
+    CHECK_EQ(weft_spawn(&t, write_later, &w), 0);
+    char b[16];
+    ssize_t got = weft_recv(fds[1], b, sizeof b, 0);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(w.res, 8);
+    CHECK_EQ(got, 8);
+    CHECK_MEM(b, "over tcp", 8);
+    close(fds[0]);
+    CHECK_EQ(weft_recv(fds[1], b, sizeof b, 0), 0);
+    close(fds[1]);
+    return CHECK_OK;
+}
+
+/* 28 OPENAT2: RESOLVE_BENEATH lets a path inside the directory open and
+ * refuses one that climbs out (-EXDEV): only openat2 can do that. */
+static outcome check_openat2(void)
+{
+    int fd = make_file("openat2", "how", 3);
+    CHECK_GE(fd, 0);
+    close(fd);
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_RDONLY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH;
+    fd = weft_openat2(tmp_fd, "openat2", &how);
+    CHECK_GE(fd, 0);
+    char b[4];
+    CHECK_EQ(read(fd, b, 3), 3);
+    CHECK_MEM(b, "how", 3);
+    CHECK(fd_flags(fd) & FD_CLOEXEC);
+    close(fd);
+    CHECK_EQ(weft_openat2(tmp_fd, "../openat2", &how), -EXDEV);
+    /* Mode bits beyond 07777, which openat would mask, openat2 refuses. */
+    how.flags = O_RDWR | O_CREAT;
+    how.mode = 010000;
+    CHECK_EQ(weft_openat2(tmp_fd, "openat2-bad-mode", &how), -EINVAL);
+    return CHECK_OK;
+}
+
+/* 29 EPOLL_CTL: ADD (twice: -EEXIST), then the event shows up in a plain
+ * epoll_wait; DEL removes it. */
+static outcome check_epoll_ctl(void)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    CHECK_GE(ep, 0);
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    CHECK_GE(efd, 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0xabcdef};
+    CHECK_EQ(weft_epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev), 0);
+    CHECK_EQ(weft_epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev), -EEXIST);
+    CHECK_EQ(write(efd, &eventfd_one, 8), 8);
+    struct epoll_event out[2];
+    CHECK_EQ(epoll_wait(ep, out, 2, 0), 1);
+    CHECK_EQ(out[0].data.u64, 0xabcdef);
+    CHECK(out[0].events & EPOLLIN);
+    CHECK_EQ(weft_epoll_ctl(ep, EPOLL_CTL_DEL, efd, NULL), 0);
+    CHECK_EQ(epoll_wait(ep, out, 2, 0), 0);
+    close(efd);
+    close(ep);
+    return CHECK_OK;
+}
+
+/* 30 SPLICE: pipe to file at an offset, and file to pipe. */
+static outcome check_splice(void)
+{
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    int fd = make_file("splice", NULL, 0);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(write(p[1], "spliced bytes", 13), 13);
+    CHECK_EQ(weft_splice(p[0], -1, fd, 5, 13, 0), 13);
+    char b[32];
+    CHECK_EQ(pread(fd, b, 13, 5), 13);
+    CHECK_MEM(b, "spliced bytes", 13);
+    CHECK_EQ(weft_splice(fd, 13, p[1], -1, 5, 0), 5); /* "bytes" */
+    CHECK_EQ(read(p[0], b, sizeof b), 5);
+    CHECK_MEM(b, "bytes", 5);
+    close(fd);
+    close_pair(p);
+    return CHECK_OK;
+}
+
+/* Legacy provided buffers: four 64-byte buffers in group PBUF_GID. */
+#define PBUF_GID 7
+static char pbufs[4][64];
+
+/* A read that picks a provided buffer from gid (through weft_batch, the
+ * escape hatch for flags the typed wrappers do not take). */
+static int read_with_selected_buffer(int fd, unsigned gid, int *res)
+{
+    struct io_uring_sqe sqe;
+    memset(&sqe, 0, sizeof sqe);
+    io_uring_prep_read(&sqe, fd, NULL, 64, (uint64_t)-1);
+    sqe.flags |= IOSQE_BUFFER_SELECT;
+    sqe.buf_group = (uint16_t)gid;
+    return weft_batch(&sqe, res, 1, 0);
+}
+
+/* 31 PROVIDE_BUFFERS: the kernel picks one of the provided buffers for a
+ * read and puts the data in it; three are left for REMOVE to count. */
+static outcome check_provide_buffers(void)
+{
+    memset(pbufs, 0, sizeof pbufs);
+    CHECK_EQ(weft_buffers_provide(pbufs, 64, 4, PBUF_GID, 0), 0);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    CHECK_EQ(write(p[1], "provided!", 9), 9);
+    int res = 0;
+    CHECK_EQ(read_with_selected_buffer(p[0], PBUF_GID, &res), 1);
+    CHECK_EQ(res, 9);
+    int holders = 0;
+    for (int i = 0; i < 4; i++)
+        holders += memcmp(pbufs[i], "provided!", 9) == 0;
+    CHECK_EQ(holders, 1);
+    CHECK_EQ(weft_buffers_remove(8, PBUF_GID), 3);
+    close_pair(p);
+    return CHECK_OK;
+}
+
+/* 32 REMOVE_BUFFERS: returns how many it removed; a group that never had
+ * buffers is -ENOENT; once removed, a buffered read finds none. */
+static outcome check_remove_buffers(void)
+{
+    CHECK_EQ(weft_buffers_provide(pbufs, 64, 4, PBUF_GID, 0), 0);
+    CHECK_EQ(weft_buffers_remove(2, PBUF_GID), 2);
+    CHECK_EQ(weft_buffers_remove(8, PBUF_GID), 2);
+    CHECK_EQ(weft_buffers_remove(1, PBUF_GID + 1), -ENOENT);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    CHECK_EQ(write(p[1], "x", 1), 1);
+    int res = 0;
+    CHECK_EQ(read_with_selected_buffer(p[0], PBUF_GID, &res), 0);
+    CHECK_EQ(res, -ENOBUFS);
+    close_pair(p);
+    return CHECK_OK;
+}
+
+/* 33 TEE: duplicates pipe data without consuming it. */
+static outcome check_tee(void)
+{
+    int a[2], b[2];
+    CHECK_EQ(pipe2(a, O_CLOEXEC), 0);
+    CHECK_EQ(pipe2(b, O_CLOEXEC), 0);
+    CHECK_EQ(write(a[1], "teed", 4), 4);
+    CHECK_EQ(weft_tee(a[0], b[1], 64, 0), 4);
+    char x[8], y[8];
+    CHECK_EQ(read(b[0], x, sizeof x), 4);
+    CHECK_EQ(read(a[0], y, sizeof y), 4);
+    CHECK_MEM(x, "teed", 4);
+    CHECK_MEM(y, "teed", 4);
+    close_pair(a);
+    close_pair(b);
+    return CHECK_OK;
+}
+
+/* 34 SHUTDOWN: SHUT_WR ends the peer's stream; sending after it fails. */
+static outcome check_shutdown(void)
+{
+    int fds[2];
+    CHECK_EQ(tcp_pair(fds), 0);
+    CHECK_EQ(send(fds[0], "last", 4, 0), 4);
+    CHECK_EQ(weft_shutdown(fds[0], SHUT_WR), 0);
+    char b[8];
+    CHECK_EQ(recv(fds[1], b, sizeof b, MSG_WAITALL), 4);
+    CHECK_MEM(b, "last", 4);
+    CHECK_EQ(recv(fds[1], b, sizeof b, 0), 0);
+    CHECK_EQ(send(fds[0], "more", 4, MSG_NOSIGNAL), -1);
+    CHECK_EQ(errno, EPIPE);
+    close_pair(fds);
+    return CHECK_OK;
+}
+
+/* 35 RENAMEAT; RENAME_NOREPLACE onto an existing name is -EEXIST. */
+static outcome check_renameat(void)
+{
+    int fd = make_file("rename-a", "a", 1);
+    CHECK_GE(fd, 0);
+    close(fd);
+    fd = make_file("rename-c", "c", 1);
+    CHECK_GE(fd, 0);
+    close(fd);
+    CHECK_EQ(weft_renameat(tmp_fd, "rename-a", tmp_fd, "rename-b", 0), 0);
+    CHECK(!exists("rename-a"));
+    CHECK(exists("rename-b"));
+    CHECK_EQ(weft_renameat(tmp_fd, "rename-b", tmp_fd, "rename-c", RENAME_NOREPLACE), -EEXIST);
+    CHECK(exists("rename-b"));
+    return CHECK_OK;
+}
+
+/* 36 UNLINKAT: a file, a directory (AT_REMOVEDIR), and a missing name. */
+static outcome check_unlinkat(void)
+{
+    int fd = make_file("unlink", NULL, 0);
+    CHECK_GE(fd, 0);
+    close(fd);
+    CHECK_EQ(mkdirat(tmp_fd, "unlink-dir", 0700), 0);
+    CHECK_EQ(weft_unlinkat(tmp_fd, "unlink", 0), 0);
+    CHECK(!exists("unlink"));
+    CHECK_EQ(weft_unlinkat(tmp_fd, "unlink-dir", 0), -EISDIR);
+    CHECK_EQ(weft_unlinkat(tmp_fd, "unlink-dir", AT_REMOVEDIR), 0);
+    CHECK(!exists("unlink-dir"));
+    CHECK_EQ(weft_unlinkat(tmp_fd, "unlink", 0), -ENOENT);
+    return CHECK_OK;
+}
+
+/* 37 MKDIRAT */
+static outcome check_mkdirat(void)
+{
+    CHECK_EQ(weft_mkdirat(tmp_fd, "mkdir", 0750), 0);
+    struct stat st;
+    CHECK_EQ(fstatat(tmp_fd, "mkdir", &st, 0), 0);
+    CHECK(S_ISDIR(st.st_mode));
+    CHECK_EQ(weft_mkdirat(tmp_fd, "mkdir", 0750), -EEXIST);
+    return CHECK_OK;
+}
+
+/* 38 SYMLINKAT: the link holds the target text. */
+static outcome check_symlinkat(void)
+{
+    CHECK_EQ(weft_symlinkat("some/target", tmp_fd, "symlink"), 0);
+    char b[64];
+    ssize_t n = readlinkat(tmp_fd, "symlink", b, sizeof b);
+    CHECK_EQ(n, 11);
+    CHECK_MEM(b, "some/target", 11);
+    CHECK_EQ(weft_symlinkat("x", tmp_fd, "symlink"), -EEXIST);
+    return CHECK_OK;
+}
+
+/* 39 LINKAT: a second name for the same inode. */
+static outcome check_linkat(void)
+{
+    int fd = make_file("link-a", NULL, 0);
+    CHECK_GE(fd, 0);
+    close(fd);
+    CHECK_EQ(weft_linkat(tmp_fd, "link-a", tmp_fd, "link-b", 0), 0);
+    struct stat a, b;
+    CHECK_EQ(fstatat(tmp_fd, "link-a", &a, 0), 0);
+    CHECK_EQ(fstatat(tmp_fd, "link-b", &b, 0), 0);
+    CHECK_EQ(a.st_ino, b.st_ino);
+    CHECK_EQ(a.st_nlink, 2);
+    return CHECK_OK;
+}
+
+/* 40 MSG_RING: a CQE posted on a plain liburing ring arrives there with
+ * the user_data and res given; a target that is no ring is -EBADFD. */
+static outcome check_msg_ring(void)
+{
+    struct io_uring other;
+    CHECK_EQ(io_uring_queue_init(4, &other, 0), 0);
+    CHECK_EQ(weft_msg_ring(other.ring_fd, 4242, 0xfeedface), 0);
+    struct io_uring_cqe *cqe = NULL;
+    struct __kernel_timespec ts = {.tv_sec = 1};
+    int r = io_uring_wait_cqe_timeout(&other, &cqe, &ts);
+    if (r < 0)
+        io_uring_queue_exit(&other);
+    CHECK_EQ(r, 0);
+    uint64_t ud = cqe->user_data;
+    int res = cqe->res;
+    io_uring_cqe_seen(&other, cqe);
+    io_uring_queue_exit(&other);
+    CHECK_EQ(ud, 0xfeedface);
+    CHECK_EQ(res, 4242);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    CHECK_EQ(weft_msg_ring(p[0], 1, 1), -EBADFD);
+    close_pair(p);
+    return CHECK_OK;
+}
+
+/* 41 FSETXATTR */
+static outcome check_fsetxattr(void)
+{
+    int fd = open(xattr_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    CHECK_GE(fd, 0);
+    int r = weft_fsetxattr(fd, "user.weft.fset", "fvalue", 6, 0);
+    if (xattr_skip[0]) {
+        close(fd);
+        return xattr_unsupported(r);
+    }
+    CHECK_EQ(r, 0);
+    char b[16];
+    CHECK_EQ(fgetxattr(fd, "user.weft.fset", b, sizeof b), 6);
+    CHECK_MEM(b, "fvalue", 6);
+    CHECK_EQ(weft_fsetxattr(fd, "user.weft.fset", "x", 1, XATTR_CREATE), -EEXIST);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 42 SETXATTR */
+static outcome check_setxattr(void)
+{
+    int r = weft_setxattr(xattr_file, "user.weft.set", "value", 5, 0);
+    if (xattr_skip[0])
+        return xattr_unsupported(r);
+    CHECK_EQ(r, 0);
+    char b[16];
+    CHECK_EQ(getxattr(xattr_file, "user.weft.set", b, sizeof b), 5);
+    CHECK_MEM(b, "value", 5);
+    CHECK_EQ(weft_setxattr(xattr_file, "user.weft.unset", "x", 1, XATTR_REPLACE), -ENODATA);
+    return CHECK_OK;
+}
+
+/* 43 FGETXATTR */
+static outcome check_fgetxattr(void)
+{
+    int fd = open(xattr_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    CHECK_GE(fd, 0);
+    char b[16];
+    if (xattr_skip[0]) {
+        ssize_t r = weft_fgetxattr(fd, "user.weft.fget", b, sizeof b);
+        close(fd);
+        /* Some filesystems answer a get with -ENODATA, not -EOPNOTSUPP. */
+        return xattr_unsupported(r == -ENODATA ? -EOPNOTSUPP : r);
+    }
+    CHECK_EQ(fsetxattr(fd, "user.weft.fget", "fgot", 4, 0), 0);
+    CHECK_EQ(weft_fgetxattr(fd, "user.weft.fget", b, sizeof b), 4);
+    CHECK_MEM(b, "fgot", 4);
+    CHECK_EQ(weft_fgetxattr(fd, "user.weft.missing", b, sizeof b), -ENODATA);
+    CHECK_EQ(weft_fgetxattr(fd, "user.weft.fget", b, 2), -ERANGE);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 44 GETXATTR */
+static outcome check_getxattr(void)
+{
+    char b[16];
+    if (xattr_skip[0]) {
+        ssize_t r = weft_getxattr(xattr_file, "user.weft.get", b, sizeof b);
+        return xattr_unsupported(r == -ENODATA ? -EOPNOTSUPP : r);
+    }
+    CHECK_EQ(setxattr(xattr_file, "user.weft.get", "got it", 6, 0), 0);
+    CHECK_EQ(weft_getxattr(xattr_file, "user.weft.get", b, sizeof b), 6);
+    CHECK_MEM(b, "got it", 6);
+    CHECK_EQ(weft_getxattr(xattr_file, "user.weft.missing", b, sizeof b), -ENODATA);
+    return CHECK_OK;
+}
+
+/* 45 SOCKET: the type and family asked for, SOCK_CLOEXEC honoured, and an
+ * unknown family refused. */
+static outcome check_socket(void)
+{
+    int s = weft_socket(AF_INET, SOCK_STREAM, 0, 0);
+    CHECK_GE(s, 0);
+    CHECK(!weft_is_direct(s));
+    int v = 0;
+    socklen_t len = sizeof v;
+    CHECK_EQ(getsockopt(s, SOL_SOCKET, SO_TYPE, &v, &len), 0);
+    CHECK_EQ(v, SOCK_STREAM);
+    CHECK_EQ(getsockopt(s, SOL_SOCKET, SO_DOMAIN, &v, &len), 0);
+    CHECK_EQ(v, AF_INET);
+    CHECK(!(fd_flags(s) & FD_CLOEXEC));
+    close(s);
+    s = weft_socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0, 0);
+    CHECK_GE(s, 0);
+    CHECK_EQ(getsockopt(s, SOL_SOCKET, SO_TYPE, &v, &len), 0);
+    CHECK_EQ(v, SOCK_DGRAM);
+    CHECK(fd_flags(s) & FD_CLOEXEC);
+    close(s);
+    CHECK_EQ(weft_socket(AF_MAX + 10, SOCK_STREAM, 0, 0), -EAFNOSUPPORT);
+    return CHECK_OK;
+}
+
+/* 46 URING_CMD (socket options): getsockopt agrees with the system call;
+ * setsockopt changes what both see (the kernel doubles SO_RCVBUF). */
+static outcome check_uring_cmd(void)
+{
+    int fds[2];
+    CHECK_EQ(tcp_pair(fds), 0);
+    int v = -1, sys = -2;
+    socklen_t len = sizeof sys;
+    CHECK_EQ(weft_getsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &v, sizeof v), (int)sizeof v);
+    CHECK_EQ(getsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &sys, &len), 0);
+    CHECK_EQ(v, sys);
+    int want = 16384;
+    CHECK_EQ(weft_setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &want, sizeof want), 0);
+    CHECK_EQ(getsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &sys, &len), 0);
+    CHECK_EQ(sys, 2 * want);
+    CHECK_EQ(weft_getsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &v, sizeof v), (int)sizeof v);
+    CHECK_EQ(v, 2 * want);
+    CHECK_EQ(weft_getsockopt(fds[0], SOL_SOCKET, SO_TYPE, &v, sizeof v), (int)sizeof v);
+    CHECK_EQ(v, SOCK_STREAM);
+    close_pair(fds);
+    return CHECK_OK;
+}
+
+/* 47 SEND_ZC: 16 KiB arrive intact (the loop takes short sends). */
+static unsigned char zc_out[16384], zc_in[16384];
+
+static outcome check_send_zc(void)
+{
+    int fds[2];
+    CHECK_EQ(tcp_pair(fds), 0);
+    fill(zc_out, sizeof zc_out, 47);
+    for (size_t sent = 0; sent < sizeof zc_out;) {
+        ssize_t r = weft_send_zc(fds[0], zc_out + sent, sizeof zc_out - sent, 0);
+        CHECK_GT(r, 0);
+        sent += (size_t)r;
+    }
+    CHECK_EQ(recv(fds[1], zc_in, sizeof zc_in, MSG_WAITALL), (ssize_t)sizeof zc_in);
+    CHECK_MEM(zc_in, zc_out, sizeof zc_out);
+    close_pair(fds);
+    return CHECK_OK;
+}
+
+/* 48 SENDMSG_ZC: two iovecs arrive intact. */
+static outcome check_sendmsg_zc(void)
+{
+    int fds[2];
+    CHECK_EQ(tcp_pair(fds), 0);
+    fill(zc_out, sizeof zc_out, 48);
+    struct iovec iov[2] = {{zc_out, 1000}, {zc_out + 5000, 3000}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    CHECK_EQ(weft_sendmsg_zc(fds[0], &msg, 0), 4000);
+    CHECK_EQ(recv(fds[1], zc_in, 4000, MSG_WAITALL), 4000);
+    CHECK_MEM(zc_in, zc_out, 1000);
+    CHECK_MEM(zc_in + 1000, zc_out + 5000, 3000);
+    close_pair(fds);
+    return CHECK_OK;
+}
+
+/* 49 READ_MULTISHOT (weft_read_stream): one armed read delivers each
+ * write into a buffer of the ring, then the end of the pipe. */
+static outcome check_read_multishot(void)
+{
+    weft_buf_ring *br;
+    CHECK_EQ(weft_buf_ring_create(&br, 4, 256), 0);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    weft_stream *s;
+    CHECK_EQ(weft_read_stream(&s, p[0], br), 0);
+    static const char *const words[] = {"first", "second", "third"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(words[i]);
+        CHECK_EQ(write(p[1], words[i], n), (ssize_t)n);
+        weft_buf b;
+        CHECK_EQ(weft_stream_next(s, &b), (int)n);
+        CHECK_EQ(b.len, n);
+        CHECK_MEM(b.data, words[i], n);
+        weft_buf_release(&b);
+    }
+    close(p[1]);
+    weft_buf b;
+    CHECK_EQ(weft_stream_next(s, &b), 0);
+    weft_stream_close(s);
+    close(p[0]);
+    return CHECK_OK;
+}
+
+/* 50 WAITID: a forked child that exits with 7; reaped, so a second wait
+ * finds no child. */
+static outcome check_waitid(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(7);
+    CHECK_GT(pid, 0);
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    CHECK_EQ(weft_waitid(P_PID, pid, &si, WEXITED), 0);
+    CHECK_EQ(si.si_pid, pid);
+    CHECK_EQ(si.si_signo, SIGCHLD);
+    CHECK_EQ(si.si_code, CLD_EXITED);
+    CHECK_EQ(si.si_status, 7);
+    CHECK_EQ(weft_waitid(P_PID, pid, &si, WEXITED), -ECHILD);
+    return CHECK_OK;
+}
+
+/* A helper task that wakes one waiter on a futex word after LATER_NS,
+ * retrying for a while in case the waiter is not in the kernel yet. */
+typedef struct futex_waker {
+    uint32_t *word;
+    int res;
+} futex_waker;
+
+static void *wake_later(void *arg)
+{
+    futex_waker *f = arg;
+    f->res = weft_sleep_ns(LATER_NS);
+    for (int i = 0; i < 200 && f->res == 0; i++)
+        if ((f->res = weft_futex_wake(f->word, 1, 0, 0)) == 0)
+            weft_sleep_ns(MS);
+    return NULL;
+}
+
+static uint32_t futex_word;
+
+/* 51 FUTEX_WAIT: a mismatched value is -EAGAIN at once; a real wait is
+ * woken by weft_futex_wake from a second task, which woke exactly one. */
+static outcome check_futex_wait(void)
+{
+    futex_word = 0;
+    CHECK_EQ(weft_futex_wait(&futex_word, 1, 0, 0), -EAGAIN);
+    static futex_waker f;
+    f = (futex_waker){&futex_word, -1};
+    weft_task *t;
+    CHECK_EQ(weft_spawn(&t, wake_later, &f), 0);
+    int r = weft_futex_wait(&futex_word, 0, 0, 0);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(r, 0);
+    CHECK_EQ(f.res, 1);
+    return CHECK_OK;
+}
+
+/* 52 FUTEX_WAKE: nobody waiting wakes 0; a thread blocked in the futex
+ * system call (FUTEX_WAIT_PRIVATE, the same key as futex2's private u32)
+ * is woken, and the call says it woke one. */
+static long thread_wait_res;
+
+static void *thread_futex_wait(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {.tv_sec = 8};
+    long r = syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+    thread_wait_res = r == 0 ? 0 : -errno;
+    return NULL;
+}
+
+static outcome check_futex_wake(void)
+{
+    futex_word = 0;
+    CHECK_EQ(weft_futex_wake(&futex_word, 1, 0, 0), 0);
+    thread_wait_res = 1;
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, thread_futex_wait, NULL), 0);
+    /* Until the thread is in the kernel: it may not have started yet. */
+    int woke = 0;
+    for (uint64_t t0 = weft_now_ns(); woke == 0 && weft_now_ns() - t0 < 5000 * MS;)
+        if ((woke = weft_futex_wake(&futex_word, 1, 0, 0)) == 0)
+            weft_sleep_ns(MS);
+    pthread_join(th, NULL); /* at most the thread's own 8 s timeout */
+    CHECK_EQ(woke, 1);
+    CHECK_EQ(thread_wait_res, 0);
+    return CHECK_OK;
+}
+
+/* 53 FUTEX_WAITV: two words; a changed value is -EAGAIN; a wake on the
+ * second word returns its index. */
+static uint32_t waitv_words[2];
+
+static outcome check_futex_waitv(void)
+{
+    struct futex_waitv v[2];
+    memset(v, 0, sizeof v);
+    for (int i = 0; i < 2; i++) {
+        v[i].val = 0;
+        v[i].uaddr = (uint64_t)(uintptr_t)&waitv_words[i];
+        v[i].flags = FUTEX2_SIZE_U32 | FUTEX2_PRIVATE;
+    }
+    waitv_words[0] = 5;
+    waitv_words[1] = 0;
+    CHECK_EQ(weft_futex_waitv(v, 2), -EAGAIN);
+    waitv_words[0] = 0;
+    static futex_waker f;
+    f = (futex_waker){&waitv_words[1], -1};
+    weft_task *t;
+    CHECK_EQ(weft_spawn(&t, wake_later, &f), 0);
+    int r = weft_futex_waitv(v, 2);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(r, 1);
+    CHECK_EQ(f.res, 1);
+    return CHECK_OK;
+}
+
+/* 54 FIXED_FD_INSTALL (weft_direct_to_fd): a normal fd for a direct one,
+ * close-on-exec unless asked, reaching the same file. The direct one comes
+ * from FILES_UPDATE, not weft_openat(WEFT_DIRECT), which is broken under
+ * liburing 2.3 (see direct_descriptors_work_with_every_kind_of_wrapper). */
+static outcome check_fixed_fd_install(void)
+{
+    int orig = make_file("install", NULL, 0);
+    CHECK_GE(orig, 0);
+    int d = weft_direct_from_fd(orig);
+    CHECK_GE(d, 0);
+    CHECK(weft_is_direct(d));
+    close(orig);
+    CHECK_EQ(weft_write(d, "installed", 9, 0), 9);
+    int fd = weft_direct_to_fd(d, 0);
+    CHECK_GE(fd, 0);
+    CHECK(!weft_is_direct(fd));
+    CHECK(fd_flags(fd) & FD_CLOEXEC);
+    char b[16];
+    CHECK_EQ(pread(fd, b, 9, 0), 9);
+    CHECK_MEM(b, "installed", 9);
+    int fd2 = weft_direct_to_fd(d, WEFT_FD_INHERIT);
+    CHECK_GE(fd2, 0);
+    CHECK_EQ(fd_flags(fd2) & FD_CLOEXEC, 0);
+    close(fd);
+    close(fd2);
+    CHECK_EQ(weft_close(d), 0);
+    /* The slot is empty now. */
+    CHECK_EQ(weft_direct_to_fd(d, 0), -EBADF);
+    return CHECK_OK;
+}
+
+/* 55 FTRUNCATE: shrink, then grow (the new bytes read as zeros). */
+static outcome check_ftruncate(void)
+{
+    unsigned char data[4096], back[200];
+    fill(data, sizeof data, 55);
+    int fd = make_file("ftruncate", data, sizeof data);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(weft_ftruncate(fd, 100), 0);
+    CHECK_EQ(file_size(fd), 100);
+    CHECK_EQ(weft_ftruncate(fd, 10000), 0);
+    CHECK_EQ(file_size(fd), 10000);
+    CHECK_EQ(pread(fd, back, 200, 0), 200);
+    CHECK_MEM(back, data, 100);
+    static const unsigned char zeros[100];
+    CHECK_MEM(back + 100, zeros, 100);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 56 BIND: to 127.0.0.1, port 0 (the kernel picks one); the same port
+ * again is -EADDRINUSE. */
+static outcome check_bind(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(s, 0);
+    struct sockaddr_in a = loopback(0);
+    CHECK_EQ(weft_bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    struct sockaddr_in got;
+    socklen_t len = sizeof got;
+    CHECK_EQ(getsockname(s, (struct sockaddr *)&got, &len), 0);
+    CHECK_EQ(got.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    CHECK_GT(ntohs(got.sin_port), 0);
+    int s2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(s2, 0);
+    CHECK_EQ(weft_bind(s2, (struct sockaddr *)&got, sizeof got), -EADDRINUSE);
+    close(s2);
+    close(s);
+    return CHECK_OK;
+}
+
+/* 57 LISTEN: the socket accepts connections afterwards. */
+static outcome check_listen(void)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(l, 0);
+    struct sockaddr_in a = loopback(0);
+    CHECK_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    int v = 1;
+    socklen_t len = sizeof v;
+    CHECK_EQ(getsockopt(l, SOL_SOCKET, SO_ACCEPTCONN, &v, &len), 0);
+    CHECK_EQ(v, 0);
+    CHECK_EQ(weft_listen(l, 8), 0);
+    CHECK_EQ(getsockopt(l, SOL_SOCKET, SO_ACCEPTCONN, &v, &len), 0);
+    CHECK_EQ(v, 1);
+    a = loopback((uint16_t)local_port(l));
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(c, 0);
+    CHECK_EQ(connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    int s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    CHECK_GE(s, 0);
+    close(s);
+    close(c);
+    close(l);
+    return CHECK_OK;
+}
+
+/* 59 EPOLL_WAIT: parked until a helper makes the watched eventfd readable;
+ * the event carries the registered data. */
+static outcome check_epoll_wait(void)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    CHECK_GE(ep, 0);
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    CHECK_GE(efd, 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 42};
+    CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev), 0);
+    static later_write w;
+    w = (later_write){efd, &eventfd_one, sizeof eventfd_one, 0};
+    weft_task *t;
+    CHECK_EQ(weft_spawn(&t, write_later, &w), 0);
+    struct epoll_event out[4];
+    memset(out, 0, sizeof out);
+    int n = weft_epoll_wait(ep, out, 4);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(w.res, 8);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(out[0].data.u64, 42);
+    CHECK(out[0].events & EPOLLIN);
+    close(efd);
+    close(ep);
+    return CHECK_OK;
+}
+
+/* 60 READV_FIXED: iovecs inside one registered buffer; one outside it is
+ * -EFAULT. */
+static outcome check_readv_fixed(void)
+{
+    unsigned char data[4096];
+    fill(data, sizeof data, 60);
+    int fd = make_file("readv_fixed", data, sizeof data);
+    CHECK_GE(fd, 0);
+    struct iovec reg = {fixed_mem, sizeof fixed_mem};
+    int slot = weft_buffers_register(&reg, 1);
+    CHECK_GE(slot, 0);
+    memset(fixed_mem, 0, sizeof fixed_mem);
+    struct iovec iov[2] = {{fixed_mem + 100, 1000}, {fixed_mem + 9000, 3096}};
+    CHECK_EQ(weft_readv_fixed(fd, iov, 2, 0, (unsigned)slot), 4096);
+    CHECK_MEM(fixed_mem + 100, data, 1000);
+    CHECK_MEM(fixed_mem + 9000, data + 1000, 3096);
+    struct iovec outside = {unregistered, 100};
+    CHECK_EQ(weft_readv_fixed(fd, &outside, 1, 0, (unsigned)slot), -EFAULT);
+    CHECK_EQ(weft_buffers_unregister((unsigned)slot, 1), 0);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 61 WRITEV_FIXED */
+static outcome check_writev_fixed(void)
+{
+    int fd = make_file("writev_fixed", NULL, 0);
+    CHECK_GE(fd, 0);
+    struct iovec reg = {fixed_mem, sizeof fixed_mem};
+    int slot = weft_buffers_register(&reg, 1);
+    CHECK_GE(slot, 0);
+    fill(fixed_mem, sizeof fixed_mem, 61);
+    struct iovec iov[2] = {{fixed_mem + 4096, 500}, {fixed_mem + 12000, 2000}};
+    CHECK_EQ(weft_writev_fixed(fd, iov, 2, 300, (unsigned)slot), 2500);
+    unsigned char back[2500];
+    CHECK_EQ(file_size(fd), 2800);
+    CHECK_EQ(pread(fd, back, sizeof back, 300), 2500);
+    CHECK_MEM(back, fixed_mem + 4096, 500);
+    CHECK_MEM(back + 500, fixed_mem + 12000, 2000);
+    CHECK_EQ(weft_buffers_unregister((unsigned)slot, 1), 0);
+    close(fd);
+    return CHECK_OK;
+}
+
+/* 62 PIPE: two working ends with the flags asked for. */
+static outcome check_pipe(void)
+{
+    int fds[2] = {-1, -1};
+    CHECK_EQ(weft_pipe(fds, O_CLOEXEC), 0);
+    CHECK_GE(fds[0], 0);
+    CHECK_GE(fds[1], 0);
+    CHECK(fd_flags(fds[0]) & FD_CLOEXEC);
+    CHECK(fd_flags(fds[1]) & FD_CLOEXEC);
+    CHECK_EQ(fcntl(fds[0], F_GETFL) & O_NONBLOCK, 0);
+    CHECK_EQ(write(fds[1], "piped", 5), 5);
+    char b[8];
+    CHECK_EQ(read(fds[0], b, sizeof b), 5);
+    CHECK_MEM(b, "piped", 5);
+    close_pair(fds);
+    CHECK_EQ(weft_pipe(fds, O_NONBLOCK), 0);
+    CHECK(fcntl(fds[0], F_GETFL) & O_NONBLOCK);
+    CHECK_EQ(read(fds[0], b, sizeof b), -1);
+    CHECK_EQ(errno, EAGAIN);
+    close_pair(fds);
+    return CHECK_OK;
+}
+
+/* ---- the table ---------------------------------------------------------- */
+
+typedef outcome (*op_check)(void);
+
+typedef struct op_row {
+    const char *name;       /* the kernel's name: catches a misaligned row */
+    const char *wrapper;    /* the weft call the check exercises */
+    op_check check;         /* NULL only with untestable */
+    const char *untestable; /* why no check can run on this machine */
+} op_row;
+
+static const op_row op_table[] = {
+    [0] = {"NOP", "weft_nop", check_nop, NULL},
+    [1] = {"READV", "weft_readv", check_readv, NULL},
+    [2] = {"WRITEV", "weft_writev", check_writev, NULL},
+    [3] = {"FSYNC", "weft_fsync", check_fsync, NULL},
+    [4] = {"READ_FIXED", "weft_read_fixed", check_read_fixed, NULL},
+    [5] = {"WRITE_FIXED", "weft_write_fixed", check_write_fixed, NULL},
+    [6] = {"POLL_ADD", "weft_poll", check_poll_add, NULL},
+    [7] = {"POLL_REMOVE", "weft_stream_close", check_poll_remove, NULL},
+    [8] = {"SYNC_FILE_RANGE", "weft_sync_file_range", check_sync_file_range, NULL},
+    [9] = {"SENDMSG", "weft_sendmsg", check_sendmsg, NULL},
+    [10] = {"RECVMSG", "weft_recvmsg", check_recvmsg, NULL},
+    [11] = {"TIMEOUT", "weft_ticker", check_timeout, NULL},
+    [12] = {"TIMEOUT_REMOVE", "weft_ticker_reset", check_timeout_remove, NULL},
+    [13] = {"ACCEPT", "weft_accept", check_accept, NULL},
+    [14] = {"ASYNC_CANCEL", "weft_cancel_fd", check_async_cancel, NULL},
+    [15] = {"LINK_TIMEOUT", "weft_batch", check_link_timeout, NULL},
+    [16] = {"CONNECT", "weft_connect", check_connect, NULL},
+    [17] = {"FALLOCATE", "weft_fallocate", check_fallocate, NULL},
+    [18] = {"OPENAT", "weft_openat", check_openat, NULL},
+    [19] = {"CLOSE", "weft_close", check_close, NULL},
+    [20] = {"FILES_UPDATE", "weft_direct_from_fd", check_files_update, NULL},
+    [21] = {"STATX", "weft_statx", check_statx, NULL},
+    [22] = {"READ", "weft_read", check_read, NULL},
+    [23] = {"WRITE", "weft_write", check_write, NULL},
+    [24] = {"FADVISE", "weft_fadvise", check_fadvise, NULL},
+    [25] = {"MADVISE", "weft_madvise", check_madvise, NULL},
+    [26] = {"SEND", "weft_send", check_send, NULL},
+    [27] = {"RECV", "weft_recv", check_recv, NULL},
+    [28] = {"OPENAT2", "weft_openat2", check_openat2, NULL},
+    [29] = {"EPOLL_CTL", "weft_epoll_ctl", check_epoll_ctl, NULL},
+    [30] = {"SPLICE", "weft_splice", check_splice, NULL},
+    [31] = {"PROVIDE_BUFFERS", "weft_buffers_provide", check_provide_buffers, NULL},
+    [32] = {"REMOVE_BUFFERS", "weft_buffers_remove", check_remove_buffers, NULL},
+    [33] = {"TEE", "weft_tee", check_tee, NULL},
+    [34] = {"SHUTDOWN", "weft_shutdown", check_shutdown, NULL},
+    [35] = {"RENAMEAT", "weft_renameat", check_renameat, NULL},
+    [36] = {"UNLINKAT", "weft_unlinkat", check_unlinkat, NULL},
+    [37] = {"MKDIRAT", "weft_mkdirat", check_mkdirat, NULL},
+    [38] = {"SYMLINKAT", "weft_symlinkat", check_symlinkat, NULL},
+    [39] = {"LINKAT", "weft_linkat", check_linkat, NULL},
+    [40] = {"MSG_RING", "weft_msg_ring", check_msg_ring, NULL},
+    [41] = {"FSETXATTR", "weft_fsetxattr", check_fsetxattr, NULL},
+    [42] = {"SETXATTR", "weft_setxattr", check_setxattr, NULL},
+    [43] = {"FGETXATTR", "weft_fgetxattr", check_fgetxattr, NULL},
+    [44] = {"GETXATTR", "weft_getxattr", check_getxattr, NULL},
+    [45] = {"SOCKET", "weft_socket", check_socket, NULL},
+    [46] = {"URING_CMD", "weft_getsockopt", check_uring_cmd, NULL},
+    [47] = {"SEND_ZC", "weft_send_zc", check_send_zc, NULL},
+    [48] = {"SENDMSG_ZC", "weft_sendmsg_zc", check_sendmsg_zc, NULL},
+    [49] = {"READ_MULTISHOT", "weft_read_stream", check_read_multishot, NULL},
+    [50] = {"WAITID", "weft_waitid", check_waitid, NULL},
+    [51] = {"FUTEX_WAIT", "weft_futex_wait", check_futex_wait, NULL},
+    [52] = {"FUTEX_WAKE", "weft_futex_wake", check_futex_wake, NULL},
+    [53] = {"FUTEX_WAITV", "weft_futex_waitv", check_futex_waitv, NULL},
+    [54] = {"FIXED_FD_INSTALL", "weft_direct_to_fd", check_fixed_fd_install, NULL},
+    [55] = {"FTRUNCATE", "weft_ftruncate", check_ftruncate, NULL},
+    [56] = {"BIND", "weft_bind", check_bind, NULL},
+    [57] = {"LISTEN", "weft_listen", check_listen, NULL},
+    /* Zero-copy receive fills a NIC queue's buffers directly: it needs a
+     * queue with header/data split and an IORING_REGISTER_ZCRX_IFQ
+     * registration, which loopback cannot provide. */
+    [58] = {"RECV_ZC", NULL, NULL,
+            "needs a NIC queue with header split and a zcrx registration, which loopback "
+            "cannot provide"},
+    [59] = {"EPOLL_WAIT", "weft_epoll_wait", check_epoll_wait, NULL},
+    [60] = {"READV_FIXED", "weft_readv_fixed", check_readv_fixed, NULL},
+    [61] = {"WRITEV_FIXED", "weft_writev_fixed", check_writev_fixed, NULL},
+    [62] = {"PIPE", "weft_pipe", check_pipe, NULL},
+};
+
+#define OP_TABLE_ROWS (sizeof op_table / sizeof op_table[0])
+
+/* One opcode's check as the main task of its own runtime (fresh counters,
+ * nothing left over from the check before). */
+typedef struct op_job {
+    unsigned opcode;
+    op_check check;
+    outcome result;
+    uint64_t before, after; /* weft_ops_by_opcode[opcode] around the check */
+} op_job;
+
+static void *run_op_check(void *arg)
+{
+    op_job *j = arg;
+    uint64_t ops[OPS_SLOTS];
+    j->result = CHECK_FAIL;
+    if (weft_ops_by_opcode(ops, OPS_SLOTS) <= (int)j->opcode)
+        return NULL;
+    j->before = ops[j->opcode];
+    weft_deadline_push(weft_now_ns() + CHECK_LIMIT_NS);
+    j->result = j->check();
+    weft_deadline_pop();
+    /* A check that failed half-way may leave helper tasks parked. */
+    weft_cancel_children(NULL);
+    weft_wait_children();
+    /* Closing a stream queues its kernel-side removal (POLL_REMOVE, ...) on
+     * the maintenance task: let it run before reading the counters. */
+    weft_sleep_ns(2 * MS);
+    weft_ops_by_opcode(ops, OPS_SLOTS);
+    j->after = ops[j->opcode];
+    return NULL;
+}
+
+TEST(every_probed_opcode_has_a_wrapper_and_a_test)
+{
+    struct io_uring_probe *probe = io_uring_get_probe();
+    if (!probe)
+        SKIP("the kernel has no io_uring probe");
+    tmp_setup();
+    xattr_setup();
+    unsigned ok = 0, failed = 0, skipped = 0, unsupported = 0, untestable = 0;
+    printf("    kernel probe: opcodes 0..%u\n", (unsigned)probe->last_op);
+    for (unsigned op = 0; op <= probe->last_op; op++) {
+        bool supported = probe->ops[op].flags & IO_URING_OP_SUPPORTED;
+        const op_row *row = op < OP_TABLE_ROWS && op_table[op].name ? &op_table[op] : NULL;
+        const char *name = weft_opcode_name(op);
+        const char *wrapper = weft_opcode_wrapper(op);
+        const char *shown = name ? name : row ? row->name : "?";
+        printf("    %2u %-16s %-22s ", op, shown, wrapper ? wrapper : "-");
+        fflush(stdout);
+        if (!!weft_opcode_supported(op) != supported) {
+            printf("FAIL: weft_opcode_supported says %d, the probe %d\n", weft_opcode_supported(op),
+                   supported);
+            failed++;
+            continue;
+        }
+        if (!supported) {
+            printf("not supported by this kernel\n");
+            unsupported++;
+            continue;
+        }
+        if (row && row->untestable) {
+            printf("not testable here: %s\n", row->untestable);
+            untestable++;
+            continue;
+        }
+        if (!wrapper || !name) {
+            printf("FAIL: the kernel has this opcode and weft has no wrapper for it\n");
+            failed++;
+            continue;
+        }
+        if (!row || !row->check) {
+            printf("FAIL: no test in this file's table for this opcode\n");
+            failed++;
+            continue;
+        }
+        if (strcmp(name, row->name) != 0 || strcmp(wrapper, row->wrapper) != 0) {
+            printf("FAIL: the table's row is %s/%s\n", row->name, row->wrapper);
+            failed++;
+            continue;
+        }
+        op_job job = {.opcode = op, .check = row->check};
+        skip_reason[0] = fail_reason[0] = 0;
+        void *res;
+        int rc = weft_run(NULL, run_op_check, &job, &res);
+        if (rc != 0) {
+            printf("FAIL: weft_run: %s\n", weft_strerror(rc));
+            failed++;
+        } else if (job.result == CHECK_FAIL) {
+            printf("FAIL: %s\n", fail_reason);
+            failed++;
+        } else if (job.after <= job.before) {
+            printf("FAIL: the check passed but the %s counter did not move (%" PRIu64 ")\n", name,
+                   job.after);
+            failed++;
+        } else if (job.result == CHECK_SKIP) {
+            printf("skip: %s\n", skip_reason);
+            skipped++;
+        } else {
+            printf("ok (%" PRIu64 " issued)\n", job.after - job.before);
+            ok++;
+        }
+        fflush(stdout);
+    }
+    /* Opcodes weft names that this kernel does not report. */
+    for (unsigned op = probe->last_op + 1u; weft_opcode_name(op); op++)
+        printf("    %2u %-16s %-22s not reported by this kernel's probe\n", op,
+               weft_opcode_name(op), weft_opcode_wrapper(op) ? weft_opcode_wrapper(op) : "-");
+    io_uring_free_probe(probe);
+    xattr_cleanup();
+    tmp_cleanup();
+    printf("    %u ok, %u failed, %u skipped, %u not testable here, %u not in this kernel\n", ok,
+           failed, skipped, untestable, unsupported);
+    ASSERT_EQ(failed, 0);
+}
+
+/* ---- the cases that run one task ------------------------------------------ */
+
+/* Runs fn as the main task of a default runtime with a fresh temporary
+ * directory, which is removed however the task ends: the ASSERTs exit the
+ * process, so the runtime runs in a child and this process cleans up. */
+static void run_in_tmpdir(weft_fn fn)
+{
+    tmp_setup();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        FAILF("fork: %s", strerror(errno));
+    if (pid == 0) {
+        run_main(NULL, fn, NULL);
+        fflush(NULL);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    tmp_cleanup();
+    if (WIFSIGNALED(status))
+        FAILF("killed by signal %d", WTERMSIG(status));
+    if (WEXITSTATUS(status) != 0)
+        _exit(WEXITSTATUS(status)); /* the child said why (or skipped: 77) */
+}
+
+/* ---- direct descriptors -------------------------------------------------- */
+
+static int direct_recv_fd;
+static ssize_t direct_recv_res;
+
+static void *direct_recv_until_cancelled(void *arg)
+{
+    (void)arg;
+    char b[8];
+    direct_recv_res = weft_recv(direct_recv_fd, b, sizeof b, 0);
+    return NULL;
+}
+
+static uint64_t direct_fds_held(void)
+{
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    return st.direct_fds;
+}
+
+/* Fails unless d names a slot that holds a file: FIXED_FD_INSTALL of an
+ * empty slot is -EBADF.
+ *
+ * LIBRARY BUG (reported, not fixed here): weft_accept, weft_openat and
+ * weft_openat2 given WEFT_DIRECT pass IORING_FILE_INDEX_ALLOC to liburing
+ * 2.3's io_uring_prep_{accept,openat,openat2}_direct, whose
+ * __io_uring_set_target_fixed_file stores file_index + 1: that wraps to 0,
+ * which means "no slot". The kernel installs a normal fd and returns its
+ * number, which weft then labels a direct slot: ops on it reach an empty
+ * slot (-EBADF) or another direct descriptor's file, and the normal fd
+ * leaks. (weft_socket uses io_uring_prep_socket_direct_alloc, which passes
+ * ALLOC - 1, and is fine.) This test fails here until that is fixed. */
+static void assert_live_slot(int d, const char *call)
+{
+    ASSERT_GE(d, 0);
+    ASSERT(weft_is_direct(d));
+    int fd = weft_direct_to_fd(d, 0);
+    if (fd < 0)
+        FAILF("%s(WEFT_DIRECT) returned %#x, but slot %d is empty (%s): the kernel was given "
+              "file_index 0 and made a normal fd (IORING_FILE_INDEX_ALLOC + 1 wraps to 0 in "
+              "liburing 2.3's *_direct helpers)",
+              call, (unsigned)d, d & ~WEFT_DIRECT_BIT, weft_strerror(fd));
+    close(fd);
+}
+
+static void *main_direct(void *arg)
+{
+    (void)arg;
+    static const unsigned needed[] = {45, 56, 57, 54}; /* SOCKET, BIND, LISTEN, FIXED_FD_INSTALL */
+    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
+        if (!weft_opcode_supported(needed[i]))
+            SKIP("the kernel lacks %s", weft_opcode_name(needed[i]));
+
+    /* Sockets: made direct, then bound, listened, connected, accepted. */
+    int l = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+    assert_live_slot(l, "weft_socket");
+    struct sockaddr_in a = loopback(0);
+    ASSERT_OK(weft_bind(l, (struct sockaddr *)&a, sizeof a));
+    ASSERT_OK(weft_listen(l, 8));
+    /* getsockname needs a normal fd: FIXED_FD_INSTALL makes one. */
+    int lfd = weft_direct_to_fd(l, 0);
+    ASSERT_GE(lfd, 0);
+    a = loopback((uint16_t)local_port(lfd));
+    ASSERT_GT(ntohs(a.sin_port), 0);
+    close(lfd);
+    int c = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+    assert_live_slot(c, "weft_socket");
+    ASSERT_OK(weft_connect(c, (struct sockaddr *)&a, sizeof a));
+    int s = weft_accept(l, NULL, NULL, WEFT_DIRECT);
+    assert_live_slot(s, "weft_accept");
+    ASSERT_EQ(direct_fds_held(), 3);
+
+    /* Data through every kind of socket call. */
+    char b[64];
+    ASSERT_EQ(weft_send(c, "ping", 4, 0), 4);
+    ASSERT_EQ(weft_recv(s, b, 4, MSG_WAITALL), 4);
+    ASSERT(memcmp(b, "ping", 4) == 0);
+    struct iovec iov[2] = {{"scat", 4}, {"ter", 3}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    ASSERT_EQ(weft_sendmsg(s, &msg, 0), 7);
+    struct iovec in = {b, 7};
+    struct msghdr inmsg = {.msg_iov = &in, .msg_iovlen = 1};
+    ASSERT_EQ(weft_recvmsg(c, &inmsg, MSG_WAITALL), 7);
+    ASSERT(memcmp(b, "scatter", 7) == 0);
+    ASSERT_EQ(weft_send_zc(c, "zerocopy", 8, 0), 8);
+    ASSERT(weft_poll(s, POLLIN) & POLLIN);
+    ASSERT_EQ(weft_recv(s, b, 8, MSG_WAITALL), 8);
+    ASSERT(memcmp(b, "zerocopy", 8) == 0);
+    int v = 0;
+    ASSERT_EQ(weft_getsockopt(s, SOL_SOCKET, SO_TYPE, &v, sizeof v), (int)sizeof v);
+    ASSERT_EQ(v, SOCK_STREAM);
+
+    /* A recv parked on a direct socket, cancelled by that descriptor. */
+    direct_recv_fd = s;
+    direct_recv_res = 1;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, direct_recv_until_cancelled, NULL));
+    ASSERT_OK(weft_sleep_ns(LATER_NS));
+    ASSERT_EQ(weft_cancel_fd(s), 1);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(direct_recv_res, -ECANCELED);
+
+    ASSERT_OK(weft_shutdown(c, SHUT_WR));
+    ASSERT_EQ(weft_recv(s, b, sizeof b, 0), 0);
+    ASSERT_OK(weft_close(c));
+    ASSERT_OK(weft_close(s));
+    ASSERT_OK(weft_close(l));
+    ASSERT_EQ(weft_close(c), -EBADF); /* the slot is empty now */
+    ASSERT_EQ(direct_fds_held(), 0);
+
+    /* Files: openat and openat2 straight into the file table. */
+    int f = weft_openat(tmp_fd, "direct-file", O_RDWR | O_CREAT | WEFT_DIRECT, 0600);
+    assert_live_slot(f, "weft_openat");
+    unsigned char data[4096], back[4096];
+    fill(data, sizeof data, 99);
+    ASSERT_EQ(weft_write(f, data, sizeof data, 0), 4096);
+    ASSERT_EQ(weft_read(f, back, sizeof back, 0), 4096);
+    ASSERT(memcmp(back, data, sizeof data) == 0);
+    struct iovec wv[2] = {{"head", 4}, {"tail", 4}};
+    ASSERT_EQ(weft_writev(f, wv, 2, 4096), 8);
+    struct iovec rv = {b, 8};
+    ASSERT_EQ(weft_readv(f, &rv, 1, 4096), 8);
+    ASSERT(memcmp(b, "headtail", 8) == 0);
+    ASSERT_OK(weft_fsync(f, 0));
+    ASSERT_OK(weft_ftruncate(f, 100));
+    struct statx stx;
+    ASSERT_OK(weft_statx(tmp_fd, "direct-file", 0, STATX_SIZE, &stx));
+    ASSERT_EQ(stx.stx_size, 100);
+    ASSERT_OK(weft_close(f));
+    ASSERT_EQ(weft_read(f, back, 1, 0), -EBADF);
+
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_RDONLY | WEFT_DIRECT;
+    f = weft_openat2(tmp_fd, "direct-file", &how);
+    assert_live_slot(f, "weft_openat2");
+    ASSERT_EQ(weft_read(f, back, sizeof back, 0), 100);
+    ASSERT(memcmp(back, data, 100) == 0);
+    ASSERT_OK(weft_close(f));
+    ASSERT_EQ(direct_fds_held(), 0);
+    return NULL;
+}
+
+TEST(direct_descriptors_work_with_every_kind_of_wrapper)
+{
+    run_in_tmpdir(main_direct);
+}
+
+/* ---- the shared rules ----------------------------------------------------- */
+
+TEST(opcode_outside_a_task_is_eperm)
+{
+    char b[4];
+    struct io_uring_sqe sqe;
+    memset(&sqe, 0, sizeof sqe);
+    io_uring_prep_nop(&sqe);
+    int res;
+    uint64_t ops[4];
+    struct iovec iov = {b, sizeof b};
+    ASSERT_EQ(weft_nop(), -EPERM);
+    ASSERT_EQ(weft_read(0, b, sizeof b, 0), -EPERM);
+    ASSERT_EQ(weft_openat(AT_FDCWD, "/", O_RDONLY, 0), -EPERM);
+    ASSERT_EQ(weft_batch(&sqe, &res, 1, 0), -EPERM);
+    ASSERT_EQ(weft_buffers_register(&iov, 1), -EPERM);
+    ASSERT_EQ(weft_ops_by_opcode(ops, 4), -EPERM);
+    ASSERT_EQ(weft_ring_fd(), -EPERM);
+}
+
+static void *main_batch_bad_input(void *arg)
+{
+    (void)arg;
+    static struct io_uring_sqe sqes[257];
+    static int res[257];
+    memset(sqes, 0, sizeof sqes);
+    for (int i = 0; i < 257; i++)
+        io_uring_prep_nop(&sqes[i]);
+    ASSERT_EQ(weft_batch(sqes, res, 0, 0), -EINVAL);
+    ASSERT_EQ(weft_batch(sqes, res, 257, 0), -EINVAL);
+    ASSERT_EQ(weft_batch(NULL, res, 1, 0), -EINVAL);
+    ASSERT_EQ(weft_batch(sqes, NULL, 1, 0), -EINVAL);
+    ASSERT_EQ(weft_batch(sqes, res, 1, 0x80), -EINVAL); /* unknown flag */
+    /* 256 is the limit itself. */
+    ASSERT_EQ(weft_batch(sqes, res, 256, 0), 256);
+    for (int i = 0; i < 256; i++)
+        ASSERT_EQ(res[i], 0);
+
+    /* An unknown opcode rejects the whole batch before anything is
+     * submitted: the write in front of it must not happen. */
+    int p[2];
+    ASSERT_OK(pipe2(p, O_CLOEXEC | O_NONBLOCK));
+    memset(sqes, 0, 2 * sizeof sqes[0]);
+    io_uring_prep_write(&sqes[0], p[1], "x", 1, (uint64_t)-1);
+    io_uring_prep_nop(&sqes[1]);
+    sqes[1].opcode = 200;
+    uint64_t before[OPS_SLOTS], after[OPS_SLOTS];
+    ASSERT_GT(weft_ops_by_opcode(before, OPS_SLOTS), IORING_OP_WRITE);
+    ASSERT_EQ(weft_batch(sqes, res, 2, 0), -EOPNOTSUPP);
+    ASSERT_EQ(weft_batch(sqes, res, 2, WEFT_BATCH_CHAIN), -EOPNOTSUPP);
+    ASSERT_OK(weft_sleep_ns(MS));
+    ASSERT_GT(weft_ops_by_opcode(after, OPS_SLOTS), IORING_OP_WRITE);
+    ASSERT_EQ(after[IORING_OP_WRITE], before[IORING_OP_WRITE]);
+    char c;
+    ASSERT_EQ(read(p[0], &c, 1), -1);
+    ASSERT_EQ(errno, EAGAIN);
+    close(p[0]);
+    close(p[1]);
+    return NULL;
+}
+
+TEST(batch_rejects_bad_input)
+{
+    run_main(NULL, main_batch_bad_input, NULL);
+}
+
+static void *main_parallel_batch(void *arg)
+{
+    (void)arg;
+    int fd = make_file("batch", NULL, 0);
+    ASSERT_GE(fd, 0);
+    static unsigned char out[8][4096], in[8][4096];
+    struct io_uring_sqe sqes[8];
+    int res[8];
+    memset(sqes, 0, sizeof sqes);
+    /* Eight writes, issued in reverse file order, run in parallel. */
+    for (int i = 0; i < 8; i++) {
+        fill(out[i], sizeof out[i], (unsigned)i + 100);
+        io_uring_prep_write(&sqes[i], fd, out[i], 4096, (uint64_t)(7 - i) * 4096);
+        res[i] = -1;
+    }
+    ASSERT_EQ(weft_batch(sqes, res, 8, 0), 8);
+    for (int i = 0; i < 8; i++)
+        ASSERT_EQ(res[i], 4096);
+    ASSERT_EQ(file_size(fd), 8 * 4096);
+    for (int i = 0; i < 8; i++) {
+        unsigned char back[4096];
+        ASSERT_EQ(pread(fd, back, sizeof back, (off_t)(7 - i) * 4096), 4096);
+        ASSERT(memcmp(back, out[i], sizeof back) == 0);
+    }
+    /* Reads of different lengths: each result lands in its own slot. */
+    memset(sqes, 0, sizeof sqes);
+    memset(in, 0, sizeof in);
+    for (int i = 0; i < 8; i++)
+        io_uring_prep_read(&sqes[i], fd, in[i], 512u * (unsigned)(i + 1), (uint64_t)(7 - i) * 4096);
+    ASSERT_EQ(weft_batch(sqes, res, 8, 0), 8);
+    for (int i = 0; i < 8; i++) {
+        ASSERT_EQ(res[i], 512 * (i + 1));
+        ASSERT(memcmp(in[i], out[i], (size_t)res[i]) == 0);
+    }
+    close(fd);
+    return NULL;
+}
+
+TEST(parallel_batch_results_in_order)
+{
+    run_in_tmpdir(main_parallel_batch);
+}
+
+static void *main_chain_failure(void *arg)
+{
+    (void)arg;
+    int fd = make_file("chain", NULL, 0);
+    ASSERT_GE(fd, 0);
+    int bad = closed_fd();
+    ASSERT_GE(bad, 0);
+    char b[16];
+    struct io_uring_sqe sqes[3];
+    int res[3] = {1, 1, 1};
+    memset(sqes, 0, sizeof sqes);
+    io_uring_prep_read(&sqes[0], bad, b, sizeof b, 0);
+    io_uring_prep_write(&sqes[1], fd, "never", 5, 0);
+    ASSERT_EQ(weft_batch(sqes, res, 2, WEFT_BATCH_CHAIN), 0);
+    ASSERT_EQ(res[0], -EBADF);
+    ASSERT_EQ(res[1], -ECANCELED);
+    ASSERT_EQ(file_size(fd), 0);
+
+    /* A failure in the middle: what ran before it stands. */
+    memset(sqes, 0, sizeof sqes);
+    io_uring_prep_write(&sqes[0], fd, "first", 5, 0);
+    io_uring_prep_read(&sqes[1], bad, b, sizeof b, 0);
+    io_uring_prep_write(&sqes[2], fd, "never", 5, 5);
+    ASSERT_EQ(weft_batch(sqes, res, 3, WEFT_BATCH_CHAIN), 1);
+    ASSERT_EQ(res[0], 5);
+    ASSERT_EQ(res[1], -EBADF);
+    ASSERT_EQ(res[2], -ECANCELED);
+    ASSERT_EQ(file_size(fd), 5);
+    close(fd);
+    return NULL;
+}
+
+TEST(chain_failure_cancels_the_rest)
+{
+    run_in_tmpdir(main_chain_failure);
+}
+
+/* ---- a ticker closed right after it expired ------------------------------
+ * LIBRARY BUG (reported, not fixed here; see close_ticker): this case fails
+ * until it is fixed. It closes a ticker whose expiry the worker has not
+ * reaped yet, which is what any task does that closes a fast ticker (or
+ * ends holding one) at an unlucky moment. The stream must be gone soon
+ * after; with the bug it stays live, and weft_run would never return, so
+ * the case fails inside the task rather than hanging. */
+static void *main_ticker_close_race(void *arg)
+{
+    (void)arg;
+    weft_stream *s;
+    ASSERT_OK(weft_ticker(&s, MS));
+    ASSERT_EQ(weft_stream_next(s, NULL), 0);
+    /* Past the next expiry without entering the kernel: the timeout is off
+     * the kernel's list until the worker's next io_uring_enter. */
+    uint64_t t0 = weft_now_ns();
+    while (weft_now_ns() - t0 < 3 * MS)
+        ;
+    weft_stream_close(s);
+    uint64_t live = streams_live_settled();
+    if (live != 0)
+        FAILF("a ticker closed right after an unreaped expiry is still live 200 ms later "
+              "(streams_live %" PRIu64 "): its TIMEOUT_REMOVE got -ENOENT, which the maintenance "
+              "task counts as done, and weft_run would never return",
+              live);
+    return NULL;
+}
+
+TEST(closing_a_ticker_right_after_it_expired_ends_it)
+{
+    run_main(NULL, main_ticker_close_race, NULL);
+}
+
+TEST_MAIN(CASE(every_probed_opcode_has_a_wrapper_and_a_test),
+          CASE(direct_descriptors_work_with_every_kind_of_wrapper),
+          CASE(opcode_outside_a_task_is_eperm), CASE(batch_rejects_bad_input),
+          CASE(parallel_batch_results_in_order), CASE(chain_failure_cancels_the_rest),
+          CASE(closing_a_ticker_right_after_it_expired_ends_it))
