@@ -10,10 +10,11 @@ TEST_PRESETS ?= debug asan
 
 # Needed to build and test weft.
 TEST_PKGS := cmake make gcc pkg-config liburing-dev libuv1-dev clang-format \
-             gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user valgrind
+             gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user valgrind \
+             clang libclang-rt-14-dev
 # Needed by the benchmark peers (../shared/peers) that `make demo` runs.
 DEMO_PKGS := cmake make gcc g++ pkg-config liburing-dev libuv1-dev libboost-context-dev \
-             librust-tokio-dev cargo golang-go
+             librust-tokio-dev cargo golang-go fio wrk nginx
 
 .PHONY: all test demo bench deps-test deps-demo format format-check clean
 
@@ -53,6 +54,7 @@ demo: deps-demo
 	cmake --build build/release -j$(JOBS)
 	./build/release/examples/weft_demo
 	./build/release/examples/weft_queues
+	./build/release/examples/weft_http --load 5
 	./bench/run-micro.sh
 
 bench: deps-demo

@@ -91,7 +91,11 @@ static void *canceller(void *arg)
 
 static void *long_sleep(void *arg)
 {
-    int r = weft_sleep_ns(20000000 + (uint64_t)(intptr_t)arg * 1000);
+    /* Those to be cancelled sleep an hour, so that a slow machine (ASan on
+     * a loaded CI box) cannot let them finish first; the others 20 ms. */
+    intptr_t i = (intptr_t)arg;
+    uint64_t ns = i % 2 == 0 ? 3600ull * 1000000000 : 20000000 + (uint64_t)i * 1000;
+    int r = weft_sleep_ns(ns);
     return (void *)(intptr_t)r;
 }
 

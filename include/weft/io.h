@@ -163,7 +163,8 @@ WEFT_API int weft_socket(int domain, int type, int protocol, unsigned flags);
 WEFT_API int weft_bind(int fd, const struct sockaddr *addr, socklen_t len);
 WEFT_API int weft_listen(int fd, int backlog);
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
-/* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT. addr/len may be NULL. */
+/* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT (which ignores
+ * SOCK_CLOEXEC: direct descriptors are not inherited). addr/len may be NULL. */
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags);
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t n, int flags);
@@ -220,7 +221,9 @@ WEFT_API int weft_buffers_remove(unsigned n, unsigned gid);
  * weft_recv_buf). Bound to the calling worker's ring. */
 typedef struct weft_buf_ring weft_buf_ring;
 WEFT_API int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t size);
-/* Fails with -EBUSY while a stream uses it or a buffer is leased. */
+/* Fails with -EBUSY while an open stream uses it or a buffer is leased.
+ * Streams closed but still winding down in the kernel are waited for: the
+ * ring is released with the last of them. */
 WEFT_API int weft_buf_ring_destroy(weft_buf_ring *br);
 /* Buffers currently in the kernel's hands (not leased). */
 WEFT_API unsigned weft_buf_ring_available(const weft_buf_ring *br);

@@ -93,6 +93,17 @@ static void free_ring(weft_buf_ring *br)
     free(br);
 }
 
+static void unregister_and_free(weft__worker *w, weft_buf_ring *br)
+{
+    io_uring_unregister_buf_ring(&w->ring.uring, (int)br->gid);
+    for (weft_buf_ring **p = &w->bufrings; *p; p = &(*p)->next)
+        if (*p == br) {
+            *p = br->next;
+            break;
+        }
+    free_ring(br);
+}
+
 int weft_buf_ring_destroy(weft_buf_ring *br)
 {
     if (!br)
@@ -102,16 +113,23 @@ int weft_buf_ring_destroy(weft_buf_ring *br)
         return -EPERM;
     if (br->w != w)
         return -EXDEV;
-    if (br->users || br->leased)
+    if (br->open_users || br->leased || br->doomed)
         return -EBUSY;
-    io_uring_unregister_buf_ring(&w->ring.uring, (int)br->gid);
-    for (weft_buf_ring **p = &w->bufrings; *p; p = &(*p)->next)
-        if (*p == br) {
-            *p = br->next;
-            break;
-        }
-    free_ring(br);
+    if (br->users) {
+        /* Only closed streams, whose kernel side is winding down, still
+         * use it: it goes with the last of them. */
+        br->doomed = true;
+        return 0;
+    }
+    unregister_and_free(w, br);
     return 0;
+}
+
+void weft__buf_ring_unuse(weft_buf_ring *br)
+{
+    br->users--;
+    if (br->doomed && br->users == 0)
+        unregister_and_free(br->w, br);
 }
 
 void weft__bufrings_fini(weft__worker *w)

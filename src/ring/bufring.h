@@ -17,7 +17,9 @@ struct weft_buf_ring {
     struct weft__worker *w;
     struct weft_task **lessee; /* by buffer id: the task holding it, NULL = the kernel's */
     unsigned leased;
-    unsigned users; /* streams reading into it */
+    unsigned users;    /* streams reading into it, closed ones included until freed */
+    unsigned open_users; /* ... not yet closed */
+    bool doomed;       /* destroyed while closed streams wound down: freed with the last */
     struct weft_buf_ring *next;
 };
 
@@ -28,5 +30,7 @@ bool weft__buf_from_cqe(weft_buf_ring *br, int res, uint32_t cflags, weft_buf *o
 /* Gives the CQE's buffer, if it has one, back to the kernel. */
 void weft__buf_recycle(weft_buf_ring *br, uint32_t cflags);
 void weft__bufrings_fini(struct weft__worker *w);
+/* A stream using br is gone; frees br if it was destroyed meanwhile. */
+void weft__buf_ring_unuse(weft_buf_ring *br);
 
 #endif

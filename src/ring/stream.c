@@ -67,7 +67,7 @@ static void release_item(weft_stream *s, const stream_item *it)
 static void stream_free(weft_stream *s)
 {
     if (s->br)
-        s->br->users--;
+        weft__buf_ring_unuse(s->br);
     free(s->q);
     free(s);
 }
@@ -135,9 +135,9 @@ static int arm(weft_stream *s)
     unsigned opcode = 0;
     switch (s->kind) {
     case STREAM_ACCEPT:
-        if (s->flags & WEFT_DIRECT)
+        if (s->flags & WEFT_DIRECT) /* SOCK_CLOEXEC dropped: see weft_accept */
             io_uring_prep_multishot_accept_direct(sqe, 0, NULL, NULL,
-                                                  (int)(s->flags & ~WEFT_DIRECT));
+                                                  (int)(s->flags & ~(WEFT_DIRECT | SOCK_CLOEXEC)));
         else
             io_uring_prep_multishot_accept(sqe, 0, NULL, NULL, (int)s->flags);
         weft__sqe_fd(sqe, s->fd);
@@ -215,8 +215,10 @@ static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int
     s->fd = fd;
     s->flags = flags;
     s->br = br;
-    if (br)
+    if (br) {
         br->users++;
+        br->open_users++;
+    }
     *out = s;
     return 0;
 }
@@ -232,6 +234,8 @@ static int start(weft_stream **out)
             weft__resource_detach(s->owner, &s->res);
     }
     if (r < 0) {
+        if (s->br)
+            s->br->open_users--;
         stream_free(s);
         *out = NULL;
     }
@@ -386,6 +390,8 @@ void weft_stream_close(weft_stream *s)
         return;
     weft__resource_detach(s->owner, &s->res);
     s->closing = true;
+    if (s->br)
+        s->br->open_users--;
     while (s->qlen) {
         release_item(s, &s->q[s->qhead]);
         s->qhead = (s->qhead + 1) % s->qcap;

@@ -1,0 +1,382 @@
+/* echo.c - a TCP echo server with one task per connection.
+ *
+ * What it shows:
+ *  - a server task that accepts connections and spawns one task per
+ *    connection; the connection tasks are the server task's children, so
+ *    cancelling the server task (structured concurrency) stops everything;
+ *  - plain awaited I/O (weft_recv / weft_send), or with --multishot a
+ *    multishot accept stream and a multishot recv stream reading into a
+ *    provided buffer ring per connection (no buffer is tied up by an idle
+ *    connection's pending recv);
+ *  - with --direct, direct descriptors (slots in the ring's file table):
+ *    accepted with WEFT_DIRECT, handed to the connection task with
+ *    weft_direct_give, which is spawned WEFT_TASK_STICKY;
+ *  - surviving EMFILE/ENFILE on accept (log once a second, back off, retry);
+ *  - a clean stop on SIGINT/SIGTERM: a task reads a signalfd with weft_read
+ *    and cancels the server task; the program prints the io_uring ops it
+ *    issued, by opcode, and the runtime's stats, then exits 0.
+ *
+ * usage: weft_echo [PORT] [--direct] [--multishot]
+ *   Listens on 127.0.0.1:PORT (default 7777). With PORT 0 the kernel picks a
+ *   port and the server prints "listening on <port>".
+ *
+ * Try it:  weft_echo 7777 &  then  nc 127.0.0.1 7777
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <weft.h>
+
+#define DEFAULT_PORT   7777
+#define RECV_BYTES     16384 /* the plain loop's buffer, on the task's stack */
+#define RING_BUFS      8     /* --multishot: buffers per connection (a power of two), */
+#define RING_BUF_BYTES 4096  /* 32 KiB a connection: more buffers, faster big echoes */
+#define NS_PER_SEC     1000000000ull
+#define BACKOFF_NS     (10 * 1000000ull) /* pause after EMFILE and friends */
+
+/* Command-line options, set once in main before the runtime starts. */
+static struct {
+    int port;
+    bool direct;    /* accept direct descriptors */
+    bool multishot; /* accept stream + recv stream over a buffer ring */
+} opt = {.port = DEFAULT_PORT};
+
+/* ---- one connection ------------------------------------------------------ */
+
+/* Sends all n bytes (weft_send may send fewer). MSG_NOSIGNAL: a peer that
+ * went away gives -EPIPE instead of killing the process with SIGPIPE. */
+static int send_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        ssize_t r = weft_send(fd, p, n, MSG_NOSIGNAL);
+        if (r < 0)
+            return (int)r;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* recv -> send until the peer closes, an error, or cancellation. */
+static void echo_plain(int fd)
+{
+    char buf[RECV_BYTES];
+    for (;;) {
+        ssize_t n = weft_recv(fd, buf, sizeof buf, 0);
+        if (n <= 0 || send_all(fd, buf, (size_t)n) < 0)
+            return;
+    }
+}
+
+/* The same loop over a multishot recv: the kernel picks a buffer of the
+ * connection's ring for each piece of data; the task owns ("leases") that
+ * buffer until weft_buf_release gives it back to the kernel. */
+static void echo_multishot(int fd)
+{
+    weft_buf_ring *ring;
+    int r = weft_buf_ring_create(&ring, RING_BUFS, RING_BUF_BYTES);
+    if (r < 0) {
+        fprintf(stderr, "weft_echo: buffer ring: %s\n", weft_strerror(r));
+        return;
+    }
+    weft_stream *stream;
+    r = weft_recv_stream(&stream, fd, ring);
+    if (r == 0) {
+        for (;;) {
+            weft_buf buf;
+            int n = weft_stream_next(stream, &buf);
+            if (n <= 0)
+                break; /* 0: the peer closed; < 0: error or cancelled */
+            r = send_all(fd, buf.data, buf.len);
+            weft_buf_release(&buf);
+            if (r < 0)
+                break;
+        }
+        weft_stream_close(stream);
+    } else {
+        fprintf(stderr, "weft_echo: recv stream: %s\n", weft_strerror(r));
+    }
+    /* The stream is closed and no buffer is leased any more: the ring goes
+     * as soon as the stream's kernel side has wound down. */
+    weft_buf_ring_destroy(ring);
+}
+
+/* Closes fd even when the task has been cancelled: a blocking call in a
+ * cancelled task fails with -ECANCELED unless it is shielded. */
+static void close_shielded(int fd)
+{
+    weft_shield_push();
+    weft_close(fd);
+    weft_shield_pop();
+}
+
+static void *connection(void *arg)
+{
+    int fd = (int)(intptr_t)arg; /* a normal fd, or a direct one given to us */
+    if (opt.multishot)
+        echo_multishot(fd);
+    else
+        echo_plain(fd);
+    close_shielded(fd);
+    return NULL;
+}
+
+/* Spawns the task for an accepted connection as a child of the calling
+ * (server) task. A direct descriptor belongs to the task that accepted it:
+ * hand it over before the new task first runs. */
+static void start_connection(int fd)
+{
+    weft_spawn_opts o = {.name = "conn", .flags = opt.direct ? WEFT_TASK_STICKY : 0};
+    weft_task *t;
+    int r = weft_spawn_ex(&t, &o, connection, (void *)(intptr_t)fd);
+    if (r < 0) {
+        fprintf(stderr, "weft_echo: spawning a connection task: %s\n", weft_strerror(r));
+        close_shielded(fd);
+        return;
+    }
+    if (opt.direct && (r = weft_direct_give(fd, t)) < 0) {
+        fprintf(stderr, "weft_echo: handing over a descriptor: %s\n", weft_strerror(r));
+        weft_cancel(t); /* cancelled before its first run: it never runs */
+        close_shielded(fd);
+    }
+    weft_detach(t);
+}
+
+/* ---- accepting ----------------------------------------------------------- */
+
+/* Out of descriptors or memory: the connection waits in the listen backlog
+ * until something is closed. */
+static bool out_of_resources(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+/* accept(2) lists these as the new connection's problem, not ours. */
+static bool connection_error(int err)
+{
+    return err == -ECONNABORTED || err == -EPROTO || err == -EPERM || err == -EINTR ||
+           err == -EAGAIN || err == -ENETDOWN || err == -ENOPROTOOPT || err == -EHOSTDOWN ||
+           err == -ENONET || err == -EHOSTUNREACH || err == -ENETUNREACH;
+}
+
+/* Decides what the accept loop does after an error: 0 = go on, < 0 = stop
+ * with that error. Resource exhaustion is logged at most once a second. */
+static int accept_failed(int err)
+{
+    static uint64_t last_log_ns, failures;
+    if (err == -ECANCELED || err == -ETIMEDOUT)
+        return err;
+    if (connection_error(err))
+        return 0;
+    if (!out_of_resources(err)) {
+        fprintf(stderr, "weft_echo: accept: %s\n", weft_strerror(err));
+        return err;
+    }
+    failures++;
+    uint64_t now = weft_now_ns();
+    if (now - last_log_ns >= NS_PER_SEC) {
+        fprintf(stderr, "weft_echo: accept: %s (%llu times since the last report), backing off\n",
+                weft_strerror(err), (unsigned long long)failures);
+        last_log_ns = now;
+        failures = 0;
+    }
+    int r = weft_sleep_ns(BACKOFF_NS);
+    return r == -ECANCELED ? r : 0;
+}
+
+/* The server task: accepts until cancelled. Returns NULL when cancelled (a
+ * normal stop), non-NULL after a fatal accept error. */
+static void *server(void *arg)
+{
+    int listen_fd = (int)(intptr_t)arg;
+    /* SOCK_CLOEXEC is for normal fds only: with WEFT_DIRECT it is -EINVAL. */
+    unsigned flags = opt.direct ? WEFT_DIRECT : SOCK_CLOEXEC;
+    int r = 0;
+    if (opt.multishot) {
+        /* One multishot ACCEPT: the kernel keeps accepting and queues the
+         * new descriptors for us. */
+        weft_stream *accepts;
+        r = weft_accept_stream(&accepts, listen_fd, flags);
+        if (r < 0) {
+            fprintf(stderr, "weft_echo: accept stream: %s\n", weft_strerror(r));
+            return (void *)1;
+        }
+        while (r == 0) {
+            int fd = weft_stream_next(accepts, NULL);
+            if (fd >= 0)
+                start_connection(fd);
+            else
+                r = accept_failed(fd);
+        }
+        weft_stream_close(accepts);
+    } else {
+        while (r == 0) {
+            int fd = weft_accept(listen_fd, NULL, NULL, flags);
+            if (fd >= 0)
+                start_connection(fd);
+            else
+                r = accept_failed(fd);
+        }
+    }
+    /* Returning cancels and awaits the connection tasks (our children). */
+    return r == -ECANCELED ? NULL : (void *)1;
+}
+
+/* ---- start and stop ------------------------------------------------------ */
+
+typedef struct app {
+    int listen_fd;
+    int signal_fd;     /* SIGINT and SIGTERM, blocked and read from here */
+    weft_task *server; /* NULL once joined */
+} app;
+
+/* Waits for SIGINT or SIGTERM and cancels the server task. */
+static void *watch_signals(void *arg)
+{
+    app *a = arg;
+    struct signalfd_siginfo si;
+    ssize_t n = weft_read(a->signal_fd, &si, sizeof si, WEFT_OFF_CURRENT);
+    if (n == (ssize_t)sizeof si && a->server) {
+        fprintf(stderr, "weft_echo: %s, stopping\n", strsignal((int)si.ssi_signo));
+        weft_cancel(a->server);
+    }
+    return NULL;
+}
+
+static void print_report(void)
+{
+    uint64_t ops[256];
+    int n = weft_ops_by_opcode(ops, 256);
+    printf("io_uring ops by opcode:\n");
+    for (int i = 0; i < n; i++)
+        if (ops[i])
+            printf("  %-16s %llu\n",
+                   weft_opcode_name((unsigned)i) ? weft_opcode_name((unsigned)i) : "?",
+                   (unsigned long long)ops[i]);
+    weft_stats stats;
+    if (weft_stats_snapshot(&stats) == 0) {
+        printf("weft stats:\n");
+        weft_stats_print(stdout, &stats);
+    }
+    fflush(stdout);
+}
+
+static void *app_main(void *arg)
+{
+    app *a = arg;
+    weft_spawn_opts server_opts = {.name = "server"}, watcher_opts = {.name = "signals"};
+    int r = weft_spawn_ex(&a->server, &server_opts, server, (void *)(intptr_t)a->listen_fd);
+    if (r < 0) {
+        fprintf(stderr, "weft_echo: spawning the server: %s\n", weft_strerror(r));
+        return (void *)1;
+    }
+    weft_task *watcher = NULL;
+    r = weft_spawn_ex(&watcher, &watcher_opts, watch_signals, a);
+    if (r < 0) {
+        fprintf(stderr, "weft_echo: spawning the signal watcher: %s\n", weft_strerror(r));
+        weft_cancel(a->server);
+        watcher = NULL;
+    }
+    void *failed = NULL;
+    int joined = weft_join(a->server, &failed); /* -ECANCELED: stopped by a signal */
+    a->server = NULL;
+    if (watcher) {
+        weft_cancel(watcher);
+        weft_join(watcher, NULL);
+    }
+    print_report();
+    return r < 0 || (joined == 0 && failed) ? (void *)1 : NULL;
+}
+
+/* A listening TCP socket on 127.0.0.1:port (plain syscalls: io_uring's BIND
+ * and LISTEN need Linux 6.11). */
+static int listen_on(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* Accepted sockets inherit TCP_NODELAY: small echoes go out at once. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    return getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ? -1 : ntohs(sa.sin_port);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: weft_echo [PORT] [--direct] [--multishot]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        char *end;
+        if (strcmp(argv[i], "--direct") == 0)
+            opt.direct = true;
+        else if (strcmp(argv[i], "--multishot") == 0)
+            opt.multishot = true;
+        else if (argv[i][0] != '-' && (opt.port = (int)strtol(argv[i], &end, 10), !*end) &&
+                 opt.port >= 0 && opt.port <= 65535)
+            continue;
+        else
+            usage();
+    }
+
+    /* Block the stop signals before any thread exists, so that they queue
+     * on the signalfd instead of killing the process. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, NULL);
+    app a = {.signal_fd = signalfd(-1, &stop, SFD_CLOEXEC)};
+    if (a.signal_fd < 0) {
+        perror("weft_echo: signalfd");
+        return 1;
+    }
+    a.listen_fd = listen_on(opt.port);
+    if (a.listen_fd < 0) {
+        fprintf(stderr, "weft_echo: port %d: %s\n", opt.port, strerror(-a.listen_fd));
+        return 1;
+    }
+    if (opt.port == 0) {
+        printf("listening on %d\n", bound_port(a.listen_fd));
+        fflush(stdout);
+    }
+
+    void *failed = NULL;
+    int r = weft_run(NULL, app_main, &a, &failed);
+    close(a.listen_fd);
+    close(a.signal_fd);
+    if (r < 0) {
+        fprintf(stderr, "weft_echo: weft_run: %s\n", weft_strerror(r));
+        return 1;
+    }
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,635 @@
+/* server.c - a small HTTP/1.1 server (weft_http).
+ *
+ * What it shows:
+ *  - one task per connection, all of them children of the server task:
+ *    cancelling the server task on SIGINT/SIGTERM stops every connection;
+ *  - keep-alive and pipelining: every complete request in the input buffer
+ *    is answered, in order, and the responses go out together in one send;
+ *  - timeouts with deadlines: weft_deadline_push / weft_deadline_pop around
+ *    weft_recv bound the wait for the next request (idle timeout: the
+ *    connection is closed) and for the rest of a started request (request
+ *    timeout: 408, then close);
+ *  - an incremental request parser with no weft dependency (parse.c).
+ *
+ * Routes: GET / answers "Hello, world!", GET /stats the runtime's counters
+ * and io_uring ops; HEAD works on both; other methods get 405, other paths
+ * 404. Bodies sent with Content-Length (up to 1 MiB) are read and ignored;
+ * Transfer-Encoding (chunked) bodies are refused with 501 (see parse.h).
+ *
+ * usage: weft_http [PORT] [--idle-timeout SECONDS] [--request-timeout SECONDS]
+ *                  [--load SECONDS [--conns N]]
+ *   Listens on 127.0.0.1:PORT (default 8080; 0 = the kernel picks a port and
+ *   the server prints "listening on <port>"). A connection is closed after
+ *   10 s without a request (--idle-timeout); a request whose header section
+ *   is not complete 5 s after its first byte gets 408 (--request-timeout).
+ *   --load runs the built-in load generator (load.c) against the server: a
+ *   separate process (forked before either runtime starts, so that the two
+ *   do not share a CPU's scheduler, and pinned to another CPU when there is
+ *   one) with N connections (default 64), each a weft task sending
+ *   keep-alive GET / requests one at a time for SECONDS. It prints
+ *   requests/s and latency percentiles; the server then stops and prints its
+ *   io_uring ops by opcode and its stats. SIGINT ends the run early.
+ *
+ * Try it:  weft_http 8080 &  curl -i localhost:8080/  curl localhost:8080/stats
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <weft.h>
+
+#include "load.h"
+#include "parse.h"
+
+#define DEFAULT_PORT    8080
+#define NS_PER_SEC      1000000000ull
+#define SEND_TIMEOUT_NS (10 * NS_PER_SEC) /* a client that stopped reading */
+#define LINGER_NS       (2 * NS_PER_SEC)  /* draining input before closing after an error */
+#define LINGER_BYTES    (1024 * 1024)
+#define IN_FIRST_BYTES  16384
+#define IN_MAX_BYTES    (HTTP_MAX_HEADER_BYTES + HTTP_MAX_BODY + 1) /* one whole request */
+#define OUT_FLUSH_BYTES 65536 /* send pipelined responses once this many pile up */
+#define BACKOFF_NS      (10 * 1000000ull)
+
+/* Timeouts, set once in main before the runtime starts. */
+static uint64_t idle_timeout_ns = 10 * NS_PER_SEC; /* waiting for the next request */
+static uint64_t request_timeout_ns =
+    5 * NS_PER_SEC; /* a request's first byte to its whole header */
+
+/* ---- responses ----------------------------------------------------------- */
+
+/* A growable byte buffer. */
+typedef struct buffer {
+    char *data;
+    size_t len, cap;
+} buffer;
+
+static bool buffer_reserve(buffer *b, size_t more)
+{
+    if (b->len + more <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *data = realloc(b->data, cap);
+    if (!data)
+        return false;
+    b->data = data;
+    b->cap = cap;
+    return true;
+}
+
+static void buffer_append(buffer *b, const void *data, size_t n)
+{
+    if (buffer_reserve(b, n)) {
+        memcpy(b->data + b->len, data, n);
+        b->len += n;
+    }
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+/* The Date header's value, formatted once a second (one worker thread). */
+static const char *http_date(void)
+{
+    static char text[64];
+    static time_t formatted_at;
+    time_t now = time(NULL);
+    if (now != formatted_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        formatted_at = now;
+    }
+    return text;
+}
+
+typedef enum connection_header {
+    CONN_NONE,       /* HTTP/1.1 keep-alive: the default needs no header */
+    CONN_KEEP_ALIVE, /* HTTP/1.0 keep-alive */
+    CONN_CLOSE,
+} connection_header;
+
+/* Appends a whole response; with head_only the body is left out (HEAD) but
+ * its length is still announced. */
+static void append_response(buffer *out, int status, const char *type, const char *body,
+                            size_t body_len, connection_header conn, bool head_only,
+                            const char *extra_headers)
+{
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nServer: weft\r\nDate: %s\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\n%s%s\r\n",
+                     status, reason(status), http_date(), type, body_len,
+                     conn == CONN_CLOSE        ? "Connection: close\r\n"
+                     : conn == CONN_KEEP_ALIVE ? "Connection: keep-alive\r\n"
+                                               : "",
+                     extra_headers);
+    if (n < 0 || (size_t)n >= sizeof head)
+        return; /* cannot happen: every header above is short */
+    buffer_append(out, head, (size_t)n);
+    if (!head_only)
+        buffer_append(out, body, body_len);
+}
+
+static void append_error(buffer *out, int status)
+{
+    char body[64];
+    int n = snprintf(body, sizeof body, "%d %s\n", status, reason(status));
+    append_response(out, status, "text/plain", body, (size_t)n, CONN_CLOSE, false, "");
+}
+
+/* The /stats page: io_uring ops by opcode and the runtime's counters. */
+static void write_stats(FILE *f)
+{
+    uint64_t ops[256];
+    int n = weft_ops_by_opcode(ops, 256);
+    fprintf(f, "io_uring ops by opcode:\n");
+    for (int i = 0; i < n; i++) {
+        const char *name = weft_opcode_name((unsigned)i);
+        if (ops[i])
+            fprintf(f, "  %-16s %llu\n", name ? name : "?", (unsigned long long)ops[i]);
+    }
+    weft_stats stats;
+    if (weft_stats_snapshot(&stats) == 0) {
+        fprintf(f, "weft stats:\n");
+        weft_stats_print(f, &stats);
+    }
+}
+
+/* Answers one parsed request. Returns whether the connection stays open. */
+static bool respond(buffer *out, const http_request *req)
+{
+    bool head = http_slice_eq(req->method, "HEAD");
+    bool get_or_head = head || http_slice_eq(req->method, "GET");
+    connection_header conn = !req->keep_alive          ? CONN_CLOSE
+                             : req->minor_version == 0 ? CONN_KEEP_ALIVE
+                                                       : CONN_NONE;
+    /* The path is the target without its query. */
+    const char *q = memchr(req->target.ptr, '?', req->target.len);
+    http_slice path = {req->target.ptr, q ? (size_t)(q - req->target.ptr) : req->target.len};
+
+    if (http_slice_eq(path, "/") || http_slice_eq(path, "/stats")) {
+        if (!get_or_head) {
+            static const char body[] = "405 Method Not Allowed\n";
+            append_response(out, 405, "text/plain", body, sizeof body - 1, conn, false,
+                            "Allow: GET, HEAD\r\n");
+        } else if (http_slice_eq(path, "/")) {
+            append_response(out, 200, "text/plain", "Hello, world!", 13, conn, head, "");
+        } else {
+            char *text = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&text, &len);
+            if (f) {
+                write_stats(f);
+                fclose(f);
+            }
+            append_response(out, 200, "text/plain; charset=utf-8", text ? text : "", len, conn,
+                            head, "");
+            free(text);
+        }
+    } else {
+        static const char body[] = "404 Not Found\n";
+        append_response(out, 404, "text/plain", body, sizeof body - 1, conn, head, "");
+    }
+    return req->keep_alive;
+}
+
+/* ---- one connection ------------------------------------------------------ */
+
+typedef struct connection {
+    int fd;
+    buffer in;  /* received bytes; the request being parsed starts at in.data */
+    buffer out; /* responses not sent yet */
+    http_parser parser;
+    uint64_t request_started_ns; /* when the first byte of the pending request came */
+    bool failed;                 /* answered with an error: linger before closing */
+} connection;
+
+/* Sends all of out, giving up after SEND_TIMEOUT_NS (a client that does not
+ * read). MSG_NOSIGNAL: a vanished peer is -EPIPE, not a SIGPIPE. */
+static int flush(connection *c)
+{
+    ssize_t r = 0;
+    weft_deadline_push(weft_now_ns() + SEND_TIMEOUT_NS);
+    for (size_t sent = 0; sent < c->out.len; sent += (size_t)r) {
+        r = weft_send(c->fd, c->out.data + sent, c->out.len - sent, MSG_NOSIGNAL);
+        if (r < 0)
+            break;
+    }
+    weft_deadline_pop();
+    c->out.len = 0;
+    return r < 0 ? (int)r : 0;
+}
+
+/* Closing a socket that still has unread input makes the kernel send a
+ * reset, which can destroy the error response before the client reads it.
+ * So after an error: no more output (SHUT_WR), then read and drop what the
+ * client still sends, for a little while. */
+static void linger(connection *c)
+{
+    if (weft_shutdown(c->fd, SHUT_WR) < 0)
+        return;
+    weft_deadline_push(weft_now_ns() + LINGER_NS);
+    for (size_t drained = 0; drained < LINGER_BYTES;) {
+        ssize_t n = weft_recv(c->fd, c->in.data, c->in.cap, 0);
+        if (n <= 0)
+            break;
+        drained += (size_t)n;
+    }
+    weft_deadline_pop();
+}
+
+/* Answers every complete request at the start of c->in, drops their bytes
+ * and returns whether the connection stays open. */
+static bool answer_requests(connection *c)
+{
+    http_request req;
+    size_t used = 0;
+    bool open = true;
+    while (open) {
+        int r = http_parse(&c->parser, c->in.data + used, c->in.len - used, &req);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            append_error(&c->out, -r);
+            c->failed = true;
+            open = false;
+            break;
+        }
+        open = respond(&c->out, &req);
+        used += (size_t)r;
+        if (c->out.len >= OUT_FLUSH_BYTES && flush(c) < 0)
+            open = false;
+    }
+    /* What is left is the start of the next request: move it to the front
+     * (the parser works with offsets, so its progress stays valid). */
+    memmove(c->in.data, c->in.data + used, c->in.len - used);
+    c->in.len -= used;
+    if (used)
+        c->request_started_ns = weft_now_ns();
+    return open;
+}
+
+/* Receives more bytes within the deadline that applies now. Returns the
+ * count, 0 at end of stream, or -errno (-ETIMEDOUT past the deadline). */
+static ssize_t receive(connection *c)
+{
+    if (c->in.len == c->in.cap) {
+        if (c->in.cap >= IN_MAX_BYTES || !buffer_reserve(&c->in, c->in.cap))
+            return -ENOBUFS; /* cannot happen: the parser rejects larger requests */
+    }
+    size_t room = c->in.cap - c->in.len;
+    if (room > IN_MAX_BYTES - c->in.len)
+        room = IN_MAX_BYTES - c->in.len;
+    /* Between requests: the idle timeout. Inside a request's header: its
+     * deadline counts from its first byte. Reading a body: a fresh idle
+     * timeout for each piece. */
+    uint64_t deadline = weft_now_ns() + idle_timeout_ns;
+    if (c->in.len > 0 && !c->parser.header_end)
+        deadline = c->request_started_ns + request_timeout_ns;
+    weft_deadline_push(deadline);
+    ssize_t n = weft_recv(c->fd, c->in.data + c->in.len, room, 0);
+    weft_deadline_pop();
+    if (n > 0 && c->in.len == 0)
+        c->request_started_ns = weft_now_ns();
+    if (n > 0)
+        c->in.len += (size_t)n;
+    return n;
+}
+
+static void serve(connection *c)
+{
+    for (;;) {
+        bool open = answer_requests(c);
+        if (c->out.len && flush(c) < 0)
+            return;
+        if (!open)
+            break;
+        ssize_t n = receive(c);
+        if (n == -ETIMEDOUT && c->in.len > 0) {
+            append_error(&c->out, 408); /* a request was under way: tell the client */
+            c->failed = flush(c) == 0;
+        }
+        if (n <= 0)
+            break; /* closed, error, timeout or cancelled */
+    }
+    if (c->failed)
+        linger(c);
+}
+
+static void *connection_task(void *arg)
+{
+    connection c = {.fd = (int)(intptr_t)arg};
+    http_parser_init(&c.parser);
+    if (buffer_reserve(&c.in, IN_FIRST_BYTES))
+        serve(&c);
+    free(c.in.data);
+    free(c.out.data);
+    /* A cancelled task's blocking calls fail unless shielded. */
+    weft_shield_push();
+    weft_close(c.fd);
+    weft_shield_pop();
+    return NULL;
+}
+
+/* ---- the server task ----------------------------------------------------- */
+
+static bool out_of_resources(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+/* What the accept loop does after an error: 0 = go on, < 0 = stop. Out of
+ * descriptors, it logs at most once a second and backs off (the connection
+ * waits in the listen backlog). */
+static int accept_failed(int err)
+{
+    static uint64_t last_log_ns, failures;
+    if (err == -ECANCELED || err == -ETIMEDOUT)
+        return err;
+    if (err == -ECONNABORTED || err == -EPROTO || err == -EINTR || err == -EAGAIN ||
+        err == -EPERM || err == -ENETDOWN || err == -EHOSTUNREACH || err == -ENETUNREACH)
+        return 0; /* the new connection's problem, not ours */
+    if (!out_of_resources(err)) {
+        fprintf(stderr, "weft_http: accept: %s\n", weft_strerror(err));
+        return err;
+    }
+    failures++;
+    uint64_t now = weft_now_ns();
+    if (now - last_log_ns >= NS_PER_SEC) {
+        fprintf(stderr, "weft_http: accept: %s (%llu times since the last report), backing off\n",
+                weft_strerror(err), (unsigned long long)failures);
+        last_log_ns = now;
+        failures = 0;
+    }
+    return weft_sleep_ns(BACKOFF_NS) == -ECANCELED ? -ECANCELED : 0;
+}
+
+/* Accepts until cancelled; returns NULL when cancelled (a normal stop). */
+static void *server_task(void *arg)
+{
+    int listen_fd = (int)(intptr_t)arg;
+    int r = 0;
+    while (r == 0) {
+        int fd = weft_accept(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            r = accept_failed(fd);
+            continue;
+        }
+        weft_spawn_opts o = {.name = "http-conn"};
+        if ((r = weft_spawn_ex(NULL, &o, connection_task, (void *)(intptr_t)fd)) < 0) {
+            fprintf(stderr, "weft_http: spawning a connection task: %s\n", weft_strerror(r));
+            close(fd);
+            r = 0;
+        }
+    }
+    /* Returning cancels and awaits the connection tasks (our children). */
+    return r == -ECANCELED ? NULL : (void *)1;
+}
+
+/* ---- start and stop ------------------------------------------------------ */
+
+typedef struct app {
+    int listen_fd;
+    int signal_fd;     /* SIGINT and SIGTERM, blocked and read from here */
+    pid_t load_pid;    /* the load generator, 0 when none */
+    int load_status;   /* its wait status, -1 until it has ended */
+    weft_task *server; /* NULL once joined */
+} app;
+
+/* Waits for SIGINT or SIGTERM and cancels the server task. During a load
+ * run, the first signal goes to the load generator instead, which stops
+ * early and prints its results; the server stops when it has ended. */
+static void *watch_signals(void *arg)
+{
+    app *a = arg;
+    bool forwarded = false;
+    struct signalfd_siginfo si;
+    while (weft_read(a->signal_fd, &si, sizeof si, WEFT_OFF_CURRENT) == (ssize_t)sizeof si) {
+        if (a->load_pid > 0 && a->load_status < 0 && !forwarded) {
+            kill(a->load_pid, (int)si.ssi_signo);
+            forwarded = true;
+            continue;
+        }
+        fprintf(stderr, "weft_http: %s, stopping\n", strsignal((int)si.ssi_signo));
+        if (a->server)
+            weft_cancel(a->server);
+        break;
+    }
+    return NULL;
+}
+
+/* Waits for the load generator to finish and stops the server. */
+static void *watch_load(void *arg)
+{
+    app *a = arg;
+    siginfo_t info;
+    int r = weft_waitid(P_PID, a->load_pid, &info, WEXITED);
+    if (r == -EOPNOTSUPP) {
+        /* io_uring's WAITID needs Linux 6.7; before that, wait for the
+         * process's pidfd to become readable, then reap it. */
+        int pidfd = (int)syscall(SYS_pidfd_open, a->load_pid, 0);
+        if (pidfd >= 0 && (r = weft_poll(pidfd, POLLIN)) >= 0)
+            r = waitid(P_PID, (id_t)a->load_pid, &info, WEXITED) < 0 ? -errno : 0;
+        if (pidfd >= 0)
+            close(pidfd);
+    }
+    if (r == 0) {
+        a->load_status = info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
+        if (a->server)
+            weft_cancel(a->server);
+    }
+    return NULL;
+}
+
+static void *app_main(void *arg)
+{
+    app *a = arg;
+    weft_spawn_opts server_opts = {.name = "server"};
+    int r = weft_spawn_ex(&a->server, &server_opts, server_task, (void *)(intptr_t)a->listen_fd);
+    if (r < 0) {
+        fprintf(stderr, "weft_http: spawning the server: %s\n", weft_strerror(r));
+        return (void *)1;
+    }
+    weft_task *watchers[2] = {NULL, NULL};
+    if ((r = weft_spawn(&watchers[0], watch_signals, a)) == 0 && a->load_pid > 0)
+        r = weft_spawn(&watchers[1], watch_load, a);
+    if (r < 0) {
+        fprintf(stderr, "weft_http: spawning a watcher: %s\n", weft_strerror(r));
+        weft_cancel(a->server);
+    }
+    void *failed = NULL;
+    int joined = weft_join(a->server, &failed); /* -ECANCELED: stopped */
+    a->server = NULL;
+    for (int i = 0; i < 2; i++)
+        if (watchers[i]) {
+            weft_cancel(watchers[i]);
+            weft_join(watchers[i], NULL);
+        }
+    printf("server: ");
+    write_stats(stdout);
+    fflush(stdout);
+    return r < 0 || (joined == 0 && failed) ? (void *)1 : NULL;
+}
+
+/* A listening TCP socket on 127.0.0.1:port (plain syscalls: io_uring's BIND
+ * and LISTEN need Linux 6.11). */
+static int listen_on(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited by accepted ones */
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    return getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ? -1 : ntohs(sa.sin_port);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: weft_http [PORT] [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
+                    "                 [--load SECONDS [--conns N]]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    int port = DEFAULT_PORT;
+    bool port_given = false;
+    http_load_args load_opts = {.conns = 64};
+    for (int i = 1; i < argc; i++) {
+        char *end;
+        if (strcmp(argv[i], "--load") == 0 && i + 1 < argc) {
+            load_opts.seconds = strtod(argv[++i], &end);
+            if (*end || !(load_opts.seconds > 0 && load_opts.seconds <= 3600))
+                usage();
+        } else if ((strcmp(argv[i], "--idle-timeout") == 0 ||
+                    strcmp(argv[i], "--request-timeout") == 0) &&
+                   i + 1 < argc) {
+            double seconds = strtod(argv[i + 1], &end);
+            if (*end || !(seconds > 0 && seconds <= 86400))
+                usage();
+            *(argv[i][2] == 'i' ? &idle_timeout_ns : &request_timeout_ns) =
+                (uint64_t)(seconds * 1e9);
+            i++;
+        } else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc) {
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > 10000)
+                usage();
+            load_opts.conns = (unsigned)n;
+        } else if (argv[i][0] != '-' && !port_given) {
+            long n = strtol(argv[i], &end, 10);
+            if (*end || n < 0 || n > 65535)
+                usage();
+            port = (int)n;
+            port_given = true;
+        } else {
+            usage();
+        }
+    }
+    if (load_opts.seconds > 0 && !port_given)
+        port = 0; /* a load run needs no fixed port */
+
+    /* Block the stop signals before any thread exists, so that they queue
+     * on the signalfd instead of killing the process. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, NULL);
+    app a = {.signal_fd = signalfd(-1, &stop, SFD_CLOEXEC), .load_status = -1};
+    if (a.signal_fd < 0) {
+        perror("weft_http: signalfd");
+        return 1;
+    }
+    a.listen_fd = listen_on(port);
+    if (a.listen_fd < 0) {
+        fprintf(stderr, "weft_http: port %d: %s\n", port, strerror(-a.listen_fd));
+        return 1;
+    }
+    if (port == 0 && load_opts.seconds == 0)
+        printf("listening on %d\n", bound_port(a.listen_fd));
+    fflush(stdout); /* before a fork: nothing buffered is printed twice */
+
+    if (load_opts.seconds > 0) {
+        load_opts.port = bound_port(a.listen_fd);
+        load_opts.signal_fd = a.signal_fd;
+        a.load_pid = http_load_start(&load_opts, a.listen_fd);
+        if (a.load_pid < 0) {
+            fprintf(stderr, "weft_http: fork: %s\n", strerror(-a.load_pid));
+            return 1;
+        }
+    }
+
+    void *failed = NULL;
+    int r = weft_run(NULL, app_main, &a, &failed);
+    if (a.load_pid > 0 && a.load_status < 0) {
+        /* Stopped by a signal before the load generator ended. */
+        kill(a.load_pid, SIGTERM);
+        int status;
+        waitpid(a.load_pid, &status, 0);
+    }
+    close(a.listen_fd);
+    close(a.signal_fd);
+    if (r < 0) {
+        fprintf(stderr, "weft_http: weft_run: %s\n", weft_strerror(r));
+        return 1;
+    }
+    if (a.load_pid > 0 && a.load_status != 0)
+        return 1;
+    return failed ? 1 : 0;
+}
