@@ -41,8 +41,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
     if (flags & WEFT_DIRECT) {
         /* A direct descriptor has no exec semantics; the kernel rejects
          * SOCK_CLOEXEC for it, so it is dropped rather than failing. */
-        io_uring_prep_accept_direct(sqe, 0, addr, len,
-                                    (int)(flags & ~(WEFT_DIRECT | SOCK_CLOEXEC)),
+        io_uring_prep_accept_direct(sqe, 0, addr, len, (int)(flags & ~(WEFT_DIRECT | SOCK_CLOEXEC)),
                                     WEFT__FILE_INDEX_ALLOC);
         IO_FD(fd);
         return adopt_direct(IO_WAIT());
