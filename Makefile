@@ -62,6 +62,7 @@ bench: deps-demo
 	cmake --build build/release -j$(JOBS)
 	./bench/run-micro.sh
 	./bench/run-sched.sh
+	./bench/run-io.sh
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
