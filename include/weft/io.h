@@ -117,7 +117,7 @@ WEFT_API ssize_t weft_write(int fd, const void *buf, size_t n, uint64_t off);
 WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 /* off = WEFT_OFF_CURRENT uses and advances the file position (pipes,
- * sockets and ttys need it or ignore off). */
+ * sockets and ttys need it or ignore off); it is the kernel's own -1. */
 #define WEFT_OFF_CURRENT ((uint64_t)-1)
 /* Registered buffers (weft_buffers_register): buf must lie inside buffer
  * buf_index. */

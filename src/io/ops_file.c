@@ -7,26 +7,13 @@
 #include "ring/resource.h"
 #include "runtime/worker.h"
 
-/* The file position for ops that take an offset: -1 (all ones). */
-static inline uint64_t off_of(uint64_t off)
-{
-    return off == WEFT_OFF_CURRENT ? (uint64_t)-1 : off;
-}
-
-/* A direct descriptor from a CQE that returned a slot. */
-static int adopt_direct(int res)
-{
-    weft__worker *w = weft__worker_self();
-    return res < 0 ? res : weft__direct_adopt(w, w->current, res);
-}
-
 int weft_openat(int dfd, const char *path, int flags, mode_t mode)
 {
     IO_BEGIN(IORING_OP_OPENAT);
     if ((unsigned)flags & WEFT_DIRECT) {
         io_uring_prep_openat_direct(sqe, dfd, path, flags & ~(int)WEFT_DIRECT, mode,
                                     WEFT__FILE_INDEX_ALLOC);
-        return adopt_direct(IO_WAIT());
+        return weft__direct_adopt(IO_WAIT());
     }
     io_uring_prep_openat(sqe, dfd, path, flags, mode);
     return IO_WAIT();
@@ -42,7 +29,7 @@ int weft_openat2(int dfd, const char *path, struct open_how *how)
     IO_BEGIN(IORING_OP_OPENAT2);
     if (direct) {
         io_uring_prep_openat2_direct(sqe, dfd, path, &h, WEFT__FILE_INDEX_ALLOC);
-        return adopt_direct(IO_WAIT());
+        return weft__direct_adopt(IO_WAIT());
     }
     io_uring_prep_openat2(sqe, dfd, path, &h);
     return IO_WAIT();
@@ -66,7 +53,7 @@ int weft_close(int fd)
 ssize_t weft_read(int fd, void *buf, size_t n, uint64_t off)
 {
     IO_BEGIN(IORING_OP_READ);
-    io_uring_prep_read(sqe, 0, buf, (unsigned)n, off_of(off));
+    io_uring_prep_read(sqe, 0, buf, (unsigned)n, off);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -74,7 +61,7 @@ ssize_t weft_read(int fd, void *buf, size_t n, uint64_t off)
 ssize_t weft_write(int fd, const void *buf, size_t n, uint64_t off)
 {
     IO_BEGIN(IORING_OP_WRITE);
-    io_uring_prep_write(sqe, 0, buf, (unsigned)n, off_of(off));
+    io_uring_prep_write(sqe, 0, buf, (unsigned)n, off);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -82,7 +69,7 @@ ssize_t weft_write(int fd, const void *buf, size_t n, uint64_t off)
 ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
     IO_BEGIN(IORING_OP_READV);
-    io_uring_prep_readv(sqe, 0, iov, (unsigned)iovcnt, off_of(off));
+    io_uring_prep_readv(sqe, 0, iov, (unsigned)iovcnt, off);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -90,7 +77,7 @@ ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
     IO_BEGIN(IORING_OP_WRITEV);
-    io_uring_prep_writev(sqe, 0, iov, (unsigned)iovcnt, off_of(off));
+    io_uring_prep_writev(sqe, 0, iov, (unsigned)iovcnt, off);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -98,7 +85,7 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 ssize_t weft_read_fixed(int fd, void *buf, size_t n, uint64_t off, unsigned buf_index)
 {
     IO_BEGIN(IORING_OP_READ_FIXED);
-    io_uring_prep_read_fixed(sqe, 0, buf, (unsigned)n, off_of(off), (int)buf_index);
+    io_uring_prep_read_fixed(sqe, 0, buf, (unsigned)n, off, (int)buf_index);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -106,7 +93,7 @@ ssize_t weft_read_fixed(int fd, void *buf, size_t n, uint64_t off, unsigned buf_
 ssize_t weft_write_fixed(int fd, const void *buf, size_t n, uint64_t off, unsigned buf_index)
 {
     IO_BEGIN(IORING_OP_WRITE_FIXED);
-    io_uring_prep_write_fixed(sqe, 0, buf, (unsigned)n, off_of(off), (int)buf_index);
+    io_uring_prep_write_fixed(sqe, 0, buf, (unsigned)n, off, (int)buf_index);
     IO_FD(fd);
     return IO_WAIT();
 }

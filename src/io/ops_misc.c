@@ -149,10 +149,7 @@ int weft_direct_from_fd(int fd)
     IO_BEGIN(IORING_OP_FILES_UPDATE);
     io_uring_prep_files_update(sqe, fds, 1, IORING_FILE_INDEX_ALLOC);
     int r = IO_WAIT();
-    if (r < 0)
-        return r;
-    weft__worker *w = weft__worker_self();
-    return weft__direct_adopt(w, w->current, fds[0]);
+    return r < 0 ? r : weft__direct_adopt(fds[0]);
 }
 
 /* ---- registered buffers --------------------------------------------------- */

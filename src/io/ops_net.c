@@ -6,12 +6,6 @@
 #include "ring/resource.h"
 #include "runtime/worker.h"
 
-static int adopt_direct(int res)
-{
-    weft__worker *w = weft__worker_self();
-    return res < 0 ? res : weft__direct_adopt(w, w->current, res);
-}
-
 int weft_socket(int domain, int type, int protocol, unsigned flags)
 {
     if (flags & ~WEFT_DIRECT)
@@ -19,7 +13,7 @@ int weft_socket(int domain, int type, int protocol, unsigned flags)
     IO_BEGIN(IORING_OP_SOCKET);
     if (flags & WEFT_DIRECT) {
         io_uring_prep_socket_direct_alloc(sqe, domain, type, protocol, 0);
-        return adopt_direct(IO_WAIT());
+        return weft__direct_adopt(IO_WAIT());
     }
     io_uring_prep_socket(sqe, domain, type, protocol, 0);
     return IO_WAIT();
@@ -44,7 +38,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
         io_uring_prep_accept_direct(sqe, 0, addr, len, (int)(flags & ~(WEFT_DIRECT | SOCK_CLOEXEC)),
                                     WEFT__FILE_INDEX_ALLOC);
         IO_FD(fd);
-        return adopt_direct(IO_WAIT());
+        return weft__direct_adopt(IO_WAIT());
     }
     io_uring_prep_accept(sqe, 0, addr, len, (int)flags);
     IO_FD(fd);

@@ -8,16 +8,11 @@
 #include "ring/resource.h"
 #include "runtime/worker.h"
 
-static inline uint64_t off_of(uint64_t off)
-{
-    return off == WEFT_OFF_CURRENT ? (uint64_t)-1 : off;
-}
-
 ssize_t weft_readv_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
                          unsigned buf_index)
 {
     IO_BEGIN(WEFT__OP_READV_FIXED);
-    weft__prep_readv_fixed(sqe, 0, iov, (uint32_t)iovcnt, off_of(off), 0, (uint16_t)buf_index);
+    weft__prep_readv_fixed(sqe, 0, iov, (uint32_t)iovcnt, off, 0, (uint16_t)buf_index);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -26,7 +21,7 @@ ssize_t weft_writev_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t 
                           unsigned buf_index)
 {
     IO_BEGIN(WEFT__OP_WRITEV_FIXED);
-    weft__prep_writev_fixed(sqe, 0, iov, (uint32_t)iovcnt, off_of(off), 0, (uint16_t)buf_index);
+    weft__prep_writev_fixed(sqe, 0, iov, (uint32_t)iovcnt, off, 0, (uint16_t)buf_index);
     IO_FD(fd);
     return IO_WAIT();
 }

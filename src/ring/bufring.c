@@ -206,17 +206,14 @@ ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out)
     if (!br || !out)
         return -EINVAL;
     out->ring = NULL;
+    weft__worker *w = weft__worker_self();
+    if (w && br->w != w)
+        return -EXDEV;
     weft__io io;
     int err;
     struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_RECV, &err);
     if (!sqe)
         return err;
-    if (br->w != weft__worker_self()) {
-        /* Too late to take the SQE back: make it a no-op. */
-        io_uring_prep_nop(sqe);
-        weft__io_wait(&io);
-        return -EXDEV;
-    }
     io_uring_prep_recv(sqe, 0, NULL, (size_t)br->size, 0);
     weft__sqe_fd(sqe, fd);
     sqe->flags |= IOSQE_BUFFER_SELECT;

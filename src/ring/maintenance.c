@@ -11,20 +11,6 @@
 /* Jobs submitted together per round: one batch, one wait. */
 #define ROUND_MAX 64
 
-static const char *op_name(unsigned opcode)
-{
-    switch (opcode) {
-    case IORING_OP_ASYNC_CANCEL:
-        return "ASYNC_CANCEL";
-    case IORING_OP_POLL_REMOVE:
-        return "POLL_REMOVE";
-    case IORING_OP_TIMEOUT_REMOVE:
-        return "TIMEOUT_REMOVE";
-    default:
-        return "CLOSE";
-    }
-}
-
 /* -ENOENT (the target already finished) counts as success, and so does
  * -EBADF for a CLOSE (the slot is already empty). -EALREADY is neither: the
  * target was running at that instant, and a multishot op carries on after
@@ -40,8 +26,8 @@ static bool cleanup_failed(weft__worker *w, unsigned opcode, unsigned tries, int
     const weft_config *cfg = &w->rt->cfg;
     switch (cfg->on_cleanup_error) {
     case WEFT_CLEANUP_ABORT:
-        fprintf(stderr, "weft: cleanup %s failed: %s (on_cleanup_error = abort)\n", op_name(opcode),
-                weft_strerror(res));
+        fprintf(stderr, "weft: cleanup %s failed: %s (on_cleanup_error = abort)\n",
+                weft_opcode_name(opcode), weft_strerror(res));
         abort();
     case WEFT_CLEANUP_IGNORE:
         w->cleanup_failed++;
@@ -53,8 +39,8 @@ static bool cleanup_failed(weft__worker *w, unsigned opcode, unsigned tries, int
             return true;
         }
         w->cleanup_failed++;
-        fprintf(stderr, "weft: cleanup %s failed %u times, giving up: %s\n", op_name(opcode), tries,
-                weft_strerror(res));
+        fprintf(stderr, "weft: cleanup %s failed %u times, giving up: %s\n",
+                weft_opcode_name(opcode), tries, weft_strerror(res));
         return false;
     }
 }
@@ -258,15 +244,12 @@ static void wake_maintenance(weft__worker *w)
             weft__task_wake(w->maint);
         return;
     }
-    /* Spawned outside any task's subtree and flagged so the subtree
-     * cancellation calls pass it by. */
-    weft_task *cur = w->current;
-    w->current = NULL;
+    /* A background task belongs to the root, outside any task's subtree;
+     * the flag makes the subtree cancellation calls pass it by. */
     weft_spawn_opts o = {.flags = WEFT_TASK_STICKY | WEFT_TASK_BACKGROUND,
                          .name = "weft-maintenance"};
     weft_task *t;
     int r = weft__spawn_internal(&t, &o, maintenance_main, w, TASK_F_MAINTENANCE, false);
-    w->current = cur;
     if (r == 0)
         w->maint = t;
     /* Without a task (out of memory) the jobs stay queued; the next

@@ -79,28 +79,7 @@ bool weft__io_cancel_op(weft__ring *r, const weft__op *target)
 
 int weft__io_wait(weft__io *io)
 {
-    weft_task *t = io->task;
-    t->ring_ops++;
-    int intr = 0;
-    bool cancel_sent = false;
-    while (!io->done) {
-        if (!intr) {
-            intr = weft__task_park_interruptible();
-            if (intr == 0 || io->done)
-                continue;
-        } else if (cancel_sent) {
-            weft__task_park();
-            continue;
-        }
-        /* Interrupted with the op still in the kernel: cancel it there and
-         * wait for its completion, which will come (with -ECANCELED, or the
-         * real result if it won the race). Tasks with ops in flight never
-         * migrate, so this is still the ring the op went to. */
-        cancel_sent = weft__io_cancel_op(&weft__worker_self()->ring, &io->op);
-        if (!cancel_sent)
-            weft_yield(); /* no SQE this time (fault injection): try again */
-    }
-    t->ring_ops--;
+    int intr = weft__io_wait_all(io, 1);
     if (intr && (io->res == -ECANCELED || io->res == -EINTR))
         return intr;
     return io->res;
@@ -108,7 +87,7 @@ int weft__io_wait(weft__io *io)
 
 int weft__io_wait_all(weft__io *ios, unsigned n)
 {
-    weft_task *t = weft__task_current();
+    weft_task *t = ios[0].task;
     t->ring_ops = (uint16_t)(t->ring_ops + n);
     int intr = 0;
     bool cancels_sent = false;
@@ -126,7 +105,10 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
             weft__task_park();
             continue;
         }
-        /* Cancel every op still in flight, then wait for all of them. */
+        /* Interrupted with ops still in the kernel: cancel them there and
+         * wait for their completions, which will come (with -ECANCELED, or
+         * the real result for an op that won the race). Tasks with ops in
+         * flight never migrate, so this is still the ring they went to. */
         weft__ring *r = &weft__worker_self()->ring;
         cancels_sent = true;
         for (unsigned i = 0; i < n; i++)

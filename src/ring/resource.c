@@ -46,13 +46,16 @@ void weft__resources_release(weft__worker *w, weft_task *t)
 
 /* ---- direct descriptors --------------------------------------------------- */
 
-int weft__direct_adopt(weft__worker *w, weft_task *t, int slot)
+int weft__direct_adopt(int res)
 {
-    if (slot < 0 || (unsigned)slot >= w->ring.direct_slots)
-        return slot < 0 ? slot : -ENXIO;
-    w->direct_owner[slot] = t;
-    t->ring_bound++;
-    return slot | WEFT_DIRECT_BIT;
+    if (res < 0)
+        return res;
+    weft__worker *w = weft__worker_self();
+    if ((unsigned)res >= w->ring.direct_slots)
+        return -ENXIO;
+    w->direct_owner[res] = w->current;
+    w->current->ring_bound++;
+    return res | WEFT_DIRECT_BIT;
 }
 
 void weft__direct_forget(weft__worker *w, unsigned slot)

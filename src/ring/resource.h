@@ -66,8 +66,10 @@ void weft__cleanup_fini(struct weft__worker *w);
  * descriptors); called as t ends, on its own stack. */
 void weft__resources_release(struct weft__worker *w, struct weft_task *t);
 
-/* Direct descriptor ownership (direct.c). */
-int weft__direct_adopt(struct weft__worker *w, struct weft_task *t, int slot);
+/* Direct descriptor ownership. adopt: a CQE's result that is a slot made
+ * by the calling task becomes that task's, encoded with WEFT_DIRECT_BIT;
+ * an error result passes through. */
+int weft__direct_adopt(int res);
 void weft__direct_forget(struct weft__worker *w, unsigned slot);
 void weft__direct_release_all(struct weft__worker *w, struct weft_task *t);
 

@@ -322,7 +322,7 @@ static int deliver(weft_stream *s, stream_item it, weft_buf *buf)
     switch (s->kind) {
     case STREAM_ACCEPT:
         if (it.res >= 0 && (s->flags & WEFT_DIRECT))
-            return weft__direct_adopt(s->w, weft__task_current(), it.res);
+            return weft__direct_adopt(it.res);
         return it.res;
     case STREAM_RECV:
     case STREAM_READ:
