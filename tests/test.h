@@ -3,13 +3,16 @@
 #ifndef WEFT_TEST_H
 #define WEFT_TEST_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <weft.h>
@@ -79,6 +82,34 @@ static inline void *run_main(const weft_config *cfg, weft_fn fn, void *arg)
     if (r != 0)
         FAILF("weft_run: %d (%s) %s", r, weft_strerror(r), weft_last_config_error());
     return res;
+}
+
+/* The descriptors this process has open, for leak checks. */
+static inline int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        FAILF("opendir /proc/self/fd: %s", strerror(errno));
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* A TCP listener on 127.0.0.1 with a port the kernel picks, written to
+ * *port when port is not NULL. */
+static inline int tcp_listener(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_OK(bind(fd, (struct sockaddr *)&sa, sizeof sa));
+    ASSERT_OK(listen(fd, 128));
+    socklen_t len = sizeof sa;
+    ASSERT_OK(getsockname(fd, (struct sockaddr *)&sa, &len));
+    if (port)
+        *port = ntohs(sa.sin_port);
+    return fd;
 }
 
 /* Runs `fn` in a child with stderr captured into buf; returns the wait

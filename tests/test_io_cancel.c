@@ -132,15 +132,6 @@ static void *blocked_task(void *arg)
     return NULL;
 }
 
-static int listener(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ASSERT_OK(bind(fd, (struct sockaddr *)&sa, sizeof sa));
-    ASSERT_OK(listen(fd, 16));
-    return fd;
-}
-
 static void *main_every_kind(void *arg)
 {
     bool deadline = arg != NULL;
@@ -148,7 +139,7 @@ static void *main_every_kind(void *arg)
         const blocker *b = &blockers[i];
         int sv[2] = {-1, -1}, fd;
         if (b->needs_listener) {
-            fd = listener();
+            fd = tcp_listener(NULL);
         } else {
             ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
             fd = sv[0];
@@ -313,16 +304,6 @@ static void *storm_canceller(void *arg)
             ASSERT_OK(weft_yield());
     }
     return NULL;
-}
-
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
 }
 
 static void *main_storm(void *arg)

@@ -11,18 +11,6 @@
 #include "common/fault.h"
 #include "test.h"
 
-static int tcp_listener(uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ASSERT_OK(bind(fd, (struct sockaddr *)&sa, sizeof sa));
-    ASSERT_OK(listen(fd, 128));
-    socklen_t len = sizeof sa;
-    ASSERT_OK(getsockname(fd, (struct sockaddr *)&sa, &len));
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 static int tcp_connect(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -78,16 +66,6 @@ TEST(accept_stream_yields_every_connection)
 {
     run_main(NULL, main_accept_stream, NULL);
     run_main(NULL, main_accept_stream, (void *)(uintptr_t)(WEFT_DIRECT));
-}
-
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
 }
 
 /* A server whose process runs out of descriptors keeps accepting once some
