@@ -30,13 +30,6 @@
 #include <unistd.h>
 #include <weft.h>
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void die(const char *what, int err)
 {
     fprintf(stderr, "weft_io_bench: %s: %s\n", what, weft_strerror(err));
@@ -79,7 +72,7 @@ static uint64_t nop_round(int ntasks, long ops)
 {
     weft_task *hs[NOP_TASKS];
     long per = ops / ntasks;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = weft_now_ns();
     for (int i = 0; i < ntasks; i++) {
         int r = weft_spawn(&hs[i], nop_loop, (void *)(intptr_t)per);
         if (r < 0)
@@ -93,7 +86,7 @@ static uint64_t nop_round(int ntasks, long ops)
         if (res)
             die("nop: weft_nop", (int)(intptr_t)res);
     }
-    return now_ns() - t0;
+    return weft_now_ns() - t0;
 }
 
 static int nop_which; /* 0 = both, else 1 or NOP_TASKS: only that one */
@@ -106,9 +99,9 @@ static void nop_one(void)
         die("nop: weft_nop", (int)(intptr_t)res);
     double best = 0;
     for (int k = 0; k < NOP_RUNS; k++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = weft_now_ns();
         res = nop_loop((void *)(intptr_t)NOP_OPS);
-        uint64_t dt = now_ns() - t0;
+        uint64_t dt = weft_now_ns() - t0;
         if (res)
             die("nop: weft_nop", (int)(intptr_t)res);
         double ns = (double)dt / NOP_OPS;
@@ -180,7 +173,7 @@ static void *reader(void *arg)
     void *ret = NULL;
     /* The clock is read every 64 reads: ~10 µs apart at these rates. */
     for (;;) {
-        if ((n & 63) == 0 && now_ns() >= rd.deadline)
+        if ((n & 63) == 0 && weft_now_ns() >= rd.deadline)
             break;
         uint64_t off = (splitmix64(&seed) % rd.blocks) * READ_BLOCK;
         ssize_t r = weft_read(rd.fd, buf, READ_BLOCK, off);
@@ -202,7 +195,7 @@ static void *read_main(void *unused)
 {
     (void)unused;
     weft_task *hs[READ_MAX_TASKS];
-    uint64_t t0 = now_ns();
+    uint64_t t0 = weft_now_ns();
     rd.deadline = t0 + (uint64_t)(rd.seconds * 1e9);
     for (int i = 0; i < rd.tasks; i++) {
         int r = weft_spawn(&hs[i], reader, (void *)(intptr_t)(i + 1));
@@ -217,7 +210,7 @@ static void *read_main(void *unused)
         if (res)
             die("read: weft_read", (int)(intptr_t)res);
     }
-    uint64_t dt = now_ns() - t0;
+    uint64_t dt = weft_now_ns() - t0;
     printf("weft read_4k_rand_tasks=%d\n", rd.tasks);
     printf("weft read_4k_rand_file_mib=%" PRIu64 "\n", rd.blocks * READ_BLOCK >> 20);
     printf("weft read_4k_rand_seconds=%.3f\n", (double)dt / 1e9);

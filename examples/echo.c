@@ -37,6 +37,8 @@
 #include <unistd.h>
 #include <weft.h>
 
+#include "server_common.h"
+
 #define DEFAULT_PORT   7777
 #define RECV_BYTES     16384 /* the plain loop's buffer, on the task's stack */
 #define RING_BUFS      8     /* --multishot: buffers per connection (a power of two), */
@@ -254,24 +256,6 @@ static void *watch_signals(void *arg)
     return NULL;
 }
 
-static void print_report(void)
-{
-    uint64_t ops[256];
-    int n = weft_ops_by_opcode(ops, 256);
-    printf("io_uring ops by opcode:\n");
-    for (int i = 0; i < n; i++)
-        if (ops[i])
-            printf("  %-16s %llu\n",
-                   weft_opcode_name((unsigned)i) ? weft_opcode_name((unsigned)i) : "?",
-                   (unsigned long long)ops[i]);
-    weft_stats stats;
-    if (weft_stats_snapshot(&stats) == 0) {
-        printf("weft stats:\n");
-        weft_stats_print(stdout, &stats);
-    }
-    fflush(stdout);
-}
-
 static void *app_main(void *arg)
 {
     app *a = arg;
@@ -295,36 +279,9 @@ static void *app_main(void *arg)
         weft_cancel(watcher);
         weft_join(watcher, NULL);
     }
-    print_report();
+    write_stats(stdout);
+    fflush(stdout);
     return r < 0 || (joined == 0 && failed) ? (void *)1 : NULL;
-}
-
-/* A listening TCP socket on 127.0.0.1:port (plain syscalls: io_uring's BIND
- * and LISTEN need Linux 6.11). */
-static int listen_on(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* Accepted sockets inherit TCP_NODELAY: small echoes go out at once. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
-}
-
-static int bound_port(int fd)
-{
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    return getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ? -1 : ntohs(sa.sin_port);
 }
 
 static void usage(void)
@@ -348,14 +305,8 @@ int main(int argc, char **argv)
             usage();
     }
 
-    /* Block the stop signals before any thread exists, so that they queue
-     * on the signalfd instead of killing the process. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigprocmask(SIG_BLOCK, &stop, NULL);
-    app a = {.signal_fd = signalfd(-1, &stop, SFD_CLOEXEC)};
+    /* Before any thread exists (see stop_signals_fd). */
+    app a = {.signal_fd = stop_signals_fd()};
     if (a.signal_fd < 0) {
         perror("weft_echo: signalfd");
         return 1;

@@ -51,6 +51,8 @@
 #include <unistd.h>
 #include <weft.h>
 
+#include "../server_common.h"
+
 #include "load.h"
 #include "parse.h"
 
@@ -176,24 +178,6 @@ static void append_error(buffer *out, int status)
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, reason(status));
     append_response(out, status, "text/plain", body, (size_t)n, CONN_CLOSE, false, "");
-}
-
-/* The /stats page: io_uring ops by opcode and the runtime's counters. */
-static void write_stats(FILE *f)
-{
-    uint64_t ops[256];
-    int n = weft_ops_by_opcode(ops, 256);
-    fprintf(f, "io_uring ops by opcode:\n");
-    for (int i = 0; i < n; i++) {
-        const char *name = weft_opcode_name((unsigned)i);
-        if (ops[i])
-            fprintf(f, "  %-16s %llu\n", name ? name : "?", (unsigned long long)ops[i]);
-    }
-    weft_stats stats;
-    if (weft_stats_snapshot(&stats) == 0) {
-        fprintf(f, "weft stats:\n");
-        weft_stats_print(f, &stats);
-    }
 }
 
 /* Answers one parsed request. Returns whether the connection stays open. */
@@ -512,33 +496,6 @@ static void *app_main(void *arg)
     return r < 0 || (joined == 0 && failed) ? (void *)1 : NULL;
 }
 
-/* A listening TCP socket on 127.0.0.1:port (plain syscalls: io_uring's BIND
- * and LISTEN need Linux 6.11). */
-static int listen_on(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited by accepted ones */
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
-}
-
-static int bound_port(int fd)
-{
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    return getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ? -1 : ntohs(sa.sin_port);
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: weft_http [PORT] [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
@@ -584,14 +541,8 @@ int main(int argc, char **argv)
     if (load_opts.seconds > 0 && !port_given)
         port = 0; /* a load run needs no fixed port */
 
-    /* Block the stop signals before any thread exists, so that they queue
-     * on the signalfd instead of killing the process. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigprocmask(SIG_BLOCK, &stop, NULL);
-    app a = {.signal_fd = signalfd(-1, &stop, SFD_CLOEXEC), .load_status = -1};
+    /* Before any thread exists (see stop_signals_fd). */
+    app a = {.signal_fd = stop_signals_fd(), .load_status = -1};
     if (a.signal_fd < 0) {
         perror("weft_http: signalfd");
         return 1;

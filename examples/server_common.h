@@ -1,0 +1,77 @@
+/* What the example servers (echo.c, http/server.c) share: a listening
+ * socket, the stop signals as a readable fd, and the report they print.
+ * Header-only, so each example still builds from its own sources. */
+#ifndef WEFT_EXAMPLES_SERVER_COMMON_H
+#define WEFT_EXAMPLES_SERVER_COMMON_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <weft.h>
+
+/* A listening TCP socket on 127.0.0.1:port (plain syscalls: io_uring's BIND
+ * and LISTEN need Linux 6.11), or -errno. */
+static inline int listen_on(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* Accepted sockets inherit TCP_NODELAY: small replies go out at once. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static inline int bound_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    return getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ? -1 : ntohs(sa.sin_port);
+}
+
+/* Blocks SIGINT and SIGTERM (call it before any thread exists, so that they
+ * queue instead of killing the process) and returns a signalfd for them, or
+ * -1 with errno set. A task reads it with weft_read to stop cleanly. */
+static inline int stop_signals_fd(void)
+{
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, NULL);
+    return signalfd(-1, &stop, SFD_CLOEXEC);
+}
+
+/* io_uring ops by opcode and the runtime's counters. */
+static inline void write_stats(FILE *f)
+{
+    uint64_t ops[256];
+    int n = weft_ops_by_opcode(ops, 256);
+    fprintf(f, "io_uring ops by opcode:\n");
+    for (int i = 0; i < n; i++) {
+        const char *name = weft_opcode_name((unsigned)i);
+        if (ops[i])
+            fprintf(f, "  %-16s %llu\n", name ? name : "?", (unsigned long long)ops[i]);
+    }
+    weft_stats stats;
+    if (weft_stats_snapshot(&stats) == 0) {
+        fprintf(f, "weft stats:\n");
+        weft_stats_print(f, &stats);
+    }
+}
+
+#endif
