@@ -1,12 +1,15 @@
 # The two set-up commands of the README:
-#   make test   builds weft and runs the whole suite (debug, ASan+UBSan, the
+#   make test   builds weft and runs the whole suite (debug, ASan+UBSan, TSan, the
 #               aarch64 context test under qemu, formatting, install check)
 #   make demo   builds a release and runs the showcase and the benchmarks
 # Each installs the Debian packages it needs when run as root, and prints the
 # apt-get line otherwise.
 
 JOBS ?= $(shell nproc)
-TEST_PRESETS ?= debug asan
+TEST_PRESETS ?= debug asan tsan
+# Under TSan: the unit tests (each with one worker and with two); the smoke,
+# fuzz and install checks run in the other presets.
+TSAN_EXCLUDE := install|fuzz|smoke|corpus
 
 # Needed to build and test weft.
 TEST_PKGS := cmake make gcc pkg-config liburing-dev libuv1-dev clang-format \
@@ -46,7 +49,8 @@ test: deps-test format-check
 	  echo "== $$p =="; \
 	  cmake --preset $$p >/dev/null; \
 	  cmake --build build/$$p -j$(JOBS); \
-	  ctest --preset $$p -j$(JOBS); \
+	  if [ $$p = tsan ]; then ctest --preset $$p -j$(JOBS) -E '$(TSAN_EXCLUDE)'; \
+	  else ctest --preset $$p -j$(JOBS); fi; \
 	done
 
 demo: deps-demo

@@ -11,5 +11,6 @@
 #include <weft/runtime.h>
 #include <weft/stats.h>
 #include <weft/executor.h>
+#include <weft/sync.h>
 
 #endif

@@ -84,6 +84,18 @@ static inline void *run_main(const weft_config *cfg, weft_fn fn, void *arg)
     return res;
 }
 
+/* run_main on one worker whatever $WEFT_WORKERS says: for tests whose
+ * expectations are one worker's scheduling order (exact run orders, CPU
+ * shares of one worker, who runs before whom). */
+static inline void *run_main_one_worker(const weft_config *cfg, weft_fn fn, void *arg)
+{
+    weft_config one = {0};
+    if (cfg)
+        one = *cfg;
+    one.workers = 1;
+    return run_main(&one, fn, arg);
+}
+
 /* The descriptors this process has open, for leak checks. */
 static inline int count_fds(void)
 {

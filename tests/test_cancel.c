@@ -24,13 +24,15 @@ static void *main_cancel_before_run(void *arg)
 }
 TEST(cancel_before_first_run_never_runs)
 {
-    run_main(NULL, main_cancel_before_run, NULL);
+    run_main_one_worker(NULL, main_cancel_before_run, NULL);
 }
 
 static int sleep_result;
+static _Atomic int sleeper_started;
 
 static void *sleeper_reporting(void *arg)
 {
+    sleeper_started = 1;
     sleep_result = weft_sleep_ns(10ull * 1000000000);
     return (void *)42; /* ignored: the task was cancelled while running */
 }
@@ -39,7 +41,8 @@ static void *main_cancel_sleeping(void *arg)
 {
     weft_task *t;
     ASSERT_OK(weft_spawn(&t, sleeper_reporting, NULL));
-    ASSERT_OK(weft_yield()); /* let it start sleeping */
+    while (!sleeper_started) /* let it start sleeping (maybe on another worker) */
+        ASSERT_OK(weft_yield());
     uint64_t t0 = weft_now_ns();
     ASSERT_OK(weft_cancel(t));
     void *r;
@@ -51,7 +54,7 @@ static void *main_cancel_sleeping(void *arg)
 }
 TEST(cancel_interrupts_sleep)
 {
-    run_main(NULL, main_cancel_sleeping, NULL);
+    run_main_one_worker(NULL, main_cancel_sleeping, NULL);
 }
 
 static void *main_cancel_after_finish(void *arg)
@@ -68,7 +71,7 @@ static void *main_cancel_after_finish(void *arg)
 }
 TEST(cancel_after_finish_keeps_result)
 {
-    run_main(NULL, main_cancel_after_finish, NULL);
+    run_main_one_worker(NULL, main_cancel_after_finish, NULL);
 }
 
 static void *self_cancel(void *arg)
@@ -94,14 +97,16 @@ static void *main_self_cancel(void *arg)
 }
 TEST(cancelled_task_sees_ecanceled_everywhere)
 {
-    run_main(NULL, main_self_cancel, NULL);
+    run_main_one_worker(NULL, main_self_cancel, NULL);
 }
 
 static int shielded_sleep, after_shield;
+static _Atomic int shield_up;
 
 static void *shielded(void *arg)
 {
     ASSERT_OK(weft_shield_push());
+    shield_up = 1;
     shielded_sleep = weft_sleep_ns(20000000);
     ASSERT_OK(weft_shield_pop());
     after_shield = weft_sleep_ns(1000000000);
@@ -112,7 +117,8 @@ static void *main_shield(void *arg)
 {
     weft_task *t;
     ASSERT_OK(weft_spawn(&t, shielded, NULL));
-    ASSERT_OK(weft_yield());
+    while (!shield_up)
+        ASSERT_OK(weft_yield());
     ASSERT_OK(weft_cancel(t));
     ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
     ASSERT_EQ(shielded_sleep, 0);
@@ -122,7 +128,7 @@ static void *main_shield(void *arg)
 }
 TEST(shield_defers_cancellation)
 {
-    run_main(NULL, main_shield, NULL);
+    run_main_one_worker(NULL, main_shield, NULL);
 }
 
 static void *main_deadlines(void *arg)
@@ -154,7 +160,7 @@ static void *main_deadlines(void *arg)
 }
 TEST(deadlines_nest_and_time_out)
 {
-    run_main(NULL, main_deadlines, NULL);
+    run_main_one_worker(NULL, main_deadlines, NULL);
 }
 
 static void *sleeps_long(void *arg)
@@ -177,7 +183,7 @@ static void *main_join_deadline(void *arg)
 }
 TEST(join_times_out_and_handle_survives)
 {
-    run_main(NULL, main_join_deadline, NULL);
+    run_main_one_worker(NULL, main_join_deadline, NULL);
 }
 
 static void *joins_forever(void *arg)
@@ -200,7 +206,7 @@ static void *main_join_cancelled(void *arg)
 }
 TEST(cancelled_joiner_returns_ecanceled)
 {
-    run_main(NULL, main_join_cancelled, NULL);
+    run_main_one_worker(NULL, main_join_cancelled, NULL);
 }
 
 static int grandchild_sleep;
@@ -230,7 +236,7 @@ static void *main_cancel_subtree(void *arg)
 }
 TEST(cancel_reaches_the_subtree)
 {
-    run_main(NULL, main_cancel_subtree, NULL);
+    run_main_one_worker(NULL, main_cancel_subtree, NULL);
 }
 
 static void *spawns_after_cancel(void *arg)
@@ -255,7 +261,7 @@ static void *main_born_cancelled(void *arg)
 }
 TEST(children_of_a_cancelled_task_are_born_cancelled)
 {
-    run_main(NULL, main_born_cancelled, NULL);
+    run_main_one_worker(NULL, main_born_cancelled, NULL);
 }
 
 TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep),

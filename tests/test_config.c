@@ -64,10 +64,36 @@ TEST(good_configs_run)
     ASSERT_OK(weft_run(&zero, nothing, NULL, NULL));
 }
 
-TEST(more_workers_not_supported_yet)
+static void *count_workers(void *arg)
 {
-    weft_config cfg = {.workers = 2};
-    ASSERT_EQ(weft_run(&cfg, nothing, NULL, NULL), -ENOTSUP);
+    (void)arg;
+    return (void *)(uintptr_t)weft_worker_count();
+}
+
+TEST(worker_counts)
+{
+    weft_config cfg = {.workers = 3};
+    void *n;
+    ASSERT_OK(weft_run(&cfg, count_workers, NULL, &n));
+    ASSERT_EQ((uintptr_t)n, 3);
+    cfg.workers = 1025;
+    ASSERT_EQ(weft_run(&cfg, nothing, NULL, NULL), -EINVAL);
+    /* 0: $WEFT_WORKERS, checked like the field. */
+    const char *old = getenv("WEFT_WORKERS");
+    char *saved = old ? strdup(old) : NULL;
+    weft_config zero = {0};
+    setenv("WEFT_WORKERS", "4", 1);
+    ASSERT_OK(weft_run(&zero, count_workers, NULL, &n));
+    ASSERT_EQ((uintptr_t)n, 4);
+    setenv("WEFT_WORKERS", "many", 1);
+    ASSERT_EQ(weft_run(&zero, nothing, NULL, NULL), -EINVAL);
+    ASSERT(strstr(weft_last_config_error(), "WEFT_WORKERS") != NULL);
+    if (saved) {
+        setenv("WEFT_WORKERS", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("WEFT_WORKERS");
+    }
 }
 
 static void *spawn_on_queue(void *arg)
@@ -87,5 +113,5 @@ TEST(queue_names_are_validated_at_spawn)
     run_main(&cfg, spawn_on_queue, NULL);
 }
 
-TEST_MAIN(CASE(bad_configs_are_refused_with_a_reason), CASE(good_configs_run),
-          CASE(more_workers_not_supported_yet), CASE(queue_names_are_validated_at_spawn))
+TEST_MAIN(CASE(bad_configs_are_refused_with_a_reason), CASE(good_configs_run), CASE(worker_counts),
+          CASE(queue_names_are_validated_at_spawn))

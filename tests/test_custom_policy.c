@@ -30,7 +30,7 @@ TEST(strict_priority_order)
 {
     weft_queue_spec q[] = {{.name = "prio", .weight = 1, .policy = &example_priority_policy}};
     weft_config cfg = {.queues = q, .nqueues = 1};
-    run_main(&cfg, spawn_prios, NULL);
+    run_main_one_worker(&cfg, spawn_prios, NULL);
     ASSERT_STREQ(order, "011359");
 }
 
@@ -39,7 +39,7 @@ TEST(beside_a_builtin_queue)
     weft_queue_spec q[] = {{.name = "main", .weight = 1},
                            {.name = "prio", .weight = 5, .policy = &example_priority_policy}};
     weft_config cfg = {.queues = q, .nqueues = 2};
-    run_main(&cfg, spawn_prios, NULL);
+    run_main_one_worker(&cfg, spawn_prios, NULL);
     ASSERT_STREQ(order, "011359");
 }
 

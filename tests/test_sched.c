@@ -65,7 +65,7 @@ TEST(weighted_queues_share_the_cpu)
                             {.name = "w2", .weight = 2},
                             {.name = "w1", .weight = 1}};
     weft_config cfg = {.queues = qs, .nqueues = 4};
-    run_main(&cfg, main_fairness, NULL);
+    run_main_one_worker(&cfg, main_fairness, NULL);
 }
 
 static uint64_t window_start, window_end;
@@ -104,7 +104,7 @@ TEST(a_queue_that_slept_gets_no_burst)
     weft_queue_spec qs[] = {
         {.name = "main", .weight = 1}, {.name = "a", .weight = 1}, {.name = "b", .weight = 1}};
     weft_config cfg = {.queues = qs, .nqueues = 3};
-    run_main(&cfg, main_eligibility, NULL);
+    run_main_one_worker(&cfg, main_eligibility, NULL);
 }
 
 static int hi_wakes;
@@ -154,7 +154,7 @@ TEST(waking_heavy_queue_preempts_through_yield_maybe)
         {.name = "main", .weight = 1}, {.name = "hi", .weight = 100}, {.name = "lo", .weight = 1}};
     weft_config cfg = {
         .queues = qs, .nqueues = 3, .sched_latency_ns = 20000000, .io_poll_interval_ns = 20000000};
-    run_main(&cfg, main_preempt, NULL);
+    run_main_one_worker(&cfg, main_preempt, NULL);
 }
 
 static void *spin_yield_maybe(void *arg)
@@ -171,9 +171,9 @@ static void *spin_yield_maybe(void *arg)
 }
 TEST(yield_maybe_rarely_yields_when_not_due)
 {
-    run_main(NULL, spin_yield_maybe, NULL);
+    run_main_one_worker(NULL, spin_yield_maybe, NULL);
     weft_config stats = {.stats = true};
-    run_main(&stats, spin_yield_maybe, NULL);
+    run_main_one_worker(&stats, spin_yield_maybe, NULL);
 }
 
 static char order[32];
@@ -230,10 +230,10 @@ static void *main_lifo_slot(void *arg)
 TEST(lifo_slot_runs_the_woken_task_next)
 {
     weft_config on = {.lifo_slot = true};
-    run_main(&on, main_lifo_slot, NULL);
+    run_main_one_worker(&on, main_lifo_slot, NULL);
     ASSERT_STREQ(order, "TJABC");
     weft_config off = {0};
-    run_main(&off, main_lifo_slot, NULL);
+    run_main_one_worker(&off, main_lifo_slot, NULL);
     ASSERT_STREQ(order, "TABCJ");
 }
 
@@ -275,7 +275,7 @@ TEST(groups_share_one_service_account_under_las)
     weft_queue_spec qs[] = {{.name = "main", .weight = 1},
                             {.name = "las", .weight = 1, .policy = &weft_policy_las}};
     weft_config cfg = {.queues = qs, .nqueues = 2};
-    run_main(&cfg, main_groups, NULL);
+    run_main_one_worker(&cfg, main_groups, NULL);
 }
 
 static void *sleep_then_nothing(void *arg)
@@ -321,7 +321,7 @@ TEST(children_inherit_the_spawners_queue)
 {
     weft_queue_spec qs[] = {{.name = "fg", .weight = 9}, {.name = "bg", .weight = 1}};
     weft_config cfg = {.queues = qs, .nqueues = 2};
-    run_main(&cfg, main_queue_inherit, NULL);
+    run_main_one_worker(&cfg, main_queue_inherit, NULL);
 }
 
 static int failing_init(void *state, const void *config)

@@ -51,10 +51,10 @@ static void *main_order(void *arg)
 }
 TEST(sleepers_wake_in_deadline_order)
 {
-    run_main(NULL, main_order, NULL);
+    run_main_one_worker(NULL, main_order, NULL);
 }
 
-static int done_count;
+static _Atomic int done_count;
 
 static void *short_sleep(void *arg)
 {
@@ -78,7 +78,12 @@ static void *main_many(void *arg)
 }
 TEST(hundred_thousand_sleepers)
 {
+#ifdef __SANITIZE_THREAD__
+    /* TSan counts each task's fiber as a thread and stops at 8128. */
+    run_main(NULL, main_many, (void *)(intptr_t)4000);
+#else
     run_main(NULL, main_many, (void *)(intptr_t)100000);
+#endif
 }
 
 static void *canceller(void *arg)

@@ -26,7 +26,7 @@ static void *main_join_result(void *arg)
 }
 TEST(join_returns_result)
 {
-    ASSERT_EQ((intptr_t)run_main(NULL, main_join_result, NULL), 77);
+    ASSERT_EQ((intptr_t)run_main_one_worker(NULL, main_join_result, NULL), 77);
 }
 
 static void *main_detached(void *arg)
@@ -41,12 +41,12 @@ TEST(detached_children_are_part_of_the_tree)
 {
     /* Awaited: all ran. */
     counter = 0;
-    run_main(NULL, main_detached, (void *)1);
+    run_main_one_worker(NULL, main_detached, (void *)1);
     ASSERT_EQ(counter, 100);
     /* Not awaited: main's end cancels them before their first run, so
      * none runs (WEFT_ORPHANS_CANCEL). */
     counter = 0;
-    run_main(NULL, main_detached, NULL);
+    run_main_one_worker(NULL, main_detached, NULL);
     ASSERT_EQ(counter, 0);
 }
 
@@ -61,7 +61,7 @@ static void *main_detach_handle(void *arg)
 TEST(detach_handle)
 {
     counter = 0;
-    run_main(NULL, main_detach_handle, NULL);
+    run_main_one_worker(NULL, main_detach_handle, NULL);
     ASSERT_EQ(counter, 1);
 }
 
@@ -79,7 +79,7 @@ static void *main_join_finished(void *arg)
 }
 TEST(join_already_finished)
 {
-    run_main(NULL, main_join_finished, NULL);
+    run_main_one_worker(NULL, main_join_finished, NULL);
 }
 
 static char order[64];
@@ -107,7 +107,7 @@ static void *main_yield_order(void *arg)
 TEST(yield_round_robin_order)
 {
     norder = 0;
-    run_main(NULL, main_yield_order, NULL);
+    run_main_one_worker(NULL, main_yield_order, NULL);
     order[norder] = 0;
     ASSERT_STREQ(order, "ababab");
 }
@@ -131,7 +131,7 @@ static void *main_lifo_hint(void *arg)
 TEST(spawn_lifo_hint_runs_first)
 {
     norder = 0;
-    run_main(NULL, main_lifo_hint, NULL);
+    run_main_one_worker(NULL, main_lifo_hint, NULL);
     order[norder] = 0;
     ASSERT_STREQ(order, "L12");
 }
@@ -157,7 +157,7 @@ TEST(ids_and_identity)
     ASSERT_EQ(weft_self_id(), 0);
     ASSERT_EQ(weft_worker_index(), -EPERM);
     ASSERT_EQ(weft_worker_count(), 0);
-    run_main(NULL, main_ids, NULL);
+    run_main_one_worker(NULL, main_ids, NULL);
 }
 
 static void *joiner_of(void *arg)
@@ -186,7 +186,7 @@ static void *main_join_from_other_task(void *arg)
 }
 TEST(join_from_a_sibling)
 {
-    run_main(NULL, main_join_from_other_task, NULL);
+    run_main_one_worker(NULL, main_join_from_other_task, NULL);
 }
 
 static void *main_misuse(void *arg)
@@ -221,7 +221,7 @@ static void *main_misuse(void *arg)
 }
 TEST(bad_input_is_refused)
 {
-    run_main(NULL, main_misuse, NULL);
+    run_main_one_worker(NULL, main_misuse, NULL);
 }
 
 static void *spawn_self_handle(void *arg)
@@ -248,7 +248,7 @@ static void *main_self_join2(void *arg)
 }
 TEST(join_own_handle_is_edeadlk)
 {
-    run_main(NULL, main_self_join2, NULL);
+    run_main_one_worker(NULL, main_self_join2, NULL);
 }
 
 #ifndef NDEBUG
@@ -271,7 +271,7 @@ TEST(double_join_detected_in_debug_builds)
 #ifdef NDEBUG
     SKIP("release build: handle checks are compiled out");
 #else
-    run_main(NULL, main_double_join, NULL);
+    run_main_one_worker(NULL, main_double_join, NULL);
 #endif
 }
 
@@ -297,7 +297,7 @@ static void *nested_run(void *arg)
 }
 TEST(nested_weft_run_is_ebusy)
 {
-    ASSERT_EQ((intptr_t)run_main(NULL, nested_run, NULL), -EBUSY);
+    ASSERT_EQ((intptr_t)run_main_one_worker(NULL, nested_run, NULL), -EBUSY);
 }
 
 static void *deep_spawner(void *arg)
@@ -313,7 +313,7 @@ static void *deep_spawner(void *arg)
 }
 TEST(deep_chain_of_tasks)
 {
-    ASSERT_EQ((intptr_t)run_main(NULL, deep_spawner, (void *)2000), 2001);
+    ASSERT_EQ((intptr_t)run_main_one_worker(NULL, deep_spawner, (void *)2000), 2001);
 }
 
 static void *main_many(void *arg)
@@ -338,7 +338,7 @@ static void *main_many(void *arg)
 }
 TEST(spawn_storm_reuses_stacks)
 {
-    run_main(NULL, main_many, NULL);
+    run_main_one_worker(NULL, main_many, NULL);
 }
 
 static void *main_stats_print(void *arg)
@@ -361,7 +361,7 @@ static void *main_stats_print(void *arg)
 }
 TEST(stats_print)
 {
-    run_main(NULL, main_stats_print, NULL);
+    run_main_one_worker(NULL, main_stats_print, NULL);
 }
 
 TEST(strerror_knows_every_code)

@@ -47,7 +47,7 @@ static void *main_orphans_cancel(void *arg)
 }
 TEST(orphans_cancel_awaits_children)
 {
-    run_main(NULL, main_orphans_cancel, NULL);
+    run_main_one_worker(NULL, main_orphans_cancel, NULL);
 }
 
 static void *parent_leaves_kids(void *arg)
@@ -72,7 +72,7 @@ static void *main_orphans_adopt(void *arg)
 TEST(orphans_adopt_keeps_children_running)
 {
     weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
-    run_main(&cfg, main_orphans_adopt, NULL);
+    run_main_one_worker(&cfg, main_orphans_adopt, NULL);
 }
 
 static void *main_adopt_cancel_children_flag(void *arg)
@@ -89,7 +89,7 @@ static void *main_adopt_cancel_children_flag(void *arg)
 TEST(cancel_children_flag_under_adopt)
 {
     weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
-    run_main(&cfg, main_adopt_cancel_children_flag, NULL);
+    run_main_one_worker(&cfg, main_adopt_cancel_children_flag, NULL);
 }
 
 static void *main_adopted_until_shutdown(void *arg)
@@ -103,7 +103,7 @@ static void *main_adopted_until_shutdown(void *arg)
 TEST(weft_run_waits_for_adopted_orphans)
 {
     weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
-    run_main(&cfg, main_adopted_until_shutdown, NULL);
+    run_main_one_worker(&cfg, main_adopted_until_shutdown, NULL);
     ASSERT_EQ(finished_normally, 3);
 }
 
@@ -118,7 +118,7 @@ static void *main_background(void *arg)
 }
 TEST(background_tasks_cancelled_at_shutdown)
 {
-    run_main(NULL, main_background, NULL);
+    run_main_one_worker(NULL, main_background, NULL);
     ASSERT_EQ(finished_cancelled, 2);
     ASSERT_EQ(finished_normally, 0);
 }
@@ -142,7 +142,7 @@ static void *main_background_child(void *arg)
 }
 TEST(background_task_is_not_its_spawners_child)
 {
-    run_main(NULL, main_background_child, NULL);
+    run_main_one_worker(NULL, main_background_child, NULL);
 }
 
 /* A tree under the main task:
@@ -202,7 +202,7 @@ static void *main_cancel_children(void *arg)
 }
 TEST(cancel_children_counts)
 {
-    run_main(NULL, main_cancel_children, NULL);
+    run_main_one_worker(NULL, main_cancel_children, NULL);
 }
 
 static void *main_cancel_leaves(void *arg)
@@ -219,7 +219,7 @@ static void *main_cancel_leaves(void *arg)
 }
 TEST(cancel_leaves_counts)
 {
-    run_main(NULL, main_cancel_leaves, NULL);
+    run_main_one_worker(NULL, main_cancel_leaves, NULL);
 }
 
 static void *main_cancel_tagged(void *arg)
@@ -238,7 +238,7 @@ static void *main_cancel_tagged(void *arg)
 }
 TEST(cancel_tagged_counts)
 {
-    run_main(NULL, main_cancel_tagged, NULL);
+    run_main_one_worker(NULL, main_cancel_tagged, NULL);
 }
 
 static void *main_cancel_tagged_all(void *arg)
@@ -253,7 +253,7 @@ static void *main_cancel_tagged_all(void *arg)
 }
 TEST(cancel_tagged_all_counts)
 {
-    run_main(NULL, main_cancel_tagged_all, NULL);
+    run_main_one_worker(NULL, main_cancel_tagged_all, NULL);
 }
 
 static void *orphan_maker(void *arg)
@@ -277,7 +277,7 @@ static void *main_cancel_orphans(void *arg)
 TEST(cancel_orphans_counts)
 {
     weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
-    run_main(&cfg, main_cancel_orphans, NULL);
+    run_main_one_worker(&cfg, main_cancel_orphans, NULL);
 }
 
 TEST(cancel_apis_outside_a_task)
@@ -302,7 +302,7 @@ static void *nursery(void *arg)
 }
 TEST(wait_children_is_a_nursery_join)
 {
-    run_main(NULL, nursery, NULL);
+    run_main_one_worker(NULL, nursery, NULL);
 }
 
 static void *main_wait_children_deadline(void *arg)
@@ -315,7 +315,7 @@ static void *main_wait_children_deadline(void *arg)
 }
 TEST(wait_children_honours_deadlines)
 {
-    run_main(NULL, main_wait_children_deadline, NULL);
+    run_main_one_worker(NULL, main_wait_children_deadline, NULL);
 }
 
 TEST_MAIN(CASE(orphans_cancel_awaits_children), CASE(orphans_adopt_keeps_children_running),

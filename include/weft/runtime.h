@@ -37,7 +37,8 @@ typedef struct weft_queue_spec {
 } weft_queue_spec;
 
 typedef struct weft_config {
-    unsigned workers;              /* 0 = CPUs; 1 = one worker on the calling thread */
+    unsigned workers; /* 0 = $WEFT_WORKERS if set, else the CPUs this thread may run on;
+                         1 = one worker on the calling thread */
     const weft_queue_spec *queues; /* NULL = one queue "default" */
     size_t nqueues;
     size_t stack_size;                    /* 0 = 256 KiB (virtual; pages touched lazily) */
@@ -51,29 +52,105 @@ typedef struct weft_config {
     unsigned max_runs_per_slice;                                  /* 0 = 61 */
     bool lifo_slot;                                               /* default off */
     unsigned lifo_skip_interval;                                  /* 0 = 16 */
-    bool stats;             /* collect stats (cheap counters are always on) */
-    const char *trace_path; /* non-NULL: write a Perfetto/Chrome trace there */
-    unsigned fixed_buffers; /* registered-buffer slots per ring; 0 = 64 */
+    bool stats;               /* collect stats (cheap counters are always on) */
+    const char *trace_path;   /* non-NULL: write a Perfetto/Chrome trace there */
+    unsigned fixed_buffers;   /* registered-buffer slots per ring; 0 = 64 */
+    unsigned inject_interval; /* with several workers: task runs between looks at
+                                 the queue of outside spawns; 0 = 31 */
 } weft_config;
 
-/* Runs main_fn(arg) as the main task of a new runtime on the calling thread
- * and returns when the main task and its whole subtree are done (background
- * tasks are cancelled and awaited). cfg may be NULL.
+/* Runs main_fn(arg) as the main task of a new runtime and returns when the
+ * main task and its whole subtree are done (background tasks are cancelled
+ * and awaited, every worker's cleanup is drained). cfg may be NULL. The
+ * calling thread is worker 0; with workers = N > 1, workers 1..N-1 run on
+ * threads named "weft-<n>" that end before weft_run returns.
  * Returns 0 and stores the main task's result in *result (if non-NULL);
  * -ECANCELED if the main task was cancelled; WEFT_EPANIC if it panicked under
  * WEFT_PANIC_CATCH; -EINVAL for a bad config (see weft_last_config_error(),
- * nothing is started); -ENOTSUP for workers > 1 (not yet supported); -EBUSY
- * when called from inside a runtime; -ENOMEM, or the error of io_uring setup. */
+ * nothing is started); -EBUSY when called from inside a runtime; -ENOMEM,
+ * the error of io_uring setup, or of creating a worker thread. */
 WEFT_API int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result);
 
 /* A human-readable reason for the last -EINVAL from weft_run on this thread,
  * or "" when there is none. */
 WEFT_API const char *weft_last_config_error(void);
 
+/* A running runtime, for threads outside it. */
+typedef struct weft_runtime weft_runtime;
+
+/* The runtime of the calling task (NULL outside one). The pointer stays
+ * valid until weft_run returns; the caller must make sure a thread it
+ * hands the pointer to stops using it by then. */
+WEFT_API weft_runtime *weft_runtime_current(void);
+
+/* Spawns fn(arg) from any thread, including threads outside the runtime:
+ * the request goes to the runtime's inject queue and a worker spawns it
+ * within inject_interval task runs (at once when one is idle). The task is
+ * a background task (a child of the root, no join handle). opts may give
+ * queue, group, WEFT_TASK_STICKY / WEFT_TASK_CANCEL_CHILDREN, stack_size
+ * and name (copied). Returns 0, -EINVAL (NULL rt or fn, other flags, bad
+ * stack size), -ENOENT (unknown queue), -ENOMEM, or -ESHUTDOWN once the
+ * main task has finished. A request still queued when the main task
+ * finishes is spawned cancelled: it never runs, like every other
+ * background task at shutdown. */
+WEFT_API int weft_runtime_spawn(weft_runtime *rt, const weft_spawn_opts *opts, weft_fn fn,
+                                void *arg);
+
 /* Index (0..N-1) of the worker running the calling task, -EPERM outside a task. */
 WEFT_API int weft_worker_index(void);
 /* Number of workers of the current runtime; 0 outside a runtime. */
 WEFT_API unsigned weft_worker_count(void);
+
+/* ---- blocking work, name lookup and signals -------------------------------
+ * (runtime/blocking.c, runtime/signal.c; the long form is docs/blocking.md) */
+
+/* Runs fn(arg) on a thread of the runtime's blocking pool and suspends only
+ * the calling task: its worker keeps running other tasks. The pool starts on
+ * first use, grows on demand to 64 threads (more jobs queue), and a thread
+ * idle for 10 s exits. Returns 0 and stores fn's return value in *result
+ * (result may be NULL; *result is NULL on failure); -EINVAL for a NULL fn;
+ * -EPERM outside a task; -ENOMEM, or -EAGAIN when no pool thread could be
+ * started; -ECANCELED / -ETIMEDOUT at once when the task is cancelled or
+ * passes its deadline: fn cannot be interrupted, so it still runs to its end
+ * in the background and its result is dropped. arg must therefore stay valid
+ * until fn returns, not just until this call does: do not point it into the
+ * task's stack unless the call is shielded and has no deadline. weft_run
+ * returns only after every job, abandoned ones included, has finished. */
+WEFT_API int weft_spawn_blocking(void *(*fn)(void *arg), void *arg, void **result);
+
+/* getaddrinfo(3) failures as weft codes: EAI_* codes are small negative
+ * numbers that would collide with -errno, so they move below -4100.
+ * WEFT_EAI(EAI_NONAME) is what weft_getaddrinfo returns for that code;
+ * WEFT_EAI_CODE gives the EAI_* code back (for gai_strerror); weft_strerror
+ * describes them. */
+#define WEFT_EAI_BASE      (-4100)
+#define WEFT_EAI(code)     (WEFT_EAI_BASE + (code))
+#define WEFT_EAI_CODE(err) ((err)-WEFT_EAI_BASE)
+#define WEFT_IS_EAI(err)   ((err) < WEFT_EAI_BASE && (err) > WEFT_EAI_BASE - 200)
+
+struct addrinfo;
+/* getaddrinfo(3) on the blocking pool. node, service and hints (of which
+ * ai_flags, ai_family, ai_socktype and ai_protocol are read) are copied and
+ * need not outlive the call. Returns 0 and stores the list in *res (free it
+ * with freeaddrinfo); -EINVAL for a NULL res; -EPERM outside a task; -ENOMEM
+ * (EAI_MEMORY too); the -errno behind EAI_SYSTEM; WEFT_EAI(code) for any
+ * other EAI_* code; -ECANCELED / -ETIMEDOUT at once: the lookup is dropped
+ * (never started, or its result freed by the pool). */
+WEFT_API int weft_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                              struct addrinfo **res);
+
+/* Parks the calling task until signal signo arrives; returns signo. The
+ * first wait for signo in the process installs a handler (SA_RESTART) in
+ * place of the previous disposition, which comes back when the last runtime
+ * that waited for signo ends. Any thread may receive the signal. An arrival
+ * wakes every task waiting for signo (a broadcast); one that finds no waiter
+ * in a runtime is remembered there, so the next wait returns at once, and
+ * several such arrivals coalesce into one. Returns -EINVAL for SIGKILL,
+ * SIGSTOP, the fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) and numbers
+ * that are no signal; -EPERM outside a task; -ECANCELED / -ETIMEDOUT (an
+ * interrupted wait consumes nothing); -ENOMEM, or the error of starting the
+ * helper thread and eventfd on first use. */
+WEFT_API int weft_signal_wait(int signo);
 
 /* int main(argc, argv) that runs fn(NULL) on a default runtime; the process
  * exits 0 when fn returns NULL, else with (int)(intptr_t) of its result. */

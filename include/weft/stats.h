@@ -36,6 +36,15 @@ typedef struct weft_stats {
     uint64_t cleanup_done;    /* maintenance ops that succeeded (-ENOENT included) */
     uint64_t cleanup_retried; /* ... that failed and were queued again */
     uint64_t cleanup_failed;  /* ... given up on (policy retry exhausted, or ignore) */
+    /* Several workers (docs/workers.md). Every field is a uint64_t. */
+    uint64_t workers;         /* workers counted in this snapshot */
+    uint64_t steal_attempts;  /* spells of hunger: idle, asking for work */
+    uint64_t steal_successes; /* ... in which tasks were handed over */
+    uint64_t tasks_stolen;    /* tasks received from other workers */
+    uint64_t tasks_donated;   /* tasks handed over to hungry workers */
+    uint64_t wakes_sent;      /* wake-ups of parked workers sent by this one */
+    uint64_t wakes_msg_ring;  /* ... of which by IORING_OP_MSG_RING */
+    uint64_t tasks_injected;  /* outside spawns (weft_runtime_spawn) started here */
 } weft_stats;
 
 /* Per-queue scheduling figures, summed over the workers. */
@@ -59,9 +68,15 @@ typedef struct weft_queue_stats {
     uint64_t delay_hist[WEFT_STATS_DELAY_BUCKETS];
 } weft_queue_stats;
 
-/* Copies the current runtime's counters into *out. Returns 0, -EPERM outside
- * a runtime, -EINVAL for NULL. */
+/* Copies the current runtime's counters, summed over its workers, into
+ * *out. Returns 0, -EPERM outside a runtime, -EINVAL for NULL, -ENOMEM.
+ * With several workers each worker's counters are read on its own thread:
+ * the call waits for every worker to reach a scheduling point. */
 WEFT_API int weft_stats_snapshot(weft_stats *out);
+/* Fills out[0..max) with each worker's own counters (out[i]: worker i; its
+ * tasks_live is the tasks it owns now) and returns the number of workers.
+ * -EPERM outside a task (with several workers) or a runtime, -EINVAL. */
+WEFT_API int weft_stats_workers(weft_stats *out, size_t max);
 /* Fills out[0..max) with the runtime's queues in configuration order and
  * returns how many queues there are (which may exceed max), -EPERM outside a
  * runtime, -EINVAL for out NULL with max > 0. Queue delays are recorded only

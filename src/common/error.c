@@ -1,7 +1,9 @@
 /* weft_strerror: every code a weft call can return. */
 #include <errno.h>
+#include <netdb.h>
 #include <string.h>
 #include <weft/common.h>
+#include <weft/runtime.h>
 
 const char *weft_strerror(int err)
 {
@@ -16,6 +18,10 @@ const char *weft_strerror(int err)
         return "timed out (deadline passed)";
     case -ECANCELED:
         return "operation cancelled";
+    }
+    if (WEFT_IS_EAI(err)) {
+        /* weft_getaddrinfo's codes; gai_strerror returns static text. */
+        return gai_strerror(WEFT_EAI_CODE(err));
     }
     if (err < 0 && err > -4000) {
         /* strerrordesc_np is static, thread-safe and never NULL for known

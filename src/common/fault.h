@@ -29,7 +29,8 @@ bool weft__fault_slow(weft__fault_kind kind);
 /* True when this call of `kind` must fail. */
 static inline bool weft__fault_hit(weft__fault_kind kind)
 {
-    return __builtin_expect(weft__fault_armed, 0) && weft__fault_slow(kind);
+    return __builtin_expect(__atomic_load_n(&weft__fault_armed, __ATOMIC_RELAXED), 0) &&
+           weft__fault_slow(kind);
 }
 
 void *weft__malloc(size_t n);

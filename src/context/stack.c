@@ -163,12 +163,29 @@ static int slab_new(weft__stack_pool *p, int size_class, weft__slab **out)
     return 0;
 }
 
+static void untrimmed_unlink(weft__stack_pool *p, weft__stack *s)
+{
+    if (s->prev_untrimmed)
+        s->prev_untrimmed->next_untrimmed = s->next_untrimmed;
+    else
+        p->untrimmed = s->next_untrimmed;
+    if (s->next_untrimmed)
+        s->next_untrimmed->prev_untrimmed = s->prev_untrimmed;
+    else
+        p->untrimmed_tail = s->prev_untrimmed;
+    s->on_untrimmed = false;
+}
+
 int weft__stack_acquire(weft__stack_pool *p, int size_class, weft__stack **out)
 {
     weft__stack *s = p->free[size_class];
     if (s) {
         p->free[size_class] = s->next;
         s->in_pool = false;
+        /* Off the trim list now: the stack may be released into another
+         * worker's pool, whose list it must then join. */
+        if (s->on_untrimmed)
+            untrimmed_unlink(p, s);
         p->pooled--;
         p->live++;
         *out = s;
@@ -232,6 +249,7 @@ void weft__stack_release(weft__stack_pool *p, weft__stack *s)
         if (!s->on_untrimmed) {
             s->on_untrimmed = true;
             s->next_untrimmed = NULL;
+            s->prev_untrimmed = p->untrimmed_tail;
             if (p->untrimmed_tail)
                 p->untrimmed_tail->next_untrimmed = s;
             else
@@ -243,20 +261,16 @@ void weft__stack_release(weft__stack_pool *p, weft__stack *s)
 
 unsigned weft__stack_trim(weft__stack_pool *p, unsigned max, uint64_t now)
 {
-    /* Oldest first. A stack reacquired since its release leaves the list
-     * here (its next release appends it again); a recently released one
-     * ends the pass, as everything behind it is about as recent. */
+    /* Oldest first; a recently released one ends the pass, as everything
+     * behind it is about as recent. Only pooled stacks are on the list. */
     p->clock_ns = now;
     unsigned done = 0;
     while (p->untrimmed && done < max) {
         weft__stack *s = p->untrimmed;
-        if (s->in_pool && !s->trimmed && now - s->released_ns < WEFT_STACK_TRIM_AGE_NS)
+        if (!s->trimmed && now - s->released_ns < WEFT_STACK_TRIM_AGE_NS)
             break;
-        p->untrimmed = s->next_untrimmed;
-        if (!p->untrimmed)
-            p->untrimmed_tail = NULL;
-        s->on_untrimmed = false;
-        if (!s->in_pool || s->trimmed)
+        untrimmed_unlink(p, s);
+        if (s->trimmed)
             continue;
         madvise(s->lo, s->size - WEFT_STACK_HIGHWATER, MADV_DONTNEED);
         s->trimmed = true;

@@ -5,7 +5,8 @@
  * MADV_GUARD_INSTALL (Linux 6.13+), which does not split the VMA, so a
  * million guarded stacks fit under the default vm.max_map_count; older
  * kernels fall back to mprotect(PROT_NONE). Freed stacks return to the
- * worker's pool with their touched pages; when the worker goes idle it trims
+ * pool of the worker where their task ended (a task may have moved) with
+ * their touched pages; when the worker goes idle it trims
  * stacks that have sat unused in the pool for WEFT_STACK_TRIM_AGE_NS
  * pooled stacks to a high-water mark with MADV_DONTNEED.
  */
@@ -27,7 +28,8 @@ struct weft__slab;
 
 typedef struct weft__stack {
     struct weft__stack *next;           /* pool free list */
-    struct weft__stack *next_untrimmed; /* pool's list of stacks to trim */
+    struct weft__stack *next_untrimmed; /* pool's list of stacks to trim, */
+    struct weft__stack *prev_untrimmed; /* doubly linked */
     char *lo;                           /* lowest usable byte, just above the guard */
     size_t size;                        /* usable bytes */
     struct weft__slab *slab;

@@ -154,6 +154,49 @@ int weft_direct_from_fd(int fd)
 
 /* ---- registered buffers --------------------------------------------------- */
 
+/* Registered buffers belong to every worker's ring at the same slots, so a
+ * task may use them wherever it runs: each change is made on every ring,
+ * each ring's on its own thread (SINGLE_ISSUER), one change at a time. */
+typedef struct buffers_change {
+    const struct iovec *iov; /* NULL: unregister */
+    unsigned first, n;
+} buffers_change;
+
+static int buffers_apply(weft__worker *w, void *arg)
+{
+    buffers_change *c = arg;
+    weft__ring *r = &w->ring;
+    if (c->iov) {
+        int ret = io_uring_register_buffers_update_tag(&r->uring, c->first, c->iov, NULL, c->n);
+        if (ret < 0)
+            return ret;
+        memset(r->buffer_used + c->first, 1, c->n);
+        return 0;
+    }
+    struct iovec empty[16];
+    memset(empty, 0, sizeof empty);
+    for (unsigned done = 0; done < c->n;) {
+        unsigned k = c->n - done < 16 ? c->n - done : 16;
+        int ret = io_uring_register_buffers_update_tag(&r->uring, c->first + done, empty, NULL, k);
+        if (ret < 0)
+            return ret;
+        done += k;
+    }
+    memset(r->buffer_used + c->first, 0, c->n);
+    return 0;
+}
+
+static void buffers_lock(weft__runtime *rt)
+{
+    while (atomic_exchange_explicit(&rt->buffers_busy, true, memory_order_acquire))
+        weft_yield();
+}
+
+static void buffers_unlock(weft__runtime *rt)
+{
+    atomic_store_explicit(&rt->buffers_busy, false, memory_order_release);
+}
+
 int weft_buffers_register(const struct iovec *iov, unsigned n)
 {
     weft__worker *w = weft__worker_self();
@@ -161,10 +204,12 @@ int weft_buffers_register(const struct iovec *iov, unsigned n)
         return -EPERM;
     if (!iov || n == 0)
         return -EINVAL;
-    weft__ring *r = &w->ring;
-    if (!r->buffer_slots)
+    weft__runtime *rt = w->rt;
+    if (!w->ring.buffer_slots)
         return -ENXIO;
-    /* First fit: n consecutive free slots. */
+    buffers_lock(rt);
+    /* First fit: n consecutive free slots (the same on every ring). */
+    weft__ring *r = &weft__worker_self()->ring;
     unsigned run = 0, first = 0;
     for (unsigned s = 0; s < r->buffer_slots && run < n; s++) {
         if (r->buffer_used[s]) {
@@ -174,13 +219,20 @@ int weft_buffers_register(const struct iovec *iov, unsigned n)
             run++;
         }
     }
-    if (run < n)
-        return -ENOSPC;
-    int ret = io_uring_register_buffers_update_tag(&r->uring, first, iov, NULL, n);
-    if (ret < 0)
-        return ret;
-    memset(r->buffer_used + first, 1, n);
-    return (int)first;
+    int ret = -ENOSPC;
+    if (run == n) {
+        buffers_change c = {iov, first, n};
+        ret = weft__on_every_worker(buffers_apply, &c);
+        if (ret < 0) {
+            /* Some rings may have them: take them back off every ring. */
+            c.iov = NULL;
+            (void)weft__on_every_worker(buffers_apply, &c);
+        } else {
+            ret = (int)first;
+        }
+    }
+    buffers_unlock(rt);
+    return ret;
 }
 
 int weft_buffers_unregister(unsigned first, unsigned n)
@@ -188,21 +240,19 @@ int weft_buffers_unregister(unsigned first, unsigned n)
     weft__worker *w = weft__worker_self();
     if (!w || !w->current)
         return -EPERM;
-    weft__ring *r = &w->ring;
+    weft__runtime *rt = w->rt;
+    buffers_lock(rt);
+    weft__ring *r = &weft__worker_self()->ring;
+    int ret = 0;
     if (n == 0 || first >= r->buffer_slots || n > r->buffer_slots - first)
-        return -EINVAL;
-    for (unsigned s = first; s < first + n; s++)
+        ret = -EINVAL;
+    for (unsigned s = first; ret == 0 && s < first + n; s++)
         if (!r->buffer_used[s])
-            return -EINVAL;
-    struct iovec empty[16];
-    memset(empty, 0, sizeof empty);
-    for (unsigned done = 0; done < n;) {
-        unsigned k = n - done < 16 ? n - done : 16;
-        int ret = io_uring_register_buffers_update_tag(&r->uring, first + done, empty, NULL, k);
-        if (ret < 0)
-            return ret;
-        done += k;
+            ret = -EINVAL;
+    if (ret == 0) {
+        buffers_change c = {NULL, first, n};
+        ret = weft__on_every_worker(buffers_apply, &c);
     }
-    memset(r->buffer_used + first, 0, n);
-    return 0;
+    buffers_unlock(rt);
+    return ret;
 }

@@ -32,7 +32,9 @@ typedef struct weft__timer_heap {
 } weft__timer_heap;
 
 void weft__timer_heap_fini(weft__timer_heap *h);
-/* Arms t (t->when and t->task set by the caller). Returns 0 or -ENOMEM. */
+/* Arms t (t->when and t->task set by the caller). Returns 0 or -ENOMEM.
+ * While armed, t counts in its task's ring_ops: a task whose timer sits in
+ * this heap must not move to another worker. */
 int weft__timer_add(weft__timer_heap *h, weft__timer *t);
 /* Disarms t if it is still armed. */
 void weft__timer_remove(weft__timer_heap *h, weft__timer *t);

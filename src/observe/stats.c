@@ -4,7 +4,83 @@
 #include <string.h>
 #include <weft/stats.h>
 
+#include <stdlib.h>
+
+#include "common/fault.h"
 #include "runtime/worker.h"
+
+/* One worker's counters, read on its own thread (with several workers,
+ * weft__on_every_worker runs this there: the counters are plain fields). */
+static void fill_worker(const weft__worker *w, weft_stats *out)
+{
+    *out = (weft_stats){0};
+    out->workers = 1;
+    out->tasks_spawned = w->count.spawned;
+    out->tasks_completed = w->count.completed;
+    out->tasks_cancelled = w->count.cancelled;
+    out->tasks_panicked = w->count.panicked;
+    out->tasks_live = w->owned;
+    out->context_switches = w->count.switches;
+    out->parks = w->count.parks;
+    out->stacks_live = w->stacks.live;
+    out->stacks_pooled = w->stacks.pooled;
+    out->stack_bytes_mapped = w->stacks.bytes_mapped;
+    out->timers_armed = w->timers.len;
+    for (unsigned op = 0; op < WEFT__MAX_OPCODES; op++)
+        out->ops_issued += w->ring.ops[op];
+    out->cqes = w->ring.cqes;
+    out->ops_in_flight = w->ring.inflight;
+    out->sq_full = w->ring.sq_full;
+    out->cq_overflow = w->ring.cq_overflow;
+    out->streams_live = w->streams_live;
+    for (unsigned slot = 0; slot < w->ring.direct_slots; slot++)
+        out->direct_fds += w->direct_owner[slot] != NULL;
+    out->cleanup_done = w->cleanup_done;
+    out->cleanup_retried = w->cleanup_retried;
+    out->cleanup_failed = w->cleanup_failed;
+    out->steal_attempts = w->count.steal_attempts;
+    out->steal_successes = w->count.steal_successes;
+    out->tasks_stolen = w->count.tasks_stolen;
+    out->tasks_donated = w->count.tasks_donated;
+    out->wakes_sent = w->count.wakes_sent;
+    out->wakes_msg_ring = w->count.wakes_msg_ring;
+    out->tasks_injected = w->count.injected;
+}
+
+typedef struct per_worker {
+    weft_stats *out;
+    size_t max;
+} per_worker;
+
+static int fill_one(weft__worker *w, void *arg)
+{
+    per_worker *p = arg;
+    if (w->index < p->max)
+        fill_worker(w, &p->out[w->index]);
+    return 0;
+}
+
+int weft_stats_workers(weft_stats *out, size_t max)
+{
+    if (!out && max)
+        return -EINVAL;
+    weft__worker *self = weft__worker_self();
+    if (!self)
+        return -EPERM;
+    weft__runtime *rt = self->rt;
+    per_worker p = {out, max};
+    if (rt->nworkers == 1 || !self->current) {
+        if (rt->nworkers > 1)
+            return -EPERM; /* other workers are read only from a task */
+        if (max)
+            fill_worker(self, out);
+    } else {
+        int r = weft__on_every_worker(fill_one, &p);
+        if (r < 0)
+            return r;
+    }
+    return (int)rt->nworkers;
+}
 
 int weft_stats_snapshot(weft_stats *out)
 {
@@ -13,36 +89,27 @@ int weft_stats_snapshot(weft_stats *out)
     weft__worker *self = weft__worker_self();
     if (!self)
         return -EPERM;
-    weft__runtime *rt = self->rt;
-    *out = (weft_stats){0};
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        const weft__worker *w = &rt->workers[i];
-        out->tasks_spawned += w->count.spawned;
-        out->tasks_completed += w->count.completed;
-        out->tasks_cancelled += w->count.cancelled;
-        out->tasks_panicked += w->count.panicked;
-        out->context_switches += w->count.switches;
-        out->parks += w->count.parks;
-        out->stacks_live += w->stacks.live;
-        out->stacks_pooled += w->stacks.pooled;
-        out->stack_bytes_mapped += w->stacks.bytes_mapped;
-        out->timers_armed += w->timers.len;
-        for (unsigned op = 0; op < WEFT__MAX_OPCODES; op++)
-            out->ops_issued += w->ring.ops[op];
-        out->cqes += w->ring.cqes;
-        out->ops_in_flight += w->ring.inflight;
-        out->sq_full += w->ring.sq_full;
-        out->cq_overflow += w->ring.cq_overflow;
-        out->streams_live += w->streams_live;
-        for (unsigned slot = 0; slot < w->ring.direct_slots; slot++)
-            out->direct_fds += w->direct_owner[slot] != NULL;
-        out->cleanup_done += w->cleanup_done;
-        out->cleanup_retried += w->cleanup_retried;
-        out->cleanup_failed += w->cleanup_failed;
+    unsigned n = self->rt->nworkers;
+    weft_stats one, *each = n == 1 ? &one : weft__calloc(n, sizeof *each);
+    if (!each)
+        return -ENOMEM;
+    int r = weft_stats_workers(each, n);
+    if (r >= 0) {
+        *out = (weft_stats){0};
+        uint64_t *sum = (uint64_t *)out;
+        for (unsigned i = 0; i < n; i++) {
+            const uint64_t *v = (const uint64_t *)&each[i];
+            for (size_t k = 0; k < sizeof *out / sizeof(uint64_t); k++)
+                sum[k] += v[k];
+        }
+        /* A task's spawn and its end may be counted on different workers. */
+        out->tasks_live =
+            out->tasks_spawned - out->tasks_completed - out->tasks_cancelled - out->tasks_panicked;
+        r = 0;
     }
-    out->tasks_live =
-        out->tasks_spawned - out->tasks_completed - out->tasks_cancelled - out->tasks_panicked;
-    return 0;
+    if (each != &one)
+        free(each);
+    return r;
 }
 
 #define STATS_FIELDS(X)                                                                            \
@@ -66,7 +133,15 @@ int weft_stats_snapshot(weft_stats *out)
     X(direct_fds)                                                                                  \
     X(cleanup_done)                                                                                \
     X(cleanup_retried)                                                                             \
-    X(cleanup_failed)
+    X(cleanup_failed)                                                                              \
+    X(workers)                                                                                     \
+    X(steal_attempts)                                                                              \
+    X(steal_successes)                                                                             \
+    X(tasks_stolen)                                                                                \
+    X(tasks_donated)                                                                               \
+    X(wakes_sent)                                                                                  \
+    X(wakes_msg_ring)                                                                              \
+    X(tasks_injected)
 
 void weft_stats_print(FILE *f, const weft_stats *s)
 {
@@ -86,6 +161,43 @@ void weft_stats_print_json(FILE *f, const weft_stats *s)
     fprintf(f, "}\n");
 }
 
+typedef struct queue_sum {
+    pthread_mutex_t lock;
+    weft_queue_stats *out;
+    size_t max;
+    uint64_t service; /* all queues */
+} queue_sum;
+
+/* Adds one worker's queues, on its own thread. */
+static int add_queues(weft__worker *w, void *arg)
+{
+    queue_sum *sum = arg;
+    pthread_mutex_lock(&sum->lock);
+    for (unsigned i = 0; i < w->sched.nqueues; i++) {
+        const weft__queue *q = &w->sched.queues[i];
+        sum->service += q->service_ns;
+        if (i >= sum->max)
+            continue;
+        weft_queue_stats *o = &sum->out[i];
+        o->service_ns += q->service_ns;
+        o->runs += q->runs;
+        o->slices += q->slices;
+        o->slice_exhaustions += q->slice_exhaustions;
+        o->preemptions += q->preemptions;
+        o->queued += q->nqueued;
+        o->live += q->live;
+        /* The task asking is running on its worker; so is no other there. */
+        const weft_task *cur = w->current;
+        o->running += cur && cur->queue == i;
+        o->delay_count += q->delay_count;
+        o->delay_sum_ns += q->delay_sum_ns;
+        for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++)
+            o->delay_hist[b] += q->delay_hist[b];
+    }
+    pthread_mutex_unlock(&sum->lock);
+    return 0;
+}
+
 int weft_stats_queues(weft_queue_stats *out, size_t max)
 {
     if (!out && max)
@@ -94,37 +206,29 @@ int weft_stats_queues(weft_queue_stats *out, size_t max)
     if (!self)
         return -EPERM;
     weft__runtime *rt = self->rt;
-    unsigned n = rt->workers[0].sched.nqueues;
-    uint64_t weights = 0, service = 0;
+    if (rt->nworkers > 1 && !self->current)
+        return -EPERM;
+    const weft_config *cfg = &rt->cfg;
+    unsigned n = (unsigned)cfg->nqueues;
+    uint64_t weights = 0;
     for (unsigned i = 0; i < n; i++)
-        weights += rt->workers[0].sched.queues[i].weight;
-    for (unsigned wi = 0; wi < rt->nworkers; wi++)
-        for (unsigned i = 0; i < n; i++)
-            service += rt->workers[wi].sched.queues[i].service_ns;
+        weights += cfg->queues[i].weight;
     for (unsigned i = 0; i < n && i < max; i++) {
         weft_queue_stats *o = &out[i];
         memset(o, 0, sizeof *o);
-        const weft__queue *q0 = &rt->workers[0].sched.queues[i];
-        o->name = q0->name;
-        o->weight = q0->weight;
-        o->weight_share = (double)q0->weight / (double)weights;
-        for (unsigned wi = 0; wi < rt->nworkers; wi++) {
-            const weft__queue *q = &rt->workers[wi].sched.queues[i];
-            o->service_ns += q->service_ns;
-            o->runs += q->runs;
-            o->slices += q->slices;
-            o->slice_exhaustions += q->slice_exhaustions;
-            o->preemptions += q->preemptions;
-            o->queued += q->nqueued;
-            o->live += q->live;
-            const weft_task *cur = rt->workers[wi].current;
-            o->running += cur && cur->queue == i;
-            o->delay_count += q->delay_count;
-            o->delay_sum_ns += q->delay_sum_ns;
-            for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++)
-                o->delay_hist[b] += q->delay_hist[b];
-        }
-        o->service_share = service ? (double)o->service_ns / (double)service : 0;
+        o->name = cfg->queues[i].name;
+        o->weight = cfg->queues[i].weight;
+        o->weight_share = (double)o->weight / (double)weights;
+    }
+    queue_sum sum = {.out = out, .max = max};
+    pthread_mutex_init(&sum.lock, NULL);
+    int r = rt->nworkers == 1 ? add_queues(self, &sum) : weft__on_every_worker(add_queues, &sum);
+    pthread_mutex_destroy(&sum.lock);
+    if (r < 0)
+        return r;
+    for (unsigned i = 0; i < n && i < max; i++) {
+        weft_queue_stats *o = &out[i];
+        o->service_share = sum.service ? (double)o->service_ns / (double)sum.service : 0;
         /* A task in the LIFO slot is runnable but outside its policy. */
         uint64_t accounted = o->queued + o->running;
         o->blocked = o->live > accounted ? o->live - accounted : 0;

@@ -138,6 +138,13 @@ static int dispatch(weft__ring *r)
         /* Advance before the callback: it may submit and wait again. */
         io_uring_cq_advance(&r->uring, 1);
         n++;
+        if (((uintptr_t)op & 0xffffffffu) == WEFT__RING_WAKE_TAG) {
+            /* Another worker's MSG_RING, which only ended the wait; or our
+             * own to worker (high half - 1), which failed. */
+            if (res < 0 && ((uintptr_t)op >> 32) && r->wake_failed)
+                r->wake_failed(r, (unsigned)(((uintptr_t)op >> 32) - 1));
+            continue;
+        }
         if (!(flags & IORING_CQE_F_MORE))
             r->inflight--;
         if (op)

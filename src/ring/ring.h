@@ -20,6 +20,10 @@ struct weft__op {
 /* Opcodes weft knows by number (the kernel's IORING_OP_LAST may be larger). */
 #define WEFT__MAX_OPCODES 128
 
+/* user_data of the CQE another worker posts with MSG_RING to end this
+ * ring's wait; it belongs to no op. */
+#define WEFT__RING_WAKE_TAG 1ull
+
 typedef struct weft__ring {
     struct io_uring uring;
     unsigned setup_flags;                       /* the IORING_SETUP_* flags the kernel accepted */
@@ -34,6 +38,8 @@ typedef struct weft__ring {
     uint64_t cq_overflow;            /* times the kernel reported CQ overflow */
     uint64_t cqes;                   /* completions dispatched */
     int event_fd;                    /* embedded rings: signalled on completions, else -1 */
+    /* A MSG_RING this ring sent to wake worker `index` failed. */
+    void (*wake_failed)(struct weft__ring *r, unsigned index);
 } weft__ring;
 
 /* Sets up the ring with the best flags the kernel accepts: SINGLE_ISSUER +

@@ -16,7 +16,7 @@ const char *weft_last_config_error(void)
     return last_error;
 }
 
-__attribute__((format(printf, 1, 2))) static int reject(const char *fmt, ...)
+int weft__config_reject(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -33,25 +33,25 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
     last_error[0] = 0;
     *out = in ? *in : zero;
     if (out->workers > 1024)
-        return reject("workers: %u is more than 1024", out->workers);
+        return weft__config_reject("workers: %u is more than 1024", out->workers);
     if (!out->queues && out->nqueues)
-        return reject("queues: NULL with nqueues = %zu", out->nqueues);
+        return weft__config_reject("queues: NULL with nqueues = %zu", out->nqueues);
     if (out->queues && !out->nqueues)
-        return reject("queues: given with nqueues = 0");
+        return weft__config_reject("queues: given with nqueues = 0");
     if (out->nqueues > WEFT_MAX_QUEUES)
-        return reject("queues: %zu queues, at most %d are supported", out->nqueues,
-                      WEFT_MAX_QUEUES);
+        return weft__config_reject("queues: %zu queues, at most %d are supported", out->nqueues,
+                                   WEFT_MAX_QUEUES);
     for (size_t i = 0; i < out->nqueues; i++) {
         const weft_queue_spec *q = &out->queues[i];
         if (!q->name || !q->name[0])
-            return reject("queues[%zu]: the name is empty", i);
+            return weft__config_reject("queues[%zu]: the name is empty", i);
         if (q->weight == 0 || q->weight > WEFT_MAX_WEIGHT)
-            return reject("queue '%s': weight %u is outside 1..%d", q->name, q->weight,
-                          WEFT_MAX_WEIGHT);
+            return weft__config_reject("queue '%s': weight %u is outside 1..%d", q->name, q->weight,
+                                       WEFT_MAX_WEIGHT);
         for (size_t j = 0; j < i; j++)
             if (strcmp(out->queues[j].name, q->name) == 0)
-                return reject("queue '%s': the name is used twice (queues[%zu] and [%zu])", q->name,
-                              j, i);
+                return weft__config_reject(
+                    "queue '%s': the name is used twice (queues[%zu] and [%zu])", q->name, j, i);
     }
     if (!out->queues) {
         out->queues = &default_queue;
@@ -60,27 +60,30 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
     if (!out->stack_size)
         out->stack_size = WEFT_STACK_DEFAULT;
     if (weft__stack_class(out->stack_size) < 0)
-        return reject("stack_size: %zu is outside %u .. %zu bytes", out->stack_size, WEFT_STACK_MIN,
-                      (size_t)WEFT_STACK_MAX);
+        return weft__config_reject("stack_size: %zu is outside %u .. %zu bytes", out->stack_size,
+                                   WEFT_STACK_MIN, (size_t)WEFT_STACK_MAX);
     if (!out->ring_entries)
         out->ring_entries = 1024;
     if (out->ring_entries > WEFT_MAX_RING_ENTRIES)
-        return reject("ring_entries: %u is more than %d", out->ring_entries, WEFT_MAX_RING_ENTRIES);
+        return weft__config_reject("ring_entries: %u is more than %d", out->ring_entries,
+                                   WEFT_MAX_RING_ENTRIES);
     if (!out->direct_fds)
         out->direct_fds = 1024;
     /* The kernel's limits: IORING_MAX_FIXED_FILES and IORING_MAX_REG_BUFFERS. */
     if (out->direct_fds > (1u << 20))
-        return reject("direct_fds: %u is more than %u", out->direct_fds, 1u << 20);
+        return weft__config_reject("direct_fds: %u is more than %u", out->direct_fds, 1u << 20);
     if (!out->fixed_buffers)
         out->fixed_buffers = 64;
     if (out->fixed_buffers > (1u << 14))
-        return reject("fixed_buffers: %u is more than %u", out->fixed_buffers, 1u << 14);
+        return weft__config_reject("fixed_buffers: %u is more than %u", out->fixed_buffers,
+                                   1u << 14);
     if ((unsigned)out->orphans > WEFT_ORPHANS_ADOPT)
-        return reject("orphans: unknown policy %d", (int)out->orphans);
+        return weft__config_reject("orphans: unknown policy %d", (int)out->orphans);
     if ((unsigned)out->on_cleanup_error > WEFT_CLEANUP_ABORT)
-        return reject("on_cleanup_error: unknown policy %d", (int)out->on_cleanup_error);
+        return weft__config_reject("on_cleanup_error: unknown policy %d",
+                                   (int)out->on_cleanup_error);
     if ((unsigned)out->on_panic > WEFT_PANIC_CATCH)
-        return reject("on_panic: unknown policy %d", (int)out->on_panic);
+        return weft__config_reject("on_panic: unknown policy %d", (int)out->on_panic);
     if (!out->cleanup_retries)
         out->cleanup_retries = 3;
     if (!out->sched_latency_ns)
@@ -93,6 +96,8 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
         out->max_runs_per_slice = 61;
     if (!out->lifo_skip_interval)
         out->lifo_skip_interval = 16;
+    if (!out->inject_interval)
+        out->inject_interval = 31;
     return 0;
 }
 

@@ -12,6 +12,8 @@
  * its default. Returns 0, or -EINVAL with the reason recorded for
  * weft_last_config_error(). */
 int weft__config_resolve(const weft_config *in, weft_config *out);
+/* Records a reason for weft_last_config_error() and returns -EINVAL. */
+__attribute__((format(printf, 1, 2))) int weft__config_reject(const char *fmt, ...);
 /* Index of the queue with this name, or -ENOENT. */
 int weft__config_queue_index(const weft_config *cfg, const char *name);
 

@@ -113,13 +113,15 @@ void weft_executor_destroy(weft_executor *ex)
         return;
     weft__worker *w = &ex->worker;
     weft__worker_set_self(w);
-    weft__tree_cancel_children(&ex->rt.root);
-    weft__tree_cancel_children(&ex->rt.orphans);
+    weft__tree_cancel_children_locked(&ex->rt.root);
+    weft__tree_cancel_children_locked(&ex->rt.orphans);
     /* Cancelled tasks may still wait for I/O to come back: drive the
      * worker until none is left. */
     if (weft__worker_live_tasks(w))
         weft__worker_run(w);
     weft__worker_set_self(NULL);
     weft__worker_fini(w);
+    weft__worker_release_pools(w);
+    weft__runtime_teardown(&ex->rt);
     free(ex);
 }

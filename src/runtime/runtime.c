@@ -1,7 +1,9 @@
 /* weft_run: build a runtime, run the main task to the end of its subtree,
- * tear everything down. Until the multi-worker runtime lands there is one
- * worker and it runs on the calling thread. */
+ * tear everything down. Worker 0 runs on the calling thread; workers
+ * 1..N-1 on threads named weft-<n>. */
 #include <errno.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <weft/runtime.h>
@@ -29,7 +31,106 @@ int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
     atomic_init(&rt->next_task_id, 1);
     init_pseudo_root(&rt->root);
     init_pseudo_root(&rt->orphans);
+    pthread_mutex_init(&rt->lazy_lock, NULL);
+    pthread_mutex_init(&rt->tree_lock, NULL);
+    pthread_mutex_init(&rt->inject_lock, NULL);
     return 0;
+}
+
+void weft__runtime_teardown(weft__runtime *rt)
+{
+    weft__blocking_fini(rt);
+    weft__signals_fini(rt);
+    /* Outside spawns that never ran (the runtime failed to start). */
+    while (rt->inject_head) {
+        struct weft__inject *next = *(struct weft__inject **)rt->inject_head;
+        free(rt->inject_head);
+        rt->inject_head = next;
+    }
+    pthread_mutex_destroy(&rt->lazy_lock);
+    pthread_mutex_destroy(&rt->tree_lock);
+    pthread_mutex_destroy(&rt->inject_lock);
+}
+
+/* workers = 0: $WEFT_WORKERS, else the CPUs this thread may run on. */
+static int resolve_workers(weft__runtime *rt)
+{
+    unsigned n = rt->cfg.workers;
+    if (n == 0) {
+        const char *env = getenv("WEFT_WORKERS");
+        if (env && *env) {
+            char *end;
+            unsigned long v = strtoul(env, &end, 10);
+            if (*end || v == 0 || v > 1024)
+                return weft__config_reject("WEFT_WORKERS: \"%s\" is not a number in 1..1024", env);
+            n = (unsigned)v;
+        } else {
+            cpu_set_t set;
+            n = sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+            if (n == 0)
+                n = 1;
+        }
+    }
+    rt->nworkers = n;
+    rt->threaded = n > 1;
+    return 0;
+}
+
+/* Workers 1..N-1 run on threads of their own. A ring must be made on its
+ * own thread (SINGLE_ISSUER), so each worker sets itself up there; all meet
+ * at two gates: set up (or failed), and out of their loops. Memory moves
+ * between workers (a task's stack and record may come from any pool), so
+ * the pools are released only after every worker has stopped. */
+typedef struct start_sync {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned expected; /* workers that exist: the threads started, plus the caller */
+    unsigned ready, done;
+} start_sync;
+
+static void gate(start_sync *s, unsigned *count)
+{
+    pthread_mutex_lock(&s->lock);
+    (*count)++;
+    pthread_cond_broadcast(&s->cond);
+    while (*count < s->expected)
+        pthread_cond_wait(&s->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void record_error(weft__runtime *rt, int r)
+{
+    int zero = 0;
+    if (r < 0)
+        atomic_compare_exchange_strong(&rt->start_error, &zero, r);
+}
+
+static void *worker_thread(void *arg)
+{
+    weft__worker *w = arg;
+    weft__runtime *rt = w->rt;
+    start_sync *sync = rt->start_sync;
+    char name[16];
+    snprintf(name, sizeof name, "weft-%u", w->index);
+    pthread_setname_np(pthread_self(), name);
+    int r = weft__worker_init(w, rt, w->index, false);
+    record_error(rt, r);
+    gate(sync, &sync->ready);
+    if (r == 0 && atomic_load(&rt->start_error) == 0) {
+        weft__worker_set_self(w);
+        record_error(rt, weft__worker_run(w));
+        weft__worker_set_self(NULL);
+    }
+    gate(sync, &sync->done);
+    if (r == 0)
+        weft__worker_fini(w);
+    return NULL;
+}
+
+static void drop_start_hold(weft__runtime *rt)
+{
+    if (atomic_fetch_sub(&rt->live_tasks, 1) == 1)
+        weft__runtime_wake_all(rt);
 }
 
 int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
@@ -44,44 +145,84 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
     int r = weft__runtime_setup(rt, cfg);
     if (r == 0 && !main_fn)
         r = -EINVAL;
-    if (r == 0 && rt->cfg.workers > 1)
-        r = -ENOTSUP; /* the multi-worker runtime is not built yet */
+    if (r == 0)
+        r = resolve_workers(rt);
+    if (r == 0) {
+        rt->workers = weft__calloc(rt->nworkers, sizeof(weft__worker));
+        if (!rt->workers)
+            r = -ENOMEM;
+    }
     if (r < 0) {
+        weft__runtime_teardown(rt);
         free(rt);
         return r;
     }
-    rt->nworkers = 1;
-    rt->workers = weft__calloc(rt->nworkers, sizeof(weft__worker));
-    if (!rt->workers) {
-        free(rt);
-        return -ENOMEM;
+    /* Held until the main task exists, so that no worker sees an empty
+     * runtime and stops before it starts. */
+    atomic_store(&rt->live_tasks, 1);
+    start_sync sync = {.expected = 1};
+    pthread_mutex_init(&sync.lock, NULL);
+    pthread_cond_init(&sync.cond, NULL);
+    rt->start_sync = &sync;
+    for (unsigned i = 1; i < rt->nworkers; i++) {
+        rt->workers[i].rt = rt;
+        rt->workers[i].index = i;
+        pthread_mutex_lock(&sync.lock);
+        int e = pthread_create(&rt->workers[i].thread, NULL, worker_thread, &rt->workers[i]);
+        if (e == 0)
+            sync.expected++;
+        pthread_mutex_unlock(&sync.lock);
+        if (e) {
+            record_error(rt, -e);
+            break;
+        }
     }
+    unsigned started = sync.expected;
     weft__worker *w = &rt->workers[0];
     r = weft__worker_init(w, rt, 0, false);
-    if (r < 0) {
-        free(rt->workers);
-        free(rt);
-        return r;
-    }
-    weft__worker_set_self(w);
-
+    record_error(rt, r);
+    bool w_up = r == 0;
+    gate(&sync, &sync.ready);
     weft_task *main_task = NULL;
-    weft_spawn_opts opts = {.name = "main"};
-    r = weft_spawn_ex(&main_task, &opts, main_fn, arg);
-    if (r == 0) {
-        rt->main_task = main_task;
-        r = weft__worker_run(w);
+    bool held = true;
+    if (atomic_load(&rt->start_error) == 0) {
+        weft__worker_set_self(w);
+        weft_spawn_opts opts = {.name = "main"};
+        r = weft_spawn_ex(&main_task, &opts, main_fn, arg);
+        if (r == 0) {
+            rt->main_task = main_task;
+            drop_start_hold(rt);
+            held = false;
+            r = weft__worker_run(w);
+        }
+        record_error(rt, r);
     }
-    if (r == 0) {
-        r = main_task->outcome;
-        if (result)
-            *result = main_task->result;
+    if (held)
+        drop_start_hold(rt); /* nothing ran: this lets the other workers go */
+    gate(&sync, &sync.done);
+    r = atomic_load(&rt->start_error);
+    if (main_task) {
+        if (r == 0) {
+            r = main_task->outcome;
+            if (result)
+                *result = main_task->result;
+        }
         /* Drop the handle the runtime held; the record is freed here. */
         atomic_fetch_and_explicit(&main_task->state, ~TASK_JOIN_INTEREST, memory_order_relaxed);
         weft__task_ref_drop(main_task);
     }
     weft__worker_set_self(NULL);
-    weft__worker_fini(w);
+    for (unsigned i = 1; i < started; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+    if (w_up)
+        weft__worker_fini(w);
+    /* Nothing runs any more: every pool can go (empty for a worker that
+     * never started). */
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        weft__worker_release_pools(&rt->workers[i]);
+    pthread_mutex_destroy(&sync.lock);
+    pthread_cond_destroy(&sync.cond);
+    weft__runtime_teardown(rt);
     free(rt->workers);
     free(rt);
     return r;

@@ -11,6 +11,20 @@
 
 #include "common/fault.h"
 #include "ring/bufring.h"
+#include "runtime/config.h"
+
+/* Idle workers spin this many pause instructions (a few microseconds)
+ * looking for work before they park. */
+#define WEFT_IDLE_SPINS 2000
+
+static inline void weft__cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield" ::: "memory");
+#endif
+}
 
 /* ---- per-thread state, reached only through these two functions --------- */
 
@@ -61,24 +75,59 @@ void weft__task_free(weft__worker *w, weft_task *t)
         weft__record_release_owned(t);
 }
 
-/* ---- wakes from other threads --------------------------------------------- */
+/* ---- wakes and hand-overs from other threads ----------------------------- */
 
 static void arm_wake_read(weft__worker *w);
 
-static void drain_inbox(weft__worker *w)
+static void push_remote(_Atomic(weft_task *) *stack, weft_task *first, weft_task *last)
 {
-    if (!atomic_load_explicit(&w->inbox_nonempty, memory_order_acquire))
-        return;
-    pthread_mutex_lock(&w->inbox_lock);
-    weft_task *t = w->inbox_head;
-    w->inbox_head = w->inbox_tail = NULL;
-    atomic_store_explicit(&w->inbox_nonempty, false, memory_order_relaxed);
-    pthread_mutex_unlock(&w->inbox_lock);
+    weft_task *head = atomic_load_explicit(stack, memory_order_relaxed);
+    do {
+        last->rq_next = head;
+    } while (!atomic_compare_exchange_weak_explicit(stack, &head, first, memory_order_seq_cst,
+                                                    memory_order_relaxed));
+}
+
+/* Takes a remote stack whole, oldest first. */
+static weft_task *take_remote(_Atomic(weft_task *) *stack)
+{
+    if (!atomic_load_explicit(stack, memory_order_relaxed))
+        return NULL;
+    weft_task *t = atomic_exchange_explicit(stack, NULL, memory_order_acquire);
+    weft_task *fifo = NULL;
     while (t) {
+        weft_task *next = t->rq_next;
+        t->rq_next = fifo;
+        fifo = t;
+        t = next;
+    }
+    return fifo;
+}
+
+static void drain_remote(weft__worker *w)
+{
+    for (weft_task *t = take_remote(&w->remote_wakes); t;) {
         weft_task *next = t->rq_next;
         weft__sched_push(&w->sched, t, PUSH_QUEUE);
         t = next;
     }
+    weft_task *t = take_remote(&w->remote_adopt);
+    if (t)
+        w->count.steal_successes++;
+    while (t) {
+        weft_task *next = t->rq_next;
+        w->owned++;
+        w->count.tasks_stolen++;
+        w->sched.queues[t->queue].live++;
+        weft__sched_push(&w->sched, t, PUSH_QUEUE);
+        t = next;
+    }
+}
+
+static bool remote_pending(weft__worker *w)
+{
+    return atomic_load_explicit(&w->remote_wakes, memory_order_seq_cst) ||
+           atomic_load_explicit(&w->remote_adopt, memory_order_seq_cst);
 }
 
 static void on_wake_fd(weft__op *op, int res, uint32_t cflags)
@@ -87,7 +136,6 @@ static void on_wake_fd(weft__op *op, int res, uint32_t cflags)
     w->wake_armed = false;
     (void)res;
     (void)cflags;
-    drain_inbox(w);
     arm_wake_read(w);
 }
 
@@ -102,26 +150,315 @@ static void arm_wake_read(weft__worker *w)
     w->wake_armed = true;
 }
 
+static void eventfd_wake(weft__worker *to)
+{
+    uint64_t one = 1;
+    ssize_t n = write(to->wake_fd, &one, sizeof one);
+    (void)n;
+}
+
+/* Ends `to`'s wait in io_uring_enter if it is parked there (or about to
+ * be: it sets `parked` before it looks at its remote stacks one last
+ * time). A worker posts a CQE on to's ring with MSG_RING; any other thread
+ * writes to's eventfd. */
+static void notify(weft__worker *to)
+{
+    if (!atomic_load_explicit(&to->parked, memory_order_seq_cst) ||
+        !atomic_exchange_explicit(&to->parked, 0, memory_order_seq_cst))
+        return;
+    weft__worker *self = weft__worker_self();
+    if (self && self->rt == to->rt && !to->rt->embedded) {
+        self->count.wakes_sent++;
+        struct io_uring_sqe *sqe = weft__ring_sqe(&self->ring, NULL);
+        if (sqe) {
+            io_uring_prep_msg_ring(sqe, to->ring.uring.ring_fd, 0, WEFT__RING_WAKE_TAG, 0);
+            /* No completion here when it works, and a failure's CQE is
+             * tagged too: it is not an op in flight of this ring. */
+            io_uring_sqe_set_data64(sqe, WEFT__RING_WAKE_TAG | (uint64_t)(to->index + 1) << 32);
+            sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+            self->ring.pending_sqes--;
+            /* At once: the sender may run a long task before its next
+             * scheduling point. */
+            int n = io_uring_submit(&self->ring.uring);
+            if (n >= 0) {
+                self->count.wakes_msg_ring++;
+                return;
+            }
+        }
+        self->count.wakes_eventfd++;
+    }
+    eventfd_wake(to);
+}
+
+/* A MSG_RING to a parked worker failed in the kernel: wake it the other
+ * way, or it might sleep on. */
+static void on_wake_failed(weft__ring *r, unsigned index)
+{
+    weft__worker *w = (weft__worker *)((char *)r - offsetof(weft__worker, ring));
+    if (index < w->rt->nworkers)
+        eventfd_wake(&w->rt->workers[index]);
+}
+
 void weft__worker_schedule(weft_task *t)
 {
-    weft__worker *w = t->owner;
+    weft__worker *w = weft__task_owner(t);
     if (weft__worker_self() == w) {
         /* Woken by the running task: a candidate for the LIFO slot. */
         weft__sched_push(&w->sched, t, w->current ? PUSH_WOKEN : PUSH_QUEUE);
         return;
     }
-    pthread_mutex_lock(&w->inbox_lock);
-    t->rq_next = NULL;
-    if (w->inbox_tail)
-        w->inbox_tail->rq_next = t;
+    push_remote(&w->remote_wakes, t, t);
+    notify(w);
+}
+
+void weft__worker_hand_over(weft__worker *to, weft_task *first, weft_task *last)
+{
+    push_remote(&to->remote_adopt, first, last);
+    notify(to);
+}
+
+void weft__runtime_wake_all(weft__runtime *rt)
+{
+    /* Rare (the end of a run): the eventfd, which cannot fail. */
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__worker *w = &rt->workers[i];
+        if (atomic_load_explicit(&w->parked, memory_order_seq_cst) &&
+            atomic_exchange_explicit(&w->parked, 0, memory_order_seq_cst))
+            eventfd_wake(w);
+    }
+}
+
+/* ---- moving work between workers ------------------------------------------ */
+
+/* Stealable (DESIGN §6): nothing ties the task to this worker's ring. */
+static bool stealable(const weft_task *t)
+{
+    return !(t->flags & (WEFT_TASK_STICKY | TASK_F_MAINTENANCE)) && t->ring_ops == 0 &&
+           t->ring_bound == 0;
+}
+
+static void become_hungry(weft__worker *w)
+{
+    if (atomic_load_explicit(&w->hungry, memory_order_relaxed))
+        return;
+    atomic_store_explicit(&w->hungry, true, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&w->rt->nhungry, 1, memory_order_seq_cst);
+    w->count.steal_attempts++;
+}
+
+/* True if this call took the hunger flag off w (it had it). */
+static bool claim_hungry(weft__worker *w)
+{
+    bool expect = true;
+    if (!atomic_load_explicit(&w->hungry, memory_order_relaxed) ||
+        !atomic_compare_exchange_strong_explicit(&w->hungry, &expect, false, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return false;
+    atomic_fetch_sub_explicit(&w->rt->nhungry, 1, memory_order_relaxed);
+    return true;
+}
+
+/* A worker is hungry and this one has queued work: hand it about half of
+ * the stealable tasks, each keeping its queue. */
+static void donate(weft__worker *w)
+{
+    uint64_t queued = weft__sched_queued(&w->sched);
+    if (queued < 2)
+        return;
+    weft__runtime *rt = w->rt;
+    weft__worker *to = NULL;
+    for (unsigned k = 1; k < rt->nworkers && !to; k++) {
+        weft__worker *c = &rt->workers[(w->index + k) % rt->nworkers];
+        if (claim_hungry(c))
+            to = c;
+    }
+    if (!to)
+        return;
+    weft_task *first, *last;
+    unsigned n = weft__sched_take(&w->sched, (unsigned)(queued / 2), stealable, &first, &last);
+    if (n == 0) {
+        /* Everything queued is pinned here: let another worker feed it
+         * (its hunger goes back as it was, counted once). */
+        atomic_store_explicit(&to->hungry, true, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&rt->nhungry, 1, memory_order_seq_cst);
+        return;
+    }
+    for (weft_task *t = first; t; t = t->rq_next)
+        __atomic_store_n(&t->owner, to, __ATOMIC_RELAXED);
+    w->owned -= n;
+    w->count.tasks_donated += n;
+    weft__worker_hand_over(to, first, last);
+}
+
+/* ---- spawns from outside the runtime -------------------------------------- */
+
+typedef struct weft__inject {
+    struct weft__inject *next;
+    weft_fn fn;
+    void *arg;
+    weft_spawn_opts opts;
+    char name[TASK_NAME_MAX];
+} weft__inject;
+
+/* Spawns up to a few queued outside requests on w. */
+static bool take_inject(weft__worker *w)
+{
+    weft__runtime *rt = w->rt;
+    w->since_inject = 0;
+    if (!atomic_load_explicit(&rt->inject_pending, memory_order_acquire))
+        return false;
+    pthread_mutex_lock(&rt->inject_lock);
+    weft__inject *list = rt->inject_head;
+    unsigned n = 0;
+    weft__inject **end = &rt->inject_head;
+    while (*end && n < 16) {
+        end = &(*end)->next;
+        n++;
+    }
+    rt->inject_head = *end;
+    if (!rt->inject_head)
+        rt->inject_tail = NULL;
+    *end = NULL;
+    pthread_mutex_unlock(&rt->inject_lock);
+    bool late = atomic_load_explicit(&rt->main_done, memory_order_acquire);
+    while (list) {
+        weft__inject *next = list->next;
+        weft_task *t;
+        if (weft__spawn_internal(&t, &list->opts, list->fn, list->arg, 0, false) == 0) {
+            w->count.injected++;
+            /* After the main task finished, background work is cancelled:
+             * so is a request that comes in that late. */
+            if (late)
+                weft__tree_cancel(t, NULL);
+        }
+        free(list);
+        atomic_fetch_sub_explicit(&rt->inject_pending, 1, memory_order_release);
+        list = next;
+    }
+    return n != 0;
+}
+
+int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn fn, void *arg)
+{
+    weft__runtime *rt = (weft__runtime *)handle;
+    static const weft_spawn_opts defaults;
+    if (!rt || !fn)
+        return -EINVAL;
+    if (!o)
+        o = &defaults;
+    if (o->flags & ~(WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN))
+        return -EINVAL;
+    if (o->queue && weft__config_queue_index(&rt->cfg, o->queue) < 0)
+        return -ENOENT;
+    if (o->stack_size && weft__stack_class(o->stack_size) < 0)
+        return -EINVAL;
+    weft__inject *req = weft__calloc(1, sizeof *req);
+    if (!req)
+        return -ENOMEM;
+    req->fn = fn;
+    req->arg = arg;
+    req->opts = *o;
+    req->opts.flags |= WEFT_TASK_BACKGROUND;
+    if (o->queue)
+        req->opts.queue = rt->cfg.queues[weft__config_queue_index(&rt->cfg, o->queue)].name;
+    if (o->name) {
+        snprintf(req->name, sizeof req->name, "%s", o->name);
+        req->opts.name = req->name;
+    }
+    pthread_mutex_lock(&rt->inject_lock);
+    if (atomic_load_explicit(&rt->main_done, memory_order_acquire)) {
+        pthread_mutex_unlock(&rt->inject_lock);
+        free(req);
+        return -ESHUTDOWN;
+    }
+    if (rt->inject_tail)
+        rt->inject_tail->next = req;
     else
-        w->inbox_head = t;
-    w->inbox_tail = t;
-    atomic_store_explicit(&w->inbox_nonempty, true, memory_order_release);
-    pthread_mutex_unlock(&w->inbox_lock);
-    uint64_t one = 1;
-    ssize_t n = write(w->wake_fd, &one, sizeof one);
-    (void)n;
+        rt->inject_head = req;
+    rt->inject_tail = req;
+    atomic_fetch_add_explicit(&rt->inject_pending, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&rt->inject_lock);
+    /* Any parked worker will do; when none is parked, a busy one looks at
+     * the queue within inject_interval picks. */
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__worker *w = &rt->workers[i];
+        if (atomic_load_explicit(&w->parked, memory_order_seq_cst)) {
+            notify(w);
+            break;
+        }
+    }
+    return 0;
+}
+
+weft_runtime *weft_runtime_current(void)
+{
+    weft__worker *w = weft__worker_self();
+    return w ? (weft_runtime *)w->rt : NULL;
+}
+
+/* ---- running a function on every worker ------------------------------------ */
+
+typedef struct every_call {
+    int (*fn)(weft__worker *, void *);
+    void *arg;
+    _Atomic unsigned pending;
+    _Atomic int error;
+    weft_task *waiter;
+} every_call;
+
+static void every_record(every_call *c, int r)
+{
+    int zero = 0;
+    if (r < 0)
+        atomic_compare_exchange_strong(&c->error, &zero, r);
+}
+
+static void *every_task(void *arg)
+{
+    every_call *c = arg;
+    every_record(c, c->fn(weft__worker_self(), c->arg));
+    weft_task *waiter = c->waiter;
+    if (atomic_fetch_sub_explicit(&c->pending, 1, memory_order_acq_rel) == 1) {
+        /* The waiter's extra reference keeps its record valid until this
+         * wake is done, even if it sees pending at 0 and moves on. */
+        weft__task_wake(waiter);
+        weft__task_ref_drop(waiter);
+    }
+    return NULL;
+}
+
+int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
+{
+    weft__worker *w = weft__worker_self();
+    if (!w || !w->current)
+        return -EPERM;
+    weft__runtime *rt = w->rt;
+    every_call c = {.fn = fn, .arg = arg, .waiter = w->current};
+    atomic_fetch_add_explicit(&c.waiter->state, TASK_REF_ONE, memory_order_relaxed);
+    atomic_init(&c.pending, 1);
+    atomic_init(&c.error, 0);
+    unsigned self = w->index;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        if (i == self)
+            continue;
+        weft_task *t;
+        weft_spawn_opts o = {.flags = WEFT_TASK_STICKY | WEFT_TASK_BACKGROUND,
+                             .name = "weft-every"};
+        atomic_fetch_add_explicit(&c.pending, 1, memory_order_relaxed);
+        int r = weft__spawn_on(&rt->workers[i], &t, &o, every_task, &c);
+        if (r < 0) {
+            atomic_fetch_sub_explicit(&c.pending, 1, memory_order_relaxed);
+            every_record(&c, r);
+        }
+    }
+    /* The calling task may not move while the others still use c. */
+    every_record(&c, fn(weft__worker_self(), arg));
+    if (atomic_fetch_sub_explicit(&c.pending, 1, memory_order_acq_rel) == 1)
+        weft__task_ref_drop(c.waiter);
+    else
+        while (atomic_load_explicit(&c.pending, memory_order_acquire))
+            weft__task_park();
+    return atomic_load(&c.error);
 }
 
 /* ---- running tasks -------------------------------------------------------- */
@@ -209,19 +546,25 @@ static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft
     }
 }
 
-static uint64_t live_tasks(const weft__worker *w)
+/* The runtime has nothing left to run: no live task (on any worker) and
+ * no outside spawn waiting. */
+static bool runtime_done(const weft__worker *w)
 {
-    const weft__worker_counters *c = &w->count;
-    return c->spawned - c->completed - c->cancelled - c->panicked;
+    const weft__runtime *rt = w->rt;
+    if (atomic_load_explicit(&rt->inject_pending, memory_order_seq_cst))
+        return false;
+    if (!w->threaded)
+        return w->owned == 0;
+    return atomic_load_explicit(&((weft__runtime *)rt)->live_tasks, memory_order_seq_cst) == 0;
 }
 
-/* Drains the inbox, fires due timers and reaps completions, waiting up to
- * timeout_ns for one (0 = do not wait). */
+/* Takes what other threads queued, fires due timers and reaps completions,
+ * waiting up to timeout_ns for one (0 = do not wait). */
 static int worker_poll(weft__worker *w, uint64_t timeout_ns)
 {
     uint64_t now = weft_now_ns();
     w->sched.now = now;
-    drain_inbox(w);
+    drain_remote(w);
     if (w->timers.len)
         weft__timer_expire(&w->timers, now);
     bool other_io = w->ring.inflight > (w->wake_armed ? 1u : 0u) || w->ring.pending_sqes;
@@ -229,16 +572,28 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
         return 0;
     if (timeout_ns) {
         arm_wake_read(w);
-        w->count.parks++;
+        /* Tell wakers to ring, then look once more: a wake or hand-over
+         * pushed before this store is seen here, one pushed after it sees
+         * `parked` and posts a CQE that ends the wait. */
+        atomic_store_explicit(&w->parked, 1, memory_order_seq_cst);
+        drain_remote(w);
+        if (!weft__sched_empty(&w->sched) || runtime_done(w) ||
+            (w->threaded && atomic_load_explicit(&w->rt->inject_pending, memory_order_seq_cst)))
+            timeout_ns = 0;
+        else
+            w->count.parks++;
     }
     int r = weft__ring_wait(&w->ring, timeout_ns);
+    atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
     w->sched.now = weft_now_ns();
+    drain_remote(w);
     return r < 0 ? r : 0;
 }
 
 int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
 {
     weft__sched *sched = &w->sched;
+    weft__runtime *rt = w->rt;
     for (;;) {
         bool need_poll = false;
         weft_task *t = weft__sched_pick_fast(sched);
@@ -254,16 +609,24 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
                 if (r < 0)
                     return r;
             }
+            if (w->threaded) {
+                if (atomic_load_explicit(&rt->nhungry, memory_order_relaxed))
+                    donate(w);
+                if (++w->since_inject >= rt->cfg.inject_interval)
+                    take_inject(w);
+            }
             continue;
         }
         if (!need_poll)
             weft__sched_end_slice(sched);
         /* At slice ends, when a timer is due, and before deciding there is
-         * nothing to run: timers, the inbox and the ring. */
+         * nothing to run: timers, other threads' wakes and the ring. */
         int r = worker_poll(w, 0);
         if (r < 0)
             return r;
         if (!need_poll && weft__sched_empty(sched)) {
+            if (take_inject(w))
+                continue;
             weft__maintenance_idle(w);
             if (weft__sched_empty(sched))
                 return 0;
@@ -278,9 +641,30 @@ uint64_t weft__worker_next_deadline(const weft__worker *w)
     return weft__timer_next(&w->timers);
 }
 
+/* Idle with several workers: ask for work, and spin a little for it before
+ * parking (a hand-over usually follows within a task run). Returns true
+ * when something arrived. */
+static bool hunt(weft__worker *w)
+{
+    become_hungry(w);
+    for (unsigned i = 0; i < WEFT_IDLE_SPINS; i++) {
+        if (remote_pending(w) || runtime_done(w) ||
+            atomic_load_explicit(&w->rt->inject_pending, memory_order_relaxed))
+            return true;
+        weft__cpu_relax();
+    }
+    return false;
+}
+
+static void leave_hunger(weft__worker *w)
+{
+    if (atomic_load_explicit(&w->hungry, memory_order_relaxed) && claim_hungry(w))
+        w->count.steal_attempts--; /* found work of its own: not a steal */
+}
+
 /* The scheduler loop of weft_run: run what is ready, then park in
  * io_uring_enter until the next timer, a completion or a wake from another
- * thread; until no task is left. */
+ * thread; until no task is left anywhere. */
 int weft__worker_run(weft__worker *w)
 {
     weft__worker_start(w);
@@ -288,8 +672,16 @@ int weft__worker_run(weft__worker *w)
         int r = weft__worker_run_ready(w, UINT64_MAX);
         if (r < 0)
             return r;
-        if (live_tasks(w) == 0)
-            return 0;
+        if (runtime_done(w))
+            break;
+        if (w->threaded && hunt(w)) {
+            r = worker_poll(w, 0);
+            if (r < 0)
+                return r;
+            if (!weft__sched_empty(&w->sched))
+                leave_hunger(w);
+            continue;
+        }
         /* Idle: give back deep pages of long-unused stacks, then park. */
         uint64_t now = w->sched.now;
         weft__stack_trim(&w->stacks, 64, now);
@@ -303,7 +695,14 @@ int weft__worker_run(weft__worker *w)
         r = worker_poll(w, timeout);
         if (r < 0)
             return r;
+        if (!weft__sched_empty(&w->sched))
+            leave_hunger(w);
     }
+    leave_hunger(w);
+    /* Tell the others: they may be parked waiting for work that will not
+     * come. */
+    weft__runtime_wake_all(w->rt);
+    return 0;
 }
 
 void weft__worker_start(weft__worker *w)
@@ -314,25 +713,30 @@ void weft__worker_start(weft__worker *w)
 
 uint64_t weft__worker_live_tasks(const weft__worker *w)
 {
-    return live_tasks(w);
+    return w->owned;
 }
 
 int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool embedded)
 {
+    /* A worker thread sets itself up after pthread_create stored its id
+     * here: keep it, weft_run joins by it. */
+    pthread_t thread = w->thread;
     memset(w, 0, sizeof *w);
+    w->thread = thread;
     w->rt = rt;
     w->index = index;
+    w->threaded = rt->threaded;
     w->wake_fd = -1;
     w->wake_op.complete = on_wake_fd;
     weft__fiber_init_thread(&w->fiber);
     weft__stack_pool_init(&w->stacks);
-    pthread_mutex_init(&w->inbox_lock, NULL);
     int r = weft__sched_init(&w->sched, &rt->cfg);
     if (r < 0)
         goto fail_sched;
     r = weft__ring_init(&w->ring, rt->cfg.ring_entries, embedded);
     if (r < 0)
         goto fail_ring;
+    w->ring.wake_failed = on_wake_failed;
     weft__ring_register_tables(&w->ring, rt->cfg.direct_fds, rt->cfg.fixed_buffers);
     if (w->ring.direct_slots) {
         w->direct_owner = weft__calloc(w->ring.direct_slots, sizeof *w->direct_owner);
@@ -360,7 +764,6 @@ fail_fd:
 fail_ring:
     weft__sched_fini(&w->sched);
 fail_sched:
-    pthread_mutex_destroy(&w->inbox_lock);
     return r;
 }
 
@@ -377,7 +780,10 @@ void weft__worker_fini(weft__worker *w)
     free(w->close_slots);
     weft__timer_heap_fini(&w->timers);
     weft__sched_fini(&w->sched);
+}
+
+void weft__worker_release_pools(weft__worker *w)
+{
     weft__stack_pool_fini(&w->stacks);
     weft__record_pool_fini(&w->records);
-    pthread_mutex_destroy(&w->inbox_lock);
 }

@@ -1,9 +1,17 @@
 /* Workers and the runtime (internal).
  *
- * A worker owns one io_uring, one run queue, one timer heap and one stack
+ * A worker owns one io_uring, its queues, one timer heap and one stack
  * pool, and resumes only its own tasks. Its scheduler loop runs on the
  * thread's own stack (the worker fiber); a task runs until it yields, parks
  * or ends, and then switches back to that loop.
+ *
+ * Several workers (docs/workers.md): each is a thread. Other threads reach
+ * a worker only through two lock-free stacks (wakes of its tasks, and tasks
+ * handed over to it) and, when it is parked in io_uring_enter, a MSG_RING
+ * from a worker's ring or an eventfd write from any other thread. Work moves
+ * from a busy worker to a hungry one by the busy one handing over about
+ * half of its stealable queued tasks at its next pick, so every queue and
+ * policy stays owner-only and the hot path takes no lock.
  */
 #ifndef WEFT_RUNTIME_WORKER_H
 #define WEFT_RUNTIME_WORKER_H
@@ -32,6 +40,11 @@ typedef enum weft__switch_reason {
 typedef struct weft__worker_counters {
     uint64_t spawned, completed, cancelled, panicked;
     uint64_t switches, parks;
+    /* Work moving between workers. An attempt is a spell of hunger (idle
+     * with nothing to take); it succeeds when tasks arrive in it. */
+    uint64_t steal_attempts, steal_successes, tasks_stolen, tasks_donated;
+    uint64_t wakes_sent, wakes_msg_ring, wakes_eventfd; /* to parked workers */
+    uint64_t injected; /* outside spawns this worker took from the inject queue */
 } weft__worker_counters;
 
 struct weft__runtime;
@@ -52,12 +65,19 @@ typedef struct weft__worker {
     weft__ring ring;
     weft__record_pool records; /* task records */
     weft__worker_counters count;
+    bool threaded;         /* the runtime has several workers */
+    uint64_t owned;        /* live tasks it owns: spawned here or handed over */
+    unsigned since_inject; /* picks since the inject queue was last looked at */
+    pthread_t thread;      /* workers 1..N-1: their own threads */
 
-    /* Wakes from other threads: a locked inbox plus an eventfd that a read
-     * on the ring watches, so a parked worker wakes at once. */
-    pthread_mutex_t inbox_lock;
-    weft_task *inbox_head, *inbox_tail;
-    _Atomic bool inbox_nonempty;
+    /* From other threads, lock-free stacks linked through rq_next: tasks
+     * of this worker woken elsewhere, and tasks handed over to it. */
+    _Atomic(weft_task *) remote_wakes;
+    _Atomic(weft_task *) remote_adopt;
+    _Atomic int parked;  /* set before io_uring_enter waits: wake it */
+    _Atomic bool hungry; /* idle: a busy worker may hand tasks over */
+    /* Foreign threads (no ring of their own) wake a parked worker through
+     * an eventfd that a read on the ring watches. */
     int wake_fd;
     weft__op wake_op;
     uint64_t wake_buf;
@@ -85,19 +105,55 @@ typedef struct weft__runtime {
     int default_stack_class;
     unsigned nworkers;
     weft__worker *workers;
+    bool threaded; /* several workers: the tree lock and live_tasks count */
     _Atomic uint64_t next_task_id;
-    _Atomic uint64_t live_tasks; /* spawned, not complete (pseudo-roots excluded) */
+    _Atomic uint64_t live_tasks; /* threaded: spawned, not complete (pseudo-roots excluded) */
     struct weft_task root;       /* parent of background and outside-spawned tasks */
     struct weft_task orphans;    /* adopts children under WEFT_ORPHANS_ADOPT */
+    pthread_mutex_t tree_lock;   /* see task/tree.c */
     weft_task *main_task;
-    bool main_done;
-    bool embedded; /* driven by weft_executor_run */
+    _Atomic bool main_done;
+    bool embedded;            /* driven by weft_executor_run */
+    _Atomic unsigned nhungry; /* workers with `hungry` set */
+    _Atomic int start_error;  /* the first failure of a worker (to start, or its ring) */
+    void *start_sync;         /* weft_run's barriers */
+
+    /* Spawns from threads outside the runtime (weft_runtime_spawn): a
+     * locked list that workers look at every inject_interval picks and
+     * before parking. inject_pending counts requests not yet spawned; they
+     * keep the runtime alive. */
+    pthread_mutex_t inject_lock;
+    struct weft__inject *inject_head, *inject_tail;
+    _Atomic unsigned inject_pending;
+    _Atomic bool buffers_busy; /* a registered-buffer change is under way */
+
+    /* Services started on first use, guarded by lazy_lock: the blocking
+     * pool (runtime/blocking.c) and signal waiting (runtime/signal.c).
+     * weft__runtime_teardown stops them. */
+    pthread_mutex_t lazy_lock;
+    struct weft__blocking *blocking;
+    struct weft__signals *signals;
 } weft__runtime;
 
 /* Validates cfg into rt->cfg and sets up what every runtime has (task ids,
  * the root and the orphan root); workers are the caller's business.
  * Returns 0 or -EINVAL (reason in weft_last_config_error()). */
 int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg);
+/* Stops what weft__runtime_setup and first use started (blocking pool,
+ * signal handlers); call after every worker has stopped. */
+void weft__runtime_teardown(weft__runtime *rt);
+/* The runtime services' own teardown (blocking.c, signal.c); each is a
+ * no-op when its service never started. */
+void weft__blocking_fini(weft__runtime *rt);
+void weft__signals_fini(weft__runtime *rt);
+
+/* Wakes every parked worker (the last task finished, or shutdown). */
+void weft__runtime_wake_all(weft__runtime *rt);
+/* Starts fn(w, arg) on every worker's own thread (the caller's worker runs
+ * it inline) and waits for all: for ring-wide changes under SINGLE_ISSUER,
+ * such as registering buffers. Returns the first error, else 0. Only from a
+ * task; not interruptible. */
+int weft__on_every_worker(int (*fn)(struct weft__worker *w, void *arg), void *arg);
 
 /* The worker of the calling thread, or NULL. Never inlined (DESIGN §6). */
 weft__worker *weft__worker_self(void);
@@ -106,7 +162,12 @@ void weft__worker_set_self(weft__worker *w);
 /* embedded: the worker is driven by a host loop (weft_executor_*): its ring
  * posts completions without DEFER_TASKRUN and signals an eventfd. */
 int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool embedded);
+/* Closes the ring and frees what the worker alone uses; on its own thread,
+ * after every worker has left its loop. */
 void weft__worker_fini(weft__worker *w);
+/* Frees its stacks and task records: once no worker runs, since tasks
+ * carry both from worker to worker. */
+void weft__worker_release_pools(weft__worker *w);
 /* Runs the scheduler loop until the runtime has no live task left. */
 int weft__worker_run(weft__worker *w);
 /* Arms the worker's wake-up read and its clock; weft__worker_run does it. */
@@ -118,9 +179,12 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns);
 /* The earliest armed timer, UINT64_MAX when none. */
 uint64_t weft__worker_next_deadline(const weft__worker *w);
 uint64_t weft__worker_live_tasks(const weft__worker *w);
-/* Queues a runnable task on its owner; from another thread it goes through
- * the owner's inbox. */
+/* Queues a runnable task on its owner; from another thread it goes
+ * through the owner's remote stack, and wakes it if it is parked. */
 void weft__worker_schedule(weft_task *t);
+/* Hands queued, stealable tasks (a list through rq_next, owners already
+ * set to `to`) over to `to`, and wakes it. */
+void weft__worker_hand_over(weft__worker *to, weft_task *first, weft_task *last);
 /* Switches from the running task back to the worker's loop. */
 static inline void weft__worker_switch_out(weft__worker *w, weft_task *t, weft__switch_reason why)
 {

@@ -300,3 +300,60 @@ bool weft__sched_empty(const weft__sched *s)
             return false;
     return true;
 }
+
+unsigned weft__sched_take(weft__sched *s, unsigned max, bool (*movable)(const weft_task *),
+                          weft_task **first, weft_task **last)
+{
+    unsigned taken = 0;
+    *first = *last = NULL;
+    for (unsigned i = 0; i < s->nqueues && taken < max; i++) {
+        weft__queue *q = &s->queues[i];
+        /* Look at each queued task once, in the policy's order: the tasks
+         * it would run first go, the pinned ones are pushed back. */
+        uint64_t look = q->nqueued;
+        weft_task *keep = NULL, *keep_tail = NULL;
+        while (look-- && taken < max) {
+            weft_sched_entity *e = q->rfifo ? weft__rfifo_pop(q->state) : q->policy->pop(q->state);
+            if (!e)
+                break;
+            q->nqueued--;
+            weft_task *t = weft__task_of_entity(e);
+            t->rq_next = NULL;
+            if (!movable(t)) {
+                if (keep_tail)
+                    keep_tail->rq_next = t;
+                else
+                    keep = t;
+                keep_tail = t;
+                continue;
+            }
+            /* It leaves this worker for good: the policy forgets it as it
+             * would a finished task. */
+            q->live--;
+            if (!q->rfifo && q->policy->exit)
+                q->policy->exit(q->state, e);
+            if (*last)
+                (*last)->rq_next = t;
+            else
+                *first = t;
+            *last = t;
+            taken++;
+        }
+        while (keep) {
+            weft_task *next = keep->rq_next;
+            policy_push(s, keep);
+            keep = next;
+        }
+        if (q->active && q->nqueued == 0 && q != s->cur)
+            deactivate(s, q);
+    }
+    return taken;
+}
+
+uint64_t weft__sched_queued(const weft__sched *s)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < s->nqueues; i++)
+        n += s->queues[i].nqueued;
+    return n;
+}

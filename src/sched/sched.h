@@ -98,6 +98,13 @@ bool weft__sched_should_yield(const weft__sched *s, uint64_t ran_ns);
 /* Ends the current slice (the worker polled I/O or went idle). */
 void weft__sched_end_slice(weft__sched *s);
 bool weft__sched_empty(const weft__sched *s);
+/* Tasks queued in the policies (the LIFO slot not counted). */
+uint64_t weft__sched_queued(const weft__sched *s);
+/* Takes up to max queued tasks for which movable() is true, in each
+ * queue's policy order, out of this scheduler (each policy sees exit), and
+ * returns them linked through rq_next, still with their queue index. */
+unsigned weft__sched_take(weft__sched *s, unsigned max, bool (*movable)(const weft_task *),
+                          weft_task **first, weft_task **last);
 
 /* ---- the default configuration's hot path, inline ------------------------
  * One untimed runnable-FIFO queue mid-slice has nothing to decide: push

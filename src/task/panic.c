@@ -35,12 +35,12 @@ void weft_panic(const char *fmt, ...)
     weft_task *t = w ? w->current : NULL;
     if (!t || w->rt->cfg.on_panic != WEFT_PANIC_CATCH)
         die(t, buf);
-    if (t->flags & (TASK_F_PANICKED | TASK_F_FINISHING))
+    if (t->run_flags & (TASK_R_PANICKED | TASK_R_FINISHING))
         die(t, buf); /* a panic while ending (in a defer): nothing sane is left */
     char *msg = weft__malloc(PANIC_MSG_MAX);
     if (msg)
         snprintf(msg, PANIC_MSG_MAX, "%s", buf);
     t->panic_msg = msg; /* NULL if memory is that short: the outcome still says it */
-    t->flags |= TASK_F_PANICKED;
+    t->run_flags |= TASK_R_PANICKED;
     weft__task_finish(t);
 }

@@ -15,6 +15,10 @@
     (WEFT_TASK_BACKGROUND | WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN | WEFT_TASK_SPAWN_LIFO |  \
      WEFT_TASK_SPAWN_FIFO)
 
+#if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) /* the sanitizers' fiber fields */
+_Static_assert(sizeof(struct weft_task) == 256, "the task record is 256 bytes (record.h)");
+#endif
+
 struct weft__defer {
     struct weft__defer *next;
     void (*fn)(void *);
@@ -115,14 +119,11 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     return r;
 }
 
-int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn, void *arg,
-                         unsigned internal_flags, bool handle)
+/* Spawns on `owner`, from the calling thread's worker w (which provides
+ * the record). */
+static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const weft_spawn_opts *o,
+                 weft_fn fn, void *arg, unsigned internal_flags, bool handle)
 {
-    if (!fn)
-        return -EINVAL;
-    weft__worker *w = weft__worker_self();
-    if (!w)
-        return -EPERM;
     weft__runtime *rt = w->rt;
     int size_class = rt->default_stack_class;
     if (o->stack_size) {
@@ -138,10 +139,13 @@ int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn,
             return -ENOENT;
     }
     /* Make sure a stack can be had before promising to run the task; the
-     * stack itself is taken (and touched) only at the first run. */
-    int r = weft__stack_reserve(&w->stacks, size_class);
-    if (r < 0)
-        return r;
+     * stack itself is taken (and touched) only at the first run. (Another
+     * worker's pool is its own business: there the first run reports it.) */
+    if (owner == w) {
+        int r = weft__stack_reserve(&w->stacks, size_class);
+        if (r < 0)
+            return r;
+    }
     char *name = NULL;
     if (o->name) {
         size_t len = strnlen(o->name, TASK_NAME_MAX - 1);
@@ -169,7 +173,7 @@ int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn,
 #ifndef NDEBUG
     t->magic = TASK_MAGIC_LIVE;
 #endif
-    t->owner = w;
+    t->owner = owner;
     t->stack = NULL;
     t->fn = fn;
     t->arg = arg;
@@ -195,12 +199,43 @@ int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn,
     t->ring_ops = 0;
     t->ring_bound = 0;
     t->name = name;
+    t->run_flags = 0;
+    weft__tree_lock(rt);
     weft__tree_link(parent, t);
-    w->count.spawned++;
+    weft__tree_unlock(rt);
+    if (!(internal_flags & TASK_F_UNCOUNTED))
+        w->count.spawned++;
+    if (rt->threaded)
+        atomic_fetch_add_explicit(&rt->live_tasks, 1, memory_order_relaxed);
+    *task = t;
+    if (owner != w) {
+        weft__worker_hand_over(owner, t, t); /* counted there on arrival */
+        return 0;
+    }
+    w->owned++;
     w->sched.queues[queue].live++;
     weft__sched_push(&w->sched, t, o->flags & WEFT_TASK_SPAWN_LIFO ? PUSH_FIRST : PUSH_QUEUE);
-    *task = t;
     return 0;
+}
+
+int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn, void *arg,
+                         unsigned internal_flags, bool handle)
+{
+    if (!fn)
+        return -EINVAL;
+    weft__worker *w = weft__worker_self();
+    if (!w)
+        return -EPERM;
+    return spawn(w, w, task, o, fn, arg, internal_flags, handle);
+}
+
+int weft__spawn_on(weft__worker *owner, weft_task **task, const weft_spawn_opts *o, weft_fn fn,
+                   void *arg)
+{
+    weft__worker *w = weft__worker_self();
+    if (!w)
+        return -EPERM;
+    return spawn(w, owner, task, o, fn, arg, TASK_F_UNCOUNTED | TASK_F_MAINTENANCE, false);
 }
 
 /* ---- join / detach / queries ---------------------------------------------- */
@@ -380,13 +415,14 @@ int weft_wait_children(void)
     weft_task *t = weft__task_current();
     if (!t)
         return -EPERM;
-    int r = 0;
-    while (t->live_children && r == 0) {
-        t->flags |= TASK_F_WAIT_KIDS;
-        r = weft__task_park_interruptible();
-        t->flags &= ~TASK_F_WAIT_KIDS;
+    weft__runtime *rt = weft__worker_self()->rt;
+    while (weft__tree_wait_kids_arm(rt, t)) {
+        int r = weft__task_park_interruptible();
+        /* The last child may have gone as we gave up: then it is 0. */
+        if (r < 0)
+            return weft__tree_wait_kids_disarm(rt, t) ? r : 0;
     }
-    return t->live_children ? r : 0;
+    return 0;
 }
 
 /* ---- deadlines and shields ------------------------------------------------ */
@@ -461,7 +497,7 @@ void weft__task_entry(void *transfer)
 {
     weft__fiber_started();
     weft_task *t = transfer;
-    t->flags |= TASK_F_STARTED;
+    t->run_flags |= TASK_R_STARTED;
     uintptr_t sp = ((uintptr_t)__builtin_frame_address(0) - FINISH_ZONE) & ~(uintptr_t)15;
     t->result = weft__ctx_call(t->fn, t->arg, (void *)sp);
     weft__task_finish(t);
@@ -482,56 +518,60 @@ static void run_defers(weft_task *t)
 static void complete(weft__worker *w, weft_task *t)
 {
     weft__runtime *rt = w->rt;
-    if (t->flags & TASK_F_PANICKED) {
+    if (t->run_flags & TASK_R_PANICKED) {
         t->outcome = WEFT_EPANIC;
-        w->count.panicked++;
-    } else if (t->flags & TASK_F_CANCEL_SEEN) {
+        w->count.panicked += !(t->flags & TASK_F_UNCOUNTED);
+    } else if (t->run_flags & TASK_R_CANCEL_SEEN) {
         t->outcome = -ECANCELED;
-        w->count.cancelled++;
+        w->count.cancelled += !(t->flags & TASK_F_UNCOUNTED);
     } else {
         t->outcome = 0;
-        w->count.completed++;
+        w->count.completed += !(t->flags & TASK_F_UNCOUNTED);
     }
     if (t->outcome != 0)
         t->result = NULL;
+    w->owned--;
+    weft__tree_lock(rt);
     weft__tree_unlink(t);
+    if (t == rt->main_task) {
+        /* The main task is done: background tasks are cancelled now and the
+         * workers run until every task has finished. */
+        atomic_store_explicit(&rt->main_done, true, memory_order_release);
+        weft__tree_cancel_children_locked(&rt->root);
+    }
+    weft__tree_unlock(rt);
     uint64_t prev = atomic_fetch_or_explicit(&t->state, TASK_COMPLETE, memory_order_acq_rel);
     if (prev & TASK_JOIN_WAKER)
         weft__task_wake(t->joiner);
-    if (t == rt->main_task) {
-        /* The main task is done: background tasks are cancelled now and the
-         * loop runs until every task has finished. */
-        rt->main_done = true;
-        weft__tree_cancel_children(&rt->root);
-    }
+    if (rt->threaded && atomic_fetch_sub_explicit(&rt->live_tasks, 1, memory_order_acq_rel) == 1)
+        weft__runtime_wake_all(rt); /* the last task: every worker may stop */
 }
 
 void weft__task_complete_unstarted(weft_task *t)
 {
-    t->flags |= TASK_F_CANCEL_SEEN;
+    t->run_flags |= TASK_R_CANCEL_SEEN;
     complete(t->owner, t);
 }
 
 _Noreturn void weft__task_finish(weft_task *t)
 {
     weft__runtime *rt = weft__worker_self()->rt;
-    t->flags |= TASK_F_FINISHING;
+    t->run_flags |= TASK_R_FINISHING;
     if (load_state(t) & TASK_CANCELLED)
-        t->flags |= TASK_F_CANCEL_SEEN;
-    if (t->first_child) {
-        if (rt->cfg.orphans == WEFT_ORPHANS_ADOPT && !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
-            weft__tree_adopt_children(t, &rt->orphans);
-        } else {
-            weft__tree_cancel_children(t);
-            /* Children may borrow this stack: wait for every one of them,
-             * whatever cancellation says about us. */
-            while (t->live_children) {
-                t->flags |= TASK_F_WAIT_KIDS;
-                weft__task_park();
-            }
-            t->flags &= ~TASK_F_WAIT_KIDS;
-        }
+        t->run_flags |= TASK_R_CANCEL_SEEN;
+    weft__tree_lock(rt);
+    bool kids = t->first_child != NULL;
+    if (kids && rt->cfg.orphans == WEFT_ORPHANS_ADOPT && !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
+        weft__tree_adopt_children(t, &rt->orphans);
+        kids = false;
+    } else if (kids) {
+        weft__tree_cancel_children_locked(t);
     }
+    weft__tree_unlock(rt);
+    /* Children may borrow this stack: wait for every one of them, whatever
+     * cancellation says about us. */
+    while (kids && weft__tree_wait_kids_arm(rt, t))
+        weft__task_park();
     run_defers(t);
     weft__worker *w = weft__worker_self();
     if (t->ring_bound)

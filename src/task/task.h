@@ -8,6 +8,8 @@
  *   CANCELLED     cancellation requested.
  *   JOIN_INTEREST a join handle exists.
  *   JOIN_WAKER    a joiner is parked and stored in `joiner`.
+ *   WAIT_KIDS     parked until live_children reaches 0: the last child to
+ *                 leave (on whichever worker) clears it and wakes the task.
  *   refcount      in units of REF_ONE: one for the handle, one for the runtime.
  * Any thread may wake or cancel a task (fetch_or / CAS on this word); only the
  * owner worker resumes it. Yields and picks do not touch the word at all,
@@ -32,17 +34,22 @@
 #define TASK_CANCELLED     (1ull << 3)
 #define TASK_JOIN_INTEREST (1ull << 4)
 #define TASK_JOIN_WAKER    (1ull << 5)
-#define TASK_REF_ONE       (1ull << 6)
+#define TASK_WAIT_KIDS     (1ull << 6)
+#define TASK_REF_ONE       (1ull << 7)
 #define TASK_REF_MASK      (~(TASK_REF_ONE - 1))
 
-/* Task flags beyond the public WEFT_TASK_* ones (high bits). */
+/* Task flags beyond the public WEFT_TASK_* ones (high bits). `flags` is
+ * fixed at spawn, so any thread may read it. */
 #define TASK_F_ROOT        (1u << 16) /* a pseudo-task: the root or the orphan root */
 #define TASK_F_MAINTENANCE (1u << 17) /* never cancelled by the subtree APIs */
-#define TASK_F_STARTED     (1u << 18) /* its function has been entered */
-#define TASK_F_PANICKED    (1u << 19)
-#define TASK_F_FINISHING   (1u << 20) /* function done; awaiting children/defers */
-#define TASK_F_WAIT_KIDS   (1u << 21) /* parked until live_children reaches 0 */
-#define TASK_F_CANCEL_SEEN (1u << 22) /* the function returned after a cancel */
+#define TASK_F_UNCOUNTED   (1u << 18) /* the runtime's own errand: not in the task counts */
+
+/* `run_flags`: progress bits only the task itself (its running thread)
+ * reads and writes. */
+#define TASK_R_STARTED     (1u << 0) /* its function has been entered */
+#define TASK_R_PANICKED    (1u << 1)
+#define TASK_R_FINISHING   (1u << 2) /* function done; awaiting children/defers */
+#define TASK_R_CANCEL_SEEN (1u << 3) /* the function returned after a cancel */
 
 #define TASK_MAGIC_LIVE    0x7765667474736b31ull /* "weftask1" */
 #define TASK_MAGIC_DEAD    0xdeadbeefdeadbeefull
@@ -63,9 +70,12 @@ typedef struct weft__task_ext {
 
 struct weft_task {
     _Atomic uint64_t state;
-    uint64_t magic;             /* catches use of a joined/detached handle (debug) */
-    struct weft__worker *owner; /* the worker that resumes it */
-    struct weft_task *rq_next;  /* run queue link (owner only) */
+    uint64_t magic; /* catches use of a joined/detached handle (debug) */
+    /* The worker that resumes it. Changes only while the task is queued,
+     * by that worker (a hand-over to an idle worker); read it with
+     * weft__task_owner() when the task may be on another worker. */
+    struct weft__worker *owner;
+    struct weft_task *rq_next; /* run queue link (owner only) */
     weft__fiber fiber;
     weft__stack *stack; /* NULL until the first run */
     weft_fn fn;
@@ -76,8 +86,11 @@ struct weft_task {
     uint8_t stack_class;
     uint8_t queue; /* index into the worker's queues */
     uint8_t ndeadlines;
+    uint8_t run_flags; /* TASK_R_* */
     uint16_t shield;   /* shield_push depth */
-    uint16_t ring_ops; /* ops in flight on the owner's ring */
+    /* Pins to the owner: ops in flight on its ring and timers armed in its
+     * heap. A task with any never migrates (see ring_bound). */
+    uint16_t ring_ops;
 
     /* Task tree: parent and the list of live children. */
     struct weft_task *parent;
@@ -104,6 +117,11 @@ static inline weft_task *weft__task_of_entity(weft_sched_entity *e)
     return (weft_task *)((char *)e - offsetof(weft_task, entity));
 }
 
+static inline struct weft__worker *weft__task_owner(const weft_task *t)
+{
+    return __atomic_load_n(&t->owner, __ATOMIC_RELAXED);
+}
+
 /* Returns the task running on this thread, or NULL. Never inlined: a task
  * may migrate between threads across any blocking call (DESIGN §6). */
 weft_task *weft__task_current(void);
@@ -127,6 +145,12 @@ int weft__task_interrupted(weft_task *t);
 int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn, void *arg,
                          unsigned internal_flags, bool handle);
 
+/* The same, without a handle, for a runtime errand (uncounted, never
+ * cancelled by the subtree calls) owned by another worker of the caller's
+ * runtime: it arrives there through the hand-over stack. */
+int weft__spawn_on(struct weft__worker *owner, weft_task **task, const weft_spawn_opts *o,
+                   weft_fn fn, void *arg);
+
 /* t's extension block, allocated on first use; NULL when out of memory. */
 weft__task_ext *weft__task_ext_get(weft_task *t);
 
@@ -138,14 +162,22 @@ void weft__task_complete_unstarted(weft_task *t);
 /* Runs the end-of-task protocol on the task's stack and never returns. */
 _Noreturn void weft__task_finish(weft_task *t);
 
-/* Tree (tree.c). */
+/* Tree (tree.c). Link, unlink, adopt and cancel_children_locked must be
+ * called under weft__tree_lock; weft__tree_cancel takes it itself. */
+struct weft__runtime;
+void weft__tree_lock(struct weft__runtime *rt);
+void weft__tree_unlock(struct weft__runtime *rt);
 void weft__tree_link(weft_task *parent, weft_task *child);
 void weft__tree_unlink(weft_task *child);
 /* Cancels t and its live subtree; counts into stats when non-NULL. */
 void weft__tree_cancel(weft_task *t, weft_cancel_stats *stats);
 /* Cancels every live child of t, each with its subtree. */
-void weft__tree_cancel_children(weft_task *t);
+void weft__tree_cancel_children_locked(weft_task *t);
 /* Re-parents every live child of t to new_parent. */
 void weft__tree_adopt_children(weft_task *t, weft_task *new_parent);
+/* Before parking until t has no live child: true (and WAIT_KIDS set) when
+ * it has some. Disarm after an interrupted wait: true if it still has. */
+bool weft__tree_wait_kids_arm(struct weft__runtime *rt, weft_task *t);
+bool weft__tree_wait_kids_disarm(struct weft__runtime *rt, weft_task *t);
 
 #endif

@@ -1,11 +1,38 @@
 /* The task tree: parent links, live-children lists and the structured
  * cancellation APIs. Walks are iterative (threaded through parent and
- * sibling links) so a deep tree cannot overflow the caller's stack. */
+ * sibling links) so a deep tree cannot overflow the caller's stack.
+ *
+ * With several workers a parent and its children may run on different
+ * threads, so every read or change of the links and of live_children
+ * happens under the runtime's tree lock (one mutex: spawns and completions
+ * hold it for a few stores; only a cancellation walks under it). One
+ * worker takes no lock at all. */
 #include <errno.h>
 #include <string.h>
 
 #include "runtime/worker.h"
 #include "task/task.h"
+
+void weft__tree_lock(weft__runtime *rt)
+{
+    if (rt->threaded)
+        pthread_mutex_lock(&rt->tree_lock);
+}
+
+void weft__tree_unlock(weft__runtime *rt)
+{
+    if (rt->threaded)
+        pthread_mutex_unlock(&rt->tree_lock);
+}
+
+/* The runtime a task belongs to, from any thread. */
+static weft__runtime *runtime_of(const weft_task *t)
+{
+    weft__worker *w = weft__worker_self();
+    if (w)
+        return w->rt;
+    return weft__task_owner(t)->rt;
+}
 
 void weft__tree_link(weft_task *parent, weft_task *child)
 {
@@ -30,8 +57,30 @@ void weft__tree_unlink(weft_task *child)
     if (child->next_sibling)
         child->next_sibling->prev_sibling = child->prev_sibling;
     child->parent = child->prev_sibling = child->next_sibling = NULL;
-    if (--p->live_children == 0 && (p->flags & TASK_F_WAIT_KIDS))
-        weft__task_wake(p);
+    if (--p->live_children == 0) {
+        uint64_t prev = atomic_fetch_and_explicit(&p->state, ~TASK_WAIT_KIDS, memory_order_acq_rel);
+        if (prev & TASK_WAIT_KIDS)
+            weft__task_wake(p);
+    }
+}
+
+bool weft__tree_wait_kids_arm(weft__runtime *rt, weft_task *t)
+{
+    weft__tree_lock(rt);
+    bool any = t->live_children != 0;
+    if (any)
+        atomic_fetch_or_explicit(&t->state, TASK_WAIT_KIDS, memory_order_acq_rel);
+    weft__tree_unlock(rt);
+    return any;
+}
+
+bool weft__tree_wait_kids_disarm(weft__runtime *rt, weft_task *t)
+{
+    weft__tree_lock(rt);
+    atomic_fetch_and_explicit(&t->state, ~TASK_WAIT_KIDS, memory_order_acq_rel);
+    bool any = t->live_children != 0;
+    weft__tree_unlock(rt);
+    return any;
 }
 
 void weft__tree_adopt_children(weft_task *t, weft_task *new_parent)
@@ -68,17 +117,25 @@ static bool cancel_one(weft_task *t)
     return true;
 }
 
-void weft__tree_cancel(weft_task *t, weft_cancel_stats *stats)
+static void cancel_subtree(weft_task *t, weft_cancel_stats *stats)
 {
     for (weft_task *n = t; n; n = next_in_subtree(n, t))
         if (cancel_one(n) && stats)
             stats->cancelled++;
 }
 
-void weft__tree_cancel_children(weft_task *t)
+void weft__tree_cancel(weft_task *t, weft_cancel_stats *stats)
+{
+    weft__runtime *rt = runtime_of(t);
+    weft__tree_lock(rt);
+    cancel_subtree(t, stats);
+    weft__tree_unlock(rt);
+}
+
+void weft__tree_cancel_children_locked(weft_task *t)
 {
     for (weft_task *c = t->first_child; c; c = c->next_sibling)
-        weft__tree_cancel(c, NULL);
+        cancel_subtree(c, NULL);
 }
 
 static bool has_tag(const weft_task *t, const char *tag)
@@ -123,6 +180,8 @@ static int cancel_where(weft_task *top, select_mode mode, const char *const *tag
     if (!self)
         return -EPERM;
     weft_cancel_stats local = {0, 0};
+    weft__runtime *rt = weft__worker_self()->rt;
+    weft__tree_lock(rt);
     for (weft_task *n = top->first_child; n; n = next_in_subtree(n, top)) {
         if (n->flags & TASK_F_MAINTENANCE)
             continue;
@@ -138,6 +197,7 @@ static int cancel_where(weft_task *top, select_mode mode, const char *const *tag
                     local.cancelled++;
         }
     }
+    weft__tree_unlock(rt);
     if (stats)
         *stats = local;
     return 0;

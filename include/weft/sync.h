@@ -1,0 +1,197 @@
+/* weft/sync.h - channels, mutexes, semaphores, events and wait groups for tasks.
+ *
+ * Rules shared by everything here (docs/sync.md has the long form):
+ * - A call that may wait (send, recv, lock, acquire, event wait, wait-group
+ *   wait) must be made from a task; elsewhere it returns -EPERM. It returns
+ *   -ECANCELED in a cancelled task (unless shielded) and -ETIMEDOUT past the
+ *   task's innermost deadline, both checked on entry and while waiting.
+ * - An interrupted call has no effect: a send that fails did not deliver its
+ *   element, a recv that fails consumed nothing, a lock or acquire that fails
+ *   holds nothing. A grant that raced with the interruption is kept: the call
+ *   then returns 0.
+ * - Waiters are served first come, first served: unlock and release hand
+ *   the mutex or the unit straight to the longest waiter.
+ * - Everything works across worker threads. The calls that never wait
+ *   (try_*, unlock, release, notify, close, waitgroup add/done) may also be
+ *   made from any thread, runtime worker or not; weft_chan_send_blocking and
+ *   weft_chan_recv_blocking are for threads that are not running a task.
+ * - NULL arguments give -EINVAL (void functions ignore NULL).
+ *
+ * weft_mutex, weft_sem, weft_event and weft_waitgroup are small blocks the
+ * caller allocates; their fields are private. Initialise them with the
+ * *_INIT macros or the *_init functions, and never copy or move one while a
+ * task may be using it (waiters link themselves to it by address).
+ */
+#ifndef WEFT_SYNC_H
+#define WEFT_SYNC_H
+
+#include <weft/common.h>
+#include <weft/task.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Private: a FIFO of waiters, each a node on its waiting task's stack. */
+struct weft__waiter;
+typedef struct weft__waitlist {
+    struct weft__waiter *_first, *_last;
+} weft__waitlist;
+
+/* ---- channel --------------------------------------------------------------
+ * A bounded multi-producer multi-consumer queue of fixed-size elements,
+ * copied in and out by value. Capacity 0 makes a rendezvous channel: a send
+ * completes only when a receiver takes the element. Elements come out in the
+ * order their sends completed. */
+typedef struct weft_chan weft_chan;
+
+/* Creates a channel of elements of elem_size bytes (>= 1) holding at most
+ * capacity of them. Returns 0 and *c, -EINVAL (NULL c, elem_size 0, size
+ * overflow) or -ENOMEM. Any thread. */
+WEFT_API int weft_chan_create(weft_chan **c, size_t elem_size, size_t capacity);
+/* Copies elem_size bytes from elem into the channel, waiting for room (or,
+ * for capacity 0, for a receiver). Returns 0, -EPIPE once the channel is
+ * closed (also when it closes while waiting: the element was not sent),
+ * -ECANCELED, -ETIMEDOUT, -EPERM outside a task, -EINVAL. */
+WEFT_API int weft_chan_send(weft_chan *c, const void *elem);
+/* Takes the oldest element into elem, waiting for one. Buffered elements
+ * are still delivered after a close; returns -EPIPE once the channel is
+ * closed and empty. Otherwise 0, -ECANCELED, -ETIMEDOUT, -EPERM, -EINVAL. */
+WEFT_API int weft_chan_recv(weft_chan *c, void *elem);
+/* weft_chan_send without waiting: 0, -EAGAIN when full (for capacity 0: no
+ * receiver is waiting), -EPIPE when closed, -EINVAL. Any thread. */
+WEFT_API int weft_chan_try_send(weft_chan *c, const void *elem);
+/* weft_chan_recv without waiting: 0, -EAGAIN when empty (for capacity 0: no
+ * sender is waiting), -EPIPE when closed and empty, -EINVAL. Any thread. */
+WEFT_API int weft_chan_try_recv(weft_chan *c, void *elem);
+/* weft_chan_send / weft_chan_recv for a thread that is not running a task (a
+ * plain pthread): they block the thread until done or until the channel is
+ * closed. No cancellation or deadline applies. Returns 0, -EPIPE, -EINVAL,
+ * or -EDEADLK on a runtime worker thread outside any task (waiting there
+ * would stall the tasks that could complete the call). Called from a task
+ * they behave exactly as weft_chan_send / weft_chan_recv. */
+WEFT_API int weft_chan_send_blocking(weft_chan *c, const void *elem);
+WEFT_API int weft_chan_recv_blocking(weft_chan *c, void *elem);
+/* Closes the channel: every waiting sender fails with -EPIPE, receivers get
+ * what is buffered and then -EPIPE. Idempotent. Any thread. */
+WEFT_API void weft_chan_close(weft_chan *c);
+/* Frees the channel, with any elements still buffered. No task or thread
+ * may be waiting on it or use it afterwards (a caller bug, caught by an
+ * assertion in debug builds): close it and let the users finish first. */
+WEFT_API void weft_chan_destroy(weft_chan *c);
+/* Elements buffered now (a snapshot), and the capacity given at creation.
+ * 0 for NULL. Any thread. */
+WEFT_API size_t weft_chan_len(weft_chan *c);
+WEFT_API size_t weft_chan_capacity(const weft_chan *c);
+
+/* ---- mutex ----------------------------------------------------------------
+ * A task mutex: waiting for it parks only the task. Not recursive. Unlock
+ * hands the mutex to the longest waiter, so no waiter is starved. The task
+ * that locked it must unlock it (checked in debug builds); it may have moved
+ * to another worker in between. */
+typedef struct weft_mutex {
+    unsigned _lock;   /* spinlock over the fields below */
+    unsigned _locked; /* 1 while held */
+    weft_task *_owner;
+    weft__waitlist _waiters;
+} weft_mutex;
+/* clang-format off */
+#define WEFT_MUTEX_INIT {0, 0, 0, {0, 0}}
+/* clang-format on */
+
+/* Returns 0, or -EINVAL for NULL. Any thread. */
+WEFT_API int weft_mutex_init(weft_mutex *m);
+/* Locks m, waiting while another task holds it. Returns 0, -ECANCELED,
+ * -ETIMEDOUT (m not held), -EDEADLK when the caller already holds it,
+ * -EPERM outside a task, -EINVAL. */
+WEFT_API int weft_mutex_lock(weft_mutex *m);
+/* Locks m if it is free: 0, -EBUSY, -EPERM outside a task, -EINVAL. */
+WEFT_API int weft_mutex_trylock(weft_mutex *m);
+/* Releases m, handing it to the longest waiter if there is one. */
+WEFT_API void weft_mutex_unlock(weft_mutex *m);
+
+/* ---- semaphore ------------------------------------------------------------
+ * A counting semaphore. Release hands its unit straight to the longest
+ * waiter when there is one. */
+typedef struct weft_sem {
+    unsigned _lock;  /* spinlock over the fields below */
+    unsigned _count; /* units available; 0 whenever a task waits */
+    weft__waitlist _waiters;
+} weft_sem;
+/* clang-format off */
+#define WEFT_SEM_INIT(n) {0, (n), {0, 0}}
+/* clang-format on */
+
+/* Sets the count to n. Returns 0, or -EINVAL for NULL. Any thread. */
+WEFT_API int weft_sem_init(weft_sem *s, unsigned n);
+/* Takes one unit, waiting while there is none. Returns 0, -ECANCELED,
+ * -ETIMEDOUT (nothing taken), -EPERM outside a task, -EINVAL. */
+WEFT_API int weft_sem_acquire(weft_sem *s);
+/* Takes one unit if one is available: 0, -EAGAIN, -EINVAL. Any thread. */
+WEFT_API int weft_sem_try_acquire(weft_sem *s);
+/* Gives one unit back (to the longest waiter, if any). Any thread. */
+WEFT_API void weft_sem_release(weft_sem *s);
+
+/* ---- event ----------------------------------------------------------------
+ * A notification point with one pending slot, so that no notification is
+ * lost between a task's check of its condition and its wait:
+ * - notify_one wakes the longest waiter; when no task waits, the event is
+ *   left "pending" instead (at most one notification is remembered).
+ * - notify_all wakes every task waiting now and also leaves it pending.
+ * - wait returns at once, clearing it, when the event is pending.
+ * Waits may also return without a matching notify: always re-check the
+ * condition in a loop. weft_event_wait_locked is the condition-variable form
+ * for conditions guarded by a weft_mutex; docs/sync.md shows both patterns. */
+typedef struct weft_event {
+    unsigned _lock;    /* spinlock over the fields below */
+    unsigned _pending; /* a notification no waiter has taken yet */
+    weft__waitlist _waiters;
+} weft_event;
+/* clang-format off */
+#define WEFT_EVENT_INIT {0, 0, {0, 0}}
+/* clang-format on */
+
+/* Returns 0, or -EINVAL for NULL. Any thread. */
+WEFT_API int weft_event_init(weft_event *e);
+/* Waits for a notification (or takes the pending one). Returns 0,
+ * -ECANCELED, -ETIMEDOUT, -EPERM outside a task, -EINVAL. */
+WEFT_API int weft_event_wait(weft_event *e);
+/* Like weft_event_wait, for a caller holding m: registers as a waiter, then
+ * unlocks m, waits, and locks m again before returning, whatever it returns
+ * (the re-lock ignores cancellation and deadlines). A notify made by any task
+ * after this call unlocked m wakes it. Returns as weft_event_wait, or
+ * -EPERM when the caller does not hold m (m is then left alone). */
+WEFT_API int weft_event_wait_locked(weft_event *e, weft_mutex *m);
+/* Wakes one waiter, or leaves the event pending. Any thread. */
+WEFT_API void weft_event_notify_one(weft_event *e);
+/* Wakes every waiter and leaves the event pending. Any thread. */
+WEFT_API void weft_event_notify_all(weft_event *e);
+
+/* ---- wait group -----------------------------------------------------------
+ * A counter that tasks can wait on until it reaches zero: add before
+ * starting work, done when a piece finishes, wait for all of it. */
+typedef struct weft_waitgroup {
+    unsigned _lock; /* spinlock over the fields below */
+    int _count;
+    weft__waitlist _waiters;
+} weft_waitgroup;
+/* clang-format off */
+#define WEFT_WAITGROUP_INIT {0, 0, {0, 0}}
+/* clang-format on */
+
+/* Sets the count to 0. Returns 0, or -EINVAL for NULL. Any thread. */
+WEFT_API int weft_waitgroup_init(weft_waitgroup *w);
+/* Adds n (which may be negative) to the count; reaching 0 wakes every
+ * waiter. Taking the count below 0 (or past INT_MAX) is a caller bug: debug
+ * builds print a message and abort, release builds clamp. Any thread. */
+WEFT_API void weft_waitgroup_add(weft_waitgroup *w, int n);
+/* weft_waitgroup_add(w, -1). Any thread. */
+WEFT_API void weft_waitgroup_done(weft_waitgroup *w);
+/* Waits until the count is 0. Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM
+ * outside a task, -EINVAL. */
+WEFT_API int weft_waitgroup_wait(weft_waitgroup *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,260 @@
+/* Bounded MPMC channel with close, for tasks and foreign threads.
+ *
+ * A ring buffer of `capacity` elements plus two FIFO lists of waiters.
+ * Invariants, under the lock:
+ * - receivers wait only while the ring is empty, senders only while it is
+ *   full (for capacity 0: always), so at most one of the lists is non-empty;
+ * - a closed channel has no waiting sender.
+ * Elements move directly between a waiter's own buffer and the other side:
+ * a sender that finds a waiting receiver copies into the receiver's buffer;
+ * a receiver that frees a slot pulls the first waiting sender's element
+ * into the ring. Both happen under the lock while the waiter is still
+ * queued, so its stack buffer is live, and the claim that follows tells the
+ * waiter its element went through. That keeps the order of elements the
+ * order of completed sends, and lets an interrupted waiter know for sure
+ * whether its element moved.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fault.h"
+#include "runtime/worker.h"
+#include "sync/waitlist.h"
+
+struct weft_chan {
+    unsigned lock; /* spinlock over everything below but the sizes */
+    bool closed;
+    size_t elem_size;
+    size_t capacity;
+    size_t head;  /* ring index of the oldest buffered element */
+    size_t count; /* elements buffered */
+    weft__waitlist senders, receivers;
+    unsigned char ring[]; /* capacity * elem_size bytes */
+};
+
+int weft_chan_create(weft_chan **out, size_t elem_size, size_t capacity)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!elem_size || (capacity && elem_size > (SIZE_MAX - sizeof(weft_chan)) / capacity))
+        return -EINVAL;
+    weft_chan *c = weft__malloc(sizeof *c + elem_size * capacity);
+    if (!c)
+        return -ENOMEM;
+    c->lock = 0;
+    c->closed = false;
+    c->elem_size = elem_size;
+    c->capacity = capacity;
+    c->head = c->count = 0;
+    c->senders = c->receivers = (weft__waitlist){NULL, NULL};
+    *out = c;
+    return 0;
+}
+
+static void ring_push(weft_chan *c, const void *elem)
+{
+    size_t slot = c->head + c->count;
+    if (slot >= c->capacity)
+        slot -= c->capacity;
+    memcpy(c->ring + slot * c->elem_size, elem, c->elem_size);
+    c->count++;
+}
+
+static void ring_pop(weft_chan *c, void *elem)
+{
+    memcpy(elem, c->ring + c->head * c->elem_size, c->elem_size);
+    if (++c->head == c->capacity)
+        c->head = 0;
+    c->count--;
+}
+
+/* Sends without waiting, under the lock: 0, -EPIPE or -EAGAIN. *wake gets
+ * a claimed waiter to wake once the lock is dropped, or NULL. */
+static int send_locked(weft_chan *c, const void *elem, weft__waiter **wake)
+{
+    *wake = NULL;
+    if (c->closed)
+        return -EPIPE;
+    if (!waitlist_empty(&c->receivers)) {
+        memcpy(c->receivers._first->buf, elem, c->elem_size);
+        *wake = waitlist_claim_first(&c->receivers, 0);
+        return 0;
+    }
+    if (c->count < c->capacity) {
+        ring_push(c, elem);
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+/* Receives without waiting, under the lock: 0, -EPIPE or -EAGAIN. */
+static int recv_locked(weft_chan *c, void *elem, weft__waiter **wake)
+{
+    *wake = NULL;
+    if (c->count) {
+        ring_pop(c, elem);
+        /* A slot is free: the first waiting sender's element takes it, so
+         * that it keeps its place ahead of later sends. */
+        if (!waitlist_empty(&c->senders)) {
+            ring_push(c, c->senders._first->buf);
+            *wake = waitlist_claim_first(&c->senders, 0);
+        }
+        return 0;
+    }
+    if (!waitlist_empty(&c->senders)) { /* rendezvous */
+        memcpy(elem, c->senders._first->buf, c->elem_size);
+        *wake = waitlist_claim_first(&c->senders, 0);
+        return 0;
+    }
+    return c->closed ? -EPIPE : -EAGAIN;
+}
+
+/* self NULL: a foreign thread, which sleeps instead of parking. */
+static int send_wait(weft_chan *c, const void *elem, weft_task *self)
+{
+    weft__waiter *wake;
+    weft__spin_lock(&c->lock);
+    int r = send_locked(c, elem, &wake);
+    if (r != -EAGAIN) {
+        weft__spin_unlock(&c->lock);
+        weft__waiter_wake(wake);
+        return r;
+    }
+    weft__waiter w;
+    waiter_init(&w, self, (void *)elem);
+    waitlist_push(&c->senders, &w);
+    weft__spin_unlock(&c->lock);
+    return self ? weft__waiter_park(&w, &c->lock, &c->senders, true) : weft__waiter_block(&w);
+}
+
+static int recv_wait(weft_chan *c, void *elem, weft_task *self)
+{
+    weft__waiter *wake;
+    weft__spin_lock(&c->lock);
+    int r = recv_locked(c, elem, &wake);
+    if (r != -EAGAIN) {
+        weft__spin_unlock(&c->lock);
+        weft__waiter_wake(wake);
+        return r;
+    }
+    weft__waiter w;
+    waiter_init(&w, self, elem);
+    waitlist_push(&c->receivers, &w);
+    weft__spin_unlock(&c->lock);
+    return self ? weft__waiter_park(&w, &c->lock, &c->receivers, true) : weft__waiter_block(&w);
+}
+
+int weft_chan_send(weft_chan *c, const void *elem)
+{
+    if (!c || !elem)
+        return -EINVAL;
+    weft_task *self;
+    int r = weft__sync_enter(&self);
+    if (r)
+        return r;
+    return send_wait(c, elem, self);
+}
+
+int weft_chan_recv(weft_chan *c, void *elem)
+{
+    if (!c || !elem)
+        return -EINVAL;
+    weft_task *self;
+    int r = weft__sync_enter(&self);
+    if (r)
+        return r;
+    return recv_wait(c, elem, self);
+}
+
+int weft_chan_try_send(weft_chan *c, const void *elem)
+{
+    if (!c || !elem)
+        return -EINVAL;
+    weft__waiter *wake;
+    weft__spin_lock(&c->lock);
+    int r = send_locked(c, elem, &wake);
+    weft__spin_unlock(&c->lock);
+    weft__waiter_wake(wake);
+    return r;
+}
+
+int weft_chan_try_recv(weft_chan *c, void *elem)
+{
+    if (!c || !elem)
+        return -EINVAL;
+    weft__waiter *wake;
+    weft__spin_lock(&c->lock);
+    int r = recv_locked(c, elem, &wake);
+    weft__spin_unlock(&c->lock);
+    weft__waiter_wake(wake);
+    return r;
+}
+
+int weft_chan_send_blocking(weft_chan *c, const void *elem)
+{
+    if (!c || !elem)
+        return -EINVAL;
+    if (weft__task_current())
+        return weft_chan_send(c, elem);
+    if (weft__worker_self())
+        return -EDEADLK;
+    return send_wait(c, elem, NULL);
+}
+
+int weft_chan_recv_blocking(weft_chan *c, void *elem)
+{
+    if (!c || !elem)
+        return -EINVAL;
+    if (weft__task_current())
+        return weft_chan_recv(c, elem);
+    if (weft__worker_self())
+        return -EDEADLK;
+    return recv_wait(c, elem, NULL);
+}
+
+void weft_chan_close(weft_chan *c)
+{
+    if (!c)
+        return;
+    weft__spin_lock(&c->lock);
+    weft__waiter *senders = NULL, *receivers = NULL;
+    if (!c->closed) {
+        c->closed = true;
+        senders = waitlist_claim_all(&c->senders, -EPIPE);
+        /* Receivers wait only on an empty ring: nothing is left for them. */
+        receivers = waitlist_claim_all(&c->receivers, -EPIPE);
+    }
+    weft__spin_unlock(&c->lock);
+    weft__waiter_wake_chain(senders);
+    weft__waiter_wake_chain(receivers);
+}
+
+void weft_chan_destroy(weft_chan *c)
+{
+    if (!c)
+        return;
+#ifndef NDEBUG
+    weft__spin_lock(&c->lock);
+    if (!waitlist_empty(&c->senders) || !waitlist_empty(&c->receivers))
+        weft__sync_bug("weft_chan_destroy: channel %p still has waiters", (void *)c);
+    weft__spin_unlock(&c->lock);
+#endif
+    free(c);
+}
+
+size_t weft_chan_len(weft_chan *c)
+{
+    if (!c)
+        return 0;
+    weft__spin_lock(&c->lock);
+    size_t n = c->count;
+    weft__spin_unlock(&c->lock);
+    return n;
+}
+
+size_t weft_chan_capacity(const weft_chan *c)
+{
+    return c ? c->capacity : 0;
+}

@@ -1,0 +1,139 @@
+/* Parking and waking sync waiters; see waitlist.h for the hand-over protocol. */
+#include "sync/waitlist.h"
+
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* Spins a little, then gives the CPU away: the other side may be a thread
+ * that was preempted while holding what we wait for. */
+static inline void backoff(unsigned *spins)
+{
+    if (++*spins < 64)
+        cpu_relax();
+    else
+        sched_yield();
+}
+
+void weft__spin_lock_slow(unsigned *lock)
+{
+    unsigned spins = 0;
+    for (;;) {
+        /* Test before test-and-set: spin on a shared cache line. */
+        while (__atomic_load_n(lock, __ATOMIC_RELAXED))
+            backoff(&spins);
+        if (!__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE))
+            return;
+    }
+}
+
+/* The waiter side of the hand-over: after the claim, wait for the waker to
+ * be done with the node (and with the task record it wakes). */
+static void wait_done(weft__waiter *w)
+{
+    unsigned spins = 0;
+    /* Pairs with the release store of WAITER_DONE in weft__waiter_wake. */
+    while (atomic_load_explicit(&w->state, memory_order_acquire) != WAITER_DONE)
+        backoff(&spins);
+}
+
+int weft__waiter_park(weft__waiter *w, unsigned *lock, weft__waitlist *l, bool interruptible)
+{
+    for (;;) {
+        int r = 0;
+        if (interruptible)
+            r = weft__task_park_interruptible();
+        else
+            weft__task_park();
+        /* Wakes may be spurious (a stale notification from an earlier
+         * wait, a cancel that comes to nothing): the state decides. */
+        if (atomic_load_explicit(&w->state, memory_order_acquire) != WAITER_WAITING)
+            break;
+        if (r < 0) {
+            weft__spin_lock(lock);
+            bool still_waiting =
+                atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING;
+            if (still_waiting)
+                waitlist_remove(l, w);
+            weft__spin_unlock(lock);
+            if (still_waiting)
+                return r;
+            break; /* a claim won the race: it stands */
+        }
+    }
+    wait_done(w);
+    return w->result;
+}
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *addr)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+int weft__waiter_block(weft__waiter *w)
+{
+    uint32_t s;
+    /* EINTR and EAGAIN just go round again. */
+    while ((s = atomic_load_explicit(&w->state, memory_order_acquire)) != WAITER_DONE)
+        futex_wait(&w->state, s);
+    return w->result;
+}
+
+void weft__waiter_wake(weft__waiter *w)
+{
+    if (!w)
+        return;
+    weft_task *t = w->task;
+    if (t) {
+        weft__task_wake(t);
+        /* Pairs with the acquire in wait_done: from here on the node and
+         * the task may vanish. */
+        atomic_store_explicit(&w->state, WAITER_DONE, memory_order_release);
+    } else {
+        atomic_store_explicit(&w->state, WAITER_DONE, memory_order_release);
+        /* The thread may already have seen DONE and left, so the node's
+         * address may be stale. A private futex wake only hashes the
+         * address, and a stray wake is harmless: every futex sleeper must
+         * re-check its condition anyway (ours do). */
+        futex_wake(&w->state);
+    }
+}
+
+void weft__waiter_wake_chain(weft__waiter *first)
+{
+    while (first) {
+        weft__waiter *next = first->next; /* read before the node may vanish */
+        weft__waiter_wake(first);
+        first = next;
+    }
+}
+
+void weft__sync_bug(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("weft: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fflush(stderr);
+    abort();
+}

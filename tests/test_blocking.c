@@ -1,0 +1,750 @@
+/* The blocking pool (weft_spawn_blocking), weft_getaddrinfo and
+ * weft_signal_wait. Cases named *_2w rerun a case with two workers and are
+ * skipped while weft_run answers -ENOTSUP for that.
+ *
+ * Nothing here bounds wall-clock time: jobs wait on gates the test opens,
+ * and "in place" checks poll with short sleeps. */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "common/fault.h"
+#include "runtime/blocking.h"
+#include "test.h"
+
+#define SLEEP_NS 100000ull /* between polls */
+
+/* Runs fn(arg) on a runtime with `workers` workers and returns its result. */
+static void *run_workers(unsigned workers, weft_fn fn, void *arg)
+{
+    weft_config cfg = {.workers = workers};
+    void *res = NULL;
+    int r = weft_run(&cfg, fn, arg, &res);
+    if (r == -ENOTSUP && workers > 1)
+        SKIP("weft_run with %u workers: not supported yet", workers);
+    if (r != 0)
+        FAILF("weft_run: %d (%s) %s", r, weft_strerror(r), weft_last_config_error());
+    return res;
+}
+
+/* One case on one worker and a twin on two. */
+#define BOTH_WORKERS(name, fn, arg)                                                                \
+    TEST(name)                                                                                     \
+    {                                                                                              \
+        run_workers(1, fn, arg);                                                                   \
+    }                                                                                              \
+    TEST(name##_2w)                                                                                \
+    {                                                                                              \
+        run_workers(2, fn, arg);                                                                   \
+    }
+
+/* A gate jobs wait on until the test opens it. */
+static _Atomic int gate_open, gated_started, gated_finished;
+
+static void *gated(void *arg)
+{
+    atomic_fetch_add(&gated_started, 1);
+    while (!atomic_load(&gate_open))
+        usleep(100);
+    atomic_fetch_add(&gated_finished, 1);
+    return arg;
+}
+
+static void wait_until_started(int n)
+{
+    while (atomic_load(&gated_started) < n)
+        ASSERT_OK(weft_sleep_ns(SLEEP_NS));
+}
+
+static int threads_named(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    ASSERT(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = {0};
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* the thread just exited */
+        if (fgets(comm, sizeof comm, f)) {
+            comm[strcspn(comm, "\n")] = 0;
+            n += strcmp(comm, name) == 0;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* ---- weft_spawn_blocking ------------------------------------------------- */
+
+static void *double_it_named(void *arg)
+{
+    char name[16] = {0};
+    ASSERT_OK(pthread_getname_np(pthread_self(), name, sizeof name));
+    ASSERT_STREQ(name, "weft-blocking");
+    /* Not a task: blocking calls refuse. */
+    ASSERT_EQ(weft_spawn_blocking(double_it_named, NULL, NULL), -EPERM);
+    return (void *)((intptr_t)arg * 2);
+}
+
+static void *main_result(void *arg)
+{
+    void *res = NULL;
+    ASSERT_OK(weft_spawn_blocking(double_it_named, (void *)21, &res));
+    ASSERT_EQ((intptr_t)res, 42);
+    /* result may be NULL; the pool's thread is reused. */
+    ASSERT_OK(weft_spawn_blocking(double_it_named, (void *)1, NULL));
+    ASSERT_OK(weft_spawn_blocking(double_it_named, (void *)5, &res));
+    ASSERT_EQ((intptr_t)res, 10);
+    return NULL;
+}
+BOTH_WORKERS(spawn_blocking_returns_result, main_result, NULL)
+
+static void *gated_child(void *arg)
+{
+    void *res = NULL;
+    ASSERT_OK(weft_spawn_blocking(gated, arg, &res));
+    return res;
+}
+
+static void *main_others_run(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, gated_child, (void *)7));
+    wait_until_started(1);
+    /* The job holds its pool thread, not the worker: this task (and any
+     * other) keeps running. */
+    for (int i = 0; i < 1000; i++)
+        ASSERT_OK(weft_yield());
+    ASSERT_EQ(atomic_load(&gated_finished), 0);
+    atomic_store(&gate_open, 1);
+    void *res = NULL;
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, 7);
+    return NULL;
+}
+BOTH_WORKERS(other_tasks_run_while_one_blocks, main_others_run, NULL)
+
+#define MANY 16
+static _Atomic int running, max_running;
+
+/* Returns only once all MANY jobs run at the same time: proves the pool grew
+ * to MANY threads. */
+static void *all_together(void *arg)
+{
+    atomic_fetch_add(&running, 1);
+    while (atomic_load(&running) < MANY)
+        usleep(100);
+    return (void *)((intptr_t)arg * 3 + 1);
+}
+
+static void *many_child(void *arg)
+{
+    void *res = NULL;
+    ASSERT_OK(weft_spawn_blocking(all_together, arg, &res));
+    ASSERT_EQ((intptr_t)res, (intptr_t)arg * 3 + 1);
+    return res;
+}
+
+static void *main_many(void *arg)
+{
+    weft_task *t[MANY];
+    for (intptr_t i = 0; i < MANY; i++)
+        ASSERT_OK(weft_spawn(&t[i], many_child, (void *)i));
+    for (intptr_t i = 0; i < MANY; i++) {
+        void *res = NULL;
+        ASSERT_OK(weft_join(t[i], &res));
+        ASSERT_EQ((intptr_t)res, i * 3 + 1);
+    }
+    ASSERT_GE(threads_named("weft-blocking"), MANY);
+    return NULL;
+}
+BOTH_WORKERS(many_concurrent_jobs_use_many_threads, main_many, NULL)
+
+static void *counted(void *arg)
+{
+    int now = atomic_fetch_add(&running, 1) + 1;
+    int seen = atomic_load(&max_running);
+    while (now > seen && !atomic_compare_exchange_weak(&max_running, &seen, now))
+        ;
+    usleep(500);
+    atomic_fetch_sub(&running, 1);
+    return (void *)((intptr_t)arg + 100);
+}
+
+static void *counted_child(void *arg)
+{
+    void *res = NULL;
+    ASSERT_OK(weft_spawn_blocking(counted, arg, &res));
+    return res;
+}
+
+static void *main_capped(void *arg)
+{
+    weft_task *t[10];
+    for (intptr_t i = 0; i < 10; i++)
+        ASSERT_OK(weft_spawn(&t[i], counted_child, (void *)i));
+    for (intptr_t i = 0; i < 10; i++) {
+        void *res = NULL;
+        ASSERT_OK(weft_join(t[i], &res));
+        ASSERT_EQ((intptr_t)res, i + 100);
+    }
+    ASSERT_LE(atomic_load(&max_running), 2);
+    ASSERT_LE(threads_named("weft-blocking"), 2);
+    return NULL;
+}
+TEST(jobs_queue_beyond_the_thread_cap)
+{
+    weft__blocking_max_threads = 2;
+    run_workers(1, main_capped, NULL);
+}
+
+static _Atomic int child_rc, main_returned;
+static void *_Atomic child_res;
+
+static void *gated_child_rc(void *arg)
+{
+    void *res = (void *)1;
+    atomic_store(&child_rc, weft_spawn_blocking(gated, arg, &res));
+    atomic_store(&child_res, res);
+    return NULL;
+}
+
+static void *main_cancel(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, gated_child_rc, (void *)9));
+    wait_until_started(1);
+    ASSERT_OK(weft_cancel(t));
+    /* The task gives up at once although the job cannot finish yet. */
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&child_rc), -ECANCELED);
+    ASSERT(atomic_load(&child_res) == NULL);
+    ASSERT_EQ(atomic_load(&gated_finished), 0);
+    if (arg)
+        atomic_store(&gate_open, 1); /* else a thread opens it after this returns */
+    atomic_store(&main_returned, 1);
+    return NULL;
+}
+
+static void *open_gate_after_main(void *arg)
+{
+    while (!atomic_load(&main_returned))
+        usleep(100);
+    atomic_store(&gate_open, 1);
+    return NULL;
+}
+
+TEST(cancel_returns_at_once_and_the_job_finishes_later)
+{
+    run_workers(1, main_cancel, (void *)1);
+    /* weft_run waited for the abandoned job. */
+    ASSERT_EQ(atomic_load(&gated_finished), 1);
+}
+TEST(cancel_returns_at_once_and_the_job_finishes_later_2w)
+{
+    run_workers(2, main_cancel, (void *)1);
+    ASSERT_EQ(atomic_load(&gated_finished), 1);
+}
+TEST(runtime_end_waits_for_an_abandoned_job)
+{
+    /* The gate opens only after the main task is done: weft_run must wait
+     * for the job and still end cleanly. */
+    pthread_t opener;
+    ASSERT_OK(pthread_create(&opener, NULL, open_gate_after_main, NULL));
+    run_workers(1, main_cancel, NULL);
+    ASSERT_EQ(atomic_load(&gated_finished), 1);
+    ASSERT_OK(pthread_join(opener, NULL));
+}
+
+static void *main_deadline(void *arg)
+{
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 2000000));
+    void *res = (void *)1;
+    ASSERT_EQ(weft_spawn_blocking(gated, (void *)3, &res), -ETIMEDOUT);
+    ASSERT(res == NULL);
+    ASSERT_OK(weft_deadline_pop());
+    atomic_store(&gate_open, 1);
+    return NULL;
+}
+BOTH_WORKERS(deadline_times_out, main_deadline, NULL)
+
+static _Atomic int marks;
+static void *mark(void *arg)
+{
+    atomic_fetch_add(&marks, 1);
+    return NULL;
+}
+
+static void *cancelled_child(void *arg)
+{
+    /* Cancelled while it yields: the next blocking call refuses at once. */
+    while (weft_yield() == 0)
+        ;
+    atomic_store(&child_rc, weft_spawn_blocking(mark, NULL, NULL));
+    return NULL;
+}
+
+static void *main_already_cancelled(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, cancelled_child, NULL));
+    ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&child_rc), -ECANCELED);
+    return NULL;
+}
+TEST(a_cancelled_task_starts_no_job)
+{
+    run_workers(1, main_already_cancelled, NULL);
+    ASSERT_EQ(atomic_load(&marks), 0);
+}
+
+static void *mark_child(void *arg)
+{
+    atomic_store(&child_rc, 1);
+    atomic_store(&child_rc, weft_spawn_blocking(mark, NULL, NULL));
+    return NULL;
+}
+
+static void *main_abandoned_queued(void *arg)
+{
+    /* One thread, held by a gated job: the next job queues. */
+    weft_task *g, *t;
+    ASSERT_OK(weft_spawn(&g, gated_child, NULL));
+    wait_until_started(1);
+    ASSERT_OK(weft_spawn(&t, mark_child, NULL));
+    while (atomic_load(&child_rc) == 0)
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_yield()); /* one worker: the child is parked now */
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&child_rc), -ECANCELED);
+    ASSERT_EQ(atomic_load(&marks), 0);
+    atomic_store(&gate_open, 1);
+    ASSERT_OK(weft_join(g, NULL));
+    return NULL;
+}
+TEST(an_abandoned_queued_job_still_runs)
+{
+    weft__blocking_max_threads = 1;
+    run_workers(1, main_abandoned_queued, NULL);
+    /* Documented: once accepted, fn runs exactly once. */
+    ASSERT_EQ(atomic_load(&marks), 1);
+}
+
+static void *main_misuse(void *arg)
+{
+    void *res = (void *)1;
+    ASSERT_EQ(weft_spawn_blocking(NULL, NULL, &res), -EINVAL);
+    ASSERT(res == NULL);
+    return NULL;
+}
+TEST(misuse)
+{
+    void *res = (void *)1;
+    ASSERT_EQ(weft_spawn_blocking(mark, NULL, &res), -EPERM);
+    ASSERT(res == NULL);
+    ASSERT_EQ(weft_spawn_blocking(NULL, NULL, NULL), -EINVAL);
+    run_workers(1, main_misuse, NULL);
+    ASSERT_EQ(atomic_load(&marks), 0);
+}
+
+static void *main_keepalive(void *arg)
+{
+    ASSERT_OK(weft_spawn_blocking(mark, NULL, NULL));
+    while (threads_named("weft-blocking") > 0)
+        ASSERT_OK(weft_sleep_ns(SLEEP_NS));
+    /* The exited thread is joined and a new one started. */
+    ASSERT_OK(weft_spawn_blocking(mark, NULL, NULL));
+    ASSERT_EQ(atomic_load(&marks), 2);
+    return NULL;
+}
+TEST(idle_threads_exit_after_the_keepalive)
+{
+    weft__blocking_keepalive_ns = 1000000;
+    run_workers(1, main_keepalive, NULL);
+}
+
+static void *main_alloc_failures(void *arg)
+{
+    /* The pool; then the job (after the pool); then the thread record
+     * (after the job, the pool exists now). */
+    static const uint64_t nth[] = {1, 2, 2};
+    for (size_t i = 0; i < 3; i++) {
+        weft__fault_arm(WEFT_FAULT_ALLOC, nth[i]);
+        ASSERT_EQ(weft_spawn_blocking(mark, NULL, NULL), -ENOMEM);
+        weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    }
+    ASSERT_EQ(atomic_load(&marks), 0);
+    ASSERT_OK(weft_spawn_blocking(mark, NULL, NULL));
+    ASSERT_EQ(atomic_load(&marks), 1);
+    /* weft_getaddrinfo: its request, then the job. */
+    for (uint64_t k = 1; k <= 2; k++) {
+        struct addrinfo *ai = NULL;
+        weft__fault_arm(WEFT_FAULT_ALLOC, k);
+        ASSERT_EQ(weft_getaddrinfo("127.0.0.1", NULL, NULL, &ai), -ENOMEM);
+        weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+        ASSERT(ai == NULL);
+    }
+    return NULL;
+}
+TEST(allocation_failures)
+{
+    run_workers(1, main_alloc_failures, NULL);
+}
+
+/* ---- weft_getaddrinfo ---------------------------------------------------- */
+
+static void *main_gai_numeric(void *arg)
+{
+    struct addrinfo hints = {.ai_family = AF_INET,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    ASSERT_OK(weft_getaddrinfo("127.0.0.1", "8080", &hints, &ai));
+    ASSERT(ai != NULL);
+    ASSERT_EQ(ai->ai_family, AF_INET);
+    ASSERT_EQ(ai->ai_socktype, SOCK_STREAM);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
+    ASSERT_EQ(ntohs(sin->sin_port), 8080);
+    ASSERT_EQ(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+    freeaddrinfo(ai);
+
+    hints.ai_family = AF_INET6;
+    ASSERT_OK(weft_getaddrinfo("::1", "443", &hints, &ai));
+    ASSERT_EQ(ai->ai_family, AF_INET6);
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ai->ai_addr;
+    ASSERT_EQ(ntohs(sin6->sin6_port), 443);
+    ASSERT(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+    freeaddrinfo(ai);
+
+    /* No hints, no service. */
+    ASSERT_OK(weft_getaddrinfo("10.1.2.3", NULL, NULL, &ai));
+    ASSERT(ai != NULL);
+    freeaddrinfo(ai);
+    return NULL;
+}
+BOTH_WORKERS(getaddrinfo_numeric, main_gai_numeric, NULL)
+
+static bool hosts_has_localhost(void)
+{
+    FILE *f = fopen("/etc/hosts", "r");
+    if (!f)
+        return false;
+    char line[512];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        if (line[0] == '#')
+            continue;
+        for (char *tok = strtok(line, " \t\n"); tok && !found; tok = strtok(NULL, " \t\n"))
+            found = strcmp(tok, "localhost") == 0;
+    }
+    fclose(f);
+    return found;
+}
+
+static void *main_gai_localhost(void *arg)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    int r = weft_getaddrinfo("localhost", "80", &hints, &ai);
+    if (r != 0)
+        FAILF("localhost: %d (%s)", r, weft_strerror(r));
+    bool loopback = false;
+    for (struct addrinfo *p = ai; p; p = p->ai_next) {
+        if (p->ai_family == AF_INET)
+            loopback |= (ntohl(((struct sockaddr_in *)p->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+        else if (p->ai_family == AF_INET6)
+            loopback |= IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)p->ai_addr)->sin6_addr);
+    }
+    ASSERT(loopback);
+    freeaddrinfo(ai);
+    return NULL;
+}
+TEST(getaddrinfo_localhost)
+{
+    if (!hosts_has_localhost())
+        SKIP("/etc/hosts has no localhost entry (the test never asks DNS)");
+    run_workers(1, main_gai_localhost, NULL);
+}
+
+static void *main_gai_errors(void *arg)
+{
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST};
+    struct addrinfo *ai = (struct addrinfo *)1;
+    int r = weft_getaddrinfo("not a host", NULL, &hints, &ai);
+    ASSERT_EQ(r, WEFT_EAI(EAI_NONAME));
+    ASSERT(ai == NULL);
+    ASSERT(WEFT_IS_EAI(r));
+    ASSERT_EQ(WEFT_EAI_CODE(r), EAI_NONAME);
+    ASSERT_STREQ(weft_strerror(r), gai_strerror(EAI_NONAME));
+    /* No collision with -errno codes or weft's own. */
+    ASSERT_LT(r, -4000);
+    ASSERT(!WEFT_IS_EAI(-ENOENT) && !WEFT_IS_EAI(WEFT_EPANIC) && !WEFT_IS_EAI(0));
+
+    hints = (struct addrinfo){.ai_family = 12345};
+    ASSERT_EQ(weft_getaddrinfo("127.0.0.1", NULL, &hints, &ai), WEFT_EAI(EAI_FAMILY));
+    hints = (struct addrinfo){.ai_flags = AI_NUMERICSERV};
+    ASSERT_EQ(weft_getaddrinfo("127.0.0.1", "http", &hints, &ai), WEFT_EAI(EAI_NONAME));
+    ASSERT_EQ(weft_getaddrinfo("127.0.0.1", NULL, NULL, NULL), -EINVAL);
+    return NULL;
+}
+TEST(getaddrinfo_errors)
+{
+    struct addrinfo *ai = (struct addrinfo *)1;
+    ASSERT_EQ(weft_getaddrinfo("127.0.0.1", NULL, NULL, &ai), -EPERM);
+    ASSERT(ai == NULL);
+    run_workers(1, main_gai_errors, NULL);
+}
+
+static void *gai_child(void *arg)
+{
+    struct addrinfo *ai = (struct addrinfo *)1;
+    atomic_store(&child_rc, 1);
+    atomic_store(&child_rc, weft_getaddrinfo("127.0.0.1", "80", NULL, &ai));
+    atomic_store(&child_res, (void *)ai);
+    return NULL;
+}
+
+static void *main_gai_abandoned(void *arg)
+{
+    weft_task *g, *t;
+    ASSERT_OK(weft_spawn(&g, gated_child, NULL));
+    wait_until_started(1);
+    ASSERT_OK(weft_spawn(&t, gai_child, NULL));
+    while (atomic_load(&child_rc) == 0)
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_yield()); /* one worker: the child is parked now */
+    if (arg) {
+        ASSERT_OK(weft_cancel(t));
+        ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+        ASSERT_EQ(atomic_load(&child_rc), -ECANCELED);
+        ASSERT(atomic_load(&child_res) == NULL);
+    }
+    atomic_store(&gate_open, 1);
+    if (!arg) {
+        ASSERT_OK(weft_join(t, NULL));
+        ASSERT_OK(atomic_load(&child_rc));
+        freeaddrinfo(atomic_load(&child_res));
+    }
+    ASSERT_OK(weft_join(g, NULL));
+    return NULL;
+}
+TEST(getaddrinfo_cancelled_while_queued_is_dropped)
+{
+    /* ASan's leak check proves the request is freed either way. */
+    weft__blocking_max_threads = 1;
+    run_workers(1, main_gai_abandoned, (void *)1);
+}
+TEST(getaddrinfo_queued_then_run)
+{
+    weft__blocking_max_threads = 1;
+    run_workers(1, main_gai_abandoned, NULL);
+}
+
+static void *gai_deadline(void *arg)
+{
+    /* Passed already: nothing is submitted and nothing leaks. */
+    ASSERT_OK(weft_deadline_push(weft_now_ns()));
+    struct addrinfo *ai = NULL;
+    ASSERT_EQ(weft_getaddrinfo("127.0.0.1", NULL, NULL, &ai), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+TEST(getaddrinfo_past_deadline)
+{
+    run_workers(1, gai_deadline, NULL);
+}
+
+/* ---- weft_signal_wait ---------------------------------------------------- */
+
+static void wait_for_waiters(int signo, unsigned n)
+{
+    while (weft__signal_waiters(signo) < n)
+        ASSERT_OK(weft_sleep_ns(SLEEP_NS));
+}
+
+static void *signal_waiter(void *arg)
+{
+    return (void *)(intptr_t)weft_signal_wait((int)(intptr_t)arg);
+}
+
+/* TSan runs a handler late when the signal lands on a thread that is in a
+ * system call it does not intercept (a worker in io_uring_enter) and does
+ * not return from it, so under TSan the killer sends the signal to itself.
+ * Elsewhere it sends it to the process: the kernel then prefers the main
+ * thread, a worker parked in io_uring_enter. */
+#if defined(__SANITIZE_THREAD__)
+#define SIGNAL_THE_PROCESS(signo) raise(signo)
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SIGNAL_THE_PROCESS(signo) raise(signo)
+#endif
+#endif
+#ifndef SIGNAL_THE_PROCESS
+#define SIGNAL_THE_PROCESS(signo) kill(getpid(), (signo))
+#endif
+
+static void *killer_thread(void *arg)
+{
+    ASSERT_OK(SIGNAL_THE_PROCESS((int)(intptr_t)arg));
+    return NULL;
+}
+
+static void *main_signal(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, signal_waiter, (void *)SIGUSR1));
+    wait_for_waiters(SIGUSR1, 1);
+    ASSERT_OK(raise(SIGUSR1));
+    void *res = NULL;
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, SIGUSR1);
+
+    /* From a thread the runtime does not know: the handler runs there. */
+    ASSERT_OK(weft_spawn(&t, signal_waiter, (void *)SIGUSR1));
+    wait_for_waiters(SIGUSR1, 1);
+    pthread_t killer;
+    ASSERT_OK(pthread_create(&killer, NULL, killer_thread, (void *)SIGUSR1));
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, SIGUSR1);
+    ASSERT_OK(pthread_join(killer, NULL));
+    return NULL;
+}
+BOTH_WORKERS(signal_wait_returns_the_signal, main_signal, NULL)
+
+static void *main_signal_broadcast(void *arg)
+{
+    weft_task *t[3];
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_spawn(&t[i], signal_waiter, (void *)SIGUSR2));
+    wait_for_waiters(SIGUSR2, 3);
+    ASSERT_OK(raise(SIGUSR2));
+    for (int i = 0; i < 3; i++) {
+        void *res = NULL;
+        ASSERT_OK(weft_join(t[i], &res));
+        ASSERT_EQ((intptr_t)res, SIGUSR2);
+    }
+    return NULL;
+}
+BOTH_WORKERS(signal_wakes_every_waiter, main_signal_broadcast, NULL)
+
+static void *main_signal_pending(void *arg)
+{
+    /* The first wait installs the handler; a signal before it would have
+     * had the default disposition. */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, signal_waiter, (void *)SIGUSR1));
+    wait_for_waiters(SIGUSR1, 1);
+    ASSERT_OK(raise(SIGUSR1));
+    ASSERT_OK(weft_join(t, NULL));
+
+    /* Nobody waits: remembered. (raise returns after the handler ran.) */
+    ASSERT_OK(raise(SIGUSR1));
+    ASSERT_EQ(weft_signal_wait(SIGUSR1), SIGUSR1);
+
+    /* Two arrivals with nobody waiting coalesce into one. */
+    ASSERT_OK(raise(SIGUSR1));
+    ASSERT_OK(raise(SIGUSR1));
+    ASSERT_EQ(weft_signal_wait(SIGUSR1), SIGUSR1);
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 2000000));
+    ASSERT_EQ(weft_signal_wait(SIGUSR1), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+BOTH_WORKERS(signal_arriving_with_no_waiter_is_remembered, main_signal_pending, NULL)
+
+static void *main_signal_cancel(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, signal_waiter, (void *)SIGUSR1));
+    wait_for_waiters(SIGUSR1, 1);
+    ASSERT_OK(weft_cancel(t));
+    /* The join reports the cancellation; the waiter's own return was
+     * -ECANCELED too, and it left the wait list. */
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(weft__signal_waiters(SIGUSR1), 0);
+    /* A cancelled wait consumed nothing. */
+    ASSERT_OK(raise(SIGUSR1));
+    ASSERT_EQ(weft_signal_wait(SIGUSR1), SIGUSR1);
+    return NULL;
+}
+BOTH_WORKERS(signal_wait_cancelled, main_signal_cancel, NULL)
+
+static void *main_signal_bad(void *arg)
+{
+    static const int bad[] = {0, -1, NSIG, 1000, SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_EQ(weft_signal_wait(bad[i]), -EINVAL);
+    return NULL;
+}
+TEST(signal_wait_bad_signo)
+{
+    ASSERT_EQ(weft_signal_wait(SIGUSR1), -EPERM);
+    ASSERT_EQ(weft_signal_wait(SIGKILL), -EINVAL);
+    run_workers(1, main_signal_bad, NULL);
+}
+
+static _Atomic int user_handler_calls;
+static void user_handler(int signo)
+{
+    atomic_fetch_add(&user_handler_calls, 1);
+}
+
+static void *main_signal_once(void *arg)
+{
+    ASSERT_OK(raise(SIGUSR2)); /* the user's handler, still */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, signal_waiter, (void *)SIGUSR2));
+    wait_for_waiters(SIGUSR2, 1);
+    ASSERT_OK(raise(SIGUSR2));
+    void *res = NULL;
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, SIGUSR2);
+    return NULL;
+}
+TEST(runtime_end_restores_the_disposition)
+{
+    struct sigaction sa = {.sa_handler = user_handler}, now;
+    sigemptyset(&sa.sa_mask);
+    ASSERT_OK(sigaction(SIGUSR2, &sa, NULL));
+    int fds = count_fds();
+    for (int round = 0; round < 2; round++) {
+        run_workers(1, main_signal_once, NULL);
+        ASSERT_OK(sigaction(SIGUSR2, NULL, &now));
+        ASSERT(now.sa_handler == user_handler);
+        ASSERT_EQ(atomic_load(&user_handler_calls), round + 1);
+        ASSERT_EQ(count_fds(), fds); /* eventfd closed */
+        ASSERT_EQ(threads_named("weft-signals"), 0);
+    }
+    ASSERT_OK(raise(SIGUSR2));
+    ASSERT_EQ(atomic_load(&user_handler_calls), 3);
+}
+
+TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_result_2w),
+          CASE(other_tasks_run_while_one_blocks), CASE(other_tasks_run_while_one_blocks_2w),
+          CASE(many_concurrent_jobs_use_many_threads),
+          CASE(many_concurrent_jobs_use_many_threads_2w), CASE(jobs_queue_beyond_the_thread_cap),
+          CASE(cancel_returns_at_once_and_the_job_finishes_later),
+          CASE(cancel_returns_at_once_and_the_job_finishes_later_2w),
+          CASE(runtime_end_waits_for_an_abandoned_job), CASE(deadline_times_out),
+          CASE(deadline_times_out_2w), CASE(a_cancelled_task_starts_no_job),
+          CASE(an_abandoned_queued_job_still_runs), CASE(misuse),
+          CASE(idle_threads_exit_after_the_keepalive), CASE(allocation_failures),
+          CASE(getaddrinfo_numeric), CASE(getaddrinfo_numeric_2w), CASE(getaddrinfo_localhost),
+          CASE(getaddrinfo_errors), CASE(getaddrinfo_cancelled_while_queued_is_dropped),
+          CASE(getaddrinfo_queued_then_run), CASE(getaddrinfo_past_deadline),
+          CASE(signal_wait_returns_the_signal), CASE(signal_wait_returns_the_signal_2w),
+          CASE(signal_wakes_every_waiter), CASE(signal_wakes_every_waiter_2w),
+          CASE(signal_arriving_with_no_waiter_is_remembered),
+          CASE(signal_arriving_with_no_waiter_is_remembered_2w), CASE(signal_wait_cancelled),
+          CASE(signal_wait_cancelled_2w), CASE(signal_wait_bad_signo),
+          CASE(runtime_end_restores_the_disposition))
