@@ -39,7 +39,8 @@ typedef struct weft_policy {
     void (*remove)(void *state, weft_sched_entity *e);
     /* e ran for ran_ns (called after each run, before e is pushed again). */
     void (*charge)(void *state, weft_sched_entity *e, uint64_t ran_ns);
-    /* e's task finished; it is not in the policy. */
+    /* e's task finished, or moved to another worker after a pop (its
+     * account there starts afresh); it is not in the policy. */
     void (*exit)(void *state, weft_sched_entity *e);
 } weft_policy;
 
