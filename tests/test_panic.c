@@ -37,7 +37,7 @@ static void *main_catch(void *arg)
 TEST(panic_caught_runs_defers_lifo)
 {
     weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
-    run_main(&cfg, main_catch, NULL);
+    run_main_one_worker(&cfg, main_catch, NULL);
 }
 
 static void *asserter(void *arg)
@@ -60,7 +60,7 @@ static void *main_assert(void *arg)
 TEST(weft_assert_panics)
 {
     weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
-    run_main(&cfg, main_assert, NULL);
+    run_main_one_worker(&cfg, main_assert, NULL);
 }
 
 static void *main_panics(void *arg)
@@ -101,7 +101,7 @@ static void *main_panic_children(void *arg)
 TEST(panic_cancels_and_awaits_children)
 {
     weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
-    run_main(&cfg, main_panic_children, NULL);
+    run_main_one_worker(&cfg, main_panic_children, NULL);
 }
 
 static void *defers_on_return(void *arg)
@@ -131,7 +131,7 @@ static void *main_defers(void *arg)
 }
 TEST(defers_run_on_return_and_cancel)
 {
-    run_main(NULL, main_defers, NULL);
+    run_main_one_worker(NULL, main_defers, NULL);
 }
 
 static void *abort_panicker(void *arg)
