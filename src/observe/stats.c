@@ -67,19 +67,9 @@ int weft_stats_workers(weft_stats *out, size_t max)
     weft__worker *self = weft__worker_self();
     if (!self)
         return -EPERM;
-    weft__runtime *rt = self->rt;
     per_worker p = {out, max};
-    if (rt->nworkers == 1 || !self->current) {
-        if (rt->nworkers > 1)
-            return -EPERM; /* other workers are read only from a task */
-        if (max)
-            fill_worker(self, out);
-    } else {
-        int r = weft__on_every_worker(fill_one, &p);
-        if (r < 0)
-            return r;
-    }
-    return (int)rt->nworkers;
+    int r = weft__on_every_worker(fill_one, &p);
+    return r < 0 ? r : (int)self->rt->nworkers;
 }
 
 int weft_stats_snapshot(weft_stats *out)
@@ -206,8 +196,6 @@ int weft_stats_queues(weft_queue_stats *out, size_t max)
     if (!self)
         return -EPERM;
     weft__runtime *rt = self->rt;
-    if (rt->nworkers > 1 && !self->current)
-        return -EPERM;
     const weft_config *cfg = &rt->cfg;
     unsigned n = (unsigned)cfg->nqueues;
     uint64_t weights = 0;
@@ -222,7 +210,7 @@ int weft_stats_queues(weft_queue_stats *out, size_t max)
     }
     queue_sum sum = {.out = out, .max = max};
     pthread_mutex_init(&sum.lock, NULL);
-    int r = rt->nworkers == 1 ? add_queues(self, &sum) : weft__on_every_worker(add_queues, &sum);
+    int r = weft__on_every_worker(add_queues, &sum);
     pthread_mutex_destroy(&sum.lock);
     if (r < 0)
         return r;

@@ -185,7 +185,6 @@ static void notify(weft__worker *to)
                 return;
             }
         }
-        self->count.wakes_eventfd++;
     }
     eventfd_wake(to);
 }
@@ -430,9 +429,13 @@ static void *every_task(void *arg)
 int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
 {
     weft__worker *w = weft__worker_self();
-    if (!w || !w->current)
+    if (!w)
         return -EPERM;
     weft__runtime *rt = w->rt;
+    if (rt->nworkers == 1)
+        return fn(w, arg); /* nothing to wait for: no task needed */
+    if (!w->current)
+        return -EPERM;
     every_call c = {.fn = fn, .arg = arg, .waiter = w->current};
     atomic_fetch_add_explicit(&c.waiter->state, TASK_REF_ONE, memory_order_relaxed);
     atomic_init(&c.pending, 1);

@@ -43,8 +43,8 @@ typedef struct weft__worker_counters {
     /* Work moving between workers. An attempt is a spell of hunger (idle
      * with nothing to take); it succeeds when tasks arrive in it. */
     uint64_t steal_attempts, steal_successes, tasks_stolen, tasks_donated;
-    uint64_t wakes_sent, wakes_msg_ring, wakes_eventfd; /* to parked workers */
-    uint64_t injected; /* outside spawns this worker took from the inject queue */
+    uint64_t wakes_sent, wakes_msg_ring; /* to parked workers; the rest by eventfd */
+    uint64_t injected;                   /* outside spawns this worker took from the inject queue */
 } weft__worker_counters;
 
 struct weft__runtime;
@@ -151,8 +151,8 @@ void weft__signals_fini(weft__runtime *rt);
 void weft__runtime_wake_all(weft__runtime *rt);
 /* Starts fn(w, arg) on every worker's own thread (the caller's worker runs
  * it inline) and waits for all: for ring-wide changes under SINGLE_ISSUER,
- * such as registering buffers. Returns the first error, else 0. Only from a
- * task; not interruptible. */
+ * such as registering buffers. Returns the first error, else 0. With
+ * several workers only from a task (-EPERM otherwise); not interruptible. */
 int weft__on_every_worker(int (*fn)(struct weft__worker *w, void *arg), void *arg);
 
 /* The worker of the calling thread, or NULL. Never inlined (DESIGN §6). */
