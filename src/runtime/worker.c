@@ -347,7 +347,8 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
         o = &defaults;
     if (o->flags & ~(WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN))
         return -EINVAL;
-    if (o->queue && weft__config_queue_index(&rt->cfg, o->queue) < 0)
+    int queue = o->queue ? weft__config_queue_index(&rt->cfg, o->queue) : 0;
+    if (queue < 0)
         return -ENOENT;
     if (o->stack_size && weft__stack_class(o->stack_size) < 0)
         return -EINVAL;
@@ -358,8 +359,8 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
     req->arg = arg;
     req->opts = *o;
     req->opts.flags |= WEFT_TASK_BACKGROUND;
-    if (o->queue)
-        req->opts.queue = rt->cfg.queues[weft__config_queue_index(&rt->cfg, o->queue)].name;
+    if (o->queue) /* the runtime's copy: the caller's string may go */
+        req->opts.queue = rt->cfg.queues[queue].name;
     if (o->name) {
         snprintf(req->name, sizeof req->name, "%s", o->name);
         req->opts.name = req->name;
