@@ -325,7 +325,7 @@ int weft__blocking_call(void *(*fn)(void *), void *arg, void **result, void (*re
 {
     if (result)
         *result = NULL;
-    job *j;
+    job *j = NULL; /* set by job_submit on success; gcc -O2 cannot see that */
     int r = job_submit(&j, fn, arg, release, skip_if_abandoned);
     if (r < 0) {
         if (release)
