@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Runs the multi-worker benchmarks (issue 5) beside the peers in one go on one
+# machine and prints markdown tables with the targets:
+#
+#   micro  shared/peers/micro-bench.sh 2 (Tokio multi_thread with 2 workers,
+#          Go with GOMAXPROCS=2), then weft_workers_bench (skew, spawn+join,
+#          channel ping-pong, cross-worker wake latency)
+#   echo   shared/peers/echo-bench.sh with Tokio on 2 threads (TOKIO_THREADS=2)
+#          and weft_echo with 1 and with 2 workers, 64 conns x 64 B, 3 s each
+#
+# Builds nothing of weft: build the release preset first.
+# usage: bench/run-workers.sh [micro|echo]...      (none = both)
+#        WORKERS="1 2 4 8 16" bench/run-workers.sh micro   (the scaling table)
+# env:   BUILD        weft's release build (default build/release)
+#        WORKERS      worker counts for skew and spawn+join (default "1 2")
+#        PEERS_DIR    the peers' folder (default <repo root>/../shared/peers)
+#        PEERS_BUILD  where the peers are built (default /tmp/peers-build)
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$root/build/release}
+peers=${PEERS_DIR:-$root/../shared/peers}
+workers=${WORKERS:-1 2}
+bench=$build/bench/weft_workers_bench
+echo_bin=$build/examples/weft_echo
+
+want_micro=0 want_echo=0
+[ $# -eq 0 ] && want_micro=1 && want_echo=1
+for a in "$@"; do
+    case $a in
+    micro) want_micro=1 ;;
+    echo) want_echo=1 ;;
+    *)
+        echo "usage: $0 [micro|echo]..." >&2
+        exit 2
+        ;;
+    esac
+done
+note() { echo "run-workers.sh: $*" >&2; }
+
+raw=$(mktemp)
+trap 'rm -f "$raw"' EXIT
+status=0
+
+if [ $want_micro = 1 ]; then
+    if [ ! -x "$bench" ]; then
+        note "no weft_workers_bench at $bench (build the release preset, or set BUILD)"
+        exit 1
+    fi
+    if [ -f "$peers/micro-bench.sh" ]; then
+        note "running the peers ($peers/micro-bench.sh 2)..."
+        bash "$peers/micro-bench.sh" 2 >>"$raw" ||
+            note "micro-bench.sh failed part-way; missing figures show as n/a"
+    else
+        note "no peers at $peers; their columns show as n/a"
+    fi
+    wargs=()
+    for w in $workers; do wargs+=(-w "$w"); done
+    note "running $bench ${wargs[*]}..."
+    if ! "$bench" "${wargs[@]}" >>"$raw"; then
+        note "weft_workers_bench failed"
+        status=1
+    fi
+fi
+
+if [ $want_echo = 1 ]; then
+    if [ -x "$echo_bin" ] && [ -f "$peers/echo-bench.sh" ]; then
+        note "echo: echo-bench.sh 64 conns x 64 B, 3 s per server, Tokio on 2 threads..."
+        out=$(TOKIO_THREADS=2 bash "$peers/echo-bench.sh" 64 64 3 -- \
+            "weft-1w=$echo_bin {port} --workers 1" "weft-2w=$echo_bin {port} --workers 2" 2>/dev/null)
+        # "NAME conns=.. reqs_per_s=..": prog "echo:NAME".
+        awk 'NF > 1 { $1 = "echo:" $1; print }' <<<"$out" >>"$raw"
+    else
+        note "echo: no $echo_bin (or no echo-bench.sh in $peers): skipped"
+    fi
+fi
+
+awk -v workers="$workers" '
+    # "prog [k=v ...] key=value": the last field is the figure. weft lines
+    # carry "workers=N", kept in the key so that counts stay apart.
+    NF >= 2 && $1 !~ /^#/ {
+        n = split($NF, kv, "=")
+        if (n != 2) next
+        p = $1
+        if ($2 ~ /^workers=/) { split($2, w, "="); p = p "@" w[2] }
+        val[p SUBSEP kv[1]] = kv[2]
+        for (i = 2; i < NF; i++) if (split($i, kv2, "=") == 2) val[p SUBSEP kv2[1]] = kv2[2]
+    }
+    function has(p, k) { return ((p SUBSEP k) in val) && val[p SUBSEP k] != "n/a" }
+    function get(p, k) { return val[p SUBSEP k] + 0 }
+    function show(p, k) { return has(p, k) ? val[p SUBSEP k] : "n/a" }
+    function verdict(ok, known) { return known ? (ok ? "pass" : "**miss**") : "n/a" }
+    function rat(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "n/a" }
+    END {
+        print "| benchmark | weft | reference | weft ÷ reference | target | result |"
+        print "|---|---:|---:|---:|---|---|"
+        # Skew: tasks/s with 2 workers over 1 worker.
+        k = "skew_tasks_per_s"
+        if (has("weft@2", k) && has("weft@1", k))
+            printf "| skew: 10k × 100 µs tasks/s, 2 workers / 1 worker | %s | %s | %s | ≥ 1.8 | %s |\n",
+                show("weft@2", k), show("weft@1", k), rat(get("weft@2", k), get("weft@1", k)),
+                verdict(get("weft@2", k) >= 1.8 * get("weft@1", k), 1)
+        # Spawn+join and ping-pong: weft with 2 workers against each peer.
+        split("spawn_join_ns_per_task channel_pingpong_ns_per_roundtrip channel_pingpong_cross_ns_per_roundtrip", ks, " ")
+        split("spawn+join ns/task|channel ping-pong ns/round trip (placed by the runtime)|channel ping-pong ns/round trip (pinned on workers 0 and 1)", ls, "|")
+        for (i = 1; i <= 3; i++) {
+            pk = (i == 3) ? "channel_pingpong_ns_per_roundtrip" : ks[i]
+            split("Tokio multi_thread (2)|Go (GOMAXPROCS=2)", pn, "|")
+            for (j = 1; j <= 2; j++) {
+                peer = (j == 1) ? "tokio" : "go"
+                # Peers print "tokio threads=2 ..." / "go procs=2 ...": keyed by prog.
+                # (no bare ">" in printf arguments: awk reads it as a redirection)
+                known = has(peer, pk) && has("weft@2", ks[i])
+                r = known ? rat(get("weft@2", ks[i]), get(peer, pk)) : "n/a"
+                printf "| %s, 2 workers, vs %s | %s | %s | %s | < 1 (faster) | %s |\n", ls[i], pn[j],
+                    show("weft@2", ks[i]), show(peer, pk), r,
+                    verdict(get("weft@2", ks[i]) < get(peer, pk), known)
+            }
+        }
+        k = "wake_parked_p99_us"
+        printf "| cross-worker wake p99 µs (woken worker parked) | %s | n/a | n/a | ≤ 50 µs | %s |\n",
+            show("weft@2", k), verdict(get("weft@2", k) <= 50, has("weft@2", k))
+        # Echo: weft with 2 workers against Tokio with 2 threads.
+        if (has("echo:tokio", "reqs_per_s") && has("echo:weft-2w", "reqs_per_s"))
+            printf "| echo 64 × 64 B req/s, 2 workers vs Tokio multi_thread (2) | %s | %s | %s | ≥ 1.0 | %s |\n",
+                show("echo:weft-2w", "reqs_per_s"), show("echo:tokio", "reqs_per_s"),
+                rat(get("echo:weft-2w", "reqs_per_s"), get("echo:tokio", "reqs_per_s")),
+                verdict(get("echo:weft-2w", "reqs_per_s") >= get("echo:tokio", "reqs_per_s"), 1)
+
+        # The scaling table: every worker count that ran.
+        n = split(workers, wl, " ")
+        if (n > 0) {
+            print ""
+            print "| workers | skew tasks/s | skew speed-up | spawn+join ns/task |"
+            print "|---:|---:|---:|---:|"
+            for (i = 1; i <= n; i++) {
+                p = "weft@" wl[i]
+                up = "n/a"
+                if (has(p, "skew_tasks_per_s") && has("weft@1", "skew_tasks_per_s"))
+                    up = rat(get(p, "skew_tasks_per_s"), get("weft@1", "skew_tasks_per_s"))
+                printf "| %s | %s | %s | %s |\n", wl[i], show(p, "skew_tasks_per_s"), up,
+                    show(p, "spawn_join_ns_per_task")
+            }
+        }
+        print ""
+        print "| cross-worker wake µs | p50 | p90 | p99 | max | MSG_RING wakes |"
+        print "|---|---:|---:|---:|---:|---:|"
+        split("parked spinning", ml, " ")
+        for (i = 1; i <= 2; i++)
+            printf "| %s | %s | %s | %s | %s | %s |\n", ml[i],
+                show("weft@2", "wake_" ml[i] "_p50_us"), show("weft@2", "wake_" ml[i] "_p90_us"),
+                show("weft@2", "wake_" ml[i] "_p99_us"), show("weft@2", "wake_" ml[i] "_max_us"),
+                show("weft@2", "wake_" ml[i] "_msg_ring_wakes")
+    }
+' "$raw"
+
+echo
+echo '```'
+cat "$raw"
+echo '```'
+exit $status
