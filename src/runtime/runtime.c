@@ -32,7 +32,6 @@ int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
     init_pseudo_root(&rt->root);
     init_pseudo_root(&rt->orphans);
     pthread_mutex_init(&rt->lazy_lock, NULL);
-    pthread_mutex_init(&rt->tree_lock, NULL);
     pthread_mutex_init(&rt->inject_lock, NULL);
     return 0;
 }
@@ -48,7 +47,6 @@ void weft__runtime_teardown(weft__runtime *rt)
         rt->inject_head = next;
     }
     pthread_mutex_destroy(&rt->lazy_lock);
-    pthread_mutex_destroy(&rt->tree_lock);
     pthread_mutex_destroy(&rt->inject_lock);
 }
 

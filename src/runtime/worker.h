@@ -110,7 +110,7 @@ typedef struct weft__runtime {
     _Atomic uint64_t live_tasks; /* threaded: spawned, not complete (pseudo-roots excluded) */
     struct weft_task root;       /* parent of background and outside-spawned tasks */
     struct weft_task orphans;    /* adopts children under WEFT_ORPHANS_ADOPT */
-    pthread_mutex_t tree_lock;   /* see task/tree.c */
+    unsigned tree_lock;          /* a spinlock (common/spinlock.h); see task/tree.c */
     weft_task *main_task;
     _Atomic bool main_done;
     bool embedded;            /* driven by weft_executor_run */

@@ -9,37 +9,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
-/* Spins a little, then gives the CPU away: the other side may be a thread
- * that was preempted while holding what we wait for. */
-static inline void backoff(unsigned *spins)
-{
-    if (++*spins < 64)
-        cpu_relax();
-    else
-        sched_yield();
-}
-
-void weft__spin_lock_slow(unsigned *lock)
-{
-    unsigned spins = 0;
-    for (;;) {
-        /* Test before test-and-set: spin on a shared cache line. */
-        while (__atomic_load_n(lock, __ATOMIC_RELAXED))
-            backoff(&spins);
-        if (!__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE))
-            return;
-    }
-}
-
 /* The waiter side of the hand-over: after the claim, wait for the waker to
  * be done with the node (and with the task record it wakes). */
 static void wait_done(weft__waiter *w)
@@ -47,7 +16,7 @@ static void wait_done(weft__waiter *w)
     unsigned spins = 0;
     /* Pairs with the release store of WAITER_DONE in weft__waiter_wake. */
     while (atomic_load_explicit(&w->state, memory_order_acquire) != WAITER_DONE)
-        backoff(&spins);
+        weft__backoff(&spins);
 }
 
 int weft__waiter_park(weft__waiter *w, unsigned *lock, weft__waitlist *l, bool interruptible)

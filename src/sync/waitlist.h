@@ -26,6 +26,7 @@
 #include <weft/sync.h>
 
 #include "task/task.h"
+#include "common/spinlock.h"
 
 enum {
     WAITER_WAITING = 0, /* linked in a list */
@@ -41,25 +42,6 @@ struct weft__waiter {
     void *buf;              /* channel: the element to send or the place to receive into */
 };
 typedef struct weft__waiter weft__waiter;
-
-/* ---- spinlock ------------------------------------------------------------ */
-
-/* Spins with a pause, then yields the CPU: the holder may have been
- * preempted, and on a shared machine spinning against it wastes its time. */
-void weft__spin_lock_slow(unsigned *lock);
-
-static inline void weft__spin_lock(unsigned *lock)
-{
-    /* Pairs with the release in weft__spin_unlock. */
-    if (__builtin_expect(!__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE), 1))
-        return;
-    weft__spin_lock_slow(lock);
-}
-
-static inline void weft__spin_unlock(unsigned *lock)
-{
-    __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
-}
 
 /* ---- lists (under the primitive's lock) ---------------------------------- */
 

@@ -4,25 +4,27 @@
  *
  * With several workers a parent and its children may run on different
  * threads, so every read or change of the links and of live_children
- * happens under the runtime's tree lock (one mutex: spawns and completions
- * hold it for a few stores; only a cancellation walks under it). One
+ * happens under the runtime's tree lock (one spinlock: spawns and
+ * completions hold it for a few stores; only a cancellation walks under
+ * it). One
  * worker takes no lock at all. */
 #include <errno.h>
 #include <string.h>
 
+#include "common/spinlock.h"
 #include "runtime/worker.h"
 #include "task/task.h"
 
 void weft__tree_lock(weft__runtime *rt)
 {
     if (rt->threaded)
-        pthread_mutex_lock(&rt->tree_lock);
+        weft__spin_lock(&rt->tree_lock);
 }
 
 void weft__tree_unlock(weft__runtime *rt)
 {
     if (rt->threaded)
-        pthread_mutex_unlock(&rt->tree_lock);
+        weft__spin_unlock(&rt->tree_lock);
 }
 
 /* The runtime a task belongs to, from any thread. */
