@@ -111,17 +111,19 @@ static void drain_remote(weft__worker *w)
         weft__sched_push(&w->sched, t, PUSH_QUEUE);
         t = next;
     }
-    weft_task *t = take_remote(&w->remote_adopt);
-    if (t)
-        w->count.steal_successes++;
-    while (t) {
+    /* Hand-overs from busy workers, and the runtime's errands sent here
+     * (weft__spawn_on), which are no steal. */
+    uint64_t stolen = 0;
+    for (weft_task *t = take_remote(&w->remote_adopt); t;) {
         weft_task *next = t->rq_next;
         w->owned++;
-        w->count.tasks_stolen++;
+        stolen += !(t->flags & TASK_F_UNCOUNTED);
         w->sched.queues[t->queue].live++;
         weft__sched_push(&w->sched, t, PUSH_QUEUE);
         t = next;
     }
+    w->count.tasks_stolen += stolen;
+    w->count.steal_successes += stolen != 0;
 }
 
 static bool remote_pending(weft__worker *w)
