@@ -1,12 +1,17 @@
 # The two set-up commands of the README:
-#   make test   builds weft and runs the whole suite (debug, ASan+UBSan, TSan, the
-#               aarch64 context test under qemu, formatting, install check)
-#   make demo   builds a release and runs the showcase and the benchmarks
+#   make test   builds weft and runs the whole suite (debug, ASan+UBSan, TSan,
+#               -O2 with -flto (the thread-local hazard check, and -O2's
+#               warnings), the aarch64 context test under qemu, formatting,
+#               install check)
+#   make demo   builds a release and runs the showcase, the weighted queues, the
+#               HTTP server under load on every CPU next to a background queue
+#               of CPU work (throughput, per-worker and per-queue stats), and
+#               the benchmarks
 # Each installs the Debian packages it needs when run as root, and prints the
 # apt-get line otherwise.
 
 JOBS ?= $(shell nproc)
-TEST_PRESETS ?= debug asan tsan
+TEST_PRESETS ?= debug asan tsan lto
 # Under TSan: the unit tests (each with one worker and with two); the smoke,
 # fuzz and install checks run in the other presets.
 TSAN_EXCLUDE := install|fuzz|smoke|corpus
@@ -58,7 +63,7 @@ demo: deps-demo
 	cmake --build build/release -j$(JOBS)
 	./build/release/examples/weft_demo
 	./build/release/examples/weft_queues
-	./build/release/examples/weft_http --load 5
+	./build/release/examples/weft_http --load 5 --workers 0 --bg-cpu
 	./bench/run-micro.sh
 
 bench: deps-demo

@@ -16,9 +16,14 @@
  *    and cancels the server task; the program prints the io_uring ops it
  *    issued, by opcode, and the runtime's stats, then exits 0.
  *
- * usage: weft_echo [PORT] [--direct] [--multishot]
+ * usage: weft_echo [PORT] [--direct] [--multishot] [--workers N]
  *   Listens on 127.0.0.1:PORT (default 7777). With PORT 0 the kernel picks a
  *   port and the server prints "listening on <port>".
+ *   --workers N runs N workers (1..1024; 0 = one per CPU the process may
+ *   run on; $WEFT_WORKERS is then ignored). Without it, weft's default:
+ *   $WEFT_WORKERS if set, else one per CPU. Connections are accepted by one
+ *   task; with several workers, idle workers take queued connection tasks
+ *   over (docs/workers.md), except --direct ones, which are STICKY.
  *
  * Try it:  weft_echo 7777 &  then  nc 127.0.0.1 7777
  */
@@ -49,8 +54,9 @@
 /* Command-line options, set once in main before the runtime starts. */
 static struct {
     int port;
-    bool direct;    /* accept direct descriptors */
-    bool multishot; /* accept stream + recv stream over a buffer ring */
+    bool direct;      /* accept direct descriptors */
+    bool multishot;   /* accept stream + recv stream over a buffer ring */
+    unsigned workers; /* weft_config.workers: 0 = weft's default */
 } opt = {.port = DEFAULT_PORT};
 
 /* ---- one connection ------------------------------------------------------ */
@@ -286,7 +292,9 @@ static void *app_main(void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: weft_echo [PORT] [--direct] [--multishot]\n");
+    fprintf(stderr, "usage: weft_echo [PORT] [--direct] [--multishot] [--workers N]\n"
+                    "  --workers N  1..1024 workers, 0 = one per CPU (default: $WEFT_WORKERS,\n"
+                    "               else one per CPU)\n");
     exit(2);
 }
 
@@ -298,8 +306,11 @@ int main(int argc, char **argv)
             opt.direct = true;
         else if (strcmp(argv[i], "--multishot") == 0)
             opt.multishot = true;
-        else if (argv[i][0] != '-' && (opt.port = (int)strtol(argv[i], &end, 10), !*end) &&
-                 opt.port >= 0 && opt.port <= 65535)
+        else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
+            if (!parse_workers("weft_echo", argv[++i], &opt.workers))
+                usage();
+        } else if (argv[i][0] != '-' && (opt.port = (int)strtol(argv[i], &end, 10), !*end) &&
+                   opt.port >= 0 && opt.port <= 65535)
             continue;
         else
             usage();
@@ -321,12 +332,14 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
 
+    weft_config cfg = {.workers = opt.workers};
     void *failed = NULL;
-    int r = weft_run(NULL, app_main, &a, &failed);
+    int r = weft_run(&cfg, app_main, &a, &failed);
     close(a.listen_fd);
     close(a.signal_fd);
     if (r < 0) {
-        fprintf(stderr, "weft_echo: weft_run: %s\n", weft_strerror(r));
+        fprintf(stderr, "weft_echo: weft_run: %s%s%s\n", weft_strerror(r), r == -EINVAL ? ": " : "",
+                r == -EINVAL ? weft_last_config_error() : "");
         return 1;
     }
     return failed ? 1 : 0;

@@ -1,6 +1,7 @@
 /* What the example servers (echo.c, http/server.c) share: a listening
- * socket, the stop signals as a readable fd, and the report they print.
- * Header-only, so each example still builds from its own sources. */
+ * socket, the stop signals as a readable fd, the report they print, and
+ * their --workers option. Header-only, so each example still builds from
+ * its own sources. */
 #ifndef WEFT_EXAMPLES_SERVER_COMMON_H
 #define WEFT_EXAMPLES_SERVER_COMMON_H
 
@@ -8,8 +9,11 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -56,12 +60,45 @@ static inline int stop_signals_fd(void)
     return signalfd(-1, &stop, SFD_CLOEXEC);
 }
 
-/* io_uring ops by opcode and the runtime's counters. */
+/* The CPUs this process may run on (at least 1). */
+static inline unsigned cpus_available(void)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    return n > 0 ? (unsigned)n : 1;
+}
+
+/* --workers N: 1..1024 workers, or 0 for one per CPU this process may run on
+ * (resolved here, so that the option wins over $WEFT_WORKERS). Returns
+ * false, after saying why on stderr, for anything else. */
+static inline bool parse_workers(const char *prog, const char *text, unsigned *workers)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(text, &end, 10);
+    if (text[0] < '0' || text[0] > '9' || *end || errno || n > 1024) {
+        fprintf(stderr, "%s: --workers: \"%s\" is not a number in 0..1024 (0 = one per CPU)\n",
+                prog, text);
+        return false;
+    }
+    *workers = n ? (unsigned)n : cpus_available();
+    return true;
+}
+
+/* io_uring ops by opcode and the runtime's counters. weft_ops_by_opcode
+ * counts the calling worker's ring only; the counters sum every worker. */
 static inline void write_stats(FILE *f)
 {
     uint64_t ops[256];
     int n = weft_ops_by_opcode(ops, 256);
-    fprintf(f, "io_uring ops by opcode:\n");
+    unsigned workers = weft_worker_count();
+    if (workers > 1)
+        fprintf(f,
+                "io_uring ops by opcode, worker %d's ring only"
+                " (ops_issued below: all %u workers):\n",
+                weft_worker_index(), workers);
+    else
+        fprintf(f, "io_uring ops by opcode:\n");
     for (int i = 0; i < n; i++) {
         const char *name = weft_opcode_name((unsigned)i);
         if (ops[i])

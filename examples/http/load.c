@@ -3,7 +3,8 @@
  * A weft program of its own: one task per connection, each a closed loop
  * of send GET / -> read the response -> record the latency, all under one
  * deadline (weft_deadline_push) that ends every blocking call at the end of
- * the run. Latencies go into a fixed-size log-linear histogram.
+ * the run. Latencies go into a fixed-size log-linear histogram. It runs
+ * one worker (the clients share their counters without locks).
  */
 #define _GNU_SOURCE
 #include "load.h"
@@ -209,15 +210,19 @@ pid_t http_load_start(const http_load_args *a, int listen_fd)
     if (pid < 0)
         return -errno;
     if (pid > 0) {
-        pin_to_cpu(0); /* the server */
+        if (a->pin_server)
+            pin_to_cpu(0);
         return pid;
     }
     /* The child: its own runtime. The signals stay blocked, and the
      * inherited signalfd now reads the child's own (signalfd(2)). */
     close(listen_fd);
     pin_to_cpu(1);
+    /* One worker whatever $WEFT_WORKERS says: the clients share load_state
+     * without locks. */
+    weft_config cfg = {.workers = 1};
     void *failed = NULL;
-    int r = weft_run(NULL, load_main, (void *)a, &failed);
+    int r = weft_run(&cfg, load_main, (void *)a, &failed);
     if (r < 0)
         fprintf(stderr, "weft_http load: weft_run: %s\n", weft_strerror(r));
     exit(r < 0 || failed ? 1 : 0);

@@ -9,7 +9,15 @@
  *    weft_recv bound the wait for the next request (idle timeout: the
  *    connection is closed) and for the rest of a started request (request
  *    timeout: 408, then close);
- *  - an incremental request parser with no weft dependency (parse.c).
+ *  - an incremental request parser with no weft dependency (parse.c);
+ *  - several workers (--workers): connection tasks start on the worker that
+ *    accepted them and idle workers take queued ones over;
+ *  - weighted queues (--bg-cpu): the server and its connections run in
+ *    queue "http" (weight 100), next to queue "bg" (weight 5) holding one
+ *    CPU-bound task per worker that computes in slices of about 150 us and
+ *    calls weft_yield_maybe between them. The background work takes the CPU
+ *    the server leaves idle, and the weights decide the split when both
+ *    want it.
  *
  * Routes: GET / answers "Hello, world!", GET /stats the runtime's counters
  * and io_uring ops; HEAD works on both; other methods get 405, other paths
@@ -17,20 +25,35 @@
  * Transfer-Encoding (chunked) bodies are refused with 501 (see parse.h).
  *
  * usage: weft_http [PORT] [--idle-timeout SECONDS] [--request-timeout SECONDS]
- *                  [--load SECONDS [--conns N]]
+ *                  [--load SECONDS [--conns N]] [--workers N] [--bg-cpu]
  *   Listens on 127.0.0.1:PORT (default 8080; 0 = the kernel picks a port and
  *   the server prints "listening on <port>"). A connection is closed after
  *   10 s without a request (--idle-timeout); a request whose header section
  *   is not complete 5 s after its first byte gets 408 (--request-timeout).
  *   --load runs the built-in load generator (load.c) against the server: a
  *   separate process (forked before either runtime starts, so that the two
- *   do not share a CPU's scheduler, and pinned to another CPU when there is
+ *   do not share a CPU's scheduler, one worker pinned to CPU 1 when there is
  *   one) with N connections (default 64), each a weft task sending
  *   keep-alive GET / requests one at a time for SECONDS. It prints
  *   requests/s and latency percentiles; the server then stops and prints its
- *   io_uring ops by opcode and its stats. SIGINT ends the run early.
+ *   io_uring ops by opcode (of the worker printing them) and its stats.
+ *   SIGINT ends the run early.
+ *   --workers N runs N workers (1..1024; 0 = one per CPU the process may
+ *   run on; $WEFT_WORKERS is then ignored). Without it, weft's default:
+ *   $WEFT_WORKERS if set, else one per CPU; but a --load run pins the
+ *   server to CPU 0 first, which makes that default one worker (unless
+ *   $WEFT_WORKERS says otherwise). With --workers other than 1 the server
+ *   is not pinned and shares CPU 1 with the load generator.
+ *   --bg-cpu adds the background queue described above (it keeps every
+ *   worker busy until the server stops).
+ *   On stopping, the server also prints a table with a row per worker:
+ *   requests answered, background slices, context switches, tasks spawned,
+ *   stolen and donated, spells of hunger, wake-ups sent, parks; with
+ *   --bg-cpu, the background work done (slices/s, CPUs' worth) and the
+ *   per-queue table.
  *
  * Try it:  weft_http 8080 &  curl -i localhost:8080/  curl localhost:8080/stats
+ *          weft_http --load 5 --workers 0 --bg-cpu        (what `make demo` runs)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -39,6 +62,8 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,11 +90,103 @@
 #define IN_MAX_BYTES    (HTTP_MAX_HEADER_BYTES + HTTP_MAX_BODY + 1) /* one whole request */
 #define OUT_FLUSH_BYTES 65536 /* send pipelined responses once this many pile up */
 #define BACKOFF_NS      (10 * 1000000ull)
+#define HTTP_WEIGHT     100
+#define BG_WEIGHT       5
+#define BG_SLICE_NS     150000ull /* one background slice of computing */
 
 /* Timeouts, set once in main before the runtime starts. */
 static uint64_t idle_timeout_ns = 10 * NS_PER_SEC; /* waiting for the next request */
 static uint64_t request_timeout_ns =
     5 * NS_PER_SEC; /* a request's first byte to its whole header */
+
+/* ---- per-worker counters and the background work -------------------------- */
+
+/* What each worker did, counted here: one cache line per worker, written
+ * only by that worker's thread (atomics all the same: the report reads them
+ * from another thread). */
+typedef struct worker_counts {
+    alignas(64) _Atomic uint64_t requests; /* requests answered */
+    _Atomic uint64_t bg_slices;            /* background slices computed */
+} worker_counts;
+
+static worker_counts *counts; /* [ncounts]: one per worker, set by app_main */
+static unsigned ncounts;
+
+typedef enum counter { REQUESTS, BG_SLICES } counter;
+
+static void count(counter which)
+{
+    int w = weft_worker_index();
+    if (counts && w >= 0 && (unsigned)w < ncounts)
+        atomic_fetch_add_explicit(which == REQUESTS ? &counts[w].requests : &counts[w].bg_slices, 1,
+                                  memory_order_relaxed);
+}
+
+/* --bg-cpu: set once in main before the runtime starts. */
+static struct {
+    bool on;
+    uint64_t rounds;   /* xorshift rounds in one slice, calibrated to BG_SLICE_NS */
+    uint64_t slice_ns; /* what one slice took when calibrated */
+} bg;
+static _Atomic uint64_t bg_sink; /* keeps the computation from being optimized away */
+
+static uint64_t burn(uint64_t rounds, uint64_t x)
+{
+    for (uint64_t i = 0; i < rounds; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    return x;
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* The fastest of five runs of burn(rounds): the least disturbed. */
+static uint64_t burn_ns(uint64_t rounds)
+{
+    uint64_t best = UINT64_MAX, x = 88172645463325252ull;
+    for (int i = 0; i < 5; i++) {
+        uint64_t start = monotonic_ns();
+        x = burn(rounds, x);
+        uint64_t took = monotonic_ns() - start;
+        if (took < best)
+            best = took;
+    }
+    atomic_fetch_xor_explicit(&bg_sink, x, memory_order_relaxed);
+    return best ? best : 1;
+}
+
+/* Sizes a slice: the rounds that take BG_SLICE_NS here. */
+static void bg_calibrate(void)
+{
+    uint64_t rounds = 1024, took;
+    while ((took = burn_ns(rounds)) < 2 * BG_SLICE_NS && rounds < (1ull << 40))
+        rounds *= 2;
+    bg.rounds = rounds * BG_SLICE_NS / took;
+    if (bg.rounds == 0)
+        bg.rounds = 1;
+    bg.slice_ns = burn_ns(bg.rounds);
+}
+
+/* One background task: a slice of computing, then a scheduling point (a
+ * yield once the worker's time slice is used up, or when another queue
+ * should run), until cancelled. */
+static void *bg_task(void *arg)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull + (uintptr_t)arg;
+    do {
+        x = burn(bg.rounds, x);
+        count(BG_SLICES);
+    } while (weft_yield_maybe() == 0);
+    atomic_fetch_xor_explicit(&bg_sink, x, memory_order_relaxed);
+    return NULL;
+}
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -130,11 +247,13 @@ static const char *reason(int status)
     }
 }
 
-/* The Date header's value, formatted once a second (one worker thread). */
+/* The Date header's value, formatted once a second by each worker thread
+ * (thread-local: the pointer is used before the task's next blocking call,
+ * so it is this thread's copy). */
 static const char *http_date(void)
 {
-    static char text[64];
-    static time_t formatted_at;
+    static _Thread_local char text[64];
+    static _Thread_local time_t formatted_at;
     time_t now = time(NULL);
     if (now != formatted_at) {
         struct tm tm;
@@ -281,6 +400,7 @@ static bool answer_requests(connection *c)
             break;
         }
         open = respond(&c->out, &req);
+        count(REQUESTS);
         used += (size_t)r;
         if (c->out.len >= OUT_FLUSH_BYTES && flush(c) < 0)
             open = false;
@@ -400,6 +520,8 @@ static void *server_task(void *arg)
             r = accept_failed(fd);
             continue;
         }
+        /* No queue named: a child runs in its spawner's queue ("http" with
+         * --bg-cpu). */
         weft_spawn_opts o = {.name = "http-conn"};
         if ((r = weft_spawn_ex(NULL, &o, connection_task, (void *)(intptr_t)fd)) < 0) {
             fprintf(stderr, "weft_http: spawning a connection task: %s\n", weft_strerror(r));
@@ -466,13 +588,85 @@ static void *watch_load(void *arg)
     return NULL;
 }
 
+/* Cancels and joins the background tasks (NULL entries skipped). */
+static void stop_bg(weft_task **tasks, unsigned n)
+{
+    for (unsigned i = 0; tasks && i < n; i++)
+        if (tasks[i]) {
+            weft_cancel(tasks[i]);
+            weft_join(tasks[i], NULL);
+        }
+    free(tasks);
+}
+
+/* A row per worker: the counts kept here and weft_stats_workers' own (ws,
+ * n of them). */
+static void print_workers(FILE *f, const weft_stats *ws, unsigned n)
+{
+    fprintf(f, "per worker:\n  worker   requests  bg slices   switches  spawned  stolen  donated"
+               "  hungry  fed   wakes  parks\n");
+    for (unsigned i = 0; i < n; i++) {
+        const weft_stats *w = &ws[i];
+        fprintf(f, "  %6u %10llu %10llu %10llu %8llu %7llu %8llu %7llu %4llu %7llu %6llu\n", i,
+                i < ncounts ? (unsigned long long)atomic_load(&counts[i].requests) : 0ull,
+                i < ncounts ? (unsigned long long)atomic_load(&counts[i].bg_slices) : 0ull,
+                (unsigned long long)w->context_switches, (unsigned long long)w->tasks_spawned,
+                (unsigned long long)w->tasks_stolen, (unsigned long long)w->tasks_donated,
+                (unsigned long long)w->steal_attempts, (unsigned long long)w->steal_successes,
+                (unsigned long long)w->wakes_sent, (unsigned long long)w->parks);
+    }
+    fprintf(f, "  (stolen / donated: tasks taken over from / handed to other workers; hungry:\n"
+               "   spells idle asking for work, fed: those that got some; wakes: wake-ups of\n"
+               "   parked workers sent; parks: sleeps in io_uring_enter)\n");
+}
+
 static void *app_main(void *arg)
 {
     app *a = arg;
-    weft_spawn_opts server_opts = {.name = "server"};
-    int r = weft_spawn_ex(&a->server, &server_opts, server_task, (void *)(intptr_t)a->listen_fd);
+    unsigned nworkers = weft_worker_count();
+    counts = aligned_alloc(alignof(worker_counts), nworkers * sizeof *counts);
+    if (counts) {
+        for (unsigned i = 0; i < nworkers; i++) {
+            atomic_init(&counts[i].requests, 0);
+            atomic_init(&counts[i].bg_slices, 0);
+        }
+        ncounts = nworkers;
+    }
+    if (a->load_pid > 0 || bg.on) {
+        printf("weft_http: %u worker%s", nworkers, nworkers == 1 ? "" : "s");
+        if (bg.on)
+            printf(", queues \"http\" (weight %d) and \"bg\" (weight %d) with %u CPU-bound "
+                   "task%s in slices of %.0f us",
+                   HTTP_WEIGHT, BG_WEIGHT, nworkers, nworkers == 1 ? "" : "s",
+                   (double)bg.slice_ns / 1e3);
+        printf("\n");
+        fflush(stdout);
+    }
+
+    /* The background tasks: one per worker, all spawned here; idle workers
+     * take them over (docs/workers.md). */
+    weft_task **bg_tasks = NULL;
+    uint64_t bg_start_ns = weft_now_ns();
+    int r = 0;
+    if (bg.on) {
+        bg_tasks = calloc(nworkers, sizeof *bg_tasks);
+        if (!bg_tasks)
+            r = -ENOMEM;
+        weft_spawn_opts bg_opts = {.queue = "bg", .name = "bg-cpu"};
+        for (unsigned i = 0; r == 0 && i < nworkers; i++)
+            r = weft_spawn_ex(&bg_tasks[i], &bg_opts, bg_task, (void *)(uintptr_t)i);
+        if (r < 0) {
+            fprintf(stderr, "weft_http: spawning the background tasks: %s\n", weft_strerror(r));
+            stop_bg(bg_tasks, nworkers);
+            return (void *)1;
+        }
+    }
+
+    weft_spawn_opts server_opts = {.name = "server", .queue = bg.on ? "http" : NULL};
+    r = weft_spawn_ex(&a->server, &server_opts, server_task, (void *)(intptr_t)a->listen_fd);
     if (r < 0) {
         fprintf(stderr, "weft_http: spawning the server: %s\n", weft_strerror(r));
+        stop_bg(bg_tasks, nworkers);
         return (void *)1;
     }
     weft_task *watchers[2] = {NULL, NULL};
@@ -490,16 +684,53 @@ static void *app_main(void *arg)
             weft_cancel(watchers[i]);
             weft_join(watchers[i], NULL);
         }
+    uint64_t bg_ns = weft_now_ns() - bg_start_ns;
+    uint64_t bg_slices = 0;
+    for (unsigned i = 0; i < ncounts; i++)
+        bg_slices += atomic_load(&counts[i].bg_slices);
+
+    /* Read while the background tasks still run, so that the queue table
+     * shows them; the per-worker figures first, before write_stats reads
+     * the workers too. */
+    weft_stats *ws = calloc(nworkers, sizeof *ws);
+    int nws = ws ? weft_stats_workers(ws, nworkers) : -ENOMEM;
+    if (nws < 0)
+        fprintf(stderr, "weft_http: weft_stats_workers: %s\n", weft_strerror(nws));
+    weft_queue_stats qs[2];
+    int nq = bg.on ? weft_stats_queues(qs, 2) : 0;
+
     printf("server: ");
     write_stats(stdout);
+    if (nws > 0)
+        print_workers(stdout, ws, (unsigned)nws < nworkers ? (unsigned)nws : nworkers);
+    free(ws);
+    if (bg.on) {
+        double seconds = (double)bg_ns / 1e9;
+        printf("background: %llu slices of %.0f us in %.1f s: %.0f slices/s, %.2f CPUs' worth\n",
+               (unsigned long long)bg_slices, (double)bg.slice_ns / 1e3, seconds,
+               (double)bg_slices / seconds,
+               (double)bg_slices * (double)bg.slice_ns / (double)bg_ns);
+        if (nq > 0) {
+            printf("per queue:\n");
+            weft_stats_print_queues(stdout, qs, (size_t)nq < 2 ? (size_t)nq : 2);
+        }
+    }
+    stop_bg(bg_tasks, nworkers);
     fflush(stdout);
     return r < 0 || (joined == 0 && failed) ? (void *)1 : NULL;
 }
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: weft_http [PORT] [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
-                    "                 [--load SECONDS [--conns N]]\n");
+    fprintf(stderr,
+            "usage: weft_http [PORT] [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
+            "                 [--load SECONDS [--conns N]] [--workers N] [--bg-cpu]\n"
+            "  --workers N  1..1024 workers, 0 = one per CPU (default: $WEFT_WORKERS, else\n"
+            "               one per CPU; a --load run pins the server to one CPU, so there\n"
+            "               the default is one worker)\n"
+            "  --bg-cpu     run the server in queue \"http\" (weight %d) next to queue \"bg\"\n"
+            "               (weight %d) with one CPU-bound task per worker\n",
+            HTTP_WEIGHT, BG_WEIGHT);
     exit(2);
 }
 
@@ -508,9 +739,17 @@ int main(int argc, char **argv)
     int port = DEFAULT_PORT;
     bool port_given = false;
     http_load_args load_opts = {.conns = 64};
+    unsigned workers = 0; /* weft_config.workers: 0 = weft's default */
+    bool workers_given = false;
     for (int i = 1; i < argc; i++) {
         char *end;
-        if (strcmp(argv[i], "--load") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
+            if (!parse_workers("weft_http", argv[++i], &workers))
+                usage();
+            workers_given = true;
+        } else if (strcmp(argv[i], "--bg-cpu") == 0) {
+            bg.on = true;
+        } else if (strcmp(argv[i], "--load") == 0 && i + 1 < argc) {
             load_opts.seconds = strtod(argv[++i], &end);
             if (*end || !(load_opts.seconds > 0 && load_opts.seconds <= 3600))
                 usage();
@@ -540,6 +779,8 @@ int main(int argc, char **argv)
     }
     if (load_opts.seconds > 0 && !port_given)
         port = 0; /* a load run needs no fixed port */
+    if (bg.on)
+        bg_calibrate();
 
     /* Before any thread exists (see stop_signals_fd). */
     app a = {.signal_fd = stop_signals_fd(), .load_status = -1};
@@ -559,6 +800,9 @@ int main(int argc, char **argv)
     if (load_opts.seconds > 0) {
         load_opts.port = bound_port(a.listen_fd);
         load_opts.signal_fd = a.signal_fd;
+        /* One worker gets CPU 0 to itself (weft's default then makes it
+         * one worker); several keep every CPU. */
+        load_opts.pin_server = !workers_given || workers == 1;
         a.load_pid = http_load_start(&load_opts, a.listen_fd);
         if (a.load_pid < 0) {
             fprintf(stderr, "weft_http: fork: %s\n", strerror(-a.load_pid));
@@ -566,8 +810,19 @@ int main(int argc, char **argv)
         }
     }
 
+    weft_queue_spec queues[] = {
+        {.name = "http", .weight = HTTP_WEIGHT}, /* first: the main task's queue */
+        {.name = "bg", .weight = BG_WEIGHT},
+    };
+    weft_config cfg = {.workers = workers};
+    if (bg.on) {
+        cfg.queues = queues;
+        cfg.nqueues = 2;
+        cfg.stats = true; /* queue delays for the per-queue table */
+    }
     void *failed = NULL;
-    int r = weft_run(NULL, app_main, &a, &failed);
+    int r = weft_run(&cfg, app_main, &a, &failed);
+    free(counts);
     if (a.load_pid > 0 && a.load_status < 0) {
         /* Stopped by a signal before the load generator ended. */
         kill(a.load_pid, SIGTERM);
@@ -577,7 +832,8 @@ int main(int argc, char **argv)
     close(a.listen_fd);
     close(a.signal_fd);
     if (r < 0) {
-        fprintf(stderr, "weft_http: weft_run: %s\n", weft_strerror(r));
+        fprintf(stderr, "weft_http: weft_run: %s%s%s\n", weft_strerror(r), r == -EINVAL ? ": " : "",
+                r == -EINVAL ? weft_last_config_error() : "");
         return 1;
     }
     if (a.load_pid > 0 && a.load_status != 0)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # echo_smoke.sh - smoke test of weft_echo (examples/echo.c) in each mode:
 # several connections at once, a large message, running out of descriptors
-# (EMFILE) without dying, and a clean stop on SIGINT.
+# (EMFILE) without dying, and a clean stop on SIGINT; then --workers 2 (the
+# stats on stopping count two workers) and bad --workers values.
 # usage: echo_smoke.sh PATH/TO/weft_echo
 test_name=echo_smoke
 # shellcheck source=examples/smoke/lib.sh
@@ -75,3 +76,21 @@ for mode in "" "--multishot"; do
     check_emfile $mode
     echo "echo_smoke: EMFILE with mode '${mode:-default}' ok"
 done
+
+# --workers 2, whatever $WEFT_WORKERS and the CPU count say.
+for mode in "" "--multishot" "--direct"; do
+    # shellcheck disable=SC2086
+    start_server "$bin" 0 --workers 2 $mode
+    check_connections 8
+    check_large
+    stop_server
+    grep -qE '^workers +2$' "$tmp/out" || fail "--workers 2 $mode: the stats do not count two workers"
+    echo "echo_smoke: --workers 2 with mode '${mode:-default}' ok"
+done
+for bad in abc -1 1025 "" 2x; do
+    "$bin" 0 --workers "$bad" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ "$rc" = 2 ] || fail "--workers '$bad': exit status $rc, not 2"
+    grep -q "not a number in 0..1024" "$tmp/err" || fail "--workers '$bad': no clear error"
+done
+echo "echo_smoke: bad --workers values refused"

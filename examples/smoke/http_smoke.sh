@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # http_smoke.sh - smoke test of weft_http (examples/http/): a GET, pipelined
 # GETs in one write, keep-alive, HEAD, the error statuses, both timeouts and
-# a clean stop on SIGINT.
+# a clean stop on SIGINT; then --workers 2 --bg-cpu (served, reported, and a
+# short --load run) and bad --workers values.
 # usage: http_smoke.sh PATH/TO/weft_http
 test_name=http_smoke
 # shellcheck source=examples/smoke/lib.sh
@@ -95,3 +96,32 @@ r=$(exchange "GET / HTTP/1.1${CRLF}Host: te")
 expect "request timeout" "$r" '^HTTP/1.1 408 Request Timeout' 'Connection: close'
 stop_server
 echo "http_smoke: timeouts ok"
+
+# Two workers and the background queue: requests are still answered, and
+# the report on stopping has a row per worker and the two queues.
+start_server "$bin" 0 --workers 2 --bg-cpu
+r=$(exchange "GET / HTTP/1.1${CRLF}Host: test${CRLF}Connection: close${CRLF}${CRLF}")
+expect "--bg-cpu: GET /" "$r" '^HTTP/1.1 200 OK' 'Hello, world!$'
+r=$(exchange "GET /stats HTTP/1.1${CRLF}Host: test${CRLF}Connection: close${CRLF}${CRLF}")
+expect "--bg-cpu: GET /stats" "$r" '^HTTP/1.1 200 OK' '^workers +2'
+stop_server
+out=$(cat "$tmp/out")
+expect "--bg-cpu report" "$out" '^per worker:' '^ +0 +[0-9]+ +[0-9]+' '^ +1 +[0-9]+ +[0-9]+' \
+    '^background: [0-9]+ slices' '^http +100 ' '^bg +5 '
+echo "http_smoke: --workers 2 --bg-cpu ok"
+
+# A short load run: no failed request, every part of the report there.
+"$bin" --load 0.5 --conns 8 --workers 2 --bg-cpu >"$tmp/out" 2>"$tmp/err" ||
+    fail "--load 0.5 --workers 2 --bg-cpu: exit status $?"
+out=$(cat "$tmp/out")
+expect "--load report" "$out" '^weft_http: 2 workers' 'requests/s, 0 errors' '^load: latency p50' \
+    '^ +1 +[0-9]+ +[0-9]+' '^background: [0-9]+ slices' '^bg +5 '
+echo "http_smoke: --load with --workers 2 --bg-cpu ok"
+
+for bad in abc -1 1025 ""; do
+    "$bin" 0 --workers "$bad" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ "$rc" = 2 ] || fail "--workers '$bad': exit status $rc, not 2"
+    grep -q "not a number in 0..1024" "$tmp/err" || fail "--workers '$bad': no clear error"
+done
+echo "http_smoke: bad --workers values refused"
