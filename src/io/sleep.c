@@ -33,6 +33,15 @@ static int sleep_until(uint64_t abs_ns, uint64_t now)
             weft__timer_remove(&weft__worker_self()->timers, &timer);
             return -ECANCELED;
         }
+        /* Woken early and moved to another worker, which disarmed the
+         * timer: arm it again in this worker's heap. */
+        if (!timer.fired && !timer.armed) {
+            if (weft_now_ns() >= timer.when)
+                break;
+            r = weft__timer_add(&weft__worker_self()->timers, &timer);
+            if (r < 0)
+                return r;
+        }
     }
     return by_deadline ? -ETIMEDOUT : 0;
 }

@@ -62,7 +62,7 @@ int weft__timer_add(weft__timer_heap *h, weft__timer *t)
     }
     t->armed = true;
     t->fired = false;
-    t->task->ring_ops++; /* armed in this worker's heap: the task stays here */
+    t->task->armed_timer = t;
     place(h, h->len++, (weft__timer_slot){t->when, t});
     sift_up(h, t->index);
     return 0;
@@ -73,7 +73,7 @@ void weft__timer_remove(weft__timer_heap *h, weft__timer *t)
     if (!t->armed)
         return;
     t->armed = false;
-    t->task->ring_ops--;
+    t->task->armed_timer = NULL;
     uint32_t i = t->index;
     weft__timer_slot last = h->v[--h->len];
     if (last.timer == t)

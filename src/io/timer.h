@@ -33,8 +33,11 @@ typedef struct weft__timer_heap {
 
 void weft__timer_heap_fini(weft__timer_heap *h);
 /* Arms t (t->when and t->task set by the caller). Returns 0 or -ENOMEM.
- * While armed, t counts in its task's ring_ops: a task whose timer sits in
- * this heap must not move to another worker. */
+ * While armed, t is its task's armed_timer. A task may move to another
+ * worker only while it is runnable, and the hand-over disarms its timer
+ * first (a runnable task needs no wake-up): whoever armed it re-arms it on
+ * the new worker if it still needs it (see weft_sleep_until), or removes it
+ * there, which is then a no-op. */
 int weft__timer_add(weft__timer_heap *h, weft__timer *t);
 /* Disarms t if it is still armed. */
 void weft__timer_remove(weft__timer_heap *h, weft__timer *t);

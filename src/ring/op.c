@@ -18,8 +18,16 @@ static void io_complete(weft__op *op, int res, uint32_t cflags)
         io->cflags = cflags;
         io->done = !(cflags & IORING_CQE_F_MORE);
     }
-    if (io->done)
+    if (io->done) {
+        /* The kernel is done with it: from now the op no longer ties the
+         * task to this ring, so a runnable task may be handed over before
+         * it even resumes. (This runs on the owner, in its dispatcher.) */
+        if (io->pinning) {
+            io->pinning = false;
+            io->task->ring_ops--;
+        }
         weft__task_wake(io->task);
+    }
 }
 
 weft__ring *weft__io_ring(unsigned opcode, int *err)
@@ -49,6 +57,7 @@ void weft__io_init(weft__io *io)
     io->res = 0;
     io->cflags = 0;
     io->done = false;
+    io->pinning = false;
 }
 
 struct io_uring_sqe *weft__io_begin(weft__io *io, unsigned opcode, int *err)
@@ -88,7 +97,13 @@ int weft__io_wait(weft__io *io)
 int weft__io_wait_all(weft__io *ios, unsigned n)
 {
     weft_task *t = ios[0].task;
-    t->ring_ops = (uint16_t)(t->ring_ops + n);
+    /* Every op still in the kernel pins the task to this ring until its
+     * last CQE (io_complete takes the count back). */
+    for (unsigned i = 0; i < n; i++)
+        if (!ios[i].done && !ios[i].pinning) {
+            ios[i].pinning = true;
+            t->ring_ops++;
+        }
     int intr = 0;
     bool cancels_sent = false;
     for (;;) {
@@ -107,8 +122,8 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
         }
         /* Interrupted with ops still in the kernel: cancel them there and
          * wait for their completions, which will come (with -ECANCELED, or
-         * the real result for an op that won the race). Tasks with ops in
-         * flight never migrate, so this is still the ring they went to. */
+         * the real result for an op that won the race). A task with ops in
+         * flight never migrates, so this is still the ring they went to. */
         weft__ring *r = &weft__worker_self()->ring;
         cancels_sent = true;
         for (unsigned i = 0; i < n; i++)
@@ -117,6 +132,5 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
         if (!cancels_sent)
             weft_yield(); /* fault injection took an SQE: the rest again */
     }
-    t->ring_ops = (uint16_t)(t->ring_ops - n);
     return intr;
 }

@@ -30,6 +30,7 @@ typedef struct weft__io {
                         does not overwrite it) */
     uint32_t cflags; /* likewise */
     bool done;       /* the last CQE (no IORING_CQE_F_MORE) arrived */
+    bool pinning;    /* counted in its task's ring_ops until done */
 } weft__io;
 
 /* The worker ring of the calling task, after the checks every blocking call

@@ -126,7 +126,7 @@ static void drain_remote(weft__worker *w)
     w->count.steal_successes += stolen != 0;
 }
 
-static bool remote_pending(weft__worker *w)
+bool weft__worker_remote_pending(weft__worker *w)
 {
     return atomic_load_explicit(&w->remote_wakes, memory_order_seq_cst) ||
            atomic_load_explicit(&w->remote_adopt, memory_order_seq_cst);
@@ -240,23 +240,54 @@ static bool stealable(const weft_task *t)
 
 static void become_hungry(weft__worker *w)
 {
-    if (atomic_load_explicit(&w->hungry, memory_order_relaxed))
+    w->sched_best_weight = 0;
+    atomic_store_explicit(&w->best_weight, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&w->hunger, memory_order_relaxed) == WEFT__HUNGER_ON)
         return;
-    atomic_store_explicit(&w->hungry, true, memory_order_seq_cst);
+    /* From OFF, or from CLAIMED when a hand-over is late or never comes. */
+    atomic_store_explicit(&w->hunger, WEFT__HUNGER_ON, memory_order_seq_cst);
     atomic_fetch_add_explicit(&w->rt->nhungry, 1, memory_order_seq_cst);
     w->count.steal_attempts++;
 }
 
-/* True if this call took the hunger flag off w (it had it). */
+/* True if this call took w's request for work (ON -> CLAIMED). */
 static bool claim_hungry(weft__worker *w)
 {
-    bool expect = true;
-    if (!atomic_load_explicit(&w->hungry, memory_order_relaxed) ||
-        !atomic_compare_exchange_strong_explicit(&w->hungry, &expect, false, memory_order_acq_rel,
-                                                 memory_order_relaxed))
+    int expect = WEFT__HUNGER_ON;
+    if (atomic_load_explicit(&w->hunger, memory_order_relaxed) != WEFT__HUNGER_ON ||
+        !atomic_compare_exchange_strong_explicit(&w->hunger, &expect, WEFT__HUNGER_CLAIMED,
+                                                 memory_order_acq_rel, memory_order_relaxed))
         return false;
     atomic_fetch_sub_explicit(&w->rt->nhungry, 1, memory_order_relaxed);
     return true;
+}
+
+/* Gives a claimed request back (CLAIMED -> ON) unless w has since moved on
+ * by itself (found work, or asked again). */
+static void unclaim_hungry(weft__worker *w)
+{
+    int expect = WEFT__HUNGER_CLAIMED;
+    if (atomic_compare_exchange_strong_explicit(&w->hunger, &expect, WEFT__HUNGER_ON,
+                                                memory_order_seq_cst, memory_order_relaxed))
+        atomic_fetch_add_explicit(&w->rt->nhungry, 1, memory_order_seq_cst);
+}
+
+/* Moves the tasks first..last (n of them, taken out of w's scheduler) to
+ * worker `to`. */
+static void give(weft__worker *w, weft__worker *to, weft_task *first, weft_task *last, unsigned n)
+{
+    for (weft_task *t = first; t; t = t->rq_next) {
+        /* A runnable task's timer (a deadline, or a sleep it was woken from
+         * early) has nothing left to wake; it sits in this worker's heap,
+         * which only this thread may touch. The task re-arms it on the new
+         * worker if it still needs it. */
+        if (t->armed_timer)
+            weft__timer_remove(&w->timers, t->armed_timer);
+        __atomic_store_n(&t->owner, to, __ATOMIC_RELAXED);
+    }
+    w->owned -= n;
+    w->count.tasks_donated += n;
+    weft__worker_hand_over(to, first, last);
 }
 
 /* A worker is hungry and this one has queued work: hand it about half of
@@ -276,19 +307,53 @@ static void donate(weft__worker *w)
     if (!to)
         return;
     weft_task *first, *last;
-    unsigned n = weft__sched_take(&w->sched, (unsigned)(queued / 2), stealable, &first, &last);
+    unsigned n = weft__sched_take(&w->sched, -1, (unsigned)(queued / 2), stealable, &first, &last);
     if (n == 0) {
-        /* Everything queued is pinned here: let another worker feed it
-         * (its hunger goes back as it was, counted once). */
-        atomic_store_explicit(&to->hungry, true, memory_order_seq_cst);
-        atomic_fetch_add_explicit(&rt->nhungry, 1, memory_order_seq_cst);
+        /* Everything queued is pinned here: let another worker feed it. */
+        unclaim_hungry(to);
         return;
     }
-    for (weft_task *t = first; t; t = t->rq_next)
-        __atomic_store_n(&t->owner, to, __ATOMIC_RELAXED);
-    w->owned -= n;
-    w->count.tasks_donated += n;
-    weft__worker_hand_over(to, first, last);
+    give(w, to, first, last, n);
+}
+
+/* Balancing between queue classes, at the start of each slice, with several
+ * queues: workers never idle when each has background work of its own, so
+ * hunger alone would leave all of a heavy queue's tasks on the worker that
+ * spawned them. A worker whose slice queue has two or more queued tasks
+ * hands half of its stealable ones to a worker whose heaviest work is
+ * lighter than that queue. */
+static void balance_classes(weft__worker *w)
+{
+    weft__sched *s = &w->sched;
+    weft__queue *cur = s->cur;
+    uint32_t best = 0;
+    for (unsigned i = 0; i < s->nqueues; i++) {
+        weft__queue *q = &s->queues[i];
+        if ((q->nqueued || q == cur) && q->weight > best)
+            best = q->weight;
+    }
+    if (best != w->sched_best_weight) {
+        w->sched_best_weight = best;
+        atomic_store_explicit(&w->best_weight, best, memory_order_relaxed);
+    }
+    if (!cur || cur->nqueued < 2)
+        return;
+    weft__runtime *rt = w->rt;
+    for (unsigned k = 1; k < rt->nworkers; k++) {
+        weft__worker *c = &rt->workers[(w->index + k) % rt->nworkers];
+        if (atomic_load_explicit(&c->best_weight, memory_order_relaxed) >= cur->weight)
+            continue;
+        weft_task *first, *last;
+        unsigned n = weft__sched_take(s, (int)(cur - s->queues), (unsigned)(cur->nqueued / 2),
+                                      stealable, &first, &last);
+        if (n == 0)
+            return;
+        /* Until it publishes its own figure, c counts as fed (so that other
+         * workers do not pile on). */
+        atomic_store_explicit(&c->best_weight, cur->weight, memory_order_relaxed);
+        give(w, c, first, last, n);
+        return;
+    }
 }
 
 /* ---- spawns from outside the runtime -------------------------------------- */
@@ -379,9 +444,10 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
         rt->inject_head = req;
     rt->inject_tail = req;
     atomic_fetch_add_explicit(&rt->inject_pending, 1, memory_order_seq_cst);
-    pthread_mutex_unlock(&rt->inject_lock);
     /* Any parked worker will do; when none is parked, a busy one looks at
-     * the queue within inject_interval picks. */
+     * the queue within inject_interval picks. This happens under the lock:
+     * the runtime cannot end before a worker has taken the request, which
+     * needs the lock, so rt stays valid until the unlock, the last touch. */
     for (unsigned i = 0; i < rt->nworkers; i++) {
         weft__worker *w = &rt->workers[i];
         if (atomic_load_explicit(&w->parked, memory_order_seq_cst)) {
@@ -389,6 +455,7 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
             break;
         }
     }
+    pthread_mutex_unlock(&rt->inject_lock);
     return 0;
 }
 
@@ -618,6 +685,8 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
             if (w->threaded) {
                 if (atomic_load_explicit(&rt->nhungry, memory_order_relaxed))
                     donate(w);
+                if (sched->nqueues > 1 && sched->slice_runs == 1)
+                    balance_classes(w);
                 if (++w->since_inject >= rt->cfg.inject_interval)
                     take_inject(w);
             }
@@ -654,7 +723,7 @@ static bool hunt(weft__worker *w)
 {
     become_hungry(w);
     for (unsigned i = 0; i < WEFT_IDLE_SPINS; i++) {
-        if (remote_pending(w) || runtime_done(w) ||
+        if (weft__worker_remote_pending(w) || runtime_done(w) ||
             atomic_load_explicit(&w->rt->inject_pending, memory_order_relaxed))
             return true;
         weft__cpu_relax();
@@ -664,8 +733,16 @@ static bool hunt(weft__worker *w)
 
 static void leave_hunger(weft__worker *w)
 {
-    if (atomic_load_explicit(&w->hungry, memory_order_relaxed) && claim_hungry(w))
+    if (atomic_load_explicit(&w->hunger, memory_order_relaxed) == WEFT__HUNGER_OFF)
+        return;
+    int h = atomic_exchange_explicit(&w->hunger, WEFT__HUNGER_OFF, memory_order_seq_cst);
+    if (h == WEFT__HUNGER_ON) {
+        atomic_fetch_sub_explicit(&w->rt->nhungry, 1, memory_order_relaxed);
         w->count.steal_attempts--; /* found work of its own: not a steal */
+    }
+    /* CLAIMED: a busy worker took the request; its hand-over, if one
+     * comes, finds this worker busy, and if it finds nothing to give, its
+     * unclaim_hungry sees OFF and leaves it. */
 }
 
 /* The scheduler loop of weft_run: run what is ready, then park in

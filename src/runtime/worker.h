@@ -49,6 +49,11 @@ typedef struct weft__worker_counters {
 
 struct weft__runtime;
 
+/* A worker's hunger: OFF (busy, or idle and not asking), ON (idle, asking:
+ * counted in nhungry), CLAIMED (a busy worker took the request and is about
+ * to hand tasks over; it puts ON back if it finds nothing to give). */
+enum { WEFT__HUNGER_OFF, WEFT__HUNGER_ON, WEFT__HUNGER_CLAIMED };
+
 typedef struct weft__worker {
     struct weft__runtime *rt;
     unsigned index;
@@ -74,8 +79,13 @@ typedef struct weft__worker {
      * of this worker woken elsewhere, and tasks handed over to it. */
     _Atomic(weft_task *) remote_wakes;
     _Atomic(weft_task *) remote_adopt;
-    _Atomic int parked;  /* set before io_uring_enter waits: wake it */
-    _Atomic bool hungry; /* idle: a busy worker may hand tasks over */
+    _Atomic int parked; /* set before io_uring_enter waits: wake it */
+    _Atomic int hunger; /* WEFT__HUNGER_*: idle, a busy worker may hand tasks over */
+    /* The heaviest weight among the queues with work here, published at
+     * slice starts (0 when idle): a worker with heavier queued work hands
+     * some of it over to a worker running only lighter work. A hint. */
+    _Atomic uint32_t best_weight;
+    uint32_t sched_best_weight; /* this worker's own copy of best_weight */
     /* Foreign threads (no ring of their own) wake a parked worker through
      * an eventfd that a read on the ring watches. */
     int wake_fd;
@@ -114,7 +124,7 @@ typedef struct weft__runtime {
     weft_task *main_task;
     _Atomic bool main_done;
     bool embedded;            /* driven by weft_executor_run */
-    _Atomic unsigned nhungry; /* workers with `hungry` set */
+    _Atomic unsigned nhungry; /* workers whose hunger is WEFT__HUNGER_ON */
     _Atomic int start_error;  /* the first failure of a worker (to start, or its ring) */
     void *start_sync;         /* weft_run's barriers */
 
@@ -185,6 +195,9 @@ void weft__worker_schedule(weft_task *t);
 /* Hands queued, stealable tasks (a list through rq_next, owners already
  * set to `to`) over to `to`, and wakes it. */
 void weft__worker_hand_over(weft__worker *to, weft_task *first, weft_task *last);
+/* True when other threads woke tasks of w or handed tasks to it that w has
+ * not taken in yet (its remote stacks). */
+bool weft__worker_remote_pending(weft__worker *w);
 /* Switches from the running task back to the worker's loop. */
 static inline void weft__worker_switch_out(weft__worker *w, weft_task *t, weft__switch_reason why)
 {

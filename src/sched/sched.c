@@ -301,12 +301,14 @@ bool weft__sched_empty(const weft__sched *s)
     return true;
 }
 
-unsigned weft__sched_take(weft__sched *s, unsigned max, bool (*movable)(const weft_task *),
-                          weft_task **first, weft_task **last)
+unsigned weft__sched_take(weft__sched *s, int only, unsigned max,
+                          bool (*movable)(const weft_task *), weft_task **first, weft_task **last)
 {
     unsigned taken = 0;
     *first = *last = NULL;
     for (unsigned i = 0; i < s->nqueues && taken < max; i++) {
+        if (only >= 0 && i != (unsigned)only)
+            continue;
         weft__queue *q = &s->queues[i];
         /* Look at each queued task once, in the policy's order: the tasks
          * it would run first go, the pinned ones are pushed back. */

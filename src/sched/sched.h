@@ -103,8 +103,12 @@ uint64_t weft__sched_queued(const weft__sched *s);
 /* Takes up to max queued tasks for which movable() is true, in each
  * queue's policy order, out of this scheduler (each policy sees exit), and
  * returns them linked through rq_next, still with their queue index. */
-unsigned weft__sched_take(weft__sched *s, unsigned max, bool (*movable)(const weft_task *),
-                          weft_task **first, weft_task **last);
+/* Takes up to max queued tasks that movable() accepts out of the scheduler,
+ * in each queue's policy order, from queue `only` (an index) or from every
+ * queue (only < 0); the policies see them exit. Returns how many, linked
+ * through rq_next from *first to *last. */
+unsigned weft__sched_take(weft__sched *s, int only, unsigned max,
+                          bool (*movable)(const weft_task *), weft_task **first, weft_task **last);
 
 /* ---- the default configuration's hot path, inline ------------------------
  * One untimed runnable-FIFO queue mid-slice has nothing to decide: push
