@@ -166,7 +166,9 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
         rt->workers[i].rt = rt;
         rt->workers[i].index = i;
         pthread_mutex_lock(&sync.lock);
-        int e = pthread_create(&rt->workers[i].thread, NULL, worker_thread, &rt->workers[i]);
+        int e = weft__fault_hit(WEFT_FAULT_THREAD)
+                    ? EAGAIN
+                    : pthread_create(&rt->workers[i].thread, NULL, worker_thread, &rt->workers[i]);
         if (e == 0)
             sync.expected++;
         pthread_mutex_unlock(&sync.lock);

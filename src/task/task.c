@@ -370,9 +370,10 @@ int weft_yield_maybe(void)
             w->run_start_ns = now; /* untimed run: its clock starts here */
         uint64_t ran = now - w->run_start_ns;
         uint64_t next_timer = weft__timer_next(&w->timers);
-        if (next_timer <= now) {
-            /* A sleeper is due: let the worker fire it now, so that its
-             * queue can compete with this one (and preempt it). */
+        if (next_timer <= now || (w->threaded && weft__worker_remote_pending(w))) {
+            /* A sleeper is due, or other workers woke or handed over tasks:
+             * let the worker take them in now, so that their queues can
+             * compete with this one (and preempt it). */
             s->poll_due = true;
             weft__worker_switch_out(w, t, SWITCH_YIELD);
             return after_yield(t);
@@ -490,8 +491,17 @@ int weft_shield_pop(void)
  * frame. When the function returns, the end-of-task protocol (cancel the
  * children, park until they are gone) runs inside this zone, so the dead
  * frames of the function stay intact while children that borrowed them
- * finish. Small enough that a simple task still fits in one page. */
+ * finish. Small enough that a simple task still fits in one page. Under
+ * ASan the protocol and the sanitizer's own calls on that path
+ * (__asan_handle_no_return before weft__task_finish, the fiber-switch
+ * hooks) reach about 2.3 KiB below the entry frame: with 2 KiB they
+ * overwrote the top of the dead frame that children still read
+ * (test_workers: finishing_parent_awaits_children_on_other_worker). */
+#ifdef WEFT_ASAN
+#define FINISH_ZONE 8192
+#else
 #define FINISH_ZONE 2048
+#endif
 
 void weft__task_entry(void *transfer)
 {

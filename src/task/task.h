@@ -80,7 +80,13 @@ struct weft_task {
     weft__stack *stack; /* NULL until the first run */
     weft_fn fn;
     void *arg;
-    void *result;
+    union {
+        void *result; /* once COMPLETE */
+        /* While live: the timer armed for it in its worker's heap (a sleep or
+         * a deadline; a task parks on one at a time), or NULL. A hand-over
+         * disarms it (io/timer.h). */
+        struct weft__timer *armed_timer;
+    };
     int outcome;    /* 0, -ECANCELED or WEFT_EPANIC once COMPLETE */
     unsigned flags; /* WEFT_TASK_* | TASK_F_* */
     uint8_t stack_class;
@@ -88,8 +94,8 @@ struct weft_task {
     uint8_t ndeadlines;
     uint8_t run_flags; /* TASK_R_* */
     uint16_t shield;   /* shield_push depth */
-    /* Pins to the owner: ops in flight on its ring and timers armed in its
-     * heap. A task with any never migrates (see ring_bound). */
+    /* Pins to the owner: ops in flight on its ring. A task with any never
+     * migrates (see ring_bound). */
     uint16_t ring_ops;
 
     /* Task tree: parent and the list of live children. */
