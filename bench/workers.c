@@ -19,7 +19,8 @@
  *             waiter's clock after it resumes minus the notifier's clock just
  *             before the notify. "parked": the notifier sleeps 300 us between
  *             samples, so worker 1 has gone through its idle spin and is
- *             parked in io_uring_enter; "spinning": no gap, worker 1 is still
+ * parked in io_uring_enter (the notifier waits parked for an ack, so
+ *             both workers idle between samples); "spinning": no gap, worker 1 is still
  *             in its idle spin. p50/p90/p99/max in us.
  *
  * usage: weft_workers [skew|spawn|pingpong|wake]... [-w N]...
@@ -347,7 +348,7 @@ static void *pingpong_main(void *unused)
 #define WAKE_GAP_NS  300000ull
 
 typedef struct wake_bench {
-    weft_event ev;
+    weft_event ev, ack;
     atomic_ullong sent_ns; /* notifier's clock just before the notify */
     atomic_int done;       /* samples the waiter has taken */
     bool parked;           /* the notifier leaves a gap so that worker 1 parks */
@@ -366,6 +367,7 @@ static void *waiter(void *arg)
             die("wake: weft_event_wait", r);
         wb->lat[i] = t - atomic_load(&wb->sent_ns);
         atomic_store(&wb->done, i + 1);
+        weft_event_notify_one(&wb->ack);
     }
     return NULL;
 }
@@ -378,8 +380,10 @@ static void *notifier(void *arg)
             weft_sleep_ns(WAKE_GAP_NS);
         atomic_store(&wb->sent_ns, now_ns());
         weft_event_notify_one(&wb->ev);
+        /* Wait parked, not spinning: a busy worker 0 would keep its CPU
+         * from a woken worker 1 that the kernel placed there. */
         while (atomic_load(&wb->done) != i + 1)
-            weft_yield(); /* worker 0 stays busy: only worker 1 idles */
+            weft_event_wait(&wb->ack);
     }
     return NULL;
 }
@@ -387,6 +391,7 @@ static void *notifier(void *arg)
 static void wake_round(wake_bench *wb, bool parked, const char *mode)
 {
     weft_event_init(&wb->ev);
+    weft_event_init(&wb->ack);
     atomic_store(&wb->done, 0);
     wb->parked = parked;
     weft_stats before, after;
