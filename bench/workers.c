@@ -19,9 +19,9 @@
  *             waiter's clock after it resumes minus the notifier's clock just
  *             before the notify. "parked": the notifier sleeps 300 us between
  *             samples, so worker 1 has gone through its idle spin and is
- * parked in io_uring_enter (the notifier waits parked for an ack, so
- *             both workers idle between samples); "spinning": no gap, worker 1 is still
- *             in its idle spin. p50/p90/p99/max in us.
+ *             parked in io_uring_enter (the notifier waits parked for an
+ *             ack, so both workers idle between samples); "spinning": no
+ *             gap, worker 1 is still in its idle spin. p50/p90/p99/max in us.
  *
  * usage: weft_workers [skew|spawn|pingpong|wake]... [-w N]...
  *   -w N may be repeated: the worker counts to run skew and spawn with
