@@ -45,7 +45,7 @@ typedef struct copy {
     const char *src_path, *dst_path;
     int src, dst;
     uint64_t size; /* SRC's size when the copy started */
-    uint64_t next; /* the next chunk to hand out (tasks share one worker: no lock) */
+    uint64_t next; /* the next chunk to hand out (copiers are STICKY on one worker: no lock) */
     uint64_t end;  /* where SRC ended: size, or less if it shrank meanwhile */
     char *buffers[COPIERS];
     unsigned first_slot; /* buffers[i] is registered buffer first_slot + i */
@@ -158,7 +158,11 @@ static void *copy_job(void *arg)
     copier copiers[COPIERS];
     for (unsigned i = 0; i < COPIERS; i++) {
         copiers[i] = (copier){c, i};
-        int r = weft_spawn(NULL, copier_task, &copiers[i]);
+        /* STICKY: the copiers share the job's counters without a lock, so
+         * they must all stay on this worker (with several workers a
+         * hand-over would otherwise put them on different threads). */
+        weft_spawn_opts o = {.flags = WEFT_TASK_STICKY, .name = "copier"};
+        int r = weft_spawn_ex(NULL, &o, copier_task, &copiers[i]);
         if (r < 0) {
             fail(c, c->dst_path, r);
             break;
