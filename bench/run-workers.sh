@@ -3,8 +3,9 @@
 # machine and prints markdown tables with the targets:
 #
 #   micro  shared/peers/micro-bench.sh 2 (Tokio multi_thread with 2 workers,
-#          Go with GOMAXPROCS=2), then weft_workers_bench (skew, spawn+join,
-#          channel ping-pong, cross-worker wake latency)
+#          Go with GOMAXPROCS=2), then weft_workers_bench (skew, channel
+#          ping-pong, cross-worker wake latency) and weft_micro spawn with
+#          each worker count (spawn+join)
 #   echo   shared/peers/echo-bench.sh with Tokio on 2 threads (TOKIO_THREADS=2)
 #          and weft_echo with 1 and with 2 workers, 64 conns x 64 B, 3 s each
 #
@@ -21,6 +22,7 @@ build=${BUILD:-$root/build/release}
 peers=${PEERS_DIR:-$root/../shared/peers}
 workers=${WORKERS:-1 2}
 bench=$build/bench/weft_workers_bench
+micro=$build/bench/weft_micro
 echo_bin=$build/examples/weft_echo
 
 want_micro=0 want_echo=0
@@ -60,6 +62,14 @@ if [ $want_micro = 1 ]; then
         note "weft_workers_bench failed"
         status=1
     fi
+    # Spawn+join is weft_micro's benchmark, run with each worker count.
+    for w in $workers; do
+        note "running WEFT_MICRO_WORKERS=$w $micro spawn..."
+        if ! WEFT_MICRO_WORKERS=$w "$micro" spawn | sed "s/^weft /weft workers=$w /" >>"$raw"; then
+            note "weft_micro spawn failed"
+            status=1
+        fi
+    done
 fi
 
 if [ $want_echo = 1 ]; then

@@ -6,9 +6,6 @@
  *             arithmetic, calibrated before the runtime starts), all spawned
  *             from the main task, then joined: skew_total_ms, skew_tasks_per_s
  *             and how many tasks each worker ran
- *   spawn     spawn+join of 1,000,000 empty tasks from the main task, handles
- *             kept and joined in order (the shape of weft_micro spawn and of
- *             the Tokio and Go peers): spawn_join_ns_per_task
  *   pingpong  two tasks exchange a u64 over two channels of capacity 1 (the
  *             shape of the Tokio peer): channel_pingpong_ns_per_roundtrip,
  *             with the tasks placed wherever the runtime puts them (as the
@@ -23,9 +20,11 @@
  *             ack, so both workers idle between samples); "spinning": no
  *             gap, worker 1 is still in its idle spin. p50/p90/p99/max in us.
  *
- * usage: weft_workers [skew|spawn|pingpong|wake]... [-w N]...
- *   -w N may be repeated: the worker counts to run skew and spawn with
- *   (default 1 and 2; pingpong and wake always use 2 workers).
+ * usage: weft_workers [skew|pingpong|wake]... [-w N]...
+ *   -w N may be repeated: the worker counts to run skew with (default 1
+ *   and 2; pingpong and wake always use 2 workers). Spawn+join with N
+ *   workers is weft_micro's: WEFT_MICRO_WORKERS=N weft_micro spawn
+ *   (run-workers.sh runs it).
  *
  * How a task is put on a given worker with the public API only: "scouts"
  * (plain tasks) yield in a loop on a busy worker until the hand-over moves
@@ -200,45 +199,6 @@ static void *skew_main(void *unused)
     if (weft_stats_snapshot(&st) == 0)
         printf("weft workers=%u skew_tasks_stolen=%" PRIu64 "\n", n, st.tasks_stolen);
     fflush(stdout);
-    return NULL;
-}
-
-/* ---- spawn: 1M empty tasks ---------------------------------------------- */
-
-#define SPAWN_TASKS 1000000L
-
-static void *return_arg(void *arg)
-{
-    return arg;
-}
-
-static void *spawn_main(void *unused)
-{
-    (void)unused;
-    weft_task **hs = malloc(SPAWN_TASKS * sizeof *hs);
-    if (!hs)
-        die("spawn: malloc", -ENOMEM);
-    uint64_t t0 = now_ns();
-    for (long i = 0; i < SPAWN_TASKS; i++) {
-        int r = weft_spawn(&hs[i], return_arg, (void *)(intptr_t)i);
-        if (r < 0)
-            die("spawn: weft_spawn", r);
-    }
-    for (long i = 0; i < SPAWN_TASKS; i++) {
-        void *res;
-        int r = weft_join(hs[i], &res);
-        if (r < 0)
-            die("spawn: weft_join", r);
-        if ((intptr_t)res != i) {
-            fprintf(stderr, "weft_workers: spawn: task %ld returned %ld\n", i, (long)(intptr_t)res);
-            exit(1);
-        }
-    }
-    uint64_t dt = now_ns() - t0;
-    printf("weft workers=%u spawn_join_ns_per_task=%.1f\n", weft_worker_count(),
-           (double)dt / SPAWN_TASKS);
-    fflush(stdout);
-    free(hs);
     return NULL;
 }
 
@@ -443,8 +403,8 @@ static void *wake_main(void *unused)
 
 int main(int argc, char **argv)
 {
-    static const char *const names[] = {"skew", "spawn", "pingpong", "wake"};
-    enum { NBENCH = 4 };
+    static const char *const names[] = {"skew", "pingpong", "wake"};
+    enum { NBENCH = 3 };
     bool want[NBENCH] = {0}, any = false;
     unsigned counts[16], ncounts = 0;
     for (int i = 1; i < argc; i++) {
@@ -462,7 +422,7 @@ int main(int argc, char **argv)
         while (k < NBENCH && strcmp(argv[i], names[k]) != 0)
             k++;
         if (k == NBENCH) {
-            fprintf(stderr, "usage: %s [skew|spawn|pingpong|wake]... [-w WORKERS]...\n", argv[0]);
+            fprintf(stderr, "usage: %s [skew|pingpong|wake]... [-w WORKERS]...\n", argv[0]);
             return 2;
         }
         want[k] = any = true;
@@ -484,11 +444,8 @@ int main(int argc, char **argv)
             run_with_workers(counts[i], skew_main, NULL, "skew");
     }
     if (want[1])
-        for (unsigned i = 0; i < ncounts; i++)
-            run_with_workers(counts[i], spawn_main, NULL, "spawn");
-    if (want[2])
         run_with_workers(2, pingpong_main, NULL, "pingpong");
-    if (want[3])
+    if (want[2])
         run_with_workers(2, wake_main, NULL, "wake");
     return 0;
 }
