@@ -554,16 +554,16 @@ static outcome check_recvmsg(void)
 
 /* Closes a ticker so that its kernel side surely ends.
  *
- * LIBRARY BUG (reported, not fixed here; the case
- * closing_a_ticker_right_after_it_expired_ends_it shows it): with
- * DEFER_TASKRUN an expired multishot timeout is off the kernel's timeout
- * list until the worker's next io_uring_enter runs the task work that posts
- * the tick and re-arms the timer. A TIMEOUT_REMOVE submitted in that window
- * gets -ENOENT: weft_ticker_reset returns it, and the maintenance task,
- * which counts -ENOENT as done, leaves the closed ticker armed for ever, so
- * weft_run never returns. Parking the ticker at an hour first (retrying a
- * reset that lost that race: its wait ran the task work) leaves it
- * nothing to race with. */
+ * With DEFER_TASKRUN an expired multishot timeout is off the kernel's
+ * timeout list until the worker's next io_uring_enter runs the task work
+ * that posts the tick and re-arms the timer; a TIMEOUT_REMOVE submitted in
+ * that window gets -ENOENT. This file found that the maintenance task
+ * counted -ENOENT as done and left such a closed ticker armed for ever
+ * (fixed in 2f3005a: a stream's cleanup goes again on -ENOENT until its
+ * last CQE is reaped, and weft_ticker_reset retries likewise);
+ * closing_a_ticker_right_after_it_expired_ends_it keeps it fixed. The
+ * checks here still park the ticker at an hour first, so that they do not
+ * depend on that path. */
 static outcome close_ticker(weft_stream *s)
 {
     int r = -ENOENT;
@@ -1941,15 +1941,12 @@ static uint64_t direct_fds_held(void)
 /* Fails unless d names a slot that holds a file: FIXED_FD_INSTALL of an
  * empty slot is -EBADF.
  *
- * LIBRARY BUG (reported, not fixed here): weft_accept, weft_openat and
- * weft_openat2 given WEFT_DIRECT pass IORING_FILE_INDEX_ALLOC to liburing
- * 2.3's io_uring_prep_{accept,openat,openat2}_direct, whose
+ * A regression check: weft_accept, weft_openat and weft_openat2 given
+ * WEFT_DIRECT once passed IORING_FILE_INDEX_ALLOC to liburing 2.3's
+ * io_uring_prep_{accept,openat,openat2}_direct, whose
  * __io_uring_set_target_fixed_file stores file_index + 1: that wraps to 0,
- * which means "no slot". The kernel installs a normal fd and returns its
- * number, which weft then labels a direct slot: ops on it reach an empty
- * slot (-EBADF) or another direct descriptor's file, and the normal fd
- * leaks. (weft_socket uses io_uring_prep_socket_direct_alloc, which passes
- * ALLOC - 1, and is fine.) This test fails here until that is fixed. */
+ * which means "no slot", so the kernel made a normal fd that weft labelled
+ * a direct slot (fixed in 2f3005a). */
 static void assert_live_slot(int d, const char *call)
 {
     ASSERT_GE(d, 0);
@@ -2213,12 +2210,12 @@ TEST(chain_failure_cancels_the_rest)
 }
 
 /* ---- a ticker closed right after it expired ------------------------------
- * LIBRARY BUG (reported, not fixed here; see close_ticker): this case fails
- * until it is fixed. It closes a ticker whose expiry the worker has not
- * reaped yet, which is what any task does that closes a fast ticker (or
- * ends holding one) at an unlucky moment. The stream must be gone soon
- * after; with the bug it stays live, and weft_run would never return, so
- * the case fails inside the task rather than hanging. */
+ * The regression case for the bug described at close_ticker (fixed). It
+ * closes a ticker whose expiry the worker has not reaped yet, which is what
+ * any task does that closes a fast ticker (or ends holding one) at an
+ * unlucky moment. The stream must be gone soon after; with the bug it
+ * stays live, and weft_run would never return, so the case fails inside
+ * the task rather than hanging. */
 static void *main_ticker_close_race(void *arg)
 {
     (void)arg;
