@@ -53,14 +53,22 @@ static void stats_of_workers(weft_stats *out, int n)
     ASSERT_EQ(weft_stats_workers(out, (size_t)n), n);
 }
 
-/* Yields until the task runs on a worker other than home. */
+/* Yields until the task runs on a worker other than home. Every other
+ * round it naps instead, a varying few microseconds: a hand-over takes the
+ * front half of the queue, and a yield always puts the task at the back;
+ * where each run's cost is alike (TSan makes every task's first run slow)
+ * the hand-overs can fall in step with the task's yields and never find
+ * it in the front half. A nap's wake-up lands it at another point. */
 static void yield_until_moved(int home)
 {
     uint64_t end = weft_now_ns() + LIMIT_NS;
-    while (weft_worker_index() == home) {
+    for (unsigned i = 0; weft_worker_index() == home; i++) {
         if (weft_now_ns() > end)
             FAILF("a stealable task never left worker %d", home);
-        ASSERT_OK(weft_yield());
+        if (i % 2)
+            ASSERT_OK(weft_sleep_ns(1000 * (1 + (i * 7919u) % 97)));
+        else
+            ASSERT_OK(weft_yield());
     }
 }
 
