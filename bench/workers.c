@@ -10,7 +10,9 @@
  *             shape of the Tokio peer): channel_pingpong_ns_per_roundtrip,
  *             with the tasks placed wherever the runtime puts them (as the
  *             peers do), and ..._cross_... with one task pinned on worker 0
- *             and the other on worker 1
+ *             and the other on worker 1; then ..._migrate_... placed by
+ *             the runtime with weft_config.migrate_on_wake on, which moves
+ *             a woken task to its waker's worker as the peers do
  *   wake      cross-worker wake latency: a task on worker 1 waits on a
  *             weft_event, a task on worker 0 notifies it; latency = the
  *             waiter's clock after it resumes minus the notifier's clock just
@@ -55,9 +57,11 @@ static void die(const char *what, int err)
     exit(1);
 }
 
+static bool migrate_on_wake; /* the config of the next run_with_workers */
+
 static void run_with_workers(unsigned workers, weft_fn fn, void *arg, const char *what)
 {
-    weft_config cfg = {.workers = workers};
+    weft_config cfg = {.workers = workers, .migrate_on_wake = migrate_on_wake};
     int r = weft_run(&cfg, fn, arg, NULL);
     if (r < 0)
         die(what, r);
@@ -274,6 +278,16 @@ static void *pingpong_main(void *unused)
         die("pingpong: weft_spawn", r);
     if ((r = weft_join(a, NULL)) < 0 || (r = weft_join(b, NULL)) < 0)
         die("pingpong: weft_join", r);
+    if (migrate_on_wake) {
+        pingpong_report("channel_pingpong_migrate_ns_per_roundtrip", &pp, now_ns() - t0);
+        weft_stats st;
+        weft_stats_snapshot(&st);
+        printf("# channel_pingpong_migrate: tasks_moved_on_wake=%" PRIu64 "\n",
+               st.tasks_moved_on_wake);
+        weft_chan_destroy(pp.there);
+        weft_chan_destroy(pp.back);
+        return NULL;
+    }
     pingpong_report("channel_pingpong_ns_per_roundtrip", &pp, now_ns() - t0);
 
     /* Across workers: pinger pinned on worker 0, ponger on worker 1. The
@@ -443,8 +457,12 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < ncounts; i++)
             run_with_workers(counts[i], skew_main, NULL, "skew");
     }
-    if (want[1])
+    if (want[1]) {
         run_with_workers(2, pingpong_main, NULL, "pingpong");
+        migrate_on_wake = true;
+        run_with_workers(2, pingpong_main, NULL, "pingpong");
+        migrate_on_wake = false;
+    }
     if (want[2])
         run_with_workers(2, wake_main, NULL, "wake");
     return 0;

@@ -1109,6 +1109,259 @@ TEST(wake_on_parked_worker)
     run_workers(2, main_wake_latency, NULL);
 }
 
+/* ==== 4b. migrate_on_wake: a woken task moves to its waker's worker ======
+ * A waiter parks on worker 1 (spawned there by a STICKY host, so it starts
+ * there); once its state word says it is parked, a STICKY notifier on
+ * worker 0 wakes it. With migrate_on_wake, a waiter that nothing pins runs
+ * on worker 0 afterwards; STICKY, a deadline (a timer armed in worker 1's
+ * heap), or a queue policy with an exit hook (LAS) keeps it on worker 1, as
+ * does the default config. The task and queue counts must come out exact
+ * after the move. (Other tasks move too: the main task, woken by joins.) */
+typedef struct migrant {
+    bool sticky, deadline;
+    /* The waiter first opens and closes a ticker, so that worker 1 has a
+     * maintenance task, and its host does not wait for it: once the waiter
+     * has moved, worker 1 has no task of its own left but that one. */
+    bool leave_maintenance;
+    const char *queue;
+    _Atomic(weft_task *) waiter;
+    _Atomic int home, after, seq;
+    _Atomic bool go; /* the placements' movers are gone */
+    weft_event ev;
+} migrant;
+
+static void *migrant_waiter(void *arg)
+{
+    migrant *m = arg;
+    if (m->leave_maintenance) {
+        weft_stream *s;
+        ASSERT_OK(weft_ticker(&s, 3600 * 1000 * MS));
+        weft_stream_close(s);
+    }
+    if (m->deadline)
+        ASSERT_OK(weft_deadline_push(weft_now_ns() + LIMIT_NS));
+    /* Where it parks. From here its one scheduling point is the wait: the
+     * notifier takes "not RUNNING" to mean parked in it. */
+    atomic_store(&m->home, weft_worker_index());
+    while (atomic_load(&m->seq) == 0)
+        ASSERT_OK(weft_event_wait(&m->ev));
+    atomic_store(&m->after, weft_worker_index());
+    if (m->deadline)
+        ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+
+static void *migrant_host(void *arg)
+{
+    migrant *m = arg;
+    /* BACKGROUND when the host does not wait: not its child, so its end
+     * does not cancel the waiter. */
+    weft_spawn_opts o = {.flags = (m->sticky ? WEFT_TASK_STICKY : 0) |
+                                  (m->leave_maintenance ? WEFT_TASK_BACKGROUND : 0),
+                         .queue = m->queue,
+                         .name = "waiter"};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, migrant_waiter, m));
+    /* The notifier may look at t's state until it has woken it. */
+    atomic_store(&m->waiter, t);
+    if (!m->leave_maintenance) /* else main_migrant joins it */
+        ASSERT_OK(weft_join(t, NULL));
+    return NULL;
+}
+
+static void *migrant_notifier(void *arg)
+{
+    migrant *m = arg;
+    /* Once the other movers of this task's placement are gone, the waiter
+     * is the only task that can be queued here when it moves, and no
+     * hand-over can take it back to idle worker 1 before it runs. */
+    WAIT_UNTIL(atomic_load(&m->go) && atomic_load(&m->waiter) != NULL);
+    weft_task *t = atomic_load(&m->waiter);
+    /* Parked: not RUNNING (a queued or running task is). */
+    WAIT_UNTIL(atomic_load(&m->home) >= 0 && !(atomic_load(&t->state) & TASK_RUNNING));
+    atomic_store(&m->seq, 1);
+    weft_event_notify_one(&m->ev);
+    /* Stay (parked) until the waiter has run: if this task ended now, the
+     * wake of its joiner could queue a second task here, and a hand-over
+     * to idle worker 1 might take the waiter back before it ran. */
+    WAIT_UNTIL(atomic_load(&m->after) >= 0);
+    return NULL;
+}
+
+typedef struct migrant_case {
+    migrant m;
+    bool migrate, expect_move;
+    bool conclusive; /* out */
+} migrant_case;
+
+/* The live tasks each worker counts (its own errands for the stats call
+ * included), summed; and the same over the queues. */
+static uint64_t live_by_workers(void)
+{
+    weft_stats w[2];
+    stats_of_workers(w, 2);
+    return w[0].tasks_live + w[1].tasks_live;
+}
+
+static uint64_t live_by_queues(void)
+{
+    weft_queue_stats q[2];
+    int nq = weft_stats_queues(q, 2);
+    ASSERT_GE(nq, 1);
+    uint64_t live = 0;
+    for (int i = 0; i < nq; i++)
+        live += q[i].live;
+    return live;
+}
+
+static void *main_migrant(void *arg)
+{
+    migrant_case *c = arg;
+    migrant *m = &c->m;
+    atomic_store(&m->waiter, NULL);
+    atomic_store(&m->go, false);
+    atomic_store(&m->seq, 0);
+    atomic_store(&m->home, -1);
+    atomic_store(&m->after, -1);
+    weft_event_init(&m->ev);
+    weft_stats before, after;
+    ASSERT_OK(weft_stats_snapshot(&before));
+    uint64_t workers_live = live_by_workers(), queues_live = live_by_queues();
+    weft_task *h = spawn_on_worker(1, migrant_host, m);
+    weft_task *n = spawn_on_worker(0, migrant_notifier, m);
+    atomic_store(&m->go, true);
+    ASSERT_OK(weft_join(n, NULL));
+    ASSERT_OK(weft_join(h, NULL));
+    if (m->leave_maintenance)
+        ASSERT_OK(weft_join(atomic_load(&m->waiter), NULL));
+    /* The waiter starts where its host runs, unless a hand-over took it
+     * to worker 0 before it parked (the placement's movers may still be
+     * queued on worker 1): then the wake was local, and the run proves
+     * nothing; the caller tries again. */
+    c->conclusive = atomic_load(&m->home) == 1;
+    if (c->conclusive)
+        ASSERT_EQ(atomic_load(&m->after), (c->expect_move ? 0 : 1));
+    /* Return with worker 1 parked: no stats errand may wake it. */
+    if (m->leave_maintenance)
+        return NULL;
+    ASSERT_OK(weft_stats_snapshot(&after));
+    uint64_t moved = after.tasks_moved_on_wake - before.tasks_moved_on_wake;
+    if (c->expect_move)
+        ASSERT_GE(moved, 1);
+    if (!c->migrate)
+        ASSERT_EQ(moved, 0);
+    /* Worker 1 no longer counts the waiter that left it; worker 0
+     * counted it until it finished. */
+    ASSERT_EQ(after.tasks_live, 1);
+    ASSERT_EQ(live_by_workers(), workers_live);
+    ASSERT_EQ(live_by_queues(), queues_live);
+    return NULL;
+}
+
+TEST(migrate_on_wake_moves_only_unpinned_tasks)
+{
+    static const weft_queue_spec queues[] = {
+        {.name = "main", .weight = 1}, {.name = "las", .weight = 1, .policy = &weft_policy_las}};
+    static const struct {
+        bool migrate, sticky, deadline, leave_maintenance;
+        const char *queue;
+        bool expect_move;
+    } cases[] = {
+        {true, false, false, false, NULL, true},   /* nothing pins it: moves */
+        {false, false, false, false, NULL, false}, /* the default: stays */
+        {true, true, false, false, NULL, false},   /* STICKY */
+        {true, false, true, false, NULL, false},   /* a deadline's timer */
+        {true, false, false, false, "las", false}, /* LAS keeps per-task state */
+        /* Moves, and worker 1, parked with only its maintenance task, must
+         * still let weft_run end (it once waited for ever: the case fails
+         * by its time limit if that comes back). */
+        {true, false, false, true, NULL, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        static migrant_case c;
+        memset(&c, 0, sizeof c);
+        c.m.sticky = cases[i].sticky;
+        c.m.deadline = cases[i].deadline;
+        c.m.leave_maintenance = cases[i].leave_maintenance;
+        c.m.queue = cases[i].queue;
+        c.migrate = cases[i].migrate;
+        c.expect_move = cases[i].expect_move;
+        weft_config cfg = {
+            .workers = 2, .queues = queues, .nqueues = 2, .migrate_on_wake = cases[i].migrate};
+        int tries = 0;
+        do {
+            ASSERT_LT(tries++, 50);
+            run_main(&cfg, main_migrant, &c);
+        } while (!c.conclusive);
+    }
+}
+
+/* Ping-pong under migrate_on_wake: the two tasks end up on one worker and
+ * every value arrives in order; the counts are exact when all is done. */
+#define MIGRATE_ROUNDS 20000
+
+typedef struct volley {
+    weft_chan *there, *back;
+} volley;
+
+static void *volley_pinger(void *arg)
+{
+    volley *v = arg;
+    for (uint64_t i = 0; i < MIGRATE_ROUNDS; i++) {
+        uint64_t got;
+        ASSERT_OK(weft_chan_send(v->there, &i));
+        ASSERT_OK(weft_chan_recv(v->back, &got));
+        ASSERT_EQ(got, i + 1);
+    }
+    return (void *)(intptr_t)weft_worker_index();
+}
+
+static void *volley_ponger(void *arg)
+{
+    volley *v = arg;
+    for (uint64_t i = 0; i < MIGRATE_ROUNDS; i++) {
+        uint64_t got;
+        ASSERT_OK(weft_chan_recv(v->there, &got));
+        ASSERT_EQ(got, i);
+        got++;
+        ASSERT_OK(weft_chan_send(v->back, &got));
+    }
+    return (void *)(intptr_t)weft_worker_index();
+}
+
+static void *main_volley(void *arg)
+{
+    (void)arg;
+    volley v = {0};
+    uint64_t workers_live = live_by_workers();
+    ASSERT_OK(weft_chan_create(&v.there, sizeof(uint64_t), 1));
+    ASSERT_OK(weft_chan_create(&v.back, sizeof(uint64_t), 1));
+    for (int round = 0; round < 4; round++) {
+        weft_task *a, *b;
+        ASSERT_OK(weft_spawn(&a, volley_pinger, &v));
+        ASSERT_OK(weft_spawn(&b, volley_ponger, &v));
+        void *wa, *wb;
+        ASSERT_OK(weft_join(a, &wa));
+        ASSERT_OK(weft_join(b, &wb));
+        /* Whichever worker woke the other last has both. */
+        ASSERT_EQ((intptr_t)wa, (intptr_t)wb);
+    }
+    weft_chan_destroy(v.there);
+    weft_chan_destroy(v.back);
+    weft_stats all;
+    ASSERT_OK(weft_stats_snapshot(&all));
+    ASSERT_EQ(all.tasks_live, 1);
+    ASSERT_EQ(live_by_workers(), workers_live);
+    ASSERT_EQ(all.tasks_completed, 8);
+    return NULL;
+}
+
+TEST(migrate_on_wake_pingpong)
+{
+    weft_config cfg = {.workers = 2, .migrate_on_wake = true};
+    run_main(&cfg, main_volley, NULL);
+}
+
 /* ==== 5. shutdown with work in flight ====================================== */
 
 typedef struct shut {
@@ -1680,6 +1933,7 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task), CASE(
           CASE(cancel_parent_cancels_children_on_other_worker),
           CASE(finishing_parent_awaits_children_on_other_worker),
           CASE(cancel_counts_across_workers), CASE(orphans_adopt_across_workers),
-          CASE(wake_on_parked_worker), CASE(shutdown_with_work_in_flight),
+          CASE(wake_on_parked_worker), CASE(migrate_on_wake_moves_only_unpinned_tasks),
+          CASE(migrate_on_wake_pingpong), CASE(shutdown_with_work_in_flight),
           CASE(runtime_spawn_from_foreign_thread), CASE(worker_thread_start_fails),
           CASE(worker_ring_setup_fails), CASE(worker_index_count_and_stats))

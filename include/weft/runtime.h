@@ -57,6 +57,12 @@ typedef struct weft_config {
     unsigned fixed_buffers;   /* registered-buffer slots per ring; 0 = 64 */
     unsigned inject_interval; /* with several workers: task runs between looks at
                                  the queue of outside spawns; 0 = 31 */
+    /* With several workers: a task woken by a task running on another
+     * worker moves to the waker's worker when nothing pins it (DESIGN §6's
+     * stealability rules, no timer armed, a queue policy without an exit
+     * hook such as the default runnable FIFO), as Tokio and Go place a
+     * woken task. Default off: a wake goes to the owner's remote queue. */
+    bool migrate_on_wake;
 } weft_config;
 
 /* Runs main_fn(arg) as the main task of a new runtime and returns when the

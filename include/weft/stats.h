@@ -37,14 +37,15 @@ typedef struct weft_stats {
     uint64_t cleanup_retried; /* ... that failed and were queued again */
     uint64_t cleanup_failed;  /* ... given up on (policy retry exhausted, or ignore) */
     /* Several workers (docs/workers.md). Every field is a uint64_t. */
-    uint64_t workers;         /* workers counted in this snapshot */
-    uint64_t steal_attempts;  /* spells of hunger: idle, asking for work */
-    uint64_t steal_successes; /* ... in which tasks were handed over */
-    uint64_t tasks_stolen;    /* tasks received from other workers */
-    uint64_t tasks_donated;   /* tasks handed over to hungry workers */
-    uint64_t wakes_sent;      /* wake-ups of parked workers sent by this one */
-    uint64_t wakes_msg_ring;  /* ... of which by IORING_OP_MSG_RING */
-    uint64_t tasks_injected;  /* outside spawns (weft_runtime_spawn) started here */
+    uint64_t workers;             /* workers counted in this snapshot */
+    uint64_t steal_attempts;      /* spells of hunger: idle, asking for work */
+    uint64_t steal_successes;     /* ... in which tasks were handed over */
+    uint64_t tasks_stolen;        /* tasks received from other workers */
+    uint64_t tasks_donated;       /* tasks handed over to hungry workers */
+    uint64_t wakes_sent;          /* wake-ups of parked workers sent by this one */
+    uint64_t wakes_msg_ring;      /* ... of which by IORING_OP_MSG_RING */
+    uint64_t tasks_injected;      /* outside spawns (weft_runtime_spawn) started here */
+    uint64_t tasks_moved_on_wake; /* woken here from another worker (migrate_on_wake) */
 } weft_stats;
 
 /* Per-queue scheduling figures, summed over the workers. */

@@ -19,7 +19,8 @@ static void fill_worker(const weft__worker *w, weft_stats *out)
     out->tasks_completed = w->count.completed;
     out->tasks_cancelled = w->count.cancelled;
     out->tasks_panicked = w->count.panicked;
-    out->tasks_live = w->owned;
+    /* Tasks woken away to other workers since this one last looked. */
+    out->tasks_live = w->owned - atomic_load_explicit(&w->woken_away, memory_order_relaxed);
     out->context_switches = w->count.switches;
     out->parks = w->count.parks;
     out->stacks_live = w->stacks.live;
@@ -45,6 +46,7 @@ static void fill_worker(const weft__worker *w, weft_stats *out)
     out->wakes_sent = w->count.wakes_sent;
     out->wakes_msg_ring = w->count.wakes_msg_ring;
     out->tasks_injected = w->count.injected;
+    out->tasks_moved_on_wake = w->count.moved_on_wake;
 }
 
 typedef struct per_worker {
@@ -131,7 +133,8 @@ int weft_stats_snapshot(weft_stats *out)
     X(tasks_donated)                                                                               \
     X(wakes_sent)                                                                                  \
     X(wakes_msg_ring)                                                                              \
-    X(tasks_injected)
+    X(tasks_injected)                                                                              \
+    X(tasks_moved_on_wake)
 
 void weft_stats_print(FILE *f, const weft_stats *s)
 {

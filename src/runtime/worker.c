@@ -104,8 +104,27 @@ static weft_task *take_remote(_Atomic(weft_task *) *stack)
     return fifo;
 }
 
+/* Takes the tasks that wakers on other workers kept (migrate_on_wake) out
+ * of this worker's counts. If that leaves its maintenance task alone here,
+ * the task may end (it waits for the worker's own tasks to be gone); it
+ * cannot see that by itself, and the end of the run waits for it. */
+static void settle_woken_away(weft__worker *w)
+{
+    if (!atomic_load_explicit(&w->woken_away, memory_order_relaxed))
+        return;
+    w->owned -= atomic_exchange_explicit(&w->woken_away, 0, memory_order_relaxed);
+    for (unsigned i = 0; i < w->sched.nqueues; i++) {
+        weft__queue *q = &w->sched.queues[i];
+        if (atomic_load_explicit(&q->woken_away, memory_order_relaxed))
+            q->live -= atomic_exchange_explicit(&q->woken_away, 0, memory_order_relaxed);
+    }
+    if (w->maint)
+        weft__maintenance_idle(w);
+}
+
 static void drain_remote(weft__worker *w)
 {
+    settle_woken_away(w);
     for (weft_task *t = take_remote(&w->remote_wakes); t;) {
         weft_task *next = t->rq_next;
         weft__sched_push(&w->sched, t, PUSH_QUEUE);
@@ -200,12 +219,34 @@ static void on_wake_failed(weft__ring *r, unsigned index)
         eventfd_wake(&w->rt->workers[index]);
 }
 
+/* migrate_on_wake: a task running on `self` woke t, a parked task of
+ * worker `from` that nothing pins there (TASK_R_WAKE_MOVABLE, set by `from`
+ * as t parked and read here after the wake claimed t). t becomes self's, and
+ * runs here with its waker's data warm in this core's cache, instead of
+ * crossing to `from` and back. */
+static void keep_woken(weft__worker *self, weft__worker *from, weft_task *t)
+{
+    __atomic_store_n(&t->owner, self, __ATOMIC_RELAXED);
+    self->owned++;
+    self->sched.queues[t->queue].live++;
+    self->count.moved_on_wake++;
+    atomic_fetch_add_explicit(&from->sched.queues[t->queue].woken_away, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&from->woken_away, 1, memory_order_relaxed);
+    weft__sched_push(&self->sched, t, PUSH_WOKEN);
+}
+
 void weft__worker_schedule(weft_task *t)
 {
     weft__worker *w = weft__task_owner(t);
-    if (weft__worker_self() == w) {
+    weft__worker *self = weft__worker_self();
+    if (self == w) {
         /* Woken by the running task: a candidate for the LIFO slot. */
         weft__sched_push(&w->sched, t, w->current ? PUSH_WOKEN : PUSH_QUEUE);
+        return;
+    }
+    if (self && self->migrate_on_wake && self->current && self->rt == w->rt &&
+        (t->run_flags & TASK_R_WAKE_MOVABLE)) {
+        keep_woken(self, w, t);
         return;
     }
     push_remote(&w->remote_wakes, t, t);
@@ -536,8 +577,25 @@ int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
 
 /* ---- running tasks -------------------------------------------------------- */
 
+/* A parked task that a waker on another worker may keep: stealable, no
+ * timer in this worker's heap, and a queue policy that keeps nothing about
+ * it (no exit hook to call on this thread). Nothing here can become true
+ * of the task again until it runs. */
+static bool wake_movable(const weft__worker *w, const weft_task *t)
+{
+    if (!w->migrate_on_wake || !stealable(t) || t->armed_timer)
+        return false;
+    const weft__queue *q = &w->sched.queues[t->queue];
+    return q->rfifo || !q->policy->exit;
+}
+
 static void after_park(weft__worker *w, weft_task *t)
 {
+    /* Before RUNNING is cleared: the waker that claims t reads it. */
+    if (wake_movable(w, t))
+        t->run_flags |= TASK_R_WAKE_MOVABLE;
+    else
+        t->run_flags &= (uint8_t)~TASK_R_WAKE_MOVABLE;
     uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
     for (;;) {
         if (s & TASK_NOTIFIED) {
@@ -809,6 +867,7 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     w->rt = rt;
     w->index = index;
     w->threaded = rt->threaded;
+    w->migrate_on_wake = rt->threaded && !embedded && rt->cfg.migrate_on_wake;
     w->wake_fd = -1;
     w->wake_op.complete = on_wake_fd;
     weft__fiber_init_thread(&w->fiber);

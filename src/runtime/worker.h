@@ -45,6 +45,7 @@ typedef struct weft__worker_counters {
     uint64_t steal_attempts, steal_successes, tasks_stolen, tasks_donated;
     uint64_t wakes_sent, wakes_msg_ring; /* to parked workers; the rest by eventfd */
     uint64_t injected;                   /* outside spawns this worker took from the inject queue */
+    uint64_t moved_on_wake;              /* tasks of other workers woken here and kept */
 } weft__worker_counters;
 
 struct weft__runtime;
@@ -71,6 +72,7 @@ typedef struct weft__worker {
     weft__record_pool records; /* task records */
     weft__worker_counters count;
     bool threaded;         /* the runtime has several workers */
+    bool migrate_on_wake;  /* threaded, and weft_config.migrate_on_wake */
     uint64_t owned;        /* live tasks it owns: spawned here or handed over */
     unsigned since_inject; /* picks since the inject queue was last looked at */
     pthread_t thread;      /* workers 1..N-1: their own threads */
@@ -79,6 +81,10 @@ typedef struct weft__worker {
      * of this worker woken elsewhere, and tasks handed over to it. */
     _Atomic(weft_task *) remote_wakes;
     _Atomic(weft_task *) remote_adopt;
+    /* Tasks of this worker that a waker on another worker kept
+     * (migrate_on_wake): the waker counts them here and in the queue's
+     * woken_away, this worker takes them out of owned and live. */
+    _Atomic uint64_t woken_away;
     _Atomic int parked; /* set before io_uring_enter waits: wake it */
     _Atomic int hunger; /* WEFT__HUNGER_*: idle, a busy worker may hand tasks over */
     /* The heaviest weight among the queues with work here, published at
@@ -118,6 +124,7 @@ typedef struct weft__runtime {
     bool threaded; /* several workers: the tree lock and live_tasks count */
     _Atomic uint64_t next_task_id;
     _Atomic uint64_t live_tasks; /* threaded: spawned, not complete (pseudo-roots excluded) */
+    _Atomic uint64_t live_maint; /* threaded: of live_tasks, the workers' maintenance tasks */
     struct weft_task root;       /* parent of background and outside-spawned tasks */
     struct weft_task orphans;    /* adopts children under WEFT_ORPHANS_ADOPT */
     unsigned tree_lock;          /* a spinlock (common/spinlock.h); see task/tree.c */

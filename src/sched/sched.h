@@ -33,12 +33,13 @@ typedef struct weft__queue {
     const char *name;
     uint32_t weight;
     const weft_policy *policy;
-    void *state;      /* policy state, policy->state_size bytes */
-    bool charges;     /* the policy wants service charged (needs time) */
-    bool rfifo;       /* runnable FIFO: called directly, not through the table */
-    bool active;      /* counted among the runnable queues */
-    uint64_t nqueued; /* tasks inside the policy */
-    uint64_t live;    /* spawned into this queue, not finished */
+    void *state;                 /* policy state, policy->state_size bytes */
+    bool charges;                /* the policy wants service charged (needs time) */
+    bool rfifo;                  /* runnable FIFO: called directly, not through the table */
+    bool active;                 /* counted among the runnable queues */
+    uint64_t nqueued;            /* tasks inside the policy */
+    uint64_t live;               /* spawned into this queue, not finished */
+    _Atomic uint64_t woken_away; /* of live: moved to a waker's worker, not yet subtracted */
     uint64_t vruntime;
     /* Counters, read by weft_stats_snapshot. */
     uint64_t service_ns, runs, slices, slice_exhaustions, preemptions;

@@ -205,8 +205,11 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     weft__tree_unlock(rt);
     if (!(internal_flags & TASK_F_UNCOUNTED))
         w->count.spawned++;
-    if (rt->threaded)
+    if (rt->threaded) {
+        if (internal_flags & TASK_F_MAINTENANCE)
+            atomic_fetch_add_explicit(&rt->live_maint, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&rt->live_tasks, 1, memory_order_relaxed);
+    }
     *task = t;
     if (owner != w) {
         weft__worker_hand_over(owner, t, t); /* counted there on arrival */
@@ -525,6 +528,20 @@ static void run_defers(weft_task *t)
 
 /* Publishes the outcome and wakes the joiner. The runtime's reference is
  * dropped by the worker loop once it is off the task's stack. */
+/* Several workers: t is complete. The last task wakes every worker, which
+ * may then stop. So does the last task but the maintenance tasks: a worker
+ * whose tasks were all woken away to other workers (migrate_on_wake) may
+ * be parked with its maintenance task waiting for them, and only its own
+ * idle pass lets that task see they are gone and end. */
+static void task_ended(weft__runtime *rt, const weft_task *t)
+{
+    if (t->flags & TASK_F_MAINTENANCE)
+        atomic_fetch_sub_explicit(&rt->live_maint, 1, memory_order_relaxed);
+    uint64_t left = atomic_fetch_sub_explicit(&rt->live_tasks, 1, memory_order_acq_rel) - 1;
+    if (left == 0 || left == atomic_load_explicit(&rt->live_maint, memory_order_relaxed))
+        weft__runtime_wake_all(rt);
+}
+
 static void complete(weft__worker *w, weft_task *t)
 {
     weft__runtime *rt = w->rt;
@@ -553,8 +570,8 @@ static void complete(weft__worker *w, weft_task *t)
     uint64_t prev = atomic_fetch_or_explicit(&t->state, TASK_COMPLETE, memory_order_acq_rel);
     if (prev & TASK_JOIN_WAKER)
         weft__task_wake(t->joiner);
-    if (rt->threaded && atomic_fetch_sub_explicit(&rt->live_tasks, 1, memory_order_acq_rel) == 1)
-        weft__runtime_wake_all(rt); /* the last task: every worker may stop */
+    if (rt->threaded)
+        task_ended(rt, t);
 }
 
 void weft__task_complete_unstarted(weft_task *t)

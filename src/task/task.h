@@ -50,6 +50,9 @@
 #define TASK_R_PANICKED    (1u << 1)
 #define TASK_R_FINISHING   (1u << 2) /* function done; awaiting children/defers */
 #define TASK_R_CANCEL_SEEN (1u << 3) /* the function returned after a cancel */
+/* Set by the owner as the task parks (before RUNNING is cleared, so the
+ * waker that claims it sees it): a waker on another worker may keep it. */
+#define TASK_R_WAKE_MOVABLE (1u << 4)
 
 #define TASK_MAGIC_LIVE    0x7765667474736b31ull /* "weftask1" */
 #define TASK_MAGIC_DEAD    0xdeadbeefdeadbeefull
