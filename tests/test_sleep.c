@@ -28,19 +28,28 @@ TEST(sleep_is_never_early)
 }
 
 static int wake_order[16];
-static int nwoken;
+static int nwoken, nstarted;
+static uint64_t order_base;
 
+/* Sleeps until base + 20 ms + (16 - i) * 2 ms, where base is read once all
+ * 16 tasks run: a task's first run can be slow (under TSan it creates a
+ * fiber, milliseconds here), and deadlines counted from each task's own
+ * start would then order them by start as much as by length. */
 static void *sleep_then_note(void *arg)
 {
     int i = (int)(intptr_t)arg;
-    ASSERT_OK(weft_sleep_ns((uint64_t)(16 - i) * 2000000));
+    if (++nstarted == 16)
+        order_base = weft_now_ns();
+    while (nstarted < 16)
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_sleep_until(order_base + 20000000 + (uint64_t)(16 - i) * 2000000));
     wake_order[nwoken++] = i;
     return NULL;
 }
 
 static void *main_order(void *arg)
 {
-    nwoken = 0;
+    nwoken = nstarted = 0;
     for (int i = 0; i < 16; i++)
         ASSERT_OK(weft_spawn(NULL, sleep_then_note, (void *)(intptr_t)i));
     ASSERT_OK(weft_wait_children());
