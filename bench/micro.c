@@ -16,7 +16,8 @@
  *
  * usage: weft_micro [switch|spawn|yield|sleep|rss]...   (none = all)
  * The runtime has one worker on the calling thread (like Tokio's
- * current_thread); WEFT_MICRO_WORKERS=N overrides that.
+ * current_thread); WEFT_MICRO_WORKERS=N overrides that, and
+ * WEFT_MICRO_MIGRATE=1 turns weft_config.migrate_on_wake on.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -48,6 +49,8 @@ static weft_config bench_config(void)
     weft_config cfg = {0};
     const char *w = getenv("WEFT_MICRO_WORKERS");
     cfg.workers = w && *w ? (unsigned)strtoul(w, NULL, 10) : 1;
+    const char *m = getenv("WEFT_MICRO_MIGRATE");
+    cfg.migrate_on_wake = m && strcmp(m, "1") == 0;
     return cfg;
 }
 

@@ -70,6 +70,13 @@ if [ $want_micro = 1 ]; then
             status=1
         fi
     done
+    # And with migrate_on_wake, 2 workers: "weft-migrate workers=2 ...".
+    note "running WEFT_MICRO_WORKERS=2 WEFT_MICRO_MIGRATE=1 $micro spawn..."
+    if ! WEFT_MICRO_WORKERS=2 WEFT_MICRO_MIGRATE=1 "$micro" spawn |
+        sed "s/^weft /weft-migrate workers=2 /" >>"$raw"; then
+        note "weft_micro spawn (migrate) failed"
+        status=1
+    fi
 fi
 
 if [ $want_echo = 1 ]; then
@@ -126,9 +133,26 @@ awk -v workers="$workers" '
                     verdict(get("weft@2", ks[i]) < get(peer, pk), known)
             }
         }
+        # With migrate_on_wake: spawn+join, and ping-pong placed by the runtime.
+        split("spawn_join_ns_per_task channel_pingpong_migrate_ns_per_roundtrip", mk, " ")
+        split("weft-migrate@2 weft@2", mp, " ")
+        split("spawn+join ns/task|channel ping-pong ns/round trip", ml2, "|")
+        for (i = 1; i <= 2; i++) {
+            pk = (i == 1) ? "spawn_join_ns_per_task" : "channel_pingpong_ns_per_roundtrip"
+            for (j = 1; j <= 2; j++) {
+                peer = (j == 1) ? "tokio" : "go"
+                known = has(peer, pk) && has(mp[i], mk[i])
+                r = known ? rat(get(mp[i], mk[i]), get(peer, pk)) : "n/a"
+                printf "| %s, 2 workers, migrate_on_wake, vs %s | %s | %s | %s | < 1 (faster) | %s |\n",
+                    ml2[i], pn[j], show(mp[i], mk[i]), show(peer, pk), r,
+                    verdict(get(mp[i], mk[i]) < get(peer, pk), known)
+            }
+        }
         k = "wake_parked_p99_us"
-        printf "| cross-worker wake p99 µs (woken worker parked) | %s | n/a | n/a | ≤ 50 µs | %s |\n",
-            show("weft@2", k), verdict(get("weft@2", k) <= 50, has("weft@2", k))
+        fk = "wake_parked_eventfd_p99_us"
+        printf "| cross-worker wake p99 µs (woken worker parked), vs two plain threads (eventfd) | %s | %s | %s | ≤ 50 µs | %s |\n",
+            show("weft@2", k), show("os", fk), has("os", fk) ? rat(get("weft@2", k), get("os", fk)) : "n/a",
+            verdict(get("weft@2", k) <= 50, has("weft@2", k))
         # Echo: weft with 2 workers against Tokio with 2 threads.
         if (has("echo:tokio", "reqs_per_s") && has("echo:weft-2w", "reqs_per_s"))
             printf "| echo 64 × 64 B req/s, 2 workers vs Tokio multi_thread (2) | %s | %s | %s | ≥ 1.0 | %s |\n",
@@ -160,6 +184,9 @@ awk -v workers="$workers" '
                 show("weft@2", "wake_" ml[i] "_p50_us"), show("weft@2", "wake_" ml[i] "_p90_us"),
                 show("weft@2", "wake_" ml[i] "_p99_us"), show("weft@2", "wake_" ml[i] "_max_us"),
                 show("weft@2", "wake_" ml[i] "_msg_ring_wakes")
+        printf "| parked, two plain threads (eventfd), no weft | %s | %s | %s | %s | n/a |\n",
+            show("os", "wake_parked_eventfd_p50_us"), show("os", "wake_parked_eventfd_p90_us"),
+            show("os", "wake_parked_eventfd_p99_us"), show("os", "wake_parked_eventfd_max_us")
     }
 ' "$raw"
 

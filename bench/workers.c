@@ -21,6 +21,10 @@
  *             parked in io_uring_enter (the notifier waits parked for an
  *             ack, so both workers idle between samples); "spinning": no
  *             gap, worker 1 is still in its idle spin. p50/p90/p99/max in us.
+ *             Then the floor the machine sets, without weft: two plain
+ *             threads doing the "parked" exchange through eventfds (the
+ *             waiter blocked in read(2), the notifier in nanosleep and
+ *             read between samples): "os threads=2 wake_parked_eventfd_*".
  *
  * usage: weft_workers [skew|pingpong|wake]... [-w N]...
  *   -w N may be repeated: the worker counts to run skew with (default 1
@@ -35,11 +39,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 #include <weft.h>
 
 #define MAX_WORKERS 64
@@ -413,6 +420,73 @@ static void *wake_main(void *unused)
     return NULL;
 }
 
+/* ---- wake floor: the same exchange between two plain threads ------------- */
+
+typedef struct os_wake {
+    int ev, ack; /* eventfds */
+    atomic_ullong sent_ns;
+    uint64_t lat[WAKE_SAMPLES];
+} os_wake;
+
+static void efd_wait(int fd)
+{
+    uint64_t v;
+    while (read(fd, &v, sizeof v) != sizeof v)
+        if (errno != EINTR)
+            die("wake floor: read", -errno);
+}
+
+static void efd_signal(int fd)
+{
+    uint64_t one = 1;
+    if (write(fd, &one, sizeof one) != sizeof one)
+        die("wake floor: write", -errno);
+}
+
+static void *os_waiter(void *arg)
+{
+    os_wake *ow = arg;
+    for (int i = 0; i < WAKE_SAMPLES; i++) {
+        efd_wait(ow->ev);
+        ow->lat[i] = now_ns() - atomic_load(&ow->sent_ns);
+        efd_signal(ow->ack);
+    }
+    return NULL;
+}
+
+/* What waking a blocked thread costs here, the floor under any runtime's
+ * parked wake: the notifier naps WAKE_GAP_NS, stamps the clock and writes
+ * the waiter's eventfd, then blocks on the ack, so both threads are idle
+ * between samples, as the workers are in wake_round(parked). */
+static void wake_floor(void)
+{
+    static os_wake ow;
+    ow.ev = eventfd(0, EFD_CLOEXEC);
+    ow.ack = eventfd(0, EFD_CLOEXEC);
+    if (ow.ev < 0 || ow.ack < 0)
+        die("wake floor: eventfd", -errno);
+    pthread_t t;
+    if (pthread_create(&t, NULL, os_waiter, &ow) != 0)
+        die("wake floor: pthread_create", -EAGAIN);
+    for (int i = 0; i < WAKE_SAMPLES; i++) {
+        struct timespec gap = {0, (long)WAKE_GAP_NS};
+        nanosleep(&gap, NULL);
+        atomic_store(&ow.sent_ns, now_ns());
+        efd_signal(ow.ev);
+        efd_wait(ow.ack);
+    }
+    pthread_join(t, NULL);
+    close(ow.ev);
+    close(ow.ack);
+    qsort(ow.lat, WAKE_SAMPLES, sizeof ow.lat[0], cmp_u64);
+    static const double qs[] = {.5, .9, .99, 1};
+    static const char *const names[] = {"p50", "p90", "p99", "max"};
+    for (int i = 0; i < 4; i++)
+        printf("os threads=2 wake_parked_eventfd_%s_us=%.1f\n", names[i],
+               quantile_us(ow.lat, WAKE_SAMPLES, qs[i]));
+    fflush(stdout);
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -463,7 +537,9 @@ int main(int argc, char **argv)
         run_with_workers(2, pingpong_main, NULL, "pingpong");
         migrate_on_wake = false;
     }
-    if (want[2])
+    if (want[2]) {
         run_with_workers(2, wake_main, NULL, "wake");
+        wake_floor();
+    }
     return 0;
 }
