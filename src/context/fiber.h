@@ -54,8 +54,22 @@ void weft__fiber_init_thread(weft__fiber *f);
 /* Prepares a fiber that starts in entry(transfer) on [lo, lo + size). Returns
  * 0 or -ENOMEM (TSan could not create its fiber). */
 int weft__fiber_init(weft__fiber *f, void *lo, size_t size, void (*entry)(void *));
-/* Releases what weft__fiber_init took; never call it on the running fiber. */
-void weft__fiber_fini(weft__fiber *f);
+/* Releases what weft__fiber_init took; never call it on the running fiber.
+ * reusable: the fiber's function ended through a path with no
+ * sanitizer-instrumented frame left on its stack (see WEFT_NO_TSAN), so
+ * TSan's fiber object may serve the next fiber. */
+void weft__fiber_fini(weft__fiber *f, bool reusable);
+
+/* Under TSan, for the functions still on a task's stack at its last switch:
+ * not instrumented, so a reused TSan fiber starts with an empty shadow call
+ * stack. Such a function should only call instrumented ones and switch. */
+#ifdef WEFT_TSAN
+#define WEFT_NO_TSAN   __attribute__((no_sanitize("thread")))
+#define WEFT_TSAN_CALL __attribute__((noinline))
+#else
+#define WEFT_NO_TSAN
+#define WEFT_TSAN_CALL
+#endif
 
 /* The first thing a fiber's entry function calls, before anything else. */
 static inline void weft__fiber_started(void)
@@ -68,8 +82,8 @@ static inline void weft__fiber_started(void)
 /* Switches from self (the running fiber) to `to`, handing over `transfer`;
  * returns the transfer value of whoever switches back. When self_ends is true
  * the caller never runs again and ASan drops its fake stack. */
-static inline void *weft__fiber_switch(weft__fiber *self, weft__fiber *to, void *transfer,
-                                       bool self_ends)
+static inline __attribute__((always_inline)) void *
+weft__fiber_switch(weft__fiber *self, weft__fiber *to, void *transfer, bool self_ends)
 {
 #ifdef WEFT_ASAN
     __sanitizer_start_switch_fiber(self_ends ? NULL : &self->asan_fake_stack, to->stack_lo,

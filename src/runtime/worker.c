@@ -669,7 +669,8 @@ static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft
         break;
     case SWITCH_EXIT:
         weft__sched_exit(sched, t);
-        weft__fiber_fini(&t->fiber);
+        /* A panic ends the task from inside its function's frames. */
+        weft__fiber_fini(&t->fiber, !(t->run_flags & TASK_R_PANICKED));
         weft__stack_release(&w->stacks, t->stack);
         t->stack = NULL;
         weft__task_ref_drop(t);

@@ -206,7 +206,8 @@ void weft__worker_hand_over(weft__worker *to, weft_task *first, weft_task *last)
  * not taken in yet (its remote stacks). */
 bool weft__worker_remote_pending(weft__worker *w);
 /* Switches from the running task back to the worker's loop. */
-static inline void weft__worker_switch_out(weft__worker *w, weft_task *t, weft__switch_reason why)
+static inline __attribute__((always_inline)) void
+weft__worker_switch_out(weft__worker *w, weft_task *t, weft__switch_reason why)
 {
     w->reason = why;
     weft__fiber_switch(&t->fiber, &w->fiber, NULL, why == SWITCH_EXIT);

@@ -506,13 +506,25 @@ int weft_shield_pop(void)
 #define FINISH_ZONE 2048
 #endif
 
-void weft__task_entry(void *transfer)
+static WEFT_TSAN_CALL void task_started(weft_task *t)
+{
+    t->run_flags |= TASK_R_STARTED;
+}
+
+static WEFT_TSAN_CALL void task_returned(weft_task *t, void *result)
+{
+    t->result = result;
+}
+
+/* Not instrumented under TSan (WEFT_NO_TSAN): it is on the stack at the
+ * task's last switch. Its own accesses are in the two calls above. */
+WEFT_NO_TSAN void weft__task_entry(void *transfer)
 {
     weft__fiber_started();
     weft_task *t = transfer;
-    t->run_flags |= TASK_R_STARTED;
+    task_started(t);
     uintptr_t sp = ((uintptr_t)__builtin_frame_address(0) - FINISH_ZONE) & ~(uintptr_t)15;
-    t->result = weft__ctx_call(t->fn, t->arg, (void *)sp);
+    task_returned(t, weft__ctx_call(t->fn, t->arg, (void *)sp));
     weft__task_finish(t);
 }
 
@@ -526,8 +538,6 @@ static void run_defers(weft_task *t)
     }
 }
 
-/* Publishes the outcome and wakes the joiner. The runtime's reference is
- * dropped by the worker loop once it is off the task's stack. */
 /* Several workers: t is complete. The last task wakes every worker, which
  * may then stop. So does the last task but the maintenance tasks: a worker
  * whose tasks were all woken away to other workers (migrate_on_wake) may
@@ -542,6 +552,8 @@ static void task_ended(weft__runtime *rt, const weft_task *t)
         weft__runtime_wake_all(rt);
 }
 
+/* Publishes the outcome and wakes the joiner. The runtime's reference is
+ * dropped by the worker loop once it is off the task's stack. */
 static void complete(weft__worker *w, weft_task *t)
 {
     weft__runtime *rt = w->rt;
@@ -580,7 +592,8 @@ void weft__task_complete_unstarted(weft_task *t)
     complete(t->owner, t);
 }
 
-_Noreturn void weft__task_finish(weft_task *t)
+/* Everything of the end of a task but the last switch. */
+static WEFT_TSAN_CALL void finish(weft_task *t)
 {
     weft__runtime *rt = weft__worker_self()->rt;
     t->run_flags |= TASK_R_FINISHING;
@@ -604,6 +617,12 @@ _Noreturn void weft__task_finish(weft_task *t)
     if (t->ring_bound)
         weft__resources_release(w, t);
     complete(w, t);
-    weft__worker_switch_out(w, t, SWITCH_EXIT);
+}
+
+/* Not instrumented under TSan, as weft__task_entry. */
+WEFT_NO_TSAN _Noreturn void weft__task_finish(weft_task *t)
+{
+    finish(t);
+    weft__worker_switch_out(weft__worker_self(), t, SWITCH_EXIT);
     __builtin_unreachable();
 }
