@@ -13,9 +13,15 @@
 #include "ring/bufring.h"
 #include "runtime/config.h"
 
-/* Idle workers spin this many pause instructions (a few microseconds)
- * looking for work before they park. */
-#define WEFT_IDLE_SPINS 2000
+/* Idle workers spin this many pause instructions looking for work before
+ * they park. Measured on the 2-core KVM guest (bench/README.md): after a
+ * 2000-pause spin a parked worker took 40-44 us at the median to wake,
+ * against 15 us after 400 and 10 us after 100 (a thread blocked in read(2)
+ * at once: 3-4 us); 100 made workers park between the messages of a
+ * cross-worker ping-pong (11 us a round trip), 400 did not (2.1 us, as
+ * 2000). Why a longer spin slows the later wake is not established (the
+ * hypervisor's pause-loop exiting is the suspect). */
+#define WEFT_IDLE_SPINS 400
 
 static inline void weft__cpu_relax(void)
 {
