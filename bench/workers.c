@@ -328,6 +328,17 @@ static void *pingpong_main(void *unused)
 #define WAKE_SAMPLES 2000
 #define WAKE_GAP_NS  300000ull
 
+/* Sorts WAKE_SAMPLES latencies (ns) and prints "<lead> <key>_p50_us=..."
+ * and the same for p90, p99 and max. */
+static void print_latency(const char *lead, const char *key, uint64_t *lat)
+{
+    static const double qs[] = {.5, .9, .99, 1};
+    static const char *const names[] = {"p50", "p90", "p99", "max"};
+    qsort(lat, WAKE_SAMPLES, sizeof lat[0], cmp_u64);
+    for (int i = 0; i < 4; i++)
+        printf("%s %s_%s_us=%.1f\n", lead, key, names[i], quantile_us(lat, WAKE_SAMPLES, qs[i]));
+}
+
 typedef struct wake_bench {
     weft_event ev, ack;
     atomic_ullong sent_ns; /* notifier's clock just before the notify */
@@ -396,15 +407,11 @@ static void wake_round(wake_bench *wb, bool parked, const char *mode)
         exit(1);
     }
 
-    qsort(wb->lat, WAKE_SAMPLES, sizeof wb->lat[0], cmp_u64);
     unsigned w = weft_worker_count();
-    printf("weft workers=%u wake_%s_p50_us=%.1f\n", w, mode,
-           quantile_us(wb->lat, WAKE_SAMPLES, .5));
-    printf("weft workers=%u wake_%s_p90_us=%.1f\n", w, mode,
-           quantile_us(wb->lat, WAKE_SAMPLES, .9));
-    printf("weft workers=%u wake_%s_p99_us=%.1f\n", w, mode,
-           quantile_us(wb->lat, WAKE_SAMPLES, .99));
-    printf("weft workers=%u wake_%s_max_us=%.1f\n", w, mode, quantile_us(wb->lat, WAKE_SAMPLES, 1));
+    char lead[64], key[64];
+    snprintf(lead, sizeof lead, "weft workers=%u", w);
+    snprintf(key, sizeof key, "wake_%s", mode);
+    print_latency(lead, key, wb->lat);
     printf("weft workers=%u wake_%s_msg_ring_wakes=%" PRIu64 "\n", w, mode,
            after.wakes_msg_ring - before.wakes_msg_ring);
     printf("weft workers=%u wake_%s_parks=%" PRIu64 "\n", w, mode, after.parks - before.parks);
@@ -478,12 +485,7 @@ static void wake_floor(void)
     pthread_join(t, NULL);
     close(ow.ev);
     close(ow.ack);
-    qsort(ow.lat, WAKE_SAMPLES, sizeof ow.lat[0], cmp_u64);
-    static const double qs[] = {.5, .9, .99, 1};
-    static const char *const names[] = {"p50", "p90", "p99", "max"};
-    for (int i = 0; i < 4; i++)
-        printf("os threads=2 wake_parked_eventfd_%s_us=%.1f\n", names[i],
-               quantile_us(ow.lat, WAKE_SAMPLES, qs[i]));
+    print_latency("os threads=2", "wake_parked_eventfd", ow.lat);
     fflush(stdout);
 }
 

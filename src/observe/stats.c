@@ -178,7 +178,8 @@ static int add_queues(weft__worker *w, void *arg)
         o->slice_exhaustions += q->slice_exhaustions;
         o->preemptions += q->preemptions;
         o->queued += q->nqueued;
-        o->live += q->live;
+        /* Tasks woken away to other workers since this one last looked. */
+        o->live += q->live - atomic_load_explicit(&q->woken_away, memory_order_relaxed);
         /* The task asking is running on its worker; so is no other there. */
         const weft_task *cur = w->current;
         o->running += cur && cur->queue == i;

@@ -591,8 +591,7 @@ static bool wake_movable(const weft__worker *w, const weft_task *t)
 {
     if (!w->migrate_on_wake || !stealable(t) || t->armed_timer)
         return false;
-    const weft__queue *q = &w->sched.queues[t->queue];
-    return q->rfifo || !q->policy->exit;
+    return !weft__queue_has_exit(&w->sched.queues[t->queue]);
 }
 
 static void after_park(weft__worker *w, weft_task *t)

@@ -282,7 +282,7 @@ void weft__sched_exit(weft__sched *s, weft_task *t)
 {
     weft__queue *q = &s->queues[t->queue];
     q->live--;
-    if (!q->rfifo && q->policy->exit)
+    if (weft__queue_has_exit(q))
         q->policy->exit(q->state, &t->entity);
 }
 
@@ -332,7 +332,7 @@ unsigned weft__sched_take(weft__sched *s, int only, unsigned max,
             /* It leaves this worker for good: the policy forgets it as it
              * would a finished task. */
             q->live--;
-            if (!q->rfifo && q->policy->exit)
+            if (weft__queue_has_exit(q))
                 q->policy->exit(q->state, e);
             if (*last)
                 (*last)->rq_next = t;

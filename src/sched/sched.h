@@ -71,6 +71,13 @@ typedef struct weft__sched {
     unsigned max_runs;
 } weft__sched;
 
+/* The queue's policy keeps something per task that its exit hook releases
+ * (the built-in runnable FIFO keeps nothing). */
+static inline bool weft__queue_has_exit(const weft__queue *q)
+{
+    return !q->rfifo && q->policy->exit;
+}
+
 /* Builds the queues of cfg (validated) with a policy state each. Returns 0,
  * or -ENOMEM / the error of a policy's init (everything released). */
 int weft__sched_init(weft__sched *s, const weft_config *cfg);
