@@ -14,6 +14,7 @@ typedef struct weft__record_pool {
     void *chunks;    /* list through each chunk's first word */
     weft_task *free; /* reusable records, linked through rq_next */
     char *carve, *carve_end;
+    size_t chunk_bytes; /* size of the newest chunk */
 #ifndef NDEBUG
     /* Debug builds hold freed records back, marked dead, so that a join or
      * detach through a stale handle is reported instead of aliasing a new
