@@ -77,6 +77,45 @@ TEST(spawn_when_stacks_cannot_be_mapped)
     run_main(NULL, main_spawn_mmap_fails, NULL);
 }
 
+/* Past the first 2 MiB of records a worker maps 2 MiB chunks for huge
+ * pages; when that mapping fails it falls back to a malloc'd chunk, and when
+ * both fail the spawn reports -ENOMEM. */
+static void *main_record_storm_mmap_fails(void *arg)
+{
+    enum { FIRST = 12000, MAX = 40000 };
+    static weft_task *h[MAX];
+    weft_stats before, after;
+    ASSERT_OK(weft_stats_snapshot(&before));
+    weft__fault_arm(WEFT_FAULT_MMAP, 1);
+    for (int i = 0; i < FIRST; i++)
+        ASSERT_OK(weft_spawn(&h[i], ret_arg, (void *)(intptr_t)i));
+    /* The huge-chunk mapping was tried, failed, and spawning went on. */
+    ASSERT_GE(weft__fault_count(WEFT_FAULT_MMAP), 1);
+    weft__fault_arm(WEFT_FAULT_MMAP, 1);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    int n = FIRST, r = 0;
+    while (n < MAX && (r = weft_spawn(&h[n], ret_arg, (void *)(intptr_t)n)) == 0)
+        n++;
+    uint64_t mapped = weft__fault_count(WEFT_FAULT_MMAP);
+    weft__fault_arm(WEFT_FAULT_MMAP, 0);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_EQ(r, -ENOMEM);
+    ASSERT_EQ(mapped, 1); /* the fallback was tried only after the mapping failed */
+    ASSERT(h[n] == NULL);
+    ASSERT_OK(weft_stats_snapshot(&after));
+    ASSERT_EQ(after.tasks_live, before.tasks_live + n);
+    for (int i = 0; i < n; i++) {
+        void *res;
+        ASSERT_OK(weft_join(h[i], &res));
+        ASSERT_EQ((intptr_t)res, i);
+    }
+    return NULL;
+}
+TEST(record_storm_when_huge_chunk_cannot_be_mapped)
+{
+    run_main(NULL, main_record_storm_mmap_fails, NULL);
+}
+
 static void *main_defer_fails(void *arg)
 {
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
@@ -141,5 +180,6 @@ TEST(every_mapping_of_a_run_can_fail)
 }
 
 TEST_MAIN(CASE(spawn_when_allocation_fails), CASE(spawn_when_stacks_cannot_be_mapped),
+          CASE(record_storm_when_huge_chunk_cannot_be_mapped),
           CASE(defer_and_deadline_when_allocation_fails), CASE(every_allocation_of_a_run_can_fail),
           CASE(every_mapping_of_a_run_can_fail))

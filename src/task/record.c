@@ -12,12 +12,14 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-/* Chunks double from 64 KiB up to 1 MiB, so a small program commits little
- * and a spawn storm maps few chunks. */
-#define CHUNK_MIN   (64 * 1024)
-#define CHUNK_MAX   (1024 * 1024)
-#define CHUNK_HEAD  16 /* next chunk, this chunk's size; records stay 16-byte aligned */
-#define RECORD_SIZE ((sizeof(weft_task) + 15) & ~(size_t)15)
+/* Chunks double from 64 KiB up to 1 MiB, so a small program commits little;
+ * past that a spawn storm gets 2 MiB chunks on transparent huge pages. */
+#define CHUNK_MIN    (64 * 1024)
+#define CHUNK_MAX    (1024 * 1024)
+#define CHUNK_HUGE   (2 * 1024 * 1024)
+#define CHUNK_HEAD   16 /* next chunk, this chunk's size; records stay 16-byte aligned */
+#define CHUNK_MAPPED 1  /* low bit of the size: munmap, not free */
+#define RECORD_SIZE  ((sizeof(weft_task) + 15) & ~(size_t)15)
 
 static void poison(weft_task *t)
 {
@@ -50,17 +52,47 @@ static void populate(char *chunk, size_t bytes)
         (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
 }
 
+/* A 2 MiB-aligned chunk advised onto a huge page, or NULL. On the machines
+ * measured, fresh memory costs about 1.4 ns a byte on 4 KiB pages even when
+ * populated (each page's first access still traps to the hypervisor) and
+ * 0.06 ns on a huge page. Where huge pages are off the advice is ignored and
+ * the chunk is an ordinary populated one. */
+static char *map_huge_chunk(void)
+{
+    if (weft__fault_hit(WEFT_FAULT_MMAP))
+        return NULL;
+    size_t span = 2 * (size_t)CHUNK_HUGE;
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *chunk = (char *)(((uintptr_t)raw + CHUNK_HUGE - 1) & ~(uintptr_t)(CHUNK_HUGE - 1));
+    if (chunk > raw)
+        munmap(raw, (size_t)(chunk - raw));
+    size_t tail = (size_t)(raw + span - (chunk + CHUNK_HUGE));
+    if (tail)
+        munmap(chunk + CHUNK_HUGE, tail);
+    (void)madvise(chunk, CHUNK_HUGE, MADV_HUGEPAGE);
+    return chunk;
+}
+
 static bool new_chunk(weft__record_pool *p)
 {
     size_t bytes = p->chunk_bytes ? p->chunk_bytes * 2 : CHUNK_MIN;
-    if (bytes > CHUNK_MAX)
-        bytes = CHUNK_MAX;
-    char *chunk = weft__malloc(bytes);
+    char *chunk = NULL;
+    size_t tag = 0;
+    if (bytes > CHUNK_MAX) {
+        chunk = map_huge_chunk();
+        if (chunk)
+            tag = CHUNK_MAPPED;
+        bytes = chunk ? CHUNK_HUGE : CHUNK_MAX; /* no mapping: a malloc'd chunk */
+    }
+    if (!chunk)
+        chunk = weft__malloc(bytes);
     if (!chunk)
         return false;
     populate(chunk, bytes);
     ((void **)chunk)[0] = p->chunks;
-    ((size_t *)chunk)[1] = bytes;
+    ((size_t *)chunk)[1] = bytes | tag;
     p->chunks = chunk;
     p->chunk_bytes = bytes;
     p->carve = chunk + CHUNK_HEAD;
@@ -118,10 +150,16 @@ void weft__record_pool_fini(weft__record_pool *p)
     void *chunk = p->chunks;
     while (chunk) {
         void *next = *(void **)chunk;
+        size_t word = ((size_t *)chunk)[1];
+        size_t bytes = word & ~(size_t)CHUNK_MAPPED;
 #ifdef WEFT_ASAN
-        __asan_unpoison_memory_region(chunk, ((size_t *)chunk)[1]);
+        /* Mapped chunks especially: the address may be mapped again later. */
+        __asan_unpoison_memory_region(chunk, bytes);
 #endif
-        free(chunk);
+        if (word & CHUNK_MAPPED)
+            munmap(chunk, bytes);
+        else
+            free(chunk);
         chunk = next;
     }
     *p = (weft__record_pool){0};
