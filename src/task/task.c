@@ -599,15 +599,21 @@ static WEFT_TSAN_CALL void finish(weft_task *t)
     t->run_flags |= TASK_R_FINISHING;
     if (load_state(t) & TASK_CANCELLED)
         t->run_flags |= TASK_R_CANCEL_SEEN;
-    weft__tree_lock(rt);
-    bool kids = t->first_child != NULL;
-    if (kids && rt->cfg.orphans == WEFT_ORPHANS_ADOPT && !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
-        weft__tree_adopt_children(t, &rt->orphans);
-        kids = false;
-    } else if (kids) {
-        weft__tree_cancel_children_locked(t);
+    /* Without children, which is most tasks, the tree lock is not needed:
+     * only t itself links children to t, so none can appear now. */
+    bool kids = weft__tree_may_have_children(t);
+    if (kids) {
+        weft__tree_lock(rt);
+        kids = t->first_child != NULL;
+        if (kids && rt->cfg.orphans == WEFT_ORPHANS_ADOPT &&
+            !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
+            weft__tree_adopt_children(t, &rt->orphans);
+            kids = false;
+        } else if (kids) {
+            weft__tree_cancel_children_locked(t);
+        }
+        weft__tree_unlock(rt);
     }
-    weft__tree_unlock(rt);
     /* Children may borrow this stack: wait for every one of them, whatever
      * cancellation says about us. */
     while (kids && weft__tree_wait_kids_arm(rt, t))

@@ -184,6 +184,9 @@ void weft__tree_cancel(weft_task *t, weft_cancel_stats *stats);
 void weft__tree_cancel_children_locked(weft_task *t);
 /* Re-parents every live child of t to new_parent. */
 void weft__tree_adopt_children(weft_task *t, weft_task *new_parent);
+/* False when t has no live child. Without the tree lock: only t itself links
+ * children to t, so for the running t a false answer stays true. */
+bool weft__tree_may_have_children(const weft_task *t);
 /* Before parking until t has no live child: true (and WAIT_KIDS set) when
  * it has some. Disarm after an interrupted wait: true if it still has. */
 bool weft__tree_wait_kids_arm(struct weft__runtime *rt, weft_task *t);

@@ -43,7 +43,8 @@ void weft__tree_link(weft_task *parent, weft_task *child)
     child->next_sibling = parent->first_child;
     if (parent->first_child)
         parent->first_child->prev_sibling = child;
-    parent->first_child = child;
+    /* Atomic for weft__tree_has_children, which reads it without the lock. */
+    __atomic_store_n(&parent->first_child, child, __ATOMIC_RELAXED);
     parent->live_children++;
 }
 
@@ -55,7 +56,7 @@ void weft__tree_unlink(weft_task *child)
     if (child->prev_sibling)
         child->prev_sibling->next_sibling = child->next_sibling;
     else
-        p->first_child = child->next_sibling;
+        __atomic_store_n(&p->first_child, child->next_sibling, __ATOMIC_RELEASE);
     if (child->next_sibling)
         child->next_sibling->prev_sibling = child->prev_sibling;
     child->parent = child->prev_sibling = child->next_sibling = NULL;
@@ -64,6 +65,11 @@ void weft__tree_unlink(weft_task *child)
         if (prev & TASK_WAIT_KIDS)
             weft__task_wake(p);
     }
+}
+
+bool weft__tree_may_have_children(const weft_task *t)
+{
+    return __atomic_load_n(&t->first_child, __ATOMIC_ACQUIRE) != NULL;
 }
 
 bool weft__tree_wait_kids_arm(weft__runtime *rt, weft_task *t)
