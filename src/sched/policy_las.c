@@ -392,8 +392,15 @@ static void las_exit(void *state, weft_sched_entity *e)
         /* Its service matters only to a group that outlives it. */
         s->pending = NULL;
         weft__group *g = weft__groups_join(&s->groups, e);
-        if (g)
+        if (g) {
             las_add_service(s, g, s->pending_ns);
+        } else if (e->group == e->task_id) {
+            /* No record for its id: it is not accounted (an accounted task
+             * keeps its group's record alive), so nothing to release. */
+            if (s->last == e)
+                s->last = NULL;
+            return;
+        }
     } else {
         las_flush(s);
     }
@@ -569,8 +576,13 @@ static void qlas_exit(void *state, weft_sched_entity *e)
     if (s->pending == e) {
         s->pending = NULL;
         weft__group *g = weft__groups_join(&s->groups, e);
-        if (g)
+        if (g) {
             qlas_add_service(s, g, s->pending_ns);
+        } else if (e->group == e->task_id) {
+            if (s->last == e) /* not accounted: as in las_exit */
+                s->last = NULL;
+            return;
+        }
     } else {
         qlas_flush(s);
     }
