@@ -183,6 +183,16 @@ static inline weft__group *weft__groups_join(weft__groups *s, const weft_sched_e
     return s->by_group.count ? weft__groups_account(s, e, false) : NULL;
 }
 
+/* For a policy's exit: true when e, a task that is its own group, was queued
+ * without a record (its push found none), has not been accounted since, and
+ * no record for its id can exist now: such a record is made only by a task
+ * naming the id as its group, and while one lives that task is in by_task.
+ * Then there is nothing to look up. */
+static inline bool weft__groups_solo_untracked(const weft__groups *s, const weft_sched_entity *e)
+{
+    return e->group == e->task_id && s->by_task.count == 0;
+}
+
 /* Ends e's accounting, if it is accounted, and frees its group's record when
  * that was the group's last task. The caller must have unqueued e. */
 static inline void weft__groups_release(weft__groups *s, const weft_sched_entity *e)

@@ -391,6 +391,13 @@ static void las_exit(void *state, weft_sched_entity *e)
     if (s->pending == e) {
         /* Its service matters only to a group that outlives it. */
         s->pending = NULL;
+        /* Popped from the solo lane, and its charge never applied: unless
+         * a task named its id since, it has no record (the common
+         * spawn-run-exit). */
+        if (s->last == e && !s->last_group && weft__groups_solo_untracked(&s->groups, e)) {
+            s->last = NULL;
+            return;
+        }
         weft__group *g = weft__groups_join(&s->groups, e);
         if (g) {
             las_add_service(s, g, s->pending_ns);
@@ -575,6 +582,10 @@ static void qlas_exit(void *state, weft_sched_entity *e)
     qlas_state *s = state;
     if (s->pending == e) {
         s->pending = NULL;
+        if (s->last == e && !s->last_group && weft__groups_solo_untracked(&s->groups, e)) {
+            s->last = NULL; /* as in las_exit */
+            return;
+        }
         weft__group *g = weft__groups_join(&s->groups, e);
         if (g) {
             qlas_add_service(s, g, s->pending_ns);
