@@ -1,5 +1,8 @@
-/* Timers: accuracy (with tolerance), ordering, many sleepers. */
+/* Timers: accuracy (with tolerance), ordering, many sleepers; the run
+ * clock that charges task runs. */
 #include "test.h"
+
+#include "common/runclock.h"
 
 /* Generous: CI machines are shared and noisy. We check that a sleep is never
  * early and not absurdly late. */
@@ -139,5 +142,57 @@ TEST(cancelling_sleepers_removes_their_timers)
     run_main(NULL, main_cancel_half, NULL);
 }
 
+/* The run clock against CLOCK_MONOTONIC: each real reading b, taken
+ * between two run-clock readings a and c, must lie between them, give or
+ * take the extrapolation error (well under a microsecond in theory; the
+ * tolerance is generous for loaded machines). */
+#define RUNCLOCK_TOLERANCE_NS 50000ull
+
+static void check_against_real(weft__runclock *c, uint64_t for_ns)
+{
+    uint64_t start = weft_now_ns(), last = 0;
+    for (;;) {
+        uint64_t a = weft__runclock_now(c);
+        uint64_t b = weft_now_ns();
+        uint64_t d = weft__runclock_now(c);
+        ASSERT_LE(a, b + RUNCLOCK_TOLERANCE_NS);
+        ASSERT_LE(b, d + RUNCLOCK_TOLERANCE_NS);
+        ASSERT_GE(a + RUNCLOCK_TOLERANCE_NS, last); /* no big step back */
+        last = d;
+        if (b - start >= for_ns)
+            break;
+    }
+}
+
+TEST(run_clock_follows_the_monotonic_clock)
+{
+    weft__runclock c;
+    weft__runclock_init(&c, true);
+    /* Long enough for several rate measurements and many spans. */
+    check_against_real(&c, 5 * WEFT_RUNCLOCK_CAL_NS);
+    if (!weft__runclock_tsc_usable()) {
+        printf("  no invariant TSC kept by the kernel here: every reading was real\n");
+        ASSERT_EQ(c.syncs, c.reads);
+        return;
+    }
+    /* The TSC path was really taken: a rate is known, and most readings
+     * were extrapolated (a real one comes about once a span). */
+    ASSERT(c.mult != 0);
+    ASSERT_LT(c.syncs * 4, c.reads);
+    printf("  %llu readings, %llu real\n", (unsigned long long)c.reads,
+           (unsigned long long)c.syncs);
+}
+
+TEST(run_clock_without_the_tsc_reads_the_real_clock)
+{
+    weft__runclock c;
+    weft__runclock_init(&c, false);
+    check_against_real(&c, WEFT_RUNCLOCK_CAL_NS);
+    ASSERT_EQ(c.mult, 0);
+    ASSERT_EQ(c.syncs, c.reads);
+}
+
 TEST_MAIN(CASE(sleep_is_never_early), CASE(sleepers_wake_in_deadline_order),
-          CASE(hundred_thousand_sleepers), CASE(cancelling_sleepers_removes_their_timers))
+          CASE(hundred_thousand_sleepers), CASE(cancelling_sleepers_removes_their_timers),
+          CASE(run_clock_follows_the_monotonic_clock),
+          CASE(run_clock_without_the_tsc_reads_the_real_clock))

@@ -660,7 +660,9 @@ static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft
     weft__fiber_switch(&w->fiber, &t->fiber, t, false);
     w->current = NULL;
     if (sched->timed) {
-        uint64_t now = weft_now_ns();
+        uint64_t now = weft__runclock_now(&w->clock);
+        if (now < sched->now) /* as in read_clock */
+            now = sched->now;
         weft__sched_charge(sched, t, now - sched->now);
         sched->now = now;
     }
@@ -697,10 +699,20 @@ static bool runtime_done(const weft__worker *w)
 
 /* Takes what other threads queued, fires due timers and reaps completions,
  * waiting up to timeout_ns for one (0 = do not wait). */
+/* A real clock reading into sched.now, which never goes back: an
+ * extrapolated reading after a run may have been a few ns ahead, and queue
+ * delays are measured from sched.now. */
+static uint64_t read_clock(weft__worker *w)
+{
+    uint64_t now = weft__runclock_sync(&w->clock);
+    if (now > w->sched.now)
+        w->sched.now = now;
+    return w->sched.now;
+}
+
 static int worker_poll(weft__worker *w, uint64_t timeout_ns)
 {
-    uint64_t now = weft_now_ns();
-    w->sched.now = now;
+    uint64_t now = read_clock(w);
     drain_remote(w);
     if (w->timers.len)
         weft__timer_expire(&w->timers, now);
@@ -722,7 +734,7 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
     }
     int r = weft__ring_wait(&w->ring, timeout_ns);
     atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
-    w->sched.now = weft_now_ns();
+    read_clock(w);
     drain_remote(w);
     return r < 0 ? r : 0;
 }
@@ -855,7 +867,7 @@ int weft__worker_run(weft__worker *w)
 void weft__worker_start(weft__worker *w)
 {
     arm_wake_read(w);
-    w->sched.now = weft_now_ns();
+    read_clock(w);
 }
 
 uint64_t weft__worker_live_tasks(const weft__worker *w)
@@ -876,6 +888,7 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     w->migrate_on_wake = rt->threaded && !embedded && rt->cfg.migrate_on_wake;
     w->wake_fd = -1;
     w->wake_op.complete = on_wake_fd;
+    weft__runclock_init(&w->clock, true);
     weft__fiber_init_thread(&w->fiber);
     weft__stack_pool_init(&w->stacks);
     int r = weft__sched_init(&w->sched, &rt->cfg);

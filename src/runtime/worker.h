@@ -23,6 +23,7 @@
 
 #include "context/fiber.h"
 #include "context/stack.h"
+#include "common/runclock.h"
 #include "io/timer.h"
 #include "ring/resource.h"
 #include "ring/ring.h"
@@ -62,6 +63,7 @@ typedef struct weft__worker {
     weft_task *current;         /* running task, NULL in the loop */
     weft__switch_reason reason; /* set by the task before switching back */
     weft__sched sched;
+    weft__runclock clock;      /* timed runs' clock (common/runclock.h) */
     uint64_t run_start_ns;     /* clock at the start of the current run, 0 = not read */
     uint64_t yield_check_skip; /* yield_maybe calls left before the next clock read */
     uint64_t yield_calls;      /* yield_maybe calls since its last clock read */
