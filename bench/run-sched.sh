@@ -68,6 +68,10 @@ awk '
             "overhead_qlas_ns_per_task", "overhead_fifo_ns_per_task", "≤ 1.3× FIFO", "<=", 1.3)
         info("overhead", "spawn+run+join ns/task: arrival FIFO / FIFO",
              "overhead_arrival_fifo_ns_per_task", "overhead_fifo_ns_per_task")
+        info("overhead", "cold (fresh records) spawn+run+join ns/task: LAS / FIFO",
+             "overhead_las_cold_ns_per_task", "overhead_fifo_cold_ns_per_task")
+        info("overhead", "cold (fresh records) spawn+run+join ns/task: QLAS / FIFO",
+             "overhead_qlas_cold_ns_per_task", "overhead_fifo_cold_ns_per_task")
         info("yield_maybe", "ns/call, default config", "yield_maybe_default_ns_per_call", "")
         info("yield_maybe", "ns/call, stats on", "yield_maybe_stats_ns_per_call", "")
         info("yield_maybe", "ns/call, two queues (one idle)", "yield_maybe_two_queues_ns_per_call", "")
