@@ -569,6 +569,36 @@ TEST(las_solo_task_exit_keeps_nothing)
     }
 }
 
+TEST(las_exit_after_a_run_without_pop_releases_the_record)
+{
+    /* A task popped from the solo lane gets its record when its first
+     * charge is applied; a later run from the LIFO slot (no pop) and its
+     * exit must still release that record, or a task naming its id later
+     * would inherit its service. */
+    const weft_policy *ps[] = {&weft_policy_las, &weft_policy_qlas};
+    for (int k = 0; k < 2; k++) {
+        weft_qlas_config cfg = {.quantum_ns = 100, .rr_interval = 1000};
+        pol q = pol_open(ps[k], &cfg);
+        weft_sched_entity o, x, late, n;
+        mk(&o, 1, 0, 1);
+        push(&q, &o);
+        ASSERT(pop(&q) == &o);
+        charge(&q, &o, 100);
+        mk(&x, 2, 0, 2);
+        push(&q, &x);        /* applies o's charge: o has a record */
+        charge(&q, &o, 100); /* o ran again without a pop */
+        task_exit(&q, &o);
+        EXPECT_NEXT(&q, &x);
+        task_exit(&q, &x);
+        mk(&late, 6, 1, 6); /* names exited task 1's id */
+        mk(&n, 7, 0, 7);
+        push(&q, &late);
+        push(&q, &n);
+        EXPECT_POPS(&q, &late, &n);
+        pol_close(&q);
+    }
+}
+
 TEST(las_first_run_charges_named_group)
 {
     /* A parent queued before any task named its id runs as a group of its
@@ -1443,11 +1473,12 @@ TEST_MAIN(CASE(vtables_complete), CASE(runnable_fifo_order_and_repush), CASE(run
           CASE(las_ties_by_runnable_order), CASE(las_group_shares_account),
           CASE(las_charge_moves_queued_group), CASE(las_exit_releases_group),
           CASE(las_group_named_after_a_task), CASE(las_charge_without_pop),
-          CASE(las_solo_task_exit_keeps_nothing), CASE(las_first_run_charges_named_group),
-          CASE(las_remove), CASE(qlas_buckets), CASE(qlas_round_robin_pass),
-          CASE(qlas_round_robin_cursor_advances), CASE(qlas_config), CASE(qlas_exit_releases_group),
-          CASE(group_table_against_array), CASE(seen_pages), CASE(stress_runnable_fifo),
-          CASE(stress_arrival_fifo), CASE(stress_las), CASE(stress_qlas),
-          CASE(fault_sweep_arrival_fifo), CASE(fault_sweep_las), CASE(fault_sweep_qlas),
-          CASE(fault_record_falls_back_to_zero_service), CASE(fault_heap_overflow_keeps_tasks),
-          CASE(cost_printed))
+          CASE(las_solo_task_exit_keeps_nothing),
+          CASE(las_exit_after_a_run_without_pop_releases_the_record),
+          CASE(las_first_run_charges_named_group), CASE(las_remove), CASE(qlas_buckets),
+          CASE(qlas_round_robin_pass), CASE(qlas_round_robin_cursor_advances), CASE(qlas_config),
+          CASE(qlas_exit_releases_group), CASE(group_table_against_array), CASE(seen_pages),
+          CASE(stress_runnable_fifo), CASE(stress_arrival_fifo), CASE(stress_las),
+          CASE(stress_qlas), CASE(fault_sweep_arrival_fifo), CASE(fault_sweep_las),
+          CASE(fault_sweep_qlas), CASE(fault_record_falls_back_to_zero_service),
+          CASE(fault_heap_overflow_keeps_tasks), CASE(cost_printed))

@@ -277,8 +277,13 @@ static inline void las_flush(las_state *s)
         return;
     s->pending = NULL;
     weft__group *g = weft__groups_adopt(&s->groups, e);
-    if (g) /* else no memory for a record: the task stays without service */
-        las_add_service(s, g, s->pending_ns);
+    if (!g) /* no memory for a record: the task stays without service */
+        return;
+    las_add_service(s, g, s->pending_ns);
+    /* e is accounted now: its later charges go to g directly, and its
+     * exit must not take the solo shortcut (see las_exit). */
+    if (s->last == e)
+        s->last_group = g;
 }
 
 static int las_init(void *state, const void *config)
@@ -479,8 +484,11 @@ static inline void qlas_flush(qlas_state *s)
         return;
     s->pending = NULL;
     weft__group *g = weft__groups_adopt(&s->groups, e);
-    if (g) /* else no memory for a record: the task stays in bucket 0 */
-        qlas_add_service(s, g, s->pending_ns);
+    if (!g) /* no memory for a record: the task stays in bucket 0 */
+        return;
+    qlas_add_service(s, g, s->pending_ns);
+    if (s->last == e) /* as in las_flush */
+        s->last_group = g;
 }
 
 static int qlas_init(void *state, const void *config)
