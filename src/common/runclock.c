@@ -8,16 +8,23 @@
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#define WEFT_HAVE_RSEQ 1
+#endif
 #endif
 
 /* A real reading whose two bracketing rdtsc are further apart than this was
  * interrupted: its TSC value is not a good match for its time. About 7 us
  * at 3 GHz, where an undisturbed bracket is well under 1 us. */
 #define BRACKET_MAX_TICKS 20000u
+/* A rate measured over fewer ticks than this is not trusted (a TSC that
+ * barely moved in 10 ms is broken). */
+#define CAL_MIN_TICKS 1000000u
 
-/* Rates outside 0.05-20 ns a tick (20 GHz-50 MHz) are a measurement gone
- * wrong, e.g. across a migration between CPUs whose TSCs differ. */
-#define MULT_MIN ((uint64_t)1 << 32 >> 5) /* 1/32 ns a tick */
+/* Rates outside 1/32-20 ns a tick (32 GHz-50 MHz) are a measurement gone
+ * wrong. */
+#define MULT_MIN ((uint64_t)1 << 32 >> 5)
 #define MULT_MAX ((uint64_t)20 << 32)
 
 static uint64_t real_ns(void)
@@ -30,11 +37,24 @@ static uint64_t real_ns(void)
 static bool tsc_usable;
 static pthread_once_t tsc_once = PTHREAD_ONCE_INIT;
 
-/* Invariant TSC (CPUID 0x80000007 EDX bit 8), and a kernel that keeps time
- * with it: its clocksource is "tsc", or "kvm-clock" in a KVM guest, whose
- * host then vouches for a stable TSC. Anything else (hpet, acpi_pm, a
- * kernel that marked the TSC unstable) means the TSC is not to be trusted
- * across CPUs. */
+/* The calling thread's rseq cpu_id field, or NULL when glibc did not
+ * register rseq (valgrind, GLIBC_TUNABLES=glibc.pthread.rseq=0). */
+static const volatile uint32_t *rseq_cpu_id(void)
+{
+#ifdef WEFT_HAVE_RSEQ
+    if (__rseq_size == 0)
+        return NULL;
+    char *tp;
+    __asm__("mov %%fs:0, %0" : "=r"(tp)); /* the thread pointer */
+    const volatile struct rseq *r = (const volatile struct rseq *)(tp + __rseq_offset);
+    if ((int32_t)r->cpu_id < 0) /* RSEQ_CPU_ID_UNINITIALIZED or _REGISTRATION_FAILED */
+        return NULL;
+    return &r->cpu_id;
+#else
+    return NULL;
+#endif
+}
+
 static void probe_tsc(void)
 {
 #if defined(__x86_64__)
@@ -42,7 +62,9 @@ static void probe_tsc(void)
     if (!__get_cpuid(0x80000000u, &a, &b, &c, &d) || a < 0x80000007u)
         return;
     __get_cpuid(0x80000007u, &a, &b, &c, &d);
-    if (!(d & (1u << 8)))
+    if (!(d & (1u << 8))) /* invariant TSC: constant rate, runs in idle states */
+        return;
+    if (!rseq_cpu_id())
         return;
     FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "re");
     if (!f)
@@ -64,7 +86,11 @@ bool weft__runclock_tsc_usable(void)
 void weft__runclock_init(weft__runclock *c, bool use_tsc)
 {
     memset(c, 0, sizeof *c);
-    c->tsc = use_tsc && weft__runclock_tsc_usable();
+    c->anchor_cpu = c->cal_cpu = WEFT_RUNCLOCK_NO_CPU;
+    if (use_tsc && weft__runclock_tsc_usable()) {
+        c->cpu_id = rseq_cpu_id();
+        c->tsc = c->cpu_id != NULL;
+    }
 }
 
 uint64_t weft__runclock_sync(weft__runclock *c)
@@ -72,32 +98,35 @@ uint64_t weft__runclock_sync(weft__runclock *c)
     c->syncs++;
 #if defined(__x86_64__)
     if (c->tsc) {
+        uint32_t cpu = *c->cpu_id;
         uint64_t t0 = __builtin_ia32_rdtsc();
         uint64_t ns = real_ns();
         uint64_t t1 = __builtin_ia32_rdtsc();
-        if (t1 < t0 || t1 - t0 > BRACKET_MAX_TICKS) {
-            /* Interrupted (or moved to another CPU) mid-reading: stop
-             * extrapolating until a clean reading anchors it again (the
-             * TSC counts from boot, so every delta from 0 is past the
-             * span). */
-            c->anchor_tsc = 0;
+        if (t1 < t0 || t1 - t0 > BRACKET_MAX_TICKS || *c->cpu_id != cpu) {
+            /* Interrupted or moved mid-reading: extrapolate nothing until a
+             * clean reading anchors again. */
+            c->anchor_cpu = WEFT_RUNCLOCK_NO_CPU;
             return ns;
         }
         uint64_t tsc = t0 + (t1 - t0) / 2;
-        if (!c->cal_ns || tsc < c->cal_tsc) {
-            c->cal_tsc = tsc;
-            c->cal_ns = ns;
+        if (cpu != c->cal_cpu || tsc < c->cal_tsc + CAL_MIN_TICKS) {
+            if (cpu != c->cal_cpu || tsc < c->cal_tsc) {
+                c->cal_cpu = cpu; /* (re)start the rate measurement here */
+                c->cal_tsc = tsc;
+                c->cal_ns = ns;
+            }
         } else if (ns - c->cal_ns >= WEFT_RUNCLOCK_CAL_NS) {
+            /* At least 10 ms and CAL_MIN_TICKS: the quotient fits easily. */
             uint64_t mult =
                 (uint64_t)(((unsigned __int128)(ns - c->cal_ns) << 32) / (tsc - c->cal_tsc));
             if (mult >= MULT_MIN && mult <= MULT_MAX) {
                 c->mult = mult;
-                c->span_ticks =
-                    (uint64_t)(((unsigned __int128)WEFT_RUNCLOCK_SPAN_NS << 32) / mult);
+                c->span_ticks = (uint64_t)(((unsigned __int128)WEFT_RUNCLOCK_SPAN_NS << 32) / mult);
             }
             c->cal_tsc = tsc;
             c->cal_ns = ns;
         }
+        c->anchor_cpu = cpu;
         c->anchor_tsc = tsc;
         c->anchor_ns = ns;
         return ns;

@@ -5,22 +5,27 @@
  * on the KVM guests measured (kvm-clock through the vDSO), which was most of
  * what LAS and QLAS cost over FIFO per task (bench/README.md). On x86_64
  * with an invariant TSC, readings between two real ones are extrapolated
- * from rdtsc instead (about 5-10 ns):
+ * from rdtsc instead (about 10 ns here):
  *
  *  - each real reading (weft__runclock_sync) anchors the extrapolation, and
- *    a reading more than WEFT_RUNCLOCK_SPAN_NS past the anchor is a real one
- *    again, so a busy worker still reads the real clock once a millisecond;
- *  - the rate is measured, not assumed: from two real readings at least
- *    WEFT_RUNCLOCK_CAL_NS apart, so it follows CLOCK_MONOTONIC, NTP slew
- *    included. Each real reading is bracketed by two rdtsc, and one whose
- *    bracket is wide (the thread was interrupted) is not used for the rate;
- *  - until a rate is known, and without an invariant TSC or on a kernel
- *    whose clocksource is not TSC-based (a sign the TSC is not trusted),
- *    every reading is a real one.
+ *    a reading more than WEFT_RUNCLOCK_SPAN_NS past the anchor, or on
+ *    another CPU than the anchor's (from the thread's rseq area), is a real
+ *    one again: a busy worker still reads the real clock once a
+ *    millisecond, and TSC offsets between CPUs never enter a reading;
+ *  - the rate is measured, not assumed: from two real readings on one CPU
+ *    at least WEFT_RUNCLOCK_CAL_NS apart, so it follows CLOCK_MONOTONIC, NTP
+ *    slew included. Each real reading is bracketed by two rdtsc, and one
+ *    whose bracket is wide (the thread was interrupted) anchors nothing;
+ *  - the TSC is used only where the kernel keeps time with it (clocksource
+ *    "tsc"), or keeps time with kvm-clock (built on the TSC, with
+ *    per-vCPU corrections, so possibly with the TSC marked unstable) and
+ *    glibc registered rseq, so that the CPU check above holds. Until a rate
+ *    is known, and anywhere else, every reading is a real one.
  *
- * A reading may be a few nanoseconds behind the previous one when a real
- * reading replaces an extrapolation; callers that need monotonic values
- * clamp (run_task does). Per worker: only its own thread reads it.
+ * An extrapolated reading may be a little ahead of CLOCK_MONOTONIC or of
+ * the next real reading (well under a microsecond, up to the span if the
+ * TSC jumps): use it to measure runs, never to fire timers. Per worker: only
+ * its own thread reads it.
  */
 #ifndef WEFT_COMMON_RUNCLOCK_H
 #define WEFT_COMMON_RUNCLOCK_H
@@ -30,17 +35,25 @@
 
 #define WEFT_RUNCLOCK_SPAN_NS 1000000ull  /* extrapolate at most 1 ms */
 #define WEFT_RUNCLOCK_CAL_NS  10000000ull /* rate from readings >= 10 ms apart */
+#define WEFT_RUNCLOCK_NO_CPU  UINT32_MAX  /* anchor_cpu when nothing is anchored */
 
 typedef struct weft__runclock {
-    bool tsc;                        /* the TSC may be used at all */
-    uint64_t anchor_tsc, anchor_ns;  /* the latest real reading */
-    uint64_t cal_tsc, cal_ns;        /* start of the current rate measurement */
-    uint64_t mult;                   /* ns per tick << 32; 0 = rate not known */
-    uint64_t span_ticks;             /* WEFT_RUNCLOCK_SPAN_NS in ticks */
-    uint64_t reads, syncs;           /* readings, of which real ones */
+    bool tsc;                       /* the TSC may be used at all */
+    uint32_t anchor_cpu;            /* CPU of the anchor, or WEFT_RUNCLOCK_NO_CPU */
+    uint32_t cal_cpu;               /* CPU of the rate measurement's start */
+    uint64_t anchor_tsc, anchor_ns; /* the latest clean real reading */
+    uint64_t cal_tsc, cal_ns;       /* start of the current rate measurement */
+    uint64_t mult;                  /* ns per tick << 32; 0 = rate not known */
+    uint64_t span_ticks;            /* WEFT_RUNCLOCK_SPAN_NS in ticks */
+    uint64_t reads, syncs;          /* readings, of which real ones */
+    /* The owning thread's CPU number, kept current by the kernel (its rseq
+     * area); NULL when the TSC is not used. */
+    const volatile uint32_t *cpu_id;
 } weft__runclock;
 
-/* use_tsc false: every reading is real (tests use it to compare). */
+/* On the thread that will read it. use_tsc false: every reading is real
+ * (tests compare with it; embedded executors may be driven from any
+ * thread). */
 void weft__runclock_init(weft__runclock *c, bool use_tsc);
 /* Whether this machine's TSC is fit for the run clock (checked once). */
 bool weft__runclock_tsc_usable(void);
@@ -51,7 +64,7 @@ static inline uint64_t weft__runclock_now(weft__runclock *c)
 {
     c->reads++;
 #if defined(__x86_64__)
-    if (c->mult) {
+    if (c->mult && *c->cpu_id == c->anchor_cpu) {
         /* Unsigned: a TSC behind the anchor wraps to a huge delta and takes
          * the real path. */
         uint64_t d = __builtin_ia32_rdtsc() - c->anchor_tsc;

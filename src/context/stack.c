@@ -23,7 +23,9 @@
 #ifndef SYS_process_madvise
 #define SYS_process_madvise 440
 #endif
-#define PIDFD_SELF_PROCESS (-10000) /* Linux 6.14 UAPI: "this process", fork-safe */
+/* Linux UAPI: "the calling thread", fork-safe; process_madvise acts on its
+ * memory, which is the whole process's. Kernels without it answer EBADF. */
+#define PIDFD_SELF_THREAD (-10000)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
@@ -114,7 +116,7 @@ static bool guard_slab(char *base, size_t slot_len, unsigned n)
             iov[i].iov_base = base + (size_t)(done + i) * slot_len;
             iov[i].iov_len = page_size();
         }
-        long r = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, k, MADV_GUARD_INSTALL, 0);
+        long r = syscall(SYS_process_madvise, PIDFD_SELF_THREAD, iov, k, MADV_GUARD_INSTALL, 0);
         if (r != (long)(k * page_size())) {
             if (done == 0) {
                 atomic_store(&batch_mode, 2);
@@ -134,7 +136,8 @@ static bool guard_slab(char *base, size_t slot_len, unsigned n)
 }
 
 /* 0 = not probed, 1 = process_madvise takes populate advice, 2 = it does not
- * (before Linux 6.13 it took only a few advices). */
+ * (kernels without the PIDFD_SELF sentinels, or that allow only a few
+ * advices there). */
 static _Atomic int populate_mode;
 
 /* Faults in the top page of the next POPULATE_BATCH slots, the page a task's
@@ -154,7 +157,7 @@ static void populate_tops(weft__slab *slab)
         iov[i].iov_base = slab->base + (size_t)(from + i + 1) * slab->slot_len - page_size();
         iov[i].iov_len = page_size();
     }
-    long r = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, n, MADV_POPULATE_WRITE, 0);
+    long r = syscall(SYS_process_madvise, PIDFD_SELF_THREAD, iov, n, MADV_POPULATE_WRITE, 0);
     /* Out of memory shows later as an ordinary fault; only a refusal of
      * the advice itself stops the batching. */
     if (r < 0 && (errno == EINVAL || errno == ENOSYS || errno == EBADF || errno == EPERM))

@@ -699,15 +699,16 @@ static bool runtime_done(const weft__worker *w)
 
 /* Takes what other threads queued, fires due timers and reaps completions,
  * waiting up to timeout_ns for one (0 = do not wait). */
-/* A real clock reading into sched.now, which never goes back: an
- * extrapolated reading after a run may have been a few ns ahead, and queue
- * delays are measured from sched.now. */
+/* A real clock reading. sched.now takes it unless it is behind: an
+ * extrapolated reading after a run may be a little ahead, and sched.now must
+ * not go back (queue delays are measured from it). Timers are fired by the
+ * real reading returned here, so that none fires early. */
 static uint64_t read_clock(weft__worker *w)
 {
     uint64_t now = weft__runclock_sync(&w->clock);
     if (now > w->sched.now)
         w->sched.now = now;
-    return w->sched.now;
+    return now;
 }
 
 static int worker_poll(weft__worker *w, uint64_t timeout_ns)
@@ -842,7 +843,7 @@ int weft__worker_run(weft__worker *w)
             continue;
         }
         /* Idle: give back deep pages of long-unused stacks, then park. */
-        uint64_t now = w->sched.now;
+        uint64_t now = read_clock(w);
         weft__stack_trim(&w->stacks, 64, now);
         uint64_t next = weft__timer_next(&w->timers);
         uint64_t timeout = UINT64_MAX;
@@ -888,7 +889,7 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     w->migrate_on_wake = rt->threaded && !embedded && rt->cfg.migrate_on_wake;
     w->wake_fd = -1;
     w->wake_op.complete = on_wake_fd;
-    weft__runclock_init(&w->clock, true);
+    weft__runclock_init(&w->clock, !embedded);
     weft__fiber_init_thread(&w->fiber);
     weft__stack_pool_init(&w->stacks);
     int r = weft__sched_init(&w->sched, &rt->cfg);

@@ -263,7 +263,9 @@ weft_task *weft__sched_pick(weft__sched *s, bool *need_poll)
     s->slice_runs++;
     q->runs++;
     if (s->track_delay)
-        record_delay(q, s->now - e->runnable_ns);
+        /* A task spawned on another worker carries that worker's clock,
+         * which may be ahead of this one's last reading. */
+        record_delay(q, s->now > e->runnable_ns ? s->now - e->runnable_ns : 0);
     return weft__task_of_entity(e);
 }
 

@@ -371,7 +371,8 @@ int weft_yield_maybe(void)
         uint64_t now = weft_now_ns();
         if (!w->run_start_ns)
             w->run_start_ns = now; /* untimed run: its clock starts here */
-        uint64_t ran = now - w->run_start_ns;
+        /* The run's start may come from the run clock, a little ahead. */
+        uint64_t ran = now > w->run_start_ns ? now - w->run_start_ns : 0;
         uint64_t next_timer = weft__timer_next(&w->timers);
         if (next_timer <= now || (w->threaded && weft__worker_remote_pending(w))) {
             /* A sleeper is due, or other workers woke or handed over tasks:

@@ -43,7 +43,7 @@ void weft__tree_link(weft_task *parent, weft_task *child)
     child->next_sibling = parent->first_child;
     if (parent->first_child)
         parent->first_child->prev_sibling = child;
-    /* Atomic for weft__tree_has_children, which reads it without the lock. */
+    /* Atomic for weft__tree_may_have_children, which reads it without the lock. */
     __atomic_store_n(&parent->first_child, child, __ATOMIC_RELAXED);
     parent->live_children++;
 }
