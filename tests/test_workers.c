@@ -520,7 +520,12 @@ static void *nap_parent(void *arg)
     ASSERT_OK(weft_sleep_ns(MS)); /* the other worker goes idle and hungry */
     weft_cancel_stats st;
     ASSERT_OK(weft_cancel_tagged_any(tag_nap, &st));
-    ASSERT_EQ(st.cancelled, NAPPERS);
+    /* Every napper that had not finished by now was live when cancelled.
+     * Usually that is all of them; on a loaded machine under TSan the
+     * 200 ms can run out before the cancellation is sent. */
+    int done_after = atomic_load(&n->done);
+    ASSERT_LE(st.cancelled, NAPPERS);
+    ASSERT_GE(st.cancelled, (uint64_t)(NAPPERS - done_after));
     WAIT_UNTIL(atomic_load(&n->done) == NAPPERS);
     return NULL;
 }
