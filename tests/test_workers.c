@@ -1133,6 +1133,7 @@ typedef struct migrant {
     _Atomic int home, after, seq;
     _Atomic bool go; /* the placements' movers are gone */
     weft_event ev;
+    weft_event ran; /* the waiter has run after its wake */
 } migrant;
 
 static void *migrant_waiter(void *arg)
@@ -1151,6 +1152,7 @@ static void *migrant_waiter(void *arg)
     while (atomic_load(&m->seq) == 0)
         ASSERT_OK(weft_event_wait(&m->ev));
     atomic_store(&m->after, weft_worker_index());
+    weft_event_notify_all(&m->ran);
     if (m->deadline)
         ASSERT_OK(weft_deadline_pop());
     return NULL;
@@ -1186,10 +1188,12 @@ static void *migrant_notifier(void *arg)
     WAIT_UNTIL(atomic_load(&m->home) >= 0 && !(atomic_load(&t->state) & TASK_RUNNING));
     atomic_store(&m->seq, 1);
     weft_event_notify_one(&m->ev);
-    /* Stay (parked) until the waiter has run: if this task ended now, the
-     * wake of its joiner could queue a second task here, and a hand-over
-     * to idle worker 1 might take the waiter back before it ran. */
-    WAIT_UNTIL(atomic_load(&m->after) >= 0);
+    /* Stay parked, with no timer, until the waiter has run: if this task
+     * ended now, or woke from a nap (TSan can make the waiter wait longer
+     * than one), a second task would be queued here, and a hand-over to
+     * idle worker 1 might take the waiter back before it ran. */
+    while (atomic_load(&m->after) < 0)
+        ASSERT_OK(weft_event_wait(&m->ran));
     return NULL;
 }
 
@@ -1229,6 +1233,7 @@ static void *main_migrant(void *arg)
     atomic_store(&m->home, -1);
     atomic_store(&m->after, -1);
     weft_event_init(&m->ev);
+    weft_event_init(&m->ran);
     weft_stats before, after;
     ASSERT_OK(weft_stats_snapshot(&before));
     uint64_t workers_live = live_by_workers(), queues_live = live_by_queues();
