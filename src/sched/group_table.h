@@ -183,14 +183,21 @@ static inline weft__group *weft__groups_join(weft__groups *s, const weft_sched_e
     return s->by_group.count ? weft__groups_account(s, e, false) : NULL;
 }
 
-/* For a policy's exit: true when e, a task that is its own group, was queued
- * without a record (its push found none), has not been accounted since, and
- * no record for its id can exist now: such a record is made only by a task
- * naming the id as its group, and while one lives that task is in by_task.
- * Then there is nothing to look up. */
-static inline bool weft__groups_solo_untracked(const weft__groups *s, const weft_sched_entity *e)
+/* For a policy's exit of e while e's charge is still pending; popped_solo:
+ * e was the last task popped, and from no group. Returns the record e's
+ * service should go to, or NULL, and sets *accounted to whether e must still
+ * be released. A task that is its own group and has no record is not
+ * accounted (an accounted task keeps its record alive). One popped solo
+ * whose charge never applied has no record unless a task named its id
+ * since, and every such task is in by_task: with that table empty there is
+ * nothing to look up, which is the common spawn-run-exit. */
+static inline weft__group *weft__groups_exit_pending(weft__groups *s, const weft_sched_entity *e,
+                                                     bool popped_solo, bool *accounted)
 {
-    return e->group == e->task_id && s->by_task.count == 0;
+    bool self = e->group == e->task_id;
+    weft__group *g = popped_solo && self && s->by_task.count == 0 ? NULL : weft__groups_join(s, e);
+    *accounted = g || !self;
+    return g;
 }
 
 /* Ends e's accounting, if it is accounted, and frees its group's record when

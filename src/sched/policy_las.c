@@ -281,7 +281,7 @@ static inline void las_flush(las_state *s)
         return;
     las_add_service(s, g, s->pending_ns);
     /* e is accounted now: its later charges go to g directly, and its
-     * exit must not take the solo shortcut (see las_exit). */
+     * exit must not take the solo shortcut (weft__groups_exit_pending). */
     if (s->last == e)
         s->last_group = g;
 }
@@ -393,32 +393,21 @@ static void las_charge(void *state, weft_sched_entity *e, uint64_t ran_ns)
 static void las_exit(void *state, weft_sched_entity *e)
 {
     las_state *s = state;
+    bool accounted = true;
     if (s->pending == e) {
         /* Its service matters only to a group that outlives it. */
         s->pending = NULL;
-        /* Popped from the solo lane, and its charge never applied: unless
-         * a task named its id since, it has no record (the common
-         * spawn-run-exit). */
-        if (s->last == e && !s->last_group && weft__groups_solo_untracked(&s->groups, e)) {
-            s->last = NULL;
-            return;
-        }
-        weft__group *g = weft__groups_join(&s->groups, e);
-        if (g) {
+        weft__group *g =
+            weft__groups_exit_pending(&s->groups, e, s->last == e && !s->last_group, &accounted);
+        if (g)
             las_add_service(s, g, s->pending_ns);
-        } else if (e->group == e->task_id) {
-            /* No record for its id: it is not accounted (an accounted task
-             * keeps its group's record alive), so nothing to release. */
-            if (s->last == e)
-                s->last = NULL;
-            return;
-        }
     } else {
         las_flush(s);
     }
     if (s->last == e)
         s->last = NULL;
-    weft__groups_release(&s->groups, e);
+    if (accounted)
+        weft__groups_release(&s->groups, e);
 }
 
 WEFT_API const weft_policy weft_policy_las = {
@@ -588,26 +577,20 @@ static void qlas_charge(void *state, weft_sched_entity *e, uint64_t ran_ns)
 static void qlas_exit(void *state, weft_sched_entity *e)
 {
     qlas_state *s = state;
+    bool accounted = true;
     if (s->pending == e) {
         s->pending = NULL;
-        if (s->last == e && !s->last_group && weft__groups_solo_untracked(&s->groups, e)) {
-            s->last = NULL; /* as in las_exit */
-            return;
-        }
-        weft__group *g = weft__groups_join(&s->groups, e);
-        if (g) {
+        weft__group *g =
+            weft__groups_exit_pending(&s->groups, e, s->last == e && !s->last_group, &accounted);
+        if (g)
             qlas_add_service(s, g, s->pending_ns);
-        } else if (e->group == e->task_id) {
-            if (s->last == e) /* not accounted: as in las_exit */
-                s->last = NULL;
-            return;
-        }
     } else {
         qlas_flush(s);
     }
     if (s->last == e)
         s->last = NULL;
-    weft__groups_release(&s->groups, e);
+    if (accounted)
+        weft__groups_release(&s->groups, e);
 }
 
 WEFT_API const weft_policy weft_policy_qlas = {
