@@ -697,8 +697,6 @@ static bool runtime_done(const weft__worker *w)
     return atomic_load_explicit(&((weft__runtime *)rt)->live_tasks, memory_order_seq_cst) == 0;
 }
 
-/* Takes what other threads queued, fires due timers and reaps completions,
- * waiting up to timeout_ns for one (0 = do not wait). */
 /* A real clock reading. sched.now takes it unless it is behind: an
  * extrapolated reading after a run may be a little ahead, and sched.now must
  * not go back (queue delays are measured from it). Timers are fired by the
@@ -711,6 +709,8 @@ static uint64_t read_clock(weft__worker *w)
     return now;
 }
 
+/* Takes what other threads queued, fires due timers and reaps completions,
+ * waiting up to timeout_ns for one (0 = do not wait). */
 static int worker_poll(weft__worker *w, uint64_t timeout_ns)
 {
     uint64_t now = read_clock(w);

@@ -185,7 +185,7 @@ void weft__tree_cancel_children_locked(weft_task *t);
 /* Re-parents every live child of t to new_parent. */
 void weft__tree_adopt_children(weft_task *t, weft_task *new_parent);
 /* False when t has no live child. Without the tree lock: only t itself links
- * children to t, so for the running t a false answer stays true. */
+ * children to t, so for the running t a "none" answer cannot turn wrong. */
 bool weft__tree_may_have_children(const weft_task *t);
 /* Before parking until t has no live child: true (and WAIT_KIDS set) when
  * it has some. Disarm after an interrupted wait: true if it still has. */
