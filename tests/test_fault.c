@@ -10,6 +10,27 @@ static void *ret_arg(void *arg)
     return arg;
 }
 
+/* Spawns h[from..max) (each returns its index) until a spawn fails; returns
+ * how many handles h holds then, with the failure in *r (0 if none). */
+static int spawn_until_failure(weft_task **h, int from, int max, int *r)
+{
+    int n = from;
+    *r = 0;
+    while (n < max && (*r = weft_spawn(&h[n], ret_arg, (void *)(intptr_t)n)) == 0)
+        n++;
+    return n;
+}
+
+/* Joins h[0..n) in order; each must return its index. */
+static void join_in_order(weft_task **h, int n)
+{
+    for (int i = 0; i < n; i++) {
+        void *res;
+        ASSERT_OK(weft_join(h[i], &res));
+        ASSERT_EQ((intptr_t)res, i);
+    }
+}
+
 static void *main_spawn_alloc_fails(void *arg)
 {
     weft_stats before, after;
@@ -29,21 +50,16 @@ static void *main_spawn_alloc_fails(void *arg)
      * slab chunk is the one that fails. */
     enum { MAX = 4096 };
     static weft_task *h[MAX];
-    int n = 0, r = 0;
+    int r;
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
-    while (n < MAX && (r = weft_spawn(&h[n], ret_arg, (void *)(intptr_t)n)) == 0)
-        n++;
+    int n = spawn_until_failure(h, 0, MAX, &r);
     weft__fault_arm(WEFT_FAULT_ALLOC, 0);
     ASSERT_EQ(r, -ENOMEM);
     ASSERT(h[n] == NULL);
     ASSERT_OK(weft_stats_snapshot(&after));
     ASSERT_EQ(after.tasks_live, before.tasks_live + n);
     /* And the runtime carries on: the failed spawn left nothing behind. */
-    for (int i = 0; i < n; i++) {
-        void *res;
-        ASSERT_OK(weft_join(h[i], &res));
-        ASSERT_EQ((intptr_t)res, i);
-    }
+    join_in_order(h, n);
     ASSERT_OK(weft_spawn(&t, ret_arg, (void *)4));
     void *res;
     ASSERT_OK(weft_join(t, &res));
@@ -87,15 +103,14 @@ static void *main_record_storm_mmap_fails(void *arg)
     weft_stats before, after;
     ASSERT_OK(weft_stats_snapshot(&before));
     weft__fault_arm(WEFT_FAULT_MMAP, 1);
-    for (int i = 0; i < FIRST; i++)
-        ASSERT_OK(weft_spawn(&h[i], ret_arg, (void *)(intptr_t)i));
+    int r;
+    ASSERT_EQ(spawn_until_failure(h, 0, FIRST, &r), FIRST);
+    ASSERT_OK(r);
     /* The huge-chunk mapping was tried, failed, and spawning went on. */
     ASSERT_GE(weft__fault_count(WEFT_FAULT_MMAP), 1);
     weft__fault_arm(WEFT_FAULT_MMAP, 1);
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
-    int n = FIRST, r = 0;
-    while (n < MAX && (r = weft_spawn(&h[n], ret_arg, (void *)(intptr_t)n)) == 0)
-        n++;
+    int n = spawn_until_failure(h, FIRST, MAX, &r);
     uint64_t mapped = weft__fault_count(WEFT_FAULT_MMAP);
     weft__fault_arm(WEFT_FAULT_MMAP, 0);
     weft__fault_arm(WEFT_FAULT_ALLOC, 0);
@@ -104,11 +119,7 @@ static void *main_record_storm_mmap_fails(void *arg)
     ASSERT(h[n] == NULL);
     ASSERT_OK(weft_stats_snapshot(&after));
     ASSERT_EQ(after.tasks_live, before.tasks_live + n);
-    for (int i = 0; i < n; i++) {
-        void *res;
-        ASSERT_OK(weft_join(h[i], &res));
-        ASSERT_EQ((intptr_t)res, i);
-    }
+    join_in_order(h, n);
     return NULL;
 }
 TEST(record_storm_when_huge_chunk_cannot_be_mapped)
