@@ -282,7 +282,10 @@ WEFT_API int weft_opcode_supported(unsigned opcode);
 WEFT_API const char *weft_opcode_wrapper(unsigned opcode);
 /* The opcode's name ("READ"), or NULL past the last known one. */
 WEFT_API const char *weft_opcode_name(unsigned opcode);
-/* Ops issued per opcode on this worker since it started (ops[0..n)). */
+/* Ops issued per opcode since the runtime started, summed over its workers
+ * as weft_stats_snapshot's ops_issued is (ops[0..n)). Call it from a task.
+ * Returns how many entries it filled, -EPERM outside a task, -EINVAL for a
+ * NULL ops, -ENOMEM when the other workers could not be asked. */
 WEFT_API int weft_ops_by_opcode(uint64_t *ops, unsigned n);
 
 #ifdef __cplusplus

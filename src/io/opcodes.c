@@ -2,6 +2,7 @@
  * table is what the opcode coverage test walks: every opcode the kernel's
  * probe reports must have a row here and a test that runs it. */
 #include <errno.h>
+#include <string.h>
 #include <weft/io.h>
 
 #include "runtime/worker.h"
@@ -103,15 +104,29 @@ const char *weft_opcode_name(unsigned opcode)
     return opcode < NROWS ? rows[opcode].name : NULL;
 }
 
+typedef struct op_sums {
+    uint64_t *ops;
+    unsigned n;
+} op_sums;
+
+/* On each worker's own thread, where its counters are plain fields; the
+ * workers add into the one array at the same time. */
+static int add_worker_ops(weft__worker *w, void *arg)
+{
+    op_sums *s = arg;
+    for (unsigned i = 0; i < s->n; i++)
+        __atomic_fetch_add(&s->ops[i], w->ring.ops[i], __ATOMIC_RELAXED);
+    return 0;
+}
+
 int weft_ops_by_opcode(uint64_t *ops, unsigned n)
 {
-    weft__worker *w = weft__worker_self();
-    if (!w)
+    if (!weft__worker_self())
         return -EPERM;
     if (!ops)
         return -EINVAL;
-    unsigned k = n < WEFT__MAX_OPCODES ? n : WEFT__MAX_OPCODES;
-    for (unsigned i = 0; i < k; i++)
-        ops[i] = w->ring.ops[i];
-    return (int)k;
+    op_sums s = {ops, n < WEFT__MAX_OPCODES ? n : WEFT__MAX_OPCODES};
+    memset(ops, 0, s.n * sizeof *ops);
+    int r = weft__on_every_worker(add_worker_ops, &s);
+    return r < 0 ? r : (int)s.n;
 }
