@@ -17,7 +17,7 @@
  * usage: weft_micro [switch|spawn|yield|sleep|rss]...   (none = all)
  * The runtime has one worker on the calling thread (like Tokio's
  * current_thread); WEFT_MICRO_WORKERS=N overrides that, and
- * WEFT_MICRO_MIGRATE=1 turns weft_config.migrate_on_wake on.
+ * WEFT_MICRO_WAKE=owner sets weft_config.wake_placement to WEFT_WAKE_TO_OWNER.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,8 +49,9 @@ static weft_config bench_config(void)
     weft_config cfg = {0};
     const char *w = getenv("WEFT_MICRO_WORKERS");
     cfg.workers = w && *w ? (unsigned)strtoul(w, NULL, 10) : 1;
-    const char *m = getenv("WEFT_MICRO_MIGRATE");
-    cfg.migrate_on_wake = m && strcmp(m, "1") == 0;
+    const char *m = getenv("WEFT_MICRO_WAKE");
+    if (m && strcmp(m, "owner") == 0)
+        cfg.wake_placement = WEFT_WAKE_TO_OWNER;
     return cfg;
 }
 

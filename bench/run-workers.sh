@@ -70,11 +70,11 @@ if [ $want_micro = 1 ]; then
             status=1
         fi
     done
-    # And with migrate_on_wake, 2 workers: "weft-migrate workers=2 ...".
-    note "running WEFT_MICRO_WORKERS=2 WEFT_MICRO_MIGRATE=1 $micro spawn..."
-    if ! WEFT_MICRO_WORKERS=2 WEFT_MICRO_MIGRATE=1 "$micro" spawn |
-        sed "s/^weft /weft-migrate workers=2 /" >>"$raw"; then
-        note "weft_micro spawn (migrate) failed"
+    # And with WEFT_WAKE_TO_OWNER, 2 workers: "weft-owner workers=2 ...".
+    note "running WEFT_MICRO_WORKERS=2 WEFT_MICRO_WAKE=owner $micro spawn..."
+    if ! WEFT_MICRO_WORKERS=2 WEFT_MICRO_WAKE=owner "$micro" spawn |
+        sed "s/^weft /weft-owner workers=2 /" >>"$raw"; then
+        note "weft_micro spawn (wake to owner) failed"
         status=1
     fi
 fi
@@ -133,9 +133,10 @@ awk -v workers="$workers" '
                     verdict(get("weft@2", ks[i]) < get(peer, pk), known)
             }
         }
-        # With migrate_on_wake: spawn+join, and ping-pong placed by the runtime.
-        split("spawn_join_ns_per_task channel_pingpong_migrate_ns_per_roundtrip", mk, " ")
-        split("weft-migrate@2 weft@2", mp, " ")
+        # With WEFT_WAKE_TO_OWNER: spawn+join, and ping-pong placed by the
+        # runtime. Not targets: the default placement is.
+        split("spawn_join_ns_per_task channel_pingpong_owner_ns_per_roundtrip", mk, " ")
+        split("weft-owner@2 weft@2", mp, " ")
         split("spawn+join ns/task|channel ping-pong ns/round trip", ml2, "|")
         for (i = 1; i <= 2; i++) {
             pk = (i == 1) ? "spawn_join_ns_per_task" : "channel_pingpong_ns_per_roundtrip"
@@ -143,9 +144,8 @@ awk -v workers="$workers" '
                 peer = (j == 1) ? "tokio" : "go"
                 known = has(peer, pk) && has(mp[i], mk[i])
                 r = known ? rat(get(mp[i], mk[i]), get(peer, pk)) : "n/a"
-                printf "| %s, 2 workers, migrate_on_wake, vs %s | %s | %s | %s | < 1 (faster) | %s |\n",
-                    ml2[i], pn[j], show(mp[i], mk[i]), show(peer, pk), r,
-                    verdict(get(mp[i], mk[i]) < get(peer, pk), known)
+                printf "| %s, 2 workers, WEFT_WAKE_TO_OWNER, vs %s | %s | %s | %s | (not a target) | n/a |\n",
+                    ml2[i], pn[j], show(mp[i], mk[i]), show(peer, pk), r
             }
         }
         k = "wake_parked_p99_us"

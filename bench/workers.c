@@ -9,10 +9,12 @@
  *   pingpong  two tasks exchange a u64 over two channels of capacity 1 (the
  *             shape of the Tokio peer): channel_pingpong_ns_per_roundtrip,
  *             with the tasks placed wherever the runtime puts them (as the
- *             peers do), and ..._cross_... with one task pinned on worker 0
- *             and the other on worker 1; then ..._migrate_... placed by
- *             the runtime with weft_config.migrate_on_wake on, which moves
- *             a woken task to its waker's worker as the peers do
+ *             peers do; the default WEFT_WAKE_TO_WAKER moves a woken task
+ *             to its waker's worker, as the peers place it), and
+ *             ..._cross_... with one task pinned on worker 0 and the other
+ *             on worker 1; then ..._owner_... placed by the runtime with
+ *             wake_placement WEFT_WAKE_TO_OWNER, where every wake goes to
+ *             the task's own worker
  *   wake      cross-worker wake latency: a task on worker 1 waits on a
  *             weft_event, a task on worker 0 notifies it; latency = the
  *             waiter's clock after it resumes minus the notifier's clock just
@@ -64,11 +66,11 @@ static void die(const char *what, int err)
     exit(1);
 }
 
-static bool migrate_on_wake; /* the config of the next run_with_workers */
+static weft_wake_placement wake_placement; /* the config of the next run_with_workers */
 
 static void run_with_workers(unsigned workers, weft_fn fn, void *arg, const char *what)
 {
-    weft_config cfg = {.workers = workers, .migrate_on_wake = migrate_on_wake};
+    weft_config cfg = {.workers = workers, .wake_placement = wake_placement};
     int r = weft_run(&cfg, fn, arg, NULL);
     if (r < 0)
         die(what, r);
@@ -285,17 +287,17 @@ static void *pingpong_main(void *unused)
         die("pingpong: weft_spawn", r);
     if ((r = weft_join(a, NULL)) < 0 || (r = weft_join(b, NULL)) < 0)
         die("pingpong: weft_join", r);
-    if (migrate_on_wake) {
-        pingpong_report("channel_pingpong_migrate_ns_per_roundtrip", &pp, now_ns() - t0);
-        weft_stats st;
-        weft_stats_snapshot(&st);
-        printf("# channel_pingpong_migrate: tasks_moved_on_wake=%" PRIu64 "\n",
-               st.tasks_moved_on_wake);
+    uint64_t dt = now_ns() - t0;
+    weft_stats st;
+    weft_stats_snapshot(&st);
+    if (wake_placement == WEFT_WAKE_TO_OWNER) {
+        pingpong_report("channel_pingpong_owner_ns_per_roundtrip", &pp, dt);
         weft_chan_destroy(pp.there);
         weft_chan_destroy(pp.back);
         return NULL;
     }
-    pingpong_report("channel_pingpong_ns_per_roundtrip", &pp, now_ns() - t0);
+    pingpong_report("channel_pingpong_ns_per_roundtrip", &pp, dt);
+    printf("# channel_pingpong: tasks_moved_on_wake=%" PRIu64 "\n", st.tasks_moved_on_wake);
 
     /* Across workers: pinger pinned on worker 0, ponger on worker 1. The
      * clock starts when both are in place (the ponger waits for its first
@@ -310,7 +312,7 @@ static void *pingpong_main(void *unused)
     t0 = now_ns();
     place_start(&pa, sa);
     place_join(sa);
-    uint64_t dt = now_ns() - t0;
+    dt = now_ns() - t0;
     place_join(sb);
     pingpong_report("channel_pingpong_cross_ns_per_roundtrip", &pp, dt);
     if (pp.worker_first != 0 || pp.ponger_first != 1) {
@@ -535,9 +537,9 @@ int main(int argc, char **argv)
     }
     if (want[1]) {
         run_with_workers(2, pingpong_main, NULL, "pingpong");
-        migrate_on_wake = true;
+        wake_placement = WEFT_WAKE_TO_OWNER;
         run_with_workers(2, pingpong_main, NULL, "pingpong");
-        migrate_on_wake = false;
+        wake_placement = WEFT_WAKE_TO_WAKER;
     }
     if (want[2]) {
         run_with_workers(2, wake_main, NULL, "wake");

@@ -43,6 +43,8 @@ TEST(bad_configs_are_refused_with_a_reason)
     expect_einval(&c9, "orphans");
     weft_config c10 = {.on_panic = (weft_panic_policy)7};
     expect_einval(&c10, "on_panic");
+    weft_config c10b = {.wake_placement = (weft_wake_placement)2};
+    expect_einval(&c10b, "wake_placement");
     weft_config c11 = {.nqueues = 2};
     expect_einval(&c11, "queues: NULL");
     weft_config c12 = {.on_cleanup_error = (weft_cleanup_policy)9};

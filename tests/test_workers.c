@@ -1114,13 +1114,13 @@ TEST(wake_on_parked_worker)
     run_workers(2, main_wake_latency, NULL);
 }
 
-/* ==== 4b. migrate_on_wake: a woken task moves to its waker's worker ======
+/* ==== 4b. WEFT_WAKE_TO_WAKER: a woken task moves to its waker's worker ===
  * A waiter parks on worker 1 (spawned there by a STICKY host, so it starts
  * there); once its state word says it is parked, a STICKY notifier on
- * worker 0 wakes it. With migrate_on_wake, a waiter that nothing pins runs
- * on worker 0 afterwards; STICKY, a deadline (a timer armed in worker 1's
- * heap), or a queue policy with an exit hook (LAS) keeps it on worker 1, as
- * does the default config. The task and queue counts must come out exact
+ * worker 0 wakes it. With WEFT_WAKE_TO_WAKER (the default), a waiter that
+ * nothing pins runs on worker 0 afterwards; STICKY, a deadline (a timer
+ * armed in worker 1's heap), or a queue policy with an exit hook (LAS) keeps
+ * it on worker 1, as does WEFT_WAKE_TO_OWNER. The task and queue counts must come out exact
  * after the move. (Other tasks move too: the main task, woken by joins.) */
 typedef struct migrant {
     bool sticky, deadline;
@@ -1268,7 +1268,7 @@ static void *main_migrant(void *arg)
     return NULL;
 }
 
-TEST(migrate_on_wake_moves_only_unpinned_tasks)
+TEST(wake_to_waker_moves_only_unpinned_tasks)
 {
     static const weft_queue_spec queues[] = {
         {.name = "main", .weight = 1}, {.name = "las", .weight = 1, .policy = &weft_policy_las}};
@@ -1278,7 +1278,7 @@ TEST(migrate_on_wake_moves_only_unpinned_tasks)
         bool expect_move;
     } cases[] = {
         {true, false, false, false, NULL, true},   /* nothing pins it: moves */
-        {false, false, false, false, NULL, false}, /* the default: stays */
+        {false, false, false, false, NULL, false}, /* WEFT_WAKE_TO_OWNER: stays */
         {true, true, false, false, NULL, false},   /* STICKY */
         {true, false, true, false, NULL, false},   /* a deadline's timer */
         {true, false, false, false, "las", false}, /* LAS keeps per-task state */
@@ -1296,8 +1296,11 @@ TEST(migrate_on_wake_moves_only_unpinned_tasks)
         c.m.queue = cases[i].queue;
         c.migrate = cases[i].migrate;
         c.expect_move = cases[i].expect_move;
-        weft_config cfg = {
-            .workers = 2, .queues = queues, .nqueues = 2, .migrate_on_wake = cases[i].migrate};
+        weft_config cfg = {.workers = 2,
+                           .queues = queues,
+                           .nqueues = 2,
+                           .wake_placement =
+                               cases[i].migrate ? WEFT_WAKE_TO_WAKER : WEFT_WAKE_TO_OWNER};
         int tries = 0;
         do {
             ASSERT_LT(tries++, 50);
@@ -1306,7 +1309,7 @@ TEST(migrate_on_wake_moves_only_unpinned_tasks)
     }
 }
 
-/* Ping-pong under migrate_on_wake: the two tasks end up on one worker and
+/* Ping-pong under WEFT_WAKE_TO_WAKER: the two tasks end up on one worker and
  * every value arrives in order; the counts are exact when all is done. */
 #define MIGRATE_ROUNDS 20000
 
@@ -1366,9 +1369,9 @@ static void *main_volley(void *arg)
     return NULL;
 }
 
-TEST(migrate_on_wake_pingpong)
+TEST(wake_to_waker_pingpong)
 {
-    weft_config cfg = {.workers = 2, .migrate_on_wake = true};
+    weft_config cfg = {.workers = 2}; /* the default WEFT_WAKE_TO_WAKER */
     run_main(&cfg, main_volley, NULL);
 }
 
@@ -1943,7 +1946,7 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task), CASE(
           CASE(cancel_parent_cancels_children_on_other_worker),
           CASE(finishing_parent_awaits_children_on_other_worker),
           CASE(cancel_counts_across_workers), CASE(orphans_adopt_across_workers),
-          CASE(wake_on_parked_worker), CASE(migrate_on_wake_moves_only_unpinned_tasks),
-          CASE(migrate_on_wake_pingpong), CASE(shutdown_with_work_in_flight),
+          CASE(wake_on_parked_worker), CASE(wake_to_waker_moves_only_unpinned_tasks),
+          CASE(wake_to_waker_pingpong), CASE(shutdown_with_work_in_flight),
           CASE(runtime_spawn_from_foreign_thread), CASE(worker_thread_start_fails),
           CASE(worker_ring_setup_fails), CASE(worker_index_count_and_stats))

@@ -28,6 +28,17 @@ typedef enum weft_panic_policy {
     WEFT_PANIC_CATCH = 1, /* the task completes with WEFT_EPANIC */
 } weft_panic_policy;
 
+/* Where a task woken by a task running on another worker runs next. */
+typedef enum weft_wake_placement {
+    /* It moves to the waker's worker when nothing pins it to its own (DESIGN
+     * §6's stealability rules, no timer armed, a queue policy without an
+     * exit hook such as the default runnable FIFO), as Tokio and Go place a
+     * woken task; otherwise, as for every wake from outside a task, it goes
+     * to its owner's remote queue. */
+    WEFT_WAKE_TO_WAKER = 0,
+    WEFT_WAKE_TO_OWNER = 1, /* always the owner's remote queue */
+} weft_wake_placement;
+
 struct weft_policy;
 typedef struct weft_queue_spec {
     const char *name;                 /* unique */
@@ -57,12 +68,9 @@ typedef struct weft_config {
     unsigned fixed_buffers;   /* registered-buffer slots per ring; 0 = 64 */
     unsigned inject_interval; /* with several workers: task runs between looks at
                                  the queue of outside spawns; 0 = 31 */
-    /* With several workers: a task woken by a task running on another
-     * worker moves to the waker's worker when nothing pins it (DESIGN §6's
-     * stealability rules, no timer armed, a queue policy without an exit
-     * hook such as the default runnable FIFO), as Tokio and Go place a
-     * woken task. Default off: a wake goes to the owner's remote queue. */
-    bool migrate_on_wake;
+    /* With several workers: where a task woken from another worker runs
+     * (docs/workers.md). Default WEFT_WAKE_TO_WAKER. */
+    weft_wake_placement wake_placement;
 } weft_config;
 
 /* Runs main_fn(arg) as the main task of a new runtime and returns when the

@@ -84,6 +84,9 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
                                    (int)out->on_cleanup_error);
     if ((unsigned)out->on_panic > WEFT_PANIC_CATCH)
         return weft__config_reject("on_panic: unknown policy %d", (int)out->on_panic);
+    if ((unsigned)out->wake_placement > WEFT_WAKE_TO_OWNER)
+        return weft__config_reject("wake_placement: unknown placement %d",
+                                   (int)out->wake_placement);
     if (!out->cleanup_retries)
         out->cleanup_retries = 3;
     if (!out->sched_latency_ns)

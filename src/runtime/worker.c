@@ -110,7 +110,7 @@ static weft_task *take_remote(_Atomic(weft_task *) *stack)
     return fifo;
 }
 
-/* Takes the tasks that wakers on other workers kept (migrate_on_wake) out
+/* Takes the tasks that wakers on other workers kept (WEFT_WAKE_TO_WAKER) out
  * of this worker's counts. If that leaves its maintenance task alone here,
  * the task may end (it waits for the worker's own tasks to be gone); it
  * cannot see that by itself, and the end of the run waits for it. */
@@ -225,7 +225,7 @@ static void on_wake_failed(weft__ring *r, unsigned index)
         eventfd_wake(&w->rt->workers[index]);
 }
 
-/* migrate_on_wake: a task running on `self` woke t, a parked task of
+/* WEFT_WAKE_TO_WAKER: a task running on `self` woke t, a parked task of
  * worker `from` that nothing pins there (TASK_R_WAKE_MOVABLE, set by `from`
  * as t parked and read here after the wake claimed t). t becomes self's, and
  * runs here with its waker's data warm in this core's cache, instead of
@@ -250,7 +250,7 @@ void weft__worker_schedule(weft_task *t)
         weft__sched_push(&w->sched, t, w->current ? PUSH_WOKEN : PUSH_QUEUE);
         return;
     }
-    if (self && self->migrate_on_wake && self->current && self->rt == w->rt &&
+    if (self && self->wake_to_waker && self->current && self->rt == w->rt &&
         (t->run_flags & TASK_R_WAKE_MOVABLE)) {
         keep_woken(self, w, t);
         return;
@@ -589,7 +589,7 @@ int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
  * of the task again until it runs. */
 static bool wake_movable(const weft__worker *w, const weft_task *t)
 {
-    if (!w->migrate_on_wake || !stealable(t) || t->armed_timer)
+    if (!w->wake_to_waker || !stealable(t) || t->armed_timer)
         return false;
     return !weft__queue_has_exit(&w->sched.queues[t->queue]);
 }
@@ -886,7 +886,7 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     w->rt = rt;
     w->index = index;
     w->threaded = rt->threaded;
-    w->migrate_on_wake = rt->threaded && !embedded && rt->cfg.migrate_on_wake;
+    w->wake_to_waker = rt->threaded && !embedded && rt->cfg.wake_placement == WEFT_WAKE_TO_WAKER;
     w->wake_fd = -1;
     w->wake_op.complete = on_wake_fd;
     weft__runclock_init(&w->clock, !embedded);

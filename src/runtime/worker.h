@@ -74,7 +74,7 @@ typedef struct weft__worker {
     weft__record_pool records; /* task records */
     weft__worker_counters count;
     bool threaded;         /* the runtime has several workers */
-    bool migrate_on_wake;  /* threaded, and weft_config.migrate_on_wake */
+    bool wake_to_waker;    /* threaded, and wake_placement WEFT_WAKE_TO_WAKER */
     uint64_t owned;        /* live tasks it owns: spawned here or handed over */
     unsigned since_inject; /* picks since the inject queue was last looked at */
     pthread_t thread;      /* workers 1..N-1: their own threads */
@@ -84,7 +84,7 @@ typedef struct weft__worker {
     _Atomic(weft_task *) remote_wakes;
     _Atomic(weft_task *) remote_adopt;
     /* Tasks of this worker that a waker on another worker kept
-     * (migrate_on_wake): the waker counts them here and in the queue's
+     * (WEFT_WAKE_TO_WAKER): the waker counts them here and in the queue's
      * woken_away, this worker takes them out of owned and live. */
     _Atomic uint64_t woken_away;
     _Atomic int parked; /* set before io_uring_enter waits: wake it */

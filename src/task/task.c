@@ -541,7 +541,7 @@ static void run_defers(weft_task *t)
 
 /* Several workers: t is complete. The last task wakes every worker, which
  * may then stop. So does the last task but the maintenance tasks: a worker
- * whose tasks were all woken away to other workers (migrate_on_wake) may
+ * whose tasks were all woken away to other workers (WEFT_WAKE_TO_WAKER) may
  * be parked with its maintenance task waiting for them, and only its own
  * idle pass lets that task see they are gone and end. */
 static void task_ended(weft__runtime *rt, const weft_task *t)
