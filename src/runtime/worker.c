@@ -3,6 +3,7 @@
 #include "runtime/worker.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -14,13 +15,12 @@
 #include "runtime/config.h"
 
 /* Idle workers spin this many pause instructions looking for work before
- * they park. Measured on the 2-core KVM guest (bench/README.md): after a
- * 2000-pause spin a parked worker took 40-44 us at the median to wake,
- * against 15 us after 400 and 10 us after 100 (a thread blocked in read(2)
- * at once: 3-4 us); 100 made workers park between the messages of a
- * cross-worker ping-pong (11 us a round trip), 400 did not (2.1 us, as
- * 2000). Why a longer spin slows the later wake is not established (the
- * hypervisor's pause-loop exiting is the suspect). */
+ * they park. Measured on the 2-core KVM guest (bench/README.md): 100 made
+ * workers park between the messages of a cross-worker ping-pong (11 us a
+ * round trip), 400 did not (2.1 us, as 2000). A longer spin used to slow
+ * the wake of a parked worker (40-44 us at the median after 2000 pauses, 15
+ * us after 400): the kernel had put the woken worker on the waker's CPU,
+ * behind the spin; hunt() now yields the CPU first (see there). */
 #define WEFT_IDLE_SPINS 400
 
 static inline void weft__cpu_relax(void)
@@ -194,6 +194,8 @@ static void notify(weft__worker *to)
         !atomic_exchange_explicit(&to->parked, 0, memory_order_seq_cst))
         return;
     weft__worker *self = weft__worker_self();
+    if (self && self->rt == to->rt)
+        self->woke_parked = true;
     if (self && self->rt == to->rt && !to->rt->embedded) {
         self->count.wakes_sent++;
         struct io_uring_sqe *sqe = weft__ring_sqe(&self->ring, NULL);
@@ -799,6 +801,17 @@ uint64_t weft__worker_next_deadline(const weft__worker *w)
 static bool hunt(weft__worker *w)
 {
     become_hungry(w);
+    /* A worker that this one woke from its park may have been placed on
+     * this CPU: the kernel does that when the woken one's own CPU is idle,
+     * and on a VM a halted vCPU counts as busy (the host descheduled it).
+     * Spinning would then hold it off until this worker parks (12-16 us of
+     * a 20 us wake on the 2-core VM, where waking the other vCPU instead
+     * takes 50 us). Give the CPU away once first; with nothing else to run
+     * here, sched_yield returns at once. */
+    if (w->woke_parked) {
+        w->woke_parked = false;
+        sched_yield();
+    }
     for (unsigned i = 0; i < WEFT_IDLE_SPINS; i++) {
         if (weft__worker_remote_pending(w) || runtime_done(w) ||
             atomic_load_explicit(&w->rt->inject_pending, memory_order_relaxed))

@@ -75,6 +75,7 @@ typedef struct weft__worker {
     weft__worker_counters count;
     bool threaded;         /* the runtime has several workers */
     bool wake_to_waker;    /* threaded, and wake_placement WEFT_WAKE_TO_WAKER */
+    bool woke_parked;      /* woke a parked worker since it last went idle */
     uint64_t owned;        /* live tasks it owns: spawned here or handed over */
     unsigned since_inject; /* picks since the inject queue was last looked at */
     pthread_t thread;      /* workers 1..N-1: their own threads */
