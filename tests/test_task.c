@@ -118,6 +118,37 @@ static void *append(void *arg)
     return NULL;
 }
 
+/* With one worker and one FIFO queue, weft_yield switches straight to the
+ * next queued task (weft__worker_yield_direct) in the order the scheduler
+ * loop would pick. A task cancelled before its first run is at the front
+ * when main first yields: it ends there without running, and the loop
+ * takes over. A fresh task then starts, and two tasks yielding to each
+ * other hand the CPU back and forth. */
+static void *main_yield_direct_order(void *arg)
+{
+    (void)arg;
+    weft_task *a, *b, *c;
+    ASSERT_OK(weft_spawn(&b, append, (void *)'b'));
+    ASSERT_OK(weft_spawn(&a, append, (void *)'a'));
+    ASSERT_OK(weft_spawn(&c, yielder, (void *)'c'));
+    ASSERT_OK(weft_cancel(b));
+    for (int i = 0; i < 2; i++) {
+        order[norder++] = 'm';
+        ASSERT_OK(weft_yield());
+    }
+    ASSERT_OK(weft_join(a, NULL));
+    ASSERT_EQ(weft_join(b, NULL), -ECANCELED);
+    ASSERT_OK(weft_join(c, NULL));
+    return NULL;
+}
+TEST(yield_switches_straight_to_the_next_task_in_order)
+{
+    norder = 0;
+    run_main_one_worker(NULL, main_yield_direct_order, NULL);
+    order[norder] = 0;
+    ASSERT_STREQ(order, "macmcc");
+}
+
 static void *main_lifo_hint(void *arg)
 {
     weft_spawn_opts lifo = {.flags = WEFT_TASK_SPAWN_LIFO};
@@ -376,8 +407,9 @@ TEST(strerror_knows_every_code)
 
 TEST_MAIN(CASE(join_returns_result), CASE(detached_children_are_part_of_the_tree),
           CASE(detach_handle), CASE(join_already_finished), CASE(yield_round_robin_order),
-          CASE(spawn_lifo_hint_runs_first), CASE(ids_and_identity), CASE(join_from_a_sibling),
-          CASE(bad_input_is_refused), CASE(join_own_handle_is_edeadlk),
-          CASE(double_join_detected_in_debug_builds), CASE(blocking_calls_outside_a_task),
-          CASE(nested_weft_run_is_ebusy), CASE(deep_chain_of_tasks),
-          CASE(spawn_storm_reuses_stacks), CASE(stats_print), CASE(strerror_knows_every_code))
+          CASE(yield_switches_straight_to_the_next_task_in_order), CASE(spawn_lifo_hint_runs_first),
+          CASE(ids_and_identity), CASE(join_from_a_sibling), CASE(bad_input_is_refused),
+          CASE(join_own_handle_is_edeadlk), CASE(double_join_detected_in_debug_builds),
+          CASE(blocking_calls_outside_a_task), CASE(nested_weft_run_is_ebusy),
+          CASE(deep_chain_of_tasks), CASE(spawn_storm_reuses_stacks), CASE(stats_print),
+          CASE(strerror_knows_every_code))

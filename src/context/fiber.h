@@ -83,7 +83,8 @@ static inline void weft__fiber_started(void)
  * returns the transfer value of whoever switches back. When self_ends is true
  * the caller never runs again and ASan drops its fake stack. */
 static inline __attribute__((always_inline)) void *
-weft__fiber_switch(weft__fiber *self, weft__fiber *to, void *transfer, bool self_ends)
+weft__fiber_switch_via(void *(*ctx_switch)(void **, void *, void *), weft__fiber *self,
+                       weft__fiber *to, void *transfer, bool self_ends)
 {
 #ifdef WEFT_ASAN
     __sanitizer_start_switch_fiber(self_ends ? NULL : &self->asan_fake_stack, to->stack_lo,
@@ -93,11 +94,25 @@ weft__fiber_switch(weft__fiber *self, weft__fiber *to, void *transfer, bool self
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
     (void)self_ends;
-    void *r = weft__ctx_switch(&self->sp, to->sp, transfer);
+    void *r = ctx_switch(&self->sp, to->sp, transfer);
 #ifdef WEFT_ASAN
     __sanitizer_finish_switch_fiber(self->asan_fake_stack, NULL, NULL);
 #endif
     return r;
+}
+
+static inline __attribute__((always_inline)) void *
+weft__fiber_switch(weft__fiber *self, weft__fiber *to, void *transfer, bool self_ends)
+{
+    return weft__fiber_switch_via(weft__ctx_switch, self, to, transfer, self_ends);
+}
+
+/* From one task's fiber straight to another's, which usually waits at the
+ * same call site (weft_yield's direct switch): weft__ctx_switch_ret. */
+static inline __attribute__((always_inline)) void *
+weft__fiber_switch_peer(weft__fiber *self, weft__fiber *to, void *transfer)
+{
+    return weft__fiber_switch_via(weft__ctx_switch_ret, self, to, transfer, false);
 }
 
 #endif

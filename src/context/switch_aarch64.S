@@ -43,6 +43,11 @@ weft__ctx_switch:
     ret
     .size   weft__ctx_switch, .-weft__ctx_switch
 
+/* weft__ctx_switch already ends in `ret` here: the same function. */
+    .globl  weft__ctx_switch_ret
+    .hidden weft__ctx_switch_ret
+    .set    weft__ctx_switch_ret, weft__ctx_switch
+
 /* A fresh context "returns" here: x19 holds entry, x0 the transfer value.
  * x29 = 0 ends frame-pointer walks; the CFI marks the return address as
  * undefined so DWARF unwinders (gdb, _Unwind_Backtrace) stop here too, as in

@@ -4,13 +4,8 @@
  *   [mxcsr:4 | x87 cw:2 | pad:2] r15 r14 r13 r12 rbx rbp <return address>
  * MXCSR control bits and the x87 control word are callee-saved in the ABI, so
  * a task that changes the rounding mode cannot leak it into another task. */
-    .text
-    .globl  weft__ctx_switch
-    .hidden weft__ctx_switch
-    .type   weft__ctx_switch, @function
-    .p2align 4
-weft__ctx_switch:
-    .cfi_startproc
+/* Both switches share this body: save this context, load the other. */
+    .macro SWITCH_STACKS
     pushq   %rbp
     pushq   %rbx
     pushq   %r12
@@ -32,13 +27,40 @@ weft__ctx_switch:
     popq    %rbx
     popq    %rbp
     movq    %rdx, %rax
+    .endm
+
+    .text
+    .globl  weft__ctx_switch
+    .hidden weft__ctx_switch
+    .type   weft__ctx_switch, @function
+    .p2align 4
+weft__ctx_switch:
+    .cfi_startproc
+    SWITCH_STACKS
     /* Not `ret`: the return-stack predictor remembers the caller on the old
-     * stack and would mispredict every switch. An indirect jump is
-     * predicted from its own history instead (half the cost measured). */
+     * stack and would mispredict every switch between a task and the
+     * scheduler loop. An indirect jump is predicted from its own history
+     * instead (half the cost measured). */
     popq    %rcx
     jmpq    *%rcx
     .cfi_endproc
     .size   weft__ctx_switch, .-weft__ctx_switch
+
+/* For a switch between two contexts suspended at the same call site (one
+ * task yielding straight to another that yielded the same way): there the
+ * return-stack predictor's entry is right, and the returns that follow stay
+ * paired with their calls. The jump above would leave the predictor one
+ * entry off, and every return after it mispredicted. */
+    .globl  weft__ctx_switch_ret
+    .hidden weft__ctx_switch_ret
+    .type   weft__ctx_switch_ret, @function
+    .p2align 4
+weft__ctx_switch_ret:
+    .cfi_startproc
+    SWITCH_STACKS
+    ret
+    .cfi_endproc
+    .size   weft__ctx_switch_ret, .-weft__ctx_switch_ret
 
 /* First "return" into a fresh context lands here with the entry function in
  * r12 and the transfer value in rax. The stack is 16-byte aligned so the call

@@ -620,46 +620,86 @@ static void after_park(weft__worker *w, weft_task *t)
     }
 }
 
-static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft_task *t)
+/* Makes t ready to run: answers a pending wake, and gives a task its stack
+ * at its first run. False when t ended instead (cancelled before it ever
+ * ran, or no stack could be had: its join reports -ENOMEM). */
+static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, weft_task *t)
 {
     weft__sched *sched = &w->sched;
     uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
     if (s & TASK_NOTIFIED) /* woken again while queued: this run answers it */
         atomic_fetch_and_explicit(&t->state, ~TASK_NOTIFIED, memory_order_relaxed);
-    if (!t->stack) {
-        if (s & TASK_CANCELLED) {
-            weft__task_complete_unstarted(t);
-            weft__sched_exit(sched, t);
-            weft__task_ref_drop(t);
-            return;
-        }
-        weft__stack *stack;
-        int r = weft__stack_acquire(&w->stacks, t->stack_class, &stack);
-        if (r == 0) {
-            r = weft__fiber_init(&t->fiber, stack->lo, stack->size, weft__task_entry);
-            if (r < 0)
-                weft__stack_release(&w->stacks, stack);
-        }
-        if (r < 0) {
-            /* No stack after all (see weft__stack_reserve): the task ends
-             * without running and its join reports -ENOMEM. */
-            weft__task_complete_unstarted(t);
-            t->outcome = -ENOMEM;
-            weft__sched_exit(sched, t);
-            weft__task_ref_drop(t);
-            return;
-        }
-        t->stack = stack;
+    if (t->stack)
+        return true;
+    if (s & TASK_CANCELLED) {
+        weft__task_complete_unstarted(t);
+        weft__sched_exit(sched, t);
+        weft__task_ref_drop(t);
+        return false;
     }
+    weft__stack *stack;
+    int r = weft__stack_acquire(&w->stacks, t->stack_class, &stack);
+    if (r == 0) {
+        r = weft__fiber_init(&t->fiber, stack->lo, stack->size, weft__task_entry);
+        if (r < 0)
+            weft__stack_release(&w->stacks, stack);
+    }
+    if (r < 0) {
+        /* No stack after all (see weft__stack_reserve): the task ends
+         * without running and its join reports -ENOMEM. */
+        weft__task_complete_unstarted(t);
+        t->outcome = -ENOMEM;
+        weft__sched_exit(sched, t);
+        weft__task_ref_drop(t);
+        return false;
+    }
+    t->stack = stack;
+    return true;
+}
+
+/* t is about to get the CPU. */
+static inline __attribute__((always_inline)) void begin_run(weft__worker *w, weft_task *t)
+{
     w->current = t;
     w->count.switches++;
     /* Timed runs: the clock is read once per switch, after the run; the
      * reading also starts the next run. Untimed: yield_maybe starts its
      * own clock lazily. */
-    w->run_start_ns = sched->timed ? sched->now : 0;
+    w->run_start_ns = w->sched.timed ? w->sched.now : 0;
     w->yield_check_skip = 0;
     w->yield_calls = 0;
+}
+
+bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
+{
+    weft__sched *sched = &w->sched;
+    if (w->threaded && (atomic_load_explicit(&w->rt->nhungry, memory_order_relaxed) ||
+                        w->since_inject + 1 >= w->rt->cfg.inject_interval))
+        return false; /* the loop has a hand-over or the inject queue to see to */
+    weft_task *next = weft__sched_pick_fast(sched);
+    if (!next)
+        return false;
+    if (!prepare_run(w, next))
+        return false; /* next ended without running; the loop goes on */
+    if (!weft__sched_push_fast(sched, t))
+        weft__sched_push(sched, t, PUSH_QUEUE);
+    if (w->threaded)
+        w->since_inject++;
+    begin_run(w, next);
+    weft__fiber_switch_peer(&t->fiber, &next->fiber, next);
+    return true;
+}
+
+static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft_task *t)
+{
+    weft__sched *sched = &w->sched;
+    if (!prepare_run(w, t))
+        return;
+    begin_run(w, t);
     weft__fiber_switch(&w->fiber, &t->fiber, t, false);
+    /* The task that switched back: t, or a task that t's yield switched to
+     * directly (weft__worker_yield_direct). */
+    t = w->current;
     w->current = NULL;
     if (sched->timed) {
         uint64_t now = weft__runclock_now(&w->clock);

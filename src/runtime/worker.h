@@ -208,6 +208,13 @@ void weft__worker_hand_over(weft__worker *to, weft_task *first, weft_task *last)
 /* True when other threads woke tasks of w or handed tasks to it that w has
  * not taken in yet (its remote stacks). */
 bool weft__worker_remote_pending(weft__worker *w);
+/* weft_yield's shortcut. When the scheduler loop would only put t at the
+ * back of its one untimed runnable-FIFO queue and take the next task from
+ * the front (mid-slice, nothing due, no LIFO task, no hand-over or inject
+ * look pending), it does that itself and switches to that task directly:
+ * one context switch instead of two. Returns true once t runs again, false
+ * (having switched nowhere) when the loop must decide. */
+bool weft__worker_yield_direct(weft__worker *w, weft_task *t);
 /* Switches from the running task back to the worker's loop. */
 static inline __attribute__((always_inline)) void
 weft__worker_switch_out(weft__worker *w, weft_task *t, weft__switch_reason why)

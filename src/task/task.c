@@ -347,7 +347,8 @@ int weft_yield(void)
     weft_task *t = w ? w->current : NULL;
     if (!t)
         return -EPERM;
-    weft__worker_switch_out(w, t, SWITCH_YIELD);
+    if (!weft__worker_yield_direct(w, t))
+        weft__worker_switch_out(w, t, SWITCH_YIELD);
     return after_yield(t);
 }
 

@@ -14,7 +14,8 @@
  *   d) stack alignment in a fresh fiber and in nested calls, for stack tops
  *      that are not 16-byte aligned; backtrace() from a fiber terminates
  *   e) 1000 fibers on their own 64 KiB malloc'd stacks, round-robin from main,
- *      then a ring of direct fiber-to-fiber switches
+ *      then a ring of direct fiber-to-fiber switches, made once with
+ *      weft__ctx_switch and once with weft__ctx_switch_ret
  *
  * Prints "N passed, N failed" and exits 0 only when nothing failed.
  */
@@ -706,6 +707,8 @@ struct token {
 };
 
 static unsigned g_ring_next; /* id of the fiber being switched to */
+/* The switch the ring's fiber-to-fiber hops use. */
+static void *(*g_ring_switch)(void **, void *, void *) = weft__ctx_switch;
 
 static void ring_entry(void *transfer)
 {
@@ -721,7 +724,7 @@ static void ring_entry(void *transfer)
         } else {
             unsigned next = (f->id + 1) % NFIBERS;
             g_ring_next = next;
-            t = weft__ctx_switch(&f->sp, g_many[next].sp, t);
+            t = g_ring_switch(&f->sp, g_many[next].sp, t);
         }
         lap++;
     }
@@ -761,15 +764,20 @@ static void test_many(void)
     CHECK_EQ_U(bad, 0u);
     CHECK_EQ_U(g_many_bad, 0u);
 
-    /* Reuse the stacks for the ring of direct switches. */
-    for (unsigned i = 0; i < NFIBERS; i++)
-        fiber_start(&g_many[i], 0, ring_entry);
-    struct token tok = {0, 0};
-    g_ring_next = 0;
-    void *r = to_fiber(&g_many[0], &tok);
-    CHECK_EQ_P(r, &tok);
-    CHECK_EQ_U(tok.hops, RING_LAPS * NFIBERS);
-    CHECK_EQ_U(tok.bad, 0u);
+    /* Reuse the stacks for the ring of direct switches, with each switch. */
+    void *(*const ring_switches[])(void **, void *, void *) = {weft__ctx_switch,
+                                                               weft__ctx_switch_ret};
+    for (unsigned k = 0; k < 2; k++) {
+        g_ring_switch = ring_switches[k];
+        for (unsigned i = 0; i < NFIBERS; i++)
+            fiber_start(&g_many[i], 0, ring_entry);
+        struct token tok = {0, 0};
+        g_ring_next = 0;
+        void *r = to_fiber(&g_many[0], &tok);
+        CHECK_EQ_P(r, &tok);
+        CHECK_EQ_U(tok.hops, RING_LAPS * NFIBERS);
+        CHECK_EQ_U(tok.bad, 0u);
+    }
 
     for (unsigned i = 0; i < NFIBERS; i++)
         fiber_free(&g_many[i]);
