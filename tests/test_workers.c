@@ -1128,6 +1128,11 @@ typedef struct migrant {
      * maintenance task, and its host does not wait for it: once the waiter
      * has moved, worker 1 has no task of its own left but that one. */
     bool leave_maintenance;
+    /* The host gives the parked waiter a direct descriptor of worker 1's
+     * ring before the wake: from then on the waiter is pinned there. */
+    bool given;
+    int direct;             /* the descriptor given */
+    _Atomic bool give_done; /* the host has given it (or could not) */
     const char *queue;
     _Atomic(weft_task *) waiter;
     _Atomic int home, after, seq;
@@ -1152,6 +1157,12 @@ static void *migrant_waiter(void *arg)
     while (atomic_load(&m->seq) == 0)
         ASSERT_OK(weft_event_wait(&m->ev));
     atomic_store(&m->after, weft_worker_index());
+    /* Still usable: the slot is in the ring of the worker it runs on. */
+    if (m->given && m->direct >= 0) {
+        char b = 'g';
+        ASSERT_EQ(weft_write(m->direct, &b, 1, WEFT_OFF_CURRENT), 1);
+        ASSERT_OK(weft_close(m->direct));
+    }
     weft_event_notify_all(&m->ran);
     if (m->deadline)
         ASSERT_OK(weft_deadline_pop());
@@ -1171,6 +1182,23 @@ static void *migrant_host(void *arg)
     ASSERT_OK(weft_spawn_ex(&t, &o, migrant_waiter, m));
     /* The notifier may look at t's state until it has woken it. */
     atomic_store(&m->waiter, t);
+    if (m->given) {
+        /* Once the waiter is parked, with the mark that lets a waker keep
+         * it (unless a hand-over took it to worker 0 first: inconclusive). */
+        WAIT_UNTIL(atomic_load(&m->home) >= 0 && !(atomic_load(&t->state) & TASK_RUNNING));
+        if (atomic_load(&m->home) == weft_worker_index()) {
+            int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+            ASSERT_GE(fd, 0);
+            int d = weft_direct_from_fd(fd);
+            close(fd);
+            if (d == -EOPNOTSUPP || d == -EINVAL || d == -ENXIO)
+                SKIP("direct descriptors: %s", weft_strerror(d));
+            ASSERT(weft_is_direct(d));
+            m->direct = d;
+            ASSERT_OK(weft_direct_give(d, t));
+        }
+        atomic_store(&m->give_done, true);
+    }
     if (!m->leave_maintenance) /* else main_migrant joins it */
         ASSERT_OK(weft_join(t, NULL));
     return NULL;
@@ -1186,6 +1214,8 @@ static void *migrant_notifier(void *arg)
     weft_task *t = atomic_load(&m->waiter);
     /* Parked: not RUNNING (a queued or running task is). */
     WAIT_UNTIL(atomic_load(&m->home) >= 0 && !(atomic_load(&t->state) & TASK_RUNNING));
+    if (m->given)
+        WAIT_UNTIL(atomic_load(&m->give_done));
     atomic_store(&m->seq, 1);
     weft_event_notify_one(&m->ev);
     /* Stay parked, with no timer, until the waiter has run: if this task
@@ -1232,6 +1262,8 @@ static void *main_migrant(void *arg)
     atomic_store(&m->seq, 0);
     atomic_store(&m->home, -1);
     atomic_store(&m->after, -1);
+    atomic_store(&m->give_done, false);
+    m->direct = -1;
     weft_event_init(&m->ev);
     weft_event_init(&m->ran);
     weft_stats before, after;
@@ -1275,17 +1307,20 @@ TEST(wake_to_waker_moves_only_unpinned_tasks)
     static const struct {
         bool migrate, sticky, deadline, leave_maintenance;
         const char *queue;
-        bool expect_move;
+        bool expect_move, given;
     } cases[] = {
-        {true, false, false, false, NULL, true},   /* nothing pins it: moves */
-        {false, false, false, false, NULL, false}, /* WEFT_WAKE_TO_OWNER: stays */
-        {true, true, false, false, NULL, false},   /* STICKY */
-        {true, false, true, false, NULL, false},   /* a deadline's timer */
-        {true, false, false, false, "las", false}, /* LAS keeps per-task state */
+        {true, false, false, false, NULL, true, false},   /* nothing pins it: moves */
+        {false, false, false, false, NULL, false, false}, /* WEFT_WAKE_TO_OWNER: stays */
+        {true, true, false, false, NULL, false, false},   /* STICKY */
+        {true, false, true, false, NULL, false, false},   /* a deadline's timer */
+        {true, false, false, false, "las", false, false}, /* LAS keeps per-task state */
         /* Moves, and worker 1, parked with only its maintenance task, must
          * still let weft_run end (it once waited for ever: the case fails
          * by its time limit if that comes back). */
-        {true, false, false, true, NULL, true},
+        {true, false, false, true, NULL, true, false},
+        /* Given a direct descriptor while parked (weft_direct_give): it
+         * was marked movable as it parked, and must stay all the same. */
+        {true, false, false, false, NULL, false, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         static migrant_case c;
@@ -1293,6 +1328,7 @@ TEST(wake_to_waker_moves_only_unpinned_tasks)
         c.m.sticky = cases[i].sticky;
         c.m.deadline = cases[i].deadline;
         c.m.leave_maintenance = cases[i].leave_maintenance;
+        c.m.given = cases[i].given;
         c.m.queue = cases[i].queue;
         c.migrate = cases[i].migrate;
         c.expect_move = cases[i].expect_move;

@@ -78,7 +78,10 @@ WEFT_API int weft_direct_from_fd(int fd);
 WEFT_API int weft_direct_to_fd(int direct, unsigned flags);
 /* Hands ownership of a direct descriptor to another task on the same worker
  * (for instance a connection handler just spawned with WEFT_TASK_STICKY).
- * Returns 0, -EBADF (not a direct descriptor this task holds) or -EXDEV. */
+ * From then on `to` stays on this worker until it gives the descriptor up.
+ * Returns 0, -EBADF (not a direct descriptor this task holds), -ESRCH (`to`
+ * has finished) or -EXDEV (`to` is on another worker, or a wake from another
+ * worker is moving it there right now). */
 WEFT_API int weft_direct_give(int direct, weft_task *to);
 
 /* ---- generic ------------------------------------------------------------ */

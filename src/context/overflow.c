@@ -39,27 +39,35 @@ static size_t put_str(char *p, const char *s, size_t max)
     return n;
 }
 
+/* If addr is in the guard page below t's stack, reports t's overflow and
+ * aborts. */
+static void report_if_overflow(const weft_task *t, const char *addr)
+{
+    if (!t || !t->stack)
+        return;
+    const char *guard_lo = t->stack->lo - (size_t)sysconf(_SC_PAGESIZE);
+    if (addr < guard_lo || addr >= t->stack->lo)
+        return;
+    char msg[160];
+    size_t n = put_str(msg, "weft: task ", 11);
+    n += put_u64(msg + n, t->entity.task_id);
+    n += put_str(msg + n, " '", 2);
+    n += put_str(msg + n, t->name ? t->name : "", TASK_NAME_MAX);
+    n += put_str(msg + n, "' overflowed its ", 17);
+    n += put_u64(msg + n, t->stack->size / 1024);
+    n += put_str(msg + n, " KiB stack\n", 11);
+    ssize_t wr = write(STDERR_FILENO, msg, n);
+    (void)wr;
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
     weft__worker *w = weft__worker_self();
-    const weft_task *t = w ? w->current : NULL;
-    if (t && t->stack) {
-        const char *a = info->si_addr;
-        const char *guard_lo = t->stack->lo - (size_t)sysconf(_SC_PAGESIZE);
-        if (a >= guard_lo && a < t->stack->lo) {
-            char msg[160];
-            size_t n = put_str(msg, "weft: task ", 11);
-            n += put_u64(msg + n, t->entity.task_id);
-            n += put_str(msg + n, " '", 2);
-            n += put_str(msg + n, t->name ? t->name : "", TASK_NAME_MAX);
-            n += put_str(msg + n, "' overflowed its ", 17);
-            n += put_u64(msg + n, t->stack->size / 1024);
-            n += put_str(msg + n, " KiB stack\n", 11);
-            ssize_t wr = write(STDERR_FILENO, msg, n);
-            (void)wr;
-            signal(SIGABRT, SIG_DFL);
-            abort();
-        }
+    if (w) {
+        report_if_overflow(w->current, info->si_addr);
+        report_if_overflow(w->leaving, info->si_addr);
     }
     /* Not ours: restore what was there and return, so the fault repeats
      * under the previous disposition. */

@@ -86,10 +86,24 @@ int weft_direct_give(int direct, weft_task *to)
     unsigned slot = (unsigned)(direct & ~WEFT_DIRECT_BIT);
     if (slot >= w->ring.direct_slots || w->direct_owner[slot] != self)
         return -EBADF;
-    if (to->owner != w)
+    /* Once `to` holds a descriptor of this ring it must stay here. If it is
+     * parked with the mark that lets a waker on another worker keep it,
+     * take the mark away, in a CAS that a waker's claim cannot slip past;
+     * if such a waker already claimed it, it is on its way elsewhere. */
+    uint64_t s = atomic_load_explicit(&to->state, memory_order_acquire);
+    for (;;) {
+        if (s & TASK_COMPLETE)
+            return -ESRCH;
+        if (s & TASK_MOVING)
+            return -EXDEV;
+        if (!(s & TASK_WAKE_MOVABLE))
+            break;
+        if (atomic_compare_exchange_weak_explicit(&to->state, &s, s & ~TASK_WAKE_MOVABLE,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            break;
+    }
+    if (__atomic_load_n(&to->owner, __ATOMIC_RELAXED) != w)
         return -EXDEV;
-    if (atomic_load_explicit(&to->state, memory_order_acquire) & TASK_COMPLETE)
-        return -ESRCH;
     weft__direct_forget(w, slot);
     w->direct_owner[slot] = to;
     to->ring_bound++;

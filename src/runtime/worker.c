@@ -116,12 +116,14 @@ static weft_task *take_remote(_Atomic(weft_task *) *stack)
  * cannot see that by itself, and the end of the run waits for it. */
 static void settle_woken_away(weft__worker *w)
 {
-    if (!atomic_load_explicit(&w->woken_away, memory_order_relaxed))
+    /* seq_cst: paired with keep_woken's adds, after this worker set
+     * `parked` (worker_poll), as the tasks' ends look at `parked`. */
+    if (!atomic_load_explicit(&w->woken_away, memory_order_seq_cst))
         return;
     w->owned -= atomic_exchange_explicit(&w->woken_away, 0, memory_order_relaxed);
     for (unsigned i = 0; i < w->sched.nqueues; i++) {
         weft__queue *q = &w->sched.queues[i];
-        if (atomic_load_explicit(&q->woken_away, memory_order_relaxed))
+        if (atomic_load_explicit(&q->woken_away, memory_order_seq_cst))
             q->live -= atomic_exchange_explicit(&q->woken_away, 0, memory_order_relaxed);
     }
     if (w->maint)
@@ -228,33 +230,43 @@ static void on_wake_failed(weft__ring *r, unsigned index)
 }
 
 /* WEFT_WAKE_TO_WAKER: a task running on `self` woke t, a parked task of
- * worker `from` that nothing pins there (TASK_R_WAKE_MOVABLE, set by `from`
- * as t parked and read here after the wake claimed t). t becomes self's, and
- * runs here with its waker's data warm in this core's cache, instead of
- * crossing to `from` and back. */
+ * worker `from` that nothing pins there (its owner marked it
+ * TASK_WAKE_MOVABLE as it parked), and claimed it with TASK_MOVING. t
+ * becomes self's, and runs here with its waker's data warm in this core's
+ * cache, instead of crossing to `from` and back. */
 static void keep_woken(weft__worker *self, weft__worker *from, weft_task *t)
 {
     __atomic_store_n(&t->owner, self, __ATOMIC_RELAXED);
+    /* Whoever sees MOVING gone sees the new owner (weft_direct_give). */
+    atomic_fetch_and_explicit(&t->state, ~TASK_MOVING, memory_order_release);
     self->owned++;
     self->sched.queues[t->queue].live++;
     self->count.moved_on_wake++;
-    atomic_fetch_add_explicit(&from->sched.queues[t->queue].woken_away, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&from->woken_away, 1, memory_order_relaxed);
+    /* seq_cst: `from` reads these after it sets `parked` (settle_woken_away),
+     * and this task's end looks at `parked` after them. */
+    atomic_fetch_add_explicit(&from->sched.queues[t->queue].woken_away, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&from->woken_away, 1, memory_order_seq_cst);
     weft__sched_push(&self->sched, t, PUSH_WOKEN);
 }
 
-void weft__worker_schedule(weft_task *t)
+bool weft__worker_may_keep(const weft_task *t)
+{
+    weft__worker *self = weft__worker_self();
+    const weft__worker *w = weft__task_owner(t);
+    return self && self != w && self->wake_to_waker && self->current && self->rt == w->rt;
+}
+
+void weft__worker_schedule(weft_task *t, bool keep)
 {
     weft__worker *w = weft__task_owner(t);
     weft__worker *self = weft__worker_self();
+    if (keep) {
+        keep_woken(self, w, t);
+        return;
+    }
     if (self == w) {
         /* Woken by the running task: a candidate for the LIFO slot. */
         weft__sched_push(&w->sched, t, w->current ? PUSH_WOKEN : PUSH_QUEUE);
-        return;
-    }
-    if (self && self->wake_to_waker && self->current && self->rt == w->rt &&
-        (t->run_flags & TASK_R_WAKE_MOVABLE)) {
-        keep_woken(self, w, t);
         return;
     }
     push_remote(&w->remote_wakes, t, t);
@@ -598,11 +610,9 @@ static bool wake_movable(const weft__worker *w, const weft_task *t)
 
 static void after_park(weft__worker *w, weft_task *t)
 {
-    /* Before RUNNING is cleared: the waker that claims t reads it. */
-    if (wake_movable(w, t))
-        t->run_flags |= TASK_R_WAKE_MOVABLE;
-    else
-        t->run_flags &= (uint8_t)~TASK_R_WAKE_MOVABLE;
+    /* Marked in the same CAS that parks it: the waker that claims t
+     * decides from the word it replaces. */
+    uint64_t movable = wake_movable(w, t) ? TASK_WAKE_MOVABLE : 0;
     uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
     for (;;) {
         if (s & TASK_NOTIFIED) {
@@ -612,9 +622,9 @@ static void after_park(weft__worker *w, weft_task *t)
                 weft__sched_push(&w->sched, t, PUSH_QUEUE);
                 return;
             }
-        } else if (atomic_compare_exchange_weak_explicit(&t->state, &s, s & ~TASK_RUNNING,
-                                                         memory_order_acq_rel,
-                                                         memory_order_acquire)) {
+        } else if (atomic_compare_exchange_weak_explicit(
+                       &t->state, &s, (s & ~TASK_RUNNING) | movable, memory_order_acq_rel,
+                       memory_order_acquire)) {
             return;
         }
     }
@@ -661,6 +671,7 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
 static inline __attribute__((always_inline)) void begin_run(weft__worker *w, weft_task *t)
 {
     w->current = t;
+    w->leaving = NULL;
     w->count.switches++;
     /* Timed runs: the clock is read once per switch, after the run; the
      * reading also starts the next run. Untimed: yield_maybe starts its
@@ -679,13 +690,21 @@ bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
     weft_task *next = weft__sched_pick_fast(sched);
     if (!next)
         return false;
-    if (!prepare_run(w, next))
+    /* As in the loop, where no task runs: a joiner that next's end without
+     * running wakes is queued as the loop would queue it, and stays with
+     * its owner. */
+    w->current = NULL;
+    bool ready = prepare_run(w, next);
+    w->current = t;
+    if (!ready)
         return false; /* next ended without running; the loop goes on */
     if (!weft__sched_push_fast(sched, t))
         weft__sched_push(sched, t, PUSH_QUEUE);
     if (w->threaded)
         w->since_inject++;
     begin_run(w, next);
+    /* The switch still pushes onto t's stack: an overflow there is t's. */
+    w->leaving = t;
     weft__fiber_switch_peer(&t->fiber, &next->fiber, next);
     return true;
 }

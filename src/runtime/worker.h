@@ -59,8 +59,12 @@ enum { WEFT__HUNGER_OFF, WEFT__HUNGER_ON, WEFT__HUNGER_CLAIMED };
 typedef struct weft__worker {
     struct weft__runtime *rt;
     unsigned index;
-    weft__fiber fiber;          /* the scheduler loop's own context */
-    weft_task *current;         /* running task, NULL in the loop */
+    weft__fiber fiber;  /* the scheduler loop's own context */
+    weft_task *current; /* running task, NULL in the loop */
+    /* The task that switched straight to current (weft_yield), if current
+     * got the CPU that way: that switch ran on its stack after current was
+     * set, so an overflow there is its (overflow.c). */
+    weft_task *leaving;
     weft__switch_reason reason; /* set by the task before switching back */
     weft__sched sched;
     weft__runclock clock;      /* timed runs' clock (common/runclock.h) */
@@ -201,7 +205,12 @@ uint64_t weft__worker_next_deadline(const weft__worker *w);
 uint64_t weft__worker_live_tasks(const weft__worker *w);
 /* Queues a runnable task on its owner; from another thread it goes
  * through the owner's remote stack, and wakes it if it is parked. */
-void weft__worker_schedule(weft_task *t);
+/* Whether the running task's worker may keep t, a parked task of another
+ * worker that its owner marked TASK_WAKE_MOVABLE, when it wakes t. */
+bool weft__worker_may_keep(const weft_task *t);
+/* Queues t, just claimed by a wake: on this worker when `keep` (the claim
+ * set TASK_MOVING), else on its owner. */
+void weft__worker_schedule(weft_task *t, bool keep);
 /* Hands queued, stealable tasks (a list through rq_next, owners already
  * set to `to`) over to `to`, and wakes it. */
 void weft__worker_hand_over(weft__worker *to, weft_task *first, weft_task *last);

@@ -48,12 +48,16 @@ void weft__task_wake(weft_task *t)
             if (atomic_compare_exchange_weak_explicit(&t->state, &s, s | TASK_NOTIFIED,
                                                       memory_order_acq_rel, memory_order_acquire))
                 return;
-        } else if (atomic_compare_exchange_weak_explicit(&t->state, &s, s | TASK_RUNNING,
-                                                         memory_order_acq_rel,
-                                                         memory_order_acquire)) {
-            /* We claimed the parked task: it is ours to queue. */
-            weft__worker_schedule(t);
-            return;
+        } else {
+            /* Claim the parked task: it is ours to queue, and to keep on
+             * this worker if its owner marked it movable. */
+            bool keep = (s & TASK_WAKE_MOVABLE) && weft__worker_may_keep(t);
+            uint64_t claimed = ((s | TASK_RUNNING) & ~TASK_WAKE_MOVABLE) | (keep ? TASK_MOVING : 0);
+            if (atomic_compare_exchange_weak_explicit(&t->state, &s, claimed, memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                weft__worker_schedule(t, keep);
+                return;
+            }
         }
     }
 }

@@ -10,6 +10,13 @@
  *   JOIN_WAKER    a joiner is parked and stored in `joiner`.
  *   WAIT_KIDS     parked until live_children reaches 0: the last child to
  *                 leave (on whichever worker) clears it and wakes the task.
+ *   WAKE_MOVABLE  parked, and a waker on another worker may keep it
+ *                 (WEFT_WAKE_TO_WAKER): set by the owner in the CAS that
+ *                 parks the task, cleared by the CAS that claims it, so the
+ *                 claimer decides from the word it replaced. The owner may
+ *                 take it away while the task is parked (weft_direct_give).
+ *   MOVING        a waker on another worker claimed it to keep it and is
+ *                 changing its owner; cleared (release) once `owner` is set.
  *   refcount      in units of REF_ONE: one for the handle, one for the runtime.
  * Any thread may wake or cancel a task (fetch_or / CAS on this word); only the
  * owner worker resumes it. Yields and picks do not touch the word at all,
@@ -35,7 +42,9 @@
 #define TASK_JOIN_INTEREST (1ull << 4)
 #define TASK_JOIN_WAKER    (1ull << 5)
 #define TASK_WAIT_KIDS     (1ull << 6)
-#define TASK_REF_ONE       (1ull << 7)
+#define TASK_WAKE_MOVABLE  (1ull << 7)
+#define TASK_MOVING        (1ull << 8)
+#define TASK_REF_ONE       (1ull << 9)
 #define TASK_REF_MASK      (~(TASK_REF_ONE - 1))
 
 /* Task flags beyond the public WEFT_TASK_* ones (high bits). `flags` is
@@ -50,9 +59,6 @@
 #define TASK_R_PANICKED    (1u << 1)
 #define TASK_R_FINISHING   (1u << 2) /* function done; awaiting children/defers */
 #define TASK_R_CANCEL_SEEN (1u << 3) /* the function returned after a cancel */
-/* Set by the owner as the task parks (before RUNNING is cleared, so the
- * waker that claims it sees it): a waker on another worker may keep it. */
-#define TASK_R_WAKE_MOVABLE (1u << 4)
 
 #define TASK_MAGIC_LIVE    0x7765667474736b31ull /* "weftask1" */
 #define TASK_MAGIC_DEAD    0xdeadbeefdeadbeefull
