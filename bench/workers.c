@@ -288,8 +288,6 @@ static void *pingpong_main(void *unused)
     if ((r = weft_join(a, NULL)) < 0 || (r = weft_join(b, NULL)) < 0)
         die("pingpong: weft_join", r);
     uint64_t dt = now_ns() - t0;
-    weft_stats st;
-    weft_stats_snapshot(&st);
     if (wake_placement == WEFT_WAKE_TO_OWNER) {
         pingpong_report("channel_pingpong_owner_ns_per_roundtrip", &pp, dt);
         weft_chan_destroy(pp.there);
@@ -297,6 +295,8 @@ static void *pingpong_main(void *unused)
         return NULL;
     }
     pingpong_report("channel_pingpong_ns_per_roundtrip", &pp, dt);
+    weft_stats st;
+    weft_stats_snapshot(&st);
     printf("# channel_pingpong: tasks_moved_on_wake=%" PRIu64 "\n", st.tasks_moved_on_wake);
 
     /* Across workers: pinger pinned on worker 0, ponger on worker 1. The

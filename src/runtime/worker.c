@@ -196,9 +196,8 @@ static void notify(weft__worker *to)
         !atomic_exchange_explicit(&to->parked, 0, memory_order_seq_cst))
         return;
     weft__worker *self = weft__worker_self();
-    if (self && self->rt == to->rt)
-        self->woke_parked = true;
     if (self && self->rt == to->rt && !to->rt->embedded) {
+        self->woke_parked = true; /* see hunt() */
         self->count.wakes_sent++;
         struct io_uring_sqe *sqe = weft__ring_sqe(&self->ring, NULL);
         if (sqe) {
@@ -690,9 +689,9 @@ bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
     weft_task *next = weft__sched_pick_fast(sched);
     if (!next)
         return false;
-    /* As in the loop, where no task runs: a joiner that next's end without
-     * running wakes is queued as the loop would queue it, and stays with
-     * its owner. */
+    /* next may end here without running and wake its joiner: with no
+     * current task, as in the loop, that joiner is queued as the loop would
+     * queue it, and stays with its owner. */
     w->current = NULL;
     bool ready = prepare_run(w, next);
     w->current = t;

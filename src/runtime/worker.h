@@ -203,13 +203,12 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns);
 /* The earliest armed timer, UINT64_MAX when none. */
 uint64_t weft__worker_next_deadline(const weft__worker *w);
 uint64_t weft__worker_live_tasks(const weft__worker *w);
-/* Queues a runnable task on its owner; from another thread it goes
- * through the owner's remote stack, and wakes it if it is parked. */
 /* Whether the running task's worker may keep t, a parked task of another
  * worker that its owner marked TASK_WAKE_MOVABLE, when it wakes t. */
 bool weft__worker_may_keep(const weft_task *t);
 /* Queues t, just claimed by a wake: on this worker when `keep` (the claim
- * set TASK_MOVING), else on its owner. */
+ * set TASK_MOVING), else on its owner; from another thread it goes through
+ * the owner's remote stack, and wakes the owner if it is parked. */
 void weft__worker_schedule(weft_task *t, bool keep);
 /* Hands queued, stealable tasks (a list through rq_next, owners already
  * set to `to`) over to `to`, and wakes it. */
