@@ -63,8 +63,11 @@ typedef struct weft_config {
     unsigned max_runs_per_slice;                                  /* 0 = 61 */
     bool lifo_slot;                                               /* default off */
     unsigned lifo_skip_interval;                                  /* 0 = 16 */
-    bool stats;               /* collect stats (cheap counters are always on) */
-    const char *trace_path;   /* non-NULL: write a Perfetto/Chrome trace there */
+    bool stats; /* collect stats (cheap counters are always on) */
+    /* Non-NULL: write a Perfetto/Chrome trace-event file there, a slice
+     * per task run on a track per worker (docs/observe.md). Created when
+     * the runtime starts; weft_run returns -errno if it cannot be. */
+    const char *trace_path;
     unsigned fixed_buffers;   /* registered-buffer slots per ring; 0 = 64 */
     unsigned inject_interval; /* with several workers: task runs between looks at
                                  the queue of outside spawns; 0 = 31 */

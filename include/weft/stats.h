@@ -46,6 +46,12 @@ typedef struct weft_stats {
     uint64_t wakes_msg_ring;      /* ... of which by IORING_OP_MSG_RING */
     uint64_t tasks_injected;      /* outside spawns (weft_runtime_spawn) started here */
     uint64_t tasks_moved_on_wake; /* woken here from another worker (WEFT_WAKE_TO_WAKER) */
+    /* Worker time: running tasks or its loop, and parked in io_uring_enter
+     * waiting for work. Summed over workers. An embedded executor counts
+     * its time inside weft_executor_run as busy and no idle time (the host
+     * does the waiting). */
+    uint64_t busy_ns;
+    uint64_t idle_ns;
 } weft_stats;
 
 /* Per-queue scheduling figures, summed over the workers. */
@@ -90,6 +96,16 @@ WEFT_API void weft_stats_print_json(FILE *f, const weft_stats *s);
  * slices, preemptions, p50/p99 queue delay) / as a JSON array. */
 WEFT_API void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n);
 WEFT_API void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n);
+/* Writes the runtime's live task tree to f: a line per task (id, name,
+ * state, owning worker, queue, live children, cancelled/sticky/runtime
+ * marks), children indented under their parent, background tasks at the
+ * top level beside the main task, then the orphan root's adopted tasks.
+ * From a task (or inside a weft_executor_run/_spawn call); with several
+ * workers the others keep running, so states may be a moment old, and
+ * their spawns and completions wait while the tree is read (not while f is
+ * written). Returns 0, -EINVAL for NULL f, -EPERM outside a runtime,
+ * -ENOMEM, or -EIO when writing to f fails. */
+WEFT_API int weft_dump_tasks(FILE *f);
 /* The delay below which fraction p (0..1) of the recorded queue delays fall,
  * as the upper edge of its log2 bucket; 0 when nothing was recorded. */
 WEFT_API uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p);

@@ -2,9 +2,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
-#include <weft/stats.h>
-
 #include <stdlib.h>
+#include <weft/io.h>
+#include <weft/stats.h>
 
 #include "common/fault.h"
 #include "runtime/worker.h"
@@ -47,6 +47,14 @@ static void fill_worker(const weft__worker *w, weft_stats *out)
     out->wakes_msg_ring = w->count.wakes_msg_ring;
     out->tasks_injected = w->count.injected;
     out->tasks_moved_on_wake = w->count.moved_on_wake;
+    /* Read on the worker's own thread: it is busy now, in this snapshot. */
+    out->busy_ns = w->count.busy_ns;
+    if (!w->rt->embedded) {
+        uint64_t now = weft_now_ns();
+        if (now > w->count.busy_since_ns)
+            out->busy_ns += now - w->count.busy_since_ns;
+    }
+    out->idle_ns = w->count.idle_ns;
 }
 
 typedef struct per_worker {
@@ -134,7 +142,9 @@ int weft_stats_snapshot(weft_stats *out)
     X(wakes_sent)                                                                                  \
     X(wakes_msg_ring)                                                                              \
     X(tasks_injected)                                                                              \
-    X(tasks_moved_on_wake)
+    X(tasks_moved_on_wake)                                                                         \
+    X(busy_ns)                                                                                     \
+    X(idle_ns)
 
 void weft_stats_print(FILE *f, const weft_stats *s)
 {

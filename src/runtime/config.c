@@ -53,6 +53,8 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
                 return weft__config_reject(
                     "queue '%s': the name is used twice (queues[%zu] and [%zu])", q->name, j, i);
     }
+    if (out->trace_path && !out->trace_path[0])
+        return weft__config_reject("trace_path: empty (NULL turns tracing off)");
     if (!out->queues) {
         out->queues = &default_queue;
         out->nqueues = 1;

@@ -29,17 +29,21 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
     if (!ex)
         return -ENOMEM;
     int r = weft__runtime_setup(&ex->rt, cfg);
-    if (r == 0 && ex->rt.cfg.workers > 1)
-        r = -EINVAL;
     if (r < 0) {
         free(ex);
         return r;
+    }
+    if (ex->rt.cfg.workers > 1) {
+        weft__runtime_teardown(&ex->rt);
+        free(ex);
+        return -EINVAL;
     }
     ex->rt.nworkers = 1;
     ex->rt.workers = &ex->worker;
     ex->rt.embedded = true;
     r = weft__worker_init(&ex->worker, &ex->rt, 0, true);
     if (r < 0) {
+        weft__runtime_teardown(&ex->rt);
         free(ex);
         return r;
     }
@@ -71,6 +75,7 @@ int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
     uint64_t now = weft_now_ns();
     uint64_t until = budget_ns ? now + budget_ns : UINT64_MAX;
     int r = weft__worker_run_ready(w, until);
+    w->count.busy_ns += weft_now_ns() - now;
     if (r >= 0) {
         /* Hand the I/O the tasks started to the kernel before returning to
          * the host: nothing else will. */

@@ -9,6 +9,7 @@
 #include <weft/runtime.h>
 
 #include "common/fault.h"
+#include "observe/trace.h"
 #include "runtime/config.h"
 #include "runtime/worker.h"
 
@@ -25,6 +26,8 @@ static void init_pseudo_root(weft_task *t)
 int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
 {
     int r = weft__config_resolve(cfg, &rt->cfg);
+    if (r == 0 && rt->cfg.trace_path)
+        r = weft__trace_open(rt, rt->cfg.trace_path);
     if (r < 0)
         return r;
     rt->default_stack_class = weft__stack_class(rt->cfg.stack_size);
@@ -48,6 +51,7 @@ void weft__runtime_teardown(weft__runtime *rt)
     }
     pthread_mutex_destroy(&rt->lazy_lock);
     pthread_mutex_destroy(&rt->inject_lock);
+    weft__trace_close(rt);
 }
 
 /* workers = 0: $WEFT_WORKERS, else the CPUs this thread may run on. */

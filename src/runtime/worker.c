@@ -11,6 +11,7 @@
 #include <weft/io.h>
 
 #include "common/fault.h"
+#include "observe/trace.h"
 #include "ring/bufring.h"
 #include "runtime/config.h"
 
@@ -678,6 +679,7 @@ static inline __attribute__((always_inline)) void begin_run(weft__worker *w, wef
     w->run_start_ns = w->sched.timed ? w->sched.now : 0;
     w->yield_check_skip = 0;
     w->yield_calls = 0;
+    weft__trace_run_start(w);
 }
 
 bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
@@ -701,6 +703,8 @@ bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
         weft__sched_push(sched, t, PUSH_QUEUE);
     if (w->threaded)
         w->since_inject++;
+    if (__builtin_expect(w->trace != NULL, 0))
+        weft__trace_run_end(w, t, SWITCH_YIELD);
     begin_run(w, next);
     /* The switch still pushes onto t's stack: an overflow there is t's. */
     w->leaving = t;
@@ -719,6 +723,8 @@ static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft
      * directly (weft__worker_yield_direct). */
     t = w->current;
     w->current = NULL;
+    if (__builtin_expect(w->trace != NULL, 0))
+        weft__trace_run_end(w, t, w->reason);
     if (sched->timed) {
         uint64_t now = weft__runclock_now(&w->clock);
         if (now < sched->now) /* as in read_clock */
@@ -795,7 +801,13 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
     }
     int r = weft__ring_wait(&w->ring, timeout_ns);
     atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
-    read_clock(w);
+    uint64_t after = read_clock(w);
+    if (timeout_ns && after > now) {
+        if (now > w->count.busy_since_ns)
+            w->count.busy_ns += now - w->count.busy_since_ns;
+        w->count.idle_ns += after - now;
+        w->count.busy_since_ns = after;
+    }
     drain_remote(w);
     return r < 0 ? r : 0;
 }
@@ -939,7 +951,7 @@ int weft__worker_run(weft__worker *w)
 void weft__worker_start(weft__worker *w)
 {
     arm_wake_read(w);
-    read_clock(w);
+    w->count.busy_since_ns = read_clock(w);
 }
 
 uint64_t weft__worker_live_tasks(const weft__worker *w)
@@ -987,7 +999,12 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     r = weft__overflow_install(w);
     if (r < 0)
         goto fail_alt;
+    r = weft__trace_worker_init(w);
+    if (r < 0)
+        goto fail_trace;
     return 0;
+fail_trace:
+    weft__overflow_remove(w);
 fail_alt:
     close(w->wake_fd);
 fail_fd:
@@ -1002,6 +1019,7 @@ fail_sched:
 
 void weft__worker_fini(weft__worker *w)
 {
+    weft__trace_worker_fini(w);
     weft__overflow_remove(w);
     /* Closing the ring cancels the pending eventfd read; its op record lives
      * in this struct, which outlives the ring. */

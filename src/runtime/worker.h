@@ -47,6 +47,9 @@ typedef struct weft__worker_counters {
     uint64_t wakes_sent, wakes_msg_ring; /* to parked workers; the rest by eventfd */
     uint64_t injected;                   /* outside spawns this worker took from the inject queue */
     uint64_t moved_on_wake;              /* tasks of other workers woken here and kept */
+    /* Time parked in io_uring_enter, and time not parked up to busy_since
+     * (an embedded worker: time inside weft_executor_run). */
+    uint64_t idle_ns, busy_ns, busy_since_ns;
 } weft__worker_counters;
 
 struct weft__runtime;
@@ -121,6 +124,7 @@ typedef struct weft__worker {
 
     void *altstack; /* for the stack-overflow report */
     size_t altstack_size;
+    struct weft__trace_buf *trace; /* NULL unless tracing (observe/trace.h) */
 } weft__worker;
 
 typedef struct weft__runtime {
@@ -157,6 +161,8 @@ typedef struct weft__runtime {
     pthread_mutex_t lazy_lock;
     struct weft__blocking *blocking;
     struct weft__signals *signals;
+
+    struct weft__trace *trace; /* the trace file, NULL unless trace_path (observe/trace.h) */
 } weft__runtime;
 
 /* Validates cfg into rt->cfg and sets up what every runtime has (task ids,

@@ -1,0 +1,778 @@
+/* Observability beyond the counters: the task-run trace (trace_path) and
+ * weft_dump_tasks. The trace is read back with a small JSON reader, so a
+ * malformed file fails here, and checked against the runs the test knows
+ * its tasks made. */
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "common/fault.h"
+#include "test.h"
+
+/* ---- reading a trace back ------------------------------------------------ */
+
+#define MAX_EVENTS 20000
+#define STR_MAX    256
+
+typedef struct event {
+    char name[STR_MAX], ph[8], end[16], arg_name[STR_MAX];
+    long long tid, task;
+    long long ts_ns, dur_ns; /* -1 when absent */
+} event;
+
+typedef struct reader {
+    const char *p;
+    event *ev;
+    int nev;
+} reader;
+
+static void ws(reader *r)
+{
+    while (*r->p == ' ' || *r->p == '\n' || *r->p == '\t' || *r->p == '\r')
+        r->p++;
+}
+
+static void expect(reader *r, char c)
+{
+    ws(r);
+    if (*r->p != c)
+        FAILF("trace: expected '%c' at \"%.40s\"", c, r->p);
+    r->p++;
+}
+
+/* A JSON string into out (decoded; \u escapes below 0x80 only, which is
+ * all weft writes). */
+static void string(reader *r, char *out, size_t cap)
+{
+    expect(r, '"');
+    size_t n = 0;
+    while (*r->p != '"') {
+        char c = *r->p++;
+        if (!c || (unsigned char)c < 0x20)
+            FAILF("trace: bad character in a string");
+        if (c == '\\') {
+            char e = *r->p++;
+            if (e == 'u') {
+                unsigned v;
+                if (sscanf(r->p, "%4x", &v) != 1 || v >= 0x80)
+                    FAILF("trace: bad \\u escape");
+                r->p += 4;
+                c = (char)v;
+            } else if (e == '"' || e == '\\' || e == '/') {
+                c = e;
+            } else if (e == 'n') {
+                c = '\n';
+            } else {
+                FAILF("trace: unexpected escape \\%c", e);
+            }
+        }
+        if (n + 1 < cap)
+            out[n++] = c;
+    }
+    out[n] = 0;
+    r->p++;
+}
+
+/* A number, as nanoseconds when it is microseconds with up to 3 decimals. */
+static long long number_ns(reader *r)
+{
+    ws(r);
+    long long whole = 0, frac = 0;
+    int digits = 0, fdigits = 0;
+    bool neg = *r->p == '-';
+    if (neg)
+        r->p++;
+    while (*r->p >= '0' && *r->p <= '9') {
+        whole = whole * 10 + (*r->p++ - '0');
+        digits++;
+    }
+    if (*r->p == '.') {
+        r->p++;
+        while (*r->p >= '0' && *r->p <= '9') {
+            if (fdigits < 3)
+                frac = frac * 10 + (*r->p - '0');
+            fdigits++;
+            r->p++;
+        }
+        if (fdigits == 0)
+            FAILF("trace: a number ends in '.'");
+    }
+    if (!digits)
+        FAILF("trace: expected a number at \"%.40s\"", r->p);
+    for (int i = fdigits < 3 ? fdigits : 3; i < 3; i++)
+        frac *= 10;
+    long long v = whole * 1000 + frac;
+    return neg ? -v : v;
+}
+
+static void skip_value(reader *r);
+
+static void skip_object_or_array(reader *r, char open, char close)
+{
+    expect(r, open);
+    ws(r);
+    if (*r->p == close) {
+        r->p++;
+        return;
+    }
+    for (;;) {
+        if (open == '{') {
+            char key[STR_MAX];
+            string(r, key, sizeof key);
+            expect(r, ':');
+        }
+        skip_value(r);
+        ws(r);
+        if (*r->p == ',') {
+            r->p++;
+            continue;
+        }
+        expect(r, close);
+        return;
+    }
+}
+
+static void skip_value(reader *r)
+{
+    ws(r);
+    char tmp[STR_MAX];
+    if (*r->p == '{')
+        skip_object_or_array(r, '{', '}');
+    else if (*r->p == '[')
+        skip_object_or_array(r, '[', ']');
+    else if (*r->p == '"')
+        string(r, tmp, sizeof tmp);
+    else if (!strncmp(r->p, "true", 4) || !strncmp(r->p, "null", 4))
+        r->p += 4;
+    else if (!strncmp(r->p, "false", 5))
+        r->p += 5;
+    else
+        (void)number_ns(r);
+}
+
+static void args_object(reader *r, event *e)
+{
+    expect(r, '{');
+    ws(r);
+    if (*r->p == '}') {
+        r->p++;
+        return;
+    }
+    for (;;) {
+        char key[STR_MAX];
+        string(r, key, sizeof key);
+        expect(r, ':');
+        if (!strcmp(key, "end"))
+            string(r, e->end, sizeof e->end);
+        else if (!strcmp(key, "name"))
+            string(r, e->arg_name, sizeof e->arg_name);
+        else if (!strcmp(key, "task"))
+            e->task = number_ns(r) / 1000;
+        else
+            skip_value(r);
+        ws(r);
+        if (*r->p == ',') {
+            r->p++;
+            continue;
+        }
+        expect(r, '}');
+        return;
+    }
+}
+
+static void event_object(reader *r, event *e)
+{
+    memset(e, 0, sizeof *e);
+    e->ts_ns = e->dur_ns = e->tid = e->task = -1;
+    expect(r, '{');
+    for (;;) {
+        char key[STR_MAX];
+        string(r, key, sizeof key);
+        expect(r, ':');
+        if (!strcmp(key, "name"))
+            string(r, e->name, sizeof e->name);
+        else if (!strcmp(key, "ph"))
+            string(r, e->ph, sizeof e->ph);
+        else if (!strcmp(key, "tid"))
+            e->tid = number_ns(r) / 1000;
+        else if (!strcmp(key, "ts"))
+            e->ts_ns = number_ns(r);
+        else if (!strcmp(key, "dur"))
+            e->dur_ns = number_ns(r);
+        else if (!strcmp(key, "args"))
+            args_object(r, e);
+        else
+            skip_value(r);
+        ws(r);
+        if (*r->p == ',') {
+            r->p++;
+            continue;
+        }
+        expect(r, '}');
+        return;
+    }
+}
+
+/* Reads the whole file at path; fails the test unless it is one JSON object
+ * whose traceEvents array holds only event objects. */
+static void read_trace(const char *path, reader *r)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        FAILF("open %s: %s", path, strerror(errno));
+    static char text[8 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    ASSERT_LT(n, sizeof text - 1);
+    text[n] = 0;
+    fclose(f);
+    r->p = text;
+    r->ev = calloc(MAX_EVENTS, sizeof *r->ev);
+    ASSERT(r->ev);
+    r->nev = 0;
+    expect(r, '{');
+    bool seen = false;
+    for (;;) {
+        char key[STR_MAX];
+        string(r, key, sizeof key);
+        expect(r, ':');
+        if (!strcmp(key, "traceEvents")) {
+            seen = true;
+            expect(r, '[');
+            for (;;) {
+                ASSERT_LT(r->nev, MAX_EVENTS);
+                event_object(r, &r->ev[r->nev++]);
+                ws(r);
+                if (*r->p == ',') {
+                    r->p++;
+                    continue;
+                }
+                expect(r, ']');
+                break;
+            }
+        } else {
+            skip_value(r);
+        }
+        ws(r);
+        if (*r->p == ',') {
+            r->p++;
+            continue;
+        }
+        expect(r, '}');
+        break;
+    }
+    ws(r);
+    ASSERT(*r->p == 0);
+    ASSERT(seen);
+}
+
+/* Slices named `name` (NULL: any) ending with `end` (NULL: any). */
+static int count_slices(const reader *r, const char *name, const char *end)
+{
+    int n = 0;
+    for (int i = 0; i < r->nev; i++) {
+        const event *e = &r->ev[i];
+        if (strcmp(e->ph, "X") != 0)
+            continue;
+        if ((!name || !strcmp(e->name, name)) && (!end || !strcmp(e->end, end)))
+            n++;
+    }
+    return n;
+}
+
+/* Every slice is well formed, and one track's slices never overlap: a
+ * worker runs one task at a time. Slices of a track are written in order. */
+static void check_tracks(const reader *r, int workers)
+{
+    long long last_end[64];
+    for (int i = 0; i < 64; i++)
+        last_end[i] = -1;
+    for (int i = 0; i < r->nev; i++) {
+        const event *e = &r->ev[i];
+        if (!strcmp(e->ph, "M"))
+            continue;
+        ASSERT_STREQ(e->ph, "X");
+        ASSERT(e->tid >= 0 && e->tid < workers);
+        ASSERT_GE(e->ts_ns, 0);
+        ASSERT_GE(e->dur_ns, 0);
+        ASSERT_GT(e->task, 0);
+        ASSERT(!strcmp(e->end, "yield") || !strcmp(e->end, "park") || !strcmp(e->end, "exit"));
+        ASSERT_GE(e->ts_ns, last_end[e->tid]);
+        last_end[e->tid] = e->ts_ns + e->dur_ns;
+    }
+    for (int w = 0; w < workers; w++) {
+        char want[32];
+        snprintf(want, sizeof want, "weft-%d", w);
+        bool named = false;
+        for (int i = 0; i < r->nev; i++)
+            if (!strcmp(r->ev[i].name, "thread_name") && r->ev[i].tid == w &&
+                !strcmp(r->ev[i].arg_name, want))
+                named = true;
+        if (!named)
+            FAILF("no thread_name event for worker %d", w);
+    }
+}
+
+static const char *trace_file(void)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/weft-trace-%d.json", (int)getpid());
+    return path;
+}
+
+/* ---- the trace ------------------------------------------------------------ */
+
+static void *yield_three_times(void *arg)
+{
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_yield());
+    return arg;
+}
+
+static void *spawn_yielder(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    weft_spawn_opts o = {.name = "yielder"};
+    ASSERT_OK(weft_spawn_ex(&t, &o, yield_three_times, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    return NULL;
+}
+
+TEST(trace_has_one_slice_per_run)
+{
+    const char *path = trace_file();
+    weft_config cfg = {.trace_path = path};
+    run_main_one_worker(&cfg, spawn_yielder, NULL);
+    reader r;
+    read_trace(path, &r);
+    unlink(path);
+    check_tracks(&r, 1);
+    /* Three yields and the end; main parks in its join and ends. */
+    ASSERT_EQ(count_slices(&r, "yielder", NULL), 4);
+    ASSERT_EQ(count_slices(&r, "yielder", "yield"), 3);
+    ASSERT_EQ(count_slices(&r, "yielder", "exit"), 1);
+    ASSERT_EQ(count_slices(&r, "main", NULL), 2);
+    ASSERT_EQ(count_slices(&r, "main", "park"), 1);
+    ASSERT_EQ(count_slices(&r, "main", "exit"), 1);
+    free(r.ev);
+}
+
+#define MANY_TASKS  200
+#define MANY_YIELDS 5
+
+static void *yield_a_few(void *arg)
+{
+    for (int i = 0; i < MANY_YIELDS; i++)
+        ASSERT_OK(weft_yield());
+    return arg;
+}
+
+static void *spawn_many(void *arg)
+{
+    (void)arg;
+    weft_task *ts[MANY_TASKS];
+    weft_spawn_opts o = {.name = "many"};
+    for (int i = 0; i < MANY_TASKS; i++)
+        ASSERT_OK(weft_spawn_ex(&ts[i], &o, yield_a_few, NULL));
+    for (int i = 0; i < MANY_TASKS; i++)
+        ASSERT_OK(weft_join(ts[i], NULL));
+    return NULL;
+}
+
+TEST(trace_with_two_workers_has_a_track_each)
+{
+    const char *path = trace_file();
+    weft_config cfg = {.workers = 2, .trace_path = path};
+    run_main(&cfg, spawn_many, NULL);
+    reader r;
+    read_trace(path, &r);
+    unlink(path);
+    check_tracks(&r, 2);
+    /* Wherever each run happened, every run is one slice. */
+    ASSERT_EQ(count_slices(&r, "many", NULL), MANY_TASKS * (MANY_YIELDS + 1));
+    ASSERT_EQ(count_slices(&r, "many", "exit"), MANY_TASKS);
+    free(r.ev);
+}
+
+static void *sleep_then_yield(void *arg)
+{
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_yield());
+    return arg;
+}
+
+TEST(trace_of_an_embedded_executor)
+{
+    const char *path = trace_file();
+    weft_config cfg = {.trace_path = path};
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, &cfg));
+    weft_spawn_opts o = {.name = "embedded"};
+    ASSERT_OK(weft_executor_spawn(ex, NULL, &o, sleep_then_yield, NULL));
+    while (weft_executor_tasks(ex)) {
+        int64_t next = weft_executor_run(ex, 0);
+        ASSERT_GE(next, 0);
+        struct pollfd p = {.fd = weft_executor_fd(ex), .events = POLLIN};
+        int64_t wait_ms = next == 0 ? 0 : (next - (int64_t)weft_now_ns()) / 1000000 + 1;
+        poll(&p, 1, next == INT64_MAX ? 100 : (int)(wait_ms < 0 ? 0 : wait_ms));
+    }
+    weft_executor_destroy(ex);
+    reader r;
+    read_trace(path, &r);
+    unlink(path);
+    check_tracks(&r, 1);
+    ASSERT_EQ(count_slices(&r, "embedded", "park"), 1);
+    ASSERT_EQ(count_slices(&r, "embedded", "yield"), 1);
+    ASSERT_EQ(count_slices(&r, "embedded", "exit"), 1);
+    free(r.ev);
+}
+
+static bool main_ran;
+
+static void *note_run(void *arg)
+{
+    main_ran = true;
+    return arg;
+}
+
+TEST(trace_path_errors_stop_the_run_before_it_starts)
+{
+    weft_config cfg = {.trace_path = "/nonexistent-weft-dir/trace.json"};
+    ASSERT_EQ(weft_run(&cfg, note_run, NULL, NULL), -ENOENT);
+    cfg.trace_path = "";
+    ASSERT_EQ(weft_run(&cfg, note_run, NULL, NULL), -EINVAL);
+    ASSERT(strstr(weft_last_config_error(), "trace_path") != NULL);
+    weft_executor *ex = (weft_executor *)1;
+    cfg.trace_path = "/nonexistent-weft-dir/trace.json";
+    ASSERT_EQ(weft_executor_create(&ex, &cfg), -ENOENT);
+    ASSERT(ex == NULL);
+    ASSERT(!main_ran);
+}
+
+static void run_into_dev_full(void)
+{
+    weft_config cfg = {.trace_path = "/dev/full"};
+    /* The program's own result does not depend on its trace. */
+    if (weft_run(&cfg, spawn_many, NULL, NULL) != 0)
+        _exit(3);
+}
+
+TEST(a_trace_that_cannot_be_written_is_reported)
+{
+    if (access("/dev/full", W_OK) != 0)
+        SKIP("no writable /dev/full");
+    char out[4096];
+    int status = run_captured(run_into_dev_full, out, sizeof out);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    if (!strstr(out, "weft: trace: writing /dev/full failed"))
+        FAILF("stderr was: %s", out);
+}
+
+static void *odd_names(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    weft_spawn_opts o = {.name = "say \"hi\"\\\t!"};
+    ASSERT_OK(weft_spawn_ex(&t, &o, yield_three_times, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    return NULL;
+}
+
+TEST(trace_escapes_task_and_queue_names)
+{
+    const char *path = trace_file();
+    weft_queue_spec q[] = {{.name = "q\"1", .weight = 1}};
+    weft_config cfg = {.trace_path = path, .queues = q, .nqueues = 1};
+    run_main(&cfg, odd_names, NULL);
+    reader r;
+    read_trace(path, &r);
+    unlink(path);
+    ASSERT_EQ(count_slices(&r, "say \"hi\"\\\t!", NULL), 4);
+    free(r.ev);
+}
+
+/* spawn_yielder, reporting a failed spawn as its result. */
+static void *spawn_yielder_or_fail(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    weft_spawn_opts o = {.name = "yielder"};
+    int r = weft_spawn_ex(&t, &o, yield_three_times, NULL);
+    if (r == 0)
+        r = weft_join(t, NULL);
+    return (void *)(intptr_t)r;
+}
+
+static void sweep_traced_runs(void)
+{
+    const char *path = trace_file();
+    weft_config cfg = {.trace_path = path};
+    int failures = 0;
+    for (uint64_t n = 1; n < 10000; n++) {
+        weft__fault_arm(WEFT_FAULT_ALLOC, n);
+        void *res = NULL;
+        int r = weft_run(&cfg, spawn_yielder_or_fail, NULL, &res);
+        uint64_t seen = weft__fault_count(WEFT_FAULT_ALLOC);
+        weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+        if (r < 0 || res) {
+            ASSERT(r == -ENOMEM || (intptr_t)res == -ENOMEM);
+            failures++;
+        }
+        if (seen < n)
+            break;
+    }
+    unlink(path);
+    /* At least the trace, its file and each worker's buffer. */
+    ASSERT_GE(failures, 3);
+}
+
+TEST(every_allocation_of_a_traced_run_can_fail)
+{
+    sweep_traced_runs();
+}
+
+/* ---- weft_dump_tasks ------------------------------------------------------ */
+
+/* The dump as text, and checks that it was written in full. */
+static char *dump(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    ASSERT(m);
+    ASSERT_OK(weft_dump_tasks(m));
+    ASSERT_OK(fclose(m));
+    return text;
+}
+
+static void expect_line(const char *text, const char *line)
+{
+    char want[512];
+    snprintf(want, sizeof want, "\n%s\n", line);
+    if (!strstr(text, want))
+        FAILF("no line \"%s\" in the dump:\n%s", line, text);
+}
+
+static volatile bool release_stubborn;
+
+static void *stubborn(void *arg)
+{
+    while (!release_stubborn)
+        weft_yield();
+    return arg;
+}
+
+static void *sleep_long(void *arg)
+{
+    weft_sleep_ns(60ull * 1000000000);
+    return arg;
+}
+
+static void *waits_for_kid(void *arg)
+{
+    weft_spawn_opts o = {.name = "kid"};
+    ASSERT_OK(weft_spawn_ex(NULL, &o, sleep_long, NULL));
+    weft_wait_children();
+    return arg;
+}
+
+static uint64_t id_of(weft_task *t)
+{
+    return weft_task_id(t);
+}
+
+static void *dump_main(void *arg)
+{
+    (void)arg;
+    weft_task *parent, *stub, *bg;
+    weft_spawn_opts po = {.name = "parent"}, so = {.name = "stubborn"},
+                    bo = {.name = "bg", .flags = WEFT_TASK_BACKGROUND | WEFT_TASK_STICKY};
+    ASSERT_OK(weft_spawn_ex(&parent, &po, waits_for_kid, NULL));
+    ASSERT_OK(weft_spawn_ex(&stub, &so, stubborn, NULL));
+    ASSERT_OK(weft_spawn_ex(&bg, &bo, sleep_long, NULL));
+    for (int i = 0; i < 10; i++)
+        weft_yield();
+    ASSERT_OK(weft_cancel(stub));
+    weft_yield();
+    char *text = dump();
+    char line[256];
+    /* Every task runs on worker 0 with one worker. */
+    ASSERT(!strncmp(text, "weft: 5 live tasks on 1 worker\n", 31));
+    snprintf(line, sizeof line,
+             "task %llu 'main': running (the caller), worker 0, queue default, 2 children",
+             (unsigned long long)weft_self_id());
+    expect_line(text, line);
+    snprintf(line, sizeof line,
+             "  task %llu 'parent': waiting for its children, worker 0, queue default, 1 child",
+             (unsigned long long)id_of(parent));
+    expect_line(text, line);
+    ASSERT(strstr(text, "    task ") && strstr(text, " 'kid': blocked, worker 0, queue default\n"));
+    snprintf(line, sizeof line,
+             "  task %llu 'stubborn': ready or running, worker 0, queue default, cancelled",
+             (unsigned long long)id_of(stub));
+    expect_line(text, line);
+    snprintf(line, sizeof line, "task %llu 'bg': blocked, worker 0, queue default, sticky",
+             (unsigned long long)id_of(bg));
+    expect_line(text, line);
+    free(text);
+
+    release_stubborn = true;
+    ASSERT_EQ(weft_join(stub, NULL), -ECANCELED);
+    ASSERT_OK(weft_cancel(parent));
+    ASSERT_EQ(weft_join(parent, NULL), -ECANCELED);
+    ASSERT_OK(weft_cancel(bg));
+    weft_detach(bg);
+    return NULL;
+}
+
+TEST(dump_shows_the_tree_with_states)
+{
+    run_main_one_worker(NULL, dump_main, NULL);
+}
+
+static void *leave_orphan(void *arg)
+{
+    weft_spawn_opts o = {.name = "orphan"};
+    ASSERT_OK(weft_spawn_ex(NULL, &o, sleep_long, NULL));
+    return arg;
+}
+
+static void *orphan_main(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, leave_orphan, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    weft_yield();
+    char *text = dump();
+    /* With two workers the orphan may not have run yet. */
+    const char *orphans = strstr(text, "\norphans (adopted by the runtime):\n  task ");
+    if (!orphans || !strstr(orphans, " 'orphan': "))
+        FAILF("no adopted orphan in the dump:\n%s", text);
+    free(text);
+    weft_cancel_stats st;
+    ASSERT_OK(weft_cancel_orphans(&st));
+    return NULL;
+}
+
+TEST(dump_lists_adopted_orphans)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    run_main(&cfg, orphan_main, NULL);
+}
+
+static void *dump_errors_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_dump_tasks(NULL), -EINVAL);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    FILE *null = fopen("/dev/null", "w");
+    ASSERT(null);
+    ASSERT_EQ(weft_dump_tasks(null), -ENOMEM);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_OK(weft_dump_tasks(null));
+    fclose(null);
+    if (access("/dev/full", W_OK) == 0) {
+        FILE *full = fopen("/dev/full", "w");
+        ASSERT(full);
+        ASSERT_EQ(weft_dump_tasks(full), -EIO);
+        fclose(full);
+    }
+    return NULL;
+}
+
+TEST(dump_errors)
+{
+    ASSERT_EQ(weft_dump_tasks(stdout), -EPERM);
+    run_main(NULL, dump_errors_main, NULL);
+}
+
+#define CHURN_SPAWNERS 4
+#define CHURN_ROUNDS   300
+
+static _Atomic int churning;
+
+static void *tiny(void *arg)
+{
+    weft_yield();
+    return arg;
+}
+
+static void *churn(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < CHURN_ROUNDS; i++) {
+        weft_task *ts[8];
+        for (int k = 0; k < 8; k++)
+            ASSERT_OK(weft_spawn(&ts[k], tiny, NULL));
+        for (int k = 0; k < 8; k++)
+            ASSERT_OK(weft_join(ts[k], NULL));
+    }
+    atomic_fetch_sub(&churning, 1);
+    return NULL;
+}
+
+static void *churn_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&churning, CHURN_SPAWNERS);
+    weft_task *ts[CHURN_SPAWNERS];
+    for (int i = 0; i < CHURN_SPAWNERS; i++)
+        ASSERT_OK(weft_spawn(&ts[i], churn, NULL));
+    FILE *null = fopen("/dev/null", "w");
+    ASSERT(null);
+    int dumps = 0;
+    while (atomic_load(&churning) > 0) {
+        ASSERT_OK(weft_dump_tasks(null));
+        dumps++;
+        weft_yield();
+    }
+    fclose(null);
+    ASSERT_GT(dumps, 0);
+    for (int i = 0; i < CHURN_SPAWNERS; i++)
+        ASSERT_OK(weft_join(ts[i], NULL));
+    return NULL;
+}
+
+TEST(dump_while_other_workers_spawn_and_finish)
+{
+    weft_config cfg = {.workers = 2};
+    run_main(&cfg, churn_main, NULL);
+}
+
+/* ---- busy and idle time ------------------------------------------------- */
+
+static uint64_t run_started_ns;
+
+static void *sleep_then_spin(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_sleep_ns(50 * 1000000ull));
+    uint64_t until = weft_now_ns() + 20 * 1000000ull;
+    while (weft_now_ns() < until)
+        ;
+    weft_stats s;
+    ASSERT_OK(weft_stats_snapshot(&s));
+    uint64_t elapsed = weft_now_ns() - run_started_ns;
+    /* Parked through most of the sleep (every worker was: nothing else ran),
+     * busy through the spin, and never more than the time there was. */
+    ASSERT_GE(s.idle_ns, 25 * 1000000ull);
+    ASSERT_GE(s.busy_ns, 20 * 1000000ull);
+    ASSERT_LE(s.busy_ns + s.idle_ns, elapsed * s.workers);
+    return NULL;
+}
+
+TEST(busy_and_idle_time_account_for_the_run)
+{
+    run_started_ns = weft_now_ns();
+    run_main(NULL, sleep_then_spin, NULL);
+}
+
+TEST_MAIN(CASE(busy_and_idle_time_account_for_the_run), CASE(trace_has_one_slice_per_run),
+          CASE(trace_with_two_workers_has_a_track_each), CASE(trace_of_an_embedded_executor),
+          CASE(trace_path_errors_stop_the_run_before_it_starts),
+          CASE(a_trace_that_cannot_be_written_is_reported),
+          CASE(trace_escapes_task_and_queue_names), CASE(every_allocation_of_a_traced_run_can_fail),
+          CASE(dump_shows_the_tree_with_states), CASE(dump_lists_adopted_orphans),
+          CASE(dump_errors), CASE(dump_while_other_workers_spawn_and_finish))
