@@ -13,8 +13,13 @@
  *   rss     sleep_1m_tasks_peak_rss_kib / _per_task_bytes: 1M tasks (default
  *           stack size) each sleeping 1 s, measured once all are parked;
  *           runs in a process of its own so that the peak belongs to it
+ *   pages   fresh_page_first_touch_ns: no weft in it, the machine's price of
+ *           a fresh page: one byte written near the top of each of 100k
+ *           slots spaced like default stacks (256 KiB + guard) in a new
+ *           MAP_NORESERVE mapping, per page; and that price times 100k, the
+ *           floor under any cold round that gives each task a fresh page
  *
- * usage: weft_micro [switch|spawn|yield|sleep|rss]...   (none = all)
+ * usage: weft_micro [switch|spawn|yield|sleep|rss|pages]...   (none = all)
  * The runtime has one worker on the calling thread (like Tokio's
  * current_thread); WEFT_MICRO_WORKERS=N overrides that, and
  * WEFT_MICRO_WAKE=owner sets weft_config.wake_placement to WEFT_WAKE_TO_OWNER.
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -305,6 +311,31 @@ static void *rss_main(void *unused)
     return NULL;
 }
 
+/* ---- pages: what a fresh page costs here -------------------------------- */
+
+#define PAGE_SLOTS      100000L
+#define PAGE_SLOT_BYTES ((256 + 4) * 1024L)
+
+static void bench_pages(void)
+{
+    size_t len = (size_t)PAGE_SLOTS * PAGE_SLOT_BYTES;
+    char *p =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("weft_micro: pages: mmap");
+        exit(1);
+    }
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < PAGE_SLOTS; i++)
+        p[(i + 1) * PAGE_SLOT_BYTES - 64] = 1;
+    uint64_t t1 = now_ns();
+    munmap(p, len);
+    double per_page = (double)(t1 - t0) / PAGE_SLOTS;
+    printf("weft fresh_page_first_touch_ns=%.0f\n", per_page);
+    printf("weft fresh_page_x100000_ms=%.1f\n", per_page * PAGE_SLOTS / 1e6);
+    fflush(stdout);
+}
+
 /* The rss figure is a process-wide high-water mark, so in "all" mode it runs
  * in a fresh process: the other benchmarks' peaks must not leak into it. */
 static void bench_rss_in_child(void)
@@ -329,8 +360,8 @@ static void bench_rss_in_child(void)
 
 int main(int argc, char **argv)
 {
-    static const char *const names[] = {"switch", "spawn", "yield", "sleep", "rss"};
-    enum { NBENCH = 5 };
+    static const char *const names[] = {"switch", "spawn", "yield", "sleep", "rss", "pages"};
+    enum { NBENCH = 6 };
     bool want[NBENCH] = {0};
     bool any = false;
     for (int i = 1; i < argc; i++) {
@@ -338,7 +369,7 @@ int main(int argc, char **argv)
         while (k < NBENCH && strcmp(argv[i], names[k]) != 0)
             k++;
         if (k == NBENCH) {
-            fprintf(stderr, "usage: %s [switch|spawn|yield|sleep|rss]...\n", argv[0]);
+            fprintf(stderr, "usage: %s [switch|spawn|yield|sleep|rss|pages]...\n", argv[0]);
             return 2;
         }
         want[k] = any = true;
@@ -361,5 +392,7 @@ int main(int argc, char **argv)
         else
             bench_rss_in_child();
     }
+    if (want[5]) /* last: it leaves nothing behind for the others to reuse */
+        bench_pages();
     return 0;
 }

@@ -84,6 +84,16 @@ awk -v threads="$threads" '
         row("100k sleeps warm ms", k, "", k, k, "≤ 0.5× Tokio warm", "tokio", k, 0.5)
         row("1M sleepers RSS bytes/task", "sleep_1m_tasks_per_task_bytes", "", "", "",
             "≤ 6 KiB (6144 B)", "", "", 6144)
+        # Not a target: what 100k fresh pages cost on this machine, the floor
+        # under a cold round that gives each sleeper a stack page of its own.
+        if (has("weft", "fresh_page_x100000_ms")) {
+            printf "\nA fresh page here: %s ns at first touch; 100k of them: %s ms", \
+                show("weft", "fresh_page_first_touch_ns"), show("weft", "fresh_page_x100000_ms")
+            if (has("tokio", "sleep_1ms_x100000_cold_total_ms"))
+                printf " (the cold target, 1.2× Tokio cold: %.1f ms)", \
+                    1.2 * get("tokio", "sleep_1ms_x100000_cold_total_ms")
+            printf ".\n"
+        }
     }
 ' "$raw"
 
