@@ -15,7 +15,7 @@
 #define STR_MAX    256
 
 typedef struct event {
-    char name[STR_MAX], ph[8], end[16], arg_name[STR_MAX];
+    char name[STR_MAX], cat[STR_MAX], ph[8], end[16], arg_name[STR_MAX];
     long long tid, task;
     long long ts_ns, dur_ns; /* -1 when absent */
 } event;
@@ -40,34 +40,74 @@ static void expect(reader *r, char c)
     r->p++;
 }
 
-/* A JSON string into out (decoded; \u escapes below 0x80 only, which is
- * all weft writes). */
+/* JSON text must be UTF-8: the length of the well-formed sequence at s,
+ * 0 if there is none (simplified: no overlong or surrogate checks). */
+static size_t utf8_seq(const unsigned char *s)
+{
+    size_t n = 0;
+    if (s[0] < 0x80)
+        n = 1;
+    else if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* A JSON string into out, decoded (\u escapes of the basic plane, as UTF-8). */
 static void string(reader *r, char *out, size_t cap)
 {
     expect(r, '"');
     size_t n = 0;
     while (*r->p != '"') {
-        char c = *r->p++;
-        if (!c || (unsigned char)c < 0x20)
+        char buf[4];
+        size_t k = 1;
+        unsigned char c = (unsigned char)*r->p;
+        if (!c || c < 0x20)
             FAILF("trace: bad character in a string");
         if (c == '\\') {
-            char e = *r->p++;
+            char e = r->p[1];
+            r->p += 2;
             if (e == 'u') {
                 unsigned v;
-                if (sscanf(r->p, "%4x", &v) != 1 || v >= 0x80)
+                if (sscanf(r->p, "%4x", &v) != 1 || (v >= 0xd800 && v <= 0xdfff))
                     FAILF("trace: bad \\u escape");
                 r->p += 4;
-                c = (char)v;
+                if (v < 0x80) {
+                    buf[0] = (char)v;
+                } else if (v < 0x800) {
+                    buf[0] = (char)(0xc0 | v >> 6);
+                    buf[1] = (char)(0x80 | (v & 0x3f));
+                    k = 2;
+                } else {
+                    buf[0] = (char)(0xe0 | v >> 12);
+                    buf[1] = (char)(0x80 | ((v >> 6) & 0x3f));
+                    buf[2] = (char)(0x80 | (v & 0x3f));
+                    k = 3;
+                }
             } else if (e == '"' || e == '\\' || e == '/') {
-                c = e;
+                buf[0] = e;
             } else if (e == 'n') {
-                c = '\n';
+                buf[0] = '\n';
             } else {
                 FAILF("trace: unexpected escape \\%c", e);
             }
+        } else {
+            k = utf8_seq((const unsigned char *)r->p);
+            if (!k)
+                FAILF("trace: a string is not UTF-8 at \"%.20s\"", r->p);
+            memcpy(buf, r->p, k);
+            r->p += k;
         }
-        if (n + 1 < cap)
-            out[n++] = c;
+        if (n + k < cap) {
+            memcpy(out + n, buf, k);
+            n += k;
+        }
     }
     out[n] = 0;
     r->p++;
@@ -191,6 +231,8 @@ static void event_object(reader *r, event *e)
         expect(r, ':');
         if (!strcmp(key, "name"))
             string(r, e->name, sizeof e->name);
+        else if (!strcmp(key, "cat"))
+            string(r, e->cat, sizeof e->cat);
         else if (!strcmp(key, "ph"))
             string(r, e->ph, sizeof e->ph);
         else if (!strcmp(key, "tid"))
@@ -357,6 +399,35 @@ TEST(trace_has_one_slice_per_run)
     free(r.ev);
 }
 
+static void *three_yielders(void *arg)
+{
+    (void)arg;
+    weft_task *t[3];
+    weft_spawn_opts o = {.name = "peer"};
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_spawn_ex(&t[i], &o, yield_three_times, NULL));
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_join(t[i], NULL));
+    return NULL;
+}
+
+TEST(trace_follows_yields_that_switch_straight_to_the_next_task)
+{
+    /* With several runnable tasks a yield switches task to task without
+     * the loop (weft__worker_yield_direct): each run is still one slice. */
+    const char *path = trace_file();
+    weft_config cfg = {.trace_path = path};
+    run_main_one_worker(&cfg, three_yielders, NULL);
+    reader r;
+    read_trace(path, &r);
+    unlink(path);
+    check_tracks(&r, 1);
+    ASSERT_EQ(count_slices(&r, "peer", "yield"), 9);
+    ASSERT_EQ(count_slices(&r, "peer", "exit"), 3);
+    ASSERT_EQ(count_slices(&r, "peer", NULL), 12);
+    free(r.ev);
+}
+
 #define MANY_TASKS  200
 #define MANY_YIELDS 5
 
@@ -399,6 +470,30 @@ static void *sleep_then_yield(void *arg)
     ASSERT_OK(weft_sleep_ns(1000000));
     ASSERT_OK(weft_yield());
     return arg;
+}
+
+static void *spin_then_read_busy(void *arg)
+{
+    (void)arg;
+    uint64_t until = weft_now_ns() + 30 * 1000000ull;
+    while (weft_now_ns() < until)
+        ;
+    weft_stats s;
+    ASSERT_OK(weft_stats_snapshot(&s));
+    /* Inside the first weft_executor_run call: its time so far is busy. */
+    ASSERT_GE(s.busy_ns, 30 * 1000000ull);
+    ASSERT_EQ(s.idle_ns, 0);
+    return NULL;
+}
+
+TEST(an_embedded_executor_counts_its_run_calls_as_busy)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, spin_then_read_busy, NULL));
+    while (weft_executor_tasks(ex))
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    weft_executor_destroy(ex);
 }
 
 TEST(trace_of_an_embedded_executor)
@@ -447,6 +542,24 @@ TEST(trace_path_errors_stop_the_run_before_it_starts)
     ASSERT_EQ(weft_executor_create(&ex, &cfg), -ENOENT);
     ASSERT(ex == NULL);
     ASSERT(!main_ran);
+
+    /* A run refused for its arguments leaves an existing file alone. */
+    const char *path = trace_file();
+    FILE *f = fopen(path, "w");
+    ASSERT(f);
+    fputs("keep", f);
+    fclose(f);
+    cfg.trace_path = path;
+    ASSERT_EQ(weft_run(&cfg, NULL, NULL, NULL), -EINVAL);
+    weft_config two = {.workers = 2, .trace_path = path};
+    ASSERT_EQ(weft_executor_create(&ex, &two), -EINVAL);
+    char text[16] = {0};
+    f = fopen(path, "r");
+    ASSERT(f);
+    ASSERT(fgets(text, sizeof text, f));
+    fclose(f);
+    unlink(path);
+    ASSERT_STREQ(text, "keep");
 }
 
 static void run_into_dev_full(void)
@@ -489,6 +602,81 @@ TEST(trace_escapes_task_and_queue_names)
     read_trace(path, &r);
     unlink(path);
     ASSERT_EQ(count_slices(&r, "say \"hi\"\\\t!", NULL), 4);
+    for (int i = 0; i < r.nev; i++)
+        if (!strcmp(r.ev[i].ph, "X"))
+            ASSERT_STREQ(r.ev[i].cat, "q\"1");
+    free(r.ev);
+}
+
+static void *non_ascii_names(void *arg)
+{
+    (void)arg;
+    /* Well formed; a byte that is not UTF-8; a two-byte character that
+     * straddles the 31-byte limit (the name keeps the 30 bytes before it). */
+    static const char *const names[] = {"na\xc3\xafve \xe2\x9c\x93 \xf0\x9d\x84\x9e", "bad\xff",
+                                        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9"};
+    for (int i = 0; i < 3; i++) {
+        weft_task *t;
+        weft_spawn_opts o = {.name = names[i]};
+        ASSERT_OK(weft_spawn_ex(&t, &o, yield_three_times, NULL));
+        ASSERT_OK(weft_join(t, NULL));
+    }
+    return NULL;
+}
+
+TEST(trace_is_utf8_whatever_the_names)
+{
+    const char *path = trace_file();
+    weft_config cfg = {.trace_path = path};
+    run_main(&cfg, non_ascii_names, NULL);
+    reader r;
+    read_trace(path, &r); /* fails on any string that is not UTF-8 */
+    unlink(path);
+    ASSERT_EQ(count_slices(&r, "na\xc3\xafve \xe2\x9c\x93 \xf0\x9d\x84\x9e", NULL), 4);
+    ASSERT_EQ(count_slices(&r, "bad\xef\xbf\xbd", NULL), 4); /* U+FFFD */
+    ASSERT_EQ(count_slices(&r, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL), 4);
+    free(r.ev);
+}
+
+static void *yield_then_panic(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5; i++)
+        weft_yield();
+    weft_panic("on purpose");
+}
+
+static void *spawn_panicker(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    weft_spawn_opts o = {.name = "doomed"};
+    ASSERT_OK(weft_spawn_ex(&t, &o, yield_then_panic, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static char panic_trace[64];
+
+static void run_until_panic(void)
+{
+    weft_config cfg = {.workers = 1, .trace_path = panic_trace};
+    weft_run(&cfg, spawn_panicker, NULL, NULL);
+}
+
+TEST(a_panic_that_aborts_keeps_the_trace_so_far)
+{
+    snprintf(panic_trace, sizeof panic_trace, "%s", trace_file());
+    char out[4096];
+    int status = run_captured(run_until_panic, out, sizeof out);
+    ASSERT(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    ASSERT(strstr(out, "panicked: on purpose"));
+    reader r;
+    read_trace(panic_trace, &r);
+    unlink(panic_trace);
+    /* The aborting worker's runs up to the panic, in a complete file. */
+    ASSERT_EQ(count_slices(&r, "doomed", "yield"), 5);
+    ASSERT_EQ(count_slices(&r, "main", "park"), 1);
     free(r.ev);
 }
 
@@ -724,6 +912,23 @@ static void *churn_main(void *arg)
     ASSERT(null);
     int dumps = 0;
     while (atomic_load(&churning) > 0) {
+        /* Every dump is whole: a header, then lines of tasks. */
+        char *text = dump();
+        /* A spawner not yet counted out after the dump was live during it. */
+        int still = atomic_load(&churning);
+        unsigned n = 0;
+        ASSERT_EQ(sscanf(text, "weft: %u live task", &n), 1);
+        ASSERT_GE(n, 1 + still);
+        unsigned lines = 0;
+        for (const char *p = strchr(text, '\n'); p && p[1]; p = strchr(p + 1, '\n')) {
+            const char *q = p + 1;
+            while (*q == ' ')
+                q++;
+            ASSERT(!strncmp(q, "task ", 5));
+            lines++;
+        }
+        ASSERT_EQ(lines, n);
+        free(text);
         ASSERT_OK(weft_dump_tasks(null));
         dumps++;
         weft_yield();
@@ -769,7 +974,11 @@ TEST(busy_and_idle_time_account_for_the_run)
     run_main(NULL, sleep_then_spin, NULL);
 }
 
-TEST_MAIN(CASE(busy_and_idle_time_account_for_the_run), CASE(trace_has_one_slice_per_run),
+TEST_MAIN(CASE(busy_and_idle_time_account_for_the_run),
+          CASE(an_embedded_executor_counts_its_run_calls_as_busy),
+          CASE(trace_has_one_slice_per_run),
+          CASE(trace_follows_yields_that_switch_straight_to_the_next_task),
+          CASE(trace_is_utf8_whatever_the_names), CASE(a_panic_that_aborts_keeps_the_trace_so_far),
           CASE(trace_with_two_workers_has_a_track_each), CASE(trace_of_an_embedded_executor),
           CASE(trace_path_errors_stop_the_run_before_it_starts),
           CASE(a_trace_that_cannot_be_written_is_reported),

@@ -34,7 +34,9 @@ typedef struct weft_spawn_opts {
     uint64_t group;          /* scheduling group; 0 = the task is its own group */
     unsigned flags;          /* WEFT_TASK_* */
     size_t stack_size;       /* 0 = runtime default; 16 KiB .. 1 GiB */
-    const char *name;        /* shown in stats, traces, dumps, panics; copied */
+    const char *name;        /* shown in stats, traces, dumps, panics; copied, at most
+                                31 bytes (cut before a UTF-8 character that would
+                                not fit whole) */
     const char *const *tags; /* NULL-terminated array of static strings; not copied */
 } weft_spawn_opts;
 

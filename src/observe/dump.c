@@ -32,8 +32,13 @@ static void print_task(FILE *m, const weft__worker *self, const weft_task *t, un
     const weft__runtime *rt = self->rt;
     uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
     fprintf(m, "%*stask %llu", (int)(2 * depth), "", (unsigned long long)t->entity.task_id);
-    if (t->name)
-        fprintf(m, " '%s'", t->name);
+    if (t->name) {
+        /* One line a task, whatever the name holds. */
+        fputs(" '", m);
+        for (const char *c = t->name; *c; c++)
+            fputc((unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c, m);
+        fputc('\'', m);
+    }
     fprintf(m, ": %s, worker %u, queue %s", state_of(self, t), weft__task_owner(t)->index,
             rt->cfg.queues[t->queue].name);
     if (t->live_children)

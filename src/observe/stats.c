@@ -47,13 +47,12 @@ static void fill_worker(const weft__worker *w, weft_stats *out)
     out->wakes_msg_ring = w->count.wakes_msg_ring;
     out->tasks_injected = w->count.injected;
     out->tasks_moved_on_wake = w->count.moved_on_wake;
-    /* Read on the worker's own thread: it is busy now, in this snapshot. */
+    /* Read on the worker's own thread, by a task: the worker is busy now
+     * (an embedded one is inside weft_executor_run). */
     out->busy_ns = w->count.busy_ns;
-    if (!w->rt->embedded) {
-        uint64_t now = weft_now_ns();
-        if (now > w->count.busy_since_ns)
-            out->busy_ns += now - w->count.busy_since_ns;
-    }
+    uint64_t now = weft_now_ns();
+    if (now > w->count.busy_since_ns)
+        out->busy_ns += now - w->count.busy_since_ns;
     out->idle_ns = w->count.idle_ns;
 }
 

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,35 +22,79 @@
 struct weft__trace {
     pthread_mutex_t lock; /* over file and error */
     FILE *file;
-    int error; /* the first failed write's errno; later writes are skipped */
+    int error;         /* the first failed write's errno; later writes are skipped */
+    bool tail_written; /* by weft__trace_abort: nothing more is appended */
     uint64_t t0_ns;
     int pid;
     char path[];
 };
 
-/* Writes s into out (cap bytes, cap >= 7) as the inside of a JSON string,
- * cut short (at a whole character) rather than overflowing. */
+/* The length of the well-formed UTF-8 sequence at s (1-4), or 0 when the
+ * bytes there are not one (a stray continuation byte, a sequence cut short,
+ * an overlong form, a surrogate, or past U+10FFFF). */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t n;
+    unsigned lo = 0x80, hi = 0xbf; /* the allowed range of the second byte */
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        n = 3;
+        if (s[0] == 0xe0)
+            lo = 0xa0; /* overlong */
+        if (s[0] == 0xed)
+            hi = 0x9f; /* surrogates */
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        n = 4;
+        if (s[0] == 0xf0)
+            lo = 0x90; /* overlong */
+        if (s[0] == 0xf4)
+            hi = 0x8f; /* past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/* Writes s into out (cap bytes, cap >= 7) as the inside of a JSON string:
+ * well-formed UTF-8 as it is, a byte that is not part of it as U+FFFD
+ * (JSON must be UTF-8, and names are the user's bytes), cut short before a
+ * whole character rather than overflowing. */
 static void escape(char *out, size_t cap, const char *s)
 {
+    const unsigned char *p = (const unsigned char *)s;
     size_t n = 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    while (*p) {
         char tmp[7];
-        size_t k;
-        if (c == '"' || c == '\\') {
+        size_t k, used;
+        if (*p == '"' || *p == '\\') {
             tmp[0] = '\\';
-            tmp[1] = (char)c;
+            tmp[1] = (char)*p;
             k = 2;
-        } else if (c < 0x20) {
-            k = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", c);
+            used = 1;
+        } else if (*p < 0x20) {
+            k = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", *p);
+            used = 1;
+        } else if ((used = utf8_len(p)) != 0) {
+            memcpy(tmp, p, used);
+            k = used;
         } else {
-            tmp[0] = (char)c;
-            k = 1;
+            memcpy(tmp, "\\ufffd", 6);
+            k = 6;
+            used = 1;
         }
         if (n + k + 1 > cap)
             break;
         memcpy(out + n, tmp, k);
         n += k;
+        p += used;
     }
     out[n] = 0;
 }
@@ -69,6 +114,7 @@ int weft__trace_open(weft__runtime *rt, const char *path)
     }
     pthread_mutex_init(&tr->lock, NULL);
     tr->error = 0;
+    tr->tail_written = false;
     tr->t0_ns = weft_now_ns();
     tr->pid = (int)getpid();
     fprintf(tr->file,
@@ -87,8 +133,10 @@ void weft__trace_close(weft__runtime *rt)
         return;
     rt->trace = NULL;
     int e = tr->error;
-    if (!e && fputs("\n]}\n", tr->file) == EOF)
-        e = errno ? errno : EIO;
+    errno = 0;
+    if (!e && (tr->tail_written || fputs("\n]}\n", tr->file) == EOF))
+        e = tr->tail_written ? 0 : errno ? errno : EIO;
+    errno = 0;
     if (fclose(tr->file) != 0 && !e)
         e = errno ? errno : EIO;
     if (e)
@@ -105,13 +153,28 @@ static void flush(weft__worker *w)
     if (!b->len)
         return;
     pthread_mutex_lock(&tr->lock);
-    if (!tr->error) {
+    if (!tr->error && !tr->tail_written) {
         errno = 0;
         if (fwrite(b->text, 1, b->len, tr->file) != b->len)
             tr->error = errno ? errno : EIO;
     }
     pthread_mutex_unlock(&tr->lock);
     b->len = 0;
+}
+
+void weft__trace_abort(weft__worker *w)
+{
+    struct weft__trace *tr = w && w->trace ? w->rt->trace : NULL;
+    if (!tr)
+        return;
+    flush(w);
+    pthread_mutex_lock(&tr->lock);
+    if (!tr->error && !tr->tail_written) {
+        fputs("\n]}\n", tr->file);
+        tr->tail_written = true;
+    }
+    fflush(tr->file);
+    pthread_mutex_unlock(&tr->lock);
 }
 
 int weft__trace_worker_init(weft__worker *w)

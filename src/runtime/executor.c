@@ -10,6 +10,7 @@
 #include <weft/io.h>
 
 #include "common/fault.h"
+#include "observe/trace.h"
 #include "runtime/config.h"
 #include "runtime/worker.h"
 
@@ -41,7 +42,10 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
     ex->rt.nworkers = 1;
     ex->rt.workers = &ex->worker;
     ex->rt.embedded = true;
-    r = weft__worker_init(&ex->worker, &ex->rt, 0, true);
+    if (ex->rt.cfg.trace_path)
+        r = weft__trace_open(&ex->rt, ex->rt.cfg.trace_path);
+    if (r == 0)
+        r = weft__worker_init(&ex->worker, &ex->rt, 0, true);
     if (r < 0) {
         weft__runtime_teardown(&ex->rt);
         free(ex);
@@ -73,9 +77,12 @@ int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
     ssize_t n = read(w->ring.event_fd, &counter, sizeof counter);
     (void)n;
     uint64_t now = weft_now_ns();
+    w->count.busy_since_ns = now; /* busy from here to the end of the call */
     uint64_t until = budget_ns ? now + budget_ns : UINT64_MAX;
     int r = weft__worker_run_ready(w, until);
-    w->count.busy_ns += weft_now_ns() - now;
+    uint64_t end = weft_now_ns();
+    if (end > w->count.busy_since_ns)
+        w->count.busy_ns += end - w->count.busy_since_ns;
     if (r >= 0) {
         /* Hand the I/O the tasks started to the kernel before returning to
          * the host: nothing else will. */

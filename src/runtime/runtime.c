@@ -26,8 +26,6 @@ static void init_pseudo_root(weft_task *t)
 int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
 {
     int r = weft__config_resolve(cfg, &rt->cfg);
-    if (r == 0 && rt->cfg.trace_path)
-        r = weft__trace_open(rt, rt->cfg.trace_path);
     if (r < 0)
         return r;
     rt->default_stack_class = weft__stack_class(rt->cfg.stack_size);
@@ -154,8 +152,13 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
         if (!rt->workers)
             r = -ENOMEM;
     }
+    /* Last, so that a run refused for bad arguments leaves an existing
+     * trace file as it was. */
+    if (r == 0 && rt->cfg.trace_path)
+        r = weft__trace_open(rt, rt->cfg.trace_path);
     if (r < 0) {
         weft__runtime_teardown(rt);
+        free(rt->workers);
         free(rt);
         return r;
     }

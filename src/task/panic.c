@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/fault.h"
+#include "observe/trace.h"
 #include "runtime/worker.h"
 #include "task/task.h"
 
@@ -14,6 +15,7 @@
 
 _Noreturn static void die(const weft_task *t, const char *msg)
 {
+    weft__trace_abort(weft__worker_self());
     if (t)
         fprintf(stderr, "weft: task %llu '%s' panicked: %s\n",
                 (unsigned long long)t->entity.task_id, t->name ? t->name : "", msg);
