@@ -5,8 +5,12 @@
  * children. Meanwhile a background heartbeat runs until the main task ends,
  * and a deliberately stuck task is bounded by a deadline. Everything spawned
  * is cancelled and awaited before weft_run returns: no task outlives its
- * parent, and the stats at the end show nothing leaked. */
+ * parent, and the stats at the end show nothing leaked. Halfway through it
+ * prints the live task tree (weft_dump_tasks), and the whole run is traced
+ * to a file that Perfetto opens (weft_config.trace_path). */
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <weft.h>
 
 static uint64_t t0;
@@ -51,6 +55,10 @@ static void *request(void *arg)
         weft_spawn_opts o = {.name = lookups[i].replica, .tags = tags};
         weft_spawn_ex(&h[i], &o, replica_lookup, &lookups[i]);
     }
+    weft_sleep_ns(1000000); /* let them start */
+    printf("%7.1f ms   request: the live tasks now:\n\n", ms());
+    weft_dump_tasks(stdout);
+    printf("\n");
     /* Wait for whichever finishes first. */
     const char *answer = NULL;
     while (!answer) {
@@ -95,10 +103,11 @@ static void *demo_main(void *arg)
     printf("weft demo: structured concurrency\n\n");
     weft_spawn_opts bg = {.flags = WEFT_TASK_BACKGROUND, .name = "heartbeat"};
     weft_spawn_ex(NULL, &bg, heartbeat, NULL);
-    weft_spawn(NULL, stuck, NULL);
+    weft_spawn_opts so = {.name = "stuck"}, ro = {.name = "request"};
+    weft_spawn_ex(NULL, &so, stuck, NULL);
 
     weft_task *req;
-    weft_spawn(&req, request, NULL);
+    weft_spawn_ex(&req, &ro, request, NULL);
     void *answer;
     weft_join(req, &answer);
     weft_wait_children();
@@ -113,11 +122,16 @@ static void *demo_main(void *arg)
 
 int main(void)
 {
-    int r = weft_run(NULL, demo_main, NULL, NULL);
+    char trace[512];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(trace, sizeof trace, "%s/weft-demo-trace.json", tmp && *tmp ? tmp : "/tmp");
+    weft_config cfg = {.trace_path = trace};
+    int r = weft_run(&cfg, demo_main, NULL, NULL);
     if (r < 0) {
         fprintf(stderr, "weft_run: %s\n", weft_strerror(r));
         return 1;
     }
-    printf("weft_run returned: every task, background ones included, has ended.\n\n");
+    printf("weft_run returned: every task, background ones included, has ended.\n");
+    printf("A slice for every task run is in %s: open it in https://ui.perfetto.dev\n\n", trace);
     return 0;
 }
