@@ -1785,6 +1785,8 @@ typedef struct op_job {
     op_check check;
     outcome result;
     uint64_t before, after; /* weft_ops_by_opcode[opcode] around the check */
+    uint64_t completed;     /* ... and weft_op_counts_by_opcode's completions */
+    uint64_t pending;       /* issued - completed after the check, for any opcode */
 } op_job;
 
 static void *run_op_check(void *arg)
@@ -1806,6 +1808,12 @@ static void *run_op_check(void *arg)
     weft_sleep_ns(2 * MS);
     weft_ops_by_opcode(ops, OPS_SLOTS);
     j->after = ops[j->opcode];
+    static weft_op_counts counts[OPS_SLOTS];
+    weft_op_counts_by_opcode(counts, OPS_SLOTS);
+    j->completed = counts[j->opcode].completed;
+    j->pending = 0;
+    for (unsigned i = 0; i < OPS_SLOTS; i++)
+        j->pending += counts[i].issued - counts[i].completed;
     return NULL;
 }
 
@@ -1870,6 +1878,12 @@ TEST(every_probed_opcode_has_a_wrapper_and_a_test)
         } else if (job.after <= job.before) {
             printf("FAIL: the check passed but the %s counter did not move (%" PRIu64 ")\n", name,
                    job.after);
+            failed++;
+        } else if (job.completed == 0 || job.pending != 0) {
+            /* Every op the check started has ended by now, and was counted
+             * as it ended. */
+            printf("FAIL: %" PRIu64 " %s ops completed, %" PRIu64 " ops of any kind still open\n",
+                   job.completed, name, job.pending);
             failed++;
         } else if (job.result == CHECK_SKIP) {
             printf("skip: %s\n", skip_reason);
@@ -2242,7 +2256,103 @@ TEST(closing_a_ticker_right_after_it_expired_ends_it)
     run_main(NULL, main_ticker_close_race, NULL);
 }
 
-TEST_MAIN(CASE(every_probed_opcode_has_a_wrapper_and_a_test),
+/* ---- what became of each op -------------------------------------------- */
+
+static weft_op_counts counts_diff(unsigned op, const weft_op_counts *before)
+{
+    weft_op_counts now[OPS_SLOTS];
+    ASSERT_GT(weft_op_counts_by_opcode(now, OPS_SLOTS), (int)op);
+    weft_op_counts d = {
+        now[op].issued - before[op].issued,
+        now[op].completed - before[op].completed,
+        now[op].cancelled - before[op].cancelled,
+        now[op].failed - before[op].failed,
+    };
+    return d;
+}
+
+#define ASSERT_COUNTS(d, i, c, x, f)                                                               \
+    do {                                                                                           \
+        ASSERT_EQ((d).issued, i);                                                                  \
+        ASSERT_EQ((d).completed, c);                                                               \
+        ASSERT_EQ((d).cancelled, x);                                                               \
+        ASSERT_EQ((d).failed, f);                                                                  \
+    } while (0)
+
+static void *main_op_counts(void *arg)
+{
+    (void)arg;
+    weft_op_counts before[OPS_SLOTS];
+    ASSERT_EQ(weft_op_counts_by_opcode(NULL, 4), -EINVAL);
+    ASSERT_EQ(weft_op_counts_by_opcode(before, OPS_SLOTS), OPS_SLOTS < 128 ? OPS_SLOTS : 128);
+
+    /* Three that succeed. */
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_nop());
+    ASSERT_COUNTS(counts_diff(IORING_OP_NOP, before), 3, 3, 0, 0);
+
+    /* One that fails: a read of a descriptor that is not open. */
+    char b[8];
+    ASSERT_EQ(weft_read(999, b, sizeof b, 0), -EBADF);
+    ASSERT_COUNTS(counts_diff(IORING_OP_READ, before), 1, 1, 0, 1);
+
+    /* One that a deadline cancels: a read of an empty pipe. Its cancel is
+     * an op too, whose own completion comes in by the next poll. */
+    int p[2];
+    ASSERT_OK(pipe2(p, O_CLOEXEC));
+    weft_deadline_push(weft_now_ns() + 5 * MS);
+    ASSERT_EQ(weft_read(p[0], b, sizeof b, (uint64_t)-1), -ETIMEDOUT);
+    weft_deadline_pop();
+    ASSERT_OK(weft_sleep_ns(MS));
+    ASSERT_COUNTS(counts_diff(IORING_OP_READ, before), 2, 2, 1, 1);
+    weft_op_counts c = counts_diff(IORING_OP_ASYNC_CANCEL, before);
+    ASSERT_GE(c.issued, 1);
+    ASSERT_EQ(c.completed, c.issued);
+    close(p[0]);
+    close(p[1]);
+
+    /* A multishot op completes once, however many results it posts, and a
+     * timeout's expiries (-ETIME) are not failures. */
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, MS));
+    for (int i = 0; i < 3; i++) {
+        weft_buf buf;
+        ASSERT_GE(weft_stream_next(t, &buf), 0);
+    }
+    weft_stream_close(t);
+    ASSERT_OK(weft_sleep_ns(5 * MS)); /* the removal runs on the maintenance task */
+    c = counts_diff(IORING_OP_TIMEOUT, before);
+    ASSERT_EQ(c.issued, 1);
+    ASSERT_EQ(c.completed, 1);
+    ASSERT_EQ(c.failed, 0);
+
+    /* The table and the JSON name the opcodes that were used. */
+    weft_op_counts now[OPS_SLOTS];
+    ASSERT_EQ(weft_op_counts_by_opcode(now, OPS_SLOTS), OPS_SLOTS);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    weft_op_counts_print(m, now, OPS_SLOTS);
+    weft_op_counts_print_json(m, now, OPS_SLOTS);
+    fclose(m);
+    char row[128];
+    snprintf(row, sizeof row,
+             "\nNOP %27" PRIu64 " %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %10d\n",
+             now[IORING_OP_NOP].issued, now[IORING_OP_NOP].completed, (uint64_t)0, (uint64_t)0, 0);
+    if (!strstr(text, row))
+        FAILF("no row \"%s\" in:\n%s", row + 1, text);
+    ASSERT(strstr(text, "\"READ\": {\"issued\": "));
+    ASSERT(!strstr(text, "WRITEV")); /* never used */
+    free(text);
+    return NULL;
+}
+
+TEST(op_counts_say_how_each_op_ended)
+{
+    run_main(NULL, main_op_counts, NULL);
+}
+
+TEST_MAIN(CASE(op_counts_say_how_each_op_ended), CASE(every_probed_opcode_has_a_wrapper_and_a_test),
           CASE(direct_descriptors_work_with_every_kind_of_wrapper),
           CASE(opcode_outside_a_task_is_eperm), CASE(batch_rejects_bad_input),
           CASE(parallel_batch_results_in_order), CASE(chain_failure_cancels_the_rest),

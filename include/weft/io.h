@@ -29,6 +29,7 @@
 #include <weft/task.h>
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -290,6 +291,27 @@ WEFT_API const char *weft_opcode_name(unsigned opcode);
  * Returns how many entries it filled, -EPERM outside a task, -EINVAL for a
  * NULL ops, -ENOMEM when the other workers could not be asked. */
 WEFT_API int weft_ops_by_opcode(uint64_t *ops, unsigned n);
+
+/* What became of the ops of one opcode, summed over the workers. */
+typedef struct weft_op_counts {
+    uint64_t issued;    /* SQEs prepared (weft_ops_by_opcode's figure) */
+    uint64_t completed; /* ops whose last completion was reaped; a multishot
+                           op, or a zero-copy send with its notification,
+                           completes once */
+    uint64_t cancelled; /* completions with -ECANCELED */
+    uint64_t failed;    /* completions with another negative result (not a
+                           timeout's -ETIME, which is how it expires) */
+} weft_op_counts;
+/* Fills counts[0..n) by opcode, as weft_ops_by_opcode does: returns how
+ * many entries it filled, -EPERM outside a task, -EINVAL for NULL counts,
+ * -ENOMEM when the other workers could not be asked. issued - completed is
+ * what is still in the kernel (or waiting to be submitted). */
+WEFT_API int weft_op_counts_by_opcode(weft_op_counts *counts, unsigned n);
+/* Writes the opcodes of counts[0..n) that were issued, one row each (name,
+ * issued, completed, cancelled, failed, in flight) / as a JSON object keyed
+ * by opcode name. */
+WEFT_API void weft_op_counts_print(FILE *f, const weft_op_counts *counts, unsigned n);
+WEFT_API void weft_op_counts_print_json(FILE *f, const weft_op_counts *counts, unsigned n);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,8 @@
  * table is what the opcode coverage test walks: every opcode the kernel's
  * probe reports must have a row here and a test that runs it. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <weft/io.h>
 
@@ -117,6 +119,81 @@ static int add_worker_ops(weft__worker *w, void *arg)
     for (unsigned i = 0; i < s->n; i++)
         __atomic_fetch_add(&s->ops[i], w->ring.ops[i], __ATOMIC_RELAXED);
     return 0;
+}
+
+typedef struct count_sums {
+    weft_op_counts *counts;
+    unsigned n;
+} count_sums;
+
+static int add_worker_counts(weft__worker *w, void *arg)
+{
+    count_sums *s = arg;
+    const weft__ring *r = &w->ring;
+    for (unsigned i = 0; i < s->n; i++) {
+        weft_op_counts *c = &s->counts[i];
+        __atomic_fetch_add(&c->issued, r->ops[i], __ATOMIC_RELAXED);
+        __atomic_fetch_add(&c->completed, r->ops_done[i], __ATOMIC_RELAXED);
+        __atomic_fetch_add(&c->cancelled, r->ops_cancelled[i], __ATOMIC_RELAXED);
+        __atomic_fetch_add(&c->failed, r->ops_failed[i], __ATOMIC_RELAXED);
+    }
+    return 0;
+}
+
+int weft_op_counts_by_opcode(weft_op_counts *counts, unsigned n)
+{
+    if (!weft__worker_self())
+        return -EPERM;
+    if (!counts)
+        return -EINVAL;
+    count_sums s = {counts, n < WEFT__MAX_OPCODES ? n : WEFT__MAX_OPCODES};
+    memset(counts, 0, s.n * sizeof *counts);
+    int r = weft__on_every_worker(add_worker_counts, &s);
+    return r < 0 ? r : (int)s.n;
+}
+
+/* A name for every opcode, known to weft or not. */
+static const char *name_or_number(unsigned op, char *buf, size_t cap)
+{
+    const char *name = weft_opcode_name(op);
+    if (name)
+        return name;
+    snprintf(buf, cap, "OP_%u", op);
+    return buf;
+}
+
+void weft_op_counts_print(FILE *f, const weft_op_counts *counts, unsigned n)
+{
+    fprintf(f, "%-18s %12s %12s %12s %12s %10s\n", "opcode", "issued", "completed", "cancelled",
+            "failed", "in flight");
+    for (unsigned i = 0; counts && i < n; i++) {
+        const weft_op_counts *c = &counts[i];
+        if (!c->issued && !c->completed)
+            continue;
+        char buf[16];
+        fprintf(f, "%-18s %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %10" PRIu64 "\n",
+                name_or_number(i, buf, sizeof buf), c->issued, c->completed, c->cancelled,
+                c->failed, c->issued > c->completed ? c->issued - c->completed : 0);
+    }
+}
+
+void weft_op_counts_print_json(FILE *f, const weft_op_counts *counts, unsigned n)
+{
+    const char *sep = "";
+    fputc('{', f);
+    for (unsigned i = 0; counts && i < n; i++) {
+        const weft_op_counts *c = &counts[i];
+        if (!c->issued && !c->completed)
+            continue;
+        char buf[16];
+        fprintf(f,
+                "%s\"%s\": {\"issued\": %" PRIu64 ", \"completed\": %" PRIu64
+                ", \"cancelled\": %" PRIu64 ", \"failed\": %" PRIu64 "}",
+                sep, name_or_number(i, buf, sizeof buf), c->issued, c->completed, c->cancelled,
+                c->failed);
+        sep = ", ";
+    }
+    fputs("}\n", f);
 }
 
 int weft_ops_by_opcode(uint64_t *ops, unsigned n)

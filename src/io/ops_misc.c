@@ -56,6 +56,7 @@ int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned f
         io_uring_sqe_set_data(sqe, &ios[i].op);
         r->pending_sqes++;
         r->ops[sqe->opcode]++;
+        ios[i].op.counted = (uint8_t)(sqe->opcode + 1);
     }
     int intr = weft__io_wait_all(ios, n);
     int ok = 0;

@@ -53,6 +53,7 @@ weft__ring *weft__io_ring(unsigned opcode, int *err)
 void weft__io_init(weft__io *io)
 {
     io->op.complete = io_complete;
+    io->op.counted = 0;
     io->task = weft__task_current();
     io->res = 0;
     io->cflags = 0;
@@ -72,16 +73,26 @@ struct io_uring_sqe *weft__io_begin(weft__io *io, unsigned opcode, int *err)
     }
     r->ops[opcode]++;
     weft__io_init(io);
+    io->op.counted = (uint8_t)(opcode + 1);
     return sqe;
 }
 
+static void ignore_cqe(weft__op *op, int res, uint32_t cflags)
+{
+    (void)op, (void)res, (void)cflags;
+}
+
+/* The user_data of every cancel that weft__io_cancel_op queues: its result
+ * is counted and otherwise dropped. Shared, and never written. */
+static weft__op cancel_op = {.complete = ignore_cqe, .counted = IORING_OP_ASYNC_CANCEL + 1};
+
 bool weft__io_cancel_op(weft__ring *r, const weft__op *target)
 {
-    struct io_uring_sqe *sqe = weft__ring_sqe(r, NULL);
+    struct io_uring_sqe *sqe = weft__ring_sqe(r, &cancel_op);
     if (!sqe)
         return false;
     io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)target, 0);
-    io_uring_sqe_set_data(sqe, NULL); /* its CQE is dropped by the dispatcher */
+    io_uring_sqe_set_data(sqe, &cancel_op);
     r->ops[IORING_OP_ASYNC_CANCEL]++;
     return true;
 }

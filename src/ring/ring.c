@@ -126,6 +126,15 @@ struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op)
     return sqe;
 }
 
+/* A completion with a negative result, by its op's opcode. */
+__attribute__((noinline, cold)) static void count_failure(weft__ring *r, unsigned opcode, int res)
+{
+    if (res == -ECANCELED)
+        r->ops_cancelled[opcode]++;
+    else if (!(res == -ETIME && (opcode == IORING_OP_TIMEOUT || opcode == IORING_OP_LINK_TIMEOUT)))
+        r->ops_failed[opcode]++; /* a timeout reports that it expired as -ETIME */
+}
+
 static int dispatch(weft__ring *r)
 {
     struct io_uring_cqe *cqe;
@@ -147,8 +156,15 @@ static int dispatch(weft__ring *r)
         }
         if (!(flags & IORING_CQE_F_MORE))
             r->inflight--;
-        if (op)
+        if (op) {
+            unsigned k = op->counted;
+            if (k) {
+                r->ops_done[k - 1] += !(flags & IORING_CQE_F_MORE);
+                if (__builtin_expect(res < 0, 0))
+                    count_failure(r, k - 1, res);
+            }
             op->complete(op, res, flags);
+        }
     }
     r->cqes += n;
     return (int)n;

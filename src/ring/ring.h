@@ -15,6 +15,10 @@
 typedef struct weft__op weft__op;
 struct weft__op {
     void (*complete)(weft__op *op, int res, uint32_t cflags);
+    /* The opcode + 1 when the op was counted in weft__ring.ops, so that
+     * its completions are counted by opcode too; 0 for the ring's own
+     * (wake-up reads). */
+    uint8_t counted;
 };
 
 /* Opcodes weft knows by number (the kernel's IORING_OP_LAST may be larger). */
@@ -32,12 +36,16 @@ typedef struct weft__ring {
     unsigned buffer_slots;                      /* size of the registered (sparse) buffer table */
     unsigned char *buffer_used;      /* by buffer slot: registered by weft_buffers_register */
     uint64_t ops[WEFT__MAX_OPCODES]; /* ops issued, by opcode */
-    unsigned pending_sqes;           /* prepared, not yet submitted */
-    uint64_t inflight;               /* submitted, completion not yet reaped */
-    uint64_t sq_full;                /* times a full SQ forced an early submit */
-    uint64_t cq_overflow;            /* times the kernel reported CQ overflow */
-    uint64_t cqes;                   /* completions dispatched */
-    int event_fd;                    /* embedded rings: signalled on completions, else -1 */
+    /* By opcode: ops whose last CQE was reaped, and CQEs with -ECANCELED /
+     * with another negative result. */
+    uint64_t ops_done[WEFT__MAX_OPCODES], ops_cancelled[WEFT__MAX_OPCODES],
+        ops_failed[WEFT__MAX_OPCODES];
+    unsigned pending_sqes; /* prepared, not yet submitted */
+    uint64_t inflight;     /* submitted, completion not yet reaped */
+    uint64_t sq_full;      /* times a full SQ forced an early submit */
+    uint64_t cq_overflow;  /* times the kernel reported CQ overflow */
+    uint64_t cqes;         /* completions dispatched */
+    int event_fd;          /* embedded rings: signalled on completions, else -1 */
     /* A MSG_RING this ring sent to wake worker `index` failed. */
     void (*wake_failed)(struct weft__ring *r, unsigned index);
 } weft__ring;

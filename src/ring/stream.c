@@ -166,6 +166,7 @@ static int arm(weft_stream *s)
         break;
     }
     r->ops[opcode]++;
+    s->op.counted = (uint8_t)(opcode + 1);
     s->armed = true;
     s->w->streams_live++;
     return 0;
