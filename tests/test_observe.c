@@ -9,6 +9,9 @@
 #include "common/fault.h"
 #include "test.h"
 
+/* The live task tree as text (weft_dump_tasks into memory). */
+static char *dump(void);
+
 /* ---- reading a trace back ------------------------------------------------ */
 
 #define MAX_EVENTS 20000
@@ -638,6 +641,62 @@ TEST(trace_is_utf8_whatever_the_names)
     free(r.ev);
 }
 
+static volatile bool outside_checked;
+
+static void *check_own_name_in_dump(void *arg)
+{
+    (void)arg;
+    char *text = dump();
+    /* 30 bytes: the two-byte character at 30-31 did not fit whole. */
+    char line[96];
+    snprintf(line, sizeof line, "task %llu 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa': running (the caller)",
+             (unsigned long long)weft_self_id());
+    if (!strstr(text, line))
+        FAILF("no \"%s\" in:\n%s", line, text);
+    free(text);
+    outside_checked = true;
+    return NULL;
+}
+
+static void *spawn_from_outside_with_long_name(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts o = {.name = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9"};
+    ASSERT_OK(weft_runtime_spawn(weft_runtime_current(), &o, check_own_name_in_dump, NULL));
+    while (!outside_checked)
+        ASSERT_OK(weft_sleep_ns(1000000));
+    return NULL;
+}
+
+TEST(names_are_cut_at_a_character_boundary_on_every_spawn_path)
+{
+    run_main(NULL, spawn_from_outside_with_long_name, NULL);
+    ASSERT(outside_checked);
+}
+
+static void *queue_json(void *arg)
+{
+    (void)arg;
+    weft_queue_stats q[1];
+    ASSERT_EQ(weft_stats_queues(q, 1), 1);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    weft_stats_print_queues_json(m, q, 1);
+    fclose(m);
+    if (!strstr(text, "{\"name\": \"bad\\ufffd\\\"q\\u0001\","))
+        FAILF("queue name not escaped as JSON wants: %s", text);
+    free(text);
+    return NULL;
+}
+
+TEST(queue_stats_json_is_utf8_whatever_the_names)
+{
+    weft_queue_spec q[] = {{.name = "bad\xff\"q\x01", .weight = 1}};
+    weft_config cfg = {.queues = q, .nqueues = 1};
+    run_main(&cfg, queue_json, NULL);
+}
+
 static void *yield_then_panic(void *arg)
 {
     (void)arg;
@@ -978,7 +1037,10 @@ TEST_MAIN(CASE(busy_and_idle_time_account_for_the_run),
           CASE(an_embedded_executor_counts_its_run_calls_as_busy),
           CASE(trace_has_one_slice_per_run),
           CASE(trace_follows_yields_that_switch_straight_to_the_next_task),
-          CASE(trace_is_utf8_whatever_the_names), CASE(a_panic_that_aborts_keeps_the_trace_so_far),
+          CASE(trace_is_utf8_whatever_the_names),
+          CASE(names_are_cut_at_a_character_boundary_on_every_spawn_path),
+          CASE(queue_stats_json_is_utf8_whatever_the_names),
+          CASE(a_panic_that_aborts_keeps_the_trace_so_far),
           CASE(trace_with_two_workers_has_a_track_each), CASE(trace_of_an_embedded_executor),
           CASE(trace_path_errors_stop_the_run_before_it_starts),
           CASE(a_trace_that_cannot_be_written_is_reported),

@@ -2110,6 +2110,18 @@ static void *main_batch_bad_input(void *arg)
     ASSERT_EQ(weft_batch(NULL, res, 1, 0), -EINVAL);
     ASSERT_EQ(weft_batch(sqes, NULL, 1, 0), -EINVAL);
     ASSERT_EQ(weft_batch(sqes, res, 1, 0x80), -EINVAL); /* unknown flag */
+    /* A success that posts nothing, or a link out of the batch's end. */
+    sqes[0].flags = IOSQE_CQE_SKIP_SUCCESS;
+    ASSERT_EQ(weft_batch(sqes, res, 2, 0), -EINVAL);
+    sqes[0].flags = 0;
+    sqes[1].flags = IOSQE_IO_LINK;
+    ASSERT_EQ(weft_batch(sqes, res, 2, 0), -EINVAL);
+    sqes[1].flags = IOSQE_IO_HARDLINK;
+    ASSERT_EQ(weft_batch(sqes, res, 2, 0), -EINVAL);
+    sqes[1].flags = 0;
+    sqes[0].flags = IOSQE_IO_HARDLINK; /* inside the batch: fine */
+    ASSERT_EQ(weft_batch(sqes, res, 2, 0), 2);
+    sqes[0].flags = 0;
     /* 256 is the limit itself. */
     ASSERT_EQ(weft_batch(sqes, res, 256, 0), 256);
     for (int i = 0; i < 256; i++)
@@ -2308,6 +2320,37 @@ static void *main_op_counts(void *arg)
     weft_op_counts c = counts_diff(IORING_OP_ASYNC_CANCEL, before);
     ASSERT_GE(c.issued, 1);
     ASSERT_EQ(c.completed, c.issued);
+    close(p[0]);
+    close(p[1]);
+
+    /* A linked timeout whose op ends in time is cancelled by the kernel:
+     * its normal end. One that fires cuts its op off (cancelled), and its
+     * own -ETIME is no failure. A cancel that finds nothing to cancel
+     * (-ENOENT) is no failure either. */
+    struct __kernel_timespec ts = {.tv_nsec = 2 * (long)MS};
+    struct io_uring_sqe sqes[2];
+    int res[2];
+    memset(sqes, 0, sizeof sqes);
+    io_uring_prep_nop(&sqes[0]);
+    io_uring_prep_link_timeout(&sqes[1], &ts, 0);
+    ASSERT_EQ(weft_batch(sqes, res, 2, WEFT_BATCH_CHAIN), 1);
+    ASSERT_EQ(res[1], -ECANCELED);
+    ASSERT_COUNTS(counts_diff(IORING_OP_LINK_TIMEOUT, before), 1, 1, 1, 0);
+    ASSERT_OK(pipe2(p, O_CLOEXEC));
+    memset(sqes, 0, sizeof sqes);
+    io_uring_prep_read(&sqes[0], p[0], b, sizeof b, (uint64_t)-1);
+    io_uring_prep_link_timeout(&sqes[1], &ts, 0);
+    ASSERT_EQ(weft_batch(sqes, res, 2, WEFT_BATCH_CHAIN), 0);
+    ASSERT_EQ(res[0], -ECANCELED);
+    ASSERT_EQ(res[1], -ETIME);
+    ASSERT_COUNTS(counts_diff(IORING_OP_LINK_TIMEOUT, before), 2, 2, 1, 0);
+    ASSERT_COUNTS(counts_diff(IORING_OP_READ, before), 3, 3, 2, 1);
+    c = counts_diff(IORING_OP_ASYNC_CANCEL, before);
+    ASSERT_OK(weft_cancel_fd(p[0])); /* nothing in flight on it: -ENOENT */
+    weft_op_counts c2 = counts_diff(IORING_OP_ASYNC_CANCEL, before);
+    ASSERT_EQ(c2.issued, c.issued + 1);
+    ASSERT_EQ(c2.completed, c.completed + 1);
+    ASSERT_EQ(c2.failed, c.failed);
     close(p[0]);
     close(p[1]);
 

@@ -91,7 +91,9 @@ WEFT_API int weft_direct_give(int direct, weft_task *to);
 WEFT_API int weft_nop(void);
 /* Escape hatch: prep fills the SQE (liburing's io_uring_prep_* helpers are
  * fine); weft sets user_data, submits and awaits it like any other op. An fd
- * with WEFT_DIRECT_BIT in sqe->fd is turned into a fixed-file reference. */
+ * with WEFT_DIRECT_BIT in sqe->fd is turned into a fixed-file reference.
+ * -EINVAL if prep sets IOSQE_CQE_SKIP_SUCCESS or a link flag (see
+ * weft_batch). */
 WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx);
 
 /* Batches: n SQEs prepared by the caller in an array (with liburing's
@@ -101,8 +103,10 @@ WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), vo
  * rest (-ECANCELED); a LINK_TIMEOUT SQE placed after an op bounds it.
  * Returns the number of ops that succeeded (res >= 0), or -errno before
  * anything was submitted (-EOPNOTSUPP if one opcode is unknown, -EINVAL for
- * n == 0 or n > 256). Interruption cancels every op still in flight and
- * waits for all of them. */
+ * n == 0 or n > 256, for an SQE with IOSQE_CQE_SKIP_SUCCESS, whose success
+ * would post nothing to wait for, and for a link flag on the last SQE, which
+ * would chain it to an unrelated op). Interruption cancels every op still
+ * in flight and waits for all of them. */
 #define WEFT_BATCH_CHAIN 1u
 WEFT_API int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned flags);
 
@@ -299,8 +303,12 @@ typedef struct weft_op_counts {
                            op, or a zero-copy send with its notification,
                            completes once */
     uint64_t cancelled; /* completions with -ECANCELED */
-    uint64_t failed;    /* completions with another negative result (not a
-                           timeout's -ETIME, which is how it expires) */
+    uint64_t failed;    /* completions with another negative result, except
+                           outcomes that are normal for the opcode: a
+                           timeout's -ETIME (it expired), a cancel's or
+                           remove's -ENOENT / -EALREADY (its target had
+                           ended). A LINK_TIMEOUT whose op ended in time is
+                           cancelled: that is its normal end. */
 } weft_op_counts;
 /* Fills counts[0..n) by opcode, as weft_ops_by_opcode does: returns how
  * many entries it filled, -EPERM outside a task, -EINVAL for NULL counts,

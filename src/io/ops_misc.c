@@ -29,9 +29,15 @@ int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned f
     weft__ring *r = weft__io_ring(IORING_OP_NOP, &err);
     if (!r)
         return err;
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; i < n; i++) {
+        /* A skipped success posts no completion to wait for, and a link
+         * from the last SQE would chain it to whatever is queued next. */
+        if ((sqes[i].flags & IOSQE_CQE_SKIP_SUCCESS) ||
+            (i == n - 1 && (sqes[i].flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK))))
+            return -EINVAL;
         if (!weft__ring_supports(r, sqes[i].opcode))
             return -EOPNOTSUPP;
+    }
     /* All SQEs or none: a chain half on the ring would run half. */
     if (weft__fault_hit(WEFT_FAULT_SQE))
         return -EAGAIN;

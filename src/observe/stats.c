@@ -7,6 +7,7 @@
 #include <weft/stats.h>
 
 #include "common/fault.h"
+#include "common/utf8.h"
 #include "runtime/worker.h"
 
 /* One worker's counters, read on its own thread (with several workers,
@@ -267,27 +268,12 @@ void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n)
                 weft_queue_stats_delay_quantile(&q[i], 0.99) / 1000);
 }
 
-/* Queue names are the user's strings: escape them for JSON. */
-static void json_string(FILE *f, const char *str)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n)
 {
     fputc('[', f);
     for (size_t i = 0; i < n; i++) {
         fputs(i ? ", {\"name\": " : "{\"name\": ", f);
-        json_string(f, q[i].name);
+        weft__json_write_string(f, q[i].name); /* the user's string */
         fprintf(f,
                 ", \"weight\": %u, \"weight_share\": %.4f, "
                 "\"service_share\": %.4f, \"service_ns\": %" PRIu64 ", \"runs\": %" PRIu64

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/fault.h"
+#include "common/utf8.h"
 
 #define TRACE_BUF_BYTES (64 * 1024)
 /* Room one event needs at most: escaped names are bounded below. */
@@ -29,72 +30,20 @@ struct weft__trace {
     char path[];
 };
 
-/* The length of the well-formed UTF-8 sequence at s (1-4), or 0 when the
- * bytes there are not one (a stray continuation byte, a sequence cut short,
- * an overlong form, a surrogate, or past U+10FFFF). */
-static size_t utf8_len(const unsigned char *s)
-{
-    size_t n;
-    unsigned lo = 0x80, hi = 0xbf; /* the allowed range of the second byte */
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        n = 2;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        n = 3;
-        if (s[0] == 0xe0)
-            lo = 0xa0; /* overlong */
-        if (s[0] == 0xed)
-            hi = 0x9f; /* surrogates */
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        n = 4;
-        if (s[0] == 0xf0)
-            lo = 0x90; /* overlong */
-        if (s[0] == 0xf4)
-            hi = 0x8f; /* past U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
-
-/* Writes s into out (cap bytes, cap >= 7) as the inside of a JSON string:
- * well-formed UTF-8 as it is, a byte that is not part of it as U+FFFD
- * (JSON must be UTF-8, and names are the user's bytes), cut short before a
- * whole character rather than overflowing. */
+/* Writes s into out (cap bytes) as the inside of a JSON string (see
+ * common/utf8.h), cut short before a whole character rather than
+ * overflowing. */
 static void escape(char *out, size_t cap, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
     size_t n = 0;
-    while (*p) {
-        char tmp[7];
-        size_t k, used;
-        if (*p == '"' || *p == '\\') {
-            tmp[0] = '\\';
-            tmp[1] = (char)*p;
-            k = 2;
-            used = 1;
-        } else if (*p < 0x20) {
-            k = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", *p);
-            used = 1;
-        } else if ((used = utf8_len(p)) != 0) {
-            memcpy(tmp, p, used);
-            k = used;
-        } else {
-            memcpy(tmp, "\\ufffd", 6);
-            k = 6;
-            used = 1;
-        }
+    while (*s) {
+        char tmp[6];
+        size_t used, k = weft__json_escape_step(s, tmp, &used);
         if (n + k + 1 > cap)
             break;
         memcpy(out + n, tmp, k);
         n += k;
-        p += used;
+        s += used;
     }
     out[n] = 0;
 }

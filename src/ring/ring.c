@@ -126,13 +126,30 @@ struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op)
     return sqe;
 }
 
+/* Negative results that are an opcode's normal outcome, not a failure: a
+ * timeout that expired, a cancel or remove whose target had already ended. */
+static bool normal_negative(unsigned opcode, int res)
+{
+    switch (opcode) {
+    case IORING_OP_TIMEOUT:
+    case IORING_OP_LINK_TIMEOUT:
+        return res == -ETIME;
+    case IORING_OP_ASYNC_CANCEL:
+    case IORING_OP_POLL_REMOVE:
+    case IORING_OP_TIMEOUT_REMOVE:
+        return res == -ENOENT || res == -EALREADY;
+    default:
+        return false;
+    }
+}
+
 /* A completion with a negative result, by its op's opcode. */
 __attribute__((noinline, cold)) static void count_failure(weft__ring *r, unsigned opcode, int res)
 {
     if (res == -ECANCELED)
         r->ops_cancelled[opcode]++;
-    else if (!(res == -ETIME && (opcode == IORING_OP_TIMEOUT || opcode == IORING_OP_LINK_TIMEOUT)))
-        r->ops_failed[opcode]++; /* a timeout reports that it expired as -ETIME */
+    else if (!normal_negative(opcode, res))
+        r->ops_failed[opcode]++;
 }
 
 static int dispatch(weft__ring *r)

@@ -11,6 +11,7 @@
 #include <weft/io.h>
 
 #include "common/fault.h"
+#include "common/utf8.h"
 #include "observe/trace.h"
 #include "ring/bufring.h"
 #include "runtime/config.h"
@@ -490,7 +491,9 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
     if (o->queue) /* the runtime's copy: the caller's string may go */
         req->opts.queue = rt->cfg.queues[queue].name;
     if (o->name) {
-        snprintf(req->name, sizeof req->name, "%s", o->name);
+        size_t len = weft__utf8_cut(o->name, sizeof req->name - 1);
+        memcpy(req->name, o->name, len);
+        req->name[len] = 0;
         req->opts.name = req->name;
     }
     pthread_mutex_lock(&rt->inject_lock);

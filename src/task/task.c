@@ -8,6 +8,7 @@
 #include <weft/io.h>
 
 #include "common/fault.h"
+#include "common/utf8.h"
 #include "runtime/config.h"
 #include "runtime/worker.h"
 
@@ -152,12 +153,7 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     }
     char *name = NULL;
     if (o->name) {
-        size_t len = strnlen(o->name, TASK_NAME_MAX - 1);
-        /* Cut before a UTF-8 character that would not fit whole: back off
-         * over continuation bytes to the lead byte of the cut one. */
-        if (o->name[len] && ((unsigned char)o->name[len] & 0xc0) == 0x80)
-            while (len > 0 && ((unsigned char)o->name[len] & 0xc0) == 0x80)
-                len--;
+        size_t len = weft__utf8_cut(o->name, TASK_NAME_MAX - 1);
         name = weft__malloc(len + 1);
         if (!name)
             return -ENOMEM;
