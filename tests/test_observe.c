@@ -340,7 +340,8 @@ static void check_tracks(const reader *r, int workers)
         ASSERT_GE(e->ts_ns, 0);
         ASSERT_GE(e->dur_ns, 0);
         ASSERT_GT(e->task, 0);
-        ASSERT(!strcmp(e->end, "yield") || !strcmp(e->end, "park") || !strcmp(e->end, "exit"));
+        ASSERT(!strcmp(e->end, "yield") || !strcmp(e->end, "park") || !strcmp(e->end, "exit") ||
+               !strcmp(e->end, "abort"));
         ASSERT_GE(e->ts_ns, last_end[e->tid]);
         last_end[e->tid] = e->ts_ns + e->dur_ns;
     }
@@ -733,8 +734,11 @@ TEST(a_panic_that_aborts_keeps_the_trace_so_far)
     reader r;
     read_trace(panic_trace, &r);
     unlink(panic_trace);
-    /* The aborting worker's runs up to the panic, in a complete file. */
+    /* The aborting worker's runs up to the panic, the panicking run
+     * included, in a complete file. */
+    check_tracks(&r, 1);
     ASSERT_EQ(count_slices(&r, "doomed", "yield"), 5);
+    ASSERT_EQ(count_slices(&r, "doomed", "abort"), 1);
     ASSERT_EQ(count_slices(&r, "main", "park"), 1);
     free(r.ev);
 }

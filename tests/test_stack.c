@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include "context/stack.h"
+#include "runtime/worker.h"
 
 TEST(size_classes)
 {
@@ -120,6 +121,62 @@ TEST(overflow_is_reported_and_aborts)
     ASSERT(strstr(out, "weft: task 2 'deep' overflowed its 64 KiB stack") != NULL);
 }
 
+/* A direct yield (weft__worker_yield_direct) makes the next task current
+ * before the switch has finished pushing onto the yielding task's stack; a
+ * fault in those few pushes is the yielding task's, which the handler finds
+ * through w->leaving. The window cannot be hit on purpose, so this sets
+ * leaving by hand, as that switch does, and faults in the leaving task's
+ * guard page from the task now current. */
+static weft_task *leaver;
+
+static void *park_forever(void *arg)
+{
+    weft_sleep_ns(3600ull * 1000000000);
+    return arg;
+}
+
+static void *fault_in_leavers_guard(void *arg)
+{
+    (void)arg;
+    weft__worker *w = weft__worker_self();
+    ASSERT(leaver->stack && w->current != leaver);
+    w->leaving = leaver;
+    volatile char *guard_top = (volatile char *)leaver->stack->lo - 1;
+    *guard_top = 1;
+    return NULL;
+}
+
+static void *main_leaving(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts lo = {.name = "leaver", .stack_size = 64 * 1024}, fo = {.name = "faulter"};
+    ASSERT_OK(weft_spawn_ex(&leaver, &lo, park_forever, NULL));
+    weft_yield(); /* let it take its stack and park */
+    weft_task *f;
+    ASSERT_OK(weft_spawn_ex(&f, &fo, fault_in_leavers_guard, NULL));
+    weft_join(f, NULL);
+    return NULL;
+}
+
+static void run_leaving(void)
+{
+    weft_config one = {.workers = 1};
+    weft_run(&one, main_leaving, NULL, NULL);
+}
+
+TEST(a_fault_in_the_leaving_tasks_guard_is_its_overflow)
+{
+#ifdef __SANITIZE_ADDRESS__
+    SKIP("ASan reports stack overflows itself");
+#endif
+    char out[4096];
+    int status = run_captured(run_leaving, out, sizeof out);
+    ASSERT(WIFSIGNALED(status));
+    ASSERT_EQ(WTERMSIG(status), SIGABRT);
+    if (!strstr(out, " 'leaver' overflowed its 64 KiB stack"))
+        FAILF("stderr was: %s", out);
+}
+
 static size_t count_mappings(void)
 {
     FILE *f = fopen("/proc/self/maps", "r");
@@ -172,4 +229,4 @@ TEST(a_million_guarded_stacks)
 
 TEST_MAIN(CASE(size_classes), CASE(pool_reuses_lifo), CASE(trim_returns_pages_below_high_water),
           CASE(guard_page_faults), CASE(overflow_is_reported_and_aborts),
-          CASE(a_million_guarded_stacks))
+          CASE(a_fault_in_the_leaving_tasks_guard_is_its_overflow), CASE(a_million_guarded_stacks))

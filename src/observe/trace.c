@@ -111,11 +111,15 @@ static void flush(weft__worker *w)
     b->len = 0;
 }
 
+static void emit(weft__worker *w, const weft_task *t, const char *how);
+
 void weft__trace_abort(weft__worker *w)
 {
     struct weft__trace *tr = w && w->trace ? w->rt->trace : NULL;
     if (!tr)
         return;
+    if (w->current) /* the run that is ending with the process */
+        emit(w, w->current, "abort");
     flush(w);
     pthread_mutex_lock(&tr->lock);
     if (!tr->error && !tr->tail_written) {
@@ -161,6 +165,12 @@ void weft__trace_run_end(weft__worker *w, const weft_task *t, weft__switch_reaso
         [SWITCH_PARK] = "park",
         [SWITCH_EXIT] = "exit",
     };
+    emit(w, t, ends[why]);
+}
+
+/* One slice: t's run on w from the run's start until now. */
+static void emit(weft__worker *w, const weft_task *t, const char *how)
+{
     struct weft__trace *tr = w->rt->trace;
     weft__trace_buf *b = w->trace;
     uint64_t end = weft_now_ns();
@@ -184,8 +194,7 @@ void weft__trace_run_end(weft__worker *w, const weft_task *t, weft__switch_reaso
                      "\"args\":{\"task\":%llu,\"end\":\"%s\"}}",
                      name, queue, tr->pid, w->index, (unsigned long long)(ts / 1000),
                      (unsigned long long)(ts % 1000), (unsigned long long)(dur / 1000),
-                     (unsigned long long)(dur % 1000), (unsigned long long)t->entity.task_id,
-                     ends[why]);
+                     (unsigned long long)(dur % 1000), (unsigned long long)t->entity.task_id, how);
     if (n > 0 && (size_t)n < TRACE_BUF_BYTES - b->len)
         b->len += (size_t)n;
 }

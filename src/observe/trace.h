@@ -30,10 +30,12 @@ int weft__trace_open(weft__runtime *rt, const char *path);
  * failed write or close on stderr (the trace is then incomplete). */
 void weft__trace_close(weft__runtime *rt);
 
-/* The process is about to abort (a panic under WEFT_PANIC_ABORT) on w's
- * thread: appends w's buffer, ends the file and flushes it, so the trace
- * holds this worker's runs up to the panic. Other workers' buffers are
- * lost. Not for signal handlers (it locks and uses stdio). */
+/* The process is about to abort on w's thread (a panic under
+ * WEFT_PANIC_ABORT, a failed cleanup under WEFT_CLEANUP_ABORT, a misused
+ * sync object): ends the current run's slice ("abort"), appends w's buffer,
+ * ends the file and flushes it, so the trace holds this worker's runs up
+ * to the abort. Other workers' buffers are lost. w may be NULL. Not for
+ * signal handlers (it locks and uses stdio). */
 void weft__trace_abort(weft__worker *w);
 
 /* The worker's buffer and its track's name. Returns 0 or -ENOMEM; a no-op

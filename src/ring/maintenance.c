@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "common/fault.h"
+#include "observe/trace.h"
 #include "ring/op.h"
 #include "runtime/worker.h"
 
@@ -28,6 +29,7 @@ static bool cleanup_failed(weft__worker *w, unsigned opcode, unsigned tries, int
     case WEFT_CLEANUP_ABORT:
         fprintf(stderr, "weft: cleanup %s failed: %s (on_cleanup_error = abort)\n",
                 weft_opcode_name(opcode), weft_strerror(res));
+        weft__trace_abort(w);
         abort();
     case WEFT_CLEANUP_IGNORE:
         w->cleanup_failed++;

@@ -9,6 +9,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "observe/trace.h"
+
 /* The waiter side of the hand-over: after the claim, wait for the waker to
  * be done with the node (and with the task record it wakes). */
 static void wait_done(weft__waiter *w)
@@ -104,5 +106,6 @@ void weft__sync_bug(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     fflush(stderr);
+    weft__trace_abort(weft__worker_self());
     abort();
 }
