@@ -642,7 +642,7 @@ TEST(trace_is_utf8_whatever_the_names)
     free(r.ev);
 }
 
-static volatile bool outside_checked;
+static _Atomic bool outside_checked;
 
 static void *check_own_name_in_dump(void *arg)
 {
@@ -805,7 +805,7 @@ static void expect_line(const char *text, const char *line)
         FAILF("no line \"%s\" in the dump:\n%s", line, text);
 }
 
-static volatile bool release_stubborn;
+static _Atomic bool release_stubborn;
 
 static void *stubborn(void *arg)
 {
