@@ -92,7 +92,7 @@ awk '
         }
 
         print ""
-        printf "Tail (µs; one run per policy, %s tasks at %s/s):\n", show("tail_tasks"), show("tail_rate_per_s")
+        printf "Tail (µs; median of 3 runs per policy by thin p99, %s tasks at %s/s):\n", show("tail_tasks"), show("tail_rate_per_s")
         print ""
         print "| policy | thin p50 | thin p99 | fat p50 | fat p99 | thin p99 ÷ FIFO |"
         print "|---|---:|---:|---:|---:|---:|"
