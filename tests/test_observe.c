@@ -837,7 +837,8 @@ static void *dump_main(void *arg)
 {
     (void)arg;
     weft_task *parent, *stub, *bg;
-    weft_spawn_opts po = {.name = "parent"}, so = {.name = "stubborn"},
+    static const char *const tags[] = {"replica", "eu", NULL};
+    weft_spawn_opts po = {.name = "parent"}, so = {.name = "stubborn", .tags = tags},
                     bo = {.name = "bg", .flags = WEFT_TASK_BACKGROUND | WEFT_TASK_STICKY};
     ASSERT_OK(weft_spawn_ex(&parent, &po, waits_for_kid, NULL));
     ASSERT_OK(weft_spawn_ex(&stub, &so, stubborn, NULL));
@@ -860,7 +861,8 @@ static void *dump_main(void *arg)
     expect_line(text, line);
     ASSERT(strstr(text, "    task ") && strstr(text, " 'kid': blocked, worker 0, queue default\n"));
     snprintf(line, sizeof line,
-             "  task %llu 'stubborn': ready or running, worker 0, queue default, cancelled",
+             "  task %llu 'stubborn': ready or running, worker 0, queue default, cancelled, "
+             "tags replica,eu",
              (unsigned long long)id_of(stub));
     expect_line(text, line);
     snprintf(line, sizeof line, "task %llu 'bg': blocked, worker 0, queue default, sticky",

@@ -49,6 +49,11 @@ static void print_task(FILE *m, const weft__worker *self, const weft_task *t, un
         fputs(", sticky", m);
     if (t->flags & TASK_F_MAINTENANCE)
         fputs(", runtime", m);
+    if (t->tags && t->tags[0]) { /* static strings, fixed at spawn */
+        fputs(", tags", m);
+        for (const char *const *tag = t->tags; *tag; tag++)
+            fprintf(m, "%c%s", tag == t->tags ? ' ' : ',', *tag);
+    }
     fputc('\n', m);
 }
 
