@@ -8,7 +8,7 @@
 # usage: bench/run-sched.sh [priority|tail|overhead|yield_maybe]...   (none = all)
 # env:   WEFT_SCHED_BENCH  path of weft_sched_bench
 #                          (default build/release/bench/weft_sched_bench)
-# Takes about 70 s for all four (priority alone ~50 s).
+# Takes about 90 s for all four (priority alone ~50 s, tail ~35 s).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bench=${WEFT_SCHED_BENCH:-$root/build/release/bench/weft_sched_bench}

@@ -504,8 +504,11 @@ static void *tail_main(void *unused)
     int r = weft_spawn_ex(&gen, &o, tail_gen, NULL);
     if (r < 0)
         die("tail: spawn gen", r);
-    if ((r = weft_join(gen, NULL)) < 0)
+    void *res;
+    if ((r = weft_join(gen, &res)) < 0)
         die("tail: generator", r);
+    if (res)
+        die("tail: generator", (int)(intptr_t)res);
     return NULL;
 }
 
@@ -563,9 +566,18 @@ static void bench_tail(void)
                 {.name = "work", .weight = 100, .policy = pols[p].policy},
             };
             weft_config cfg = {.queues = qs, .nqueues = 2};
+            /* Every run fills both arrays anew: a task that ended early
+             * (its sleep failed) would leave the last run's figure. */
+            for (size_t i = 0; i < TAIL_TASKS; i++)
+                tail.total[i] = tail.gen_late[i] = UINT64_MAX;
             uint64_t w0 = weft_now_ns();
             run_in_weft(&cfg, tail_main, NULL, "tail");
             uint64_t w1 = weft_now_ns();
+            for (size_t i = 0; i < TAIL_TASKS; i++)
+                if (tail.total[i] == UINT64_MAX || tail.gen_late[i] == UINT64_MAX) {
+                    fprintf(stderr, "weft_sched_bench: tail: task %zu did not finish its run\n", i);
+                    exit(1);
+                }
             tail_result *r = &res[p][run];
             size_t nt = 0, nf = 0;
             for (size_t i = 0; i < TAIL_TASKS; i++) {

@@ -743,6 +743,49 @@ TEST(a_panic_that_aborts_keeps_the_trace_so_far)
     free(r.ev);
 }
 
+static void *misuse_a_waitgroup(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2; i++)
+        weft_yield();
+    weft_waitgroup wg;
+    ASSERT_OK(weft_waitgroup_init(&wg));
+    weft_waitgroup_add(&wg, -1); /* below zero: weft aborts */
+    return NULL;
+}
+
+static void *spawn_misuser(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    weft_spawn_opts o = {.name = "misuser"};
+    ASSERT_OK(weft_spawn_ex(&t, &o, misuse_a_waitgroup, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_until_misuse(void)
+{
+    weft_config cfg = {.workers = 1, .trace_path = panic_trace};
+    weft_run(&cfg, spawn_misuser, NULL, NULL);
+}
+
+TEST(an_abort_for_a_misused_sync_object_keeps_the_trace_so_far)
+{
+    snprintf(panic_trace, sizeof panic_trace, "%s", trace_file());
+    char out[4096];
+    int status = run_captured(run_until_misuse, out, sizeof out);
+    ASSERT(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    ASSERT(strstr(out, "goes below zero"));
+    reader r;
+    read_trace(panic_trace, &r);
+    unlink(panic_trace);
+    check_tracks(&r, 1);
+    ASSERT_EQ(count_slices(&r, "misuser", "yield"), 2);
+    ASSERT_EQ(count_slices(&r, "misuser", "abort"), 1);
+    free(r.ev);
+}
+
 /* spawn_yielder, reporting a failed spawn as its result. */
 static void *spawn_yielder_or_fail(void *arg)
 {
@@ -862,7 +905,7 @@ static void *dump_main(void *arg)
     ASSERT(strstr(text, "    task ") && strstr(text, " 'kid': blocked, worker 0, queue default\n"));
     snprintf(line, sizeof line,
              "  task %llu 'stubborn': ready or running, worker 0, queue default, cancelled, "
-             "tags replica,eu",
+             "tags 'replica','eu'",
              (unsigned long long)id_of(stub));
     expect_line(text, line);
     snprintf(line, sizeof line, "task %llu 'bg': blocked, worker 0, queue default, sticky",
@@ -1047,6 +1090,7 @@ TEST_MAIN(CASE(busy_and_idle_time_account_for_the_run),
           CASE(names_are_cut_at_a_character_boundary_on_every_spawn_path),
           CASE(queue_stats_json_is_utf8_whatever_the_names),
           CASE(a_panic_that_aborts_keeps_the_trace_so_far),
+          CASE(an_abort_for_a_misused_sync_object_keeps_the_trace_so_far),
           CASE(trace_with_two_workers_has_a_track_each), CASE(trace_of_an_embedded_executor),
           CASE(trace_path_errors_stop_the_run_before_it_starts),
           CASE(a_trace_that_cannot_be_written_is_reported),

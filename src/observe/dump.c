@@ -27,17 +27,24 @@ static const char *state_of(const weft__worker *self, const weft_task *t)
     return "blocked";
 }
 
+/* The user's string between single quotes, one line whatever it holds: a
+ * control character or a quote shows as '?'. */
+static void put_quoted(FILE *m, const char *s)
+{
+    fputc('\'', m);
+    for (; *s; s++)
+        fputc((unsigned char)*s < 0x20 || *s == 0x7f || *s == '\'' ? '?' : *s, m);
+    fputc('\'', m);
+}
+
 static void print_task(FILE *m, const weft__worker *self, const weft_task *t, unsigned depth)
 {
     const weft__runtime *rt = self->rt;
     uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
     fprintf(m, "%*stask %llu", (int)(2 * depth), "", (unsigned long long)t->entity.task_id);
     if (t->name) {
-        /* One line a task, whatever the name holds. */
-        fputs(" '", m);
-        for (const char *c = t->name; *c; c++)
-            fputc((unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c, m);
-        fputc('\'', m);
+        fputc(' ', m);
+        put_quoted(m, t->name);
     }
     fprintf(m, ": %s, worker %u, queue %s", state_of(self, t), weft__task_owner(t)->index,
             rt->cfg.queues[t->queue].name);
@@ -51,8 +58,10 @@ static void print_task(FILE *m, const weft__worker *self, const weft_task *t, un
         fputs(", runtime", m);
     if (t->tags && t->tags[0]) { /* static strings, fixed at spawn */
         fputs(", tags", m);
-        for (const char *const *tag = t->tags; *tag; tag++)
-            fprintf(m, "%c%s", tag == t->tags ? ' ' : ',', *tag);
+        for (const char *const *tag = t->tags; *tag; tag++) {
+            fputc(tag == t->tags ? ' ' : ',', m);
+            put_quoted(m, *tag);
+        }
     }
     fputc('\n', m);
 }

@@ -726,6 +726,9 @@ static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft
      * directly (weft__worker_yield_direct). */
     t = w->current;
     w->current = NULL;
+    /* A direct yield may have left its task here; it is queued, and from
+     * now on this loop may hand it to another worker, which may end it. */
+    w->leaving = NULL;
     if (__builtin_expect(w->trace != NULL, 0))
         weft__trace_run_end(w, t, w->reason);
     if (sched->timed) {
