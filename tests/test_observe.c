@@ -775,14 +775,58 @@ TEST(an_abort_for_a_misused_sync_object_keeps_the_trace_so_far)
     snprintf(panic_trace, sizeof panic_trace, "%s", trace_file());
     char out[4096];
     int status = run_captured(run_until_misuse, out, sizeof out);
+    reader r;
+#ifndef NDEBUG
     ASSERT(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
     ASSERT(strstr(out, "goes below zero"));
+    read_trace(panic_trace, &r);
+    ASSERT_EQ(count_slices(&r, "misuser", "abort"), 1);
+#else
+    /* Release builds do not check this misuse (sync.h): the count stays
+     * at zero and the run ends normally, its trace complete. */
+    ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    read_trace(panic_trace, &r);
+    ASSERT_EQ(count_slices(&r, "misuser", "exit"), 1);
+#endif
+    unlink(panic_trace);
+    check_tracks(&r, 1);
+    ASSERT_EQ(count_slices(&r, "misuser", "yield"), 2);
+    free(r.ev);
+}
+
+static void *close_a_ticker_whose_cleanup_fails(void *arg)
+{
+    (void)arg;
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, 1000000));
+    weft__fault_arm(WEFT_FAULT_CLEANUP, 1); /* the removal's result becomes -EIO */
+    weft_stream_close(t);
+    for (;;) /* the maintenance task aborts the process */
+        ASSERT_OK(weft_sleep_ns(1000000));
+    return NULL;
+}
+
+static void run_until_cleanup_abort(void)
+{
+    weft_config cfg = {
+        .workers = 1, .trace_path = panic_trace, .on_cleanup_error = WEFT_CLEANUP_ABORT};
+    weft_run(&cfg, close_a_ticker_whose_cleanup_fails, NULL, NULL);
+}
+
+TEST(an_abort_for_a_failed_cleanup_keeps_the_trace_so_far)
+{
+    snprintf(panic_trace, sizeof panic_trace, "%s", trace_file());
+    char out[4096];
+    int status = run_captured(run_until_cleanup_abort, out, sizeof out);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    ASSERT(strstr(out, "weft: cleanup TIMEOUT_REMOVE failed"));
     reader r;
     read_trace(panic_trace, &r);
     unlink(panic_trace);
     check_tracks(&r, 1);
-    ASSERT_EQ(count_slices(&r, "misuser", "yield"), 2);
-    ASSERT_EQ(count_slices(&r, "misuser", "abort"), 1);
+    /* The worker's maintenance task ran the cleanup and aborted in it. */
+    ASSERT_EQ(count_slices(&r, "weft-maintenance", "abort"), 1);
+    ASSERT_GE(count_slices(&r, "main", "park"), 1);
     free(r.ev);
 }
 
@@ -1091,6 +1135,7 @@ TEST_MAIN(CASE(busy_and_idle_time_account_for_the_run),
           CASE(queue_stats_json_is_utf8_whatever_the_names),
           CASE(a_panic_that_aborts_keeps_the_trace_so_far),
           CASE(an_abort_for_a_misused_sync_object_keeps_the_trace_so_far),
+          CASE(an_abort_for_a_failed_cleanup_keeps_the_trace_so_far),
           CASE(trace_with_two_workers_has_a_track_each), CASE(trace_of_an_embedded_executor),
           CASE(trace_path_errors_stop_the_run_before_it_starts),
           CASE(a_trace_that_cannot_be_written_is_reported),
