@@ -670,6 +670,20 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
     return true;
 }
 
+/* Starts loading the top of t's stack, where its entry frame is. A task
+ * that parked a while ago comes back to a stack that is cold in the caches
+ * and the TLB, and its return into the entry frame (and the end-of-task
+ * protocol there) would then wait for that memory. With 100k parked tasks
+ * (weft_micro sleep, warm rounds) this halves the time: 112-126 ms a round
+ * without, 60-75 ms with, whichever of 2 to 4 lines, read or write. Cheap
+ * when the stack is hot. */
+static inline __attribute__((always_inline)) void prefetch_stack_top(const weft_task *t)
+{
+    const char *top = t->stack->lo + t->stack->size;
+    __builtin_prefetch(top - 64, 1, 3);
+    __builtin_prefetch(top - 128, 1, 3);
+}
+
 /* t is about to get the CPU. */
 static inline __attribute__((always_inline)) void begin_run(weft__worker *w, weft_task *t)
 {
@@ -721,6 +735,7 @@ static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft
     if (!prepare_run(w, t))
         return;
     begin_run(w, t);
+    prefetch_stack_top(t);
     weft__fiber_switch(&w->fiber, &t->fiber, t, false);
     /* The task that switched back: t, or a task that t's yield switched to
      * directly (weft__worker_yield_direct). */
