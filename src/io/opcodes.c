@@ -106,8 +106,11 @@ const char *weft_opcode_name(unsigned opcode)
     return opcode < NROWS ? rows[opcode].name : NULL;
 }
 
+/* Where the workers' per-opcode counters are summed: issued counts only
+ * (weft_ops_by_opcode) or whole weft_op_counts rows. */
 typedef struct op_sums {
-    uint64_t *ops;
+    uint64_t *issued;
+    weft_op_counts *counts;
     unsigned n;
 } op_sums;
 
@@ -116,20 +119,12 @@ typedef struct op_sums {
 static int add_worker_ops(weft__worker *w, void *arg)
 {
     op_sums *s = arg;
-    for (unsigned i = 0; i < s->n; i++)
-        __atomic_fetch_add(&s->ops[i], w->ring.ops[i], __ATOMIC_RELAXED);
-    return 0;
-}
-
-typedef struct count_sums {
-    weft_op_counts *counts;
-    unsigned n;
-} count_sums;
-
-static int add_worker_counts(weft__worker *w, void *arg)
-{
-    count_sums *s = arg;
     const weft__ring *r = &w->ring;
+    if (s->issued) {
+        for (unsigned i = 0; i < s->n; i++)
+            __atomic_fetch_add(&s->issued[i], r->ops[i], __ATOMIC_RELAXED);
+        return 0;
+    }
     for (unsigned i = 0; i < s->n; i++) {
         weft_op_counts *c = &s->counts[i];
         __atomic_fetch_add(&c->issued, r->ops[i], __ATOMIC_RELAXED);
@@ -140,16 +135,24 @@ static int add_worker_counts(weft__worker *w, void *arg)
     return 0;
 }
 
-int weft_op_counts_by_opcode(weft_op_counts *counts, unsigned n)
+/* Zeroes the first n entries of s's array (n capped at the opcodes weft
+ * knows) and sums every worker's counters into them. */
+static int sum_ops(op_sums s, size_t entry_size)
 {
     if (!weft__worker_self())
         return -EPERM;
-    if (!counts)
+    if (!s.issued && !s.counts)
         return -EINVAL;
-    count_sums s = {counts, n < WEFT__MAX_OPCODES ? n : WEFT__MAX_OPCODES};
-    memset(counts, 0, s.n * sizeof *counts);
-    int r = weft__on_every_worker(add_worker_counts, &s);
+    if (s.n > WEFT__MAX_OPCODES)
+        s.n = WEFT__MAX_OPCODES;
+    memset(s.issued ? (void *)s.issued : (void *)s.counts, 0, s.n * entry_size);
+    int r = weft__on_every_worker(add_worker_ops, &s);
     return r < 0 ? r : (int)s.n;
+}
+
+int weft_op_counts_by_opcode(weft_op_counts *counts, unsigned n)
+{
+    return sum_ops((op_sums){.counts = counts, .n = n}, sizeof *counts);
 }
 
 /* A name for every opcode, known to weft or not. */
@@ -198,12 +201,5 @@ void weft_op_counts_print_json(FILE *f, const weft_op_counts *counts, unsigned n
 
 int weft_ops_by_opcode(uint64_t *ops, unsigned n)
 {
-    if (!weft__worker_self())
-        return -EPERM;
-    if (!ops)
-        return -EINVAL;
-    op_sums s = {ops, n < WEFT__MAX_OPCODES ? n : WEFT__MAX_OPCODES};
-    memset(ops, 0, s.n * sizeof *ops);
-    int r = weft__on_every_worker(add_worker_ops, &s);
-    return r < 0 ? r : (int)s.n;
+    return sum_ops((op_sums){.issued = ops, .n = n}, sizeof *ops);
 }

@@ -34,15 +34,12 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
         free(ex);
         return r;
     }
-    if (ex->rt.cfg.workers > 1) {
-        weft__runtime_teardown(&ex->rt);
-        free(ex);
-        return -EINVAL;
-    }
     ex->rt.nworkers = 1;
     ex->rt.workers = &ex->worker;
     ex->rt.embedded = true;
-    if (ex->rt.cfg.trace_path)
+    if (ex->rt.cfg.workers > 1)
+        r = -EINVAL;
+    else if (ex->rt.cfg.trace_path)
         r = weft__trace_open(&ex->rt, ex->rt.cfg.trace_path);
     if (r == 0)
         r = weft__worker_init(&ex->worker, &ex->rt, 0, true);

@@ -688,7 +688,6 @@ static inline __attribute__((always_inline)) void prefetch_stack_top(const weft_
 static inline __attribute__((always_inline)) void begin_run(weft__worker *w, weft_task *t)
 {
     w->current = t;
-    w->leaving = NULL;
     w->count.switches++;
     /* Timed runs: the clock is read once per switch, after the run; the
      * reading also starts the next run. Untimed: yield_maybe starts its
