@@ -258,9 +258,9 @@ static void event_object(reader *r, event *e)
     }
 }
 
-/* Reads the whole file at path; fails the test unless it is one JSON object
- * whose traceEvents array holds only event objects. */
-static void read_trace(const char *path, reader *r)
+/* Reads the whole file at path and removes it; fails the test unless it is
+ * one JSON object whose traceEvents array holds only event objects. */
+static void take_trace(const char *path, reader *r)
 {
     FILE *f = fopen(path, "r");
     if (!f)
@@ -270,6 +270,7 @@ static void read_trace(const char *path, reader *r)
     ASSERT_LT(n, sizeof text - 1);
     text[n] = 0;
     fclose(f);
+    unlink(path);
     r->p = text;
     r->ev = calloc(MAX_EVENTS, sizeof *r->ev);
     ASSERT(r->ev);
@@ -365,6 +366,24 @@ static const char *trace_file(void)
     return path;
 }
 
+/* Runs fn(arg) as the main task of a runtime built from cfg, traced, and
+ * reads the trace back into r. */
+static void traced_run(weft_config cfg, weft_fn fn, void *arg, reader *r)
+{
+    cfg.trace_path = trace_file();
+    run_main(&cfg, fn, arg);
+    take_trace(cfg.trace_path, r);
+}
+
+/* Spawns fn as a task with that name and returns its join's result. */
+static int run_named(const char *name, weft_fn fn)
+{
+    weft_task *t;
+    weft_spawn_opts o = {.name = name};
+    ASSERT_OK(weft_spawn_ex(&t, &o, fn, NULL));
+    return weft_join(t, NULL);
+}
+
 /* ---- the trace ------------------------------------------------------------ */
 
 static void *yield_three_times(void *arg)
@@ -374,24 +393,17 @@ static void *yield_three_times(void *arg)
     return arg;
 }
 
-static void *spawn_yielder(void *arg)
+/* A task named `name` (the argument) yields three times and ends. */
+static void *run_yielder_named(void *name)
 {
-    (void)arg;
-    weft_task *t;
-    weft_spawn_opts o = {.name = "yielder"};
-    ASSERT_OK(weft_spawn_ex(&t, &o, yield_three_times, NULL));
-    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_OK(run_named(name, yield_three_times));
     return NULL;
 }
 
 TEST(trace_has_one_slice_per_run)
 {
-    const char *path = trace_file();
-    weft_config cfg = {.trace_path = path};
-    run_main_one_worker(&cfg, spawn_yielder, NULL);
     reader r;
-    read_trace(path, &r);
-    unlink(path);
+    traced_run((weft_config){.workers = 1}, run_yielder_named, "yielder", &r);
     check_tracks(&r, 1);
     /* Three yields and the end; main parks in its join and ends. */
     ASSERT_EQ(count_slices(&r, "yielder", NULL), 4);
@@ -419,12 +431,8 @@ TEST(trace_follows_yields_that_switch_straight_to_the_next_task)
 {
     /* With several runnable tasks a yield switches task to task without
      * the loop (weft__worker_yield_direct): each run is still one slice. */
-    const char *path = trace_file();
-    weft_config cfg = {.trace_path = path};
-    run_main_one_worker(&cfg, three_yielders, NULL);
     reader r;
-    read_trace(path, &r);
-    unlink(path);
+    traced_run((weft_config){.workers = 1}, three_yielders, NULL, &r);
     check_tracks(&r, 1);
     ASSERT_EQ(count_slices(&r, "peer", "yield"), 9);
     ASSERT_EQ(count_slices(&r, "peer", "exit"), 3);
@@ -456,12 +464,8 @@ static void *spawn_many(void *arg)
 
 TEST(trace_with_two_workers_has_a_track_each)
 {
-    const char *path = trace_file();
-    weft_config cfg = {.workers = 2, .trace_path = path};
-    run_main(&cfg, spawn_many, NULL);
     reader r;
-    read_trace(path, &r);
-    unlink(path);
+    traced_run((weft_config){.workers = 2}, spawn_many, NULL, &r);
     check_tracks(&r, 2);
     /* Wherever each run happened, every run is one slice. */
     ASSERT_EQ(count_slices(&r, "many", NULL), MANY_TASKS * (MANY_YIELDS + 1));
@@ -517,8 +521,7 @@ TEST(trace_of_an_embedded_executor)
     }
     weft_executor_destroy(ex);
     reader r;
-    read_trace(path, &r);
-    unlink(path);
+    take_trace(path, &r);
     check_tracks(&r, 1);
     ASSERT_EQ(count_slices(&r, "embedded", "park"), 1);
     ASSERT_EQ(count_slices(&r, "embedded", "yield"), 1);
@@ -586,25 +589,11 @@ TEST(a_trace_that_cannot_be_written_is_reported)
         FAILF("stderr was: %s", out);
 }
 
-static void *odd_names(void *arg)
-{
-    (void)arg;
-    weft_task *t;
-    weft_spawn_opts o = {.name = "say \"hi\"\\\t!"};
-    ASSERT_OK(weft_spawn_ex(&t, &o, yield_three_times, NULL));
-    ASSERT_OK(weft_join(t, NULL));
-    return NULL;
-}
-
 TEST(trace_escapes_task_and_queue_names)
 {
-    const char *path = trace_file();
     weft_queue_spec q[] = {{.name = "q\"1", .weight = 1}};
-    weft_config cfg = {.trace_path = path, .queues = q, .nqueues = 1};
-    run_main(&cfg, odd_names, NULL);
     reader r;
-    read_trace(path, &r);
-    unlink(path);
+    traced_run((weft_config){.queues = q, .nqueues = 1}, run_yielder_named, "say \"hi\"\\\t!", &r);
     ASSERT_EQ(count_slices(&r, "say \"hi\"\\\t!", NULL), 4);
     for (int i = 0; i < r.nev; i++)
         if (!strcmp(r.ev[i].ph, "X"))
@@ -619,23 +608,15 @@ static void *non_ascii_names(void *arg)
      * straddles the 31-byte limit (the name keeps the 30 bytes before it). */
     static const char *const names[] = {"na\xc3\xafve \xe2\x9c\x93 \xf0\x9d\x84\x9e", "bad\xff",
                                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9"};
-    for (int i = 0; i < 3; i++) {
-        weft_task *t;
-        weft_spawn_opts o = {.name = names[i]};
-        ASSERT_OK(weft_spawn_ex(&t, &o, yield_three_times, NULL));
-        ASSERT_OK(weft_join(t, NULL));
-    }
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(run_named(names[i], yield_three_times));
     return NULL;
 }
 
 TEST(trace_is_utf8_whatever_the_names)
 {
-    const char *path = trace_file();
-    weft_config cfg = {.trace_path = path};
-    run_main(&cfg, non_ascii_names, NULL);
     reader r;
-    read_trace(path, &r); /* fails on any string that is not UTF-8 */
-    unlink(path);
+    traced_run((weft_config){0}, non_ascii_names, NULL, &r); /* fails on a string not UTF-8 */
     ASSERT_EQ(count_slices(&r, "na\xc3\xafve \xe2\x9c\x93 \xf0\x9d\x84\x9e", NULL), 4);
     ASSERT_EQ(count_slices(&r, "bad\xef\xbf\xbd", NULL), 4); /* U+FFFD */
     ASSERT_EQ(count_slices(&r, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL), 4);
@@ -709,31 +690,43 @@ static void *yield_then_panic(void *arg)
 static void *spawn_panicker(void *arg)
 {
     (void)arg;
-    weft_task *t;
-    weft_spawn_opts o = {.name = "doomed"};
-    ASSERT_OK(weft_spawn_ex(&t, &o, yield_then_panic, NULL));
-    weft_join(t, NULL);
+    run_named("doomed", yield_then_panic);
     return NULL;
 }
 
-static char panic_trace[64];
+/* The runtime a child of traced_child runs, with one worker, traced to
+ * child_trace (named by the parent: the child has another pid). */
+static weft_config child_cfg;
+static weft_fn child_main;
+static char child_trace[64];
 
-static void run_until_panic(void)
+static void run_child(void)
 {
-    weft_config cfg = {.workers = 1, .trace_path = panic_trace};
-    weft_run(&cfg, spawn_panicker, NULL, NULL);
+    weft_config cfg = child_cfg;
+    cfg.workers = 1;
+    cfg.trace_path = child_trace;
+    weft_run(&cfg, child_main, NULL, NULL);
+}
+
+/* Runs main_fn traced in a child whose stderr goes to out, reads the trace
+ * it left into r and returns the child's wait status. */
+static int traced_child(weft_config cfg, weft_fn main_fn, char *out, size_t cap, reader *r)
+{
+    child_cfg = cfg;
+    child_main = main_fn;
+    snprintf(child_trace, sizeof child_trace, "%s", trace_file());
+    int status = run_captured(run_child, out, cap);
+    take_trace(child_trace, r);
+    return status;
 }
 
 TEST(a_panic_that_aborts_keeps_the_trace_so_far)
 {
-    snprintf(panic_trace, sizeof panic_trace, "%s", trace_file());
     char out[4096];
-    int status = run_captured(run_until_panic, out, sizeof out);
+    reader r;
+    int status = traced_child((weft_config){0}, spawn_panicker, out, sizeof out, &r);
     ASSERT(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
     ASSERT(strstr(out, "panicked: on purpose"));
-    reader r;
-    read_trace(panic_trace, &r);
-    unlink(panic_trace);
     /* The aborting worker's runs up to the panic, the panicking run
      * included, in a complete file. */
     check_tracks(&r, 1);
@@ -757,38 +750,25 @@ static void *misuse_a_waitgroup(void *arg)
 static void *spawn_misuser(void *arg)
 {
     (void)arg;
-    weft_task *t;
-    weft_spawn_opts o = {.name = "misuser"};
-    ASSERT_OK(weft_spawn_ex(&t, &o, misuse_a_waitgroup, NULL));
-    weft_join(t, NULL);
+    run_named("misuser", misuse_a_waitgroup);
     return NULL;
-}
-
-static void run_until_misuse(void)
-{
-    weft_config cfg = {.workers = 1, .trace_path = panic_trace};
-    weft_run(&cfg, spawn_misuser, NULL, NULL);
 }
 
 TEST(an_abort_for_a_misused_sync_object_keeps_the_trace_so_far)
 {
-    snprintf(panic_trace, sizeof panic_trace, "%s", trace_file());
     char out[4096];
-    int status = run_captured(run_until_misuse, out, sizeof out);
     reader r;
+    int status = traced_child((weft_config){0}, spawn_misuser, out, sizeof out, &r);
 #ifndef NDEBUG
     ASSERT(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
     ASSERT(strstr(out, "goes below zero"));
-    read_trace(panic_trace, &r);
     ASSERT_EQ(count_slices(&r, "misuser", "abort"), 1);
 #else
     /* Release builds do not check this misuse (sync.h): the count stays
      * at zero and the run ends normally, its trace complete. */
     ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    read_trace(panic_trace, &r);
     ASSERT_EQ(count_slices(&r, "misuser", "exit"), 1);
 #endif
-    unlink(panic_trace);
     check_tracks(&r, 1);
     ASSERT_EQ(count_slices(&r, "misuser", "yield"), 2);
     free(r.ev);
@@ -806,23 +786,14 @@ static void *close_a_ticker_whose_cleanup_fails(void *arg)
     return NULL;
 }
 
-static void run_until_cleanup_abort(void)
-{
-    weft_config cfg = {
-        .workers = 1, .trace_path = panic_trace, .on_cleanup_error = WEFT_CLEANUP_ABORT};
-    weft_run(&cfg, close_a_ticker_whose_cleanup_fails, NULL, NULL);
-}
-
 TEST(an_abort_for_a_failed_cleanup_keeps_the_trace_so_far)
 {
-    snprintf(panic_trace, sizeof panic_trace, "%s", trace_file());
     char out[4096];
-    int status = run_captured(run_until_cleanup_abort, out, sizeof out);
+    reader r;
+    int status = traced_child((weft_config){.on_cleanup_error = WEFT_CLEANUP_ABORT},
+                              close_a_ticker_whose_cleanup_fails, out, sizeof out, &r);
     ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
     ASSERT(strstr(out, "weft: cleanup TIMEOUT_REMOVE failed"));
-    reader r;
-    read_trace(panic_trace, &r);
-    unlink(panic_trace);
     check_tracks(&r, 1);
     /* The worker's maintenance task ran the cleanup and aborted in it. */
     ASSERT_EQ(count_slices(&r, "weft-maintenance", "abort"), 1);

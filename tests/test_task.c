@@ -95,6 +95,16 @@ static void *yielder(void *arg)
     return NULL;
 }
 
+/* Runs fn as the main task on one worker and returns what its tasks
+ * appended to `order`, as a string. */
+static const char *run_for_order(weft_fn fn)
+{
+    norder = 0;
+    run_main_one_worker(NULL, fn, NULL);
+    order[norder] = 0;
+    return order;
+}
+
 static void *main_yield_order(void *arg)
 {
     weft_task *a, *b;
@@ -106,10 +116,7 @@ static void *main_yield_order(void *arg)
 }
 TEST(yield_round_robin_order)
 {
-    norder = 0;
-    run_main_one_worker(NULL, main_yield_order, NULL);
-    order[norder] = 0;
-    ASSERT_STREQ(order, "ababab");
+    ASSERT_STREQ(run_for_order(main_yield_order), "ababab");
 }
 
 static void *append(void *arg)
@@ -143,10 +150,7 @@ static void *main_yield_direct_order(void *arg)
 }
 TEST(yield_switches_straight_to_the_next_task_in_order)
 {
-    norder = 0;
-    run_main_one_worker(NULL, main_yield_direct_order, NULL);
-    order[norder] = 0;
-    ASSERT_STREQ(order, "macmcc");
+    ASSERT_STREQ(run_for_order(main_yield_direct_order), "macmcc");
 }
 
 static void *main_lifo_hint(void *arg)
@@ -161,10 +165,7 @@ static void *main_lifo_hint(void *arg)
 }
 TEST(spawn_lifo_hint_runs_first)
 {
-    norder = 0;
-    run_main_one_worker(NULL, main_lifo_hint, NULL);
-    order[norder] = 0;
-    ASSERT_STREQ(order, "L12");
+    ASSERT_STREQ(run_for_order(main_lifo_hint), "L12");
 }
 
 static void *main_ids(void *arg)
