@@ -13,9 +13,9 @@
 #include "common/fault.h"
 #include "runtime/worker.h"
 
-static const char *state_of(const weft__worker *self, const weft_task *t)
+/* t's state, from s, one reading of its state word. */
+static const char *state_of(const weft__worker *self, const weft_task *t, uint64_t s)
 {
-    uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
     if (t == self->current)
         return "running (the caller)";
     if (s & TASK_COMPLETE)
@@ -46,7 +46,7 @@ static void print_task(FILE *m, const weft__worker *self, const weft_task *t, un
         fputc(' ', m);
         put_quoted(m, t->name);
     }
-    fprintf(m, ": %s, worker %u, queue %s", state_of(self, t), weft__task_owner(t)->index,
+    fprintf(m, ": %s, worker %u, queue %s", state_of(self, t, s), weft__task_owner(t)->index,
             rt->cfg.queues[t->queue].name);
     if (t->live_children)
         fprintf(m, ", %u child%s", t->live_children, t->live_children == 1 ? "" : "ren");

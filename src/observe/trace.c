@@ -24,7 +24,7 @@ struct weft__trace {
     pthread_mutex_t lock; /* over file and error */
     FILE *file;
     int error;         /* the first failed write's errno; later writes are skipped */
-    bool tail_written; /* by weft__trace_abort: nothing more is appended */
+    bool tail_written; /* the JSON is ended: nothing more is appended */
     uint64_t t0_ns;
     int pid;
     char path[];
@@ -75,16 +75,26 @@ int weft__trace_open(weft__runtime *rt, const char *path)
     return 0;
 }
 
+/* Ends the JSON, once (after the first failed write, never): under the
+ * lock, or once no worker writes any more. */
+static void end_file(struct weft__trace *tr)
+{
+    if (tr->error || tr->tail_written)
+        return;
+    errno = 0;
+    if (fputs("\n]}\n", tr->file) == EOF)
+        tr->error = errno ? errno : EIO;
+    tr->tail_written = true;
+}
+
 void weft__trace_close(weft__runtime *rt)
 {
     struct weft__trace *tr = rt->trace;
     if (!tr)
         return;
     rt->trace = NULL;
+    end_file(tr);
     int e = tr->error;
-    errno = 0;
-    if (!e && (tr->tail_written || fputs("\n]}\n", tr->file) == EOF))
-        e = tr->tail_written ? 0 : errno ? errno : EIO;
     errno = 0;
     if (fclose(tr->file) != 0 && !e)
         e = errno ? errno : EIO;
@@ -111,7 +121,36 @@ static void flush(weft__worker *w)
     b->len = 0;
 }
 
-static void emit(weft__worker *w, const weft_task *t, const char *how);
+/* One slice: t's run on w from the run's start until now. */
+static void emit(weft__worker *w, const weft_task *t, const char *how)
+{
+    struct weft__trace *tr = w->rt->trace;
+    weft__trace_buf *b = w->trace;
+    uint64_t end = weft_now_ns();
+    uint64_t start = b->run_start_ns < tr->t0_ns ? tr->t0_ns : b->run_start_ns;
+    if (end < start)
+        end = start;
+    uint64_t ts = start - tr->t0_ns, dur = end - start;
+
+    char name[TASK_NAME_MAX * 6 + 1], queue[TRACE_QUEUE_NAME_MAX];
+    if (t->name)
+        escape(name, sizeof name, t->name);
+    else
+        snprintf(name, sizeof name, "task %llu", (unsigned long long)t->entity.task_id);
+    escape(queue, sizeof queue, w->rt->cfg.queues[t->queue].name);
+
+    if (b->len + TRACE_EVENT_MAX > TRACE_BUF_BYTES)
+        flush(w);
+    int n = snprintf(b->text + b->len, TRACE_BUF_BYTES - b->len,
+                     ",\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":%d,\"tid\":%u,"
+                     "\"ts\":%llu.%03llu,\"dur\":%llu.%03llu,"
+                     "\"args\":{\"task\":%llu,\"end\":\"%s\"}}",
+                     name, queue, tr->pid, w->index, (unsigned long long)(ts / 1000),
+                     (unsigned long long)(ts % 1000), (unsigned long long)(dur / 1000),
+                     (unsigned long long)(dur % 1000), (unsigned long long)t->entity.task_id, how);
+    if (n > 0 && (size_t)n < TRACE_BUF_BYTES - b->len)
+        b->len += (size_t)n;
+}
 
 void weft__trace_abort(weft__worker *w)
 {
@@ -122,10 +161,7 @@ void weft__trace_abort(weft__worker *w)
         emit(w, w->current, "abort");
     flush(w);
     pthread_mutex_lock(&tr->lock);
-    if (!tr->error && !tr->tail_written) {
-        fputs("\n]}\n", tr->file);
-        tr->tail_written = true;
-    }
+    end_file(tr);
     fflush(tr->file);
     pthread_mutex_unlock(&tr->lock);
 }
@@ -166,35 +202,4 @@ void weft__trace_run_end(weft__worker *w, const weft_task *t, weft__switch_reaso
         [SWITCH_EXIT] = "exit",
     };
     emit(w, t, ends[why]);
-}
-
-/* One slice: t's run on w from the run's start until now. */
-static void emit(weft__worker *w, const weft_task *t, const char *how)
-{
-    struct weft__trace *tr = w->rt->trace;
-    weft__trace_buf *b = w->trace;
-    uint64_t end = weft_now_ns();
-    uint64_t start = b->run_start_ns < tr->t0_ns ? tr->t0_ns : b->run_start_ns;
-    if (end < start)
-        end = start;
-    uint64_t ts = start - tr->t0_ns, dur = end - start;
-
-    char name[TASK_NAME_MAX * 6 + 1], queue[TRACE_QUEUE_NAME_MAX];
-    if (t->name)
-        escape(name, sizeof name, t->name);
-    else
-        snprintf(name, sizeof name, "task %llu", (unsigned long long)t->entity.task_id);
-    escape(queue, sizeof queue, w->rt->cfg.queues[t->queue].name);
-
-    if (b->len + TRACE_EVENT_MAX > TRACE_BUF_BYTES)
-        flush(w);
-    int n = snprintf(b->text + b->len, TRACE_BUF_BYTES - b->len,
-                     ",\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":%d,\"tid\":%u,"
-                     "\"ts\":%llu.%03llu,\"dur\":%llu.%03llu,"
-                     "\"args\":{\"task\":%llu,\"end\":\"%s\"}}",
-                     name, queue, tr->pid, w->index, (unsigned long long)(ts / 1000),
-                     (unsigned long long)(ts % 1000), (unsigned long long)(dur / 1000),
-                     (unsigned long long)(dur % 1000), (unsigned long long)t->entity.task_id, how);
-    if (n > 0 && (size_t)n < TRACE_BUF_BYTES - b->len)
-        b->len += (size_t)n;
 }
