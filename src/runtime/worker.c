@@ -674,8 +674,8 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
  * that parked a while ago comes back to a stack that is cold in the caches
  * and the TLB, and its return into the entry frame (and the end-of-task
  * protocol there) would then wait for that memory. With 100k parked tasks
- * (weft_micro sleep, warm rounds) this halves the time: 112-126 ms a round
- * without, 60-75 ms with, whichever of 2 to 4 lines, read or write. Cheap
+ * (weft_micro sleep, warm rounds) this halves the time: 112-128 ms a round
+ * without, 60-76 ms with, whichever of 2 to 4 lines, read or write. Cheap
  * when the stack is hot. */
 static inline __attribute__((always_inline)) void prefetch_stack_top(const weft_task *t)
 {
