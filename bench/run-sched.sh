@@ -8,7 +8,7 @@
 # usage: bench/run-sched.sh [priority|tail|overhead|yield_maybe]...   (none = all)
 # env:   WEFT_SCHED_BENCH  path of weft_sched_bench
 #                          (default build/release/bench/weft_sched_bench)
-# Takes about 90 s for all four (priority alone ~50 s, tail ~35 s).
+# Takes about 110 s for all four (priority alone ~50 s, tail ~55 s).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bench=${WEFT_SCHED_BENCH:-$root/build/release/bench/weft_sched_bench}
@@ -96,9 +96,9 @@ awk '
         print ""
         print "| policy | thin p50 | thin p99 | fat p50 | fat p99 | thin p99 ÷ FIFO |"
         print "|---|---:|---:|---:|---:|---:|"
-        split("fifo las qlas", tk, " ")
-        split("runnable FIFO|LAS|QLAS", tl, "|")
-        for (i = 1; i <= 3; i++) {
+        split("fifo las qlas arrival_fifo qlas_q2ms", tk, " ")
+        split("runnable FIFO|LAS|QLAS|arrival FIFO (context)|QLAS, quantum 2 ms (context)", tl, "|")
+        for (i = 1; i <= 5; i++) {
             p = "tail_" tk[i] "_"
             r = "n/a"
             if (has(p "thin_p99_us") && get("tail_fifo_thin_p99_us") > 0)
