@@ -5,7 +5,9 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include "common/fault.h"
 #include "common/runclock.h"
+#include "io/timer.h"
 
 /* Generous: CI machines are shared and noisy. We check that a sleep is never
  * early and not absurdly late. */
@@ -145,6 +147,240 @@ TEST(cancelling_sleepers_removes_their_timers)
     run_main(NULL, main_cancel_half, NULL);
 }
 
+/* Deadlines in arrival order go to the timer lane, others to the heap
+ * (io/timer.h); firing must follow the deadlines across both. Offsets in
+ * ms from base: the increasing run 20, 24, 28, 32, ... is the lane's, each
+ * smaller one after it the heap's. */
+static const int mixed_ms[] = {20, 24, 28, 22, 32, 36, 26, 40, 30, 44, 21, 48, 50, 23, 52, 54};
+#define NMIXED ((int)(sizeof mixed_ms / sizeof mixed_ms[0]))
+static int mixed_woken[NMIXED];
+
+static void *sleep_mixed(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    if (++nstarted == NMIXED)
+        order_base = weft_now_ns();
+    while (nstarted < NMIXED)
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_sleep_until(order_base + (uint64_t)mixed_ms[i] * 1000000));
+    mixed_woken[nwoken++] = mixed_ms[i];
+    return NULL;
+}
+
+static void *main_mixed(void *arg)
+{
+    nwoken = nstarted = 0;
+    for (int i = 0; i < NMIXED; i++)
+        ASSERT_OK(weft_spawn(NULL, sleep_mixed, (void *)(intptr_t)i));
+    ASSERT_OK(weft_wait_children());
+    ASSERT_EQ(nwoken, NMIXED);
+    for (int i = 1; i < NMIXED; i++)
+        ASSERT_LT(mixed_woken[i - 1], mixed_woken[i]);
+    return NULL;
+}
+TEST(sleepers_wake_in_deadline_order_across_lane_and_heap)
+{
+    run_main_one_worker(NULL, main_mixed, NULL);
+}
+
+/* ---- the timer structure itself, against a model -------------------------
+ * Timers with stand-in tasks (arming sets task->armed_timer; nothing here
+ * fires, which would wake the task). Every deadline is distinct, (value <<
+ * 20) | id, so the model can name the timer the structure must give next. */
+
+#define MODEL_TIMERS 2048
+
+static weft_task model_tasks[MODEL_TIMERS];
+static weft__timer model_timers[MODEL_TIMERS];
+
+static uint64_t model_rng = 0x5eed;
+static uint64_t model_next(void)
+{
+    model_rng ^= model_rng << 13;
+    model_rng ^= model_rng >> 7;
+    model_rng ^= model_rng << 17;
+    return model_rng;
+}
+
+/* Every armed timer is where its index says; the counts and the next
+ * deadline agree with the model. Returns the armed timer due first. */
+static weft__timer *model_check(weft__timers *h)
+{
+    uint32_t armed = 0, in_lane = 0;
+    weft__timer *first = NULL;
+    for (int i = 0; i < MODEL_TIMERS; i++) {
+        weft__timer *t = &model_timers[i];
+        if (!t->armed) {
+            ASSERT(model_tasks[i].armed_timer == NULL);
+            continue;
+        }
+        armed++;
+        ASSERT(model_tasks[i].armed_timer == t);
+        if (t->in_lane) {
+            in_lane++;
+            ASSERT(h->lane[t->index & (h->lane_cap - 1)].timer == t);
+            ASSERT_EQ(h->lane[t->index & (h->lane_cap - 1)].when, t->when);
+        } else {
+            ASSERT_LT(t->index, h->len);
+            ASSERT(h->v[t->index].timer == t);
+        }
+        if (!first || t->when < first->when)
+            first = t;
+    }
+    ASSERT_EQ(weft__timer_count(h), armed);
+    ASSERT_EQ(h->lane_live, in_lane);
+    ASSERT_EQ(weft__timer_next(h), first ? first->when : UINT64_MAX);
+    /* Holes never outnumber live lane timers by more than compaction
+     * allows (3 to 1, past its minimum span). */
+    uint32_t span = h->lane_tail - h->lane_head;
+    ASSERT(span < 64 || span - h->lane_live <= 3 * h->lane_live);
+    return first;
+}
+
+static weft__timer *model_pick_armed(bool armed)
+{
+    int i = (int)(model_next() % MODEL_TIMERS);
+    for (int k = 0; k < MODEL_TIMERS; k++, i = (i + 1) % MODEL_TIMERS)
+        if (model_timers[i].armed == armed)
+            return &model_timers[i];
+    return NULL;
+}
+
+TEST(timer_lane_and_heap_agree_with_a_model)
+{
+    weft__timers h = {0};
+    for (int i = 0; i < MODEL_TIMERS; i++)
+        model_timers[i] = (weft__timer){.task = &model_tasks[i]};
+    uint64_t clock = 1000; /* the value part of the latest in-order deadline */
+    unsigned lane_adds = 0, heap_adds = 0;
+    for (int step = 0; step < 200000; step++) {
+        uint64_t op = model_next() % 100;
+        if (op < 45) { /* arm: mostly in order, like fixed-length sleeps */
+            weft__timer *t = model_pick_armed(false);
+            if (!t)
+                continue;
+            uint64_t id = (uint64_t)(t - model_timers);
+            uint64_t value = op < 35 ? (clock += model_next() % 3) : clock - model_next() % 500;
+            t->when = value << 20 | id;
+            ASSERT_OK(weft__timer_add(&h, t));
+            ASSERT(t->armed);
+            if (t->in_lane)
+                lane_adds++;
+            else
+                heap_adds++;
+        } else if (op < 70) { /* disarm any one */
+            weft__timer *t = model_pick_armed(true);
+            if (t)
+                weft__timer_remove(&h, t);
+        } else { /* fire the first, as weft__timer_expire does */
+            weft__timer *t = model_check(&h);
+            if (t)
+                weft__timer_remove(&h, t);
+        }
+        model_check(&h);
+    }
+    /* Both structures were exercised. */
+    ASSERT_GT(lane_adds, 1000);
+    ASSERT_GT(heap_adds, 1000);
+    while (model_check(&h))
+        weft__timer_remove(&h, model_check(&h));
+    ASSERT_EQ(weft__timer_count(&h), 0);
+    weft__timers_fini(&h);
+}
+
+#define BURST 5000
+static weft_task burst_tasks[BURST];
+static weft__timer burst[BURST];
+
+static void burst_arm(weft__timers *h, int i, uint64_t when)
+{
+    burst[i] = (weft__timer){.when = when, .task = &burst_tasks[i]};
+    ASSERT_OK(weft__timer_add(h, &burst[i]));
+}
+
+/* Fires (removes) every armed timer in burst, checking that each comes
+ * out in deadline order and that a lane timer is where its index says. */
+static void burst_drain_in_order(weft__timers *h)
+{
+    uint64_t last = 0;
+    while (weft__timer_count(h)) {
+        uint64_t next = weft__timer_next(h);
+        ASSERT_GT(next, last);
+        weft__timer *t = NULL;
+        for (int i = 0; i < BURST && !t; i++)
+            if (burst[i].armed && burst[i].when == next)
+                t = &burst[i];
+        ASSERT(t != NULL);
+        if (t->in_lane)
+            ASSERT(h->lane[t->index & (h->lane_cap - 1)].timer == t);
+        weft__timer_remove(h, t);
+        ASSERT(!t->armed);
+        last = next;
+    }
+}
+
+TEST(timer_lane_compacts_grows_and_gives_memory_back)
+{
+    weft__timers h = {0};
+    /* In order: all in the lane. */
+    for (int i = 0; i < BURST; i++)
+        burst_arm(&h, i, 1000 + (uint64_t)i);
+    for (int i = 0; i < BURST; i++)
+        ASSERT(burst[i].in_lane);
+    ASSERT_EQ(h.len, 0);
+    /* Disarm 7 in 8, never the head: holes pile up until compaction packs
+     * the lane (without it the span would stay 5000). */
+    for (int i = 0; i < BURST; i++)
+        if (i % 8 != 0)
+            weft__timer_remove(&h, &burst[i]);
+    uint32_t live = h.lane_live, span = h.lane_tail - h.lane_head;
+    ASSERT_EQ(live, BURST / 8);
+    ASSERT_LE(span, 4 * live);
+    /* Fired in order; the lane, once empty, frees its 8192 slots. */
+    burst_drain_in_order(&h);
+    ASSERT(h.lane == NULL);
+    ASSERT_EQ(h.lane_cap, 0);
+
+    /* Growth while the live window wraps round the ring: positions keep
+     * their numbers. */
+    uint32_t start = h.lane_tail; /* positions run on from the last burst */
+    for (int i = 0; i < 60; i++)
+        burst_arm(&h, i, 5000 + (uint64_t)i);
+    for (int i = 0; i < 50; i++)
+        weft__timer_remove(&h, &burst[i]);
+    ASSERT_EQ(h.lane_head - start, 50);
+    ASSERT_EQ(h.lane_cap, 64);
+    for (int i = 60; i < 140; i++)
+        burst_arm(&h, i, 5000 + (uint64_t)i);
+    ASSERT_EQ(h.lane_cap, 128);
+    burst_drain_in_order(&h);
+    weft__timers_fini(&h);
+
+    /* A lane that cannot grow passes the timer to the heap; a heap that
+     * cannot grow fails the arming and leaves the timer disarmed. */
+    h = (weft__timers){0};
+    for (int i = 0; i < 64; i++)
+        burst_arm(&h, i, 10000 + (uint64_t)i);
+    ASSERT_EQ(h.lane_cap, 64);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    burst_arm(&h, 64, 20000);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT(!burst[64].in_lane);
+    ASSERT_EQ(h.len, 1);
+    for (int i = 65; i < 128; i++) /* earlier than the lane's last: heap */
+        burst_arm(&h, i, 100 + (uint64_t)i);
+    ASSERT_EQ(h.len, h.cap);
+    burst[128] = (weft__timer){.when = 50, .task = &burst_tasks[128]};
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    ASSERT_EQ(weft__timer_add(&h, &burst[128]), -ENOMEM);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT(!burst[128].armed);
+    ASSERT(burst_tasks[128].armed_timer == NULL);
+    ASSERT_EQ(weft__timer_count(&h), 128);
+    burst_drain_in_order(&h);
+    weft__timers_fini(&h);
+}
+
 /* The run clock against CLOCK_MONOTONIC: each real reading b, taken
  * between two run-clock readings a and c, must lie between them, give or
  * take the extrapolation error (well under a microsecond in theory; the
@@ -206,6 +442,9 @@ TEST(run_clock_without_the_tsc_reads_the_real_clock)
 }
 
 TEST_MAIN(CASE(sleep_is_never_early), CASE(sleepers_wake_in_deadline_order),
-          CASE(hundred_thousand_sleepers), CASE(cancelling_sleepers_removes_their_timers),
+          CASE(sleepers_wake_in_deadline_order_across_lane_and_heap),
+          CASE(timer_lane_and_heap_agree_with_a_model),
+          CASE(timer_lane_compacts_grows_and_gives_memory_back), CASE(hundred_thousand_sleepers),
+          CASE(cancelling_sleepers_removes_their_timers),
           CASE(run_clock_follows_the_monotonic_clock),
           CASE(run_clock_without_the_tsc_reads_the_real_clock))

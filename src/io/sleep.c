@@ -1,5 +1,5 @@
 /* Sleeping: a timer record on the sleeping task's stack, armed in the
- * worker's heap, and a park until it fires. */
+ * worker's timers, and a park until it fires. */
 #include <errno.h>
 #include <weft/io.h>
 
@@ -34,7 +34,7 @@ static int sleep_until(uint64_t abs_ns, uint64_t now)
             return -ECANCELED;
         }
         /* Woken early and moved to another worker, which disarmed the
-         * timer: arm it again in this worker's heap. */
+         * timer: arm it again on this worker. */
         if (!timer.fired && !timer.armed) {
             if (weft_now_ns() >= timer.when)
                 break;

@@ -1,5 +1,6 @@
-/* The timer heap; see timer.h. A 4-ary heap is shallower than a binary one
- * (half the levels) and its four children share a cache line of pointers. */
+/* The timer lane and heap; see timer.h. A 4-ary heap is shallower than a
+ * binary one (half the levels) and its four children share a cache line of
+ * pointers. */
 #include "io/timer.h"
 
 #include <errno.h>
@@ -9,13 +10,13 @@
 #include "common/fault.h"
 #include "runtime/worker.h"
 
-static void place(weft__timer_heap *h, uint32_t i, weft__timer_slot slot)
+static void place(weft__timers *h, uint32_t i, weft__timer_slot slot)
 {
     h->v[i] = slot;
     slot.timer->index = i;
 }
 
-static void sift_up(weft__timer_heap *h, uint32_t i)
+static void sift_up(weft__timers *h, uint32_t i)
 {
     weft__timer_slot slot = h->v[i];
     while (i > 0) {
@@ -28,7 +29,7 @@ static void sift_up(weft__timer_heap *h, uint32_t i)
     place(h, i, slot);
 }
 
-static void sift_down(weft__timer_heap *h, uint32_t i)
+static void sift_down(weft__timers *h, uint32_t i)
 {
     weft__timer_slot slot = h->v[i];
     for (;;) {
@@ -48,32 +49,127 @@ static void sift_down(weft__timer_heap *h, uint32_t i)
     place(h, i, slot);
 }
 
-int weft__timer_add(weft__timer_heap *h, weft__timer *t)
+/* ---- the lane ------------------------------------------------------------ */
+
+/* Compaction waits for this many positions, so that a small lane with a
+ * few holes is left alone. */
+#define LANE_COMPACT_MIN 64
+/* An empty lane keeps its array up to this many slots (16 KiB). */
+#define LANE_KEEP_SLOTS 1024
+
+static inline weft__timer_slot *lane_slot(weft__timers *h, uint32_t pos)
 {
-    if (h->len == h->cap) {
-        uint32_t cap = h->cap ? h->cap * 2 : 64;
-        weft__timer_slot *v = NULL;
-        if (!weft__fault_hit(WEFT_FAULT_ALLOC))
-            v = realloc(h->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        h->v = v;
-        h->cap = cap;
+    return &h->lane[pos & (h->lane_cap - 1)];
+}
+
+/* Doubles the ring. Positions are free-running and at most lane_cap of them
+ * are in use, so each keeps its number (and each timer its index): only
+ * the slot it maps to changes. */
+static int lane_grow(weft__timers *h)
+{
+    uint32_t cap = h->lane_cap ? h->lane_cap * 2 : 64;
+    if (cap == 0) /* 2^32 slots: give the timer to the heap */
+        return -ENOMEM;
+    weft__timer_slot *v = NULL;
+    if (!weft__fault_hit(WEFT_FAULT_ALLOC))
+        v = malloc((size_t)cap * sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    for (uint32_t pos = h->lane_head; pos != h->lane_tail; pos++)
+        v[pos & (cap - 1)] = *lane_slot(h, pos);
+    free(h->lane);
+    h->lane = v;
+    h->lane_cap = cap;
+    return 0;
+}
+
+/* Appends t if its deadline keeps the lane in order. False: the heap's. */
+static bool lane_add(weft__timers *h, weft__timer *t)
+{
+    if (h->lane_live && t->when < h->lane_last)
+        return false;
+    if (h->lane_tail - h->lane_head == h->lane_cap && lane_grow(h) < 0)
+        return false;
+    uint32_t pos = h->lane_tail++;
+    *lane_slot(h, pos) = (weft__timer_slot){t->when, t};
+    t->index = pos;
+    t->in_lane = true;
+    h->lane_last = t->when;
+    h->lane_live++;
+    return true;
+}
+
+/* Moves the live timers together at the head, in order, and renumbers
+ * them. Reads run ahead of writes, so it works in place. */
+static void lane_compact(weft__timers *h)
+{
+    uint32_t to = h->lane_head;
+    for (uint32_t pos = h->lane_head; pos != h->lane_tail; pos++) {
+        weft__timer_slot slot = *lane_slot(h, pos);
+        if (!slot.timer)
+            continue;
+        slot.timer->index = to;
+        *lane_slot(h, to++) = slot;
+    }
+    h->lane_tail = to;
+}
+
+static void lane_remove(weft__timers *h, weft__timer *t)
+{
+    lane_slot(h, t->index)->timer = NULL;
+    h->lane_live--;
+    if (t->index == h->lane_head) {
+        /* Keep the head live: skip the holes behind it. */
+        do
+            h->lane_head++;
+        while (h->lane_head != h->lane_tail && !lane_slot(h, h->lane_head)->timer);
+        if (h->lane_head == h->lane_tail && h->lane_cap > LANE_KEEP_SLOTS) {
+            free(h->lane); /* empty after a burst: give the memory back */
+            h->lane = NULL;
+            h->lane_cap = 0;
+        }
+        return;
+    }
+    uint32_t span = h->lane_tail - h->lane_head;
+    if (span >= LANE_COMPACT_MIN && span - h->lane_live > 3 * h->lane_live)
+        lane_compact(h);
+}
+
+/* ---- the heap and the pair ----------------------------------------------- */
+
+int weft__timer_add(weft__timers *h, weft__timer *t)
+{
+    if (!lane_add(h, t)) {
+        if (h->len == h->cap) {
+            uint32_t cap = h->cap ? h->cap * 2 : 64;
+            weft__timer_slot *v = NULL;
+            if (!weft__fault_hit(WEFT_FAULT_ALLOC))
+                v = realloc(h->v, cap * sizeof *v);
+            if (!v)
+                return -ENOMEM;
+            h->v = v;
+            h->cap = cap;
+        }
+        t->in_lane = false;
+        place(h, h->len++, (weft__timer_slot){t->when, t});
+        sift_up(h, t->index);
     }
     t->armed = true;
     t->fired = false;
     t->task->armed_timer = t;
-    place(h, h->len++, (weft__timer_slot){t->when, t});
-    sift_up(h, t->index);
     return 0;
 }
 
-void weft__timer_remove(weft__timer_heap *h, weft__timer *t)
+void weft__timer_remove(weft__timers *h, weft__timer *t)
 {
     if (!t->armed)
         return;
     t->armed = false;
     t->task->armed_timer = NULL;
+    if (t->in_lane) {
+        lane_remove(h, t);
+        return;
+    }
     uint32_t i = t->index;
     weft__timer_slot last = h->v[--h->len];
     if (last.timer == t)
@@ -85,21 +181,34 @@ void weft__timer_remove(weft__timer_heap *h, weft__timer *t)
         sift_down(h, i);
 }
 
-unsigned weft__timer_expire(weft__timer_heap *h, uint64_t now)
+unsigned weft__timer_expire(weft__timers *h, uint64_t now)
 {
     unsigned n = 0;
-    while (h->len && h->v[0].when <= now) {
-        weft__timer *t = h->v[0].timer;
+    for (;;) {
+        /* The earlier of the two heads; the lane's on a tie. */
+        weft__timer *t = NULL;
+        uint64_t when = UINT64_MAX;
+        if (h->lane_live) {
+            weft__timer_slot *head = lane_slot(h, h->lane_head);
+            t = head->timer;
+            when = head->when;
+        }
+        if (h->len && h->v[0].when < when) {
+            t = h->v[0].timer;
+            when = h->v[0].when;
+        }
+        if (!t || when > now)
+            return n;
         weft__timer_remove(h, t);
         t->fired = true;
         weft__task_wake(t->task);
         n++;
     }
-    return n;
 }
 
-void weft__timer_heap_fini(weft__timer_heap *h)
+void weft__timers_fini(weft__timers *h)
 {
     free(h->v);
-    *h = (weft__timer_heap){0};
+    free(h->lane);
+    *h = (weft__timers){0};
 }

@@ -27,7 +27,7 @@ static void fill_worker(const weft__worker *w, weft_stats *out)
     out->stacks_live = w->stacks.live;
     out->stacks_pooled = w->stacks.pooled;
     out->stack_bytes_mapped = w->stacks.bytes_mapped;
-    out->timers_armed = w->timers.len;
+    out->timers_armed = weft__timer_count(&w->timers);
     for (unsigned op = 0; op < WEFT__MAX_OPCODES; op++)
         out->ops_issued += w->ring.ops[op];
     out->cqes = w->ring.cqes;

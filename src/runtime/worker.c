@@ -340,7 +340,7 @@ static void give(weft__worker *w, weft__worker *to, weft_task *first, weft_task 
 {
     for (weft_task *t = first; t; t = t->rq_next) {
         /* A runnable task's timer (a deadline, or a sleep it was woken from
-         * early) has nothing left to wake; it sits in this worker's heap,
+         * early) has nothing left to wake; it sits in this worker's timers,
          * which only this thread may touch. The task re-arms it on the new
          * worker if it still needs it. */
         if (t->armed_timer)
@@ -601,7 +601,7 @@ int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
 /* ---- running tasks -------------------------------------------------------- */
 
 /* A parked task that a waker on another worker may keep: stealable, no
- * timer in this worker's heap, and a queue policy that keeps nothing about
+ * timer armed on this worker, and a queue policy that keeps nothing about
  * it (no exit hook to call on this thread). Nothing here can become true
  * of the task again until it runs. */
 static bool wake_movable(const weft__worker *w, const weft_task *t)
@@ -801,7 +801,7 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
 {
     uint64_t now = read_clock(w);
     drain_remote(w);
-    if (w->timers.len)
+    if (weft__timer_count(&w->timers))
         weft__timer_expire(&w->timers, now);
     bool other_io = w->ring.inflight > (w->wake_armed ? 1u : 0u) || w->ring.pending_sqes;
     if (timeout_ns == 0 && !other_io)
@@ -1049,7 +1049,7 @@ void weft__worker_fini(weft__worker *w)
     close(w->wake_fd);
     free(w->direct_owner);
     free(w->close_slots);
-    weft__timer_heap_fini(&w->timers);
+    weft__timers_fini(&w->timers);
     weft__sched_fini(&w->sched);
 }
 

@@ -1,6 +1,6 @@
 /* Workers and the runtime (internal).
  *
- * A worker owns one io_uring, its queues, one timer heap and one stack
+ * A worker owns one io_uring, its queues, its timers and one stack
  * pool, and resumes only its own tasks. Its scheduler loop runs on the
  * thread's own stack (the worker fiber); a task runs until it yields, parks
  * or ends, and then switches back to that loop.
@@ -76,7 +76,7 @@ typedef struct weft__worker {
     uint64_t yield_calls;      /* yield_maybe calls since its last clock read */
     uint64_t yield_last_ns;    /* yield_maybe's last clock read */
     weft__stack_pool stacks;
-    weft__timer_heap timers;
+    weft__timers timers;
     weft__ring ring;
     weft__record_pool records; /* task records */
     weft__worker_counters count;

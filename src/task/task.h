@@ -91,7 +91,7 @@ struct weft_task {
     void *arg;
     union {
         void *result; /* once COMPLETE */
-        /* While live: the timer armed for it in its worker's heap (a sleep or
+        /* While live: the timer armed for it on its worker (a sleep or
          * a deadline; a task parks on one at a time), or NULL. A hand-over
          * disarms it (io/timer.h). */
         struct weft__timer *armed_timer;
