@@ -51,10 +51,13 @@ static void sift_down(weft__timers *h, uint32_t i)
 
 /* ---- the lane ------------------------------------------------------------ */
 
+/* The first ring's size. */
+#define LANE_MIN_SLOTS 64
 /* Compaction waits for this many positions, so that a small lane with a
  * few holes is left alone. */
 #define LANE_COMPACT_MIN 64
-/* An empty lane keeps its array up to this many slots (16 KiB). */
+/* A lane keeps its ring up to this many slots (16 KiB) however few timers
+ * it holds, even none. */
 #define LANE_KEEP_SLOTS 1024
 
 static inline weft__timer_slot *lane_slot(weft__timers *h, uint32_t pos)
@@ -62,14 +65,11 @@ static inline weft__timer_slot *lane_slot(weft__timers *h, uint32_t pos)
     return &h->lane[pos & (h->lane_cap - 1)];
 }
 
-/* Doubles the ring. Positions are free-running and at most lane_cap of them
- * are in use, so each keeps its number (and each timer its index): only
- * the slot it maps to changes. */
-static int lane_grow(weft__timers *h)
+/* Moves the ring to an array of cap slots (a power of two that holds the
+ * span). Positions are free-running, so each keeps its number (and each
+ * timer its index): only the slot it maps to changes. */
+static int lane_resize(weft__timers *h, uint32_t cap)
 {
-    uint32_t cap = h->lane_cap ? h->lane_cap * 2 : 64;
-    if (cap == 0) /* 2^32 slots: give the timer to the heap */
-        return -ENOMEM;
     weft__timer_slot *v = NULL;
     if (!weft__fault_hit(WEFT_FAULT_ALLOC))
         v = malloc((size_t)cap * sizeof *v);
@@ -88,8 +88,13 @@ static bool lane_add(weft__timers *h, weft__timer *t)
 {
     if (h->lane_live && t->when < h->lane_last)
         return false;
-    if (h->lane_tail - h->lane_head == h->lane_cap && lane_grow(h) < 0)
-        return false;
+    if (h->lane_tail - h->lane_head == h->lane_cap) {
+        uint32_t cap = h->lane_cap ? h->lane_cap * 2 : LANE_MIN_SLOTS;
+        /* cap 0: 2^32 slots, beyond any lane; the heap takes the timer,
+         * as it does when memory runs out. */
+        if (cap == 0 || lane_resize(h, cap) < 0)
+            return false;
+    }
     uint32_t pos = h->lane_tail++;
     *lane_slot(h, pos) = (weft__timer_slot){t->when, t};
     t->index = pos;
@@ -114,25 +119,55 @@ static void lane_compact(weft__timers *h)
     h->lane_tail = to;
 }
 
-static void lane_remove(weft__timers *h, weft__timer *t)
+/* After a disarm: packs the lane when holes outnumber live timers 3 to 1,
+ * and gives memory back when the span uses an eighth of the ring or less
+ * (halving to a ring of 4 slots or more per position in use, never below
+ * LANE_KEEP_SLOTS; an empty lane above that frees its ring). Each costs
+ * O(span), after at least as many disarms or firings: amortised O(1). */
+static void lane_tidy(weft__timers *h)
 {
-    lane_slot(h, t->index)->timer = NULL;
-    h->lane_live--;
-    if (t->index == h->lane_head) {
-        /* Keep the head live: skip the holes behind it. */
-        do
-            h->lane_head++;
-        while (h->lane_head != h->lane_tail && !lane_slot(h, h->lane_head)->timer);
-        if (h->lane_head == h->lane_tail && h->lane_cap > LANE_KEEP_SLOTS) {
-            free(h->lane); /* empty after a burst: give the memory back */
-            h->lane = NULL;
-            h->lane_cap = 0;
-        }
+    uint32_t span = h->lane_tail - h->lane_head;
+    if (span >= LANE_COMPACT_MIN && span - h->lane_live > 3 * h->lane_live) {
+        lane_compact(h);
+        span = h->lane_live;
+    }
+    if (h->lane_cap <= LANE_KEEP_SLOTS || span > h->lane_cap / 8)
+        return;
+    if (span == 0) {
+        free(h->lane);
+        h->lane = NULL;
+        h->lane_cap = 0;
         return;
     }
-    uint32_t span = h->lane_tail - h->lane_head;
-    if (span >= LANE_COMPACT_MIN && span - h->lane_live > 3 * h->lane_live)
-        lane_compact(h);
+    uint32_t cap = h->lane_cap;
+    while (cap / 2 >= LANE_KEEP_SLOTS && span <= cap / 8)
+        cap /= 2;
+    (void)lane_resize(h, cap); /* no memory: keep the larger ring */
+}
+
+static void lane_remove(weft__timers *h, weft__timer *t)
+{
+    uint32_t pos = t->index;
+    lane_slot(h, pos)->timer = NULL;
+    h->lane_live--;
+    if (h->lane_live == 0) {
+        h->lane_head = h->lane_tail; /* only holes were left */
+    } else if (pos == h->lane_head) {
+        /* Keep the head live: skip the holes behind it (a live timer
+         * lies ahead, so this stops before the tail). */
+        do
+            h->lane_head++;
+        while (!lane_slot(h, h->lane_head)->timer);
+    } else if (pos == h->lane_tail - 1) {
+        /* The last appended timer went (a timeout disarmed when its op
+         * completed): the lane's order is now set by the live one before
+         * it, so the next in-order deadlines still come here. */
+        do
+            h->lane_tail--;
+        while (!lane_slot(h, h->lane_tail - 1)->timer);
+        h->lane_last = lane_slot(h, h->lane_tail - 1)->when;
+    }
+    lane_tidy(h);
 }
 
 /* ---- the heap and the pair ----------------------------------------------- */

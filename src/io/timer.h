@@ -14,9 +14,11 @@
  * sleeper's stack: with 100k sleepers that is a cache and TLB miss per
  * level, eight levels per firing. The lane writes a timer's position once,
  * when it is armed, from its own stack. Disarming a lane timer leaves a
- * hole (timer NULL) where it was, skipped when the head reaches it; when
- * holes outnumber live timers three to one, the lane is compacted, which
- * rewrites the live timers' positions (amortised O(1) a disarm). */
+ * hole (timer NULL) where it was, skipped when the head reaches it; the
+ * last one appended also moves the end back, so lane_last stays a live
+ * deadline. When holes outnumber live timers three to one the lane is
+ * compacted, which rewrites the live timers' positions, and a ring eight
+ * times bigger than its span is halved (both amortised O(1) a disarm). */
 #ifndef WEFT_IO_TIMER_H
 #define WEFT_IO_TIMER_H
 
@@ -50,7 +52,7 @@ typedef struct weft__timers {
      * at head is always live (lane_live > 0) or the lane is empty. */
     weft__timer_slot *lane;
     uint32_t lane_head, lane_tail, lane_cap, lane_live;
-    uint64_t lane_last; /* deadline of the last timer appended */
+    uint64_t lane_last; /* deadline at the lane's end (the latest live one) */
 } weft__timers;
 
 void weft__timers_fini(weft__timers *h);
