@@ -84,6 +84,10 @@ awk -v threads="$threads" '
         row("100k sleeps warm ms", k, "", k, k, "≤ 0.5× Tokio warm", "tokio", k, 0.5)
         row("1M sleepers RSS bytes/task", "sleep_1m_tasks_per_task_bytes", "", "", "",
             "≤ 6 KiB (6144 B)", "", "", 6144)
+        # Not a target: the second storm, on reused records.
+        if (has("weft", "spawn_join_warm_ns_per_task"))
+            printf "\nspawn+join again in the same runtime, on reused task records: %s ns/task (Tokio prints no such figure).\n", \
+                show("weft", "spawn_join_warm_ns_per_task")
         # Not a target: what 100k fresh pages cost on this machine, the floor
         # under a cold round that gives each sleeper a stack page of its own.
         if (has("weft", "fresh_page_x100000_ms")) {
