@@ -55,8 +55,12 @@ static void populate(char *chunk, size_t bytes)
 /* A 2 MiB-aligned chunk advised onto a huge page, or NULL. On the machines
  * measured, fresh memory costs about 1.4 ns a byte on 4 KiB pages even when
  * populated (each page's first access still traps to the hypervisor) and
- * 0.06 ns on a huge page. Where huge pages are off the advice is ignored and
- * the chunk is an ordinary populated one. */
+ * 0.06 ns on a huge page, as long as the host still backs the guest memory
+ * behind it. Memory the guest has reported free to the host (8 MiB blocks,
+ * some seconds after it was freed) must be backed anew, and then a huge
+ * page costs about 2.2 ns a byte too: nothing here can avoid that. Where
+ * huge pages are off the advice is ignored and the chunk is an ordinary
+ * populated one. */
 static char *map_huge_chunk(void)
 {
     if (weft__fault_hit(WEFT_FAULT_MMAP))
