@@ -14,6 +14,14 @@ static void expect_einval(const weft_config *cfg, const char *needle)
         FAILF("message \"%s\" lacks \"%s\"", msg, needle);
 }
 
+/* Never called: the table it is in is refused. */
+static void push_nowhere(void *state, weft_sched_entity *e)
+{
+    (void)state;
+    (void)e;
+    FAILF("a refused policy was used");
+}
+
 TEST(bad_configs_are_refused_with_a_reason)
 {
     weft_queue_spec dup[] = {{.name = "fg", .weight = 2}, {.name = "fg", .weight = 1}};
@@ -49,7 +57,60 @@ TEST(bad_configs_are_refused_with_a_reason)
     expect_einval(&c11, "queues: NULL");
     weft_config c12 = {.on_cleanup_error = (weft_cleanup_policy)9};
     expect_einval(&c12, "on_cleanup_error");
+    static const weft_policy no_pop = {.name = "half", .push = push_nowhere};
+    weft_queue_spec popless[] = {{.name = "q", .weight = 1, .policy = &no_pop}};
+    weft_config c13 = {.queues = popless, .nqueues = 1};
+    expect_einval(&c13, "queue 'q': its policy 'half' has no pop");
+    static const weft_policy nothing_set = {0};
+    weft_queue_spec empty_policy[] = {{.name = "q", .weight = 1, .policy = &nothing_set}};
+    weft_config c14 = {.queues = empty_policy, .nqueues = 1};
+    expect_einval(&c14, "queue 'q': its policy has no push");
     ASSERT_EQ(weft_run(NULL, NULL, NULL, NULL), -EINVAL);
+}
+
+/* A policy with only the two required hooks: a LIFO stack through link[0],
+ * its state zeroed by the runtime in place of an init. */
+static void stack_push(void *state, weft_sched_entity *e)
+{
+    weft_sched_entity **top = state;
+    e->link[0] = *top;
+    *top = e;
+}
+
+static weft_sched_entity *stack_pop(void *state)
+{
+    weft_sched_entity **top = state;
+    weft_sched_entity *e = *top;
+    if (e)
+        *top = e->link[0];
+    return e;
+}
+
+static void *spawn_ten(void *arg)
+{
+    (void)arg;
+    weft_task *ts[10];
+    for (int i = 0; i < 10; i++)
+        ASSERT_OK(weft_spawn(&ts[i], nothing, (void *)(intptr_t)i));
+    for (int i = 0; i < 10; i++) {
+        void *r;
+        ASSERT_OK(weft_join(ts[i], &r));
+        ASSERT_EQ((intptr_t)r, i);
+    }
+    return (void *)7;
+}
+
+TEST(a_policy_with_only_push_and_pop_runs)
+{
+    static const weft_policy minimal = {.name = "stack",
+                                        .state_size = sizeof(weft_sched_entity *),
+                                        .push = stack_push,
+                                        .pop = stack_pop};
+    weft_queue_spec qs[] = {{.name = "q", .weight = 1, .policy = &minimal}};
+    weft_config cfg = {.workers = 1, .queues = qs, .nqueues = 1};
+    void *r;
+    ASSERT_OK(weft_run(&cfg, spawn_ten, NULL, &r));
+    ASSERT_EQ((intptr_t)r, 7);
 }
 
 TEST(good_configs_run)
@@ -115,5 +176,5 @@ TEST(queue_names_are_validated_at_spawn)
     run_main(&cfg, spawn_on_queue, NULL);
 }
 
-TEST_MAIN(CASE(bad_configs_are_refused_with_a_reason), CASE(good_configs_run), CASE(worker_counts),
-          CASE(queue_names_are_validated_at_spawn))
+TEST_MAIN(CASE(bad_configs_are_refused_with_a_reason), CASE(a_policy_with_only_push_and_pop_runs),
+          CASE(good_configs_run), CASE(worker_counts), CASE(queue_names_are_validated_at_spawn))

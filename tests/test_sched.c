@@ -334,10 +334,22 @@ static int failing_init(void *state, const void *config)
 {
     return -EDOM;
 }
+/* Never called: the start fails first. A policy needs both to pass the
+ * config check, which comes before any init. */
+static void unused_push(void *state, weft_sched_entity *e)
+{
+    FAILF("push on a policy whose init failed");
+}
+static weft_sched_entity *unused_pop(void *state)
+{
+    FAILF("pop on a policy whose init failed");
+}
 static const weft_policy broken = {
     .name = "broken",
     .state_size = 8,
     .init = failing_init,
+    .push = unused_push,
+    .pop = unused_pop,
 };
 
 TEST(a_policy_that_fails_to_init_fails_the_start)

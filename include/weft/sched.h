@@ -25,9 +25,11 @@ typedef struct weft_sched_entity {
     void *link[4];                    /* policy-owned scratch, intrusive */
 } weft_sched_entity;
 
+/* push and pop are required (weft_run refuses a queue whose policy lacks
+ * either, with -EINVAL); every other hook may be NULL. */
 typedef struct weft_policy {
     const char *name;
-    size_t state_size;
+    size_t state_size; /* zeroed before init */
     /* Returns 0 or -errno (the runtime then fails to start with it). */
     int (*init)(void *state, const void *config);
     void (*fini)(void *state);
@@ -35,7 +37,11 @@ typedef struct weft_policy {
     void (*push)(void *state, weft_sched_entity *e);
     /* The next entity to run, removed from the policy; NULL when empty. */
     weft_sched_entity *(*pop)(void *state);
-    /* e leaves without running (it was pushed and not yet popped). */
+    /* e leaves without being popped. The runtime does not call this today:
+     * every task leaves its policy through pop (a cancelled queued task is
+     * popped and ends at once; a task handed to another worker is popped,
+     * then exit is called). Kept so that a policy stays complete for uses
+     * that take a task out early, as the built-ins and their tests do. */
     void (*remove)(void *state, weft_sched_entity *e);
     /* e ran for ran_ns (called after each run, before e is pushed again). */
     void (*charge)(void *state, weft_sched_entity *e, uint64_t ran_ns);

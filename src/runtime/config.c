@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <weft/sched.h>
 
 #include "context/stack.h"
 
@@ -48,6 +49,13 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
         if (q->weight == 0 || q->weight > WEFT_MAX_WEIGHT)
             return weft__config_reject("queue '%s': weight %u is outside 1..%d", q->name, q->weight,
                                        WEFT_MAX_WEIGHT);
+        /* A user policy's table: without push and pop the worker would call
+         * through NULL at the first spawn into the queue. */
+        if (q->policy && (!q->policy->push || !q->policy->pop))
+            return weft__config_reject(
+                "queue '%s': its policy%s%s%s has no %s", q->name, q->policy->name ? " '" : "",
+                q->policy->name ? q->policy->name : "", q->policy->name ? "'" : "",
+                !q->policy->push ? "push" : "pop");
         for (size_t j = 0; j < i; j++)
             if (strcmp(out->queues[j].name, q->name) == 0)
                 return weft__config_reject(

@@ -24,7 +24,9 @@ int weft__sched_init(weft__sched *s, const weft_config *cfg)
         q->weight = spec->weight;
         q->policy = spec->policy ? spec->policy : &weft_policy_runnable_fifo;
         q->state = weft__calloc(1, q->policy->state_size ? q->policy->state_size : 1);
-        int r = q->state ? q->policy->init(q->state, spec->policy_config) : -ENOMEM;
+        int r = !q->state         ? -ENOMEM
+                : q->policy->init ? q->policy->init(q->state, spec->policy_config)
+                                  : 0; /* no init: the state starts zeroed */
         if (r < 0) {
             free(q->state);
             q->state = NULL;
