@@ -39,9 +39,9 @@ typedef struct weft_policy {
     weft_sched_entity *(*pop)(void *state);
     /* e leaves without being popped. The runtime does not call this today:
      * every task leaves its policy through pop (a cancelled queued task is
-     * popped and ends at once; a task handed to another worker is popped,
-     * then exit is called). Kept so that a policy stays complete for uses
-     * that take a task out early, as the built-ins and their tests do. */
+     * popped like any other, then ends or sees its cancellation; a task
+     * handed to another worker is popped, then exit is called). The
+     * built-ins implement it, and their tests call it directly. */
     void (*remove)(void *state, weft_sched_entity *e);
     /* e ran for ran_ns (called after each run, before e is pushed again). */
     void (*charge)(void *state, weft_sched_entity *e, uint64_t ran_ns);
