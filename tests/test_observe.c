@@ -967,6 +967,40 @@ static void *orphan_main(void *arg)
     return NULL;
 }
 
+/* Whatever bytes a program puts in names and tags, each task stays one
+ * line: control characters, and quotes inside quotes, show as '?'. */
+static void *odd_names_main(void *arg)
+{
+    (void)arg;
+    static const char *const tags[] = {"t\tab", "it's", NULL};
+    weft_spawn_opts o = {.name = "two\nlines'", .queue = "q\nx", .tags = tags};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, sleep_long, NULL));
+    weft_yield();
+    char *text = dump();
+    /* Its state (queued or parked) depends on when its queue's turn came. */
+    char head[64];
+    snprintf(head, sizeof head, "\n  task %llu 'two?lines?': ", (unsigned long long)id_of(t));
+    const char *line = strstr(text, head);
+    if (!line)
+        FAILF("no one-line task %llu in the dump:\n%s", (unsigned long long)id_of(t), text);
+    const char *end = strchr(line + 1, '\n');
+    const char *tail = ", worker 0, queue q?x, tags 't?ab','it?s'\n";
+    if (!end || strncmp(end + 1 - strlen(tail), tail, strlen(tail)))
+        FAILF("task line not as expected:\n%s", text);
+    free(text);
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    return NULL;
+}
+
+TEST(dump_keeps_odd_names_on_one_line)
+{
+    weft_queue_spec qs[] = {{.name = "default", .weight = 1}, {.name = "q\nx", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 2};
+    run_main_one_worker(&cfg, odd_names_main, NULL);
+}
+
 TEST(dump_lists_adopted_orphans)
 {
     weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
@@ -1111,5 +1145,6 @@ TEST_MAIN(CASE(busy_and_idle_time_account_for_the_run),
           CASE(trace_path_errors_stop_the_run_before_it_starts),
           CASE(a_trace_that_cannot_be_written_is_reported),
           CASE(trace_escapes_task_and_queue_names), CASE(every_allocation_of_a_traced_run_can_fail),
-          CASE(dump_shows_the_tree_with_states), CASE(dump_lists_adopted_orphans),
-          CASE(dump_errors), CASE(dump_while_other_workers_spawn_and_finish))
+          CASE(dump_shows_the_tree_with_states), CASE(dump_keeps_odd_names_on_one_line),
+          CASE(dump_lists_adopted_orphans), CASE(dump_errors),
+          CASE(dump_while_other_workers_spawn_and_finish))
