@@ -669,10 +669,18 @@ static void *queue_json(void *arg)
     if (!strstr(text, "{\"name\": \"bad\\ufffd\\\"q\\u0001\","))
         FAILF("queue name not escaped as JSON wants: %s", text);
     free(text);
+    /* The text table keeps each queue on its row, the name padded to 12. */
+    m = open_memstream(&text, &len);
+    weft_stats_print_queues(m, q, 1);
+    fclose(m);
+    const char *row = strchr(text, '\n');
+    if (!row || strncmp(row + 1, "bad\xff\"q?     ", 12) || strchr(row + 1, '\n')[1] != '\0')
+        FAILF("queue row not one line: %s", text);
+    free(text);
     return NULL;
 }
 
-TEST(queue_stats_json_is_utf8_whatever_the_names)
+TEST(queue_stats_stay_well_formed_whatever_the_names)
 {
     weft_queue_spec q[] = {{.name = "bad\xff\"q\x01", .weight = 1}};
     weft_config cfg = {.queues = q, .nqueues = 1};
@@ -991,13 +999,28 @@ static void *odd_names_main(void *arg)
     free(text);
     ASSERT_OK(weft_cancel(t));
     ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    /* Unquoted, a queue name keeps its quotes; DEL is a control character. */
+    weft_spawn_opts o2 = {.name = "quoted", .queue = "a'b\x7f"};
+    ASSERT_OK(weft_spawn_ex(&t, &o2, sleep_long, NULL));
+    text = dump();
+    snprintf(head, sizeof head, "\n  task %llu 'quoted': ", (unsigned long long)id_of(t));
+    line = strstr(text, head);
+    end = line ? strchr(line + 1, '\n') : NULL;
+    tail = ", worker 0, queue a'b?\n";
+    if (!end || strncmp(end + 1 - strlen(tail), tail, strlen(tail)))
+        FAILF("task line not as expected:\n%s", text);
+    free(text);
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
     return NULL;
 }
 
 TEST(dump_keeps_odd_names_on_one_line)
 {
-    weft_queue_spec qs[] = {{.name = "default", .weight = 1}, {.name = "q\nx", .weight = 1}};
-    weft_config cfg = {.queues = qs, .nqueues = 2};
+    weft_queue_spec qs[] = {{.name = "default", .weight = 1},
+                            {.name = "q\nx", .weight = 1},
+                            {.name = "a'b\x7f", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 3};
     run_main_one_worker(&cfg, odd_names_main, NULL);
 }
 
@@ -1137,7 +1160,7 @@ TEST_MAIN(CASE(busy_and_idle_time_account_for_the_run),
           CASE(trace_follows_yields_that_switch_straight_to_the_next_task),
           CASE(trace_is_utf8_whatever_the_names),
           CASE(names_are_cut_at_a_character_boundary_on_every_spawn_path),
-          CASE(queue_stats_json_is_utf8_whatever_the_names),
+          CASE(queue_stats_stay_well_formed_whatever_the_names),
           CASE(a_panic_that_aborts_keeps_the_trace_so_far),
           CASE(an_abort_for_a_misused_sync_object_keeps_the_trace_so_far),
           CASE(an_abort_for_a_failed_cleanup_keeps_the_trace_so_far),

@@ -25,8 +25,11 @@ typedef struct weft_sched_entity {
     void *link[4];                    /* policy-owned scratch, intrusive */
 } weft_sched_entity;
 
-/* push and pop are required (weft_run refuses a queue whose policy lacks
- * either, with -EINVAL); every other hook may be NULL. */
+/* push and pop are required (weft_run and weft_executor_create refuse a
+ * queue whose policy lacks either, with -EINVAL); every other hook may be
+ * NULL. A pop does not always lead to a run: a worker handing tasks to an
+ * idle one pops its queue and pushes back, unrun and uncharged, the tasks
+ * that must stay. */
 typedef struct weft_policy {
     const char *name;
     size_t state_size; /* zeroed before init */

@@ -84,3 +84,13 @@ void weft__json_write_string(FILE *f, const char *s)
     }
     fputc('"', f);
 }
+
+size_t weft__write_one_line(FILE *f, const char *s, bool quoted)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        fputc(c < 0x20 || c == 0x7f || (quoted && c == '\'') ? '?' : c, f);
+    }
+    return n;
+}

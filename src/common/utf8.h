@@ -1,9 +1,11 @@
 /* The user's strings (task and queue names) in places that need whole
  * characters or JSON, which must be UTF-8: cutting a name to a length
- * without splitting a character, and escaping it into a JSON string. */
+ * without splitting a character, and escaping it into a JSON string; and
+ * keeping one on one line of text. */
 #ifndef WEFT_COMMON_UTF8_H
 #define WEFT_COMMON_UTF8_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -25,5 +27,11 @@ size_t weft__json_escape_step(const char *s, char out[6], size_t *used);
 
 /* Writes s to f as a JSON string, quotes included. */
 void weft__json_write_string(FILE *f, const char *s);
+
+/* Writes s to f on one line whatever it holds, for text meant to be read
+ * line by line (the task dump, the queue table): a control character shows
+ * as '?', and so does a single quote when quoted is set (the caller puts s
+ * between single quotes). Returns the bytes written. */
+size_t weft__write_one_line(FILE *f, const char *s, bool quoted);
 
 #endif

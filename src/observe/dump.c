@@ -11,6 +11,7 @@
 #include <weft/stats.h>
 
 #include "common/fault.h"
+#include "common/utf8.h"
 #include "runtime/worker.h"
 
 /* t's state, from s, one reading of its state word. */
@@ -27,18 +28,10 @@ static const char *state_of(const weft__worker *self, const weft_task *t, uint64
     return "blocked";
 }
 
-/* The user's string, one line whatever it holds: a control character shows
- * as '?', and so does a quote when the string is between quotes. */
-static void put_one_line(FILE *m, const char *s, bool quoted)
-{
-    for (; *s; s++)
-        fputc((unsigned char)*s < 0x20 || *s == 0x7f || (quoted && *s == '\'') ? '?' : *s, m);
-}
-
 static void put_quoted(FILE *m, const char *s)
 {
     fputc('\'', m);
-    put_one_line(m, s, true);
+    weft__write_one_line(m, s, true);
     fputc('\'', m);
 }
 
@@ -54,7 +47,7 @@ static void print_task(FILE *m, const weft__worker *self, const weft_task *t, un
     /* Queue names stay unquoted, as the config spelled them, but one line
      * each too. */
     fprintf(m, ": %s, worker %u, queue ", state_of(self, t, s), weft__task_owner(t)->index);
-    put_one_line(m, rt->cfg.queues[t->queue].name, false);
+    weft__write_one_line(m, rt->cfg.queues[t->queue].name, false);
     if (t->live_children)
         fprintf(m, ", %u child%s", t->live_children, t->live_children == 1 ? "" : "ren");
     if (s & TASK_CANCELLED)

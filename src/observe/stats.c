@@ -258,14 +258,18 @@ void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n)
 {
     fprintf(f, "%-12s %7s %8s %8s %10s %8s %8s %8s %10s %10s\n", "queue", "weight", "w-share",
             "cpu", "runs", "slices", "exhaust", "preempt", "delay-p50", "delay-p99");
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        /* The name as the config spelled it, padded to 12, one line. */
+        for (size_t w = weft__write_one_line(f, q[i].name, false); w < 12; w++)
+            fputc(' ', f);
         fprintf(f,
-                "%-12s %7u %7.1f%% %7.1f%% %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+                " %7u %7.1f%% %7.1f%% %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
                 " %8" PRIu64 "us %8" PRIu64 "us\n",
-                q[i].name, q[i].weight, 100 * q[i].weight_share, 100 * q[i].service_share,
-                q[i].runs, q[i].slices, q[i].slice_exhaustions, q[i].preemptions,
+                q[i].weight, 100 * q[i].weight_share, 100 * q[i].service_share, q[i].runs,
+                q[i].slices, q[i].slice_exhaustions, q[i].preemptions,
                 weft_queue_stats_delay_quantile(&q[i], 0.5) / 1000,
                 weft_queue_stats_delay_quantile(&q[i], 0.99) / 1000);
+    }
 }
 
 void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n)
