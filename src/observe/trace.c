@@ -20,6 +20,8 @@
 #define TRACE_EVENT_MAX      1024
 #define TRACE_QUEUE_NAME_MAX 200
 
+typedef char trace_queue_name[TRACE_QUEUE_NAME_MAX];
+
 struct weft__trace {
     pthread_mutex_t lock; /* over file and error */
     FILE *file;
@@ -27,6 +29,9 @@ struct weft__trace {
     bool tail_written; /* the JSON is ended: nothing more is appended */
     uint64_t t0_ns;
     int pid;
+    /* Each queue's name as the inside of a JSON string, escaped once here
+     * rather than at every slice; in the same block, after path. */
+    trace_queue_name *queues;
     char path[];
 };
 
@@ -51,10 +56,15 @@ static void escape(char *out, size_t cap, const char *s)
 int weft__trace_open(weft__runtime *rt, const char *path)
 {
     size_t len = strlen(path);
-    struct weft__trace *tr = weft__malloc(sizeof *tr + len + 1);
+    /* The escaped queue names go after the path, 16-byte aligned. */
+    size_t names_at = (sizeof(struct weft__trace) + len + 1 + 15) & ~(size_t)15;
+    struct weft__trace *tr = weft__malloc(names_at + rt->cfg.nqueues * sizeof(trace_queue_name));
     if (!tr)
         return -ENOMEM;
     memcpy(tr->path, path, len + 1);
+    tr->queues = (trace_queue_name *)((char *)tr + names_at);
+    for (size_t i = 0; i < rt->cfg.nqueues; i++)
+        escape(tr->queues[i], sizeof tr->queues[i], rt->cfg.queues[i].name);
     tr->file = weft__fault_hit(WEFT_FAULT_ALLOC) ? (errno = ENOMEM, NULL) : fopen(path, "we");
     if (!tr->file) {
         int e = errno;
@@ -132,12 +142,12 @@ static void emit(weft__worker *w, const weft_task *t, const char *how)
         end = start;
     uint64_t ts = start - tr->t0_ns, dur = end - start;
 
-    char name[TASK_NAME_MAX * 6 + 1], queue[TRACE_QUEUE_NAME_MAX];
+    char name[TASK_NAME_MAX * 6 + 1];
     if (t->name)
         escape(name, sizeof name, t->name);
     else
         snprintf(name, sizeof name, "task %llu", (unsigned long long)t->entity.task_id);
-    escape(queue, sizeof queue, w->rt->cfg.queues[t->queue].name);
+    const char *queue = tr->queues[t->queue];
 
     if (b->len + TRACE_EVENT_MAX > TRACE_BUF_BYTES)
         flush(w);
