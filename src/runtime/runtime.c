@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <weft/runtime.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define WEFT_HAVE_VALGRIND 1
+#endif
 
 #include "common/fault.h"
 #include "observe/trace.h"
@@ -52,7 +56,20 @@ void weft__runtime_teardown(weft__runtime *rt)
     weft__trace_close(rt);
 }
 
-/* workers = 0: $WEFT_WORKERS, else the CPUs this thread may run on. */
+/* Valgrind (3.19) treats io_uring_enter as a call that does not block and
+ * keeps its global lock through it: a worker parked in its ring stops every
+ * other thread, and a runtime of several workers hangs (docs/stacks.md). */
+static bool under_valgrind(void)
+{
+#ifdef WEFT_HAVE_VALGRIND
+    return RUNNING_ON_VALGRIND;
+#else
+    return false;
+#endif
+}
+
+/* workers = 0: $WEFT_WORKERS, else the CPUs this thread may run on (one
+ * under valgrind). */
 static int resolve_workers(weft__runtime *rt)
 {
     unsigned n = rt->cfg.workers;
@@ -67,10 +84,15 @@ static int resolve_workers(weft__runtime *rt)
         } else {
             cpu_set_t set;
             n = sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
-            if (n == 0)
+            if (n == 0 || under_valgrind())
                 n = 1;
         }
     }
+    if (n > 1 && under_valgrind())
+        fprintf(stderr,
+                "weft: %u workers under valgrind may hang (it holds its lock through "
+                "io_uring_enter); use one (docs/stacks.md)\n",
+                n);
     rt->nworkers = n;
     rt->threaded = n > 1;
     return 0;
