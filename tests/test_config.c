@@ -92,17 +92,25 @@ static weft_sched_entity *stack_pop(void *state)
     return e;
 }
 
-static void *spawn_ten(void *arg)
+/* Spawns n tasks of fn, task i with argument i, and checks that each one
+ * joins with i as its result. */
+static void spawn_join_each_returns_its_index(weft_fn fn, int n)
 {
-    (void)arg;
-    weft_task *ts[10];
-    for (int i = 0; i < 10; i++)
-        ASSERT_OK(weft_spawn(&ts[i], nothing, (void *)(intptr_t)i));
-    for (int i = 0; i < 10; i++) {
+    weft_task *ts[32];
+    ASSERT_LE(n, 32);
+    for (int i = 0; i < n; i++)
+        ASSERT_OK(weft_spawn(&ts[i], fn, (void *)(intptr_t)i));
+    for (int i = 0; i < n; i++) {
         void *r;
         ASSERT_OK(weft_join(ts[i], &r));
         ASSERT_EQ((intptr_t)r, i);
     }
+}
+
+static void *spawn_ten(void *arg)
+{
+    (void)arg;
+    spawn_join_each_returns_its_index(nothing, 10);
     return (void *)7;
 }
 
@@ -134,16 +142,8 @@ static void *yield_sleep_return(void *arg)
 static void *busy_children(void *arg)
 {
     (void)arg;
-    for (int round = 0; round < 2; round++) {
-        weft_task *ts[20];
-        for (int i = 0; i < 20; i++)
-            ASSERT_OK(weft_spawn(&ts[i], yield_sleep_return, (void *)(intptr_t)i));
-        for (int i = 0; i < 20; i++) {
-            void *r;
-            ASSERT_OK(weft_join(ts[i], &r));
-            ASSERT_EQ((intptr_t)r, i);
-        }
-    }
+    for (int round = 0; round < 2; round++)
+        spawn_join_each_returns_its_index(yield_sleep_return, 20);
     return NULL;
 }
 #endif
