@@ -220,20 +220,10 @@ unsigned weft__timer_expire(weft__timers *h, uint64_t now)
 {
     unsigned n = 0;
     for (;;) {
-        /* The earlier of the two heads; the lane's on a tie. */
-        weft__timer *t = NULL;
-        uint64_t when = UINT64_MAX;
-        if (h->lane_live) {
-            weft__timer_slot *head = lane_slot(h, h->lane_head);
-            t = head->timer;
-            when = head->when;
-        }
-        if (h->len && h->v[0].when < when) {
-            t = h->v[0].timer;
-            when = h->v[0].when;
-        }
-        if (!t || when > now)
+        const weft__timer_slot *first = weft__timer_first(h);
+        if (!first || first->when > now)
             return n;
+        weft__timer *t = first->timer;
         weft__timer_remove(h, t);
         t->fired = true;
         weft__task_wake(t->task);

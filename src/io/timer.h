@@ -70,12 +70,20 @@ static inline uint32_t weft__timer_count(const weft__timers *h)
 {
     return h->len + h->lane_live;
 }
+/* The slot of the timer due first, the earlier of the two heads (the
+ * lane's on a tie), or NULL when no timer is armed. */
+static inline const weft__timer_slot *weft__timer_first(const weft__timers *h)
+{
+    const weft__timer_slot *lane = h->lane_live ? &h->lane[h->lane_head & (h->lane_cap - 1)] : NULL;
+    if (h->len && (!lane || h->v[0].when < lane->when))
+        return &h->v[0];
+    return lane;
+}
 /* Earliest deadline, or UINT64_MAX when no timer is armed. */
 static inline uint64_t weft__timer_next(const weft__timers *h)
 {
-    uint64_t heap = h->len ? h->v[0].when : UINT64_MAX;
-    uint64_t lane = h->lane_live ? h->lane[h->lane_head & (h->lane_cap - 1)].when : UINT64_MAX;
-    return heap < lane ? heap : lane;
+    const weft__timer_slot *first = weft__timer_first(h);
+    return first ? first->when : UINT64_MAX;
 }
 /* Fires every timer due at `now`: marks it and wakes its task. Returns how
  * many fired. */
