@@ -3,6 +3,7 @@
 
 #if __has_include(<valgrind/valgrind.h>) && !defined(__SANITIZE_ADDRESS__) &&                    \
     !defined(__SANITIZE_THREAD__)
+#include <sched.h>
 #include <valgrind/valgrind.h>
 #define CAN_VALGRIND 1
 #endif
@@ -129,7 +130,6 @@ TEST(a_policy_with_only_push_and_pop_runs)
 
 static void *count_workers(void *arg);
 
-#ifdef CAN_VALGRIND
 static void *yield_sleep_return(void *arg)
 {
     for (int i = 0; i < 3; i++) {
@@ -139,34 +139,89 @@ static void *yield_sleep_return(void *arg)
     return arg;
 }
 
-static void *busy_children(void *arg)
+static void *block_ms(void *arg)
+{
+    usleep((useconds_t)(uintptr_t)arg * 1000);
+    return arg;
+}
+
+/* Work that makes idle workers park: tasks that yield, sleep on the timers
+ * and end (a stack reused by the next ones), joins that wake a task of
+ * another worker, and a blocking-pool job whose thread must run while every
+ * worker waits for it. */
+static void *park_often(void *arg)
 {
     (void)arg;
     for (int round = 0; round < 2; round++)
         spawn_join_each_returns_its_index(yield_sleep_return, 20);
+    void *r;
+    ASSERT_OK(weft_spawn_blocking(block_ms, (void *)20, &r));
+    ASSERT_EQ((uintptr_t)r, 20);
     return NULL;
 }
-#endif
 
-/* Under valgrind a runtime of several workers hangs (docs/stacks.md), so
- * the default worker count there is one. This case runs itself under
- * valgrind (memcheck), bounded by timeout(1) so that a hang cannot outlive
- * it. */
-TEST(under_valgrind_one_worker_by_default_and_no_memcheck_error)
+static void with_park_env(const char *value, void (*body)(void))
+{
+    const char *old = getenv("WEFT_PARK");
+    char *saved = old ? strdup(old) : NULL;
+    if (value)
+        setenv("WEFT_PARK", value, 1);
+    else
+        unsetenv("WEFT_PARK");
+    body();
+    if (saved) {
+        setenv("WEFT_PARK", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("WEFT_PARK");
+    }
+}
+
+static void run_park_often_on_1_and_2_workers(void)
+{
+    for (unsigned w = 1; w <= 2; w++) {
+        weft_config cfg = {.workers = w};
+        ASSERT_OK(weft_run(&cfg, park_often, NULL, NULL));
+    }
+}
+
+static void refuse_bad_park(void)
+{
+    weft_config cfg = {.workers = 1};
+    ASSERT_EQ(weft_run(&cfg, nothing, NULL, NULL), -EINVAL);
+    ASSERT(strstr(weft_last_config_error(), "WEFT_PARK") != NULL);
+}
+
+/* $WEFT_PARK=poll: workers sleep in ppoll on their ring's fd (the default
+ * under valgrind). Wakes from other workers and from the blocking pool's
+ * thread end that sleep as they end an io_uring_enter. */
+TEST(workers_parked_in_ppoll_wake_for_timers_other_workers_and_the_pool)
+{
+    with_park_env("poll", run_park_often_on_1_and_2_workers);
+    with_park_env("enter", run_park_often_on_1_and_2_workers);
+    with_park_env("sometimes", refuse_bad_park);
+}
+
+/* Under valgrind, whose lock io_uring_enter would keep, workers park in
+ * ppoll (docs/stacks.md): a run of one or two workers whose workers park
+ * while the others, or the blocking pool's thread, have work must finish.
+ * This case runs itself under valgrind (memcheck), bounded by timeout(1) so
+ * that a hang cannot outlive it, and fails on any error memcheck reports. */
+TEST(under_valgrind_workers_park_without_hanging_and_no_memcheck_error)
 {
 #ifndef CAN_VALGRIND
     printf("  sanitizer build or no valgrind headers: valgrind cannot run this binary\n");
     exit(TEST_SKIP_CODE);
 #else
     if (RUNNING_ON_VALGRIND) {
-        weft_config cfg = {0}; /* workers = 0: the default */
+        /* The default worker count is the CPU count there too. */
+        cpu_set_t set;
+        ASSERT_OK(sched_getaffinity(0, sizeof set, &set));
+        weft_config cfg = {0};
         void *n;
         ASSERT_OK(weft_run(&cfg, count_workers, NULL, &n));
-        ASSERT_EQ((uintptr_t)n, 1);
-        /* And memcheck finds nothing wrong in task switches on registered
-         * stacks: tasks that yield, sleep on the timers and end, and a
-         * stack reused by the next ones (any error fails valgrind's exit). */
-        ASSERT_OK(weft_run(&cfg, busy_children, NULL, NULL));
+        ASSERT_EQ((uintptr_t)n, (uintptr_t)CPU_COUNT(&set));
+        run_park_often_on_1_and_2_workers();
         return;
     }
     if (access("/usr/bin/valgrind", X_OK) != 0) {
@@ -179,13 +234,14 @@ TEST(under_valgrind_one_worker_by_default_and_no_memcheck_error)
     ASSERT(len > 0);
     self[len] = 0;
     unsetenv("WEFT_WORKERS");
+    unsetenv("WEFT_PARK");
     pid_t pid = fork();
     ASSERT(pid >= 0);
     if (pid == 0) {
         /* KILL: a valgrind stuck under its own lock ignores SIGTERM. */
-        execl("/usr/bin/timeout", "timeout", "-s", "KILL", "100", "/usr/bin/valgrind", "-q",
+        execl("/usr/bin/timeout", "timeout", "-s", "KILL", "150", "/usr/bin/valgrind", "-q",
               "--error-exitcode=99", self,
-              "under_valgrind_one_worker_by_default_and_no_memcheck_error", (char *)NULL);
+              "under_valgrind_workers_park_without_hanging_and_no_memcheck_error", (char *)NULL);
         _exit(127);
     }
     int status;
@@ -260,5 +316,6 @@ TEST(queue_names_are_validated_at_spawn)
 }
 
 TEST_MAIN(CASE(bad_configs_are_refused_with_a_reason), CASE(a_policy_with_only_push_and_pop_runs),
-          CASE(under_valgrind_one_worker_by_default_and_no_memcheck_error), CASE(good_configs_run),
-          CASE(worker_counts), CASE(queue_names_are_validated_at_spawn))
+          CASE(workers_parked_in_ppoll_wake_for_timers_other_workers_and_the_pool),
+          CASE(under_valgrind_workers_park_without_hanging_and_no_memcheck_error),
+          CASE(good_configs_run), CASE(worker_counts), CASE(queue_names_are_validated_at_spawn))

@@ -2,9 +2,11 @@
 #include "ring/ring.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/fault.h"
@@ -20,7 +22,7 @@ static void probe_opcodes(weft__ring *r)
     io_uring_free_probe(p);
 }
 
-int weft__ring_init(weft__ring *r, unsigned entries, bool embedded)
+int weft__ring_init(weft__ring *r, unsigned entries, weft__ring_kind kind)
 {
     /* Newest first; each step drops what an older kernel rejects. */
     static const unsigned tries[] = {
@@ -32,8 +34,10 @@ int weft__ring_init(weft__ring *r, unsigned entries, bool embedded)
     };
     memset(r, 0, sizeof *r);
     r->event_fd = -1;
+    r->park_in_poll = kind == WEFT__RING_POLL_PARKED;
+    bool embedded = kind == WEFT__RING_EMBEDDED;
     int err = -EINVAL;
-    for (size_t i = embedded ? 2 : 0; i < sizeof tries / sizeof tries[0]; i++) {
+    for (size_t i = kind == WEFT__RING_PARKED ? 0 : 2; i < sizeof tries / sizeof tries[0]; i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
         p.flags = tries[i] | IORING_SETUP_CQSIZE;
@@ -187,10 +191,43 @@ static int dispatch(weft__ring *r)
     return (int)n;
 }
 
+/* The wait of a POLL_PARKED ring: hand the SQEs over without waiting, then
+ * sleep in ppoll until the ring's fd is readable (a CQE is posted, or
+ * something is pending that an enter would post) or the timeout ends. A
+ * MSG_RING from another worker posts a CQE, so it ends the sleep as it ends
+ * an io_uring_enter; an eventfd write completes the read armed on it. */
+static int poll_parked_wait(weft__ring *r, uint64_t timeout_ns)
+{
+    int ret = io_uring_submit_and_get_events(&r->uring);
+    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+        return ret;
+    if (io_uring_cq_ready(&r->uring))
+        return 0;
+    struct pollfd pfd = {.fd = r->uring.ring_fd, .events = POLLIN};
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns != UINT64_MAX) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000u);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000u);
+        tsp = &ts;
+    }
+    if (ppoll(&pfd, 1, tsp, NULL) < 0 && errno != EINTR)
+        return -errno;
+    /* Posts an overflowed CQ's completions, which make the fd readable
+     * but are not in the ring yet. */
+    ret = io_uring_submit_and_get_events(&r->uring);
+    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+        return ret;
+    return 0;
+}
+
 int weft__ring_wait(weft__ring *r, uint64_t timeout_ns)
 {
     int ret;
-    if (timeout_ns == 0) {
+    if (timeout_ns != 0 && r->park_in_poll) {
+        ret = poll_parked_wait(r, timeout_ns);
+        if (ret < 0)
+            return ret;
+    } else if (timeout_ns == 0) {
         /* With DEFER_TASKRUN completions are posted only inside
          * io_uring_enter(GETEVENTS): submit and get events without
          * blocking, in one system call. */

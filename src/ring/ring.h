@@ -46,19 +46,33 @@ typedef struct weft__ring {
     uint64_t cq_overflow;  /* times the kernel reported CQ overflow */
     uint64_t cqes;         /* completions dispatched */
     int event_fd;          /* embedded rings: signalled on completions, else -1 */
+    bool park_in_poll;     /* WEFT__RING_POLL_PARKED: weft__ring_wait sleeps in ppoll */
     /* A MSG_RING this ring sent to wake worker `index` failed. */
     void (*wake_failed)(struct weft__ring *r, unsigned index);
 } weft__ring;
+
+/* How the thread that owns a ring sleeps while it waits for completions. */
+typedef enum weft__ring_kind {
+    /* In io_uring_enter (weft__ring_wait). */
+    WEFT__RING_PARKED,
+    /* In ppoll(2) on the ring's fd (weft__ring_wait), then a non-blocking
+     * io_uring_enter: for tools that do not know io_uring_enter blocks.
+     * Valgrind 3.19 keeps its global lock through it, so a worker parked
+     * there would stop every other thread of the process. */
+    WEFT__RING_POLL_PARKED,
+    /* In a host event loop's poll: the ring's completions make an eventfd
+     * registered with it (r->event_fd) readable. */
+    WEFT__RING_EMBEDDED,
+} weft__ring_kind;
 
 /* Sets up the ring with the best flags the kernel accepts: SINGLE_ISSUER +
  * DEFER_TASKRUN (6.1), COOP_TASKRUN (5.19), SUBMIT_ALL (5.18), falling back
  * step by step. Must be called on the thread that will use it. Returns 0 or
  * -errno from io_uring_setup.
- * embedded: for a ring driven from a host event loop. Its completions must
- * be posted while the thread sleeps in the host's poll, which DEFER_TASKRUN
- * and COOP_TASKRUN prevent, so neither is used, and an eventfd registered
- * with the ring (r->event_fd) becomes readable when completions arrive. */
-int weft__ring_init(weft__ring *r, unsigned entries, bool embedded);
+ * The rings that sleep outside io_uring_enter (POLL_PARKED, EMBEDDED) need
+ * their completions posted while the thread sleeps there, which
+ * DEFER_TASKRUN and COOP_TASKRUN prevent, so they use neither. */
+int weft__ring_init(weft__ring *r, unsigned entries, weft__ring_kind kind);
 void weft__ring_fini(weft__ring *r);
 /* Registers a sparse file table of direct_fds slots (kernel-allocated, see
  * IORING_FILE_INDEX_ALLOC) and a sparse buffer table of buffers slots.

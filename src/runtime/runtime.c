@@ -56,9 +56,6 @@ void weft__runtime_teardown(weft__runtime *rt)
     weft__trace_close(rt);
 }
 
-/* Valgrind (3.19) treats io_uring_enter as a call that does not block and
- * keeps its global lock through it: a worker parked in its ring stops every
- * other thread, and a runtime of several workers hangs (docs/stacks.md). */
 static bool under_valgrind(void)
 {
 #ifdef WEFT_HAVE_VALGRIND
@@ -68,8 +65,7 @@ static bool under_valgrind(void)
 #endif
 }
 
-/* workers = 0: $WEFT_WORKERS, else the CPUs this thread may run on (one
- * under valgrind). */
+/* workers = 0: $WEFT_WORKERS, else the CPUs this thread may run on. */
 static int resolve_workers(weft__runtime *rt)
 {
     unsigned n = rt->cfg.workers;
@@ -84,17 +80,31 @@ static int resolve_workers(weft__runtime *rt)
         } else {
             cpu_set_t set;
             n = sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
-            if (n == 0 || under_valgrind())
+            if (n == 0)
                 n = 1;
         }
     }
-    if (n > 1 && under_valgrind())
-        fprintf(stderr,
-                "weft: %u workers under valgrind may hang (it holds its lock through "
-                "io_uring_enter); use one (docs/stacks.md)\n",
-                n);
     rt->nworkers = n;
     rt->threaded = n > 1;
+    return 0;
+}
+
+/* Where idle workers sleep: in io_uring_enter, or in ppoll(2) on their
+ * ring's fd ($WEFT_PARK=poll, the default under valgrind). Valgrind 3.19
+ * treats io_uring_enter as a call that does not block and keeps its global
+ * lock through it: a worker parked there would stop every other thread (the
+ * other workers, the blocking pool) and the program would hang
+ * (docs/stacks.md). */
+static int resolve_park(weft__runtime *rt)
+{
+    const char *env = getenv("WEFT_PARK");
+    if (!env || !*env) {
+        rt->park_in_poll = under_valgrind();
+        return 0;
+    }
+    if (strcmp(env, "poll") != 0 && strcmp(env, "enter") != 0)
+        return weft__config_reject("WEFT_PARK: \"%s\" is neither \"enter\" nor \"poll\"", env);
+    rt->park_in_poll = strcmp(env, "poll") == 0;
     return 0;
 }
 
@@ -169,6 +179,8 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
         r = -EINVAL;
     if (r == 0)
         r = resolve_workers(rt);
+    if (r == 0)
+        r = resolve_park(rt);
     if (r == 0) {
         rt->workers = weft__calloc(rt->nworkers, sizeof(weft__worker));
         if (!rt->workers)

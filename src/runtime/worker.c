@@ -998,7 +998,10 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     int r = weft__sched_init(&w->sched, &rt->cfg);
     if (r < 0)
         goto fail_sched;
-    r = weft__ring_init(&w->ring, rt->cfg.ring_entries, embedded);
+    r = weft__ring_init(&w->ring, rt->cfg.ring_entries,
+                        embedded           ? WEFT__RING_EMBEDDED
+                        : rt->park_in_poll ? WEFT__RING_POLL_PARKED
+                                           : WEFT__RING_PARKED);
     if (r < 0)
         goto fail_ring;
     w->ring.wake_failed = on_wake_failed;

@@ -142,6 +142,7 @@ typedef struct weft__runtime {
     weft_task *main_task;
     _Atomic bool main_done;
     bool embedded;            /* driven by weft_executor_run */
+    bool park_in_poll;        /* workers sleep in ppoll, not io_uring_enter (see runtime.c) */
     _Atomic unsigned nhungry; /* workers whose hunger is WEFT__HUNGER_ON */
     _Atomic int start_error;  /* the first failure of a worker (to start, or its ring) */
     void *start_sync;         /* weft_run's barriers */
