@@ -8,7 +8,7 @@
 # usage: bench/run-sched.sh [priority|tail|overhead|yield_maybe]...   (none = all)
 # env:   WEFT_SCHED_BENCH  path of weft_sched_bench
 #                          (default build/release/bench/weft_sched_bench)
-# Takes about 110 s for all four (priority alone ~50 s, tail ~55 s).
+# Takes about 150 s for all four (priority alone ~50 s, tail ~95 s).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bench=${WEFT_SCHED_BENCH:-$root/build/release/bench/weft_sched_bench}
@@ -62,6 +62,10 @@ awk '
             "tail_las_thin_p99_us", "tail_fifo_thin_p99_us", "≤ 0.7× FIFO", "<=", 0.7)
         row("tail", "thin p99 latency µs: QLAS / runnable FIFO",
             "tail_qlas_thin_p99_us", "tail_fifo_thin_p99_us", "≤ 0.7× FIFO", "<=", 0.7)
+        info("tail", "Clockworker'"'"'s mix (context): thin p99 µs, LAS / runnable FIFO",
+             "tail_cw_las_thin_p99_us", "tail_cw_fifo_thin_p99_us")
+        info("tail", "Clockworker'"'"'s mix (context): thin p99 µs, QLAS / runnable FIFO",
+             "tail_cw_qlas_thin_p99_us", "tail_cw_fifo_thin_p99_us")
         row("overhead", "spawn+run+join ns/task: LAS / FIFO",
             "overhead_las_ns_per_task", "overhead_fifo_ns_per_task", "≤ 1.3× FIFO", "<=", 1.3)
         row("overhead", "spawn+run+join ns/task: QLAS / FIFO",
@@ -91,18 +95,23 @@ awk '
                 show(p "bg_iters_per_s"), show(p "gen_late_p50_us"), show(p "gen_late_p99_us")
         }
 
+        tail_table("tail_", "Tail", 5)
+        tail_table("tail_cw_", "Tail on Clockworker'"'"'s own mix (context: 90:10, thin 0-3 segments, fat 5-10)", 3)
+    }
+    function tail_table(k, title, n,   i, p, r) {
+        if (!has(k "fifo_thin_p99_us")) return
         print ""
-        printf "Tail (µs; median of 3 runs per policy by thin p99, %s tasks at %s/s):\n", show("tail_tasks"), show("tail_rate_per_s")
+        printf "%s (µs; median of 3 runs per policy by thin p99, %s tasks at %s/s, %s%% load):\n", title, show(k "tasks"), show(k "rate_per_s"), show(k "load_pct")
         print ""
         print "| policy | thin p50 | thin p99 | fat p50 | fat p99 | thin p99 ÷ FIFO |"
         print "|---|---:|---:|---:|---:|---:|"
         split("fifo las qlas arrival_fifo qlas_q2ms", tk, " ")
         split("runnable FIFO|LAS|QLAS|arrival FIFO (context)|QLAS, quantum 2 ms (context)", tl, "|")
-        for (i = 1; i <= 5; i++) {
-            p = "tail_" tk[i] "_"
+        for (i = 1; i <= n; i++) {
+            p = k tk[i] "_"
             r = "n/a"
-            if (has(p "thin_p99_us") && get("tail_fifo_thin_p99_us") > 0)
-                r = sprintf("%.2f", get(p "thin_p99_us") / get("tail_fifo_thin_p99_us"))
+            if (has(p "thin_p99_us") && get(k "fifo_thin_p99_us") > 0)
+                r = sprintf("%.2f", get(p "thin_p99_us") / get(k "fifo_thin_p99_us"))
             printf "| %s | %s | %s | %s | %s | %s |\n", tl[i], show(p "thin_p50_us"),
                 show(p "thin_p99_us"), show(p "fat_p50_us"), show(p "fat_p99_us"), r
         }

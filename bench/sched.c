@@ -442,22 +442,42 @@ static void bench_priority(void)
 
 /* ---- tail ------------------------------------------------------------------ */
 
-#define TAIL_TASKS  4000
-#define TAIL_LOAD   0.70
-#define TAIL_SEED   0x7a11ull
-#define TAIL_MAXSEG 9
-#define TAIL_RUNS   3 /* per policy; each reports its median run */
+#define TAIL_SEED     0x7a11ull
+#define TAIL_MAXSEG   10
+#define TAIL_THIN_MAX 4 /* the most segments of a thin task in any mix */
+#define TAIL_RUNS     3 /* per policy; each reports its median run */
+
+/* A workload of thin and fat tasks. Every segment is a CPU busy-wait of
+ * U[100, 500] us followed by a sleep of U[100, 1000] us; each task draws its
+ * own segment count and lengths. */
+typedef struct tail_mix {
+    const char *key; /* the prefix of its figures: "tail_" or "tail_cw_" */
+    size_t tasks;
+    unsigned fat_per_100;
+    unsigned thin_min, thin_max, fat_min, fat_max; /* segments */
+    double load;   /* the arrival rate gives this CPU load on one worker, */
+    double rate;   /* unless this rate (tasks/s) is set */
+    int npolicies; /* the first npolicies of tail_policies[] */
+} tail_mix;
+
+/* The issue's mix (the targets): 99:1, thin 0-4, fat 5-9, 70% load. */
+static const tail_mix tail_issue_mix = {"tail_", 4000, 1, 0, 4, 5, 9, 0.70, 0, 5};
+/* Clockworker's own tail benchmark (benches/tail_latency.rs), as context:
+ * 90:10, thin 0-3 segments, fat 5-10, 5,000 tasks at 1,200/s (76% load).
+ * There every thin task does the same work, and every fat one (its sample()
+ * seeds its generator afresh at each call); here each task draws its own. */
+static const tail_mix tail_cw_mix = {"tail_cw_", 5000, 10, 0, 3, 5, 10, 0, 1200, 3};
 
 typedef struct tail_job {
     uint64_t arrival;
     bool fat;
-    unsigned nseg; /* thin 0..4, fat 5..9 */
+    unsigned nseg;
     uint64_t cpu[TAIL_MAXSEG], sleep[TAIL_MAXSEG];
 } tail_job;
 
 static struct {
     const tail_job *jobs;
-    const char *queue;
+    size_t ntasks;
     uint64_t t0;
     uint64_t *total;
     uint64_t *gen_late;
@@ -482,7 +502,7 @@ static void *tail_gen(void *unused)
 {
     (void)unused;
     weft_spawn_opts o = {.queue = "work", .group = 0, .name = "job"};
-    for (size_t i = 0; i < TAIL_TASKS; i++) {
+    for (size_t i = 0; i < tail.ntasks; i++) {
         uint64_t at = tail.t0 + tail.jobs[i].arrival;
         int r = weft_sleep_until(at);
         if (r < 0)
@@ -513,114 +533,120 @@ static void *tail_main(void *unused)
     return NULL;
 }
 
-static void bench_tail(void)
+/* The first three are the targets' subjects. The other two are context, to
+ * show whether any policy of weft's reaches the target on the issue's mix:
+ * arrival FIFO (oldest task first, the classic answer for the tail when
+ * sizes are light-tailed) and QLAS with a quantum of 2 ms, so that every
+ * thin task stays in bucket 0 (FIFO) and only fat tasks sink. */
+static const weft_qlas_config qlas_2ms = {.quantum_ns = 2 * MS};
+static const struct {
+    const char *key;
+    const weft_policy *policy;
+    const void *config;
+} tail_policies[] = {
+    {"fifo", &weft_policy_runnable_fifo, NULL},  {"las", &weft_policy_las, NULL},
+    {"qlas", &weft_policy_qlas, NULL},           {"arrival_fifo", &weft_policy_arrival_fifo, NULL},
+    {"qlas_q2ms", &weft_policy_qlas, &qlas_2ms},
+};
+#define TAIL_NPOLICIES ((int)(sizeof tail_policies / sizeof tail_policies[0]))
+
+static void run_tail_mix(const tail_mix *m)
 {
-    /* Mean CPU per task: (0.99 * 2 + 0.01 * 7) segments of 300 us. */
-    const double mean_work_ns = (0.99 * 2.0 + 0.01 * 7.0) * 300.0 * US;
-    const double rate = TAIL_LOAD * 1e9 / mean_work_ns;
-    tail_job *jobs = xcalloc(TAIL_TASKS, sizeof *jobs);
+    /* Mean CPU per task: the mean segment count times 300 us. */
+    const double fat = m->fat_per_100 / 100.0;
+    const double mean_work_ns =
+        ((1 - fat) * (m->thin_min + m->thin_max) / 2.0 + fat * (m->fat_min + m->fat_max) / 2.0) *
+        300.0 * US;
+    const double rate = m->rate > 0 ? m->rate : m->load * 1e9 / mean_work_ns;
+    tail_job *jobs = xcalloc(m->tasks, sizeof *jobs);
     rng g = {TAIL_SEED};
     uint64_t t = 0;
     size_t nthin = 0;
-    for (size_t i = 0; i < TAIL_TASKS; i++) {
+    for (size_t i = 0; i < m->tasks; i++) {
         t += rng_exp(&g, 1e9 / rate);
         jobs[i].arrival = t;
-        jobs[i].fat = rng_next(&g) % 100 == 0;
-        jobs[i].nseg = (unsigned)(jobs[i].fat ? rng_range(&g, 5, 9) : rng_range(&g, 0, 4));
+        jobs[i].fat = rng_next(&g) % 100 < m->fat_per_100;
+        jobs[i].nseg = (unsigned)(jobs[i].fat ? rng_range(&g, m->fat_min, m->fat_max)
+                                              : rng_range(&g, m->thin_min, m->thin_max));
         nthin += !jobs[i].fat;
         for (unsigned s = 0; s < TAIL_MAXSEG; s++) {
             jobs[i].cpu[s] = rng_range(&g, 100, 500) * US;
             jobs[i].sleep[s] = rng_range(&g, 100, 1000) * US;
         }
     }
-    printf("weft tail_tasks=%d\n", TAIL_TASKS);
-    printf("weft tail_thin_tasks=%zu\n", nthin);
-    printf("weft tail_mean_work_us=%.1f\n", mean_work_ns / 1e3);
-    printf("weft tail_rate_per_s=%.1f\n", rate);
+    printf("weft %stasks=%zu\n", m->key, m->tasks);
+    printf("weft %sthin_tasks=%zu\n", m->key, nthin);
+    printf("weft %smean_work_us=%.1f\n", m->key, mean_work_ns / 1e3);
+    printf("weft %srate_per_s=%.1f\n", m->key, rate);
+    printf("weft %sload_pct=%.1f\n", m->key, 100.0 * rate * mean_work_ns / 1e9);
     fflush(stdout);
 
-    uint64_t *thin = xcalloc(TAIL_TASKS, sizeof *thin);
-    uint64_t *fat = xcalloc(TAIL_TASKS, sizeof *fat);
+    uint64_t *thin = xcalloc(m->tasks, sizeof *thin);
+    uint64_t *fats = xcalloc(m->tasks, sizeof *fats);
     tail.jobs = jobs;
-    tail.total = xcalloc(TAIL_TASKS, sizeof *tail.total);
-    tail.gen_late = xcalloc(TAIL_TASKS, sizeof *tail.gen_late);
-    /* The first three are the targets' subjects. The other two are context,
-     * to show whether any policy of weft's reaches the target on this
-     * workload: arrival FIFO (oldest task first, the classic answer for the
-     * tail when sizes are light-tailed) and QLAS with a quantum of 2 ms, so
-     * that every thin task stays in bucket 0 (FIFO) and only fat tasks sink. */
-    static const weft_qlas_config qlas_2ms = {.quantum_ns = 2 * MS};
-    static const struct {
-        const char *key;
-        const weft_policy *policy;
-        const void *config;
-    } pols[] = {
-        {"fifo", &weft_policy_runnable_fifo, NULL},
-        {"las", &weft_policy_las, NULL},
-        {"qlas", &weft_policy_qlas, NULL},
-        {"arrival_fifo", &weft_policy_arrival_fifo, NULL},
-        {"qlas_q2ms", &weft_policy_qlas, &qlas_2ms},
-    };
-    enum { NPOLS = sizeof pols / sizeof pols[0] };
+    tail.ntasks = m->tasks;
+    tail.total = xcalloc(m->tasks, sizeof *tail.total);
+    tail.gen_late = xcalloc(m->tasks, sizeof *tail.gen_late);
     /* Runs interleave the policies (FIFO, LAS, QLAS, ..., FIFO, ...), so
      * drift in the machine touches all of them alike; each policy reports
      * its median run by thin p99. */
     typedef struct tail_result {
         double thin_p50, thin_p99, fat_p50, fat_p99, run_ms, gen_late_p99;
-        double seg_p50[5], seg_p99[5];
+        double seg_p50[TAIL_THIN_MAX + 1], seg_p99[TAIL_THIN_MAX + 1];
     } tail_result;
-    tail_result res[NPOLS][TAIL_RUNS];
+    tail_result res[TAIL_NPOLICIES][TAIL_RUNS];
     for (int run = 0; run < TAIL_RUNS; run++) {
-        for (int p = 0; p < NPOLS; p++) {
+        for (int p = 0; p < m->npolicies; p++) {
             weft_queue_spec qs[] = {
                 {.name = "gen", .weight = 10000},
                 {.name = "work",
                  .weight = 100,
-                 .policy = pols[p].policy,
-                 .policy_config = pols[p].config},
+                 .policy = tail_policies[p].policy,
+                 .policy_config = tail_policies[p].config},
             };
             weft_config cfg = {.queues = qs, .nqueues = 2};
             /* Every run fills both arrays anew: a task that ended early
              * (its sleep failed) would leave the last run's figure. */
-            for (size_t i = 0; i < TAIL_TASKS; i++)
+            for (size_t i = 0; i < m->tasks; i++)
                 tail.total[i] = tail.gen_late[i] = UINT64_MAX;
             uint64_t w0 = weft_now_ns();
             run_in_weft(&cfg, tail_main, NULL, "tail");
             uint64_t w1 = weft_now_ns();
-            for (size_t i = 0; i < TAIL_TASKS; i++)
+            for (size_t i = 0; i < m->tasks; i++)
                 if (tail.total[i] == UINT64_MAX || tail.gen_late[i] == UINT64_MAX) {
                     fprintf(stderr, "weft_sched_bench: tail: task %zu did not finish its run\n", i);
                     exit(1);
                 }
             tail_result *r = &res[p][run];
             size_t nt = 0, nf = 0;
-            for (size_t i = 0; i < TAIL_TASKS; i++) {
+            for (size_t i = 0; i < m->tasks; i++) {
                 if (jobs[i].fat)
-                    fat[nf++] = tail.total[i];
+                    fats[nf++] = tail.total[i];
                 else
                     thin[nt++] = tail.total[i];
             }
             r->thin_p50 = pct_us(thin, nt, 0.50);
             r->thin_p99 = pct_us(thin, nt, 0.99);
-            r->fat_p50 = pct_us(fat, nf, 0.50);
-            r->fat_p99 = pct_us(fat, nf, 0.99);
+            r->fat_p50 = pct_us(fats, nf, 0.50);
+            r->fat_p99 = pct_us(fats, nf, 0.99);
             r->run_ms = (double)(w1 - w0) / 1e6;
-            r->gen_late_p99 = pct_us(tail.gen_late, TAIL_TASKS, 0.99);
+            r->gen_late_p99 = pct_us(tail.gen_late, m->tasks, 0.99);
             /* Context: thin tasks by their number of segments. */
-            for (unsigned ns = 0; ns <= 4; ns++) {
+            for (unsigned ns = m->thin_min; ns <= m->thin_max; ns++) {
                 size_t n = 0;
-                for (size_t i = 0; i < TAIL_TASKS; i++)
+                for (size_t i = 0; i < m->tasks; i++)
                     if (!jobs[i].fat && jobs[i].nseg == ns)
                         thin[n++] = tail.total[i];
                 r->seg_p50[ns] = pct_us(thin, n, 0.50);
                 r->seg_p99[ns] = pct_us(thin, n, 0.99);
             }
-            printf("weft tail_%s_run%d_thin_p99_us=%.1f\n", pols[p].key, run + 1, r->thin_p99);
+            printf("weft %s%s_run%d_thin_p99_us=%.1f\n", m->key, tail_policies[p].key, run + 1,
+                   r->thin_p99);
             fflush(stdout);
         }
     }
-    double thin_p99[NPOLS] = {0};
-    for (int p = 0; p < NPOLS; p++) {
+    double thin_p99[TAIL_NPOLICIES] = {0};
+    for (int p = 0; p < m->npolicies; p++) {
         /* The median run by thin p99 (TAIL_RUNS is odd). */
         int order[TAIL_RUNS];
         for (int k = 0; k < TAIL_RUNS; k++)
@@ -633,28 +659,34 @@ static void bench_tail(void)
                 order[k - 1] = tmp;
             }
         const tail_result *r = &res[p][order[TAIL_RUNS / 2]];
+        const char *pk = tail_policies[p].key;
         thin_p99[p] = r->thin_p99;
-        printf("weft tail_%s_thin_p50_us=%.1f\n", pols[p].key, r->thin_p50);
-        printf("weft tail_%s_thin_p99_us=%.1f\n", pols[p].key, r->thin_p99);
-        printf("weft tail_%s_fat_p50_us=%.1f\n", pols[p].key, r->fat_p50);
-        printf("weft tail_%s_fat_p99_us=%.1f\n", pols[p].key, r->fat_p99);
-        printf("weft tail_%s_run_ms=%.0f\n", pols[p].key, r->run_ms);
-        printf("weft tail_%s_gen_late_p99_us=%.1f\n", pols[p].key, r->gen_late_p99);
-        for (unsigned ns = 0; ns <= 4; ns++) {
-            printf("weft tail_%s_thin_%useg_p50_us=%.1f\n", pols[p].key, ns, r->seg_p50[ns]);
-            printf("weft tail_%s_thin_%useg_p99_us=%.1f\n", pols[p].key, ns, r->seg_p99[ns]);
+        printf("weft %s%s_thin_p50_us=%.1f\n", m->key, pk, r->thin_p50);
+        printf("weft %s%s_thin_p99_us=%.1f\n", m->key, pk, r->thin_p99);
+        printf("weft %s%s_fat_p50_us=%.1f\n", m->key, pk, r->fat_p50);
+        printf("weft %s%s_fat_p99_us=%.1f\n", m->key, pk, r->fat_p99);
+        printf("weft %s%s_run_ms=%.0f\n", m->key, pk, r->run_ms);
+        printf("weft %s%s_gen_late_p99_us=%.1f\n", m->key, pk, r->gen_late_p99);
+        for (unsigned ns = m->thin_min; ns <= m->thin_max; ns++) {
+            printf("weft %s%s_thin_%useg_p50_us=%.1f\n", m->key, pk, ns, r->seg_p50[ns]);
+            printf("weft %s%s_thin_%useg_p99_us=%.1f\n", m->key, pk, ns, r->seg_p99[ns]);
         }
     }
-    printf("weft tail_las_thin_p99_ratio=%.3f\n", thin_p99[1] / thin_p99[0]);
-    printf("weft tail_qlas_thin_p99_ratio=%.3f\n", thin_p99[2] / thin_p99[0]);
-    printf("weft tail_arrival_fifo_thin_p99_ratio=%.3f\n", thin_p99[3] / thin_p99[0]);
-    printf("weft tail_qlas_q2ms_thin_p99_ratio=%.3f\n", thin_p99[4] / thin_p99[0]);
+    for (int p = 1; p < m->npolicies; p++)
+        printf("weft %s%s_thin_p99_ratio=%.3f\n", m->key, tail_policies[p].key,
+               thin_p99[p] / thin_p99[0]);
     fflush(stdout);
     free(tail.gen_late);
     free(tail.total);
-    free(fat);
+    free(fats);
     free(thin);
     free(jobs);
+}
+
+static void bench_tail(void)
+{
+    run_tail_mix(&tail_issue_mix);
+    run_tail_mix(&tail_cw_mix);
 }
 
 /* ---- overhead -------------------------------------------------------------- */
