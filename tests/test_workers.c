@@ -1755,6 +1755,59 @@ TEST(runtime_spawn_from_foreign_thread)
     ASSERT(weft_runtime_current() == NULL);
 }
 
+/* A lone worker that never idles (its tasks only yield) must still take
+ * outside spawns: it looks at the inject queue every inject_interval picks,
+ * as several workers do, not only when it has nothing to run. */
+#define INJ_BUSY_N 50
+
+static _Atomic int busy_inj_ran;
+static _Atomic bool busy_inj_sent;
+
+static void *busy_inj_task(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&busy_inj_ran, 1);
+    return NULL;
+}
+
+static void *busy_injector(void *arg)
+{
+    weft_runtime *rt = arg;
+    for (int i = 0; i < INJ_BUSY_N; i++) {
+        ASSERT_OK(weft_runtime_spawn(rt, NULL, busy_inj_task, NULL));
+        usleep(100);
+    }
+    atomic_store(&busy_inj_sent, true);
+    return NULL;
+}
+
+static void *main_busy_lone_worker(void *arg)
+{
+    (void)arg;
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, busy_injector, weft_runtime_current()));
+    /* Busy: never a sleep, so the worker never runs out of work. */
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    while (atomic_load(&busy_inj_ran) < INJ_BUSY_N) {
+        if (weft_now_ns() > end)
+            FAILF("%d of %d outside spawns ran while the worker was busy",
+                  atomic_load(&busy_inj_ran), INJ_BUSY_N);
+        ASSERT_OK(weft_yield());
+    }
+    ASSERT_OK(pthread_join(th, NULL));
+    ASSERT(atomic_load(&busy_inj_sent));
+    return NULL;
+}
+
+TEST(runtime_spawn_reaches_a_lone_worker_that_never_idles)
+{
+    atomic_store(&busy_inj_ran, 0);
+    atomic_store(&busy_inj_sent, false);
+    weft_config cfg = {.workers = 1};
+    run_main(&cfg, main_busy_lone_worker, NULL);
+    ASSERT_EQ(atomic_load(&busy_inj_ran), INJ_BUSY_N);
+}
+
 /* ==== 7. failures while the workers start ================================== */
 
 static _Atomic int start_main_ran;
@@ -1984,5 +2037,7 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task), CASE(
           CASE(cancel_counts_across_workers), CASE(orphans_adopt_across_workers),
           CASE(wake_on_parked_worker), CASE(wake_to_waker_moves_only_unpinned_tasks),
           CASE(wake_to_waker_pingpong), CASE(shutdown_with_work_in_flight),
-          CASE(runtime_spawn_from_foreign_thread), CASE(worker_thread_start_fails),
-          CASE(worker_ring_setup_fails), CASE(worker_index_count_and_stats))
+          CASE(runtime_spawn_from_foreign_thread),
+          CASE(runtime_spawn_reaches_a_lone_worker_that_never_idles),
+          CASE(worker_thread_start_fails), CASE(worker_ring_setup_fails),
+          CASE(worker_index_count_and_stats))

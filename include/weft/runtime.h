@@ -69,8 +69,8 @@ typedef struct weft_config {
      * the runtime starts; weft_run returns -errno if it cannot be. */
     const char *trace_path;
     unsigned fixed_buffers;   /* registered-buffer slots per ring; 0 = 64 */
-    unsigned inject_interval; /* with several workers: task runs between looks at
-                                 the queue of outside spawns; 0 = 31 */
+    unsigned inject_interval; /* task runs between a busy worker's looks at the
+                                 queue of outside spawns; 0 = 31 */
     /* With several workers: where a task woken from another worker runs
      * (docs/workers.md). Default WEFT_WAKE_TO_WAKER. */
     weft_wake_placement wake_placement;

@@ -856,9 +856,11 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
                     donate(w);
                 if (sched->nqueues > 1 && sched->slice_runs == 1)
                     balance_classes(w);
-                if (++w->since_inject >= rt->cfg.inject_interval)
-                    take_inject(w);
             }
+            /* Outside spawns: a worker that never runs out of work (one
+             * alone, too) must still take them. */
+            if (++w->since_inject >= rt->cfg.inject_interval)
+                take_inject(w);
             continue;
         }
         if (!need_poll)
