@@ -1756,56 +1756,144 @@ TEST(runtime_spawn_from_foreign_thread)
 }
 
 /* A lone worker that never idles (its tasks only yield) must still take
- * outside spawns: it looks at the inject queue every inject_interval picks,
- * as several workers do, not only when it has nothing to run. */
-#define INJ_BUSY_N 50
+ * outside spawns within inject_interval task runs, as several workers do,
+ * not only when it has nothing to run; and yields that switch straight to
+ * the next task count as runs. Two tasks yield to each other here; for each
+ * outside spawn, the main task counts its own yields from the moment it
+ * sees the spawn made to the moment the spawned task has run. Runs, not
+ * time: with inject_interval 4, the request is taken within 4 runs and the
+ * new task runs after the 2 queued before it. */
+#define LONE_TRIALS   20
+#define LONE_INTERVAL 4
 
-static _Atomic int busy_inj_ran;
-static _Atomic bool busy_inj_sent;
+static _Atomic int lone_sent, lone_ran;
+static _Atomic bool lone_stop;
 
-static void *busy_inj_task(void *arg)
+static void *lone_injected(void *arg)
 {
     (void)arg;
-    atomic_fetch_add(&busy_inj_ran, 1);
+    atomic_fetch_add(&lone_ran, 1);
     return NULL;
 }
 
-static void *busy_injector(void *arg)
+static void *lone_injector(void *arg)
 {
     weft_runtime *rt = arg;
-    for (int i = 0; i < INJ_BUSY_N; i++) {
-        ASSERT_OK(weft_runtime_spawn(rt, NULL, busy_inj_task, NULL));
-        usleep(100);
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    for (int i = 0; i < LONE_TRIALS; i++) {
+        while (atomic_load(&lone_ran) < i) {
+            if (weft_now_ns() > end)
+                FAILF("outside spawn %d never ran", i - 1);
+            usleep(50);
+        }
+        ASSERT_OK(weft_runtime_spawn(rt, NULL, lone_injected, NULL));
+        atomic_store(&lone_sent, i + 1);
     }
-    atomic_store(&busy_inj_sent, true);
+    return NULL;
+}
+
+static void *lone_yielder(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&lone_stop))
+        ASSERT_OK(weft_yield());
     return NULL;
 }
 
 static void *main_busy_lone_worker(void *arg)
 {
     (void)arg;
+    weft_task *other;
+    ASSERT_OK(weft_spawn(&other, lone_yielder, NULL));
     pthread_t th;
-    ASSERT_OK(pthread_create(&th, NULL, busy_injector, weft_runtime_current()));
+    ASSERT_OK(pthread_create(&th, NULL, lone_injector, weft_runtime_current()));
     /* Busy: never a sleep, so the worker never runs out of work. */
     uint64_t end = weft_now_ns() + LIMIT_NS;
-    while (atomic_load(&busy_inj_ran) < INJ_BUSY_N) {
-        if (weft_now_ns() > end)
-            FAILF("%d of %d outside spawns ran while the worker was busy",
-                  atomic_load(&busy_inj_ran), INJ_BUSY_N);
-        ASSERT_OK(weft_yield());
+    int most = 0;
+    for (int i = 0; i < LONE_TRIALS; i++) {
+        while (atomic_load(&lone_sent) < i + 1) {
+            if (weft_now_ns() > end)
+                FAILF("the injector stopped at spawn %d", i);
+            ASSERT_OK(weft_yield());
+        }
+        int yields = 0;
+        while (atomic_load(&lone_ran) < i + 1) {
+            if (weft_now_ns() > end)
+                FAILF("outside spawn %d did not run while the worker was busy", i);
+            ASSERT_OK(weft_yield());
+            yields++;
+        }
+        if (yields > most)
+            most = yields;
     }
+    atomic_store(&lone_stop, true);
     ASSERT_OK(pthread_join(th, NULL));
-    ASSERT(atomic_load(&busy_inj_sent));
+    ASSERT_OK(weft_join(other, NULL));
+    printf("     outside spawns on a busy lone worker: at most %d yields of main to run\n", most);
+    ASSERT_LE(most, 2 * (LONE_INTERVAL + 2));
     return NULL;
 }
 
 TEST(runtime_spawn_reaches_a_lone_worker_that_never_idles)
 {
-    atomic_store(&busy_inj_ran, 0);
-    atomic_store(&busy_inj_sent, false);
-    weft_config cfg = {.workers = 1};
+    atomic_store(&lone_sent, 0);
+    atomic_store(&lone_ran, 0);
+    atomic_store(&lone_stop, false);
+    weft_config cfg = {.workers = 1, .inject_interval = LONE_INTERVAL};
     run_main(&cfg, main_busy_lone_worker, NULL);
-    ASSERT_EQ(atomic_load(&busy_inj_ran), INJ_BUSY_N);
+    ASSERT_EQ(atomic_load(&lone_ran), LONE_TRIALS);
+}
+
+/* weft_runtime_spawn rings a worker only when it sees it parked: a lone
+ * worker must look at the inject queue once more after it says it parks,
+ * or a request made just before would wait for an unrelated wake, and with
+ * no timer or op in the runtime, for ever. Round trips from a foreign
+ * thread to an otherwise idle worker hit that window now and then. */
+#define IDLE_TRIPS 20000
+
+static _Atomic int idle_trips;
+static weft_event idle_all_done;
+
+static void *idle_trip(void *arg)
+{
+    (void)arg;
+    if (atomic_fetch_add(&idle_trips, 1) + 1 == IDLE_TRIPS)
+        weft_event_notify_all(&idle_all_done);
+    return NULL;
+}
+
+static void *idle_tripper(void *arg)
+{
+    weft_runtime *rt = arg;
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    for (int i = 0; i < IDLE_TRIPS; i++) {
+        ASSERT_OK(weft_runtime_spawn(rt, NULL, idle_trip, NULL));
+        while (atomic_load(&idle_trips) < i + 1)
+            if (weft_now_ns() > end)
+                FAILF("outside spawn %d of %d never ran: the worker slept through it", i,
+                      IDLE_TRIPS);
+    }
+    return NULL;
+}
+
+static void *main_idle_round_trips(void *arg)
+{
+    (void)arg;
+    weft_event_init(&idle_all_done);
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, idle_tripper, weft_runtime_current()));
+    while (atomic_load(&idle_trips) < IDLE_TRIPS)
+        ASSERT_OK(weft_event_wait(&idle_all_done));
+    ASSERT_OK(pthread_join(th, NULL));
+    return NULL;
+}
+
+TEST(runtime_spawn_wakes_a_lone_worker_that_is_about_to_park)
+{
+    atomic_store(&idle_trips, 0);
+    weft_config cfg = {.workers = 1};
+    run_main(&cfg, main_idle_round_trips, NULL);
+    ASSERT_EQ(atomic_load(&idle_trips), IDLE_TRIPS);
 }
 
 /* ==== 7. failures while the workers start ================================== */
@@ -2039,5 +2127,6 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task), CASE(
           CASE(wake_to_waker_pingpong), CASE(shutdown_with_work_in_flight),
           CASE(runtime_spawn_from_foreign_thread),
           CASE(runtime_spawn_reaches_a_lone_worker_that_never_idles),
+          CASE(runtime_spawn_wakes_a_lone_worker_that_is_about_to_park),
           CASE(worker_thread_start_fails), CASE(worker_ring_setup_fails),
           CASE(worker_index_count_and_stats))

@@ -701,8 +701,8 @@ static inline __attribute__((always_inline)) void begin_run(weft__worker *w, wef
 bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
 {
     weft__sched *sched = &w->sched;
-    if (w->threaded && (atomic_load_explicit(&w->rt->nhungry, memory_order_relaxed) ||
-                        w->since_inject + 1 >= w->rt->cfg.inject_interval))
+    if ((w->threaded && atomic_load_explicit(&w->rt->nhungry, memory_order_relaxed)) ||
+        w->since_inject + 1 >= w->rt->cfg.inject_interval)
         return false; /* the loop has a hand-over or the inject queue to see to */
     weft_task *next = weft__sched_pick_fast(sched);
     if (!next)
@@ -717,8 +717,7 @@ bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
         return false; /* next ended without running; the loop goes on */
     if (!weft__sched_push_fast(sched, t))
         weft__sched_push(sched, t, PUSH_QUEUE);
-    if (w->threaded)
-        w->since_inject++;
+    w->since_inject++;
     if (__builtin_expect(w->trace != NULL, 0))
         weft__trace_run_end(w, t, SWITCH_YIELD);
     begin_run(w, next);
@@ -813,8 +812,12 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
          * `parked` and posts a CQE that ends the wait. */
         atomic_store_explicit(&w->parked, 1, memory_order_seq_cst);
         drain_remote(w);
+        /* inject_pending too: weft_runtime_spawn rings only a worker it
+         * sees parked, so a request queued after this worker's last look
+         * and before the store above would wait for an unrelated wake (or
+         * for ever, with no timer or op to end the park). */
         if (!weft__sched_empty(&w->sched) || runtime_done(w) ||
-            (w->threaded && atomic_load_explicit(&w->rt->inject_pending, memory_order_seq_cst)))
+            atomic_load_explicit(&w->rt->inject_pending, memory_order_seq_cst))
             timeout_ns = 0;
         else
             w->count.parks++;
