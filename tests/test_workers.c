@@ -360,6 +360,98 @@ TEST(direct_descriptor_pins_task)
     run_workers(2, main_pinned_by_direct, NULL);
 }
 
+/* (b2) An op whose result belongs to the ring: the slot of a direct
+ * descriptor it makes. Its CQE alone must not free the task to move: handed
+ * over between the CQE and its resumption, the task would take the slot
+ * number on the other worker, whose file table does not hold it. So the
+ * worker must stay the same across the call, round after round, among
+ * churn that is being handed over; and the descriptor must work. */
+#define BOUND_ROUNDS  500
+#define BOUND_TESTERS 4
+#define BOUND_CYCLES  40
+
+typedef struct bound_test {
+    int fd;
+    churn c;
+} bound_test;
+
+static void *bound_tester(void *arg)
+{
+    bound_test *bt = arg;
+    for (int i = 0; i < BOUND_ROUNDS; i++) {
+        int w = weft_worker_index();
+        int d = weft_direct_from_fd(bt->fd);
+        ASSERT(weft_is_direct(d));
+        if (weft_worker_index() != w)
+            FAILF("round %d: made a direct descriptor on worker %d, took it on %d", i, w,
+                  weft_worker_index());
+        char b = 'r';
+        ASSERT_EQ(weft_write(d, &b, 1, WEFT_OFF_CURRENT), 1);
+        ASSERT_OK(weft_close(d));
+        ASSERT_OK(weft_yield()); /* unpinned now: it may move here */
+    }
+    return NULL;
+}
+
+static void *pinned_until_result_taken(void *arg)
+{
+    bound_test *bt = arg;
+    int probe = weft_direct_from_fd(bt->fd);
+    if (probe == -EOPNOTSUPP || probe == -EINVAL || probe == -ENXIO)
+        SKIP("direct descriptors: %s", weft_strerror(probe));
+    ASSERT(weft_is_direct(probe));
+    ASSERT_OK(weft_close(probe));
+    /* Hand-overs come most while the other worker is hungry, as churn
+     * starts: so many short rounds. */
+    for (int cycle = 0; cycle < BOUND_CYCLES; cycle++) {
+        memset(&bt->c, 0, sizeof bt->c);
+        churn_start(&bt->c);
+        uint64_t mark = atomic_load(&bt->c.ran_elsewhere);
+        weft_task *t[BOUND_TESTERS];
+        for (int i = 0; i < BOUND_TESTERS; i++)
+            ASSERT_OK(weft_spawn(&t[i], bound_tester, bt));
+        for (int i = 0; i < BOUND_TESTERS; i++)
+            ASSERT_OK(weft_join(t[i], NULL));
+        /* Hand-overs happened meanwhile, so the check could fail. */
+        uint64_t end = weft_now_ns() + LIMIT_NS;
+        while (no_handover_since(&bt->c, mark)) {
+            if (weft_now_ns() > end)
+                FAILF("no hand-over from worker %d happened", bt->c.home);
+            ASSERT_OK(weft_yield());
+        }
+        churn_stop(&bt->c);
+    }
+    return NULL;
+}
+
+static void *main_pinned_until_result_taken(void *arg)
+{
+    (void)arg;
+    int pp[2];
+    ASSERT_OK(pipe2(pp, O_CLOEXEC | O_NONBLOCK));
+    static bound_test bt;
+    memset(&bt, 0, sizeof bt);
+    bt.fd = pp[1];
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, pinned_until_result_taken, &bt));
+    /* Drain the pipe meanwhile, so that writes never block. */
+    char buf[256];
+    while (!weft_task_finished(t)) {
+        while (read(pp[0], buf, sizeof buf) > 0)
+            ;
+        ASSERT_OK(weft_sleep_ns(MS));
+    }
+    ASSERT_OK(weft_join(t, NULL));
+    close(pp[0]);
+    close(pp[1]);
+    return NULL;
+}
+
+TEST(op_whose_result_belongs_to_the_ring_pins_until_taken)
+{
+    run_workers(2, main_pinned_until_result_taken, NULL);
+}
+
 /* (c) A multishot stream pins the task that opened it until it is closed. */
 static void *pinned_by_stream(void *arg)
 {
@@ -2117,7 +2209,8 @@ TEST(worker_index_count_and_stats)
     ASSERT_EQ(weft_worker_count(), 0);
 }
 
-TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task), CASE(stream_pins_task),
+TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
+          CASE(op_whose_result_belongs_to_the_ring_pins_until_taken), CASE(stream_pins_task),
           CASE(sticky_task_never_moves), CASE(timer_of_moved_task_is_rearmed),
           CASE(yielding_tasks_move_to_idle_worker), CASE(skewed_spawn_storm_spreads),
           CASE(cancel_parent_cancels_children_on_other_worker),

@@ -28,6 +28,10 @@
  * passed as one less, or it wraps to 0: no direct slot at all. */
 #define WEFT__FILE_INDEX_ALLOC (IORING_FILE_INDEX_ALLOC - 1)
 
+/* The op's result belongs to this ring, e.g. a slot of its file table: the
+ * task stays on this worker until it has taken it (see weft__io). */
+#define IO_RESULT_BOUND() (io_.result_bound = true)
+
 #define IO_FD(fd)   weft__sqe_fd(sqe, (fd))
 #define IO_WAIT()   weft__io_wait(&io_)
 #define IO_CFLAGS() (io_.cflags)

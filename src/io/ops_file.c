@@ -13,6 +13,7 @@ int weft_openat(int dfd, const char *path, int flags, mode_t mode)
     if ((unsigned)flags & WEFT_DIRECT) {
         io_uring_prep_openat_direct(sqe, dfd, path, flags & ~(int)WEFT_DIRECT, mode,
                                     WEFT__FILE_INDEX_ALLOC);
+        IO_RESULT_BOUND();
         return weft__direct_adopt(IO_WAIT());
     }
     io_uring_prep_openat(sqe, dfd, path, flags, mode);
@@ -29,6 +30,7 @@ int weft_openat2(int dfd, const char *path, struct open_how *how)
     IO_BEGIN(IORING_OP_OPENAT2);
     if (direct) {
         io_uring_prep_openat2_direct(sqe, dfd, path, &h, WEFT__FILE_INDEX_ALLOC);
+        IO_RESULT_BOUND();
         return weft__direct_adopt(IO_WAIT());
     }
     io_uring_prep_openat2(sqe, dfd, path, &h);

@@ -155,6 +155,7 @@ int weft_direct_from_fd(int fd)
     int fds[1] = {fd};
     IO_BEGIN(IORING_OP_FILES_UPDATE);
     io_uring_prep_files_update(sqe, fds, 1, IORING_FILE_INDEX_ALLOC);
+    IO_RESULT_BOUND();
     int r = IO_WAIT();
     return r < 0 ? r : weft__direct_adopt(fds[0]);
 }

@@ -13,6 +13,7 @@ int weft_socket(int domain, int type, int protocol, unsigned flags)
     IO_BEGIN(IORING_OP_SOCKET);
     if (flags & WEFT_DIRECT) {
         io_uring_prep_socket_direct_alloc(sqe, domain, type, protocol, 0);
+        IO_RESULT_BOUND();
         return weft__direct_adopt(IO_WAIT());
     }
     io_uring_prep_socket(sqe, domain, type, protocol, 0);
@@ -38,6 +39,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
         io_uring_prep_accept_direct(sqe, 0, addr, len, (int)(flags & ~(WEFT_DIRECT | SOCK_CLOEXEC)),
                                     WEFT__FILE_INDEX_ALLOC);
         IO_FD(fd);
+        IO_RESULT_BOUND();
         return weft__direct_adopt(IO_WAIT());
     }
     io_uring_prep_accept(sqe, 0, addr, len, (int)flags);

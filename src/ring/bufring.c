@@ -218,6 +218,7 @@ ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out)
     weft__sqe_fd(sqe, fd);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = (uint16_t)br->gid;
+    io.result_bound = true; /* the buffer it picks is one of this worker's ring */
     int res = weft__io_wait(&io);
     weft__buf_from_cqe(br, res, io.cflags, out);
     return res;

@@ -22,7 +22,7 @@ static void io_complete(weft__op *op, int res, uint32_t cflags)
         /* The kernel is done with it: from now the op no longer ties the
          * task to this ring, so a runnable task may be handed over before
          * it even resumes. (This runs on the owner, in its dispatcher.) */
-        if (io->pinning) {
+        if (io->pinning && !io->result_bound) {
             io->pinning = false;
             io->task->ring_ops--;
         }
@@ -59,6 +59,7 @@ void weft__io_init(weft__io *io)
     io->cflags = 0;
     io->done = false;
     io->pinning = false;
+    io->result_bound = false;
 }
 
 struct io_uring_sqe *weft__io_begin(weft__io *io, unsigned opcode, int *err)
@@ -143,5 +144,12 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
         if (!cancels_sent)
             weft_yield(); /* fault injection took an SQE: the rest again */
     }
+    /* Ops whose result belongs to this ring pinned the task until now; the
+     * caller takes that result before its next scheduling point. */
+    for (unsigned i = 0; i < n; i++)
+        if (ios[i].pinning) {
+            ios[i].pinning = false;
+            t->ring_ops--;
+        }
     return intr;
 }

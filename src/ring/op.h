@@ -31,6 +31,12 @@ typedef struct weft__io {
     uint32_t cflags; /* likewise */
     bool done;       /* the last CQE (no IORING_CQE_F_MORE) arrived */
     bool pinning;    /* counted in its task's ring_ops until done */
+    /* The result belongs to this ring (a direct descriptor's slot, a
+     * selected buffer): the op pins its task until the wait returns, not
+     * only until the CQE, so that the task takes the result on this ring's
+     * worker and not after a hand-over to another. Set after
+     * weft__io_begin (IO_RESULT_BOUND). */
+    bool result_bound;
 } weft__io;
 
 /* The worker ring of the calling task, after the checks every blocking call
