@@ -5,8 +5,13 @@
     !defined(__SANITIZE_THREAD__)
 #include <sched.h>
 #include <valgrind/valgrind.h>
-#define CAN_VALGRIND 1
+#define CAN_VALGRIND           1
+#define RUNNING_UNDER_VALGRIND (RUNNING_ON_VALGRIND != 0)
+#else
+#define RUNNING_UNDER_VALGRIND false
 #endif
+
+#include "runtime/worker.h"
 
 static void *nothing(void *arg)
 {
@@ -151,6 +156,14 @@ static void *block_ms(void *arg)
  * worker waits for it. */
 static void *park_often(void *arg)
 {
+    /* The ring sleeps where it was asked to: without DEFER_TASKRUN when
+     * it parks in ppoll, which must see completions posted meanwhile. */
+    const char *park = getenv("WEFT_PARK");
+    bool want_poll = park ? strcmp(park, "poll") == 0 : RUNNING_UNDER_VALGRIND;
+    weft__ring *ring = &weft__worker_self()->ring;
+    ASSERT_EQ(ring->park_in_poll, want_poll);
+    if (want_poll)
+        ASSERT(!(ring->setup_flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN)));
     (void)arg;
     for (int round = 0; round < 2; round++)
         spawn_join_each_returns_its_index(yield_sleep_return, 20);

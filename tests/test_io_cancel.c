@@ -236,6 +236,10 @@ static void *main_race(void *arg)
 }
 TEST(a_result_that_beats_the_cancel_is_returned)
 {
+    /* Both outcomes need the ring's completions held until its worker
+     * reaps them (DEFER_TASKRUN): a ring parked in ppoll (WEFT_PARK=poll)
+     * lacks it, and its recv completes as the write returns. */
+    setenv("WEFT_PARK", "enter", 1);
     run_main_one_worker(NULL, main_race, NULL) /* the reader must start within one yield */;
 }
 

@@ -201,7 +201,9 @@ static int poll_parked_wait(weft__ring *r, uint64_t timeout_ns)
     int ret = io_uring_submit_and_get_events(&r->uring);
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
         return ret;
-    if (io_uring_cq_ready(&r->uring))
+    /* Completions to reap, or SQEs the kernel did not take (-EAGAIN,
+     * -EBUSY): the caller comes back at once rather than sleep on them. */
+    if (io_uring_cq_ready(&r->uring) || io_uring_sq_ready(&r->uring))
         return 0;
     struct pollfd pfd = {.fd = r->uring.ring_fd, .events = POLLIN};
     struct timespec ts, *tsp = NULL;
