@@ -1,6 +1,8 @@
 /* The embedded executor's contract: errors, deadlines, budgets, teardown.
  * The two real hosts (epoll, libuv) are examples/embed_*.c, run by CTest. */
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include "test.h"
@@ -203,7 +205,59 @@ TEST(embedded_tasks_do_io)
     close(io_sv[1]);
 }
 
+/* weft_runtime_spawn from another thread into an executor's runtime: the
+ * host, asleep on weft_executor_fd with no deadline, is woken and the
+ * task runs at its next weft_executor_run. */
+static weft_runtime *emb_rt;
+static _Atomic int emb_ran;
+
+static void *note_runtime(void *arg)
+{
+    (void)arg;
+    emb_rt = weft_runtime_current();
+    return NULL;
+}
+
+static void *emb_injected(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&emb_ran, 1);
+    return NULL;
+}
+
+static void *emb_spawner(void *arg)
+{
+    (void)arg;
+    usleep(20000); /* let the host go to sleep first */
+    ASSERT_OK(weft_runtime_spawn(emb_rt, NULL, emb_injected, NULL));
+    return NULL;
+}
+
+TEST(runtime_spawn_from_another_thread_wakes_the_host)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, note_runtime, NULL));
+    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX);
+    ASSERT(emb_rt != NULL);
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, emb_spawner, NULL));
+    struct pollfd pfd = {.fd = weft_executor_fd(ex), .events = POLLIN};
+    while (atomic_load(&emb_ran) == 0) {
+        /* No deadline: only the request can wake this poll (the bound is
+         * for a hang, not a speed). */
+        int n = poll(&pfd, 1, 20000);
+        ASSERT(n >= 0);
+        if (n == 0)
+            FAILF("the host loop was never woken for the outside spawn");
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    }
+    ASSERT_OK(pthread_join(th, NULL));
+    ASSERT_EQ(atomic_load(&emb_ran), 1);
+    weft_executor_destroy(ex);
+}
+
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
           CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread),
-          CASE(embedded_tasks_do_io))
+          CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host))

@@ -102,7 +102,9 @@ WEFT_API weft_runtime *weft_runtime_current(void);
 
 /* Spawns fn(arg) from any thread, including threads outside the runtime:
  * the request goes to the runtime's inject queue and a worker spawns it
- * within inject_interval task runs (at once when one is idle). The task is
+ * within inject_interval task runs (at once when one is idle; an embedded
+ * executor's fd becomes readable, so its host loop calls
+ * weft_executor_run). The task is
  * a background task (a child of the root, no join handle). opts may give
  * queue, group, WEFT_TASK_STICKY / WEFT_TASK_CANCEL_CHILDREN, stack_size
  * and name (copied). Returns 0, -EINVAL (NULL rt or fn, other flags, bad

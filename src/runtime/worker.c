@@ -512,7 +512,14 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
      * the queue within inject_interval picks. This happens under the lock:
      * the runtime cannot end before a worker has taken the request, which
      * needs the lock, so rt stays valid until the unlock, the last touch. */
-    for (unsigned i = 0; i < rt->nworkers; i++) {
+    if (rt->embedded) {
+        /* The host loop sleeps on the executor's fd: make it readable, so
+         * that it calls weft_executor_run, which takes the request. */
+        uint64_t one = 1;
+        ssize_t n = write(rt->workers[0].ring.event_fd, &one, sizeof one);
+        (void)n; /* EAGAIN: the counter is already non-zero */
+    }
+    for (unsigned i = 0; !rt->embedded && i < rt->nworkers; i++) {
         weft__worker *w = &rt->workers[i];
         if (atomic_load_explicit(&w->parked, memory_order_seq_cst)) {
             notify(w);
@@ -701,9 +708,15 @@ static inline __attribute__((always_inline)) void begin_run(weft__worker *w, wef
 bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
 {
     weft__sched *sched = &w->sched;
-    if ((w->threaded && atomic_load_explicit(&w->rt->nhungry, memory_order_relaxed)) ||
-        w->since_inject + 1 >= w->rt->cfg.inject_interval)
-        return false; /* the loop has a hand-over or the inject queue to see to */
+    if (w->threaded && atomic_load_explicit(&w->rt->nhungry, memory_order_relaxed))
+        return false; /* the loop has a hand-over to make */
+    if (w->since_inject + 1 >= w->rt->cfg.inject_interval) {
+        /* Time to look at the inject queue: the loop does that, but only
+         * when there is something to take. */
+        if (atomic_load_explicit(&w->rt->inject_pending, memory_order_relaxed))
+            return false;
+        w->since_inject = 0;
+    }
     weft_task *next = weft__sched_pick_fast(sched);
     if (!next)
         return false;
