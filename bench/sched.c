@@ -270,10 +270,11 @@ static struct {
     uint64_t bg_iters;
     char *queue_table; /* the per-queue stats of the last run, when asked */
     volatile bool stop;
-    weft_runtime *rt;       /* for the generator thread's weft_runtime_spawn */
-    _Atomic size_t fg_done; /* fg tasks finished */
-    weft_event all_done;    /* notified by the last fg task */
-    _Atomic int gen_error;  /* the generator's failed spawn, or 0 */
+    weft_runtime *rt;        /* for the generator thread's weft_runtime_spawn */
+    _Atomic size_t fg_done;  /* fg tasks finished */
+    weft_event all_done;     /* notified by the last fg task */
+    _Atomic int gen_error;   /* the generator's failed spawn, or 0 */
+    _Atomic bool gen_pinned; /* the generator thread runs on a CPU of its own */
     prio_result res;
 } prio;
 
@@ -310,10 +311,19 @@ static void *prio_fg(void *arg)
 static void *prio_gen(void *unused)
 {
     (void)unused;
-    pin_to_cpu(1);
+    bool pinned = pin_to_cpu(1);
+    atomic_store(&prio.gen_pinned, pinned);
     weft_spawn_opts o = {.queue = prio.v->fg_queue, .name = "fg"};
     for (size_t i = 0; i < PRIO_FG_TASKS; i++) {
         uint64_t at = prio.t0 + prio.jobs[i].arrival;
+        /* On a CPU of its own it spins, as Clockworker's does; sharing the
+         * worker's, it sleeps until just before (a spin would take the
+         * worker's CPU). */
+        if (!pinned && at > weft_now_ns() + 100 * US) {
+            uint64_t wake = at - 100 * US;
+            struct timespec ts = {(time_t)(wake / 1000000000u), (long)(wake % 1000000000u)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        }
         while (weft_now_ns() < at)
             ;
         int r = weft_runtime_spawn(prio.rt, &o, prio_fg, (void *)&prio.jobs[i]);
@@ -443,7 +453,7 @@ static void bench_priority(void)
     printf("weft priority_arrival_span_ms=%.1f\n", (double)t / 1e6);
 
     /* The worker (this thread) on one CPU, the generator on the other. */
-    printf("weft priority_generator_pinned=%d\n", pin_to_cpu(0) ? 1 : 0);
+    bool worker_pinned = pin_to_cpu(0);
     uint64_t tick0, steal0, tick1, steal1;
     proc_stat_ticks(&tick0, &steal0);
     size_t nv = sizeof prio_variants / sizeof *prio_variants;
@@ -494,6 +504,8 @@ static void bench_priority(void)
     }
     proc_stat_ticks(&tick1, &steal1);
     unpin();
+    printf("weft priority_generator_pinned=%d\n",
+           worker_pinned && atomic_load(&prio.gen_pinned) ? 1 : 0);
     if (tick1 > tick0)
         printf("weft priority_machine_steal_pct=%.2f\n",
                100.0 * (double)(steal1 - steal0) / (double)(tick1 - tick0));
@@ -617,7 +629,8 @@ static const struct {
 
 static void run_tail_mix(const tail_mix *m)
 {
-    if (m->fat_max > TAIL_MAXSEG || m->thin_max > TAIL_THIN_MAX || m->thin_max >= m->fat_min) {
+    if (m->fat_max > TAIL_MAXSEG || m->thin_max > TAIL_THIN_MAX || m->thin_min > m->thin_max ||
+        m->fat_min > m->fat_max || m->thin_max >= m->fat_min) {
         fprintf(stderr, "weft_sched_bench: tail mix %s: bad segment counts\n", m->key);
         exit(1);
     }

@@ -159,7 +159,7 @@ static void *park_often(void *arg)
     /* The ring sleeps where it was asked to: without DEFER_TASKRUN when
      * it parks in ppoll, which must see completions posted meanwhile. */
     const char *park = getenv("WEFT_PARK");
-    bool want_poll = park ? strcmp(park, "poll") == 0 : RUNNING_UNDER_VALGRIND;
+    bool want_poll = park && *park ? strcmp(park, "poll") == 0 : RUNNING_UNDER_VALGRIND;
     weft__ring *ring = &weft__worker_self()->ring;
     ASSERT_EQ(ring->park_in_poll, want_poll);
     if (want_poll)

@@ -93,7 +93,12 @@ WEFT_API int weft_nop(void);
  * fine); weft sets user_data, submits and awaits it like any other op. An fd
  * with WEFT_DIRECT_BIT in sqe->fd is turned into a fixed-file reference.
  * -EINVAL if prep sets IOSQE_CQE_SKIP_SUCCESS or a link flag (see
- * weft_batch). */
+ * weft_batch). Results are returned raw: a direct descriptor slot made by a
+ * *_direct prep, or a buffer picked with IOSQE_BUFFER_SELECT, is not
+ * adopted (not closed at the task's end, not pinning it to this worker's
+ * ring); spawn a task that makes such results WEFT_TASK_STICKY, or use the
+ * typed calls (weft_accept with WEFT_DIRECT, weft_recv_buf, ...). The same
+ * holds for weft_batch. */
 WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx);
 
 /* Batches: n SQEs prepared by the caller in an array (with liburing's
