@@ -412,12 +412,14 @@ static void *pinned_until_result_taken(void *arg)
             ASSERT_OK(weft_spawn(&t[i], bound_tester, bt));
         for (int i = 0; i < BOUND_TESTERS; i++)
             ASSERT_OK(weft_join(t[i], NULL));
-        /* Hand-overs happened meanwhile, so the check could fail. */
+        /* Hand-overs happened meanwhile, so the check could fail. Wait by
+         * sleeping: this task may have been moved to the other worker by
+         * a wake, and yielding there would keep it from going hungry. */
         uint64_t end = weft_now_ns() + LIMIT_NS;
         while (no_handover_since(&bt->c, mark)) {
             if (weft_now_ns() > end)
                 FAILF("no hand-over from worker %d happened", bt->c.home);
-            ASSERT_OK(weft_yield());
+            ASSERT_OK(weft_sleep_ns(100000));
         }
         churn_stop(&bt->c);
     }
