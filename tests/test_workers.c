@@ -454,6 +454,102 @@ TEST(op_whose_result_belongs_to_the_ring_pins_until_taken)
     run_workers(2, main_pinned_until_result_taken, NULL);
 }
 
+/* (b3) Ring-bound objects refuse callers that would touch them from the
+ * wrong thread: a ticker and a leased buffer made on worker 0 are refused
+ * to a task on worker 1 (-EXDEV), and the stream to another task on its own
+ * worker, which nothing pins while it waits (-EPERM); they still work for
+ * their owner afterwards. */
+typedef struct foreign_use {
+    weft_stream *ticker;
+    weft_buf buf;
+    weft_event made, tried;
+    _Atomic bool is_made, far_done, near_done;
+} foreign_use;
+
+static void *bound_owner(void *arg)
+{
+    foreign_use *f = arg;
+    ASSERT_EQ(weft_worker_index(), 0);
+    int r = weft_ticker(&f->ticker, MS);
+    if (r == -EOPNOTSUPP)
+        SKIP("multishot timeout: not supported");
+    ASSERT_OK(r);
+    weft_buf_ring *br;
+    r = weft_buf_ring_create(&br, 4, 64);
+    if (r == -EOPNOTSUPP || r == -EINVAL)
+        SKIP("buffer rings: %s", weft_strerror(r));
+    ASSERT_OK(r);
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    ASSERT_EQ(write(sv[1], "lease", 5), 5);
+    ASSERT_EQ(weft_recv_buf(sv[0], br, &f->buf), 5);
+    atomic_store(&f->is_made, true);
+    weft_event_notify_all(&f->made);
+    while (!atomic_load(&f->far_done) || !atomic_load(&f->near_done))
+        ASSERT_OK(weft_event_wait(&f->tried));
+    ASSERT_EQ(weft_worker_index(), 0);
+    ASSERT_OK(weft_stream_next(f->ticker, NULL)); /* a tick */
+    ASSERT_OK(weft_ticker_reset(f->ticker, 2 * MS));
+    ASSERT(memcmp(f->buf.data, "lease", 5) == 0);
+    ASSERT_OK(weft_buf_release(&f->buf));
+    ASSERT_OK(weft_stream_close(f->ticker));
+    ASSERT_EQ(weft_stream_close(f->ticker), -EBADF);
+    ASSERT_OK(weft_buf_ring_destroy(br));
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+
+static void *bound_far(void *arg)
+{
+    foreign_use *f = arg;
+    ASSERT_EQ(weft_worker_index(), 1);
+    while (!atomic_load(&f->is_made))
+        ASSERT_OK(weft_event_wait(&f->made));
+    weft_buf copy = f->buf;
+    ASSERT_EQ(weft_stream_next(f->ticker, NULL), -EXDEV);
+    ASSERT_EQ(weft_ticker_reset(f->ticker, 2 * MS), -EXDEV);
+    ASSERT_EQ(weft_stream_close(f->ticker), -EXDEV);
+    ASSERT_EQ(weft_buf_release(&copy), -EXDEV);
+    ASSERT(copy.ring != NULL); /* untouched: still leased */
+    atomic_store(&f->far_done, true);
+    weft_event_notify_all(&f->tried);
+    return NULL;
+}
+
+static void *bound_near(void *arg)
+{
+    foreign_use *f = arg;
+    ASSERT_EQ(weft_worker_index(), 0);
+    while (!atomic_load(&f->is_made))
+        ASSERT_OK(weft_event_wait(&f->made));
+    ASSERT_EQ(weft_stream_next(f->ticker, NULL), -EPERM);
+    atomic_store(&f->near_done, true);
+    weft_event_notify_all(&f->tried);
+    return NULL;
+}
+
+static void *main_foreign_use(void *arg)
+{
+    (void)arg;
+    static foreign_use f;
+    memset(&f, 0, sizeof f);
+    weft_event_init(&f.made);
+    weft_event_init(&f.tried);
+    weft_task *owner = spawn_on_worker(0, bound_owner, &f);
+    weft_task *near = spawn_on_worker(0, bound_near, &f);
+    weft_task *far = spawn_on_worker(1, bound_far, &f);
+    ASSERT_OK(weft_join(far, NULL));
+    ASSERT_OK(weft_join(near, NULL));
+    ASSERT_OK(weft_join(owner, NULL));
+    return NULL;
+}
+
+TEST(ring_bound_objects_refuse_the_wrong_task_or_worker)
+{
+    run_workers(2, main_foreign_use, NULL);
+}
+
 /* (c) A multishot stream pins the task that opened it until it is closed. */
 static void *pinned_by_stream(void *arg)
 {
@@ -2212,7 +2308,8 @@ TEST(worker_index_count_and_stats)
 }
 
 TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
-          CASE(op_whose_result_belongs_to_the_ring_pins_until_taken), CASE(stream_pins_task),
+          CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),
+          CASE(ring_bound_objects_refuse_the_wrong_task_or_worker), CASE(stream_pins_task),
           CASE(sticky_task_never_moves), CASE(timer_of_moved_task_is_rearmed),
           CASE(yielding_tasks_move_to_idle_worker), CASE(skewed_spawn_storm_spreads),
           CASE(cancel_parent_cancels_children_on_other_worker),

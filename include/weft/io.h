@@ -243,14 +243,16 @@ WEFT_API unsigned weft_buf_ring_available(const weft_buf_ring *br);
 
 /* A leased buffer: data the kernel wrote into a buffer of a ring. The task
  * owns it until weft_buf_release (or until it ends, when it is returned for
- * it). */
+ * it). weft_buf_release returns 0, or -EXDEV from another worker than the
+ * ring's (the buffer stays leased until its task ends); releasing an
+ * already released buffer does nothing. */
 typedef struct weft_buf {
     void *data;
     size_t len;
     weft_buf_ring *ring; /* private */
     unsigned id;         /* private */
 } weft_buf;
-WEFT_API void weft_buf_release(weft_buf *b);
+WEFT_API int weft_buf_release(weft_buf *b);
 /* One recv into a buffer the kernel picks from br; returns the length (0 =
  * end of stream) with *out leased when > 0, -ENOBUFS when br is empty. */
 WEFT_API ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out);
@@ -273,10 +275,12 @@ WEFT_API int weft_read_stream(weft_stream **out, int fd, weft_buf_ring *br);
 WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
 /* A ticker (multishot TIMEOUT): one item every period_ns. */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
-/* Changes a ticker's period (TIMEOUT_REMOVE with IORING_TIMEOUT_UPDATE). */
+/* Changes a ticker's period (TIMEOUT_REMOVE with IORING_TIMEOUT_UPDATE), from
+ * a task on the ticker's worker (-EXDEV otherwise). */
 WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
-/* The next item: an accepted fd, a received length (buf leased, 0 = end of
- * stream), revents, or 0 for a tick. -ECANCELED/-ETIMEDOUT as any blocking
+/* The next item, for the task that opened the stream (-EPERM for another
+ * task, -EXDEV on another worker): an accepted fd, a received length (buf
+ * leased, 0 = end of stream), revents, or 0 for a tick. -ECANCELED/-ETIMEDOUT as any blocking
  * call; an error that ended the kernel side is returned once, then the
  * stream re-arms (accept) or reports 0 / -EPIPE. -ENOBUFS when every
  * buffer of the ring is leased and nothing is queued. */
@@ -284,8 +288,10 @@ WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);
 /* Items queued and not yet pulled. */
 WEFT_API unsigned weft_stream_pending(const weft_stream *s);
 /* Closes the stream; queued fds are closed and queued buffers returned. The
- * kernel side is cancelled asynchronously; never blocks. */
-WEFT_API void weft_stream_close(weft_stream *s);
+ * kernel side is cancelled asynchronously; never blocks. Returns 0, -EBADF
+ * (NULL, or already closed) or -EXDEV when called from another worker than
+ * the stream's (it stays open, and is closed when its owner ends). */
+WEFT_API int weft_stream_close(weft_stream *s);
 
 /* ---- introspection ------------------------------------------------------ */
 

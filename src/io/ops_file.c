@@ -42,10 +42,19 @@ int weft_close(int fd)
     IO_BEGIN(IORING_OP_CLOSE);
     if (weft_is_direct(fd)) {
         unsigned slot = (unsigned)(fd & ~WEFT_DIRECT_BIT);
+        weft__worker *w = weft__worker_self();
+        bool mine = slot < w->ring.direct_slots && w->direct_owner[slot] == w->current;
         io_uring_prep_close_direct(sqe, slot);
+        /* The table entry to update is this ring's: stay here until then.
+         * (The holder is pinned by the slot anyway; anyone else closing it,
+         * a second close or one after weft_direct_give, is not, and would
+         * clear the entry of another worker's table.) */
+        IO_RESULT_BOUND();
         int r = IO_WAIT();
-        /* Whatever the result, the slot is no longer this task's. */
-        weft__direct_forget(weft__worker_self(), slot);
+        /* Whatever the result, the slot is no longer this task's; and once
+         * the kernel emptied it, it is nobody's. */
+        if (mine || r == 0)
+            weft__direct_forget(w, slot);
         return r;
     }
     io_uring_prep_close(sqe, fd);

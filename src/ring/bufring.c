@@ -181,16 +181,21 @@ static void unlease(weft_buf_ring *br, unsigned bid)
     give_to_kernel(br, bid);
 }
 
-void weft_buf_release(weft_buf *b)
+int weft_buf_release(weft_buf *b)
 {
     if (!b || !b->ring)
-        return;
+        return 0;
     weft_buf_ring *br = b->ring;
+    /* The ring's tail, its lease table and the lessee's pin count belong
+     * to br->w's thread. */
+    if (br->w != weft__worker_self())
+        return -EXDEV;
     b->ring = NULL;
     b->data = NULL;
     b->len = 0;
     if (b->id < br->nbufs && br->lessee[b->id])
         unlease(br, b->id);
+    return 0;
 }
 
 void weft__leases_release_all(weft__worker *w, weft_task *t)

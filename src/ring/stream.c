@@ -177,10 +177,12 @@ static void release_closed(weft__cleanup *c)
     stream_free((weft_stream *)((char *)c - offsetof(weft_stream, cleanup)));
 }
 
+static void close_stream(weft_stream *s);
+
+/* The owner's end: on its worker, whatever the caller's thread looks like. */
 static void release_for_task(weft__resource *res)
 {
-    weft_stream *s = (weft_stream *)((char *)res - offsetof(weft_stream, res));
-    weft_stream_close(s);
+    close_stream((weft_stream *)((char *)res - offsetof(weft_stream, res)));
 }
 
 static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int fd, unsigned flags,
@@ -292,6 +294,12 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
         return -EINVAL;
     if (s->closing)
         return -EBADF;
+    /* The update goes to the caller's ring, which must be the ticker's. */
+    weft__worker *w = weft__worker_self();
+    if (!w || !w->current)
+        return -EPERM;
+    if (s->w != w)
+        return -EXDEV;
     set_period(s, period_ns);
     if (!s->armed)
         return 0; /* the next pull arms it with the new period */
@@ -350,8 +358,13 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
     weft_task *t = w ? w->current : NULL;
     if (!t)
         return -EPERM;
+    /* Only the owner pulls: the stream pins it to s->w while it waits;
+     * another task could be handed to another worker while parked here,
+     * and go on to arm and deliver from the wrong thread. */
     if (s->w != w)
         return -EXDEV;
+    if (s->owner != t)
+        return -EPERM;
     if ((s->kind == STREAM_RECV || s->kind == STREAM_READ) && !buf)
         return -EINVAL;
     for (;;) {
@@ -385,9 +398,21 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
     }
 }
 
-void weft_stream_close(weft_stream *s)
+int weft_stream_close(weft_stream *s)
 {
     if (!s || s->closing)
+        return -EBADF;
+    /* Its ring, its maintenance task and its owner's accounts belong to
+     * s->w's thread. */
+    if (s->w != weft__worker_self())
+        return -EXDEV;
+    close_stream(s);
+    return 0;
+}
+
+static void close_stream(weft_stream *s)
+{
+    if (s->closing)
         return;
     weft__resource_detach(s->owner, &s->res);
     s->closing = true;
