@@ -701,6 +701,37 @@ TEST(qlas_buckets)
     pol_close(&q);
 }
 
+/* A task handed over from another worker arrives with service (the
+ * scheduler keeps e->service_ns) and no record here: it keeps that service
+ * instead of starting again at zero, under both policies. */
+static void check_moved_task_keeps_its_service(const weft_policy *p, const void *config)
+{
+    pol q = pol_open(p, config);
+    weft_sched_entity here, fresh, moved;
+    with_service(&q, &here, 1, 0, 150); /* ran here */
+    here.service_ns = 150;
+    mk(&fresh, 2, 0, 2);
+    mk(&moved, 3, 0, 3);
+    moved.service_ns = 450; /* ran on another worker */
+    push(&q, &moved);
+    push(&q, &here);
+    push(&q, &fresh);
+    EXPECT_POPS(&q, &fresh, &here, &moved);
+    /* Its record is released with it, as any other. */
+    task_exit(&q, &moved);
+    task_exit(&q, &here);
+    task_exit(&q, &fresh);
+    pol_close(&q);
+    check_no_leaks();
+}
+
+TEST(moved_task_keeps_its_service)
+{
+    weft_qlas_config cfg = {.quantum_ns = 100, .rr_interval = 1000};
+    check_moved_task_keeps_its_service(&weft_policy_las, NULL);
+    check_moved_task_keeps_its_service(&weft_policy_qlas, &cfg);
+}
+
 TEST(qlas_round_robin_pass)
 {
     weft_qlas_config cfg = {.quantum_ns = 100, .rr_interval = 3};
@@ -1476,9 +1507,10 @@ TEST_MAIN(CASE(vtables_complete), CASE(runnable_fifo_order_and_repush), CASE(run
           CASE(las_solo_task_exit_keeps_nothing),
           CASE(las_exit_after_a_run_without_pop_releases_the_record),
           CASE(las_first_run_charges_named_group), CASE(las_remove), CASE(qlas_buckets),
-          CASE(qlas_round_robin_pass), CASE(qlas_round_robin_cursor_advances), CASE(qlas_config),
-          CASE(qlas_exit_releases_group), CASE(group_table_against_array), CASE(seen_pages),
-          CASE(stress_runnable_fifo), CASE(stress_arrival_fifo), CASE(stress_las),
-          CASE(stress_qlas), CASE(fault_sweep_arrival_fifo), CASE(fault_sweep_las),
-          CASE(fault_sweep_qlas), CASE(fault_record_falls_back_to_zero_service),
-          CASE(fault_heap_overflow_keeps_tasks), CASE(cost_printed))
+          CASE(moved_task_keeps_its_service), CASE(qlas_round_robin_pass),
+          CASE(qlas_round_robin_cursor_advances), CASE(qlas_config), CASE(qlas_exit_releases_group),
+          CASE(group_table_against_array), CASE(seen_pages), CASE(stress_runnable_fifo),
+          CASE(stress_arrival_fifo), CASE(stress_las), CASE(stress_qlas),
+          CASE(fault_sweep_arrival_fifo), CASE(fault_sweep_las), CASE(fault_sweep_qlas),
+          CASE(fault_record_falls_back_to_zero_service), CASE(fault_heap_overflow_keeps_tasks),
+          CASE(cost_printed))

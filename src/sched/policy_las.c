@@ -303,12 +303,33 @@ static void las_fini(void *state)
     memset(s, 0, sizeof *s);
 }
 
+/* The record of e's group at push, if it has one or needs one. A task that
+ * is its own group and has run (e->service_ns, kept by the scheduler) but
+ * has no record here ran on another worker and was handed over: its record
+ * there went with its exit, so its service comes along in a record made
+ * here, and it does not start again at zero. (Groups that several tasks
+ * share keep one account per worker: docs/workers.md.) */
+static weft__group *record_at_push(weft__groups *groups, weft_sched_entity *e, bool *carried)
+{
+    if (e->group != e->task_id)
+        return weft__groups_adopt(groups, e);
+    weft__group *g = weft__groups_join(groups, e);
+    if (g || e->service_ns == 0)
+        return g;
+    g = weft__groups_adopt(groups, e);
+    if (g && g->service_ns < e->service_ns) {
+        g->service_ns = e->service_ns;
+        *carried = true;
+    }
+    return g;
+}
+
 static void las_push(void *state, weft_sched_entity *e)
 {
     las_state *s = state;
     las_flush(s);
-    weft__group *g = e->group == e->task_id ? weft__groups_join(&s->groups, e)
-                                            : weft__groups_adopt(&s->groups, e);
+    bool carried = false; /* las keys by service_ns itself */
+    weft__group *g = record_at_push(&s->groups, e, &carried);
     e->link[2] = g;
     if (!g) {
         e->link[3] = (void *)(uintptr_t)s->next_seq++;
@@ -505,8 +526,10 @@ static void qlas_push(void *state, weft_sched_entity *e)
 {
     qlas_state *s = state;
     qlas_flush(s);
-    weft__group *g = e->group == e->task_id ? weft__groups_join(&s->groups, e)
-                                            : weft__groups_adopt(&s->groups, e);
+    bool carried = false;
+    weft__group *g = record_at_push(&s->groups, e, &carried);
+    if (carried)
+        g->bucket = qlas_bucket(g->service_ns, s->quantum_ns);
     unsigned b = g ? g->bucket : 0;
     e->link[2] = (void *)(uintptr_t)b;
     e->link[3] = g;
