@@ -173,20 +173,21 @@ static void *park_often(void *arg)
     return NULL;
 }
 
-static void with_park_env(const char *value, void (*body)(void))
+/* Runs body with $name set to value (NULL: unset), then puts it back. */
+static void with_env(const char *name, const char *value, void (*body)(void))
 {
-    const char *old = getenv("WEFT_PARK");
+    const char *old = getenv(name);
     char *saved = old ? strdup(old) : NULL;
     if (value)
-        setenv("WEFT_PARK", value, 1);
+        setenv(name, value, 1);
     else
-        unsetenv("WEFT_PARK");
+        unsetenv(name);
     body();
     if (saved) {
-        setenv("WEFT_PARK", saved, 1);
+        setenv(name, saved, 1);
         free(saved);
     } else {
-        unsetenv("WEFT_PARK");
+        unsetenv(name);
     }
 }
 
@@ -210,9 +211,9 @@ static void refuse_bad_park(void)
  * thread end that sleep as they end an io_uring_enter. */
 TEST(workers_parked_in_ppoll_wake_for_timers_other_workers_and_the_pool)
 {
-    with_park_env("poll", run_park_often_on_1_and_2_workers);
-    with_park_env("enter", run_park_often_on_1_and_2_workers);
-    with_park_env("sometimes", refuse_bad_park);
+    with_env("WEFT_PARK", "poll", run_park_often_on_1_and_2_workers);
+    with_env("WEFT_PARK", "enter", run_park_often_on_1_and_2_workers);
+    with_env("WEFT_PARK", "sometimes", refuse_bad_park);
 }
 
 /* Under valgrind, whose lock io_uring_enter would keep, workers park in
@@ -285,6 +286,21 @@ static void *count_workers(void *arg)
     return (void *)(uintptr_t)weft_worker_count();
 }
 
+static void four_workers_from_env(void)
+{
+    weft_config zero = {0};
+    void *n;
+    ASSERT_OK(weft_run(&zero, count_workers, NULL, &n));
+    ASSERT_EQ((uintptr_t)n, 4);
+}
+
+static void bad_workers_env_refused(void)
+{
+    weft_config zero = {0};
+    ASSERT_EQ(weft_run(&zero, nothing, NULL, NULL), -EINVAL);
+    ASSERT(strstr(weft_last_config_error(), "WEFT_WORKERS") != NULL);
+}
+
 TEST(worker_counts)
 {
     weft_config cfg = {.workers = 3};
@@ -294,21 +310,8 @@ TEST(worker_counts)
     cfg.workers = 1025;
     ASSERT_EQ(weft_run(&cfg, nothing, NULL, NULL), -EINVAL);
     /* 0: $WEFT_WORKERS, checked like the field. */
-    const char *old = getenv("WEFT_WORKERS");
-    char *saved = old ? strdup(old) : NULL;
-    weft_config zero = {0};
-    setenv("WEFT_WORKERS", "4", 1);
-    ASSERT_OK(weft_run(&zero, count_workers, NULL, &n));
-    ASSERT_EQ((uintptr_t)n, 4);
-    setenv("WEFT_WORKERS", "many", 1);
-    ASSERT_EQ(weft_run(&zero, nothing, NULL, NULL), -EINVAL);
-    ASSERT(strstr(weft_last_config_error(), "WEFT_WORKERS") != NULL);
-    if (saved) {
-        setenv("WEFT_WORKERS", saved, 1);
-        free(saved);
-    } else {
-        unsetenv("WEFT_WORKERS");
-    }
+    with_env("WEFT_WORKERS", "4", four_workers_from_env);
+    with_env("WEFT_WORKERS", "many", bad_workers_env_refused);
 }
 
 static void *spawn_on_queue(void *arg)

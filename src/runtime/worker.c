@@ -181,11 +181,18 @@ static void arm_wake_read(weft__worker *w)
     w->wake_armed = true;
 }
 
-static void eventfd_wake(weft__worker *to)
+/* Adds 1 to an eventfd. A failure can only be EAGAIN, a counter already
+ * at its maximum: readable anyway. */
+static void eventfd_signal(int fd)
 {
     uint64_t one = 1;
-    ssize_t n = write(to->wake_fd, &one, sizeof one);
+    ssize_t n = write(fd, &one, sizeof one);
     (void)n;
+}
+
+static void eventfd_wake(weft__worker *to)
+{
+    eventfd_signal(to->wake_fd);
 }
 
 /* Ends `to`'s wait in io_uring_enter if it is parked there (or about to
@@ -512,13 +519,10 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
      * the queue within inject_interval picks. This happens under the lock:
      * the runtime cannot end before a worker has taken the request, which
      * needs the lock, so rt stays valid until the unlock, the last touch. */
-    if (rt->embedded) {
+    if (rt->embedded)
         /* The host loop sleeps on the executor's fd: make it readable, so
          * that it calls weft_executor_run, which takes the request. */
-        uint64_t one = 1;
-        ssize_t n = write(rt->workers[0].ring.event_fd, &one, sizeof one);
-        (void)n; /* EAGAIN: the counter is already non-zero */
-    }
+        eventfd_signal(rt->workers[0].ring.event_fd);
     for (unsigned i = 0; !rt->embedded && i < rt->nworkers; i++) {
         weft__worker *w = &rt->workers[i];
         if (atomic_load_explicit(&w->parked, memory_order_seq_cst)) {
