@@ -132,6 +132,25 @@ static inline bool weft__sched_push_fast(weft__sched *s, weft_task *t)
     return true;
 }
 
+/* Hints for prefetching, nothing more: the task the current slice's queue
+ * would give next when that queue is a runnable FIFO (else NULL), and the
+ * one queued after a task that hint returned (or after that one). The
+ * answers may be stale by the time of the next pick. */
+static inline weft_task *weft__sched_peek_hint(const weft__sched *s)
+{
+    const weft__queue *q = s->cur;
+    if (!q || !q->rfifo)
+        return NULL;
+    weft_sched_entity *e = ((const weft__rfifo *)q->state)->head;
+    return e ? weft__task_of_entity(e) : NULL;
+}
+
+static inline weft_task *weft__sched_peek_hint_after(const weft_task *t)
+{
+    weft_sched_entity *e = WEFT__RFIFO_NEXT(&t->entity);
+    return e ? weft__task_of_entity(e) : NULL;
+}
+
 static inline weft_task *weft__sched_pick_fast(weft__sched *s)
 {
     if (!s->single_fifo || !s->cur || s->lifo || s->poll_due || s->slice_runs >= s->max_runs)

@@ -497,22 +497,6 @@ int weft_shield_pop(void)
 
 /* ---- the end of a task ---------------------------------------------------- */
 
-/* Bytes kept free between the entry frame and the task function's first
- * frame. When the function returns, the end-of-task protocol (cancel the
- * children, park until they are gone) runs inside this zone, so the dead
- * frames of the function stay intact while children that borrowed them
- * finish. Small enough that a simple task still fits in one page. Under
- * ASan the protocol and the sanitizer's own calls on that path
- * (__asan_handle_no_return before weft__task_finish, the fiber-switch
- * hooks) reach about 2.3 KiB below the entry frame: with 2 KiB they
- * overwrote the top of the dead frame that children still read
- * (test_workers: finishing_parent_awaits_children_on_other_worker). */
-#ifdef WEFT_ASAN
-#define FINISH_ZONE 8192
-#else
-#define FINISH_ZONE 2048
-#endif
-
 static WEFT_TSAN_CALL void task_started(weft_task *t)
 {
     t->run_flags |= TASK_R_STARTED;
@@ -530,7 +514,7 @@ WEFT_NO_TSAN void weft__task_entry(void *transfer)
     weft__fiber_started();
     weft_task *t = transfer;
     task_started(t);
-    uintptr_t sp = ((uintptr_t)__builtin_frame_address(0) - FINISH_ZONE) & ~(uintptr_t)15;
+    uintptr_t sp = ((uintptr_t)__builtin_frame_address(0) - WEFT__FINISH_ZONE) & ~(uintptr_t)15;
     task_returned(t, weft__ctx_call(t->fn, t->arg, (void *)sp));
     weft__task_finish(t);
 }

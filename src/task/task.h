@@ -65,6 +65,22 @@
 #define TASK_MAX_DEADLINES 16
 #define TASK_NAME_MAX      32
 
+/* Bytes kept free between the entry frame and the task function's first
+ * frame. When the function returns, the end-of-task protocol (cancel the
+ * children, park until they are gone) runs inside this zone, so the dead
+ * frames of the function stay intact while children that borrowed them
+ * finish. Small enough that a simple task still fits in one page. Under
+ * ASan the protocol and the sanitizer's own calls on that path
+ * (__asan_handle_no_return before weft__task_finish, the fiber-switch
+ * hooks) reach about 2.3 KiB below the entry frame: with 2 KiB they
+ * overwrote the top of the dead frame that children still read
+ * (test_workers: finishing_parent_awaits_children_on_other_worker). */
+#ifdef WEFT_ASAN
+#define WEFT__FINISH_ZONE 8192
+#else
+#define WEFT__FINISH_ZONE 2048
+#endif
+
 struct weft__worker;
 struct weft__defer;
 struct weft__resource;
