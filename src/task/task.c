@@ -259,10 +259,23 @@ static int check_handle(const weft_task *t)
     return 0;
 }
 
-static void release_handle(weft_task *t)
+/* Gives up the handle's reference and its JOIN_INTEREST in one step (the
+ * bit is set while the handle lives, so subtracting it clears it). s is a
+ * recent reading of the state: when it shows the task complete with the
+ * handle's as its only reference, nothing else can reach the record any
+ * more (a reference is taken only by a holder of one) and it is freed
+ * without another atomic step; the acquire load that read s orders this
+ * after every other holder's release. */
+static void release_handle(weft_task *t, uint64_t s)
 {
-    atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_INTEREST, memory_order_relaxed);
-    weft__task_ref_drop(t);
+    if ((s & TASK_COMPLETE) && (s & TASK_REF_MASK) == TASK_REF_ONE) {
+        weft__task_free(weft__worker_self(), t);
+        return;
+    }
+    uint64_t prev = atomic_fetch_sub_explicit(&t->state, TASK_REF_ONE | TASK_JOIN_INTEREST,
+                                              memory_order_acq_rel);
+    if ((prev & TASK_REF_MASK) == TASK_REF_ONE)
+        weft__task_free(weft__worker_self(), t);
 }
 
 int weft_join(weft_task *t, void **result)
@@ -295,7 +308,7 @@ int weft_join(weft_task *t, void **result)
     int outcome = t->outcome;
     if (result)
         *result = t->result;
-    release_handle(t);
+    release_handle(t, s);
     return outcome;
 }
 
@@ -303,7 +316,7 @@ void weft_detach(weft_task *t)
 {
     if (check_handle(t))
         return;
-    release_handle(t);
+    release_handle(t, 0);
 }
 
 int weft_cancel(weft_task *t)
