@@ -539,6 +539,47 @@ TEST(run_clock_follows_the_monotonic_clock)
            (unsigned long long)c.syncs);
 }
 
+/* The reading for deadlines: each one, taken after a real reading b and
+ * before another one a, is at least b (no tolerance: a sleep counted from
+ * it must never be short) and not far beyond a. */
+static void check_never_behind(weft__runclock *c, uint64_t for_ns)
+{
+    uint64_t start = weft_now_ns();
+    for (;;) {
+        uint64_t b = weft_now_ns();
+        uint64_t u = weft__runclock_now_no_earlier(c);
+        uint64_t a = weft_now_ns();
+        ASSERT_GE(u, b);
+        ASSERT_LE(u, a + RUNCLOCK_TOLERANCE_NS);
+        if (a - start >= for_ns)
+            break;
+    }
+}
+
+TEST(run_clock_reading_for_deadlines_is_never_behind)
+{
+    cpu_set_t old, one; /* one CPU, as in the test above */
+    ASSERT_OK(pthread_getaffinity_np(pthread_self(), sizeof old, &old));
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    ASSERT_OK(pthread_setaffinity_np(pthread_self(), sizeof one, &one));
+    weft__runclock c;
+    weft__runclock_init(&c, true);
+    check_never_behind(&c, 5 * WEFT_RUNCLOCK_CAL_NS);
+    ASSERT_OK(pthread_setaffinity_np(pthread_self(), sizeof old, &old));
+    if (!weft__runclock_tsc_usable()) {
+        printf("  no invariant TSC kept by the kernel here: every reading was real\n");
+        ASSERT_EQ(c.syncs, c.reads);
+        return;
+    }
+    /* The bound was really used: most readings were extrapolated. */
+    ASSERT(c.mult_hi >= c.mult && c.mult != 0);
+    ASSERT_LT(c.syncs * 4, c.reads);
+    printf("  %llu readings, %llu real; rate bound %.4f%% above the rate\n",
+           (unsigned long long)c.reads, (unsigned long long)c.syncs,
+           100.0 * (double)(c.mult_hi - c.mult) / (double)c.mult);
+}
+
 TEST(run_clock_without_the_tsc_reads_the_real_clock)
 {
     weft__runclock c;
@@ -554,4 +595,5 @@ TEST_MAIN(CASE(sleep_is_never_early), CASE(sleepers_wake_in_deadline_order),
           CASE(timer_lane_compacts_shrinks_grows_and_gives_memory_back),
           CASE(hundred_thousand_sleepers), CASE(cancelling_sleepers_removes_their_timers),
           CASE(run_clock_follows_the_monotonic_clock),
+          CASE(run_clock_reading_for_deadlines_is_never_behind),
           CASE(run_clock_without_the_tsc_reads_the_real_clock))

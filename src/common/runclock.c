@@ -108,27 +108,38 @@ uint64_t weft__runclock_sync(weft__runclock *c)
             c->anchor_cpu = WEFT_RUNCLOCK_NO_CPU;
             return ns;
         }
+        /* The reading was taken at some tick in [t0, t1]: tsc is that
+         * tick give or take half. */
         uint64_t tsc = t0 + (t1 - t0) / 2;
+        uint64_t half = (t1 - t0 + 1) / 2;
         if (cpu != c->cal_cpu || tsc < c->cal_tsc + CAL_MIN_TICKS) {
             if (cpu != c->cal_cpu || tsc < c->cal_tsc) {
                 c->cal_cpu = cpu; /* (re)start the rate measurement here */
                 c->cal_tsc = tsc;
                 c->cal_ns = ns;
+                c->cal_half = half;
             }
         } else if (ns - c->cal_ns >= WEFT_RUNCLOCK_CAL_NS) {
-            /* At least 10 ms and CAL_MIN_TICKS: the quotient fits easily. */
-            uint64_t mult =
-                (uint64_t)(((unsigned __int128)(ns - c->cal_ns) << 32) / (tsc - c->cal_tsc));
+            /* At least 10 ms and CAL_MIN_TICKS: the quotients fit easily,
+             * and the ticks really elapsed exceed the two halves (at most
+             * BRACKET_MAX_TICKS together). */
+            uint64_t ticks = tsc - c->cal_tsc;
+            unsigned __int128 ns_elapsed = (unsigned __int128)(ns - c->cal_ns) << 32;
+            uint64_t mult = (uint64_t)(ns_elapsed / ticks);
             if (mult >= MULT_MIN && mult <= MULT_MAX) {
+                uint64_t hi = (uint64_t)(ns_elapsed / (ticks - half - c->cal_half));
                 c->mult = mult;
+                c->mult_hi = hi + hi / 512 + 1;
                 c->span_ticks = (uint64_t)(((unsigned __int128)WEFT_RUNCLOCK_SPAN_NS << 32) / mult);
             }
             c->cal_tsc = tsc;
             c->cal_ns = ns;
+            c->cal_half = half;
         }
         c->anchor_cpu = cpu;
         c->anchor_tsc = tsc;
         c->anchor_ns = ns;
+        c->anchor_half = half;
         return ns;
     }
 #endif

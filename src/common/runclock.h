@@ -42,8 +42,11 @@ typedef struct weft__runclock {
     uint32_t anchor_cpu;            /* CPU of the anchor, or WEFT_RUNCLOCK_NO_CPU */
     uint32_t cal_cpu;               /* CPU of the rate measurement's start */
     uint64_t anchor_tsc, anchor_ns; /* the latest clean real reading */
+    uint64_t anchor_half;           /* its TSC is within this many ticks */
     uint64_t cal_tsc, cal_ns;       /* start of the current rate measurement */
+    uint64_t cal_half;              /* its TSC is within this many ticks */
     uint64_t mult;                  /* ns per tick << 32; 0 = rate not known */
+    uint64_t mult_hi;               /* an upper bound of mult (see _now_no_earlier) */
     uint64_t span_ticks;            /* WEFT_RUNCLOCK_SPAN_NS in ticks */
     uint64_t reads, syncs;          /* readings, of which real ones */
     /* The owning thread's CPU number, kept current by the kernel (its rseq
@@ -70,6 +73,32 @@ static inline uint64_t weft__runclock_now(weft__runclock *c)
         uint64_t d = __builtin_ia32_rdtsc() - c->anchor_tsc;
         if (d < c->span_ticks)
             return c->anchor_ns + (uint64_t)(((unsigned __int128)d * c->mult) >> 32);
+    }
+#endif
+    return weft__runclock_sync(c);
+}
+
+/* A reading no earlier than CLOCK_MONOTONIC at the call, for deadlines
+ * counted from now (a sleep), which must never fall early. It errs late
+ * instead: the extrapolation starts from the earliest tick the anchor's
+ * reading may have been taken at, and runs at an upper bound of the rate
+ * (the measurement's own error, plus 0.2% for the kernel's frequency
+ * adjustments since). That is at most a few microseconds late within a
+ * span. A real reading when no rate is known. */
+static inline uint64_t weft__runclock_now_no_earlier(weft__runclock *c)
+{
+    c->reads++;
+#if defined(__x86_64__)
+    if (c->mult_hi && *c->cpu_id == c->anchor_cpu) {
+        /* Fenced: a TSC read ahead of the code before it could be behind
+         * a clock reading that code made. */
+        __builtin_ia32_lfence();
+        uint64_t d = __builtin_ia32_rdtsc() - c->anchor_tsc;
+        /* Checked again: a move between the two reads would have read
+         * another CPU's TSC. */
+        if (d < c->span_ticks && *c->cpu_id == c->anchor_cpu)
+            return c->anchor_ns +
+                   (uint64_t)(((unsigned __int128)(d + c->anchor_half) * c->mult_hi) >> 32);
     }
 #endif
     return weft__runclock_sync(c);
