@@ -67,6 +67,9 @@ WEFT_API void weft_detach(weft_task *t);
 WEFT_API int weft_cancel(weft_task *t);
 
 WEFT_API bool weft_task_finished(const weft_task *t);
+/* t's id (0 for NULL): unique in its runtime, never reused, increasing with
+ * each spawn from one worker. With several workers ids are not in spawn
+ * order across workers: each worker takes them in blocks. */
 WEFT_API uint64_t weft_task_id(const weft_task *t);
 /* The panic message of a task that finished with WEFT_EPANIC, else NULL.
  * Valid until the handle is joined. */

@@ -70,7 +70,12 @@ typedef struct weft__worker {
     weft_task *leaving;
     weft__switch_reason reason; /* set by the task before switching back */
     weft__sched sched;
-    weft__runclock clock;      /* timed runs' clock (common/runclock.h) */
+    weft__runclock clock; /* timed runs' clock (common/runclock.h) */
+    /* Task ids this worker hands out next, [id_next, id_end): a block taken
+     * from the runtime's counter, so that a spawn does no locked add. That
+     * add had half of spawn's own profile samples: it waits for the stores
+     * to the new record before it to drain. */
+    uint64_t id_next, id_end;
     uint64_t run_start_ns;     /* clock at the start of the current run, 0 = not read */
     uint64_t yield_check_skip; /* yield_maybe calls left before the next clock read */
     uint64_t yield_calls;      /* yield_maybe calls since its last clock read */
@@ -132,13 +137,13 @@ typedef struct weft__runtime {
     int default_stack_class;
     unsigned nworkers;
     weft__worker *workers;
-    bool threaded; /* several workers: the tree lock and live_tasks count */
-    _Atomic uint64_t next_task_id;
-    _Atomic uint64_t live_tasks; /* threaded: spawned, not complete (pseudo-roots excluded) */
-    _Atomic uint64_t live_maint; /* threaded: of live_tasks, the workers' maintenance tasks */
-    struct weft_task root;       /* parent of background and outside-spawned tasks */
-    struct weft_task orphans;    /* adopts children under WEFT_ORPHANS_ADOPT */
-    unsigned tree_lock;          /* a spinlock (common/spinlock.h); see task/tree.c */
+    bool threaded;                 /* several workers: the tree lock and live_tasks count */
+    _Atomic uint64_t next_task_id; /* where the next block of ids starts */
+    _Atomic uint64_t live_tasks;   /* threaded: spawned, not complete (pseudo-roots excluded) */
+    _Atomic uint64_t live_maint;   /* threaded: of live_tasks, the workers' maintenance tasks */
+    struct weft_task root;         /* parent of background and outside-spawned tasks */
+    struct weft_task orphans;      /* adopts children under WEFT_ORPHANS_ADOPT */
+    unsigned tree_lock;            /* a spinlock (common/spinlock.h); see task/tree.c */
     weft_task *main_task;
     _Atomic bool main_done;
     bool embedded;            /* driven by weft_executor_run */

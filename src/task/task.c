@@ -124,6 +124,20 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
     return r;
 }
 
+/* Ids are unique in the runtime and increase with each spawn from one
+ * worker; with several workers they are not in spawn order across workers,
+ * since each takes a block of them at a time. */
+#define ID_BLOCK 1024
+static uint64_t next_task_id(weft__worker *w)
+{
+    if (w->id_next == w->id_end) {
+        w->id_next =
+            atomic_fetch_add_explicit(&w->rt->next_task_id, ID_BLOCK, memory_order_relaxed);
+        w->id_end = w->id_next + ID_BLOCK;
+    }
+    return w->id_next++;
+}
+
 /* Spawns on `owner`, from the calling thread's worker w (which provides
  * the record). */
 static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const weft_spawn_opts *o,
@@ -188,7 +202,7 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->stack_class = (uint8_t)size_class;
     t->ndeadlines = 0;
     t->shield = 0;
-    t->entity.task_id = atomic_fetch_add_explicit(&rt->next_task_id, 1, memory_order_relaxed);
+    t->entity.task_id = next_task_id(w);
     t->entity.group = o->group ? o->group : t->entity.task_id;
     t->entity.spawned_ns = t->entity.runnable_ns = w->sched.now;
     t->entity.service_ns = 0;
@@ -583,7 +597,9 @@ static void complete(weft__worker *w, weft_task *t)
         weft__tree_cancel_children_locked(&rt->root);
     }
     weft__tree_unlock(rt);
-    uint64_t prev = atomic_fetch_or_explicit(&t->state, TASK_COMPLETE, memory_order_acq_rel);
+    /* An add, not an or: COMPLETE is clear until here, and an add whose
+     * old value is used is one xadd, where an or needs a CAS loop. */
+    uint64_t prev = atomic_fetch_add_explicit(&t->state, TASK_COMPLETE, memory_order_acq_rel);
     if (prev & TASK_JOIN_WAKER)
         weft__task_wake(t->joiner);
     if (rt->threaded)
