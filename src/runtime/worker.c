@@ -748,8 +748,8 @@ static inline __attribute__((always_inline)) void prefetch_next(weft__worker *w)
     weft_task *nnn = weft__sched_peek_hint_after(nn);
     if (!nnn)
         return;
-    __builtin_prefetch(&nnn->state, 1, 3);
-    __builtin_prefetch(&nnn->entity.link[0], 1, 3);
+    for (size_t off = 0; off < sizeof *nnn; off += 64)
+        __builtin_prefetch((const char *)nnn + off, 1, 3);
 }
 
 /* t is about to get the CPU. */
