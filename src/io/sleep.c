@@ -62,7 +62,9 @@ int weft_sleep_ns(uint64_t ns)
      * guests measured, most of what a sleep costs beyond a park; the run
      * clock's extrapolation from the TSC takes about a third of that, and
      * this reading of it is never behind the real clock, so the sleep is
-     * never short (a microsecond or two long at worst). */
-    uint64_t now = weft__runclock_now_no_earlier(&w->clock);
+     * never short (a microsecond or two long at worst). Under a pushed
+     * deadline the real clock still decides whether that deadline has
+     * passed: a reading ahead of it could say so too early. */
+    uint64_t now = w->current->deadline ? weft_now_ns() : weft__runclock_now_no_earlier(&w->clock);
     return sleep_until(ns > UINT64_MAX - now ? UINT64_MAX : now + ns, now);
 }
