@@ -671,8 +671,7 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
     if (r < 0) {
         /* No stack after all (see weft__stack_reserve): the task ends
          * without running and its join reports -ENOMEM. */
-        weft__task_complete_unstarted(t);
-        t->outcome = -ENOMEM;
+        weft__task_complete_without_stack(t);
         weft__sched_exit(sched, t);
         weft__task_ref_drop(t);
         return false;

@@ -581,6 +581,12 @@ static void complete(weft__worker *w, weft_task *t)
     } else if (t->run_flags & TASK_R_CANCEL_SEEN) {
         t->outcome = -ECANCELED;
         w->count.cancelled += !(t->flags & TASK_F_UNCOUNTED);
+    } else if (t->run_flags & TASK_R_NO_STACK) {
+        /* Set here, before COMPLETE is published: a joiner on another
+         * worker may read it as soon as that is. Counted with the
+         * cancelled, as a task that ended without running. */
+        t->outcome = -ENOMEM;
+        w->count.cancelled += !(t->flags & TASK_F_UNCOUNTED);
     } else {
         t->outcome = 0;
         w->count.completed += !(t->flags & TASK_F_UNCOUNTED);
@@ -609,6 +615,12 @@ static void complete(weft__worker *w, weft_task *t)
 void weft__task_complete_unstarted(weft_task *t)
 {
     t->run_flags |= TASK_R_CANCEL_SEEN;
+    complete(t->owner, t);
+}
+
+void weft__task_complete_without_stack(weft_task *t)
+{
+    t->run_flags |= TASK_R_NO_STACK;
     complete(t->owner, t);
 }
 

@@ -59,6 +59,7 @@
 #define TASK_R_PANICKED    (1u << 1)
 #define TASK_R_FINISHING   (1u << 2) /* function done; awaiting children/defers */
 #define TASK_R_CANCEL_SEEN (1u << 3) /* the function returned after a cancel */
+#define TASK_R_NO_STACK    (1u << 4) /* ended unrun: no stack could be had */
 
 #define TASK_MAGIC_LIVE    0x7765667474736b31ull /* "weftask1" */
 #define TASK_MAGIC_DEAD    0xdeadbeefdeadbeefull
@@ -190,6 +191,9 @@ void weft__task_ref_drop(weft_task *t);
 void weft__task_entry(void *transfer);
 /* Completes a task that was cancelled before its first run (no stack). */
 void weft__task_complete_unstarted(weft_task *t);
+/* Completes a task that could get no stack at its first run: its join
+ * reports -ENOMEM. */
+void weft__task_complete_without_stack(weft_task *t);
 /* Runs the end-of-task protocol on the task's stack and never returns. */
 _Noreturn void weft__task_finish(weft_task *t);
 
