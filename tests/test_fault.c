@@ -4,6 +4,8 @@
 #include "test.h"
 
 #include "common/fault.h"
+#include "context/stack.h"
+#include "runtime/worker.h"
 
 static void *ret_arg(void *arg)
 {
@@ -190,7 +192,60 @@ TEST(every_mapping_of_a_run_can_fail)
     ASSERT_GE(sweep(WEFT_FAULT_MMAP), 2);
 }
 
+/* A spawn reserves a stack on its own worker, but a task that another
+ * worker takes before its first run gets its stack there, from a pool that
+ * may have none to give. Played here on one worker: every stack its pool
+ * can give without a new mapping is taken, and that mapping fails. The
+ * task ends without running, its join reports -ENOMEM, and it is counted
+ * with the cancelled. */
+static void *main_first_run_without_stack(void *arg)
+{
+    weft__worker *w = weft__worker_self();
+    int cls = w->rt->default_stack_class;
+    weft_stats before, after;
+    ASSERT_OK(weft_stats_snapshot(&before));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, ret_arg, (void *)7));
+    enum { MAX_HELD = 4096 };
+    static weft__stack *held[MAX_HELD];
+    int n = 0;
+    weft__fault_arm(WEFT_FAULT_MMAP, 1);
+    for (;;) {
+        ASSERT_LT(n, MAX_HELD);
+        int r = weft__stack_acquire(&w->stacks, cls, &held[n]);
+        if (r < 0) {
+            ASSERT_EQ(r, -ENOMEM);
+            break;
+        }
+        n++;
+    }
+    weft__fault_arm(WEFT_FAULT_MMAP, 1); /* the task's first run maps next */
+    void *res = (void *)1;
+    ASSERT_EQ(weft_join(t, &res), -ENOMEM);
+    ASSERT_EQ(weft__fault_count(WEFT_FAULT_MMAP), 1);
+    weft__fault_arm(WEFT_FAULT_MMAP, 0);
+    ASSERT(res == NULL);
+    for (int i = 0; i < n; i++)
+        weft__stack_release(&w->stacks, held[i]);
+    ASSERT_OK(weft_stats_snapshot(&after));
+    ASSERT_EQ(after.tasks_live, before.tasks_live);
+    ASSERT_EQ(after.tasks_cancelled, before.tasks_cancelled + 1);
+    ASSERT_EQ(after.stacks_live, before.stacks_live);
+    /* The runtime carries on. */
+    ASSERT_OK(weft_spawn(&t, ret_arg, (void *)4));
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, 4);
+    return NULL;
+}
+TEST(first_run_without_a_stack_reports_enomem)
+{
+    /* One worker: with two, the other could take the task and give it a
+     * stack of its own. */
+    run_main_one_worker(NULL, main_first_run_without_stack, NULL);
+}
+
 TEST_MAIN(CASE(spawn_when_allocation_fails), CASE(spawn_when_stacks_cannot_be_mapped),
+          CASE(first_run_without_a_stack_reports_enomem),
           CASE(record_storm_when_huge_chunk_cannot_be_mapped),
           CASE(defer_and_deadline_when_allocation_fails), CASE(every_allocation_of_a_run_can_fail),
           CASE(every_mapping_of_a_run_can_fail))
