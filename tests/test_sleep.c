@@ -519,6 +519,17 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
  * tolerance is generous for loaded machines). */
 #define RUNCLOCK_TOLERANCE_NS 50000ull
 
+/* Pins the calling thread to the CPU it is on; *old receives its affinity
+ * to restore. */
+static void pin_to_this_cpu(cpu_set_t *old)
+{
+    cpu_set_t one;
+    ASSERT_OK(pthread_getaffinity_np(pthread_self(), sizeof *old, old));
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    ASSERT_OK(pthread_setaffinity_np(pthread_self(), sizeof one, &one));
+}
+
 static void check_against_real(weft__runclock *c, uint64_t for_ns)
 {
     uint64_t start = weft_now_ns(), last = 0;
@@ -541,11 +552,8 @@ TEST(run_clock_follows_the_monotonic_clock)
      * thread moves, and on a loaded 2-CPU machine a free thread can move
      * often enough that few readings get extrapolated, which is not what
      * this checks: that the extrapolation is taken and agrees. */
-    cpu_set_t old, one;
-    ASSERT_OK(pthread_getaffinity_np(pthread_self(), sizeof old, &old));
-    CPU_ZERO(&one);
-    CPU_SET(sched_getcpu(), &one);
-    ASSERT_OK(pthread_setaffinity_np(pthread_self(), sizeof one, &one));
+    cpu_set_t old;
+    pin_to_this_cpu(&old);
     weft__runclock c;
     weft__runclock_init(&c, true);
     /* Long enough for several rate measurements and many spans. */
@@ -586,11 +594,8 @@ static void check_never_behind(weft__runclock *c, uint64_t min_ns, uint64_t max_
 
 TEST(run_clock_reading_for_deadlines_is_never_behind)
 {
-    cpu_set_t old, one; /* one CPU, as in the test above */
-    ASSERT_OK(pthread_getaffinity_np(pthread_self(), sizeof old, &old));
-    CPU_ZERO(&one);
-    CPU_SET(sched_getcpu(), &one);
-    ASSERT_OK(pthread_setaffinity_np(pthread_self(), sizeof one, &one));
+    cpu_set_t old; /* one CPU, as in the test above */
+    pin_to_this_cpu(&old);
     weft__runclock c;
     weft__runclock_init(&c, true);
     /* Several rate measurements, and then enough extrapolated readings

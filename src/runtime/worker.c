@@ -687,11 +687,15 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
  * (weft_micro sleep, warm rounds) this halves the time: 112-128 ms a round
  * without, 60-76 ms with, whichever of 2 to 4 lines, read or write. Cheap
  * when the stack is hot. */
-static inline __attribute__((always_inline)) void prefetch_stack_top(const weft_task *t)
+static inline __attribute__((always_inline)) void prefetch_entry_frame(const char *top)
 {
-    const char *top = t->stack->lo + t->stack->size;
     __builtin_prefetch(top - 64, 1, 3);
     __builtin_prefetch(top - 128, 1, 3);
+}
+
+static inline __attribute__((always_inline)) void prefetch_stack_top(const weft_task *t)
+{
+    prefetch_entry_frame(t->stack->lo + t->stack->size);
 }
 
 /* Starts loading, ahead of time, the stack lines a queued task n will touch
@@ -721,8 +725,7 @@ static inline __attribute__((always_inline)) void prefetch_task_stack(const weft
         return;
     *pool = s->next;
     const char *top = s->lo + s->size;
-    __builtin_prefetch(top - 64, 1, 3);
-    __builtin_prefetch(top - 128, 1, 3);
+    prefetch_entry_frame(top);
     for (int i = 0; i < PREFETCH_FN_LINES; i++)
         __builtin_prefetch(top - WEFT__FINISH_ZONE - 64 * (i + 2), 1, 3);
 }
@@ -732,7 +735,8 @@ static inline __attribute__((always_inline)) void prefetch_task_stack(const weft
  * loaded on the next run). Each of 100k sleepers (weft_micro sleep, warm
  * rounds) touches its own stack, far from the others', and its record:
  * without this, a round spent most of its time waiting for those lines
- * (35-40 ms a round with it, 58-76 ms without, on the 2-vCPU VM). */
+ * (35-43 ms a round with it, 51-58 ms without, alternating runs on the
+ * 2-vCPU VM). */
 static inline __attribute__((always_inline)) void prefetch_next(weft__worker *w)
 {
     weft_task *n = weft__sched_peek_hint(&w->sched);

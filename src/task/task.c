@@ -93,11 +93,18 @@ int weft__task_park_interruptible(void)
     return weft__task_interrupted(t);
 }
 
-void weft__task_ref_drop(weft_task *t)
+/* Subtracts `by` (one reference, and bits known to be set) from t's state;
+ * the last reference frees the record. */
+static void drop_ref(weft_task *t, uint64_t by)
 {
-    uint64_t prev = atomic_fetch_sub_explicit(&t->state, TASK_REF_ONE, memory_order_acq_rel);
+    uint64_t prev = atomic_fetch_sub_explicit(&t->state, by, memory_order_acq_rel);
     if ((prev & TASK_REF_MASK) == TASK_REF_ONE)
         weft__task_free(weft__worker_self(), t);
+}
+
+void weft__task_ref_drop(weft_task *t)
+{
+    drop_ref(t, TASK_REF_ONE);
 }
 
 /* ---- spawn ---------------------------------------------------------------- */
@@ -286,10 +293,7 @@ static void release_handle(weft_task *t, uint64_t s)
         weft__task_free(weft__worker_self(), t);
         return;
     }
-    uint64_t prev = atomic_fetch_sub_explicit(&t->state, TASK_REF_ONE | TASK_JOIN_INTEREST,
-                                              memory_order_acq_rel);
-    if ((prev & TASK_REF_MASK) == TASK_REF_ONE)
-        weft__task_free(weft__worker_self(), t);
+    drop_ref(t, TASK_REF_ONE | TASK_JOIN_INTEREST);
 }
 
 int weft_join(weft_task *t, void **result)
