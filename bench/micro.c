@@ -12,6 +12,9 @@
  *           total / (2 * rounds)
  *   sleep   sleep_1ms_x100000_{cold,warm}_total_ms: spawn 100k tasks that
  *           each sleep 1 ms, join all; two rounds in one runtime
+ *   sleeplong sleep_1ms_x100000_behind_60s_{cold,warm}_total_ms: the same
+ *           with one task sleeping 60 s armed first, as a server's idle
+ *           timeouts are; no peer prints it (context)
  *   rss     sleep_1m_tasks_peak_rss_kib / _per_task_bytes: 1M tasks (default
  *           stack size) each sleeping 1 s, measured once all are parked;
  *           runs in a process of its own so that the peak belongs to it
@@ -21,7 +24,8 @@
  *           MAP_NORESERVE mapping, per page; and that price times 100k, the
  *           floor under any cold round that gives each task a fresh page
  *
- * usage: weft_micro [switch|spawn|yield|sleep|rss|pages]...   (none = all)
+ * usage: weft_micro [switch|spawn|yield|sleep|sleeplong|rss|pages]...
+ * (none = all)
  * The runtime has one worker on the calling thread (like Tokio's
  * current_thread); WEFT_MICRO_WORKERS=N overrides that, and
  * WEFT_MICRO_WAKE=owner sets weft_config.wake_placement to WEFT_WAKE_TO_OWNER.
@@ -63,11 +67,11 @@ static weft_config bench_config(void)
     return cfg;
 }
 
-static void run_in_weft(weft_fn fn, const char *what)
+static void run_in_weft(weft_fn fn, void *arg, const char *what)
 {
     weft_config cfg = bench_config();
     void *res = NULL;
-    int r = weft_run(&cfg, fn, NULL, &res);
+    int r = weft_run(&cfg, fn, arg, &res);
     if (r < 0)
         die(what, r);
     if (res)
@@ -201,12 +205,31 @@ static void *sleep_1ms(void *unused)
     return r < 0 ? (void *)(intptr_t)r : NULL;
 }
 
-static void *sleep_main(void *unused)
+/* sleeplong's stand-in for a connection's idle timeout: armed before the
+ * short sleeps, it outlives them all and is cancelled at the end. */
+#define LONG_SLEEP_NS 60000000000ull
+
+static void *sleep_long(void *unused)
 {
     (void)unused;
+    int r = weft_sleep_ns(LONG_SLEEP_NS);
+    return r < 0 && r != -ECANCELED ? (void *)(intptr_t)r : NULL;
+}
+
+/* arg non-NULL: sleeplong, the rounds run with a 60 s sleeper armed first. */
+static void *sleep_main(void *behind_long)
+{
     weft_task **hs = malloc(SLEEP_TASKS * sizeof *hs);
     if (!hs)
         return (void *)(intptr_t)-ENOMEM;
+    weft_task *long_sleeper = NULL;
+    if (behind_long) {
+        int r = weft_spawn(&long_sleeper, sleep_long, NULL);
+        if (r < 0)
+            die("sleeplong: weft_spawn", r);
+        weft_yield(); /* it runs and arms its timer before the others */
+    }
+    const char *prefix = behind_long ? "behind_60s_" : "";
     static const char *const rounds[] = {"cold", "warm"};
     for (int k = 0; k < 2; k++) {
         uint64_t t0 = now_ns();
@@ -224,11 +247,20 @@ static void *sleep_main(void *unused)
                 die("sleep: weft_sleep_ns", (int)(intptr_t)res);
         }
         uint64_t t1 = now_ns();
-        printf("weft sleep_1ms_x%ld_%s_total_ms=%.1f\n", SLEEP_TASKS, rounds[k],
+        printf("weft sleep_1ms_x%ld_%s%s_total_ms=%.1f\n", SLEEP_TASKS, prefix, rounds[k],
                (double)(t1 - t0) / 1e6);
         fflush(stdout);
     }
     free(hs);
+    if (long_sleeper) {
+        weft_cancel(long_sleeper);
+        void *res;
+        int r = weft_join(long_sleeper, &res);
+        if (r < 0 && r != -ECANCELED)
+            die("sleeplong: weft_join", r);
+        if (r == 0 && res)
+            die("sleeplong: weft_sleep_ns", (int)(intptr_t)res);
+    }
     return NULL;
 }
 
@@ -375,8 +407,9 @@ static void bench_rss_in_child(void)
 
 int main(int argc, char **argv)
 {
-    static const char *const names[] = {"switch", "spawn", "yield", "sleep", "rss", "pages"};
-    enum { NBENCH = 6 };
+    static const char *const names[] = {"switch", "spawn", "yield",    "sleep",
+                                        "rss",    "pages", "sleeplong"};
+    enum { NBENCH = 7 };
     bool want[NBENCH] = {0};
     bool any = false;
     for (int i = 1; i < argc; i++) {
@@ -384,7 +417,8 @@ int main(int argc, char **argv)
         while (k < NBENCH && strcmp(argv[i], names[k]) != 0)
             k++;
         if (k == NBENCH) {
-            fprintf(stderr, "usage: %s [switch|spawn|yield|sleep|rss|pages]...\n", argv[0]);
+            fprintf(stderr, "usage: %s [switch|spawn|yield|sleep|sleeplong|rss|pages]...\n",
+                    argv[0]);
             return 2;
         }
         want[k] = any = true;
@@ -396,14 +430,16 @@ int main(int argc, char **argv)
     if (want[0])
         bench_switch();
     if (want[1])
-        run_in_weft(spawn_main, "spawn");
+        run_in_weft(spawn_main, NULL, "spawn");
     if (want[2])
-        run_in_weft(yield_main, "yield");
+        run_in_weft(yield_main, NULL, "yield");
     if (want[3])
-        run_in_weft(sleep_main, "sleep");
+        run_in_weft(sleep_main, NULL, "sleep");
+    if (want[6])
+        run_in_weft(sleep_main, (void *)1, "sleeplong");
     if (want[4]) {
         if (argc == 2) /* "weft_micro rss" alone: this process is fresh */
-            run_in_weft(rss_main, "rss");
+            run_in_weft(rss_main, NULL, "rss");
         else
             bench_rss_in_child();
     }

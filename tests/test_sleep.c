@@ -173,13 +173,15 @@ TEST(cancelling_sleepers_removes_their_timers)
     run_main(NULL, main_cancel_half, NULL);
 }
 
-/* Deadlines in arming order go to the timer lane, others to the heap
- * (io/timer.h); firing must follow the deadlines across both. Offsets in
- * ms from base, armed in this order: the increasing run 20, 24, 28, 32, ...
- * is the lane's, each smaller one after it the heap's. */
-static const int mixed_ms[] = {20, 24, 28, 22, 32, 36, 26, 40, 30, 44, 21, 48, 50, 23, 52, 54};
+/* Deadlines that keep a lane in order go to one of the timer lanes, the
+ * others to the heap (io/timer.h); firing must follow the deadlines across
+ * all of them. Offsets in ms from base, armed in this order, go to lane 0
+ * (40, 44, 48, ...), lane 1 (36, 38, 50), lane 2 (32), lane 3 (28, 30) and,
+ * when no lane fits, the heap (24, 21, 26, 22). */
+static const int mixed_ms[] = {40, 44, 36, 48, 32, 52, 28, 56, 38, 60,
+                               24, 64, 30, 68, 21, 72, 26, 50, 22, 76};
 #define NMIXED     ((int)(sizeof mixed_ms / sizeof mixed_ms[0]))
-#define MIXED_HEAP 5 /* 22, 26, 30, 21, 23 */
+#define MIXED_HEAP 4
 static int mixed_woken[NMIXED];
 static int mixed_turn;
 
@@ -214,6 +216,11 @@ static void *main_mixed(void *arg)
     if (weft__timer_count(h) == NMIXED) {
         ASSERT_EQ(h->len, MIXED_HEAP);
         ASSERT_EQ(h->lane_live, NMIXED - MIXED_HEAP);
+        ASSERT_EQ(h->nlanes, WEFT__TIMER_LANES);
+        ASSERT_EQ(h->lanes[0].live, 10);
+        ASSERT_EQ(h->lanes[1].live, 3);
+        ASSERT_EQ(h->lanes[2].live, 1);
+        ASSERT_EQ(h->lanes[3].live, 2);
     } else {
         printf("  a timer fired before the check (a slow machine): split unchecked\n");
     }
@@ -223,7 +230,7 @@ static void *main_mixed(void *arg)
         ASSERT_LT(mixed_woken[i - 1], mixed_woken[i]);
     return NULL;
 }
-TEST(sleepers_wake_in_deadline_order_across_lane_and_heap)
+TEST(sleepers_wake_in_deadline_order_across_lanes_and_heap)
 {
     run_main_one_worker(NULL, main_mixed, NULL);
 }
@@ -232,13 +239,15 @@ TEST(sleepers_wake_in_deadline_order_across_lane_and_heap)
  * Timers with stand-in tasks, marked complete so that the wake a firing
  * makes leaves them alone (weft__task_wake ignores finished tasks); arming
  * sets task->armed_timer as for a real one. Positions start just below
- * 2^32, so that the lane's free-running counters wrap early on. */
+ * 2^32, so that the lanes' free-running counters wrap early on. */
 
 #define LANE_START (UINT32_MAX - 20)
 
 static void timers_init(weft__timers *h)
 {
-    *h = (weft__timers){.lane_head = LANE_START, .lane_tail = LANE_START};
+    *h = (weft__timers){0};
+    for (int i = 0; i < WEFT__TIMER_LANES; i++)
+        h->lanes[i].head = h->lanes[i].tail = LANE_START;
 }
 
 static void stand_in(weft__timer *t, weft_task *task, uint64_t when)
@@ -254,12 +263,13 @@ static bool shrink_failing;
 
 /* What must hold after every operation, for the timers in ts[0..n): each
  * armed one is where its index says, the counts and the next deadline
- * agree, the lane is in order with a live head, holes are at most 3 per
- * live lane timer (past the 64-position minimum) and the ring is not
- * oversized. Returns the armed timer due first (deadlines are distinct). */
+ * agree, each lane is in order with a live head and tail, holes are at
+ * most 3 per live lane timer (past the 64-position minimum), no ring is
+ * oversized and the lanes past nlanes are untouched. Returns the armed
+ * timer due first (deadlines are distinct). */
 static weft__timer *timers_check(weft__timers *h, weft__timer *ts, int n)
 {
-    uint32_t armed = 0, in_lane = 0;
+    uint32_t armed = 0, in_lane[WEFT__TIMER_LANES] = {0};
     weft__timer *first = NULL;
     for (int i = 0; i < n; i++) {
         weft__timer *t = &ts[i];
@@ -269,11 +279,13 @@ static weft__timer *timers_check(weft__timers *h, weft__timer *ts, int n)
         }
         armed++;
         ASSERT(t->task->armed_timer == t);
-        if (t->in_lane) {
-            in_lane++;
-            ASSERT_LT(t->index - h->lane_head, h->lane_tail - h->lane_head);
-            ASSERT(h->lane[t->index & (h->lane_cap - 1)].timer == t);
-            ASSERT_EQ(h->lane[t->index & (h->lane_cap - 1)].when, t->when);
+        if (t->lane != WEFT__TIMER_IN_HEAP) {
+            ASSERT_LT(t->lane, h->nlanes);
+            weft__timer_lane *l = &h->lanes[t->lane];
+            in_lane[t->lane]++;
+            ASSERT_LT(t->index - l->head, l->tail - l->head);
+            ASSERT(l->ring[t->index & (l->cap - 1)].timer == t);
+            ASSERT_EQ(l->ring[t->index & (l->cap - 1)].when, t->when);
         } else {
             ASSERT_LT(t->index, h->len);
             ASSERT(h->v[t->index].timer == t);
@@ -282,28 +294,76 @@ static weft__timer *timers_check(weft__timers *h, weft__timer *ts, int n)
             first = t;
     }
     ASSERT_EQ(weft__timer_count(h), armed);
-    ASSERT_EQ(h->lane_live, in_lane);
-    ASSERT_EQ(weft__timer_next(h), first ? first->when : UINT64_MAX);
-    uint32_t span = h->lane_tail - h->lane_head;
-    if (h->lane_live) {
-        ASSERT(h->lane[h->lane_head & (h->lane_cap - 1)].timer != NULL);
-        ASSERT(h->lane[(h->lane_tail - 1) & (h->lane_cap - 1)].timer != NULL);
-        ASSERT_EQ(h->lane_last, h->lane[(h->lane_tail - 1) & (h->lane_cap - 1)].when);
-        uint64_t last = 0;
-        for (uint32_t pos = h->lane_head; pos != h->lane_tail; pos++) {
-            weft__timer_slot *slot = &h->lane[pos & (h->lane_cap - 1)];
-            if (slot->timer) {
-                ASSERT_GE(slot->when, last);
-                last = slot->when;
-            }
+    ASSERT_LE(h->nlanes, WEFT__TIMER_LANES);
+    uint32_t lane_live = 0;
+    for (uint32_t i = 0; i < WEFT__TIMER_LANES; i++) {
+        weft__timer_lane *l = &h->lanes[i];
+        ASSERT_EQ(l->live, in_lane[i]);
+        lane_live += l->live;
+        uint32_t span = l->tail - l->head;
+        if (i >= h->nlanes) {
+            ASSERT(l->ring == NULL);
+            ASSERT_EQ(l->head, LANE_START);
+            ASSERT_EQ(span, 0);
+            continue;
         }
-    } else {
-        ASSERT_EQ(span, 0);
+        if (l->live) {
+            ASSERT(l->ring[l->head & (l->cap - 1)].timer != NULL);
+            ASSERT(l->ring[(l->tail - 1) & (l->cap - 1)].timer != NULL);
+            ASSERT_EQ(l->last, l->ring[(l->tail - 1) & (l->cap - 1)].when);
+            uint64_t last = 0;
+            for (uint32_t pos = l->head; pos != l->tail; pos++) {
+                weft__timer_slot *slot = &l->ring[pos & (l->cap - 1)];
+                if (slot->timer) {
+                    ASSERT_GE(slot->when, last);
+                    last = slot->when;
+                }
+            }
+        } else {
+            ASSERT_EQ(span, 0);
+        }
+        ASSERT(span < 64 || span - l->live <= 3 * l->live);
+        if (!shrink_failing)
+            ASSERT(l->cap <= 1024 || span > l->cap / 8);
     }
-    ASSERT(span < 64 || span - h->lane_live <= 3 * h->lane_live);
-    if (!shrink_failing)
-        ASSERT(h->lane_cap <= 1024 || span > h->lane_cap / 8);
+    ASSERT_EQ(h->lane_live, lane_live);
+    ASSERT_EQ(weft__timer_next(h), first ? first->when : UINT64_MAX);
     return first;
+}
+
+/* The lane rule, for t just armed; lasts[i]: lane i's last deadline before
+ * (0 when it was empty), used: nlanes before. t went to the heap only if
+ * every lane held a later deadline; to a lane that held one, only if no
+ * other lane ended later yet not after t; to an empty lane, only if no lane
+ * fitted, and then to the first empty one. */
+static void check_placement(const weft__timer *t, const uint64_t *lasts, const uint32_t *lives,
+                            uint32_t used)
+{
+    if (t->lane == WEFT__TIMER_IN_HEAP) {
+        ASSERT_EQ(used, WEFT__TIMER_LANES);
+        for (int i = 0; i < WEFT__TIMER_LANES; i++) {
+            /* A full ring that could not grow also sends a timer here;
+             * with memory at hand the lanes never fill. */
+            ASSERT_GT(lives[i], 0);
+            ASSERT_GT(lasts[i], t->when);
+        }
+        return;
+    }
+    uint32_t to = t->lane;
+    for (uint32_t i = 0; i < used; i++) {
+        if (i == to || !lives[i])
+            continue;
+        if (lives[to])
+            ASSERT(lasts[i] > t->when || lasts[i] <= lasts[to]);
+        else
+            ASSERT_GT(lasts[i], t->when);
+    }
+    ASSERT_LE(to, used);
+    if (lives[to])
+        ASSERT_LE(lasts[to], t->when);
+    else
+        for (uint32_t i = 0; i < to; i++)
+            ASSERT_GT(lives[i], 0);
 }
 
 #define MODEL_TIMERS 2048
@@ -332,14 +392,14 @@ static weft__timer *model_pick(bool armed)
 /* Random arming (mostly in order, like fixed-length sleeps), disarming and
  * firing, with a few hundred timers armed; every deadline is distinct,
  * (value << 20) | id, so the model can name the timer due first. */
-TEST(timer_lane_and_heap_agree_with_a_model)
+TEST(timer_lanes_and_heap_agree_with_a_model)
 {
     weft__timers h;
     timers_init(&h);
     for (int i = 0; i < MODEL_TIMERS; i++)
         stand_in(&model_timers[i], &model_tasks[i], 0);
     uint64_t clock = 1000; /* the value part of the latest in-order deadline */
-    unsigned lane_adds = 0, heap_adds = 0, fired = 0, max_armed = 0;
+    unsigned lane_adds[WEFT__TIMER_LANES] = {0}, heap_adds = 0, fired = 0, max_armed = 0;
     for (int step = 0; step < 200000; step++) {
         uint32_t armed = weft__timer_count(&h);
         if (armed > max_armed)
@@ -355,12 +415,19 @@ TEST(timer_lane_and_heap_agree_with_a_model)
             bool in_order = model_next() % 100 < 80;
             uint64_t value = in_order ? (clock += model_next() % 3) : clock - model_next() % 500;
             t->when = value << 20 | id;
+            uint64_t lasts[WEFT__TIMER_LANES];
+            uint32_t lives[WEFT__TIMER_LANES], used = h.nlanes;
+            for (int i = 0; i < WEFT__TIMER_LANES; i++) {
+                lasts[i] = h.lanes[i].last;
+                lives[i] = h.lanes[i].live;
+            }
             ASSERT_OK(weft__timer_add(&h, t));
             ASSERT(t->armed);
-            if (t->in_lane)
-                lane_adds++;
-            else
+            check_placement(t, lasts, lives, used);
+            if (t->lane == WEFT__TIMER_IN_HEAP)
                 heap_adds++;
+            else
+                lane_adds[t->lane]++;
         } else if (op < arm_pct + 25) { /* disarm any one */
             weft__timer *t = model_pick(true);
             if (t)
@@ -387,12 +454,18 @@ TEST(timer_lane_and_heap_agree_with_a_model)
         }
         timers_check(&h, model_timers, MODEL_TIMERS);
     }
-    /* Both structures, firing, and a lane long enough to compact. */
-    ASSERT_GT(lane_adds, 10000);
-    ASSERT_GT(heap_adds, 10000);
+    /* Every lane, the heap, firing, and a lane long enough to compact. */
+    printf("  adds: lanes %u %u %u %u, heap %u\n", lane_adds[0], lane_adds[1], lane_adds[2],
+           lane_adds[3], heap_adds);
+    for (int i = 0; i < WEFT__TIMER_LANES; i++)
+        ASSERT_GT(lane_adds[i], 1000);
+    ASSERT_GT(heap_adds, 1000);
     ASSERT_GT(fired, 10000);
     ASSERT_GT(max_armed, 250);
-    ASSERT_LT(h.lane_head, LANE_START); /* the positions wrapped */
+    bool wrapped = false; /* the positions of some lane wrapped */
+    for (int i = 0; i < WEFT__TIMER_LANES; i++)
+        wrapped |= h.lanes[i].head < LANE_START;
+    ASSERT(wrapped);
     weft__timer *t;
     while ((t = timers_check(&h, model_timers, MODEL_TIMERS)))
         weft__timer_remove(&h, t);
@@ -432,13 +505,15 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
 {
     weft__timers h;
     timers_init(&h);
-    /* In order: all in the lane. */
+    weft__timer_lane *l = &h.lanes[0];
+    /* In order: all in lane 0. */
     for (int i = 0; i < BURST; i++)
         burst_arm(&h, i, 1000 + (uint64_t)i);
     for (int i = 0; i < BURST; i++)
-        ASSERT(burst[i].in_lane);
+        ASSERT_EQ(burst[i].lane, 0);
     ASSERT_EQ(h.len, 0);
-    ASSERT_EQ(h.lane_cap, 8192);
+    ASSERT_EQ(h.nlanes, 1);
+    ASSERT_EQ(l->cap, 8192);
     /* Disarm 7 in 8, never the head or the tail: holes pile up until
      * compaction packs the lane (the span would stay 5000 without it). */
     for (int i = 0; i < BURST - 1; i++)
@@ -446,13 +521,13 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
             weft__timer_remove(&h, &burst[i]);
             timers_check(&h, burst, BURST);
         }
-    uint32_t live = h.lane_live, span = h.lane_tail - h.lane_head;
+    uint32_t live = l->live, span = l->tail - l->head;
     ASSERT_EQ(live, BURST / 8 + 1);
     ASSERT_LE(span, 4 * live);
     /* Fired in order; as the span falls the ring shrinks (timers_check: a
      * span above an eighth of it) down to 1,024 slots, and keeps them. */
     burst_drain_in_order(&h, false);
-    ASSERT_EQ(h.lane_cap, 1024);
+    ASSERT_EQ(l->cap, 1024);
     weft__timers_fini(&h);
 
     /* With no memory to shrink, the ring stays as it is, still right, and
@@ -461,8 +536,8 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
     for (int i = 0; i < BURST; i++)
         burst_arm(&h, i, 1000 + (uint64_t)i);
     burst_drain_in_order(&h, true);
-    ASSERT(h.lane == NULL);
-    ASSERT_EQ(h.lane_cap, 0);
+    ASSERT(l->ring == NULL);
+    ASSERT_EQ(l->cap, 0);
     weft__timers_fini(&h);
 
     /* Growth while the live window wraps round the ring: positions keep
@@ -472,19 +547,20 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
         burst_arm(&h, i, 5000 + 2 * (uint64_t)i);
     for (int i = 0; i < 50; i++)
         weft__timer_remove(&h, &burst[i]);
-    ASSERT_EQ(h.lane_head - LANE_START, 50);
-    ASSERT_EQ(h.lane_cap, 64);
+    ASSERT_EQ(l->head - LANE_START, 50);
+    ASSERT_EQ(l->cap, 64);
     for (int i = 60; i < 140; i++)
         burst_arm(&h, i, 5000 + 2 * (uint64_t)i);
-    ASSERT_EQ(h.lane_cap, 128);
+    ASSERT_EQ(l->cap, 128);
     timers_check(&h, burst, BURST);
 
     /* Disarming the last one appended (a timeout whose op completed) lets
      * the lane take deadlines between it and the one before. */
     weft__timer_remove(&h, &burst[139]);
-    ASSERT_EQ(h.lane_last, burst[138].when);
+    ASSERT_EQ(l->last, burst[138].when);
     burst_arm(&h, 139, burst[138].when + 1);
-    ASSERT(burst[139].in_lane);
+    ASSERT_EQ(burst[139].lane, 0);
+    ASSERT_EQ(h.nlanes, 1);
     burst_drain_in_order(&h, false);
     weft__timers_fini(&h);
 
@@ -493,22 +569,63 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
     timers_init(&h);
     for (int i = 0; i < 64; i++)
         burst_arm(&h, i, 10000 + (uint64_t)i);
-    ASSERT_EQ(h.lane_cap, 64);
+    ASSERT_EQ(l->cap, 64);
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
     burst_arm(&h, 64, 20000);
     weft__fault_arm(WEFT_FAULT_ALLOC, 0);
-    ASSERT(!burst[64].in_lane);
+    ASSERT_EQ(burst[64].lane, WEFT__TIMER_IN_HEAP);
     ASSERT_EQ(h.len, 1);
-    for (int i = 65; i < 128; i++) /* earlier than the lane's last: heap */
-        burst_arm(&h, i, 100 + (uint64_t)i);
+    /* Each earlier than every lane's last: lanes 1-3 open, one each. */
+    for (int i = 65; i < 68; i++) {
+        burst_arm(&h, i, 9000 - 1000 * (uint64_t)(i - 65));
+        ASSERT_EQ(burst[i].lane, i - 64);
+    }
+    ASSERT_EQ(h.nlanes, WEFT__TIMER_LANES);
+    for (int i = 68; i < 131; i++) { /* earlier than all four lanes: heap */
+        burst_arm(&h, i, 6000 - (uint64_t)i);
+        ASSERT_EQ(burst[i].lane, WEFT__TIMER_IN_HEAP);
+    }
     ASSERT_EQ(h.len, h.cap);
-    stand_in(&burst[128], &burst_tasks[128], 50);
+    stand_in(&burst[131], &burst_tasks[131], 50);
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
-    ASSERT_EQ(weft__timer_add(&h, &burst[128]), -ENOMEM);
+    ASSERT_EQ(weft__timer_add(&h, &burst[131]), -ENOMEM);
     weft__fault_arm(WEFT_FAULT_ALLOC, 0);
-    ASSERT(!burst[128].armed);
-    ASSERT(burst_tasks[128].armed_timer == NULL);
-    ASSERT_EQ(weft__timer_count(&h), 128);
+    ASSERT(!burst[131].armed);
+    ASSERT(burst_tasks[131].armed_timer == NULL);
+    ASSERT_EQ(weft__timer_count(&h), 131);
+    burst_drain_in_order(&h, false);
+    weft__timers_fini(&h);
+}
+
+/* The case the lanes are for: a long timer (a connection's idle timeout)
+ * armed before many short ones must not send them to the heap, and the
+ * long ones keep to a lane of their own, however the two lengths
+ * interleave. */
+TEST(timer_lanes_keep_each_length_in_order)
+{
+    weft__timers h;
+    timers_init(&h);
+    for (int i = 0; i < BURST; i++) /* so that timers_check can look at all */
+        stand_in(&burst[i], &burst_tasks[i], 0);
+    const uint64_t ms = 1000000, idle = 30000 * ms;
+    uint64_t now = 1000 * ms;
+    for (int i = 0; i < 1000; i++, now += 7919) {
+        uint64_t when = i % 10 == 0 ? now + idle : now + ms;
+        burst_arm(&h, i, when);
+        timers_check(&h, burst, BURST);
+    }
+    ASSERT_EQ(h.len, 0);
+    ASSERT_EQ(h.nlanes, 2);
+    ASSERT_EQ(h.lanes[0].live, 100); /* the first was an idle timeout */
+    ASSERT_EQ(h.lanes[1].live, 900);
+    /* Fire the short ones; the next short one may then open lane 1 again
+     * or any lane that has emptied, and still never the heap. */
+    ASSERT_EQ(weft__timer_expire(&h, now + ms), 900);
+    for (int i = 0; i < 10; i++, now += 7919) {
+        burst_arm(&h, 1000 + i, now + ms);
+        ASSERT_EQ(burst[1000 + i].lane, 1);
+    }
+    ASSERT_EQ(h.len, 0);
     burst_drain_in_order(&h, false);
     weft__timers_fini(&h);
 }
@@ -626,10 +743,11 @@ TEST(run_clock_without_the_tsc_reads_the_real_clock)
 
 TEST_MAIN(CASE(sleep_is_never_early), CASE(sleep_under_a_deadline_never_times_out_early),
           CASE(sleepers_wake_in_deadline_order),
-          CASE(sleepers_wake_in_deadline_order_across_lane_and_heap),
-          CASE(timer_lane_and_heap_agree_with_a_model),
+          CASE(sleepers_wake_in_deadline_order_across_lanes_and_heap),
+          CASE(timer_lanes_and_heap_agree_with_a_model),
           CASE(timer_lane_compacts_shrinks_grows_and_gives_memory_back),
-          CASE(hundred_thousand_sleepers), CASE(cancelling_sleepers_removes_their_timers),
+          CASE(timer_lanes_keep_each_length_in_order), CASE(hundred_thousand_sleepers),
+          CASE(cancelling_sleepers_removes_their_timers),
           CASE(run_clock_follows_the_monotonic_clock),
           CASE(run_clock_reading_for_deadlines_is_never_behind),
           CASE(run_clock_without_the_tsc_reads_the_real_clock))

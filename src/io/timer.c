@@ -1,4 +1,4 @@
-/* The timer lane and heap; see timer.h. A 4-ary heap is shallower than a
+/* The timer lanes and heap; see timer.h. A 4-ary heap is shallower than a
  * binary one (half the levels) and its four children share a cache line of
  * pointers. */
 #include "io/timer.h"
@@ -49,7 +49,7 @@ static void sift_down(weft__timers *h, uint32_t i)
     place(h, i, slot);
 }
 
-/* ---- the lane ------------------------------------------------------------ */
+/* ---- the lanes ----------------------------------------------------------- */
 
 /* The first ring's size. */
 #define LANE_MIN_SLOTS 64
@@ -60,63 +60,92 @@ static void sift_down(weft__timers *h, uint32_t i)
  * it holds, even none. */
 #define LANE_KEEP_SLOTS 1024
 
-static inline weft__timer_slot *lane_slot(weft__timers *h, uint32_t pos)
+static inline weft__timer_slot *lane_slot(weft__timer_lane *l, uint32_t pos)
 {
-    return &h->lane[pos & (h->lane_cap - 1)];
+    return &l->ring[pos & (l->cap - 1)];
 }
 
 /* Moves the ring to an array of cap slots (a power of two that holds the
  * span). Positions are free-running, so each keeps its number (and each
  * timer its index): only the slot it maps to changes. */
-static int lane_resize(weft__timers *h, uint32_t cap)
+static int lane_resize(weft__timer_lane *l, uint32_t cap)
 {
     weft__timer_slot *v = NULL;
     if (!weft__fault_hit(WEFT_FAULT_ALLOC))
         v = malloc((size_t)cap * sizeof *v);
     if (!v)
         return -ENOMEM;
-    for (uint32_t pos = h->lane_head; pos != h->lane_tail; pos++)
-        v[pos & (cap - 1)] = *lane_slot(h, pos);
-    free(h->lane);
-    h->lane = v;
-    h->lane_cap = cap;
+    for (uint32_t pos = l->head; pos != l->tail; pos++)
+        v[pos & (cap - 1)] = *lane_slot(l, pos);
+    free(l->ring);
+    l->ring = v;
+    l->cap = cap;
     return 0;
 }
 
-/* Appends t if its deadline keeps the lane in order. False: the heap's. */
+/* The lane for a timer due at `when`: of the lanes whose last deadline is
+ * not after it, the one with the latest (the tightest fit, which leaves
+ * lanes ending later to longer timers); else the first empty lane among
+ * those used before (it may have kept its ring); else a new one. -1: the
+ * heap's. */
+static int lane_pick(weft__timers *h, uint64_t when)
+{
+    int fit = -1, empty = -1;
+    for (uint32_t i = 0; i < h->nlanes; i++) {
+        const weft__timer_lane *l = &h->lanes[i];
+        if (!l->live) {
+            if (empty < 0)
+                empty = (int)i;
+        } else if (l->last <= when && (fit < 0 || l->last > h->lanes[fit].last)) {
+            fit = (int)i;
+        }
+    }
+    if (fit >= 0)
+        return fit;
+    if (empty >= 0)
+        return empty;
+    if (h->nlanes < WEFT__TIMER_LANES)
+        return (int)h->nlanes++;
+    return -1;
+}
+
+/* Appends t to a lane that stays in order with it. False: the heap's. */
 static bool lane_add(weft__timers *h, weft__timer *t)
 {
-    if (h->lane_live && t->when < h->lane_last)
+    int i = lane_pick(h, t->when);
+    if (i < 0)
         return false;
-    if (h->lane_tail - h->lane_head == h->lane_cap) {
-        uint32_t cap = h->lane_cap ? h->lane_cap * 2 : LANE_MIN_SLOTS;
+    weft__timer_lane *l = &h->lanes[i];
+    if (l->tail - l->head == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : LANE_MIN_SLOTS;
         /* cap 0: 2^32 slots, beyond any lane; the heap takes the timer,
          * as it does when memory runs out. */
-        if (cap == 0 || lane_resize(h, cap) < 0)
+        if (cap == 0 || lane_resize(l, cap) < 0)
             return false;
     }
-    uint32_t pos = h->lane_tail++;
-    *lane_slot(h, pos) = (weft__timer_slot){t->when, t};
+    uint32_t pos = l->tail++;
+    *lane_slot(l, pos) = (weft__timer_slot){t->when, t};
     t->index = pos;
-    t->in_lane = true;
-    h->lane_last = t->when;
+    t->lane = (uint8_t)i;
+    l->last = t->when;
+    l->live++;
     h->lane_live++;
     return true;
 }
 
 /* Moves the live timers together at the head, in order, and renumbers
  * them. Reads run ahead of writes, so it works in place. */
-static void lane_compact(weft__timers *h)
+static void lane_compact(weft__timer_lane *l)
 {
-    uint32_t to = h->lane_head;
-    for (uint32_t pos = h->lane_head; pos != h->lane_tail; pos++) {
-        weft__timer_slot slot = *lane_slot(h, pos);
+    uint32_t to = l->head;
+    for (uint32_t pos = l->head; pos != l->tail; pos++) {
+        weft__timer_slot slot = *lane_slot(l, pos);
         if (!slot.timer)
             continue;
         slot.timer->index = to;
-        *lane_slot(h, to++) = slot;
+        *lane_slot(l, to++) = slot;
     }
-    h->lane_tail = to;
+    l->tail = to;
 }
 
 /* After a disarm: packs the lane when holes outnumber live timers 3 to 1,
@@ -124,53 +153,55 @@ static void lane_compact(weft__timers *h)
  * (halving to a ring of 4 slots or more per position in use, never below
  * LANE_KEEP_SLOTS; an empty lane above that frees its ring). Each costs
  * O(span), after at least as many disarms or firings: amortised O(1). */
-static void lane_tidy(weft__timers *h)
+static void lane_tidy(weft__timer_lane *l)
 {
-    uint32_t span = h->lane_tail - h->lane_head;
-    if (span >= LANE_COMPACT_MIN && span - h->lane_live > 3 * h->lane_live) {
-        lane_compact(h);
-        span = h->lane_live;
+    uint32_t span = l->tail - l->head;
+    if (span >= LANE_COMPACT_MIN && span - l->live > 3 * l->live) {
+        lane_compact(l);
+        span = l->live;
     }
-    if (h->lane_cap <= LANE_KEEP_SLOTS || span > h->lane_cap / 8)
+    if (l->cap <= LANE_KEEP_SLOTS || span > l->cap / 8)
         return;
     if (span == 0) {
-        free(h->lane);
-        h->lane = NULL;
-        h->lane_cap = 0;
+        free(l->ring);
+        l->ring = NULL;
+        l->cap = 0;
         return;
     }
-    uint32_t cap = h->lane_cap;
+    uint32_t cap = l->cap;
     while (cap / 2 >= LANE_KEEP_SLOTS && span <= cap / 8)
         cap /= 2;
-    (void)lane_resize(h, cap); /* no memory: keep the larger ring */
+    (void)lane_resize(l, cap); /* no memory: keep the larger ring */
 }
 
 static void lane_remove(weft__timers *h, weft__timer *t)
 {
+    weft__timer_lane *l = &h->lanes[t->lane];
     uint32_t pos = t->index;
-    lane_slot(h, pos)->timer = NULL;
+    lane_slot(l, pos)->timer = NULL;
+    l->live--;
     h->lane_live--;
-    if (h->lane_live == 0) {
-        h->lane_head = h->lane_tail; /* only holes were left */
-    } else if (pos == h->lane_head) {
+    if (l->live == 0) {
+        l->head = l->tail; /* only holes were left */
+    } else if (pos == l->head) {
         /* Keep the head live: skip the holes behind it (a live timer
          * lies ahead, so this stops before the tail). */
         do
-            h->lane_head++;
-        while (!lane_slot(h, h->lane_head)->timer);
-    } else if (pos == h->lane_tail - 1) {
+            l->head++;
+        while (!lane_slot(l, l->head)->timer);
+    } else if (pos == l->tail - 1) {
         /* The last appended timer went (a timeout disarmed when its op
          * completed): the lane's order is now set by the live one before
          * it, so the next in-order deadlines still come here. */
         do
-            h->lane_tail--;
-        while (!lane_slot(h, h->lane_tail - 1)->timer);
-        h->lane_last = lane_slot(h, h->lane_tail - 1)->when;
+            l->tail--;
+        while (!lane_slot(l, l->tail - 1)->timer);
+        l->last = lane_slot(l, l->tail - 1)->when;
     }
-    lane_tidy(h);
+    lane_tidy(l);
 }
 
-/* ---- the heap and the pair ----------------------------------------------- */
+/* ---- the heap and the lanes together ------------------------------------- */
 
 int weft__timer_add(weft__timers *h, weft__timer *t)
 {
@@ -185,7 +216,7 @@ int weft__timer_add(weft__timers *h, weft__timer *t)
             h->v = v;
             h->cap = cap;
         }
-        t->in_lane = false;
+        t->lane = WEFT__TIMER_IN_HEAP;
         place(h, h->len++, (weft__timer_slot){t->when, t});
         sift_up(h, t->index);
     }
@@ -201,7 +232,7 @@ void weft__timer_remove(weft__timers *h, weft__timer *t)
         return;
     t->armed = false;
     t->task->armed_timer = NULL;
-    if (t->in_lane) {
+    if (t->lane != WEFT__TIMER_IN_HEAP) {
         lane_remove(h, t);
         return;
     }
@@ -234,6 +265,7 @@ unsigned weft__timer_expire(weft__timers *h, uint64_t now)
 void weft__timers_fini(weft__timers *h)
 {
     free(h->v);
-    free(h->lane);
+    for (uint32_t i = 0; i < WEFT__TIMER_LANES; i++)
+        free(h->lanes[i].ring);
     *h = (weft__timers){0};
 }

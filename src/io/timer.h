@@ -4,18 +4,23 @@
  * the sleeping task's stack.
  *
  * Two structures hold them. Most programs arm timers of a few fixed lengths
- * (a 1 ms tick, a 30 s idle timeout), so deadlines mostly arrive in
- * increasing order: a timer whose deadline is no earlier than the last one
- * appended goes to the *lane*, a ring in arrival order, where arming,
- * firing and disarming are O(1) and nothing moves. Any other timer goes to
- * a 4-ary min-heap. The next deadline is the earlier of the two heads.
+ * (a 1 ms tick, a 30 s idle timeout), so the deadlines of each length arrive
+ * in increasing order: such timers go to *lanes*, rings in arrival order,
+ * where arming, firing and disarming are O(1) and nothing moves. A timer
+ * goes to the lane whose last deadline is the latest one not after its own
+ * (so that a 1 ms sleep does not end up behind a 30 s timeout, and the 30 s
+ * timeouts keep to a lane of their own), else to an empty lane; with
+ * WEFT__TIMER_LANES lanes all holding later deadlines, to a 4-ary min-heap.
+ * The next deadline is the earliest of the lanes' heads and the heap's top.
+ * With one lane, a 30 s timeout armed first sent every shorter timer after
+ * it to the heap (bench/README.md, `sleeplong`).
  *
  * A heap move writes the moved timer's new index into its record, on another
  * sleeper's stack: with 100k sleepers that is a cache and TLB miss per
- * level, eight levels per firing. The lane writes a timer's position once,
+ * level, eight levels per firing. A lane writes a timer's position once,
  * when it is armed, from its own stack. Disarming a lane timer leaves a
  * hole (timer NULL) where it was, skipped when the head reaches it; the
- * last one appended also moves the end back, so lane_last stays a live
+ * last one appended also moves the end back, so a lane's `last` stays a live
  * deadline. When holes outnumber live timers three to one the lane is
  * compacted, which rewrites the live timers' positions, and a ring eight
  * times bigger than its span is halved (both amortised O(1) a disarm). */
@@ -27,12 +32,18 @@
 
 #include "task/task.h"
 
+/* Lanes per worker. Each distinct timer length a program arms concurrently
+ * wants one; the heap takes the rest. */
+#define WEFT__TIMER_LANES 4
+/* weft__timer.lane of a timer in the heap. */
+#define WEFT__TIMER_IN_HEAP UINT8_MAX
+
 typedef struct weft__timer {
     uint64_t when;  /* CLOCK_MONOTONIC ns */
-    uint32_t index; /* while armed: heap index, or lane position if in_lane */
+    uint32_t index; /* while armed: heap index, or position in its lane */
     bool armed;
     bool fired;
-    bool in_lane;
+    uint8_t lane;    /* while armed: its lane, or WEFT__TIMER_IN_HEAP */
     weft_task *task; /* woken when it fires */
 } weft__timer;
 
@@ -44,15 +55,23 @@ typedef struct weft__timer_slot {
     weft__timer *timer;
 } weft__timer_slot;
 
+/* A lane: slots for positions head..tail-1 (free-running counters) at
+ * ring[pos & (cap - 1)]; cap is 0 or a power of two. The slot at head is
+ * always live (live > 0) or the lane is empty. */
+typedef struct weft__timer_lane {
+    weft__timer_slot *ring;
+    uint32_t head, tail, cap, live;
+    uint64_t last; /* deadline at the lane's end (the latest live one) */
+} weft__timer_lane;
+
 typedef struct weft__timers {
     weft__timer_slot *v; /* the heap */
     uint32_t len, cap;
-    /* The lane: slots for positions head..tail-1 (free-running counters) at
-     * lane[pos & (lane_cap - 1)]; lane_cap is 0 or a power of two. The slot
-     * at head is always live (lane_live > 0) or the lane is empty. */
-    weft__timer_slot *lane;
-    uint32_t lane_head, lane_tail, lane_cap, lane_live;
-    uint64_t lane_last; /* deadline at the lane's end (the latest live one) */
+    uint32_t lane_live; /* live timers in all lanes */
+    /* Lanes 0..nlanes-1 have been used; the others are untouched, so that
+     * a program arming one length of timer looks at one lane. */
+    uint32_t nlanes;
+    weft__timer_lane lanes[WEFT__TIMER_LANES];
 } weft__timers;
 
 void weft__timers_fini(weft__timers *h);
@@ -70,14 +89,25 @@ static inline uint32_t weft__timer_count(const weft__timers *h)
 {
     return h->len + h->lane_live;
 }
-/* The slot of the timer due first, the earlier of the two heads (the
- * lane's on a tie), or NULL when no timer is armed. */
+/* The slot of the timer due first, the earliest of the heads (a lane's on a
+ * tie with the heap, the lower lane's on a tie between lanes), or NULL when
+ * no timer is armed. */
 static inline const weft__timer_slot *weft__timer_first(const weft__timers *h)
 {
-    const weft__timer_slot *lane = h->lane_live ? &h->lane[h->lane_head & (h->lane_cap - 1)] : NULL;
-    if (h->len && (!lane || h->v[0].when < lane->when))
+    const weft__timer_slot *first = NULL;
+    if (h->lane_live) {
+        for (uint32_t i = 0; i < h->nlanes; i++) {
+            const weft__timer_lane *l = &h->lanes[i];
+            if (!l->live)
+                continue;
+            const weft__timer_slot *head = &l->ring[l->head & (l->cap - 1)];
+            if (!first || head->when < first->when)
+                first = head;
+        }
+    }
+    if (h->len && (!first || h->v[0].when < first->when))
         return &h->v[0];
-    return lane;
+    return first;
 }
 /* Earliest deadline, or UINT64_MAX when no timer is armed. */
 static inline uint64_t weft__timer_next(const weft__timers *h)
