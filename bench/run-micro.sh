@@ -88,6 +88,10 @@ awk -v threads="$threads" '
         if (has("weft", "spawn_join_warm_ns_per_task"))
             printf "\nspawn+join again in the same runtime, on reused task records: %s ns/task (Tokio prints no such figure).\n", \
                 show("weft", "spawn_join_warm_ns_per_task")
+        # Not a target: the warm sleep round behind a long timer armed first.
+        if (has("weft", "sleep_1ms_x100000_behind_60s_warm_total_ms"))
+            printf "\n100k sleeps warm with a 60 s sleeper armed first (weft_micro sleeplong): %s ms (no peer prints it).\n", \
+                show("weft", "sleep_1ms_x100000_behind_60s_warm_total_ms")
         # Not a target: what 100k fresh pages cost on this machine, the floor
         # under a cold round that gives each sleeper a stack page of its own.
         if (has("weft", "fresh_page_x100000_ms")) {

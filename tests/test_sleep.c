@@ -454,7 +454,8 @@ TEST(timer_lanes_and_heap_agree_with_a_model)
         }
         timers_check(&h, model_timers, MODEL_TIMERS);
     }
-    /* Every lane, the heap, firing, and a lane long enough to compact. */
+    /* Every lane, the heap and firing. (Compaction and shrinking are
+     * timer_lane_compacts_... and timer_lanes_past_the_first_....) */
     printf("  adds: lanes %u %u %u %u, heap %u\n", lane_adds[0], lane_adds[1], lane_adds[2],
            lane_adds[3], heap_adds);
     for (int i = 0; i < WEFT__TIMER_LANES; i++)
@@ -597,35 +598,129 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
     weft__timers_fini(&h);
 }
 
+/* So that timers_check can look at every burst timer: a test run on its
+ * own (each runs in a fresh process) finds them all zero. */
+static void burst_reset(void)
+{
+    for (int i = 0; i < BURST; i++)
+        stand_in(&burst[i], &burst_tasks[i], 0);
+}
+
 /* The case the lanes are for: a long timer (a connection's idle timeout)
- * armed before many short ones must not send them to the heap, and the
- * long ones keep to a lane of their own, however the two lengths
- * interleave. */
+ * armed among many short ones must not send them to the heap, and each
+ * length keeps to a lane of its own, whichever comes first. */
 TEST(timer_lanes_keep_each_length_in_order)
 {
     weft__timers h;
-    timers_init(&h);
-    for (int i = 0; i < BURST; i++) /* so that timers_check can look at all */
-        stand_in(&burst[i], &burst_tasks[i], 0);
     const uint64_t ms = 1000000, idle = 30000 * ms;
-    uint64_t now = 1000 * ms;
-    for (int i = 0; i < 1000; i++, now += 7919) {
-        uint64_t when = i % 10 == 0 ? now + idle : now + ms;
-        burst_arm(&h, i, when);
-        timers_check(&h, burst, BURST);
+    /* mixes[m][i % 10]: the length of timer i, 0 meaning 1 ms. In the
+     * second, three 1 ms timers come first and the idle timeout after them
+     * fits their lane, so it joins them in lane 0; the next 1 ms timer
+     * opens lane 1, the 5 ms one after it fits there best, and from then
+     * on the 1 ms timers keep to lane 2 and the 5 ms ones to lane 1. */
+    static const uint64_t mixes[2][10] = {{30000 * ms},
+                                          {[3] = 30000 * ms, [5] = 5 * ms, [8] = 5 * ms}};
+    static const uint32_t lane_of[2][3] = {{1, 1, 0}, {2, 1, 0}}; /* 1 ms, 5 ms, idle */
+    for (int m = 0; m < 2; m++) {
+        burst_reset();
+        timers_init(&h);
+        uint64_t now = 1000 * ms;
+        for (int i = 0; i < 1000; i++, now += 7919) {
+            uint64_t len = mixes[m][i % 10] ? mixes[m][i % 10] : ms;
+            burst_arm(&h, i, now + len);
+            int k = len == ms ? 0 : len == idle ? 2 : 1;
+            if (m == 1 && i < 3)
+                ASSERT_EQ(burst[i].lane, 0);
+            else if (m == 1 && i == 4)
+                ASSERT_EQ(burst[i].lane, 1);
+            else
+                ASSERT_EQ(burst[i].lane, lane_of[m][k]);
+            timers_check(&h, burst, BURST);
+        }
+        ASSERT_EQ(h.len, 0);
+        ASSERT_EQ(h.nlanes, m == 0 ? 2 : 3);
+        /* Fire what is due 1 ms on (the 1 ms timers and the early 5 ms
+         * ones); the next 1 ms timer goes to the lane that emptied, and
+         * still never to the heap. */
+        unsigned due = 0;
+        for (int i = 0; i < 1000; i++)
+            due += burst[i].when <= now + ms;
+        ASSERT_EQ(weft__timer_expire(&h, now + ms), due);
+        for (int i = 0; i < 10; i++, now += 7919) {
+            burst_arm(&h, 1000 + i, now + ms);
+            ASSERT_EQ(burst[1000 + i].lane, lane_of[m][0]);
+        }
+        ASSERT_EQ(h.len, 0);
+        burst_drain_in_order(&h, false);
+        weft__timers_fini(&h);
     }
-    ASSERT_EQ(h.len, 0);
+}
+
+/* Lanes past the first are packed, shrunk and freed like lane 0, and an
+ * emptied lane is the one a timer fitting no other lane reopens, also
+ * when its ring was freed. */
+TEST(timer_lanes_past_the_first_are_tidied_too)
+{
+    weft__timers h;
+    for (int pass = 0; pass < 2; pass++) {
+        bool fail_allocs = pass == 1; /* no memory to shrink rings with */
+        burst_reset();
+        timers_init(&h);
+        burst_arm(&h, 0, 1000000); /* lane 0 */
+        burst_arm(&h, 1, 900000);  /* earlier: lane 1 */
+        for (int i = 2; i < BURST; i++)
+            burst_arm(&h, i, 1000 + (uint64_t)i); /* earlier still: lane 2 */
+        ASSERT_EQ(h.nlanes, 3);
+        for (int i = 2; i < BURST; i++)
+            ASSERT_EQ(burst[i].lane, 2);
+        weft__timer_lane *l = &h.lanes[2];
+        ASSERT_EQ(l->cap, 8192);
+        for (int i = 3; i < BURST - 1; i++)
+            if (i % 8 != 0) {
+                weft__timer_remove(&h, &burst[i]);
+                timers_check(&h, burst, BURST);
+            }
+        ASSERT_LE(l->tail - l->head, 4 * l->live); /* packed */
+        /* Lane 2's timers are due first: fire them in order. */
+        shrink_failing = fail_allocs;
+        weft__timer *t;
+        uint64_t last = 0;
+        while ((t = timers_check(&h, burst, BURST)) && t->lane == 2) {
+            ASSERT_GT(t->when, last);
+            last = t->when;
+            if (fail_allocs)
+                weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+            weft__timer_remove(&h, t);
+            weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+        }
+        shrink_failing = false;
+        ASSERT_EQ(l->live, 0);
+        if (fail_allocs) {
+            ASSERT(l->ring == NULL); /* never shrunk, freed once empty */
+        } else {
+            ASSERT_EQ(l->cap, 1024); /* shrunk, and kept */
+        }
+        burst_arm(&h, 2, 500); /* fits neither lane 0 nor lane 1 */
+        ASSERT_EQ(burst[2].lane, 2);
+        ASSERT_EQ(h.nlanes, 3);
+        burst_drain_in_order(&h, false);
+        weft__timers_fini(&h);
+    }
+
+    /* A lane whose first ring cannot be allocated: the timer goes to the
+     * heap, and the lane, opened but empty, is the next one reopened. */
+    burst_reset();
+    timers_init(&h);
+    burst_arm(&h, 0, 5000);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    burst_arm(&h, 1, 4000);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_EQ(burst[1].lane, WEFT__TIMER_IN_HEAP);
     ASSERT_EQ(h.nlanes, 2);
-    ASSERT_EQ(h.lanes[0].live, 100); /* the first was an idle timeout */
-    ASSERT_EQ(h.lanes[1].live, 900);
-    /* Fire the short ones; the next short one may then open lane 1 again
-     * or any lane that has emptied, and still never the heap. */
-    ASSERT_EQ(weft__timer_expire(&h, now + ms), 900);
-    for (int i = 0; i < 10; i++, now += 7919) {
-        burst_arm(&h, 1000 + i, now + ms);
-        ASSERT_EQ(burst[1000 + i].lane, 1);
-    }
-    ASSERT_EQ(h.len, 0);
+    ASSERT(h.lanes[1].ring == NULL);
+    burst_arm(&h, 2, 3000);
+    ASSERT_EQ(burst[2].lane, 1);
+    ASSERT_EQ(h.nlanes, 2);
     burst_drain_in_order(&h, false);
     weft__timers_fini(&h);
 }
@@ -746,7 +841,8 @@ TEST_MAIN(CASE(sleep_is_never_early), CASE(sleep_under_a_deadline_never_times_ou
           CASE(sleepers_wake_in_deadline_order_across_lanes_and_heap),
           CASE(timer_lanes_and_heap_agree_with_a_model),
           CASE(timer_lane_compacts_shrinks_grows_and_gives_memory_back),
-          CASE(timer_lanes_keep_each_length_in_order), CASE(hundred_thousand_sleepers),
+          CASE(timer_lanes_keep_each_length_in_order),
+          CASE(timer_lanes_past_the_first_are_tidied_too), CASE(hundred_thousand_sleepers),
           CASE(cancelling_sleepers_removes_their_timers),
           CASE(run_clock_follows_the_monotonic_clock),
           CASE(run_clock_reading_for_deadlines_is_never_behind),

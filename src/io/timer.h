@@ -10,7 +10,8 @@
  * goes to the lane whose last deadline is the latest one not after its own
  * (so that a 1 ms sleep does not end up behind a 30 s timeout, and the 30 s
  * timeouts keep to a lane of their own), else to an empty lane; with
- * WEFT__TIMER_LANES lanes all holding later deadlines, to a 4-ary min-heap.
+ * WEFT__TIMER_LANES lanes all holding later deadlines (or when the lane's
+ * ring cannot grow), to a 4-ary min-heap.
  * The next deadline is the earliest of the lanes' heads and the heap's top.
  * With one lane, a 30 s timeout armed first sent every shorter timer after
  * it to the heap (bench/README.md, `sleeplong`).
@@ -37,6 +38,7 @@
 #define WEFT__TIMER_LANES 4
 /* weft__timer.lane of a timer in the heap. */
 #define WEFT__TIMER_IN_HEAP UINT8_MAX
+_Static_assert(WEFT__TIMER_LANES < WEFT__TIMER_IN_HEAP, "lane numbers fit weft__timer.lane");
 
 typedef struct weft__timer {
     uint64_t when;  /* CLOCK_MONOTONIC ns */
@@ -68,8 +70,9 @@ typedef struct weft__timers {
     weft__timer_slot *v; /* the heap */
     uint32_t len, cap;
     uint32_t lane_live; /* live timers in all lanes */
-    /* Lanes 0..nlanes-1 have been used; the others are untouched, so that
-     * a program arming one length of timer looks at one lane. */
+    /* Lanes 0..nlanes-1 have been opened (picked for a timer, even when
+     * their ring then could not be allocated); the others are untouched,
+     * so that a program arming one length of timer looks at one lane. */
     uint32_t nlanes;
     weft__timer_lane lanes[WEFT__TIMER_LANES];
 } weft__timers;
@@ -89,23 +92,25 @@ static inline uint32_t weft__timer_count(const weft__timers *h)
 {
     return h->len + h->lane_live;
 }
-/* The slot of the timer due first, the earliest of the heads (a lane's on a
- * tie with the heap, the lower lane's on a tie between lanes), or NULL when
- * no timer is armed. */
+/* The slot of the timer due first, the earliest of the heads (of timers
+ * due at the same time, any one), or NULL when no timer is armed. */
 static inline const weft__timer_slot *weft__timer_first(const weft__timers *h)
 {
     const weft__timer_slot *first = NULL;
+    uint64_t when = UINT64_MAX;
     if (h->lane_live) {
         for (uint32_t i = 0; i < h->nlanes; i++) {
             const weft__timer_lane *l = &h->lanes[i];
             if (!l->live)
                 continue;
             const weft__timer_slot *head = &l->ring[l->head & (l->cap - 1)];
-            if (!first || head->when < first->when)
+            if (!first || head->when < when) {
                 first = head;
+                when = head->when;
+            }
         }
     }
-    if (h->len && (!first || h->v[0].when < first->when))
+    if (h->len && (!first || h->v[0].when < when))
         return &h->v[0];
     return first;
 }
