@@ -257,7 +257,88 @@ TEST(runtime_spawn_from_another_thread_wakes_the_host)
     weft_executor_destroy(ex);
 }
 
+/* Runs ex as a host loop would until *flag is set: asleep on the fd with
+ * no deadline between runs (the bound is for a hang, not a speed). */
+static void host_until(weft_executor *ex, _Atomic int *flag, const char *what)
+{
+    struct pollfd pfd = {.fd = weft_executor_fd(ex), .events = POLLIN};
+    while (atomic_load(flag) == 0) {
+        int n = poll(&pfd, 1, 20000);
+        ASSERT(n >= 0);
+        if (n == 0)
+            FAILF("the host loop was never woken for %s", what);
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    }
+}
+
+/* Wakes of an executor's tasks from other threads make the fd readable:
+ * a foreign thread's weft_event_notify_one, a blocking-pool job's end, and
+ * the host thread itself between two runs. */
+static weft_event emb_event = WEFT_EVENT_INIT;
+static _Atomic int emb_woken;
+
+static void *emb_event_waiter(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_event_wait(&emb_event));
+    atomic_fetch_add(&emb_woken, 1);
+    return NULL;
+}
+
+static void *emb_notifier(void *arg)
+{
+    (void)arg;
+    usleep(20000); /* let the host go to sleep first */
+    weft_event_notify_one(&emb_event);
+    return NULL;
+}
+
+static void *blocking_job(void *arg)
+{
+    usleep(20000);
+    return arg;
+}
+
+static void *emb_blocking_caller(void *arg)
+{
+    (void)arg;
+    void *res = NULL;
+    ASSERT_OK(weft_spawn_blocking(blocking_job, (void *)(intptr_t)42, &res));
+    ASSERT_EQ((intptr_t)res, 42);
+    atomic_fetch_add(&emb_woken, 1);
+    return NULL;
+}
+
+TEST(wakes_from_other_threads_wake_the_host)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+
+    atomic_store(&emb_woken, 0);
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, emb_event_waiter, NULL));
+    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX); /* parked on the event */
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, emb_notifier, NULL));
+    host_until(ex, &emb_woken, "a foreign thread's weft_event_notify_one");
+    ASSERT_OK(pthread_join(th, NULL));
+
+    atomic_store(&emb_woken, 0);
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, emb_blocking_caller, NULL));
+    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX); /* waiting for the pool */
+    host_until(ex, &emb_woken, "the end of a weft_spawn_blocking job");
+
+    /* The host thread is a foreign thread too, between runs. */
+    atomic_store(&emb_woken, 0);
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, emb_event_waiter, NULL));
+    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX);
+    weft_event_notify_one(&emb_event);
+    host_until(ex, &emb_woken, "the host's own weft_event_notify_one");
+    ASSERT_EQ(weft_executor_tasks(ex), 0);
+    weft_executor_destroy(ex);
+}
+
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
           CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread),
-          CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host))
+          CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host),
+          CASE(wakes_from_other_threads_wake_the_host))

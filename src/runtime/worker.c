@@ -198,9 +198,17 @@ static void eventfd_wake(weft__worker *to)
 /* Ends `to`'s wait in io_uring_enter if it is parked there (or about to
  * be: it sets `parked` before it looks at its remote stacks one last
  * time). A worker posts a CQE on to's ring with MSG_RING; any other thread
- * writes to's eventfd. */
+ * writes to's eventfd.
+ *
+ * An embedded worker's host loop sleeps on weft_executor_fd instead, and
+ * never sets `parked`: make that fd readable, so that the host calls
+ * weft_executor_run, whose poll takes the wake. (Only destroy's loop parks
+ * in io_uring_enter, which a write to that fd does not end: the parked
+ * path below still serves it.) */
 static void notify(weft__worker *to)
 {
+    if (to->rt->embedded && to->ring.event_fd >= 0)
+        eventfd_signal(to->ring.event_fd);
     if (!atomic_load_explicit(&to->parked, memory_order_seq_cst) ||
         !atomic_exchange_explicit(&to->parked, 0, memory_order_seq_cst))
         return;
