@@ -21,6 +21,7 @@ TEST(bad_calls_are_refused)
     ASSERT(ex == NULL);
     weft_config two = {.workers = 2};
     ASSERT_EQ(weft_executor_create(&ex, &two), -EINVAL);
+    ASSERT(strstr(weft_last_config_error(), "workers") != NULL);
     ASSERT_EQ(weft_executor_create(NULL, NULL), -EINVAL);
     ASSERT_EQ(weft_executor_run(NULL, 0), -EINVAL);
     ASSERT_EQ(weft_executor_fd(NULL), -EINVAL);
@@ -337,8 +338,82 @@ TEST(wakes_from_other_threads_wake_the_host)
     weft_executor_destroy(ex);
 }
 
+/* From the start of destroy, outside spawns are refused: a task that
+ * spawns one as it is cancelled gets -ESHUTDOWN, so no new work can hold
+ * the destroy up. */
+static _Atomic int late_spawn_result = 1;
+
+static void *spawns_when_cancelled(void *arg)
+{
+    (void)arg;
+    weft_runtime *rt = weft_runtime_current();
+    ASSERT_EQ(weft_sleep_ns(3600ull * 1000000000), -ECANCELED);
+    atomic_store(&late_spawn_result, weft_runtime_spawn(rt, NULL, long_sleeper, NULL));
+    return NULL;
+}
+
+TEST(destroy_refuses_late_outside_spawns)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, spawns_when_cancelled, NULL));
+    ASSERT_GE(weft_executor_run(ex, 0), 0);
+    weft_executor_destroy(ex);
+    ASSERT_EQ(atomic_load(&late_spawn_result), -ESHUTDOWN);
+}
+
+/* The host thread must not sleep on a channel: only the executor's tasks,
+ * which it runs, could complete the call. Once it has destroyed the
+ * executor it is a plain thread again. */
+TEST(host_thread_blocking_channel_calls_are_refused)
+{
+    weft_chan *c;
+    ASSERT_OK(weft_chan_create(&c, sizeof(int), 1));
+    weft_executor *ex, *ex2;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_create(&ex2, NULL));
+    int v = 7;
+    ASSERT_EQ(weft_chan_send_blocking(c, &v), -EDEADLK);
+    ASSERT_EQ(weft_chan_recv_blocking(c, &v), -EDEADLK);
+    weft_executor_destroy(ex);
+    ASSERT_EQ(weft_chan_send_blocking(c, &v), -EDEADLK); /* ex2 is still hosted */
+    weft_executor_destroy(ex2);
+    ASSERT_OK(weft_chan_send_blocking(c, &v)); /* capacity 1: no wait */
+    int got = 0;
+    ASSERT_OK(weft_chan_recv_blocking(c, &got));
+    ASSERT_EQ(got, 7);
+    weft_chan_destroy(c);
+}
+
+static weft_executor *doomed;
+
+static void *destroys_from_a_task(void *arg)
+{
+    (void)arg;
+    weft_executor_destroy(doomed);
+    return NULL;
+}
+
+static void run_destroy_from_a_task(void)
+{
+    if (weft_executor_create(&doomed, NULL) != 0)
+        _exit(3);
+    weft_run(NULL, destroys_from_a_task, NULL, NULL);
+    _exit(4); /* not reached */
+}
+
+TEST(destroy_from_a_task_aborts_with_a_message)
+{
+    char out[4096];
+    int status = run_captured(run_destroy_from_a_task, out, sizeof out);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    ASSERT(strstr(out, "weft_executor_destroy called from inside a task") != NULL);
+}
+
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
           CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread),
           CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host),
-          CASE(wakes_from_other_threads_wake_the_host))
+          CASE(wakes_from_other_threads_wake_the_host), CASE(destroy_refuses_late_outside_spawns),
+          CASE(host_thread_blocking_channel_calls_are_refused),
+          CASE(destroy_from_a_task_aborts_with_a_message))

@@ -29,10 +29,14 @@ WEFT_API int weft_executor_create(weft_executor **ex, const weft_config *cfg);
 WEFT_API int weft_executor_fd(const weft_executor *ex);
 
 /* Runs ready tasks for up to budget_ns (0 = until none is ready), fires due
- * timers, and submits the I/O the tasks started. Returns the CLOCK_MONOTONIC
- * time (weft_now_ns) by which it must be called again: 0 when work is still
- * ready (budget used up), the next timer's deadline, or INT64_MAX when only
- * the fd can bring more work. -EPERM from a task, -errno from the ring. */
+ * timers, and submits the I/O the tasks started. The budget is looked at
+ * between slices (a slice ends after io_poll_interval, 500 us by default,
+ * or max_runs_per_slice task runs; a task runs until it yields), so a run
+ * may last that much past it. Returns the CLOCK_MONOTONIC time
+ * (weft_now_ns) by which it must be called again: 0 when work is still
+ * ready (budget used up, or I/O the kernel did not take yet), the next
+ * timer's deadline, or INT64_MAX when only the fd can bring more work.
+ * -EPERM from a task, -errno from the ring. */
 WEFT_API int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns);
 
 /* Spawns fn(arg) into the executor from the host (its parent is the root).
@@ -46,7 +50,10 @@ WEFT_API uint64_t weft_executor_tasks(const weft_executor *ex);
 
 /* Cancels every task, runs the executor until all have finished (blocking
  * the host for that long), and frees everything. Handles not joined are
- * invalid afterwards. */
+ * invalid afterwards. From the start of the call, weft_runtime_spawn into
+ * the executor's runtime returns -ESHUTDOWN, and requests still queued are
+ * spawned cancelled (they never run). Called from inside a task, it
+ * prints a message and aborts. */
 WEFT_API void weft_executor_destroy(weft_executor *ex);
 
 #ifdef __cplusplus

@@ -11,10 +11,15 @@
  *   then returns 0.
  * - Waiters are served first come, first served: unlock and release hand
  *   the mutex or the unit straight to the longest waiter.
- * - Everything works across worker threads. The calls that never wait
- *   (try_*, unlock, release, notify, close, waitgroup add/done) may also be
- *   made from any thread, runtime worker or not; weft_chan_send_blocking and
+ * - Everything works across worker threads. The calls that never wait and
+ *   belong to no task (the channel's try_send, try_recv and close, the
+ *   semaphore's try_acquire and release, the event's notify_*, the wait
+ *   group's add and done) may also be made from any thread, runtime worker
+ *   or not. A mutex belongs to the task that locked it: trylock, like lock,
+ *   needs a task, and only the holder unlocks. weft_chan_send_blocking and
  *   weft_chan_recv_blocking are for threads that are not running a task.
+ *   None of these is async-signal-safe (a spinlock is taken): from a signal
+ *   handler, use weft_signal_wait in a task instead.
  * - NULL arguments give -EINVAL (void functions ignore NULL).
  *
  * weft_mutex, weft_sem, weft_event and weft_waitgroup are small blocks the
@@ -67,9 +72,11 @@ WEFT_API int weft_chan_try_recv(weft_chan *c, void *elem);
 /* weft_chan_send / weft_chan_recv for a thread that is not running a task (a
  * plain pthread): they block the thread until done or until the channel is
  * closed. No cancellation or deadline applies. Returns 0, -EPIPE, -EINVAL,
- * or -EDEADLK on a runtime worker thread outside any task (waiting there
- * would stall the tasks that could complete the call). Called from a task
- * they behave exactly as weft_chan_send / weft_chan_recv. */
+ * or -EDEADLK on a runtime worker thread outside any task, and on a thread
+ * that hosts an executor (created one, weft/executor.h, and has not
+ * destroyed it): waiting there would stall the tasks that could complete
+ * the call. Called from a task they behave exactly as weft_chan_send /
+ * weft_chan_recv. */
 WEFT_API int weft_chan_send_blocking(weft_chan *c, const void *elem);
 WEFT_API int weft_chan_recv_blocking(weft_chan *c, void *elem);
 /* Closes the channel: every waiting sender fails with -EPIPE, receivers get
@@ -107,7 +114,8 @@ WEFT_API int weft_mutex_init(weft_mutex *m);
 WEFT_API int weft_mutex_lock(weft_mutex *m);
 /* Locks m if it is free: 0, -EBUSY, -EPERM outside a task, -EINVAL. */
 WEFT_API int weft_mutex_trylock(weft_mutex *m);
-/* Releases m, handing it to the longest waiter if there is one. */
+/* Releases m, handing it to the longest waiter if there is one. Only the
+ * task holding m may unlock it (debug builds abort otherwise). */
 WEFT_API void weft_mutex_unlock(weft_mutex *m);
 
 /* ---- semaphore ------------------------------------------------------------

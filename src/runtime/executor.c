@@ -3,6 +3,9 @@
  * worker's thread-local pointer is set for the duration of each call, so
  * tasks and the host thread never see each other's state. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +21,15 @@ struct weft_executor {
     weft__runtime rt;
     weft__worker worker;
 };
+
+/* Executors the calling thread created and has not destroyed: it is their
+ * host, and calls them between its other work. */
+static __thread unsigned tls_hosted;
+
+bool weft__thread_hosts_executor(void)
+{
+    return tls_hosted != 0;
+}
 
 int weft_executor_create(weft_executor **out, const weft_config *cfg)
 {
@@ -38,7 +50,8 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
     ex->rt.workers = &ex->worker;
     ex->rt.embedded = true;
     if (ex->rt.cfg.workers > 1)
-        r = -EINVAL;
+        r = weft__config_reject("workers: %u, but an executor is one worker (0 or 1)",
+                                ex->rt.cfg.workers);
     else if (ex->rt.cfg.trace_path)
         r = weft__trace_open(&ex->rt, ex->rt.cfg.trace_path);
     if (r == 0)
@@ -51,6 +64,7 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
     weft__worker_set_self(&ex->worker);
     weft__worker_start(&ex->worker);
     weft__worker_set_self(NULL);
+    tls_hosted++;
     *out = ex;
     return 0;
 }
@@ -82,12 +96,14 @@ int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
         w->count.busy_ns += end - w->count.busy_since_ns;
     if (r >= 0) {
         /* Hand the I/O the tasks started to the kernel before returning to
-         * the host: nothing else will. */
-        int s = io_uring_submit(&w->ring.uring);
-        if (s > 0) {
-            w->ring.inflight += (unsigned)s;
-            w->ring.pending_sqes = 0;
-        }
+         * the host: nothing else will. What the kernel did not take (a
+         * full completion queue pushing back) needs another run soon,
+         * which reaps completions and submits again. */
+        int s = weft__ring_submit(&w->ring);
+        if (s < 0)
+            r = s;
+        else if (w->ring.pending_sqes)
+            r = 1;
     }
     weft__worker_set_self(NULL);
     if (r < 0)
@@ -120,6 +136,20 @@ void weft_executor_destroy(weft_executor *ex)
 {
     if (!ex)
         return;
+    if (weft__worker_self()) {
+        /* It would take over this thread's worker, run a loop inside a task
+         * and free what that task may be running on. */
+        fputs("weft: weft_executor_destroy called from inside a task (or a runtime's thread)\n",
+              stderr);
+        abort();
+    }
+    /* Like the end of weft_run's main task: outside spawns that come late
+     * are refused with -ESHUTDOWN, and any still queued are spawned
+     * cancelled, so that no new work can hold the destroy up. Under the
+     * inject lock, which weft_runtime_spawn holds while it looks. */
+    pthread_mutex_lock(&ex->rt.inject_lock);
+    atomic_store_explicit(&ex->rt.main_done, true, memory_order_release);
+    pthread_mutex_unlock(&ex->rt.inject_lock);
     weft__worker *w = &ex->worker;
     weft__worker_set_self(w);
     weft__tree_cancel_children_locked(&ex->rt.root);
@@ -133,4 +163,6 @@ void weft_executor_destroy(weft_executor *ex)
     weft__worker_release_pools(w);
     weft__runtime_teardown(&ex->rt);
     free(ex);
+    if (tls_hosted)
+        tls_hosted--;
 }

@@ -194,6 +194,10 @@ int weft__on_every_worker(int (*fn)(struct weft__worker *w, void *arg), void *ar
 /* The worker of the calling thread, or NULL. Never inlined (DESIGN §6). */
 weft__worker *weft__worker_self(void);
 void weft__worker_set_self(weft__worker *w);
+/* True on a thread that created an embedded executor and has not destroyed
+ * it: the executor's host, which must not sleep on what only the
+ * executor's tasks can complete (executor.c). */
+bool weft__thread_hosts_executor(void);
 
 /* embedded: the worker is driven by a host loop (weft_executor_*): its ring
  * posts completions without DEFER_TASKRUN and signals an eventfd. */

@@ -198,7 +198,7 @@ int weft_chan_send_blocking(weft_chan *c, const void *elem)
         return -EINVAL;
     if (weft__task_current())
         return weft_chan_send(c, elem);
-    if (weft__worker_self())
+    if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
     return send_wait(c, elem, NULL);
 }
@@ -209,7 +209,7 @@ int weft_chan_recv_blocking(weft_chan *c, void *elem)
         return -EINVAL;
     if (weft__task_current())
         return weft_chan_recv(c, elem);
-    if (weft__worker_self())
+    if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
     return recv_wait(c, elem, NULL);
 }
