@@ -189,6 +189,67 @@ static size_t count_mappings(void)
     return n;
 }
 
+/* The alternate signal stack belongs to the thread: a host that had its
+ * own gets it back when the last worker on its thread goes, and while
+ * any is left the overflow report still has a stack to run on. */
+static char host_alt[64 * 1024];
+
+static void expect_alt_stack(bool host)
+{
+    stack_t cur;
+    ASSERT_OK(sigaltstack(NULL, &cur));
+    ASSERT_EQ(cur.ss_flags & SS_DISABLE, 0);
+    if (host) {
+        ASSERT(cur.ss_sp == host_alt);
+        ASSERT_EQ(cur.ss_size, sizeof host_alt);
+    } else {
+        ASSERT(cur.ss_sp != host_alt);
+    }
+}
+
+static void *alt_stack_is_weft_s(void *arg)
+{
+    (void)arg;
+    expect_alt_stack(false);
+    return NULL;
+}
+
+TEST(a_host_alternate_stack_survives_workers_on_its_thread)
+{
+    stack_t mine = {.ss_sp = host_alt, .ss_size = sizeof host_alt};
+    ASSERT_OK(sigaltstack(&mine, NULL));
+    weft_executor *a, *b;
+    ASSERT_OK(weft_executor_create(&a, NULL));
+    expect_alt_stack(false);
+    ASSERT_OK(weft_executor_create(&b, NULL));
+    weft_executor_destroy(a);
+    expect_alt_stack(false); /* b still needs weft's */
+    run_main_one_worker(NULL, alt_stack_is_weft_s, NULL);
+    expect_alt_stack(false);
+    weft_executor_destroy(b);
+    expect_alt_stack(true);
+    run_main_one_worker(NULL, alt_stack_is_weft_s, NULL);
+    expect_alt_stack(true);
+}
+
+static void run_overflow_in_the_second_executor(void)
+{
+    weft_executor *a, *b;
+    if (weft_executor_create(&a, NULL) != 0 || weft_executor_create(&b, NULL) != 0)
+        _exit(3);
+    weft_executor_destroy(a);
+    weft_spawn_opts o = {.name = "deep", .stack_size = 64 * 1024};
+    if (weft_executor_spawn(b, NULL, &o, overflow, NULL) != 0)
+        _exit(4);
+    weft_executor_run(b, 0);
+}
+
+TEST(overflow_is_reported_after_another_executor_on_the_thread_went)
+{
+    expect_overflow_report(run_overflow_in_the_second_executor,
+                           "'deep' overflowed its 64 KiB stack");
+}
+
 TEST(a_million_guarded_stacks)
 {
     enum { N = 1000000 };
@@ -228,5 +289,7 @@ TEST(a_million_guarded_stacks)
 }
 
 TEST_MAIN(CASE(size_classes), CASE(pool_reuses_lifo), CASE(trim_returns_pages_below_high_water),
+          CASE(a_host_alternate_stack_survives_workers_on_its_thread),
+          CASE(overflow_is_reported_after_another_executor_on_the_thread_went),
           CASE(guard_page_faults), CASE(overflow_is_reported_and_aborts),
           CASE(a_fault_in_the_leaving_tasks_guard_is_its_overflow), CASE(a_million_guarded_stacks))

@@ -17,6 +17,21 @@ static struct sigaction previous_segv;
 static int installed_count; /* runtimes using the handler (under a lock) */
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The alternate signal stack belongs to the thread, and one thread may
+ * carry several workers: executors its host loop drives, weft_run's worker
+ * next to them. The first worker on a thread maps the stack and keeps the
+ * thread's own (the host's, or none); the last to go puts that back. Only
+ * worker set-up and teardown touch this, on the worker's thread, never a
+ * task (DESIGN §6). */
+static __thread struct {
+    void *sp;
+    size_t size;
+    unsigned users;
+    stack_t previous;
+} tls_alt;
+
+#define ALTSTACK_SIZE (64 * 1024)
+
 static size_t put_u64(char *p, unsigned long long v)
 {
     char tmp[24];
@@ -78,20 +93,25 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 
 int weft__overflow_install(weft__worker *w)
 {
-    size_t size = 64 * 1024;
-    void *alt = MAP_FAILED;
-    if (!weft__fault_hit(WEFT_FAULT_MMAP))
-        alt = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (alt == MAP_FAILED)
-        return -ENOMEM;
-    stack_t ss = {.ss_sp = alt, .ss_size = size, .ss_flags = 0};
-    if (sigaltstack(&ss, NULL) < 0) {
-        int e = -errno;
-        munmap(alt, size);
-        return e;
+    if (tls_alt.users == 0) {
+        void *alt = MAP_FAILED;
+        if (!weft__fault_hit(WEFT_FAULT_MMAP))
+            alt = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                       0);
+        if (alt == MAP_FAILED)
+            return -ENOMEM;
+        stack_t ss = {.ss_sp = alt, .ss_size = ALTSTACK_SIZE, .ss_flags = 0};
+        if (sigaltstack(&ss, &tls_alt.previous) < 0) {
+            int e = -errno;
+            munmap(alt, ALTSTACK_SIZE);
+            return e;
+        }
+        tls_alt.sp = alt;
+        tls_alt.size = ALTSTACK_SIZE;
     }
-    w->altstack = alt;
-    w->altstack_size = size;
+    tls_alt.users++;
+    w->altstack = tls_alt.sp;
+    w->altstack_size = tls_alt.size;
     pthread_mutex_lock(&install_lock);
     if (installed_count++ == 0) {
         struct sigaction sa;
@@ -113,8 +133,11 @@ void weft__overflow_remove(weft__worker *w)
     if (--installed_count == 0)
         sigaction(SIGSEGV, &previous_segv, NULL);
     pthread_mutex_unlock(&install_lock);
-    stack_t ss = {.ss_flags = SS_DISABLE};
-    sigaltstack(&ss, NULL);
-    munmap(w->altstack, w->altstack_size);
     w->altstack = NULL;
+    if (--tls_alt.users > 0)
+        return;
+    /* The thread's own stack again, or none if it had none. */
+    sigaltstack(&tls_alt.previous, NULL);
+    munmap(tls_alt.sp, tls_alt.size);
+    tls_alt.sp = NULL;
 }
