@@ -244,8 +244,49 @@ TEST(first_run_without_a_stack_reports_enomem)
     run_main_one_worker(NULL, main_first_run_without_stack, NULL);
 }
 
+/* A wait under a deadline whose timer cannot be armed (no memory) must
+ * still end at the deadline. Four long sleepers fill the four timer lanes
+ * with later deadlines, so the wait's timer needs the heap, whose first
+ * allocation fails. */
+static void *sleep_for_arg_s(void *arg)
+{
+    return (void *)(intptr_t)weft_sleep_ns((uint64_t)(intptr_t)arg * 1000000000);
+}
+
+static void *main_deadline_without_timer(void *arg)
+{
+    (void)arg;
+    weft_task *sleepers[4];
+    for (int i = 0; i < 4; i++) /* 40 s, 30 s, 20 s, 10 s: one lane each */
+        ASSERT_OK(weft_spawn(&sleepers[i], sleep_for_arg_s, (void *)(intptr_t)(40 - 10 * i)));
+    weft_stats st;
+    do {
+        ASSERT_OK(weft_yield());
+        ASSERT_OK(weft_stats_snapshot(&st));
+    } while (st.timers_armed < 4);
+    weft_event never = WEFT_EVENT_INIT;
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 5000000));
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    int r = weft_event_wait(&never);
+    uint64_t allocs = weft__fault_count(WEFT_FAULT_ALLOC);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(r, -ETIMEDOUT);
+    ASSERT_GE(allocs, 1); /* the failure was reached */
+    for (int i = 0; i < 4; i++) {
+        weft_cancel(sleepers[i]);
+        weft_join(sleepers[i], NULL);
+    }
+    return NULL;
+}
+TEST(deadline_whose_timer_cannot_be_armed_still_ends_the_wait)
+{
+    run_main_one_worker(NULL, main_deadline_without_timer, NULL);
+}
+
 TEST_MAIN(CASE(spawn_when_allocation_fails), CASE(spawn_when_stacks_cannot_be_mapped),
           CASE(first_run_without_a_stack_reports_enomem),
           CASE(record_storm_when_huge_chunk_cannot_be_mapped),
           CASE(defer_and_deadline_when_allocation_fails), CASE(every_allocation_of_a_run_can_fail),
-          CASE(every_mapping_of_a_run_can_fail))
+          CASE(every_mapping_of_a_run_can_fail),
+          CASE(deadline_whose_timer_cannot_be_armed_still_ends_the_wait))
