@@ -729,6 +729,39 @@ TEST(runtime_end_restores_the_disposition)
     ASSERT_EQ(atomic_load(&user_handler_calls), 3);
 }
 
+/* Pool threads run jobs with asynchronous signals blocked and faults
+ * deliverable, and starting one leaves the starting thread's mask as it
+ * was (the mask is blocked around pthread_create, so that the new thread
+ * is quiet from its first instruction). */
+static void *mask_of_job(void *arg)
+{
+    sigset_t *out = arg;
+    pthread_sigmask(SIG_BLOCK, NULL, out);
+    return NULL;
+}
+
+static void *main_pool_masks(void *arg)
+{
+    (void)arg;
+    sigset_t before, after, job_mask;
+    ASSERT_OK(pthread_sigmask(SIG_BLOCK, NULL, &before));
+    ASSERT_OK(weft_spawn_blocking(mask_of_job, &job_mask, NULL));
+    ASSERT_OK(pthread_sigmask(SIG_BLOCK, NULL, &after));
+    static const int sigs[] = {SIGUSR1, SIGUSR2, SIGINT, SIGTERM, SIGCHLD, SIGSEGV, SIGBUS};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        ASSERT_EQ(sigismember(&after, sigs[i]), sigismember(&before, sigs[i]));
+    ASSERT_EQ(sigismember(&job_mask, SIGUSR1), 1);
+    ASSERT_EQ(sigismember(&job_mask, SIGINT), 1);
+    ASSERT_EQ(sigismember(&job_mask, SIGTERM), 1);
+    ASSERT_EQ(sigismember(&job_mask, SIGSEGV), 0);
+    ASSERT_EQ(sigismember(&job_mask, SIGBUS), 0);
+    return NULL;
+}
+TEST(pool_threads_start_with_async_signals_blocked)
+{
+    run_main(NULL, main_pool_masks, NULL);
+}
+
 TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_result_2w),
           CASE(other_tasks_run_while_one_blocks), CASE(other_tasks_run_while_one_blocks_2w),
           CASE(many_concurrent_jobs_use_many_threads),
@@ -738,6 +771,7 @@ TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_resul
           CASE(runtime_end_waits_for_an_abandoned_job), CASE(deadline_times_out),
           CASE(deadline_times_out_2w), CASE(a_cancelled_task_starts_no_job),
           CASE(an_abandoned_queued_job_still_runs), CASE(misuse),
+          CASE(pool_threads_start_with_async_signals_blocked),
           CASE(idle_threads_exit_after_the_keepalive), CASE(allocation_failures),
           CASE(getaddrinfo_numeric), CASE(getaddrinfo_numeric_2w), CASE(getaddrinfo_localhost),
           CASE(getaddrinfo_errors), CASE(getaddrinfo_cancelled_while_queued_is_dropped),

@@ -72,14 +72,17 @@ struct weft__blocking {
 
 /* ---- pool threads --------------------------------------------------------- */
 
-void weft__block_async_signals(void)
+int weft__thread_start_quiet(pthread_t *id, void *(*fn)(void *), void *arg)
 {
-    sigset_t set;
+    sigset_t set, old;
     sigfillset(&set);
     static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
         sigdelset(&set, faults[i]);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    int r = pthread_create(id, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
 }
 
 static void job_free(job *j)
@@ -111,7 +114,6 @@ static void *pool_thread_main(void *p)
 {
     pool_thread *self = p;
     struct weft__blocking *pool = self->pool;
-    weft__block_async_signals();
     pthread_setname_np(pthread_self(), "weft-blocking");
 
     pthread_mutex_lock(&pool->lock);
@@ -164,7 +166,7 @@ static int pool_grow(struct weft__blocking *pool)
     if (!t)
         return -ENOMEM;
     t->pool = pool;
-    int r = pthread_create(&t->id, NULL, pool_thread_main, t);
+    int r = weft__thread_start_quiet(&t->id, pool_thread_main, t);
     if (r) {
         free(t);
         return -r;

@@ -5,6 +5,7 @@
 #ifndef WEFT_RUNTIME_BLOCKING_H
 #define WEFT_RUNTIME_BLOCKING_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -23,12 +24,15 @@ extern uint64_t weft__blocking_keepalive_ns;
 int weft__blocking_call(void *(*fn)(void *), void *arg, void **result, void (*release)(void *),
                         bool skip_if_abandoned);
 
-/* Blocks every asynchronous signal in the calling thread, for the runtime's
- * own threads (pool, signal helper): a job's system calls are never
- * interrupted (EINTR) and a process-directed signal goes to a thread that
+/* pthread_create for the runtime's own threads (pool, signal helper): the
+ * thread starts with every asynchronous signal blocked, from its first
+ * instruction on (blocked by the thread itself, a process-directed signal
+ * could land on it before it got there), so that a job's system calls are
+ * never interrupted (EINTR) and such a signal goes to a thread that
  * expects it. Faults stay deliverable, or a crash in a job would lose its
- * report (the kernel kills outright on a blocked SIGSEGV). */
-void weft__block_async_signals(void);
+ * report (the kernel kills outright on a blocked SIGSEGV). The caller's
+ * mask is unchanged on return. Returns pthread_create's result. */
+int weft__thread_start_quiet(pthread_t *id, void *(*fn)(void *), void *arg);
 
 /* Tasks parked in weft_signal_wait(signo), over all runtimes (signal.c);
  * for tests, which must know that a waiter is in place. */

@@ -92,7 +92,6 @@ static void on_signal(int signo)
 static void *helper_main(void *p)
 {
     hub_helper *h = p;
-    weft__block_async_signals();
     pthread_setname_np(pthread_self(), "weft-signals");
     for (;;) {
         uint64_t n;
@@ -122,7 +121,7 @@ static int helper_start(void)
         return r;
     }
     atomic_init(&h->stop, false);
-    int r = pthread_create(&h->thread, NULL, helper_main, h);
+    int r = weft__thread_start_quiet(&h->thread, helper_main, h);
     if (r) {
         close(h->efd);
         free(h);
