@@ -729,6 +729,84 @@ TEST(runtime_end_restores_the_disposition)
     ASSERT_EQ(atomic_load(&user_handler_calls), 3);
 }
 
+/* weft_spawn_blocking_ex: release(arg, result) once for every failure
+ * (at once before the job is queued, on the pool thread after fn for an
+ * abandoned one), never on success. The args and results are heap blocks,
+ * so a missed release is also a leak under ASan. */
+static _Atomic int released;
+static void *_Atomic released_result;
+
+static void release_both(void *arg, void *result)
+{
+    ASSERT(arg != NULL);
+    free(arg);
+    free(result);
+    atomic_store(&released_result, result);
+    atomic_fetch_add(&released, 1);
+}
+
+static void *gated_reply(void *arg)
+{
+    gated(NULL);
+    int *reply = malloc(sizeof *reply);
+    *reply = *(int *)arg + 1;
+    return reply;
+}
+
+static _Atomic int ex_rc;
+
+static void *ex_caller(void *arg)
+{
+    (void)arg;
+    int *rq = malloc(sizeof *rq);
+    *rq = 41;
+    void *res = (void *)1;
+    atomic_store(&ex_rc, weft_spawn_blocking_ex(gated_reply, rq, &res, release_both));
+    ASSERT(res == NULL);
+    return NULL;
+}
+
+static void *main_blocking_ex(void *arg)
+{
+    (void)arg;
+    /* Success: no release, arg and result are the caller's. */
+    atomic_store(&gate_open, 1);
+    int *rq = malloc(sizeof *rq);
+    *rq = 1;
+    void *res = NULL;
+    ASSERT_OK(weft_spawn_blocking_ex(gated_reply, rq, &res, release_both));
+    ASSERT_EQ(*(int *)res, 2);
+    ASSERT_EQ(atomic_load(&released), 0);
+    free(res);
+    free(rq);
+
+    /* Refused before queueing: released at once, with no result. */
+    ASSERT_EQ(weft_spawn_blocking_ex(NULL, malloc(8), &res, release_both), -EINVAL);
+    ASSERT_EQ(atomic_load(&released), 1);
+    ASSERT(atomic_load(&released_result) == NULL);
+
+    /* Abandoned while running: released after fn, with fn's result. */
+    atomic_store(&gate_open, 0);
+    atomic_store(&gated_started, 0);
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, ex_caller, NULL));
+    wait_until_started(1);
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&ex_rc), -ECANCELED);
+    ASSERT_EQ(atomic_load(&released), 1); /* fn has not returned */
+    atomic_store(&gate_open, 1);
+    while (atomic_load(&released) < 2)
+        ASSERT_OK(weft_sleep_ns(SLEEP_NS));
+    ASSERT(atomic_load(&released_result) != NULL); /* fn's reply, freed */
+    return NULL;
+}
+TEST(spawn_blocking_ex_releases_what_an_abandoned_job_owns)
+{
+    run_main(NULL, main_blocking_ex, NULL);
+    ASSERT_EQ(atomic_load(&released), 2);
+}
+
 /* Pool threads run jobs with asynchronous signals blocked and faults
  * deliverable, and starting one leaves the starting thread's mask as it
  * was (the mask is blocked around pthread_create, so that the new thread
@@ -772,6 +850,7 @@ TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_resul
           CASE(deadline_times_out_2w), CASE(a_cancelled_task_starts_no_job),
           CASE(an_abandoned_queued_job_still_runs), CASE(misuse),
           CASE(pool_threads_start_with_async_signals_blocked),
+          CASE(spawn_blocking_ex_releases_what_an_abandoned_job_owns),
           CASE(idle_threads_exit_after_the_keepalive), CASE(allocation_failures),
           CASE(getaddrinfo_numeric), CASE(getaddrinfo_numeric_2w), CASE(getaddrinfo_localhost),
           CASE(getaddrinfo_errors), CASE(getaddrinfo_cancelled_while_queued_is_dropped),

@@ -136,6 +136,21 @@ WEFT_API unsigned weft_worker_count(void);
  * task's stack unless the call is shielded and has no deadline. weft_run
  * returns only after every job, abandoned ones included, has finished. */
 WEFT_API int weft_spawn_blocking(void *(*fn)(void *arg), void *arg, void **result);
+/* weft_spawn_blocking for a job that owns what it works on, so that nothing
+ * leaks when its task gives up: the call takes arg, and every outcome but
+ * success ends with one call of release(arg, result) (release may be NULL).
+ *  - 0: release is not called; arg is the caller's again and *result is
+ *    fn's return value.
+ *  - Any error, at once (-EINVAL, -EPERM, -ENOMEM, -EAGAIN, or -ECANCELED /
+ *    -ETIMEDOUT before fn was queued): release(arg, NULL) has been called
+ *    before the call returns.
+ *  - -ECANCELED / -ETIMEDOUT while fn was queued or running: fn still runs
+ *    to its end, and release(arg, its result) is then called on the pool
+ *    thread (so release must be thread-safe with respect to the program).
+ * The caller cannot tell the last two apart, and need not: either way arg
+ * and the result are release's. */
+WEFT_API int weft_spawn_blocking_ex(void *(*fn)(void *arg), void *arg, void **result,
+                                    void (*release)(void *arg, void *result));
 
 /* getaddrinfo(3) failures as weft codes: EAI_* codes are small negative
  * numbers that would collide with -errno, so they move below -4100.

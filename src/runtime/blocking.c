@@ -42,12 +42,14 @@ typedef struct job {
     struct job *next; /* queue link (pool lock) */
     void *(*fn)(void *);
     void *arg;
-    void *result;            /* written before DONE is published */
-    void (*release)(void *); /* for an abandoned job: release(arg), may be NULL */
-    bool skip_if_abandoned;  /* an abandoned job that has not started never runs */
-    weft_task *task;         /* the waiting task; touched only while PENDING */
-    _Atomic int state;       /* enum job_state; changed under mu */
-    pthread_mutex_t mu;      /* see the top of the file */
+    void *result; /* written before DONE is published */
+    /* For a job whose caller gave up: release(arg, result) once fn has
+     * returned (result NULL when fn was skipped); may be NULL. */
+    void (*release)(void *arg, void *result);
+    bool skip_if_abandoned; /* an abandoned job that has not started never runs */
+    weft_task *task;        /* the waiting task; touched only while PENDING */
+    _Atomic int state;      /* enum job_state; changed under mu */
+    pthread_mutex_t mu;     /* see the top of the file */
 } job;
 
 typedef struct pool_thread {
@@ -99,7 +101,7 @@ static void job_finish(job *j, void *result)
     if (atomic_load_explicit(&j->state, memory_order_relaxed) == JOB_ABANDONED) {
         pthread_mutex_unlock(&j->mu);
         if (j->release)
-            j->release(j->arg);
+            j->release(j->arg, result);
         job_free(j);
         return;
     }
@@ -288,7 +290,7 @@ static int wait_job(job *j)
 }
 
 /* The checks and allocations before a job reaches the pool; 0 or -errno. */
-static int job_submit(job **out, void *(*fn)(void *), void *arg, void (*release)(void *),
+static int job_submit(job **out, void *(*fn)(void *), void *arg, void (*release)(void *, void *),
                       bool skip_if_abandoned)
 {
     if (!fn)
@@ -322,8 +324,8 @@ static int job_submit(job **out, void *(*fn)(void *), void *arg, void (*release)
     return 0;
 }
 
-int weft__blocking_call(void *(*fn)(void *), void *arg, void **result, void (*release)(void *),
-                        bool skip_if_abandoned)
+int weft__blocking_call(void *(*fn)(void *), void *arg, void **result,
+                        void (*release)(void *, void *), bool skip_if_abandoned)
 {
     if (result)
         *result = NULL;
@@ -331,7 +333,7 @@ int weft__blocking_call(void *(*fn)(void *), void *arg, void **result, void (*re
     int r = job_submit(&j, fn, arg, release, skip_if_abandoned);
     if (r < 0) {
         if (release)
-            release(arg);
+            release(arg, NULL);
         return r;
     }
     r = wait_job(j);
@@ -346,6 +348,12 @@ int weft__blocking_call(void *(*fn)(void *), void *arg, void **result, void (*re
 int weft_spawn_blocking(void *(*fn)(void *), void *arg, void **result)
 {
     return weft__blocking_call(fn, arg, result, NULL, false);
+}
+
+int weft_spawn_blocking_ex(void *(*fn)(void *), void *arg, void **result,
+                           void (*release)(void *arg, void *result))
+{
+    return weft__blocking_call(fn, arg, result, release, false);
 }
 
 /* ---- getaddrinfo ---------------------------------------------------------- */
@@ -371,8 +379,9 @@ static void *lookup_run(void *arg)
 }
 
 /* An abandoned lookup: the pool thread frees what it found. */
-static void lookup_release(void *arg)
+static void lookup_release(void *arg, void *result)
 {
+    (void)result; /* l itself */
     lookup *l = arg;
     if (l->rc == 0 && l->res)
         freeaddrinfo(l->res);

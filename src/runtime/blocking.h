@@ -17,12 +17,13 @@ extern uint64_t weft__blocking_keepalive_ns;
 
 /* Runs fn(arg) on the current runtime's pool and waits for it like
  * weft_spawn_blocking. On success the caller owns arg again. On failure
- * release(arg) (when not NULL) is called exactly once: at once when the job
- * never reached the pool, else by the pool thread after fn returns, or
- * instead of fn when skip_if_abandoned and the task gave up before fn
- * started. */
-int weft__blocking_call(void *(*fn)(void *), void *arg, void **result, void (*release)(void *),
-                        bool skip_if_abandoned);
+ * release(arg, result) (when not NULL) is called exactly once: at once with
+ * result NULL when the job never reached the pool, else by the pool thread
+ * with fn's result after fn returns, or with NULL instead of fn when
+ * skip_if_abandoned and the task gave up before fn started.
+ * (weft_spawn_blocking_ex is this with skip_if_abandoned false.) */
+int weft__blocking_call(void *(*fn)(void *), void *arg, void **result,
+                        void (*release)(void *arg, void *result), bool skip_if_abandoned);
 
 /* pthread_create for the runtime's own threads (pool, signal helper): the
  * thread starts with every asynchronous signal blocked, from its first
