@@ -897,6 +897,11 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
          * pushed before this store is seen here, one pushed after it sees
          * `parked` and posts a CQE that ends the wait. */
         atomic_store_explicit(&w->parked, 1, memory_order_seq_cst);
+        /* The looks below start with relaxed loads, which C11 lets move
+         * before a seq_cst store (x86's xchg would not, arm64's stlr
+         * could); the fence keeps them after it, at the price of one
+         * barrier per park, next to the system call. */
+        atomic_thread_fence(memory_order_seq_cst);
         drain_remote(w);
         /* inject_pending too: weft_runtime_spawn rings only a worker it
          * sees parked, so a request queued after this worker's last look
