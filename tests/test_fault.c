@@ -244,10 +244,10 @@ TEST(first_run_without_a_stack_reports_enomem)
     run_main_one_worker(NULL, main_first_run_without_stack, NULL);
 }
 
-/* A wait under a deadline whose timer cannot be armed (no memory) must
- * still end at the deadline. Four long sleepers fill the four timer lanes
- * with later deadlines, so the wait's timer needs the heap, whose first
- * allocation fails. */
+/* A wait under a deadline whose timer finds no memory must still end at
+ * the deadline. Four long sleepers fill the four timer lanes with later
+ * deadlines, so the wait's timer needs the heap, whose first allocation
+ * fails: it goes to the spill (io/timer.h) and fires from there. */
 static void *sleep_for_arg_s(void *arg)
 {
     return (void *)(intptr_t)weft_sleep_ns((uint64_t)(intptr_t)arg * 1000000000);

@@ -269,7 +269,7 @@ static bool shrink_failing;
  * timer due first (deadlines are distinct). */
 static weft__timer *timers_check(weft__timers *h, weft__timer *ts, int n)
 {
-    uint32_t armed = 0, in_lane[WEFT__TIMER_LANES] = {0};
+    uint32_t armed = 0, spilled = 0, in_lane[WEFT__TIMER_LANES] = {0};
     weft__timer *first = NULL;
     for (int i = 0; i < n; i++) {
         weft__timer *t = &ts[i];
@@ -279,7 +279,13 @@ static weft__timer *timers_check(weft__timers *h, weft__timer *ts, int n)
         }
         armed++;
         ASSERT(t->task->armed_timer == t);
-        if (t->lane != WEFT__TIMER_IN_HEAP) {
+        if (t->lane == WEFT__TIMER_SPILLED) {
+            spilled++;
+            bool found = false;
+            for (weft__timer *s = h->spill; s && !found; s = s->spill_next)
+                found = s == t;
+            ASSERT(found);
+        } else if (t->lane != WEFT__TIMER_IN_HEAP) {
             ASSERT_LT(t->lane, h->nlanes);
             weft__timer_lane *l = &h->lanes[t->lane];
             in_lane[t->lane]++;
@@ -294,6 +300,13 @@ static weft__timer *timers_check(weft__timers *h, weft__timer *ts, int n)
             first = t;
     }
     ASSERT_EQ(weft__timer_count(h), armed);
+    ASSERT_EQ(h->nspill, spilled);
+    uint32_t listed = 0;
+    for (weft__timer *s = h->spill; s; s = s->spill_next) {
+        ASSERT(s->spill_next == NULL || s->spill_next->spill_prev == s);
+        listed++;
+    }
+    ASSERT_EQ(listed, spilled);
     ASSERT_LE(h->nlanes, WEFT__TIMER_LANES);
     uint32_t lane_live = 0;
     for (uint32_t i = 0; i < WEFT__TIMER_LANES; i++) {
@@ -421,7 +434,7 @@ TEST(timer_lanes_and_heap_agree_with_a_model)
                 lasts[i] = h.lanes[i].last;
                 lives[i] = h.lanes[i].live;
             }
-            ASSERT_OK(weft__timer_add(&h, t));
+            weft__timer_add(&h, t);
             ASSERT(t->armed);
             check_placement(t, lasts, lives, used);
             if (t->lane == WEFT__TIMER_IN_HEAP)
@@ -480,7 +493,7 @@ static weft__timer burst[BURST];
 static void burst_arm(weft__timers *h, int i, uint64_t when)
 {
     stand_in(&burst[i], &burst_tasks[i], when);
-    ASSERT_OK(weft__timer_add(h, &burst[i]));
+    weft__timer_add(h, &burst[i]);
 }
 
 /* Fires (removes) every armed timer in burst, checking that each comes
@@ -566,7 +579,8 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
     weft__timers_fini(&h);
 
     /* A lane that cannot grow passes the timer to the heap; a heap that
-     * cannot grow fails the arming and leaves the timer disarmed. */
+     * cannot grow passes it to the spill, from which it still fires in
+     * order with the others. */
     timers_init(&h);
     for (int i = 0; i < 64; i++)
         burst_arm(&h, i, 10000 + (uint64_t)i);
@@ -587,13 +601,22 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
         ASSERT_EQ(burst[i].lane, WEFT__TIMER_IN_HEAP);
     }
     ASSERT_EQ(h.len, h.cap);
-    stand_in(&burst[131], &burst_tasks[131], 50);
-    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
-    ASSERT_EQ(weft__timer_add(&h, &burst[131]), -ENOMEM);
-    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
-    ASSERT(!burst[131].armed);
-    ASSERT(burst_tasks[131].armed_timer == NULL);
-    ASSERT_EQ(weft__timer_count(&h), 131);
+    for (int i = 131; i < 134; i++) { /* 50, 70, 60: spilled, due first */
+        stand_in(&burst[i], &burst_tasks[i], i == 131 ? 50 : i == 132 ? 70 : 60);
+        weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+        weft__timer_add(&h, &burst[i]);
+        weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+        ASSERT(burst[i].armed);
+        ASSERT_EQ(burst[i].lane, WEFT__TIMER_SPILLED);
+        ASSERT(burst_tasks[i].armed_timer == &burst[i]);
+    }
+    ASSERT_EQ(weft__timer_count(&h), 134);
+    ASSERT_EQ(weft__timer_next(&h), 50);
+    weft__timer_remove(&h, &burst[132]); /* the middle of the list (133, 132, 131) */
+    timers_check(&h, burst, BURST);
+    ASSERT_EQ(weft__timer_expire(&h, 55), 1); /* 50 only */
+    ASSERT(burst[131].fired);
+    ASSERT(!burst[133].fired);
     burst_drain_in_order(&h, false);
     weft__timers_fini(&h);
 }

@@ -23,9 +23,7 @@ static int sleep_until(uint64_t abs_ns, uint64_t now)
             return -ETIMEDOUT;
         return weft_yield();
     }
-    r = weft__timer_add(&w->timers, &timer);
-    if (r < 0)
-        return r;
+    weft__timer_add(&w->timers, &timer);
     while (!timer.fired) {
         weft__task_park();
         if ((atomic_load_explicit(&t->state, memory_order_acquire) & TASK_CANCELLED) &&
@@ -38,9 +36,7 @@ static int sleep_until(uint64_t abs_ns, uint64_t now)
         if (!timer.fired && !timer.armed) {
             if (weft_now_ns() >= timer.when)
                 break;
-            r = weft__timer_add(&weft__worker_self()->timers, &timer);
-            if (r < 0)
-                return r;
+            weft__timer_add(&weft__worker_self()->timers, &timer);
         }
     }
     return by_deadline ? -ETIMEDOUT : 0;

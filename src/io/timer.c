@@ -203,27 +203,42 @@ static void lane_remove(weft__timers *h, weft__timer *t)
 
 /* ---- the heap and the lanes together ------------------------------------- */
 
-int weft__timer_add(weft__timers *h, weft__timer *t)
+/* Makes room for one more heap entry; false when memory is short. */
+static bool heap_reserve(weft__timers *h)
 {
-    if (!lane_add(h, t)) {
-        if (h->len == h->cap) {
-            uint32_t cap = h->cap ? h->cap * 2 : 64;
-            weft__timer_slot *v = NULL;
-            if (!weft__fault_hit(WEFT_FAULT_ALLOC))
-                v = realloc(h->v, cap * sizeof *v);
-            if (!v)
-                return -ENOMEM;
-            h->v = v;
-            h->cap = cap;
-        }
+    if (h->len < h->cap)
+        return true;
+    uint32_t cap = h->cap ? h->cap * 2 : 64;
+    weft__timer_slot *v = NULL;
+    if (cap != 0 && !weft__fault_hit(WEFT_FAULT_ALLOC))
+        v = realloc(h->v, (size_t)cap * sizeof *v);
+    if (!v)
+        return false;
+    h->v = v;
+    h->cap = cap;
+    return true;
+}
+
+void weft__timer_add(weft__timers *h, weft__timer *t)
+{
+    if (lane_add(h, t)) {
+        /* placed */
+    } else if (heap_reserve(h)) {
         t->lane = WEFT__TIMER_IN_HEAP;
         place(h, h->len++, (weft__timer_slot){t->when, t});
         sift_up(h, t->index);
+    } else {
+        t->lane = WEFT__TIMER_SPILLED;
+        t->spill_prev = NULL;
+        t->spill_next = h->spill;
+        if (h->spill)
+            h->spill->spill_prev = t;
+        h->spill = t;
+        h->nspill++;
     }
     t->armed = true;
     t->fired = false;
     t->task->armed_timer = t;
-    return 0;
 }
 
 void weft__timer_remove(weft__timers *h, weft__timer *t)
@@ -232,6 +247,16 @@ void weft__timer_remove(weft__timers *h, weft__timer *t)
         return;
     t->armed = false;
     t->task->armed_timer = NULL;
+    if (t->lane == WEFT__TIMER_SPILLED) {
+        if (t->spill_prev)
+            t->spill_prev->spill_next = t->spill_next;
+        else
+            h->spill = t->spill_next;
+        if (t->spill_next)
+            t->spill_next->spill_prev = t->spill_prev;
+        h->nspill--;
+        return;
+    }
     if (t->lane != WEFT__TIMER_IN_HEAP) {
         lane_remove(h, t);
         return;
@@ -251,10 +276,9 @@ unsigned weft__timer_expire(weft__timers *h, uint64_t now)
 {
     unsigned n = 0;
     for (;;) {
-        const weft__timer_slot *first = weft__timer_first(h);
-        if (!first || first->when > now)
+        weft__timer *t = weft__timer_first(h);
+        if (!t || t->when > now)
             return n;
-        weft__timer *t = first->timer;
         weft__timer_remove(h, t);
         t->fired = true;
         weft__task_wake(t->task);

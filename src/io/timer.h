@@ -16,6 +16,12 @@
  * With one lane, a 30 s timeout armed first sent every shorter timer after
  * it to the heap (bench/README.md, `sleeplong`).
  *
+ * Arming never fails: when the heap cannot grow (no memory), the timer goes
+ * to the *spill*, an unsorted list linked through the timer records, which
+ * the next-deadline scan walks whole. It holds timers only while memory is
+ * short, and it lets a deadline or a sleep never fail to arm (a wait whose
+ * deadline could not be armed would otherwise outlast it).
+ *
  * A heap move writes the moved timer's new index into its record, on another
  * sleeper's stack: with 100k sleepers that is a cache and TLB miss per
  * level, eight levels per firing. A lane writes a timer's position once,
@@ -36,17 +42,19 @@
 /* Lanes per worker. Each distinct timer length a program arms concurrently
  * wants one; the heap takes the rest. */
 #define WEFT__TIMER_LANES 4
-/* weft__timer.lane of a timer in the heap. */
+/* weft__timer.lane of a timer in the heap, and of one in the spill. */
 #define WEFT__TIMER_IN_HEAP UINT8_MAX
-_Static_assert(WEFT__TIMER_LANES < WEFT__TIMER_IN_HEAP, "lane numbers fit weft__timer.lane");
+#define WEFT__TIMER_SPILLED (UINT8_MAX - 1)
+_Static_assert(WEFT__TIMER_LANES < WEFT__TIMER_SPILLED, "lane numbers fit weft__timer.lane");
 
 typedef struct weft__timer {
     uint64_t when;  /* CLOCK_MONOTONIC ns */
     uint32_t index; /* while armed: heap index, or position in its lane */
     bool armed;
     bool fired;
-    uint8_t lane;    /* while armed: its lane, or WEFT__TIMER_IN_HEAP */
+    uint8_t lane;    /* while armed: its lane, WEFT__TIMER_IN_HEAP or _SPILLED */
     weft_task *task; /* woken when it fires */
+    struct weft__timer *spill_prev, *spill_next; /* while spilled */
 } weft__timer;
 
 /* Deadlines are copied into the heap array next to their timer pointers, so
@@ -74,29 +82,31 @@ typedef struct weft__timers {
      * their ring then could not be allocated); the others are untouched,
      * so that a program arming one length of timer looks at one lane. */
     uint32_t nlanes;
+    uint32_t nspill;    /* timers in the spill */
+    weft__timer *spill; /* armed when the heap could not grow; unsorted */
     weft__timer_lane lanes[WEFT__TIMER_LANES];
 } weft__timers;
 
 void weft__timers_fini(weft__timers *h);
-/* Arms t (t->when and t->task set by the caller). Returns 0 or -ENOMEM.
- * While armed, t is its task's armed_timer. A task may move to another
+/* Arms t (t->when and t->task set by the caller); never fails (see the
+ * spill above). While armed, t is its task's armed_timer. A task may move to another
  * worker only while it is runnable, and the hand-over disarms its timer
  * first (a runnable task needs no wake-up): whoever armed it re-arms it on
  * the new worker if it still needs it (see weft_sleep_until), or removes it
  * there, which is then a no-op. */
-int weft__timer_add(weft__timers *h, weft__timer *t);
+void weft__timer_add(weft__timers *h, weft__timer *t);
 /* Disarms t if it is still armed. */
 void weft__timer_remove(weft__timers *h, weft__timer *t);
 /* Timers armed now. */
 static inline uint32_t weft__timer_count(const weft__timers *h)
 {
-    return h->len + h->lane_live;
+    return h->len + h->lane_live + h->nspill;
 }
-/* The slot of the timer due first, the earliest of the heads (of timers
+/* The timer due first, the earliest of the heads and the spill (of timers
  * due at the same time, any one), or NULL when no timer is armed. */
-static inline const weft__timer_slot *weft__timer_first(const weft__timers *h)
+static inline weft__timer *weft__timer_first(const weft__timers *h)
 {
-    const weft__timer_slot *first = NULL;
+    weft__timer *first = NULL;
     uint64_t when = UINT64_MAX;
     if (h->lane_live) {
         for (uint32_t i = 0; i < h->nlanes; i++) {
@@ -105,19 +115,26 @@ static inline const weft__timer_slot *weft__timer_first(const weft__timers *h)
                 continue;
             const weft__timer_slot *head = &l->ring[l->head & (l->cap - 1)];
             if (!first || head->when < when) {
-                first = head;
+                first = head->timer;
                 when = head->when;
             }
         }
     }
-    if (h->len && (!first || h->v[0].when < when))
-        return &h->v[0];
+    if (h->len && (!first || h->v[0].when < when)) {
+        first = h->v[0].timer;
+        when = h->v[0].when;
+    }
+    for (weft__timer *t = h->spill; t; t = t->spill_next)
+        if (!first || t->when < when) {
+            first = t;
+            when = t->when;
+        }
     return first;
 }
 /* Earliest deadline, or UINT64_MAX when no timer is armed. */
 static inline uint64_t weft__timer_next(const weft__timers *h)
 {
-    const weft__timer_slot *first = weft__timer_first(h);
+    const weft__timer *first = weft__timer_first(h);
     return first ? first->when : UINT64_MAX;
 }
 /* Fires every timer due at `now`: marks it and wakes its task. Returns how

@@ -85,16 +85,11 @@ int weft__task_park_interruptible(void)
     int r = weft__task_interrupted(t);
     if (r)
         return r;
+    /* Arming cannot fail (io/timer.h: the spill), so the deadline always
+     * ends the park. */
     weft__timer deadline = {.when = t->deadline, .task = t};
-    if (t->deadline && weft__timer_add(&w->timers, &deadline) < 0) {
-        /* No memory for the deadline's timer: parking now could outlast
-         * the deadline for ever. Stay runnable instead, and return as
-         * after a spurious wake (every caller loops on its own condition
-         * and calls again, which tries to arm again): busy, but only while
-         * memory is short, and the deadline still ends the wait. */
-        (void)weft_yield();
-        return weft__task_interrupted(t);
-    }
+    if (t->deadline)
+        weft__timer_add(&w->timers, &deadline);
     weft__task_park();
     if (t->deadline)
         weft__timer_remove(&weft__worker_self()->timers, &deadline);
