@@ -837,7 +837,8 @@ static void *main_pool_masks(void *arg)
 }
 TEST(pool_threads_start_with_async_signals_blocked)
 {
-    run_main(NULL, main_pool_masks, NULL);
+    /* One worker: both mask readings on the same thread. */
+    run_main_one_worker(NULL, main_pool_masks, NULL);
 }
 
 TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_result_2w),

@@ -410,10 +410,74 @@ TEST(destroy_from_a_task_aborts_with_a_message)
     ASSERT(strstr(out, "weft_executor_destroy called from inside a task") != NULL);
 }
 
+/* Every call comes from the creating thread: run and spawn refuse others,
+ * destroy aborts (the per-thread state it undoes is the creator's). */
+static weft_executor *foreign_ex;
+
+static void *calls_from_another_thread(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_executor_run(foreign_ex, 0), -EPERM);
+    ASSERT_EQ(weft_executor_spawn(foreign_ex, NULL, NULL, nothing, NULL), -EPERM);
+    return NULL;
+}
+
+static void *destroys_from_another_thread(void *arg)
+{
+    (void)arg;
+    weft_executor_destroy(foreign_ex);
+    return NULL;
+}
+
+static void run_destroy_from_another_thread(void)
+{
+    if (weft_executor_create(&foreign_ex, NULL) != 0)
+        _exit(3);
+    pthread_t th;
+    pthread_create(&th, NULL, destroys_from_another_thread, NULL);
+    pthread_join(th, NULL);
+    _exit(4); /* not reached */
+}
+
+TEST(calls_from_another_thread_are_refused)
+{
+    ASSERT_OK(weft_executor_create(&foreign_ex, NULL));
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, calls_from_another_thread, NULL));
+    ASSERT_OK(pthread_join(th, NULL));
+    weft_executor_destroy(foreign_ex);
+    char out[4096];
+    int status = run_captured(run_destroy_from_another_thread, out, sizeof out);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    ASSERT(strstr(out, "from a thread other than the one that created") != NULL);
+}
+
+/* A task cannot join a task of another runtime: the other's end would wake
+ * it after that runtime may be gone. */
+static weft_task *other_runtime_task;
+
+static void *joins_across(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_join(other_runtime_task, NULL), -EXDEV);
+    return NULL;
+}
+
+TEST(joining_a_task_of_another_runtime_is_refused)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, &other_runtime_task, NULL, sleep_ms, (void *)(intptr_t)1));
+    run_main_one_worker(NULL, joins_across, NULL);
+    weft_executor_destroy(ex); /* the handle goes with it */
+}
+
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
           CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread),
           CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host),
           CASE(wakes_from_other_threads_wake_the_host), CASE(destroy_refuses_late_outside_spawns),
           CASE(host_thread_blocking_channel_calls_are_refused),
-          CASE(destroy_from_a_task_aborts_with_a_message))
+          CASE(destroy_from_a_task_aborts_with_a_message),
+          CASE(calls_from_another_thread_are_refused),
+          CASE(joining_a_task_of_another_runtime_is_refused))

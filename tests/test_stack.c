@@ -230,6 +230,15 @@ TEST(a_host_alternate_stack_survives_workers_on_its_thread)
     expect_alt_stack(true);
     run_main_one_worker(NULL, alt_stack_is_weft_s, NULL);
     expect_alt_stack(true);
+    /* A stack the host puts in place while weft's is there stays. */
+    static char newer[64 * 1024];
+    ASSERT_OK(weft_executor_create(&a, NULL));
+    stack_t replaced = {.ss_sp = newer, .ss_size = sizeof newer};
+    ASSERT_OK(sigaltstack(&replaced, NULL));
+    weft_executor_destroy(a);
+    stack_t cur;
+    ASSERT_OK(sigaltstack(NULL, &cur));
+    ASSERT(cur.ss_sp == newer);
 }
 
 static void run_overflow_in_the_second_executor(void)

@@ -5,7 +5,8 @@
  * loop, and call weft_executor_run() when it is readable or when the deadline
  * it last returned has passed. Tasks inside sleep, yield, join and do
  * io_uring I/O exactly as under weft_run. Every call must come from the
- * thread that created the executor, and none from inside one of its tasks.
+ * thread that created the executor, and none from inside a task: run and
+ * spawn return -EPERM otherwise, destroy prints a message and aborts.
  */
 #ifndef WEFT_EXECUTOR_H
 #define WEFT_EXECUTOR_H
@@ -36,7 +37,7 @@ WEFT_API int weft_executor_fd(const weft_executor *ex);
  * (weft_now_ns) by which it must be called again: 0 when work is still
  * ready (budget used up, or I/O the kernel did not take yet), the next
  * timer's deadline, or INT64_MAX when only the fd can bring more work.
- * -EPERM from a task, -errno from the ring. */
+ * -EPERM from a task or another thread, -errno from the ring. */
 WEFT_API int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns);
 
 /* Spawns fn(arg) into the executor from the host (its parent is the root).
@@ -51,9 +52,9 @@ WEFT_API uint64_t weft_executor_tasks(const weft_executor *ex);
 /* Cancels every task, runs the executor until all have finished (blocking
  * the host for that long), and frees everything. Handles not joined are
  * invalid afterwards. From the start of the call, weft_runtime_spawn into
- * the executor's runtime returns -ESHUTDOWN, and requests still queued are
- * spawned cancelled (they never run). Called from inside a task, it
- * prints a message and aborts. */
+ * the executor's runtime returns -ESHUTDOWN, and requests still queued
+ * never run; other threads must stop using the runtime before the call
+ * returns, since it is freed then. */
 WEFT_API void weft_executor_destroy(weft_executor *ex);
 
 #ifdef __cplusplus

@@ -54,7 +54,9 @@ WEFT_API int weft_spawn_ex(weft_task **t, const weft_spawn_opts *o, weft_fn fn, 
  * was cancelled, WEFT_EPANIC for a task that panicked under WEFT_PANIC_CATCH.
  * If the caller itself is cancelled while waiting, returns -ECANCELED and the
  * handle stays valid (join it again or detach it). -EPERM outside a task,
- * -EDEADLK when a task joins itself, -EINVAL for NULL. */
+ * -EDEADLK when a task joins itself, -EXDEV for a task of another runtime
+ * (an executor's, or another weft_run's; the handle stays valid there),
+ * -EINVAL for NULL. */
 WEFT_API int weft_join(weft_task *t, void **result);
 
 /* Gives up the handle; the task keeps running (subject to its parent's

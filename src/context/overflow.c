@@ -136,8 +136,11 @@ void weft__overflow_remove(weft__worker *w)
     w->altstack = NULL;
     if (--tls_alt.users > 0)
         return;
-    /* The thread's own stack again, or none if it had none. */
-    sigaltstack(&tls_alt.previous, NULL);
+    /* The thread's own stack again, or none if it had none; unless the
+     * host has put another in place since, which stays. */
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == tls_alt.sp)
+        sigaltstack(&tls_alt.previous, NULL);
     munmap(tls_alt.sp, tls_alt.size);
     tls_alt.sp = NULL;
 }

@@ -20,6 +20,7 @@
 struct weft_executor {
     weft__runtime rt;
     weft__worker worker;
+    pthread_t host; /* the thread that created it: every call comes from it */
 };
 
 /* Executors the calling thread created and has not destroyed: it is their
@@ -64,6 +65,7 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
     weft__worker_set_self(&ex->worker);
     weft__worker_start(&ex->worker);
     weft__worker_set_self(NULL);
+    ex->host = pthread_self();
     tls_hosted++;
     *out = ex;
     return 0;
@@ -78,7 +80,7 @@ int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
 {
     if (!ex)
         return -EINVAL;
-    if (weft__worker_self())
+    if (weft__worker_self() || !pthread_equal(ex->host, pthread_self()))
         return -EPERM;
     weft__worker *w = &ex->worker;
     weft__worker_set_self(w);
@@ -119,7 +121,7 @@ int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_spawn_opts 
 {
     if (!ex)
         return -EINVAL;
-    if (weft__worker_self())
+    if (weft__worker_self() || !pthread_equal(ex->host, pthread_self()))
         return -EPERM;
     weft__worker_set_self(&ex->worker);
     int r = weft_spawn_ex(t, o, fn, arg);
@@ -143,6 +145,14 @@ void weft_executor_destroy(weft_executor *ex)
               stderr);
         abort();
     }
+    if (!pthread_equal(ex->host, pthread_self())) {
+        /* The per-thread state the executor set up (the host count, the
+         * alternate signal stack) is the creating thread's. */
+        fputs("weft: weft_executor_destroy called from a thread other than the one that "
+              "created the executor\n",
+              stderr);
+        abort();
+    }
     /* Like the end of weft_run's main task: outside spawns that come late
      * are refused with -ESHUTDOWN, and any still queued are spawned
      * cancelled, so that no new work can hold the destroy up. Under the
@@ -163,6 +173,5 @@ void weft_executor_destroy(weft_executor *ex)
     weft__worker_release_pools(w);
     weft__runtime_teardown(&ex->rt);
     free(ex);
-    if (tls_hosted)
-        tls_hosted--;
+    tls_hosted--; /* this thread created it, so counted it */
 }

@@ -309,6 +309,11 @@ int weft_join(weft_task *t, void **result)
         return r;
     if (t == self)
         return -EDEADLK;
+    /* A task of another runtime (an executor's, another thread's weft_run)
+     * would wake this one at its end, after which that runtime may be
+     * gone; nothing keeps the two alive for each other. */
+    if (weft__task_owner(t)->rt != weft__worker_self()->rt)
+        return -EXDEV;
     uint64_t s = load_state(t);
     if (!(s & TASK_COMPLETE)) {
         t->joiner = self;
@@ -572,7 +577,10 @@ static void task_ended(weft__runtime *rt, const weft_task *t)
 {
     if (t->flags & TASK_F_MAINTENANCE)
         atomic_fetch_sub_explicit(&rt->live_maint, 1, memory_order_relaxed);
-    uint64_t left = atomic_fetch_sub_explicit(&rt->live_tasks, 1, memory_order_acq_rel) - 1;
+    /* seq_cst, as the parking worker's last look at it (runtime_done)
+     * and the `parked` loads in wake_all: the same instruction as acq_rel
+     * on x86 and arm64. */
+    uint64_t left = atomic_fetch_sub_explicit(&rt->live_tasks, 1, memory_order_seq_cst) - 1;
     if (left == 0 || left == atomic_load_explicit(&rt->live_maint, memory_order_relaxed))
         weft__runtime_wake_all(rt);
 }
