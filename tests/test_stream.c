@@ -4,7 +4,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <liburing.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -448,7 +450,147 @@ TEST(cleanup_errors_can_abort)
     ASSERT(strstr(out, "weft: cleanup TIMEOUT_REMOVE failed") != NULL);
 }
 
-TEST_MAIN(CASE(accept_stream_yields_every_connection),
+/* Only the owner closes or resets a stream: a close by another task used
+ * to free it under the owner parked in weft_stream_next, which then hung
+ * (and, cancelled, wrote freed memory). Cancelling the owner is the way to
+ * stop it; its end closes the stream. */
+static weft_stream *owned;
+static _Atomic int owner_pull_rc = 1;
+
+static void *owner_pulls(void *arg)
+{
+    ASSERT_OK(weft_poll_stream(&owned, (int)(intptr_t)arg, POLLIN));
+    atomic_store(&owner_pull_rc, weft_stream_next(owned, NULL)); /* parks */
+    return NULL;
+}
+
+static void *owner_ticks(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_ticker(&owned, 3600ull * 1000000000));
+    atomic_store(&owner_pull_rc, weft_stream_next(owned, NULL)); /* parks */
+    return NULL;
+}
+
+static void *main_non_owner(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, owner_pulls, (void *)(intptr_t)sv[0]));
+    while (!owned || weft_stream_pending(owned) != 0 || atomic_load(&owner_pull_rc) != 1)
+        ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_sleep_ns(1000000)); /* parked in weft_stream_next by now */
+    ASSERT_EQ(weft_stream_close(owned), -EPERM);
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&owner_pull_rc), -ECANCELED);
+
+    owned = NULL;
+    atomic_store(&owner_pull_rc, 1);
+    ASSERT_OK(weft_spawn(&t, owner_ticks, NULL));
+    while (!owned)
+        ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_EQ(weft_ticker_reset(owned, 1000000), -EPERM);
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+TEST(only_the_owner_closes_or_resets_a_stream)
+{
+    run_main_one_worker(NULL, main_non_owner, NULL);
+}
+
+/* Two recv streams share a buffer ring and one holds every buffer in its
+ * queue: the other's pull reports -ENOBUFS at once instead of re-arming
+ * into -ENOBUFS for ever, and the ring reports none available. */
+static void *main_shared_ring(void *arg)
+{
+    (void)arg;
+    int a[2], b[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a));
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b));
+    weft_buf_ring *br;
+    ASSERT_EQ(weft_buf_ring_create(NULL, 4, 16), -EINVAL);
+    ASSERT_OK(weft_buf_ring_create(&br, 4, 16));
+    weft_stream *s1, *s2;
+    ASSERT_OK(weft_recv_stream(&s1, a[0], br));
+    ASSERT_OK(weft_recv_stream(&s2, b[0], br));
+    char big[128];
+    memset(big, 'x', sizeof big);
+    ASSERT_EQ(write(a[1], big, sizeof big), (ssize_t)sizeof big);
+    while (weft_stream_pending(s1) < 4) /* s1 takes all four buffers */
+        ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_EQ(weft_buf_ring_available(br), 0);
+    ASSERT_EQ(write(b[1], "hello", 5), 5);
+    uint64_t before[64], after[64];
+    ASSERT_GE(weft_ops_by_opcode(before, 64), 0);
+    weft_buf buf;
+    ASSERT_EQ(weft_stream_next(s2, &buf), -ENOBUFS);
+    ASSERT_GE(weft_ops_by_opcode(after, 64), 0);
+    ASSERT_LE(after[IORING_OP_RECV] - before[IORING_OP_RECV], 2); /* no re-arm loop */
+    /* Pulling s1 frees buffers for s2. */
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(weft_stream_next(s1, &buf), 16);
+        ASSERT_OK(weft_buf_release(&buf));
+    }
+    ASSERT_GE(weft_buf_ring_available(br), 1);
+    ASSERT_EQ(weft_stream_next(s2, &buf), 5);
+    ASSERT_OK(weft_buf_release(&buf));
+    ASSERT_OK(weft_stream_close(s1));
+    ASSERT_OK(weft_stream_close(s2));
+    ASSERT_OK(weft_buf_ring_destroy(br));
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+    return NULL;
+}
+TEST(streams_sharing_a_ring_report_enobufs_instead_of_spinning)
+{
+    run_main_one_worker(NULL, main_shared_ring, NULL);
+}
+
+/* A poll stream's queue is bounded (readiness coalesces), but an error is
+ * never or-ed into readiness: with the queue full, a cancellation arrives
+ * as -ECANCELED, after the readiness before it. */
+static void *main_poll_full_then_error(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    weft_stream *p;
+    /* POLLRDNORM too: 0x41 | -ECANCELED is -61, a code the kernel never
+     * sent (with POLLIN alone the or happens to leave -ECANCELED). */
+    ASSERT_OK(weft_poll_stream(&p, sv[0], POLLIN | POLLRDNORM));
+    for (int i = 0; i < 40; i++) {
+        ASSERT_EQ(write(sv[1], "x", 1), 1);
+        ASSERT_OK(weft_sleep_ns(100000));
+    }
+    printf("  pending before the cancel: %u\n", weft_stream_pending(p));
+    ASSERT_GE(weft_cancel_fd(sv[0]), 1);
+    unsigned n = 0;
+    int r;
+    while ((r = weft_stream_next(p, NULL)) > 0)
+        n++;
+    ASSERT_EQ(r, -ECANCELED);
+    ASSERT_GE(n, 1);
+    ASSERT_OK(weft_stream_close(p));
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+TEST(a_full_poll_queue_keeps_an_error_apart)
+{
+    run_main_one_worker(NULL, main_poll_full_then_error, NULL);
+}
+
+TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
+          CASE(streams_sharing_a_ring_report_enobufs_instead_of_spinning),
+          CASE(a_full_poll_queue_keeps_an_error_apart), CASE(accept_stream_yields_every_connection),
           CASE(accept_under_emfile_keeps_the_server_alive),
           CASE(recv_stream_survives_buffer_ring_exhaustion), CASE(recv_buf_leases_one_buffer),
           CASE(closing_a_stream_with_completions_in_flight),

@@ -238,7 +238,8 @@ WEFT_API int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t si
  * Streams closed but still winding down in the kernel are waited for: the
  * ring is released with the last of them. */
 WEFT_API int weft_buf_ring_destroy(weft_buf_ring *br);
-/* Buffers currently in the kernel's hands (not leased). */
+/* Buffers currently in the kernel's hands (not leased, and not waiting in
+ * a stream's queue to be pulled). */
 WEFT_API unsigned weft_buf_ring_available(const weft_buf_ring *br);
 
 /* A leased buffer: data the kernel wrote into a buffer of a ring. The task
@@ -276,21 +277,25 @@ WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
 /* A ticker (multishot TIMEOUT): one item every period_ns. */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (TIMEOUT_REMOVE with IORING_TIMEOUT_UPDATE), from
- * a task on the ticker's worker (-EXDEV otherwise). */
+ * the task that opened it (-EPERM for another task, -EXDEV on another
+ * worker). */
 WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
 /* The next item, for the task that opened the stream (-EPERM for another
  * task, -EXDEV on another worker): an accepted fd, a received length (buf
  * leased, 0 = end of stream), revents, or 0 for a tick. -ECANCELED/-ETIMEDOUT as any blocking
  * call; an error that ended the kernel side is returned once, then the
- * stream re-arms (accept) or reports 0 / -EPIPE. -ENOBUFS when every
- * buffer of the ring is leased and nothing is queued. */
+ * stream re-arms (accept) or reports 0 / -EPIPE. -ENOBUFS when nothing is
+ * queued here and the kernel has no buffer of the ring left: every one is
+ * leased, or waits in another stream's queue (pull or release some first). */
 WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);
 /* Items queued and not yet pulled. */
 WEFT_API unsigned weft_stream_pending(const weft_stream *s);
 /* Closes the stream; queued fds are closed and queued buffers returned. The
- * kernel side is cancelled asynchronously; never blocks. Returns 0, -EBADF
- * (NULL, or already closed) or -EXDEV when called from another worker than
- * the stream's (it stays open, and is closed when its owner ends). */
+ * kernel side is cancelled asynchronously; never blocks. The handle is
+ * invalid afterwards (as after free). Only the task that opened the stream
+ * closes it: another task gets -EPERM (to stop an owner parked in
+ * weft_stream_next, cancel the owner: its end closes the stream), and
+ * -EXDEV comes from another worker. Returns 0, -EBADF for NULL. */
 WEFT_API int weft_stream_close(weft_stream *s);
 
 /* ---- introspection ------------------------------------------------------ */

@@ -34,6 +34,8 @@ static void give_to_kernel(weft_buf_ring *br, unsigned bid)
 
 int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t size)
 {
+    if (!out)
+        return -EINVAL;
     *out = NULL;
     weft__worker *w = weft__worker_self();
     if (!w || !w->current)
@@ -144,7 +146,7 @@ void weft__bufrings_fini(weft__worker *w)
 
 unsigned weft_buf_ring_available(const weft_buf_ring *br)
 {
-    return br ? br->nbufs - br->leased : 0;
+    return br ? br->nbufs - br->leased - br->queued : 0;
 }
 
 bool weft__buf_from_cqe(weft_buf_ring *br, int res, uint32_t cflags, weft_buf *out)

@@ -17,6 +17,7 @@ struct weft_buf_ring {
     struct weft__worker *w;
     struct weft_task **lessee; /* by buffer id: the task holding it, NULL = the kernel's */
     unsigned leased;
+    unsigned queued;     /* in streams' queues: received, not yet pulled */
     unsigned users;      /* streams reading into it, closed ones included until freed */
     unsigned open_users; /* ... not yet closed */
     bool doomed;         /* destroyed while closed streams wound down: freed with the last */

@@ -76,12 +76,14 @@ static bool queue_push(weft_stream *s, stream_item it)
 {
     if (s->qlen == s->qcap) {
         /* Ticks and readiness coalesce; data and connections cannot. */
-        if (s->kind == STREAM_POLL || s->kind == STREAM_TICKER) {
-            stream_item *last = &s->q[(s->qhead + s->qlen - 1) % s->qcap];
+        stream_item *last = &s->q[(s->qhead + s->qlen - 1) % s->qcap];
+        if ((s->kind == STREAM_POLL || s->kind == STREAM_TICKER) && last->res >= 0 && it.res >= 0) {
             last->res |= it.res;
             last->cflags &= it.cflags;
             return true;
         }
+        /* An error is kept as it is, never or-ed into readiness: the queue
+         * grows for it. */
         unsigned cap = s->qcap * 2;
         stream_item *q = weft__malloc(cap * sizeof *q);
         if (!q)
@@ -109,6 +111,8 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
     } else if (!queue_push(s, it)) {
         s->dropped++;
         release_item(s, &it);
+    } else if (s->br && (cflags & IORING_CQE_F_BUFFER)) {
+        s->br->queued++;
     }
     if (last) {
         s->armed = false;
@@ -300,6 +304,10 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
         return -EPERM;
     if (s->w != w)
         return -EXDEV;
+    /* The owner only: it is pinned here while it waits below, and the
+     * ticker cannot be closed under it. */
+    if (s->owner != w->current)
+        return -EPERM;
     set_period(s, period_ns);
     if (!s->armed)
         return 0; /* the next pull arms it with the new period */
@@ -335,6 +343,8 @@ static int deliver(weft_stream *s, stream_item it, weft_buf *buf)
         return it.res;
     case STREAM_RECV:
     case STREAM_READ:
+        if (it.cflags & IORING_CQE_F_BUFFER)
+            s->br->queued--;
         if (it.res == 0 && !(it.cflags & IORING_CQE_F_MORE))
             s->eof = true;
         if (it.res == -ENOBUFS && !(it.cflags & IORING_CQE_F_MORE))
@@ -383,8 +393,10 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
         if (intr)
             return intr;
         if (!s->armed) {
-            if (s->br && s->br->leased == s->br->nbufs)
-                return -ENOBUFS; /* every buffer is out: release some first */
+            /* The kernel has none left (this queue is empty): arming would
+             * only bring -ENOBUFS back at once, again and again. */
+            if (s->br && s->br->leased + s->br->queued == s->br->nbufs)
+                return -ENOBUFS;
             int r = arm(s);
             if (r < 0)
                 return r;
@@ -404,8 +416,13 @@ int weft_stream_close(weft_stream *s)
         return -EBADF;
     /* Its ring, its maintenance task and its owner's accounts belong to
      * s->w's thread. */
-    if (s->w != weft__worker_self())
+    weft__worker *w = weft__worker_self();
+    if (s->w != w)
         return -EXDEV;
+    /* Only the owner: it may be parked in weft_stream_next, which a close
+     * by another task would leave waiting on a stream about to be freed. */
+    if (!w->current || s->owner != w->current)
+        return -EPERM;
     close_stream(s);
     return 0;
 }
@@ -419,6 +436,8 @@ static void close_stream(weft_stream *s)
     if (s->br)
         s->br->open_users--;
     while (s->qlen) {
+        if (s->br && (s->q[s->qhead].cflags & IORING_CQE_F_BUFFER))
+            s->br->queued--;
         release_item(s, &s->q[s->qhead]);
         s->qhead = (s->qhead + 1) % s->qcap;
         s->qlen--;
