@@ -1,5 +1,7 @@
 /* Structured concurrency: orphan policies, background tasks, the subtree
  * cancellation calls with exact weft_cancel_stats counts. */
+#include <stdatomic.h>
+
 #include "test.h"
 
 static int finished_normally, finished_cancelled;
@@ -318,7 +320,180 @@ TEST(wait_children_honours_deadlines)
     run_main_one_worker(NULL, main_wait_children_deadline, NULL);
 }
 
-TEST_MAIN(CASE(orphans_cancel_awaits_children), CASE(orphans_adopt_keeps_children_running),
+/* A task's return value is kept apart from the timer it may arm while it
+ * finishes: a defer that sleeps used to overwrite it (the two shared a
+ * field), and a hand-over to another worker then could take the value for
+ * an armed timer. */
+static void sleeping_defer(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_sleep_ns(200000));
+}
+
+static void *returns_with_sleeping_defer(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_defer(sleeping_defer, NULL));
+    return (void *)0x1234;
+}
+
+static void *main_result_and_defer(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, returns_with_sleeping_defer, NULL));
+    void *res = NULL;
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((uintptr_t)res, 0x1234);
+    return NULL;
+}
+TEST(a_defer_that_sleeps_keeps_the_result)
+{
+    run_main(NULL, main_result_and_defer, NULL);
+}
+
+/* Children that a defer spawns are children like any other: cancelled and
+ * awaited before the task completes (they used to outlive its record). */
+static weft_task *defer_child_handle;
+
+static void *defer_child(void *arg)
+{
+    (void)arg;
+    weft_sleep_ns(20000000); /* cancelled by its parent's end, if it runs */
+    return NULL;
+}
+
+static void spawning_defer(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_spawn(&defer_child_handle, defer_child, NULL));
+}
+
+static void *with_spawning_defer(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_defer(spawning_defer, NULL));
+    return NULL;
+}
+
+static void *main_defer_children(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, with_spawning_defer, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT(defer_child_handle != NULL);
+    ASSERT(weft_task_finished(defer_child_handle));
+    ASSERT_EQ(weft_join(defer_child_handle, NULL), -ECANCELED);
+    return NULL;
+}
+TEST(children_spawned_by_a_defer_are_awaited)
+{
+    run_main(NULL, main_defer_children, NULL);
+}
+
+/* Background work spawned after the main task ended is born cancelled, as
+ * the background tasks alive then were cancelled: a cancelled supervisor
+ * that hands its flush to a fresh background task no longer keeps weft_run
+ * from returning. */
+static _Atomic int late_ran;
+
+static void *late_flush(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&late_ran, 1);
+    while (weft_sleep_ns(1000000) == 0)
+        ;
+    return NULL;
+}
+
+static void *supervisor(void *arg)
+{
+    (void)arg;
+    while (weft_sleep_ns(1000000) == 0)
+        ;
+    weft_spawn_opts o = {.flags = WEFT_TASK_BACKGROUND};
+    ASSERT_OK(weft_spawn_ex(NULL, &o, late_flush, NULL));
+    return NULL;
+}
+
+static void *main_with_supervisor(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts o = {.flags = WEFT_TASK_BACKGROUND};
+    ASSERT_OK(weft_spawn_ex(NULL, &o, supervisor, NULL));
+    ASSERT_OK(weft_sleep_ns(2000000));
+    return NULL;
+}
+TEST(background_spawned_after_the_main_task_is_born_cancelled)
+{
+    run_main(NULL, main_with_supervisor, NULL);
+    ASSERT_EQ(atomic_load(&late_ran), 0);
+}
+
+/* A child spawned while another worker cancels its parent is born
+ * cancelled: the parent's state is read under the lock the cancellation
+ * walk holds. Under ADOPT nothing else would ever cancel it. Bounded
+ * trials of a race; before the fix, a miss came within the first few. */
+static _Atomic int race_cancelled, race_started, race_missed;
+
+static void *race_child(void *arg)
+{
+    (void)arg;
+    if (atomic_load(&race_cancelled) && !weft_cancelled())
+        atomic_fetch_add(&race_missed, 1);
+    return NULL;
+}
+
+static void *race_spawner(void *arg)
+{
+    (void)arg;
+    atomic_store(&race_started, 1);
+    for (unsigned n = 1; !atomic_load(&race_cancelled); n++) {
+        weft_spawn(NULL, race_child, NULL);
+        if (n % 256 == 0)
+            weft_yield(); /* should the canceller share this worker */
+    }
+    return NULL;
+}
+
+static void *race_canceller(void *arg)
+{
+    while (!atomic_load(&race_started))
+        weft_yield();
+    for (volatile int i = 0; i < 20000; i++)
+        ;
+    weft_cancel(arg);
+    atomic_store(&race_cancelled, 1);
+    return NULL;
+}
+
+static void *main_spawn_vs_cancel(void *arg)
+{
+    (void)arg;
+    for (int trial = 0; trial < 100 && !atomic_load(&race_missed); trial++) {
+        atomic_store(&race_cancelled, 0);
+        atomic_store(&race_started, 0);
+        weft_task *p, *c;
+        ASSERT_OK(weft_spawn(&p, race_spawner, NULL));
+        ASSERT_OK(weft_spawn(&c, race_canceller, p));
+        weft_join(c, NULL);
+        weft_join(p, NULL);
+        ASSERT_OK(weft_sleep_ns(200000));
+    }
+    return NULL;
+}
+TEST(a_child_spawned_as_its_parent_is_cancelled_is_born_cancelled)
+{
+    weft_config cfg = {.workers = 2, .orphans = WEFT_ORPHANS_ADOPT};
+    run_main(&cfg, main_spawn_vs_cancel, NULL);
+    ASSERT_EQ(atomic_load(&race_missed), 0);
+}
+
+TEST_MAIN(CASE(a_defer_that_sleeps_keeps_the_result), CASE(children_spawned_by_a_defer_are_awaited),
+          CASE(background_spawned_after_the_main_task_is_born_cancelled),
+          CASE(a_child_spawned_as_its_parent_is_cancelled_is_born_cancelled),
+          CASE(orphans_cancel_awaits_children), CASE(orphans_adopt_keeps_children_running),
           CASE(cancel_children_flag_under_adopt), CASE(weft_run_waits_for_adopted_orphans),
           CASE(background_tasks_cancelled_at_shutdown),
           CASE(background_task_is_not_its_spawners_child), CASE(cancel_children_counts),

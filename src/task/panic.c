@@ -44,5 +44,5 @@ void weft_panic(const char *fmt, ...)
         snprintf(msg, PANIC_MSG_MAX, "%s", buf);
     t->panic_msg = msg; /* NULL if memory is that short: the outcome still says it */
     t->run_flags |= TASK_R_PANICKED;
-    weft__task_finish(t);
+    weft__task_finish(t, NULL);
 }

@@ -195,9 +195,6 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     uint64_t state = TASK_RUNNING | TASK_REF_ONE;
     if (handle)
         state += TASK_REF_ONE | TASK_JOIN_INTEREST;
-    /* A child of a cancelled task is born cancelled: it never runs. */
-    if (load_state(parent) & TASK_CANCELLED)
-        state |= TASK_CANCELLED;
     atomic_init(&t->state, state);
 #ifndef NDEBUG
     t->magic = TASK_MAGIC_LIVE;
@@ -230,6 +227,16 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->name = name;
     t->run_flags = 0;
     weft__tree_lock(rt);
+    /* A child of a cancelled task is born cancelled: it never runs. Read
+     * under the lock every cancellation walk holds, or a walk running now
+     * could miss the child and leave it uncancelled. So is background work
+     * spawned after the main task ended (complete() sets main_done under
+     * this lock as it cancels the root's children), except the runtime's
+     * own tasks, which shutdown needs. */
+    if ((load_state(parent) & TASK_CANCELLED) ||
+        (parent == &rt->root && !(t->flags & (TASK_F_MAINTENANCE | TASK_F_UNCOUNTED)) &&
+         atomic_load_explicit(&rt->main_done, memory_order_relaxed)))
+        atomic_fetch_or_explicit(&t->state, TASK_CANCELLED, memory_order_relaxed);
     weft__tree_link(parent, t);
     weft__tree_unlock(rt);
     if (!(internal_flags & TASK_F_UNCOUNTED))
@@ -541,21 +548,17 @@ static WEFT_TSAN_CALL void task_started(weft_task *t)
     t->run_flags |= TASK_R_STARTED;
 }
 
-static WEFT_TSAN_CALL void task_returned(weft_task *t, void *result)
-{
-    t->result = result;
-}
-
 /* Not instrumented under TSan (WEFT_NO_TSAN): it is on the stack at the
- * task's last switch. Its own accesses are in the two calls above. */
+ * task's last switch. Its own accesses are in task_started and in
+ * weft__task_finish's callees. */
 WEFT_NO_TSAN void weft__task_entry(void *transfer)
 {
     weft__fiber_started();
     weft_task *t = transfer;
     task_started(t);
     uintptr_t sp = ((uintptr_t)__builtin_frame_address(0) - WEFT__FINISH_ZONE) & ~(uintptr_t)15;
-    task_returned(t, weft__ctx_call(t->fn, t->arg, (void *)sp));
-    weft__task_finish(t);
+    void *res = weft__ctx_call(t->fn, t->arg, (void *)sp);
+    weft__task_finish(t, res);
 }
 
 static void run_defers(weft_task *t)
@@ -587,7 +590,7 @@ static void task_ended(weft__runtime *rt, const weft_task *t)
 
 /* Publishes the outcome and wakes the joiner. The runtime's reference is
  * dropped by the worker loop once it is off the task's stack. */
-static void complete(weft__worker *w, weft_task *t)
+static void complete(weft__worker *w, weft_task *t, void *result)
 {
     weft__runtime *rt = w->rt;
     if (t->run_flags & TASK_R_PANICKED) {
@@ -606,8 +609,7 @@ static void complete(weft__worker *w, weft_task *t)
         t->outcome = 0;
         w->count.completed += !(t->flags & TASK_F_UNCOUNTED);
     }
-    if (t->outcome != 0)
-        t->result = NULL;
+    t->result = t->outcome == 0 ? result : NULL;
     w->owned--;
     weft__tree_lock(rt);
     weft__tree_unlink(t);
@@ -630,52 +632,51 @@ static void complete(weft__worker *w, weft_task *t)
 void weft__task_complete_unstarted(weft_task *t)
 {
     t->run_flags |= TASK_R_CANCEL_SEEN;
-    complete(t->owner, t);
+    complete(t->owner, t, NULL);
 }
 
 void weft__task_complete_without_stack(weft_task *t)
 {
     t->run_flags |= TASK_R_NO_STACK;
-    complete(t->owner, t);
+    complete(t->owner, t, NULL);
 }
 
 /* Everything of the end of a task but the last switch. */
-static WEFT_TSAN_CALL void finish(weft_task *t)
+static WEFT_TSAN_CALL void finish(weft_task *t, void *result)
 {
     weft__runtime *rt = weft__worker_self()->rt;
     t->run_flags |= TASK_R_FINISHING;
     if (load_state(t) & TASK_CANCELLED)
         t->run_flags |= TASK_R_CANCEL_SEEN;
-    /* Without children, which is most tasks, the tree lock is not needed:
-     * only t itself links children to t, so none can appear now. */
-    bool kids = weft__tree_may_have_children(t);
-    if (kids) {
-        weft__tree_lock(rt);
-        kids = t->first_child != NULL;
-        if (kids && rt->cfg.orphans == WEFT_ORPHANS_ADOPT &&
-            !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
-            weft__tree_adopt_children(t, &rt->orphans);
-            kids = false;
-        } else if (kids) {
-            weft__tree_cancel_children_locked(t);
+    /* Defers may spawn: their children are dealt with as the function's. */
+    do {
+        bool kids = weft__tree_may_have_children(t);
+        if (kids) {
+            weft__tree_lock(rt);
+            kids = t->first_child != NULL;
+            if (kids && rt->cfg.orphans == WEFT_ORPHANS_ADOPT &&
+                !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
+                weft__tree_adopt_children(t, &rt->orphans);
+                kids = false;
+            } else if (kids) {
+                weft__tree_cancel_children_locked(t);
+            }
+            weft__tree_unlock(rt);
         }
-        weft__tree_unlock(rt);
-    }
-    /* Children may borrow this stack: wait for every one of them, whatever
-     * cancellation says about us. */
-    while (kids && weft__tree_wait_kids_arm(rt, t))
-        weft__task_park();
-    run_defers(t);
+        while (kids && weft__tree_wait_kids_arm(rt, t))
+            weft__task_park();
+        run_defers(t);
+    } while (weft__tree_may_have_children(t));
     weft__worker *w = weft__worker_self();
     if (t->ring_bound)
         weft__resources_release(w, t);
-    complete(w, t);
+    complete(w, t, result);
 }
 
 /* Not instrumented under TSan, as weft__task_entry. */
-WEFT_NO_TSAN _Noreturn void weft__task_finish(weft_task *t)
+WEFT_NO_TSAN _Noreturn void weft__task_finish(weft_task *t, void *result)
 {
-    finish(t);
+    finish(t, result);
     weft__worker_switch_out(weft__worker_self(), t, SWITCH_EXIT);
     __builtin_unreachable();
 }

@@ -195,7 +195,7 @@ void weft__task_complete_unstarted(weft_task *t);
  * reports -ENOMEM. */
 void weft__task_complete_without_stack(weft_task *t);
 /* Runs the end-of-task protocol on the task's stack and never returns. */
-_Noreturn void weft__task_finish(weft_task *t);
+_Noreturn void weft__task_finish(weft_task *t, void *result);
 
 /* Tree (tree.c). Link, unlink, adopt and cancel_children_locked must be
  * called under weft__tree_lock; weft__tree_cancel takes it itself. */
