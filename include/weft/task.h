@@ -60,7 +60,8 @@ WEFT_API int weft_spawn_ex(weft_task **t, const weft_spawn_opts *o, weft_fn fn, 
 WEFT_API int weft_join(weft_task *t, void **result);
 
 /* Gives up the handle; the task keeps running (subject to its parent's
- * orphan policy). */
+ * orphan policy). From any thread; a handle of another runtime's task is
+ * given up too, its record staying with that runtime until it ends. */
 WEFT_API void weft_detach(weft_task *t);
 
 /* Requests cancellation of t and its whole subtree. A task cancelled before
@@ -88,7 +89,8 @@ WEFT_API int weft_yield(void);
 WEFT_API int weft_yield_maybe(void);
 /* Registers fn(arg) to run when the calling task ends, however it ends
  * (return, cancellation, panic). Defers run last-in first-out, after the
- * task's children have finished. Returns 0, -ENOMEM, -EPERM. */
+ * task's children have finished. Returns 0, -EINVAL (NULL fn), -ENOMEM,
+ * -EPERM. */
 WEFT_API int weft_defer(void (*fn)(void *), void *arg);
 /* Ends the calling task with a formatted message: its defers run, then by
  * runtime policy the process aborts (default) or the task completes with
@@ -119,7 +121,8 @@ WEFT_API int weft_cancel_children(weft_cancel_stats *stats);
 /* Cancels the descendants that have no live children of their own. */
 WEFT_API int weft_cancel_leaves(weft_cancel_stats *stats);
 /* Cancels each descendant (with its subtree) that carries any / all of the
- * NULL-terminated tags; tags are compared as strings. */
+ * NULL-terminated tags; tags are compared as strings. -EINVAL for NULL or
+ * empty tags, besides the returns above. */
 WEFT_API int weft_cancel_tagged_any(const char *const *tags, weft_cancel_stats *stats);
 WEFT_API int weft_cancel_tagged_all(const char *const *tags, weft_cancel_stats *stats);
 /* Cancels every task adopted by the orphan root (WEFT_ORPHANS_ADOPT). */
@@ -129,8 +132,8 @@ WEFT_API int weft_cancel_orphans(weft_cancel_stats *stats);
  * Deadlines nest: every blocking call fails with -ETIMEDOUT once the innermost
  * (earliest) pushed deadline has passed. Shielded regions are not interrupted
  * by cancellation (for cleanup I/O); deadlines still apply. Push returns 0,
- * -EPERM outside a task, -EOVERFLOW past 16 levels; pop returns 0 or -EINVAL
- * when nothing is pushed. */
+ * -EPERM outside a task, -EOVERFLOW past 16 levels, -ENOMEM; pop returns 0
+ * or -EINVAL when nothing is pushed. */
 WEFT_API int weft_deadline_push(uint64_t abs_ns);
 WEFT_API int weft_deadline_pop(void);
 WEFT_API int weft_shield_push(void);

@@ -75,9 +75,11 @@ weft_task *weft__task_alloc(weft__worker *w)
 
 void weft__task_free(weft__worker *w, weft_task *t)
 {
-    /* Without a worker (a handle dropped outside the runtime) the record
-     * stays in its slab until the runtime's pools are released. */
-    if (w)
+    /* Without a worker of t's runtime (a handle dropped outside it, or in
+     * another runtime, which must not take the record into its own pool:
+     * it goes when t's runtime frees its slabs) the record stays in its
+     * slab until t's runtime releases its pools. */
+    if (w && w->rt == weft__task_owner(t)->rt)
         weft__record_free(&w->records, t);
     else
         weft__record_release_owned(t);

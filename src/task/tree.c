@@ -27,13 +27,16 @@ void weft__tree_unlock(weft__runtime *rt)
         weft__spin_unlock(&rt->tree_lock);
 }
 
-/* The runtime a task belongs to, from any thread. */
+/* The runtime a task belongs to, from any thread: its owner's, whose tree
+ * lock guards it (a task of another runtime, cancelled from here, is
+ * walked under its own runtime's lock); the caller's for the root
+ * pseudo-tasks, which have no owner. */
 static weft__runtime *runtime_of(const weft_task *t)
 {
-    weft__worker *w = weft__worker_self();
-    if (w)
-        return w->rt;
-    return weft__task_owner(t)->rt;
+    weft__worker *owner = weft__task_owner(t);
+    if (owner)
+        return owner->rt;
+    return weft__worker_self()->rt;
 }
 
 void weft__tree_link(weft_task *parent, weft_task *child)
