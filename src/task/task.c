@@ -324,7 +324,16 @@ int weft_join(weft_task *t, void **result)
     uint64_t s = load_state(t);
     if (!(s & TASK_COMPLETE)) {
         t->joiner = self;
+        /* t's completion wakes this task after publishing COMPLETE, and by
+         * then this task may have stopped waiting (a deadline, a cancel),
+         * seen COMPLETE, finished and been freed. So the waker holds a
+         * reference to this task for that wake, taken here and dropped by
+         * complete() after the wake; dropped here instead whenever t's
+         * completion will not see JOIN_WAKER. */
+        atomic_fetch_add_explicit(&self->state, TASK_REF_ONE, memory_order_relaxed);
         s = atomic_fetch_or_explicit(&t->state, TASK_JOIN_WAKER, memory_order_acq_rel);
+        if (s & TASK_COMPLETE)
+            weft__task_ref_drop(self); /* completed before the waker bit */
         while (!(s & TASK_COMPLETE)) {
             r = weft__task_park_interruptible();
             s = load_state(t);
@@ -332,9 +341,11 @@ int weft_join(weft_task *t, void **result)
                 s = atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_WAKER, memory_order_acq_rel);
                 if (!(s & TASK_COMPLETE)) {
                     t->joiner = NULL;
+                    weft__task_ref_drop(self); /* no wake will come */
                     return r;
                 }
-                /* It completed as we gave up: report the real result. */
+                /* It completed as we gave up: report the real result (its
+                 * completion saw the waker bit and drops the reference). */
             }
         }
     }
@@ -623,8 +634,11 @@ static void complete(weft__worker *w, weft_task *t, void *result)
     /* An add, not an or: COMPLETE is clear until here, and an add whose
      * old value is used is one xadd, where an or needs a CAS loop. */
     uint64_t prev = atomic_fetch_add_explicit(&t->state, TASK_COMPLETE, memory_order_acq_rel);
-    if (prev & TASK_JOIN_WAKER)
-        weft__task_wake(t->joiner);
+    if (prev & TASK_JOIN_WAKER) {
+        weft_task *joiner = t->joiner;
+        weft__task_wake(joiner);
+        weft__task_ref_drop(joiner); /* the joiner's, for this wake (weft_join) */
+    }
     if (rt->threaded)
         task_ended(rt, t);
 }
