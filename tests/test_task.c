@@ -295,6 +295,10 @@ static void *main_double_join(void *arg)
     ASSERT_OK(weft_spawn(&u, sleepy, NULL));
     weft_detach(u);
     ASSERT_EQ(weft_join(u, NULL), WEFT_EHANDLE); /* u is still running */
+    /* A cancel through a stale handle would hit whatever task reuses the
+     * record: caught as well. */
+    ASSERT_EQ(weft_cancel(copy), WEFT_EHANDLE);
+    ASSERT_EQ(weft_cancel(u), WEFT_EHANDLE);
     return NULL;
 }
 #endif

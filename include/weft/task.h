@@ -65,8 +65,10 @@ WEFT_API int weft_join(weft_task *t, void **result);
 WEFT_API void weft_detach(weft_task *t);
 
 /* Requests cancellation of t and its whole subtree. A task cancelled before
- * its first run never runs its function. Idempotent; returns 0, or -EINVAL
- * for NULL. Callable from any task of the runtime. */
+ * its first run never runs its function. Idempotent; returns 0, -EINVAL
+ * for NULL, and in debug builds WEFT_EHANDLE for a handle already joined
+ * or detached (in release builds that is undefined: the record may be
+ * another task's by then). Callable from any task of the runtime. */
 WEFT_API int weft_cancel(weft_task *t);
 
 WEFT_API bool weft_task_finished(const weft_task *t);

@@ -365,8 +365,11 @@ void weft_detach(weft_task *t)
 
 int weft_cancel(weft_task *t)
 {
-    if (!t)
-        return -EINVAL;
+    /* A stale handle (joined or detached) would cancel whatever task has
+     * taken the record since: debug builds catch it, as join does. */
+    int r = check_handle(t);
+    if (r)
+        return r;
     weft__tree_cancel(t, NULL);
     return 0;
 }
