@@ -24,8 +24,7 @@ static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
  * worker set-up and teardown touch this, on the worker's thread, never a
  * task (DESIGN §6). */
 static __thread struct {
-    void *sp;
-    size_t size;
+    void *sp; /* ALTSTACK_SIZE bytes, while users > 0 */
     unsigned users;
     stack_t previous;
 } tls_alt;
@@ -107,11 +106,9 @@ int weft__overflow_install(weft__worker *w)
             return e;
         }
         tls_alt.sp = alt;
-        tls_alt.size = ALTSTACK_SIZE;
     }
     tls_alt.users++;
     w->altstack = tls_alt.sp;
-    w->altstack_size = tls_alt.size;
     pthread_mutex_lock(&install_lock);
     if (installed_count++ == 0) {
         struct sigaction sa;
@@ -141,6 +138,6 @@ void weft__overflow_remove(weft__worker *w)
     stack_t cur;
     if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == tls_alt.sp)
         sigaltstack(&tls_alt.previous, NULL);
-    munmap(tls_alt.sp, tls_alt.size);
+    munmap(tls_alt.sp, ALTSTACK_SIZE);
     tls_alt.sp = NULL;
 }

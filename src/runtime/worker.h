@@ -127,9 +127,8 @@ typedef struct weft__worker {
     struct weft_buf_ring *bufrings; /* provided buffer rings on this ring */
     uint64_t cleanup_done, cleanup_retried, cleanup_failed;
 
-    void *altstack; /* the thread's alternate stack for the overflow report (shared
-                     * by the workers on one thread), NULL if not installed */
-    size_t altstack_size;
+    void *altstack;                /* the thread's alternate stack for the overflow report (shared
+                                    * by the workers on one thread), NULL if not installed */
     struct weft__trace_buf *trace; /* NULL unless tracing (observe/trace.h) */
 } weft__worker;
 
