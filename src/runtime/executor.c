@@ -32,6 +32,12 @@ bool weft__thread_hosts_executor(void)
     return tls_hosted != 0;
 }
 
+/* Whether the caller may drive ex: its creating thread, outside any task. */
+static bool called_by_host(const weft_executor *ex)
+{
+    return !weft__worker_self() && pthread_equal(ex->host, pthread_self());
+}
+
 int weft_executor_create(weft_executor **out, const weft_config *cfg)
 {
     if (!out)
@@ -80,7 +86,7 @@ int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
 {
     if (!ex)
         return -EINVAL;
-    if (weft__worker_self() || !pthread_equal(ex->host, pthread_self()))
+    if (!called_by_host(ex))
         return -EPERM;
     weft__worker *w = &ex->worker;
     weft__worker_set_self(w);
@@ -121,7 +127,7 @@ int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_spawn_opts 
 {
     if (!ex)
         return -EINVAL;
-    if (weft__worker_self() || !pthread_equal(ex->host, pthread_self()))
+    if (!called_by_host(ex))
         return -EPERM;
     weft__worker_set_self(&ex->worker);
     int r = weft_spawn_ex(t, o, fn, arg);
