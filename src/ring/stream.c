@@ -96,7 +96,20 @@ static bool queue_push(weft_stream *s, stream_item it)
         s->qhead = 0;
     }
     s->q[(s->qhead + s->qlen++) % s->qcap] = it;
+    if (s->br && (it.cflags & IORING_CQE_F_BUFFER))
+        s->br->queued++; /* in neither the kernel's hands nor a lease */
     return true;
+}
+
+/* Takes the oldest item (qlen > 0). */
+static stream_item queue_pop(weft_stream *s)
+{
+    stream_item it = s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    if (s->br && (it.cflags & IORING_CQE_F_BUFFER))
+        s->br->queued--;
+    return it;
 }
 
 static void on_cqe(weft__op *op, int res, uint32_t cflags)
@@ -111,8 +124,6 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
     } else if (!queue_push(s, it)) {
         s->dropped++;
         release_item(s, &it);
-    } else if (s->br && (cflags & IORING_CQE_F_BUFFER)) {
-        s->br->queued++;
     }
     if (last) {
         s->armed = false;
@@ -343,8 +354,6 @@ static int deliver(weft_stream *s, stream_item it, weft_buf *buf)
         return it.res;
     case STREAM_RECV:
     case STREAM_READ:
-        if (it.cflags & IORING_CQE_F_BUFFER)
-            s->br->queued--;
         if (it.res == 0 && !(it.cflags & IORING_CQE_F_MORE))
             s->eof = true;
         if (it.res == -ENOBUFS && !(it.cflags & IORING_CQE_F_MORE))
@@ -379,10 +388,7 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
         return -EINVAL;
     for (;;) {
         if (s->qlen) {
-            stream_item it = s->q[s->qhead];
-            s->qhead = (s->qhead + 1) % s->qcap;
-            s->qlen--;
-            int r = deliver(s, it, buf);
+            int r = deliver(s, queue_pop(s), buf);
             if (r != INT32_MIN)
                 return r;
             continue;
@@ -436,11 +442,8 @@ static void close_stream(weft_stream *s)
     if (s->br)
         s->br->open_users--;
     while (s->qlen) {
-        if (s->br && (s->q[s->qhead].cflags & IORING_CQE_F_BUFFER))
-            s->br->queued--;
-        release_item(s, &s->q[s->qhead]);
-        s->qhead = (s->qhead + 1) % s->qcap;
-        s->qlen--;
+        stream_item it = queue_pop(s);
+        release_item(s, &it);
     }
     if (!s->armed) {
         stream_free(s);
