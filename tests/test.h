@@ -154,6 +154,17 @@ static inline int run_captured(void (*fn)(void), char *buf, size_t cap)
     return status;
 }
 
+/* Runs fn in a child, which must abort (SIGABRT) with message somewhere in
+ * its stderr. For death tests of misuse that weft reports and aborts on. */
+static inline void expect_abort_with(void (*fn)(void), const char *message)
+{
+    char out[4096];
+    int status = run_captured(fn, out, sizeof out);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    if (!strstr(out, message))
+        FAILF("no \"%s\" in stderr: %s", message, out);
+}
+
 /* A child killed by SIGSEGV, or (under ASan, which handles SEGV itself) one
  * that exited after a SEGV report. */
 static inline int died_of_segv(int status, const char *out)

@@ -154,11 +154,7 @@ static void run_abort(void)
 }
 TEST(panic_aborts_by_default)
 {
-    char out[4096];
-    int status = run_captured(run_abort, out, sizeof out);
-    ASSERT(WIFSIGNALED(status));
-    ASSERT_EQ(WTERMSIG(status), SIGABRT);
-    ASSERT(strstr(out, "weft: task 2 'doomed' panicked: fatal thing happened") != NULL);
+    expect_abort_with(run_abort, "weft: task 2 'doomed' panicked: fatal thing happened");
 }
 
 static void panic_outside(void)
@@ -167,10 +163,7 @@ static void panic_outside(void)
 }
 TEST(panic_outside_a_task_aborts)
 {
-    char out[4096];
-    int status = run_captured(panic_outside, out, sizeof out);
-    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
-    ASSERT(strstr(out, "weft: panic outside a task: no task here") != NULL);
+    expect_abort_with(panic_outside, "weft: panic outside a task: no task here");
 }
 
 static void panic_in_defer_fn(void *arg)
@@ -199,10 +192,7 @@ static void run_double(void)
 }
 TEST(panic_in_a_defer_aborts)
 {
-    char out[4096];
-    int status = run_captured(run_double, out, sizeof out);
-    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
-    ASSERT(strstr(out, "panicked: again") != NULL);
+    expect_abort_with(run_double, "panicked: again");
 }
 
 TEST_MAIN(CASE(panic_caught_runs_defers_lifo), CASE(weft_assert_panics),

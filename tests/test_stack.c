@@ -116,12 +116,7 @@ static void expect_overflow_report(void (*fn)(void), const char *report)
 #ifdef __SANITIZE_ADDRESS__
     SKIP("ASan reports stack overflows itself");
 #endif
-    char out[4096];
-    int status = run_captured(fn, out, sizeof out);
-    ASSERT(WIFSIGNALED(status));
-    ASSERT_EQ(WTERMSIG(status), SIGABRT);
-    if (!strstr(out, report))
-        FAILF("no \"%s\" in stderr: %s", report, out);
+    expect_abort_with(fn, report);
 }
 
 TEST(overflow_is_reported_and_aborts)
