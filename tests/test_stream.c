@@ -205,6 +205,51 @@ TEST(recv_buf_leases_one_buffer)
     run_main_one_worker(NULL, main_recv_buf, NULL);
 }
 
+static weft_buf_ring *waited_ring;
+static int waited_fd;
+static _Atomic int waited_rc = 1;
+
+static void *recv_buf_waiter(void *arg)
+{
+    (void)arg;
+    weft_buf b;
+    atomic_store(&waited_rc, 0);
+    int n = (int)weft_recv_buf(waited_fd, waited_ring, &b); /* parks: no data yet */
+    if (n > 0)
+        ASSERT(memcmp(b.data, "late", 4) == 0);
+    weft_buf_release(&b);
+    atomic_store(&waited_rc, n);
+    return NULL;
+}
+
+/* A weft_recv_buf parked on the ring uses it: destroying the ring under it
+ * would free what its completion leases a buffer from. */
+static void *main_recv_buf_in_flight(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    ASSERT_OK(weft_buf_ring_create(&waited_ring, 2, 8));
+    waited_fd = sv[0];
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, recv_buf_waiter, NULL));
+    while (atomic_load(&waited_rc) != 0)
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_yield()); /* the waiter is parked in the kernel now */
+    ASSERT_EQ(weft_buf_ring_destroy(waited_ring), -EBUSY);
+    ASSERT_EQ(write(sv[1], "late", 4), 4);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(atomic_load(&waited_rc), 4);
+    ASSERT_OK(weft_buf_ring_destroy(waited_ring)); /* nothing uses it now */
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+TEST(recv_buf_in_flight_keeps_its_ring)
+{
+    run_main_one_worker(NULL, main_recv_buf_in_flight, NULL);
+}
+
 /* ---- close while completions are in flight ------------------------------------ */
 
 static int flood_fd;
@@ -590,6 +635,7 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_full_poll_queue_keeps_an_error_apart), CASE(accept_stream_yields_every_connection),
           CASE(accept_under_emfile_keeps_the_server_alive),
           CASE(recv_stream_survives_buffer_ring_exhaustion), CASE(recv_buf_leases_one_buffer),
+          CASE(recv_buf_in_flight_keeps_its_ring),
           CASE(closing_a_stream_with_completions_in_flight),
           CASE(tickers_tick_and_poll_streams_report_readiness),
           CASE(an_interrupted_pull_loses_no_item), CASE(a_task_ending_with_resources_releases_them),

@@ -234,7 +234,8 @@ WEFT_API int weft_buffers_remove(unsigned n, unsigned gid);
  * weft_recv_buf). Bound to the calling worker's ring. */
 typedef struct weft_buf_ring weft_buf_ring;
 WEFT_API int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t size);
-/* Fails with -EBUSY while an open stream uses it or a buffer is leased.
+/* Fails with -EBUSY while an open stream or a weft_recv_buf uses it, or a
+ * buffer is leased.
  * Streams closed but still winding down in the kernel are waited for: the
  * ring is released with the last of them. */
 WEFT_API int weft_buf_ring_destroy(weft_buf_ring *br);

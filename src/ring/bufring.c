@@ -97,7 +97,10 @@ static void free_ring(weft_buf_ring *br)
 
 static void unregister_and_free(weft__worker *w, weft_buf_ring *br)
 {
-    io_uring_unregister_buf_ring(&w->ring.uring, (int)br->gid);
+    /* A closed stream freed at teardown comes here after the ring is
+     * closed; its fd number may be another ring's by then. */
+    if (w->ring.uring.ring_fd >= 0)
+        io_uring_unregister_buf_ring(&w->ring.uring, (int)br->gid);
     for (weft_buf_ring **p = &w->bufrings; *p; p = &(*p)->next)
         if (*p == br) {
             *p = br->next;
@@ -226,7 +229,13 @@ ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out)
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = (uint16_t)br->gid;
     io.result_bound = true; /* the buffer it picks is one of this worker's ring */
+    /* While it waits, br must not be destroyed under it: the completion's
+     * buffer is leased from br when this task runs again. */
+    br->users++;
+    br->open_users++;
     int res = weft__io_wait(&io);
+    br->open_users--;
+    br->users--;
     weft__buf_from_cqe(br, res, io.cflags, out);
     return res;
 }

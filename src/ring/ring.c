@@ -69,6 +69,9 @@ int weft__ring_init(weft__ring *r, unsigned entries, weft__ring_kind kind)
 void weft__ring_fini(weft__ring *r)
 {
     io_uring_queue_exit(&r->uring);
+    /* Anything that still reaches for the ring gets EBADF, not whatever
+     * file reuses the number. */
+    r->uring.ring_fd = -1;
     free(r->buffer_used);
     r->buffer_used = NULL;
     if (r->event_fd >= 0)
