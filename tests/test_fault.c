@@ -3,6 +3,8 @@
  * so here; LeakSanitizer says so in the asan build). */
 #include "test.h"
 
+#include <weft/executor.h>
+
 #include "common/fault.h"
 #include "context/stack.h"
 #include "runtime/worker.h"
@@ -284,9 +286,75 @@ TEST(deadline_whose_timer_cannot_be_armed_still_ends_the_wait)
     run_main_one_worker(NULL, main_deadline_without_timer, NULL);
 }
 
+/* ---- a ring that fails ----------------------------------------------------- */
+
+static void *sleep_a_while(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_sleep_ns(1000000));
+    return NULL;
+}
+
+static unsigned failing_workers;
+
+static void run_with_failing_ring(void)
+{
+    weft_config cfg = {.workers = failing_workers};
+    weft__fault_arm(WEFT_FAULT_RING, 1);
+    int r = weft_run(&cfg, sleep_a_while, NULL, NULL);
+    fprintf(stderr, "weft_run returned %d\n", r); /* must not get here */
+}
+
+/* The task is parked on a timer when the worker's wait fails: it can never
+ * be finished, so the run stops the process with the reason, rather than
+ * freeing memory the kernel may write or waiting for ever. */
+TEST(a_ring_that_fails_stops_the_process_with_its_error)
+{
+    failing_workers = 1;
+    expect_abort_with(run_with_failing_ring,
+                      "worker 0: waiting on its io_uring failed (Input/output error)");
+    failing_workers = 2;
+    expect_abort_with(run_with_failing_ring, "waiting on its io_uring failed (Input/output error)");
+}
+
+/* An embedded executor hands the failure to its host instead; once the ring
+ * works again (here: the fault is disarmed), the tasks finish. */
+static void *read_one_byte(void *arg)
+{
+    char c;
+    ASSERT_EQ(weft_read((int)(intptr_t)arg, &c, 1, 0), 1);
+    return NULL;
+}
+
+TEST(an_executor_reports_a_failed_ring_to_its_host)
+{
+    int p[2];
+    ASSERT_OK(pipe(p));
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    weft_task *t;
+    ASSERT_OK(weft_executor_spawn(ex, &t, NULL, read_one_byte, (void *)(intptr_t)p[0]));
+    ASSERT_GE(weft_executor_run(ex, 0), 0); /* the read is in flight */
+    weft__fault_arm(WEFT_FAULT_RING, 1);
+    int64_t r = weft_executor_run(ex, 0);
+    weft__fault_arm(WEFT_FAULT_RING, 0);
+    ASSERT_EQ(r, -EIO);
+    ASSERT_EQ(weft_executor_tasks(ex), 1);
+    ASSERT_EQ(write(p[1], "x", 1), 1);
+    while (weft_executor_tasks(ex))
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    ASSERT(weft_task_finished(t));
+    weft_detach(t);
+    weft_executor_destroy(ex);
+    close(p[0]);
+    close(p[1]);
+}
+
 TEST_MAIN(CASE(spawn_when_allocation_fails), CASE(spawn_when_stacks_cannot_be_mapped),
           CASE(first_run_without_a_stack_reports_enomem),
           CASE(record_storm_when_huge_chunk_cannot_be_mapped),
           CASE(defer_and_deadline_when_allocation_fails), CASE(every_allocation_of_a_run_can_fail),
           CASE(every_mapping_of_a_run_can_fail),
-          CASE(deadline_whose_timer_cannot_be_armed_still_ends_the_wait))
+          CASE(deadline_whose_timer_cannot_be_armed_still_ends_the_wait),
+          CASE(a_ring_that_fails_stops_the_process_with_its_error),
+          CASE(an_executor_reports_a_failed_ring_to_its_host))

@@ -54,7 +54,8 @@ WEFT_API uint64_t weft_executor_tasks(const weft_executor *ex);
  * invalid afterwards. From the start of the call, weft_runtime_spawn into
  * the executor's runtime returns -ESHUTDOWN, and requests still queued
  * never run; other threads must stop using the runtime before the call
- * returns, since it is freed then. */
+ * returns, since it is freed then. If the ring fails while tasks are left
+ * to finish, destroy prints the error and aborts, as weft_run does. */
 WEFT_API void weft_executor_destroy(weft_executor *ex);
 
 #ifdef __cplusplus

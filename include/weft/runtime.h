@@ -85,7 +85,9 @@ typedef struct weft_config {
  * -ECANCELED if the main task was cancelled; WEFT_EPANIC if it panicked under
  * WEFT_PANIC_CATCH; -EINVAL for a bad config (see weft_last_config_error(),
  * nothing is started); -EBUSY when called from inside a runtime; -ENOMEM,
- * the error of io_uring setup, or of creating a worker thread. */
+ * the error of io_uring setup, or of creating a worker thread. A worker
+ * whose io_uring fails while tasks run (its fd closed behind weft's back,
+ * say) cannot finish them: weft prints the error and aborts. */
 WEFT_API int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result);
 
 /* A human-readable reason for the last -EINVAL from weft_run on this thread,

@@ -1,5 +1,5 @@
-/* Fault injection: make the Nth allocation, mapping, SQE or worker thread
- * start fail, so tests can prove that every error path releases what it
+/* Fault injection: make the Nth allocation, mapping, SQE, worker thread
+ * start or ring wait fail, so tests can prove that every error path releases what it
  * took. Disarmed it costs one well-predicted branch on a global flag.
  */
 #ifndef WEFT_COMMON_FAULT_H
@@ -15,6 +15,7 @@ typedef enum weft__fault_kind {
     WEFT_FAULT_SQE,     /* io_uring_get_sqe */
     WEFT_FAULT_CLEANUP, /* a maintenance op's result becomes -EIO */
     WEFT_FAULT_THREAD,  /* pthread_create of a worker thread fails with EAGAIN */
+    WEFT_FAULT_RING,    /* a worker's wait on its ring fails with -EIO */
     WEFT_FAULT_KINDS
 } weft__fault_kind;
 

@@ -227,6 +227,8 @@ static int poll_parked_wait(weft__ring *r, uint64_t timeout_ns)
 
 int weft__ring_wait(weft__ring *r, uint64_t timeout_ns)
 {
+    if (weft__fault_hit(WEFT_FAULT_RING))
+        return -EIO;
     int ret;
     if (timeout_ns != 0 && r->park_in_poll) {
         ret = poll_parked_wait(r, timeout_ns);

@@ -150,7 +150,7 @@ static void *worker_thread(void *arg)
     gate(sync, &sync->ready);
     if (r == 0 && atomic_load(&rt->start_error) == 0) {
         weft__worker_set_self(w);
-        record_error(rt, weft__worker_run(w));
+        weft__worker_run(w);
         weft__worker_set_self(NULL);
     }
     gate(sync, &sync->done);
@@ -234,7 +234,7 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
             rt->main_task = main_task;
             drop_start_hold(rt);
             held = false;
-            r = weft__worker_run(w);
+            weft__worker_run(w);
         }
         record_error(rt, r);
     }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -1023,22 +1024,37 @@ static void leave_hunger(weft__worker *w)
      * unclaim_hungry sees OFF and leaves it. */
 }
 
+/* io_uring_enter failed with an error that no retry cures: the ring's fd
+ * was closed behind weft's back, say, or the process forked and the child
+ * runs the parent's ring. The worker can complete none of its tasks' I/O,
+ * so they can never end, and the kernel may still write into their stacks:
+ * freeing them and returning would risk corruption, keeping them would
+ * hang weft_run. Say why and stop. (An embedded executor's host gets the
+ * error from weft_executor_run instead, and decides.) */
+static _Noreturn void ring_failed(const weft__worker *w, int err)
+{
+    fprintf(stderr,
+            "weft: worker %u: waiting on its io_uring failed (%s); its tasks cannot go on\n",
+            w->index, strerror(-err));
+    abort();
+}
+
 /* The scheduler loop of weft_run: run what is ready, then park in
  * io_uring_enter until the next timer, a completion or a wake from another
  * thread; until no task is left anywhere. */
-int weft__worker_run(weft__worker *w)
+void weft__worker_run(weft__worker *w)
 {
     weft__worker_start(w);
     for (;;) {
         int r = weft__worker_run_ready(w, UINT64_MAX);
         if (r < 0)
-            return r;
+            ring_failed(w, r);
         if (runtime_done(w))
             break;
         if (w->threaded && hunt(w)) {
             r = worker_poll(w, 0);
             if (r < 0)
-                return r;
+                ring_failed(w, r);
             if (!weft__sched_empty(&w->sched))
                 leave_hunger(w);
             continue;
@@ -1055,7 +1071,7 @@ int weft__worker_run(weft__worker *w)
         }
         r = worker_poll(w, timeout);
         if (r < 0)
-            return r;
+            ring_failed(w, r);
         if (!weft__sched_empty(&w->sched))
             leave_hunger(w);
     }
@@ -1063,7 +1079,6 @@ int weft__worker_run(weft__worker *w)
     /* Tell the others: they may be parked waiting for work that will not
      * come. */
     weft__runtime_wake_all(w->rt);
-    return 0;
 }
 
 void weft__worker_start(weft__worker *w)

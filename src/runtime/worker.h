@@ -208,8 +208,9 @@ void weft__worker_fini(weft__worker *w);
 /* Frees its stacks and task records: once no worker runs, since tasks
  * carry both from worker to worker. */
 void weft__worker_release_pools(weft__worker *w);
-/* Runs the scheduler loop until the runtime has no live task left. */
-int weft__worker_run(weft__worker *w);
+/* Runs the scheduler loop until the runtime has no live task left. A ring
+ * that fails there ends the process (see ring_failed in worker.c). */
+void weft__worker_run(weft__worker *w);
 /* Arms the worker's wake-up read and its clock; weft__worker_run does it. */
 void weft__worker_start(weft__worker *w);
 /* Runs ready tasks (and polls without blocking between slices) until none
