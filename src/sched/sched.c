@@ -70,16 +70,27 @@ void weft__sched_fini(weft__sched *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Virtual runtimes only grow, and wrap after 2^64 ns (about 21 days of CPU
+ * for a weight-1 queue alone): they are compared by their signed
+ * difference, which is right while the runnable queues lie within 2^63 of
+ * each other. They do: a queue runs only while it is eligible, so it gets
+ * ahead of the others by at most a few task runs' worth. */
+static inline bool vt_before(uint64_t a, uint64_t b)
+{
+    return (int64_t)(a - b) < 0;
+}
+
 /* Weighted average virtual runtime of the runnable queues, computed
  * relative to the smallest so that the products cannot overflow. */
 static uint64_t avg_vruntime(const weft__sched *s)
 {
-    uint64_t vmin = UINT64_MAX;
+    const weft__queue *min = NULL;
     for (unsigned i = 0; i < s->nqueues; i++)
-        if (s->queues[i].active && s->queues[i].vruntime < vmin)
-            vmin = s->queues[i].vruntime;
-    if (vmin == UINT64_MAX)
+        if (s->queues[i].active && (!min || vt_before(s->queues[i].vruntime, min->vruntime)))
+            min = &s->queues[i];
+    if (!min)
         return s->idle_vclock;
+    uint64_t vmin = min->vruntime;
     unsigned __int128 num = 0;
     uint64_t wsum = 0;
     for (unsigned i = 0; i < s->nqueues; i++) {
@@ -108,13 +119,22 @@ static uint64_t virtual_deadline(const weft__sched *s, const weft__queue *q)
     return q->vruntime + slice_length(s) * WEFT_WEIGHT_UNIT / q->weight;
 }
 
+/* A queue that becomes runnable is placed at the average: it banks no
+ * credit while idle. A debt it had when it went idle (it was ahead of the
+ * average) is kept, less what the others have run since (the average's
+ * progress): otherwise a low-weight queue whose task runs, waits a moment
+ * and runs again would start every run level with the heavy queues, and
+ * take a share far beyond its weight (`tests/test_sched.c:
+ * a_queue_that_waits_briefly_keeps_its_debt`). */
 static void activate(weft__sched *s, weft__queue *q)
 {
-    /* Placed at the average: no credit banked while idle, no debt kept. */
-    q->vruntime = avg_vruntime(s);
+    uint64_t avg = avg_vruntime(s);
+    uint64_t paid = vt_before(q->idle_avg, avg) ? avg - q->idle_avg : 0;
+    q->vruntime = avg + (q->debt > paid ? q->debt - paid : 0);
+    q->debt = 0;
     q->active = true;
     s->nactive++;
-    if (s->cur && s->cur != q && virtual_deadline(s, q) < virtual_deadline(s, s->cur)) {
+    if (s->cur && s->cur != q && vt_before(virtual_deadline(s, q), virtual_deadline(s, s->cur))) {
         s->preempt = true;
         q->preemptions++;
     }
@@ -122,6 +142,9 @@ static void activate(weft__sched *s, weft__queue *q)
 
 static void deactivate(weft__sched *s, weft__queue *q)
 {
+    uint64_t avg = avg_vruntime(s);
+    q->debt = vt_before(avg, q->vruntime) ? q->vruntime - avg : 0;
+    q->idle_avg = avg;
     q->active = false;
     if (--s->nactive == 0)
         s->idle_vclock = q->vruntime;
@@ -179,17 +202,17 @@ static weft__queue *choose_queue(weft__sched *s)
         return s->queues[0].nqueued ? &s->queues[0] : NULL;
     uint64_t avg = avg_vruntime(s);
     weft__queue *best = NULL, *lowest = NULL;
-    uint64_t best_deadline = UINT64_MAX;
+    uint64_t best_deadline = 0;
     for (unsigned i = 0; i < s->nqueues; i++) {
         weft__queue *q = &s->queues[i];
         if (!q->nqueued)
             continue;
-        if (!lowest || q->vruntime < lowest->vruntime)
+        if (!lowest || vt_before(q->vruntime, lowest->vruntime))
             lowest = q;
-        if (q->vruntime > avg)
+        if (vt_before(avg, q->vruntime))
             continue;
         uint64_t d = virtual_deadline(s, q);
-        if (d < best_deadline) {
+        if (!best || vt_before(d, best_deadline)) {
             best_deadline = d;
             best = q;
         }

@@ -5,7 +5,8 @@
  * task run; the next queue is the eligible one (vruntime <= the weighted
  * average of the runnable queues, i.e. lag >= 0) with the earliest virtual
  * deadline vruntime + slice * WEFT_WEIGHT_UNIT / weight. A queue that becomes
- * runnable is placed at the average. A queue keeps the CPU for one slice:
+ * runnable is placed at the average, plus what is left of the debt it had
+ * when it went idle. A queue keeps the CPU for one slice:
  * max(sched_latency / n_runnable, min_slice), capped by io_poll_interval, and
  * at most max_runs_per_slice task runs.
  *
@@ -41,6 +42,9 @@ typedef struct weft__queue {
     uint64_t live;               /* spawned into this queue, not finished */
     _Atomic uint64_t woken_away; /* of live: moved to a waker's worker, not yet subtracted */
     uint64_t vruntime;
+    /* While idle: how far it was ahead of the average when it went idle,
+     * and that average; see activate() in sched.c. */
+    uint64_t debt, idle_avg;
     /* Counters, read by weft_stats_snapshot. */
     uint64_t service_ns, runs, slices, slice_exhaustions, preemptions;
     uint64_t delay_hist[WEFT_DELAY_BUCKETS];
