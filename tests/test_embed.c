@@ -478,6 +478,39 @@ TEST(joining_a_task_of_another_runtime_is_refused)
     weft_executor_destroy(ex);
 }
 
+static weft_queue_stats probed[2];
+
+static void *probe_queues(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_stats_queues(probed, 2), 2);
+    return NULL;
+}
+
+/* The host is away 200 ms between two runs; the task that runs first in the
+ * second returns at once. That time was charged to it (to its queue's
+ * virtual runtime and service) before each run started with a fresh clock
+ * reading. */
+TEST(the_hosts_time_away_is_charged_to_no_task)
+{
+    weft_queue_spec qs[] = {{.name = "a", .weight = 1}, {.name = "b", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 2};
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, &cfg));
+    weft_spawn_opts ob = {.queue = "b"}, oa = {.queue = "a"};
+    ASSERT_OK(weft_executor_spawn(ex, NULL, &ob, nothing, NULL));
+    ASSERT_GE(weft_executor_run(ex, 0), 0);
+    usleep(200000);
+    ASSERT_OK(weft_executor_spawn(ex, NULL, &ob, nothing, NULL));
+    ASSERT_GE(weft_executor_run(ex, 0), 0);
+    ASSERT_OK(weft_executor_spawn(ex, NULL, &oa, probe_queues, NULL));
+    ASSERT_GE(weft_executor_run(ex, 0), 0);
+    weft_executor_destroy(ex);
+    ASSERT_EQ(probed[1].runs, 2);
+    if (probed[1].service_ns > 50000000) /* two empty tasks; 200 ms if charged */
+        FAILF("two empty tasks were charged %llu ns", (unsigned long long)probed[1].service_ns);
+}
+
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
           CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread),
@@ -486,4 +519,5 @@ TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(host_thread_blocking_channel_calls_are_refused),
           CASE(destroy_from_a_task_aborts_with_a_message),
           CASE(calls_from_another_thread_are_refused),
-          CASE(joining_a_task_of_another_runtime_is_refused))
+          CASE(joining_a_task_of_another_runtime_is_refused),
+          CASE(the_hosts_time_away_is_charged_to_no_task))

@@ -95,6 +95,7 @@ int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
     uint64_t counter;
     ssize_t n = read(w->ring.event_fd, &counter, sizeof counter);
     (void)n;
+    weft__worker_sync_clock(w);
     uint64_t now = weft_now_ns();
     w->count.busy_since_ns = now; /* busy from here to the end of the call */
     uint64_t until = budget_ns ? now + budget_ns : UINT64_MAX;

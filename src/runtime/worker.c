@@ -883,6 +883,11 @@ static uint64_t read_clock(weft__worker *w)
     return now;
 }
 
+void weft__worker_sync_clock(weft__worker *w)
+{
+    read_clock(w);
+}
+
 /* Takes what other threads queued, fires due timers and reaps completions,
  * waiting up to timeout_ns for one (0 = do not wait). */
 static int worker_poll(weft__worker *w, uint64_t timeout_ns)

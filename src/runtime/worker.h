@@ -219,6 +219,10 @@ void weft__worker_start(weft__worker *w);
 int weft__worker_run_ready(weft__worker *w, uint64_t until_ns);
 /* The earliest armed timer, UINT64_MAX when none. */
 uint64_t weft__worker_next_deadline(const weft__worker *w);
+/* Takes a fresh clock reading as the start of the next timed task run: an
+ * embedded executor's host may have been away for a long time, and that
+ * time is no task's. */
+void weft__worker_sync_clock(weft__worker *w);
 uint64_t weft__worker_live_tasks(const weft__worker *w);
 /* Whether the running task's worker may keep t, a parked task of another
  * worker that its owner marked TASK_WAKE_MOVABLE, when it wakes t. */
