@@ -278,6 +278,12 @@ TEST(good_configs_run)
     ASSERT_OK(weft_run(&one, nothing, NULL, NULL));
     weft_config zero = {0};
     ASSERT_OK(weft_run(&zero, nothing, NULL, NULL));
+    /* The largest ring the config accepts: its completion queue (4x) is
+     * clamped to the kernel's limit rather than refused. */
+    weft_config big = {.ring_entries = 32768};
+    ASSERT_OK(weft_run(&big, nothing, NULL, NULL));
+    big.ring_entries = 16385;
+    ASSERT_OK(weft_run(&big, nothing, NULL, NULL));
 }
 
 static void *count_workers(void *arg)

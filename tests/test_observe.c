@@ -1154,7 +1154,26 @@ TEST(busy_and_idle_time_account_for_the_run)
     run_main(NULL, sleep_then_spin, NULL);
 }
 
-TEST_MAIN(CASE(busy_and_idle_time_account_for_the_run),
+/* Bucket b holds delays in [2^b, 2^(b+1)) ns and the last one is open: its
+ * quantile has no upper edge. */
+TEST(delay_quantiles_name_the_bucket_edge)
+{
+    weft_queue_stats q;
+    memset(&q, 0, sizeof q);
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.5), 0);
+    q.delay_hist[10] = 1;
+    q.delay_count = 1;
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.99), 2048);
+    q.delay_hist[10] = 0;
+    q.delay_hist[WEFT_STATS_DELAY_BUCKETS - 2] = 1;
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.99),
+              (uint64_t)1 << (WEFT_STATS_DELAY_BUCKETS - 1));
+    q.delay_hist[WEFT_STATS_DELAY_BUCKETS - 2] = 0;
+    q.delay_hist[WEFT_STATS_DELAY_BUCKETS - 1] = 1; /* over 2^39 ns, about 550 s */
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.99), UINT64_MAX);
+}
+
+TEST_MAIN(CASE(delay_quantiles_name_the_bucket_edge), CASE(busy_and_idle_time_account_for_the_run),
           CASE(an_embedded_executor_counts_its_run_calls_as_busy),
           CASE(trace_has_one_slice_per_run),
           CASE(trace_follows_yields_that_switch_straight_to_the_next_task),

@@ -2104,6 +2104,13 @@ TEST(opcode_outside_a_task_is_eperm)
     ASSERT_EQ(weft_ring_fd(), -EPERM);
 }
 
+static void drain_nop(struct io_uring_sqe *sqe, void *ctx)
+{
+    (void)ctx;
+    io_uring_prep_nop(sqe);
+    sqe->flags |= IOSQE_IO_DRAIN;
+}
+
 static void *main_batch_bad_input(void *arg)
 {
     (void)arg;
@@ -2120,6 +2127,10 @@ static void *main_batch_bad_input(void *arg)
     /* A success that posts nothing, or a link out of the batch's end. */
     sqes[0].flags = IOSQE_CQE_SKIP_SUCCESS;
     ASSERT_EQ(weft_batch(sqes, res, 2, 0), -EINVAL);
+    /* A drain would wait for every op of the worker, for ever. */
+    sqes[0].flags = IOSQE_IO_DRAIN;
+    ASSERT_EQ(weft_batch(sqes, res, 2, 0), -EINVAL);
+    ASSERT_EQ(weft_uring_op(drain_nop, NULL), -EINVAL);
     sqes[0].flags = 0;
     sqes[1].flags = IOSQE_IO_LINK;
     ASSERT_EQ(weft_batch(sqes, res, 2, 0), -EINVAL);
@@ -2157,9 +2168,26 @@ static void *main_batch_bad_input(void *arg)
     return NULL;
 }
 
+static void *main_batch_beyond_the_ring(void *arg)
+{
+    (void)arg;
+    struct io_uring_sqe sqes[16];
+    int res[16];
+    memset(sqes, 0, sizeof sqes);
+    for (int i = 0; i < 16; i++)
+        io_uring_prep_nop(&sqes[i]);
+    /* All SQEs go onto the 8-entry ring at once: 16 never fit, and saying
+     * -EAGAIN (try again) would promise otherwise. */
+    ASSERT_EQ(weft_batch(sqes, res, 16, 0), -EINVAL);
+    ASSERT_EQ(weft_batch(sqes, res, 8, 0), 8);
+    return NULL;
+}
+
 TEST(batch_rejects_bad_input)
 {
     run_main(NULL, main_batch_bad_input, NULL);
+    weft_config small = {.ring_entries = 8};
+    run_main(&small, main_batch_beyond_the_ring, NULL);
 }
 
 static void *main_parallel_batch(void *arg)

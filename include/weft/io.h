@@ -92,8 +92,8 @@ WEFT_API int weft_nop(void);
 /* Escape hatch: prep fills the SQE (liburing's io_uring_prep_* helpers are
  * fine); weft sets user_data, submits and awaits it like any other op. An fd
  * with WEFT_DIRECT_BIT in sqe->fd is turned into a fixed-file reference.
- * -EINVAL if prep sets IOSQE_CQE_SKIP_SUCCESS or a link flag (see
- * weft_batch). Results are returned raw: a direct descriptor slot made by a
+ * -EINVAL if prep sets IOSQE_CQE_SKIP_SUCCESS, IOSQE_IO_DRAIN or a link
+ * flag (see weft_batch). Results are returned raw: a direct descriptor slot made by a
  * *_direct prep, or a buffer picked with IOSQE_BUFFER_SELECT, is not
  * adopted (not closed at the task's end, not pinning it to this worker's
  * ring); spawn a task that makes such results WEFT_TASK_STICKY, or use the
@@ -108,9 +108,11 @@ WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), vo
  * rest (-ECANCELED); a LINK_TIMEOUT SQE placed after an op bounds it.
  * Returns the number of ops that succeeded (res >= 0), or -errno before
  * anything was submitted (-EOPNOTSUPP if one opcode is unknown, -EINVAL for
- * n == 0 or n > 256, for an SQE with IOSQE_CQE_SKIP_SUCCESS, whose success
- * would post nothing to wait for, and for a link flag on the last SQE, which
- * would chain it to an unrelated op). Interruption cancels every op still
+ * n == 0, n > 256 or n > the ring's size (weft_config.ring_entries), for an
+ * SQE with IOSQE_CQE_SKIP_SUCCESS, whose success would post nothing to wait
+ * for, or IOSQE_IO_DRAIN, which would stall every op of the worker behind
+ * it, and for a link flag on the last SQE, which would chain it to an
+ * unrelated op; -EAGAIN when the ring has no room right now). Interruption cancels every op still
  * in flight and waits for all of them. */
 #define WEFT_BATCH_CHAIN 1u
 WEFT_API int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned flags);

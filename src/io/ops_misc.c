@@ -29,10 +29,17 @@ int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned f
     weft__ring *r = weft__io_ring(IORING_OP_NOP, &err);
     if (!r)
         return err;
+    /* All SQEs go onto the ring at once: more than it holds never fit. */
+    if (n > r->uring.sq.ring_entries)
+        return -EINVAL;
     for (unsigned i = 0; i < n; i++) {
         /* A skipped success posts no completion to wait for, and a link
-         * from the last SQE would chain it to whatever is queued next. */
-        if ((sqes[i].flags & IOSQE_CQE_SKIP_SUCCESS) ||
+         * from the last SQE would chain it to whatever is queued next. A
+         * drain would wait for every op on the ring, which other tasks'
+         * streams and the worker's own wake-up read keep in flight for
+         * ever, and every later SQE (cancels included) would wait behind
+         * it: the worker's I/O would stop. */
+        if ((sqes[i].flags & (IOSQE_CQE_SKIP_SUCCESS | IOSQE_IO_DRAIN)) ||
             (i == n - 1 && (sqes[i].flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK))))
             return -EINVAL;
         if (!weft__ring_supports(r, sqes[i].opcode))

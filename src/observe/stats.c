@@ -249,7 +249,7 @@ uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p)
     for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++) {
         seen += q->delay_hist[b];
         if (seen > want)
-            return b >= 63 ? UINT64_MAX : (uint64_t)2 << b;
+            return b >= WEFT_STATS_DELAY_BUCKETS - 1 ? UINT64_MAX : (uint64_t)2 << b;
     }
     return UINT64_MAX;
 }

@@ -40,8 +40,10 @@ int weft__ring_init(weft__ring *r, unsigned entries, weft__ring_kind kind)
     for (size_t i = kind == WEFT__RING_PARKED ? 0 : 2; i < sizeof tries / sizeof tries[0]; i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
-        p.flags = tries[i] | IORING_SETUP_CQSIZE;
-        p.cq_entries = entries * 4; /* room for bursts of multishot completions */
+        /* Room for bursts of multishot completions; CLAMP keeps the large
+         * rings config allows within the kernel's 65536 CQEs. */
+        p.flags = tries[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+        p.cq_entries = entries * 4;
         err = io_uring_queue_init_params(entries, &r->uring, &p);
         if (err == 0) {
             r->setup_flags = tries[i];
