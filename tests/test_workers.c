@@ -2317,6 +2317,26 @@ TEST(worker_index_count_and_stats)
     ASSERT_EQ(weft_worker_count(), 0);
 }
 
+/* weft_stats_workers runs an errand on every other worker and waits for
+ * them all. Worker 1 has never run a task, so its pool is empty, and the
+ * errand's first run there would map a slab: that mapping fails. The
+ * errand ended without running and the caller waited for ever; now it
+ * brings its stack along from the caller's pool. */
+static void *main_errand_without_a_stack_there(void *arg)
+{
+    (void)arg;
+    weft_stats st[2];
+    weft__fault_arm(WEFT_FAULT_MMAP, 1);
+    int r = weft_stats_workers(st, 2);
+    weft__fault_arm(WEFT_FAULT_MMAP, 0);
+    ASSERT_EQ(r, 2);
+    return NULL;
+}
+TEST(an_errand_to_another_worker_brings_its_stack)
+{
+    run_workers(2, main_errand_without_a_stack_there, NULL);
+}
+
 TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),
           CASE(ring_bound_objects_refuse_the_wrong_task_or_worker), CASE(stream_pins_task),
@@ -2331,4 +2351,4 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(runtime_spawn_reaches_a_lone_worker_that_never_idles),
           CASE(runtime_spawn_wakes_a_lone_worker_that_is_about_to_park),
           CASE(worker_thread_start_fails), CASE(worker_ring_setup_fails),
-          CASE(worker_index_count_and_stats))
+          CASE(worker_index_count_and_stats), CASE(an_errand_to_another_worker_brings_its_stack))
