@@ -341,6 +341,63 @@ TEST(tickers_tick_and_poll_streams_report_readiness)
     run_main_one_worker(NULL, main_ticker, NULL);
 }
 
+/* A ticker is armed for at most 64 ticks at a time: 2000 ticks of 100 us
+ * span 32 armings, and none is missing at a seam. */
+static void *main_ticker_rearms(void *arg)
+{
+    (void)arg;
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, 100000));
+    uint64_t timeouts_before[IORING_OP_TIMEOUT + 1];
+    ASSERT_EQ(weft_ops_by_opcode(timeouts_before, IORING_OP_TIMEOUT + 1), IORING_OP_TIMEOUT + 1);
+    for (int i = 0; i < 2000; i++)
+        ASSERT_OK(weft_stream_next(t, NULL));
+    uint64_t timeouts_after[IORING_OP_TIMEOUT + 1];
+    ASSERT_EQ(weft_ops_by_opcode(timeouts_after, IORING_OP_TIMEOUT + 1), IORING_OP_TIMEOUT + 1);
+    ASSERT_GE(timeouts_after[IORING_OP_TIMEOUT] - timeouts_before[IORING_OP_TIMEOUT], 2000 / 64);
+    weft_stream_close(t);
+    return NULL;
+}
+TEST(a_ticker_arms_again_after_its_ticks_run_out)
+{
+    run_main_one_worker(NULL, main_ticker_rearms, NULL);
+}
+
+/* A ticker faster than the worker's loop: its fired tick is off the
+ * kernel's list until the next enter's task work re-arms it, so removes
+ * and updates find nothing. Its close used to send removes round without
+ * end (thousands a second) while weft_run waited; now its kernel side ends
+ * with its arming, and the removes back off meanwhile. */
+static void *main_fast_ticker(void *arg)
+{
+    (void)arg;
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, 1000)); /* 1 us */
+    ASSERT_GE(weft_stream_next(t, NULL), 0);
+    ASSERT_OK(weft_ticker_reset(t, 2000)); /* found or taken at the next arming */
+    ASSERT_GE(weft_stream_next(t, NULL), 0);
+    uint64_t before[IORING_OP_TIMEOUT_REMOVE + 1];
+    ASSERT_EQ(weft_ops_by_opcode(before, IORING_OP_TIMEOUT_REMOVE + 1),
+              IORING_OP_TIMEOUT_REMOVE + 1);
+    ASSERT_OK(weft_stream_close(t));
+    weft_stats st;
+    do {
+        ASSERT_OK(weft_sleep_ns(1000000));
+        ASSERT_OK(weft_stats_snapshot(&st));
+    } while (st.streams_live);
+    uint64_t after[IORING_OP_TIMEOUT_REMOVE + 1];
+    ASSERT_EQ(weft_ops_by_opcode(after, IORING_OP_TIMEOUT_REMOVE + 1),
+              IORING_OP_TIMEOUT_REMOVE + 1);
+    uint64_t removes = after[IORING_OP_TIMEOUT_REMOVE] - before[IORING_OP_TIMEOUT_REMOVE];
+    ASSERT_GE(removes, 1);
+    ASSERT_LE(removes, 100);
+    return NULL;
+}
+TEST(a_ticker_faster_than_the_loop_closes)
+{
+    run_main_one_worker(NULL, main_fast_ticker, NULL);
+}
+
 static void *main_next_interrupted(void *arg)
 {
     (void)arg;
@@ -638,6 +695,8 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(recv_buf_in_flight_keeps_its_ring),
           CASE(closing_a_stream_with_completions_in_flight),
           CASE(tickers_tick_and_poll_streams_report_readiness),
-          CASE(an_interrupted_pull_loses_no_item), CASE(a_task_ending_with_resources_releases_them),
-          CASE(cleanup_errors_are_retried), CASE(cleanup_errors_can_be_ignored),
-          CASE(cleanup_gives_up_after_the_retries), CASE(cleanup_errors_can_abort))
+          CASE(a_ticker_arms_again_after_its_ticks_run_out),
+          CASE(a_ticker_faster_than_the_loop_closes), CASE(an_interrupted_pull_loses_no_item),
+          CASE(a_task_ending_with_resources_releases_them), CASE(cleanup_errors_are_retried),
+          CASE(cleanup_errors_can_be_ignored), CASE(cleanup_gives_up_after_the_retries),
+          CASE(cleanup_errors_can_abort))

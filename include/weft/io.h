@@ -281,7 +281,9 @@ WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (TIMEOUT_REMOVE with IORING_TIMEOUT_UPDATE), from
  * the task that opened it (-EPERM for another task, -EXDEV on another
- * worker). */
+ * worker). A ticker too fast for the update to find it armed (a period of a
+ * few microseconds) takes the new period at its next arming instead, after
+ * at most 64 ticks (docs/io.md, Tickers). */
 WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
 /* The next item, for the task that opened the stream (-EPERM for another
  * task, -EXDEV on another worker): an accepted fd, a received length (buf

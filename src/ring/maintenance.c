@@ -11,6 +11,10 @@
 
 /* Jobs submitted together per round: one batch, one wait. */
 #define ROUND_MAX 64
+/* The wait before a round that follows one in which every job came back
+ * -EALREADY/-ENOENT: from PAUSE_MIN_NS, doubling up to PAUSE_MAX_NS. */
+#define PAUSE_MIN_NS 20000ull
+#define PAUSE_MAX_NS 5000000ull
 
 /* -ENOENT (the target already finished) counts as success, and so does
  * -EBADF for a CLOSE (the slot is already empty). -EALREADY is neither: the
@@ -167,8 +171,11 @@ static void job_done(weft__worker *w, weft__cleanup *c, bool gave_up)
     /* else: the op's last CQE is on its way and releases c. */
 }
 
-static void finish_round(weft__worker *w, job *jobs, unsigned n)
+/* Returns how many jobs went round again because their target was between
+ * two shots (-EALREADY, -ENOENT). */
+static unsigned finish_round(weft__worker *w, job *jobs, unsigned n)
 {
+    unsigned again = 0;
     for (unsigned i = 0; i < n; i++) {
         job *j = &jobs[i];
         int res = weft__io_wait(&j->io);
@@ -186,6 +193,7 @@ static void finish_round(weft__worker *w, job *jobs, unsigned n)
          * the next enter re-arms it). Either way it is still live: again. */
         if (c && (res == -EALREADY || res == -ENOENT)) {
             push_back(w, c);
+            again++;
             continue;
         }
         unsigned tries = c ? ++c->tries : 1;
@@ -205,6 +213,7 @@ static void finish_round(weft__worker *w, job *jobs, unsigned n)
         else
             w->close_slots[w->nclose++] = j->slot;
     }
+    return again;
 }
 
 static uint64_t user_tasks_live(const weft__worker *w)
@@ -216,6 +225,7 @@ static void *maintenance_main(void *arg)
 {
     weft__worker *w = arg;
     job jobs[ROUND_MAX];
+    uint64_t pause_ns = 0;
     for (;;) {
         if (w->cleanup_head || w->nclose) {
             unsigned n = prepare_round(w, jobs);
@@ -223,7 +233,20 @@ static void *maintenance_main(void *arg)
                 weft_yield();
                 continue;
             }
-            finish_round(w, jobs, n);
+            /* A ticker's TIMEOUT_REMOVE must come right after the task work
+             * that re-arms a fired tick (see weft__ring_submit_rearmed). */
+            weft__ring_submit_rearmed(&w->ring);
+            if (finish_round(w, jobs, n) < n) {
+                pause_ns = 0;
+                continue;
+            }
+            /* Every job found its target between two shots: going round
+             * again at once would spin. A ticker's kernel side ends by
+             * itself soon anyway (stream.c, TICKER_ARMING_NS). */
+            pause_ns = pause_ns ? pause_ns * 2 : PAUSE_MIN_NS;
+            if (pause_ns > PAUSE_MAX_NS)
+                pause_ns = PAUSE_MAX_NS;
+            weft_sleep_ns(pause_ns);
             continue;
         }
         /* Nothing queued. Streams still winding down may queue nothing

@@ -119,6 +119,13 @@ int weft__ring_submit(weft__ring *r)
     return n < 0 && n != -EAGAIN && n != -EBUSY && n != -EINTR ? n : 0;
 }
 
+int weft__ring_submit_rearmed(weft__ring *r)
+{
+    if (r->setup_flags & IORING_SETUP_DEFER_TASKRUN)
+        (void)io_uring_get_events(&r->uring);
+    return weft__ring_submit(r);
+}
+
 struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op)
 {
     if (weft__fault_hit(WEFT_FAULT_SQE))

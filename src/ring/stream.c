@@ -112,6 +112,8 @@ static stream_item queue_pop(weft_stream *s)
     return it;
 }
 
+static int arm(weft_stream *s);
+
 static void on_cqe(weft__op *op, int res, uint32_t cflags)
 {
     weft_stream *s = (weft_stream *)op;
@@ -132,12 +134,36 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
             weft__cleanup_target_ended(s->w, &s->cleanup); /* may free s */
             return;
         }
+        /* A ticker's arming ran out of ticks: the next one follows at once,
+         * so the ticks keep their pace whether or not the owner pulls.
+         * (Should no SQE be had, the next pull arms it.) */
+        if (s->kind == STREAM_TICKER && res == -ETIME)
+            (void)arm(s);
     }
     if (s->waiter) {
         weft_task *t = s->waiter;
         s->waiter = NULL;
         weft__task_wake(t);
     }
+}
+
+/* A ticker is armed for a bounded number of ticks, at most TICKER_ARMING
+ * and at most about TICKER_ARMING_NS worth, and armed again from its last
+ * one. A multishot timeout cannot always be removed: while a fired tick
+ * waits for the task work that re-arms it (DEFER_TASKRUN runs that only in
+ * the worker's next enter), TIMEOUT_REMOVE finds nothing, and a ticker
+ * faster than the worker's loop is always in that state. Bounded, a closed
+ * ticker's kernel side ends by itself after its arming's last tick, whatever
+ * the removes find. The count bounds a fast ticker (which fires at most once
+ * per enter, since the re-arm is task work), the time a slow one. */
+#define TICKER_ARMING    64u
+#define TICKER_ARMING_NS 100000000ull
+
+static unsigned ticks_per_arming(const weft_stream *s)
+{
+    uint64_t period = (uint64_t)s->period.tv_sec * 1000000000u + (uint64_t)s->period.tv_nsec;
+    uint64_t n = TICKER_ARMING_NS / period;
+    return n < 1 ? 1u : n > TICKER_ARMING ? TICKER_ARMING : (unsigned)n;
 }
 
 /* Submits the multishot op. 0 or -EAGAIN (no SQE: fault injection). */
@@ -176,7 +202,7 @@ static int arm(weft_stream *s)
         opcode = IORING_OP_POLL_ADD;
         break;
     case STREAM_TICKER:
-        io_uring_prep_timeout(sqe, &s->period, 0, IORING_TIMEOUT_MULTISHOT);
+        io_uring_prep_timeout(sqe, &s->period, ticks_per_arming(s), IORING_TIMEOUT_MULTISHOT);
         opcode = IORING_OP_TIMEOUT;
         break;
     }
@@ -323,10 +349,13 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
     if (!s->armed)
         return 0; /* the next pull arms it with the new period */
     /* -ENOENT while still armed: the ticker fired and sits between two
-     * shots until the next enter re-arms it (DEFER_TASKRUN); the retry's own
-     * round trip does that. */
+     * shots until task work re-arms it (DEFER_TASKRUN); the update goes in
+     * right after that task work has run (weft__ring_submit_rearmed). A
+     * ticker faster than that round trip may never be found: after a few
+     * tries its period changes at its next arming instead (after at most
+     * TICKER_ARMING ticks), which reads s->period. */
     int r = -ENOENT;
-    for (int tries = 0; r == -ENOENT && s->armed && tries < 100; tries++) {
+    for (int tries = 0; r == -ENOENT && s->armed && tries < 8; tries++) {
         weft__io io;
         int err;
         struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_TIMEOUT_REMOVE, &err);
@@ -334,9 +363,10 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
             return err;
         /* The kernel copies the new period at submission; s->period lives on. */
         io_uring_prep_timeout_update(sqe, &s->period, (uint64_t)(uintptr_t)&s->op, 0);
+        weft__ring_submit_rearmed(&w->ring);
         r = weft__io_wait(&io);
     }
-    return r == -ENOENT && !s->armed ? 0 : r;
+    return r == -ENOENT ? 0 : r;
 }
 
 unsigned weft_stream_pending(const weft_stream *s)
