@@ -454,9 +454,51 @@ TEST(shielded_io_completes_despite_cancel)
     run_main(NULL, main_shield, NULL);
 }
 
+/* A hard-linked pair of polls: when the task is cancelled, the first is
+ * waiting and the second has not started, so the second's cancel finds
+ * nothing (-ENOENT). The hard link then starts it as the first ends
+ * cancelled: it used to wait for its pipe for ever, and the task with it. */
+static int link_pipes[2][2];
+static int link_res[2] = {1, 1};
+
+static void *hard_linked_polls(void *arg)
+{
+    (void)arg;
+    struct io_uring_sqe s[2];
+    memset(s, 0, sizeof s);
+    io_uring_prep_poll_add(&s[0], link_pipes[0][0], POLLIN);
+    s[0].flags |= IOSQE_IO_HARDLINK;
+    io_uring_prep_poll_add(&s[1], link_pipes[1][0], POLLIN);
+    return (void *)(intptr_t)weft_batch(s, link_res, 2, 0);
+}
+
+static void *main_cancel_a_hard_link(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(pipe2(link_pipes[0], O_CLOEXEC));
+    ASSERT_OK(pipe2(link_pipes[1], O_CLOEXEC));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, hard_linked_polls, NULL));
+    ASSERT_OK(weft_sleep_ns(2000000)); /* the first poll waits by now */
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(link_res[0], -ECANCELED);
+    ASSERT_EQ(link_res[1], -ECANCELED);
+    for (int i = 0; i < 2; i++) {
+        close(link_pipes[i][0]);
+        close(link_pipes[i][1]);
+    }
+    return NULL;
+}
+TEST(cancelling_a_batch_reaches_a_link_that_starts_later)
+{
+    run_main(NULL, main_cancel_a_hard_link, NULL);
+}
+
 TEST_MAIN(CASE(cancelling_every_blocking_kind_leaves_buffers_untouched),
           CASE(deadlines_interrupt_every_blocking_kind),
           CASE(a_result_that_beats_the_cancel_is_returned),
           CASE(cancellation_storm_loses_no_byte_and_no_fd),
           CASE(sqe_exhaustion_fails_cleanly_and_cancels_still_wait),
-          CASE(shielded_io_completes_despite_cancel))
+          CASE(shielded_io_completes_despite_cancel),
+          CASE(cancelling_a_batch_reaches_a_link_that_starts_later))

@@ -112,8 +112,9 @@ WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), vo
  * SQE with IOSQE_CQE_SKIP_SUCCESS, whose success would post nothing to wait
  * for, or IOSQE_IO_DRAIN, which would stall every op of the worker behind
  * it, and for a link flag on the last SQE, which would chain it to an
- * unrelated op; -EAGAIN when the ring has no room right now). Interruption cancels every op still
- * in flight and waits for all of them. */
+ * unrelated op; -EAGAIN when the ring has no room right now). Interruption
+ * cancels every op still in flight (again, for one that starts later in a
+ * chain) and waits for all of them. */
 #define WEFT_BATCH_CHAIN 1u
 WEFT_API int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned flags);
 

@@ -106,6 +106,9 @@ int weft__io_wait(weft__io *io)
     return io->res;
 }
 
+/* See weft__io_wait_all: how often cancels that missed go again. */
+#define RECANCEL_NS 1000000ull
+
 int weft__io_wait_all(weft__io *ios, unsigned n)
 {
     weft_task *t = ios[0].task;
@@ -129,7 +132,18 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
             continue;
         }
         if (cancels_sent) {
+            /* An op of a chain that had not started when its cancel came
+             * (-ENOENT) starts once the op before it ends, and one that was
+             * running then (-EALREADY) may run on: a cancel that missed is
+             * sent again after each completion and every RECANCEL_NS,
+             * until every op is back. */
+            weft__worker *w = weft__worker_self();
+            weft__timer again = {.when = weft_now_ns() + RECANCEL_NS, .task = t};
+            weft__timer_add(&w->timers, &again);
             weft__task_park();
+            if (!again.fired)
+                weft__timer_remove(&w->timers, &again);
+            cancels_sent = false;
             continue;
         }
         /* Interrupted with ops still in the kernel: cancel them there and
