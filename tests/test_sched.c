@@ -458,6 +458,43 @@ TEST(a_queue_that_waits_briefly_keeps_its_debt)
     weft__sched_fini(&s);
 }
 
+static bool movable_unless_sticky(const weft_task *t)
+{
+    return !(t->flags & WEFT_TASK_STICKY);
+}
+
+/* A hand-over takes the first three movable tasks of the FIFO queue
+ * P X1 .. X6, where P is pinned. P used to be popped and pushed back
+ * behind X4..X6, and so lost its turn at every hand-over. */
+TEST(a_hand_over_leaves_the_pinned_task_its_place)
+{
+    weft_queue_spec qs[] = {{.name = "a", .weight = 1}};
+    weft__sched s;
+    sched_open(&s, qs, 1);
+    weft_task t[7];
+    for (int i = 0; i < 7; i++) {
+        fake_task(&t[i], 0, (uint64_t)i);
+        s.queues[0].live++;
+        weft__sched_push(&s, &t[i], PUSH_QUEUE);
+    }
+    t[0].flags = WEFT_TASK_STICKY;
+    weft_task *first, *last;
+    ASSERT_EQ(weft__sched_take(&s, -1, 3, movable_unless_sticky, &first, &last), 3);
+    char given[8] = {0}, left[8] = {0};
+    int k = 0;
+    for (weft_task *x = first; x; x = x->rq_next)
+        given[k++] = (char)('0' + x->entity.task_id);
+    ASSERT(last == &t[3]);
+    ASSERT_STREQ(given, "123");
+    k = 0;
+    bool need_poll;
+    for (weft_task *x; (x = weft__sched_pick(&s, &need_poll)) || need_poll;)
+        if (x)
+            left[k++] = (char)('0' + x->entity.task_id);
+    ASSERT_STREQ(left, "0456");
+    weft__sched_fini(&s);
+}
+
 TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_burst),
           CASE(waking_heavy_queue_preempts_through_yield_maybe),
           CASE(yield_maybe_rarely_yields_when_not_due), CASE(lifo_slot_runs_the_woken_task_next),
@@ -465,4 +502,5 @@ TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_b
           CASE(children_inherit_the_spawners_queue),
           CASE(a_policy_that_fails_to_init_fails_the_start),
           CASE(virtual_runtimes_wrap_without_starving_a_queue),
-          CASE(a_queue_that_waits_briefly_keeps_its_debt))
+          CASE(a_queue_that_waits_briefly_keeps_its_debt),
+          CASE(a_hand_over_leaves_the_pinned_task_its_place))

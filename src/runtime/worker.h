@@ -107,6 +107,9 @@ typedef struct weft__worker {
      * some of it over to a worker running only lighter work. A hint. */
     _Atomic uint32_t best_weight;
     uint32_t sched_best_weight; /* this worker's own copy of best_weight */
+    /* sched.stealable_pushes when donate last found nothing it could give
+     * (UINT64_MAX: never). */
+    uint64_t donate_found_none_at;
     /* Foreign threads (no ring of their own) wake a parked worker through
      * an eventfd that a read on the ring watches. */
     int wake_fd;

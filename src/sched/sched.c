@@ -165,6 +165,7 @@ static void policy_push(weft__sched *s, weft_task *t)
 void weft__sched_push(weft__sched *s, weft_task *t, weft__push_hint hint)
 {
     t->entity.runnable_ns = s->now;
+    s->stealable_pushes += weft__task_stealable(t);
     bool slot = hint == PUSH_FIRST || (hint == PUSH_WOKEN && s->lifo_enabled);
     if (slot && s->cur && s->cur == &s->queues[t->queue]) {
         /* The slot holds one task; the one it displaces queues normally. */
@@ -328,6 +329,22 @@ bool weft__sched_empty(const weft__sched *s)
     return true;
 }
 
+/* t leaves this worker for good: the policy forgets it as it would a
+ * finished task, and it joins the list *first..*last. */
+static void take_out(weft__queue *q, weft_task *t, weft_task **first, weft_task **last)
+{
+    q->nqueued--;
+    q->live--;
+    if (weft__queue_has_exit(q))
+        q->policy->exit(q->state, &t->entity);
+    t->rq_next = NULL;
+    if (*last)
+        (*last)->rq_next = t;
+    else
+        *first = t;
+    *last = t;
+}
+
 unsigned weft__sched_take(weft__sched *s, int only, unsigned max,
                           bool (*movable)(const weft_task *), weft_task **first, weft_task **last)
 {
@@ -337,41 +354,47 @@ unsigned weft__sched_take(weft__sched *s, int only, unsigned max,
         if (only >= 0 && i != (unsigned)only)
             continue;
         weft__queue *q = &s->queues[i];
-        /* Look at each queued task once, in the policy's order: the tasks
-         * it would run first go, the pinned ones are pushed back. */
-        uint64_t look = q->nqueued;
-        weft_task *keep = NULL, *keep_tail = NULL;
-        while (look-- && taken < max) {
-            weft_sched_entity *e = q->rfifo ? weft__rfifo_pop(q->state) : q->policy->pop(q->state);
-            if (!e)
-                break;
-            q->nqueued--;
-            weft_task *t = weft__task_of_entity(e);
-            t->rq_next = NULL;
-            if (!movable(t)) {
+        if (q->rfifo) {
+            /* Unlinked in place: the pinned ones keep their places. */
+            weft__rfifo *f = q->state;
+            for (weft_sched_entity *e = f->head; e && taken < max;) {
+                weft_sched_entity *next = WEFT__RFIFO_NEXT(e);
+                weft_task *t = weft__task_of_entity(e);
+                if (movable(t)) {
+                    weft__rfifo_remove(f, e);
+                    take_out(q, t, first, last);
+                    taken++;
+                }
+                e = next;
+            }
+        } else {
+            /* Each queued task once, in the policy's order: the tasks it
+             * would run first go, the pinned ones are pushed back. */
+            uint64_t look = q->nqueued;
+            weft_task *keep = NULL, *keep_tail = NULL;
+            while (look-- && taken < max) {
+                weft_sched_entity *e = q->policy->pop(q->state);
+                if (!e)
+                    break;
+                weft_task *t = weft__task_of_entity(e);
+                if (movable(t)) {
+                    take_out(q, t, first, last);
+                    taken++;
+                    continue;
+                }
+                q->nqueued--;
+                t->rq_next = NULL;
                 if (keep_tail)
                     keep_tail->rq_next = t;
                 else
                     keep = t;
                 keep_tail = t;
-                continue;
             }
-            /* It leaves this worker for good: the policy forgets it as it
-             * would a finished task. */
-            q->live--;
-            if (weft__queue_has_exit(q))
-                q->policy->exit(q->state, e);
-            if (*last)
-                (*last)->rq_next = t;
-            else
-                *first = t;
-            *last = t;
-            taken++;
-        }
-        while (keep) {
-            weft_task *next = keep->rq_next;
-            policy_push(s, keep);
-            keep = next;
+            while (keep) {
+                weft_task *next = keep->rq_next;
+                policy_push(s, keep);
+                keep = next;
+            }
         }
         if (q->active && q->nqueued == 0 && q != s->cur)
             deactivate(s, q);

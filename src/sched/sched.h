@@ -67,6 +67,10 @@ typedef struct weft__sched {
     bool poll_due;     /* a timer is due: poll before the next pick */
     bool slice_polled; /* polled since the current slice ran out */
     uint64_t now;      /* last clock reading (0 when untimed) */
+    /* Pushes of tasks that another worker could take (weft__task_stealable):
+     * the worker's hand-over looks again only when this has moved since it
+     * last found nothing to give. */
+    uint64_t stealable_pushes;
     /* LIFO slot: a task woken by the running task runs next. */
     bool lifo_enabled;
     unsigned lifo_skip_interval, lifo_picks;
@@ -112,13 +116,12 @@ void weft__sched_end_slice(weft__sched *s);
 bool weft__sched_empty(const weft__sched *s);
 /* Tasks queued in the policies (the LIFO slot not counted). */
 uint64_t weft__sched_queued(const weft__sched *s);
-/* Takes up to max queued tasks for which movable() is true, in each
- * queue's policy order, out of this scheduler (each policy sees exit), and
- * returns them linked through rq_next, still with their queue index. */
 /* Takes up to max queued tasks that movable() accepts out of the scheduler,
  * in each queue's policy order, from queue `only` (an index) or from every
  * queue (only < 0); the policies see them exit. Returns how many, linked
- * through rq_next from *first to *last. */
+ * through rq_next from *first to *last. The tasks left keep their order in
+ * a runnable-FIFO queue; other policies get them pushed back, which keeps
+ * an order by key (service, arrival) but not the order among equals. */
 unsigned weft__sched_take(weft__sched *s, int only, unsigned max,
                           bool (*movable)(const weft_task *), weft_task **first, weft_task **last);
 
@@ -133,6 +136,7 @@ static inline bool weft__sched_push_fast(weft__sched *s, weft_task *t)
         return false;
     weft__rfifo_push(q->state, &t->entity);
     q->nqueued++;
+    s->stealable_pushes += weft__task_stealable(t);
     return true;
 }
 

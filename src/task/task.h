@@ -143,6 +143,14 @@ struct weft_task {
     char *name;               /* NULL or a copy (weft__malloc), at most TASK_NAME_MAX - 1 chars */
 };
 
+/* Whether another worker may run t: nothing pins it to its owner's ring
+ * (DESIGN §5). */
+static inline bool weft__task_stealable(const weft_task *t)
+{
+    return !(t->flags & (WEFT_TASK_STICKY | TASK_F_MAINTENANCE)) && t->ring_ops == 0 &&
+           t->ring_bound == 0;
+}
+
 /* The task whose scheduling entity e is. */
 static inline weft_task *weft__task_of_entity(weft_sched_entity *e)
 {
