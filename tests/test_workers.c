@@ -2337,6 +2337,56 @@ TEST(an_errand_to_another_worker_brings_its_stack)
     run_workers(2, main_errand_without_a_stack_there, NULL);
 }
 
+/* The request is accepted (0) on a foreign thread; the worker's spawn of it
+ * fails later (the copy of its name cannot be allocated). It used to vanish
+ * without a trace. */
+static _Atomic int late_ran;
+static int late_rc = 1;
+
+static void *late_task(void *arg)
+{
+    (void)arg;
+    atomic_store(&late_ran, 1);
+    return NULL;
+}
+
+static void *request_late_task(void *rt)
+{
+    weft_spawn_opts o = {.name = "late"};
+    late_rc = weft_runtime_spawn(rt, &o, late_task, NULL);
+    return NULL;
+}
+
+static void *main_inject_fails_later(void *arg)
+{
+    (void)arg;
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, request_late_task, weft_runtime_current()));
+    /* Blocks this (only) worker: it cannot take the request before the
+     * fault is armed. */
+    ASSERT_OK(pthread_join(th, NULL));
+    ASSERT_EQ(late_rc, 0);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    weft_stats st;
+    do {
+        ASSERT_OK(weft_yield());
+        st.inject_failed = 0;
+        if (weft__fault_count(WEFT_FAULT_ALLOC) >= 1) {
+            weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+            ASSERT_OK(weft_stats_snapshot(&st));
+        }
+    } while (!st.inject_failed);
+    ASSERT_EQ(st.inject_failed, 1);
+    ASSERT_EQ(st.tasks_injected, 0);
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_EQ(atomic_load(&late_ran), 0);
+    return NULL;
+}
+TEST(an_outside_spawn_that_fails_later_is_counted)
+{
+    run_workers(1, main_inject_fails_later, NULL);
+}
+
 TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),
           CASE(ring_bound_objects_refuse_the_wrong_task_or_worker), CASE(stream_pins_task),
@@ -2351,4 +2401,5 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(runtime_spawn_reaches_a_lone_worker_that_never_idles),
           CASE(runtime_spawn_wakes_a_lone_worker_that_is_about_to_park),
           CASE(worker_thread_start_fails), CASE(worker_ring_setup_fails),
-          CASE(worker_index_count_and_stats), CASE(an_errand_to_another_worker_brings_its_stack))
+          CASE(worker_index_count_and_stats), CASE(an_errand_to_another_worker_brings_its_stack),
+          CASE(an_outside_spawn_that_fails_later_is_counted))

@@ -113,7 +113,9 @@ WEFT_API weft_runtime *weft_runtime_current(void);
  * stack size), -ENOENT (unknown queue), -ENOMEM, or -ESHUTDOWN once the
  * main task has finished. A request still queued when the main task
  * finishes is spawned cancelled: it never runs, like every other
- * background task at shutdown. */
+ * background task at shutdown. A worker spawns the request later, and may
+ * then run out of memory for its record or stack: the task never runs,
+ * stderr says so, and weft_stats counts it in inject_failed. */
 WEFT_API int weft_runtime_spawn(weft_runtime *rt, const weft_spawn_opts *opts, weft_fn fn,
                                 void *arg);
 

@@ -45,6 +45,7 @@ typedef struct weft_stats {
     uint64_t wakes_sent;          /* wake-ups of parked workers sent by this one */
     uint64_t wakes_msg_ring;      /* ... of which by IORING_OP_MSG_RING */
     uint64_t tasks_injected;      /* outside spawns (weft_runtime_spawn) started here */
+    uint64_t inject_failed;       /* outside spawns accepted, then not started: out of memory */
     uint64_t tasks_moved_on_wake; /* woken here from another worker (WEFT_WAKE_TO_WAKER) */
     /* Worker time: running tasks or its loop, and parked in io_uring_enter
      * waiting for work. Summed over workers. An embedded executor counts

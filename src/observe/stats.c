@@ -47,6 +47,7 @@ static void fill_worker(const weft__worker *w, weft_stats *out)
     out->wakes_sent = w->count.wakes_sent;
     out->wakes_msg_ring = w->count.wakes_msg_ring;
     out->tasks_injected = w->count.injected;
+    out->inject_failed = w->count.inject_failed;
     out->tasks_moved_on_wake = w->count.moved_on_wake;
     /* Read on the worker's own thread, by a task: the worker is busy now
      * (an embedded one is inside weft_executor_run). */
@@ -142,6 +143,7 @@ int weft_stats_snapshot(weft_stats *out)
     X(wakes_sent)                                                                                  \
     X(wakes_msg_ring)                                                                              \
     X(tasks_injected)                                                                              \
+    X(inject_failed)                                                                               \
     X(tasks_moved_on_wake)                                                                         \
     X(busy_ns)                                                                                     \
     X(idle_ns)

@@ -476,12 +476,20 @@ static bool take_inject(weft__worker *w)
     while (list) {
         weft__inject *next = list->next;
         weft_task *t;
-        if (weft__spawn_internal(&t, &list->opts, list->fn, list->arg, 0, false) == 0) {
+        int r = weft__spawn_internal(&t, &list->opts, list->fn, list->arg, 0, false);
+        if (r == 0) {
             w->count.injected++;
             /* After the main task finished, background work is cancelled:
              * so is a request that comes in that late. */
             if (late)
                 weft__tree_cancel(t, NULL);
+        } else {
+            /* The caller was told 0 long ago and nobody waits for an
+             * answer: say so where it can be seen. */
+            w->count.inject_failed++;
+            fprintf(stderr, "weft: an outside spawn (weft_runtime_spawn%s%s) could not start: %s\n",
+                    list->opts.name ? ", " : "", list->opts.name ? list->opts.name : "",
+                    weft_strerror(r));
         }
         free(list);
         atomic_fetch_sub_explicit(&rt->inject_pending, 1, memory_order_release);

@@ -46,6 +46,7 @@ typedef struct weft__worker_counters {
     uint64_t steal_attempts, steal_successes, tasks_stolen, tasks_donated;
     uint64_t wakes_sent, wakes_msg_ring; /* to parked workers; the rest by eventfd */
     uint64_t injected;                   /* outside spawns this worker took from the inject queue */
+    uint64_t inject_failed;              /* ... and could not spawn (out of memory) */
     uint64_t moved_on_wake;              /* tasks of other workers woken here and kept */
     /* Time parked in io_uring_enter, and time not parked up to busy_since
      * (an embedded worker: time inside weft_executor_run). */
