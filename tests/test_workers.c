@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 
 #include "common/fault.h"
+#include "runtime/worker.h"
 #include "task/task.h"
 #include "test.h"
 
@@ -2387,6 +2388,25 @@ TEST(an_outside_spawn_that_fails_later_is_counted)
     run_workers(1, main_inject_fails_later, NULL);
 }
 
+/* Both workers idle, so both are hungry. Worker 0's park ends when the main
+ * task's sleep is due: the main task runs, and worker 0 must no longer
+ * count as hungry (it used to stay counted until its next poll, which kept
+ * every worker's direct yield off and its hand-over checks on). */
+static void *main_wakes_from_its_timer(void *arg)
+{
+    (void)arg;
+    weft__runtime *rt = weft__worker_self()->rt;
+    for (int i = 0; i < 20; i++) {
+        ASSERT_OK(weft_sleep_ns(2000000));
+        ASSERT_LE(atomic_load(&rt->nhungry), 1); /* worker 1 at most */
+    }
+    return NULL;
+}
+TEST(a_worker_woken_by_its_timer_is_no_longer_hungry)
+{
+    run_workers(2, main_wakes_from_its_timer, NULL);
+}
+
 TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),
           CASE(ring_bound_objects_refuse_the_wrong_task_or_worker), CASE(stream_pins_task),
@@ -2402,4 +2422,5 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(runtime_spawn_wakes_a_lone_worker_that_is_about_to_park),
           CASE(worker_thread_start_fails), CASE(worker_ring_setup_fails),
           CASE(worker_index_count_and_stats), CASE(an_errand_to_another_worker_brings_its_stack),
-          CASE(an_outside_spawn_that_fails_later_is_counted))
+          CASE(an_outside_spawn_that_fails_later_is_counted),
+          CASE(a_worker_woken_by_its_timer_is_no_longer_hungry))

@@ -321,12 +321,18 @@ static void become_hungry(weft__worker *w)
 {
     w->sched_best_weight = 0;
     atomic_store_explicit(&w->best_weight, 0, memory_order_relaxed);
-    if (atomic_load_explicit(&w->hunger, memory_order_relaxed) == WEFT__HUNGER_ON)
-        return;
-    /* From OFF, or from CLAIMED when a hand-over is late or never comes. */
-    atomic_store_explicit(&w->hunger, WEFT__HUNGER_ON, memory_order_seq_cst);
-    atomic_fetch_add_explicit(&w->rt->nhungry, 1, memory_order_seq_cst);
-    w->count.steal_attempts++;
+    /* From OFF, or from CLAIMED when a hand-over is late or never comes.
+     * A CAS, not a store: a donor's unclaim_hungry may turn CLAIMED back to
+     * ON (and count it) at the same time, and counting twice would leave
+     * nhungry above zero for the rest of the run. */
+    int h = atomic_load_explicit(&w->hunger, memory_order_relaxed);
+    while (h != WEFT__HUNGER_ON)
+        if (atomic_compare_exchange_weak_explicit(&w->hunger, &h, WEFT__HUNGER_ON,
+                                                  memory_order_seq_cst, memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&w->rt->nhungry, 1, memory_order_seq_cst);
+            w->count.steal_attempts++;
+            return;
+        }
 }
 
 /* True if this call took w's request for work (ON -> CLAIMED). */
@@ -943,6 +949,10 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
             w->count.busy_ns += now - w->count.busy_since_ns;
         w->count.idle_ns += after - now;
         w->count.busy_since_ns = after;
+        /* A park that a timer ended: wake its sleepers now, so that the
+         * caller sees work and stops counting this worker as hungry. */
+        if (weft__timer_count(&w->timers))
+            weft__timer_expire(&w->timers, after);
     }
     drain_remote(w);
     return r < 0 ? r : 0;
