@@ -363,6 +363,61 @@ TEST(a_policy_that_fails_to_init_fails_the_start)
     ASSERT_EQ(weft_run(&cfg, note, NULL, NULL), -EDOM);
 }
 
+/* Queue a's task makes 1000 cheap weft_yield_maybe calls, so the calls
+ * space out their clock readings, then calls it after each 1 ms of work;
+ * queue b's task is runnable all along. At most 16 of the slow calls may
+ * pass before a reading notices the slice is over. With a skip of up to 64
+ * the task kept the CPU for 84 such calls of 2 ms. */
+static volatile uint64_t b_turns;
+static volatile bool b_stop;
+static unsigned slow_calls;
+
+static void *turn_taker(void *arg)
+{
+    (void)arg;
+    while (!b_stop) {
+        b_turns++;
+        burn_us(20);
+        weft_yield_maybe();
+    }
+    return NULL;
+}
+
+static void *cheap_then_slow(void *arg)
+{
+    (void)arg;
+    weft_yield(); /* a fresh slice */
+    for (int i = 0; i < 1000; i++)
+        weft_yield_maybe();
+    uint64_t seen = b_turns;
+    while (b_turns == seen) {
+        burn_us(1000);
+        weft_yield_maybe();
+        slow_calls++;
+    }
+    b_stop = true;
+    return NULL;
+}
+
+static void *main_slow_calls(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts oa = {.queue = "a"}, ob = {.queue = "b"};
+    ASSERT_OK(weft_spawn_ex(NULL, &ob, turn_taker, NULL));
+    ASSERT_OK(weft_spawn_ex(NULL, &oa, cheap_then_slow, NULL));
+    ASSERT_OK(weft_wait_children());
+    return NULL;
+}
+
+TEST(yield_maybe_overruns_by_at_most_16_calls)
+{
+    weft_queue_spec qs[] = {
+        {.name = "main", .weight = 1}, {.name = "a", .weight = 1}, {.name = "b", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 3};
+    run_main_one_worker(&cfg, main_slow_calls, NULL);
+    ASSERT_LE(slow_calls, 16);
+}
+
 /* ---- the EEVDF level alone, driven step by step ---------------------------- */
 
 static void sched_open(weft__sched *s, weft_queue_spec *qs, size_t n)
@@ -503,4 +558,5 @@ TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_b
           CASE(a_policy_that_fails_to_init_fails_the_start),
           CASE(virtual_runtimes_wrap_without_starving_a_queue),
           CASE(a_queue_that_waits_briefly_keeps_its_debt),
-          CASE(a_hand_over_leaves_the_pinned_task_its_place))
+          CASE(a_hand_over_leaves_the_pinned_task_its_place),
+          CASE(yield_maybe_overruns_by_at_most_16_calls))

@@ -87,7 +87,9 @@ WEFT_API bool weft_cancelled(void);
 /* Lets other runnable tasks run. Returns 0, -ECANCELED, -EPERM. */
 WEFT_API int weft_yield(void);
 /* Yields only when the worker's time slice is used up or a preemption is
- * pending; nearly free otherwise. Returns 0, -ECANCELED, -EPERM. */
+ * pending; nearly free otherwise. It reads the clock every few calls (at
+ * most every 16th) at the rate of the last calls: see docs/scheduling.md.
+ * Returns 0, -ECANCELED, -EPERM. */
 WEFT_API int weft_yield_maybe(void);
 /* Registers fn(arg) to run when the calling task ends, however it ends
  * (return, cancellation, panic). Defers run last-in first-out, after the

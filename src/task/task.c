@@ -433,6 +433,8 @@ int weft_yield(void)
     return after_yield(t);
 }
 
+#define YIELD_SKIP_MAX 15
+
 int weft_yield_maybe(void)
 {
     weft__worker *w = weft__worker_self();
@@ -444,7 +446,9 @@ int weft_yield_maybe(void)
         /* A clock read costs more than everything else here, so when calls
          * come quickly the clock is read only every so often: often enough
          * to notice the end of the slice within about a quarter of what is
-         * left of it. */
+         * left of it at the rate of the last calls, and at least every
+         * YIELD_SKIP_MAX + 1 calls, which bounds the overrun of calls that
+         * suddenly take longer. */
         w->yield_calls++;
         if (w->yield_check_skip) {
             w->yield_check_skip--;
@@ -470,7 +474,7 @@ int weft_yield_maybe(void)
             if (next_timer - now < left)
                 left = next_timer - now;
             uint64_t skip = per_call ? left / (4 * per_call) : 0;
-            w->yield_check_skip = skip > 64 ? 64 : skip;
+            w->yield_check_skip = skip > YIELD_SKIP_MAX ? YIELD_SKIP_MAX : skip;
             w->yield_last_ns = now;
             w->yield_calls = 0;
             return after_yield(t);
