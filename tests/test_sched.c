@@ -418,6 +418,72 @@ TEST(yield_maybe_overruns_by_at_most_16_calls)
     ASSERT_LE(slow_calls, 16);
 }
 
+/* Two tasks of queue pp wake each other through channels, so each wake puts
+ * the other in the LIFO slot; the task of queue other waits its turn. The
+ * slot belongs to the slice: with 4 runs a slice, at most 4 ping-pong runs
+ * come before other's task. It used to be served past the slice's end
+ * until every 16th pick. */
+static weft_chan *ping, *pong;
+static volatile unsigned pp_runs;
+static volatile bool other_ran;
+static unsigned pp_runs_before_other;
+
+static void *pinger(void *arg)
+{
+    (void)arg;
+    int v = 0;
+    while (!other_ran) {
+        pp_runs++;
+        ASSERT_OK(weft_chan_send(ping, &v));
+        ASSERT_OK(weft_chan_recv(pong, &v));
+    }
+    weft_chan_close(ping);
+    return NULL;
+}
+
+static void *ponger(void *arg)
+{
+    (void)arg;
+    int v;
+    while (weft_chan_recv(ping, &v) == 0) {
+        pp_runs++;
+        ASSERT_OK(weft_chan_send(pong, &v));
+    }
+    return NULL;
+}
+
+static void *other_task(void *arg)
+{
+    (void)arg;
+    pp_runs_before_other = pp_runs;
+    other_ran = true;
+    return NULL;
+}
+
+static void *main_slot_and_slice(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_chan_create(&ping, sizeof(int), 0));
+    ASSERT_OK(weft_chan_create(&pong, sizeof(int), 0));
+    weft_spawn_opts pp = {.queue = "pp"}, other = {.queue = "other"};
+    ASSERT_OK(weft_spawn_ex(NULL, &pp, pinger, NULL));
+    ASSERT_OK(weft_spawn_ex(NULL, &pp, ponger, NULL));
+    ASSERT_OK(weft_spawn_ex(NULL, &other, other_task, NULL));
+    ASSERT_OK(weft_wait_children());
+    weft_chan_destroy(ping);
+    weft_chan_destroy(pong);
+    return NULL;
+}
+
+TEST(the_lifo_slot_ends_with_the_slice)
+{
+    weft_queue_spec qs[] = {
+        {.name = "main", .weight = 1}, {.name = "pp", .weight = 1}, {.name = "other", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 3, .lifo_slot = true, .max_runs_per_slice = 4};
+    run_main_one_worker(&cfg, main_slot_and_slice, NULL);
+    ASSERT_LE(pp_runs_before_other, 4);
+}
+
 /* ---- the EEVDF level alone, driven step by step ---------------------------- */
 
 static void sched_open(weft__sched *s, weft_queue_spec *qs, size_t n)
@@ -559,4 +625,4 @@ TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_b
           CASE(virtual_runtimes_wrap_without_starving_a_queue),
           CASE(a_queue_that_waits_briefly_keeps_its_debt),
           CASE(a_hand_over_leaves_the_pinned_task_its_place),
-          CASE(yield_maybe_overruns_by_at_most_16_calls))
+          CASE(yield_maybe_overruns_by_at_most_16_calls), CASE(the_lifo_slot_ends_with_the_slice))

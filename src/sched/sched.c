@@ -242,22 +242,25 @@ weft_task *weft__sched_pick(weft__sched *s, bool *need_poll)
         *need_poll = true;
         return NULL;
     }
+    weft__queue *q = s->cur;
+    bool used_up =
+        q && (s->slice_runs >= s->max_runs || (s->timed && s->slice_used_ns >= s->slice_ns));
     if (s->lifo) {
         weft_task *t = s->lifo;
         s->lifo = NULL;
-        /* Every lifo_skip_interval-th pick the slot yields to the queue, so
-         * two tasks waking each other cannot starve the rest. */
-        if (!s->lifo_enabled || ++s->lifo_picks % s->lifo_skip_interval != 0) {
+        /* The slot belongs to the slice: not past its end, nor past a
+         * preemption. Every lifo_skip_interval-th pick it yields to the
+         * queue, so two tasks waking each other cannot starve the rest of
+         * it. */
+        if (!used_up && !s->preempt &&
+            (!s->lifo_enabled || ++s->lifo_picks % s->lifo_skip_interval != 0)) {
             s->slice_runs++;
-            s->cur->runs++;
+            q->runs++;
             return t;
         }
         policy_push(s, t);
     }
-    weft__queue *q = s->cur;
     if (q) {
-        bool used_up =
-            s->slice_runs >= s->max_runs || (s->timed && s->slice_used_ns >= s->slice_ns);
         if (used_up && !s->slice_polled && !s->preempt) {
             /* Look at timers and the ring while this slice still counts as
              * running, so that queues they wake compete with it. */
