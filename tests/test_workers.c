@@ -2320,9 +2320,10 @@ TEST(worker_index_count_and_stats)
 
 /* weft_stats_workers runs an errand on every other worker and waits for
  * them all. Worker 1 has never run a task, so its pool is empty, and the
- * errand's first run there would map a slab: that mapping fails. The
- * errand ended without running and the caller waited for ever; now it
- * brings its stack along from the caller's pool. */
+ * errand's first run there maps a slab: that mapping fails. The errand
+ * ended without running and the caller waited for ever; now it answers
+ * -ENOMEM. (Bringing a stack from the caller's pool instead, as tried
+ * first, leaked a stack from that pool into the other at every call.) */
 static void *main_errand_without_a_stack_there(void *arg)
 {
     (void)arg;
@@ -2330,12 +2331,44 @@ static void *main_errand_without_a_stack_there(void *arg)
     weft__fault_arm(WEFT_FAULT_MMAP, 1);
     int r = weft_stats_workers(st, 2);
     weft__fault_arm(WEFT_FAULT_MMAP, 0);
-    ASSERT_EQ(r, 2);
+    ASSERT_EQ(r, -ENOMEM);
+    ASSERT_EQ(weft_stats_workers(st, 2), 2); /* and the next call works */
     return NULL;
 }
-TEST(an_errand_to_another_worker_brings_its_stack)
+TEST(an_errand_that_cannot_run_still_answers)
 {
     run_workers(2, main_errand_without_a_stack_there, NULL);
+}
+
+/* Every-worker calls from a task that never moves (STICKY): each errand
+ * takes its stack where it runs, so no pool grows with the calls. When the
+ * errands took their stacks from the caller's pool, each call left one
+ * more stack in the other worker's pool and carved a new one here. */
+static void *many_every_worker_calls(void *arg)
+{
+    (void)arg;
+    weft_stats st[2], before, after;
+    ASSERT_OK(weft_stats_snapshot(&before));
+    for (int i = 0; i < 2000; i++)
+        ASSERT_EQ(weft_stats_workers(st, 2), 2);
+    ASSERT_OK(weft_stats_snapshot(&after));
+    ASSERT_LE(after.stacks_pooled, before.stacks_pooled + 16);
+    ASSERT_LE(after.stack_bytes_mapped, before.stack_bytes_mapped + 8 * 1024 * 1024);
+    return NULL;
+}
+
+static void *main_many_every_worker_calls(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts sticky = {.flags = WEFT_TASK_STICKY};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &sticky, many_every_worker_calls, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    return NULL;
+}
+TEST(every_worker_calls_leave_the_stack_pools_as_they_were)
+{
+    run_workers(2, main_many_every_worker_calls, NULL);
 }
 
 /* The request is accepted (0) on a foreign thread; the worker's spawn of it
@@ -2421,6 +2454,7 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(runtime_spawn_reaches_a_lone_worker_that_never_idles),
           CASE(runtime_spawn_wakes_a_lone_worker_that_is_about_to_park),
           CASE(worker_thread_start_fails), CASE(worker_ring_setup_fails),
-          CASE(worker_index_count_and_stats), CASE(an_errand_to_another_worker_brings_its_stack),
+          CASE(worker_index_count_and_stats), CASE(an_errand_that_cannot_run_still_answers),
+          CASE(every_worker_calls_leave_the_stack_pools_as_they_were),
           CASE(an_outside_spawn_that_fails_later_is_counted),
           CASE(a_worker_woken_by_its_timer_is_no_longer_hungry))

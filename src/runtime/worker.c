@@ -588,10 +588,9 @@ static void every_record(every_call *c, int r)
         atomic_compare_exchange_strong(&c->error, &zero, r);
 }
 
-static void *every_task(void *arg)
+/* One errand has answered: the waiter goes on once all have. */
+static void every_done(every_call *c)
 {
-    every_call *c = arg;
-    every_record(c, c->fn(weft__worker_self(), c->arg));
     weft_task *waiter = c->waiter;
     if (atomic_fetch_sub_explicit(&c->pending, 1, memory_order_acq_rel) == 1) {
         /* The waiter's extra reference keeps its record valid until this
@@ -599,7 +598,24 @@ static void *every_task(void *arg)
         weft__task_wake(waiter);
         weft__task_ref_drop(waiter);
     }
+}
+
+static void *every_task(void *arg)
+{
+    every_call *c = arg;
+    every_record(c, c->fn(weft__worker_self(), c->arg));
+    every_done(c);
     return NULL;
+}
+
+/* t ends without running (no stack could be had for it here). An errand
+ * must still answer, or its caller waits for ever: it answers err. */
+static void errand_never_ran(weft_task *t, int err)
+{
+    if (t->fn == every_task) {
+        every_record(t->arg, err);
+        every_done(t->arg);
+    }
 }
 
 int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
@@ -687,6 +703,7 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
     if (t->stack)
         return true;
     if (s & TASK_CANCELLED) {
+        errand_never_ran(t, -ECANCELED);
         weft__task_complete_unstarted(t);
         weft__sched_exit(sched, t);
         weft__task_ref_drop(t);
@@ -702,6 +719,7 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
     if (r < 0) {
         /* No stack after all (see weft__stack_reserve): the task ends
          * without running and its join reports -ENOMEM. */
+        errand_never_ran(t, r);
         weft__task_complete_without_stack(t);
         weft__sched_exit(sched, t);
         weft__task_ref_drop(t);

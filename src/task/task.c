@@ -168,29 +168,27 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
             return -ENOENT;
     }
     /* Make sure a stack can be had before promising to run the task; the
-     * stack itself is taken (and touched) only at the first run. An errand
-     * for another worker (weft__spawn_on) must run, since its caller waits
-     * for it, and there a task without a stack would end without running:
-     * it takes its stack from this worker's pool now (stacks move between
-     * pools freely). */
-    weft__stack *stack = NULL;
-    int r = owner == w ? weft__stack_reserve(&w->stacks, size_class)
-                       : weft__stack_acquire(&w->stacks, size_class, &stack);
-    if (r < 0)
-        return r;
+     * stack itself is taken (and touched) only at the first run. (Another
+     * worker's pool is its own business: there the first run reports it.) */
+    if (owner == w) {
+        int r = weft__stack_reserve(&w->stacks, size_class);
+        if (r < 0)
+            return r;
+    }
     char *name = NULL;
-    weft_task *t = NULL;
     if (o->name) {
         size_t len = weft__utf8_cut(o->name, TASK_NAME_MAX - 1);
         name = weft__malloc(len + 1);
         if (!name)
-            goto fail;
+            return -ENOMEM;
         memcpy(name, o->name, len);
         name[len] = 0;
     }
-    t = weft__task_alloc(w);
-    if (!t)
-        goto fail;
+    weft_task *t = weft__task_alloc(w);
+    if (!t) {
+        free(name);
+        return -ENOMEM;
+    }
 
     weft_task *self = w->current;
     weft_task *parent = (o->flags & WEFT_TASK_BACKGROUND) || !self ? &rt->root : self;
@@ -228,12 +226,6 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->ring_bound = 0;
     t->name = name;
     t->run_flags = 0;
-    if (stack) {
-        r = weft__fiber_init(&t->fiber, stack->lo, stack->size, weft__task_entry);
-        if (r < 0)
-            goto fail;
-        t->stack = stack;
-    }
     weft__tree_lock(rt);
     /* A child of a cancelled task is born cancelled: it never runs. Read
      * under the lock every cancellation walk holds, or a walk running now
@@ -263,14 +255,6 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     w->sched.queues[queue].live++;
     weft__sched_push(&w->sched, t, o->flags & WEFT_TASK_SPAWN_LIFO ? PUSH_FIRST : PUSH_QUEUE);
     return 0;
-fail:
-    if (stack)
-        weft__stack_release(&w->stacks, stack);
-    if (t)
-        weft__task_free(w, t); /* frees the name with it */
-    else
-        free(name);
-    return r < 0 ? r : -ENOMEM;
 }
 
 int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn, void *arg,
