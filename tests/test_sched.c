@@ -587,6 +587,43 @@ static bool movable_unless_sticky(const weft_task *t)
 /* A hand-over takes the first three movable tasks of the FIFO queue
  * P X1 .. X6, where P is pinned. P used to be popped and pushed back
  * behind X4..X6, and so lost its turn at every hand-over. */
+/* Queue b (weight 1) runs one 20 ms burst (a task run cannot be cut short)
+ * and waits a moment; queue a (weight 1000) is always busy in 50 us runs.
+ * b's debt is kept only up to two slices' worth (2 x 0.5 ms x 10000 of
+ * virtual time), which a's runs pay off in about 20,000 runs (1 s). With
+ * the whole burst kept it would take 400,000 (20 s). */
+TEST(a_long_run_leaves_its_queue_at_most_two_slices_of_debt)
+{
+    weft_queue_spec qs[] = {{.name = "a", .weight = 1000}, {.name = "b", .weight = 1}};
+    weft__sched s;
+    sched_open(&s, qs, 2);
+    weft_task ta, tb;
+    weft__sched_push(&s, fake_task(&ta, 0, 1), PUSH_QUEUE);
+    weft__sched_push(&s, fake_task(&tb, 1, 2), PUSH_QUEUE);
+    bool burst_done = false, b_waiting = false;
+    unsigned a_runs_after = 0;
+    for (int i = 0; i < 1000000; i++) {
+        weft_task *t = next_task(&s);
+        if (t == &tb && burst_done)
+            break; /* b's turn came again */
+        weft__sched_charge(&s, t, t == &tb ? 20000000 : 50000);
+        if (t == &tb) {
+            burst_done = b_waiting = true; /* waits: not pushed */
+            continue;
+        }
+        a_runs_after += burst_done;
+        weft__sched_push(&s, t, PUSH_QUEUE);
+        if (b_waiting) {
+            b_waiting = false;
+            weft__sched_push(&s, &tb, PUSH_QUEUE);
+        }
+    }
+    ASSERT(burst_done);
+    ASSERT_GT(a_runs_after, 1000);  /* the debt is kept, */
+    ASSERT_LE(a_runs_after, 25000); /* but not the whole burst's */
+    weft__sched_fini(&s);
+}
+
 TEST(a_hand_over_leaves_the_pinned_task_its_place)
 {
     weft_queue_spec qs[] = {{.name = "a", .weight = 1}};
@@ -625,4 +662,5 @@ TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_b
           CASE(virtual_runtimes_wrap_without_starving_a_queue),
           CASE(a_queue_that_waits_briefly_keeps_its_debt),
           CASE(a_hand_over_leaves_the_pinned_task_its_place),
+          CASE(a_long_run_leaves_its_queue_at_most_two_slices_of_debt),
           CASE(yield_maybe_overruns_by_at_most_16_calls), CASE(the_lifo_slot_ends_with_the_slice))

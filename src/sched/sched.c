@@ -125,7 +125,10 @@ static uint64_t virtual_deadline(const weft__sched *s, const weft__queue *q)
  * progress): otherwise a low-weight queue whose task runs, waits a moment
  * and runs again would start every run level with the heavy queues, and
  * take a share far beyond its weight (`tests/test_sched.c:
- * a_queue_that_waits_briefly_keeps_its_debt`). */
+ * a_queue_that_waits_briefly_keeps_its_debt`). The debt kept is at most
+ * DEBT_SLICES slices' worth, as Linux's EEVDF limits lag: a task run far
+ * past its slice is not the queue's doing (runs cannot be cut short), and
+ * a weight-1 queue would otherwise wait 10000x that run's length. */
 static void activate(weft__sched *s, weft__queue *q)
 {
     uint64_t avg = avg_vruntime(s);
@@ -140,10 +143,15 @@ static void activate(weft__sched *s, weft__queue *q)
     }
 }
 
+#define DEBT_SLICES 2
+
 static void deactivate(weft__sched *s, weft__queue *q)
 {
     uint64_t avg = avg_vruntime(s);
+    uint64_t cap = DEBT_SLICES * slice_length(s) * WEFT_WEIGHT_UNIT / q->weight;
     q->debt = vt_before(avg, q->vruntime) ? q->vruntime - avg : 0;
+    if (q->debt > cap)
+        q->debt = cap;
     q->idle_avg = avg;
     q->active = false;
     if (--s->nactive == 0)
