@@ -114,8 +114,10 @@ WEFT_API weft_runtime *weft_runtime_current(void);
  * main task has finished. A request still queued when the main task
  * finishes is spawned cancelled: it never runs, like every other
  * background task at shutdown. A worker spawns the request later, and may
- * then run out of memory for its record or stack: the task never runs,
- * stderr says so, and weft_stats counts it in inject_failed. */
+ * then find no memory for its record or name, or no stack to reserve: the
+ * task never runs, stderr says so, and weft_stats counts it in
+ * inject_failed. (Like any task, it can also end without running if its
+ * stack, reserved then, cannot be had at its first run.) */
 WEFT_API int weft_runtime_spawn(weft_runtime *rt, const weft_spawn_opts *opts, weft_fn fn,
                                 void *arg);
 

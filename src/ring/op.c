@@ -106,8 +106,12 @@ int weft__io_wait(weft__io *io)
     return io->res;
 }
 
-/* See weft__io_wait_all: how often cancels that missed go again. */
-#define RECANCEL_NS 1000000ull
+/* See weft__io_wait_all: how soon cancels that missed go again, doubling
+ * from RECANCEL_NS up to RECANCEL_MAX_NS (an op that never ends, such as a
+ * zero-copy send whose peer never reads, must not wake its task a thousand
+ * times a second for ever). */
+#define RECANCEL_NS     1000000ull
+#define RECANCEL_MAX_NS 100000000ull
 
 int weft__io_wait_all(weft__io *ios, unsigned n)
 {
@@ -121,6 +125,7 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
         }
     int intr = 0;
     bool cancels_sent = false;
+    uint64_t recancel_ns = RECANCEL_NS;
     for (;;) {
         unsigned left = 0;
         for (unsigned i = 0; i < n; i++)
@@ -135,10 +140,12 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
             /* An op of a chain that had not started when its cancel came
              * (-ENOENT) starts once the op before it ends, and one that was
              * running then (-EALREADY) may run on: a cancel that missed is
-             * sent again after each completion and every RECANCEL_NS,
-             * until every op is back. */
+             * sent again after each completion and after a pause (see
+             * RECANCEL_NS), until every op is back. */
             weft__worker *w = weft__worker_self();
-            weft__timer again = {.when = weft_now_ns() + RECANCEL_NS, .task = t};
+            weft__timer again = {.when = weft_now_ns() + recancel_ns, .task = t};
+            if (recancel_ns < RECANCEL_MAX_NS)
+                recancel_ns *= 2;
             weft__timer_add(&w->timers, &again);
             weft__task_park();
             if (!again.fired)
