@@ -292,7 +292,40 @@ TEST(a_million_guarded_stacks)
     weft__stack_pool_fini(&p);
 }
 
-TEST_MAIN(CASE(size_classes), CASE(pool_reuses_lifo), CASE(trim_returns_pages_below_high_water),
+/* A worker that never goes idle still moves its pool's clock (at each poll
+ * of its ring), so that a stack released during a long busy stretch is
+ * stamped with the time of its release. The clock used to move only when
+ * the worker went idle and trimmed: after a busy second, the stacks just
+ * released looked a second old and were trimmed, still hot. */
+static void *yields_forever(void *arg)
+{
+    (void)arg;
+    while (weft_yield() == 0)
+        ;
+    return NULL;
+}
+
+static void *main_pool_clock_moves_while_busy(void *arg)
+{
+    (void)arg;
+    weft_task *other;
+    ASSERT_OK(weft_spawn(&other, yields_forever, NULL)); /* never idle from here */
+    ASSERT_OK(weft_yield());
+    uint64_t before = weft_now_ns();
+    for (int i = 0; i < 1000; i++)
+        ASSERT_OK(weft_yield()); /* the worker polls at slice ends */
+    ASSERT_GE(weft__worker_self()->stacks.clock_ns, before);
+    ASSERT_OK(weft_cancel(other));
+    ASSERT_EQ(weft_join(other, NULL), -ECANCELED);
+    return NULL;
+}
+TEST(a_busy_worker_keeps_its_pool_clock_current)
+{
+    run_main_one_worker(NULL, main_pool_clock_moves_while_busy, NULL);
+}
+
+TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),
+          CASE(pool_reuses_lifo), CASE(trim_returns_pages_below_high_water),
           CASE(a_host_alternate_stack_survives_workers_on_its_thread),
           CASE(overflow_is_reported_after_another_executor_on_the_thread_went),
           CASE(guard_page_faults), CASE(overflow_is_reported_and_aborts),

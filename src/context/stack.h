@@ -46,9 +46,9 @@ typedef struct weft__stack_pool {
     struct weft__slab *carving[WEFT_STACK_CLASSES]; /* slab with uncarved slots */
     struct weft__slab *slabs;                       /* every slab, for teardown */
     weft__stack *untrimmed, *untrimmed_tail;        /* FIFO of released stacks to trim */
-    uint64_t clock_ns;                              /* the owner's last clock reading */
-    uint64_t live;                                  /* handed out */
-    uint64_t pooled;                                /* free in the pool */
+    uint64_t clock_ns; /* the owner's last clock reading: each poll of its ring, and trims */
+    uint64_t live;     /* handed out */
+    uint64_t pooled;   /* free in the pool */
     uint64_t bytes_mapped;
 } weft__stack_pool;
 

@@ -931,6 +931,11 @@ void weft__worker_sync_clock(weft__worker *w)
 static int worker_poll(weft__worker *w, uint64_t timeout_ns)
 {
     uint64_t now = read_clock(w);
+    /* Stacks released from now on are stamped with this reading: the age
+     * that trimming waits for is counted from it (weft__stack_trim), and
+     * a worker busy for seconds would otherwise stamp them with the time
+     * it was last idle, and trim them, still hot, at its next idle. */
+    w->stacks.clock_ns = now;
     drain_remote(w);
     if (weft__timer_count(&w->timers))
         weft__timer_expire(&w->timers, now);
