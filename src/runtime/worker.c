@@ -311,12 +311,6 @@ void weft__runtime_wake_all(weft__runtime *rt)
 
 /* ---- moving work between workers ------------------------------------------ */
 
-/* Stealable (DESIGN §6): nothing ties the task to this worker's ring. */
-static bool stealable(const weft_task *t)
-{
-    return weft__task_stealable(t);
-}
-
 static void become_hungry(weft__worker *w)
 {
     w->sched_best_weight = 0;
@@ -398,7 +392,8 @@ static void donate(weft__worker *w)
     if (!to)
         return;
     weft_task *first, *last;
-    unsigned n = weft__sched_take(&w->sched, -1, (unsigned)(queued / 2), stealable, &first, &last);
+    unsigned n = weft__sched_take(&w->sched, -1, (unsigned)(queued / 2), weft__task_stealable,
+                                  &first, &last);
     if (n == 0) {
         /* Everything queued is pinned here: let another worker feed it. */
         w->donate_found_none_at = w->sched.stealable_pushes;
@@ -437,7 +432,7 @@ static void balance_classes(weft__worker *w)
             continue;
         weft_task *first, *last;
         unsigned n = weft__sched_take(s, (int)(cur - s->queues), (unsigned)(cur->nqueued / 2),
-                                      stealable, &first, &last);
+                                      weft__task_stealable, &first, &last);
         if (n == 0)
             return;
         /* Until it publishes its own figure, c counts as fed (so that other
@@ -664,7 +659,7 @@ int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
  * of the task again until it runs. */
 static bool wake_movable(const weft__worker *w, const weft_task *t)
 {
-    if (!w->wake_to_waker || !stealable(t) || t->armed_timer)
+    if (!w->wake_to_waker || !weft__task_stealable(t) || t->armed_timer)
         return false;
     return !weft__queue_has_exit(&w->sched.queues[t->queue]);
 }
@@ -1164,6 +1159,7 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     int r = weft__sched_init(&w->sched, &rt->cfg);
     if (r < 0)
         goto fail_sched;
+    w->sched.count_stealable = w->threaded;
     r = weft__ring_init(&w->ring, rt->cfg.ring_entries,
                         embedded           ? WEFT__RING_EMBEDDED
                         : rt->park_in_poll ? WEFT__RING_POLL_PARKED

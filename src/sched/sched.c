@@ -173,7 +173,8 @@ static void policy_push(weft__sched *s, weft_task *t)
 void weft__sched_push(weft__sched *s, weft_task *t, weft__push_hint hint)
 {
     t->entity.runnable_ns = s->now;
-    s->stealable_pushes += weft__task_stealable(t);
+    if (s->count_stealable)
+        s->stealable_pushes += weft__task_stealable(t);
     bool slot = hint == PUSH_FIRST || (hint == PUSH_WOKEN && s->lifo_enabled);
     if (slot && s->cur && s->cur == &s->queues[t->queue]) {
         /* The slot holds one task; the one it displaces queues normally. */

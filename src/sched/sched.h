@@ -69,8 +69,10 @@ typedef struct weft__sched {
     uint64_t now;      /* last clock reading (0 when untimed) */
     /* Pushes of tasks that another worker could take (weft__task_stealable):
      * the worker's hand-over looks again only when this has moved since it
-     * last found nothing to give. */
+     * last found nothing to give. Counted only with several workers
+     * (count_stealable): a lone worker never hands tasks over. */
     uint64_t stealable_pushes;
+    bool count_stealable;
     /* LIFO slot: a task woken by the running task runs next. */
     bool lifo_enabled;
     unsigned lifo_skip_interval, lifo_picks;
@@ -136,7 +138,8 @@ static inline bool weft__sched_push_fast(weft__sched *s, weft_task *t)
         return false;
     weft__rfifo_push(q->state, &t->entity);
     q->nqueued++;
-    s->stealable_pushes += weft__task_stealable(t);
+    if (s->count_stealable)
+        s->stealable_pushes += weft__task_stealable(t);
     return true;
 }
 

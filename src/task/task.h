@@ -143,8 +143,8 @@ struct weft_task {
     char *name;               /* NULL or a copy (weft__malloc), at most TASK_NAME_MAX - 1 chars */
 };
 
-/* Whether another worker may run t: nothing pins it to its owner's ring
- * (DESIGN §5). */
+/* Stealable (DESIGN §6): nothing pins t to its owner's ring, so another
+ * worker may run it. */
 static inline bool weft__task_stealable(const weft_task *t)
 {
     return !(t->flags & (WEFT_TASK_STICKY | TASK_F_MAINTENANCE)) && t->ring_ops == 0 &&
