@@ -56,6 +56,102 @@ static inline uint64_t add_saturating(uint64_t a, uint64_t b)
     return __builtin_add_overflow(a, b, &sum) ? UINT64_MAX : sum;
 }
 
+/* ---- the ledger both policies keep ---------------------------------------- */
+
+/* The group records, the last task popped and the deferred first charge:
+ * the bookkeeping of the file comment that las and qlas share. Each policy
+ * passes its own way of adding service to a group (re-sorting the heap,
+ * moving to another bucket); the helpers are inlined with it. */
+typedef struct ledger {
+    /* The last task popped and its group (NULL: solo), so that the charge
+     * that follows needs no lookup. Cleared when that task exits or is
+     * removed, which may free the group. */
+    weft_sched_entity *last;
+    weft__group *last_group;
+    /* A charge whose group is not known yet (see ledger_charge). */
+    weft_sched_entity *pending;
+    uint64_t pending_ns;
+    weft__groups groups;
+} ledger;
+
+typedef void add_service_fn(void *state, weft__group *g, uint64_t ran_ns);
+
+/* Applies a pending charge: every entry point does this first, so that the
+ * deferral is never visible. */
+static inline __attribute__((always_inline)) void ledger_flush(ledger *l, void *state,
+                                                               add_service_fn *add)
+{
+    weft_sched_entity *e = l->pending;
+    if (__builtin_expect(e == NULL, 1))
+        return;
+    l->pending = NULL;
+    weft__group *g = weft__groups_adopt(&l->groups, e);
+    if (!g) /* no memory for a record: the task stays without service */
+        return;
+    add(state, g, l->pending_ns);
+    /* e is accounted now: its later charges go to g directly, and its
+     * exit must not take the solo shortcut (weft__groups_exit_pending). */
+    if (l->last == e)
+        l->last_group = g;
+}
+
+static inline __attribute__((always_inline)) void
+ledger_charge(ledger *l, void *state, add_service_fn *add, weft_sched_entity *e, uint64_t ran_ns)
+{
+    if (ran_ns == 0)
+        return;
+    if (l->pending == e) {
+        l->pending_ns = add_saturating(l->pending_ns, ran_ns);
+        return;
+    }
+    ledger_flush(l, state, add);
+    if (l->last == e && l->last_group) {
+        add(state, l->last_group, ran_ns);
+        return;
+    }
+    /* A solo task that ran for the first time (or one the runtime ran
+     * without popping it): see the file comment. */
+    l->pending = e;
+    l->pending_ns = ran_ns;
+}
+
+static inline __attribute__((always_inline)) void
+ledger_exit(ledger *l, void *state, add_service_fn *add, weft_sched_entity *e)
+{
+    bool accounted = true;
+    if (l->pending == e) {
+        /* Its service matters only to a group that outlives it. */
+        l->pending = NULL;
+        weft__group *g =
+            weft__groups_exit_pending(&l->groups, e, l->last == e && !l->last_group, &accounted);
+        if (g)
+            add(state, g, l->pending_ns);
+    } else {
+        ledger_flush(l, state, add);
+    }
+    if (l->last == e)
+        l->last = NULL;
+    if (accounted)
+        weft__groups_release(&l->groups, e);
+}
+
+/* A task popped: the charge that follows goes to g (NULL: not known yet). */
+static inline void ledger_popped(ledger *l, weft_sched_entity *e, weft__group *g)
+{
+    l->last = e;
+    l->last_group = g;
+}
+
+/* e leaves without exiting (removed from the queue). */
+static inline void ledger_removed(ledger *l, weft_sched_entity *e)
+{
+    if (l->last == e)
+        l->last = NULL;
+    /* The task leaves this worker's queue (stolen, or cancelled): it may
+     * exit elsewhere, so stop counting it in its group here. */
+    weft__groups_release(&l->groups, e);
+}
+
 /* ---- las -------------------------------------------------------------- */
 
 /* (service_ns, seq) as one 128-bit number: one comparison, which compiles
@@ -73,15 +169,7 @@ typedef struct las_state {
     weft__group *lane_head, *lane_tail;       /* runnable groups with service 0, by seq */
     weft_sched_entity *solo_head, *solo_tail; /* runnable tasks with no record, by seq */
     uint64_t next_seq;
-    /* The last task popped and its group (NULL: solo), so that the charge
-     * that follows needs no lookup. Cleared when that task exits or is
-     * removed, which may free the group. */
-    weft_sched_entity *last;
-    weft__group *last_group;
-    /* A charge whose group is not known yet (see las_charge). */
-    weft_sched_entity *pending;
-    uint64_t pending_ns;
-    weft__groups groups;
+    ledger led;
 } las_state;
 
 #define NEXT(e)     ((weft_sched_entity *)(e)->link[0])
@@ -251,8 +339,9 @@ static inline void fifo_append(weft_sched_entity **head, weft_sched_entity **tai
     *tail = e;
 }
 
-static void las_add_service(las_state *s, weft__group *g, uint64_t ran_ns)
+static void las_add_service(void *state, weft__group *g, uint64_t ran_ns)
 {
+    las_state *s = state;
     g->service_ns = add_saturating(g->service_ns, ran_ns);
     if (g->heap_index == WEFT__GROUP_LANE) {
         /* Other tasks of the group are queued: it now sorts after the
@@ -268,22 +357,9 @@ static void las_add_service(las_state *s, weft__group *g, uint64_t ran_ns)
     }
 }
 
-/* Applies a pending charge: every entry point does this first, so that the
- * deferral is never visible. */
 static inline void las_flush(las_state *s)
 {
-    weft_sched_entity *e = s->pending;
-    if (__builtin_expect(e == NULL, 1))
-        return;
-    s->pending = NULL;
-    weft__group *g = weft__groups_adopt(&s->groups, e);
-    if (!g) /* no memory for a record: the task stays without service */
-        return;
-    las_add_service(s, g, s->pending_ns);
-    /* e is accounted now: its later charges go to g directly, and its
-     * exit must not take the solo shortcut (weft__groups_exit_pending). */
-    if (s->last == e)
-        s->last_group = g;
+    ledger_flush(&s->led, s, las_add_service);
 }
 
 static int las_init(void *state, const void *config)
@@ -291,7 +367,7 @@ static int las_init(void *state, const void *config)
     (void)config;
     las_state *s = state;
     memset(s, 0, sizeof *s);
-    weft__groups_init(&s->groups);
+    weft__groups_init(&s->led.groups);
     return 0;
 }
 
@@ -299,7 +375,7 @@ static void las_fini(void *state)
 {
     las_state *s = state;
     free(s->heap);
-    weft__groups_fini(&s->groups);
+    weft__groups_fini(&s->led.groups);
     memset(s, 0, sizeof *s);
 }
 
@@ -329,7 +405,7 @@ static void las_push(void *state, weft_sched_entity *e)
     las_state *s = state;
     las_flush(s);
     bool carried = false; /* las keys by service_ns itself */
-    weft__group *g = record_at_push(&s->groups, e, &carried);
+    weft__group *g = record_at_push(&s->led.groups, e, &carried);
     e->link[2] = g;
     if (!g) {
         e->link[3] = (void *)(uintptr_t)s->next_seq++;
@@ -352,8 +428,7 @@ static weft_sched_entity *las_pop(void *state)
     weft__group *g = s->lane_head;
     if (e && (!g || SOLO_SEQ(e) < g->seq)) {
         fifo_unlink(&s->solo_head, &s->solo_tail, e);
-        s->last = e;
-        s->last_group = NULL;
+        ledger_popped(&s->led, e, NULL);
         return e;
     }
     if (!g) {
@@ -367,8 +442,7 @@ static weft_sched_entity *las_pop(void *state)
         las_dequeue_group(s, g);
         las_heap_maybe_shrink(s);
     }
-    s->last = e;
-    s->last_group = g;
+    ledger_popped(&s->led, e, g);
     return e;
 }
 
@@ -384,51 +458,19 @@ static void las_remove(void *state, weft_sched_entity *e)
         if (!g->head)
             las_dequeue_group(s, g);
     }
-    if (s->last == e)
-        s->last = NULL;
-    /* The task leaves this worker's queue (stolen, or cancelled): it may
-     * exit elsewhere, so stop counting it in its group here. */
-    weft__groups_release(&s->groups, e);
+    ledger_removed(&s->led, e);
 }
 
 static void las_charge(void *state, weft_sched_entity *e, uint64_t ran_ns)
 {
     las_state *s = state;
-    if (ran_ns == 0)
-        return;
-    if (s->pending == e) {
-        s->pending_ns = add_saturating(s->pending_ns, ran_ns);
-        return;
-    }
-    las_flush(s);
-    if (s->last == e && s->last_group) {
-        las_add_service(s, s->last_group, ran_ns);
-        return;
-    }
-    /* A solo task that ran for the first time (or one the runtime ran
-     * without popping it): see `pending` at the top. */
-    s->pending = e;
-    s->pending_ns = ran_ns;
+    ledger_charge(&s->led, s, las_add_service, e, ran_ns);
 }
 
 static void las_exit(void *state, weft_sched_entity *e)
 {
     las_state *s = state;
-    bool accounted = true;
-    if (s->pending == e) {
-        /* Its service matters only to a group that outlives it. */
-        s->pending = NULL;
-        weft__group *g =
-            weft__groups_exit_pending(&s->groups, e, s->last == e && !s->last_group, &accounted);
-        if (g)
-            las_add_service(s, g, s->pending_ns);
-    } else {
-        las_flush(s);
-    }
-    if (s->last == e)
-        s->last = NULL;
-    if (accounted)
-        weft__groups_release(&s->groups, e);
+    ledger_exit(&s->led, s, las_add_service, e);
 }
 
 WEFT_API const weft_policy weft_policy_las = {
@@ -459,13 +501,9 @@ typedef struct qlas_state {
     uint64_t nonempty; /* bit b: bucket b has tasks */
     uint64_t quantum_ns;
     unsigned rr_interval;
-    unsigned until_rr;       /* pops left before the next round-robin pick */
-    unsigned cursor;         /* bucket of the last round-robin pick */
-    weft_sched_entity *last; /* as in las */
-    weft__group *last_group;
-    weft_sched_entity *pending;
-    uint64_t pending_ns;
-    weft__groups groups;
+    unsigned until_rr; /* pops left before the next round-robin pick */
+    unsigned cursor;   /* bucket of the last round-robin pick */
+    ledger led;
 } qlas_state;
 
 #define BUCKET(e) ((unsigned)(uintptr_t)(e)->link[2])
@@ -478,27 +516,19 @@ static uint8_t qlas_bucket(uint64_t service_ns, uint64_t quantum_ns)
     return b < QLAS_BUCKETS ? (uint8_t)b : QLAS_BUCKETS - 1;
 }
 
-static void qlas_add_service(qlas_state *s, weft__group *g, uint64_t ran_ns)
+static void qlas_add_service(void *state, weft__group *g, uint64_t ran_ns)
 {
+    qlas_state *s = state;
     g->service_ns = add_saturating(g->service_ns, ran_ns);
     /* Computed here rather than at each push: the bucket changes only when
      * the service does, and push is the hotter call. */
     g->bucket = qlas_bucket(g->service_ns, s->quantum_ns);
 }
 
-/* As las_flush. */
+/* A task whose group gets no record (no memory) stays in bucket 0. */
 static inline void qlas_flush(qlas_state *s)
 {
-    weft_sched_entity *e = s->pending;
-    if (__builtin_expect(e == NULL, 1))
-        return;
-    s->pending = NULL;
-    weft__group *g = weft__groups_adopt(&s->groups, e);
-    if (!g) /* no memory for a record: the task stays in bucket 0 */
-        return;
-    qlas_add_service(s, g, s->pending_ns);
-    if (s->last == e) /* as in las_flush */
-        s->last_group = g;
+    ledger_flush(&s->led, s, qlas_add_service);
 }
 
 static int qlas_init(void *state, const void *config)
@@ -511,14 +541,14 @@ static int qlas_init(void *state, const void *config)
     if (s->quantum_ns > QLAS_MAX_QUANTUM_NS || s->rr_interval > QLAS_MAX_RR_INTERVAL)
         return -EINVAL;
     s->until_rr = s->rr_interval;
-    weft__groups_init(&s->groups);
+    weft__groups_init(&s->led.groups);
     return 0;
 }
 
 static void qlas_fini(void *state)
 {
     qlas_state *s = state;
-    weft__groups_fini(&s->groups);
+    weft__groups_fini(&s->led.groups);
     memset(s, 0, sizeof *s);
 }
 
@@ -527,7 +557,7 @@ static void qlas_push(void *state, weft_sched_entity *e)
     qlas_state *s = state;
     qlas_flush(s);
     bool carried = false;
-    weft__group *g = record_at_push(&s->groups, e, &carried);
+    weft__group *g = record_at_push(&s->led.groups, e, &carried);
     if (carried)
         g->bucket = qlas_bucket(g->service_ns, s->quantum_ns);
     unsigned b = g ? g->bucket : 0;
@@ -564,8 +594,7 @@ static weft_sched_entity *qlas_pop(void *state)
     }
     weft_sched_entity *e = s->head[b];
     qlas_unlink(s, e);
-    s->last = e;
-    s->last_group = e->link[3];
+    ledger_popped(&s->led, e, e->link[3]);
     return e;
 }
 
@@ -574,46 +603,19 @@ static void qlas_remove(void *state, weft_sched_entity *e)
     qlas_state *s = state;
     qlas_flush(s);
     qlas_unlink(s, e);
-    if (s->last == e)
-        s->last = NULL;
-    weft__groups_release(&s->groups, e);
+    ledger_removed(&s->led, e);
 }
 
 static void qlas_charge(void *state, weft_sched_entity *e, uint64_t ran_ns)
 {
     qlas_state *s = state;
-    if (ran_ns == 0)
-        return;
-    if (s->pending == e) {
-        s->pending_ns = add_saturating(s->pending_ns, ran_ns);
-        return;
-    }
-    qlas_flush(s);
-    if (s->last == e && s->last_group) {
-        qlas_add_service(s, s->last_group, ran_ns);
-        return;
-    }
-    s->pending = e; /* as in las_charge */
-    s->pending_ns = ran_ns;
+    ledger_charge(&s->led, s, qlas_add_service, e, ran_ns);
 }
 
 static void qlas_exit(void *state, weft_sched_entity *e)
 {
     qlas_state *s = state;
-    bool accounted = true;
-    if (s->pending == e) {
-        s->pending = NULL;
-        weft__group *g =
-            weft__groups_exit_pending(&s->groups, e, s->last == e && !s->last_group, &accounted);
-        if (g)
-            qlas_add_service(s, g, s->pending_ns);
-    } else {
-        qlas_flush(s);
-    }
-    if (s->last == e)
-        s->last = NULL;
-    if (accounted)
-        weft__groups_release(&s->groups, e);
+    ledger_exit(&s->led, s, qlas_add_service, e);
 }
 
 WEFT_API const weft_policy weft_policy_qlas = {
