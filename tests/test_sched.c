@@ -118,6 +118,7 @@ TEST(a_queue_that_slept_gets_no_burst)
 
 static int hi_wakes;
 static uint64_t hi_late_max;
+static bool hi_done;
 
 static void *hi_ticker(void *arg)
 {
@@ -129,14 +130,18 @@ static void *hi_ticker(void *arg)
             hi_late_max = late;
         hi_wakes++;
     }
+    hi_done = true;
     return NULL;
 }
 
 static void *lo_busy(void *arg)
 {
     /* Long bursts between yield_maybe calls: the slice would be 2 ms with
-     * two queues, so without preemption the ticker would wait that long. */
-    while (weft_now_ns() < stop_at) {
+     * two queues, so without preemption the ticker would wait that long.
+     * Busy until the ticker is done, so that every wake finds it running:
+     * with a fixed end, a loaded machine once made the ticks late enough
+     * for the last ones to come after it, with nothing to preempt. */
+    while (!hi_done) {
         burn_us(50);
         weft_yield_maybe();
     }
@@ -145,7 +150,6 @@ static void *lo_busy(void *arg)
 
 static void *main_preempt(void *arg)
 {
-    stop_at = weft_now_ns() + 150000000ull;
     weft_spawn_opts hi = {.queue = "hi"}, lo = {.queue = "lo"};
     ASSERT_OK(weft_spawn_ex(NULL, &lo, lo_busy, NULL));
     ASSERT_OK(weft_spawn_ex(NULL, &hi, hi_ticker, NULL));
@@ -584,9 +588,6 @@ static bool movable_unless_sticky(const weft_task *t)
     return !(t->flags & WEFT_TASK_STICKY);
 }
 
-/* A hand-over takes the first three movable tasks of the FIFO queue
- * P X1 .. X6, where P is pinned. P used to be popped and pushed back
- * behind X4..X6, and so lost its turn at every hand-over. */
 /* Queue b (weight 1) runs one 20 ms burst (a task run cannot be cut short)
  * and waits a moment; queue a (weight 1000) is always busy in 50 us runs.
  * b's debt is kept only up to two slices' worth (2 x 0.5 ms x 10000 of
@@ -624,9 +625,15 @@ TEST(a_long_run_leaves_its_queue_at_most_two_slices_of_debt)
     weft__sched_fini(&s);
 }
 
-TEST(a_hand_over_leaves_the_pinned_task_its_place)
+/* A hand-over takes the first three movable tasks of the queue
+ * P X1 .. X6, where P is pinned, under each built-in policy. P used to be
+ * popped and pushed back behind X4..X6, and so lost its turn at every
+ * hand-over: in the runnable FIFO until 3a91033, in the others (which can
+ * only be popped) until the rest of the queue was popped and pushed back
+ * with it. */
+static void hand_over_keeps_order(const weft_policy *policy)
 {
-    weft_queue_spec qs[] = {{.name = "a", .weight = 1}};
+    weft_queue_spec qs[] = {{.name = "a", .weight = 1, .policy = policy}};
     weft__sched s;
     sched_open(&s, qs, 1);
     weft_task t[7];
@@ -649,8 +656,17 @@ TEST(a_hand_over_leaves_the_pinned_task_its_place)
     for (weft_task *x; (x = weft__sched_pick(&s, &need_poll)) || need_poll;)
         if (x)
             left[k++] = (char)('0' + x->entity.task_id);
-    ASSERT_STREQ(left, "0456");
+    if (strcmp(left, "0456") != 0)
+        FAILF("policy %s: left %s, want 0456", policy ? policy->name : "runnable fifo", left);
     weft__sched_fini(&s);
+}
+
+TEST(a_hand_over_leaves_the_pinned_task_its_place)
+{
+    hand_over_keeps_order(NULL);
+    hand_over_keeps_order(&weft_policy_arrival_fifo);
+    hand_over_keeps_order(&weft_policy_las);
+    hand_over_keeps_order(&weft_policy_qlas);
 }
 
 TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_burst),

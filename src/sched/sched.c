@@ -381,15 +381,19 @@ unsigned weft__sched_take(weft__sched *s, int only, unsigned max,
             }
         } else {
             /* Each queued task once, in the policy's order: the tasks it
-             * would run first go, the pinned ones are pushed back. */
+             * would run first go, and all the others are pushed back in the
+             * order they came out. The policy has no way to look without
+             * popping, and pushing back only the pinned ones seen before
+             * `max` was reached would put them behind the tasks never
+             * popped, losing their turn at every hand-over. */
             uint64_t look = q->nqueued;
             weft_task *keep = NULL, *keep_tail = NULL;
-            while (look-- && taken < max) {
+            while (look--) {
                 weft_sched_entity *e = q->policy->pop(q->state);
                 if (!e)
                     break;
                 weft_task *t = weft__task_of_entity(e);
-                if (movable(t)) {
+                if (taken < max && movable(t)) {
                     take_out(q, t, first, last);
                     taken++;
                     continue;
