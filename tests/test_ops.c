@@ -2436,8 +2436,112 @@ TEST(op_counts_say_how_each_op_ended)
     run_main(NULL, main_op_counts, NULL);
 }
 
+/* ---- lengths, indexes and cleanup at the edges -------------------------- */
+
+static int close_in_cancelled_fd = -1, close_in_cancelled_res = 1;
+static _Atomic bool close_in_cancelled_started;
+
+static void *closes_after_its_cancel(void *arg)
+{
+    (void)arg;
+    close_in_cancelled_started = true;
+    ASSERT_EQ(weft_sleep_ns(10 * 1000 * MS), -ECANCELED);
+    close_in_cancelled_res = weft_close(close_in_cancelled_fd);
+    return NULL;
+}
+
+static void *main_io_edges(void *arg)
+{
+    (void)arg;
+    /* 4 GiB and more: the SQE's 32-bit length kept the low bits, so a
+     * 4 GiB read read nothing and returned 0, as at the end of the file,
+     * and a 4 GiB send sent nothing. Now such a call moves at most
+     * 0x7ffff000 bytes, as read(2) does. */
+    const size_t four_gib = (size_t)4 << 30;
+    size_t bufsz = 8u << 20;
+    char *buf = malloc(bufsz);
+    ASSERT(buf);
+    memset(buf, 'b', bufsz);
+    int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, "0123456789", 10, 0), 10);
+    ASSERT_EQ(weft_read(fd, buf, four_gib, 0), 10);
+    ASSERT_EQ(weft_read(fd, buf, four_gib + 3, 0), 10);
+    ASSERT(memcmp(buf, "0123456789", 10) == 0);
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    ASSERT_GT(weft_send(sv[0], buf, four_gib, MSG_DONTWAIT), 0);
+    close(sv[0]);
+    close(sv[1]);
+
+    /* madvise over more than 4 GiB: it advised only the low 32 bits' worth
+     * (here: nothing) and said 0. A kernel that cannot take the whole
+     * length refuses it. */
+    size_t span = four_gib + 4096;
+    char *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    ASSERT(m != MAP_FAILED);
+    m[0] = 'x';
+    int r = weft_madvise(m, span, MADV_DONTNEED);
+    printf("madvise of 4 GiB + 4 KiB: %s\n",
+           r == 0 ? "done" : "refused (kernel without 64-bit lengths)");
+    if (r == 0)
+        ASSERT_EQ(m[0], 0); /* DONTNEED gives back zero pages */
+    else
+        ASSERT_EQ(r, -EINVAL);
+    munmap(m, span);
+
+    /* Registered buffer indexes are 16 bits in the SQE: 65536 was slot 0. */
+    ASSERT_EQ(weft_read_fixed(fd, buf, 10, 0, 65536), -EINVAL);
+    ASSERT_EQ(weft_write_fixed(fd, buf, 10, 0, 65536), -EINVAL);
+    struct iovec one = {buf, 10};
+    ASSERT_EQ(weft_readv_fixed(fd, &one, 1, 0, 1u << 16), -EINVAL);
+    ASSERT_EQ(weft_writev_fixed(fd, &one, 1, 0, 1u << 16), -EINVAL);
+
+    /* A registration the kernel takes only in part (it stops at the buffer
+     * it refuses, over 1 GiB here) said 0 and left the refused slot marked
+     * in use. Now it fails and leaves every slot free. */
+    struct iovec two[2] = {{buf, 4096}, {buf, (size_t)2 << 30}};
+    r = weft_buffers_register(two, 2);
+    ASSERT_LT(r, 0);
+    ASSERT_EQ(weft_buffers_register(two, 1), 0); /* slot 0 again */
+    ASSERT_OK(weft_buffers_unregister(0, 1));
+    ASSERT_EQ(weft_buffers_unregister(1, 1), -EINVAL); /* never registered */
+
+    /* A close from a cancelled task, or past a deadline, closes: it was
+     * refused with -ECANCELED or -ETIMEDOUT, and the descriptor leaked. */
+    close_in_cancelled_fd = dup(fd);
+    ASSERT_GE(close_in_cancelled_fd, 0);
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, closes_after_its_cancel, NULL));
+    while (!close_in_cancelled_started) /* a task cancelled unstarted never runs */
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(close_in_cancelled_res, 0);
+    ASSERT_EQ(fcntl(close_in_cancelled_fd, F_GETFD), -1);
+    ASSERT_EQ(errno, EBADF);
+    int fd2 = dup(fd);
+    ASSERT_GE(fd2, 0);
+    weft_deadline_push(weft_now_ns() - 1);
+    ASSERT_EQ(weft_nop(), -ETIMEDOUT);
+    ASSERT_OK(weft_close(fd2));
+    weft_deadline_pop();
+    ASSERT_EQ(fcntl(fd2, F_GETFD), -1);
+
+    close(fd);
+    free(buf);
+    return NULL;
+}
+
+TEST(lengths_indexes_and_cleanup_at_the_edges)
+{
+    run_main(NULL, main_io_edges, NULL);
+}
+
 TEST_MAIN(CASE(op_counts_say_how_each_op_ended), CASE(every_probed_opcode_has_a_wrapper_and_a_test),
           CASE(direct_descriptors_work_with_every_kind_of_wrapper),
           CASE(opcode_outside_a_task_is_eperm), CASE(batch_rejects_bad_input),
           CASE(parallel_batch_results_in_order), CASE(chain_failure_cancels_the_rest),
-          CASE(closing_a_ticker_right_after_it_expired_ends_it))
+          CASE(closing_a_ticker_right_after_it_expired_ends_it),
+          CASE(lengths_indexes_and_cleanup_at_the_edges))

@@ -205,6 +205,45 @@ TEST(recv_buf_leases_one_buffer)
     run_main_one_worker(NULL, main_recv_buf, NULL);
 }
 
+/* An error that ends a recv stream's kernel side is returned once, then
+ * -EPIPE: the stream re-armed at every pull, so a socket that was never
+ * connected gave -ENOTCONN for ever, a new RECV each time. */
+static void *main_recv_stream_error(void *arg)
+{
+    (void)arg;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    weft_buf_ring *br;
+    ASSERT_OK(weft_buf_ring_create(&br, 4, 64));
+    weft_op_counts before[IORING_OP_RECV + 1], after[IORING_OP_RECV + 1];
+    ASSERT_EQ(weft_op_counts_by_opcode(before, IORING_OP_RECV + 1), IORING_OP_RECV + 1);
+    weft_stream *s;
+    ASSERT_OK(weft_recv_stream(&s, fd, br));
+    weft_buf b;
+    ASSERT_EQ(weft_stream_next(s, &b), -ENOTCONN);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(weft_stream_next(s, &b), -EPIPE);
+    ASSERT_EQ(weft_op_counts_by_opcode(after, IORING_OP_RECV + 1), IORING_OP_RECV + 1);
+    ASSERT_EQ(after[IORING_OP_RECV].issued - before[IORING_OP_RECV].issued, 1);
+    ASSERT_OK(weft_stream_close(s));
+
+    /* So does a poll stream on a descriptor that is not open. */
+    int p[2];
+    ASSERT_OK(pipe2(p, O_CLOEXEC));
+    close(p[0]);
+    close(p[1]);
+    ASSERT_OK(weft_poll_stream(&s, p[0], POLLIN));
+    ASSERT_EQ(weft_stream_next(s, &b), -EBADF);
+    ASSERT_EQ(weft_stream_next(s, &b), -EPIPE);
+    ASSERT_OK(weft_stream_close(s));
+    close(fd);
+    return NULL;
+}
+TEST(an_error_ends_a_recv_stream)
+{
+    run_main_one_worker(NULL, main_recv_stream_error, NULL);
+}
+
 static weft_buf_ring *waited_ring;
 static int waited_fd;
 static _Atomic int waited_rc = 1;
@@ -692,7 +731,7 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_full_poll_queue_keeps_an_error_apart), CASE(accept_stream_yields_every_connection),
           CASE(accept_under_emfile_keeps_the_server_alive),
           CASE(recv_stream_survives_buffer_ring_exhaustion), CASE(recv_buf_leases_one_buffer),
-          CASE(recv_buf_in_flight_keeps_its_ring),
+          CASE(an_error_ends_a_recv_stream), CASE(recv_buf_in_flight_keeps_its_ring),
           CASE(closing_a_stream_with_completions_in_flight),
           CASE(tickers_tick_and_poll_streams_report_readiness),
           CASE(a_ticker_arms_again_after_its_ticks_run_out),

@@ -10,6 +10,9 @@
  *  - Outside a task: -EPERM. An opcode the running kernel lacks: -EOPNOTSUPP.
  *  - In a cancelled task: -ECANCELED; past the innermost deadline
  *    (weft_deadline_push): -ETIMEDOUT. Both are checked before submitting.
+ *    weft_close is the exception: it always closes, and waits for that.
+ *  - Lengths above 0x7ffff000 (the kernel's most for one read or write)
+ *    are cut to it: the call moves less, as read(2) does.
  *  - A call interrupted while in flight cancels the op in the kernel
  *    (ASYNC_CANCEL) and waits for its completion before returning, so
  *    buffers (stack ones too) are never written after the call returns. If
@@ -114,7 +117,9 @@ WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), vo
  * it, and for a link flag on the last SQE, which would chain it to an
  * unrelated op; -EAGAIN when the ring has no room right now). Interruption
  * cancels every op still in flight (again, for one that starts later in a
- * chain) and waits for all of them. */
+ * chain) and waits for all of them; the call then returns -ECANCELED or
+ * -ETIMEDOUT, and res[] still holds every op's own result, the real one
+ * for each op that completed before its cancel (no data is lost there). */
 #define WEFT_BATCH_CHAIN 1u
 WEFT_API int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned flags);
 
@@ -126,7 +131,8 @@ WEFT_API int weft_cancel_fd(int fd);
 
 WEFT_API int weft_openat(int dfd, const char *path, int flags, mode_t mode);
 WEFT_API int weft_openat2(int dfd, const char *path, struct open_how *how);
-/* Closes a normal or a direct descriptor. */
+/* Closes a normal or a direct descriptor, also in a cancelled task or past
+ * a deadline (cleanup must not leak it): never -ECANCELED or -ETIMEDOUT. */
 WEFT_API int weft_close(int fd);
 WEFT_API ssize_t weft_read(int fd, void *buf, size_t n, uint64_t off);
 WEFT_API ssize_t weft_write(int fd, const void *buf, size_t n, uint64_t off);

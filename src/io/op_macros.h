@@ -32,6 +32,24 @@
  * task stays on this worker until it has taken it (see weft__io). */
 #define IO_RESULT_BOUND() (io_.result_bound = true)
 
+/* The most one read, write, send or splice moves (the kernel's
+ * MAX_RW_COUNT). A longer request becomes a short one, as read(2) makes it;
+ * the SQE's 32-bit length would otherwise keep only the low bits, and 4 GiB
+ * would read nothing and look like the end of the file. */
+#define WEFT__RW_MAX 0x7ffff000u
+static inline unsigned weft__rw_len(size_t n)
+{
+    return n > WEFT__RW_MAX ? WEFT__RW_MAX : (unsigned)n;
+}
+
+/* Registered buffer indexes are 16 bits in the SQE, and no ring has more
+ * than 16384 buffers: a larger index would alias slot index % 65536. */
+#define IO_CHECK_BUF_INDEX(i)                                                                      \
+    do {                                                                                           \
+        if ((i) > UINT16_MAX)                                                                      \
+            return -EINVAL;                                                                        \
+    } while (0)
+
 #define IO_FD(fd)   weft__sqe_fd(sqe, (fd))
 #define IO_WAIT()   weft__io_wait(&io_)
 #define IO_CFLAGS() (io_.cflags)

@@ -64,7 +64,7 @@ int weft_close(int fd)
 ssize_t weft_read(int fd, void *buf, size_t n, uint64_t off)
 {
     IO_BEGIN(IORING_OP_READ);
-    io_uring_prep_read(sqe, 0, buf, (unsigned)n, off);
+    io_uring_prep_read(sqe, 0, buf, weft__rw_len(n), off);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -72,7 +72,7 @@ ssize_t weft_read(int fd, void *buf, size_t n, uint64_t off)
 ssize_t weft_write(int fd, const void *buf, size_t n, uint64_t off)
 {
     IO_BEGIN(IORING_OP_WRITE);
-    io_uring_prep_write(sqe, 0, buf, (unsigned)n, off);
+    io_uring_prep_write(sqe, 0, buf, weft__rw_len(n), off);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -95,16 +95,18 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 
 ssize_t weft_read_fixed(int fd, void *buf, size_t n, uint64_t off, unsigned buf_index)
 {
+    IO_CHECK_BUF_INDEX(buf_index);
     IO_BEGIN(IORING_OP_READ_FIXED);
-    io_uring_prep_read_fixed(sqe, 0, buf, (unsigned)n, off, (int)buf_index);
+    io_uring_prep_read_fixed(sqe, 0, buf, weft__rw_len(n), off, (int)buf_index);
     IO_FD(fd);
     return IO_WAIT();
 }
 
 ssize_t weft_write_fixed(int fd, const void *buf, size_t n, uint64_t off, unsigned buf_index)
 {
+    IO_CHECK_BUF_INDEX(buf_index);
     IO_BEGIN(IORING_OP_WRITE_FIXED);
-    io_uring_prep_write_fixed(sqe, 0, buf, (unsigned)n, off, (int)buf_index);
+    io_uring_prep_write_fixed(sqe, 0, buf, weft__rw_len(n), off, (int)buf_index);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -145,6 +147,14 @@ int weft_madvise(void *addr, size_t len, int advice)
 {
     IO_BEGIN(IORING_OP_MADVISE);
     io_uring_prep_madvise(sqe, addr, (off_t)len, advice);
+    /* The 32-bit length field would keep the low bits of a larger one:
+     * newer kernels (6.18 here, tests/test_ops.c) take the whole length
+     * in `off`, and an older one refuses a nonzero `off` with -EINVAL,
+     * which beats advising a fraction of the range. */
+    if (len > UINT32_MAX) {
+        sqe->len = 0;
+        sqe->off = len;
+    }
     return IO_WAIT();
 }
 
@@ -192,6 +202,8 @@ int weft_linkat(int olddfd, const char *oldpath, int newdfd, const char *newpath
 
 int weft_setxattr(const char *path, const char *name, const void *value, size_t len, int flags)
 {
+    if (len > UINT32_MAX)
+        return -E2BIG; /* as the kernel says for anything over 64 KiB */
     IO_BEGIN(IORING_OP_SETXATTR);
     io_uring_prep_setxattr(sqe, name, (const char *)value, path, flags, (unsigned)len);
     return IO_WAIT();
@@ -199,6 +211,8 @@ int weft_setxattr(const char *path, const char *name, const void *value, size_t 
 
 int weft_fsetxattr(int fd, const char *name, const void *value, size_t len, int flags)
 {
+    if (len > UINT32_MAX)
+        return -E2BIG;
     IO_BEGIN(IORING_OP_FSETXATTR);
     io_uring_prep_fsetxattr(sqe, 0, name, (const char *)value, flags, (unsigned)len);
     IO_FD(fd);
@@ -208,14 +222,17 @@ int weft_fsetxattr(int fd, const char *name, const void *value, size_t len, int 
 ssize_t weft_getxattr(const char *path, const char *name, void *value, size_t len)
 {
     IO_BEGIN(IORING_OP_GETXATTR);
-    io_uring_prep_getxattr(sqe, name, (char *)value, path, (unsigned)len);
+    /* No value is longer than 64 KiB: a larger buffer is as good as that. */
+    io_uring_prep_getxattr(sqe, name, (char *)value, path,
+                           len > UINT32_MAX ? UINT32_MAX : (unsigned)len);
     return IO_WAIT();
 }
 
 ssize_t weft_fgetxattr(int fd, const char *name, void *value, size_t len)
 {
     IO_BEGIN(IORING_OP_FGETXATTR);
-    io_uring_prep_fgetxattr(sqe, 0, name, (char *)value, (unsigned)len);
+    io_uring_prep_fgetxattr(sqe, 0, name, (char *)value,
+                            len > UINT32_MAX ? UINT32_MAX : (unsigned)len);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -237,7 +254,7 @@ ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size
                     unsigned flags)
 {
     IO_BEGIN(IORING_OP_SPLICE);
-    io_uring_prep_splice(sqe, 0, off_in, 0, off_out, (unsigned)n, flags);
+    io_uring_prep_splice(sqe, 0, off_in, 0, off_out, weft__rw_len(n), flags);
     splice_fds(sqe, fd_in, fd_out);
     return IO_WAIT();
 }
@@ -245,7 +262,7 @@ ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size
 ssize_t weft_tee(int fd_in, int fd_out, size_t n, unsigned flags)
 {
     IO_BEGIN(IORING_OP_TEE);
-    io_uring_prep_tee(sqe, 0, 0, (unsigned)n, flags);
+    io_uring_prep_tee(sqe, 0, 0, weft__rw_len(n), flags);
     splice_fds(sqe, fd_in, fd_out);
     return IO_WAIT();
 }

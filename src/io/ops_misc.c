@@ -89,9 +89,15 @@ int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx)
     struct io_uring_sqe sqe;
     memset(&sqe, 0, sizeof sqe);
     prep(&sqe, ctx);
-    int res;
+    /* A value no CQE carries: it tells a failure before submitting from
+     * an interruption after the op went out. */
+    int res = INT32_MIN;
     int r = weft_batch(&sqe, &res, 1, 0);
-    return r < 0 ? r : res;
+    if (r >= 0 || res == INT32_MIN)
+        return r < 0 ? r : res;
+    /* Interrupted with the op out: a result it reached before the cancel
+     * (bytes read, an fd accepted) is returned, as by every typed call. */
+    return res == -ECANCELED || res == -EINTR ? r : res;
 }
 
 int weft_cancel_fd(int fd)
@@ -185,6 +191,15 @@ static int buffers_apply(weft__worker *w, void *arg)
         int ret = io_uring_register_buffers_update_tag(&r->uring, c->first, c->iov, NULL, c->n);
         if (ret < 0)
             return ret;
+        if ((unsigned)ret < c->n) {
+            /* The kernel stopped at a buffer it refused, and reports how
+             * many it took: fail, with that buffer's own error (asked
+             * again, alone), and the caller takes the slots back off every
+             * ring. */
+            int err = io_uring_register_buffers_update_tag(&r->uring, c->first + (unsigned)ret,
+                                                           c->iov + ret, NULL, 1);
+            return err < 0 ? err : -EFAULT;
+        }
         memset(r->buffer_used + c->first, 1, c->n);
         return 0;
     }

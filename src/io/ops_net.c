@@ -50,7 +50,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
 ssize_t weft_send(int fd, const void *buf, size_t n, int flags)
 {
     IO_BEGIN(IORING_OP_SEND);
-    io_uring_prep_send(sqe, 0, buf, n, flags);
+    io_uring_prep_send(sqe, 0, buf, weft__rw_len(n), flags);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -58,7 +58,7 @@ ssize_t weft_send(int fd, const void *buf, size_t n, int flags)
 ssize_t weft_recv(int fd, void *buf, size_t n, int flags)
 {
     IO_BEGIN(IORING_OP_RECV);
-    io_uring_prep_recv(sqe, 0, buf, n, flags);
+    io_uring_prep_recv(sqe, 0, buf, weft__rw_len(n), flags);
     IO_FD(fd);
     return IO_WAIT();
 }
@@ -82,7 +82,7 @@ ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags)
 ssize_t weft_send_zc(int fd, const void *buf, size_t n, int flags)
 {
     IO_BEGIN(IORING_OP_SEND_ZC);
-    io_uring_prep_send_zc(sqe, 0, buf, n, flags, 0);
+    io_uring_prep_send_zc(sqe, 0, buf, weft__rw_len(n), flags, 0);
     IO_FD(fd);
     return IO_WAIT();
 }

@@ -11,6 +11,7 @@
 ssize_t weft_readv_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
                          unsigned buf_index)
 {
+    IO_CHECK_BUF_INDEX(buf_index);
     IO_BEGIN(WEFT__OP_READV_FIXED);
     weft__prep_readv_fixed(sqe, 0, iov, (uint32_t)iovcnt, off, 0, (uint16_t)buf_index);
     IO_FD(fd);
@@ -20,6 +21,7 @@ ssize_t weft_readv_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t o
 ssize_t weft_writev_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
                           unsigned buf_index)
 {
+    IO_CHECK_BUF_INDEX(buf_index);
     IO_BEGIN(WEFT__OP_WRITEV_FIXED);
     weft__prep_writev_fixed(sqe, 0, iov, (uint32_t)iovcnt, off, 0, (uint16_t)buf_index);
     IO_FD(fd);

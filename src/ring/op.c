@@ -42,7 +42,9 @@ weft__ring *weft__io_ring(unsigned opcode, int *err)
         *err = -EOPNOTSUPP;
         return NULL;
     }
-    int intr = weft__task_interrupted(t);
+    /* A close goes out even from a cancelled task: it is how that task
+     * cleans up, and refusing it would leak the descriptor. */
+    int intr = opcode == IORING_OP_CLOSE ? 0 : weft__task_interrupted(t);
     if (intr) {
         *err = intr;
         return NULL;
@@ -60,6 +62,7 @@ void weft__io_init(weft__io *io)
     io->done = false;
     io->pinning = false;
     io->result_bound = false;
+    io->uninterruptible = false;
 }
 
 struct io_uring_sqe *weft__io_begin(weft__io *io, unsigned opcode, int *err)
@@ -75,6 +78,7 @@ struct io_uring_sqe *weft__io_begin(weft__io *io, unsigned opcode, int *err)
     r->ops[opcode]++;
     weft__io_init(io);
     io->op.counted = (uint8_t)(opcode + 1);
+    io->uninterruptible = opcode == IORING_OP_CLOSE;
     return sqe;
 }
 
@@ -133,7 +137,10 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
         if (!left)
             break;
         if (!intr) {
-            intr = weft__task_park_interruptible();
+            if (ios[0].uninterruptible)
+                weft__task_park(); /* a close: wait for it, whatever comes */
+            else
+                intr = weft__task_park_interruptible();
             continue;
         }
         if (cancels_sent) {

@@ -37,6 +37,9 @@ typedef struct weft__io {
      * worker and not after a hand-over to another. Set after
      * weft__io_begin (IO_RESULT_BOUND). */
     bool result_bound;
+    /* Neither refused nor cancelled when its task is interrupted: a close,
+     * which a cancelled task's cleanup needs done (weft_close). */
+    bool uninterruptible;
 } weft__io;
 
 /* The worker ring of the calling task, after the checks every blocking call

@@ -47,6 +47,7 @@ struct weft_stream {
     bool armed;   /* the kernel side is live: CQEs may still come */
     bool closing; /* closed by its task: drop what comes */
     bool eof;     /* recv/read saw end of stream */
+    bool failed;  /* recv/read/poll: an error ended the kernel side */
     stream_item *q;
     unsigned qcap, qhead, qlen;
     uint64_t dropped; /* accepted connections closed for want of memory */
@@ -388,9 +389,14 @@ static int deliver(weft_stream *s, stream_item it, weft_buf *buf)
             s->eof = true;
         if (it.res == -ENOBUFS && !(it.cflags & IORING_CQE_F_MORE))
             return INT32_MIN; /* ran dry: re-arm once buffers come back */
+        if (it.res < 0 && !(it.cflags & IORING_CQE_F_MORE))
+            s->failed = true;
         weft__buf_from_cqe(s->br, it.res, it.cflags, buf);
         return it.res;
     case STREAM_POLL:
+        if (it.res < 0 && !(it.cflags & IORING_CQE_F_MORE))
+            s->failed = true;
+        return it.res;
     case STREAM_TICKER:
         return it.res;
     }
@@ -425,6 +431,12 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
         }
         if (s->eof)
             return 0;
+        /* An error ended it and was returned once: arming again would
+         * most likely bring the same error back at every pull (a socket
+         * never connected, a descriptor closed), and a loop that skips
+         * errors until the end of the stream would spin for ever. */
+        if (s->failed)
+            return -EPIPE;
         int intr = weft__task_interrupted(t);
         if (intr)
             return intr;
