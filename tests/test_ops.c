@@ -1204,6 +1204,8 @@ static outcome check_msg_ring(void)
     CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
     CHECK_EQ(weft_msg_ring(p[0], 1, 1), -EBADFD);
     close_pair(p);
+    /* The worker's own ring: the CQE would be taken for a weft op. */
+    CHECK_EQ(weft_msg_ring(weft_ring_fd(), 1, 1), -EINVAL);
     return CHECK_OK;
 }
 
@@ -2074,6 +2076,20 @@ static void *main_direct(void *arg)
     assert_live_slot(f, "weft_openat2");
     ASSERT_EQ(weft_read(f, back, sizeof back, 0), 100);
     ASSERT(memcmp(back, data, 100) == 0);
+    ASSERT_OK(weft_close(f));
+
+    /* Close-on-exec means nothing for a descriptor in no fd table: it is
+     * dropped, as weft_accept drops SOCK_CLOEXEC, where open and socket
+     * failed with -EINVAL. */
+    f = weft_openat(tmp_fd, "direct-file", O_RDONLY | O_CLOEXEC | WEFT_DIRECT, 0);
+    assert_live_slot(f, "weft_openat with O_CLOEXEC");
+    ASSERT_OK(weft_close(f));
+    how.flags = O_RDONLY | O_CLOEXEC | WEFT_DIRECT;
+    f = weft_openat2(tmp_fd, "direct-file", &how);
+    assert_live_slot(f, "weft_openat2 with O_CLOEXEC");
+    ASSERT_OK(weft_close(f));
+    f = weft_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0, WEFT_DIRECT);
+    assert_live_slot(f, "weft_socket with SOCK_CLOEXEC");
     ASSERT_OK(weft_close(f));
     ASSERT_EQ(direct_fds_held(), 0);
     return NULL;

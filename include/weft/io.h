@@ -219,7 +219,8 @@ WEFT_API int weft_futex_waitv(struct futex_waitv *v, unsigned n);
 WEFT_API int weft_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 WEFT_API int weft_epoll_wait(int epfd, struct epoll_event *events, int maxevents);
 /* Posts a CQE (res, user_data) on another io_uring (MSG_RING); for rings
- * that are not weft's, whose user_data weft cannot interpret. */
+ * that are not weft's, whose user_data weft cannot interpret: -EINVAL for
+ * the ring of one of this runtime's workers (weft_ring_fd). */
 WEFT_API int weft_msg_ring(int ring_fd, int res, uint64_t user_data);
 /* The fd of the calling worker's ring, or -EPERM. */
 WEFT_API int weft_ring_fd(void);

@@ -11,7 +11,10 @@ int weft_openat(int dfd, const char *path, int flags, mode_t mode)
 {
     IO_BEGIN(IORING_OP_OPENAT);
     if ((unsigned)flags & WEFT_DIRECT) {
-        io_uring_prep_openat_direct(sqe, dfd, path, flags & ~(int)WEFT_DIRECT, mode,
+        /* A direct descriptor is in no fd table, so exec cannot inherit it:
+         * the kernel refuses O_CLOEXEC for it, and it is dropped rather
+         * than failing (as weft_accept drops SOCK_CLOEXEC). */
+        io_uring_prep_openat_direct(sqe, dfd, path, flags & ~(int)(WEFT_DIRECT | O_CLOEXEC), mode,
                                     WEFT__FILE_INDEX_ALLOC);
         IO_RESULT_BOUND();
         return weft__direct_adopt(IO_WAIT());
@@ -27,6 +30,8 @@ int weft_openat2(int dfd, const char *path, struct open_how *how)
     bool direct = how->flags & WEFT_DIRECT;
     struct open_how h = *how; /* the kernel reads it at submission: copy lives on this stack */
     h.flags &= ~(uint64_t)WEFT_DIRECT;
+    if (direct)
+        h.flags &= ~(uint64_t)O_CLOEXEC; /* as in weft_openat */
     IO_BEGIN(IORING_OP_OPENAT2);
     if (direct) {
         io_uring_prep_openat2_direct(sqe, dfd, path, &h, WEFT__FILE_INDEX_ALLOC);

@@ -130,6 +130,13 @@ int weft_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 
 int weft_msg_ring(int ring_fd, int res, uint64_t user_data)
 {
+    /* A CQE on one of this runtime's own rings would be taken for an op of
+     * weft's, its user_data for a pointer. (A dup of a ring's fd is not
+     * caught here.) */
+    weft__worker *w = weft__worker_self();
+    for (unsigned i = 0; w && i < w->rt->nworkers; i++)
+        if (w->rt->workers[i].ring.uring.ring_fd == ring_fd)
+            return -EINVAL;
     IO_BEGIN(IORING_OP_MSG_RING);
     io_uring_prep_msg_ring(sqe, ring_fd, (unsigned)res, user_data, 0);
     return IO_WAIT();

@@ -12,7 +12,9 @@ int weft_socket(int domain, int type, int protocol, unsigned flags)
         return -EINVAL;
     IO_BEGIN(IORING_OP_SOCKET);
     if (flags & WEFT_DIRECT) {
-        io_uring_prep_socket_direct_alloc(sqe, domain, type, protocol, 0);
+        /* No close-on-exec for a descriptor in no fd table: the kernel
+         * refuses the flag, weft drops it (as weft_accept does). */
+        io_uring_prep_socket_direct_alloc(sqe, domain, type & ~SOCK_CLOEXEC, protocol, 0);
         IO_RESULT_BOUND();
         return weft__direct_adopt(IO_WAIT());
     }
