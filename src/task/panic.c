@@ -1,6 +1,8 @@
 /* weft_panic: end the current task with a message. Under WEFT_PANIC_CATCH the
  * task finishes right here on its own (deep) stack: its children are awaited
- * and its defers run, nothing above the panic point runs again. */
+ * and its defers run, nothing above the panic point runs again. Under
+ * WEFT_PANIC_ABORT the message is printed, the task's defers run (DESIGN
+ * §3: it unwinds, then the process aborts), and the process aborts. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,16 +15,26 @@
 
 #define PANIC_MSG_MAX 512
 
-_Noreturn static void die(const weft_task *t, const char *msg)
+static void announce(const weft_task *t, const char *msg)
 {
-    weft__trace_abort(weft__worker_self());
     if (t)
         fprintf(stderr, "weft: task %llu '%s' panicked: %s\n",
                 (unsigned long long)t->entity.task_id, t->name ? t->name : "", msg);
     else
         fprintf(stderr, "weft: panic outside a task: %s\n", msg);
     fflush(stderr);
+}
+
+_Noreturn static void stop(void)
+{
+    weft__trace_abort(weft__worker_self());
     abort();
+}
+
+_Noreturn static void die(const weft_task *t, const char *msg)
+{
+    announce(t, msg);
+    stop();
 }
 
 void weft_panic(const char *fmt, ...)
@@ -35,10 +47,18 @@ void weft_panic(const char *fmt, ...)
 
     weft__worker *w = weft__worker_self();
     weft_task *t = w ? w->current : NULL;
-    if (!t || w->rt->cfg.on_panic != WEFT_PANIC_CATCH)
+    if (!t)
         die(t, buf);
     if (t->run_flags & (TASK_R_PANICKED | TASK_R_FINISHING))
         die(t, buf); /* a panic while ending (in a defer): nothing sane is left */
+    if (w->rt->cfg.on_panic != WEFT_PANIC_CATCH) {
+        /* Said first, so that a defer that hangs or panics in turn cannot
+         * hide it; a panic in a defer then dies at once (above). */
+        announce(t, buf);
+        t->run_flags |= TASK_R_PANICKED | TASK_R_FINISHING;
+        weft__task_run_defers(t);
+        stop();
+    }
     char *msg = weft__malloc(PANIC_MSG_MAX);
     if (msg)
         snprintf(msg, PANIC_MSG_MAX, "%s", buf);

@@ -579,7 +579,7 @@ WEFT_NO_TSAN void weft__task_entry(void *transfer)
     weft__task_finish(t, res);
 }
 
-static void run_defers(weft_task *t)
+void weft__task_run_defers(weft_task *t)
 {
     while (t->defers) {
         struct weft__defer *d = t->defers;
@@ -686,7 +686,7 @@ static WEFT_TSAN_CALL void finish(weft_task *t, void *result)
         }
         while (kids && weft__tree_wait_kids_arm(rt, t))
             weft__task_park();
-        run_defers(t);
+        weft__task_run_defers(t);
     } while (weft__tree_may_have_children(t));
     weft__worker *w = weft__worker_self();
     if (t->ring_bound)

@@ -202,6 +202,8 @@ void weft__task_complete_unstarted(weft_task *t);
 /* Completes a task that could get no stack at its first run: its join
  * reports -ENOMEM. */
 void weft__task_complete_without_stack(weft_task *t);
+/* Runs t's defers, last registered first (t is the current task). */
+void weft__task_run_defers(weft_task *t);
 /* Runs the end-of-task protocol on the task's stack and never returns. */
 _Noreturn void weft__task_finish(weft_task *t, void *result);
 
