@@ -11,6 +11,7 @@
 
 #include "common/fault.h"
 #include "runtime/blocking.h"
+#include "runtime/worker.h"
 #include "test.h"
 
 #define SLEEP_NS 100000ull /* between polls */
@@ -662,6 +663,32 @@ static void *main_signal_pending(void *arg)
 }
 BOTH_WORKERS(signal_arriving_with_no_waiter_is_remembered, main_signal_pending, NULL)
 
+/* One arrival, one waiter: between the wake and the waiter's run, a new
+ * wait took the same arrival for one that had found no waiter, and
+ * returned at once. */
+static void *main_signal_reported_once(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, signal_waiter, (void *)SIGUSR1));
+    wait_for_waiters(SIGUSR1, 1);
+    ASSERT_OK(raise(SIGUSR1));
+    /* Hold the only worker until the helper thread has woken the waiter,
+     * which then waits in this worker's queue of remote wakes. */
+    while (!weft__worker_remote_pending(weft__worker_self()))
+        usleep(1000);
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 20000000));
+    ASSERT_EQ(weft_signal_wait(SIGUSR1), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    void *res = NULL;
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, SIGUSR1);
+    return NULL;
+}
+TEST(one_arrival_is_reported_once)
+{
+    run_workers(1, main_signal_reported_once, NULL);
+}
+
 static void *main_signal_cancel(void *arg)
 {
     weft_task *t;
@@ -842,8 +869,8 @@ TEST(pool_threads_start_with_async_signals_blocked)
 }
 
 TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_result_2w),
-          CASE(other_tasks_run_while_one_blocks), CASE(other_tasks_run_while_one_blocks_2w),
-          CASE(many_concurrent_jobs_use_many_threads),
+          CASE(one_arrival_is_reported_once), CASE(other_tasks_run_while_one_blocks),
+          CASE(other_tasks_run_while_one_blocks_2w), CASE(many_concurrent_jobs_use_many_threads),
           CASE(many_concurrent_jobs_use_many_threads_2w), CASE(jobs_queue_beyond_the_thread_cap),
           CASE(cancel_returns_at_once_and_the_job_finishes_later),
           CASE(cancel_returns_at_once_and_the_job_finishes_later_2w),

@@ -42,6 +42,7 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
 typedef struct sig_waiter {
     struct sig_waiter *next, *prev;
     weft_task *task;
+    struct weft__signals *sigs; /* of the waiter's runtime */
     int signo;
     uint64_t seen; /* arrivals[signo] when it started waiting */
 } sig_waiter;
@@ -100,9 +101,17 @@ static void *helper_main(void *p)
         if (atomic_load(&h->stop))
             break;
         pthread_mutex_lock(&hub.lock);
-        for (sig_waiter *w = hub.waiters; w; w = w->next)
-            if (atomic_load(&arrivals[w->signo]) != w->seen)
-                weft__task_wake(w->task);
+        for (sig_waiter *w = hub.waiters; w; w = w->next) {
+            uint64_t now = atomic_load(&arrivals[w->signo]);
+            if (now == w->seen)
+                continue;
+            /* Delivered to w from now on: a wait that starts in this
+             * runtime before w runs must not take the same arrivals for
+             * ones that found no waiter. */
+            if (now > w->sigs->seen[w->signo])
+                w->sigs->seen[w->signo] = now;
+            weft__task_wake(w->task);
+        }
         pthread_mutex_unlock(&hub.lock);
     }
     return NULL;
@@ -252,7 +261,8 @@ int weft_signal_wait(int signo)
         pthread_mutex_unlock(&hub.lock);
         return signo;
     }
-    sig_waiter w = {.next = hub.waiters, .prev = NULL, .task = self, .signo = signo, .seen = now};
+    sig_waiter w = {
+        .next = hub.waiters, .prev = NULL, .task = self, .sigs = s, .signo = signo, .seen = now};
     if (hub.waiters)
         hub.waiters->prev = &w;
     hub.waiters = &w;
