@@ -94,6 +94,58 @@ TEST(cancel_children_flag_under_adopt)
     run_main_one_worker(&cfg, main_adopt_cancel_children_flag, NULL);
 }
 
+/* A grandchild under a flagged grandparent: its parent ends under ADOPT
+ * and hands it to the grandparent, not to the orphan root, so the
+ * grandparent's end cancels and awaits it too. It went to the orphan root,
+ * and the grandparent's join returned while it still ran its cleanup. */
+static _Atomic int grandchild_started, grandchild_done;
+
+static void *shielded_grandchild(void *arg)
+{
+    weft_shield_push(); /* cleanup that outlives the cancel */
+    grandchild_started = 1;
+    ASSERT_OK(weft_sleep_ns(20000000));
+    weft_shield_pop();
+    grandchild_done = 1;
+    return NULL;
+}
+
+static void *child_with_a_grandchild(void *arg)
+{
+    ASSERT_OK(weft_spawn(NULL, shielded_grandchild, NULL));
+    /* Started: one cancelled before its first run would never run. */
+    while (!grandchild_started)
+        ASSERT_OK(weft_yield());
+    return NULL; /* the grandchild is adopted */
+}
+
+static void *flagged_grandparent(void *arg)
+{
+    weft_task *c;
+    ASSERT_OK(weft_spawn(&c, child_with_a_grandchild, NULL));
+    ASSERT_OK(weft_join(c, NULL));
+    ASSERT_EQ(grandchild_done, 0);
+    return NULL;
+}
+
+static void *main_adopt_keeps_the_subtree(void *arg)
+{
+    weft_task *g;
+    weft_spawn_opts o = {.flags = WEFT_TASK_CANCEL_CHILDREN};
+    ASSERT_OK(weft_spawn_ex(&g, &o, flagged_grandparent, NULL));
+    ASSERT_OK(weft_join(g, NULL));
+    ASSERT_EQ(grandchild_done, 1);
+    return NULL;
+}
+TEST(cancel_children_under_adopt_awaits_grandchildren)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    run_main_one_worker(&cfg, main_adopt_keeps_the_subtree, NULL);
+    cfg.workers = 2;
+    grandchild_started = grandchild_done = 0;
+    run_main(&cfg, main_adopt_keeps_the_subtree, NULL);
+}
+
 static void *main_adopted_until_shutdown(void *arg)
 {
     weft_task *p;
@@ -491,6 +543,7 @@ TEST(a_child_spawned_as_its_parent_is_cancelled_is_born_cancelled)
 }
 
 TEST_MAIN(CASE(a_defer_that_sleeps_keeps_the_result), CASE(children_spawned_by_a_defer_are_awaited),
+          CASE(cancel_children_under_adopt_awaits_grandchildren),
           CASE(background_spawned_after_the_main_task_is_born_cancelled),
           CASE(a_child_spawned_as_its_parent_is_cancelled_is_born_cancelled),
           CASE(orphans_cancel_awaits_children), CASE(orphans_adopt_keeps_children_running),

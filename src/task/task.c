@@ -662,6 +662,19 @@ void weft__task_complete_without_stack(weft_task *t)
     complete(t->owner, t, NULL);
 }
 
+/* Who takes the live children of t, ending under WEFT_ORPHANS_ADOPT
+ * without WEFT_TASK_CANCEL_CHILDREN: the nearest ancestor that has that
+ * flag, whose end cancels and awaits its whole subtree (so the children
+ * stay in it, and may still borrow from its stack), else the orphan root.
+ * Tree lock held. */
+static weft_task *adopter_of_children(weft__runtime *rt, const weft_task *t)
+{
+    for (weft_task *a = t->parent; a && !(a->flags & TASK_F_ROOT); a = a->parent)
+        if (a->flags & WEFT_TASK_CANCEL_CHILDREN)
+            return a;
+    return &rt->orphans;
+}
+
 /* Everything of the end of a task but the last switch. */
 static WEFT_TSAN_CALL void finish(weft_task *t, void *result)
 {
@@ -677,7 +690,7 @@ static WEFT_TSAN_CALL void finish(weft_task *t, void *result)
             kids = t->first_child != NULL;
             if (kids && rt->cfg.orphans == WEFT_ORPHANS_ADOPT &&
                 !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
-                weft__tree_adopt_children(t, &rt->orphans);
+                weft__tree_adopt_children(t, adopter_of_children(rt, t));
                 kids = false;
             } else if (kids) {
                 weft__tree_cancel_children_locked(t);
