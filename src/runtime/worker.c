@@ -74,22 +74,6 @@ weft_task *weft__task_alloc(weft__worker *w)
     return weft__record_alloc(&w->records);
 }
 
-void weft__task_free(weft__worker *w, weft_task *t)
-{
-    /* Without a worker of t's runtime (a handle dropped outside it, or in
-     * another runtime, which must not take the record into its own pool:
-     * it goes when t's runtime frees its slabs) the record stays in its
-     * slab until t's runtime releases its pools. */
-    if (w && w->rt == weft__task_owner(t)->rt)
-        weft__record_free(&w->records, t);
-    else
-        weft__record_release_owned(t);
-}
-
-/* ---- wakes and hand-overs from other threads ----------------------------- */
-
-static void arm_wake_read(weft__worker *w);
-
 static void push_remote(_Atomic(weft_task *) *stack, weft_task *first, weft_task *last)
 {
     weft_task *head = atomic_load_explicit(stack, memory_order_relaxed);
@@ -98,6 +82,27 @@ static void push_remote(_Atomic(weft_task *) *stack, weft_task *first, weft_task
     } while (!atomic_compare_exchange_weak_explicit(stack, &head, first, memory_order_seq_cst,
                                                     memory_order_relaxed));
 }
+
+void weft__task_free(weft__worker *w, weft_task *t)
+{
+    weft__worker *owner = weft__task_owner(t);
+    if (w && w->rt == owner->rt) {
+        weft__record_free(&w->records, t);
+        return;
+    }
+    /* Dropped on a thread with no worker of t's runtime: an embedded
+     * executor's host, a thread of the program's own, a task of another
+     * runtime (whose pool must not take it). What the record owns goes
+     * now; the record goes back through its owner, which takes it in at
+     * its next poll. Left in its slab until the runtime ended, a host loop
+     * that detached its finished tasks grew by a record each. */
+    weft__record_release_owned(t);
+    push_remote(&owner->freed_elsewhere, t, t);
+}
+
+/* ---- wakes and hand-overs from other threads ----------------------------- */
+
+static void arm_wake_read(weft__worker *w);
 
 /* Takes a remote stack whole, oldest first. */
 static weft_task *take_remote(_Atomic(weft_task *) *stack)
@@ -138,6 +143,14 @@ static void settle_woken_away(weft__worker *w)
 static void drain_remote(weft__worker *w)
 {
     settle_woken_away(w);
+    if (atomic_load_explicit(&w->freed_elsewhere, memory_order_relaxed))
+        for (weft_task *t =
+                 atomic_exchange_explicit(&w->freed_elsewhere, NULL, memory_order_acquire);
+             t;) {
+            weft_task *next = t->rq_next;
+            weft__record_free(&w->records, t);
+            t = next;
+        }
     for (weft_task *t = take_remote(&w->remote_wakes); t;) {
         weft_task *next = t->rq_next;
         weft__sched_push(&w->sched, t, PUSH_QUEUE);

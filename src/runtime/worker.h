@@ -97,6 +97,10 @@ typedef struct weft__worker {
      * of this worker woken elsewhere, and tasks handed over to it. */
     _Atomic(weft_task *) remote_wakes;
     _Atomic(weft_task *) remote_adopt;
+    /* Records of this worker's finished tasks whose last reference was
+     * dropped on a thread that is no worker of the runtime: taken back
+     * into the record pool at the next poll (weft__task_free). */
+    _Atomic(weft_task *) freed_elsewhere;
     /* Tasks of this worker that a waker on another worker kept
      * (WEFT_WAKE_TO_WAKER): the waker counts them here and in the queue's
      * woken_away, this worker takes them out of owned and live. */

@@ -21,6 +21,13 @@
 #define CHUNK_MAPPED 1  /* low bit of the size: munmap, not free */
 #define RECORD_SIZE  ((sizeof(weft_task) + 15) & ~(size_t)15)
 
+/* Where a chunk's records start: on a cache line, so that each spans 4
+ * lines, not 5. */
+static char *records_start(void *chunk)
+{
+    return (char *)(((uintptr_t)chunk + CHUNK_HEAD + 63) & ~(uintptr_t)63);
+}
+
 static void poison(weft_task *t)
 {
 #ifdef WEFT_ASAN
@@ -99,8 +106,7 @@ static bool new_chunk(weft__record_pool *p)
     ((size_t *)chunk)[1] = bytes | tag;
     p->chunks = chunk;
     p->chunk_bytes = bytes;
-    /* Records start on a cache line: each spans 4 lines, not 5. */
-    p->carve = (char *)(((uintptr_t)chunk + CHUNK_HEAD + 63) & ~(uintptr_t)63);
+    p->carve = records_start(chunk);
     p->carve_end = chunk + bytes;
     return true;
 }
@@ -166,6 +172,14 @@ void weft__record_pool_fini(weft__record_pool *p)
         /* Mapped chunks especially: the address may be mapped again later. */
         __asan_unpoison_memory_region(chunk, bytes);
 #endif
+        /* A finished task whose handle was never joined or detached still
+         * owns its name, panic message and deadline stack (a freed record
+         * owns nothing: weft__record_release_owned cleared them). Every
+         * record that fits was carved, but in the newest chunk only those
+         * before the carving point. */
+        char *end = chunk == p->chunks ? p->carve : (char *)chunk + bytes;
+        for (char *r = records_start(chunk); r + RECORD_SIZE <= end; r += RECORD_SIZE)
+            weft__record_release_owned((weft_task *)r);
         if (word & CHUNK_MAPPED)
             munmap(chunk, bytes);
         else

@@ -29,9 +29,12 @@ weft_task *weft__record_alloc(weft__record_pool *p);
 /* Frees what the record owns (name, panic message, deadline stack) and
  * makes it reusable. */
 void weft__record_free(weft__record_pool *p, weft_task *t);
-/* Frees only what the record owns; the record itself stays in its slab
- * until the pool is released (a handle dropped outside the runtime). */
+/* Frees only what the record owns, for a record dropped on a thread with no
+ * worker of its runtime: the record itself goes back through its owner
+ * (weft__task_free). */
 void weft__record_release_owned(weft_task *t);
+/* Releases the chunks, and first what their records still own: those of
+ * finished tasks whose handles were never joined or detached. */
 void weft__record_pool_fini(weft__record_pool *p);
 
 #endif
