@@ -17,6 +17,17 @@
 #include <unistd.h>
 #include <weft.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_LSAN 1
+#endif
+#endif
+#ifdef TEST_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #define TEST_SKIP_CODE 77
 
 #define FAILF(...)                                                                                 \
@@ -189,6 +200,12 @@ static inline int test_main(int argc, char **argv, const test_case *cases, size_
             alarm(limit);
             cases[i].fn();
             fflush(NULL);
+#ifdef TEST_LSAN
+            /* _exit skips LeakSanitizer's check at exit: run it here, so
+             * that a case which leaks fails. */
+            if (__lsan_do_recoverable_leak_check())
+                _exit(1);
+#endif
             _exit(0);
         }
         int status;
