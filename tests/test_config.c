@@ -78,6 +78,7 @@ TEST(bad_configs_are_refused_with_a_reason)
     weft_config c14 = {.queues = empty_policy, .nqueues = 1};
     expect_einval(&c14, "queue 'q': its policy has no push");
     ASSERT_EQ(weft_run(NULL, NULL, NULL, NULL), -EINVAL);
+    ASSERT_STREQ(weft_last_config_error(), "main_fn: NULL"); /* it said nothing */
 }
 
 /* A policy with only the two required hooks: a LIFO stack through link[0],

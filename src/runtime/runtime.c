@@ -176,7 +176,7 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
         return -ENOMEM;
     int r = weft__runtime_setup(rt, cfg);
     if (r == 0 && !main_fn)
-        r = -EINVAL;
+        r = weft__config_reject("main_fn: NULL");
     if (r == 0)
         r = resolve_workers(rt);
     if (r == 0)
