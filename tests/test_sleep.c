@@ -61,6 +61,39 @@ TEST(sleep_under_a_deadline_never_times_out_early)
     run_main(NULL, main_deadline_not_early, NULL);
 }
 
+/* A sleep of 0 is a yield, but it is still a blocking call: a loop of them
+ * must see its deadline and its cancellation. It returned 0 past both. */
+static _Atomic bool zero_sleeper_started;
+
+static void *zero_sleeper(void *arg)
+{
+    zero_sleeper_started = true;
+    int r;
+    while ((r = weft_sleep_ns(0)) == 0)
+        ;
+    return (void *)(intptr_t)r;
+}
+
+static void *main_sleep_zero(void *arg)
+{
+    ASSERT_OK(weft_deadline_push(weft_now_ns() - 1));
+    ASSERT_EQ(weft_sleep_ns(0), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_sleep_ns(0));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, zero_sleeper, NULL));
+    while (!zero_sleeper_started)
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    void *res = NULL;
+    ASSERT_EQ(weft_join(t, &res), -ECANCELED);
+    return NULL;
+}
+TEST(sleep_zero_sees_deadlines_and_cancellation)
+{
+    run_main(NULL, main_sleep_zero, NULL);
+}
+
 static int wake_order[16];
 static int nwoken, nstarted;
 static uint64_t order_base;
@@ -860,7 +893,7 @@ TEST(run_clock_without_the_tsc_reads_the_real_clock)
 }
 
 TEST_MAIN(CASE(sleep_is_never_early), CASE(sleep_under_a_deadline_never_times_out_early),
-          CASE(sleepers_wake_in_deadline_order),
+          CASE(sleep_zero_sees_deadlines_and_cancellation), CASE(sleepers_wake_in_deadline_order),
           CASE(sleepers_wake_in_deadline_order_across_lanes_and_heap),
           CASE(timer_lanes_and_heap_agree_with_a_model),
           CASE(timer_lane_compacts_shrinks_grows_and_gives_memory_back),
