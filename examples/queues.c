@@ -4,12 +4,15 @@
  * tasks that call weft_yield_maybe() between small pieces of work. The
  * scheduler gives the queues CPU in proportion to their weights whatever
  * the number of tasks in each; a live line shows the split as it happens,
- * and the per-queue table closes the run. */
+ * and the per-queue table closes the run. One worker: weights divide the
+ * CPU of each worker between its queues, and on several workers the split
+ * would also depend on which tasks each one got. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <weft.h>
 
 static uint64_t stop_at;
-static uint64_t work_done[2];
+static _Atomic uint64_t work_done[2]; /* read by the reporter */
 
 static void burn_us(uint64_t us)
 {
@@ -23,7 +26,7 @@ static void *cruncher(void *arg)
     int which = (int)(intptr_t)arg;
     while (weft_now_ns() < stop_at) {
         burn_us(25);
-        work_done[which]++;
+        atomic_fetch_add_explicit(&work_done[which], 1, memory_order_relaxed);
         if (weft_yield_maybe() < 0)
             break;
     }
@@ -36,13 +39,14 @@ static void *reporter(void *arg)
     while (weft_now_ns() < stop_at) {
         if (weft_sleep_ns(250000000) < 0)
             break;
-        uint64_t d0 = work_done[0] - last[0], d1 = work_done[1] - last[1];
-        last[0] = work_done[0];
-        last[1] = work_done[1];
+        uint64_t now[2] = {atomic_load(&work_done[0]), atomic_load(&work_done[1])};
+        uint64_t d0 = now[0] - last[0], d1 = now[1] - last[1];
+        last[0] = now[0];
+        last[1] = now[1];
         double total = (double)(d0 + d1);
         printf("\r  interactive %6.1f%%  %8llu units   |   batch %6.1f%%  %8llu units   ",
-               total ? 100.0 * (double)d0 / total : 0, (unsigned long long)work_done[0],
-               total ? 100.0 * (double)d1 / total : 0, (unsigned long long)work_done[1]);
+               total ? 100.0 * (double)d0 / total : 0, (unsigned long long)now[0],
+               total ? 100.0 * (double)d1 / total : 0, (unsigned long long)now[1]);
         fflush(stdout);
     }
     printf("\n");
@@ -78,7 +82,7 @@ int main(void)
         {.name = "interactive", .weight = 3},
         {.name = "batch", .weight = 1},
     };
-    weft_config cfg = {.queues = queues, .nqueues = 3, .stats = true};
+    weft_config cfg = {.workers = 1, .queues = queues, .nqueues = 3, .stats = true};
     int r = weft_run(&cfg, queues_main, NULL, NULL);
     if (r < 0) {
         fprintf(stderr, "weft_run: %s (%s)\n", weft_strerror(r), weft_last_config_error());

@@ -51,8 +51,9 @@ struct futex_waitv;
 
 /* CLOCK_MONOTONIC in nanoseconds. Callable from any thread. */
 WEFT_API uint64_t weft_now_ns(void);
-/* Suspends the calling task for at least ns nanoseconds (0 = yield).
- * Returns 0, -ECANCELED, -ETIMEDOUT (a pushed deadline passed first), -EPERM. */
+/* Suspends the calling task for at least ns nanoseconds (0 = yield, after
+ * the same checks). Returns 0, -ECANCELED, -ETIMEDOUT (a pushed deadline
+ * passed first), -EPERM. */
 WEFT_API int weft_sleep_ns(uint64_t ns);
 /* Suspends the calling task until weft_now_ns() >= abs_ns. Same returns. */
 WEFT_API int weft_sleep_until(uint64_t abs_ns);
@@ -227,25 +228,34 @@ WEFT_API int weft_ring_fd(void);
 
 /* ---- registered buffers and provided buffer rings ----------------------- */
 
-/* Registers buffers with the ring (registered, "fixed" buffers: no page
- * pinning per op). Slots are numbered from 0 in registration order; returns
- * the first slot or -errno (-ENOSPC when the table is full). */
+/* Registers buffers with every worker's ring (registered, "fixed" buffers:
+ * no page pinning per op) at n consecutive free slots, the first that fit
+ * (slots freed by weft_buffers_unregister are reused). Returns the first
+ * slot, or -EPERM outside a task, -EINVAL for NULL iov or n == 0, -ENXIO
+ * when the rings have no buffer table (the kernel refused to make one),
+ * -ENOSPC when no n free slots follow each other, -ENOMEM, or the
+ * kernel's error for a buffer it refuses (then no slot is taken). */
 WEFT_API int weft_buffers_register(const struct iovec *iov, unsigned n);
-/* Releases slots [first, first + n). */
+/* Releases slots [first, first + n): 0, -EPERM outside a task, -EINVAL
+ * when one of them is not registered. */
 WEFT_API int weft_buffers_unregister(unsigned first, unsigned n);
 
 /* Legacy provided buffers (PROVIDE_BUFFERS / REMOVE_BUFFERS): n buffers of
- * len bytes from base, ids bid.. in group gid; remove returns the count. */
+ * len bytes from base, ids bid.. in group gid (at most 32767, -EINVAL
+ * above); remove returns the count. */
 WEFT_API int weft_buffers_provide(void *base, unsigned len, unsigned n, unsigned gid, unsigned bid);
 WEFT_API int weft_buffers_remove(unsigned n, unsigned gid);
 
 /* A provided buffer ring: nbufs (a power of two, at most 32768) buffers of
- * size bytes that the kernel picks from when data arrives (recv streams,
- * weft_recv_buf). Bound to the calling worker's ring. */
+ * size bytes (1 .. 2 GiB) that the kernel picks from when data arrives
+ * (recv streams, weft_recv_buf). Bound to the calling worker's ring.
+ * Returns 0, -EINVAL (NULL out, bad nbufs or size), -EPERM outside a task,
+ * -ENOSPC (no buffer group id left on the ring) or -ENOMEM. */
 typedef struct weft_buf_ring weft_buf_ring;
 WEFT_API int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t size);
 /* Fails with -EBUSY while an open stream or a weft_recv_buf uses it, or a
- * buffer is leased.
+ * buffer is leased; -EINVAL for NULL, -EPERM outside a task, -EXDEV on
+ * another worker than the ring's.
  * Streams closed but still winding down in the kernel are waited for: the
  * ring is released with the last of them. */
 WEFT_API int weft_buf_ring_destroy(weft_buf_ring *br);
@@ -266,7 +276,9 @@ typedef struct weft_buf {
 } weft_buf;
 WEFT_API int weft_buf_release(weft_buf *b);
 /* One recv into a buffer the kernel picks from br; returns the length (0 =
- * end of stream) with *out leased when > 0, -ENOBUFS when br is empty. */
+ * end of stream) with *out leased when > 0, -ENOBUFS when br is empty,
+ * -EINVAL for a NULL br or out, -EXDEV for a ring of another worker, or
+ * the errors of every blocking call. */
 WEFT_API ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out);
 
 /* ---- multishot streams -------------------------------------------------- */
@@ -274,7 +286,10 @@ WEFT_API ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out);
 /* One multishot op whose completions queue up for the task that opened it,
  * which pulls them with weft_stream_next. Streams are ring-bound: they pin
  * the task to its worker, and closing one (or ending the task) cancels the
- * kernel side through the worker's maintenance task. */
+ * kernel side through the worker's maintenance task. The openers return 0,
+ * -EPERM outside a task, -EINVAL (bad accept flags, a NULL br, a ticker
+ * period of 0), -EXDEV for a br of another worker, -ENOMEM, or -EAGAIN when
+ * the ring has no SQE right now. */
 typedef struct weft_stream weft_stream;
 /* Accepted fds (flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT). */
 WEFT_API int weft_accept_stream(weft_stream **out, int fd, unsigned flags);
@@ -289,15 +304,18 @@ WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (TIMEOUT_REMOVE with IORING_TIMEOUT_UPDATE), from
  * the task that opened it (-EPERM for another task, -EXDEV on another
- * worker). A ticker too fast for the update to find it armed (a period of a
+ * worker, -EINVAL for a stream that is no ticker or a period of 0, -EBADF
+ * for a closed one). A ticker too fast for the update to find it armed (a period of a
  * few microseconds) takes the new period at its next arming instead, after
  * at most 64 ticks (docs/io.md, Tickers). */
 WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
 /* The next item, for the task that opened the stream (-EPERM for another
- * task, -EXDEV on another worker): an accepted fd, a received length (buf
- * leased, 0 = end of stream), revents, or 0 for a tick. -ECANCELED/-ETIMEDOUT as any blocking
- * call; an error that ended the kernel side is returned once, then the
- * stream re-arms (accept) or reports 0 / -EPIPE. -ENOBUFS when nothing is
+ * task, -EXDEV on another worker, -EBADF for NULL or a closed stream,
+ * -EINVAL for a recv or read stream without buf): an accepted fd, a received
+ * length (buf leased, 0 = end of stream), revents, or 0 for a tick.
+ * -ECANCELED/-ETIMEDOUT as any blocking call; an error that ended the kernel
+ * side is returned once, then an accept stream re-arms and a recv, read or
+ * poll stream reports -EPIPE from then on (0 after the end of the stream). -ENOBUFS when nothing is
  * queued here and the kernel has no buffer of the ring left: every one is
  * leased, or waits in another stream's queue (pull or release some first). */
 WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);

@@ -180,7 +180,8 @@ WEFT_API int weft_getaddrinfo(const char *node, const char *service, const struc
                               struct addrinfo **res);
 
 /* Parks the calling task until signal signo arrives; returns signo. The
- * first wait for signo in the process installs a handler (SA_RESTART) in
+ * first wait for signo in the process installs a handler (SA_RESTART |
+ * SA_ONSTACK) in
  * place of the previous disposition, which comes back when the last runtime
  * that waited for signo ends. Any thread may receive the signal. An arrival
  * wakes every task waiting for signo (a broadcast); one that finds no waiter

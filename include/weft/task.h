@@ -30,7 +30,9 @@ typedef void *(*weft_fn)(void *arg);
 #define WEFT_TASK_SPAWN_FIFO      (1u << 4) /* hint: run after other runnable tasks (default) */
 
 typedef struct weft_spawn_opts {
-    const char *queue;       /* queue name; NULL = the spawner's queue */
+    const char *queue;       /* queue name; NULL = the spawner's queue (the first
+                                queue for WEFT_TASK_BACKGROUND or a spawn from
+                                outside a task) */
     uint64_t group;          /* scheduling group; 0 = the task is its own group */
     unsigned flags;          /* WEFT_TASK_* */
     size_t stack_size;       /* 0 = runtime default; 16 KiB .. 1 GiB */
@@ -51,9 +53,12 @@ WEFT_API int weft_spawn_ex(weft_task **t, const weft_spawn_opts *o, weft_fn fn, 
 
 /* Waits for t to finish, stores its return value in *result (if non-NULL) and
  * frees the handle. Returns 0 for a normal finish, -ECANCELED for a task that
- * was cancelled, WEFT_EPANIC for a task that panicked under WEFT_PANIC_CATCH.
- * If the caller itself is cancelled while waiting, returns -ECANCELED and the
- * handle stays valid (join it again or detach it). -EPERM outside a task,
+ * was cancelled, WEFT_EPANIC for a task that panicked under WEFT_PANIC_CATCH,
+ * -ENOMEM for a task that never ran because no stack could be had for it.
+ * If the caller itself is cancelled while waiting, returns -ECANCELED, or
+ * past its own deadline -ETIMEDOUT, and the handle stays valid (join it
+ * again or detach it). In debug builds WEFT_EHANDLE for a handle already
+ * joined or detached. -EPERM outside a task,
  * -EDEADLK when a task joins itself, -EXDEV for a task of another runtime
  * (an executor's, or another weft_run's; the handle stays valid there),
  * -EINVAL for NULL. */
@@ -125,8 +130,9 @@ WEFT_API int weft_cancel_children(weft_cancel_stats *stats);
 /* Cancels the descendants that have no live children of their own. */
 WEFT_API int weft_cancel_leaves(weft_cancel_stats *stats);
 /* Cancels each descendant (with its subtree) that carries any / all of the
- * NULL-terminated tags; tags are compared as strings. -EINVAL for NULL or
- * empty tags, besides the returns above. */
+ * NULL-terminated tags; tags are compared as strings. -EINVAL for NULL tags
+ * (both) and for an empty list (tagged_all, which every task would match;
+ * tagged_any matches nothing and returns 0), besides the returns above. */
 WEFT_API int weft_cancel_tagged_any(const char *const *tags, weft_cancel_stats *stats);
 WEFT_API int weft_cancel_tagged_all(const char *const *tags, weft_cancel_stats *stats);
 /* Cancels every task adopted by the orphan root (WEFT_ORPHANS_ADOPT). */
@@ -135,9 +141,10 @@ WEFT_API int weft_cancel_orphans(weft_cancel_stats *stats);
 /* ---- deadlines and shielding ---------------------------------------------
  * Deadlines nest: every blocking call fails with -ETIMEDOUT once the innermost
  * (earliest) pushed deadline has passed. Shielded regions are not interrupted
- * by cancellation (for cleanup I/O); deadlines still apply. Push returns 0,
- * -EPERM outside a task, -EOVERFLOW past 16 levels, -ENOMEM; pop returns 0
- * or -EINVAL when nothing is pushed. */
+ * by cancellation (for cleanup I/O); deadlines still apply. The pushes
+ * return 0 or -EPERM outside a task; weft_deadline_push also -EOVERFLOW past
+ * 16 levels and -ENOMEM, weft_shield_push -EOVERFLOW past 65535 levels. The
+ * pops return 0, or -EINVAL when nothing is pushed. */
 WEFT_API int weft_deadline_push(uint64_t abs_ns);
 WEFT_API int weft_deadline_pop(void);
 WEFT_API int weft_shield_push(void);
