@@ -2,6 +2,8 @@
  * million guarded stacks under the default vm.max_map_count. */
 #include "test.h"
 
+#include <sys/mman.h>
+
 #include "context/stack.h"
 #include "runtime/worker.h"
 
@@ -324,8 +326,117 @@ TEST(a_busy_worker_keeps_its_pool_clock_current)
     run_main_one_worker(NULL, main_pool_clock_moves_while_busy, NULL);
 }
 
+/* ---- other SIGSEGVs go on to the program's handler -------------------- */
+
+/* A program that handles faults of its own (a GC's write barrier, say):
+ * its handler unprotects the page and the access goes on. weft's handler
+ * used to put the program's back for the whole process on the first such
+ * fault, so a later overflow went unreported (a plain SIGSEGV). */
+static char *barrier_page;
+static int barrier_hits;
+
+static void barrier_handler(int sig, siginfo_t *info, void *uctx)
+{
+    (void)sig, (void)uctx;
+    char *a = info->si_addr;
+    if (a >= barrier_page && a < barrier_page + 4096) {
+        barrier_hits++;
+        mprotect(barrier_page, 4096, PROT_READ | PROT_WRITE);
+        return;
+    }
+    signal(SIGSEGV, SIG_DFL);
+}
+
+static void *touch_the_barrier_then_overflow(void *arg)
+{
+    barrier_page[0] = 1; /* faults once, and the program's handler fixes it */
+    if (barrier_hits != 1 || barrier_page[0] != 1)
+        _exit(3);
+    return overflow(arg);
+}
+
+static void *main_barrier(void *arg)
+{
+    weft_spawn_opts o = {.name = "deep", .stack_size = 64 * 1024};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, touch_the_barrier_then_overflow, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_barrier_then_overflow(void)
+{
+    barrier_page = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = barrier_handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, NULL);
+    weft_run(NULL, main_barrier, NULL, NULL);
+}
+
+TEST(a_fault_the_program_handles_leaves_the_overflow_report_in_place)
+{
+    expect_overflow_report(run_barrier_then_overflow,
+                           "weft: task 2 'deep' overflowed its 64 KiB stack");
+}
+
+/* A SIGSEGV sent with raise or kill is no fault to repeat: it was
+ * swallowed, and the process went on. */
+static void *raise_segv(void *arg)
+{
+    raise(SIGSEGV);
+    return NULL;
+}
+
+static void *main_raise(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, raise_segv, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_raise(void)
+{
+    weft_run(NULL, main_raise, NULL, NULL);
+    fputs("still alive after raise(SIGSEGV)\n", stderr);
+}
+
+TEST(a_sent_sigsegv_takes_its_default_action)
+{
+    char out[4096];
+    int status = run_captured(run_raise, out, sizeof out);
+    if (!died_of_segv(status, out))
+        FAILF("status %#x, stderr: %s", status, out);
+}
+
+/* A handler the program installs while the runtime runs stays after it:
+ * the runtime's end put back the one from before its start. */
+static void program_handler(int sig)
+{
+    (void)sig;
+}
+
+static void *main_installs_a_handler(void *arg)
+{
+    signal(SIGSEGV, program_handler);
+    return NULL;
+}
+
+TEST(a_handler_installed_during_the_run_stays)
+{
+    run_main(NULL, main_installs_a_handler, NULL);
+    struct sigaction cur;
+    ASSERT_OK(sigaction(SIGSEGV, NULL, &cur));
+    ASSERT(cur.sa_handler == program_handler);
+}
+
 TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),
-          CASE(pool_reuses_lifo), CASE(trim_returns_pages_below_high_water),
+          CASE(a_fault_the_program_handles_leaves_the_overflow_report_in_place),
+          CASE(a_sent_sigsegv_takes_its_default_action),
+          CASE(a_handler_installed_during_the_run_stays), CASE(pool_reuses_lifo),
+          CASE(trim_returns_pages_below_high_water),
           CASE(a_host_alternate_stack_survives_workers_on_its_thread),
           CASE(overflow_is_reported_after_another_executor_on_the_thread_went),
           CASE(guard_page_faults), CASE(overflow_is_reported_and_aborts),

@@ -2,7 +2,8 @@
  * page below it; the SIGSEGV handler runs on an alternate signal stack (the
  * task's own stack is exhausted), recognises the guard and prints
  *   weft: task <id> '<name>' overflowed its <N> KiB stack
- * before aborting. Any other fault is handed back to the default action. */
+ * before aborting. Any other SIGSEGV goes on to the handler that was there
+ * before (the program's, ASan's) or to the default action. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -83,11 +84,28 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
         report_if_overflow(w->current, info->si_addr);
         report_if_overflow(w->leaving, info->si_addr);
     }
-    /* Not ours: restore what was there and return, so the fault repeats
-     * under the previous disposition. */
-    sigaction(SIGSEGV, &previous_segv, NULL);
-    (void)sig;
-    (void)uctx;
+    /* Not ours: pass it on, leaving this handler in place. (Putting the
+     * previous one back for the process lost weft's report for good the
+     * first time a program's handler dealt with a fault of its own, and
+     * swallowed a SIGSEGV sent with kill or raise.) */
+    if (previous_segv.sa_flags & SA_SIGINFO) {
+        previous_segv.sa_sigaction(sig, info, uctx);
+        return;
+    }
+    if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN) {
+        previous_segv.sa_handler(sig);
+        return;
+    }
+    /* A sent SIGSEGV (si_code <= 0) that was ignored stays ignored. */
+    bool sent = info->si_code <= 0;
+    if (sent && previous_segv.sa_handler == SIG_IGN)
+        return;
+    /* The default action: the process ends. A real fault repeats when
+     * this returns, and is then delivered with it; a sent signal is sent
+     * again, and delivered once this handler returns. */
+    signal(SIGSEGV, SIG_DFL);
+    if (sent)
+        raise(SIGSEGV);
 }
 
 int weft__overflow_install(weft__worker *w)
@@ -127,8 +145,14 @@ void weft__overflow_remove(weft__worker *w)
     if (!w->altstack)
         return;
     pthread_mutex_lock(&install_lock);
-    if (--installed_count == 0)
-        sigaction(SIGSEGV, &previous_segv, NULL);
+    if (--installed_count == 0) {
+        /* Unless the program put in a handler of its own meanwhile, which
+         * stays. */
+        struct sigaction cur;
+        if (sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+            cur.sa_sigaction == on_segv)
+            sigaction(SIGSEGV, &previous_segv, NULL);
+    }
     pthread_mutex_unlock(&install_lock);
     w->altstack = NULL;
     if (--tls_alt.users > 0)
