@@ -114,7 +114,8 @@ static int copy_chunk(copy *c, const copier *w, uint64_t off, size_t len)
         if (res[0] < 0)
             return fail(c, c->src_path, res[0]);
         if (res[0] == 0) {
-            /* SRC shrank since we looked at its size: it ends here. */
+            /* SRC ends here: it shrank since we looked at its size, or
+             * said none (see copy_file). */
             if (off < c->end)
                 c->end = off;
             return 0;
@@ -280,7 +281,10 @@ static int copy_file(app *a, copy *c, char *dst_path, size_t dst_path_size)
     if (!S_ISREG(st.stx_mode))
         return fail_text(c, c->src_path,
                          S_ISDIR(st.stx_mode) ? "Is a directory" : "not a regular file");
-    c->size = c->end = st.stx_size;
+    /* The size is a hint: files in /proc say 0 and have content. Then the
+     * copy reads until a read finds the end (copy_chunk). */
+    c->size = st.stx_size;
+    c->end = st.stx_size ? st.stx_size : UINT64_MAX;
     if ((r = open_dst(c, &st, dst_path, dst_path_size)) < 0)
         return r;
     if ((r = buffers_setup(c)) < 0)

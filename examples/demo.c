@@ -23,7 +23,8 @@ static double ms(void)
 typedef struct lookup {
     const char *replica;
     uint64_t latency_ms;
-    int *answered; /* lives on the request's stack: children borrow it */
+    _Atomic int *answered; /* lives on the request's stack: children borrow it;
+                              atomic, as they may run on several workers */
 } lookup;
 
 static void *replica_lookup(void *arg)
@@ -36,14 +37,14 @@ static void *replica_lookup(void *arg)
         printf("%7.1f ms   replica %-8s: cancelled, someone else answered\n", ms(), l->replica);
         return NULL;
     }
-    (*l->answered)++;
+    atomic_fetch_add(l->answered, 1);
     printf("%7.1f ms   replica %-8s: answered first\n", ms(), l->replica);
     return (void *)l->replica;
 }
 
 static void *request(void *arg)
 {
-    int answered = 0;
+    _Atomic int answered = 0;
     lookup lookups[3] = {
         {"eu-west", 30, &answered},
         {"us-east", 12, &answered},

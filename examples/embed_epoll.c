@@ -31,8 +31,17 @@ int main(void)
     epoll_ctl(ep, EPOLL_CTL_ADD, weft_executor_fd(ex), &ev);
 
     weft_task *parents[4];
-    for (int i = 0; i < 4; i++)
-        weft_executor_spawn(ex, &parents[i], NULL, embed_parent, NULL);
+    for (int i = 0; i < 4; i++) {
+        r = weft_executor_spawn(ex, &parents[i], NULL, embed_parent, NULL);
+        if (r < 0) {
+            fprintf(stderr, "weft_executor_spawn: %s\n", weft_strerror(r));
+            while (i-- > 0)
+                weft_detach(parents[i]);
+            weft_executor_destroy(ex); /* cancels and awaits those started */
+            close(ep);
+            return 1;
+        }
+    }
     unsigned wakes = 0;
     int64_t deadline = weft_executor_run(ex, 0);
     while (deadline >= 0 && embed_done < 4) {

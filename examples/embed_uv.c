@@ -64,8 +64,16 @@ int main(void)
     uv_poll_start(&h.poll, UV_READABLE, on_ready);
 
     weft_task *parents[4];
-    for (int i = 0; i < 4; i++)
-        weft_executor_spawn(h.ex, &parents[i], NULL, embed_parent, NULL);
+    for (int i = 0; i < 4; i++) {
+        r = weft_executor_spawn(h.ex, &parents[i], NULL, embed_parent, NULL);
+        if (r < 0) {
+            fprintf(stderr, "weft_executor_spawn: %s\n", weft_strerror(r));
+            while (i-- > 0)
+                weft_detach(parents[i]);
+            weft_executor_destroy(h.ex); /* cancels and awaits those started */
+            return 1;
+        }
+    }
     drive(&h);
     uv_run(loop, UV_RUN_DEFAULT);
     if (h.error) {

@@ -30,6 +30,10 @@ cmp "$tmp/odd-size" "$tmp/longer" || fail "overwrite: the copy differs"
 mkdir "$tmp/dir"
 "$bin" "$tmp/one-byte" "$tmp/dir" 2>"$tmp/err" || fail "into a directory: exit status $?"
 cmp "$tmp/one-byte" "$tmp/dir/one-byte" || fail "into a directory: the copy differs"
+# A file that says it is empty and is not: files in /proc report size 0.
+# (It was copied as an empty file, with exit status 0.)
+"$bin" /proc/self/status "$tmp/status" 2>"$tmp/err" || fail "/proc file: exit status $?"
+grep -q '^Name:' "$tmp/status" || fail "/proc file: the copy has no content ($(wc -c <"$tmp/status") bytes)"
 echo "cp_smoke: copies ok"
 
 # Errors: a message naming the file, exit status 1.
