@@ -4,15 +4,31 @@
  *   [mxcsr:4 | x87 cw:2 | pad:2] r15 r14 r13 r12 rbx rbp <return address>
  * MXCSR control bits and the x87 control word are callee-saved in the ABI, so
  * a task that changes the rounding mode cannot leak it into another task. */
-/* Both switches share this body: save this context, load the other. */
+/* Both switches share this body: save this context, load the other.
+ *
+ * The CFI lets a debugger or profiler unwind from any instruction here to
+ * the caller. The other context's stack holds a frame of the same layout,
+ * so after the switch of %rsp the same rules find the caller of the
+ * context being resumed. */
+    .macro SAVE reg
+    pushq   \reg
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset \reg, 0
+    .endm
+    .macro RESTORE reg
+    popq    \reg
+    .cfi_adjust_cfa_offset -8
+    .cfi_restore \reg
+    .endm
     .macro SWITCH_STACKS
-    pushq   %rbp
-    pushq   %rbx
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
+    SAVE    %rbp
+    SAVE    %rbx
+    SAVE    %r12
+    SAVE    %r13
+    SAVE    %r14
+    SAVE    %r15
     subq    $8, %rsp
+    .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
     movq    %rsp, (%rdi)
@@ -20,12 +36,13 @@
     ldmxcsr (%rsp)
     fldcw   4(%rsp)
     addq    $8, %rsp
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
-    popq    %rbx
-    popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    RESTORE %r15
+    RESTORE %r14
+    RESTORE %r13
+    RESTORE %r12
+    RESTORE %rbx
+    RESTORE %rbp
     movq    %rdx, %rax
     .endm
 
@@ -42,6 +59,8 @@ weft__ctx_switch:
      * scheduler loop. An indirect jump is predicted from its own history
      * instead (half the cost measured). */
     popq    %rcx
+    .cfi_adjust_cfa_offset -8
+    .cfi_register rip, rcx
     jmpq    *%rcx
     .cfi_endproc
     .size   weft__ctx_switch, .-weft__ctx_switch
