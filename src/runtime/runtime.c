@@ -259,8 +259,11 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
         weft__worker_fini(w);
     /* Nothing runs any more: every pool can go (empty for a worker that
      * never started). */
+    int64_t records_held = 0;
     for (unsigned i = 0; i < rt->nworkers; i++)
-        weft__worker_release_pools(&rt->workers[i]);
+        records_held += rt->workers[i].records.outstanding;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        weft__worker_release_pools(&rt->workers[i], records_held != 0);
     pthread_mutex_destroy(&sync.lock);
     pthread_cond_destroy(&sync.cond);
     weft__runtime_teardown(rt);

@@ -1231,8 +1231,8 @@ void weft__worker_fini(weft__worker *w)
     weft__sched_fini(&w->sched);
 }
 
-void weft__worker_release_pools(weft__worker *w)
+void weft__worker_release_pools(weft__worker *w, bool records_held)
 {
     weft__stack_pool_fini(&w->stacks);
-    weft__record_pool_fini(&w->records);
+    weft__record_pool_fini(&w->records, records_held);
 }

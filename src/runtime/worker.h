@@ -215,7 +215,8 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
 void weft__worker_fini(weft__worker *w);
 /* Frees its stacks and task records: once no worker runs, since tasks
  * carry both from worker to worker. */
-void weft__worker_release_pools(weft__worker *w);
+/* records_held: see weft__record_pool_fini. */
+void weft__worker_release_pools(weft__worker *w, bool records_held);
 /* Runs the scheduler loop until the runtime has no live task left. A ring
  * that fails there ends the process (see ring_failed in worker.c). */
 void weft__worker_run(weft__worker *w);

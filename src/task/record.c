@@ -114,6 +114,7 @@ static bool new_chunk(weft__record_pool *p)
 weft_task *weft__record_alloc(weft__record_pool *p)
 {
     weft_task *t = p->free;
+    p->outstanding++;
     if (t) {
         unpoison(t);
         p->free = t->rq_next;
@@ -124,8 +125,10 @@ weft_task *weft__record_alloc(weft__record_pool *p)
                 __builtin_prefetch((char *)p->free + off, 1, 3);
         return t;
     }
-    if (p->carve + RECORD_SIZE > p->carve_end && !new_chunk(p))
+    if (p->carve + RECORD_SIZE > p->carve_end && !new_chunk(p)) {
+        p->outstanding--;
         return NULL;
+    }
     t = (weft_task *)p->carve;
     p->carve += RECORD_SIZE;
     return t;
@@ -149,6 +152,7 @@ void weft__record_release_owned(weft_task *t)
 
 void weft__record_free(weft__record_pool *p, weft_task *t)
 {
+    p->outstanding--;
     weft__record_release_owned(t);
 #ifndef NDEBUG
     t->magic = TASK_MAGIC_DEAD;
@@ -161,7 +165,7 @@ void weft__record_free(weft__record_pool *p, weft_task *t)
 #endif
 }
 
-void weft__record_pool_fini(weft__record_pool *p)
+void weft__record_pool_fini(weft__record_pool *p, bool records_held)
 {
     void *chunk = p->chunks;
     while (chunk) {
@@ -177,7 +181,9 @@ void weft__record_pool_fini(weft__record_pool *p)
          * owns nothing: weft__record_release_owned cleared them). Every
          * record that fits was carved, but in the newest chunk only those
          * before the carving point. */
-        char *end = chunk == p->chunks ? p->carve : (char *)chunk + bytes;
+        char *end = !records_held        ? records_start(chunk)
+                    : chunk == p->chunks ? p->carve
+                                         : (char *)chunk + bytes;
         for (char *r = records_start(chunk); r + RECORD_SIZE <= end; r += RECORD_SIZE)
             weft__record_release_owned((weft_task *)r);
         if (word & CHUNK_MAPPED)

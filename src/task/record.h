@@ -15,6 +15,11 @@ typedef struct weft__record_pool {
     weft_task *free; /* reusable records, linked through rq_next */
     char *carve, *carve_end;
     size_t chunk_bytes; /* size of the newest chunk */
+    /* Records taken from this pool less records freed into it. A record
+     * may be freed into another worker's pool: only the sum over a
+     * runtime's pools counts the records still held (by handles never
+     * joined or detached). */
+    int64_t outstanding;
 #ifndef NDEBUG
     /* Debug builds hold freed records back, marked dead, so that a join or
      * detach through a stale handle is reported instead of aliasing a new
@@ -33,8 +38,10 @@ void weft__record_free(weft__record_pool *p, weft_task *t);
  * worker of its runtime: the record itself goes back through its owner
  * (weft__task_free). */
 void weft__record_release_owned(weft_task *t);
-/* Releases the chunks, and first what their records still own: those of
- * finished tasks whose handles were never joined or detached. */
-void weft__record_pool_fini(weft__record_pool *p);
+/* Releases the chunks, and first, when records_held (the runtime's pools
+ * together have records outstanding), what their records still own: those
+ * of finished tasks whose handles were never joined or detached. The walk
+ * over every record costs about 25 ms a million records. */
+void weft__record_pool_fini(weft__record_pool *p, bool records_held);
 
 #endif
