@@ -203,16 +203,8 @@ void weft__sched_end_slice(weft__sched *s)
         deactivate(s, q);
 }
 
-/* EEVDF: among queues with tasks, the eligible one with the earliest
- * virtual deadline. Eligible: ahead of the average by at most min_slice of
- * real service (Linux's EEVDF asks for none). Task runs cannot be cut
- * short, so a queue found ineligible by a hair waits out a whole run of
- * another queue: in bench/sched.c's priority benchmark a weight-99 queue
- * came back from most of its sleeps a few microseconds of service ahead,
- * then waited for the weight-1 queue's next 300 us run, and its median
- * delay tripled. Over a longer window the shares are unchanged: a queue
- * gets ahead by at most min_slice, and a queue that ran a long task
- * (debt beyond min_slice) still waits. Rounding can leave none eligible;
+/* EEVDF: among queues with tasks, the eligible one (vruntime <= average)
+ * with the earliest virtual deadline. Rounding can leave none eligible;
  * the smallest vruntime is then the fair choice. */
 static weft__queue *choose_queue(weft__sched *s)
 {
@@ -227,7 +219,7 @@ static weft__queue *choose_queue(weft__sched *s)
             continue;
         if (!lowest || vt_before(q->vruntime, lowest->vruntime))
             lowest = q;
-        if (vt_before(avg + s->min_slice_ns * WEFT_WEIGHT_UNIT / q->weight, q->vruntime))
+        if (vt_before(avg, q->vruntime))
             continue;
         uint64_t d = virtual_deadline(s, q);
         if (!best || vt_before(d, best_deadline)) {
