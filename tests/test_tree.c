@@ -94,10 +94,12 @@ TEST(cancel_children_flag_under_adopt)
     run_main_one_worker(&cfg, main_adopt_cancel_children_flag, NULL);
 }
 
-/* A grandchild under a flagged grandparent: its parent ends under ADOPT
- * and hands it to the grandparent, not to the orphan root, so the
- * grandparent's end cancels and awaits it too. It went to the orphan root,
- * and the grandparent's join returned while it still ran its cleanup. */
+/* A grandchild under a flagged grandparent: its parent, inside the flagged
+ * subtree, ends as under WEFT_ORPHANS_CANCEL, cancelling and awaiting it,
+ * so the grandparent's join cannot return while it still runs. It went to
+ * the orphan root, and the grandparent's join returned while it still ran
+ * its cleanup. (Handing it to the grandparent instead, the first fix, made
+ * the grandparent's weft_wait_children wait for it.) */
 static _Atomic int grandchild_started, grandchild_done;
 
 static void *shielded_grandchild(void *arg)
@@ -116,7 +118,7 @@ static void *child_with_a_grandchild(void *arg)
     /* Started: one cancelled before its first run would never run. */
     while (!grandchild_started)
         ASSERT_OK(weft_yield());
-    return NULL; /* the grandchild is adopted */
+    return NULL; /* ends: the grandchild is cancelled and awaited */
 }
 
 static void *flagged_grandparent(void *arg)
@@ -124,8 +126,53 @@ static void *flagged_grandparent(void *arg)
     weft_task *c;
     ASSERT_OK(weft_spawn(&c, child_with_a_grandchild, NULL));
     ASSERT_OK(weft_join(c, NULL));
-    ASSERT_EQ(grandchild_done, 0);
+    ASSERT_EQ(grandchild_done, 1); /* its parent awaited it */
     return NULL;
+}
+
+/* In the flagged subtree weft_wait_children waits for children only: B
+ * leaves a long sleeper C behind, which B's end cancels. */
+static _Atomic int sleeper_cancelled;
+
+static void *long_sleeper_c(void *arg)
+{
+    grandchild_started = 1;
+    if (weft_sleep_ns(10ull * 1000000000) == -ECANCELED)
+        sleeper_cancelled = 1;
+    return NULL;
+}
+
+static void *b_leaves_a_sleeper(void *arg)
+{
+    ASSERT_OK(weft_spawn(NULL, long_sleeper_c, NULL));
+    while (!grandchild_started)
+        ASSERT_OK(weft_yield());
+    return NULL;
+}
+
+static void *flagged_a_waits(void *arg)
+{
+    ASSERT_OK(weft_spawn(NULL, b_leaves_a_sleeper, NULL));
+    uint64_t t0 = weft_now_ns();
+    ASSERT_OK(weft_deadline_push(t0 + 5000000000ull)); /* hung before: fail, not hang */
+    ASSERT_OK(weft_wait_children());
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(sleeper_cancelled, 1);
+    return NULL;
+}
+
+static void *main_wait_children_in_a_flagged_subtree(void *arg)
+{
+    weft_task *a;
+    weft_spawn_opts o = {.flags = WEFT_TASK_CANCEL_CHILDREN};
+    ASSERT_OK(weft_spawn_ex(&a, &o, flagged_a_waits, NULL));
+    ASSERT_OK(weft_join(a, NULL));
+    return NULL;
+}
+TEST(wait_children_in_a_flagged_subtree_waits_for_children_only)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    run_main(&cfg, main_wait_children_in_a_flagged_subtree, NULL);
 }
 
 static void *main_adopt_keeps_the_subtree(void *arg)
@@ -544,6 +591,7 @@ TEST(a_child_spawned_as_its_parent_is_cancelled_is_born_cancelled)
 
 TEST_MAIN(CASE(a_defer_that_sleeps_keeps_the_result), CASE(children_spawned_by_a_defer_are_awaited),
           CASE(cancel_children_under_adopt_awaits_grandchildren),
+          CASE(wait_children_in_a_flagged_subtree_waits_for_children_only),
           CASE(background_spawned_after_the_main_task_is_born_cancelled),
           CASE(a_child_spawned_as_its_parent_is_cancelled_is_born_cancelled),
           CASE(orphans_cancel_awaits_children), CASE(orphans_adopt_keeps_children_running),

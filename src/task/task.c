@@ -662,17 +662,21 @@ void weft__task_complete_without_stack(weft_task *t)
     complete(t->owner, t, NULL);
 }
 
-/* Who takes the live children of t, ending under WEFT_ORPHANS_ADOPT
- * without WEFT_TASK_CANCEL_CHILDREN: the nearest ancestor that has that
- * flag, whose end cancels and awaits its whole subtree (so the children
- * stay in it, and may still borrow from its stack), else the orphan root.
- * Tree lock held. */
-static weft_task *adopter_of_children(weft__runtime *rt, const weft_task *t)
+/* Whether t's live children may go to the orphan root when t ends: under
+ * WEFT_ORPHANS_ADOPT, unless t or an ancestor has WEFT_TASK_CANCEL_CHILDREN.
+ * That ancestor's end must cancel and await its whole subtree; a task in it
+ * therefore ends as under WEFT_ORPHANS_CANCEL, cancelling and awaiting its
+ * own children (which may borrow from the ancestor's stack too). Handing
+ * them to the ancestor instead made its weft_wait_children wait for
+ * grandchildren. Tree lock held. */
+static bool may_orphan_children(const weft__runtime *rt, const weft_task *t)
 {
-    for (weft_task *a = t->parent; a && !(a->flags & TASK_F_ROOT); a = a->parent)
+    if (rt->cfg.orphans != WEFT_ORPHANS_ADOPT)
+        return false;
+    for (const weft_task *a = t; a && !(a->flags & TASK_F_ROOT); a = a->parent)
         if (a->flags & WEFT_TASK_CANCEL_CHILDREN)
-            return a;
-    return &rt->orphans;
+            return false;
+    return true;
 }
 
 /* Everything of the end of a task but the last switch. */
@@ -688,9 +692,8 @@ static WEFT_TSAN_CALL void finish(weft_task *t, void *result)
         if (kids) {
             weft__tree_lock(rt);
             kids = t->first_child != NULL;
-            if (kids && rt->cfg.orphans == WEFT_ORPHANS_ADOPT &&
-                !(t->flags & WEFT_TASK_CANCEL_CHILDREN)) {
-                weft__tree_adopt_children(t, adopter_of_children(rt, t));
+            if (kids && may_orphan_children(rt, t)) {
+                weft__tree_adopt_children(t, &rt->orphans);
                 kids = false;
             } else if (kids) {
                 weft__tree_cancel_children_locked(t);
