@@ -167,6 +167,59 @@ TEST(panic_aborts_by_default)
                                  "defer 2 ran\ndefer 1 ran\n");
 }
 
+/* The defers of a task panicking under the abort policy run after its
+ * children are gone (a defer may free what they use), and a blocking call
+ * in one returns at once. They ran while a child still read the memory the
+ * first defer freed (ASan: heap-use-after-free), and a defer that waited
+ * for the children hung the abort. */
+static _Atomic int child_gone;
+
+static void *child_of_panicker(void *arg)
+{
+    while (weft_sleep_ns(1000000) == 0)
+        ;
+    child_gone = 1;
+    return NULL;
+}
+
+static void check_children_gone(void *arg)
+{
+    fprintf(stderr, "first defer: children %s\n", child_gone ? "gone" : "still running");
+}
+
+static void sleep_in_defer(void *arg)
+{
+    fprintf(stderr, "sleep in a defer: %d\n", weft_sleep_ns(10ull * 1000000000));
+}
+
+static void *panics_with_a_child(void *arg)
+{
+    ASSERT_OK(weft_defer(sleep_in_defer, NULL));
+    ASSERT_OK(weft_defer(check_children_gone, NULL));
+    ASSERT_OK(weft_spawn(NULL, child_of_panicker, NULL));
+    ASSERT_OK(weft_sleep_ns(3000000)); /* the child is running */
+    weft_panic("with a child");
+}
+
+static void *main_panic_with_child(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, panics_with_a_child, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_panic_with_child(void)
+{
+    weft_run(NULL, main_panic_with_child, NULL, NULL);
+}
+
+TEST(panic_abort_awaits_the_children_before_the_defers)
+{
+    expect_abort_with(run_panic_with_child, "panicked: with a child\nfirst defer: children gone\n"
+                                            "sleep in a defer: -125\n");
+}
+
 static void panic_outside(void)
 {
     weft_panic("no task here");
@@ -208,4 +261,5 @@ TEST(panic_in_a_defer_aborts)
 TEST_MAIN(CASE(panic_caught_runs_defers_lifo), CASE(weft_assert_panics),
           CASE(panic_in_main_is_weft_run_result), CASE(panic_cancels_and_awaits_children),
           CASE(defers_run_on_return_and_cancel), CASE(panic_aborts_by_default),
+          CASE(panic_abort_awaits_the_children_before_the_defers),
           CASE(panic_outside_a_task_aborts), CASE(panic_in_a_defer_aborts))
