@@ -2,6 +2,7 @@
  * million guarded stacks under the default vm.max_map_count. */
 #include "test.h"
 
+#include <setjmp.h>
 #include <sys/mman.h>
 
 #include "context/stack.h"
@@ -432,7 +433,137 @@ TEST(a_handler_installed_during_the_run_stays)
     ASSERT(cur.sa_handler == program_handler);
 }
 
+/* The previous handler runs as the kernel would run it. SA_RESETHAND: a
+ * handler that returns is called once, then the fault kills (it was
+ * called for ever). SA_NODEFER: a handler that leaves with longjmp can
+ * fault again (the second fault killed the process). A handler that
+ * chains back to weft's, installed under an earlier runtime: the fault
+ * ends the process (it bounced between the two until the stack ran out). */
+static int handler_calls;
+static sigjmp_buf probe_env;
+
+static void count_and_return(int sig)
+{
+    (void)sig;
+    handler_calls++;
+}
+
+static void *null_write(void *arg)
+{
+    *(volatile int *)arg = 1;
+    return NULL;
+}
+
+static void *main_null_write(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, null_write, (void *)16));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_resethand(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = count_and_return;
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGSEGV, &sa, NULL);
+    weft_run(NULL, main_null_write, NULL, NULL);
+}
+
+TEST(a_resethand_handler_is_called_once)
+{
+#ifdef __SANITIZE_ADDRESS__
+    SKIP("ASan replaces the program's SIGSEGV handler");
+#endif
+    char out[4096];
+    int status = run_captured(run_resethand, out, sizeof out);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV)
+        FAILF("status %#x, stderr: %s", status, out);
+}
+
+static void jump_back(int sig)
+{
+    (void)sig;
+    handler_calls++;
+    siglongjmp(probe_env, 1);
+}
+
+static void *probe_three_times(void *arg)
+{
+    for (int i = 0; i < 3; i++)
+        if (sigsetjmp(probe_env, 0) == 0)
+            *(volatile int *)16 = i;
+    return NULL;
+}
+
+static void *main_probe(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, probe_three_times, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+TEST(a_nodefer_handler_that_jumps_out_can_fault_again)
+{
+#ifdef __SANITIZE_ADDRESS__
+    SKIP("ASan replaces the program's SIGSEGV handler");
+#endif
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = jump_back;
+    sa.sa_flags = SA_NODEFER;
+    sigaction(SIGSEGV, &sa, NULL);
+    run_main_one_worker(NULL, main_probe, NULL);
+    ASSERT_EQ(handler_calls, 3);
+}
+
+static struct sigaction chained_to;
+
+static void chains_back(int sig, siginfo_t *info, void *uctx)
+{
+    if (++handler_calls == 2) {
+        static const char msg[] = "the chaining handler ran twice\n";
+        ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)n;
+    }
+    if (chained_to.sa_flags & SA_SIGINFO)
+        chained_to.sa_sigaction(sig, info, uctx);
+    else
+        signal(SIGSEGV, SIG_DFL);
+}
+
+static void *install_chaining_handler(void *arg)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = chains_back;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigaction(SIGSEGV, &sa, &chained_to); /* weft's, as the runtime runs */
+    return NULL;
+}
+
+static void run_chain_loop(void)
+{
+    weft_run(NULL, install_chaining_handler, NULL, NULL);
+    weft_run(NULL, main_null_write, NULL, NULL);
+    fprintf(stderr, "handler calls: %d\n", handler_calls);
+}
+
+TEST(a_handler_chaining_back_to_weft_does_not_loop)
+{
+    char out[4096];
+    int status = run_captured(run_chain_loop, out, sizeof out);
+    if (!died_of_segv(status, out) || strstr(out, "twice"))
+        FAILF("status %#x, stderr: %s", status, out);
+}
+
 TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),
+          CASE(a_resethand_handler_is_called_once),
+          CASE(a_nodefer_handler_that_jumps_out_can_fault_again),
+          CASE(a_handler_chaining_back_to_weft_does_not_loop),
           CASE(a_fault_the_program_handles_leaves_the_overflow_report_in_place),
           CASE(a_sent_sigsegv_takes_its_default_action),
           CASE(a_handler_installed_during_the_run_stays), CASE(pool_reuses_lifo),

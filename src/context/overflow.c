@@ -77,6 +77,62 @@ static void report_if_overflow(const weft_task *t, const char *addr)
     abort();
 }
 
+/* The frame of on_segv while it runs the previous handler on this thread,
+ * NULL otherwise (stale after that handler left with longjmp, which is
+ * harmless: see pass_on). */
+static __thread char *tls_passing_frame;
+
+/* The default action: the process ends. A real fault repeats when the
+ * handler returns, and is then delivered with it; a sent signal is sent
+ * again, and delivered once the handler returns. */
+static void take_default_action(const siginfo_t *info)
+{
+    signal(SIGSEGV, SIG_DFL);
+    if (info->si_code <= 0)
+        raise(SIGSEGV);
+}
+
+/* Runs the previous handler as the kernel would have: with its mask, with
+ * SIGSEGV unblocked under SA_NODEFER (a handler that leaves with longjmp
+ * and probes again needs it), and with the disposition reset to the
+ * default first under SA_RESETHAND (else a handler that returns would be
+ * called for ever on a fault that repeats). */
+static void pass_on(int sig, siginfo_t *info, void *uctx)
+{
+    /* Entered again below a handler we are running: that handler chains
+     * back here (it saved this one as its previous, under an earlier
+     * runtime), and the fault would bounce between the two. A fresh
+     * delivery after a longjmp starts at the same depth, not below. */
+    char *frame = __builtin_frame_address(0);
+    if (tls_passing_frame && frame < tls_passing_frame) {
+        take_default_action(info);
+        return;
+    }
+    struct sigaction prev = previous_segv;
+    if (prev.sa_flags & SA_RESETHAND) {
+        previous_segv.sa_handler = SIG_DFL;
+        previous_segv.sa_flags &= ~(unsigned)SA_SIGINFO;
+    }
+    sigset_t old, block = prev.sa_mask;
+    if (!(prev.sa_flags & SA_NODEFER))
+        sigaddset(&block, SIGSEGV);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    if (prev.sa_flags & SA_NODEFER) {
+        sigset_t segv;
+        sigemptyset(&segv);
+        sigaddset(&segv, SIGSEGV);
+        pthread_sigmask(SIG_UNBLOCK, &segv, NULL);
+    }
+    char *outer = tls_passing_frame;
+    tls_passing_frame = frame;
+    if (prev.sa_flags & SA_SIGINFO)
+        prev.sa_sigaction(sig, info, uctx);
+    else
+        prev.sa_handler(sig);
+    tls_passing_frame = outer;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
     weft__worker *w = weft__worker_self();
@@ -88,24 +144,15 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
      * previous one back for the process lost weft's report for good the
      * first time a program's handler dealt with a fault of its own, and
      * swallowed a SIGSEGV sent with kill or raise.) */
-    if (previous_segv.sa_flags & SA_SIGINFO) {
-        previous_segv.sa_sigaction(sig, info, uctx);
-        return;
-    }
-    if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN) {
-        previous_segv.sa_handler(sig);
+    if ((previous_segv.sa_flags & SA_SIGINFO) ||
+        (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN)) {
+        pass_on(sig, info, uctx);
         return;
     }
     /* A sent SIGSEGV (si_code <= 0) that was ignored stays ignored. */
-    bool sent = info->si_code <= 0;
-    if (sent && previous_segv.sa_handler == SIG_IGN)
+    if (info->si_code <= 0 && previous_segv.sa_handler == SIG_IGN)
         return;
-    /* The default action: the process ends. A real fault repeats when
-     * this returns, and is then delivered with it; a sent signal is sent
-     * again, and delivered once this handler returns. */
-    signal(SIGSEGV, SIG_DFL);
-    if (sent)
-        raise(SIGSEGV);
+    take_default_action(info);
 }
 
 int weft__overflow_install(weft__worker *w)
