@@ -77,6 +77,13 @@ TEST(bad_configs_are_refused_with_a_reason)
     weft_queue_spec empty_policy[] = {{.name = "q", .weight = 1, .policy = &nothing_set}};
     weft_config c14 = {.queues = empty_policy, .nqueues = 1};
     expect_einval(&c14, "queue 'q': its policy has no push");
+    /* Beyond a minute the virtual deadlines (slice x 10000) could wrap. */
+    weft_config c15 = {.min_slice_ns = (uint64_t)1 << 54};
+    expect_einval(&c15, "min_slice_ns: 18014398509481984 is more than a minute");
+    weft_config c16 = {.io_poll_interval_ns = UINT64_MAX};
+    expect_einval(&c16, "io_poll_interval_ns");
+    weft_config c17 = {.sched_latency_ns = 61ull * 1000 * 1000 * 1000};
+    expect_einval(&c17, "sched_latency_ns");
     ASSERT_EQ(weft_run(NULL, NULL, NULL, NULL), -EINVAL);
     ASSERT_STREQ(weft_last_config_error(), "main_fn: NULL"); /* it said nothing */
 }

@@ -59,7 +59,8 @@ typedef struct weft_config {
     weft_cleanup_policy on_cleanup_error; /* default WEFT_CLEANUP_RETRY */
     unsigned cleanup_retries;             /* tries per cleanup op before giving up; 0 = 3 */
     weft_panic_policy on_panic;           /* default WEFT_PANIC_ABORT */
-    uint64_t sched_latency_ns, min_slice_ns, io_poll_interval_ns; /* 0 = 2 ms, 100 us, 500 us */
+    uint64_t sched_latency_ns, min_slice_ns, io_poll_interval_ns; /* 0 = 2 ms, 100 us, 500 us;
+                                                                     at most 60 s each */
     unsigned max_runs_per_slice;                                  /* 0 = 61 */
     bool lifo_slot;                                               /* default off */
     unsigned lifo_skip_interval;                                  /* 0 = 16 */

@@ -105,6 +105,18 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
         out->min_slice_ns = 100000;
     if (!out->io_poll_interval_ns)
         out->io_poll_interval_ns = 500000;
+    /* Virtual deadlines multiply a slice by 10000: a minute keeps that far
+     * from overflowing, and no slice of a scheduler is longer. */
+    static const uint64_t max_sched_ns = 60ull * 1000 * 1000 * 1000;
+    if (out->sched_latency_ns > max_sched_ns)
+        return weft__config_reject("sched_latency_ns: %llu is more than a minute",
+                                   (unsigned long long)out->sched_latency_ns);
+    if (out->min_slice_ns > max_sched_ns)
+        return weft__config_reject("min_slice_ns: %llu is more than a minute",
+                                   (unsigned long long)out->min_slice_ns);
+    if (out->io_poll_interval_ns > max_sched_ns)
+        return weft__config_reject("io_poll_interval_ns: %llu is more than a minute",
+                                   (unsigned long long)out->io_poll_interval_ns);
     if (!out->max_runs_per_slice)
         out->max_runs_per_slice = 61;
     if (!out->lifo_skip_interval)
