@@ -315,7 +315,8 @@ WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
  * length (buf leased, 0 = end of stream), revents, or 0 for a tick.
  * -ECANCELED/-ETIMEDOUT as any blocking call; an error that ended the kernel
  * side is returned once, then an accept stream re-arms and a recv, read or
- * poll stream reports -EPIPE from then on (0 after the end of the stream). -ENOBUFS when nothing is
+ * poll stream reports -EPIPE from then on (0 after the end of the stream;
+ * -ECANCELED from weft_cancel_fd on its fd ends it too). -ENOBUFS when nothing is
  * queued here and the kernel has no buffer of the ring left: every one is
  * leased, or waits in another stream's queue (pull or release some first). */
 WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);

@@ -28,8 +28,11 @@ typedef struct weft_sched_entity {
 /* push and pop are required (weft_run and weft_executor_create refuse a
  * queue whose policy lacks either, with -EINVAL); every other hook may be
  * NULL. A pop does not always lead to a run: a worker handing tasks to an
- * idle one pops its queue and pushes back, unrun and uncharged, the tasks
- * that must stay. */
+ * idle one pops its whole queue and pushes back, unrun and uncharged and in
+ * the order they were popped, the tasks that stay. A policy whose pushes
+ * in pop order restore its order (FIFO among equals, as every built-in)
+ * keeps it; one that pops LIFO sees its stack reversed, and one that keeps
+ * state across pops (QLAS's round-robin turn) sees it advance. */
 typedef struct weft_policy {
     const char *name;
     size_t state_size; /* zeroed before init */
