@@ -490,11 +490,15 @@ static void jump_back(int sig)
     siglongjmp(probe_env, 1);
 }
 
+/* Opaque to the optimiser, which would otherwise warn about (and may
+ * assume away) a write to a constant bad address. */
+static int *volatile unmapped = (int *)16;
+
 static void *probe_three_times(void *arg)
 {
-    for (int i = 0; i < 3; i++)
+    for (volatile int i = 0; i < 3; i++)
         if (sigsetjmp(probe_env, 0) == 0)
-            *(volatile int *)16 = i;
+            *unmapped = i;
     return NULL;
 }
 
