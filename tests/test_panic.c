@@ -167,11 +167,11 @@ TEST(panic_aborts_by_default)
                                  "defer 2 ran\ndefer 1 ran\n");
 }
 
-/* The defers of a task panicking under the abort policy run after its
- * children are gone (a defer may free what they use), and a blocking call
- * in one returns at once. They ran while a child still read the memory the
- * first defer freed (ASan: heap-use-after-free), and a defer that waited
- * for the children hung the abort. */
+/* A task panicking under the abort policy with a live child skips its
+ * defers, and says so: they ran while the child still read the memory the
+ * first defer freed (ASan: heap-use-after-free), and waiting for the child
+ * first could hang the abort. A task with no child runs them, and a
+ * blocking call in one returns at once. */
 static _Atomic int child_gone;
 
 static void *child_of_panicker(void *arg)
@@ -184,7 +184,7 @@ static void *child_of_panicker(void *arg)
 
 static void check_children_gone(void *arg)
 {
-    fprintf(stderr, "first defer: children %s\n", child_gone ? "gone" : "still running");
+    fprintf(stderr, "first defer ran: children %s\n", child_gone ? "gone" : "still running");
 }
 
 static void sleep_in_defer(void *arg)
@@ -214,10 +214,35 @@ static void run_panic_with_child(void)
     weft_run(NULL, main_panic_with_child, NULL, NULL);
 }
 
-TEST(panic_abort_awaits_the_children_before_the_defers)
+static void *panics_alone(void *arg)
 {
-    expect_abort_with(run_panic_with_child, "panicked: with a child\nfirst defer: children gone\n"
-                                            "sleep in a defer: -125\n");
+    ASSERT_OK(weft_defer(sleep_in_defer, NULL));
+    weft_panic("alone");
+}
+
+static void *main_panic_alone(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, panics_alone, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_panic_alone(void)
+{
+    weft_run(NULL, main_panic_alone, NULL, NULL);
+}
+
+TEST(panic_abort_skips_the_defers_of_a_task_with_live_children)
+{
+    char out[4096];
+    int status = run_captured(run_panic_with_child, out, sizeof out);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    if (!strstr(out, "panicked: with a child\nweft: its defers are not run: it has live children"))
+        FAILF("stderr: %s", out);
+    if (strstr(out, "defer ran") || strstr(out, "sleep in a defer"))
+        FAILF("a defer ran: %s", out);
+    expect_abort_with(run_panic_alone, "panicked: alone\nsleep in a defer: -125\n");
 }
 
 static void panic_outside(void)
@@ -261,5 +286,5 @@ TEST(panic_in_a_defer_aborts)
 TEST_MAIN(CASE(panic_caught_runs_defers_lifo), CASE(weft_assert_panics),
           CASE(panic_in_main_is_weft_run_result), CASE(panic_cancels_and_awaits_children),
           CASE(defers_run_on_return_and_cancel), CASE(panic_aborts_by_default),
-          CASE(panic_abort_awaits_the_children_before_the_defers),
+          CASE(panic_abort_skips_the_defers_of_a_task_with_live_children),
           CASE(panic_outside_a_task_aborts), CASE(panic_in_a_defer_aborts))

@@ -1,9 +1,9 @@
 /* weft_panic: end the current task with a message. Under WEFT_PANIC_CATCH the
  * task finishes right here on its own (deep) stack: its children are awaited
  * and its defers run, nothing above the panic point runs again. Under
- * WEFT_PANIC_ABORT the message is printed, the task and its subtree are
- * cancelled and its children awaited, its defers run (DESIGN §3: it
- * unwinds, then the process aborts), and the process aborts. */
+ * WEFT_PANIC_ABORT the message is printed, the task's defers run (DESIGN
+ * §3: it unwinds, then the process aborts) unless it has live children,
+ * and the process aborts. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,15 +57,21 @@ void weft_panic(const char *fmt, ...)
          * hide it; a panic in a defer then dies at once (above). */
         announce(t, buf);
         t->run_flags |= TASK_R_PANICKED | TASK_R_FINISHING;
-        /* Defers run after the children are gone (a defer may free what
-         * they use), as at any end: cancel the task with its subtree and
-         * wait for the children. The task's own cancellation makes a
-         * blocking call in a defer return at once rather than hold the
-         * abort up. */
-        weft__tree_cancel(t, NULL);
-        while (weft__tree_wait_kids_arm(w->rt, t))
-            weft__task_park();
-        weft__task_run_defers(t);
+        /* Defers run only after the children are gone (a defer may free
+         * what they use). Waiting for them here could hang the abort (a
+         * shielded child waiting for a lock this task holds), and a child
+         * that panics as it is cancelled would abort first: so a task with
+         * live children skips its defers, and says so. The task alone is
+         * cancelled, so that a blocking call in a defer returns at once. */
+        atomic_fetch_or_explicit(&t->state, TASK_CANCELLED, memory_order_acq_rel);
+        if (weft__tree_may_have_children(t)) {
+            fputs("weft: its defers are not run: it has live children, which may use what "
+                  "they free\n",
+                  stderr);
+            fflush(stderr);
+        } else {
+            weft__task_run_defers(t);
+        }
         stop();
     }
     char *msg = weft__malloc(PANIC_MSG_MAX);
