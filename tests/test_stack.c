@@ -333,16 +333,19 @@ TEST(a_busy_worker_keeps_its_pool_clock_current)
  * its handler unprotects the page and the access goes on. weft's handler
  * used to put the program's back for the whole process on the first such
  * fault, so a later overflow went unreported (a plain SIGSEGV). */
-static char *barrier_page;
-static int barrier_hits;
+/* Volatile: the store below faults and the handler changes both, which
+ * the optimiser cannot see (it moved the check before the store). */
+static volatile char *barrier_page;
+static volatile int barrier_hits;
 
 static void barrier_handler(int sig, siginfo_t *info, void *uctx)
 {
     (void)sig, (void)uctx;
     char *a = info->si_addr;
-    if (a >= barrier_page && a < barrier_page + 4096) {
+    char *page = (char *)barrier_page;
+    if (a >= page && a < page + 4096) {
         barrier_hits++;
-        mprotect(barrier_page, 4096, PROT_READ | PROT_WRITE);
+        mprotect(page, 4096, PROT_READ | PROT_WRITE);
         return;
     }
     signal(SIGSEGV, SIG_DFL);
@@ -524,6 +527,96 @@ TEST(a_nodefer_handler_that_jumps_out_can_fault_again)
     ASSERT_EQ(handler_calls, 3);
 }
 
+/* A thread of the program's own (no alternate stack) whose handler jumps
+ * out probes twice, the second time from deeper in its stack; and a
+ * SA_NODEFER handler faults inside itself. Both were taken for a handler
+ * chaining back to weft's (the stack was deeper than the first pass) and
+ * ended with the default action. */
+static void probe_once(void)
+{
+    if (sigsetjmp(probe_env, 1) == 0)
+        *unmapped = 1;
+}
+
+static void __attribute__((noinline)) probe_deeper(int n)
+{
+    volatile char pad[512];
+    pad[0] = 0;
+    if (n)
+        probe_deeper(n - 1);
+    else
+        probe_once();
+    (void)pad;
+}
+
+static void *thread_probes(void *arg)
+{
+    probe_once();
+    probe_deeper(8);
+    return NULL;
+}
+
+static void *main_thread_probes(void *arg)
+{
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, thread_probes, NULL));
+    ASSERT_OK(pthread_join(th, NULL));
+    return NULL;
+}
+
+static sigjmp_buf inner_env;
+static volatile int in_handler;
+
+static void probes_inside(int sig)
+{
+    (void)sig;
+    handler_calls++;
+    if (in_handler)
+        siglongjmp(inner_env, 1);
+    in_handler = 1;
+    if (sigsetjmp(inner_env, 1) == 0)
+        *unmapped = 2; /* faults again, inside the handler */
+    in_handler = 0;
+    siglongjmp(probe_env, 1);
+}
+
+static void *task_probes_once(void *arg)
+{
+    probe_once();
+    return NULL;
+}
+
+static void *main_probe_once(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, task_probes_once, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+TEST(new_faults_after_or_inside_a_handler_reach_it)
+{
+#ifdef __SANITIZE_ADDRESS__
+    SKIP("ASan replaces the program's SIGSEGV handler");
+#endif
+#ifdef __SANITIZE_THREAD__
+    SKIP("TSan's interceptors allocate under a handler that jumps out of a fault");
+#endif
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = jump_back;
+    sigaction(SIGSEGV, &sa, NULL);
+    handler_calls = 0;
+    run_main_one_worker(NULL, main_thread_probes, NULL);
+    ASSERT_EQ(handler_calls, 2);
+    sa.sa_handler = probes_inside;
+    sa.sa_flags = SA_NODEFER;
+    sigaction(SIGSEGV, &sa, NULL);
+    handler_calls = 0;
+    run_main_one_worker(NULL, main_probe_once, NULL);
+    ASSERT_EQ(handler_calls, 2);
+}
+
 static struct sigaction chained_to;
 
 static void chains_back(int sig, siginfo_t *info, void *uctx)
@@ -568,6 +661,7 @@ TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),
           CASE(a_resethand_handler_is_called_once),
           CASE(a_nodefer_handler_that_jumps_out_can_fault_again),
           CASE(a_handler_chaining_back_to_weft_does_not_loop),
+          CASE(new_faults_after_or_inside_a_handler_reach_it),
           CASE(a_fault_the_program_handles_leaves_the_overflow_report_in_place),
           CASE(a_sent_sigsegv_takes_its_default_action),
           CASE(a_handler_installed_during_the_run_stays), CASE(pool_reuses_lifo),

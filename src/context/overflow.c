@@ -77,9 +77,10 @@ static void report_if_overflow(const weft_task *t, const char *addr)
     abort();
 }
 
-/* The frame of on_segv while it runs the previous handler on this thread,
- * NULL otherwise (stale after that handler left with longjmp, which is
- * harmless: see pass_on). */
+/* While pass_on runs the previous handler on this thread: the siginfo it
+ * passed on and its own frame. Left stale when that handler leaves with
+ * longjmp, which is harmless: see pass_on. */
+static __thread const siginfo_t *tls_passing_info;
 static __thread char *tls_passing_frame;
 
 /* The default action: the process ends. A real fault repeats when the
@@ -99,12 +100,13 @@ static void take_default_action(const siginfo_t *info)
  * called for ever on a fault that repeats). */
 static void pass_on(int sig, siginfo_t *info, void *uctx)
 {
-    /* Entered again below a handler we are running: that handler chains
-     * back here (it saved this one as its previous, under an earlier
-     * runtime), and the fault would bounce between the two. A fresh
-     * delivery after a longjmp starts at the same depth, not below. */
+    /* Entered again, below, with the very siginfo we passed on: the
+     * handler we run chains back here (it saved this one as its previous,
+     * under an earlier runtime), and the fault would bounce between the
+     * two. A new fault, nested in that handler or after it left with
+     * longjmp, comes with a siginfo of its own from the kernel. */
     char *frame = __builtin_frame_address(0);
-    if (tls_passing_frame && frame < tls_passing_frame) {
+    if (info == tls_passing_info && frame < tls_passing_frame) {
         take_default_action(info);
         return;
     }
@@ -117,19 +119,22 @@ static void pass_on(int sig, siginfo_t *info, void *uctx)
     if (!(prev.sa_flags & SA_NODEFER))
         sigaddset(&block, SIGSEGV);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    if (prev.sa_flags & SA_NODEFER) {
+    if ((prev.sa_flags & SA_NODEFER) && !sigismember(&prev.sa_mask, SIGSEGV)) {
         sigset_t segv;
         sigemptyset(&segv);
         sigaddset(&segv, SIGSEGV);
         pthread_sigmask(SIG_UNBLOCK, &segv, NULL);
     }
-    char *outer = tls_passing_frame;
+    const siginfo_t *outer_info = tls_passing_info;
+    char *outer_frame = tls_passing_frame;
+    tls_passing_info = info;
     tls_passing_frame = frame;
     if (prev.sa_flags & SA_SIGINFO)
         prev.sa_sigaction(sig, info, uctx);
     else
         prev.sa_handler(sig);
-    tls_passing_frame = outer;
+    tls_passing_info = outer_info;
+    tls_passing_frame = outer_frame;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
