@@ -618,6 +618,7 @@ TEST(new_faults_after_or_inside_a_handler_reach_it)
 }
 
 static struct sigaction chained_to;
+static bool chain_copies; /* passes a copy of the siginfo on, not its own */
 
 static void chains_back(int sig, siginfo_t *info, void *uctx)
 {
@@ -626,8 +627,9 @@ static void chains_back(int sig, siginfo_t *info, void *uctx)
         ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
         (void)n;
     }
+    siginfo_t copy = *info;
     if (chained_to.sa_flags & SA_SIGINFO)
-        chained_to.sa_sigaction(sig, info, uctx);
+        chained_to.sa_sigaction(sig, chain_copies ? &copy : info, uctx);
     else
         signal(SIGSEGV, SIG_DFL);
 }
@@ -655,6 +657,12 @@ TEST(a_handler_chaining_back_to_weft_does_not_loop)
     int status = run_captured(run_chain_loop, out, sizeof out);
     if (!died_of_segv(status, out) || strstr(out, "twice"))
         FAILF("status %#x, stderr: %s", status, out);
+    /* The same with a handler that passes a copy of the siginfo on (it
+     * went round until it ran off the end of the alternate stack). */
+    chain_copies = true;
+    status = run_captured(run_chain_loop, out, sizeof out);
+    if (!died_of_segv(status, out) || strstr(out, "twice"))
+        FAILF("with a copy: status %#x, stderr: %s", status, out);
 }
 
 TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),

@@ -77,11 +77,29 @@ static void report_if_overflow(const weft_task *t, const char *addr)
     abort();
 }
 
-/* While pass_on runs the previous handler on this thread: the siginfo it
- * passed on and its own frame. Left stale when that handler leaves with
- * longjmp, which is harmless: see pass_on. */
+/* While pass_on runs the previous handler on this thread: the siginfo and
+ * context it passed on and its own frame. Left stale when that handler
+ * leaves with longjmp, which is harmless: see pass_on. */
 static __thread const siginfo_t *tls_passing_info;
+static __thread const void *tls_passing_uctx;
 static __thread char *tls_passing_frame;
+
+/* SA_RESETHAND: the first fault to reach the handler takes it, as the
+ * kernel's reset of the disposition would let only one; set again when a
+ * runtime installs weft's handler (the saved handler is new then). */
+static _Atomic bool resethand_taken;
+
+/* Below this much of the alternate stack, passing a fault on again would
+ * soon run off its end (it has no guard page). */
+#define ALTSTACK_RESERVE (8 * 1024)
+
+static bool near_altstack_end(const char *frame)
+{
+    stack_t ss;
+    if (sigaltstack(NULL, &ss) < 0 || !(ss.ss_flags & SS_ONSTACK))
+        return false;
+    return frame >= (const char *)ss.ss_sp && frame < (const char *)ss.ss_sp + ALTSTACK_RESERVE;
+}
 
 /* The default action: the process ends. A real fault repeats when the
  * handler returns, and is then delivered with it; a sent signal is sent
@@ -100,20 +118,23 @@ static void take_default_action(const siginfo_t *info)
  * called for ever on a fault that repeats). */
 static void pass_on(int sig, siginfo_t *info, void *uctx)
 {
-    /* Entered again, below, with the very siginfo we passed on: the
-     * handler we run chains back here (it saved this one as its previous,
-     * under an earlier runtime), and the fault would bounce between the
-     * two. A new fault, nested in that handler or after it left with
-     * longjmp, comes with a siginfo of its own from the kernel. */
+    /* Entered again, below, with the siginfo or the context we passed on:
+     * the handler we run chains back here (it saved this one as its
+     * previous, under an earlier runtime), and the fault would bounce
+     * between the two. A new fault, nested in that handler or after it
+     * left with longjmp, comes with a siginfo and a context of its own
+     * from the kernel. A chain that copies both is caught before it runs
+     * off the end of the alternate stack. */
     char *frame = __builtin_frame_address(0);
-    if (info == tls_passing_info && frame < tls_passing_frame) {
+    if (((info == tls_passing_info || uctx == tls_passing_uctx) && frame < tls_passing_frame) ||
+        near_altstack_end(frame)) {
         take_default_action(info);
         return;
     }
     struct sigaction prev = previous_segv;
-    if (prev.sa_flags & SA_RESETHAND) {
-        previous_segv.sa_handler = SIG_DFL;
-        previous_segv.sa_flags &= ~(unsigned)SA_SIGINFO;
+    if ((prev.sa_flags & SA_RESETHAND) && atomic_exchange(&resethand_taken, true)) {
+        take_default_action(info); /* another fault took the one-shot handler */
+        return;
     }
     sigset_t old, block = prev.sa_mask;
     if (!(prev.sa_flags & SA_NODEFER))
@@ -126,14 +147,17 @@ static void pass_on(int sig, siginfo_t *info, void *uctx)
         pthread_sigmask(SIG_UNBLOCK, &segv, NULL);
     }
     const siginfo_t *outer_info = tls_passing_info;
+    const void *outer_uctx = tls_passing_uctx;
     char *outer_frame = tls_passing_frame;
     tls_passing_info = info;
+    tls_passing_uctx = uctx;
     tls_passing_frame = frame;
     if (prev.sa_flags & SA_SIGINFO)
         prev.sa_sigaction(sig, info, uctx);
     else
         prev.sa_handler(sig);
     tls_passing_info = outer_info;
+    tls_passing_uctx = outer_uctx;
     tls_passing_frame = outer_frame;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
@@ -187,6 +211,7 @@ int weft__overflow_install(weft__worker *w)
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
         sigaction(SIGSEGV, &sa, &previous_segv);
+        atomic_store(&resethand_taken, false);
     }
     pthread_mutex_unlock(&install_lock);
     return 0;
