@@ -22,14 +22,14 @@ extern "C" {
 typedef struct weft_task weft_task; /* join handle, opaque */
 typedef void *(*weft_fn)(void *arg);
 
-/* Spawn flags (weft_spawn_opts.flags). */
-#define WEFT_TASK_BACKGROUND (1u << 0) /* parent is the root, not the spawner */
-#define WEFT_TASK_STICKY     (1u << 1) /* never migrates to another worker */
-#define WEFT_TASK_CANCEL_CHILDREN                                                                  \
-    (1u << 2)                          /* cancel+await subtree on exit even under ADOPT            \
-                                          (tasks below it then end as under CANCEL) */
-#define WEFT_TASK_SPAWN_LIFO (1u << 3) /* hint: run before other runnable tasks */
-#define WEFT_TASK_SPAWN_FIFO (1u << 4) /* hint: run after other runnable tasks (default) */
+/* Spawn flags (weft_spawn_opts.flags). Under WEFT_ORPHANS_ADOPT, the tasks
+ * below one with WEFT_TASK_CANCEL_CHILDREN end as under WEFT_ORPHANS_CANCEL,
+ * so that its end can await its whole subtree. */
+#define WEFT_TASK_BACKGROUND      (1u << 0) /* parent is the root, not the spawner */
+#define WEFT_TASK_STICKY          (1u << 1) /* never migrates to another worker */
+#define WEFT_TASK_CANCEL_CHILDREN (1u << 2) /* cancel+await subtree on exit even under ADOPT */
+#define WEFT_TASK_SPAWN_LIFO      (1u << 3) /* hint: run before other runnable tasks */
+#define WEFT_TASK_SPAWN_FIFO      (1u << 4) /* hint: run after other runnable tasks (default) */
 
 typedef struct weft_spawn_opts {
     const char *queue;       /* queue name; NULL = the spawner's queue (the first

@@ -143,14 +143,11 @@ static void settle_woken_away(weft__worker *w)
 static void drain_remote(weft__worker *w)
 {
     settle_woken_away(w);
-    if (atomic_load_explicit(&w->freed_elsewhere, memory_order_relaxed))
-        for (weft_task *t =
-                 atomic_exchange_explicit(&w->freed_elsewhere, NULL, memory_order_acquire);
-             t;) {
-            weft_task *next = t->rq_next;
-            weft__record_free(&w->records, t);
-            t = next;
-        }
+    for (weft_task *t = take_remote(&w->freed_elsewhere); t;) {
+        weft_task *next = t->rq_next;
+        weft__record_free(&w->records, t);
+        t = next;
+    }
     for (weft_task *t = take_remote(&w->remote_wakes); t;) {
         weft_task *next = t->rq_next;
         weft__sched_push(&w->sched, t, PUSH_QUEUE);

@@ -214,8 +214,8 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
  * after every worker has left its loop. */
 void weft__worker_fini(weft__worker *w);
 /* Frees its stacks and task records: once no worker runs, since tasks
- * carry both from worker to worker. */
-/* records_held: see weft__record_pool_fini. */
+ * carry both from worker to worker. records_held: see
+ * weft__record_pool_fini. */
 void weft__worker_release_pools(weft__worker *w, bool records_held);
 /* Runs the scheduler loop until the runtime has no live task left. A ring
  * that fails there ends the process (see ring_failed in worker.c). */

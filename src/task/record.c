@@ -181,11 +181,11 @@ void weft__record_pool_fini(weft__record_pool *p, bool records_held)
          * owns nothing: weft__record_release_owned cleared them). Every
          * record that fits was carved, but in the newest chunk only those
          * before the carving point. */
-        char *end = !records_held        ? records_start(chunk)
-                    : chunk == p->chunks ? p->carve
-                                         : (char *)chunk + bytes;
-        for (char *r = records_start(chunk); r + RECORD_SIZE <= end; r += RECORD_SIZE)
-            weft__record_release_owned((weft_task *)r);
+        if (records_held) {
+            char *end = chunk == p->chunks ? p->carve : (char *)chunk + bytes;
+            for (char *r = records_start(chunk); r + RECORD_SIZE <= end; r += RECORD_SIZE)
+                weft__record_release_owned((weft_task *)r);
+        }
         if (word & CHUNK_MAPPED)
             munmap(chunk, bytes);
         else
