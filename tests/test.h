@@ -84,6 +84,24 @@ typedef struct test_case {
 #name, name                                                                                \
     }
 
+/* A task's function and argument, for spawn_and_join. */
+typedef struct task_body {
+    weft_fn fn;
+    void *arg;
+} task_body;
+
+/* A main task (its argument a task_body) that spawns body->fn(body->arg) as
+ * a child and joins it, whatever the outcome: for cases about how the child
+ * ends (a panic, a fault), which a join of the main task would not see. */
+static inline void *spawn_and_join(void *body)
+{
+    const task_body *b = body;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, b->fn, b->arg));
+    weft_join(t, NULL);
+    return NULL;
+}
+
 /* Runs fn(arg) as the main task of a runtime built from cfg (NULL = default)
  * and asserts that weft_run succeeds; returns the main task's result. */
 static inline void *run_main(const weft_config *cfg, weft_fn fn, void *arg)

@@ -201,17 +201,9 @@ static void *panics_with_a_child(void *arg)
     weft_panic("with a child");
 }
 
-static void *main_panic_with_child(void *arg)
-{
-    weft_task *t;
-    ASSERT_OK(weft_spawn(&t, panics_with_a_child, NULL));
-    weft_join(t, NULL);
-    return NULL;
-}
-
 static void run_panic_with_child(void)
 {
-    weft_run(NULL, main_panic_with_child, NULL, NULL);
+    weft_run(NULL, spawn_and_join, &(task_body){panics_with_a_child, NULL}, NULL);
 }
 
 static void *panics_alone(void *arg)
@@ -220,17 +212,9 @@ static void *panics_alone(void *arg)
     weft_panic("alone");
 }
 
-static void *main_panic_alone(void *arg)
-{
-    weft_task *t;
-    ASSERT_OK(weft_spawn(&t, panics_alone, NULL));
-    weft_join(t, NULL);
-    return NULL;
-}
-
 static void run_panic_alone(void)
 {
-    weft_run(NULL, main_panic_alone, NULL, NULL);
+    weft_run(NULL, spawn_and_join, &(task_body){panics_alone, NULL}, NULL);
 }
 
 TEST(panic_abort_skips_the_defers_of_a_task_with_live_children)

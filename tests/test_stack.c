@@ -393,17 +393,9 @@ static void *raise_segv(void *arg)
     return NULL;
 }
 
-static void *main_raise(void *arg)
-{
-    weft_task *t;
-    ASSERT_OK(weft_spawn(&t, raise_segv, NULL));
-    weft_join(t, NULL);
-    return NULL;
-}
-
 static void run_raise(void)
 {
-    weft_run(NULL, main_raise, NULL, NULL);
+    weft_run(NULL, spawn_and_join, &(task_body){raise_segv, NULL}, NULL);
     fputs("still alive after raise(SIGSEGV)\n", stderr);
 }
 
@@ -457,14 +449,6 @@ static void *null_write(void *arg)
     return NULL;
 }
 
-static void *main_null_write(void *arg)
-{
-    weft_task *t;
-    ASSERT_OK(weft_spawn(&t, null_write, (void *)16));
-    weft_join(t, NULL);
-    return NULL;
-}
-
 static void run_resethand(void)
 {
     struct sigaction sa;
@@ -472,7 +456,7 @@ static void run_resethand(void)
     sa.sa_handler = count_and_return;
     sa.sa_flags = SA_RESETHAND;
     sigaction(SIGSEGV, &sa, NULL);
-    weft_run(NULL, main_null_write, NULL, NULL);
+    weft_run(NULL, spawn_and_join, &(task_body){null_write, (void *)16}, NULL);
 }
 
 TEST(a_resethand_handler_is_called_once)
@@ -505,14 +489,6 @@ static void *probe_three_times(void *arg)
     return NULL;
 }
 
-static void *main_probe(void *arg)
-{
-    weft_task *t;
-    ASSERT_OK(weft_spawn(&t, probe_three_times, NULL));
-    weft_join(t, NULL);
-    return NULL;
-}
-
 TEST(a_nodefer_handler_that_jumps_out_can_fault_again)
 {
 #ifdef __SANITIZE_ADDRESS__
@@ -523,7 +499,7 @@ TEST(a_nodefer_handler_that_jumps_out_can_fault_again)
     sa.sa_handler = jump_back;
     sa.sa_flags = SA_NODEFER;
     sigaction(SIGSEGV, &sa, NULL);
-    run_main_one_worker(NULL, main_probe, NULL);
+    run_main_one_worker(NULL, spawn_and_join, &(task_body){probe_three_times, NULL});
     ASSERT_EQ(handler_calls, 3);
 }
 
@@ -586,14 +562,6 @@ static void *task_probes_once(void *arg)
     return NULL;
 }
 
-static void *main_probe_once(void *arg)
-{
-    weft_task *t;
-    ASSERT_OK(weft_spawn(&t, task_probes_once, NULL));
-    weft_join(t, NULL);
-    return NULL;
-}
-
 TEST(new_faults_after_or_inside_a_handler_reach_it)
 {
 #ifdef __SANITIZE_ADDRESS__
@@ -613,7 +581,7 @@ TEST(new_faults_after_or_inside_a_handler_reach_it)
     sa.sa_flags = SA_NODEFER;
     sigaction(SIGSEGV, &sa, NULL);
     handler_calls = 0;
-    run_main_one_worker(NULL, main_probe_once, NULL);
+    run_main_one_worker(NULL, spawn_and_join, &(task_body){task_probes_once, NULL});
     ASSERT_EQ(handler_calls, 2);
 }
 
@@ -647,7 +615,7 @@ static void *install_chaining_handler(void *arg)
 static void run_chain_loop(void)
 {
     weft_run(NULL, install_chaining_handler, NULL, NULL);
-    weft_run(NULL, main_null_write, NULL, NULL);
+    weft_run(NULL, spawn_and_join, &(task_body){null_write, (void *)16}, NULL);
     fprintf(stderr, "handler calls: %d\n", handler_calls);
 }
 
