@@ -1140,6 +1140,101 @@ TEST(cancel_counts_across_workers)
     run_workers(2, main_cancel_counts, NULL);
 }
 
+/* 3e: a child that ends on another worker than the one that spawned it is
+ * unlinked by that worker at its next poll (task/tree.c), so that the
+ * parent's list stays in one core's cache. Until then it sits in the list,
+ * complete: the walks and the dump must pass over it as gone. The parent's
+ * worker is kept busy in this task across the check, so it cannot have
+ * unlinked the child yet. */
+typedef struct far_end {
+    weft_task *child; /* the middle task's child, which ends on the far worker */
+    int home;         /* the near worker: the parent's and the middle task's */
+    _Atomic bool moved, middle_parked, go;
+} far_end;
+
+static void *far_child(void *arg)
+{
+    far_end *fe = arg;
+    yield_until_moved(fe->home);
+    atomic_store(&fe->moved, true);
+    /* No scheduling point from here: it ends on this worker. */
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    while (!atomic_load(&fe->go))
+        if (weft_now_ns() > end)
+            FAILF("never told to end");
+    return NULL;
+}
+
+static void *far_middle(void *arg)
+{
+    far_end *fe = arg;
+    weft_spawn_opts o = {.name = "far-child"};
+    ASSERT_OK(weft_spawn_ex(&fe->child, &o, far_child, fe));
+    WAIT_UNTIL(atomic_load(&fe->moved));
+    atomic_store(&fe->middle_parked, true);
+    ASSERT_EQ(weft_sleep_ns(LIMIT_NS), -ECANCELED);
+    return NULL;
+}
+
+static void *far_parent(void *arg)
+{
+    far_end *fe = arg;
+    fe->home = weft_worker_index();
+    weft_task *middle;
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY, .name = "far-middle"};
+    ASSERT_OK(weft_spawn_ex(&middle, &o, far_middle, fe));
+    WAIT_UNTIL(atomic_load(&fe->middle_parked));
+    /* No scheduling point from here to the checks. */
+    atomic_store(&fe->go, true);
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    while (!weft_task_finished(fe->child))
+        if (weft_now_ns() > end)
+            FAILF("the far child never ended");
+    /* It ended away from home and is still linked: the case under test. */
+    ASSERT(fe->child->run_flags & TASK_R_UNLINK_AT_HOME);
+    ASSERT(middle->first_child == fe->child);
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    ASSERT(m != NULL);
+    ASSERT_OK(weft_dump_tasks(m));
+    ASSERT_EQ(fclose(m), 0);
+    ASSERT(strstr(text, "far-middle") != NULL);
+    if (strstr(text, "far-child"))
+        FAILF("the dump lists a task that has ended:\n%s", text);
+    free(text);
+
+    /* The middle task's only child has ended: it is a leaf, and the only
+     * task visited. */
+    weft_cancel_stats st;
+    ASSERT_OK(weft_cancel_leaves(&st));
+    ASSERT_EQ(st.visited, 1);
+    ASSERT_EQ(st.cancelled, 1);
+    ASSERT_OK(weft_cancel_children(&st));
+    ASSERT_EQ(st.visited, 1);
+    ASSERT_EQ(st.cancelled, 0);
+
+    /* The middle task ends only once its worker has unlinked the child. */
+    ASSERT_EQ(weft_join(middle, NULL), -ECANCELED);
+    ASSERT_OK(weft_join(fe->child, NULL));
+    ASSERT_OK(weft_wait_children());
+    return NULL;
+}
+
+static void *main_far_end(void *arg)
+{
+    (void)arg;
+    far_end fe = {0};
+    ASSERT_OK(weft_join(spawn_on_worker(0, far_parent, &fe), NULL));
+    return NULL;
+}
+
+TEST(a_child_that_ends_on_another_worker_leaves_the_tree)
+{
+    run_workers(2, main_far_end, NULL);
+}
+
 /* 3d: WEFT_ORPHANS_ADOPT: children outlive their parent on both workers;
  * weft_cancel_orphans counts them exactly; weft_run waits for adopted
  * children that finish on their own. */
@@ -2447,10 +2542,11 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(yielding_tasks_move_to_idle_worker), CASE(skewed_spawn_storm_spreads),
           CASE(cancel_parent_cancels_children_on_other_worker),
           CASE(finishing_parent_awaits_children_on_other_worker),
-          CASE(cancel_counts_across_workers), CASE(orphans_adopt_across_workers),
-          CASE(wake_on_parked_worker), CASE(wake_to_waker_moves_only_unpinned_tasks),
-          CASE(wake_to_waker_pingpong), CASE(shutdown_with_work_in_flight),
-          CASE(runtime_spawn_from_foreign_thread),
+          CASE(cancel_counts_across_workers),
+          CASE(a_child_that_ends_on_another_worker_leaves_the_tree),
+          CASE(orphans_adopt_across_workers), CASE(wake_on_parked_worker),
+          CASE(wake_to_waker_moves_only_unpinned_tasks), CASE(wake_to_waker_pingpong),
+          CASE(shutdown_with_work_in_flight), CASE(runtime_spawn_from_foreign_thread),
           CASE(runtime_spawn_reaches_a_lone_worker_that_never_idles),
           CASE(runtime_spawn_wakes_a_lone_worker_that_is_about_to_park),
           CASE(worker_thread_start_fails), CASE(worker_ring_setup_fails),

@@ -74,8 +74,12 @@ static unsigned print_subtree(FILE *m, const weft__worker *self, const weft_task
     unsigned n = 0;
     const weft_task *t = top->first_child;
     while (t) {
-        print_task(m, self, t, depth);
-        n++;
+        /* Ended on another worker, not yet unlinked by the one that
+         * spawned it (task/tree.c): gone, and it has no children. */
+        if (!(atomic_load_explicit(&t->state, memory_order_acquire) & TASK_COMPLETE)) {
+            print_task(m, self, t, depth);
+            n++;
+        }
         if (t->first_child) {
             t = t->first_child;
             depth++;

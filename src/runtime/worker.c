@@ -140,9 +140,33 @@ static void settle_woken_away(weft__worker *w)
         weft__maintenance_idle(w);
 }
 
+/* Unlinks the tasks spawned here that ended on other workers, under one
+ * hold of the tree lock, and lets their records go. */
+static void unlink_ended_elsewhere(weft__worker *w)
+{
+    weft_task *ended = take_remote(&w->ended_elsewhere);
+    if (!ended)
+        return;
+    uint64_t n = 0, maint = 0;
+    weft__tree_lock(w->rt);
+    for (weft_task *t = ended; t; t = t->rq_next) {
+        weft__tree_unlink(t);
+        n++;
+        maint += (t->flags & TASK_F_MAINTENANCE) != 0;
+    }
+    weft__tree_unlock(w->rt);
+    while (ended) {
+        weft_task *next = ended->rq_next;
+        weft__task_ref_drop(ended);
+        ended = next;
+    }
+    weft__tasks_ended(w->rt, n, maint);
+}
+
 static void drain_remote(weft__worker *w)
 {
     settle_woken_away(w);
+    unlink_ended_elsewhere(w);
     for (weft_task *t = take_remote(&w->freed_elsewhere); t;) {
         weft_task *next = t->rq_next;
         weft__record_free(&w->records, t);
@@ -171,7 +195,8 @@ static void drain_remote(weft__worker *w)
 bool weft__worker_remote_pending(weft__worker *w)
 {
     return atomic_load_explicit(&w->remote_wakes, memory_order_seq_cst) ||
-           atomic_load_explicit(&w->remote_adopt, memory_order_seq_cst);
+           atomic_load_explicit(&w->remote_adopt, memory_order_seq_cst) ||
+           atomic_load_explicit(&w->ended_elsewhere, memory_order_seq_cst);
 }
 
 static void on_wake_fd(weft__op *op, int res, uint32_t cflags)
@@ -306,6 +331,20 @@ void weft__worker_hand_over(weft__worker *to, weft_task *first, weft_task *last)
 {
     push_remote(&to->remote_adopt, first, last);
     notify(to);
+}
+
+/* t has ended and this worker is done with it: drops the runtime's
+ * reference, or passes it to the task's tree_home with the unlink that
+ * complete() left to it. */
+static void release_ended(weft__worker *w, weft_task *t)
+{
+    if (!(t->run_flags & TASK_R_UNLINK_AT_HOME)) {
+        weft__task_ref_drop(t);
+        return;
+    }
+    weft__worker *home = &w->rt->workers[t->tree_home - 1];
+    push_remote(&home->ended_elsewhere, t, t);
+    notify(home);
 }
 
 void weft__runtime_wake_all(weft__runtime *rt)
@@ -711,7 +750,7 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
         errand_never_ran(t, -ECANCELED);
         weft__task_complete_unstarted(t);
         weft__sched_exit(sched, t);
-        weft__task_ref_drop(t);
+        release_ended(w, t);
         return false;
     }
     weft__stack *stack;
@@ -727,7 +766,7 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
         errand_never_ran(t, r);
         weft__task_complete_without_stack(t);
         weft__sched_exit(sched, t);
-        weft__task_ref_drop(t);
+        release_ended(w, t);
         return false;
     }
     t->stack = stack;
@@ -897,7 +936,7 @@ static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft
         weft__fiber_fini(&t->fiber, !(t->run_flags & TASK_R_PANICKED));
         weft__stack_release(&w->stacks, t->stack);
         t->stack = NULL;
-        weft__task_ref_drop(t);
+        release_ended(w, t);
         break;
     }
 }

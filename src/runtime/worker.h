@@ -101,6 +101,10 @@ typedef struct weft__worker {
      * dropped on a thread that is no worker of the runtime: taken back
      * into the record pool at the next poll (weft__task_free). */
     _Atomic(weft_task *) freed_elsewhere;
+    /* Tasks spawned here that ended on other workers (TASK_R_UNLINK_AT_HOME),
+     * each with the runtime's reference: this worker unlinks them from
+     * their parents at its next poll, counts them ended and drops it. */
+    _Atomic(weft_task *) ended_elsewhere;
     /* Tasks of this worker that a waker on another worker kept
      * (WEFT_WAKE_TO_WAKER): the waker counts them here and in the queue's
      * woken_away, this worker takes them out of owned and live. */

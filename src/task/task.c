@@ -226,6 +226,7 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->ring_bound = 0;
     t->name = name;
     t->run_flags = 0;
+    t->tree_home = rt->threaded && parent == self ? w->index + 1 : 0;
     weft__tree_lock(rt);
     /* A child of a cancelled task is born cancelled: it never runs. Read
      * under the lock every cancellation walk holds, or a walk running now
@@ -589,19 +590,20 @@ void weft__task_run_defers(weft_task *t)
     }
 }
 
-/* Several workers: t is complete. The last task wakes every worker, which
+/* Several workers: n tasks are complete and out of the tree, maint of them
+ * maintenance tasks. The last task wakes every worker, which
  * may then stop. So does the last task but the maintenance tasks: a worker
  * whose tasks were all woken away to other workers (WEFT_WAKE_TO_WAKER) may
  * be parked with its maintenance task waiting for them, and only its own
  * idle pass lets that task see they are gone and end. */
-static void task_ended(weft__runtime *rt, const weft_task *t)
+void weft__tasks_ended(weft__runtime *rt, uint64_t n, uint64_t maint)
 {
-    if (t->flags & TASK_F_MAINTENANCE)
-        atomic_fetch_sub_explicit(&rt->live_maint, 1, memory_order_relaxed);
+    if (maint)
+        atomic_fetch_sub_explicit(&rt->live_maint, maint, memory_order_relaxed);
     /* seq_cst, as the parking worker's last look at it (runtime_done)
      * and the `parked` loads in wake_all: the same instruction as acq_rel
      * on x86 and arm64. */
-    uint64_t left = atomic_fetch_sub_explicit(&rt->live_tasks, 1, memory_order_seq_cst) - 1;
+    uint64_t left = atomic_fetch_sub_explicit(&rt->live_tasks, n, memory_order_seq_cst) - n;
     if (left == 0 || left == atomic_load_explicit(&rt->live_maint, memory_order_relaxed))
         weft__runtime_wake_all(rt);
 }
@@ -629,15 +631,24 @@ static void complete(weft__worker *w, weft_task *t, void *result)
     }
     t->result = t->outcome == 0 ? result : NULL;
     w->owned--;
-    weft__tree_lock(rt);
-    weft__tree_unlink(t);
-    if (t == rt->main_task) {
-        /* The main task is done: background tasks are cancelled now and the
-         * workers run until every task has finished. */
-        atomic_store_explicit(&rt->main_done, true, memory_order_release);
-        weft__tree_cancel_children_locked(&rt->root);
+    /* Ended away from home: tree_home unlinks it once this worker is off
+     * its stack (release_ended, runtime/worker.c), and counts it ended then.
+     * Until then it stays in its parent's list, complete, and the walks
+     * pass over it. (The main task is the root's child: never here.) */
+    bool at_home = t->tree_home == 0 || t->tree_home == w->index + 1;
+    if (!at_home) {
+        t->run_flags |= TASK_R_UNLINK_AT_HOME;
+    } else {
+        weft__tree_lock(rt);
+        weft__tree_unlink(t);
+        if (t == rt->main_task) {
+            /* The main task is done: background tasks are cancelled now and
+             * the workers run until every task has finished. */
+            atomic_store_explicit(&rt->main_done, true, memory_order_release);
+            weft__tree_cancel_children_locked(&rt->root);
+        }
+        weft__tree_unlock(rt);
     }
-    weft__tree_unlock(rt);
     /* An add, not an or: COMPLETE is clear until here, and an add whose
      * old value is used is one xadd, where an or needs a CAS loop. */
     uint64_t prev = atomic_fetch_add_explicit(&t->state, TASK_COMPLETE, memory_order_acq_rel);
@@ -646,8 +657,8 @@ static void complete(weft__worker *w, weft_task *t, void *result)
         weft__task_wake(joiner);
         weft__task_ref_drop(joiner); /* the joiner's, for this wake (weft_join) */
     }
-    if (rt->threaded)
-        task_ended(rt, t);
+    if (rt->threaded && at_home)
+        weft__tasks_ended(rt, 1, (t->flags & TASK_F_MAINTENANCE) != 0);
 }
 
 void weft__task_complete_unstarted(weft_task *t)

@@ -60,9 +60,12 @@
 #define TASK_R_FINISHING   (1u << 2) /* function done; awaiting children/defers */
 #define TASK_R_CANCEL_SEEN (1u << 3) /* the function returned after a cancel */
 #define TASK_R_NO_STACK    (1u << 4) /* ended unrun: no stack could be had */
+/* Ended on another worker than its tree_home: its worker hands the record
+ * to tree_home, which unlinks it (release_ended, runtime/worker.c). */
+#define TASK_R_UNLINK_AT_HOME (1u << 5)
 
-#define TASK_MAGIC_LIVE    0x7765667474736b31ull /* "weftask1" */
-#define TASK_MAGIC_DEAD    0xdeadbeefdeadbeefull
+#define TASK_MAGIC_LIVE    0x7466776bu /* "kwft" */
+#define TASK_MAGIC_DEAD    0xdeadbeefu
 #define TASK_MAX_DEADLINES 16
 #define TASK_NAME_MAX      32
 
@@ -96,7 +99,14 @@ typedef struct weft__task_ext {
 
 struct weft_task {
     _Atomic uint64_t state;
-    uint64_t magic; /* catches use of a joined/detached handle (debug) */
+    uint32_t magic; /* catches use of a joined/detached handle (debug) */
+    /* Several workers: 1 + the index of the worker that spawned it, which
+     * its parent ran on then; 0 when its parent is a pseudo-root, or with
+     * one worker. A task that ends elsewhere leaves its unlink to that
+     * worker, so that a parent's child list, its count and the tree lock
+     * stay in one core's cache while its children end on others. Fixed
+     * at spawn. */
+    uint32_t tree_home;
     /* The worker that resumes it. Changes only while the task is queued,
      * by that worker (a hand-over to an idle worker); read it with
      * weft__task_owner() when the task may be on another worker. */
@@ -202,6 +212,10 @@ void weft__task_complete_unstarted(weft_task *t);
 /* Completes a task that could get no stack at its first run: its join
  * reports -ENOMEM. */
 void weft__task_complete_without_stack(weft_task *t);
+struct weft__runtime;
+/* Several workers: n tasks (maint of them maintenance tasks) have ended
+ * and left the tree; the last wakes every worker. */
+void weft__tasks_ended(struct weft__runtime *rt, uint64_t n, uint64_t maint);
 /* Runs t's defers, last registered first (t is the current task). */
 void weft__task_run_defers(weft_task *t);
 /* Runs the end-of-task protocol on the task's stack and never returns. */
@@ -209,7 +223,6 @@ _Noreturn void weft__task_finish(weft_task *t, void *result);
 
 /* Tree (tree.c). Link, unlink, adopt and cancel_children_locked must be
  * called under weft__tree_lock; weft__tree_cancel takes it itself. */
-struct weft__runtime;
 void weft__tree_lock(struct weft__runtime *rt);
 void weft__tree_unlock(struct weft__runtime *rt);
 void weft__tree_link(weft_task *parent, weft_task *child);

@@ -6,8 +6,9 @@
  * threads, so every read or change of the links and of live_children
  * happens under the runtime's tree lock (one spinlock: spawns and
  * completions hold it for a few stores; only a cancellation walks under
- * it). One
- * worker takes no lock at all. */
+ * it). One worker takes no lock at all. A task that ends on another worker
+ * than the one that spawned it is unlinked later, by that one, in a batch
+ * (see ended() below and docs/workers.md). */
 #include <errno.h>
 #include <string.h>
 
@@ -103,6 +104,23 @@ void weft__tree_adopt_children(weft_task *t, weft_task *new_parent)
     }
 }
 
+/* A task that ended on another worker than the one that spawned it stays
+ * in its parent's list, complete and childless, until that worker unlinks
+ * it (release_ended, runtime/worker.c): the walks pass over it as gone. */
+static bool ended(const weft_task *t)
+{
+    return atomic_load_explicit(&t->state, memory_order_acquire) & TASK_COMPLETE;
+}
+
+/* No child that has not ended. */
+static bool is_leaf(const weft_task *t)
+{
+    for (const weft_task *c = t->first_child; c; c = c->next_sibling)
+        if (!ended(c))
+            return false;
+    return true;
+}
+
 /* Pre-order successor of n within the subtree rooted at top. */
 static weft_task *next_in_subtree(weft_task *n, const weft_task *top)
 {
@@ -167,7 +185,7 @@ static bool selected(const weft_task *t, select_mode mode, const char *const *ta
     case SELECT_ALL:
         return true;
     case SELECT_LEAVES:
-        return t->first_child == NULL;
+        return is_leaf(t);
     case SELECT_TAG_ANY:
         for (const char *const *p = tags; *p; p++)
             if (has_tag(t, *p))
@@ -194,7 +212,7 @@ static int cancel_where(weft_task *top, select_mode mode, const char *const *tag
     weft__runtime *rt = weft__worker_self()->rt;
     weft__tree_lock(rt);
     for (weft_task *n = top->first_child; n; n = next_in_subtree(n, top)) {
-        if (n->flags & TASK_F_MAINTENANCE)
+        if ((n->flags & TASK_F_MAINTENANCE) || ended(n))
             continue;
         local.visited++;
         if (n == self || !selected(n, mode, tags))
