@@ -25,6 +25,12 @@
  * us after 400): the kernel had put the woken worker on the waker's CPU,
  * behind the spin; hunt() now yields the CPU first (see there). */
 #define WEFT_IDLE_SPINS 400
+/* Of those, the first ones are spent before asking for work. Asking writes
+ * lines every worker reads (`nhungry`, after each task run), and giving up
+ * the request writes them again: a worker that goes idle between the
+ * messages of a cross-worker exchange, whose next message comes within a
+ * microsecond or two, would move them to and fro on every message. */
+#define WEFT_QUIET_SPINS 100
 
 static inline void weft__cpu_relax(void)
 {
@@ -1085,7 +1091,6 @@ uint64_t weft__worker_next_deadline(const weft__worker *w)
  * when something arrived. */
 static bool hunt(weft__worker *w)
 {
-    become_hungry(w);
     /* A worker that this one woke from its park may have been placed on
      * this CPU: the kernel does that when the woken one's own CPU is idle,
      * and on a VM a halted vCPU counts as busy (the host descheduled it).
@@ -1098,6 +1103,8 @@ static bool hunt(weft__worker *w)
         sched_yield();
     }
     for (unsigned i = 0; i < WEFT_IDLE_SPINS; i++) {
+        if (i == WEFT_QUIET_SPINS)
+            become_hungry(w);
         if (weft__worker_remote_pending(w) || runtime_done(w) ||
             atomic_load_explicit(&w->rt->inject_pending, memory_order_relaxed))
             return true;
