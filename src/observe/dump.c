@@ -48,8 +48,9 @@ static void print_task(FILE *m, const weft__worker *self, const weft_task *t, un
      * each too. */
     fprintf(m, ": %s, worker %u, queue ", state_of(self, t, s), weft__task_owner(t)->index);
     weft__write_one_line(m, rt->cfg.queues[t->queue].name, false);
-    if (t->live_children)
-        fprintf(m, ", %u child%s", t->live_children, t->live_children == 1 ? "" : "ren");
+    unsigned kids = weft__tree_live_children_locked(t);
+    if (kids)
+        fprintf(m, ", %u child%s", kids, kids == 1 ? "" : "ren");
     if (s & TASK_CANCELLED)
         fputs(", cancelled", m);
     if (t->flags & WEFT_TASK_STICKY)
@@ -109,7 +110,7 @@ int weft_dump_tasks(FILE *f)
         return -ENOMEM;
     weft__tree_lock(rt);
     unsigned n = print_subtree(m, self, &rt->root, 0);
-    if (rt->orphans.first_child) {
+    if (weft__tree_live_children_locked(&rt->orphans)) {
         fputs("orphans (adopted by the runtime):\n", m);
         n += print_subtree(m, self, &rt->orphans, 1);
     }

@@ -146,11 +146,14 @@ static void settle_woken_away(weft__worker *w)
         weft__maintenance_idle(w);
 }
 
-/* Unlinks the tasks spawned here that ended on other workers, under one
- * hold of the tree lock, and lets their records go. */
-static void unlink_ended_elsewhere(weft__worker *w)
+/* Unlinks the tasks spawned on `home` that ended on other workers, under
+ * one hold of the tree lock, and lets their records go. Usually w is home,
+ * at its poll; an idle worker does it for the others too (help_unlink). */
+static void unlink_ended_elsewhere(weft__worker *w, weft__worker *home)
 {
-    weft_task *ended = take_remote(&w->ended_elsewhere);
+    if (!atomic_load_explicit(&home->ended_elsewhere, memory_order_relaxed))
+        return;
+    weft_task *ended = take_remote(&home->ended_elsewhere);
     if (!ended)
         return;
     uint64_t n = 0, maint = 0;
@@ -169,10 +172,19 @@ static void unlink_ended_elsewhere(weft__worker *w)
     weft__tasks_ended(w->rt, n, maint);
 }
 
+/* An idle worker unlinks what waits on the other workers: a home busy in
+ * a task that does not yield would otherwise hold up a parent waiting for
+ * those children on another worker, and the end of the run. */
+static void help_unlink(weft__worker *w)
+{
+    for (unsigned i = 0; i < w->rt->nworkers; i++)
+        unlink_ended_elsewhere(w, &w->rt->workers[i]);
+}
+
 static void drain_remote(weft__worker *w)
 {
     settle_woken_away(w);
-    unlink_ended_elsewhere(w);
+    unlink_ended_elsewhere(w, w);
     for (weft_task *t = take_remote(&w->freed_elsewhere); t;) {
         weft_task *next = t->rq_next;
         weft__record_free(&w->records, t);
@@ -201,8 +213,7 @@ static void drain_remote(weft__worker *w)
 bool weft__worker_remote_pending(weft__worker *w)
 {
     return atomic_load_explicit(&w->remote_wakes, memory_order_seq_cst) ||
-           atomic_load_explicit(&w->remote_adopt, memory_order_seq_cst) ||
-           atomic_load_explicit(&w->ended_elsewhere, memory_order_seq_cst);
+           atomic_load_explicit(&w->remote_adopt, memory_order_seq_cst);
 }
 
 static void on_wake_fd(weft__op *op, int res, uint32_t cflags)
@@ -1102,10 +1113,16 @@ static bool hunt(weft__worker *w)
         w->woke_parked = false;
         sched_yield();
     }
+    help_unlink(w);
     for (unsigned i = 0; i < WEFT_IDLE_SPINS; i++) {
         if (i == WEFT_QUIET_SPINS)
             become_hungry(w);
-        if (weft__worker_remote_pending(w) || runtime_done(w) ||
+        /* Ended tasks to unlink are no work to run: take them and go on
+         * spinning (returning would start the quiet spins again, and a
+         * stream of them kept an idle worker from ever asking). */
+        unlink_ended_elsewhere(w, w);
+        /* (An unlink may wake a parent here, waiting for its children.) */
+        if (!weft__sched_empty(&w->sched) || weft__worker_remote_pending(w) || runtime_done(w) ||
             atomic_load_explicit(&w->rt->inject_pending, memory_order_relaxed))
             return true;
         weft__cpu_relax();

@@ -64,7 +64,7 @@ void weft_panic(const char *fmt, ...)
          * live children skips its defers, and says so. The task alone is
          * cancelled, so that a blocking call in a defer returns at once. */
         atomic_fetch_or_explicit(&t->state, TASK_CANCELLED, memory_order_acq_rel);
-        if (t->defers && weft__tree_may_have_children(t)) {
+        if (t->defers && weft__tree_has_live_children(t)) {
             fputs("weft: its defers are not run: it has live children, which may use what "
                   "they free\n",
                   stderr);

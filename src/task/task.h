@@ -236,6 +236,11 @@ void weft__tree_adopt_children(weft_task *t, weft_task *new_parent);
 /* False when t has no live child. Without the tree lock: only t itself links
  * children to t, so for the running t a "none" answer cannot turn wrong. */
 bool weft__tree_may_have_children(const weft_task *t);
+/* Whether t has a child that has not ended (one that ended on another
+ * worker may wait in the list for its unlink). Takes the tree lock. */
+bool weft__tree_has_live_children(weft_task *t);
+/* How many of t's children have not ended. Tree lock held. */
+unsigned weft__tree_live_children_locked(const weft_task *t);
 /* Before parking until t has no live child: true (and WAIT_KIDS set) when
  * it has some. Disarm after an interrupted wait: true if it still has. */
 bool weft__tree_wait_kids_arm(struct weft__runtime *rt, weft_task *t);

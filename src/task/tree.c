@@ -121,6 +121,25 @@ static bool is_leaf(const weft_task *t)
     return true;
 }
 
+bool weft__tree_has_live_children(weft_task *t)
+{
+    if (!weft__tree_may_have_children(t))
+        return false;
+    weft__runtime *rt = runtime_of(t);
+    weft__tree_lock(rt);
+    bool live = !is_leaf(t);
+    weft__tree_unlock(rt);
+    return live;
+}
+
+unsigned weft__tree_live_children_locked(const weft_task *t)
+{
+    unsigned n = 0;
+    for (const weft_task *c = t->first_child; c; c = c->next_sibling)
+        n += !ended(c);
+    return n;
+}
+
 /* Pre-order successor of n within the subtree rooted at top. */
 static weft_task *next_in_subtree(weft_task *n, const weft_task *top)
 {
