@@ -1149,13 +1149,29 @@ TEST(cancel_counts_across_workers)
 typedef struct far_end {
     weft_task *child; /* the middle task's child, which ends on the far worker */
     int home;         /* the near worker: the parent's and the middle task's */
-    _Atomic bool moved, middle_parked, go;
+    _Atomic bool moved, middle_parked, go, checked;
 } far_end;
+
+/* Keeps the far worker busy, without a scheduling point, from the far
+ * child's end until the checks are done: an idle worker would unlink the
+ * child itself (it helps the others). */
+static void *far_blocker(void *arg)
+{
+    far_end *fe = arg;
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    while (!atomic_load(&fe->checked))
+        if (weft_now_ns() > end)
+            FAILF("the checks never ended");
+    return NULL;
+}
 
 static void *far_child(void *arg)
 {
     far_end *fe = arg;
     yield_until_moved(fe->home);
+    /* Queued here, behind this task: the far worker runs it next. */
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY | WEFT_TASK_BACKGROUND};
+    ASSERT_OK(weft_spawn_ex(NULL, &o, far_blocker, fe));
     atomic_store(&fe->moved, true);
     /* No scheduling point from here: it ends on this worker. */
     uint64_t end = weft_now_ns() + LIMIT_NS;
@@ -1217,6 +1233,7 @@ static void *far_parent(void *arg)
     ASSERT_OK(weft_cancel_children(&st));
     ASSERT_EQ(st.visited, 1);
     ASSERT_EQ(st.cancelled, 0);
+    atomic_store(&fe->checked, true);
 
     /* The middle task ends only once its worker has unlinked the child. */
     ASSERT_EQ(weft_join(middle, NULL), -ECANCELED);
@@ -1299,17 +1316,20 @@ TEST(a_busy_worker_does_not_hold_up_the_end_of_tasks_it_spawned)
 }
 
 /* 3g: an idle worker whose spawned tasks keep ending on the other worker
- * still asks for work. Each such end gives it an unlink to do; that used
- * to count as work arriving, so it started its idle spin over before it
- * ever asked, and the other worker ran the whole backlog alone. Here the
- * tasks that land on worker 1 are slower, so worker 0 runs out first. */
-#define BACK_STORM 20000
+ * still asks for work and takes some back. Each such end gives it an
+ * unlink to do; that used to count as work arriving, so it started its
+ * idle spin over, and with ends coming every microsecond or two it never
+ * asked (a release build showed it in 13 of 16 runs). Here a task takes
+ * 20 us on worker 0 and 200 us on worker 1, so that worker 1 has time to
+ * ask for a share, and worker 0 then runs out first with a long window to
+ * ask in, even on a loaded machine: the test checks the taking back, not
+ * that particular timing. */
+#define BACK_STORM 4000
 
 static void *storm_child(void *arg)
 {
     (void)arg;
-    if (weft_worker_index() == 1)
-        spin_ns(300);
+    spin_ns(weft_worker_index() == 1 ? 200000 : 20000);
     return NULL;
 }
 
