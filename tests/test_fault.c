@@ -243,7 +243,10 @@ TEST(first_run_without_a_stack_reports_enomem)
 {
     /* One worker: with two, the other could take the task and give it a
      * stack of its own. */
-    run_main_one_worker(NULL, main_first_run_without_stack, NULL);
+    /* And no stack helper: a slab it made ahead would be a stack after
+     * all, and the fault points count only the worker's mappings. */
+    weft_config cfg = {.no_stack_helper = true};
+    run_main_one_worker(&cfg, main_first_run_without_stack, NULL);
 }
 
 /* A wait under a deadline whose timer finds no memory must still end at

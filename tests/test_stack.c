@@ -3,7 +3,10 @@
 #include "test.h"
 
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "context/stack.h"
 #include "runtime/worker.h"
@@ -293,6 +296,171 @@ TEST(a_million_guarded_stacks)
         weft__stack_release(&p, all[i]);
     free(all);
     weft__stack_pool_fini(&p);
+}
+
+/* ---- the stack helper (context/stack.h) --------------------------------- */
+
+static size_t page(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The top page of s is in memory (mincore), without touching it. */
+static bool top_resident(const weft__stack *s)
+{
+    unsigned char v = 0;
+    ASSERT_OK(mincore(s->lo + s->size - page(), page(), &v));
+    return v & 1;
+}
+
+#define HELPER_LIMIT_NS (20ull * 1000 * 1000 * 1000)
+
+/* Polls cond every millisecond; fails after HELPER_LIMIT_NS. */
+#define WAIT_FOR(cond)                                                                             \
+    do {                                                                                           \
+        for (uint64_t waited_ = 0; !(cond); waited_ += 1000000) {                                  \
+            if (waited_ > HELPER_LIMIT_NS)                                                         \
+                FAILF("gave up waiting for %s", #cond);                                            \
+            nanosleep(&(struct timespec){0, 1000000}, NULL);                                       \
+        }                                                                                          \
+    } while (0)
+
+/* Slabs of a class hold 8, 16, 32, 64, 128, then 256 slots: the 249th stack
+ * opens the first slab of 256, and the pool asks the helper for the next. */
+#define FIRST_ASKING (WEFT_STACK_HELPER_FROM + 1)
+
+typedef struct helped_pool {
+    weft__stack_helper h;
+    weft__stack_pool p;
+    weft__stack *held[2048];
+    int n;
+} helped_pool;
+
+static void helped_pool_init(helped_pool *hp)
+{
+    weft__stack_helper_init(&hp->h, true);
+    weft__stack_pool_init(&hp->p);
+    hp->p.helper = &hp->h;
+    hp->n = 0;
+}
+
+static void take(helped_pool *hp)
+{
+    ASSERT_LT(hp->n, 2048);
+    ASSERT_OK(weft__stack_acquire(&hp->p, 0, &hp->held[hp->n++]));
+}
+
+static void helped_pool_fini(helped_pool *hp)
+{
+    for (int i = 0; i < hp->n; i++)
+        weft__stack_release(&hp->p, hp->held[i]);
+    weft__stack_helper_stop(&hp->h);
+    weft__stack_pool_fini(&hp->p); /* unmaps the slab made and never taken */
+    weft__stack_helper_fini(&hp->h);
+}
+
+TEST(the_helper_makes_the_next_slab_ahead)
+{
+    static helped_pool hp;
+    helped_pool_init(&hp);
+    while (hp.n < FIRST_ASKING - 1)
+        take(&hp);
+    ASSERT_EQ(atomic_load(&hp.p.requested), 0);
+    ASSERT(!hp.h.started); /* no thread for a small pool */
+    take(&hp);
+    ASSERT_EQ(atomic_load(&hp.p.requested), 1); /* class 0 asked */
+    WAIT_FOR(atomic_load(&hp.p.ready[0]) != NULL);
+    ASSERT_EQ(atomic_load(&hp.h.slabs_made), 1);
+    /* The rest of the 256 slab is the pool's own; then the helper's. */
+    while (hp.n < WEFT_STACK_HELPER_FROM + 256)
+        take(&hp);
+    ASSERT_EQ(hp.p.slabs_from_helper, 0);
+    take(&hp);
+    ASSERT_EQ(hp.p.slabs_from_helper, 1);
+    /* Its 512 stacks have their top page in before anything touched them,
+     * are usable at both ends, and are guarded. */
+    int first = hp.n - 1;
+    while (hp.n < first + 512)
+        take(&hp);
+    for (int i = first; i < hp.n; i++) {
+        ASSERT(top_resident(hp.held[i]));
+        hp.held[i]->lo[0] = 1;
+        hp.held[i]->lo[hp.held[i]->size - 1] = 1;
+    }
+    guard_addr = hp.held[first + 300]->lo - 1;
+    char out[256];
+    ASSERT(died_of_segv(run_captured(touch_guard, out, sizeof out), out));
+    /* Taking it asked for the one after. */
+    WAIT_FOR(atomic_load(&hp.p.requested) == 0);
+    ASSERT(atomic_load(&hp.p.ready[0]) != NULL);
+    helped_pool_fini(&hp);
+}
+
+/* A helper whose thread cannot start, or whose slabs fail, leaves every
+ * slab to the pool, which carries on. */
+static void helper_that_fails(int how)
+{
+    static helped_pool hp;
+    atomic_store(&weft__stack_helper_fail, how);
+    helped_pool_init(&hp);
+    while (hp.n < FIRST_ASKING)
+        take(&hp);
+    WAIT_FOR(atomic_load(&hp.p.requested) == 0);
+    ASSERT(atomic_load(&hp.p.ready[0]) == NULL);
+    ASSERT_EQ(hp.h.failed, how == 1);
+    while (hp.n < 2000)
+        take(&hp);
+    ASSERT_EQ(hp.p.slabs_from_helper, 0);
+    ASSERT_EQ(atomic_load(&hp.h.slabs_made), 0);
+    for (int i = 0; i < hp.n; i += 97)
+        hp.held[i]->lo[hp.held[i]->size - 1] = 1;
+    helped_pool_fini(&hp);
+    atomic_store(&weft__stack_helper_fail, 0);
+}
+
+TEST(a_helper_that_cannot_start_leaves_the_slabs_to_the_pool)
+{
+    helper_that_fails(1);
+}
+
+TEST(a_helper_whose_slabs_fail_leaves_them_to_the_pool)
+{
+    helper_that_fails(2);
+}
+
+/* In a runtime: the helper starts once a worker runs past 248 stacks, and
+ * never with no_stack_helper. */
+static void *sleep_a_while(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_sleep_ns(20 * 1000 * 1000));
+    return NULL;
+}
+
+static void *main_many_sleepers(void *arg)
+{
+    bool expect = arg != NULL;
+    enum { N = 600 };
+    static weft_task *h[N];
+    for (int i = 0; i < N; i++)
+        ASSERT_OK(weft_spawn(&h[i], sleep_a_while, NULL));
+    ASSERT_OK(weft_yield()); /* they run, each on a stack of its own, and sleep */
+    weft__runtime *rt = weft__worker_self()->rt;
+    pthread_mutex_lock(&rt->stack_helper.lock);
+    bool started = rt->stack_helper.started;
+    pthread_mutex_unlock(&rt->stack_helper.lock);
+    ASSERT_EQ(started, expect);
+    for (int i = 0; i < N; i++)
+        ASSERT_OK(weft_join(h[i], NULL));
+    return NULL;
+}
+
+TEST(the_runtime_starts_the_helper_unless_told_not_to)
+{
+    weft_config cfg = {0};
+    run_main_one_worker(&cfg, main_many_sleepers, (void *)1);
+    cfg.no_stack_helper = true;
+    run_main_one_worker(&cfg, main_many_sleepers, NULL);
 }
 
 /* A worker that never goes idle still moves its pool's clock (at each poll
@@ -645,4 +813,8 @@ TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),
           CASE(a_host_alternate_stack_survives_workers_on_its_thread),
           CASE(overflow_is_reported_after_another_executor_on_the_thread_went),
           CASE(guard_page_faults), CASE(overflow_is_reported_and_aborts),
-          CASE(a_fault_in_the_leaving_tasks_guard_is_its_overflow), CASE(a_million_guarded_stacks))
+          CASE(a_fault_in_the_leaving_tasks_guard_is_its_overflow), CASE(a_million_guarded_stacks),
+          CASE(the_helper_makes_the_next_slab_ahead),
+          CASE(a_helper_that_cannot_start_leaves_the_slabs_to_the_pool),
+          CASE(a_helper_whose_slabs_fail_leaves_them_to_the_pool),
+          CASE(the_runtime_starts_the_helper_unless_told_not_to))

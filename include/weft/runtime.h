@@ -75,6 +75,11 @@ typedef struct weft_config {
     /* With several workers: where a task woken from another worker runs
      * (docs/workers.md). Default WEFT_WAKE_TO_WAKER. */
     weft_wake_placement wake_placement;
+    /* Default false: once a worker has carved 248 stacks of one size, a
+     * helper thread maps, guards and faults in its next slab of that size
+     * ahead of use (docs/stacks.md). true: workers do it themselves as
+     * they need stacks, and no helper thread starts. */
+    bool no_stack_helper;
 } weft_config;
 
 /* Runs main_fn(arg) as the main task of a new runtime and returns when the

@@ -11,6 +11,7 @@
 
 #include "common/fault.h"
 #include "context/fiber.h"
+#include "runtime/blocking.h" /* weft__thread_start_quiet */
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -43,15 +44,20 @@ typedef struct weft__slab {
     unsigned carved;
     unsigned populated;   /* slots below this index have their top page in */
     bool guarded;         /* every slot's guard was installed at mapping time */
+    bool touch_tops;      /* the helper's: fault tops in by touch if advice fails */
     weft__stack stacks[]; /* descriptors, carved in order */
 } weft__slab;
 
 static size_t page_size(void)
 {
-    static size_t cached;
-    if (!cached)
-        cached = (size_t)sysconf(_SC_PAGESIZE);
-    return cached;
+    /* Atomic: the stack helper's thread asks too. */
+    static _Atomic size_t cached;
+    size_t v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (!v) {
+        v = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
 }
 
 /* 0 = not probed, 1 = madvise guards work, 2 = use mprotect. */
@@ -150,8 +156,14 @@ static void populate_tops(weft__slab *slab)
     if (n > POPULATE_BATCH)
         n = POPULATE_BATCH;
     slab->populated = from + n;
-    if (atomic_load(&populate_mode) == 2)
+    if (atomic_load(&populate_mode) == 2) {
+        /* The stack helper touches them instead (a worker leaves them to
+         * the first run). */
+        if (slab->touch_tops)
+            for (unsigned i = 0; i < n; i++)
+                *(volatile char *)(slab->base + (size_t)(from + i + 1) * slab->slot_len - 1) = 0;
         return;
+    }
     struct iovec iov[POPULATE_BATCH];
     for (unsigned i = 0; i < n; i++) {
         iov[i].iov_base = slab->base + (size_t)(from + i + 1) * slab->slot_len - page_size();
@@ -166,27 +178,41 @@ static void populate_tops(weft__slab *slab)
         atomic_store(&populate_mode, 1);
 }
 
-static int slab_new(weft__stack_pool *p, int size_class, weft__slab **out)
+static size_t slot_len_of(int size_class)
+{
+    return page_size() + weft__stack_class_size(size_class);
+}
+
+/* Slots in the pool's next slab of a class: 8, doubling with each slab the
+ * pool has of it, up to 1024. Huge stacks: under 64 GiB of address space. */
+static unsigned next_capacity(const weft__stack_pool *p, int size_class)
 {
     unsigned capacity = 8;
-    for (weft__slab *s = p->slabs; s; s = s->next)
-        if (s->slot_len == page_size() + weft__stack_class_size(size_class) && capacity < 1024)
+    for (const weft__slab *s = p->slabs; s; s = s->next)
+        if (s->slot_len == slot_len_of(size_class) && capacity < 1024)
             capacity *= 2;
-    size_t slot_len = page_size() + weft__stack_class_size(size_class);
-    /* Huge stacks: keep a slab under 64 GiB of address space. */
-    while (capacity > 1 && slot_len * capacity > ((size_t)64 << 30))
+    while (capacity > 1 && slot_len_of(size_class) * capacity > ((size_t)64 << 30))
         capacity /= 2;
+    return capacity;
+}
 
-    weft__slab *slab = weft__malloc(sizeof *slab + capacity * sizeof(weft__stack));
+/* Maps a slab and guards its slots. `injected`: the fault-injection points
+ * apply (a worker's call; the helper's slabs are extra, and a test that
+ * fails the Nth mmap counts the worker's). */
+static weft__slab *slab_map(int size_class, unsigned capacity, bool injected)
+{
+    size_t slot_len = slot_len_of(size_class);
+    size_t bytes = sizeof(weft__slab) + capacity * sizeof(weft__stack);
+    weft__slab *slab = injected ? weft__malloc(bytes) : malloc(bytes);
     if (!slab)
-        return -ENOMEM;
+        return NULL;
     void *base = MAP_FAILED;
-    if (!weft__fault_hit(WEFT_FAULT_MMAP))
+    if (!injected || !weft__fault_hit(WEFT_FAULT_MMAP))
         base = mmap(NULL, slot_len * capacity, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (base == MAP_FAILED) {
         free(slab);
-        return -ENOMEM;
+        return NULL;
     }
     slab->base = base;
     slab->map_len = slot_len * capacity;
@@ -194,10 +220,55 @@ static int slab_new(weft__stack_pool *p, int size_class, weft__slab **out)
     slab->capacity = capacity;
     slab->carved = 0;
     slab->populated = 0;
+    slab->touch_tops = !injected;
     slab->guarded = guard_slab(base, slot_len, capacity);
+    return slab;
+}
+
+static void slab_unmap(weft__slab *slab)
+{
+    munmap(slab->base, slab->map_len);
+    free(slab);
+}
+
+static void slab_adopt(weft__stack_pool *p, weft__slab *slab)
+{
     slab->next = p->slabs;
     p->slabs = slab;
     p->bytes_mapped += slab->map_len;
+}
+
+static bool helper_request(weft__stack_helper *h, weft__stack_pool *p, int size_class,
+                           unsigned capacity);
+
+/* The slab to carve next for a class: the one the helper made, or a new
+ * one mapped here. A large one in use asks the helper for the one after. */
+static int slab_next(weft__stack_pool *p, int size_class, weft__slab **out)
+{
+    weft__slab *slab = NULL;
+    uint32_t bit = 1u << size_class;
+    if (p->helper && atomic_load_explicit(&p->ready[size_class], memory_order_relaxed)) {
+        slab = atomic_exchange_explicit(&p->ready[size_class], NULL, memory_order_acquire);
+        p->slabs_from_helper++;
+    } else {
+        /* None ready (the helper is still on it, when it was asked): map
+         * a whole one here, and the helper's serves the next time. Small
+         * slabs to bridge the wait were tried: the worker's mappings then
+         * waited on the helper's madvise calls (mmap_lock), and the cold
+         * round got slower, not faster (docs/stacks.md). */
+        slab = slab_map(size_class, next_capacity(p, size_class), true);
+        if (!slab)
+            return -ENOMEM;
+    }
+    slab_adopt(p, slab);
+    p->carving[size_class] = slab;
+    if (p->helper && p->helper->enabled && slab->capacity >= 256 &&
+        !(atomic_load_explicit(&p->requested, memory_order_relaxed) & bit) &&
+        !atomic_load_explicit(&p->ready[size_class], memory_order_relaxed)) {
+        atomic_fetch_or_explicit(&p->requested, bit, memory_order_relaxed);
+        if (!helper_request(p->helper, p, size_class, next_capacity(p, size_class)))
+            atomic_fetch_and_explicit(&p->requested, ~bit, memory_order_relaxed);
+    }
     *out = slab;
     return 0;
 }
@@ -232,10 +303,9 @@ int weft__stack_acquire(weft__stack_pool *p, int size_class, weft__stack **out)
     }
     weft__slab *slab = p->carving[size_class];
     if (!slab || slab->carved == slab->capacity) {
-        int r = slab_new(p, size_class, &slab);
+        int r = slab_next(p, size_class, &slab);
         if (r < 0)
             return r;
-        p->carving[size_class] = slab;
     }
     char *slot = slab->base + (size_t)slab->carved * slab->slot_len;
     if (!slab->guarded && install_guard(slot) < 0)
@@ -265,11 +335,7 @@ int weft__stack_reserve(weft__stack_pool *p, int size_class)
     weft__slab *slab = p->carving[size_class];
     if (p->free[size_class] || (slab && slab->carved < slab->capacity))
         return 0;
-    int r = slab_new(p, size_class, &slab);
-    if (r < 0)
-        return r;
-    p->carving[size_class] = slab;
-    return 0;
+    return slab_next(p, size_class, &slab);
 }
 
 void weft__stack_release(weft__stack_pool *p, weft__stack *s)
@@ -322,6 +388,12 @@ unsigned weft__stack_trim(weft__stack_pool *p, unsigned max, uint64_t now)
 
 void weft__stack_pool_fini(weft__stack_pool *p)
 {
+    /* Made by the helper (stopped by now) and never carved. */
+    for (int c = 0; c < WEFT_STACK_CLASSES; c++) {
+        weft__slab *ready = atomic_exchange(&p->ready[c], NULL);
+        if (ready)
+            slab_adopt(p, ready);
+    }
     weft__slab *slab = p->slabs;
     while (slab) {
         weft__slab *next = slab->next;
@@ -329,9 +401,113 @@ void weft__stack_pool_fini(weft__stack_pool *p)
         for (unsigned i = 0; i < slab->carved; i++)
             VALGRIND_STACK_DEREGISTER(slab->stacks[i].valgrind_id);
 #endif
-        munmap(slab->base, slab->map_len);
-        free(slab);
+        slab_unmap(slab);
         slab = next;
     }
     *p = (weft__stack_pool){0};
+}
+
+/* ---- the stack helper ---------------------------------------------------- */
+
+_Atomic int weft__stack_helper_fail;
+
+void weft__stack_helper_init(weft__stack_helper *h, bool enabled)
+{
+    *h = (weft__stack_helper){.enabled = enabled};
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->work, NULL);
+}
+
+/* One slab, whole: mapped, guarded, every top page in. */
+static weft__slab *make_ready_slab(int size_class, unsigned capacity)
+{
+    if (atomic_load_explicit(&weft__stack_helper_fail, memory_order_relaxed) == 2)
+        return NULL;
+    weft__slab *slab = slab_map(size_class, capacity, false);
+    if (!slab)
+        return NULL;
+    while (slab->populated < slab->capacity)
+        populate_tops(slab);
+    /* Back to the state a worker expects: carving populates on its own
+     * from `populated` on, which is now the end. */
+    return slab;
+}
+
+static void *helper_main(void *arg)
+{
+    weft__stack_helper *h = arg;
+    pthread_setname_np(pthread_self(), "weft-stacks");
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (!h->stop && h->count == 0)
+            pthread_cond_wait(&h->work, &h->lock);
+        if (h->stop)
+            break;
+        weft__stack_request q = h->queue[h->head];
+        h->head = (h->head + 1) % WEFT_STACK_HELPER_QUEUE;
+        h->count--;
+        pthread_mutex_unlock(&h->lock);
+        /* The pool outlives this: weft__stack_helper_fini joins this
+         * thread before any pool is finished. */
+        weft__slab *slab = make_ready_slab(q.size_class, q.capacity);
+        /* The pool asks only with its slot empty; a CAS all the same, so
+         * that a slot never loses a slab it holds. */
+        weft__slab *none = NULL;
+        if (slab &&
+            atomic_compare_exchange_strong_explicit(&q.pool->ready[q.size_class], &none, slab,
+                                                    memory_order_release, memory_order_relaxed))
+            atomic_fetch_add_explicit(&h->slabs_made, 1, memory_order_relaxed);
+        else if (slab)
+            slab_unmap(slab);
+        atomic_fetch_and_explicit(&q.pool->requested, ~(1u << q.size_class), memory_order_release);
+        pthread_mutex_lock(&h->lock);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+/* Queues a request, starting the thread at the first. False when it was
+ * not taken (the queue is full, the thread could not start): the pool then
+ * maps its next slab itself. */
+static bool helper_request(weft__stack_helper *h, weft__stack_pool *p, int size_class,
+                           unsigned capacity)
+{
+    bool taken = false;
+    pthread_mutex_lock(&h->lock);
+    if (!h->started && !h->failed && !h->stop) {
+        if (atomic_load_explicit(&weft__stack_helper_fail, memory_order_relaxed) != 1 &&
+            weft__thread_start_quiet(&h->thread, helper_main, h) == 0)
+            h->started = true;
+        else
+            h->failed = true;
+    }
+    if (h->started && !h->stop && h->count < WEFT_STACK_HELPER_QUEUE) {
+        h->queue[(h->head + h->count) % WEFT_STACK_HELPER_QUEUE] =
+            (weft__stack_request){.pool = p, .size_class = size_class, .capacity = capacity};
+        h->count++;
+        pthread_cond_signal(&h->work);
+        taken = true;
+    }
+    pthread_mutex_unlock(&h->lock);
+    return taken;
+}
+
+void weft__stack_helper_stop(weft__stack_helper *h)
+{
+    pthread_mutex_lock(&h->lock);
+    h->stop = true;
+    h->count = 0;
+    pthread_cond_signal(&h->work);
+    bool started = h->started;
+    h->started = false;
+    pthread_mutex_unlock(&h->lock);
+    if (started)
+        pthread_join(h->thread, NULL);
+}
+
+void weft__stack_helper_fini(weft__stack_helper *h)
+{
+    weft__stack_helper_stop(h);
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->work);
 }

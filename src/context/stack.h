@@ -13,6 +13,8 @@
 #ifndef WEFT_CONTEXT_STACK_H
 #define WEFT_CONTEXT_STACK_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +27,50 @@
 #define WEFT_STACK_TRIM_AGE_NS 1000000000ull /* pooled this long: deep pages go back */
 
 struct weft__slab;
+struct weft__stack_pool;
+
+/* The stack helper: one thread per runtime, started when a worker's pool
+ * first grows past WEFT_STACK_HELPER_FROM stacks of one size. It maps the
+ * pool's next slab of that size, installs its guards and faults in the top
+ * page of every slot, ahead of use, so that a worker whose tasks multiply
+ * runs them on memory that is already there (each fresh page costs 1-2 us
+ * on the virtual machines measured, and a fresh stack needs one). The
+ * work is the same; it moves to a CPU that is otherwise idle, or shares
+ * one with the worker. Requests and results go through a lock; nothing on
+ * a worker's hot path touches it. docs/stacks.md. */
+#define WEFT_STACK_HELPER_FROM  248 /* stacks of one class carved (8+16+...+128) */
+#define WEFT_STACK_HELPER_QUEUE 64  /* requests waiting; more are refused */
+
+typedef struct weft__stack_request {
+    struct weft__stack_pool *pool;
+    int size_class;
+    unsigned capacity;
+} weft__stack_request;
+
+typedef struct weft__stack_helper {
+    bool enabled; /* fixed at init: false = workers make every slab */
+    pthread_mutex_t lock;
+    pthread_cond_t work;
+    weft__stack_request queue[WEFT_STACK_HELPER_QUEUE];
+    unsigned head, count;
+    bool started, failed, stop; /* failed: the thread could not start */
+    pthread_t thread;
+    _Atomic uint64_t slabs_made; /* for tests and stats */
+} weft__stack_helper;
+
+/* For tests: 1 = the helper's thread fails to start, 2 = the slabs it
+ * makes fail (the fault-injection points count the workers' mappings
+ * only, so that a test that fails the Nth is not raced by the helper). */
+extern _Atomic int weft__stack_helper_fail;
+
+void weft__stack_helper_init(weft__stack_helper *h, bool enabled);
+/* Stops the thread, if it started, and waits for it; it takes no request
+ * after. Slabs it made that no pool took stay in their pools' `ready`
+ * slots, which pool_fini unmaps. Call before any pool that used h is
+ * finished. Idempotent. */
+void weft__stack_helper_stop(weft__stack_helper *h);
+/* Stops it and frees what init made. */
+void weft__stack_helper_fini(weft__stack_helper *h);
 
 typedef struct weft__stack {
     struct weft__stack *next;           /* pool free list */
@@ -50,6 +96,12 @@ typedef struct weft__stack_pool {
     uint64_t live;     /* handed out */
     uint64_t pooled;   /* free in the pool */
     uint64_t bytes_mapped;
+    /* NULL, or the helper that prepares this pool's next slabs: one for a
+     * class at a time, left in ready[] until the pool starts carving it. */
+    weft__stack_helper *helper;
+    struct weft__slab *_Atomic ready[WEFT_STACK_CLASSES];
+    _Atomic uint32_t requested; /* classes with a request out (bit per class) */
+    uint64_t slabs_from_helper; /* slabs this pool took from the helper */
 } weft__stack_pool;
 
 /* Rounds a requested stack size up to its class. Returns the class index,

@@ -177,6 +177,7 @@ void weft_executor_destroy(weft_executor *ex)
         weft__worker_run(w);
     weft__worker_set_self(NULL);
     weft__worker_fini(w);
+    weft__stack_helper_stop(&ex->rt.stack_helper); /* before the pool it fills */
     weft__worker_release_pools(w, w->records.outstanding != 0);
     weft__runtime_teardown(&ex->rt);
     free(ex);

@@ -29,9 +29,12 @@ static void init_pseudo_root(weft_task *t)
 
 int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
 {
+    /* First: teardown, which follows a failed setup too, finishes it. */
+    weft__stack_helper_init(&rt->stack_helper, false);
     int r = weft__config_resolve(cfg, &rt->cfg);
     if (r < 0)
         return r;
+    rt->stack_helper.enabled = !rt->cfg.no_stack_helper;
     rt->default_stack_class = weft__stack_class(rt->cfg.stack_size);
     atomic_init(&rt->next_task_id, 1);
     init_pseudo_root(&rt->root);
@@ -43,6 +46,7 @@ int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
 
 void weft__runtime_teardown(weft__runtime *rt)
 {
+    weft__stack_helper_fini(&rt->stack_helper);
     weft__blocking_fini(rt);
     weft__signals_fini(rt);
     /* Outside spawns that never ran (the runtime failed to start). */
@@ -259,6 +263,7 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
         weft__worker_fini(w);
     /* Nothing runs any more: every pool can go (empty for a worker that
      * never started). */
+    weft__stack_helper_stop(&rt->stack_helper); /* before the pools it fills */
     int64_t records_held = 0;
     for (unsigned i = 0; i < rt->nworkers; i++)
         records_held += rt->workers[i].records.outstanding;

@@ -1229,6 +1229,7 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     weft__runclock_init(&w->clock, !embedded);
     weft__fiber_init_thread(&w->fiber);
     weft__stack_pool_init(&w->stacks);
+    w->stacks.helper = &rt->stack_helper;
     int r = weft__sched_init(&w->sched, &rt->cfg);
     if (r < 0)
         goto fail_sched;

@@ -180,7 +180,8 @@ typedef struct weft__runtime {
     struct weft__blocking *blocking;
     struct weft__signals *signals;
 
-    struct weft__trace *trace; /* the trace file, NULL unless trace_path (observe/trace.h) */
+    struct weft__trace *trace;       /* the trace file, NULL unless trace_path (observe/trace.h) */
+    weft__stack_helper stack_helper; /* prepares stack slabs ahead (context/stack.h) */
 } weft__runtime;
 
 /* Validates cfg into rt->cfg and sets up what every runtime has (task ids,
