@@ -249,6 +249,7 @@ static int slab_next(weft__stack_pool *p, int size_class, weft__slab **out)
     uint32_t bit = 1u << size_class;
     if (p->helper && atomic_load_explicit(&p->ready[size_class], memory_order_relaxed)) {
         slab = atomic_exchange_explicit(&p->ready[size_class], NULL, memory_order_acquire);
+        atomic_fetch_and_explicit(&p->requested, ~bit, memory_order_relaxed);
         p->slabs_from_helper++;
     } else {
         /* None ready (the helper is still on it, when it was asked): map
@@ -452,44 +453,75 @@ static void *helper_main(void *arg)
         weft__slab *slab = make_ready_slab(q.size_class, q.capacity);
         /* The pool asks only with its slot empty; a CAS all the same, so
          * that a slot never loses a slab it holds. */
+        /* Published, the request stays marked until the pool takes the
+         * slab (and clears the mark): clearing it here would let a pool
+         * that takes the slab in between see its request still out, and
+         * not ask for the next. Not published: the pool may ask again.
+         * The pool asks only with its slot empty; a CAS all the same, so
+         * that a slot never loses a slab it holds. */
         weft__slab *none = NULL;
         if (slab &&
             atomic_compare_exchange_strong_explicit(&q.pool->ready[q.size_class], &none, slab,
-                                                    memory_order_release, memory_order_relaxed))
+                                                    memory_order_release, memory_order_relaxed)) {
             atomic_fetch_add_explicit(&h->slabs_made, 1, memory_order_relaxed);
-        else if (slab)
-            slab_unmap(slab);
-        atomic_fetch_and_explicit(&q.pool->requested, ~(1u << q.size_class), memory_order_release);
+        } else {
+            if (slab)
+                slab_unmap(slab);
+            atomic_fetch_and_explicit(&q.pool->requested, ~(1u << q.size_class),
+                                      memory_order_release);
+        }
         pthread_mutex_lock(&h->lock);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
 }
 
-/* Queues a request, starting the thread at the first. False when it was
- * not taken (the queue is full, the thread could not start): the pool then
- * maps its next slab itself. */
+/* Queues a request. False when it was not taken (the thread could not
+ * start, or is stopping; the queue is full): the pool then maps its next
+ * slab itself, and asks again at the one after. The first request leaves
+ * the thread to start to weft__stack_helper_start: this may run on a
+ * task's stack (a spawn reserving a slab, a direct yield to a task's first
+ * run), perhaps a 16 KiB one, too small for pthread_create. */
 static bool helper_request(weft__stack_helper *h, weft__stack_pool *p, int size_class,
                            unsigned capacity)
 {
     bool taken = false;
     pthread_mutex_lock(&h->lock);
-    if (!h->started && !h->failed && !h->stop) {
-        if (atomic_load_explicit(&weft__stack_helper_fail, memory_order_relaxed) != 1 &&
-            weft__thread_start_quiet(&h->thread, helper_main, h) == 0)
-            h->started = true;
-        else
-            h->failed = true;
-    }
-    if (h->started && !h->stop && h->count < WEFT_STACK_HELPER_QUEUE) {
+    if (!h->failed && !h->stop && h->count < WEFT_STACK_HELPER_QUEUE) {
         h->queue[(h->head + h->count) % WEFT_STACK_HELPER_QUEUE] =
             (weft__stack_request){.pool = p, .size_class = size_class, .capacity = capacity};
         h->count++;
-        pthread_cond_signal(&h->work);
+        if (h->started)
+            pthread_cond_signal(&h->work);
+        else
+            p->helper_start_wanted = true;
         taken = true;
     }
     pthread_mutex_unlock(&h->lock);
     return taken;
+}
+
+void weft__stack_helper_start(weft__stack_pool *p)
+{
+    p->helper_start_wanted = false;
+    weft__stack_helper *h = p->helper;
+    pthread_mutex_lock(&h->lock);
+    if (!h->started && !h->failed && !h->stop) {
+        if (atomic_load_explicit(&weft__stack_helper_fail, memory_order_relaxed) != 1 &&
+            weft__thread_start_quiet(&h->thread, helper_main, h) == 0) {
+            h->started = true;
+            pthread_cond_signal(&h->work);
+        } else {
+            /* For good: the requests queued go back to their pools. */
+            h->failed = true;
+            for (; h->count; h->count--, h->head = (h->head + 1) % WEFT_STACK_HELPER_QUEUE) {
+                weft__stack_request *q = &h->queue[h->head];
+                atomic_fetch_and_explicit(&q->pool->requested, ~(1u << q->size_class),
+                                          memory_order_relaxed);
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
 }
 
 void weft__stack_helper_stop(weft__stack_helper *h)

@@ -64,6 +64,12 @@ typedef struct weft__stack_helper {
 extern _Atomic int weft__stack_helper_fail;
 
 void weft__stack_helper_init(weft__stack_helper *h, bool enabled);
+/* Starts the helper's thread for the requests a pool has queued
+ * (p->helper_start_wanted), if it is not running yet. Call on a stack of
+ * the thread's own (the worker loop's), not a task's: pthread_create needs
+ * a few KiB. A start that fails turns the helper off for good; the pools
+ * then map every slab themselves. */
+void weft__stack_helper_start(struct weft__stack_pool *p);
 /* Stops the thread, if it started, and waits for it; it takes no request
  * after. Slabs it made that no pool took stay in their pools' `ready`
  * slots, which pool_fini unmaps. Call before any pool that used h is
@@ -100,7 +106,8 @@ typedef struct weft__stack_pool {
      * class at a time, left in ready[] until the pool starts carving it. */
     weft__stack_helper *helper;
     struct weft__slab *_Atomic ready[WEFT_STACK_CLASSES];
-    _Atomic uint32_t requested; /* classes with a request out (bit per class) */
+    _Atomic uint32_t requested; /* classes with a request out or a slab ready (bit each) */
+    bool helper_start_wanted;   /* a request waits for weft__stack_helper_start */
     uint64_t slabs_from_helper; /* slabs this pool took from the helper */
 } weft__stack_pool;
 

@@ -50,6 +50,7 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
         return -ENOMEM;
     int r = weft__runtime_setup(&ex->rt, cfg);
     if (r < 0) {
+        weft__runtime_teardown(&ex->rt); /* as weft_run does */
         free(ex);
         return r;
     }

@@ -917,6 +917,9 @@ bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
 static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft_task *t)
 {
     weft__sched *sched = &w->sched;
+    /* Here, on the worker's own stack (context/stack.h). */
+    if (__builtin_expect(w->stacks.helper_start_wanted, 0))
+        weft__stack_helper_start(&w->stacks);
     if (!prepare_run(w, t))
         return;
     begin_run(w, t);
