@@ -451,8 +451,6 @@ static void *helper_main(void *arg)
         /* The pool outlives this: weft__stack_helper_fini joins this
          * thread before any pool is finished. */
         weft__slab *slab = make_ready_slab(q.size_class, q.capacity);
-        /* The pool asks only with its slot empty; a CAS all the same, so
-         * that a slot never loses a slab it holds. */
         /* Published, the request stays marked until the pool takes the
          * slab (and clears the mark): clearing it here would let a pool
          * that takes the slab in between see its request still out, and
@@ -463,7 +461,8 @@ static void *helper_main(void *arg)
         if (slab &&
             atomic_compare_exchange_strong_explicit(&q.pool->ready[q.size_class], &none, slab,
                                                     memory_order_release, memory_order_relaxed)) {
-            atomic_fetch_add_explicit(&h->slabs_made, 1, memory_order_relaxed);
+            /* Release: who sees the count sees the slab in its slot. */
+            atomic_fetch_add_explicit(&h->slabs_made, 1, memory_order_release);
         } else {
             if (slab)
                 slab_unmap(slab);

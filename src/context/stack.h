@@ -29,8 +29,9 @@
 struct weft__slab;
 struct weft__stack_pool;
 
-/* The stack helper: one thread per runtime, started when a worker's pool
- * first grows past WEFT_STACK_HELPER_FROM stacks of one size. It maps the
+/* The stack helper: one thread per runtime, started (by the worker loop,
+ * at its next task run) once a worker's pool has grown past
+ * WEFT_STACK_HELPER_FROM stacks of one size and asked. It maps the
  * pool's next slab of that size, installs its guards and faults in the top
  * page of every slot, ahead of use, so that a worker whose tasks multiply
  * runs them on memory that is already there (each fresh page costs 1-2 us
