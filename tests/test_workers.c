@@ -1258,13 +1258,28 @@ TEST(a_child_that_ends_on_another_worker_leaves_the_tree)
 /* 3f: a task that waits, without a scheduling point, for a task on the
  * other worker to end. That task's child was spawned on the waiting
  * task's worker and ended on the other: its unlink, which the end of its
- * parent awaits, must not wait for the busy worker (an idle worker does it
- * for the others). It hung before. */
+ * parent awaits, must not wait for the busy worker. The other worker does
+ * it when it goes idle, or, when it stays busy with a task that yields,
+ * at its polls. Both hung before. */
 typedef struct spin_dep {
     int home;
+    bool yielder; /* keep the far worker busy with a yielding task */
     weft_task *p;
     _Atomic bool p_moved, c_moved, go;
 } spin_dep;
+
+/* Yields on the far worker until p has ended: that worker never idles. */
+static void *sd_yielder(void *arg)
+{
+    spin_dep *d = arg;
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    while (!weft_task_finished(d->p)) {
+        if (weft_now_ns() > end)
+            FAILF("p never ended while its worker stayed busy");
+        ASSERT_OK(weft_yield());
+    }
+    return NULL;
+}
 
 static void *sd_child(void *arg)
 {
@@ -1272,6 +1287,10 @@ static void *sd_child(void *arg)
     yield_until_moved(d->home);
     atomic_store(&d->c_moved, true);
     WAIT_UNTIL(atomic_load(&d->go));
+    if (d->yielder) {
+        weft_spawn_opts o = {.flags = WEFT_TASK_STICKY | WEFT_TASK_BACKGROUND};
+        ASSERT_OK(weft_spawn_ex(NULL, &o, sd_yielder, d));
+    }
     return NULL; /* ends on the far worker */
 }
 
@@ -1304,8 +1323,7 @@ static void *sd_spinner(void *arg)
 
 static void *main_spin_dep(void *arg)
 {
-    (void)arg;
-    spin_dep d = {0};
+    spin_dep d = {.yielder = arg != NULL};
     ASSERT_OK(weft_join(spawn_on_worker(0, sd_spinner, &d), NULL));
     return NULL;
 }
@@ -1313,6 +1331,7 @@ static void *main_spin_dep(void *arg)
 TEST(a_busy_worker_does_not_hold_up_the_end_of_tasks_it_spawned)
 {
     run_workers(2, main_spin_dep, NULL);
+    run_workers(2, main_spin_dep, (void *)1); /* the other worker busy too */
 }
 
 /* 3g: an idle worker whose spawned tasks keep ending on the other worker

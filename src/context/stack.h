@@ -37,8 +37,9 @@ struct weft__stack_pool;
  * runs them on memory that is already there (each fresh page costs 1-2 us
  * on the virtual machines measured, and a fresh stack needs one). The
  * work is the same; it moves to a CPU that is otherwise idle, or shares
- * one with the worker. Requests and results go through a lock; nothing on
- * a worker's hot path touches it. docs/stacks.md. */
+ * one with the worker. Requests go through a lock, slabs come back
+ * through the pools' atomic ready slots; a worker's hot path touches
+ * neither. docs/stacks.md. */
 #define WEFT_STACK_HELPER_FROM  248 /* stacks of one class carved (8+16+...+128) */
 #define WEFT_STACK_HELPER_QUEUE 64  /* requests waiting; more are refused */
 

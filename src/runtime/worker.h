@@ -91,6 +91,7 @@ typedef struct weft__worker {
     bool woke_parked;      /* woke a parked worker since it last went idle */
     uint64_t owned;        /* live tasks it owns: spawned here or handed over */
     unsigned since_inject; /* picks since the inject queue was last looked at */
+    unsigned since_help;   /* polls since it last unlinked for the other workers */
     pthread_t thread;      /* workers 1..N-1: their own threads */
 
     /* From other threads, lock-free stacks linked through rq_next: tasks
