@@ -2681,6 +2681,25 @@ TEST(a_worker_woken_by_its_timer_is_no_longer_hungry)
     run_workers(2, main_wakes_from_its_timer, NULL);
 }
 
+/* The same when the timer falls due during the idle spin itself, before
+ * any park: a sleep shorter than the spin. Worker 0 went straight back to
+ * its loop and ran the main task still counted hungry, and worker 1 could
+ * hand it work that then waited behind a task that did not yield. */
+static void *main_short_sleeps(void *arg)
+{
+    (void)arg;
+    weft__runtime *rt = weft__worker_self()->rt;
+    for (int i = 0; i < 200; i++) {
+        ASSERT_OK(weft_sleep_ns(1000));
+        ASSERT_LE(atomic_load(&rt->nhungry), 1); /* worker 1 at most */
+    }
+    return NULL;
+}
+TEST(a_timer_due_during_the_idle_spin_ends_the_hunger)
+{
+    run_workers(2, main_short_sleeps, NULL);
+}
+
 TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),
           CASE(ring_bound_objects_refuse_the_wrong_task_or_worker), CASE(stream_pins_task),
@@ -2701,4 +2720,5 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(worker_index_count_and_stats), CASE(an_errand_that_cannot_run_still_answers),
           CASE(every_worker_calls_leave_the_stack_pools_as_they_were),
           CASE(an_outside_spawn_that_fails_later_is_counted),
-          CASE(a_worker_woken_by_its_timer_is_no_longer_hungry))
+          CASE(a_worker_woken_by_its_timer_is_no_longer_hungry),
+          CASE(a_timer_due_during_the_idle_spin_ends_the_hunger))

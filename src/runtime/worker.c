@@ -1199,8 +1199,19 @@ void weft__worker_run(weft__worker *w)
         uint64_t next = weft__timer_next(&w->timers);
         uint64_t timeout = UINT64_MAX;
         if (next != UINT64_MAX) {
-            if (next <= now)
+            if (next <= now) {
+                /* A timer fell due during the hunt: fire it, and stop
+                 * counting as hungry if it woke a task, as after a park.
+                 * Straight back to the loop, this worker ran the task
+                 * still marked hungry, and other workers handed it work
+                 * that waited behind it. */
+                r = worker_poll(w, 0);
+                if (r < 0)
+                    ring_failed(w, r);
+                if (!weft__sched_empty(&w->sched))
+                    leave_hunger(w);
                 continue;
+            }
             timeout = next - now;
         }
         r = worker_poll(w, timeout);
