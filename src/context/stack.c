@@ -427,10 +427,10 @@ static weft__slab *make_ready_slab(int size_class, unsigned capacity)
     weft__slab *slab = slab_map(size_class, capacity, false);
     if (!slab)
         return NULL;
+    /* All of them: a worker carving it finds `populated` at the end and
+     * populates nothing itself. */
     while (slab->populated < slab->capacity)
         populate_tops(slab);
-    /* Back to the state a worker expects: carving populates on its own
-     * from `populated` on, which is now the end. */
     return slab;
 }
 
@@ -448,7 +448,7 @@ static void *helper_main(void *arg)
         h->head = (h->head + 1) % WEFT_STACK_HELPER_QUEUE;
         h->count--;
         pthread_mutex_unlock(&h->lock);
-        /* The pool outlives this: weft__stack_helper_fini joins this
+        /* The pool outlives this: weft__stack_helper_stop joins this
          * thread before any pool is finished. */
         weft__slab *slab = make_ready_slab(q.size_class, q.capacity);
         /* Published, the request stays marked until the pool takes the

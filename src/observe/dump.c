@@ -77,7 +77,7 @@ static unsigned print_subtree(FILE *m, const weft__worker *self, const weft_task
     while (t) {
         /* Ended on another worker, not yet unlinked by the one that
          * spawned it (task/tree.c): gone, and it has no children. */
-        if (!(atomic_load_explicit(&t->state, memory_order_acquire) & TASK_COMPLETE)) {
+        if (!weft_task_finished(t)) {
             print_task(m, self, t, depth);
             n++;
         }

@@ -152,8 +152,6 @@ static void settle_woken_away(weft__worker *w)
  * idle spells (help_unlink). */
 static void unlink_ended_elsewhere(weft__worker *w, weft__worker *home)
 {
-    if (!atomic_load_explicit(&home->ended_elsewhere, memory_order_relaxed))
-        return;
     weft_task *ended = take_remote(&home->ended_elsewhere);
     if (!ended)
         return;
@@ -1197,23 +1195,13 @@ void weft__worker_run(weft__worker *w)
         uint64_t now = read_clock(w);
         weft__stack_trim(&w->stacks, 64, now);
         uint64_t next = weft__timer_next(&w->timers);
+        /* A timer that fell due during the hunt: a poll without waiting,
+         * and the hunger ends below as after a park. (Going straight back
+         * to the loop once ran the woken task still counted hungry, and
+         * other workers handed it work that waited behind it.) */
         uint64_t timeout = UINT64_MAX;
-        if (next != UINT64_MAX) {
-            if (next <= now) {
-                /* A timer fell due during the hunt: fire it, and stop
-                 * counting as hungry if it woke a task, as after a park.
-                 * Straight back to the loop, this worker ran the task
-                 * still marked hungry, and other workers handed it work
-                 * that waited behind it. */
-                r = worker_poll(w, 0);
-                if (r < 0)
-                    ring_failed(w, r);
-                if (!weft__sched_empty(&w->sched))
-                    leave_hunger(w);
-                continue;
-            }
-            timeout = next - now;
-        }
+        if (next != UINT64_MAX)
+            timeout = next > now ? next - now : 0;
         r = worker_poll(w, timeout);
         if (r < 0)
             ring_failed(w, r);

@@ -8,7 +8,7 @@
  * completions hold it for a few stores; only a cancellation walks under
  * it). One worker takes no lock at all. A task that ends on another worker
  * than the one that spawned it is unlinked later, by that one, in a batch
- * (see ended() below and docs/workers.md). */
+ * (see is_leaf() below and docs/workers.md). */
 #include <errno.h>
 #include <string.h>
 
@@ -104,19 +104,15 @@ void weft__tree_adopt_children(weft_task *t, weft_task *new_parent)
     }
 }
 
-/* A task that ended on another worker than the one that spawned it stays
- * in its parent's list, complete and childless, until that worker unlinks
- * it (release_ended, runtime/worker.c): the walks pass over it as gone. */
-static bool ended(const weft_task *t)
-{
-    return atomic_load_explicit(&t->state, memory_order_acquire) & TASK_COMPLETE;
-}
-
-/* No child that has not ended. */
+/* No child that has not ended. A task that ended on another worker than
+ * the one that spawned it stays in its parent's list, complete and
+ * childless, until that worker unlinks it (release_ended,
+ * runtime/worker.c): this and the walks pass over it as gone
+ * (weft_task_finished). */
 static bool is_leaf(const weft_task *t)
 {
     for (const weft_task *c = t->first_child; c; c = c->next_sibling)
-        if (!ended(c))
+        if (!weft_task_finished(c))
             return false;
     return true;
 }
@@ -136,7 +132,7 @@ unsigned weft__tree_live_children_locked(const weft_task *t)
 {
     unsigned n = 0;
     for (const weft_task *c = t->first_child; c; c = c->next_sibling)
-        n += !ended(c);
+        n += !weft_task_finished(c);
     return n;
 }
 
@@ -231,7 +227,7 @@ static int cancel_where(weft_task *top, select_mode mode, const char *const *tag
     weft__runtime *rt = weft__worker_self()->rt;
     weft__tree_lock(rt);
     for (weft_task *n = top->first_child; n; n = next_in_subtree(n, top)) {
-        if ((n->flags & TASK_F_MAINTENANCE) || ended(n))
+        if ((n->flags & TASK_F_MAINTENANCE) || weft_task_finished(n))
             continue;
         local.visited++;
         if (n == self || !selected(n, mode, tags))
