@@ -613,6 +613,16 @@ TEST(a_handler_installed_during_the_run_stays)
 static int handler_calls;
 static sigjmp_buf probe_env;
 
+/* Installs fn as the program's SIGSEGV handler (a plain one). */
+static void set_segv_handler(void (*fn)(int), int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = flags;
+    ASSERT_OK(sigaction(SIGSEGV, &sa, NULL));
+}
+
 static void count_and_return(int sig)
 {
     (void)sig;
@@ -627,11 +637,7 @@ static void *null_write(void *arg)
 
 static void run_resethand(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = count_and_return;
-    sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGSEGV, &sa, NULL);
+    set_segv_handler(count_and_return, SA_RESETHAND);
     weft_run(NULL, spawn_and_join, &(task_body){null_write, (void *)16}, NULL);
 }
 
@@ -670,11 +676,7 @@ TEST(a_nodefer_handler_that_jumps_out_can_fault_again)
 #ifdef __SANITIZE_ADDRESS__
     SKIP("ASan replaces the program's SIGSEGV handler");
 #endif
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = jump_back;
-    sa.sa_flags = SA_NODEFER;
-    sigaction(SIGSEGV, &sa, NULL);
+    set_segv_handler(jump_back, SA_NODEFER);
     run_main_one_worker(NULL, spawn_and_join, &(task_body){probe_three_times, NULL});
     ASSERT_EQ(handler_calls, 3);
 }
@@ -746,16 +748,11 @@ TEST(new_faults_after_or_inside_a_handler_reach_it)
 #ifdef __SANITIZE_THREAD__
     SKIP("TSan's interceptors allocate under a handler that jumps out of a fault");
 #endif
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = jump_back;
-    sigaction(SIGSEGV, &sa, NULL);
+    set_segv_handler(jump_back, 0);
     handler_calls = 0;
     run_main_one_worker(NULL, main_thread_probes, NULL);
     ASSERT_EQ(handler_calls, 2);
-    sa.sa_handler = probes_inside;
-    sa.sa_flags = SA_NODEFER;
-    sigaction(SIGSEGV, &sa, NULL);
+    set_segv_handler(probes_inside, SA_NODEFER);
     handler_calls = 0;
     run_main_one_worker(NULL, spawn_and_join, &(task_body){task_probes_once, NULL});
     ASSERT_EQ(handler_calls, 2);

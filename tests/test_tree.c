@@ -112,19 +112,21 @@ static void *shielded_grandchild(void *arg)
     return NULL;
 }
 
-static void *child_with_a_grandchild(void *arg)
+/* Spawns b->fn(b->arg) and returns once it has started (one cancelled
+ * before its first run would never run); its end cancels and awaits it. */
+static void *spawns_a_started_child(void *arg)
 {
-    ASSERT_OK(weft_spawn(NULL, shielded_grandchild, NULL));
-    /* Started: one cancelled before its first run would never run. */
+    const task_body *b = arg;
+    ASSERT_OK(weft_spawn(NULL, b->fn, b->arg));
     while (!grandchild_started)
         ASSERT_OK(weft_yield());
-    return NULL; /* ends: the grandchild is cancelled and awaited */
+    return NULL;
 }
 
 static void *flagged_grandparent(void *arg)
 {
     weft_task *c;
-    ASSERT_OK(weft_spawn(&c, child_with_a_grandchild, NULL));
+    ASSERT_OK(weft_spawn(&c, spawns_a_started_child, &(task_body){shielded_grandchild, NULL}));
     ASSERT_OK(weft_join(c, NULL));
     ASSERT_EQ(grandchild_done, 1); /* its parent awaited it */
     return NULL;
@@ -142,17 +144,10 @@ static void *long_sleeper_c(void *arg)
     return NULL;
 }
 
-static void *b_leaves_a_sleeper(void *arg)
-{
-    ASSERT_OK(weft_spawn(NULL, long_sleeper_c, NULL));
-    while (!grandchild_started)
-        ASSERT_OK(weft_yield());
-    return NULL;
-}
-
 static void *flagged_a_waits(void *arg)
 {
-    ASSERT_OK(weft_spawn(NULL, b_leaves_a_sleeper, NULL));
+    /* B leaves the sleeper behind. */
+    ASSERT_OK(weft_spawn(NULL, spawns_a_started_child, &(task_body){long_sleeper_c, NULL}));
     uint64_t t0 = weft_now_ns();
     ASSERT_OK(weft_deadline_push(t0 + 5000000000ull)); /* hung before: fail, not hang */
     ASSERT_OK(weft_wait_children());

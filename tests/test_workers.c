@@ -2682,38 +2682,33 @@ TEST(an_outside_spawn_that_fails_later_is_counted)
  * task's sleep is due: the main task runs, and worker 0 must no longer
  * count as hungry (it used to stay counted until its next poll, which kept
  * every worker's direct yield off and its hand-over checks on). */
-static void *main_wakes_from_its_timer(void *arg)
+typedef struct sleeps {
+    int n;
+    uint64_t ns;
+} sleeps;
+
+static void *main_sleeps_then_checks_hunger(void *arg)
 {
-    (void)arg;
+    const sleeps *z = arg;
     weft__runtime *rt = weft__worker_self()->rt;
-    for (int i = 0; i < 20; i++) {
-        ASSERT_OK(weft_sleep_ns(2000000));
+    for (int i = 0; i < z->n; i++) {
+        ASSERT_OK(weft_sleep_ns(z->ns));
         ASSERT_LE(atomic_load(&rt->nhungry), 1); /* worker 1 at most */
     }
     return NULL;
 }
 TEST(a_worker_woken_by_its_timer_is_no_longer_hungry)
 {
-    run_workers(2, main_wakes_from_its_timer, NULL);
+    run_workers(2, main_sleeps_then_checks_hunger, &(sleeps){20, 2000000});
 }
 
 /* The same when the timer falls due during the idle spin itself, before
  * any park: a sleep shorter than the spin. Worker 0 went straight back to
  * its loop and ran the main task still counted hungry, and worker 1 could
  * hand it work that then waited behind a task that did not yield. */
-static void *main_short_sleeps(void *arg)
-{
-    (void)arg;
-    weft__runtime *rt = weft__worker_self()->rt;
-    for (int i = 0; i < 200; i++) {
-        ASSERT_OK(weft_sleep_ns(1000));
-        ASSERT_LE(atomic_load(&rt->nhungry), 1); /* worker 1 at most */
-    }
-    return NULL;
-}
 TEST(a_timer_due_during_the_idle_spin_ends_the_hunger)
 {
-    run_workers(2, main_short_sleeps, NULL);
+    run_workers(2, main_sleeps_then_checks_hunger, &(sleeps){200, 1000});
 }
 
 TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
