@@ -126,7 +126,10 @@ static void *spawns_a_started_child(void *arg)
 static void *flagged_grandparent(void *arg)
 {
     weft_task *c;
-    ASSERT_OK(weft_spawn(&c, spawns_a_started_child, &(task_body){shielded_grandchild, NULL}));
+    /* Static: the child reads it after this statement (a compound
+     * literal's storage may end with it under ASan). */
+    static task_body grandchild = {shielded_grandchild, NULL};
+    ASSERT_OK(weft_spawn(&c, spawns_a_started_child, &grandchild));
     ASSERT_OK(weft_join(c, NULL));
     ASSERT_EQ(grandchild_done, 1); /* its parent awaited it */
     return NULL;
@@ -146,8 +149,8 @@ static void *long_sleeper_c(void *arg)
 
 static void *flagged_a_waits(void *arg)
 {
-    /* B leaves the sleeper behind. */
-    ASSERT_OK(weft_spawn(NULL, spawns_a_started_child, &(task_body){long_sleeper_c, NULL}));
+    static task_body sleeper = {long_sleeper_c, NULL}; /* B leaves it behind */
+    ASSERT_OK(weft_spawn(NULL, spawns_a_started_child, &sleeper));
     uint64_t t0 = weft_now_ns();
     ASSERT_OK(weft_deadline_push(t0 + 5000000000ull)); /* hung before: fail, not hang */
     ASSERT_OK(weft_wait_children());
