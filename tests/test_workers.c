@@ -1140,6 +1140,84 @@ TEST(cancel_counts_across_workers)
     run_workers(2, main_cancel_counts, NULL);
 }
 
+/* 3d: a tagged task's subtree is counted in the pass that cancels it. A
+ * task cancelled early in that pass may end on the other worker before
+ * the walk is done, without the tree lock: ended away from the worker
+ * that spawned it, it stays linked, complete, until that one unlinks it.
+ * A second pass over the subtree once missed such a task from `visited`
+ * (an LTO run of 3c failed so). Here the tagged task's newest child, which
+ * the pass cancels first, spins on the far worker, without a scheduling
+ * point, until it sees its cancellation; thousands of older siblings on
+ * the near worker keep the walk going long after. (A parked child would
+ * not do: the walk's wake would move it to the walker's worker.) */
+#define WALK_SLEEPERS 4000
+
+typedef struct long_walk {
+    int home;
+    _Atomic int asleep;
+    _Atomic bool far_moved;
+} long_walk;
+
+static void *lw_sleeper(void *arg)
+{
+    long_walk *lw = arg;
+    atomic_fetch_add(&lw->asleep, 1);
+    ASSERT_EQ(weft_sleep_ns(60000 * MS), -ECANCELED);
+    return NULL;
+}
+
+static void *lw_far(void *arg)
+{
+    long_walk *lw = arg;
+    yield_until_moved(lw->home);
+    atomic_store(&lw->far_moved, true);
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    while (!weft_cancelled())
+        if (weft_now_ns() > end)
+            FAILF("never cancelled");
+    return NULL;
+}
+
+static void *lw_tagged(void *arg)
+{
+    long_walk *lw = arg;
+    lw->home = weft_worker_index(); /* STICKY */
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY, .stack_size = 16384};
+    for (int i = 0; i < WALK_SLEEPERS; i++)
+        ASSERT_OK(weft_spawn_ex(NULL, &o, lw_sleeper, lw));
+    ASSERT_OK(weft_spawn(NULL, lw_far, lw));
+    ASSERT_EQ(weft_sleep_ns(60000 * MS), -ECANCELED);
+    return NULL;
+}
+
+/* Placed on worker 0: the main task is not STICKY, and could be stuck on
+ * the far worker behind the spinning child. */
+static void *long_walker(void *arg)
+{
+    (void)arg;
+    long_walk lw = {0};
+    weft_task *tagged;
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY, .tags = tag_db};
+    ASSERT_OK(weft_spawn_ex(&tagged, &o, lw_tagged, &lw));
+    WAIT_UNTIL(atomic_load(&lw.asleep) == WALK_SLEEPERS && atomic_load(&lw.far_moved));
+    /* The tagged task, its sleepers and the far child. */
+    EXPECT_CANCEL(weft_cancel_tagged_any(tag_db, &st_), WALK_SLEEPERS + 2, WALK_SLEEPERS + 2);
+    ASSERT_EQ(weft_join(tagged, NULL), -ECANCELED);
+    return NULL;
+}
+
+static void *main_long_walk(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_join(spawn_on_worker(0, long_walker, NULL), NULL));
+    return NULL;
+}
+
+TEST(a_walk_counts_tasks_that_end_during_it)
+{
+    run_workers(2, main_long_walk, NULL);
+}
+
 /* 3e: a child that ends on another worker than the one that spawned it is
  * unlinked by that worker at its next poll (task/tree.c), so that the
  * parent's list stays in one core's cache. Until then it sits in the list,
@@ -1381,7 +1459,7 @@ TEST(an_idle_worker_asks_for_work_while_its_tasks_end_elsewhere)
     run_workers(2, main_storm_back, NULL);
 }
 
-/* 3d: WEFT_ORPHANS_ADOPT: children outlive their parent on both workers;
+/* 3h: WEFT_ORPHANS_ADOPT: children outlive their parent on both workers;
  * weft_cancel_orphans counts them exactly; weft_run waits for adopted
  * children that finish on their own. */
 #define ADOPTED 8
@@ -2718,7 +2796,7 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(yielding_tasks_move_to_idle_worker), CASE(skewed_spawn_storm_spreads),
           CASE(cancel_parent_cancels_children_on_other_worker),
           CASE(finishing_parent_awaits_children_on_other_worker),
-          CASE(cancel_counts_across_workers),
+          CASE(cancel_counts_across_workers), CASE(a_walk_counts_tasks_that_end_during_it),
           CASE(a_child_that_ends_on_another_worker_leaves_the_tree),
           CASE(a_busy_worker_does_not_hold_up_the_end_of_tasks_it_spawned),
           CASE(an_idle_worker_asks_for_work_while_its_tasks_end_elsewhere),

@@ -136,17 +136,21 @@ unsigned weft__tree_live_children_locked(const weft_task *t)
     return n;
 }
 
-/* Pre-order successor of n within the subtree rooted at top. */
-static weft_task *next_in_subtree(weft_task *n, const weft_task *top)
+/* The first task after n's subtree, in pre-order, within top's. */
+static weft_task *next_past_subtree(weft_task *n, const weft_task *top)
 {
-    if (n->first_child)
-        return n->first_child;
     while (n != top) {
         if (n->next_sibling)
             return n->next_sibling;
         n = n->parent;
     }
     return NULL;
+}
+
+/* Pre-order successor of n within the subtree rooted at top. */
+static weft_task *next_in_subtree(weft_task *n, const weft_task *top)
+{
+    return n->first_child ? n->first_child : next_past_subtree(n, top);
 }
 
 /* Requests cancellation of one task; true if this call newly cancelled it. */
@@ -215,8 +219,28 @@ static bool selected(const weft_task *t, select_mode mode, const char *const *ta
     return false;
 }
 
+/* Counts one task of a walk as visited and, if `cancel`, cancels it; false
+ * for one the walks pass over. */
+static bool visit(weft_task *n, bool cancel, const weft_task *self, weft_cancel_stats *s)
+{
+    if ((n->flags & TASK_F_MAINTENANCE) || weft_task_finished(n))
+        return false;
+    s->visited++;
+    if (cancel && n != self && cancel_one(n))
+        s->cancelled++;
+    return true;
+}
+
 /* Visits every live descendant of top; each selected one is cancelled with
- * its subtree. The caller is never cancelled. */
+ * its subtree. The caller is never cancelled.
+ *
+ * Each task is read once, before this walk cancels it. A task cancelled
+ * here may end at once on another worker, without the tree lock: one that
+ * ended away from the worker that spawned it stays linked, complete, until
+ * that one unlinks it (release_ended, runtime/worker.c). A tagged task's
+ * subtree is therefore counted in the pass that cancels it, and the walk
+ * then goes on past it; a second pass over it could find some of it ended
+ * and miss them from `visited`. */
 static int cancel_where(weft_task *top, select_mode mode, const char *const *tags,
                         weft_cancel_stats *stats)
 {
@@ -225,21 +249,18 @@ static int cancel_where(weft_task *top, select_mode mode, const char *const *tag
         return -EPERM;
     weft_cancel_stats local = {0, 0};
     weft__runtime *rt = weft__worker_self()->rt;
+    bool by_tag = mode == SELECT_TAG_ANY || mode == SELECT_TAG_ALL;
     weft__tree_lock(rt);
-    for (weft_task *n = top->first_child; n; n = next_in_subtree(n, top)) {
-        if ((n->flags & TASK_F_MAINTENANCE) || weft_task_finished(n))
+    weft_task *n = top->first_child;
+    while (n) {
+        bool hit = n != self && selected(n, mode, tags);
+        if (!visit(n, hit, self, &local) || !hit || !by_tag) {
+            n = next_in_subtree(n, top);
             continue;
-        local.visited++;
-        if (n == self || !selected(n, mode, tags))
-            continue;
-        if (mode == SELECT_ALL || mode == SELECT_LEAVES) {
-            if (cancel_one(n))
-                local.cancelled++;
-        } else {
-            for (weft_task *m = n; m; m = next_in_subtree(m, n))
-                if (m != self && cancel_one(m))
-                    local.cancelled++;
         }
+        for (weft_task *m = next_in_subtree(n, n); m; m = next_in_subtree(m, n))
+            visit(m, true, self, &local);
+        n = next_past_subtree(n, top);
     }
     weft__tree_unlock(rt);
     if (stats)
