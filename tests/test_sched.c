@@ -682,6 +682,47 @@ TEST(a_light_queue_that_waits_briefly_gets_its_share)
         FAILF("weight 1 next to 1000: %.4f%% of the CPU", share * 100);
 }
 
+/* Queue h (weight 99) wakes during a run of queue l (weight 1), which is
+ * always busy in 300 us runs: h then runs 2 ms in 100 us runs and goes
+ * idle for one of l's runs, 100 times over. l's run put it 3 s of virtual
+ * time ahead, which buys h 30 ms, so l must not run inside h's busy
+ * periods. It did, once per period, after h's first slice, when a queue
+ * waking between two runs was placed after the charge of the run it
+ * waited out: level with l (bench/README.md, priority). */
+TEST(a_queue_that_wakes_during_a_run_is_placed_as_of_its_start)
+{
+    weft_queue_spec qs[] = {{.name = "h", .weight = 99}, {.name = "l", .weight = 1}};
+    weft__sched s;
+    sched_open(&s, qs, 2);
+    weft_task th, tl;
+    fake_task(&th, 0, 1);
+    weft__sched_push(&s, fake_task(&tl, 1, 2), PUSH_QUEUE);
+    unsigned intrusions = 0;
+    for (int period = 0; period < 100; period++) {
+        weft_task *t = next_task(&s); /* h is idle: l runs */
+        ASSERT(t == &tl);
+        weft__sched_charge(&s, t, 300000);
+        weft__sched_push(&s, t, PUSH_QUEUE);
+        weft__sched_push(&s, &th, PUSH_QUEUE); /* h woke during that run */
+        for (uint64_t h_ran = 0; h_ran < 2000000;) {
+            t = next_task(&s);
+            if (t == &tl) {
+                intrusions++;
+                weft__sched_charge(&s, t, 300000);
+            } else {
+                weft__sched_charge(&s, t, 100000);
+                h_ran += 100000;
+            }
+            if (t == &th && h_ran >= 2000000)
+                break; /* h goes idle */
+            weft__sched_push(&s, t, PUSH_QUEUE);
+        }
+    }
+    if (intrusions)
+        FAILF("l ran %u times inside h's 100 busy periods", intrusions);
+    weft__sched_fini(&s);
+}
+
 TEST(a_hand_over_leaves_the_pinned_task_its_place)
 {
     hand_over_keeps_order(NULL);
@@ -701,4 +742,5 @@ TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_b
           CASE(a_hand_over_leaves_the_pinned_task_its_place),
           CASE(a_light_queue_that_waits_briefly_gets_its_share),
           CASE(a_long_run_leaves_its_queue_at_most_two_slices_of_debt),
-          CASE(yield_maybe_overruns_by_at_most_16_calls), CASE(the_lifo_slot_ends_with_the_slice))
+          CASE(yield_maybe_overruns_by_at_most_16_calls), CASE(the_lifo_slot_ends_with_the_slice),
+          CASE(a_queue_that_wakes_during_a_run_is_placed_as_of_its_start))

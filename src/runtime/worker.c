@@ -1096,11 +1096,15 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
             if (take_inject(w))
                 continue;
             weft__maintenance_idle(w);
-            if (weft__sched_empty(sched))
+            if (weft__sched_empty(sched)) {
+                weft__sched_idle(sched);
                 return 0;
+            }
         }
-        if (until_ns != UINT64_MAX && sched->now >= until_ns)
+        if (until_ns != UINT64_MAX && sched->now >= until_ns) {
+            weft__sched_idle(sched); /* the host may keep the thread a while */
             return 1;
+        }
     }
 }
 

@@ -67,6 +67,11 @@ typedef struct weft__sched {
     bool poll_due;     /* a timer is due: poll before the next pick */
     bool slice_polled; /* polled since the current slice ran out */
     uint64_t now;      /* last clock reading (0 when untimed) */
+    /* The queue charged for the run that just ended, and by how much
+     * virtual time, until the next run starts or the worker idles: a queue
+     * that wakes in between is placed as of the run's start (activate()). */
+    weft__queue *last_run_q;
+    uint64_t last_run_vt;
     /* Pushes of tasks that another worker could take (weft__task_stealable):
      * the worker's hand-over looks again only when this has moved since it
      * last found nothing to give. Counted only with several workers
@@ -110,6 +115,12 @@ weft_task *weft__sched_pick(weft__sched *s, bool *need_poll);
 void weft__sched_charge(weft__sched *s, weft_task *t, uint64_t ran_ns);
 /* t finished. */
 void weft__sched_exit(weft__sched *s, weft_task *t);
+/* Nothing is runnable: what wakes from now on became runnable after the
+ * last run, not during it. */
+static inline void weft__sched_idle(weft__sched *s)
+{
+    s->last_run_q = NULL;
+}
 /* True when the running task should yield now: a preemption is pending or
  * the slice is used up (ran_ns: how long the current run has lasted). */
 bool weft__sched_should_yield(const weft__sched *s, uint64_t ran_ns);
