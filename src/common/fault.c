@@ -3,7 +3,9 @@
 #include "common/fault.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 bool weft__fault_armed;
 static _Atomic uint64_t fault_nth[WEFT_FAULT_KINDS];
@@ -43,4 +45,16 @@ void *weft__calloc(size_t n, size_t size)
     if (weft__fault_hit(WEFT_FAULT_ALLOC))
         return NULL;
     return calloc(n, size);
+}
+
+void *weft__calloc_aligned(size_t n, size_t size, size_t align)
+{
+    if (weft__fault_hit(WEFT_FAULT_ALLOC))
+        return NULL;
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    void *p;
+    if (posix_memalign(&p, align, n * size) != 0)
+        return NULL;
+    return memset(p, 0, n * size);
 }

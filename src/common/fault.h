@@ -37,5 +37,8 @@ static inline bool weft__fault_hit(weft__fault_kind kind)
 
 void *weft__malloc(size_t n);
 void *weft__calloc(size_t n, size_t size);
+/* calloc for types of extended alignment (align: a power of two, a
+ * multiple of sizeof(void *)); free() releases it. */
+void *weft__calloc_aligned(size_t n, size_t size, size_t align);
 
 #endif

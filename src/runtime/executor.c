@@ -45,7 +45,7 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
     *out = NULL;
     if (weft__worker_self())
         return -EBUSY;
-    weft_executor *ex = weft__calloc(1, sizeof *ex);
+    weft_executor *ex = weft__calloc_aligned(1, sizeof *ex, _Alignof(weft_executor));
     if (!ex)
         return -ENOMEM;
     int r = weft__runtime_setup(&ex->rt, cfg);

@@ -186,7 +186,8 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
     if (r == 0)
         r = resolve_park(rt);
     if (r == 0) {
-        rt->workers = weft__calloc(rt->nworkers, sizeof(weft__worker));
+        rt->workers =
+            weft__calloc_aligned(rt->nworkers, sizeof(weft__worker), _Alignof(weft__worker));
         if (!rt->workers)
             r = -ENOMEM;
     }

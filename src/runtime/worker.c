@@ -1015,7 +1015,12 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
     bool other_io = w->ring.inflight > (w->wake_armed ? 1u : 0u) || w->ring.pending_sqes;
     if (timeout_ns == 0 && !other_io)
         return 0;
-    if (timeout_ns) {
+    /* `parked` is read by every waker of this worker's tasks (notify), on
+     * the line they push to: stored only around a real park, or a worker
+     * busy in a cross-worker exchange would take that line from its wakers
+     * at every poll. */
+    bool parking = timeout_ns != 0;
+    if (parking) {
         arm_wake_read(w);
         /* Tell wakers to ring, then look once more: a wake or hand-over
          * pushed before this store is seen here, one pushed after it sees
@@ -1038,7 +1043,8 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
             w->count.parks++;
     }
     int r = weft__ring_wait(&w->ring, timeout_ns);
-    atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
+    if (parking)
+        atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
     uint64_t after = read_clock(w);
     if (timeout_ns && after > now) {
         if (now > w->count.busy_since_ns)

@@ -60,6 +60,8 @@ struct weft__runtime;
  * to hand tasks over; it puts ON back if it finds nothing to give). */
 enum { WEFT__HUNGER_OFF, WEFT__HUNGER_ON, WEFT__HUNGER_CLAIMED };
 
+#define WEFT__CACHE_LINE 64
+
 typedef struct weft__worker {
     struct weft__runtime *rt;
     unsigned index;
@@ -94,9 +96,14 @@ typedef struct weft__worker {
     unsigned since_help;   /* polls since it last unlinked for the other workers */
     pthread_t thread;      /* workers 1..N-1: their own threads */
 
+    /* What other threads write, and what they read in the same breath,
+     * each group on cache lines of its own (the struct is allocated
+     * line-aligned: weft__calloc_aligned). Beside the owner's own fields,
+     * a worker busy in a cross-worker exchange took the line from its
+     * wakers at every run (since_inject) and poll (since_help). */
     /* From other threads, lock-free stacks linked through rq_next: tasks
      * of this worker woken elsewhere, and tasks handed over to it. */
-    _Atomic(weft_task *) remote_wakes;
+    _Alignas(WEFT__CACHE_LINE) _Atomic(weft_task *) remote_wakes;
     _Atomic(weft_task *) remote_adopt;
     /* Records of this worker's finished tasks whose last reference was
      * dropped on a thread that is no worker of the runtime: taken back
@@ -110,13 +117,18 @@ typedef struct weft__worker {
      * (WEFT_WAKE_TO_WAKER): the waker counts them here and in the queue's
      * woken_away, this worker takes them out of owned and live. */
     _Atomic uint64_t woken_away;
-    _Atomic int parked; /* set before io_uring_enter waits: wake it */
-    _Atomic int hunger; /* WEFT__HUNGER_*: idle, a busy worker may hand tasks over */
+    /* Set before io_uring_enter waits: wake it. With the stacks above,
+     * since a waker reads it right after its push (notify), and the owner
+     * looks at the stacks right after setting it. */
+    _Atomic int parked;
+    _Alignas(WEFT__CACHE_LINE) _Atomic int hunger; /* WEFT__HUNGER_*: idle, a busy worker may hand
+                                                      tasks over */
     /* The heaviest weight among the queues with work here, published at
      * slice starts (0 when idle): a worker with heavier queued work hands
      * some of it over to a worker running only lighter work. A hint. */
     _Atomic uint32_t best_weight;
-    uint32_t sched_best_weight; /* this worker's own copy of best_weight */
+    _Alignas(WEFT__CACHE_LINE) uint32_t
+        sched_best_weight; /* this worker's own copy of best_weight */
     /* sched.stealable_pushes when donate last found nothing it could give
      * (UINT64_MAX: never). */
     uint64_t donate_found_none_at;
