@@ -723,6 +723,33 @@ TEST(a_queue_that_wakes_during_a_run_is_placed_as_of_its_start)
     weft__sched_fini(&s);
 }
 
+/* Queue a (weight 1000) wakes during a 20 ms run of queue b (weight 1),
+ * and both stay busy, a in 50 us runs. Of b's run, two slices' worth
+ * counts against b (2 x 0.5 ms x 10000 of virtual time, which a's runs pay
+ * off in about 20,000 runs), as for a debt kept across an idle spell: the
+ * whole run would keep b waiting for 400,000 runs (20 s). */
+TEST(a_queue_that_wakes_during_a_long_run_counts_two_slices_of_it)
+{
+    weft_queue_spec qs[] = {{.name = "a", .weight = 1000}, {.name = "b", .weight = 1}};
+    weft__sched s;
+    sched_open(&s, qs, 2);
+    weft_task ta, tb;
+    fake_task(&ta, 0, 1);
+    weft__sched_push(&s, fake_task(&tb, 1, 2), PUSH_QUEUE);
+    ASSERT(next_task(&s) == &tb);
+    weft__sched_charge(&s, &tb, 20000000);
+    weft__sched_push(&s, &tb, PUSH_QUEUE);
+    weft__sched_push(&s, &ta, PUSH_QUEUE); /* a woke during that run */
+    unsigned a_runs = 0;
+    for (weft_task *t; (t = next_task(&s)) == &ta && a_runs < 1000000; a_runs++) {
+        weft__sched_charge(&s, t, 50000);
+        weft__sched_push(&s, t, PUSH_QUEUE);
+    }
+    ASSERT_GT(a_runs, 1000);  /* the run counts against b, */
+    ASSERT_LE(a_runs, 25000); /* but not all of it */
+    weft__sched_fini(&s);
+}
+
 TEST(a_hand_over_leaves_the_pinned_task_its_place)
 {
     hand_over_keeps_order(NULL);
@@ -743,4 +770,5 @@ TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_b
           CASE(a_light_queue_that_waits_briefly_gets_its_share),
           CASE(a_long_run_leaves_its_queue_at_most_two_slices_of_debt),
           CASE(yield_maybe_overruns_by_at_most_16_calls), CASE(the_lifo_slot_ends_with_the_slice),
-          CASE(a_queue_that_wakes_during_a_run_is_placed_as_of_its_start))
+          CASE(a_queue_that_wakes_during_a_run_is_placed_as_of_its_start),
+          CASE(a_queue_that_wakes_during_a_long_run_counts_two_slices_of_it))

@@ -119,6 +119,11 @@ static uint64_t virtual_deadline(const weft__sched *s, const weft__queue *q)
     return q->vruntime + slice_length(s) * WEFT_WEIGHT_UNIT / q->weight;
 }
 
+/* A queue's debt kept across an idle spell, and the part of another
+ * queue's run that a queue waking during it counts, are capped at this
+ * many slices of service (see deactivate() and avg_at_wake()). */
+#define DEBT_SLICES 2
+
 /* The average as it was when the run that has just ended started. A queue
  * that wakes between two runs became runnable during the one before, as
  * far as anyone can tell (its timer fell due, or its wake came, while that
@@ -133,9 +138,17 @@ static uint64_t avg_at_wake(weft__sched *s)
     weft__queue *last = s->last_run_q;
     if (!last || !last->active)
         return avg_vruntime(s);
-    last->vruntime -= s->last_run_vt;
+    /* At most DEBT_SLICES slices of that run count, as for a queue's debt
+     * (deactivate()): a run far past its slice is not its queue's doing,
+     * and a weight-1 queue's 20 ms run would otherwise keep it waiting for
+     * 20 s behind a weight-1000 queue that woke during it. */
+    uint64_t back = s->last_run_vt;
+    uint64_t cap = DEBT_SLICES * slice_length(s) * WEFT_WEIGHT_UNIT / last->weight;
+    if (back > cap)
+        back = cap;
+    last->vruntime -= back;
     uint64_t avg = avg_vruntime(s);
-    last->vruntime += s->last_run_vt;
+    last->vruntime += back;
     return avg;
 }
 
@@ -162,8 +175,6 @@ static void activate(weft__sched *s, weft__queue *q)
         q->preemptions++;
     }
 }
-
-#define DEBT_SLICES 2
 
 static void deactivate(weft__sched *s, weft__queue *q)
 {
