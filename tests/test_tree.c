@@ -379,6 +379,46 @@ TEST(cancel_orphans_counts)
     run_main_one_worker(&cfg, main_cancel_orphans, NULL);
 }
 
+/* An orphan that calls weft_cancel_orphans counts itself but is not
+ * cancelled; its own child, an orphan's descendant too, is. */
+static _Atomic int maker_done;
+
+static void *orphan_cancels_the_orphans(void *arg)
+{
+    (void)arg;
+    weft_task *k;
+    ASSERT_OK(weft_spawn(&k, sleep_and_count, (void *)(intptr_t)5000000000));
+    while (!atomic_load(&maker_done)) /* adopted once its parent has ended */
+        ASSERT_OK(weft_sleep_ns(100000));
+    EXPECT_STATS(weft_cancel_orphans(&st_), 2, 1);
+    ASSERT(!weft_cancelled());
+    ASSERT_EQ(weft_join(k, NULL), -ECANCELED);
+    return NULL;
+}
+
+static void *leaves_an_orphan(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_spawn(NULL, orphan_cancels_the_orphans, NULL));
+    return NULL;
+}
+
+static void *main_orphan_cancels_the_orphans(void *arg)
+{
+    (void)arg;
+    weft_task *p;
+    atomic_store(&maker_done, 0);
+    ASSERT_OK(weft_spawn(&p, leaves_an_orphan, NULL));
+    ASSERT_OK(weft_join(p, NULL));
+    atomic_store(&maker_done, 1);
+    return NULL; /* weft_run waits for the orphan */
+}
+TEST(an_orphan_that_cancels_the_orphans_counts_but_spares_itself)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    run_main_one_worker(&cfg, main_orphan_cancels_the_orphans, NULL);
+}
+
 TEST(cancel_apis_outside_a_task)
 {
     weft_cancel_stats st;
@@ -597,5 +637,7 @@ TEST_MAIN(CASE(a_defer_that_sleeps_keeps_the_result), CASE(children_spawned_by_a
           CASE(background_tasks_cancelled_at_shutdown),
           CASE(background_task_is_not_its_spawners_child), CASE(cancel_children_counts),
           CASE(cancel_leaves_counts), CASE(cancel_tagged_counts), CASE(cancel_tagged_all_counts),
-          CASE(cancel_orphans_counts), CASE(cancel_apis_outside_a_task),
-          CASE(wait_children_is_a_nursery_join), CASE(wait_children_honours_deadlines))
+          CASE(cancel_orphans_counts),
+          CASE(an_orphan_that_cancels_the_orphans_counts_but_spares_itself),
+          CASE(cancel_apis_outside_a_task), CASE(wait_children_is_a_nursery_join),
+          CASE(wait_children_honours_deadlines))
