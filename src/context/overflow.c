@@ -210,7 +210,19 @@ int weft__overflow_install(weft__worker *w)
         sa.sa_sigaction = on_segv;
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
-        sigaction(SIGSEGV, &sa, &previous_segv);
+        /* previous_segv is read by on_segv, on any thread, without a lock
+         * (none can be taken in a handler): fill it in before on_segv is
+         * in place, rather than have sigaction write it just after, while
+         * a fault on another thread may be reading it. */
+        struct sigaction old;
+        sigaction(SIGSEGV, NULL, &old);
+        previous_segv = old;
+        sigaction(SIGSEGV, &sa, &old);
+        /* Another thread put a handler in between the two calls: chain to
+         * that one (the narrow race that remains). */
+        if (old.sa_sigaction != previous_segv.sa_sigaction ||
+            old.sa_flags != previous_segv.sa_flags)
+            previous_segv = old;
         atomic_store(&resethand_taken, false);
     }
     pthread_mutex_unlock(&install_lock);
