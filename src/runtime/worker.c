@@ -1060,7 +1060,7 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
     return r < 0 ? r : 0;
 }
 
-int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
+static int run_until_idle(weft__worker *w, uint64_t until_ns)
 {
     weft__sched *sched = &w->sched;
     weft__runtime *rt = w->rt;
@@ -1102,16 +1102,21 @@ int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
             if (take_inject(w))
                 continue;
             weft__maintenance_idle(w);
-            if (weft__sched_empty(sched)) {
-                weft__sched_idle(sched);
+            if (weft__sched_empty(sched))
                 return 0;
-            }
         }
-        if (until_ns != UINT64_MAX && sched->now >= until_ns) {
-            weft__sched_idle(sched); /* the host may keep the thread a while */
+        if (until_ns != UINT64_MAX && sched->now >= until_ns)
             return 1;
-        }
     }
+}
+
+int weft__worker_run_ready(weft__worker *w, uint64_t until_ns)
+{
+    int r = run_until_idle(w, until_ns);
+    /* Idle, or back to an embedding host, which may keep the thread a
+     * while: what wakes from now on did not wake during the last run. */
+    weft__sched_idle(&w->sched);
+    return r;
 }
 
 uint64_t weft__worker_next_deadline(const weft__worker *w)

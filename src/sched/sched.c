@@ -133,6 +133,32 @@ static uint64_t virtual_deadline(const weft__sched *s, const weft__queue *q)
  * queue's 300 us run puts it 3 s of virtual time ahead, which should buy a
  * weight-99 queue 30 ms, and the weight-99 queue that woke during it gave
  * the CPU back after one slice (bench/README.md, priority). */
+/* How much of one run of q counts against q for a queue that woke during
+ * it, in q's virtual time. */
+static uint64_t run_cap(const weft__sched *s, const weft__queue *q)
+{
+    return DEBT_SLICES * slice_length(s) * WEFT_WEIGHT_UNIT / q->weight;
+}
+
+/* A queue that the running task woke during its run (a spawn, a wake) was
+ * placed then, at the average of the run's start, before the run's charge:
+ * all of the run counted against its queue. As for a wake after the run
+ * (avg_at_wake), only run_cap() of it may: each such queue moves up by what
+ * the excess of the run moves the average of the queues it joined. */
+static void cap_wakes_in_run(weft__sched *s, const weft__queue *ran, uint64_t excess)
+{
+    uint64_t wsum = 0;
+    for (unsigned i = 0; i < s->nqueues; i++)
+        if (s->queues[i].active)
+            wsum += s->queues[i].weight;
+    for (unsigned i = 0; i < s->nqueues; i++) {
+        weft__queue *q = &s->queues[i];
+        if (q == ran || !q->active || q->woke_in_run != s->run_no || wsum <= q->weight)
+            continue;
+        q->vruntime += (uint64_t)((unsigned __int128)excess * ran->weight / (wsum - q->weight));
+    }
+}
+
 static uint64_t avg_at_wake(weft__sched *s)
 {
     weft__queue *last = s->last_run_q;
@@ -143,7 +169,7 @@ static uint64_t avg_at_wake(weft__sched *s)
      * and a weight-1 queue's 20 ms run would otherwise keep it waiting for
      * 20 s behind a weight-1000 queue that woke during it. */
     uint64_t back = s->last_run_vt;
-    uint64_t cap = DEBT_SLICES * slice_length(s) * WEFT_WEIGHT_UNIT / last->weight;
+    uint64_t cap = run_cap(s, last);
     if (back > cap)
         back = cap;
     last->vruntime -= back;
@@ -168,6 +194,7 @@ static void activate(weft__sched *s, weft__queue *q)
     uint64_t paid = vt_before(q->idle_avg, avg) ? avg - q->idle_avg : 0;
     q->vruntime = avg + (q->debt > paid ? q->debt - paid : 0);
     q->debt = 0;
+    q->woke_in_run = s->in_run ? s->run_no : 0;
     q->active = true;
     s->nactive++;
     if (s->cur && s->cur != q && vt_before(virtual_deadline(s, q), virtual_deadline(s, s->cur))) {
@@ -276,8 +303,11 @@ static weft_task *pick(weft__sched *s, bool *need_poll);
 weft_task *weft__sched_pick(weft__sched *s, bool *need_poll)
 {
     weft_task *t = pick(s, need_poll);
-    if (t)
+    if (t) {
         s->last_run_q = NULL;
+        s->run_no++;
+        s->in_run = true;
+    }
     return t;
 }
 
@@ -351,9 +381,13 @@ static weft_task *pick(weft__sched *s, bool *need_poll)
 void weft__sched_charge(weft__sched *s, weft_task *t, uint64_t ran_ns)
 {
     weft__queue *q = &s->queues[t->queue];
+    s->in_run = false;
     s->last_run_q = q;
     s->last_run_vt = ran_ns * WEFT_WEIGHT_UNIT / q->weight;
     q->vruntime += s->last_run_vt;
+    uint64_t cap = run_cap(s, q);
+    if (s->last_run_vt > cap)
+        cap_wakes_in_run(s, q, s->last_run_vt - cap);
     q->service_ns += ran_ns;
     t->entity.service_ns += ran_ns;
     s->slice_used_ns += ran_ns;
