@@ -143,6 +143,10 @@ static void make_reusable(weft__record_pool *p, weft_task *t)
 
 void weft__record_release_owned(weft_task *t)
 {
+    /* Most tasks own none of them: three calls to free(NULL), 13 of the
+     * some 900 instructions a spawn+join costs (callgrind). */
+    if (!t->name && !t->panic_msg && !t->ext)
+        return;
     free(t->name);
     free(t->panic_msg);
     free(t->ext);
