@@ -309,7 +309,8 @@ static void release_handle(weft_task *t, uint64_t s)
 
 int weft_join(weft_task *t, void **result)
 {
-    weft_task *self = weft__task_current();
+    weft__worker *w = weft__worker_self();
+    weft_task *self = w ? w->current : NULL;
     if (!self)
         return t ? -EPERM : -EINVAL;
     int r = check_handle(t);
@@ -320,8 +321,9 @@ int weft_join(weft_task *t, void **result)
     /* A task of another runtime (an executor's, another thread's weft_run)
      * would wake this one at its end, after which that runtime may be
      * gone; nothing keeps the two alive for each other. */
-    if (weft__task_owner(t)->rt != weft__worker_self()->rt)
+    if (weft__task_owner(t)->rt != w->rt)
         return -EXDEV;
+    /* w is stale after the wait below, which may move this task. */
     uint64_t s = load_state(t);
     if (!(s & TASK_COMPLETE)) {
         t->joiner = self;
@@ -690,10 +692,11 @@ static bool may_orphan_children(const weft__runtime *rt, const weft_task *t)
     return true;
 }
 
-/* Everything of the end of a task but the last switch. */
-static WEFT_TSAN_CALL void finish(weft_task *t, void *result)
+/* Everything of the end of a task but the last switch; returns the worker
+ * it ends on (the one it started on, unless it parked and moved). */
+static WEFT_TSAN_CALL weft__worker *finish(weft_task *t, void *result)
 {
-    weft__runtime *rt = weft__worker_self()->rt;
+    weft__runtime *rt = weft__task_owner(t)->rt; /* t runs on its owner */
     t->run_flags |= TASK_R_FINISHING;
     if (load_state(t) & TASK_CANCELLED)
         t->run_flags |= TASK_R_CANCEL_SEEN;
@@ -719,12 +722,12 @@ static WEFT_TSAN_CALL void finish(weft_task *t, void *result)
     if (t->ring_bound)
         weft__resources_release(w, t);
     complete(w, t, result);
+    return w;
 }
 
 /* Not instrumented under TSan, as weft__task_entry. */
 WEFT_NO_TSAN _Noreturn void weft__task_finish(weft_task *t, void *result)
 {
-    finish(t, result);
-    weft__worker_switch_out(weft__worker_self(), t, SWITCH_EXIT);
+    weft__worker_switch_out(finish(t, result), t, SWITCH_EXIT);
     __builtin_unreachable();
 }
