@@ -42,7 +42,11 @@ typedef struct weft__slab {
     size_t slot_len; /* guard page + stack size */
     unsigned capacity;
     unsigned carved;
-    unsigned populated;   /* slots below this index have their top page in */
+    /* Slots below `populated` have their top page in (the worker's side),
+     * and so do those from `back` up (the helper's, on a slab it handed
+     * over before it was done: make_ready_slab). Atomic: the helper reads
+     * the one and writes the other while the worker carves. */
+    _Atomic unsigned populated, back;
     bool guarded;         /* every slot's guard was installed at mapping time */
     bool touch_tops;      /* the helper's: fault tops in by touch if advice fails */
     weft__stack stacks[]; /* descriptors, carved in order */
@@ -150,16 +154,12 @@ static _Atomic int populate_mode;
  * first frames land on, with one call. A fresh stack's first touch otherwise
  * takes a page fault at its first run; batching them costs about half as
  * much per stack on the virtual machines measured (bench/README.md). */
-static void populate_tops(weft__slab *slab)
+static void populate_range(weft__slab *slab, unsigned from, unsigned n, bool may_touch)
 {
-    unsigned from = slab->populated, n = slab->capacity - from;
-    if (n > POPULATE_BATCH)
-        n = POPULATE_BATCH;
-    slab->populated = from + n;
     if (atomic_load(&populate_mode) == 2) {
         /* The stack helper touches them instead (a worker leaves them to
-         * the first run). */
-        if (slab->touch_tops)
+         * the first run), on a slab no worker carves yet. */
+        if (slab->touch_tops && may_touch)
             for (unsigned i = 0; i < n; i++)
                 *(volatile char *)(slab->base + (size_t)(from + i + 1) * slab->slot_len - 1) = 0;
         return;
@@ -176,6 +176,21 @@ static void populate_tops(weft__slab *slab)
         atomic_store(&populate_mode, 2);
     else if (r >= 0)
         atomic_store(&populate_mode, 1);
+}
+
+/* The carving side: the next batch from the front, up to what the helper
+ * has done from the back. */
+static void populate_tops(weft__slab *slab)
+{
+    unsigned from = atomic_load_explicit(&slab->populated, memory_order_relaxed);
+    unsigned limit = atomic_load_explicit(&slab->back, memory_order_relaxed);
+    if (from >= limit) {
+        atomic_store_explicit(&slab->populated, slab->capacity, memory_order_relaxed);
+        return;
+    }
+    unsigned n = limit - from < POPULATE_BATCH ? limit - from : POPULATE_BATCH;
+    atomic_store_explicit(&slab->populated, from + n, memory_order_relaxed);
+    populate_range(slab, from, n, true);
 }
 
 static size_t slot_len_of(int size_class)
@@ -219,7 +234,8 @@ static weft__slab *slab_map(int size_class, unsigned capacity, bool injected)
     slab->slot_len = slot_len;
     slab->capacity = capacity;
     slab->carved = 0;
-    slab->populated = 0;
+    atomic_init(&slab->populated, 0);
+    atomic_init(&slab->back, capacity);
     slab->touch_tops = !injected;
     slab->guarded = guard_slab(base, slot_len, capacity);
     return slab;
@@ -311,7 +327,7 @@ int weft__stack_acquire(weft__stack_pool *p, int size_class, weft__stack **out)
     char *slot = slab->base + (size_t)slab->carved * slab->slot_len;
     if (!slab->guarded && install_guard(slot) < 0)
         return -ENOMEM;
-    if (slab->carved >= slab->populated)
+    if (slab->carved >= atomic_load_explicit(&slab->populated, memory_order_relaxed))
         populate_tops(slab);
     s = &slab->stacks[slab->carved++];
     s->next = NULL;
@@ -419,19 +435,41 @@ void weft__stack_helper_init(weft__stack_helper *h, bool enabled)
     pthread_cond_init(&h->work, NULL);
 }
 
-/* One slab, whole: mapped, guarded, every top page in. */
-static weft__slab *make_ready_slab(int size_class, unsigned capacity)
+/* One slab, mapped and guarded. Where the advice works, its top pages are
+ * left to populate_from_back(), after the slab is handed over; otherwise
+ * (not probed yet, or touching instead) every one is in before. */
+static weft__slab *make_ready_slab(int size_class, unsigned capacity, bool *share)
 {
     if (atomic_load_explicit(&weft__stack_helper_fail, memory_order_relaxed) == 2)
         return NULL;
     weft__slab *slab = slab_map(size_class, capacity, false);
     if (!slab)
         return NULL;
-    /* All of them: a worker carving it finds `populated` at the end and
-     * populates nothing itself. */
-    while (slab->populated < slab->capacity)
-        populate_tops(slab);
+    *share = atomic_load(&populate_mode) == 1;
+    if (!*share)
+        while (atomic_load_explicit(&slab->populated, memory_order_relaxed) < slab->capacity)
+            populate_tops(slab);
     return slab;
+}
+
+/* Faults in a handed-over slab's top pages from its last slot down, while
+ * the worker that took it populates from the front as it carves, until the
+ * two meet. A worker that took a finished slab had carved through it at
+ * about twice the speed the helper could fault it in: it then mapped and
+ * populated the next one itself, about half the slabs of a growing pool
+ * (docs/stacks.md). Advice only: it never writes to a slot, which the
+ * worker may be using by now, and a slot done twice is no harm. */
+static void populate_from_back(weft__slab *slab)
+{
+    for (;;) {
+        unsigned b = atomic_load_explicit(&slab->back, memory_order_relaxed);
+        unsigned front = atomic_load_explicit(&slab->populated, memory_order_relaxed);
+        if (b <= front || atomic_load(&populate_mode) != 1)
+            return;
+        unsigned n = b - front < POPULATE_BATCH ? b - front : POPULATE_BATCH;
+        populate_range(slab, b - n, n, false);
+        atomic_store_explicit(&slab->back, b - n, memory_order_relaxed);
+    }
 }
 
 static void *helper_main(void *arg)
@@ -450,7 +488,8 @@ static void *helper_main(void *arg)
         pthread_mutex_unlock(&h->lock);
         /* The pool outlives this: weft__stack_helper_stop joins this
          * thread before any pool is finished. */
-        weft__slab *slab = make_ready_slab(q.size_class, q.capacity);
+        bool share = false;
+        weft__slab *slab = make_ready_slab(q.size_class, q.capacity, &share);
         /* Published, the request stays marked until the pool takes the
          * slab (and clears the mark): clearing it here would let a pool
          * that takes the slab in between see its request still out, and
@@ -463,6 +502,10 @@ static void *helper_main(void *arg)
                                                     memory_order_release, memory_order_relaxed)) {
             /* Release: who sees the count sees the slab in its slot. */
             atomic_fetch_add_explicit(&h->slabs_made, 1, memory_order_release);
+            /* The pool unmaps its slabs only after this thread is joined
+             * (weft__stack_helper_stop), taken or not. */
+            if (share)
+                populate_from_back(slab);
         } else {
             if (slab)
                 slab_unmap(slab);
