@@ -1618,6 +1618,87 @@ TEST(wake_on_parked_worker)
     run_workers(2, main_wake_latency, NULL);
 }
 
+/* ==== 4a. a join that gives up as its child ends on the other worker ====
+ * A join whose deadline falls as the child ends races the child's
+ * completion (on the child's worker: COMPLETE, then the joiner's wake)
+ * against the joiner's own timeout (on its worker: the timer, then taking
+ * back the waker mark). Either may win; neither may lose the wake, free a
+ * record twice, or leave the handle unusable. Each round puts the child on
+ * the other worker, then sets its end and the join's deadline within
+ * microseconds of each other, the order shifting from round to round. */
+#define JOIN_RACE_ROUNDS 500
+
+typedef struct join_race {
+    int home;
+    _Atomic bool moved;
+    _Atomic uint64_t end_at;
+} join_race;
+
+static void *join_race_child(void *arg)
+{
+    join_race *jr = arg;
+    yield_until_moved(jr->home);
+    atomic_store(&jr->moved, true);
+    uint64_t limit = weft_now_ns() + LIMIT_NS;
+    while (weft_now_ns() < atomic_load(&jr->end_at))
+        if (weft_now_ns() > limit)
+            FAILF("never told when to end");
+    return (void *)7;
+}
+
+/* STICKY, and yielding while the child moves: its worker stays busy with
+ * the child queued, so the idle one gets the child (and never this task,
+ * which would leave the child alone, run at once at every wake, with
+ * nothing queued to hand over). */
+static void *join_racer(void *arg)
+{
+    (void)arg;
+    int timed_out = 0, joined = 0;
+    for (int round = 0; round < JOIN_RACE_ROUNDS; round++) {
+        join_race jr = {.home = weft_worker_index()};
+        atomic_store(&jr.end_at, UINT64_MAX);
+        weft_task *c;
+        ASSERT_OK(weft_spawn(&c, join_race_child, &jr));
+        uint64_t limit = weft_now_ns() + LIMIT_NS;
+        while (!atomic_load(&jr.moved)) {
+            if (weft_now_ns() > limit)
+                FAILF("the child never moved");
+            ASSERT_OK(weft_yield());
+        }
+        uint64_t deadline = weft_now_ns() + 20000;
+        atomic_store(&jr.end_at, deadline + (uint64_t)(round % 21) * 1000 - 10000);
+        ASSERT_OK(weft_deadline_push(deadline));
+        void *res = NULL;
+        int r = weft_join(c, &res);
+        ASSERT_OK(weft_deadline_pop());
+        if (r == -ETIMEDOUT) {
+            timed_out++;
+            r = weft_join(c, &res); /* the handle survives a timed-out join */
+        } else {
+            joined++;
+        }
+        ASSERT_OK(r);
+        ASSERT_EQ((intptr_t)res, 7);
+    }
+    printf("     join race: %d joins returned the result, %d timed out first\n", joined, timed_out);
+    return NULL;
+}
+
+static void *main_join_race(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
+    ASSERT_OK(weft_spawn_ex(&t, &o, join_racer, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    return NULL;
+}
+
+TEST(a_join_that_times_out_as_its_child_ends)
+{
+    run_workers(2, main_join_race, NULL);
+}
+
 /* ==== 4b. WEFT_WAKE_TO_WAKER: a woken task moves to its waker's worker ===
  * A waiter parks on worker 1 (spawned there by a STICKY host, so it starts
  * there); once its state word says it is parked, a STICKY notifier on
@@ -2801,6 +2882,7 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
           CASE(a_busy_worker_does_not_hold_up_the_end_of_tasks_it_spawned),
           CASE(an_idle_worker_asks_for_work_while_its_tasks_end_elsewhere),
           CASE(orphans_adopt_across_workers), CASE(wake_on_parked_worker),
+          CASE(a_join_that_times_out_as_its_child_ends),
           CASE(wake_to_waker_moves_only_unpinned_tasks), CASE(wake_to_waker_pingpong),
           CASE(shutdown_with_work_in_flight), CASE(runtime_spawn_from_foreign_thread),
           CASE(runtime_spawn_reaches_a_lone_worker_that_never_idles),
