@@ -723,46 +723,55 @@ TEST(a_queue_that_wakes_during_a_run_is_placed_as_of_its_start)
     weft__sched_fini(&s);
 }
 
-/* Queue a (weight 1000) wakes during a 20 ms run of queue b (weight 1),
- * and both stay busy, a in 50 us runs. Of b's run, two slices' worth
- * counts against b (2 x 0.5 ms x 10000 of virtual time, which a's runs pay
- * off in about 20,000 runs), as for a debt kept across an idle spell: the
- * whole run would keep b waiting for 400,000 runs (20 s). Whether the
- * worker learns of the wake after the run (a timer, another thread) or
- * the running task itself wakes a during it: placed during the run, a saw
- * the average of its start, and counted all of it against b until the
- * run's charge capped it too. */
+/* Queues a and c (weight 1000 each) wake during a 20 ms run of queue b
+ * (weight 1), and all stay busy, a and c in 50 us runs. Of b's run, two
+ * slices' worth counts against b (2 x 0.5 ms x 10000 of virtual time,
+ * which a's and c's runs pay off in about 40,000 runs), as for a debt kept
+ * across an idle spell: the whole run would keep b waiting for 800,000
+ * runs (20 s). Whether the worker learns of the wakes after the run (a
+ * timer, another thread) or the running task itself wakes them during it:
+ * placed during the run, they saw the average of its start, and counted
+ * all of it against b, until the run's charge capped it too. (With two
+ * queues woken, the first cap moved each by a thousandth of what it
+ * should: the other woken one counted among the queues whose average
+ * moved.) */
 static unsigned runs_before_the_long_runner_again(bool woken_by_it)
 {
-    weft_queue_spec qs[] = {{.name = "a", .weight = 1000}, {.name = "b", .weight = 1}};
+    weft_queue_spec qs[] = {
+        {.name = "a", .weight = 1000}, {.name = "b", .weight = 1}, {.name = "c", .weight = 1000}};
     weft__sched s;
-    sched_open(&s, qs, 2);
-    weft_task ta, tb;
+    sched_open(&s, qs, 3);
+    weft_task ta, tb, tc;
     fake_task(&ta, 0, 1);
+    fake_task(&tc, 2, 3);
     weft__sched_push(&s, fake_task(&tb, 1, 2), PUSH_QUEUE);
     ASSERT(next_task(&s) == &tb);
-    if (woken_by_it)
+    if (woken_by_it) {
         weft__sched_push(&s, &ta, PUSH_WOKEN);
+        weft__sched_push(&s, &tc, PUSH_WOKEN);
+    }
     weft__sched_charge(&s, &tb, 20000000);
     weft__sched_push(&s, &tb, PUSH_QUEUE);
-    if (!woken_by_it)
+    if (!woken_by_it) {
         weft__sched_push(&s, &ta, PUSH_QUEUE);
-    unsigned a_runs = 0;
-    for (weft_task *t; (t = next_task(&s)) == &ta && a_runs < 1000000; a_runs++) {
+        weft__sched_push(&s, &tc, PUSH_QUEUE);
+    }
+    unsigned runs = 0;
+    for (weft_task *t; (t = next_task(&s)) != &tb && runs < 2000000; runs++) {
         weft__sched_charge(&s, t, 50000);
         weft__sched_push(&s, t, PUSH_QUEUE);
     }
     weft__sched_fini(&s);
-    return a_runs;
+    return runs;
 }
 
 TEST(a_queue_that_wakes_during_a_long_run_counts_two_slices_of_it)
 {
     for (int by_it = 0; by_it < 2; by_it++) {
-        unsigned a_runs = runs_before_the_long_runner_again(by_it);
-        if (a_runs <= 1000 || a_runs > 25000)
-            FAILF("%s: a ran %u times before b again (want 1000 < n <= 25000)",
-                  by_it ? "woken by the run" : "woken after it", a_runs);
+        unsigned runs = runs_before_the_long_runner_again(by_it);
+        if (runs <= 2000 || runs > 50000)
+            FAILF("%s: a and c ran %u times before b again (want 2000 < n <= 50000)",
+                  by_it ? "woken by the run" : "woken after it", runs);
     }
 }
 

@@ -404,6 +404,49 @@ TEST(the_helper_makes_the_next_slab_ahead)
     helped_pool_fini(&hp);
 }
 
+/* The helper hands a slab over as soon as it is mapped and guarded, and
+ * faults its tops in from the last slot down while the pool carves it
+ * from the front. Every stack taken must have its top page in, and the
+ * helper, which only advises on a slab it has handed over, must leave
+ * every byte the pool's tasks write there as written. Whether a round's
+ * carving overlaps the helper's work is up to timing: a tenth to a half of
+ * them did in a review's runs. */
+TEST(the_helper_and_the_pool_share_a_slab)
+{
+    static helped_pool hp;
+    for (int round = 0; round < 40; round++) {
+        helped_pool_init(&hp);
+        while (hp.n < FIRST_ASKING)
+            take(&hp);
+        int first = WEFT_STACK_HELPER_FROM + 256;
+        while (hp.n < first)
+            take(&hp); /* the rest of the pool's own slab */
+        /* Spinning, to take the slab the moment it is handed over, while
+         * the helper is still at it (WAIT_FOR's millisecond naps let it
+         * finish first). */
+        uint64_t spins = 0;
+        while (!atomic_load(&hp.h.slabs_made))
+            if (++spins > 20000000000ull)
+                FAILF("the helper never handed a slab over");
+        for (int i = first; i < first + 512; i++) {
+            take(&hp);
+            weft__stack *st = hp.held[i];
+            ASSERT(top_resident(st));
+            memset(st->lo + st->size - page(), (i ^ round) & 0xff, page());
+        }
+        ASSERT_EQ(hp.p.slabs_from_helper, 1);
+        weft__stack_helper_stop(&hp.h); /* whatever it was doing is done */
+        for (int i = first; i < first + 512; i++) {
+            const unsigned char *top =
+                (const unsigned char *)hp.held[i]->lo + hp.held[i]->size - page();
+            for (size_t b = 0; b < page(); b++)
+                if (top[b] != ((i ^ round) & 0xff))
+                    FAILF("round %d: stack %d's top page changed at byte %zu", round, i, b);
+        }
+        helped_pool_fini(&hp);
+    }
+}
+
 /* A helper whose thread cannot start, or whose slabs fail, leaves every
  * slab to the pool, which carries on. */
 static void helper_that_fails(int how)
@@ -819,7 +862,7 @@ TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),
           CASE(overflow_is_reported_after_another_executor_on_the_thread_went),
           CASE(guard_page_faults), CASE(overflow_is_reported_and_aborts),
           CASE(a_fault_in_the_leaving_tasks_guard_is_its_overflow), CASE(a_million_guarded_stacks),
-          CASE(the_helper_makes_the_next_slab_ahead),
+          CASE(the_helper_makes_the_next_slab_ahead), CASE(the_helper_and_the_pool_share_a_slab),
           CASE(a_helper_that_cannot_start_leaves_the_slabs_to_the_pool),
           CASE(a_helper_whose_slabs_fail_leaves_them_to_the_pool),
           CASE(the_runtime_starts_the_helper_unless_told_not_to))

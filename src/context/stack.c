@@ -42,10 +42,12 @@ typedef struct weft__slab {
     size_t slot_len; /* guard page + stack size */
     unsigned capacity;
     unsigned carved;
-    /* Slots below `populated` have their top page in (the worker's side),
-     * and so do those from `back` up (the helper's, on a slab it handed
-     * over before it was done: make_ready_slab). Atomic: the helper reads
-     * the one and writes the other while the worker carves. */
+    /* The worker's side: slots below `populated` have had their top page
+     * faulted in or are being faulted in now by the carving worker (it
+     * jumps to `capacity` when the two sides meet). The helper's: slots
+     * from `back` up have theirs in, on a slab it handed over before it
+     * was done (make_ready_slab). Atomic: the helper reads the one and
+     * writes the other while the worker carves. */
     _Atomic unsigned populated, back;
     bool guarded;         /* every slot's guard was installed at mapping time */
     bool touch_tops;      /* the helper's: fault tops in by touch if advice fails */
@@ -154,15 +156,19 @@ static _Atomic int populate_mode;
  * first frames land on, with one call. A fresh stack's first touch otherwise
  * takes a page fault at its first run; batching them costs about half as
  * much per stack on the virtual machines measured (bench/README.md). */
-static void populate_range(weft__slab *slab, unsigned from, unsigned n, bool may_touch)
+static bool populate_range(weft__slab *slab, unsigned from, unsigned n, bool may_touch)
 {
     if (atomic_load(&populate_mode) == 2) {
-        /* The stack helper touches them instead (a worker leaves them to
-         * the first run), on a slab no worker carves yet. */
-        if (slab->touch_tops && may_touch)
-            for (unsigned i = 0; i < n; i++)
-                *(volatile char *)(slab->base + (size_t)(from + i + 1) * slab->slot_len - 1) = 0;
-        return;
+        /* The stack helper's slabs get their tops touched instead, by the
+         * helper before it hands one over, or by the worker that carves
+         * it (slots it has not carved yet); a worker's own slabs leave
+         * them to the first run. Never after the hand-over by the helper
+         * (may_touch): the worker may be running tasks on those slots. */
+        if (!slab->touch_tops || !may_touch)
+            return false;
+        for (unsigned i = 0; i < n; i++)
+            *(volatile char *)(slab->base + (size_t)(from + i + 1) * slab->slot_len - 1) = 0;
+        return true;
     }
     struct iovec iov[POPULATE_BATCH];
     for (unsigned i = 0; i < n; i++) {
@@ -176,6 +182,7 @@ static void populate_range(weft__slab *slab, unsigned from, unsigned n, bool may
         atomic_store(&populate_mode, 2);
     else if (r >= 0)
         atomic_store(&populate_mode, 1);
+    return r >= 0;
 }
 
 /* The carving side: the next batch from the front, up to what the helper
@@ -467,7 +474,8 @@ static void populate_from_back(weft__slab *slab)
         if (b <= front || atomic_load(&populate_mode) != 1)
             return;
         unsigned n = b - front < POPULATE_BATCH ? b - front : POPULATE_BATCH;
-        populate_range(slab, b - n, n, false);
+        if (!populate_range(slab, b - n, n, false))
+            return; /* left to the worker, as it carves */
         atomic_store_explicit(&slab->back, b - n, memory_order_relaxed);
     }
 }

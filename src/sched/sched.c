@@ -140,22 +140,33 @@ static uint64_t run_cap(const weft__sched *s, const weft__queue *q)
     return DEBT_SLICES * slice_length(s) * WEFT_WEIGHT_UNIT / q->weight;
 }
 
-/* A queue that the running task woke during its run (a spawn, a wake) was
+/* Queues that the running task woke during its run (a spawn, a wake) were
  * placed then, at the average of the run's start, before the run's charge:
  * all of the run counted against its queue. As for a wake after the run
  * (avg_at_wake), only run_cap() of it may: each such queue moves up by what
- * the excess of the run moves the average of the queues it joined. */
+ * the excess of the run moves the average of the queues that were there
+ * before (the woken ones joined that average, at it, and do not move it). */
 static void cap_wakes_in_run(weft__sched *s, const weft__queue *ran, uint64_t excess)
 {
-    uint64_t wsum = 0;
-    for (unsigned i = 0; i < s->nqueues; i++)
-        if (s->queues[i].active)
-            wsum += s->queues[i].weight;
+    uint64_t w_before = 0;
+    bool woken = false;
+    for (unsigned i = 0; i < s->nqueues; i++) {
+        const weft__queue *q = &s->queues[i];
+        if (!q->active)
+            continue;
+        if (q != ran && q->woke_in_run == s->run_no)
+            woken = true;
+        else
+            w_before += q->weight;
+    }
+    if (!woken)
+        return;
+    /* At most excess: ran is among the queues before, w_before >= its weight. */
+    uint64_t up = (uint64_t)((unsigned __int128)excess * ran->weight / w_before);
     for (unsigned i = 0; i < s->nqueues; i++) {
         weft__queue *q = &s->queues[i];
-        if (q == ran || !q->active || q->woke_in_run != s->run_no || wsum <= q->weight)
-            continue;
-        q->vruntime += (uint64_t)((unsigned __int128)excess * ran->weight / (wsum - q->weight));
+        if (q != ran && q->active && q->woke_in_run == s->run_no)
+            q->vruntime += up;
     }
 }
 
@@ -194,7 +205,9 @@ static void activate(weft__sched *s, weft__queue *q)
     uint64_t paid = vt_before(q->idle_avg, avg) ? avg - q->idle_avg : 0;
     q->vruntime = avg + (q->debt > paid ? q->debt - paid : 0);
     q->debt = 0;
-    q->woke_in_run = s->in_run ? s->run_no : 0;
+    /* Matched at the charge of that run only: a wake between runs records
+     * the run already charged. */
+    q->woke_in_run = s->run_no;
     q->active = true;
     s->nactive++;
     if (s->cur && s->cur != q && vt_before(virtual_deadline(s, q), virtual_deadline(s, s->cur))) {
@@ -306,7 +319,6 @@ weft_task *weft__sched_pick(weft__sched *s, bool *need_poll)
     if (t) {
         s->last_run_q = NULL;
         s->run_no++;
-        s->in_run = true;
     }
     return t;
 }
@@ -381,7 +393,6 @@ static weft_task *pick(weft__sched *s, bool *need_poll)
 void weft__sched_charge(weft__sched *s, weft_task *t, uint64_t ran_ns)
 {
     weft__queue *q = &s->queues[t->queue];
-    s->in_run = false;
     s->last_run_q = q;
     s->last_run_vt = ran_ns * WEFT_WEIGHT_UNIT / q->weight;
     q->vruntime += s->last_run_vt;

@@ -45,8 +45,9 @@ typedef struct weft__queue {
     /* While idle: how far it was ahead of the average when it went idle,
      * and that average; see activate() in sched.c. */
     uint64_t debt, idle_avg;
-    /* The run (weft__sched.run_no) during which the running task woke it,
-     * if it did: see cap_wakes_in_run() in sched.c. */
+    /* weft__sched.run_no when it last became runnable: the run during
+     * which it woke, if that run is not charged yet (cap_wakes_in_run() in
+     * sched.c). */
     uint64_t woke_in_run;
     /* Counters, read by weft_stats_snapshot. */
     uint64_t service_ns, runs, slices, slice_exhaustions, preemptions;
@@ -76,7 +77,6 @@ typedef struct weft__sched {
     weft__queue *last_run_q;
     uint64_t last_run_vt;
     uint64_t run_no; /* runs picked so far */
-    bool in_run;     /* a picked run is not charged yet */
     /* Pushes of tasks that another worker could take (weft__task_stealable):
      * the worker's hand-over looks again only when this has moved since it
      * last found nothing to give. Counted only with several workers
