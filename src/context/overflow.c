@@ -14,7 +14,13 @@
 #include "common/fault.h"
 #include "runtime/worker.h"
 
-static struct sigaction previous_segv;
+/* The handler that was there before weft's, as on_segv and pass_on read
+ * it: on any thread, in a signal handler, where no lock can be taken. Each
+ * install fills the slot not published and then publishes it, so that a
+ * handler running meanwhile reads one whole copy, never a half-written one
+ * (a flag of one handler with the function of another). */
+static struct sigaction previous_slots[2];
+static const struct sigaction *_Atomic previous_segv_at = &previous_slots[0];
 static int installed_count; /* runtimes using the handler (under a lock) */
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -131,7 +137,7 @@ static void pass_on(int sig, siginfo_t *info, void *uctx)
         take_default_action(info);
         return;
     }
-    struct sigaction prev = previous_segv;
+    struct sigaction prev = *atomic_load_explicit(&previous_segv_at, memory_order_acquire);
     if ((prev.sa_flags & SA_RESETHAND) && atomic_exchange(&resethand_taken, true)) {
         take_default_action(info); /* another fault took the one-shot handler */
         return;
@@ -173,15 +179,25 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
      * previous one back for the process lost weft's report for good the
      * first time a program's handler dealt with a fault of its own, and
      * swallowed a SIGSEGV sent with kill or raise.) */
-    if ((previous_segv.sa_flags & SA_SIGINFO) ||
-        (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN)) {
+    const struct sigaction *prev = atomic_load_explicit(&previous_segv_at, memory_order_acquire);
+    if ((prev->sa_flags & SA_SIGINFO) ||
+        (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN)) {
         pass_on(sig, info, uctx);
         return;
     }
     /* A sent SIGSEGV (si_code <= 0) that was ignored stays ignored. */
-    if (info->si_code <= 0 && previous_segv.sa_handler == SIG_IGN)
+    if (info->si_code <= 0 && prev->sa_handler == SIG_IGN)
         return;
     take_default_action(info);
+}
+
+/* Under install_lock. */
+static void publish_previous(const struct sigaction *sa)
+{
+    const struct sigaction *cur = atomic_load_explicit(&previous_segv_at, memory_order_relaxed);
+    struct sigaction *slot = &previous_slots[cur == &previous_slots[0]];
+    *slot = *sa;
+    atomic_store_explicit(&previous_segv_at, slot, memory_order_release);
 }
 
 int weft__overflow_install(weft__worker *w)
@@ -210,19 +226,16 @@ int weft__overflow_install(weft__worker *w)
         sa.sa_sigaction = on_segv;
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
-        /* previous_segv is read by on_segv, on any thread, without a lock
-         * (none can be taken in a handler): fill it in before on_segv is
-         * in place, rather than have sigaction write it just after, while
-         * a fault on another thread may be reading it. */
+        /* Published before on_segv is in place (a fault on another thread
+         * may run it at once); and again, in the other slot, if another
+         * thread put a handler in between the two calls. */
         struct sigaction old;
         sigaction(SIGSEGV, NULL, &old);
-        previous_segv = old;
-        sigaction(SIGSEGV, &sa, &old);
-        /* Another thread put a handler in between the two calls: chain to
-         * that one (the narrow race that remains). */
-        if (old.sa_sigaction != previous_segv.sa_sigaction ||
-            old.sa_flags != previous_segv.sa_flags)
-            previous_segv = old;
+        publish_previous(&old);
+        struct sigaction replaced;
+        sigaction(SIGSEGV, &sa, &replaced);
+        if (replaced.sa_sigaction != old.sa_sigaction || replaced.sa_flags != old.sa_flags)
+            publish_previous(&replaced);
         atomic_store(&resethand_taken, false);
     }
     pthread_mutex_unlock(&install_lock);
@@ -240,7 +253,7 @@ void weft__overflow_remove(weft__worker *w)
         struct sigaction cur;
         if (sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
             cur.sa_sigaction == on_segv)
-            sigaction(SIGSEGV, &previous_segv, NULL);
+            sigaction(SIGSEGV, atomic_load(&previous_segv_at), NULL);
     }
     pthread_mutex_unlock(&install_lock);
     w->altstack = NULL;
