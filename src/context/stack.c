@@ -466,12 +466,13 @@ static weft__slab *make_ready_slab(int size_class, unsigned capacity, bool *shar
  * populated the next one itself, about half the slabs of a growing pool
  * (docs/stacks.md). Advice only: it never writes to a slot, which the
  * worker may be using by now, and a slot done twice is no harm. */
-static void populate_from_back(weft__slab *slab)
+static void populate_from_back(weft__stack_helper *h, weft__slab *slab)
 {
     for (;;) {
         unsigned b = atomic_load_explicit(&slab->back, memory_order_relaxed);
         unsigned front = atomic_load_explicit(&slab->populated, memory_order_relaxed);
-        if (b <= front || atomic_load(&populate_mode) != 1)
+        if (b <= front || atomic_load(&populate_mode) != 1 ||
+            atomic_load_explicit(&h->stopping, memory_order_relaxed))
             return;
         unsigned n = b - front < POPULATE_BATCH ? b - front : POPULATE_BATCH;
         if (!populate_range(slab, b - n, n, false))
@@ -513,7 +514,7 @@ static void *helper_main(void *arg)
             /* The pool unmaps its slabs only after this thread is joined
              * (weft__stack_helper_stop), taken or not. */
             if (share)
-                populate_from_back(slab);
+                populate_from_back(h, slab);
         } else {
             if (slab)
                 slab_unmap(slab);
@@ -576,6 +577,7 @@ void weft__stack_helper_start(weft__stack_pool *p)
 
 void weft__stack_helper_stop(weft__stack_helper *h)
 {
+    atomic_store_explicit(&h->stopping, true, memory_order_relaxed);
     pthread_mutex_lock(&h->lock);
     h->stop = true;
     h->count = 0;

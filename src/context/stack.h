@@ -58,6 +58,9 @@ typedef struct weft__stack_helper {
     bool started, failed, stop; /* failed: the thread could not start */
     pthread_t thread;
     _Atomic uint64_t slabs_made; /* for tests and stats */
+    /* `stop`, for the thread's work outside the lock: it leaves a slab's
+     * population to its worker rather than hold up a shutdown. */
+    _Atomic bool stopping;
 } weft__stack_helper;
 
 /* For tests: 1 = the helper's thread fails to start, 2 = the slabs it
