@@ -893,6 +893,8 @@ bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
     weft__sched *sched = &w->sched;
     if (w->threaded && atomic_load_explicit(&w->rt->nhungry, memory_order_relaxed))
         return false; /* the loop has a hand-over to make */
+    if (__builtin_expect(w->stacks.helper_start_wanted, 0))
+        return false; /* the loop starts the stack helper, on its own stack */
     if (w->since_inject + 1 >= w->rt->cfg.inject_interval) {
         /* Time to look at the inject queue: the loop does that, but only
          * when there is something to take. */
