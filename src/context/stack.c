@@ -152,10 +152,10 @@ static bool guard_slab(char *base, size_t slot_len, unsigned n)
  * advices there). */
 static _Atomic int populate_mode;
 
-/* Faults in the top page of the next POPULATE_BATCH slots, the page a task's
- * first frames land on, with one call. A fresh stack's first touch otherwise
- * takes a page fault at its first run; batching them costs about half as
- * much per stack on the virtual machines measured (bench/README.md). */
+/* Faults in the top page of slots [from, from + n), n <= POPULATE_BATCH,
+ * the page a task's first frames land on, with one call; true if it did. A fresh stack's first
+ * touch otherwise takes a page fault at its first run; batching them costs about half as much per
+ * stack on the virtual machines measured (bench/README.md). */
 static bool populate_range(weft__slab *slab, unsigned from, unsigned n, bool may_touch)
 {
     if (atomic_load(&populate_mode) == 2) {
@@ -472,7 +472,7 @@ static void populate_from_back(weft__stack_helper *h, weft__slab *slab)
         unsigned b = atomic_load_explicit(&slab->back, memory_order_relaxed);
         unsigned front = atomic_load_explicit(&slab->populated, memory_order_relaxed);
         if (b <= front || atomic_load(&populate_mode) != 1 ||
-            atomic_load_explicit(&h->stopping, memory_order_relaxed))
+            atomic_load_explicit(&h->stop, memory_order_relaxed))
             return;
         unsigned n = b - front < POPULATE_BATCH ? b - front : POPULATE_BATCH;
         if (!populate_range(slab, b - n, n, false))
@@ -577,7 +577,6 @@ void weft__stack_helper_start(weft__stack_pool *p)
 
 void weft__stack_helper_stop(weft__stack_helper *h)
 {
-    atomic_store_explicit(&h->stopping, true, memory_order_relaxed);
     pthread_mutex_lock(&h->lock);
     h->stop = true;
     h->count = 0;

@@ -55,12 +55,13 @@ typedef struct weft__stack_helper {
     pthread_cond_t work;
     weft__stack_request queue[WEFT_STACK_HELPER_QUEUE];
     unsigned head, count;
-    bool started, failed, stop; /* failed: the thread could not start */
+    bool started, failed; /* failed: the thread could not start */
+    /* Set under the lock; read without it too, by the thread's work on a
+     * slab it has handed over, which it then leaves to the worker rather
+     * than hold up a shutdown. */
+    _Atomic bool stop;
     pthread_t thread;
     _Atomic uint64_t slabs_made; /* for tests and stats */
-    /* `stop`, for the thread's work outside the lock: it leaves a slab's
-     * population to its worker rather than hold up a shutdown. */
-    _Atomic bool stopping;
 } weft__stack_helper;
 
 /* For tests: 1 = the helper's thread fails to start, 2 = the slabs it

@@ -121,14 +121,14 @@ typedef struct weft__worker {
      * since a waker reads it right after its push (notify), and the owner
      * looks at the stacks right after setting it. */
     _Atomic int parked;
-    _Alignas(WEFT__CACHE_LINE) _Atomic int hunger; /* WEFT__HUNGER_*: idle, a busy worker may hand
-                                                      tasks over */
+    /* WEFT__HUNGER_*: idle, a busy worker may hand tasks over. */
+    _Alignas(WEFT__CACHE_LINE) _Atomic int hunger;
     /* The heaviest weight among the queues with work here, published at
      * slice starts (0 when idle): a worker with heavier queued work hands
      * some of it over to a worker running only lighter work. A hint. */
     _Atomic uint32_t best_weight;
-    _Alignas(WEFT__CACHE_LINE) uint32_t
-        sched_best_weight; /* this worker's own copy of best_weight */
+    /* This worker's own copy of best_weight; the owner's fields again. */
+    _Alignas(WEFT__CACHE_LINE) uint32_t sched_best_weight;
     /* sched.stealable_pushes when donate last found nothing it could give
      * (UINT64_MAX: never). */
     uint64_t donate_found_none_at;

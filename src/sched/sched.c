@@ -124,15 +124,6 @@ static uint64_t virtual_deadline(const weft__sched *s, const weft__queue *q)
  * many slices of service (see deactivate() and avg_at_wake()). */
 #define DEBT_SLICES 2
 
-/* The average as it was when the run that has just ended started. A queue
- * that wakes between two runs became runnable during the one before, as
- * far as anyone can tell (its timer fell due, or its wake came, while that
- * run held the CPU), and a wake during a run sees the average of its start,
- * since runs are charged at their end. Placed after that run's charge
- * instead, it starts level with a queue whose run it waited out: a weight-1
- * queue's 300 us run puts it 3 s of virtual time ahead, which should buy a
- * weight-99 queue 30 ms, and the weight-99 queue that woke during it gave
- * the CPU back after one slice (bench/README.md, priority). */
 /* How much of one run of q counts against q for a queue that woke during
  * it, in q's virtual time. */
 static uint64_t run_cap(const weft__sched *s, const weft__queue *q)
@@ -170,6 +161,15 @@ static void cap_wakes_in_run(weft__sched *s, const weft__queue *ran, uint64_t ex
     }
 }
 
+/* The average as it was when the run that has just ended started. A queue
+ * that wakes between two runs became runnable during the one before, as
+ * far as anyone can tell (its timer fell due, or its wake came, while that
+ * run held the CPU), and a wake during a run sees the average of its start,
+ * since runs are charged at their end. Placed after that run's charge
+ * instead, it starts level with a queue whose run it waited out: a weight-1
+ * queue's 300 us run puts it 3 s of virtual time ahead, which should buy a
+ * weight-99 queue 30 ms, and the weight-99 queue that woke during it gave
+ * the CPU back after one slice (bench/README.md, priority). */
 static uint64_t avg_at_wake(weft__sched *s)
 {
     weft__queue *last = s->last_run_q;
