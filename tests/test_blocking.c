@@ -689,6 +689,104 @@ TEST(one_arrival_is_reported_once)
     run_workers(1, main_signal_reported_once, NULL);
 }
 
+/* Windows that only a slow thread opens. This program links with
+ * -Wl,--wrap=pthread_mutex_lock (tests/CMakeLists.txt): every lock taken in
+ * it, weft's included, comes through here, and an armed case stalls one
+ * thread at its next lock. */
+int __real_pthread_mutex_lock(pthread_mutex_t *m);
+int __wrap_pthread_mutex_lock(pthread_mutex_t *m);
+static _Atomic uint64_t raise_at_lock_in_task; /* a task id; 0: off */
+static _Atomic bool hold_signal_helper;        /* stall weft-signals at its next lock */
+static _Atomic bool signal_helper_held;
+static _Thread_local bool in_lock_wrapper;
+
+static void stall_at_lock(void)
+{
+    uint64_t id = atomic_load(&raise_at_lock_in_task);
+    if (id && weft_self_id() == id &&
+        atomic_compare_exchange_strong(&raise_at_lock_in_task, &id, 0)) {
+        /* The signal arrives here, and the helper passes it on before this
+         * task goes on: it wakes the task, which is running (NOTIFIED). */
+        raise(SIGUSR1);
+        while (!(atomic_load(&weft__task_current()->state) & TASK_NOTIFIED))
+            usleep(1000);
+    }
+    char name[16] = "";
+    if (atomic_load(&hold_signal_helper) &&
+        pthread_getname_np(pthread_self(), name, sizeof name) == 0 &&
+        strcmp(name, "weft-signals") == 0) {
+        atomic_store(&signal_helper_held, true);
+        while (atomic_load(&hold_signal_helper))
+            usleep(1000);
+    }
+}
+
+int __wrap_pthread_mutex_lock(pthread_mutex_t *m)
+{
+    if (!in_lock_wrapper && (atomic_load_explicit(&raise_at_lock_in_task, memory_order_relaxed) ||
+                             atomic_load_explicit(&hold_signal_helper, memory_order_relaxed))) {
+        in_lock_wrapper = true;
+        stall_at_lock();
+        in_lock_wrapper = false;
+    }
+    return __real_pthread_mutex_lock(m);
+}
+
+/* One arrival, one waiter: a new wait in the same runtime, before the helper
+ * thread has even looked at the waiters, took it for one that had found
+ * nobody waiting, and both reported it. */
+static void *main_signal_reported_once_early(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, signal_waiter, (void *)SIGUSR1));
+    wait_for_waiters(SIGUSR1, 1);
+    atomic_store(&hold_signal_helper, true);
+    ASSERT_OK(raise(SIGUSR1));
+    while (!atomic_load(&signal_helper_held))
+        usleep(1000);
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 20000000));
+    ASSERT_EQ(weft_signal_wait(SIGUSR1), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    atomic_store(&hold_signal_helper, false);
+    void *res = NULL;
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, SIGUSR1);
+    return NULL;
+}
+TEST(one_arrival_is_reported_once_before_the_helper_runs)
+{
+    run_workers(1, main_signal_reported_once_early, NULL);
+}
+
+/* A cancelled wait, on its way out (before it takes the lock to leave the
+ * list), is still listed when a signal arrives: the helper counts the
+ * arrival as delivered to it. The wait returned -ECANCELED and the next
+ * one timed out: the arrival was lost. */
+static _Atomic int cancelled_wait_result;
+static void *signal_waiter_noting(void *arg)
+{
+    atomic_store(&cancelled_wait_result, weft_signal_wait(SIGUSR1));
+    return NULL;
+}
+
+static void *main_signal_cancel_race(void *arg)
+{
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, signal_waiter_noting, NULL));
+    wait_for_waiters(SIGUSR1, 1);
+    atomic_store(&raise_at_lock_in_task, weft_task_id(t));
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&raise_at_lock_in_task), 0); /* the signal was raised */
+    /* Arrived while the wait was listed: it reports it, and so consumes it. */
+    ASSERT_EQ(atomic_load(&cancelled_wait_result), SIGUSR1);
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 20000000));
+    ASSERT_EQ(weft_signal_wait(SIGUSR1), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+BOTH_WORKERS(an_arrival_as_a_cancelled_wait_leaves_is_reported, main_signal_cancel_race, NULL)
+
 static void *main_signal_cancel(void *arg)
 {
     weft_task *t;
@@ -869,8 +967,12 @@ TEST(pool_threads_start_with_async_signals_blocked)
 }
 
 TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_result_2w),
-          CASE(one_arrival_is_reported_once), CASE(other_tasks_run_while_one_blocks),
-          CASE(other_tasks_run_while_one_blocks_2w), CASE(many_concurrent_jobs_use_many_threads),
+          CASE(one_arrival_is_reported_once),
+          CASE(one_arrival_is_reported_once_before_the_helper_runs),
+          CASE(an_arrival_as_a_cancelled_wait_leaves_is_reported),
+          CASE(an_arrival_as_a_cancelled_wait_leaves_is_reported_2w),
+          CASE(other_tasks_run_while_one_blocks), CASE(other_tasks_run_while_one_blocks_2w),
+          CASE(many_concurrent_jobs_use_many_threads),
           CASE(many_concurrent_jobs_use_many_threads_2w), CASE(jobs_queue_beyond_the_thread_cap),
           CASE(cancel_returns_at_once_and_the_job_finishes_later),
           CASE(cancel_returns_at_once_and_the_job_finishes_later_2w),

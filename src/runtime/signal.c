@@ -256,10 +256,18 @@ int weft_signal_wait(int signo)
     }
     uint64_t now = atomic_load(&arrivals[signo]);
     if (now != s->seen[signo]) {
-        /* Remembered: arrived while nobody here waited. */
+        /* Arrivals since a waiter of this runtime was listed are that
+         * waiter's, even before the helper has walked the list and moved
+         * seen[] (it will report them: see below). Others were remembered:
+         * they arrived while nobody here waited. */
+        bool owned = false;
+        for (sig_waiter *o = hub.waiters; o && !owned; o = o->next)
+            owned = o->sigs == s && o->signo == signo && o->seen != now;
         s->seen[signo] = now;
-        pthread_mutex_unlock(&hub.lock);
-        return signo;
+        if (!owned) {
+            pthread_mutex_unlock(&hub.lock);
+            return signo;
+        }
     }
     sig_waiter w = {
         .next = hub.waiters, .prev = NULL, .task = self, .sigs = s, .signo = signo, .seen = now};
@@ -281,6 +289,11 @@ int weft_signal_wait(int signo)
     }
 
     pthread_mutex_lock(&hub.lock);
+    /* An arrival since the check above, while we were still listed, may
+     * already count as delivered here (the helper or a new wait moved
+     * seen[] for us): report it, or nobody would. */
+    if (r != signo && atomic_load(&arrivals[signo]) != w.seen)
+        r = signo;
     if (w.prev)
         w.prev->next = w.next;
     else
