@@ -897,6 +897,18 @@ TEST(seen_pages)
         ASSERT(weft__seen_remove(&m, id, NULL));
     }
     ASSERT_LE(m.pages.count, 1);
+    /* The same with one old task that stays and is pushed again now and
+     * then (the main task, a periodic sleeper): adds go back to its page
+     * and then on to a new one, leaving the one they were on empty. */
+    ASSERT_OK(weft__seen_add(&m, 7, 7));
+    for (uint64_t id = 5000; id < 20000; id++) {
+        ASSERT_OK(weft__seen_add(&m, id, id));
+        ASSERT(weft__seen_remove(&m, id, NULL));
+        if (id % WEFT__SEEN_PAGE_IDS == WEFT__SEEN_PAGE_IDS - 1)
+            ASSERT_OK(weft__seen_add(&m, 7, 7)); /* pushed again as a page fills */
+    }
+    ASSERT_LE(m.pages.count, 2);
+    ASSERT(weft__seen_remove(&m, 7, NULL));
     weft__groups g;
     weft__groups_init(&g);
     g.seen = m;

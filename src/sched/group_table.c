@@ -124,11 +124,13 @@ static void seen_drop(weft__seen *m, uint64_t key, weft__seen_page *page)
 int weft__seen_add(weft__seen *m, uint64_t id, uint64_t spawned_ns)
 {
     uint64_t key = id / WEFT__SEEN_PAGE_IDS;
+    /* The page adds leave, if empty, is done: seen_remove keeps only the
+     * one adds go to. Adds leave it for a new page, and also for an old
+     * one (an old task pushed again), after which the new ids move on. */
+    if (m->add_page && m->add_key != key && m->add_page->live == 0)
+        seen_drop(m, m->add_key, m->add_page);
     weft__seen_page *page = seen_page(m, key, &m->add_key, &m->add_page);
     if (!page) {
-        /* New ids have moved on: the page they left, if empty, is done. */
-        if (m->add_page && m->add_page->live == 0)
-            seen_drop(m, m->add_key, m->add_page);
         page = m->spare;
         m->spare = NULL;
         if (!page && !(page = weft__malloc(sizeof *page)))
