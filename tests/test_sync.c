@@ -412,7 +412,15 @@ static void *main_mutex_basics(void *arg)
     ASSERT_OK(weft_mutex_lock(m));
     ASSERT_EQ(weft_mutex_trylock(m), -EBUSY);
     ASSERT_EQ(weft_mutex_lock(m), -EDEADLK);
+    /* Misuse is reported before a passed deadline: -ETIMEDOUT would say
+     * "not held". */
+    ASSERT_OK(weft_deadline_push(weft_now_ns() - 1));
+    ASSERT_EQ(weft_mutex_lock(m), -EDEADLK);
+    ASSERT_OK(weft_deadline_pop());
     weft_mutex_unlock(m);
+    ASSERT_OK(weft_deadline_push(weft_now_ns() - 1));
+    ASSERT_EQ(weft_mutex_lock(m), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
     ASSERT_OK(weft_mutex_trylock(m));
 
     /* Waiters get the mutex in arrival order, handed over directly. */
@@ -594,6 +602,18 @@ static void *main_event_condvar(void *arg)
     ASSERT_OK(weft_event_init(&q->not_full));
     /* Not holding the mutex: refused, nothing changes. */
     ASSERT_EQ(weft_event_wait_locked(&q->e, &q->m), -EPERM);
+    /* Misuse is reported before a passed deadline: any other answer says
+     * that the caller holds m. Held, m stays held. */
+    ASSERT_OK(weft_deadline_push(weft_now_ns() - 1));
+    ASSERT_EQ(weft_event_wait_locked(&q->e, &q->m), -EPERM);
+    ASSERT_EQ(weft_mutex_lock(&q->m), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_mutex_lock(&q->m));
+    ASSERT_OK(weft_deadline_push(weft_now_ns() - 1));
+    ASSERT_EQ(weft_event_wait_locked(&q->e, &q->m), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_mutex_trylock(&q->m), -EBUSY);
+    weft_mutex_unlock(&q->m);
     weft_task *t[4];
     for (int i = 0; i < 4; i++)
         ASSERT_OK(weft_spawn(&t[i], cv_consumer, q));

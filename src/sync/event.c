@@ -61,15 +61,16 @@ int weft_event_wait_locked(weft_event *e, weft_mutex *m)
 {
     if (!e || !m)
         return -EINVAL;
-    weft_task *self;
-    int r = weft__sync_enter(&self);
-    if (r)
-        return r;
-    weft__spin_lock(&m->_lock);
-    bool held = m->_locked && m->_owner == self;
-    weft__spin_unlock(&m->_lock);
-    if (!held)
+    weft_task *self = weft__task_current();
+    if (!self)
         return -EPERM;
+    /* Misuse before interruption: any other answer tells the caller that
+     * it holds m, and it would then unlock another task's mutex. */
+    if (!weft__mutex_held_by(m, self))
+        return -EPERM;
+    int r = weft__task_interrupted(self);
+    if (r)
+        return r; /* m was never released */
     weft__waiter w;
     waiter_init(&w, self, NULL);
     weft__spin_lock(&e->_lock);

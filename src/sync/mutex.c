@@ -48,14 +48,25 @@ int weft__mutex_acquire(weft_mutex *m, weft_task *self, bool interruptible)
     return weft__waiter_park(&w, &m->_lock, &m->_waiters, interruptible);
 }
 
+bool weft__mutex_held_by(weft_mutex *m, const weft_task *t)
+{
+    weft__spin_lock(&m->_lock);
+    bool held = m->_locked && m->_owner == t;
+    weft__spin_unlock(&m->_lock);
+    return held;
+}
+
 int weft_mutex_lock(weft_mutex *m)
 {
     if (!m)
         return -EINVAL;
-    weft_task *self;
+    weft_task *self = NULL;
     int r = weft__sync_enter(&self);
-    if (r)
-        return r;
+    if (r) {
+        /* Misuse before interruption: told -ECANCELED ("not held"), a
+         * caller holding m would go on as if it did not. */
+        return self && weft__mutex_held_by(m, self) ? -EDEADLK : r;
+    }
     return weft__mutex_acquire(m, self, true);
 }
 

@@ -128,6 +128,9 @@ void weft__waiter_wake_chain(weft__waiter *first);
 /* Locks m for self (mutex.c); weft_event_wait_locked re-locks with
  * interruptible false. Returns 0, -EDEADLK, -ECANCELED or -ETIMEDOUT. */
 int weft__mutex_acquire(weft_mutex *m, weft_task *self, bool interruptible);
+/* Whether t holds m. Only t makes itself the owner, so the answer stays
+ * true or false for t until t itself locks or unlocks m. */
+bool weft__mutex_held_by(weft_mutex *m, const weft_task *t);
 
 /* Prints "weft: <message>" and aborts: a caller bug found in a debug build. */
 _Noreturn void weft__sync_bug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
