@@ -80,6 +80,26 @@ TEST(run_returns_the_next_deadline)
     weft_executor_destroy(ex);
 }
 
+static void *sleep_long_ns(void *arg)
+{
+    return (void *)(intptr_t)weft_sleep_ns(*(const uint64_t *)arg);
+}
+
+/* A timer past INT64_MAX is reported as "only the fd", never as a negative
+ * number (which reads as -errno). */
+TEST(run_reports_a_far_timer_as_no_deadline)
+{
+    static const uint64_t far[] = {INT64_MAX, (uint64_t)INT64_MAX + 1, UINT64_MAX - 1};
+    for (size_t i = 0; i < sizeof far / sizeof far[0]; i++) {
+        weft_executor *ex;
+        ASSERT_OK(weft_executor_create(&ex, NULL));
+        ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, sleep_long_ns, (void *)&far[i]));
+        ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX);
+        ASSERT_EQ(weft_executor_tasks(ex), 1);
+        weft_executor_destroy(ex);
+    }
+}
+
 static volatile int spins;
 
 static void *spinner(void *arg)
@@ -105,6 +125,26 @@ TEST(budget_bounds_a_run)
     ASSERT_EQ(weft_executor_run(ex, 1000000), 0);
     ASSERT_GT(spins, after_first);
     /* Destroy cancels the spinners and waits for them. */
+    weft_executor_destroy(ex);
+}
+
+static void *yields_for_20ms(void *arg)
+{
+    uint64_t end = weft_now_ns() + 20000000;
+    while (weft_now_ns() < end)
+        ASSERT_OK(weft_yield());
+    return NULL;
+}
+
+/* A budget too large to add to the clock means no limit: it wrapped round
+ * to one that ended the run after its first slice. */
+TEST(a_huge_budget_is_no_limit)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, yields_for_20ms, NULL));
+    ASSERT_EQ(weft_executor_run(ex, UINT64_MAX), INT64_MAX);
+    ASSERT_EQ(weft_executor_tasks(ex), 0);
     weft_executor_destroy(ex);
 }
 
@@ -559,6 +599,7 @@ TEST(the_hosts_time_away_is_charged_to_no_task)
 }
 
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
+          CASE(run_reports_a_far_timer_as_no_deadline), CASE(a_huge_budget_is_no_limit),
           CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
           CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread),
           CASE(records_detached_by_the_host_are_reused), CASE(embedded_tasks_do_io),

@@ -99,7 +99,9 @@ int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
     weft__worker_sync_clock(w);
     uint64_t now = weft_now_ns();
     w->count.busy_since_ns = now; /* busy from here to the end of the call */
-    uint64_t until = budget_ns ? now + budget_ns : UINT64_MAX;
+    /* A budget past the clock's range ("no limit") must not wrap round to
+     * one that is over at once. */
+    uint64_t until = budget_ns && budget_ns < UINT64_MAX - now ? now + budget_ns : UINT64_MAX;
     int r = weft__worker_run_ready(w, until);
     uint64_t end = weft_now_ns();
     if (end > w->count.busy_since_ns)
@@ -121,7 +123,9 @@ int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
     if (r == 1)
         return 0;
     uint64_t next = weft__worker_next_deadline(w);
-    return next == UINT64_MAX ? INT64_MAX : (int64_t)next;
+    /* A timer past INT64_MAX (a sleep "for ever" of INT64_MAX ns) must not
+     * read as -errno. */
+    return next > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)next;
 }
 
 int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_spawn_opts *o, weft_fn fn,
