@@ -205,6 +205,51 @@ TEST(recv_buf_leases_one_buffer)
     run_main_one_worker(NULL, main_recv_buf, NULL);
 }
 
+/* A weft_buf whose lease was returned at its task's end, released later
+ * when the same buffer is leased again: the release did nothing to the
+ * new lease (it used to give the new holder's buffer back to the kernel,
+ * which wrote over it). */
+static int stale_sv[2];
+static weft_buf_ring *stale_ring;
+static weft_buf stale_buf;
+
+static void *ends_holding_a_lease(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(write(stale_sv[1], "child", 5), 5);
+    ASSERT_EQ(weft_recv_buf(stale_sv[0], stale_ring, &stale_buf), 5);
+    return NULL; /* the lease is returned for it */
+}
+
+static void *main_stale_release(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, stale_sv));
+    ASSERT_OK(weft_buf_ring_create(&stale_ring, 1, 64));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, ends_holding_a_lease, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(weft_buf_ring_available(stale_ring), 1);
+    ASSERT_EQ(write(stale_sv[1], "parent", 6), 6);
+    weft_buf mine;
+    ASSERT_EQ(weft_recv_buf(stale_sv[0], stale_ring, &mine), 6);
+    ASSERT_EQ(weft_buf_ring_available(stale_ring), 0);
+    ASSERT_OK(weft_buf_release(&stale_buf)); /* the same buffer, leased before */
+    ASSERT_EQ(weft_buf_ring_available(stale_ring), 0);
+    ASSERT_EQ(weft_buf_ring_destroy(stale_ring), -EBUSY);
+    ASSERT(memcmp(mine.data, "parent", 6) == 0);
+    ASSERT_OK(weft_buf_release(&mine));
+    ASSERT_EQ(weft_buf_ring_available(stale_ring), 1);
+    ASSERT_OK(weft_buf_ring_destroy(stale_ring));
+    close(stale_sv[0]);
+    close(stale_sv[1]);
+    return NULL;
+}
+TEST(a_stale_release_leaves_a_new_lease_alone)
+{
+    run_main_one_worker(NULL, main_stale_release, NULL);
+}
+
 /* An error that ends a recv stream's kernel side is returned once, then
  * -EPIPE: the stream re-armed at every pull, so a socket that was never
  * connected gave -ENOTCONN for ever, a new RECV each time. */
@@ -731,7 +776,8 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_full_poll_queue_keeps_an_error_apart), CASE(accept_stream_yields_every_connection),
           CASE(accept_under_emfile_keeps_the_server_alive),
           CASE(recv_stream_survives_buffer_ring_exhaustion), CASE(recv_buf_leases_one_buffer),
-          CASE(an_error_ends_a_recv_stream), CASE(recv_buf_in_flight_keeps_its_ring),
+          CASE(a_stale_release_leaves_a_new_lease_alone), CASE(an_error_ends_a_recv_stream),
+          CASE(recv_buf_in_flight_keeps_its_ring),
           CASE(closing_a_stream_with_completions_in_flight),
           CASE(tickers_tick_and_poll_streams_report_readiness),
           CASE(a_ticker_arms_again_after_its_ticks_run_out),

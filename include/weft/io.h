@@ -267,7 +267,8 @@ WEFT_API unsigned weft_buf_ring_available(const weft_buf_ring *br);
  * owns it until weft_buf_release (or until it ends, when it is returned for
  * it). weft_buf_release returns 0, or -EXDEV from another worker than the
  * ring's (the buffer stays leased until its task ends); releasing an
- * already released buffer does nothing. */
+ * already released buffer does nothing, even once the same buffer is
+ * leased again (until 65,536 more leases of it make a stale copy match). */
 typedef struct weft_buf {
     void *data;
     size_t len;

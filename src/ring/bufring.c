@@ -50,14 +50,14 @@ int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t size)
     weft_buf_ring *br = weft__calloc(1, sizeof *br);
     if (!br)
         return -ENOMEM;
-    br->lessee = weft__calloc(nbufs, sizeof *br->lessee);
+    br->leases = weft__calloc(nbufs, sizeof *br->leases);
     br->ring_bytes = (size_t)nbufs * sizeof(struct io_uring_buf);
     br->ring = weft__fault_hit(WEFT_FAULT_MMAP) ? MAP_FAILED
                                                 : mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE,
                                                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     br->bufs = weft__malloc((size_t)nbufs * size);
     int r = -ENOMEM;
-    if (!br->lessee || br->ring == MAP_FAILED || !br->bufs)
+    if (!br->leases || br->ring == MAP_FAILED || !br->bufs)
         goto fail;
     struct io_uring_buf_reg reg = {
         .ring_addr = (uint64_t)(uintptr_t)br->ring, .ring_entries = nbufs, .bgid = (uint16_t)gid};
@@ -82,7 +82,7 @@ fail:
     if (br->ring != MAP_FAILED && br->ring)
         munmap(br->ring, br->ring_bytes);
     free(br->bufs);
-    free(br->lessee);
+    free(br->leases);
     free(br);
     return r;
 }
@@ -91,7 +91,7 @@ static void free_ring(weft_buf_ring *br)
 {
     munmap(br->ring, br->ring_bytes);
     free(br->bufs);
-    free(br->lessee);
+    free(br->leases);
     free(br);
 }
 
@@ -162,13 +162,15 @@ bool weft__buf_from_cqe(weft_buf_ring *br, int res, uint32_t cflags, weft_buf *o
         give_to_kernel(br, bid); /* nothing in it worth keeping */
         return false;
     }
-    br->lessee[bid] = t;
+    struct weft__lease *l = &br->leases[bid];
+    l->task = t;
+    l->gen = (l->gen + 1) & 0xffff;
     br->leased++;
     t->ring_bound++;
     out->data = br->bufs + (size_t)bid * br->size;
     out->len = (size_t)res;
     out->ring = br;
-    out->id = bid;
+    out->id = bid | l->gen << WEFT__BUF_GEN_SHIFT;
     return true;
 }
 
@@ -180,8 +182,8 @@ void weft__buf_recycle(weft_buf_ring *br, uint32_t cflags)
 
 static void unlease(weft_buf_ring *br, unsigned bid)
 {
-    br->lessee[bid]->ring_bound--;
-    br->lessee[bid] = NULL;
+    br->leases[bid].task->ring_bound--;
+    br->leases[bid].task = NULL;
     br->leased--;
     give_to_kernel(br, bid);
 }
@@ -198,8 +200,12 @@ int weft_buf_release(weft_buf *b)
     b->ring = NULL;
     b->data = NULL;
     b->len = 0;
-    if (b->id < br->nbufs && br->lessee[b->id])
-        unlease(br, b->id);
+    /* A lease already returned (at its task's end, say) does nothing,
+     * even if the buffer is leased again now. */
+    unsigned bid = b->id & ((1u << WEFT__BUF_GEN_SHIFT) - 1);
+    if (bid < br->nbufs && br->leases[bid].task &&
+        br->leases[bid].gen == b->id >> WEFT__BUF_GEN_SHIFT)
+        unlease(br, bid);
     return 0;
 }
 
@@ -207,7 +213,7 @@ void weft__leases_release_all(weft__worker *w, weft_task *t)
 {
     for (weft_buf_ring *br = w->bufrings; br && t->ring_bound; br = br->next)
         for (unsigned bid = 0; br->leased && bid < br->nbufs; bid++)
-            if (br->lessee[bid] == t)
+            if (br->leases[bid].task == t)
                 unlease(br, bid);
 }
 

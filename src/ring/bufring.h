@@ -8,6 +8,10 @@
 
 struct weft__worker;
 
+/* A weft_buf's id: the buffer id (below 32768) in the low 16 bits, the
+ * lease's generation (mod 65536) above them. */
+#define WEFT__BUF_GEN_SHIFT 16
+
 struct weft_buf_ring {
     struct io_uring_buf_ring *ring; /* shared with the kernel */
     size_t ring_bytes;
@@ -15,7 +19,13 @@ struct weft_buf_ring {
     size_t size;
     unsigned nbufs, mask, gid;
     struct weft__worker *w;
-    struct weft_task **lessee; /* by buffer id: the task holding it, NULL = the kernel's */
+    /* By buffer id: the task holding it (NULL = the kernel's), and how many
+     * times it was leased, so that a stale weft_buf cannot release the
+     * lease of whoever holds the buffer now (WEFT__BUF_GEN_SHIFT). */
+    struct weft__lease {
+        struct weft_task *task;
+        unsigned gen;
+    } * leases;
     unsigned leased;
     unsigned queued;     /* in streams' queues: received, not yet pulled */
     unsigned users;      /* streams reading into it, closed ones included until freed */
