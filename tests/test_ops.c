@@ -2100,6 +2100,77 @@ TEST(direct_descriptors_work_with_every_kind_of_wrapper)
     run_in_tmpdir(main_direct);
 }
 
+/* A closes its direct socket; the kernel empties the slot, and B's new
+ * socket gets that slot at once. A third task, C, keeps the worker busy
+ * while both ops complete, so that A and B are ready together; under LAS,
+ * B (with the least service) runs first and notes the slot as its own. A's
+ * close then forgot the slot's owner as it returned, which was B by then:
+ * B's descriptor pinned nothing and was not closed at B's end. */
+static int reused_slot = -1;
+static _Atomic bool reused_slot_closed;
+
+static void *yields_until_the_slot_is_reused(void *arg)
+{
+    (void)arg;
+    while (reused_slot < 0 && !atomic_load(&reused_slot_closed))
+        ASSERT_OK(weft_yield());
+    return NULL;
+}
+
+static void *takes_a_slot(void *arg)
+{
+    (void)arg;
+    reused_slot = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+    ASSERT_GE(reused_slot, 0);
+    while (!atomic_load(&reused_slot_closed))
+        ASSERT_OK(weft_sleep_ns(LATER_NS));
+    ASSERT_EQ(direct_fds_held(), 1); /* B's still */
+    return NULL;                     /* ends holding it: weft closes it */
+}
+
+static bool slot_is_live(int d)
+{
+    int fd = weft_direct_to_fd(d, 0);
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0;
+}
+
+static void *main_close_then_reuse(void *arg)
+{
+    (void)arg;
+    if (!weft_opcode_supported(IORING_OP_SOCKET))
+        SKIP("the kernel lacks SOCKET");
+    int a = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+    ASSERT_GE(a, 0);
+    /* Service, so that LAS runs B (and C) first when they are ready. */
+    uint64_t until = weft_now_ns() + 5000000;
+    while (weft_now_ns() < until)
+        ;
+    weft_task *b, *c;
+    ASSERT_OK(weft_spawn(&b, takes_a_slot, NULL));
+    ASSERT_OK(weft_spawn(&c, yields_until_the_slot_is_reused, NULL));
+    int r = weft_close(a);
+    atomic_store(&reused_slot_closed, true);
+    ASSERT_OK(r);
+    ASSERT_EQ(reused_slot, a); /* the same slot, taken first: the case this checks */
+    ASSERT_OK(weft_join(b, NULL));
+    ASSERT_OK(weft_join(c, NULL));
+    /* Closed for B by the maintenance task, soon. */
+    for (int i = 0; i < 1000 && slot_is_live(a); i++)
+        ASSERT_OK(weft_sleep_ns(LATER_NS));
+    ASSERT(!slot_is_live(a));
+    ASSERT_EQ(direct_fds_held(), 0);
+    return NULL;
+}
+
+TEST(a_closed_slot_reused_before_the_closer_returns_stays_the_new_holders)
+{
+    static const weft_queue_spec las = {.name = "las", .weight = 1, .policy = &weft_policy_las};
+    weft_config cfg = {.workers = 1, .queues = &las, .nqueues = 1};
+    ASSERT_OK(weft_run(&cfg, main_close_then_reuse, NULL, NULL));
+}
+
 /* ---- the shared rules ----------------------------------------------------- */
 
 TEST(opcode_outside_a_task_is_eperm)
@@ -2555,7 +2626,9 @@ TEST(lengths_indexes_and_cleanup_at_the_edges)
     run_main(NULL, main_io_edges, NULL);
 }
 
-TEST_MAIN(CASE(op_counts_say_how_each_op_ended), CASE(every_probed_opcode_has_a_wrapper_and_a_test),
+TEST_MAIN(CASE(op_counts_say_how_each_op_ended),
+          CASE(a_closed_slot_reused_before_the_closer_returns_stays_the_new_holders),
+          CASE(every_probed_opcode_has_a_wrapper_and_a_test),
           CASE(direct_descriptors_work_with_every_kind_of_wrapper),
           CASE(opcode_outside_a_task_is_eperm), CASE(batch_rejects_bad_input),
           CASE(parallel_batch_results_in_order), CASE(chain_failure_cancels_the_rest),

@@ -48,18 +48,19 @@ int weft_close(int fd)
     if (weft_is_direct(fd)) {
         unsigned slot = (unsigned)(fd & ~WEFT_DIRECT_BIT);
         weft__worker *w = weft__worker_self();
-        bool mine = slot < w->ring.direct_slots && w->direct_owner[slot] == w->current;
+        /* The slot is nobody's from now on: once the kernel has emptied it,
+         * it may hand it to another task of this worker, which may run
+         * before this one does again, and adopt it. */
+        weft__direct_forget(w, slot);
         io_uring_prep_close_direct(sqe, slot);
-        /* The table entry to update is this ring's: stay here until then.
-         * (The holder is pinned by the slot anyway; anyone else closing it,
-         * a second close or one after weft_direct_give, is not, and would
-         * clear the entry of another worker's table.) */
+        /* The table entry to update is this ring's: stay here until then. */
         IO_RESULT_BOUND();
         int r = IO_WAIT();
-        /* Whatever the result, the slot is no longer this task's; and once
-         * the kernel emptied it, it is nobody's. */
-        if (mine || r == 0)
-            weft__direct_forget(w, slot);
+        /* Cancelled before it ran: the descriptor is still there, and this
+         * task holds it (its end closes it if nothing else does). */
+        if ((r == -ECANCELED || r == -ETIMEDOUT) && slot < w->ring.direct_slots &&
+            !w->direct_owner[slot])
+            weft__direct_adopt((int)slot);
         return r;
     }
     io_uring_prep_close(sqe, fd);

@@ -53,6 +53,9 @@ int weft__direct_adopt(int res)
     weft__worker *w = weft__worker_self();
     if ((unsigned)res >= w->ring.direct_slots)
         return -ENXIO;
+    /* The kernel gives out only empty slots: an owner still noted here
+     * held what was closed under it (weft_close by another task). */
+    weft__direct_forget(w, (unsigned)res);
     w->direct_owner[res] = w->current;
     w->current->ring_bound++;
     return res | WEFT_DIRECT_BIT;
