@@ -2837,6 +2837,61 @@ TEST(an_outside_spawn_that_fails_later_is_counted)
     run_workers(1, main_inject_fails_later, NULL);
 }
 
+/* weft_buffers_unregister when the errand to the other worker cannot be
+ * spawned: -ENOMEM, and this ring's slot is empty while the other's still
+ * holds the buffer. A second call must reach that ring (it answered
+ * -EINVAL, since only this ring's table was asked), and the slot must not
+ * be given out again meanwhile. */
+static char fixed_buf[4096];
+static int fixed_fd;
+
+static int read_fixed_here(weft__worker *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+    return (int)weft_read_fixed(fixed_fd, fixed_buf, 16, 0, 0);
+}
+
+static void *sticky_buffers_unregister(void *arg)
+{
+    (void)arg;
+    fixed_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fixed_fd, 0);
+    struct iovec iov = {fixed_buf, sizeof fixed_buf};
+    int slot = weft_buffers_register(&iov, 1);
+    if (slot == -ENXIO)
+        SKIP("the kernel made no registered-buffer table");
+    ASSERT_EQ(slot, 0);
+    ASSERT_EQ(weft__on_every_worker(read_fixed_here, NULL), 0); /* 16 on each: no error */
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    int r = weft_buffers_unregister(0, 1);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_EQ(r, -ENOMEM);
+    /* Registered on one ring, not the other: slot 0 is not free. */
+    ASSERT_EQ(weft_buffers_register(&iov, 1), 1);
+    ASSERT_OK(weft_buffers_unregister(1, 1));
+    ASSERT_OK(weft_buffers_unregister(0, 1)); /* the retry reaches both */
+    ASSERT_EQ(weft__on_every_worker(read_fixed_here, NULL), -EFAULT);
+    ASSERT_EQ(weft_buffers_unregister(0, 1), -EINVAL);
+    ASSERT_EQ(weft_buffers_register(&iov, 1), 0);
+    ASSERT_OK(weft_buffers_unregister(0, 1));
+    close(fixed_fd);
+    return NULL;
+}
+
+static void *main_buffers_unregister_fails_half_way(void *arg)
+{
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, sticky_buffers_unregister, arg));
+    ASSERT_OK(weft_join(t, NULL));
+    return NULL;
+}
+TEST(an_unregister_that_failed_half_way_can_be_retried)
+{
+    run_workers(2, main_buffers_unregister_fails_half_way, NULL);
+}
+
 /* Both workers idle, so both are hungry. Worker 0's park ends when the main
  * task's sleep is due: the main task runs, and worker 0 must no longer
  * count as hungry (it used to stay counted until its next poll, which kept
@@ -2870,7 +2925,8 @@ TEST(a_timer_due_during_the_idle_spin_ends_the_hunger)
     run_workers(2, main_sleeps_then_checks_hunger, &(sleeps){200, 1000});
 }
 
-TEST_MAIN(CASE(op_in_flight_pins_task), CASE(direct_descriptor_pins_task),
+TEST_MAIN(CASE(op_in_flight_pins_task), CASE(an_unregister_that_failed_half_way_can_be_retried),
+          CASE(direct_descriptor_pins_task),
           CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),
           CASE(ring_bound_objects_refuse_the_wrong_task_or_worker), CASE(stream_pins_task),
           CASE(sticky_task_never_moves), CASE(timer_of_moved_task_is_rearmed),

@@ -237,7 +237,9 @@ WEFT_API int weft_ring_fd(void);
  * kernel's error for a buffer it refuses (then no slot is taken). */
 WEFT_API int weft_buffers_register(const struct iovec *iov, unsigned n);
 /* Releases slots [first, first + n): 0, -EPERM outside a task, -EINVAL
- * when one of them is not registered. */
+ * when one of them is not registered, or -ENOMEM when another worker could
+ * not be reached: the slots may then still hold the buffers on its ring
+ * (they are not given out again), and calling this again releases them. */
 WEFT_API int weft_buffers_unregister(unsigned first, unsigned n);
 
 /* Legacy provided buffers (PROVIDE_BUFFERS / REMOVE_BUFFERS): n buffers of

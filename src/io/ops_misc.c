@@ -234,6 +234,21 @@ static void buffers_unlock(weft__runtime *rt)
     atomic_store_explicit(&rt->buffers_busy, false, memory_order_release);
 }
 
+/* Whether slot s holds a buffer on any worker's ring. The rings agree but
+ * for a change that failed half-way (an errand that could not be
+ * spawned): unregistering such a slot again must reach the rings that
+ * still have it, and registering must not reuse it until then. Called
+ * under buffers_lock, which orders every buffers_apply before it. */
+static bool slot_used_anywhere(weft__runtime *rt, unsigned s)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        const weft__ring *r = &rt->workers[i].ring;
+        if (s < r->buffer_slots && r->buffer_used[s])
+            return true;
+    }
+    return false;
+}
+
 int weft_buffers_register(const struct iovec *iov, unsigned n)
 {
     weft__worker *w = weft__worker_self();
@@ -249,7 +264,7 @@ int weft_buffers_register(const struct iovec *iov, unsigned n)
     weft__ring *r = &weft__worker_self()->ring;
     unsigned run = 0, first = 0;
     for (unsigned s = 0; s < r->buffer_slots && run < n; s++) {
-        if (r->buffer_used[s]) {
+        if (slot_used_anywhere(rt, s)) {
             run = 0;
             first = s + 1;
         } else {
@@ -284,7 +299,7 @@ int weft_buffers_unregister(unsigned first, unsigned n)
     if (n == 0 || first >= r->buffer_slots || n > r->buffer_slots - first)
         ret = -EINVAL;
     for (unsigned s = first; ret == 0 && s < first + n; s++)
-        if (!r->buffer_used[s])
+        if (!slot_used_anywhere(rt, s))
             ret = -EINVAL;
     if (ret == 0) {
         buffers_change c = {NULL, first, n};
