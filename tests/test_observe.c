@@ -656,6 +656,44 @@ TEST(names_are_cut_at_a_character_boundary_on_every_spawn_path)
     ASSERT(outside_checked);
 }
 
+/* A name that does not end within the 31 bytes kept: only those are read
+ * (ASan saw a read of the byte past them), and a character they cut short
+ * is dropped. */
+static void *check_dump_names_me(void *expected)
+{
+    char *text = dump();
+    char line[96];
+    snprintf(line, sizeof line, "task %llu '%s': running (the caller)",
+             (unsigned long long)weft_self_id(), (const char *)expected);
+    if (!strstr(text, line))
+        FAILF("no \"%s\" in:\n%s", line, text);
+    free(text);
+    return NULL;
+}
+
+static void *spawn_with_unterminated_names(void *arg)
+{
+    (void)arg;
+    char *name = malloc(31); /* no room for a NUL */
+    ASSERT(name != NULL);
+    memset(name, 'n', 31);
+    weft_spawn_opts o = {.name = name};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, check_dump_names_me, "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"));
+    ASSERT_OK(weft_join(t, NULL));
+    memset(name, 'a', 30);
+    name[30] = (char)0xc3; /* the first byte of a two-byte character */
+    ASSERT_OK(weft_spawn_ex(&t, &o, check_dump_names_me, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    ASSERT_OK(weft_join(t, NULL));
+    free(name);
+    return NULL;
+}
+
+TEST(names_are_read_no_further_than_the_bytes_kept)
+{
+    run_main(NULL, spawn_with_unterminated_names, NULL);
+}
+
 static void *queue_json(void *arg)
 {
     (void)arg;
@@ -1178,6 +1216,7 @@ TEST_MAIN(CASE(delay_quantiles_name_the_bucket_edge), CASE(busy_and_idle_time_ac
           CASE(trace_has_one_slice_per_run),
           CASE(trace_follows_yields_that_switch_straight_to_the_next_task),
           CASE(trace_is_utf8_whatever_the_names),
+          CASE(names_are_read_no_further_than_the_bytes_kept),
           CASE(names_are_cut_at_a_character_boundary_on_every_spawn_path),
           CASE(queue_stats_stay_well_formed_whatever_the_names),
           CASE(a_panic_that_aborts_keeps_the_trace_so_far),

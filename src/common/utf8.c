@@ -36,13 +36,23 @@ size_t weft__utf8_len(const unsigned char *s)
 
 size_t weft__utf8_cut(const char *s, size_t max)
 {
+    /* Only the bytes before the cut are read: s need not end within max. */
     size_t len = strnlen(s, max);
-    /* A continuation byte just past the cut: the character it belongs to
-     * does not fit whole, so cut before that character's lead byte. */
-    if (s[len] && ((unsigned char)s[len] & 0xc0) == 0x80)
-        while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
-            len--;
-    return len;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t lead = len;
+    while (lead > 0 && len - lead < 3 && (u[lead - 1] & 0xc0) == 0x80)
+        lead--;
+    if (lead == 0)
+        return len;
+    lead--; /* the last character's first byte */
+    /* A lead byte's length; a byte that leads nothing (kept, and escaped
+     * where the name must be UTF-8) counts as whole. */
+    unsigned char b = u[lead];
+    size_t need = b >= 0xc2 && b <= 0xdf   ? 2
+                  : b >= 0xe0 && b <= 0xef ? 3
+                  : b >= 0xf0 && b <= 0xf4 ? 4
+                                           : 1;
+    return lead + need > len ? lead : len; /* a character cut short is dropped */
 }
 
 size_t weft__json_escape_step(const char *s, char out[6], size_t *used)

@@ -15,7 +15,8 @@
 size_t weft__utf8_len(const unsigned char *s);
 
 /* How many bytes of s to keep so that at most max are kept and the last
- * character is whole. */
+ * character is whole. Reads at most max bytes: s need not be terminated
+ * within them. */
 size_t weft__utf8_cut(const char *s, size_t max);
 
 /* One step of escaping s for the inside of a JSON string: writes the next
