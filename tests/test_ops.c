@@ -1181,6 +1181,12 @@ static outcome check_linkat(void)
     return CHECK_OK;
 }
 
+static void prep_msg_to_own_ring(struct io_uring_sqe *sqe, void *ctx)
+{
+    (void)ctx;
+    io_uring_prep_msg_ring(sqe, weft_ring_fd(), 1, 0xdead0000, 0);
+}
+
 /* 40 MSG_RING: a CQE posted on a plain liburing ring arrives there with
  * the user_data and res given; a target that is no ring is -EBADFD. */
 static outcome check_msg_ring(void)
@@ -1204,8 +1210,21 @@ static outcome check_msg_ring(void)
     CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
     CHECK_EQ(weft_msg_ring(p[0], 1, 1), -EBADFD);
     close_pair(p);
-    /* The worker's own ring: the CQE would be taken for a weft op. */
+    /* The worker's own ring: the CQE would be taken for a weft op (the
+     * worker crashed on its user_data). So through any descriptor of it,
+     * and through the generic calls. */
     CHECK_EQ(weft_msg_ring(weft_ring_fd(), 1, 1), -EINVAL);
+    int dup_fd = dup(weft_ring_fd());
+    CHECK(dup_fd >= 0);
+    r = weft_msg_ring(dup_fd, 1, 0xdead0000);
+    close(dup_fd);
+    CHECK_EQ(r, -EINVAL);
+    CHECK_EQ(weft_uring_op(prep_msg_to_own_ring, NULL), -EINVAL);
+    struct io_uring_sqe sqe;
+    memset(&sqe, 0, sizeof sqe);
+    prep_msg_to_own_ring(&sqe, NULL);
+    int batch_res = 0;
+    CHECK_EQ(weft_batch(&sqe, &batch_res, 1, 0), -EINVAL);
     return CHECK_OK;
 }
 

@@ -221,7 +221,9 @@ WEFT_API int weft_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 WEFT_API int weft_epoll_wait(int epfd, struct epoll_event *events, int maxevents);
 /* Posts a CQE (res, user_data) on another io_uring (MSG_RING); for rings
  * that are not weft's, whose user_data weft cannot interpret: -EINVAL for
- * the ring of one of this runtime's workers (weft_ring_fd). */
+ * a ring of weft's (weft_ring_fd of any worker or executor in the process,
+ * through any descriptor of it). weft_batch and weft_uring_op refuse a
+ * MSG_RING SQE aimed at one the same way. */
 WEFT_API int weft_msg_ring(int ring_fd, int res, uint64_t user_data);
 /* The fd of the calling worker's ring, or -EPERM. */
 WEFT_API int weft_ring_fd(void);

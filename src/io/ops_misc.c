@@ -44,6 +44,11 @@ int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned f
             return -EINVAL;
         if (!weft__ring_supports(r, sqes[i].opcode))
             return -EOPNOTSUPP;
+        /* As in weft_msg_ring. (A fixed file cannot be a ring: the kernel
+         * keeps io_uring files out of the file table.) */
+        if (sqes[i].opcode == IORING_OP_MSG_RING && !(sqes[i].flags & IOSQE_FIXED_FILE) &&
+            weft__ring_is_weft(sqes[i].fd))
+            return -EINVAL;
     }
     /* All SQEs or none: a chain half on the ring would run half. */
     if (weft__fault_hit(WEFT_FAULT_SQE))
@@ -130,13 +135,10 @@ int weft_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 
 int weft_msg_ring(int ring_fd, int res, uint64_t user_data)
 {
-    /* A CQE on one of this runtime's own rings would be taken for an op of
-     * weft's, its user_data for a pointer. (A dup of a ring's fd is not
-     * caught here.) */
-    weft__worker *w = weft__worker_self();
-    for (unsigned i = 0; w && i < w->rt->nworkers; i++)
-        if (w->rt->workers[i].ring.uring.ring_fd == ring_fd)
-            return -EINVAL;
+    /* A CQE on a ring of weft's would be taken for an op of its own, its
+     * user_data for a pointer. */
+    if (weft__ring_is_weft(ring_fd))
+        return -EINVAL;
     IO_BEGIN(IORING_OP_MSG_RING);
     io_uring_prep_msg_ring(sqe, ring_fd, (unsigned)res, user_data, 0);
     return IO_WAIT();

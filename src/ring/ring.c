@@ -2,14 +2,62 @@
 #include "ring/ring.h"
 
 #include <errno.h>
+#include <linux/kcmp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/fault.h"
+
+/* Every ring weft has set up in this process (weft__ring_is_weft). */
+static pthread_mutex_t listed_lock = PTHREAD_MUTEX_INITIALIZER;
+static weft__ring *listed_first;
+
+static void list_ring(weft__ring *r)
+{
+    pthread_mutex_lock(&listed_lock);
+    r->listed_prev = NULL;
+    r->listed_next = listed_first;
+    if (listed_first)
+        listed_first->listed_prev = r;
+    listed_first = r;
+    r->listed = true;
+    pthread_mutex_unlock(&listed_lock);
+}
+
+static void unlist_ring(weft__ring *r)
+{
+    if (!r->listed)
+        return;
+    pthread_mutex_lock(&listed_lock);
+    if (r->listed_prev)
+        r->listed_prev->listed_next = r->listed_next;
+    else
+        listed_first = r->listed_next;
+    if (r->listed_next)
+        r->listed_next->listed_prev = r->listed_prev;
+    r->listed = false;
+    pthread_mutex_unlock(&listed_lock);
+}
+
+bool weft__ring_is_weft(int fd)
+{
+    if (fd < 0)
+        return false;
+    pid_t pid = getpid();
+    bool found = false;
+    pthread_mutex_lock(&listed_lock);
+    for (weft__ring *r = listed_first; r && !found; r = r->listed_next)
+        found = r->uring.ring_fd == fd ||
+                syscall(SYS_kcmp, pid, pid, KCMP_FILE, fd, r->uring.ring_fd) == 0;
+    pthread_mutex_unlock(&listed_lock);
+    return found;
+}
 
 static void probe_opcodes(weft__ring *r)
 {
@@ -48,12 +96,15 @@ int weft__ring_init(weft__ring *r, unsigned entries, weft__ring_kind kind)
         if (err == 0) {
             r->setup_flags = tries[i];
             probe_opcodes(r);
-            if (!embedded)
+            if (!embedded) {
+                list_ring(r);
                 return 0;
+            }
             r->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
             if (r->event_fd < 0) {
                 err = -errno;
             } else if ((err = io_uring_register_eventfd(&r->uring, r->event_fd)) == 0) {
+                list_ring(r);
                 return 0;
             } else {
                 close(r->event_fd);
@@ -70,6 +121,7 @@ int weft__ring_init(weft__ring *r, unsigned entries, weft__ring_kind kind)
 
 void weft__ring_fini(weft__ring *r)
 {
+    unlist_ring(r);
     io_uring_queue_exit(&r->uring);
     /* Anything that still reaches for the ring gets EBADF, not whatever
      * file reuses the number. */

@@ -49,6 +49,9 @@ typedef struct weft__ring {
     bool park_in_poll;     /* WEFT__RING_POLL_PARKED: weft__ring_wait sleeps in ppoll */
     /* A MSG_RING this ring sent to wake worker `index` failed. */
     void (*wake_failed)(struct weft__ring *r, unsigned index);
+    /* In the process's list of weft's rings (weft__ring_is_weft). */
+    struct weft__ring *listed_prev, *listed_next;
+    bool listed;
 } weft__ring;
 
 /* How the thread that owns a ring sleeps while it waits for completions. */
@@ -74,6 +77,11 @@ typedef enum weft__ring_kind {
  * DEFER_TASKRUN and COOP_TASKRUN prevent, so they use neither. */
 int weft__ring_init(weft__ring *r, unsigned entries, weft__ring_kind kind);
 void weft__ring_fini(weft__ring *r);
+/* Whether fd is any descriptor (its number or a dup) of a ring weft set up
+ * in this process, in any runtime or executor: a MSG_RING to it would post
+ * a CQE whose user_data that ring takes for an op of its own. Where the
+ * kernel cannot compare files (no kcmp), only the numbers are compared. */
+bool weft__ring_is_weft(int fd);
 /* Registers a sparse file table of direct_fds slots (kernel-allocated, see
  * IORING_FILE_INDEX_ALLOC) and a sparse buffer table of buffers slots.
  * Either may fail on an old kernel: the size stays 0 and the ops that need
