@@ -310,12 +310,12 @@ WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (TIMEOUT_REMOVE with IORING_TIMEOUT_UPDATE), from
  * the task that opened it (-EPERM for another task, -EXDEV on another
  * worker, -EINVAL for a stream that is no ticker or a period of 0, -EBADF
- * for a closed one). A ticker too fast for the update to find it armed (a period of a
- * few microseconds) takes the new period at its next arming instead, after
- * at most 64 ticks (docs/io.md, Tickers). */
+ * for NULL). A ticker too fast for the update to find it armed (a period of
+ * a few microseconds) takes the new period at its next arming instead,
+ * after at most 64 ticks (docs/io.md, Tickers). */
 WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
 /* The next item, for the task that opened the stream (-EPERM for another
- * task, -EXDEV on another worker, -EBADF for NULL or a closed stream,
+ * task, -EXDEV on another worker, -EBADF for NULL,
  * -EINVAL for a recv or read stream without buf): an accepted fd, a received
  * length (buf leased, 0 = end of stream), revents, or 0 for a tick.
  * -ECANCELED/-ETIMEDOUT as any blocking call; an error that ended the kernel
@@ -329,9 +329,10 @@ WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);
 WEFT_API unsigned weft_stream_pending(const weft_stream *s);
 /* Closes the stream; queued fds are closed and queued buffers returned. The
  * kernel side is cancelled asynchronously; never blocks. The handle is
- * invalid afterwards (as after free). Only the task that opened the stream
- * closes it: another task gets -EPERM (to stop an owner parked in
- * weft_stream_next, cancel the owner: its end closes the stream), and
+ * invalid afterwards, as after free: no call may be given it again (its
+ * memory goes once the kernel side has ended). Only the task that opened
+ * the stream closes it: another task gets -EPERM (to stop an owner parked
+ * in weft_stream_next, cancel the owner: its end closes the stream), and
  * -EXDEV comes from another worker. Returns 0, -EBADF for NULL. */
 WEFT_API int weft_stream_close(weft_stream *s);
 
