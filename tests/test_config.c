@@ -84,6 +84,19 @@ TEST(bad_configs_are_refused_with_a_reason)
     expect_einval(&c16, "io_poll_interval_ns");
     weft_config c17 = {.sched_latency_ns = 61ull * 1000 * 1000 * 1000};
     expect_einval(&c17, "sched_latency_ns");
+    /* A policy_config the policy's init refuses: said on this thread, with
+     * one worker or several (it said nothing), and by an executor too. */
+    static const weft_qlas_config slow = {.quantum_ns = UINT64_MAX};
+    weft_queue_spec bad_qlas[] = {
+        {.name = "q", .weight = 1, .policy = &weft_policy_qlas, .policy_config = &slow}};
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        weft_config c18 = {.workers = workers, .queues = bad_qlas, .nqueues = 1};
+        expect_einval(&c18, "queue 'q': policy 'qlas' refused its policy_config");
+    }
+    weft_executor *ex;
+    weft_config c19 = {.queues = bad_qlas, .nqueues = 1};
+    ASSERT_EQ(weft_executor_create(&ex, &c19), -EINVAL);
+    ASSERT(strstr(weft_last_config_error(), "policy 'qlas' refused") != NULL);
     ASSERT_EQ(weft_run(NULL, NULL, NULL, NULL), -EINVAL);
     ASSERT_STREQ(weft_last_config_error(), "main_fn: NULL"); /* it said nothing */
 }

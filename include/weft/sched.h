@@ -36,7 +36,10 @@ typedef struct weft_sched_entity {
 typedef struct weft_policy {
     const char *name;
     size_t state_size; /* zeroed before init */
-    /* Returns 0 or -errno (the runtime then fails to start with it). */
+    /* Returns 0 or -errno (the runtime then fails to start with it). Called
+     * once per worker, and once more (then fini) on a scratch state while
+     * the config is checked, on the thread starting the runtime, so that a
+     * refused policy_config is reported there (weft_last_config_error). */
     int (*init)(void *state, const void *config);
     void (*fini)(void *state);
     /* e became runnable. */

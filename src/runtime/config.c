@@ -5,9 +5,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <weft/sched.h>
 
+#include "common/fault.h"
 #include "context/stack.h"
 
 static __thread char last_error[256];
@@ -27,6 +29,28 @@ int weft__config_reject(const char *fmt, ...)
 }
 
 static const weft_queue_spec default_queue = {.name = "default", .weight = 1};
+
+/* Runs q's policy init (and fini) once on a scratch state, here on the
+ * caller's thread: a policy_config it refuses is then reported with the
+ * queue's name, where each worker's own init (on its own thread) could
+ * only fail the start without a word. */
+static int check_policy_config(const weft_queue_spec *q)
+{
+    const weft_policy *p = q->policy;
+    if (!p || !p->init)
+        return 0;
+    void *state = weft__calloc(1, p->state_size ? p->state_size : 1);
+    if (!state)
+        return -ENOMEM;
+    int r = p->init(state, q->policy_config);
+    if (r == 0 && p->fini)
+        p->fini(state);
+    free(state);
+    if (r < 0)
+        weft__config_reject("queue '%s': policy '%s' refused its policy_config (%s)", q->name,
+                            p->name ? p->name : "(unnamed)", strerror(-r));
+    return r < 0 ? r : 0;
+}
 
 int weft__config_resolve(const weft_config *in, weft_config *out)
 {
@@ -60,6 +84,9 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
             if (strcmp(out->queues[j].name, q->name) == 0)
                 return weft__config_reject(
                     "queue '%s': the name is used twice (queues[%zu] and [%zu])", q->name, j, i);
+        int r = check_policy_config(q);
+        if (r < 0)
+            return r;
     }
     if (out->trace_path && !out->trace_path[0])
         return weft__config_reject("trace_path: empty (NULL turns tracing off)");
