@@ -1209,6 +1209,14 @@ TEST(delay_quantiles_name_the_bucket_edge)
     q.delay_hist[WEFT_STATS_DELAY_BUCKETS - 2] = 0;
     q.delay_hist[WEFT_STATS_DELAY_BUCKETS - 1] = 1; /* over 2^39 ns, about 550 s */
     ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.99), UINT64_MAX);
+    /* p outside 0..1 is clamped (UBSan flagged the conversion of p < 0). */
+    q.delay_hist[WEFT_STATS_DELAY_BUCKETS - 1] = 0;
+    q.delay_hist[3] = q.delay_hist[5] = 1;
+    q.delay_count = 2;
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, -1), 16);
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.0 / 0.0), 16);
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 7), 64);
+    ASSERT_EQ(weft_queue_stats_delay_quantile(NULL, 0.5), 0);
 }
 
 TEST_MAIN(CASE(delay_quantiles_name_the_bucket_edge), CASE(busy_and_idle_time_account_for_the_run),

@@ -108,7 +108,8 @@ WEFT_API void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, s
  * -ENOMEM, or -EIO when writing to f fails. */
 WEFT_API int weft_dump_tasks(FILE *f);
 /* The delay below which fraction p (0..1) of the recorded queue delays fall,
- * as the upper edge of its log2 bucket; 0 when nothing was recorded. */
+ * as the upper edge of its log2 bucket; 0 when nothing was recorded (or q
+ * is NULL). p below 0 or NaN counts as 0, above 1 as 1. */
 WEFT_API uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p);
 
 #ifdef __cplusplus

@@ -242,8 +242,13 @@ int weft_stats_queues(weft_queue_stats *out, size_t max)
 
 uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p)
 {
-    if (!q->delay_count)
+    if (!q || !q->delay_count)
         return 0;
+    /* Outside 0..1 (or NaN) the conversion below would be undefined. */
+    if (!(p > 0))
+        p = 0;
+    if (p > 1)
+        p = 1;
     uint64_t want = (uint64_t)(p * (double)q->delay_count);
     if (want >= q->delay_count)
         want = q->delay_count - 1;
