@@ -82,6 +82,37 @@ static int block_epoll(int fd, unsigned char *buf)
     return r;
 }
 
+/* SPLICE and TEE from an empty pipe. The kernel runs both on an io-wq
+ * worker, and a cancel interrupts them with a restart code (-512), which
+ * must not reach the caller. */
+static int block_pipe_op(bool tee)
+{
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
+        return -errno;
+    ssize_t r =
+        tee ? weft_tee(in[0], out[1], 4096, 0) : weft_splice(in[0], -1, out[1], -1, 4096, 0);
+    close(in[0]);
+    close(in[1]);
+    close(out[0]);
+    close(out[1]);
+    return (int)r;
+}
+
+static int block_splice(int fd, unsigned char *buf)
+{
+    (void)fd;
+    (void)buf;
+    return block_pipe_op(false);
+}
+
+static int block_tee(int fd, unsigned char *buf)
+{
+    (void)fd;
+    (void)buf;
+    return block_pipe_op(true);
+}
+
 static int block_batch(int fd, unsigned char *buf)
 {
     struct io_uring_sqe sqes[2];
@@ -104,6 +135,7 @@ static const blocker blockers[] = {
     {"accept", block_accept, true},     {"poll", block_poll, false},
     {"futex_wait", block_futex, false}, {"epoll_wait", block_epoll, false},
     {"batch", block_batch, false},      {"sleep", block_sleep, false},
+    {"splice", block_splice, false},    {"tee", block_tee, false},
 };
 #define NBLOCKERS (sizeof blockers / sizeof blockers[0])
 

@@ -14,6 +14,12 @@ static void io_complete(weft__op *op, int res, uint32_t cflags)
          * the buffer; the result came in the first CQE. */
         io->done = true;
     } else {
+        /* The kernel's restart codes (ERESTARTSYS and kin: 512-516) never
+         * reach user space from a system call; an op that a signal to its
+         * io-wq worker interrupted (a cancelled SPLICE or TEE) posts them
+         * as they are. They mean EINTR, as READ and WRITE already say. */
+        if (res <= -512 && res >= -516)
+            res = -EINTR;
         io->res = res;
         io->cflags = cflags;
         io->done = !(cflags & IORING_CQE_F_MORE);
