@@ -1643,6 +1643,15 @@ static outcome check_epoll_wait(void)
     CHECK_EQ(n, 1);
     CHECK_EQ(out[0].data.u64, 42);
     CHECK(out[0].events & EPOLLIN);
+    /* Through a direct descriptor of the epoll fd, as every wrapper takes
+     * one (the fd went to the kernel as a plain number: -EBADF). */
+    int dep = weft_direct_from_fd(ep);
+    CHECK(weft_is_direct(dep));
+    memset(out, 0, sizeof out);
+    n = weft_epoll_wait(dep, out, 4);
+    CHECK_EQ(weft_close(dep), 0);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(out[0].data.u64, 42);
     close(efd);
     close(ep);
     return CHECK_OK;

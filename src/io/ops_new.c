@@ -121,7 +121,8 @@ int weft_futex_waitv(struct futex_waitv *v, unsigned n)
 int weft_epoll_wait(int epfd, struct epoll_event *events, int maxevents)
 {
     IO_BEGIN(WEFT__OP_EPOLL_WAIT);
-    weft__prep_epoll_wait(sqe, epfd, events, maxevents);
+    weft__prep_epoll_wait(sqe, 0, events, maxevents);
+    IO_FD(epfd); /* a direct descriptor too */
     return IO_WAIT();
 }
 
