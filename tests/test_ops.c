@@ -1052,7 +1052,21 @@ static outcome check_provide_buffers(void)
     for (int i = 0; i < 4; i++)
         holders += memcmp(pbufs[i], "provided!", 9) == 0;
     CHECK_EQ(holders, 1);
-    CHECK_EQ(weft_buffers_remove(8, PBUF_GID), 3);
+    /* weft_batch_ex says which buffer the kernel picked. */
+    CHECK_EQ(write(p[1], "which?", 6), 6);
+    struct io_uring_sqe sqe;
+    memset(&sqe, 0, sizeof sqe);
+    io_uring_prep_read(&sqe, p[0], NULL, 64, (uint64_t)-1);
+    sqe.flags |= IOSQE_BUFFER_SELECT;
+    sqe.buf_group = PBUF_GID;
+    uint32_t cflags = 0;
+    CHECK_EQ(weft_batch_ex(&sqe, &res, &cflags, 1, 0), 1);
+    CHECK_EQ(res, 6);
+    CHECK(cflags & IORING_CQE_F_BUFFER);
+    unsigned bid = cflags >> IORING_CQE_BUFFER_SHIFT;
+    CHECK(bid < 4);
+    CHECK_EQ(memcmp(pbufs[bid], "which?", 6), 0);
+    CHECK_EQ(weft_buffers_remove(8, PBUF_GID), 2);
     close_pair(p);
     return CHECK_OK;
 }

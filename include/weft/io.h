@@ -97,12 +97,13 @@ WEFT_API int weft_nop(void);
  * fine); weft sets user_data, submits and awaits it like any other op. An fd
  * with WEFT_DIRECT_BIT in sqe->fd is turned into a fixed-file reference.
  * -EINVAL if prep sets IOSQE_CQE_SKIP_SUCCESS, IOSQE_IO_DRAIN or a link
- * flag (see weft_batch). Results are returned raw: a direct descriptor slot made by a
- * *_direct prep, or a buffer picked with IOSQE_BUFFER_SELECT, is not
- * adopted (not closed at the task's end, not pinning it to this worker's
- * ring); spawn a task that makes such results WEFT_TASK_STICKY, or use the
- * typed calls (weft_accept with WEFT_DIRECT, weft_recv_buf, ...). The same
- * holds for weft_batch. */
+ * flag (see weft_batch). Results are returned raw: a direct descriptor slot
+ * made by a *_direct prep, or a buffer picked with IOSQE_BUFFER_SELECT, is
+ * not adopted (not closed at the task's end, not pinning it to this
+ * worker's ring); spawn a task that makes such results WEFT_TASK_STICKY, or
+ * use the typed calls (weft_accept with WEFT_DIRECT, weft_recv_buf, ...).
+ * The same holds for weft_batch. The CQE's flags (the picked buffer's id)
+ * come only from weft_batch_ex. */
 WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx);
 
 /* Batches: n SQEs prepared by the caller in an array (with liburing's
@@ -123,6 +124,13 @@ WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), vo
  * for each op that completed before its cancel (no data is lost there). */
 #define WEFT_BATCH_CHAIN 1u
 WEFT_API int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned flags);
+/* weft_batch that also gives each op's CQE flags in cflags[i] (NULL: not
+ * wanted): with IOSQE_BUFFER_SELECT, IORING_CQE_F_BUFFER and the id of the
+ * buffer the kernel picked (cflags >> IORING_CQE_BUFFER_SHIFT), which the
+ * caller then owns; IORING_CQE_F_SOCK_NONEMPTY; and so on. For one SQE
+ * whose flags matter, use this with n = 1 in place of weft_uring_op. */
+WEFT_API int weft_batch_ex(const struct io_uring_sqe *sqes, int *res, uint32_t *cflags, unsigned n,
+                           unsigned flags);
 
 /* Cancels every op in flight on fd in this worker's ring (ASYNC_CANCEL with
  * CANCEL_FD | CANCEL_ALL); returns how many were cancelled. */

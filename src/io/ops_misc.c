@@ -23,6 +23,12 @@ int weft_nop(void)
 
 int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned flags)
 {
+    return weft_batch_ex(sqes, res, NULL, n, flags);
+}
+
+int weft_batch_ex(const struct io_uring_sqe *sqes, int *res, uint32_t *cflags, unsigned n,
+                  unsigned flags)
+{
     if (!sqes || !res || n == 0 || n > BATCH_MAX || (flags & ~WEFT_BATCH_CHAIN))
         return -EINVAL;
     int err;
@@ -80,6 +86,8 @@ int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned f
     int ok = 0;
     for (unsigned i = 0; i < n; i++) {
         res[i] = ios[i].res;
+        if (cflags)
+            cflags[i] = ios[i].cflags;
         ok += res[i] >= 0;
     }
     if (ios != stack_ios)
