@@ -25,7 +25,7 @@ typedef enum weft_cleanup_policy {
 
 typedef enum weft_panic_policy {
     WEFT_PANIC_ABORT = 0, /* print the message, the task's name and id, abort() */
-    WEFT_PANIC_CATCH = 1, /* the task completes with WEFT_EPANIC */
+    WEFT_PANIC_CATCH = 1, /* the task completes with WEFT_EPANIC (a panic in a defer aborts) */
 } weft_panic_policy;
 
 /* Where a task woken by a task running on another worker runs next. */

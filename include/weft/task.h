@@ -105,7 +105,9 @@ WEFT_API int weft_yield_maybe(void);
 WEFT_API int weft_defer(void (*fn)(void *), void *arg);
 /* Ends the calling task with a formatted message: its defers run, then by
  * runtime policy the process aborts (default) or the task completes with
- * WEFT_EPANIC. Outside a task it prints the message and aborts. */
+ * WEFT_EPANIC. Outside a task it prints the message and aborts, and so
+ * does a panic inside a defer or in a task already ending, whatever the
+ * policy (docs/tasks.md). */
 WEFT_API _Noreturn void weft_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Waits until every child the calling task has now has finished (a nursery
  * join). Returns 0, -ECANCELED (caller cancelled), -ETIMEDOUT, -EPERM. */
