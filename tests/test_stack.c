@@ -134,8 +134,9 @@ TEST(overflow_is_reported_and_aborts)
  * before the switch has finished pushing onto the yielding task's stack; a
  * fault in those few pushes is the yielding task's, which the handler finds
  * through w->leaving. The window cannot be hit on purpose, so this sets
- * leaving by hand, as that switch does, and faults in the leaving task's
- * guard page from the task now current. */
+ * leaving by hand, as that switch does, and pushes into the leaving task's
+ * guard page with the stack pointer moved onto that stack, as the switch's
+ * pushes would. */
 static weft_task *leaver;
 
 static void *park_forever(void *arg)
@@ -150,8 +151,18 @@ static void *fault_in_leavers_guard(void *arg)
     weft__worker *w = weft__worker_self();
     ASSERT(leaver->stack && w->current != leaver);
     w->leaving = leaver;
-    volatile char *guard_top = (volatile char *)leaver->stack->lo - 1;
-    *guard_top = 1;
+#if defined(__x86_64__)
+    /* The second push lands just below the leaver's stack, in its guard. */
+    char *bottom = leaver->stack->lo + 8;
+    __asm__ volatile("mov %%rsp, %%r12\n\t"
+                     "mov %0, %%rsp\n\t"
+                     "push %%rax\n\t"
+                     "push %%rax\n\t"
+                     "mov %%r12, %%rsp" ::"r"(bottom)
+                     : "r12", "memory");
+#else
+    SKIP("the switch's pushes are imitated for x86_64 only");
+#endif
     return NULL;
 }
 
@@ -176,6 +187,54 @@ static void run_leaving(void)
 TEST(a_fault_in_the_leaving_tasks_guard_is_its_overflow)
 {
     expect_overflow_report(run_leaving, " 'leaver' overflowed its 64 KiB stack");
+}
+
+/* The mark of a direct yield stays until the loop runs again, through the
+ * whole run of the task yielded to. A wild write of that task into the
+ * yielding task's guard page was reported as the yielding task's overflow,
+ * and aborted, where it is a plain SIGSEGV (for the program's handler, if
+ * any). */
+static weft_task *yielder;
+
+static void *yields_once(void *arg)
+{
+    (void)arg;
+    weft_yield();
+    return NULL;
+}
+
+static void *writes_below_the_yielder(void *arg)
+{
+    (void)arg;
+    ASSERT(weft__worker_self()->leaving == yielder); /* the case: a direct yield */
+    *((volatile char *)yielder->stack->lo - 100) = 1;
+    return NULL;
+}
+
+static void *main_wild_write(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts yo = {.name = "yielder", .stack_size = 64 * 1024};
+    ASSERT_OK(weft_spawn_ex(&yielder, &yo, yields_once, NULL));
+    weft_task *w;
+    ASSERT_OK(weft_spawn(&w, writes_below_the_yielder, NULL));
+    weft_join(yielder, NULL);
+    weft_join(w, NULL);
+    return NULL;
+}
+
+static void run_wild_write(void)
+{
+    weft_config one = {.workers = 1};
+    weft_run(&one, main_wild_write, NULL, NULL);
+}
+
+TEST(a_wild_write_into_a_yielding_tasks_guard_is_no_overflow)
+{
+    char out[512];
+    int status = run_captured(run_wild_write, out, sizeof out);
+    if (!died_of_segv(status, out) || strstr(out, "overflowed"))
+        FAILF("expected a plain SIGSEGV, got status %#x: %s", status, out);
 }
 
 static size_t count_mappings(void)
@@ -861,8 +920,10 @@ TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),
           CASE(a_host_alternate_stack_survives_workers_on_its_thread),
           CASE(overflow_is_reported_after_another_executor_on_the_thread_went),
           CASE(guard_page_faults), CASE(overflow_is_reported_and_aborts),
-          CASE(a_fault_in_the_leaving_tasks_guard_is_its_overflow), CASE(a_million_guarded_stacks),
-          CASE(the_helper_makes_the_next_slab_ahead), CASE(the_helper_and_the_pool_share_a_slab),
+          CASE(a_fault_in_the_leaving_tasks_guard_is_its_overflow),
+          CASE(a_wild_write_into_a_yielding_tasks_guard_is_no_overflow),
+          CASE(a_million_guarded_stacks), CASE(the_helper_makes_the_next_slab_ahead),
+          CASE(the_helper_and_the_pool_share_a_slab),
           CASE(a_helper_that_cannot_start_leaves_the_slabs_to_the_pool),
           CASE(a_helper_whose_slabs_fail_leaves_them_to_the_pool),
           CASE(the_runtime_starts_the_helper_unless_told_not_to))

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ucontext.h>
 #include <unistd.h>
 
 #include "common/fault.h"
@@ -168,12 +169,37 @@ static void pass_on(int sig, siginfo_t *info, void *uctx)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+/* Whether the faulting context's stack pointer is on t's stack or in its
+ * guard page: true of the pushes of a switch away from t, which fault there
+ * when they run off its end. (Where the pointer cannot be read, assume so.) */
+static bool sp_on_stack_of(const weft_task *t, const void *uctx)
+{
+    if (!t || !t->stack || !uctx)
+        return false;
+    const ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    const char *sp = (const char *)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    const char *sp = (const char *)uc->uc_mcontext.sp;
+#else
+    (void)uc;
+    return true;
+#endif
+    const char *guard_lo = t->stack->lo - (size_t)sysconf(_SC_PAGESIZE);
+    return sp >= guard_lo && sp <= t->stack->lo + t->stack->size;
+}
+
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
     weft__worker *w = weft__worker_self();
     if (w) {
         report_if_overflow(w->current, info->si_addr);
-        report_if_overflow(w->leaving, info->si_addr);
+        /* The task a direct yield is switching away from stays noted until
+         * the loop next runs: a fault in its guard made from another
+         * stack (a wild write by the task now current) is not its
+         * overflow. */
+        if (sp_on_stack_of(w->leaving, uctx))
+            report_if_overflow(w->leaving, info->si_addr);
     }
     /* Not ours: pass it on, leaving this handler in place. (Putting the
      * previous one back for the process lost weft's report for good the
