@@ -42,6 +42,36 @@ TEST(pool_reuses_lifo)
     weft__stack_pool_fini(&p);
 }
 
+/* A task's stack comes from the pool of the worker it first ran on and
+ * goes back to that of the worker it ends on. Each pool's live count is
+ * the stacks it handed out still in use: the one that took the stack back
+ * counted it down and wrapped below zero, while the lender kept it. */
+TEST(a_stack_released_into_another_pool_leaves_both_counts_right)
+{
+    weft__stack_pool a, b;
+    weft__stack_pool_init(&a);
+    weft__stack_pool_init(&b);
+    weft__stack *s, *t;
+    ASSERT_OK(weft__stack_acquire(&a, 0, &s));
+    ASSERT_EQ(weft__stack_pool_live(&a), 1);
+    weft__stack_release(&b, s); /* its task ended on b's worker */
+    ASSERT_EQ(weft__stack_pool_live(&a), 0);
+    ASSERT_EQ(weft__stack_pool_live(&b), 0);
+    ASSERT_EQ(b.pooled, 1);
+    ASSERT_OK(weft__stack_acquire(&b, 0, &t)); /* b lends it now */
+    ASSERT(t == s);
+    ASSERT_EQ(weft__stack_pool_live(&b), 1);
+    weft__stack_release(&a, t);
+    ASSERT_EQ(weft__stack_pool_live(&a), 0);
+    ASSERT_EQ(weft__stack_pool_live(&b), 0);
+    ASSERT_OK(weft__stack_acquire(&a, 0, &t));
+    weft__stack_release(&a, t);
+    ASSERT_EQ(weft__stack_pool_live(&a), 0);
+    ASSERT_EQ(a.pooled, 1);
+    weft__stack_pool_fini(&b);
+    weft__stack_pool_fini(&a);
+}
+
 TEST(trim_returns_pages_below_high_water)
 {
     weft__stack_pool p;
@@ -916,6 +946,7 @@ TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),
           CASE(a_fault_the_program_handles_leaves_the_overflow_report_in_place),
           CASE(a_sent_sigsegv_takes_its_default_action),
           CASE(a_handler_installed_during_the_run_stays), CASE(pool_reuses_lifo),
+          CASE(a_stack_released_into_another_pool_leaves_both_counts_right),
           CASE(trim_returns_pages_below_high_water),
           CASE(a_host_alternate_stack_survives_workers_on_its_thread),
           CASE(overflow_is_reported_after_another_executor_on_the_thread_went),

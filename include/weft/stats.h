@@ -20,7 +20,9 @@ typedef struct weft_stats {
     uint64_t tasks_panicked;  /* finished with WEFT_EPANIC */
     uint64_t tasks_live;      /* spawned and not yet finished */
     uint64_t context_switches;
-    uint64_t stacks_live;   /* handed to running tasks */
+    /* Handed to tasks (per worker: by its pool; the task may run elsewhere
+     * now). */
+    uint64_t stacks_live;
     uint64_t stacks_pooled; /* mapped, free, ready for reuse */
     uint64_t stack_bytes_mapped;
     uint64_t timers_armed; /* sleepers and deadlines waiting now */

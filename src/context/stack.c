@@ -322,6 +322,7 @@ int weft__stack_acquire(weft__stack_pool *p, int size_class, weft__stack **out)
             untrimmed_unlink(p, s);
         p->pooled--;
         p->live++;
+        s->lent_by = p;
         *out = s;
         return 0;
     }
@@ -350,8 +351,14 @@ int weft__stack_acquire(weft__stack_pool *p, int size_class, weft__stack **out)
     s->valgrind_id = VALGRIND_STACK_REGISTER(s->lo, s->lo + s->size);
 #endif
     p->live++;
+    s->lent_by = p;
     *out = s;
     return 0;
+}
+
+uint64_t weft__stack_pool_live(const weft__stack_pool *p)
+{
+    return p->live - atomic_load_explicit(&p->released_away, memory_order_relaxed);
 }
 
 int weft__stack_reserve(weft__stack_pool *p, int size_class)
@@ -372,7 +379,10 @@ void weft__stack_release(weft__stack_pool *p, weft__stack *s)
     s->next = p->free[s->size_class];
     p->free[s->size_class] = s;
     s->in_pool = true;
-    p->live--;
+    if (s->lent_by == p)
+        p->live--;
+    else /* its task moved here from the pool that lent it */
+        atomic_fetch_add_explicit(&s->lent_by->released_away, 1, memory_order_relaxed);
     p->pooled++;
     if (s->size > WEFT_STACK_HIGHWATER) {
         s->trimmed = false;

@@ -91,6 +91,7 @@ typedef struct weft__stack {
     char *lo;                           /* lowest usable byte, just above the guard */
     size_t size;                        /* usable bytes */
     struct weft__slab *slab;
+    struct weft__stack_pool *lent_by; /* the pool that handed it out last */
     unsigned valgrind_id;
     uint8_t size_class;
     bool trimmed;         /* pages below the high-water mark returned */
@@ -105,8 +106,12 @@ typedef struct weft__stack_pool {
     struct weft__slab *slabs;                       /* every slab, for teardown */
     weft__stack *untrimmed, *untrimmed_tail;        /* FIFO of released stacks to trim */
     uint64_t clock_ns; /* the owner's last clock reading: each poll of its ring, and trims */
-    uint64_t live;     /* handed out */
-    uint64_t pooled;   /* free in the pool */
+    /* Handed out by this pool: live less those released into another
+     * worker's pool (their tasks moved there), which that worker counts in
+     * released_away. Read both with weft__stack_pool_live. */
+    uint64_t live;
+    _Atomic uint64_t released_away;
+    uint64_t pooled; /* free in the pool */
     uint64_t bytes_mapped;
     /* NULL, or the helper that prepares this pool's next slabs: one for a
      * class at a time, left in ready[] until the pool starts carving it. */
@@ -123,6 +128,8 @@ int weft__stack_class(size_t size);
 size_t weft__stack_class_size(int size_class);
 
 void weft__stack_pool_init(weft__stack_pool *p);
+/* Stacks this pool handed out that are still in use (by the owner). */
+uint64_t weft__stack_pool_live(const weft__stack_pool *p);
 /* Unmaps every slab; every stack must have been released. */
 void weft__stack_pool_fini(weft__stack_pool *p);
 /* Takes a stack of the given class. Returns 0 or -ENOMEM. */

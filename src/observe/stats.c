@@ -24,7 +24,7 @@ static void fill_worker(const weft__worker *w, weft_stats *out)
     out->tasks_live = w->owned - atomic_load_explicit(&w->woken_away, memory_order_relaxed);
     out->context_switches = w->count.switches;
     out->parks = w->count.parks;
-    out->stacks_live = w->stacks.live;
+    out->stacks_live = weft__stack_pool_live(&w->stacks);
     out->stacks_pooled = w->stacks.pooled;
     out->stack_bytes_mapped = w->stacks.bytes_mapped;
     out->timers_armed = weft__timer_count(&w->timers);
