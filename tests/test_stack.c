@@ -145,6 +145,21 @@ static void run_overflow(void)
     weft_run(NULL, main_overflow, NULL, NULL);
 }
 
+/* A name with a line break in it: the report stays on one line. */
+static void *main_overflow_odd_name(void *arg)
+{
+    weft_spawn_opts o = {.name = "deep\nin\tit", .stack_size = 64 * 1024};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, overflow, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_overflow_odd_name(void)
+{
+    weft_run(NULL, main_overflow_odd_name, NULL, NULL);
+}
+
 /* Runs fn in a child, which must abort after writing report to stderr
  * (weft's overflow report, which ASan replaces with its own). */
 static void expect_overflow_report(void (*fn)(void), const char *report)
@@ -158,6 +173,7 @@ static void expect_overflow_report(void (*fn)(void), const char *report)
 TEST(overflow_is_reported_and_aborts)
 {
     expect_overflow_report(run_overflow, "weft: task 2 'deep' overflowed its 64 KiB stack");
+    expect_overflow_report(run_overflow_odd_name, "'deep?in?it' overflowed its 64 KiB stack");
 }
 
 /* A direct yield (weft__worker_yield_direct) makes the next task current

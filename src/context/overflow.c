@@ -74,7 +74,12 @@ static void report_if_overflow(const weft_task *t, const char *addr)
     size_t n = put_str(msg, "weft: task ", 11);
     n += put_u64(msg + n, t->entity.task_id);
     n += put_str(msg + n, " '", 2);
+    size_t name_at = n;
     n += put_str(msg + n, t->name ? t->name : "", TASK_NAME_MAX);
+    /* One line whatever the name holds, as in the task dump. */
+    for (size_t i = name_at; i < n; i++)
+        if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
+            msg[i] = '?';
     n += put_str(msg + n, "' overflowed its ", 17);
     n += put_u64(msg + n, t->stack->size / 1024);
     n += put_str(msg + n, " KiB stack\n", 11);
