@@ -159,12 +159,30 @@ static void run_abort(void)
 {
     weft_run(NULL, main_abort, NULL, NULL);
 }
+
+/* The name keeps the report on one line: control characters and the
+ * quote show as '?', as in the task dump. */
+static void *main_abort_odd_name(void *arg)
+{
+    weft_spawn_opts o = {.name = "it's\ndoomed"};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, abort_panicker, NULL));
+    weft_join(t, NULL);
+    return NULL;
+}
+
+static void run_abort_odd_name(void)
+{
+    weft_run(NULL, main_abort_odd_name, NULL, NULL);
+}
+
 TEST(panic_aborts_by_default)
 {
     /* The defers run before the abort, last first (DESIGN §3); they were
      * skipped. */
     expect_abort_with(run_abort, "weft: task 2 'doomed' panicked: fatal thing happened\n"
                                  "defer 2 ran\ndefer 1 ran\n");
+    expect_abort_with(run_abort_odd_name, "weft: task 2 'it?s?doomed' panicked: fatal thing");
 }
 
 /* A task panicking under the abort policy with a live child skips its

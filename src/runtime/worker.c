@@ -563,9 +563,12 @@ static bool take_inject(weft__worker *w)
             /* The caller was told 0 long ago and nobody waits for an
              * answer: say so where it can be seen. */
             w->count.inject_failed++;
-            fprintf(stderr, "weft: an outside spawn (weft_runtime_spawn%s%s) could not start: %s\n",
-                    list->opts.name ? ", " : "", list->opts.name ? list->opts.name : "",
-                    weft_strerror(r));
+            fputs("weft: an outside spawn (weft_runtime_spawn", stderr);
+            if (list->opts.name) {
+                fputs(", ", stderr);
+                weft__write_one_line(stderr, list->opts.name, false);
+            }
+            fprintf(stderr, ") could not start: %s\n", weft_strerror(r));
         }
         free(list);
         atomic_fetch_sub_explicit(&rt->inject_pending, 1, memory_order_release);

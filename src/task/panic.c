@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/fault.h"
+#include "common/utf8.h"
 #include "observe/trace.h"
 #include "runtime/worker.h"
 #include "task/task.h"
@@ -18,10 +19,13 @@
 
 static void announce(const weft_task *t, const char *msg)
 {
-    if (t)
-        fprintf(stderr, "weft: task %llu '%s' panicked: %s\n",
-                (unsigned long long)t->entity.task_id, t->name ? t->name : "", msg);
-    else
+    if (t) {
+        /* The name on one line, as in the task dump (the message is the
+         * program's own words, printed as they are). */
+        fprintf(stderr, "weft: task %llu '", (unsigned long long)t->entity.task_id);
+        weft__write_one_line(stderr, t->name ? t->name : "", true);
+        fprintf(stderr, "' panicked: %s\n", msg);
+    } else
         fprintf(stderr, "weft: panic outside a task: %s\n", msg);
     fflush(stderr);
 }
