@@ -120,10 +120,13 @@ static void *demo(void *arg)
 
 int main(void)
 {
-    /* The main task goes to the first queue: keep it out of "prio". */
+    /* The main task goes to the first queue: keep it out of "prio". One
+     * worker: a policy orders the tasks of its own worker's queue, and with
+     * several workers an idle one is handed some of them (docs/workers.md),
+     * so the order would hold per worker only. */
     weft_queue_spec q[] = {{.name = "main", .weight = 1},
                            {.name = "prio", .weight = 1, .policy = &example_priority_policy}};
-    weft_config cfg = {.queues = q, .nqueues = 2};
+    weft_config cfg = {.workers = 1, .queues = q, .nqueues = 2};
     return weft_run(&cfg, demo, NULL, NULL) < 0;
 }
 #endif

@@ -85,20 +85,13 @@ static inline bool parse_workers(const char *prog, const char *text, unsigned *w
     return true;
 }
 
-/* io_uring ops by opcode and the runtime's counters. weft_ops_by_opcode
- * counts the calling worker's ring only; the counters sum every worker. */
+/* io_uring ops by opcode and the runtime's counters; both sum every
+ * worker. */
 static inline void write_stats(FILE *f)
 {
     uint64_t ops[256];
     int n = weft_ops_by_opcode(ops, 256);
-    unsigned workers = weft_worker_count();
-    if (workers > 1)
-        fprintf(f,
-                "io_uring ops by opcode, worker %d's ring only"
-                " (ops_issued below: all %u workers):\n",
-                weft_worker_index(), workers);
-    else
-        fprintf(f, "io_uring ops by opcode:\n");
+    fprintf(f, "io_uring ops by opcode (all %u workers):\n", weft_worker_count());
     for (int i = 0; i < n; i++) {
         const char *name = weft_opcode_name((unsigned)i);
         if (ops[i])

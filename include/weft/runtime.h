@@ -30,8 +30,8 @@ typedef enum weft_panic_policy {
 
 /* Where a task woken by a task running on another worker runs next. */
 typedef enum weft_wake_placement {
-    /* It moves to the waker's worker when nothing pins it to its own (DESIGN
-     * §6's stealability rules, no timer armed, a queue policy without an
+    /* It moves to the waker's worker when nothing pins it to its own (the
+     * stealability rules of docs/workers.md, no timer armed, a queue policy without an
      * exit hook such as the default runnable FIFO), as Tokio and Go place a
      * woken task; otherwise, as for every wake from outside a task, it goes
      * to its owner's remote queue. */

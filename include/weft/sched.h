@@ -1,5 +1,5 @@
 /* weft/sched.h - scheduling inside a worker: weighted queues and the
- * pluggable in-queue policies (DESIGN §4).
+ * pluggable in-queue policies (docs/scheduling.md).
  *
  * Every worker has the queues declared in weft_config.queues. The top level
  * picks among runnable queues by virtual runtime (EEVDF: the eligible queue

@@ -27,7 +27,7 @@ typedef struct weft_stats {
     uint64_t stack_bytes_mapped;
     uint64_t timers_armed; /* sleepers and deadlines waiting now */
     uint64_t parks;        /* times the worker slept in io_uring_enter */
-    /* The ring (DESIGN §5). */
+    /* The ring (docs/io.md). */
     uint64_t ops_issued;      /* SQEs prepared, all opcodes (weft_ops_by_opcode splits them) */
     uint64_t cqes;            /* completions reaped */
     uint64_t ops_in_flight;   /* submitted, last completion not yet reaped */
