@@ -2892,6 +2892,56 @@ TEST(an_unregister_that_failed_half_way_can_be_retried)
     run_workers(2, main_buffers_unregister_fails_half_way, NULL);
 }
 
+/* A worker woken from its hunger's park by an outside spawn takes the
+ * request and runs the task: it must no longer count as hungry (it did, so
+ * a busy worker could hand it half of its queue, to wait behind that task,
+ * and every worker's direct yield stayed off). */
+static _Atomic int outside_ran_on = -1;
+static _Atomic bool outside_checked;
+
+static void *outside_waits_for_the_check(void *arg)
+{
+    (void)arg;
+    atomic_store(&outside_ran_on, weft_worker_index());
+    /* No scheduling point: this worker stays busy until main has looked. */
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    while (!atomic_load(&outside_checked))
+        ASSERT(weft_now_ns() < end);
+    return NULL;
+}
+
+static void *spawns_from_outside(void *rt)
+{
+    ASSERT_OK(weft_runtime_spawn(rt, NULL, outside_waits_for_the_check, NULL));
+    return NULL;
+}
+
+static void *main_outside_spawn_hunger(void *arg)
+{
+    (void)arg;
+    weft__runtime *rt = weft__worker_self()->rt;
+    ASSERT_OK(weft_sleep_ns(20000000)); /* worker 1 goes idle: hungry, parked */
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, spawns_from_outside, weft_runtime_current()));
+    /* Busy, with no scheduling point: worker 1 takes the request. */
+    uint64_t end = weft_now_ns() + LIMIT_NS;
+    while (atomic_load(&outside_ran_on) < 0)
+        ASSERT(weft_now_ns() < end);
+    int w = atomic_load(&outside_ran_on);
+    int hunger = atomic_load(&rt->workers[w].hunger);
+    unsigned nhungry = atomic_load(&rt->nhungry);
+    atomic_store(&outside_checked, true);
+    ASSERT_OK(pthread_join(th, NULL));
+    ASSERT_NE(w, (int)weft_worker_index());
+    ASSERT_EQ(hunger, WEFT__HUNGER_OFF);
+    ASSERT_EQ(nhungry, 0);
+    return NULL;
+}
+TEST(a_worker_woken_for_an_outside_spawn_is_no_longer_hungry)
+{
+    run_workers(2, main_outside_spawn_hunger, NULL);
+}
+
 /* Both workers idle, so both are hungry. Worker 0's park ends when the main
  * task's sleep is due: the main task runs, and worker 0 must no longer
  * count as hungry (it used to stay counted until its next poll, which kept
@@ -2948,4 +2998,5 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(an_unregister_that_failed_half_way_
           CASE(every_worker_calls_leave_the_stack_pools_as_they_were),
           CASE(an_outside_spawn_that_fails_later_is_counted),
           CASE(a_worker_woken_by_its_timer_is_no_longer_hungry),
-          CASE(a_timer_due_during_the_idle_spin_ends_the_hunger))
+          CASE(a_timer_due_during_the_idle_spin_ends_the_hunger),
+          CASE(a_worker_woken_for_an_outside_spawn_is_no_longer_hungry))

@@ -528,6 +528,8 @@ typedef struct weft__inject {
     char name[TASK_NAME_MAX];
 } weft__inject;
 
+static void leave_hunger(weft__worker *w);
+
 /* Spawns up to a few queued outside requests on w. */
 static bool take_inject(weft__worker *w)
 {
@@ -574,6 +576,12 @@ static bool take_inject(weft__worker *w)
         atomic_fetch_sub_explicit(&rt->inject_pending, 1, memory_order_release);
         list = next;
     }
+    /* Work of its own now: a worker woken from its hunger's park by the
+     * request must not stay counted hungry, or a busy one hands it tasks
+     * that then wait behind these (the loop leaves hunger only for work
+     * its poll found). */
+    if (n && w->threaded && !weft__sched_empty(&w->sched))
+        leave_hunger(w);
     return n != 0;
 }
 
