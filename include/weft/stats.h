@@ -81,7 +81,10 @@ typedef struct weft_queue_stats {
 /* Copies the current runtime's counters, summed over its workers, into
  * *out. Returns 0, -EPERM outside a runtime, -EINVAL for NULL, -ENOMEM.
  * With several workers each worker's counters are read on its own thread:
- * the call waits for every worker to reach a scheduling point. */
+ * the call waits for every worker to reach a scheduling point. The workers
+ * are read one after another, not at one instant: a task that starts on one
+ * and ends on another meanwhile can be counted as ended and not spawned, so
+ * tasks_live may be short by such tasks (it never goes below zero). */
 WEFT_API int weft_stats_snapshot(weft_stats *out);
 /* Fills out[0..max) with each worker's own counters (out[i]: worker i; its
  * tasks_live is the tasks it owns now) and returns the number of workers.

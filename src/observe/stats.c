@@ -103,9 +103,13 @@ int weft_stats_snapshot(weft_stats *out)
             for (size_t k = 0; k < sizeof *out / sizeof(uint64_t); k++)
                 sum[k] += v[k];
         }
-        /* A task's spawn and its end may be counted on different workers. */
-        out->tasks_live =
-            out->tasks_spawned - out->tasks_completed - out->tasks_cancelled - out->tasks_panicked;
+        /* A task's spawn and its end may be counted on different workers,
+         * each read at its own moment: one spawned after its worker was
+         * read and ended on a worker read later counts as ended, never
+         * spawned. Such a snapshot is off by the tasks in that window, and
+         * never below zero. */
+        uint64_t ended = out->tasks_completed + out->tasks_cancelled + out->tasks_panicked;
+        out->tasks_live = out->tasks_spawned > ended ? out->tasks_spawned - ended : 0;
         r = 0;
     }
     if (each != &one)
