@@ -623,6 +623,97 @@ TEST(cleanup_gives_up_after_the_retries)
     ASSERT_EQ(after_run.cleanup_failed, 1);
 }
 
+/* A direct descriptor left open by a task that ended: its CLOSE (no
+ * record of its own) counted every failure as the first, so a CLOSE that
+ * kept failing went round for ever, back to back, and the runtime never
+ * ended. Now it has cleanup_retries tries, with the pause between rounds
+ * that fail. */
+static void *leaves_a_direct_fd_open(void *arg)
+{
+    (void)arg;
+    int d = weft_openat(AT_FDCWD, "/dev/null", O_RDONLY | WEFT_DIRECT, 0);
+    ASSERT(weft_is_direct(d));
+    return NULL; /* its end queues the CLOSE */
+}
+
+static void *main_close_keeps_failing(void *arg)
+{
+    (void)arg;
+    weft__fault_arm_from(WEFT_FAULT_CLEANUP, 1); /* every cleanup fails */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, leaves_a_direct_fd_open, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    for (int i = 0; i < 5000 && stats_now().cleanup_failed == 0; i++)
+        ASSERT_OK(weft_sleep_ns(1000000));
+    weft__fault_arm(WEFT_FAULT_CLEANUP, 0);
+    after_run = stats_now();
+    return NULL;
+}
+
+TEST(a_direct_close_that_keeps_failing_is_given_up)
+{
+    run_main_one_worker(NULL, main_close_keeps_failing, NULL); /* and the run ends */
+    ASSERT_EQ(after_run.cleanup_failed, 1);
+    ASSERT_EQ(after_run.cleanup_retried, 2); /* cleanup_retries = 3 tries */
+    ASSERT_EQ(after_run.cleanup_done, 0);
+}
+
+/* The maintenance task is the runtime's own: not in the task counts or a
+ * queue's live tasks (it was, once a cleanup had started it). */
+static void *main_maintenance_uncounted(void *arg)
+{
+    (void)arg;
+    weft_stats before = stats_now();
+    weft_queue_stats q0;
+    ASSERT_EQ(weft_stats_queues(&q0, 1), 1);
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, 1000000));
+    ASSERT_OK(weft_stream_next(t, NULL));
+    ASSERT_OK(weft_stream_close(t)); /* starts the maintenance task */
+    while (stats_now().cleanup_done == 0)
+        ASSERT_OK(weft_sleep_ns(1000000));
+    weft_stats after = stats_now();
+    ASSERT_EQ(after.tasks_spawned, before.tasks_spawned);
+    ASSERT_EQ(after.tasks_live, before.tasks_live);
+    weft_queue_stats q1;
+    ASSERT_EQ(weft_stats_queues(&q1, 1), 1);
+    ASSERT_EQ(q1.live, q0.live);
+    ASSERT_EQ(q1.blocked, q0.blocked);
+    return NULL;
+}
+
+TEST(the_maintenance_task_is_not_counted)
+{
+    run_main_one_worker(NULL, main_maintenance_uncounted, NULL);
+}
+
+/* With memory short for good, no maintenance task can be spawned: the
+ * runtime ended with the stream's cleanup still queued and dropped it, and
+ * LeakSanitizer found the stream. Its kernel side ends with the ring; what
+ * the job held is released then. */
+static void *main_cleanup_without_a_task(void *arg)
+{
+    (void)arg;
+    int p[2];
+    ASSERT_OK(pipe2(p, O_CLOEXEC));
+    weft_stream *s;
+    ASSERT_OK(weft_poll_stream(&s, p[0], POLLIN));
+    weft__fault_arm_from(WEFT_FAULT_ALLOC, 1);
+    ASSERT_OK(weft_stream_close(s));
+    return (void *)(intptr_t)(p[0] | (intptr_t)p[1] << 16);
+}
+
+TEST(cleanup_queued_at_the_end_is_released)
+{
+    weft_config one = {.workers = 1};
+    void *fds = NULL;
+    int r = weft_run(&one, main_cleanup_without_a_task, NULL, &fds);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_OK(r);
+    close((int)((intptr_t)fds & 0xffff));
+    close((int)((intptr_t)fds >> 16));
+}
+
 static void abort_policy(void)
 {
     weft_config cfg = {.on_cleanup_error = WEFT_CLEANUP_ABORT};
@@ -784,4 +875,6 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_ticker_faster_than_the_loop_closes), CASE(an_interrupted_pull_loses_no_item),
           CASE(a_task_ending_with_resources_releases_them), CASE(cleanup_errors_are_retried),
           CASE(cleanup_errors_can_be_ignored), CASE(cleanup_gives_up_after_the_retries),
+          CASE(a_direct_close_that_keeps_failing_is_given_up),
+          CASE(the_maintenance_task_is_not_counted), CASE(cleanup_queued_at_the_end_is_released),
           CASE(cleanup_errors_can_abort))

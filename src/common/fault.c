@@ -10,15 +10,27 @@
 bool weft__fault_armed;
 static _Atomic uint64_t fault_nth[WEFT_FAULT_KINDS];
 static _Atomic uint64_t fault_seen[WEFT_FAULT_KINDS];
+static _Atomic bool fault_from[WEFT_FAULT_KINDS]; /* the nth and every later call */
 
-void weft__fault_arm(weft__fault_kind kind, uint64_t nth)
+static void arm(weft__fault_kind kind, uint64_t nth, bool from)
 {
     atomic_store(&fault_seen[kind], 0);
+    atomic_store(&fault_from[kind], from);
     atomic_store(&fault_nth[kind], nth);
     bool any = false;
     for (int k = 0; k < WEFT_FAULT_KINDS; k++)
         any |= atomic_load(&fault_nth[k]) != 0;
     __atomic_store_n(&weft__fault_armed, any, __ATOMIC_RELAXED);
+}
+
+void weft__fault_arm(weft__fault_kind kind, uint64_t nth)
+{
+    arm(kind, nth, false);
+}
+
+void weft__fault_arm_from(weft__fault_kind kind, uint64_t nth)
+{
+    arm(kind, nth, true);
 }
 
 uint64_t weft__fault_count(weft__fault_kind kind)
@@ -30,7 +42,7 @@ bool weft__fault_slow(weft__fault_kind kind)
 {
     uint64_t seen = atomic_fetch_add(&fault_seen[kind], 1) + 1;
     uint64_t nth = atomic_load(&fault_nth[kind]);
-    return nth != 0 && seen == nth;
+    return nth != 0 && (seen == nth || (seen > nth && atomic_load(&fault_from[kind])));
 }
 
 void *weft__malloc(size_t n)

@@ -24,6 +24,10 @@ extern bool weft__fault_armed;
 /* Arms kind so that the nth call from now (1-based) fails; 0 disarms it.
  * Exported for the test suite (tests link the static library). */
 void weft__fault_arm(weft__fault_kind kind, uint64_t nth);
+/* Arms kind so that the nth call from now and every one after it fail (a
+ * failure that lasts: memory that stays short, a cleanup that never works);
+ * weft__fault_arm(kind, 0) disarms it. */
+void weft__fault_arm_from(weft__fault_kind kind, uint64_t nth);
 /* How many calls of this kind were counted since the last arm. */
 uint64_t weft__fault_count(weft__fault_kind kind);
 bool weft__fault_slow(weft__fault_kind kind);

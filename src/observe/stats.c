@@ -21,7 +21,8 @@ static void fill_worker(const weft__worker *w, weft_stats *out)
     out->tasks_cancelled = w->count.cancelled;
     out->tasks_panicked = w->count.panicked;
     /* Tasks woken away to other workers since this one last looked. */
-    out->tasks_live = w->owned - atomic_load_explicit(&w->woken_away, memory_order_relaxed);
+    out->tasks_live =
+        w->owned - atomic_load_explicit(&w->woken_away, memory_order_relaxed) - w->owned_uncounted;
     out->context_switches = w->count.switches;
     out->parks = w->count.parks;
     out->stacks_live = weft__stack_pool_live(&w->stacks);
@@ -196,9 +197,13 @@ static int add_queues(weft__worker *w, void *arg)
         o->queued += q->nqueued;
         /* Tasks woken away to other workers since this one last looked. */
         o->live += q->live - atomic_load_explicit(&q->woken_away, memory_order_relaxed);
-        /* The task asking is running on its worker; so is no other there. */
+        /* The runtime's own tasks (queue 0's): not the program's. */
+        if (i == 0)
+            o->live -= w->owned_uncounted;
+        /* The task asking is running on its worker; on the others, the
+         * runtime's errand reading these (not counted). */
         const weft_task *cur = w->current;
-        o->running += cur && cur->queue == i;
+        o->running += cur && cur->queue == i && !(cur->flags & TASK_F_UNCOUNTED);
         o->delay_count += q->delay_count;
         o->delay_sum_ns += q->delay_sum_ns;
         for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++)

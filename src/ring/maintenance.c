@@ -53,8 +53,8 @@ static bool cleanup_failed(weft__worker *w, unsigned opcode, unsigned tries, int
 
 typedef struct job {
     weft__io io;
-    weft__cleanup *c; /* NULL for a direct CLOSE */
-    unsigned slot;
+    weft__cleanup *c;             /* NULL for a direct CLOSE */
+    struct weft__close_job close; /* a direct CLOSE's slot and tries */
     unsigned opcode;
     bool faulted; /* fault injection: a NOP went instead, the result is -EIO */
 } job;
@@ -103,13 +103,13 @@ static unsigned prepare_round(weft__worker *w, job *jobs)
             if (!sqe)
                 break;
             j->c = NULL;
-            j->slot = w->close_slots[--w->nclose];
+            j->close = w->close_slots[--w->nclose];
             j->opcode = IORING_OP_CLOSE;
             j->faulted = weft__fault_hit(WEFT_FAULT_CLEANUP);
             if (j->faulted)
                 io_uring_prep_nop(sqe);
             else
-                io_uring_prep_close_direct(sqe, j->slot);
+                io_uring_prep_close_direct(sqe, j->close.slot);
         }
         n++;
     }
@@ -153,6 +153,17 @@ void weft__cleanup_target_ended(weft__worker *w, weft__cleanup *c)
 
 void weft__cleanup_fini(weft__worker *w)
 {
+    /* Jobs still queued: the runtime ended without a maintenance task to
+     * run them (none could be spawned, out of memory). The ring is gone,
+     * and with it their ops' kernel side and the direct slots. */
+    while (w->cleanup_head) {
+        weft__cleanup *c = w->cleanup_head;
+        w->cleanup_head = c->next;
+        c->queued = false;
+        c->release(c);
+    }
+    w->cleanup_tail = NULL;
+    w->nclose = 0;
     while (w->abandoned) {
         weft__cleanup *c = w->abandoned;
         unabandon(w, c);
@@ -171,8 +182,8 @@ static void job_done(weft__worker *w, weft__cleanup *c, bool gave_up)
     /* else: the op's last CQE is on its way and releases c. */
 }
 
-/* Returns how many jobs went round again because their target was between
- * two shots (-EALREADY, -ENOENT). */
+/* Returns how many jobs went round again: their target was between two
+ * shots (-EALREADY, -ENOENT), or they failed and are to be tried again. */
 static unsigned finish_round(weft__worker *w, job *jobs, unsigned n)
 {
     unsigned again = 0;
@@ -196,7 +207,7 @@ static unsigned finish_round(weft__worker *w, job *jobs, unsigned n)
             again++;
             continue;
         }
-        unsigned tries = c ? ++c->tries : 1;
+        unsigned tries = c ? ++c->tries : ++j->close.tries;
         if (cleanup_ok(j->opcode, res)) {
             w->cleanup_done++;
             if (c)
@@ -211,7 +222,8 @@ static unsigned finish_round(weft__worker *w, job *jobs, unsigned n)
         if (c)
             push_back(w, c);
         else
-            w->close_slots[w->nclose++] = j->slot;
+            w->close_slots[w->nclose++] = j->close;
+        again++;
     }
     return again;
 }
@@ -240,9 +252,9 @@ static void *maintenance_main(void *arg)
                 pause_ns = 0;
                 continue;
             }
-            /* Every job found its target between two shots: going round
-             * again at once would spin. A ticker's kernel side ends by
-             * itself soon anyway (stream.c, TICKER_ARMING_NS). */
+            /* Every job found its target between two shots, or failed:
+             * going round again at once would spin. A ticker's kernel side
+             * ends by itself soon anyway (stream.c, TICKER_ARMING_NS). */
             pause_ns = pause_ns ? pause_ns * 2 : PAUSE_MIN_NS;
             if (pause_ns > PAUSE_MAX_NS)
                 pause_ns = PAUSE_MAX_NS;
@@ -274,7 +286,8 @@ static void wake_maintenance(weft__worker *w)
     weft_spawn_opts o = {.flags = WEFT_TASK_STICKY | WEFT_TASK_BACKGROUND,
                          .name = "weft-maintenance"};
     weft_task *t;
-    int r = weft__spawn_internal(&t, &o, maintenance_main, w, TASK_F_MAINTENANCE, false);
+    int r = weft__spawn_internal(&t, &o, maintenance_main, w, TASK_F_MAINTENANCE | TASK_F_UNCOUNTED,
+                                 false);
     if (r == 0)
         w->maint = t;
     /* Without a task (out of memory) the jobs stay queued; the next
@@ -293,7 +306,7 @@ void weft__cleanup_queue(weft__worker *w, weft__cleanup *c)
 
 void weft__cleanup_close_direct(weft__worker *w, unsigned slot)
 {
-    w->close_slots[w->nclose++] = slot;
+    w->close_slots[w->nclose++] = (struct weft__close_job){.slot = slot};
     wake_maintenance(w);
 }
 

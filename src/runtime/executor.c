@@ -143,7 +143,7 @@ int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_spawn_opts 
 
 uint64_t weft_executor_tasks(const weft_executor *ex)
 {
-    return ex ? weft__worker_live_tasks(&ex->worker) : 0;
+    return ex ? weft__worker_live_tasks(&ex->worker) - ex->worker.owned_uncounted : 0;
 }
 
 void weft_executor_destroy(weft_executor *ex)

@@ -210,6 +210,7 @@ static void drain_remote(weft__worker *w)
     for (weft_task *t = take_remote(&w->remote_adopt); t;) {
         weft_task *next = t->rq_next;
         w->owned++;
+        w->owned_uncounted += (t->flags & TASK_F_UNCOUNTED) != 0;
         stolen += !(t->flags & TASK_F_UNCOUNTED);
         w->sched.queues[t->queue].live++;
         weft__sched_push(&w->sched, t, PUSH_QUEUE);

@@ -88,10 +88,13 @@ typedef struct weft__worker {
     weft__ring ring;
     weft__record_pool records; /* task records */
     weft__worker_counters count;
-    bool threaded;         /* the runtime has several workers */
-    bool wake_to_waker;    /* threaded, and wake_placement WEFT_WAKE_TO_WAKER */
-    bool woke_parked;      /* woke a parked worker since it last went idle */
-    uint64_t owned;        /* live tasks it owns: spawned here or handed over */
+    bool threaded;      /* the runtime has several workers */
+    bool wake_to_waker; /* threaded, and wake_placement WEFT_WAKE_TO_WAKER */
+    bool woke_parked;   /* woke a parked worker since it last went idle */
+    uint64_t owned;     /* live tasks it owns: spawned here or handed over */
+    /* Of those, the runtime's own (TASK_F_UNCOUNTED: the maintenance task,
+     * errands), which the task counts leave out. Sticky, all in queue 0. */
+    uint64_t owned_uncounted;
     unsigned since_inject; /* picks since the inject queue was last looked at */
     unsigned since_help;   /* polls since it last unlinked for the other workers */
     pthread_t thread;      /* workers 1..N-1: their own threads */
@@ -141,7 +144,10 @@ typedef struct weft__worker {
 
     /* Ring-bound resources and their cleanup (ring/resource.h). */
     weft_task **direct_owner; /* by direct slot: the holder, NULL when free */
-    unsigned *close_slots;    /* direct slots waiting for a CLOSE */
+    /* Direct slots waiting for a CLOSE, and the tries each has had. */
+    struct weft__close_job {
+        unsigned slot, tries;
+    } * close_slots;
     unsigned nclose;
     weft__cleanup *cleanup_head, *cleanup_tail;
     weft_task *maint;               /* the maintenance task, NULL when none runs */

@@ -253,6 +253,7 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
         return 0;
     }
     w->owned++;
+    w->owned_uncounted += (internal_flags & TASK_F_UNCOUNTED) != 0;
     w->sched.queues[queue].live++;
     weft__sched_push(&w->sched, t, o->flags & WEFT_TASK_SPAWN_LIFO ? PUSH_FIRST : PUSH_QUEUE);
     return 0;
@@ -633,6 +634,7 @@ static void complete(weft__worker *w, weft_task *t, void *result)
     }
     t->result = t->outcome == 0 ? result : NULL;
     w->owned--;
+    w->owned_uncounted -= (t->flags & TASK_F_UNCOUNTED) != 0;
     /* Ended away from home: tree_home unlinks it once this worker is off
      * its stack (release_ended, runtime/worker.c), and counts it ended then.
      * Until then it stays in its parent's list, complete, and the walks
