@@ -1,4 +1,6 @@
 /* Cancellation of single tasks, shields and deadlines. */
+#include <stdatomic.h>
+
 #include "test.h"
 
 static int ran;
@@ -186,11 +188,16 @@ TEST(join_times_out_and_handle_survives)
     run_main_one_worker(NULL, main_join_deadline, NULL);
 }
 
+static _Atomic int joiner_rc = 1;
+
 static void *joins_forever(void *arg)
 {
-    return (void *)(intptr_t)weft_join((weft_task *)arg, NULL);
+    atomic_store(&joiner_rc, weft_join((weft_task *)arg, NULL));
+    return NULL;
 }
 
+/* A cancelled joiner gets -EINTR, and its handle stays valid: -ECANCELED
+ * would read as the target's outcome, whose handle the join frees. */
 static void *main_join_cancelled(void *arg)
 {
     weft_task *target, *j;
@@ -198,15 +205,73 @@ static void *main_join_cancelled(void *arg)
     ASSERT_OK(weft_spawn(&j, joins_forever, target));
     ASSERT_OK(weft_yield());
     ASSERT_OK(weft_cancel(j));
-    ASSERT_EQ(weft_join(j, NULL), -ECANCELED);
+    ASSERT_EQ(weft_join(j, NULL), -ECANCELED); /* j's outcome */
+    ASSERT_EQ(atomic_load(&joiner_rc), -EINTR);
     ASSERT(!weft_task_finished(target));
     ASSERT_OK(weft_cancel(target));
     ASSERT_EQ(weft_join(target, NULL), -ECANCELED);
     return NULL;
 }
-TEST(cancelled_joiner_returns_ecanceled)
+TEST(a_cancelled_joiner_gets_eintr_and_keeps_the_handle)
 {
     run_main_one_worker(NULL, main_join_cancelled, NULL);
+}
+
+/* The case that made the codes differ: a cancelled task joins its child,
+ * cancelled with it. A child that ended first gives its outcome,
+ * -ECANCELED, and the handle is gone; one still running when the join's
+ * wait is interrupted gives -EINTR, and the handle is the caller's still
+ * (detached here). */
+static void *child_sleeps(void *arg)
+{
+    (void)arg;
+    weft_sleep_ns(3600ull * 1000000000);
+    return NULL;
+}
+
+static void *child_ignores_cancel(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_shield_push());
+    weft_sleep_ns(20000000);
+    ASSERT_OK(weft_shield_pop());
+    return NULL;
+}
+
+static _Atomic int first_rc = 1, second_rc = 1;
+
+static void *parent_joins_after_its_cancel(void *arg)
+{
+    (void)arg;
+    weft_task *a, *b;
+    ASSERT_OK(weft_spawn(&a, child_sleeps, NULL));
+    ASSERT_OK(weft_spawn(&b, child_ignores_cancel, NULL));
+    weft_sleep_ns(3600ull * 1000000000); /* until cancelled, with both */
+    ASSERT(weft_cancelled());
+    while (!weft_task_finished(a))
+        weft_yield();
+    atomic_store(&first_rc, weft_join(a, NULL));  /* ended: its outcome */
+    atomic_store(&second_rc, weft_join(b, NULL)); /* shielded, running: -EINTR */
+    if (atomic_load(&second_rc) == -EINTR)
+        weft_detach(b);
+    return NULL;
+}
+
+static void *main_cancelled_parent_joins(void *arg)
+{
+    (void)arg;
+    weft_task *p;
+    ASSERT_OK(weft_spawn(&p, parent_joins_after_its_cancel, NULL));
+    ASSERT_OK(weft_sleep_ns(2000000));
+    ASSERT_OK(weft_cancel(p));
+    ASSERT_EQ(weft_join(p, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&first_rc), -ECANCELED);
+    ASSERT_EQ(atomic_load(&second_rc), -EINTR);
+    return NULL;
+}
+TEST(a_cancelled_parent_joining_its_children_can_tell_the_codes_apart)
+{
+    run_main_one_worker(NULL, main_cancelled_parent_joins, NULL);
 }
 
 static int grandchild_sleep;
@@ -245,7 +310,12 @@ static void *spawns_after_cancel(void *arg)
     ran = 0;
     ASSERT_EQ(weft_sleep_ns(10ull * 1000000000), -ECANCELED);
     ASSERT_OK(weft_spawn(&t, mark_ran, NULL));
+    /* This task is cancelled: its wait is interrupted, the handle kept. */
+    ASSERT_EQ(weft_join(t, NULL), -EINTR);
+    /* Shielded, the join waits: the child's own outcome. */
+    ASSERT_OK(weft_shield_push());
     ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_OK(weft_shield_pop());
     ASSERT_EQ(ran, 0);
     return NULL;
 }
@@ -267,5 +337,7 @@ TEST(children_of_a_cancelled_task_are_born_cancelled)
 TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep),
           CASE(cancel_after_finish_keeps_result), CASE(cancelled_task_sees_ecanceled_everywhere),
           CASE(shield_defers_cancellation), CASE(deadlines_nest_and_time_out),
-          CASE(join_times_out_and_handle_survives), CASE(cancelled_joiner_returns_ecanceled),
+          CASE(join_times_out_and_handle_survives),
+          CASE(a_cancelled_joiner_gets_eintr_and_keeps_the_handle),
+          CASE(a_cancelled_parent_joining_its_children_can_tell_the_codes_apart),
           CASE(cancel_reaches_the_subtree), CASE(children_of_a_cancelled_task_are_born_cancelled))

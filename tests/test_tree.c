@@ -77,6 +77,63 @@ TEST(orphans_adopt_keeps_children_running)
     run_main_one_worker(&cfg, main_orphans_adopt, NULL);
 }
 
+/* Under WEFT_ORPHANS_ADOPT, a background task's children outlive it as
+ * background work: cancelled when the main task ends, as the background
+ * task would have been. Adopted by the orphan root, they escaped that, and
+ * weft_run waited for them (for ever, for a loop). Two cases: the main
+ * task ends after the background task (its children then belong to the
+ * root), or before it (the background task ends cancelled, and so do
+ * they, at once). */
+static _Atomic int bg_kids_cancelled;
+static _Atomic bool bg_kids_started;
+
+static void *bg_kid_loops(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++) /* 10 s at most */
+        if (weft_sleep_ns(10000000) == -ECANCELED) {
+            atomic_fetch_add(&bg_kids_cancelled, 1);
+            return NULL;
+        }
+    return NULL;
+}
+
+static void *bg_parent(void *arg)
+{
+    ASSERT_OK(weft_spawn(NULL, bg_kid_loops, NULL));
+    ASSERT_OK(weft_spawn(NULL, bg_kid_loops, NULL));
+    ASSERT_OK(weft_yield()); /* they start */
+    atomic_store(&bg_kids_started, true);
+    if (arg) { /* outlive main: its end cancels this one, and then ... */
+        weft_shield_push();
+        weft_sleep_ns(20000000);
+        weft_shield_pop();
+    }
+    return NULL; /* ... the children are adopted */
+}
+
+static void *main_background_orphans(void *arg)
+{
+    weft_task *b;
+    weft_spawn_opts bg = {.flags = WEFT_TASK_BACKGROUND};
+    ASSERT_OK(weft_spawn_ex(&b, &bg, bg_parent, arg));
+    while (!atomic_load(&bg_kids_started) || (!arg && !weft_task_finished(b)))
+        ASSERT_OK(weft_sleep_ns(1000000));
+    weft_detach(b);
+    return NULL;
+}
+
+TEST(background_orphans_are_cancelled_at_shutdown)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    for (intptr_t late = 0; late <= 1; late++) {
+        atomic_store(&bg_kids_cancelled, 0);
+        atomic_store(&bg_kids_started, false);
+        run_main_one_worker(&cfg, main_background_orphans, (void *)late);
+        ASSERT_EQ(atomic_load(&bg_kids_cancelled), 2);
+    }
+}
+
 static void *main_adopt_cancel_children_flag(void *arg)
 {
     weft_task *p;
@@ -627,7 +684,8 @@ TEST(a_child_spawned_as_its_parent_is_cancelled_is_born_cancelled)
     ASSERT_EQ(atomic_load(&race_missed), 0);
 }
 
-TEST_MAIN(CASE(a_defer_that_sleeps_keeps_the_result), CASE(children_spawned_by_a_defer_are_awaited),
+TEST_MAIN(CASE(background_orphans_are_cancelled_at_shutdown),
+          CASE(a_defer_that_sleeps_keeps_the_result), CASE(children_spawned_by_a_defer_are_awaited),
           CASE(cancel_children_under_adopt_awaits_grandchildren),
           CASE(wait_children_in_a_flagged_subtree_waits_for_children_only),
           CASE(background_spawned_after_the_main_task_is_born_cancelled),

@@ -57,9 +57,12 @@ WEFT_API int weft_spawn_ex(weft_task **t, const weft_spawn_opts *o, weft_fn fn, 
  * frees the handle. Returns 0 for a normal finish, -ECANCELED for a task that
  * was cancelled, WEFT_EPANIC for a task that panicked under WEFT_PANIC_CATCH,
  * -ENOMEM for a task that never ran because no stack could be had for it.
- * If the caller itself is cancelled while waiting, returns -ECANCELED, or
- * past its own deadline -ETIMEDOUT, and the handle stays valid (join it
- * again or detach it). In debug builds WEFT_EHANDLE for a handle already
+ * If the caller itself is cancelled while waiting, returns -EINTR, or past
+ * its own deadline -ETIMEDOUT, and the handle stays valid (join it again or
+ * detach it); -ECANCELED is always t's outcome, with the handle freed. (A
+ * cancelled caller joining a child cancelled with it gets either, as the
+ * child ends before or after the caller's wait is interrupted.) In debug
+ * builds WEFT_EHANDLE for a handle already
  * joined or detached. -EPERM outside a task,
  * -EDEADLK when a task joins itself, -EXDEV for a task of another runtime
  * (an executor's, or another weft_run's; the handle stays valid there),

@@ -346,7 +346,11 @@ int weft_join(weft_task *t, void **result)
                 if (!(s & TASK_COMPLETE)) {
                     t->joiner = NULL;
                     weft__task_ref_drop(self); /* no wake will come */
-                    return r;
+                    /* Not -ECANCELED, which is t's outcome when t was
+                     * cancelled, with the handle freed: a cancelled joiner
+                     * (whose cancel also reached its children) could not
+                     * tell whether to detach. */
+                    return r == -ECANCELED ? -EINTR : r;
                 }
                 /* It completed as we gave up: report the real result (its
                  * completion saw the waker bit and drops the reference). */
@@ -694,6 +698,28 @@ static bool may_orphan_children(const weft__runtime *rt, const weft_task *t)
     return true;
 }
 
+/* t's children outlive it (WEFT_ORPHANS_ADOPT). Those of the main task's
+ * work go to the orphan root, which shutdown leaves alone. Those of
+ * background work (a WEFT_TASK_BACKGROUND task's subtree) stay background
+ * work: they go to the root, whose children shutdown cancels, and are
+ * cancelled at once if that has begun; under the orphan root they escaped
+ * it, and weft_run waited for them for ever. Tree lock held. */
+static void adopt_orphans(weft__runtime *rt, weft_task *t)
+{
+    const weft_task *top = t;
+    while (!(top->parent->flags & TASK_F_ROOT))
+        top = top->parent;
+    bool background = top->parent == &rt->root && top != rt->main_task;
+    if (!background) {
+        weft__tree_adopt_children(t, &rt->orphans);
+        return;
+    }
+    bool late = atomic_load_explicit(&rt->main_done, memory_order_relaxed);
+    if (late) /* cancelled as the root's children were when main ended */
+        weft__tree_cancel_children_locked(t);
+    weft__tree_adopt_children(t, &rt->root);
+}
+
 /* Everything of the end of a task but the last switch; returns the worker
  * it ends on (the one it started on, unless it parked and moved). */
 static WEFT_TSAN_CALL weft__worker *finish(weft_task *t, void *result)
@@ -709,7 +735,7 @@ static WEFT_TSAN_CALL weft__worker *finish(weft_task *t, void *result)
             weft__tree_lock(rt);
             kids = t->first_child != NULL;
             if (kids && may_orphan_children(rt, t)) {
-                weft__tree_adopt_children(t, &rt->orphans);
+                adopt_orphans(rt, t);
                 kids = false;
             } else if (kids) {
                 weft__tree_cancel_children_locked(t);
