@@ -59,6 +59,30 @@ static void *sleep_ms(void *arg)
     return (void *)(intptr_t)weft_sleep_ns((uint64_t)(intptr_t)arg * 1000000);
 }
 
+/* A host told INT64_MAX waits on the fd alone; a spawn it makes then must
+ * make the fd readable, or the task would never run. */
+static int ran_after_spawn;
+
+static void *notes_its_run(void *arg)
+{
+    (void)arg;
+    ran_after_spawn = 1;
+    return NULL;
+}
+
+TEST(a_host_spawn_makes_the_fd_readable)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX); /* idle: only the fd */
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, notes_its_run, NULL));
+    struct pollfd p = {.fd = weft_executor_fd(ex), .events = POLLIN};
+    ASSERT_EQ(poll(&p, 1, 0), 1); /* already readable: no waiting */
+    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX);
+    ASSERT_EQ(ran_after_spawn, 1);
+    weft_executor_destroy(ex);
+}
+
 TEST(run_returns_the_next_deadline)
 {
     weft_executor *ex;
@@ -599,11 +623,11 @@ TEST(the_hosts_time_away_is_charged_to_no_task)
 }
 
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
-          CASE(run_reports_a_far_timer_as_no_deadline), CASE(a_huge_budget_is_no_limit),
-          CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
-          CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread),
-          CASE(records_detached_by_the_host_are_reused), CASE(embedded_tasks_do_io),
-          CASE(runtime_spawn_from_another_thread_wakes_the_host),
+          CASE(a_host_spawn_makes_the_fd_readable), CASE(run_reports_a_far_timer_as_no_deadline),
+          CASE(a_huge_budget_is_no_limit), CASE(run_returns_the_next_deadline),
+          CASE(budget_bounds_a_run), CASE(destroy_cancels_and_awaits_everything),
+          CASE(two_executors_on_one_thread), CASE(records_detached_by_the_host_are_reused),
+          CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host),
           CASE(wakes_from_other_threads_wake_the_host), CASE(destroy_refuses_late_outside_spawns),
           CASE(host_thread_blocking_channel_calls_are_refused),
           CASE(destroy_from_a_task_aborts_with_a_message),

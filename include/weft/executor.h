@@ -42,7 +42,8 @@ WEFT_API int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns);
 
 /* Spawns fn(arg) into the executor from the host (its parent is the root).
  * Same options and errors as weft_spawn_ex. The task first runs in the next
- * weft_executor_run. */
+ * weft_executor_run; the spawn makes weft_executor_fd() readable, so a host
+ * that waits on it calls that run. */
 WEFT_API int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_spawn_opts *o,
                                  weft_fn fn, void *arg);
 

@@ -138,6 +138,14 @@ int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_spawn_opts 
     weft__worker_set_self(&ex->worker);
     int r = weft_spawn_ex(t, o, fn, arg);
     weft__worker_set_self(NULL);
+    /* The task waits in the worker's own queue, which nothing else makes
+     * the fd readable for: a host that was told INT64_MAX ("only the fd")
+     * would sleep on it with the task never run. */
+    if (r == 0) {
+        uint64_t one = 1;
+        ssize_t n = write(ex->worker.ring.event_fd, &one, sizeof one);
+        (void)n; /* EAGAIN only: the counter is at its maximum, readable */
+    }
     return r;
 }
 
