@@ -447,6 +447,34 @@ TEST(a_ticker_arms_again_after_its_ticks_run_out)
     run_main_one_worker(NULL, main_ticker_rearms, NULL);
 }
 
+/* The same after a reset: the kernel's TIMEOUT_UPDATE, which the reset
+ * used, makes a multishot timeout repeat for ever, so the ticker was never
+ * armed again (0 TIMEOUTs in 640 ticks) and a closed one's kernel side no
+ * longer ended by itself. */
+static void *main_ticker_reset_rearms(void *arg)
+{
+    (void)arg;
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, 50000000));
+    ASSERT_OK(weft_ticker_reset(t, 100000));
+    uint64_t before[IORING_OP_TIMEOUT + 1], after[IORING_OP_TIMEOUT + 1];
+    ASSERT_EQ(weft_ops_by_opcode(before, IORING_OP_TIMEOUT + 1), IORING_OP_TIMEOUT + 1);
+    for (int i = 0; i < 640; i++)
+        ASSERT_OK(weft_stream_next(t, NULL));
+    ASSERT_EQ(weft_ops_by_opcode(after, IORING_OP_TIMEOUT + 1), IORING_OP_TIMEOUT + 1);
+    /* Armed again every 64 ticks; at the old period, 50 ms, it would be
+     * every 2 (TICKER_ARMING_NS), so this also says the new one took. */
+    uint64_t armings = after[IORING_OP_TIMEOUT] - before[IORING_OP_TIMEOUT];
+    ASSERT_GE(armings, 640 / 64 - 1);
+    ASSERT_LE(armings, 640 / 64 + 2);
+    weft_stream_close(t);
+    return NULL;
+}
+TEST(a_reset_ticker_arms_again_after_its_ticks_run_out)
+{
+    run_main_one_worker(NULL, main_ticker_reset_rearms, NULL);
+}
+
 /* A ticker faster than the worker's loop: its fired tick is off the
  * kernel's list until the next enter's task work re-arms it, so removes
  * and updates find nothing. Its close used to send removes round without
@@ -872,6 +900,7 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(closing_a_stream_with_completions_in_flight),
           CASE(tickers_tick_and_poll_streams_report_readiness),
           CASE(a_ticker_arms_again_after_its_ticks_run_out),
+          CASE(a_reset_ticker_arms_again_after_its_ticks_run_out),
           CASE(a_ticker_faster_than_the_loop_closes), CASE(an_interrupted_pull_loses_no_item),
           CASE(a_task_ending_with_resources_releases_them), CASE(cleanup_errors_are_retried),
           CASE(cleanup_errors_can_be_ignored), CASE(cleanup_gives_up_after_the_retries),

@@ -315,12 +315,12 @@ WEFT_API int weft_read_stream(weft_stream **out, int fd, weft_buf_ring *br);
 WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
 /* A ticker (multishot TIMEOUT): one item every period_ns. */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
-/* Changes a ticker's period (TIMEOUT_REMOVE with IORING_TIMEOUT_UPDATE), from
+/* Changes a ticker's period (its arming is removed and armed again), from
  * the task that opened it (-EPERM for another task, -EXDEV on another
- * worker, -EINVAL for a stream that is no ticker or a period of 0, -EBADF
- * for NULL). A ticker too fast for the update to find it armed (a period of
- * a few microseconds) takes the new period at its next arming instead,
- * after at most 64 ticks (docs/io.md, Tickers). */
+ * worker, -EINVAL for NULL, a stream that is no ticker or a period of 0).
+ * A ticker too fast for the reset to find it armed (a period of a few
+ * microseconds) takes the new period at its next arming instead, after at
+ * most 64 ticks (docs/io.md, Tickers). */
 WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
 /* The next item, for the task that opened the stream (-EPERM for another
  * task, -EXDEV on another worker, -EBADF for NULL,

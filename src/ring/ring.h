@@ -101,8 +101,8 @@ struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op);
 int weft__ring_submit(weft__ring *r);
 /* The same, after running the ring's pending task work, which DEFER_TASKRUN
  * runs only inside a GETEVENTS enter. A multishot timeout that fired is off
- * the kernel's list until that task work re-arms it, and a TIMEOUT_REMOVE or
- * TIMEOUT_UPDATE meanwhile finds nothing (-ENOENT); submitted right after
+ * the kernel's list until that task work re-arms it, and a TIMEOUT_REMOVE
+ * meanwhile finds nothing (-ENOENT); submitted right after
  * the re-arm, it finds the timer unless the period is shorter than the gap
  * between the two system calls. Completions it posts are reaped later. */
 int weft__ring_submit_rearmed(weft__ring *r);

@@ -44,10 +44,11 @@ struct weft_stream {
     unsigned flags; /* accept flags or poll events */
     weft_buf_ring *br;
     struct __kernel_timespec period;
-    bool armed;   /* the kernel side is live: CQEs may still come */
-    bool closing; /* closed by its task: drop what comes */
-    bool eof;     /* recv/read saw end of stream */
-    bool failed;  /* recv/read/poll: an error ended the kernel side */
+    bool armed;     /* the kernel side is live: CQEs may still come */
+    bool closing;   /* closed by its task: drop what comes */
+    bool resetting; /* ticker: its arming was removed for a new period */
+    bool eof;       /* recv/read saw end of stream */
+    bool failed;    /* recv/read/poll: an error ended the kernel side */
     stream_item *q;
     unsigned qcap, qhead, qlen;
     uint64_t dropped; /* accepted connections closed for want of memory */
@@ -122,7 +123,11 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
     stream_item it = {.res = res, .cflags = cflags};
     if (s->kind == STREAM_TICKER && res == -ETIME)
         it.res = 0; /* a tick */
-    if (s->closing) {
+    /* The end of an arming that weft_ticker_reset removed: no item. */
+    bool reset = s->resetting && last && res == -ECANCELED;
+    if (reset)
+        s->resetting = false;
+    if (s->closing || reset) {
         release_item(s, &it);
     } else if (!queue_push(s, it)) {
         s->dropped++;
@@ -135,12 +140,15 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
             weft__cleanup_target_ended(s->w, &s->cleanup); /* may free s */
             return;
         }
-        /* A ticker's arming ran out of ticks: the next one follows at once,
-         * so the ticks keep their pace whether or not the owner pulls.
-         * (Should no SQE be had, the next pull arms it.) */
-        if (s->kind == STREAM_TICKER && res == -ETIME)
+        /* A ticker's arming ran out of ticks, or was removed for a new
+         * period: the next one follows at once, so the ticks keep their
+         * pace whether or not the owner pulls. (Should no SQE be had, the
+         * next pull arms it.) */
+        if (s->kind == STREAM_TICKER && (res == -ETIME || reset))
             (void)arm(s);
     }
+    if (reset)
+        return; /* nothing queued: a waiter waits for the next tick */
     if (s->waiter) {
         weft_task *t = s->waiter;
         s->waiter = NULL;
@@ -349,12 +357,16 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
     set_period(s, period_ns);
     if (!s->armed)
         return 0; /* the next pull arms it with the new period */
-    /* -ENOENT while still armed: the ticker fired and sits between two
-     * shots until task work re-arms it (DEFER_TASKRUN); the update goes in
-     * right after that task work has run (weft__ring_submit_rearmed). A
-     * ticker faster than that round trip may never be found: after a few
-     * tries its period changes at its next arming instead (after at most
-     * TICKER_ARMING ticks), which reads s->period. */
+    /* The arming is removed, and its last CQE (-ECANCELED) arms the next
+     * one with the new period (on_cqe). Not TIMEOUT_UPDATE: the kernel's
+     * update makes a multishot timeout repeat for ever, and a closed
+     * ticker's kernel side would then no longer end by itself. -ENOENT
+     * while still armed: the ticker fired and sits between two shots until
+     * task work re-arms it (DEFER_TASKRUN); the remove goes in right after
+     * that task work has run (weft__ring_submit_rearmed). A ticker faster
+     * than that round trip may never be found: after a few tries its period
+     * changes at its next arming instead (after at most TICKER_ARMING
+     * ticks), which reads s->period. */
     int r = -ENOENT;
     for (int tries = 0; r == -ENOENT && s->armed && tries < 8; tries++) {
         weft__io io;
@@ -362,10 +374,12 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
         struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_TIMEOUT_REMOVE, &err);
         if (!sqe)
             return err;
-        /* The kernel copies the new period at submission; s->period lives on. */
-        io_uring_prep_timeout_update(sqe, &s->period, (uint64_t)(uintptr_t)&s->op, 0);
+        io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&s->op, 0);
+        s->resetting = true;
         weft__ring_submit_rearmed(&w->ring);
         r = weft__io_wait(&io);
+        if (r != 0)
+            s->resetting = false; /* nothing removed: no such CQE comes */
     }
     return r == -ENOENT ? 0 : r;
 }
