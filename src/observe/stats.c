@@ -22,7 +22,7 @@ static void fill_worker(const weft__worker *w, weft_stats *out)
     out->tasks_panicked = w->count.panicked;
     /* Tasks woken away to other workers since this one last looked. */
     out->tasks_live =
-        w->owned - atomic_load_explicit(&w->woken_away, memory_order_relaxed) - w->owned_uncounted;
+        weft__worker_program_tasks(w) - atomic_load_explicit(&w->woken_away, memory_order_relaxed);
     out->context_switches = w->count.switches;
     out->parks = w->count.parks;
     out->stacks_live = weft__stack_pool_live(&w->stacks);

@@ -228,9 +228,12 @@ static unsigned finish_round(weft__worker *w, job *jobs, unsigned n)
     return again;
 }
 
-static uint64_t user_tasks_live(const weft__worker *w)
+/* No task of the program is left to queue more cleanup, and no stream is
+ * still winding down (its last CQEs must be reaped before the ring goes):
+ * the maintenance task may end. */
+static bool nothing_left(const weft__worker *w)
 {
-    return weft__worker_live_tasks(w) - (w->maint ? 1 : 0);
+    return weft__worker_program_tasks(w) == 0 && w->streams_live == w->streams_abandoned;
 }
 
 static void *maintenance_main(void *arg)
@@ -264,7 +267,7 @@ static void *maintenance_main(void *arg)
         /* Nothing queued. Streams still winding down may queue nothing
          * more, but their last CQEs must be reaped before the ring goes:
          * stay until they are, and until no user task could queue more. */
-        if (user_tasks_live(w) == 0 && w->streams_live == w->streams_abandoned)
+        if (nothing_left(w))
             break;
         w->maint_waiting = true;
         weft__task_park();
@@ -316,7 +319,6 @@ void weft__maintenance_idle(weft__worker *w)
         wake_maintenance(w);
         return;
     }
-    if (w->maint && w->maint_waiting && user_tasks_live(w) == 0 &&
-        w->streams_live == w->streams_abandoned)
+    if (w->maint && w->maint_waiting && nothing_left(w))
         weft__task_wake(w->maint);
 }

@@ -141,17 +141,14 @@ int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_spawn_opts 
     /* The task waits in the worker's own queue, which nothing else makes
      * the fd readable for: a host that was told INT64_MAX ("only the fd")
      * would sleep on it with the task never run. */
-    if (r == 0) {
-        uint64_t one = 1;
-        ssize_t n = write(ex->worker.ring.event_fd, &one, sizeof one);
-        (void)n; /* EAGAIN only: the counter is at its maximum, readable */
-    }
+    if (r == 0)
+        weft__eventfd_signal(ex->worker.ring.event_fd);
     return r;
 }
 
 uint64_t weft_executor_tasks(const weft_executor *ex)
 {
-    return ex ? weft__worker_live_tasks(&ex->worker) - ex->worker.owned_uncounted : 0;
+    return ex ? weft__worker_program_tasks(&ex->worker) : 0;
 }
 
 void weft_executor_destroy(weft_executor *ex)

@@ -145,9 +145,7 @@ static int helper_start(void)
 static void helper_stop(hub_helper *h)
 {
     atomic_store(&h->stop, true);
-    uint64_t one = 1;
-    ssize_t n = write(h->efd, &one, sizeof one);
-    (void)n;
+    weft__eventfd_signal(h->efd);
     pthread_join(h->thread, NULL);
     /* notify_fd no longer names h->efd, but a handler may have loaded it
      * just before: wait until none is inside before the number can be

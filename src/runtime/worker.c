@@ -246,9 +246,7 @@ static void arm_wake_read(weft__worker *w)
     w->wake_armed = true;
 }
 
-/* Adds 1 to an eventfd. A failure can only be EAGAIN, a counter already
- * at its maximum: readable anyway. */
-static void eventfd_signal(int fd)
+void weft__eventfd_signal(int fd)
 {
     uint64_t one = 1;
     ssize_t n = write(fd, &one, sizeof one);
@@ -257,7 +255,7 @@ static void eventfd_signal(int fd)
 
 static void eventfd_wake(weft__worker *to)
 {
-    eventfd_signal(to->wake_fd);
+    weft__eventfd_signal(to->wake_fd);
 }
 
 /* Ends `to`'s wait in io_uring_enter if it is parked there (or about to
@@ -273,7 +271,7 @@ static void eventfd_wake(weft__worker *to)
 static void notify(weft__worker *to)
 {
     if (to->rt->embedded && to->ring.event_fd >= 0)
-        eventfd_signal(to->ring.event_fd);
+        weft__eventfd_signal(to->ring.event_fd);
     if (!atomic_load_explicit(&to->parked, memory_order_seq_cst) ||
         !atomic_exchange_explicit(&to->parked, 0, memory_order_seq_cst))
         return;
@@ -635,7 +633,7 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
     if (rt->embedded)
         /* The host loop sleeps on the executor's fd: make it readable, so
          * that it calls weft_executor_run, which takes the request. */
-        eventfd_signal(rt->workers[0].ring.event_fd);
+        weft__eventfd_signal(rt->workers[0].ring.event_fd);
     for (unsigned i = 0; !rt->embedded && i < rt->nworkers; i++) {
         weft__worker *w = &rt->workers[i];
         if (atomic_load_explicit(&w->parked, memory_order_seq_cst)) {
@@ -1252,6 +1250,11 @@ void weft__worker_start(weft__worker *w)
 uint64_t weft__worker_live_tasks(const weft__worker *w)
 {
     return w->owned;
+}
+
+uint64_t weft__worker_program_tasks(const weft__worker *w)
+{
+    return w->owned - w->owned_uncounted;
 }
 
 int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool embedded)

@@ -256,7 +256,13 @@ uint64_t weft__worker_next_deadline(const weft__worker *w);
  * embedded executor's host may have been away for a long time, and that
  * time is no task's. */
 void weft__worker_sync_clock(weft__worker *w);
+/* Live tasks w owns: all of them, and the program's (the runtime's own,
+ * TASK_F_UNCOUNTED, left out). */
 uint64_t weft__worker_live_tasks(const weft__worker *w);
+uint64_t weft__worker_program_tasks(const weft__worker *w);
+/* Adds 1 to an eventfd. A failure can only be EAGAIN, a counter already
+ * at its maximum: readable anyway. */
+void weft__eventfd_signal(int fd);
 /* Whether the running task's worker may keep t, a parked task of another
  * worker that its owner marked TASK_WAKE_MOVABLE, when it wakes t. */
 bool weft__worker_may_keep(const weft_task *t);
