@@ -146,9 +146,10 @@ static void *abort_panicker(void *arg)
     weft_panic("fatal thing %s", "happened");
 }
 
+/* Spawns abort_panicker as a task named by arg. */
 static void *main_abort(void *arg)
 {
-    weft_spawn_opts o = {.name = "doomed"};
+    weft_spawn_opts o = {.name = arg};
     weft_task *t;
     ASSERT_OK(weft_spawn_ex(&t, &o, abort_panicker, NULL));
     weft_join(t, NULL);
@@ -157,23 +158,14 @@ static void *main_abort(void *arg)
 
 static void run_abort(void)
 {
-    weft_run(NULL, main_abort, NULL, NULL);
+    weft_run(NULL, main_abort, "doomed", NULL);
 }
 
 /* The name keeps the report on one line: control characters and the
  * quote show as '?', as in the task dump. */
-static void *main_abort_odd_name(void *arg)
-{
-    weft_spawn_opts o = {.name = "it's\ndoomed"};
-    weft_task *t;
-    ASSERT_OK(weft_spawn_ex(&t, &o, abort_panicker, NULL));
-    weft_join(t, NULL);
-    return NULL;
-}
-
 static void run_abort_odd_name(void)
 {
-    weft_run(NULL, main_abort_odd_name, NULL, NULL);
+    weft_run(NULL, main_abort, "it's\ndoomed", NULL);
 }
 
 TEST(panic_aborts_by_default)

@@ -29,6 +29,16 @@ static void run_workers(unsigned workers, weft_fn fn, void *arg)
     run_main(&cfg, fn, arg);
 }
 
+/* Runs fn(arg) as a STICKY child, which stays on this worker, and checks
+ * that it returned normally. */
+static void run_sticky(weft_fn fn, void *arg)
+{
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, fn, arg));
+    ASSERT_OK(weft_join(t, NULL));
+}
+
 /* Sleeps in short steps until cond holds; fails after LIMIT_NS. */
 #define WAIT_UNTIL(cond)                                                                           \
     do {                                                                                           \
@@ -630,10 +640,7 @@ static void *sticky_task(void *arg)
 
 static void *main_sticky(void *arg)
 {
-    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
-    weft_task *t;
-    ASSERT_OK(weft_spawn_ex(&t, &o, sticky_task, NULL));
-    ASSERT_OK(weft_join(t, NULL));
+    run_sticky(sticky_task, NULL);
     return NULL;
 }
 
@@ -724,10 +731,7 @@ static void *main_timers_move(void *arg)
     while (round < 3 || (atomic_load(&n.moved) == 0 && round < 30)) {
         atomic_store(&n.asleep, 0);
         atomic_store(&n.done, 0);
-        weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
-        weft_task *t;
-        ASSERT_OK(weft_spawn_ex(&t, &o, nap_parent, &n));
-        ASSERT_OK(weft_join(t, NULL));
+        run_sticky(nap_parent, &n);
         round++;
     }
     printf("     %d of %d early-woken sleepers moved\n", atomic_load(&n.moved), round * NAPPERS);
@@ -1687,10 +1691,7 @@ static void *join_racer(void *arg)
 static void *main_join_race(void *arg)
 {
     (void)arg;
-    weft_task *t;
-    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
-    ASSERT_OK(weft_spawn_ex(&t, &o, join_racer, NULL));
-    ASSERT_OK(weft_join(t, NULL));
+    run_sticky(join_racer, NULL);
     return NULL;
 }
 
@@ -2776,10 +2777,7 @@ static void *many_every_worker_calls(void *arg)
 static void *main_many_every_worker_calls(void *arg)
 {
     (void)arg;
-    weft_spawn_opts sticky = {.flags = WEFT_TASK_STICKY};
-    weft_task *t;
-    ASSERT_OK(weft_spawn_ex(&t, &sticky, many_every_worker_calls, NULL));
-    ASSERT_OK(weft_join(t, NULL));
+    run_sticky(many_every_worker_calls, NULL);
     return NULL;
 }
 TEST(every_worker_calls_leave_the_stack_pools_as_they_were)
@@ -2881,10 +2879,7 @@ static void *sticky_buffers_unregister(void *arg)
 
 static void *main_buffers_unregister_fails_half_way(void *arg)
 {
-    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
-    weft_task *t;
-    ASSERT_OK(weft_spawn_ex(&t, &o, sticky_buffers_unregister, arg));
-    ASSERT_OK(weft_join(t, NULL));
+    run_sticky(sticky_buffers_unregister, arg);
     return NULL;
 }
 TEST(an_unregister_that_failed_half_way_can_be_retried)
