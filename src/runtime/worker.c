@@ -260,21 +260,21 @@ static void eventfd_wake(weft__worker *to)
 
 /* Ends `to`'s wait in io_uring_enter if it is parked there (or about to
  * be: it sets `parked` before it looks at its remote stacks one last
- * time). A worker posts a CQE on to's ring with MSG_RING; any other thread
- * writes to's eventfd.
+ * time); false when it was not, or another thread rang it first. A worker posts a CQE on to's ring
+ * with MSG_RING; any other thread writes to's eventfd.
  *
  * An embedded worker's host loop sleeps on weft_executor_fd instead, and
  * never sets `parked`: make that fd readable, so that the host calls
  * weft_executor_run, whose poll takes the wake. (Only destroy's loop parks
  * in io_uring_enter, which a write to that fd does not end: the parked
  * path below still serves it.) */
-static void notify(weft__worker *to)
+static bool notify(weft__worker *to)
 {
     if (to->rt->embedded && to->ring.event_fd >= 0)
         weft__eventfd_signal(to->ring.event_fd);
     if (!atomic_load_explicit(&to->parked, memory_order_seq_cst) ||
         !atomic_exchange_explicit(&to->parked, 0, memory_order_seq_cst))
-        return;
+        return false;
     weft__worker *self = weft__worker_self();
     if (self && self->rt == to->rt && !to->rt->embedded) {
         self->woke_parked = true; /* see hunt() */
@@ -292,11 +292,12 @@ static void notify(weft__worker *to)
             int n = io_uring_submit(&self->ring.uring);
             if (n >= 0) {
                 self->count.wakes_msg_ring++;
-                return;
+                return true;
             }
         }
     }
     eventfd_wake(to);
+    return true;
 }
 
 /* A MSG_RING to a parked worker failed in the kernel: wake it the other
@@ -636,10 +637,10 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
         weft__eventfd_signal(rt->workers[0].ring.event_fd);
     for (unsigned i = 0; !rt->embedded && i < rt->nworkers; i++) {
         weft__worker *w = &rt->workers[i];
-        if (atomic_load_explicit(&w->parked, memory_order_seq_cst)) {
-            notify(w);
+        /* One that another thread rang first takes that thread's work:
+         * try the next. */
+        if (notify(w))
             break;
-        }
     }
     pthread_mutex_unlock(&rt->inject_lock);
     return 0;
@@ -1049,9 +1050,13 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
          * and before the store above would wait for an unrelated wake (or
          * for ever, with no timer or op to end the park). */
         if (!weft__sched_empty(&w->sched) || runtime_done(w) ||
-            atomic_load_explicit(&w->rt->inject_pending, memory_order_seq_cst))
+            atomic_load_explicit(&w->rt->inject_pending, memory_order_seq_cst)) {
             timeout_ns = 0;
-        else
+            /* At once: weft_runtime_spawn rings one worker it sees parked,
+             * and one that goes back to its own queue would leave the
+             * request to its next inject look while another sleeps. */
+            atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
+        } else
             w->count.parks++;
     }
     int r = weft__ring_wait(&w->ring, timeout_ns);
