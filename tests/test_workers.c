@@ -2937,6 +2937,62 @@ TEST(a_worker_woken_for_an_outside_spawn_is_no_longer_hungry)
     run_workers(2, main_outside_spawn_hunger, NULL);
 }
 
+/* weft_buffers_register when the errand to one worker cannot be spawned,
+ * and then no errand can take the buffers back off the others: -ENOMEM,
+ * and no slot number for the caller to release. weft must release what is
+ * left itself, at the next change; before, the slot stayed taken for
+ * good on the ring that had it. */
+static unsigned rings_holding_slot0(void)
+{
+    weft__runtime *rt = weft__worker_self()->rt;
+    unsigned n = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n += rt->workers[i].ring.buffer_used[0] != 0;
+    return n;
+}
+
+static void *sticky_buffers_register_undo_fails(void *arg)
+{
+    (void)arg;
+    fixed_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fixed_fd, 0);
+    struct iovec iov = {fixed_buf, sizeof fixed_buf};
+    int slot = weft_buffers_register(&iov, 1);
+    if (slot == -ENXIO)
+        SKIP("the kernel made no registered-buffer table");
+    ASSERT_EQ(slot, 0);
+    ASSERT_OK(weft_buffers_unregister(0, 1));
+    /* The errand to one worker is spawned, the one to the other is not,
+     * and nothing after: the undoing cannot reach the first. */
+    weft__fault_arm_from(WEFT_FAULT_ALLOC, 2);
+    int r = weft_buffers_register(&iov, 1);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_EQ(r, -ENOMEM);
+    ASSERT_GE(rings_holding_slot0(), 1u);
+    ASSERT_EQ(weft_buffers_unregister(0, 1), -EINVAL); /* not the caller's */
+    /* That call released the orphan: slot 0 is free everywhere. */
+    ASSERT_EQ(rings_holding_slot0(), 0u);
+    ASSERT_EQ(weft_buffers_register(&iov, 1), 0);
+    ASSERT_EQ(weft__on_every_worker(read_fixed_here, NULL), 0); /* 16 on each */
+    ASSERT_OK(weft_buffers_unregister(0, 1));
+    ASSERT_EQ(weft__on_every_worker(read_fixed_here, NULL), -EFAULT);
+    close(fixed_fd);
+    return NULL;
+}
+
+static void *main_buffers_register_undo_fails(void *arg)
+{
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, sticky_buffers_register_undo_fails, arg));
+    ASSERT_OK(weft_join(t, NULL));
+    return NULL;
+}
+TEST(a_register_whose_undoing_failed_leaves_no_slot_taken)
+{
+    run_workers(3, main_buffers_register_undo_fails, NULL);
+}
+
 /* Both workers idle, so both are hungry. Worker 0's park ends when the main
  * task's sleep is due: the main task runs, and worker 0 must no longer
  * count as hungry (it used to stay counted until its next poll, which kept
@@ -2971,6 +3027,7 @@ TEST(a_timer_due_during_the_idle_spin_ends_the_hunger)
 }
 
 TEST_MAIN(CASE(op_in_flight_pins_task), CASE(an_unregister_that_failed_half_way_can_be_retried),
+          CASE(a_register_whose_undoing_failed_leaves_no_slot_taken),
           CASE(direct_descriptor_pins_task),
           CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),
           CASE(ring_bound_objects_refuse_the_wrong_task_or_worker), CASE(stream_pins_task),

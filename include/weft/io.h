@@ -244,7 +244,9 @@ WEFT_API int weft_ring_fd(void);
  * slot, or -EPERM outside a task, -EINVAL for NULL iov or n == 0, -ENXIO
  * when the rings have no buffer table (the kernel refused to make one),
  * -ENOSPC when no n free slots follow each other, -ENOMEM, or the
- * kernel's error for a buffer it refuses (then no slot is taken). */
+ * kernel's error for a buffer it refuses. On an error no slot is yours:
+ * if a ring could not be reached to take the buffers back off, weft
+ * releases them there at the next register or unregister call. */
 WEFT_API int weft_buffers_register(const struct iovec *iov, unsigned n);
 /* Releases slots [first, first + n): 0, -EPERM outside a task, -EINVAL
  * when one of them is not registered, or -ENOMEM when another worker could

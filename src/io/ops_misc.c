@@ -195,6 +195,8 @@ int weft_direct_from_fd(int fd)
 /* Registered buffers belong to every worker's ring at the same slots, so a
  * task may use them wherever it runs: each change is made on every ring,
  * each ring's on its own thread (SINGLE_ISSUER), one change at a time. */
+enum { BUFFER_USED = 1, BUFFER_ORPHAN = 2 };
+
 typedef struct buffers_change {
     const struct iovec *iov; /* NULL: unregister */
     unsigned first, n;
@@ -217,7 +219,7 @@ static int buffers_apply(weft__worker *w, void *arg)
                                                            c->iov + ret, NULL, 1);
             return err < 0 ? err : -EFAULT;
         }
-        memset(r->buffer_used + c->first, 1, c->n);
+        memset(r->buffer_used + c->first, BUFFER_USED, c->n);
         return 0;
     }
     struct iovec empty[16];
@@ -259,6 +261,53 @@ static bool slot_used_anywhere(weft__runtime *rt, unsigned s)
     return false;
 }
 
+/* A registration failed on some ring, and so did taking it back off the
+ * others: the user got an error and no slot number, so nobody else could
+ * ever release what is left. Mark it for release_orphans. */
+static void mark_orphans(weft__runtime *rt, unsigned first, unsigned n)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__ring *r = &rt->workers[i].ring;
+        for (unsigned s = first; s < first + n && s < r->buffer_slots; s++)
+            if (r->buffer_used[s])
+                r->buffer_used[s] = BUFFER_ORPHAN;
+    }
+    rt->buffers_orphaned = true;
+}
+
+static bool slot_orphaned(weft__runtime *rt, unsigned s)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        const weft__ring *r = &rt->workers[i].ring;
+        if (s < r->buffer_slots && r->buffer_used[s] == BUFFER_ORPHAN)
+            return true;
+    }
+    return false;
+}
+
+/* Before each change, under buffers_lock: unregister every run of orphaned
+ * slots on every ring. What fails again waits for the next change. */
+static void release_orphans(weft__runtime *rt, const weft__ring *r)
+{
+    if (!rt->buffers_orphaned)
+        return;
+    bool left = false;
+    for (unsigned s = 0; s < r->buffer_slots;) {
+        if (!slot_orphaned(rt, s)) {
+            s++;
+            continue;
+        }
+        unsigned end = s + 1;
+        while (end < r->buffer_slots && slot_orphaned(rt, end))
+            end++;
+        buffers_change c = {NULL, s, end - s};
+        if (weft__on_every_worker(buffers_apply, &c) < 0)
+            left = true;
+        s = end;
+    }
+    rt->buffers_orphaned = left;
+}
+
 int weft_buffers_register(const struct iovec *iov, unsigned n)
 {
     weft__worker *w = weft__worker_self();
@@ -272,6 +321,7 @@ int weft_buffers_register(const struct iovec *iov, unsigned n)
     buffers_lock(rt);
     /* First fit: n consecutive free slots (the same on every ring). */
     weft__ring *r = &weft__worker_self()->ring;
+    release_orphans(rt, r);
     unsigned run = 0, first = 0;
     for (unsigned s = 0; s < r->buffer_slots && run < n; s++) {
         if (slot_used_anywhere(rt, s)) {
@@ -288,7 +338,8 @@ int weft_buffers_register(const struct iovec *iov, unsigned n)
         if (ret < 0) {
             /* Some rings may have them: take them back off every ring. */
             c.iov = NULL;
-            (void)weft__on_every_worker(buffers_apply, &c);
+            if (weft__on_every_worker(buffers_apply, &c) < 0)
+                mark_orphans(rt, first, n);
         } else {
             ret = (int)first;
         }
@@ -305,12 +356,13 @@ int weft_buffers_unregister(unsigned first, unsigned n)
     weft__runtime *rt = w->rt;
     buffers_lock(rt);
     weft__ring *r = &weft__worker_self()->ring;
+    release_orphans(rt, r);
     int ret = 0;
     if (n == 0 || first >= r->buffer_slots || n > r->buffer_slots - first)
         ret = -EINVAL;
     for (unsigned s = first; ret == 0 && s < first + n; s++)
-        if (!slot_used_anywhere(rt, s))
-            ret = -EINVAL;
+        if (!slot_used_anywhere(rt, s) || slot_orphaned(rt, s))
+            ret = -EINVAL; /* an orphan is weft's to release, see above */
     if (ret == 0) {
         buffers_change c = {NULL, first, n};
         ret = weft__on_every_worker(buffers_apply, &c);

@@ -34,7 +34,10 @@ typedef struct weft__ring {
     uint64_t supported[WEFT__MAX_OPCODES / 64]; /* opcode bitmap from the probe */
     unsigned direct_slots;                      /* size of the registered (sparse) file table */
     unsigned buffer_slots;                      /* size of the registered (sparse) buffer table */
-    unsigned char *buffer_used;      /* by buffer slot: registered by weft_buffers_register */
+    /* By buffer slot: 0 free, BUFFER_USED registered by
+     * weft_buffers_register, BUFFER_ORPHAN left by a registration that
+     * failed (io/ops_misc.c). */
+    unsigned char *buffer_used;
     uint64_t ops[WEFT__MAX_OPCODES]; /* ops issued, by opcode */
     /* By opcode: ops whose last CQE was reaped, and CQEs with -ECANCELED /
      * with another negative result. */

@@ -191,6 +191,10 @@ typedef struct weft__runtime {
     struct weft__inject *inject_head, *inject_tail;
     _Atomic unsigned inject_pending;
     _Atomic bool buffers_busy; /* a registered-buffer change is under way */
+    /* Some ring holds a buffer of a registration that failed and whose
+     * undoing failed too (BUFFER_ORPHAN slots): the next change under
+     * buffers_busy releases it. */
+    bool buffers_orphaned;
 
     /* Services started on first use, guarded by lazy_lock: the blocking
      * pool (runtime/blocking.c) and signal waiting (runtime/signal.c).
