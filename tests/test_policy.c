@@ -1436,6 +1436,38 @@ TEST(fault_heap_overflow_keeps_tasks)
     check_no_leaks();
 }
 
+TEST(fault_overflow_with_an_empty_heap_is_not_starved_by_the_lane)
+{
+    /* The first out-of-order push finds no heap array and cannot make
+     * one: that task overflows. New spawns keep the lane from draining,
+     * yet it must come out in key order, not after the lane. */
+    pol q = pol_open(&weft_policy_arrival_fifo, NULL);
+    weft_sched_entity a, b, c, x, y;
+    mk(&a, 1, 0, 10);
+    mk(&b, 2, 0, 20);
+    mk(&c, 3, 0, 30);
+    mk(&x, 4, 0, 5);
+    mk(&y, 5, 0, 6);
+    /* In lane order first, so that all but the heap array is allocated. */
+    push(&q, &x);
+    push(&q, &y);
+    push(&q, &a);
+    EXPECT_NEXT(&q, &x, &y, &a);
+    push(&q, &a);
+    push(&q, &b);
+    weft__fault_arm_from(WEFT_FAULT_ALLOC, 1);
+    push(&q, &x); /* below the lane's tail: to the heap, which cannot be made */
+    push(&q, &c);
+    ASSERT(pop(&q) == &x); /* still no heap: x against the lane's head */
+    push(&q, &y);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT(pop(&q) == &y); /* the heap can be made now: y goes there */
+    EXPECT_NEXT(&q, &a, &b, &c);
+    ASSERT(pop(&q) == NULL);
+    pol_close(&q);
+    check_no_leaks();
+}
+
 /* ---- cost, printed for information ------------------------------------ */
 
 static double now_ns(void)
@@ -1525,4 +1557,4 @@ TEST_MAIN(CASE(vtables_complete), CASE(runnable_fifo_order_and_repush), CASE(run
           CASE(stress_arrival_fifo), CASE(stress_las), CASE(stress_qlas),
           CASE(fault_sweep_arrival_fifo), CASE(fault_sweep_las), CASE(fault_sweep_qlas),
           CASE(fault_record_falls_back_to_zero_service), CASE(fault_heap_overflow_keeps_tasks),
-          CASE(cost_printed))
+          CASE(fault_overflow_with_an_empty_heap_is_not_starved_by_the_lane), CASE(cost_printed))

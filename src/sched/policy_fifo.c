@@ -15,9 +15,10 @@
  * The heap is an array of {key, entity} owned by the state, the entity's
  * index kept in link[0] so that remove is O(log n). When the array cannot
  * grow, push puts the task on an overflow list instead of losing it; each
- * heap pop moves one overflowed task into the slot it freed, and the list is
- * popped from only when lane and heap are empty. So under memory pressure
- * overflowed tasks may run later than their key says, but every task runs.
+ * heap pop moves one overflowed task into the slot it freed; with the heap
+ * empty, a pop tries to grow it again, else the oldest overflowed task
+ * competes with the lane's head. So under memory pressure overflowed tasks
+ * may run later than their key says, but every task runs.
  *
  * A group's first arrival is the spawned_ns of the first of its tasks this
  * policy saw (pushed), kept while any of its tasks seen here is live (not
@@ -312,9 +313,33 @@ static void arrival_push(void *state, weft_sched_entity *e)
         list_append(&s->overflow, e, WHERE_OVERFLOW);
 }
 
+/* With the heap empty, nothing moves overflowed tasks into it (heap pops
+ * do): give them another try at the room, and let the oldest of those
+ * that get none compete with the lane's head, or a steady stream of
+ * spawns would keep them waiting for the lane to drain. */
+static weft_sched_entity *take_overflow_before_lane(arrival_state *s)
+{
+    weft_sched_entity *waiting;
+    while ((waiting = s->overflow.head) && heap_reserve(s)) {
+        list_unlink(&s->overflow, waiting);
+        heap_insert(s, waiting);
+    }
+    weft_sched_entity *lane = s->lane.head;
+    if (!waiting || s->size > 0 ||
+        (lane && !key_less(key_of(waiting), waiting, key_of(lane), lane)))
+        return NULL;
+    list_unlink(&s->overflow, waiting);
+    return waiting;
+}
+
 static weft_sched_entity *arrival_pop(void *state)
 {
     arrival_state *s = state;
+    if (s->overflow.head && s->size == 0) {
+        weft_sched_entity *e = take_overflow_before_lane(s);
+        if (e)
+            return e;
+    }
     weft_sched_entity *lane = s->lane.head;
     if (lane && (s->size == 0 || key_less(key_of(lane), lane, s->heap[0].key, s->heap[0].e))) {
         list_unlink(&s->lane, lane);
