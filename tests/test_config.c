@@ -339,6 +339,10 @@ TEST(worker_counts)
     /* 0: $WEFT_WORKERS, checked like the field. */
     with_env("WEFT_WORKERS", "4", four_workers_from_env);
     with_env("WEFT_WORKERS", "many", bad_workers_env_refused);
+    /* strtoul would read each of these as a count. */
+    with_env("WEFT_WORKERS", "-18446744073709551615", bad_workers_env_refused);
+    with_env("WEFT_WORKERS", " 2", bad_workers_env_refused);
+    with_env("WEFT_WORKERS", "+2", bad_workers_env_refused);
 }
 
 static void *spawn_on_queue(void *arg)

@@ -76,8 +76,12 @@ static int resolve_workers(weft__runtime *rt)
     if (n == 0) {
         const char *env = getenv("WEFT_WORKERS");
         if (env && *env) {
-            char *end;
-            unsigned long v = strtoul(env, &end, 10);
+            /* Digits only: strtoul would take blanks and a sign, and
+             * "-18446744073709551615" would read as 1. */
+            char *end = (char *)env;
+            unsigned long v = 0;
+            if (*env >= '0' && *env <= '9')
+                v = strtoul(env, &end, 10);
             if (*end || v == 0 || v > 1024)
                 return weft__config_reject("WEFT_WORKERS: \"%s\" is not a number in 1..1024", env);
             n = (unsigned)v;
