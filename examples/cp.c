@@ -14,13 +14,18 @@
  *    write comes back -ECANCELED) and the bytes that were read are written
  *    on their own; a short write is finished the same way;
  *  - a clean stop: SIGINT/SIGTERM cancel the copy job (and with it every
- *    copier and the ops they have in flight), and the partial DST is removed.
+ *    copier and the ops they have in flight), and a partial DST that the
+ *    copy created is removed.
  *
  * usage: weft_cp SRC DST
  *   Copies the regular file SRC to DST (or into DST/ when DST is a
- *   directory), gives DST the mode of SRC and fsyncs it. Exits 0 on success,
- *   1 after an error ("weft_cp: <path>: <reason>"), 128 + the signal number
- *   when interrupted.
+ *   directory) and fsyncs it. As with cp(1), a new DST gets the permission
+ *   bits of SRC less the umask (never set-user-ID, set-group-ID or sticky),
+ *   and an existing DST keeps its mode and owner and is overwritten in
+ *   place: a failed copy removes a DST it created, and leaves an existing
+ *   one partly overwritten. Exits 0 on success, 1 after an error
+ *   ("weft_cp: <path>: <reason>"), 128 + the signal number when
+ *   interrupted.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -49,7 +54,7 @@ typedef struct copy {
     uint64_t end;  /* where SRC ended: size, or less if it shrank meanwhile */
     char *buffers[COPIERS];
     unsigned first_slot; /* buffers[i] is registered buffer first_slot + i */
-    bool dst_written;    /* DST was opened (created or truncated) by us */
+    bool dst_created;    /* DST did not exist: a failed copy removes it */
     int err;             /* the first error (-errno), 0 if none */
     const char *err_path;
     const char *err_text; /* what to print instead of strerror(-err) */
@@ -247,20 +252,26 @@ static int open_dst(copy *c, const struct statx *src, char *path, size_t path_si
     if (r == 0 && st.stx_ino == src->stx_ino && st.stx_dev_major == src->stx_dev_major &&
         st.stx_dev_minor == src->stx_dev_minor)
         return fail_text(c, c->dst_path, "the same file as the source");
-    c->dst = weft_openat(AT_FDCWD, c->dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                         src->stx_mode & 07777);
+    /* As cp(1) does: a new DST gets SRC's permission bits, less the umask
+     * (which open applies) and less set-user-ID, set-group-ID and sticky;
+     * an existing one keeps its mode and owner and is overwritten in place.
+     * Only a DST made here is removed when the copy fails: an existing
+     * file, perhaps someone else's, is never deleted. */
+    c->dst = weft_openat(AT_FDCWD, c->dst_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                         src->stx_mode & 0777);
+    if (c->dst >= 0)
+        c->dst_created = true;
+    else if (c->dst == -EEXIST)
+        c->dst = weft_openat(AT_FDCWD, c->dst_path, O_WRONLY | O_TRUNC | O_CLOEXEC, 0);
     if (c->dst < 0)
         return fail(c, c->dst_path, c->dst);
-    c->dst_written = true; /* from here on, a failed copy removes it */
     return 0;
 }
 
-/* Gives DST its final length and SRC's mode, and makes it durable. */
-static int finish_dst(copy *c, mode_t mode)
+/* Gives DST its final length and makes it durable. */
+static int finish_dst(copy *c)
 {
     if (c->end < c->size && ftruncate(c->dst, (off_t)c->end) < 0)
-        return fail(c, c->dst_path, -errno);
-    if (fchmod(c->dst, mode & 07777) < 0) /* the umask applied at creation */
         return fail(c, c->dst_path, -errno);
     int r = weft_fsync(c->dst, 0);
     return r < 0 ? fail(c, c->dst_path, r) : 0;
@@ -292,7 +303,7 @@ static int copy_file(app *a, copy *c, char *dst_path, size_t dst_path_size)
     c->first_slot = (unsigned)r;
     r = run_copy(a, c);
     weft_buffers_unregister(c->first_slot, COPIERS);
-    return r < 0 ? r : finish_dst(c, st.stx_mode);
+    return r < 0 ? r : finish_dst(c);
 }
 
 static void *app_main(void *arg)
@@ -304,7 +315,9 @@ static void *app_main(void *arg)
     int status = 0;
     if (r == -ECANCELED && a->signo) {
         fprintf(stderr, "weft_cp: %s%s\n", strsignal(a->signo),
-                c.dst_written ? ", partial copy removed" : "");
+                c.dst_created ? ", partial copy removed"
+                : c.dst >= 0  ? ", the existing DST is left partly overwritten"
+                              : "");
         status = 128 + a->signo;
     } else if (r < 0) {
         fprintf(stderr, "weft_cp: %s: %s\n", c.err_path,
@@ -313,7 +326,7 @@ static void *app_main(void *arg)
     }
     if (c.dst >= 0)
         weft_close(c.dst);
-    if (status != 0 && c.dst_written)
+    if (status != 0 && c.dst_created)
         weft_unlinkat(AT_FDCWD, c.dst_path, 0);
     if (c.src >= 0)
         weft_close(c.src);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cp_smoke.sh - smoke test of weft_cp (examples/cp.c): files of several sizes
-# compared with cmp, the mode kept, copying into a directory, the error
-# messages, and SIGINT removing the partial copy.
+# compared with cmp, the modes cp(1) gives, copying into a directory, the
+# error messages, a failed copy never removing an existing DST, and SIGINT
+# removing the partial copy.
 # usage: cp_smoke.sh PATH/TO/weft_cp
 test_name=cp_smoke
 # shellcheck source=examples/smoke/lib.sh
@@ -36,6 +37,20 @@ cmp "$tmp/one-byte" "$tmp/dir/one-byte" || fail "into a directory: the copy diff
 grep -q '^Name:' "$tmp/status" || fail "/proc file: the copy has no content ($(wc -c <"$tmp/status") bytes)"
 echo "cp_smoke: copies ok"
 
+# Modes, as cp(1) gives them: a new DST takes SRC's permission bits less the
+# umask and never set-user-ID; an existing DST keeps its own mode.
+head -c 100 /dev/urandom >"$tmp/setuid"
+chmod 4755 "$tmp/setuid"
+(umask 077 && "$bin" "$tmp/setuid" "$tmp/setuid.copy") 2>"$tmp/err" || fail "setuid: exit status $?"
+[ "$(stat -c %a "$tmp/setuid.copy")" = 700 ] ||
+    fail "setuid SRC, umask 077: DST mode $(stat -c %a "$tmp/setuid.copy"), not 700"
+echo old >"$tmp/kept-mode"
+chmod 600 "$tmp/kept-mode"
+"$bin" "$tmp/one-byte" "$tmp/kept-mode" 2>"$tmp/err" || fail "kept mode: exit status $?"
+cmp "$tmp/one-byte" "$tmp/kept-mode" || fail "kept mode: the copy differs"
+[ "$(stat -c %a "$tmp/kept-mode")" = 600 ] || fail "an existing DST's mode was changed"
+echo "cp_smoke: modes ok"
+
 # Errors: a message naming the file, exit status 1.
 expect_error() { # WHAT EXPECTED-MESSAGE ARGS...
     local what=$1 message=$2 rc
@@ -51,6 +66,13 @@ expect_error "DST in a missing directory" "weft_cp: $tmp/no/x: No such file or d
     "$tmp/empty" "$tmp/no/x"
 expect_error "same file" "weft_cp: $tmp/empty: the same file as the source" \
     "$tmp/empty" "$tmp/empty"
+# A read that fails once DST is open (/proc/self/mem at offset 0: EIO):
+# a DST the copy created is removed, an existing one is not.
+expect_error "unreadable SRC" "weft_cp: /proc/self/mem: Input/output error" /proc/self/mem "$tmp/x"
+echo precious >"$tmp/existing"
+expect_error "unreadable SRC over an existing DST" \
+    "weft_cp: /proc/self/mem: Input/output error" /proc/self/mem "$tmp/existing"
+[ -e "$tmp/existing" ] || fail "a failed copy removed the existing DST"
 [ -e "$tmp/x" ] && fail "a failed copy left $tmp/x behind"
 echo "cp_smoke: errors ok"
 
