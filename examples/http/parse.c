@@ -256,6 +256,10 @@ static int validate(const http_parser *p, const char *buf, http_request *req)
 
 int http_parse(http_parser *p, const char *buf, size_t len, http_request *req)
 {
+    /* Waiting for the rest of a body: the header section was validated
+     * when it came in (once; it fills req again once the body is here). */
+    if (p->header_valid && len - p->header_end < p->body_length)
+        return 0;
     int r = frame(p, buf, len);
     if (r == 0)
         return 0;
@@ -265,8 +269,12 @@ int http_parse(http_parser *p, const char *buf, size_t len, http_request *req)
         req->body = (http_slice){NULL, 0};
         r = validate(p, buf, req);
         if (r == 0) {
-            if (len - p->header_end < req->content_length)
-                return 0; /* the body is not all here: keep the framing */
+            if (len - p->header_end < req->content_length) {
+                /* The body is not all here: keep the framing. */
+                p->header_valid = true;
+                p->body_length = req->content_length;
+                return 0;
+            }
             req->body = (http_slice){buf + p->header_end, (size_t)req->content_length};
             r = (int)(p->header_end + req->content_length);
         }

@@ -75,6 +75,10 @@ typedef struct http_parser {
     size_t line_start; /* the request line (after any empty lines)... */
     size_t line_end;   /* ...and the index past its '\n' (0: not seen yet) */
     size_t header_end; /* past the empty line ending the header section (0: not yet) */
+    /* Once the header section is complete and valid: its Content-Length,
+     * so that calls while the body comes in do not validate it again. */
+    bool header_valid;
+    uint64_t body_length;
 } http_parser;
 
 void http_parser_init(http_parser *p);

@@ -29,7 +29,9 @@
  *   Listens on 127.0.0.1:PORT (default 8080; 0 = the kernel picks a port and
  *   the server prints "listening on <port>"). A connection is closed after
  *   10 s without a request (--idle-timeout); a request whose header section
- *   is not complete 5 s after its first byte gets 408 (--request-timeout).
+ *   is not complete 5 s after its first byte gets 408 (--request-timeout),
+ *   and so does one whose body comes in slower than 16 KiB/s on average
+ *   (counted from the same first byte, on top of the request timeout).
  *   --load runs the built-in load generator (load.c) against the server: a
  *   separate process (forked before either runtime starts, so that the two
  *   do not share a CPU's scheduler, one worker pinned to CPU 1 when there is
@@ -98,6 +100,11 @@
 static uint64_t idle_timeout_ns = 10 * NS_PER_SEC; /* waiting for the next request */
 static uint64_t request_timeout_ns =
     5 * NS_PER_SEC; /* a request's first byte to its whole header */
+/* A body must come in at this rate on average, counted from the request's
+ * first byte, on top of the request timeout: a client sending one byte
+ * just within each idle timeout would otherwise hold its connection for
+ * as long as it likes (a megabyte at 10 s a byte). */
+#define BODY_MIN_BYTES_PER_SEC 16384
 
 /* ---- per-worker counters and the background work -------------------------- */
 
@@ -426,11 +433,18 @@ static ssize_t receive(connection *c)
     if (room > IN_MAX_BYTES - c->in.len)
         room = IN_MAX_BYTES - c->in.len;
     /* Between requests: the idle timeout. Inside a request's header: its
-     * deadline counts from its first byte. Reading a body: a fresh idle
-     * timeout for each piece. */
+     * deadline counts from its first byte. Reading a body: the idle
+     * timeout for each piece, and the whole body within its own deadline
+     * (BODY_MIN_BYTES_PER_SEC). */
     uint64_t deadline = weft_now_ns() + idle_timeout_ns;
-    if (c->in.len > 0 && !c->parser.header_end)
+    if (c->in.len > 0 && !c->parser.header_end) {
         deadline = c->request_started_ns + request_timeout_ns;
+    } else if (c->parser.header_valid) {
+        uint64_t body = c->request_started_ns + request_timeout_ns +
+                        c->parser.body_length * NS_PER_SEC / BODY_MIN_BYTES_PER_SEC;
+        if (body < deadline)
+            deadline = body;
+    }
     weft_deadline_push(deadline);
     ssize_t n = weft_recv(c->fd, c->in.data + c->in.len, room, 0);
     weft_deadline_pop();

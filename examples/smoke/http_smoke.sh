@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # http_smoke.sh - smoke test of weft_http (examples/http/): a GET, pipelined
-# GETs in one write, keep-alive, HEAD, the error statuses, both timeouts and
+# GETs in one write, keep-alive, HEAD, the error statuses, the timeouts and
 # a clean stop on SIGINT; then --workers 2 --bg-cpu (served, reported, and a
 # short --load run) and bad --workers values.
 # usage: http_smoke.sh PATH/TO/weft_http
@@ -94,6 +94,20 @@ r=$(exchange "")
 [ -z "$r" ] || fail "idle timeout: got a response:$CRLF$r"
 r=$(exchange "GET / HTTP/1.1${CRLF}Host: te")
 expect "request timeout" "$r" '^HTTP/1.1 408 Request Timeout' 'Connection: close'
+# A body that trickles in, a byte well within each idle timeout, still gets
+# 408 once it falls behind 16 KiB/s: 4096 bytes are due 0.25 s after the
+# 0.2 s request timeout, and the trickle would take 2.5 s more.
+exec {fd}<>"/dev/tcp/127.0.0.1/$port" || fail "connect"
+printf 'POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 4096\r\n\r\n' >&"$fd"
+line=
+trap '' PIPE
+for _ in $(seq 50); do
+    printf a >&"$fd" 2>/dev/null || break
+    read -r -t 0.05 -u "$fd" line && break
+done
+trap - PIPE
+exec {fd}>&-
+expect "body trickle" "$line" '^HTTP/1.1 408 Request Timeout'
 stop_server
 echo "http_smoke: timeouts ok"
 
