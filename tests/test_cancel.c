@@ -334,10 +334,96 @@ TEST(children_of_a_cancelled_task_are_born_cancelled)
     run_main_one_worker(NULL, main_born_cancelled, NULL);
 }
 
+/* weft_spawn_opts.discard: called with arg, once, when the task ends
+ * without its function having started, before its join returns; never
+ * once the function has started, however the task then ends. */
+static int discarded;
+static void *discarded_arg;
+
+static void count_discard(void *arg)
+{
+    discarded++;
+    discarded_arg = arg;
+}
+
+static void *marks_and_sleeps(void *arg)
+{
+    ran = 1;
+    (void)weft_sleep_ns(10ull * 1000000000);
+    return arg;
+}
+
+/* Runs, is cancelled while it sleeps, then spawns: that child is born
+ * cancelled and never runs. */
+static void *spawns_once_cancelled(void *arg)
+{
+    (void)arg;
+    ran = 1;
+    ASSERT_EQ(weft_sleep_ns(10ull * 1000000000), -ECANCELED);
+    weft_spawn_opts o = {.discard = count_discard};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, mark_ran, (void *)11));
+    weft_shield_push(); /* a cancelled task's join would not wait */
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    weft_shield_pop();
+    return NULL;
+}
+
+static void *main_discard(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts o = {.discard = count_discard};
+    weft_task *t;
+    /* Cancelled before its first run. */
+    ran = discarded = 0;
+    ASSERT_OK(weft_spawn_ex(&t, &o, mark_ran, (void *)5));
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(discarded, 1);
+    ASSERT(discarded_arg == (void *)5);
+    ASSERT_EQ(ran, 0);
+    /* Started: never discarded, whether it finishes... */
+    discarded = 0;
+    void *r;
+    ASSERT_OK(weft_spawn_ex(&t, &o, mark_ran, (void *)6));
+    ASSERT_OK(weft_join(t, &r));
+    ASSERT(r == (void *)6);
+    /* ...or is cancelled once started. */
+    ran = 0;
+    ASSERT_OK(weft_spawn_ex(&t, &o, marks_and_sleeps, (void *)7));
+    while (!ran)
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(discarded, 0);
+    /* A child born cancelled (its parent was cancelled first). */
+    ran = 0;
+    ASSERT_OK(weft_spawn(&t, spawns_once_cancelled, NULL));
+    while (!ran)
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(discarded, 1);
+    ASSERT(discarded_arg == (void *)11);
+    /* A detached task cancelled at shutdown, before its first run: the
+     * main task's end cancels it (the test's main checks the count). */
+    weft_spawn_opts bg = {.flags = WEFT_TASK_BACKGROUND, .discard = count_discard};
+    ASSERT_OK(weft_spawn_ex(NULL, &bg, mark_ran, (void *)12));
+    return NULL;
+}
+TEST(discard_is_called_only_for_a_task_that_never_started)
+{
+    ran = 0;
+    run_main_one_worker(NULL, main_discard, NULL);
+    ASSERT_EQ(discarded, 2);
+    ASSERT(discarded_arg == (void *)12);
+}
+
 TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep),
           CASE(cancel_after_finish_keeps_result), CASE(cancelled_task_sees_ecanceled_everywhere),
           CASE(shield_defers_cancellation), CASE(deadlines_nest_and_time_out),
           CASE(join_times_out_and_handle_survives),
           CASE(a_cancelled_joiner_gets_eintr_and_keeps_the_handle),
           CASE(a_cancelled_parent_joining_its_children_can_tell_the_codes_apart),
-          CASE(cancel_reaches_the_subtree), CASE(children_of_a_cancelled_task_are_born_cancelled))
+          CASE(cancel_reaches_the_subtree), CASE(children_of_a_cancelled_task_are_born_cancelled),
+          CASE(discard_is_called_only_for_a_task_that_never_started))

@@ -35,6 +35,15 @@ static void join_in_order(weft_task **h, int n)
     }
 }
 
+static int discards;
+static void *discarded_arg;
+
+static void count_discard(void *arg)
+{
+    discards++;
+    discarded_arg = arg;
+}
+
 static void *main_spawn_alloc_fails(void *arg)
 {
     weft_stats before, after;
@@ -49,6 +58,18 @@ static void *main_spawn_alloc_fails(void *arg)
     ASSERT_OK(weft_stats_snapshot(&after));
     ASSERT_EQ(after.tasks_spawned, before.tasks_spawned);
     ASSERT_EQ(after.tasks_live, before.tasks_live);
+    /* So does a discard callback (the record's extension): the name and
+     * the extension each fail in turn, and the callback is not called, as
+     * the spawn's error says the task does not exist. */
+    named.discard = count_discard;
+    for (uint64_t nth = 1; nth <= 2; nth++) {
+        weft__fault_arm(WEFT_FAULT_ALLOC, nth);
+        ASSERT_EQ(weft_spawn_ex(&t, &named, ret_arg, NULL), -ENOMEM);
+        weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    }
+    ASSERT_EQ(discards, 0);
+    ASSERT_OK(weft_stats_snapshot(&after));
+    ASSERT_EQ(after.tasks_spawned, before.tasks_spawned);
 
     /* Unnamed tasks come from the record slab: the spawn that needs a new
      * slab chunk is the one that fails. */
@@ -207,7 +228,9 @@ static void *main_first_run_without_stack(void *arg)
     weft_stats before, after;
     ASSERT_OK(weft_stats_snapshot(&before));
     weft_task *t;
-    ASSERT_OK(weft_spawn(&t, ret_arg, (void *)7));
+    weft_spawn_opts o = {.discard = count_discard};
+    discards = 0;
+    ASSERT_OK(weft_spawn_ex(&t, &o, ret_arg, (void *)7));
     enum { MAX_HELD = 4096 };
     static weft__stack *held[MAX_HELD];
     int n = 0;
@@ -227,6 +250,9 @@ static void *main_first_run_without_stack(void *arg)
     ASSERT_EQ(weft__fault_count(WEFT_FAULT_MMAP), 1);
     weft__fault_arm(WEFT_FAULT_MMAP, 0);
     ASSERT(res == NULL);
+    /* Its argument went back through the spawn's discard callback. */
+    ASSERT_EQ(discards, 1);
+    ASSERT(discarded_arg == (void *)7);
     for (int i = 0; i < n; i++)
         weft__stack_release(&w->stacks, held[i]);
     ASSERT_OK(weft_stats_snapshot(&after));

@@ -2798,10 +2798,18 @@ static void *late_task(void *arg)
     return NULL;
 }
 
+static _Atomic int late_discarded;
+
+static void discard_late(void *arg)
+{
+    ASSERT(arg == &late_ran);
+    atomic_fetch_add(&late_discarded, 1);
+}
+
 static void *request_late_task(void *rt)
 {
-    weft_spawn_opts o = {.name = "late"};
-    late_rc = weft_runtime_spawn(rt, &o, late_task, NULL);
+    weft_spawn_opts o = {.name = "late", .discard = discard_late};
+    late_rc = weft_runtime_spawn(rt, &o, late_task, (void *)&late_ran);
     return NULL;
 }
 
@@ -2828,6 +2836,8 @@ static void *main_inject_fails_later(void *arg)
     ASSERT_EQ(st.tasks_injected, 0);
     ASSERT_OK(weft_sleep_ns(1000000));
     ASSERT_EQ(atomic_load(&late_ran), 0);
+    /* Its argument went back through the discard callback. */
+    ASSERT_EQ(atomic_load(&late_discarded), 1);
     return NULL;
 }
 TEST(an_outside_spawn_that_fails_later_is_counted)

@@ -114,8 +114,9 @@ WEFT_API weft_runtime *weft_runtime_current(void);
  * executor's fd becomes readable, so its host loop calls
  * weft_executor_run). The task is
  * a background task (a child of the root, no join handle). opts may give
- * queue, group, WEFT_TASK_STICKY / WEFT_TASK_CANCEL_CHILDREN, stack_size
- * and name (copied). Returns 0, -EINVAL (NULL rt or fn, other flags, bad
+ * queue, group, WEFT_TASK_STICKY / WEFT_TASK_CANCEL_CHILDREN, stack_size,
+ * name (copied) and discard (called if the task never starts, as for
+ * weft_spawn_ex: see weft_spawn_opts). Returns 0, -EINVAL (NULL rt or fn, other flags, bad
  * stack size), -ENOENT (unknown queue), -ENOMEM, or -ESHUTDOWN once the
  * main task has finished. A request still queued when the main task
  * finishes is spawned cancelled: it never runs, like every other

@@ -42,6 +42,16 @@ typedef struct weft_spawn_opts {
                                 31 bytes (cut before a UTF-8 character that would
                                 not fit whole) */
     const char *const *tags; /* NULL-terminated array of static strings; not copied */
+    /* Called as discard(arg) when the task ends without fn ever having
+     * started: cancelled before its first run (a child of a cancelled task
+     * is born cancelled), no stack could be had for it (join: -ENOMEM), or
+     * an outside spawn (weft_runtime_spawn) that could not start. So what
+     * arg carries for fn (a buffer, a socket) is released either way: once
+     * fn has started, it is fn's to release and discard is never called.
+     * Called once, before the task's join returns, on the worker's thread
+     * but outside any task: it must not block or spawn (close(2) and free
+     * are fine). NULL = none. */
+    void (*discard)(void *arg);
 } weft_spawn_opts;
 
 /* Spawns fn(arg) as a new task of the current runtime. If t is non-NULL it
@@ -53,8 +63,10 @@ typedef struct weft_spawn_opts {
 WEFT_API int weft_spawn(weft_task **t, weft_fn fn, void *arg);
 WEFT_API int weft_spawn_ex(weft_task **t, const weft_spawn_opts *o, weft_fn fn, void *arg);
 
-/* Waits for t to finish, stores its return value in *result (if non-NULL) and
- * frees the handle. Returns 0 for a normal finish, -ECANCELED for a task that
+/* Waits for t to finish, stores its return value in *result (if non-NULL;
+ * NULL when t did not finish normally) and frees the handle. On the
+ * caller's own errors below *result is left as it was. Returns 0 for a
+ * normal finish, -ECANCELED for a task that
  * was cancelled, WEFT_EPANIC for a task that panicked under WEFT_PANIC_CATCH,
  * -ENOMEM for a task that never ran because no stack could be had for it.
  * If the caller itself is cancelled while waiting, returns -EINTR, or past

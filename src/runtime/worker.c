@@ -571,6 +571,8 @@ static bool take_inject(weft__worker *w)
                 weft__write_one_line(stderr, list->opts.name, false);
             }
             fprintf(stderr, ") could not start: %s\n", weft_strerror(r));
+            if (list->opts.discard)
+                list->opts.discard(list->arg);
         }
         free(list);
         atomic_fetch_sub_explicit(&rt->inject_pending, 1, memory_order_release);

@@ -184,9 +184,19 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
         memcpy(name, o->name, len);
         name[len] = 0;
     }
+    weft__task_ext *ext = NULL;
+    if (o->discard) {
+        ext = weft__calloc(1, sizeof *ext);
+        if (!ext) {
+            free(name);
+            return -ENOMEM;
+        }
+        ext->discard = o->discard;
+    }
     weft_task *t = weft__task_alloc(w);
     if (!t) {
         free(name);
+        free(ext);
         return -ENOMEM;
     }
 
@@ -221,7 +231,7 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->tags = o->tags;
     t->panic_msg = NULL;
     t->deadline = 0;
-    t->ext = NULL;
+    t->ext = ext;
     t->ring_ops = 0;
     t->ring_bound = 0;
     t->name = name;
@@ -669,15 +679,26 @@ static void complete(weft__worker *w, weft_task *t, void *result)
         weft__tasks_ended(rt, 1, (t->flags & TASK_F_MAINTENANCE) != 0);
 }
 
+/* t ends without its function having started: what its argument carries
+ * goes back through the spawn's discard callback, before a join can
+ * return. */
+static void discard_arg(weft_task *t)
+{
+    if (t->ext && t->ext->discard)
+        t->ext->discard(t->arg);
+}
+
 void weft__task_complete_unstarted(weft_task *t)
 {
     t->run_flags |= TASK_R_CANCEL_SEEN;
+    discard_arg(t);
     complete(t->owner, t, NULL);
 }
 
 void weft__task_complete_without_stack(weft_task *t)
 {
     t->run_flags |= TASK_R_NO_STACK;
+    discard_arg(t);
     complete(t->owner, t, NULL);
 }
 

@@ -90,11 +90,12 @@ struct weft__defer;
 struct weft__resource;
 
 /* What few tasks need, allocated on first use to keep the record at 256
- * bytes: saved outer deadlines and the ring-bound resources (streams,
- * tickers) the task holds. */
+ * bytes: saved outer deadlines, the ring-bound resources (streams,
+ * tickers) the task holds, and the discard callback of its spawn. */
 typedef struct weft__task_ext {
     uint64_t deadline_stack[TASK_MAX_DEADLINES];
     struct weft__resource *resources; /* doubly linked, see ring/resource.h */
+    void (*discard)(void *arg);       /* weft_spawn_opts.discard; set at spawn */
 } weft__task_ext;
 
 struct weft_task {
