@@ -70,6 +70,42 @@ TEST(accept_stream_yields_every_connection)
     run_main_one_worker(NULL, main_accept_stream, (void *)(uintptr_t)(WEFT_DIRECT));
 }
 
+/* A ring without a file table (the kernel refuses one larger than
+ * RLIMIT_NOFILE): every call given WEFT_DIRECT says -ENXIO before doing
+ * anything, so a direct accept leaves the connection queued for a plain
+ * one. It used to take the connection off the queue and then drop it. */
+static void *main_no_direct_table(void *arg)
+{
+    (void)arg;
+    uint16_t port;
+    int lfd = tcp_listener(&port);
+    int client = tcp_connect(port);
+    ASSERT_GE(client, 0);
+    ASSERT_EQ(weft_accept(lfd, NULL, NULL, WEFT_DIRECT), -ENXIO);
+    weft_stream *s;
+    ASSERT_EQ(weft_accept_stream(&s, lfd, WEFT_DIRECT), -ENXIO);
+    ASSERT_EQ(weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT), -ENXIO);
+    ASSERT_EQ(weft_openat(AT_FDCWD, "/proc/self/exe", O_RDONLY | (int)WEFT_DIRECT, 0), -ENXIO);
+    ASSERT_EQ(weft_direct_from_fd(lfd), -ENXIO);
+    /* The connection is still there. */
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 10ull * 1000000000));
+    int fd = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+    weft_deadline_pop();
+    ASSERT_GE(fd, 0);
+    close(fd);
+    close(client);
+    close(lfd);
+    return NULL;
+}
+TEST(without_a_file_table_direct_calls_fail_first)
+{
+    /* Both limits below the table's 1024 slots: liburing raises the soft
+     * one up to the hard one to make room. (This case runs in a child.) */
+    struct rlimit rl = {256, 256};
+    ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+    run_main_one_worker(NULL, main_no_direct_table, NULL);
+}
+
 /* A server whose process runs out of descriptors keeps accepting once some
  * are free again. */
 static void *main_emfile(void *arg)
@@ -894,6 +930,7 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(streams_sharing_a_ring_report_enobufs_instead_of_spinning),
           CASE(a_full_poll_queue_keeps_an_error_apart), CASE(accept_stream_yields_every_connection),
           CASE(accept_under_emfile_keeps_the_server_alive),
+          CASE(without_a_file_table_direct_calls_fail_first),
           CASE(recv_stream_survives_buffer_ring_exhaustion), CASE(recv_buf_leases_one_buffer),
           CASE(a_stale_release_leaves_a_new_lease_alone), CASE(an_error_ends_a_recv_stream),
           CASE(recv_buf_in_flight_keeps_its_ring),

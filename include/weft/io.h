@@ -62,7 +62,13 @@ WEFT_API int weft_sleep_until(uint64_t abs_ns);
 
 /* Flag for weft_socket, weft_accept, weft_openat, weft_openat2 and the accept
  * stream: create a direct descriptor (a slot in the worker ring's file
- * table) instead of a normal fd. */
+ * table) instead of a normal fd. When the ring has no table (the kernel
+ * refused it at start: it may not be larger than RLIMIT_NOFILE), these
+ * calls and weft_direct_from_fd return -ENXIO before anything is done:
+ * an accept leaves the connection queued. A full table gives -ENFILE from
+ * the kernel, after the fact: an accept has then dropped the connection
+ * (the client sees a reset), so a server bounds its connections below
+ * weft_config.direct_fds. */
 #define WEFT_DIRECT 0x40000000u
 /* Set in the int that names a direct descriptor; every wrapper accepts it
  * in place of an fd. Direct descriptors belong to the ring of the worker

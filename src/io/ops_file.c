@@ -9,6 +9,8 @@
 
 int weft_openat(int dfd, const char *path, int flags, mode_t mode)
 {
+    if (((unsigned)flags & WEFT_DIRECT) && weft__direct_table_check() < 0)
+        return -ENXIO;
     IO_BEGIN(IORING_OP_OPENAT);
     if ((unsigned)flags & WEFT_DIRECT) {
         /* A direct descriptor is in no fd table, so exec cannot inherit it:
@@ -28,6 +30,8 @@ int weft_openat2(int dfd, const char *path, struct open_how *how)
     if (!how)
         return -EFAULT;
     bool direct = how->flags & WEFT_DIRECT;
+    if (direct && weft__direct_table_check() < 0)
+        return -ENXIO;
     struct open_how h = *how; /* the kernel reads it at submission: copy lives on this stack */
     h.flags &= ~(uint64_t)WEFT_DIRECT;
     if (direct)

@@ -180,6 +180,8 @@ int weft_direct_from_fd(int fd)
 {
     if (fd < 0 || weft_is_direct(fd))
         return -EBADF;
+    if (weft__direct_table_check() < 0)
+        return -ENXIO;
     /* With IORING_FILE_INDEX_ALLOC the kernel writes the slot it picked
      * back into the array, which lives on this stack until the CQE. */
     int fds[1] = {fd};

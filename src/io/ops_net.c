@@ -10,6 +10,8 @@ int weft_socket(int domain, int type, int protocol, unsigned flags)
 {
     if (flags & ~WEFT_DIRECT)
         return -EINVAL;
+    if ((flags & WEFT_DIRECT) && weft__direct_table_check() < 0)
+        return -ENXIO;
     IO_BEGIN(IORING_OP_SOCKET);
     if (flags & WEFT_DIRECT) {
         /* No close-on-exec for a descriptor in no fd table: the kernel
@@ -34,6 +36,8 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
 {
     if (flags & ~(WEFT_DIRECT | SOCK_CLOEXEC | SOCK_NONBLOCK))
         return -EINVAL;
+    if ((flags & WEFT_DIRECT) && weft__direct_table_check() < 0)
+        return -ENXIO;
     IO_BEGIN(IORING_OP_ACCEPT);
     if (flags & WEFT_DIRECT) {
         /* A direct descriptor has no exec semantics; the kernel rejects

@@ -46,6 +46,14 @@ void weft__resources_release(weft__worker *w, weft_task *t)
 
 /* ---- direct descriptors --------------------------------------------------- */
 
+int weft__direct_table_check(void)
+{
+    /* Asked before the op, not learnt from its result: an accept would
+     * first take the connection off the listen queue, then drop it. */
+    weft__worker *w = weft__worker_self();
+    return w && !w->ring.direct_slots ? -ENXIO : 0;
+}
+
 int weft__direct_adopt(int res)
 {
     if (res < 0)

@@ -66,6 +66,11 @@ void weft__cleanup_fini(struct weft__worker *w);
  * descriptors); called as t ends, on its own stack. */
 void weft__resources_release(struct weft__worker *w, struct weft_task *t);
 
+/* Before an op that makes a direct descriptor: -ENXIO when the calling
+ * worker's ring has no file table, else 0 (other misuse is the op's to
+ * report). */
+int weft__direct_table_check(void);
+
 /* Direct descriptor ownership. adopt: a CQE's result that is a slot made
  * by the calling task becomes that task's, encoded with WEFT_DIRECT_BIT;
  * an error result passes through. */

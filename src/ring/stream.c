@@ -17,6 +17,7 @@
 #include "io/uapi.h"
 #include "ring/bufring.h"
 #include "ring/op.h"
+#include "ring/resource.h"
 #include "runtime/worker.h"
 
 typedef enum stream_kind {
@@ -299,6 +300,8 @@ int weft_accept_stream(weft_stream **out, int fd, unsigned flags)
 {
     if (flags & ~(WEFT_DIRECT | SOCK_CLOEXEC | SOCK_NONBLOCK))
         return -EINVAL;
+    if ((flags & WEFT_DIRECT) && weft__direct_table_check() < 0)
+        return -ENXIO;
     int r = open_stream(out, STREAM_ACCEPT, IORING_OP_ACCEPT, fd, flags, NULL);
     return r < 0 ? r : start(out);
 }
