@@ -48,8 +48,6 @@
 #define RECV_BYTES     16384 /* the plain loop's buffer, on the task's stack */
 #define RING_BUFS      8     /* --multishot: buffers per connection (a power of two), */
 #define RING_BUF_BYTES 4096  /* 32 KiB a connection: more buffers, faster big echoes */
-#define NS_PER_SEC     1000000000ull
-#define BACKOFF_NS     (10 * 1000000ull) /* pause after EMFILE and friends */
 
 /* Command-line options, set once in main before the runtime starts. */
 static struct {
@@ -120,6 +118,30 @@ static void echo_multishot(int fd)
     weft_buf_ring_destroy(ring);
 }
 
+/* --direct (plain accepts): at most DIRECT_FDS connections at once. A
+ * direct accept that finds the ring's file table full fails after the
+ * kernel has taken the connection off the listen queue, so the client is
+ * reset; waiting for a free slot before accepting leaves it in the backlog
+ * instead, as a plain accept out of descriptors does. (A multishot accept
+ * cannot wait so: the kernel accepts on its own, and resets what comes past
+ * the table's size.) */
+#define DIRECT_FDS 1024 /* weft_config.direct_fds: the ring's file table */
+static weft_sem direct_slots = WEFT_SEM_INIT(DIRECT_FDS);
+
+static bool direct_capped(void)
+{
+    return opt.direct && !opt.multishot;
+}
+
+/* weft_spawn_opts.discard of a --direct connection task that never started:
+ * weft closes its descriptor, its slot's unit comes back here. */
+static void release_direct_slot(void *unused)
+{
+    (void)unused;
+    if (direct_capped())
+        weft_sem_release(&direct_slots);
+}
+
 /* Closes fd even when the task has been cancelled: a blocking call in a
  * cancelled task fails with -ECANCELED unless it is shielded. */
 static void close_shielded(int fd)
@@ -137,6 +159,7 @@ static void *connection(void *arg)
     else
         echo_plain(fd);
     close_shielded(fd);
+    release_direct_slot(NULL);
     return NULL;
 }
 
@@ -145,63 +168,31 @@ static void *connection(void *arg)
  * hand it over before the new task first runs. */
 static void start_connection(int fd)
 {
-    weft_spawn_opts o = {.name = "conn", .flags = opt.direct ? WEFT_TASK_STICKY : 0};
+    /* A direct descriptor belongs to the task given it, and weft closes it
+     * when that task ends; a plain one is closed by discard should the task
+     * never start. */
+    weft_spawn_opts o = {.name = "conn",
+                         .flags = opt.direct ? WEFT_TASK_STICKY : 0,
+                         .discard = opt.direct ? release_direct_slot : close_unserved};
     weft_task *t;
     int r = weft_spawn_ex(&t, &o, connection, (void *)(intptr_t)fd);
     if (r < 0) {
         fprintf(stderr, "weft_echo: spawning a connection task: %s\n", weft_strerror(r));
         close_shielded(fd);
+        release_direct_slot(NULL);
         return;
     }
     if (opt.direct && (r = weft_direct_give(fd, t)) < 0) {
         fprintf(stderr, "weft_echo: handing over a descriptor: %s\n", weft_strerror(r));
-        weft_cancel(t); /* cancelled before its first run: it never runs */
+        /* Cancelled before its first run, it never runs: its discard gives
+         * the slot's unit back, and the descriptor is still ours. */
+        weft_cancel(t);
         close_shielded(fd);
     }
     weft_detach(t);
 }
 
 /* ---- accepting ----------------------------------------------------------- */
-
-/* Out of descriptors or memory: the connection waits in the listen backlog
- * until something is closed. */
-static bool out_of_resources(int err)
-{
-    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
-}
-
-/* accept(2) lists these as the new connection's problem, not ours. */
-static bool connection_error(int err)
-{
-    return err == -ECONNABORTED || err == -EPROTO || err == -EPERM || err == -EINTR ||
-           err == -EAGAIN || err == -ENETDOWN || err == -ENOPROTOOPT || err == -EHOSTDOWN ||
-           err == -ENONET || err == -EHOSTUNREACH || err == -ENETUNREACH;
-}
-
-/* Decides what the accept loop does after an error: 0 = go on, < 0 = stop
- * with that error. Resource exhaustion is logged at most once a second. */
-static int accept_failed(int err)
-{
-    static uint64_t last_log_ns, failures;
-    if (err == -ECANCELED || err == -ETIMEDOUT)
-        return err;
-    if (connection_error(err))
-        return 0;
-    if (!out_of_resources(err)) {
-        fprintf(stderr, "weft_echo: accept: %s\n", weft_strerror(err));
-        return err;
-    }
-    failures++;
-    uint64_t now = weft_now_ns();
-    if (now - last_log_ns >= NS_PER_SEC) {
-        fprintf(stderr, "weft_echo: accept: %s (%llu times since the last report), backing off\n",
-                weft_strerror(err), (unsigned long long)failures);
-        last_log_ns = now;
-        failures = 0;
-    }
-    int r = weft_sleep_ns(BACKOFF_NS);
-    return r == -ECANCELED ? r : 0;
-}
 
 /* The server task: accepts until cancelled. Returns NULL when cancelled (a
  * normal stop), non-NULL after a fatal accept error. */
@@ -225,16 +216,20 @@ static void *server(void *arg)
             if (fd >= 0)
                 start_connection(fd);
             else
-                r = accept_failed(fd);
+                r = accept_failed("weft_echo", fd);
         }
         weft_stream_close(accepts);
     } else {
         while (r == 0) {
+            if (direct_capped() && (r = weft_sem_acquire(&direct_slots)) < 0)
+                break; /* cancelled */
             int fd = weft_accept(listen_fd, NULL, NULL, flags);
-            if (fd >= 0)
+            if (fd >= 0) {
                 start_connection(fd);
-            else
-                r = accept_failed(fd);
+            } else {
+                release_direct_slot(NULL);
+                r = accept_failed("weft_echo", fd);
+            }
         }
     }
     /* Returning cancels and awaits the connection tasks (our children). */
@@ -332,7 +327,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
 
-    weft_config cfg = {.workers = opt.workers};
+    weft_config cfg = {.workers = opt.workers, .direct_fds = DIRECT_FDS};
     void *failed = NULL;
     int r = weft_run(&cfg, app_main, &a, &failed);
     close(a.listen_fd);

@@ -9,10 +9,14 @@ static void *child(void *arg)
 static void *hello(void *arg)
 {
     weft_task *t;
-    weft_spawn(&t, child, (void *)42);
-    void *r;
-    weft_join(t, &r);
-    printf("child returned %ld\n", (long)(intptr_t)r);
+    int err = weft_spawn(&t, child, (void *)42);
+    if (err < 0) {
+        fprintf(stderr, "weft_spawn: %s\n", weft_strerror(err));
+        return NULL;
+    }
+    void *r = NULL;
+    err = weft_join(t, &r);
+    printf("child returned %ld (%s)\n", (long)(intptr_t)r, weft_strerror(err));
     return NULL;
 }
 

@@ -85,6 +85,56 @@ static inline bool parse_workers(const char *prog, const char *text, unsigned *w
     return true;
 }
 
+/* ---- accepting ------------------------------------------------------------ */
+
+/* accept(2) lists these as the new connection's problem, not the server's. */
+static inline bool accept_connection_error(int err)
+{
+    return err == -ECONNABORTED || err == -EPROTO || err == -EPERM || err == -EINTR ||
+           err == -EAGAIN || err == -ENETDOWN || err == -ENOPROTOOPT || err == -EHOSTDOWN ||
+           err == -ENONET || err == -EHOSTUNREACH || err == -ENETUNREACH;
+}
+
+/* Out of descriptors or memory: a plain accept leaves the connection in the
+ * listen backlog until something is closed. */
+static inline bool accept_out_of_resources(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+/* What an accept loop does after an error: 0 = go on, < 0 = stop with that
+ * error (-ECANCELED: the server was stopped). Out of resources, it logs at
+ * most once a second and backs off 10 ms before the next accept. */
+static inline int accept_failed(const char *prog, int err)
+{
+    static uint64_t last_log_ns, failures;
+    if (err == -ECANCELED || err == -ETIMEDOUT)
+        return err;
+    if (accept_connection_error(err))
+        return 0;
+    if (!accept_out_of_resources(err)) {
+        fprintf(stderr, "%s: accept: %s\n", prog, weft_strerror(err));
+        return err;
+    }
+    failures++;
+    uint64_t now = weft_now_ns();
+    if (now - last_log_ns >= 1000000000ull) {
+        fprintf(stderr, "%s: accept: %s (%llu times since the last report), backing off\n", prog,
+                weft_strerror(err), (unsigned long long)failures);
+        last_log_ns = now;
+        failures = 0;
+    }
+    return weft_sleep_ns(10 * 1000000ull) == -ECANCELED ? -ECANCELED : 0;
+}
+
+/* weft_spawn_opts.discard for a connection task given a plain socket: the
+ * task never started (the server was stopped first, or no stack could be
+ * had), so nothing else will close it. */
+static inline void close_unserved(void *fd)
+{
+    close((int)(intptr_t)fd);
+}
+
 /* io_uring ops by opcode and the runtime's counters; both sum every
  * worker. */
 static inline void write_stats(FILE *f)

@@ -38,7 +38,7 @@
  *   one) with N connections (default 64), each a weft task sending
  *   keep-alive GET / requests one at a time for SECONDS. It prints
  *   requests/s and latency percentiles; the server then stops and prints its
- *   io_uring ops by opcode (of the worker printing them) and its stats.
+ *   io_uring ops by opcode (summed over every worker) and its stats.
  *   SIGINT ends the run early.
  *   --workers N runs N workers (1..1024; 0 = one per CPU the process may
  *   run on; $WEFT_WORKERS is then ignored). Without it, weft's default:
@@ -91,7 +91,6 @@
 #define IN_FIRST_BYTES  16384
 #define IN_MAX_BYTES    (HTTP_MAX_HEADER_BYTES + HTTP_MAX_BODY + 1) /* one whole request */
 #define OUT_FLUSH_BYTES 65536 /* send pipelined responses once this many pile up */
-#define BACKOFF_NS      (10 * 1000000ull)
 #define HTTP_WEIGHT     100
 #define BG_WEIGHT       5
 #define BG_SLICE_NS     150000ull /* one background slice of computing */
@@ -492,37 +491,6 @@ static void *connection_task(void *arg)
 
 /* ---- the server task ----------------------------------------------------- */
 
-static bool out_of_resources(int err)
-{
-    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
-}
-
-/* What the accept loop does after an error: 0 = go on, < 0 = stop. Out of
- * descriptors, it logs at most once a second and backs off (the connection
- * waits in the listen backlog). */
-static int accept_failed(int err)
-{
-    static uint64_t last_log_ns, failures;
-    if (err == -ECANCELED || err == -ETIMEDOUT)
-        return err;
-    if (err == -ECONNABORTED || err == -EPROTO || err == -EINTR || err == -EAGAIN ||
-        err == -EPERM || err == -ENETDOWN || err == -EHOSTUNREACH || err == -ENETUNREACH)
-        return 0; /* the new connection's problem, not ours */
-    if (!out_of_resources(err)) {
-        fprintf(stderr, "weft_http: accept: %s\n", weft_strerror(err));
-        return err;
-    }
-    failures++;
-    uint64_t now = weft_now_ns();
-    if (now - last_log_ns >= NS_PER_SEC) {
-        fprintf(stderr, "weft_http: accept: %s (%llu times since the last report), backing off\n",
-                weft_strerror(err), (unsigned long long)failures);
-        last_log_ns = now;
-        failures = 0;
-    }
-    return weft_sleep_ns(BACKOFF_NS) == -ECANCELED ? -ECANCELED : 0;
-}
-
 /* Accepts until cancelled; returns NULL when cancelled (a normal stop). */
 static void *server_task(void *arg)
 {
@@ -531,12 +499,12 @@ static void *server_task(void *arg)
     while (r == 0) {
         int fd = weft_accept(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
-            r = accept_failed(fd);
+            r = accept_failed("weft_http", fd);
             continue;
         }
         /* No queue named: a child runs in its spawner's queue ("http" with
          * --bg-cpu). */
-        weft_spawn_opts o = {.name = "http-conn"};
+        weft_spawn_opts o = {.name = "http-conn", .discard = close_unserved};
         if ((r = weft_spawn_ex(NULL, &o, connection_task, (void *)(intptr_t)fd)) < 0) {
             fprintf(stderr, "weft_http: spawning a connection task: %s\n", weft_strerror(r));
             close(fd);
