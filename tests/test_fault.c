@@ -379,6 +379,32 @@ TEST(an_executor_reports_a_failed_ring_to_its_host)
     close(p[1]);
 }
 
+/* No SQE can be had for the whole run, so the worker's eventfd read is
+ * never armed: a wake from another thread (here the blocking pool's, for
+ * a finished job) only writes the eventfd. The worker, parked with no
+ * timer, used to sleep through it for ever; it now looks again every
+ * millisecond while the read is not armed. */
+static void *pool_job(void *arg)
+{
+    return arg;
+}
+
+static void *main_blocking_without_sqes(void *arg)
+{
+    (void)arg;
+    void *res = NULL;
+    ASSERT_OK(weft_spawn_blocking(pool_job, (void *)9, &res));
+    ASSERT(res == (void *)9);
+    ASSERT_GT(weft__fault_count(WEFT_FAULT_SQE), 0);
+    return NULL;
+}
+TEST(a_wake_reaches_a_worker_that_never_had_an_sqe)
+{
+    weft__fault_arm_from(WEFT_FAULT_SQE, 1);
+    run_main_one_worker(NULL, main_blocking_without_sqes, NULL);
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+}
+
 TEST_MAIN(CASE(spawn_when_allocation_fails), CASE(spawn_when_stacks_cannot_be_mapped),
           CASE(first_run_without_a_stack_reports_enomem),
           CASE(record_storm_when_huge_chunk_cannot_be_mapped),
@@ -386,4 +412,5 @@ TEST_MAIN(CASE(spawn_when_allocation_fails), CASE(spawn_when_stacks_cannot_be_ma
           CASE(every_mapping_of_a_run_can_fail),
           CASE(deadline_whose_timer_cannot_be_armed_still_ends_the_wait),
           CASE(a_ring_that_fails_stops_the_process_with_its_error),
-          CASE(an_executor_reports_a_failed_ring_to_its_host))
+          CASE(an_executor_reports_a_failed_ring_to_its_host),
+          CASE(a_wake_reaches_a_worker_that_never_had_an_sqe))

@@ -178,16 +178,23 @@ int weft__ring_submit_rearmed(weft__ring *r)
     return weft__ring_submit(r);
 }
 
+#define SQE_SUBMIT_TRIES 4
+
 struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op)
 {
     if (weft__fault_hit(WEFT_FAULT_SQE))
         return NULL;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
-    while (!sqe) {
+    /* A full SQ: submit to make room. A submit that keeps failing (-EBUSY
+     * while the CQ's overflow cannot be flushed, which takes reaping
+     * CQEs, not done from here) makes this NULL after a few tries, as a
+     * caller gets when no SQE can be had: it fails with -EAGAIN. */
+    for (int failed = 0; !sqe; sqe = io_uring_get_sqe(&r->uring)) {
         r->sq_full++;
-        (void)io_uring_submit(&r->uring);
+        int n = io_uring_submit(&r->uring);
         account_submitted(r);
-        sqe = io_uring_get_sqe(&r->uring);
+        if (n < 0 && n != -EINTR && ++failed == SQE_SUBMIT_TRIES)
+            return NULL;
     }
     io_uring_sqe_set_data(sqe, op);
     r->pending_sqes++;

@@ -96,8 +96,9 @@ static inline bool weft__ring_supports(const weft__ring *r, unsigned opcode)
     return opcode < WEFT__MAX_OPCODES && (r->supported[opcode / 64] >> (opcode % 64) & 1);
 }
 
-/* A fresh SQE with user_data = op. A full SQ is submitted and retried, never
- * dropped. Returns NULL only under fault injection (WEFT_FAULT_SQE). */
+/* A fresh SQE with user_data = op. A full SQ is submitted and retried.
+ * Returns NULL under fault injection (WEFT_FAULT_SQE), or when submitting
+ * to make room keeps failing (see ring.c): callers treat both alike. */
 struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op);
 
 /* Hands prepared SQEs to the kernel without waiting. */

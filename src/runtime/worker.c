@@ -226,6 +226,8 @@ bool weft__worker_remote_pending(weft__worker *w)
            atomic_load_explicit(&w->remote_adopt, memory_order_seq_cst);
 }
 
+#define WAKE_UNARMED_PARK_NS 1000000ull /* see worker_poll */
+
 static void on_wake_fd(weft__op *op, int res, uint32_t cflags)
 {
     weft__worker *w = (weft__worker *)((char *)op - offsetof(weft__worker, wake_op));
@@ -1037,6 +1039,12 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
     bool parking = timeout_ns != 0;
     if (parking) {
         arm_wake_read(w);
+        /* Without the eventfd's read in the ring, a wake from another
+         * thread would not end the wait (MSG_RING falls back to the
+         * eventfd when it finds no SQE): look again every millisecond
+         * until the read can be armed. */
+        if (!w->wake_armed && w->wake_fd >= 0 && timeout_ns > WAKE_UNARMED_PARK_NS)
+            timeout_ns = WAKE_UNARMED_PARK_NS;
         /* Tell wakers to ring, then look once more: a wake or hand-over
          * pushed before this store is seen here, one pushed after it sees
          * `parked` and posts a CQE that ends the wait. */
