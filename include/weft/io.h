@@ -344,7 +344,12 @@ WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);
 /* Items queued and not yet pulled. */
 WEFT_API unsigned weft_stream_pending(const weft_stream *s);
 /* Closes the stream; queued fds are closed and queued buffers returned. The
- * kernel side is cancelled asynchronously; never blocks. The handle is
+ * kernel side is cancelled asynchronously; never blocks. Until it has
+ * ended it may still take what arrives (data read from the fd is dropped,
+ * its buffer returned; connections accepted are closed): a program that
+ * goes on reading the fd itself may lose what comes in meanwhile, so
+ * close the fd with the stream rather than switch ways of reading
+ * (weft_stats' streams_live counts kernel sides still live). The handle is
  * invalid afterwards, as after free: no call may be given it again (its
  * memory goes once the kernel side has ended). Only the task that opened
  * the stream closes it: another task gets -EPERM (to stop an owner parked
