@@ -419,6 +419,42 @@ TEST(discard_is_called_only_for_a_task_that_never_started)
     ASSERT(discarded_arg == (void *)12);
 }
 
+/* A weft_yield that would switch straight to the next task finds it
+ * cancelled before its first run: its discard must not run on the
+ * yielding task's stack (a small one, perhaps, with no overflow report
+ * there), but from the worker's loop. */
+static const char *yielder_frame;
+static intptr_t discard_distance;
+
+static void discard_where(void *arg)
+{
+    (void)arg;
+    char here;
+    discard_distance = yielder_frame - &here;
+}
+
+static void *main_yield_into_unstarted(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts o = {.discard = discard_where};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, mark_ran, NULL));
+    ASSERT_OK(weft_cancel(t));
+    char mark;
+    yielder_frame = &mark;
+    discard_distance = 0;
+    ASSERT_OK(weft_yield());
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT(discard_distance != 0); /* it ran */
+    /* Not just below this frame, on this task's stack. */
+    ASSERT(discard_distance < 0 || discard_distance > 1024 * 1024);
+    return NULL;
+}
+TEST(discard_never_runs_on_a_yielding_tasks_stack)
+{
+    run_main_one_worker(NULL, main_yield_into_unstarted, NULL);
+}
+
 TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep),
           CASE(cancel_after_finish_keeps_result), CASE(cancelled_task_sees_ecanceled_everywhere),
           CASE(shield_defers_cancellation), CASE(deadlines_nest_and_time_out),
@@ -426,4 +462,5 @@ TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep
           CASE(a_cancelled_joiner_gets_eintr_and_keeps_the_handle),
           CASE(a_cancelled_parent_joining_its_children_can_tell_the_codes_apart),
           CASE(cancel_reaches_the_subtree), CASE(children_of_a_cancelled_task_are_born_cancelled),
-          CASE(discard_is_called_only_for_a_task_that_never_started))
+          CASE(discard_is_called_only_for_a_task_that_never_started),
+          CASE(discard_never_runs_on_a_yielding_tasks_stack))

@@ -473,6 +473,41 @@ TEST(destroy_refuses_late_outside_spawns)
     ASSERT_EQ(atomic_load(&late_spawn_result), -ESHUTDOWN);
 }
 
+/* An outside spawn still queued when the executor is destroyed, with no
+ * task of its own live: it is spawned cancelled, ends without running,
+ * and its discard callback gets its argument back. (Destroy used to skip
+ * the loop when no task was live, and the request was freed unseen.) */
+static _Atomic int queued_discarded;
+
+static void count_queued_discard(void *arg)
+{
+    ASSERT(arg == &queued_discarded);
+    atomic_fetch_add(&queued_discarded, 1);
+}
+
+static void *queue_from_outside(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts o = {.discard = count_queued_discard};
+    ASSERT_OK(weft_runtime_spawn(emb_rt, &o, emb_injected, &queued_discarded));
+    return NULL;
+}
+
+TEST(destroy_discards_queued_outside_spawns)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, note_runtime, NULL));
+    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX);
+    ASSERT_EQ(weft_executor_tasks(ex), 0);
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, queue_from_outside, NULL));
+    ASSERT_OK(pthread_join(th, NULL));
+    weft_executor_destroy(ex); /* without a run in between */
+    ASSERT_EQ(atomic_load(&queued_discarded), 1);
+    ASSERT_EQ(atomic_load(&emb_ran), 0);
+}
+
 /* The host thread must not sleep on a channel: only the executor's tasks,
  * which it runs, could complete the call. Once it has destroyed the
  * executor it is a plain thread again. */
@@ -629,6 +664,7 @@ TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(two_executors_on_one_thread), CASE(records_detached_by_the_host_are_reused),
           CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host),
           CASE(wakes_from_other_threads_wake_the_host), CASE(destroy_refuses_late_outside_spawns),
+          CASE(destroy_discards_queued_outside_spawns),
           CASE(host_thread_blocking_channel_calls_are_refused),
           CASE(destroy_from_a_task_aborts_with_a_message),
           CASE(calls_from_another_thread_are_refused),

@@ -634,6 +634,42 @@ TEST(a_task_ending_with_resources_releases_them)
     run_main_one_worker(NULL, main_leaky, NULL);
 }
 
+/* A direct descriptor given to a task that never starts (cancelled before
+ * its first run) is closed as at any task's end. It used to stay open,
+ * its slot noted as owned by the freed record: a table of 4 slots was full
+ * after 4 such rounds, and a later weft_close wrote into the record. */
+static void *never_runs(void *arg)
+{
+    return arg;
+}
+
+static void *main_give_to_unstarted(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 12; round++) {
+        int d = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+        ASSERT_GE(d, 0);
+        weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
+        weft_task *t;
+        ASSERT_OK(weft_spawn_ex(&t, &o, never_runs, NULL));
+        ASSERT_OK(weft_direct_give(d, t));
+        ASSERT_OK(weft_cancel(t));
+        ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+        /* Closed through the maintenance task: wait for it (bounded). */
+        uint64_t end = weft_now_ns() + 20ull * 1000000000;
+        while (stats_now().direct_fds) {
+            ASSERT_LT(weft_now_ns(), end);
+            ASSERT_OK(weft_sleep_ns(100000));
+        }
+    }
+    return NULL;
+}
+TEST(a_descriptor_given_to_a_task_that_never_starts_is_closed)
+{
+    weft_config cfg = {.direct_fds = 4};
+    run_main_one_worker(&cfg, main_give_to_unstarted, NULL);
+}
+
 /* ---- the cleanup policy --------------------------------------------------------- */
 
 static void *main_cleanup_fault(void *arg)
@@ -931,6 +967,7 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_full_poll_queue_keeps_an_error_apart), CASE(accept_stream_yields_every_connection),
           CASE(accept_under_emfile_keeps_the_server_alive),
           CASE(without_a_file_table_direct_calls_fail_first),
+          CASE(a_descriptor_given_to_a_task_that_never_starts_is_closed),
           CASE(recv_stream_survives_buffer_ring_exhaustion), CASE(recv_buf_leases_one_buffer),
           CASE(a_stale_release_leaves_a_new_lease_alone), CASE(an_error_ends_a_recv_stream),
           CASE(recv_buf_in_flight_keeps_its_ring),

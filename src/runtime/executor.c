@@ -181,9 +181,10 @@ void weft_executor_destroy(weft_executor *ex)
     weft__worker_set_self(w);
     weft__tree_cancel_children_locked(&ex->rt.root);
     weft__tree_cancel_children_locked(&ex->rt.orphans);
-    /* Cancelled tasks may still wait for I/O to come back: drive the
-     * worker until none is left. */
-    if (weft__worker_live_tasks(w))
+    /* Cancelled tasks may still wait for I/O to come back, and queued
+     * outside spawns are still to be spawned cancelled (each ends without
+     * running, through its discard): drive the worker until none is left. */
+    if (weft__worker_live_tasks(w) || atomic_load(&ex->rt.inject_pending))
         weft__worker_run(w);
     weft__worker_set_self(NULL);
     weft__worker_fini(w);

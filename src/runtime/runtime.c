@@ -50,11 +50,7 @@ void weft__runtime_teardown(weft__runtime *rt)
     weft__blocking_fini(rt);
     weft__signals_fini(rt);
     /* Outside spawns that never ran (the runtime failed to start). */
-    while (rt->inject_head) {
-        struct weft__inject *next = *(struct weft__inject **)rt->inject_head;
-        free(rt->inject_head);
-        rt->inject_head = next;
-    }
+    weft__inject_drop_all(rt);
     pthread_mutex_destroy(&rt->lazy_lock);
     pthread_mutex_destroy(&rt->inject_lock);
     weft__trace_close(rt);

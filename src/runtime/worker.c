@@ -532,6 +532,18 @@ typedef struct weft__inject {
 
 static void leave_hunger(weft__worker *w);
 
+void weft__inject_drop_all(weft__runtime *rt)
+{
+    while (rt->inject_head) {
+        weft__inject *req = rt->inject_head;
+        rt->inject_head = req->next;
+        if (req->opts.discard)
+            req->opts.discard(req->arg);
+        free(req);
+    }
+    rt->inject_tail = NULL;
+}
+
 /* Spawns up to a few queued outside requests on w. */
 static bool take_inject(weft__worker *w)
 {
@@ -778,8 +790,12 @@ static void after_park(weft__worker *w, weft_task *t)
 
 /* Makes t ready to run: answers a pending wake, and gives a task its stack
  * at its first run. False when t ended instead (cancelled before it ever
- * ran, or no stack could be had: its join reports -ENOMEM). */
-static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, weft_task *t)
+ * ran, or no stack could be had: its join reports -ENOMEM). Such an end
+ * runs the spawn's discard callback, user code, which must not run on the
+ * stack of a task: from a task's stack (in_loop false) t goes back to the
+ * front of its queue instead, for the loop to end it, and false too. */
+static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, weft_task *t,
+                                                              bool in_loop)
 {
     weft__sched *sched = &w->sched;
     uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
@@ -787,6 +803,10 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
         atomic_fetch_and_explicit(&t->state, ~TASK_NOTIFIED, memory_order_relaxed);
     if (t->stack)
         return true;
+    if ((s & TASK_CANCELLED) && !in_loop) {
+        weft__sched_push(sched, t, PUSH_FIRST);
+        return false;
+    }
     if (s & TASK_CANCELLED) {
         errand_never_ran(t, -ECANCELED);
         weft__task_complete_unstarted(t);
@@ -800,6 +820,10 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
         r = weft__fiber_init(&t->fiber, stack->lo, stack->size, weft__task_entry);
         if (r < 0)
             weft__stack_release(&w->stacks, stack);
+    }
+    if (r < 0 && !in_loop) {
+        weft__sched_push(sched, t, PUSH_FIRST); /* the loop tries again */
+        return false;
     }
     if (r < 0) {
         /* No stack after all (see weft__stack_reserve): the task ends
@@ -920,14 +944,12 @@ bool weft__worker_yield_direct(weft__worker *w, weft_task *t)
     weft_task *next = weft__sched_pick_fast(sched);
     if (!next)
         return false;
-    /* next may end here without running and wake its joiner: with no
-     * current task, as in the loop, that joiner is queued as the loop would
-     * queue it, and stays with its owner. */
+    /* With no current task, as in the loop, while next gets its stack. */
     w->current = NULL;
-    bool ready = prepare_run(w, next);
+    bool ready = prepare_run(w, next, false);
     w->current = t;
     if (!ready)
-        return false; /* next ended without running; the loop goes on */
+        return false; /* next must end without running: the loop ends it */
     if (!weft__sched_push_fast(sched, t))
         weft__sched_push(sched, t, PUSH_QUEUE);
     w->since_inject++;
@@ -946,7 +968,7 @@ static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft
     /* Here, on the worker's own stack (context/stack.h). */
     if (__builtin_expect(w->stacks.helper_start_wanted, 0))
         weft__stack_helper_start(&w->stacks);
-    if (!prepare_run(w, t))
+    if (!prepare_run(w, t, true))
         return;
     begin_run(w, t);
     prefetch_stack_top(t);

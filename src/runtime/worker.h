@@ -219,6 +219,10 @@ void weft__runtime_teardown(weft__runtime *rt);
 void weft__blocking_fini(weft__runtime *rt);
 void weft__signals_fini(weft__runtime *rt);
 
+/* Frees every queued outside spawn request, calling its discard callback:
+ * at teardown, for requests no worker took (the runtime failed to start). */
+void weft__inject_drop_all(weft__runtime *rt);
+
 /* Wakes every parked worker (the last task finished, or shutdown). */
 void weft__runtime_wake_all(weft__runtime *rt);
 /* Starts fn(w, arg) on every worker's own thread (the caller's worker runs

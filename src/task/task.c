@@ -679,11 +679,14 @@ static void complete(weft__worker *w, weft_task *t, void *result)
         weft__tasks_ended(rt, 1, (t->flags & TASK_F_MAINTENANCE) != 0);
 }
 
-/* t ends without its function having started: what its argument carries
- * goes back through the spawn's discard callback, before a join can
- * return. */
+/* t ends without its function having started, on its owner's loop: what
+ * it was given goes back. Direct descriptors given to it (weft_direct_give)
+ * are closed, as at any task's end; what its argument carries goes back
+ * through the spawn's discard callback, before a join can return. */
 static void discard_arg(weft_task *t)
 {
+    if (t->ring_bound)
+        weft__resources_release(weft__worker_self(), t);
     if (t->ext && t->ext->discard)
         t->ext->discard(t->arg);
 }
