@@ -214,9 +214,11 @@ static int buffers_apply(weft__worker *w, void *arg)
             return ret;
         if ((unsigned)ret < c->n) {
             /* The kernel stopped at a buffer it refused, and reports how
-             * many it took: fail, with that buffer's own error (asked
-             * again, alone), and the caller takes the slots back off every
-             * ring. */
+             * many it took (noted as used, so that an undo that fails
+             * leaves them marked as orphans): fail, with that buffer's own
+             * error (asked again, alone), and the caller takes the slots
+             * back off every ring. */
+            memset(r->buffer_used + c->first, BUFFER_USED, (unsigned)ret);
             int err = io_uring_register_buffers_update_tag(&r->uring, c->first + (unsigned)ret,
                                                            c->iov + ret, NULL, 1);
             return err < 0 ? err : -EFAULT;
