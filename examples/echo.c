@@ -142,15 +142,6 @@ static void release_direct_slot(void *unused)
         weft_sem_release(&direct_slots);
 }
 
-/* Closes fd even when the task has been cancelled: a blocking call in a
- * cancelled task fails with -ECANCELED unless it is shielded. */
-static void close_shielded(int fd)
-{
-    weft_shield_push();
-    weft_close(fd);
-    weft_shield_pop();
-}
-
 static void *connection(void *arg)
 {
     int fd = (int)(intptr_t)arg; /* a normal fd, or a direct one given to us */
@@ -158,7 +149,7 @@ static void *connection(void *arg)
         echo_multishot(fd);
     else
         echo_plain(fd);
-    close_shielded(fd);
+    weft_close(fd); /* closes even in a cancelled task */
     release_direct_slot(NULL);
     return NULL;
 }
@@ -178,7 +169,7 @@ static void start_connection(int fd)
     int r = weft_spawn_ex(&t, &o, connection, (void *)(intptr_t)fd);
     if (r < 0) {
         fprintf(stderr, "weft_echo: spawning a connection task: %s\n", weft_strerror(r));
-        close_shielded(fd);
+        weft_close(fd);
         release_direct_slot(NULL);
         return;
     }
@@ -187,7 +178,7 @@ static void start_connection(int fd)
         /* Cancelled before its first run, it never runs: its discard gives
          * the slot's unit back, and the descriptor is still ours. */
         weft_cancel(t);
-        close_shielded(fd);
+        weft_close(fd);
     }
     weft_detach(t);
 }

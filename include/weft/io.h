@@ -197,6 +197,8 @@ WEFT_API int weft_pipe(int fds[2], int flags);
 
 /* flags: WEFT_DIRECT for a direct descriptor. */
 WEFT_API int weft_socket(int domain, int type, int protocol, unsigned flags);
+/* BIND and LISTEN need Linux 6.11 (-EOPNOTSUPP before): a program for
+ * older kernels calls bind(2) and listen(2), which do not block. */
 WEFT_API int weft_bind(int fd, const struct sockaddr *addr, socklen_t len);
 WEFT_API int weft_listen(int fd, int backlog);
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
@@ -377,7 +379,9 @@ typedef struct weft_op_counts {
     uint64_t completed; /* ops whose last completion was reaped; a multishot
                            op, or a zero-copy send with its notification,
                            completes once */
-    uint64_t cancelled; /* completions with -ECANCELED */
+    uint64_t cancelled; /* completions with -ECANCELED, or -EINTR (an op
+                           cancelled while a kernel worker thread ran it,
+                           such as a SPLICE, ends so) */
     uint64_t failed;    /* completions with another negative result, except
                            outcomes that are normal for the opcode: a
                            timeout's -ETIME (it expired), a cancel's or

@@ -104,8 +104,12 @@ WEFT_API const char *weft_last_config_error(void);
 typedef struct weft_runtime weft_runtime;
 
 /* The runtime of the calling task (NULL outside one). The pointer stays
- * valid until weft_run returns; the caller must make sure a thread it
- * hands the pointer to stops using it by then. */
+ * valid until weft_run returns (weft_executor_destroy for an executor's)
+ * and no longer: nothing counts the threads that hold it. So a thread given
+ * it must be told to stop and be joined before the main task returns, for
+ * example by a task that calls pthread_join through weft_spawn_blocking.
+ * weft_runtime_spawn's -ESHUTDOWN (the main task has finished) is no safe
+ * signal to stop: the runtime may be freed right after it. */
 WEFT_API weft_runtime *weft_runtime_current(void);
 
 /* Spawns fn(arg) from any thread, including threads outside the runtime:

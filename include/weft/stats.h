@@ -30,7 +30,10 @@ typedef struct weft_stats {
     /* The ring (docs/io.md). */
     uint64_t ops_issued;      /* SQEs prepared, all opcodes (weft_ops_by_opcode splits them) */
     uint64_t cqes;            /* completions reaped */
-    uint64_t ops_in_flight;   /* submitted, last completion not yet reaped */
+    uint64_t ops_in_flight;   /* submitted, last completion not yet reaped; counts
+                                 each worker's own read of its wake eventfd, which
+                                 weft_op_counts leaves out (cqes counts its
+                                 completions too) */
     uint64_t sq_full;         /* times a full SQ forced an early submit */
     uint64_t cq_overflow;     /* times the kernel reported CQ overflow */
     uint64_t streams_live;    /* multishot ops whose kernel side is live */

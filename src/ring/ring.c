@@ -221,7 +221,10 @@ static bool normal_negative(unsigned opcode, int res)
 /* A completion with a negative result, by its op's opcode. */
 __attribute__((noinline, cold)) static void count_failure(weft__ring *r, unsigned opcode, int res)
 {
-    if (res == -ECANCELED)
+    /* An op that weft cancelled on an io-wq thread is interrupted there,
+     * and ends with -EINTR or a kernel restart code (512-516): those are
+     * cancellations too, not failures. */
+    if (res == -ECANCELED || res == -EINTR || (res <= -512 && res >= -516))
         r->ops_cancelled[opcode]++;
     else if (!normal_negative(opcode, res))
         r->ops_failed[opcode]++;
