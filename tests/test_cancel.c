@@ -229,11 +229,15 @@ static void *child_sleeps(void *arg)
     return NULL;
 }
 
+/* Shielded, it waits until the parent has joined it, whatever the time
+ * that takes (a 20 ms sleep here once ended first on a loaded machine). */
+static weft_event joined_b;
+
 static void *child_ignores_cancel(void *arg)
 {
     (void)arg;
     ASSERT_OK(weft_shield_push());
-    weft_sleep_ns(20000000);
+    ASSERT_OK(weft_event_wait(&joined_b));
     ASSERT_OK(weft_shield_pop());
     return NULL;
 }
@@ -254,6 +258,7 @@ static void *parent_joins_after_its_cancel(void *arg)
     atomic_store(&second_rc, weft_join(b, NULL)); /* shielded, running: -EINTR */
     if (atomic_load(&second_rc) == -EINTR)
         weft_detach(b);
+    weft_event_notify_one(&joined_b);
     return NULL;
 }
 
@@ -261,6 +266,7 @@ static void *main_cancelled_parent_joins(void *arg)
 {
     (void)arg;
     weft_task *p;
+    ASSERT_OK(weft_event_init(&joined_b));
     ASSERT_OK(weft_spawn(&p, parent_joins_after_its_cancel, NULL));
     ASSERT_OK(weft_sleep_ns(2000000));
     ASSERT_OK(weft_cancel(p));

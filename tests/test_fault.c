@@ -93,7 +93,7 @@ static void *main_spawn_alloc_fails(void *arg)
 }
 TEST(spawn_when_allocation_fails)
 {
-    run_main(NULL, main_spawn_alloc_fails, NULL);
+    run_main_one_worker(NULL, main_spawn_alloc_fails, NULL); /* faults count process-wide */
 }
 
 static void *main_spawn_mmap_fails(void *arg)
@@ -115,7 +115,7 @@ static void *main_spawn_mmap_fails(void *arg)
 }
 TEST(spawn_when_stacks_cannot_be_mapped)
 {
-    run_main(NULL, main_spawn_mmap_fails, NULL);
+    run_main_one_worker(NULL, main_spawn_mmap_fails, NULL); /* faults count process-wide */
 }
 
 /* Past the first 2 MiB of records a worker maps 2 MiB chunks for huge
@@ -149,7 +149,7 @@ static void *main_record_storm_mmap_fails(void *arg)
 }
 TEST(record_storm_when_huge_chunk_cannot_be_mapped)
 {
-    run_main(NULL, main_record_storm_mmap_fails, NULL);
+    run_main_one_worker(NULL, main_record_storm_mmap_fails, NULL); /* faults count process-wide */
 }
 
 static void *main_defer_fails(void *arg)
@@ -163,7 +163,7 @@ static void *main_defer_fails(void *arg)
 }
 TEST(defer_and_deadline_when_allocation_fails)
 {
-    run_main(NULL, main_defer_fails, NULL);
+    run_main_one_worker(NULL, main_defer_fails, NULL); /* faults count process-wide */
 }
 
 static void *sleepy_child(void *arg)

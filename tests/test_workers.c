@@ -1160,6 +1160,7 @@ typedef struct long_walk {
     int home;
     _Atomic int asleep;
     _Atomic bool far_moved;
+    _Atomic bool walking; /* the walk is about to start */
 } long_walk;
 
 static void *lw_sleeper(void *arg)
@@ -1175,6 +1176,11 @@ static void *lw_far(void *arg)
     long_walk *lw = arg;
     yield_until_moved(lw->home);
     atomic_store(&lw->far_moved, true);
+    /* The limit counts from the walk's start: the 4000 sleepers may take
+     * long to start under TSan and load (the walker's own wait for them is
+     * bounded). */
+    while (!atomic_load(&lw->walking))
+        ;
     uint64_t end = weft_now_ns() + LIMIT_NS;
     while (!weft_cancelled())
         if (weft_now_ns() > end)
@@ -1204,6 +1210,7 @@ static void *long_walker(void *arg)
     weft_spawn_opts o = {.flags = WEFT_TASK_STICKY, .tags = tag_db};
     ASSERT_OK(weft_spawn_ex(&tagged, &o, lw_tagged, &lw));
     WAIT_UNTIL(atomic_load(&lw.asleep) == WALK_SLEEPERS && atomic_load(&lw.far_moved));
+    atomic_store(&lw.walking, true);
     /* The tagged task, its sleepers and the far child. */
     EXPECT_CANCEL(weft_cancel_tagged_any(tag_db, &st_), WALK_SLEEPERS + 2, WALK_SLEEPERS + 2);
     ASSERT_EQ(weft_join(tagged, NULL), -ECANCELED);
