@@ -120,11 +120,11 @@ WEFT_API weft_runtime *weft_runtime_current(void);
  * a background task (a child of the root, no join handle). opts may give
  * queue, group, WEFT_TASK_STICKY / WEFT_TASK_CANCEL_CHILDREN, stack_size,
  * name (copied) and discard (called if the task never starts, as for
- * weft_spawn_ex: see weft_spawn_opts). Returns 0, -EINVAL (NULL rt or fn, other flags, bad
- * stack size), -ENOENT (unknown queue), -ENOMEM, or -ESHUTDOWN once the
- * main task has finished. A request still queued when the main task
- * finishes is spawned cancelled: it never runs, like every other
- * background task at shutdown. A worker spawns the request later, and may
+ * weft_spawn_ex: see weft_spawn_opts). Returns 0, -EINVAL (NULL rt or fn,
+ * other flags, bad stack size), -ENOENT (unknown queue), -ENOMEM, or
+ * -ESHUTDOWN once the main task has finished. A request still queued when
+ * the main task finishes is spawned cancelled: it never runs, like every
+ * other background task at shutdown. A worker spawns the request later, and may
  * then find no memory for its record or name, or no stack to reserve: the
  * task never runs, stderr says so, and weft_stats counts it in
  * inject_failed. (Like any task, it can also end without running if its

@@ -63,7 +63,8 @@ void weft__cleanup_target_ended(struct weft__worker *w, weft__cleanup *c);
 void weft__cleanup_fini(struct weft__worker *w);
 
 /* Releases everything t still holds (streams, tickers, leases, direct
- * descriptors); called as t ends, on its own stack. */
+ * descriptors); called as t ends, on its own stack, or for a task that
+ * never started, from its owner's loop. */
 void weft__resources_release(struct weft__worker *w, struct weft_task *t);
 
 /* Before an op that makes a direct descriptor: -ENXIO when the calling
