@@ -410,6 +410,169 @@ TEST(strerror_knows_every_code)
     ASSERT_STREQ(weft_strerror(-99999), "unknown error");
 }
 
+/* ---- weft_join_any --------------------------------------------------- */
+
+static void *sleep_ms_then_return(void *arg)
+{
+    uintptr_t ms = (uintptr_t)arg;
+    if (weft_sleep_ns(ms * 1000000) < 0)
+        return NULL;
+    return (void *)(ms + 1000);
+}
+
+static void *returns_at_once(void *arg)
+{
+    return arg;
+}
+
+static weft_event go[3];
+
+static void *waits_for_go(void *arg)
+{
+    uintptr_t i = (uintptr_t)arg;
+    ASSERT_OK(weft_event_wait(&go[i]));
+    return (void *)(i + 1000);
+}
+
+static void *main_join_any_order(void *arg)
+{
+    (void)arg;
+    /* Only the task let go can finish: join_any waits for it, whichever
+     * slot it is in; joined slots are cleared. */
+    weft_task *t[3];
+    for (uintptr_t i = 0; i < 3; i++) {
+        ASSERT_OK(weft_event_init(&go[i]));
+        ASSERT_OK(weft_spawn(&t[i], waits_for_go, (void *)i));
+    }
+    static const size_t release_order[3] = {1, 2, 0};
+    for (int round = 0; round < 3; round++) {
+        size_t k = 99;
+        void *res = NULL;
+        weft_event_notify_one(&go[release_order[round]]);
+        ASSERT_OK(weft_join_any(t, 3, &k, &res));
+        ASSERT_EQ(k, release_order[round]);
+        ASSERT_EQ((uintptr_t)res, k + 1000);
+        t[k] = NULL;
+    }
+    size_t k;
+    ASSERT_EQ(weft_join_any(t, 3, &k, NULL), -EINVAL); /* none left */
+    /* Several finished already: the lowest index, without waiting. */
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_spawn(&t[i], returns_at_once, (void *)(uintptr_t)(i + 1)));
+    while (!weft_task_finished(t[1]) || !weft_task_finished(t[2]))
+        ASSERT_OK(weft_yield());
+    weft_task *first = t[0];
+    t[0] = NULL; /* skipped */
+    ASSERT_OK(weft_join_any(t, 3, &k, NULL));
+    ASSERT_EQ(k, 1);
+    weft_task *last = t[2];
+    ASSERT_OK(weft_join_any(&last, 1, &k, NULL));
+    ASSERT_EQ(k, 0);
+    ASSERT_OK(weft_join(first, NULL));
+    return NULL;
+}
+TEST(join_any_joins_the_first_to_finish)
+{
+    run_main(NULL, main_join_any_order, NULL);
+}
+
+/* Interrupted: -EINTR (cancelled) or -ETIMEDOUT (deadline), and every
+ * handle is still the caller's; a target's outcome comes through too. */
+static void *join_any_until_cancelled(void *arg)
+{
+    weft_task **t = arg;
+    size_t k = 99;
+    int r = weft_join_any(t, 2, &k, NULL);
+    ASSERT_EQ(r, -EINTR);
+    ASSERT_EQ(k, 99);
+    /* Still valid: cancel and join them, shielded (this task is cancelled). */
+    weft_shield_push();
+    for (int i = 0; i < 2; i++) {
+        ASSERT_OK(weft_cancel(t[i]));
+        ASSERT_EQ(weft_join_any(&t[i], 1, &k, NULL), -ECANCELED);
+    }
+    weft_shield_pop();
+    return NULL;
+}
+
+static void *main_join_any_interrupted(void *arg)
+{
+    (void)arg;
+    weft_task *t[2], *w;
+    for (int i = 0; i < 2; i++)
+        ASSERT_OK(weft_spawn(&t[i], sleep_ms_then_return, (void *)(uintptr_t)3600000));
+    /* Past a deadline. */
+    size_t k;
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 2000000));
+    ASSERT_EQ(weft_join_any(t, 2, &k, NULL), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    /* Cancelled, in a task of its own that holds the handles. */
+    static weft_task *held[2];
+    held[0] = t[0];
+    held[1] = t[1];
+    ASSERT_OK(weft_spawn(&w, join_any_until_cancelled, held));
+    ASSERT_OK(weft_sleep_ns(2000000));
+    ASSERT_OK(weft_cancel(w));
+    ASSERT_EQ(weft_join(w, NULL), -ECANCELED);
+    /* Misuse. */
+    ASSERT_EQ(weft_join_any(NULL, 1, &k, NULL), -EINVAL);
+    weft_task *one[1] = {NULL};
+    ASSERT_EQ(weft_join_any(one, 1, NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_join_any(one, 0, &k, NULL), -EINVAL);
+    return NULL;
+}
+TEST(join_any_interrupted_keeps_every_handle)
+{
+    run_main(NULL, main_join_any_interrupted, NULL);
+    weft_task *fake = NULL;
+    size_t k;
+    ASSERT_EQ(weft_join_any(&fake, 1, &k, NULL), -EINVAL); /* all NULL */
+}
+
+/* Many rounds of tasks that end at once on whatever worker took them,
+ * while the joiner arms and disarms its wakes: each is joined once, with
+ * its own result, and nothing is left behind (the stats and sanitizers
+ * see leaks and races). */
+static void *spin_a_little(void *arg)
+{
+    uintptr_t v = (uintptr_t)arg;
+    for (uintptr_t i = 0; i < (v % 7) * 50; i++)
+        __asm__ volatile("" ::: "memory");
+    if (v % 3 == 0)
+        weft_yield();
+    return arg;
+}
+
+static void *main_join_any_storm(void *arg)
+{
+    (void)arg;
+    enum { N = 8, ROUNDS = 300 };
+    for (int round = 0; round < ROUNDS; round++) {
+        weft_task *t[N];
+        for (int i = 0; i < N; i++)
+            ASSERT_OK(weft_spawn(&t[i], spin_a_little, (void *)(uintptr_t)(round * N + i)));
+        bool seen[N] = {false};
+        for (int left = N; left > 0; left--) {
+            size_t k;
+            void *res;
+            ASSERT_OK(weft_join_any(t, N, &k, &res));
+            ASSERT_LT(k, (size_t)N);
+            ASSERT(!seen[k]);
+            seen[k] = true;
+            ASSERT_EQ((uintptr_t)res, (uintptr_t)(round * N) + k);
+            t[k] = NULL;
+        }
+    }
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_live, 1); /* this one */
+    return NULL;
+}
+TEST(join_any_storm_joins_each_task_once)
+{
+    run_main(NULL, main_join_any_storm, NULL);
+}
+
 TEST_MAIN(CASE(join_returns_result), CASE(detached_children_are_part_of_the_tree),
           CASE(detach_handle), CASE(join_already_finished), CASE(yield_round_robin_order),
           CASE(yield_switches_straight_to_the_next_task_in_order), CASE(spawn_lifo_hint_runs_first),
@@ -417,4 +580,5 @@ TEST_MAIN(CASE(join_returns_result), CASE(detached_children_are_part_of_the_tree
           CASE(join_own_handle_is_edeadlk), CASE(double_join_detected_in_debug_builds),
           CASE(blocking_calls_outside_a_task), CASE(nested_weft_run_is_ebusy),
           CASE(deep_chain_of_tasks), CASE(spawn_storm_reuses_stacks), CASE(stats_print),
-          CASE(strerror_knows_every_code))
+          CASE(strerror_knows_every_code), CASE(join_any_joins_the_first_to_finish),
+          CASE(join_any_interrupted_keeps_every_handle), CASE(join_any_storm_joins_each_task_once))

@@ -80,6 +80,17 @@ WEFT_API int weft_spawn_ex(weft_task **t, const weft_spawn_opts *o, weft_fn fn, 
  * (an executor's, or another weft_run's; the handle stays valid there),
  * -EINVAL for NULL. */
 WEFT_API int weft_join(weft_task *t, void **result);
+/* Waits for the first of tasks[0..n) to finish and joins it, as weft_join
+ * does (its handle is freed): *index says which, *result (if non-NULL) gets
+ * its return value, and the return is its outcome. NULL entries are
+ * skipped, so a caller can clear each slot it has joined and call again;
+ * the other handles stay valid. When several have finished, the lowest
+ * index is joined. The caller's own errors leave every handle valid:
+ * -EINTR (cancelled while waiting), -ETIMEDOUT (its deadline), -EINVAL
+ * (NULL tasks or index, or no non-NULL entry), -EPERM outside a task,
+ * -EDEADLK (its own handle among them), -EXDEV (a task of another
+ * runtime), WEFT_EHANDLE in debug builds. */
+WEFT_API int weft_join_any(weft_task *const *tasks, size_t n, size_t *index, void **result);
 
 /* Gives up the handle; the task keeps running (subject to its parent's
  * orphan policy). From any thread; a handle of another runtime's task is

@@ -374,6 +374,91 @@ int weft_join(weft_task *t, void **result)
     return outcome;
 }
 
+/* weft_join_any: the caller asks t's completion to wake it, with a
+ * reference to itself for that wake (as weft_join does). True when t had
+ * completed already: no wake will come, and the reference is dropped. */
+static bool join_wake_arm(weft_task *self, weft_task *t)
+{
+    t->joiner = self;
+    atomic_fetch_add_explicit(&self->state, TASK_REF_ONE, memory_order_relaxed);
+    uint64_t s = atomic_fetch_or_explicit(&t->state, TASK_JOIN_WAKER, memory_order_acq_rel);
+    if (!(s & TASK_COMPLETE))
+        return false;
+    weft__task_ref_drop(self);
+    return true;
+}
+
+/* Takes the request back. A completion that saw it first wakes the caller
+ * anyway (a spurious wake by then) and drops the reference itself. */
+static void join_wake_disarm(weft_task *self, weft_task *t)
+{
+    uint64_t s = atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_WAKER, memory_order_acq_rel);
+    if (!(s & TASK_COMPLETE)) {
+        t->joiner = NULL;
+        weft__task_ref_drop(self);
+    }
+}
+
+/* The first of tasks[0..n) that has completed, or n. */
+static size_t first_complete(weft_task *const *tasks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (tasks[i] && (load_state(tasks[i]) & TASK_COMPLETE))
+            return i;
+    return n;
+}
+
+int weft_join_any(weft_task *const *tasks, size_t n, size_t *index, void **result)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *self = w ? w->current : NULL;
+    if (!tasks || !index)
+        return -EINVAL;
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++) {
+        weft_task *t = tasks[i];
+        if (!t)
+            continue;
+        if (!self)
+            return -EPERM;
+        int r = check_handle(t);
+        if (r)
+            return r;
+        if (t == self)
+            return -EDEADLK;
+        if (weft__task_owner(t)->rt != w->rt)
+            return -EXDEV;
+        live++;
+    }
+    if (!live)
+        return -EINVAL;
+    size_t k = first_complete(tasks, n);
+    if (k == n) {
+        /* Ask every one to wake this task, then wait for the first. */
+        size_t armed = 0;
+        for (; armed < n; armed++)
+            if (tasks[armed] && join_wake_arm(self, tasks[armed]))
+                break; /* completed meanwhile: no need to ask the rest */
+        size_t end = armed < n ? armed + 1 : n;
+        int r = 0;
+        while ((k = first_complete(tasks, end)) == end && r == 0)
+            r = weft__task_park_interruptible();
+        for (size_t i = 0; i < end && i < n; i++)
+            if (tasks[i] && !(armed < n && i == armed))
+                join_wake_disarm(self, tasks[i]);
+        if (k == end) /* interrupted, and none completed */
+            return r == -ECANCELED ? -EINTR : r;
+    }
+    weft_task *t = tasks[k];
+    uint64_t s = load_state(t);
+    int outcome = t->outcome;
+    if (result)
+        *result = t->result;
+    *index = k;
+    release_handle(t, s);
+    return outcome;
+}
+
 void weft_detach(weft_task *t)
 {
     if (check_handle(t))
