@@ -670,6 +670,131 @@ TEST(a_descriptor_given_to_a_task_that_never_starts_is_closed)
     run_main_one_worker(&cfg, main_give_to_unstarted, NULL);
 }
 
+/* weft_stream_stop loses nothing: what the recv stream took is handed out,
+ * then -ESHUTDOWN, and plain recvs on the fd get the rest. Writes land
+ * just before, during and after the stop, over many rounds, so that the
+ * kernel side takes some and leaves some. Before, the only way off a
+ * stream was to close it, and a close dropped what its kernel side took
+ * until the cancel landed. */
+static void *main_stop_recv_stream(void *arg)
+{
+    (void)arg;
+    weft_buf_ring *br;
+    ASSERT_OK(weft_buf_ring_create(&br, 8, 64));
+    for (int round = 0; round < 200; round++) {
+        int sv[2];
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        weft_stream *s;
+        ASSERT_OK(weft_recv_stream(&s, sv[0], br));
+        char sent[64], got[64];
+        size_t nsent = 0, ngot = 0;
+        for (int i = 0; i < 3; i++) {
+            sent[nsent] = (char)('a' + (round + i) % 26);
+            ASSERT_EQ(write(sv[1], &sent[nsent], 1), 1);
+            nsent++;
+        }
+        if (round % 2) { /* one pull first, on some rounds */
+            weft_buf b;
+            int n = weft_stream_next(s, &b);
+            ASSERT_GT(n, 0);
+            memcpy(got + ngot, b.data, (size_t)n);
+            ngot += (size_t)n;
+            weft_buf_release(&b);
+        }
+        if (round % 3 == 0)
+            ASSERT_OK(weft_yield()); /* let the kernel side take more */
+        ASSERT_OK(weft_stream_stop(s));
+        ASSERT_OK(weft_stream_stop(s)); /* again: no harm */
+        sent[nsent] = 'Z';
+        ASSERT_EQ(write(sv[1], &sent[nsent], 1), 1);
+        nsent++;
+        for (;;) {
+            weft_buf b;
+            int n = weft_stream_next(s, &b);
+            if (n == -ESHUTDOWN)
+                break;
+            ASSERT_GT(n, 0);
+            memcpy(got + ngot, b.data, (size_t)n);
+            ngot += (size_t)n;
+            weft_buf_release(&b);
+        }
+        ASSERT_EQ(weft_stream_next(s, NULL), -EINVAL); /* a recv stream wants buf */
+        weft_buf b;
+        ASSERT_EQ(weft_stream_next(s, &b), -ESHUTDOWN);
+        ASSERT_OK(weft_stream_close(s));
+        /* The rest comes to plain reads. */
+        close(sv[1]);
+        for (;;) {
+            ssize_t n = weft_recv(sv[0], got + ngot, sizeof got - ngot, 0);
+            ASSERT_GE(n, 0);
+            if (n == 0)
+                break;
+            ngot += (size_t)n;
+        }
+        ASSERT_EQ(ngot, nsent);
+        ASSERT(memcmp(got, sent, nsent) == 0);
+        close(sv[0]);
+    }
+    /* A ticker has nothing to drain. */
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, 1000000));
+    ASSERT_EQ(weft_stream_stop(t), -EINVAL);
+    weft_stream_close(t);
+    ASSERT_EQ(weft_stream_stop(NULL), -EBADF);
+    while (stats_now().streams_live)
+        ASSERT_OK(weft_sleep_ns(100000));
+    ASSERT_OK(weft_buf_ring_destroy(br));
+    return NULL;
+}
+TEST(a_stopped_stream_hands_out_what_it_took_then_ends)
+{
+    run_main_one_worker(NULL, main_stop_recv_stream, NULL);
+}
+
+/* An accept stream stopped: the connections it accepted come out, then
+ * -ESHUTDOWN, and plain accepts take the rest from the backlog. */
+static void *main_stop_accept_stream(void *arg)
+{
+    (void)arg;
+    uint16_t port;
+    int lfd = tcp_listener(&port);
+    weft_stream *s;
+    ASSERT_OK(weft_accept_stream(&s, lfd, SOCK_CLOEXEC));
+    enum { N = 6 };
+    int clients[N], n = 0;
+    for (int i = 0; i < N / 2; i++)
+        clients[i] = tcp_connect(port);
+    int fd = weft_stream_next(s, NULL);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    n++;
+    ASSERT_OK(weft_stream_stop(s));
+    for (int i = N / 2; i < N; i++)
+        clients[i] = tcp_connect(port);
+    while ((fd = weft_stream_next(s, NULL)) != -ESHUTDOWN) {
+        ASSERT_GE(fd, 0);
+        close(fd);
+        n++;
+    }
+    ASSERT_OK(weft_stream_close(s));
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 10ull * 1000000000));
+    while (n < N) {
+        fd = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_GE(fd, 0);
+        close(fd);
+        n++;
+    }
+    ASSERT_OK(weft_deadline_pop());
+    for (int i = 0; i < N; i++)
+        close(clients[i]);
+    close(lfd);
+    return NULL;
+}
+TEST(a_stopped_accept_stream_leaves_the_rest_queued)
+{
+    run_main_one_worker(NULL, main_stop_accept_stream, NULL);
+}
+
 /* ---- the cleanup policy --------------------------------------------------------- */
 
 static void *main_cleanup_fault(void *arg)
@@ -968,6 +1093,8 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(accept_under_emfile_keeps_the_server_alive),
           CASE(without_a_file_table_direct_calls_fail_first),
           CASE(a_descriptor_given_to_a_task_that_never_starts_is_closed),
+          CASE(a_stopped_stream_hands_out_what_it_took_then_ends),
+          CASE(a_stopped_accept_stream_leaves_the_rest_queued),
           CASE(recv_stream_survives_buffer_ring_exhaustion), CASE(recv_buf_leases_one_buffer),
           CASE(a_stale_release_leaves_a_new_lease_alone), CASE(an_error_ends_a_recv_stream),
           CASE(recv_buf_in_flight_keeps_its_ring),

@@ -345,13 +345,24 @@ WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
 WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);
 /* Items queued and not yet pulled. */
 WEFT_API unsigned weft_stream_pending(const weft_stream *s);
+/* Stops an accept, recv, read or poll stream without losing anything: its
+ * kernel side is cancelled (the call waits for that, briefly, shielded)
+ * and never armed again. weft_stream_next then hands out what it had
+ * already taken from the fd, and returns -ESHUTDOWN once the kernel side
+ * has ended and nothing is left (0 first if the peer closed, -EPIPE after
+ * an error, as before). From then on the fd is the program's alone: plain
+ * reads or accepts see whatever comes next. Returns 0 (also when stopped
+ * already), -EBADF (NULL, closed), -EINVAL for a ticker (close it), -EPERM
+ * and -EXDEV as for weft_stream_close, or the cancel's error (the stream
+ * then goes on as before). */
+WEFT_API int weft_stream_stop(weft_stream *s);
 /* Closes the stream; queued fds are closed and queued buffers returned. The
  * kernel side is cancelled asynchronously; never blocks. Until it has
  * ended it may still take what arrives (data read from the fd is dropped,
  * its buffer returned; connections accepted are closed): a program that
- * goes on reading the fd itself may lose what comes in meanwhile, so
- * close the fd with the stream rather than switch ways of reading
- * (weft_stats' streams_live counts kernel sides still live). The handle is
+ * goes on reading the fd itself stops the stream first (weft_stream_stop)
+ * and pulls until -ESHUTDOWN, or it may lose what comes in meanwhile. The
+ * handle is
  * invalid afterwards, as after free: no call may be given it again (its
  * memory goes once the kernel side has ended). Only the task that opened
  * the stream closes it: another task gets -EPERM (to stop an owner parked

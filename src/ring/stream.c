@@ -48,6 +48,7 @@ struct weft_stream {
     bool armed;     /* the kernel side is live: CQEs may still come */
     bool closing;   /* closed by its task: drop what comes */
     bool resetting; /* ticker: its arming was removed for a new period */
+    bool stopped;   /* weft_stream_stop: no new arming; drained, it ends */
     bool eof;       /* recv/read saw end of stream */
     bool failed;    /* recv/read/poll: an error ended the kernel side */
     stream_item *q;
@@ -128,7 +129,10 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
     bool reset = s->resetting && last && res == -ECANCELED;
     if (reset)
         s->resetting = false;
-    if (s->closing || reset) {
+    /* The end that weft_stream_stop asked for: no item either; a pull
+     * that finds the queue empty then says -ESHUTDOWN. */
+    bool stop_end = s->stopped && last && res == -ECANCELED;
+    if (s->closing || reset || stop_end) {
         release_item(s, &it);
     } else if (!queue_push(s, it)) {
         s->dropped++;
@@ -454,6 +458,10 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
          * errors until the end of the stream would spin for ever. */
         if (s->failed)
             return -EPIPE;
+        /* Stopped, and its kernel side has ended: everything it took from
+         * the fd has been handed out. */
+        if (s->stopped && !s->armed)
+            return -ESHUTDOWN;
         int intr = weft__task_interrupted(t);
         if (intr)
             return intr;
@@ -473,6 +481,49 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
         if (intr && !s->qlen)
             return intr;
     }
+}
+
+int weft_stream_stop(weft_stream *s)
+{
+    if (!s || s->closing)
+        return -EBADF;
+    if (s->kind == STREAM_TICKER)
+        return -EINVAL; /* nothing to drain: close it */
+    weft__worker *w = weft__worker_self();
+    if (!w || !w->current)
+        return -EPERM;
+    if (s->w != w)
+        return -EXDEV;
+    if (s->owner != w->current)
+        return -EPERM;
+    if (s->stopped)
+        return 0;
+    s->stopped = true;
+    if (!s->armed)
+        return 0;
+    /* Shielded: a cancel interrupted here might not have reached the
+     * kernel side, and the drain would then wait for an end that never
+     * comes. The cancel itself is quick. */
+    weft__io io;
+    int err;
+    unsigned opcode = s->kind == STREAM_POLL ? IORING_OP_POLL_REMOVE : IORING_OP_ASYNC_CANCEL;
+    weft_shield_push();
+    struct io_uring_sqe *sqe = weft__io_begin(&io, opcode, &err);
+    int r = err;
+    if (sqe) {
+        if (opcode == IORING_OP_POLL_REMOVE)
+            io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&s->op);
+        else
+            io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&s->op, 0);
+        r = weft__io_wait(&io);
+    }
+    weft_shield_pop();
+    /* Found and cancelled, ended already (its last CQE on its way), or
+     * ending now: the last CQE will come. */
+    if (r == 0 || r == -ENOENT || r == -EALREADY)
+        return 0;
+    s->stopped = false; /* not stopped after all: it goes on as before */
+    return r;
 }
 
 int weft_stream_close(weft_stream *s)
