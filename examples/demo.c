@@ -70,20 +70,20 @@ static void *request(void *arg)
     printf("%7.1f ms   request: the live tasks now:\n\n", ms());
     weft_dump_tasks(stdout);
     printf("\n");
-    /* Wait for whichever finishes first. */
+    /* Wait for whichever finishes first, and join it. */
     const char *answer = NULL;
-    while (!answer) {
-        for (int i = 0; i < 3 && !answer; i++)
-            if (weft_task_finished(h[i]))
-                weft_join(h[i], (void **)&answer), h[i] = NULL;
-        if (!answer)
-            weft_sleep_ns(1000000);
+    size_t first;
+    void *res = NULL;
+    if (weft_join_any(h, 3, &first, &res) == 0) {
+        answer = res;
+        h[first] = NULL;
     }
     weft_cancel_stats st;
     weft_cancel_tagged_any(tags, &st);
     printf("%7.1f ms   request: answer from %s; cancelled %llu of %llu other lookups\n", ms(),
            answer, (unsigned long long)st.cancelled, (unsigned long long)st.visited);
-    for (int i = 0; i < 3; i++)
+    /* And the others, which the cancel ended. */
+    for (size_t i = 0; i < 3; i++)
         if (h[i])
             weft_join(h[i], NULL);
     return (void *)answer;
