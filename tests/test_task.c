@@ -1,6 +1,8 @@
 /* Task lifecycle: spawn, join, detach, ids, yields, ordering, misuse. */
 #include "test.h"
 
+#include "task/task.h"
+
 static void *ret_arg(void *arg)
 {
     return arg;
@@ -573,6 +575,37 @@ TEST(join_any_storm_joins_each_task_once)
     run_main(NULL, main_join_any_storm, NULL);
 }
 
+/* The same handle twice is misuse: debug builds refuse it. Elsewhere the
+ * call must still not leak a reference to the caller's record (one wake
+ * request per handle, however many slots name it). */
+static void *main_join_any_duplicate(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_event_init(&go[0]));
+    weft_task *a;
+    ASSERT_OK(weft_spawn(&a, waits_for_go, (void *)0));
+    weft_task *twice[2] = {a, a};
+    size_t k = 99;
+#ifndef NDEBUG
+    ASSERT_EQ(weft_join_any(twice, 2, &k, NULL), WEFT_EHANDLE);
+    ASSERT_EQ(k, 99);
+    weft_event_notify_one(&go[0]);
+    ASSERT_OK(weft_join(a, NULL));
+#else
+    weft_task *self = weft__task_current();
+    uint64_t refs = atomic_load(&self->state) & TASK_REF_MASK;
+    weft_event_notify_one(&go[0]);
+    ASSERT_OK(weft_join_any(twice, 2, &k, NULL));
+    ASSERT_EQ(k, 0);
+    ASSERT_EQ(atomic_load(&self->state) & TASK_REF_MASK, refs);
+#endif
+    return NULL;
+}
+TEST(join_any_refuses_or_survives_a_handle_given_twice)
+{
+    run_main(NULL, main_join_any_duplicate, NULL);
+}
+
 TEST_MAIN(CASE(join_returns_result), CASE(detached_children_are_part_of_the_tree),
           CASE(detach_handle), CASE(join_already_finished), CASE(yield_round_robin_order),
           CASE(yield_switches_straight_to_the_next_task_in_order), CASE(spawn_lifo_hint_runs_first),
@@ -581,4 +614,5 @@ TEST_MAIN(CASE(join_returns_result), CASE(detached_children_are_part_of_the_tree
           CASE(blocking_calls_outside_a_task), CASE(nested_weft_run_is_ebusy),
           CASE(deep_chain_of_tasks), CASE(spawn_storm_reuses_stacks), CASE(stats_print),
           CASE(strerror_knows_every_code), CASE(join_any_joins_the_first_to_finish),
-          CASE(join_any_interrupted_keeps_every_handle), CASE(join_any_storm_joins_each_task_once))
+          CASE(join_any_interrupted_keeps_every_handle), CASE(join_any_storm_joins_each_task_once),
+          CASE(join_any_refuses_or_survives_a_handle_given_twice))

@@ -84,7 +84,8 @@ WEFT_API int weft_join(weft_task *t, void **result);
  * does (its handle is freed): *index says which, *result (if non-NULL) gets
  * its return value, and the return is its outcome. NULL entries are
  * skipped, so a caller can clear each slot it has joined and call again;
- * the other handles stay valid. When several have finished, the lowest
+ * the other handles stay valid. Each handle at most once (debug builds
+ * return WEFT_EHANDLE otherwise). When several have finished, the lowest
  * index is joined. The caller's own errors leave every handle valid:
  * -EINTR (cancelled while waiting), -ETIMEDOUT (its deadline), -EINVAL
  * (NULL tasks or index, or no non-NULL entry), -EPERM outside a task,

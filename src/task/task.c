@@ -382,18 +382,24 @@ static bool join_wake_arm(weft_task *self, weft_task *t)
     t->joiner = self;
     atomic_fetch_add_explicit(&self->state, TASK_REF_ONE, memory_order_relaxed);
     uint64_t s = atomic_fetch_or_explicit(&t->state, TASK_JOIN_WAKER, memory_order_acq_rel);
-    if (!(s & TASK_COMPLETE))
+    if (!(s & TASK_COMPLETE)) {
+        /* Asked already, by this call: the same handle twice (misuse,
+         * refused in debug builds). One request, one reference. */
+        if (s & TASK_JOIN_WAKER)
+            weft__task_ref_drop(self);
         return false;
+    }
     weft__task_ref_drop(self);
     return true;
 }
 
 /* Takes the request back. A completion that saw it first wakes the caller
- * anyway (a spurious wake by then) and drops the reference itself. */
+ * anyway (a spurious wake by then) and drops the reference itself; a
+ * request taken back already (the same handle twice) holds none. */
 static void join_wake_disarm(weft_task *self, weft_task *t)
 {
     uint64_t s = atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_WAKER, memory_order_acq_rel);
-    if (!(s & TASK_COMPLETE)) {
+    if ((s & TASK_JOIN_WAKER) && !(s & TASK_COMPLETE)) {
         t->joiner = NULL;
         weft__task_ref_drop(self);
     }
@@ -432,6 +438,15 @@ int weft_join_any(weft_task *const *tasks, size_t n, size_t *index, void **resul
     }
     if (!live)
         return -EINVAL;
+#ifndef NDEBUG
+    /* Each handle once: a second slot would point at a freed handle once
+     * the first is joined. (Quadratic: debug builds only, as the other
+     * handle checks.) */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; tasks[i] && j < n; j++)
+            if (tasks[j] == tasks[i])
+                return WEFT_EHANDLE;
+#endif
     size_t k = first_complete(tasks, n);
     if (k == n) {
         /* Ask every one to wake this task, then wait for the first. */
