@@ -2852,6 +2852,51 @@ TEST(an_outside_spawn_that_fails_later_is_counted)
     run_workers(1, main_inject_fails_later, NULL);
 }
 
+/* weft_config.inject_max bounds the queue of outside spawns: with that
+ * many waiting, weft_runtime_spawn says -EAGAIN; once workers have taken
+ * them, there is room again. */
+static _Atomic int bounded_ran;
+static int bounded_rc[5];
+
+static void *bounded_task(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&bounded_ran, 1);
+    return NULL;
+}
+
+static void *request_five(void *rt)
+{
+    for (int i = 0; i < 5; i++)
+        bounded_rc[i] = weft_runtime_spawn(rt, NULL, bounded_task, NULL);
+    return NULL;
+}
+
+static void *main_inject_bounded(void *arg)
+{
+    (void)arg;
+    pthread_t th;
+    /* This (only) worker is blocked in pthread_join: nothing is taken. */
+    ASSERT_OK(pthread_create(&th, NULL, request_five, weft_runtime_current()));
+    ASSERT_OK(pthread_join(th, NULL));
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(bounded_rc[i], 0);
+    ASSERT_EQ(bounded_rc[3], -EAGAIN);
+    ASSERT_EQ(bounded_rc[4], -EAGAIN);
+    WAIT_UNTIL(atomic_load(&bounded_ran) == 3);
+    ASSERT_OK(pthread_create(&th, NULL, request_five, weft_runtime_current()));
+    ASSERT_OK(pthread_join(th, NULL));
+    ASSERT_EQ(bounded_rc[0], 0);
+    ASSERT_EQ(bounded_rc[3], -EAGAIN);
+    WAIT_UNTIL(atomic_load(&bounded_ran) == 6);
+    return NULL;
+}
+TEST(inject_max_bounds_the_outside_spawn_queue)
+{
+    weft_config cfg = {.workers = 1, .inject_max = 3};
+    run_main(&cfg, main_inject_bounded, NULL);
+}
+
 /* weft_buffers_unregister when the errand to the other worker cannot be
  * spawned: -ENOMEM, and this ring's slot is empty while the other's still
  * holds the buffer. A second call must reach that ring (it answered
@@ -3044,6 +3089,7 @@ TEST(a_timer_due_during_the_idle_spin_ends_the_hunger)
 }
 
 TEST_MAIN(CASE(op_in_flight_pins_task), CASE(an_unregister_that_failed_half_way_can_be_retried),
+          CASE(inject_max_bounds_the_outside_spawn_queue),
           CASE(a_register_whose_undoing_failed_leaves_no_slot_taken),
           CASE(direct_descriptor_pins_task),
           CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),

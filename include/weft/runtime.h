@@ -80,6 +80,9 @@ typedef struct weft_config {
      * ahead of use (docs/stacks.md). true: workers do it themselves as
      * they need stacks, and no helper thread starts. */
     bool no_stack_helper;
+    /* Outside spawns (weft_runtime_spawn) queued and not yet spawned, at
+     * most; past it weft_runtime_spawn returns -EAGAIN. 0 = no limit. */
+    unsigned inject_max;
 } weft_config;
 
 /* Runs main_fn(arg) as the main task of a new runtime and returns when the
@@ -121,8 +124,9 @@ WEFT_API weft_runtime *weft_runtime_current(void);
  * queue, group, WEFT_TASK_STICKY / WEFT_TASK_CANCEL_CHILDREN, stack_size,
  * name (copied) and discard (called if the task never starts, as for
  * weft_spawn_ex: see weft_spawn_opts). Returns 0, -EINVAL (NULL rt or fn,
- * other flags, bad stack size), -ENOENT (unknown queue), -ENOMEM, or
- * -ESHUTDOWN once the main task has finished. A request still queued when
+ * other flags, bad stack size), -ENOENT (unknown queue), -ENOMEM, -EAGAIN
+ * when weft_config.inject_max requests wait already, or -ESHUTDOWN once
+ * the main task has finished. A request still queued when
  * the main task finishes is spawned cancelled: it never runs, like every
  * other background task at shutdown. A worker spawns the request later, and may
  * then find no memory for its record or name, or no stack to reserve: the

@@ -637,6 +637,14 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
         free(req);
         return -ESHUTDOWN;
     }
+    /* Backpressure: a thread that spawns faster than the workers take
+     * requests would otherwise grow the queue without bound. */
+    if (rt->cfg.inject_max &&
+        atomic_load_explicit(&rt->inject_pending, memory_order_relaxed) >= rt->cfg.inject_max) {
+        pthread_mutex_unlock(&rt->inject_lock);
+        free(req);
+        return -EAGAIN;
+    }
     if (rt->inject_tail)
         rt->inject_tail->next = req;
     else
