@@ -751,6 +751,37 @@ TEST(a_stopped_stream_hands_out_what_it_took_then_ends)
     run_main_one_worker(NULL, main_stop_recv_stream, NULL);
 }
 
+/* A poll stream stopped just as its fd became ready: the readiness comes
+ * out, then -ESHUTDOWN. (Stopped with POLL_REMOVE, it was not removed while
+ * its wake-up waited for the worker: the drain waited for ever.) */
+static void *main_stop_poll_stream(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 20; round++) {
+        int p[2];
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        weft_stream *s;
+        ASSERT_OK(weft_poll_stream(&s, p[0], POLLIN));
+        ASSERT_OK(weft_sleep_ns(1000000)); /* armed in the kernel */
+        ASSERT_EQ(write(p[1], "x", 1), 1);
+        ASSERT_OK(weft_stream_stop(s));
+        ASSERT_OK(weft_deadline_push(weft_now_ns() + 10ull * 1000000000));
+        int r;
+        while ((r = weft_stream_next(s, NULL)) >= 0)
+            ASSERT(r & POLLIN);
+        ASSERT_EQ(r, -ESHUTDOWN);
+        ASSERT_OK(weft_deadline_pop());
+        ASSERT_OK(weft_stream_close(s));
+        close(p[0]);
+        close(p[1]);
+    }
+    return NULL;
+}
+TEST(a_stopped_poll_stream_ends)
+{
+    run_main_one_worker(NULL, main_stop_poll_stream, NULL);
+}
+
 /* An accept stream stopped: the connections it accepted come out, then
  * -ESHUTDOWN, and plain accepts take the rest from the backlog. */
 static void *main_stop_accept_stream(void *arg)
@@ -1094,7 +1125,7 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(without_a_file_table_direct_calls_fail_first),
           CASE(a_descriptor_given_to_a_task_that_never_starts_is_closed),
           CASE(a_stopped_stream_hands_out_what_it_took_then_ends),
-          CASE(a_stopped_accept_stream_leaves_the_rest_queued),
+          CASE(a_stopped_accept_stream_leaves_the_rest_queued), CASE(a_stopped_poll_stream_ends),
           CASE(recv_stream_survives_buffer_ring_exhaustion), CASE(recv_buf_leases_one_buffer),
           CASE(a_stale_release_leaves_a_new_lease_alone), CASE(an_error_ends_a_recv_stream),
           CASE(recv_buf_in_flight_keeps_its_ring),

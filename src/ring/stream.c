@@ -504,17 +504,17 @@ int weft_stream_stop(weft_stream *s)
     /* Shielded: a cancel interrupted here might not have reached the
      * kernel side, and the drain would then wait for an end that never
      * comes. The cancel itself is quick. */
+    /* ASYNC_CANCEL for a poll stream too: POLL_REMOVE answers -EALREADY
+     * and removes nothing while the poll's wake-up waits for the worker's
+     * task work (DEFER_TASKRUN), and the drain then waited for an end that
+     * never came. ASYNC_CANCEL marks the poll cancelled even then. */
     weft__io io;
     int err;
-    unsigned opcode = s->kind == STREAM_POLL ? IORING_OP_POLL_REMOVE : IORING_OP_ASYNC_CANCEL;
     weft_shield_push();
-    struct io_uring_sqe *sqe = weft__io_begin(&io, opcode, &err);
+    struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_ASYNC_CANCEL, &err);
     int r = err;
     if (sqe) {
-        if (opcode == IORING_OP_POLL_REMOVE)
-            io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&s->op);
-        else
-            io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&s->op, 0);
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&s->op, 0);
         r = weft__io_wait(&io);
     }
     weft_shield_pop();
