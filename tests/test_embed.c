@@ -345,13 +345,21 @@ static void *emb_spawner(void *arg)
     return NULL;
 }
 
-TEST(runtime_spawn_from_another_thread_wakes_the_host)
+/* A new executor whose runtime is in emb_rt, with no task live. */
+static weft_executor *executor_with_runtime_noted(void)
 {
     weft_executor *ex;
     ASSERT_OK(weft_executor_create(&ex, NULL));
     ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, note_runtime, NULL));
     ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX);
     ASSERT(emb_rt != NULL);
+    ASSERT_EQ(weft_executor_tasks(ex), 0);
+    return ex;
+}
+
+TEST(runtime_spawn_from_another_thread_wakes_the_host)
+{
+    weft_executor *ex = executor_with_runtime_noted();
     pthread_t th;
     ASSERT_OK(pthread_create(&th, NULL, emb_spawner, NULL));
     struct pollfd pfd = {.fd = weft_executor_fd(ex), .events = POLLIN};
@@ -495,11 +503,7 @@ static void *queue_from_outside(void *arg)
 
 TEST(destroy_discards_queued_outside_spawns)
 {
-    weft_executor *ex;
-    ASSERT_OK(weft_executor_create(&ex, NULL));
-    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, note_runtime, NULL));
-    ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX);
-    ASSERT_EQ(weft_executor_tasks(ex), 0);
+    weft_executor *ex = executor_with_runtime_noted();
     pthread_t th;
     ASSERT_OK(pthread_create(&th, NULL, queue_from_outside, NULL));
     ASSERT_OK(pthread_join(th, NULL));

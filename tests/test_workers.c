@@ -2820,14 +2820,21 @@ static void *request_late_task(void *rt)
     return NULL;
 }
 
+/* Runs fn(this runtime) on a thread of its own and waits for it in
+ * pthread_join, which blocks the calling worker: with one worker, no
+ * outside spawn fn makes is taken before this returns. */
+static void on_a_thread_blocking_this_worker(void *(*fn)(void *))
+{
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, fn, weft_runtime_current()));
+    ASSERT_OK(pthread_join(th, NULL));
+}
+
 static void *main_inject_fails_later(void *arg)
 {
     (void)arg;
-    pthread_t th;
-    ASSERT_OK(pthread_create(&th, NULL, request_late_task, weft_runtime_current()));
-    /* Blocks this (only) worker: it cannot take the request before the
-     * fault is armed. */
-    ASSERT_OK(pthread_join(th, NULL));
+    /* The request cannot be taken before the fault is armed. */
+    on_a_thread_blocking_this_worker(request_late_task);
     ASSERT_EQ(late_rc, 0);
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
     weft_stats st;
@@ -2875,17 +2882,13 @@ static void *request_five(void *rt)
 static void *main_inject_bounded(void *arg)
 {
     (void)arg;
-    pthread_t th;
-    /* This (only) worker is blocked in pthread_join: nothing is taken. */
-    ASSERT_OK(pthread_create(&th, NULL, request_five, weft_runtime_current()));
-    ASSERT_OK(pthread_join(th, NULL));
+    on_a_thread_blocking_this_worker(request_five); /* nothing is taken meanwhile */
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(bounded_rc[i], 0);
     ASSERT_EQ(bounded_rc[3], -EAGAIN);
     ASSERT_EQ(bounded_rc[4], -EAGAIN);
     WAIT_UNTIL(atomic_load(&bounded_ran) == 3);
-    ASSERT_OK(pthread_create(&th, NULL, request_five, weft_runtime_current()));
-    ASSERT_OK(pthread_join(th, NULL));
+    on_a_thread_blocking_this_worker(request_five);
     ASSERT_EQ(bounded_rc[0], 0);
     ASSERT_EQ(bounded_rc[3], -EAGAIN);
     WAIT_UNTIL(atomic_load(&bounded_ran) == 6);

@@ -345,22 +345,32 @@ int weft_ticker(weft_stream **out, uint64_t period_ns)
     return start(out);
 }
 
+/* The calls only the owner may make, on its worker: 0, -EPERM outside a
+ * task or from another task, -EXDEV from another worker (its ring, its
+ * maintenance task and its owner's accounts belong to s->w's thread). */
+static int check_owner(const weft_stream *s)
+{
+    weft__worker *w = weft__worker_self();
+    if (!w || !w->current)
+        return -EPERM;
+    if (s->w != w)
+        return -EXDEV;
+    return s->owner == w->current ? 0 : -EPERM;
+}
+
 int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
 {
     if (!s || s->kind != STREAM_TICKER || period_ns == 0)
         return -EINVAL;
     if (s->closing)
         return -EBADF;
-    /* The update goes to the caller's ring, which must be the ticker's. */
-    weft__worker *w = weft__worker_self();
-    if (!w || !w->current)
-        return -EPERM;
-    if (s->w != w)
-        return -EXDEV;
-    /* The owner only: it is pinned here while it waits below, and the
-     * ticker cannot be closed under it. */
-    if (s->owner != w->current)
-        return -EPERM;
+    /* The update goes to the caller's ring, which must be the ticker's; the
+     * owner is pinned here while it waits below, and the ticker cannot be
+     * closed under it. */
+    int own = check_owner(s);
+    if (own < 0)
+        return own;
+    weft__worker *w = s->w;
     set_period(s, period_ns);
     if (!s->armed)
         return 0; /* the next pull arms it with the new period */
@@ -430,17 +440,13 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
         buf->ring = NULL;
     if (!s || s->closing)
         return -EBADF;
-    weft__worker *w = weft__worker_self();
-    weft_task *t = w ? w->current : NULL;
-    if (!t)
-        return -EPERM;
     /* Only the owner pulls: the stream pins it to s->w while it waits;
      * another task could be handed to another worker while parked here,
      * and go on to arm and deliver from the wrong thread. */
-    if (s->w != w)
-        return -EXDEV;
-    if (s->owner != t)
-        return -EPERM;
+    int own = check_owner(s);
+    if (own < 0)
+        return own;
+    weft_task *t = s->owner;
     if ((s->kind == STREAM_RECV || s->kind == STREAM_READ) && !buf)
         return -EINVAL;
     for (;;) {
@@ -489,13 +495,9 @@ int weft_stream_stop(weft_stream *s)
         return -EBADF;
     if (s->kind == STREAM_TICKER)
         return -EINVAL; /* nothing to drain: close it */
-    weft__worker *w = weft__worker_self();
-    if (!w || !w->current)
-        return -EPERM;
-    if (s->w != w)
-        return -EXDEV;
-    if (s->owner != w->current)
-        return -EPERM;
+    int own = check_owner(s);
+    if (own < 0)
+        return own;
     if (s->stopped)
         return 0;
     s->stopped = true;

@@ -318,12 +318,9 @@ static void release_handle(weft_task *t, uint64_t s)
     drop_ref(t, TASK_REF_ONE | TASK_JOIN_INTEREST);
 }
 
-int weft_join(weft_task *t, void **result)
+/* Whether self, a task on w, may join t: 0, or the error. */
+static int check_join_target(const weft__worker *w, const weft_task *self, const weft_task *t)
 {
-    weft__worker *w = weft__worker_self();
-    weft_task *self = w ? w->current : NULL;
-    if (!self)
-        return t ? -EPERM : -EINVAL;
     int r = check_handle(t);
     if (r)
         return r;
@@ -334,6 +331,18 @@ int weft_join(weft_task *t, void **result)
      * gone; nothing keeps the two alive for each other. */
     if (weft__task_owner(t)->rt != w->rt)
         return -EXDEV;
+    return 0;
+}
+
+int weft_join(weft_task *t, void **result)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *self = w ? w->current : NULL;
+    if (!self)
+        return t ? -EPERM : -EINVAL;
+    int r = check_join_target(w, self, t);
+    if (r)
+        return r;
     /* w is stale after the wait below, which may move this task. */
     uint64_t s = load_state(t);
     if (!(s & TASK_COMPLETE)) {
@@ -427,13 +436,9 @@ int weft_join_any(weft_task *const *tasks, size_t n, size_t *index, void **resul
             continue;
         if (!self)
             return -EPERM;
-        int r = check_handle(t);
+        int r = check_join_target(w, self, t);
         if (r)
             return r;
-        if (t == self)
-            return -EDEADLK;
-        if (weft__task_owner(t)->rt != w->rt)
-            return -EXDEV;
         live++;
     }
     if (!live)
@@ -783,7 +788,7 @@ static void complete(weft__worker *w, weft_task *t, void *result)
  * it was given goes back. Direct descriptors given to it (weft_direct_give)
  * are closed, as at any task's end; what its argument carries goes back
  * through the spawn's discard callback, before a join can return. */
-static void discard_arg(weft_task *t)
+static void give_back_unstarted(weft_task *t)
 {
     if (t->ring_bound)
         weft__resources_release(weft__worker_self(), t);
@@ -794,14 +799,14 @@ static void discard_arg(weft_task *t)
 void weft__task_complete_unstarted(weft_task *t)
 {
     t->run_flags |= TASK_R_CANCEL_SEEN;
-    discard_arg(t);
+    give_back_unstarted(t);
     complete(t->owner, t, NULL);
 }
 
 void weft__task_complete_without_stack(weft_task *t)
 {
     t->run_flags |= TASK_R_NO_STACK;
-    discard_arg(t);
+    give_back_unstarted(t);
     complete(t->owner, t, NULL);
 }
 
