@@ -463,6 +463,68 @@ TEST(sqe_exhaustion_fails_cleanly_and_cancels_still_wait)
     run_main_one_worker(NULL, main_sqe_fault, NULL);
 }
 
+/* A full SQ whose submits keep failing (the kernel's -EBUSY while an
+ * overflowed CQ cannot be flushed): an op gives up with -EAGAIN after a
+ * few tries instead of spinning for ever, queues nothing, and the ring
+ * works again once submits do. The SQ holds 8; the filler's batch takes
+ * all 8 and the worker runs the next tasks before it submits them. */
+#define FULL_SQ_ENTRIES 8
+static int full_sq_batch_ret, full_sq_res[FULL_SQ_ENTRIES];
+static int full_sq_failed_ret = 1, full_sq_later_ret = 1;
+static uint64_t full_sq_tries;
+
+static void *full_sq_filler(void *arg)
+{
+    (void)arg;
+    struct io_uring_sqe sqes[FULL_SQ_ENTRIES];
+    for (int i = 0; i < FULL_SQ_ENTRIES; i++)
+        io_uring_prep_nop(&sqes[i]);
+    full_sq_batch_ret = weft_batch(sqes, full_sq_res, FULL_SQ_ENTRIES, 0);
+    return NULL;
+}
+static void *full_sq_failing(void *arg)
+{
+    (void)arg;
+    weft__fault_arm_from(WEFT_FAULT_SUBMIT, 1);
+    full_sq_failed_ret = weft_nop();
+    full_sq_tries = weft__fault_count(WEFT_FAULT_SUBMIT);
+    weft__fault_arm(WEFT_FAULT_SUBMIT, 0);
+    return NULL;
+}
+static void *full_sq_later(void *arg)
+{
+    (void)arg;
+    full_sq_later_ret = weft_nop();
+    return NULL;
+}
+static void *main_full_sq(void *arg)
+{
+    (void)arg;
+    weft_stats before, after;
+    ASSERT_OK(weft_stats_snapshot(&before));
+    weft_task *t[3];
+    ASSERT_OK(weft_spawn(&t[0], full_sq_filler, NULL));
+    ASSERT_OK(weft_spawn(&t[1], full_sq_failing, NULL));
+    ASSERT_OK(weft_spawn(&t[2], full_sq_later, NULL));
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_join(t[i], NULL));
+    ASSERT_EQ(full_sq_failed_ret, -EAGAIN);
+    ASSERT_EQ(full_sq_tries, 4); /* SQE_SUBMIT_TRIES submits, then it gave up */
+    ASSERT_EQ(full_sq_later_ret, 0);
+    ASSERT_EQ(full_sq_batch_ret, FULL_SQ_ENTRIES);
+    for (int i = 0; i < FULL_SQ_ENTRIES; i++)
+        ASSERT_EQ(full_sq_res[i], 0);
+    ASSERT_OK(weft_stats_snapshot(&after));
+    ASSERT_GE(after.sq_full - before.sq_full, 5);  /* 4 failed tries, 1 that worked */
+    ASSERT_EQ(after.ops_in_flight, after.workers); /* the wake-up read */
+    return NULL;
+}
+TEST(full_sq_with_failing_submits_gives_up_with_eagain)
+{
+    weft_config cfg = {.ring_entries = FULL_SQ_ENTRIES};
+    run_main_one_worker(&cfg, main_full_sq, NULL);
+}
+
 /* A shielded task is not interrupted by cancellation: its I/O runs to
  * completion (cleanup I/O), and the cancel shows once unshielded. */
 static int shield_sv[2];
@@ -545,5 +607,6 @@ TEST_MAIN(CASE(cancelling_every_blocking_kind_leaves_buffers_untouched),
           CASE(a_result_that_beats_the_cancel_is_returned),
           CASE(cancellation_storm_loses_no_byte_and_no_fd),
           CASE(sqe_exhaustion_fails_cleanly_and_cancels_still_wait),
+          CASE(full_sq_with_failing_submits_gives_up_with_eagain),
           CASE(shielded_io_completes_despite_cancel),
           CASE(cancelling_a_batch_reaches_a_link_that_starts_later))

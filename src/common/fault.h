@@ -1,6 +1,6 @@
 /* Fault injection: make the Nth allocation, mapping, SQE, worker thread
- * start or ring wait fail, so tests can prove that every error path releases what it
- * took. Disarmed it costs one well-predicted branch on a global flag.
+ * start, ring wait or full-SQ submit fail, so tests can prove that every error path releases what
+ * it took. Disarmed it costs one well-predicted branch on a global flag.
  */
 #ifndef WEFT_COMMON_FAULT_H
 #define WEFT_COMMON_FAULT_H
@@ -16,6 +16,7 @@ typedef enum weft__fault_kind {
     WEFT_FAULT_CLEANUP, /* a maintenance op's result becomes -EIO */
     WEFT_FAULT_THREAD,  /* pthread_create of a worker thread fails with EAGAIN */
     WEFT_FAULT_RING,    /* a worker's wait on its ring fails with -EIO */
+    WEFT_FAULT_SUBMIT,  /* the submit that makes room in a full SQ fails with -EBUSY */
     WEFT_FAULT_KINDS
 } weft__fault_kind;
 

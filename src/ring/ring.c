@@ -191,7 +191,7 @@ struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op)
      * caller gets when no SQE can be had: it fails with -EAGAIN. */
     for (int failed = 0; !sqe; sqe = io_uring_get_sqe(&r->uring)) {
         r->sq_full++;
-        int n = io_uring_submit(&r->uring);
+        int n = weft__fault_hit(WEFT_FAULT_SUBMIT) ? -EBUSY : io_uring_submit(&r->uring);
         account_submitted(r);
         if (n < 0 && n != -EINTR && ++failed == SQE_SUBMIT_TRIES)
             return NULL;
