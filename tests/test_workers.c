@@ -3058,6 +3058,58 @@ TEST(a_register_whose_undoing_failed_leaves_no_slot_taken)
     run_workers(3, main_buffers_register_undo_fails, NULL);
 }
 
+/* As above, but the kernel takes only part of the registration: the
+ * second buffer is refused (-EFAULT), after the first went into slot 0.
+ * The ring that the undoing cannot reach keeps slot 0 without having been
+ * asked to keep it whole; that slot too must be released by weft. A fixed
+ * read on slot 0 must then fail on every ring: none may still read into
+ * the caller's buffer, which it may free once the register failed. */
+static int read_fixed_refused(weft__worker *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+    int r = (int)weft_read_fixed(fixed_fd, fixed_buf, 16, 0, 0);
+    return r == -EFAULT ? 0 : -EEXIST; /* -EEXIST: slot 0 still holds a buffer here */
+}
+
+static void *sticky_buffers_register_partly(void *arg)
+{
+    (void)arg;
+    fixed_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fixed_fd, 0);
+    struct iovec iov[2] = {{fixed_buf, sizeof fixed_buf}, {NULL, 4096}};
+    int slot = weft_buffers_register(iov, 1);
+    if (slot == -ENXIO)
+        SKIP("the kernel made no registered-buffer table");
+    ASSERT_EQ(slot, 0);
+    ASSERT_OK(weft_buffers_unregister(0, 1));
+    /* Refused part-way on every ring, and undone only on this one. */
+    weft__fault_arm_from(WEFT_FAULT_ALLOC, 2);
+    int r = weft_buffers_register(iov, 2);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT(r == -EFAULT || r == -ENOMEM);
+    ASSERT_EQ(weft_buffers_unregister(0, 1), -EINVAL); /* not the caller's; releases it */
+    ASSERT_EQ(weft__on_every_worker(read_fixed_refused, NULL), 0);
+    ASSERT_EQ(weft_buffers_register(iov, 1), 0); /* slot 0 is free again */
+    ASSERT_EQ(weft__on_every_worker(read_fixed_here, NULL), 0);
+    ASSERT_OK(weft_buffers_unregister(0, 1));
+    close(fixed_fd);
+    return NULL;
+}
+
+static void *main_buffers_register_partly(void *arg)
+{
+    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, sticky_buffers_register_partly, arg));
+    ASSERT_OK(weft_join(t, NULL));
+    return NULL;
+}
+TEST(a_register_the_kernel_took_in_part_leaves_no_buffer_behind)
+{
+    run_workers(3, main_buffers_register_partly, NULL);
+}
+
 /* Both workers idle, so both are hungry. Worker 0's park ends when the main
  * task's sleep is due: the main task runs, and worker 0 must no longer
  * count as hungry (it used to stay counted until its next poll, which kept
@@ -3094,6 +3146,7 @@ TEST(a_timer_due_during_the_idle_spin_ends_the_hunger)
 TEST_MAIN(CASE(op_in_flight_pins_task), CASE(an_unregister_that_failed_half_way_can_be_retried),
           CASE(inject_max_bounds_the_outside_spawn_queue),
           CASE(a_register_whose_undoing_failed_leaves_no_slot_taken),
+          CASE(a_register_the_kernel_took_in_part_leaves_no_buffer_behind),
           CASE(direct_descriptor_pins_task),
           CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),
           CASE(ring_bound_objects_refuse_the_wrong_task_or_worker), CASE(stream_pins_task),
