@@ -571,6 +571,33 @@ TEST(a_helper_that_cannot_start_leaves_the_slabs_to_the_pool)
     helper_that_fails(1);
 }
 
+/* A start that failed is tried again after a refused request: a passing
+ * EAGAIN must not leave the workers to map every slab for the rest of the
+ * run. Requests come at slabs of 256, 512 and 1024 stacks. */
+TEST(a_helper_that_could_not_start_is_tried_again)
+{
+    static helped_pool hp;
+    atomic_store(&weft__stack_helper_fail, 1);
+    helped_pool_init(&hp);
+    while (hp.n < FIRST_ASKING)
+        take(&hp);
+    ASSERT(hp.h.failed && !hp.h.started);
+    ASSERT_EQ(atomic_load(&hp.p.requested), 0); /* the request went back */
+    atomic_store(&weft__stack_helper_fail, 0);
+    while (hp.n < FIRST_ASKING + 256)
+        take(&hp); /* the next request is refused */
+    ASSERT(!hp.h.started);
+    ASSERT_EQ(atomic_load(&hp.p.requested), 0);
+    while (hp.n < FIRST_ASKING + 256 + 512)
+        take(&hp); /* and the one after starts the thread */
+    ASSERT(hp.h.started && !hp.h.failed);
+    WAIT_FOR(atomic_load(&hp.h.slabs_made) == 1);
+    while (hp.n < FIRST_ASKING + 256 + 512 + 1024)
+        take(&hp);
+    ASSERT_EQ(hp.p.slabs_from_helper, 1);
+    helped_pool_fini(&hp);
+}
+
 TEST(a_helper_whose_slabs_fail_leaves_them_to_the_pool)
 {
     helper_that_fails(2);
@@ -964,5 +991,6 @@ TEST_MAIN(CASE(a_busy_worker_keeps_its_pool_clock_current), CASE(size_classes),
           CASE(a_million_guarded_stacks), CASE(the_helper_makes_the_next_slab_ahead),
           CASE(the_helper_and_the_pool_share_a_slab),
           CASE(a_helper_that_cannot_start_leaves_the_slabs_to_the_pool),
+          CASE(a_helper_that_could_not_start_is_tried_again),
           CASE(a_helper_whose_slabs_fail_leaves_them_to_the_pool),
           CASE(the_runtime_starts_the_helper_unless_told_not_to))

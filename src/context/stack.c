@@ -538,7 +538,7 @@ static void *helper_main(void *arg)
 }
 
 /* Queues a request. False when it was not taken (the thread could not
- * start, or is stopping; the queue is full): the pool then maps its next
+ * start the last time it tried, or is stopping; the queue is full): the pool then maps its next
  * slab itself, and asks again at the one after. The first request leaves
  * the thread to start to weft__stack_helper_start: this may run on a
  * task's stack (a spawn reserving a slab, a direct yield to a task's first
@@ -548,6 +548,10 @@ static bool helper_request(weft__stack_helper *h, weft__stack_pool *p, int size_
 {
     bool taken = false;
     pthread_mutex_lock(&h->lock);
+    if (h->failed && h->refuse_left)
+        h->refuse_left--;
+    else
+        h->failed = false; /* refused enough: this one tries the start again */
     if (!h->failed && !h->stop && h->count < WEFT_STACK_HELPER_QUEUE) {
         h->queue[(h->head + h->count) % WEFT_STACK_HELPER_QUEUE] =
             (weft__stack_request){.pool = p, .size_class = size_class, .capacity = capacity};
@@ -573,8 +577,13 @@ void weft__stack_helper_start(weft__stack_pool *p)
             h->started = true;
             pthread_cond_signal(&h->work);
         } else {
-            /* For good: the requests queued go back to their pools. */
+            /* The requests queued go back to their pools, and the next
+             * ones are refused for a while (helper_request). */
             h->failed = true;
+            h->refuse_next = h->refuse_next ? 2 * h->refuse_next : 1;
+            if (h->refuse_next > WEFT_STACK_HELPER_RETRY_MAX)
+                h->refuse_next = WEFT_STACK_HELPER_RETRY_MAX;
+            h->refuse_left = h->refuse_next;
             for (; h->count; h->count--, h->head = (h->head + 1) % WEFT_STACK_HELPER_QUEUE) {
                 weft__stack_request *q = &h->queue[h->head];
                 atomic_fetch_and_explicit(&q->pool->requested, ~(1u << q->size_class),

@@ -40,8 +40,9 @@ struct weft__stack_pool;
  * one with the worker. Requests go through a lock, slabs come back
  * through the pools' atomic ready slots; a worker's hot path touches
  * neither. docs/stacks.md. */
-#define WEFT_STACK_HELPER_FROM  248 /* stacks of one class carved (8+16+...+128) */
-#define WEFT_STACK_HELPER_QUEUE 64  /* requests waiting; more are refused */
+#define WEFT_STACK_HELPER_FROM      248 /* stacks of one class carved (8+16+...+128) */
+#define WEFT_STACK_HELPER_QUEUE     64  /* requests waiting; more are refused */
+#define WEFT_STACK_HELPER_RETRY_MAX 64  /* refused requests between two start tries, at most */
 
 typedef struct weft__stack_request {
     struct weft__stack_pool *pool;
@@ -55,7 +56,12 @@ typedef struct weft__stack_helper {
     pthread_cond_t work;
     weft__stack_request queue[WEFT_STACK_HELPER_QUEUE];
     unsigned head, count;
-    bool started, failed; /* failed: the thread could not start */
+    bool started, failed; /* failed: the thread's last start failed */
+    /* After a failed start: requests to refuse before the next try (a
+     * passing EAGAIN should not turn the helper off for the whole run, and
+     * a lasting one should not cost a pthread_create per slab). Doubles with
+     * each failure, up to WEFT_STACK_HELPER_RETRY_MAX. */
+    unsigned refuse_left, refuse_next;
     /* Set under the lock; read without it too, by the thread's work on a
      * slab it has handed over, which it then leaves to the worker rather
      * than hold up a shutdown. */
@@ -73,8 +79,9 @@ void weft__stack_helper_init(weft__stack_helper *h, bool enabled);
 /* Starts the helper's thread for the requests a pool has queued
  * (p->helper_start_wanted), if it is not running yet. Call on a stack of
  * the thread's own (the worker loop's), not a task's: pthread_create needs
- * a few KiB. A start that fails turns the helper off for good; the pools
- * then map every slab themselves. */
+ * a few KiB. After a start that fails, the pools map their slabs
+ * themselves, and the helper refuses requests for a while (stack.c,
+ * helper_request) before the next try. */
 void weft__stack_helper_start(struct weft__stack_pool *p);
 /* Stops the thread, if it started, and waits for it; it takes no request
  * after. Slabs it made that no pool took stay in their pools' `ready`
