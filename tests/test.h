@@ -138,6 +138,23 @@ static inline int count_fds(void)
     return n;
 }
 
+/* After a run failed at failure point n of a fault sweep: it must have
+ * left no descriptor open (fds_before: count_fds() before the sweep) and,
+ * where LeakSanitizer runs, no memory behind, so that the point that
+ * leaks is the one named. */
+static inline void check_sweep_point(uint64_t n, int fds_before)
+{
+    int fds = count_fds();
+    if (fds != fds_before)
+        FAILF("failure point %llu left %d descriptor(s) open", (unsigned long long)n,
+              fds - fds_before);
+#ifdef TEST_LSAN
+    if (__lsan_do_recoverable_leak_check())
+        FAILF("failure point %llu leaked memory (LeakSanitizer's report above)",
+              (unsigned long long)n);
+#endif
+}
+
 /* A TCP listener on 127.0.0.1 with a port the kernel picks, written to
  * *port when port is not NULL. */
 static inline int tcp_listener(uint16_t *port)

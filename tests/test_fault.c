@@ -1,6 +1,7 @@
 /* Fault injection: fail the Nth allocation or mapping and check that the
- * failing call reports -ENOMEM and that nothing is leaked (the counters say
- * so here; LeakSanitizer says so in the asan build). */
+ * failing call reports -ENOMEM and that nothing is leaked (the counters and
+ * the open descriptors say so here; LeakSanitizer says so in the asan
+ * build). */
 #include "test.h"
 
 #include <weft/executor.h>
@@ -186,6 +187,7 @@ static void *busy_main(void *arg)
 static int sweep(weft__fault_kind kind)
 {
     int failures = 0;
+    int fds = count_fds();
     for (uint64_t n = 1; n < 10000; n++) {
         weft__fault_arm(kind, n);
         void *res = NULL;
@@ -196,6 +198,7 @@ static int sweep(weft__fault_kind kind)
             ASSERT(r == -ENOMEM || (intptr_t)res == -ENOMEM);
             failures++;
         }
+        check_sweep_point(n, fds);
         if (seen < n)
             break; /* the run needed fewer than n: every point was covered */
     }

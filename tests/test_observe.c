@@ -864,6 +864,7 @@ static void sweep_traced_runs(void)
     const char *path = trace_file();
     weft_config cfg = {.trace_path = path};
     int failures = 0;
+    int fds = count_fds();
     for (uint64_t n = 1; n < 10000; n++) {
         weft__fault_arm(WEFT_FAULT_ALLOC, n);
         void *res = NULL;
@@ -874,6 +875,7 @@ static void sweep_traced_runs(void)
             ASSERT(r == -ENOMEM || (intptr_t)res == -ENOMEM);
             failures++;
         }
+        check_sweep_point(n, fds);
         if (seen < n)
             break;
     }

@@ -199,6 +199,10 @@ static void *main_cancel_half(void *arg)
             ASSERT_EQ((intptr_t)r, 0);
         }
     }
+    /* The cancelled ones' hour-long timers are gone, not left to fire. */
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.timers_armed, 0);
     return NULL;
 }
 TEST(cancelling_sleepers_removes_their_timers)
