@@ -22,8 +22,6 @@ static void *run_workers(unsigned workers, weft_fn fn, void *arg)
     weft_config cfg = {.workers = workers};
     void *res = NULL;
     int r = weft_run(&cfg, fn, arg, &res);
-    if (r == -ENOTSUP && workers > 1)
-        SKIP("weft_run with %u workers: not supported yet", workers);
     if (r != 0)
         FAILF("weft_run: %d (%s) %s", r, weft_strerror(r), weft_last_config_error());
     return res;

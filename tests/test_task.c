@@ -1,6 +1,8 @@
 /* Task lifecycle: spawn, join, detach, ids, yields, ordering, misuse. */
 #include "test.h"
 
+#include <netdb.h>
+
 #include "task/task.h"
 
 static void *ret_arg(void *arg)
@@ -407,6 +409,8 @@ TEST(strerror_knows_every_code)
     ASSERT_STREQ(weft_strerror(WEFT_EPANIC), "task panicked");
     ASSERT_STREQ(weft_strerror(WEFT_EHANDLE), "task handle already joined or detached");
     ASSERT_STREQ(weft_strerror(-ECANCELED), "operation cancelled");
+    ASSERT_STREQ(weft_strerror(-ETIMEDOUT), "timed out (deadline passed)");
+    ASSERT_STREQ(weft_strerror(WEFT_EAI(EAI_NONAME)), gai_strerror(EAI_NONAME));
     ASSERT_STREQ(weft_strerror(-ENOMEM), "Cannot allocate memory");
     ASSERT_STREQ(weft_strerror(0), "success");
     ASSERT_STREQ(weft_strerror(-99999), "unknown error");
