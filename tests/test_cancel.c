@@ -3,6 +3,8 @@
 
 #include "test.h"
 
+#include "common/fault.h"
+
 static int ran;
 
 static void *mark_ran(void *arg)
@@ -163,6 +165,33 @@ static void *main_deadlines(void *arg)
 TEST(deadlines_nest_and_time_out)
 {
     run_main_one_worker(NULL, main_deadlines, NULL);
+}
+
+/* Moving a deadline later (an idle timeout after each read, docs/tasks.md):
+ * pop, then push, which must not fail even with every allocation failing.
+ * The sleep outlasts the first deadline: only the moved one lets it end
+ * normally. */
+static void *main_deadline_moved(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 20000000));
+    ASSERT_OK(weft_deadline_pop());
+    weft__fault_arm_from(WEFT_FAULT_ALLOC, 1);
+    int r = weft_deadline_push(weft_now_ns() + 60ull * 1000000000);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_OK(r);
+    ASSERT_OK(weft_sleep_ns(40000000));
+    /* And earlier again: it applies at once. */
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_deadline_push(weft_now_ns() + 1000000));
+    ASSERT_EQ(weft_sleep_ns(60ull * 1000000000), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_deadline_pop(), -EINVAL);
+    return NULL;
+}
+TEST(a_deadline_moves_with_pop_and_push)
+{
+    run_main_one_worker(NULL, main_deadline_moved, NULL); /* faults count process-wide */
 }
 
 static void *sleeps_long(void *arg)
@@ -464,7 +493,7 @@ TEST(discard_never_runs_on_a_yielding_tasks_stack)
 TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep),
           CASE(cancel_after_finish_keeps_result), CASE(cancelled_task_sees_ecanceled_everywhere),
           CASE(shield_defers_cancellation), CASE(deadlines_nest_and_time_out),
-          CASE(join_times_out_and_handle_survives),
+          CASE(a_deadline_moves_with_pop_and_push), CASE(join_times_out_and_handle_survives),
           CASE(a_cancelled_joiner_gets_eintr_and_keeps_the_handle),
           CASE(a_cancelled_parent_joining_its_children_can_tell_the_codes_apart),
           CASE(cancel_reaches_the_subtree), CASE(children_of_a_cancelled_task_are_born_cancelled),
