@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -123,6 +125,15 @@ static inline void *run_main_one_worker(const weft_config *cfg, weft_fn fn, void
         one = *cfg;
     one.workers = 1;
     return run_main(&one, fn, arg);
+}
+
+/* Whether a default direct-descriptor table (1024 slots) is more than
+ * RLIMIT_NOFILE allows, so that the kernel refuses it and WEFT_DIRECT
+ * calls say -ENXIO: the one case where a test may skip on that. */
+static inline bool direct_table_over_rlimit(void)
+{
+    struct rlimit rl;
+    return getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1024;
 }
 
 /* The descriptors this process has open, for leak checks. */

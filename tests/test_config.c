@@ -134,10 +134,20 @@ static void spawn_join_each_returns_its_index(weft_fn fn, int n)
     }
 }
 
-static void *spawn_ten(void *arg)
+/* The order the children of spawn_ten_in_order ran in. */
+static int ran_order[10], nran;
+
+static void *note_run(void *arg)
+{
+    ran_order[nran++] = (int)(intptr_t)arg;
+    return arg;
+}
+
+static void *spawn_ten_in_order(void *arg)
 {
     (void)arg;
-    spawn_join_each_returns_its_index(nothing, 10);
+    nran = 0;
+    spawn_join_each_returns_its_index(note_run, 10);
     return (void *)7;
 }
 
@@ -150,8 +160,13 @@ TEST(a_policy_with_only_push_and_pop_runs)
     weft_queue_spec qs[] = {{.name = "q", .weight = 1, .policy = &minimal}};
     weft_config cfg = {.workers = 1, .queues = qs, .nqueues = 1};
     void *r;
-    ASSERT_OK(weft_run(&cfg, spawn_ten, NULL, &r));
+    ASSERT_OK(weft_run(&cfg, spawn_ten_in_order, NULL, &r));
     ASSERT_EQ((intptr_t)r, 7);
+    /* The policy's own order: the last pushed runs first (main parks in
+     * its first join with all ten queued), which FIFO would not give. */
+    ASSERT_EQ(nran, 10);
+    for (int i = 0; i < 10; i++)
+        ASSERT_EQ(ran_order[i], 9 - i);
 }
 
 static void *count_workers(void *arg);

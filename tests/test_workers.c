@@ -328,7 +328,7 @@ static void *pinned_by_direct(void *arg)
     weft_stats s0[2], s1[2];
     stats_of_workers(s0, 2);
     int d = weft_direct_from_fd(fd);
-    if (d == -EOPNOTSUPP || d == -ENXIO) /* no opcode, no file table */
+    if (d == -EOPNOTSUPP || (d == -ENXIO && direct_table_over_rlimit()))
         SKIP("direct descriptors: %s", weft_strerror(d));
     ASSERT(weft_is_direct(d));
     churn c = {0};
@@ -408,7 +408,7 @@ static void *pinned_until_result_taken(void *arg)
 {
     bound_test *bt = arg;
     int probe = weft_direct_from_fd(bt->fd);
-    if (probe == -EOPNOTSUPP || probe == -ENXIO) /* no opcode, no file table */
+    if (probe == -EOPNOTSUPP || (probe == -ENXIO && direct_table_over_rlimit()))
         SKIP("direct descriptors: %s", weft_strerror(probe));
     ASSERT(weft_is_direct(probe));
     ASSERT_OK(weft_close(probe));
@@ -1616,9 +1616,9 @@ static void *main_wake_latency(void *arg)
     printf("     cross-worker wake: p50 %.1f us, p99 %.1f us, max %.1f us; worker 1 parked %" PRIu64
            " times, worker 0 sent %" PRIu64 " MSG_RING wakes\n",
            p50 / 1e3, p99 / 1e3, st.lat[WAKES - 1] / 1e3, parks, msg);
-    /* Generous: proves the wake does not wait for some timed poll. */
-    ASSERT_LT(p50, 20 * MS);
-    /* The waiter's worker really was parked, and was woken through its ring. */
+    /* The waiter's worker really was parked, and was woken through its ring
+     * (not by some timed poll). The latencies are printed, not bounded:
+     * bench/workers.c measures them. */
     ASSERT_GE(parks, WAKES / 10);
     ASSERT_GE(msg, WAKES / 10);
     return NULL;
@@ -1784,7 +1784,7 @@ static void *migrant_host(void *arg)
             ASSERT_GE(fd, 0);
             int d = weft_direct_from_fd(fd);
             close(fd);
-            if (d == -EOPNOTSUPP || d == -ENXIO) /* no opcode, no file table */
+            if (d == -EOPNOTSUPP || (d == -ENXIO && direct_table_over_rlimit()))
                 SKIP("direct descriptors: %s", weft_strerror(d));
             ASSERT(weft_is_direct(d));
             m->direct = d;
@@ -2922,8 +2922,6 @@ static void *sticky_buffers_unregister(void *arg)
     ASSERT_GE(fixed_fd, 0);
     struct iovec iov = {fixed_buf, sizeof fixed_buf};
     int slot = weft_buffers_register(&iov, 1);
-    if (slot == -ENXIO)
-        SKIP("the kernel made no registered-buffer table");
     ASSERT_EQ(slot, 0);
     ASSERT_EQ(weft__on_every_worker(read_fixed_here, NULL), 0); /* 16 on each: no error */
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
@@ -3023,8 +3021,6 @@ static void *sticky_buffers_register_undo_fails(void *arg)
     ASSERT_GE(fixed_fd, 0);
     struct iovec iov = {fixed_buf, sizeof fixed_buf};
     int slot = weft_buffers_register(&iov, 1);
-    if (slot == -ENXIO)
-        SKIP("the kernel made no registered-buffer table");
     ASSERT_EQ(slot, 0);
     ASSERT_OK(weft_buffers_unregister(0, 1));
     /* The errand to one worker is spawned, the one to the other is not,
@@ -3079,8 +3075,6 @@ static void *sticky_buffers_register_partly(void *arg)
     ASSERT_GE(fixed_fd, 0);
     struct iovec iov[2] = {{fixed_buf, sizeof fixed_buf}, {NULL, 4096}};
     int slot = weft_buffers_register(iov, 1);
-    if (slot == -ENXIO)
-        SKIP("the kernel made no registered-buffer table");
     ASSERT_EQ(slot, 0);
     ASSERT_OK(weft_buffers_unregister(0, 1));
     /* Refused part-way on every ring, and undone only on this one. */
