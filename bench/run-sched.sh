@@ -8,7 +8,7 @@
 # usage: bench/run-sched.sh [priority|tail|overhead|yield_maybe]...   (none = all)
 # env:   WEFT_SCHED_BENCH  path of weft_sched_bench
 #                          (default build/release/bench/weft_sched_bench)
-# Takes about 150 s for all four (priority alone ~50 s, tail ~95 s).
+# Takes about 190 s for all four (priority alone ~50 s, tail ~135 s).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bench=${WEFT_SCHED_BENCH:-$root/build/release/bench/weft_sched_bench}
@@ -66,6 +66,10 @@ awk '
              "tail_cw_las_thin_p99_us", "tail_cw_fifo_thin_p99_us")
         info("tail", "Clockworker'"'"'s mix (context): thin p99 µs, QLAS / runnable FIFO",
              "tail_cw_qlas_thin_p99_us", "tail_cw_fifo_thin_p99_us")
+        info("tail", "Clockworker'"'"'s mix and sampling, one size per class (context): thin p99 µs, LAS / runnable FIFO",
+             "tail_cw_same_las_thin_p99_us", "tail_cw_same_fifo_thin_p99_us")
+        info("tail", "Clockworker'"'"'s mix and sampling, one size per class (context): thin p99 µs, QLAS / runnable FIFO",
+             "tail_cw_same_qlas_thin_p99_us", "tail_cw_same_fifo_thin_p99_us")
         row("overhead", "spawn+run+join ns/task: LAS / FIFO",
             "overhead_las_ns_per_task", "overhead_fifo_ns_per_task", "≤ 1.3× FIFO", "<=", 1.3)
         row("overhead", "spawn+run+join ns/task: QLAS / FIFO",
@@ -97,6 +101,7 @@ awk '
 
         tail_table("tail_", "Tail", 5)
         tail_table("tail_cw_", "Tail on Clockworker'"'"'s own mix (context: 90:10, thin 0-3 segments, fat 5-10)", 3)
+        tail_table("tail_cw_same_", "Tail on Clockworker'"'"'s mix with its sampling (context: every thin task does the same work, " show("tail_cw_same_thin_segments") " segments, and every fat one, " show("tail_cw_same_fat_segments") ")", 3)
     }
     function tail_table(k, title, n,   i, p, r) {
         if (!has(k "fifo_thin_p99_us")) return

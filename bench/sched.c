@@ -18,6 +18,9 @@
  *                for context, arrival FIFO and QLAS with a 2 ms quantum):
  *                thin p50/p99 total latency and each p99 / FIFO p99; the
  *                policies take turns over 3 runs, each reporting its median.
+ *                Then, as context, Clockworker's own mix (90:10, 0-3 / 5-10
+ *                segments) twice: each task drawing its own work, and with
+ *                its sampling, one draw per class for every task of it.
  *   overhead     spawn + run + join of 1M empty tasks in one queue under each
  *                policy (FIFO, arrival FIFO, LAS, QLAS), twice per runtime:
  *                ns/task of the second (warm) storm and of the first (cold),
@@ -532,18 +535,32 @@ typedef struct tail_mix {
     size_t tasks;
     unsigned fat_per_100;
     unsigned thin_min, thin_max, fat_min, fat_max; /* segments */
-    double load;   /* the arrival rate gives this CPU load on one worker, */
-    double rate;   /* unless this rate (tasks/s) is set */
-    int npolicies; /* the first npolicies of tail_policies[] */
+    double load;    /* the arrival rate gives this CPU load on one worker, */
+    double rate;    /* unless this rate (tasks/s) is set */
+    int npolicies;  /* the first npolicies of tail_policies[] */
+    bool same_work; /* every thin task does the same work, and every fat one */
 } tail_mix;
 
 /* The issue's mix (the targets): 99:1, thin 0-4, fat 5-9, 70% load. */
-static const tail_mix tail_issue_mix = {"tail_", 4000, 1, 0, 4, 5, 9, 0.70, 0, 5};
+static const tail_mix tail_issue_mix = {"tail_", 4000, 1, 0, 4, 5, 9, 0.70, 0, 5, false};
 /* Clockworker's own tail benchmark (benches/tail_latency.rs), as context:
  * 90:10, thin 0-3 segments, fat 5-10, 5,000 tasks at 1,200/s (76% load).
  * There every thin task does the same work, and every fat one (its sample()
  * seeds its generator afresh at each call); here each task draws its own. */
-static const tail_mix tail_cw_mix = {"tail_cw_", 5000, 10, 0, 3, 5, 10, 0, 1200, 3};
+static const tail_mix tail_cw_mix = {"tail_cw_", 5000, 10, 0, 3, 5, 10, 0, 1200, 3, false};
+/* Clockworker's mix with its sampling: one draw for all thin tasks and one
+ * for all fat ones, so that service tells the classes apart exactly; the
+ * arrival rate gives its mix's mean load, 75.6%, for the work drawn. */
+static const tail_mix tail_cw_same_mix = {.key = "tail_cw_same_",
+                                          .tasks = 5000,
+                                          .fat_per_100 = 10,
+                                          .thin_min = 0,
+                                          .thin_max = 3,
+                                          .fat_min = 5,
+                                          .fat_max = 10,
+                                          .load = 0.756,
+                                          .npolicies = 3,
+                                          .same_work = true};
 
 typedef struct tail_job {
     uint64_t arrival;
@@ -636,10 +653,10 @@ static void run_tail_mix(const tail_mix *m)
     }
     /* Mean CPU per task: the mean segment count times 300 us. */
     const double fat = m->fat_per_100 / 100.0;
-    const double mean_work_ns =
+    double mean_work_ns =
         ((1 - fat) * (m->thin_min + m->thin_max) / 2.0 + fat * (m->fat_min + m->fat_max) / 2.0) *
         300.0 * US;
-    const double rate = m->rate > 0 ? m->rate : m->load * 1e9 / mean_work_ns;
+    double rate = m->rate > 0 ? m->rate : m->load * 1e9 / mean_work_ns;
     tail_job *jobs = xcalloc(m->tasks, sizeof *jobs);
     rng g = {TAIL_SEED};
     uint64_t t = 0;
@@ -657,6 +674,38 @@ static void run_tail_mix(const tail_mix *m)
             jobs[i].cpu[s] = rng_range(&g, 100, 500) * US;
             jobs[i].sleep[s] = rng_range(&g, 100, 1000) * US;
         }
+    }
+    if (m->same_work) {
+        /* Each class's first job is its template (one of each, with these
+         * counts and this seed: checked below). */
+        const tail_job *tmpl[2] = {NULL, NULL};
+        for (size_t i = 0; i < m->tasks; i++) {
+            if (!tmpl[jobs[i].fat]) {
+                tmpl[jobs[i].fat] = &jobs[i];
+                continue;
+            }
+            const tail_job *tj = tmpl[jobs[i].fat];
+            jobs[i].nseg = tj->nseg;
+            memcpy(jobs[i].cpu, tj->cpu, sizeof tj->cpu);
+            memcpy(jobs[i].sleep, tj->sleep, sizeof tj->sleep);
+        }
+        if (!tmpl[0] || !tmpl[1]) {
+            fprintf(stderr, "weft_sched_bench: tail mix %s: a class has no task\n", m->key);
+            exit(1);
+        }
+        /* The templates' work is not the mean the rate came from: stretch
+         * the arrivals (exponential still) to the load asked for. */
+        double work = 0;
+        for (size_t i = 0; i < m->tasks; i++)
+            for (unsigned k = 0; k < jobs[i].nseg; k++)
+                work += (double)jobs[i].cpu[k];
+        mean_work_ns = work / (double)m->tasks;
+        double want = m->load * 1e9 / mean_work_ns;
+        for (size_t i = 0; i < m->tasks; i++)
+            jobs[i].arrival = (uint64_t)((double)jobs[i].arrival * rate / want);
+        rate = want;
+        printf("weft %sthin_segments=%u\n", m->key, tmpl[0]->nseg);
+        printf("weft %sfat_segments=%u\n", m->key, tmpl[1]->nseg);
     }
     printf("weft %stasks=%zu\n", m->key, m->tasks);
     printf("weft %sthin_tasks=%zu\n", m->key, nthin);
@@ -771,6 +820,7 @@ static void bench_tail(void)
 {
     run_tail_mix(&tail_issue_mix);
     run_tail_mix(&tail_cw_mix);
+    run_tail_mix(&tail_cw_same_mix);
 }
 
 /* ---- overhead -------------------------------------------------------------- */
