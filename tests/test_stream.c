@@ -1118,7 +1118,72 @@ TEST(a_full_poll_queue_keeps_an_error_apart)
     run_main_one_worker(NULL, main_poll_full_then_error, NULL);
 }
 
+/* A maintenance task that gets no stack at its first run (memory short
+ * after its spawn found one free) ends without running. The worker forgot
+ * it only when it ran: it took the dead task for its maintenance task and
+ * never spawned another, so the closed poll stream's cancel waited for
+ * ever, and weft_run with it. Played on one worker: every stack is held by
+ * a sleeper while mappings fail; one is let go; the stream is closed (its
+ * maintenance task reserves that stack) and a task spawned to the front of
+ * the queue takes it first. */
+#define STARVE_MAX 4096
+static weft_task *starvers[STARVE_MAX];
+
+static void *hold_stack(void *arg)
+{
+    (void)arg;
+    weft_sleep_ns(3600ull * 1000000000); /* until cancelled */
+    return NULL;
+}
+
+static void *main_maintenance_without_stack(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    weft_stream *s;
+    ASSERT_OK(weft_poll_stream(&s, sv[0], POLLIN));
+    weft_stats before = stats_now();
+    weft__fault_arm_from(WEFT_FAULT_MMAP, 1);
+    int n = 0, r = 0;
+    while (n < STARVE_MAX && (r = weft_spawn(&starvers[n], hold_stack, NULL)) == 0) {
+        n++;
+        ASSERT_OK(weft_yield()); /* it runs, takes a stack and sleeps */
+    }
+    ASSERT_EQ(r, -ENOMEM); /* every stack is held, and no slab can be mapped */
+    ASSERT_OK(weft_cancel(starvers[--n]));
+    ASSERT_EQ(weft_join(starvers[n], NULL), -ECANCELED); /* its stack is free again */
+    ASSERT_OK(weft_stream_close(s));                     /* spawns the maintenance task */
+    weft_task *first;
+    weft_spawn_opts lifo = {.flags = WEFT_TASK_SPAWN_LIFO};
+    ASSERT_OK(weft_spawn_ex(&first, &lifo, hold_stack, NULL)); /* takes that stack */
+    ASSERT_OK(weft_yield());
+    weft__fault_arm(WEFT_FAULT_MMAP, 0);
+    /* The cancel of the poll must go out once memory is back. */
+    while (stats_now().cleanup_done == before.cleanup_done) /* the case's time limit ends a hang */
+        ASSERT_OK(weft_sleep_ns(100000));
+    ASSERT_OK(weft_cancel(first));
+    ASSERT_EQ(weft_join(first, NULL), -ECANCELED);
+    for (int i = 0; i < n; i++) {
+        ASSERT_OK(weft_cancel(starvers[i]));
+        ASSERT_EQ(weft_join(starvers[i], NULL), -ECANCELED);
+    }
+    while (stats_now().streams_live != before.streams_live - 1)
+        ASSERT_OK(weft_sleep_ns(100000));
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+TEST(a_maintenance_task_that_never_ran_is_spawned_again)
+{
+    /* One worker: faults count process-wide. No stack helper: its slabs
+     * are no fault-injection points, and would keep stacks coming. */
+    weft_config cfg = {.no_stack_helper = true};
+    run_main_one_worker(&cfg, main_maintenance_without_stack, NULL);
+}
+
 TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
+          CASE(a_maintenance_task_that_never_ran_is_spawned_again),
           CASE(streams_sharing_a_ring_report_enobufs_instead_of_spinning),
           CASE(a_full_poll_queue_keeps_an_error_apart), CASE(accept_stream_yields_every_connection),
           CASE(accept_under_emfile_keeps_the_server_alive),

@@ -714,13 +714,18 @@ static void *every_task(void *arg)
 }
 
 /* t ends without running (no stack could be had for it here). An errand
- * must still answer, or its caller waits for ever: it answers err. */
-static void errand_never_ran(weft_task *t, int err)
+ * must still answer, or its caller waits for ever: it answers err. A
+ * maintenance task must be forgotten, or w would take it for running and
+ * never spawn another: its jobs would wait for ever (the next job or idle
+ * pass spawns one again). */
+static void errand_never_ran(weft__worker *w, weft_task *t, int err)
 {
     if (t->fn == every_task) {
         every_record(t->arg, err);
         every_done(t->arg);
     }
+    if (t == w->maint)
+        w->maint = NULL;
 }
 
 int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
@@ -816,7 +821,7 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
         return false;
     }
     if (s & TASK_CANCELLED) {
-        errand_never_ran(t, -ECANCELED);
+        errand_never_ran(w, t, -ECANCELED);
         weft__task_complete_unstarted(t);
         weft__sched_exit(sched, t);
         release_ended(w, t);
@@ -836,7 +841,7 @@ static inline __attribute__((always_inline)) bool prepare_run(weft__worker *w, w
     if (r < 0) {
         /* No stack after all (see weft__stack_reserve): the task ends
          * without running and its join reports -ENOMEM. */
-        errand_never_ran(t, r);
+        errand_never_ran(w, t, r);
         weft__task_complete_without_stack(t);
         weft__sched_exit(sched, t);
         release_ended(w, t);
