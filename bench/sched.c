@@ -676,22 +676,24 @@ static void run_tail_mix(const tail_mix *m)
         }
     }
     if (m->same_work) {
-        /* Each class's first job is its template (one of each, with these
-         * counts and this seed: checked below). */
+        /* Each class's first job with work is its template (a thin one of
+         * no segments would make every thin task empty); every job of the
+         * class then does the template's work. */
         const tail_job *tmpl[2] = {NULL, NULL};
-        for (size_t i = 0; i < m->tasks; i++) {
-            if (!tmpl[jobs[i].fat]) {
+        for (size_t i = 0; i < m->tasks; i++)
+            if (!tmpl[jobs[i].fat] && jobs[i].nseg > 0)
                 tmpl[jobs[i].fat] = &jobs[i];
-                continue;
-            }
-            const tail_job *tj = tmpl[jobs[i].fat];
-            jobs[i].nseg = tj->nseg;
-            memcpy(jobs[i].cpu, tj->cpu, sizeof tj->cpu);
-            memcpy(jobs[i].sleep, tj->sleep, sizeof tj->sleep);
-        }
         if (!tmpl[0] || !tmpl[1]) {
             fprintf(stderr, "weft_sched_bench: tail mix %s: a class has no task\n", m->key);
             exit(1);
+        }
+        for (size_t i = 0; i < m->tasks; i++) {
+            const tail_job *tj = tmpl[jobs[i].fat];
+            if (tj == &jobs[i])
+                continue;
+            jobs[i].nseg = tj->nseg;
+            memcpy(jobs[i].cpu, tj->cpu, sizeof tj->cpu);
+            memcpy(jobs[i].sleep, tj->sleep, sizeof tj->sleep);
         }
         /* The templates' work is not the mean the rate came from: stretch
          * the arrivals (exponential still) to the load asked for. */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <weft.h>
@@ -125,6 +126,19 @@ static inline void *run_main_one_worker(const weft_config *cfg, weft_fn fn, void
         one = *cfg;
     one.workers = 1;
     return run_main(&one, fn, arg);
+}
+
+/* Whether the running kernel is older than major.minor: for features
+ * whose absence the kernel reports with a generic code (IORING_REGISTER_
+ * PBUF_RING and sparse tables are -EINVAL before 5.19), so that a test
+ * skips only when the kernel truly lacks them. */
+static inline bool kernel_older_than(int major, int minor)
+{
+    struct utsname u;
+    int ma = 0, mi = 0;
+    if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+        return false;
+    return ma < major || (ma == major && mi < minor);
 }
 
 /* Whether a default direct-descriptor table (1024 slots) is more than

@@ -441,7 +441,7 @@ static bool top_resident(const weft__stack *s)
 typedef struct helped_pool {
     weft__stack_helper h;
     weft__stack_pool p;
-    weft__stack *held[2048];
+    weft__stack *held[4608];
     int n;
 } helped_pool;
 
@@ -457,7 +457,7 @@ static void helped_pool_init(helped_pool *hp)
  * worker does before its next task run. */
 static void take(helped_pool *hp)
 {
-    ASSERT_LT(hp->n, 2048);
+    ASSERT_LT(hp->n, 4608);
     ASSERT_OK(weft__stack_acquire(&hp->p, 0, &hp->held[hp->n++]));
     if (hp->p.helper_start_wanted)
         weft__stack_helper_start(&hp->p);
@@ -583,30 +583,44 @@ TEST(a_helper_that_cannot_start_leaves_the_slabs_to_the_pool)
     helper_that_fails(1);
 }
 
-/* A start that failed is tried again after a refused request: a passing
- * EAGAIN must not leave the workers to map every slab for the rest of the
- * run. Requests come at slabs of 256, 512 and 1024 stacks. */
+/* A start that failed is tried again after some refused requests, twice
+ * as many after each failure: a passing EAGAIN must not leave the workers
+ * to map every slab for the rest of the run, and a lasting one must not
+ * cost a pthread_create per slab. Requests come as slabs start: of 256,
+ * 512 and 1024 stacks, then 1024 each (the cap). */
+static void take_until(helped_pool *hp, int n)
+{
+    while (hp->n < n)
+        take(hp);
+}
+
 TEST(a_helper_that_could_not_start_is_tried_again)
 {
     static helped_pool hp;
     atomic_store(&weft__stack_helper_fail, 1);
     helped_pool_init(&hp);
-    while (hp.n < FIRST_ASKING)
-        take(&hp);
+    int at = FIRST_ASKING;
+    take_until(&hp, at); /* request 1: the start fails */
     ASSERT(hp.h.failed && !hp.h.started);
+    ASSERT_EQ(hp.h.refuse_next, 1);
     ASSERT_EQ(atomic_load(&hp.p.requested), 0); /* the request went back */
-    atomic_store(&weft__stack_helper_fail, 0);
-    while (hp.n < FIRST_ASKING + 256)
-        take(&hp); /* the next request is refused */
-    ASSERT(!hp.h.started);
+    take_until(&hp, at += 256);                 /* request 2: refused */
+    ASSERT_EQ(hp.h.refuse_left, 0);
+    take_until(&hp, at += 512); /* request 3: tried, and fails again */
+    ASSERT(hp.h.failed && !hp.h.started);
+    ASSERT_EQ(hp.h.refuse_next, 2);
+    ASSERT_EQ(hp.h.refuse_left, 2);
     ASSERT_EQ(atomic_load(&hp.p.requested), 0);
-    while (hp.n < FIRST_ASKING + 256 + 512)
-        take(&hp); /* and the one after starts the thread */
+    atomic_store(&weft__stack_helper_fail, 0);
+    take_until(&hp, at += 1024); /* requests 4 and 5: refused */
+    take_until(&hp, at += 1024);
+    ASSERT(!hp.h.started);
+    ASSERT_EQ(hp.h.refuse_left, 0);
+    ASSERT_EQ(atomic_load(&hp.p.requested), 0);
+    ASSERT_EQ(hp.p.slabs_from_helper, 0);
+    take_until(&hp, at += 1024); /* request 6 starts the thread */
     ASSERT(hp.h.started && !hp.h.failed);
     WAIT_FOR(atomic_load(&hp.h.slabs_made) == 1);
-    while (hp.n < FIRST_ASKING + 256 + 512 + 1024)
-        take(&hp);
-    ASSERT_EQ(hp.p.slabs_from_helper, 1);
     helped_pool_fini(&hp);
 }
 

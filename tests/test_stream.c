@@ -1157,7 +1157,11 @@ static void *main_maintenance_without_stack(void *arg)
     weft_task *first;
     weft_spawn_opts lifo = {.flags = WEFT_TASK_SPAWN_LIFO};
     ASSERT_OK(weft_spawn_ex(&first, &lifo, hold_stack, NULL)); /* takes that stack */
+    uint64_t maps = weft__fault_count(WEFT_FAULT_MMAP);
     ASSERT_OK(weft_yield());
+    /* The maintenance task's first run looked for a stack, found none and
+     * tried to map a slab: the path this case is about was taken. */
+    ASSERT_GT(weft__fault_count(WEFT_FAULT_MMAP), maps);
     weft__fault_arm(WEFT_FAULT_MMAP, 0);
     /* The cancel of the poll must go out once memory is back. */
     while (stats_now().cleanup_done == before.cleanup_done) /* the case's time limit ends a hang */
