@@ -408,7 +408,9 @@ unsigned weft__stack_trim(weft__stack_pool *p, unsigned max, uint64_t now)
     unsigned done = 0;
     while (p->untrimmed && done < max) {
         weft__stack *s = p->untrimmed;
-        if (!s->trimmed && now - s->released_ns < WEFT_STACK_TRIM_AGE_NS)
+        /* Signed: a stamp from the run clock's extrapolation may be a
+         * little ahead of this real reading, and is then young, not old. */
+        if (!s->trimmed && (int64_t)(now - s->released_ns) < (int64_t)WEFT_STACK_TRIM_AGE_NS)
             break;
         untrimmed_unlink(p, s);
         if (s->trimmed)
