@@ -204,8 +204,8 @@ static void activate(weft__sched *s, weft__queue *q)
     if (s->nqueues == 1) {
         /* Alone: nothing to be fair to, and no placement to make. A
          * task-at-a-time I/O loop empties and refills the queue at every
-         * op, and the average cost it 70 instructions an op (callgrind,
-         * weft_io_bench nop 1). */
+         * op, and computing the average here and in deactivate() cost it
+         * some 100 instructions an op (callgrind, weft_io_bench nop 1). */
         q->active = true;
         s->nactive = 1;
         return;
