@@ -21,9 +21,9 @@
  *  - Any fd argument may be a normal descriptor or a direct one (an int with
  *    WEFT_DIRECT_BIT set, as returned by calls given WEFT_DIRECT).
  *
- * Clocks are CLOCK_MONOTONIC nanoseconds. Sleeping tasks live in a user-space
- * timer heap per worker behind one kernel timeout, so a million sleepers cost
- * one heap entry each and no kernel objects.
+ * Clocks are CLOCK_MONOTONIC nanoseconds. Sleeping tasks live in user-space
+ * timer lanes and a heap per worker behind one kernel timeout, so a million
+ * sleepers cost one timer record each and no kernel objects.
  */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H

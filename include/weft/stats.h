@@ -16,7 +16,7 @@ extern "C" {
 typedef struct weft_stats {
     uint64_t tasks_spawned;
     uint64_t tasks_completed; /* finished normally */
-    uint64_t tasks_cancelled; /* finished with -ECANCELED */
+    uint64_t tasks_cancelled; /* finished with -ECANCELED, or -ENOMEM (never ran: no stack) */
     uint64_t tasks_panicked;  /* finished with WEFT_EPANIC */
     uint64_t tasks_live;      /* spawned and not yet finished */
     uint64_t context_switches;
