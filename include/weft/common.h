@@ -22,6 +22,14 @@ extern "C" {
 #define WEFT_API
 #endif
 
+/* On calls whose result must be looked at: a lock or a unit that a
+ * cancelled task did not get (-ECANCELED) must not be released. */
+#if defined(__GNUC__) || defined(__clang__)
+#define WEFT_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define WEFT_MUST_CHECK
+#endif
+
 /* A task panicked (weft_panic, WEFT_ASSERT) under WEFT_PANIC_CATCH. */
 #define WEFT_EPANIC (-4001)
 /* A handle was joined or detached twice (detected in debug builds). */

@@ -157,7 +157,8 @@ WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64
  * sockets and ttys need it or ignore off); it is the kernel's own -1. */
 #define WEFT_OFF_CURRENT ((uint64_t)-1)
 /* Registered buffers (weft_buffers_register): buf must lie inside buffer
- * buf_index. */
+ * buf_index. A buf outside it, or a buf_index that holds no buffer, is the
+ * kernel's -EFAULT. */
 WEFT_API ssize_t weft_read_fixed(int fd, void *buf, size_t n, uint64_t off, unsigned buf_index);
 WEFT_API ssize_t weft_write_fixed(int fd, const void *buf, size_t n, uint64_t off,
                                   unsigned buf_index);
@@ -165,7 +166,10 @@ WEFT_API ssize_t weft_readv_fixed(int fd, const struct iovec *iov, int iovcnt, u
                                   unsigned buf_index);
 WEFT_API ssize_t weft_writev_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
                                    unsigned buf_index);
-/* flags: 0 or IORING_FSYNC_DATASYNC (1). */
+/* flags: 0 or WEFT_FSYNC_DATASYNC (the kernel's IORING_FSYNC_DATASYNC). A
+ * deadline does not bound it: an fsync under way runs to its end, and its
+ * real result is returned (docs/io.md, Cancellation and deadlines). */
+#define WEFT_FSYNC_DATASYNC 1u
 WEFT_API int weft_fsync(int fd, unsigned flags);
 WEFT_API int weft_sync_file_range(int fd, uint64_t off, uint32_t len, unsigned flags);
 WEFT_API int weft_fallocate(int fd, int mode, uint64_t off, uint64_t len);

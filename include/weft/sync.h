@@ -110,10 +110,13 @@ typedef struct weft_mutex {
 WEFT_API int weft_mutex_init(weft_mutex *m);
 /* Locks m, waiting while another task holds it. Returns 0, -ECANCELED,
  * -ETIMEDOUT (m not held), -EDEADLK when the caller already holds it,
- * -EPERM outside a task, -EINVAL. */
-WEFT_API int weft_mutex_lock(weft_mutex *m);
-/* Locks m if it is free: 0, -EBUSY, -EPERM outside a task, -EINVAL. */
-WEFT_API int weft_mutex_trylock(weft_mutex *m);
+ * -EPERM outside a task, -EINVAL. A cancelled task gets -ECANCELED even
+ * for a free m, and then does not hold it: shield the lock (weft_shield_push)
+ * where cleanup must take it. */
+WEFT_API WEFT_MUST_CHECK int weft_mutex_lock(weft_mutex *m);
+/* Locks m if it is free: 0, -EBUSY (also when the caller holds it), -EPERM
+ * outside a task, -EINVAL. */
+WEFT_API WEFT_MUST_CHECK int weft_mutex_trylock(weft_mutex *m);
 /* Releases m, handing it to the longest waiter if there is one. Only the
  * task holding m may unlock it (debug builds abort otherwise). */
 WEFT_API void weft_mutex_unlock(weft_mutex *m);
@@ -134,9 +137,9 @@ typedef struct weft_sem {
 WEFT_API int weft_sem_init(weft_sem *s, unsigned n);
 /* Takes one unit, waiting while there is none. Returns 0, -ECANCELED,
  * -ETIMEDOUT (nothing taken), -EPERM outside a task, -EINVAL. */
-WEFT_API int weft_sem_acquire(weft_sem *s);
+WEFT_API WEFT_MUST_CHECK int weft_sem_acquire(weft_sem *s);
 /* Takes one unit if one is available: 0, -EAGAIN, -EINVAL. Any thread. */
-WEFT_API int weft_sem_try_acquire(weft_sem *s);
+WEFT_API WEFT_MUST_CHECK int weft_sem_try_acquire(weft_sem *s);
 /* Gives one unit back (to the longest waiter, if any). Any thread. */
 WEFT_API void weft_sem_release(weft_sem *s);
 
