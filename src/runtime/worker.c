@@ -1034,15 +1034,21 @@ static bool runtime_done(const weft__worker *w)
     return atomic_load_explicit(&((weft__runtime *)rt)->live_tasks, memory_order_seq_cst) == 0;
 }
 
-/* A real clock reading. sched.now takes it unless it is behind: an
- * extrapolated reading after a run may be a little ahead, and sched.now must
- * not go back (queue delays are measured from it). Timers are fired by the
- * real reading returned here, so that none fires early. */
+/* sched.now takes a reading unless it is behind: an extrapolated reading
+ * may be a little ahead of a later real one, and sched.now must not go back
+ * (queue delays are measured from it). */
+static void advance_sched_now(weft__worker *w, uint64_t now)
+{
+    if (now > w->sched.now)
+        w->sched.now = now;
+}
+
+/* A real clock reading, which also advances sched.now. Timers are fired by
+ * the real reading returned here, so that none fires early. */
 static uint64_t read_clock(weft__worker *w)
 {
     uint64_t now = weft__runclock_sync(&w->clock);
-    if (now > w->sched.now)
-        w->sched.now = now;
+    advance_sched_now(w, now);
     return now;
 }
 
@@ -1064,8 +1070,7 @@ static uint64_t read_clock_for_poll(weft__worker *w)
     uint64_t now = weft__runclock_now(&w->clock);
     if (weft__timer_next(&w->timers) <= now)
         return read_clock(w);
-    if (now > w->sched.now)
-        w->sched.now = now;
+    advance_sched_now(w, now);
     return now;
 }
 
@@ -1131,13 +1136,10 @@ static int worker_poll(weft__worker *w, uint64_t timeout_ns)
      * next run at sched.now, though, and that time is not the next task's:
      * a cheap reading moves it on. */
     uint64_t after = now;
-    if (timeout_ns) {
+    if (timeout_ns)
         after = read_clock(w);
-    } else if (w->sched.timed) {
-        uint64_t t = weft__runclock_now(&w->clock);
-        if (t > w->sched.now)
-            w->sched.now = t;
-    }
+    else if (w->sched.timed)
+        advance_sched_now(w, weft__runclock_now(&w->clock));
     if (timeout_ns && after > now) {
         if (now > w->count.busy_since_ns)
             w->count.busy_ns += now - w->count.busy_since_ns;

@@ -463,7 +463,7 @@ int weft_join_any(weft_task *const *tasks, size_t n, size_t *index, void **resul
         int r = 0;
         while ((k = first_complete(tasks, end)) == end && r == 0)
             r = weft__task_park_interruptible();
-        for (size_t i = 0; i < end && i < n; i++)
+        for (size_t i = 0; i < end; i++)
             if (tasks[i] && !(armed < n && i == armed))
                 join_wake_disarm(self, tasks[i]);
         if (k == end) /* interrupted, and none completed */
