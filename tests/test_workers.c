@@ -2918,16 +2918,23 @@ static int read_fixed_here(weft__worker *w, void *arg)
     return (int)weft_read_fixed(fixed_fd, fixed_buf, 16, 0, 0);
 }
 
-static void *sticky_buffers_unregister(void *arg)
+/* Opens fixed_fd and registers iov[0] (iov[0] alone), which must get slot
+ * 0; skips only on a kernel without sparse buffer tables. */
+static void open_and_register_fixed(const struct iovec *iov)
 {
-    (void)arg;
     fixed_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     ASSERT_GE(fixed_fd, 0);
-    struct iovec iov = {fixed_buf, sizeof fixed_buf};
-    int slot = weft_buffers_register(&iov, 1);
+    int slot = weft_buffers_register(iov, 1);
     if (slot == -ENXIO && kernel_older_than(5, 19)) /* no sparse buffer table */
         SKIP("the kernel made no registered-buffer table");
     ASSERT_EQ(slot, 0);
+}
+
+static void *sticky_buffers_unregister(void *arg)
+{
+    (void)arg;
+    struct iovec iov = {fixed_buf, sizeof fixed_buf};
+    open_and_register_fixed(&iov);
     ASSERT_EQ(weft__on_every_worker(read_fixed_here, NULL), 0); /* 16 on each: no error */
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
     int r = weft_buffers_unregister(0, 1);
@@ -3022,13 +3029,8 @@ static unsigned rings_holding_slot0(void)
 static void *sticky_buffers_register_undo_fails(void *arg)
 {
     (void)arg;
-    fixed_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(fixed_fd, 0);
     struct iovec iov = {fixed_buf, sizeof fixed_buf};
-    int slot = weft_buffers_register(&iov, 1);
-    if (slot == -ENXIO && kernel_older_than(5, 19)) /* no sparse buffer table */
-        SKIP("the kernel made no registered-buffer table");
-    ASSERT_EQ(slot, 0);
+    open_and_register_fixed(&iov);
     ASSERT_OK(weft_buffers_unregister(0, 1));
     /* The errand to one worker is spawned, the one to the other is not,
      * and nothing after: the undoing cannot reach the first. */
@@ -3050,10 +3052,7 @@ static void *sticky_buffers_register_undo_fails(void *arg)
 
 static void *main_buffers_register_undo_fails(void *arg)
 {
-    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
-    weft_task *t;
-    ASSERT_OK(weft_spawn_ex(&t, &o, sticky_buffers_register_undo_fails, arg));
-    ASSERT_OK(weft_join(t, NULL));
+    run_sticky(sticky_buffers_register_undo_fails, arg);
     return NULL;
 }
 TEST(a_register_whose_undoing_failed_leaves_no_slot_taken)
@@ -3078,13 +3077,8 @@ static int read_fixed_refused(weft__worker *w, void *arg)
 static void *sticky_buffers_register_partly(void *arg)
 {
     (void)arg;
-    fixed_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(fixed_fd, 0);
     struct iovec iov[2] = {{fixed_buf, sizeof fixed_buf}, {NULL, 4096}};
-    int slot = weft_buffers_register(iov, 1);
-    if (slot == -ENXIO && kernel_older_than(5, 19)) /* no sparse buffer table */
-        SKIP("the kernel made no registered-buffer table");
-    ASSERT_EQ(slot, 0);
+    open_and_register_fixed(iov);
     ASSERT_OK(weft_buffers_unregister(0, 1));
     /* Refused part-way on every ring, and undone only on this one. */
     weft__fault_arm_from(WEFT_FAULT_ALLOC, 2);
@@ -3102,10 +3096,7 @@ static void *sticky_buffers_register_partly(void *arg)
 
 static void *main_buffers_register_partly(void *arg)
 {
-    weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
-    weft_task *t;
-    ASSERT_OK(weft_spawn_ex(&t, &o, sticky_buffers_register_partly, arg));
-    ASSERT_OK(weft_join(t, NULL));
+    run_sticky(sticky_buffers_register_partly, arg);
     return NULL;
 }
 TEST(a_register_the_kernel_took_in_part_leaves_no_buffer_behind)
