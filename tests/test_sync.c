@@ -1,7 +1,7 @@
-/* Sync primitives: channel, mutex, semaphore, event, wait group. Semantics
- * on one worker, cancellation and deadlines with "nothing lost" checks,
- * foreign threads, and torture runs on one worker and (when the runtime
- * supports it) two. */
+/* Sync primitives: channel, mutex, semaphore, event, wait group,
+ * watermark. Semantics on one worker, cancellation and deadlines with
+ * "nothing lost" checks, foreign threads, and torture runs on one worker
+ * and (when the runtime supports it) two. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -107,6 +107,21 @@ TEST(outside_a_task_and_bad_input)
     weft_waitgroup_done(&wg);
     weft_waitgroup_add(NULL, 1);
     weft_waitgroup_done(NULL);
+
+    weft_watermark wm = WEFT_WATERMARK_INIT(3);
+    ASSERT_EQ(weft_watermark_wait(&wm, 1), -EPERM);
+    ASSERT_EQ(weft_watermark_wait(NULL, 1), -EINVAL);
+    ASSERT_EQ(weft_watermark_init(NULL, 0), -EINVAL);
+    ASSERT_EQ(weft_watermark_level(NULL), 0);
+    ASSERT_EQ(weft_watermark_level(&wm), 3);
+    weft_watermark_advance(&wm, 7);
+    ASSERT_EQ(weft_watermark_level(&wm), 7);
+    weft_watermark_fail(&wm, -EIO);
+    ASSERT_OK(weft_watermark_init(&wm, 1));
+    ASSERT_EQ(weft_watermark_level(&wm), 1);
+    ASSERT_EQ(wm._error, 0); /* init clears the failure */
+    weft_watermark_advance(NULL, 1);
+    weft_watermark_fail(NULL, -EIO);
 }
 
 TEST(chan_create_out_of_memory)
@@ -692,6 +707,185 @@ TEST(waitgroup_basics)
     run_main_one_worker(NULL, main_waitgroup, NULL);
 }
 
+/* ---- watermark ------------------------------------------------------------- */
+
+typedef struct mark_waiter {
+    weft_watermark *m;
+    uint64_t target;
+    int rc;
+    int order; /* 1 + how many waiters returned before this one; 0 while waiting */
+    uint64_t level_seen;
+} mark_waiter;
+
+static int marks_returned;
+
+static void *wait_for_mark(void *arg)
+{
+    mark_waiter *w = arg;
+    w->rc = weft_watermark_wait(w->m, w->target);
+    w->level_seen = weft_watermark_level(w->m);
+    w->order = ++marks_returned;
+    return NULL;
+}
+
+static void *main_watermark(void *arg)
+{
+    weft_watermark m = WEFT_WATERMARK_INIT(0);
+    /* Waiting order: targets 5, 3, 10, 3, 7. */
+    mark_waiter w[5] = {
+        {&m, 5, 1, 0, 0}, {&m, 3, 1, 0, 0}, {&m, 10, 1, 0, 0}, {&m, 3, 1, 0, 0}, {&m, 7, 1, 0, 0}};
+    weft_task *t[5];
+    marks_returned = 0;
+    for (int i = 0; i < 5; i++)
+        ASSERT_OK(weft_spawn(&t[i], wait_for_mark, &w[i]));
+    settle();
+    ASSERT_EQ(marks_returned, 0);
+
+    weft_watermark_advance(&m, 2); /* reaches no target */
+    settle();
+    ASSERT_EQ(marks_returned, 0);
+
+    weft_watermark_advance(&m, 4); /* both 3s, in waiting order */
+    settle();
+    ASSERT_EQ(marks_returned, 2);
+    ASSERT_EQ(w[1].order, 1);
+    ASSERT_EQ(w[3].order, 2);
+    ASSERT_EQ(w[1].rc, 0);
+    ASSERT_EQ(w[1].level_seen, 4);
+
+    weft_watermark_advance(&m, 1); /* lower: nothing changes */
+    ASSERT_EQ(weft_watermark_level(&m), 4);
+
+    weft_watermark_advance(&m, 9); /* 5 and 7 */
+    settle();
+    ASSERT_EQ(marks_returned, 4);
+    ASSERT_EQ(w[0].order, 3);
+    ASSERT_EQ(w[4].order, 4);
+    ASSERT_EQ(w[4].rc, 0);
+    ASSERT_EQ(w[2].order, 0); /* 10 still waits */
+
+    /* Reached targets return at once, without parking. */
+    weft_stats before, after;
+    ASSERT_OK(weft_stats_snapshot(&before));
+    ASSERT_OK(weft_watermark_wait(&m, 9));
+    ASSERT_OK(weft_watermark_wait(&m, 0));
+    ASSERT_OK(weft_stats_snapshot(&after));
+    ASSERT_EQ(after.context_switches, before.context_switches);
+
+    /* A failure wakes the rest with it; what was covered stays covered. */
+    weft_watermark_fail(&m, -ENOSPC);
+    settle();
+    ASSERT_EQ(w[2].order, 5);
+    ASSERT_EQ(w[2].rc, -ENOSPC);
+    ASSERT_EQ(weft_watermark_wait(&m, 10), -ENOSPC);
+    ASSERT_OK(weft_watermark_wait(&m, 9));
+    weft_watermark_fail(&m, -EIO); /* the first failure is kept */
+    ASSERT_EQ(weft_watermark_wait(&m, 10), -ENOSPC);
+    weft_watermark_advance(&m, 12); /* the level may still rise */
+    ASSERT_OK(weft_watermark_wait(&m, 12));
+    ASSERT_EQ(weft_watermark_wait(&m, 13), -ENOSPC);
+    for (int i = 0; i < 5; i++)
+        ASSERT_OK(weft_join(t[i], NULL));
+
+    /* A failure that is not a negative errno is taken as -EIO. */
+    ASSERT_OK(weft_watermark_init(&m, 0));
+    weft_watermark_fail(&m, 5);
+    ASSERT_EQ(weft_watermark_wait(&m, 1), -EIO);
+
+    /* The level is 64 bits wide. */
+    ASSERT_OK(weft_watermark_init(&m, UINT64_MAX - 1));
+    mark_waiter top = {&m, UINT64_MAX, 1, 0, 0};
+    weft_task *tt;
+    ASSERT_OK(weft_spawn(&tt, wait_for_mark, &top));
+    settle();
+    ASSERT_EQ(top.order, 0);
+    weft_watermark_advance(&m, UINT64_MAX);
+    ASSERT_OK(weft_join(tt, NULL));
+    ASSERT_EQ(top.rc, 0);
+    ASSERT_EQ(top.level_seen, UINT64_MAX);
+    return NULL;
+}
+TEST(watermark_wakes_each_waiter_at_its_target)
+{
+    run_main_one_worker(NULL, main_watermark, NULL);
+}
+
+/* Group commit across threads: committer tasks (on one or two workers)
+ * each wait for their own sequence number, which a plain thread makes
+ * "durable" in batches. Every commit returns 0 with the level past its
+ * number, and none returns before it. */
+#define COMMITTERS  64
+#define COMMITS_PER 200
+
+typedef struct commit_log {
+    weft_watermark durable;
+    _Atomic uint64_t next_seq;
+    _Atomic bool stop;
+    _Atomic unsigned early; /* commits that saw the level below their number */
+} commit_log;
+
+static void *committer(void *arg)
+{
+    commit_log *log = arg;
+    for (int i = 0; i < COMMITS_PER; i++) {
+        uint64_t seq = atomic_fetch_add(&log->next_seq, 1) + 1;
+        int r = weft_watermark_wait(&log->durable, seq);
+        if (r != 0)
+            FAILF("commit %llu: %d", (unsigned long long)seq, r);
+        if (weft_watermark_level(&log->durable) < seq)
+            atomic_fetch_add(&log->early, 1);
+        if (i % 8 == 0)
+            ASSERT_OK(weft_yield());
+    }
+    return NULL;
+}
+
+static void *log_writer_thread(void *arg)
+{
+    commit_log *log = arg;
+    while (!atomic_load(&log->stop)) {
+        /* "fsync", then publish what was handed out before it, at most 5
+         * records at a time, so that waiters just past the level are
+         * common. */
+        uint64_t upto = atomic_load(&log->next_seq);
+        uint64_t level = weft_watermark_level(&log->durable);
+        if (upto > level + 5)
+            upto = level + 5;
+        weft_watermark_advance(&log->durable, upto);
+        /* A pause after each advance lets woken committers look at the
+         * level before it moves on: one woken too early sees it below its
+         * number. */
+        nanosleep(&(struct timespec){0, 20000}, NULL);
+    }
+    return NULL;
+}
+
+static void *main_group_commit(void *arg)
+{
+    commit_log *log = calloc(1, sizeof *log);
+    ASSERT_OK(weft_watermark_init(&log->durable, 0));
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, log_writer_thread, log));
+    weft_task *t[COMMITTERS];
+    for (int i = 0; i < COMMITTERS; i++)
+        ASSERT_OK(weft_spawn(&t[i], committer, log));
+    for (int i = 0; i < COMMITTERS; i++)
+        ASSERT_OK(weft_join(t[i], NULL));
+    atomic_store(&log->stop, true);
+    ASSERT_OK(pthread_join(th, NULL));
+    unsigned early = atomic_load(&log->early);
+    uint64_t handed_out = atomic_load(&log->next_seq);
+    ASSERT_EQ(early, 0);
+    ASSERT_EQ(handed_out, (uint64_t)COMMITTERS * COMMITS_PER);
+    ASSERT(log->durable._waiters._first == NULL);
+    free(log);
+    return NULL;
+}
+TEST(watermark_group_commit_across_threads)
+{
+    run_one_and_two(main_group_commit, NULL);
+}
+
 static void waitgroup_below_zero(void)
 {
     weft_waitgroup wg = WEFT_WAITGROUP_INIT;
@@ -742,9 +936,18 @@ TEST(caller_bugs_are_reported_in_debug)
 
 /* ---- cancellation and deadlines --------------------------------------------- */
 
-enum blocking_kind { K_SEND, K_RECV, K_LOCK, K_ACQUIRE, K_EVENT, K_EVENT_LOCKED, K_WAITGROUP };
-static const char *const kind_names[] = {"send",  "recv",         "lock",     "acquire",
-                                         "event", "event_locked", "waitgroup"};
+enum blocking_kind {
+    K_SEND,
+    K_RECV,
+    K_LOCK,
+    K_ACQUIRE,
+    K_EVENT,
+    K_EVENT_LOCKED,
+    K_WAITGROUP,
+    K_WATERMARK,
+};
+static const char *const kind_names[] = {"send",  "recv",         "lock",      "acquire",
+                                         "event", "event_locked", "waitgroup", "watermark"};
 
 typedef struct blocked {
     enum blocking_kind kind;
@@ -753,6 +956,7 @@ typedef struct blocked {
     weft_sem s;
     weft_event e;
     weft_waitgroup wg;
+    weft_watermark wm;
     uint64_t deadline_ns; /* relative; 0 = none */
     int rc;
     int got;
@@ -792,6 +996,9 @@ static void *block_on(void *arg)
     case K_WAITGROUP:
         b->rc = weft_waitgroup_wait(&b->wg);
         break;
+    case K_WATERMARK:
+        b->rc = weft_watermark_wait(&b->wm, 10);
+        break;
     }
     b->done = true;
     return NULL;
@@ -805,6 +1012,7 @@ static void make_blocking(blocked *b)
     weft_sem_init(&b->s, 0);
     weft_event_init(&b->e);
     weft_waitgroup_init(&b->wg);
+    weft_watermark_init(&b->wm, 5);
     b->c = NULL;
     if (b->kind == K_SEND) {
         ASSERT_OK(weft_chan_create(&b->c, sizeof(int), 1));
@@ -856,13 +1064,19 @@ static void check_nothing_lost(blocked *b)
         weft_waitgroup_done(&b->wg);
         ASSERT_OK(weft_waitgroup_wait(&b->wg));
         break;
+    case K_WATERMARK:
+        /* The quitter left the list: the level moves, nobody is woken. */
+        ASSERT(b->wm._waiters._first == NULL);
+        weft_watermark_advance(&b->wm, 10);
+        ASSERT_OK(weft_watermark_wait(&b->wm, 10));
+        break;
     }
     weft_chan_destroy(b->c);
 }
 
 static void *main_cancel_each(void *arg)
 {
-    for (int kind = K_SEND; kind <= K_WAITGROUP; kind++) {
+    for (int kind = K_SEND; kind <= K_WATERMARK; kind++) {
         for (int how = 0; how < 2; how++) {
             blocked *b = calloc(1, sizeof *b);
             b->kind = kind;
@@ -909,7 +1123,7 @@ TEST(cancel_and_deadline_interrupt_every_wait)
  * kept: the call returns 0 and the element or the lock is the waiter's. */
 static void *main_grant_beats_cancel(void *arg)
 {
-    for (int kind = K_SEND; kind <= K_WAITGROUP; kind++) {
+    for (int kind = K_SEND; kind <= K_WATERMARK; kind++) {
         blocked *b = calloc(1, sizeof *b);
         b->kind = kind;
         b->rc = 12345;
@@ -940,6 +1154,9 @@ static void *main_grant_beats_cancel(void *arg)
         case K_WAITGROUP:
             weft_waitgroup_done(&b->wg);
             break;
+        case K_WATERMARK:
+            weft_watermark_advance(&b->wm, 10);
+            break;
         }
         ASSERT_OK(weft_cancel(t));
         ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
@@ -965,6 +1182,7 @@ static void *main_grant_beats_cancel(void *arg)
             ASSERT_EQ(event_wait_for(&b->e, 2), -ETIMEDOUT);
             break;
         case K_WAITGROUP:
+        case K_WATERMARK:
             break;
         }
         weft_chan_destroy(b->c);
@@ -1548,8 +1766,9 @@ TEST_MAIN(CASE(outside_a_task_and_bad_input), CASE(chan_create_out_of_memory),
           CASE(chan_close_wakes_everyone_and_drains), CASE(mutex_basics_and_fifo_handoff),
           CASE(semaphore_basics_and_fifo_handoff), CASE(event_pending_slot_and_order),
           CASE(event_wait_locked_is_a_condition_variable), CASE(waitgroup_basics),
-          CASE(caller_bugs_are_reported_in_debug), CASE(cancel_and_deadline_interrupt_every_wait),
-          CASE(grant_that_beats_the_cancel_is_kept),
+          CASE(watermark_wakes_each_waiter_at_its_target),
+          CASE(watermark_group_commit_across_threads), CASE(caller_bugs_are_reported_in_debug),
+          CASE(cancel_and_deadline_interrupt_every_wait), CASE(grant_that_beats_the_cancel_is_kept),
           CASE(cancelled_task_is_refused_on_entry_unless_shielded),
           CASE(cancelled_receivers_lose_no_element), CASE(cancelled_lockers_never_lose_the_mutex),
           CASE(foreign_thread_channel_blocking), CASE(foreign_thread_signals_tasks),

@@ -1,10 +1,12 @@
-/* weft/sync.h - channels, mutexes, semaphores, events and wait groups for tasks.
+/* weft/sync.h - channels, mutexes, semaphores, events, wait groups and
+ * watermarks for tasks.
  *
  * Rules shared by everything here (docs/sync.md has the long form):
  * - A call that may wait (send, recv, lock, acquire, event wait, wait-group
- *   wait) must be made from a task; elsewhere it returns -EPERM. It returns
- *   -ECANCELED in a cancelled task (unless shielded) and -ETIMEDOUT past the
- *   task's innermost deadline, both checked on entry and while waiting.
+ *   wait, watermark wait) must be made from a task; elsewhere it returns
+ *   -EPERM. It returns -ECANCELED in a cancelled task (unless shielded) and
+ *   -ETIMEDOUT past the task's innermost deadline, both checked on entry
+ *   and while waiting.
  * - An interrupted call has no effect: a send that fails did not deliver its
  *   element, a recv that fails consumed nothing, a lock or acquire that fails
  *   holds nothing. A grant that raced with the interruption is kept: the call
@@ -14,18 +16,20 @@
  * - Everything works across worker threads. The calls that never wait and
  *   belong to no task (the channel's try_send, try_recv and close, the
  *   semaphore's try_acquire and release, the event's notify_*, the wait
- *   group's add and done) may also be made from any thread, runtime worker
- *   or not. A mutex belongs to the task that locked it: trylock, like lock,
- *   needs a task, and only the holder unlocks. weft_chan_send_blocking and
- *   weft_chan_recv_blocking are for threads that are not running a task.
- *   None of these is async-signal-safe (a spinlock is taken): from a signal
- *   handler, use weft_signal_wait in a task instead.
+ *   group's add and done, the watermark's advance and fail) may also be
+ *   made from any thread, runtime worker or not. A mutex belongs to the task
+ *   that locked it: trylock, like lock, needs a task, and only the holder
+ *   unlocks. weft_chan_send_blocking and weft_chan_recv_blocking are for
+ *   threads that are not running a task. None of these is
+ *   async-signal-safe (a spinlock is taken): from a signal handler, use
+ *   weft_signal_wait in a task instead.
  * - NULL arguments give -EINVAL (void functions ignore NULL).
  *
- * weft_mutex, weft_sem, weft_event and weft_waitgroup are small blocks the
- * caller allocates; their fields are private. Initialise them with the
- * *_INIT macros or the *_init functions, and never copy or move one while a
- * task may be using it (waiters link themselves to it by address).
+ * weft_mutex, weft_sem, weft_event, weft_waitgroup and weft_watermark are
+ * small blocks the caller allocates; their fields are private. Initialise
+ * them with the *_INIT macros or the *_init functions, and never copy or
+ * move one while a task may be using it (waiters link themselves to it by
+ * address).
  */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
@@ -201,6 +205,45 @@ WEFT_API void weft_waitgroup_done(weft_waitgroup *w);
 /* Waits until the count is 0. Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM
  * outside a task, -EINVAL. */
 WEFT_API int weft_waitgroup_wait(weft_waitgroup *w);
+
+/* ---- watermark ------------------------------------------------------------
+ * A 64-bit level that only rises, which tasks wait on until it reaches a
+ * value of their own: the classic use is group commit, where a log writer
+ * raises it to the last sequence number made durable and each committer
+ * waits until it covers its own record. A failure can be published too:
+ * waits the level has not satisfied then return that error instead of
+ * waiting for ever. Waiters each have their own target; advance wakes
+ * exactly those it satisfies, in the order they started waiting, and costs
+ * one look at every waiter. */
+typedef struct weft_watermark {
+    unsigned _lock; /* spinlock over the fields below */
+    int _error;     /* 0, or the negative errno given to weft_watermark_fail */
+    uint64_t _level;
+    weft__waitlist _waiters; /* each waiter's buf points at its target */
+} weft_watermark;
+/* clang-format off */
+#define WEFT_WATERMARK_INIT(level) {0, 0, (level), {0, 0}}
+/* clang-format on */
+
+/* Sets the level, clears any failure. Returns 0, or -EINVAL for NULL. Any
+ * thread, with no task waiting. */
+WEFT_API int weft_watermark_init(weft_watermark *m, uint64_t level);
+/* Raises the level to level (a lower or equal one changes nothing) and
+ * wakes every waiter whose target it reaches. Any thread. */
+WEFT_API void weft_watermark_advance(weft_watermark *m, uint64_t level);
+/* Publishes a failure: error (a negative errno, say -EIO from the fsync)
+ * wakes every waiter, and every later wait whose target is above the level
+ * returns it at once. Targets at or below the level still return 0: what
+ * was covered stays covered. Only the first failure is kept; an error that
+ * is not negative is taken as -EIO. The level may still advance. Any
+ * thread. */
+WEFT_API void weft_watermark_fail(weft_watermark *m, int error);
+/* The level now (a snapshot); 0 for NULL. Any thread. */
+WEFT_API uint64_t weft_watermark_level(weft_watermark *m);
+/* Waits until the level is at least target. Returns 0 (at once when it is
+ * already), the failure given to weft_watermark_fail, -ECANCELED,
+ * -ETIMEDOUT, -EPERM outside a task, -EINVAL. */
+WEFT_API WEFT_MUST_CHECK int weft_watermark_wait(weft_watermark *m, uint64_t target);
 
 #ifdef __cplusplus
 }

@@ -73,17 +73,22 @@ static inline bool waitlist_empty(const weft__waitlist *l)
     return l->_first == NULL;
 }
 
-/* Unlinks the first waiter and claims it with result; NULL when empty. Hand
- * the waiter to weft__waiter_wake after dropping the lock. */
-static inline weft__waiter *waitlist_claim_first(weft__waitlist *l, int result)
+/* Unlinks waiter w from l and claims it with result. Hand it to
+ * weft__waiter_wake after dropping the lock. */
+static inline void waitlist_claim(weft__waitlist *l, weft__waiter *w, int result)
 {
-    weft__waiter *w = l->_first;
-    if (!w)
-        return NULL;
     waitlist_remove(l, w);
     w->result = result;
     /* Pairs with the acquire loads in weft__waiter_park. */
     atomic_store_explicit(&w->state, WAITER_CLAIMED, memory_order_release);
+}
+
+/* Unlinks the first waiter and claims it with result; NULL when empty. */
+static inline weft__waiter *waitlist_claim_first(weft__waitlist *l, int result)
+{
+    weft__waiter *w = l->_first;
+    if (w)
+        waitlist_claim(l, w, result);
     return w;
 }
 
