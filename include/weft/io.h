@@ -156,6 +156,16 @@ WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64
 /* off = WEFT_OFF_CURRENT uses and advances the file position (pipes,
  * sockets and ttys need it or ignore off); it is the kernel's own -1. */
 #define WEFT_OFF_CURRENT ((uint64_t)-1)
+/* Writes all n bytes of buf at off (each next write where the last one
+ * stopped; WEFT_OFF_CURRENT: at the file position), repeating the write
+ * over short ones: a pipe or socket that takes part, a file that grows
+ * past RLIMIT_FSIZE. Returns 0 once all n bytes are written (at once for
+ * n == 0), or the error of the write that stopped it (-ECANCELED and
+ * -ETIMEDOUT too); a write that moves nothing gives -EIO. *done, unless
+ * NULL, gets the bytes written in either case, exactly: an interrupted
+ * write moved nothing, or returned what it moved. -EPERM outside a task. */
+WEFT_API WEFT_MUST_CHECK int weft_write_all(int fd, const void *buf, size_t n, uint64_t off,
+                                            size_t *done);
 /* Registered buffers (weft_buffers_register): buf must lie inside buffer
  * buf_index. A buf outside it, or a buf_index that holds no buffer, is the
  * kernel's -EFAULT. */
@@ -210,6 +220,11 @@ WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
  * SOCK_CLOEXEC: direct descriptors are not inherited). addr/len may be NULL. */
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags);
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t n, int flags);
+/* weft_write_all for weft_send: sends all n bytes, repeating the send over
+ * short ones. Same returns and *done. A stream socket whose peer is gone
+ * gives -EPIPE (and SIGPIPE unless flags has MSG_NOSIGNAL). */
+WEFT_API WEFT_MUST_CHECK int weft_send_all(int fd, const void *buf, size_t n, int flags,
+                                           size_t *done);
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, unsigned flags);
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags);

@@ -1,5 +1,6 @@
 /* Fault injection: make the Nth allocation, mapping, SQE, worker thread
- * start, ring wait or full-SQ submit fail, so tests can prove that every error path releases what
+ * start, ring wait or full-SQ submit fail (or a cleanup's or a transfer's
+ * result go wrong), so tests can prove that every error path releases what
  * it took. Disarmed it costs one well-predicted branch on a global flag.
  */
 #ifndef WEFT_COMMON_FAULT_H
@@ -10,13 +11,14 @@
 #include <stdint.h>
 
 typedef enum weft__fault_kind {
-    WEFT_FAULT_ALLOC,   /* malloc/calloc through weft__malloc/weft__calloc */
-    WEFT_FAULT_MMAP,    /* stack slab and signal stack mappings */
-    WEFT_FAULT_SQE,     /* io_uring_get_sqe */
-    WEFT_FAULT_CLEANUP, /* a maintenance op's result becomes -EIO */
-    WEFT_FAULT_THREAD,  /* pthread_create of a worker thread fails with EAGAIN */
-    WEFT_FAULT_RING,    /* a worker's wait on its ring fails with -EIO */
-    WEFT_FAULT_SUBMIT,  /* the submit that makes room in a full SQ fails with -EBUSY */
+    WEFT_FAULT_ALLOC,      /* malloc/calloc through weft__malloc/weft__calloc */
+    WEFT_FAULT_MMAP,       /* stack slab and signal stack mappings */
+    WEFT_FAULT_SQE,        /* io_uring_get_sqe */
+    WEFT_FAULT_CLEANUP,    /* a maintenance op's result becomes -EIO */
+    WEFT_FAULT_THREAD,     /* pthread_create of a worker thread fails with EAGAIN */
+    WEFT_FAULT_RING,       /* a worker's wait on its ring fails with -EIO */
+    WEFT_FAULT_SUBMIT,     /* the submit that makes room in a full SQ fails with -EBUSY */
+    WEFT_FAULT_ZERO_MOVED, /* a write_all/send_all step's op is taken to have moved 0 bytes */
     WEFT_FAULT_KINDS
 } weft__fault_kind;
 

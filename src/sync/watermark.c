@@ -8,8 +8,8 @@
  */
 #include "sync/waitlist.h"
 
-_Static_assert(sizeof(weft_watermark) == 2 * sizeof(unsigned) + sizeof(uint64_t) +
-                                              2 * sizeof(void *),
+_Static_assert(sizeof(weft_watermark) ==
+                   2 * sizeof(unsigned) + sizeof(uint64_t) + 2 * sizeof(void *),
                "weft_watermark is a fixed caller-allocated block");
 
 int weft_watermark_init(weft_watermark *m, uint64_t level)

@@ -1,0 +1,65 @@
+/* weft_write_all and weft_send_all: one wrapper's op, repeated over short
+ * transfers until everything went out or something stopped it.
+ *
+ * The count of bytes moved is exact even when an op is interrupted: an
+ * interrupted op that had moved data returns that count (docs/io.md), and
+ * one that returns -ECANCELED or -ETIMEDOUT moved nothing, so the caller
+ * learns precisely where to resume or what the peer may have seen.
+ */
+#include <errno.h>
+#include <weft/io.h>
+
+#include "common/fault.h"
+#include "task/task.h"
+
+/* The checks every call makes on entry, so that a zero-length call answers
+ * as a non-empty one would: -EPERM outside a task, then the interruption. */
+static int enter(void)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    return weft__task_interrupted(t);
+}
+
+/* Adds one op's result to *moved. Returns 0 to go on, or the error that
+ * ends the loop. A transfer that moved nothing of a non-empty request
+ * would loop for ever: it is the file's or the socket's failure (a device
+ * that reports 0 bytes written), given as -EIO. */
+static int step(ssize_t got, size_t *moved)
+{
+    if (got < 0)
+        return (int)got;
+    /* No file at hand returns 0 for a write, so a test makes one seem to. */
+    if (got == 0 || weft__fault_hit(WEFT_FAULT_ZERO_MOVED))
+        return -EIO;
+    *moved += (size_t)got;
+    return 0;
+}
+
+int weft_write_all(int fd, const void *buf, size_t n, uint64_t off, size_t *done)
+{
+    const char *p = buf;
+    size_t moved = 0;
+    int r = enter();
+    while (r == 0 && moved < n) {
+        /* The kernel advances the file position itself for CURRENT. */
+        uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
+        r = step(weft_write(fd, p + moved, n - moved, at), &moved);
+    }
+    if (done)
+        *done = moved;
+    return r;
+}
+
+int weft_send_all(int fd, const void *buf, size_t n, int flags, size_t *done)
+{
+    const char *p = buf;
+    size_t moved = 0;
+    int r = enter();
+    while (r == 0 && moved < n)
+        r = step(weft_send(fd, p + moved, n - moved, flags), &moved);
+    if (done)
+        *done = moved;
+    return r;
+}
