@@ -59,19 +59,12 @@ static struct {
 
 /* ---- one connection ------------------------------------------------------ */
 
-/* Sends all n bytes (weft_send may send fewer). MSG_NOSIGNAL: a peer that
- * went away gives -EPIPE instead of killing the process with SIGPIPE. */
+/* Sends all n bytes (one weft_send may send fewer; weft_send_all goes on).
+ * MSG_NOSIGNAL: a peer that went away gives -EPIPE instead of killing the
+ * process with SIGPIPE. */
 static int send_all(int fd, const void *data, size_t n)
 {
-    const char *p = data;
-    while (n > 0) {
-        ssize_t r = weft_send(fd, p, n, MSG_NOSIGNAL);
-        if (r < 0)
-            return (int)r;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
+    return weft_send_all(fd, data, n, MSG_NOSIGNAL, NULL);
 }
 
 /* recv -> send until the peer closes, an error, or cancellation. */

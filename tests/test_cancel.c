@@ -194,6 +194,35 @@ TEST(a_deadline_moves_with_pop_and_push)
     run_main_one_worker(NULL, main_deadline_moved, NULL); /* faults count process-wide */
 }
 
+/* weft_deadline_push_in counts from now, and a sum past the clock's range
+ * is a deadline that never comes (not one that wrapped into the past). */
+static void *main_deadline_in(void *arg)
+{
+    (void)arg;
+    uint64_t start = weft_now_ns();
+    ASSERT_OK(weft_deadline_push_in(20000000));
+    ASSERT_EQ(weft_sleep_ns(10ull * 1000000000), -ETIMEDOUT);
+    ASSERT_GE(weft_now_ns(), start + 20000000);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_deadline_push_in(UINT64_MAX));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_deadline_push_in(UINT64_MAX - weft_now_ns() / 2));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    /* 0 is now: the next blocking call is already late. */
+    ASSERT_OK(weft_deadline_push_in(0));
+    ASSERT_EQ(weft_nop(), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_deadline_pop(), -EINVAL);
+    return NULL;
+}
+TEST(relative_deadlines_count_from_now)
+{
+    ASSERT_EQ(weft_deadline_push_in(1000), -EPERM);
+    run_main_one_worker(NULL, main_deadline_in, NULL);
+}
+
 static void *sleeps_long(void *arg)
 {
     weft_sleep_ns(10ull * 1000000000);
@@ -493,7 +522,8 @@ TEST(discard_never_runs_on_a_yielding_tasks_stack)
 TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep),
           CASE(cancel_after_finish_keeps_result), CASE(cancelled_task_sees_ecanceled_everywhere),
           CASE(shield_defers_cancellation), CASE(deadlines_nest_and_time_out),
-          CASE(a_deadline_moves_with_pop_and_push), CASE(join_times_out_and_handle_survives),
+          CASE(a_deadline_moves_with_pop_and_push), CASE(relative_deadlines_count_from_now),
+          CASE(join_times_out_and_handle_survives),
           CASE(a_cancelled_joiner_gets_eintr_and_keeps_the_handle),
           CASE(a_cancelled_parent_joining_its_children_can_tell_the_codes_apart),
           CASE(cancel_reaches_the_subtree), CASE(children_of_a_cancelled_task_are_born_cancelled),

@@ -358,16 +358,13 @@ typedef struct connection {
  * read). MSG_NOSIGNAL: a vanished peer is -EPIPE, not a SIGPIPE. */
 static int flush(connection *c)
 {
-    ssize_t r = 0;
-    weft_deadline_push(weft_now_ns() + SEND_TIMEOUT_NS);
-    for (size_t sent = 0; sent < c->out.len; sent += (size_t)r) {
-        r = weft_send(c->fd, c->out.data + sent, c->out.len - sent, MSG_NOSIGNAL);
-        if (r < 0)
-            break;
-    }
+    int r = weft_deadline_push_in(SEND_TIMEOUT_NS);
+    if (r < 0)
+        return r;
+    r = weft_send_all(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL, NULL);
     weft_deadline_pop();
     c->out.len = 0;
-    return r < 0 ? (int)r : 0;
+    return r;
 }
 
 /* Closing a socket that still has unread input makes the kernel send a
@@ -378,7 +375,8 @@ static void linger(connection *c)
 {
     if (weft_shutdown(c->fd, SHUT_WR) < 0)
         return;
-    weft_deadline_push(weft_now_ns() + LINGER_NS);
+    if (weft_deadline_push_in(LINGER_NS) < 0)
+        return;
     for (size_t drained = 0; drained < LINGER_BYTES;) {
         ssize_t n = weft_recv(c->fd, c->in.data, c->in.cap, 0);
         if (n <= 0)
@@ -444,7 +442,9 @@ static ssize_t receive(connection *c)
         if (body < deadline)
             deadline = body;
     }
-    weft_deadline_push(deadline);
+    int pushed = weft_deadline_push(deadline);
+    if (pushed < 0)
+        return pushed;
     ssize_t n = weft_recv(c->fd, c->in.data + c->in.len, room, 0);
     weft_deadline_pop();
     if (n > 0 && c->in.len == 0)

@@ -649,6 +649,13 @@ int weft_deadline_push(uint64_t abs_ns)
     return 0;
 }
 
+int weft_deadline_push_in(uint64_t ns)
+{
+    uint64_t now = weft_now_ns();
+    /* Past the clock's range means never within this program's life. */
+    return weft_deadline_push(ns > UINT64_MAX - now ? UINT64_MAX : now + ns);
+}
+
 int weft_deadline_pop(void)
 {
     weft_task *t = weft__task_current();
