@@ -802,6 +802,109 @@ static void *main_signal_cancel(void *arg)
 }
 BOTH_WORKERS(signal_wait_cancelled, main_signal_cancel, NULL)
 
+/* ---- weft_signal_wait_any ---------------------------------------------------- */
+
+static const int usr12[] = {SIGUSR1, SIGUSR2};
+
+static void *signal_waiter_any(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)weft_signal_wait_any(usr12, 2);
+}
+
+/* Expects an arrival of signo to be remembered: the wait returns at once
+ * (a deadline turns a lost one into a failure instead of a hang). */
+static void expect_remembered(int signo)
+{
+    ASSERT_OK(weft_deadline_push_in(5000000000ull));
+    ASSERT_EQ(weft_signal_wait(signo), signo);
+    ASSERT_OK(weft_deadline_pop());
+}
+
+/* Expects no arrival of signo to be left for this runtime. */
+static void expect_nothing_remembered(int signo)
+{
+    ASSERT_OK(weft_deadline_push_in(20000000));
+    ASSERT_EQ(weft_signal_wait(signo), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+}
+
+static void *main_signal_any(void *arg)
+{
+    (void)arg;
+    /* Either signal ends the wait, and the wait says which. */
+    for (int i = 0; i < 2; i++) {
+        weft_task *t;
+        ASSERT_OK(weft_spawn(&t, signal_waiter_any, NULL));
+        wait_for_waiters(usr12[i], 1);
+        ASSERT_OK(raise(usr12[i]));
+        void *res = NULL;
+        ASSERT_OK(weft_join(t, &res));
+        ASSERT_EQ((intptr_t)res, usr12[i]);
+    }
+
+    /* Both remembered: the lowest first, and the other is kept for the
+     * next wait, not swallowed. */
+    ASSERT_OK(raise(SIGUSR2));
+    ASSERT_OK(raise(SIGUSR1));
+    ASSERT_EQ(weft_signal_wait_any(usr12, 2), SIGUSR1);
+    ASSERT_EQ(weft_signal_wait_any(usr12, 2), SIGUSR2);
+    expect_nothing_remembered(SIGUSR1);
+    expect_nothing_remembered(SIGUSR2);
+
+    /* Both arrive while a wait is listed (the helper held back until
+     * both have): it takes the lowest; the other stays remembered. */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, signal_waiter_any, NULL));
+    wait_for_waiters(SIGUSR1, 1);
+    atomic_store(&signal_helper_held, false);
+    atomic_store(&hold_signal_helper, true);
+    ASSERT_OK(raise(SIGUSR2));
+    while (!atomic_load(&signal_helper_held))
+        usleep(1000);
+    ASSERT_OK(raise(SIGUSR1));
+    atomic_store(&hold_signal_helper, false);
+    void *res = NULL;
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, SIGUSR1);
+    expect_remembered(SIGUSR2);
+    expect_nothing_remembered(SIGUSR2);
+
+    /* The same with a second task waiting for SIGUSR2 alone: each gets
+     * its own, and nothing is left over. */
+    weft_task *alone;
+    ASSERT_OK(weft_spawn(&t, signal_waiter_any, NULL));
+    ASSERT_OK(weft_spawn(&alone, signal_waiter, (void *)SIGUSR2));
+    wait_for_waiters(SIGUSR2, 2);
+    atomic_store(&signal_helper_held, false);
+    atomic_store(&hold_signal_helper, true);
+    ASSERT_OK(raise(SIGUSR2));
+    while (!atomic_load(&signal_helper_held))
+        usleep(1000);
+    ASSERT_OK(raise(SIGUSR1));
+    atomic_store(&hold_signal_helper, false);
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((intptr_t)res, SIGUSR1);
+    ASSERT_OK(weft_join(alone, &res));
+    ASSERT_EQ((intptr_t)res, SIGUSR2);
+    expect_nothing_remembered(SIGUSR1);
+    expect_nothing_remembered(SIGUSR2);
+
+    /* A signal listed twice is one signal. */
+    ASSERT_OK(raise(SIGUSR1));
+    ASSERT_EQ(weft_signal_wait_any((const int[]){SIGUSR1, SIGUSR1}, 2), SIGUSR1);
+
+    /* Bad sets are refused before anything is installed or consumed. */
+    ASSERT_EQ(weft_signal_wait_any(NULL, 1), -EINVAL);
+    ASSERT_EQ(weft_signal_wait_any(usr12, 0), -EINVAL);
+    ASSERT_EQ(weft_signal_wait_any((const int[]){SIGUSR1, SIGKILL}, 2), -EINVAL);
+    ASSERT_EQ(weft_signal_wait_any((const int[]){SIGUSR1, 0}, 2), -EINVAL);
+    ASSERT_EQ(weft_signal_wait_any((const int[]){SIGUSR1, NSIG}, 2), -EINVAL);
+    ASSERT_EQ(weft_signal_wait_any((const int[]){SIGUSR1, SIGRTMIN - 1}, 2), -EINVAL);
+    return NULL;
+}
+BOTH_WORKERS(signal_wait_any_returns_one_and_keeps_the_others, main_signal_any, NULL)
+
 static void *main_signal_bad(void *arg)
 {
     static const int bad[] = {0, -1, NSIG, 1000, SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
@@ -812,6 +915,7 @@ static void *main_signal_bad(void *arg)
 TEST(signal_wait_bad_signo)
 {
     ASSERT_EQ(weft_signal_wait(SIGUSR1), -EPERM);
+    ASSERT_EQ(weft_signal_wait_any(usr12, 2), -EPERM);
     ASSERT_EQ(weft_signal_wait(SIGKILL), -EINVAL);
     run_workers(1, main_signal_bad, NULL);
 }
@@ -988,4 +1092,6 @@ TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_resul
           CASE(signal_arriving_with_no_waiter_is_remembered),
           CASE(signal_arriving_with_no_waiter_is_remembered_2w), CASE(signal_wait_cancelled),
           CASE(signal_wait_cancelled_2w), CASE(signal_wait_bad_signo),
+          CASE(signal_wait_any_returns_one_and_keeps_the_others),
+          CASE(signal_wait_any_returns_one_and_keeps_the_others_2w),
           CASE(runtime_end_restores_the_disposition))

@@ -207,6 +207,14 @@ WEFT_API int weft_getaddrinfo(const char *node, const char *service, const struc
  * interrupted wait consumes nothing); -ENOMEM, or the error of starting the
  * helper thread and eventfd on first use. */
 WEFT_API int weft_signal_wait(int signo);
+/* weft_signal_wait for several signals, the n numbers at signos (say
+ * {SIGINT, SIGTERM}): parks until any of them arrives and returns it (the
+ * lowest-numbered, when several have). Each signal follows the rules
+ * above; an arrival of another of them that this call does not return
+ * stays remembered for the next wait. Returns -EINVAL for NULL signos, n
+ * 0, and when any of the signals could not be waited for alone; otherwise
+ * as weft_signal_wait. */
+WEFT_API int weft_signal_wait_any(const int *signos, unsigned n);
 
 /* int main(argc, argv) that runs fn(NULL) on a default runtime; the process
  * exits 0 when fn returns NULL, else with (int)(intptr_t) of its result. */

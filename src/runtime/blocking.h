@@ -35,7 +35,7 @@ int weft__blocking_call(void *(*fn)(void *), void *arg, void **result,
  * mask is unchanged on return. Returns pthread_create's result. */
 int weft__thread_start_quiet(pthread_t *id, void *(*fn)(void *), void *arg);
 
-/* Tasks parked in weft_signal_wait(signo), over all runtimes (signal.c);
+/* Tasks parked waiting for signo (weft_signal_wait, _any), over all runtimes (signal.c);
  * for tests, which must know that a waiter is in place. */
 unsigned weft__signal_waiters(int signo);
 

@@ -5,8 +5,8 @@
  * the application made), so the machinery is process-wide too - the hub:
  *   - a handler for each signal some runtime waits for, which counts the
  *     arrival in arrivals[signo] and writes to an eventfd;
- *   - a helper thread ("weft-signals") that reads the eventfd and wakes
- *     every parked waiter whose signal's count moved;
+ *   - a helper thread ("weft-signals") that reads the eventfd and settles
+ *     the parked waiters (below);
  *   - the list of parked waiters, whatever runtime or worker they are on.
  * The handler does only async-signal-safe things (lock-free atomics and
  * write(2)); a wake takes locks, which is why a helper does it.
@@ -14,6 +14,17 @@
  * Each runtime keeps, in rt->signals, how many arrivals of each signal it has
  * delivered (seen[]): an arrival that found no waiter is remembered until the
  * next wait in that runtime, and several coalesce into one.
+ *
+ * Settling, the one rule for who gets an arrival. A waiter waits for a set
+ * of signals; it is settled when one of them has arrived since it was
+ * listed: it is given the lowest such signal (`delivered`), that signal's
+ * arrivals count as delivered in its runtime, and it is woken. Everything
+ * that decides under the hub lock settles first: the helper after each
+ * arrival, a new wait before it looks for remembered arrivals, a waiter on
+ * its way out. So an arrival goes to every waiter listed for it (a
+ * broadcast) unless a waiter took a lower signal of its set, and what no
+ * waiter took stays remembered for the next wait; none is reported twice
+ * in one runtime or lost.
  *
  * Lifetime: the hub starts with the first runtime that waits for a signal
  * and stops in the last such runtime's weft__signals_fini. A handler is
@@ -37,14 +48,15 @@
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
                "the signal handler needs lock-free atomics to be async-signal-safe");
 
-/* A task parked in weft_signal_wait; lives on its stack, linked under the
- * hub lock. */
+/* A task parked in weft_signal_wait_any; lives on its stack, linked under
+ * the hub lock. */
 typedef struct sig_waiter {
     struct sig_waiter *next, *prev;
     weft_task *task;
     struct weft__signals *sigs; /* of the waiter's runtime */
-    int signo;
-    uint64_t seen; /* arrivals[signo] when it started waiting */
+    sigset_t set;               /* the signals it waits for */
+    int delivered;              /* the signal it was given; 0 until settled */
+    uint64_t seen[NSIG];        /* arrivals[] of its signals when it was listed */
 } sig_waiter;
 
 /* One start of the helper thread; a new one is made when the hub restarts,
@@ -90,6 +102,39 @@ static void on_signal(int signo)
     errno = saved_errno;
 }
 
+/* The lowest signal of w's set that arrived since w was listed; 0 if none. */
+static int first_arrived(const sig_waiter *w)
+{
+    for (int signo = 1; signo < NSIG; signo++)
+        if (sigismember(&w->set, signo) == 1 && atomic_load(&arrivals[signo]) != w->seen[signo])
+            return signo;
+    return 0;
+}
+
+/* Marks signo's arrivals until now as delivered in runtime s. */
+static void consume(struct weft__signals *s, int signo)
+{
+    uint64_t now = atomic_load(&arrivals[signo]);
+    if (now > s->seen[signo])
+        s->seen[signo] = now;
+}
+
+/* Settles every listed waiter that a signal of its set has reached (see the
+ * top of the file); hub lock held. */
+static void settle_waiters(void)
+{
+    for (sig_waiter *w = hub.waiters; w; w = w->next) {
+        if (w->delivered)
+            continue;
+        int signo = first_arrived(w);
+        if (!signo)
+            continue;
+        w->delivered = signo;
+        consume(w->sigs, signo);
+        weft__task_wake(w->task);
+    }
+}
+
 static void *helper_main(void *p)
 {
     hub_helper *h = p;
@@ -101,17 +146,7 @@ static void *helper_main(void *p)
         if (atomic_load(&h->stop))
             break;
         pthread_mutex_lock(&hub.lock);
-        for (sig_waiter *w = hub.waiters; w; w = w->next) {
-            uint64_t now = atomic_load(&arrivals[w->signo]);
-            if (now == w->seen)
-                continue;
-            /* Delivered to w from now on: a wait that starts in this
-             * runtime before w runs must not take the same arrivals for
-             * ones that found no waiter. */
-            if (now > w->sigs->seen[w->signo])
-                w->sigs->seen[w->signo] = now;
-            weft__task_wake(w->task);
-        }
+        settle_waiters();
         pthread_mutex_unlock(&hub.lock);
     }
     return NULL;
@@ -229,10 +264,16 @@ static bool waitable(int signo)
     return true;
 }
 
-int weft_signal_wait(int signo)
+int weft_signal_wait_any(const int *signos, unsigned n)
 {
-    if (!waitable(signo))
+    if (!signos || n == 0)
         return -EINVAL;
+    sigset_t set;
+    sigemptyset(&set);
+    for (unsigned i = 0; i < n; i++) {
+        if (!waitable(signos[i]) || sigaddset(&set, signos[i]) < 0)
+            return -EINVAL; /* sigaddset refuses the C library's own */
+    }
     weft_task *self = weft__task_current();
     if (!self)
         return -EPERM;
@@ -246,66 +287,64 @@ int weft_signal_wait(int signo)
     if (r < 0)
         return r;
 
+    sig_waiter w = {.task = self, .sigs = s, .set = set};
     pthread_mutex_lock(&hub.lock);
-    r = handler_ref(s, signo);
+    for (int signo = 1; signo < NSIG && r == 0; signo++)
+        if (sigismember(&set, signo) == 1)
+            r = handler_ref(s, signo);
     if (r < 0) {
         pthread_mutex_unlock(&hub.lock);
         return r;
     }
-    uint64_t now = atomic_load(&arrivals[signo]);
-    if (now != s->seen[signo]) {
-        /* Arrivals since a waiter of this runtime was listed are that
-         * waiter's, even before the helper has walked the list and moved
-         * seen[] (it will report them: see below). Others were remembered:
-         * they arrived while nobody here waited. */
-        bool owned = false;
-        for (sig_waiter *o = hub.waiters; o && !owned; o = o->next)
-            owned = o->sigs == s && o->signo == signo && o->seen != now;
-        s->seen[signo] = now;
-        if (!owned) {
+    /* Arrivals that listed waiters of this runtime are owed go to them
+     * first; what is left over arrived while nobody here waited for it. */
+    settle_waiters();
+    for (int signo = 1; signo < NSIG; signo++) {
+        if (sigismember(&set, signo) != 1)
+            continue;
+        if (atomic_load(&arrivals[signo]) != s->seen[signo]) {
+            consume(s, signo);
             pthread_mutex_unlock(&hub.lock);
-            return signo;
+            return signo; /* remembered */
         }
+        w.seen[signo] = s->seen[signo];
     }
-    sig_waiter w = {
-        .next = hub.waiters, .prev = NULL, .task = self, .sigs = s, .signo = signo, .seen = now};
+    w.next = hub.waiters;
     if (hub.waiters)
         hub.waiters->prev = &w;
     hub.waiters = &w;
     pthread_mutex_unlock(&hub.lock);
 
-    /* An arrival after the check above wakes us through the helper, which
-     * looks at the list under the lock we just released. */
+    /* An arrival after the check above reaches us through the helper,
+     * which settles the list under the lock we just released. The
+     * unlocked first_arrived is only a hint to stop parking. */
     for (;;) {
         r = weft__task_park_interruptible();
-        if (atomic_load(&arrivals[signo]) != w.seen) {
-            r = signo; /* arrived, even if we were interrupted meanwhile */
-            break;
-        }
-        if (r < 0)
+        if (r < 0 || first_arrived(&w))
             break;
     }
 
     pthread_mutex_lock(&hub.lock);
-    /* An arrival since the check above, while we were still listed, may
-     * already count as delivered here (the helper or a new wait moved
-     * seen[] for us): report it, or nobody would. */
-    if (r != signo && atomic_load(&arrivals[signo]) != w.seen)
-        r = signo;
+    /* An arrival before this point is ours even when we were interrupted
+     * meanwhile: settle, which may give it to us now. */
+    settle_waiters();
+    if (w.delivered) {
+        r = w.delivered;
+        consume(s, r); /* later arrivals of it coalesce into this one */
+    }
     if (w.prev)
         w.prev->next = w.next;
     else
         hub.waiters = w.next;
     if (w.next)
         w.next->prev = w.prev;
-    if (r == signo) {
-        /* Delivered: what arrived until now is consumed (coalesced). */
-        now = atomic_load(&arrivals[signo]);
-        if (now > s->seen[signo])
-            s->seen[signo] = now;
-    }
     pthread_mutex_unlock(&hub.lock);
     return r;
+}
+
+int weft_signal_wait(int signo)
+{
+    return weft_signal_wait_any(&signo, 1);
 }
 
 unsigned weft__signal_waiters(int signo)
@@ -313,7 +352,7 @@ unsigned weft__signal_waiters(int signo)
     unsigned n = 0;
     pthread_mutex_lock(&hub.lock);
     for (sig_waiter *w = hub.waiters; w; w = w->next)
-        n += w->signo == signo;
+        n += sigismember(&w->set, signo) == 1;
     pthread_mutex_unlock(&hub.lock);
     return n;
 }
