@@ -117,6 +117,7 @@ TEST(outside_a_task_and_bad_input)
     weft_watermark_advance(&wm, 7);
     ASSERT_EQ(weft_watermark_level(&wm), 7);
     weft_watermark_fail(&wm, -EIO);
+    ASSERT_EQ(wm._error, -EIO);
     ASSERT_OK(weft_watermark_init(&wm, 1));
     ASSERT_EQ(weft_watermark_level(&wm), 1);
     ASSERT_EQ(wm._error, 0); /* init clears the failure */
@@ -731,9 +732,9 @@ static void *wait_for_mark(void *arg)
 static void *main_watermark(void *arg)
 {
     weft_watermark m = WEFT_WATERMARK_INIT(0);
-    /* Waiting order: targets 5, 3, 10, 3, 7. */
+    /* Waiting order: targets 7, 3, 10, 3, 5. */
     mark_waiter w[5] = {
-        {&m, 5, 1, 0, 0}, {&m, 3, 1, 0, 0}, {&m, 10, 1, 0, 0}, {&m, 3, 1, 0, 0}, {&m, 7, 1, 0, 0}};
+        {&m, 7, 1, 0, 0}, {&m, 3, 1, 0, 0}, {&m, 10, 1, 0, 0}, {&m, 3, 1, 0, 0}, {&m, 5, 1, 0, 0}};
     weft_task *t[5];
     marks_returned = 0;
     for (int i = 0; i < 5; i++)
@@ -756,12 +757,12 @@ static void *main_watermark(void *arg)
     weft_watermark_advance(&m, 1); /* lower: nothing changes */
     ASSERT_EQ(weft_watermark_level(&m), 4);
 
-    weft_watermark_advance(&m, 9); /* 5 and 7 */
+    weft_watermark_advance(&m, 9); /* 5 and 7: lower target first */
     settle();
     ASSERT_EQ(marks_returned, 4);
-    ASSERT_EQ(w[0].order, 3);
-    ASSERT_EQ(w[4].order, 4);
-    ASSERT_EQ(w[4].rc, 0);
+    ASSERT_EQ(w[4].order, 3);
+    ASSERT_EQ(w[0].order, 4);
+    ASSERT_EQ(w[0].rc, 0);
     ASSERT_EQ(w[2].order, 0); /* 10 still waits */
 
     /* Reached targets return at once, without parking. */
@@ -787,10 +788,26 @@ static void *main_watermark(void *arg)
     for (int i = 0; i < 5; i++)
         ASSERT_OK(weft_join(t[i], NULL));
 
-    /* A failure that is not a negative errno is taken as -EIO. */
+    /* A failure that is not a negative errno, or that a wait returns for
+     * itself, is published as -EIO. */
+    const int odd[] = {5, 0, -ECANCELED, -ETIMEDOUT, -EPERM, -EINVAL};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        ASSERT_OK(weft_watermark_init(&m, 0));
+        weft_watermark_fail(&m, odd[i]);
+        ASSERT_EQ(weft_watermark_wait(&m, 1), -EIO);
+    }
+
+    /* A failure that reaches a waiter before its cancellation is acted on
+     * is what the wait returns. */
     ASSERT_OK(weft_watermark_init(&m, 0));
-    weft_watermark_fail(&m, 5);
-    ASSERT_EQ(weft_watermark_wait(&m, 1), -EIO);
+    mark_waiter doomed = {&m, 50, 1, 0, 0};
+    weft_task *td;
+    ASSERT_OK(weft_spawn(&td, wait_for_mark, &doomed));
+    settle();
+    weft_watermark_fail(&m, -ENOSPC);
+    ASSERT_OK(weft_cancel(td));
+    ASSERT_EQ(weft_join(td, NULL), -ECANCELED);
+    ASSERT_EQ(doomed.rc, -ENOSPC);
 
     /* The level is 64 bits wide. */
     ASSERT_OK(weft_watermark_init(&m, UINT64_MAX - 1));
@@ -860,10 +877,31 @@ static void *log_writer_thread(void *arg)
     return NULL;
 }
 
+static _Atomic int marks_waiting;
+
+/* wait_for_mark that counts itself in before it may park. */
+static void *wait_for_mark_counted(void *arg)
+{
+    mark_waiter *w = arg;
+    atomic_fetch_add(&marks_waiting, 1);
+    w->rc = weft_watermark_wait(w->m, w->target);
+    return NULL;
+}
+
+static void *fail_from_thread(void *arg)
+{
+    /* Let the counted waiters park (a wait that starts after the failure
+     * returns it as well, so this only makes the wake path likelier). */
+    usleep(2000);
+    weft_watermark_fail(arg, -ENOSPC);
+    return NULL;
+}
+
 static void *main_group_commit(void *arg)
 {
     commit_log *log = calloc(1, sizeof *log);
     ASSERT_OK(weft_watermark_init(&log->durable, 0));
+    atomic_store(&marks_waiting, 0);
     pthread_t th;
     ASSERT_OK(pthread_create(&th, NULL, log_writer_thread, log));
     weft_task *t[COMMITTERS];
@@ -872,6 +910,22 @@ static void *main_group_commit(void *arg)
     for (int i = 0; i < COMMITTERS; i++)
         ASSERT_OK(weft_join(t[i], NULL));
     atomic_store(&log->stop, true);
+    ASSERT_OK(pthread_join(th, NULL));
+    /* A failure published by a plain thread reaches waiters on every
+     * worker. */
+    weft_task *doomed[8];
+    mark_waiter dw[8];
+    for (int i = 0; i < 8; i++) {
+        dw[i] = (mark_waiter){&log->durable, UINT64_MAX, 1, 0, 0};
+        ASSERT_OK(weft_spawn(&doomed[i], wait_for_mark_counted, &dw[i]));
+    }
+    while (atomic_load(&marks_waiting) < 8)
+        ASSERT_OK(weft_sleep_ns(100000));
+    ASSERT_OK(pthread_create(&th, NULL, fail_from_thread, &log->durable));
+    for (int i = 0; i < 8; i++) {
+        ASSERT_OK(weft_join(doomed[i], NULL));
+        ASSERT_EQ(dw[i].rc, -ENOSPC);
+    }
     ASSERT_OK(pthread_join(th, NULL));
     unsigned early = atomic_load(&log->early);
     uint64_t handed_out = atomic_load(&log->next_seq);

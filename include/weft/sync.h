@@ -212,14 +212,16 @@ WEFT_API int weft_waitgroup_wait(weft_waitgroup *w);
  * raises it to the last sequence number made durable and each committer
  * waits until it covers its own record. A failure can be published too:
  * waits the level has not satisfied then return that error instead of
- * waiting for ever. Waiters each have their own target; advance wakes
- * exactly those it satisfies, in the order they started waiting, and costs
- * one look at every waiter. */
+ * waiting for ever. Waiters are kept in target order (equal targets in
+ * waiting order): an advance wakes exactly the waiters it satisfies, in
+ * that order, and costs a step for each of them; a wait costs a step for
+ * each waiter with a higher target (none when targets come in rising
+ * order). */
 typedef struct weft_watermark {
     unsigned _lock; /* spinlock over the fields below */
     int _error;     /* 0, or the negative errno given to weft_watermark_fail */
     uint64_t _level;
-    weft__waitlist _waiters; /* each waiter's buf points at its target */
+    weft__waitlist _waiters; /* by target; each waiter's buf points at it */
 } weft_watermark;
 /* clang-format off */
 #define WEFT_WATERMARK_INIT(level) {0, 0, (level), {0, 0}}
@@ -234,9 +236,10 @@ WEFT_API void weft_watermark_advance(weft_watermark *m, uint64_t level);
 /* Publishes a failure: error (a negative errno, say -EIO from the fsync)
  * wakes every waiter, and every later wait whose target is above the level
  * returns it at once. Targets at or below the level still return 0: what
- * was covered stays covered. Only the first failure is kept; an error that
- * is not negative is taken as -EIO. The level may still advance. Any
- * thread. */
+ * was covered stays covered. Only the first failure is kept. An error that
+ * is not negative, or that a wait returns for itself (-ECANCELED,
+ * -ETIMEDOUT, -EPERM, -EINVAL), is published as -EIO. The level may still
+ * advance. Any thread. */
 WEFT_API void weft_watermark_fail(weft_watermark *m, int error);
 /* The level now (a snapshot); 0 for NULL. Any thread. */
 WEFT_API uint64_t weft_watermark_level(weft_watermark *m);

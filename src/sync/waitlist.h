@@ -14,7 +14,8 @@
  * deadline) takes the lock and unlinks itself only while it is still
  * WAITING; if a claim won the race, the claim stands and the call succeeds.
  * The window between CLAIMED and DONE is the waker's weft__task_wake: a CAS
- * and, for a task of another worker, at most one syscall to ring it. So
+ * and, for a task of another worker, at most one syscall to ring it (after
+ * a broadcast, also the wakes of the waiters before it in the chain). So
  * the wait for DONE is a short spin that falls back to sched_yield.
  */
 #ifndef WEFT_SYNC_WAITLIST_H
@@ -54,6 +55,21 @@ static inline void waitlist_push(weft__waitlist *l, weft__waiter *w)
     else
         l->_first = w;
     l->_last = w;
+}
+
+/* Links w right after pos, or first when pos is NULL. */
+static inline void waitlist_insert_after(weft__waitlist *l, weft__waiter *pos, weft__waiter *w)
+{
+    w->prev = pos;
+    w->next = pos ? pos->next : l->_first;
+    if (w->next)
+        w->next->prev = w;
+    else
+        l->_last = w;
+    if (pos)
+        pos->next = w;
+    else
+        l->_first = w;
 }
 
 static inline void waitlist_remove(weft__waitlist *l, weft__waiter *w)

@@ -1,10 +1,11 @@
 /* Watermark: a level that only rises, waited on up to per-waiter targets.
  *
  * Every waiter keeps its target on its own stack (the node's buf points at
- * it), so one list serves any mix of targets. advance walks the whole list
- * and claims those it satisfies: waiters are few next to the work each
- * advance stands for (an fsync, in group commit), and a sorted structure
- * would cost every wait more than the walk costs.
+ * it). The list is kept sorted by target, equal targets in waiting order,
+ * so an advance unlinks just the waiters it satisfies, from the front, and
+ * holds the spinlock for those alone. A new waiter is placed by a walk from
+ * the back: in group commit, targets come in rising order, and the walk
+ * stops at once.
  */
 #include "sync/waitlist.h"
 
@@ -33,19 +34,30 @@ void weft_watermark_advance(weft_watermark *m, uint64_t level)
     weft__spin_lock(&m->_lock);
     if (level > m->_level) {
         m->_level = level;
-        weft__waiter *next;
-        for (weft__waiter *w = m->_waiters._first; w; w = next) {
-            next = w->next;
-            if (target_of(w) <= level) {
-                waitlist_claim(&m->_waiters, w, 0);
-                *tail = w; /* a chain in waiting order, through next */
-                tail = &w->next;
-            }
+        while (m->_waiters._first && target_of(m->_waiters._first) <= level) {
+            weft__waiter *w = waitlist_claim_first(&m->_waiters, 0);
+            *tail = w; /* a chain in list order, through next */
+            tail = &w->next;
         }
         *tail = NULL;
     }
     weft__spin_unlock(&m->_lock);
     weft__waiter_wake_chain(first);
+}
+
+/* The error waits will return for error: one a wait returns for reasons
+ * of its own (interruption, misuse) would be taken for those, and one that
+ * is not negative is no error; both become -EIO. */
+static int published_error(int error)
+{
+    switch (error) {
+    case -ECANCELED:
+    case -ETIMEDOUT:
+    case -EPERM:
+    case -EINVAL:
+        return -EIO;
+    }
+    return error < 0 ? error : -EIO;
 }
 
 void weft_watermark_fail(weft_watermark *m, int error)
@@ -55,7 +67,7 @@ void weft_watermark_fail(weft_watermark *m, int error)
     weft__spin_lock(&m->_lock);
     weft__waiter *chain = NULL;
     if (m->_error == 0) {
-        m->_error = error < 0 ? error : -EIO;
+        m->_error = published_error(error);
         /* Every waiter's target is above the level (advance took the
          * others): all of them fail. */
         chain = waitlist_claim_all(&m->_waiters, m->_error);
@@ -88,8 +100,12 @@ int weft_watermark_wait(weft_watermark *m, uint64_t target)
     bool reached = target <= m->_level;
     int error = m->_error;
     bool queued = !reached && !error;
-    if (queued)
-        waitlist_push(&m->_waiters, &w);
+    if (queued) {
+        weft__waiter *pos = m->_waiters._last;
+        while (pos && target_of(pos) > target)
+            pos = pos->prev;
+        waitlist_insert_after(&m->_waiters, pos, &w);
+    }
     weft__spin_unlock(&m->_lock);
     if (!queued)
         return reached ? 0 : error;
