@@ -101,10 +101,12 @@ static void *heartbeat(void *arg)
 
 static void *stuck(void *arg)
 {
-    weft_deadline_push(weft_now_ns() + 25000000);
-    int r = weft_sleep_ns(3600ull * 1000000000); /* "forever" */
+    int r = weft_deadline_push_in(25000000);
+    if (r == 0) {
+        r = weft_sleep_ns(3600ull * 1000000000); /* "forever" */
+        weft_deadline_pop();
+    }
     printf("%7.1f ms   stuck task: %s after its 25 ms deadline\n", ms(), weft_strerror(r));
-    weft_deadline_pop();
     return NULL;
 }
 

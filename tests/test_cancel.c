@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include "common/fault.h"
+#include "task/task.h"
 
 static int ran;
 
@@ -201,6 +202,11 @@ static void *main_deadline_in(void *arg)
     (void)arg;
     uint64_t start = weft_now_ns();
     ASSERT_OK(weft_deadline_push_in(20000000));
+    uint64_t end = weft_now_ns();
+    /* The deadline set is the clock reading in between, plus 20 ms. */
+    uint64_t set = weft__task_current()->deadline;
+    ASSERT_GE(set, start + 20000000);
+    ASSERT_LE(set, end + 20000000);
     ASSERT_EQ(weft_sleep_ns(10ull * 1000000000), -ETIMEDOUT);
     ASSERT_GE(weft_now_ns(), start + 20000000);
     ASSERT_OK(weft_deadline_pop());

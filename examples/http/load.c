@@ -113,8 +113,10 @@ static void *load_client(void *arg)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)l->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    weft_deadline_push(l->end_ns); /* everything below stops at the end of the run */
-    int r = weft_connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    int r = weft_deadline_push(l->end_ns); /* everything below stops at the end of the run */
+    bool pushed = r == 0;
+    if (pushed)
+        r = weft_connect(fd, (struct sockaddr *)&sa, sizeof sa);
     while (r == 0) {
         uint64_t start = weft_now_ns();
         ssize_t sent = weft_send(fd, request, sizeof request - 1, MSG_NOSIGNAL);
@@ -130,7 +132,8 @@ static void *load_client(void *arg)
         l->hist[hist_bucket(weft_now_ns() - start)]++;
         r = 0;
     }
-    weft_deadline_pop();
+    if (pushed)
+        weft_deadline_pop();
     if (r != -ETIMEDOUT && r != -ECANCELED) {
         fprintf(stderr, "weft_http load: connection: %s\n", weft_strerror(r));
         l->errors++;

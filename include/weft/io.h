@@ -163,7 +163,9 @@ WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64
  * n == 0), or the error of the write that stopped it (-ECANCELED and
  * -ETIMEDOUT too); a write that moves nothing gives -EIO. *done, unless
  * NULL, gets the bytes written in either case, exactly: an interrupted
- * write moved nothing, or returned what it moved. -EPERM outside a task. */
+ * write moved nothing, or returned what it moved. -EPERM outside a task.
+ * A pipe or socket whose reader is gone gives -EPIPE and raises SIGPIPE,
+ * as write(2) does (weft_send_all with MSG_NOSIGNAL does not). */
 WEFT_API WEFT_MUST_CHECK int weft_write_all(int fd, const void *buf, size_t n, uint64_t off,
                                             size_t *done);
 /* Registered buffers (weft_buffers_register): buf must lie inside buffer

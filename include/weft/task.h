@@ -175,13 +175,15 @@ WEFT_API int weft_cancel_orphans(weft_cancel_stats *stats);
  * by cancellation (for cleanup I/O); deadlines still apply. The pushes
  * return 0 or -EPERM outside a task; the deadline pushes also -EOVERFLOW past
  * 16 levels and -ENOMEM, weft_shield_push -EOVERFLOW past 65535 levels. The
- * pops return 0, or -EINVAL when nothing is pushed. To move a deadline
+ * pops return 0, or -EINVAL when nothing is pushed. A push that failed
+ * pushed nothing: pop only after one that succeeded (the deadline pushes
+ * are WEFT_MUST_CHECK for that reason). To move a deadline
  * later (an idle timeout), pop it and push the new one: a push right after
  * a pop never fails (docs/tasks.md). */
-WEFT_API int weft_deadline_push(uint64_t abs_ns);
+WEFT_API WEFT_MUST_CHECK int weft_deadline_push(uint64_t abs_ns);
 /* weft_deadline_push(weft_now_ns() + ns), the sum capped at UINT64_MAX (a
  * deadline that never comes): for "this much time from now". */
-WEFT_API int weft_deadline_push_in(uint64_t ns);
+WEFT_API WEFT_MUST_CHECK int weft_deadline_push_in(uint64_t ns);
 WEFT_API int weft_deadline_pop(void);
 WEFT_API int weft_shield_push(void);
 WEFT_API int weft_shield_pop(void);

@@ -12,8 +12,10 @@
 #include "common/fault.h"
 #include "task/task.h"
 
-/* The checks every call makes on entry, so that a zero-length call answers
- * as a non-empty one would: -EPERM outside a task, then the interruption. */
+/* The task checks every call makes on entry, so that a zero-length call is
+ * refused where a non-empty one would be for the task's sake: -EPERM
+ * outside a task, then the interruption. (What only the op would find, a
+ * bad fd say, a zero-length call does not look for.) */
 static int enter(void)
 {
     weft_task *t = weft__task_current();
@@ -30,11 +32,17 @@ static int step(ssize_t got, size_t *moved)
 {
     if (got < 0)
         return (int)got;
-    /* No file at hand returns 0 for a write, so a test makes one seem to. */
-    if (got == 0 || weft__fault_hit(WEFT_FAULT_ZERO_MOVED))
+    if (got == 0)
         return -EIO;
     *moved += (size_t)got;
     return 0;
+}
+
+/* No file at hand returns 0 for a write, so fault injection stands in for
+ * one: the op is not issued and seems to have moved nothing. */
+static bool moved_nothing(void)
+{
+    return weft__fault_hit(WEFT_FAULT_ZERO_MOVED);
 }
 
 int weft_write_all(int fd, const void *buf, size_t n, uint64_t off, size_t *done)
@@ -45,7 +53,7 @@ int weft_write_all(int fd, const void *buf, size_t n, uint64_t off, size_t *done
     while (r == 0 && moved < n) {
         /* The kernel advances the file position itself for CURRENT. */
         uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
-        r = step(weft_write(fd, p + moved, n - moved, at), &moved);
+        r = step(moved_nothing() ? 0 : weft_write(fd, p + moved, n - moved, at), &moved);
     }
     if (done)
         *done = moved;
@@ -58,7 +66,7 @@ int weft_send_all(int fd, const void *buf, size_t n, int flags, size_t *done)
     size_t moved = 0;
     int r = enter();
     while (r == 0 && moved < n)
-        r = step(weft_send(fd, p + moved, n - moved, flags), &moved);
+        r = step(moved_nothing() ? 0 : weft_send(fd, p + moved, n - moved, flags), &moved);
     if (done)
         *done = moved;
     return r;

@@ -2,9 +2,11 @@
 # WEFT_MUST_CHECK really warns: for every function the public headers mark
 # with it, a call that drops the result must fail to compile under
 # -Werror=unused-result, and the same call with its result used must
-# compile. Runs with gcc and, when installed, clang. usage: run.sh SOURCE_DIR
+# compile. Runs with the build's C compiler and, when installed, gcc and
+# clang. usage: run.sh SOURCE_DIR [CC]
 set -euo pipefail
 src=$1
+build_cc=${2:-gcc}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -17,23 +19,24 @@ declare -A call=(
   [weft_watermark_wait]='weft_watermark_wait((weft_watermark *)p, 1)'
   [weft_write_all]='weft_write_all(1, p, 1, 0, NULL)'
   [weft_send_all]='weft_send_all(1, p, 1, 0, NULL)'
+  [weft_deadline_push]='weft_deadline_push((uint64_t)(uintptr_t)p)'
+  [weft_deadline_push_in]='weft_deadline_push_in((uint64_t)(uintptr_t)p)'
 )
 
-# The marked functions, read from the headers: a new one without a line
-# above fails the test instead of going unchecked.
-marked=$(grep -ho 'WEFT_MUST_CHECK [a-z_ ]*\*\? *weft_[a-z_0-9]*(' "$src"/include/weft/*.h |
-         sed 's/.*\(weft_[a-z_0-9]*\)(/\1/' | sort -u)
+# The marked functions, read from the headers (a declaration may span
+# lines, its return type any type): a new one without a line above fails
+# the test instead of going unchecked.
+marked=$(cat "$src"/include/weft/*.h | tr '\n' ' ' |
+         grep -o 'WEFT_MUST_CHECK[^;(]*[^a-zA-Z0-9_]weft_[a-zA-Z0-9_]* *(' |
+         sed 's/.*\(weft_[a-zA-Z0-9_]*\) *(/\1/' | sort -u)
 [ -n "$marked" ] || { echo "must_check: no marked function found"; exit 1; }
 
-# Not -fsyntax-only: gcc looks for dropped results only when it generates
-# code.
-# And the other way: every function above must still be marked.
-for f in "${!call[@]}"; do
-  grep -qx "$f" <<< "$marked" || { echo "must_check: $f lost its WEFT_MUST_CHECK"; exit 1; }
+compilers=("$build_cc")
+for cc in gcc clang; do
+  command -v "$cc" >/dev/null &&
+    [ "$(readlink -f "$(command -v "$cc")")" != "$(readlink -f "$(command -v "$build_cc")")" ] &&
+    compilers+=("$cc")
 done
-
-compilers=(gcc)
-command -v clang >/dev/null && compilers+=(clang)
 passed=0 failed=0
 for f in $marked; do
   if [ -z "${call[$f]:-}" ]; then
@@ -44,6 +47,8 @@ for f in $marked; do
   printf '#include <weft.h>\nvoid drop(void *p) { %s; }\n' "${call[$f]}" > "$tmp/drop.c"
   printf '#include <weft.h>\nint use(void *p) { return %s; }\n' "${call[$f]}" > "$tmp/use.c"
   for cc in "${compilers[@]}"; do
+    # Not -fsyntax-only: gcc looks for dropped results only when it
+    # generates code.
     flags=(-std=c11 -D_GNU_SOURCE -c -o "$tmp/x.o" -Werror=unused-result -I "$src/include")
     if "$cc" "${flags[@]}" "$tmp/drop.c" 2> "$tmp/err"; then
       echo "must_check: $cc accepts a dropped result of $f"
