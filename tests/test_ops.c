@@ -2876,6 +2876,122 @@ static void *main_transfer_all(void *arg)
     return NULL;
 }
 
+/* Sends ALL_BYTES of pattern in small pieces, yielding between them. */
+typedef struct slow_writer {
+    int fd;
+    const char *buf;
+    size_t n;
+} slow_writer;
+
+static void *send_slowly(void *arg)
+{
+    slow_writer *w = arg;
+    for (size_t at = 0; at < w->n; at += 1000) {
+        size_t piece = w->n - at < 1000 ? w->n - at : 1000;
+        ASSERT_EQ(weft_send(w->fd, w->buf + at, piece, MSG_NOSIGNAL), (ssize_t)piece);
+        ASSERT_OK(weft_yield());
+    }
+    return NULL;
+}
+
+typedef struct stuck_reader {
+    int fd;
+    char *buf;
+    bool deadline;
+    int rc;
+    size_t done;
+} stuck_reader;
+
+static void *recv_all_until_stopped(void *arg)
+{
+    stuck_reader *r = arg;
+    if (r->deadline)
+        ASSERT_OK(weft_deadline_push_in(LATER_NS));
+    r->rc = weft_recv_all(r->fd, r->buf, 100, 0, &r->done);
+    return NULL;
+}
+
+static void *main_read_all(void *arg)
+{
+    (void)arg;
+    char *buf = pattern(ALL_BYTES);
+    char *in = malloc(ALL_BYTES);
+    ASSERT(in);
+    int sv[2];
+
+    /* recv_all gathers what a writer sends in small pieces. */
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    slow_writer w = {sv[0], buf, 200000};
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, send_slowly, &w));
+    size_t done = 1;
+    ASSERT_OK(weft_recv_all(sv[1], in, 200000, 0, &done));
+    ASSERT_EQ(done, 200000);
+    ASSERT(memcmp(in, buf, 200000) == 0);
+    ASSERT_OK(weft_join(t, NULL));
+
+    /* The end of the stream first: -ENODATA, with what came. */
+    ASSERT_EQ(weft_send(sv[0], buf, 10, 0), 10);
+    ASSERT_OK(shutdown(sv[0], SHUT_WR));
+    ASSERT_EQ(weft_recv_all(sv[1], in, 20, 0, &done), -ENODATA);
+    ASSERT_EQ(done, 10);
+    ASSERT(memcmp(in, buf, 10) == 0);
+    close(sv[0]);
+    close(sv[1]);
+
+    /* Interrupted: *done is what it took; the rest stays in the socket. */
+    for (int deadline = 0; deadline < 2; deadline++) {
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        ASSERT_EQ(weft_send(sv[0], buf, 30, 0), 30);
+        stuck_reader r = {sv[1], in, deadline, 1, 0};
+        ASSERT_OK(weft_spawn(&t, recv_all_until_stopped, &r));
+        ASSERT_OK(weft_sleep_ns(2 * LATER_NS / (deadline ? 1 : 2)));
+        if (!deadline)
+            ASSERT_OK(weft_cancel(t));
+        ASSERT_EQ(weft_join(t, NULL), deadline ? 0 : -ECANCELED);
+        ASSERT_EQ(r.rc, deadline ? -ETIMEDOUT : -ECANCELED);
+        ASSERT_EQ(r.done, 30);
+        ASSERT(memcmp(in, buf, 30) == 0);
+        ASSERT_EQ(weft_send(sv[0], buf + 30, 5, 0), 5);
+        char next[8];
+        ASSERT_EQ(recv(sv[1], next, sizeof next, MSG_DONTWAIT), 5);
+        ASSERT(memcmp(next, buf + 30, 5) == 0);
+        close(sv[0]);
+        close(sv[1]);
+    }
+
+    /* A file, from an offset: whole, then cut short by its end. */
+    int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, buf, ALL_BYTES, 0), (ssize_t)ALL_BYTES);
+    ASSERT_OK(weft_read_all(fd, in, 1u << 20, 5000, NULL));
+    ASSERT(memcmp(in, buf + 5000, 1u << 20) == 0);
+    ASSERT_EQ(weft_read_all(fd, in, 8192, ALL_BYTES - 100, &done), -ENODATA);
+    ASSERT_EQ(done, 100);
+    ASSERT(memcmp(in, buf + ALL_BYTES - 100, 100) == 0);
+    /* At the file position: each read goes on where the last stopped. */
+    ASSERT_EQ(lseek(fd, 7, SEEK_SET), 7);
+    ASSERT_OK(weft_read_all(fd, in, 3000, WEFT_OFF_CURRENT, &done));
+    ASSERT_OK(weft_read_all(fd, in + 3000, 3000, WEFT_OFF_CURRENT, &done));
+    ASSERT(memcmp(in, buf + 7, 6000) == 0);
+    ASSERT_EQ(weft_read_all(-1, in, 10, 0, &done), -EBADF);
+    ASSERT_EQ(done, 0);
+    close(fd);
+    free(in);
+    free(buf);
+    return NULL;
+}
+
+TEST(read_all_and_recv_all_fill_the_buffer_or_say_why_not)
+{
+    size_t done = 1;
+    char c;
+    ASSERT_EQ(weft_read_all(0, &c, 1, 0, &done), -EPERM);
+    ASSERT_EQ(done, 0);
+    ASSERT_EQ(weft_recv_all(0, &c, 1, 0, NULL), -EPERM);
+    run_main(NULL, main_read_all, NULL);
+}
+
 TEST(write_all_and_send_all_carry_on_over_short_transfers)
 {
     size_t done = 1;
@@ -2894,4 +3010,5 @@ TEST_MAIN(CASE(op_counts_say_how_each_op_ended),
           CASE(parallel_batch_results_in_order), CASE(chain_failure_cancels_the_rest),
           CASE(closing_a_ticker_right_after_it_expired_ends_it),
           CASE(lengths_indexes_and_cleanup_at_the_edges),
-          CASE(write_all_and_send_all_carry_on_over_short_transfers))
+          CASE(write_all_and_send_all_carry_on_over_short_transfers),
+          CASE(read_all_and_recv_all_fill_the_buffer_or_say_why_not))

@@ -24,8 +24,9 @@ extern "C" {
 
 /* On calls whose result must be looked at: a lock or a unit that a
  * cancelled task did not get (-ECANCELED) must not be released, a
- * watermark wait may report a failure, and a write that must be whole may
- * not have been (tests/must_check checks that compilers complain). */
+ * watermark wait may report a failure, a transfer that must be whole may
+ * not have been, and a deadline push that failed pushed nothing
+ * (tests/must_check checks that compilers complain). */
 #if defined(__GNUC__) || defined(__clang__)
 #define WEFT_MUST_CHECK __attribute__((warn_unused_result))
 #else

@@ -168,6 +168,12 @@ WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64
  * as write(2) does (weft_send_all with MSG_NOSIGNAL does not). */
 WEFT_API WEFT_MUST_CHECK int weft_write_all(int fd, const void *buf, size_t n, uint64_t off,
                                             size_t *done);
+/* The reading counterpart: reads until all n bytes are in buf, repeating
+ * the read over short ones (a socket or pipe that has part of it yet, a
+ * read longer than one op moves). The end of the file or stream before
+ * that gives -ENODATA, with *done saying how much came. Otherwise the same
+ * returns and *done as weft_write_all. */
+WEFT_API WEFT_MUST_CHECK int weft_read_all(int fd, void *buf, size_t n, uint64_t off, size_t *done);
 /* Registered buffers (weft_buffers_register): buf must lie inside buffer
  * buf_index. A buf outside it, or a buf_index that holds no buffer, is the
  * kernel's -EFAULT. */
@@ -227,6 +233,9 @@ WEFT_API ssize_t weft_send(int fd, const void *buf, size_t n, int flags);
  * gives -EPIPE (and SIGPIPE unless flags has MSG_NOSIGNAL). */
 WEFT_API WEFT_MUST_CHECK int weft_send_all(int fd, const void *buf, size_t n, int flags,
                                            size_t *done);
+/* weft_read_all for weft_recv (a frame header, a length-prefixed body):
+ * -ENODATA when the peer ends the stream first. */
+WEFT_API WEFT_MUST_CHECK int weft_recv_all(int fd, void *buf, size_t n, int flags, size_t *done);
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, unsigned flags);
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags);

@@ -1,5 +1,6 @@
-/* weft_write_all and weft_send_all: one wrapper's op, repeated over short
- * transfers until everything went out or something stopped it.
+/* weft_write_all, weft_send_all, weft_read_all and weft_recv_all: one
+ * wrapper's op, repeated over short transfers until everything went out
+ * (or came in) or something stopped it.
  *
  * The count of bytes moved is exact even when an op is interrupted: an
  * interrupted op that had moved data returns that count (docs/io.md), and
@@ -67,6 +68,41 @@ int weft_send_all(int fd, const void *buf, size_t n, int flags, size_t *done)
     int r = enter();
     while (r == 0 && moved < n)
         r = step(moved_nothing() ? 0 : weft_send(fd, p + moved, n - moved, flags), &moved);
+    if (done)
+        *done = moved;
+    return r;
+}
+
+/* For the reads, 0 from the op is the end of the file or the stream, not
+ * a failure of the file. */
+static int read_step(ssize_t got, size_t *moved)
+{
+    if (got == 0)
+        return -ENODATA;
+    return step(got, moved);
+}
+
+int weft_read_all(int fd, void *buf, size_t n, uint64_t off, size_t *done)
+{
+    char *p = buf;
+    size_t moved = 0;
+    int r = enter();
+    while (r == 0 && moved < n) {
+        uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
+        r = read_step(weft_read(fd, p + moved, n - moved, at), &moved);
+    }
+    if (done)
+        *done = moved;
+    return r;
+}
+
+int weft_recv_all(int fd, void *buf, size_t n, int flags, size_t *done)
+{
+    char *p = buf;
+    size_t moved = 0;
+    int r = enter();
+    while (r == 0 && moved < n)
+        r = read_step(weft_recv(fd, p + moved, n - moved, flags), &moved);
     if (done)
         *done = moved;
     return r;
