@@ -13,6 +13,8 @@
 #include "common/fault.h"
 #include "task/task.h"
 
+typedef enum transfer_kind { WRITE, SEND, READ, RECV } transfer_kind;
+
 /* The task checks every call makes on entry, so that a zero-length call is
  * refused where a non-empty one would be for the task's sake: -EPERM
  * outside a task, then the interruption. (What only the op would find, a
@@ -25,85 +27,69 @@ static int enter(void)
     return weft__task_interrupted(t);
 }
 
-/* Adds one op's result to *moved. Returns 0 to go on, or the error that
- * ends the loop. A transfer that moved nothing of a non-empty request
- * would loop for ever: it is the file's or the socket's failure (a device
- * that reports 0 bytes written), given as -EIO. */
-static int step(ssize_t got, size_t *moved)
+/* One op of kind k for the bytes from p on. off is where the transfer
+ * started (each op goes on where the last stopped; WEFT_OFF_CURRENT: at the
+ * file position, which the kernel moves on). No file at hand returns 0 for
+ * a write, so fault injection stands in for one: the op is not issued and
+ * seems to have moved nothing. */
+static ssize_t one_op(transfer_kind k, int fd, char *p, size_t n, uint64_t off, size_t moved,
+                      int flags)
 {
-    if (got < 0)
-        return (int)got;
-    if (got == 0)
-        return -EIO;
-    *moved += (size_t)got;
-    return 0;
+    if (weft__fault_hit(WEFT_FAULT_ZERO_MOVED))
+        return 0;
+    uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
+    switch (k) {
+    case WRITE:
+        return weft_write(fd, p, n, at);
+    case SEND:
+        return weft_send(fd, p, n, flags);
+    case READ:
+        return weft_read(fd, p, n, at);
+    case RECV:
+        return weft_recv(fd, p, n, flags);
+    }
+    return -EINVAL;
 }
 
-/* No file at hand returns 0 for a write, so fault injection stands in for
- * one: the op is not issued and seems to have moved nothing. */
-static bool moved_nothing(void)
+/* Repeats ops until n bytes have moved. An op that moves nothing ends it:
+ * for a read, that is the end of the file or stream (-ENODATA); for a
+ * write it would loop for ever, and is the file's failure (-EIO). */
+static int transfer(transfer_kind k, int fd, char *p, size_t n, uint64_t off, int flags,
+                    size_t *done)
 {
-    return weft__fault_hit(WEFT_FAULT_ZERO_MOVED);
+    size_t moved = 0;
+    int r = enter();
+    while (r == 0 && moved < n) {
+        ssize_t got = one_op(k, fd, p + moved, n - moved, off, moved, flags);
+        if (got > 0)
+            moved += (size_t)got;
+        else if (got < 0)
+            r = (int)got;
+        else
+            r = k == READ || k == RECV ? -ENODATA : -EIO;
+    }
+    if (done)
+        *done = moved;
+    return r;
 }
 
 int weft_write_all(int fd, const void *buf, size_t n, uint64_t off, size_t *done)
 {
-    const char *p = buf;
-    size_t moved = 0;
-    int r = enter();
-    while (r == 0 && moved < n) {
-        /* The kernel advances the file position itself for CURRENT. */
-        uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
-        r = step(moved_nothing() ? 0 : weft_write(fd, p + moved, n - moved, at), &moved);
-    }
-    if (done)
-        *done = moved;
-    return r;
+    /* The ops only read through p for a write. */
+    return transfer(WRITE, fd, (char *)buf, n, off, 0, done);
 }
 
 int weft_send_all(int fd, const void *buf, size_t n, int flags, size_t *done)
 {
-    const char *p = buf;
-    size_t moved = 0;
-    int r = enter();
-    while (r == 0 && moved < n)
-        r = step(moved_nothing() ? 0 : weft_send(fd, p + moved, n - moved, flags), &moved);
-    if (done)
-        *done = moved;
-    return r;
-}
-
-/* For the reads, 0 from the op is the end of the file or the stream, not
- * a failure of the file. */
-static int read_step(ssize_t got, size_t *moved)
-{
-    if (got == 0)
-        return -ENODATA;
-    return step(got, moved);
+    return transfer(SEND, fd, (char *)buf, n, 0, flags, done);
 }
 
 int weft_read_all(int fd, void *buf, size_t n, uint64_t off, size_t *done)
 {
-    char *p = buf;
-    size_t moved = 0;
-    int r = enter();
-    while (r == 0 && moved < n) {
-        uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
-        r = read_step(weft_read(fd, p + moved, n - moved, at), &moved);
-    }
-    if (done)
-        *done = moved;
-    return r;
+    return transfer(READ, fd, buf, n, off, 0, done);
 }
 
 int weft_recv_all(int fd, void *buf, size_t n, int flags, size_t *done)
 {
-    char *p = buf;
-    size_t moved = 0;
-    int r = enter();
-    while (r == 0 && moved < n)
-        r = read_step(weft_recv(fd, p + moved, n - moved, flags), &moved);
-    if (done)
-        *done = moved;
-    return r;
+    return transfer(RECV, fd, buf, n, 0, flags, done);
 }
