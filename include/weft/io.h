@@ -217,7 +217,8 @@ WEFT_API int weft_pipe(int fds[2], int flags);
 
 /* ---- sockets ------------------------------------------------------------ */
 
-/* flags: WEFT_DIRECT for a direct descriptor. */
+/* type takes SOCK_CLOEXEC and SOCK_NONBLOCK as socket(2) does; flags:
+ * WEFT_DIRECT for a direct descriptor. */
 WEFT_API int weft_socket(int domain, int type, int protocol, unsigned flags);
 /* BIND and LISTEN need Linux 6.11 (-EOPNOTSUPP before): a program for
  * older kernels calls bind(2) and listen(2), which do not block. */
@@ -243,6 +244,9 @@ WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags);
  * result and the buffer notification have arrived). */
 WEFT_API ssize_t weft_send_zc(int fd, const void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_sendmsg_zc(int fd, const struct msghdr *msg, unsigned flags);
+/* shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR. Like every call but
+ * weft_close, it is refused in a cancelled task (-ECANCELED): a goodbye
+ * made during cleanup goes inside weft_shield_push. */
 WEFT_API int weft_shutdown(int fd, int how);
 /* Socket options through IORING_OP_URING_CMD. getsockopt returns the
  * option's length. */

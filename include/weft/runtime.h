@@ -216,15 +216,16 @@ WEFT_API int weft_signal_wait(int signo);
  * as weft_signal_wait. */
 WEFT_API int weft_signal_wait_any(const int *signos, unsigned n);
 
-/* int main(argc, argv) that runs fn(NULL) on a default runtime; the process
- * exits 0 when fn returns NULL, else with (int)(intptr_t) of its result. */
+/* int main(argc, argv) that runs fn(argv) on a default runtime (argv is
+ * main's, NULL-terminated: char **argv = arg); the process exits 0 when fn
+ * returns NULL, else with (int)(intptr_t) of its result. For a config of
+ * your own, write main and call weft_run. */
 #define WEFT_MAIN(fn)                                                                              \
     int main(int argc, char **argv)                                                                \
     {                                                                                              \
         (void)argc;                                                                                \
-        (void)argv;                                                                                \
         void *weft_main_result_ = NULL;                                                            \
-        int weft_main_rc_ = weft_run(NULL, (fn), NULL, &weft_main_result_);                        \
+        int weft_main_rc_ = weft_run(NULL, (fn), argv, &weft_main_result_);                        \
         if (weft_main_rc_ < 0) {                                                                   \
             fprintf(stderr, "weft_run: %s\n", weft_strerror(weft_main_rc_));                       \
             return 1;                                                                              \

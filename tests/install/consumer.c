@@ -10,6 +10,11 @@ static void *child(void *arg)
 
 static void *run(void *arg)
 {
+    char **argv = arg; /* WEFT_MAIN passes main's argv */
+    if (!argv || !argv[0] || argv[1]) {
+        puts("consumer: WEFT_MAIN did not pass main's argv");
+        return (void *)1;
+    }
     weft_task *t;
     if (weft_spawn(&t, child, (void *)21) < 0)
         return (void *)1;
