@@ -956,6 +956,36 @@ TEST(runtime_end_restores_the_disposition)
     ASSERT_EQ(atomic_load(&user_handler_calls), 3);
 }
 
+/* weft_config.catch_signals: a signal that arrives before any task waits
+ * for it (whose default would end the process) is remembered from the
+ * start, and the disposition comes back when the runtime ends. */
+static void *main_caught_from_the_start(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(raise(SIGUSR1)); /* no wait yet */
+    ASSERT_OK(raise(SIGUSR2));
+    ASSERT_OK(weft_deadline_push_in(5000000000ull));
+    ASSERT_EQ(weft_signal_wait_any(usr12, 2), SIGUSR1);
+    ASSERT_EQ(weft_signal_wait(SIGUSR2), SIGUSR2);
+    ASSERT_OK(weft_deadline_pop());
+    expect_nothing_remembered(SIGUSR1);
+    return NULL;
+}
+TEST(caught_signals_are_remembered_from_the_start)
+{
+    struct sigaction before, after;
+    ASSERT_OK(sigaction(SIGUSR1, NULL, &before));
+    ASSERT(before.sa_handler == SIG_DFL);
+    int fds = count_fds();
+    static const int caught[] = {SIGUSR1, SIGUSR2};
+    weft_config cfg = {.workers = 1, .catch_signals = caught, .ncatch_signals = 2};
+    run_main(&cfg, main_caught_from_the_start, NULL);
+    ASSERT_OK(sigaction(SIGUSR1, NULL, &after));
+    ASSERT(after.sa_handler == SIG_DFL);
+    ASSERT_EQ(count_fds(), fds);
+    ASSERT_EQ(threads_named("weft-signals"), 0);
+}
+
 /* weft_spawn_blocking_ex: release(arg, result) once for every failure
  * (at once before the job is queued, on the pool thread after fn for an
  * abandoned one), never on success. The args and results are heap blocks,
@@ -1094,4 +1124,5 @@ TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_resul
           CASE(signal_wait_cancelled_2w), CASE(signal_wait_bad_signo),
           CASE(signal_wait_any_returns_one_and_keeps_the_others),
           CASE(signal_wait_any_returns_one_and_keeps_the_others_2w),
-          CASE(runtime_end_restores_the_disposition))
+          CASE(runtime_end_restores_the_disposition),
+          CASE(caught_signals_are_remembered_from_the_start))

@@ -69,6 +69,14 @@ TEST(bad_configs_are_refused_with_a_reason)
     expect_einval(&c11, "queues: NULL");
     weft_config c12 = {.on_cleanup_error = (weft_cleanup_policy)9};
     expect_einval(&c12, "on_cleanup_error");
+    weft_config c12b = {.ncatch_signals = 1};
+    expect_einval(&c12b, "catch_signals: NULL with ncatch_signals = 1");
+    const int uncatchable[] = {SIGINT, SIGKILL};
+    weft_config c12c = {.catch_signals = uncatchable, .ncatch_signals = 2};
+    expect_einval(&c12c, "catch_signals[1]: 9 is no signal weft_signal_wait takes");
+    const int reserved[] = {SIGRTMIN - 1}; /* the C library's own */
+    weft_config c12d = {.catch_signals = reserved, .ncatch_signals = 1};
+    expect_einval(&c12d, "catch_signals[0]");
     static const weft_policy no_pop = {.name = "half", .push = push_nowhere};
     weft_queue_spec popless[] = {{.name = "q", .weight = 1, .policy = &no_pop}};
     weft_config c13 = {.queues = popless, .nqueues = 1};

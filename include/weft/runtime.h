@@ -83,6 +83,14 @@ typedef struct weft_config {
     /* Outside spawns (weft_runtime_spawn) queued and not yet spawned, at
      * most; past it weft_runtime_spawn returns -EAGAIN. 0 = no limit. */
     unsigned inject_max;
+    /* Signals caught from the start, the ncatch_signals numbers at
+     * catch_signals (say {SIGINT, SIGTERM}): their handlers are installed
+     * before the main task runs, so one that arrives before the first
+     * weft_signal_wait for it is remembered for that wait instead of
+     * meeting the old disposition (docs/blocking.md). Each must be a
+     * signal weft_signal_wait accepts. */
+    const int *catch_signals;
+    size_t ncatch_signals;
 } weft_config;
 
 /* Runs main_fn(arg) as the main task of a new runtime and returns when the

@@ -38,5 +38,7 @@ int weft__thread_start_quiet(pthread_t *id, void *(*fn)(void *), void *arg);
 /* Tasks parked waiting for signo (weft_signal_wait, _any), over all runtimes (signal.c);
  * for tests, which must know that a waiter is in place. */
 unsigned weft__signal_waiters(int signo);
+/* Whether weft_signal_wait takes signo (config validation). */
+bool weft__signal_waitable(int signo);
 
 #endif

@@ -10,6 +10,7 @@
 #include <weft/sched.h>
 
 #include "common/fault.h"
+#include "runtime/blocking.h"
 #include "context/stack.h"
 
 static __thread char last_error[256];
@@ -61,6 +62,13 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
         return weft__config_reject("workers: %u is more than 1024", out->workers);
     if (!out->queues && out->nqueues)
         return weft__config_reject("queues: NULL with nqueues = %zu", out->nqueues);
+    if (!out->catch_signals && out->ncatch_signals)
+        return weft__config_reject("catch_signals: NULL with ncatch_signals = %zu",
+                                   out->ncatch_signals);
+    for (size_t i = 0; i < out->ncatch_signals; i++)
+        if (!weft__signal_waitable(out->catch_signals[i]))
+            return weft__config_reject("catch_signals[%zu]: %d is no signal weft_signal_wait takes",
+                                       i, out->catch_signals[i]);
     if (out->queues && !out->nqueues)
         return weft__config_reject("queues: given with nqueues = 0");
     if (out->nqueues > WEFT_MAX_QUEUES)

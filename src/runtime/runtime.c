@@ -41,7 +41,7 @@ int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
     init_pseudo_root(&rt->orphans);
     pthread_mutex_init(&rt->lazy_lock, NULL);
     pthread_mutex_init(&rt->inject_lock, NULL);
-    return 0;
+    return weft__signals_catch(rt, rt->cfg.catch_signals, rt->cfg.ncatch_signals);
 }
 
 void weft__runtime_teardown(weft__runtime *rt)

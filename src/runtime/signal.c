@@ -246,7 +246,7 @@ static int handler_ref(struct weft__signals *s, int signo)
     return 0;
 }
 
-static bool waitable(int signo)
+bool weft__signal_waitable(int signo)
 {
     if (signo <= 0 || signo >= NSIG)
         return false;
@@ -261,7 +261,11 @@ static bool waitable(int signo)
     case SIGILL:
         return false;
     }
-    return true;
+    /* The C library keeps a few for itself (its thread cancellation and
+     * setxid signals), and sigaddset refuses those. */
+    sigset_t probe;
+    sigemptyset(&probe);
+    return sigaddset(&probe, signo) == 0;
 }
 
 int weft_signal_wait_any(const int *signos, unsigned n)
@@ -271,8 +275,9 @@ int weft_signal_wait_any(const int *signos, unsigned n)
     sigset_t set;
     sigemptyset(&set);
     for (unsigned i = 0; i < n; i++) {
-        if (!waitable(signos[i]) || sigaddset(&set, signos[i]) < 0)
-            return -EINVAL; /* sigaddset refuses the C library's own */
+        if (!weft__signal_waitable(signos[i]))
+            return -EINVAL;
+        sigaddset(&set, signos[i]);
     }
     weft_task *self = weft__task_current();
     if (!self)
@@ -345,6 +350,21 @@ int weft_signal_wait_any(const int *signos, unsigned n)
 int weft_signal_wait(int signo)
 {
     return weft_signal_wait_any(&signo, 1);
+}
+
+int weft__signals_catch(weft__runtime *rt, const int *signos, size_t n)
+{
+    if (n == 0)
+        return 0;
+    struct weft__signals *s;
+    int r = signals_get(rt, &s);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&hub.lock);
+    for (size_t i = 0; i < n && r == 0; i++)
+        r = handler_ref(s, signos[i]);
+    pthread_mutex_unlock(&hub.lock);
+    return r;
 }
 
 unsigned weft__signal_waiters(int signo)

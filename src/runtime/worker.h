@@ -218,6 +218,12 @@ void weft__runtime_teardown(weft__runtime *rt);
  * no-op when its service never started. */
 void weft__blocking_fini(weft__runtime *rt);
 void weft__signals_fini(weft__runtime *rt);
+/* Installs the handlers of the n signals at signos for rt, as its first
+ * wait for each would (weft_config.catch_signals): from now on their
+ * arrivals are remembered in rt. 0, or -ENOMEM / the error of starting the
+ * hub / of sigaction; weft__signals_fini undoes it. The signals must be
+ * waitable (weft__signal_waitable). */
+int weft__signals_catch(weft__runtime *rt, const int *signos, size_t n);
 
 /* Frees every queued outside spawn request, calling its discard callback:
  * at teardown, for requests no worker took (the runtime failed to start). */
