@@ -33,8 +33,8 @@ typedef struct record {
 
 typedef struct wal {
     int fd;
-    weft_mutex lock;        /* over pending, npending, cap, next_seq, closing */
-    record *pending;        /* appended, not yet taken by the writer */
+    weft_mutex lock; /* over pending, npending, cap, next_seq, closing */
+    record *pending; /* appended, not yet taken by the writer */
     size_t npending, cap;
     uint64_t next_seq;      /* the last sequence number handed out */
     bool closing;           /* no more commits: the writer drains and ends */
@@ -188,8 +188,8 @@ static void *run(void *arg)
         return (void *)2;
     }
 
-    wal_t wal = {.lock = WEFT_MUTEX_INIT, .work = WEFT_EVENT_INIT,
-                 .durable = WEFT_WATERMARK_INIT(0)};
+    wal_t wal = {
+        .lock = WEFT_MUTEX_INIT, .work = WEFT_EVENT_INIT, .durable = WEFT_WATERMARK_INIT(0)};
     wal.fd = weft_openat(AT_FDCWD, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (wal.fd < 0) {
         fprintf(stderr, "weft_group_commit: %s: %s\n", path, weft_strerror(wal.fd));
@@ -230,8 +230,7 @@ static void *run(void *arg)
                (unsigned long long)wal.syncs, (double)total / (double)wal.syncs);
         failed = verify(&wal, total, ncommitters);
         if (!failed)
-            printf("read back: all %llu records, once each, in order\n",
-                   (unsigned long long)total);
+            printf("read back: all %llu records, once each, in order\n", (unsigned long long)total);
     }
     if (failed)
         fprintf(stderr, "weft_group_commit: %s\n", weft_strerror(failed));

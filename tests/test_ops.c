@@ -28,7 +28,9 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <sys/epoll.h>
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -1339,7 +1341,9 @@ static outcome check_socket(void)
 }
 
 /* 46 URING_CMD (socket options): getsockopt agrees with the system call;
- * setsockopt changes what both see (the kernel doubles SO_RCVBUF). */
+ * setsockopt changes what both see (the kernel doubles SO_RCVBUF). The
+ * generic weft_uring_cmd: the socket's SIOCINQ counts the bytes waiting,
+ * and bad input or a file without the command is refused. */
 static outcome check_uring_cmd(void)
 {
     int fds[2];
@@ -1357,6 +1361,24 @@ static outcome check_uring_cmd(void)
     CHECK_EQ(v, 2 * want);
     CHECK_EQ(weft_getsockopt(fds[0], SOL_SOCKET, SO_TYPE, &v, sizeof v), (int)sizeof v);
     CHECK_EQ(v, SOCK_STREAM);
+    CHECK_EQ(weft_uring_cmd(fds[1], WEFT_SOCKET_CMD_SIOCINQ, NULL, 0), 0);
+    CHECK_EQ(weft_send(fds[0], "hello", 5, 0), 5);
+    for (int i = 0; i < 1000 && weft_uring_cmd(fds[1], WEFT_SOCKET_CMD_SIOCINQ, NULL, 0) < 5; i++)
+        CHECK_EQ(weft_sleep_ns(1000000), 0); /* loopback delivers at once; just in case */
+    CHECK_EQ(weft_uring_cmd(fds[1], WEFT_SOCKET_CMD_SIOCINQ, NULL, 0), 5);
+    int sys_inq = -1;
+    CHECK_EQ(ioctl(fds[1], SIOCINQ, &sys_inq), 0);
+    CHECK_EQ(sys_inq, 5);
+    CHECK_GE(weft_uring_cmd(fds[0], WEFT_SOCKET_CMD_SIOCOUTQ, NULL, 0), 0);
+    char args[17] = {0};
+    CHECK_EQ(weft_uring_cmd(fds[1], WEFT_SOCKET_CMD_SIOCINQ, args, 17), -EINVAL);
+    CHECK_EQ(weft_uring_cmd(fds[1], WEFT_SOCKET_CMD_SIOCINQ, NULL, 1), -EINVAL);
+    CHECK_EQ(weft_uring_cmd(fds[1], 1000, args, 16), -EOPNOTSUPP); /* no such socket command */
+    int unix_pair[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, unix_pair), 0);
+    CHECK_EQ(weft_uring_cmd(unix_pair[0], WEFT_SOCKET_CMD_SIOCINQ, NULL, 0), -EOPNOTSUPP);
+    close(unix_pair[0]);
+    close(unix_pair[1]);
     close_pair(fds);
     return CHECK_OK;
 }

@@ -252,6 +252,18 @@ WEFT_API int weft_shutdown(int fd, int how);
  * option's length. */
 WEFT_API int weft_getsockopt(int fd, int level, int name, void *val, socklen_t len);
 WEFT_API int weft_setsockopt(int fd, int level, int name, const void *val, socklen_t len);
+/* IORING_OP_URING_CMD: command cmd_op of fd's own driver, its len <= 16
+ * bytes of arguments copied into the SQE's command area (the rest is
+ * zero). Returns the CQE's result; -EINVAL for len > 16 or NULL arg with
+ * len > 0; -EOPNOTSUPP from a file or protocol without the command. The
+ * socket commands below take no arguments and return a byte count (TCP
+ * and UDP have them; AF_UNIX does not). */
+WEFT_API int weft_uring_cmd(int fd, uint32_t cmd_op, const void *arg, size_t len);
+/* cmd_op values for sockets (the kernel's SOCKET_URING_OP_*, Linux 6.7):
+ * bytes queued for reading, and bytes not yet sent (or, for TCP, not yet
+ * acknowledged). */
+#define WEFT_SOCKET_CMD_SIOCINQ  0u
+#define WEFT_SOCKET_CMD_SIOCOUTQ 1u
 
 /* ---- readiness, processes, futexes, epoll ------------------------------- */
 

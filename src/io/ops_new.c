@@ -2,6 +2,7 @@
  * prepared from the kernel UAPI by io/uapi.h; see weft/io.h. */
 #include <errno.h>
 #include <linux/futex.h>
+#include <string.h>
 #include <weft/io.h>
 
 #include "io/op_macros.h"
@@ -81,6 +82,19 @@ int weft_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 {
     IO_BEGIN(IORING_OP_URING_CMD);
     weft__prep_setsockopt(sqe, 0, level, name, val, (int)len);
+    IO_FD(fd);
+    return IO_WAIT();
+}
+
+int weft_uring_cmd(int fd, uint32_t cmd_op, const void *arg, size_t len)
+{
+    if (len > WEFT__URING_CMD_BYTES || (!arg && len))
+        return -EINVAL;
+    IO_BEGIN(IORING_OP_URING_CMD);
+    weft__prep_rw(sqe, IORING_OP_URING_CMD, 0, NULL, 0, 0);
+    sqe->cmd_op = cmd_op;
+    if (len)
+        memcpy(sqe->cmd, arg, len);
     IO_FD(fd);
     return IO_WAIT();
 }

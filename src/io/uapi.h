@@ -142,6 +142,12 @@ _Static_assert(IORING_OP_SENDMSG_ZC == 48, "liburing 2.3 or newer is required");
 #define WEFT__SQE_OPTNAME_OFFSET 20
 
 _Static_assert(sizeof(struct io_uring_sqe) == 64, "io_uring_sqe is 64 bytes");
+/* A URING_CMD's arguments in a 64-byte SQE: from addr3 to the end (rings
+ * made with SQE128 would have 80 bytes; weft's are not). */
+#define WEFT__URING_CMD_BYTES 16
+_Static_assert(sizeof(struct io_uring_sqe) - offsetof(struct io_uring_sqe, cmd) ==
+                   WEFT__URING_CMD_BYTES,
+               "sqe->cmd");
 _Static_assert(offsetof(struct io_uring_sqe, fd) == 4, "sqe->fd");
 _Static_assert(offsetof(struct io_uring_sqe, off) == 8, "sqe->off / addr2");
 _Static_assert(offsetof(struct io_uring_sqe, cmd_op) == 8, "sqe->cmd_op");
