@@ -75,6 +75,7 @@ static int commit(wal_t *wal, uint32_t committer, uint32_t index)
  * 0 when nothing is pending. *closing: no more commits will come. */
 static size_t take_batch(wal_t *wal, record **batch, size_t *cap, bool *closing)
 {
+    *closing = true; /* a writer that cannot lock (cancelled) ends */
     if (weft_mutex_lock(&wal->lock) < 0)
         return 0;
     size_t n = wal->npending;
