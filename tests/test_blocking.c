@@ -696,10 +696,18 @@ int __wrap_pthread_mutex_lock(pthread_mutex_t *m);
 static _Atomic uint64_t raise_at_lock_in_task; /* a task id; 0: off */
 static _Atomic bool hold_signal_helper;        /* stall weft-signals at its next lock */
 static _Atomic bool signal_helper_held;
+static _Atomic uint64_t raise_both_at_lock_in_task; /* a task id: raise USR2, USR1; 0: off */
 static _Thread_local bool in_lock_wrapper;
 
 static void stall_at_lock(void)
 {
+    uint64_t both = atomic_load(&raise_both_at_lock_in_task);
+    if (both && weft_self_id() == both &&
+        atomic_compare_exchange_strong(&raise_both_at_lock_in_task, &both, 0)) {
+        /* Both arrive as this task is about to take the hub lock. */
+        raise(SIGUSR2);
+        raise(SIGUSR1);
+    }
     uint64_t id = atomic_load(&raise_at_lock_in_task);
     if (id && weft_self_id() == id &&
         atomic_compare_exchange_strong(&raise_at_lock_in_task, &id, 0)) {
@@ -721,8 +729,10 @@ static void stall_at_lock(void)
 
 int __wrap_pthread_mutex_lock(pthread_mutex_t *m)
 {
-    if (!in_lock_wrapper && (atomic_load_explicit(&raise_at_lock_in_task, memory_order_relaxed) ||
-                             atomic_load_explicit(&hold_signal_helper, memory_order_relaxed))) {
+    if (!in_lock_wrapper &&
+        (atomic_load_explicit(&raise_at_lock_in_task, memory_order_relaxed) ||
+         atomic_load_explicit(&raise_both_at_lock_in_task, memory_order_relaxed) ||
+         atomic_load_explicit(&hold_signal_helper, memory_order_relaxed))) {
         in_lock_wrapper = true;
         stall_at_lock();
         in_lock_wrapper = false;
@@ -904,6 +914,130 @@ static void *main_signal_any(void *arg)
     return NULL;
 }
 BOTH_WORKERS(signal_wait_any_returns_one_and_keeps_the_others, main_signal_any, NULL)
+
+/* An arrival after a waiter was settled, before it left, is nobody's: it
+ * stays remembered. W waits for SIGUSR2 and is given USR2 #1 (the helper
+ * is held after that, so it settles nothing more); X, for USR1 or USR2, is
+ * listed after it; USR2 #2 and USR1 arrive as W is about to leave. X takes
+ * USR1, W reports USR2 #1, and USR2 #2 is the next wait's. (The leaving
+ * waiter consumed it, and it was lost.) */
+static void *main_signal_after_settle(void *arg)
+{
+    (void)arg;
+    weft_task *w, *x;
+    ASSERT_OK(weft_spawn(&w, signal_waiter, (void *)SIGUSR2));
+    wait_for_waiters(SIGUSR2, 1);
+    atomic_store(&raise_both_at_lock_in_task, weft_task_id(w));
+    atomic_store(&signal_helper_held, false);
+    atomic_store(&hold_signal_helper, true);
+    ASSERT_OK(raise(SIGUSR2));
+    while (!atomic_load(&signal_helper_held))
+        usleep(1000);
+    ASSERT_OK(weft_spawn(&x, signal_waiter_any, NULL));
+    void *res = NULL;
+    ASSERT_OK(weft_join(w, &res));
+    ASSERT_EQ((intptr_t)res, SIGUSR2);
+    ASSERT_OK(weft_join(x, &res));
+    ASSERT_EQ(atomic_load(&raise_both_at_lock_in_task), 0); /* they were raised */
+    atomic_store(&hold_signal_helper, false);
+    ASSERT_EQ((intptr_t)res, SIGUSR1);
+    expect_remembered(SIGUSR2);
+    expect_nothing_remembered(SIGUSR2);
+    return NULL;
+}
+TEST(an_arrival_after_the_waiter_was_settled_is_remembered)
+{
+    run_workers(1, main_signal_after_settle, NULL);
+}
+
+/* A wait interrupted after its signal arrived, before the helper passed
+ * the arrival on (held), reports it: the leaving waiter settles itself. */
+static void *main_signal_cancel_before_helper(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, signal_waiter_noting, NULL));
+    wait_for_waiters(SIGUSR1, 1);
+    atomic_store(&signal_helper_held, false);
+    atomic_store(&hold_signal_helper, true);
+    ASSERT_OK(raise(SIGUSR1));
+    while (!atomic_load(&signal_helper_held))
+        usleep(1000);
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    atomic_store(&hold_signal_helper, false);
+    ASSERT_EQ(atomic_load(&cancelled_wait_result), SIGUSR1);
+    expect_nothing_remembered(SIGUSR1);
+    return NULL;
+}
+TEST(a_wait_cancelled_before_the_helper_ran_reports_its_signal)
+{
+    run_workers(1, main_signal_cancel_before_helper, NULL);
+}
+
+/* Two runtimes (weft_run on two threads) share the hub: one arrival is
+ * each runtime's, once. */
+static _Atomic int two_runtimes_result[2];
+
+static void *main_one_of_two_runtimes(void *arg)
+{
+    intptr_t i = (intptr_t)arg;
+    atomic_store(&two_runtimes_result[i], weft_signal_wait(SIGUSR1));
+    expect_nothing_remembered(SIGUSR1);
+    return NULL;
+}
+
+static void *run_one_of_two_runtimes(void *arg)
+{
+    weft_config cfg = {.workers = 1};
+    run_main(&cfg, main_one_of_two_runtimes, arg);
+    return NULL;
+}
+
+TEST(two_runtimes_each_get_an_arrival_once)
+{
+    pthread_t th[2];
+    for (intptr_t i = 0; i < 2; i++)
+        ASSERT_OK(pthread_create(&th[i], NULL, run_one_of_two_runtimes, (void *)i));
+    while (weft__signal_waiters(SIGUSR1) < 2)
+        usleep(1000);
+    /* raise: the handler runs on this thread at once, TSan or not. */
+    ASSERT_OK(raise(SIGUSR1));
+    for (int i = 0; i < 2; i++) {
+        ASSERT_OK(pthread_join(th[i], NULL));
+        ASSERT_EQ(atomic_load(&two_runtimes_result[i]), SIGUSR1);
+    }
+}
+
+static void *main_returns(void *arg)
+{
+    return arg;
+}
+
+/* catch_signals at start, with each allocation of the run failing in
+ * turn: a run that fails says -ENOMEM and leaves the disposition, the
+ * descriptors and the threads as they were. */
+TEST(catch_signals_under_allocation_failures)
+{
+    static const int caught[] = {SIGUSR1};
+    weft_config cfg = {.workers = 1, .catch_signals = caught, .ncatch_signals = 1};
+    int fds = count_fds();
+    int failed = 0;
+    for (uint64_t n = 1; n < 40; n++) {
+        weft__fault_arm(WEFT_FAULT_ALLOC, n);
+        int r = weft_run(&cfg, main_returns, NULL, NULL);
+        weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+        if (r != 0 && r != -ENOMEM)
+            FAILF("allocation %llu failing: weft_run says %d", (unsigned long long)n, r);
+        failed += r != 0;
+        struct sigaction now;
+        ASSERT_OK(sigaction(SIGUSR1, NULL, &now));
+        ASSERT(now.sa_handler == SIG_DFL);
+        ASSERT_EQ(count_fds(), fds);
+        ASSERT_EQ(threads_named("weft-signals"), 0);
+    }
+    ASSERT_GT(failed, 0); /* the sweep reached failure points */
+}
 
 static void *main_signal_bad(void *arg)
 {
@@ -1098,31 +1232,32 @@ TEST(pool_threads_start_with_async_signals_blocked)
     run_main_one_worker(NULL, main_pool_masks, NULL);
 }
 
-TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_result_2w),
-          CASE(one_arrival_is_reported_once),
-          CASE(one_arrival_is_reported_once_before_the_helper_runs),
-          CASE(an_arrival_as_a_cancelled_wait_leaves_is_reported),
-          CASE(an_arrival_as_a_cancelled_wait_leaves_is_reported_2w),
-          CASE(other_tasks_run_while_one_blocks), CASE(other_tasks_run_while_one_blocks_2w),
-          CASE(many_concurrent_jobs_use_many_threads),
-          CASE(many_concurrent_jobs_use_many_threads_2w), CASE(jobs_queue_beyond_the_thread_cap),
-          CASE(cancel_returns_at_once_and_the_job_finishes_later),
-          CASE(cancel_returns_at_once_and_the_job_finishes_later_2w),
-          CASE(runtime_end_waits_for_an_abandoned_job), CASE(deadline_times_out),
-          CASE(deadline_times_out_2w), CASE(a_cancelled_task_starts_no_job),
-          CASE(an_abandoned_queued_job_still_runs), CASE(misuse),
-          CASE(pool_threads_start_with_async_signals_blocked),
-          CASE(spawn_blocking_ex_releases_what_an_abandoned_job_owns),
-          CASE(idle_threads_exit_after_the_keepalive), CASE(allocation_failures),
-          CASE(getaddrinfo_numeric), CASE(getaddrinfo_numeric_2w), CASE(getaddrinfo_localhost),
-          CASE(getaddrinfo_errors), CASE(getaddrinfo_cancelled_while_queued_is_dropped),
-          CASE(getaddrinfo_queued_then_run), CASE(getaddrinfo_past_deadline),
-          CASE(signal_wait_returns_the_signal), CASE(signal_wait_returns_the_signal_2w),
-          CASE(signal_wakes_every_waiter), CASE(signal_wakes_every_waiter_2w),
-          CASE(signal_arriving_with_no_waiter_is_remembered),
-          CASE(signal_arriving_with_no_waiter_is_remembered_2w), CASE(signal_wait_cancelled),
-          CASE(signal_wait_cancelled_2w), CASE(signal_wait_bad_signo),
-          CASE(signal_wait_any_returns_one_and_keeps_the_others),
-          CASE(signal_wait_any_returns_one_and_keeps_the_others_2w),
-          CASE(runtime_end_restores_the_disposition),
-          CASE(caught_signals_are_remembered_from_the_start))
+TEST_MAIN(
+    CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_result_2w),
+    CASE(one_arrival_is_reported_once), CASE(one_arrival_is_reported_once_before_the_helper_runs),
+    CASE(an_arrival_as_a_cancelled_wait_leaves_is_reported),
+    CASE(an_arrival_as_a_cancelled_wait_leaves_is_reported_2w),
+    CASE(other_tasks_run_while_one_blocks), CASE(other_tasks_run_while_one_blocks_2w),
+    CASE(many_concurrent_jobs_use_many_threads), CASE(many_concurrent_jobs_use_many_threads_2w),
+    CASE(jobs_queue_beyond_the_thread_cap), CASE(cancel_returns_at_once_and_the_job_finishes_later),
+    CASE(cancel_returns_at_once_and_the_job_finishes_later_2w),
+    CASE(runtime_end_waits_for_an_abandoned_job), CASE(deadline_times_out),
+    CASE(deadline_times_out_2w), CASE(a_cancelled_task_starts_no_job),
+    CASE(an_abandoned_queued_job_still_runs), CASE(misuse),
+    CASE(pool_threads_start_with_async_signals_blocked),
+    CASE(spawn_blocking_ex_releases_what_an_abandoned_job_owns),
+    CASE(idle_threads_exit_after_the_keepalive), CASE(allocation_failures),
+    CASE(getaddrinfo_numeric), CASE(getaddrinfo_numeric_2w), CASE(getaddrinfo_localhost),
+    CASE(getaddrinfo_errors), CASE(getaddrinfo_cancelled_while_queued_is_dropped),
+    CASE(getaddrinfo_queued_then_run), CASE(getaddrinfo_past_deadline),
+    CASE(signal_wait_returns_the_signal), CASE(signal_wait_returns_the_signal_2w),
+    CASE(signal_wakes_every_waiter), CASE(signal_wakes_every_waiter_2w),
+    CASE(signal_arriving_with_no_waiter_is_remembered),
+    CASE(signal_arriving_with_no_waiter_is_remembered_2w), CASE(signal_wait_cancelled),
+    CASE(signal_wait_cancelled_2w), CASE(signal_wait_bad_signo),
+    CASE(signal_wait_any_returns_one_and_keeps_the_others),
+    CASE(signal_wait_any_returns_one_and_keeps_the_others_2w),
+    CASE(runtime_end_restores_the_disposition), CASE(caught_signals_are_remembered_from_the_start),
+    CASE(an_arrival_after_the_waiter_was_settled_is_remembered),
+    CASE(a_wait_cancelled_before_the_helper_ran_reports_its_signal),
+    CASE(two_runtimes_each_get_an_arrival_once), CASE(catch_signals_under_allocation_failures))

@@ -203,17 +203,18 @@ WEFT_API int weft_getaddrinfo(const char *node, const char *service, const struc
                               struct addrinfo **res);
 
 /* Parks the calling task until signal signo arrives; returns signo. The
- * first wait for signo in the process installs a handler (SA_RESTART |
- * SA_ONSTACK) in
- * place of the previous disposition, which comes back when the last runtime
- * that waited for signo ends. Any thread may receive the signal. An arrival
- * wakes every task waiting for signo (a broadcast); one that finds no waiter
- * in a runtime is remembered there, so the next wait returns at once, and
- * several such arrivals coalesce into one. Returns -EINVAL for SIGKILL,
- * SIGSTOP, the fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL) and numbers
- * that are no signal; -EPERM outside a task; -ECANCELED / -ETIMEDOUT (an
- * interrupted wait consumes nothing); -ENOMEM, or the error of starting the
- * helper thread and eventfd on first use. */
+ * first wait for signo in the process (or a runtime that names it in
+ * weft_config.catch_signals, at its start) installs a handler (SA_RESTART
+ * | SA_ONSTACK) in place of the previous disposition, which comes back
+ * when the last runtime that used signo ends. Any thread may receive the
+ * signal. An arrival wakes every task waiting for signo (a broadcast); one
+ * that finds no waiter in a runtime is remembered there, so the next wait
+ * returns at once, and several such arrivals coalesce into one. Returns
+ * -EINVAL for SIGKILL, SIGSTOP, the fault signals (SIGSEGV, SIGBUS, SIGFPE,
+ * SIGILL), the C library's reserved signals and numbers that are no
+ * signal; -EPERM outside a task; -ECANCELED / -ETIMEDOUT (an interrupted
+ * wait consumes nothing); -ENOMEM, or the error of starting the helper
+ * thread and eventfd on first use. */
 WEFT_API int weft_signal_wait(int signo);
 /* weft_signal_wait for several signals, the n numbers at signos (say
  * {SIGINT, SIGTERM}): parks until any of them arrives and returns it (the

@@ -64,6 +64,8 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
         r = weft__trace_open(&ex->rt, ex->rt.cfg.trace_path);
     if (r == 0)
         r = weft__worker_init(&ex->worker, &ex->rt, 0, true);
+    if (r == 0) /* last, as in weft_run */
+        r = weft__signals_catch(&ex->rt, ex->rt.cfg.catch_signals, ex->rt.cfg.ncatch_signals);
     if (r < 0) {
         weft__runtime_teardown(&ex->rt);
         free(ex);

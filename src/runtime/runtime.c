@@ -41,7 +41,7 @@ int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
     init_pseudo_root(&rt->orphans);
     pthread_mutex_init(&rt->lazy_lock, NULL);
     pthread_mutex_init(&rt->inject_lock, NULL);
-    return weft__signals_catch(rt, rt->cfg.catch_signals, rt->cfg.ncatch_signals);
+    return 0;
 }
 
 void weft__runtime_teardown(weft__runtime *rt)
@@ -195,6 +195,10 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
      * trace file as it was. */
     if (r == 0 && rt->cfg.trace_path)
         r = weft__trace_open(rt, rt->cfg.trace_path);
+    /* After every check of the arguments: a refused run must not have
+     * replaced the process's signal dispositions, even for a moment. */
+    if (r == 0)
+        r = weft__signals_catch(rt, rt->cfg.catch_signals, rt->cfg.ncatch_signals);
     if (r < 0) {
         weft__runtime_teardown(rt);
         free(rt->workers);

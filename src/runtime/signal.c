@@ -27,9 +27,10 @@
  * in one runtime or lost.
  *
  * Lifetime: the hub starts with the first runtime that waits for a signal
- * and stops in the last such runtime's weft__signals_fini. A handler is
- * installed by the first wait for its signal in the process and the previous
- * disposition is restored when the last runtime that waited for it ends.
+ * (or names it in weft_config.catch_signals, at its start) and stops in the
+ * last such runtime's weft__signals_fini. A handler is installed by the
+ * first such wait or start in the process, and the previous disposition
+ * is restored when the last runtime that used it ends.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -131,7 +132,10 @@ static void settle_waiters(void)
             continue;
         w->delivered = signo;
         consume(w->sigs, signo);
-        weft__task_wake(w->task);
+        /* A waiter settling itself on its way out is running: a wake
+         * would only make its next park return at once. */
+        if (w->task != weft__task_current())
+            weft__task_wake(w->task);
     }
 }
 
@@ -333,10 +337,10 @@ int weft_signal_wait_any(const int *signos, unsigned n)
     /* An arrival before this point is ours even when we were interrupted
      * meanwhile: settle, which may give it to us now. */
     settle_waiters();
-    if (w.delivered) {
+    /* What arrived after we were settled is nobody's yet: it stays
+     * remembered for the next wait. */
+    if (w.delivered)
         r = w.delivered;
-        consume(s, r); /* later arrivals of it coalesce into this one */
-    }
     if (w.prev)
         w.prev->next = w.next;
     else

@@ -208,8 +208,9 @@ typedef struct weft__runtime {
 } weft__runtime;
 
 /* Validates cfg into rt->cfg and sets up what every runtime has (task ids,
- * the root and the orphan root); workers are the caller's business.
- * Returns 0 or -EINVAL (reason in weft_last_config_error()). */
+ * the root and the orphan root); workers are the caller's business, and so
+ * is weft__signals_catch, last. Returns 0 or -EINVAL (reason in
+ * weft_last_config_error()). */
 int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg);
 /* Stops what weft__runtime_setup and first use started (blocking pool,
  * signal handlers); call after every worker has stopped. */
