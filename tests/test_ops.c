@@ -3004,6 +3004,82 @@ static void *main_read_all(void *arg)
     return NULL;
 }
 
+static void *main_writev_all(void *arg)
+{
+    (void)arg;
+    char *buf = pattern(ALL_BYTES);
+    int sv[2];
+
+    /* Three pieces, cut at odd places, through a socket that takes a
+     * little at a time: everything arrives, in order, and iov ends empty. */
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    slow_reader r = {sv[1], buf, 0};
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, read_slowly, &r));
+    struct iovec iov[4] = {
+        {buf, 1001}, {buf + 1001, 0}, {buf + 1001, 2000000}, {buf + 2001001, ALL_BYTES - 2001001}};
+    size_t done = 1;
+    ASSERT_OK(weft_writev_all(sv[0], iov, 4, WEFT_OFF_CURRENT, &done));
+    ASSERT_EQ(done, ALL_BYTES);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(iov[i].iov_len, 0);
+    close(sv[0]);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(r.got, ALL_BYTES);
+    close(sv[1]);
+
+    /* A file from an offset, cut short by RLIMIT_FSIZE: the bytes up to
+     * the limit are in place, and iov describes exactly the rest. */
+    int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    struct rlimit old;
+    ASSERT_OK(getrlimit(RLIMIT_FSIZE, &old));
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = {65536, old.rlim_max};
+    ASSERT_OK(setrlimit(RLIMIT_FSIZE, &small));
+    struct iovec two[2] = {{buf, 30000}, {buf + 30000, 70000}};
+    int rc = weft_writev_all(fd, two, 2, 1000, &done);
+    ASSERT_OK(setrlimit(RLIMIT_FSIZE, &old));
+    signal(SIGXFSZ, old_handler);
+    ASSERT_EQ(rc, -EFBIG);
+    ASSERT_EQ(done, 65536 - 1000);
+    ASSERT_EQ(two[0].iov_len, 0);
+    ASSERT(two[1].iov_base == buf + done);
+    ASSERT_EQ(two[1].iov_len, 100000 - done);
+    char *back = malloc(100000);
+    ASSERT(back);
+    ASSERT_EQ(pread(fd, back, 100000, 1000), (ssize_t)done);
+    ASSERT(memcmp(back, buf, done) == 0);
+    free(back);
+
+    /* A write that moves nothing (fault injection: no file does) is -EIO. */
+    struct iovec one = {buf, 10};
+    weft__fault_arm(WEFT_FAULT_ZERO_MOVED, 1);
+    rc = weft_writev_all(fd, &one, 1, 0, &done);
+    weft__fault_arm(WEFT_FAULT_ZERO_MOVED, 0);
+    ASSERT_EQ(rc, -EIO);
+    ASSERT_EQ(done, 0);
+
+    /* Bad input, and nothing to write. */
+    ASSERT_EQ(weft_writev_all(fd, &one, -1, 0, &done), -EINVAL);
+    ASSERT_EQ(weft_writev_all(fd, &one, IOV_MAX + 1, 0, &done), -EINVAL);
+    ASSERT_EQ(weft_writev_all(fd, NULL, 1, 0, &done), -EINVAL);
+    ASSERT_OK(weft_writev_all(fd, NULL, 0, 0, &done));
+    struct iovec empty = {buf, 0};
+    ASSERT_OK(weft_writev_all(fd, &empty, 1, 0, &done));
+    ASSERT_EQ(done, 0);
+    close(fd);
+    free(buf);
+    return NULL;
+}
+
+TEST(writev_all_writes_every_piece_and_tracks_what_is_left)
+{
+    struct iovec one = {"x", 1};
+    ASSERT_EQ(weft_writev_all(1, &one, 1, 0, NULL), -EPERM);
+    run_main(NULL, main_writev_all, NULL);
+}
+
 TEST(read_all_and_recv_all_fill_the_buffer_or_say_why_not)
 {
     size_t done = 1;
@@ -3033,4 +3109,5 @@ TEST_MAIN(CASE(op_counts_say_how_each_op_ended),
           CASE(closing_a_ticker_right_after_it_expired_ends_it),
           CASE(lengths_indexes_and_cleanup_at_the_edges),
           CASE(write_all_and_send_all_carry_on_over_short_transfers),
-          CASE(read_all_and_recv_all_fill_the_buffer_or_say_why_not))
+          CASE(read_all_and_recv_all_fill_the_buffer_or_say_why_not),
+          CASE(writev_all_writes_every_piece_and_tracks_what_is_left))

@@ -174,6 +174,14 @@ WEFT_API WEFT_MUST_CHECK int weft_write_all(int fd, const void *buf, size_t n, u
  * that gives -ENODATA, with *done saying how much came. Otherwise the same
  * returns and *done as weft_write_all. */
 WEFT_API WEFT_MUST_CHECK int weft_read_all(int fd, void *buf, size_t n, uint64_t off, size_t *done);
+/* weft_write_all for the bytes iov[0..iovcnt) describes (a record's header
+ * and payload in one go; sockets and pipes take it too, at
+ * WEFT_OFF_CURRENT). iov is the call's scratch: its entries are moved past
+ * what was written, so after a failure they describe exactly what was
+ * not. Same returns and *done as weft_write_all; -EINVAL for iovcnt < 0
+ * or > IOV_MAX, or a NULL iov with iovcnt > 0. */
+WEFT_API WEFT_MUST_CHECK int weft_writev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off,
+                                             size_t *done);
 /* Registered buffers (weft_buffers_register): buf must lie inside buffer
  * buf_index. A buf outside it, or a buf_index that holds no buffer, is the
  * kernel's -EFAULT. */

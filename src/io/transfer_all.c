@@ -1,6 +1,6 @@
-/* weft_write_all, weft_send_all, weft_read_all and weft_recv_all: one
- * wrapper's op, repeated over short transfers until everything went out
- * (or came in) or something stopped it.
+/* weft_write_all, weft_send_all, weft_read_all, weft_recv_all and
+ * weft_writev_all: one wrapper's op, repeated over short transfers until
+ * everything went out (or came in) or something stopped it.
  *
  * The count of bytes moved is exact even when an op is interrupted: an
  * interrupted op that had moved data returns that count (docs/io.md), and
@@ -8,6 +8,7 @@
  * learns precisely where to resume or what the peer may have seen.
  */
 #include <errno.h>
+#include <limits.h>
 #include <weft/io.h>
 
 #include "common/fault.h"
@@ -92,4 +93,42 @@ int weft_read_all(int fd, void *buf, size_t n, uint64_t off, size_t *done)
 int weft_recv_all(int fd, void *buf, size_t n, int flags, size_t *done)
 {
     return transfer(RECV, fd, buf, n, 0, flags, done);
+}
+
+/* Moves iov past got bytes: entries fully written become empty, the first
+ * one written in part starts further on. */
+static void advance_iov(struct iovec *iov, int iovcnt, size_t got)
+{
+    for (int i = 0; i < iovcnt && got > 0; i++) {
+        size_t take = got < iov[i].iov_len ? got : iov[i].iov_len;
+        iov[i].iov_base = (char *)iov[i].iov_base + take;
+        iov[i].iov_len -= take;
+        got -= take;
+    }
+}
+
+int weft_writev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off, size_t *done)
+{
+    size_t moved = 0;
+    int r = iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt) ? -EINVAL : enter();
+    int first = 0;
+    while (r == 0) {
+        while (first < iovcnt && iov[first].iov_len == 0)
+            first++;
+        if (first == iovcnt)
+            break; /* all written */
+        uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
+        ssize_t got = weft__fault_hit(WEFT_FAULT_ZERO_MOVED)
+                          ? 0
+                          : weft_writev(fd, iov + first, iovcnt - first, at);
+        if (got > 0) {
+            moved += (size_t)got;
+            advance_iov(iov + first, iovcnt - first, (size_t)got);
+        } else {
+            r = got < 0 ? (int)got : -EIO;
+        }
+    }
+    if (done)
+        *done = moved;
+    return r;
 }

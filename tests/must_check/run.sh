@@ -19,6 +19,7 @@ declare -A call=(
   [weft_watermark_wait]='weft_watermark_wait((weft_watermark *)p, 1)'
   [weft_write_all]='weft_write_all(1, p, 1, 0, NULL)'
   [weft_send_all]='weft_send_all(1, p, 1, 0, NULL)'
+  [weft_writev_all]='weft_writev_all(1, (struct iovec *)p, 1, 0, NULL)'
   [weft_read_all]='weft_read_all(0, p, 1, 0, NULL)'
   [weft_recv_all]='weft_recv_all(0, p, 1, 0, NULL)'
   [weft_deadline_push]='weft_deadline_push((uint64_t)(uintptr_t)p)'
