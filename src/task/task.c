@@ -334,6 +334,21 @@ static int check_join_target(const weft__worker *w, const weft_task *self, const
     return 0;
 }
 
+/* Takes back a request that t's completion wake self (weft_join,
+ * weft_join_any) and returns the state it found. A completion that saw the
+ * request first wakes the caller anyway (a spurious wake by then) and
+ * drops the reference itself; a request taken back already (the same
+ * handle twice in one weft_join_any) holds none. */
+static uint64_t join_wake_disarm(weft_task *self, weft_task *t)
+{
+    uint64_t s = atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_WAKER, memory_order_acq_rel);
+    if ((s & TASK_JOIN_WAKER) && !(s & TASK_COMPLETE)) {
+        t->joiner = NULL;
+        weft__task_ref_drop(self);
+    }
+    return s;
+}
+
 int weft_join(weft_task *t, void **result)
 {
     weft__worker *w = weft__worker_self();
@@ -361,10 +376,8 @@ int weft_join(weft_task *t, void **result)
             r = weft__task_park_interruptible();
             s = load_state(t);
             if (r < 0 && !(s & TASK_COMPLETE)) {
-                s = atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_WAKER, memory_order_acq_rel);
+                s = join_wake_disarm(self, t);
                 if (!(s & TASK_COMPLETE)) {
-                    t->joiner = NULL;
-                    weft__task_ref_drop(self); /* no wake will come */
                     /* Not -ECANCELED, which is t's outcome when t was
                      * cancelled, with the handle freed: a cancelled joiner
                      * (whose cancel also reached its children) could not
@@ -400,18 +413,6 @@ static bool join_wake_arm(weft_task *self, weft_task *t)
     }
     weft__task_ref_drop(self);
     return true;
-}
-
-/* Takes the request back. A completion that saw it first wakes the caller
- * anyway (a spurious wake by then) and drops the reference itself; a
- * request taken back already (the same handle twice) holds none. */
-static void join_wake_disarm(weft_task *self, weft_task *t)
-{
-    uint64_t s = atomic_fetch_and_explicit(&t->state, ~TASK_JOIN_WAKER, memory_order_acq_rel);
-    if ((s & TASK_JOIN_WAKER) && !(s & TASK_COMPLETE)) {
-        t->joiner = NULL;
-        weft__task_ref_drop(self);
-    }
 }
 
 /* The first of tasks[0..n) that has completed, or n. */
