@@ -1,6 +1,6 @@
 /* weft_group_commit: a write-ahead log with group commit.
  *
- *     weft_group_commit [FILE] [COMMITTERS] [RECORDS_EACH]
+ *     weft_group_commit [FILE [COMMITTERS [RECORDS_EACH]]]
  *
  * COMMITTERS tasks (default 64) each commit RECORDS_EACH records (default
  * 200): a commit appends a record to the log's pending batch and returns
@@ -12,7 +12,9 @@
  * prints how many. At the end it reads the file back and checks that every
  * record is there once, in sequence order.
  *
- * FILE defaults to a new file in $TMPDIR (or /tmp), removed at the end.
+ * FILE defaults to a new file in $TMPDIR (or /tmp), removed at the end; a
+ * FILE given is truncated first. (A real log made new would also fsync its
+ * directory once, so that the file itself survives a crash.)
  * Shows: weft_watermark (advance, and fail when a write or fsync fails),
  * weft_write_all, weft_read_all, weft_mutex and weft_event between tasks.
  */
@@ -45,12 +47,18 @@ typedef struct wal {
 } wal_t;
 
 /* Appends one record and waits until it is durable: 0, or the error of the
- * write or fsync that was to carry it. */
+ * write or fsync that was to carry it, or -ESHUTDOWN once the writer has
+ * stopped. -ECANCELED / -ETIMEDOUT (this task interrupted while it waits)
+ * say nothing about the record: it may still become durable. */
 static int commit(wal_t *wal, uint32_t committer, uint32_t index)
 {
     int r = weft_mutex_lock(&wal->lock);
     if (r < 0)
         return r;
+    if (wal->closing) { /* no writer will take it */
+        weft_mutex_unlock(&wal->lock);
+        return -ESHUTDOWN;
+    }
     if (wal->npending == wal->cap) {
         size_t cap = wal->cap ? 2 * wal->cap : 64;
         record *grown = realloc(wal->pending, cap * sizeof *grown);
@@ -119,6 +127,10 @@ static void *writer(void *arg)
         wal->syncs++;
         weft_watermark_advance(&wal->durable, batch[n - 1].seq);
     }
+    /* However the writer ends (drained, failed, cancelled), no commit may
+     * wait for it: those not yet durable get -ESHUTDOWN (a real write
+     * error, published first, is the one they keep getting). */
+    weft_watermark_fail(&wal->durable, -ESHUTDOWN);
     free(batch);
     return NULL;
 }

@@ -178,8 +178,9 @@ WEFT_API WEFT_MUST_CHECK int weft_read_all(int fd, void *buf, size_t n, uint64_t
  * and payload in one go; sockets and pipes take it too, at
  * WEFT_OFF_CURRENT). iov is the call's scratch: its entries are moved past
  * what was written, so after a failure they describe exactly what was
- * not. Same returns and *done as weft_write_all; -EINVAL for iovcnt < 0
- * or > IOV_MAX, or a NULL iov with iovcnt > 0. */
+ * not. Same returns and *done as weft_write_all; -EINVAL (after the task
+ * checks) for iovcnt < 0 or > IOV_MAX, or a NULL iov with iovcnt > 0. No
+ * MSG_NOSIGNAL here: a socket whose peer is gone raises SIGPIPE. */
 WEFT_API WEFT_MUST_CHECK int weft_writev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off,
                                              size_t *done);
 /* Registered buffers (weft_buffers_register): buf must lie inside buffer

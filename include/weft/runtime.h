@@ -88,7 +88,9 @@ typedef struct weft_config {
      * before the main task runs, so one that arrives before the first
      * weft_signal_wait for it is remembered for that wait instead of
      * meeting the old disposition (docs/blocking.md). Each must be a
-     * signal weft_signal_wait accepts. */
+     * signal weft_signal_wait accepts. The old disposition is replaced,
+     * SIG_IGN too (nohup's SIGHUP), until the runtime ends: a signal
+     * named here that no task waits for is swallowed. */
     const int *catch_signals;
     size_t ncatch_signals;
 } weft_config;

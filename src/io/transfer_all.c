@@ -110,7 +110,9 @@ static void advance_iov(struct iovec *iov, int iovcnt, size_t got)
 int weft_writev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off, size_t *done)
 {
     size_t moved = 0;
-    int r = iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt) ? -EINVAL : enter();
+    int r = enter(); /* first, as for every call */
+    if (r == 0 && (iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt)))
+        r = -EINVAL;
     int first = 0;
     while (r == 0) {
         while (first < iovcnt && iov[first].iov_len == 0)
