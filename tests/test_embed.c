@@ -195,6 +195,37 @@ TEST(destroy_cancels_and_awaits_everything)
     ASSERT_EQ(cancelled_seen, 10);
 }
 
+/* weft_config.catch_signals under a host loop: installed when the
+ * executor is made, so a signal raised before any task waits is
+ * remembered; the disposition comes back when it is destroyed. */
+static int caught_result = 1;
+
+static void *wait_usr1(void *arg)
+{
+    (void)arg;
+    caught_result = weft_signal_wait(SIGUSR1);
+    return NULL;
+}
+
+TEST(an_executor_catches_signals_from_its_start)
+{
+    struct sigaction sa;
+    ASSERT_OK(sigaction(SIGUSR1, NULL, &sa));
+    ASSERT(sa.sa_handler == SIG_DFL);
+    static const int caught[] = {SIGUSR1};
+    weft_config cfg = {.catch_signals = caught, .ncatch_signals = 1};
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, &cfg));
+    ASSERT_OK(raise(SIGUSR1)); /* its default would end this process */
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, wait_usr1, NULL));
+    while (weft_executor_tasks(ex) > 0)
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    ASSERT_EQ(caught_result, SIGUSR1);
+    weft_executor_destroy(ex);
+    ASSERT_OK(sigaction(SIGUSR1, NULL, &sa));
+    ASSERT(sa.sa_handler == SIG_DFL);
+}
+
 /* With a deadline pushed (and never popped), whose stack the record's
  * release must free. */
 static void *returns_at_once(void *arg)
@@ -676,4 +707,5 @@ TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(destroy_from_a_task_aborts_with_a_message),
           CASE(calls_from_another_thread_are_refused),
           CASE(joining_a_task_of_another_runtime_is_refused),
-          CASE(the_hosts_time_away_is_charged_to_no_task))
+          CASE(the_hosts_time_away_is_charged_to_no_task),
+          CASE(an_executor_catches_signals_from_its_start))
