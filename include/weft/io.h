@@ -381,7 +381,9 @@ WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
 /* A ticker (multishot TIMEOUT): one item every period_ns. The kernel's
  * multishot timeouts are relative only, and each arming (docs/io.md,
  * Tickers) starts when the worker takes the last tick of the one before:
- * ticks drift later by that delay, microseconds every 64 ticks or 100 ms.
+ * ticks drift later by that delay at every arming (64 ticks or 100 ms):
+ * microseconds on a worker that polls often, up to a task's whole run on
+ * one that a task holds.
  * For work aligned to absolute times, loop on weft_sleep_until(t += p). */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (its arming is removed and armed again), from
