@@ -378,13 +378,13 @@ WEFT_API int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br);
 WEFT_API int weft_read_stream(weft_stream **out, int fd, weft_buf_ring *br);
 /* Readiness (multishot POLL_ADD); each item is the revents. */
 WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
-/* A ticker (multishot TIMEOUT): one item every period_ns. The kernel's
- * multishot timeouts are relative only, and each arming (docs/io.md,
- * Tickers) starts when the worker takes the last tick of the one before:
- * ticks drift later by that delay at every arming (64 ticks or 100 ms):
- * microseconds on a worker that polls often, up to a task's whole run on
- * one that a task holds.
- * For work aligned to absolute times, loop on weft_sleep_until(t += p). */
+/* A ticker (multishot TIMEOUT): one item every period_ns, or a little
+ * more. The kernel's multishot timeouts are relative only, and it starts
+ * each next tick's period when the worker's ring runs the last tick's
+ * task work: every tick drifts later by that delay (about 25 us on an idle
+ * worker of the 2-vCPU test machine: 1,000 ticks of 1 ms took 1,025 ms;
+ * more when a task holds the worker). For work aligned to absolute times,
+ * loop on weft_sleep_until(t += period) instead. */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (its arming is removed and armed again), from
  * the task that opened it (-EPERM for another task, -EXDEV on another
