@@ -101,8 +101,9 @@ WEFT_API int weft_stats_queues(weft_queue_stats *out, size_t max);
 /* Writes s as an aligned two-column text table / a single JSON object. */
 WEFT_API void weft_stats_print(FILE *f, const weft_stats *s);
 WEFT_API void weft_stats_print_json(FILE *f, const weft_stats *s);
-/* Writes the queues as a table (share of CPU against share of weight, runs,
- * slices, preemptions, p50/p99 queue delay) / as a JSON array. */
+/* Writes the queues as a table (run-share: the share of the time tasks ran,
+ * not of the CPU, against the share of weight; runs, slices, preemptions,
+ * p50/p99 queue delay) / as a JSON array. */
 WEFT_API void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n);
 WEFT_API void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n);
 /* Writes the runtime's live task tree to f: a line per task (id, name,

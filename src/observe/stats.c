@@ -272,14 +272,16 @@ uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p)
 
 void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n)
 {
-    fprintf(f, "%-12s %7s %8s %8s %10s %8s %8s %8s %10s %10s\n", "queue", "weight", "w-share",
-            "cpu", "runs", "slices", "exhaust", "preempt", "delay-p50", "delay-p99");
+    /* run-share: the queue's share of the time tasks ran (service), set
+     * against its share of the weights; not a share of the CPU. */
+    fprintf(f, "%-12s %7s %8s %9s %10s %8s %8s %8s %10s %10s\n", "queue", "weight", "w-share",
+            "run-share", "runs", "slices", "exhaust", "preempt", "delay-p50", "delay-p99");
     for (size_t i = 0; i < n; i++) {
         /* The name as the config spelled it, padded to 12, one line. */
         for (size_t w = weft__write_one_line(f, q[i].name, false); w < 12; w++)
             fputc(' ', f);
         fprintf(f,
-                " %7u %7.1f%% %7.1f%% %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+                " %7u %7.1f%% %8.1f%% %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
                 " %8" PRIu64 "us %8" PRIu64 "us\n",
                 q[i].weight, 100 * q[i].weight_share, 100 * q[i].service_share, q[i].runs,
                 q[i].slices, q[i].slice_exhaustions, q[i].preemptions,
