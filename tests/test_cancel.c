@@ -229,6 +229,50 @@ TEST(relative_deadlines_count_from_now)
     run_main_one_worker(NULL, main_deadline_in, NULL);
 }
 
+/* weft_deadline_move: the innermost deadline moves later or earlier in
+ * one call, still bounded by the outer ones. */
+static void *main_deadline_move(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_deadline_move_in(1000), -EINVAL); /* nothing pushed */
+    ASSERT_OK(weft_deadline_push_in(20000000));
+    uint64_t before = weft_now_ns();
+    ASSERT_OK(weft_deadline_move_in(60ull * 1000000000));
+    uint64_t after = weft_now_ns();
+    uint64_t set = weft__task_current()->deadline;
+    ASSERT_GE(set, before + 60ull * 1000000000);
+    ASSERT_LE(set, after + 60ull * 1000000000);
+    ASSERT_OK(weft_sleep_ns(40000000));               /* outlives the first deadline */
+    ASSERT_OK(weft_deadline_move(weft_now_ns() - 1)); /* earlier: at once */
+    ASSERT_EQ(weft_nop(), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_move(0)); /* 0 is a deadline too, long past */
+    ASSERT_EQ(weft_nop(), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_move_in(UINT64_MAX)); /* capped: never */
+    ASSERT_EQ(weft__task_current()->deadline, UINT64_MAX);
+    ASSERT_OK(weft_deadline_pop());
+
+    /* An outer deadline still bounds a moved inner one. */
+    uint64_t start = weft_now_ns();
+    ASSERT_OK(weft_deadline_push_in(20000000));
+    uint64_t outer = weft__task_current()->deadline;
+    ASSERT_OK(weft_deadline_push_in(60ull * 1000000000));
+    ASSERT_OK(weft_deadline_move_in(120ull * 1000000000));
+    ASSERT_EQ(weft__task_current()->deadline, outer);
+    ASSERT_EQ(weft_sleep_ns(10ull * 1000000000), -ETIMEDOUT);
+    ASSERT_GE(weft_now_ns(), start + 20000000);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft__task_current()->deadline, outer); /* the outer one is back */
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft__task_current()->deadline, 0);
+    return NULL;
+}
+TEST(a_deadline_moves_in_one_call)
+{
+    ASSERT_EQ(weft_deadline_move(1), -EPERM);
+    ASSERT_EQ(weft_deadline_move_in(1), -EPERM);
+    run_main_one_worker(NULL, main_deadline_move, NULL);
+}
+
 static void *sleeps_long(void *arg)
 {
     weft_sleep_ns(10ull * 1000000000);
@@ -529,7 +573,7 @@ TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep
           CASE(cancel_after_finish_keeps_result), CASE(cancelled_task_sees_ecanceled_everywhere),
           CASE(shield_defers_cancellation), CASE(deadlines_nest_and_time_out),
           CASE(a_deadline_moves_with_pop_and_push), CASE(relative_deadlines_count_from_now),
-          CASE(join_times_out_and_handle_survives),
+          CASE(a_deadline_moves_in_one_call), CASE(join_times_out_and_handle_survives),
           CASE(a_cancelled_joiner_gets_eintr_and_keeps_the_handle),
           CASE(a_cancelled_parent_joining_its_children_can_tell_the_codes_apart),
           CASE(cancel_reaches_the_subtree), CASE(children_of_a_cancelled_task_are_born_cancelled),

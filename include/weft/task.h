@@ -179,11 +179,18 @@ WEFT_API int weft_cancel_orphans(weft_cancel_stats *stats);
  * pushed nothing: pop only after one that succeeded (the deadline pushes
  * are WEFT_MUST_CHECK for that reason). To move a deadline
  * later (an idle timeout), pop it and push the new one: a push right after
- * a pop never fails (docs/tasks.md). */
+ * a pop never fails (docs/tasks.md), or use weft_deadline_move. */
 WEFT_API WEFT_MUST_CHECK int weft_deadline_push(uint64_t abs_ns);
 /* weft_deadline_push(weft_now_ns() + ns), the sum capped at UINT64_MAX (a
  * deadline that never comes): for "this much time from now". */
 WEFT_API WEFT_MUST_CHECK int weft_deadline_push_in(uint64_t ns);
+/* Moves the innermost pushed deadline to abs_ns (later or earlier), as a
+ * pop and a push would, still bounded by the outer ones: for an idle
+ * timeout that starts again after each read. 0, -EINVAL when none is
+ * pushed, -EPERM outside a task; it cannot fail otherwise. _in: from now,
+ * capped as weft_deadline_push_in. */
+WEFT_API int weft_deadline_move(uint64_t abs_ns);
+WEFT_API int weft_deadline_move_in(uint64_t ns);
 WEFT_API int weft_deadline_pop(void);
 WEFT_API int weft_shield_push(void);
 WEFT_API int weft_shield_pop(void);

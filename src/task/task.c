@@ -657,6 +657,25 @@ int weft_deadline_push_in(uint64_t ns)
     return weft_deadline_push(ns > UINT64_MAX - now ? UINT64_MAX : now + ns);
 }
 
+int weft_deadline_move(uint64_t abs_ns)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    if (!t->ndeadlines)
+        return -EINVAL;
+    /* Pop and push in one: the outer deadlines still bound the new one. */
+    uint64_t outer = t->ext->deadline_stack[t->ndeadlines - 1];
+    t->deadline = outer && outer < abs_ns ? outer : abs_ns ? abs_ns : 1;
+    return 0;
+}
+
+int weft_deadline_move_in(uint64_t ns)
+{
+    uint64_t now = weft_now_ns();
+    return weft_deadline_move(ns > UINT64_MAX - now ? UINT64_MAX : now + ns);
+}
+
 int weft_deadline_pop(void)
 {
     weft_task *t = weft__task_current();
