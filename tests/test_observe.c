@@ -1196,6 +1196,63 @@ TEST(busy_and_idle_time_account_for_the_run)
 
 /* Bucket b holds delays in [2^b, 2^(b+1)) ns and the last one is open: its
  * quantile has no upper edge. */
+/* weft_stats_queues_of_worker: each worker's own figures, which add up to
+ * the totals, and whose shares are of that worker's run time. */
+static void *spin_a_little(void *arg)
+{
+    (void)arg;
+    uint64_t end = weft_now_ns() + 200000;
+    while (weft_now_ns() < end)
+        ASSERT_OK(weft_yield_maybe());
+    return NULL;
+}
+
+static void *main_per_worker_queues(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts bg = {.queue = "bg"};
+    weft_task *t[100];
+    for (int i = 0; i < 100; i++)
+        ASSERT_OK(weft_spawn_ex(&t[i], &bg, spin_a_little, NULL));
+    for (int i = 0; i < 100; i++)
+        ASSERT_OK(weft_join(t[i], NULL));
+    /* Nothing of "bg" runs any more: its figures hold still. */
+    weft_queue_stats total[2], each[2];
+    ASSERT_EQ(weft_stats_queues(total, 2), 2);
+    uint64_t service = 0, runs = 0, slices = 0;
+    unsigned n = weft_worker_count();
+    for (unsigned w = 0; w < n; w++) {
+        ASSERT_EQ(weft_stats_queues_of_worker(w, each, 2), 2);
+        ASSERT(strcmp(each[1].name, "bg") == 0);
+        service += each[1].service_ns;
+        runs += each[1].runs;
+        slices += each[1].slices;
+        double shares = each[0].service_share + each[1].service_share;
+        if (each[0].service_ns + each[1].service_ns)
+            ASSERT(shares > 0.999 && shares < 1.001); /* of this worker's time */
+    }
+    ASSERT_GT(total[1].service_ns, 0);
+    ASSERT_EQ(service, total[1].service_ns);
+    ASSERT_EQ(runs, total[1].runs);
+    ASSERT_EQ(slices, total[1].slices);
+    ASSERT_EQ(weft_stats_queues_of_worker(n, each, 2), -ERANGE);
+    ASSERT_EQ(weft_stats_queues_of_worker(UINT32_MAX, each, 2), -ERANGE);
+    ASSERT_EQ(weft_stats_queues_of_worker(0, NULL, 2), -EINVAL);
+    ASSERT_EQ(weft_stats_queues_of_worker(0, NULL, 0), 2);
+    return NULL;
+}
+
+TEST(queue_stats_of_each_worker_add_up_to_the_totals)
+{
+    weft_queue_stats q[2];
+    ASSERT_EQ(weft_stats_queues_of_worker(0, q, 2), -EPERM);
+    weft_queue_spec queues[] = {{.name = "main", .weight = 100}, {.name = "bg", .weight = 1}};
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        weft_config cfg = {.workers = workers, .queues = queues, .nqueues = 2};
+        run_main(&cfg, main_per_worker_queues, NULL);
+    }
+}
+
 TEST(delay_quantiles_name_the_bucket_edge)
 {
     weft_queue_stats q;
@@ -1221,7 +1278,9 @@ TEST(delay_quantiles_name_the_bucket_edge)
     ASSERT_EQ(weft_queue_stats_delay_quantile(NULL, 0.5), 0);
 }
 
-TEST_MAIN(CASE(delay_quantiles_name_the_bucket_edge), CASE(busy_and_idle_time_account_for_the_run),
+TEST_MAIN(CASE(delay_quantiles_name_the_bucket_edge),
+          CASE(queue_stats_of_each_worker_add_up_to_the_totals),
+          CASE(busy_and_idle_time_account_for_the_run),
           CASE(an_embedded_executor_counts_its_run_calls_as_busy),
           CASE(trace_has_one_slice_per_run),
           CASE(trace_follows_yields_that_switch_straight_to_the_next_task),

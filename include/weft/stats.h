@@ -98,6 +98,12 @@ WEFT_API int weft_stats_workers(weft_stats *out, size_t max);
  * runtime, -EINVAL for out NULL with max > 0. Queue delays are recorded only
  * with weft_config.stats set. */
 WEFT_API int weft_stats_queues(weft_queue_stats *out, size_t max);
+/* weft_stats_queues for the queues of one worker (0 .. weft_worker_count()
+ * - 1) alone: its service shares are of that worker's run time, which is
+ * where weights act (the totals sum every worker's). Its live and blocked
+ * count the tasks that worker owns. -ERANGE for a worker that does not
+ * exist; otherwise as weft_stats_queues. */
+WEFT_API int weft_stats_queues_of_worker(unsigned worker, weft_queue_stats *out, size_t max);
 /* Writes s as an aligned two-column text table / a single JSON object. */
 WEFT_API void weft_stats_print(FILE *f, const weft_stats *s);
 WEFT_API void weft_stats_print_json(FILE *f, const weft_stats *s);

@@ -1,6 +1,7 @@
 /* Counter snapshots and their text and JSON forms. */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <string.h>
 #include <stdlib.h>
 #include <weft/io.h>
@@ -176,12 +177,15 @@ typedef struct queue_sum {
     weft_queue_stats *out;
     size_t max;
     uint64_t service; /* all queues */
+    int only;         /* the one worker to add, or -1 for all */
 } queue_sum;
 
 /* Adds one worker's queues, on its own thread. */
 static int add_queues(weft__worker *w, void *arg)
 {
     queue_sum *sum = arg;
+    if (sum->only >= 0 && w->index != (unsigned)sum->only)
+        return 0;
     pthread_mutex_lock(&sum->lock);
     for (unsigned i = 0; i < w->sched.nqueues; i++) {
         const weft__queue *q = &w->sched.queues[i];
@@ -213,7 +217,8 @@ static int add_queues(weft__worker *w, void *arg)
     return 0;
 }
 
-int weft_stats_queues(weft_queue_stats *out, size_t max)
+/* The queues of one worker (only >= 0) or of all of them (-1). */
+static int queues(int only, weft_queue_stats *out, size_t max)
 {
     if (!out && max)
         return -EINVAL;
@@ -221,6 +226,8 @@ int weft_stats_queues(weft_queue_stats *out, size_t max)
     if (!self)
         return -EPERM;
     weft__runtime *rt = self->rt;
+    if (only >= 0 && (unsigned)only >= rt->nworkers)
+        return -ERANGE;
     const weft_config *cfg = &rt->cfg;
     unsigned n = (unsigned)cfg->nqueues;
     uint64_t weights = 0;
@@ -233,7 +240,7 @@ int weft_stats_queues(weft_queue_stats *out, size_t max)
         o->weight = cfg->queues[i].weight;
         o->weight_share = (double)o->weight / (double)weights;
     }
-    queue_sum sum = {.out = out, .max = max};
+    queue_sum sum = {.out = out, .max = max, .only = only};
     pthread_mutex_init(&sum.lock, NULL);
     int r = weft__on_every_worker(add_queues, &sum);
     pthread_mutex_destroy(&sum.lock);
@@ -247,6 +254,16 @@ int weft_stats_queues(weft_queue_stats *out, size_t max)
         o->blocked = o->live > accounted ? o->live - accounted : 0;
     }
     return (int)n;
+}
+
+int weft_stats_queues(weft_queue_stats *out, size_t max)
+{
+    return queues(-1, out, max);
+}
+
+int weft_stats_queues_of_worker(unsigned worker, weft_queue_stats *out, size_t max)
+{
+    return queues(worker > INT_MAX ? INT_MAX : (int)worker, out, max);
 }
 
 uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p)
