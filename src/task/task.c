@@ -633,6 +633,24 @@ weft__task_ext *weft__task_ext_get(weft_task *t)
     return t->ext;
 }
 
+/* The innermost deadline when abs_ns is pushed, or moved to, over outer
+ * (the one in force outside it, 0 for none): the earlier of the two. An
+ * abs_ns of 0 is kept as 1, long past, since 0 in t->deadline means none. */
+static uint64_t innermost_deadline(uint64_t outer, uint64_t abs_ns)
+{
+    if (outer && outer <= abs_ns)
+        return outer;
+    return abs_ns ? abs_ns : 1;
+}
+
+/* weft_now_ns() + ns, capped: past the clock's range means never within
+ * this program's life, not a time that wrapped into the past. */
+static uint64_t deadline_from_now(uint64_t ns)
+{
+    uint64_t now = weft_now_ns();
+    return ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+}
+
 int weft_deadline_push(uint64_t abs_ns)
 {
     weft_task *t = weft__task_current();
@@ -644,17 +662,13 @@ int weft_deadline_push(uint64_t abs_ns)
     if (!ext)
         return -ENOMEM;
     ext->deadline_stack[t->ndeadlines++] = t->deadline;
-    /* The innermost deadline is the earliest of all pushed. */
-    if (!t->deadline || abs_ns < t->deadline)
-        t->deadline = abs_ns ? abs_ns : 1;
+    t->deadline = innermost_deadline(t->deadline, abs_ns);
     return 0;
 }
 
 int weft_deadline_push_in(uint64_t ns)
 {
-    uint64_t now = weft_now_ns();
-    /* Past the clock's range means never within this program's life. */
-    return weft_deadline_push(ns > UINT64_MAX - now ? UINT64_MAX : now + ns);
+    return weft_deadline_push(deadline_from_now(ns));
 }
 
 int weft_deadline_move(uint64_t abs_ns)
@@ -665,15 +679,13 @@ int weft_deadline_move(uint64_t abs_ns)
     if (!t->ndeadlines)
         return -EINVAL;
     /* Pop and push in one: the outer deadlines still bound the new one. */
-    uint64_t outer = t->ext->deadline_stack[t->ndeadlines - 1];
-    t->deadline = outer && outer < abs_ns ? outer : abs_ns ? abs_ns : 1;
+    t->deadline = innermost_deadline(t->ext->deadline_stack[t->ndeadlines - 1], abs_ns);
     return 0;
 }
 
 int weft_deadline_move_in(uint64_t ns)
 {
-    uint64_t now = weft_now_ns();
-    return weft_deadline_move(ns > UINT64_MAX - now ? UINT64_MAX : now + ns);
+    return weft_deadline_move(deadline_from_now(ns));
 }
 
 int weft_deadline_pop(void)
