@@ -14,7 +14,7 @@
 #include "common/fault.h"
 #include "task/task.h"
 
-typedef enum transfer_kind { WRITE, SEND, READ, RECV } transfer_kind;
+typedef enum transfer_kind { WRITE, WRITEV, SEND, READ, RECV } transfer_kind;
 
 /* The task checks every call makes on entry, so that a zero-length call is
  * refused where a non-empty one would be for the task's sake: -EPERM
@@ -28,75 +28,32 @@ static int enter(void)
     return weft__task_interrupted(t);
 }
 
-/* One op of kind k for the bytes from p on. off is where the transfer
- * started (each op goes on where the last stopped; WEFT_OFF_CURRENT: at the
- * file position, which the kernel moves on). No file at hand returns 0 for
- * a write, so fault injection stands in for one: the op is not issued and
- * seems to have moved nothing. */
-static ssize_t one_op(transfer_kind k, int fd, char *p, size_t n, uint64_t off, size_t moved,
+/* One op of kind k for what iov[0..iovcnt) still describes (the plain
+ * kinds take iov[0] alone). at is where it goes in the file. No file at
+ * hand returns 0 for a write, so fault injection stands in for one: the op
+ * is not issued and seems to have moved nothing. */
+static ssize_t one_op(transfer_kind k, int fd, const struct iovec *iov, int iovcnt, uint64_t at,
                       int flags)
 {
     if (weft__fault_hit(WEFT_FAULT_ZERO_MOVED))
         return 0;
-    uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
     switch (k) {
     case WRITE:
-        return weft_write(fd, p, n, at);
+        return weft_write(fd, iov->iov_base, iov->iov_len, at);
+    case WRITEV:
+        return weft_writev(fd, iov, iovcnt, at);
     case SEND:
-        return weft_send(fd, p, n, flags);
+        return weft_send(fd, iov->iov_base, iov->iov_len, flags);
     case READ:
-        return weft_read(fd, p, n, at);
+        return weft_read(fd, iov->iov_base, iov->iov_len, at);
     case RECV:
-        return weft_recv(fd, p, n, flags);
+        return weft_recv(fd, iov->iov_base, iov->iov_len, flags);
     }
     return -EINVAL;
 }
 
-/* Repeats ops until n bytes have moved. An op that moves nothing ends it:
- * for a read, that is the end of the file or stream (-ENODATA); for a
- * write it would loop for ever, and is the file's failure (-EIO). */
-static int transfer(transfer_kind k, int fd, char *p, size_t n, uint64_t off, int flags,
-                    size_t *done)
-{
-    size_t moved = 0;
-    int r = enter();
-    while (r == 0 && moved < n) {
-        ssize_t got = one_op(k, fd, p + moved, n - moved, off, moved, flags);
-        if (got > 0)
-            moved += (size_t)got;
-        else if (got < 0)
-            r = (int)got;
-        else
-            r = k == READ || k == RECV ? -ENODATA : -EIO;
-    }
-    if (done)
-        *done = moved;
-    return r;
-}
-
-int weft_write_all(int fd, const void *buf, size_t n, uint64_t off, size_t *done)
-{
-    /* The ops only read through p for a write. */
-    return transfer(WRITE, fd, (char *)buf, n, off, 0, done);
-}
-
-int weft_send_all(int fd, const void *buf, size_t n, int flags, size_t *done)
-{
-    return transfer(SEND, fd, (char *)buf, n, 0, flags, done);
-}
-
-int weft_read_all(int fd, void *buf, size_t n, uint64_t off, size_t *done)
-{
-    return transfer(READ, fd, buf, n, off, 0, done);
-}
-
-int weft_recv_all(int fd, void *buf, size_t n, int flags, size_t *done)
-{
-    return transfer(RECV, fd, buf, n, 0, flags, done);
-}
-
-/* Moves iov past got bytes: entries fully written become empty, the first
- * one written in part starts further on. */
+/* Moves iov past got bytes: entries fully moved become empty, the first
+ * one moved in part starts further on. */
 static void advance_iov(struct iovec *iov, int iovcnt, size_t got)
 {
     for (int i = 0; i < iovcnt && got > 0; i++) {
@@ -107,30 +64,71 @@ static void advance_iov(struct iovec *iov, int iovcnt, size_t got)
     }
 }
 
-int weft_writev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off, size_t *done)
+/* Repeats ops until iov[0..iovcnt) is all moved, moving its entries on as
+ * bytes go. Each op goes where the last stopped: at off plus what moved
+ * (WEFT_OFF_CURRENT: at the file position, which the kernel moves on). An
+ * op that moves nothing ends it: for a read, that is the end of the file
+ * or stream (-ENODATA); for a write it would loop for ever, and is the
+ * file's failure (-EIO). */
+static int transfer(transfer_kind k, int fd, struct iovec *iov, int iovcnt, uint64_t off, int flags,
+                    size_t *done)
 {
     size_t moved = 0;
-    int r = enter(); /* first, as for every call */
-    if (r == 0 && (iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt)))
-        r = -EINVAL;
     int first = 0;
+    int r = enter();
     while (r == 0) {
         while (first < iovcnt && iov[first].iov_len == 0)
             first++;
         if (first == iovcnt)
-            break; /* all written */
+            break; /* all moved */
         uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
-        ssize_t got = weft__fault_hit(WEFT_FAULT_ZERO_MOVED)
-                          ? 0
-                          : weft_writev(fd, iov + first, iovcnt - first, at);
+        ssize_t got = one_op(k, fd, iov + first, iovcnt - first, at, flags);
         if (got > 0) {
             moved += (size_t)got;
             advance_iov(iov + first, iovcnt - first, (size_t)got);
+        } else if (got < 0) {
+            r = (int)got;
         } else {
-            r = got < 0 ? (int)got : -EIO;
+            r = k == READ || k == RECV ? -ENODATA : -EIO;
         }
     }
     if (done)
         *done = moved;
     return r;
+}
+
+int weft_write_all(int fd, const void *buf, size_t n, uint64_t off, size_t *done)
+{
+    /* The op only reads through the entry for a write. */
+    struct iovec one = {(void *)buf, n};
+    return transfer(WRITE, fd, &one, 1, off, 0, done);
+}
+
+int weft_writev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off, size_t *done)
+{
+    if (iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt)) {
+        if (done)
+            *done = 0;
+        int r = enter(); /* first, as for every call */
+        return r ? r : -EINVAL;
+    }
+    return transfer(WRITEV, fd, iov, iovcnt, off, 0, done);
+}
+
+int weft_send_all(int fd, const void *buf, size_t n, int flags, size_t *done)
+{
+    struct iovec one = {(void *)buf, n};
+    return transfer(SEND, fd, &one, 1, 0, flags, done);
+}
+
+int weft_read_all(int fd, void *buf, size_t n, uint64_t off, size_t *done)
+{
+    struct iovec one = {buf, n};
+    return transfer(READ, fd, &one, 1, off, 0, done);
+}
+
+int weft_recv_all(int fd, void *buf, size_t n, int flags, size_t *done)
+{
+    struct iovec one = {buf, n};
+    return transfer(RECV, fd, &one, 1, 0, flags, done);
 }
