@@ -740,6 +740,19 @@ int __wrap_pthread_mutex_lock(pthread_mutex_t *m)
     return __real_pthread_mutex_lock(m);
 }
 
+/* Holds the weft-signals helper back at its next lock, raises signo and
+ * returns once the helper is held: the arrival is counted, and no waiter
+ * has been settled with it yet. atomic_store(&hold_signal_helper, false)
+ * lets the helper go on. */
+static void raise_with_the_helper_held(int signo)
+{
+    atomic_store(&signal_helper_held, false);
+    atomic_store(&hold_signal_helper, true);
+    ASSERT_OK(raise(signo));
+    while (!atomic_load(&signal_helper_held))
+        usleep(1000);
+}
+
 /* One arrival, one waiter: a new wait in the same runtime, before the helper
  * thread has even looked at the waiters, took it for one that had found
  * nobody waiting, and both reported it. */
@@ -748,10 +761,7 @@ static void *main_signal_reported_once_early(void *arg)
     weft_task *t;
     ASSERT_OK(weft_spawn(&t, signal_waiter, (void *)SIGUSR1));
     wait_for_waiters(SIGUSR1, 1);
-    atomic_store(&hold_signal_helper, true);
-    ASSERT_OK(raise(SIGUSR1));
-    while (!atomic_load(&signal_helper_held))
-        usleep(1000);
+    raise_with_the_helper_held(SIGUSR1);
     ASSERT_OK(weft_deadline_push(weft_now_ns() + 20000000));
     ASSERT_EQ(weft_signal_wait(SIGUSR1), -ETIMEDOUT);
     ASSERT_OK(weft_deadline_pop());
@@ -867,11 +877,7 @@ static void *main_signal_any(void *arg)
     weft_task *t;
     ASSERT_OK(weft_spawn(&t, signal_waiter_any, NULL));
     wait_for_waiters(SIGUSR1, 1);
-    atomic_store(&signal_helper_held, false);
-    atomic_store(&hold_signal_helper, true);
-    ASSERT_OK(raise(SIGUSR2));
-    while (!atomic_load(&signal_helper_held))
-        usleep(1000);
+    raise_with_the_helper_held(SIGUSR2);
     ASSERT_OK(raise(SIGUSR1));
     atomic_store(&hold_signal_helper, false);
     void *res = NULL;
@@ -886,11 +892,7 @@ static void *main_signal_any(void *arg)
     ASSERT_OK(weft_spawn(&t, signal_waiter_any, NULL));
     ASSERT_OK(weft_spawn(&alone, signal_waiter, (void *)SIGUSR2));
     wait_for_waiters(SIGUSR2, 2);
-    atomic_store(&signal_helper_held, false);
-    atomic_store(&hold_signal_helper, true);
-    ASSERT_OK(raise(SIGUSR2));
-    while (!atomic_load(&signal_helper_held))
-        usleep(1000);
+    raise_with_the_helper_held(SIGUSR2);
     ASSERT_OK(raise(SIGUSR1));
     atomic_store(&hold_signal_helper, false);
     ASSERT_OK(weft_join(t, &res));
@@ -928,11 +930,7 @@ static void *main_signal_after_settle(void *arg)
     ASSERT_OK(weft_spawn(&w, signal_waiter, (void *)SIGUSR2));
     wait_for_waiters(SIGUSR2, 1);
     atomic_store(&raise_both_at_lock_in_task, weft_task_id(w));
-    atomic_store(&signal_helper_held, false);
-    atomic_store(&hold_signal_helper, true);
-    ASSERT_OK(raise(SIGUSR2));
-    while (!atomic_load(&signal_helper_held))
-        usleep(1000);
+    raise_with_the_helper_held(SIGUSR2);
     ASSERT_OK(weft_spawn(&x, signal_waiter_any, NULL));
     void *res = NULL;
     ASSERT_OK(weft_join(w, &res));
@@ -958,11 +956,7 @@ static void *main_signal_cancel_before_helper(void *arg)
     weft_task *t;
     ASSERT_OK(weft_spawn(&t, signal_waiter_noting, NULL));
     wait_for_waiters(SIGUSR1, 1);
-    atomic_store(&signal_helper_held, false);
-    atomic_store(&hold_signal_helper, true);
-    ASSERT_OK(raise(SIGUSR1));
-    while (!atomic_load(&signal_helper_held))
-        usleep(1000);
+    raise_with_the_helper_held(SIGUSR1);
     ASSERT_OK(weft_cancel(t));
     ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
     atomic_store(&hold_signal_helper, false);

@@ -2759,6 +2759,18 @@ typedef struct stuck_sender {
     size_t done;
 } stuck_sender;
 
+/* Stops t, parked in a transfer: by a cancel, or (deadline) by the
+ * deadline of LATER_NS it pushed itself. Checks the join, and returns what
+ * t's transfer call must have returned. */
+static int interrupt_transfer(weft_task *t, bool deadline)
+{
+    ASSERT_OK(weft_sleep_ns(deadline ? 2 * LATER_NS : LATER_NS));
+    if (!deadline)
+        ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), deadline ? 0 : -ECANCELED);
+    return deadline ? -ETIMEDOUT : -ECANCELED;
+}
+
 static void *send_all_until_stopped(void *arg)
 {
     stuck_sender *s = arg;
@@ -2808,12 +2820,8 @@ static void *main_transfer_all(void *arg)
         stuck_sender s = {sv[0], buf, deadline, 1, 0};
         weft_task *t;
         ASSERT_OK(weft_spawn(&t, send_all_until_stopped, &s));
-        ASSERT_OK(weft_sleep_ns(2 * LATER_NS / (deadline ? 1 : 2)));
-        if (!deadline)
-            ASSERT_OK(weft_cancel(t));
-        int jr = weft_join(t, NULL);
-        ASSERT_EQ(jr, deadline ? 0 : -ECANCELED);
-        ASSERT_EQ(s.rc, deadline ? -ETIMEDOUT : -ECANCELED);
+        int expected = interrupt_transfer(t, deadline);
+        ASSERT_EQ(s.rc, expected);
         ASSERT_GT(s.done, 0);
         ASSERT_LT(s.done, ALL_BYTES);
         close(sv[0]);
@@ -2971,11 +2979,8 @@ static void *main_read_all(void *arg)
         ASSERT_EQ(weft_send(sv[0], buf, 30, 0), 30);
         stuck_reader r = {sv[1], in, deadline, 1, 0};
         ASSERT_OK(weft_spawn(&t, recv_all_until_stopped, &r));
-        ASSERT_OK(weft_sleep_ns(2 * LATER_NS / (deadline ? 1 : 2)));
-        if (!deadline)
-            ASSERT_OK(weft_cancel(t));
-        ASSERT_EQ(weft_join(t, NULL), deadline ? 0 : -ECANCELED);
-        ASSERT_EQ(r.rc, deadline ? -ETIMEDOUT : -ECANCELED);
+        int expected = interrupt_transfer(t, deadline);
+        ASSERT_EQ(r.rc, expected);
         ASSERT_EQ(r.done, 30);
         ASSERT(memcmp(in, buf, 30) == 0);
         ASSERT_EQ(weft_send(sv[0], buf + 30, 5, 0), 5);
@@ -3058,11 +3063,8 @@ static void *main_writev_all(void *arg)
         w.iov[0] = (struct iovec){buf, 100};
         w.iov[1] = (struct iovec){buf + 100, ALL_BYTES - 100};
         ASSERT_OK(weft_spawn(&t, writev_all_until_stopped, &w));
-        ASSERT_OK(weft_sleep_ns(2 * LATER_NS / (deadline ? 1 : 2)));
-        if (!deadline)
-            ASSERT_OK(weft_cancel(t));
-        ASSERT_EQ(weft_join(t, NULL), deadline ? 0 : -ECANCELED);
-        ASSERT_EQ(w.rc, deadline ? -ETIMEDOUT : -ECANCELED);
+        int expected = interrupt_transfer(t, deadline);
+        ASSERT_EQ(w.rc, expected);
         ASSERT_GT(w.done, 100);
         ASSERT_LT(w.done, ALL_BYTES);
         ASSERT_EQ(w.iov[0].iov_len, 0);
