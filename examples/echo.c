@@ -60,8 +60,8 @@ static struct {
 /* ---- one connection ------------------------------------------------------ */
 
 /* Sends all n bytes (one weft_send may send fewer; weft_send_all goes on).
- * MSG_NOSIGNAL: a peer that went away gives -EPIPE instead of killing the
- * process with SIGPIPE. */
+ * A peer that went away gives -EPIPE: io_uring's sends never raise SIGPIPE
+ * (MSG_NOSIGNAL is there for a reader who knows send(2)). */
 static int send_all(int fd, const void *data, size_t n)
 {
     return weft_send_all(fd, data, n, MSG_NOSIGNAL, NULL);

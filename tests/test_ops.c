@@ -3149,6 +3149,194 @@ TEST(read_all_and_recv_all_fill_the_buffer_or_say_why_not)
     run_main(NULL, main_read_all, NULL);
 }
 
+/* ---- the vectored read and send -------------------------------------------- */
+
+typedef struct stuck_vec {
+    int fd;
+    bool deadline, send;
+    struct iovec iov[2];
+    int rc;
+    size_t done;
+} stuck_vec;
+
+static void *vec_until_stopped(void *arg)
+{
+    stuck_vec *v = arg;
+    if (v->deadline)
+        ASSERT_OK(weft_deadline_push_in(LATER_NS));
+    v->rc = v->send ? weft_sendv_all(v->fd, v->iov, 2, MSG_NOSIGNAL, &v->done)
+                    : weft_readv_all(v->fd, v->iov, 2, WEFT_OFF_CURRENT, &v->done);
+    return NULL;
+}
+
+static void *main_vectored_all(void *arg)
+{
+    (void)arg;
+    char *buf = pattern(ALL_BYTES);
+    char *in = malloc(ALL_BYTES);
+    ASSERT(in);
+    int sv[2];
+    weft_task *t;
+    size_t done = 1;
+
+    /* sendv_all: pieces cut at odd places (an empty one among them), to a
+     * reader that takes a little at a time: everything arrives, in order,
+     * and iov ends empty. */
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    slow_reader sr = {sv[1], buf, 0};
+    ASSERT_OK(weft_spawn(&t, read_slowly, &sr));
+    struct iovec out[3] = {{buf, 777}, {buf + 777, 0}, {buf + 777, ALL_BYTES - 777}};
+    ASSERT_OK(weft_sendv_all(sv[0], out, 3, MSG_NOSIGNAL, &done));
+    ASSERT_EQ(done, ALL_BYTES);
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(out[i].iov_len, 0);
+    close(sv[0]);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(sr.got, ALL_BYTES);
+
+    /* The flags reach the send: with MSG_DONTWAIT a socket nobody reads
+     * stops it at -EAGAIN once full (without, it would wait for the
+     * deadline). */
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    struct iovec full[2] = {{buf, 100}, {buf + 100, ALL_BYTES - 100}};
+    ASSERT_OK(weft_deadline_push_in(LATER_NS));
+    ASSERT_EQ(weft_sendv_all(sv[0], full, 2, MSG_DONTWAIT, &done), -EAGAIN);
+    weft_deadline_pop();
+    ASSERT_GT(done, 100);
+    ASSERT(full[1].iov_base == buf + done);
+    /* A gone peer is -EPIPE, and no SIGPIPE (which would end this test)
+     * even without MSG_NOSIGNAL: io_uring's sends never raise it. */
+    close(sv[1]);
+    struct iovec gone = {buf, 100};
+    ASSERT_EQ(weft_sendv_all(sv[0], &gone, 1, 0, &done), -EPIPE);
+    ASSERT_EQ(done, 0);
+    ASSERT_EQ(gone.iov_len, 100);
+    close(sv[0]);
+
+    /* readv_all: a header and a body from a writer that sends 1000 bytes
+     * at a time; each piece lands in its own buffer. */
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    slow_writer sw = {sv[0], buf, 200000};
+    ASSERT_OK(weft_spawn(&t, send_slowly, &sw));
+    char head[1500];
+    struct iovec two[2] = {{head, sizeof head}, {in, 200000 - sizeof head}};
+    ASSERT_OK(weft_readv_all(sv[1], two, 2, WEFT_OFF_CURRENT, &done));
+    ASSERT_EQ(done, 200000);
+    ASSERT(memcmp(head, buf, sizeof head) == 0);
+    ASSERT(memcmp(in, buf + sizeof head, 200000 - sizeof head) == 0);
+    ASSERT_EQ(two[0].iov_len, 0);
+    ASSERT_EQ(two[1].iov_len, 0);
+    ASSERT_OK(weft_join(t, NULL));
+
+    /* The end of the stream first: -ENODATA, with what came, and iov
+     * describes what is still to fill. */
+    ASSERT_EQ(weft_send(sv[0], buf, 10, 0), 10);
+    ASSERT_OK(shutdown(sv[0], SHUT_WR));
+    struct iovec short_end[2] = {{head, 4}, {in, 100}};
+    ASSERT_EQ(weft_readv_all(sv[1], short_end, 2, WEFT_OFF_CURRENT, &done), -ENODATA);
+    ASSERT_EQ(done, 10);
+    ASSERT(memcmp(head, buf, 4) == 0);
+    ASSERT(memcmp(in, buf + 4, 6) == 0);
+    ASSERT_EQ(short_end[0].iov_len, 0);
+    ASSERT(short_end[1].iov_base == in + 6);
+    ASSERT_EQ(short_end[1].iov_len, 94);
+    close(sv[0]);
+    close(sv[1]);
+
+    /* Interrupted (cancelled, or past its deadline): a send says what the
+     * peer then reads, a read what it took, and iov the rest either way;
+     * what a read did not take stays in the socket. */
+    for (int send = 0; send < 2; send++)
+        for (int deadline = 0; deadline < 2; deadline++) {
+            ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+            stuck_vec v = {.fd = send ? sv[0] : sv[1], .deadline = deadline, .send = send, .rc = 1};
+            char *base = send ? buf : in;
+            v.iov[0] = (struct iovec){base, 20};
+            v.iov[1] = (struct iovec){base + 20, ALL_BYTES - 20};
+            if (!send)
+                ASSERT_EQ(weft_send(sv[0], buf, 30, 0), 30);
+            ASSERT_OK(weft_spawn(&t, vec_until_stopped, &v));
+            int expected = interrupt_transfer(t, deadline);
+            ASSERT_EQ(v.rc, expected);
+            if (send) {
+                ASSERT_GT(v.done, 20);
+                ASSERT_LT(v.done, ALL_BYTES);
+            } else {
+                ASSERT_EQ(v.done, 30);
+                ASSERT(memcmp(in, buf, 30) == 0);
+            }
+            ASSERT_EQ(v.iov[0].iov_len, 0);
+            ASSERT(v.iov[1].iov_base == base + v.done);
+            ASSERT_EQ(v.iov[1].iov_len, ALL_BYTES - v.done);
+            if (send) {
+                close(sv[0]);
+                slow_reader peer = {sv[1], buf, 0};
+                read_slowly(&peer);
+                ASSERT_EQ(peer.got, v.done);
+            } else {
+                ASSERT_EQ(weft_send(sv[0], buf + 30, 5, 0), 5);
+                char next[8];
+                ASSERT_EQ(recv(sv[1], next, sizeof next, MSG_DONTWAIT), 5);
+                ASSERT(memcmp(next, buf + 30, 5) == 0);
+                close(sv[0]);
+            }
+            close(sv[1]);
+        }
+
+    /* A file: from an offset, then at the file position, each read going
+     * on where the last stopped. */
+    int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, buf, 100000, 0), 100000);
+    struct iovec at_off[2] = {{head, 100}, {in, 50000}};
+    ASSERT_OK(weft_readv_all(fd, at_off, 2, 5000, &done));
+    ASSERT_EQ(done, 50100);
+    ASSERT(memcmp(head, buf + 5000, 100) == 0);
+    ASSERT(memcmp(in, buf + 5100, 50000) == 0);
+    ASSERT_EQ(lseek(fd, 7, SEEK_SET), 7);
+    for (int i = 0; i < 2; i++) {
+        struct iovec at_pos[2] = {{head, 1000}, {in + 1000 * i, 1000}};
+        ASSERT_OK(weft_readv_all(fd, at_pos, 2, WEFT_OFF_CURRENT, &done));
+        ASSERT(memcmp(head, buf + 7 + 2000 * i, 1000) == 0);
+        ASSERT(memcmp(in + 1000 * i, buf + 1007 + 2000 * i, 1000) == 0);
+    }
+    ASSERT_EQ(lseek(fd, 0, SEEK_CUR), 4007);
+
+    /* Bad input, and nothing to move. */
+    struct iovec one = {in, 10};
+    for (int send = 0; send < 2; send++) {
+#define VEC_ALL(iov, n)                                                                            \
+    (send ? weft_sendv_all(fd, iov, n, 0, &done) : weft_readv_all(fd, iov, n, 0, &done))
+        done = 1;
+        ASSERT_EQ(VEC_ALL(&one, -1), -EINVAL);
+        ASSERT_EQ(done, 0);
+        ASSERT_EQ(VEC_ALL(&one, IOV_MAX + 1), -EINVAL);
+        ASSERT_EQ(VEC_ALL(NULL, 1), -EINVAL);
+        ASSERT_OK(VEC_ALL(NULL, 0));
+        struct iovec empty = {in, 0};
+        ASSERT_OK(VEC_ALL(&empty, 1));
+        ASSERT_EQ(done, 0);
+#undef VEC_ALL
+    }
+    /* A file is no socket: the send's own error, nothing moved. */
+    ASSERT_EQ(weft_sendv_all(fd, &one, 1, 0, &done), -ENOTSOCK);
+    ASSERT_EQ(done, 0);
+    close(fd);
+    free(in);
+    free(buf);
+    return NULL;
+}
+
+TEST(readv_all_and_sendv_all_move_every_piece_and_track_what_is_left)
+{
+    struct iovec one = {"x", 1};
+    size_t done = 1;
+    ASSERT_EQ(weft_readv_all(0, &one, 1, 0, &done), -EPERM);
+    ASSERT_EQ(done, 0);
+    ASSERT_EQ(weft_sendv_all(1, &one, 1, 0, NULL), -EPERM);
+    run_main(NULL, main_vectored_all, NULL);
+}
+
 TEST(write_all_and_send_all_carry_on_over_short_transfers)
 {
     size_t done = 1;
@@ -3169,4 +3357,5 @@ TEST_MAIN(CASE(op_counts_say_how_each_op_ended),
           CASE(lengths_indexes_and_cleanup_at_the_edges),
           CASE(write_all_and_send_all_carry_on_over_short_transfers),
           CASE(read_all_and_recv_all_fill_the_buffer_or_say_why_not),
-          CASE(writev_all_writes_every_piece_and_tracks_what_is_left))
+          CASE(writev_all_writes_every_piece_and_tracks_what_is_left),
+          CASE(readv_all_and_sendv_all_move_every_piece_and_track_what_is_left))

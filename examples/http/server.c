@@ -355,7 +355,8 @@ typedef struct connection {
 } connection;
 
 /* Sends all of out, giving up after SEND_TIMEOUT_NS (a client that does not
- * read). MSG_NOSIGNAL: a vanished peer is -EPIPE, not a SIGPIPE. */
+ * read). A vanished peer is -EPIPE, not a SIGPIPE: io_uring's sends never
+ * raise it (MSG_NOSIGNAL only says so to a reader who knows send(2)). */
 static int flush(connection *c)
 {
     int r = weft_deadline_push_in(SEND_TIMEOUT_NS);

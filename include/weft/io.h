@@ -165,7 +165,8 @@ WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64
  * NULL, gets the bytes written in either case, exactly: an interrupted
  * write moved nothing, or returned what it moved. -EPERM outside a task.
  * A pipe or socket whose reader is gone gives -EPIPE and raises SIGPIPE,
- * as write(2) does (weft_send_all with MSG_NOSIGNAL does not). */
+ * as write(2) does (weft_send_all does not: io_uring's sends never raise
+ * it, MSG_NOSIGNAL or not). */
 WEFT_API WEFT_MUST_CHECK int weft_write_all(int fd, const void *buf, size_t n, uint64_t off,
                                             size_t *done);
 /* The reading counterpart: reads until all n bytes are in buf, repeating
@@ -179,10 +180,18 @@ WEFT_API WEFT_MUST_CHECK int weft_read_all(int fd, void *buf, size_t n, uint64_t
  * WEFT_OFF_CURRENT). iov is the call's scratch: its entries are moved past
  * what was written, so after a failure they describe exactly what was
  * not. Same returns and *done as weft_write_all; -EINVAL (after the task
- * checks) for iovcnt < 0 or > IOV_MAX, or a NULL iov with iovcnt > 0. No
- * MSG_NOSIGNAL here: a socket whose peer is gone raises SIGPIPE. */
+ * checks) for iovcnt < 0 or > IOV_MAX, or a NULL iov with iovcnt > 0. A
+ * socket whose peer is gone raises SIGPIPE, as writev(2) does; on a
+ * socket, weft_sendv_all does not. */
 WEFT_API WEFT_MUST_CHECK int weft_writev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off,
                                              size_t *done);
+/* weft_read_all into the buffers iov[0..iovcnt) describes (a header and
+ * a body read in one go), with iov as scratch as for weft_writev_all:
+ * after a failure its entries describe exactly what is still to fill.
+ * -ENODATA at the end of the file or stream before they are full; the
+ * same returns, *done and -EINVAL as weft_writev_all. */
+WEFT_API WEFT_MUST_CHECK int weft_readv_all(int fd, struct iovec *iov, int iovcnt, uint64_t off,
+                                            size_t *done);
 /* Registered buffers (weft_buffers_register): buf must lie inside buffer
  * buf_index. A buf outside it, or a buf_index that holds no buffer, is the
  * kernel's -EFAULT. */
@@ -240,9 +249,16 @@ WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t n, int flags);
 /* weft_write_all for weft_send: sends all n bytes, repeating the send over
  * short ones. Same returns and *done. A stream socket whose peer is gone
- * gives -EPIPE (and SIGPIPE unless flags has MSG_NOSIGNAL). */
+ * gives -EPIPE, and no SIGPIPE: io_uring's sends never raise it (the
+ * kernel adds MSG_NOSIGNAL to each), unlike send(2) and weft_write. */
 WEFT_API WEFT_MUST_CHECK int weft_send_all(int fd, const void *buf, size_t n, int flags,
                                            size_t *done);
+/* weft_writev_all for a socket, by sendmsg with flags (MSG_DONTWAIT, say):
+ * a gone peer gives -EPIPE and no SIGPIPE, as for weft_send_all. No
+ * ancillary data: a repeated send would repeat it. iov is scratch as for
+ * weft_writev_all; the same returns, *done and -EINVAL. */
+WEFT_API WEFT_MUST_CHECK int weft_sendv_all(int fd, struct iovec *iov, int iovcnt, int flags,
+                                            size_t *done);
 /* weft_read_all for weft_recv (a frame header, a length-prefixed body):
  * -ENODATA when the peer ends the stream first. */
 WEFT_API WEFT_MUST_CHECK int weft_recv_all(int fd, void *buf, size_t n, int flags, size_t *done);

@@ -1,6 +1,7 @@
-/* weft_write_all, weft_send_all, weft_read_all, weft_recv_all and
- * weft_writev_all: one wrapper's op, repeated over short transfers until
- * everything went out (or came in) or something stopped it.
+/* weft_write_all, weft_send_all, weft_read_all, weft_recv_all and their
+ * vectored forms (weft_writev_all, weft_sendv_all, weft_readv_all): one
+ * wrapper's op, repeated over short transfers until everything went out
+ * (or came in) or something stopped it.
  *
  * The count of bytes moved is exact even when an op is interrupted: an
  * interrupted op that had moved data returns that count (docs/io.md), and
@@ -14,7 +15,7 @@
 #include "common/fault.h"
 #include "task/task.h"
 
-typedef enum transfer_kind { WRITE, WRITEV, SEND, READ, RECV } transfer_kind;
+typedef enum transfer_kind { WRITE, WRITEV, SEND, SENDV, READ, READV, RECV } transfer_kind;
 
 /* The task checks every call makes on entry, so that a zero-length call is
  * refused where a non-empty one would be for the task's sake: -EPERM
@@ -44,8 +45,16 @@ static ssize_t one_op(transfer_kind k, int fd, const struct iovec *iov, int iovc
         return weft_writev(fd, iov, iovcnt, at);
     case SEND:
         return weft_send(fd, iov->iov_base, iov->iov_len, flags);
+    case SENDV: {
+        /* The kernel reads msg_iov before the op completes; the entries
+         * stay put until the op is done, since the call waits for it. */
+        struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        return weft_sendmsg(fd, &msg, (unsigned)flags);
+    }
     case READ:
         return weft_read(fd, iov->iov_base, iov->iov_len, at);
+    case READV:
+        return weft_readv(fd, iov, iovcnt, at);
     case RECV:
         return weft_recv(fd, iov->iov_base, iov->iov_len, flags);
     }
@@ -89,7 +98,7 @@ static int transfer(transfer_kind k, int fd, struct iovec *iov, int iovcnt, uint
         } else if (got < 0) {
             r = (int)got;
         } else {
-            r = k == READ || k == RECV ? -ENODATA : -EIO;
+            r = k == READ || k == READV || k == RECV ? -ENODATA : -EIO;
         }
     }
     if (done)
@@ -104,15 +113,34 @@ int weft_write_all(int fd, const void *buf, size_t n, uint64_t off, size_t *done
     return transfer(WRITE, fd, &one, 1, off, 0, done);
 }
 
+/* The vectored forms' own check of iov, after the task's (as for every
+ * call): 0, or -EINVAL with *done set. */
+static int check_iov(const struct iovec *iov, int iovcnt, size_t *done)
+{
+    if (iovcnt >= 0 && iovcnt <= IOV_MAX && (iov || !iovcnt))
+        return 0;
+    if (done)
+        *done = 0;
+    int r = enter();
+    return r ? r : -EINVAL;
+}
+
 int weft_writev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off, size_t *done)
 {
-    if (iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt)) {
-        if (done)
-            *done = 0;
-        int r = enter(); /* first, as for every call */
-        return r ? r : -EINVAL;
-    }
-    return transfer(WRITEV, fd, iov, iovcnt, off, 0, done);
+    int r = check_iov(iov, iovcnt, done);
+    return r ? r : transfer(WRITEV, fd, iov, iovcnt, off, 0, done);
+}
+
+int weft_sendv_all(int fd, struct iovec *iov, int iovcnt, int flags, size_t *done)
+{
+    int r = check_iov(iov, iovcnt, done);
+    return r ? r : transfer(SENDV, fd, iov, iovcnt, 0, flags, done);
+}
+
+int weft_readv_all(int fd, struct iovec *iov, int iovcnt, uint64_t off, size_t *done)
+{
+    int r = check_iov(iov, iovcnt, done);
+    return r ? r : transfer(READV, fd, iov, iovcnt, off, 0, done);
 }
 
 int weft_send_all(int fd, const void *buf, size_t n, int flags, size_t *done)
