@@ -2172,6 +2172,38 @@ TEST(direct_descriptors_work_with_every_kind_of_wrapper)
     run_in_tmpdir(main_direct);
 }
 
+/* A direct descriptor kept past its runtime's end names no slot in the
+ * next runtime's ring, which has a slot of the same number in use. */
+static int earlier_direct = -1;
+
+static void *keeps_a_direct_socket(void *arg)
+{
+    (void)arg;
+    earlier_direct = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+    ASSERT(weft_is_direct(earlier_direct));
+    return NULL; /* ends holding it: weft closes it */
+}
+
+static void *uses_the_earlier_runtimes_descriptor(void *arg)
+{
+    (void)arg;
+    int mine = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+    ASSERT(weft_is_direct(mine));
+    ASSERT((mine & 0xfffff) == (earlier_direct & 0xfffff));
+    int one = 1;
+    ASSERT_EQ(weft_setsockopt(earlier_direct, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), -EBADF);
+    ASSERT_EQ(weft_close(earlier_direct), -EBADF);
+    ASSERT_OK(weft_setsockopt(mine, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one));
+    ASSERT_OK(weft_close(mine));
+    return NULL;
+}
+
+TEST(a_direct_descriptor_of_an_ended_runtime_names_nothing_in_the_next)
+{
+    run_main(NULL, keeps_a_direct_socket, NULL);
+    run_main(NULL, uses_the_earlier_runtimes_descriptor, NULL);
+}
+
 /* A closes its direct socket; the kernel empties the slot, and B's new
  * socket gets that slot at once. A third task, C, keeps the worker busy
  * while both ops complete, so that A and B are ready together; under LAS,
@@ -3351,6 +3383,7 @@ TEST_MAIN(CASE(op_counts_say_how_each_op_ended),
           CASE(a_closed_slot_reused_before_the_closer_returns_stays_the_new_holders),
           CASE(every_probed_opcode_has_a_wrapper_and_a_test),
           CASE(direct_descriptors_work_with_every_kind_of_wrapper),
+          CASE(a_direct_descriptor_of_an_ended_runtime_names_nothing_in_the_next),
           CASE(opcode_outside_a_task_is_eperm), CASE(batch_rejects_bad_input),
           CASE(parallel_batch_results_in_order), CASE(chain_failure_cancels_the_rest),
           CASE(closing_a_ticker_right_after_it_expired_ends_it),

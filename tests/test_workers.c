@@ -557,6 +557,110 @@ TEST(ring_bound_objects_refuse_the_wrong_task_or_worker)
     run_workers(2, main_foreign_use, NULL);
 }
 
+/* A direct descriptor names a slot of its own worker's ring. Used on
+ * another worker, whose ring has a slot of the same number (here the first
+ * slot of each), it once read that ring's file; now every use is -EBADF and
+ * touches nothing there. */
+typedef struct foreign_direct {
+    weft_event made, tried;
+    _Atomic bool is_made, is_tried;
+    int fd; /* the owner's, on worker 0 */
+} foreign_direct;
+
+/* A direct descriptor for a new file in /tmp holding text. */
+static int direct_file(const char *text)
+{
+    char path[] = "/tmp/weft-direct-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    int d = weft_openat(AT_FDCWD, path, O_RDONLY | WEFT_DIRECT, 0);
+    ASSERT_OK(unlink(path));
+    ASSERT(weft_is_direct(d));
+    return d;
+}
+
+static void *direct_owner_task(void *arg)
+{
+    foreign_direct *f = arg;
+    f->fd = direct_file("file-A");
+    atomic_store(&f->is_made, true);
+    weft_event_notify_all(&f->made);
+    while (!atomic_load(&f->is_tried))
+        ASSERT_OK(weft_event_wait(&f->tried));
+    /* Untouched by the other worker's tries: still open, still A. */
+    char b[8] = {0};
+    ASSERT_EQ(weft_read(f->fd, b, sizeof b, 0), 6);
+    ASSERT(memcmp(b, "file-A", 6) == 0);
+    ASSERT_OK(weft_close(f->fd));
+    return NULL;
+}
+
+static void *direct_nothing(void *arg)
+{
+    return arg;
+}
+
+static void *direct_foreign_task(void *arg)
+{
+    foreign_direct *f = arg;
+    ASSERT_EQ(weft_worker_index(), 1);
+    while (!atomic_load(&f->is_made))
+        ASSERT_OK(weft_event_wait(&f->made));
+    int mine = direct_file("file-B");
+    ASSERT((mine & 0xfffff) == (f->fd & 0xfffff)); /* the same slot number */
+    char b[8] = {0};
+    ASSERT_EQ(weft_read(f->fd, b, sizeof b, 0), -EBADF);
+    ASSERT_EQ(weft_fsync(f->fd, 0), -EBADF);
+    struct io_uring_sqe sqe;
+    memset(&sqe, 0, sizeof sqe);
+    io_uring_prep_read(&sqe, f->fd, b, sizeof b, 0);
+    int res = 0;
+    ASSERT_EQ(weft_batch(&sqe, &res, 1, 0), 0);
+    ASSERT_EQ(res, -EBADF);
+    int pp[2];
+    ASSERT_OK(pipe2(pp, O_CLOEXEC));
+    ASSERT_EQ(weft_splice(f->fd, 0, pp[1], -1, 6, 0), -EBADF);
+    close(pp[0]);
+    close(pp[1]);
+    ASSERT_EQ(weft_direct_to_fd(f->fd, 0), -EBADF);
+    weft_task *child;
+    ASSERT_OK(weft_spawn(&child, direct_nothing, NULL));
+    ASSERT_EQ(weft_direct_give(f->fd, child), -EBADF);
+    ASSERT_OK(weft_join(child, NULL));
+    ASSERT_EQ(weft_close(f->fd), -EBADF);
+    /* This worker's own slot of that number is still B, and open. */
+    ASSERT_EQ(weft_read(mine, b, sizeof b, 0), 6);
+    ASSERT(memcmp(b, "file-B", 6) == 0);
+    /* A slot named by hand (WEFT_DIRECT_BIT | slot, as from a raw op's
+     * result) names the calling worker's ring. */
+    ASSERT_EQ(weft_read(WEFT_DIRECT_BIT | (mine & 0xfffff), b, sizeof b, 0), 6);
+    ASSERT_OK(weft_close(mine));
+    atomic_store(&f->is_tried, true);
+    weft_event_notify_all(&f->tried);
+    return NULL;
+}
+
+static void *main_foreign_direct(void *arg)
+{
+    (void)arg;
+    static foreign_direct f;
+    memset(&f, 0, sizeof f);
+    weft_event_init(&f.made);
+    weft_event_init(&f.tried);
+    weft_task *owner = spawn_on_worker(0, direct_owner_task, &f);
+    weft_task *far = spawn_on_worker(1, direct_foreign_task, &f);
+    ASSERT_OK(weft_join(far, NULL));
+    ASSERT_OK(weft_join(owner, NULL));
+    return NULL;
+}
+
+TEST(a_direct_descriptor_is_refused_on_another_workers_ring)
+{
+    run_workers(2, main_foreign_direct, NULL);
+}
+
 /* (c) A multishot stream pins the task that opened it until it is closed. */
 static void *pinned_by_stream(void *arg)
 {
@@ -3143,7 +3247,8 @@ TEST_MAIN(CASE(op_in_flight_pins_task), CASE(an_unregister_that_failed_half_way_
           CASE(a_register_the_kernel_took_in_part_leaves_no_buffer_behind),
           CASE(direct_descriptor_pins_task),
           CASE(op_whose_result_belongs_to_the_ring_pins_until_taken),
-          CASE(ring_bound_objects_refuse_the_wrong_task_or_worker), CASE(stream_pins_task),
+          CASE(ring_bound_objects_refuse_the_wrong_task_or_worker),
+          CASE(a_direct_descriptor_is_refused_on_another_workers_ring), CASE(stream_pins_task),
           CASE(sticky_task_never_moves), CASE(timer_of_moved_task_is_rearmed),
           CASE(yielding_tasks_move_to_idle_worker), CASE(skewed_spawn_storm_spreads),
           CASE(cancel_parent_cancels_children_on_other_worker),

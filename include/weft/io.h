@@ -19,7 +19,9 @@
  *    the op completed first, its real result is returned (no data is lost)
  *    and the next blocking call reports the interruption.
  *  - Any fd argument may be a normal descriptor or a direct one (an int with
- *    WEFT_DIRECT_BIT set, as returned by calls given WEFT_DIRECT).
+ *    WEFT_DIRECT_BIT set, as returned by calls given WEFT_DIRECT), except
+ *    the directory of a path call (openat, statx, unlinkat, ...), where
+ *    the kernel answers -EBADF to a direct one.
  *
  * Clocks are CLOCK_MONOTONIC nanoseconds. Sleeping tasks live in user-space
  * timer lanes and a heap per worker behind one kernel timeout, so a million
@@ -73,7 +75,12 @@ WEFT_API int weft_sleep_until(uint64_t abs_ns);
 /* Set in the int that names a direct descriptor; every wrapper accepts it
  * in place of an fd. Direct descriptors belong to the ring of the worker
  * that made them and to the task that made them: they pin the task to its
- * worker, and a task that ends still holding one has it closed for it. */
+ * worker, and a task that ends still holding one has it closed for it.
+ * Bits 20-29 of the int name that ring, and the low 20 bits its slot: used
+ * on another worker (or in another runtime) it is -EBADF, never that
+ * ring's slot of the same number. An int made by hand as
+ * WEFT_DIRECT_BIT | slot (a slot a raw op returned) names the calling
+ * worker's ring. */
 #define WEFT_DIRECT_BIT 0x40000000
 static inline int weft_is_direct(int fd)
 {

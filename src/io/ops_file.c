@@ -50,8 +50,15 @@ int weft_close(int fd)
 {
     IO_BEGIN(IORING_OP_CLOSE);
     if (weft_is_direct(fd)) {
-        unsigned slot = (unsigned)(fd & ~WEFT_DIRECT_BIT);
         weft__worker *w = weft__worker_self();
+        int at = weft__direct_slot(&w->ring, fd);
+        if (at < 0) {
+            /* Another ring's: nothing here is closed, and the kernel
+             * answers -EBADF for the SQE already taken. */
+            io_uring_prep_close(sqe, -1);
+            return IO_WAIT();
+        }
+        unsigned slot = (unsigned)at;
         /* The slot is nobody's from now on: once the kernel has emptied it,
          * it may hand it to another task of this worker, which may run
          * before this one does again, and adopt it. */
@@ -252,7 +259,7 @@ ssize_t weft_fgetxattr(int fd, const char *name, void *value, size_t len)
 static void splice_fds(struct io_uring_sqe *sqe, int fd_in, int fd_out)
 {
     if (weft_is_direct(fd_in)) {
-        sqe->splice_fd_in = fd_in & ~WEFT_DIRECT_BIT;
+        sqe->splice_fd_in = weft__direct_slot_here(fd_in);
         sqe->splice_flags |= SPLICE_F_FD_IN_FIXED;
     } else {
         sqe->splice_fd_in = fd_in;

@@ -72,7 +72,7 @@ int weft_batch_ex(const struct io_uring_sqe *sqes, int *res, uint32_t *cflags, u
         struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
         memcpy(sqe, &sqes[i], sizeof *sqe);
         if (weft_is_direct(sqe->fd)) {
-            sqe->fd &= ~WEFT_DIRECT_BIT;
+            sqe->fd = weft__direct_slot(r, sqe->fd);
             sqe->flags |= IOSQE_FIXED_FILE;
         }
         if ((flags & WEFT_BATCH_CHAIN) && i + 1 < n)
@@ -119,7 +119,7 @@ int weft_cancel_fd(int fd)
     unsigned flags = IORING_ASYNC_CANCEL_ALL;
     if (weft_is_direct(fd)) {
         flags |= IORING_ASYNC_CANCEL_FD_FIXED;
-        fd &= ~WEFT_DIRECT_BIT;
+        fd = weft__direct_slot_here(fd);
     }
     io_uring_prep_cancel_fd(sqe, fd, flags);
     int r = IO_WAIT();

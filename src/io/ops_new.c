@@ -145,7 +145,7 @@ int weft_direct_to_fd(int direct, unsigned flags)
     if (!weft_is_direct(direct) || (flags & ~WEFT_FD_INHERIT))
         return -EINVAL;
     IO_BEGIN(WEFT__OP_FIXED_FD_INSTALL);
-    weft__prep_fixed_fd_install(sqe, direct & ~WEFT_DIRECT_BIT,
+    weft__prep_fixed_fd_install(sqe, weft__direct_slot_here(direct),
                                 (flags & WEFT_FD_INHERIT) ? IORING_FIXED_FD_NO_CLOEXEC : 0);
     return IO_WAIT();
 }

@@ -6,6 +6,12 @@
 #include "runtime/worker.h"
 #include "task/task.h"
 
+int weft__direct_slot_here(int fd)
+{
+    weft__worker *w = weft__worker_self();
+    return w ? weft__direct_slot(&w->ring, fd) : -1;
+}
+
 static void io_complete(weft__op *op, int res, uint32_t cflags)
 {
     weft__io *io = (weft__io *)op;

@@ -65,11 +65,40 @@ int weft__io_wait_all(weft__io *ios, unsigned n);
 /* Prepares io for an SQE the caller fills itself (batches). */
 void weft__io_init(weft__io *io);
 
+/* A direct descriptor is WEFT_DIRECT_BIT | tag << 20 | slot: the tag
+ * (1..1023) names the ring whose table holds the slot, so that one used on
+ * another worker's ring, or another runtime's, is refused instead of
+ * naming that ring's slot of the same number. A tag of 0 (an int made by
+ * hand from a raw op's slot) names the calling worker's ring. */
+#define WEFT__DIRECT_TAG_SHIFT 20
+#define WEFT__DIRECT_SLOT_MASK ((1u << WEFT__DIRECT_TAG_SHIFT) - 1)
+#define WEFT__DIRECT_TAG_MASK  0x3ffu
+
+/* The descriptor for slot of ring r. */
+static inline int weft__direct_encode(const weft__ring *r, unsigned slot)
+{
+    return (int)(WEFT_DIRECT_BIT | (r->direct_tag << WEFT__DIRECT_TAG_SHIFT) | slot);
+}
+
+/* The slot that direct descriptor fd names in ring r's table, or -1 when
+ * it belongs to another ring (no slot has that number: the kernel answers
+ * -EBADF). */
+static inline int weft__direct_slot(const weft__ring *r, int fd)
+{
+    unsigned tag = ((unsigned)fd >> WEFT__DIRECT_TAG_SHIFT) & WEFT__DIRECT_TAG_MASK;
+    if (tag && tag != r->direct_tag)
+        return -1;
+    return (int)((unsigned)fd & WEFT__DIRECT_SLOT_MASK);
+}
+
+/* weft__direct_slot on the calling worker's ring. */
+int weft__direct_slot_here(int fd);
+
 /* Points sqe at fd, which may be a direct descriptor (WEFT_DIRECT_BIT). */
 static inline void weft__sqe_fd(struct io_uring_sqe *sqe, int fd)
 {
     if (weft_is_direct(fd)) {
-        sqe->fd = fd & ~WEFT_DIRECT_BIT;
+        sqe->fd = weft__direct_slot_here(fd);
         sqe->flags |= IOSQE_FIXED_FILE;
     } else {
         sqe->fd = fd;

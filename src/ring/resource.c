@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <weft/io.h>
 
+#include "ring/op.h"
 #include "runtime/worker.h"
 
 int weft__resource_attach(weft_task *t, weft__resource *r)
@@ -66,7 +67,7 @@ int weft__direct_adopt(int res)
     weft__direct_forget(w, (unsigned)res);
     w->direct_owner[res] = w->current;
     w->current->ring_bound++;
-    return res | WEFT_DIRECT_BIT;
+    return weft__direct_encode(&w->ring, (unsigned)res);
 }
 
 void weft__direct_forget(weft__worker *w, unsigned slot)
@@ -94,7 +95,10 @@ int weft_direct_give(int direct, weft_task *to)
         return -EPERM;
     if (!weft_is_direct(direct) || !to)
         return -EBADF;
-    unsigned slot = (unsigned)(direct & ~WEFT_DIRECT_BIT);
+    int at = weft__direct_slot(&w->ring, direct);
+    if (at < 0)
+        return -EBADF; /* another ring's */
+    unsigned slot = (unsigned)at;
     if (slot >= w->ring.direct_slots || w->direct_owner[slot] != self)
         return -EBADF;
     /* Once `to` holds a descriptor of this ring it must stay here. If it is
