@@ -214,9 +214,14 @@ WEFT_API ssize_t weft_writev_fixed(int fd, const struct iovec *iov, int iovcnt, 
  * real result is returned (docs/io.md, Cancellation and deadlines). */
 #define WEFT_FSYNC_DATASYNC 1u
 WEFT_API int weft_fsync(int fd, unsigned flags);
+/* len 0: from off to the end of the file. The SQE holds 32 bits of length:
+ * a larger range takes several calls, or len 0. */
 WEFT_API int weft_sync_file_range(int fd, uint64_t off, uint32_t len, unsigned flags);
 WEFT_API int weft_fallocate(int fd, int mode, uint64_t off, uint64_t len);
-WEFT_API int weft_fadvise(int fd, uint64_t off, uint32_t len, int advice);
+/* len 0: from off to the end of the file. A len over 32 bits goes in the
+ * SQE's 64-bit field, which kernels before 6.7 refuse (-EINVAL) rather
+ * than advise a fraction of the range; so does weft_madvise. */
+WEFT_API int weft_fadvise(int fd, uint64_t off, uint64_t len, int advice);
 WEFT_API int weft_madvise(void *addr, size_t len, int advice);
 WEFT_API int weft_ftruncate(int fd, uint64_t len);
 WEFT_API int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *out);
@@ -332,7 +337,12 @@ WEFT_API int weft_ring_fd(void);
  * -ENOSPC when no n free slots follow each other, -ENOMEM, or the
  * kernel's error for a buffer it refuses. On an error no slot is yours:
  * if a ring could not be reached to take the buffers back off, weft
- * releases them there at the next register or unregister call. */
+ * releases them there at the next register or unregister call. A task
+ * already cancelled or past its deadline gets -ECANCELED/-ETIMEDOUT
+ * before anything is done; once begun, the call is not interrupted: it
+ * waits for every worker to reach a scheduling point and apply it (only
+ * its own task waits), so a task that holds a worker without one delays
+ * it, deadline or not. Unregistering waits the same way. */
 WEFT_API int weft_buffers_register(const struct iovec *iov, unsigned n);
 /* Releases slots [first, first + n): 0, -EPERM outside a task, -EINVAL
  * when one of them is not registered, or -ENOMEM when another worker could

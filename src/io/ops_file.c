@@ -152,10 +152,15 @@ int weft_fallocate(int fd, int mode, uint64_t off, uint64_t len)
     return IO_WAIT();
 }
 
-int weft_fadvise(int fd, uint64_t off, uint32_t len, int advice)
+int weft_fadvise(int fd, uint64_t off, uint64_t len, int advice)
 {
     IO_BEGIN(IORING_OP_FADVISE);
-    io_uring_prep_fadvise(sqe, 0, off, len, advice);
+    io_uring_prep_fadvise(sqe, 0, off, (off_t)len, advice);
+    /* As for weft_madvise below, with the whole length in `addr`. */
+    if (len > UINT32_MAX) {
+        sqe->len = 0;
+        sqe->addr = len;
+    }
     IO_FD(fd);
     return IO_WAIT();
 }

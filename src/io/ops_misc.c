@@ -9,6 +9,7 @@
 #include "io/op_macros.h"
 #include "ring/resource.h"
 #include "runtime/worker.h"
+#include "task/task.h"
 
 #define BATCH_MAX       256
 #define BATCH_ON_STACK  16
@@ -322,6 +323,11 @@ int weft_buffers_register(const struct iovec *iov, unsigned n)
     weft__runtime *rt = w->rt;
     if (!w->ring.buffer_slots)
         return -ENXIO;
+    /* Checked once, here: the registration itself is not interruptible
+     * (half done, it would have to be undone on every ring anyway). */
+    int intr = weft__task_interrupted(w->current);
+    if (intr)
+        return intr;
     buffers_lock(rt);
     /* First fit: n consecutive free slots (the same on every ring). */
     weft__ring *r = &weft__worker_self()->ring;
