@@ -30,6 +30,15 @@
 #ifdef TEST_LSAN
 #include <sanitizer/lsan_interface.h>
 #endif
+/* Under TSan every task's first switch creates a thread context that costs
+ * milliseconds: tests that make thousands of tasks make fewer there. */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
 
 #define TEST_SKIP_CODE 77
 

@@ -2827,6 +2827,22 @@ static int interrupt_transfer(weft_task *t, bool deadline)
     return deadline ? -ETIMEDOUT : -ECANCELED;
 }
 
+/* On a loaded machine (sanitizers under ctest -j, both cores busy) the OS
+ * can hold a task past the LATER_NS deadline it just pushed, before its
+ * transfer begins: the call then rightly fails at entry having moved
+ * nothing, which is not the case under test. Such an attempt is made
+ * again (the caller redoes its loop step); too many fail the test. */
+static bool deadline_came_first(bool deadline, int rc, size_t done)
+{
+    static int voided;
+    if (!deadline || rc != -ETIMEDOUT || done != 0)
+        return false;
+    if (++voided > 10)
+        FAILF("the deadline passed before the transfer began %d times", voided);
+    printf("note: the deadline passed before the transfer began; trying again\n");
+    return true;
+}
+
 static void *send_all_until_stopped(void *arg)
 {
     stuck_sender *s = arg;
@@ -2877,6 +2893,12 @@ static void *main_transfer_all(void *arg)
         weft_task *t;
         ASSERT_OK(weft_spawn(&t, send_all_until_stopped, &s));
         int expected = interrupt_transfer(t, deadline);
+        if (deadline_came_first(deadline, s.rc, s.done)) {
+            close(sv[0]);
+            close(sv[1]);
+            deadline--;
+            continue;
+        }
         ASSERT_EQ(s.rc, expected);
         ASSERT_GT(s.done, 0);
         ASSERT_LT(s.done, ALL_BYTES);
@@ -3036,6 +3058,12 @@ static void *main_read_all(void *arg)
         stuck_reader r = {sv[1], in, deadline, 1, 0};
         ASSERT_OK(weft_spawn(&t, recv_all_until_stopped, &r));
         int expected = interrupt_transfer(t, deadline);
+        if (deadline_came_first(deadline, r.rc, r.done)) {
+            close(sv[0]);
+            close(sv[1]);
+            deadline--;
+            continue;
+        }
         ASSERT_EQ(r.rc, expected);
         ASSERT_EQ(r.done, 30);
         ASSERT(memcmp(in, buf, 30) == 0);
@@ -3120,6 +3148,12 @@ static void *main_writev_all(void *arg)
         w.iov[1] = (struct iovec){buf + 100, ALL_BYTES - 100};
         ASSERT_OK(weft_spawn(&t, writev_all_until_stopped, &w));
         int expected = interrupt_transfer(t, deadline);
+        if (deadline_came_first(deadline, w.rc, w.done)) {
+            close(sv[0]);
+            close(sv[1]);
+            deadline--;
+            continue;
+        }
         ASSERT_EQ(w.rc, expected);
         ASSERT_GT(w.done, 100);
         ASSERT_LT(w.done, ALL_BYTES);
@@ -3313,6 +3347,12 @@ static void *main_vectored_all(void *arg)
                 ASSERT_EQ(weft_send(sv[0], buf, 30, 0), 30);
             ASSERT_OK(weft_spawn(&t, vec_until_stopped, &v));
             int expected = interrupt_transfer(t, deadline);
+            if (deadline_came_first(deadline, v.rc, v.done)) {
+                close(sv[0]);
+                close(sv[1]);
+                deadline--;
+                continue;
+            }
             ASSERT_EQ(v.rc, expected);
             if (send) {
                 ASSERT_GT(v.done, 20);
