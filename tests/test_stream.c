@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "common/fault.h"
+#include "ring/tick_schedule.h"
 #include "test.h"
 
 static int tcp_connect(uint16_t port)
@@ -1186,6 +1187,136 @@ TEST(a_maintenance_task_that_never_ran_is_spawned_again)
     run_main_one_worker(&cfg, main_maintenance_without_stack, NULL);
 }
 
+/* ---- a ticker's schedule, against a model of the kernel ------------------ */
+
+/* The kernel's side of a ticker: an arming planned at a runs its ticks,
+ * each lag after its kernel period k (the worker's wake); the schedule
+ * then hears of the end. Returns the last tick's time, and how far it was
+ * from its grid point in *off (late > 0); *earliest gets the most any tick
+ * came before its grid point (0 if none did). The grid points are the
+ * schedule's: the arming's first is due - n * p once it is planned. */
+static uint64_t run_arming(weft__tick_schedule *ts, uint64_t a, uint64_t lag, int64_t *off,
+                           uint64_t *earliest)
+{
+    unsigned n;
+    uint64_t k = weft__tick_schedule_arm(ts, a, &n);
+    ASSERT_GE(k, 1);
+    uint64_t grid = ts->due - (uint64_t)n * ts->period, t = a;
+    for (unsigned i = 0; i < n; i++, grid += ts->period) {
+        t += k + lag;
+        weft__tick_schedule_tick(ts, t);
+        if (t < grid && grid - t > *earliest)
+            *earliest = grid - t;
+    }
+    *off = (int64_t)(t - (grid - ts->period));
+    weft__tick_schedule_ended(ts, t);
+    return t;
+}
+
+TEST(a_tickers_armings_keep_its_ticks_on_their_grid)
+{
+    const uint64_t p = 1000000, lag = 25000, t0 = 5000000000ull;
+    weft__tick_schedule ts = {0};
+    weft__tick_schedule_set(&ts, p);
+
+    /* Ticks of 1 ms with a steady 25 us lag, each arming made 2 us after
+     * the last tick: the kernel's relative periods alone would be 25.6 ms
+     * late after 1,024. Planned, the first two armings learn the lag in 4
+     * ticks each, ending 4 lags late at most; from the third on, each
+     * arming of 64 ends on its grid point (within rounding: under 1 ns a
+     * tick), and no tick comes early. */
+    uint64_t earliest = 0;
+    int64_t off;
+    uint64_t t = run_arming(&ts, t0, lag, &off, &earliest);
+    ASSERT_EQ(t, t0 + 4 * (p + lag));
+    ASSERT_EQ(off, (int64_t)(4 * lag));
+    ASSERT_EQ(ts.lag, 0); /* one arming is no estimate */
+    t = run_arming(&ts, t + 2000, lag, &off, &earliest);
+    ASSERT(off > 0 && off <= (int64_t)(4 * lag + 2000));
+    ASSERT_EQ(ts.lag, lag);
+    for (int i = 0; i < 16; i++) {
+        t = run_arming(&ts, t + 2000, lag, &off, &earliest);
+        ASSERT(off >= 0 && off <= 64);
+    }
+    ASSERT_EQ(t, t0 + (8 + 16 * 64) * p + (uint64_t)off);
+    ASSERT_EQ(earliest, 0);
+
+    /* One arming slowed by a busy task (lags of 800 us): it ends 51 ms
+     * late, and the estimate stays. The next arming skips the 50 grid
+     * points a whole period or more behind and catches up the rest, early
+     * nowhere. */
+    t = run_arming(&ts, t + 2000, 800000, &off, &earliest);
+    ASSERT_GT(off, 64 * 700000);
+    ASSERT_EQ(ts.lag, lag);
+    t = run_arming(&ts, t + 2000, lag, &off, &earliest);
+    ASSERT(off >= 0 && off <= 64);
+    ASSERT_EQ((t - t0 - (uint64_t)off) % p, 0);
+    ASSERT_EQ(earliest, 0);
+
+    /* The worker held for 10.5 periods before the next arming: of the
+     * ten grid points passed, the nine a whole period or more behind are
+     * skipped; the last, half a period behind, is caught up within the
+     * arming, whose last tick is on its grid point again. */
+    uint64_t due_before = ts.due;
+    t = run_arming(&ts, t + 10 * p + p / 2, lag, &off, &earliest);
+    ASSERT_EQ(ts.due, due_before + (9 + 64) * p);
+    ASSERT(off >= 0 && off <= 64);
+    ASSERT_EQ(earliest, 0);
+
+    /* Lags that shrink: ticks come early by what the lag fell in one
+     * arming (20 us a tick here), and the estimate falls to the least at
+     * once. The next arming spreads that error over its ticks, ending on
+     * its grid point; the one after is on the grid throughout. */
+    t = run_arming(&ts, t + 2000, 5000, &off, &earliest);
+    ASSERT_EQ(ts.lag, 5000);
+    ASSERT_GT(earliest, 0);
+    ASSERT_LE(earliest, 64 * 20000);
+    uint64_t before = earliest;
+    earliest = 0;
+    t = run_arming(&ts, t + 2000, 5000, &off, &earliest);
+    ASSERT_LT(earliest, before);
+    ASSERT(off >= 0 && off <= 64);
+    earliest = 0;
+    t = run_arming(&ts, t + 2000, 5000, &off, &earliest);
+    ASSERT_EQ(earliest, 0);
+    ASSERT(off >= 0 && off <= 64);
+
+    /* A slow ticker, one tick an arming: each arming aims at its grid
+     * point, taking no lag off, and one made after its point aims at the
+     * next. */
+    const uint64_t slow = 250000000;
+    weft__tick_schedule_set(&ts, slow);
+    unsigned n;
+    ASSERT_EQ(weft__tick_schedule_arm(&ts, 1000, &n), slow);
+    ASSERT_EQ(n, 1);
+    weft__tick_schedule_ended(&ts, 1000 + slow + 30000);
+    ASSERT_EQ(weft__tick_schedule_arm(&ts, 1000 + slow + 31000, &n), slow - 31000);
+    weft__tick_schedule_ended(&ts, 1000 + 2 * slow + 30000);
+    ASSERT_EQ(weft__tick_schedule_arm(&ts, 1000 + 3 * slow + 5, &n), slow - 5);
+
+    /* Bounds: never under half a period or over one and a half, never 0,
+     * and a period near UINT64_MAX saturates instead of wrapping. */
+    weft__tick_schedule_set(&ts, 1);
+    ASSERT_EQ(weft__tick_schedule_arm(&ts, 10, &n), 1);
+    ASSERT_EQ(n, 64);
+    weft__tick_schedule_set(&ts, UINT64_MAX - 3);
+    uint64_t huge = weft__tick_schedule_arm(&ts, 1ull << 40, &n);
+    ASSERT_EQ(n, 1);
+    ASSERT(huge >= (UINT64_MAX - 3) / 2);
+    weft__tick_schedule_set(&ts, p);
+    ts = (weft__tick_schedule){0};
+    weft__tick_schedule_set(&ts, p);
+    ASSERT_EQ(weft__tick_schedule_arm(&ts, t0, &n), p);
+    /* Ended far early: no negative lag. */
+    weft__tick_schedule_ended(&ts, t0 + 10);
+    weft__tick_schedule_arm(&ts, t0 + 11, &n);
+    weft__tick_schedule_ended(&ts, t0 + 20);
+    ASSERT_EQ(ts.lag, 0);
+    /* Re-armed well ahead of its grid (ticks that came early): slowed by
+     * half a period at most. */
+    ASSERT_EQ(weft__tick_schedule_arm(&ts, t0 + 21, &n), p + p / 2);
+}
+
 TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_maintenance_task_that_never_ran_is_spawned_again),
           CASE(streams_sharing_a_ring_report_enobufs_instead_of_spinning),
@@ -1207,4 +1338,4 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(cleanup_errors_can_be_ignored), CASE(cleanup_gives_up_after_the_retries),
           CASE(a_direct_close_that_keeps_failing_is_given_up),
           CASE(the_maintenance_task_is_not_counted), CASE(cleanup_queued_at_the_end_is_released),
-          CASE(cleanup_errors_can_abort))
+          CASE(cleanup_errors_can_abort), CASE(a_tickers_armings_keep_its_ticks_on_their_grid))

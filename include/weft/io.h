@@ -411,13 +411,16 @@ WEFT_API int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br);
 WEFT_API int weft_read_stream(weft_stream **out, int fd, weft_buf_ring *br);
 /* Readiness (multishot POLL_ADD); each item is the revents. */
 WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
-/* A ticker (multishot TIMEOUT): one item every period_ns, or a little
- * more. The kernel's multishot timeouts are relative only, and it starts
- * each next tick's period when the worker's ring runs the last tick's
- * task work: every tick drifts later by that delay (about 25 us on an idle
- * worker of the 2-vCPU test machine: 1,000 ticks of 1 ms took 1,025 ms;
- * more when a task holds the worker). For work aligned to absolute times,
- * loop on weft_sleep_until(t += period) instead. */
+/* A ticker (multishot TIMEOUT): one item per period_ns, on the grid
+ * start + k * period_ns. The kernel starts each tick's period late (when
+ * the worker runs the last tick's task work); weft plans each arming's
+ * period against the grid, so that the delay does not add up: 1,000 ticks
+ * of 1 ms took 1,001 ms on the 2-vCPU test machine (1,048 ms before).
+ * Grid points a whole period or more behind (a worker held that long)
+ * are skipped, not made up in a burst; a tick can come a little early
+ * when the worker's wakes get quicker than it measured (docs/io.md,
+ * Tickers). Ticks not yet pulled queue up, and coalesce into one item
+ * once the queue is full. */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (its arming is removed and armed again), from
  * the task that opened it (-EPERM for another task, -EXDEV on another

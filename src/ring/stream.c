@@ -18,6 +18,7 @@
 #include "ring/bufring.h"
 #include "ring/op.h"
 #include "ring/resource.h"
+#include "ring/tick_schedule.h"
 #include "runtime/worker.h"
 
 typedef enum stream_kind {
@@ -44,13 +45,14 @@ struct weft_stream {
     int fd;
     unsigned flags; /* accept flags or poll events */
     weft_buf_ring *br;
-    struct __kernel_timespec period;
-    bool armed;     /* the kernel side is live: CQEs may still come */
-    bool closing;   /* closed by its task: drop what comes */
-    bool resetting; /* ticker: its arming was removed for a new period */
-    bool stopped;   /* weft_stream_stop: no new arming; drained, it ends */
-    bool eof;       /* recv/read saw end of stream */
-    bool failed;    /* recv/read/poll: an error ended the kernel side */
+    struct __kernel_timespec period; /* ticker: its arming's, for the SQE */
+    weft__tick_schedule ticks;       /* ticker: on its grid */
+    bool armed;                      /* the kernel side is live: CQEs may still come */
+    bool closing;                    /* closed by its task: drop what comes */
+    bool resetting;                  /* ticker: its arming was removed for a new period */
+    bool stopped;                    /* weft_stream_stop: no new arming; drained, it ends */
+    bool eof;                        /* recv/read saw end of stream */
+    bool failed;                     /* recv/read/poll: an error ended the kernel side */
     stream_item *q;
     unsigned qcap, qhead, qlen;
     uint64_t dropped; /* accepted connections closed for want of memory */
@@ -138,6 +140,12 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
         s->dropped++;
         release_item(s, &it);
     }
+    if (s->kind == STREAM_TICKER && res == -ETIME) {
+        uint64_t now = weft_now_ns();
+        weft__tick_schedule_tick(&s->ticks, now);
+        if (last)
+            weft__tick_schedule_ended(&s->ticks, now);
+    }
     if (last) {
         s->armed = false;
         s->w->streams_live--;
@@ -161,23 +169,24 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
     }
 }
 
-/* A ticker is armed for a bounded number of ticks, at most TICKER_ARMING
- * and at most about TICKER_ARMING_NS worth, and armed again from its last
- * one. A multishot timeout cannot always be removed: while a fired tick
- * waits for the task work that re-arms it (DEFER_TASKRUN runs that only in
- * the worker's next enter), TIMEOUT_REMOVE finds nothing, and a ticker
- * faster than the worker's loop is always in that state. Bounded, a closed
- * ticker's kernel side ends by itself after its arming's last tick, whatever
- * the removes find. The count bounds a fast ticker (which fires at most once
- * per enter, since the re-arm is task work), the time a slow one. */
-#define TICKER_ARMING    64u
-#define TICKER_ARMING_NS 100000000ull
-
-static unsigned ticks_per_arming(const weft_stream *s)
+/* A ticker is armed for a bounded number of ticks, at most
+ * WEFT_TICK_ARMING and at most about WEFT_TICK_ARMING_NS worth, and armed
+ * again from its last one. A multishot timeout cannot always be removed:
+ * while a fired tick waits for the task work that re-arms it (DEFER_TASKRUN
+ * runs that only in the worker's next enter), TIMEOUT_REMOVE finds nothing,
+ * and a ticker faster than the worker's loop is always in that state.
+ * Bounded, a closed ticker's kernel side ends by itself after its arming's
+ * last tick, whatever the removes find. The count bounds a fast ticker
+ * (which fires at most once per enter, since the re-arm is task work), the
+ * time a slow one. Each arming's period keeps the ticks on their grid
+ * (tick_schedule.c). */
+static unsigned arm_ticker(weft_stream *s)
 {
-    uint64_t period = (uint64_t)s->period.tv_sec * 1000000000u + (uint64_t)s->period.tv_nsec;
-    uint64_t n = TICKER_ARMING_NS / period;
-    return n < 1 ? 1u : n > TICKER_ARMING ? TICKER_ARMING : (unsigned)n;
+    unsigned n;
+    uint64_t k = weft__tick_schedule_arm(&s->ticks, weft_now_ns(), &n);
+    s->period.tv_sec = (long long)(k / 1000000000u);
+    s->period.tv_nsec = (long long)(k % 1000000000u);
+    return n;
 }
 
 /* Submits the multishot op. 0 or -EAGAIN (no SQE: fault injection). */
@@ -216,7 +225,7 @@ static int arm(weft_stream *s)
         opcode = IORING_OP_POLL_ADD;
         break;
     case STREAM_TICKER:
-        io_uring_prep_timeout(sqe, &s->period, ticks_per_arming(s), IORING_TIMEOUT_MULTISHOT);
+        io_uring_prep_timeout(sqe, &s->period, arm_ticker(s), IORING_TIMEOUT_MULTISHOT);
         opcode = IORING_OP_TIMEOUT;
         break;
     }
@@ -328,12 +337,6 @@ int weft_poll_stream(weft_stream **out, int fd, unsigned events)
     return r < 0 ? r : start(out);
 }
 
-static void set_period(weft_stream *s, uint64_t ns)
-{
-    s->period.tv_sec = (long long)(ns / 1000000000u);
-    s->period.tv_nsec = (long long)(ns % 1000000000u);
-}
-
 int weft_ticker(weft_stream **out, uint64_t period_ns)
 {
     if (period_ns == 0)
@@ -341,7 +344,7 @@ int weft_ticker(weft_stream **out, uint64_t period_ns)
     int r = open_stream(out, STREAM_TICKER, IORING_OP_TIMEOUT, -1, 0, NULL);
     if (r < 0)
         return r;
-    set_period(*out, period_ns);
+    weft__tick_schedule_set(&(*out)->ticks, period_ns);
     return start(out);
 }
 
@@ -371,7 +374,7 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
     if (own < 0)
         return own;
     weft__worker *w = s->w;
-    set_period(s, period_ns);
+    weft__tick_schedule_set(&s->ticks, period_ns);
     if (!s->armed)
         return 0; /* the next pull arms it with the new period */
     /* The arming is removed, and its last CQE (-ECANCELED) arms the next
@@ -382,8 +385,8 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
      * task work re-arms it (DEFER_TASKRUN); the remove goes in right after
      * that task work has run (weft__ring_submit_rearmed). A ticker faster
      * than that round trip may never be found: after a few tries its period
-     * changes at its next arming instead (after at most TICKER_ARMING
-     * ticks), which reads s->period. */
+     * changes at its next arming instead (after at most WEFT_TICK_ARMING
+     * ticks), which reads the schedule. */
     int r = -ENOENT;
     for (int tries = 0; r == -ENOENT && s->armed && tries < 8; tries++) {
         weft__io io;
