@@ -10,16 +10,16 @@
 #define WEFT_TICK_LAGS 4
 
 typedef struct weft__tick_schedule {
-    uint64_t period;        /* asked for */
-    bool new_grid;          /* lay the grid anew at the next arming */
-    uint64_t due;           /* grid time of the next arming's first tick */
-    uint64_t armed_at;      /* when the current arming was planned */
-    uint64_t arming_period; /* the current arming's kernel period */
-    unsigned ticks;         /* the current arming's tick count */
-    uint64_t first_tick;    /* when its first tick came; 0: none yet */
-    uint64_t lag;           /* how late a tick comes after its kernel period */
+    uint64_t period;               /* asked for */
+    bool new_grid;                 /* lay the grid anew at the next arming */
+    uint64_t due;                  /* grid time of the next arming's first tick */
+    uint64_t armed_at;             /* when the current arming was planned */
+    uint64_t arming_period;        /* the current arming's kernel period */
+    unsigned ticks;                /* the current arming's tick count */
+    uint64_t first_tick;           /* when its first tick came; 0: none yet */
+    uint64_t lag;                  /* how late a tick comes after its kernel period */
     uint64_t lags[WEFT_TICK_LAGS]; /* the last armings' */
-    unsigned nlags;         /* armings seen (wraps harmlessly) */
+    unsigned nlags;                /* armings seen (wraps harmlessly) */
 } weft__tick_schedule;
 
 /* At most this many ticks, and about this much time, per arming. */
