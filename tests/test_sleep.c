@@ -657,6 +657,7 @@ TEST(timer_lane_compacts_shrinks_grows_and_gives_memory_back)
         ASSERT(burst_tasks[i].armed_timer == &burst[i]);
     }
     ASSERT_EQ(weft__timer_count(&h), 134);
+    /* (The heap's shrinking is checked in the next case.) */
     ASSERT_EQ(weft__timer_next(&h), 50);
     weft__timer_remove(&h, &burst[132]); /* the middle of the list (133, 132, 131) */
     timers_check(&h, burst, BURST);
@@ -673,6 +674,42 @@ static void burst_reset(void)
 {
     for (int i = 0; i < BURST; i++)
         stand_in(&burst[i], &burst_tasks[i], 0);
+}
+
+/* The heap gives memory back like the lanes: after a burst of 4,000
+ * timers that went to it, it is halved while an eighth or less is in use,
+ * down to 64 entries, and the order holds throughout. */
+TEST(the_timer_heap_gives_memory_back)
+{
+    weft__timers h;
+    burst_reset();
+    timers_init(&h);
+    /* Four lanes, each holding one long timer, then 4,000 earlier than
+     * all of them: every one goes to the heap. */
+    for (int i = 0; i < 4; i++)
+        burst_arm(&h, i, 1000000 - 1000 * (uint64_t)i);
+    ASSERT_EQ(h.nlanes, WEFT__TIMER_LANES);
+    for (int i = 4; i < 4004; i++) {
+        burst_arm(&h, i, 500000 - (uint64_t)i);
+        ASSERT_EQ(burst[i].lane, WEFT__TIMER_IN_HEAP);
+    }
+    ASSERT_EQ(h.len, 4000);
+    ASSERT_EQ(h.cap, 4096);
+    /* Disarmed from the middle, then from the front. */
+    for (int i = 4; i < 2004; i++)
+        weft__timer_remove(&h, &burst[i]);
+    ASSERT_EQ(h.len, 2000);
+    ASSERT_EQ(h.cap, 4096); /* half in use: kept */
+    timers_check(&h, burst, BURST);
+    for (int i = 0; i < 1500; i++) /* the 1,500 earliest, as firing takes them */
+        weft__timer_remove(&h, weft__timer_first(&h));
+    ASSERT_EQ(h.len, 500);
+    ASSERT_EQ(h.cap, 2048); /* 500 is an eighth of 4,096 or less, not of 2,048 */
+    timers_check(&h, burst, BURST);
+    burst_drain_in_order(&h, false);
+    ASSERT_EQ(h.len, 0);
+    ASSERT_EQ(h.cap, 64);
+    weft__timers_fini(&h);
 }
 
 /* The case the lanes are for: a long timer (a connection's idle timeout)
@@ -917,7 +954,7 @@ TEST_MAIN(CASE(sleep_is_never_early), CASE(sleep_under_a_deadline_never_times_ou
           CASE(sleepers_wake_in_deadline_order_across_lanes_and_heap),
           CASE(timer_lanes_and_heap_agree_with_a_model),
           CASE(timer_lane_compacts_shrinks_grows_and_gives_memory_back),
-          CASE(timer_lanes_keep_each_length_in_order),
+          CASE(the_timer_heap_gives_memory_back), CASE(timer_lanes_keep_each_length_in_order),
           CASE(timer_lanes_past_the_first_are_tidied_too), CASE(hundred_thousand_sleepers),
           CASE(cancelling_sleepers_removes_their_timers),
           CASE(run_clock_follows_the_monotonic_clock),

@@ -203,12 +203,16 @@ static void lane_remove(weft__timers *h, weft__timer *t)
 
 /* ---- the heap and the lanes together ------------------------------------- */
 
+/* The heap's smallest array, in entries: it starts there and is never
+ * shrunk below it. */
+#define HEAP_KEEP 64u
+
 /* Makes room for one more heap entry; false when memory is short. */
 static bool heap_reserve(weft__timers *h)
 {
     if (h->len < h->cap)
         return true;
-    uint32_t cap = h->cap ? h->cap * 2 : 64;
+    uint32_t cap = h->cap ? h->cap * 2 : HEAP_KEEP;
     weft__timer_slot *v = NULL;
     if (cap != 0 && !weft__fault_hit(WEFT_FAULT_ALLOC))
         v = realloc(h->v, (size_t)cap * sizeof *v);
@@ -217,6 +221,23 @@ static bool heap_reserve(weft__timers *h)
     h->v = v;
     h->cap = cap;
     return true;
+}
+
+/* After a heap removal: gives memory back as the lanes do, halving while
+ * an eighth or less is in use, never below HEAP_KEEP entries. Amortised
+ * O(1): a halving follows at least as many removals as it copies. */
+static void heap_tidy(weft__timers *h)
+{
+    if (h->cap <= HEAP_KEEP || h->len > h->cap / 8)
+        return;
+    uint32_t cap = h->cap;
+    while (cap / 2 >= HEAP_KEEP && h->len <= cap / 8)
+        cap /= 2;
+    weft__timer_slot *v = realloc(h->v, (size_t)cap * sizeof *v);
+    if (!v)
+        return; /* keep the larger one */
+    h->v = v;
+    h->cap = cap;
 }
 
 void weft__timer_add(weft__timers *h, weft__timer *t)
@@ -263,13 +284,14 @@ void weft__timer_remove(weft__timers *h, weft__timer *t)
     }
     uint32_t i = t->index;
     weft__timer_slot last = h->v[--h->len];
-    if (last.timer == t)
-        return;
-    place(h, i, last);
-    if (i > 0 && h->v[(i - 1) / 4].when > last.when)
-        sift_up(h, i);
-    else
-        sift_down(h, i);
+    if (last.timer != t) {
+        place(h, i, last);
+        if (i > 0 && h->v[(i - 1) / 4].when > last.when)
+            sift_up(h, i);
+        else
+            sift_down(h, i);
+    }
+    heap_tidy(h);
 }
 
 unsigned weft__timer_expire(weft__timers *h, uint64_t now)
