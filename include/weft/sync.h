@@ -144,7 +144,9 @@ WEFT_API int weft_sem_init(weft_sem *s, unsigned n);
 WEFT_API WEFT_MUST_CHECK int weft_sem_acquire(weft_sem *s);
 /* Takes one unit if one is available: 0, -EAGAIN, -EINVAL. Any thread. */
 WEFT_API WEFT_MUST_CHECK int weft_sem_try_acquire(weft_sem *s);
-/* Gives one unit back (to the longest waiter, if any). Any thread. */
+/* Gives one unit back (to the longest waiter, if any). Any thread. A
+ * release with no waiter at a count of UINT_MAX is a bug: debug builds
+ * abort, release builds drop the unit. */
 WEFT_API void weft_sem_release(weft_sem *s);
 
 /* ---- event ----------------------------------------------------------------
@@ -174,7 +176,8 @@ WEFT_API int weft_event_wait(weft_event *e);
 /* Like weft_event_wait, for a caller holding m: registers as a waiter, then
  * unlocks m, waits, and locks m again before returning, whatever it returns
  * (the re-lock ignores cancellation and deadlines). A notify made by any task
- * after this call unlocked m wakes it. Returns as weft_event_wait, or
+ * after this call unlocked m wakes it. A notification already pending is
+ * taken at once, without unlocking m. Returns as weft_event_wait, or
  * -EPERM when the caller does not hold m (m is then left alone). */
 WEFT_API int weft_event_wait_locked(weft_event *e, weft_mutex *m);
 /* Wakes one waiter, or leaves the event pending. Any thread. */

@@ -149,8 +149,10 @@ void weft__waiter_wake_chain(weft__waiter *first);
 /* Locks m for self (mutex.c); weft_event_wait_locked re-locks with
  * interruptible false. Returns 0, -EDEADLK, -ECANCELED or -ETIMEDOUT. */
 int weft__mutex_acquire(weft_mutex *m, weft_task *self, bool interruptible);
-/* Whether t holds m. Only t makes itself the owner, so the answer stays
- * true or false for t until t itself locks or unlocks m. */
+/* Whether t holds m. Only t's own lock, or an unlock handing m to t while
+ * t is parked in that lock, makes t the owner, so the answer stays true or
+ * false for t (who is not parked while asking) until t itself locks or
+ * unlocks m. */
 bool weft__mutex_held_by(weft_mutex *m, const weft_task *t);
 
 /* Prints "weft: <message>" and aborts: a caller bug found in a debug build. */
