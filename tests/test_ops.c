@@ -3433,6 +3433,119 @@ TEST(readv_all_and_sendv_all_move_every_piece_and_track_what_is_left)
     run_main(NULL, main_vectored_all, NULL);
 }
 
+/* ---- the fixed-buffer forms ----------------------------------------------- */
+
+typedef struct stuck_fixed_reader {
+    int fd;
+    char *buf;
+    unsigned slot;
+    int rc;
+    size_t done;
+} stuck_fixed_reader;
+
+static void *read_fixed_all_until_stopped(void *arg)
+{
+    stuck_fixed_reader *r = arg;
+    r->rc = weft_read_fixed_all(r->fd, r->buf, 100, WEFT_OFF_CURRENT, r->slot, &r->done);
+    return NULL;
+}
+
+static void *main_fixed_all(void *arg)
+{
+    (void)arg;
+    const size_t size = 2u << 20;
+    char *reg = aligned_alloc(4096, size);
+    ASSERT(reg);
+    char *buf = pattern(size);
+    struct iovec iov = {reg, size};
+    int slot = weft_buffers_register(&iov, 1);
+    ASSERT_GE(slot, 0);
+    size_t done = 1;
+
+    /* A file from an offset: written whole, read back whole, then a read
+     * cut short by the end of the file (-ENODATA, with what came). */
+    int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    memcpy(reg, buf, size);
+    ASSERT_OK(weft_write_fixed_all(fd, reg, (1u << 20) + 5, 5000, (unsigned)slot, &done));
+    ASSERT_EQ(done, (1u << 20) + 5);
+    memset(reg, 0, size);
+    ASSERT_OK(weft_read_fixed_all(fd, reg, (1u << 20) + 5, 5000, (unsigned)slot, &done));
+    ASSERT(memcmp(reg, buf, (1u << 20) + 5) == 0);
+    ASSERT_EQ(weft_read_fixed_all(fd, reg, 8192, 5000 + (1u << 20), (unsigned)slot, &done),
+              -ENODATA);
+    ASSERT_EQ(done, 5);
+    ASSERT(memcmp(reg, buf + (1u << 20), 5) == 0);
+
+    /* Cut short by RLIMIT_FSIZE: the bytes up to the limit are in place. */
+    struct rlimit old;
+    ASSERT_OK(getrlimit(RLIMIT_FSIZE, &old));
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = {65536, old.rlim_max};
+    ASSERT_OK(ftruncate(fd, 0));
+    memcpy(reg, buf, size);
+    ASSERT_OK(setrlimit(RLIMIT_FSIZE, &small));
+    int rc = weft_write_fixed_all(fd, reg, 100000, 1000, (unsigned)slot, &done);
+    ASSERT_OK(setrlimit(RLIMIT_FSIZE, &old));
+    signal(SIGXFSZ, old_handler);
+    ASSERT_EQ(rc, -EFBIG);
+    ASSERT_EQ(done, 65536 - 1000);
+    char *back = malloc(100000);
+    ASSERT(back);
+    ASSERT_EQ(pread(fd, back, 100000, 1000), (ssize_t)done);
+    ASSERT(memcmp(back, buf, done) == 0);
+    free(back);
+
+    /* A socket that has part of it at a time: the reads go on. */
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    slow_writer w = {sv[0], buf, 200000};
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, send_slowly, &w));
+    memset(reg, 0, size);
+    ASSERT_OK(weft_read_fixed_all(sv[1], reg, 200000, WEFT_OFF_CURRENT, (unsigned)slot, &done));
+    ASSERT_EQ(done, 200000);
+    ASSERT(memcmp(reg, buf, 200000) == 0);
+    ASSERT_OK(weft_join(t, NULL));
+
+    /* Cancelled with part of it in: *done is what came, the rest stays. */
+    ASSERT_EQ(weft_send(sv[0], buf, 30, 0), 30);
+    stuck_fixed_reader r = {sv[1], reg, (unsigned)slot, 1, 0};
+    ASSERT_OK(weft_spawn(&t, read_fixed_all_until_stopped, &r));
+    ASSERT_EQ(interrupt_transfer(t, false), -ECANCELED);
+    ASSERT_EQ(r.rc, -ECANCELED);
+    ASSERT_EQ(r.done, 30);
+    ASSERT(memcmp(reg, buf, 30) == 0);
+    close(sv[0]);
+    close(sv[1]);
+
+    /* Outside the registered buffer: the kernel's -EFAULT, nothing moved;
+     * an index the SQE cannot hold: -EINVAL. */
+    ASSERT_EQ(weft_write_fixed_all(fd, buf, 10, 0, (unsigned)slot, &done), -EFAULT);
+    ASSERT_EQ(done, 0);
+    done = 1;
+    ASSERT_EQ(weft_read_fixed_all(fd, reg, 10, 0, 65536, &done), -EINVAL);
+    ASSERT_EQ(done, 0);
+    ASSERT_EQ(weft_write_fixed_all(fd, reg, 10, 0, 65536, NULL), -EINVAL);
+    ASSERT_OK(weft_write_fixed_all(fd, reg, 0, 0, (unsigned)slot, &done));
+    ASSERT_EQ(done, 0);
+    close(fd);
+    ASSERT_OK(weft_buffers_unregister((unsigned)slot, 1));
+    free(buf);
+    free(reg);
+    return NULL;
+}
+
+TEST(fixed_all_forms_move_everything_through_a_registered_buffer)
+{
+    char c;
+    size_t done = 1;
+    ASSERT_EQ(weft_read_fixed_all(0, &c, 1, 0, 0, &done), -EPERM);
+    ASSERT_EQ(done, 0);
+    ASSERT_EQ(weft_write_fixed_all(1, &c, 1, 0, 70000, NULL), -EPERM);
+    run_main(NULL, main_fixed_all, NULL);
+}
+
 TEST(write_all_and_send_all_carry_on_over_short_transfers)
 {
     size_t done = 1;
@@ -3455,4 +3568,5 @@ TEST_MAIN(CASE(op_counts_say_how_each_op_ended),
           CASE(write_all_and_send_all_carry_on_over_short_transfers),
           CASE(read_all_and_recv_all_fill_the_buffer_or_say_why_not),
           CASE(writev_all_writes_every_piece_and_tracks_what_is_left),
-          CASE(readv_all_and_sendv_all_move_every_piece_and_track_what_is_left))
+          CASE(readv_all_and_sendv_all_move_every_piece_and_track_what_is_left),
+          CASE(fixed_all_forms_move_everything_through_a_registered_buffer))

@@ -209,6 +209,13 @@ WEFT_API ssize_t weft_readv_fixed(int fd, const struct iovec *iov, int iovcnt, u
                                   unsigned buf_index);
 WEFT_API ssize_t weft_writev_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
                                    unsigned buf_index);
+/* weft_write_all and weft_read_all with weft_write_fixed/weft_read_fixed:
+ * the same returns and *done (-ENODATA at the end of the file for a read),
+ * and -EINVAL (after the task checks) for a buf_index over 65535. */
+WEFT_API WEFT_MUST_CHECK int weft_write_fixed_all(int fd, const void *buf, size_t n, uint64_t off,
+                                                  unsigned buf_index, size_t *done);
+WEFT_API WEFT_MUST_CHECK int weft_read_fixed_all(int fd, void *buf, size_t n, uint64_t off,
+                                                 unsigned buf_index, size_t *done);
 /* flags: 0 or WEFT_FSYNC_DATASYNC (the kernel's IORING_FSYNC_DATASYNC). A
  * deadline does not bound it: an fsync under way runs to its end, and its
  * real result is returned (docs/io.md, Cancellation and deadlines). */

@@ -1,5 +1,6 @@
-/* weft_write_all, weft_send_all, weft_read_all, weft_recv_all and their
- * vectored forms (weft_writev_all, weft_sendv_all, weft_readv_all): one
+/* weft_write_all, weft_send_all, weft_read_all, weft_recv_all, their
+ * vectored forms (weft_writev_all, weft_sendv_all, weft_readv_all) and
+ * fixed-buffer forms (weft_write_fixed_all, weft_read_fixed_all): one
  * wrapper's op, repeated over short transfers until everything went out
  * (or came in) or something stopped it.
  *
@@ -15,7 +16,17 @@
 #include "common/fault.h"
 #include "task/task.h"
 
-typedef enum transfer_kind { WRITE, WRITEV, SEND, SENDV, READ, READV, RECV } transfer_kind;
+typedef enum transfer_kind {
+    WRITE,
+    WRITEV,
+    WRITE_FIXED,
+    SEND,
+    SENDV,
+    READ,
+    READV,
+    READ_FIXED,
+    RECV
+} transfer_kind;
 
 /* The task checks every call makes on entry, so that a zero-length call is
  * refused where a non-empty one would be for the task's sake: -EPERM
@@ -30,12 +41,14 @@ static int enter(void)
 }
 
 /* One op of kind k for what iov[0..iovcnt) still describes (the plain
- * kinds take iov[0] alone). at is where it goes in the file. No file at
- * hand returns 0 for a write, so fault injection stands in for one: the op
- * is not issued and seems to have moved nothing. */
+ * kinds take iov[0] alone). at is where it goes in the file; arg is a send
+ * or recv's flags, or a fixed op's buffer index. No file at hand returns 0
+ * for a write, so fault injection stands in for one: the op is not issued
+ * and seems to have moved nothing. */
 static ssize_t one_op(transfer_kind k, int fd, const struct iovec *iov, int iovcnt, uint64_t at,
-                      int flags)
+                      int arg)
 {
+    int flags = arg;
     if (weft__fault_hit(WEFT_FAULT_ZERO_MOVED))
         return 0;
     switch (k) {
@@ -43,6 +56,8 @@ static ssize_t one_op(transfer_kind k, int fd, const struct iovec *iov, int iovc
         return weft_write(fd, iov->iov_base, iov->iov_len, at);
     case WRITEV:
         return weft_writev(fd, iov, iovcnt, at);
+    case WRITE_FIXED:
+        return weft_write_fixed(fd, iov->iov_base, iov->iov_len, at, (unsigned)arg);
     case SEND:
         return weft_send(fd, iov->iov_base, iov->iov_len, flags);
     case SENDV: {
@@ -55,6 +70,8 @@ static ssize_t one_op(transfer_kind k, int fd, const struct iovec *iov, int iovc
         return weft_read(fd, iov->iov_base, iov->iov_len, at);
     case READV:
         return weft_readv(fd, iov, iovcnt, at);
+    case READ_FIXED:
+        return weft_read_fixed(fd, iov->iov_base, iov->iov_len, at, (unsigned)arg);
     case RECV:
         return weft_recv(fd, iov->iov_base, iov->iov_len, flags);
     }
@@ -79,7 +96,7 @@ static void advance_iov(struct iovec *iov, int iovcnt, size_t got)
  * op that moves nothing ends it: for a read, that is the end of the file
  * or stream (-ENODATA); for a write it would loop for ever, and is the
  * file's failure (-EIO). */
-static int transfer(transfer_kind k, int fd, struct iovec *iov, int iovcnt, uint64_t off, int flags,
+static int transfer(transfer_kind k, int fd, struct iovec *iov, int iovcnt, uint64_t off, int arg,
                     size_t *done)
 {
     size_t moved = 0;
@@ -91,14 +108,14 @@ static int transfer(transfer_kind k, int fd, struct iovec *iov, int iovcnt, uint
         if (first == iovcnt)
             break; /* all moved */
         uint64_t at = off == WEFT_OFF_CURRENT ? off : off + moved;
-        ssize_t got = one_op(k, fd, iov + first, iovcnt - first, at, flags);
+        ssize_t got = one_op(k, fd, iov + first, iovcnt - first, at, arg);
         if (got > 0) {
             moved += (size_t)got;
             advance_iov(iov + first, iovcnt - first, (size_t)got);
         } else if (got < 0) {
             r = (int)got;
         } else {
-            r = k == READ || k == READV || k == RECV ? -ENODATA : -EIO;
+            r = k == READ || k == READV || k == READ_FIXED || k == RECV ? -ENODATA : -EIO;
         }
     }
     if (done)
@@ -159,4 +176,31 @@ int weft_recv_all(int fd, void *buf, size_t n, int flags, size_t *done)
 {
     struct iovec one = {buf, n};
     return transfer(RECV, fd, &one, 1, 0, flags, done);
+}
+
+/* The index is checked first, as by weft_read_fixed: an index the SQE
+ * cannot hold would name another slot. */
+static int check_buf_index(unsigned buf_index, size_t *done)
+{
+    if (buf_index <= UINT16_MAX)
+        return 0;
+    if (done)
+        *done = 0;
+    int r = enter();
+    return r ? r : -EINVAL;
+}
+
+int weft_write_fixed_all(int fd, const void *buf, size_t n, uint64_t off, unsigned buf_index,
+                         size_t *done)
+{
+    int r = check_buf_index(buf_index, done);
+    struct iovec one = {(void *)buf, n};
+    return r ? r : transfer(WRITE_FIXED, fd, &one, 1, off, (int)buf_index, done);
+}
+
+int weft_read_fixed_all(int fd, void *buf, size_t n, uint64_t off, unsigned buf_index, size_t *done)
+{
+    int r = check_buf_index(buf_index, done);
+    struct iovec one = {buf, n};
+    return r ? r : transfer(READ_FIXED, fd, &one, 1, off, (int)buf_index, done);
 }
