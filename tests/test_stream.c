@@ -512,6 +512,38 @@ TEST(a_reset_ticker_arms_again_after_its_ticks_run_out)
     run_main_one_worker(NULL, main_ticker_reset_rearms, NULL);
 }
 
+/* A reset whose first remove finds the ticker between two shots (its
+ * arming's last tick fired while the task held the worker): the task work
+ * run before the retry re-arms it on the new grid, and the retry removes
+ * that arming. The arming after it once kept that grid, already planned
+ * past the removed arming's ticks, and stretched its ticks to 1.5 periods
+ * until the grid came back: 4 ticks lost in 12. It lays the grid anew. */
+static void *main_ticker_reset_between_shots(void *arg)
+{
+    (void)arg;
+    const uint64_t p = 10000000;
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, p));
+    for (int i = 0; i < 3; i++) /* 3 of the first arming's 4 */
+        ASSERT_OK(weft_stream_next(t, NULL));
+    uint64_t spin = weft_now_ns() + 3 * p / 2; /* the 4th fires meanwhile */
+    while (weft_now_ns() < spin)
+        ;
+    ASSERT_OK(weft_ticker_reset(t, p));
+    const weft__tick_schedule *ts = weft__ticker_schedule(t);
+    ASSERT(ts);
+    uint64_t now = weft_now_ns();
+    ASSERT_LE(ts->arming_period, p); /* not stretched to catch a grid up */
+    ASSERT_LE(ts->due, now + (ts->ticks + 1) * p);
+    ASSERT(weft__ticker_schedule(NULL) == NULL);
+    weft_stream_close(t);
+    return NULL;
+}
+TEST(a_reset_between_two_shots_lays_a_new_grid)
+{
+    run_main_one_worker(NULL, main_ticker_reset_between_shots, NULL);
+}
+
 /* A ticker faster than the worker's loop: its fired tick is off the
  * kernel's list until the next enter's task work re-arms it, so removes
  * and updates find nothing. Its close used to send removes round without
@@ -1297,8 +1329,9 @@ TEST(a_tickers_armings_keep_its_ticks_on_their_grid)
     /* Bounds: never under half a period or over one and a half, never 0,
      * and a period near UINT64_MAX saturates instead of wrapping. */
     weft__tick_schedule_set(&ts, 1);
+    ASSERT_EQ(ts.nlags, 0); /* a new period learns its lag again */
     ASSERT_EQ(weft__tick_schedule_arm(&ts, 10, &n), 1);
-    ASSERT_EQ(n, 64);
+    ASSERT_EQ(n, WEFT_TICK_LEARNING);
     weft__tick_schedule_set(&ts, UINT64_MAX - 3);
     uint64_t huge = weft__tick_schedule_arm(&ts, 1ull << 40, &n);
     ASSERT_EQ(n, 1);
@@ -1315,6 +1348,12 @@ TEST(a_tickers_armings_keep_its_ticks_on_their_grid)
     /* Re-armed well ahead of its grid (ticks that came early): slowed by
      * half a period at most. */
     ASSERT_EQ(weft__tick_schedule_arm(&ts, t0 + 21, &n), p + p / 2);
+    /* An arming that ended without running its ticks (an error, re-armed
+     * at the next pull): the grid, planned past ticks that never came, is
+     * laid anew from now. */
+    uint64_t later = t0 + 40 * p;
+    ASSERT_EQ(weft__tick_schedule_arm(&ts, later, &n), p);
+    ASSERT_EQ(ts.due, later + (n + 1) * p);
 }
 
 TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
@@ -1333,6 +1372,7 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(tickers_tick_and_poll_streams_report_readiness),
           CASE(a_ticker_arms_again_after_its_ticks_run_out),
           CASE(a_reset_ticker_arms_again_after_its_ticks_run_out),
+          CASE(a_reset_between_two_shots_lays_a_new_grid),
           CASE(a_ticker_faster_than_the_loop_closes), CASE(an_interrupted_pull_loses_no_item),
           CASE(a_task_ending_with_resources_releases_them), CASE(cleanup_errors_are_retried),
           CASE(cleanup_errors_can_be_ignored), CASE(cleanup_gives_up_after_the_retries),

@@ -157,8 +157,16 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
          * period: the next one follows at once, so the ticks keep their
          * pace whether or not the owner pulls. (Should no SQE be had, the
          * next pull arms it.) */
-        if (s->kind == STREAM_TICKER && (res == -ETIME || reset))
+        if (s->kind == STREAM_TICKER && (res == -ETIME || reset)) {
+            /* A removed arming's grid was planned past ticks that will not
+             * come; and the arming removed may be one planned on the new
+             * grid already (a reset whose first remove found the ticker
+             * between two shots, and whose task work then re-armed it):
+             * the next arming lays the grid anew either way. */
+            if (reset)
+                weft__tick_schedule_set(&s->ticks, s->ticks.period);
             (void)arm(s);
+        }
     }
     if (reset)
         return; /* nothing queued: a waiter waits for the next tick */
@@ -234,6 +242,11 @@ static int arm(weft_stream *s)
     s->armed = true;
     s->w->streams_live++;
     return 0;
+}
+
+const weft__tick_schedule *weft__ticker_schedule(const weft_stream *s)
+{
+    return s && s->kind == STREAM_TICKER ? &s->ticks : NULL;
 }
 
 static void release_closed(weft__cleanup *c)

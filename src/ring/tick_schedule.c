@@ -36,6 +36,12 @@ static uint64_t sat_mul(uint64_t a, uint64_t b)
 
 void weft__tick_schedule_set(weft__tick_schedule *ts, uint64_t period)
 {
+    if (period != ts->period) {
+        /* Lags were capped by the old period, and a fast ticker's lag is
+         * no guide to a slow one's: learn them again. */
+        ts->nlags = 0;
+        ts->lag = 0;
+    }
     ts->period = period;
     ts->new_grid = true;
     ts->armed_at = 0;
@@ -51,6 +57,11 @@ uint64_t weft__tick_schedule_arm(weft__tick_schedule *ts, uint64_t now, unsigned
 {
     uint64_t p = ts->period;
     unsigned n = ticks_per_arming(p);
+    /* The last arming ended otherwise than by running its ticks (an
+     * error; re-armed at the next pull): its grid points ran ahead of the
+     * ticks that came, so the grid is laid anew. */
+    if (ts->armed_at)
+        ts->new_grid = true;
     /* Until two armings have shown the lag, short ones: each ends late by
      * its own lags, which a long one would add up past a period. */
     if (ts->nlags < 2 && n > WEFT_TICK_LEARNING)
@@ -103,7 +114,7 @@ void weft__tick_schedule_ended(weft__tick_schedule *ts, uint64_t now)
         return;
     uint64_t per_tick = (now - ts->first_tick) / (ts->ticks - 1);
     uint64_t lag = per_tick > ts->arming_period ? per_tick - ts->arming_period : 0;
-    uint64_t cap = ts->period / 2;
+    uint64_t cap = ts->period / 4;
     lag = lag > cap ? cap : lag;
     /* The estimate is the least of the last few armings' lags, once there
      * are two: an arming slowed by a busy task (a high lag) leaves it as

@@ -28,7 +28,14 @@ typedef struct weft__tick_schedule {
 /* The ticks of each of the first two armings, which learn the lag. */
 #define WEFT_TICK_LEARNING 4u
 
-/* A new period (> 0): the grid starts afresh at the next arming. */
+/* A ticker's schedule, for tests: NULL for a stream that is no ticker
+ * (stream.c). */
+struct weft_stream;
+const weft__tick_schedule *weft__ticker_schedule(const struct weft_stream *s);
+
+/* A new period (> 0), or the same one after an arming was removed: the
+ * grid starts afresh at the next arming. A different period forgets the
+ * lags measured with the old one. */
 void weft__tick_schedule_set(weft__tick_schedule *ts, uint64_t period);
 /* Plans the arming made at now: returns its kernel period (>= 1 ns) and
  * sets *ticks to its tick count. Grid points already past are skipped. */
