@@ -357,8 +357,9 @@ TEST(worker_counts)
     void *n;
     ASSERT_OK(weft_run(&cfg, count_workers, NULL, &n));
     ASSERT_EQ((uintptr_t)n, 3);
-    cfg.workers = 1025;
+    cfg.workers = 1024; /* each worker's ring needs its own tag, of 1,023 */
     ASSERT_EQ(weft_run(&cfg, nothing, NULL, NULL), -EINVAL);
+    ASSERT_STREQ(weft_last_config_error(), "workers: 1024 is more than 1023");
     /* 0: $WEFT_WORKERS, checked like the field. */
     with_env("WEFT_WORKERS", "4", four_workers_from_env);
     with_env("WEFT_WORKERS", "many", bad_workers_env_refused);

@@ -77,8 +77,9 @@ WEFT_API int weft_sleep_until(uint64_t abs_ns);
  * that made them and to the task that made them: they pin the task to its
  * worker, and a task that ends still holding one has it closed for it.
  * Bits 20-29 of the int name that ring, and the low 20 bits its slot: used
- * on another worker (or in another runtime) it is -EBADF, never that
- * ring's slot of the same number. An int made by hand as
+ * on another worker of its runtime it is -EBADF, never that ring's slot of
+ * the same number; so it is in the next runtimes made (tags repeat only
+ * after 1,023 rings). An int made by hand as
  * WEFT_DIRECT_BIT | slot (a slot a raw op returned) names the calling
  * worker's ring. */
 #define WEFT_DIRECT_BIT 0x40000000
@@ -345,11 +346,12 @@ WEFT_API int weft_ring_fd(void);
  * kernel's error for a buffer it refuses. On an error no slot is yours:
  * if a ring could not be reached to take the buffers back off, weft
  * releases them there at the next register or unregister call. A task
- * already cancelled or past its deadline gets -ECANCELED/-ETIMEDOUT
- * before anything is done; once begun, the call is not interrupted: it
- * waits for every worker to reach a scheduling point and apply it (only
- * its own task waits), so a task that holds a worker without one delays
- * it, deadline or not. Unregistering waits the same way. */
+ * already cancelled or past its deadline gets -ECANCELED/-ETIMEDOUT after
+ * the argument checks, before anything is done; once begun, the call is
+ * not interrupted: it waits for every worker to reach a scheduling point
+ * and apply it (only its own task waits), so a task that holds a worker
+ * without one delays it, deadline or not. Unregistering waits the same
+ * way, and goes ahead in a cancelled task (its cleanup). */
 WEFT_API int weft_buffers_register(const struct iovec *iov, unsigned n);
 /* Releases slots [first, first + n): 0, -EPERM outside a task, -EINVAL
  * when one of them is not registered, or -ENOMEM when another worker could
@@ -424,10 +426,10 @@ WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
  * period against the grid, so that the delay does not add up: 1,000 ticks
  * of 1 ms took 1,001 ms on the 2-vCPU test machine (1,048 ms before).
  * Grid points a whole period or more behind (a worker held that long)
- * are skipped, not made up in a burst; a tick can come a little early
- * when the worker's wakes get quicker than it measured (docs/io.md,
- * Tickers). Ticks not yet pulled queue up, and coalesce into one item
- * once the queue is full. */
+ * are skipped, not made up in a burst; ticks can come early, by up to a
+ * quarter period each within an arming of at most 64, when the worker's
+ * wakes get quicker than it measured (docs/io.md, Tickers). Ticks not yet pulled queue up, and
+ * coalesce into one item once the queue is full. */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (its arming is removed and armed again), from
  * the task that opened it (-EPERM for another task, -EXDEV on another

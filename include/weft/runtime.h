@@ -48,8 +48,9 @@ typedef struct weft_queue_spec {
 } weft_queue_spec;
 
 typedef struct weft_config {
-    unsigned workers; /* 0 = $WEFT_WORKERS if set, else the CPUs this thread may run on;
-                         1 = one worker on the calling thread */
+    unsigned workers;              /* 0 = $WEFT_WORKERS if set, else the CPUs this thread may run on
+                                      (at most 1023, as for the field: -EINVAL above);
+                                      1 = one worker on the calling thread */
     const weft_queue_spec *queues; /* NULL = one queue "default" */
     size_t nqueues;
     size_t stack_size;                    /* 0 = 256 KiB (virtual; pages touched lazily) */

@@ -47,6 +47,13 @@ void weft__resources_release(weft__worker *w, weft_task *t)
 
 /* ---- direct descriptors --------------------------------------------------- */
 
+unsigned weft__direct_tags_take(unsigned n)
+{
+    /* 64 bits: no wrap, which would break the cycle of 1,023. */
+    static _Atomic uint64_t taken;
+    return (unsigned)(atomic_fetch_add_explicit(&taken, n, memory_order_relaxed) % 1023);
+}
+
 int weft__direct_table_check(void)
 {
     /* Asked before the op, not learnt from its result: an accept would

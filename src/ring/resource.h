@@ -79,6 +79,16 @@ int weft__direct_adopt(int res);
 void weft__direct_forget(struct weft__worker *w, unsigned slot);
 void weft__direct_release_all(struct weft__worker *w, struct weft_task *t);
 
+/* Where n ring tags for direct descriptors (op.h) start, 0..1022, for a
+ * runtime of n workers (at most WEFT_MAX_WORKERS, 1,023): worker i's ring
+ * gets weft__direct_tag_of(first, i), so the rings of one runtime never
+ * share one, and runtimes made one after another get the next ones. */
+unsigned weft__direct_tags_take(unsigned n);
+static inline unsigned weft__direct_tag_of(unsigned first, unsigned index)
+{
+    return (first + index) % 1023 + 1;
+}
+
 /* Buffer leases (bufring.c). */
 void weft__leases_release_all(struct weft__worker *w, struct weft_task *t);
 

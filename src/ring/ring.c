@@ -5,7 +5,6 @@
 #include <linux/kcmp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -136,10 +135,6 @@ void weft__ring_fini(weft__ring *r)
 
 void weft__ring_register_tables(weft__ring *r, unsigned direct_fds, unsigned buffers)
 {
-    /* Rings made one after another get different tags; only 1,023 rings
-     * apart do two share one. */
-    static _Atomic unsigned rings_made;
-    r->direct_tag = atomic_fetch_add_explicit(&rings_made, 1, memory_order_relaxed) % 1023 + 1;
     if (direct_fds && io_uring_register_files_sparse(&r->uring, direct_fds) == 0) {
         r->direct_slots = direct_fds;
         /* The kernel picks free slots for IORING_FILE_INDEX_ALLOC from the

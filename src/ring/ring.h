@@ -33,7 +33,8 @@ typedef struct weft__ring {
     unsigned setup_flags;                       /* the IORING_SETUP_* flags the kernel accepted */
     uint64_t supported[WEFT__MAX_OPCODES / 64]; /* opcode bitmap from the probe */
     unsigned direct_slots;                      /* size of the registered (sparse) file table */
-    unsigned direct_tag;   /* 1..1023: names this ring in its direct descriptors */
+    unsigned direct_tag;   /* 1..1023: names this ring in its direct descriptors
+                              (its worker sets it: weft__direct_tags_take) */
     unsigned buffer_slots; /* size of the registered (sparse) buffer table */
     /* By buffer slot: 0 free, BUFFER_USED registered by
      * weft_buffers_register, BUFFER_ORPHAN left by a registration that

@@ -58,8 +58,8 @@ int weft__config_resolve(const weft_config *in, weft_config *out)
     static const weft_config zero;
     last_error[0] = 0;
     *out = in ? *in : zero;
-    if (out->workers > 1024)
-        return weft__config_reject("workers: %u is more than 1024", out->workers);
+    if (out->workers > WEFT_MAX_WORKERS)
+        return weft__config_reject("workers: %u is more than %u", out->workers, WEFT_MAX_WORKERS);
     if (!out->queues && out->nqueues)
         return weft__config_reject("queues: NULL with nqueues = %zu", out->nqueues);
     if (!out->catch_signals && out->ncatch_signals)

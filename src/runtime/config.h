@@ -7,6 +7,9 @@
 #define WEFT_MAX_QUEUES       64
 #define WEFT_MAX_WEIGHT       10000
 #define WEFT_MAX_RING_ENTRIES 32768
+/* Each worker's ring has its own tag for direct descriptors, 1..1023
+ * (ring/resource.h), so that one passed to another worker is refused. */
+#define WEFT_MAX_WORKERS 1023
 
 /* Copies *in (NULL = defaults) into *out with every zero field replaced by
  * its default. Returns 0, or -EINVAL with the reason recorded for

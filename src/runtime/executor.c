@@ -55,6 +55,7 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
         return r;
     }
     ex->rt.nworkers = 1;
+    ex->rt.direct_tag_base = weft__direct_tags_take(1);
     ex->rt.workers = &ex->worker;
     ex->rt.embedded = true;
     if (ex->rt.cfg.workers > 1)

@@ -78,18 +78,22 @@ static int resolve_workers(weft__runtime *rt)
             unsigned long v = 0;
             if (*env >= '0' && *env <= '9')
                 v = strtoul(env, &end, 10);
-            if (*end || v == 0 || v > 1024)
-                return weft__config_reject("WEFT_WORKERS: \"%s\" is not a number in 1..1024", env);
+            if (*end || v == 0 || v > WEFT_MAX_WORKERS)
+                return weft__config_reject("WEFT_WORKERS: \"%s\" is not a number in 1..%u", env,
+                                           WEFT_MAX_WORKERS);
             n = (unsigned)v;
         } else {
             cpu_set_t set;
             n = sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
             if (n == 0)
                 n = 1;
+            if (n > WEFT_MAX_WORKERS)
+                n = WEFT_MAX_WORKERS;
         }
     }
     rt->nworkers = n;
     rt->threaded = n > 1;
+    rt->direct_tag_base = weft__direct_tags_take(n);
     return 0;
 }
 

@@ -1368,6 +1368,7 @@ int weft__worker_init(weft__worker *w, weft__runtime *rt, unsigned index, bool e
     if (r < 0)
         goto fail_ring;
     w->ring.wake_failed = on_wake_failed;
+    w->ring.direct_tag = weft__direct_tag_of(rt->direct_tag_base, index);
     weft__ring_register_tables(&w->ring, rt->cfg.direct_fds, rt->cfg.fixed_buffers);
     if (w->ring.direct_slots) {
         w->direct_owner = weft__calloc(w->ring.direct_slots, sizeof *w->direct_owner);

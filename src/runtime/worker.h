@@ -167,6 +167,7 @@ typedef struct weft__runtime {
     weft_config cfg; /* with defaults filled in */
     int default_stack_class;
     unsigned nworkers;
+    unsigned direct_tag_base; /* the workers' rings' tags (ring/resource.h) */
     weft__worker *workers;
     bool threaded;                 /* several workers: the tree lock and live_tasks count */
     _Atomic uint64_t next_task_id; /* where the next block of ids starts */
