@@ -92,7 +92,7 @@ TEST(run_returns_the_next_deadline)
     ASSERT_OK(weft_executor_spawn(ex, &t, NULL, sleep_ms, (void *)20));
     int64_t d = weft_executor_run(ex, 0);
     ASSERT_GE(d, (int64_t)(before + 20000000));
-    ASSERT_LT(d, (int64_t)(before + 20000000 + 1000000000));
+    ASSERT_LT(d, (int64_t)(before + 20000000 + 30000000000)); /* the sleep's, not "none" */
     ASSERT_EQ(weft_executor_tasks(ex), 1);
     /* Called at the deadline, the sleeper finishes. */
     while ((int64_t)weft_now_ns() < d)
@@ -142,8 +142,8 @@ TEST(budget_bounds_a_run)
     ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, spinner, NULL));
     ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, spinner, NULL));
     uint64_t t0 = weft_now_ns();
-    ASSERT_EQ(weft_executor_run(ex, 2000000), 0); /* still ready: call again */
-    ASSERT_LT(weft_now_ns() - t0, 1000000000ull); /* bounded (generously) */
+    ASSERT_EQ(weft_executor_run(ex, 2000000), 0);  /* still ready: call again */
+    ASSERT_LT(weft_now_ns() - t0, 30000000000ull); /* ended by the budget, not never */
     int after_first = spins;
     ASSERT_GT(after_first, 0);
     ASSERT_EQ(weft_executor_run(ex, 1000000), 0);
@@ -671,10 +671,11 @@ static void *probe_queues(void *arg)
     return NULL;
 }
 
-/* The host is away 200 ms between two runs; the task that runs first in the
+/* The host is away 2 s between two runs; the task that runs first in the
  * second returns at once. That time was charged to it (to its queue's
  * virtual runtime and service) before each run started with a fresh clock
- * reading. */
+ * reading. The bound, 1 s, leaves room for what a loaded machine (TSan,
+ * every core busy) can charge two empty tasks by holding their thread. */
 TEST(the_hosts_time_away_is_charged_to_no_task)
 {
     weft_queue_spec qs[] = {{.name = "a", .weight = 1}, {.name = "b", .weight = 1}};
@@ -684,14 +685,14 @@ TEST(the_hosts_time_away_is_charged_to_no_task)
     weft_spawn_opts ob = {.queue = "b"}, oa = {.queue = "a"};
     ASSERT_OK(weft_executor_spawn(ex, NULL, &ob, nothing, NULL));
     ASSERT_GE(weft_executor_run(ex, 0), 0);
-    usleep(200000);
+    usleep(2000000);
     ASSERT_OK(weft_executor_spawn(ex, NULL, &ob, nothing, NULL));
     ASSERT_GE(weft_executor_run(ex, 0), 0);
     ASSERT_OK(weft_executor_spawn(ex, NULL, &oa, probe_queues, NULL));
     ASSERT_GE(weft_executor_run(ex, 0), 0);
     weft_executor_destroy(ex);
     ASSERT_EQ(probed[1].runs, 2);
-    if (probed[1].service_ns > 50000000) /* two empty tasks; 200 ms if charged */
+    if (probed[1].service_ns > 1000000000) /* two empty tasks; 2 s if charged */
         FAILF("two empty tasks were charged %llu ns", (unsigned long long)probed[1].service_ns);
 }
 

@@ -145,6 +145,7 @@ typedef struct blocked_arg {
     bool use_deadline;
     int result;
     bool untouched;
+    _Atomic bool started;
 } blocked_arg;
 
 static void *blocked_task(void *arg)
@@ -154,6 +155,7 @@ static void *blocked_task(void *arg)
     memset(buf, PATTERN, sizeof buf);
     if (a->use_deadline)
         ASSERT_OK(weft_deadline_push(weft_now_ns() + 5000000));
+    atomic_store(&a->started, true);
     a->result = a->b->block(a->fd, buf);
     a->untouched = true;
     for (size_t i = 0; i < sizeof buf; i++)
@@ -179,7 +181,13 @@ static void *main_every_kind(void *arg)
         blocked_arg a = {.b = b, .fd = fd, .use_deadline = deadline};
         weft_task *t;
         ASSERT_OK(weft_spawn(&t, blocked_task, &a));
-        ASSERT_OK(weft_sleep_ns(2000000)); /* let it block in the kernel */
+        /* Let it start (with two workers, the other may have taken it and
+         * be slow to run it: a task cancelled before it starts never runs),
+         * then block in the kernel. */
+        for (int w = 0; !atomic_load(&a.started) && w < 100000; w++)
+            ASSERT_OK(weft_sleep_ns(100000));
+        ASSERT(atomic_load(&a.started));
+        ASSERT_OK(weft_sleep_ns(2000000));
         if (!deadline)
             ASSERT_OK(weft_cancel(t));
         int jr = weft_join(t, NULL);

@@ -108,6 +108,7 @@ static void *sleeper_then_busy(void *arg)
 static void *main_eligibility(void *arg)
 {
     stop_at = weft_now_ns() + 700000000ull;
+    longest_burn_ns = 0;
     weft_spawn_opts a = {.queue = "a"}, b = {.queue = "b"};
     ASSERT_OK(weft_spawn_ex(NULL, &a, busy, NULL));
     ASSERT_OK(weft_spawn_ex(NULL, &b, sleeper_then_busy, NULL));
@@ -121,8 +122,12 @@ static void *main_eligibility(void *arg)
     double da = (double)(at_end[1].service_ns - at_start[1].service_ns);
     double db = (double)(at_end[2].service_ns - at_start[2].service_ns);
     double share = db / (da + db);
-    if (share > 0.6 || share < 0.3)
-        FAILF("B's share of the window: %.3f, expected 0.3 to 0.6", share);
+    /* A stall of the OS inside one burn is charged to that task whole: the
+     * bounds widen by what the longest burn seen could have moved. */
+    double extra = with_stalls(0, da + db);
+    if (share > 0.6 + extra || share < 0.3 - extra)
+        FAILF("B's share of the window: %.3f, expected 0.3 to 0.6 (+/- %.3f for stalls)", share,
+              extra);
     return NULL;
 }
 TEST(a_queue_that_slept_gets_no_burst)
@@ -396,13 +401,17 @@ TEST(a_policy_that_fails_to_init_fails_the_start)
 static volatile uint64_t b_turns;
 static volatile bool b_stop;
 static unsigned slow_calls;
+static uint64_t b_longest_ns; /* b's longest turn: an OS stall inside it */
 
 static void *turn_taker(void *arg)
 {
     (void)arg;
     while (!b_stop) {
         b_turns++;
+        uint64_t t0 = weft_now_ns();
         burn_us(20);
+        uint64_t took = weft_now_ns() - t0;
+        b_longest_ns = took > b_longest_ns ? took : b_longest_ns;
         weft_yield_maybe();
     }
     return NULL;
@@ -439,7 +448,19 @@ TEST(yield_maybe_overruns_by_at_most_16_calls)
     weft_queue_spec qs[] = {
         {.name = "main", .weight = 1}, {.name = "a", .weight = 1}, {.name = "b", .weight = 1}};
     weft_config cfg = {.queues = qs, .nqueues = 3};
-    run_main_one_worker(&cfg, main_slow_calls, NULL);
+    /* A stall of the OS inside one of b's turns is charged to b, and the
+     * scheduler then rightly lets a run until the two are even: such a
+     * run says nothing about the skip, and is made again. */
+    for (int attempt = 0;; attempt++) {
+        b_turns = 0;
+        b_stop = false;
+        slow_calls = 0;
+        b_longest_ns = 0;
+        run_main_one_worker(&cfg, main_slow_calls, NULL);
+        if (slow_calls <= 16 || b_longest_ns < 2000000 || attempt == 10)
+            break;
+        printf("note: b was held %.1f ms in one turn; again\n", (double)b_longest_ns / 1e6);
+    }
     ASSERT_LE(slow_calls, 16);
 }
 

@@ -12,7 +12,9 @@
 
 /* Generous: CI machines are shared and noisy. We check that a sleep is never
  * early and not absurdly late. */
-#define LATE_TOLERANCE_NS (250ull * 1000000)
+/* Not a bound on speed: a guard against a sleep that never ends on its
+ * own (woken only by something else), loose enough for a loaded machine. */
+#define LATE_TOLERANCE_NS (5000ull * 1000000)
 
 static void *main_accuracy(void *arg)
 {
@@ -97,6 +99,29 @@ TEST(sleep_zero_sees_deadlines_and_cancellation)
 static int wake_order[16];
 static int nwoken, nstarted;
 static uint64_t order_base;
+/* When the last sleeper of a round armed. A task that arms after the
+ * earliest deadline of its round has passed returns at once, possibly
+ * before a due timer the worker has not polled yet: on a machine that
+ * held the worker that long the order says nothing, and the round is made
+ * again (at most 10 times: a worker that slow every time fails). */
+static uint64_t last_armed;
+
+static void note_arming(void)
+{
+    uint64_t now = weft_now_ns();
+    if (now > last_armed)
+        last_armed = now;
+}
+
+static bool round_voided(uint64_t earliest_deadline, int *rounds)
+{
+    if (last_armed < earliest_deadline)
+        return false;
+    if (++*rounds > 10)
+        FAILF("sleepers armed past their earliest deadline in %d rounds", *rounds);
+    printf("note: a sleeper armed after the earliest deadline had passed; again\n");
+    return true;
+}
 
 /* Sleeps until base + 20 ms + (16 - i) * 2 ms, where base is read once all
  * 16 tasks run: a task's first run can be slow (under TSan it creates a
@@ -109,6 +134,7 @@ static void *sleep_then_note(void *arg)
         order_base = weft_now_ns();
     while (nstarted < 16)
         ASSERT_OK(weft_yield());
+    note_arming();
     ASSERT_OK(weft_sleep_until(order_base + 20000000 + (uint64_t)(16 - i) * 2000000));
     wake_order[nwoken++] = i;
     return NULL;
@@ -116,10 +142,14 @@ static void *sleep_then_note(void *arg)
 
 static void *main_order(void *arg)
 {
-    nwoken = nstarted = 0;
-    for (int i = 0; i < 16; i++)
-        ASSERT_OK(weft_spawn(NULL, sleep_then_note, (void *)(intptr_t)i));
-    ASSERT_OK(weft_wait_children());
+    int rounds = 0;
+    do {
+        nwoken = nstarted = 0;
+        last_armed = 0;
+        for (int i = 0; i < 16; i++)
+            ASSERT_OK(weft_spawn(NULL, sleep_then_note, (void *)(intptr_t)i));
+        ASSERT_OK(weft_wait_children());
+    } while (round_voided(order_base + 22000000, &rounds));
     ASSERT_EQ(nwoken, 16);
     for (int i = 0; i < 16; i++)
         ASSERT_EQ(wake_order[i], 15 - i);
@@ -154,9 +184,10 @@ static void *main_many(void *arg)
 }
 TEST(hundred_thousand_sleepers)
 {
-#ifdef __SANITIZE_THREAD__
-    /* TSan counts each task's fiber as a thread and stops at 8128. */
-    run_main(NULL, main_many, (void *)(intptr_t)4000);
+#ifdef TEST_TSAN
+    /* TSan counts each task's fiber as a thread and stops at 8128; and
+     * each costs milliseconds there (4,000 took about 26 s). */
+    run_main(NULL, main_many, (void *)(intptr_t)1000);
 #else
     run_main(NULL, main_many, (void *)(intptr_t)100000);
 #endif
@@ -234,6 +265,7 @@ static void *sleep_mixed(void *arg)
     if (i == 0)
         order_base = weft_now_ns();
     mixed_turn = i + 1;
+    note_arming();
     ASSERT_OK(weft_sleep_until(order_base + (uint64_t)mixed_ms[i] * 1000000));
     mixed_woken[nwoken++] = mixed_ms[i];
     return NULL;
@@ -241,8 +273,11 @@ static void *sleep_mixed(void *arg)
 
 static void *main_mixed(void *arg)
 {
+    int rounds = 0;
+again:
     nwoken = nstarted = 0;
     mixed_turn = 0;
+    last_armed = 0;
     for (int i = 0; i < NMIXED; i++)
         ASSERT_OK(weft_spawn(NULL, sleep_mixed, (void *)(intptr_t)i));
     while (mixed_turn < NMIXED)
@@ -262,6 +297,8 @@ static void *main_mixed(void *arg)
         printf("  a timer fired before the check (a slow machine): split unchecked\n");
     }
     ASSERT_OK(weft_wait_children());
+    if (round_voided(order_base + 21000000, &rounds))
+        goto again;
     ASSERT_EQ(nwoken, NMIXED);
     for (int i = 1; i < NMIXED; i++)
         ASSERT_LT(mixed_woken[i - 1], mixed_woken[i]);
@@ -848,6 +885,11 @@ static void pin_to_this_cpu(cpu_set_t *old)
     ASSERT_OK(pthread_setaffinity_np(pthread_self(), sizeof one, &one));
 }
 
+/* The longest the two run-clock checks wait for their count of
+ * extrapolated readings: a guard against a hang, not a bound on speed (a
+ * pinned thread on a busy core under TSan may get little of it). */
+#define RUNCLOCK_MAX_NS 30000000000ull
+
 /* Runs for at least min_ns, then until `extrapolated` readings were not
  * real ones (0: no such wait), or max_ns. */
 static void check_against_real(weft__runclock *c, uint64_t min_ns, uint64_t max_ns,
@@ -882,7 +924,7 @@ TEST(run_clock_follows_the_monotonic_clock)
      * until enough readings were extrapolated, however much of the CPU
      * this thread got (a fixed time let a starved thread spend most of it
      * before the rate was known: few readings were extrapolated). */
-    check_against_real(&c, 5 * WEFT_RUNCLOCK_CAL_NS, 20 * WEFT_RUNCLOCK_CAL_NS, 100000);
+    check_against_real(&c, 5 * WEFT_RUNCLOCK_CAL_NS, RUNCLOCK_MAX_NS, 100000);
     ASSERT_OK(pthread_setaffinity_np(pthread_self(), sizeof old, &old));
     if (!weft__runclock_tsc_usable()) {
         printf("  no invariant TSC kept by the kernel here: every reading was real\n");
@@ -924,8 +966,8 @@ TEST(run_clock_reading_for_deadlines_is_never_behind)
     weft__runclock c;
     weft__runclock_init(&c, true);
     /* Several rate measurements, and then enough extrapolated readings
-     * however much of the CPU this thread got (20x that time at most). */
-    check_never_behind(&c, 5 * WEFT_RUNCLOCK_CAL_NS, 20 * WEFT_RUNCLOCK_CAL_NS, 100000);
+     * however much of the CPU this thread got. */
+    check_never_behind(&c, 5 * WEFT_RUNCLOCK_CAL_NS, RUNCLOCK_MAX_NS, 100000);
     ASSERT_OK(pthread_setaffinity_np(pthread_self(), sizeof old, &old));
     if (!weft__runclock_tsc_usable()) {
         printf("  no invariant TSC kept by the kernel here: every reading was real\n");

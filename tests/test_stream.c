@@ -583,10 +583,21 @@ static void *main_next_interrupted(void *arg)
 {
     (void)arg;
     weft_stream *t;
-    ASSERT_OK(weft_ticker(&t, 50000000));
-    ASSERT_OK(weft_deadline_push(weft_now_ns() + 1000000));
-    ASSERT_EQ(weft_stream_next(t, NULL), -ETIMEDOUT);
-    ASSERT_OK(weft_deadline_pop());
+    /* A worker held 50 ms before the pull sees the tick and the deadline
+     * in one poll, and may hand out the tick: that attempt is made again. */
+    for (int attempt = 0;; attempt++) {
+        ASSERT_OK(weft_ticker(&t, 50000000));
+        ASSERT_OK(weft_deadline_push(weft_now_ns() + 1000000));
+        int r = weft_stream_next(t, NULL);
+        ASSERT_OK(weft_deadline_pop());
+        if (r == 0 && attempt < 10) {
+            printf("note: the tick came before the deadline; again\n");
+            weft_stream_close(t);
+            continue;
+        }
+        ASSERT_EQ(r, -ETIMEDOUT);
+        break;
+    }
     /* The tick that came meanwhile is still there: not lost. */
     ASSERT_OK(weft_stream_next(t, NULL));
     weft_stream_close(t);

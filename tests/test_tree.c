@@ -52,6 +52,34 @@ TEST(orphans_cancel_awaits_children)
     run_main_one_worker(NULL, main_orphans_cancel, NULL);
 }
 
+/* The kids wait for main's word, so that none can end before main has
+ * looked, however slow the machine. */
+static weft_event kids_go = WEFT_EVENT_INIT;
+static bool kids_may_go;
+
+static void *wait_and_count(void *arg)
+{
+    (void)arg;
+    while (!kids_may_go) {
+        int r = weft_event_wait(&kids_go);
+        if (r == -ECANCELED) {
+            finished_cancelled++;
+            return NULL;
+        }
+        ASSERT_OK(r);
+    }
+    finished_normally++;
+    return NULL;
+}
+
+static void *parent_leaves_waiting_kids(void *arg)
+{
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_spawn(NULL, wait_and_count, NULL));
+    ASSERT_OK(weft_yield()); /* they start waiting */
+    return NULL;
+}
+
 static void *parent_leaves_kids(void *arg)
 {
     for (int i = 0; i < 3; i++)
@@ -64,11 +92,15 @@ static void *main_orphans_adopt(void *arg)
 {
     weft_task *p;
     finished_normally = finished_cancelled = 0;
-    ASSERT_OK(weft_spawn(&p, parent_leaves_kids, NULL));
+    kids_may_go = false;
+    ASSERT_OK(weft_spawn(&p, parent_leaves_waiting_kids, NULL));
     ASSERT_OK(weft_join(p, NULL));
-    ASSERT_EQ(finished_normally, 0); /* still running, adopted */
-    ASSERT_OK(weft_sleep_ns(50000000));
-    ASSERT_EQ(finished_normally, 3);
+    ASSERT_EQ(finished_normally + finished_cancelled, 0); /* still running, adopted */
+    kids_may_go = true;
+    weft_event_notify_all(&kids_go);
+    for (int i = 0; finished_normally + finished_cancelled < 3 && i < 100000; i++)
+        ASSERT_OK(weft_sleep_ns(100000));
+    ASSERT_EQ(finished_normally, 3); /* none was cancelled */
     return NULL;
 }
 TEST(orphans_adopt_keeps_children_running)
