@@ -5,8 +5,23 @@
  * loop, and call weft_executor_run() when it is readable or when the deadline
  * it last returned has passed. Tasks inside sleep, yield, join and do
  * io_uring I/O exactly as under weft_run. Every call must come from the
- * thread that created the executor, and none from inside a task: run and
- * spawn return -EPERM otherwise, destroy prints a message and aborts.
+ * thread that created the executor, and none from inside a task (nor from a
+ * spawn's discard callback, which runs inside a run): run and spawn return
+ * -EPERM otherwise, destroy prints a message and aborts.
+ *
+ * What the host thread may call between runs, outside any task: the
+ * executor calls; weft_cancel (also from other threads: the fd becomes
+ * readable); the foreign-thread forms of weft/sync.h (a channel's try_send,
+ * an event's notify, a semaphore's release, ...; the _blocking channel
+ * calls return -EDEADLK on a thread that hosts an executor, since they
+ * would stop the loop that runs the tasks they wait for). Not weft_join
+ * (-EPERM): a task's result is read by another task, or the handle is only
+ * checked with weft_task_finished and detached; not weft_stats_snapshot or
+ * weft_dump_tasks (-EPERM): spawn a task that takes them. Several executors
+ * may share one thread (each with its own fd), and weft_run may be called
+ * on it between runs (the executors wait meanwhile). A signal caught with
+ * weft_config.catch_signals may land on the host thread and interrupt its
+ * wait (EINTR): the host loop must retry, as libuv's does.
  */
 #ifndef WEFT_EXECUTOR_H
 #define WEFT_EXECUTOR_H
@@ -26,11 +41,15 @@ typedef struct weft_executor weft_executor;
 WEFT_API int weft_executor_create(weft_executor **ex, const weft_config *cfg);
 
 /* A file descriptor that becomes readable when the executor has work: an
- * I/O completion or a wake from another thread. Owned by the executor. */
+ * I/O completion or a wake from another thread. Owned by the executor:
+ * weft_executor_run empties it (do not read it), and weft_executor_destroy
+ * closes it, so stop watching it (uv_poll_stop, EPOLL_CTL_DEL) before the
+ * destroy. Level- and edge-triggered watching both work. */
 WEFT_API int weft_executor_fd(const weft_executor *ex);
 
-/* Runs ready tasks for up to budget_ns (0 = until none is ready), fires due
- * timers, and submits the I/O the tasks started. The budget is looked at
+/* Runs ready tasks for up to budget_ns (0 = until none is ready: a task that
+ * loops on weft_yield is always ready, so a shared loop should pass a budget,
+ * 1 ms say), fires due timers, and submits the I/O the tasks started. The budget is looked at
  * between slices (a slice ends after io_poll_interval, 500 us by default,
  * or max_runs_per_slice task runs; a task runs until it yields), so a run
  * may last that much past it. Returns the CLOCK_MONOTONIC time
