@@ -73,7 +73,9 @@ bench: deps-demo
 	./bench/run-sched.sh
 	./bench/run-io.sh
 
-SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+# Tracked files and new ones not ignored, so that a file not yet added is
+# formatted (and checked) too.
+SOURCES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null)
 
 format:
 	clang-format -i $(SOURCES)
