@@ -1,4 +1,5 @@
 /* Cancellation of single tasks, shields and deadlines. */
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "test.h"
@@ -38,7 +39,7 @@ static _Atomic int sleeper_started;
 static void *sleeper_reporting(void *arg)
 {
     sleeper_started = 1;
-    sleep_result = weft_sleep_ns(600ull * 1000000000);
+    sleep_result = weft_sleep_ns(120ull * 1000000000);
     return (void *)42; /* ignored: the task was cancelled while running */
 }
 
@@ -54,12 +55,63 @@ static void *main_cancel_sleeping(void *arg)
     ASSERT_EQ(weft_join(t, &r), -ECANCELED);
     ASSERT(r == NULL);
     ASSERT_EQ(sleep_result, -ECANCELED);
-    ASSERT_LT(weft_now_ns() - t0, 60ull * 1000000000); /* not the full 600 s */
+    ASSERT_LT(weft_now_ns() - t0, 60ull * 1000000000); /* not the full 120 s */
     return NULL;
 }
 TEST(cancel_interrupts_sleep)
 {
     run_main_one_worker(NULL, main_cancel_sleeping, NULL);
+}
+
+/* From a thread that runs no worker of t's runtime: refused with one
+ * worker (its tree has no lock), done with several (the walk takes it). */
+static _Atomic int far_sleep_result = 1;
+static _Atomic bool far_started;
+
+static void *sleeps_for_the_far_cancel(void *arg)
+{
+    (void)arg;
+    atomic_store(&far_started, true);
+    atomic_store(&far_sleep_result, weft_sleep_ns(600ull * 1000000000));
+    return NULL;
+}
+
+static void *cancel_from_a_thread(void *arg)
+{
+    return (void *)(intptr_t)weft_cancel(arg);
+}
+
+static void *main_foreign_cancel(void *arg)
+{
+    bool several = arg != NULL;
+    weft_task *t;
+    atomic_store(&far_sleep_result, 1);
+    atomic_store(&far_started, false);
+    ASSERT_OK(weft_spawn(&t, sleeps_for_the_far_cancel, NULL));
+    /* It starts (a task cancelled before its first run never runs). */
+    for (int i = 0; !atomic_load(&far_started) && i < 100000; i++)
+        ASSERT_OK(weft_sleep_ns(100000));
+    ASSERT(atomic_load(&far_started));
+    pthread_t th;
+    void *r;
+    ASSERT_OK(pthread_create(&th, NULL, cancel_from_a_thread, t));
+    ASSERT_OK(pthread_join(th, &r));
+    if (several) {
+        ASSERT_OK((int)(intptr_t)r);
+    } else {
+        ASSERT_EQ((intptr_t)r, -EPERM);
+        ASSERT(!weft_task_finished(t));
+        ASSERT_OK(weft_cancel(t));
+    }
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&far_sleep_result), -ECANCELED);
+    return NULL;
+}
+TEST(cancel_from_another_thread_needs_a_locked_tree)
+{
+    run_main_one_worker(NULL, main_foreign_cancel, NULL);
+    weft_config two = {.workers = 2};
+    run_main(&two, main_foreign_cancel, (void *)1);
 }
 
 static void *main_cancel_after_finish(void *arg)
@@ -570,6 +622,7 @@ TEST(discard_never_runs_on_a_yielding_tasks_stack)
 }
 
 TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep),
+          CASE(cancel_from_another_thread_needs_a_locked_tree),
           CASE(cancel_after_finish_keeps_result), CASE(cancelled_task_sees_ecanceled_everywhere),
           CASE(shield_defers_cancellation), CASE(deadlines_nest_and_time_out),
           CASE(a_deadline_moves_with_pop_and_push), CASE(relative_deadlines_count_from_now),

@@ -12,19 +12,24 @@
 
 /* Generous: CI machines are shared and noisy. We check that a sleep is never
  * early and not absurdly late. */
-/* Not a bound on speed: a guard against a sleep that never ends on its
- * own (woken only by something else), loose enough for a loaded machine. */
-#define LATE_TOLERANCE_NS (5000ull * 1000000)
+/* A sleep more than this late, five times running, is a bug (a timer that
+ * fires only when something else wakes the worker, a park rounded up to
+ * whole seconds); once is a loaded machine, and the sleep is tried again. */
+#define LATE_TOLERANCE_NS (250ull * 1000000)
 
 static void *main_accuracy(void *arg)
 {
     static const uint64_t durations[] = {1000, 100000, 1000000, 10000000, 50000000};
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
-        uint64_t t0 = weft_now_ns();
-        ASSERT_OK(weft_sleep_ns(durations[i]));
-        uint64_t took = weft_now_ns() - t0;
-        ASSERT_GE(took, durations[i]);
-        ASSERT_LT(took, durations[i] + LATE_TOLERANCE_NS);
+        uint64_t best = UINT64_MAX;
+        for (int try = 0; try < 5 && best >= durations[i] + LATE_TOLERANCE_NS; try++) {
+            uint64_t t0 = weft_now_ns();
+            ASSERT_OK(weft_sleep_ns(durations[i]));
+            uint64_t took = weft_now_ns() - t0;
+            ASSERT_GE(took, durations[i]); /* never early, every time */
+            best = took < best ? took : best;
+        }
+        ASSERT_LT(best, durations[i] + LATE_TOLERANCE_NS);
     }
     uint64_t until = weft_now_ns() + 3000000;
     ASSERT_OK(weft_sleep_until(until));

@@ -10,8 +10,9 @@
  * -EPERM otherwise, destroy prints a message and aborts.
  *
  * What the host thread may call between runs, outside any task: the
- * executor calls; weft_cancel (also from other threads: the fd becomes
- * readable); the foreign-thread forms of weft/sync.h (a channel's try_send,
+ * executor calls; weft_cancel (only there: from another thread it returns
+ * -EPERM, since the executor's task tree has no lock); the foreign-thread
+ * forms of weft/sync.h, which other threads may call too (a channel's try_send,
  * an event's notify, a semaphore's release, ...; the _blocking channel
  * calls return -EDEADLK on a thread that hosts an executor, since they
  * would stop the loop that runs the tasks they wait for). Not weft_join

@@ -434,6 +434,9 @@ WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (its arming is removed and armed again), from
  * the task that opened it (-EPERM for another task, -EXDEV on another
  * worker, -EINVAL for NULL, a stream that is no ticker or a period of 0).
+ * The remove is a blocking call: its -ECANCELED, -ETIMEDOUT or -EAGAIN (no
+ * SQE) come back too, and the new period then takes effect at the next
+ * arming all the same.
  * A ticker too fast for the reset to find it armed (a period of a few
  * microseconds) takes the new period at its next arming instead, after at
  * most 64 ticks (docs/io.md, Tickers). */

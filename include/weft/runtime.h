@@ -111,7 +111,8 @@ typedef struct weft_config {
 WEFT_API int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result);
 
 /* A human-readable reason for the last -EINVAL from weft_run or
- * weft_executor_create on this thread, or "" when there is none. */
+ * weft_executor_create on this thread (about the configuration; a NULL
+ * out pointer sets none), or "" when there is none. */
 WEFT_API const char *weft_last_config_error(void);
 
 /* A running runtime, for threads outside it. */

@@ -102,7 +102,12 @@ WEFT_API void weft_detach(weft_task *t);
  * its first run never runs its function. Idempotent; returns 0, -EINVAL
  * for NULL, and in debug builds WEFT_EHANDLE for a handle already joined
  * or detached (in release builds that is undefined: the record may be
- * another task's by then). Callable from any task of the runtime. */
+ * another task's by then). Callable from any task of the runtime, from an
+ * executor's host thread between runs, and, when the runtime has several
+ * workers, from any thread. A runtime of one worker (or an executor) keeps
+ * its task tree unlocked, for that thread alone: from elsewhere (another
+ * thread, another runtime's task) the call returns -EPERM and does
+ * nothing; send one of its tasks a message (a channel, an event) instead. */
 WEFT_API int weft_cancel(weft_task *t);
 
 WEFT_API bool weft_task_finished(const weft_task *t);

@@ -32,6 +32,13 @@ bool weft__thread_hosts_executor(void)
     return tls_hosted != 0;
 }
 
+bool weft__executor_host_here(const weft__runtime *rt)
+{
+    const weft_executor *ex =
+        (const weft_executor *)((const char *)rt - offsetof(weft_executor, rt));
+    return !weft__worker_self() && pthread_equal(ex->host, pthread_self());
+}
+
 /* Whether the caller may drive ex: its creating thread, outside any task. */
 static bool called_by_host(const weft_executor *ex)
 {

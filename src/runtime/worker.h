@@ -246,6 +246,9 @@ void weft__worker_set_self(weft__worker *w);
  * it: the executor's host, which must not sleep on what only the
  * executor's tasks can complete (executor.c). */
 bool weft__thread_hosts_executor(void);
+/* Whether the calling thread is rt's executor's host, outside a run (rt is
+ * an executor's runtime). */
+bool weft__executor_host_here(const weft__runtime *rt);
 
 /* embedded: the worker is driven by a host loop (weft_executor_*): its ring
  * posts completions without DEFER_TASKRUN and signals an eventfd. */

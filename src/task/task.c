@@ -494,6 +494,17 @@ int weft_cancel(weft_task *t)
     int r = check_handle(t);
     if (r)
         return r;
+    /* The walk needs the tree lock, which only a runtime of several
+     * workers takes: with one, its tree is that worker's thread's alone
+     * (or its executor host's, between runs), and a walk from any other
+     * thread would race the spawns and ends there. */
+    const weft__runtime *rt = __atomic_load_n(&t->owner, __ATOMIC_RELAXED)->rt;
+    if (!rt->threaded) {
+        weft__worker *w = weft__worker_self();
+        bool home = w ? w->rt == rt : rt->embedded && weft__executor_host_here(rt);
+        if (!home)
+            return -EPERM;
+    }
     weft__tree_cancel(t, NULL);
     return 0;
 }
