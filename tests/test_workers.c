@@ -1686,9 +1686,19 @@ static void *wake_notifier(void *arg)
 {
     wake_state *st = arg;
     stats_of_workers(st->s0, 2);
+    weft_stats now[2];
+    uint64_t parks_seen = st->s0[1].parks;
     for (int i = 0; i < WAKES; i++) {
-        /* Long enough for worker 1 to stop spinning and park. */
-        ASSERT_OK(weft_sleep_ns(MS));
+        /* Until worker 1 has stopped spinning and parked again (waited
+         * for, not timed: a busy machine may be slow to get it there), or
+         * 100 ms: the counts below then say whether it ever did. */
+        for (int w = 0; w < 100; w++) {
+            ASSERT_OK(weft_sleep_ns(MS));
+            stats_of_workers(now, 2);
+            if (now[1].parks > parks_seen)
+                break;
+        }
+        parks_seen = now[1].parks;
         st->t0[i] = weft_now_ns();
         atomic_store(&st->seq, i + 1);
         weft_event_notify_one(&st->ev);
