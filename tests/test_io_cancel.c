@@ -179,14 +179,26 @@ static void *main_every_kind(void *arg)
             fd = sv[0];
         }
         blocked_arg a = {.b = b, .fd = fd, .use_deadline = deadline};
+        weft_stats st;
+        ASSERT_OK(weft_stats_snapshot(&st));
+        uint64_t in_flight_before = st.ops_in_flight;
         weft_task *t;
         ASSERT_OK(weft_spawn(&t, blocked_task, &a));
         /* Let it start (with two workers, the other may have taken it and
          * be slow to run it: a task cancelled before it starts never runs),
-         * then block in the kernel. */
-        for (int w = 0; !atomic_load(&a.started) && w < 100000; w++)
+         * and its op go out, so that the cancel is the kernel's to do (a
+         * sleep has no op); then a little longer to block there. Waited
+         * for, not timed. */
+        bool has_op = b->block != block_sleep && !deadline; /* a deadline's own timing */
+        for (int w = 0; w < 100000; w++) {
+            ASSERT_OK(weft_stats_snapshot(&st));
+            if (atomic_load(&a.started) && (!has_op || st.ops_in_flight > in_flight_before))
+                break;
             ASSERT_OK(weft_sleep_ns(100000));
+        }
         ASSERT(atomic_load(&a.started));
+        if (has_op)
+            ASSERT_GT(st.ops_in_flight, in_flight_before);
         ASSERT_OK(weft_sleep_ns(2000000));
         if (!deadline)
             ASSERT_OK(weft_cancel(t));
