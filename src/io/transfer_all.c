@@ -130,16 +130,20 @@ int weft_write_all(int fd, const void *buf, size_t n, uint64_t off, size_t *done
     return transfer(WRITE, fd, &one, 1, off, 0, done);
 }
 
-/* The vectored forms' own check of iov, after the task's (as for every
- * call): 0, or -EINVAL with *done set. */
-static int check_iov(const struct iovec *iov, int iovcnt, size_t *done)
+/* A call whose own argument check failed: nothing moved, and the task's
+ * checks come first, as for every call, then -EINVAL. */
+static int refuse(size_t *done)
 {
-    if (iovcnt >= 0 && iovcnt <= IOV_MAX && (iov || !iovcnt))
-        return 0;
     if (done)
         *done = 0;
     int r = enter();
     return r ? r : -EINVAL;
+}
+
+/* The vectored forms' own check of iov: 0, or refuse(). */
+static int check_iov(const struct iovec *iov, int iovcnt, size_t *done)
+{
+    return iovcnt >= 0 && iovcnt <= IOV_MAX && (iov || !iovcnt) ? 0 : refuse(done);
 }
 
 int weft_writev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off, size_t *done)
@@ -182,12 +186,7 @@ int weft_recv_all(int fd, void *buf, size_t n, int flags, size_t *done)
  * cannot hold would name another slot. */
 static int check_buf_index(unsigned buf_index, size_t *done)
 {
-    if (buf_index <= UINT16_MAX)
-        return 0;
-    if (done)
-        *done = 0;
-    int r = enter();
-    return r ? r : -EINVAL;
+    return buf_index <= UINT16_MAX ? 0 : refuse(done);
 }
 
 int weft_write_fixed_all(int fd, const void *buf, size_t n, uint64_t off, unsigned buf_index,

@@ -156,17 +156,13 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
         /* A ticker's arming ran out of ticks, or was removed for a new
          * period: the next one follows at once, so the ticks keep their
          * pace whether or not the owner pulls. (Should no SQE be had, the
-         * next pull arms it.) */
-        if (s->kind == STREAM_TICKER && (res == -ETIME || reset)) {
-            /* A removed arming's grid was planned past ticks that will not
-             * come; and the arming removed may be one planned on the new
-             * grid already (a reset whose first remove found the ticker
-             * between two shots, and whose task work then re-armed it):
-             * the next arming lays the grid anew either way. */
-            if (reset)
-                weft__tick_schedule_set(&s->ticks, s->ticks.period);
+         * next pull arms it.) A removed arming never ran all its ticks, so
+         * the next lays its grid anew (tick_schedule.c), even when the one
+         * removed was planned on the new grid already: a reset whose first
+         * remove found the ticker between two shots, and whose task work
+         * then re-armed it. */
+        if (s->kind == STREAM_TICKER && (res == -ETIME || reset))
             (void)arm(s);
-        }
     }
     if (reset)
         return; /* nothing queued: a waiter waits for the next tick */

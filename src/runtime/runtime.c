@@ -93,7 +93,6 @@ static int resolve_workers(weft__runtime *rt)
     }
     rt->nworkers = n;
     rt->threaded = n > 1;
-    rt->direct_tag_base = weft__direct_tags_take(n);
     return 0;
 }
 
@@ -190,6 +189,7 @@ int weft_run(const weft_config *cfg, weft_fn main_fn, void *arg, void **result)
     if (r == 0)
         r = resolve_park(rt);
     if (r == 0) {
+        rt->direct_tag_base = weft__direct_tags_take(rt->nworkers);
         rt->workers =
             weft__calloc_aligned(rt->nworkers, sizeof(weft__worker), _Alignof(weft__worker));
         if (!rt->workers)
