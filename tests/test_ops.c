@@ -2844,23 +2844,37 @@ static int interrupt_transfer(weft_task *t, bool deadline)
 /* On a loaded machine (sanitizers under ctest -j, both cores busy) the OS
  * can hold a task past the LATER_NS deadline it just pushed, before its
  * transfer begins: the call then rightly fails at entry having moved
- * nothing, which is not the case under test. Such an attempt is made
- * again (the caller redoes its loop step); too many fail the test. The
- * premise is checked, so that a call that lost data it moved cannot pass
- * for one: readable_fd (the peer of a send, the socket of a read) must
- * still hold exactly `pending` bytes. */
-static bool deadline_came_first(bool deadline, int rc, size_t done, int readable_fd, int pending)
+ * nothing, which is not the case under test. Such an attempt is voided:
+ * the socket pair sv is closed and the caller redoes its loop step; too
+ * many fail the test. The premise is checked, so that a call that lost
+ * data it moved cannot pass for one: sv[1] (the peer of a send, the
+ * socket of a read) must still hold exactly `pending` bytes. */
+static bool deadline_came_first(bool deadline, int rc, size_t done, const int sv[2], int pending)
 {
     static int voided;
     if (!deadline || rc != -ETIMEDOUT || done != 0)
         return false;
     int n = -1;
-    ASSERT_OK(ioctl(readable_fd, FIONREAD, &n));
+    ASSERT_OK(ioctl(sv[1], FIONREAD, &n));
     ASSERT_EQ(n, pending);
     if (++voided > 10)
         FAILF("the deadline passed before the transfer began %d times", voided);
     printf("note: the deadline passed before the transfer began; trying again\n");
+    close(sv[0]);
+    close(sv[1]);
     return true;
+}
+
+/* After an interrupted read that took the first 30 bytes of buf from
+ * sv[1]: what comes next is all still there. Closes sv. */
+static void rest_stays_in_the_socket(const int sv[2], const char *buf)
+{
+    ASSERT_EQ(weft_send(sv[0], buf + 30, 5, 0), 5);
+    char next[8];
+    ASSERT_EQ(recv(sv[1], next, sizeof next, MSG_DONTWAIT), 5);
+    ASSERT(memcmp(next, buf + 30, 5) == 0);
+    close(sv[0]);
+    close(sv[1]);
 }
 
 static void *send_all_until_stopped(void *arg)
@@ -2913,9 +2927,7 @@ static void *main_transfer_all(void *arg)
         weft_task *t;
         ASSERT_OK(weft_spawn(&t, send_all_until_stopped, &s));
         int expected = interrupt_transfer(t, deadline);
-        if (deadline_came_first(deadline, s.rc, s.done, sv[1], 0)) {
-            close(sv[0]);
-            close(sv[1]);
+        if (deadline_came_first(deadline, s.rc, s.done, sv, 0)) {
             deadline--;
             continue;
         }
@@ -3078,21 +3090,14 @@ static void *main_read_all(void *arg)
         stuck_reader r = {sv[1], in, deadline, 1, 0};
         ASSERT_OK(weft_spawn(&t, recv_all_until_stopped, &r));
         int expected = interrupt_transfer(t, deadline);
-        if (deadline_came_first(deadline, r.rc, r.done, sv[1], 30)) {
-            close(sv[0]);
-            close(sv[1]);
+        if (deadline_came_first(deadline, r.rc, r.done, sv, 30)) {
             deadline--;
             continue;
         }
         ASSERT_EQ(r.rc, expected);
         ASSERT_EQ(r.done, 30);
         ASSERT(memcmp(in, buf, 30) == 0);
-        ASSERT_EQ(weft_send(sv[0], buf + 30, 5, 0), 5);
-        char next[8];
-        ASSERT_EQ(recv(sv[1], next, sizeof next, MSG_DONTWAIT), 5);
-        ASSERT(memcmp(next, buf + 30, 5) == 0);
-        close(sv[0]);
-        close(sv[1]);
+        rest_stays_in_the_socket(sv, buf);
     }
 
     /* A file, from an offset: whole, then cut short by its end. */
@@ -3168,9 +3173,7 @@ static void *main_writev_all(void *arg)
         w.iov[1] = (struct iovec){buf + 100, ALL_BYTES - 100};
         ASSERT_OK(weft_spawn(&t, writev_all_until_stopped, &w));
         int expected = interrupt_transfer(t, deadline);
-        if (deadline_came_first(deadline, w.rc, w.done, sv[1], 0)) {
-            close(sv[0]);
-            close(sv[1]);
+        if (deadline_came_first(deadline, w.rc, w.done, sv, 0)) {
             deadline--;
             continue;
         }
@@ -3367,9 +3370,7 @@ static void *main_vectored_all(void *arg)
                 ASSERT_EQ(weft_send(sv[0], buf, 30, 0), 30);
             ASSERT_OK(weft_spawn(&t, vec_until_stopped, &v));
             int expected = interrupt_transfer(t, deadline);
-            if (deadline_came_first(deadline, v.rc, v.done, sv[1], send ? 0 : 30)) {
-                close(sv[0]);
-                close(sv[1]);
+            if (deadline_came_first(deadline, v.rc, v.done, sv, send ? 0 : 30)) {
                 deadline--;
                 continue;
             }
@@ -3389,14 +3390,10 @@ static void *main_vectored_all(void *arg)
                 slow_reader peer = {sv[1], buf, 0};
                 read_slowly(&peer);
                 ASSERT_EQ(peer.got, v.done);
+                close(sv[1]);
             } else {
-                ASSERT_EQ(weft_send(sv[0], buf + 30, 5, 0), 5);
-                char next[8];
-                ASSERT_EQ(recv(sv[1], next, sizeof next, MSG_DONTWAIT), 5);
-                ASSERT(memcmp(next, buf + 30, 5) == 0);
-                close(sv[0]);
+                rest_stays_in_the_socket(sv, buf);
             }
-            close(sv[1]);
         }
 
     /* A file: from an offset, then at the file position, each read going
