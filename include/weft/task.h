@@ -121,6 +121,39 @@ WEFT_API const char *weft_task_panic_message(const weft_task *t);
 
 /* The id of the calling task, 0 outside a task. Ids start at 1. */
 WEFT_API uint64_t weft_self_id(void);
+
+/* ---- cancel handles -------------------------------------------------------
+ * A cancel handle lets its holder cancel one task and see whether it has
+ * finished, without owning the task's join: a broker that stops a slow
+ * subscriber, a watchdog, a task that hands out a way to stop itself. Any
+ * number may exist for a task beside its join handle, and they do not
+ * change it: the task is still joined or detached as before, and joining
+ * or detaching leaves its cancel handles valid. Each keeps the task's
+ * record (256 bytes; not its stack), so a handle never names another task
+ * however long after the end it is used. Drop each one, from any thread,
+ * before its runtime ends: the records go with the runtime
+ * (docs/tasks.md, Cancel handles). */
+typedef struct weft_cancel_handle weft_cancel_handle;
+
+/* A cancel handle for the task of join handle t, from any thread. 0,
+ * -EINVAL (t or out NULL), in debug builds WEFT_EHANDLE for t already
+ * joined or detached. */
+WEFT_API int weft_cancel_handle_of(weft_task *t, weft_cancel_handle **out);
+/* A cancel handle for the calling task. 0, -EINVAL (out NULL), -EPERM
+ * outside a task. */
+WEFT_API int weft_cancel_handle_self(weft_cancel_handle **out);
+/* A second cancel handle for h's task, to drop separately. 0, -EINVAL. */
+WEFT_API int weft_cancel_handle_dup(weft_cancel_handle *h, weft_cancel_handle **out);
+/* weft_cancel for h's task and its subtree, from the same threads as
+ * weft_cancel (-EPERM from elsewhere). 0 also when the task has finished:
+ * there is nothing left to cancel. -EINVAL for NULL. */
+WEFT_API int weft_cancel_via(weft_cancel_handle *h);
+/* Whether h's task has finished (false for NULL). */
+WEFT_API bool weft_cancel_handle_finished(const weft_cancel_handle *h);
+/* The id of h's task (weft_task_id), 0 for NULL. */
+WEFT_API uint64_t weft_cancel_handle_task_id(const weft_cancel_handle *h);
+/* Gives h up, from any thread; NULL is ignored. */
+WEFT_API void weft_cancel_handle_drop(weft_cancel_handle *h);
 /* True when the calling task has a pending cancellation. */
 WEFT_API bool weft_cancelled(void);
 /* Lets other runnable tasks run. Returns 0, -ECANCELED, -EPERM. */

@@ -492,8 +492,11 @@ int weft_cancel(weft_task *t)
     /* A stale handle (joined or detached) would cancel whatever task has
      * taken the record since: debug builds catch it, as join does. */
     int r = check_handle(t);
-    if (r)
-        return r;
+    return r ? r : weft__task_cancel(t);
+}
+
+int weft__task_cancel(weft_task *t)
+{
     /* The walk needs the tree lock, which only a runtime of several
      * workers takes: with one, its tree is that worker's thread's alone
      * (or its executor host's, between runs), and a walk from any other
@@ -505,6 +508,10 @@ int weft_cancel(weft_task *t)
         if (!home)
             return -EPERM;
     }
+    /* Finished: nothing left to cancel, and the record is out of the tree
+     * (a cancel handle may keep it long after). */
+    if (load_state(t) & TASK_COMPLETE)
+        return 0;
     weft__tree_cancel(t, NULL);
     return 0;
 }

@@ -206,6 +206,11 @@ int weft__spawn_on(struct weft__worker *owner, weft_task **task, const weft_spaw
 weft__task_ext *weft__task_ext_get(weft_task *t);
 
 void weft__task_ref_drop(weft_task *t);
+/* weft_cancel once the handle is checked: -EPERM from a thread that may not
+ * walk t's tree (a one-worker runtime's, or an executor's, is its thread's
+ * alone), else cancels t's subtree (nothing once t has finished) and
+ * returns 0. */
+int weft__task_cancel(weft_task *t);
 /* Entry of every task fiber. */
 void weft__task_entry(void *transfer);
 /* Completes a task that was cancelled before its first run (no stack). */
