@@ -14,13 +14,15 @@
  * - Waiters are served first come, first served: unlock and release hand
  *   the mutex or the unit straight to the longest waiter.
  * - Everything works across worker threads. The calls that never wait and
- *   belong to no task (the channel's try_send, try_recv and close, the
+ *   belong to no task (the channel's try_send, try_recv, try_recv_many,
+ *   send_evict and close, the
  *   semaphore's try_acquire and release, the event's notify_*, the wait
  *   group's add and done, the watermark's advance and fail) may also be
  *   made from any thread, runtime worker or not. A mutex belongs to the task
  *   that locked it: trylock, like lock, needs a task, and only the holder
- *   unlocks. weft_chan_send_blocking and weft_chan_recv_blocking are for
- *   threads that are not running a task. None of these is
+ *   unlocks. weft_chan_send_blocking, weft_chan_recv_blocking and
+ *   weft_chan_recv_many_blocking are for threads that are not running a
+ *   task. None of these is
  *   async-signal-safe (a spinlock is taken): from a signal handler, use
  *   weft_signal_wait in a task instead.
  * - NULL arguments give -EINVAL (void functions ignore NULL).
@@ -34,6 +36,7 @@
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
 
+#include <sys/types.h> /* ssize_t */
 #include <weft/common.h>
 #include <weft/task.h>
 
@@ -73,6 +76,25 @@ WEFT_API int weft_chan_try_send(weft_chan *c, const void *elem);
 /* weft_chan_recv without waiting: 0, -EAGAIN when empty (for capacity 0: no
  * sender is waiting), -EPIPE when closed and empty, -EINVAL. Any thread. */
 WEFT_API int weft_chan_try_recv(weft_chan *c, void *elem);
+/* Batch receive: waits as weft_chan_recv does for one element, then takes
+ * as many more as are there at that moment, up to max in all, into
+ * elems[0..max) (max * elem_size bytes), oldest first. Returns how many
+ * (>= 1), or -EPIPE once the channel is closed and empty, -ECANCELED,
+ * -ETIMEDOUT, -EPERM outside a task, -EINVAL (NULL, max 0, max *
+ * elem_size overflowing). A failed call took nothing. */
+WEFT_API ssize_t weft_chan_recv_many(weft_chan *c, void *elems, size_t max);
+/* weft_chan_recv_many without waiting: -EAGAIN when nothing is there, as
+ * weft_chan_try_recv. Any thread. */
+WEFT_API ssize_t weft_chan_try_recv_many(weft_chan *c, void *elems, size_t max);
+/* Sends without ever waiting, evicting the oldest element when the channel
+ * is full: for lossy feeds where the newest data matters most (a slow
+ * subscriber's queue). The evicted element is copied into `evicted` when
+ * non-NULL (to release what it holds). Returns 0 (sent, nothing evicted), 1
+ * (sent, the oldest evicted), -EPIPE when closed, -EINVAL (NULL c or elem,
+ * capacity 0: a rendezvous holds nothing to evict, or evicted overlapping
+ * elem). An evicting send goes ahead of senders waiting for room. Any
+ * thread. */
+WEFT_API int weft_chan_send_evict(weft_chan *c, const void *elem, void *evicted);
 /* weft_chan_send / weft_chan_recv for a thread that is not running a task (a
  * plain pthread): they block the thread until done or until the channel is
  * closed. No cancellation or deadline applies. Returns 0, -EPIPE, -EINVAL,
@@ -83,6 +105,7 @@ WEFT_API int weft_chan_try_recv(weft_chan *c, void *elem);
  * weft_chan_recv. */
 WEFT_API int weft_chan_send_blocking(weft_chan *c, const void *elem);
 WEFT_API int weft_chan_recv_blocking(weft_chan *c, void *elem);
+WEFT_API ssize_t weft_chan_recv_many_blocking(weft_chan *c, void *elems, size_t max);
 /* Closes the channel: every waiting sender fails with -EPIPE, receivers get
  * what is buffered and then -EPIPE. Idempotent. Any thread. */
 WEFT_API void weft_chan_close(weft_chan *c);

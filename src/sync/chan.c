@@ -14,9 +14,11 @@
  * order of completed sends, and lets an interrupted waiter know for sure
  * whether its element moved.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "common/fault.h"
 #include "runtime/worker.h"
@@ -111,6 +113,28 @@ static int recv_locked(weft_chan *c, void *elem, weft__waiter **wake)
     return c->closed ? -EPIPE : -EAGAIN;
 }
 
+/* Up to max elements into out without waiting, under the lock: how many
+ * (0: none buffered and no sender waiting). *wake gets the senders whose
+ * elements moved, chained through `next` for weft__waiter_wake_chain. */
+static size_t recv_many_locked(weft_chan *c, unsigned char *out, size_t max, weft__waiter **wake)
+{
+    weft__waiter *chain = NULL, **tail = &chain;
+    size_t n = 0;
+    while (n < max) {
+        weft__waiter *w;
+        if (recv_locked(c, out + n * c->elem_size, &w) != 0)
+            break;
+        n++;
+        if (w) { /* claimed, so unlinked: its `next` is free for the chain */
+            w->next = NULL;
+            *tail = w;
+            tail = &w->next;
+        }
+    }
+    *wake = chain;
+    return n;
+}
+
 /* self NULL: a foreign thread, which sleeps instead of parking. */
 static int send_wait(weft_chan *c, const void *elem, weft_task *self)
 {
@@ -144,6 +168,109 @@ static int recv_wait(weft_chan *c, void *elem, weft_task *self)
     waitlist_push(&c->receivers, &w);
     weft__spin_unlock(&c->lock);
     return self ? weft__waiter_park(&w, &c->lock, &c->receivers, true) : weft__waiter_block(&w);
+}
+
+/* The first element as recv_wait takes one, waiting if need be; then, in
+ * the same lock round when it was buffered or once woken with it, what
+ * else is there up to max. A receiver waits only on an empty channel, so
+ * whatever it finds after a wake came after the element handed to it. */
+static ssize_t recv_many_wait(weft_chan *c, void *elems, size_t max, weft_task *self)
+{
+    unsigned char *out = elems;
+    weft__waiter *wake;
+    weft__spin_lock(&c->lock);
+    size_t n = recv_many_locked(c, out, max, &wake);
+    if (n || c->closed) {
+        weft__spin_unlock(&c->lock);
+        weft__waiter_wake_chain(wake);
+        return n ? (ssize_t)n : -EPIPE;
+    }
+    weft__waiter w;
+    waiter_init(&w, self, out);
+    waitlist_push(&c->receivers, &w);
+    weft__spin_unlock(&c->lock);
+    int r = self ? weft__waiter_park(&w, &c->lock, &c->receivers, true) : weft__waiter_block(&w);
+    if (r)
+        return r;
+    if (max == 1)
+        return 1;
+    weft__spin_lock(&c->lock);
+    n = recv_many_locked(c, out + c->elem_size, max - 1, &wake);
+    weft__spin_unlock(&c->lock);
+    weft__waiter_wake_chain(wake);
+    return 1 + (ssize_t)n;
+}
+
+static int check_many(const weft_chan *c, const void *elems, size_t max)
+{
+    if (!c || !elems || !max || max > SSIZE_MAX || max > SIZE_MAX / c->elem_size)
+        return -EINVAL;
+    return 0;
+}
+
+ssize_t weft_chan_recv_many(weft_chan *c, void *elems, size_t max)
+{
+    int r = check_many(c, elems, max);
+    if (r)
+        return r;
+    weft_task *self;
+    r = weft__sync_enter(&self);
+    if (r)
+        return r;
+    return recv_many_wait(c, elems, max, self);
+}
+
+ssize_t weft_chan_try_recv_many(weft_chan *c, void *elems, size_t max)
+{
+    int r = check_many(c, elems, max);
+    if (r)
+        return r;
+    weft__waiter *wake;
+    weft__spin_lock(&c->lock);
+    size_t n = recv_many_locked(c, elems, max, &wake);
+    bool closed = c->closed;
+    weft__spin_unlock(&c->lock);
+    weft__waiter_wake_chain(wake);
+    return n ? (ssize_t)n : closed ? -EPIPE : -EAGAIN;
+}
+
+ssize_t weft_chan_recv_many_blocking(weft_chan *c, void *elems, size_t max)
+{
+    int r = check_many(c, elems, max);
+    if (r)
+        return r;
+    if (weft__task_current())
+        return weft_chan_recv_many(c, elems, max);
+    if (weft__worker_self() || weft__thread_hosts_executor())
+        return -EDEADLK;
+    return recv_many_wait(c, elems, max, NULL);
+}
+
+int weft_chan_send_evict(weft_chan *c, const void *elem, void *evicted)
+{
+    if (!c || !elem || !c->capacity)
+        return -EINVAL;
+    const unsigned char *e = elem;
+    unsigned char *v = evicted;
+    if (v && e < v + c->elem_size && v < e + c->elem_size)
+        return -EINVAL; /* the oldest would overwrite elem before it is sent */
+    weft__waiter *wake;
+    weft__spin_lock(&c->lock);
+    int r = send_locked(c, elem, &wake);
+    if (r == -EAGAIN) {
+        /* Full, so the oldest element's slot is the one the new one
+         * takes: the ring stays full and moves on by one. */
+        unsigned char *slot = c->ring + c->head * c->elem_size;
+        if (v)
+            memcpy(v, slot, c->elem_size);
+        memcpy(slot, e, c->elem_size);
+        if (++c->head == c->capacity)
+            c->head = 0;
+        r = 1;
+    }
+    weft__spin_unlock(&c->lock);
+    weft__waiter_wake(wake);
+    return r;
 }
 
 int weft_chan_send(weft_chan *c, const void *elem)
