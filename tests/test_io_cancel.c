@@ -474,6 +474,26 @@ static void *main_sqe_fault(void *arg)
     ASSERT_EQ(weft_batch(sqes, res, 2, 0), 2);
     close(sv[0]);
     close(sv[1]);
+
+    /* A close needs no SQE: it closes all the same (close(2), or a files
+     * update for a direct slot). */
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    weft__fault_arm(WEFT_FAULT_SQE, 1);
+    ASSERT_OK(weft_close(fd));
+    ASSERT_EQ(weft__fault_count(WEFT_FAULT_SQE), 1);
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT_EQ(fcntl(fd, F_GETFD), -1);
+    ASSERT_EQ(errno, EBADF);
+    int d = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+    if (d >= 0) { /* no direct table where RLIMIT_NOFILE is low: -ENXIO */
+        ASSERT(weft_is_direct(d));
+        weft__fault_arm(WEFT_FAULT_SQE, 1);
+        ASSERT_OK(weft_close(d));
+        ASSERT_EQ(weft__fault_count(WEFT_FAULT_SQE), 1);
+        weft__fault_arm(WEFT_FAULT_SQE, 0);
+        ASSERT_EQ(weft_close(d), -EBADF); /* the slot is empty now */
+    }
     return NULL;
 }
 TEST(sqe_exhaustion_fails_cleanly_and_cancels_still_wait)

@@ -33,6 +33,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#ifndef IORING_TIMEOUT_MULTISHOT
+#define IORING_TIMEOUT_MULTISHOT (1U << 6) /* 6.4; liburing 2.3 lacks it */
+#endif
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -1032,6 +1035,14 @@ static outcome check_epoll_ctl(void)
     CHECK(out[0].events & EPOLLIN);
     CHECK_EQ(weft_epoll_ctl(ep, EPOLL_CTL_DEL, efd, NULL), 0);
     CHECK_EQ(epoll_wait(ep, out, 2, 0), 0);
+    /* The kernel's EPOLL_CTL takes no direct descriptors: refused, not
+     * read as the normal fd with the same number. */
+    int d = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+    if (d >= 0) {
+        CHECK_EQ(weft_epoll_ctl(ep, EPOLL_CTL_ADD, d, &ev), -EBADF);
+        CHECK_EQ(weft_epoll_ctl(d, EPOLL_CTL_ADD, efd, &ev), -EBADF);
+        CHECK_EQ(weft_close(d), 0);
+    }
     close(efd);
     close(ep);
     return CHECK_OK;
@@ -2364,6 +2375,25 @@ static void *main_batch_bad_input(void *arg)
     sqes[0].flags = IOSQE_IO_HARDLINK; /* inside the batch: fine */
     ASSERT_EQ(weft_batch(sqes, res, 2, 0), 2);
     sqes[0].flags = 0;
+    /* Multishot ops post a result a CQE, and a batch slot keeps one: the
+     * rest (accepted fds, picked buffers) would be lost. */
+    struct io_uring_sqe multi[6];
+    memset(multi, 0, sizeof multi);
+    io_uring_prep_multishot_accept(&multi[0], 0, NULL, NULL, 0);
+    io_uring_prep_recv_multishot(&multi[1], 0, NULL, 0, 0);
+    io_uring_prep_poll_multishot(&multi[2], 0, POLLIN);
+    static struct __kernel_timespec every = {.tv_nsec = 1000000};
+    io_uring_prep_timeout(&multi[3], &every, 0, IORING_TIMEOUT_MULTISHOT);
+    io_uring_prep_nop(&multi[4]);
+    multi[4].opcode = 49; /* READ_MULTISHOT */
+    io_uring_prep_recvmsg(&multi[5], 0, NULL, 0);
+    multi[5].ioprio |= IORING_RECV_MULTISHOT;
+    for (int i = 0; i < 6; i++) {
+        ASSERT_EQ(weft_batch(&multi[i], res, 1, 0), -EINVAL);
+        memcpy(&sqes[1], &multi[i], sizeof multi[i]); /* also behind another op */
+        ASSERT_EQ(weft_batch(sqes, res, 2, 0), -EINVAL);
+    }
+    io_uring_prep_nop(&sqes[1]);
     /* 256 is the limit itself. */
     ASSERT_EQ(weft_batch(sqes, res, 256, 0), 256);
     for (int i = 0; i < 256; i++)

@@ -7,10 +7,14 @@
  *
  * The rules every call follows (docs/io.md has the long form):
  *  - Results are the CQE's: >= 0 on success, -errno on failure.
- *  - Outside a task: -EPERM. An opcode the running kernel lacks: -EOPNOTSUPP.
+ *  - Outside a task: -EPERM (after the checks of the arguments alone, such
+ *    as -EINVAL for a NULL array). An opcode the running kernel lacks:
+ *    -EOPNOTSUPP. No SQE to be had (a full submission queue that the
+ *    kernel keeps refusing to take): -EAGAIN, with nothing submitted.
  *  - In a cancelled task: -ECANCELED; past the innermost deadline
  *    (weft_deadline_push): -ETIMEDOUT. Both are checked before submitting.
- *    weft_close is the exception: it always closes, and waits for that.
+ *    weft_close is the exception: it always closes, and waits for that (with
+ *    no SQE to be had it closes without the ring).
  *  - Lengths above 0x7ffff000 (the kernel's most for one read or write)
  *    are cut to it: the call moves less, as read(2) does.
  *  - A call interrupted while in flight cancels the op in the kernel
@@ -20,8 +24,9 @@
  *    and the next blocking call reports the interruption.
  *  - Any fd argument may be a normal descriptor or a direct one (an int with
  *    WEFT_DIRECT_BIT set, as returned by calls given WEFT_DIRECT), except
- *    the directory of a path call (openat, statx, unlinkat, ...), where
- *    the kernel answers -EBADF to a direct one.
+ *    the directory of a path call (openat, statx, unlinkat, ...) and both
+ *    fds of weft_epoll_ctl, where the kernel takes only normal ones: a
+ *    direct one there gets -EBADF.
  *
  * Clocks are CLOCK_MONOTONIC nanoseconds. Sleeping tasks live in user-space
  * timer lanes and a heap per worker behind one kernel timeout, so a million
@@ -130,8 +135,11 @@ WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), vo
  * n == 0, n > 256 or n > the ring's size (weft_config.ring_entries), for an
  * SQE with IOSQE_CQE_SKIP_SUCCESS, whose success would post nothing to wait
  * for, or IOSQE_IO_DRAIN, which would stall every op of the worker behind
- * it, and for a link flag on the last SQE, which would chain it to an
- * unrelated op; -EAGAIN when the ring has no room right now). Interruption
+ * it, for a link flag on the last SQE, which would chain it to an
+ * unrelated op, and for a multishot op (accept, recv, recvmsg, poll,
+ * timeout, READ_MULTISHOT, RECV_ZC), whose every result but the last
+ * would be lost: use the streams; -EAGAIN when the ring has no room right
+ * now). Interruption
  * cancels every op still in flight (again, for one that starts later in a
  * chain) and waits for all of them; the call then returns -ECANCELED or
  * -ETIMEDOUT, and res[] still holds every op's own result, the real one
@@ -286,7 +294,12 @@ WEFT_API ssize_t weft_recv(int fd, void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, unsigned flags);
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags);
 /* Zero-copy sends: return once the kernel no longer needs buf (both the
- * result and the buffer notification have arrived). */
+ * result and the buffer notification have arrived). The notification
+ * comes when the kernel lets go of the pages (for TCP once the peer has
+ * taken the data): a cancel or deadline ends the send itself, but once the
+ * data is queued it cannot shorten that wait, and a peer that stops
+ * reading holds the call until the connection is aborted (SO_LINGER 0 and
+ * a close, from another task; docs/io.md). */
 WEFT_API ssize_t weft_send_zc(int fd, const void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_sendmsg_zc(int fd, const struct msghdr *msg, unsigned flags);
 /* shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR. Like every call but

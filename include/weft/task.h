@@ -3,7 +3,8 @@
  * A task is a C function running on its own stack inside a worker. Blocking
  * calls (join, sleep, I/O, ...) suspend only the calling task. Every blocking
  * call made outside a task returns -EPERM; inside a cancelled task it returns
- * -ECANCELED; past the innermost deadline it returns -ETIMEDOUT.
+ * -ECANCELED (weft_join: -EINTR, since its -ECANCELED is the joined task's
+ * outcome); past the innermost deadline it returns -ETIMEDOUT.
  *
  * Every task has a parent (the task that spawned it, or the root for
  * WEFT_TASK_BACKGROUND tasks and tasks spawned outside any task). Under the

@@ -1,6 +1,7 @@
 /* Typed wrappers: files, paths, pipes, splice; see weft/io.h. */
 #include <errno.h>
 #include <linux/stat.h>
+#include <unistd.h>
 #include <weft/io.h>
 
 #include "io/op_macros.h"
@@ -46,9 +47,33 @@ int weft_openat2(int dfd, const char *path, struct open_how *how)
     return IO_WAIT();
 }
 
+/* weft_close when no SQE can be had (a full SQ whose submits keep failing):
+ * it must close all the same, without the ring. A direct descriptor's slot
+ * is emptied by a files update, a system call of its own; an empty slot
+ * gives 0 here where the op would give -EBADF. */
+static int close_without_sqe(int fd)
+{
+    if (weft_is_direct(fd)) {
+        weft__worker *w = weft__worker_self();
+        int at = weft__direct_slot(&w->ring, fd);
+        if (at < 0)
+            return -EBADF;
+        weft__direct_forget(w, (unsigned)at);
+        int none = -1;
+        int r = io_uring_register_files_update(&w->ring.uring, (unsigned)at, &none, 1);
+        return r < 0 ? r : 0;
+    }
+    /* Linux frees the descriptor even when close(2) reports EINTR. */
+    return close(fd) == 0 || errno == EINTR ? 0 : -errno;
+}
+
 int weft_close(int fd)
 {
-    IO_BEGIN(IORING_OP_CLOSE);
+    weft__io io_;
+    int io_err_;
+    struct io_uring_sqe *sqe = weft__io_begin(&io_, IORING_OP_CLOSE, &io_err_);
+    if (!sqe)
+        return io_err_ == -EAGAIN ? close_without_sqe(fd) : io_err_;
     if (weft_is_direct(fd)) {
         weft__worker *w = weft__worker_self();
         int at = weft__direct_slot(&w->ring, fd);

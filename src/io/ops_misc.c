@@ -27,6 +27,32 @@ int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned f
     return weft_batch_ex(sqes, res, NULL, n, flags);
 }
 
+/* Whether the SQE asks for a multishot op: one that posts a CQE for each
+ * result (an accepted fd, a received buffer) until it ends. A batch slot
+ * holds one result, and each CQE would overwrite the one before, its fd or
+ * buffer lost for good: the streams (weft_accept_stream, ...) are the way
+ * to run these. (A zero-copy send's two CQEs are one result and a
+ * notification: not multishot.) */
+static bool is_multishot(const struct io_uring_sqe *s)
+{
+    switch (s->opcode) {
+    case IORING_OP_ACCEPT:
+        return s->ioprio & IORING_ACCEPT_MULTISHOT;
+    case IORING_OP_RECV:
+    case IORING_OP_RECVMSG:
+        return s->ioprio & IORING_RECV_MULTISHOT;
+    case IORING_OP_POLL_ADD:
+        return s->len & IORING_POLL_ADD_MULTI;
+    case IORING_OP_TIMEOUT:
+        return s->timeout_flags & IORING_TIMEOUT_MULTISHOT;
+    case WEFT__OP_READ_MULTISHOT:
+    case WEFT__OP_RECV_ZC:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int weft_batch_ex(const struct io_uring_sqe *sqes, int *res, uint32_t *cflags, unsigned n,
                   unsigned flags)
 {
@@ -47,7 +73,8 @@ int weft_batch_ex(const struct io_uring_sqe *sqes, int *res, uint32_t *cflags, u
          * ever, and every later SQE (cancels included) would wait behind
          * it: the worker's I/O would stop. */
         if ((sqes[i].flags & (IOSQE_CQE_SKIP_SUCCESS | IOSQE_IO_DRAIN)) ||
-            (i == n - 1 && (sqes[i].flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK))))
+            (i == n - 1 && (sqes[i].flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK))) ||
+            is_multishot(&sqes[i]))
             return -EINVAL;
         if (!weft__ring_supports(r, sqes[i].opcode))
             return -EOPNOTSUPP;
@@ -137,6 +164,11 @@ int weft_poll(int fd, unsigned events)
 
 int weft_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
+    /* The kernel's EPOLL_CTL takes both as plain descriptors (no fixed
+     * files): a direct one would be read as whatever normal fd has the
+     * same number. */
+    if (weft_is_direct(epfd) || weft_is_direct(fd))
+        return weft__task_current() ? -EBADF : -EPERM;
     IO_BEGIN(IORING_OP_EPOLL_CTL);
     io_uring_prep_epoll_ctl(sqe, epfd, fd, op, ev);
     return IO_WAIT();

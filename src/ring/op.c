@@ -23,8 +23,11 @@ static void io_complete(weft__op *op, int res, uint32_t cflags)
         /* The kernel's restart codes (ERESTARTSYS and kin: 512-516) never
          * reach user space from a system call; an op that a signal to its
          * io-wq worker interrupted (a cancelled SPLICE or TEE) posts them
-         * as they are. They mean EINTR, as READ and WRITE already say. */
-        if (res <= -512 && res >= -516)
+         * as they are. They mean EINTR, as READ and WRITE already say.
+         * 515 among them is no restart code: ioctl(2) reports it ENOTTY. */
+        if (res == -515) /* ENOIOCTLCMD: a uring_cmd the file lacks, ENOTTY to ioctl(2) */
+            res = -ENOTTY;
+        else if (res <= -512 && res >= -516)
             res = -EINTR;
         io->res = res;
         io->cflags = cflags;
