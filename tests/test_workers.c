@@ -755,6 +755,166 @@ TEST(sticky_task_never_moves)
     run_workers(2, main_sticky, NULL);
 }
 
+/* WEFT_TASK_ON_WORKER: a task starts on the worker named and stays there,
+ * though its wakes come from the other worker (wake placement would move an
+ * unpinned task to its waker's worker), and its arrival there is no steal.
+ * Pairs ping-pong across the workers through rendezvous channels. */
+#define PLACED_PAIRS  4
+#define PLACED_ROUNDS 200
+
+typedef struct placed_pair {
+    weft_chan *to[2]; /* to[k]: what the task on worker k receives */
+    _Atomic int wrong_worker;
+} placed_pair;
+
+typedef struct placed_side {
+    placed_pair *pair;
+    unsigned k;
+} placed_side;
+
+static void *placed_player(void *arg)
+{
+    placed_side *side = arg;
+    placed_pair *p = side->pair;
+    unsigned k = side->k;
+    int v = 0;
+    for (int i = 0; i < PLACED_ROUNDS; i++) {
+        if (weft_worker_index() != (int)k)
+            atomic_fetch_add(&p->wrong_worker, 1);
+        if ((i + (int)k) % 2 == 0) {
+            ASSERT_OK(weft_chan_send(p->to[1 - k], &v));
+        } else {
+            ASSERT_OK(weft_chan_recv(p->to[k], &v));
+            v++;
+        }
+        if (i % 32 == 0)
+            ASSERT_OK(weft_sleep_ns(50000)); /* a timer wake too */
+    }
+    if (weft_worker_index() != (int)k)
+        atomic_fetch_add(&p->wrong_worker, 1);
+    return (void *)(uintptr_t)k;
+}
+
+static void *placed_body(void *arg)
+{
+    (void)arg;
+    static placed_pair pairs[PLACED_PAIRS];
+    static placed_side sides[PLACED_PAIRS][2];
+    weft_task *t[PLACED_PAIRS][2];
+    for (int i = 0; i < PLACED_PAIRS; i++) {
+        memset(&pairs[i], 0, sizeof pairs[i]);
+        for (unsigned k = 0; k < 2; k++) {
+            ASSERT_OK(weft_chan_create(&pairs[i].to[k], sizeof(int), 0));
+            sides[i][k] = (placed_side){&pairs[i], k};
+        }
+        for (unsigned k = 0; k < 2; k++) {
+            weft_spawn_opts o = {.flags = WEFT_TASK_ON_WORKER, .worker = k};
+            ASSERT_OK(weft_spawn_ex(&t[i][k], &o, placed_player, &sides[i][k]));
+        }
+    }
+    for (int i = 0; i < PLACED_PAIRS; i++)
+        for (unsigned k = 0; k < 2; k++) {
+            void *r;
+            ASSERT_OK(weft_join(t[i][k], &r));
+            ASSERT_EQ((uintptr_t)r, k);
+        }
+    for (int i = 0; i < PLACED_PAIRS; i++) {
+        ASSERT_EQ(atomic_load(&pairs[i].wrong_worker), 0);
+        for (unsigned k = 0; k < 2; k++)
+            weft_chan_destroy(pairs[i].to[k]);
+    }
+    /* Every task of this run was placed or STICKY (this one, and the main
+     * task is parked in its join): nothing was handed over. */
+    weft_stats w[2];
+    stats_of_workers(w, 2);
+    ASSERT_EQ(w[0].tasks_stolen + w[1].tasks_stolen, 0);
+    return NULL;
+}
+
+static void *main_placed(void *arg)
+{
+    run_sticky(placed_body, arg);
+    /* Bad placements are refused. */
+    weft_spawn_opts o = {.flags = WEFT_TASK_ON_WORKER, .worker = 2};
+    ASSERT_EQ(weft_spawn_ex(NULL, &o, placed_body, NULL), -EINVAL);
+    ASSERT_EQ(weft_runtime_spawn(weft_runtime_current(), &o, placed_body, NULL), -EINVAL);
+    return NULL;
+}
+
+TEST(a_task_spawned_on_a_worker_runs_there_for_life)
+{
+    run_workers(2, main_placed, NULL);
+}
+
+/* From a thread of the program's own: weft_runtime_spawn places the task
+ * too, on either worker. One worker takes only worker 0. */
+typedef struct outside_placed {
+    weft_runtime *rt;
+    _Atomic int ran_on[2];
+    _Atomic int done;
+} outside_placed;
+
+static void *reports_worker(void *arg)
+{
+    outside_placed *x = arg;
+    atomic_fetch_add(&x->ran_on[weft_worker_index()], 1);
+    ASSERT_OK(weft_sleep_ns(100000));
+    if (weft_worker_index() >= 0)
+        atomic_fetch_add(&x->ran_on[weft_worker_index()], 1);
+    atomic_fetch_add(&x->done, 1);
+    return NULL;
+}
+
+static void *spawns_placed_from_outside(void *arg)
+{
+    outside_placed *x = arg;
+    for (unsigned i = 0; i < 20; i++) {
+        weft_spawn_opts o = {.flags = WEFT_TASK_ON_WORKER, .worker = i % 2};
+        ASSERT_OK(weft_runtime_spawn(x->rt, &o, reports_worker, x));
+    }
+    return NULL;
+}
+
+static void *main_outside_placed(void *arg)
+{
+    outside_placed *x = arg;
+    x->rt = weft_runtime_current();
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, spawns_placed_from_outside, x));
+    WAIT_UNTIL(atomic_load(&x->done) == 20);
+    ASSERT_OK(pthread_join(th, NULL));
+    ASSERT_EQ(atomic_load(&x->ran_on[0]), 20); /* 10 tasks, twice each */
+    ASSERT_EQ(atomic_load(&x->ran_on[1]), 20);
+    return NULL;
+}
+
+static void *placed_body_one(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_worker_index(), 0);
+    return NULL;
+}
+
+static void *main_one_worker_placement(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts o = {.flags = WEFT_TASK_ON_WORKER, .worker = 0};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, placed_body_one, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    o.worker = 1;
+    ASSERT_EQ(weft_spawn_ex(&t, &o, placed_body_one, NULL), -EINVAL);
+    return NULL;
+}
+
+TEST(runtime_spawn_places_tasks_from_another_thread)
+{
+    static outside_placed x;
+    memset(&x, 0, sizeof x);
+    run_workers(2, main_outside_placed, &x);
+    run_workers(1, main_one_worker_placement, NULL);
+}
+
 /* (e) An armed timer does not pin a runnable task. Shielded sleepers go to
  * sleep on one worker while a spinning task keeps the other busy (so none
  * is handed over yet); then the other goes idle and the sleepers are
@@ -3255,7 +3415,9 @@ TEST(a_timer_due_during_the_idle_spin_ends_the_hunger)
     run_workers(2, main_sleeps_then_checks_hunger, &(sleeps){200, 1000});
 }
 
-TEST_MAIN(CASE(op_in_flight_pins_task), CASE(an_unregister_that_failed_half_way_can_be_retried),
+TEST_MAIN(CASE(op_in_flight_pins_task), CASE(a_task_spawned_on_a_worker_runs_there_for_life),
+          CASE(runtime_spawn_places_tasks_from_another_thread),
+          CASE(an_unregister_that_failed_half_way_can_be_retried),
           CASE(inject_max_bounds_the_outside_spawn_queue),
           CASE(a_register_whose_undoing_failed_leaves_no_slot_taken),
           CASE(a_register_the_kernel_took_in_part_leaves_no_buffer_behind),

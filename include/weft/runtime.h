@@ -133,10 +133,12 @@ WEFT_API weft_runtime *weft_runtime_current(void);
  * executor's fd becomes readable, so its host loop calls
  * weft_executor_run). The task is
  * a background task (a child of the root, no join handle). opts may give
- * queue, group, WEFT_TASK_STICKY / WEFT_TASK_CANCEL_CHILDREN, stack_size,
- * name (copied) and discard (called if the task never starts, as for
- * weft_spawn_ex: see weft_spawn_opts). Returns 0, -EINVAL (NULL rt or fn,
- * other flags, bad stack size), -ENOENT (unknown queue), -ENOMEM, -EAGAIN
+ * queue, group, WEFT_TASK_STICKY / WEFT_TASK_CANCEL_CHILDREN /
+ * WEFT_TASK_ON_WORKER (with worker), stack_size, name (copied) and discard
+ * (called if the task never starts, as for weft_spawn_ex: see
+ * weft_spawn_opts). Returns 0, -EINVAL (NULL rt or fn, other flags, a
+ * worker index past the last, bad stack size), -ENOENT (unknown queue),
+ * -ENOMEM, -EAGAIN
  * when weft_config.inject_max requests wait already, or -ESHUTDOWN once
  * the main task has finished. A request still queued when
  * the main task finishes is spawned cancelled: it never runs, like every

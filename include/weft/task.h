@@ -31,6 +31,10 @@ typedef void *(*weft_fn)(void *arg);
 #define WEFT_TASK_CANCEL_CHILDREN (1u << 2) /* cancel+await subtree on exit even under ADOPT */
 #define WEFT_TASK_SPAWN_LIFO      (1u << 3) /* hint: run before other runnable tasks */
 #define WEFT_TASK_SPAWN_FIFO      (1u << 4) /* hint: run after other runnable tasks (default) */
+/* Runs on worker weft_spawn_opts.worker, for its whole life (it is STICKY
+ * too): one acceptor per worker on SO_REUSEPORT sockets, a task that owns
+ * a worker's buffer ring or direct descriptors. */
+#define WEFT_TASK_ON_WORKER (1u << 5)
 
 typedef struct weft_spawn_opts {
     const char *queue;       /* queue name; NULL = the spawner's queue (the first
@@ -53,6 +57,9 @@ typedef struct weft_spawn_opts {
      * but outside any task: it must not block or spawn (close(2) and free
      * are fine). NULL = none. */
     void (*discard)(void *arg);
+    /* With WEFT_TASK_ON_WORKER: the index of the worker it runs on, 0 ..
+     * weft_worker_count() - 1 (-EINVAL beyond). Ignored otherwise. */
+    unsigned worker;
 } weft_spawn_opts;
 
 /* Spawns fn(arg) as a new task of the current runtime. If t is non-NULL it

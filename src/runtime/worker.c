@@ -204,14 +204,16 @@ static void drain_remote(weft__worker *w)
         weft__sched_push(&w->sched, t, PUSH_QUEUE);
         t = next;
     }
-    /* Hand-overs from busy workers, and the runtime's errands sent here
-     * (weft__spawn_on), which are no steal. */
+    /* Hand-overs from busy workers, and the runtime's errands and the
+     * tasks spawned for this worker (weft__spawn_on, WEFT_TASK_ON_WORKER),
+     * which are no steal. */
     uint64_t stolen = 0;
     for (weft_task *t = take_remote(&w->remote_adopt); t;) {
         weft_task *next = t->rq_next;
         w->owned++;
         w->owned_uncounted += (t->flags & TASK_F_UNCOUNTED) != 0;
-        stolen += !(t->flags & TASK_F_UNCOUNTED);
+        stolen += !(t->flags & TASK_F_UNCOUNTED) && !(t->run_flags & TASK_R_PLACED);
+        t->run_flags &= (uint8_t)~TASK_R_PLACED;
         w->sched.queues[t->queue].live++;
         weft__sched_push(&w->sched, t, PUSH_QUEUE);
         t = next;
@@ -609,7 +611,8 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
         return -EINVAL;
     if (!o)
         o = &defaults;
-    if (o->flags & ~(WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN))
+    if (o->flags & ~(WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN | WEFT_TASK_ON_WORKER) ||
+        ((o->flags & WEFT_TASK_ON_WORKER) && o->worker >= rt->nworkers))
         return -EINVAL;
     int queue = o->queue ? weft__config_queue_index(&rt->cfg, o->queue) : 0;
     if (queue < 0)

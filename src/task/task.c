@@ -14,7 +14,7 @@
 
 #define PUBLIC_FLAGS                                                                               \
     (WEFT_TASK_BACKGROUND | WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN | WEFT_TASK_SPAWN_LIFO |  \
-     WEFT_TASK_SPAWN_FIFO)
+     WEFT_TASK_SPAWN_FIFO | WEFT_TASK_ON_WORKER)
 
 #if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) /* the sanitizers' fiber fields */
 _Static_assert(sizeof(struct weft_task) == 256, "the task record is 256 bytes (record.h)");
@@ -154,6 +154,13 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
                  weft_fn fn, void *arg, unsigned internal_flags, bool handle)
 {
     weft__runtime *rt = w->rt;
+    unsigned flags = o->flags | internal_flags;
+    if (o->flags & WEFT_TASK_ON_WORKER) {
+        if (o->worker >= rt->nworkers)
+            return -EINVAL;
+        owner = &rt->workers[o->worker];
+        flags |= WEFT_TASK_STICKY; /* placed for good */
+    }
     int size_class = rt->default_stack_class;
     if (o->stack_size) {
         size_class = weft__stack_class(o->stack_size);
@@ -215,7 +222,7 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->arg = arg;
     t->result = NULL;
     t->outcome = 0;
-    t->flags = o->flags | internal_flags;
+    t->flags = flags;
     t->stack_class = (uint8_t)size_class;
     t->ndeadlines = 0;
     t->shield = 0;
@@ -235,7 +242,8 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->ring_ops = 0;
     t->ring_bound = 0;
     t->name = name;
-    t->run_flags = 0;
+    /* Sent to another worker at birth: no steal when it arrives. */
+    t->run_flags = owner != w && !(internal_flags & TASK_F_UNCOUNTED) ? TASK_R_PLACED : 0;
     t->tree_home = rt->threaded && parent == self ? w->index + 1 : 0;
     weft__tree_lock(rt);
     /* A child of a cancelled task is born cancelled: it never runs. Read

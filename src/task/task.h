@@ -63,6 +63,10 @@
 /* Ended on another worker than its tree_home: its worker hands the record
  * to tree_home, which unlinks it (release_ended, runtime/worker.c). */
 #define TASK_R_UNLINK_AT_HOME (1u << 5)
+/* Spawned for another worker (WEFT_TASK_ON_WORKER): it arrives through the
+ * hand-over stack, and is no steal there. Cleared on arrival, before the
+ * task first runs. */
+#define TASK_R_PLACED (1u << 6)
 
 #define TASK_MAGIC_LIVE    0x7466776bu /* "kwft" */
 #define TASK_MAGIC_DEAD    0xdeadbeefu
