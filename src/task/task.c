@@ -154,13 +154,6 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
                  weft_fn fn, void *arg, unsigned internal_flags, bool handle)
 {
     weft__runtime *rt = w->rt;
-    unsigned flags = o->flags | internal_flags;
-    if (o->flags & WEFT_TASK_ON_WORKER) {
-        if (o->worker >= rt->nworkers)
-            return -EINVAL;
-        owner = &rt->workers[o->worker];
-        flags |= WEFT_TASK_STICKY; /* placed for good */
-    }
     int size_class = rt->default_stack_class;
     if (o->stack_size) {
         size_class = weft__stack_class(o->stack_size);
@@ -222,7 +215,7 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->arg = arg;
     t->result = NULL;
     t->outcome = 0;
-    t->flags = flags;
+    t->flags = o->flags | internal_flags;
     t->stack_class = (uint8_t)size_class;
     t->ndeadlines = 0;
     t->shield = 0;
@@ -242,8 +235,7 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->ring_ops = 0;
     t->ring_bound = 0;
     t->name = name;
-    /* Sent to another worker at birth: no steal when it arrives. */
-    t->run_flags = owner != w && !(internal_flags & TASK_F_UNCOUNTED) ? TASK_R_PLACED : 0;
+    t->run_flags = 0;
     t->tree_home = rt->threaded && parent == self ? w->index + 1 : 0;
     weft__tree_lock(rt);
     /* A child of a cancelled task is born cancelled: it never runs. Read
@@ -267,6 +259,9 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     }
     *task = t;
     if (owner != w) {
+        /* Sent to another worker at birth: no steal when it arrives. */
+        if (!(internal_flags & TASK_F_UNCOUNTED))
+            t->run_flags = TASK_R_PLACED;
         weft__worker_hand_over(owner, t, t); /* counted there on arrival */
         return 0;
     }
@@ -285,7 +280,14 @@ int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn,
     weft__worker *w = weft__worker_self();
     if (!w)
         return -EPERM;
-    return spawn(w, w, task, o, fn, arg, internal_flags, handle);
+    weft__worker *owner = w;
+    if (o->flags & WEFT_TASK_ON_WORKER) {
+        if (o->worker >= w->rt->nworkers)
+            return -EINVAL;
+        owner = &w->rt->workers[o->worker];
+        internal_flags |= WEFT_TASK_STICKY; /* placed for good */
+    }
+    return spawn(w, owner, task, o, fn, arg, internal_flags, handle);
 }
 
 int weft__spawn_on(weft__worker *owner, weft_task **task, const weft_spawn_opts *o, weft_fn fn,
