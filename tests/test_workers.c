@@ -2542,7 +2542,13 @@ static void *injector(void *arg)
     wait_phase(s, 3);
     uint64_t end = weft_now_ns() + LIMIT_NS;
     int r;
-    while ((r = weft_runtime_spawn(s->rt, NULL, inj_late, s)) == 0) {
+    /* Every other one placed on worker 1: the worker that takes a late
+     * request must not touch the task after spawning it, since a placed
+     * one may already have ended over there (a use after free that ASan
+     * caught in a reviewer's run before 2026-12-07). */
+    weft_spawn_opts placed = {.flags = WEFT_TASK_ON_WORKER, .worker = 1};
+    unsigned tries = 0;
+    while ((r = weft_runtime_spawn(s->rt, tries++ % 2 ? &placed : NULL, inj_late, s)) == 0) {
         atomic_fetch_add(&s->late_accepted, 1);
         if (weft_now_ns() > end)
             FAILF("weft_runtime_spawn never answered -ESHUTDOWN");

@@ -14,7 +14,9 @@
  *  - In a cancelled task: -ECANCELED; past the innermost deadline
  *    (weft_deadline_push): -ETIMEDOUT. Both are checked before submitting.
  *    weft_close is the exception: it always closes, and waits for that (with
- *    no SQE to be had it closes without the ring).
+ *    no SQE to be had it closes without the ring, and then answers 0 for a
+ *    direct descriptor whose slot was empty already, where the op says
+ *    -EBADF).
  *  - Lengths above 0x7ffff000 (the kernel's most for one read or write)
  *    are cut to it: the call moves less, as read(2) does.
  *  - A call interrupted while in flight cancels the op in the kernel
@@ -116,13 +118,12 @@ WEFT_API int weft_nop(void);
  * fine); weft sets user_data, submits and awaits it like any other op. An fd
  * with WEFT_DIRECT_BIT in sqe->fd is turned into a fixed-file reference.
  * -EINVAL if prep sets IOSQE_CQE_SKIP_SUCCESS, IOSQE_IO_DRAIN or a link
- * flag (see weft_batch). Results are returned raw: a direct descriptor slot
- * made by a *_direct prep, or a buffer picked with IOSQE_BUFFER_SELECT, is
- * not adopted (not closed at the task's end, not pinning it to this
- * worker's ring); spawn a task that makes such results WEFT_TASK_STICKY, or
- * use the typed calls (weft_accept with WEFT_DIRECT, weft_recv_buf, ...).
- * The same holds for weft_batch. The CQE's flags (the picked buffer's id)
- * come only from weft_batch_ex. */
+ * flag, or makes a multishot op (see weft_batch). Results are returned raw: a direct descriptor
+ * slot made by a *_direct prep, or a buffer picked with IOSQE_BUFFER_SELECT, is not adopted (not
+ * closed at the task's end, not pinning it to this worker's ring); spawn a task that makes such
+ * results WEFT_TASK_STICKY, or use the typed calls (weft_accept with WEFT_DIRECT, weft_recv_buf,
+ * ...). The same holds for weft_batch. The CQE's flags (the picked buffer's id) come only from
+ * weft_batch_ex. */
 WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx);
 
 /* Batches: n SQEs prepared by the caller in an array (with liburing's

@@ -49,8 +49,10 @@ int weft_openat2(int dfd, const char *path, struct open_how *how)
 
 /* weft_close when no SQE can be had (a full SQ whose submits keep failing):
  * it must close all the same, without the ring. A direct descriptor's slot
- * is emptied by a files update, a system call of its own; an empty slot
- * gives 0 here where the op would give -EBADF. */
+ * is emptied by a files update, a system call of its own, which cannot
+ * tell an empty slot: that gives 0 here where the op would give -EBADF.
+ * Synchronous, so no other task can take the slot before it is forgotten;
+ * a failed update leaves the slot with its holder. */
 static int close_without_sqe(int fd)
 {
     if (weft_is_direct(fd)) {
@@ -58,10 +60,12 @@ static int close_without_sqe(int fd)
         int at = weft__direct_slot(&w->ring, fd);
         if (at < 0)
             return -EBADF;
-        weft__direct_forget(w, (unsigned)at);
         int none = -1;
         int r = io_uring_register_files_update(&w->ring.uring, (unsigned)at, &none, 1);
-        return r < 0 ? r : 0;
+        if (r < 0)
+            return r;
+        weft__direct_forget(w, (unsigned)at);
+        return 0;
     }
     /* Linux frees the descriptor even when close(2) reports EINTR. */
     return close(fd) == 0 || errno == EINTR ? 0 : -errno;

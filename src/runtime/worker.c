@@ -566,17 +566,16 @@ static bool take_inject(weft__worker *w)
         rt->inject_tail = NULL;
     *end = NULL;
     pthread_mutex_unlock(&rt->inject_lock);
-    bool late = atomic_load_explicit(&rt->main_done, memory_order_acquire);
     while (list) {
         weft__inject *next = list->next;
         weft_task *t;
+        /* After the main task has finished, the spawn gives birth cancelled
+         * (background work spawned that late never runs). t is borrowed,
+         * and no longer this worker's to touch: a placed one
+         * (WEFT_TASK_ON_WORKER) may have run and ended elsewhere already. */
         int r = weft__spawn_internal(&t, &list->opts, list->fn, list->arg, 0, false);
         if (r == 0) {
             w->count.injected++;
-            /* After the main task finished, background work is cancelled:
-             * so is a request that comes in that late. */
-            if (late)
-                weft__tree_cancel(t, NULL);
         } else {
             /* The caller was told 0 long ago and nobody waits for an
              * answer: say so where it can be seen. */
