@@ -1114,6 +1114,51 @@ TEST(caught_signals_are_remembered_from_the_start)
     ASSERT_EQ(threads_named("weft-signals"), 0);
 }
 
+/* A signal that lands the moment weft's handler is in place belongs to the
+ * wait (or the catch_signals run) that put it there. weft's sigaction call
+ * comes through __wrap_sigaction (-Wl,--wrap=sigaction, tests/CMakeLists.txt),
+ * which raises SIGUSR1 right after installing the handler when armed.
+ * Before 2026-12-07 the arrival count was read after the install, and that
+ * arrival was taken as seen: lost. */
+int __real_sigaction(int signo, const struct sigaction *sa, struct sigaction *old);
+int __wrap_sigaction(int signo, const struct sigaction *sa, struct sigaction *old);
+static _Atomic bool raise_after_install;
+
+int __wrap_sigaction(int signo, const struct sigaction *sa, struct sigaction *old)
+{
+    int r = __real_sigaction(signo, sa, old);
+    bool armed = true;
+    if (r == 0 && signo == SIGUSR1 && sa && sa->sa_handler != SIG_DFL &&
+        sa->sa_handler != SIG_IGN &&
+        atomic_compare_exchange_strong(&raise_after_install, &armed, false))
+        raise(SIGUSR1);
+    return r;
+}
+
+static void *waits_for_usr1_installing(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_deadline_push_in(5000000000ull)); /* a hang guard */
+    int r = weft_signal_wait(SIGUSR1);
+    ASSERT_OK(weft_deadline_pop());
+    return (void *)(intptr_t)r;
+}
+
+TEST(an_arrival_as_the_handler_goes_in_is_kept)
+{
+    /* The first wait installs the handler. */
+    atomic_store(&raise_after_install, true);
+    weft_config one = {.workers = 1};
+    ASSERT_EQ((intptr_t)run_main(&one, waits_for_usr1_installing, NULL), SIGUSR1);
+    ASSERT(!atomic_load(&raise_after_install)); /* it was raised */
+    /* catch_signals installs it at the start. */
+    static const int caught[] = {SIGUSR1};
+    weft_config cfg = {.workers = 1, .catch_signals = caught, .ncatch_signals = 1};
+    atomic_store(&raise_after_install, true);
+    ASSERT_EQ((intptr_t)run_main(&cfg, waits_for_usr1_installing, NULL), SIGUSR1);
+    ASSERT(!atomic_load(&raise_after_install));
+}
+
 /* weft_spawn_blocking_ex: release(arg, result) once for every failure
  * (at once before the job is queued, on the pool thread after fn for an
  * abandoned one), never on success. The args and results are heap blocks,
@@ -1252,6 +1297,7 @@ TEST_MAIN(
     CASE(signal_wait_any_returns_one_and_keeps_the_others),
     CASE(signal_wait_any_returns_one_and_keeps_the_others_2w),
     CASE(runtime_end_restores_the_disposition), CASE(caught_signals_are_remembered_from_the_start),
+    CASE(an_arrival_as_the_handler_goes_in_is_kept),
     CASE(an_arrival_after_the_waiter_was_settled_is_remembered),
     CASE(a_wait_cancelled_before_the_helper_ran_reports_its_signal),
     CASE(two_runtimes_each_get_an_arrival_once), CASE(catch_signals_under_allocation_failures))

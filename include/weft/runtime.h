@@ -204,7 +204,9 @@ struct addrinfo;
  * with freeaddrinfo); -EINVAL for a NULL res; -EPERM outside a task; -ENOMEM
  * (EAI_MEMORY too); the -errno behind EAI_SYSTEM; WEFT_EAI(code) for any
  * other EAI_* code; -ECANCELED / -ETIMEDOUT at once: the lookup is dropped
- * (never started, or its result freed by the pool). */
+ * (never started, or its result freed by the pool); -EAGAIN (or another
+ * pthread_create error) when no pool thread exists and none can start, as
+ * for weft_spawn_blocking. */
 WEFT_API int weft_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                               struct addrinfo **res);
 

@@ -70,11 +70,22 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
                                 ex->rt.cfg.workers);
     else if (ex->rt.cfg.trace_path)
         r = weft__trace_open(&ex->rt, ex->rt.cfg.trace_path);
-    if (r == 0)
+    bool worker_up = false;
+    if (r == 0) {
         r = weft__worker_init(&ex->worker, &ex->rt, 0, true);
+        worker_up = r == 0;
+    }
     if (r == 0) /* last, as in weft_run */
         r = weft__signals_catch(&ex->rt, ex->rt.cfg.catch_signals, ex->rt.cfg.ncatch_signals);
     if (r < 0) {
+        /* As weft_executor_destroy, for a worker that ran nothing: its
+         * ring is on the process's list of weft rings, its signal stack
+         * and fault handler are installed. */
+        if (worker_up) {
+            weft__worker_fini(&ex->worker);
+            weft__stack_helper_stop(&ex->rt.stack_helper);
+            weft__worker_release_pools(&ex->worker, false);
+        }
         weft__runtime_teardown(&ex->rt);
         free(ex);
         return r;

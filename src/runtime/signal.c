@@ -232,6 +232,11 @@ static int handler_ref(struct weft__signals *s, int signo)
 {
     if (s->installed[signo])
         return 0;
+    /* Arrivals before this runtime asked are not its to remember; one from
+     * the moment the handler is in place is. So the count is read before
+     * the handler goes in: read after, an arrival in between was counted
+     * as seen and lost (the old disposition never had it either). */
+    uint64_t before = atomic_load(&arrivals[signo]);
     if (hub.refs[signo] == 0) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -245,8 +250,7 @@ static int handler_ref(struct weft__signals *s, int signo)
     }
     hub.refs[signo]++;
     s->installed[signo] = true;
-    /* Arrivals before this runtime asked are not its to remember. */
-    s->seen[signo] = atomic_load(&arrivals[signo]);
+    s->seen[signo] = before;
     return 0;
 }
 
