@@ -88,6 +88,7 @@ static void *main_no_direct_table(void *arg)
     ASSERT_EQ(weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT), -ENXIO);
     ASSERT_EQ(weft_openat(AT_FDCWD, "/proc/self/exe", O_RDONLY | (int)WEFT_DIRECT, 0), -ENXIO);
     ASSERT_EQ(weft_direct_from_fd(lfd), -ENXIO);
+    ASSERT_EQ(weft_direct_table_size(), 0); /* what a server can ask first */
     /* The connection is still there. */
     ASSERT_OK(weft_deadline_push(weft_now_ns() + 10ull * 1000000000));
     int fd = weft_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -104,6 +105,7 @@ TEST(without_a_file_table_direct_calls_fail_first)
      * one up to the hard one to make room. (This case runs in a child.) */
     struct rlimit rl = {256, 256};
     ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+    ASSERT_EQ(weft_direct_table_size(), -EPERM); /* no worker here */
     run_main_one_worker(NULL, main_no_direct_table, NULL);
 }
 
@@ -690,6 +692,7 @@ static void *never_runs(void *arg)
 static void *main_give_to_unstarted(void *arg)
 {
     (void)arg;
+    ASSERT_EQ(weft_direct_table_size(), 4); /* weft_config.direct_fds */
     for (int round = 0; round < 12; round++) {
         int d = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
         ASSERT_GE(d, 0);

@@ -95,6 +95,12 @@ static inline int weft_is_direct(int fd)
     return fd >= 0 && (fd & WEFT_DIRECT_BIT) != 0;
 }
 
+/* The slots in the calling worker's file table: weft_config.direct_fds
+ * (1024 by default), or 0 when the kernel refused the table (see
+ * WEFT_DIRECT); -EPERM on a thread that runs no worker. Every worker's
+ * table is the same size, so a server can check it once at start and
+ * bound its direct connections below it. */
+WEFT_API int weft_direct_table_size(void);
 /* Installs a normal fd into the ring's file table (FILES_UPDATE); returns a
  * direct descriptor. The normal fd stays open and independent. */
 WEFT_API int weft_direct_from_fd(int fd);

@@ -209,6 +209,12 @@ int weft_buffers_remove(unsigned n, unsigned gid)
     return IO_WAIT();
 }
 
+int weft_direct_table_size(void)
+{
+    weft__worker *w = weft__worker_self();
+    return w ? (int)w->ring.direct_slots : -EPERM;
+}
+
 int weft_direct_from_fd(int fd)
 {
     if (fd < 0 || weft_is_direct(fd))
