@@ -11,19 +11,24 @@
  *  - with --direct, direct descriptors (slots in the ring's file table):
  *    accepted with WEFT_DIRECT, handed to the connection task with
  *    weft_direct_give, which is spawned WEFT_TASK_STICKY;
+ *  - with --per-worker, one accepting task per worker, each placed on its
+ *    worker for good (WEFT_TASK_ON_WORKER), all accepting on the one
+ *    listening socket: the kernel hands each connection to one of them, so
+ *    --direct connections, which cannot move, are spread over the workers;
  *  - surviving EMFILE/ENFILE on accept (log once a second, back off, retry);
  *  - a clean stop on SIGINT/SIGTERM: a task reads a signalfd with weft_read
  *    and cancels the server task; the program prints the io_uring ops it
  *    issued, by opcode, and the runtime's stats, then exits 0.
  *
- * usage: weft_echo [PORT] [--direct] [--multishot] [--workers N]
+ * usage: weft_echo [PORT] [--direct] [--multishot] [--per-worker] [--workers N]
  *   Listens on 127.0.0.1:PORT (default 7777). With PORT 0 the kernel picks a
  *   port and the server prints "listening on <port>".
- *   --workers N runs N workers (1..1024; 0 = one per CPU the process may
+ *   --workers N runs N workers (1..1023; 0 = one per CPU the process may
  *   run on; $WEFT_WORKERS is then ignored). Without it, weft's default:
  *   $WEFT_WORKERS if set, else one per CPU. Connections are accepted by one
  *   task; with several workers, idle workers take queued connection tasks
- *   over (docs/workers.md), except --direct ones, which are STICKY.
+ *   over (docs/workers.md), except --direct ones, which are STICKY: all of
+ *   those stay on the accepting task's worker unless --per-worker is given.
  *
  * Try it:  weft_echo 7777 &  then  nc 127.0.0.1 7777
  */
@@ -54,6 +59,7 @@ static struct {
     int port;
     bool direct;      /* accept direct descriptors */
     bool multishot;   /* accept stream + recv stream over a buffer ring */
+    bool per_worker;  /* an accepting task placed on each worker */
     unsigned workers; /* weft_config.workers: 0 = weft's default */
 } opt = {.port = DEFAULT_PORT};
 
@@ -178,9 +184,9 @@ static void start_connection(int fd)
 
 /* ---- accepting ----------------------------------------------------------- */
 
-/* The server task: accepts until cancelled. Returns NULL when cancelled (a
- * normal stop), non-NULL after a fatal accept error. */
-static void *server(void *arg)
+/* Accepts until cancelled. Returns NULL when cancelled (a normal stop),
+ * non-NULL after a fatal accept error. */
+static void *accept_loop(void *arg)
 {
     int listen_fd = (int)(intptr_t)arg;
     /* SOCK_CLOEXEC is for normal fds only: with WEFT_DIRECT it is -EINVAL. */
@@ -218,6 +224,27 @@ static void *server(void *arg)
     }
     /* Returning cancels and awaits the connection tasks (our children). */
     return r == -ECANCELED ? NULL : (void *)1;
+}
+
+/* The server task: one accept loop, or with --per-worker one on each
+ * worker, as its children (so cancelling the server stops them all). */
+static void *server(void *arg)
+{
+    if (!opt.per_worker)
+        return accept_loop(arg);
+    unsigned n = weft_worker_count();
+    for (unsigned k = 0; k < n; k++) {
+        weft_spawn_opts o = {.name = "acceptor", .flags = WEFT_TASK_ON_WORKER, .worker = k};
+        int r = weft_spawn_ex(NULL, &o, accept_loop, arg);
+        if (r < 0) {
+            fprintf(stderr, "weft_echo: spawning the acceptor of worker %u: %s\n", k,
+                    weft_strerror(r));
+            return (void *)1; /* cancels and awaits the ones started */
+        }
+    }
+    /* Until cancelled (then returning cancels and awaits the acceptors),
+     * or until every acceptor has stopped on a fatal error. */
+    return weft_wait_children() == -ECANCELED ? NULL : (void *)1;
 }
 
 /* ---- start and stop ------------------------------------------------------ */
@@ -271,9 +298,10 @@ static void *app_main(void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: weft_echo [PORT] [--direct] [--multishot] [--workers N]\n"
-                    "  --workers N  1..1024 workers, 0 = one per CPU (default: $WEFT_WORKERS,\n"
-                    "               else one per CPU)\n");
+    fprintf(stderr,
+            "usage: weft_echo [PORT] [--direct] [--multishot] [--per-worker] [--workers N]\n"
+            "  --workers N  1..1023 workers, 0 = one per CPU (default: $WEFT_WORKERS,\n"
+            "               else one per CPU)\n");
     exit(2);
 }
 
@@ -285,6 +313,8 @@ int main(int argc, char **argv)
             opt.direct = true;
         else if (strcmp(argv[i], "--multishot") == 0)
             opt.multishot = true;
+        else if (strcmp(argv[i], "--per-worker") == 0)
+            opt.per_worker = true;
         else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
             if (!parse_workers("weft_echo", argv[++i], &opt.workers))
                 usage();

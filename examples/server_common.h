@@ -68,7 +68,7 @@ static inline unsigned cpus_available(void)
     return n > 0 ? (unsigned)n : 1;
 }
 
-/* --workers N: 1..1024 workers, or 0 for one per CPU this process may run on
+/* --workers N: 1..1023 workers, or 0 for one per CPU this process may run on
  * (resolved here, so that the option wins over $WEFT_WORKERS). Returns
  * false, after saying why on stderr, for anything else. */
 static inline bool parse_workers(const char *prog, const char *text, unsigned *workers)
@@ -76,8 +76,8 @@ static inline bool parse_workers(const char *prog, const char *text, unsigned *w
     char *end;
     errno = 0;
     unsigned long n = strtoul(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9' || *end || errno || n > 1024) {
-        fprintf(stderr, "%s: --workers: \"%s\" is not a number in 0..1024 (0 = one per CPU)\n",
+    if (text[0] < '0' || text[0] > '9' || *end || errno || n > 1023) {
+        fprintf(stderr, "%s: --workers: \"%s\" is not a number in 0..1023 (0 = one per CPU)\n",
                 prog, text);
         return false;
     }

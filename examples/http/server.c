@@ -40,7 +40,7 @@
  *   requests/s and latency percentiles; the server then stops and prints its
  *   io_uring ops by opcode (summed over every worker) and its stats.
  *   SIGINT ends the run early.
- *   --workers N runs N workers (1..1024; 0 = one per CPU the process may
+ *   --workers N runs N workers (1..1023; 0 = one per CPU the process may
  *   run on; $WEFT_WORKERS is then ignored). Without it, weft's default:
  *   $WEFT_WORKERS if set, else one per CPU; but a --load run pins the
  *   server to CPU 0 first, which makes that default one worker (unless
@@ -705,7 +705,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: weft_http [PORT] [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
             "                 [--load SECONDS [--conns N]] [--workers N] [--bg-cpu]\n"
-            "  --workers N  1..1024 workers, 0 = one per CPU (default: $WEFT_WORKERS, else\n"
+            "  --workers N  1..1023 workers, 0 = one per CPU (default: $WEFT_WORKERS, else\n"
             "               one per CPU; a --load run pins the server to one CPU, so there\n"
             "               the default is one worker)\n"
             "  --bg-cpu     run the server in queue \"http\" (weight %d) next to queue \"bg\"\n"

@@ -78,7 +78,7 @@ for mode in "" "--multishot"; do
 done
 
 # --workers 2, whatever $WEFT_WORKERS and the CPU count say.
-for mode in "" "--multishot" "--direct"; do
+for mode in "" "--multishot" "--direct" "--per-worker --direct" "--per-worker --multishot"; do
     # shellcheck disable=SC2086
     start_server "$bin" 0 --workers 2 $mode
     check_connections 8
@@ -87,10 +87,10 @@ for mode in "" "--multishot" "--direct"; do
     grep -qE '^workers +2$' "$tmp/out" || fail "--workers 2 $mode: the stats do not count two workers"
     echo "echo_smoke: --workers 2 with mode '${mode:-default}' ok"
 done
-for bad in abc -1 1025 "" 2x; do
+for bad in abc -1 1024 "" 2x; do
     "$bin" 0 --workers "$bad" >"$tmp/out" 2>"$tmp/err"
     rc=$?
     [ "$rc" = 2 ] || fail "--workers '$bad': exit status $rc, not 2"
-    grep -q "not a number in 0..1024" "$tmp/err" || fail "--workers '$bad': no clear error"
+    grep -q "not a number in 0..1023" "$tmp/err" || fail "--workers '$bad': no clear error"
 done
 echo "echo_smoke: bad --workers values refused"
