@@ -1207,6 +1207,18 @@ static void *spin_a_little(void *arg)
     return NULL;
 }
 
+static void *spin_until(void *arg)
+{
+    _Atomic bool *stop = arg;
+    while (!atomic_load(stop)) {
+        uint64_t end = weft_now_ns() + 20000;
+        while (weft_now_ns() < end)
+            ;
+        ASSERT_OK(weft_yield_maybe());
+    }
+    return NULL;
+}
+
 static void *main_per_worker_queues(void *arg)
 {
     (void)arg;
@@ -1235,6 +1247,35 @@ static void *main_per_worker_queues(void *arg)
     ASSERT_EQ(service, total[1].service_ns);
     ASSERT_EQ(runs, total[1].runs);
     ASSERT_EQ(slices, total[1].slices);
+    /* The caller is counted on one worker only, the one it runs on: the
+     * reads do not move it (each one waits for errands on the other
+     * workers, whose wakes used to take it along, 22 of 22 calls in a
+     * trial, so that it was counted on both workers or on neither). */
+    /* Busy workers, so that the errands wait their turn and the caller
+     * parks for them. */
+    static _Atomic bool stop_spinning;
+    atomic_store(&stop_spinning, false);
+    weft_task *spinners[4];
+    for (int i = 0; i < 4; i++)
+        ASSERT_OK(weft_spawn_ex(&spinners[i], &bg, spin_until, (void *)&stop_spinning));
+    for (int round = 0; round < 20; round++) {
+        ASSERT_OK(weft_sleep_ns(1000000));
+        int here = weft_worker_index();
+        uint64_t live = 0, running = 0;
+        for (unsigned w = 0; w < n; w++) {
+            ASSERT_EQ(weft_stats_queues_of_worker(w, each, 2), 2);
+            ASSERT_EQ(weft_worker_index(), here);
+            live += each[0].live;
+            running += each[0].running;
+        }
+        ASSERT_EQ(live, 1); /* "main" holds this task alone */
+        ASSERT_EQ(running, 1);
+        ASSERT_EQ(weft_stats_queues(total, 2), 2);
+        ASSERT_EQ(weft_worker_index(), here);
+    }
+    atomic_store(&stop_spinning, true);
+    for (int i = 0; i < 4; i++)
+        ASSERT_OK(weft_join(spinners[i], NULL));
     ASSERT_EQ(weft_stats_queues_of_worker(n, each, 2), -ERANGE);
     ASSERT_EQ(weft_stats_queues_of_worker(UINT32_MAX, each, 2), -ERANGE);
     ASSERT_EQ(weft_stats_queues_of_worker(0, NULL, 2), -EINVAL);

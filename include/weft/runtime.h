@@ -52,11 +52,11 @@ typedef struct weft_config {
                                       (at most 1023, as for the field: -EINVAL above);
                                       1 = one worker on the calling thread */
     const weft_queue_spec *queues; /* NULL = one queue "default" */
-    size_t nqueues;
-    size_t stack_size;                    /* 0 = 256 KiB (virtual; pages touched lazily) */
-    unsigned ring_entries;                /* 0 = 1024 */
-    unsigned direct_fds;                  /* per ring; 0 = 1024 */
-    weft_orphan_policy orphans;           /* default WEFT_ORPHANS_CANCEL */
+    size_t nqueues;                /* at most 64 */
+    size_t stack_size;             /* 0 = 256 KiB (virtual; pages touched lazily) */
+    unsigned ring_entries;         /* 0 = 1024 */
+    unsigned direct_fds;           /* per ring; 0 = 1024 */
+    weft_orphan_policy orphans;    /* default WEFT_ORPHANS_CANCEL */
     weft_cleanup_policy on_cleanup_error; /* default WEFT_CLEANUP_RETRY */
     unsigned cleanup_retries;             /* tries per cleanup op before giving up; 0 = 3 */
     weft_panic_policy on_panic;           /* default WEFT_PANIC_ABORT */

@@ -62,7 +62,9 @@ typedef struct weft_policy {
 /* Order of becoming runnable: a woken task goes to the back. */
 WEFT_API extern const weft_policy weft_policy_runnable_fifo;
 /* Groups ordered by first arrival, FIFO inside a group; a task keeps its
- * place across sleeps. */
+ * place across sleeps and yields: a yield lets other queues run, but in
+ * this queue only what arrived earlier (a task that yields in a loop
+ * holds its later siblings off until it parks or ends). */
 WEFT_API extern const weft_policy weft_policy_arrival_fifo;
 /* Least attained service of the task's group first; FIFO among equals. */
 WEFT_API extern const weft_policy weft_policy_las;
@@ -72,8 +74,8 @@ WEFT_API extern const weft_policy weft_policy_las;
 WEFT_API extern const weft_policy weft_policy_qlas;
 
 typedef struct weft_qlas_config {
-    uint64_t quantum_ns;  /* service below this is bucket 0; 0 = 100 us */
-    unsigned rr_interval; /* every Nth pick is a round-robin pick; 0 = 16 */
+    uint64_t quantum_ns;  /* service below this is bucket 0; 0 = 100 us; at most 60 s */
+    unsigned rr_interval; /* every Nth pick is a round-robin pick; 0 = 16; at most 2^20 */
 } weft_qlas_config;
 
 #ifdef __cplusplus

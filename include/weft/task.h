@@ -164,7 +164,10 @@ WEFT_API uint64_t weft_cancel_handle_task_id(const weft_cancel_handle *h);
 WEFT_API void weft_cancel_handle_drop(weft_cancel_handle *h);
 /* True when the calling task has a pending cancellation. */
 WEFT_API bool weft_cancelled(void);
-/* Lets other runnable tasks run. Returns 0, -ECANCELED, -EPERM. */
+/* Lets other runnable tasks run: the task goes back to its queue, at the
+ * place its queue's policy gives it (the back, for the default runnable
+ * FIFO; its arrival place, ahead of later arrivals, for arrival FIFO;
+ * its service's place for LAS and QLAS). Returns 0, -ECANCELED, -EPERM. */
 WEFT_API int weft_yield(void);
 /* Yields only when the worker's time slice is used up or a preemption is
  * pending; nearly free otherwise. It reads the clock every few calls (at

@@ -741,6 +741,11 @@ int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
     if (!w->current)
         return -EPERM;
     every_call c = {.fn = fn, .arg = arg, .waiter = w->current};
+    /* Pinned for the call: the last errand's wake would otherwise move the
+     * caller to that errand's worker (WEFT_WAKE_TO_WAKER), and a caller
+     * reading per-worker figures (weft_stats_queues_of_worker) would find
+     * itself counted on whichever worker it was reading. */
+    c.waiter->ring_bound++;
     atomic_fetch_add_explicit(&c.waiter->state, TASK_REF_ONE, memory_order_relaxed);
     atomic_init(&c.pending, 1);
     atomic_init(&c.error, 0);
@@ -765,6 +770,7 @@ int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
     else
         while (atomic_load_explicit(&c.pending, memory_order_acquire))
             weft__task_park();
+    c.waiter->ring_bound--;
     return atomic_load(&c.error);
 }
 
