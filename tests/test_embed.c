@@ -724,6 +724,52 @@ TEST(weft_cancel_comes_from_the_host_not_other_threads)
     weft_executor_destroy(ex);
 }
 
+/* The config's queue specs and names are copied: a host that builds its
+ * config in a function of its own, or frees it after the create, leaves
+ * the executor whole. Before 2026-12-07 the executor kept the caller's
+ * pointers, and a spawn by queue name read the freed names. */
+static void *reports_queue(void *arg)
+{
+    *(const char **)arg = weft_self_queue();
+    return NULL;
+}
+
+TEST(an_executor_keeps_its_own_copy_of_the_queues)
+{
+    char *names = malloc(16);
+    ASSERT(names);
+    strcpy(names, "fg");
+    strcpy(names + 3, "bg");
+    weft_queue_spec *qs = calloc(2, sizeof *qs);
+    ASSERT(qs);
+    qs[0] = (weft_queue_spec){.name = names, .weight = 3};
+    qs[1] = (weft_queue_spec){.name = names + 3, .weight = 1};
+    weft_config *cfg = calloc(1, sizeof *cfg);
+    ASSERT(cfg);
+    cfg->queues = qs;
+    cfg->nqueues = 2;
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, cfg));
+    /* The caller's copies change and go. */
+    memset(names, 'x', 15);
+    names[15] = 0;
+    qs[1].weight = 0;
+    free(names);
+    free(qs);
+    free(cfg);
+    const char *seen = NULL;
+    weft_spawn_opts o = {.queue = "bg"};
+    weft_task *t;
+    ASSERT_OK(weft_executor_spawn(ex, &t, &o, reports_queue, &seen));
+    while (!weft_task_finished(t))
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    weft_detach(t); /* the host joins nothing: it would block its own loop */
+    ASSERT(seen != NULL);
+    ASSERT_STREQ(seen, "bg");
+    ASSERT_EQ(weft_self_queue(), NULL); /* the host is in no task */
+    weft_executor_destroy(ex);
+}
+
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(a_host_spawn_makes_the_fd_readable), CASE(run_reports_a_far_timer_as_no_deadline),
           CASE(a_huge_budget_is_no_limit), CASE(run_returns_the_next_deadline),
@@ -738,4 +784,5 @@ TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(joining_a_task_of_another_runtime_is_refused),
           CASE(the_hosts_time_away_is_charged_to_no_task),
           CASE(an_executor_catches_signals_from_its_start),
+          CASE(an_executor_keeps_its_own_copy_of_the_queues),
           CASE(weft_cancel_comes_from_the_host_not_other_threads))

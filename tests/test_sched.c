@@ -319,6 +319,7 @@ static void *sleep_then_nothing(void *arg)
 
 static void *main_queue_inherit(void *arg)
 {
+    ASSERT_STREQ(weft_self_queue(), "fg"); /* main runs in the first queue */
     weft_queue_stats before[2], after[2];
     ASSERT_EQ(weft_stats_queues(before, 2), 2);
     weft_spawn_opts bg = {.queue = "bg"};

@@ -36,7 +36,10 @@ extern "C" {
 typedef struct weft_executor weft_executor;
 
 /* Creates an executor with the queues, policies and limits of cfg (NULL =
- * defaults; cfg->workers must be 0 or 1). Returns 0, -EINVAL (see
+ * defaults; cfg->workers must be 0 or 1). cfg need not outlive the call:
+ * the queue specs and their names are copied (the policy tables they
+ * point to are not, and must stay valid; a policy reads its config in
+ * init, at the create). Returns 0, -EINVAL (see
  * weft_last_config_error()), -EBUSY when called from a runtime's thread,
  * -ENOMEM, or the error of io_uring setup. */
 WEFT_API int weft_executor_create(weft_executor **ex, const weft_config *cfg);

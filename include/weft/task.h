@@ -129,6 +129,9 @@ WEFT_API const char *weft_task_panic_message(const weft_task *t);
 
 /* The id of the calling task, 0 outside a task. Ids start at 1. */
 WEFT_API uint64_t weft_self_id(void);
+/* The name of the calling task's queue (weft_config.queues; "default"
+ * without any), NULL outside a task. Valid for the runtime's life. */
+WEFT_API const char *weft_self_queue(void);
 
 /* ---- cancel handles -------------------------------------------------------
  * A cancel handle lets its holder cancel one task and see whether it has

@@ -27,11 +27,42 @@ static void init_pseudo_root(weft_task *t)
     t->flags = TASK_F_ROOT;
 }
 
+/* The queue specs and their names, in one block the runtime owns: an
+ * executor outlives the call that made it, and a caller's config (on its
+ * stack, say) may be gone by the time a spawn looks a queue up by name or
+ * the stats name one. (The policy tables and their configs are the
+ * caller's still: tables are static in practice, and a policy reads its
+ * config in init.) */
+static int copy_queues(weft__runtime *rt)
+{
+    size_t n = rt->cfg.nqueues, specs = n * sizeof(weft_queue_spec), names = 0;
+    for (size_t i = 0; i < n; i++)
+        names += strlen(rt->cfg.queues[i].name) + 1;
+    char *block = weft__malloc(specs + names);
+    if (!block)
+        return -ENOMEM;
+    weft_queue_spec *q = (weft_queue_spec *)(void *)block;
+    char *name = block + specs;
+    for (size_t i = 0; i < n; i++) {
+        q[i] = rt->cfg.queues[i];
+        size_t len = strlen(q[i].name) + 1;
+        memcpy(name, q[i].name, len);
+        q[i].name = name;
+        name += len;
+    }
+    rt->cfg.queues = q;
+    rt->queues_copy = block;
+    return 0;
+}
+
 int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
 {
     /* First: teardown, which follows a failed setup too, finishes it. */
     weft__stack_helper_init(&rt->stack_helper, false);
+    rt->queues_copy = NULL;
     int r = weft__config_resolve(cfg, &rt->cfg);
+    if (r == 0)
+        r = copy_queues(rt);
     if (r < 0)
         return r;
     rt->stack_helper.enabled = !rt->cfg.no_stack_helper;
@@ -54,6 +85,8 @@ void weft__runtime_teardown(weft__runtime *rt)
     pthread_mutex_destroy(&rt->lazy_lock);
     pthread_mutex_destroy(&rt->inject_lock);
     weft__trace_close(rt);
+    free(rt->queues_copy);
+    rt->queues_copy = NULL;
 }
 
 static bool under_valgrind(void)

@@ -164,7 +164,8 @@ typedef struct weft__worker {
 } weft__worker;
 
 typedef struct weft__runtime {
-    weft_config cfg; /* with defaults filled in */
+    weft_config cfg;   /* with defaults filled in; its queues are queues_copy */
+    void *queues_copy; /* the queue specs and their names, owned (runtime.c) */
     int default_stack_class;
     unsigned nworkers;
     unsigned direct_tag_base; /* the workers' rings' tags (ring/resource.h) */

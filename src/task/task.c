@@ -547,6 +547,13 @@ uint64_t weft_self_id(void)
     return t ? t->entity.task_id : 0;
 }
 
+const char *weft_self_queue(void)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *t = w ? w->current : NULL;
+    return t ? w->sched.queues[t->queue].name : NULL;
+}
+
 bool weft_cancelled(void)
 {
     weft_task *t = weft__task_current();
