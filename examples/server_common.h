@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -107,7 +108,8 @@ static inline bool accept_out_of_resources(int err)
  * most once a second and backs off 10 ms before the next accept. */
 static inline int accept_failed(const char *prog, int err)
 {
-    static uint64_t last_log_ns, failures;
+    /* Shared by the acceptors of every worker (echo --per-worker). */
+    static _Atomic uint64_t last_log_ns, failures;
     if (err == -ECANCELED || err == -ETIMEDOUT)
         return err;
     if (accept_connection_error(err))
@@ -116,13 +118,12 @@ static inline int accept_failed(const char *prog, int err)
         fprintf(stderr, "%s: accept: %s\n", prog, weft_strerror(err));
         return err;
     }
-    failures++;
-    uint64_t now = weft_now_ns();
-    if (now - last_log_ns >= 1000000000ull) {
+    atomic_fetch_add(&failures, 1);
+    uint64_t now = weft_now_ns(), last = atomic_load(&last_log_ns);
+    if (now - last >= 1000000000ull && atomic_compare_exchange_strong(&last_log_ns, &last, now)) {
+        unsigned long long n = atomic_exchange(&failures, 0);
         fprintf(stderr, "%s: accept: %s (%llu times since the last report), backing off\n", prog,
-                weft_strerror(err), (unsigned long long)failures);
-        last_log_ns = now;
-        failures = 0;
+                weft_strerror(err), n);
     }
     return weft_sleep_ns(10 * 1000000ull) == -ECANCELED ? -ECANCELED : 0;
 }

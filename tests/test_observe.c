@@ -1283,6 +1283,38 @@ static void *main_per_worker_queues(void *arg)
     return NULL;
 }
 
+/* weft_queue_stats.name stays valid after the run: a program may take the
+ * figures in its main task and print them once weft_run has returned
+ * (under ASan a freed name is caught here). */
+static weft_queue_stats kept_stats[2];
+
+static void *main_takes_queue_stats(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_stats_queues(kept_stats, 2), 2);
+    return NULL;
+}
+
+TEST(queue_names_in_stats_outlive_the_run)
+{
+    char *names = malloc(8);
+    ASSERT(names);
+    strcpy(names, "main");
+    strcpy(names + 5, "bg");
+    weft_queue_spec queues[] = {{.name = names, .weight = 100}, {.name = names + 5, .weight = 1}};
+    weft_config cfg = {.queues = queues, .nqueues = 2};
+    run_main(&cfg, main_takes_queue_stats, NULL);
+    free(names); /* the caller's names go too */
+    ASSERT_STREQ(kept_stats[0].name, "main");
+    ASSERT_STREQ(kept_stats[1].name, "bg");
+    /* Another runtime with the same names shares the kept copies. */
+    weft_queue_spec again[] = {{.name = "main", .weight = 1}, {.name = "bg", .weight = 1}};
+    weft_config cfg2 = {.queues = again, .nqueues = 2};
+    const char *first = kept_stats[0].name;
+    run_main(&cfg2, main_takes_queue_stats, NULL);
+    ASSERT(kept_stats[0].name == first);
+}
+
 TEST(queue_stats_of_each_worker_add_up_to_the_totals)
 {
     weft_queue_stats q[2];
@@ -1321,7 +1353,7 @@ TEST(delay_quantiles_name_the_bucket_edge)
 
 TEST_MAIN(CASE(delay_quantiles_name_the_bucket_edge),
           CASE(queue_stats_of_each_worker_add_up_to_the_totals),
-          CASE(busy_and_idle_time_account_for_the_run),
+          CASE(queue_names_in_stats_outlive_the_run), CASE(busy_and_idle_time_account_for_the_run),
           CASE(an_embedded_executor_counts_its_run_calls_as_busy),
           CASE(trace_has_one_slice_per_run),
           CASE(trace_follows_yields_that_switch_straight_to_the_next_task),

@@ -63,7 +63,7 @@ typedef struct weft_stats {
 /* Per-queue scheduling figures, summed over the workers. */
 #define WEFT_STATS_DELAY_BUCKETS 40
 typedef struct weft_queue_stats {
-    const char *name; /* the configured name (valid while the config is) */
+    const char *name; /* the configured name (a copy, valid for the life of the process) */
     uint32_t weight;
     double weight_share;        /* weight / the sum of all queues' weights */
     double service_share;       /* service_ns / all queues' service_ns (0 when none) */

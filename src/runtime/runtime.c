@@ -2,6 +2,7 @@
  * tear everything down. Worker 0 runs on the calling thread; workers
  * 1..N-1 on threads named weft-<n>. */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,31 +28,58 @@ static void init_pseudo_root(weft_task *t)
     t->flags = TASK_F_ROOT;
 }
 
-/* The queue specs and their names, in one block the runtime owns: an
- * executor outlives the call that made it, and a caller's config (on its
- * stack, say) may be gone by the time a spawn looks a queue up by name or
- * the stats name one. (The policy tables and their configs are the
- * caller's still: tables are static in practice, and a policy reads its
- * config in init.) */
+/* Queue names are kept for the life of the process, one copy per distinct
+ * name: weft_queue_stats.name may be read after weft_run has returned, and
+ * an executor's config need not outlive the create. A program has few
+ * distinct queue names, however many runtimes it makes. */
+typedef struct kept_name {
+    struct kept_name *next;
+    char text[];
+} kept_name;
+
+static pthread_mutex_t kept_names_lock = PTHREAD_MUTEX_INITIALIZER;
+static kept_name *kept_names;
+
+static const char *keep_name(const char *name)
+{
+    pthread_mutex_lock(&kept_names_lock);
+    kept_name *k = kept_names;
+    while (k && strcmp(k->text, name) != 0)
+        k = k->next;
+    if (!k) {
+        size_t len = strlen(name) + 1;
+        k = weft__malloc(sizeof *k + len);
+        if (k) {
+            memcpy(k->text, name, len);
+            k->next = kept_names;
+            kept_names = k;
+        }
+    }
+    pthread_mutex_unlock(&kept_names_lock);
+    return k ? k->text : NULL;
+}
+
+/* The runtime's own copy of the queue specs, with kept names: a caller's
+ * config (on its stack, say) may be gone by the time a spawn looks a queue
+ * up by name or the stats name one. (The policy tables and their configs
+ * are the caller's still: tables are static in practice, and a policy
+ * reads its config in init.) */
 static int copy_queues(weft__runtime *rt)
 {
-    size_t n = rt->cfg.nqueues, specs = n * sizeof(weft_queue_spec), names = 0;
-    for (size_t i = 0; i < n; i++)
-        names += strlen(rt->cfg.queues[i].name) + 1;
-    char *block = weft__malloc(specs + names);
-    if (!block)
+    size_t n = rt->cfg.nqueues;
+    weft_queue_spec *q = weft__malloc(n * sizeof *q);
+    if (!q)
         return -ENOMEM;
-    weft_queue_spec *q = (weft_queue_spec *)(void *)block;
-    char *name = block + specs;
     for (size_t i = 0; i < n; i++) {
         q[i] = rt->cfg.queues[i];
-        size_t len = strlen(q[i].name) + 1;
-        memcpy(name, q[i].name, len);
-        q[i].name = name;
-        name += len;
+        q[i].name = keep_name(q[i].name);
+        if (!q[i].name) {
+            free(q);
+            return -ENOMEM;
+        }
     }
     rt->cfg.queues = q;
-    rt->queues_copy = block;
+    rt->queues_copy = q;
     return 0;
 }
 
