@@ -165,7 +165,7 @@ typedef struct weft__worker {
 
 typedef struct weft__runtime {
     weft_config cfg;   /* with defaults filled in; its queues are queues_copy */
-    void *queues_copy; /* the queue specs and their names, owned (runtime.c) */
+    void *queues_copy; /* the queue specs, owned; their names are kept (runtime.c) */
     int default_stack_class;
     unsigned nworkers;
     unsigned direct_tag_base; /* the workers' rings' tags (ring/resource.h) */
