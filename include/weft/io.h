@@ -97,9 +97,11 @@ static inline int weft_is_direct(int fd)
 
 /* The slots in the calling worker's file table: weft_config.direct_fds
  * (1024 by default), or 0 when the kernel refused the table (see
- * WEFT_DIRECT); -EPERM on a thread that runs no worker. Every worker's
- * table is the same size, so a server can check it once at start and
- * bound its direct connections below it. */
+ * WEFT_DIRECT); -EPERM on a thread that runs no worker. Each worker's
+ * ring registers its own table, all of the same size unless the kernel
+ * refused one of them (out of memory, say): a server that places a task
+ * on each worker asks in each, and bounds its direct connections below
+ * the answer. */
 WEFT_API int weft_direct_table_size(void);
 /* Installs a normal fd into the ring's file table (FILES_UPDATE); returns a
  * direct descriptor. The normal fd stays open and independent. */
