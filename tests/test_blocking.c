@@ -1123,10 +1123,13 @@ TEST(caught_signals_are_remembered_from_the_start)
 int __real_sigaction(int signo, const struct sigaction *sa, struct sigaction *old);
 int __wrap_sigaction(int signo, const struct sigaction *sa, struct sigaction *old);
 static _Atomic bool raise_after_install;
+static _Atomic int usr1_installs; /* weft's handler put in for SIGUSR1 */
 
 int __wrap_sigaction(int signo, const struct sigaction *sa, struct sigaction *old)
 {
     int r = __real_sigaction(signo, sa, old);
+    if (r == 0 && signo == SIGUSR1 && sa && sa->sa_handler != SIG_DFL && sa->sa_handler != SIG_IGN)
+        atomic_fetch_add(&usr1_installs, 1);
     bool armed = true;
     if (r == 0 && signo == SIGUSR1 && sa && sa->sa_handler != SIG_DFL &&
         sa->sa_handler != SIG_IGN &&
@@ -1142,6 +1145,33 @@ static void *waits_for_usr1_installing(void *arg)
     int r = weft_signal_wait(SIGUSR1);
     ASSERT_OK(weft_deadline_pop());
     return (void *)(intptr_t)r;
+}
+
+/* A run refused for its arguments never installs a handler, even for a
+ * moment: catching the signals comes after every check (a bad queue, a
+ * trace file that cannot be opened). A run that fails later, starting a
+ * worker thread, puts the old disposition back. */
+TEST(a_refused_run_never_touches_the_dispositions)
+{
+    static const int caught[] = {SIGUSR1};
+    weft_queue_spec dup[] = {{.name = "q", .weight = 1}, {.name = "q", .weight = 1}};
+    weft_config bad_queues = {
+        .workers = 1, .catch_signals = caught, .ncatch_signals = 1, .queues = dup, .nqueues = 2};
+    weft_config bad_trace = {.workers = 1,
+                             .catch_signals = caught,
+                             .ncatch_signals = 1,
+                             .trace_path = "/nonexistent-dir-of-weft/trace.json"};
+    atomic_store(&usr1_installs, 0);
+    ASSERT_EQ(weft_run(&bad_queues, main_returns, NULL, NULL), -EINVAL);
+    ASSERT_LT(weft_run(&bad_trace, main_returns, NULL, NULL), 0);
+    ASSERT_EQ(atomic_load(&usr1_installs), 0);
+    /* The wrapper sees weft's installs: a good run makes one. */
+    weft_config good = {.workers = 1, .catch_signals = caught, .ncatch_signals = 1};
+    ASSERT_OK(weft_run(&good, main_returns, NULL, NULL));
+    ASSERT_EQ(atomic_load(&usr1_installs), 1);
+    struct sigaction now;
+    ASSERT_OK(sigaction(SIGUSR1, NULL, &now));
+    ASSERT(now.sa_handler == SIG_DFL);
 }
 
 TEST(an_arrival_as_the_handler_goes_in_is_kept)
@@ -1298,6 +1328,7 @@ TEST_MAIN(
     CASE(signal_wait_any_returns_one_and_keeps_the_others_2w),
     CASE(runtime_end_restores_the_disposition), CASE(caught_signals_are_remembered_from_the_start),
     CASE(an_arrival_as_the_handler_goes_in_is_kept),
+    CASE(a_refused_run_never_touches_the_dispositions),
     CASE(an_arrival_after_the_waiter_was_settled_is_remembered),
     CASE(a_wait_cancelled_before_the_helper_ran_reports_its_signal),
     CASE(two_runtimes_each_get_an_arrival_once), CASE(catch_signals_under_allocation_failures))
