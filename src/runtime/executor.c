@@ -45,6 +45,21 @@ static bool called_by_host(const weft_executor *ex)
     return !weft__worker_self() && pthread_equal(ex->host, pthread_self());
 }
 
+/* Frees ex once nothing runs on it, its worker included when that was set
+ * up: the ring (on the process's list of weft rings), the alternate signal
+ * stack and the fault handler go with the worker, then the pools. */
+static void release(weft_executor *ex, bool worker_up)
+{
+    weft__worker *w = &ex->worker;
+    if (worker_up) {
+        weft__worker_fini(w);
+        weft__stack_helper_stop(&ex->rt.stack_helper); /* before the pool it fills */
+        weft__worker_release_pools(w, w->records.outstanding != 0);
+    }
+    weft__runtime_teardown(&ex->rt);
+    free(ex);
+}
+
 int weft_executor_create(weft_executor **out, const weft_config *cfg)
 {
     if (!out)
@@ -57,8 +72,7 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
         return -ENOMEM;
     int r = weft__runtime_setup(&ex->rt, cfg);
     if (r < 0) {
-        weft__runtime_teardown(&ex->rt); /* as weft_run does */
-        free(ex);
+        release(ex, false); /* teardown follows a failed setup, as in weft_run */
         return r;
     }
     ex->rt.nworkers = 1;
@@ -78,16 +92,7 @@ int weft_executor_create(weft_executor **out, const weft_config *cfg)
     if (r == 0) /* last, as in weft_run */
         r = weft__signals_catch(&ex->rt, ex->rt.cfg.catch_signals, ex->rt.cfg.ncatch_signals);
     if (r < 0) {
-        /* As weft_executor_destroy, for a worker that ran nothing: its
-         * ring is on the process's list of weft rings, its signal stack
-         * and fault handler are installed. */
-        if (worker_up) {
-            weft__worker_fini(&ex->worker);
-            weft__stack_helper_stop(&ex->rt.stack_helper);
-            weft__worker_release_pools(&ex->worker, false);
-        }
-        weft__runtime_teardown(&ex->rt);
-        free(ex);
+        release(ex, worker_up);
         return r;
     }
     weft__worker_set_self(&ex->worker);
@@ -208,10 +213,6 @@ void weft_executor_destroy(weft_executor *ex)
     if (weft__worker_live_tasks(w) || atomic_load(&ex->rt.inject_pending))
         weft__worker_run(w);
     weft__worker_set_self(NULL);
-    weft__worker_fini(w);
-    weft__stack_helper_stop(&ex->rt.stack_helper); /* before the pool it fills */
-    weft__worker_release_pools(w, w->records.outstanding != 0);
-    weft__runtime_teardown(&ex->rt);
-    free(ex);
+    release(ex, true);
     tls_hosted--; /* this thread created it, so counted it */
 }
