@@ -189,6 +189,14 @@ static inline void check_sweep_point(uint64_t n, int fds_before)
 #endif
 }
 
+/* Lets every runnable task run until it parks (one worker, FIFO queue):
+ * for cases that need the tasks they spawned parked before going on. */
+static inline void settle(void)
+{
+    for (int i = 0; i < 4; i++)
+        ASSERT_OK(weft_yield());
+}
+
 /* A TCP listener on 127.0.0.1 with a port the kernel picks, written to
  * *port when port is not NULL. */
 static inline int tcp_listener(uint16_t *port)

@@ -5,13 +5,6 @@
 
 #include "test.h"
 
-/* Lets every runnable task run until it parks (one worker, FIFO queue). */
-static void settle(void)
-{
-    for (int i = 0; i < 4; i++)
-        ASSERT_OK(weft_yield());
-}
-
 static void fill(weft_chan *c, int from, int n)
 {
     for (int i = from; i < from + n; i++)

@@ -9,13 +9,6 @@
 #include "common/fault.h"
 #include "test.h"
 
-/* Lets every runnable task run until it parks (one worker, FIFO queue). */
-static void settle(void)
-{
-    for (int i = 0; i < 4; i++)
-        ASSERT_OK(weft_yield());
-}
-
 /* Runs fn on one worker, then on two. */
 static void run_one_and_two(weft_fn fn, void *arg)
 {
