@@ -535,6 +535,96 @@ TEST(join_any_interrupted_keeps_every_handle)
     ASSERT_EQ(weft_join_any(&fake, 1, &k, NULL), -EINVAL); /* all NULL */
 }
 
+/* WEFT_TASK_INHERIT_DEADLINE: the child starts bound by the spawner's
+ * innermost deadline and can neither pop nor move it; without the flag,
+ * or from a spawner with none, the child has no deadline. */
+typedef struct inherit_probe {
+    uint64_t seen;     /* weft_deadline_innermost() on entry */
+    int sleep_rc;      /* a sleep far longer than any deadline here */
+    uint64_t woke_ns;  /* when that sleep returned */
+    bool spawn_nested; /* spawn one more level with the flag */
+    bool no_sleep;
+    uint64_t nested_seen;
+} inherit_probe;
+
+static void *probe_deadline(void *arg)
+{
+    inherit_probe *p = arg;
+    p->seen = weft_deadline_innermost();
+    if (p->seen) {
+        /* The inherited bound is not the child's to remove. */
+        ASSERT_EQ(weft_deadline_pop(), -EINVAL);
+        ASSERT_EQ(weft_deadline_move_in(3600000000000ull), -EINVAL);
+        /* A later push is still bounded by it, an earlier one wins. */
+        ASSERT_OK(weft_deadline_push(p->seen + 1000000000));
+        ASSERT_EQ(weft_deadline_innermost(), p->seen);
+        ASSERT_OK(weft_deadline_pop());
+        ASSERT_OK(weft_deadline_push(p->seen - 1));
+        ASSERT_EQ(weft_deadline_innermost(), p->seen - 1);
+        ASSERT_OK(weft_deadline_pop());
+        ASSERT_EQ(weft_deadline_innermost(), p->seen);
+    }
+    if (p->spawn_nested) {
+        inherit_probe q = {.no_sleep = true};
+        weft_spawn_opts o = {.flags = WEFT_TASK_INHERIT_DEADLINE};
+        weft_task *t;
+        ASSERT_OK(weft_spawn_ex(&t, &o, probe_deadline, &q));
+        ASSERT_OK(weft_join(t, NULL));
+        p->nested_seen = q.seen;
+    }
+    if (p->no_sleep)
+        return NULL;
+    p->sleep_rc = weft_sleep_ns(p->seen ? 3600000000000ull : 20000000);
+    p->woke_ns = weft_now_ns();
+    return NULL;
+}
+
+static void *main_inherit_deadline(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_deadline_innermost(), 0);
+    uint64_t deadline = weft_now_ns() + 30000000;
+    ASSERT_OK(weft_deadline_push(deadline));
+    ASSERT_EQ(weft_deadline_innermost(), deadline);
+
+    inherit_probe with = {.spawn_nested = true}, without = {0}, after = {0};
+    weft_spawn_opts inherit = {.flags = WEFT_TASK_INHERIT_DEADLINE};
+    weft_task *a, *b, *c;
+    ASSERT_OK(weft_spawn_ex(&a, &inherit, probe_deadline, &with));
+    ASSERT_OK(weft_spawn(&b, probe_deadline, &without));
+    /* Only the copy made at the spawn counts: moving ours later (before
+     * the child has even run) does not reach it. */
+    ASSERT_OK(weft_deadline_move(deadline + 3600000000000ull));
+    ASSERT_OK(weft_join(a, NULL));
+    ASSERT_OK(weft_join(b, NULL));
+    ASSERT_EQ(with.seen, deadline);
+    ASSERT_EQ(with.nested_seen, deadline); /* passed down a second level */
+    ASSERT_EQ(with.sleep_rc, -ETIMEDOUT);
+    ASSERT_GE(with.woke_ns, deadline);
+    ASSERT_EQ(without.seen, 0);
+    ASSERT_OK(without.sleep_rc);
+
+    /* Nothing to inherit: the flag gives no deadline. */
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_deadline_innermost(), 0);
+    ASSERT_OK(weft_spawn_ex(&c, &inherit, probe_deadline, &after));
+    ASSERT_OK(weft_join(c, NULL));
+    ASSERT_EQ(after.seen, 0);
+    ASSERT_OK(after.sleep_rc);
+
+    /* A deadline pushed as 0 (long past) reads as 1, never as "none". */
+    ASSERT_OK(weft_deadline_push(0));
+    ASSERT_EQ(weft_deadline_innermost(), 1);
+    ASSERT_EQ(weft_sleep_ns(1000), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+TEST(spawned_tasks_inherit_the_deadline_only_when_asked)
+{
+    run_main(NULL, main_inherit_deadline, NULL);
+    ASSERT_EQ(weft_deadline_innermost(), 0); /* outside a task */
+}
+
 /* Many rounds of tasks that end at once on whatever worker took them,
  * while the joiner arms and disarms its wakes: each is joined once, with
  * its own result, and nothing is left behind (the stats and sanitizers
@@ -610,8 +700,9 @@ TEST(join_any_refuses_or_survives_a_handle_given_twice)
     run_main(NULL, main_join_any_duplicate, NULL);
 }
 
-TEST_MAIN(CASE(join_returns_result), CASE(detached_children_are_part_of_the_tree),
-          CASE(detach_handle), CASE(join_already_finished), CASE(yield_round_robin_order),
+TEST_MAIN(CASE(join_returns_result), CASE(spawned_tasks_inherit_the_deadline_only_when_asked),
+          CASE(detached_children_are_part_of_the_tree), CASE(detach_handle),
+          CASE(join_already_finished), CASE(yield_round_robin_order),
           CASE(yield_switches_straight_to_the_next_task_in_order), CASE(spawn_lifo_hint_runs_first),
           CASE(ids_and_identity), CASE(join_from_a_sibling), CASE(bad_input_is_refused),
           CASE(join_own_handle_is_edeadlk), CASE(double_join_detected_in_debug_builds),

@@ -2508,7 +2508,7 @@ static void *injector(void *arg)
     weft_spawn_opts bad = {.queue = "nope"};
     ASSERT_EQ(weft_runtime_spawn(s->rt, &bad, inj_plain, s), -ENOENT);
     unsigned bad_flags[] = {WEFT_TASK_BACKGROUND, WEFT_TASK_SPAWN_LIFO, WEFT_TASK_SPAWN_FIFO,
-                            1u << 20};
+                            WEFT_TASK_INHERIT_DEADLINE, 1u << 20};
     for (size_t i = 0; i < sizeof bad_flags / sizeof bad_flags[0]; i++) {
         bad = (weft_spawn_opts){.flags = bad_flags[i]};
         ASSERT_EQ(weft_runtime_spawn(s->rt, &bad, inj_plain, s), -EINVAL);

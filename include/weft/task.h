@@ -35,6 +35,13 @@ typedef void *(*weft_fn)(void *arg);
  * too): one acceptor per worker on SO_REUSEPORT sockets, a task that owns
  * a worker's buffer ring or direct descriptors. */
 #define WEFT_TASK_ON_WORKER (1u << 5)
+/* Starts bound by the spawner's innermost deadline (weft_deadline_push), as
+ * if that deadline were pushed around the whole task, where it cannot be
+ * popped or moved: a request's deadline then bounds the subtasks it fans
+ * out to. The deadline is copied at the spawn; moving or popping the
+ * spawner's later does not reach the child. Nothing is inherited outside a
+ * task or when the spawner has no deadline. */
+#define WEFT_TASK_INHERIT_DEADLINE (1u << 6)
 
 typedef struct weft_spawn_opts {
     const char *queue;       /* queue name; NULL = the spawner's queue (the first
@@ -244,6 +251,11 @@ WEFT_API WEFT_MUST_CHECK int weft_deadline_push_in(uint64_t ns);
 WEFT_API int weft_deadline_move(uint64_t abs_ns);
 WEFT_API int weft_deadline_move_in(uint64_t ns);
 WEFT_API int weft_deadline_pop(void);
+/* The calling task's innermost deadline (a weft_now_ns() time, 1 for one
+ * pushed as 0), 0 when none is in force or outside a task: to hand a
+ * request's deadline to a task that serves it (a pool behind a channel
+ * pushes it around that request), or to size a wait by what is left. */
+WEFT_API uint64_t weft_deadline_innermost(void);
 WEFT_API int weft_shield_push(void);
 WEFT_API int weft_shield_pop(void);
 

@@ -14,7 +14,7 @@
 
 #define PUBLIC_FLAGS                                                                               \
     (WEFT_TASK_BACKGROUND | WEFT_TASK_STICKY | WEFT_TASK_CANCEL_CHILDREN | WEFT_TASK_SPAWN_LIFO |  \
-     WEFT_TASK_SPAWN_FIFO | WEFT_TASK_ON_WORKER)
+     WEFT_TASK_SPAWN_FIFO | WEFT_TASK_ON_WORKER | WEFT_TASK_INHERIT_DEADLINE)
 
 #if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) /* the sanitizers' fiber fields */
 _Static_assert(sizeof(struct weft_task) == 256, "the task record is 256 bytes (record.h)");
@@ -230,7 +230,7 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     t->defers = NULL;
     t->tags = o->tags;
     t->panic_msg = NULL;
-    t->deadline = 0;
+    t->deadline = self && (o->flags & WEFT_TASK_INHERIT_DEADLINE) ? self->deadline : 0;
     t->ext = ext;
     t->ring_ops = 0;
     t->ring_bound = 0;
@@ -732,6 +732,12 @@ int weft_deadline_pop(void)
         return -EINVAL;
     t->deadline = t->ext->deadline_stack[--t->ndeadlines];
     return 0;
+}
+
+uint64_t weft_deadline_innermost(void)
+{
+    weft_task *t = weft__task_current();
+    return t ? t->deadline : 0;
 }
 
 int weft_shield_push(void)
