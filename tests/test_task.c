@@ -625,6 +625,70 @@ TEST(spawned_tasks_inherit_the_deadline_only_when_asked)
     ASSERT_EQ(weft_deadline_innermost(), 0); /* outside a task */
 }
 
+/* A CPU-bound loop that yields is bounded by its deadline: weft_yield
+ * reports -ETIMEDOUT once it has passed, weft_yield_maybe within the 16
+ * calls between its clock reads, and neither reports it early. */
+static void *cancelled_past_its_deadline_yields(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_deadline_push(weft_now_ns() - 1));
+    weft_cancel_handle *self;
+    ASSERT_OK(weft_cancel_handle_self(&self));
+    ASSERT_OK(weft_cancel_via(self));
+    weft_cancel_handle_drop(self);
+    ASSERT_EQ(weft_yield(), -ECANCELED); /* cancellation is reported first */
+    ASSERT_OK(weft_shield_push());
+    ASSERT_EQ(weft_yield(), -ETIMEDOUT); /* a shield stops cancellation only */
+    ASSERT_OK(weft_shield_pop());
+    ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+
+static void *main_yields_see_deadlines(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_yield()); /* no deadline: nothing to report */
+    ASSERT_OK(weft_deadline_push(weft_now_ns() - 1));
+    ASSERT_EQ(weft_yield(), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+
+    uint64_t deadline = weft_now_ns() + 3000000;
+    ASSERT_OK(weft_deadline_push(deadline));
+    int r;
+    while ((r = weft_yield()) == 0)
+        ;
+    ASSERT_EQ(r, -ETIMEDOUT);
+    ASSERT_GE(weft_now_ns(), deadline);
+    ASSERT_OK(weft_deadline_pop());
+
+    deadline = weft_now_ns() + 3000000;
+    ASSERT_OK(weft_deadline_push(deadline));
+    unsigned late = 0;
+    for (;;) {
+        bool passed = weft_now_ns() >= deadline;
+        r = weft_yield_maybe();
+        if (r != 0)
+            break;
+        late += passed;
+        ASSERT_LE(late, 15);
+    }
+    ASSERT_EQ(r, -ETIMEDOUT);
+    ASSERT_GE(weft_now_ns(), deadline);
+    ASSERT_OK(weft_deadline_pop());
+    /* Popped: the loop goes on unbounded. */
+    for (int i = 0; i < 100; i++)
+        ASSERT_OK(weft_yield_maybe());
+
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, cancelled_past_its_deadline_yields, NULL));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    return NULL;
+}
+TEST(yields_report_a_passed_deadline)
+{
+    run_main(NULL, main_yields_see_deadlines, NULL);
+}
+
 /* Many rounds of tasks that end at once on whatever worker took them,
  * while the joiner arms and disarms its wakes: each is joined once, with
  * its own result, and nothing is left behind (the stats and sanitizers
@@ -701,8 +765,8 @@ TEST(join_any_refuses_or_survives_a_handle_given_twice)
 }
 
 TEST_MAIN(CASE(join_returns_result), CASE(spawned_tasks_inherit_the_deadline_only_when_asked),
-          CASE(detached_children_are_part_of_the_tree), CASE(detach_handle),
-          CASE(join_already_finished), CASE(yield_round_robin_order),
+          CASE(yields_report_a_passed_deadline), CASE(detached_children_are_part_of_the_tree),
+          CASE(detach_handle), CASE(join_already_finished), CASE(yield_round_robin_order),
           CASE(yield_switches_straight_to_the_next_task_in_order), CASE(spawn_lifo_hint_runs_first),
           CASE(ids_and_identity), CASE(join_from_a_sibling), CASE(bad_input_is_refused),
           CASE(join_own_handle_is_edeadlk), CASE(double_join_detected_in_debug_builds),

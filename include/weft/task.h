@@ -177,12 +177,16 @@ WEFT_API bool weft_cancelled(void);
 /* Lets other runnable tasks run: the task goes back to its queue, at the
  * place its queue's policy gives it (the back, for the default runnable
  * FIFO; its arrival place, ahead of later arrivals, for arrival FIFO;
- * its service's place for LAS and QLAS). Returns 0, -ECANCELED, -EPERM. */
+ * its service's place for LAS and QLAS). Returns 0, -ECANCELED,
+ * -ETIMEDOUT (past the innermost deadline, so that a CPU-bound loop that
+ * yields stops with its deadline), -EPERM. Either error comes after the
+ * yield, which has happened. */
 WEFT_API int weft_yield(void);
 /* Yields only when the worker's time slice is used up or a preemption is
  * pending; nearly free otherwise. It reads the clock every few calls (at
  * most every 16th) at the rate of the last calls: see docs/scheduling.md.
- * Returns 0, -ECANCELED, -EPERM. */
+ * Returns 0, -ECANCELED, -ETIMEDOUT (past the innermost deadline, seen
+ * when it reads the clock: at most 15 calls late), -EPERM. */
 WEFT_API int weft_yield_maybe(void);
 /* Registers fn(arg) to run when the calling task ends, however it ends
  * (return, cancellation, panic). Defers run last-in first-out, after the

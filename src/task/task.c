@@ -560,9 +560,21 @@ bool weft_cancelled(void)
     return t && (load_state(t) & TASK_CANCELLED);
 }
 
+/* What a yield reports when its task runs again: its cancellation. */
 static int after_yield(weft_task *t)
 {
     return (load_state(t) & TASK_CANCELLED) && !t->shield ? -ECANCELED : 0;
+}
+
+/* The same, then a deadline that has passed by now (a clock reading, or 0
+ * to take one only if the task has a deadline), so that a CPU-bound loop
+ * that yields is bounded by its deadline as a loop of sleeps is. */
+static int after_yield_at(weft_task *t, uint64_t now)
+{
+    int r = after_yield(t);
+    if (r == 0 && t->deadline && (now ? now : weft_now_ns()) >= t->deadline)
+        r = -ETIMEDOUT;
+    return r;
 }
 
 int weft_yield(void)
@@ -573,7 +585,7 @@ int weft_yield(void)
         return -EPERM;
     if (!weft__worker_yield_direct(w, t))
         weft__worker_switch_out(w, t, SWITCH_YIELD);
-    return after_yield(t);
+    return after_yield_at(t, 0);
 }
 
 #define YIELD_SKIP_MAX 15
@@ -609,7 +621,7 @@ int weft_yield_maybe(void)
              * compete with this one (and preempt it). */
             s->poll_due = true;
             weft__worker_switch_out(w, t, SWITCH_YIELD);
-            return after_yield(t);
+            return after_yield_at(t, 0);
         }
         if (!weft__sched_should_yield(s, ran)) {
             uint64_t per_call = w->yield_last_ns ? (now - w->yield_last_ns) / w->yield_calls : 0;
@@ -620,11 +632,11 @@ int weft_yield_maybe(void)
             w->yield_check_skip = skip > YIELD_SKIP_MAX ? YIELD_SKIP_MAX : skip;
             w->yield_last_ns = now;
             w->yield_calls = 0;
-            return after_yield(t);
+            return after_yield_at(t, now);
         }
     }
     weft__worker_switch_out(w, t, SWITCH_YIELD);
-    return after_yield(t);
+    return after_yield_at(t, 0);
 }
 
 int weft_defer(void (*fn)(void *), void *arg)
