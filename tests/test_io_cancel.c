@@ -642,6 +642,59 @@ TEST(cancelling_a_batch_reaches_a_link_that_starts_later)
     run_main(NULL, main_cancel_a_hard_link, NULL);
 }
 
+/* Stopping an accept loop: closing the listening socket does not end an
+ * accept waiting on it (the op holds its own reference to the file), so a
+ * loop waiting there would wait for the next connection; shutting the
+ * socket down first ends it with -EINVAL (docs/io.md, Stopping an accept
+ * loop). */
+static void *accept_once(void *arg)
+{
+    unsigned char buf[BUF];
+    return (void *)(intptr_t)block_accept(*(int *)arg, buf);
+}
+
+static void *main_stop_an_accept(void *arg)
+{
+    (void)arg;
+    int l = tcp_listener(NULL);
+    ASSERT_GE(l, 0);
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, accept_once, &l));
+    ASSERT_OK(weft_sleep_ns(5000000)); /* the accept is in the kernel */
+    ASSERT_OK(shutdown(l, SHUT_RDWR));
+    void *res;
+    ASSERT_OK(weft_join(t, &res));
+    ASSERT_EQ((int)(intptr_t)res, -EINVAL);
+    ASSERT_OK(weft_close(l));
+
+    /* Close alone: the accept still waits, until cancelled. Should the
+     * accept reach the kernel only after the close (a very slow machine),
+     * it fails with -EBADF and proves nothing: try again, waiting longer. */
+    bool waited = false;
+    for (int try = 1; try <= 5 && !waited; try++) {
+        l = tcp_listener(NULL);
+        ASSERT_GE(l, 0);
+        ASSERT_OK(weft_spawn(&t, accept_once, &l));
+        ASSERT_OK(weft_sleep_ns(5000000ull * try));
+        ASSERT_OK(weft_close(l));
+        ASSERT_OK(weft_sleep_ns(20000000));
+        if (weft_task_finished(t)) {
+            ASSERT_OK(weft_join(t, &res));
+            ASSERT_EQ((int)(intptr_t)res, -EBADF);
+            continue;
+        }
+        waited = true;
+        ASSERT_OK(weft_cancel(t));
+        ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    }
+    ASSERT(waited);
+    return NULL;
+}
+TEST(shutdown_ends_a_pending_accept_and_close_does_not)
+{
+    run_main(NULL, main_stop_an_accept, NULL);
+}
+
 TEST_MAIN(CASE(cancelling_every_blocking_kind_leaves_buffers_untouched),
           CASE(deadlines_interrupt_every_blocking_kind),
           CASE(a_result_that_beats_the_cancel_is_returned),
@@ -649,4 +702,5 @@ TEST_MAIN(CASE(cancelling_every_blocking_kind_leaves_buffers_untouched),
           CASE(sqe_exhaustion_fails_cleanly_and_cancels_still_wait),
           CASE(full_sq_with_failing_submits_gives_up_with_eagain),
           CASE(shielded_io_completes_despite_cancel),
-          CASE(cancelling_a_batch_reaches_a_link_that_starts_later))
+          CASE(cancelling_a_batch_reaches_a_link_that_starts_later),
+          CASE(shutdown_ends_a_pending_accept_and_close_does_not))

@@ -281,7 +281,9 @@ WEFT_API int weft_bind(int fd, const struct sockaddr *addr, socklen_t len);
 WEFT_API int weft_listen(int fd, int backlog);
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
 /* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT (which ignores
- * SOCK_CLOEXEC: direct descriptors are not inherited). addr/len may be NULL. */
+ * SOCK_CLOEXEC: direct descriptors are not inherited). addr/len may be NULL.
+ * Closing fd does not end an accept waiting on it; shutdown(fd, SHUT_RDWR)
+ * does (-EINVAL), as does cancelling the task (docs/io.md). */
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags);
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t n, int flags);
 /* weft_write_all for weft_send: sends all n bytes, repeating the send over

@@ -200,7 +200,11 @@ WEFT_API int weft_defer(void (*fn)(void *), void *arg);
  * policy (docs/tasks.md). */
 WEFT_API _Noreturn void weft_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Waits until every child the calling task has now has finished (a nursery
- * join). Returns 0, -ECANCELED (caller cancelled), -ETIMEDOUT, -EPERM. */
+ * join). Returns 0, -ECANCELED (caller cancelled), -ETIMEDOUT, -EPERM.
+ * A cancelled caller returns at once, its children maybe still running:
+ * memory they use must not be freed after a wait that did not return 0.
+ * Free it in a defer (weft_defer), which runs once the children are gone,
+ * or wait inside a shield (docs/tasks.md, Ending a task). */
 WEFT_API int weft_wait_children(void);
 
 /* Panics the current task when cond is false, naming the file and line. */
