@@ -95,14 +95,14 @@ WEFT_API ssize_t weft_chan_try_recv_many(weft_chan *c, void *elems, size_t max);
  * elem). An evicting send goes ahead of senders waiting for room. Any
  * thread. */
 WEFT_API int weft_chan_send_evict(weft_chan *c, const void *elem, void *evicted);
-/* weft_chan_send / weft_chan_recv for a thread that is not running a task (a
- * plain pthread): they block the thread until done or until the channel is
- * closed. No cancellation or deadline applies. Returns 0, -EPIPE, -EINVAL,
+/* weft_chan_send / weft_chan_recv / weft_chan_recv_many for a thread that is
+ * not running a task (a plain pthread): they block the thread until done or
+ * until the channel is closed. No cancellation or deadline applies. Returns
+ * 0 (recv_many: the count taken), -EPIPE, -EINVAL,
  * or -EDEADLK on a runtime worker thread outside any task, and on a thread
  * that hosts an executor (created one, weft/executor.h, and has not
  * destroyed it): waiting there would stall the tasks that could complete
- * the call. Called from a task they behave exactly as weft_chan_send /
- * weft_chan_recv. */
+ * the call. Called from a task they behave exactly as the task calls. */
 WEFT_API int weft_chan_send_blocking(weft_chan *c, const void *elem);
 WEFT_API int weft_chan_recv_blocking(weft_chan *c, void *elem);
 WEFT_API ssize_t weft_chan_recv_many_blocking(weft_chan *c, void *elems, size_t max);
@@ -110,8 +110,9 @@ WEFT_API ssize_t weft_chan_recv_many_blocking(weft_chan *c, void *elems, size_t 
  * what is buffered and then -EPIPE. Idempotent. Any thread. */
 WEFT_API void weft_chan_close(weft_chan *c);
 /* Frees the channel, with any elements still buffered. No task or thread
- * may be waiting on it or use it afterwards (a caller bug, caught by an
- * assertion in debug builds): close it and let the users finish first. */
+ * may be waiting on it or use it afterwards: close it and let the users
+ * finish first (their calls have returned). Debug builds assert that no
+ * waiter is queued; a use after the destroy is not caught. */
 WEFT_API void weft_chan_destroy(weft_chan *c);
 /* Elements buffered now (a snapshot), and the capacity given at creation.
  * 0 for NULL. Any thread. */
