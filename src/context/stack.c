@@ -471,6 +471,26 @@ static weft__slab *make_ready_slab(int size_class, unsigned capacity, bool *shar
     return slab;
 }
 
+/* Loads the byte at p and drops it, unseen by the compiler's memory model
+ * and the sanitizers: the helper's read of a top page a task may be
+ * running on by now (the write is the task's own; the read changes
+ * nothing). Under a hypervisor without nested paging (PVM) the first
+ * access through each mapping costs the host a shadow entry, 5-7 µs,
+ * even for a page MADV_POPULATE_WRITE has put in: paid here, on the
+ * helper's CPU, the task's first frames find it done. */
+static void read_once(const char *p)
+{
+#if defined(__x86_64__)
+    unsigned v;
+    __asm__ volatile("movzbl (%1), %0" : "=r"(v) : "r"(p));
+#elif defined(__aarch64__)
+    unsigned v;
+    __asm__ volatile("ldrb %w0, [%1]" : "=r"(v) : "r"(p));
+#else
+    (void)p;
+#endif
+}
+
 /* Faults in a handed-over slab's top pages from its last slot down, while
  * the worker that took it populates from the front as it carves, until the
  * two meet. A worker that took a finished slab had carved through it at
@@ -489,6 +509,8 @@ static void populate_from_back(weft__stack_helper *h, weft__slab *slab)
         unsigned n = b - front < POPULATE_BATCH ? b - front : POPULATE_BATCH;
         if (!populate_range(slab, b - n, n, false))
             return; /* left to the worker, as it carves */
+        for (unsigned i = b - n; i < b; i++)
+            read_once(slab->base + (size_t)(i + 1) * slab->slot_len - 1);
         atomic_store_explicit(&slab->back, b - n, memory_order_relaxed);
     }
 }
