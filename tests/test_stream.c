@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <liburing.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1049,6 +1050,15 @@ static void *owner_ticks(void *arg)
     return NULL;
 }
 
+static void *stream_calls_from_a_thread(void *arg)
+{
+    weft_stream *s = arg;
+    int r = weft_stream_close(s);
+    if (weft_stream_next(s, NULL) != r || weft_stream_stop(s) != r)
+        r = 0;
+    return (void *)(intptr_t)r;
+}
+
 static void *main_non_owner(void *arg)
 {
     (void)arg;
@@ -1060,6 +1070,13 @@ static void *main_non_owner(void *arg)
         ASSERT_OK(weft_sleep_ns(1000000));
     ASSERT_OK(weft_sleep_ns(1000000)); /* parked in weft_stream_next by now */
     ASSERT_EQ(weft_stream_close(owned), -EPERM);
+    /* From a plain thread, outside any task: -EPERM as well (it was
+     * -EXDEV, which means a task on another worker). */
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, stream_calls_from_a_thread, owned));
+    void *rc;
+    ASSERT_OK(pthread_join(th, &rc));
+    ASSERT_EQ((int)(intptr_t)rc, -EPERM);
     ASSERT_OK(weft_cancel(t));
     ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
     ASSERT_EQ(atomic_load(&owner_pull_rc), -ECANCELED);

@@ -431,9 +431,12 @@ WEFT_API ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out);
  * which pulls them with weft_stream_next. Streams are ring-bound: they pin
  * the task to its worker, and closing one (or ending the task) cancels the
  * kernel side through the worker's maintenance task. The openers return 0,
- * -EPERM outside a task, -EINVAL (bad accept flags, a NULL br, a ticker
- * period of 0), -EXDEV for a br of another worker, -ENOMEM, or -EAGAIN when
- * the ring has no SQE right now. */
+ * -EPERM outside a task, -ECANCELED / -ETIMEDOUT in a task already
+ * cancelled or past its deadline (as every blocking call), -EINVAL (bad
+ * accept flags, a NULL br, a ticker period of 0), -EXDEV for a br of
+ * another worker, -ENXIO for WEFT_DIRECT without a file table
+ * (weft_direct_table_size), -EOPNOTSUPP where the kernel lacks the op,
+ * -ENOMEM, or -EAGAIN when the ring has no SQE right now. */
 typedef struct weft_stream weft_stream;
 /* Accepted fds (flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT). */
 WEFT_API int weft_accept_stream(weft_stream **out, int fd, unsigned flags);
@@ -450,9 +453,11 @@ WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
  * period against the grid, so that the delay does not add up: 1,000 ticks
  * of 1 ms took 1,001 ms on the 2-vCPU test machine (1,048 ms before).
  * Grid points a whole period or more behind (a worker held that long)
- * are skipped, not made up in a burst; ticks can come early, by up to a
- * quarter period each within an arming of at most 64, when the worker's
- * wakes get quicker than it measured (docs/io.md, Tickers). Ticks not yet pulled queue up, and
+ * are skipped, not made up in a burst; ticks can come early when the
+ * worker's wakes get quicker than it measured: by up to a quarter period
+ * for each tick of the arming (at most 64) so far, the shortfall adding
+ * up until the next arming corrects it (docs/io.md, Tickers). Ticks not
+ * yet pulled queue up, and
  * coalesce into one item once the queue is full. */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (its arming is removed and armed again), from
@@ -460,7 +465,7 @@ WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
  * worker, -EINVAL for NULL, a stream that is no ticker or a period of 0).
  * The remove is a blocking call: its -ECANCELED, -ETIMEDOUT or -EAGAIN (no
  * SQE) come back too, and the new period then takes effect at the next
- * arming all the same.
+ * arming all the same. A remove that meets a tick as it fires tries again.
  * A ticker too fast for the reset to find it armed (a period of a few
  * microseconds) takes the new period at its next arming instead, after at
  * most 64 ticks (docs/io.md, Tickers). */
@@ -498,9 +503,10 @@ WEFT_API int weft_stream_stop(weft_stream *s);
  * handle is
  * invalid afterwards, as after free: no call may be given it again (its
  * memory goes once the kernel side has ended). Only the task that opened
- * the stream closes it: another task gets -EPERM (to stop an owner parked
- * in weft_stream_next, cancel the owner: its end closes the stream), and
- * -EXDEV comes from another worker. Returns 0, -EBADF for NULL. */
+ * the stream closes it: another task gets -EPERM, as does a call outside
+ * any task (to stop an owner parked in weft_stream_next, cancel the
+ * owner: its end closes the stream), and -EXDEV comes from a task on
+ * another worker. Returns 0, -EBADF for NULL. */
 WEFT_API int weft_stream_close(weft_stream *s);
 
 /* ---- introspection ------------------------------------------------------ */

@@ -257,7 +257,7 @@ static void *maintenance_main(void *arg)
             }
             /* Every job found its target between two shots, or failed:
              * going round again at once would spin. A ticker's kernel side
-             * ends by itself soon anyway (stream.c, TICKER_ARMING_NS). */
+             * ends by itself soon anyway (stream.c, WEFT_TICK_ARMING_NS). */
             pause_ns = pause_ns ? pause_ns * 2 : PAUSE_MIN_NS;
             if (pause_ns > PAUSE_MAX_NS)
                 pause_ns = PAUSE_MAX_NS;

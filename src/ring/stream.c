@@ -164,8 +164,10 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
         if (s->kind == STREAM_TICKER && (res == -ETIME || reset))
             (void)arm(s);
     }
-    if (reset)
-        return; /* nothing queued: a waiter waits for the next tick */
+    /* Nothing queued: a waiter waits for the next tick, if the new
+     * arming went in; if not, it is woken to arm it (or say why not). */
+    if (reset && s->armed)
+        return;
     if (s->waiter) {
         weft_task *t = s->waiter;
         s->waiter = NULL;
@@ -396,8 +398,10 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
      * than that round trip may never be found: after a few tries its period
      * changes at its next arming instead (after at most WEFT_TICK_ARMING
      * ticks), which reads the schedule. */
+    /* -ENOENT: not armed in the kernel yet; -EALREADY: its tick is
+     * firing right now. Either way the next try may find it. */
     int r = -ENOENT;
-    for (int tries = 0; r == -ENOENT && s->armed && tries < 8; tries++) {
+    for (int tries = 0; (r == -ENOENT || r == -EALREADY) && s->armed && tries < 8; tries++) {
         weft__io io;
         int err;
         struct io_uring_sqe *sqe = weft__io_begin(&io, IORING_OP_TIMEOUT_REMOVE, &err);
@@ -410,7 +414,7 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
         if (r != 0)
             s->resetting = false; /* nothing removed: no such CQE comes */
     }
-    return r == -ENOENT ? 0 : r;
+    return r == -ENOENT || r == -EALREADY ? 0 : r;
 }
 
 unsigned weft_stream_pending(const weft_stream *s)
@@ -545,14 +549,12 @@ int weft_stream_close(weft_stream *s)
     if (!s || s->closing)
         return -EBADF;
     /* Its ring, its maintenance task and its owner's accounts belong to
-     * s->w's thread. */
-    weft__worker *w = weft__worker_self();
-    if (s->w != w)
-        return -EXDEV;
-    /* Only the owner: it may be parked in weft_stream_next, which a close
-     * by another task would leave waiting on a stream about to be freed. */
-    if (!w->current || s->owner != w->current)
-        return -EPERM;
+     * s->w's thread; and only the owner may close it: it may be parked in
+     * weft_stream_next, which a close by another task would leave waiting
+     * on a stream about to be freed. */
+    int own = check_owner(s);
+    if (own < 0)
+        return own;
     close_stream(s);
     return 0;
 }
