@@ -152,6 +152,43 @@ TEST(budget_bounds_a_run)
     weft_executor_destroy(ex);
 }
 
+/* A lone task whose CPU loop yields through weft_yield_maybe (a run of
+ * io_poll_interval, 500 us, each) must not hold a run past its budget
+ * for max_runs_per_slice of those runs (30 ms): the run ends within a
+ * slice of the budget. Counted in spins of 50 us, so a slow machine only
+ * lowers the count. */
+static _Atomic unsigned maybe_spins;
+
+static void *spin_with_yield_maybe(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        uint64_t until = weft_now_ns() + 50000;
+        while (weft_now_ns() < until)
+            ;
+        atomic_fetch_add(&maybe_spins, 1);
+        if (weft_yield_maybe() < 0)
+            return NULL;
+    }
+}
+
+TEST(budget_bounds_a_run_of_yield_maybe_loops)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, spin_with_yield_maybe, NULL));
+    for (int run = 0; run < 3; run++) {
+        unsigned before = atomic_load(&maybe_spins);
+        ASSERT_EQ(weft_executor_run(ex, 1000000), 0);
+        unsigned spun = atomic_load(&maybe_spins) - before;
+        ASSERT_GT(spun, 0);
+        /* 1 ms of budget and a slice past it: about 30; 600 when it
+         * waited for the slice's 61st run. */
+        ASSERT_LE(spun, 100);
+    }
+    weft_executor_destroy(ex);
+}
+
 static void *yields_for_20ms(void *arg)
 {
     uint64_t end = weft_now_ns() + 20000000;
@@ -771,11 +808,12 @@ TEST(an_executor_keeps_its_own_copy_of_the_queues)
 }
 
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
-          CASE(a_host_spawn_makes_the_fd_readable), CASE(run_reports_a_far_timer_as_no_deadline),
-          CASE(a_huge_budget_is_no_limit), CASE(run_returns_the_next_deadline),
-          CASE(budget_bounds_a_run), CASE(destroy_cancels_and_awaits_everything),
-          CASE(two_executors_on_one_thread), CASE(records_detached_by_the_host_are_reused),
-          CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host),
+          CASE(budget_bounds_a_run_of_yield_maybe_loops), CASE(a_host_spawn_makes_the_fd_readable),
+          CASE(run_reports_a_far_timer_as_no_deadline), CASE(a_huge_budget_is_no_limit),
+          CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
+          CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread),
+          CASE(records_detached_by_the_host_are_reused), CASE(embedded_tasks_do_io),
+          CASE(runtime_spawn_from_another_thread_wakes_the_host),
           CASE(wakes_from_other_threads_wake_the_host), CASE(destroy_refuses_late_outside_spawns),
           CASE(destroy_discards_queued_outside_spawns),
           CASE(host_thread_blocking_channel_calls_are_refused),

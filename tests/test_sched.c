@@ -2,6 +2,10 @@
  * eligibility rule, preemption through weft_yield_maybe, the LIFO slot,
  * groups sharing service under LAS, per-queue stats. Shares are checked with
  * a tolerance; orders are checked exactly. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+
 #include "test.h"
 
 #include "runtime/config.h"
@@ -206,6 +210,83 @@ TEST(yield_maybe_rarely_yields_when_not_due)
     run_main_one_worker(NULL, spin_yield_maybe, NULL);
     weft_config stats = {.stats = true};
     run_main_one_worker(&stats, spin_yield_maybe, NULL);
+}
+
+/* A lone FIFO queue runs untimed: its slices end after max_runs_per_slice
+ * runs. A CPU-bound task whose weft_yield_maybe yields each time a run
+ * reaches io_poll_interval must still let the ring in at each of those
+ * yields, not every 61 of them (30 ms): here a read completes while such a
+ * loop spins, and the reader runs within a few slices. Counted in spins
+ * of 50 us, so a slow machine only lowers the count. */
+static _Atomic bool spinner_started, byte_written, reader_done;
+
+static void *read_one_byte(void *arg)
+{
+    char b;
+    ASSERT_EQ(weft_read(*(int *)arg, &b, 1, WEFT_OFF_CURRENT), 1);
+    atomic_store(&reader_done, true);
+    return NULL;
+}
+
+static void spin_us(uint64_t us)
+{
+    uint64_t until = weft_now_ns() + us * 1000;
+    while (weft_now_ns() < until)
+        ;
+}
+
+static void *spin_until_read(void *arg)
+{
+    unsigned *late = arg;
+    atomic_store(&spinner_started, true);
+    while (!atomic_load(&reader_done)) {
+        bool written = atomic_load(&byte_written);
+        spin_us(50);
+        ASSERT_OK(weft_yield_maybe());
+        *late += written;
+    }
+    return NULL;
+}
+
+static void *write_a_byte_later(void *arg)
+{
+    while (!atomic_load(&spinner_started))
+        usleep(1000);
+    usleep(5000);
+    atomic_store(&byte_written, true);
+    if (write(*(int *)arg, "x", 1) != 1)
+        abort();
+    return NULL;
+}
+
+static void *main_ring_between_slices(void *arg)
+{
+    (void)arg;
+    int p[2];
+    ASSERT_OK(pipe2(p, O_CLOEXEC));
+    atomic_store(&spinner_started, false);
+    atomic_store(&byte_written, false);
+    atomic_store(&reader_done, false);
+    unsigned late = 0;
+    weft_task *reader, *spinner;
+    ASSERT_OK(weft_spawn(&reader, read_one_byte, &p[0]));
+    ASSERT_OK(weft_yield()); /* the read is in the ring */
+    ASSERT_OK(weft_spawn(&spinner, spin_until_read, &late));
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, write_a_byte_later, &p[1]));
+    ASSERT_OK(weft_join(spinner, NULL));
+    ASSERT_OK(weft_join(reader, NULL));
+    ASSERT_OK(pthread_join(th, NULL));
+    /* About 20 spins (two 500 us runs); 600 when the ring waited for the
+     * slice's 61st run. */
+    ASSERT_LE(late, 100);
+    close(p[0]);
+    close(p[1]);
+    return NULL;
+}
+TEST(yield_maybe_lets_the_ring_in_every_slice)
+{
+    run_main_one_worker(NULL, main_ring_between_slices, NULL);
 }
 
 static char order[32];
@@ -829,7 +910,8 @@ TEST(a_hand_over_leaves_the_pinned_task_its_place)
 
 TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_burst),
           CASE(waking_heavy_queue_preempts_through_yield_maybe),
-          CASE(yield_maybe_rarely_yields_when_not_due), CASE(lifo_slot_runs_the_woken_task_next),
+          CASE(yield_maybe_rarely_yields_when_not_due),
+          CASE(yield_maybe_lets_the_ring_in_every_slice), CASE(lifo_slot_runs_the_woken_task_next),
           CASE(groups_share_one_service_account_under_las),
           CASE(children_inherit_the_spawners_queue),
           CASE(a_policy_that_fails_to_init_fails_the_start),

@@ -634,6 +634,13 @@ int weft_yield_maybe(void)
             w->yield_calls = 0;
             return after_yield_at(t, now);
         }
+        /* The slice's time is up. A timed scheduler knows (it charges
+         * each run) and polls at the slice's end; an untimed one counts
+         * only runs, and a loop of 500 us runs would keep the ring and an
+         * executor's budget waiting for max_runs_per_slice of them (30 ms
+         * by default): poll before the next pick. */
+        if (!s->timed && !s->preempt)
+            s->poll_due = true;
     }
     weft__worker_switch_out(w, t, SWITCH_YIELD);
     return after_yield_at(t, 0);
