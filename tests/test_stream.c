@@ -1007,6 +1007,65 @@ static void *main_cleanup_without_a_task(void *arg)
     return (void *)(intptr_t)(p[0] | (intptr_t)p[1] << 16);
 }
 
+/* An accepted connection that cannot be queued (the queue must grow and
+ * memory is short) is closed, and the owner hears of it: one -ENOMEM
+ * after what was queued, then the stream goes on. */
+static void *main_accept_queue_cannot_grow(void *arg)
+{
+    (void)arg;
+    uint16_t port;
+    int l = tcp_listener(&port);
+    ASSERT_GE(l, 0);
+    weft_stream *s;
+    ASSERT_OK(weft_accept_stream(&s, l, SOCK_CLOEXEC));
+    enum { QUEUED = 16 }; /* an accept stream's first queue */
+    int c[QUEUED + 2];
+    for (int i = 0; i < QUEUED; i++) {
+        c[i] = tcp_connect(port);
+        ASSERT_GE(c[i], 0);
+    }
+    while (weft_stream_pending(s) < QUEUED)
+        ASSERT_OK(weft_sleep_ns(1000000));
+    c[QUEUED] = tcp_connect(port);
+    ASSERT_GE(c[QUEUED], 0);
+    /* Its completion comes in while this task sleeps, with every
+     * allocation failing. */
+    weft__fault_arm_from(WEFT_FAULT_ALLOC, 1);
+    int r;
+    do
+        r = weft_sleep_ns(1000000);
+    while (r == 0 && weft_stream_pending(s) == QUEUED && weft__fault_count(WEFT_FAULT_ALLOC) == 0);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_OK(r);
+    ASSERT_EQ(weft_stream_pending(s), QUEUED);
+    for (int i = 0; i < QUEUED; i++) {
+        int fd = weft_stream_next(s, NULL);
+        ASSERT_GE(fd, 0);
+        close(fd);
+    }
+    ASSERT_EQ(weft_stream_next(s, NULL), -ENOMEM);
+    /* The connection it could not keep was closed: its client reads the
+     * end (or a reset). */
+    char b;
+    ssize_t n = read(c[QUEUED], &b, 1);
+    ASSERT(n == 0 || (n < 0 && errno == ECONNRESET));
+    /* And the stream goes on. */
+    c[QUEUED + 1] = tcp_connect(port);
+    ASSERT_GE(c[QUEUED + 1], 0);
+    int fd = weft_stream_next(s, NULL);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    ASSERT_OK(weft_stream_close(s));
+    for (int i = 0; i < QUEUED + 2; i++)
+        close(c[i]);
+    close(l);
+    return NULL;
+}
+TEST(an_accept_that_cannot_be_queued_is_reported)
+{
+    run_main(NULL, main_accept_queue_cannot_grow, NULL);
+}
+
 TEST(cleanup_queued_at_the_end_is_released)
 {
     weft_config one = {.workers = 1};
@@ -1409,4 +1468,5 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(cleanup_errors_can_be_ignored), CASE(cleanup_gives_up_after_the_retries),
           CASE(a_direct_close_that_keeps_failing_is_given_up),
           CASE(the_maintenance_task_is_not_counted), CASE(cleanup_queued_at_the_end_is_released),
-          CASE(cleanup_errors_can_abort), CASE(a_tickers_armings_keep_its_ticks_on_their_grid))
+          CASE(an_accept_that_cannot_be_queued_is_reported), CASE(cleanup_errors_can_abort),
+          CASE(a_tickers_armings_keep_its_ticks_on_their_grid))

@@ -479,7 +479,10 @@ WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
  * poll stream reports -EPIPE from then on (0 after the end of the stream;
  * -ECANCELED from weft_cancel_fd on its fd ends it too). -ENOBUFS when nothing is
  * queued here and the kernel has no buffer of the ring left: every one is
- * leased, or waits in another stream's queue (pull or release some first). */
+ * leased, or waits in another stream's queue (pull or release some first).
+ * -ENOMEM once, when the queue is empty, after a completion could not be
+ * queued for want of memory (an accepted connection is closed then, a
+ * buffer returned; the stream goes on). */
 WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);
 /* Items queued and not yet pulled. */
 WEFT_API unsigned weft_stream_pending(const weft_stream *s);

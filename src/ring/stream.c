@@ -55,7 +55,9 @@ struct weft_stream {
     bool failed;                     /* recv/read/poll: an error ended the kernel side */
     stream_item *q;
     unsigned qcap, qhead, qlen;
-    uint64_t dropped; /* accepted connections closed for want of memory */
+    /* Items released unqueued for want of memory (an accepted connection
+     * closed, an error lost), not yet reported by weft_stream_next. */
+    unsigned dropped;
 };
 
 static void release_item(weft_stream *s, const stream_item *it)
@@ -471,6 +473,11 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
             if (r != INT32_MIN)
                 return r;
             continue;
+        }
+        /* Reported once, when what was queued has been handed out. */
+        if (s->dropped) {
+            s->dropped = 0;
+            return -ENOMEM;
         }
         if (s->eof)
             return 0;
