@@ -424,6 +424,9 @@ static weft_executor *executor_with_runtime_noted(void)
     ASSERT_OK(weft_executor_spawn(ex, NULL, NULL, note_runtime, NULL));
     ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX);
     ASSERT(emb_rt != NULL);
+    /* The host can have it without a task. */
+    ASSERT(weft_executor_runtime(ex) == emb_rt);
+    ASSERT(weft_executor_runtime(NULL) == NULL);
     ASSERT_EQ(weft_executor_tasks(ex), 0);
     return ex;
 }

@@ -73,13 +73,23 @@ WEFT_API int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_sp
 /* Live tasks (spawned, not finished). */
 WEFT_API uint64_t weft_executor_tasks(const weft_executor *ex);
 
+/* The executor's runtime, for weft_runtime_spawn from other threads (a
+ * feeder pthread), without a task that reads weft_runtime_current for the
+ * host; NULL for NULL. Valid until weft_executor_destroy returns, with
+ * the same rule as weft_runtime_current's: tell such threads to stop, and
+ * join them, before the destroy. */
+WEFT_API weft_runtime *weft_executor_runtime(weft_executor *ex);
+
 /* Cancels every task, runs the executor until all have finished (blocking
  * the host for that long), and frees everything. Handles not joined are
  * invalid afterwards. From the start of the call, weft_runtime_spawn into
  * the executor's runtime returns -ESHUTDOWN, and requests still queued
  * never run; other threads must stop using the runtime before the call
- * returns, since it is freed then. If the ring fails while tasks are left
- * to finish, destroy prints the error and aborts, as weft_run does. */
+ * returns, since it is freed then. It also waits for the executor's
+ * blocking-pool jobs (weft_spawn_blocking, weft_getaddrinfo) still running,
+ * which cannot be interrupted (docs/blocking.md). If the ring fails while
+ * tasks are left to finish, destroy prints the error and aborts, as
+ * weft_run does. */
 WEFT_API void weft_executor_destroy(weft_executor *ex);
 
 #ifdef __cplusplus

@@ -177,6 +177,11 @@ uint64_t weft_executor_tasks(const weft_executor *ex)
     return ex ? weft__worker_program_tasks(&ex->worker) : 0;
 }
 
+weft_runtime *weft_executor_runtime(weft_executor *ex)
+{
+    return ex ? (weft_runtime *)&ex->rt : NULL;
+}
+
 void weft_executor_destroy(weft_executor *ex)
 {
     if (!ex)
