@@ -271,6 +271,57 @@ static void *returns_at_once(void *arg)
     return arg;
 }
 
+static void *sleep_then_return(void *arg)
+{
+    if (weft_sleep_ns(1000000) < 0)
+        return NULL;
+    return arg;
+}
+
+static void *try_join_from_a_task(void *arg)
+{
+    weft_executor *ex = arg;
+    weft_task *t = (weft_task *)ex; /* never looked at: refused first */
+    return (void *)(intptr_t)weft_executor_try_join(ex, t, NULL);
+}
+
+/* The host takes results without a channel: weft_executor_try_join says a
+ * running task still runs and leaves its handle valid, then gives a
+ * finished task's outcome and result and frees the handle, here records
+ * and all (ASan's leak check), for a normal end, a cancel and every
+ * refusal. */
+TEST(the_host_joins_finished_tasks_without_waiting)
+{
+    weft_executor *ex, *ex2;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    ASSERT_OK(weft_executor_create(&ex2, NULL));
+    weft_task *done, *sleeper, *cancelled, *inside;
+    ASSERT_OK(weft_executor_spawn(ex, &done, NULL, returns_at_once, (void *)0x5a));
+    ASSERT_OK(weft_executor_spawn(ex, &sleeper, NULL, sleep_then_return, (void *)0x77));
+    ASSERT_OK(weft_executor_spawn(ex, &cancelled, NULL, sleep_then_return, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, &inside, NULL, try_join_from_a_task, ex));
+    void *res = (void *)1;
+    ASSERT_EQ(weft_executor_try_join(ex, done, &res), -EAGAIN); /* not run yet */
+    ASSERT(res == (void *)1);
+    ASSERT_GE(weft_executor_run(ex, 0), 0);
+    ASSERT_OK(weft_executor_try_join(ex, done, &res));
+    ASSERT(res == (void *)0x5a);
+    ASSERT_EQ(weft_executor_try_join(ex, inside, &res), 0);
+    ASSERT_EQ((int)(intptr_t)res, -EPERM);                         /* from a task */
+    ASSERT_EQ(weft_executor_try_join(ex, sleeper, &res), -EAGAIN); /* asleep */
+    ASSERT_EQ(weft_executor_try_join(ex2, sleeper, &res), -EXDEV);
+    ASSERT_EQ(weft_executor_try_join(NULL, sleeper, &res), -EINVAL);
+    ASSERT_EQ(weft_executor_try_join(ex, NULL, &res), -EINVAL);
+    ASSERT_OK(weft_cancel(cancelled));
+    while (weft_executor_tasks(ex) > 0)
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    ASSERT_OK(weft_executor_try_join(ex, sleeper, &res));
+    ASSERT(res == (void *)0x77);
+    ASSERT_EQ(weft_executor_try_join(ex, cancelled, NULL), -ECANCELED);
+    weft_executor_destroy(ex2);
+    weft_executor_destroy(ex);
+}
+
 static int by_address(const void *a, const void *b)
 {
     uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
@@ -811,12 +862,13 @@ TEST(an_executor_keeps_its_own_copy_of_the_queues)
 }
 
 TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
-          CASE(budget_bounds_a_run_of_yield_maybe_loops), CASE(a_host_spawn_makes_the_fd_readable),
-          CASE(run_reports_a_far_timer_as_no_deadline), CASE(a_huge_budget_is_no_limit),
-          CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
-          CASE(destroy_cancels_and_awaits_everything), CASE(two_executors_on_one_thread),
-          CASE(records_detached_by_the_host_are_reused), CASE(embedded_tasks_do_io),
-          CASE(runtime_spawn_from_another_thread_wakes_the_host),
+          CASE(budget_bounds_a_run_of_yield_maybe_loops),
+          CASE(the_host_joins_finished_tasks_without_waiting),
+          CASE(a_host_spawn_makes_the_fd_readable), CASE(run_reports_a_far_timer_as_no_deadline),
+          CASE(a_huge_budget_is_no_limit), CASE(run_returns_the_next_deadline),
+          CASE(budget_bounds_a_run), CASE(destroy_cancels_and_awaits_everything),
+          CASE(two_executors_on_one_thread), CASE(records_detached_by_the_host_are_reused),
+          CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host),
           CASE(wakes_from_other_threads_wake_the_host), CASE(destroy_refuses_late_outside_spawns),
           CASE(destroy_discards_queued_outside_spawns),
           CASE(host_thread_blocking_channel_calls_are_refused),

@@ -16,8 +16,8 @@
  * an event's notify, a semaphore's release, ...; the _blocking channel
  * calls return -EDEADLK on a thread that hosts an executor, since they
  * would stop the loop that runs the tasks they wait for). Not weft_join
- * (-EPERM): a task's result is read by another task, or the handle is only
- * checked with weft_task_finished and detached; not weft_stats_snapshot or
+ * (-EPERM), which would wait: weft_executor_try_join takes a finished
+ * task's result and frees its handle, or says it still runs; not weft_stats_snapshot or
  * weft_dump_tasks (-EPERM): spawn a task that takes them. Several executors
  * may share one thread (each with its own fd), and weft_run may be called
  * on it between runs (the executors wait meanwhile). A signal caught with
@@ -72,6 +72,16 @@ WEFT_API int weft_executor_spawn(weft_executor *ex, weft_task **t, const weft_sp
 
 /* Live tasks (spawned, not finished). */
 WEFT_API uint64_t weft_executor_tasks(const weft_executor *ex);
+
+/* weft_join for the host, between runs, without waiting: for a task of
+ * this executor that has finished, its outcome as weft_join returns it
+ * (0, -ECANCELED, WEFT_EPANIC, -ENOMEM), *result (if non-NULL) set and
+ * the handle freed; -EAGAIN while it has not finished, the handle still
+ * valid (call again after a later run, or detach it). -EINVAL for NULL ex
+ * or t, -EPERM from a task or another thread, -EXDEV for a task of
+ * another runtime, WEFT_EHANDLE in debug builds for a handle joined or
+ * detached already. */
+WEFT_API int weft_executor_try_join(weft_executor *ex, weft_task *t, void **result);
 
 /* The executor's runtime, for weft_runtime_spawn from other threads (a
  * feeder pthread), without a task that reads weft_runtime_current for the

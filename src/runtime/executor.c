@@ -177,6 +177,17 @@ uint64_t weft_executor_tasks(const weft_executor *ex)
     return ex ? weft__worker_program_tasks(&ex->worker) : 0;
 }
 
+int weft_executor_try_join(weft_executor *ex, weft_task *t, void **result)
+{
+    if (!ex || !t)
+        return -EINVAL;
+    if (!called_by_host(ex))
+        return -EPERM;
+    if (weft__task_owner(t)->rt != &ex->rt)
+        return -EXDEV;
+    return weft__task_try_join(t, result);
+}
+
 weft_runtime *weft_executor_runtime(weft_executor *ex)
 {
     return ex ? (weft_runtime *)&ex->rt : NULL;

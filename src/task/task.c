@@ -406,6 +406,21 @@ int weft_join(weft_task *t, void **result)
     return outcome;
 }
 
+int weft__task_try_join(weft_task *t, void **result)
+{
+    int r = check_handle(t);
+    if (r)
+        return r;
+    uint64_t s = load_state(t);
+    if (!(s & TASK_COMPLETE))
+        return -EAGAIN;
+    int outcome = t->outcome;
+    if (result)
+        *result = t->result;
+    release_handle(t, s);
+    return outcome;
+}
+
 /* weft_join_any: the caller asks t's completion to wake it, with a
  * reference to itself for that wake (as weft_join does). True when t had
  * completed already: no wake will come, and the reference is dropped. */

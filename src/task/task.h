@@ -210,6 +210,11 @@ int weft__spawn_on(struct weft__worker *owner, weft_task **task, const weft_spaw
 weft__task_ext *weft__task_ext_get(weft_task *t);
 
 void weft__task_ref_drop(weft_task *t);
+/* weft_join's end for a task that has finished, from any thread that may
+ * reach its runtime's tree (an executor's host): its outcome, with
+ * *result set and the handle freed; -EAGAIN while it runs (the handle
+ * stays valid); -EINVAL for NULL, WEFT_EHANDLE in debug builds. */
+int weft__task_try_join(weft_task *t, void **result);
 /* weft_cancel once the handle is checked: -EPERM from a thread that may not
  * walk t's tree (a one-worker runtime's, or an executor's, is its thread's
  * alone), else cancels t's subtree (nothing once t has finished) and
