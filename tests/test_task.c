@@ -545,7 +545,17 @@ typedef struct inherit_probe {
     bool spawn_nested; /* spawn one more level with the flag */
     bool no_sleep;
     uint64_t nested_seen;
+    int defer_rc;            /* a sleep in a defer, past the deadline */
+    uint64_t defer_deadline; /* weft_deadline_innermost() there */
 } inherit_probe;
+
+/* The inherited deadline bounds the function, not its defers. */
+static void sleep_in_a_defer(void *arg)
+{
+    inherit_probe *p = arg;
+    p->defer_deadline = weft_deadline_innermost();
+    p->defer_rc = weft_sleep_ns(1000000);
+}
 
 static void *probe_deadline(void *arg)
 {
@@ -574,6 +584,9 @@ static void *probe_deadline(void *arg)
     }
     if (p->no_sleep)
         return NULL;
+    p->defer_rc = 1;
+    if (p->seen)
+        ASSERT_OK(weft_defer(sleep_in_a_defer, p));
     p->sleep_rc = weft_sleep_ns(p->seen ? 3600000000000ull : 20000000);
     p->woke_ns = weft_now_ns();
     return NULL;
@@ -601,6 +614,8 @@ static void *main_inherit_deadline(void *arg)
     ASSERT_EQ(with.nested_seen, deadline); /* passed down a second level */
     ASSERT_EQ(with.sleep_rc, -ETIMEDOUT);
     ASSERT_GE(with.woke_ns, deadline);
+    ASSERT_EQ(with.defer_deadline, 0); /* its defers run without it */
+    ASSERT_OK(with.defer_rc);
     ASSERT_EQ(without.seen, 0);
     ASSERT_OK(without.sleep_rc);
 

@@ -56,7 +56,10 @@ WEFT_API int weft_executor_fd(const weft_executor *ex);
  * 1 ms say), fires due timers, and submits the I/O the tasks started. The budget is looked at
  * between slices (a slice ends after io_poll_interval, 500 us by default,
  * or max_runs_per_slice task runs; a task runs until it yields), so a run
- * may last that much past it. Returns the CLOCK_MONOTONIC time
+ * may last that much past it. With a single queue, slices are counted in
+ * runs only: a task that runs long between yields should yield with
+ * weft_yield_maybe, which ends the slice on time (a weft_yield loop of
+ * 500 us runs holds the run for max_runs_per_slice of them). Returns the CLOCK_MONOTONIC time
  * (weft_now_ns) by which it must be called again: 0 when work is still
  * ready (budget used up, or I/O the kernel did not take yet), the next
  * timer's deadline, or INT64_MAX when only the fd can bring more work.

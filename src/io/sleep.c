@@ -54,8 +54,8 @@ int weft_sleep_ns(uint64_t ns)
         return -EPERM;
     if (ns == 0) {
         /* A yield, but a blocking call still: a sleep(0) in a loop must
-         * see its cancellation and its deadline (weft_yield checks
-         * neither). */
+         * see its cancellation and its deadline before it yields too
+         * (weft_yield reports them only after). */
         int intr = weft__task_interrupted(w->current);
         return intr ? intr : weft_yield();
     }

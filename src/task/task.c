@@ -969,6 +969,11 @@ static WEFT_TSAN_CALL weft__worker *finish(weft_task *t, void *result)
 {
     weft__runtime *rt = weft__task_owner(t)->rt; /* t runs on its owner */
     t->run_flags |= TASK_R_FINISHING;
+    /* A deadline inherited at the spawn bounds the function only: the
+     * defers, which cannot pop it, must be able to wait for cleanup
+     * (one the function pushed and left pushed still applies). */
+    if (!t->ndeadlines)
+        t->deadline = 0;
     if (load_state(t) & TASK_CANCELLED)
         t->run_flags |= TASK_R_CANCEL_SEEN;
     /* Defers may spawn: their children are dealt with as the function's. */
