@@ -289,6 +289,47 @@ TEST(yield_maybe_lets_the_ring_in_every_slice)
     run_main_one_worker(NULL, main_ring_between_slices, NULL);
 }
 
+/* A task in the LIFO slot is runnable: the queue stats count it queued,
+ * not blocked, and its run records its queue delay like any other. */
+static void *return_at_once(void *arg)
+{
+    return arg;
+}
+
+static void *main_slot_in_stats(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts lifo = {.flags = WEFT_TASK_SPAWN_LIFO};
+    weft_task *a, *b;
+    ASSERT_OK(weft_spawn_ex(&a, &lifo, return_at_once, NULL)); /* into the slot */
+    ASSERT_OK(weft_spawn(&b, return_at_once, NULL));           /* into the queue */
+    weft_queue_stats q;
+    ASSERT_EQ(weft_stats_queues(&q, 1), 1);
+    ASSERT_EQ(q.live, 3);
+    ASSERT_EQ(q.running, 1);
+    ASSERT_EQ(q.queued, 2);
+    ASSERT_EQ(q.blocked, 0);
+    ASSERT_OK(weft_join(a, NULL));
+    ASSERT_OK(weft_join(b, NULL));
+
+    ASSERT_EQ(weft_stats_queues(&q, 1), 1);
+    uint64_t runs = q.runs, delays = q.delay_count;
+    for (int i = 0; i < 200; i++) {
+        ASSERT_OK(weft_spawn_ex(&a, &lifo, return_at_once, NULL));
+        ASSERT_OK(weft_join(a, NULL));
+    }
+    ASSERT_EQ(weft_stats_queues(&q, 1), 1);
+    /* Every run since then recorded its delay, the slot's 200 included. */
+    ASSERT_GE(q.runs - runs, 200);
+    ASSERT_EQ(q.delay_count - delays, q.runs - runs);
+    return NULL;
+}
+TEST(the_lifo_slot_counts_in_the_queue_stats)
+{
+    weft_config cfg = {.stats = true};
+    run_main_one_worker(&cfg, main_slot_in_stats, NULL);
+}
+
 static char order[32];
 static int norder;
 
@@ -911,7 +952,8 @@ TEST(a_hand_over_leaves_the_pinned_task_its_place)
 TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_burst),
           CASE(waking_heavy_queue_preempts_through_yield_maybe),
           CASE(yield_maybe_rarely_yields_when_not_due),
-          CASE(yield_maybe_lets_the_ring_in_every_slice), CASE(lifo_slot_runs_the_woken_task_next),
+          CASE(yield_maybe_lets_the_ring_in_every_slice),
+          CASE(the_lifo_slot_counts_in_the_queue_stats), CASE(lifo_slot_runs_the_woken_task_next),
           CASE(groups_share_one_service_account_under_las),
           CASE(children_inherit_the_spawners_queue),
           CASE(a_policy_that_fails_to_init_fails_the_start),

@@ -52,7 +52,10 @@ typedef struct weft_policy {
      * handed to another worker is popped, then exit is called). The
      * built-ins implement it, and their tests call it directly. */
     void (*remove)(void *state, weft_sched_entity *e);
-    /* e ran for ran_ns (called after each run, before e is pushed again). */
+    /* e ran for ran_ns (called after each run, before e is pushed again).
+     * e may never have been pushed: a task the LIFO slot ran (spawned with
+     * WEFT_TASK_SPAWN_LIFO, or woken with lifo_slot) bypasses push and
+     * pop, so charge and exit must take a task they have not seen. */
     void (*charge)(void *state, weft_sched_entity *e, uint64_t ran_ns);
     /* e's task finished, or moved to another worker after a pop (its
      * account there starts afresh); it is not in the policy. */

@@ -199,6 +199,10 @@ static int add_queues(weft__worker *w, void *arg)
         o->slice_exhaustions += q->slice_exhaustions;
         o->preemptions += q->preemptions;
         o->queued += q->nqueued;
+        /* A task in the LIFO slot is runnable, though outside its
+         * queue's policy: queued, not blocked. */
+        const weft_task *slot = w->sched.lifo;
+        o->queued += slot && slot->queue == i;
         /* Tasks woken away to other workers since this one last looked. */
         o->live += q->live - atomic_load_explicit(&q->woken_away, memory_order_relaxed);
         /* The runtime's own tasks (queue 0's): not the program's. */
@@ -249,7 +253,6 @@ static int queues(int only, weft_queue_stats *out, size_t max)
     for (unsigned i = 0; i < n && i < max; i++) {
         weft_queue_stats *o = &out[i];
         o->service_share = sum.service ? (double)o->service_ns / (double)sum.service : 0;
-        /* A task in the LIFO slot is runnable but outside its policy. */
         uint64_t accounted = o->queued + o->running;
         o->blocked = o->live > accounted ? o->live - accounted : 0;
     }

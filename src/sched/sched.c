@@ -362,6 +362,9 @@ static weft_task *pick(weft__sched *s, bool *need_poll)
             (!s->lifo_enabled || ++s->lifo_picks % s->lifo_skip_interval != 0)) {
             s->slice_runs++;
             q->runs++;
+            if (s->track_delay)
+                record_delay(q,
+                             s->now > t->entity.runnable_ns ? s->now - t->entity.runnable_ns : 0);
             return t;
         }
         policy_push(s, t);
