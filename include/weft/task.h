@@ -36,11 +36,11 @@ typedef void *(*weft_fn)(void *arg);
  * a worker's buffer ring or direct descriptors. */
 #define WEFT_TASK_ON_WORKER (1u << 5)
 /* Starts bound by the spawner's innermost deadline (weft_deadline_push), as
- * if that deadline were pushed around the whole task, where it cannot be
- * popped or moved: a request's deadline then bounds the subtasks it fans
- * out to. The deadline is copied at the spawn; moving or popping the
- * spawner's later does not reach the child. Nothing is inherited outside a
- * task or when the spawner has no deadline. */
+ * if that deadline were pushed around the task's function, where it cannot
+ * be popped or moved (its defers run without it): a request's deadline
+ * then bounds the subtasks it fans out to. The deadline is copied at the spawn; moving or popping
+ * the spawner's later does not reach the child. Nothing is inherited outside a task or when the
+ * spawner has no deadline. */
 #define WEFT_TASK_INHERIT_DEADLINE (1u << 6)
 
 typedef struct weft_spawn_opts {
