@@ -852,6 +852,8 @@ static void expect_nothing_remembered(int signo)
 static void *main_signal_any(void *arg)
 {
     (void)arg;
+    /* NULL and 0 mean the runtime's caught signals: none yet. */
+    ASSERT_EQ(weft_signal_wait_any(NULL, 0), -EINVAL);
     /* Either signal ends the wait, and the wait says which. */
     for (int i = 0; i < 2; i++) {
         weft_task *t;
@@ -1095,6 +1097,9 @@ static void *main_caught_from_the_start(void *arg)
     ASSERT_OK(weft_deadline_push_in(5000000000ull));
     ASSERT_EQ(weft_signal_wait_any(usr12, 2), SIGUSR1);
     ASSERT_EQ(weft_signal_wait(SIGUSR2), SIGUSR2);
+    /* NULL and 0: any of the caught ones, without naming them again. */
+    ASSERT_OK(raise(SIGUSR2));
+    ASSERT_EQ(weft_signal_wait_any(NULL, 0), SIGUSR2);
     ASSERT_OK(weft_deadline_pop());
     expect_nothing_remembered(SIGUSR1);
     return NULL;

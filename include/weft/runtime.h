@@ -228,9 +228,13 @@ WEFT_API int weft_signal_wait(int signo);
  * {SIGINT, SIGTERM}): parks until any of them arrives and returns it (the
  * lowest-numbered, when several have). Each signal follows the rules
  * above; an arrival of another of them that this call does not return
- * stays remembered for the next wait. Returns -EINVAL for NULL signos, n
- * 0, and when any of the signals could not be waited for alone; otherwise
- * as weft_signal_wait. */
+ * stays remembered for the next wait. signos NULL with n 0 means every
+ * signal the runtime has a handler for: those of weft_config.catch_signals
+ * and those earlier waits named, so a program that catches {SIGINT,
+ * SIGTERM} from the start waits for either with weft_signal_wait_any(NULL,
+ * 0). Returns -EINVAL for NULL signos with n > 0 or n 0 with signos, for
+ * NULL and 0 when the runtime has no handler yet, and when any of the
+ * signals could not be waited for alone; otherwise as weft_signal_wait. */
 WEFT_API int weft_signal_wait_any(const int *signos, unsigned n);
 
 /* int main(argc, argv) that runs fn(argv) on a default runtime (argv is

@@ -278,7 +278,8 @@ bool weft__signal_waitable(int signo)
 
 int weft_signal_wait_any(const int *signos, unsigned n)
 {
-    if (!signos || n == 0)
+    /* NULL and 0 together: the runtime's own set, below. */
+    if (!signos != (n == 0))
         return -EINVAL;
     sigset_t set;
     sigemptyset(&set);
@@ -300,8 +301,22 @@ int weft_signal_wait_any(const int *signos, unsigned n)
     if (r < 0)
         return r;
 
-    sig_waiter w = {.task = self, .sigs = s, .set = set};
     pthread_mutex_lock(&hub.lock);
+    if (n == 0) {
+        /* Every signal this runtime has a handler for: catch_signals', and
+         * those earlier waits named. */
+        bool any = false;
+        for (int signo = 1; signo < NSIG; signo++)
+            if (s->installed[signo]) {
+                sigaddset(&set, signo);
+                any = true;
+            }
+        if (!any) {
+            pthread_mutex_unlock(&hub.lock);
+            return -EINVAL;
+        }
+    }
+    sig_waiter w = {.task = self, .sigs = s, .set = set};
     for (int signo = 1; signo < NSIG && r == 0; signo++)
         if (sigismember(&set, signo) == 1)
             r = handler_ref(s, signo);
