@@ -105,6 +105,12 @@ typedef struct task_body {
 /* A main task (its argument a task_body) that spawns body->fn(body->arg) as
  * a child and joins it, whatever the outcome: for cases about how the child
  * ends (a panic, a fault), which a join of the main task would not see. */
+/* A task (or blocking job) that only returns its argument. */
+static inline void *return_arg(void *arg)
+{
+    return arg;
+}
+
 static inline void *spawn_and_join(void *body)
 {
     const task_body *b = body;

@@ -1005,11 +1005,6 @@ TEST(two_runtimes_each_get_an_arrival_once)
     }
 }
 
-static void *main_returns(void *arg)
-{
-    return arg;
-}
-
 /* catch_signals at start, with each allocation of the run failing in
  * turn: a run that fails says -ENOMEM and leaves the disposition, the
  * descriptors and the threads as they were. */
@@ -1021,7 +1016,7 @@ TEST(catch_signals_under_allocation_failures)
     int failed = 0;
     for (uint64_t n = 1; n < 40; n++) {
         weft__fault_arm(WEFT_FAULT_ALLOC, n);
-        int r = weft_run(&cfg, main_returns, NULL, NULL);
+        int r = weft_run(&cfg, return_arg, NULL, NULL);
         weft__fault_arm(WEFT_FAULT_ALLOC, 0);
         if (r != 0 && r != -ENOMEM)
             FAILF("allocation %llu failing: weft_run says %d", (unsigned long long)n, r);
@@ -1167,12 +1162,12 @@ TEST(a_refused_run_never_touches_the_dispositions)
                              .ncatch_signals = 1,
                              .trace_path = "/nonexistent-dir-of-weft/trace.json"};
     atomic_store(&usr1_installs, 0);
-    ASSERT_EQ(weft_run(&bad_queues, main_returns, NULL, NULL), -EINVAL);
-    ASSERT_LT(weft_run(&bad_trace, main_returns, NULL, NULL), 0);
+    ASSERT_EQ(weft_run(&bad_queues, return_arg, NULL, NULL), -EINVAL);
+    ASSERT_LT(weft_run(&bad_trace, return_arg, NULL, NULL), 0);
     ASSERT_EQ(atomic_load(&usr1_installs), 0);
     /* The wrapper sees weft's installs: a good run makes one. */
     weft_config good = {.workers = 1, .catch_signals = caught, .ncatch_signals = 1};
-    ASSERT_OK(weft_run(&good, main_returns, NULL, NULL));
+    ASSERT_OK(weft_run(&good, return_arg, NULL, NULL));
     ASSERT_EQ(atomic_load(&usr1_installs), 1);
     struct sigaction now;
     ASSERT_OK(sigaction(SIGUSR1, NULL, &now));

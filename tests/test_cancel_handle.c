@@ -112,15 +112,10 @@ TEST(a_task_hands_out_its_own_cancel_handle)
 
 /* A handle kept past the join names its task, never a later one that
  * reuses memory: cancels through it touch nothing else. */
-static void *returns_arg(void *arg)
-{
-    return arg;
-}
-
 static void *main_outlives_the_join(void *arg)
 {
     weft_task *t;
-    ASSERT_OK(weft_spawn(&t, returns_arg, (void *)7));
+    ASSERT_OK(weft_spawn(&t, return_arg, (void *)7));
     weft_cancel_handle *h;
     ASSERT_OK(weft_cancel_handle_of(t, &h));
     void *r;
@@ -130,7 +125,7 @@ static void *main_outlives_the_join(void *arg)
     enum { N = 64 };
     weft_task *later[N];
     for (int i = 0; i < N; i++)
-        ASSERT_OK(weft_spawn(&later[i], returns_arg, (void *)(intptr_t)(100 + i)));
+        ASSERT_OK(weft_spawn(&later[i], return_arg, (void *)(intptr_t)(100 + i)));
     for (int i = 0; i < N; i++)
         ASSERT((void *)later[i] != (void *)h); /* the record is still the old task's */
     ASSERT_OK(weft_cancel_via(h));
@@ -237,7 +232,7 @@ static void *main_bad_input(void *arg)
     weft_cancel_handle *h = NULL;
     ASSERT_EQ(weft_cancel_handle_of(NULL, &h), -EINVAL);
     weft_task *t;
-    ASSERT_OK(weft_spawn(&t, returns_arg, NULL));
+    ASSERT_OK(weft_spawn(&t, return_arg, NULL));
     ASSERT_EQ(weft_cancel_handle_of(t, NULL), -EINVAL);
     ASSERT_EQ(weft_cancel_handle_self(NULL), -EINVAL);
     ASSERT_EQ(weft_cancel_handle_dup(NULL, &h), -EINVAL);

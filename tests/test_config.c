@@ -13,14 +13,9 @@
 
 #include "runtime/worker.h"
 
-static void *nothing(void *arg)
-{
-    return arg;
-}
-
 static void expect_einval(const weft_config *cfg, const char *needle)
 {
-    ASSERT_EQ(weft_run(cfg, nothing, NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_run(cfg, return_arg, NULL, NULL), -EINVAL);
     const char *msg = weft_last_config_error();
     if (!strstr(msg, needle))
         FAILF("message \"%s\" lacks \"%s\"", msg, needle);
@@ -246,7 +241,7 @@ static void run_park_often_on_1_and_2_workers(void)
 static void refuse_bad_park(void)
 {
     weft_config cfg = {.workers = 1};
-    ASSERT_EQ(weft_run(&cfg, nothing, NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_run(&cfg, return_arg, NULL, NULL), -EINVAL);
     ASSERT(strstr(weft_last_config_error(), "WEFT_PARK") != NULL);
 }
 
@@ -315,19 +310,19 @@ TEST(good_configs_run)
     weft_queue_spec qs[] = {{.name = "fg", .weight = 9}, {.name = "bg", .weight = 1}};
     weft_config cfg = {.queues = qs, .nqueues = 2, .stack_size = 64 * 1024, .ring_entries = 64};
     void *r;
-    ASSERT_OK(weft_run(&cfg, nothing, (void *)3, &r));
+    ASSERT_OK(weft_run(&cfg, return_arg, (void *)3, &r));
     ASSERT_EQ((intptr_t)r, 3);
     ASSERT_STREQ(weft_last_config_error(), "");
     weft_config one = {.workers = 1};
-    ASSERT_OK(weft_run(&one, nothing, NULL, NULL));
+    ASSERT_OK(weft_run(&one, return_arg, NULL, NULL));
     weft_config zero = {0};
-    ASSERT_OK(weft_run(&zero, nothing, NULL, NULL));
+    ASSERT_OK(weft_run(&zero, return_arg, NULL, NULL));
     /* The largest ring the config accepts: its completion queue (4x) is
      * clamped to the kernel's limit rather than refused. */
     weft_config big = {.ring_entries = 32768};
-    ASSERT_OK(weft_run(&big, nothing, NULL, NULL));
+    ASSERT_OK(weft_run(&big, return_arg, NULL, NULL));
     big.ring_entries = 16385;
-    ASSERT_OK(weft_run(&big, nothing, NULL, NULL));
+    ASSERT_OK(weft_run(&big, return_arg, NULL, NULL));
 }
 
 static void *count_workers(void *arg)
@@ -347,7 +342,7 @@ static void four_workers_from_env(void)
 static void bad_workers_env_refused(void)
 {
     weft_config zero = {0};
-    ASSERT_EQ(weft_run(&zero, nothing, NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_run(&zero, return_arg, NULL, NULL), -EINVAL);
     ASSERT(strstr(weft_last_config_error(), "WEFT_WORKERS") != NULL);
 }
 
@@ -358,7 +353,7 @@ TEST(worker_counts)
     ASSERT_OK(weft_run(&cfg, count_workers, NULL, &n));
     ASSERT_EQ((uintptr_t)n, 3);
     cfg.workers = 1024; /* each worker's ring needs its own tag, of 1,023 */
-    ASSERT_EQ(weft_run(&cfg, nothing, NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_run(&cfg, return_arg, NULL, NULL), -EINVAL);
     ASSERT_STREQ(weft_last_config_error(), "workers: 1024 is more than 1023");
     /* 0: $WEFT_WORKERS, checked like the field. */
     with_env("WEFT_WORKERS", "4", four_workers_from_env);
@@ -373,10 +368,10 @@ static void *spawn_on_queue(void *arg)
 {
     weft_spawn_opts o = {.queue = "bg"};
     weft_task *t;
-    ASSERT_OK(weft_spawn_ex(&t, &o, nothing, NULL));
+    ASSERT_OK(weft_spawn_ex(&t, &o, return_arg, NULL));
     ASSERT_OK(weft_join(t, NULL));
     o.queue = "nope";
-    ASSERT_EQ(weft_spawn_ex(&t, &o, nothing, NULL), -ENOENT);
+    ASSERT_EQ(weft_spawn_ex(&t, &o, return_arg, NULL), -ENOENT);
     return NULL;
 }
 TEST(queue_names_are_validated_at_spawn)

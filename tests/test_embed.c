@@ -7,11 +7,6 @@
 
 #include "test.h"
 
-static void *nothing(void *arg)
-{
-    return arg;
-}
-
 TEST(bad_calls_are_refused)
 {
     weft_executor *ex = (weft_executor *)1;
@@ -25,11 +20,11 @@ TEST(bad_calls_are_refused)
     ASSERT_EQ(weft_executor_create(NULL, NULL), -EINVAL);
     ASSERT_EQ(weft_executor_run(NULL, 0), -EINVAL);
     ASSERT_EQ(weft_executor_fd(NULL), -EINVAL);
-    ASSERT_EQ(weft_executor_spawn(NULL, NULL, NULL, nothing, NULL), -EINVAL);
+    ASSERT_EQ(weft_executor_spawn(NULL, NULL, NULL, return_arg, NULL), -EINVAL);
     ASSERT_OK(weft_executor_create(&ex, NULL));
     ASSERT_EQ(weft_executor_spawn(ex, NULL, NULL, NULL, NULL), -EINVAL);
     weft_spawn_opts q = {.queue = "nope"};
-    ASSERT_EQ(weft_executor_spawn(ex, NULL, &q, nothing, NULL), -ENOENT);
+    ASSERT_EQ(weft_executor_spawn(ex, NULL, &q, return_arg, NULL), -ENOENT);
     ASSERT_GE(weft_executor_fd(ex), 0);
     ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX); /* nothing at all to do */
     ASSERT_EQ(weft_executor_tasks(ex), 0);
@@ -42,7 +37,7 @@ static weft_executor *other;
 static void *calls_executor(void *arg)
 {
     ASSERT_EQ(weft_executor_run(other, 0), -EPERM);
-    ASSERT_EQ(weft_executor_spawn(other, NULL, NULL, nothing, NULL), -EPERM);
+    ASSERT_EQ(weft_executor_spawn(other, NULL, NULL, return_arg, NULL), -EPERM);
     weft_executor *ex;
     ASSERT_EQ(weft_executor_create(&ex, NULL), -EBUSY);
     return NULL;
@@ -375,8 +370,8 @@ TEST(two_executors_on_one_thread)
     ASSERT_OK(weft_executor_create(&a, NULL));
     ASSERT_OK(weft_executor_create(&b, NULL));
     weft_task *ta, *tb;
-    ASSERT_OK(weft_executor_spawn(a, &ta, NULL, nothing, (void *)1));
-    ASSERT_OK(weft_executor_spawn(b, &tb, NULL, nothing, (void *)2));
+    ASSERT_OK(weft_executor_spawn(a, &ta, NULL, return_arg, (void *)1));
+    ASSERT_OK(weft_executor_spawn(b, &tb, NULL, return_arg, (void *)2));
     ASSERT_EQ(weft_executor_run(b, 0), INT64_MAX);
     ASSERT(weft_task_finished(tb));
     ASSERT(!weft_task_finished(ta));
@@ -695,7 +690,7 @@ static void *calls_from_another_thread(void *arg)
 {
     (void)arg;
     ASSERT_EQ(weft_executor_run(foreign_ex, 0), -EPERM);
-    ASSERT_EQ(weft_executor_spawn(foreign_ex, NULL, NULL, nothing, NULL), -EPERM);
+    ASSERT_EQ(weft_executor_spawn(foreign_ex, NULL, NULL, return_arg, NULL), -EPERM);
     return NULL;
 }
 
@@ -742,7 +737,7 @@ static void *joins_across(void *arg)
     /* Release builds (the LTO run) reuse a freed record at once; debug
      * builds quarantine it first, so this bites in the former. */
     weft_task *mine;
-    ASSERT_OK(weft_spawn(&mine, nothing, NULL));
+    ASSERT_OK(weft_spawn(&mine, return_arg, NULL));
     ASSERT(mine != other_runtime_task);
     ASSERT_OK(weft_join(mine, NULL));
     return NULL;
@@ -752,7 +747,7 @@ TEST(joining_a_task_of_another_runtime_is_refused)
 {
     weft_executor *ex;
     ASSERT_OK(weft_executor_create(&ex, NULL));
-    ASSERT_OK(weft_executor_spawn(ex, &other_runtime_task, NULL, nothing, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, &other_runtime_task, NULL, return_arg, NULL));
     ASSERT_EQ(weft_executor_run(ex, 0), INT64_MAX); /* it ran and finished */
     run_main_one_worker(NULL, joins_across, NULL);
     weft_executor_destroy(ex);
@@ -779,10 +774,10 @@ TEST(the_hosts_time_away_is_charged_to_no_task)
     weft_executor *ex;
     ASSERT_OK(weft_executor_create(&ex, &cfg));
     weft_spawn_opts ob = {.queue = "b"}, oa = {.queue = "a"};
-    ASSERT_OK(weft_executor_spawn(ex, NULL, &ob, nothing, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, &ob, return_arg, NULL));
     ASSERT_GE(weft_executor_run(ex, 0), 0);
     usleep(2000000);
-    ASSERT_OK(weft_executor_spawn(ex, NULL, &ob, nothing, NULL));
+    ASSERT_OK(weft_executor_spawn(ex, NULL, &ob, return_arg, NULL));
     ASSERT_GE(weft_executor_run(ex, 0), 0);
     ASSERT_OK(weft_executor_spawn(ex, NULL, &oa, probe_queues, NULL));
     ASSERT_GE(weft_executor_run(ex, 0), 0);

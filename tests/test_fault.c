@@ -10,18 +10,13 @@
 #include "context/stack.h"
 #include "runtime/worker.h"
 
-static void *ret_arg(void *arg)
-{
-    return arg;
-}
-
 /* Spawns h[from..max) (each returns its index) until a spawn fails; returns
  * how many handles h holds then, with the failure in *r (0 if none). */
 static int spawn_until_failure(weft_task **h, int from, int max, int *r)
 {
     int n = from;
     *r = 0;
-    while (n < max && (*r = weft_spawn(&h[n], ret_arg, (void *)(intptr_t)n)) == 0)
+    while (n < max && (*r = weft_spawn(&h[n], return_arg, (void *)(intptr_t)n)) == 0)
         n++;
     return n;
 }
@@ -53,7 +48,7 @@ static void *main_spawn_alloc_fails(void *arg)
     weft_spawn_opts named = {.name = "n"};
     weft__fault_arm(WEFT_FAULT_ALLOC, 1);
     weft_task *t = (weft_task *)1;
-    ASSERT_EQ(weft_spawn_ex(&t, &named, ret_arg, NULL), -ENOMEM);
+    ASSERT_EQ(weft_spawn_ex(&t, &named, return_arg, NULL), -ENOMEM);
     weft__fault_arm(WEFT_FAULT_ALLOC, 0);
     ASSERT(t == NULL);
     ASSERT_OK(weft_stats_snapshot(&after));
@@ -65,7 +60,7 @@ static void *main_spawn_alloc_fails(void *arg)
     named.discard = count_discard;
     for (uint64_t nth = 1; nth <= 2; nth++) {
         weft__fault_arm(WEFT_FAULT_ALLOC, nth);
-        ASSERT_EQ(weft_spawn_ex(&t, &named, ret_arg, NULL), -ENOMEM);
+        ASSERT_EQ(weft_spawn_ex(&t, &named, return_arg, NULL), -ENOMEM);
         weft__fault_arm(WEFT_FAULT_ALLOC, 0);
     }
     ASSERT_EQ(discards, 0);
@@ -86,7 +81,7 @@ static void *main_spawn_alloc_fails(void *arg)
     ASSERT_EQ(after.tasks_live, before.tasks_live + n);
     /* And the runtime carries on: the failed spawn left nothing behind. */
     join_in_order(h, n);
-    ASSERT_OK(weft_spawn(&t, ret_arg, (void *)4));
+    ASSERT_OK(weft_spawn(&t, return_arg, (void *)4));
     void *res;
     ASSERT_OK(weft_join(t, &res));
     ASSERT_EQ((intptr_t)res, 4);
@@ -105,12 +100,12 @@ static void *main_spawn_mmap_fails(void *arg)
     weft_spawn_opts big = {.stack_size = 8u << 20};
     weft__fault_arm(WEFT_FAULT_MMAP, 1);
     weft_task *t;
-    ASSERT_EQ(weft_spawn_ex(&t, &big, ret_arg, NULL), -ENOMEM);
+    ASSERT_EQ(weft_spawn_ex(&t, &big, return_arg, NULL), -ENOMEM);
     weft__fault_arm(WEFT_FAULT_MMAP, 0);
     ASSERT_OK(weft_stats_snapshot(&after));
     ASSERT_EQ(after.tasks_live, before.tasks_live);
     ASSERT_EQ(after.stack_bytes_mapped, before.stack_bytes_mapped);
-    ASSERT_OK(weft_spawn_ex(&t, &big, ret_arg, NULL));
+    ASSERT_OK(weft_spawn_ex(&t, &big, return_arg, NULL));
     ASSERT_OK(weft_join(t, NULL));
     return NULL;
 }
@@ -233,7 +228,7 @@ static void *main_first_run_without_stack(void *arg)
     weft_task *t;
     weft_spawn_opts o = {.discard = count_discard};
     discards = 0;
-    ASSERT_OK(weft_spawn_ex(&t, &o, ret_arg, (void *)7));
+    ASSERT_OK(weft_spawn_ex(&t, &o, return_arg, (void *)7));
     enum { MAX_HELD = 4096 };
     static weft__stack *held[MAX_HELD];
     int n = 0;
@@ -263,7 +258,7 @@ static void *main_first_run_without_stack(void *arg)
     ASSERT_EQ(after.tasks_cancelled, before.tasks_cancelled + 1);
     ASSERT_EQ(after.stacks_live, before.stacks_live);
     /* The runtime carries on. */
-    ASSERT_OK(weft_spawn(&t, ret_arg, (void *)4));
+    ASSERT_OK(weft_spawn(&t, return_arg, (void *)4));
     ASSERT_OK(weft_join(t, &res));
     ASSERT_EQ((intptr_t)res, 4);
     return NULL;
@@ -443,16 +438,11 @@ TEST(an_executor_reports_a_failed_ring_to_its_host)
  * a finished job) only writes the eventfd. The worker, parked with no
  * timer, used to sleep through it for ever; it now looks again every
  * millisecond while the read is not armed. */
-static void *pool_job(void *arg)
-{
-    return arg;
-}
-
 static void *main_blocking_without_sqes(void *arg)
 {
     (void)arg;
     void *res = NULL;
-    ASSERT_OK(weft_spawn_blocking(pool_job, (void *)9, &res));
+    ASSERT_OK(weft_spawn_blocking(return_arg, (void *)9, &res));
     ASSERT(res == (void *)9);
     ASSERT_GT(weft__fault_count(WEFT_FAULT_SQE), 0);
     return NULL;

@@ -291,18 +291,13 @@ TEST(yield_maybe_lets_the_ring_in_every_slice)
 
 /* A task in the LIFO slot is runnable: the queue stats count it queued,
  * not blocked, and its run records its queue delay like any other. */
-static void *return_at_once(void *arg)
-{
-    return arg;
-}
-
 static void *main_slot_in_stats(void *arg)
 {
     (void)arg;
     weft_spawn_opts lifo = {.flags = WEFT_TASK_SPAWN_LIFO};
     weft_task *a, *b;
-    ASSERT_OK(weft_spawn_ex(&a, &lifo, return_at_once, NULL)); /* into the slot */
-    ASSERT_OK(weft_spawn(&b, return_at_once, NULL));           /* into the queue */
+    ASSERT_OK(weft_spawn_ex(&a, &lifo, return_arg, NULL)); /* into the slot */
+    ASSERT_OK(weft_spawn(&b, return_arg, NULL));           /* into the queue */
     weft_queue_stats q;
     ASSERT_EQ(weft_stats_queues(&q, 1), 1);
     ASSERT_EQ(q.live, 3);
@@ -315,7 +310,7 @@ static void *main_slot_in_stats(void *arg)
     ASSERT_EQ(weft_stats_queues(&q, 1), 1);
     uint64_t runs = q.runs, delays = q.delay_count;
     for (int i = 0; i < 200; i++) {
-        ASSERT_OK(weft_spawn_ex(&a, &lifo, return_at_once, NULL));
+        ASSERT_OK(weft_spawn_ex(&a, &lifo, return_arg, NULL));
         ASSERT_OK(weft_join(a, NULL));
     }
     ASSERT_EQ(weft_stats_queues(&q, 1), 1);

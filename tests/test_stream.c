@@ -685,11 +685,6 @@ TEST(a_task_ending_with_resources_releases_them)
  * its first run) is closed as at any task's end. It used to stay open,
  * its slot noted as owned by the freed record: a table of 4 slots was full
  * after 4 such rounds, and a later weft_close wrote into the record. */
-static void *never_runs(void *arg)
-{
-    return arg;
-}
-
 static void *main_give_to_unstarted(void *arg)
 {
     (void)arg;
@@ -699,7 +694,7 @@ static void *main_give_to_unstarted(void *arg)
         ASSERT_GE(d, 0);
         weft_spawn_opts o = {.flags = WEFT_TASK_STICKY};
         weft_task *t;
-        ASSERT_OK(weft_spawn_ex(&t, &o, never_runs, NULL));
+        ASSERT_OK(weft_spawn_ex(&t, &o, return_arg, NULL));
         ASSERT_OK(weft_direct_give(d, t));
         ASSERT_OK(weft_cancel(t));
         ASSERT_EQ(weft_join(t, NULL), -ECANCELED);

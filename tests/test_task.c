@@ -5,11 +5,6 @@
 
 #include "task/task.h"
 
-static void *ret_arg(void *arg)
-{
-    return arg;
-}
-
 static int counter;
 
 static void *bump(void *arg)
@@ -21,7 +16,7 @@ static void *bump(void *arg)
 static void *main_join_result(void *arg)
 {
     weft_task *t;
-    ASSERT_OK(weft_spawn(&t, ret_arg, (void *)1234));
+    ASSERT_OK(weft_spawn(&t, return_arg, (void *)1234));
     ASSERT(weft_task_id(t) > weft_self_id());
     void *r = NULL;
     ASSERT_OK(weft_join(t, &r));
@@ -72,7 +67,7 @@ TEST(detach_handle)
 static void *main_join_finished(void *arg)
 {
     weft_task *t;
-    ASSERT_OK(weft_spawn(&t, ret_arg, (void *)5));
+    ASSERT_OK(weft_spawn(&t, return_arg, (void *)5));
     ASSERT(!weft_task_finished(t));
     ASSERT_OK(weft_yield());
     ASSERT(weft_task_finished(t));
@@ -178,7 +173,7 @@ static void *main_ids(void *arg)
     ASSERT_GE(self, 1);
     weft_task *t[3];
     for (int i = 0; i < 3; i++)
-        ASSERT_OK(weft_spawn(&t[i], ret_arg, NULL));
+        ASSERT_OK(weft_spawn(&t[i], return_arg, NULL));
     ASSERT(weft_task_id(t[0]) < weft_task_id(t[1]));
     ASSERT(weft_task_id(t[1]) < weft_task_id(t[2]));
     for (int i = 0; i < 3; i++)
@@ -231,25 +226,25 @@ static void *main_misuse(void *arg)
     ASSERT_EQ(weft_spawn(&t, NULL, NULL), -EINVAL);
     ASSERT(t == NULL);
     weft_spawn_opts tiny = {.stack_size = 1024};
-    ASSERT_EQ(weft_spawn_ex(&t, &tiny, ret_arg, NULL), -EINVAL);
+    ASSERT_EQ(weft_spawn_ex(&t, &tiny, return_arg, NULL), -EINVAL);
     weft_spawn_opts huge = {.stack_size = (size_t)1 << 40};
-    ASSERT_EQ(weft_spawn_ex(&t, &huge, ret_arg, NULL), -EINVAL);
+    ASSERT_EQ(weft_spawn_ex(&t, &huge, return_arg, NULL), -EINVAL);
     weft_spawn_opts q = {.queue = "no-such-queue"};
-    ASSERT_EQ(weft_spawn_ex(&t, &q, ret_arg, NULL), -ENOENT);
+    ASSERT_EQ(weft_spawn_ex(&t, &q, return_arg, NULL), -ENOENT);
     weft_spawn_opts dq = {.queue = "default"};
-    ASSERT_OK(weft_spawn_ex(&t, &dq, ret_arg, NULL));
+    ASSERT_OK(weft_spawn_ex(&t, &dq, return_arg, NULL));
     ASSERT_OK(weft_join(t, NULL));
     weft_spawn_opts flags = {.flags = 1u << 30};
-    ASSERT_EQ(weft_spawn_ex(&t, &flags, ret_arg, NULL), -EINVAL);
+    ASSERT_EQ(weft_spawn_ex(&t, &flags, return_arg, NULL), -EINVAL);
     weft_spawn_opts both = {.flags = WEFT_TASK_SPAWN_LIFO | WEFT_TASK_SPAWN_FIFO};
-    ASSERT_EQ(weft_spawn_ex(&t, &both, ret_arg, NULL), -EINVAL);
+    ASSERT_EQ(weft_spawn_ex(&t, &both, return_arg, NULL), -EINVAL);
     ASSERT_EQ(weft_join(NULL, NULL), -EINVAL);
     ASSERT_EQ(weft_cancel(NULL), -EINVAL);
     ASSERT_EQ(weft_defer(NULL, NULL), -EINVAL);
     /* A stack size between classes is rounded up, not refused. */
     weft_spawn_opts odd = {.stack_size = 100000,
                            .name = "a-rather-long-task-name-that-is-cut-short"};
-    ASSERT_OK(weft_spawn_ex(&t, &odd, ret_arg, (void *)3));
+    ASSERT_OK(weft_spawn_ex(&t, &odd, return_arg, (void *)3));
     void *r;
     ASSERT_OK(weft_join(t, &r));
     ASSERT_EQ((intptr_t)r, 3);
@@ -317,7 +312,7 @@ TEST(double_join_detected_in_debug_builds)
 
 TEST(blocking_calls_outside_a_task)
 {
-    ASSERT_EQ(weft_spawn(NULL, ret_arg, NULL), -EPERM);
+    ASSERT_EQ(weft_spawn(NULL, return_arg, NULL), -EPERM);
     ASSERT_EQ(weft_yield(), -EPERM);
     ASSERT_EQ(weft_yield_maybe(), -EPERM);
     ASSERT_EQ(weft_sleep_ns(1), -EPERM);
@@ -333,7 +328,7 @@ TEST(blocking_calls_outside_a_task)
 
 static void *nested_run(void *arg)
 {
-    return (void *)(intptr_t)weft_run(NULL, ret_arg, NULL, NULL);
+    return (void *)(intptr_t)weft_run(NULL, return_arg, NULL, NULL);
 }
 TEST(nested_weft_run_is_ebusy)
 {
@@ -361,7 +356,7 @@ static void *main_many(void *arg)
     enum { N = 20000 };
     static weft_task *h[N];
     for (int i = 0; i < N; i++)
-        ASSERT_OK(weft_spawn(&h[i], ret_arg, (void *)(intptr_t)i));
+        ASSERT_OK(weft_spawn(&h[i], return_arg, (void *)(intptr_t)i));
     for (int i = 0; i < N; i++) {
         void *r;
         ASSERT_OK(weft_join(h[i], &r));
@@ -426,11 +421,6 @@ static void *sleep_ms_then_return(void *arg)
     return (void *)(ms + 1000);
 }
 
-static void *returns_at_once(void *arg)
-{
-    return arg;
-}
-
 static weft_event go[3];
 
 static void *waits_for_go(void *arg)
@@ -464,7 +454,7 @@ static void *main_join_any_order(void *arg)
     ASSERT_EQ(weft_join_any(t, 3, &k, NULL), -EINVAL); /* none left */
     /* Several finished already: the lowest index, without waiting. */
     for (int i = 0; i < 3; i++)
-        ASSERT_OK(weft_spawn(&t[i], returns_at_once, (void *)(uintptr_t)(i + 1)));
+        ASSERT_OK(weft_spawn(&t[i], return_arg, (void *)(uintptr_t)(i + 1)));
     while (!weft_task_finished(t[1]) || !weft_task_finished(t[2]))
         ASSERT_OK(weft_yield());
     weft_task *first = t[0];

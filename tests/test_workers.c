@@ -597,11 +597,6 @@ static void *direct_owner_task(void *arg)
     return NULL;
 }
 
-static void *direct_nothing(void *arg)
-{
-    return arg;
-}
-
 static void *direct_foreign_task(void *arg)
 {
     foreign_direct *f = arg;
@@ -626,7 +621,7 @@ static void *direct_foreign_task(void *arg)
     close(pp[1]);
     ASSERT_EQ(weft_direct_to_fd(f->fd, 0), -EBADF);
     weft_task *child;
-    ASSERT_OK(weft_spawn(&child, direct_nothing, NULL));
+    ASSERT_OK(weft_spawn(&child, return_arg, NULL));
     ASSERT_EQ(weft_direct_give(f->fd, child), -EBADF);
     ASSERT_OK(weft_join(child, NULL));
     ASSERT_EQ(weft_close(f->fd), -EBADF);
