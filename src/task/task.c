@@ -328,6 +328,17 @@ static void release_handle(weft_task *t, uint64_t s)
     drop_ref(t, TASK_REF_ONE | TASK_JOIN_INTEREST);
 }
 
+/* The end of every join: t has completed (s, a reading that shows it);
+ * hands out its result, frees the handle and returns its outcome. */
+static int take_completed(weft_task *t, uint64_t s, void **result)
+{
+    int outcome = t->outcome;
+    if (result)
+        *result = t->result;
+    release_handle(t, s);
+    return outcome;
+}
+
 /* Whether self, a task on w, may join t: 0, or the error. */
 static int check_join_target(const weft__worker *w, const weft_task *self, const weft_task *t)
 {
@@ -399,11 +410,7 @@ int weft_join(weft_task *t, void **result)
             }
         }
     }
-    int outcome = t->outcome;
-    if (result)
-        *result = t->result;
-    release_handle(t, s);
-    return outcome;
+    return take_completed(t, s, result);
 }
 
 int weft__task_try_join(weft_task *t, void **result)
@@ -414,11 +421,7 @@ int weft__task_try_join(weft_task *t, void **result)
     uint64_t s = load_state(t);
     if (!(s & TASK_COMPLETE))
         return -EAGAIN;
-    int outcome = t->outcome;
-    if (result)
-        *result = t->result;
-    release_handle(t, s);
-    return outcome;
+    return take_completed(t, s, result);
 }
 
 /* weft_join_any: the caller asks t's completion to wake it, with a
@@ -495,14 +498,8 @@ int weft_join_any(weft_task *const *tasks, size_t n, size_t *index, void **resul
         if (k == end) /* interrupted, and none completed */
             return r == -ECANCELED ? -EINTR : r;
     }
-    weft_task *t = tasks[k];
-    uint64_t s = load_state(t);
-    int outcome = t->outcome;
-    if (result)
-        *result = t->result;
     *index = k;
-    release_handle(t, s);
-    return outcome;
+    return take_completed(tasks[k], load_state(tasks[k]), result);
 }
 
 void weft_detach(weft_task *t)
@@ -654,7 +651,7 @@ int weft_yield_maybe(void)
          * only runs, and a loop of 500 us runs would keep the ring and an
          * executor's budget waiting for max_runs_per_slice of them (30 ms
          * by default): poll before the next pick. */
-        if (!s->timed && !s->preempt)
+        if (!s->timed)
             s->poll_due = true;
     }
     weft__worker_switch_out(w, t, SWITCH_YIELD);
