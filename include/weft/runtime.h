@@ -215,7 +215,9 @@ WEFT_API int weft_getaddrinfo(const char *node, const char *service, const struc
  * weft_config.catch_signals, at its start) installs a handler (SA_RESTART
  * | SA_ONSTACK) in place of the previous disposition, which comes back
  * when the last runtime that used signo ends. Any thread may receive the
- * signal. An arrival wakes every task waiting for signo (a broadcast); one
+ * signal, and one at least must not block it, or the wait never ends. A
+ * child made by fork starts with none of the parent's handlers or
+ * waiters (docs/blocking.md). An arrival wakes every task waiting for signo (a broadcast); one
  * that finds no waiter in a runtime is remembered there, so the next wait
  * returns at once, and several such arrivals coalesce into one. Returns
  * -EINVAL for SIGKILL, SIGSTOP, the fault signals (SIGSEGV, SIGBUS, SIGFPE,

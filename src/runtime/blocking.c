@@ -55,6 +55,7 @@ typedef struct job {
 typedef struct pool_thread {
     pthread_t id;
     struct weft__blocking *pool;
+    sigset_t mask;            /* what jobs run with: the mask of the worker that started it */
     struct pool_thread *next; /* on the pool's exited list */
 } pool_thread;
 
@@ -117,6 +118,10 @@ static void *pool_thread_main(void *p)
     pool_thread *self = p;
     struct weft__blocking *pool = self->pool;
     pthread_setname_np(pthread_self(), "weft-blocking");
+    /* Started quiet; jobs run with the program's own mask, as they would
+     * on any thread of it: a program a job starts inherits the mask, and
+     * one with SIGTERM blocked ignores it. */
+    pthread_sigmask(SIG_SETMASK, &self->mask, NULL);
 
     pthread_mutex_lock(&pool->lock);
     for (;;) {
@@ -168,6 +173,7 @@ static int pool_grow(struct weft__blocking *pool)
     if (!t)
         return -ENOMEM;
     t->pool = pool;
+    pthread_sigmask(SIG_BLOCK, NULL, &t->mask);
     int r = weft__thread_start_quiet(&t->id, pool_thread_main, t);
     if (r) {
         free(t);

@@ -25,14 +25,15 @@ extern uint64_t weft__blocking_keepalive_ns;
 int weft__blocking_call(void *(*fn)(void *), void *arg, void **result,
                         void (*release)(void *arg, void *result), bool skip_if_abandoned);
 
-/* pthread_create for the runtime's own threads (pool, signal helper): the
- * thread starts with every asynchronous signal blocked, from its first
- * instruction on (blocked by the thread itself, a process-directed signal
- * could land on it before it got there), so that a job's system calls are
- * never interrupted (EINTR) and such a signal goes to a thread that
- * expects it. Faults stay deliverable, or a crash in a job would lose its
- * report (the kernel kills outright on a blocked SIGSEGV). The caller's
- * mask is unchanged on return. Returns pthread_create's result. */
+/* pthread_create for the runtime's own threads (pool, signal and stack
+ * helpers): the thread starts with every asynchronous signal blocked, from
+ * its first instruction on (blocked by the thread itself, a
+ * process-directed signal could land on it before it got there), so that
+ * such a signal goes to a thread that expects it. The helpers stay so;
+ * a pool thread then takes the mask its jobs run with. Faults stay
+ * deliverable, or a crash would lose its report (the kernel kills
+ * outright on a blocked SIGSEGV). The caller's mask is unchanged on
+ * return. Returns pthread_create's result. */
 int weft__thread_start_quiet(pthread_t *id, void *(*fn)(void *), void *arg);
 
 /* Tasks parked waiting for signo (weft_signal_wait, _any), over all runtimes (signal.c);

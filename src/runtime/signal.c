@@ -156,9 +156,56 @@ static void *helper_main(void *p)
     return NULL;
 }
 
+/* fork: the child has only the forking thread, so no helper, no parked
+ * waiter, and none of the runtimes that used the hub; but it inherited the
+ * hub's record of them, the handlers, and the helper's eventfd, which it
+ * shares with the parent (a handler in the child would wake the parent's
+ * helper, and a runtime started in the child would find a helper "running"
+ * and never start its own: its signal waits would never end). The child
+ * starts from an empty hub, with the dispositions weft replaced given
+ * back, as in a process where no runtime used signals. The lock is held
+ * across the fork so that the child inherits a consistent hub. */
+static void hub_before_fork(void)
+{
+    pthread_mutex_lock(&hub.lock);
+}
+
+static void hub_after_fork_parent(void)
+{
+    pthread_mutex_unlock(&hub.lock);
+}
+
+static void hub_after_fork_child(void)
+{
+    for (int signo = 1; signo < NSIG; signo++)
+        if (hub.refs[signo]) {
+            sigaction(signo, &hub.previous[signo], NULL);
+            hub.refs[signo] = 0;
+        }
+    hub_helper *h = hub.helper;
+    if (h) {
+        atomic_store(&notify_fd, -1);
+        close(h->efd); /* the child's reference; the parent's stays open */
+        free(h);
+        hub.helper = NULL;
+    }
+    hub.runtimes = 0;
+    hub.waiters = NULL; /* they were on the stacks of threads the child lacks */
+    atomic_store(&in_handler, 0);
+    pthread_mutex_unlock(&hub.lock);
+}
+
+static void hub_register_fork_handlers(void)
+{
+    pthread_atfork(hub_before_fork, hub_after_fork_parent, hub_after_fork_child);
+}
+
 /* Starts the helper; hub lock held. 0 or -errno. */
 static int helper_start(void)
 {
+    static pthread_once_t fork_handlers = PTHREAD_ONCE_INIT;
+    pthread_once(&fork_handlers, hub_register_fork_handlers);
+
     hub_helper *h = weft__malloc(sizeof *h);
     if (!h)
         return -ENOMEM;
