@@ -16,10 +16,10 @@ TEST_PRESETS ?= debug asan tsan lto
 # fuzz and install checks run in the other presets.
 TSAN_EXCLUDE := install|fuzz|smoke|corpus
 
-# Needed to build and test weft.
+# Needed to build and test weft (locales: a test compiles a decimal-comma locale).
 TEST_PKGS := cmake make gcc pkg-config liburing-dev libuv1-dev clang-format \
              gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user valgrind \
-             clang libclang-rt-14-dev
+             clang libclang-rt-14-dev locales
 # Needed by the benchmark peers (../shared/peers) that `make demo` runs.
 DEMO_PKGS := cmake make gcc g++ pkg-config liburing-dev libuv1-dev libboost-context-dev \
              librust-tokio-dev cargo golang-go fio wrk nginx

@@ -2,6 +2,7 @@
  * weft_dump_tasks. The trace is read back with a small JSON reader, so a
  * malformed file fails here, and checked against the runs the test knows
  * its tasks made. */
+#include <locale.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -697,8 +698,8 @@ TEST(names_are_read_no_further_than_the_bytes_kept)
 static void *queue_json(void *arg)
 {
     (void)arg;
-    weft_queue_stats q[1];
-    ASSERT_EQ(weft_stats_queues(q, 1), 1);
+    weft_queue_stats q[2];
+    ASSERT_EQ(weft_stats_queues(q, 2), 2);
     char *text = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&text, &len);
@@ -707,22 +708,80 @@ static void *queue_json(void *arg)
     if (!strstr(text, "{\"name\": \"bad\\ufffd\\\"q\\u0001\","))
         FAILF("queue name not escaped as JSON wants: %s", text);
     free(text);
-    /* The text table keeps each queue on its row, the name padded to 12. */
+    /* The text table keeps each queue on its row, the name padded to 12
+     * columns (a stray byte is one, and so is a character of two bytes). */
     m = open_memstream(&text, &len);
-    weft_stats_print_queues(m, q, 1);
+    weft_stats_print_queues(m, q, 2);
     fclose(m);
     const char *row = strchr(text, '\n');
-    if (!row || strncmp(row + 1, "bad\xff\"q?     ", 12) || strchr(row + 1, '\n')[1] != '\0')
+    /* 12 columns, a space, then the weight right-aligned in 7. */
+    static const char row1[] = "bad\xff\"q?     "
+                               " "
+                               "      1";
+    static const char row2[] = "\xc3\xa9?          "
+                               " "
+                               "      1";
+    if (!row || strncmp(row + 1, row1, strlen(row1)))
         FAILF("queue row not one line: %s", text);
+    row = strchr(row + 1, '\n');
+    if (!row || strncmp(row + 1, row2, strlen(row2)) || strchr(row + 1, '\n')[1] != '\0')
+        FAILF("queue row not one line, or padded by bytes: %s", text);
     free(text);
     return NULL;
 }
 
 TEST(queue_stats_stay_well_formed_whatever_the_names)
 {
-    weft_queue_spec q[] = {{.name = "bad\xff\"q\x01", .weight = 1}};
-    weft_config cfg = {.queues = q, .nqueues = 1};
+    weft_queue_spec q[] = {{.name = "bad\xff\"q\x01", .weight = 1},
+                           {.name = "\xc3\xa9\xc2\x85", .weight = 1}};
+    weft_config cfg = {.queues = q, .nqueues = 2};
     run_main(&cfg, queue_json, NULL);
+}
+
+/* The queue JSON in a decimal-comma locale: printf's %f would write the
+ * shares as 0,2500, and no JSON reader takes that. The locale is compiled
+ * from the C library's sources into a temporary directory (LOCPATH), as a
+ * fresh machine has none but C and POSIX. */
+static void *queue_json_in_locale(void *arg)
+{
+    (void)arg;
+    weft_queue_stats q[2];
+    ASSERT_EQ(weft_stats_queues(q, 2), 2);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    weft_stats_print_queues_json(m, q, 2);
+    fclose(m);
+    if (!strstr(text, "\"weight\": 1, \"weight_share\": 0.2500, \"service_share\": 0.") ||
+        !strstr(text, "\"weight\": 3, \"weight_share\": 0.7500, \"service_share\": 0."))
+        FAILF("shares not written as JSON numbers: %s", text);
+    free(text);
+    return NULL;
+}
+
+TEST(queue_json_ignores_the_locale)
+{
+    if (access("/usr/bin/localedef", X_OK) != 0 ||
+        access("/usr/share/i18n/locales/de_DE", R_OK) != 0)
+        SKIP("no locale sources to build de_DE from (Debian's locales package)");
+    char dir[] = "/tmp/weft-locale-XXXXXX";
+    ASSERT(mkdtemp(dir));
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "/usr/bin/localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 2>/dev/null",
+             dir);
+    int rc = system(cmd);
+    ASSERT_OK(setenv("LOCPATH", dir, 1));
+    const char *set = setlocale(LC_NUMERIC, "de_DE.UTF-8");
+    char probe[16];
+    snprintf(probe, sizeof probe, "%.1f", 0.5);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ASSERT_OK(system(cmd));
+    if (!set)
+        FAILF("localedef (status %d) made no usable de_DE locale", rc);
+    ASSERT_STREQ(probe, "0,5"); /* the premise: %f writes a comma now */
+    weft_queue_spec queues[] = {{.name = "one", .weight = 1}, {.name = "three", .weight = 3}};
+    weft_config cfg = {.queues = queues, .nqueues = 2};
+    run_main(&cfg, queue_json_in_locale, NULL);
 }
 
 static void *yield_then_panic(void *arg)
@@ -1052,6 +1111,23 @@ static void *odd_names_main(void *arg)
     free(text);
     ASSERT_OK(weft_cancel(t));
     ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    /* Unicode's C1 controls (NEL, CSI) and line and paragraph separators
+     * split lines for some readers, or drive the terminal: '?' too. Other
+     * characters stay as they are. */
+    weft_spawn_opts o3 = {.name = "a\xc2\x85"
+                                  "b\xc2\x9b"
+                                  "c\xe2\x80\xa8"
+                                  "d\xe2\x80\xa9"
+                                  "e\xc3\xa9"};
+    ASSERT_OK(weft_spawn_ex(&t, &o3, sleep_long, NULL));
+    text = dump();
+    snprintf(head, sizeof head,
+             "\n  task %llu 'a?b?c?d?e\xc3\xa9': ", (unsigned long long)id_of(t));
+    if (!strstr(text, head))
+        FAILF("task line not as expected:\n%s", text);
+    free(text);
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
     return NULL;
 }
 
@@ -1315,6 +1391,51 @@ TEST(queue_names_in_stats_outlive_the_run)
     ASSERT(kept_stats[0].name == first);
 }
 
+/* The stats that ask every worker need a task, whatever the number of
+ * workers: a spawn's discard callback runs on a worker thread outside any
+ * task, and there they worked with one worker and failed with two. */
+static _Atomic int discard_results[4];
+static _Atomic bool discard_ran;
+
+static void stats_in_discard(void *arg)
+{
+    (void)arg;
+    weft_stats s, w[2];
+    weft_queue_stats q[1];
+    weft_op_counts c[1];
+    atomic_store(&discard_results[0], weft_stats_snapshot(&s));
+    atomic_store(&discard_results[1], weft_stats_workers(w, 2));
+    atomic_store(&discard_results[2], weft_stats_queues(q, 1));
+    atomic_store(&discard_results[3], weft_op_counts_by_opcode(c, 1));
+    atomic_store(&discard_ran, true);
+}
+
+static void *main_stats_in_discard(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts o = {.discard = stats_in_discard};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, return_arg, NULL));
+    ASSERT_OK(weft_cancel(t)); /* before it ran: its discard runs instead */
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    /* And from this task they work. */
+    weft_stats s;
+    ASSERT_OK(weft_stats_snapshot(&s));
+    return NULL;
+}
+
+TEST(stats_need_a_task_whatever_the_workers)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        atomic_store(&discard_ran, false);
+        weft_config cfg = {.workers = workers};
+        run_main(&cfg, main_stats_in_discard, NULL);
+        ASSERT(atomic_load(&discard_ran));
+        for (int i = 0; i < 4; i++)
+            ASSERT_EQ(atomic_load(&discard_results[i]), -EPERM);
+    }
+}
+
 TEST(queue_stats_of_each_worker_add_up_to_the_totals)
 {
     weft_queue_stats q[2];
@@ -1341,6 +1462,16 @@ TEST(delay_quantiles_name_the_bucket_edge)
     q.delay_hist[WEFT_STATS_DELAY_BUCKETS - 2] = 0;
     q.delay_hist[WEFT_STATS_DELAY_BUCKETS - 1] = 1; /* over 2^39 ns, about 550 s */
     ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.99), UINT64_MAX);
+    /* The table names the open bucket, not UINT64_MAX's digits. */
+    q.name = "open";
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    weft_stats_print_queues(m, &q, 1);
+    fclose(m);
+    const char *row = strchr(text, '\n');
+    ASSERT(row && strstr(row, "      >550s      >550s\n"));
+    free(text);
     /* p outside 0..1 is clamped (UBSan flagged the conversion of p < 0). */
     q.delay_hist[WEFT_STATS_DELAY_BUCKETS - 1] = 0;
     q.delay_hist[3] = q.delay_hist[5] = 1;
@@ -1349,11 +1480,27 @@ TEST(delay_quantiles_name_the_bucket_edge)
     ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.0 / 0.0), 16);
     ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 7), 64);
     ASSERT_EQ(weft_queue_stats_delay_quantile(NULL, 0.5), 0);
+    /* The nearest rank: the median of two is the lower one, and the p99
+     * of 100 is the 99th, not the largest (both were one too far). */
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.5), 16);
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.51), 64);
+    q.delay_hist[3] = 99;
+    q.delay_hist[5] = 0;
+    q.delay_hist[20] = 1;
+    q.delay_count = 100;
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.99), 16);
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.995), (uint64_t)2 << 20);
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 1), (uint64_t)2 << 20);
+    /* 0.07 * 100 is a hair above 7 in doubles: still the 7th. */
+    q.delay_hist[3] = 7;
+    q.delay_hist[20] = 93;
+    ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.07), 16);
 }
 
-TEST_MAIN(CASE(delay_quantiles_name_the_bucket_edge),
+TEST_MAIN(CASE(delay_quantiles_name_the_bucket_edge), CASE(queue_json_ignores_the_locale),
           CASE(queue_stats_of_each_worker_add_up_to_the_totals),
-          CASE(queue_names_in_stats_outlive_the_run), CASE(busy_and_idle_time_account_for_the_run),
+          CASE(stats_need_a_task_whatever_the_workers), CASE(queue_names_in_stats_outlive_the_run),
+          CASE(busy_and_idle_time_account_for_the_run),
           CASE(an_embedded_executor_counts_its_run_calls_as_busy),
           CASE(trace_has_one_slice_per_run),
           CASE(trace_follows_yields_that_switch_straight_to_the_next_task),

@@ -43,7 +43,8 @@ typedef struct weft_stats {
     uint64_t cleanup_failed;  /* ... given up on (policy retry exhausted, or ignore) */
     /* Several workers (docs/workers.md). Every field is a uint64_t. */
     uint64_t workers;             /* workers counted in this snapshot */
-    uint64_t steal_attempts;      /* spells of hunger: idle, asking for work */
+    uint64_t steal_attempts;      /* spells of hunger: idle, asking for work (also
+                                   * those that ended in work of its own) */
     uint64_t steal_successes;     /* ... in which tasks were handed over */
     uint64_t tasks_stolen;        /* tasks received from other workers */
     uint64_t tasks_donated;       /* tasks handed over to hungry workers */
@@ -82,7 +83,9 @@ typedef struct weft_queue_stats {
 } weft_queue_stats;
 
 /* Copies the current runtime's counters, summed over its workers, into
- * *out. Returns 0, -EPERM outside a runtime, -EINVAL for NULL, -ENOMEM.
+ * *out. From a task. Returns 0, -EPERM outside a task (before 2026-12-07,
+ * a worker thread outside any task, as in a spawn's discard callback, got
+ * this only with several workers), -EINVAL for NULL, -ENOMEM.
  * With several workers each worker's counters are read on its own thread:
  * the call waits for every worker to reach a scheduling point. The workers
  * are read one after another, not at one instant: a task that starts on one
@@ -90,13 +93,18 @@ typedef struct weft_queue_stats {
  * tasks_live may be short by such tasks (it never goes below zero). */
 WEFT_API int weft_stats_snapshot(weft_stats *out);
 /* Fills out[0..max) with each worker's own counters (out[i]: worker i; its
- * tasks_live is the tasks it owns now) and returns the number of workers.
- * -EPERM outside a task (with several workers) or a runtime, -EINVAL. */
+ * tasks_live is the tasks it owns now) and returns the number of workers;
+ * entries from that number up to max are left as they were. -EPERM
+ * outside a task, -EINVAL. The rows' tasks_live need not add up to the
+ * snapshot's (spawned minus ended): a task being handed between workers
+ * is owned by neither for that moment. */
 WEFT_API int weft_stats_workers(weft_stats *out, size_t max);
 /* Fills out[0..max) with the runtime's queues in configuration order and
- * returns how many queues there are (which may exceed max), -EPERM outside a
- * runtime, -EINVAL for out NULL with max > 0. Queue delays are recorded only
- * with weft_config.stats set. */
+ * returns how many queues there are, which may exceed max, like snprintf:
+ * print the smaller of the two. -EPERM outside a task, -EINVAL for out
+ * NULL with max > 0. Queue delays are recorded only with
+ * weft_config.stats set, and so is service with a single queue (which
+ * runs untimed otherwise). */
 WEFT_API int weft_stats_queues(weft_queue_stats *out, size_t max);
 /* weft_stats_queues for the queues of one worker (0 .. weft_worker_count()
  * - 1) alone: its service shares are of that worker's run time, which is
@@ -122,9 +130,11 @@ WEFT_API void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, s
  * written). Returns 0, -EINVAL for NULL f, -EPERM outside a runtime,
  * -ENOMEM, or -EIO when writing to f fails. */
 WEFT_API int weft_dump_tasks(FILE *f);
-/* The delay below which fraction p (0..1) of the recorded queue delays fall,
- * as the upper edge of its log2 bucket; 0 when nothing was recorded (or q
- * is NULL). p below 0 or NaN counts as 0, above 1 as 1. */
+/* The delay below which fraction p (0..1) of the recorded queue delays fall
+ * (the nearest rank: the ceil(p * n)-th smallest of n, at least the
+ * first), as the upper edge of its log2 bucket; UINT64_MAX when that is
+ * the last, open bucket; 0 when nothing was recorded (or q is NULL). p
+ * below 0 or NaN counts as 0, above 1 as 1. */
 WEFT_API uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p);
 
 #ifdef __cplusplus

@@ -95,12 +95,38 @@ void weft__json_write_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* The length of a line-breaking or terminal-controlling character that is
+ * no ASCII control at s, or 0: a C1 control (U+0080..U+009F, among them
+ * NEL, which some readers take as a line end, and CSI, which terminals
+ * act on) or the line and paragraph separators U+2028 and U+2029. */
+static size_t unicode_control_len(const unsigned char *s)
+{
+    if (s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f)
+        return 2;
+    if (s[0] == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9))
+        return 3;
+    return 0;
+}
+
 size_t weft__write_one_line(FILE *f, const char *s, bool quoted)
 {
-    size_t n = 0;
-    for (; s[n]; n++) {
-        unsigned char c = (unsigned char)s[n];
-        fputc(c < 0x20 || c == 0x7f || (quoted && c == '\'') ? '?' : c, f);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t columns = 0;
+    while (*p) {
+        size_t n = unicode_control_len(p);
+        if (n || *p < 0x20 || *p == 0x7f || (quoted && *p == '\'')) {
+            fputc('?', f);
+            p += n ? n : 1;
+        } else {
+            /* A whole character, or one stray byte (shown as one
+             * replacement character). */
+            n = weft__utf8_len(p);
+            if (!n)
+                n = 1;
+            fwrite(p, 1, n, f);
+            p += n;
+        }
+        columns++;
     }
-    return n;
+    return columns;
 }

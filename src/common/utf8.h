@@ -30,9 +30,11 @@ size_t weft__json_escape_step(const char *s, char out[6], size_t *used);
 void weft__json_write_string(FILE *f, const char *s);
 
 /* Writes s to f on one line whatever it holds, for text meant to be read
- * line by line (the task dump, the queue table): a control character shows
- * as '?', and so does a single quote when quoted is set (the caller puts s
- * between single quotes). Returns the bytes written. */
+ * line by line (the task dump, the queue table): a control character
+ * (ASCII or C1) or a Unicode line or paragraph separator shows as '?', and
+ * so does a single quote when quoted is set (the caller puts s between
+ * single quotes). Returns the characters written, as columns for padding
+ * (a stray byte counts as one; wide characters as one too). */
 size_t weft__write_one_line(FILE *f, const char *s, bool quoted);
 
 #endif

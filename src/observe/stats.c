@@ -278,7 +278,17 @@ uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p)
         p = 0;
     if (p > 1)
         p = 1;
-    uint64_t want = (uint64_t)(p * (double)q->delay_count);
+    /* The nearest rank: the smallest delay with at least p of them at or
+     * below it, the ceil(p * n)-th (at least the first). Shaved by a
+     * relative 1e-12 first, so that a product that should be whole but
+     * came out a hair above it (0.07 * 100 is 7.000000000000001) is not
+     * taken one rank too far. */
+    double x = p * (double)q->delay_count;
+    x -= x * 1e-12;
+    uint64_t rank = (uint64_t)x;
+    if ((double)rank < x)
+        rank++;
+    uint64_t want = rank ? rank - 1 : 0; /* index of that delay, from 0 */
     if (want >= q->delay_count)
         want = q->delay_count - 1;
     uint64_t seen = 0;
@@ -288,6 +298,16 @@ uint64_t weft_queue_stats_delay_quantile(const weft_queue_stats *q, double p)
             return b >= WEFT_STATS_DELAY_BUCKETS - 1 ? UINT64_MAX : (uint64_t)2 << b;
     }
     return UINT64_MAX;
+}
+
+/* A delay quantile in a column of 11: whole µs, or the open last bucket
+ * (2^39 ns and up) as ">550s" rather than UINT64_MAX's digits. */
+static void print_delay(FILE *f, uint64_t ns)
+{
+    if (ns == UINT64_MAX)
+        fprintf(f, " %10s", ">550s");
+    else
+        fprintf(f, " %8" PRIu64 "us", ns / 1000);
 }
 
 void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n)
@@ -300,14 +320,26 @@ void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n)
         /* The name as the config spelled it, padded to 12, one line. */
         for (size_t w = weft__write_one_line(f, q[i].name, false); w < 12; w++)
             fputc(' ', f);
-        fprintf(f,
-                " %7u %7.1f%% %8.1f%% %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
-                " %8" PRIu64 "us %8" PRIu64 "us\n",
+        fprintf(f, " %7u %7.1f%% %8.1f%% %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64,
                 q[i].weight, 100 * q[i].weight_share, 100 * q[i].service_share, q[i].runs,
-                q[i].slices, q[i].slice_exhaustions, q[i].preemptions,
-                weft_queue_stats_delay_quantile(&q[i], 0.5) / 1000,
-                weft_queue_stats_delay_quantile(&q[i], 0.99) / 1000);
+                q[i].slices, q[i].slice_exhaustions, q[i].preemptions);
+        print_delay(f, weft_queue_stats_delay_quantile(&q[i], 0.5));
+        print_delay(f, weft_queue_stats_delay_quantile(&q[i], 0.99));
+        fputc('\n', f);
     }
+}
+
+/* A share (0..1) as JSON, four decimals: written from integers, since
+ * printf's %f follows LC_NUMERIC, and a program in a decimal-comma locale
+ * would print 0,2500, which no JSON reader takes. */
+static void json_share(FILE *f, const char *key, double share)
+{
+    if (!(share > 0))
+        share = 0;
+    if (share > 1)
+        share = 1;
+    unsigned v = (unsigned)(share * 10000 + 0.5);
+    fprintf(f, ", \"%s\": %u.%04u", key, v / 10000, v % 10000);
 }
 
 void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n)
@@ -316,16 +348,18 @@ void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n)
     for (size_t i = 0; i < n; i++) {
         fputs(i ? ", {\"name\": " : "{\"name\": ", f);
         weft__json_write_string(f, q[i].name); /* the user's string */
+        fprintf(f, ", \"weight\": %u", q[i].weight);
+        json_share(f, "weight_share", q[i].weight_share);
+        json_share(f, "service_share", q[i].service_share);
         fprintf(f,
-                ", \"weight\": %u, \"weight_share\": %.4f, "
-                "\"service_share\": %.4f, \"service_ns\": %" PRIu64 ", \"runs\": %" PRIu64
-                ", \"slices\": %" PRIu64 ", \"slice_exhaustions\": %" PRIu64
-                ", \"preemptions\": %" PRIu64 ", \"queued\": %" PRIu64 ", \"running\": %" PRIu64
-                ", \"blocked\": %" PRIu64 ", \"live\": %" PRIu64 ", \"delay_count\": %" PRIu64
-                ", \"delay_sum_ns\": %" PRIu64 ", \"delay_hist\": [",
-                q[i].weight, q[i].weight_share, q[i].service_share, q[i].service_ns, q[i].runs,
-                q[i].slices, q[i].slice_exhaustions, q[i].preemptions, q[i].queued, q[i].running,
-                q[i].blocked, q[i].live, q[i].delay_count, q[i].delay_sum_ns);
+                ", \"service_ns\": %" PRIu64 ", \"runs\": %" PRIu64 ", \"slices\": %" PRIu64
+                ", \"slice_exhaustions\": %" PRIu64 ", \"preemptions\": %" PRIu64
+                ", \"queued\": %" PRIu64 ", \"running\": %" PRIu64 ", \"blocked\": %" PRIu64
+                ", \"live\": %" PRIu64 ", \"delay_count\": %" PRIu64 ", \"delay_sum_ns\": %" PRIu64
+                ", \"delay_hist\": [",
+                q[i].service_ns, q[i].runs, q[i].slices, q[i].slice_exhaustions, q[i].preemptions,
+                q[i].queued, q[i].running, q[i].blocked, q[i].live, q[i].delay_count,
+                q[i].delay_sum_ns);
         for (int b = 0; b < WEFT_STATS_DELAY_BUCKETS; b++)
             fprintf(f, "%s%" PRIu64, b ? ", " : "", q[i].delay_hist[b]);
         fputs("]}", f);

@@ -735,11 +735,14 @@ int weft__on_every_worker(int (*fn)(weft__worker *w, void *arg), void *arg)
     weft__worker *w = weft__worker_self();
     if (!w)
         return -EPERM;
-    weft__runtime *rt = w->rt;
-    if (rt->nworkers == 1)
-        return fn(w, arg); /* nothing to wait for: no task needed */
+    /* A task, whatever the number of workers, so that a call that works
+     * on one worker does not start failing on two: there the caller parks
+     * while the others run the errands. */
     if (!w->current)
         return -EPERM;
+    weft__runtime *rt = w->rt;
+    if (rt->nworkers == 1)
+        return fn(w, arg); /* nothing to wait for */
     every_call c = {.fn = fn, .arg = arg, .waiter = w->current};
     /* Pinned for the call: the last errand's wake would otherwise move the
      * caller to that errand's worker (WEFT_WAKE_TO_WAKER), and a caller
@@ -1264,10 +1267,10 @@ static void leave_hunger(weft__worker *w)
     if (atomic_load_explicit(&w->hunger, memory_order_relaxed) == WEFT__HUNGER_OFF)
         return;
     int h = atomic_exchange_explicit(&w->hunger, WEFT__HUNGER_OFF, memory_order_seq_cst);
-    if (h == WEFT__HUNGER_ON) {
+    /* A spell that ends in work of its own stays counted: the counter
+     * only goes up, so that two readings never go backwards. */
+    if (h == WEFT__HUNGER_ON)
         atomic_fetch_sub_explicit(&w->rt->nhungry, 1, memory_order_relaxed);
-        w->count.steal_attempts--; /* found work of its own: not a steal */
-    }
     /* CLAIMED: a busy worker took the request; its hand-over, if one
      * comes, finds this worker busy, and if it finds nothing to give, its
      * unclaim_hungry sees OFF and leaves it. */

@@ -236,8 +236,9 @@ void weft__inject_drop_all(weft__runtime *rt);
 void weft__runtime_wake_all(weft__runtime *rt);
 /* Starts fn(w, arg) on every worker's own thread (the caller's worker runs
  * it inline) and waits for all: for ring-wide changes under SINGLE_ISSUER,
- * such as registering buffers. Returns the first error, else 0. With
- * several workers only from a task (-EPERM otherwise); not interruptible. */
+ * such as registering buffers. Returns the first error, else 0. Only from
+ * a task (-EPERM otherwise), even with one worker, so that what works on
+ * one works on several; not interruptible. */
 int weft__on_every_worker(int (*fn)(struct weft__worker *w, void *arg), void *arg);
 
 /* The worker of the calling thread, or NULL. Never inlined (DESIGN §6). */
