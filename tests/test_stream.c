@@ -176,6 +176,8 @@ static void *main_recv_stream(void *arg)
     weft_buf_ring *br;
     ASSERT_OK(weft_buf_ring_create(&br, 4, 16));
     ASSERT_EQ(weft_buf_ring_available(br), 4);
+    weft_op_counts before[IORING_OP_RECV + 1], after[IORING_OP_RECV + 1];
+    ASSERT_EQ(weft_op_counts_by_opcode(before, IORING_OP_RECV + 1), IORING_OP_RECV + 1);
     weft_stream *s;
     ASSERT_OK(weft_recv_stream(&s, sv[0], br));
     unsigned char out[200];
@@ -212,6 +214,13 @@ static void *main_recv_stream(void *arg)
     close(sv[1]);
     ASSERT_EQ(weft_stream_next(s, &b), 0); /* end of stream */
     ASSERT_EQ(weft_stream_next(s, &b), 0);
+    /* The dry ring ended the first recv with -ENOBUFS and the stream
+     * re-armed: flow control, which the op counts do not call a failure. */
+    ASSERT_EQ(weft_op_counts_by_opcode(after, IORING_OP_RECV + 1), IORING_OP_RECV + 1);
+    uint64_t issued = after[IORING_OP_RECV].issued - before[IORING_OP_RECV].issued;
+    ASSERT_GE(issued, 2); /* re-armed at least once */
+    ASSERT_EQ(after[IORING_OP_RECV].completed - before[IORING_OP_RECV].completed, issued);
+    ASSERT_EQ(after[IORING_OP_RECV].failed - before[IORING_OP_RECV].failed, 0);
     weft_stream_close(s);
     ASSERT_OK(weft_buf_ring_destroy(br));
     close(sv[0]);

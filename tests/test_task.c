@@ -405,6 +405,8 @@ TEST(strerror_knows_every_code)
     ASSERT_STREQ(weft_strerror(WEFT_EHANDLE), "task handle already joined or detached");
     ASSERT_STREQ(weft_strerror(-ECANCELED), "operation cancelled");
     ASSERT_STREQ(weft_strerror(-ETIMEDOUT), "timed out (deadline passed)");
+    ASSERT_STREQ(weft_strerror(-ESHUTDOWN),
+                 "shut down (a stopped stream has ended, or a send after shutdown)");
     ASSERT_STREQ(weft_strerror(WEFT_EAI(EAI_NONAME)), gai_strerror(EAI_NONAME));
     ASSERT_STREQ(weft_strerror(-ENOMEM), "Cannot allocate memory");
     ASSERT_STREQ(weft_strerror(0), "success");

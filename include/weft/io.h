@@ -539,8 +539,13 @@ typedef struct weft_op_counts {
                            outcomes that are normal for the opcode: a
                            timeout's -ETIME (it expired), a cancel's or
                            remove's -ENOENT / -EALREADY (its target had
-                           ended). A LINK_TIMEOUT whose op ended in time is
-                           cancelled: that is its normal end. */
+                           ended), a RECV's, RECVMSG's or READ's -ENOBUFS
+                           (its buffer ring was empty: a stream re-arms).
+                           A LINK_TIMEOUT whose op ended in time is
+                           cancelled: that is its normal end. An accept
+                           stopped by shutdown(2) ends with -EINVAL and
+                           counts here: the kernel says the same of a
+                           socket that never listened. */
 } weft_op_counts;
 /* Fills counts[0..n) by opcode, as weft_ops_by_opcode does: returns how
  * many entries it filled, -EPERM outside a task, -EINVAL for NULL counts,

@@ -18,6 +18,10 @@ const char *weft_strerror(int err)
         return "timed out (deadline passed)";
     case -ECANCELED:
         return "operation cancelled";
+    case -ESHUTDOWN:
+        /* The C library's text speaks only of a socket's send side; in weft
+         * it is also how a stopped stream ends. */
+        return "shut down (a stopped stream has ended, or a send after shutdown)";
     }
     if (WEFT_IS_EAI(err)) {
         /* weft_getaddrinfo's codes; gai_strerror returns static text. */

@@ -202,10 +202,16 @@ struct io_uring_sqe *weft__ring_sqe(weft__ring *r, weft__op *op)
 }
 
 /* Negative results that are an opcode's normal outcome, not a failure: a
- * timeout that expired, a cancel or remove whose target had already ended. */
+ * timeout that expired, a cancel or remove whose target had already ended,
+ * a read that found its buffer ring empty (a stream re-arms it once the
+ * owner gives buffers back: flow control, not an error). */
 static bool normal_negative(unsigned opcode, int res)
 {
     switch (opcode) {
+    case IORING_OP_RECV:
+    case IORING_OP_RECVMSG:
+    case IORING_OP_READ:
+        return res == -ENOBUFS;
     case IORING_OP_TIMEOUT:
     case IORING_OP_LINK_TIMEOUT:
         return res == -ETIME;
