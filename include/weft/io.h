@@ -313,6 +313,33 @@ WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags);
  * a close, from another task; docs/io.md). */
 WEFT_API ssize_t weft_send_zc(int fd, const void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_sendmsg_zc(int fd, const struct msghdr *msg, unsigned flags);
+/* ---- relaying between two sockets ------------------------------------------
+ * What a proxy does with each connection: copies a -> b and b -> a at once,
+ * each direction in a child task of the caller, until both have ended. An
+ * end of stream from one side is passed on as shutdown(SHUT_WR) to the
+ * other (half-closed protocols keep working), and that direction is done.
+ * The call returns:
+ * - 0 when both directions ended so;
+ * - the first error of either direction (-ECONNRESET, -EPIPE: no SIGPIPE
+ *   is raised), the other direction being stopped;
+ * - -ETIMEDOUT when no byte moved either way for opts->idle_ns, or at the
+ *   caller's deadline; -ECANCELED when the caller is cancelled;
+ * - -EINVAL for a == b or buf_size above 64 MiB, -EBADF or -ENOTSOCK for
+ *   an fd that is no socket (plain fds, not WEFT_DIRECT slots), -EPERM
+ *   outside a task, -ENOMEM (the buffers, the two tasks).
+ * In every case both directions have stopped when it returns, and *moved
+ * (unless NULL) holds the bytes each delivered, exactly. The sockets stay
+ * open: the caller closes them. docs/io.md has a proxy built on it. */
+typedef struct weft_relay_opts {
+    size_t buf_size;  /* bytes per direction; 0 = 64 KiB */
+    uint64_t idle_ns; /* end after this long without a byte either way; 0 = never */
+} weft_relay_opts;
+typedef struct weft_relay_counts {
+    uint64_t a_to_b, b_to_a; /* bytes sent to b, and to a */
+} weft_relay_counts;
+WEFT_API WEFT_MUST_CHECK int weft_relay(int a, int b, const weft_relay_opts *opts,
+                                        weft_relay_counts *moved);
+
 /* shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR. Like every call but
  * weft_close, it is refused in a cancelled task (-ECANCELED): a goodbye
  * made during cleanup goes inside weft_shield_push. */

@@ -413,6 +413,23 @@ int weft_join(weft_task *t, void **result)
     return take_completed(t, s, result);
 }
 
+int weft__task_join_uninterruptible(weft_task *t, void **result)
+{
+    weft_task *self = weft__task_current();
+    if (!self)
+        return t ? -EPERM : -EINVAL;
+    /* Shielded, and with no deadline in force for the wait: the task's
+     * deadline field is its innermost effective one, put back after. */
+    uint64_t deadline = self->deadline;
+    bool add = self->shield < UINT16_MAX; /* at the top it is shielded already */
+    self->deadline = 0;
+    self->shield += add;
+    int r = weft_join(t, result);
+    self->shield -= add;
+    self->deadline = deadline;
+    return r;
+}
+
 int weft__task_try_join(weft_task *t, void **result)
 {
     int r = check_handle(t);

@@ -215,6 +215,11 @@ void weft__task_ref_drop(weft_task *t);
  * *result set and the handle freed; -EAGAIN while it runs (the handle
  * stays valid); -EINVAL for NULL, WEFT_EHANDLE in debug builds. */
 int weft__task_try_join(weft_task *t, void **result);
+/* weft_join from a task that must wait whatever happens to it: neither its
+ * cancellation nor its deadlines end the wait (for a helper whose memory
+ * the caller is about to free, once the helper was cancelled). Returns t's
+ * outcome, or weft_join's argument errors. */
+int weft__task_join_uninterruptible(weft_task *t, void **result);
 /* weft_cancel once the handle is checked: -EPERM from a thread that may not
  * walk t's tree (a one-worker runtime's, or an executor's, is its thread's
  * alone), else cancels t's subtree (nothing once t has finished) and

@@ -1,0 +1,172 @@
+/* weft_relay: copy between two sockets both ways until both are done.
+ *
+ * What a proxy does for each connection, written once: two pumps (child
+ * tasks), each reading one socket and sending what came to the other,
+ * forwarding an end of stream as shutdown(SHUT_WR) so that half-closed
+ * protocols keep working. The caller supervises: it waits for the pumps,
+ * ends the relay at the first error of either, and enforces the idle
+ * limit, which must see both directions at once (one pump waiting on a
+ * quiet socket is no sign of idleness while the other moves data). Every
+ * way out cancels what is still running and joins it before the buffers go,
+ * so no pump outlives the call.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <weft/io.h>
+
+#include "common/fault.h"
+#include "task/task.h"
+
+#define RELAY_BUF_DEFAULT (64u * 1024)
+#define RELAY_BUF_MAX     (64u * 1024 * 1024)
+
+typedef struct pump {
+    int from, to;
+    char *buf;
+    size_t size;
+    uint64_t moved; /* bytes sent to `to`; the supervisor reads it after the join */
+    _Atomic uint64_t
+        *last_moved; /* weft_now_ns() of the last byte either way, or NULL: no idle limit */
+} pump;
+
+/* One direction. Returns 0 after forwarding the end of stream, or the
+ * error (as an intptr_t) that stopped it. */
+static void *pump_main(void *arg)
+{
+    pump *p = arg;
+    for (;;) {
+        ssize_t n = weft_recv(p->from, p->buf, p->size, 0);
+        if (n < 0)
+            return (void *)(intptr_t)n;
+        if (n == 0) {
+            /* The peer will send no more: say the same to the other side.
+             * A plain syscall, which never waits and works in a cancelled
+             * task; its error (the other side gone already) changes
+             * nothing here, the other pump will meet it. */
+            (void)shutdown(p->to, SHUT_WR);
+            return NULL;
+        }
+        if (p->last_moved)
+            atomic_store_explicit(p->last_moved, weft_now_ns(), memory_order_relaxed);
+        size_t done = 0;
+        int r = weft_send_all(p->to, p->buf, (size_t)n, MSG_NOSIGNAL, &done);
+        p->moved += done;
+        if (r < 0)
+            return (void *)(intptr_t)r;
+        if (p->last_moved)
+            atomic_store_explicit(p->last_moved, weft_now_ns(), memory_order_relaxed);
+    }
+}
+
+static int check_socket(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    return S_ISSOCK(st.st_mode) ? 0 : -ENOTSOCK;
+}
+
+/* Why join_any's -ETIMEDOUT came: the caller's own deadline (outer, 0 for
+ * none) or the idle limit, both as -ETIMEDOUT; 0 when neither has passed
+ * (the idle deadline was pushed before the latest bytes moved). */
+static int timed_out(uint64_t outer, uint64_t idle_ns, _Atomic uint64_t *last_moved)
+{
+    uint64_t now = weft_now_ns();
+    if (outer && now >= outer)
+        return -ETIMEDOUT;
+    uint64_t last = atomic_load_explicit(last_moved, memory_order_relaxed);
+    return now - last >= idle_ns ? -ETIMEDOUT : 0;
+}
+
+/* Waits for both pumps (tasks[i] set to NULL as each is joined). Returns 0
+ * when both ended cleanly, else why the relay must stop. */
+static int supervise(weft_task *tasks[2], const weft_relay_opts *o, _Atomic uint64_t *last_moved)
+{
+    uint64_t outer = weft_deadline_innermost();
+    int left = 2;
+    while (left > 0) {
+        bool bounded = false;
+        if (o->idle_ns) {
+            uint64_t last = atomic_load_explicit(last_moved, memory_order_relaxed);
+            int r = weft_deadline_push(last + o->idle_ns);
+            if (r < 0)
+                return r;
+            bounded = true;
+        }
+        size_t i;
+        void *res = NULL;
+        int r = weft_join_any(tasks, 2, &i, &res);
+        if (bounded)
+            (void)weft_deadline_pop();
+        if (r == -ETIMEDOUT) {
+            r = timed_out(outer, o->idle_ns, last_moved);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (r == -EINTR)
+            return -ECANCELED; /* the caller was cancelled */
+        if (r < 0 && r != -ECANCELED)
+            return r; /* the caller's own error: the handles stay valid */
+        tasks[i] = NULL;
+        left--;
+        if (r == -ECANCELED)
+            return r; /* a pump cancelled with the caller's subtree */
+        if (res)
+            return (int)(intptr_t)res; /* that direction's error */
+    }
+    return 0;
+}
+
+int weft_relay(int a, int b, const weft_relay_opts *opts, weft_relay_counts *moved)
+{
+    if (moved)
+        *moved = (weft_relay_counts){0};
+    weft_relay_opts o = opts ? *opts : (weft_relay_opts){0};
+    if (a == b || o.buf_size > RELAY_BUF_MAX)
+        return -EINVAL;
+    if (!o.buf_size)
+        o.buf_size = RELAY_BUF_DEFAULT;
+    weft_task *self = weft__task_current();
+    if (!self)
+        return -EPERM;
+    int r = weft__task_interrupted(self);
+    if (r)
+        return r;
+    if ((r = check_socket(a)) < 0 || (r = check_socket(b)) < 0)
+        return r;
+
+    char *buf = weft__malloc(2 * o.buf_size);
+    if (!buf)
+        return -ENOMEM;
+    _Atomic uint64_t last_moved;
+    atomic_init(&last_moved, weft_now_ns());
+    _Atomic uint64_t *last = o.idle_ns ? &last_moved : NULL;
+    pump pumps[2] = {
+        {.from = a, .to = b, .buf = buf, .size = o.buf_size, .last_moved = last},
+        {.from = b, .to = a, .buf = buf + o.buf_size, .size = o.buf_size, .last_moved = last},
+    };
+    weft_task *tasks[2] = {NULL, NULL};
+    weft_spawn_opts so = {.name = "weft-relay"};
+    for (int i = 0; i < 2 && r == 0; i++)
+        r = weft_spawn_ex(&tasks[i], &so, pump_main, &pumps[i]);
+    if (r == 0)
+        r = supervise(tasks, &o, &last_moved);
+
+    /* Whatever ended it, the pumps still running stop, and are joined
+     * before their buffers go, even by a cancelled caller past its
+     * deadline (a cancelled pump's ops end at once). */
+    for (int i = 0; i < 2; i++)
+        if (tasks[i]) {
+            (void)weft_cancel(tasks[i]);
+            (void)weft__task_join_uninterruptible(tasks[i], NULL);
+        }
+    free(buf);
+    if (moved)
+        *moved = (weft_relay_counts){.a_to_b = pumps[0].moved, .b_to_a = pumps[1].moved};
+    return r;
+}

@@ -1,0 +1,422 @@
+/* weft_relay: two-way copying between sockets, as a proxy does, on real
+ * socket pairs and TCP connections on 127.0.0.1. Each case has a "user"
+ * socket on either side of the relay: the client's and the server's. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "common/fault.h"
+#include "test.h"
+
+#define MS 1000000ull
+
+static unsigned char byte_of(uint64_t i, unsigned salt)
+{
+    return (unsigned char)((i * 31 + salt) % 251);
+}
+
+/* Two socket pairs: client[0] is the client's end, client[1] the relay's;
+ * server[0] the relay's, server[1] the server's. */
+typedef struct sides {
+    int client[2], server[2];
+} sides;
+
+static void sides_open(sides *s)
+{
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s->client));
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s->server));
+}
+
+static void sides_close(sides *s)
+{
+    for (int i = 0; i < 2; i++) {
+        close(s->client[i]);
+        close(s->server[i]);
+    }
+}
+
+/* Sends n patterned bytes to fd in pieces, then shuts its sending side. */
+static void send_pattern(int fd, uint64_t n, unsigned salt)
+{
+    unsigned char chunk[3000];
+    for (uint64_t at = 0; at < n;) {
+        size_t k = n - at < sizeof chunk ? (size_t)(n - at) : sizeof chunk;
+        for (size_t i = 0; i < k; i++)
+            chunk[i] = byte_of(at + i, salt);
+        size_t done;
+        ASSERT_OK(weft_send_all(fd, chunk, k, MSG_NOSIGNAL, &done));
+        at += k;
+    }
+    ASSERT_OK(shutdown(fd, SHUT_WR));
+}
+
+/* Reads fd to its end, checking the pattern; returns the byte count. */
+static uint64_t recv_pattern(int fd, unsigned salt)
+{
+    unsigned char chunk[5000];
+    uint64_t at = 0;
+    for (;;) {
+        ssize_t n = weft_recv(fd, chunk, sizeof chunk, 0);
+        ASSERT_GE(n, 0);
+        if (n == 0)
+            return at;
+        for (ssize_t i = 0; i < n; i++)
+            ASSERT_EQ(chunk[i], byte_of(at + (uint64_t)i, salt));
+        at += (uint64_t)n;
+    }
+}
+
+/* ---- both ways, each end passed on ---------------------------------------- */
+
+#define UP   300000u /* client to server */
+#define DOWN 200000u /* server to client */
+
+static void *client_side(void *arg)
+{
+    int fd = *(int *)arg;
+    send_pattern(fd, UP, 1);
+    ASSERT_EQ(recv_pattern(fd, 2), DOWN);
+    return NULL;
+}
+
+/* Answers only once the client's end of stream came through the relay:
+ * which the relay must pass on while its other direction is still busy. */
+static void *server_side(void *arg)
+{
+    int fd = *(int *)arg;
+    ASSERT_EQ(recv_pattern(fd, 1), UP);
+    send_pattern(fd, DOWN, 2);
+    return NULL;
+}
+
+static void *main_both_ways(void *arg)
+{
+    (void)arg;
+    sides s;
+    sides_open(&s);
+    weft_task *c, *v;
+    ASSERT_OK(weft_spawn(&c, client_side, &s.client[0]));
+    ASSERT_OK(weft_spawn(&v, server_side, &s.server[1]));
+    /* A small buffer: many reads and sends each way. The deadline only
+     * turns a lost end of stream into a failure rather than a hang. */
+    weft_relay_opts o = {.buf_size = 4096};
+    weft_relay_counts moved;
+    ASSERT_OK(weft_deadline_push_in(20000 * MS));
+    ASSERT_OK(weft_relay(s.client[1], s.server[0], &o, &moved));
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(moved.a_to_b, UP);
+    ASSERT_EQ(moved.b_to_a, DOWN);
+    ASSERT_OK(weft_join(c, NULL));
+    ASSERT_OK(weft_join(v, NULL));
+    /* Both pumps are gone: the main task is the only one left. */
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_live, 1);
+    sides_close(&s);
+    return NULL;
+}
+TEST(relays_both_ways_and_passes_each_end_on)
+{
+    run_main(NULL, main_both_ways, NULL);
+}
+
+/* ---- the idle limit --------------------------------------------------------- */
+
+#define TICKS 25
+
+/* One byte every 20 ms from the server, 500 ms in all: the client never
+ * sends, yet the relay (idle limit 200 ms) must not end meanwhile. */
+static void *server_ticks(void *arg)
+{
+    int fd = *(int *)arg;
+    for (int i = 0; i < TICKS; i++) {
+        char b = (char)i;
+        ASSERT_EQ(weft_send(fd, &b, 1, MSG_NOSIGNAL), 1);
+        ASSERT_OK(weft_sleep_ns(20 * MS));
+    }
+    return NULL;
+}
+
+static _Atomic int relay_result = 1;
+static weft_relay_counts relay_moved;
+
+static void *relay_task(void *arg)
+{
+    const int *fds = arg;
+    weft_relay_opts o = {.idle_ns = 200 * MS};
+    atomic_store(&relay_result, weft_relay(fds[0], fds[1], &o, &relay_moved));
+    return NULL;
+}
+
+static void *main_idle(void *arg)
+{
+    (void)arg;
+    sides s;
+    sides_open(&s);
+    int fds[2] = {s.client[1], s.server[0]};
+    weft_task *r, *v;
+    ASSERT_OK(weft_spawn(&r, relay_task, fds));
+    ASSERT_OK(weft_spawn(&v, server_ticks, &s.server[1]));
+    /* Bounded so that a relay that ended early fails here, not hangs. */
+    ASSERT_OK(weft_deadline_push_in(20000 * MS));
+    for (int i = 0; i < TICKS; i++) {
+        char b;
+        ASSERT_EQ(weft_recv(s.client[0], &b, 1, 0), 1);
+        ASSERT_EQ(b, (char)i);
+    }
+    ASSERT_OK(weft_deadline_pop());
+    /* Traffic one way kept it alive past its limit... */
+    ASSERT(!weft_task_finished(r));
+    ASSERT_EQ(atomic_load(&relay_result), 1);
+    ASSERT_OK(weft_join(v, NULL));
+    /* ...and silence ends it. */
+    ASSERT_OK(weft_join(r, NULL));
+    ASSERT_EQ(atomic_load(&relay_result), -ETIMEDOUT);
+    ASSERT_EQ(relay_moved.a_to_b, 0);
+    ASSERT_EQ(relay_moved.b_to_a, TICKS);
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_live, 1);
+    sides_close(&s);
+    return NULL;
+}
+TEST(the_idle_limit_counts_both_directions)
+{
+    run_main(NULL, main_idle, NULL);
+}
+
+/* ---- errors ------------------------------------------------------------------ */
+
+/* A connected TCP pair on 127.0.0.1: fds[0] connected, fds[1] accepted. */
+static void tcp_pair(int fds[2])
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(l >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    ASSERT_OK(bind(l, (struct sockaddr *)&a, sizeof a));
+    ASSERT_OK(listen(l, 4));
+    ASSERT_OK(getsockname(l, (struct sockaddr *)&a, &len));
+    fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(fds[0] >= 0);
+    ASSERT_OK(connect(fds[0], (struct sockaddr *)&a, sizeof a));
+    fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    ASSERT(fds[1] >= 0);
+    close(l);
+}
+
+/* The client resets its connection: the relay reports it, and stops the
+ * other direction, which was waiting on a quiet server. */
+static void *main_reset(void *arg)
+{
+    (void)arg;
+    int client[2], server[2];
+    tcp_pair(client);
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, server));
+    int fds[2] = {client[1], server[0]};
+    weft_task *r;
+    atomic_store(&relay_result, 1);
+    ASSERT_OK(weft_spawn(&r, relay_task, fds));
+    ASSERT_OK(weft_yield()); /* the relay starts and waits */
+    struct linger hard = {.l_onoff = 1, .l_linger = 0};
+    ASSERT_OK(setsockopt(client[0], SOL_SOCKET, SO_LINGER, &hard, sizeof hard));
+    close(client[0]); /* a reset, not an end of stream */
+    ASSERT_OK(weft_join(r, NULL));
+    ASSERT_EQ(atomic_load(&relay_result), -ECONNRESET);
+    ASSERT_EQ(relay_moved.a_to_b + relay_moved.b_to_a, 0);
+    close(client[1]);
+    close(server[0]);
+    close(server[1]);
+    return NULL;
+}
+TEST(a_reset_stops_both_directions)
+{
+    run_main(NULL, main_reset, NULL);
+}
+
+/* The server has gone: its end of stream passes to the client, then the
+ * client's next bytes meet a closed socket: -EPIPE, and no SIGPIPE (which
+ * would end this process). */
+static void *main_gone(void *arg)
+{
+    (void)arg;
+    sides s;
+    sides_open(&s);
+    close(s.server[1]);
+    int fds[2] = {s.client[1], s.server[0]};
+    weft_task *r;
+    atomic_store(&relay_result, 1);
+    ASSERT_OK(weft_spawn(&r, relay_task, fds));
+    char b;
+    ASSERT_EQ(weft_recv(s.client[0], &b, 1, 0), 0); /* the server's end, passed on */
+    ASSERT_EQ(weft_send(s.client[0], "x", 1, MSG_NOSIGNAL), 1);
+    ASSERT_OK(weft_join(r, NULL));
+    ASSERT_EQ(atomic_load(&relay_result), -EPIPE);
+    ASSERT_EQ(relay_moved.a_to_b, 0); /* the byte never arrived */
+    close(s.client[0]);
+    close(s.client[1]);
+    close(s.server[0]);
+    return NULL;
+}
+TEST(a_gone_peer_gives_epipe_without_sigpipe)
+{
+    run_main(NULL, main_gone, NULL);
+}
+
+/* ---- the caller's cancellation and deadline --------------------------------- */
+
+static void *main_cancel_and_deadline(void *arg)
+{
+    (void)arg;
+    sides s;
+    sides_open(&s);
+    int fds[2] = {s.client[1], s.server[0]};
+    weft_task *r;
+    atomic_store(&relay_result, 1);
+    ASSERT_OK(weft_spawn(&r, relay_task, fds));
+    ASSERT_OK(weft_sleep_ns(MS)); /* parked in the relay */
+    ASSERT_OK(weft_cancel(r));
+    ASSERT_EQ(weft_join(r, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&relay_result), -ECANCELED);
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_live, 1); /* the pumps went with it */
+
+    /* The caller's deadline, with bytes moving until it passes. */
+    ASSERT_OK(weft_deadline_push_in(30 * MS));
+    ASSERT_EQ(weft_send(s.client[0], "ab", 2, MSG_NOSIGNAL), 2);
+    weft_relay_counts moved;
+    ASSERT_EQ(weft_relay(s.client[1], s.server[0], NULL, &moved), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(moved.a_to_b, 2);
+    ASSERT_EQ(moved.b_to_a, 0);
+    char got[2];
+    ASSERT_EQ(weft_recv(s.server[1], got, 2, 0), 2);
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_live, 1);
+    sides_close(&s);
+    return NULL;
+}
+TEST(the_callers_cancel_and_deadline_stop_it)
+{
+    run_main(NULL, main_cancel_and_deadline, NULL);
+}
+
+/* ---- bad input and failed allocations --------------------------------------- */
+
+static void *main_bad_input(void *arg)
+{
+    (void)arg;
+    sides s;
+    sides_open(&s);
+    weft_relay_counts moved = {7, 7};
+    ASSERT_EQ(weft_relay(s.client[1], s.client[1], NULL, &moved), -EINVAL);
+    ASSERT_EQ(moved.a_to_b + moved.b_to_a, 0);
+    weft_relay_opts big = {.buf_size = 64 * 1024 * 1024 + 1};
+    ASSERT_EQ(weft_relay(s.client[1], s.server[0], &big, NULL), -EINVAL);
+    ASSERT_EQ(weft_relay(-1, s.server[0], NULL, NULL), -EBADF);
+    int p[2];
+    ASSERT_OK(pipe2(p, O_CLOEXEC));
+    ASSERT_EQ(weft_relay(s.client[1], p[0], NULL, NULL), -ENOTSOCK);
+    close(p[0]);
+    close(p[1]);
+    sides_close(&s);
+    return NULL;
+}
+
+/* A task already cancelled when it calls starts nothing: it waits out its
+ * cancellation shielded, then calls. */
+static _Atomic bool shielded;
+
+static void *relay_when_cancelled(void *arg)
+{
+    const int *fds = arg;
+    ASSERT_OK(weft_shield_push());
+    atomic_store(&shielded, true);
+    while (!weft_cancelled())
+        (void)weft_yield();
+    ASSERT_OK(weft_shield_pop());
+    weft_relay_counts moved = {7, 7};
+    atomic_store(&relay_result, weft_relay(fds[0], fds[1], NULL, &moved));
+    ASSERT_EQ(moved.a_to_b + moved.b_to_a, 0);
+    return NULL;
+}
+
+static void *main_cancelled_first(void *arg)
+{
+    (void)arg;
+    sides s;
+    sides_open(&s);
+    int fds[2] = {s.client[1], s.server[0]};
+    weft_task *t;
+    atomic_store(&relay_result, 1);
+    ASSERT_OK(weft_spawn(&t, relay_when_cancelled, fds));
+    while (!atomic_load(&shielded)) /* it runs and shields itself */
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&relay_result), -ECANCELED);
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_live, 1);
+    sides_close(&s);
+    return NULL;
+}
+
+TEST(bad_input_gets_an_error)
+{
+    int fds[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+    ASSERT_EQ(weft_relay(fds[0], fds[1], NULL, NULL), -EPERM); /* no task */
+    close(fds[0]);
+    close(fds[1]);
+    run_main(NULL, main_bad_input, NULL);
+    run_main(NULL, main_cancelled_first, NULL);
+}
+
+/* Each allocation of a relay failing in turn (its buffers, its tasks'
+ * records and names): -ENOMEM, nothing left behind (ASan's leak check),
+ * until a run meets no failure and relays both ends of stream. */
+static void *main_allocations(void *arg)
+{
+    (void)arg;
+    int r = -ENOMEM;
+    for (uint64_t nth = 1; r == -ENOMEM; nth++) {
+        ASSERT_LT(nth, 100);
+        sides s;
+        sides_open(&s);
+        ASSERT_OK(shutdown(s.client[0], SHUT_WR));
+        ASSERT_OK(shutdown(s.server[1], SHUT_WR));
+        weft_relay_counts moved;
+        weft__fault_arm(WEFT_FAULT_ALLOC, nth);
+        r = weft_relay(s.client[1], s.server[0], NULL, &moved);
+        uint64_t seen = weft__fault_count(WEFT_FAULT_ALLOC);
+        weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+        if (r == -ENOMEM) {
+            ASSERT_GE(seen, nth); /* the failure was this run's */
+        } else {
+            ASSERT_OK(r);
+            ASSERT_LT(seen, nth);
+            ASSERT_GE(nth, 2); /* the buffers at least were allocated */
+            char b;
+            ASSERT_EQ(weft_recv(s.client[0], &b, 1, 0), 0); /* ends passed on */
+            ASSERT_EQ(weft_recv(s.server[1], &b, 1, 0), 0);
+        }
+        weft_stats st;
+        ASSERT_OK(weft_stats_snapshot(&st));
+        ASSERT_EQ(st.tasks_live, 1);
+        sides_close(&s);
+    }
+    return NULL;
+}
+TEST(allocation_failures_release_everything)
+{
+    run_main(NULL, main_allocations, NULL);
+}
+
+TEST_MAIN(CASE(relays_both_ways_and_passes_each_end_on),
+          CASE(the_idle_limit_counts_both_directions), CASE(a_reset_stops_both_directions),
+          CASE(a_gone_peer_gives_epipe_without_sigpipe),
+          CASE(the_callers_cancel_and_deadline_stop_it), CASE(bad_input_gets_an_error),
+          CASE(allocation_failures_release_everything))
