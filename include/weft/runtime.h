@@ -163,13 +163,13 @@ WEFT_API unsigned weft_worker_count(void);
  * first use, grows on demand to 64 threads (more jobs queue), and a thread
  * idle for 10 s exits. Returns 0 and stores fn's return value in *result
  * (result may be NULL; *result is NULL on failure); -EINVAL for a NULL fn;
- * -EPERM outside a task; -ENOMEM, or -EAGAIN when no pool thread could be
- * started; -ECANCELED / -ETIMEDOUT at once when the task is cancelled or
- * passes its deadline: fn cannot be interrupted, so it still runs to its end
- * in the background and its result is dropped. arg must therefore stay valid
- * until fn returns, not just until this call does: do not point it into the
- * task's stack unless the call is shielded and has no deadline. weft_run
- * returns only after every job, abandoned ones included, has finished. */
+ * -EPERM outside a task; -ENOMEM, or -EAGAIN (or another pthread_create
+ * error) when no pool thread exists and none could be started; -ECANCELED / -ETIMEDOUT at once when
+ * the task is cancelled or passes its deadline: fn cannot be interrupted, so it still runs to its
+ * end in the background and its result is dropped. arg must therefore stay valid until fn returns,
+ * not just until this call does: do not point it into the task's stack unless the call is shielded
+ * and has no deadline. weft_run returns only after every job, abandoned ones included, has
+ * finished. */
 WEFT_API int weft_spawn_blocking(void *(*fn)(void *arg), void *arg, void **result);
 /* weft_spawn_blocking for a job that owns what it works on, so that nothing
  * leaks when its task gives up: the call takes arg, and every outcome but
