@@ -1,5 +1,5 @@
-/* weft/sync.h - channels, mutexes, semaphores, events, wait groups and
- * watermarks for tasks.
+/* weft/sync.h - channels, broadcast channels, mutexes, semaphores, events,
+ * wait groups and watermarks for tasks.
  *
  * Rules shared by everything here (docs/sync.md has the long form):
  * - A call that may wait (send, recv, lock, acquire, event wait, wait-group
@@ -15,7 +15,8 @@
  *   the mutex or the unit straight to the longest waiter.
  * - Everything works across worker threads. The calls that never wait and
  *   belong to no task (the channel's try_send, try_recv, try_recv_many,
- *   send_evict and close, the
+ *   send_evict and close; the broadcast channel's send, try_recv,
+ *   subscribe, unsubscribe and close; the
  *   semaphore's try_acquire and release, the event's notify_*, the wait
  *   group's add and done, the watermark's advance and fail) may also be
  *   made from any thread, runtime worker or not. A mutex belongs to the task
@@ -118,6 +119,55 @@ WEFT_API void weft_chan_destroy(weft_chan *c);
  * 0 for NULL. Any thread. */
 WEFT_API size_t weft_chan_len(weft_chan *c);
 WEFT_API size_t weft_chan_capacity(const weft_chan *c);
+
+/* ---- broadcast channel ----------------------------------------------------
+ * One sender, many receivers, each receiving every message: a chat room's
+ * fan-out, cache invalidations, configuration updates. A subscriber gets
+ * every message sent after it subscribed, in order. The channel keeps the
+ * last `capacity` messages; a send never waits, and a subscriber that
+ * falls more than `capacity` behind loses the oldest of what it had not
+ * read: its next receive skips to the oldest message still kept and says
+ * how many it missed. A slow subscriber never holds up the sender or the
+ * others. (A lossless fan-out, where a slow reader slows the sender, is a
+ * weft_chan per subscriber.) Messages are copied in and out by value. */
+typedef struct weft_broadcast weft_broadcast;
+typedef struct weft_broadcast_sub weft_broadcast_sub;
+
+/* Creates a broadcast channel of elements of elem_size bytes keeping the
+ * last capacity messages (both >= 1). Returns 0 and *b, -EINVAL (NULL b,
+ * a size of 0, size overflow) or -ENOMEM. Any thread. */
+WEFT_API int weft_broadcast_create(weft_broadcast **b, size_t elem_size, size_t capacity);
+/* A new subscription, which will receive what is sent from now on.
+ * Returns 0 and *sub, -EINVAL, -ENOMEM, -EOVERFLOW past UINT_MAX
+ * subscriptions. Any thread; also after a close (it then only sees the
+ * end). */
+WEFT_API int weft_broadcast_subscribe(weft_broadcast *b, weft_broadcast_sub **sub);
+/* Ends a subscription and frees it. No task may be waiting on it or use
+ * it afterwards. NULL is ignored. Any thread. */
+WEFT_API void weft_broadcast_unsubscribe(weft_broadcast_sub *sub);
+/* Copies elem_size bytes from elem into the channel for every subscriber,
+ * overwriting the oldest kept message when it is full, and wakes the
+ * waiting receivers. Never waits. Returns the number of subscriptions at
+ * that moment (0: nobody will see it), -EPIPE once closed, -EINVAL. Any
+ * thread. */
+WEFT_API int weft_broadcast_send(weft_broadcast *b, const void *elem);
+/* Takes sub's next message into elem, waiting for one. *missed (unless
+ * NULL) gets how many messages sub lost before this one by falling more
+ * than the capacity behind (0 normally). Returns 0; -EPIPE once the
+ * channel is closed and sub has read everything still kept; -ECANCELED,
+ * -ETIMEDOUT (nothing taken); -EPERM outside a task; -EINVAL. */
+WEFT_API int weft_broadcast_recv(weft_broadcast_sub *sub, void *elem, uint64_t *missed);
+/* weft_broadcast_recv without waiting: -EAGAIN when there is nothing new.
+ * Any thread. */
+WEFT_API int weft_broadcast_try_recv(weft_broadcast_sub *sub, void *elem, uint64_t *missed);
+/* Closes the channel: sends fail with -EPIPE; receivers get what they
+ * have not read yet, then -EPIPE. Idempotent. Any thread. */
+WEFT_API void weft_broadcast_close(weft_broadcast *b);
+/* Frees the channel: 0, or -EBUSY while subscriptions remain (unsubscribe
+ * them first: each would point at freed memory). NULL: 0. Any thread. */
+WEFT_API int weft_broadcast_destroy(weft_broadcast *b);
+/* Subscriptions now (a snapshot). 0 for NULL. Any thread. */
+WEFT_API unsigned weft_broadcast_subscribers(weft_broadcast *b);
 
 /* ---- mutex ----------------------------------------------------------------
  * A task mutex: waiting for it parks only the task. Not recursive. Unlock
