@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include "common/fault.h"
+#include "context/stack.h"
+#include "runtime/worker.h"
 #include "test.h"
 
 #define MS 1000000ull
@@ -186,6 +188,88 @@ TEST(the_idle_limit_counts_both_directions)
     run_main(NULL, main_idle, NULL);
 }
 
+/* An idle limit of "never" (UINT64_MAX) must not wrap into the past: the
+ * supervisor then spun on an expired deadline and its pumps never ran.
+ * The outer deadline turns such a spin into a failure. */
+static void *main_idle_forever(void *arg)
+{
+    (void)arg;
+    sides s;
+    sides_open(&s);
+    ASSERT_OK(shutdown(s.client[0], SHUT_WR));
+    ASSERT_OK(shutdown(s.server[1], SHUT_WR));
+    weft_relay_opts o = {.idle_ns = UINT64_MAX};
+    ASSERT_OK(weft_deadline_push_in(20000 * MS));
+    ASSERT_OK(weft_relay(s.client[1], s.server[0], &o, NULL));
+    ASSERT_OK(weft_deadline_pop());
+    sides_close(&s);
+    return NULL;
+}
+TEST(an_idle_limit_of_forever_never_fires)
+{
+    run_main(NULL, main_idle_forever, NULL);
+}
+
+/* A server that reads slowly but steadily, 4 KiB every 25 ms through
+ * small socket buffers, behind a client that sent everything at once: the
+ * relay's one receive takes most of it, and sending that takes 800 ms,
+ * beyond the idle limit, yet bytes move all the time. Progress counted per
+ * whole send (the kernel finishes a stream send only once all of it went
+ * out) ended such a connection as idle. */
+#define SLOW_BYTES (128u * 1024)
+
+static void *fast_client(void *arg)
+{
+    int fd = *(int *)arg;
+    send_pattern(fd, SLOW_BYTES, 3);
+    return NULL;
+}
+
+static void *slow_server(void *arg)
+{
+    int fd = *(int *)arg;
+    unsigned char b[4096];
+    uint64_t at = 0;
+    for (;;) {
+        ssize_t n = weft_recv(fd, b, sizeof b, 0);
+        ASSERT_GE(n, 0);
+        if (n == 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            ASSERT_EQ(b[i], byte_of(at + (uint64_t)i, 3));
+        at += (uint64_t)n;
+        ASSERT_OK(weft_sleep_ns(25 * MS));
+    }
+    ASSERT_EQ(at, SLOW_BYTES);
+    return NULL;
+}
+
+static void *main_slow_reader(void *arg)
+{
+    (void)arg;
+    sides s;
+    sides_open(&s);
+    int small = 4096;
+    ASSERT_OK(setsockopt(s.server[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small));
+    ASSERT_OK(setsockopt(s.server[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small));
+    ASSERT_OK(shutdown(s.server[1], SHUT_WR)); /* the server only reads */
+    weft_task *c, *v;
+    ASSERT_OK(weft_spawn(&c, fast_client, &s.client[0]));
+    ASSERT_OK(weft_spawn(&v, slow_server, &s.server[1]));
+    weft_relay_opts o = {.buf_size = 256 * 1024, .idle_ns = 500 * MS};
+    weft_relay_counts moved;
+    ASSERT_OK(weft_relay(s.client[1], s.server[0], &o, &moved));
+    ASSERT_EQ(moved.a_to_b, SLOW_BYTES);
+    ASSERT_OK(weft_join(c, NULL));
+    ASSERT_OK(weft_join(v, NULL));
+    sides_close(&s);
+    return NULL;
+}
+TEST(a_slow_but_steady_reader_is_not_idle)
+{
+    run_main(NULL, main_slow_reader, NULL);
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 /* A connected TCP pair on 127.0.0.1: fds[0] connected, fds[1] accepted. */
@@ -321,6 +405,18 @@ static void *main_bad_input(void *arg)
     ASSERT_EQ(weft_relay(s.client[1], p[0], NULL, NULL), -ENOTSOCK);
     close(p[0]);
     close(p[1]);
+    /* The idle limit takes a deadline: none left after 16. */
+    int pushed = 0;
+    while (weft_deadline_push_in(60000 * MS) == 0)
+        pushed++;
+    ASSERT_EQ(pushed, 16);
+    weft_relay_opts idle = {.idle_ns = 1000 * MS};
+    ASSERT_EQ(weft_relay(s.client[1], s.server[0], &idle, NULL), -EOVERFLOW);
+    while (pushed--)
+        ASSERT_OK(weft_deadline_pop());
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_live, 1);
     sides_close(&s);
     return NULL;
 }
@@ -336,6 +432,8 @@ static void *relay_when_cancelled(void *arg)
     atomic_store(&shielded, true);
     while (!weft_cancelled())
         (void)weft_yield();
+    /* Inside the shield too: its pumps would start cancelled. */
+    ASSERT_EQ(weft_relay(fds[0], fds[1], NULL, NULL), -ECANCELED);
     ASSERT_OK(weft_shield_pop());
     weft_relay_counts moved = {7, 7};
     atomic_store(&relay_result, weft_relay(fds[0], fds[1], NULL, &moved));
@@ -373,6 +471,47 @@ TEST(bad_input_gets_an_error)
     close(fds[1]);
     run_main(NULL, main_bad_input, NULL);
     run_main(NULL, main_cancelled_first, NULL);
+}
+
+/* A pump that gets no stack ends with -ENOMEM, which weft_join_any
+ * reports as its outcome, the handle freed: the relay must not cancel and
+ * join it again (debug builds assert that, release builds touched a freed
+ * record). Every pooled stack but one is taken and new mappings fail, so
+ * the first pump runs and the second gets none. */
+static void *main_pump_without_stack(void *arg)
+{
+    (void)arg;
+    weft__worker *w = weft__worker_self();
+    int cls = w->rt->default_stack_class;
+    sides s;
+    sides_open(&s);
+    enum { MAX_HELD = 4096 };
+    static weft__stack *held[MAX_HELD];
+    int n = 0;
+    weft__fault_arm_from(WEFT_FAULT_MMAP, 1);
+    while (n < MAX_HELD && weft__stack_acquire(&w->stacks, cls, &held[n]) == 0)
+        n++;
+    ASSERT_LT(n, MAX_HELD);
+    ASSERT_GE(n, 1);
+    weft__stack_release(&w->stacks, held[--n]);
+    weft_relay_counts moved;
+    int r = weft_relay(s.client[1], s.server[0], NULL, &moved);
+    weft__fault_arm(WEFT_FAULT_MMAP, 0);
+    ASSERT_EQ(r, -ENOMEM);
+    ASSERT_EQ(moved.a_to_b + moved.b_to_a, 0);
+    for (int i = 0; i < n; i++)
+        weft__stack_release(&w->stacks, held[i]);
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    ASSERT_EQ(st.tasks_live, 1);
+    sides_close(&s);
+    return NULL;
+}
+TEST(a_pump_without_a_stack_ends_it_with_enomem)
+{
+    /* One worker, no stack helper: the pool is this worker's alone. */
+    weft_config cfg = {.no_stack_helper = true};
+    run_main_one_worker(&cfg, main_pump_without_stack, NULL);
 }
 
 /* Each allocation of a relay failing in turn (its buffers, its tasks'
@@ -416,7 +555,9 @@ TEST(allocation_failures_release_everything)
 }
 
 TEST_MAIN(CASE(relays_both_ways_and_passes_each_end_on),
-          CASE(the_idle_limit_counts_both_directions), CASE(a_reset_stops_both_directions),
+          CASE(the_idle_limit_counts_both_directions), CASE(an_idle_limit_of_forever_never_fires),
+          CASE(a_slow_but_steady_reader_is_not_idle), CASE(a_reset_stops_both_directions),
           CASE(a_gone_peer_gives_epipe_without_sigpipe),
           CASE(the_callers_cancel_and_deadline_stop_it), CASE(bad_input_gets_an_error),
+          CASE(a_pump_without_a_stack_ends_it_with_enomem),
           CASE(allocation_failures_release_everything))

@@ -323,16 +323,20 @@ WEFT_API ssize_t weft_sendmsg_zc(int fd, const struct msghdr *msg, unsigned flag
  * - the first error of either direction (-ECONNRESET, -EPIPE: no SIGPIPE
  *   is raised), the other direction being stopped;
  * - -ETIMEDOUT when no byte moved either way for opts->idle_ns, or at the
- *   caller's deadline; -ECANCELED when the caller is cancelled;
+ *   caller's deadline; -ECANCELED when the caller is cancelled (also
+ *   inside a shield: its pumps would start cancelled);
  * - -EINVAL for a == b or buf_size above 64 MiB, -EBADF or -ENOTSOCK for
  *   an fd that is no socket (plain fds, not WEFT_DIRECT slots), -EPERM
- *   outside a task, -ENOMEM (the buffers, the two tasks).
+ *   outside a task, -ENOMEM (the buffers, the two tasks, their stacks),
+ *   -EOVERFLOW with an idle limit when the caller already has the 16
+ *   deadlines a task may push (the limit takes one).
  * In every case both directions have stopped when it returns, and *moved
  * (unless NULL) holds the bytes each delivered, exactly. The sockets stay
  * open: the caller closes them. docs/io.md has a proxy built on it. */
 typedef struct weft_relay_opts {
     size_t buf_size;  /* bytes per direction; 0 = 64 KiB */
-    uint64_t idle_ns; /* end after this long without a byte either way; 0 = never */
+    uint64_t idle_ns; /* end after this long without a byte either way; 0 (or
+                         anything past the clock's range) = never */
 } weft_relay_opts;
 typedef struct weft_relay_counts {
     uint64_t a_to_b, b_to_a; /* bytes sent to b, and to a */

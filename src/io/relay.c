@@ -10,6 +10,7 @@
  * way out cancels what is still running and joins it before the buffers go,
  * so no pump outlives the call.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 
 #define RELAY_BUF_DEFAULT (64u * 1024)
 #define RELAY_BUF_MAX     (64u * 1024 * 1024)
+#define RELAY_SEND_STEP   (16u * 1024) /* with an idle limit: progress seen per this much */
 
 typedef struct pump {
     int from, to;
@@ -33,8 +35,18 @@ typedef struct pump {
         *last_moved; /* weft_now_ns() of the last byte either way, or NULL: no idle limit */
 } pump;
 
+static void note_progress(pump *p)
+{
+    if (p->last_moved)
+        atomic_store_explicit(p->last_moved, weft_now_ns(), memory_order_relaxed);
+}
+
 /* One direction. Returns 0 after forwarding the end of stream, or the
- * error (as an intptr_t) that stopped it. */
+ * error (as an intptr_t) that stopped it. Progress is noted after every
+ * receive and every send. The kernel completes a stream socket's send
+ * only once all of it went out (it retries a short one itself), so with
+ * an idle limit sends are cut to RELAY_SEND_STEP: a peer that drains a
+ * chunk slowly but steadily is then seen moving, no idle connection. */
 static void *pump_main(void *arg)
 {
     pump *p = arg;
@@ -50,15 +62,18 @@ static void *pump_main(void *arg)
             (void)shutdown(p->to, SHUT_WR);
             return NULL;
         }
-        if (p->last_moved)
-            atomic_store_explicit(p->last_moved, weft_now_ns(), memory_order_relaxed);
-        size_t done = 0;
-        int r = weft_send_all(p->to, p->buf, (size_t)n, MSG_NOSIGNAL, &done);
-        p->moved += done;
-        if (r < 0)
-            return (void *)(intptr_t)r;
-        if (p->last_moved)
-            atomic_store_explicit(p->last_moved, weft_now_ns(), memory_order_relaxed);
+        note_progress(p);
+        for (size_t sent = 0; sent < (size_t)n;) {
+            size_t step = (size_t)n - sent;
+            if (p->last_moved && step > RELAY_SEND_STEP)
+                step = RELAY_SEND_STEP;
+            ssize_t k = weft_send(p->to, p->buf + sent, step, MSG_NOSIGNAL);
+            if (k <= 0) /* a stream send that moves nothing is an error too */
+                return (void *)(intptr_t)(k < 0 ? k : -EIO);
+            sent += (size_t)k;
+            p->moved += (uint64_t)k;
+            note_progress(p);
+        }
     }
 }
 
@@ -70,16 +85,33 @@ static int check_socket(int fd)
     return S_ISSOCK(st.st_mode) ? 0 : -ENOTSOCK;
 }
 
+/* The idle deadline: idle_ns after the last progress, saturated (an
+ * idle_ns near UINT64_MAX means never, not some time in the past). */
+static uint64_t idle_deadline(_Atomic uint64_t *last_moved, uint64_t idle_ns)
+{
+    uint64_t last = atomic_load_explicit(last_moved, memory_order_relaxed);
+    return last > UINT64_MAX - idle_ns ? UINT64_MAX : last + idle_ns;
+}
+
 /* Why join_any's -ETIMEDOUT came: the caller's own deadline (outer, 0 for
  * none) or the idle limit, both as -ETIMEDOUT; 0 when neither has passed
- * (the idle deadline was pushed before the latest bytes moved). */
+ * (bytes moved after the idle deadline was set). The last progress is
+ * read before the clock, so that a pump's newer reading cannot be
+ * mistaken for an idle stretch that wrapped around. */
 static int timed_out(uint64_t outer, uint64_t idle_ns, _Atomic uint64_t *last_moved)
 {
+    uint64_t last = atomic_load_explicit(last_moved, memory_order_relaxed);
     uint64_t now = weft_now_ns();
     if (outer && now >= outer)
         return -ETIMEDOUT;
-    uint64_t last = atomic_load_explicit(last_moved, memory_order_relaxed);
-    return now - last >= idle_ns ? -ETIMEDOUT : 0;
+    return now > last && now - last >= idle_ns ? -ETIMEDOUT : 0;
+}
+
+/* What weft_join_any returns when it joined a task (its outcome), as
+ * against the caller's own errors, which leave every handle valid. */
+static bool joined_one(int r)
+{
+    return r == 0 || r == -ECANCELED || r == -ENOMEM || r == WEFT_EPANIC;
 }
 
 /* Waits for both pumps (tasks[i] set to NULL as each is joined). Returns 0
@@ -87,39 +119,32 @@ static int timed_out(uint64_t outer, uint64_t idle_ns, _Atomic uint64_t *last_mo
 static int supervise(weft_task *tasks[2], const weft_relay_opts *o, _Atomic uint64_t *last_moved)
 {
     uint64_t outer = weft_deadline_innermost();
-    int left = 2;
-    while (left > 0) {
-        bool bounded = false;
-        if (o->idle_ns) {
-            uint64_t last = atomic_load_explicit(last_moved, memory_order_relaxed);
-            int r = weft_deadline_push(last + o->idle_ns);
-            if (r < 0)
-                return r;
-            bounded = true;
-        }
+    bool bounded = o->idle_ns != 0;
+    int r = bounded ? weft_deadline_push(idle_deadline(last_moved, o->idle_ns)) : 0;
+    if (r < 0)
+        return r; /* -EOVERFLOW: the caller's deadline stack is full */
+    for (int left = 2; left > 0 && r == 0;) {
         size_t i;
         void *res = NULL;
-        int r = weft_join_any(tasks, 2, &i, &res);
-        if (bounded)
-            (void)weft_deadline_pop();
-        if (r == -ETIMEDOUT) {
+        r = weft_join_any(tasks, 2, &i, &res);
+        if (joined_one(r)) {
+            tasks[i] = NULL;
+            left--;
+            /* -ECANCELED: cancelled with the caller's subtree; -ENOMEM: no
+             * stack for it. Otherwise its own end: 0, or its error. */
+            if (r == 0)
+                r = (int)(intptr_t)res;
+        } else if (r == -ETIMEDOUT) {
             r = timed_out(outer, o->idle_ns, last_moved);
-            if (r < 0)
-                return r;
-            continue;
+            if (r == 0) /* moved since: the limit starts again from there */
+                (void)weft_deadline_move(idle_deadline(last_moved, o->idle_ns));
+        } else if (r == -EINTR) {
+            r = -ECANCELED; /* the caller was cancelled */
         }
-        if (r == -EINTR)
-            return -ECANCELED; /* the caller was cancelled */
-        if (r < 0 && r != -ECANCELED)
-            return r; /* the caller's own error: the handles stay valid */
-        tasks[i] = NULL;
-        left--;
-        if (r == -ECANCELED)
-            return r; /* a pump cancelled with the caller's subtree */
-        if (res)
-            return (int)(intptr_t)res; /* that direction's error */
     }
-    return 0;
+    if (bounded)
+        (void)weft_deadline_pop();
+    return r;
 }
 
 int weft_relay(int a, int b, const weft_relay_opts *opts, weft_relay_counts *moved)
@@ -137,6 +162,10 @@ int weft_relay(int a, int b, const weft_relay_opts *opts, weft_relay_counts *mov
     int r = weft__task_interrupted(self);
     if (r)
         return r;
+    /* Even shielded, a cancelled task's children start cancelled: its
+     * pumps would end at once, the bytes unmoved. */
+    if (weft_cancelled())
+        return -ECANCELED;
     if ((r = check_socket(a)) < 0 || (r = check_socket(b)) < 0)
         return r;
 
@@ -162,8 +191,13 @@ int weft_relay(int a, int b, const weft_relay_opts *opts, weft_relay_counts *mov
      * deadline (a cancelled pump's ops end at once). */
     for (int i = 0; i < 2; i++)
         if (tasks[i]) {
-            (void)weft_cancel(tasks[i]);
-            (void)weft__task_join_uninterruptible(tasks[i], NULL);
+            /* Handles still ours: a joined one was cleared (debug builds
+             * catch a stale one here). */
+            int c = weft_cancel(tasks[i]);
+            int j = weft__task_join_uninterruptible(tasks[i], NULL);
+            assert(c != WEFT_EHANDLE && j != WEFT_EHANDLE);
+            (void)c;
+            (void)j;
         }
     free(buf);
     if (moved)
