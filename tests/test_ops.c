@@ -3604,7 +3604,60 @@ TEST(write_all_and_send_all_carry_on_over_short_transfers)
     run_main(NULL, main_transfer_all, NULL);
 }
 
-TEST_MAIN(CASE(op_counts_say_how_each_op_ended),
+/* weft_sendto / weft_recvfrom on UDP sockets: the address travels both
+ * ways, MSG_TRUNC gives a datagram's real length, bad arguments are
+ * refused before any op. */
+static int udp_bound(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT(fd >= 0);
+    struct sockaddr_in a = loopback(0);
+    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof a));
+    return fd;
+}
+
+static void *main_sendto_recvfrom(void *arg)
+{
+    (void)arg;
+    int a = udp_bound(), b = udp_bound();
+    struct sockaddr_in to, from, b_addr;
+    socklen_t len = sizeof to;
+    ASSERT_OK(getsockname(a, (struct sockaddr *)&to, &len));
+    len = sizeof b_addr;
+    ASSERT_OK(getsockname(b, (struct sockaddr *)&b_addr, &len));
+    ASSERT_EQ(weft_sendto(b, "hello", 5, 0, (struct sockaddr *)&to, sizeof to), 5);
+    char buf[16];
+    memset(&from, 0, sizeof from);
+    socklen_t flen = sizeof from;
+    ASSERT_EQ(weft_recvfrom(a, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen), 5);
+    ASSERT(memcmp(buf, "hello", 5) == 0);
+    ASSERT_EQ(flen, sizeof from);
+    ASSERT_EQ(from.sin_port, b_addr.sin_port);
+    /* The reply goes back to where it came from. */
+    ASSERT_EQ(weft_sendto(a, "hi", 2, 0, (struct sockaddr *)&from, flen), 2);
+    ASSERT_EQ(weft_recvfrom(b, buf, sizeof buf, 0, NULL, NULL), 2);
+    /* A datagram larger than the buffer: cut, and MSG_TRUNC says by how
+     * much (its real length). */
+    char big[100];
+    memset(big, 'x', sizeof big);
+    ASSERT_EQ(weft_sendto(b, big, sizeof big, 0, (struct sockaddr *)&to, sizeof to), 100);
+    ASSERT_EQ(weft_recvfrom(a, buf, sizeof buf, MSG_TRUNC, NULL, NULL), 100);
+    /* Bad arguments. */
+    ASSERT_EQ(weft_sendto(b, "x", 1, 0, (struct sockaddr *)&to, 0), -EINVAL);
+    ASSERT_EQ(weft_sendto(b, "x", 1, 0, NULL, sizeof to), -EINVAL);
+    ASSERT_EQ(weft_recvfrom(a, buf, sizeof buf, 0, (struct sockaddr *)&from, NULL), -EINVAL);
+    close(a);
+    close(b);
+    return NULL;
+}
+TEST(sendto_and_recvfrom_carry_the_address)
+{
+    run_main(NULL, main_sendto_recvfrom, NULL);
+    /* Outside a task: refused like every op. */
+    ASSERT_EQ(weft_sendto(0, "x", 1, 0, NULL, 0), -EPERM);
+}
+
+TEST_MAIN(CASE(op_counts_say_how_each_op_ended), CASE(sendto_and_recvfrom_carry_the_address),
           CASE(a_closed_slot_reused_before_the_closer_returns_stays_the_new_holders),
           CASE(every_probed_opcode_has_a_wrapper_and_a_test),
           CASE(direct_descriptors_work_with_every_kind_of_wrapper),

@@ -404,7 +404,8 @@ TEST(strerror_knows_every_code)
     ASSERT_STREQ(weft_strerror(WEFT_EPANIC), "task panicked");
     ASSERT_STREQ(weft_strerror(WEFT_EHANDLE), "task handle already joined or detached");
     ASSERT_STREQ(weft_strerror(-ECANCELED), "operation cancelled");
-    ASSERT_STREQ(weft_strerror(-ETIMEDOUT), "timed out (deadline passed)");
+    ASSERT_STREQ(weft_strerror(-ETIMEDOUT),
+                 "timed out (a deadline passed, or the kernel's own timeout)");
     ASSERT_STREQ(weft_strerror(-ESHUTDOWN),
                  "shut down (a stopped stream has ended, or a send after shutdown)");
     ASSERT_STREQ(weft_strerror(WEFT_EAI(EAI_NONAME)), gai_strerror(EAI_NONAME));

@@ -304,6 +304,15 @@ WEFT_API WEFT_MUST_CHECK int weft_recv_all(int fd, void *buf, size_t n, int flag
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, unsigned flags);
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags);
+/* sendto(2) and recvfrom(2), for datagram sockets: through SENDMSG and
+ * RECVMSG. recvfrom fills addr up to *addrlen and sets *addrlen to the
+ * sender's address length; with MSG_TRUNC in flags it returns the
+ * datagram's real length when buf was too small (as recvfrom(2) does).
+ * -EINVAL for addr without its length (sendto: either without the other). */
+WEFT_API ssize_t weft_sendto(int fd, const void *buf, size_t n, int flags,
+                             const struct sockaddr *addr, socklen_t addrlen);
+WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                               socklen_t *addrlen);
 /* Zero-copy sends: return once the kernel no longer needs buf (both the
  * result and the buffer notification have arrived). The notification
  * comes when the kernel lets go of the pages (for TCP once the peer has
@@ -471,7 +480,10 @@ WEFT_API ssize_t weft_recv_buf(int fd, weft_buf_ring *br, weft_buf *out);
 typedef struct weft_stream weft_stream;
 /* Accepted fds (flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT). */
 WEFT_API int weft_accept_stream(weft_stream **out, int fd, unsigned flags);
-/* Data received into buffers of br. */
+/* Data received into buffers of br: for stream sockets. On a datagram
+ * socket each item is one datagram, but without its sender's address, and
+ * one larger than a buffer comes cut to it with no sign of the cut: there,
+ * loop on weft_recvfrom or weft_recvmsg (docs/io.md, Datagram sockets). */
 WEFT_API int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br);
 /* Data read (READ_MULTISHOT) into buffers of br: pipes and other pollable
  * fds. */

@@ -15,7 +15,9 @@ const char *weft_strerror(int err)
     case WEFT_EHANDLE:
         return "task handle already joined or detached";
     case -ETIMEDOUT:
-        return "timed out (deadline passed)";
+        /* Mostly a task's deadline; the kernel's own timeouts (a TCP
+         * connect or keepalive) say it too. */
+        return "timed out (a deadline passed, or the kernel's own timeout)";
     case -ECANCELED:
         return "operation cancelled";
     case -ESHUTDOWN:

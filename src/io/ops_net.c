@@ -85,6 +85,35 @@ ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags)
     return IO_WAIT();
 }
 
+/* sendto(2) and recvfrom(2): io_uring's SEND and RECV take no address
+ * (liburing 2.3 has no prep for SEND's destination), so these go through
+ * SENDMSG and RECVMSG with a msghdr on the task's stack, which lives until
+ * the op is done, as every op's arguments do. */
+ssize_t weft_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+                    socklen_t addrlen)
+{
+    if (!addr != !addrlen)
+        return -EINVAL;
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+    struct msghdr msg = {
+        .msg_name = (void *)addr, .msg_namelen = addrlen, .msg_iov = &iov, .msg_iovlen = 1};
+    return weft_sendmsg(fd, &msg, (unsigned)flags);
+}
+
+ssize_t weft_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                      socklen_t *addrlen)
+{
+    if (addr && !addrlen)
+        return -EINVAL;
+    struct iovec iov = {.iov_base = buf, .iov_len = n};
+    struct msghdr msg = {
+        .msg_name = addr, .msg_namelen = addr ? *addrlen : 0, .msg_iov = &iov, .msg_iovlen = 1};
+    ssize_t r = weft_recvmsg(fd, &msg, (unsigned)flags);
+    if (r >= 0 && addr)
+        *addrlen = msg.msg_namelen;
+    return r;
+}
+
 ssize_t weft_send_zc(int fd, const void *buf, size_t n, int flags)
 {
     IO_BEGIN(IORING_OP_SEND_ZC);
