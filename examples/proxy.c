@@ -68,7 +68,7 @@ static void *serve(void *arg)
         weft_relay_opts o = {.idle_ns = opt.idle_ns};
         weft_relay_counts moved;
         r = weft_relay(client, upstream, &o, &moved);
-        if (r < 0 && r != -ECANCELED)
+        if (r < 0 && r != -ECANCELED && r != -ETIMEDOUT) /* stopped, or idle: no news */
             fprintf(stderr, "weft_proxy: connection ended: %s (%llu bytes up, %llu down)\n",
                     weft_strerror(r), (unsigned long long)moved.a_to_b,
                     (unsigned long long)moved.b_to_a);

@@ -403,6 +403,17 @@ static void *main_bad_input(void *arg)
     int p[2];
     ASSERT_OK(pipe2(p, O_CLOEXEC));
     ASSERT_EQ(weft_relay(s.client[1], p[0], NULL, NULL), -ENOTSOCK);
+    /* Message sockets: a 0-byte datagram is no end of stream, and a send
+     * in 16 KiB steps would split a message. */
+    int dg[2], sp[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, dg));
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp));
+    ASSERT_EQ(weft_relay(s.client[1], dg[0], NULL, NULL), -EOPNOTSUPP);
+    ASSERT_EQ(weft_relay(sp[0], s.server[0], NULL, NULL), -EOPNOTSUPP);
+    for (int i = 0; i < 2; i++) {
+        close(dg[i]);
+        close(sp[i]);
+    }
     close(p[0]);
     close(p[1]);
     /* The idle limit takes a deadline: none left after 16. */

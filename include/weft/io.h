@@ -323,7 +323,8 @@ WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t n, int flags, struct so
 WEFT_API ssize_t weft_send_zc(int fd, const void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_sendmsg_zc(int fd, const struct msghdr *msg, unsigned flags);
 /* ---- relaying between two sockets ------------------------------------------
- * What a proxy does with each connection: copies a -> b and b -> a at once,
+ * What a proxy does with each connection: copies a -> b and b -> a between
+ * two stream sockets (TCP, AF_UNIX SOCK_STREAM) at once,
  * each direction in a child task of the caller, until both have ended. An
  * end of stream from one side is passed on as shutdown(SHUT_WR) to the
  * other (half-closed protocols keep working), and that direction is done.
@@ -335,7 +336,9 @@ WEFT_API ssize_t weft_sendmsg_zc(int fd, const struct msghdr *msg, unsigned flag
  *   caller's deadline; -ECANCELED when the caller is cancelled (also
  *   inside a shield: its pumps would start cancelled);
  * - -EINVAL for a == b or buf_size above 64 MiB, -EBADF or -ENOTSOCK for
- *   an fd that is no socket (plain fds, not WEFT_DIRECT slots), -EPERM
+ *   an fd that is no socket (plain fds, not WEFT_DIRECT slots),
+ *   -EOPNOTSUPP for a datagram or seqpacket socket (messages have no end
+ *   of stream, and their boundaries would not be kept), -EPERM
  *   outside a task, -ENOMEM (the buffers, the two tasks, their stacks),
  *   -EOVERFLOW with an idle limit when the caller already has the 16
  *   deadlines a task may push (the limit takes one).

@@ -121,7 +121,7 @@ WEFT_API size_t weft_chan_len(weft_chan *c);
 WEFT_API size_t weft_chan_capacity(const weft_chan *c);
 
 /* ---- broadcast channel ----------------------------------------------------
- * One sender, many receivers, each receiving every message: a chat room's
+ * Any number of senders, many receivers, each receiving every message: a chat room's
  * fan-out, cache invalidations, configuration updates. A subscriber gets
  * every message sent after it subscribed, in order. The channel keeps the
  * last `capacity` messages; a send never waits, and a subscriber that

@@ -94,7 +94,7 @@ ssize_t weft_sendto(int fd, const void *buf, size_t n, int flags, const struct s
 {
     if (!addr != !addrlen)
         return -EINVAL;
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = weft__rw_len(n)};
     struct msghdr msg = {
         .msg_name = (void *)addr, .msg_namelen = addrlen, .msg_iov = &iov, .msg_iovlen = 1};
     return weft_sendmsg(fd, &msg, (unsigned)flags);

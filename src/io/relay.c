@@ -77,12 +77,21 @@ static void *pump_main(void *arg)
     }
 }
 
+/* A stream socket, or why not. A message socket (datagram, seqpacket)
+ * would need other rules: a 0-byte receive is an empty message there, not
+ * an end, and a send cut in steps would split a message in two. */
 static int check_socket(int fd)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
-    return S_ISSOCK(st.st_mode) ? 0 : -ENOTSOCK;
+    if (!S_ISSOCK(st.st_mode))
+        return -ENOTSOCK;
+    int type;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        return -errno;
+    return type == SOCK_STREAM ? 0 : -EOPNOTSUPP;
 }
 
 /* The idle deadline: idle_ns after the last progress, saturated (an
