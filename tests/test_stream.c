@@ -1455,7 +1455,108 @@ TEST(a_tickers_armings_keep_its_ticks_on_their_grid)
     ASSERT_EQ(ts.due, later + (n + 1) * p);
 }
 
+/* A recvmsg stream on UDP: each item is one datagram with its sender;
+ * an empty datagram is an item (0, leased), not an end; a datagram larger
+ * than the buffer is cut and says so with its real length; a stop hands
+ * out what came, then -ESHUTDOWN. */
+static int udp_on_loopback(struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof a));
+    socklen_t len = sizeof *addr;
+    ASSERT_OK(getsockname(fd, (struct sockaddr *)addr, &len));
+    return fd;
+}
+
+static void *main_recvmsg_stream(void *arg)
+{
+    (void)arg;
+    struct sockaddr_in at, b_at, c_at;
+    int a = udp_on_loopback(&at), b = udp_on_loopback(&b_at), c = udp_on_loopback(&c_at);
+    enum { SIZE = 1024 };
+    weft_buf_ring *br;
+    ASSERT_OK(weft_buf_ring_create(&br, 8, SIZE));
+    weft_stream *s;
+    ASSERT_OK(weft_recvmsg_stream(&s, a, br));
+    static char big[3000];
+    memset(big, 'z', sizeof big);
+    ASSERT_EQ(sendto(b, "one", 3, 0, (struct sockaddr *)&at, sizeof at), 3);
+    ASSERT_EQ(sendto(c, "", 0, 0, (struct sockaddr *)&at, sizeof at), 0);
+    ASSERT_EQ(sendto(b, big, sizeof big, 0, (struct sockaddr *)&at, sizeof at), 3000);
+
+    weft_buf m[3];
+    weft_datagram d;
+    ASSERT_EQ(weft_stream_next(s, &m[0]), 3);
+    ASSERT(memcmp(m[0].data, "one", 3) == 0);
+    ASSERT_OK(weft_buf_datagram(&m[0], &d));
+    ASSERT_EQ(d.fromlen, sizeof(struct sockaddr_in));
+    ASSERT_EQ(((struct sockaddr_in *)&d.from)->sin_port, b_at.sin_port);
+    ASSERT_EQ(d.len, 3);
+    ASSERT(!d.truncated);
+
+    ASSERT_EQ(weft_stream_next(s, &m[1]), 0); /* empty, from c: an item */
+    ASSERT(m[1].ring != NULL);
+    ASSERT_OK(weft_buf_datagram(&m[1], &d));
+    ASSERT_EQ(((struct sockaddr_in *)&d.from)->sin_port, c_at.sin_port);
+    ASSERT_EQ(d.len, 0);
+
+    size_t kept = SIZE - WEFT_DATAGRAM_HEADER;
+    ASSERT_EQ(weft_stream_next(s, &m[2]), (int)kept);
+    ASSERT_OK(weft_buf_datagram(&m[2], &d));
+    ASSERT(d.truncated);
+    ASSERT_EQ(d.len, 3000);
+    ASSERT(((char *)m[2].data)[kept - 1] == 'z');
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_buf_release(&m[i]));
+    ASSERT_EQ(weft_buf_datagram(&m[0], &d), -EINVAL); /* released */
+    ASSERT_EQ(weft_buf_datagram(NULL, &d), -EINVAL);
+    ASSERT_EQ(weft_buf_datagram(&m[0], NULL), -EINVAL);
+
+    /* Stopped: what came before is handed out, then -ESHUTDOWN. (A
+     * shutdown(SHUT_RD) of the socket does not reach a multishot receive:
+     * the kernel retries it without waiting, finds nothing, and waits on.) */
+    ASSERT_EQ(sendto(c, "last", 4, 0, (struct sockaddr *)&at, sizeof at), 4);
+    for (int i = 0; i < 1000 && weft_stream_pending(s) == 0; i++)
+        ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_stream_stop(s));
+    weft_buf e;
+    ASSERT_EQ(weft_stream_next(s, &e), 4);
+    ASSERT_OK(weft_buf_release(&e));
+    ASSERT_EQ(weft_stream_next(s, &e), -ESHUTDOWN);
+    ASSERT_OK(weft_stream_close(s));
+
+    /* A recv stream's lease is no datagram; buffers that leave no room
+     * for a payload are refused. */
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    ASSERT_OK(weft_recv_stream(&s, sv[0], br));
+    ASSERT_EQ(write(sv[1], "x", 1), 1);
+    ASSERT_EQ(weft_stream_next(s, &e), 1);
+    ASSERT_EQ(weft_buf_datagram(&e, &d), -EINVAL);
+    ASSERT_OK(weft_buf_release(&e));
+    ASSERT_OK(weft_stream_close(s));
+    weft_buf_ring *tiny;
+    ASSERT_OK(weft_buf_ring_create(&tiny, 2, WEFT_DATAGRAM_HEADER));
+    ASSERT_EQ(weft_recvmsg_stream(&s, b, tiny), -EINVAL);
+    ASSERT_EQ(weft_recvmsg_stream(&s, b, NULL), -EINVAL);
+    ASSERT_OK(weft_buf_ring_destroy(tiny));
+    ASSERT_OK(weft_buf_ring_destroy(br));
+    close(sv[0]);
+    close(sv[1]);
+    close(a);
+    close(b);
+    close(c);
+    return NULL;
+}
+TEST(recvmsg_stream_gives_each_datagram_with_its_sender)
+{
+    run_main_one_worker(NULL, main_recvmsg_stream, NULL);
+}
+
 TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
+          CASE(recvmsg_stream_gives_each_datagram_with_its_sender),
           CASE(a_maintenance_task_that_never_ran_is_spawned_again),
           CASE(streams_sharing_a_ring_report_enobufs_instead_of_spinning),
           CASE(a_full_poll_queue_keeps_an_error_apart), CASE(accept_stream_yields_every_connection),

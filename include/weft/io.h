@@ -485,9 +485,31 @@ typedef struct weft_stream weft_stream;
 WEFT_API int weft_accept_stream(weft_stream **out, int fd, unsigned flags);
 /* Data received into buffers of br: for stream sockets. On a datagram
  * socket each item is one datagram, but without its sender's address, and
- * one larger than a buffer comes cut to it with no sign of the cut: there,
- * loop on weft_recvfrom or weft_recvmsg (docs/io.md, Datagram sockets). */
+ * one larger than a buffer comes cut to it with no sign of the cut: use
+ * weft_recvmsg_stream there. */
 WEFT_API int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br);
+/* Datagrams (multishot RECVMSG) into buffers of br, each item one
+ * datagram: weft_stream_next returns its payload's length (0 for an empty
+ * datagram, leased all the same), and weft_buf_datagram gives its sender
+ * and whether it was cut. Each buffer starts with the kernel's header and
+ * room for the address (WEFT_DATAGRAM_HEADER bytes), so a buffer keeps
+ * size - WEFT_DATAGRAM_HEADER bytes of payload; a br whose buffers are no
+ * larger gives -EINVAL. To end it, weft_stream_stop (then -ESHUTDOWN once
+ * what came is handed out): a shutdown(SHUT_RD) of the socket does not
+ * reach a multishot receive. */
+WEFT_API int weft_recvmsg_stream(weft_stream **out, int fd, weft_buf_ring *br);
+#define WEFT_DATAGRAM_HEADER (16 + sizeof(struct sockaddr_storage))
+/* What a recvmsg stream's item says besides its payload. */
+typedef struct weft_datagram {
+    struct sockaddr_storage from; /* the sender */
+    socklen_t fromlen;
+    size_t len;     /* the datagram's real length: more than the lease's when cut */
+    bool truncated; /* larger than the buffer could keep (MSG_TRUNC) */
+} weft_datagram;
+/* Fills *out for b, a lease from a recvmsg stream not yet released.
+ * Returns 0, or -EINVAL for NULL, a released lease, or a buffer of
+ * another kind of stream. Any task holding the lease. */
+WEFT_API int weft_buf_datagram(const weft_buf *b, weft_datagram *out);
 /* Data read (READ_MULTISHOT) into buffers of br: pipes and other pollable
  * fds. */
 WEFT_API int weft_read_stream(weft_stream **out, int fd, weft_buf_ring *br);
@@ -532,7 +554,7 @@ WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
 WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);
 /* Items queued and not yet pulled. */
 WEFT_API unsigned weft_stream_pending(const weft_stream *s);
-/* Stops an accept, recv, read or poll stream without losing anything: its
+/* Stops an accept, recv, recvmsg, read or poll stream without losing anything: its
  * kernel side is cancelled (the call waits for that, briefly, shielded)
  * and never armed again. weft_stream_next then hands out what it had
  * already taken from the fd, and returns -ESHUTDOWN once the kernel side

@@ -1,4 +1,5 @@
-/* Multishot streams: accept, recv, read, poll and tickers; see weft/io.h.
+/* Multishot streams: accept, recv, recvmsg, read, poll and tickers; see
+ * weft/io.h.
  *
  * The kernel side is one multishot op whose user_data is the stream. Its
  * CQEs queue up in the stream until the owning task pulls them, so an item
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/fault.h"
@@ -21,9 +23,15 @@
 #include "ring/tick_schedule.h"
 #include "runtime/worker.h"
 
+/* The public header spells the header's size out (weft/io.h). */
+_Static_assert(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage) ==
+                   WEFT_DATAGRAM_HEADER,
+               "WEFT_DATAGRAM_HEADER is the kernel's recvmsg header and an address");
+
 typedef enum stream_kind {
     STREAM_ACCEPT,
     STREAM_RECV,
+    STREAM_RECVMSG, /* datagrams, each with its sender */
     STREAM_READ,
     STREAM_POLL,
     STREAM_TICKER,
@@ -45,13 +53,14 @@ struct weft_stream {
     int fd;
     unsigned flags; /* accept flags or poll events */
     weft_buf_ring *br;
+    struct msghdr msg;               /* recvmsg: the layout the kernel fills each buffer in */
     struct __kernel_timespec period; /* ticker: its arming's, for the SQE */
     weft__tick_schedule ticks;       /* ticker: on its grid */
     bool armed;                      /* the kernel side is live: CQEs may still come */
     bool closing;                    /* closed by its task: drop what comes */
     bool resetting;                  /* ticker: its arming was removed for a new period */
     bool stopped;                    /* weft_stream_stop: no new arming; drained, it ends */
-    bool eof;                        /* recv/read saw end of stream */
+    bool eof;                        /* recv/read saw end of stream; recvmsg: shut down */
     bool failed;                     /* recv/read/poll: an error ended the kernel side */
     stream_item *q;
     unsigned qcap, qhead, qlen;
@@ -222,6 +231,15 @@ static int arm(weft_stream *s)
         sqe->buf_group = (uint16_t)s->br->gid;
         opcode = IORING_OP_RECV;
         break;
+    case STREAM_RECVMSG:
+        /* MSG_TRUNC: the header's payloadlen is then a cut datagram's real
+         * length, not what was kept (the CQE's size is clamped still). */
+        io_uring_prep_recvmsg_multishot(sqe, 0, &s->msg, MSG_TRUNC);
+        weft__sqe_fd(sqe, s->fd);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = (uint16_t)s->br->gid;
+        opcode = IORING_OP_RECVMSG;
+        break;
     case STREAM_READ:
         weft__prep_read_multishot(sqe, 0, (uint64_t)-1, (uint16_t)s->br->gid);
         weft__sqe_fd(sqe, s->fd);
@@ -273,7 +291,11 @@ static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int
     if (!r)
         return err;
     weft__worker *w = weft__worker_self();
-    if ((kind == STREAM_RECV || kind == STREAM_READ) && !br)
+    if ((kind == STREAM_RECV || kind == STREAM_RECVMSG || kind == STREAM_READ) && !br)
+        return -EINVAL;
+    /* A datagram's buffer starts with the kernel's header and the sender's
+     * address: room for a payload must be left after them. */
+    if (kind == STREAM_RECVMSG && br->size <= WEFT_DATAGRAM_HEADER)
         return -EINVAL;
     if (br && br->w != w)
         return -EXDEV;
@@ -299,6 +321,9 @@ static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int
         br->users++;
         br->open_users++;
     }
+    /* recvmsg: room for any address, no control data; the kernel lays out
+     * each buffer by this (io_uring_recvmsg_out, name, payload). */
+    s->msg.msg_namelen = sizeof(struct sockaddr_storage);
     *out = s;
     return 0;
 }
@@ -335,6 +360,12 @@ int weft_accept_stream(weft_stream **out, int fd, unsigned flags)
 int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br)
 {
     int r = open_stream(out, STREAM_RECV, IORING_OP_RECV, fd, 0, br);
+    return r < 0 ? r : start(out);
+}
+
+int weft_recvmsg_stream(weft_stream **out, int fd, weft_buf_ring *br)
+{
+    int r = open_stream(out, STREAM_RECVMSG, IORING_OP_RECVMSG, fd, 0, br);
     return r < 0 ? r : start(out);
 }
 
@@ -425,6 +456,37 @@ unsigned weft_stream_pending(const weft_stream *s)
 }
 
 /* Turns a queued item into what weft_stream_next returns. */
+/* A recvmsg stream's item: the lease points at the payload, past the
+ * kernel's header and the sender's address (weft_buf_datagram reads
+ * those). Returns the payload's length kept, 0 for an empty datagram.
+ * A 0 from the kernel would be no datagram (that has a header at least):
+ * an end, reported as -ESHUTDOWN from then on. (Not seen on 6.18: a
+ * shutdown(SHUT_RD) leaves the multishot receive waiting.) */
+static int deliver_datagram(weft_stream *s, stream_item it, weft_buf *buf)
+{
+    bool more = it.cflags & IORING_CQE_F_MORE;
+    if (it.res == -ENOBUFS && !more)
+        return INT32_MIN; /* ran dry: re-arm once buffers come back */
+    if (it.res <= 0) {
+        if (it.res == 0 && !more)
+            s->eof = true;
+        else if (it.res < 0 && !more)
+            s->failed = true;
+        weft__buf_recycle(s->br, it.cflags);
+        return it.res == 0 ? -ESHUTDOWN : it.res;
+    }
+    if (!weft__buf_from_cqe(s->br, it.res, it.cflags, buf))
+        return -EIO; /* a datagram without its buffer: the kernel broke the rules */
+    struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(buf->data, it.res, &s->msg);
+    if (!o) {
+        weft_buf_release(buf);
+        return -EIO;
+    }
+    buf->data = io_uring_recvmsg_payload(o, &s->msg);
+    buf->len = io_uring_recvmsg_payload_length(o, it.res, &s->msg);
+    return (int)buf->len;
+}
+
 static int deliver(weft_stream *s, stream_item it, weft_buf *buf)
 {
     switch (s->kind) {
@@ -442,6 +504,8 @@ static int deliver(weft_stream *s, stream_item it, weft_buf *buf)
             s->failed = true;
         weft__buf_from_cqe(s->br, it.res, it.cflags, buf);
         return it.res;
+    case STREAM_RECVMSG:
+        return deliver_datagram(s, it, buf);
     case STREAM_POLL:
         if (it.res < 0 && !(it.cflags & IORING_CQE_F_MORE))
             s->failed = true;
@@ -465,7 +529,7 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
     if (own < 0)
         return own;
     weft_task *t = s->owner;
-    if ((s->kind == STREAM_RECV || s->kind == STREAM_READ) && !buf)
+    if ((s->kind == STREAM_RECV || s->kind == STREAM_RECVMSG || s->kind == STREAM_READ) && !buf)
         return -EINVAL;
     for (;;) {
         if (s->qlen) {
@@ -480,7 +544,7 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
             return -ENOMEM;
         }
         if (s->eof)
-            return 0;
+            return s->kind == STREAM_RECVMSG ? -ESHUTDOWN : 0;
         /* An error ended it and was returned once: arming again would
          * most likely bring the same error back at every pull (a socket
          * never connected, a descriptor closed), and a loop that skips
@@ -587,4 +651,26 @@ static void close_stream(weft_stream *s)
                         : s->kind == STREAM_TICKER ? IORING_OP_TIMEOUT_REMOVE
                                                    : IORING_OP_ASYNC_CANCEL;
     weft__cleanup_queue(s->w, &s->cleanup);
+}
+
+int weft_buf_datagram(const weft_buf *b, weft_datagram *out)
+{
+    if (!b || !out || !b->ring)
+        return -EINVAL;
+    weft_buf_ring *br = b->ring;
+    unsigned bid = b->id & ((1u << WEFT__BUF_GEN_SHIFT) - 1);
+    if (bid >= br->nbufs || !br->leases[bid].task ||
+        br->leases[bid].gen != b->id >> WEFT__BUF_GEN_SHIFT)
+        return -EINVAL; /* released already: the buffer may hold another's */
+    char *start = br->bufs + (size_t)bid * br->size;
+    if ((char *)b->data != start + WEFT_DATAGRAM_HEADER)
+        return -EINVAL; /* not from a recvmsg stream */
+    const struct io_uring_recvmsg_out *o = (const struct io_uring_recvmsg_out *)start;
+    memset(out, 0, sizeof *out);
+    out->fromlen = o->namelen;
+    memcpy(&out->from, start + sizeof *o,
+           o->namelen < sizeof out->from ? o->namelen : sizeof out->from);
+    out->len = o->payloadlen;
+    out->truncated = (o->flags & MSG_TRUNC) != 0;
+    return 0;
 }
