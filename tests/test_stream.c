@@ -1555,7 +1555,56 @@ TEST(recvmsg_stream_gives_each_datagram_with_its_sender)
     run_main_one_worker(NULL, main_recvmsg_stream, NULL);
 }
 
+/* A socket error reaches a recvmsg stream once, and the stream goes on:
+ * a connected UDP socket's send to a closed port brings -ECONNREFUSED
+ * (the ICMP error), then, connected to a live peer, its datagrams come.
+ * Stream sockets and other fds are refused. */
+static void *main_recvmsg_stream_errors(void *arg)
+{
+    (void)arg;
+    struct sockaddr_in closed_at, peer_at, u_at;
+    int gone = udp_on_loopback(&closed_at);
+    close(gone); /* nobody listens there now */
+    int peer = udp_on_loopback(&peer_at);
+    int u = udp_on_loopback(&u_at);
+    ASSERT_OK(connect(u, (struct sockaddr *)&closed_at, sizeof closed_at));
+    weft_buf_ring *br;
+    ASSERT_OK(weft_buf_ring_create(&br, 4, 1024));
+    weft_stream *s;
+    ASSERT_OK(weft_recvmsg_stream(&s, u, br));
+    ASSERT_EQ(send(u, "x", 1, 0), 1);
+    weft_buf b;
+    ASSERT_EQ(weft_stream_next(s, &b), -ECONNREFUSED);
+    ASSERT_OK(connect(u, (struct sockaddr *)&peer_at, sizeof peer_at));
+    ASSERT_EQ(sendto(peer, "back", 4, 0, (struct sockaddr *)&u_at, sizeof u_at), 4);
+    ASSERT_EQ(weft_stream_next(s, &b), 4); /* not -EPIPE: it went on */
+    ASSERT(memcmp(b.data, "back", 4) == 0);
+    ASSERT_OK(weft_buf_release(&b));
+    ASSERT_OK(weft_stream_close(s));
+
+    int sv[2], p[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    ASSERT_OK(pipe2(p, O_CLOEXEC));
+    s = (weft_stream *)1;
+    ASSERT_EQ(weft_recvmsg_stream(&s, sv[0], br), -EOPNOTSUPP);
+    ASSERT(s == NULL);
+    ASSERT_EQ(weft_recvmsg_stream(&s, p[0], br), -ENOTSOCK);
+    ASSERT_OK(weft_buf_ring_destroy(br));
+    for (int i = 0; i < 2; i++) {
+        close(sv[i]);
+        close(p[i]);
+    }
+    close(peer);
+    close(u);
+    return NULL;
+}
+TEST(a_socket_error_reaches_a_recvmsg_stream_once)
+{
+    run_main_one_worker(NULL, main_recvmsg_stream_errors, NULL);
+}
+
 TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
+          CASE(a_socket_error_reaches_a_recvmsg_stream_once),
           CASE(recvmsg_stream_gives_each_datagram_with_its_sender),
           CASE(a_maintenance_task_that_never_ran_is_spawned_again),
           CASE(streams_sharing_a_ring_report_enobufs_instead_of_spinning),

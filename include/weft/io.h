@@ -489,9 +489,12 @@ WEFT_API int weft_accept_stream(weft_stream **out, int fd, unsigned flags);
  * weft_recvmsg_stream there. */
 WEFT_API int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br);
 /* Datagrams (multishot RECVMSG) into buffers of br, each item one
- * datagram: weft_stream_next returns its payload's length (0 for an empty
- * datagram, leased all the same), and weft_buf_datagram gives its sender
- * and whether it was cut. Each buffer starts with the kernel's header and
+ * datagram, for datagram and seqpacket sockets (-EOPNOTSUPP for a stream
+ * socket, -ENOTSOCK for no socket): weft_stream_next returns its payload's
+ * length (0 for an empty datagram, leased all the same), and
+ * weft_buf_datagram gives its sender and whether it was cut. A socket
+ * error (an ICMP error: -ECONNREFUSED, -EHOSTUNREACH) is returned once
+ * and the stream goes on. Each buffer starts with the kernel's header and
  * room for the address (WEFT_DATAGRAM_HEADER bytes), so a buffer keeps
  * size - WEFT_DATAGRAM_HEADER bytes of payload; a br whose buffers are no
  * larger gives -EINVAL. To end it, weft_stream_stop (then -ESHUTDOWN once
@@ -506,9 +509,10 @@ typedef struct weft_datagram {
     size_t len;     /* the datagram's real length: more than the lease's when cut */
     bool truncated; /* larger than the buffer could keep (MSG_TRUNC) */
 } weft_datagram;
-/* Fills *out for b, a lease from a recvmsg stream not yet released.
- * Returns 0, or -EINVAL for NULL, a released lease, or a buffer of
- * another kind of stream. Any task holding the lease. */
+/* Fills *out for b, a lease from a recvmsg stream not yet released, with
+ * b->data as the stream set it. Returns 0, -EXDEV off the ring's worker,
+ * or -EINVAL for NULL, a released lease, a buffer of another kind of
+ * stream, or a moved b->data. */
 WEFT_API int weft_buf_datagram(const weft_buf *b, weft_datagram *out);
 /* Data read (READ_MULTISHOT) into buffers of br: pipes and other pollable
  * fds. */

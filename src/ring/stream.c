@@ -365,6 +365,23 @@ int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br)
 
 int weft_recvmsg_stream(weft_stream **out, int fd, weft_buf_ring *br)
 {
+    /* Message sockets only: on a stream socket MSG_TRUNC discards the
+     * bytes, and the lease would hold an old buffer's. (A direct slot
+     * cannot be asked: its caller answers for it.) */
+    if (!weft_is_direct(fd)) {
+        int type;
+        socklen_t len = sizeof type;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
+            if (out)
+                *out = NULL;
+            return -errno;
+        }
+        if (type == SOCK_STREAM) {
+            if (out)
+                *out = NULL;
+            return -EOPNOTSUPP;
+        }
+    }
     int r = open_stream(out, STREAM_RECVMSG, IORING_OP_RECVMSG, fd, 0, br);
     return r < 0 ? r : start(out);
 }
@@ -456,6 +473,14 @@ unsigned weft_stream_pending(const weft_stream *s)
 }
 
 /* Turns a queued item into what weft_stream_next returns. */
+/* Errors that would come back at every arming: the stream ends on them.
+ * A datagram socket's own errors are reported once and cleared. */
+static bool datagram_error_lasts(int err)
+{
+    return err == -EBADF || err == -ENOTSOCK || err == -EINVAL || err == -EFAULT ||
+           err == -EOPNOTSUPP;
+}
+
 /* A recvmsg stream's item: the lease points at the payload, past the
  * kernel's header and the sender's address (weft_buf_datagram reads
  * those). Returns the payload's length kept, 0 for an empty datagram.
@@ -470,8 +495,10 @@ static int deliver_datagram(weft_stream *s, stream_item it, weft_buf *buf)
     if (it.res <= 0) {
         if (it.res == 0 && !more)
             s->eof = true;
-        else if (it.res < 0 && !more)
+        else if (it.res < 0 && !more && datagram_error_lasts(it.res))
             s->failed = true;
+        /* Other errors (an ICMP error the socket reports once: refused,
+         * unreachable) are returned once; the next pull re-arms. */
         weft__buf_recycle(s->br, it.cflags);
         return it.res == 0 ? -ESHUTDOWN : it.res;
     }
@@ -658,6 +685,8 @@ int weft_buf_datagram(const weft_buf *b, weft_datagram *out)
     if (!b || !out || !b->ring)
         return -EINVAL;
     weft_buf_ring *br = b->ring;
+    if (br->w != weft__worker_self())
+        return -EXDEV; /* its leases and buffers are that worker's */
     unsigned bid = b->id & ((1u << WEFT__BUF_GEN_SHIFT) - 1);
     if (bid >= br->nbufs || !br->leases[bid].task ||
         br->leases[bid].gen != b->id >> WEFT__BUF_GEN_SHIFT)
