@@ -31,8 +31,8 @@ typedef struct pump {
     char *buf;
     size_t size;
     uint64_t moved; /* bytes sent to `to`; the supervisor reads it after the join */
-    _Atomic uint64_t
-        *last_moved; /* weft_now_ns() of the last byte either way, or NULL: no idle limit */
+    /* weft_now_ns() of the last progress either way; NULL: no idle limit */
+    _Atomic uint64_t *last_moved;
 } pump;
 
 static void note_progress(pump *p)
