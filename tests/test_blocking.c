@@ -1048,6 +1048,12 @@ TEST(a_forked_child_starts_from_an_empty_signal_hub)
 #ifdef TEST_TSAN
     SKIP("TSan does not support threads in the child of a multi-threaded fork");
 #endif
+#ifdef TEST_LSAN
+    /* Seen: the child's new thread waits for ever on an allocator region
+     * lock that a thread of the parent held at the fork (gcc 12's
+     * libasan does not take those locks around fork). */
+    SKIP("ASan's allocator can deadlock a thread started in the child of a multi-threaded fork");
+#endif
     pthread_t th;
     ASSERT_OK(pthread_create(&th, NULL, run_wait_usr1, NULL));
     while (weft__signal_waiters(SIGUSR1) < 1)
