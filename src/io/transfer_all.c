@@ -34,10 +34,8 @@ typedef enum transfer_kind {
  * bad fd say, a zero-length call does not look for.) */
 static int enter(void)
 {
-    weft_task *t = weft__task_current();
-    if (!t)
-        return -EPERM;
-    return weft__task_interrupted(t);
+    weft_task *self;
+    return weft__task_enter(&self);
 }
 
 /* One op of kind k for what iov[0..iovcnt) still describes (the plain

@@ -301,10 +301,8 @@ static int job_submit(job **out, void *(*fn)(void *), void *arg, void (*release)
 {
     if (!fn)
         return -EINVAL;
-    weft_task *self = weft__task_current();
-    if (!self)
-        return -EPERM;
-    int r = weft__task_interrupted(self);
+    weft_task *self;
+    int r = weft__task_enter(&self);
     if (r)
         return r;
     struct weft__blocking *pool = pool_get(weft__worker_self()->rt);

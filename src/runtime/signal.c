@@ -335,12 +335,10 @@ int weft_signal_wait_any(const int *signos, unsigned n)
             return -EINVAL;
         sigaddset(&set, signos[i]);
     }
-    weft_task *self = weft__task_current();
-    if (!self)
-        return -EPERM;
     /* An interrupted task neither installs anything nor consumes an
      * arrival that another wait could report. */
-    int r = weft__task_interrupted(self);
+    weft_task *self;
+    int r = weft__task_enter(&self);
     if (r)
         return r;
     struct weft__signals *s;

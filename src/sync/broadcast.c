@@ -140,7 +140,7 @@ int weft_broadcast_recv(weft_broadcast_sub *s, void *elem, uint64_t *missed)
     if (!s || !elem)
         return -EINVAL;
     weft_task *self;
-    int r = weft__sync_enter(&self);
+    int r = weft__task_enter(&self);
     if (r)
         return r;
     weft_broadcast *b = s->b;

@@ -214,7 +214,7 @@ ssize_t weft_chan_recv_many(weft_chan *c, void *elems, size_t max)
     if (r)
         return r;
     weft_task *self;
-    r = weft__sync_enter(&self);
+    r = weft__task_enter(&self);
     if (r)
         return r;
     return recv_many_wait(c, elems, max, self);
@@ -278,7 +278,7 @@ int weft_chan_send(weft_chan *c, const void *elem)
     if (!c || !elem)
         return -EINVAL;
     weft_task *self;
-    int r = weft__sync_enter(&self);
+    int r = weft__task_enter(&self);
     if (r)
         return r;
     return send_wait(c, elem, self);
@@ -289,7 +289,7 @@ int weft_chan_recv(weft_chan *c, void *elem)
     if (!c || !elem)
         return -EINVAL;
     weft_task *self;
-    int r = weft__sync_enter(&self);
+    int r = weft__task_enter(&self);
     if (r)
         return r;
     return recv_wait(c, elem, self);

@@ -44,7 +44,7 @@ int weft_event_wait(weft_event *e)
     if (!e)
         return -EINVAL;
     weft_task *self;
-    int r = weft__sync_enter(&self);
+    int r = weft__task_enter(&self);
     if (r)
         return r;
     weft__waiter w;
@@ -154,7 +154,7 @@ int weft_waitgroup_wait(weft_waitgroup *w)
     if (!w)
         return -EINVAL;
     weft_task *self;
-    int r = weft__sync_enter(&self);
+    int r = weft__task_enter(&self);
     if (r)
         return r;
     weft__waiter node;

@@ -61,7 +61,7 @@ int weft_mutex_lock(weft_mutex *m)
     if (!m)
         return -EINVAL;
     weft_task *self = NULL;
-    int r = weft__sync_enter(&self);
+    int r = weft__task_enter(&self);
     if (r) {
         /* Misuse before interruption: told -ECANCELED ("not held"), a
          * caller holding m would go on as if it did not. */
@@ -128,7 +128,7 @@ int weft_sem_acquire(weft_sem *s)
     if (!s)
         return -EINVAL;
     weft_task *self;
-    int r = weft__sync_enter(&self);
+    int r = weft__task_enter(&self);
     if (r)
         return r;
     weft__spin_lock(&s->_lock);

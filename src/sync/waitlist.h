@@ -158,16 +158,4 @@ bool weft__mutex_held_by(weft_mutex *m, const weft_task *t);
 /* Prints "weft: <message>" and aborts: a caller bug found in a debug build. */
 _Noreturn void weft__sync_bug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* What a blocking call must return before it starts: -EINVAL is checked by
- * the caller; -EPERM outside a task, -ECANCELED / -ETIMEDOUT when the task
- * is interrupted, else 0 with *self set. */
-static inline int weft__sync_enter(weft_task **self)
-{
-    weft_task *t = weft__task_current();
-    if (!t)
-        return -EPERM;
-    *self = t;
-    return weft__task_interrupted(t);
-}
-
 #endif

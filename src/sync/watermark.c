@@ -91,7 +91,7 @@ int weft_watermark_wait(weft_watermark *m, uint64_t target)
     if (!m)
         return -EINVAL;
     weft_task *self;
-    int r = weft__sync_enter(&self);
+    int r = weft__task_enter(&self);
     if (r)
         return r;
     weft__waiter w;

@@ -193,6 +193,17 @@ int weft__task_park_interruptible(void);
 /* The interruption a blocking call must report now: 0, -ECANCELED or
  * -ETIMEDOUT. */
 int weft__task_interrupted(weft_task *t);
+/* What a blocking call must return before it starts (argument checks
+ * are the caller's, before it): -EPERM outside a task, -ECANCELED /
+ * -ETIMEDOUT when the task is interrupted, else 0 with *self set. */
+static inline int weft__task_enter(weft_task **self)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    *self = t;
+    return weft__task_interrupted(t);
+}
 
 /* weft_spawn_ex without the public flag check: internal_flags (TASK_F_*)
  * are added; handle = whether the caller gets a join handle (else *task is
