@@ -9,23 +9,6 @@ test_name=echo_smoke
 . "$(dirname "$0")/lib.sh"
 bin=$1
 
-# Sends a distinct line on each of N connections, then reads each back.
-check_connections() {
-    local n=$1 fds=() i line
-    for ((i = 0; i < n; i++)); do
-        exec {fd}<>"/dev/tcp/127.0.0.1/$port" || fail "connect $i"
-        fds+=("$fd")
-    done
-    for ((i = 0; i < n; i++)); do
-        printf 'line %d of the echo test\n' "$i" >&"${fds[i]}"
-    done
-    for ((i = n - 1; i >= 0; i--)); do
-        read -r -t 60 -u "${fds[i]}" line || fail "no echo on connection $i"
-        [ "$line" = "line $i of the echo test" ] || fail "connection $i echoed '$line'"
-    done
-    for fd in "${fds[@]}"; do exec {fd}>&-; done
-}
-
 # A 64 KiB message in one go comes back whole (several recvs and buffers).
 check_large() {
     local big got

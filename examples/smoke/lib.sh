@@ -8,6 +8,8 @@
 # stop_server                    SIGINT, then expects exit status 0 and the
 #                                ops-by-opcode report on stdout.
 # fail MESSAGE                   prints MESSAGE and the server's stderr; exit 1.
+# check_connections N            opens N connections to $port, sends a distinct
+#                                line on each, and expects each echoed back.
 #
 # Every wait is bounded by a generous timeout; nothing depends on timing.
 set -u
@@ -53,4 +55,20 @@ stop_server() {
     pid=
     [ "$rc" = 0 ] || fail "exit status $rc after SIGINT"
     grep -q "ops by opcode" "$tmp/out" || fail "no ops-by-opcode report after SIGINT"
+}
+
+check_connections() {
+    local n=$1 fds=() i line
+    for ((i = 0; i < n; i++)); do
+        exec {fd}<>"/dev/tcp/127.0.0.1/$port" || fail "connect $i"
+        fds+=("$fd")
+    done
+    for ((i = 0; i < n; i++)); do
+        printf 'line %d of %s\n' "$i" "$test_name" >&"${fds[i]}"
+    done
+    for ((i = n - 1; i >= 0; i--)); do
+        read -r -t 60 -u "${fds[i]}" line || fail "no echo on connection $i"
+        [ "$line" = "line $i of $test_name" ] || fail "connection $i echoed '$line'"
+    done
+    for fd in "${fds[@]}"; do exec {fd}>&-; done
 }

@@ -15,23 +15,6 @@ start_server "$echo_bin" 0 --workers 1
 echo_pid=$pid echo_port=$port pid=
 trap 'kill -KILL "$echo_pid" 2>/dev/null; cleanup' EXIT
 
-# Sends a distinct line on each of N connections, then reads each back.
-check_connections() {
-    local n=$1 fds=() i line
-    for ((i = 0; i < n; i++)); do
-        exec {fd}<>"/dev/tcp/127.0.0.1/$port" || fail "connect $i"
-        fds+=("$fd")
-    done
-    for ((i = 0; i < n; i++)); do
-        printf 'line %d through the proxy\n' "$i" >&"${fds[i]}"
-    done
-    for ((i = n - 1; i >= 0; i--)); do
-        read -r -t 60 -u "${fds[i]}" line || fail "no echo on connection $i"
-        [ "$line" = "line $i through the proxy" ] || fail "connection $i echoed '$line'"
-    done
-    for fd in "${fds[@]}"; do exec {fd}>&-; done
-}
-
 # A 1.5 MB message in one go comes back whole.
 check_large() {
     local big got
