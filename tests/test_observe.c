@@ -12,6 +12,8 @@
 
 /* The live task tree as text (weft_dump_tasks into memory). */
 static char *dump(void);
+static char *queues_printed(void (*print)(FILE *, const weft_queue_stats *, size_t),
+                            const weft_queue_stats *q, size_t n);
 
 /* ---- reading a trace back ------------------------------------------------ */
 
@@ -700,19 +702,13 @@ static void *queue_json(void *arg)
     (void)arg;
     weft_queue_stats q[2];
     ASSERT_EQ(weft_stats_queues(q, 2), 2);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    weft_stats_print_queues_json(m, q, 1);
-    fclose(m);
+    char *text = queues_printed(weft_stats_print_queues_json, q, 1);
     if (!strstr(text, "{\"name\": \"bad\\ufffd\\\"q\\u0001\","))
         FAILF("queue name not escaped as JSON wants: %s", text);
     free(text);
     /* The text table keeps each queue on its row, the name padded to 12
      * columns (a stray byte is one, and so is a character of two bytes). */
-    m = open_memstream(&text, &len);
-    weft_stats_print_queues(m, q, 2);
-    fclose(m);
+    text = queues_printed(weft_stats_print_queues, q, 2);
     const char *row = strchr(text, '\n');
     /* 12 columns, a space, then the weight right-aligned in 7. */
     static const char row1[] = "bad\xff\"q?     "
@@ -747,11 +743,7 @@ static void *queue_json_in_locale(void *arg)
     (void)arg;
     weft_queue_stats q[2];
     ASSERT_EQ(weft_stats_queues(q, 2), 2);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    weft_stats_print_queues_json(m, q, 2);
-    fclose(m);
+    char *text = queues_printed(weft_stats_print_queues_json, q, 2);
     if (!strstr(text, "\"weight\": 1, \"weight_share\": 0.2500, \"service_share\": 0.") ||
         !strstr(text, "\"weight\": 3, \"weight_share\": 0.7500, \"service_share\": 0."))
         FAILF("shares not written as JSON numbers: %s", text);
@@ -951,6 +943,20 @@ TEST(every_allocation_of_a_traced_run_can_fail)
 /* ---- weft_dump_tasks ------------------------------------------------------ */
 
 /* The dump as text, and checks that it was written in full. */
+/* The queue table or JSON (print: weft_stats_print_queues or _json) of
+ * q[0..n), as a string to free. */
+static char *queues_printed(void (*print)(FILE *, const weft_queue_stats *, size_t),
+                            const weft_queue_stats *q, size_t n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    ASSERT(m);
+    print(m, q, n);
+    ASSERT_OK(fclose(m));
+    return text;
+}
+
 static char *dump(void)
 {
     char *text = NULL;
@@ -1464,11 +1470,7 @@ TEST(delay_quantiles_name_the_bucket_edge)
     ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.99), UINT64_MAX);
     /* The table names the open bucket, not UINT64_MAX's digits. */
     q.name = "open";
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    weft_stats_print_queues(m, &q, 1);
-    fclose(m);
+    char *text = queues_printed(weft_stats_print_queues, &q, 1);
     const char *row = strchr(text, '\n');
     ASSERT(row && strstr(row, "      >550s      >550s\n"));
     free(text);
