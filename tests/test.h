@@ -3,6 +3,7 @@
 #ifndef WEFT_TEST_H
 #define WEFT_TEST_H
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -118,6 +119,66 @@ static inline void *spawn_and_join(void *body)
     ASSERT_OK(weft_spawn(&t, b->fn, b->arg));
     weft_join(t, NULL);
     return NULL;
+}
+
+/* ---- sockets on 127.0.0.1 ------------------------------------------------ */
+
+static inline struct sockaddr_in loopback(uint16_t port)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    return a;
+}
+
+/* A connected TCP pair on 127.0.0.1 made with plain system calls: fds[0]
+ * connected, fds[1] accepted. Blocking libc calls on them give up after a
+ * second, so that lost bytes fail a check instead of hanging it. */
+static inline int tcp_pair(int fds[2])
+{
+    fds[0] = fds[1] = -1; /* also on failure */
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0)
+        return -errno;
+    struct sockaddr_in a = loopback(0);
+    socklen_t len = sizeof a;
+    int c = -1, s = -1, err = 0;
+    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 4) < 0 ||
+        getsockname(l, (struct sockaddr *)&a, &len) < 0 ||
+        (c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        connect(c, (struct sockaddr *)&a, sizeof a) < 0 ||
+        (s = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0)
+        err = -errno;
+    close(l);
+    if (err) {
+        if (c >= 0)
+            close(c);
+        return err;
+    }
+    struct timeval tv = {.tv_sec = 1};
+    for (int i = 0; i < 2; i++) {
+        int fd = i ? s : c;
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    fds[0] = c;
+    fds[1] = s;
+    return 0;
+}
+
+/* A UDP socket bound to 127.0.0.1 on a port the kernel picks, which
+ * *addr gets. */
+static inline int udp_on_loopback(struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT(fd >= 0);
+    struct sockaddr_in a = loopback(0);
+    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof a));
+    socklen_t len = sizeof *addr;
+    ASSERT_OK(getsockname(fd, (struct sockaddr *)addr, &len));
+    return fd;
 }
 
 /* Runs fn(arg) as the main task of a runtime built from cfg (NULL = default)

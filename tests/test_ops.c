@@ -201,16 +201,6 @@ static void fill(unsigned char *p, size_t n, unsigned seed)
         p[i] = (unsigned char)(seed * 131u + i * 7u + (i >> 8));
 }
 
-static struct sockaddr_in loopback(uint16_t port)
-{
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    return a;
-}
-
 static int local_port(int fd)
 {
     struct sockaddr_in a;
@@ -218,40 +208,6 @@ static int local_port(int fd)
     if (getsockname(fd, (struct sockaddr *)&a, &len) < 0)
         return -errno;
     return ntohs(a.sin_port);
-}
-
-/* A connected TCP pair on 127.0.0.1 made with plain system calls: fds[0]
- * connected, fds[1] accepted. Blocking libc calls on them give up after a
- * second, so that lost bytes fail a check instead of hanging it. */
-static int tcp_pair(int fds[2])
-{
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (l < 0)
-        return -errno;
-    struct sockaddr_in a = loopback(0);
-    socklen_t len = sizeof a;
-    int c = -1, s = -1, err = 0;
-    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 4) < 0 ||
-        getsockname(l, (struct sockaddr *)&a, &len) < 0 ||
-        (c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-        connect(c, (struct sockaddr *)&a, sizeof a) < 0 ||
-        (s = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0)
-        err = -errno;
-    close(l);
-    if (err) {
-        if (c >= 0)
-            close(c);
-        return err;
-    }
-    struct timeval tv = {.tv_sec = 1};
-    for (int i = 0; i < 2; i++) {
-        int fd = i ? s : c;
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    }
-    fds[0] = c;
-    fds[1] = s;
-    return 0;
 }
 
 static void close_pair(int fds[2])
@@ -3607,24 +3563,11 @@ TEST(write_all_and_send_all_carry_on_over_short_transfers)
 /* weft_sendto / weft_recvfrom on UDP sockets: the address travels both
  * ways, MSG_TRUNC gives a datagram's real length, bad arguments are
  * refused before any op. */
-static int udp_bound(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ASSERT(fd >= 0);
-    struct sockaddr_in a = loopback(0);
-    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof a));
-    return fd;
-}
-
 static void *main_sendto_recvfrom(void *arg)
 {
     (void)arg;
-    int a = udp_bound(), b = udp_bound();
     struct sockaddr_in to, from, b_addr;
-    socklen_t len = sizeof to;
-    ASSERT_OK(getsockname(a, (struct sockaddr *)&to, &len));
-    len = sizeof b_addr;
-    ASSERT_OK(getsockname(b, (struct sockaddr *)&b_addr, &len));
+    int a = udp_on_loopback(&to), b = udp_on_loopback(&b_addr);
     ASSERT_EQ(weft_sendto(b, "hello", 5, 0, (struct sockaddr *)&to, sizeof to), 5);
     char buf[16];
     memset(&from, 0, sizeof from);

@@ -272,31 +272,13 @@ TEST(a_slow_but_steady_reader_is_not_idle)
 
 /* ---- errors ------------------------------------------------------------------ */
 
-/* A connected TCP pair on 127.0.0.1: fds[0] connected, fds[1] accepted. */
-static void tcp_pair(int fds[2])
-{
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT(l >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    ASSERT_OK(bind(l, (struct sockaddr *)&a, sizeof a));
-    ASSERT_OK(listen(l, 4));
-    ASSERT_OK(getsockname(l, (struct sockaddr *)&a, &len));
-    fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT(fds[0] >= 0);
-    ASSERT_OK(connect(fds[0], (struct sockaddr *)&a, sizeof a));
-    fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-    ASSERT(fds[1] >= 0);
-    close(l);
-}
-
 /* The client resets its connection: the relay reports it, and stops the
  * other direction, which was waiting on a quiet server. */
 static void *main_reset(void *arg)
 {
     (void)arg;
     int client[2], server[2];
-    tcp_pair(client);
+    ASSERT_OK(tcp_pair(client));
     ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, server));
     int fds[2] = {client[1], server[0]};
     weft_task *r;

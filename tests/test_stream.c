@@ -1459,17 +1459,6 @@ TEST(a_tickers_armings_keep_its_ticks_on_their_grid)
  * an empty datagram is an item (0, leased), not an end; a datagram larger
  * than the buffer is cut and says so with its real length; a stop hands
  * out what came, then -ESHUTDOWN. */
-static int udp_on_loopback(struct sockaddr_in *addr)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ASSERT(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ASSERT_OK(bind(fd, (struct sockaddr *)&a, sizeof a));
-    socklen_t len = sizeof *addr;
-    ASSERT_OK(getsockname(fd, (struct sockaddr *)addr, &len));
-    return fd;
-}
-
 static void *main_recvmsg_stream(void *arg)
 {
     (void)arg;
