@@ -5,12 +5,15 @@
  * Nothing here bounds wall-clock time: jobs wait on gates the test opens,
  * and "in place" checks poll with short sleeps. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
 
 #include "common/fault.h"
+#include "ring/ring.h"
+#include "runtime/config.h"
 #include "runtime/blocking.h"
 #include "runtime/worker.h"
 #include "test.h"
@@ -1078,6 +1081,121 @@ TEST(a_forked_child_starts_from_an_empty_signal_hub)
     ASSERT_OK(pthread_join(th, NULL));
 }
 
+/* fork while one runtime runs (waiting for a signal) and another thread
+ * starts and ends runtimes without pause, from a third thread outside
+ * both: the child inherits none of weft's process-wide locks taken, and
+ * none of the parent's runtimes. Checked in each child: the SIGSEGV
+ * disposition weft installed for the parent's runtimes is given back (with
+ * the parent's count inherited, a runtime of the child never put it back
+ * when it ended); the parent's rings, which the child shares through the
+ * descriptors it inherited, still count as weft's (weft_msg_ring refuses
+ * them); and a runtime with
+ * named queues starts and ends (without the handlers a child whose fork
+ * met the churning thread inside a lock waited for ever; the churning
+ * thread keeps the queue-name list long, so that its walk holds that lock
+ * for a while). */
+static atomic_bool churn_stop;
+
+static void *churn_runtimes(void *arg)
+{
+    (void)arg;
+    char names[WEFT_MAX_QUEUES][16];
+    weft_queue_spec q[WEFT_MAX_QUEUES];
+    for (unsigned round = 0; !atomic_load(&churn_stop); round++) {
+        for (unsigned i = 0; i < WEFT_MAX_QUEUES; i++) {
+            snprintf(names[i], sizeof names[i], "c%u.%u", round % 64, i);
+            q[i] = (weft_queue_spec){.name = names[i], .weight = 1};
+        }
+        weft_config cfg = {.workers = 1, .queues = q, .nqueues = WEFT_MAX_QUEUES};
+        run_main(&cfg, return_arg, NULL);
+        for (int i = 0; i < 100; i++) /* the ring list's lock, taken */
+            (void)weft__ring_is_weft(0);
+    }
+    return NULL;
+}
+
+static bool sigsegv_is_default(void)
+{
+    struct sigaction now;
+    return sigaction(SIGSEGV, NULL, &now) == 0 && !(now.sa_flags & SA_SIGINFO) &&
+           now.sa_handler == SIG_DFL;
+}
+
+/* In the child: 0, or which check failed. */
+static int child_after_fork_with_churn(void)
+{
+    if (!sigsegv_is_default())
+        return 2;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 3;
+    struct dirent *e;
+    int parents_rings = 0;
+    while ((e = readdir(d))) {
+        char path[300], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n <= 0)
+            continue;
+        link[n] = 0;
+        parents_rings += strstr(link, "io_uring") && weft__ring_is_weft(atoi(e->d_name));
+    }
+    closedir(d);
+    if (parents_rings < 1) /* the waiting runtime's, at least */
+        return 4;
+    static const weft_queue_spec q[] = {{.name = "child", .weight = 1}};
+    weft_config cfg = {.workers = 1, .queues = q, .nqueues = 1};
+    if (weft_run(&cfg, return_arg, NULL, NULL) != 0)
+        return 5;
+    if (!sigsegv_is_default())
+        return 6;
+    return 0;
+}
+
+TEST(a_forked_child_inherits_no_lock_and_no_runtime)
+{
+#ifdef TEST_TSAN
+    SKIP("TSan does not support threads in the child of a multi-threaded fork");
+#endif
+#ifdef TEST_LSAN
+    SKIP("ASan's allocator can deadlock the child of a multi-threaded fork");
+#endif
+    ASSERT(sigsegv_is_default());
+    pthread_t waiter, churn;
+    ASSERT_OK(pthread_create(&waiter, NULL, run_wait_usr1, NULL));
+    while (weft__signal_waiters(SIGUSR1) < 1)
+        usleep(1000);
+    atomic_store(&churn_stop, false);
+    ASSERT_OK(pthread_create(&churn, NULL, churn_runtimes, NULL));
+    for (int i = 0; i < 100; i++) {
+        pid_t pid = fork();
+        ASSERT(pid >= 0);
+        if (pid == 0)
+            _exit(child_after_fork_with_churn());
+        /* A bound on a hang, not on time. */
+        int status = 0;
+        pid_t got = 0;
+        for (int waited = 0; got == 0 && waited < 20000; waited++) {
+            got = waitpid(pid, &status, WNOHANG);
+            if (got == 0)
+                usleep(1000);
+        }
+        if (got == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            FAILF("fork %d: the child did not finish in 20 s (a lock inherited taken?)", i);
+        }
+        ASSERT_EQ(got, pid);
+        ASSERT(WIFEXITED(status));
+        if (WEXITSTATUS(status) != 0)
+            FAILF("fork %d: the child's check %d failed", i, WEXITSTATUS(status));
+    }
+    atomic_store(&churn_stop, true);
+    ASSERT_OK(pthread_join(churn, NULL));
+    ASSERT_OK(raise(SIGUSR1));
+    ASSERT_OK(pthread_join(waiter, NULL));
+}
+
 /* catch_signals at start, with each allocation of the run failing in
  * turn: a run that fails says -ENOMEM and leaves the disposition, the
  * descriptors and the threads as they were. */
@@ -1417,4 +1535,5 @@ TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_resul
           CASE(a_wait_cancelled_before_the_helper_ran_reports_its_signal),
           CASE(two_runtimes_each_get_an_arrival_once),
           CASE(a_forked_child_starts_from_an_empty_signal_hub),
+          CASE(a_forked_child_inherits_no_lock_and_no_runtime),
           CASE(catch_signals_under_allocation_failures))

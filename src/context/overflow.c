@@ -231,8 +231,44 @@ static void publish_previous(const struct sigaction *sa)
     atomic_store_explicit(&previous_segv_at, slot, memory_order_release);
 }
 
+/* fork: install_lock is held across it, so that a child never inherits it
+ * taken by a thread it does not have. The runtimes counted here ran on the
+ * parent's threads, none of which the child has (a child that forks from
+ * inside a task may only exec or _exit, docs/blocking.md), so the child
+ * starts with none and the handler that was there before weft's, as in a
+ * process where no runtime ran: a runtime it starts installs the handler
+ * afresh. */
+static void install_before_fork(void)
+{
+    pthread_mutex_lock(&install_lock);
+}
+
+static void install_after_fork_parent(void)
+{
+    pthread_mutex_unlock(&install_lock);
+}
+
+static void install_after_fork_child(void)
+{
+    if (installed_count > 0) {
+        installed_count = 0;
+        struct sigaction cur;
+        if (sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+            cur.sa_sigaction == on_segv)
+            sigaction(SIGSEGV, atomic_load(&previous_segv_at), NULL);
+    }
+    pthread_mutex_unlock(&install_lock);
+}
+
+static void install_register_fork_handlers(void)
+{
+    pthread_atfork(install_before_fork, install_after_fork_parent, install_after_fork_child);
+}
+
 int weft__overflow_install(weft__worker *w)
 {
+    static pthread_once_t fork_handlers = PTHREAD_ONCE_INIT;
+    pthread_once(&fork_handlers, install_register_fork_handlers);
     if (tls_alt.users == 0) {
         void *alt = MAP_FAILED;
         if (!weft__fault_hit(WEFT_FAULT_MMAP))

@@ -18,8 +18,30 @@
 static pthread_mutex_t listed_lock = PTHREAD_MUTEX_INITIALIZER;
 static weft__ring *listed_first;
 
+/* fork: the lock is held across it, so that a child never inherits it
+ * taken by a thread it does not have. The list stays as it was: the child
+ * shares the parent's rings through the descriptors it inherited, and a
+ * CQE it posts on one (weft_msg_ring) would be taken by the parent's
+ * worker for an op of its own. */
+static void listed_before_fork(void)
+{
+    pthread_mutex_lock(&listed_lock);
+}
+
+static void listed_after_fork(void)
+{
+    pthread_mutex_unlock(&listed_lock);
+}
+
+static void listed_register_fork_handlers(void)
+{
+    pthread_atfork(listed_before_fork, listed_after_fork, listed_after_fork);
+}
+
 static void list_ring(weft__ring *r)
 {
+    static pthread_once_t fork_handlers = PTHREAD_ONCE_INIT;
+    pthread_once(&fork_handlers, listed_register_fork_handlers);
     pthread_mutex_lock(&listed_lock);
     r->listed_prev = NULL;
     r->listed_next = listed_first;

@@ -40,8 +40,28 @@ typedef struct kept_name {
 static pthread_mutex_t kept_names_lock = PTHREAD_MUTEX_INITIALIZER;
 static kept_name *kept_names;
 
+/* fork: held across it, so that a child never inherits the lock taken by a
+ * thread it does not have (its own runtime would wait for it for ever). The
+ * names stay valid in the child. */
+static void kept_names_before_fork(void)
+{
+    pthread_mutex_lock(&kept_names_lock);
+}
+
+static void kept_names_after_fork(void)
+{
+    pthread_mutex_unlock(&kept_names_lock);
+}
+
+static void kept_names_register_fork_handlers(void)
+{
+    pthread_atfork(kept_names_before_fork, kept_names_after_fork, kept_names_after_fork);
+}
+
 static const char *keep_name(const char *name)
 {
+    static pthread_once_t fork_handlers = PTHREAD_ONCE_INIT;
+    pthread_once(&fork_handlers, kept_names_register_fork_handlers);
     pthread_mutex_lock(&kept_names_lock);
     kept_name *k = kept_names;
     while (k && strcmp(k->text, name) != 0)
