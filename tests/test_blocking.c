@@ -266,6 +266,84 @@ TEST(runtime_end_waits_for_an_abandoned_job)
     ASSERT_OK(pthread_join(opener, NULL));
 }
 
+/* weft_config.blocking_exit_wait_ns: weft_run waits that long at most for
+ * an abandoned job still running. One left behind finishes on its own,
+ * its release runs, and its thread exits (with nothing leaked: ASan's
+ * leak check sees the pool, which that thread frees). */
+static _Atomic int released, run_returned, opened_by_timer;
+
+static void count_release(void *arg, void *result)
+{
+    ASSERT(arg == (void *)5 && result == (void *)5);
+    atomic_fetch_add(&released, 1);
+}
+
+static void *gated_child_ex(void *arg)
+{
+    atomic_store(&child_rc, weft_spawn_blocking_ex(gated, arg, NULL, count_release));
+    return NULL;
+}
+
+static void *main_abandon_gated(void *arg)
+{
+    (void)arg;
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, gated_child_ex, (void *)5));
+    wait_until_started(1);
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(atomic_load(&child_rc), -ECANCELED);
+    return NULL;
+}
+
+/* Opens the gate after 20 s if weft_run has not returned by then: a bound
+ * on a hang, not on time. */
+static void *open_gate_if_stuck(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20000 && !atomic_load(&run_returned); i++)
+        usleep(1000);
+    if (!atomic_load(&run_returned)) {
+        atomic_store(&opened_by_timer, 1);
+        atomic_store(&gate_open, 1);
+    }
+    return NULL;
+}
+
+TEST(runtime_end_leaves_a_job_behind_past_the_exit_wait)
+{
+    pthread_t timer;
+    ASSERT_OK(pthread_create(&timer, NULL, open_gate_if_stuck, NULL));
+    weft_config cfg = {.workers = 1, .blocking_exit_wait_ns = 1000000};
+    ASSERT_OK(weft_run(&cfg, main_abandon_gated, NULL, NULL));
+    atomic_store(&run_returned, 1);
+    ASSERT_OK(pthread_join(timer, NULL));
+    ASSERT(!atomic_load(&opened_by_timer));
+    /* The gate is still shut: the job runs on, and its thread with it. */
+    ASSERT_EQ(atomic_load(&gated_finished), 0);
+    ASSERT_EQ(atomic_load(&released), 0);
+    ASSERT_EQ(threads_named("weft-blocking"), 1);
+    atomic_store(&gate_open, 1);
+    while (atomic_load(&released) < 1 || threads_named("weft-blocking") > 0)
+        usleep(1000);
+    ASSERT_EQ(atomic_load(&gated_finished), 1);
+    ASSERT_EQ(atomic_load(&released), 1);
+    /* The next runtime starts a pool of its own. */
+    run_workers(1, main_result, NULL);
+}
+
+TEST(runtime_end_waits_for_a_job_that_ends_within_the_exit_wait)
+{
+    pthread_t opener;
+    ASSERT_OK(pthread_create(&opener, NULL, open_gate_after_main, NULL));
+    weft_config cfg = {.workers = 1, .blocking_exit_wait_ns = 60 * 1000000000ull};
+    ASSERT_OK(weft_run(&cfg, main_cancel, NULL, NULL));
+    /* Nothing left behind: the job ended, its thread was joined. */
+    ASSERT_EQ(atomic_load(&gated_finished), 1);
+    ASSERT_EQ(threads_named("weft-blocking"), 0);
+    ASSERT_OK(pthread_join(opener, NULL));
+}
+
 static void *main_deadline(void *arg)
 {
     ASSERT_OK(weft_deadline_push(weft_now_ns() + 2000000));
@@ -1511,10 +1589,12 @@ TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_resul
           CASE(many_concurrent_jobs_use_many_threads_2w), CASE(jobs_queue_beyond_the_thread_cap),
           CASE(cancel_returns_at_once_and_the_job_finishes_later),
           CASE(cancel_returns_at_once_and_the_job_finishes_later_2w),
-          CASE(runtime_end_waits_for_an_abandoned_job), CASE(deadline_times_out),
-          CASE(deadline_times_out_2w), CASE(a_cancelled_task_starts_no_job),
-          CASE(an_abandoned_queued_job_still_runs), CASE(misuse),
-          CASE(jobs_run_with_the_mask_of_the_worker_that_started_their_thread),
+          CASE(runtime_end_waits_for_an_abandoned_job),
+          CASE(runtime_end_leaves_a_job_behind_past_the_exit_wait),
+          CASE(runtime_end_waits_for_a_job_that_ends_within_the_exit_wait),
+          CASE(deadline_times_out), CASE(deadline_times_out_2w),
+          CASE(a_cancelled_task_starts_no_job), CASE(an_abandoned_queued_job_still_runs),
+          CASE(misuse), CASE(jobs_run_with_the_mask_of_the_worker_that_started_their_thread),
           CASE(spawn_blocking_ex_releases_what_an_abandoned_job_owns),
           CASE(idle_threads_exit_after_the_keepalive), CASE(allocation_failures),
           CASE(getaddrinfo_numeric), CASE(getaddrinfo_numeric_2w), CASE(getaddrinfo_localhost),

@@ -94,6 +94,16 @@ typedef struct weft_config {
      * named here that no task waits for is swallowed. */
     const int *catch_signals;
     size_t ncatch_signals;
+    /* At its end weft_run (weft_executor_destroy) waits for the blocking
+     * jobs still running, all abandoned by then (their tasks gave up):
+     * until they end (0, the default), or at most this long. Past it, it
+     * returns and leaves the pool's threads to finish those jobs on their
+     * own, release what weft_spawn_blocking_ex jobs own, and exit. A name
+     * lookup that waits for a silent DNS server then no longer holds up a
+     * program's exit for its resolver's time-outs; but a job left behind
+     * must touch nothing the program ends or frees after weft_run (the
+     * runtime included: docs/blocking.md). */
+    uint64_t blocking_exit_wait_ns;
 } weft_config;
 
 /* Runs main_fn(arg) as the main task of a new runtime and returns when the
@@ -169,7 +179,7 @@ WEFT_API unsigned weft_worker_count(void);
  * end in the background and its result is dropped. arg must therefore stay valid until fn returns,
  * not just until this call does: do not point it into the task's stack unless the call is shielded
  * and has no deadline. weft_run returns only after every job, abandoned ones included, has
- * finished. */
+ * finished (or, with weft_config.blocking_exit_wait_ns, after that long at most). */
 WEFT_API int weft_spawn_blocking(void *(*fn)(void *arg), void *arg, void **result);
 /* weft_spawn_blocking for a job that owns what it works on, so that nothing
  * leaks when its task gives up: the call takes arg, and every outcome but
@@ -204,7 +214,9 @@ struct addrinfo;
  * with freeaddrinfo); -EINVAL for a NULL res; -EPERM outside a task; -ENOMEM
  * (EAI_MEMORY too); the -errno behind EAI_SYSTEM; WEFT_EAI(code) for any
  * other EAI_* code; -ECANCELED / -ETIMEDOUT at once: the lookup is dropped
- * (never started, or its result freed by the pool); -EAGAIN (or another
+ * (never started, or its result freed by the pool; getaddrinfo itself
+ * cannot be stopped, and weft_run waits for one still running unless
+ * weft_config.blocking_exit_wait_ns says otherwise); -EAGAIN (or another
  * pthread_create error) when no pool thread exists and none can start, as
  * for weft_spawn_blocking. */
 WEFT_API int weft_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,

@@ -69,7 +69,11 @@ struct weft__blocking {
     unsigned idle;       /* ... of which waiting on `work` */
     unsigned max_threads;
     uint64_t keepalive_ns;
-    bool stopping;       /* the runtime is ending: run what is queued, then exit */
+    bool stopping; /* the runtime is ending: run what is queued, then exit */
+    /* The runtime has ended without waiting for the threads still running
+     * (weft_config.blocking_exit_wait_ns): each detaches itself as it
+     * exits, and the last one frees the pool. */
+    bool left_behind;
     pool_thread *exited; /* ended, waiting to be joined */
 };
 
@@ -111,6 +115,14 @@ static void job_finish(job *j, void *result)
     atomic_store_explicit(&j->state, JOB_DONE, memory_order_release);
     weft__task_wake(j->task);
     pthread_mutex_unlock(&j->mu);
+}
+
+static void pool_free(struct weft__blocking *pool)
+{
+    pthread_cond_destroy(&pool->work);
+    pthread_cond_destroy(&pool->gone);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
 }
 
 static void *pool_thread_main(void *p)
@@ -159,6 +171,16 @@ static void *pool_thread_main(void *p)
             break; /* idle past the keep-alive */
     }
     pool->threads--;
+    if (pool->left_behind) {
+        /* Nobody joins or frees after the runtime: this thread does. */
+        bool last = pool->threads == 0;
+        pthread_mutex_unlock(&pool->lock);
+        pthread_detach(pthread_self());
+        free(self);
+        if (last)
+            pool_free(pool);
+        return NULL;
+    }
     self->next = pool->exited;
     pool->exited = self;
     pthread_cond_broadcast(&pool->gone);
@@ -203,8 +225,8 @@ static struct weft__blocking *pool_get(weft__runtime *rt)
         pthread_condattr_init(&attr);
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
         pthread_cond_init(&pool->work, &attr);
+        pthread_cond_init(&pool->gone, &attr);
         pthread_condattr_destroy(&attr);
-        pthread_cond_init(&pool->gone, NULL);
         pthread_mutex_init(&pool->lock, NULL);
         pool->max_threads = weft__blocking_max_threads ? weft__blocking_max_threads : 1;
         pool->keepalive_ns = weft__blocking_keepalive_ns;
@@ -253,20 +275,33 @@ void weft__blocking_fini(weft__runtime *rt)
     if (!pool)
         return;
     /* Every task has finished, so the queue and the running jobs are
-     * abandoned ones: they run to their end, as documented. */
+     * abandoned ones: they run to their end, as documented, with the
+     * runtime waiting for them, or for blocking_exit_wait_ns at most. */
+    uint64_t wait_ns = rt->cfg.blocking_exit_wait_ns;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    uint64_t sec = wait_ns / 1000000000u;
+    until.tv_sec += sec > (uint64_t)INT32_MAX ? INT32_MAX : (time_t)sec;
+    until.tv_nsec += (long)(wait_ns % 1000000000u);
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
     pthread_mutex_lock(&pool->lock);
     pool->stopping = true;
     pthread_cond_broadcast(&pool->work);
-    while (pool->threads > 0)
-        pthread_cond_wait(&pool->gone, &pool->lock);
+    int r = 0;
+    while (pool->threads > 0 && r != ETIMEDOUT)
+        r = wait_ns ? pthread_cond_timedwait(&pool->gone, &pool->lock, &until)
+                    : pthread_cond_wait(&pool->gone, &pool->lock);
     pool_thread *exited = pool->exited;
     pool->exited = NULL;
+    bool left_behind = pool->threads > 0;
+    pool->left_behind = left_behind;
     pthread_mutex_unlock(&pool->lock);
     join_exited(exited);
-    pthread_cond_destroy(&pool->work);
-    pthread_cond_destroy(&pool->gone);
-    pthread_mutex_destroy(&pool->lock);
-    free(pool);
+    if (!left_behind)
+        pool_free(pool);
     rt->blocking = NULL;
 }
 
