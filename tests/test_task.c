@@ -634,6 +634,69 @@ TEST(spawned_tasks_inherit_the_deadline_only_when_asked)
     ASSERT_EQ(weft_deadline_innermost(), 0); /* outside a task */
 }
 
+/* The function leaves pushes behind: the defers get those, without the
+ * inherited deadline under them, and popping them never brings it back
+ * (before, the inherited one stayed in force whenever a push was left, and
+ * a pop in a defer restored it). */
+typedef struct leftover_probe {
+    uint64_t inherited, hour, two_hours;
+    uint64_t in_defer[3]; /* innermost: on entry, after a move, after a pop */
+    int defer_sleep_rc, last_pop_rc, extra_pop_rc;
+} leftover_probe;
+
+static void defer_under_leftover_pushes(void *arg)
+{
+    leftover_probe *p = arg;
+    p->in_defer[0] = weft_deadline_innermost();
+    p->defer_sleep_rc = weft_sleep_ns(30000000); /* past the inherited deadline */
+    ASSERT_OK(weft_deadline_move(p->two_hours + 1));
+    p->in_defer[1] = weft_deadline_innermost();
+    ASSERT_OK(weft_deadline_pop());
+    p->in_defer[2] = weft_deadline_innermost();
+    p->last_pop_rc = weft_deadline_pop();
+    p->extra_pop_rc = weft_deadline_pop();
+}
+
+static void *leave_pushes(void *arg)
+{
+    leftover_probe *p = arg;
+    p->inherited = weft_deadline_innermost();
+    p->hour = p->inherited + 3600000000000ull;
+    p->two_hours = p->hour + 3600000000000ull;
+    ASSERT_OK(weft_defer(defer_under_leftover_pushes, p));
+    ASSERT_OK(weft_deadline_push(p->two_hours));
+    ASSERT_OK(weft_deadline_push(p->inherited - 1));
+    ASSERT_EQ(weft_deadline_innermost(), p->inherited - 1);
+    /* Moved later: the inherited one is in force again, not the move. */
+    ASSERT_OK(weft_deadline_move(p->hour));
+    ASSERT_EQ(weft_deadline_innermost(), p->inherited);
+    ASSERT_EQ(weft_sleep_ns(UINT64_MAX), -ETIMEDOUT); /* the inherited one ends it */
+    return NULL;
+}
+
+static void *main_leftover_pushes(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_deadline_push_in(10000000));
+    leftover_probe p = {0};
+    weft_spawn_opts o = {.flags = WEFT_TASK_INHERIT_DEADLINE};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, leave_pushes, &p));
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(p.in_defer[0], p.hour); /* the earlier of the two left */
+    ASSERT_OK(p.defer_sleep_rc);
+    ASSERT_EQ(p.in_defer[1], p.two_hours); /* moved later: the outer one */
+    ASSERT_EQ(p.in_defer[2], p.two_hours);
+    ASSERT_OK(p.last_pop_rc);
+    ASSERT_EQ(p.extra_pop_rc, -EINVAL);
+    return NULL;
+}
+TEST(defers_get_the_leftover_pushes_without_the_inherited_deadline)
+{
+    run_main(NULL, main_leftover_pushes, NULL);
+}
+
 /* A CPU-bound loop that yields is bounded by its deadline: weft_yield
  * reports -ETIMEDOUT once it has passed, weft_yield_maybe within the 16
  * calls between its clock reads, and neither reports it early. */
@@ -774,6 +837,7 @@ TEST(join_any_refuses_or_survives_a_handle_given_twice)
 }
 
 TEST_MAIN(CASE(join_returns_result), CASE(spawned_tasks_inherit_the_deadline_only_when_asked),
+          CASE(defers_get_the_leftover_pushes_without_the_inherited_deadline),
           CASE(yields_report_a_passed_deadline), CASE(detached_children_are_part_of_the_tree),
           CASE(detach_handle), CASE(join_already_finished), CASE(yield_round_robin_order),
           CASE(yield_switches_straight_to_the_next_task_in_order), CASE(spawn_lifo_hint_runs_first),

@@ -726,6 +726,18 @@ static uint64_t innermost_deadline(uint64_t outer, uint64_t abs_ns)
     return abs_ns ? abs_ns : 1;
 }
 
+/* The deadline in force with the task's pushes: the earliest of them and
+ * the base. The raw pushes are kept, not the outer deadline at each, so
+ * that the defers can drop the inherited base from under the function's
+ * leftover pushes (finish). */
+static uint64_t deadline_in_force(const weft_task *t)
+{
+    uint64_t d = t->ext->deadline_base;
+    for (unsigned i = 0; i < t->ndeadlines; i++)
+        d = innermost_deadline(d, t->ext->deadline_stack[i]);
+    return d;
+}
+
 /* weft_now_ns() + ns, capped: past the clock's range means never within
  * this program's life, not a time that wrapped into the past. */
 static uint64_t deadline_from_now(uint64_t ns)
@@ -744,7 +756,9 @@ int weft_deadline_push(uint64_t abs_ns)
     weft__task_ext *ext = weft__task_ext_get(t);
     if (!ext)
         return -ENOMEM;
-    ext->deadline_stack[t->ndeadlines++] = t->deadline;
+    if (!t->ndeadlines)
+        ext->deadline_base = t->deadline;
+    ext->deadline_stack[t->ndeadlines++] = abs_ns;
     t->deadline = innermost_deadline(t->deadline, abs_ns);
     return 0;
 }
@@ -762,7 +776,8 @@ int weft_deadline_move(uint64_t abs_ns)
     if (!t->ndeadlines)
         return -EINVAL;
     /* Pop and push in one: the outer deadlines still bound the new one. */
-    t->deadline = innermost_deadline(t->ext->deadline_stack[t->ndeadlines - 1], abs_ns);
+    t->ext->deadline_stack[t->ndeadlines - 1] = abs_ns;
+    t->deadline = deadline_in_force(t);
     return 0;
 }
 
@@ -778,7 +793,8 @@ int weft_deadline_pop(void)
         return -EPERM;
     if (!t->ndeadlines)
         return -EINVAL;
-    t->deadline = t->ext->deadline_stack[--t->ndeadlines];
+    t->ndeadlines--;
+    t->deadline = deadline_in_force(t);
     return 0;
 }
 
@@ -985,9 +1001,14 @@ static WEFT_TSAN_CALL weft__worker *finish(weft_task *t, void *result)
     t->run_flags |= TASK_R_FINISHING;
     /* A deadline inherited at the spawn bounds the function only: the
      * defers, which cannot pop it, must be able to wait for cleanup
-     * (one the function pushed and left pushed still applies). */
-    if (!t->ndeadlines)
+     * (one the function pushed and left pushed still applies, and their
+     * pops never bring the inherited one back). */
+    if (t->ndeadlines) {
+        t->ext->deadline_base = 0;
+        t->deadline = deadline_in_force(t);
+    } else {
         t->deadline = 0;
+    }
     if (load_state(t) & TASK_CANCELLED)
         t->run_flags |= TASK_R_CANCEL_SEEN;
     /* Defers may spawn: their children are dealt with as the function's. */

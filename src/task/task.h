@@ -94,10 +94,14 @@ struct weft__defer;
 struct weft__resource;
 
 /* What few tasks need, allocated on first use to keep the record at 256
- * bytes: saved outer deadlines, the ring-bound resources (streams,
+ * bytes: the deadlines pushed, the ring-bound resources (streams,
  * tickers) the task holds, and the discard callback of its spawn. */
 typedef struct weft__task_ext {
+    /* The deadlines pushed (as given: 0 counts as 1), innermost last, and the
+     * one in force under the first push: the inherited deadline in the
+     * function, none in the defers. task->deadline is the earliest. */
     uint64_t deadline_stack[TASK_MAX_DEADLINES];
+    uint64_t deadline_base;
     struct weft__resource *resources; /* doubly linked, see ring/resource.h */
     void (*discard)(void *arg);       /* weft_spawn_opts.discard; set at spawn */
 } weft__task_ext;
