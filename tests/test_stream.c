@@ -1455,6 +1455,141 @@ TEST(a_tickers_armings_keep_its_ticks_on_their_grid)
     ASSERT_EQ(ts.due, later + (n + 1) * p);
 }
 
+#define MS 1000000ull
+
+/* A reset whose re-arm (once the removed arming's -ECANCELED is in) finds
+ * no SQE: the reset still succeeds, the ticker is left unarmed with
+ * nothing queued, and the next pull arms it with the new period. */
+static void *main_reset_rearm_fails(void *arg)
+{
+    (void)arg;
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, 3600 * 1000 * MS));
+    ASSERT_OK(weft_sleep_ns(MS)); /* the arming is in the kernel */
+    ASSERT_EQ(stats_now().streams_live, 1);
+    /* The remove gets its SQE; every later one fails. */
+    weft__fault_arm_from(WEFT_FAULT_SQE, 2);
+    int r = weft_ticker_reset(t, MS);
+    uint64_t sqes = weft__fault_count(WEFT_FAULT_SQE);
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT_OK(r);
+    ASSERT_GE(sqes, 2);                     /* the re-arm was tried */
+    ASSERT_EQ(stats_now().streams_live, 0); /* and failed: nothing armed */
+    ASSERT_EQ(weft_stream_pending(t), 0);   /* no item for the removal */
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_stream_next(t, NULL)); /* armed by the pull */
+    ASSERT_EQ(weft__ticker_schedule(t)->period, MS);
+    weft_stream_close(t);
+    return NULL;
+}
+TEST(a_reset_whose_rearm_fails_is_armed_by_the_next_pull)
+{
+    run_main_one_worker(NULL, main_reset_rearm_fails, NULL);
+}
+
+/* An arming that runs out of ticks while no SQE can be had: its last tick
+ * is still handed out, the pull that must arm again says -EAGAIN, and the
+ * ticker goes on once SQEs are back. The arming's end is re-armed from
+ * its last completion; when that was reaped before the failures were
+ * switched on (a late task), the round starts over with a new ticker. */
+static void *main_arming_end_rearm_fails(void *arg)
+{
+    (void)arg;
+    for (int round = 0;; round++) {
+        if (round == 50)
+            FAILF("in 50 rounds no arming ended while SQEs failed");
+        weft_stream *t;
+        ASSERT_OK(weft_ticker(&t, MS)); /* a new ticker's armings are short */
+        int r;
+        do {
+            weft__fault_arm(WEFT_FAULT_SQE, 0);
+            ASSERT_OK(weft_stream_next(t, NULL));
+            weft__fault_arm_from(WEFT_FAULT_SQE, 1);
+            /* Until the arming ends, ticks still come. */
+            r = weft_stream_next(t, NULL);
+        } while (r == 0 && stats_now().streams_live == 1);
+        if (r == 0 && !weft_stream_pending(t)) {
+            r = weft_stream_next(t, NULL);
+            weft__fault_arm(WEFT_FAULT_SQE, 0);
+            ASSERT_EQ(r, -EAGAIN);
+            for (int i = 0; i < 5; i++)
+                ASSERT_OK(weft_stream_next(t, NULL));
+            ASSERT_EQ(stats_now().streams_live, 1);
+            weft_stream_close(t);
+            return NULL;
+        }
+        weft__fault_arm(WEFT_FAULT_SQE, 0);
+        ASSERT(r == 0 || r == -EAGAIN);
+        weft_stream_close(t);
+    }
+}
+TEST(an_arming_that_cannot_be_renewed_is_renewed_by_the_pull)
+{
+    run_main_one_worker(NULL, main_arming_end_rearm_fails, NULL);
+}
+
+/* Two resets back to back: the first's removed arming never comes out of
+ * the stream as an item (-ECANCELED). */
+static void *main_double_reset(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 200; round++) {
+        weft_stream *t;
+        ASSERT_OK(weft_ticker(&t, 3600 * 1000 * MS));
+        ASSERT_OK(weft_sleep_ns(100000));
+        ASSERT_OK(weft_ticker_reset(t, 3600 * 1000 * MS + 1));
+        ASSERT_OK(weft_ticker_reset(t, MS));
+        int r = weft_stream_next(t, NULL);
+        if (r != 0)
+            FAILF("round %d: the pull after two resets says %d", round, r);
+        weft_stream_close(t);
+    }
+    return NULL;
+}
+TEST(two_resets_in_a_row_leave_no_stray_item)
+{
+    run_main_one_worker(NULL, main_double_reset, NULL);
+}
+
+/* Periods past the kernel's range: accepted, no tick comes (no -EINVAL
+ * item from the kernel, no period wrapped short), from the start or after
+ * a reset from a short one. */
+static int pull_within(weft_stream *t, uint64_t ns)
+{
+    ASSERT_OK(weft_deadline_push_in(ns));
+    int r = weft_stream_next(t, NULL);
+    ASSERT_OK(weft_deadline_pop());
+    return r;
+}
+
+static void *main_huge_period(void *arg)
+{
+    (void)arg;
+    const uint64_t periods[] = {UINT64_MAX, (uint64_t)INT64_MAX + 1, (uint64_t)INT64_MAX,
+                                UINT64_MAX / 3 * 2};
+    for (unsigned i = 0; i < sizeof periods / sizeof periods[0]; i++) {
+        weft_stream *t;
+        ASSERT_OK(weft_ticker(&t, periods[i]));
+        int r = pull_within(t, 20 * MS);
+        if (r != -ETIMEDOUT)
+            FAILF("period %llu: the pull says %d", (unsigned long long)periods[i], r);
+        ASSERT_OK(weft_ticker_reset(t, MS));
+        ASSERT_OK(weft_stream_next(t, NULL));
+        ASSERT_OK(weft_ticker_reset(t, periods[i]));
+        r = pull_within(t, 20 * MS);
+        if (r == 0) /* a tick of the 1 ms arming queued before the reset */
+            r = pull_within(t, 20 * MS);
+        if (r != -ETIMEDOUT)
+            FAILF("reset to %llu: the pull says %d", (unsigned long long)periods[i], r);
+        weft_stream_close(t);
+    }
+    return NULL;
+}
+TEST(huge_ticker_periods_never_tick)
+{
+    run_main_one_worker(NULL, main_huge_period, NULL);
+}
+
 /* A recvmsg stream on UDP: each item is one datagram with its sender;
  * an empty datagram is an item (0, leased), not an end; a datagram larger
  * than the buffer is cut and says so with its real length; a stop hands
@@ -1617,4 +1752,7 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_direct_close_that_keeps_failing_is_given_up),
           CASE(the_maintenance_task_is_not_counted), CASE(cleanup_queued_at_the_end_is_released),
           CASE(an_accept_that_cannot_be_queued_is_reported), CASE(cleanup_errors_can_abort),
-          CASE(a_tickers_armings_keep_its_ticks_on_their_grid))
+          CASE(a_tickers_armings_keep_its_ticks_on_their_grid),
+          CASE(a_reset_whose_rearm_fails_is_armed_by_the_next_pull),
+          CASE(an_arming_that_cannot_be_renewed_is_renewed_by_the_pull),
+          CASE(two_resets_in_a_row_leave_no_stray_item), CASE(huge_ticker_periods_never_tick))

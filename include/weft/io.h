@@ -554,7 +554,10 @@ WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
  * leased, or waits in another stream's queue (pull or release some first).
  * -ENOMEM once, when the queue is empty, after a completion could not be
  * queued for want of memory (an accepted connection is closed then, a
- * buffer returned; the stream goes on). */
+ * buffer returned; the stream goes on). -EAGAIN when the queue is empty
+ * and the kernel side must be armed again (a ticker's arming ran out,
+ * an accept stream re-arms) but no SQE could be had, as for any call
+ * (top of this file): nothing is lost, pull again. */
 WEFT_API int weft_stream_next(weft_stream *s, weft_buf *buf);
 /* Items queued and not yet pulled. */
 WEFT_API unsigned weft_stream_pending(const weft_stream *s);
