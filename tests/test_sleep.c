@@ -996,6 +996,117 @@ TEST(run_clock_without_the_tsc_reads_the_real_clock)
     ASSERT_EQ(c.syncs, c.reads);
 }
 
+/* Sleeps and deadlines at the ends of the clock's range: a sleep of
+ * UINT64_MAX (for or until) waits until cancelled and leaves no timer; a
+ * deadline of UINT64_MAX never ends a sleep under it, one of 0 ends it at
+ * once. */
+static void *sleep_forever(void *arg)
+{
+    return (void *)(intptr_t)(arg ? weft_sleep_until(UINT64_MAX) : weft_sleep_ns(UINT64_MAX));
+}
+
+static uint64_t timers_armed(void)
+{
+    weft_stats st;
+    ASSERT_OK(weft_stats_snapshot(&st));
+    return st.timers_armed;
+}
+
+static void *main_extremes(void *arg)
+{
+    (void)arg;
+    weft_task *a, *b;
+    ASSERT_OK(weft_spawn(&a, sleep_forever, NULL));
+    ASSERT_OK(weft_spawn(&b, sleep_forever, (void *)1));
+    while (timers_armed() < 2)
+        ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_cancel(a));
+    ASSERT_OK(weft_cancel(b));
+    ASSERT_EQ(weft_join(a, NULL), -ECANCELED);
+    ASSERT_EQ(weft_join(b, NULL), -ECANCELED);
+    ASSERT_EQ(timers_armed(), 0);
+    ASSERT_OK(weft_deadline_push(UINT64_MAX));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_deadline_push_in(UINT64_MAX));
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_deadline_push(0));
+    ASSERT_EQ(weft_sleep_ns(UINT64_MAX), -ETIMEDOUT);
+    ASSERT_EQ(weft_sleep_until(UINT64_MAX), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_deadline_push_in(3000000));
+    uint64_t t0 = weft_now_ns();
+    ASSERT_EQ(weft_sleep_ns(UINT64_MAX), -ETIMEDOUT);
+    ASSERT_GE(weft_now_ns() - t0, 3000000);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(timers_armed(), 0);
+    return NULL;
+}
+TEST(sleeps_and_deadlines_at_the_ends_of_the_clock)
+{
+    run_main(NULL, main_extremes, NULL);
+}
+
+/* On two workers, rounds of sleepers cancelled just after they park: the
+ * shielded half sleeps on in full (some moved to the other worker, their
+ * timers re-armed there) and none wakes early or fails; the others end with
+ * 0 or -ECANCELED, as the cancel meets their timer firing or not; and no
+ * timer is left armed. */
+#define NSLEEPERS 400
+static _Atomic int woke_early, failed_sleeps;
+
+static void *shielded_sleeper(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_shield_push());
+    uint64_t t0 = weft_now_ns();
+    int r = weft_sleep_ns(20000000);
+    if (r != 0)
+        atomic_fetch_add(&failed_sleeps, 1);
+    if (weft_now_ns() - t0 < 20000000)
+        atomic_fetch_add(&woke_early, 1);
+    ASSERT_OK(weft_shield_pop());
+    /* Some CPU work, so that a worker has queued tasks to give away. */
+    uint64_t spin = weft_now_ns() + 200000;
+    while (weft_now_ns() < spin)
+        ;
+    return NULL;
+}
+
+static void *racing_sleeper(void *arg)
+{
+    (void)arg;
+    int r = weft_sleep_ns(2000000);
+    if (r != 0 && r != -ECANCELED)
+        atomic_fetch_add(&failed_sleeps, 1);
+    return NULL;
+}
+
+static void *main_cancel_sleepers(void *arg)
+{
+    (void)arg;
+    static weft_task *ts[NSLEEPERS];
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < NSLEEPERS; i++)
+            ASSERT_OK(weft_spawn(&ts[i], i % 2 ? shielded_sleeper : racing_sleeper, NULL));
+        ASSERT_OK(weft_sleep_ns(2000000));
+        for (int i = 0; i < NSLEEPERS; i++)
+            ASSERT_OK(weft_cancel(ts[i]));
+        for (int i = 0; i < NSLEEPERS; i++)
+            (void)weft_join(ts[i], NULL);
+    }
+    ASSERT_EQ(atomic_load(&woke_early), 0);
+    ASSERT_EQ(atomic_load(&failed_sleeps), 0);
+    ASSERT_EQ(timers_armed(), 0);
+    return NULL;
+}
+TEST(cancelled_sleepers_on_two_workers)
+{
+    weft_config cfg = {.workers = 2};
+    run_main(&cfg, main_cancel_sleepers, NULL);
+}
+
 TEST_MAIN(CASE(sleep_is_never_early), CASE(sleep_under_a_deadline_never_times_out_early),
           CASE(sleep_zero_sees_deadlines_and_cancellation), CASE(sleepers_wake_in_deadline_order),
           CASE(sleepers_wake_in_deadline_order_across_lanes_and_heap),
@@ -1006,4 +1117,6 @@ TEST_MAIN(CASE(sleep_is_never_early), CASE(sleep_under_a_deadline_never_times_ou
           CASE(cancelling_sleepers_removes_their_timers),
           CASE(run_clock_follows_the_monotonic_clock),
           CASE(run_clock_reading_for_deadlines_is_never_behind),
-          CASE(run_clock_without_the_tsc_reads_the_real_clock))
+          CASE(run_clock_without_the_tsc_reads_the_real_clock),
+          CASE(sleeps_and_deadlines_at_the_ends_of_the_clock),
+          CASE(cancelled_sleepers_on_two_workers))
