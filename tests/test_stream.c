@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <liburing.h>
+#include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1679,6 +1680,130 @@ TEST(recvmsg_stream_gives_each_datagram_with_its_sender)
     run_main_one_worker(NULL, main_recvmsg_stream, NULL);
 }
 
+/* Control data on a recvmsg stream: with room asked for, each datagram's
+ * IP_PKTINFO comes with it (the address it was sent to, the loopback
+ * interface), walked with CMSG_FIRSTHDR / CMSG_NXTHDR; with too little
+ * room it is cut and says so; with none there is none; descriptors sent
+ * with SCM_RIGHTS on a Unix datagram socket arrive; room that leaves no
+ * payload, or past the limit, is refused. */
+/* Closed, a stream's kernel side ends later: a stop waits for that, so
+ * that the next stream on the socket gets the next datagram. */
+static int stop_and_close(weft_stream *s)
+{
+    ASSERT_OK(weft_stream_stop(s));
+    weft_buf b;
+    ASSERT_EQ(weft_stream_next(s, &b), -ESHUTDOWN);
+    return weft_stream_close(s);
+}
+
+static void *main_recvmsg_control(void *arg)
+{
+    (void)arg;
+    struct sockaddr_in at, b_at;
+    int a = udp_on_loopback(&at), b = udp_on_loopback(&b_at);
+    int on = 1;
+    ASSERT_OK(setsockopt(a, IPPROTO_IP, IP_PKTINFO, &on, sizeof on));
+    enum { SIZE = 1024 };
+    weft_buf_ring *br;
+    ASSERT_OK(weft_buf_ring_create(&br, 8, SIZE));
+    weft_stream *s;
+    size_t room = CMSG_SPACE(sizeof(struct in_pktinfo));
+    ASSERT_OK(weft_recvmsg_stream_ex(&s, a, br, room));
+    ASSERT_EQ(sendto(b, "hi", 2, 0, (struct sockaddr *)&at, sizeof at), 2);
+    weft_buf m;
+    weft_datagram d;
+    ASSERT_EQ(weft_stream_next(s, &m), 2);
+    ASSERT(memcmp(m.data, "hi", 2) == 0);
+    ASSERT_OK(weft_buf_datagram(&m, &d));
+    ASSERT_EQ(((struct sockaddr_in *)&d.from)->sin_port, b_at.sin_port);
+    ASSERT(!d.control_truncated);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&d.control);
+    ASSERT(c != NULL);
+    ASSERT_EQ(c->cmsg_level, IPPROTO_IP);
+    ASSERT_EQ(c->cmsg_type, IP_PKTINFO);
+    struct in_pktinfo pi;
+    memcpy(&pi, CMSG_DATA(c), sizeof pi);
+    ASSERT_EQ(pi.ipi_addr.s_addr, htonl(INADDR_LOOPBACK));
+    ASSERT_EQ(pi.ipi_ifindex, (int)if_nametoindex("lo"));
+    ASSERT(CMSG_NXTHDR(&d.control, c) == NULL);
+    ASSERT_OK(weft_buf_release(&m));
+    ASSERT_OK(stop_and_close(s));
+
+    /* Too little room: cut, and said so. */
+    ASSERT_OK(weft_recvmsg_stream_ex(&s, a, br, 8));
+    ASSERT_EQ(sendto(b, "cut", 3, 0, (struct sockaddr *)&at, sizeof at), 3);
+    ASSERT_EQ(weft_stream_next(s, &m), 3);
+    ASSERT(memcmp(m.data, "cut", 3) == 0);
+    ASSERT_OK(weft_buf_datagram(&m, &d));
+    ASSERT(d.control_truncated);
+    ASSERT(CMSG_FIRSTHDR(&d.control) == NULL);
+    ASSERT_OK(weft_buf_release(&m));
+    ASSERT_OK(stop_and_close(s));
+
+    /* No room asked for: none, whatever the socket has. */
+    ASSERT_OK(weft_recvmsg_stream(&s, a, br));
+    ASSERT_EQ(sendto(b, "bare", 4, 0, (struct sockaddr *)&at, sizeof at), 4);
+    ASSERT_EQ(weft_stream_next(s, &m), 4);
+    ASSERT_OK(weft_buf_datagram(&m, &d));
+    ASSERT(CMSG_FIRSTHDR(&d.control) == NULL);
+    ASSERT_EQ(d.control.msg_controllen, 0);
+    ASSERT(d.control_truncated); /* the pktinfo had no room */
+    ASSERT_OK(weft_buf_release(&m));
+    ASSERT_OK(weft_stream_close(s));
+
+    /* A descriptor passed on a Unix datagram socket. */
+    int sv[2], p[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv));
+    ASSERT_OK(pipe2(p, O_CLOEXEC));
+    ASSERT_OK(weft_recvmsg_stream_ex(&s, sv[0], br, CMSG_SPACE(sizeof(int))));
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = "fd", .iov_len = 2};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *sc = CMSG_FIRSTHDR(&mh);
+    sc->cmsg_level = SOL_SOCKET;
+    sc->cmsg_type = SCM_RIGHTS;
+    sc->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(sc), &p[1], sizeof(int));
+    ASSERT_EQ(sendmsg(sv[1], &mh, 0), 2);
+    ASSERT_EQ(weft_stream_next(s, &m), 2);
+    ASSERT_OK(weft_buf_datagram(&m, &d));
+    c = CMSG_FIRSTHDR(&d.control);
+    ASSERT(c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS);
+    int got;
+    memcpy(&got, CMSG_DATA(c), sizeof got);
+    ASSERT_OK(weft_buf_release(&m));
+    ASSERT_EQ(write(got, "!", 1), 1); /* the pipe's write end, a new descriptor */
+    char x;
+    ASSERT_EQ(read(p[0], &x, 1), 1);
+    close(got);
+    ASSERT_OK(weft_stream_close(s));
+
+    /* Room that leaves no payload, or past the limit. */
+    s = (weft_stream *)1;
+    ASSERT_EQ(weft_recvmsg_stream_ex(&s, a, br, SIZE - WEFT_DATAGRAM_HEADER), -EINVAL);
+    ASSERT(s == NULL);
+    ASSERT_EQ(weft_recvmsg_stream_ex(&s, a, br, 65537), -EINVAL);
+    ASSERT_OK(weft_recvmsg_stream_ex(&s, a, br, SIZE - WEFT_DATAGRAM_HEADER - 8));
+    ASSERT_OK(weft_stream_close(s));
+    ASSERT_OK(weft_buf_ring_destroy(br));
+    for (int i = 0; i < 2; i++) {
+        close(sv[i]);
+        close(p[i]);
+    }
+    close(a);
+    close(b);
+    return NULL;
+}
+TEST(recvmsg_stream_hands_out_control_data)
+{
+    run_main_one_worker(NULL, main_recvmsg_control, NULL);
+}
+
 /* A socket error reaches a recvmsg stream once, and the stream goes on:
  * a connected UDP socket's send to a closed port brings -ECONNREFUSED
  * (the ICMP error), then, connected to a live peer, its datagrams come.
@@ -1730,6 +1855,7 @@ TEST(a_socket_error_reaches_a_recvmsg_stream_once)
 TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_socket_error_reaches_a_recvmsg_stream_once),
           CASE(recvmsg_stream_gives_each_datagram_with_its_sender),
+          CASE(recvmsg_stream_hands_out_control_data),
           CASE(a_maintenance_task_that_never_ran_is_spawned_again),
           CASE(streams_sharing_a_ring_report_enobufs_instead_of_spinning),
           CASE(a_full_poll_queue_keeps_an_error_apart), CASE(accept_stream_yields_every_connection),

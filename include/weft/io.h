@@ -502,12 +502,29 @@ WEFT_API int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br);
  * reach a multishot receive. */
 WEFT_API int weft_recvmsg_stream(weft_stream **out, int fd, weft_buf_ring *br);
 #define WEFT_DATAGRAM_HEADER (16 + sizeof(struct sockaddr_storage))
+/* weft_recvmsg_stream with room for control_len bytes of ancillary data
+ * per datagram (what the socket was asked for with setsockopt:
+ * IP_PKTINFO, SO_TIMESTAMPNS, SCM_RIGHTS on a Unix socket; size it with
+ * CMSG_SPACE), which weft_buf_datagram hands out. The room, rounded up to
+ * a multiple of 8, comes after the header in each buffer, so a buffer
+ * keeps size - WEFT_DATAGRAM_HEADER - room bytes of payload: -EINVAL when
+ * that leaves none, or for a control_len above 65536. 0 is
+ * weft_recvmsg_stream. */
+WEFT_API int weft_recvmsg_stream_ex(weft_stream **out, int fd, weft_buf_ring *br,
+                                    size_t control_len);
 /* What a recvmsg stream's item says besides its payload. */
 typedef struct weft_datagram {
     struct sockaddr_storage from; /* the sender */
     socklen_t fromlen;
     size_t len;     /* the datagram's real length: more than the lease's when cut */
     bool truncated; /* larger than the buffer could keep (MSG_TRUNC) */
+    /* The ancillary data (weft_recvmsg_stream_ex), in the leased buffer
+     * until its release: msg_control and msg_controllen are set (0 and
+     * NULL without room or data), so that CMSG_FIRSTHDR(&d.control) and
+     * CMSG_NXTHDR(&d.control, c) walk it. */
+    struct msghdr control;
+    bool control_truncated; /* more than the room (MSG_CTRUNC); SCM_RIGHTS
+                               descriptors that did not fit are closed */
 } weft_datagram;
 /* Fills *out for b, a lease from a recvmsg stream not yet released, with
  * b->data as the stream set it. Returns 0, -EXDEV off the ring's worker,

@@ -28,6 +28,9 @@ _Static_assert(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_stor
                    WEFT_DATAGRAM_HEADER,
                "WEFT_DATAGRAM_HEADER is the kernel's recvmsg header and an address");
 
+/* Room for control data a recvmsg stream may ask for (weft_recvmsg_stream_ex). */
+#define WEFT__DATAGRAM_CONTROL_MAX 65536
+
 typedef enum stream_kind {
     STREAM_ACCEPT,
     STREAM_RECV,
@@ -281,7 +284,7 @@ static void release_for_task(weft__resource *res)
 }
 
 static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int fd, unsigned flags,
-                       weft_buf_ring *br)
+                       weft_buf_ring *br, size_t control_room)
 {
     if (!out)
         return -EINVAL;
@@ -293,9 +296,10 @@ static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int
     weft__worker *w = weft__worker_self();
     if ((kind == STREAM_RECV || kind == STREAM_RECVMSG || kind == STREAM_READ) && !br)
         return -EINVAL;
-    /* A datagram's buffer starts with the kernel's header and the sender's
-     * address: room for a payload must be left after them. */
-    if (kind == STREAM_RECVMSG && br->size <= WEFT_DATAGRAM_HEADER)
+    /* A datagram's buffer starts with the kernel's header, the sender's
+     * address and the room for control data: room for a payload must be
+     * left after them. */
+    if (kind == STREAM_RECVMSG && br->size <= WEFT_DATAGRAM_HEADER + control_room)
         return -EINVAL;
     if (br && br->w != w)
         return -EXDEV;
@@ -321,9 +325,11 @@ static int open_stream(weft_stream **out, stream_kind kind, unsigned opcode, int
         br->users++;
         br->open_users++;
     }
-    /* recvmsg: room for any address, no control data; the kernel lays out
-     * each buffer by this (io_uring_recvmsg_out, name, payload). */
+    /* recvmsg: room for any address and the control data asked for; the
+     * kernel lays out each buffer by this (io_uring_recvmsg_out, name,
+     * control, payload). */
     s->msg.msg_namelen = sizeof(struct sockaddr_storage);
+    s->msg.msg_controllen = control_room;
     *out = s;
     return 0;
 }
@@ -353,18 +359,30 @@ int weft_accept_stream(weft_stream **out, int fd, unsigned flags)
         return -EINVAL;
     if ((flags & WEFT_DIRECT) && weft__direct_table_check() < 0)
         return -ENXIO;
-    int r = open_stream(out, STREAM_ACCEPT, IORING_OP_ACCEPT, fd, flags, NULL);
+    int r = open_stream(out, STREAM_ACCEPT, IORING_OP_ACCEPT, fd, flags, NULL, 0);
     return r < 0 ? r : start(out);
 }
 
 int weft_recv_stream(weft_stream **out, int fd, weft_buf_ring *br)
 {
-    int r = open_stream(out, STREAM_RECV, IORING_OP_RECV, fd, 0, br);
+    int r = open_stream(out, STREAM_RECV, IORING_OP_RECV, fd, 0, br, 0);
     return r < 0 ? r : start(out);
 }
 
 int weft_recvmsg_stream(weft_stream **out, int fd, weft_buf_ring *br)
 {
+    return weft_recvmsg_stream_ex(out, fd, br, 0);
+}
+
+int weft_recvmsg_stream_ex(weft_stream **out, int fd, weft_buf_ring *br, size_t control_len)
+{
+    if (control_len > WEFT__DATAGRAM_CONTROL_MAX) {
+        if (out)
+            *out = NULL;
+        return -EINVAL;
+    }
+    /* Rounded so that the payload after it stays 8-aligned. */
+    size_t room = (control_len + 7) & ~(size_t)7;
     /* Message sockets only: on a stream socket MSG_TRUNC discards the
      * bytes, and the lease would hold an old buffer's. (A direct slot
      * cannot be asked: its caller answers for it.) */
@@ -382,19 +400,19 @@ int weft_recvmsg_stream(weft_stream **out, int fd, weft_buf_ring *br)
             return -EOPNOTSUPP;
         }
     }
-    int r = open_stream(out, STREAM_RECVMSG, IORING_OP_RECVMSG, fd, 0, br);
+    int r = open_stream(out, STREAM_RECVMSG, IORING_OP_RECVMSG, fd, 0, br, room);
     return r < 0 ? r : start(out);
 }
 
 int weft_read_stream(weft_stream **out, int fd, weft_buf_ring *br)
 {
-    int r = open_stream(out, STREAM_READ, WEFT__OP_READ_MULTISHOT, fd, 0, br);
+    int r = open_stream(out, STREAM_READ, WEFT__OP_READ_MULTISHOT, fd, 0, br, 0);
     return r < 0 ? r : start(out);
 }
 
 int weft_poll_stream(weft_stream **out, int fd, unsigned events)
 {
-    int r = open_stream(out, STREAM_POLL, IORING_OP_POLL_ADD, fd, events, NULL);
+    int r = open_stream(out, STREAM_POLL, IORING_OP_POLL_ADD, fd, events, NULL, 0);
     return r < 0 ? r : start(out);
 }
 
@@ -402,7 +420,7 @@ int weft_ticker(weft_stream **out, uint64_t period_ns)
 {
     if (period_ns == 0)
         return out ? (*out = NULL, -EINVAL) : -EINVAL;
-    int r = open_stream(out, STREAM_TICKER, IORING_OP_TIMEOUT, -1, 0, NULL);
+    int r = open_stream(out, STREAM_TICKER, IORING_OP_TIMEOUT, -1, 0, NULL, 0);
     if (r < 0)
         return r;
     weft__tick_schedule_set(&(*out)->ticks, period_ns);
@@ -691,15 +709,28 @@ int weft_buf_datagram(const weft_buf *b, weft_datagram *out)
     if (bid >= br->nbufs || !br->leases[bid].task ||
         br->leases[bid].gen != b->id >> WEFT__BUF_GEN_SHIFT)
         return -EINVAL; /* released already: the buffer may hold another's */
+    /* The payload follows the header, the address and the stream's room
+     * for control data, a multiple of 8 (weft_recvmsg_stream_ex). */
     char *start = br->bufs + (size_t)bid * br->size;
-    if ((char *)b->data != start + WEFT_DATAGRAM_HEADER)
+    size_t offset = (size_t)((char *)b->data - start);
+    if ((char *)b->data < start + WEFT_DATAGRAM_HEADER || offset > br->size ||
+        (offset - WEFT_DATAGRAM_HEADER) % 8 != 0 ||
+        offset - WEFT_DATAGRAM_HEADER > WEFT__DATAGRAM_CONTROL_MAX)
         return -EINVAL; /* not from a recvmsg stream */
+    size_t room = offset - WEFT_DATAGRAM_HEADER;
     const struct io_uring_recvmsg_out *o = (const struct io_uring_recvmsg_out *)start;
+    if (o->controllen > room)
+        return -EINVAL;
     memset(out, 0, sizeof *out);
     out->fromlen = o->namelen;
     memcpy(&out->from, start + sizeof *o,
            o->namelen < sizeof out->from ? o->namelen : sizeof out->from);
     out->len = o->payloadlen;
     out->truncated = (o->flags & MSG_TRUNC) != 0;
+    if (o->controllen) {
+        out->control.msg_control = start + WEFT_DATAGRAM_HEADER;
+        out->control.msg_controllen = o->controllen;
+    }
+    out->control_truncated = (o->flags & MSG_CTRUNC) != 0;
     return 0;
 }
