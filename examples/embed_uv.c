@@ -82,12 +82,22 @@ int main(void)
     }
     printf("libuv host: 4 parents and 32 sleepers done after %u loop wakes, %d failed\n", h.wakes,
            embed_failed);
-    for (int i = 0; i < 4; i++)
-        weft_detach(parents[i]);
-    weft_executor_destroy(h.ex);
+    /* The host joins finished tasks without waiting (weft_join would
+     * wait: it is for tasks). */
+    for (int i = 0; i < 4; i++) {
+        r = weft_executor_try_join(h.ex, parents[i], NULL);
+        if (r != 0) {
+            fprintf(stderr, "parent %d: %s\n", i, weft_strerror(r));
+            embed_failed++;
+            if (r == -EAGAIN)
+                weft_detach(parents[i]); /* destroy reaps it */
+        }
+    }
+    /* Destroy closes the fd: stop watching it first. */
     uv_close((uv_handle_t *)&h.poll, NULL);
     uv_close((uv_handle_t *)&h.timer, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
+    weft_executor_destroy(h.ex);
     uv_loop_close(loop);
     return embed_done == 4 && !embed_failed ? 0 : 1;
 }

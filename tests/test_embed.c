@@ -184,6 +184,59 @@ TEST(budget_bounds_a_run_of_yield_maybe_loops)
     weft_executor_destroy(ex);
 }
 
+/* Outside spawns that keep coming: a run takes them when its queue runs
+ * dry, and must still stop at its budget (it went on for as long as the
+ * feeder did: the jump back after taking them skipped the check). The
+ * feeder stops when told, or after 20 s, a bound on the hang alone. */
+static _Atomic bool feeder_stop, feeder_capped;
+static _Atomic unsigned fed_spawned;
+
+static void *spin_30us(void *arg)
+{
+    (void)arg;
+    uint64_t until = weft_now_ns() + 30000;
+    while (weft_now_ns() < until)
+        ;
+    return NULL;
+}
+
+static void *feed_outside_spawns(void *arg)
+{
+    weft_runtime *rt = arg;
+    uint64_t cap = weft_now_ns() + 20 * 1000000000ull;
+    while (!atomic_load(&feeder_stop)) {
+        if (weft_now_ns() > cap) {
+            atomic_store(&feeder_capped, true);
+            break;
+        }
+        if (weft_runtime_spawn(rt, NULL, spin_30us, NULL) == 0)
+            atomic_fetch_add(&fed_spawned, 1);
+        uint64_t until = weft_now_ns() + 20000;
+        while (weft_now_ns() < until)
+            ;
+    }
+    return NULL;
+}
+
+TEST(budget_bounds_a_run_fed_by_outside_spawns)
+{
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    pthread_t feeder;
+    ASSERT_OK(pthread_create(&feeder, NULL, feed_outside_spawns, weft_executor_runtime(ex)));
+    while (atomic_load(&fed_spawned) < 2)
+        usleep(100);
+    int64_t r = weft_executor_run(ex, 1000000);
+    bool capped = atomic_load(&feeder_capped);
+    atomic_store(&feeder_stop, true);
+    ASSERT_OK(pthread_join(feeder, NULL));
+    ASSERT(!capped); /* the run ended while spawns still came */
+    /* More to run (0), or, when the feeder was held up for a moment and
+     * the run found nothing, idle with no timer. */
+    ASSERT(r == 0 || r == INT64_MAX);
+    weft_executor_destroy(ex);
+}
+
 static void *yields_for_20ms(void *arg)
 {
     uint64_t end = weft_now_ns() + 20000000;
@@ -867,8 +920,9 @@ TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(a_host_spawn_makes_the_fd_readable), CASE(run_reports_a_far_timer_as_no_deadline),
           CASE(a_huge_budget_is_no_limit), CASE(run_returns_the_next_deadline),
           CASE(budget_bounds_a_run), CASE(destroy_cancels_and_awaits_everything),
-          CASE(two_executors_on_one_thread), CASE(records_detached_by_the_host_are_reused),
-          CASE(embedded_tasks_do_io), CASE(runtime_spawn_from_another_thread_wakes_the_host),
+          CASE(budget_bounds_a_run_fed_by_outside_spawns), CASE(two_executors_on_one_thread),
+          CASE(records_detached_by_the_host_are_reused), CASE(embedded_tasks_do_io),
+          CASE(runtime_spawn_from_another_thread_wakes_the_host),
           CASE(wakes_from_other_threads_wake_the_host), CASE(destroy_refuses_late_outside_spawns),
           CASE(destroy_discards_queued_outside_spawns),
           CASE(host_thread_blocking_channel_calls_are_refused),

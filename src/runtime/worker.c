@@ -1204,8 +1204,13 @@ static int run_until_idle(weft__worker *w, uint64_t until_ns)
         if (r < 0)
             return r;
         if (!need_poll && weft__sched_empty(sched)) {
-            if (take_inject(w))
+            if (take_inject(w)) {
+                /* Outside spawns keep an embedded run going, within its
+                 * budget still: a feeder thread must not hold the host. */
+                if (until_ns != UINT64_MAX && sched->now >= until_ns)
+                    return 1;
                 continue;
+            }
             weft__maintenance_idle(w);
             if (weft__sched_empty(sched))
                 return 0;
