@@ -1470,6 +1470,63 @@ static outcome check_waitid(void)
     return CHECK_OK;
 }
 
+/* weft_waitid under time limits, as a supervisor uses it: each child
+ * (a fork that sleeps 0-2 ms and exits with its number) is waited for
+ * under a deadline of 0-2 ms, then again without one when that passed.
+ * Every exit is seen exactly once, with its status: an interrupted wait
+ * reaped nothing, and a reaping one reported its exit. Then P_ALL with no
+ * child left, and any wait while SIGCHLD is ignored, say -ECHILD at once. */
+static void *main_waitid_deadlines(void *arg)
+{
+    (void)arg;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (weft_waitid(P_ALL, 0, &si, WEXITED | WNOHANG) == -EOPNOTSUPP)
+        SKIP("the kernel has no IORING_OP_WAITID (Linux 6.7)");
+    unsigned seed = 12345, timed_out = 0;
+    for (int i = 0; i < 300; i++) {
+        unsigned child_us = (seed = seed * 1103515245 + 12345) >> 16 & 2047;
+        uint64_t limit_ns = ((seed = seed * 1103515245 + 12345) >> 16 & 2047) * 1000ull;
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            usleep(child_us);
+            _exit(i & 127);
+        }
+        ASSERT_GT(pid, 0);
+        memset(&si, 0, sizeof si);
+        ASSERT_OK(weft_deadline_push_in(limit_ns));
+        int r = weft_waitid(P_PID, pid, &si, WEXITED);
+        ASSERT_OK(weft_deadline_pop());
+        if (r == -ETIMEDOUT) {
+            timed_out++;
+            r = weft_waitid(P_PID, pid, &si, WEXITED);
+        }
+        if (r != 0)
+            FAILF("child %d: waitid says %d", i, r);
+        ASSERT_EQ(si.si_pid, pid);
+        ASSERT_EQ(si.si_code, CLD_EXITED);
+        ASSERT_EQ(si.si_status, i & 127);
+    }
+    ASSERT_GT(timed_out, 0); /* the time limits did cut waits short */
+    ASSERT_EQ(weft_waitid(P_ALL, 0, &si, WEXITED), -ECHILD);
+
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    ASSERT_OK(sigaction(SIGCHLD, &ign, &old));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    ASSERT_GT(pid, 0);
+    ASSERT_EQ(weft_waitid(P_PID, pid, &si, WEXITED), -ECHILD);
+    ASSERT_OK(sigaction(SIGCHLD, &old, NULL));
+    return NULL;
+}
+TEST(waitid_under_time_limits_loses_no_exit)
+{
+    run_main(NULL, main_waitid_deadlines, NULL);
+}
+
 /* A helper task that wakes one waiter on a futex word after LATER_NS,
  * retrying for a while in case the waiter is not in the kernel yet. */
 typedef struct futex_waker {
@@ -3600,7 +3657,8 @@ TEST(sendto_and_recvfrom_carry_the_address)
     ASSERT_EQ(weft_sendto(0, "x", 1, 0, NULL, 0), -EPERM);
 }
 
-TEST_MAIN(CASE(op_counts_say_how_each_op_ended), CASE(sendto_and_recvfrom_carry_the_address),
+TEST_MAIN(CASE(op_counts_say_how_each_op_ended), CASE(waitid_under_time_limits_loses_no_exit),
+          CASE(sendto_and_recvfrom_carry_the_address),
           CASE(a_closed_slot_reused_before_the_closer_returns_stays_the_new_holders),
           CASE(every_probed_opcode_has_a_wrapper_and_a_test),
           CASE(direct_descriptors_work_with_every_kind_of_wrapper),

@@ -179,7 +179,13 @@ WEFT_API ssize_t weft_write(int fd, const void *buf, size_t n, uint64_t off);
 WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 /* off = WEFT_OFF_CURRENT uses and advances the file position (pipes,
- * sockets and ttys need it or ignore off); it is the kernel's own -1. */
+ * sockets and ttys need it or ignore off); it is the kernel's own -1.
+ * Unlike read(2) and write(2), io_uring takes no lock on the position:
+ * two such ops on one regular file that overlap (tasks on two workers,
+ * or any two in flight at once) may both start at the same place, and
+ * one write then lands on the other. Share a file position behind a
+ * weft_mutex, or open with O_APPEND (writes go at the end, whole), or
+ * give each op its offset (docs/io.md). */
 #define WEFT_OFF_CURRENT ((uint64_t)-1)
 /* Writes all n bytes of buf at off (each next write where the last one
  * stopped; WEFT_OFF_CURRENT: at the file position), repeating the write
@@ -381,8 +387,15 @@ WEFT_API int weft_uring_cmd(int fd, uint32_t cmd_op, const void *arg, size_t len
 
 /* Waits until fd is ready for one of events (POLLIN, ...); returns revents. */
 WEFT_API int weft_poll(int fd, unsigned events);
-/* idtype/id/options as waitid(2); info points at a siginfo_t (void * so that
- * this header does not need POSIX feature macros) and may be NULL. */
+/* waitid(2) as an op (IORING_OP_WAITID, Linux 6.7; -EOPNOTSUPP before):
+ * idtype/id/options as there (P_PID, P_PGID, P_ALL, P_PIDFD; WEXITED
+ * reaps the child, as waitid does), info points at a siginfo_t (void *
+ * so that this header does not need POSIX feature macros) and may be
+ * NULL. -ECHILD at once when there is no such child (P_ALL with none: a
+ * reaping loop must stop on it) and when SIGCHLD is ignored (SIG_IGN
+ * reaps children by itself). Interrupted (-ECANCELED, -ETIMEDOUT), it
+ * has reaped nothing: an exit it took is returned as its result
+ * instead, so no exit is lost (docs/blocking.md, Child processes). */
 WEFT_API int weft_waitid(int idtype, int id, void *info, int options);
 /* futex2 calls (FUTEX2_SIZE_U32 | FUTEX2_PRIVATE when flags is 0). wait
  * returns 0 when woken, -EAGAIN if *addr != val; wake returns how many it
