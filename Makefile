@@ -72,6 +72,7 @@ bench: deps-demo
 	./bench/run-micro.sh
 	./bench/run-sched.sh
 	./bench/run-io.sh
+	./bench/run-proxy.sh
 
 # Tracked files and new ones not ignored, so that a file not yet added is
 # formatted (and checked) too.
