@@ -328,6 +328,60 @@ WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t n, int flags, struct so
  * a close, from another task; docs/io.md). */
 WEFT_API ssize_t weft_send_zc(int fd, const void *buf, size_t n, int flags);
 WEFT_API ssize_t weft_sendmsg_zc(int fd, const struct msghdr *msg, unsigned flags);
+/* ---- buffered reading --------------------------------------------------------
+ * A reader over a socket, pipe or file (read at WEFT_OFF_CURRENT), for the
+ * protocols that read by lines or by frames: what has come in and not been
+ * taken stays in the reader's buffer across calls, and across an
+ * interruption (a cancelled or timed-out call consumes nothing). One task
+ * uses a reader at a time. The struct's fields are weft's; read them only
+ * through these calls. (io/reader.c; docs/io.md, Reading lines and
+ * frames.) */
+typedef struct weft_reader {
+    int fd;
+    char *buf;
+    size_t cap, start, end; /* buf[start..end) is buffered */
+    bool eof, owned;
+} weft_reader;
+/* Sets r up to read fd through buf[0..cap), or, with buf NULL, through cap
+ * bytes weft allocates (weft_reader_free gives them back). A line or a
+ * header that must be seen whole must fit in cap. No I/O, no task needed.
+ * 0, -EINVAL (NULL r, cap 0), -ENOMEM. */
+WEFT_API int weft_reader_init(weft_reader *r, int fd, void *buf, size_t cap);
+/* Frees the buffer weft allocated, if it did; not the fd. */
+WEFT_API void weft_reader_free(weft_reader *r);
+/* The next line, or any record that ends with delim: *out points at its
+ * bytes, delim included, in the reader's buffer, valid until the next call
+ * on r; returns their count, and they are consumed. Reads as needed. At
+ * the end of the stream, what is left without a delim comes as a last
+ * piece (check its last byte), then 0. -EMSGSIZE when cap bytes hold no
+ * delim (nothing consumed: weft_reader_fill shows them); -ECANCELED,
+ * -ETIMEDOUT or weft_read's error with nothing consumed (what came stays
+ * for the next call); -EINVAL for NULL r or out; -EPERM outside a task. */
+WEFT_API ssize_t weft_reader_until(weft_reader *r, int delim, const char **out);
+/* Makes at least min bytes buffered, reading as needed, without consuming
+ * them: *out points at all that is buffered (valid until the next call on
+ * r), and the count is returned, min or more, or less at the end of the
+ * stream (0 when nothing is left). For a fixed header: fill, parse, then
+ * weft_reader_consume. -EMSGSIZE for min > cap; else as
+ * weft_reader_until. */
+WEFT_API ssize_t weft_reader_fill(weft_reader *r, size_t min, const char **out);
+/* Drops n buffered bytes. 0, or -EINVAL for NULL r or more than are
+ * buffered. */
+WEFT_API int weft_reader_consume(weft_reader *r, size_t n);
+/* Up to n bytes into dst: what is buffered, or else one read (straight
+ * into dst when n is at least cap). 0 at the end of the stream; errors as
+ * weft_reader_until. */
+WEFT_API ssize_t weft_reader_read(weft_reader *r, void *dst, size_t n);
+/* Exactly n bytes into dst (a frame body after its header): what is
+ * buffered, then weft_read_all for the rest, straight into dst. As
+ * weft_read_all: 0, or -ENODATA if the stream ends first, or the
+ * interruption or error, with *done (if non-NULL) the bytes taken into dst
+ * in every case, and those are consumed. */
+WEFT_API WEFT_MUST_CHECK int weft_reader_read_all(weft_reader *r, void *dst, size_t n,
+                                                  size_t *done);
+/* Bytes buffered and not consumed (*out, if non-NULL, points at them):
+ * to hand them on when the protocol changes hands (an upgrade, a relay). */
+WEFT_API size_t weft_reader_buffered(const weft_reader *r, const char **out);
 /* ---- relaying between two sockets ------------------------------------------
  * What a proxy does with each connection: copies a -> b and b -> a between
  * two stream sockets (TCP, AF_UNIX SOCK_STREAM) at once,

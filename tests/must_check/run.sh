@@ -26,6 +26,7 @@ declare -A call=(
   [weft_read_fixed_all]='weft_read_fixed_all(0, p, 1, 0, 0, NULL)'
   [weft_read_all]='weft_read_all(0, p, 1, 0, NULL)'
   [weft_recv_all]='weft_recv_all(0, p, 1, 0, NULL)'
+  [weft_reader_read_all]='weft_reader_read_all((weft_reader *)p, p, 1, NULL)'
   [weft_relay]='weft_relay(0, 1, NULL, (weft_relay_counts *)p)'
   [weft_deadline_push]='weft_deadline_push((uint64_t)(uintptr_t)p)'
   [weft_deadline_push_in]='weft_deadline_push_in((uint64_t)(uintptr_t)p)'
