@@ -344,6 +344,44 @@ TEST(runtime_end_waits_for_a_job_that_ends_within_the_exit_wait)
     ASSERT_OK(pthread_join(opener, NULL));
 }
 
+/* While weft_run waits for an abandoned job, the signal handlers it
+ * installed are gone already: a second Ctrl-C then meets the program's
+ * own disposition (it was taken by weft's handler and dropped). A thread
+ * watches SIGUSR1's disposition while the job holds the runtime's end,
+ * for 20 s at most (a bound on the hang), then lets the job end. */
+static _Atomic int default_seen_while_waiting;
+
+static void *watch_disposition_then_open(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&main_returned))
+        usleep(100);
+    for (int i = 0; i < 20000; i++) {
+        struct sigaction now;
+        ASSERT_OK(sigaction(SIGUSR1, NULL, &now));
+        if (!(now.sa_flags & SA_SIGINFO) && now.sa_handler == SIG_DFL) {
+            atomic_store(&default_seen_while_waiting, 1);
+            break;
+        }
+        usleep(1000);
+    }
+    ASSERT_EQ(atomic_load(&gated_finished), 0); /* the job still held the end */
+    atomic_store(&gate_open, 1);
+    return NULL;
+}
+
+TEST(signal_handlers_are_given_back_before_the_wait_for_jobs)
+{
+    static const int caught[] = {SIGUSR1};
+    weft_config cfg = {.workers = 1, .catch_signals = caught, .ncatch_signals = 1};
+    pthread_t watcher;
+    ASSERT_OK(pthread_create(&watcher, NULL, watch_disposition_then_open, NULL));
+    ASSERT_OK(weft_run(&cfg, main_cancel, NULL, NULL));
+    ASSERT_OK(pthread_join(watcher, NULL));
+    ASSERT_EQ(atomic_load(&gated_finished), 1);
+    ASSERT(atomic_load(&default_seen_while_waiting));
+}
+
 static void *main_deadline(void *arg)
 {
     ASSERT_OK(weft_deadline_push(weft_now_ns() + 2000000));
@@ -1591,6 +1629,7 @@ TEST_MAIN(CASE(spawn_blocking_returns_result), CASE(spawn_blocking_returns_resul
           CASE(cancel_returns_at_once_and_the_job_finishes_later_2w),
           CASE(runtime_end_waits_for_an_abandoned_job),
           CASE(runtime_end_leaves_a_job_behind_past_the_exit_wait),
+          CASE(signal_handlers_are_given_back_before_the_wait_for_jobs),
           CASE(runtime_end_waits_for_a_job_that_ends_within_the_exit_wait),
           CASE(deadline_times_out), CASE(deadline_times_out_2w),
           CASE(a_cancelled_task_starts_no_job), CASE(an_abandoned_queued_job_still_runs),

@@ -1475,7 +1475,8 @@ static outcome check_waitid(void)
  * under a deadline of 0-2 ms, then again without one when that passed.
  * Every exit is seen exactly once, with its status: an interrupted wait
  * reaped nothing, and a reaping one reported its exit. Then P_ALL with no
- * child left, and any wait while SIGCHLD is ignored, say -ECHILD at once. */
+ * child left says -ECHILD, and so does a wait while SIGCHLD is ignored
+ * (once the child has exited: the kernel reaped it). */
 static void *main_waitid_deadlines(void *arg)
 {
     (void)arg;

@@ -446,8 +446,8 @@ WEFT_API int weft_poll(int fd, unsigned events);
  * reaps the child, as waitid does), info points at a siginfo_t (void *
  * so that this header does not need POSIX feature macros) and may be
  * NULL. -ECHILD at once when there is no such child (P_ALL with none: a
- * reaping loop must stop on it) and when SIGCHLD is ignored (SIG_IGN
- * reaps children by itself). Interrupted (-ECANCELED, -ETIMEDOUT), it
+ * reaping loop must stop on it); with SIGCHLD ignored (SIG_IGN reaps
+ * children by itself), -ECHILD once the child has exited. Interrupted (-ECANCELED, -ETIMEDOUT), it
  * has reaped nothing: an exit it took is returned as its result
  * instead, so no exit is lost (docs/blocking.md, Child processes). */
 WEFT_API int weft_waitid(int idtype, int id, void *info, int options);

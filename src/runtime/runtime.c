@@ -126,8 +126,12 @@ int weft__runtime_setup(weft__runtime *rt, const weft_config *cfg)
 void weft__runtime_teardown(weft__runtime *rt)
 {
     weft__stack_helper_fini(&rt->stack_helper);
-    weft__blocking_fini(rt);
+    /* Signals first: every task has finished, so none can wait for one, and
+     * a Ctrl-C while the pool's abandoned jobs are waited for then meets
+     * the program's own disposition (it ends the program) instead of a
+     * handler that would drop it. */
     weft__signals_fini(rt);
+    weft__blocking_fini(rt);
     /* Outside spawns that never ran (the runtime failed to start). */
     weft__inject_drop_all(rt);
     pthread_mutex_destroy(&rt->lazy_lock);
