@@ -151,8 +151,11 @@ WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), vo
  * now). Interruption
  * cancels every op still in flight (again, for one that starts later in a
  * chain) and waits for all of them; the call then returns -ECANCELED or
- * -ETIMEDOUT, and res[] still holds every op's own result, the real one
- * for each op that completed before its cancel (no data is lost there). */
+ * -ETIMEDOUT if that cut an op short (one whose result is -ECANCELED), or
+ * else the count as above: when every op completed first, as one op's
+ * real result is returned, the next call reports the interruption. Either
+ * way res[] holds every op's own result, the real one for each op that
+ * completed before its cancel (no data is lost there). */
 #define WEFT_BATCH_CHAIN 1u
 WEFT_API int weft_batch(const struct io_uring_sqe *sqes, int *res, unsigned n, unsigned flags);
 /* weft_batch that also gives each op's CQE flags in cflags[i] (NULL: not

@@ -112,15 +112,20 @@ int weft_batch_ex(const struct io_uring_sqe *sqes, int *res, uint32_t *cflags, u
     }
     int intr = weft__io_wait_all(ios, n);
     int ok = 0;
+    bool cut_short = false;
     for (unsigned i = 0; i < n; i++) {
         res[i] = ios[i].res;
         if (cflags)
             cflags[i] = ios[i].cflags;
         ok += res[i] >= 0;
+        cut_short |= res[i] == -ECANCELED || res[i] == -EINTR;
     }
     if (ios != stack_ios)
         free(ios);
-    return intr ? intr : ok;
+    /* As for one op: when every op had completed before the interruption
+     * could cut one short, the batch reports what they did (a write and
+     * its fsync both done are durable), and the next call the interruption. */
+    return intr && cut_short ? intr : ok;
 }
 
 int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx)
