@@ -1660,6 +1660,9 @@ static void *main_recvmsg_stream(void *arg)
     ASSERT_EQ(write(sv[1], "x", 1), 1);
     ASSERT_EQ(weft_stream_next(s, &e), 1);
     ASSERT_EQ(weft_buf_datagram(&e, &d), -EINVAL);
+    weft_buf moved = e; /* moved to where a datagram's payload would be */
+    moved.data = (char *)e.data + WEFT_DATAGRAM_HEADER + 8;
+    ASSERT_EQ(weft_buf_datagram(&moved, &d), -EINVAL);
     ASSERT_OK(weft_buf_release(&e));
     ASSERT_OK(weft_stream_close(s));
     weft_buf_ring *tiny;
@@ -1714,6 +1717,9 @@ static void *main_recvmsg_control(void *arg)
     weft_datagram d;
     ASSERT_EQ(weft_stream_next(s, &m), 2);
     ASSERT(memcmp(m.data, "hi", 2) == 0);
+    weft_buf moved = m;
+    moved.data = (char *)m.data + 8; /* no longer where the stream put it */
+    ASSERT_EQ(weft_buf_datagram(&moved, &d), -EINVAL);
     ASSERT_OK(weft_buf_datagram(&m, &d));
     ASSERT_EQ(((struct sockaddr_in *)&d.from)->sin_port, b_at.sin_port);
     ASSERT(!d.control_truncated);
@@ -1781,7 +1787,16 @@ static void *main_recvmsg_control(void *arg)
     char x;
     ASSERT_EQ(read(p[0], &x, 1), 1);
     close(got);
+    /* Datagrams never handed out: the stream closes what they carried. */
+    int fds = count_fds();
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(sendmsg(sv[1], &mh, 0), 2);
+    for (int i = 0; i < 1000 && weft_stream_pending(s) < 4; i++)
+        ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_EQ(weft_stream_pending(s), 4);
+    ASSERT_EQ(count_fds(), fds + 4); /* installed by the kernel on receipt */
     ASSERT_OK(weft_stream_close(s));
+    ASSERT_EQ(count_fds(), fds);
 
     /* Room that leaves no payload, or past the limit. */
     s = (weft_stream *)1;

@@ -165,6 +165,7 @@ bool weft__buf_from_cqe(weft_buf_ring *br, int res, uint32_t cflags, weft_buf *o
     struct weft__lease *l = &br->leases[bid];
     l->task = t;
     l->gen = (l->gen + 1) & 0xffff;
+    l->datagram_at = 0;
     br->leased++;
     t->ring_bound++;
     out->data = br->bufs + (size_t)bid * br->size;

@@ -25,6 +25,10 @@ struct weft_buf_ring {
     struct weft__lease {
         struct weft_task *task;
         unsigned gen;
+        /* A recvmsg stream's lease: where the payload starts in the
+         * buffer, past the header, address and control room (0 for any
+         * other lease), for weft_buf_datagram to check b->data against. */
+        unsigned datagram_at;
     } * leases;
     unsigned leased;
     unsigned queued;     /* in streams' queues: received, not yet pulled */

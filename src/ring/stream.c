@@ -72,8 +72,35 @@ struct weft_stream {
     unsigned dropped;
 };
 
+/* A datagram never handed out: descriptors it carried (SCM_RIGHTS) are
+ * already installed in the process, and nobody else will close them, as
+ * an accept stream closes the connections it never handed out. */
+static void close_passed_fds(weft_stream *s, const stream_item *it)
+{
+    if (!s->msg.msg_controllen || it->res <= 0 || !(it->cflags & IORING_CQE_F_BUFFER))
+        return;
+    unsigned bid = it->cflags >> IORING_CQE_BUFFER_SHIFT;
+    struct io_uring_recvmsg_out *o =
+        io_uring_recvmsg_validate(s->br->bufs + (size_t)bid * s->br->size, it->res, &s->msg);
+    if (!o)
+        return;
+    for (struct cmsghdr *c = io_uring_recvmsg_cmsg_firsthdr(o, &s->msg); c;
+         c = io_uring_recvmsg_cmsg_nexthdr(o, &s->msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfds; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof fd, sizeof fd);
+            close(fd);
+        }
+    }
+}
+
 static void release_item(weft_stream *s, const stream_item *it)
 {
+    if (s->kind == STREAM_RECVMSG)
+        close_passed_fds(s, it);
     if (s->kind == STREAM_ACCEPT && it->res >= 0) {
         if (s->flags & WEFT_DIRECT)
             weft__cleanup_close_direct(s->w, (unsigned)it->res);
@@ -529,6 +556,9 @@ static int deliver_datagram(weft_stream *s, stream_item it, weft_buf *buf)
     }
     buf->data = io_uring_recvmsg_payload(o, &s->msg);
     buf->len = io_uring_recvmsg_payload_length(o, it.res, &s->msg);
+    unsigned bid = buf->id & ((1u << WEFT__BUF_GEN_SHIFT) - 1);
+    s->br->leases[bid].datagram_at =
+        (unsigned)((char *)buf->data - (s->br->bufs + (size_t)bid * s->br->size));
     return (int)buf->len;
 }
 
@@ -710,14 +740,12 @@ int weft_buf_datagram(const weft_buf *b, weft_datagram *out)
         br->leases[bid].gen != b->id >> WEFT__BUF_GEN_SHIFT)
         return -EINVAL; /* released already: the buffer may hold another's */
     /* The payload follows the header, the address and the stream's room
-     * for control data, a multiple of 8 (weft_recvmsg_stream_ex). */
+     * for control data: where, the stream noted in the lease. */
     char *start = br->bufs + (size_t)bid * br->size;
-    size_t offset = (size_t)((char *)b->data - start);
-    if ((char *)b->data < start + WEFT_DATAGRAM_HEADER || offset > br->size ||
-        (offset - WEFT_DATAGRAM_HEADER) % 8 != 0 ||
-        offset - WEFT_DATAGRAM_HEADER > WEFT__DATAGRAM_CONTROL_MAX)
-        return -EINVAL; /* not from a recvmsg stream */
-    size_t room = offset - WEFT_DATAGRAM_HEADER;
+    unsigned at = br->leases[bid].datagram_at;
+    if (!at || (char *)b->data != start + at)
+        return -EINVAL; /* not from a recvmsg stream, or b->data moved */
+    size_t room = at - WEFT_DATAGRAM_HEADER;
     const struct io_uring_recvmsg_out *o = (const struct io_uring_recvmsg_out *)start;
     if (o->controllen > room)
         return -EINVAL;
