@@ -595,6 +595,8 @@ typedef struct weft_datagram {
     struct msghdr control;
     bool control_truncated; /* more than the room (MSG_CTRUNC); SCM_RIGHTS
                                descriptors that did not fit are closed */
+    /* (Those that did fit are the program's to close; a stream closes
+     * those of datagrams it never handed out.) */
 } weft_datagram;
 /* Fills *out for b, a lease from a recvmsg stream not yet released, with
  * b->data as the stream set it. Returns 0, -EXDEV off the ring's worker,
