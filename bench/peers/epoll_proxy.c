@@ -31,6 +31,7 @@ typedef struct end {
     struct pair *p;
     int fd;
     bool can_read, can_write;
+    bool hup; /* the peer's end of stream is signalled: no edge will follow it */
 } end;
 
 /* One direction: bytes read from `from`, not yet written to `to`. */
@@ -86,7 +87,7 @@ static bool pump(way *w)
         }
         if (n == 0)
             w->eof = true;
-        else if (n < BUF)
+        else if (n < BUF && !w->from->hup)
             w->from->can_read = false; /* drained: more brings a new edge */
         w->tail = (size_t)n;
     }
@@ -163,6 +164,10 @@ int main(int argc, char **argv)
                 continue; /* closed earlier in this batch */
             if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
                 x->can_read = true; /* an error or hang-up shows in the read */
+            /* An end of stream that came with the last data: the short
+             * read is no sign of "drained", read on until the 0. */
+            if (evs[i].events & (EPOLLRDHUP | EPOLLHUP))
+                x->hup = true;
             if (evs[i].events & (EPOLLOUT | EPOLLERR))
                 x->can_write = true;
             bool ok = pump(&p->up) && pump(&p->down);
