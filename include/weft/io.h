@@ -190,6 +190,9 @@ WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64
  * weft_mutex, or open with O_APPEND (writes go at the end, whole), or
  * give each op its offset (docs/io.md). */
 #define WEFT_OFF_CURRENT ((uint64_t)-1)
+/* Writes past RLIMIT_FSIZE raise SIGXFSZ, as write(2) does, which ends
+ * the process unless it is ignored or caught; then the write stops short
+ * at the limit, or fails with -EFBIG at it. */
 /* Writes all n bytes of buf at off (each next write where the last one
  * stopped; WEFT_OFF_CURRENT: at the file position), repeating the write
  * over short ones: a pipe or socket that takes part, a file that grows
@@ -228,7 +231,8 @@ WEFT_API WEFT_MUST_CHECK int weft_readv_all(int fd, struct iovec *iov, int iovcn
                                             size_t *done);
 /* Registered buffers (weft_buffers_register): buf must lie inside buffer
  * buf_index. A buf outside it, or a buf_index that holds no buffer, is the
- * kernel's -EFAULT. */
+ * kernel's -EFAULT; a buf_index over 65535 (the SQE's field is 16 bits) is
+ * -EINVAL, before anything else. */
 WEFT_API ssize_t weft_read_fixed(int fd, void *buf, size_t n, uint64_t off, unsigned buf_index);
 WEFT_API ssize_t weft_write_fixed(int fd, const void *buf, size_t n, uint64_t off,
                                   unsigned buf_index);
