@@ -697,6 +697,94 @@ TEST(defers_get_the_leftover_pushes_without_the_inherited_deadline)
     run_main(NULL, main_leftover_pushes, NULL);
 }
 
+/* weft_deadline_suspend lifts every deadline, pushed or inherited, until
+ * its pop: cleanup past a deadline can sleep and take a lock held by
+ * another task; pushes inside it bound calls again; it cannot be moved;
+ * its pop puts the deadlines back in force; it counts as a level. */
+static weft_mutex suspend_mutex;
+
+static void *hold_mutex_2ms(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_mutex_lock(&suspend_mutex));
+    ASSERT_OK(weft_sleep_ns(2000000));
+    weft_mutex_unlock(&suspend_mutex);
+    return NULL;
+}
+
+static void *cleanup_past_the_deadline(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_deadline_push(1)); /* long past */
+    ASSERT_EQ(weft_sleep_ns(1000), -ETIMEDOUT);
+    ASSERT_EQ(weft_mutex_lock(&suspend_mutex), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_suspend());
+    ASSERT_EQ(weft_deadline_innermost(), 0);
+    ASSERT_EQ(weft_deadline_move_in(1000), -EINVAL);
+    ASSERT_OK(weft_sleep_ns(1000000));
+    ASSERT_OK(weft_mutex_lock(&suspend_mutex)); /* held by the other: waits */
+    weft_mutex_unlock(&suspend_mutex);
+    uint64_t soon = weft_now_ns() + 1000000;
+    ASSERT_OK(weft_deadline_push(soon)); /* pushes count again inside */
+    ASSERT_EQ(weft_deadline_innermost(), soon);
+    ASSERT_EQ(weft_sleep_ns(3600000000000ull), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_deadline_innermost(), 0); /* still suspended */
+    ASSERT_OK(weft_sleep_ns(1000));
+    ASSERT_OK(weft_deadline_pop()); /* the suspension */
+    ASSERT_EQ(weft_deadline_innermost(), 1);
+    ASSERT_EQ(weft_sleep_ns(1000), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_deadline_innermost(), 0);
+    return NULL;
+}
+
+static void *suspend_an_inherited_deadline(void *arg)
+{
+    (void)arg;
+    ASSERT(weft_deadline_innermost() != 0);
+    ASSERT_OK(weft_deadline_suspend());
+    ASSERT_EQ(weft_deadline_innermost(), 0);
+    ASSERT_OK(weft_sleep_ns(2000000)); /* past the inherited 1 ms */
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_sleep_ns(1000), -ETIMEDOUT); /* back in force */
+    /* Sixteen levels in all, suspensions included. */
+    int pushed = 0;
+    while (pushed < 16) {
+        ASSERT_OK(pushed % 2 ? weft_deadline_suspend() : weft_deadline_push(UINT64_MAX));
+        pushed++;
+    }
+    ASSERT_EQ(weft_deadline_suspend(), -EOVERFLOW);
+    ASSERT_EQ(weft_deadline_innermost(), 0); /* the last level is a suspension */
+    while (pushed-- > 0)
+        ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+
+static void *main_suspend(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_mutex_init(&suspend_mutex));
+    weft_task *holder, *cleaner;
+    ASSERT_OK(weft_spawn(&holder, hold_mutex_2ms, NULL));
+    ASSERT_OK(weft_yield()); /* the holder takes the mutex */
+    ASSERT_OK(weft_spawn(&cleaner, cleanup_past_the_deadline, NULL));
+    ASSERT_OK(weft_join(cleaner, NULL));
+    ASSERT_OK(weft_join(holder, NULL));
+    ASSERT_OK(weft_deadline_push_in(1000000));
+    weft_spawn_opts o = {.flags = WEFT_TASK_INHERIT_DEADLINE};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &o, suspend_an_inherited_deadline, NULL));
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_join(t, NULL));
+    return NULL;
+}
+TEST(suspended_deadlines_let_cleanup_finish)
+{
+    run_main_one_worker(NULL, main_suspend, NULL);
+    ASSERT_EQ(weft_deadline_suspend(), -EPERM);
+}
+
 /* A CPU-bound loop that yields is bounded by its deadline: weft_yield
  * reports -ETIMEDOUT once it has passed, weft_yield_maybe within the 16
  * calls between its clock reads, and neither reports it early. */
@@ -838,8 +926,9 @@ TEST(join_any_refuses_or_survives_a_handle_given_twice)
 
 TEST_MAIN(CASE(join_returns_result), CASE(spawned_tasks_inherit_the_deadline_only_when_asked),
           CASE(defers_get_the_leftover_pushes_without_the_inherited_deadline),
-          CASE(yields_report_a_passed_deadline), CASE(detached_children_are_part_of_the_tree),
-          CASE(detach_handle), CASE(join_already_finished), CASE(yield_round_robin_order),
+          CASE(suspended_deadlines_let_cleanup_finish), CASE(yields_report_a_passed_deadline),
+          CASE(detached_children_are_part_of_the_tree), CASE(detach_handle),
+          CASE(join_already_finished), CASE(yield_round_robin_order),
           CASE(yield_switches_straight_to_the_next_task_in_order), CASE(spawn_lifo_hint_runs_first),
           CASE(ids_and_identity), CASE(join_from_a_sibling), CASE(bad_input_is_refused),
           CASE(join_own_handle_is_edeadlk), CASE(double_join_detected_in_debug_builds),

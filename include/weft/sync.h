@@ -190,7 +190,8 @@ WEFT_API int weft_mutex_init(weft_mutex *m);
  * -ETIMEDOUT (m not held), -EDEADLK when the caller already holds it,
  * -EPERM outside a task, -EINVAL. A cancelled task gets -ECANCELED even
  * for a free m, and then does not hold it: shield the lock (weft_shield_push)
- * where cleanup must take it. */
+ * where cleanup must take it, and lift the deadlines too
+ * (weft_deadline_suspend) where that cleanup may run past one. */
 WEFT_API WEFT_MUST_CHECK int weft_mutex_lock(weft_mutex *m);
 /* Locks m if it is free: 0, -EBUSY (also when the caller holds it), -EPERM
  * outside a task, -EINVAL. */

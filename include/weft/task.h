@@ -239,7 +239,8 @@ WEFT_API int weft_cancel_orphans(weft_cancel_stats *stats);
 /* ---- deadlines and shielding ---------------------------------------------
  * Deadlines nest: every blocking call fails with -ETIMEDOUT once the innermost
  * (earliest) pushed deadline has passed. Shielded regions are not interrupted
- * by cancellation (for cleanup I/O); deadlines still apply. The pushes
+ * by cancellation (for cleanup I/O); deadlines still apply (until a
+ * weft_deadline_suspend). The pushes
  * return 0 or -EPERM outside a task; the deadline pushes also -EOVERFLOW past
  * 16 levels and -ENOMEM, weft_shield_push -EOVERFLOW past 65535 levels. The
  * pops return 0, or -EINVAL when nothing is pushed. A push that failed
@@ -259,6 +260,14 @@ WEFT_API WEFT_MUST_CHECK int weft_deadline_push_in(uint64_t ns);
 WEFT_API int weft_deadline_move(uint64_t abs_ns);
 WEFT_API int weft_deadline_move_in(uint64_t ns);
 WEFT_API int weft_deadline_pop(void);
+/* Lifts every deadline in force, pushed or inherited, until the matching
+ * weft_deadline_pop: for cleanup that must finish even past a deadline (a
+ * lock taken to drop a reference, a goodbye), which a shield alone does
+ * not allow. Inside it, pushes bound calls again; with weft_shield_push
+ * too, nothing interrupts the calls. Counts as a level: 0, -EPERM outside
+ * a task, -EOVERFLOW, -ENOMEM as the pushes; weft_deadline_move on it says
+ * -EINVAL. */
+WEFT_API WEFT_MUST_CHECK int weft_deadline_suspend(void);
 /* The calling task's innermost deadline (a weft_now_ns() time, 1 for one
  * pushed as 0), 0 when none is in force or outside a task: to hand a
  * request's deadline to a task that serves it (a pool behind a channel

@@ -734,7 +734,8 @@ static uint64_t deadline_in_force(const weft_task *t)
 {
     uint64_t d = t->ext->deadline_base;
     for (unsigned i = 0; i < t->ndeadlines; i++)
-        d = innermost_deadline(d, t->ext->deadline_stack[i]);
+        d = t->ext->deadline_suspended >> i & 1 ? 0
+                                                : innermost_deadline(d, t->ext->deadline_stack[i]);
     return d;
 }
 
@@ -758,8 +759,27 @@ int weft_deadline_push(uint64_t abs_ns)
         return -ENOMEM;
     if (!t->ndeadlines)
         ext->deadline_base = t->deadline;
+    ext->deadline_suspended &= (uint16_t) ~(1u << t->ndeadlines);
     ext->deadline_stack[t->ndeadlines++] = abs_ns;
     t->deadline = innermost_deadline(t->deadline, abs_ns);
+    return 0;
+}
+
+int weft_deadline_suspend(void)
+{
+    weft_task *t = weft__task_current();
+    if (!t)
+        return -EPERM;
+    if (t->ndeadlines == TASK_MAX_DEADLINES)
+        return -EOVERFLOW;
+    weft__task_ext *ext = weft__task_ext_get(t);
+    if (!ext)
+        return -ENOMEM;
+    if (!t->ndeadlines)
+        ext->deadline_base = t->deadline;
+    ext->deadline_suspended |= (uint16_t)(1u << t->ndeadlines);
+    ext->deadline_stack[t->ndeadlines++] = 0;
+    t->deadline = 0;
     return 0;
 }
 
@@ -773,8 +793,8 @@ int weft_deadline_move(uint64_t abs_ns)
     weft_task *t = weft__task_current();
     if (!t)
         return -EPERM;
-    if (!t->ndeadlines)
-        return -EINVAL;
+    if (!t->ndeadlines || t->ext->deadline_suspended >> (t->ndeadlines - 1) & 1)
+        return -EINVAL; /* nothing pushed, or a suspension: nothing to move */
     /* Pop and push in one: the outer deadlines still bound the new one. */
     t->ext->deadline_stack[t->ndeadlines - 1] = abs_ns;
     t->deadline = deadline_in_force(t);

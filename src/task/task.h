@@ -102,6 +102,9 @@ typedef struct weft__task_ext {
      * function, none in the defers. task->deadline is the earliest. */
     uint64_t deadline_stack[TASK_MAX_DEADLINES];
     uint64_t deadline_base;
+    /* Bit i: level i is a weft_deadline_suspend, which lifts every
+     * deadline outside it (its deadline_stack entry is unused). */
+    uint16_t deadline_suspended;
     struct weft__resource *resources; /* doubly linked, see ring/resource.h */
     void (*discard)(void *arg);       /* weft_spawn_opts.discard; set at spawn */
 } weft__task_ext;

@@ -29,6 +29,7 @@ declare -A call=(
   [weft_reader_read_all]='weft_reader_read_all((weft_reader *)p, p, 1, NULL)'
   [weft_relay]='weft_relay(0, 1, NULL, (weft_relay_counts *)p)'
   [weft_deadline_push]='weft_deadline_push((uint64_t)(uintptr_t)p)'
+  [weft_deadline_suspend]='weft_deadline_suspend()'
   [weft_deadline_push_in]='weft_deadline_push_in((uint64_t)(uintptr_t)p)'
 )
 
