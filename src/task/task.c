@@ -747,7 +747,9 @@ static uint64_t deadline_from_now(uint64_t ns)
     return ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
 }
 
-int weft_deadline_push(uint64_t abs_ns)
+/* Pushes a level of the deadline stack: the deadline abs_ns, or with
+ * suspend, a level that lifts every deadline outside it. */
+static int push_level(uint64_t abs_ns, bool suspend)
 {
     weft_task *t = weft__task_current();
     if (!t)
@@ -759,28 +761,22 @@ int weft_deadline_push(uint64_t abs_ns)
         return -ENOMEM;
     if (!t->ndeadlines)
         ext->deadline_base = t->deadline;
-    ext->deadline_suspended &= (uint16_t) ~(1u << t->ndeadlines);
+    uint16_t bit = (uint16_t)(1u << t->ndeadlines);
+    ext->deadline_suspended =
+        suspend ? ext->deadline_suspended | bit : ext->deadline_suspended & (uint16_t)~bit;
     ext->deadline_stack[t->ndeadlines++] = abs_ns;
-    t->deadline = innermost_deadline(t->deadline, abs_ns);
+    t->deadline = suspend ? 0 : innermost_deadline(t->deadline, abs_ns);
     return 0;
+}
+
+int weft_deadline_push(uint64_t abs_ns)
+{
+    return push_level(abs_ns, false);
 }
 
 int weft_deadline_suspend(void)
 {
-    weft_task *t = weft__task_current();
-    if (!t)
-        return -EPERM;
-    if (t->ndeadlines == TASK_MAX_DEADLINES)
-        return -EOVERFLOW;
-    weft__task_ext *ext = weft__task_ext_get(t);
-    if (!ext)
-        return -ENOMEM;
-    if (!t->ndeadlines)
-        ext->deadline_base = t->deadline;
-    ext->deadline_suspended |= (uint16_t)(1u << t->ndeadlines);
-    ext->deadline_stack[t->ndeadlines++] = 0;
-    t->deadline = 0;
-    return 0;
+    return push_level(0, true);
 }
 
 int weft_deadline_push_in(uint64_t ns)
