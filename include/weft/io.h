@@ -286,12 +286,18 @@ WEFT_API int weft_pipe(int fds[2], int flags);
 /* ---- sockets ------------------------------------------------------------ */
 
 /* type takes SOCK_CLOEXEC and SOCK_NONBLOCK as socket(2) does; flags:
- * WEFT_DIRECT for a direct descriptor. */
+ * WEFT_DIRECT for a direct descriptor. SOCK_NONBLOCK changes nothing for
+ * weft's calls, which wait for their task alone either way (io_uring polls
+ * a socket that is not ready); it is for plain calls (recv(2), send(2)) on
+ * the same socket that must not block the worker. */
 WEFT_API int weft_socket(int domain, int type, int protocol, unsigned flags);
 /* BIND and LISTEN need Linux 6.11 (-EOPNOTSUPP before): a program for
  * older kernels calls bind(2) and listen(2), which do not block. */
 WEFT_API int weft_bind(int fd, const struct sockaddr *addr, socklen_t len);
 WEFT_API int weft_listen(int fd, int backlog);
+/* A time limit on the connect is a deadline around it (weft_deadline_push_in
+ * then weft_deadline_pop): -ETIMEDOUT when it passes, the socket then
+ * unconnected (close it; docs/io.md's relay example). */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
 /* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT (which ignores
  * SOCK_CLOEXEC: direct descriptors are not inherited). addr/len may be NULL.
