@@ -781,6 +781,22 @@ static void *main_watermark(void *arg)
     for (int i = 0; i < 5; i++)
         ASSERT_OK(weft_join(t[i], NULL));
 
+    /* Recovered: waits above the level wait again, and the next failure
+     * is kept anew. */
+    weft_watermark_recover(&m);
+    ASSERT_EQ(weft_watermark_level(&m), 12);
+    mark_waiter again = {&m, 14, 1, 0, 0};
+    weft_task *ta;
+    ASSERT_OK(weft_spawn(&ta, wait_for_mark, &again));
+    settle();
+    ASSERT_EQ(again.order, 0); /* waiting, not failed */
+    weft_watermark_advance(&m, 14);
+    ASSERT_OK(weft_join(ta, NULL));
+    ASSERT_EQ(again.rc, 0);
+    weft_watermark_fail(&m, -EIO);
+    ASSERT_EQ(weft_watermark_wait(&m, 15), -EIO);
+    weft_watermark_recover(NULL);
+
     /* A failure that is not a negative errno, or that a wait returns for
      * itself, is published as -EIO. */
     const int odd[] = {5, 0, -ECANCELED, -ETIMEDOUT, -EPERM, -EINVAL};

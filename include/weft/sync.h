@@ -314,11 +314,18 @@ WEFT_API void weft_watermark_advance(weft_watermark *m, uint64_t level);
 /* Publishes a failure: error (a negative errno, say -EIO from the fsync)
  * wakes every waiter, and every later wait whose target is above the level
  * returns it at once. Targets at or below the level still return 0: what
- * was covered stays covered. Only the first failure is kept. An error that
+ * was covered stays covered. Only the first failure is kept (until
+ * weft_watermark_recover). An error that
  * is not negative, or that a wait returns for itself (-ECANCELED,
  * -ETIMEDOUT, -EPERM, -EINVAL), is published as -EIO. The level may still
  * advance. Any thread. */
 WEFT_API void weft_watermark_fail(weft_watermark *m, int error);
+/* Clears a published failure, keeping the level and any waiter: waits
+ * started from then on wait for the level again. For a writer that
+ * recovers (space freed after -ENOSPC) and goes on from the level it
+ * reached; the waits the failure ended have returned it already. Any
+ * thread. */
+WEFT_API void weft_watermark_recover(weft_watermark *m);
 /* The level now (a snapshot); 0 for NULL. Any thread. */
 WEFT_API uint64_t weft_watermark_level(weft_watermark *m);
 /* Waits until the level is at least target. Returns 0 (at once when it is

@@ -76,6 +76,15 @@ void weft_watermark_fail(weft_watermark *m, int error)
     weft__waiter_wake_chain(chain);
 }
 
+void weft_watermark_recover(weft_watermark *m)
+{
+    if (!m)
+        return;
+    weft__spin_lock(&m->_lock);
+    m->_error = 0; /* nobody waits on it: the failure took every waiter */
+    weft__spin_unlock(&m->_lock);
+}
+
 uint64_t weft_watermark_level(weft_watermark *m)
 {
     if (!m)
