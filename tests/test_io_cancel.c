@@ -240,7 +240,9 @@ TEST(deadlines_interrupt_every_blocking_kind)
 static int race_sv[2];
 static ssize_t race_got;
 static int race_next;
-static int race_mode; /* 0: weft_recv, 1: weft_uring_op, 2: weft_batch of one recv */
+/* 0: weft_recv, 1: weft_uring_op, 2: weft_batch of one recv, 3: a chained
+ * batch of the recv and a LINK_TIMEOUT of 10 s bounding it */
+static int race_mode;
 
 static void prep_race_recv(struct io_uring_sqe *sqe, void *ctx)
 {
@@ -250,19 +252,24 @@ static void prep_race_recv(struct io_uring_sqe *sqe, void *ctx)
 static void *racing_reader(void *arg)
 {
     char *buf = arg;
-    if (race_mode == 2) {
+    if (race_mode >= 2) {
         /* A batch that returns -ECANCELED must have had its op cut
-         * short; one whose op completed returns its count, 1. */
-        struct io_uring_sqe sqe;
-        memset(&sqe, 0, sizeof sqe);
-        prep_race_recv(&sqe, buf);
-        int res = 0, r = weft_batch(&sqe, &res, 1, 0);
+         * short; one whose recv completed returns its count, 1 (the
+         * LINK_TIMEOUT's -ECANCELED is its normal end then). */
+        struct io_uring_sqe sqe[2];
+        memset(sqe, 0, sizeof sqe);
+        prep_race_recv(&sqe[0], buf);
+        struct __kernel_timespec ten_s = {.tv_sec = 10};
+        io_uring_prep_link_timeout(&sqe[1], &ten_s, 0);
+        unsigned n = race_mode == 3 ? 2 : 1;
+        int res[2] = {0, 0};
+        int r = weft_batch(sqe, res, n, race_mode == 3 ? WEFT_BATCH_CHAIN : 0);
         if (r == 1)
-            race_got = res;
-        else if (r == -ECANCELED && res == -ECANCELED)
+            race_got = res[0];
+        else if (r == -ECANCELED && res[0] == -ECANCELED)
             race_got = r;
         else
-            FAILF("batch: %d with res %d", r, res);
+            FAILF("batch of %u: %d with res %d, %d", n, r, res[0], res[1]);
     } else {
         race_got =
             race_mode ? weft_uring_op(prep_race_recv, buf) : weft_recv(race_sv[0], buf, 64, 0);
@@ -322,7 +329,49 @@ TEST(a_result_that_beats_the_cancel_is_returned)
     run_main_one_worker(NULL, main_race, NULL);
     race_mode = 2;
     run_main_one_worker(NULL, main_race, NULL);
+    race_mode = 3;
+    run_main_one_worker(NULL, main_race, NULL);
     race_mode = 0;
+}
+
+/* A chain whose first op fails by itself while its task is being
+ * cancelled: the op after it says -ECANCELED because the chain broke, not
+ * because the cancel cut it, so the batch reports its count (0), not the
+ * cancel; the next call does. */
+static int broken_chain_ret, broken_chain_res[2], broken_chain_next;
+
+static void *batch_a_broken_chain(void *arg)
+{
+    (void)arg;
+    struct io_uring_sqe sqe[2];
+    memset(sqe, 0, sizeof sqe);
+    static char buf[8];
+    io_uring_prep_read(&sqe[0], 1000, buf, sizeof buf, 0); /* no such fd: -EBADF */
+    io_uring_prep_nop(&sqe[1]);
+    broken_chain_ret = weft_batch(sqe, broken_chain_res, 2, WEFT_BATCH_CHAIN);
+    broken_chain_next = weft_nop();
+    return NULL;
+}
+
+static void *main_broken_chain(void *arg)
+{
+    (void)arg;
+    ASSERT(fcntl(1000, F_GETFD) < 0); /* free */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, batch_a_broken_chain, NULL));
+    ASSERT_OK(weft_yield()); /* it submits and parks */
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(broken_chain_res[0], -EBADF);
+    ASSERT_EQ(broken_chain_res[1], -ECANCELED);
+    ASSERT_EQ(broken_chain_ret, 0);
+    ASSERT_EQ(broken_chain_next, -ECANCELED);
+    return NULL;
+}
+TEST(a_chain_broken_by_a_failure_is_not_reported_as_cancelled)
+{
+    setenv("WEFT_PARK", "enter", 1);
+    run_main_one_worker(NULL, main_broken_chain, NULL);
 }
 
 /* ---- the storm -------------------------------------------------------------- */
@@ -717,6 +766,7 @@ TEST(shutdown_ends_a_pending_accept_and_close_does_not)
 TEST_MAIN(CASE(cancelling_every_blocking_kind_leaves_buffers_untouched),
           CASE(deadlines_interrupt_every_blocking_kind),
           CASE(a_result_that_beats_the_cancel_is_returned),
+          CASE(a_chain_broken_by_a_failure_is_not_reported_as_cancelled),
           CASE(cancellation_storm_loses_no_byte_and_no_fd),
           CASE(sqe_exhaustion_fails_cleanly_and_cancels_still_wait),
           CASE(full_sq_with_failing_submits_gives_up_with_eagain),

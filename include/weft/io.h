@@ -151,8 +151,10 @@ WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), vo
  * now). Interruption
  * cancels every op still in flight (again, for one that starts later in a
  * chain) and waits for all of them; the call then returns -ECANCELED or
- * -ETIMEDOUT if that cut an op short (one whose result is -ECANCELED), or
- * else the count as above: when every op completed first, as one op's
+ * -ETIMEDOUT if that cut an op short (one whose -ECANCELED is not the
+ * kernel's own: a LINK_TIMEOUT's after its op completed, an op's whose
+ * LINK_TIMEOUT fired, or a chained op's after a failure), or else the
+ * count as above: when every op completed first, as one op's
  * real result is returned, the next call reports the interruption. Either
  * way res[] holds every op's own result, the real one for each op that
  * completed before its cancel (no data is lost there). */

@@ -53,6 +53,35 @@ static bool is_multishot(const struct io_uring_sqe *s)
     }
 }
 
+static bool cancelled_result(int res)
+{
+    return res == -ECANCELED || res == -EINTR;
+}
+
+/* After an interruption, whether it cut an op of the batch short: an op
+ * that says -ECANCELED for no reason of the batch's own. The kernel gives
+ * that result by itself to a LINK_TIMEOUT whose op completed first, to an
+ * op whose LINK_TIMEOUT fired (-ETIME after it), and to the ops linked
+ * (softly) after one that failed; none of those counts. */
+static bool cut_short(const struct io_uring_sqe *sqes, const int *res, unsigned n, unsigned flags)
+{
+    bool after_failure = false; /* in a soft chain after an op that failed */
+    for (unsigned i = 0; i < n; i++) {
+        bool timeout = sqes[i].opcode == IORING_OP_LINK_TIMEOUT;
+        bool timed_out =
+            i + 1 < n && sqes[i + 1].opcode == IORING_OP_LINK_TIMEOUT && res[i + 1] == -ETIME;
+        if (!timeout && cancelled_result(res[i]) && !timed_out && !after_failure)
+            return true;
+        bool hard = sqes[i].flags & IOSQE_IO_HARDLINK;
+        bool linked = hard || (sqes[i].flags & IOSQE_IO_LINK) || (flags & WEFT_BATCH_CHAIN);
+        if (!linked || hard)
+            after_failure = false; /* a new chain, or one a failure does not break */
+        else if (res[i] < 0 && !timeout)
+            after_failure = true;
+    }
+    return false;
+}
+
 int weft_batch_ex(const struct io_uring_sqe *sqes, int *res, uint32_t *cflags, unsigned n,
                   unsigned flags)
 {
@@ -112,20 +141,18 @@ int weft_batch_ex(const struct io_uring_sqe *sqes, int *res, uint32_t *cflags, u
     }
     int intr = weft__io_wait_all(ios, n);
     int ok = 0;
-    bool cut_short = false;
     for (unsigned i = 0; i < n; i++) {
         res[i] = ios[i].res;
         if (cflags)
             cflags[i] = ios[i].cflags;
         ok += res[i] >= 0;
-        cut_short |= res[i] == -ECANCELED || res[i] == -EINTR;
     }
     if (ios != stack_ios)
         free(ios);
     /* As for one op: when every op had completed before the interruption
      * could cut one short, the batch reports what they did (a write and
      * its fsync both done are durable), and the next call the interruption. */
-    return intr && cut_short ? intr : ok;
+    return intr && cut_short(sqes, res, n, flags) ? intr : ok;
 }
 
 int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx)

@@ -747,6 +747,9 @@ static uint64_t deadline_from_now(uint64_t ns)
     return ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
 }
 
+_Static_assert(TASK_MAX_DEADLINES <= TASK_DEADLINE_LEVEL_BITS,
+               "a bit of deadline_suspended for each level of the deadline stack");
+
 /* Pushes a level of the deadline stack: the deadline abs_ns, or with
  * suspend, a level that lifts every deadline outside it. */
 static int push_level(uint64_t abs_ns, bool suspend)

@@ -105,6 +105,7 @@ typedef struct weft__task_ext {
     /* Bit i: level i is a weft_deadline_suspend, which lifts every
      * deadline outside it (its deadline_stack entry is unused). */
     uint16_t deadline_suspended;
+#define TASK_DEADLINE_LEVEL_BITS 16   /* of deadline_suspended */
     struct weft__resource *resources; /* doubly linked, see ring/resource.h */
     void (*discard)(void *arg);       /* weft_spawn_opts.discard; set at spawn */
 } weft__task_ext;
