@@ -369,7 +369,8 @@ WEFT_API void weft_reader_free(weft_reader *r);
  * on r; returns their count, and they are consumed. Reads as needed. At
  * the end of the stream, what is left without a delim comes as a last
  * piece (check its last byte), then 0. -EMSGSIZE when cap bytes hold no
- * delim (nothing consumed: weft_reader_fill shows them); -ECANCELED,
+ * delim, a last piece of cap bytes too (nothing consumed: weft_reader_fill
+ * shows them); -ECANCELED,
  * -ETIMEDOUT or weft_read's error with nothing consumed (what came stays
  * for the next call); -EINVAL for NULL r or out; -EPERM outside a task. */
 WEFT_API ssize_t weft_reader_until(weft_reader *r, int delim, const char **out);
@@ -377,7 +378,8 @@ WEFT_API ssize_t weft_reader_until(weft_reader *r, int delim, const char **out);
  * them: *out points at all that is buffered (valid until the next call on
  * r), and the count is returned, min or more, or less at the end of the
  * stream (0 when nothing is left). For a fixed header: fill, parse, then
- * weft_reader_consume. -EMSGSIZE for min > cap; else as
+ * weft_reader_consume. A min of 0 reads nothing: it shows what is
+ * buffered, 0 bytes not meaning the end there. -EMSGSIZE for min > cap; else as
  * weft_reader_until. */
 WEFT_API ssize_t weft_reader_fill(weft_reader *r, size_t min, const char **out);
 /* Drops n buffered bytes. 0, or -EINVAL for NULL r or more than are
