@@ -117,6 +117,22 @@ static void job_finish(job *j, void *result)
     pthread_mutex_unlock(&j->mu);
 }
 
+/* CLOCK_MONOTONIC now + ns, for the pool's timed waits (a wait of more
+ * than 68 years is cut to that). */
+static struct timespec monotonic_after(uint64_t ns)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    uint64_t sec = ns / 1000000000u;
+    t.tv_sec += sec > (uint64_t)INT32_MAX ? INT32_MAX : (time_t)sec;
+    t.tv_nsec += (long)(ns % 1000000000u);
+    if (t.tv_nsec >= 1000000000) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000;
+    }
+    return t;
+}
+
 static void pool_free(struct weft__blocking *pool)
 {
     pthread_cond_destroy(&pool->work);
@@ -154,14 +170,7 @@ static void *pool_thread_main(void *p)
         }
         if (pool->stopping)
             break;
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += (time_t)(pool->keepalive_ns / 1000000000u);
-        until.tv_nsec += (long)(pool->keepalive_ns % 1000000000u);
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
+        struct timespec until = monotonic_after(pool->keepalive_ns);
         int r = 0;
         pool->idle++;
         while (!pool->head && !pool->stopping && r != ETIMEDOUT)
@@ -278,15 +287,7 @@ void weft__blocking_fini(weft__runtime *rt)
      * abandoned ones: they run to their end, as documented, with the
      * runtime waiting for them, or for blocking_exit_wait_ns at most. */
     uint64_t wait_ns = rt->cfg.blocking_exit_wait_ns;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    uint64_t sec = wait_ns / 1000000000u;
-    until.tv_sec += sec > (uint64_t)INT32_MAX ? INT32_MAX : (time_t)sec;
-    until.tv_nsec += (long)(wait_ns % 1000000000u);
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = monotonic_after(wait_ns);
     pthread_mutex_lock(&pool->lock);
     pool->stopping = true;
     pthread_cond_broadcast(&pool->work);
