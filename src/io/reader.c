@@ -69,17 +69,11 @@ static int read_more(weft_reader *r)
     return 0;
 }
 
-static int enter(void)
-{
-    weft_task *self;
-    return weft__task_enter(&self);
-}
-
 ssize_t weft_reader_until(weft_reader *r, int delim, const char **out)
 {
     if (!r || !out || !r->buf)
         return -EINVAL;
-    int e = enter();
+    int e = weft__task_enter(NULL);
     if (e)
         return e;
     size_t scanned = 0; /* of the buffered bytes, those known to hold no delim */
@@ -109,7 +103,7 @@ ssize_t weft_reader_fill(weft_reader *r, size_t min, const char **out)
         return -EINVAL;
     if (min > r->cap)
         return -EMSGSIZE;
-    int e = enter();
+    int e = weft__task_enter(NULL);
     if (e)
         return e;
     while (buffered(r) < min && !r->eof) {
@@ -133,7 +127,7 @@ ssize_t weft_reader_read(weft_reader *r, void *dst, size_t n)
 {
     if (!r || (!dst && n) || !r->buf)
         return -EINVAL;
-    int e = enter();
+    int e = weft__task_enter(NULL);
     if (e)
         return e;
     if (n == 0)
@@ -161,7 +155,7 @@ int weft_reader_read_all(weft_reader *r, void *dst, size_t n, size_t *done)
         *done = 0;
     if (!r || (!dst && n) || !r->buf)
         return -EINVAL;
-    int e = enter();
+    int e = weft__task_enter(NULL);
     if (e)
         return e;
     size_t take = buffered(r) < n ? buffered(r) : n;

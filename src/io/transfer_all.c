@@ -28,16 +28,6 @@ typedef enum transfer_kind {
     RECV
 } transfer_kind;
 
-/* The task checks every call makes on entry, so that a zero-length call is
- * refused where a non-empty one would be for the task's sake: -EPERM
- * outside a task, then the interruption. (What only the op would find, a
- * bad fd say, a zero-length call does not look for.) */
-static int enter(void)
-{
-    weft_task *self;
-    return weft__task_enter(&self);
-}
-
 /* One op of kind k for what iov[0..iovcnt) still describes (the plain
  * kinds take iov[0] alone). at is where it goes in the file; arg is a send
  * or recv's flags, or a fixed op's buffer index. No file at hand returns 0
@@ -99,7 +89,11 @@ static int transfer(transfer_kind k, int fd, struct iovec *iov, int iovcnt, uint
 {
     size_t moved = 0;
     int first = 0;
-    int r = enter();
+    /* The task checks every call makes on entry, so that a zero-length
+     * call is refused where a non-empty one would be for the task's sake:
+     * -EPERM outside a task, then the interruption. (What only the op
+     * would find, a bad fd say, a zero-length call does not look for.) */
+    int r = weft__task_enter(NULL);
     while (r == 0) {
         while (first < iovcnt && iov[first].iov_len == 0)
             first++;
@@ -134,7 +128,7 @@ static int refuse(size_t *done)
 {
     if (done)
         *done = 0;
-    int r = enter();
+    int r = weft__task_enter(NULL);
     return r ? r : -EINVAL;
 }
 

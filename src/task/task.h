@@ -203,13 +203,15 @@ int weft__task_park_interruptible(void);
 int weft__task_interrupted(weft_task *t);
 /* What a blocking call must return before it starts (argument checks
  * are the caller's, before it): -EPERM outside a task, -ECANCELED /
- * -ETIMEDOUT when the task is interrupted, else 0 with *self set. */
+ * -ETIMEDOUT when the task is interrupted, else 0 with *self set (self
+ * may be NULL for a caller that needs only the verdict). */
 static inline int weft__task_enter(weft_task **self)
 {
     weft_task *t = weft__task_current();
     if (!t)
         return -EPERM;
-    *self = t;
+    if (self)
+        *self = t;
     return weft__task_interrupted(t);
 }
 
