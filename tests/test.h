@@ -106,6 +106,14 @@ typedef struct task_body {
 /* A main task (its argument a task_body) that spawns body->fn(body->arg) as
  * a child and joins it, whatever the outcome: for cases about how the child
  * ends (a panic, a fault), which a join of the main task would not see. */
+/* The runtime's stats now (from a task; see weft_stats_snapshot). */
+static inline weft_stats stats_now(void)
+{
+    weft_stats s;
+    ASSERT_OK(weft_stats_snapshot(&s));
+    return s;
+}
+
 /* A task (or blocking job) that only returns its argument. */
 static inline void *return_arg(void *arg)
 {

@@ -112,9 +112,7 @@ static void *main_both_ways(void *arg)
     ASSERT_OK(weft_join(c, NULL));
     ASSERT_OK(weft_join(v, NULL));
     /* Both pumps are gone: the main task is the only one left. */
-    weft_stats st;
-    ASSERT_OK(weft_stats_snapshot(&st));
-    ASSERT_EQ(st.tasks_live, 1);
+    ASSERT_EQ(stats_now().tasks_live, 1);
     sides_close(&s);
     return NULL;
 }
@@ -177,9 +175,7 @@ static void *main_idle(void *arg)
     ASSERT_EQ(atomic_load(&relay_result), -ETIMEDOUT);
     ASSERT_EQ(relay_moved.a_to_b, 0);
     ASSERT_EQ(relay_moved.b_to_a, TICKS);
-    weft_stats st;
-    ASSERT_OK(weft_stats_snapshot(&st));
-    ASSERT_EQ(st.tasks_live, 1);
+    ASSERT_EQ(stats_now().tasks_live, 1);
     sides_close(&s);
     return NULL;
 }
@@ -345,9 +341,7 @@ static void *main_cancel_and_deadline(void *arg)
     ASSERT_OK(weft_cancel(r));
     ASSERT_EQ(weft_join(r, NULL), -ECANCELED);
     ASSERT_EQ(atomic_load(&relay_result), -ECANCELED);
-    weft_stats st;
-    ASSERT_OK(weft_stats_snapshot(&st));
-    ASSERT_EQ(st.tasks_live, 1); /* the pumps went with it */
+    ASSERT_EQ(stats_now().tasks_live, 1); /* the pumps went with it */
 
     /* The caller's deadline, with bytes moving until it passes. */
     ASSERT_OK(weft_deadline_push_in(30 * MS));
@@ -359,8 +353,7 @@ static void *main_cancel_and_deadline(void *arg)
     ASSERT_EQ(moved.b_to_a, 0);
     char got[2];
     ASSERT_EQ(weft_recv(s.server[1], got, 2, 0), 2);
-    ASSERT_OK(weft_stats_snapshot(&st));
-    ASSERT_EQ(st.tasks_live, 1);
+    ASSERT_EQ(stats_now().tasks_live, 1);
     sides_close(&s);
     return NULL;
 }
@@ -407,9 +400,7 @@ static void *main_bad_input(void *arg)
     ASSERT_EQ(weft_relay(s.client[1], s.server[0], &idle, NULL), -EOVERFLOW);
     while (pushed--)
         ASSERT_OK(weft_deadline_pop());
-    weft_stats st;
-    ASSERT_OK(weft_stats_snapshot(&st));
-    ASSERT_EQ(st.tasks_live, 1);
+    ASSERT_EQ(stats_now().tasks_live, 1);
     sides_close(&s);
     return NULL;
 }
@@ -448,9 +439,7 @@ static void *main_cancelled_first(void *arg)
     ASSERT_OK(weft_cancel(t));
     ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
     ASSERT_EQ(atomic_load(&relay_result), -ECANCELED);
-    weft_stats st;
-    ASSERT_OK(weft_stats_snapshot(&st));
-    ASSERT_EQ(st.tasks_live, 1);
+    ASSERT_EQ(stats_now().tasks_live, 1);
     sides_close(&s);
     return NULL;
 }
@@ -494,9 +483,7 @@ static void *main_pump_without_stack(void *arg)
     ASSERT_EQ(moved.a_to_b + moved.b_to_a, 0);
     for (int i = 0; i < n; i++)
         weft__stack_release(&w->stacks, held[i]);
-    weft_stats st;
-    ASSERT_OK(weft_stats_snapshot(&st));
-    ASSERT_EQ(st.tasks_live, 1);
+    ASSERT_EQ(stats_now().tasks_live, 1);
     sides_close(&s);
     return NULL;
 }
@@ -535,9 +522,7 @@ static void *main_allocations(void *arg)
             ASSERT_EQ(weft_recv(s.client[0], &b, 1, 0), 0); /* ends passed on */
             ASSERT_EQ(weft_recv(s.server[1], &b, 1, 0), 0);
         }
-        weft_stats st;
-        ASSERT_OK(weft_stats_snapshot(&st));
-        ASSERT_EQ(st.tasks_live, 1);
+        ASSERT_EQ(stats_now().tasks_live, 1);
         sides_close(&s);
     }
     return NULL;

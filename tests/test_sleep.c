@@ -1005,26 +1005,19 @@ static void *sleep_forever(void *arg)
     return (void *)(intptr_t)(arg ? weft_sleep_until(UINT64_MAX) : weft_sleep_ns(UINT64_MAX));
 }
 
-static uint64_t timers_armed(void)
-{
-    weft_stats st;
-    ASSERT_OK(weft_stats_snapshot(&st));
-    return st.timers_armed;
-}
-
 static void *main_extremes(void *arg)
 {
     (void)arg;
     weft_task *a, *b;
     ASSERT_OK(weft_spawn(&a, sleep_forever, NULL));
     ASSERT_OK(weft_spawn(&b, sleep_forever, (void *)1));
-    while (timers_armed() < 2)
+    while (stats_now().timers_armed < 2)
         ASSERT_OK(weft_sleep_ns(1000000));
     ASSERT_OK(weft_cancel(a));
     ASSERT_OK(weft_cancel(b));
     ASSERT_EQ(weft_join(a, NULL), -ECANCELED);
     ASSERT_EQ(weft_join(b, NULL), -ECANCELED);
-    ASSERT_EQ(timers_armed(), 0);
+    ASSERT_EQ(stats_now().timers_armed, 0);
     ASSERT_OK(weft_deadline_push(UINT64_MAX));
     ASSERT_OK(weft_sleep_ns(1000000));
     ASSERT_OK(weft_deadline_push_in(UINT64_MAX));
@@ -1040,7 +1033,7 @@ static void *main_extremes(void *arg)
     ASSERT_EQ(weft_sleep_ns(UINT64_MAX), -ETIMEDOUT);
     ASSERT_GE(weft_now_ns() - t0, 3000000);
     ASSERT_OK(weft_deadline_pop());
-    ASSERT_EQ(timers_armed(), 0);
+    ASSERT_EQ(stats_now().timers_armed, 0);
     return NULL;
 }
 TEST(sleeps_and_deadlines_at_the_ends_of_the_clock)
@@ -1098,7 +1091,7 @@ static void *main_cancel_sleepers(void *arg)
     }
     ASSERT_EQ(atomic_load(&woke_early), 0);
     ASSERT_EQ(atomic_load(&failed_sleeps), 0);
-    ASSERT_EQ(timers_armed(), 0);
+    ASSERT_EQ(stats_now().timers_armed, 0);
     return NULL;
 }
 TEST(cancelled_sleepers_on_two_workers)

@@ -29,13 +29,6 @@ static int tcp_connect(uint16_t port)
     return fd;
 }
 
-static weft_stats stats_now(void)
-{
-    weft_stats s;
-    ASSERT_OK(weft_stats_snapshot(&s));
-    return s;
-}
-
 /* ---- accept ------------------------------------------------------------------ */
 
 static void *main_accept_stream(void *arg)
