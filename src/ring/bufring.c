@@ -27,7 +27,7 @@ static unsigned pick_gid(const weft__worker *w)
 
 static void give_to_kernel(weft_buf_ring *br, unsigned bid)
 {
-    io_uring_buf_ring_add(br->ring, br->bufs + (size_t)bid * br->size, (unsigned)br->size,
+    io_uring_buf_ring_add(br->ring, weft__buf_start(br, bid), (unsigned)br->size,
                           (unsigned short)bid, br->mask, 0);
     io_uring_buf_ring_advance(br->ring, 1);
 }
@@ -71,7 +71,7 @@ int weft_buf_ring_create(weft_buf_ring **out, unsigned nbufs, size_t size)
     br->size = size;
     io_uring_buf_ring_init(br->ring);
     for (unsigned bid = 0; bid < nbufs; bid++)
-        io_uring_buf_ring_add(br->ring, br->bufs + (size_t)bid * size, (unsigned)size,
+        io_uring_buf_ring_add(br->ring, weft__buf_start(br, bid), (unsigned)size,
                               (unsigned short)bid, br->mask, (int)bid);
     io_uring_buf_ring_advance(br->ring, (int)nbufs);
     br->next = w->bufrings;
@@ -168,7 +168,7 @@ bool weft__buf_from_cqe(weft_buf_ring *br, int res, uint32_t cflags, weft_buf *o
     l->datagram_at = 0;
     br->leased++;
     t->ring_bound++;
-    out->data = br->bufs + (size_t)bid * br->size;
+    out->data = weft__buf_start(br, bid);
     out->len = (size_t)res;
     out->ring = br;
     out->id = bid | l->gen << WEFT__BUF_GEN_SHIFT;
@@ -203,7 +203,7 @@ int weft_buf_release(weft_buf *b)
     b->len = 0;
     /* A lease already returned (at its task's end, say) does nothing,
      * even if the buffer is leased again now. */
-    unsigned bid = b->id & ((1u << WEFT__BUF_GEN_SHIFT) - 1);
+    unsigned bid = weft__buf_bid(b);
     if (bid < br->nbufs && br->leases[bid].task &&
         br->leases[bid].gen == b->id >> WEFT__BUF_GEN_SHIFT)
         unlease(br, bid);

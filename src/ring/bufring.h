@@ -38,6 +38,18 @@ struct weft_buf_ring {
     struct weft_buf_ring *next;
 };
 
+/* The buffer id of a lease (its generation dropped). */
+static inline unsigned weft__buf_bid(const weft_buf *b)
+{
+    return b->id & ((1u << WEFT__BUF_GEN_SHIFT) - 1);
+}
+
+/* Where buffer bid starts. */
+static inline char *weft__buf_start(const weft_buf_ring *br, unsigned bid)
+{
+    return br->bufs + (size_t)bid * br->size;
+}
+
 /* A CQE that may carry a selected buffer: with res > 0 and out non-NULL
  * the buffer is leased to the current task and described in *out (true);
  * otherwise it goes straight back to the kernel (false). */

@@ -81,7 +81,7 @@ static void close_passed_fds(weft_stream *s, const stream_item *it)
         return;
     unsigned bid = it->cflags >> IORING_CQE_BUFFER_SHIFT;
     struct io_uring_recvmsg_out *o =
-        io_uring_recvmsg_validate(s->br->bufs + (size_t)bid * s->br->size, it->res, &s->msg);
+        io_uring_recvmsg_validate(weft__buf_start(s->br, bid), it->res, &s->msg);
     if (!o)
         return;
     for (struct cmsghdr *c = io_uring_recvmsg_cmsg_firsthdr(o, &s->msg); c;
@@ -556,9 +556,8 @@ static int deliver_datagram(weft_stream *s, stream_item it, weft_buf *buf)
     }
     buf->data = io_uring_recvmsg_payload(o, &s->msg);
     buf->len = io_uring_recvmsg_payload_length(o, it.res, &s->msg);
-    unsigned bid = buf->id & ((1u << WEFT__BUF_GEN_SHIFT) - 1);
-    s->br->leases[bid].datagram_at =
-        (unsigned)((char *)buf->data - (s->br->bufs + (size_t)bid * s->br->size));
+    unsigned bid = weft__buf_bid(buf);
+    s->br->leases[bid].datagram_at = (unsigned)((char *)buf->data - weft__buf_start(s->br, bid));
     return (int)buf->len;
 }
 
@@ -735,13 +734,13 @@ int weft_buf_datagram(const weft_buf *b, weft_datagram *out)
     weft_buf_ring *br = b->ring;
     if (br->w != weft__worker_self())
         return -EXDEV; /* its leases and buffers are that worker's */
-    unsigned bid = b->id & ((1u << WEFT__BUF_GEN_SHIFT) - 1);
+    unsigned bid = weft__buf_bid(b);
     if (bid >= br->nbufs || !br->leases[bid].task ||
         br->leases[bid].gen != b->id >> WEFT__BUF_GEN_SHIFT)
         return -EINVAL; /* released already: the buffer may hold another's */
     /* The payload follows the header, the address and the stream's room
      * for control data: where, the stream noted in the lease. */
-    char *start = br->bufs + (size_t)bid * br->size;
+    char *start = weft__buf_start(br, bid);
     unsigned at = br->leases[bid].datagram_at;
     if (!at || (char *)b->data != start + at)
         return -EINVAL; /* not from a recvmsg stream, or b->data moved */
