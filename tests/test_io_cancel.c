@@ -334,44 +334,133 @@ TEST(a_result_that_beats_the_cancel_is_returned)
     race_mode = 0;
 }
 
-/* A chain whose first op fails by itself while its task is being
- * cancelled: the op after it says -ECANCELED because the chain broke, not
- * because the cancel cut it, so the batch reports its count (0), not the
- * cancel; the next call does. */
-static int broken_chain_ret, broken_chain_res[2], broken_chain_next;
+/* Batches whose task is cancelled while they are out, where a cancelled
+ * result is or is not the cancel's doing. The batch says -ECANCELED only
+ * when the cancel cut an op short; else its count, and the next call the
+ * cancel. A break of a chain cancels the rest of it in the kernel: after
+ * an op that failed, or that moved less than asked (a short read), the
+ * whole rest of the chain, hard links in it or not; a TIMEOUT's -ETIME
+ * under IORING_TIMEOUT_ETIME_SUCCESS breaks nothing. */
+enum { CHAIN_MAX = 4, CHAIN_GID = 9 };
+typedef struct chain_case {
+    const char *name;
+    unsigned n, flags;
+    /* after the task's first yield: 0 = cancel at once (the SQEs may not
+     * even be submitted yet), else sleep this long first, so that every
+     * op that can end has ended and been seen */
+    uint64_t sleep_ns;
+    int ret, res[CHAIN_MAX]; /* expected */
+} chain_case;
 
-static void *batch_a_broken_chain(void *arg)
+static int chain_short[2], chain_empty[2], chain_sock[2];
+static char chain_pbuf[16];
+static const chain_case *chain_now;
+static int chain_ret, chain_res[CHAIN_MAX], chain_next;
+
+static void prep_chain(struct io_uring_sqe *s, const char *name)
+{
+    static char buf[16];
+    static struct __kernel_timespec ms = {.tv_nsec = 1000000};
+    memset(s, 0, CHAIN_MAX * sizeof *s);
+    if (!strcmp(name, "failed")) {
+        io_uring_prep_read(&s[0], 1000, buf, sizeof buf, 0); /* no such fd: -EBADF */
+        io_uring_prep_nop(&s[1]);
+    } else if (!strcmp(name, "short")) {
+        io_uring_prep_read(&s[0], chain_short[0], buf, sizeof buf, 0); /* 3 of 16 */
+        io_uring_prep_nop(&s[1]);
+    } else if (!strcmp(name, "hard_link_after_failure")) {
+        io_uring_prep_read(&s[0], 1000, buf, sizeof buf, 0);
+        s[0].flags |= IOSQE_IO_LINK;
+        io_uring_prep_nop(&s[1]);
+        s[1].flags |= IOSQE_IO_HARDLINK;
+        io_uring_prep_nop(&s[2]);
+    } else if (!strcmp(name, "etime_success")) {
+        io_uring_prep_timeout(&s[0], &ms, 0, IORING_TIMEOUT_ETIME_SUCCESS);
+        io_uring_prep_read(&s[1], chain_empty[0], buf, sizeof buf, -1);
+    } else if (!strcmp(name, "broken_unseen_then_cut")) {
+        /* 3 bytes read into a picked 16-byte buffer: the kernel breaks
+         * the chain, weft cannot tell (that length is the kernel's). Then
+         * a receive of all 16 bytes, which has 3 when the cancel cuts it:
+         * it says 3, not -ECANCELED */
+        io_uring_prep_read(&s[0], chain_short[0], NULL, sizeof buf, (uint64_t)-1);
+        s[0].flags |= IOSQE_BUFFER_SELECT | IOSQE_IO_LINK;
+        s[0].buf_group = CHAIN_GID;
+        io_uring_prep_nop(&s[1]);
+        io_uring_prep_recv(&s[2], chain_sock[0], buf, sizeof buf, MSG_WAITALL);
+    } else if (!strcmp(name, "broken_then_cut")) {
+        io_uring_prep_read(&s[0], chain_short[0], buf, sizeof buf, 0);
+        s[0].flags |= IOSQE_IO_LINK;
+        io_uring_prep_nop(&s[1]);
+        io_uring_prep_poll_add(&s[2], chain_empty[0], POLLIN);
+    }
+}
+
+static void *batch_a_chain(void *arg)
 {
     (void)arg;
-    struct io_uring_sqe sqe[2];
-    memset(sqe, 0, sizeof sqe);
-    static char buf[8];
-    io_uring_prep_read(&sqe[0], 1000, buf, sizeof buf, 0); /* no such fd: -EBADF */
-    io_uring_prep_nop(&sqe[1]);
-    broken_chain_ret = weft_batch(sqe, broken_chain_res, 2, WEFT_BATCH_CHAIN);
-    broken_chain_next = weft_nop();
+    struct io_uring_sqe sqe[CHAIN_MAX];
+    prep_chain(sqe, chain_now->name);
+    chain_ret = weft_batch(sqe, chain_res, chain_now->n, chain_now->flags);
+    chain_next = weft_nop();
     return NULL;
 }
 
-static void *main_broken_chain(void *arg)
+static void *main_chain(void *arg)
 {
     (void)arg;
-    ASSERT(fcntl(1000, F_GETFD) < 0); /* free */
+    ASSERT_OK(pipe2(chain_short, O_CLOEXEC));
+    ASSERT_OK(pipe2(chain_empty, O_CLOEXEC));
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chain_sock));
+    ASSERT_EQ(write(chain_short[1], "abc", 3), 3);
+    ASSERT_EQ(write(chain_sock[1], "abc", 3), 3);
+    ASSERT_EQ(weft_buffers_provide(chain_pbuf, sizeof chain_pbuf, 1, CHAIN_GID, 0), 0);
     weft_task *t;
-    ASSERT_OK(weft_spawn(&t, batch_a_broken_chain, NULL));
-    ASSERT_OK(weft_yield()); /* it submits and parks */
+    ASSERT_OK(weft_spawn(&t, batch_a_chain, NULL));
+    ASSERT_OK(weft_yield()); /* it queues its SQEs and parks */
+    if (chain_now->sleep_ns)
+        ASSERT_OK(weft_sleep_ns(chain_now->sleep_ns));
     ASSERT_OK(weft_cancel(t));
     ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
-    ASSERT_EQ(broken_chain_res[0], -EBADF);
-    ASSERT_EQ(broken_chain_res[1], -ECANCELED);
-    ASSERT_EQ(broken_chain_ret, 0);
-    ASSERT_EQ(broken_chain_next, -ECANCELED);
+    for (unsigned i = 0; i < chain_now->n; i++)
+        if (chain_res[i] != chain_now->res[i])
+            FAILF("%s: res[%u] %d, expected %d", chain_now->name, i, chain_res[i],
+                  chain_now->res[i]);
+    if (chain_ret != chain_now->ret)
+        FAILF("%s: the batch says %d, expected %d", chain_now->name, chain_ret, chain_now->ret);
+    ASSERT_EQ(chain_next, -ECANCELED);
+    for (int i = 0; i < 2; i++) {
+        close(chain_short[i]);
+        close(chain_empty[i]);
+        close(chain_sock[i]);
+    }
     return NULL;
 }
+
 TEST(a_chain_broken_by_a_failure_is_not_reported_as_cancelled)
 {
+    static const chain_case cases[] = {
+        /* the read fails, the nop is the kernel's -ECANCELED */
+        {"failed", 2, WEFT_BATCH_CHAIN, 0, 0, {-EBADF, -ECANCELED}},
+        /* a short read breaks the chain as a failure does */
+        {"short", 2, WEFT_BATCH_CHAIN, 0, 1, {3, -ECANCELED}},
+        /* the hard link on the second op does not keep the third going */
+        {"hard_link_after_failure", 3, 0, 0, 0, {-EBADF, -ECANCELED, -ECANCELED}},
+        /* the timeout ends (-ETIME) without breaking the chain: the read
+         * after it waits, and the cancel cuts it short */
+        {"etime_success", 2, WEFT_BATCH_CHAIN, 20000000, -ECANCELED, {-ETIME, -ECANCELED}},
+        /* the chain broke, for a reason weft cannot see (a short read
+         * into a picked buffer), before the cancel; the op the cancel
+         * found out then ends with a count */
+        {"broken_unseen_then_cut", 3, 0, 2000000, 2, {3, -ECANCELED, 3}},
+        /* the chain broke before the cancel, which then cut the poll */
+        {"broken_then_cut", 3, 0, 2000000, -ECANCELED, {3, -ECANCELED, -ECANCELED}},
+    };
     setenv("WEFT_PARK", "enter", 1);
-    run_main_one_worker(NULL, main_broken_chain, NULL);
+    ASSERT(fcntl(1000, F_GETFD) < 0); /* free */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        chain_now = &cases[i];
+        run_main_one_worker(NULL, main_chain, NULL);
+    }
 }
 
 /* ---- the storm -------------------------------------------------------------- */

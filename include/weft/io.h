@@ -151,9 +151,10 @@ WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), vo
  * now). Interruption
  * cancels every op still in flight (again, for one that starts later in a
  * chain) and waits for all of them; the call then returns -ECANCELED or
- * -ETIMEDOUT if that cut an op short (one whose -ECANCELED is not the
- * kernel's own: a LINK_TIMEOUT's after its op completed, an op's whose
- * LINK_TIMEOUT fired, or a chained op's after a failure), or else the
+ * -ETIMEDOUT if that cut an op short (one still out then that ends with
+ * -ECANCELED or -EINTR not of the kernel's own doing: a LINK_TIMEOUT's
+ * after its op completed, an op's whose LINK_TIMEOUT fired, or a chained
+ * op's after a failure or a short transfer; docs/io.md), or else the
  * count as above: when every op completed first, as one op's
  * real result is returned, the next call reports the interruption. Either
  * way res[] holds every op's own result, the real one for each op that

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <weft/io.h>
 
 #include "common/fault.h"
@@ -58,26 +60,102 @@ static bool cancelled_result(int res)
     return res == -ECANCELED || res == -EINTR;
 }
 
-/* After an interruption, whether it cut an op of the batch short: an op
- * that says -ECANCELED for no reason of the batch's own. The kernel gives
- * that result by itself to a LINK_TIMEOUT whose op completed first, to an
- * op whose LINK_TIMEOUT fired (-ETIME after it), and to the ops linked
- * (softly) after one that failed; none of those counts. */
-static bool cut_short(const struct io_uring_sqe *sqes, const int *res, unsigned n, unsigned flags)
+static size_t iov_total(const struct iovec *iov, size_t n)
 {
-    bool after_failure = false; /* in a soft chain after an op that failed */
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += iov[i].iov_len;
+    return sum;
+}
+
+/* Whether a transfer that succeeded moved less than its SQE asked for,
+ * which the kernel counts as a failure of the op (it breaks a soft link
+ * after it): any read, write, splice or tee, and a send or receive asked
+ * to move everything (MSG_WAITALL). A picked buffer's length is the
+ * kernel's to know: such ops count as complete. */
+static bool short_transfer(const struct io_uring_sqe *s, int res)
+{
+    if (res < 0 || (s->flags & IOSQE_BUFFER_SELECT))
+        return false;
+    size_t asked;
+    switch (s->opcode) {
+    case IORING_OP_READ:
+    case IORING_OP_WRITE:
+    case IORING_OP_READ_FIXED:
+    case IORING_OP_WRITE_FIXED:
+    case IORING_OP_SPLICE:
+    case IORING_OP_TEE:
+        asked = s->len;
+        break;
+    case IORING_OP_READV:
+    case IORING_OP_WRITEV:
+    case WEFT__OP_READV_FIXED:
+    case WEFT__OP_WRITEV_FIXED:
+        asked = iov_total((const struct iovec *)(uintptr_t)s->addr, s->len);
+        break;
+    case IORING_OP_SEND:
+    case IORING_OP_RECV:
+    case IORING_OP_SEND_ZC:
+        if (!(s->msg_flags & MSG_WAITALL))
+            return false;
+        asked = s->len;
+        break;
+    case IORING_OP_SENDMSG:
+    case IORING_OP_RECVMSG:
+    case IORING_OP_SENDMSG_ZC: {
+        if (!(s->msg_flags & MSG_WAITALL))
+            return false;
+        const struct msghdr *m = (const struct msghdr *)(uintptr_t)s->addr;
+        asked = iov_total(m->msg_iov, m->msg_iovlen);
+        break;
+    }
+    default:
+        return false;
+    }
+    return (size_t)res < asked;
+}
+
+/* Whether the kernel marks op s failed, which cancels the rest of its
+ * chain unless s itself is hard-linked: a negative result (but a
+ * TIMEOUT's -ETIME under IORING_TIMEOUT_ETIME_SUCCESS), or a short
+ * transfer. */
+static bool fails_in_kernel(const struct io_uring_sqe *s, int res)
+{
+    if (s->opcode == IORING_OP_TIMEOUT && res == -ETIME &&
+        (s->timeout_flags & IORING_TIMEOUT_ETIME_SUCCESS))
+        return false;
+    return res < 0 || short_transfer(s, res);
+}
+
+/* After an interruption, whether it cut an op of the batch short: an op
+ * still in flight when the interruption's cancels went out (`interrupted`) that
+ * says -ECANCELED or -EINTR for no reason of the kernel's own. An op that
+ * had completed by then was not cut short, whatever its result. Among
+ * those in flight, the kernel gives that result by itself to a
+ * LINK_TIMEOUT (whose op completed first), to an op whose LINK_TIMEOUT
+ * fired (-ETIME after it, or -EALREADY when the op was running), and to
+ * the rest of a chain after an op that failed (fails_in_kernel) without
+ * a hard link of its own: the whole rest, to the chain's last SQE (the
+ * first with no link flag), whatever links those carry. */
+static bool cut_short(const struct io_uring_sqe *sqes, const weft__io *ios, unsigned n,
+                      unsigned flags)
+{
+    bool broken = false; /* in a chain after an op that failed */
     for (unsigned i = 0; i < n; i++) {
-        bool timeout = sqes[i].opcode == IORING_OP_LINK_TIMEOUT;
-        bool timed_out =
-            i + 1 < n && sqes[i + 1].opcode == IORING_OP_LINK_TIMEOUT && res[i + 1] == -ETIME;
-        if (!timeout && cancelled_result(res[i]) && !timed_out && !after_failure)
+        const struct io_uring_sqe *s = &sqes[i];
+        bool link_timeout = s->opcode == IORING_OP_LINK_TIMEOUT;
+        bool timed_out = i + 1 < n && sqes[i + 1].opcode == IORING_OP_LINK_TIMEOUT &&
+                         (ios[i + 1].res == -ETIME || ios[i + 1].res == -EALREADY);
+        if (ios[i].interrupted && !link_timeout && cancelled_result(ios[i].res) && !timed_out &&
+            !broken)
             return true;
-        bool hard = sqes[i].flags & IOSQE_IO_HARDLINK;
-        bool linked = hard || (sqes[i].flags & IOSQE_IO_LINK) || (flags & WEFT_BATCH_CHAIN);
-        if (!linked || hard)
-            after_failure = false; /* a new chain, or one a failure does not break */
-        else if (res[i] < 0 && !timeout)
-            after_failure = true;
+        bool hard = s->flags & IOSQE_IO_HARDLINK;
+        bool linked =
+            hard || (s->flags & IOSQE_IO_LINK) || ((flags & WEFT_BATCH_CHAIN) && i + 1 < n);
+        if (!linked)
+            broken = false; /* the chain ends here; the next op starts a new one */
+        else if (!link_timeout && !hard && fails_in_kernel(s, ios[i].res))
+            broken = true;
     }
     return false;
 }
@@ -147,12 +225,13 @@ int weft_batch_ex(const struct io_uring_sqe *sqes, int *res, uint32_t *cflags, u
             cflags[i] = ios[i].cflags;
         ok += res[i] >= 0;
     }
-    if (ios != stack_ios)
-        free(ios);
     /* As for one op: when every op had completed before the interruption
      * could cut one short, the batch reports what they did (a write and
      * its fsync both done are durable), and the next call the interruption. */
-    return intr && cut_short(sqes, res, n, flags) ? intr : ok;
+    bool cut = intr && cut_short(sqes, ios, n, flags);
+    if (ios != stack_ios)
+        free(ios);
+    return cut ? intr : ok;
 }
 
 int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx)

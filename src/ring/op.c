@@ -78,6 +78,7 @@ void weft__io_init(weft__io *io)
     io->pinning = false;
     io->result_bound = false;
     io->uninterruptible = false;
+    io->interrupted = false;
 }
 
 struct io_uring_sqe *weft__io_begin(weft__io *io, unsigned opcode, int *err)
@@ -181,9 +182,13 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
          * flight never migrates, so this is still the ring they went to. */
         weft__ring *r = &weft__worker_self()->ring;
         cancels_sent = true;
-        for (unsigned i = 0; i < n; i++)
-            if (!ios[i].done && !weft__io_cancel_op(r, &ios[i].op))
+        for (unsigned i = 0; i < n; i++) {
+            if (ios[i].done)
+                continue;
+            ios[i].interrupted = true;
+            if (!weft__io_cancel_op(r, &ios[i].op))
                 cancels_sent = false;
+        }
         if (!cancels_sent)
             weft_yield(); /* fault injection took an SQE: the rest again */
     }

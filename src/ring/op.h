@@ -40,6 +40,9 @@ typedef struct weft__io {
     /* Neither refused nor cancelled when its task is interrupted: a close,
      * which a cancelled task's cleanup needs done (weft_close). */
     bool uninterruptible;
+    /* Still in flight when its task's interruption sent the cancels: a
+     * cancelled result may be the interruption's doing (weft_batch). */
+    bool interrupted;
 } weft__io;
 
 /* The worker ring of the calling task, after the checks every blocking call
