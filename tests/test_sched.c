@@ -944,6 +944,76 @@ TEST(a_hand_over_leaves_the_pinned_task_its_place)
     hand_over_keeps_order(&weft_policy_qlas);
 }
 
+/* Weights hold per worker: each shares its CPU among the queues with work
+ * there. Worker 0 starts A and B tasks, worker 1 A and C tasks: unless the
+ * queues are spread over both, B is set against A alone on worker 0, and
+ * the sums miss the weights (A:B:C = 6:3:1 gave 76:17:7 before the spread,
+ * docs/workers.md). Two workers, so the longest run is an atomic. */
+static _Atomic uint64_t spread_longest_ns;
+
+static void *spread_busy(void *arg)
+{
+    (void)arg;
+    while (weft_now_ns() < stop_at) {
+        uint64_t start = weft_now_ns(), end = start + 20000, now;
+        while ((now = weft_now_ns()) < end) {
+        }
+        uint64_t seen = atomic_load(&spread_longest_ns);
+        while (now - start > seen &&
+               !atomic_compare_exchange_weak(&spread_longest_ns, &seen, now - start)) {
+        }
+        weft_yield_maybe();
+    }
+    return NULL;
+}
+
+static void *spread_spawner(void *arg)
+{
+    for (int i = 0; i < 8; i++) {
+        weft_spawn_opts a = {.queue = "A"}, other = {.queue = arg};
+        ASSERT_OK(weft_spawn_ex(NULL, &a, spread_busy, NULL));
+        ASSERT_OK(weft_spawn_ex(NULL, &other, spread_busy, NULL));
+    }
+    ASSERT_OK(weft_wait_children());
+    return NULL;
+}
+
+static void *main_spread(void *arg)
+{
+    (void)arg;
+    stop_at = weft_now_ns() + 1000000000ull;
+    weft_task *t[2];
+    for (unsigned w = 0; w < 2; w++) {
+        weft_spawn_opts o = {.flags = WEFT_TASK_ON_WORKER, .worker = w};
+        ASSERT_OK(weft_spawn_ex(&t[w], &o, spread_spawner, w == 0 ? "B" : "C"));
+    }
+    for (unsigned w = 0; w < 2; w++)
+        ASSERT_OK(weft_join(t[w], NULL));
+    weft_queue_stats qs[4];
+    int n = weft_stats_queues(qs, 4);
+    ASSERT_EQ(n, 4);
+    weft_stats_print_queues(stdout, qs, (size_t)n);
+    /* Both workers' service together: about 2 s. */
+    double total = 0;
+    for (int i = 0; i < n; i++)
+        total += (double)qs[i].service_ns;
+    double tol = 0.06 + 2.0 * (double)atomic_load(&spread_longest_ns) / total;
+    ASSERT_NEAR(share_of(qs, n, "A"), 0.6, tol);
+    ASSERT_NEAR(share_of(qs, n, "B"), 0.3, tol);
+    ASSERT_NEAR(share_of(qs, n, "C"), 0.1, tol);
+    return NULL;
+}
+TEST(queues_spread_over_the_workers_so_that_the_weights_hold_in_sum)
+{
+    weft_queue_spec qs[] = {{.name = "ctl", .weight = 100},
+                            {.name = "A", .weight = 6},
+                            {.name = "B", .weight = 3},
+                            {.name = "C", .weight = 1}};
+    weft_config cfg = {.workers = 2, .queues = qs, .nqueues = 4};
+    void *r = NULL;
+    ASSERT_OK(weft_run(&cfg, main_spread, NULL, &r));
+}
+
 TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_burst),
           CASE(waking_heavy_queue_preempts_through_yield_maybe),
           CASE(yield_maybe_rarely_yields_when_not_due),
@@ -959,4 +1029,5 @@ TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_b
           CASE(a_long_run_leaves_its_queue_at_most_two_slices_of_debt),
           CASE(yield_maybe_overruns_by_at_most_16_calls), CASE(the_lifo_slot_ends_with_the_slice),
           CASE(a_queue_that_wakes_during_a_run_is_placed_as_of_its_start),
-          CASE(a_queue_that_wakes_during_a_long_run_counts_two_slices_of_it))
+          CASE(a_queue_that_wakes_during_a_long_run_counts_two_slices_of_it),
+          CASE(queues_spread_over_the_workers_so_that_the_weights_hold_in_sum))

@@ -394,6 +394,8 @@ static void become_hungry(weft__worker *w)
 {
     w->sched_best_weight = 0;
     atomic_store_explicit(&w->best_weight, 0, memory_order_relaxed);
+    w->sched_queues_with_work = 0;
+    atomic_store_explicit(&w->queues_with_work, 0, memory_order_relaxed);
     /* From OFF, or from CLAIMED when a hand-over is late or never comes.
      * A CAS, not a store: a donor's unclaim_hungry may turn CLAIMED back to
      * ON (and count it) at the same time, and counting twice would leave
@@ -483,40 +485,61 @@ static void donate(weft__worker *w)
 }
 
 /* Balancing between queue classes, at the start of each slice, with several
- * queues: workers never idle when each has background work of its own, so
- * hunger alone would leave all of a heavy queue's tasks on the worker that
- * spawned them. A worker whose slice queue has two or more queued tasks
- * hands half of its stealable ones to a worker whose heaviest work is
- * lighter than that queue. */
+ * queues. Weights hold per worker: each worker shares its CPU among the
+ * queues with work there. Two rules hand over half of the stealable tasks
+ * of a slice's queue with two or more queued:
+ *   - to a worker whose heaviest work is lighter than that queue: workers
+ *     never idle when each has background work of its own, so hunger alone
+ *     would leave all of a heavy queue's tasks on the worker that spawned
+ *     them;
+ *   - to a worker with no work in that queue: with A and B on one worker
+ *     and A and C on the other, B's share would be set against A's there
+ *     and never against C's, and the sums over the workers would miss the
+ *     weights (A:B:C = 6:3:1 gave 76:17:7). With every queue on every
+ *     worker each worker's shares are the weights', and so are the sums. */
 static void balance_classes(weft__worker *w)
 {
     weft__sched *s = &w->sched;
     weft__queue *cur = s->cur;
     uint32_t best = 0;
+    uint64_t with_work = 0;
     for (unsigned i = 0; i < s->nqueues; i++) {
         weft__queue *q = &s->queues[i];
-        if ((q->nqueued || q == cur) && q->weight > best)
-            best = q->weight;
+        if (q->nqueued || q == cur) {
+            with_work |= 1ull << i;
+            if (q->weight > best)
+                best = q->weight;
+        }
     }
     if (best != w->sched_best_weight) {
         w->sched_best_weight = best;
         atomic_store_explicit(&w->best_weight, best, memory_order_relaxed);
     }
+    if (with_work != w->sched_queues_with_work) {
+        w->sched_queues_with_work = with_work;
+        atomic_store_explicit(&w->queues_with_work, with_work, memory_order_relaxed);
+    }
     if (!cur || cur->nqueued < 2)
         return;
+    unsigned qi = (unsigned)(cur - s->queues);
     weft__runtime *rt = w->rt;
     for (unsigned k = 1; k < rt->nworkers; k++) {
         weft__worker *c = &rt->workers[(w->index + k) % rt->nworkers];
-        if (atomic_load_explicit(&c->best_weight, memory_order_relaxed) >= cur->weight)
+        bool lighter = atomic_load_explicit(&c->best_weight, memory_order_relaxed) < cur->weight;
+        bool lacks =
+            !(atomic_load_explicit(&c->queues_with_work, memory_order_relaxed) & (1ull << qi));
+        if (!lighter && !lacks)
             continue;
         weft_task *first, *last;
-        unsigned n = weft__sched_take(s, (int)(cur - s->queues), (unsigned)(cur->nqueued / 2),
+        unsigned n = weft__sched_take(s, (int)qi, (unsigned)(cur->nqueued / 2),
                                       weft__task_stealable, &first, &last);
         if (n == 0)
             return;
-        /* Until it publishes its own figure, c counts as fed (so that other
+        /* Until it publishes its own figures, c counts as fed (so that other
          * workers do not pile on). */
-        atomic_store_explicit(&c->best_weight, cur->weight, memory_order_relaxed);
+        if (lighter)
+            atomic_store_explicit(&c->best_weight, cur->weight, memory_order_relaxed);
+        atomic_fetch_or_explicit(&c->queues_with_work, 1ull << qi, memory_order_relaxed);
         give(w, c, first, last, n);
         return;
     }

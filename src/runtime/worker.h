@@ -130,8 +130,14 @@ typedef struct weft__worker {
      * slice starts (0 when idle): a worker with heavier queued work hands
      * some of it over to a worker running only lighter work. A hint. */
     _Atomic uint32_t best_weight;
-    /* This worker's own copy of best_weight; the owner's fields again. */
+    /* Bit i: queue i has work here (WEFT_MAX_QUEUES is 64), published with
+     * best_weight: a queue with work on one worker only is spread to the
+     * others, since weights hold per worker (docs/workers.md). A hint. */
+    _Atomic uint64_t queues_with_work;
+    /* This worker's own copies of best_weight and queues_with_work; the
+     * owner's fields again. */
     _Alignas(WEFT__CACHE_LINE) uint32_t sched_best_weight;
+    uint64_t sched_queues_with_work;
     /* sched.stealable_pushes when donate last found nothing it could give
      * (UINT64_MAX: never). */
     uint64_t donate_found_none_at;
