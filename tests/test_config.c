@@ -96,6 +96,22 @@ TEST(bad_configs_are_refused_with_a_reason)
         weft_config c18 = {.workers = workers, .queues = bad_qlas, .nqueues = 1};
         expect_einval(&c18, "queue 'q': policy 'qlas' refused its policy_config");
     }
+    /* The policies that take no config refuse one: it was meant for
+     * another policy (a QLAS config left behind when switching to LAS). */
+    static const weft_qlas_config stray = {.quantum_ns = 1000000};
+    const struct {
+        const weft_policy *p;
+        const char *msg;
+    } none[] = {{&weft_policy_las, "queue 'q': policy 'las' refused its policy_config"},
+                {&weft_policy_arrival_fifo, "policy 'arrival_fifo' refused"},
+                {&weft_policy_runnable_fifo, "policy 'runnable_fifo' refused"},
+                {NULL, "policy 'runnable_fifo' refused"}};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        weft_queue_spec q[] = {
+            {.name = "q", .weight = 1, .policy = none[i].p, .policy_config = &stray}};
+        weft_config c = {.queues = q, .nqueues = 1};
+        expect_einval(&c, none[i].msg);
+    }
     weft_executor *ex;
     weft_config c19 = {.queues = bad_qlas, .nqueues = 1};
     ASSERT_EQ(weft_executor_create(&ex, &c19), -EINVAL);

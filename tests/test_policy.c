@@ -515,7 +515,7 @@ TEST(las_charge_without_pop)
     const weft_policy *ps[] = {&weft_policy_las, &weft_policy_qlas};
     for (int k = 0; k < 2; k++) {
         weft_qlas_config cfg = {.quantum_ns = 100, .rr_interval = 1000};
-        pol q = pol_open(ps[k], &cfg);
+        pol q = pol_open(ps[k], ps[k] == &weft_policy_qlas ? &cfg : NULL);
         weft_sched_entity o, x, y;
         mk(&o, 1, 0, 1);
         push(&q, &o);
@@ -546,7 +546,7 @@ TEST(las_solo_task_exit_keeps_nothing)
     const weft_policy *ps[] = {&weft_policy_las, &weft_policy_qlas};
     for (int k = 0; k < 2; k++) {
         weft_qlas_config cfg = {.quantum_ns = 100, .rr_interval = 1000};
-        pol q = pol_open(ps[k], &cfg);
+        pol q = pol_open(ps[k], ps[k] == &weft_policy_qlas ? &cfg : NULL);
         weft_sched_entity o, t, n, late;
         mk(&o, 1, 0, 1);
         push(&q, &o);
@@ -578,7 +578,7 @@ TEST(las_exit_after_a_run_without_pop_releases_the_record)
     const weft_policy *ps[] = {&weft_policy_las, &weft_policy_qlas};
     for (int k = 0; k < 2; k++) {
         weft_qlas_config cfg = {.quantum_ns = 100, .rr_interval = 1000};
-        pol q = pol_open(ps[k], &cfg);
+        pol q = pol_open(ps[k], ps[k] == &weft_policy_qlas ? &cfg : NULL);
         weft_sched_entity o, x, late, n;
         mk(&o, 1, 0, 1);
         push(&q, &o);
@@ -1365,7 +1365,7 @@ TEST(fault_record_falls_back_to_zero_service)
     static weft_sched_entity extra[64];
     for (int k = 0; k < 2; k++) {
         weft_qlas_config cfg = {.quantum_ns = 100, .rr_interval = 1000};
-        pol q = pol_open(ps[k], &cfg);
+        pol q = pol_open(ps[k], ps[k] == &weft_policy_qlas ? &cfg : NULL);
         weft_sched_entity a1, b1;
         with_service(&q, &a1, 1, GA, 1000);
         with_service(&q, &b1, 2, GB, 100);

@@ -62,6 +62,8 @@ typedef struct weft_policy {
     void (*exit)(void *state, weft_sched_entity *e);
 } weft_policy;
 
+/* The built-ins. Only QLAS takes a policy_config; the others refuse one
+ * (-EINVAL: weft_run and weft_executor_create fail, naming the queue). */
 /* Order of becoming runnable: a woken task goes to the back. */
 WEFT_API extern const weft_policy weft_policy_runnable_fifo;
 /* Groups ordered by first arrival, FIFO inside a group; a task keeps its

@@ -37,8 +37,8 @@ static const weft_queue_spec default_queue = {.name = "default", .weight = 1};
  * only fail the start without a word. */
 static int check_policy_config(const weft_queue_spec *q)
 {
-    const weft_policy *p = q->policy;
-    if (!p || !p->init)
+    const weft_policy *p = q->policy ? q->policy : &weft_policy_runnable_fifo;
+    if (!p->init)
         return 0;
     void *state = weft__calloc(1, p->state_size ? p->state_size : 1);
     if (!state)

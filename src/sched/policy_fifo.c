@@ -31,6 +31,7 @@
  * LANE/OVERFLOW; link[1], link[2] = next, prev in the lane or overflow list;
  * link[3] = the group's first arrival (the part of the key not in e).
  */
+#include <errno.h>
 #include <assert.h>
 #include <string.h>
 #include <weft/sched.h>
@@ -48,7 +49,8 @@ typedef weft__rfifo runnable_fifo_state;
 
 static int runnable_fifo_init(void *state, const void *config)
 {
-    (void)config;
+    if (config)
+        return -EINVAL; /* takes none: a config meant for another policy */
     memset(state, 0, sizeof(runnable_fifo_state));
     return 0;
 }
@@ -256,7 +258,8 @@ static void heap_maybe_shrink(arrival_state *s)
 
 static int arrival_init(void *state, const void *config)
 {
-    (void)config;
+    if (config)
+        return -EINVAL; /* takes none: a config meant for another policy */
     arrival_state *s = state;
     memset(s, 0, sizeof *s);
     weft__groups_init(&s->groups);

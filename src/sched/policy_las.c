@@ -41,6 +41,7 @@
  * non-empty bucket after a round-robin cursor, so that long-running groups
  * in high buckets still get a share. Every operation is O(1).
  */
+#include <errno.h>
 #include <assert.h>
 #include <string.h>
 #include <weft/sched.h>
@@ -364,7 +365,8 @@ static inline void las_flush(las_state *s)
 
 static int las_init(void *state, const void *config)
 {
-    (void)config;
+    if (config)
+        return -EINVAL; /* takes none: a config meant for another policy */
     las_state *s = state;
     memset(s, 0, sizeof *s);
     weft__groups_init(&s->led.groups);
