@@ -367,7 +367,8 @@ WEFT_API int weft_reader_init(weft_reader *r, int fd, void *buf, size_t cap);
 WEFT_API void weft_reader_free(weft_reader *r);
 /* The next line, or any record that ends with delim: *out points at its
  * bytes, delim included, in the reader's buffer, valid until the next call
- * on r; returns their count, and they are consumed. Reads as needed. At
+ * on r (not NUL-terminated: use the count, or copy before str* calls);
+ * returns their count, and they are consumed. Reads as needed. At
  * the end of the stream, what is left without a delim comes as a last
  * piece (check its last byte), then 0. -EMSGSIZE when cap bytes hold no
  * delim, a last piece of cap bytes too (nothing consumed: weft_reader_fill
