@@ -352,7 +352,7 @@ typedef struct chain_case {
     int ret, res[CHAIN_MAX]; /* expected */
 } chain_case;
 
-static int chain_short[2], chain_empty[2], chain_sock[2];
+static int chain_short[2], chain_empty[2], chain_sock[2], chain_null;
 static char chain_pbuf[16];
 static const chain_case *chain_now;
 static int chain_ret, chain_res[CHAIN_MAX], chain_next;
@@ -380,13 +380,21 @@ static void prep_chain(struct io_uring_sqe *s, const char *name)
     } else if (!strcmp(name, "broken_unseen_then_cut")) {
         /* 3 bytes read into a picked 16-byte buffer: the kernel breaks
          * the chain, weft cannot tell (that length is the kernel's). Then
-         * a receive of all 16 bytes, which has 3 when the cancel cuts it:
-         * it says 3, not -ECANCELED */
+         * a receive of all 16 bytes, which has 3 when the cancel cuts it */
         io_uring_prep_read(&s[0], chain_short[0], NULL, sizeof buf, (uint64_t)-1);
         s[0].flags |= IOSQE_BUFFER_SELECT | IOSQE_IO_LINK;
         s[0].buf_group = CHAIN_GID;
         io_uring_prep_nop(&s[1]);
         io_uring_prep_recv(&s[2], chain_sock[0], buf, sizeof buf, MSG_WAITALL);
+    } else if (!strcmp(name, "capped_write_then_cut")) {
+        /* 2 GiB asked, 0x7ffff000 moved: the kernel's cap, in full, so
+         * the chain goes on to the poll, which the cancel cuts */
+        io_uring_prep_write(&s[0], chain_null, buf, 0x80000000u, 0);
+        io_uring_prep_poll_add(&s[1], chain_empty[0], POLLIN);
+    } else if (!strcmp(name, "waitall_cut_in_chain")) {
+        /* the receive has 3 of 16 bytes when the cancel cuts it */
+        io_uring_prep_recv(&s[0], chain_sock[0], buf, sizeof buf, MSG_WAITALL);
+        io_uring_prep_nop(&s[1]);
     } else if (!strcmp(name, "broken_then_cut")) {
         io_uring_prep_read(&s[0], chain_short[0], buf, sizeof buf, 0);
         s[0].flags |= IOSQE_IO_LINK;
@@ -411,6 +419,7 @@ static void *main_chain(void *arg)
     ASSERT_OK(pipe2(chain_short, O_CLOEXEC));
     ASSERT_OK(pipe2(chain_empty, O_CLOEXEC));
     ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chain_sock));
+    ASSERT((chain_null = open("/dev/null", O_WRONLY | O_CLOEXEC)) >= 0);
     ASSERT_EQ(write(chain_short[1], "abc", 3), 3);
     ASSERT_EQ(write(chain_sock[1], "abc", 3), 3);
     ASSERT_EQ(weft_buffers_provide(chain_pbuf, sizeof chain_pbuf, 1, CHAIN_GID, 0), 0);
@@ -433,6 +442,7 @@ static void *main_chain(void *arg)
         close(chain_empty[i]);
         close(chain_sock[i]);
     }
+    close(chain_null);
     return NULL;
 }
 
@@ -449,9 +459,17 @@ TEST(a_chain_broken_by_a_failure_is_not_reported_as_cancelled)
          * after it waits, and the cancel cuts it short */
         {"etime_success", 2, WEFT_BATCH_CHAIN, 20000000, -ECANCELED, {-ETIME, -ECANCELED}},
         /* the chain broke, for a reason weft cannot see (a short read
-         * into a picked buffer), before the cancel; the op the cancel
-         * found out then ends with a count */
-        {"broken_unseen_then_cut", 3, 0, 2000000, 2, {3, -ECANCELED, 3}},
+         * into a picked buffer), before the cancel, which then cut a
+         * receive of all 16 bytes half-way */
+        {"broken_unseen_then_cut", 3, 0, 2000000, -ECANCELED, {3, -ECANCELED, 3}},
+        {"capped_write_then_cut",
+         2,
+         WEFT_BATCH_CHAIN,
+         2000000,
+         -ECANCELED,
+         {0x7ffff000, -ECANCELED}},
+        /* a cut receive breaks the chain: the interruption's doing */
+        {"waitall_cut_in_chain", 2, WEFT_BATCH_CHAIN, 2000000, -ECANCELED, {3, -ECANCELED}},
         /* the chain broke before the cancel, which then cut the poll */
         {"broken_then_cut", 3, 0, 2000000, -ECANCELED, {3, -ECANCELED, -ECANCELED}},
     };

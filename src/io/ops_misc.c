@@ -68,6 +68,26 @@ static size_t iov_total(const struct iovec *iov, size_t n)
     return sum;
 }
 
+/* The most one read, write, send or receive moves: the kernel cuts a
+ * longer one to this (MAX_RW_COUNT) and compares its result with that. */
+#define RW_COUNT_MAX 0x7ffff000u
+
+/* A send or receive asked to move everything (MSG_WAITALL). */
+static bool wants_all(const struct io_uring_sqe *s)
+{
+    switch (s->opcode) {
+    case IORING_OP_SEND:
+    case IORING_OP_RECV:
+    case IORING_OP_SEND_ZC:
+    case IORING_OP_SENDMSG:
+    case IORING_OP_RECVMSG:
+    case IORING_OP_SENDMSG_ZC:
+        return s->msg_flags & MSG_WAITALL;
+    default:
+        return false;
+    }
+}
+
 /* Whether a transfer that succeeded moved less than its SQE asked for,
  * which the kernel counts as a failure of the op (it breaks a soft link
  * after it): any read, write, splice or tee, and a send or receive asked
@@ -78,14 +98,18 @@ static bool short_transfer(const struct io_uring_sqe *s, int res)
     if (res < 0 || (s->flags & IOSQE_BUFFER_SELECT))
         return false;
     size_t asked;
+    bool capped = true; /* a splice or tee compares with its whole length */
     switch (s->opcode) {
     case IORING_OP_READ:
     case IORING_OP_WRITE:
     case IORING_OP_READ_FIXED:
     case IORING_OP_WRITE_FIXED:
+        asked = s->len;
+        break;
     case IORING_OP_SPLICE:
     case IORING_OP_TEE:
         asked = s->len;
+        capped = false;
         break;
     case IORING_OP_READV:
     case IORING_OP_WRITEV:
@@ -112,6 +136,8 @@ static bool short_transfer(const struct io_uring_sqe *s, int res)
     default:
         return false;
     }
+    if (capped && asked > RW_COUNT_MAX)
+        asked = RW_COUNT_MAX;
     return (size_t)res < asked;
 }
 
@@ -129,7 +155,8 @@ static bool fails_in_kernel(const struct io_uring_sqe *s, int res)
 
 /* After an interruption, whether it cut an op of the batch short: an op
  * still in flight when the interruption's cancels went out (`interrupted`) that
- * says -ECANCELED or -EINTR for no reason of the kernel's own. An op that
+ * says -ECANCELED or -EINTR for no reason of the kernel's own, or that was
+ * asked to move everything (MSG_WAITALL) and moved less. An op that
  * had completed by then was not cut short, whatever its result. Among
  * those in flight, the kernel gives that result by itself to a
  * LINK_TIMEOUT (whose op completed first), to an op whose LINK_TIMEOUT
@@ -146,8 +173,10 @@ static bool cut_short(const struct io_uring_sqe *sqes, const weft__io *ios, unsi
         bool link_timeout = s->opcode == IORING_OP_LINK_TIMEOUT;
         bool timed_out = i + 1 < n && sqes[i + 1].opcode == IORING_OP_LINK_TIMEOUT &&
                          (ios[i + 1].res == -ETIME || ios[i + 1].res == -EALREADY);
-        if (ios[i].interrupted && !link_timeout && cancelled_result(ios[i].res) && !timed_out &&
-            !broken)
+        /* A send or receive asked to move everything that the cancel
+         * stopped half-way says how much it moved: cut short too. */
+        bool cut = cancelled_result(ios[i].res) || (wants_all(s) && short_transfer(s, ios[i].res));
+        if (ios[i].interrupted && !link_timeout && cut && !timed_out && !broken)
             return true;
         bool hard = s->flags & IOSQE_IO_HARDLINK;
         bool linked =
