@@ -10,8 +10,9 @@
  * -EPERM otherwise, destroy prints a message and aborts.
  *
  * What the host thread may call between runs, outside any task: the
- * executor calls; weft_cancel (only there: from another thread it returns
- * -EPERM, since the executor's task tree has no lock); the foreign-thread
+ * executor calls; weft_cancel (made at once there; from another thread it
+ * is queued for the host's next run, since the executor's task tree has no
+ * lock, and makes the fd readable); the foreign-thread
  * forms of weft/sync.h, which other threads may call too (a channel's try_send,
  * an event's notify, a semaphore's release, ...; the _blocking channel
  * calls return -EDEADLK on a thread that hosts an executor, since they

@@ -117,12 +117,11 @@ WEFT_API void weft_detach(weft_task *t);
  * its first run never runs its function. Idempotent; returns 0, -EINVAL
  * for NULL, and in debug builds WEFT_EHANDLE for a handle already joined
  * or detached (in release builds that is undefined: the record may be
- * another task's by then). Callable from any task of the runtime, from an
- * executor's host thread between runs, and, when the runtime has several
- * workers, from any thread. A runtime of one worker (or an executor) keeps
- * its task tree unlocked, for that thread alone: from elsewhere (another
- * thread, another runtime's task) the call returns -EPERM and does
- * nothing; send one of its tasks a message (a channel, an event) instead. */
+ * another task's by then). Callable from any thread. A runtime of one
+ * worker (or an executor) keeps its task tree unlocked, for that thread
+ * alone: from elsewhere (another thread, another runtime's task) the
+ * cancel is queued for the worker, as an outside spawn is (docs/tasks.md),
+ * and the call returns 0 at once, or -ENOMEM (nothing queued). */
 WEFT_API int weft_cancel(weft_task *t);
 
 WEFT_API bool weft_task_finished(const weft_task *t);
@@ -162,9 +161,9 @@ WEFT_API int weft_cancel_handle_of(weft_task *t, weft_cancel_handle **out);
 WEFT_API int weft_cancel_handle_self(weft_cancel_handle **out);
 /* A second cancel handle for h's task, to drop separately. 0, -EINVAL. */
 WEFT_API int weft_cancel_handle_dup(weft_cancel_handle *h, weft_cancel_handle **out);
-/* weft_cancel for h's task and its subtree, from the same threads as
- * weft_cancel (-EPERM from elsewhere). 0 also when the task has finished:
- * there is nothing left to cancel. -EINVAL for NULL. */
+/* weft_cancel for h's task and its subtree, from any thread, as
+ * weft_cancel. 0 also when the task has finished: there is nothing left
+ * to cancel. -EINVAL for NULL, -ENOMEM as weft_cancel. */
 WEFT_API int weft_cancel_via(weft_cancel_handle *h);
 /* Whether h's task has finished (false for NULL). */
 WEFT_API bool weft_cancel_handle_finished(const weft_cancel_handle *h);

@@ -552,6 +552,7 @@ typedef struct weft__inject {
     weft_fn fn;
     void *arg;
     weft_spawn_opts opts;
+    unsigned internal_flags; /* TASK_F_*: the runtime's own errand */
     char name[TASK_NAME_MAX];
 } weft__inject;
 
@@ -596,9 +597,10 @@ static bool take_inject(weft__worker *w)
          * (background work spawned that late never runs). t is borrowed,
          * and no longer this worker's to touch: a placed one
          * (WEFT_TASK_ON_WORKER) may have run and ended elsewhere already. */
-        int r = weft__spawn_internal(&t, &list->opts, list->fn, list->arg, 0, false);
+        int r =
+            weft__spawn_internal(&t, &list->opts, list->fn, list->arg, list->internal_flags, false);
         if (r == 0) {
-            w->count.injected++;
+            w->count.injected += list->internal_flags == 0;
         } else {
             /* The caller was told 0 long ago and nobody waits for an
              * answer: say so where it can be seen. */
@@ -624,6 +626,8 @@ static bool take_inject(weft__worker *w)
         leave_hunger(w);
     return n != 0;
 }
+
+static int inject(weft__runtime *rt, weft__inject *req, bool capped);
 
 int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn fn, void *arg)
 {
@@ -656,6 +660,13 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
         req->name[len] = 0;
         req->opts.name = req->name;
     }
+    return inject(rt, req, true);
+}
+
+/* Queues req for rt's workers and wakes one. 0, or (req freed) -ESHUTDOWN
+ * once the main task has finished, or -EAGAIN at inject_max when capped. */
+static int inject(weft__runtime *rt, weft__inject *req, bool capped)
+{
     pthread_mutex_lock(&rt->inject_lock);
     if (atomic_load_explicit(&rt->main_done, memory_order_acquire)) {
         pthread_mutex_unlock(&rt->inject_lock);
@@ -664,7 +675,7 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
     }
     /* Backpressure: a thread that spawns faster than the workers take
      * requests would otherwise grow the queue without bound. */
-    if (rt->cfg.inject_max &&
+    if (capped && rt->cfg.inject_max &&
         atomic_load_explicit(&rt->inject_pending, memory_order_relaxed) >= rt->cfg.inject_max) {
         pthread_mutex_unlock(&rt->inject_lock);
         free(req);
@@ -692,6 +703,45 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
             break;
     }
     pthread_mutex_unlock(&rt->inject_lock);
+    return 0;
+}
+
+/* A cancel from a thread that may not walk rt's task tree (docs/tasks.md):
+ * an errand of the runtime's own makes it on rt's worker, holding a
+ * reference to t's record until then. */
+static void *cancel_errand(void *arg)
+{
+    weft_task *t = arg;
+    (void)weft__task_cancel(t);
+    weft__task_ref_drop(t);
+    return NULL;
+}
+
+static void cancel_errand_discard(void *arg)
+{
+    weft__task_ref_drop(arg);
+}
+
+int weft__runtime_cancel_remote(weft__runtime *rt, weft_task *t)
+{
+    weft__inject *req = weft__calloc(1, sizeof *req);
+    if (!req)
+        return -ENOMEM;
+    atomic_fetch_add_explicit(&t->state, TASK_REF_ONE, memory_order_relaxed);
+    req->fn = cancel_errand;
+    req->arg = t;
+    req->opts.flags = WEFT_TASK_BACKGROUND;
+    req->opts.discard = cancel_errand_discard;
+    req->opts.name = "weft-cancel";
+    req->internal_flags = TASK_F_UNCOUNTED | TASK_F_MAINTENANCE;
+    /* A cancel is never refused for a full queue. */
+    int r = inject(rt, req, false);
+    if (r == 0)
+        return 0;
+    /* -ESHUTDOWN: the main task has finished, and the runtime has cancelled
+     * every task of the program's already, t's tree with them. (The caller
+     * holds a reference: this is never the last.) */
+    weft__task_ref_drop(t);
     return 0;
 }
 

@@ -238,6 +238,13 @@ int weft__signals_catch(weft__runtime *rt, const int *signos, size_t n);
  * at teardown, for requests no worker took (the runtime failed to start). */
 void weft__inject_drop_all(weft__runtime *rt);
 
+/* weft_cancel of t, a live task of rt, from a thread that may not walk
+ * rt's task tree (a runtime of one worker, or an executor, from elsewhere):
+ * queued, as an outside spawn of an errand that makes it on rt's worker.
+ * 0 (also when rt's main task has finished: every task is cancelled
+ * already), or -ENOMEM. Any thread. */
+int weft__runtime_cancel_remote(weft__runtime *rt, weft_task *t);
+
 /* Wakes every parked worker (the last task finished, or shutdown). */
 void weft__runtime_wake_all(weft__runtime *rt);
 /* Starts fn(w, arg) on every worker's own thread (the caller's worker runs

@@ -540,17 +540,17 @@ int weft__task_cancel(weft_task *t)
      * workers takes: with one, its tree is that worker's thread's alone
      * (or its executor host's, between runs), and a walk from any other
      * thread would race the spawns and ends there. */
-    const weft__runtime *rt = __atomic_load_n(&t->owner, __ATOMIC_RELAXED)->rt;
-    if (!rt->threaded) {
-        weft__worker *w = weft__worker_self();
-        bool home = w ? w->rt == rt : rt->embedded && weft__executor_host_here(rt);
-        if (!home)
-            return -EPERM;
-    }
+    weft__runtime *rt = __atomic_load_n(&t->owner, __ATOMIC_RELAXED)->rt;
     /* Finished: nothing left to cancel, and the record is out of the tree
      * (a cancel handle may keep it long after). */
     if (load_state(t) & TASK_COMPLETE)
         return 0;
+    if (!rt->threaded) {
+        weft__worker *w = weft__worker_self();
+        bool home = w ? w->rt == rt : rt->embedded && weft__executor_host_here(rt);
+        if (!home) /* the worker makes it, soon */
+            return weft__runtime_cancel_remote(rt, t);
+    }
     weft__tree_cancel(t, NULL);
     return 0;
 }
