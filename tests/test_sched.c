@@ -1014,6 +1014,78 @@ TEST(queues_spread_over_the_workers_so_that_the_weights_hold_in_sum)
     ASSERT_OK(weft_run(&cfg, main_spread, NULL, &r));
 }
 
+/* A queue whose tasks are all pinned (STICKY) on worker 0, while worker 1
+ * has none of it: each of its slices would look for tasks to spread, and
+ * under a policy other than runnable FIFO a look pops the whole queue
+ * and pushes it back. After one look finds nothing, none is made again
+ * until a stealable task is pushed: the policy's pops stay near the
+ * queue's runs (one look per slice would add some 40 pops a slice). */
+static weft_policy counting_fifo;
+static _Atomic uint64_t counted_pops;
+
+static weft_sched_entity *counting_pop(void *state)
+{
+    weft_sched_entity *e = weft_policy_arrival_fifo.pop(state);
+    if (e)
+        atomic_fetch_add_explicit(&counted_pops, 1, memory_order_relaxed);
+    return e;
+}
+
+static void *pinned_spawner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 40; i++) {
+        weft_spawn_opts o = {.queue = "pinned", .flags = WEFT_TASK_STICKY};
+        ASSERT_OK(weft_spawn_ex(NULL, &o, spread_busy, NULL));
+    }
+    ASSERT_OK(weft_wait_children());
+    return NULL;
+}
+
+static void *other_spawner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2; i++) {
+        weft_spawn_opts o = {.queue = "other"};
+        ASSERT_OK(weft_spawn_ex(NULL, &o, spread_busy, NULL));
+    }
+    ASSERT_OK(weft_wait_children());
+    return NULL;
+}
+
+static void *main_pinned_queue(void *arg)
+{
+    (void)arg;
+    stop_at = weft_now_ns() + 300000000ull;
+    weft_task *t[2];
+    weft_spawn_opts o0 = {.flags = WEFT_TASK_ON_WORKER, .worker = 0};
+    weft_spawn_opts o1 = {.flags = WEFT_TASK_ON_WORKER, .worker = 1};
+    ASSERT_OK(weft_spawn_ex(&t[0], &o0, pinned_spawner, NULL));
+    ASSERT_OK(weft_spawn_ex(&t[1], &o1, other_spawner, NULL));
+    for (int i = 0; i < 2; i++)
+        ASSERT_OK(weft_join(t[i], NULL));
+    weft_queue_stats qs[3];
+    ASSERT_EQ(weft_stats_queues(qs, 3), 3);
+    uint64_t runs = qs[1].runs, slices = qs[1].slices, pops = atomic_load(&counted_pops);
+    fprintf(stderr, "pinned queue: %llu runs, %llu slices, %llu pops\n", (unsigned long long)runs,
+            (unsigned long long)slices, (unsigned long long)pops);
+    ASSERT_GT(slices, 10);
+    /* 40 pinned tasks: a look at each slice would pop 40 more */
+    ASSERT_LE(pops, runs + 2 * 40 + slices);
+    return NULL;
+}
+TEST(a_queue_with_nothing_to_spread_is_not_searched_at_every_slice)
+{
+    counting_fifo = weft_policy_arrival_fifo;
+    counting_fifo.name = "counting_fifo";
+    counting_fifo.pop = counting_pop;
+    weft_queue_spec qs[] = {{.name = "ctl", .weight = 100},
+                            {.name = "pinned", .weight = 6, .policy = &counting_fifo},
+                            {.name = "other", .weight = 6}};
+    weft_config cfg = {.workers = 2, .queues = qs, .nqueues = 3, .stats = true};
+    ASSERT_OK(weft_run(&cfg, main_pinned_queue, NULL, NULL));
+}
+
 TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_burst),
           CASE(waking_heavy_queue_preempts_through_yield_maybe),
           CASE(yield_maybe_rarely_yields_when_not_due),
@@ -1030,4 +1102,5 @@ TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_b
           CASE(yield_maybe_overruns_by_at_most_16_calls), CASE(the_lifo_slot_ends_with_the_slice),
           CASE(a_queue_that_wakes_during_a_run_is_placed_as_of_its_start),
           CASE(a_queue_that_wakes_during_a_long_run_counts_two_slices_of_it),
-          CASE(queues_spread_over_the_workers_so_that_the_weights_hold_in_sum))
+          CASE(queues_spread_over_the_workers_so_that_the_weights_hold_in_sum),
+          CASE(a_queue_with_nothing_to_spread_is_not_searched_at_every_slice))

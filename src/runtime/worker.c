@@ -519,7 +519,9 @@ static void balance_classes(weft__worker *w)
         w->sched_queues_with_work = with_work;
         atomic_store_explicit(&w->queues_with_work, with_work, memory_order_relaxed);
     }
-    if (!cur || cur->nqueued < 2)
+    /* Nothing stealable pushed since a look at this queue found none: it
+     * would pop and push back the whole queue again for nothing. */
+    if (!cur || cur->nqueued < 2 || cur->balance_found_none_at == cur->stealable_pushes)
         return;
     unsigned qi = (unsigned)(cur - s->queues);
     weft__runtime *rt = w->rt;
@@ -533,8 +535,10 @@ static void balance_classes(weft__worker *w)
         weft_task *first, *last;
         unsigned n = weft__sched_take(s, (int)qi, (unsigned)(cur->nqueued / 2),
                                       weft__task_stealable, &first, &last);
-        if (n == 0)
+        if (n == 0) {
+            cur->balance_found_none_at = cur->stealable_pushes;
             return;
+        }
         /* Until it publishes its own figures, c counts as fed (so that other
          * workers do not pile on). */
         if (lighter)

@@ -22,6 +22,7 @@ int weft__sched_init(weft__sched *s, const weft_config *cfg)
         weft__queue *q = &s->queues[i];
         q->name = spec->name;
         q->weight = spec->weight;
+        q->balance_found_none_at = UINT64_MAX;
         q->policy = spec->policy ? spec->policy : &weft_policy_runnable_fifo;
         q->state = weft__calloc(1, q->policy->state_size ? q->policy->state_size : 1);
         int r = !q->state         ? -ENOMEM
@@ -258,8 +259,10 @@ static void policy_push(weft__sched *s, weft_task *t)
 void weft__sched_push(weft__sched *s, weft_task *t, weft__push_hint hint)
 {
     t->entity.runnable_ns = s->now;
-    if (s->count_stealable)
-        s->stealable_pushes += weft__task_stealable(t);
+    if (s->count_stealable && weft__task_stealable(t)) {
+        s->stealable_pushes++;
+        s->queues[t->queue].stealable_pushes++;
+    }
     bool slot = hint == PUSH_FIRST || (hint == PUSH_WOKEN && s->lifo_enabled);
     if (slot && s->cur && s->cur == &s->queues[t->queue]) {
         /* The slot holds one task; the one it displaces queues normally. */

@@ -34,12 +34,17 @@ typedef struct weft__queue {
     const char *name;
     uint32_t weight;
     const weft_policy *policy;
-    void *state;                 /* policy state, policy->state_size bytes */
-    bool charges;                /* the policy wants service charged (needs time) */
-    bool rfifo;                  /* runnable FIFO: called directly, not through the table */
-    bool active;                 /* counted among the runnable queues */
-    uint64_t nqueued;            /* tasks inside the policy */
-    uint64_t live;               /* spawned into this queue, not finished */
+    void *state;      /* policy state, policy->state_size bytes */
+    bool charges;     /* the policy wants service charged (needs time) */
+    bool rfifo;       /* runnable FIFO: called directly, not through the table */
+    bool active;      /* counted among the runnable queues */
+    uint64_t nqueued; /* tasks inside the policy */
+    uint64_t live;    /* spawned into this queue, not finished */
+    /* Pushes of stealable tasks into this queue (counted as
+     * weft__sched.stealable_pushes is), and their count when the worker's
+     * balancing last found nothing stealable queued here (UINT64_MAX:
+     * never): runtime/worker.c. */
+    uint64_t stealable_pushes, balance_found_none_at;
     _Atomic uint64_t woken_away; /* of live: moved to a waker's worker, not yet subtracted */
     uint64_t vruntime;
     /* While idle: how far it was ahead of the average when it went idle,
@@ -154,8 +159,10 @@ static inline bool weft__sched_push_fast(weft__sched *s, weft_task *t)
         return false;
     weft__rfifo_push(q->state, &t->entity);
     q->nqueued++;
-    if (s->count_stealable)
-        s->stealable_pushes += weft__task_stealable(t);
+    if (s->count_stealable && weft__task_stealable(t)) {
+        s->stealable_pushes++;
+        q->stealable_pushes++;
+    }
     return true;
 }
 
