@@ -279,7 +279,9 @@ WEFT_API int weft_fsetxattr(int fd, const char *name, const void *value, size_t 
 /* Returns the value's length. */
 WEFT_API ssize_t weft_getxattr(const char *path, const char *name, void *value, size_t len);
 WEFT_API ssize_t weft_fgetxattr(int fd, const char *name, void *value, size_t len);
-/* off_in/off_out: -1 for pipes (the current position). */
+/* off_in/off_out: -1 (WEFT_OFF_CURRENT's bits) for a pipe or socket, or a
+ * file's own position; one end must be a pipe. 0 at the end of the input,
+ * and for n = 0. docs/io.md, "Files to sockets". */
 WEFT_API ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t n,
                              unsigned flags);
 WEFT_API ssize_t weft_tee(int fd_in, int fd_out, size_t n, unsigned flags);

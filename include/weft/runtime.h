@@ -91,7 +91,8 @@ typedef struct weft_config {
      * meeting the old disposition (docs/blocking.md). Each must be a
      * signal weft_signal_wait accepts. The old disposition is replaced,
      * SIG_IGN too (nohup's SIGHUP), until the runtime ends: a signal
-     * named here that no task waits for is swallowed. */
+     * named here that no task waits for is swallowed. The array is read
+     * when the runtime starts, and need not outlive that. */
     const int *catch_signals;
     size_t ncatch_signals;
     /* At its end weft_run (weft_executor_destroy) waits for the blocking
