@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include "common/fault.h"
+#include "runtime/worker.h"
 #include "task/task.h"
 
 static int ran;
@@ -126,6 +127,76 @@ TEST(cancel_from_another_thread_reaches_the_task)
     run_main_one_worker(NULL, main_foreign_cancel, NULL);
     weft_config two = {.workers = 2};
     run_main(&two, main_foreign_cancel, (void *)1);
+}
+
+/* After the main task has finished, an orphan the runtime adopted runs on,
+ * and weft_run waits for it: a cancel from another thread must still reach
+ * it (one worker: queued for the worker). Before the queue took cancels
+ * after the main task, the call said 0 and the run never ended. */
+static _Atomic(weft_cancel_handle *) orphan_handle;
+static _Atomic bool orphan_after_main, orphan_handle_dropped;
+static _Atomic int orphan_result = 1;
+
+static void *adopted_orphan(void *arg)
+{
+    (void)arg;
+    weft__runtime *rt = (weft__runtime *)weft_runtime_current();
+    while (!atomic_load_explicit(&rt->main_done, memory_order_acquire))
+        ASSERT_OK(weft_sleep_ns(1000000));
+    atomic_store(&orphan_after_main, true);
+    int r = weft_sleep_ns(600ull * 1000000000);
+    atomic_store(&orphan_result, r);
+    /* The canceller drops its handle before the runtime may end. */
+    weft_shield_push();
+    for (int i = 0; i < 10000 && !atomic_load(&orphan_handle_dropped); i++)
+        (void)weft_sleep_ns(1000000);
+    weft_shield_pop();
+    return NULL;
+}
+
+static void *orphan_parent(void *arg)
+{
+    (void)arg;
+    weft_task *o;
+    ASSERT_OK(weft_spawn(&o, adopted_orphan, NULL));
+    weft_cancel_handle *h;
+    ASSERT_OK(weft_cancel_handle_of(o, &h));
+    atomic_store(&orphan_handle, h);
+    weft_detach(o);
+    return NULL; /* o is adopted */
+}
+
+static void *cancel_the_orphan_after_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20000 && !atomic_load(&orphan_after_main); i++)
+        usleep(1000);
+    weft_cancel_handle *h = atomic_load(&orphan_handle);
+    intptr_t r = weft_cancel_via(h);
+    weft_cancel_handle_drop(h);
+    atomic_store(&orphan_handle_dropped, true);
+    return (void *)r;
+}
+
+static void *main_leaves_an_orphan(void *arg)
+{
+    weft_task *p;
+    ASSERT_OK(weft_spawn(&p, orphan_parent, NULL));
+    ASSERT_OK(weft_join(p, NULL));
+    ASSERT_OK(pthread_create(arg, NULL, cancel_the_orphan_after_main, NULL));
+    return NULL;
+}
+
+TEST(a_cancel_from_another_thread_reaches_an_orphan_after_the_main_task)
+{
+    weft_config cfg = {.workers = 1, .orphans = WEFT_ORPHANS_ADOPT};
+    pthread_t th;
+    ASSERT_OK(weft_run(&cfg, main_leaves_an_orphan, &th, NULL));
+    void *r;
+    ASSERT_OK(pthread_join(th, &r));
+    ASSERT(atomic_load(&orphan_after_main));
+    ASSERT_OK((int)(intptr_t)r);
+    ASSERT_EQ(atomic_load(&orphan_result), -ECANCELED);
 }
 
 static void *main_cancel_after_finish(void *arg)
@@ -636,11 +707,12 @@ TEST(discard_never_runs_on_a_yielding_tasks_stack)
 }
 
 TEST_MAIN(CASE(cancel_before_first_run_never_runs), CASE(cancel_interrupts_sleep),
-          CASE(cancel_from_another_thread_reaches_the_task), CASE(cancel_after_finish_keeps_result),
-          CASE(cancelled_task_sees_ecanceled_everywhere), CASE(shield_defers_cancellation),
-          CASE(deadlines_nest_and_time_out), CASE(a_deadline_moves_with_pop_and_push),
-          CASE(relative_deadlines_count_from_now), CASE(a_deadline_moves_in_one_call),
-          CASE(join_times_out_and_handle_survives),
+          CASE(cancel_from_another_thread_reaches_the_task),
+          CASE(a_cancel_from_another_thread_reaches_an_orphan_after_the_main_task),
+          CASE(cancel_after_finish_keeps_result), CASE(cancelled_task_sees_ecanceled_everywhere),
+          CASE(shield_defers_cancellation), CASE(deadlines_nest_and_time_out),
+          CASE(a_deadline_moves_with_pop_and_push), CASE(relative_deadlines_count_from_now),
+          CASE(a_deadline_moves_in_one_call), CASE(join_times_out_and_handle_survives),
           CASE(a_cancelled_joiner_gets_eintr_and_keeps_the_handle),
           CASE(a_cancelled_parent_joining_its_children_can_tell_the_codes_apart),
           CASE(cancel_reaches_the_subtree), CASE(children_of_a_cancelled_task_are_born_cancelled),

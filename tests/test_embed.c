@@ -880,6 +880,38 @@ TEST(weft_cancel_from_another_thread_is_made_by_the_host)
     weft_executor_destroy(ex);
 }
 
+/* A cancel queued from another thread does not count against
+ * inject_max: an outside spawn right after it is taken, and the cap still
+ * holds for spawns. */
+static weft_executor *capped_ex;
+static weft_task *capped_sleeper;
+
+static void *cancel_then_spawn_twice(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_cancel(capped_sleeper));
+    weft_runtime *rt = weft_executor_runtime(capped_ex);
+    ASSERT_OK(weft_runtime_spawn(rt, NULL, return_arg, NULL));
+    ASSERT_EQ(weft_runtime_spawn(rt, NULL, return_arg, NULL), -EAGAIN);
+    return NULL;
+}
+
+TEST(a_queued_cancel_does_not_count_against_inject_max)
+{
+    weft_config cfg = {.inject_max = 1};
+    ASSERT_OK(weft_executor_create(&capped_ex, &cfg));
+    ASSERT_OK(weft_executor_spawn(capped_ex, &capped_sleeper, NULL, sleep_ms, (void *)60000));
+    ASSERT_GE(weft_executor_run(capped_ex, 0), 0); /* asleep */
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, cancel_then_spawn_twice, NULL));
+    ASSERT_OK(pthread_join(th, NULL));
+    while (!weft_task_finished(capped_sleeper))
+        ASSERT_GE(weft_executor_run(capped_ex, 0), 0);
+    void *res;
+    ASSERT_EQ(weft_executor_try_join(capped_ex, capped_sleeper, &res), -ECANCELED);
+    weft_executor_destroy(capped_ex);
+}
+
 /* The config's queue specs and names are copied: a host that builds its
  * config in a function of its own, or frees it after the create, leaves
  * the executor whole. Before 2026-12-07 the executor kept the caller's
@@ -944,4 +976,5 @@ TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(the_hosts_time_away_is_charged_to_no_task),
           CASE(an_executor_catches_signals_from_its_start),
           CASE(an_executor_keeps_its_own_copy_of_the_queues),
-          CASE(weft_cancel_from_another_thread_is_made_by_the_host))
+          CASE(weft_cancel_from_another_thread_is_made_by_the_host),
+          CASE(a_queued_cancel_does_not_count_against_inject_max))

@@ -556,7 +556,9 @@ typedef struct weft__inject {
     weft_fn fn;
     void *arg;
     weft_spawn_opts opts;
-    unsigned internal_flags; /* TASK_F_*: the runtime's own errand */
+    /* Non-NULL: no spawn but a cancel of this task, which the request
+     * holds a reference on (weft__runtime_cancel_remote). */
+    weft_task *cancel;
     char name[TASK_NAME_MAX];
 } weft__inject;
 
@@ -567,7 +569,9 @@ void weft__inject_drop_all(weft__runtime *rt)
     while (rt->inject_head) {
         weft__inject *req = rt->inject_head;
         rt->inject_head = req->next;
-        if (req->opts.discard)
+        if (req->cancel)
+            weft__task_ref_drop(req->cancel);
+        else if (req->opts.discard)
             req->opts.discard(req->arg);
         free(req);
     }
@@ -597,14 +601,23 @@ static bool take_inject(weft__worker *w)
     while (list) {
         weft__inject *next = list->next;
         weft_task *t;
+        if (list->cancel) {
+            /* This is the thread that may walk the tree. */
+            atomic_fetch_sub_explicit(&rt->inject_cancels, 1, memory_order_relaxed);
+            (void)weft__task_cancel(list->cancel);
+            weft__task_ref_drop(list->cancel);
+            free(list);
+            atomic_fetch_sub_explicit(&rt->inject_pending, 1, memory_order_release);
+            list = next;
+            continue;
+        }
         /* After the main task has finished, the spawn gives birth cancelled
          * (background work spawned that late never runs). t is borrowed,
          * and no longer this worker's to touch: a placed one
          * (WEFT_TASK_ON_WORKER) may have run and ended elsewhere already. */
-        int r =
-            weft__spawn_internal(&t, &list->opts, list->fn, list->arg, list->internal_flags, false);
+        int r = weft__spawn_internal(&t, &list->opts, list->fn, list->arg, 0, false);
         if (r == 0) {
-            w->count.injected += list->internal_flags == 0;
+            w->count.injected++;
         } else {
             /* The caller was told 0 long ago and nobody waits for an
              * answer: say so where it can be seen. */
@@ -631,7 +644,7 @@ static bool take_inject(weft__worker *w)
     return n != 0;
 }
 
-static int inject(weft__runtime *rt, weft__inject *req, bool capped);
+static int inject(weft__runtime *rt, weft__inject *req);
 
 int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn fn, void *arg)
 {
@@ -664,23 +677,28 @@ int weft_runtime_spawn(weft_runtime *handle, const weft_spawn_opts *o, weft_fn f
         req->name[len] = 0;
         req->opts.name = req->name;
     }
-    return inject(rt, req, true);
+    return inject(rt, req);
 }
 
 /* Queues req for rt's workers and wakes one. 0, or (req freed) -ESHUTDOWN
- * once the main task has finished, or -EAGAIN at inject_max when capped. */
-static int inject(weft__runtime *rt, weft__inject *req, bool capped)
+ * once the main task has finished or -EAGAIN at inject_max, both for a
+ * spawn only: a cancel is refused neither (an orphan adopted by the
+ * runtime runs on after the main task, and the runtime's end waits for
+ * it), nor counted against inject_max. */
+static int inject(weft__runtime *rt, weft__inject *req)
 {
     pthread_mutex_lock(&rt->inject_lock);
-    if (atomic_load_explicit(&rt->main_done, memory_order_acquire)) {
+    if (!req->cancel && atomic_load_explicit(&rt->main_done, memory_order_acquire)) {
         pthread_mutex_unlock(&rt->inject_lock);
         free(req);
         return -ESHUTDOWN;
     }
     /* Backpressure: a thread that spawns faster than the workers take
      * requests would otherwise grow the queue without bound. */
-    if (capped && rt->cfg.inject_max &&
-        atomic_load_explicit(&rt->inject_pending, memory_order_relaxed) >= rt->cfg.inject_max) {
+    if (!req->cancel && rt->cfg.inject_max &&
+        atomic_load_explicit(&rt->inject_pending, memory_order_relaxed) -
+                atomic_load_explicit(&rt->inject_cancels, memory_order_relaxed) >=
+            rt->cfg.inject_max) {
         pthread_mutex_unlock(&rt->inject_lock);
         free(req);
         return -EAGAIN;
@@ -690,6 +708,8 @@ static int inject(weft__runtime *rt, weft__inject *req, bool capped)
     else
         rt->inject_head = req;
     rt->inject_tail = req;
+    if (req->cancel)
+        atomic_fetch_add_explicit(&rt->inject_cancels, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->inject_pending, 1, memory_order_seq_cst);
     /* Any parked worker will do; when none is parked, a busy one looks at
      * the queue within inject_interval picks. This happens under the lock:
@@ -711,42 +731,16 @@ static int inject(weft__runtime *rt, weft__inject *req, bool capped)
 }
 
 /* A cancel from a thread that may not walk rt's task tree (docs/tasks.md):
- * an errand of the runtime's own makes it on rt's worker, holding a
- * reference to t's record until then. */
-static void *cancel_errand(void *arg)
-{
-    weft_task *t = arg;
-    (void)weft__task_cancel(t);
-    weft__task_ref_drop(t);
-    return NULL;
-}
-
-static void cancel_errand_discard(void *arg)
-{
-    weft__task_ref_drop(arg);
-}
-
+ * queued with the outside spawns, holding a reference to t's record, and
+ * made by the worker as it takes them in. */
 int weft__runtime_cancel_remote(weft__runtime *rt, weft_task *t)
 {
     weft__inject *req = weft__calloc(1, sizeof *req);
     if (!req)
         return -ENOMEM;
     atomic_fetch_add_explicit(&t->state, TASK_REF_ONE, memory_order_relaxed);
-    req->fn = cancel_errand;
-    req->arg = t;
-    req->opts.flags = WEFT_TASK_BACKGROUND;
-    req->opts.discard = cancel_errand_discard;
-    req->opts.name = "weft-cancel";
-    req->internal_flags = TASK_F_UNCOUNTED | TASK_F_MAINTENANCE;
-    /* A cancel is never refused for a full queue. */
-    int r = inject(rt, req, false);
-    if (r == 0)
-        return 0;
-    /* -ESHUTDOWN: the main task has finished, and the runtime has cancelled
-     * every task of the program's already, t's tree with them. (The caller
-     * holds a reference: this is never the last.) */
-    weft__task_ref_drop(t);
-    return 0;
+    req->cancel = t;
+    return inject(rt, req); /* 0: a cancel is never refused */
 }
 
 weft_runtime *weft_runtime_current(void)

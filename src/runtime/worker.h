@@ -198,7 +198,8 @@ typedef struct weft__runtime {
     pthread_mutex_t inject_lock;
     struct weft__inject *inject_head, *inject_tail;
     _Atomic unsigned inject_pending;
-    _Atomic bool buffers_busy; /* a registered-buffer change is under way */
+    _Atomic unsigned inject_cancels; /* of inject_pending: cancels, not spawns */
+    _Atomic bool buffers_busy;       /* a registered-buffer change is under way */
     /* Some ring holds a buffer of a registration that failed and whose
      * undoing failed too (BUFFER_ORPHAN slots): the next change under
      * buffers_busy releases it. */
@@ -240,9 +241,8 @@ void weft__inject_drop_all(weft__runtime *rt);
 
 /* weft_cancel of t, a live task of rt, from a thread that may not walk
  * rt's task tree (a runtime of one worker, or an executor, from elsewhere):
- * queued, as an outside spawn of an errand that makes it on rt's worker.
- * 0 (also when rt's main task has finished: every task is cancelled
- * already), or -ENOMEM. Any thread. */
+ * queued with the outside spawns, and made by rt's worker as it takes
+ * them in. 0, or -ENOMEM. Any thread. */
 int weft__runtime_cancel_remote(weft__runtime *rt, weft_task *t);
 
 /* Wakes every parked worker (the last task finished, or shutdown). */
