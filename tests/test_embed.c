@@ -2,6 +2,7 @@
  * The two real hosts (epoll, libuv) are examples/embed_*.c, run by CTest. */
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 
@@ -912,6 +913,86 @@ TEST(a_queued_cancel_does_not_count_against_inject_max)
     weft_executor_destroy(capped_ex);
 }
 
+/* The same while another thread floods the queue with cancels and the
+ * host takes them in: a spawn made when no spawn is queued (the one before
+ * has run) is never refused. The cap once counted a cancel being made as
+ * a queued spawn, and refused some 40% of these. */
+static _Atomic bool flood_stop;
+static _Atomic int flood_ran;
+static _Atomic long flood_refused;
+static weft_cancel_handle *flood_handle;
+
+static void *shielded_sleeper(void *arg)
+{
+    (void)arg;
+    weft_shield_push();
+    while (!atomic_load(&flood_stop))
+        (void)weft_sleep_ns(200000);
+    weft_shield_pop();
+    return NULL;
+}
+
+static void *count_run(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&flood_ran, 1);
+    return NULL;
+}
+
+static void *cancel_flood(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&flood_stop))
+        ASSERT_OK(weft_cancel_via(flood_handle));
+    return NULL;
+}
+
+static void *spawn_one_at_a_time(void *arg)
+{
+    for (int i = 0; i < 3000; i++) {
+        int want = atomic_load(&flood_ran) + 1;
+        int r = weft_runtime_spawn(arg, NULL, count_run, NULL);
+        if (r == -EAGAIN) {
+            atomic_fetch_add(&flood_refused, 1);
+            continue;
+        }
+        ASSERT_OK(r);
+        while (atomic_load(&flood_ran) < want)
+            sched_yield();
+    }
+    atomic_store(&flood_stop, true);
+    return NULL;
+}
+
+TEST(queued_cancels_leave_inject_max_to_the_spawns)
+{
+    weft_config cfg = {.inject_max = 1};
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, &cfg));
+    weft_task *t;
+    ASSERT_OK(weft_executor_spawn(ex, &t, NULL, shielded_sleeper, NULL));
+    ASSERT_GE(weft_executor_run(ex, 0), 0);
+    ASSERT_OK(weft_cancel_handle_of(t, &flood_handle));
+    pthread_t canceller, spawner;
+    ASSERT_OK(pthread_create(&canceller, NULL, cancel_flood, NULL));
+    ASSERT_OK(pthread_create(&spawner, NULL, spawn_one_at_a_time, weft_executor_runtime(ex)));
+    int fd = weft_executor_fd(ex);
+    while (!atomic_load(&flood_stop)) {
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        (void)poll(&p, 1, 1);
+    }
+    ASSERT_OK(pthread_join(spawner, NULL));
+    ASSERT_OK(pthread_join(canceller, NULL));
+    weft_cancel_handle_drop(flood_handle);
+    while (!weft_task_finished(t))
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    void *res;
+    ASSERT_EQ(weft_executor_try_join(ex, t, &res), -ECANCELED);
+    weft_executor_destroy(ex);
+    ASSERT_EQ(atomic_load(&flood_refused), 0);
+}
+
 /* The config's queue specs and names are copied: a host that builds its
  * config in a function of its own, or frees it after the create, leaves
  * the executor whole. Before 2026-12-07 the executor kept the caller's
@@ -977,4 +1058,5 @@ TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(an_executor_catches_signals_from_its_start),
           CASE(an_executor_keeps_its_own_copy_of_the_queues),
           CASE(weft_cancel_from_another_thread_is_made_by_the_host),
-          CASE(a_queued_cancel_does_not_count_against_inject_max))
+          CASE(a_queued_cancel_does_not_count_against_inject_max),
+          CASE(queued_cancels_leave_inject_max_to_the_spawns))

@@ -603,7 +603,6 @@ static bool take_inject(weft__worker *w)
         weft_task *t;
         if (list->cancel) {
             /* This is the thread that may walk the tree. */
-            atomic_fetch_sub_explicit(&rt->inject_cancels, 1, memory_order_relaxed);
             (void)weft__task_cancel(list->cancel);
             weft__task_ref_drop(list->cancel);
             free(list);
@@ -611,6 +610,7 @@ static bool take_inject(weft__worker *w)
             list = next;
             continue;
         }
+        atomic_fetch_sub_explicit(&rt->inject_spawns, 1, memory_order_relaxed);
         /* After the main task has finished, the spawn gives birth cancelled
          * (background work spawned that late never runs). t is borrowed,
          * and no longer this worker's to touch: a placed one
@@ -696,9 +696,7 @@ static int inject(weft__runtime *rt, weft__inject *req)
     /* Backpressure: a thread that spawns faster than the workers take
      * requests would otherwise grow the queue without bound. */
     if (!req->cancel && rt->cfg.inject_max &&
-        atomic_load_explicit(&rt->inject_pending, memory_order_relaxed) -
-                atomic_load_explicit(&rt->inject_cancels, memory_order_relaxed) >=
-            rt->cfg.inject_max) {
+        atomic_load_explicit(&rt->inject_spawns, memory_order_relaxed) >= rt->cfg.inject_max) {
         pthread_mutex_unlock(&rt->inject_lock);
         free(req);
         return -EAGAIN;
@@ -708,8 +706,8 @@ static int inject(weft__runtime *rt, weft__inject *req)
     else
         rt->inject_head = req;
     rt->inject_tail = req;
-    if (req->cancel)
-        atomic_fetch_add_explicit(&rt->inject_cancels, 1, memory_order_relaxed);
+    if (!req->cancel)
+        atomic_fetch_add_explicit(&rt->inject_spawns, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->inject_pending, 1, memory_order_seq_cst);
     /* Any parked worker will do; when none is parked, a busy one looks at
      * the queue within inject_interval picks. This happens under the lock:

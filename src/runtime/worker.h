@@ -198,8 +198,8 @@ typedef struct weft__runtime {
     pthread_mutex_t inject_lock;
     struct weft__inject *inject_head, *inject_tail;
     _Atomic unsigned inject_pending;
-    _Atomic unsigned inject_cancels; /* of inject_pending: cancels, not spawns */
-    _Atomic bool buffers_busy;       /* a registered-buffer change is under way */
+    _Atomic unsigned inject_spawns; /* of inject_pending: spawns (what inject_max bounds) */
+    _Atomic bool buffers_busy;      /* a registered-buffer change is under way */
     /* Some ring holds a buffer of a registration that failed and whose
      * undoing failed too (BUFFER_ORPHAN slots): the next change under
      * buffers_busy releases it. */
