@@ -1824,8 +1824,51 @@ TEST(torture_mpmc_channel)
     run_one_and_two(main_mpmc, (void *)(uintptr_t)0);
 }
 
-TEST_MAIN(CASE(outside_a_task_and_bad_input), CASE(chan_create_out_of_memory),
-          CASE(chan_buffered_fifo), CASE(chan_waiters_are_served_fifo), CASE(chan_rendezvous),
+/* The calls that never wait work in a cancelled task (its cleanup may
+ * need them), while every waiting call refuses it on entry. */
+static weft_mutex cleanup_mutex = WEFT_MUTEX_INIT;
+static weft_sem cleanup_sem = WEFT_SEM_INIT(1);
+static weft_chan *cleanup_chan;
+
+static void *cancelled_cleanup(void *arg)
+{
+    (void)arg;
+    while (!weft_cancelled())
+        (void)weft_yield();
+    int v = 7, got = 0;
+    ASSERT_EQ(weft_mutex_lock(&cleanup_mutex), -ECANCELED);
+    ASSERT_OK(weft_mutex_trylock(&cleanup_mutex));
+    weft_mutex_unlock(&cleanup_mutex);
+    ASSERT_EQ(weft_sem_acquire(&cleanup_sem), -ECANCELED);
+    ASSERT_OK(weft_sem_try_acquire(&cleanup_sem));
+    weft_sem_release(&cleanup_sem);
+    ASSERT_EQ(weft_chan_send(cleanup_chan, &v), -ECANCELED);
+    ASSERT_OK(weft_chan_try_send(cleanup_chan, &v));
+    ASSERT_OK(weft_chan_try_recv(cleanup_chan, &got));
+    ASSERT_EQ(got, 7);
+    return NULL;
+}
+
+static void *main_cancelled_cleanup(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_chan_create(&cleanup_chan, 1, sizeof(int)));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, cancelled_cleanup, NULL));
+    ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    weft_chan_destroy(cleanup_chan);
+    return NULL;
+}
+TEST(calls_that_never_wait_work_in_a_cancelled_task)
+{
+    run_main(NULL, main_cancelled_cleanup, NULL);
+}
+
+TEST_MAIN(CASE(outside_a_task_and_bad_input), CASE(calls_that_never_wait_work_in_a_cancelled_task),
+          CASE(chan_create_out_of_memory), CASE(chan_buffered_fifo),
+          CASE(chan_waiters_are_served_fifo), CASE(chan_rendezvous),
           CASE(chan_close_wakes_everyone_and_drains), CASE(mutex_basics_and_fifo_handoff),
           CASE(semaphore_basics_and_fifo_handoff), CASE(event_pending_slot_and_order),
           CASE(event_wait_locked_is_a_condition_variable), CASE(waitgroup_basics),

@@ -194,7 +194,8 @@ WEFT_API int weft_mutex_init(weft_mutex *m);
  * (weft_deadline_suspend) where that cleanup may run past one. */
 WEFT_API WEFT_MUST_CHECK int weft_mutex_lock(weft_mutex *m);
 /* Locks m if it is free: 0, -EBUSY (also when the caller holds it), -EPERM
- * outside a task, -EINVAL. */
+ * outside a task, -EINVAL. It never waits, and works in a cancelled task or
+ * past a deadline too. */
 WEFT_API WEFT_MUST_CHECK int weft_mutex_trylock(weft_mutex *m);
 /* Releases m, handing it to the longest waiter if there is one. Only the
  * task holding m may unlock it (debug builds abort otherwise). */
