@@ -1329,7 +1329,9 @@ static uint64_t run_arming(weft__tick_schedule *ts, uint64_t a, uint64_t lag, in
     uint64_t grid = ts->due - (uint64_t)n * ts->period, t = a;
     for (unsigned i = 0; i < n; i++, grid += ts->period) {
         t += k + lag;
-        weft__tick_schedule_tick(ts, t);
+        /* Each tick is told its grid point, which weft_stream_next holds
+         * an early one back to. */
+        ASSERT_EQ(weft__tick_schedule_tick(ts, t), grid);
         if (t < grid && grid - t > *earliest)
             *earliest = grid - t;
     }
@@ -1450,6 +1452,38 @@ TEST(a_tickers_armings_keep_its_ticks_on_their_grid)
 }
 
 #define MS 1000000ull
+
+/* Ticks that come before their grid point are held back to it: with a
+ * lag estimate far above the worker's real lag (forced here, as a busy
+ * spell would leave it), the second arming's ticks come up to 4 ms early
+ * (1 ms a tick), and weft_stream_next still hands none out before its
+ * point. The grid starts when weft_ticker arms the first arming, at or
+ * after `before`. */
+static void *main_early_ticks_are_held(void *arg)
+{
+    (void)arg;
+    const uint64_t p = 4 * MS;
+    weft_stream *t;
+    uint64_t before = weft_now_ns();
+    ASSERT_OK(weft_ticker(&t, p));
+    weft__tick_schedule *ts = (weft__tick_schedule *)weft__ticker_schedule(t);
+    ASSERT(ts != NULL);
+    ASSERT_EQ(ts->nlags, 0); /* the first arming's end keeps it: fewer than 2 */
+    ts->lag = p / 4;
+    for (uint64_t i = 1; i <= 8; i++) {
+        ASSERT_OK(weft_stream_next(t, NULL));
+        uint64_t now = weft_now_ns();
+        if (now < before + i * p)
+            FAILF("tick %llu handed out %llu us before its grid point", (unsigned long long)i,
+                  (unsigned long long)(before + i * p - now) / 1000);
+    }
+    ASSERT_OK(weft_stream_close(t));
+    return NULL;
+}
+TEST(ticks_that_come_early_are_held_to_their_grid_point)
+{
+    run_main_one_worker(NULL, main_early_ticks_are_held, NULL);
+}
 
 /* A reset whose re-arm (once the removed arming's -ECANCELED is in) finds
  * no SQE: the reset still succeeds, the ticker is left unarmed with
@@ -1889,4 +1923,5 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_tickers_armings_keep_its_ticks_on_their_grid),
           CASE(a_reset_whose_rearm_fails_is_armed_by_the_next_pull),
           CASE(an_arming_that_cannot_be_renewed_is_renewed_by_the_pull),
-          CASE(two_resets_in_a_row_leave_no_stray_item), CASE(huge_ticker_periods_never_tick))
+          CASE(two_resets_in_a_row_leave_no_stray_item), CASE(huge_ticker_periods_never_tick),
+          CASE(ticks_that_come_early_are_held_to_their_grid_point))

@@ -632,12 +632,12 @@ WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
  * period against the grid, so that the delay does not add up: 1,000 ticks
  * of 1 ms took 1,001 ms on the 2-vCPU test machine (1,048 ms before).
  * Grid points a whole period or more behind (a worker held that long)
- * are skipped, not made up in a burst; ticks can come early when the
- * worker's wakes get quicker than it measured: by up to a quarter period
- * for each tick of the arming (at most 64) so far, the shortfall adding
- * up until the next arming corrects it (docs/io.md, Tickers). Ticks not
- * yet pulled queue up, and
- * coalesce into one item once the queue is full. */
+ * are skipped, not made up in a burst. No tick is handed out before its
+ * grid point: the kernel's can come early (when the worker's wakes get
+ * quicker than it measured), and weft_stream_next then waits for the
+ * point, interruptibly, the tick staying queued (docs/io.md, Tickers).
+ * The grid starts when weft_ticker arms it. Ticks not yet pulled queue
+ * up, and coalesce into one item once the queue is full. */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (its arming is removed and armed again), from
  * the task that opened it (-EPERM for another task, -EXDEV on another
@@ -652,8 +652,10 @@ WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
 /* The next item, for the task that opened the stream (-EPERM for another
  * task, -EXDEV on another worker, -EBADF for NULL,
  * -EINVAL for a recv or read stream without buf): an accepted fd, a received
- * length (buf leased, 0 = end of stream), revents, or 0 for a tick.
- * -ECANCELED/-ETIMEDOUT as any blocking call; an error that ended the kernel
+ * length (buf leased, 0 = end of stream), revents, or 0 for a tick (not
+ * before the tick's grid point, which it waits for when the kernel's tick
+ * came early). -ECANCELED/-ETIMEDOUT as any blocking call (what is queued
+ * stays queued); an error that ended the kernel
  * side is returned once, then an accept stream re-arms and a recv, read or
  * poll stream reports -EPIPE from then on (0 after the end of the stream;
  * -ECANCELED from weft_cancel_fd on its fd ends it too). -ENOBUFS when nothing is

@@ -43,6 +43,7 @@ typedef enum stream_kind {
 typedef struct stream_item {
     int res;
     uint32_t cflags;
+    uint64_t due; /* a tick's grid point: it is not handed out before */
 } stream_item;
 
 struct weft_stream {
@@ -127,6 +128,7 @@ static bool queue_push(weft_stream *s, stream_item it)
         if ((s->kind == STREAM_POLL || s->kind == STREAM_TICKER) && last->res >= 0 && it.res >= 0) {
             last->res |= it.res;
             last->cflags &= it.cflags;
+            last->due = it.due;
             return true;
         }
         /* An error is kept as it is, never or-ed into readiness: the queue
@@ -166,8 +168,12 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
     weft_stream *s = (weft_stream *)op;
     bool last = !(cflags & IORING_CQE_F_MORE);
     stream_item it = {.res = res, .cflags = cflags};
-    if (s->kind == STREAM_TICKER && res == -ETIME)
+    uint64_t now = 0;
+    if (s->kind == STREAM_TICKER && res == -ETIME) {
         it.res = 0; /* a tick */
+        now = weft_now_ns();
+        it.due = weft__tick_schedule_tick(&s->ticks, now);
+    }
     /* The end of an arming that weft_ticker_reset removed: no item. */
     bool reset = s->resetting && last && res == -ECANCELED;
     if (reset)
@@ -181,12 +187,8 @@ static void on_cqe(weft__op *op, int res, uint32_t cflags)
         s->dropped++;
         release_item(s, &it);
     }
-    if (s->kind == STREAM_TICKER && res == -ETIME) {
-        uint64_t now = weft_now_ns();
-        weft__tick_schedule_tick(&s->ticks, now);
-        if (last)
-            weft__tick_schedule_ended(&s->ticks, now);
-    }
+    if (s->kind == STREAM_TICKER && res == -ETIME && last)
+        weft__tick_schedule_ended(&s->ticks, now);
     if (last) {
         s->armed = false;
         s->w->streams_live--;
@@ -607,6 +609,16 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
         return -EINVAL;
     for (;;) {
         if (s->qlen) {
+            /* A tick that came before its grid point (tick_schedule.c)
+             * waits for it here: none is handed out early. Interrupted,
+             * it stays queued. */
+            uint64_t due = s->q[s->qhead].due;
+            if (s->kind == STREAM_TICKER && due > weft_now_ns()) {
+                int r = weft_sleep_until(due);
+                if (r < 0)
+                    return r;
+                continue;
+            }
             int r = deliver(s, queue_pop(s), buf);
             if (r != INT32_MIN)
                 return r;

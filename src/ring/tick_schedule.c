@@ -15,12 +15,14 @@
  * the lag varies. An arming late by less than a period catches up over
  * its ticks (never closer than half a period apart); grid points a whole
  * period or more behind (the worker was held) are skipped, not caught up
- * in a burst, as a Go ticker drops what its reader missed. The price:
- * when wakes get quicker than the estimate (the least lag of the last few
- * armings), ticks come early by the shortfall, added up over the arming's
- * ticks so far, until the next arming corrects it. A slow ticker (one tick an
- * arming) takes no estimate off: each tick aims at its grid point and is
- * late by its own lag only.
+ * in a burst, as a Go ticker drops what its reader missed. When wakes get
+ * quicker than the estimate (the least lag of the last few armings), ticks
+ * come early by the shortfall, added up over the arming's ticks so far,
+ * until the next arming corrects it: so each tick's grid point goes with
+ * it, and weft_stream_next holds an early one back until then (stream.c):
+ * none is handed out early. A slow ticker (one tick an arming) takes no
+ * estimate off: each tick aims at its grid point and is late by its own
+ * lag only.
  */
 #include "ring/tick_schedule.h"
 
@@ -93,15 +95,18 @@ uint64_t weft__tick_schedule_arm(weft__tick_schedule *ts, uint64_t now, unsigned
     ts->first_tick = 0;
     ts->arming_period = k;
     ts->ticks = n;
+    ts->first_due = ts->due;
+    ts->seen = 0;
     ts->due = sat_add(last_due, p);
     *ticks = n;
     return k;
 }
 
-void weft__tick_schedule_tick(weft__tick_schedule *ts, uint64_t now)
+uint64_t weft__tick_schedule_tick(weft__tick_schedule *ts, uint64_t now)
 {
     if (!ts->first_tick)
         ts->first_tick = now;
+    return sat_add(ts->first_due, sat_mul(ts->seen++, ts->period));
 }
 
 void weft__tick_schedule_ended(weft__tick_schedule *ts, uint64_t now)

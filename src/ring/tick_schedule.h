@@ -16,6 +16,8 @@ typedef struct weft__tick_schedule {
     uint64_t armed_at;             /* when the current arming was planned */
     uint64_t arming_period;        /* the current arming's kernel period */
     unsigned ticks;                /* the current arming's tick count */
+    uint64_t first_due;            /* the grid point of its first tick */
+    unsigned seen;                 /* its ticks that came so far */
     uint64_t first_tick;           /* when its first tick came; 0: none yet */
     uint64_t lag;                  /* how late a tick comes after its kernel period */
     uint64_t lags[WEFT_TICK_LAGS]; /* the last armings' */
@@ -40,8 +42,10 @@ void weft__tick_schedule_set(weft__tick_schedule *ts, uint64_t period);
 /* Plans the arming made at now: returns its kernel period (>= 1 ns) and
  * sets *ticks to its tick count. Grid points already past are skipped. */
 uint64_t weft__tick_schedule_arm(weft__tick_schedule *ts, uint64_t now, unsigned *ticks);
-/* A tick of the planned arming came at now. */
-void weft__tick_schedule_tick(weft__tick_schedule *ts, uint64_t now);
+/* A tick of the planned arming came at now: returns its grid point, which
+ * now may be short of (the arming's period has the lag estimate taken off:
+ * weft_stream_next holds such a tick back until its point). */
+uint64_t weft__tick_schedule_tick(weft__tick_schedule *ts, uint64_t now);
 /* The planned arming ran all its ticks; the last one came at now. */
 void weft__tick_schedule_ended(weft__tick_schedule *ts, uint64_t now);
 
