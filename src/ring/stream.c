@@ -483,6 +483,10 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
         return own;
     weft__worker *w = s->w;
     weft__tick_schedule_set(&s->ticks, period_ns);
+    /* The old grid is gone: ticks queued from it are handed out at once,
+     * none held back to a point of it. */
+    for (unsigned i = 0; i < s->qlen; i++)
+        s->q[(s->qhead + i) % s->qcap].due = 0;
     if (!s->armed)
         return 0; /* the next pull arms it with the new period */
     /* The arming is removed, and its last CQE (-ECANCELED) arms the next

@@ -47,6 +47,9 @@ void weft__tick_schedule_set(weft__tick_schedule *ts, uint64_t period)
     ts->period = period;
     ts->new_grid = true;
     ts->armed_at = 0;
+    /* Ticks of the arming planned before (a reset's, still on its way out)
+     * belong to no grid now: none is held (weft__tick_schedule_tick). */
+    ts->first_due = 0;
 }
 
 static unsigned ticks_per_arming(uint64_t period)
@@ -106,6 +109,8 @@ uint64_t weft__tick_schedule_tick(weft__tick_schedule *ts, uint64_t now)
 {
     if (!ts->first_tick)
         ts->first_tick = now;
+    if (!ts->first_due)
+        return 0; /* an arming planned before the last set: no grid point */
     return sat_add(ts->first_due, sat_mul(ts->seen++, ts->period));
 }
 
