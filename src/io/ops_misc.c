@@ -120,14 +120,14 @@ static bool short_transfer(const struct io_uring_sqe *s, int res)
     case IORING_OP_SEND:
     case IORING_OP_RECV:
     case IORING_OP_SEND_ZC:
-        if (!(s->msg_flags & MSG_WAITALL))
+        if (!wants_all(s))
             return false;
         asked = s->len;
         break;
     case IORING_OP_SENDMSG:
     case IORING_OP_RECVMSG:
     case IORING_OP_SENDMSG_ZC: {
-        if (!(s->msg_flags & MSG_WAITALL))
+        if (!wants_all(s))
             return false;
         const struct msghdr *m = (const struct msghdr *)(uintptr_t)s->addr;
         asked = iov_total(m->msg_iov, m->msg_iovlen);
@@ -278,7 +278,7 @@ int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx)
         return r < 0 ? r : res;
     /* Interrupted with the op out: a result it reached before the cancel
      * (bytes read, an fd accepted) is returned, as by every typed call. */
-    return res == -ECANCELED || res == -EINTR ? r : res;
+    return cancelled_result(res) ? r : res;
 }
 
 int weft_cancel_fd(int fd)

@@ -259,10 +259,7 @@ static void policy_push(weft__sched *s, weft_task *t)
 void weft__sched_push(weft__sched *s, weft_task *t, weft__push_hint hint)
 {
     t->entity.runnable_ns = s->now;
-    if (s->count_stealable && weft__task_stealable(t)) {
-        s->stealable_pushes++;
-        s->queues[t->queue].stealable_pushes++;
-    }
+    weft__sched_count_push(s, &s->queues[t->queue], t);
     bool slot = hint == PUSH_FIRST || (hint == PUSH_WOKEN && s->lifo_enabled);
     if (slot && s->cur && s->cur == &s->queues[t->queue]) {
         /* The slot holds one task; the one it displaces queues normally. */

@@ -148,6 +148,16 @@ uint64_t weft__sched_queued(const weft__sched *s);
 unsigned weft__sched_take(weft__sched *s, int only, unsigned max,
                           bool (*movable)(const weft_task *), weft_task **first, weft_task **last);
 
+/* Counts a push of t into q among the stealable ones (threaded runtimes:
+ * the hand-overs' memos, runtime/worker.c). */
+static inline void weft__sched_count_push(weft__sched *s, weft__queue *q, const weft_task *t)
+{
+    if (s->count_stealable && weft__task_stealable(t)) {
+        s->stealable_pushes++;
+        q->stealable_pushes++;
+    }
+}
+
 /* ---- the default configuration's hot path, inline ------------------------
  * One untimed runnable-FIFO queue mid-slice has nothing to decide: push
  * appends and pick pops. These return false / NULL when the general path
@@ -159,10 +169,7 @@ static inline bool weft__sched_push_fast(weft__sched *s, weft_task *t)
         return false;
     weft__rfifo_push(q->state, &t->entity);
     q->nqueued++;
-    if (s->count_stealable && weft__task_stealable(t)) {
-        s->stealable_pushes++;
-        q->stealable_pushes++;
-    }
+    weft__sched_count_push(s, q, t);
     return true;
 }
 
