@@ -1535,6 +1535,79 @@ TEST(a_reset_hands_out_ticks_held_for_the_old_grid)
     run_main_one_worker(NULL, main_reset_releases_held_ticks, NULL);
 }
 
+/* weft_ticker_next: each tick's grid point, and the points that went by
+ * without a tick of their own. A tick's point is never after the call
+ * returned it; two ticks are (missed + 1) periods apart on the grid. The
+ * owner sleeping through 200 periods fills the 16-item queue, whose last
+ * item then stands for all the ticks coalesced into it. */
+static void check_tick_steps(const weft_tick *prev, const weft_tick *t, uint64_t p)
+{
+    ASSERT_GT(t->due_ns, prev->due_ns);
+    ASSERT_EQ(t->due_ns - prev->due_ns, (t->missed + 1) * p);
+}
+
+static void *main_ticker_next(void *arg)
+{
+    (void)arg;
+    const uint64_t p = MS;
+    uint64_t t0 = weft_now_ns();
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, p));
+    weft_tick prev, tick;
+    ASSERT_OK(weft_ticker_next(t, &prev));
+    ASSERT_EQ(prev.missed, 0);
+    ASSERT_GE(prev.due_ns, t0 + p);
+    ASSERT_LE(prev.due_ns, weft_now_ns());
+    for (int i = 0; i < 5; i++) {
+        ASSERT_OK(weft_ticker_next(t, &tick));
+        ASSERT_LE(tick.due_ns, weft_now_ns());
+        check_tick_steps(&prev, &tick, p);
+        prev = tick;
+    }
+    ASSERT_OK(weft_sleep_ns(200 * p));
+    uint64_t missed = 0;
+    while (weft_stream_pending(t) > 0) {
+        ASSERT_OK(weft_ticker_next(t, &tick));
+        check_tick_steps(&prev, &tick, p);
+        missed += tick.missed;
+        prev = tick;
+    }
+    ASSERT_GT(missed, 0);
+    /* weft_stream_next hands out a tick too: the next one counts from it. */
+    ASSERT_OK(weft_stream_next(t, NULL));
+    ASSERT_OK(weft_ticker_next(t, &tick));
+    ASSERT_GT(tick.due_ns, prev.due_ns + p - 1);
+    ASSERT_LT(tick.missed + 1, (tick.due_ns - prev.due_ns) / p);
+    /* A new grid: nothing missed between the two, even when the last
+     * tick of the old one was handed out 20 new periods before. */
+    ASSERT_OK(weft_ticker_reset(t, 50 * p));
+    while (weft_stream_pending(t) > 0)
+        ASSERT_OK(weft_ticker_next(t, &tick));
+    ASSERT_OK(weft_ticker_next(t, &tick)); /* one of the 50 ms grid */
+    ASSERT_OK(weft_sleep_ns(20 * p));
+    ASSERT_EQ(weft_stream_pending(t), 0);
+    ASSERT_OK(weft_ticker_reset(t, p));
+    ASSERT_OK(weft_ticker_next(t, &tick));
+    ASSERT_EQ(tick.missed, 0);
+
+    ASSERT_EQ(weft_ticker_next(t, NULL), -EINVAL);
+    ASSERT_EQ(weft_ticker_next(NULL, &tick), -EBADF);
+    ASSERT_OK(weft_stream_close(t));
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    weft_stream *poll;
+    ASSERT_OK(weft_poll_stream(&poll, sv[0], POLLIN));
+    ASSERT_EQ(weft_ticker_next(poll, &tick), -EINVAL);
+    ASSERT_OK(weft_stream_close(poll));
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+TEST(ticker_next_says_each_ticks_point_and_the_points_missed)
+{
+    run_main_one_worker(NULL, main_ticker_next, NULL);
+}
+
 /* A reset whose re-arm (once the removed arming's -ECANCELED is in) finds
  * no SQE: the reset still succeeds, the ticker is left unarmed with
  * nothing queued, and the next pull arms it with the new period. */
@@ -1975,4 +2048,5 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(an_arming_that_cannot_be_renewed_is_renewed_by_the_pull),
           CASE(two_resets_in_a_row_leave_no_stray_item), CASE(huge_ticker_periods_never_tick),
           CASE(ticks_that_come_early_are_held_to_their_grid_point),
-          CASE(a_reset_hands_out_ticks_held_for_the_old_grid))
+          CASE(a_reset_hands_out_ticks_held_for_the_old_grid),
+          CASE(ticker_next_says_each_ticks_point_and_the_points_missed))

@@ -649,6 +649,24 @@ WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
  * microseconds) takes the new period at its next arming instead, after at
  * most 64 ticks (docs/io.md, Tickers). */
 WEFT_API int weft_ticker_reset(weft_stream *s, uint64_t period_ns);
+/* What weft_ticker_next says of a tick besides its coming. */
+typedef struct weft_tick {
+    /* The tick's grid point (weft_now_ns's clock), never after the call
+     * returned it. A tick that belongs to no grid any more (its arming was
+     * removed by weft_ticker_reset) gives the time it was handed out. */
+    uint64_t due_ns;
+    /* Grid points since the last tick handed out (by this call or by
+     * weft_stream_next) that came with no tick of their own: skipped while
+     * the worker was held, or coalesced in a full queue. 0 for the first
+     * tick and the first after a reset. A loop that must run once per
+     * period runs missed + 1 times; one that must not burst ignores it. */
+    uint64_t missed;
+} weft_tick;
+/* weft_stream_next for a ticker, with the tick's grid point and how many
+ * grid points went by without a tick (*out filled on 0). Returns what
+ * weft_stream_next returns, and -EINVAL for a NULL out or a stream that is
+ * no ticker. */
+WEFT_API int weft_ticker_next(weft_stream *s, weft_tick *out);
 /* The next item, for the task that opened the stream (-EPERM for another
  * task, -EXDEV on another worker, -EBADF for NULL,
  * -EINVAL for a recv or read stream without buf): an accepted fd, a received

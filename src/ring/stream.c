@@ -60,6 +60,7 @@ struct weft_stream {
     struct msghdr msg;               /* recvmsg: the layout the kernel fills each buffer in */
     struct __kernel_timespec period; /* ticker: its arming's, for the SQE */
     weft__tick_schedule ticks;       /* ticker: on its grid */
+    uint64_t last_due;               /* ticker: the last tick handed out's point (0: none) */
     bool armed;                      /* the kernel side is live: CQEs may still come */
     bool closing;                    /* closed by its task: drop what comes */
     bool resetting;                  /* ticker: its arming was removed for a new period */
@@ -487,6 +488,7 @@ int weft_ticker_reset(weft_stream *s, uint64_t period_ns)
      * none held back to a point of it. */
     for (unsigned i = 0; i < s->qlen; i++)
         s->q[(s->qhead + i) % s->qcap].due = 0;
+    s->last_due = 0; /* no points are missed between two grids */
     if (!s->armed)
         return 0; /* the next pull arms it with the new period */
     /* The arming is removed, and its last CQE (-ECANCELED) arms the next
@@ -596,12 +598,42 @@ static int deliver(weft_stream *s, stream_item it, weft_buf *buf)
     return -EINVAL;
 }
 
+/* A ticker's tick, handed out: its point, and the points since the last
+ * one. Points are period apart on one grid; a grid laid anew (after an
+ * arming that failed) may shift them, hence the rounding. */
+static void hand_out_tick(weft_stream *s, uint64_t due, weft_tick *tick)
+{
+    uint64_t p = s->ticks.period, prev = s->last_due;
+    s->last_due = due;
+    if (!tick)
+        return;
+    tick->due_ns = due ? due : weft_now_ns();
+    uint64_t steps = prev && due > prev ? (due - prev + p / 2) / p : 0;
+    tick->missed = steps > 1 ? steps - 1 : 0;
+}
+
+static int next_item(weft_stream *s, weft_buf *buf, weft_tick *tick);
+
 int weft_stream_next(weft_stream *s, weft_buf *buf)
 {
     if (buf)
         buf->ring = NULL;
     if (!s || s->closing)
         return -EBADF;
+    return next_item(s, buf, NULL);
+}
+
+int weft_ticker_next(weft_stream *s, weft_tick *out)
+{
+    if (!s || s->closing)
+        return -EBADF;
+    if (!out || s->kind != STREAM_TICKER)
+        return -EINVAL;
+    return next_item(s, NULL, out);
+}
+
+static int next_item(weft_stream *s, weft_buf *buf, weft_tick *tick)
+{
     /* Only the owner pulls: the stream pins it to s->w while it waits;
      * another task could be handed to another worker while parked here,
      * and go on to arm and deliver from the wrong thread. */
@@ -623,6 +655,8 @@ int weft_stream_next(weft_stream *s, weft_buf *buf)
                     return r;
                 continue;
             }
+            if (s->kind == STREAM_TICKER && s->q[s->qhead].res >= 0)
+                hand_out_tick(s, due, tick);
             int r = deliver(s, queue_pop(s), buf);
             if (r != INT32_MIN)
                 return r;
