@@ -13,6 +13,7 @@
  * in for: its row says so, and the walk prints why.
  */
 #include "common/fault.h"
+#include "io/uapi.h"
 #include "test.h"
 
 #include <arpa/inet.h>
@@ -2707,6 +2708,34 @@ static void *main_op_counts(void *arg)
     ASSERT_EQ(c.issued, 1);
     ASSERT_EQ(c.completed, 1);
     ASSERT_EQ(c.failed, 0);
+
+    /* A read stream whose buffer ring runs dry ends with -ENOBUFS, as a
+     * RECV does: flow control (it re-arms once a buffer comes back), no
+     * failure. READ_MULTISHOT's was counted as one. */
+    if (weft_opcode_supported(WEFT__OP_READ_MULTISHOT)) {
+        weft_buf_ring *br;
+        ASSERT_OK(weft_buf_ring_create(&br, 1, 16));
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        weft_stream *s;
+        ASSERT_OK(weft_read_stream(&s, p[0], br));
+        weft_buf held, next;
+        ASSERT_EQ(write(p[1], "a", 1), 1);
+        ASSERT_EQ(weft_stream_next(s, &held), 1); /* the only buffer */
+        ASSERT_EQ(write(p[1], "b", 1), 1);
+        for (int i = 0; i < 10000 && counts_diff(WEFT__OP_READ_MULTISHOT, before).completed == 0;
+             i++)
+            ASSERT_OK(weft_sleep_ns(MS));
+        ASSERT_COUNTS(counts_diff(WEFT__OP_READ_MULTISHOT, before), 1, 1, 0, 0);
+        ASSERT_OK(weft_buf_release(&held));
+        ASSERT_EQ(weft_stream_next(s, &next), 1); /* armed again: "b" */
+        ASSERT_EQ(((const char *)next.data)[0], 'b');
+        ASSERT_OK(weft_buf_release(&next));
+        ASSERT_EQ(counts_diff(WEFT__OP_READ_MULTISHOT, before).issued, 2);
+        weft_stream_close(s);
+        close(p[0]);
+        close(p[1]);
+        ASSERT_OK(weft_buf_ring_destroy(br));
+    }
 
     /* The table and the JSON name the opcodes that were used. */
     weft_op_counts now[OPS_SLOTS];

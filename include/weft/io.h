@@ -741,8 +741,9 @@ typedef struct weft_op_counts {
                            outcomes that are normal for the opcode: a
                            timeout's -ETIME (it expired), a cancel's or
                            remove's -ENOENT / -EALREADY (its target had
-                           ended), a RECV's, RECVMSG's or READ's -ENOBUFS
-                           (its buffer ring was empty: a stream re-arms).
+                           ended), a RECV's, RECVMSG's, READ's or
+                           READ_MULTISHOT's -ENOBUFS (its buffer ring was
+                           empty: a stream re-arms).
                            A LINK_TIMEOUT whose op ended in time is
                            cancelled: that is its normal end. An accept
                            stopped by shutdown(2) ends with -EINVAL and

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/fault.h"
+#include "io/uapi.h"
 
 /* Every ring weft has set up in this process (weft__ring_is_weft). */
 static pthread_mutex_t listed_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -233,6 +234,7 @@ static bool normal_negative(unsigned opcode, int res)
     case IORING_OP_RECV:
     case IORING_OP_RECVMSG:
     case IORING_OP_READ:
+    case WEFT__OP_READ_MULTISHOT: /* a read stream's */
         return res == -ENOBUFS;
     case IORING_OP_TIMEOUT:
     case IORING_OP_LINK_TIMEOUT:
