@@ -872,6 +872,72 @@ TEST(a_stopped_accept_stream_leaves_the_rest_queued)
     run_main_one_worker(NULL, main_stop_accept_stream, NULL);
 }
 
+/* A stop whose cancel cannot go out (the task's deadline has passed, or
+ * no SQE) did not stop the stream: it says why, and the stream goes on as
+ * before, armed, until a stop that goes out. */
+static void *main_stop_that_fails(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    weft_buf_ring *br;
+    ASSERT_OK(weft_buf_ring_create(&br, 4, 64));
+    weft_stream *s;
+    ASSERT_OK(weft_recv_stream(&s, sv[0], br));
+    weft_buf b;
+    ASSERT_EQ(write(sv[1], "a", 1), 1);
+    ASSERT_EQ(weft_stream_next(s, &b), 1); /* armed in the kernel */
+    ASSERT_OK(weft_buf_release(&b));
+    ASSERT_OK(weft_deadline_push(weft_now_ns()));
+    ASSERT_EQ(weft_stream_stop(s), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    weft__fault_arm(WEFT_FAULT_SQE, 1);
+    ASSERT_EQ(weft_stream_stop(s), -EAGAIN);
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT_EQ(write(sv[1], "b", 1), 1);
+    ASSERT_EQ(weft_stream_next(s, &b), 1); /* not stopped: it goes on */
+    ASSERT_EQ(((const char *)b.data)[0], 'b');
+    ASSERT_OK(weft_buf_release(&b));
+    ASSERT_OK(weft_stream_stop(s));
+    ASSERT_EQ(weft_stream_next(s, &b), -ESHUTDOWN);
+    ASSERT_EQ(write(sv[1], "c", 1), 1);
+    char c = 0;
+    ASSERT_EQ(weft_recv(sv[0], &c, 1, 0), 1); /* the fd is the program's again */
+    ASSERT_EQ(c, 'c');
+    ASSERT_OK(weft_stream_close(s));
+    ASSERT_OK(weft_buf_ring_destroy(br));
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+TEST(a_stop_that_cannot_go_out_leaves_the_stream_going)
+{
+    run_main_one_worker(NULL, main_stop_that_fails, NULL);
+}
+
+/* weft_direct_give to a task that has finished: -ESRCH, and the
+ * descriptor stays the giver's. */
+static void *main_give_to_finished(void *arg)
+{
+    (void)arg;
+    int d = weft_socket(AF_INET, SOCK_STREAM, 0, WEFT_DIRECT);
+    ASSERT_GE(d, 0);
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, return_arg, NULL));
+    while (!weft_task_finished(t))
+        ASSERT_OK(weft_yield());
+    ASSERT_EQ(weft_direct_give(d, t), -ESRCH);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(stats_now().direct_fds, 1);
+    ASSERT_OK(weft_close(d));
+    return NULL;
+}
+TEST(a_descriptor_is_not_given_to_a_finished_task)
+{
+    weft_config cfg = {.direct_fds = 4};
+    run_main_one_worker(&cfg, main_give_to_finished, NULL);
+}
+
 /* ---- the cleanup policy --------------------------------------------------------- */
 
 static void *main_cleanup_fault(void *arg)
@@ -2049,4 +2115,6 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(two_resets_in_a_row_leave_no_stray_item), CASE(huge_ticker_periods_never_tick),
           CASE(ticks_that_come_early_are_held_to_their_grid_point),
           CASE(a_reset_hands_out_ticks_held_for_the_old_grid),
-          CASE(ticker_next_says_each_ticks_point_and_the_points_missed))
+          CASE(ticker_next_says_each_ticks_point_and_the_points_missed),
+          CASE(a_stop_that_cannot_go_out_leaves_the_stream_going),
+          CASE(a_descriptor_is_not_given_to_a_finished_task))

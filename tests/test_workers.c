@@ -564,7 +564,8 @@ TEST(ring_bound_objects_refuse_the_wrong_task_or_worker)
 typedef struct foreign_direct {
     weft_event made, tried;
     _Atomic bool is_made, is_tried;
-    int fd; /* the owner's, on worker 0 */
+    int fd;            /* the owner's, on worker 0 */
+    weft_buf_ring *br; /* the owner's too */
 } foreign_direct;
 
 /* A direct descriptor for a new file in /tmp holding text. */
@@ -585,6 +586,7 @@ static void *direct_owner_task(void *arg)
 {
     foreign_direct *f = arg;
     f->fd = direct_file("file-A");
+    ASSERT_OK(weft_buf_ring_create(&f->br, 4, 64));
     atomic_store(&f->is_made, true);
     weft_event_notify_all(&f->made);
     while (!atomic_load(&f->is_tried))
@@ -594,6 +596,8 @@ static void *direct_owner_task(void *arg)
     ASSERT_EQ(weft_read(f->fd, b, sizeof b, 0), 6);
     ASSERT(memcmp(b, "file-A", 6) == 0);
     ASSERT_OK(weft_close(f->fd));
+    ASSERT_EQ(weft_buf_ring_available(f->br), 4);
+    ASSERT_OK(weft_buf_ring_destroy(f->br));
     return NULL;
 }
 
@@ -625,6 +629,20 @@ static void *direct_foreign_task(void *arg)
     ASSERT_EQ(weft_direct_give(f->fd, child), -EBADF);
     ASSERT_OK(weft_join(child, NULL));
     ASSERT_EQ(weft_close(f->fd), -EBADF);
+    /* A buffer ring is the owner's ring's too: no stream, recv or destroy
+     * from here touches it. */
+    int sv[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    ASSERT_EQ(write(sv[1], "x", 1), 1);
+    weft_stream *st = (weft_stream *)&st;
+    ASSERT_EQ(weft_recv_stream(&st, sv[0], f->br), -EXDEV);
+    ASSERT(st == NULL);
+    weft_buf lease;
+    ASSERT_EQ(weft_recv_buf(sv[0], f->br, &lease), -EXDEV);
+    ASSERT_EQ(weft_buf_ring_destroy(f->br), -EXDEV);
+    ASSERT_EQ(recv(sv[0], b, sizeof b, MSG_DONTWAIT), 1); /* still there */
+    close(sv[0]);
+    close(sv[1]);
     /* This worker's own slot of that number is still B, and open. */
     ASSERT_EQ(weft_read(mine, b, sizeof b, 0), 6);
     ASSERT(memcmp(b, "file-B", 6) == 0);
