@@ -16,9 +16,13 @@
  *    listening socket: the kernel hands each connection to one of them, so
  *    --direct connections, which cannot move, are spread over the workers;
  *  - surviving EMFILE/ENFILE on accept (log once a second, back off, retry);
- *  - a clean stop on SIGINT/SIGTERM: a task reads a signalfd with weft_read
- *    and cancels the server task; the program prints the io_uring ops it
- *    issued, by opcode, and the runtime's stats, then exits 0.
+ *  - a clean stop on SIGINT/SIGTERM: the runtime catches them from its
+ *    start (weft_config.catch_signals), a task waits for one with
+ *    weft_signal_wait_any and cancels the server task; the program prints
+ *    the io_uring ops it issued, by opcode, and the runtime's stats, then
+ *    exits 0. (examples/proxy.c and cp.c show the other way: the signals
+ *    blocked in main and read from a signalfd, which also covers the time
+ *    before weft_run; docs/blocking.md compares the two.)
  *
  * usage: weft_echo [PORT] [--direct] [--multishot] [--per-worker] [--workers N]
  *   Listens on 127.0.0.1:PORT (default 7777). With PORT 0 the kernel picks a
@@ -42,7 +46,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <weft.h>
@@ -249,9 +252,12 @@ static void *server(void *arg)
 
 /* ---- start and stop ------------------------------------------------------ */
 
+/* What the runtime catches from its start (weft_config.catch_signals): a
+ * signal that comes before the watcher waits is kept for its wait. */
+static const int stop_signals[] = {SIGINT, SIGTERM};
+
 typedef struct app {
     int listen_fd;
-    int signal_fd;     /* SIGINT and SIGTERM, blocked and read from here */
     weft_task *server; /* NULL once joined */
 } app;
 
@@ -259,10 +265,9 @@ typedef struct app {
 static void *watch_signals(void *arg)
 {
     app *a = arg;
-    struct signalfd_siginfo si;
-    ssize_t n = weft_read(a->signal_fd, &si, sizeof si, WEFT_OFF_CURRENT);
-    if (n == (ssize_t)sizeof si && a->server) {
-        fprintf(stderr, "weft_echo: %s, stopping\n", strsignal((int)si.ssi_signo));
+    int signo = weft_signal_wait_any(NULL, 0); /* any of catch_signals */
+    if (signo > 0 && a->server) {
+        fprintf(stderr, "weft_echo: %s, stopping\n", strsignal(signo));
         weft_cancel(a->server);
     }
     return NULL;
@@ -271,6 +276,12 @@ static void *watch_signals(void *arg)
 static void *app_main(void *arg)
 {
     app *a = arg;
+    /* Said from the runtime, whose handlers are in: a script that stops
+     * the server once it reads this line cannot kill it unawares. */
+    if (opt.port == 0) {
+        printf("listening on %d\n", bound_port(a->listen_fd));
+        fflush(stdout);
+    }
     weft_spawn_opts server_opts = {.name = "server"}, watcher_opts = {.name = "signals"};
     int r = weft_spawn_ex(&a->server, &server_opts, server, (void *)(intptr_t)a->listen_fd);
     if (r < 0) {
@@ -325,27 +336,19 @@ int main(int argc, char **argv)
             usage();
     }
 
-    /* Before any thread exists (see stop_signals_fd). */
-    app a = {.signal_fd = stop_signals_fd()};
-    if (a.signal_fd < 0) {
-        perror("weft_echo: signalfd");
-        return 1;
-    }
-    a.listen_fd = listen_on(opt.port);
+    app a = {.listen_fd = listen_on(opt.port)};
     if (a.listen_fd < 0) {
         fprintf(stderr, "weft_echo: port %d: %s\n", opt.port, strerror(-a.listen_fd));
         return 1;
     }
-    if (opt.port == 0) {
-        printf("listening on %d\n", bound_port(a.listen_fd));
-        fflush(stdout);
-    }
 
-    weft_config cfg = {.workers = opt.workers, .direct_fds = DIRECT_FDS};
+    weft_config cfg = {.workers = opt.workers,
+                       .direct_fds = DIRECT_FDS,
+                       .catch_signals = stop_signals,
+                       .ncatch_signals = 2};
     void *failed = NULL;
     int r = weft_run(&cfg, app_main, &a, &failed);
     close(a.listen_fd);
-    close(a.signal_fd);
     if (r < 0) {
         fprintf(stderr, "weft_echo: weft_run: %s%s%s\n", weft_strerror(r), r == -EINVAL ? ": " : "",
                 r == -EINVAL ? weft_last_config_error() : "");

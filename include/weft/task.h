@@ -189,8 +189,11 @@ WEFT_API int weft_yield(void);
 WEFT_API int weft_yield_maybe(void);
 /* Registers fn(arg) to run when the calling task ends, however it ends
  * (return, cancellation, panic). Defers run last-in first-out, after the
- * task's children have finished. Returns 0, -EINVAL (NULL fn), -ENOMEM,
- * -EPERM. */
+ * task's children have finished. A task cancelled before its first run
+ * never runs, so it has registered none: cleanup of what its spawner
+ * handed it (a descriptor, a channel to close) goes in
+ * weft_spawn_opts.discard as well (docs/tasks.md). Returns 0, -EINVAL
+ * (NULL fn), -ENOMEM, -EPERM. */
 WEFT_API int weft_defer(void (*fn)(void *), void *arg);
 /* Ends the calling task with a formatted message: its defers run, then by
  * runtime policy the process aborts (default) or the task completes with
