@@ -482,6 +482,117 @@ TEST(children_inherit_the_spawners_queue)
     run_main_one_worker(&cfg, main_queue_inherit, NULL);
 }
 
+/* weft_self_set_queue: the task leaves its queue for another mid-life.
+ * The run before the move is charged to the old queue, every run after it
+ * to the new one; children spawned after it inherit the new queue, and
+ * those spawned before keep theirs. */
+static void *report_queue(void *arg)
+{
+    (void)arg;
+    return (void *)weft_self_queue();
+}
+
+static uint64_t service_of(const char *name)
+{
+    weft_queue_stats qs[3];
+    ASSERT_EQ(weft_stats_queues(qs, 3), 3);
+    for (int i = 0; i < 3; i++)
+        if (strcmp(qs[i].name, name) == 0)
+            return qs[i].service_ns;
+    FAILF("no queue %s", name);
+}
+
+static void *mover(void *arg)
+{
+    (void)arg;
+    ASSERT_STREQ(weft_self_queue(), "lo");
+    weft_task *before, *after;
+    ASSERT_OK(weft_spawn(&before, report_queue, NULL));
+    uint64_t lo0 = service_of("lo");
+    spin_us(5000);
+    ASSERT_OK(weft_self_set_queue("hi"));
+    ASSERT_STREQ(weft_self_queue(), "hi");
+    /* The 5 ms before the move went to "lo"... */
+    uint64_t lo1 = service_of("lo"), hi1 = service_of("hi");
+    ASSERT_GE(lo1 - lo0, 5000000);
+    ASSERT_OK(weft_spawn(&after, report_queue, NULL));
+    void *q;
+    ASSERT_OK(weft_join(before, &q));
+    ASSERT_STREQ((const char *)q, "lo");
+    ASSERT_OK(weft_join(after, &q));
+    ASSERT_STREQ((const char *)q, "hi");
+    /* ... and the 5 ms after it to "hi", none of it to "lo" (whose only
+     * other task, the first child, ended at once). */
+    uint64_t lo2 = service_of("lo");
+    spin_us(5000);
+    ASSERT_OK(weft_yield());
+    ASSERT_GE(service_of("hi") - hi1, 5000000);
+    ASSERT_LT(service_of("lo") - lo2, 5000000);
+    /* Already there: nothing to do. Unknown names move nothing. */
+    ASSERT_OK(weft_self_set_queue("hi"));
+    ASSERT_EQ(weft_self_set_queue("nope"), -EINVAL);
+    ASSERT_EQ(weft_self_set_queue(NULL), -EINVAL);
+    ASSERT_STREQ(weft_self_queue(), "hi");
+    return NULL;
+}
+
+static void *main_set_queue(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts lo = {.queue = "lo"};
+    weft_task *t;
+    ASSERT_OK(weft_spawn_ex(&t, &lo, mover, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    weft_queue_stats qs[3];
+    ASSERT_EQ(weft_stats_queues(qs, 3), 3);
+    ASSERT_EQ(qs[1].live, 0); /* lo */
+    ASSERT_EQ(qs[2].live, 0); /* hi */
+    return NULL;
+}
+TEST(a_task_moves_to_another_queue)
+{
+    ASSERT_EQ(weft_self_set_queue("main"), -EPERM);
+    weft_queue_spec qs[] = {{.name = "main", .weight = 1},
+                            {.name = "lo", .weight = 1, .policy = &weft_policy_las},
+                            {.name = "hi", .weight = 3, .policy = &weft_policy_qlas}};
+    weft_config cfg = {.queues = qs, .nqueues = 3};
+    run_main(&cfg, main_set_queue, NULL);
+}
+
+/* Two busy tasks spawned in "lo" share the CPU 1:1 until one moves itself
+ * to "hi" (weight 3 to 1): from then on the weights hold between them. */
+static void *busy_then_move(void *arg)
+{
+    ASSERT_OK(weft_self_set_queue("hi"));
+    return busy(arg);
+}
+
+static void *main_moved_weights(void *arg)
+{
+    (void)arg;
+    stop_at = weft_now_ns() + 600000000ull;
+    longest_burn_ns = 0;
+    weft_spawn_opts lo = {.queue = "lo"};
+    ASSERT_OK(weft_spawn_ex(NULL, &lo, busy, NULL));
+    ASSERT_OK(weft_spawn_ex(NULL, &lo, busy_then_move, NULL));
+    ASSERT_OK(weft_wait_children());
+    weft_queue_stats qs[3];
+    ASSERT_EQ(weft_stats_queues(qs, 3), 3);
+    weft_stats_print_queues(stdout, qs, 3);
+    double lo_ns = (double)qs[1].service_ns, hi_ns = (double)qs[2].service_ns;
+    double share = hi_ns / (lo_ns + hi_ns);
+    ASSERT_NEAR(share, 0.75, with_stalls(0.06, lo_ns + hi_ns));
+    return NULL;
+}
+TEST(a_moved_task_gets_its_new_queues_share)
+{
+    weft_queue_spec qs[] = {{.name = "main", .weight = 1},
+                            {.name = "lo", .weight = 1, .policy = &weft_policy_las},
+                            {.name = "hi", .weight = 3, .policy = &weft_policy_qlas}};
+    weft_config cfg = {.queues = qs, .nqueues = 3};
+    run_main_one_worker(&cfg, main_moved_weights, NULL);
+}
+
 static int failing_init(void *state, const void *config)
 {
     return -EDOM;
@@ -1086,7 +1197,8 @@ TEST(a_queue_with_nothing_to_spread_is_not_searched_at_every_slice)
     ASSERT_OK(weft_run(&cfg, main_pinned_queue, NULL, NULL));
 }
 
-TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_queue_that_slept_gets_no_burst),
+TEST_MAIN(CASE(weighted_queues_share_the_cpu), CASE(a_task_moves_to_another_queue),
+          CASE(a_moved_task_gets_its_new_queues_share), CASE(a_queue_that_slept_gets_no_burst),
           CASE(waking_heavy_queue_preempts_through_yield_maybe),
           CASE(yield_maybe_rarely_yields_when_not_due),
           CASE(yield_maybe_lets_the_ring_in_every_slice),

@@ -138,6 +138,17 @@ WEFT_API uint64_t weft_self_id(void);
 /* The name of the calling task's queue (weft_config.queues; "default"
  * without any), NULL outside a task. Valid for the runtime's life. */
 WEFT_API const char *weft_self_queue(void);
+/* Moves the calling task to the queue named name (weft_config.queues) and
+ * yields, so that it runs next in that queue's turn. What it ran so far is
+ * charged to the queue it leaves, what it runs from then on to the new
+ * one. Children it spawns afterwards inherit the new queue; those spawned
+ * before stay where they are. For a task whose kind of work is known only
+ * once it has started: a connection that turns out to be a bulk upload, a
+ * request that turns out to be a report. Returns 0 (at once, without a
+ * yield, when it is in that queue already), -EINVAL for NULL or a name no
+ * queue has, -EPERM outside a task. A cancelled task moves too, and sees
+ * its cancellation at its next blocking call. */
+WEFT_API int weft_self_set_queue(const char *name);
 
 /* ---- cancel handles -------------------------------------------------------
  * A cancel handle lets its holder cancel one task and see whether it has

@@ -1085,6 +1085,12 @@ static inline __attribute__((always_inline)) void run_task(weft__worker *w, weft
     }
     switch (w->reason) {
     case SWITCH_YIELD:
+        if (__builtin_expect(w->queue_move != 0, 0)) {
+            weft__sched_move(sched, t, w->queue_move - 1);
+            w->queue_move = 0;
+            weft__sched_push(sched, t, PUSH_QUEUE);
+            break;
+        }
         if (!weft__sched_push_fast(sched, t))
             weft__sched_push(sched, t, PUSH_QUEUE);
         break;

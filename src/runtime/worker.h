@@ -96,8 +96,12 @@ typedef struct weft__worker {
      * errands), which the task counts leave out. Sticky, all in queue 0. */
     uint64_t owned_uncounted;
     unsigned since_inject; /* picks since the inject queue was last looked at */
-    unsigned since_help;   /* polls since it last unlinked for the other workers */
-    pthread_t thread;      /* workers 1..N-1: their own threads */
+    /* weft_self_set_queue: the running task's new queue + 1 (0: none),
+     * applied when its yield comes back to the loop, after its run so far
+     * was charged to the queue it leaves. */
+    unsigned queue_move;
+    unsigned since_help; /* polls since it last unlinked for the other workers */
+    pthread_t thread;    /* workers 1..N-1: their own threads */
 
     /* What other threads write, and what they read in the same breath,
      * each group on cache lines of its own (the struct is allocated

@@ -431,6 +431,15 @@ void weft__sched_exit(weft__sched *s, weft_task *t)
         q->policy->exit(q->state, &t->entity);
 }
 
+void weft__sched_move(weft__sched *s, weft_task *t, unsigned queue)
+{
+    /* It leaves the old queue's policy as a finished task does (a LAS
+     * group loses a member), and is new to the other one's. */
+    weft__sched_exit(s, t);
+    t->queue = (uint8_t)queue;
+    s->queues[queue].live++;
+}
+
 bool weft__sched_should_yield(const weft__sched *s, uint64_t ran_ns)
 {
     return s->preempt || s->slice_used_ns + ran_ns >= s->slice_ns;

@@ -125,6 +125,9 @@ weft_task *weft__sched_pick(weft__sched *s, bool *need_poll);
 void weft__sched_charge(weft__sched *s, weft_task *t, uint64_t ran_ns);
 /* t finished. */
 void weft__sched_exit(weft__sched *s, weft_task *t);
+/* Moves t, which ran and is not queued, to another queue of s
+ * (weft_self_set_queue); the caller pushes it. */
+void weft__sched_move(weft__sched *s, weft_task *t, unsigned queue);
 /* Nothing is runnable: what wakes from now on became runnable after the
  * last run, not during it. */
 static inline void weft__sched_idle(weft__sched *s)

@@ -583,6 +583,26 @@ const char *weft_self_queue(void)
     return t ? w->sched.queues[t->queue].name : NULL;
 }
 
+int weft_self_set_queue(const char *name)
+{
+    weft__worker *w = weft__worker_self();
+    weft_task *t = w ? w->current : NULL;
+    if (!t)
+        return -EPERM;
+    if (!name)
+        return -EINVAL;
+    int q = weft__config_queue_index(&w->rt->cfg, name);
+    if (q < 0)
+        return -EINVAL;
+    if ((unsigned)q == t->queue)
+        return 0;
+    /* Not a direct yield: the move is made in the worker's loop, once the
+     * run so far has been charged to the old queue. */
+    w->queue_move = (unsigned)q + 1;
+    weft__worker_switch_out(w, t, SWITCH_YIELD);
+    return 0;
+}
+
 bool weft_cancelled(void)
 {
     weft_task *t = weft__task_current();
