@@ -1674,6 +1674,39 @@ TEST(ticker_next_says_each_ticks_point_and_the_points_missed)
     run_main_one_worker(NULL, main_ticker_next, NULL);
 }
 
+/* A slow ticker (one tick an arming) is armed again as its tick comes in.
+ * The kernel counts the new arming's period from its submission, so the
+ * submission cannot wait for the worker's next enter: a task that then
+ * holds the worker for several periods delayed it, and the next tick came
+ * a whole period after the worker was free. Now the tick whose point
+ * passed during the hold is there as soon as the worker looks, and the
+ * points after it that the hold took are skipped. */
+static void *main_ticker_rearmed_before_a_hold(void *arg)
+{
+    (void)arg;
+    const uint64_t p = 60 * MS; /* above WEFT_TICK_ARMING_NS / 2: one tick an arming */
+    weft_stream *t;
+    ASSERT_OK(weft_ticker(&t, p));
+    weft_tick first, tick;
+    ASSERT_OK(weft_ticker_next(t, &first)); /* and the next arming is made */
+    uint64_t hold_end = weft_now_ns() + 4 * p;
+    while (weft_now_ns() < hold_end) {
+    } /* the worker is held: no enter */
+    ASSERT_OK(weft_sleep_ns(MS));
+    ASSERT_GT(weft_stream_pending(t), 0); /* the tick of first + p came */
+    ASSERT_OK(weft_ticker_next(t, &tick));
+    ASSERT_EQ(tick.due_ns, first.due_ns + p);
+    ASSERT_OK(weft_ticker_next(t, &tick));
+    ASSERT_GT(tick.due_ns, hold_end);
+    ASSERT_GE(tick.missed, 2);
+    ASSERT_OK(weft_stream_close(t));
+    return NULL;
+}
+TEST(a_slow_tickers_arming_is_not_held_back_by_a_busy_worker)
+{
+    run_main_one_worker(NULL, main_ticker_rearmed_before_a_hold, NULL);
+}
+
 /* A reset whose re-arm (once the removed arming's -ECANCELED is in) finds
  * no SQE: the reset still succeeds, the ticker is left unarmed with
  * nothing queued, and the next pull arms it with the new period. */
@@ -2117,4 +2150,5 @@ TEST_MAIN(CASE(only_the_owner_closes_or_resets_a_stream),
           CASE(a_reset_hands_out_ticks_held_for_the_old_grid),
           CASE(ticker_next_says_each_ticks_point_and_the_points_missed),
           CASE(a_stop_that_cannot_go_out_leaves_the_stream_going),
-          CASE(a_descriptor_is_not_given_to_a_finished_task))
+          CASE(a_descriptor_is_not_given_to_a_finished_task),
+          CASE(a_slow_tickers_arming_is_not_held_back_by_a_busy_worker))

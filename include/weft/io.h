@@ -637,7 +637,9 @@ WEFT_API int weft_poll_stream(weft_stream **out, int fd, unsigned events);
  * quicker than it measured), and weft_stream_next then waits for the
  * point, interruptibly, the tick staying queued (docs/io.md, Tickers).
  * The grid starts when weft_ticker arms it. Ticks not yet pulled queue
- * up, and coalesce into one item once the queue is full. */
+ * up, and coalesce into one item once the queue (16 items) is full: an
+ * owner that was busy elsewhere gets the queued ones one after another,
+ * at once (weft_ticker_next says which point each stands for). */
 WEFT_API int weft_ticker(weft_stream **out, uint64_t period_ns);
 /* Changes a ticker's period (its arming is removed and armed again), from
  * the task that opened it (-EPERM for another task, -EXDEV on another

@@ -292,6 +292,15 @@ static int arm(weft_stream *s)
     s->op.counted = (uint8_t)(opcode + 1);
     s->armed = true;
     s->w->streams_live++;
+    /* A ticker's arming is planned from now, and the kernel counts its
+     * period from the submission: it goes in at once, not at the worker's
+     * next enter, which a task that keeps the worker may hold off for
+     * longer than a period. (A trial's 100 ms ticker, re-armed as its tick
+     * came in and the worker then held for 350 ms, ticked a whole period
+     * after the worker was free, with a stale grid point.) At most one
+     * system call an arming: 100 ms of ticks, or 64. */
+    if (s->kind == STREAM_TICKER)
+        (void)weft__ring_submit(r);
     return 0;
 }
 
