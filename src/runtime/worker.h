@@ -187,6 +187,7 @@ typedef struct weft__runtime {
     struct weft_task root;         /* parent of background and outside-spawned tasks */
     struct weft_task orphans;      /* adopts children under WEFT_ORPHANS_ADOPT */
     unsigned tree_lock;            /* a spinlock (common/spinlock.h); see task/tree.c */
+    uint64_t tree_cancel_steps;    /* tasks the subtree cancels went through (under the lock) */
     weft_task *main_task;
     _Atomic bool main_done;
     bool embedded;            /* driven by weft_executor_run */

@@ -247,7 +247,8 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     if ((load_state(parent) & TASK_CANCELLED) ||
         (parent == &rt->root && !(t->flags & (TASK_F_MAINTENANCE | TASK_F_UNCOUNTED)) &&
          atomic_load_explicit(&rt->main_done, memory_order_relaxed)))
-        atomic_fetch_or_explicit(&t->state, TASK_CANCELLED, memory_order_relaxed);
+        atomic_fetch_or_explicit(&t->state, TASK_CANCELLED | TASK_SUBTREE_CANCELLED,
+                                 memory_order_relaxed);
     weft__tree_link(parent, t);
     weft__tree_unlock(rt);
     if (!(internal_flags & TASK_F_UNCOUNTED))

@@ -44,8 +44,13 @@
 #define TASK_WAIT_KIDS     (1ull << 6)
 #define TASK_WAKE_MOVABLE  (1ull << 7)
 #define TASK_MOVING        (1ull << 8)
-#define TASK_REF_ONE       (1ull << 9)
-#define TASK_REF_MASK      (~(TASK_REF_ONE - 1))
+/* Cancelled together with everything below it (by a walk under the tree
+ * lock, or born cancelled, whose children are born cancelled in turn): a
+ * walk that cancels a subtree need not go below it. A panicking task is
+ * cancelled alone, without this bit. */
+#define TASK_SUBTREE_CANCELLED (1ull << 9)
+#define TASK_REF_ONE           (1ull << 10)
+#define TASK_REF_MASK          (~(TASK_REF_ONE - 1))
 
 /* Task flags beyond the public WEFT_TASK_* ones (high bits). `flags` is
  * fixed at spawn, so any thread may read it. */
