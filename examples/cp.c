@@ -155,6 +155,15 @@ static void *copier_task(void *arg)
     return NULL;
 }
 
+/* Gives DST its final length and makes it durable. */
+static int finish_dst(copy *c)
+{
+    if (c->end < c->size && ftruncate(c->dst, (off_t)c->end) < 0)
+        return fail(c, c->dst_path, -errno);
+    int r = weft_fsync(c->dst, 0);
+    return r < 0 ? fail(c, c->dst_path, r) : 0;
+}
+
 /* The copy job: the copiers are its children, so cancelling it cancels
  * them (and their ops in flight) and waits for them; that is also why they
  * may use the copiers array on this task's stack. */
@@ -175,6 +184,11 @@ static void *copy_job(void *arg)
         }
     }
     weft_wait_children();
+    /* Finished here, while the signal watcher still watches: a signal
+     * during the final fsync stops the copy too (the fsync runs to its
+     * end, and the job's join then says it was cancelled). */
+    if (c->err == 0 && !weft_cancelled())
+        finish_dst(c);
     return NULL;
 }
 
@@ -268,15 +282,6 @@ static int open_dst(copy *c, const struct statx *src, char *path, size_t path_si
     return 0;
 }
 
-/* Gives DST its final length and makes it durable. */
-static int finish_dst(copy *c)
-{
-    if (c->end < c->size && ftruncate(c->dst, (off_t)c->end) < 0)
-        return fail(c, c->dst_path, -errno);
-    int r = weft_fsync(c->dst, 0);
-    return r < 0 ? fail(c, c->dst_path, r) : 0;
-}
-
 /* Everything from opening SRC to the fsync of DST. Returns 0, -ECANCELED
  * when stopped by a signal, or the first error (recorded in c). */
 static int copy_file(app *a, copy *c, char *dst_path, size_t dst_path_size)
@@ -303,7 +308,7 @@ static int copy_file(app *a, copy *c, char *dst_path, size_t dst_path_size)
     c->first_slot = (unsigned)r;
     r = run_copy(a, c);
     weft_buffers_unregister(c->first_slot, COPIERS);
-    return r < 0 ? r : finish_dst(c);
+    return r;
 }
 
 static void *app_main(void *arg)
