@@ -72,9 +72,15 @@ TEST(outside_a_task_and_bad_input)
     weft_sem_release(&s);
     ASSERT_OK(weft_sem_try_acquire(&s));
     ASSERT_OK(weft_sem_init(&s, 2));
+    ASSERT_EQ(weft_sem_available(&s), 2);
     ASSERT_OK(weft_sem_try_acquire(&s));
+    ASSERT_EQ(weft_sem_available(&s), 1);
     ASSERT_OK(weft_sem_try_acquire(&s));
     ASSERT_EQ(weft_sem_try_acquire(&s), -EAGAIN);
+    ASSERT_EQ(weft_sem_available(&s), 0);
+    weft_sem_release(&s);
+    ASSERT_EQ(weft_sem_available(&s), 1);
+    ASSERT_EQ(weft_sem_available(NULL), 0);
     weft_sem_release(NULL);
 
     weft_event e = WEFT_EVENT_INIT;
@@ -472,7 +478,8 @@ static void *main_sem_basics(void *arg)
     settle();
     ASSERT_EQ(norder, 0);
     weft_sem_release(s);
-    ASSERT_EQ(weft_sem_try_acquire(s), -EAGAIN); /* handed to the first waiter */
+    ASSERT_EQ(weft_sem_available(s), 0);         /* handed to the first waiter, */
+    ASSERT_EQ(weft_sem_try_acquire(s), -EAGAIN); /* not left for the taking */
     settle();
     ASSERT_EQ(norder, 1);
     for (int i = 0; i < 3; i++)

@@ -224,6 +224,10 @@ WEFT_API WEFT_MUST_CHECK int weft_sem_try_acquire(weft_sem *s);
  * release with no waiter at a count of UINT_MAX is a bug: debug builds
  * abort, release builds drop the unit. */
 WEFT_API void weft_sem_release(weft_sem *s);
+/* Units available now (a snapshot: 0 while tasks wait), as weft_chan_len
+ * is for a channel: for stats, and for a check at the end of a program
+ * that every unit came back. 0 for NULL. Any thread. */
+WEFT_API unsigned weft_sem_available(weft_sem *s);
 
 /* ---- event ----------------------------------------------------------------
  * A notification point with one pending slot, so that no notification is

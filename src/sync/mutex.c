@@ -144,6 +144,16 @@ int weft_sem_acquire(weft_sem *s)
     return weft__waiter_park(&w, &s->_lock, &s->_waiters, true);
 }
 
+unsigned weft_sem_available(weft_sem *s)
+{
+    if (!s)
+        return 0;
+    weft__spin_lock(&s->_lock);
+    unsigned n = s->_count;
+    weft__spin_unlock(&s->_lock);
+    return n;
+}
+
 int weft_sem_try_acquire(weft_sem *s)
 {
     if (!s)
