@@ -292,6 +292,81 @@ TEST(bad_calls_are_refused)
     weft_reader_free(NULL);
 }
 
+/* Follow mode, on a file that grows (tail -f): the end is where the file
+ * ends now. A line without its delim waits for the rest; reads, fills and
+ * read_all see the end, and the next call reads what came since. Without
+ * follow the end is for good. */
+static void *main_follow(void *arg)
+{
+    (void)arg;
+    char path[] = "/tmp/weft-follow-XXXXXX";
+    int w = mkstemp(path);
+    ASSERT_GE(w, 0);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_OK(unlink(path));
+    weft_reader r;
+    ASSERT_OK(weft_reader_init(&r, fd, NULL, 64));
+    ASSERT_OK(weft_reader_follow(&r, true));
+    const char *line;
+    put(w, "a\nb");
+    ASSERT_EQ(weft_reader_until(&r, '\n', &line), 2);
+    ASSERT_STREQ(line_of(line, 2), "a\n");
+    ASSERT_EQ(weft_reader_until(&r, '\n', &line), 0); /* "b" waits for its end */
+    ASSERT_EQ(weft_reader_buffered(&r, NULL), 1);
+    ASSERT_EQ(weft_reader_until(&r, '\n', &line), 0); /* still nothing new */
+    put(w, "c\nd\n");
+    ASSERT_EQ(weft_reader_until(&r, '\n', &line), 3);
+    ASSERT_STREQ(line_of(line, 3), "bc\n");
+    ASSERT_EQ(weft_reader_until(&r, '\n', &line), 2);
+    ASSERT_STREQ(line_of(line, 2), "d\n");
+    ASSERT_EQ(weft_reader_until(&r, '\n', &line), 0);
+
+    /* A fill short of min at the end, then more. */
+    ASSERT_EQ(weft_reader_fill(&r, 4, &line), 0);
+    put(w, "xy");
+    ASSERT_EQ(weft_reader_fill(&r, 4, &line), 2);
+    put(w, "zw");
+    ASSERT_EQ(weft_reader_fill(&r, 4, &line), 4);
+    ASSERT_OK(weft_reader_consume(&r, 4));
+
+    /* Plain reads: 0 at the end, then what came. */
+    char b[8];
+    ASSERT_EQ(weft_reader_read(&r, b, sizeof b), 0);
+    put(w, "12");
+    ASSERT_EQ(weft_reader_read(&r, b, sizeof b), 2);
+    ASSERT(memcmp(b, "12", 2) == 0);
+    size_t done = 0;
+    put(w, "345");
+    ASSERT_EQ(weft_reader_read_all(&r, b, 5, &done), -ENODATA);
+    ASSERT_EQ(done, 3);
+    put(w, "67");
+    ASSERT_OK(weft_reader_read_all(&r, b, 2, &done));
+    ASSERT(memcmp(b, "67", 2) == 0);
+
+    /* Without follow the end is for good: what comes after is not read. */
+    ASSERT_OK(weft_reader_follow(&r, false));
+    put(w, "e");
+    ASSERT_EQ(weft_reader_until(&r, '\n', &line), 1); /* a last piece */
+    put(w, "f\n");
+    ASSERT_EQ(weft_reader_until(&r, '\n', &line), 0);
+    ASSERT_EQ(weft_reader_read(&r, b, sizeof b), 0);
+    /* Turned on again, it reads on from there. */
+    ASSERT_OK(weft_reader_follow(&r, true));
+    ASSERT_EQ(weft_reader_until(&r, '\n', &line), 2);
+    ASSERT_STREQ(line_of(line, 2), "f\n");
+    ASSERT_EQ(weft_reader_follow(NULL, true), -EINVAL);
+    weft_reader_free(&r);
+    close(fd);
+    close(w);
+    return NULL;
+}
+TEST(a_following_reader_reads_a_file_as_it_grows)
+{
+    run_main(NULL, main_follow, NULL);
+}
+
 TEST_MAIN(CASE(lines_split_across_reads_and_the_end_of_the_stream),
           CASE(records_at_the_buffers_limits), CASE(frames_by_header_and_body),
-          CASE(an_interrupted_read_consumes_nothing), CASE(bad_calls_are_refused))
+          CASE(an_interrupted_read_consumes_nothing), CASE(bad_calls_are_refused),
+          CASE(a_following_reader_reads_a_file_as_it_grows))

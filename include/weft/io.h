@@ -358,7 +358,7 @@ typedef struct weft_reader {
     int fd;
     char *buf;
     size_t cap, start, end; /* buf[start..end) is buffered */
-    bool eof, owned;
+    bool eof, owned, follow;
 } weft_reader;
 /* Sets r up to read fd through buf[0..cap), or, with buf NULL, through cap
  * bytes weft allocates (weft_reader_free gives them back). A line or a
@@ -367,6 +367,15 @@ typedef struct weft_reader {
 WEFT_API int weft_reader_init(weft_reader *r, int fd, void *buf, size_t cap);
 /* Frees the buffer weft allocated, if it did; not the fd. */
 WEFT_API void weft_reader_free(weft_reader *r);
+/* Follow mode (on: true), for a file that grows, as tail -f reads it: the
+ * end of the file is where the file ends now, not for good. A call that
+ * meets it returns what it would at the end (0, -ENODATA, a short fill)
+ * and the next call reads again; weft_reader_until keeps a last line
+ * without its delim buffered until the rest of it comes (it is not handed
+ * out as a last piece). Waiting for the file to grow is the caller's (a
+ * ticker, inotify). A file truncated or replaced under the reader is the
+ * caller's to notice too (statx, then a new reader). 0, -EINVAL for NULL. */
+WEFT_API int weft_reader_follow(weft_reader *r, bool on);
 /* The next line, or any record that ends with delim: *out points at its
  * bytes, delim included, in the reader's buffer, valid until the next call
  * on r (not NUL-terminated: use the count, or copy before str* calls);

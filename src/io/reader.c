@@ -27,6 +27,23 @@ int weft_reader_init(weft_reader *r, int fd, void *buf, size_t cap)
     return 0;
 }
 
+int weft_reader_follow(weft_reader *r, bool on)
+{
+    if (!r)
+        return -EINVAL;
+    r->follow = on;
+    r->eof = false; /* an end seen before is no end now */
+    return 0;
+}
+
+/* The end of the stream met by a call: for good, or in follow mode only
+ * for that call. */
+static void forget_end_if_following(weft_reader *r)
+{
+    if (r->follow)
+        r->eof = false;
+}
+
 void weft_reader_free(weft_reader *r)
 {
     if (!r)
@@ -81,6 +98,10 @@ ssize_t weft_reader_until(weft_reader *r, int delim, const char **out)
         char *from = r->buf + r->start;
         char *hit = memchr(from + scanned, delim, buffered(r) - scanned);
         size_t n = hit ? (size_t)(hit - from) + 1 : 0;
+        if (!hit && r->eof && r->follow) {
+            r->eof = false; /* the rest of the line may come yet: it stays */
+            return 0;
+        }
         if (!hit && r->eof)
             n = buffered(r); /* the last piece, without its delim; 0 at the end */
         if (hit || r->eof) {
@@ -111,6 +132,7 @@ ssize_t weft_reader_fill(weft_reader *r, size_t min, const char **out)
         if (e)
             return e;
     }
+    forget_end_if_following(r);
     *out = r->buf + r->start;
     return (ssize_t)buffered(r);
 }
@@ -135,13 +157,14 @@ ssize_t weft_reader_read(weft_reader *r, void *dst, size_t n)
     if (!buffered(r) && !r->eof) {
         if (n >= r->cap) { /* no use copying twice */
             ssize_t got = weft_read(r->fd, dst, n, WEFT_OFF_CURRENT);
-            if (got == 0)
+            if (got == 0 && !r->follow)
                 r->eof = true;
             return got;
         }
         e = read_more(r);
         if (e)
             return e;
+        forget_end_if_following(r);
     }
     size_t take = buffered(r) < n ? buffered(r) : n;
     memcpy(dst, r->buf + r->start, take);
@@ -171,7 +194,7 @@ int weft_reader_read_all(weft_reader *r, void *dst, size_t n, size_t *done)
         return -ENODATA;
     size_t more = 0;
     e = weft_read_all(r->fd, (char *)dst + take, n - take, WEFT_OFF_CURRENT, &more);
-    if (e == -ENODATA)
+    if (e == -ENODATA && !r->follow)
         r->eof = true;
     if (done)
         *done = take + more;
