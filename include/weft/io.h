@@ -265,6 +265,9 @@ WEFT_API int weft_fallocate(int fd, int mode, uint64_t off, uint64_t len);
 WEFT_API int weft_fadvise(int fd, uint64_t off, uint64_t len, int advice);
 WEFT_API int weft_madvise(void *addr, size_t len, int advice);
 WEFT_API int weft_ftruncate(int fd, uint64_t len);
+/* fstat of an open fd: weft_statx(fd, "", AT_EMPTY_PATH, mask, &st). A NULL
+ * path is the kernel's -EFAULT here, as io_uring's STATX has it (statx(2)
+ * takes NULL since Linux 6.11). */
 WEFT_API int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *out);
 WEFT_API int weft_renameat(int olddfd, const char *oldpath, int newdfd, const char *newpath,
                            unsigned flags);
