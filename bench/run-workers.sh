@@ -148,6 +148,13 @@ awk -v workers="$workers" '
                     ml2[i], pn[j], show(mp[i], mk[i]), show(peer, pk), r
             }
         }
+        # The pinned ping-pong's floor on this machine: one cache line there
+        # and back between two plain threads. Context, not a target.
+        k = "channel_pingpong_cross_ns_per_roundtrip"
+        fk = "cache_line_roundtrip_ns"
+        if (has("os", fk))
+            printf "| channel ping-pong ns/round trip (pinned on workers 0 and 1), vs one cache line there and back (two plain threads) | %s | %s | %s | (context) | n/a |\n",
+                show("weft@2", k), show("os", fk), has("weft@2", k) ? rat(get("weft@2", k), get("os", fk)) : "n/a"
         k = "wake_parked_p99_us"
         fk = "wake_parked_eventfd_p99_us"
         printf "| cross-worker wake p99 µs (woken worker parked), vs two plain threads (eventfd) | %s | %s | %s | ≤ 50 µs | %s |\n",

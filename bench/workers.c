@@ -14,7 +14,11 @@
  *             ..._cross_... with one task pinned on worker 0 and the other
  *             on worker 1; then ..._owner_... placed by the runtime with
  *             wake_placement WEFT_WAKE_TO_OWNER, where every wake goes to
- *             the task's own worker
+ *             the task's own worker. Then the floor the machine sets for
+ *             the pinned case, without weft: two plain threads passing one
+ *             cache line back and forth (each spins until the line says it
+ *             is its turn): "os threads=2 cache_line_roundtrip_ns". A
+ *             message each way between two cores moves at least that.
  *   wake      cross-worker wake latency: a task on worker 1 waits on a
  *             weft_event, a task on worker 0 notifies it; latency = the
  *             waiter's clock after it resumes minus the notifier's clock just
@@ -491,6 +495,43 @@ static void wake_floor(void)
     fflush(stdout);
 }
 
+/* ---- cache line floor: what one line there and back costs --------------- */
+
+#define LINE_ROUNDS 1000000
+
+static _Alignas(64) atomic_int line_turn;
+
+static void *line_other(void *unused)
+{
+    (void)unused;
+    for (int i = 0; i < LINE_ROUNDS; i++) {
+        while (atomic_load_explicit(&line_turn, memory_order_acquire) != 1) {
+        }
+        atomic_store_explicit(&line_turn, 0, memory_order_release);
+    }
+    return NULL;
+}
+
+/* The pinned ping-pong's floor: its two tasks run on two cores, and each
+ * message moves at least the lines it is written in between them. */
+static void line_floor(void)
+{
+    atomic_store(&line_turn, 0);
+    pthread_t t;
+    if (pthread_create(&t, NULL, line_other, NULL) != 0)
+        die("line floor: pthread_create", -EAGAIN);
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < LINE_ROUNDS; i++) {
+        atomic_store_explicit(&line_turn, 1, memory_order_release);
+        while (atomic_load_explicit(&line_turn, memory_order_acquire) != 0) {
+        }
+    }
+    uint64_t t1 = now_ns();
+    pthread_join(t, NULL);
+    printf("os threads=2 cache_line_roundtrip_ns=%.1f\n", (double)(t1 - t0) / LINE_ROUNDS);
+    fflush(stdout);
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -540,6 +581,7 @@ int main(int argc, char **argv)
         wake_placement = WEFT_WAKE_TO_OWNER;
         run_with_workers(2, pingpong_main, NULL, "pingpong");
         wake_placement = WEFT_WAKE_TO_WAKER;
+        line_floor();
     }
     if (want[2]) {
         run_with_workers(2, wake_main, NULL, "wake");
