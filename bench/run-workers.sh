@@ -148,7 +148,7 @@ awk -v workers="$workers" '
                     ml2[i], pn[j], show(mp[i], mk[i]), show(peer, pk), r
             }
         }
-        # The pinned ping-pong's floor on this machine: one cache line there
+        # The floor of the pinned ping-pong on this machine: one cache line there
         # and back between two plain threads. Context, not a target.
         k = "channel_pingpong_cross_ns_per_roundtrip"
         fk = "cache_line_roundtrip_ns"
