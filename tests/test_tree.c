@@ -767,6 +767,78 @@ TEST(a_deep_chain_ends_in_linear_time_when_cancelled)
     run_main_one_worker(NULL, main_deep_chain, NULL);
 }
 
+/* An orphan's descendant S that cancels the orphans is spared, and so its
+ * ancestor A, cancelled by that walk, is not cancelled with its whole
+ * subtree: a later weft_cancel(A) must still reach S. Marking A as
+ * cancelled whole (ae4f424) made the later walk stop at A (found by a
+ * review). A joins S inside a shield, so its own end does not cancel S. */
+static weft_cancel_handle *spared_a_handle;
+static _Atomic int spared_a_ready, spared_s_done, spared_maker_done;
+static _Atomic int spared_s_saw_cancel = -1;
+
+static void *spared_s_fn(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&spared_maker_done))
+        weft_sleep_ns(100000);
+    weft_cancel_stats st;
+    ASSERT_OK(weft_cancel_orphans(&st)); /* cancels A, spares S */
+    ASSERT(!weft_cancelled());
+    atomic_store(&spared_s_done, 1);
+    /* Wait up to 2 s for the cancel of A's subtree to reach S. */
+    uint64_t end = weft_now_ns() + 2000000000ull;
+    while (!weft_cancelled() && weft_now_ns() < end)
+        (void)weft_sleep_ns(1000000);
+    atomic_store(&spared_s_saw_cancel, weft_cancelled() ? 1 : 0);
+    return NULL;
+}
+
+static void *spared_a_fn(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_cancel_handle_self(&spared_a_handle));
+    ASSERT_OK(weft_shield_push());
+    weft_task *s;
+    ASSERT_OK(weft_spawn(&s, spared_s_fn, NULL));
+    atomic_store(&spared_a_ready, 1);
+    (void)weft_join(s, NULL); /* shielded: waits for S whatever happens to A */
+    ASSERT_OK(weft_shield_pop());
+    return NULL;
+}
+
+static void *spared_p_fn(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_spawn(NULL, spared_a_fn, NULL));
+    while (!atomic_load(&spared_a_ready))
+        weft_yield();
+    return NULL; /* A becomes an orphan */
+}
+
+static void *main_spared_orphan(void *arg)
+{
+    (void)arg;
+    weft_task *p;
+    ASSERT_OK(weft_spawn(&p, spared_p_fn, NULL));
+    ASSERT_OK(weft_join(p, NULL));
+    atomic_store(&spared_maker_done, 1);
+    while (!atomic_load(&spared_s_done))
+        weft_sleep_ns(100000);
+    /* Cancel A and everything below it. */
+    ASSERT_OK(weft_cancel_via(spared_a_handle));
+    while (atomic_load(&spared_s_saw_cancel) < 0)
+        weft_sleep_ns(1000000);
+    weft_cancel_handle_drop(spared_a_handle);
+    ASSERT_EQ(atomic_load(&spared_s_saw_cancel), 1);
+    return NULL;
+}
+
+TEST(cancel_of_an_ancestor_reaches_a_task_spared_by_cancel_orphans)
+{
+    weft_config cfg = {.orphans = WEFT_ORPHANS_ADOPT};
+    run_main(&cfg, main_spared_orphan, NULL);
+}
+
 TEST_MAIN(CASE(background_orphans_are_cancelled_at_shutdown),
           CASE(a_defer_that_sleeps_keeps_the_result), CASE(children_spawned_by_a_defer_are_awaited),
           CASE(cancel_children_under_adopt_awaits_grandchildren),
@@ -782,4 +854,5 @@ TEST_MAIN(CASE(background_orphans_are_cancelled_at_shutdown),
           CASE(an_orphan_that_cancels_the_orphans_counts_but_spares_itself),
           CASE(cancel_apis_outside_a_task), CASE(wait_children_is_a_nursery_join),
           CASE(wait_children_honours_deadlines),
-          CASE(a_deep_chain_ends_in_linear_time_when_cancelled))
+          CASE(a_deep_chain_ends_in_linear_time_when_cancelled),
+          CASE(cancel_of_an_ancestor_reaches_a_task_spared_by_cancel_orphans))

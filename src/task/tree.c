@@ -153,26 +153,19 @@ static weft_task *next_in_subtree(weft_task *n, const weft_task *top)
     return n->first_child ? n->first_child : next_past_subtree(n, top);
 }
 
-/* Requests cancellation of one task, whose subtree the caller's walk
- * cancels too; true if this call newly cancelled it. *prev gets the state
- * before. */
-static bool cancel_one_prev(weft_task *t, uint64_t *prev)
+/* Requests cancellation of one task; true if this call newly cancelled it.
+ * `mark` is TASK_SUBTREE_CANCELLED when the caller's walk cancels the
+ * task's whole subtree too, else 0. *prev gets the state before. */
+static bool cancel_one_prev(weft_task *t, uint64_t mark, uint64_t *prev)
 {
     *prev = 0;
     if (t->flags & (TASK_F_ROOT | TASK_F_MAINTENANCE))
         return false;
-    *prev = atomic_fetch_or_explicit(&t->state, TASK_CANCELLED | TASK_SUBTREE_CANCELLED,
-                                     memory_order_acq_rel);
+    *prev = atomic_fetch_or_explicit(&t->state, TASK_CANCELLED | mark, memory_order_acq_rel);
     if (*prev & (TASK_CANCELLED | TASK_COMPLETE))
         return false;
     weft__task_wake(t);
     return true;
-}
-
-static bool cancel_one(weft_task *t)
-{
-    uint64_t prev;
-    return cancel_one_prev(t, &prev);
 }
 
 /* A subtree already cancelled whole is passed over: each task that ends
@@ -184,7 +177,7 @@ static void cancel_subtree(weft__runtime *rt, weft_task *t, weft_cancel_stats *s
     for (weft_task *n = t; n;) {
         uint64_t prev;
         rt->tree_cancel_steps++;
-        if (cancel_one_prev(n, &prev) && stats)
+        if (cancel_one_prev(n, TASK_SUBTREE_CANCELLED, &prev) && stats)
             stats->cancelled++;
         n = prev & TASK_SUBTREE_CANCELLED ? next_past_subtree(n, t) : next_in_subtree(n, t);
     }
@@ -238,16 +231,27 @@ static bool selected(const weft_task *t, select_mode mode, const char *const *ta
     return false;
 }
 
-/* Counts one task of a walk as visited and, if `cancel`, cancels it; false
- * for one the walks pass over. */
-static bool visit(weft_task *n, bool cancel, const weft_task *self, weft_cancel_stats *s)
+/* Counts one task of a walk as visited and, if `cancel`, cancels it (with
+ * `mark`: cancel_one_prev); false for one the walks pass over. */
+static bool visit(weft_task *n, bool cancel, uint64_t mark, const weft_task *self,
+                  weft_cancel_stats *s)
 {
+    uint64_t prev;
     if ((n->flags & TASK_F_MAINTENANCE) || weft_task_finished(n))
         return false;
     s->visited++;
-    if (cancel && n != self && cancel_one(n))
+    if (cancel && n != self && cancel_one_prev(n, mark, &prev))
         s->cancelled++;
     return true;
+}
+
+/* Whether t lies below top. */
+static bool is_below(const weft_task *t, const weft_task *top)
+{
+    for (const weft_task *a = t->parent; a; a = a->parent)
+        if (a == top)
+            return true;
+    return false;
 }
 
 /* Visits every live descendant of top; each selected one is cancelled with
@@ -270,15 +274,19 @@ static int cancel_where(weft_task *top, select_mode mode, const char *const *tag
     weft__runtime *rt = weft__worker_self()->rt;
     bool by_tag = mode == SELECT_TAG_ANY || mode == SELECT_TAG_ALL;
     weft__tree_lock(rt);
+    /* The caller is spared: where it lies in the walked tree (an orphan
+     * cancelling the orphans), the tasks above it are cancelled without
+     * their whole subtree, and a later walk must still go below them. */
+    uint64_t mark = is_below(self, top) ? 0 : TASK_SUBTREE_CANCELLED;
     weft_task *n = top->first_child;
     while (n) {
         bool hit = n != self && selected(n, mode, tags);
-        if (!visit(n, hit, self, &local) || !hit || !by_tag) {
+        if (!visit(n, hit, mark, self, &local) || !hit || !by_tag) {
             n = next_in_subtree(n, top);
             continue;
         }
         for (weft_task *m = next_in_subtree(n, n); m; m = next_in_subtree(m, n))
-            visit(m, true, self, &local);
+            visit(m, true, mark, self, &local);
         n = next_past_subtree(n, top);
     }
     weft__tree_unlock(rt);
