@@ -191,7 +191,12 @@ WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64
  * or any two in flight at once) may both start at the same place, and
  * one write then lands on the other. Share a file position behind a
  * weft_mutex, or open with O_APPEND (writes go at the end, whole), or
- * give each op its offset (docs/io.md). */
+ * give each op its offset (docs/io.md). Not for O_DIRECT files: io_uring
+ * does not advance the position after a direct read or write that
+ * completes asynchronously (Linux 6.18), so each op starts at the same
+ * place (three writes of 4 KiB landed on one another). Give O_DIRECT ops
+ * their offsets; the same goes for the *_all calls and weft_reader, which
+ * read or write at WEFT_OFF_CURRENT when asked to. */
 #define WEFT_OFF_CURRENT ((uint64_t)-1)
 /* Writes past RLIMIT_FSIZE raise SIGXFSZ, as write(2) does, which ends
  * the process unless it is ignored or caught; then the write stops short
@@ -484,9 +489,11 @@ WEFT_API int weft_poll(int fd, unsigned events);
  * has reaped nothing: an exit it took is returned as its result
  * instead, so no exit is lost (docs/blocking.md, Child processes). */
 WEFT_API int weft_waitid(int idtype, int id, void *info, int options);
-/* futex2 calls (FUTEX2_SIZE_U32 | FUTEX2_PRIVATE when flags is 0). wait
- * returns 0 when woken, -EAGAIN if *addr != val; wake returns how many it
- * woke. */
+/* futex2 calls (FUTEX2_SIZE_U32 | FUTEX2_PRIVATE when flags is 0; a mask of
+ * 0 is FUTEX_BITSET_MATCH_ANY). wait returns 0 when woken, -EAGAIN if
+ * *addr != val; wake returns how many it woke, at most n, and any n past
+ * INT_MAX (UINT64_MAX, UINT32_MAX) wakes them all: the kernel counts in an
+ * int. */
 WEFT_API int weft_futex_wait(uint32_t *addr, uint64_t val, uint64_t mask, unsigned flags);
 WEFT_API int weft_futex_wake(uint32_t *addr, uint64_t n, uint64_t mask, unsigned flags);
 /* Returns the index of the futex that woke. */

@@ -1,6 +1,7 @@
 /* Typed wrappers for the opcodes newer than liburing 2.3 (6.7 .. 6.16),
  * prepared from the kernel UAPI by io/uapi.h; see weft/io.h. */
 #include <errno.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <string.h>
 #include <weft/io.h>
@@ -120,6 +121,10 @@ int weft_futex_wait(uint32_t *addr, uint64_t val, uint64_t mask, unsigned flags)
 
 int weft_futex_wake(uint32_t *addr, uint64_t n, uint64_t mask, unsigned flags)
 {
+    /* The kernel takes the count as an int: UINT64_MAX was -EINVAL, and
+     * UINT32_MAX (-1 there) woke one. Any count past INT_MAX means all. */
+    if (n > INT_MAX)
+        n = INT_MAX;
     IO_BEGIN(WEFT__OP_FUTEX_WAKE);
     weft__prep_futex_wake(sqe, addr, n, mask ? mask : FUTEX_BITSET_MATCH_ANY, futex_flags(flags));
     return IO_WAIT();
