@@ -111,7 +111,26 @@ uint64_t weft__tick_schedule_tick(weft__tick_schedule *ts, uint64_t now)
         ts->first_tick = now;
     if (!ts->first_due)
         return 0; /* an arming planned before the last set: no grid point */
-    return sat_add(ts->first_due, sat_mul(ts->seen++, ts->period));
+    uint64_t p = ts->period, i = ts->seen++;
+    uint64_t due = sat_add(ts->first_due, sat_mul(i, p));
+    /* When the arming's plan has the tick come: a tick may come well
+     * after its point by plan (an arming that catches up starts late by
+     * up to a period, and brings its ticks closer together). */
+    uint64_t planned = sat_add(ts->armed_at, sat_mul(i + 1, sat_add(ts->arming_period, ts->lag)));
+    if (now >= due && now - due >= p && now >= planned && now - planned >= p) {
+        /* A whole period later than planned, and as late after its
+         * point: the worker was held. The tick stands for the last grid
+         * point passed, and the arming's later ticks follow on from it,
+         * as the next arming would have them: labelled one by one, the
+         * rest of the arming (up to 64 ticks) went on naming points from
+         * before the hold, and the points it skipped showed only at the
+         * next arming (a review found it). */
+        uint64_t skip = sat_mul((now - due) / p, p);
+        ts->first_due = sat_add(ts->first_due, skip);
+        ts->due = sat_add(ts->due, skip);
+        due = sat_add(due, skip);
+    }
+    return due;
 }
 
 void weft__tick_schedule_ended(weft__tick_schedule *ts, uint64_t now)

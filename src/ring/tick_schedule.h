@@ -44,7 +44,9 @@ void weft__tick_schedule_set(weft__tick_schedule *ts, uint64_t period);
 uint64_t weft__tick_schedule_arm(weft__tick_schedule *ts, uint64_t now, unsigned *ticks);
 /* A tick of the planned arming came at now: returns its grid point, which
  * now may be short of (the arming's period has the lag estimate taken off:
- * weft_stream_next holds such a tick back until its point), or 0 for a
+ * weft_stream_next holds such a tick back until its point), the last
+ * point passed for a tick a whole period late (the arming's later ticks
+ * follow on from it), or 0 for a
  * tick of an arming planned before the last weft__tick_schedule_set (a
  * reset's old arming: its grid is gone, and the tick is not held). */
 uint64_t weft__tick_schedule_tick(weft__tick_schedule *ts, uint64_t now);
