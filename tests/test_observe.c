@@ -1458,6 +1458,12 @@ TEST(delay_quantiles_name_the_bucket_edge)
     weft_queue_stats q;
     memset(&q, 0, sizeof q);
     ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.5), 0);
+    /* None recorded (stats off): the table says so, not "0us". */
+    q.name = "none";
+    char *none = queues_printed(weft_stats_print_queues, &q, 1);
+    const char *none_row = strchr(none, '\n');
+    ASSERT(none_row && strstr(none_row, "        n/a        n/a\n"));
+    free(none);
     q.delay_hist[10] = 1;
     q.delay_count = 1;
     ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.99), 2048);

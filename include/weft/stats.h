@@ -117,7 +117,8 @@ WEFT_API void weft_stats_print(FILE *f, const weft_stats *s);
 WEFT_API void weft_stats_print_json(FILE *f, const weft_stats *s);
 /* Writes the queues as a table (run-share: the share of the time tasks ran,
  * not of the CPU, against the share of weight; runs, slices, preemptions,
- * p50/p99 queue delay) / as a JSON array. */
+ * p50/p99 queue delay, "n/a" where none was recorded: weft_config.stats
+ * off, or no run) / as a JSON array. */
 WEFT_API void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n);
 WEFT_API void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n);
 /* Writes the runtime's live task tree to f: a line per task (id, name,

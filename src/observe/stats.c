@@ -323,8 +323,12 @@ void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n)
         fprintf(f, " %7u %7.1f%% %8.1f%% %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64,
                 q[i].weight, 100 * q[i].weight_share, 100 * q[i].service_share, q[i].runs,
                 q[i].slices, q[i].slice_exhaustions, q[i].preemptions);
-        print_delay(f, weft_queue_stats_delay_quantile(&q[i], 0.5));
-        print_delay(f, weft_queue_stats_delay_quantile(&q[i], 0.99));
+        if (q[i].delay_count) {
+            print_delay(f, weft_queue_stats_delay_quantile(&q[i], 0.5));
+            print_delay(f, weft_queue_stats_delay_quantile(&q[i], 0.99));
+        } else { /* none recorded (stats off, or nothing ran): not 0 us */
+            fprintf(f, " %10s %10s", "n/a", "n/a");
+        }
         fputc('\n', f);
     }
 }
