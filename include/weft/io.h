@@ -380,7 +380,9 @@ WEFT_API void weft_reader_free(weft_reader *r);
  * meets it returns what it would at the end (0, -ENODATA, a short fill)
  * and the next call reads again; weft_reader_until keeps a last line
  * without its delim buffered until the rest of it comes (it is not handed
- * out as a last piece). Waiting for the file to grow is the caller's (a
+ * out as a last piece), while weft_reader_read_all's -ENODATA has taken
+ * *done bytes into dst, as always: ask for the rest into dst + *done.
+ * Waiting for the file to grow is the caller's (a
  * ticker, inotify). A file truncated or replaced under the reader is the
  * caller's to notice too (statx, then a new reader). 0, -EINVAL for NULL. */
 WEFT_API int weft_reader_follow(weft_reader *r, bool on);
