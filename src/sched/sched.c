@@ -434,7 +434,8 @@ void weft__sched_exit(weft__sched *s, weft_task *t)
 void weft__sched_move(weft__sched *s, weft_task *t, unsigned queue)
 {
     /* It leaves the old queue's policy as a finished task does (a LAS
-     * group loses a member), and is new to the other one's. */
+     * group loses a member), and comes to the other one's as a task handed
+     * over from another worker does, with the service it has had. */
     weft__sched_exit(s, t);
     t->queue = (uint8_t)queue;
     s->queues[queue].live++;
