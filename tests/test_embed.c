@@ -79,6 +79,46 @@ TEST(a_host_spawn_makes_the_fd_readable)
     weft_executor_destroy(ex);
 }
 
+/* weft_self_set_queue inside an executor: the move is made by the loop
+ * weft_executor_run drives, as by a worker's; the task runs on in its
+ * new queue, and a child spawned after the move inherits it. */
+static void *child_queue(void *arg)
+{
+    (void)arg;
+    return (void *)weft_self_queue();
+}
+
+static void *moves_queue(void *arg)
+{
+    (void)arg;
+    if (strcmp(weft_self_queue(), "ui") != 0)
+        return (void *)1;
+    if (weft_self_set_queue("bulk") != 0 || strcmp(weft_self_queue(), "bulk") != 0)
+        return (void *)2;
+    weft_task *c;
+    void *q = NULL;
+    if (weft_spawn(&c, child_queue, NULL) != 0 || weft_join(c, &q) != 0)
+        return (void *)3;
+    return strcmp((const char *)q, "bulk") == 0 ? NULL : (void *)4;
+}
+
+TEST(a_task_of_an_executor_moves_to_another_queue)
+{
+    weft_queue_spec qs[] = {{.name = "ui", .weight = 10}, {.name = "bulk", .weight = 1}};
+    weft_config cfg = {.queues = qs, .nqueues = 2};
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, &cfg));
+    weft_task *t;
+    weft_spawn_opts o = {.queue = "ui"};
+    ASSERT_OK(weft_executor_spawn(ex, &t, &o, moves_queue, NULL));
+    for (int i = 0; i < 1000 && !weft_task_finished(t); i++)
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    void *res = (void *)-1;
+    ASSERT_OK(weft_executor_try_join(ex, t, &res));
+    ASSERT_EQ((intptr_t)res, 0);
+    weft_executor_destroy(ex);
+}
+
 TEST(run_returns_the_next_deadline)
 {
     weft_executor *ex;
@@ -1043,8 +1083,9 @@ TEST_MAIN(CASE(bad_calls_are_refused), CASE(not_from_inside_a_task),
           CASE(budget_bounds_a_run_of_yield_maybe_loops),
           CASE(the_host_joins_finished_tasks_without_waiting),
           CASE(a_host_spawn_makes_the_fd_readable), CASE(run_reports_a_far_timer_as_no_deadline),
-          CASE(a_huge_budget_is_no_limit), CASE(run_returns_the_next_deadline),
-          CASE(budget_bounds_a_run), CASE(destroy_cancels_and_awaits_everything),
+          CASE(a_task_of_an_executor_moves_to_another_queue), CASE(a_huge_budget_is_no_limit),
+          CASE(run_returns_the_next_deadline), CASE(budget_bounds_a_run),
+          CASE(destroy_cancels_and_awaits_everything),
           CASE(budget_bounds_a_run_fed_by_outside_spawns), CASE(two_executors_on_one_thread),
           CASE(records_detached_by_the_host_are_reused), CASE(embedded_tasks_do_io),
           CASE(runtime_spawn_from_another_thread_wakes_the_host),
