@@ -744,6 +744,8 @@ TEST(host_thread_blocking_channel_calls_are_refused)
     int v = 7;
     ASSERT_EQ(weft_chan_send_blocking(c, &v), -EDEADLK);
     ASSERT_EQ(weft_chan_recv_blocking(c, &v), -EDEADLK);
+    weft_select_case sc = {.op = WEFT_SELECT_RECV, .chan = c, .elem = &v};
+    ASSERT_EQ(weft_select_blocking(&sc, 1), -EDEADLK);
     weft_executor_destroy(ex);
     ASSERT_EQ(weft_chan_send_blocking(c, &v), -EDEADLK); /* ex2 is still hosted */
     weft_executor_destroy(ex2);

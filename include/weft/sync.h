@@ -169,6 +169,59 @@ WEFT_API int weft_broadcast_destroy(weft_broadcast *b);
 /* Subscriptions now (a snapshot). 0 for NULL. Any thread. */
 WEFT_API unsigned weft_broadcast_subscribers(weft_broadcast *b);
 
+/* ---- select ---------------------------------------------------------------
+ * Waits on several channel operations at once and performs exactly one of
+ * them, as Go's select does: whichever can go first. Each case is a
+ * receive from a channel, a send on a channel, or a broadcast
+ * subscription's next message. When several cases can go at the moment of
+ * the call, one of them is picked at random, so that no case starves the
+ * others. A case whose `op` is 0 is off and skipped (a way to drop a
+ * channel from a loop once it is closed, as Go's nil channel does).
+ *
+ *     weft_select_case cases[] = {
+ *         {.op = WEFT_SELECT_RECV, .chan = jobs, .elem = &job},
+ *         {.op = WEFT_SELECT_BROADCAST, .sub = control, .elem = &cmd},
+ *     };
+ *     int k = weft_select(cases, 2);
+ *     if (k == 0 && cases[0].result == 0) run(&job);
+ *
+ * The rules of the calls above hold: the other cases have no effect (no
+ * element taken or sent), and the interruptions are the same. */
+enum {
+    WEFT_SELECT_RECV = 1,  /* take an element of chan into elem */
+    WEFT_SELECT_SEND,      /* send the element at elem on chan */
+    WEFT_SELECT_BROADCAST, /* take sub's next message into elem */
+};
+
+typedef struct weft_select_case {
+    int op;                  /* WEFT_SELECT_*, or 0: off */
+    weft_chan *chan;         /* RECV and SEND */
+    weft_broadcast_sub *sub; /* BROADCAST; a subscription may be in one case only */
+    void *elem;              /* RECV, BROADCAST: where the element goes; SEND: the element */
+    /* Set in the case that went (the others are left as they were): */
+    int result; /* 0, or -EPIPE: the channel is closed (RECV, BROADCAST: and read to its end) */
+    uint64_t missed; /* BROADCAST: as weft_broadcast_recv's *missed */
+} weft_select_case;
+
+/* Most cases one select takes. */
+#define WEFT_SELECT_MAX 64
+
+/* Waits until one of cases[0..n) can go, performs it and returns its
+ * index; cases[index].result says how it went. A closed channel's case
+ * goes at once, with result -EPIPE. Returns -ECANCELED or -ETIMEDOUT
+ * (no case went), -EPERM outside a task, -ENOMEM (more than 8 cases,
+ * out of memory), -EINVAL: cases NULL, n 0 or above WEFT_SELECT_MAX, no
+ * case on, an unknown op, a NULL chan, sub or elem in a case that is on, or
+ * one subscription in two cases. */
+WEFT_API WEFT_MUST_CHECK int weft_select(weft_select_case *cases, size_t n);
+/* weft_select without waiting: -EAGAIN when no case can go now. Any
+ * thread. */
+WEFT_API WEFT_MUST_CHECK int weft_try_select(weft_select_case *cases, size_t n);
+/* weft_select for a thread that is not running a task (it sleeps; it is
+ * not interrupted): in a task it is weft_select; -EDEADLK on a runtime
+ * worker thread outside any task or on a thread hosting an executor. */
+WEFT_API WEFT_MUST_CHECK int weft_select_blocking(weft_select_case *cases, size_t n);
+
 /* ---- mutex ----------------------------------------------------------------
  * A task mutex: waiting for it parks only the task. Not recursive. Unlock
  * hands the mutex to the longest waiter, so no waiter is starved. The task

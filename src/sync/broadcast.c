@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/fault.h"
+#include "sync/select.h"
 #include "sync/waitlist.h"
 
 struct weft_broadcast {
@@ -106,7 +107,7 @@ int weft_broadcast_send(weft_broadcast *b, const void *elem)
     memcpy(b->ring + (size_t)(b->sent % b->capacity) * b->elem_size, elem, b->elem_size);
     b->sent++;
     int subscribers = b->subscribers > INT_MAX ? INT_MAX : (int)b->subscribers;
-    weft__waiter *wake = waitlist_claim_all(&b->waiters, 0);
+    weft__waiter *wake = waitlist_claim_all_live(&b->waiters, 0);
     weft__spin_unlock(&b->lock);
     weft__waiter_wake_chain(wake);
     return subscribers;
@@ -187,7 +188,7 @@ void weft_broadcast_close(weft_broadcast *b)
         return;
     weft__spin_lock(&b->lock);
     b->closed = true;
-    weft__waiter *wake = waitlist_claim_all(&b->waiters, 0);
+    weft__waiter *wake = waitlist_claim_all_live(&b->waiters, 0);
     weft__spin_unlock(&b->lock);
     weft__waiter_wake_chain(wake);
 }
@@ -213,4 +214,21 @@ unsigned weft_broadcast_subscribers(weft_broadcast *b)
     unsigned n = b->subscribers;
     weft__spin_unlock(&b->lock);
     return n;
+}
+
+/* ---- for weft_select (select.h) ------------------------------------------ */
+
+unsigned *weft__broadcast_lock(weft_broadcast_sub *s)
+{
+    return &s->b->lock;
+}
+
+weft__waitlist *weft__broadcast_waiters(weft_broadcast_sub *s)
+{
+    return &s->b->waiters;
+}
+
+int weft__broadcast_read_locked(weft_broadcast_sub *s, void *elem, uint64_t *missed)
+{
+    return read_locked(s, elem, missed);
 }

@@ -13,11 +13,11 @@
 
 /* The waiter side of the hand-over: after the claim, wait for the waker to
  * be done with the node (and with the task record it wakes). */
-static void wait_done(weft__waiter *w)
+void weft__waiter_wait_done(_Atomic uint32_t *state)
 {
     unsigned spins = 0;
     /* Pairs with the release store of WAITER_DONE in weft__waiter_wake. */
-    while (atomic_load_explicit(&w->state, memory_order_acquire) != WAITER_DONE)
+    while (atomic_load_explicit(state, memory_order_acquire) != WAITER_DONE)
         weft__backoff(&spins);
 }
 
@@ -45,7 +45,7 @@ int weft__waiter_park(weft__waiter *w, unsigned *lock, weft__waitlist *l, bool i
             break; /* a claim won the race: it stands */
         }
     }
-    wait_done(w);
+    weft__waiter_wait_done(&w->state);
     return w->result;
 }
 
@@ -61,10 +61,11 @@ static void futex_wake(_Atomic uint32_t *addr)
 
 int weft__waiter_block(weft__waiter *w)
 {
+    _Atomic uint32_t *state = waiter_state(w);
     uint32_t s;
     /* EINTR and EAGAIN just go round again. */
-    while ((s = atomic_load_explicit(&w->state, memory_order_acquire)) != WAITER_DONE)
-        futex_wait(&w->state, s);
+    while ((s = atomic_load_explicit(state, memory_order_acquire)) != WAITER_DONE)
+        futex_wait(state, s);
     return w->result;
 }
 
@@ -73,19 +74,28 @@ void weft__waiter_wake(weft__waiter *w)
     if (!w)
         return;
     weft_task *t = w->task;
+    _Atomic uint32_t *state = waiter_state(w);
     if (t) {
         weft__task_wake(t);
-        /* Pairs with the acquire in wait_done: from here on the node and
-         * the task may vanish. */
-        atomic_store_explicit(&w->state, WAITER_DONE, memory_order_release);
+        /* Pairs with the acquire in weft__waiter_wait_done: from here on
+         * the node and the task may vanish. */
+        atomic_store_explicit(state, WAITER_DONE, memory_order_release);
     } else {
-        atomic_store_explicit(&w->state, WAITER_DONE, memory_order_release);
+        atomic_store_explicit(state, WAITER_DONE, memory_order_release);
         /* The thread may already have seen DONE and left, so the node's
          * address may be stale. A private futex wake only hashes the
          * address, and a stray wake is harmless: every futex sleeper must
          * re-check its condition anyway (ours do). */
-        futex_wake(&w->state);
+        futex_wake(state);
     }
+}
+
+weft__waiter *weft__waitlist_claim_live_after(weft__waitlist *l, weft__waiter *first, int result)
+{
+    for (weft__waiter *w = first; w; w = w->next)
+        if (waitlist_try_claim(l, w, result))
+            return w;
+    return NULL;
 }
 
 void weft__waiter_wake_chain(weft__waiter *first)

@@ -17,6 +17,17 @@
  * and, for a task of another worker, at most one syscall to ring it (after
  * a broadcast, also the wakes of the waiters before it in the chain). So
  * the wait for DONE is a short spin that falls back to sched_yield.
+ *
+ * Waiters of weft_select (select.c). A select links one node per case, in
+ * as many lists, and all its nodes share one state word in a weft__select:
+ * the first waker to move it from WAITING to CLAIMED wins, records which
+ * case it claimed, and unlinks that node only. The other nodes stay linked
+ * until the select's task takes them out, under each list's lock. Until
+ * then they are stale: a waker that finds one skips it (waitlist_try_claim
+ * fails) and goes on to the next waiter. So lists that may hold select
+ * nodes (the channel's and the broadcast channel's) are claimed only
+ * through waitlist_try_claim, waitlist_claim_first_live and
+ * waitlist_claim_all_live.
  */
 #ifndef WEFT_SYNC_WAITLIST_H
 #define WEFT_SYNC_WAITLIST_H
@@ -35,14 +46,28 @@ enum {
     WAITER_DONE = 2,    /* the waker is done with the node */
 };
 
+/* What the nodes of one weft_select share. */
+struct weft__select {
+    _Atomic uint32_t state; /* WAITER_*, for all the select's nodes */
+    unsigned index;         /* set by the claimer: the case it claimed */
+};
+
 struct weft__waiter {
     struct weft__waiter *next, *prev;
-    weft_task *task;        /* NULL: a foreign thread sleeping on `state` (futex) */
-    _Atomic uint32_t state; /* WAITER_* */
-    int result;             /* set by the claimer: what the wait returns */
-    void *buf;              /* channel: the element to send or the place to receive into */
+    weft_task *task;          /* NULL: a foreign thread sleeping on the state (futex) */
+    _Atomic uint32_t state;   /* WAITER_*; unused in a select's node */
+    int result;               /* set by the claimer: what the wait returns */
+    void *buf;                /* channel: the element to send or the place to receive into */
+    struct weft__select *sel; /* NULL, or the select this node is one case of */
+    unsigned case_index;      /* in a select: its case */
 };
 typedef struct weft__waiter weft__waiter;
+
+/* The word that says whether w is still waiting. */
+static inline _Atomic uint32_t *waiter_state(weft__waiter *w)
+{
+    return w->sel ? &w->sel->state : &w->state;
+}
 
 /* ---- lists (under the primitive's lock) ---------------------------------- */
 
@@ -108,8 +133,62 @@ static inline weft__waiter *waitlist_claim_first(weft__waitlist *l, int result)
     return w;
 }
 
+/* Claims w (still linked in l) with result and unlinks it, unless w is a
+ * stale select node (its select was claimed through another case): then
+ * returns false and leaves it linked for its task to take out. */
+static inline bool waitlist_try_claim(weft__waitlist *l, weft__waiter *w, int result)
+{
+    if (w->sel) {
+        uint32_t waiting = WAITER_WAITING;
+        /* Relaxed is enough: the lock orders this with the select's own
+         * look at the state when it gives up, and the waiter reads what
+         * the claim wrote only after the release store of DONE. */
+        if (!atomic_compare_exchange_strong_explicit(&w->sel->state, &waiting, WAITER_CLAIMED,
+                                                     memory_order_relaxed, memory_order_relaxed))
+            return false;
+        w->sel->index = w->case_index;
+        waitlist_remove(l, w);
+        w->result = result;
+        return true;
+    }
+    waitlist_claim(l, w, result);
+    return true;
+}
+
+/* Claims the first waiter that is not a stale select node; NULL if none.
+ * The first waiter is checked inline (a plain one is the common case),
+ * the rest of the list out of line. */
+weft__waiter *weft__waitlist_claim_live_after(weft__waitlist *l, weft__waiter *first, int result);
+
+static inline weft__waiter *waitlist_claim_first_live(weft__waitlist *l, int result)
+{
+    weft__waiter *w = l->_first;
+    if (__builtin_expect(w != NULL && w->sel == NULL, 1)) {
+        waitlist_claim(l, w, result);
+        return w;
+    }
+    return w ? weft__waitlist_claim_live_after(l, w, result) : NULL;
+}
+
+/* Claims every waiter but the stale select nodes, which stay linked;
+ * returns the claimed ones as a chain for weft__waiter_wake_chain. */
+static inline weft__waiter *waitlist_claim_all_live(weft__waitlist *l, int result)
+{
+    weft__waiter *chain = NULL, **tail = &chain;
+    for (weft__waiter *w = l->_first, *next; w; w = next) {
+        next = w->next;
+        if (waitlist_try_claim(l, w, result)) {
+            w->next = NULL; /* unlinked: `next` is free for the chain */
+            *tail = w;
+            tail = &w->next;
+        }
+    }
+    return chain;
+}
+
 /* Unlinks and claims every waiter with result; returns them as a chain
- * through `next` for weft__waiter_wake_chain. */
+ * through `next` for weft__waiter_wake_chain. Only for lists no select
+ * waits on. */
 static inline weft__waiter *waitlist_claim_all(weft__waitlist *l, int result)
 {
     weft__waiter *first = l->_first;
@@ -129,6 +208,7 @@ static inline void waiter_init(weft__waiter *w, weft_task *task, void *buf)
     atomic_init(&w->state, WAITER_WAITING);
     w->result = 0;
     w->buf = buf;
+    w->sel = NULL; /* case_index means something only in a select's node */
 }
 
 /* Called by the current task after it pushed w (waiter_init'ed with the
@@ -145,6 +225,9 @@ int weft__waiter_block(weft__waiter *w);
 void weft__waiter_wake(weft__waiter *w);
 /* Wakes a chain from waitlist_claim_all. */
 void weft__waiter_wake_chain(weft__waiter *first);
+/* After a claim: waits for the waker to be done with the node (the state
+ * word goes from CLAIMED to DONE). */
+void weft__waiter_wait_done(_Atomic uint32_t *state);
 
 /* Locks m for self (mutex.c); weft_event_wait_locked re-locks with
  * interruptible false. Returns 0, -EDEADLK, -ECANCELED or -ETIMEDOUT. */

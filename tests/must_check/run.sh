@@ -31,6 +31,9 @@ declare -A call=(
   [weft_deadline_push]='weft_deadline_push((uint64_t)(uintptr_t)p)'
   [weft_deadline_suspend]='weft_deadline_suspend()'
   [weft_deadline_push_in]='weft_deadline_push_in((uint64_t)(uintptr_t)p)'
+  [weft_select]='weft_select((weft_select_case *)p, 1)'
+  [weft_try_select]='weft_try_select((weft_select_case *)p, 1)'
+  [weft_select_blocking]='weft_select_blocking((weft_select_case *)p, 1)'
 )
 
 # The marked functions, read from the headers (a declaration may span

@@ -1,0 +1,327 @@
+/* weft_select: wait on several channel operations, perform one.
+ *
+ * The shape is Go's select. With the locks of every source in the call
+ * held (taken in address order, each once, so that two selects over the
+ * same channels cannot deadlock), the cases are tried in turn from a
+ * random one; the first that can go goes, still under all the locks. If
+ * none can, one waiter node per case joins its source's list, all the
+ * nodes sharing one state word (struct weft__select), and the task parks
+ * after dropping the locks. Holding every lock while checking and linking
+ * is what keeps a wake from falling between two sources: no operation on
+ * any of them can see the select half linked.
+ *
+ * The first waker to claim a node claims the whole select (waitlist.h):
+ * it moves the element as for a plain waiter and records the case. The
+ * select's other nodes are stale from then on, skipped by every waker,
+ * and the task takes them out under all the locks once it is woken. A
+ * broadcast case is claimed by a send or the close, which only says that
+ * there is something to read: the task reads it in that same lock round,
+ * so no other case can go in between.
+ *
+ * An interruption takes all the locks: if the select is still WAITING no
+ * waker can claim it any more, and the task unlinks every node and
+ * reports the interruption; otherwise a claim won the race, and it stands.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "common/fault.h"
+#include "runtime/worker.h"
+#include "sync/select.h"
+#include "sync/waitlist.h"
+
+/* Cases up to this many use arrays on the caller's stack; more, one
+ * allocation. */
+#define SELECT_ON_STACK 8
+
+/* A per-thread xorshift that picks where the cases are tried from. Never
+ * inlined: the task may move to another thread (DESIGN §6); it is called
+ * once, before any wait. */
+__attribute__((noinline)) static uint32_t next_random(void)
+{
+    static _Thread_local uint32_t x;
+    if (!x)
+        x = (uint32_t)(uintptr_t)&x | 1;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
+static unsigned *case_lock(const weft_select_case *c)
+{
+    return c->op == WEFT_SELECT_BROADCAST ? weft__broadcast_lock(c->sub) : weft__chan_lock(c->chan);
+}
+
+static weft__waitlist *case_list(const weft_select_case *c)
+{
+    switch (c->op) {
+    case WEFT_SELECT_RECV:
+        return weft__chan_waiters(c->chan, false);
+    case WEFT_SELECT_SEND:
+        return weft__chan_waiters(c->chan, true);
+    default:
+        return weft__broadcast_waiters(c->sub);
+    }
+}
+
+/* 0 when the cases are well formed and at least one is on, else -EINVAL. */
+static int check_cases(const weft_select_case *cases, size_t n)
+{
+    if (!cases || !n || n > WEFT_SELECT_MAX)
+        return -EINVAL;
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        const weft_select_case *c = &cases[i];
+        switch (c->op) {
+        case 0:
+            continue;
+        case WEFT_SELECT_RECV:
+        case WEFT_SELECT_SEND:
+            if (!c->chan)
+                return -EINVAL;
+            break;
+        case WEFT_SELECT_BROADCAST:
+            if (!c->sub)
+                return -EINVAL;
+            /* Two cases reading one subscription could both be told a
+             * message is there when there is one to read. */
+            for (size_t j = 0; j < i; j++)
+                if (cases[j].op == WEFT_SELECT_BROADCAST && cases[j].sub == c->sub)
+                    return -EINVAL;
+            break;
+        default:
+            return -EINVAL;
+        }
+        if (!c->elem)
+            return -EINVAL;
+        any = true;
+    }
+    return any ? 0 : -EINVAL;
+}
+
+/* The distinct locks of the cases that are on, in address order, into
+ * locks; returns how many. */
+static size_t collect_locks(const weft_select_case *cases, size_t n, unsigned **locks)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!cases[i].op)
+            continue;
+        unsigned *l = case_lock(&cases[i]);
+        size_t at = count;
+        while (at > 0 && (uintptr_t)locks[at - 1] > (uintptr_t)l)
+            at--;
+        if (at > 0 && locks[at - 1] == l)
+            continue;
+        for (size_t j = count; j > at; j--)
+            locks[j] = locks[j - 1];
+        locks[at] = l;
+        count++;
+    }
+    return count;
+}
+
+static void lock_all(unsigned **locks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        weft__spin_lock(locks[i]);
+}
+
+static void unlock_all(unsigned **locks, size_t n)
+{
+    for (size_t i = n; i-- > 0;)
+        weft__spin_unlock(locks[i]);
+}
+
+/* Case c's step that does not wait, under its lock: 0, -EPIPE or -EAGAIN,
+ * with c->result and c->missed set unless -EAGAIN. */
+static int try_case(weft_select_case *c, weft__waiter **wake)
+{
+    int r;
+    uint64_t missed = 0;
+    *wake = NULL;
+    switch (c->op) {
+    case WEFT_SELECT_RECV:
+        r = weft__chan_recv_locked(c->chan, c->elem, wake);
+        break;
+    case WEFT_SELECT_SEND:
+        r = weft__chan_send_locked(c->chan, c->elem, wake);
+        break;
+    default:
+        r = weft__broadcast_read_locked(c->sub, c->elem, &missed);
+        break;
+    }
+    if (r != -EAGAIN) {
+        c->result = r;
+        if (c->op == WEFT_SELECT_BROADCAST)
+            c->missed = missed;
+    }
+    return r;
+}
+
+/* Under all the locks: tries the cases that are on, starting at a random
+ * one. Returns the index of the case that went, or -EAGAIN. */
+static int try_cases(weft_select_case *cases, size_t n, weft__waiter **wake)
+{
+    size_t start = next_random() % n;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = start + i < n ? start + i : start + i - n;
+        if (cases[k].op && try_case(&cases[k], wake) != -EAGAIN)
+            return (int)k;
+    }
+    return -EAGAIN;
+}
+
+/* The select's storage: on the stack for a few cases, else allocated. */
+struct select_space {
+    weft__waiter *nodes;
+    unsigned **locks;
+    void *allocated;
+    weft__waiter stack_nodes[SELECT_ON_STACK];
+    unsigned *stack_locks[SELECT_ON_STACK];
+};
+
+static int space_get(struct select_space *s, size_t n, bool nodes)
+{
+    s->allocated = NULL;
+    if (n <= SELECT_ON_STACK) {
+        s->nodes = s->stack_nodes;
+        s->locks = s->stack_locks;
+        return 0;
+    }
+    size_t node_bytes = nodes ? n * sizeof(weft__waiter) : 0;
+    s->allocated = weft__malloc(node_bytes + n * sizeof(unsigned *));
+    if (!s->allocated)
+        return -ENOMEM;
+    s->nodes = s->allocated;
+    s->locks = (unsigned **)((char *)s->allocated + node_bytes);
+    return 0;
+}
+
+/* Takes out every node of the select but `keep` (n: all), under the locks. */
+static void unlink_nodes(const weft_select_case *cases, size_t n, weft__waiter *nodes, size_t keep)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].op && i != keep)
+            waitlist_remove(case_list(&cases[i]), &nodes[i]);
+}
+
+/* self NULL: a foreign thread, which sleeps instead of parking and is not
+ * interrupted. wait false: weft_try_select. */
+static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool wait)
+{
+    struct select_space space;
+    int r = space_get(&space, n, wait);
+    if (r)
+        return r;
+    weft__waiter *nodes = space.nodes;
+    unsigned **locks = space.locks;
+    size_t nlocks = collect_locks(cases, n, locks);
+
+    for (;;) {
+        weft__waiter *wake;
+        lock_all(locks, nlocks);
+        int k = try_cases(cases, n, &wake);
+        if (k != -EAGAIN || !wait) {
+            unlock_all(locks, nlocks);
+            weft__waiter_wake(wake);
+            free(space.allocated);
+            return k;
+        }
+
+        struct weft__select sel;
+        atomic_init(&sel.state, WAITER_WAITING);
+        sel.index = 0;
+        size_t first_on = n;
+        for (size_t i = 0; i < n; i++) {
+            if (!cases[i].op)
+                continue;
+            waiter_init(&nodes[i], self, cases[i].elem);
+            nodes[i].sel = &sel;
+            nodes[i].case_index = (unsigned)i;
+            waitlist_push(case_list(&cases[i]), &nodes[i]);
+            if (first_on == n)
+                first_on = i;
+        }
+        unlock_all(locks, nlocks);
+
+        if (!self) {
+            weft__waiter_block(&nodes[first_on]); /* returns once DONE */
+        } else {
+            for (;;) {
+                r = weft__task_park_interruptible();
+                /* Wakes may be spurious: the state decides. */
+                if (atomic_load_explicit(&sel.state, memory_order_acquire) != WAITER_WAITING)
+                    break;
+                if (r < 0) {
+                    lock_all(locks, nlocks);
+                    bool still_waiting =
+                        atomic_load_explicit(&sel.state, memory_order_relaxed) == WAITER_WAITING;
+                    if (still_waiting)
+                        unlink_nodes(cases, n, nodes, n);
+                    unlock_all(locks, nlocks);
+                    if (still_waiting) {
+                        free(space.allocated);
+                        return r;
+                    }
+                    break; /* a claim won the race: it stands */
+                }
+            }
+            weft__waiter_wait_done(&sel.state);
+        }
+
+        size_t won = sel.index;
+        weft_select_case *c = &cases[won];
+        lock_all(locks, nlocks);
+        unlink_nodes(cases, n, nodes, won);
+        if (c->op != WEFT_SELECT_BROADCAST) {
+            /* The claimer moved the element (or found the channel closed). */
+            c->result = nodes[won].result;
+            unlock_all(locks, nlocks);
+            free(space.allocated);
+            return (int)won;
+        }
+        /* A send or the close claimed it: there is something to read,
+         * unless someone else read this subscription meanwhile (a caller
+         * bug), and then the select starts again. */
+        r = try_case(c, &wake);
+        unlock_all(locks, nlocks);
+        if (r != -EAGAIN) {
+            free(space.allocated);
+            return (int)won;
+        }
+    }
+}
+
+int weft_select(weft_select_case *cases, size_t n)
+{
+    int r = check_cases(cases, n);
+    if (r)
+        return r;
+    weft_task *self;
+    r = weft__task_enter(&self);
+    if (r)
+        return r;
+    return select_run(cases, n, self, true);
+}
+
+int weft_try_select(weft_select_case *cases, size_t n)
+{
+    int r = check_cases(cases, n);
+    if (r)
+        return r;
+    return select_run(cases, n, NULL, false);
+}
+
+int weft_select_blocking(weft_select_case *cases, size_t n)
+{
+    int r = check_cases(cases, n);
+    if (r)
+        return r;
+    if (weft__task_current())
+        return weft_select(cases, n);
+    if (weft__worker_self() || weft__thread_hosts_executor())
+        return -EDEADLK;
+    return select_run(cases, n, NULL, true);
+}

@@ -1,0 +1,653 @@
+/* weft_select: one of several channel and broadcast operations goes, and
+ * only one; a case that can go at once goes at once, picked from a random
+ * start; a closed channel's case goes with -EPIPE; an interrupted select
+ * takes and sends nothing and leaves no waiter behind; a select's other
+ * cases, stale once one was claimed, are skipped by senders, receivers and
+ * closes; selects on tasks of both workers and on plain threads agree. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "common/fault.h"
+#include "test.h"
+
+#define MS 1000000ull
+
+static weft_select_case recv_case(weft_chan *c, void *elem)
+{
+    return (weft_select_case){.op = WEFT_SELECT_RECV, .chan = c, .elem = elem, .result = 99};
+}
+
+static weft_select_case send_case(weft_chan *c, void *elem)
+{
+    return (weft_select_case){.op = WEFT_SELECT_SEND, .chan = c, .elem = elem, .result = 99};
+}
+
+static weft_select_case bcast_case(weft_broadcast_sub *s, void *elem)
+{
+    return (weft_select_case){
+        .op = WEFT_SELECT_BROADCAST, .sub = s, .elem = elem, .result = 99, .missed = 99};
+}
+
+/* ---- cases that can go at once ---------------------------------------------- */
+
+static void *main_ready(void *arg)
+{
+    (void)arg;
+    weft_chan *a, *b, *full;
+    ASSERT_OK(weft_chan_create(&a, sizeof(int), 1));
+    ASSERT_OK(weft_chan_create(&b, sizeof(int), 1));
+    ASSERT_OK(weft_chan_create(&full, sizeof(int), 1));
+    int v = 7;
+    ASSERT_OK(weft_chan_try_send(b, &v));
+    v = 8;
+    ASSERT_OK(weft_chan_try_send(full, &v));
+
+    /* Only the recv from b can go. */
+    int ra = -1, rb = -1, s = 9;
+    weft_select_case c[] = {recv_case(a, &ra), recv_case(b, &rb), send_case(full, &s)};
+    ASSERT_EQ(weft_select(c, 3), 1);
+    ASSERT_EQ(c[1].result, 0);
+    ASSERT_EQ(rb, 7);
+    ASSERT_EQ(ra, -1);
+    ASSERT_EQ(c[0].result, 99); /* untouched */
+    ASSERT_EQ(c[2].result, 99);
+    ASSERT_EQ(weft_chan_len(b), 0);
+    ASSERT_EQ(weft_chan_len(full), 1); /* s was not sent */
+
+    /* Nothing can go: the try says so and changes nothing. */
+    ASSERT_EQ(weft_try_select(c, 3), -EAGAIN);
+    ASSERT_EQ(ra, -1);
+    ASSERT_EQ(weft_chan_len(full), 1);
+
+    /* A case that is off is skipped even when it could go. */
+    v = 1;
+    ASSERT_OK(weft_chan_try_send(a, &v));
+    c[0].op = 0;
+    ASSERT_EQ(weft_try_select(c, 3), -EAGAIN);
+    c[0].op = WEFT_SELECT_RECV;
+    ASSERT_EQ(weft_try_select(c, 3), 0);
+    ASSERT_EQ(ra, 1);
+
+    /* The send goes once there is room. */
+    ASSERT_OK(weft_chan_try_recv(full, &v));
+    ASSERT_EQ(v, 8);
+    ASSERT_EQ(weft_select(c, 3), 2);
+    ASSERT_EQ(c[2].result, 0);
+    ASSERT_OK(weft_chan_try_recv(full, &v));
+    ASSERT_EQ(v, 9);
+
+    weft_chan_destroy(a);
+    weft_chan_destroy(b);
+    weft_chan_destroy(full);
+    return NULL;
+}
+TEST(a_case_that_can_go_goes_at_once)
+{
+    run_main(NULL, main_ready, NULL);
+}
+
+/* Two channels always ready: the cases tried first take turns, so both go
+ * often (the start is random; 1000 picks of 2 give each some 500). */
+static void *main_fair(void *arg)
+{
+    (void)arg;
+    weft_chan *a, *b;
+    ASSERT_OK(weft_chan_create(&a, sizeof(int), 1));
+    ASSERT_OK(weft_chan_create(&b, sizeof(int), 1));
+    int v = 0, count[2] = {0, 0};
+    ASSERT_OK(weft_chan_try_send(a, &v));
+    ASSERT_OK(weft_chan_try_send(b, &v));
+    for (int i = 0; i < 1000; i++) {
+        int got;
+        weft_select_case c[] = {recv_case(a, &got), recv_case(b, &got)};
+        int k = weft_select(c, 2);
+        ASSERT(k == 0 || k == 1);
+        count[k]++;
+        ASSERT_OK(weft_chan_try_send(k == 0 ? a : b, &v)); /* ready again */
+    }
+    ASSERT_GT(count[0], 300);
+    ASSERT_GT(count[1], 300);
+    ASSERT_OK(weft_chan_try_recv(a, &v));
+    ASSERT_OK(weft_chan_try_recv(b, &v));
+    weft_chan_destroy(a);
+    weft_chan_destroy(b);
+    return NULL;
+}
+TEST(ready_cases_take_turns)
+{
+    run_main(NULL, main_fair, NULL);
+}
+
+/* ---- waiting ---------------------------------------------------------------- */
+
+struct pair {
+    weft_chan *ch;
+    int value;
+};
+
+static void *send_later(void *arg)
+{
+    struct pair *p = arg;
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    ASSERT_OK(weft_chan_send(p->ch, &p->value));
+    return NULL;
+}
+
+static void *recv_later(void *arg)
+{
+    struct pair *p = arg;
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    ASSERT_OK(weft_chan_recv(p->ch, &p->value));
+    return NULL;
+}
+
+static void *main_wait(void *arg)
+{
+    (void)arg;
+    weft_chan *a, *b, *r0, *full;
+    ASSERT_OK(weft_chan_create(&a, sizeof(int), 1));
+    ASSERT_OK(weft_chan_create(&b, sizeof(int), 0));
+    ASSERT_OK(weft_chan_create(&r0, sizeof(int), 0));
+    ASSERT_OK(weft_chan_create(&full, sizeof(int), 1));
+    int v = 5;
+    ASSERT_OK(weft_chan_try_send(full, &v));
+
+    /* A sender on the rendezvous channel b comes later. */
+    struct pair p = {b, 42};
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, send_later, &p));
+    int ra = -1, rb = -1, s = 6;
+    weft_select_case c[] = {recv_case(a, &ra), recv_case(b, &rb), send_case(full, &s)};
+    ASSERT_EQ(weft_select(c, 3), 1);
+    ASSERT_EQ(c[1].result, 0);
+    ASSERT_EQ(rb, 42);
+    ASSERT_OK(weft_join(t, NULL));
+    /* The other cases took and sent nothing, and left nothing behind: a
+     * send on a is buffered (no receiver is linked there), full still
+     * holds only its first element. */
+    ASSERT_EQ(ra, -1);
+    v = 1;
+    ASSERT_OK(weft_chan_try_send(a, &v));
+    ASSERT_EQ(weft_chan_len(a), 1);
+    ASSERT_OK(weft_chan_try_recv(a, &v));
+    ASSERT_EQ(weft_chan_len(full), 1);
+
+    /* A send case on a rendezvous channel goes when a receiver comes. */
+    struct pair q = {r0, -1};
+    ASSERT_OK(weft_spawn(&t, recv_later, &q));
+    s = 77;
+    weft_select_case d[] = {recv_case(a, &ra), send_case(r0, &s)};
+    ASSERT_EQ(weft_select(d, 2), 1);
+    ASSERT_EQ(d[1].result, 0);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(q.value, 77);
+
+    weft_chan_destroy(a); /* debug builds abort if a waiter is still linked */
+    weft_chan_destroy(b);
+    weft_chan_destroy(r0);
+    weft_chan_destroy(full);
+    return NULL;
+}
+TEST(the_first_case_that_can_go_wins_and_the_others_do_nothing)
+{
+    run_main(NULL, main_wait, NULL);
+}
+
+/* Two selects meet: one waits to receive on either of two channels, the
+ * other then sends on one of them and finds the first waiting. */
+static weft_chan *meet_x, *meet_y;
+static _Atomic int meet_got = -1, meet_case = -1;
+
+static void *select_receiver(void *arg)
+{
+    (void)arg;
+    int v = -1;
+    weft_select_case c[] = {recv_case(meet_x, &v), recv_case(meet_y, &v)};
+    int k = weft_select(c, 2);
+    ASSERT_GE(k, 0);
+    ASSERT_EQ(c[k].result, 0);
+    atomic_store(&meet_case, k);
+    atomic_store(&meet_got, v);
+    return NULL;
+}
+
+static void *main_meet(void *arg)
+{
+    (void)arg;
+    weft_chan *full;
+    ASSERT_OK(weft_chan_create(&meet_x, sizeof(int), 0));
+    ASSERT_OK(weft_chan_create(&meet_y, sizeof(int), 0));
+    ASSERT_OK(weft_chan_create(&full, sizeof(int), 1));
+    int v = 0;
+    ASSERT_OK(weft_chan_try_send(full, &v));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, select_receiver, NULL));
+    ASSERT_OK(weft_sleep_ns(2 * MS)); /* let it wait */
+    int s = 31, f = 32;
+    weft_select_case c[] = {send_case(full, &f), send_case(meet_y, &s)};
+    ASSERT_EQ(weft_select(c, 2), 1);
+    ASSERT_EQ(c[1].result, 0);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(atomic_load(&meet_case), 1);
+    ASSERT_EQ(atomic_load(&meet_got), 31);
+    ASSERT_OK(weft_chan_try_recv(full, &v));
+    ASSERT_EQ(v, 0); /* f was not sent */
+    weft_chan_destroy(meet_x);
+    weft_chan_destroy(meet_y);
+    weft_chan_destroy(full);
+    return NULL;
+}
+TEST(a_select_that_sends_meets_a_select_that_waits)
+{
+    run_main(NULL, main_meet, NULL);
+}
+
+/* ---- closed channels and broadcasts ------------------------------------------- */
+
+static void *close_later(void *arg)
+{
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    weft_chan_close(arg);
+    return NULL;
+}
+
+static void *main_closed(void *arg)
+{
+    (void)arg;
+    weft_chan *a, *b;
+    ASSERT_OK(weft_chan_create(&a, sizeof(int), 1));
+    ASSERT_OK(weft_chan_create(&b, sizeof(int), 1));
+    /* Closed while the select waits: its case goes with -EPIPE. */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, close_later, b));
+    int ra = -1, rb = -1;
+    weft_select_case c[] = {recv_case(a, &ra), recv_case(b, &rb)};
+    ASSERT_EQ(weft_select(c, 2), 1);
+    ASSERT_EQ(c[1].result, -EPIPE);
+    ASSERT_EQ(rb, -1);
+    ASSERT_OK(weft_join(t, NULL));
+    /* Closed before: it goes at once, again and again, until turned off. */
+    ASSERT_EQ(weft_select(c, 2), 1);
+    ASSERT_EQ(c[1].result, -EPIPE);
+    int s = 3;
+    weft_select_case d[] = {send_case(b, &s), recv_case(a, &ra)};
+    ASSERT_EQ(weft_select(d, 2), 0);
+    ASSERT_EQ(d[0].result, -EPIPE);
+    /* A closed channel still hands out what it holds first. */
+    ASSERT_OK(weft_chan_try_send(a, &s));
+    weft_chan_close(a);
+    c[1].op = 0;
+    ASSERT_EQ(weft_select(c, 2), 0);
+    ASSERT_EQ(c[0].result, 0);
+    ASSERT_EQ(ra, 3);
+    ASSERT_EQ(weft_select(c, 2), 0);
+    ASSERT_EQ(c[0].result, -EPIPE);
+    weft_chan_destroy(a);
+    weft_chan_destroy(b);
+    return NULL;
+}
+TEST(a_closed_channels_case_goes_with_epipe)
+{
+    run_main(NULL, main_closed, NULL);
+}
+
+static void *broadcast_later(void *arg)
+{
+    weft_broadcast *b = arg;
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    for (int i = 0; i < 5; i++)
+        ASSERT_EQ(weft_broadcast_send(b, &i), 1);
+    return NULL;
+}
+
+static void *main_broadcast(void *arg)
+{
+    (void)arg;
+    weft_chan *jobs;
+    weft_broadcast *b;
+    weft_broadcast_sub *sub;
+    ASSERT_OK(weft_chan_create(&jobs, sizeof(int), 4));
+    ASSERT_OK(weft_broadcast_create(&b, sizeof(int), 2));
+    ASSERT_OK(weft_broadcast_subscribe(b, &sub));
+    /* Five messages into a channel keeping two, sent while the select
+     * waits. The first claims the select; the sender goes on without a
+     * yield (one worker), so when the select reads, the first three are
+     * overwritten and it reads the fourth, told it missed three. */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, broadcast_later, b));
+    int job = -1, msg = -1;
+    weft_select_case c[] = {recv_case(jobs, &job), bcast_case(sub, &msg)};
+    ASSERT_EQ(weft_select(c, 2), 1);
+    ASSERT_EQ(c[1].result, 0);
+    ASSERT_EQ(msg, 3);
+    ASSERT_EQ(c[1].missed, 3);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(weft_select(c, 2), 1);
+    ASSERT_EQ(msg, 4);
+    ASSERT_EQ(c[1].missed, 0);
+    ASSERT_EQ(weft_try_select(c, 2), -EAGAIN);
+    /* A close wakes a waiting select too, and its case says -EPIPE. */
+    weft_broadcast_close(b);
+    ASSERT_EQ(weft_select(c, 2), 1);
+    ASSERT_EQ(c[1].result, -EPIPE);
+    ASSERT_EQ(job, -1);
+    weft_broadcast_unsubscribe(sub);
+    ASSERT_OK(weft_broadcast_destroy(b));
+    weft_chan_destroy(jobs);
+    return NULL;
+}
+TEST(a_broadcast_case_reads_what_was_sent_and_counts_what_it_missed)
+{
+    run_main_one_worker(NULL, main_broadcast, NULL);
+}
+
+/* ---- interruption ------------------------------------------------------------- */
+
+static _Atomic int cancelled_result = 1;
+
+static void *select_until_cancelled(void *arg)
+{
+    weft_chan **ch = arg;
+    int v = -1, s = 5;
+    weft_select_case c[] = {recv_case(ch[0], &v), send_case(ch[1], &s)};
+    atomic_store(&cancelled_result, weft_select(c, 2));
+    ASSERT_EQ(v, -1);
+    return NULL;
+}
+
+static void *main_interrupted(void *arg)
+{
+    (void)arg;
+    weft_chan *a, *full;
+    ASSERT_OK(weft_chan_create(&a, sizeof(int), 1));
+    ASSERT_OK(weft_chan_create(&full, sizeof(int), 1));
+    int v = 1;
+    ASSERT_OK(weft_chan_try_send(full, &v));
+    int ra = -1, s = 2;
+    weft_select_case c[] = {recv_case(a, &ra), send_case(full, &s)};
+    ASSERT_OK(weft_deadline_push_in(2 * MS));
+    ASSERT_EQ(weft_select(c, 2), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(c[0].result, 99);
+    ASSERT_EQ(c[1].result, 99);
+    /* No node is left behind: a's next element is buffered, not handed to
+     * a select that gave up, and full still holds only its first. */
+    v = 3;
+    ASSERT_OK(weft_chan_try_send(a, &v));
+    ASSERT_EQ(weft_chan_len(a), 1);
+    ASSERT_OK(weft_chan_try_recv(a, &v));
+    ASSERT_OK(weft_chan_try_recv(full, &v));
+    ASSERT_EQ(v, 1);
+    ASSERT_EQ(weft_chan_try_recv(full, &v), -EAGAIN);
+    ASSERT_OK(weft_chan_try_send(full, &v));
+
+    /* Cancelled while waiting: the same. */
+    weft_chan *ch[2] = {a, full};
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, select_until_cancelled, ch));
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    int r = atomic_load(&cancelled_result);
+    ASSERT(r == -ECANCELED || r == 1); /* cancelled waiting, or before it ran */
+    v = 4;
+    ASSERT_OK(weft_chan_try_send(a, &v));
+    ASSERT_EQ(weft_chan_len(a), 1);
+    ASSERT_EQ(weft_chan_len(full), 1);
+
+    ASSERT_EQ(ra, -1);
+    weft_chan_destroy(a);
+    weft_chan_destroy(full);
+    return NULL;
+}
+TEST(an_interrupted_select_does_nothing_and_leaves_nothing_linked)
+{
+    run_main(NULL, main_interrupted, NULL);
+}
+
+/* ---- stale cases --------------------------------------------------------------- */
+
+/* On one worker, deterministic: the main task waits in a select over a, b
+ * and a broadcast, and the task below claims it through a, then, before
+ * the main task can run and take its other cases out, sends on b, sends a
+ * broadcast message and closes b. Each must pass the stale cases by: b's
+ * element is buffered and the close finds no receiver, so the main task
+ * sees only a's element. */
+static weft_chan *stale_a, *stale_b;
+static weft_broadcast *stale_bc;
+
+static void *claim_then_use_the_rest(void *arg)
+{
+    (void)arg;
+    int v = 1;
+    ASSERT_OK(weft_chan_send(stale_a, &v)); /* claims the select; no yield after */
+    v = 2;
+    ASSERT_OK(weft_chan_try_send(stale_b, &v));
+    ASSERT_EQ(weft_broadcast_send(stale_bc, &v), 1);
+    weft_chan_close(stale_b);
+    return NULL;
+}
+
+static void *main_stale(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_chan_create(&stale_a, sizeof(int), 0));
+    ASSERT_OK(weft_chan_create(&stale_b, sizeof(int), 1));
+    ASSERT_OK(weft_broadcast_create(&stale_bc, sizeof(int), 4));
+    weft_broadcast_sub *sub;
+    ASSERT_OK(weft_broadcast_subscribe(stale_bc, &sub));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, claim_then_use_the_rest, NULL));
+    int ra = -1, rb = -1, rm = -1;
+    weft_select_case c[] = {recv_case(stale_a, &ra), recv_case(stale_b, &rb), bcast_case(sub, &rm)};
+    ASSERT_EQ(weft_select(c, 3), 0);
+    ASSERT_EQ(c[0].result, 0);
+    ASSERT_EQ(ra, 1);
+    ASSERT_EQ(rb, -1);
+    ASSERT_EQ(rm, -1);
+    ASSERT_EQ(c[1].result, 99);
+    ASSERT_OK(weft_join(t, NULL));
+    /* b holds its element, then says closed; the message is there. */
+    ASSERT_OK(weft_chan_try_recv(stale_b, &rb));
+    ASSERT_EQ(rb, 2);
+    ASSERT_EQ(weft_chan_try_recv(stale_b, &rb), -EPIPE);
+    ASSERT_OK(weft_broadcast_try_recv(sub, &rm, NULL));
+    ASSERT_EQ(rm, 2);
+    weft_broadcast_unsubscribe(sub);
+    ASSERT_OK(weft_broadcast_destroy(stale_bc));
+    weft_chan_destroy(stale_a);
+    weft_chan_destroy(stale_b);
+    return NULL;
+}
+TEST(a_claimed_selects_other_cases_are_passed_by)
+{
+    run_main_one_worker(NULL, main_stale, NULL);
+}
+
+/* ---- many tasks and threads ------------------------------------------------------ */
+
+/* Producers (tasks, and one plain thread using weft_select_blocking) send
+ * numbered values into whichever of their two channels has room;
+ * consumers (tasks) receive from whichever of the channels has one, until
+ * all are closed. Every value arrives exactly once. */
+#define CHANS 4
+#ifdef TEST_TSAN
+#define PER_PRODUCER 1000
+#else
+#define PER_PRODUCER 20000
+#endif
+#define PRODUCERS 4 /* the last one is the plain thread */
+#define CONSUMERS 3
+
+static weft_chan *stress_ch[CHANS];
+static _Atomic uint64_t stress_sum, stress_count;
+
+static int produce(int id, bool blocking)
+{
+    for (int i = 0; i < PER_PRODUCER; i++) {
+        int v = id * PER_PRODUCER + i;
+        weft_select_case c[] = {send_case(stress_ch[id % CHANS], &v),
+                                send_case(stress_ch[(id + 1) % CHANS], &v)};
+        int k = blocking ? weft_select_blocking(c, 2) : weft_select(c, 2);
+        if (k < 0 || c[k].result != 0)
+            return k < 0 ? k : c[k].result;
+    }
+    return 0;
+}
+
+static void *producer_task(void *arg)
+{
+    ASSERT_OK(produce((int)(intptr_t)arg, false));
+    return NULL;
+}
+
+static void *producer_thread(void *arg)
+{
+    ASSERT_OK(produce((int)(intptr_t)arg, true));
+    return NULL;
+}
+
+static void *consumer_task(void *arg)
+{
+    (void)arg;
+    int v[CHANS];
+    weft_select_case c[CHANS];
+    for (int i = 0; i < CHANS; i++)
+        c[i] = recv_case(stress_ch[i], &v[i]);
+    int open = CHANS;
+    while (open) {
+        int k = weft_select(c, CHANS);
+        ASSERT_GE(k, 0);
+        if (c[k].result == -EPIPE) {
+            c[k].op = 0;
+            open--;
+            continue;
+        }
+        ASSERT_OK(c[k].result);
+        atomic_fetch_add(&stress_sum, (uint64_t)v[k]);
+        atomic_fetch_add(&stress_count, 1);
+    }
+    return NULL;
+}
+
+static void *main_stress(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < CHANS; i++)
+        ASSERT_OK(weft_chan_create(&stress_ch[i], sizeof(int), i % 2 ? 0 : 8));
+    weft_task *cons[CONSUMERS], *prod[PRODUCERS - 1];
+    for (int i = 0; i < CONSUMERS; i++)
+        ASSERT_OK(weft_spawn(&cons[i], consumer_task, NULL));
+    for (int i = 0; i < PRODUCERS - 1; i++)
+        ASSERT_OK(weft_spawn(&prod[i], producer_task, (void *)(intptr_t)i));
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, producer_thread, (void *)(intptr_t)(PRODUCERS - 1)));
+    for (int i = 0; i < PRODUCERS - 1; i++)
+        ASSERT_OK(weft_join(prod[i], NULL));
+    while (pthread_tryjoin_np(th, NULL) != 0) /* a task must not block its worker */
+        ASSERT_OK(weft_sleep_ns(MS));
+    for (int i = 0; i < CHANS; i++)
+        weft_chan_close(stress_ch[i]);
+    for (int i = 0; i < CONSUMERS; i++)
+        ASSERT_OK(weft_join(cons[i], NULL));
+    uint64_t n = (uint64_t)PRODUCERS * PER_PRODUCER;
+    ASSERT_EQ(atomic_load(&stress_count), n);
+    ASSERT_EQ(atomic_load(&stress_sum), n * (n - 1) / 2);
+    for (int i = 0; i < CHANS; i++)
+        weft_chan_destroy(stress_ch[i]);
+    return NULL;
+}
+TEST(producers_and_consumers_selecting_on_tasks_and_threads_lose_nothing)
+{
+    run_main(NULL, main_stress, NULL);
+}
+
+/* ---- bad input and failed allocations ---------------------------------------------- */
+
+static void *main_misuse(void *arg)
+{
+    (void)arg;
+    weft_chan *a;
+    weft_broadcast *b;
+    weft_broadcast_sub *sub;
+    ASSERT_OK(weft_chan_create(&a, sizeof(int), 1));
+    ASSERT_OK(weft_broadcast_create(&b, sizeof(int), 1));
+    ASSERT_OK(weft_broadcast_subscribe(b, &sub));
+    int v = 0;
+    weft_select_case ok = recv_case(a, &v);
+    ASSERT_EQ(weft_select(NULL, 1), -EINVAL);
+    ASSERT_EQ(weft_select(&ok, 0), -EINVAL);
+    weft_select_case off = ok;
+    off.op = 0;
+    ASSERT_EQ(weft_select(&off, 1), -EINVAL); /* no case on */
+    weft_select_case bad = ok;
+    bad.op = 42;
+    ASSERT_EQ(weft_select(&bad, 1), -EINVAL);
+    bad = ok;
+    bad.chan = NULL;
+    ASSERT_EQ(weft_select(&bad, 1), -EINVAL);
+    bad = ok;
+    bad.elem = NULL;
+    ASSERT_EQ(weft_try_select(&bad, 1), -EINVAL);
+    bad = bcast_case(NULL, &v);
+    ASSERT_EQ(weft_select(&bad, 1), -EINVAL);
+    weft_select_case twice[] = {bcast_case(sub, &v), bcast_case(sub, &v)};
+    ASSERT_EQ(weft_select(twice, 2), -EINVAL);
+    weft_select_case many[WEFT_SELECT_MAX + 1];
+    for (int i = 0; i <= WEFT_SELECT_MAX; i++)
+        many[i] = recv_case(a, &v);
+    ASSERT_EQ(weft_select(many, WEFT_SELECT_MAX + 1), -EINVAL);
+
+    /* Past 8 cases a select allocates: a failed allocation is -ENOMEM
+     * with nothing done; up to 8, it allocates nothing. */
+    ASSERT_OK(weft_chan_try_send(a, &v));
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    ASSERT_EQ(weft_select(many, 9), -ENOMEM);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    ASSERT_EQ(weft_try_select(many, 9), -ENOMEM);
+    ASSERT_EQ(weft_chan_len(a), 1);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    ASSERT_GE(weft_select(many, 8), 0);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_EQ(weft_chan_len(a), 0);
+    /* The most cases, all on one channel, wait and go. */
+    ASSERT_EQ(weft_try_select(many, WEFT_SELECT_MAX), -EAGAIN);
+    weft_task *t;
+    struct pair p = {a, 9};
+    ASSERT_OK(weft_spawn(&t, send_later, &p));
+    int k = weft_select(many, WEFT_SELECT_MAX);
+    ASSERT_GE(k, 0);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(weft_chan_len(a), 0);
+
+    weft_broadcast_unsubscribe(sub);
+    ASSERT_OK(weft_broadcast_destroy(b));
+    weft_chan_destroy(a);
+    return NULL;
+}
+
+TEST(bad_input_gets_an_error)
+{
+    /* Outside a task: select is refused, try and blocking work. */
+    weft_chan *a;
+    ASSERT_OK(weft_chan_create(&a, sizeof(int), 1));
+    int v = 4, got = 0;
+    weft_select_case c = recv_case(a, &got);
+    ASSERT_EQ(weft_select(&c, 1), -EPERM);
+    ASSERT_EQ(weft_try_select(&c, 1), -EAGAIN);
+    ASSERT_OK(weft_chan_try_send(a, &v));
+    ASSERT_EQ(weft_select_blocking(&c, 1), 0);
+    ASSERT_EQ(got, 4);
+    weft_chan_destroy(a);
+    run_main(NULL, main_misuse, NULL);
+}
+
+TEST_MAIN(CASE(a_case_that_can_go_goes_at_once), CASE(ready_cases_take_turns),
+          CASE(the_first_case_that_can_go_wins_and_the_others_do_nothing),
+          CASE(a_select_that_sends_meets_a_select_that_waits),
+          CASE(a_closed_channels_case_goes_with_epipe),
+          CASE(a_broadcast_case_reads_what_was_sent_and_counts_what_it_missed),
+          CASE(an_interrupted_select_does_nothing_and_leaves_nothing_linked),
+          CASE(a_claimed_selects_other_cases_are_passed_by),
+          CASE(producers_and_consumers_selecting_on_tasks_and_threads_lose_nothing),
+          CASE(bad_input_gets_an_error))
