@@ -3,9 +3,12 @@
 # machine and prints markdown tables with the targets:
 #
 #   micro  shared/peers/micro-bench.sh 2 (Tokio multi_thread with 2 workers,
-#          Go with GOMAXPROCS=2), then weft_workers_bench (skew, channel
-#          ping-pong, cross-worker wake latency) and weft_micro spawn with
-#          each worker count (spawn+join)
+#          Go with GOMAXPROCS=2), the peers' ping-pong with the two tasks
+#          forced onto two threads (bench/peers/tokio-cross: a
+#          current_thread runtime per thread; bench/peers/go-cross:
+#          GOMAXPROCS=2, both goroutines LockOSThread), then
+#          weft_workers_bench (skew, channel ping-pong, cross-worker wake
+#          latency) and weft_micro spawn with each worker count (spawn+join)
 #   echo   shared/peers/echo-bench.sh with Tokio on 2 threads (TOKIO_THREADS=2)
 #          and weft_echo with 1 and with 2 workers, 64 conns x 64 B, 3 s each
 #
@@ -54,6 +57,27 @@ if [ $want_micro = 1 ]; then
             note "micro-bench.sh failed part-way; missing figures show as n/a"
     else
         note "no peers at $peers; their columns show as n/a"
+    fi
+    # The ping-pong with the tasks pinned apart, in each peer's own way of
+    # pinning a task to a thread (Tokio multi_thread cannot pin one).
+    pbuild=${PEERS_BUILD:-/tmp/peers-build}
+    if command -v cargo >/dev/null && ls /usr/share/cargo/registry 2>/dev/null | grep -q '^tokio-1'; then
+        note "running bench/peers/tokio-cross..."
+        if bash "$root/bench/peers/tokio-cross/build.sh" "$pbuild/tokio-cross" >/dev/null 2>&1; then
+            "$pbuild/tokio-cross/target/release/tokio-cross" >>"$raw" || note "tokio-cross failed"
+        else
+            note "tokio-cross did not build; its figure shows as n/a"
+        fi
+    fi
+    if command -v go >/dev/null; then
+        note "running bench/peers/go-cross (GOMAXPROCS=2)..."
+        mkdir -p "$pbuild/go-cross"
+        if cp "$root/bench/peers/go-cross/main.go" "$pbuild/go-cross/" &&
+            (cd "$pbuild/go-cross" && go build -o go_cross main.go) >/dev/null 2>&1; then
+            GOMAXPROCS=2 "$pbuild/go-cross/go_cross" >>"$raw" || note "go-cross failed"
+        else
+            note "go-cross did not build; its figure shows as n/a"
+        fi
     fi
     wargs=()
     for w in $workers; do wargs+=(-w "$w"); done
@@ -116,12 +140,17 @@ awk -v workers="$workers" '
             printf "| skew: 10k × 100 µs tasks/s, 2 workers / 1 worker | %s | %s | %s | ≥ 1.8 | %s |\n",
                 show("weft@2", k), show("weft@1", k), rat(get("weft@2", k), get("weft@1", k)),
                 verdict(get("weft@2", k) >= 1.8 * get("weft@1", k), 1)
-        # Spawn+join and ping-pong: weft with 2 workers against each peer.
+        # Spawn+join and ping-pong: weft with 2 workers against each peer,
+        # like for like: the peers place the tasks themselves where weft
+        # does, and pin them apart (in their own way) where weft does.
         split("spawn_join_ns_per_task channel_pingpong_ns_per_roundtrip channel_pingpong_cross_ns_per_roundtrip", ks, " ")
         split("spawn+join ns/task|channel ping-pong ns/round trip (placed by the runtime)|channel ping-pong ns/round trip (pinned on workers 0 and 1)", ls, "|")
         for (i = 1; i <= 3; i++) {
-            pk = (i == 3) ? "channel_pingpong_ns_per_roundtrip" : ks[i]
-            split("Tokio multi_thread (2)|Go (GOMAXPROCS=2)", pn, "|")
+            pk = ks[i]
+            if (i == 3)
+                split("Tokio, a current_thread runtime per thread (pinned)|Go (GOMAXPROCS=2), goroutines LockOSThread (pinned)", pn, "|")
+            else
+                split("Tokio multi_thread (2)|Go (GOMAXPROCS=2)", pn, "|")
             for (j = 1; j <= 2; j++) {
                 peer = (j == 1) ? "tokio" : "go"
                 # Peers print "tokio threads=2 ..." / "go procs=2 ...": keyed by prog.
@@ -138,6 +167,7 @@ awk -v workers="$workers" '
         split("spawn_join_ns_per_task channel_pingpong_owner_ns_per_roundtrip", mk, " ")
         split("weft-owner@2 weft@2", mp, " ")
         split("spawn+join ns/task|channel ping-pong ns/round trip", ml2, "|")
+        split("Tokio multi_thread (2)|Go (GOMAXPROCS=2)", pn, "|")
         for (i = 1; i <= 2; i++) {
             pk = (i == 1) ? "spawn_join_ns_per_task" : "channel_pingpong_ns_per_roundtrip"
             for (j = 1; j <= 2; j++) {
@@ -147,6 +177,18 @@ awk -v workers="$workers" '
                 printf "| %s, 2 workers, WEFT_WAKE_TO_OWNER, vs %s | %s | %s | %s | (not a target) | n/a |\n",
                     ml2[i], pn[j], show(mp[i], mk[i]), show(peer, pk), r
             }
+        }
+        # weft pinned against the peers placed (both tasks on one thread, as
+        # they run them): not like for like, shown as context. Sessions before
+        # 2026-12-07 counted these rows as the target.
+        for (j = 1; j <= 2; j++) {
+            peer = (j == 1) ? "tokio" : "go"
+            k = "channel_pingpong_cross_ns_per_roundtrip"
+            pk = "channel_pingpong_ns_per_roundtrip"
+            known = has(peer, pk) && has("weft@2", k)
+            printf "| channel ping-pong ns/round trip, weft pinned on workers 0 and 1 vs %s placed by itself | %s | %s | %s | (context) | n/a |\n",
+                (j == 1) ? "Tokio multi_thread (2)" : "Go (GOMAXPROCS=2)", show("weft@2", k), show(peer, pk),
+                known ? rat(get("weft@2", k), get(peer, pk)) : "n/a"
         }
         # The floor of the pinned ping-pong on this machine: one cache line there
         # and back between two plain threads. Context, not a target.
