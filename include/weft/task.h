@@ -108,6 +108,48 @@ WEFT_API int weft_join(weft_task *t, void **result);
  * runtime), WEFT_EHANDLE in debug builds. */
 WEFT_API int weft_join_any(weft_task *const *tasks, size_t n, size_t *index, void **result);
 
+/* ---- task sets -------------------------------------------------------------
+ * A set of tasks joined in the order they finish, however many there are:
+ * a crawler's fetches, a fan-out's requests, the connections a server wants
+ * to reap as they end (Tokio's JoinSet). The set holds the members' handles:
+ * weft_taskset_join_next joins the next member to finish, each call O(1),
+ * where weft_join_any looks at every handle it is given. Members are the
+ * spawner's children like any task, under the orphan policy. */
+typedef struct weft_taskset weft_taskset;
+
+/* Creates an empty set: 0, -EINVAL (NULL), -ENOMEM. Any thread. */
+WEFT_API int weft_taskset_create(weft_taskset **s);
+/* Spawns fn(arg) into the set, as weft_spawn_ex(.., o, fn, arg) would (o
+ * NULL: the defaults); *id (unless NULL) gets its weft_task_id. Returns 0,
+ * or weft_spawn_ex's errors (nothing spawned), -EXDEV when the set's
+ * members belong to another runtime. */
+WEFT_API int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_fn fn, void *arg,
+                                uint64_t *id);
+/* Waits for the next member to finish and joins it, as weft_join does:
+ * *id (unless NULL) gets its id, *result (unless NULL) its return value,
+ * and the return is its outcome (0, -ECANCELED, WEFT_EPANIC, -ENOMEM).
+ * Members are joined in the order they finished. -ECHILD when the set has
+ * no member left; the caller's own errors join nothing: -EINTR (cancelled
+ * while waiting), -ETIMEDOUT (its deadline), -EPERM outside a task,
+ * -EXDEV from another runtime's task, -EINVAL (NULL s). */
+WEFT_API int weft_taskset_join_next(weft_taskset *s, uint64_t *id, void **result);
+/* weft_taskset_join_next without waiting: -EAGAIN when members remain but
+ * none has finished. From a task. */
+WEFT_API int weft_taskset_try_join_next(weft_taskset *s, uint64_t *id, void **result);
+/* Members not yet joined (running or finished). 0 for NULL. Any thread. */
+WEFT_API size_t weft_taskset_len(weft_taskset *s);
+/* Cancels every member that has not finished (weft_cancel, subtree and
+ * all); they stay in the set, to be joined. Returns how many were
+ * cancelled. NULL: 0. From a task of the set's runtime or any thread, as
+ * weft_cancel. */
+WEFT_API size_t weft_taskset_cancel_all(weft_taskset *s);
+/* Cancels the members left, waits for each to end (the wait is not
+ * interrupted: a shutdown's cancellation of the caller does not cut it
+ * short, nor does a deadline), joins them and frees the set. Returns 0;
+ * -EPERM outside a task while members remain, -EXDEV from another
+ * runtime's task (nothing done either way). NULL: 0. */
+WEFT_API int weft_taskset_destroy(weft_taskset *s);
+
 /* Gives up the handle; the task keeps running (subject to its parent's
  * orphan policy). From any thread; a handle of another runtime's task is
  * given up too, its record staying with that runtime until it ends. */

@@ -117,6 +117,12 @@ int weft_spawn(weft_task **t, weft_fn fn, void *arg)
     return weft_spawn_ex(t, NULL, fn, arg);
 }
 
+static bool public_flags_ok(unsigned flags)
+{
+    return !(flags & ~PUBLIC_FLAGS) &&
+           !((flags & WEFT_TASK_SPAWN_LIFO) && (flags & WEFT_TASK_SPAWN_FIFO));
+}
+
 int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *arg)
 {
     static const weft_spawn_opts defaults;
@@ -124,8 +130,7 @@ int weft_spawn_ex(weft_task **out, const weft_spawn_opts *o, weft_fn fn, void *a
         *out = NULL;
     if (!o)
         o = &defaults;
-    if ((o->flags & ~PUBLIC_FLAGS) ||
-        ((o->flags & WEFT_TASK_SPAWN_LIFO) && (o->flags & WEFT_TASK_SPAWN_FIFO)))
+    if (!public_flags_ok(o->flags))
         return -EINVAL;
     weft_task *t;
     int r = weft__spawn_internal(&t, o, fn, arg, 0, out != NULL);
@@ -148,11 +153,19 @@ static uint64_t next_task_id(weft__worker *w)
     return w->id_next++;
 }
 
+/* A spawn into a task set: the set, and the new member's id, read before
+ * the member can end and be joined. */
+struct set_spawn {
+    weft_taskset *set;
+    uint64_t id;
+};
+
 /* Spawns on `owner`, from the calling thread's worker w (which provides
- * the record). */
+ * the record); into a task set when ss is not NULL. */
 static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const weft_spawn_opts *o,
-                 weft_fn fn, void *arg, unsigned internal_flags, bool handle)
+                 weft_fn fn, void *arg, unsigned internal_flags, bool handle, struct set_spawn *ss)
 {
+    weft_taskset *set = ss ? ss->set : NULL;
     weft__runtime *rt = w->rt;
     int size_class = rt->default_stack_class;
     if (o->stack_size) {
@@ -185,13 +198,14 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
         name[len] = 0;
     }
     weft__task_ext *ext = NULL;
-    if (o->discard) {
+    if (o->discard || set) {
         ext = weft__calloc(1, sizeof *ext);
         if (!ext) {
             free(name);
             return -ENOMEM;
         }
         ext->discard = o->discard;
+        ext->set = set;
     }
     weft_task *t = weft__task_alloc(w);
     if (!t) {
@@ -259,6 +273,12 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
         atomic_fetch_add_explicit(&rt->live_tasks, 1, memory_order_relaxed);
     }
     *task = t;
+    /* A member before it can run, and so end (another worker may take it
+     * as soon as it is queued). */
+    if (set) {
+        ss->id = t->entity.task_id;
+        weft__taskset_added(set, t);
+    }
     if (owner != w) {
         /* Sent to another worker at birth: no steal when it arrives. */
         if (!(internal_flags & TASK_F_UNCOUNTED))
@@ -273,8 +293,10 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
     return 0;
 }
 
-int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn, void *arg,
-                         unsigned internal_flags, bool handle)
+/* Spawns from the calling thread's worker, onto it or onto the worker
+ * WEFT_TASK_ON_WORKER names. */
+static int spawn_from_here(weft_task **task, const weft_spawn_opts *o, weft_fn fn, void *arg,
+                           unsigned internal_flags, bool handle, struct set_spawn *ss)
 {
     if (!fn)
         return -EINVAL;
@@ -288,7 +310,26 @@ int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn,
         owner = &w->rt->workers[o->worker];
         internal_flags |= WEFT_TASK_STICKY; /* placed for good */
     }
-    return spawn(w, owner, task, o, fn, arg, internal_flags, handle);
+    return spawn(w, owner, task, o, fn, arg, internal_flags, handle, ss);
+}
+
+int weft__spawn_internal(weft_task **task, const weft_spawn_opts *o, weft_fn fn, void *arg,
+                         unsigned internal_flags, bool handle)
+{
+    return spawn_from_here(task, o, fn, arg, internal_flags, handle, NULL);
+}
+
+int weft__spawn_into_set(weft_taskset *set, const weft_spawn_opts *o, weft_fn fn, void *arg,
+                         uint64_t *id)
+{
+    if (!public_flags_ok(o->flags))
+        return -EINVAL;
+    struct set_spawn ss = {set, 0};
+    weft_task *t; /* the set's from here: it may be joined before this returns */
+    int r = spawn_from_here(&t, o, fn, arg, 0, true, &ss);
+    if (r == 0)
+        *id = ss.id;
+    return r;
 }
 
 int weft__spawn_on(weft__worker *owner, weft_task **task, const weft_spawn_opts *o, weft_fn fn,
@@ -297,7 +338,7 @@ int weft__spawn_on(weft__worker *owner, weft_task **task, const weft_spawn_opts 
     weft__worker *w = weft__worker_self();
     if (!w)
         return -EPERM;
-    return spawn(w, owner, task, o, fn, arg, TASK_F_UNCOUNTED | TASK_F_MAINTENANCE, false);
+    return spawn(w, owner, task, o, fn, arg, TASK_F_UNCOUNTED | TASK_F_MAINTENANCE, false, NULL);
 }
 
 /* ---- join / detach / queries ---------------------------------------------- */
@@ -964,6 +1005,10 @@ static void complete(weft__worker *w, weft_task *t, void *result)
         weft__task_wake(joiner);
         weft__task_ref_drop(joiner); /* the joiner's, for this wake (weft_join) */
     }
+    /* Complete now, so the set's join of it will not wait; the runtime's
+     * reference keeps the record while this function goes on. */
+    if (t->ext && t->ext->set)
+        weft__taskset_finished(t->ext->set, t);
     if (rt->threaded && at_home)
         weft__tasks_ended(rt, 1, (t->flags & TASK_F_MAINTENANCE) != 0);
 }

@@ -113,6 +113,10 @@ typedef struct weft__task_ext {
 #define TASK_DEADLINE_LEVEL_BITS 16   /* of deadline_suspended */
     struct weft__resource *resources; /* doubly linked, see ring/resource.h */
     void (*discard)(void *arg);       /* weft_spawn_opts.discard; set at spawn */
+    /* The task set it was spawned into (weft_taskset_spawn), or NULL; set
+     * at spawn. The links are the set's, under its lock (taskset.c). */
+    struct weft_taskset *set;
+    struct weft_task *set_prev, *set_next;
 } weft__task_ext;
 
 struct weft_task {
@@ -219,6 +223,15 @@ static inline int weft__task_enter(weft_task **self)
         *self = t;
     return weft__task_interrupted(t);
 }
+
+/* weft_spawn_ex into task set `set`, which holds the handle; *id gets the
+ * member's id. */
+int weft__spawn_into_set(weft_taskset *set, const weft_spawn_opts *o, weft_fn fn, void *arg,
+                         uint64_t *id);
+/* Called by the spawn, before t can run: t joins set's members. */
+void weft__taskset_added(weft_taskset *set, weft_task *t);
+/* Called by t's end once t is complete: t is ready for the set's join. */
+void weft__taskset_finished(weft_taskset *set, weft_task *t);
 
 /* weft_spawn_ex without the public flag check: internal_flags (TASK_F_*)
  * are added; handle = whether the caller gets a join handle (else *task is

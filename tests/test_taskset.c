@@ -1,0 +1,364 @@
+/* Task sets (weft_taskset_*): members are joined in the order they finish,
+ * with their outcomes and ids; cancel_all reaches the members still
+ * running; an interrupted join_next joins nothing; destroy cancels and
+ * waits for what is left; joiners on two workers share the members out;
+ * bad input, another runtime's set and failed allocations get errors. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "common/fault.h"
+#include "test.h"
+
+#define MS 1000000ull
+
+/* Member i ends when told to, through its own event: the test picks the
+ * order in which they finish. */
+static weft_event finish[5];
+
+static void *wait_then_return(void *arg)
+{
+    uintptr_t i = (uintptr_t)arg;
+    ASSERT_OK(weft_event_wait(&finish[i]));
+    return (void *)i;
+}
+
+/* ---- order, ids, outcomes -------------------------------------------------- */
+
+static void *main_order(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    ASSERT_EQ(weft_taskset_len(s), 0);
+    uint64_t id[5];
+    for (uintptr_t i = 0; i < 5; i++) {
+        ASSERT_OK(weft_event_init(&finish[i]));
+        ASSERT_OK(weft_taskset_spawn(s, NULL, wait_then_return, (void *)i, &id[i]));
+        ASSERT_NE(id[i], 0);
+    }
+    ASSERT_EQ(weft_taskset_len(s), 5);
+    uint64_t got_id;
+    void *res;
+    ASSERT_EQ(weft_taskset_try_join_next(s, &got_id, &res), -EAGAIN); /* none ended yet */
+    ASSERT_OK(weft_yield()); /* each runs until it waits for its event */
+    /* Told to end in the order 3, 0, 4, 1, 2: on one worker they run, and
+     * so end, in the order they were woken, and are joined in that order. */
+    static const uintptr_t order[] = {3, 0, 4, 1, 2};
+    for (int k = 0; k < 5; k++)
+        weft_event_notify_one(&finish[order[k]]);
+    for (int k = 0; k < 5; k++) {
+        res = NULL;
+        got_id = 0;
+        ASSERT_OK(weft_taskset_join_next(s, &got_id, &res));
+        ASSERT_EQ((uintptr_t)res, order[k]);
+        ASSERT_EQ(got_id, id[order[k]]);
+        ASSERT_EQ(weft_taskset_len(s), (size_t)(4 - k));
+    }
+    ASSERT_EQ(weft_taskset_join_next(s, &got_id, &res), -ECHILD);
+    ASSERT_EQ(weft_taskset_try_join_next(s, NULL, NULL), -ECHILD);
+    ASSERT_OK(weft_taskset_destroy(s));
+    return NULL;
+}
+TEST(members_are_joined_in_the_order_they_finish)
+{
+    run_main_one_worker(NULL, main_order, NULL);
+}
+
+static void *panics(void *arg)
+{
+    (void)arg;
+    weft_panic("member gives up");
+    return NULL;
+}
+
+static void *sleeps_long(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_sleep_ns(10000 * MS), -ECANCELED);
+    return NULL;
+}
+
+static void *returns_arg(void *arg)
+{
+    return arg;
+}
+
+static void *main_outcomes(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    uint64_t sleeper, panicker, plain;
+    ASSERT_OK(weft_taskset_spawn(s, NULL, sleeps_long, NULL, &sleeper));
+    ASSERT_OK(weft_taskset_spawn(s, NULL, panics, NULL, &panicker));
+    weft_spawn_opts o = {.name = "plain", .flags = WEFT_TASK_SPAWN_LIFO};
+    ASSERT_OK(weft_taskset_spawn(s, &o, returns_arg, (void *)(uintptr_t)7, &plain));
+    bool seen_panicker = false, seen_plain = false;
+    for (int k = 0; k < 2; k++) {
+        uint64_t id;
+        void *res = (void *)1;
+        int r = weft_taskset_join_next(s, &id, &res);
+        if (id == panicker) {
+            ASSERT_EQ(r, WEFT_EPANIC);
+            ASSERT(res == NULL);
+            seen_panicker = true;
+        } else {
+            ASSERT_EQ(id, plain);
+            ASSERT_EQ(r, 0);
+            ASSERT_EQ((uintptr_t)res, 7);
+            seen_plain = true;
+        }
+    }
+    ASSERT(seen_panicker && seen_plain);
+    /* The sleeper is all that is still running. */
+    ASSERT_EQ(weft_taskset_cancel_all(s), 1);
+    uint64_t id;
+    ASSERT_EQ(weft_taskset_join_next(s, &id, NULL), -ECANCELED);
+    ASSERT_EQ(id, sleeper);
+    /* A member cancelled before it ever ran ends with -ECANCELED. */
+    ASSERT_OK(weft_taskset_spawn(s, NULL, returns_arg, NULL, &id));
+    ASSERT_EQ(weft_taskset_cancel_all(s), 1);
+    ASSERT_EQ(weft_taskset_join_next(s, NULL, NULL), -ECANCELED);
+    ASSERT_EQ(weft_taskset_cancel_all(s), 0);
+    ASSERT_OK(weft_taskset_destroy(s));
+    return NULL;
+}
+TEST(outcomes_and_cancel_all)
+{
+    weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
+    run_main(&cfg, main_outcomes, NULL);
+}
+
+/* ---- interruption and destroy ------------------------------------------------ */
+
+static _Atomic int joiner_result = 1;
+
+static void *join_next_until_cancelled(void *arg)
+{
+    atomic_store(&joiner_result, weft_taskset_join_next(arg, NULL, NULL));
+    return NULL;
+}
+
+static _Atomic int ended_members;
+
+static void *sleep_and_count(void *arg)
+{
+    (void)arg;
+    int r = weft_sleep_ns(10000 * MS);
+    ASSERT_EQ(r, -ECANCELED);
+    atomic_fetch_add(&ended_members, 1);
+    return NULL;
+}
+
+static void *main_interrupted(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    ASSERT_OK(weft_taskset_spawn(s, NULL, sleep_and_count, NULL, NULL));
+    ASSERT_OK(weft_deadline_push_in(2 * MS));
+    ASSERT_EQ(weft_taskset_join_next(s, NULL, NULL), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_taskset_len(s), 1); /* nothing joined */
+    /* A joiner cancelled while it waits: -EINTR, as weft_join. */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, join_next_until_cancelled, s));
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    int r = atomic_load(&joiner_result);
+    ASSERT(r == -EINTR || r == 1); /* interrupted waiting, or cancelled before it ran */
+    ASSERT_EQ(weft_taskset_len(s), 1);
+
+    /* destroy cancels what is left and waits for it, even in a task whose
+     * deadline has passed. */
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_taskset_spawn(s, NULL, sleep_and_count, NULL, NULL));
+    ASSERT_OK(weft_sleep_ns(2 * MS)); /* all four are asleep */
+    ASSERT_OK(weft_deadline_push_in(0));
+    atomic_store(&ended_members, 0);
+    ASSERT_OK(weft_taskset_destroy(s));
+    ASSERT_EQ(atomic_load(&ended_members), 4);
+    ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+TEST(an_interrupted_join_next_joins_nothing_and_destroy_waits)
+{
+    run_main(NULL, main_interrupted, NULL);
+}
+
+/* ---- many members, two joiners --------------------------------------------------- */
+
+#ifdef TEST_TSAN
+#define MANY 2000
+#else
+#define MANY 20000
+#endif
+
+static void *yield_then_return(void *arg)
+{
+    if ((uintptr_t)arg % 3 == 0)
+        ASSERT_OK(weft_yield());
+    return arg;
+}
+
+struct joiner {
+    weft_taskset *s;
+    uint64_t sum, count;
+};
+
+static void *join_all(void *arg)
+{
+    struct joiner *j = arg;
+    for (;;) {
+        void *res;
+        int r = weft_taskset_join_next(j->s, NULL, &res);
+        if (r == -ECHILD)
+            return NULL;
+        ASSERT_OK(r);
+        j->sum += (uintptr_t)res;
+        j->count++;
+    }
+}
+
+static void *main_many(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    /* Half the members first, then the joiners, then the rest: the
+     * joiners wait for members spawned after they started. */
+    for (uintptr_t i = 0; i < MANY / 2; i++)
+        ASSERT_OK(weft_taskset_spawn(s, NULL, yield_then_return, (void *)i, NULL));
+    struct joiner j[2] = {{s, 0, 0}, {s, 0, 0}};
+    weft_task *t[2];
+    ASSERT_OK(weft_spawn(&t[0], join_all, &j[0]));
+    ASSERT_OK(weft_spawn(&t[1], join_all, &j[1]));
+    for (uintptr_t i = MANY / 2; i < MANY; i++)
+        ASSERT_OK(weft_taskset_spawn(s, NULL, yield_then_return, (void *)i, NULL));
+    ASSERT_OK(weft_join(t[0], NULL));
+    ASSERT_OK(weft_join(t[1], NULL));
+    /* A joiner may have found the set empty between the two batches and
+     * stopped; whatever is left is joined here. */
+    struct joiner rest = {s, 0, 0};
+    join_all(&rest);
+    ASSERT_EQ(j[0].count + j[1].count + rest.count, MANY);
+    ASSERT_EQ(j[0].sum + j[1].sum + rest.sum, (uint64_t)MANY * (MANY - 1) / 2);
+    ASSERT_EQ(weft_taskset_len(s), 0);
+    ASSERT_OK(weft_taskset_destroy(s));
+    return NULL;
+}
+TEST(two_joiners_share_many_members_and_lose_none)
+{
+    run_main(NULL, main_many, NULL);
+}
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+/* A set whose members belong to another runtime: that runtime runs on a
+ * thread of its own and keeps one member waiting until told to end. */
+static weft_taskset *xset;
+static _Atomic int x_ready, x_go;
+
+static void *x_member(void *arg)
+{
+    (void)arg;
+    (void)weft_sleep_ns(10000 * MS);
+    return NULL;
+}
+
+static void *x_main(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_taskset_spawn(xset, NULL, x_member, NULL, NULL));
+    atomic_store(&x_ready, 1);
+    while (!atomic_load(&x_go))
+        ASSERT_OK(weft_sleep_ns(MS));
+    ASSERT_OK(weft_taskset_destroy(xset)); /* cancels the member */
+    return NULL;
+}
+
+static void *x_thread(void *arg)
+{
+    (void)arg;
+    run_main(NULL, x_main, NULL);
+    return NULL;
+}
+
+static void *main_other_runtime(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_taskset_join_next(xset, NULL, NULL), -EXDEV);
+    ASSERT_EQ(weft_taskset_try_join_next(xset, NULL, NULL), -EXDEV);
+    ASSERT_EQ(weft_taskset_spawn(xset, NULL, returns_arg, NULL, NULL), -EXDEV);
+    ASSERT_EQ(weft_taskset_destroy(xset), -EXDEV);
+    ASSERT_EQ(weft_taskset_len(xset), 1);
+    atomic_store(&x_go, 1);
+    return NULL;
+}
+
+static void *main_misuse(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    ASSERT_EQ(weft_taskset_spawn(NULL, NULL, returns_arg, NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_taskset_spawn(s, NULL, NULL, NULL, NULL), -EINVAL);
+    weft_spawn_opts bad = {.flags = WEFT_TASK_SPAWN_LIFO | WEFT_TASK_SPAWN_FIFO};
+    ASSERT_EQ(weft_taskset_spawn(s, &bad, returns_arg, NULL, NULL), -EINVAL);
+    weft_spawn_opts unknown = {.queue = "no such queue"};
+    ASSERT_EQ(weft_taskset_spawn(s, &unknown, returns_arg, NULL, NULL), -ENOENT);
+    ASSERT_EQ(weft_taskset_join_next(NULL, NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_taskset_len(s), 0); /* the failed spawns left nothing */
+    ASSERT_EQ(weft_taskset_join_next(s, NULL, NULL), -ECHILD);
+
+    /* Failed allocations: nothing spawned, nothing counted, at each
+     * allocation the spawn makes (the member's extension block, its name,
+     * its record chunk if a new one is needed). */
+    weft_spawn_opts named = {.name = "member"};
+    for (uint64_t n = 1; n <= 2; n++) {
+        weft__fault_arm(WEFT_FAULT_ALLOC, n);
+        int r = weft_taskset_spawn(s, &named, returns_arg, NULL, NULL);
+        weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+        ASSERT_EQ(r, -ENOMEM);
+        ASSERT_EQ(weft_taskset_len(s), 0);
+    }
+    ASSERT_OK(weft_taskset_spawn(s, &named, returns_arg, NULL, NULL));
+    ASSERT_OK(weft_taskset_join_next(s, NULL, NULL));
+    ASSERT_OK(weft_taskset_destroy(s));
+    ASSERT_EQ(weft_taskset_cancel_all(NULL), 0);
+    ASSERT_OK(weft_taskset_destroy(NULL));
+    return NULL;
+}
+
+TEST(bad_input_and_other_runtimes_get_errors)
+{
+    ASSERT_EQ(weft_taskset_create(NULL), -EINVAL);
+    weft_taskset *s;
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    ASSERT_EQ(weft_taskset_create(&s), -ENOMEM);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT(s == NULL);
+    /* Outside a task. */
+    ASSERT_OK(weft_taskset_create(&s));
+    ASSERT_EQ(weft_taskset_spawn(s, NULL, returns_arg, NULL, NULL), -EPERM);
+    ASSERT_EQ(weft_taskset_join_next(s, NULL, NULL), -EPERM);
+    ASSERT_EQ(weft_taskset_len(s), 0);
+    ASSERT_EQ(weft_taskset_len(NULL), 0);
+    ASSERT_OK(weft_taskset_destroy(s)); /* empty: from anywhere */
+    run_main(NULL, main_misuse, NULL);
+
+    ASSERT_OK(weft_taskset_create(&xset));
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, x_thread, NULL));
+    while (!atomic_load(&x_ready))
+        usleep(1000);
+    ASSERT_EQ(weft_taskset_destroy(xset), -EPERM); /* members left, no task here */
+    run_main(NULL, main_other_runtime, NULL);
+    ASSERT_OK(pthread_join(th, NULL));
+}
+
+TEST_MAIN(CASE(members_are_joined_in_the_order_they_finish), CASE(outcomes_and_cancel_all),
+          CASE(an_interrupted_join_next_joins_nothing_and_destroy_waits),
+          CASE(two_joiners_share_many_members_and_lose_none),
+          CASE(bad_input_and_other_runtimes_get_errors))
