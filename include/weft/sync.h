@@ -208,18 +208,24 @@ typedef struct weft_select_case {
 
 /* Waits until one of cases[0..n) can go, performs it and returns its
  * index; cases[index].result says how it went. A closed channel's case
- * goes at once, with result -EPIPE. Returns -ECANCELED or -ETIMEDOUT
- * (no case went), -EPERM outside a task, -ENOMEM (more than 8 cases,
- * out of memory), -EINVAL: cases NULL, n 0 or above WEFT_SELECT_MAX, no
- * case on, an unknown op, a NULL chan, sub or elem in a case that is on, or
- * one subscription in two cases. */
+ * goes at once, with result -EPIPE. As every blocking call here, a
+ * cancelled task (or one past its deadline) is refused on entry, even
+ * when a case could go. Returns -ECANCELED or -ETIMEDOUT (no case went),
+ * -EPERM outside a task, -ENOMEM (more than 8 cases on and none could go
+ * at once: their waiter nodes are allocated), -EINVAL: cases NULL, n 0 or
+ * above WEFT_SELECT_MAX, no case on, an unknown op, a NULL chan, sub or
+ * elem in a case that is on, or one subscription in two cases.
+ * The select may touch any of its sources until it returns (only the
+ * source of the case that went is left alone once it is woken): free
+ * none of them before that. */
 WEFT_API WEFT_MUST_CHECK int weft_select(weft_select_case *cases, size_t n);
-/* weft_select without waiting: -EAGAIN when no case can go now. Any
- * thread. */
+/* weft_select without waiting: -EAGAIN when no case can go now, -EINVAL
+ * as above; it never allocates. Any thread. */
 WEFT_API WEFT_MUST_CHECK int weft_try_select(weft_select_case *cases, size_t n);
 /* weft_select for a thread that is not running a task (it sleeps; it is
- * not interrupted): in a task it is weft_select; -EDEADLK on a runtime
- * worker thread outside any task or on a thread hosting an executor. */
+ * not interrupted), with its -EINVAL and -ENOMEM: in a task it is
+ * weft_select; -EDEADLK on a runtime worker thread outside any task or on
+ * a thread hosting an executor. */
 WEFT_API WEFT_MUST_CHECK int weft_select_blocking(weft_select_case *cases, size_t n);
 
 /* ---- mutex ----------------------------------------------------------------

@@ -2,8 +2,8 @@
  *
  * The shape is Go's select. With the locks of every source in the call
  * held (taken in address order, each once, so that two selects over the
- * same channels cannot deadlock), the cases are tried in turn from a
- * random one; the first that can go goes, still under all the locks. If
+ * same channels cannot deadlock), the cases are tried in a random order;
+ * the first that can go goes, still under all the locks. If
  * none can, one waiter node per case joins its source's list, all the
  * nodes sharing one state word (struct weft__select), and the task parks
  * after dropping the locks. Holding every lock while checking and linking
@@ -13,7 +13,8 @@
  * The first waker to claim a node claims the whole select (waitlist.h):
  * it moves the element as for a plain waiter and records the case. The
  * select's other nodes are stale from then on, skipped by every waker,
- * and the task takes them out under all the locks once it is woken. A
+ * and the task takes them out under their locks once it is woken (not
+ * the winner's: its claimer may free a channel after its send). A
  * broadcast case is claimed by a send or the close, which only says that
  * there is something to read: the task reads it in that same lock round,
  * so no other case can go in between.
@@ -30,8 +31,8 @@
 #include "sync/select.h"
 #include "sync/waitlist.h"
 
-/* Cases up to this many use arrays on the caller's stack; more, one
- * allocation. */
+/* Waiter nodes for up to this many cases that are on sit on the caller's
+ * stack; more take one allocation, made only when the select must wait. */
 #define SELECT_ON_STACK 8
 
 /* A per-thread xorshift that picks where the cases are tried from. Never
@@ -100,13 +101,13 @@ static int check_cases(const weft_select_case *cases, size_t n)
     return any ? 0 : -EINVAL;
 }
 
-/* The distinct locks of the cases that are on, in address order, into
- * locks; returns how many. */
-static size_t collect_locks(const weft_select_case *cases, size_t n, unsigned **locks)
+/* The distinct locks of the cases that are on, but case `skip` (n: none),
+ * in address order, into locks; returns how many. */
+static size_t collect_locks(const weft_select_case *cases, size_t n, size_t skip, unsigned **locks)
 {
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!cases[i].op)
+        if (!cases[i].op || i == skip)
             continue;
         unsigned *l = case_lock(&cases[i]);
         size_t at = count;
@@ -160,94 +161,131 @@ static int try_case(weft_select_case *c, weft__waiter **wake)
     return r;
 }
 
-/* Under all the locks: tries the cases that are on, starting at a random
- * one. Returns the index of the case that went, or -EAGAIN. */
+/* Under all the locks: tries the cases that are on, in a random order
+ * (a Fisher-Yates shuffle, as Go's select makes), so that each of the
+ * cases that can go is as likely to. Returns the index of the case that
+ * went, or -EAGAIN. */
 static int try_cases(weft_select_case *cases, size_t n, weft__waiter **wake)
 {
-    size_t start = next_random() % n;
+    uint8_t order[WEFT_SELECT_MAX];
+    size_t on = 0;
+    uint32_t x = next_random();
     for (size_t i = 0; i < n; i++) {
-        size_t k = start + i < n ? start + i : start + i - n;
-        if (cases[k].op && try_case(&cases[k], wake) != -EAGAIN)
-            return (int)k;
+        if (!cases[i].op)
+            continue;
+        /* Put i at a random place among the first on + 1: xorshift steps
+         * inline, since next_random is kept out of line. */
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        size_t j = x % (on + 1);
+        order[on] = order[j];
+        order[j] = (uint8_t)i;
+        on++;
     }
+    for (size_t i = 0; i < on; i++)
+        if (try_case(&cases[order[i]], wake) != -EAGAIN)
+            return order[i];
     return -EAGAIN;
 }
 
-/* The select's storage: on the stack for a few cases, else allocated. */
-struct select_space {
-    weft__waiter *nodes;
-    unsigned **locks;
-    void *allocated;
-    weft__waiter stack_nodes[SELECT_ON_STACK];
-    unsigned *stack_locks[SELECT_ON_STACK];
+/* The waiter nodes: one per case that is on, on the stack for a few. */
+struct select_nodes {
+    weft__waiter *node[WEFT_SELECT_MAX]; /* by case; NULL for a case that is off */
+    weft__waiter *allocated;
+    weft__waiter on_stack[SELECT_ON_STACK];
 };
 
-static int space_get(struct select_space *s, size_t n, bool nodes)
+/* Points each case that is on at a node: on the stack, or in one
+ * allocation when more than SELECT_ON_STACK cases are on. 0 or -ENOMEM. */
+static int nodes_get(struct select_nodes *sn, const weft_select_case *cases, size_t n)
 {
-    s->allocated = NULL;
-    if (n <= SELECT_ON_STACK) {
-        s->nodes = s->stack_nodes;
-        s->locks = s->stack_locks;
-        return 0;
+    size_t on = 0;
+    for (size_t i = 0; i < n; i++)
+        on += cases[i].op != 0;
+    weft__waiter *pool = sn->on_stack;
+    sn->allocated = NULL;
+    if (on > SELECT_ON_STACK) {
+        pool = sn->allocated = weft__malloc(on * sizeof(weft__waiter));
+        if (!pool)
+            return -ENOMEM;
     }
-    size_t node_bytes = nodes ? n * sizeof(weft__waiter) : 0;
-    s->allocated = weft__malloc(node_bytes + n * sizeof(unsigned *));
-    if (!s->allocated)
-        return -ENOMEM;
-    s->nodes = s->allocated;
-    s->locks = (unsigned **)((char *)s->allocated + node_bytes);
+    for (size_t i = 0, k = 0; i < n; i++)
+        sn->node[i] = cases[i].op ? &pool[k++] : NULL;
     return 0;
 }
 
-/* Takes out every node of the select but `keep` (n: all), under the locks. */
-static void unlink_nodes(const weft_select_case *cases, size_t n, weft__waiter *nodes, size_t keep)
+/* Takes out every node of the select but case `keep`'s (n: all), under
+ * the locks. */
+static void unlink_nodes(const weft_select_case *cases, size_t n, struct select_nodes *sn,
+                         size_t keep)
 {
     for (size_t i = 0; i < n; i++)
         if (cases[i].op && i != keep)
-            waitlist_remove(case_list(&cases[i]), &nodes[i]);
+            waitlist_remove(case_list(&cases[i]), sn->node[i]);
+}
+
+/* Whether a case other than `won` has won's lock. */
+static bool lock_shared(const weft_select_case *cases, size_t n, size_t won)
+{
+    unsigned *l = case_lock(&cases[won]);
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].op && i != won && case_lock(&cases[i]) == l)
+            return true;
+    return false;
 }
 
 /* self NULL: a foreign thread, which sleeps instead of parking and is not
  * interrupted. wait false: weft_try_select. */
 static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool wait)
 {
-    struct select_space space;
-    int r = space_get(&space, n, wait);
-    if (r)
-        return r;
-    weft__waiter *nodes = space.nodes;
-    unsigned **locks = space.locks;
-    size_t nlocks = collect_locks(cases, n, locks);
+    unsigned *locks[WEFT_SELECT_MAX];
+    struct select_nodes sn;
+    bool have_nodes = false;
+    int r;
 
     for (;;) {
         weft__waiter *wake;
+        size_t nlocks = collect_locks(cases, n, n, locks);
         lock_all(locks, nlocks);
         int k = try_cases(cases, n, &wake);
         if (k != -EAGAIN || !wait) {
             unlock_all(locks, nlocks);
             weft__waiter_wake(wake);
-            free(space.allocated);
+            if (have_nodes)
+                free(sn.allocated);
             return k;
+        }
+        if (!have_nodes) {
+            /* Nodes are needed only now: get them (perhaps allocate)
+             * without the locks, then try again. */
+            unlock_all(locks, nlocks);
+            r = nodes_get(&sn, cases, n);
+            if (r)
+                return r;
+            have_nodes = true;
+            continue;
         }
 
         struct weft__select sel;
         atomic_init(&sel.state, WAITER_WAITING);
         sel.index = 0;
-        size_t first_on = n;
+        weft__waiter *first = NULL;
         for (size_t i = 0; i < n; i++) {
-            if (!cases[i].op)
+            weft__waiter *node = sn.node[i];
+            if (!node)
                 continue;
-            waiter_init(&nodes[i], self, cases[i].elem);
-            nodes[i].sel = &sel;
-            nodes[i].case_index = (unsigned)i;
-            waitlist_push(case_list(&cases[i]), &nodes[i]);
-            if (first_on == n)
-                first_on = i;
+            waiter_init(node, self, cases[i].elem);
+            node->sel = &sel;
+            node->case_index = (unsigned)i;
+            waitlist_push(case_list(&cases[i]), node);
+            if (!first)
+                first = node;
         }
         unlock_all(locks, nlocks);
 
         if (!self) {
-            weft__waiter_block(&nodes[first_on]); /* returns once DONE */
+            weft__waiter_block(first); /* returns once DONE */
         } else {
             for (;;) {
                 r = weft__task_park_interruptible();
@@ -259,10 +297,10 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
                     bool still_waiting =
                         atomic_load_explicit(&sel.state, memory_order_relaxed) == WAITER_WAITING;
                     if (still_waiting)
-                        unlink_nodes(cases, n, nodes, n);
+                        unlink_nodes(cases, n, &sn, n);
                     unlock_all(locks, nlocks);
                     if (still_waiting) {
-                        free(space.allocated);
+                        free(sn.allocated);
                         return r;
                     }
                     break; /* a claim won the race: it stands */
@@ -273,13 +311,20 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
 
         size_t won = sel.index;
         weft_select_case *c = &cases[won];
+        /* The other nodes come out under their own locks. The winning
+         * case's lock is left alone unless it is needed (a broadcast's
+         * read, or another case on the same source): its claimer may have
+         * freed a channel right after its send, as a plain receiver
+         * allows. */
+        bool broadcast = c->op == WEFT_SELECT_BROADCAST;
+        nlocks = collect_locks(cases, n, broadcast || lock_shared(cases, n, won) ? n : won, locks);
         lock_all(locks, nlocks);
-        unlink_nodes(cases, n, nodes, won);
-        if (c->op != WEFT_SELECT_BROADCAST) {
+        unlink_nodes(cases, n, &sn, won);
+        if (!broadcast) {
             /* The claimer moved the element (or found the channel closed). */
-            c->result = nodes[won].result;
+            c->result = sn.node[won]->result;
             unlock_all(locks, nlocks);
-            free(space.allocated);
+            free(sn.allocated);
             return (int)won;
         }
         /* A send or the close claimed it: there is something to read,
@@ -288,7 +333,7 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
         r = try_case(c, &wake);
         unlock_all(locks, nlocks);
         if (r != -EAGAIN) {
-            free(space.allocated);
+            free(sn.allocated);
             return (int)won;
         }
     }
