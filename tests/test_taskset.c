@@ -253,6 +253,181 @@ TEST(two_joiners_share_many_members_and_lose_none)
     run_main(NULL, main_many, NULL);
 }
 
+/* ---- several joiners, destroy, the runtime's end ------------------------------------ */
+
+static weft_event go;
+
+static void *wait_go(void *arg)
+{
+    ASSERT_OK(weft_event_wait(&go));
+    return arg;
+}
+
+static void *join_one(void *arg)
+{
+    return (void *)(intptr_t)weft_taskset_join_next(arg, NULL, NULL);
+}
+
+/* Two joiners wait, one member ends: one joins it, and the other, which
+ * its end did not wake, learns from the join that the set is empty. */
+static void *main_two_joiners_one_member(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    ASSERT_OK(weft_event_init(&go));
+    ASSERT_OK(weft_taskset_spawn(s, NULL, wait_go, NULL, NULL));
+    weft_task *a, *b;
+    ASSERT_OK(weft_spawn(&a, join_one, s));
+    ASSERT_OK(weft_spawn(&b, join_one, s));
+    ASSERT_OK(weft_sleep_ns(2 * MS)); /* both wait */
+    weft_event_notify_all(&go);
+    void *ra, *rb;
+    ASSERT_OK(weft_join(a, &ra));
+    ASSERT_OK(weft_join(b, &rb));
+    int x = (int)(intptr_t)ra, y = (int)(intptr_t)rb;
+    ASSERT((x == 0 && y == -ECHILD) || (x == -ECHILD && y == 0));
+    ASSERT_OK(weft_taskset_destroy(s));
+    return NULL;
+}
+TEST(a_joiner_left_waiting_learns_the_set_is_empty)
+{
+    run_main(NULL, main_two_joiners_one_member, NULL);
+}
+
+/* destroy while another task waits in join_next: destroy returns, and
+ * frees the set only after that joiner has left (ASan would see it
+ * otherwise); the joiner got the member or -ECHILD. */
+static void *main_destroy_beside_a_joiner(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 20; round++) {
+        weft_taskset *s;
+        ASSERT_OK(weft_taskset_create(&s));
+        ASSERT_OK(weft_taskset_spawn(s, NULL, sleep_and_count, NULL, NULL));
+        weft_task *j;
+        ASSERT_OK(weft_spawn(&j, join_one, s));
+        ASSERT_OK(weft_sleep_ns(round % 2 ? MS : 0)); /* waiting, or not yet */
+        ASSERT_OK(weft_taskset_destroy(s));
+        void *r;
+        ASSERT_OK(weft_join(j, &r));
+        int jr = (int)(intptr_t)r;
+        ASSERT(jr == -ECANCELED || jr == -ECHILD || jr == 0);
+    }
+    return NULL;
+}
+TEST(destroy_beside_a_waiting_joiner_returns_once_it_left)
+{
+    run_main(NULL, main_destroy_beside_a_joiner, NULL);
+}
+
+/* On one worker, deterministic: a joiner is woken for the member that
+ * ended, but before it runs, destroy (already running) joins that member
+ * itself and finds the set empty. The joiner is still inside join_next:
+ * destroy must wait for it to leave before it frees the set. */
+static void *main_destroy_before_a_woken_joiner(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    ASSERT_OK(weft_event_init(&go));
+    ASSERT_OK(weft_taskset_spawn(s, NULL, wait_go, NULL, NULL));
+    weft_task *j;
+    ASSERT_OK(weft_spawn(&j, join_one, s));
+    ASSERT_OK(weft_yield()); /* the member waits for go, the joiner for the member */
+    weft_event_notify_one(&go);
+    ASSERT_OK(weft_yield()); /* the member ends and wakes the joiner, queued behind us */
+    ASSERT_OK(weft_taskset_destroy(s));
+    void *r;
+    ASSERT_OK(weft_join(j, &r));
+    ASSERT_EQ((int)(intptr_t)r, -ECHILD);
+    return NULL;
+}
+TEST(destroy_waits_for_a_joiner_woken_but_not_yet_run)
+{
+    run_main_one_worker(NULL, main_destroy_before_a_woken_joiner, NULL);
+}
+
+/* A member that, cancelled by destroy, spawns into the set: the set is
+ * closed, so the spawn fails and destroy need not wait for a newcomer. */
+static _Atomic int late_spawn = 1;
+
+static void *spawn_when_cancelled(void *arg)
+{
+    (void)weft_sleep_ns(10000 * MS);
+    weft_spawn_opts bg = {.flags = WEFT_TASK_BACKGROUND};
+    atomic_store(&late_spawn, weft_taskset_spawn(arg, &bg, sleeps_long, NULL, NULL));
+    return NULL;
+}
+
+static void *member_joins_own_set(void *arg)
+{
+    ASSERT_EQ(weft_taskset_join_next(arg, NULL, NULL), -EDEADLK);
+    ASSERT_EQ(weft_taskset_destroy(arg), -EDEADLK);
+    return NULL;
+}
+
+static void *main_closing(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    /* A member alone in its set cannot wait for the set or destroy it. */
+    ASSERT_OK(weft_taskset_spawn(s, NULL, member_joins_own_set, s, NULL));
+    ASSERT_OK(weft_taskset_join_next(s, NULL, NULL));
+
+    ASSERT_OK(weft_taskset_spawn(s, NULL, spawn_when_cancelled, s, NULL));
+    ASSERT_OK(weft_sleep_ns(MS));
+    ASSERT_OK(weft_taskset_spawn(s, NULL, sleeps_long, NULL, NULL));
+    ASSERT_OK(weft_sleep_ns(MS));
+    ASSERT_OK(weft_taskset_destroy(s));
+    ASSERT_EQ(atomic_load(&late_spawn), -ESHUTDOWN);
+
+    /* cancel_all counts the members it cancels, not those cancelled already. */
+    ASSERT_OK(weft_taskset_create(&s));
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(weft_taskset_spawn(s, NULL, sleeps_long, NULL, NULL));
+    ASSERT_EQ(weft_taskset_cancel_all(s), 3);
+    ASSERT_EQ(weft_taskset_cancel_all(s), 0);
+    ASSERT_OK(weft_taskset_destroy(s));
+    return NULL;
+}
+TEST(a_set_being_destroyed_takes_no_new_member)
+{
+    run_main(NULL, main_closing, NULL);
+}
+
+/* A set whose runtime ended with a member not joined: the runtime frees
+ * the member, and the set forgets it (it would point at freed memory). */
+static weft_taskset *outlived;
+
+static void *main_leave_a_member(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_taskset_spawn(outlived, NULL, returns_arg, (void *)1, NULL));
+    ASSERT_OK(weft_sleep_ns(MS)); /* it ends, not joined */
+    return NULL;
+}
+
+static void *main_after(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_taskset_join_next(outlived, NULL, NULL), -ECHILD);
+    ASSERT_OK(weft_taskset_spawn(outlived, NULL, returns_arg, (void *)2, NULL));
+    void *r;
+    ASSERT_OK(weft_taskset_join_next(outlived, NULL, &r));
+    ASSERT_EQ((uintptr_t)r, 2);
+    return NULL;
+}
+TEST(a_set_outliving_its_runtime_forgets_its_members)
+{
+    ASSERT_OK(weft_taskset_create(&outlived));
+    run_main(NULL, main_leave_a_member, NULL);
+    ASSERT_EQ(weft_taskset_len(outlived), 0);
+    run_main(NULL, main_after, NULL);          /* usable from another runtime now */
+    ASSERT_OK(weft_taskset_destroy(outlived)); /* empty: from anywhere */
+}
+
 /* ---- errors ---------------------------------------------------------------------- */
 
 /* A set whose members belong to another runtime: that runtime runs on a
@@ -361,4 +536,9 @@ TEST(bad_input_and_other_runtimes_get_errors)
 TEST_MAIN(CASE(members_are_joined_in_the_order_they_finish), CASE(outcomes_and_cancel_all),
           CASE(an_interrupted_join_next_joins_nothing_and_destroy_waits),
           CASE(two_joiners_share_many_members_and_lose_none),
+          CASE(a_joiner_left_waiting_learns_the_set_is_empty),
+          CASE(destroy_beside_a_waiting_joiner_returns_once_it_left),
+          CASE(destroy_waits_for_a_joiner_woken_but_not_yet_run),
+          CASE(a_set_being_destroyed_takes_no_new_member),
+          CASE(a_set_outliving_its_runtime_forgets_its_members),
           CASE(bad_input_and_other_runtimes_get_errors))

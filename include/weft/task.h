@@ -122,7 +122,8 @@ WEFT_API int weft_taskset_create(weft_taskset **s);
 /* Spawns fn(arg) into the set, as weft_spawn_ex(.., o, fn, arg) would (o
  * NULL: the defaults); *id (unless NULL) gets its weft_task_id. Returns 0,
  * or weft_spawn_ex's errors (nothing spawned), -EXDEV when the set's
- * members belong to another runtime. */
+ * members belong to another runtime, -ESHUTDOWN while the set is being
+ * destroyed. */
 WEFT_API int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_fn fn, void *arg,
                                 uint64_t *id);
 /* Waits for the next member to finish and joins it, as weft_join does:
@@ -130,8 +131,9 @@ WEFT_API int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_
  * and the return is its outcome (0, -ECANCELED, WEFT_EPANIC, -ENOMEM).
  * Members are joined in the order they finished. -ECHILD when the set has
  * no member left; the caller's own errors join nothing: -EINTR (cancelled
- * while waiting), -ETIMEDOUT (its deadline), -EPERM outside a task,
- * -EXDEV from another runtime's task, -EINVAL (NULL s). */
+ * while waiting), -ETIMEDOUT (its deadline), -EDEADLK (the caller is the
+ * set's only member left, still running), -EPERM outside a task, -EXDEV
+ * from another runtime's task, -EINVAL (NULL s). */
 WEFT_API int weft_taskset_join_next(weft_taskset *s, uint64_t *id, void **result);
 /* weft_taskset_join_next without waiting: -EAGAIN when members remain but
  * none has finished. From a task. */
@@ -143,11 +145,15 @@ WEFT_API size_t weft_taskset_len(weft_taskset *s);
  * cancelled. NULL: 0. From a task of the set's runtime or any thread, as
  * weft_cancel. */
 WEFT_API size_t weft_taskset_cancel_all(weft_taskset *s);
-/* Cancels the members left, waits for each to end (the wait is not
- * interrupted: a shutdown's cancellation of the caller does not cut it
- * short, nor does a deadline), joins them and frees the set. Returns 0;
- * -EPERM outside a task while members remain, -EXDEV from another
- * runtime's task (nothing done either way). NULL: 0. */
+/* Closes the set to new members, cancels those left, waits for each to
+ * end (the wait is not interrupted: a shutdown's cancellation of the
+ * caller does not cut it short, nor does a deadline), joins them, waits
+ * for other tasks still in join_next to leave it (with -ECHILD), and
+ * frees the set. Returns 0; -EPERM outside a task while members remain,
+ * -EXDEV from another runtime's task, -EDEADLK from a member of the set
+ * (nothing done in these cases). NULL: 0. A set whose runtime ended
+ * forgets the members it had not joined (they are freed with the
+ * runtime): it is then empty, and may be destroyed from anywhere. */
 WEFT_API int weft_taskset_destroy(weft_taskset *s);
 
 /* Gives up the handle; the task keeps running (subject to its parent's

@@ -187,8 +187,13 @@ void weft__record_pool_fini(weft__record_pool *p, bool records_held)
          * before the carving point. */
         if (records_held) {
             char *end = chunk == p->chunks ? p->carve : (char *)chunk + bytes;
-            for (char *r = records_start(chunk); r + RECORD_SIZE <= end; r += RECORD_SIZE)
-                weft__record_release_owned((weft_task *)r);
+            for (char *r = records_start(chunk); r + RECORD_SIZE <= end; r += RECORD_SIZE) {
+                weft_task *t = (weft_task *)r;
+                /* A task set never destroyed would keep pointing here. */
+                if (t->ext && t->ext->set)
+                    weft__taskset_forget(t->ext->set);
+                weft__record_release_owned(t);
+            }
         }
         if (word & CHUNK_MAPPED)
             munmap(chunk, bytes);

@@ -277,7 +277,11 @@ static int spawn(weft__worker *w, weft__worker *owner, weft_task **task, const w
      * as soon as it is queued). */
     if (set) {
         ss->id = t->entity.task_id;
-        weft__taskset_added(set, t);
+        /* Into a set being destroyed: born cancelled, so that the destroy
+         * need not wait for it to run its course. */
+        if (weft__taskset_added(set, t))
+            atomic_fetch_or_explicit(&t->state, TASK_CANCELLED | TASK_SUBTREE_CANCELLED,
+                                     memory_order_relaxed);
     }
     if (owner != w) {
         /* Sent to another worker at birth: no steal when it arrives. */

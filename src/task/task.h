@@ -228,10 +228,14 @@ static inline int weft__task_enter(weft_task **self)
  * member's id. */
 int weft__spawn_into_set(weft_taskset *set, const weft_spawn_opts *o, weft_fn fn, void *arg,
                          uint64_t *id);
-/* Called by the spawn, before t can run: t joins set's members. */
-void weft__taskset_added(weft_taskset *set, weft_task *t);
+/* Called by the spawn, before t can run: t joins set's members. True
+ * when the set is being destroyed: t is then to be born cancelled. */
+bool weft__taskset_added(weft_taskset *set, weft_task *t);
 /* Called by t's end once t is complete: t is ready for the set's join. */
 void weft__taskset_finished(weft_taskset *set, weft_task *t);
+/* Called as the runtime frees the records of members never joined: the
+ * set forgets them, and belongs to no runtime any more. */
+void weft__taskset_forget(weft_taskset *set);
 
 /* weft_spawn_ex without the public flag check: internal_flags (TASK_F_*)
  * are added; handle = whether the caller gets a join handle (else *task is

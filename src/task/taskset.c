@@ -13,6 +13,7 @@
  * weft_cancel (cancel_all), which takes the tree lock; the spawn and a
  * member's end take the set's lock with the tree lock released.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "common/fault.h"
@@ -28,7 +29,12 @@ struct weft_taskset {
     struct weft__runtime *rt;
     weft_task *running;                 /* not finished: ext->set_prev/next */
     weft_task *finished, *finished_end; /* in the order they ended: ext->set_next */
-    weft__waitlist waiters;             /* tasks in join_next */
+    weft__waitlist waiters;             /* tasks in join_next waiting for a member */
+    /* Tasks inside join_next, waiting or not: a destroy frees the set
+     * only once they have all left. */
+    unsigned joiners;
+    bool closing;         /* in destroy: spawns fail, late members are born cancelled */
+    weft__waitlist drain; /* a destroy waiting for the joiners to leave */
 };
 
 int weft_taskset_create(weft_taskset **out)
@@ -40,7 +46,7 @@ int weft_taskset_create(weft_taskset **out)
     return s ? 0 : -ENOMEM;
 }
 
-void weft__taskset_added(weft_taskset *s, weft_task *t)
+bool weft__taskset_added(weft_taskset *s, weft_task *t)
 {
     weft__spin_lock(&s->lock);
     t->ext->set_prev = NULL;
@@ -48,7 +54,9 @@ void weft__taskset_added(weft_taskset *s, weft_task *t)
     if (s->running)
         s->running->ext->set_prev = t;
     s->running = t;
+    bool closing = s->closing;
     weft__spin_unlock(&s->lock);
+    return closing;
 }
 
 void weft__taskset_finished(weft_taskset *s, weft_task *t)
@@ -72,6 +80,15 @@ void weft__taskset_finished(weft_taskset *s, weft_task *t)
     weft__waiter_wake(w);
 }
 
+void weft__taskset_forget(weft_taskset *s)
+{
+    weft__spin_lock(&s->lock);
+    s->running = s->finished = s->finished_end = NULL;
+    s->members = 0;
+    s->rt = NULL;
+    weft__spin_unlock(&s->lock);
+}
+
 /* The calling thread's runtime, or NULL outside one. */
 static struct weft__runtime *current_runtime(void)
 {
@@ -79,12 +96,15 @@ static struct weft__runtime *current_runtime(void)
     return w ? w->rt : NULL;
 }
 
-/* Under the lock: one member fewer; with none left, the set belongs to no
- * runtime any more. */
-static void member_gone(weft_taskset *s)
+/* Under the lock: one member fewer. With none left the set belongs to no
+ * runtime any more, and every waiting joiner is claimed, to be woken
+ * after the unlock and told -ECHILD (a member's end wakes only one). */
+static weft__waiter *member_gone(weft_taskset *s)
 {
-    if (--s->members == 0)
-        s->rt = NULL;
+    if (--s->members)
+        return NULL;
+    s->rt = NULL;
+    return waitlist_claim_all(&s->waiters, 0);
 }
 
 int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_fn fn, void *arg,
@@ -99,6 +119,10 @@ int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_fn fn, vo
     /* Counted before the spawn, so that the set stays this runtime's and
      * a join_next waits for the member rather than saying -ECHILD. */
     weft__spin_lock(&s->lock);
+    if (s->closing) {
+        weft__spin_unlock(&s->lock);
+        return -ESHUTDOWN;
+    }
     if (s->rt && s->rt != rt) {
         weft__spin_unlock(&s->lock);
         return -EXDEV;
@@ -109,11 +133,8 @@ int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_fn fn, vo
     uint64_t member_id = 0;
     int r = weft__spawn_into_set(s, o ? o : &defaults, fn, arg, &member_id);
     if (r) {
-        /* Waiters counted on this member: they look again (-ECHILD now,
-         * perhaps). */
         weft__spin_lock(&s->lock);
-        member_gone(s);
-        weft__waiter *chain = waitlist_claim_all(&s->waiters, 0);
+        weft__waiter *chain = member_gone(s);
         weft__spin_unlock(&s->lock);
         weft__waiter_wake_chain(chain);
         return r;
@@ -125,6 +146,13 @@ int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_fn fn, vo
 
 enum join_mode { JOIN_WAIT, JOIN_WAIT_UNINTERRUPTED, JOIN_NO_WAIT };
 
+/* Under the lock: whether self is the only member left, still running,
+ * so that waiting would wait for itself. */
+static bool only_self_left(const weft_taskset *s, const weft_task *self)
+{
+    return !s->finished && s->running == self && !self->ext->set_next;
+}
+
 static int join_next(weft_taskset *s, uint64_t *id, void **result, enum join_mode mode)
 {
     if (!s)
@@ -133,42 +161,63 @@ static int join_next(weft_taskset *s, uint64_t *id, void **result, enum join_mod
     if (!self)
         return -EPERM;
     struct weft__runtime *rt = current_runtime();
+    weft_task *t = NULL;
+    weft__waiter *wake = NULL;
+    int r;
+    weft__spin_lock(&s->lock);
+    s->joiners++;
     for (;;) {
-        weft__spin_lock(&s->lock);
         if (s->rt && s->rt != rt) {
-            weft__spin_unlock(&s->lock);
-            return -EXDEV;
+            r = -EXDEV;
+            break;
         }
-        weft_task *t = s->finished;
+        t = s->finished;
         if (t) {
             s->finished = t->ext->set_next;
             if (!s->finished)
                 s->finished_end = NULL;
-            member_gone(s);
-            weft__spin_unlock(&s->lock);
-            if (id)
-                *id = weft_task_id(t);
-            /* Complete already: weft_join only takes the outcome. */
-            return weft_join(t, result);
+            wake = member_gone(s);
+            r = 0;
+            break;
         }
         if (!s->members) {
-            weft__spin_unlock(&s->lock);
-            return -ECHILD;
+            r = -ECHILD;
+            break;
+        }
+        if (only_self_left(s, self)) {
+            r = -EDEADLK;
+            break;
         }
         if (mode == JOIN_NO_WAIT) {
-            weft__spin_unlock(&s->lock);
-            return -EAGAIN;
+            r = -EAGAIN;
+            break;
         }
         weft__waiter w;
         waiter_init(&w, self, NULL);
         waitlist_push(&s->waiters, &w);
         weft__spin_unlock(&s->lock);
-        int r = weft__waiter_park(&w, &s->lock, &s->waiters, mode == JOIN_WAIT);
-        if (r < 0) /* as weft_join: -ECANCELED would read as the member's outcome */
-            return r == -ECANCELED ? -EINTR : r;
-        /* Woken for a member that finished, or a spawn that failed: look
-         * again (another task in join_next may have taken it). */
+        r = weft__waiter_park(&w, &s->lock, &s->waiters, mode == JOIN_WAIT);
+        weft__spin_lock(&s->lock);
+        if (r < 0) { /* as weft_join: -ECANCELED would read as the member's outcome */
+            r = r == -ECANCELED ? -EINTR : r;
+            break;
+        }
+        /* Woken for a member that finished, the set emptied, or a spawn
+         * that failed: look again (another joiner may have taken it). */
     }
+    weft__waiter *drain = NULL;
+    if (--s->joiners == 0 && s->closing)
+        drain = waitlist_claim_all(&s->drain, 0);
+    weft__spin_unlock(&s->lock);
+    /* From here the set may be freed by its destroy: not touched again. */
+    weft__waiter_wake_chain(wake);
+    weft__waiter_wake_chain(drain);
+    if (!t)
+        return r;
+    if (id)
+        *id = weft_task_id(t);
+    /* Complete already: weft_join only takes the outcome. */
+    return weft_join(t, result);
 }
 
 int weft_taskset_join_next(weft_taskset *s, uint64_t *id, void **result)
@@ -198,9 +247,12 @@ size_t weft_taskset_cancel_all(weft_taskset *s)
     size_t n = 0;
     /* Under the lock, so that no member is joined (and freed) while it is
      * cancelled; one that ends meanwhile waits for the lock to move to the
-     * finished list. */
+     * finished list. Counted: those not cancelled or complete before. */
     weft__spin_lock(&s->lock);
     for (weft_task *t = s->running; t; t = t->ext->set_next) {
+        uint64_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+        if (st & (TASK_CANCELLED | TASK_COMPLETE))
+            continue;
         (void)weft_cancel(t);
         n++;
     }
@@ -212,19 +264,43 @@ int weft_taskset_destroy(weft_taskset *s)
 {
     if (!s)
         return 0;
+    weft_task *self = weft__task_current();
     weft__spin_lock(&s->lock);
     size_t members = s->members;
     struct weft__runtime *rt = s->rt;
+    bool member = self && self->ext && self->ext->set == s;
     weft__spin_unlock(&s->lock);
     if (members) {
-        if (!weft__task_current())
+        if (!self)
             return -EPERM;
         if (rt != current_runtime())
             return -EXDEV;
+        if (member)
+            return -EDEADLK; /* it would wait for itself */
+    }
+    if (self) {
+        /* Closed first: a member spawned from now on fails, one whose
+         * spawn is under way is born cancelled. */
+        weft__spin_lock(&s->lock);
+        s->closing = true;
+        weft__spin_unlock(&s->lock);
         weft_taskset_cancel_all(s);
         int r;
         while ((r = join_next(s, NULL, NULL, JOIN_WAIT_UNINTERRUPTED)) != -ECHILD)
             (void)r; /* each member's outcome: cancelled, most likely */
+        /* Other tasks in join_next leave with -ECHILD: wait for them. */
+        for (;;) {
+            weft__spin_lock(&s->lock);
+            if (!s->joiners) {
+                weft__spin_unlock(&s->lock);
+                break;
+            }
+            weft__waiter w;
+            waiter_init(&w, self, NULL);
+            waitlist_push(&s->drain, &w);
+            weft__spin_unlock(&s->lock);
+            (void)weft__waiter_park(&w, &s->lock, &s->drain, false);
+        }
     }
     free(s);
     return 0;
