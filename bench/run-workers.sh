@@ -63,7 +63,7 @@ if [ $want_micro = 1 ]; then
     pbuild=${PEERS_BUILD:-/tmp/peers-build}
     if command -v cargo >/dev/null && ls /usr/share/cargo/registry 2>/dev/null | grep -q '^tokio-1'; then
         note "running bench/peers/tokio-cross..."
-        if bash "$root/bench/peers/tokio-cross/build.sh" "$pbuild/tokio-cross" >/dev/null 2>&1; then
+        if bash "$root/bench/peers/cargo-offline.sh" "$root/bench/peers/tokio-cross" "$pbuild/tokio-cross" >/dev/null 2>&1; then
             "$pbuild/tokio-cross/target/release/tokio-cross" >>"$raw" || note "tokio-cross failed"
         else
             note "tokio-cross did not build; its figure shows as n/a"

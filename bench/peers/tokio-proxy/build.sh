@@ -1,10 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Tokio proxy offline from Debian's packaged crates
-# (librust-tokio-dev), as shared/peers/tokio-echo/build.sh does.
+# Builds the Tokio proxy offline (bench/peers/cargo-offline.sh).
 # usage: build.sh OUT_DIR
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd); out=${1:-/tmp/tokio-proxy}
-mkdir -p "$out/src" "$out/.cargo"
-cp "$here/Cargo.toml" "$out/"; cp "$here/src/main.rs" "$out/src/"
-printf '[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "/usr/share/cargo/registry"\n[net]\noffline = true\n' > "$out/.cargo/config.toml"
-cd "$out" && cargo build --release -q
+here=$(cd "$(dirname "$0")" && pwd)
+exec "$here/../cargo-offline.sh" "$here" "${1:-/tmp/tokio-proxy}"
