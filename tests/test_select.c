@@ -401,6 +401,144 @@ TEST(a_broadcast_case_reads_what_was_sent_and_counts_what_it_missed)
     run_main_one_worker(NULL, main_broadcast, NULL);
 }
 
+/* ---- task sets -------------------------------------------------------------------- */
+
+static void *returns_arg(void *arg)
+{
+    return arg;
+}
+
+static void *return_after_sleep(void *arg)
+{
+    ASSERT_OK(weft_sleep_ns((uintptr_t)arg * MS));
+    return arg;
+}
+
+static weft_select_case join_case(weft_taskset *s, void **res)
+{
+    return (weft_select_case){.op = WEFT_SELECT_JOIN, .set = s, .elem = res, .result = 99};
+}
+
+/* A coordinator waits for jobs and for its workers at once: a JOIN case
+ * goes when a member ends, with its id, outcome and result, and with
+ * -ECHILD once the set is empty. */
+static void *main_join(void *arg)
+{
+    (void)arg;
+    weft_chan *jobs;
+    weft_taskset *set;
+    ASSERT_OK(weft_chan_create(&jobs, sizeof(int), 1));
+    ASSERT_OK(weft_taskset_create(&set));
+    uint64_t id[3];
+    for (uintptr_t i = 0; i < 3; i++)
+        ASSERT_OK(weft_taskset_spawn(set, NULL, return_after_sleep, (void *)(i + 1), &id[i]));
+    int job = -1, joined = 0;
+    uintptr_t sum = 0;
+    void *res = NULL;
+    weft_select_case c[] = {recv_case(jobs, &job), join_case(set, &res)};
+    for (;;) {
+        int k = weft_select(c, 2);
+        ASSERT_EQ(k, 1);
+        if (c[1].result == -ECHILD)
+            break;
+        ASSERT_OK(c[1].result);
+        ASSERT(c[1].id == id[0] || c[1].id == id[1] || c[1].id == id[2]);
+        sum += (uintptr_t)res;
+        joined++;
+    }
+    ASSERT_EQ(joined, 3);
+    ASSERT_EQ(sum, 6);
+    ASSERT_EQ(job, -1);
+    ASSERT_EQ(weft_taskset_len(set), 0);
+    /* A member that ended already is joined at once, without a wait; a
+     * NULL elem drops its result. */
+    ASSERT_OK(weft_taskset_spawn(set, NULL, returns_arg, (void *)5, &id[0]));
+    ASSERT_OK(weft_sleep_ns(MS));
+    c[1].elem = NULL;
+    ASSERT_EQ(weft_try_select(c, 2), 1);
+    ASSERT_OK(c[1].result);
+    ASSERT_EQ(c[1].id, id[0]);
+    ASSERT_EQ(weft_try_select(c, 2), 1); /* empty: -ECHILD at once */
+    ASSERT_EQ(c[1].result, -ECHILD);
+    ASSERT_OK(weft_taskset_destroy(set));
+    weft_chan_destroy(jobs);
+    return NULL;
+}
+TEST(a_join_case_joins_the_next_member_to_end)
+{
+    run_main(NULL, main_join, NULL);
+}
+
+static _Atomic int select_joiner_result = 1;
+
+static void *select_join_one(void *arg)
+{
+    weft_chan *never;
+    ASSERT_OK(weft_chan_create(&never, sizeof(int), 1));
+    int v;
+    weft_select_case c[] = {recv_case(never, &v), join_case(arg, NULL)};
+    int k = weft_select(c, 2);
+    atomic_store(&select_joiner_result, k == 1 ? c[1].result : k);
+    weft_chan_destroy(never);
+    return NULL;
+}
+
+static void *wait_forever(void *arg)
+{
+    (void)arg;
+    (void)weft_sleep_ns(10000 * MS);
+    return NULL;
+}
+
+/* A select waiting with a JOIN case counts as a joiner: a plain joiner
+ * and the select share one member (the other learns -ECHILD), a destroy
+ * waits for the select to leave (ASan would see it otherwise), and a
+ * select that gave up on a deadline no longer counts. */
+static void *main_join_joiners(void *arg)
+{
+    (void)arg;
+    weft_taskset *set;
+    ASSERT_OK(weft_taskset_create(&set));
+    ASSERT_OK(weft_taskset_spawn(set, NULL, return_after_sleep, (void *)2, NULL));
+    weft_task *t;
+    atomic_store(&select_joiner_result, 1);
+    ASSERT_OK(weft_spawn(&t, select_join_one, set));
+    int r = weft_taskset_join_next(set, NULL, NULL);
+    ASSERT_OK(weft_join(t, NULL));
+    int rs = atomic_load(&select_joiner_result);
+    ASSERT((r == 0 && rs == -ECHILD) || (r == -ECHILD && rs == 0));
+
+    ASSERT_OK(weft_taskset_spawn(set, NULL, wait_forever, NULL, NULL));
+    atomic_store(&select_joiner_result, 1);
+    ASSERT_OK(weft_spawn(&t, select_join_one, set));
+    ASSERT_OK(weft_sleep_ns(MS)); /* the select waits */
+    ASSERT_OK(weft_taskset_destroy(set));
+    ASSERT_OK(weft_join(t, NULL));
+    rs = atomic_load(&select_joiner_result);
+    ASSERT(rs == -ECANCELED || rs == -ECHILD); /* it joined the cancelled member, or found none */
+
+    ASSERT_OK(weft_taskset_create(&set));
+    ASSERT_OK(weft_taskset_spawn(set, NULL, wait_forever, NULL, NULL));
+    weft_select_case c[] = {join_case(set, NULL)};
+    ASSERT_OK(weft_deadline_push_in(MS));
+    ASSERT_EQ(weft_select(c, 1), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_taskset_destroy(set)); /* would wait for the select for ever */
+
+    /* Bad cases. */
+    weft_select_case none = join_case(NULL, NULL);
+    ASSERT_EQ(weft_select(&none, 1), -EINVAL);
+    ASSERT_OK(weft_taskset_create(&set));
+    weft_select_case twice[] = {join_case(set, NULL), join_case(set, NULL)};
+    ASSERT_EQ(weft_select(twice, 2), -EINVAL);
+    ASSERT_OK(weft_taskset_destroy(set));
+    return NULL;
+}
+TEST(a_select_with_a_join_case_is_one_of_the_sets_joiners)
+{
+    run_main(NULL, main_join_joiners, NULL);
+}
+
 /* ---- interruption ------------------------------------------------------------- */
 
 static _Atomic int cancelled_result = 1;
@@ -711,6 +849,12 @@ TEST(bad_input_gets_an_error)
     ASSERT_OK(weft_chan_try_send(a, &v));
     ASSERT_EQ(weft_select_blocking(&c, 1), 0);
     ASSERT_EQ(got, 4);
+    weft_taskset *set;
+    ASSERT_OK(weft_taskset_create(&set));
+    weft_select_case j = {.op = WEFT_SELECT_JOIN, .set = set};
+    ASSERT_EQ(weft_try_select(&j, 1), -EPERM); /* a join needs a task */
+    ASSERT_EQ(weft_select_blocking(&j, 1), -EPERM);
+    ASSERT_OK(weft_taskset_destroy(set));
     weft_chan_destroy(a);
     run_main(NULL, main_misuse, NULL);
 }
@@ -720,6 +864,8 @@ TEST_MAIN(CASE(a_case_that_can_go_goes_at_once), CASE(ready_cases_take_turns),
           CASE(a_select_that_sends_meets_a_select_that_waits),
           CASE(a_reply_channel_freed_by_its_sender_after_the_send),
           CASE(a_closed_channels_case_goes_with_epipe),
+          CASE(a_join_case_joins_the_next_member_to_end),
+          CASE(a_select_with_a_join_case_is_one_of_the_sets_joiners),
           CASE(a_broadcast_case_reads_what_was_sent_and_counts_what_it_missed),
           CASE(an_interrupted_select_does_nothing_and_leaves_nothing_linked),
           CASE(a_claimed_selects_other_cases_are_passed_by),

@@ -172,8 +172,10 @@ WEFT_API unsigned weft_broadcast_subscribers(weft_broadcast *b);
 /* ---- select ---------------------------------------------------------------
  * Waits on several channel operations at once and performs exactly one of
  * them, as Go's select does: whichever can go first. Each case is a
- * receive from a channel, a send on a channel, or a broadcast
- * subscription's next message. When several cases can go at the moment of
+ * receive from a channel, a send on a channel, a broadcast
+ * subscription's next message, or the join of a task set's next member
+ * to finish (a JOIN case needs a task: -EPERM from the calls below outside
+ * one). When several cases can go at the moment of
  * the call, one of them is picked at random, so that no case starves the
  * others. A case whose `op` is 0 is off and skipped (a way to drop a
  * channel from a loop once it is closed, as Go's nil channel does).
@@ -191,16 +193,25 @@ enum {
     WEFT_SELECT_RECV = 1,  /* take an element of chan into elem */
     WEFT_SELECT_SEND,      /* send the element at elem on chan */
     WEFT_SELECT_BROADCAST, /* take sub's next message into elem */
+    WEFT_SELECT_JOIN,      /* join set's next member to finish (weft_taskset_join_next) */
 };
 
 typedef struct weft_select_case {
     int op;                  /* WEFT_SELECT_*, or 0: off */
     weft_chan *chan;         /* RECV and SEND */
     weft_broadcast_sub *sub; /* BROADCAST; a subscription may be in one case only */
-    void *elem;              /* RECV, BROADCAST: where the element goes; SEND: the element */
-    /* Set in the case that went (the others are left as they were): */
-    int result; /* 0, or -EPIPE: the channel is closed (RECV, BROADCAST: and read to its end) */
+    weft_taskset *set;       /* JOIN; a set may be in one case only */
+    /* RECV, BROADCAST: where the element goes; SEND: the element; JOIN:
+     * a void * that gets the member's return value, or NULL. */
+    void *elem;
+    /* Set in the case that went (the others are left as they were):
+     * 0, or -EPIPE: the channel is closed (RECV, BROADCAST: and read to
+     * its end); JOIN: the member's outcome (as weft_join's: 0,
+     * -ECANCELED, WEFT_EPANIC, -ENOMEM), -ECHILD when the set has no
+     * member left, -EXDEV for another runtime's set. */
+    int result;
     uint64_t missed; /* BROADCAST: as weft_broadcast_recv's *missed */
+    uint64_t id;     /* JOIN: the member's weft_task_id */
 } weft_select_case;
 
 /* Most cases one select takes. */

@@ -51,7 +51,21 @@ __attribute__((noinline)) static uint32_t next_random(void)
 
 static unsigned *case_lock(const weft_select_case *c)
 {
-    return c->op == WEFT_SELECT_BROADCAST ? weft__broadcast_lock(c->sub) : weft__chan_lock(c->chan);
+    switch (c->op) {
+    case WEFT_SELECT_BROADCAST:
+        return weft__broadcast_lock(c->sub);
+    case WEFT_SELECT_JOIN:
+        return weft__taskset_lock(c->set);
+    default:
+        return weft__chan_lock(c->chan);
+    }
+}
+
+/* A case whose claim only says "look again": the select takes what is
+ * there itself, under the source's lock, once woken. */
+static bool claim_is_a_hint(const weft_select_case *c)
+{
+    return c->op == WEFT_SELECT_BROADCAST || c->op == WEFT_SELECT_JOIN;
 }
 
 static weft__waitlist *case_list(const weft_select_case *c)
@@ -61,6 +75,8 @@ static weft__waitlist *case_list(const weft_select_case *c)
         return weft__chan_waiters(c->chan, false);
     case WEFT_SELECT_SEND:
         return weft__chan_waiters(c->chan, true);
+    case WEFT_SELECT_JOIN:
+        return weft__taskset_waiters(c->set);
     default:
         return weft__broadcast_waiters(c->sub);
     }
@@ -91,6 +107,15 @@ static int check_cases(const weft_select_case *cases, size_t n)
                 if (cases[j].op == WEFT_SELECT_BROADCAST && cases[j].sub == c->sub)
                     return -EINVAL;
             break;
+        case WEFT_SELECT_JOIN:
+            if (!c->set)
+                return -EINVAL;
+            /* The same for a set, whose finished member goes to one. */
+            for (size_t j = 0; j < i; j++)
+                if (cases[j].op == WEFT_SELECT_JOIN && cases[j].set == c->set)
+                    return -EINVAL;
+            any = true;
+            continue; /* elem may be NULL */
         default:
             return -EINVAL;
         }
@@ -135,19 +160,53 @@ static void unlock_all(unsigned **locks, size_t n)
         weft__spin_unlock(locks[i]);
 }
 
-/* Case c's step that does not wait, under its lock: 0, -EPIPE or -EAGAIN,
- * with c->result and c->missed set unless -EAGAIN. */
-static int try_case(weft_select_case *c, weft__waiter **wake)
+/* What a step made under the locks leaves to do after them: a waiter to
+ * wake, chains of waiters to wake, a set's member to join. */
+struct after {
+    weft__waiter *wake;
+    weft__waiter *chain;
+    weft_task *member;
+};
+
+static void chain_append(weft__waiter **chain, weft__waiter *more)
+{
+    while (*chain)
+        chain = &(*chain)->next;
+    *chain = more;
+}
+
+/* Does what struct after holds, the locks dropped; a member is joined
+ * into case c. */
+static void after_unlock(struct after *a, weft_select_case *c)
+{
+    weft__waiter_wake(a->wake);
+    weft__waiter_wake_chain(a->chain);
+    if (a->member) {
+        c->id = weft_task_id(a->member);
+        /* Complete already: the join only takes the outcome. */
+        c->result = weft_join(a->member, (void **)c->elem);
+    }
+    *a = (struct after){0};
+}
+
+/* Case c's step that does not wait, under its lock: 0 (or the case's own
+ * result: -EPIPE, -ECHILD, -EXDEV) or -EAGAIN, with c->result and
+ * c->missed set unless -EAGAIN (a JOIN's result is set by after_unlock). */
+static int try_case(weft_select_case *c, struct after *a)
 {
     int r;
     uint64_t missed = 0;
-    *wake = NULL;
+    weft__waiter *chain = NULL;
     switch (c->op) {
     case WEFT_SELECT_RECV:
-        r = weft__chan_recv_locked(c->chan, c->elem, wake);
+        r = weft__chan_recv_locked(c->chan, c->elem, &a->wake);
         break;
     case WEFT_SELECT_SEND:
-        r = weft__chan_send_locked(c->chan, c->elem, wake);
+        r = weft__chan_send_locked(c->chan, c->elem, &a->wake);
+        break;
+    case WEFT_SELECT_JOIN:
+        r = weft__taskset_take_locked(c->set, &a->member, &chain);
+        chain_append(&a->chain, chain);
         break;
     default:
         r = weft__broadcast_read_locked(c->sub, c->elem, &missed);
@@ -165,7 +224,7 @@ static int try_case(weft_select_case *c, weft__waiter **wake)
  * (a Fisher-Yates shuffle, as Go's select makes), so that each of the
  * cases that can go is as likely to. Returns the index of the case that
  * went, or -EAGAIN. */
-static int try_cases(weft_select_case *cases, size_t n, weft__waiter **wake)
+static int try_cases(weft_select_case *cases, size_t n, struct after *a)
 {
     uint8_t order[WEFT_SELECT_MAX];
     size_t on = 0;
@@ -184,7 +243,7 @@ static int try_cases(weft_select_case *cases, size_t n, weft__waiter **wake)
         on++;
     }
     for (size_t i = 0; i < on; i++)
-        if (try_case(&cases[order[i]], wake) != -EAGAIN)
+        if (try_case(&cases[order[i]], a) != -EAGAIN)
             return order[i];
     return -EAGAIN;
 }
@@ -216,13 +275,19 @@ static int nodes_get(struct select_nodes *sn, const weft_select_case *cases, siz
 }
 
 /* Takes out every node of the select but case `keep`'s (n: all), under
- * the locks. */
+ * the locks, and ends the JOIN cases' count as joiners (keep's too: its
+ * node was unlinked by its claimer); chains to wake go into a->chain. */
 static void unlink_nodes(const weft_select_case *cases, size_t n, struct select_nodes *sn,
-                         size_t keep)
+                         size_t keep, struct after *a)
 {
-    for (size_t i = 0; i < n; i++)
-        if (cases[i].op && i != keep)
+    for (size_t i = 0; i < n; i++) {
+        if (!cases[i].op)
+            continue;
+        if (i != keep)
             waitlist_remove(case_list(&cases[i]), sn->node[i]);
+        if (cases[i].op == WEFT_SELECT_JOIN)
+            chain_append(&a->chain, weft__taskset_joiner_out(cases[i].set));
+    }
 }
 
 /* Whether a case other than `won` has won's lock. */
@@ -244,14 +309,15 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
     bool have_nodes = false;
     int r;
 
+    struct after a = {0};
+
     for (;;) {
-        weft__waiter *wake;
         size_t nlocks = collect_locks(cases, n, n, locks);
         lock_all(locks, nlocks);
-        int k = try_cases(cases, n, &wake);
+        int k = try_cases(cases, n, &a);
         if (k != -EAGAIN || !wait) {
             unlock_all(locks, nlocks);
-            weft__waiter_wake(wake);
+            after_unlock(&a, k >= 0 ? &cases[k] : NULL);
             if (have_nodes)
                 free(sn.allocated);
             return k;
@@ -279,6 +345,8 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
             node->sel = &sel;
             node->case_index = (unsigned)i;
             waitlist_push(case_list(&cases[i]), node);
+            if (cases[i].op == WEFT_SELECT_JOIN)
+                weft__taskset_joiner_in(cases[i].set); /* a destroy waits for it */
             if (!first)
                 first = node;
         }
@@ -297,9 +365,10 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
                     bool still_waiting =
                         atomic_load_explicit(&sel.state, memory_order_relaxed) == WAITER_WAITING;
                     if (still_waiting)
-                        unlink_nodes(cases, n, &sn, n);
+                        unlink_nodes(cases, n, &sn, n, &a);
                     unlock_all(locks, nlocks);
                     if (still_waiting) {
+                        after_unlock(&a, NULL);
                         free(sn.allocated);
                         return r;
                     }
@@ -313,25 +382,28 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
         weft_select_case *c = &cases[won];
         /* The other nodes come out under their own locks. The winning
          * case's lock is left alone unless it is needed (a broadcast's
-         * read, or another case on the same source): its claimer may have
-         * freed a channel right after its send, as a plain receiver
-         * allows. */
-        bool broadcast = c->op == WEFT_SELECT_BROADCAST;
-        nlocks = collect_locks(cases, n, broadcast || lock_shared(cases, n, won) ? n : won, locks);
+         * read, a set's join, or another case on the same source): its
+         * claimer may have freed a channel right after its send, as a
+         * plain receiver allows. */
+        bool hint = claim_is_a_hint(c);
+        nlocks = collect_locks(cases, n, hint || lock_shared(cases, n, won) ? n : won, locks);
         lock_all(locks, nlocks);
-        unlink_nodes(cases, n, &sn, won);
-        if (!broadcast) {
+        unlink_nodes(cases, n, &sn, won, &a);
+        if (!hint) {
             /* The claimer moved the element (or found the channel closed). */
             c->result = sn.node[won]->result;
             unlock_all(locks, nlocks);
+            after_unlock(&a, NULL);
             free(sn.allocated);
             return (int)won;
         }
-        /* A send or the close claimed it: there is something to read,
-         * unless someone else read this subscription meanwhile (a caller
-         * bug), and then the select starts again. */
-        r = try_case(c, &wake);
+        /* A send, a member's end or the set emptying claimed it: there
+         * is something to take, unless another reader of the
+         * subscription (a caller bug) or another joiner of the set took
+         * it meanwhile, and then the select starts again. */
+        r = try_case(c, &a);
         unlock_all(locks, nlocks);
+        after_unlock(&a, c);
         if (r != -EAGAIN) {
             free(sn.allocated);
             return (int)won;
@@ -351,12 +423,24 @@ int weft_select(weft_select_case *cases, size_t n)
     return select_run(cases, n, self, true);
 }
 
+/* A JOIN case joins a member, which takes a task. */
+static bool has_join(const weft_select_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].op == WEFT_SELECT_JOIN)
+            return true;
+    return false;
+}
+
 int weft_try_select(weft_select_case *cases, size_t n)
 {
     int r = check_cases(cases, n);
     if (r)
         return r;
-    return select_run(cases, n, NULL, false);
+    weft_task *self = weft__task_current();
+    if (!self && has_join(cases, n))
+        return -EPERM;
+    return select_run(cases, n, self, false);
 }
 
 int weft_select_blocking(weft_select_case *cases, size_t n)
@@ -368,5 +452,7 @@ int weft_select_blocking(weft_select_case *cases, size_t n)
         return weft_select(cases, n);
     if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
+    if (has_join(cases, n))
+        return -EPERM;
     return select_run(cases, n, NULL, true);
 }

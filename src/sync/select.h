@@ -23,4 +23,18 @@ weft__waitlist *weft__broadcast_waiters(weft_broadcast_sub *s);
 /* weft_broadcast_try_recv's step: 0, -EPIPE or -EAGAIN. */
 int weft__broadcast_read_locked(weft_broadcast_sub *s, void *elem, uint64_t *missed);
 
+/* Task sets (task/taskset.c). */
+unsigned *weft__taskset_lock(weft_taskset *s);
+weft__waitlist *weft__taskset_waiters(weft_taskset *s);
+/* join_next's step that does not wait: 0 with *t, a finished member taken
+ * out of the set (join it with weft_join after the unlock), -ECHILD,
+ * -EXDEV or -EAGAIN. *wake gets a chain of joiners to wake after the
+ * unlock (the set emptied), or NULL. */
+int weft__taskset_take_locked(weft_taskset *s, weft_task **t, weft__waiter **wake);
+/* A select's node joins or leaves the set's waiters: it counts as a task
+ * in join_next, which a destroy waits for. The leave returns a chain to
+ * wake after the unlock (a destroy waiting for the last joiner), or NULL. */
+void weft__taskset_joiner_in(weft_taskset *s);
+weft__waiter *weft__taskset_joiner_out(weft_taskset *s);
+
 #endif

@@ -18,6 +18,7 @@
 
 #include "common/fault.h"
 #include "runtime/worker.h"
+#include "sync/select.h"
 #include "sync/waitlist.h"
 #include "task/task.h"
 
@@ -29,7 +30,9 @@ struct weft_taskset {
     struct weft__runtime *rt;
     weft_task *running;                 /* not finished: ext->set_prev/next */
     weft_task *finished, *finished_end; /* in the order they ended: ext->set_next */
-    weft__waitlist waiters;             /* tasks in join_next waiting for a member */
+    /* Tasks in join_next waiting for a member, and weft_select nodes of
+     * JOIN cases (waitlist.h: claimed only through the *_live calls). */
+    weft__waitlist waiters;
     /* Tasks inside join_next, waiting or not: a destroy frees the set
      * only once they have all left. */
     unsigned joiners;
@@ -75,7 +78,7 @@ void weft__taskset_finished(weft_taskset *s, weft_task *t)
     else
         s->finished = t;
     s->finished_end = t;
-    weft__waiter *w = waitlist_claim_first(&s->waiters, 0);
+    weft__waiter *w = waitlist_claim_first_live(&s->waiters, 0);
     weft__spin_unlock(&s->lock);
     weft__waiter_wake(w);
 }
@@ -104,7 +107,7 @@ static weft__waiter *member_gone(weft_taskset *s)
     if (--s->members)
         return NULL;
     s->rt = NULL;
-    return waitlist_claim_all(&s->waiters, 0);
+    return waitlist_claim_all_live(&s->waiters, 0);
 }
 
 int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_fn fn, void *arg,
@@ -144,6 +147,20 @@ int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_fn fn, vo
     return 0;
 }
 
+/* Under the lock: takes the first finished member out of the set, or
+ * returns NULL. *wake: as member_gone's. */
+static weft_task *take_finished(weft_taskset *s, weft__waiter **wake)
+{
+    weft_task *t = s->finished;
+    if (!t)
+        return NULL;
+    s->finished = t->ext->set_next;
+    if (!s->finished)
+        s->finished_end = NULL;
+    *wake = member_gone(s);
+    return t;
+}
+
 enum join_mode { JOIN_WAIT, JOIN_WAIT_UNINTERRUPTED, JOIN_NO_WAIT };
 
 /* Under the lock: whether self is the only member left, still running,
@@ -165,18 +182,14 @@ static int join_next(weft_taskset *s, uint64_t *id, void **result, enum join_mod
     weft__waiter *wake = NULL;
     int r;
     weft__spin_lock(&s->lock);
-    s->joiners++;
+    weft__taskset_joiner_in(s);
     for (;;) {
         if (s->rt && s->rt != rt) {
             r = -EXDEV;
             break;
         }
-        t = s->finished;
+        t = take_finished(s, &wake);
         if (t) {
-            s->finished = t->ext->set_next;
-            if (!s->finished)
-                s->finished_end = NULL;
-            wake = member_gone(s);
             r = 0;
             break;
         }
@@ -205,9 +218,7 @@ static int join_next(weft_taskset *s, uint64_t *id, void **result, enum join_mod
         /* Woken for a member that finished, the set emptied, or a spawn
          * that failed: look again (another joiner may have taken it). */
     }
-    weft__waiter *drain = NULL;
-    if (--s->joiners == 0 && s->closing)
-        drain = waitlist_claim_all(&s->drain, 0);
+    weft__waiter *drain = weft__taskset_joiner_out(s);
     weft__spin_unlock(&s->lock);
     /* From here the set may be freed by its destroy: not touched again. */
     weft__waiter_wake_chain(wake);
@@ -304,4 +315,40 @@ int weft_taskset_destroy(weft_taskset *s)
     }
     free(s);
     return 0;
+}
+
+/* ---- for weft_select (sync/select.h) ---------------------------------------- */
+
+unsigned *weft__taskset_lock(weft_taskset *s)
+{
+    return &s->lock;
+}
+
+weft__waitlist *weft__taskset_waiters(weft_taskset *s)
+{
+    return &s->waiters;
+}
+
+int weft__taskset_take_locked(weft_taskset *s, weft_task **t, weft__waiter **wake)
+{
+    *t = NULL;
+    *wake = NULL;
+    if (s->rt && s->rt != current_runtime())
+        return -EXDEV;
+    *t = take_finished(s, wake);
+    if (*t)
+        return 0;
+    return s->members ? -EAGAIN : -ECHILD;
+}
+
+void weft__taskset_joiner_in(weft_taskset *s)
+{
+    s->joiners++;
+}
+
+weft__waiter *weft__taskset_joiner_out(weft_taskset *s)
+{
+    if (--s->joiners == 0 && s->closing)
+        return waitlist_claim_all(&s->drain, 0);
+    return NULL;
 }
