@@ -275,17 +275,28 @@ static int nodes_get(struct select_nodes *sn, const weft_select_case *cases, siz
 }
 
 /* Takes out every node of the select but case `keep`'s (n: all), under
- * the locks, and ends the JOIN cases' count as joiners (keep's too: its
- * node was unlinked by its claimer); chains to wake go into a->chain. */
+ * the locks. */
 static void unlink_nodes(const weft_select_case *cases, size_t n, struct select_nodes *sn,
-                         size_t keep, struct after *a)
+                         size_t keep)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].op && i != keep)
+            waitlist_remove(case_list(&cases[i]), sn->node[i]);
+}
+
+/* Under the locks: the select starts (in) or stops (out) counting as a
+ * joiner of its JOIN cases' sets, which a destroy waits for. It counts
+ * from its first wait until it returns, retries included: a destroy
+ * must not free a set the select is about to lock again. The chains to
+ * wake (a destroy waiting for the last joiner) go into a->chain. */
+static void count_as_joiner(const weft_select_case *cases, size_t n, bool in, struct after *a)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!cases[i].op)
+        if (cases[i].op != WEFT_SELECT_JOIN)
             continue;
-        if (i != keep)
-            waitlist_remove(case_list(&cases[i]), sn->node[i]);
-        if (cases[i].op == WEFT_SELECT_JOIN)
+        if (in)
+            weft__taskset_joiner_in(cases[i].set);
+        else
             chain_append(&a->chain, weft__taskset_joiner_out(cases[i].set));
     }
 }
@@ -310,12 +321,15 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
     int r;
 
     struct after a = {0};
+    bool counted = false; /* as a joiner of the JOIN cases' sets */
 
     for (;;) {
         size_t nlocks = collect_locks(cases, n, n, locks);
         lock_all(locks, nlocks);
         int k = try_cases(cases, n, &a);
         if (k != -EAGAIN || !wait) {
+            if (counted)
+                count_as_joiner(cases, n, false, &a);
             unlock_all(locks, nlocks);
             after_unlock(&a, k >= 0 ? &cases[k] : NULL);
             if (have_nodes)
@@ -345,11 +359,12 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
             node->sel = &sel;
             node->case_index = (unsigned)i;
             waitlist_push(case_list(&cases[i]), node);
-            if (cases[i].op == WEFT_SELECT_JOIN)
-                weft__taskset_joiner_in(cases[i].set); /* a destroy waits for it */
             if (!first)
                 first = node;
         }
+        if (!counted)
+            count_as_joiner(cases, n, true, &a);
+        counted = true;
         unlock_all(locks, nlocks);
 
         if (!self) {
@@ -364,8 +379,10 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
                     lock_all(locks, nlocks);
                     bool still_waiting =
                         atomic_load_explicit(&sel.state, memory_order_relaxed) == WAITER_WAITING;
-                    if (still_waiting)
-                        unlink_nodes(cases, n, &sn, n, &a);
+                    if (still_waiting) {
+                        unlink_nodes(cases, n, &sn, n);
+                        count_as_joiner(cases, n, false, &a);
+                    }
                     unlock_all(locks, nlocks);
                     if (still_waiting) {
                         after_unlock(&a, NULL);
@@ -388,10 +405,11 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
         bool hint = claim_is_a_hint(c);
         nlocks = collect_locks(cases, n, hint || lock_shared(cases, n, won) ? n : won, locks);
         lock_all(locks, nlocks);
-        unlink_nodes(cases, n, &sn, won, &a);
+        unlink_nodes(cases, n, &sn, won);
         if (!hint) {
             /* The claimer moved the element (or found the channel closed). */
             c->result = sn.node[won]->result;
+            count_as_joiner(cases, n, false, &a);
             unlock_all(locks, nlocks);
             after_unlock(&a, NULL);
             free(sn.allocated);
@@ -402,6 +420,8 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
          * subscription (a caller bug) or another joiner of the set took
          * it meanwhile, and then the select starts again. */
         r = try_case(c, &a);
+        if (r != -EAGAIN)
+            count_as_joiner(cases, n, false, &a);
         unlock_all(locks, nlocks);
         after_unlock(&a, c);
         if (r != -EAGAIN) {
