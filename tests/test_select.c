@@ -525,6 +525,23 @@ static void *main_join_joiners(void *arg)
     ASSERT_OK(weft_deadline_pop());
     ASSERT_OK(weft_taskset_destroy(set)); /* would wait for the select for ever */
 
+    /* A select that cannot get its nodes (-ENOMEM) counts as a joiner no
+     * more: the destroy does not wait for it. */
+    ASSERT_OK(weft_taskset_create(&set));
+    ASSERT_OK(weft_taskset_spawn(set, NULL, wait_forever, NULL, NULL));
+    weft_chan *empty;
+    ASSERT_OK(weft_chan_create(&empty, sizeof(int), 1));
+    int v;
+    weft_select_case nine[9];
+    for (int i = 0; i < 8; i++)
+        nine[i] = recv_case(empty, &v);
+    nine[8] = join_case(set, NULL);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    ASSERT_EQ(weft_select(nine, 9), -ENOMEM);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_OK(weft_taskset_destroy(set));
+    weft_chan_destroy(empty);
+
     /* Bad cases. */
     weft_select_case none = join_case(NULL, NULL);
     ASSERT_EQ(weft_select(&none, 1), -EINVAL);

@@ -343,6 +343,45 @@ static void *main_destroy_before_a_woken_joiner(void *arg)
     ASSERT_EQ((int)(intptr_t)r, -ECHILD);
     return NULL;
 }
+/* A plain thread cannot wait for a task in join_next: its destroy of a
+ * set that a task waits on says -EBUSY and frees nothing. */
+static _Atomic int thread_destroy = 1;
+
+static void *destroy_from_thread(void *arg)
+{
+    atomic_store(&thread_destroy, weft_taskset_destroy(arg));
+    return NULL;
+}
+
+static void *main_thread_destroy(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    weft_task *j;
+    ASSERT_OK(weft_spawn(&j, join_one, s)); /* empty: it returns -ECHILD */
+    ASSERT_OK(weft_join(j, NULL));
+    ASSERT_OK(weft_event_init(&go));
+    ASSERT_OK(weft_taskset_spawn(s, NULL, wait_go, NULL, NULL));
+    ASSERT_OK(weft_spawn(&j, join_one, s));
+    ASSERT_OK(weft_sleep_ns(MS)); /* it waits in join_next */
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, destroy_from_thread, s));
+    while (pthread_tryjoin_np(th, NULL) != 0)
+        ASSERT_OK(weft_sleep_ns(MS));
+    ASSERT_EQ(atomic_load(&thread_destroy), -EBUSY);
+    weft_event_notify_one(&go);
+    void *r;
+    ASSERT_OK(weft_join(j, &r));
+    ASSERT_EQ((int)(intptr_t)r, 0);
+    ASSERT_OK(weft_taskset_destroy(s));
+    return NULL;
+}
+TEST(a_threads_destroy_of_a_set_a_task_waits_on_is_refused)
+{
+    run_main(NULL, main_thread_destroy, NULL);
+}
+
 TEST(destroy_waits_for_a_joiner_woken_but_not_yet_run)
 {
     run_main_one_worker(NULL, main_destroy_before_a_woken_joiner, NULL);
@@ -539,6 +578,7 @@ TEST_MAIN(CASE(members_are_joined_in_the_order_they_finish), CASE(outcomes_and_c
           CASE(a_joiner_left_waiting_learns_the_set_is_empty),
           CASE(destroy_beside_a_waiting_joiner_returns_once_it_left),
           CASE(destroy_waits_for_a_joiner_woken_but_not_yet_run),
+          CASE(a_threads_destroy_of_a_set_a_task_waits_on_is_refused),
           CASE(a_set_being_destroyed_takes_no_new_member),
           CASE(a_set_outliving_its_runtime_forgets_its_members),
           CASE(bad_input_and_other_runtimes_get_errors))

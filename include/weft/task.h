@@ -150,8 +150,9 @@ WEFT_API size_t weft_taskset_cancel_all(weft_taskset *s);
  * caller does not cut it short, nor does a deadline), joins them, waits
  * for other tasks still in join_next to leave it (with -ECHILD), and
  * frees the set. Returns 0; -EPERM outside a task while members remain,
- * -EXDEV from another runtime's task, -EDEADLK from a member of the set
- * (nothing done in these cases). NULL: 0. A set whose runtime ended
+ * -EBUSY outside a task while tasks are in join_next (or in a select with
+ * the set in a JOIN case), -EXDEV from another runtime's task, -EDEADLK
+ * from a member of the set (nothing done in these cases). NULL: 0. A set whose runtime ended
  * forgets the members it had not joined (they are freed with the
  * runtime): it is then empty, and may be destroyed from anywhere. */
 WEFT_API int weft_taskset_destroy(weft_taskset *s);

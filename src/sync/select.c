@@ -338,11 +338,20 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
         }
         if (!have_nodes) {
             /* Nodes are needed only now: get them (perhaps allocate)
-             * without the locks, then try again. */
+             * without the locks, then try again. Counted as a joiner
+             * first: a destroy must not free a set between this look at
+             * it and the next. */
+            count_as_joiner(cases, n, true, &a);
+            counted = true;
             unlock_all(locks, nlocks);
             r = nodes_get(&sn, cases, n);
-            if (r)
+            if (r) {
+                lock_all(locks, nlocks);
+                count_as_joiner(cases, n, false, &a);
+                unlock_all(locks, nlocks);
+                after_unlock(&a, NULL);
                 return r;
+            }
             have_nodes = true;
             continue;
         }
@@ -362,9 +371,7 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
             if (!first)
                 first = node;
         }
-        if (!counted)
-            count_as_joiner(cases, n, true, &a);
-        counted = true;
+
         unlock_all(locks, nlocks);
 
         if (!self) {

@@ -278,9 +278,12 @@ int weft_taskset_destroy(weft_taskset *s)
     weft_task *self = weft__task_current();
     weft__spin_lock(&s->lock);
     size_t members = s->members;
+    unsigned joiners = s->joiners;
     struct weft__runtime *rt = s->rt;
     bool member = self && self->ext && self->ext->set == s;
     weft__spin_unlock(&s->lock);
+    if (!self && joiners)
+        return -EBUSY; /* tasks are in join_next: only a task can wait for them */
     if (members) {
         if (!self)
             return -EPERM;
