@@ -61,6 +61,19 @@ static unsigned *case_lock(const weft_select_case *c)
     }
 }
 
+/* The channel, subscription or set a case is on. */
+static const void *case_source(const weft_select_case *c)
+{
+    switch (c->op) {
+    case WEFT_SELECT_BROADCAST:
+        return c->sub;
+    case WEFT_SELECT_JOIN:
+        return c->set;
+    default:
+        return c->chan;
+    }
+}
+
 /* A case whose claim only says "look again": the select takes what is
  * there itself, under the source's lock, once woken. */
 static bool claim_is_a_hint(const weft_select_case *c)
@@ -101,26 +114,23 @@ static int check_cases(const weft_select_case *cases, size_t n)
         case WEFT_SELECT_BROADCAST:
             if (!c->sub)
                 return -EINVAL;
-            /* Two cases reading one subscription could both be told a
-             * message is there when there is one to read. */
-            for (size_t j = 0; j < i; j++)
-                if (cases[j].op == WEFT_SELECT_BROADCAST && cases[j].sub == c->sub)
-                    return -EINVAL;
             break;
         case WEFT_SELECT_JOIN:
             if (!c->set)
                 return -EINVAL;
-            /* The same for a set, whose finished member goes to one. */
-            for (size_t j = 0; j < i; j++)
-                if (cases[j].op == WEFT_SELECT_JOIN && cases[j].set == c->set)
-                    return -EINVAL;
-            any = true;
-            continue; /* elem may be NULL */
+            break;
         default:
             return -EINVAL;
         }
-        if (!c->elem)
+        if (!c->elem && c->op != WEFT_SELECT_JOIN) /* a JOIN may drop the result */
             return -EINVAL;
+        /* A source whose claim is a hint (one message to read, one member
+         * to join) could be claimed for two cases when there is one
+         * thing to take: it may be in one case only. */
+        if (claim_is_a_hint(c))
+            for (size_t j = 0; j < i; j++)
+                if (cases[j].op == c->op && case_source(&cases[j]) == case_source(c))
+                    return -EINVAL;
         any = true;
     }
     return any ? 0 : -EINVAL;
@@ -255,13 +265,19 @@ struct select_nodes {
     weft__waiter on_stack[SELECT_ON_STACK];
 };
 
-/* Points each case that is on at a node: on the stack, or in one
- * allocation when more than SELECT_ON_STACK cases are on. 0 or -ENOMEM. */
-static int nodes_get(struct select_nodes *sn, const weft_select_case *cases, size_t n)
+static size_t cases_on(const weft_select_case *cases, size_t n)
 {
     size_t on = 0;
     for (size_t i = 0; i < n; i++)
         on += cases[i].op != 0;
+    return on;
+}
+
+/* Points each of the `on` cases that are on at a node: on the stack, or
+ * in one allocation when more than SELECT_ON_STACK are on (only then can
+ * it fail: -ENOMEM; else 0). */
+static int nodes_get(struct select_nodes *sn, const weft_select_case *cases, size_t n, size_t on)
+{
     weft__waiter *pool = sn->on_stack;
     sn->allocated = NULL;
     if (on > SELECT_ON_STACK) {
@@ -336,15 +352,21 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
                 free(sn.allocated);
             return k;
         }
-        if (!have_nodes) {
-            /* Nodes are needed only now: get them (perhaps allocate)
-             * without the locks, then try again. Counted as a joiner
-             * first: a destroy must not free a set between this look at
-             * it and the next. */
+        /* Counted as a joiner from this first look at the sets until
+         * the return: a destroy must not free a set the select will lock
+         * again. */
+        if (!counted)
             count_as_joiner(cases, n, true, &a);
-            counted = true;
-            unlock_all(locks, nlocks);
-            r = nodes_get(&sn, cases, n);
+        counted = true;
+        if (!have_nodes) {
+            /* Nodes are needed only now. On the stack they are had under
+             * the locks; an allocation is made without them, and then
+             * the cases are tried again. */
+            size_t on = cases_on(cases, n);
+            bool allocate = on > SELECT_ON_STACK;
+            if (allocate)
+                unlock_all(locks, nlocks);
+            r = nodes_get(&sn, cases, n, on);
             if (r) {
                 lock_all(locks, nlocks);
                 count_as_joiner(cases, n, false, &a);
@@ -353,7 +375,8 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
                 return r;
             }
             have_nodes = true;
-            continue;
+            if (allocate)
+                continue;
         }
 
         struct weft__select sel;
