@@ -177,26 +177,15 @@ static int join_next(weft_taskset *s, uint64_t *id, void **result, enum join_mod
     weft_task *self = weft__task_current();
     if (!self)
         return -EPERM;
-    struct weft__runtime *rt = current_runtime();
     weft_task *t = NULL;
     weft__waiter *wake = NULL;
     int r;
     weft__spin_lock(&s->lock);
     weft__taskset_joiner_in(s);
     for (;;) {
-        if (s->rt && s->rt != rt) {
-            r = -EXDEV;
+        r = weft__taskset_take_locked(s, &t, &wake); /* a member, -EXDEV or -ECHILD */
+        if (r != -EAGAIN)
             break;
-        }
-        t = take_finished(s, &wake);
-        if (t) {
-            r = 0;
-            break;
-        }
-        if (!s->members) {
-            r = -ECHILD;
-            break;
-        }
         if (only_self_left(s, self)) {
             r = -EDEADLK;
             break;
