@@ -12,5 +12,6 @@
 #include <weft/stats.h>
 #include <weft/executor.h>
 #include <weft/sync.h>
+#include <weft/process.h>
 
 #endif

@@ -1,0 +1,128 @@
+/* weft/process.h - child processes: start a program with pipes to its
+ * standard streams, wait for its exit, signal it, collect its output.
+ *
+ * A weft_process owns a pidfd for the child, so a signal or a wait can
+ * never reach another process that was given the same pid later, and the
+ * parent's ends of the pipes it made. Waiting parks the task on the pidfd
+ * (no thread blocks, no SIGCHLD handler is installed); from a plain thread
+ * the waits block. docs/blocking.md, "Child processes", has the long form.
+ *
+ * Needs Linux 5.3 (pidfd_open) and glibc's posix_spawn.
+ */
+#ifndef WEFT_PROCESS_H
+#define WEFT_PROCESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <weft/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_process weft_process;
+
+/* What one of the child's standard streams is. */
+typedef enum weft_stdio {
+    WEFT_STDIO_INHERIT = 0, /* the program's own descriptor */
+    WEFT_STDIO_PIPE,        /* a pipe; weft_process_fd gives the parent's end */
+    WEFT_STDIO_NULL,        /* /dev/null */
+    WEFT_STDIO_FD,          /* the program's descriptor opts.fd[stream], duplicated */
+} weft_stdio;
+
+/* Stream numbers for stdio[], fd[], weft_process_fd and _close_fd. */
+#define WEFT_STDIN  0
+#define WEFT_STDOUT 1
+#define WEFT_STDERR 2
+
+/* Zeroed, or NULL: inherit all three streams, environment and directory. */
+typedef struct weft_process_opts {
+    weft_stdio stdio[3]; /* stdin, stdout, stderr */
+    /* For WEFT_STDIO_FD: a descriptor of this program. One of 0-2 that an
+     * earlier stream of the same spawn replaces (fd[2] = 1 when stdout is
+     * a pipe) is -EINVAL: say WEFT_STDIO_PIPE's descriptor instead. */
+    int fd[3];
+    char *const *envp; /* NULL: the program's environ */
+    const char *cwd;   /* NULL: the program's working directory */
+    /* Look file up in PATH when it has no '/', as execvp does. */
+    bool search_path;
+    /* Start the child in a process group of its own (its id the child's
+     * pid): a terminal's Ctrl-C then skips it, and weft_process_kill_group
+     * reaches the processes it starts in turn. */
+    bool new_process_group;
+} weft_process_opts;
+
+/* Starts file with argv (argv[0] included, NULL-terminated). The child
+ * starts with no signal blocked and SIGPIPE at its default action (a
+ * server that ignores SIGPIPE does not pass that on). Every descriptor the
+ * program has with O_CLOEXEC stays out of the child. 0 and *out; the
+ * exec's error when the program cannot be run (-ENOENT, -EACCES, ...);
+ * -EINVAL for a NULL out, file or argv, an empty argv or an unknown stdio
+ * value; -EBADF for WEFT_STDIO_FD with a negative fd; -EMFILE/-ENFILE
+ * for pipes; -ENOMEM. Nothing is left behind on failure. Callable from
+ * any thread (a task's worker waits until the child has called exec). */
+WEFT_API WEFT_MUST_CHECK int weft_process_spawn(weft_process **out, const char *file,
+                                                char *const argv[], const weft_process_opts *opts);
+
+/* The child's pid (still the same number after it has been reaped). */
+WEFT_API int weft_process_pid(const weft_process *p);
+
+/* The parent's end of a WEFT_STDIO_PIPE stream (write to WEFT_STDIN, read
+ * from the others), or -EBADF when the stream has no pipe or it was
+ * closed; -EINVAL for another stream number. The descriptor stays the
+ * process's: close it with weft_process_close_fd (a child reading its
+ * stdin sees the end of it then). */
+WEFT_API int weft_process_fd(const weft_process *p, int stream);
+WEFT_API int weft_process_close_fd(weft_process *p, int stream);
+
+/* Waits until the child has exited and reaps it; 0 and *wstatus (may be
+ * NULL) as waitpid gives it (WIFEXITED, WEXITSTATUS, WIFSIGNALED,
+ * WTERMSIG). Once reaped, every wait returns the same status at once.
+ * Several tasks may wait together. In a task: -ECANCELED / -ETIMEDOUT
+ * when interrupted (the child is then neither signalled nor reaped). From
+ * a plain thread it blocks. -ECHILD when something else reaped the child
+ * (a waitpid(-1) elsewhere in the program, or SIGCHLD set to SIG_IGN). */
+WEFT_API int weft_process_wait(weft_process *p, int *wstatus);
+/* weft_process_wait without waiting: -EAGAIN while the child runs. */
+WEFT_API int weft_process_try_wait(weft_process *p, int *wstatus);
+
+/* Sends sig (0 checks only) to the child through its pidfd: 0, or -ESRCH
+ * once it has been reaped, -EINVAL for a bad signal. A child that has
+ * exited but is not reaped yet takes the signal and ignores it. */
+WEFT_API int weft_process_kill(weft_process *p, int sig);
+/* Sends sig to the child's process group: -EINVAL unless it was spawned
+ * with new_process_group; -ESRCH when no process is left in the group. */
+WEFT_API int weft_process_kill_group(weft_process *p, int sig);
+
+/* What weft_process_output collected: each buffer is NUL-terminated
+ * (the length leaves the NUL out), NULL for a stream that is not a pipe.
+ * Release with weft_output_free. */
+typedef struct weft_output {
+    char *out;
+    size_t out_len;
+    char *err;
+    size_t err_len;
+} weft_output;
+
+/* Closes the child's stdin pipe (if still open), reads its stdout and
+ * stderr pipes to their ends at the same time (so that neither fills and
+ * stalls the child), closes them, then waits for the exit: 0 and
+ * *wstatus (may be NULL) as weft_process_wait. Needs a task (-EPERM).
+ * Interrupted (-ECANCELED, -ETIMEDOUT) or failed (-ENOMEM, a read's
+ * error), *o holds what was read so far and the child is left running;
+ * free *o in every case. A child that leaves a process behind that holds
+ * the pipes (a shell's background job) keeps the read going after its
+ * own exit: bound the call with a deadline (weft_deadline_push_in). */
+WEFT_API WEFT_MUST_CHECK int weft_process_output(weft_process *p, weft_output *o, int *wstatus);
+WEFT_API void weft_output_free(weft_output *o);
+
+/* Closes the pipes, and releases the process. A child not reaped yet is
+ * killed (SIGKILL) and reaped first, so that no child outlives its
+ * handle or stays a zombie (structured concurrency, as for tasks); the
+ * wait for that is not interrupted by cancellation. NULL is ignored. */
+WEFT_API void weft_process_destroy(weft_process *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

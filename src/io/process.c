@@ -1,0 +1,501 @@
+/* Child processes: weft_process_*. See include/weft/process.h and
+ * docs/blocking.md ("Child processes").
+ *
+ * The child is started with posix_spawn (glibc's uses CLONE_VFORK, so the
+ * calling thread waits only until the exec) and is then held by a pidfd.
+ * Every wait is the same loop: look with waitid(P_PIDFD, WNOWAIT | WNOHANG)
+ * whether the child has exited, without reaping it; if not, wait for the
+ * pidfd to become readable (it does at the exit), in a task with weft_poll
+ * and elsewhere with poll(2); once it has, one waiter claims the reap
+ * (state RUNNING -> REAPING), reaps with waitid, which cannot block then,
+ * and publishes the status (EXITED). The claim is what lets several tasks
+ * wait together: only one reaps, and the others read its status. Looking
+ * before reaping keeps an interrupted wait from reaping anything.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <weft/io.h>
+#include <weft/process.h>
+
+#include "common/fault.h"
+#include "task/task.h"
+
+extern char **environ;
+
+enum { PROC_RUNNING, PROC_REAPING, PROC_EXITED, PROC_LOST };
+
+struct weft_process {
+    pid_t pid;
+    int pidfd;
+    int fds[3]; /* the parent's pipe ends, -1 when none */
+    bool group;
+    _Atomic int state;
+    int wstatus; /* written before state becomes PROC_EXITED */
+};
+
+static int sys_pidfd_open(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int sys_pidfd_send_signal(int pidfd, int sig)
+{
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+/* waitpid's status word from waitid's siginfo. */
+static int wait_status(const siginfo_t *si)
+{
+    switch (si->si_code) {
+    case CLD_EXITED:
+        return (si->si_status & 0xff) << 8;
+    case CLD_DUMPED:
+        return (si->si_status & 0x7f) | 0x80;
+    default: /* CLD_KILLED */
+        return si->si_status & 0x7f;
+    }
+}
+
+/* Checks a spawn's stdio options; see weft_process_opts.fd. */
+static int check_opts(const weft_process_opts *o)
+{
+    for (int i = 0; i < 3; i++) {
+        if ((unsigned)o->stdio[i] > WEFT_STDIO_FD)
+            return -EINVAL;
+        if (o->stdio[i] != WEFT_STDIO_FD)
+            continue;
+        int fd = o->fd[i];
+        if (fd < 0)
+            return -EBADF;
+        if (fd < i && o->stdio[fd] != WEFT_STDIO_INHERIT)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+static void close_if_open(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* The file actions that put each stream in place in the child. child_end
+ * holds the child's ends of the pipes. */
+static int build_actions(posix_spawn_file_actions_t *fa, const weft_process_opts *o,
+                         const int child_end[3])
+{
+    for (int i = 0; i < 3; i++) {
+        int e = 0;
+        switch (o->stdio[i]) {
+        case WEFT_STDIO_INHERIT:
+            break;
+        case WEFT_STDIO_PIPE:
+            e = posix_spawn_file_actions_adddup2(fa, child_end[i], i);
+            break;
+        case WEFT_STDIO_NULL:
+            e = posix_spawn_file_actions_addopen(fa, i, "/dev/null", i ? O_WRONLY : O_RDONLY, 0);
+            break;
+        case WEFT_STDIO_FD:
+            /* glibc clears O_CLOEXEC when the two are the same descriptor. */
+            e = posix_spawn_file_actions_adddup2(fa, o->fd[i], i);
+            break;
+        }
+        if (e)
+            return -e;
+    }
+    if (o->cwd) {
+        int e = posix_spawn_file_actions_addchdir_np(fa, o->cwd);
+        if (e)
+            return -e;
+    }
+    return 0;
+}
+
+static int build_attr(posix_spawnattr_t *attr, const weft_process_opts *o)
+{
+    sigset_t none, def;
+    sigemptyset(&none);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (o->new_process_group)
+        flags |= POSIX_SPAWN_SETPGROUP;
+    int e = posix_spawnattr_setsigmask(attr, &none);
+    if (!e)
+        e = posix_spawnattr_setsigdefault(attr, &def);
+    if (!e && o->new_process_group)
+        e = posix_spawnattr_setpgroup(attr, 0);
+    if (!e)
+        e = posix_spawnattr_setflags(attr, flags);
+    return -e;
+}
+
+/* Starts the child; fills p->pid and the parent's pipe ends. */
+static int start_child(weft_process *p, const char *file, char *const argv[],
+                       const weft_process_opts *o)
+{
+    int child_end[3] = {-1, -1, -1};
+    int r = 0;
+    for (int i = 0; i < 3 && !r; i++) {
+        if (o->stdio[i] != WEFT_STDIO_PIPE)
+            continue;
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) < 0) {
+            r = -errno;
+            break;
+        }
+        /* stdin: the child reads fds[0]; stdout, stderr: it writes fds[1]. */
+        child_end[i] = i == WEFT_STDIN ? fds[0] : fds[1];
+        p->fds[i] = i == WEFT_STDIN ? fds[1] : fds[0];
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    bool have_fa = false, have_attr = false;
+    if (!r) {
+        r = -posix_spawn_file_actions_init(&fa);
+        have_fa = r == 0;
+    }
+    if (!r) {
+        r = -posix_spawnattr_init(&attr);
+        have_attr = r == 0;
+    }
+    if (!r)
+        r = build_actions(&fa, o, child_end);
+    if (!r)
+        r = build_attr(&attr, o);
+    if (!r && weft__fault_hit(WEFT_FAULT_ALLOC))
+        r = -ENOMEM; /* stands for posix_spawn's own allocation failing */
+    if (!r) {
+        char *const *envp = o->envp ? o->envp : environ;
+        r = -(o->search_path ? posix_spawnp(&p->pid, file, &fa, &attr, argv, envp)
+                             : posix_spawn(&p->pid, file, &fa, &attr, argv, envp));
+    }
+    if (have_fa)
+        posix_spawn_file_actions_destroy(&fa);
+    if (have_attr)
+        posix_spawnattr_destroy(&attr);
+    for (int i = 0; i < 3; i++) {
+        close_if_open(&child_end[i]);
+        if (r)
+            close_if_open(&p->fds[i]);
+    }
+    return r;
+}
+
+int weft_process_spawn(weft_process **out, const char *file, char *const argv[],
+                       const weft_process_opts *opts)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!file || !argv || !argv[0])
+        return -EINVAL;
+    static const weft_process_opts defaults;
+    const weft_process_opts *o = opts ? opts : &defaults;
+    int r = check_opts(o);
+    if (r)
+        return r;
+    weft_process *p = weft__calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    p->pidfd = -1;
+    for (int i = 0; i < 3; i++)
+        p->fds[i] = -1;
+    p->group = o->new_process_group;
+    atomic_init(&p->state, PROC_RUNNING);
+    r = start_child(p, file, argv, o);
+    if (r) {
+        free(p);
+        return r;
+    }
+    /* Nothing else may reap the child before this (see weft_process_wait's
+     * -ECHILD), so the pid still names it here. */
+    p->pidfd = sys_pidfd_open(p->pid);
+    if (p->pidfd < 0) {
+        r = -errno;
+        kill(p->pid, SIGKILL);
+        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        for (int i = 0; i < 3; i++)
+            close_if_open(&p->fds[i]);
+        free(p);
+        return r;
+    }
+    *out = p;
+    return 0;
+}
+
+int weft_process_pid(const weft_process *p)
+{
+    return p ? p->pid : -EINVAL;
+}
+
+int weft_process_fd(const weft_process *p, int stream)
+{
+    if (!p || stream < 0 || stream > 2)
+        return -EINVAL;
+    return p->fds[stream] >= 0 ? p->fds[stream] : -EBADF;
+}
+
+int weft_process_close_fd(weft_process *p, int stream)
+{
+    if (!p || stream < 0 || stream > 2)
+        return -EINVAL;
+    if (p->fds[stream] < 0)
+        return -EBADF;
+    close_if_open(&p->fds[stream]);
+    return 0;
+}
+
+/* Waits until the pidfd is readable (the child has exited) or, in a task,
+ * until the wait is interrupted. */
+static int await_exit(int pidfd, bool in_task)
+{
+    if (in_task) {
+        int r = weft_poll(pidfd, POLLIN);
+        return r < 0 ? r : 0;
+    }
+    struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+    while (poll(&pfd, 1, -1) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+/* One look at the child; block: wait for its exit when it runs. */
+static int reap(weft_process *p, int *wstatus, bool block)
+{
+    bool in_task = weft__task_current() != NULL;
+    for (;;) {
+        int st = atomic_load_explicit(&p->state, memory_order_acquire);
+        if (st == PROC_EXITED) {
+            if (wstatus)
+                *wstatus = p->wstatus;
+            return 0;
+        }
+        if (st == PROC_LOST)
+            return -ECHILD;
+        if (st == PROC_REAPING) {
+            /* Another waiter is between its waitid and its store: it does
+             * not wait there, so this is short. */
+            if (in_task)
+                (void)weft_yield();
+            else
+                sched_yield();
+            continue;
+        }
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+            int e = errno;
+            if (e == EINTR)
+                continue;
+            /* ECHILD while RUNNING: reaped behind weft's back for good;
+             * while another waiter claimed it: that one's reap, look again. */
+            int expect = PROC_RUNNING;
+            if (e == ECHILD && !atomic_compare_exchange_strong(&p->state, &expect, PROC_LOST))
+                continue;
+            return -e;
+        }
+        if (si.si_pid == 0) { /* running */
+            if (!block)
+                return -EAGAIN;
+            int r = await_exit(p->pidfd, in_task);
+            if (r)
+                return r;
+            continue;
+        }
+        int expect = PROC_RUNNING;
+        if (!atomic_compare_exchange_strong(&p->state, &expect, PROC_REAPING))
+            continue;
+        memset(&si, 0, sizeof si);
+        int r;
+        do
+            r = waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            int e = errno;
+            atomic_store_explicit(&p->state, PROC_LOST, memory_order_release);
+            return -e;
+        }
+        p->wstatus = wait_status(&si);
+        atomic_store_explicit(&p->state, PROC_EXITED, memory_order_release);
+    }
+}
+
+int weft_process_wait(weft_process *p, int *wstatus)
+{
+    if (!p)
+        return -EINVAL;
+    return reap(p, wstatus, true);
+}
+
+int weft_process_try_wait(weft_process *p, int *wstatus)
+{
+    if (!p)
+        return -EINVAL;
+    return reap(p, wstatus, false);
+}
+
+int weft_process_kill(weft_process *p, int sig)
+{
+    if (!p)
+        return -EINVAL;
+    if (atomic_load_explicit(&p->state, memory_order_acquire) == PROC_EXITED)
+        return -ESRCH;
+    return sys_pidfd_send_signal(p->pidfd, sig) < 0 ? -errno : 0;
+}
+
+int weft_process_kill_group(weft_process *p, int sig)
+{
+    if (!p || !p->group)
+        return -EINVAL;
+    return kill(-p->pid, sig) < 0 ? -errno : 0;
+}
+
+/* ---- collecting output ----------------------------------------------------- */
+
+/* One pipe read to its end into a growing buffer. */
+typedef struct collector {
+    int fd;
+    char *buf;
+    size_t len, cap;
+} collector;
+
+static int collect(collector *c)
+{
+    for (;;) {
+        if (c->cap - c->len < 2) { /* room for a byte and the NUL */
+            size_t cap = c->cap ? c->cap * 2 : 4096;
+            char *b = weft__malloc(cap);
+            if (!b)
+                return -ENOMEM;
+            if (c->len)
+                memcpy(b, c->buf, c->len);
+            free(c->buf);
+            c->buf = b;
+            c->cap = cap;
+        }
+        ssize_t n = weft_read(c->fd, c->buf + c->len, c->cap - c->len - 1, WEFT_OFF_CURRENT);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return 0;
+        c->len += (size_t)n;
+    }
+}
+
+static void *collect_task(void *arg)
+{
+    return (void *)(intptr_t)collect(arg);
+}
+
+/* Hands what c read to *buf and *len, NUL-terminated. */
+static void hand_over(collector *c, char **buf, size_t *len)
+{
+    if (c->fd < 0)
+        return;
+    if (!c->buf)
+        c->buf = weft__calloc(1, 1); /* NULL when memory is short: nothing read */
+    else
+        c->buf[c->len] = '\0';
+    *buf = c->buf;
+    *len = c->buf ? c->len : 0;
+}
+
+int weft_process_output(weft_process *p, weft_output *o, int *wstatus)
+{
+    if (!o)
+        return -EINVAL;
+    memset(o, 0, sizeof *o);
+    if (!p)
+        return -EINVAL;
+    if (!weft__task_current())
+        return -EPERM;
+    close_if_open(&p->fds[WEFT_STDIN]);
+    collector out = {.fd = p->fds[WEFT_STDOUT]}, err = {.fd = p->fds[WEFT_STDERR]};
+    int r = 0, rerr = 0;
+    weft_task *t = NULL;
+    if (err.fd >= 0 && out.fd >= 0)
+        r = weft_spawn(&t, collect_task, &err);
+    else if (err.fd >= 0)
+        rerr = collect(&err);
+    if (!r && out.fd >= 0)
+        r = collect(&out);
+    if (t) {
+        /* On a failure here, stop the stderr reader; either way it must be
+         * joined before err is read or freed, whatever interrupts us. */
+        (void)weft_shield_push();
+        if (r)
+            (void)weft_cancel(t);
+        void *res = NULL;
+        int j = weft_join(t, &res);
+        (void)weft_shield_pop();
+        rerr = j ? j : (int)(intptr_t)res;
+    }
+    if (!r)
+        r = rerr;
+    hand_over(&out, &o->out, &o->out_len);
+    hand_over(&err, &o->err, &o->err_len);
+    if ((out.fd >= 0 && !o->out) || (err.fd >= 0 && !o->err))
+        r = r ? r : -ENOMEM;
+    if (r)
+        return r;
+    close_if_open(&p->fds[WEFT_STDOUT]);
+    close_if_open(&p->fds[WEFT_STDERR]);
+    return weft_process_wait(p, wstatus);
+}
+
+void weft_output_free(weft_output *o)
+{
+    if (!o)
+        return;
+    free(o->out);
+    free(o->err);
+    memset(o, 0, sizeof *o);
+}
+
+void weft_process_destroy(weft_process *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < 3; i++)
+        close_if_open(&p->fds[i]);
+    int st = atomic_load_explicit(&p->state, memory_order_acquire);
+    if (st != PROC_EXITED && st != PROC_LOST) {
+        sys_pidfd_send_signal(p->pidfd, SIGKILL);
+        /* In a task, park for the exit, with cancellation and deadlines
+         * lifted; if they cannot be lifted, block: a killed child exits at
+         * once unless it is stuck in the kernel. */
+        bool lifted = false, shielded = false;
+        if (weft__task_current()) {
+            shielded = weft_shield_push() == 0;
+            lifted = shielded && weft_deadline_suspend() == 0;
+        }
+        if (lifted) {
+            (void)reap(p, NULL, true);
+            (void)weft_deadline_pop();
+        } else {
+            siginfo_t si;
+            while (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED) < 0 && errno == EINTR) {
+            }
+        }
+        if (shielded)
+            (void)weft_shield_pop();
+    }
+    close(p->pidfd);
+    free(p);
+}

@@ -1,0 +1,612 @@
+/* Child processes: weft_process_* with real programs (/bin/sh, cat,
+ * sleep, head). */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+#include "common/fault.h"
+#include "test.h"
+
+static char *const SH = "/bin/sh";
+
+/* Spawns /bin/sh -c script with opts. */
+static weft_process *sh(const char *script, const weft_process_opts *opts)
+{
+    char *argv[] = {"sh", "-c", (char *)script, NULL};
+    weft_process *p = NULL;
+    int r = weft_process_spawn(&p, SH, argv, opts);
+    if (r)
+        FAILF("spawn sh -c '%s': %d (%s)", script, r, weft_strerror(r));
+    return p;
+}
+
+static const weft_process_opts PIPES_OUT = {
+    .stdio = {WEFT_STDIO_NULL, WEFT_STDIO_PIPE, WEFT_STDIO_PIPE}};
+
+/* No child of this process is left, reaped or not. */
+static void assert_no_children(void)
+{
+    errno = 0;
+    ASSERT_EQ(waitpid(-1, NULL, WNOHANG), -1);
+    ASSERT_EQ(errno, ECHILD);
+}
+
+/* ---- output, status ------------------------------------------------------ */
+
+static void *main_output(void *arg)
+{
+    (void)arg;
+    weft_process *p = sh("echo out; echo err >&2; exit 3", &PIPES_OUT);
+    weft_output o;
+    int ws = -1;
+    ASSERT_OK(weft_process_output(p, &o, &ws));
+    ASSERT_STREQ(o.out, "out\n");
+    ASSERT_EQ(o.out_len, 4);
+    ASSERT_STREQ(o.err, "err\n");
+    ASSERT(WIFEXITED(ws));
+    ASSERT_EQ(WEXITSTATUS(ws), 3);
+    weft_output_free(&o);
+    ASSERT(o.out == NULL && o.err == NULL);
+    /* The pipes were consumed. */
+    ASSERT_EQ(weft_process_fd(p, WEFT_STDOUT), -EBADF);
+    weft_process_destroy(p);
+    /* Only stdout a pipe: err stays NULL; nothing written: an empty string. */
+    weft_process_opts one = {.stdio = {WEFT_STDIO_NULL, WEFT_STDIO_PIPE, WEFT_STDIO_NULL}};
+    p = sh("true", &one);
+    ASSERT_OK(weft_process_output(p, &o, &ws));
+    ASSERT_STREQ(o.out, "");
+    ASSERT_EQ(o.out_len, 0);
+    ASSERT(o.err == NULL);
+    ASSERT_EQ(ws, 0);
+    weft_output_free(&o);
+    weft_process_destroy(p);
+    /* Only stderr a pipe. */
+    one.stdio[1] = WEFT_STDIO_NULL;
+    one.stdio[2] = WEFT_STDIO_PIPE;
+    p = sh("echo x; echo y >&2", &one);
+    ASSERT_OK(weft_process_output(p, &o, NULL));
+    ASSERT(o.out == NULL);
+    ASSERT_STREQ(o.err, "y\n");
+    weft_output_free(&o);
+    weft_process_destroy(p);
+    assert_no_children();
+    return NULL;
+}
+
+TEST(output_collects_both_streams_and_the_status)
+{
+    run_main(NULL, main_output, NULL);
+}
+
+/* The child fills its stderr pipe before it writes a byte to stdout, and
+ * then stdout before it writes more to stderr: read one after the other,
+ * in either order, the two would wait for each other for ever. */
+static void *main_big_output(void *arg)
+{
+    (void)arg;
+    weft_process *p = sh("head -c 1000000 /dev/zero >&2; head -c 3000000 /dev/zero;"
+                         " head -c 1000000 /dev/zero >&2",
+                         &PIPES_OUT);
+    weft_output o;
+    int ws = -1;
+    ASSERT_OK(weft_process_output(p, &o, &ws));
+    ASSERT_EQ(ws, 0);
+    ASSERT_EQ(o.out_len, 3000000);
+    ASSERT_EQ(o.err_len, 2000000);
+    for (size_t i = 0; i < o.out_len; i++)
+        if (o.out[i])
+            FAILF("byte %zu of stdout is %d", i, o.out[i]);
+    ASSERT_EQ(o.out[o.out_len], '\0');
+    weft_output_free(&o);
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(output_reads_both_pipes_at_once)
+{
+    run_main(NULL, main_big_output, NULL);
+}
+
+static void *main_stdin(void *arg)
+{
+    (void)arg;
+    weft_process_opts o = {.stdio = {WEFT_STDIO_PIPE, WEFT_STDIO_PIPE, WEFT_STDIO_INHERIT}};
+    char *argv[] = {"cat", NULL};
+    weft_process *p;
+    ASSERT_EQ(weft_process_spawn(&p, "cat", argv, &o), -ENOENT); /* no PATH search */
+    o.search_path = true;
+    ASSERT_OK(weft_process_spawn(&p, "cat", argv, &o));
+    int in = weft_process_fd(p, WEFT_STDIN);
+    ASSERT_GE(in, 0);
+    ASSERT_EQ(weft_process_fd(p, WEFT_STDERR), -EBADF);
+    ASSERT_EQ(weft_process_fd(p, 3), -EINVAL);
+    ASSERT_OK(weft_write_all(in, "hello, cat", 10, WEFT_OFF_CURRENT, NULL));
+    /* output closes stdin, so cat sees its end and exits. */
+    weft_output out;
+    int ws = -1;
+    ASSERT_OK(weft_process_output(p, &out, &ws));
+    ASSERT_STREQ(out.out, "hello, cat");
+    ASSERT_EQ(ws, 0);
+    ASSERT_EQ(weft_process_close_fd(p, WEFT_STDIN), -EBADF);
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(stdin_pipe_feeds_the_child)
+{
+    run_main(NULL, main_stdin, NULL);
+}
+
+static void *main_status(void *arg)
+{
+    (void)arg;
+    weft_process *p = sh("exit 7", NULL);
+    int ws = -1;
+    ASSERT_OK(weft_process_wait(p, &ws));
+    ASSERT_EQ(WEXITSTATUS(ws), 7);
+    /* Reaped once; the same status again, at once. */
+    ws = -1;
+    ASSERT_OK(weft_process_wait(p, &ws));
+    ASSERT_EQ(WEXITSTATUS(ws), 7);
+    ws = -1;
+    ASSERT_OK(weft_process_try_wait(p, &ws));
+    ASSERT_EQ(WEXITSTATUS(ws), 7);
+    ASSERT_OK(weft_process_wait(p, NULL));
+    ASSERT_EQ(weft_process_kill(p, SIGTERM), -ESRCH);
+    int pid = weft_process_pid(p);
+    ASSERT_GT(pid, 0);
+    errno = 0;
+    ASSERT_EQ(waitpid(pid, NULL, WNOHANG), -1); /* no zombie */
+    ASSERT_EQ(errno, ECHILD);
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(wait_returns_the_status_every_time)
+{
+    run_main(NULL, main_status, NULL);
+}
+
+static void *main_kill(void *arg)
+{
+    (void)arg;
+    weft_process *p = sh("exec sleep 100", NULL);
+    ASSERT_EQ(weft_process_try_wait(p, NULL), -EAGAIN);
+    ASSERT_OK(weft_process_kill(p, 0));
+    ASSERT_EQ(weft_process_kill(p, 12345), -EINVAL);
+    ASSERT_OK(weft_process_kill(p, SIGTERM));
+    int ws = -1;
+    ASSERT_OK(weft_process_wait(p, &ws));
+    ASSERT(WIFSIGNALED(ws));
+    ASSERT_EQ(WTERMSIG(ws), SIGTERM);
+    ASSERT_EQ(weft_process_kill_group(p, SIGTERM), -EINVAL); /* no group of its own */
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(kill_ends_a_running_child)
+{
+    run_main(NULL, main_kill, NULL);
+}
+
+/* ---- interruption, destroy --------------------------------------------- */
+
+/* Waits until it is cancelled, then destroys the process, cancelled and
+ * past a deadline: destroy must still kill and reap. */
+static atomic_bool destroyer_started;
+
+static void *destroy_when_cancelled(void *arg)
+{
+    atomic_store(&destroyer_started, true);
+    ASSERT_EQ(weft_process_wait(arg, NULL), -ECANCELED);
+    ASSERT_OK(weft_deadline_push(1));
+    weft_process_destroy(arg);
+    ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+
+static void *main_deadline(void *arg)
+{
+    (void)arg;
+    weft_process *p = sh("exec sleep 100", NULL);
+    int pid = weft_process_pid(p);
+    ASSERT_OK(weft_deadline_push_in(20 * 1000000ull));
+    ASSERT_EQ(weft_process_wait(p, NULL), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    /* Interrupted: nothing reaped, the child still runs. */
+    ASSERT_EQ(weft_process_try_wait(p, NULL), -EAGAIN);
+    ASSERT_OK(kill(pid, 0));
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, destroy_when_cancelled, p));
+    /* (Cancelled before it starts, a task would never run.) */
+    while (!atomic_load(&destroyer_started))
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    weft_join(t, NULL);
+    errno = 0;
+    ASSERT_EQ(waitpid(pid, NULL, WNOHANG), -1);
+    ASSERT_EQ(errno, ECHILD);
+    return NULL;
+}
+
+TEST(an_interrupted_wait_reaps_nothing_and_destroy_reaps)
+{
+    run_main(NULL, main_deadline, NULL);
+    assert_no_children();
+}
+
+/* Waiters on a child blocked on its stdin: they all get its status when
+ * the pipe closes. */
+enum { WAITERS = 4 };
+
+static void *waiter(void *arg)
+{
+    int ws = -1;
+    ASSERT_OK(weft_process_wait(arg, &ws));
+    return (void *)(intptr_t)ws;
+}
+
+static void *main_waiters(void *arg)
+{
+    (void)arg;
+    weft_process_opts o = {.stdio = {WEFT_STDIO_PIPE, WEFT_STDIO_NULL, WEFT_STDIO_INHERIT}};
+    weft_process *p = sh("cat; exit 5", &o);
+    weft_task *t[WAITERS];
+    for (int i = 0; i < WAITERS; i++)
+        ASSERT_OK(weft_spawn(&t[i], waiter, p));
+    settle();
+    ASSERT_EQ(weft_process_try_wait(p, NULL), -EAGAIN);
+    ASSERT_OK(weft_process_close_fd(p, WEFT_STDIN));
+    for (int i = 0; i < WAITERS; i++) {
+        void *ws = NULL;
+        ASSERT_OK(weft_join(t[i], &ws));
+        ASSERT(WIFEXITED((int)(intptr_t)ws));
+        ASSERT_EQ(WEXITSTATUS((int)(intptr_t)ws), 5);
+    }
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(several_tasks_wait_together)
+{
+    run_main(NULL, main_waiters, NULL);
+    assert_no_children();
+}
+
+/* Waiters on two workers and a plain thread race for each exit: one of
+ * them reaps, and all of them get the status. (The race is between one
+ * waiter's look and its reap; it takes threads, and many rounds.) */
+enum { RACE_ROUNDS = 200 };
+
+static void *plain_waiter(void *arg)
+{
+    int ws = -1;
+    int r = weft_process_wait(arg, &ws);
+    return (void *)(intptr_t)(r ? r : ws);
+}
+
+static void *main_race(void *arg)
+{
+    (void)arg;
+    weft_process_opts o = {.stdio = {WEFT_STDIO_PIPE, WEFT_STDIO_NULL, WEFT_STDIO_INHERIT}};
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        weft_process *p = sh("cat; exit 6", &o);
+        weft_task *t[2];
+        for (unsigned k = 0; k < 2; k++) {
+            weft_spawn_opts so = {.flags = WEFT_TASK_ON_WORKER, .worker = k};
+            ASSERT_OK(weft_spawn_ex(&t[k], &so, waiter, p));
+        }
+        pthread_t th;
+        ASSERT_OK(pthread_create(&th, NULL, plain_waiter, p));
+        settle();
+        ASSERT_OK(weft_process_close_fd(p, WEFT_STDIN));
+        for (int k = 0; k < 2; k++) {
+            void *ws = NULL;
+            ASSERT_OK(weft_join(t[k], &ws));
+            ASSERT_EQ(WEXITSTATUS((int)(intptr_t)ws), 6);
+        }
+        void *ws = NULL;
+        ASSERT_OK(pthread_join(th, &ws));
+        ASSERT_EQ((int)(intptr_t)ws, 6 << 8);
+        weft_process_destroy(p);
+    }
+    return NULL;
+}
+
+TEST(waiters_on_several_threads_share_one_reap)
+{
+    weft_config c = {.workers = 2};
+    run_main(&c, main_race, NULL);
+    assert_no_children();
+}
+
+/* A grandchild that keeps the stdout pipe: a deadline bounds the read and
+ * keeps what came; killing the group ends the grandchild too. */
+static void *main_grandchild(void *arg)
+{
+    (void)arg;
+    weft_process_opts o = PIPES_OUT;
+    o.new_process_group = true;
+    weft_process *p = sh("sleep 100 & echo started", &o);
+    weft_output out;
+    ASSERT_OK(weft_deadline_push_in(100 * 1000000ull));
+    ASSERT_EQ(weft_process_output(p, &out, NULL), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_STREQ(out.out, "started\n");
+    ASSERT_STREQ(out.err, "");
+    weft_output_free(&out);
+    /* sh has exited (its echo was its last command); the pipes are still
+     * open in sleep. */
+    int ws = -1;
+    ASSERT_OK(weft_process_wait(p, &ws));
+    ASSERT_EQ(ws, 0);
+    ASSERT_OK(weft_process_kill_group(p, SIGKILL));
+    /* Now every writer is gone: the read ends. */
+    ASSERT_OK(weft_process_output(p, &out, &ws));
+    ASSERT_STREQ(out.out, "");
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(a_grandchild_holding_the_pipe_and_kill_group)
+{
+    run_main(NULL, main_grandchild, NULL);
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+static void *main_options(void *arg)
+{
+    const char *dir = arg;
+    char path[256];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    char *env[] = {"WEFT_TEST_VAR=from-envp", NULL};
+    weft_process_opts o = {.stdio = {WEFT_STDIO_NULL, WEFT_STDIO_FD, WEFT_STDIO_PIPE},
+                           .fd = {0, fd, 0},
+                           .envp = env,
+                           .cwd = dir};
+    weft_process *p =
+        sh("cat; echo \"$WEFT_TEST_VAR\"; pwd; echo to-err >&2; test -z \"$HOME\"", &o);
+    close(fd);
+    weft_output out;
+    int ws = -1;
+    ASSERT_OK(weft_process_output(p, &out, &ws));
+    ASSERT_EQ(ws, 0); /* only envp's variable: no HOME */
+    ASSERT(out.out == NULL);
+    ASSERT_STREQ(out.err, "to-err\n");
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    char want[300], got[300] = {0};
+    snprintf(want, sizeof want, "from-envp\n%s\n", dir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_GT(read(fd, got, sizeof got - 1), 0);
+    close(fd);
+    ASSERT_STREQ(got, want);
+    unlink(path);
+    return NULL;
+}
+
+TEST(stdio_fd_null_envp_and_cwd)
+{
+    char dir[] = "/tmp/weft-process-XXXXXX";
+    ASSERT(mkdtemp(dir));
+    run_main(NULL, main_options, dir);
+    rmdir(dir);
+}
+
+/* The child starts with no signal blocked and SIGPIPE at its default,
+ * whatever the spawning thread had. */
+static void *main_signals(void *arg)
+{
+    (void)arg;
+    /* Not through sh: dash clears its signal mask at start. */
+    char *argv[] = {"grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status", NULL};
+    weft_process_opts o = PIPES_OUT;
+    o.search_path = true;
+    weft_process *p;
+    ASSERT_OK(weft_process_spawn(&p, "grep", argv, &o));
+    weft_output out;
+    ASSERT_OK(weft_process_output(p, &out, NULL));
+    unsigned long long blk = ~0ull, ign = ~0ull;
+    const char *b = strstr(out.out, "SigBlk:"), *i = strstr(out.out, "SigIgn:");
+    ASSERT(b && i);
+    ASSERT_EQ(sscanf(b, "SigBlk: %llx", &blk), 1);
+    ASSERT_EQ(sscanf(i, "SigIgn: %llx", &ign), 1);
+    ASSERT_EQ(blk, 0);
+    ASSERT_EQ(ign & (1ull << (SIGPIPE - 1)), 0);
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(the_child_gets_no_blocked_signal_and_default_sigpipe)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR2);
+    ASSERT_OK(pthread_sigmask(SIG_BLOCK, &s, NULL));
+    run_main(NULL, main_signals, NULL);
+}
+
+/* ---- plain threads, misuse, failures ------------------------------------ */
+
+TEST(a_plain_thread_waits_by_blocking)
+{
+    weft_process *p = sh("exit 9", NULL);
+    int ws = -1;
+    ASSERT_OK(weft_process_wait(p, &ws));
+    ASSERT_EQ(WEXITSTATUS(ws), 9);
+    weft_output o;
+    ASSERT_EQ(weft_process_output(p, &o, NULL), -EPERM);
+    weft_process_destroy(p);
+    /* destroy outside a task kills and reaps. */
+    p = sh("exec sleep 100", NULL);
+    int pid = weft_process_pid(p);
+    weft_process_destroy(p);
+    errno = 0;
+    ASSERT_EQ(waitpid(pid, NULL, WNOHANG), -1);
+    ASSERT_EQ(errno, ECHILD);
+}
+
+TEST(a_child_reaped_elsewhere_is_echild)
+{
+    weft_process *p = sh("exit 1", NULL);
+    ASSERT_EQ(waitpid(weft_process_pid(p), NULL, 0), weft_process_pid(p));
+    ASSERT_EQ(weft_process_wait(p, NULL), -ECHILD);
+    ASSERT_EQ(weft_process_try_wait(p, NULL), -ECHILD);
+    weft_process_destroy(p);
+}
+
+TEST(bad_input)
+{
+    int fds = count_fds();
+    weft_process *p = (weft_process *)1;
+    char *argv[] = {"x", NULL}, *none[] = {NULL};
+    ASSERT_EQ(weft_process_spawn(NULL, SH, argv, NULL), -EINVAL);
+    ASSERT_EQ(weft_process_spawn(&p, NULL, argv, NULL), -EINVAL);
+    ASSERT(p == NULL);
+    ASSERT_EQ(weft_process_spawn(&p, SH, NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_process_spawn(&p, SH, none, NULL), -EINVAL);
+    weft_process_opts o = {.stdio = {WEFT_STDIO_FD + 1}};
+    ASSERT_EQ(weft_process_spawn(&p, SH, argv, &o), -EINVAL);
+    o = (weft_process_opts){.stdio = {WEFT_STDIO_FD}, .fd = {-1}};
+    ASSERT_EQ(weft_process_spawn(&p, SH, argv, &o), -EBADF);
+    /* stderr to "descriptor 1" when stdout is a pipe: ambiguous. */
+    o = (weft_process_opts){.stdio = {0, WEFT_STDIO_PIPE, WEFT_STDIO_FD}, .fd = {0, 0, 1}};
+    ASSERT_EQ(weft_process_spawn(&p, SH, argv, &o), -EINVAL);
+    /* The program's own stdout is fine when stdout is inherited. */
+    o.stdio[1] = WEFT_STDIO_INHERIT;
+    char *t[] = {"sh", "-c", "true", NULL};
+    ASSERT_OK(weft_process_spawn(&p, SH, t, &o));
+    ASSERT_OK(weft_process_wait(p, NULL));
+    weft_process_destroy(p);
+    /* Programs that cannot run: the exec's error, nothing left behind. */
+    ASSERT_EQ(weft_process_spawn(&p, "/nonexistent/weft", argv, &PIPES_OUT), -ENOENT);
+    ASSERT_EQ(weft_process_spawn(&p, "/dev/null", argv, &PIPES_OUT), -EACCES);
+    char *sh_argv[] = {"sh", "-c", "true", NULL};
+    ASSERT_EQ(weft_process_spawn(&p, "sh", sh_argv, NULL), -ENOENT); /* no PATH search */
+    o = (weft_process_opts){.search_path = true};
+    ASSERT_OK(weft_process_spawn(&p, "sh", sh_argv, &o));
+    ASSERT_OK(weft_process_wait(p, NULL));
+    weft_process_destroy(p);
+    o = (weft_process_opts){.cwd = "/nonexistent/weft"};
+    ASSERT_EQ(weft_process_spawn(&p, SH, sh_argv, &o), -ENOENT);
+    ASSERT_EQ(count_fds(), fds);
+    assert_no_children();
+    /* NULL handles. */
+    ASSERT_EQ(weft_process_wait(NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_process_try_wait(NULL, NULL), -EINVAL);
+    ASSERT_EQ(weft_process_kill(NULL, 0), -EINVAL);
+    ASSERT_EQ(weft_process_kill_group(NULL, 0), -EINVAL);
+    ASSERT_EQ(weft_process_pid(NULL), -EINVAL);
+    ASSERT_EQ(weft_process_fd(NULL, 0), -EINVAL);
+    ASSERT_EQ(weft_process_close_fd(NULL, 0), -EINVAL);
+    ASSERT_EQ(weft_process_output(NULL, NULL, NULL), -EINVAL);
+    weft_process_destroy(NULL);
+    weft_output_free(NULL);
+}
+
+/* Each allocation of a spawn and of an output fails in turn: the error
+ * comes back and nothing (descriptor, memory, child) is left behind. */
+static void *main_alloc_sweep(void *arg)
+{
+    (void)arg;
+    int fds = count_fds();
+    for (uint64_t n = 1;; n++) {
+        weft_process *p = NULL;
+        char *argv[] = {"sh", "-c", "head -c 20000 /dev/zero; echo e >&2", NULL};
+        weft__fault_arm(WEFT_FAULT_ALLOC, n);
+        int r = weft_process_spawn(&p, SH, argv, &PIPES_OUT);
+        weft_output o;
+        int ro = r ? r : weft_process_output(p, &o, NULL);
+        bool hit = weft__fault_count(WEFT_FAULT_ALLOC) >= n;
+        weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+        if (!r) {
+            if (ro == 0) {
+                ASSERT_EQ(o.out_len, 20000);
+                ASSERT_STREQ(o.err, "e\n");
+            } else {
+                ASSERT_EQ(ro, -ENOMEM);
+                ASSERT(hit);
+            }
+            weft_output_free(&o);
+            weft_process_destroy(p);
+        } else {
+            ASSERT_EQ(r, -ENOMEM);
+            ASSERT(p == NULL);
+        }
+        check_sweep_point(n, fds);
+        assert_no_children();
+        if (!hit)
+            break;
+    }
+    return NULL;
+}
+
+TEST(allocation_failures_leave_nothing_behind)
+{
+    run_main(NULL, main_alloc_sweep, NULL);
+}
+
+/* Out of descriptors for the second pipe: the first is closed again; for
+ * the pidfd: the child is not left behind. */
+TEST(pipe_failure_leaves_nothing_behind)
+{
+    int fds = count_fds();
+    struct rlimit old, rl;
+    ASSERT_OK(getrlimit(RLIMIT_NOFILE, &old));
+    /* A pipe takes the two lowest free numbers: with the limit just past
+     * the higher of them, one pipe fits and the next does not. */
+    int probe[2];
+    ASSERT_OK(pipe2(probe, O_CLOEXEC));
+    close(probe[0]);
+    close(probe[1]);
+    rl = old;
+    rl.rlim_cur = (rlim_t)(probe[0] > probe[1] ? probe[0] : probe[1]) + 1;
+    ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+    weft_process *p = NULL;
+    char *argv[] = {"sh", "-c", "true", NULL};
+    int r = weft_process_spawn(&p, SH, argv, &PIPES_OUT);
+    ASSERT_OK(setrlimit(RLIMIT_NOFILE, &old));
+    ASSERT_EQ(r, -EMFILE);
+    ASSERT(p == NULL);
+    ASSERT_EQ(count_fds(), fds);
+    assert_no_children();
+    /* No descriptor free at all: the child starts (it needs none), the
+     * pidfd cannot be had, and the child is killed and reaped again. */
+    /* (Its stderr goes to /dev/null: the loader cannot open libc there.) */
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(null, 0);
+    ASSERT_OK(pipe2(probe, O_CLOEXEC));
+    close(probe[0]);
+    close(probe[1]);
+    rl.rlim_cur = (rlim_t)(probe[0] < probe[1] ? probe[0] : probe[1]);
+    ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+    char *slow[] = {"sh", "-c", "exec sleep 100", NULL};
+    weft_process_opts quiet = {.stdio = {0, 0, WEFT_STDIO_FD}, .fd = {0, 0, null}};
+    r = weft_process_spawn(&p, SH, slow, &quiet);
+    ASSERT_OK(setrlimit(RLIMIT_NOFILE, &old));
+    close(null);
+    ASSERT_EQ(r, -EMFILE);
+    ASSERT(p == NULL);
+    ASSERT_EQ(count_fds(), fds);
+    assert_no_children();
+}
+
+TEST_MAIN(CASE(output_collects_both_streams_and_the_status), CASE(output_reads_both_pipes_at_once),
+          CASE(stdin_pipe_feeds_the_child), CASE(wait_returns_the_status_every_time),
+          CASE(kill_ends_a_running_child),
+          CASE(an_interrupted_wait_reaps_nothing_and_destroy_reaps),
+          CASE(several_tasks_wait_together), CASE(waiters_on_several_threads_share_one_reap),
+          CASE(a_grandchild_holding_the_pipe_and_kill_group), CASE(stdio_fd_null_envp_and_cwd),
+          CASE(the_child_gets_no_blocked_signal_and_default_sigpipe),
+          CASE(a_plain_thread_waits_by_blocking), CASE(a_child_reaped_elsewhere_is_echild),
+          CASE(bad_input), CASE(allocation_failures_leave_nothing_behind),
+          CASE(pipe_failure_leaves_nothing_behind))
