@@ -129,6 +129,68 @@ TEST(outcomes_and_cancel_all)
     run_main(&cfg, main_outcomes, NULL);
 }
 
+/* join_next_ex hands over a panicked member's message; weft_taskset_cancel
+ * cancels one member by id. One worker: settle() lets members run. */
+static void *main_ex_and_cancel_by_id(void *arg)
+{
+    (void)arg;
+    weft_taskset *s;
+    ASSERT_OK(weft_taskset_create(&s));
+    uint64_t panicker, plain, a, b;
+    ASSERT_OK(weft_taskset_spawn(s, NULL, panics, NULL, &panicker));
+    ASSERT_OK(weft_taskset_spawn(s, NULL, returns_arg, (void *)(uintptr_t)7, &plain));
+    ASSERT_OK(weft_taskset_spawn(s, NULL, sleeps_long, NULL, &a));
+    ASSERT_OK(weft_taskset_spawn(s, NULL, sleeps_long, NULL, &b));
+    settle(); /* the panicker and the plain one have finished; a, b sleep */
+    ASSERT_EQ(weft_taskset_cancel(s, panicker), -EALREADY);
+    ASSERT_OK(weft_taskset_cancel(s, a));
+    ASSERT_OK(weft_taskset_cancel(s, a)); /* cancelled already: still 0 */
+    ASSERT_EQ(weft_taskset_cancel(s, 0), -EINVAL);
+    ASSERT_EQ(weft_taskset_cancel(NULL, a), -EINVAL);
+    ASSERT_EQ(weft_taskset_cancel(s, weft_self_id()), -ESRCH); /* not a member */
+    bool seen[3] = {false, false, false};
+    for (int k = 0; k < 3; k++) {
+        weft_taskset_joined j;
+        int r = weft_taskset_join_next_ex(s, &j, 0);
+        if (j.id == panicker) {
+            ASSERT_EQ(r, WEFT_EPANIC);
+            ASSERT(j.panic_message != NULL);
+            ASSERT(strstr(j.panic_message, "member gives up") != NULL);
+            free(j.panic_message);
+            seen[0] = true;
+        } else if (j.id == plain) {
+            ASSERT_EQ(r, 0);
+            ASSERT_EQ((uintptr_t)j.result, 7);
+            ASSERT(j.panic_message == NULL);
+            seen[1] = true;
+        } else {
+            ASSERT_EQ(j.id, a);
+            ASSERT_EQ(r, -ECANCELED);
+            ASSERT(j.panic_message == NULL);
+            seen[2] = true;
+        }
+    }
+    ASSERT(seen[0] && seen[1] && seen[2]);
+    ASSERT_EQ(weft_taskset_cancel(s, a), -ESRCH); /* joined */
+    /* b still sleeps: nothing to take without waiting. */
+    weft_taskset_joined j = {.id = 99, .result = (void *)1, .panic_message = (char *)1};
+    ASSERT_EQ(weft_taskset_join_next_ex(s, &j, WEFT_TASKSET_NO_WAIT), -EAGAIN);
+    ASSERT(j.id == 0 && j.result == NULL && j.panic_message == NULL);
+    ASSERT_EQ(weft_taskset_join_next_ex(s, &j, 2), -EINVAL);
+    ASSERT_EQ(weft_taskset_join_next_ex(s, NULL, 0), -EINVAL);
+    ASSERT_OK(weft_taskset_cancel(s, b));
+    ASSERT_EQ(weft_taskset_join_next_ex(s, &j, 0), -ECANCELED);
+    ASSERT_EQ(j.id, b);
+    ASSERT_EQ(weft_taskset_join_next_ex(s, &j, 0), -ECHILD);
+    ASSERT_OK(weft_taskset_destroy(s));
+    return NULL;
+}
+TEST(join_next_ex_keeps_the_panic_message_and_cancel_by_id)
+{
+    weft_config cfg = {.on_panic = WEFT_PANIC_CATCH};
+    run_main_one_worker(&cfg, main_ex_and_cancel_by_id, NULL);
+}
+
 /* ---- interruption and destroy ------------------------------------------------ */
 
 static _Atomic int joiner_result = 1;
@@ -573,6 +635,7 @@ TEST(bad_input_and_other_runtimes_get_errors)
 }
 
 TEST_MAIN(CASE(members_are_joined_in_the_order_they_finish), CASE(outcomes_and_cancel_all),
+          CASE(join_next_ex_keeps_the_panic_message_and_cancel_by_id),
           CASE(an_interrupted_join_next_joins_nothing_and_destroy_waits),
           CASE(two_joiners_share_many_members_and_lose_none),
           CASE(a_joiner_left_waiting_learns_the_set_is_empty),

@@ -138,6 +138,28 @@ WEFT_API int weft_taskset_join_next(weft_taskset *s, uint64_t *id, void **result
 /* weft_taskset_join_next without waiting: -EAGAIN when members remain but
  * none has finished. From a task. */
 WEFT_API int weft_taskset_try_join_next(weft_taskset *s, uint64_t *id, void **result);
+/* What weft_taskset_join_next_ex joined. */
+typedef struct weft_taskset_joined {
+    uint64_t id;
+    void *result;
+    /* With WEFT_EPANIC: the member's panic message, which the caller now
+     * owns (free() it); NULL otherwise, or when memory was too short to
+     * keep it. */
+    char *panic_message;
+} weft_taskset_joined;
+#define WEFT_TASKSET_NO_WAIT 1u /* as weft_taskset_try_join_next */
+/* weft_taskset_join_next (flags 0) or _try_join_next (WEFT_TASKSET_NO_WAIT)
+ * that also hands over a panicked member's message, which the plain calls
+ * free with the member. The same returns; -EINVAL for a NULL j or an
+ * unknown flag. */
+WEFT_API int weft_taskset_join_next_ex(weft_taskset *s, weft_taskset_joined *j, unsigned flags);
+/* Cancels the member whose id is id (weft_cancel: subtree and all), as
+ * Tokio's AbortHandle: it stays in the set, to be joined. 0 (also when it
+ * was cancelled already), -EALREADY when it has finished and waits to be
+ * joined, -ESRCH when no member of the set has that id (never one, or
+ * joined), -EINVAL for NULL s or id 0. Looks at every member: O(members).
+ * From a task of the set's runtime or any thread, as weft_cancel. */
+WEFT_API int weft_taskset_cancel(weft_taskset *s, uint64_t id);
 /* Members not yet joined (running or finished). 0 for NULL. Any thread. */
 WEFT_API size_t weft_taskset_len(weft_taskset *s);
 /* Cancels every member that has not finished (weft_cancel, subtree and

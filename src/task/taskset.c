@@ -170,7 +170,8 @@ static bool only_self_left(const weft_taskset *s, const weft_task *self)
     return !s->finished && s->running == self && !self->ext->set_next;
 }
 
-static int join_next(weft_taskset *s, uint64_t *id, void **result, enum join_mode mode)
+static int join_next(weft_taskset *s, uint64_t *id, void **result, char **panic_message,
+                     enum join_mode mode)
 {
     if (!s)
         return -EINVAL;
@@ -216,18 +217,59 @@ static int join_next(weft_taskset *s, uint64_t *id, void **result, enum join_mod
         return r;
     if (id)
         *id = weft_task_id(t);
+    if (panic_message) {
+        /* The set held the only handle: the message is the caller's now,
+         * instead of being freed with the record. */
+        *panic_message = t->panic_msg;
+        t->panic_msg = NULL;
+    }
     /* Complete already: weft_join only takes the outcome. */
     return weft_join(t, result);
 }
 
 int weft_taskset_join_next(weft_taskset *s, uint64_t *id, void **result)
 {
-    return join_next(s, id, result, JOIN_WAIT);
+    return join_next(s, id, result, NULL, JOIN_WAIT);
 }
 
 int weft_taskset_try_join_next(weft_taskset *s, uint64_t *id, void **result)
 {
-    return join_next(s, id, result, JOIN_NO_WAIT);
+    return join_next(s, id, result, NULL, JOIN_NO_WAIT);
+}
+
+int weft_taskset_join_next_ex(weft_taskset *s, weft_taskset_joined *j, unsigned flags)
+{
+    if (!j || (flags & ~WEFT_TASKSET_NO_WAIT))
+        return -EINVAL;
+    j->id = 0;
+    j->result = NULL;
+    j->panic_message = NULL;
+    return join_next(s, &j->id, &j->result, &j->panic_message,
+                     (flags & WEFT_TASKSET_NO_WAIT) ? JOIN_NO_WAIT : JOIN_WAIT);
+}
+
+int weft_taskset_cancel(weft_taskset *s, uint64_t id)
+{
+    if (!s || !id)
+        return -EINVAL;
+    int r = -ESRCH;
+    /* Under the lock, as cancel_all: no member is joined and freed meanwhile. */
+    weft__spin_lock(&s->lock);
+    for (weft_task *t = s->running; t; t = t->ext->set_next) {
+        if (weft_task_id(t) != id)
+            continue;
+        uint64_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+        /* Complete, but its end has not moved it to the finished list yet. */
+        r = (st & TASK_COMPLETE) ? -EALREADY : 0;
+        if (!r)
+            (void)weft_cancel(t);
+        break;
+    }
+    for (weft_task *t = s->finished; t && r == -ESRCH; t = t->ext->set_next)
+        if (weft_task_id(t) == id)
+            r = -EALREADY;
+    weft__spin_unlock(&s->lock);
+    return r;
 }
 
 size_t weft_taskset_len(weft_taskset *s)
@@ -289,7 +331,7 @@ int weft_taskset_destroy(weft_taskset *s)
         weft__spin_unlock(&s->lock);
         weft_taskset_cancel_all(s);
         int r;
-        while ((r = join_next(s, NULL, NULL, JOIN_WAIT_UNINTERRUPTED)) != -ECHILD)
+        while ((r = join_next(s, NULL, NULL, NULL, JOIN_WAIT_UNINTERRUPTED)) != -ECHILD)
             (void)r; /* each member's outcome: cancelled, most likely */
         /* Other tasks in join_next leave with -ECHILD: wait for them. */
         for (;;) {
