@@ -191,6 +191,61 @@ TEST(join_next_ex_keeps_the_panic_message_and_cancel_by_id)
     run_main_one_worker(&cfg, main_ex_and_cancel_by_id, NULL);
 }
 
+/* A member that waits for its own set, in join_next or in a select's JOIN
+ * case, is told -EDEADLK once the other members are joined elsewhere, and
+ * at once when it is alone already. One worker, for the order: the main
+ * task waits first, so the sleeper's end goes to it. */
+static weft_taskset *own_set;
+
+static void *sleeps_a_little(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    return NULL;
+}
+
+static void *joins_own_set(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)weft_taskset_join_next(own_set, NULL, NULL);
+}
+
+static void *selects_own_set(void *arg)
+{
+    (void)arg;
+    weft_select_case c = {.op = WEFT_SELECT_JOIN, .set = own_set};
+    ASSERT_EQ(weft_select(&c, 1), 0);
+    return (void *)(intptr_t)c.result;
+}
+
+static void *main_own_set(void *arg)
+{
+    (void)arg;
+    weft_fn waiters[2] = {joins_own_set, selects_own_set};
+    for (int k = 0; k < 2; k++) {
+        ASSERT_OK(weft_taskset_create(&own_set));
+        uint64_t sleeper, waiter, id;
+        ASSERT_OK(weft_taskset_spawn(own_set, NULL, sleeps_a_little, NULL, &sleeper));
+        ASSERT_OK(weft_taskset_spawn(own_set, NULL, waiters[k], NULL, &waiter));
+        void *res = (void *)1;
+        ASSERT_OK(weft_taskset_join_next(own_set, &id, &res));
+        ASSERT_EQ(id, sleeper);
+        ASSERT_OK(weft_taskset_join_next(own_set, &id, &res));
+        ASSERT_EQ(id, waiter);
+        ASSERT_EQ((intptr_t)res, -EDEADLK);
+        /* Alone from the start: at once. */
+        ASSERT_OK(weft_taskset_spawn(own_set, NULL, waiters[k], NULL, &waiter));
+        ASSERT_OK(weft_taskset_join_next(own_set, &id, &res));
+        ASSERT_EQ((intptr_t)res, -EDEADLK);
+        ASSERT_OK(weft_taskset_destroy(own_set));
+    }
+    return NULL;
+}
+TEST(a_member_waiting_for_its_own_set_alone_gets_edeadlk)
+{
+    run_main_one_worker(NULL, main_own_set, NULL);
+}
+
 /* ---- interruption and destroy ------------------------------------------------ */
 
 static _Atomic int joiner_result = 1;
@@ -636,6 +691,7 @@ TEST(bad_input_and_other_runtimes_get_errors)
 
 TEST_MAIN(CASE(members_are_joined_in_the_order_they_finish), CASE(outcomes_and_cancel_all),
           CASE(join_next_ex_keeps_the_panic_message_and_cancel_by_id),
+          CASE(a_member_waiting_for_its_own_set_alone_gets_edeadlk),
           CASE(an_interrupted_join_next_joins_nothing_and_destroy_waits),
           CASE(two_joiners_share_many_members_and_lose_none),
           CASE(a_joiner_left_waiting_learns_the_set_is_empty),

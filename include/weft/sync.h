@@ -208,7 +208,8 @@ typedef struct weft_select_case {
      * 0, or -EPIPE: the channel is closed (RECV, BROADCAST: and read to
      * its end); JOIN: the member's outcome (as weft_join's: 0,
      * -ECANCELED, WEFT_EPANIC, -ENOMEM), -ECHILD when the set has no
-     * member left, -EXDEV for another runtime's set. */
+     * member left, -EDEADLK when the selecting task is the only member
+     * left (it would wait for itself), -EXDEV for another runtime's set. */
     int result;
     uint64_t missed; /* BROADCAST: as weft_broadcast_recv's *missed */
     uint64_t id;     /* JOIN: the member's weft_task_id */

@@ -132,7 +132,8 @@ WEFT_API int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_
  * Members are joined in the order they finished. -ECHILD when the set has
  * no member left; the caller's own errors join nothing: -EINTR (cancelled
  * while waiting), -ETIMEDOUT (its deadline), -EDEADLK (the caller is the
- * set's only member left, still running), -EPERM outside a task, -EXDEV
+ * set's only member left, still running: at the call, or once the others
+ * are joined elsewhere while it waits), -EPERM outside a task, -EXDEV
  * from another runtime's task, -EINVAL (NULL s). */
 WEFT_API int weft_taskset_join_next(weft_taskset *s, uint64_t *id, void **result);
 /* weft_taskset_join_next without waiting: -EAGAIN when members remain but

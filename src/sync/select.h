@@ -28,8 +28,8 @@ unsigned *weft__taskset_lock(weft_taskset *s);
 weft__waitlist *weft__taskset_waiters(weft_taskset *s);
 /* join_next's step that does not wait: 0 with *t, a finished member taken
  * out of the set (join it with weft_join after the unlock), -ECHILD,
- * -EXDEV or -EAGAIN. *wake gets a chain of joiners to wake after the
- * unlock (the set emptied), or NULL. */
+ * -EXDEV, -EDEADLK (the calling task is the only member left) or -EAGAIN. *wake gets a chain of
+ * joiners to wake after the unlock (the set emptied), or NULL. */
 int weft__taskset_take_locked(weft_taskset *s, weft_task **t, weft__waiter **wake);
 /* A select's node joins or leaves the set's waiters: it counts as a task
  * in join_next, which a destroy waits for. The leave returns a chain to

@@ -104,8 +104,12 @@ static struct weft__runtime *current_runtime(void)
  * after the unlock and told -ECHILD (a member's end wakes only one). */
 static weft__waiter *member_gone(weft_taskset *s)
 {
-    if (--s->members)
-        return NULL;
+    if (--s->members) {
+        /* The member left may be waiting in join_next (or a select) for
+         * the set, now only for itself: every waiter looks again, and
+         * that one gets -EDEADLK. */
+        return s->members == 1 ? waitlist_claim_all_live(&s->waiters, 0) : NULL;
+    }
     s->rt = NULL;
     return waitlist_claim_all_live(&s->waiters, 0);
 }
@@ -167,7 +171,7 @@ enum join_mode { JOIN_WAIT, JOIN_WAIT_UNINTERRUPTED, JOIN_NO_WAIT };
  * so that waiting would wait for itself. */
 static bool only_self_left(const weft_taskset *s, const weft_task *self)
 {
-    return !s->finished && s->running == self && !self->ext->set_next;
+    return self && !s->finished && s->running == self && !self->ext->set_next;
 }
 
 static int join_next(weft_taskset *s, uint64_t *id, void **result, char **panic_message,
@@ -184,13 +188,10 @@ static int join_next(weft_taskset *s, uint64_t *id, void **result, char **panic_
     weft__spin_lock(&s->lock);
     weft__taskset_joiner_in(s);
     for (;;) {
-        r = weft__taskset_take_locked(s, &t, &wake); /* a member, -EXDEV or -ECHILD */
+        /* A member, -EXDEV, -ECHILD or -EDEADLK. */
+        r = weft__taskset_take_locked(s, &t, &wake);
         if (r != -EAGAIN)
             break;
-        if (only_self_left(s, self)) {
-            r = -EDEADLK;
-            break;
-        }
         if (mode == JOIN_NO_WAIT) {
             r = -EAGAIN;
             break;
@@ -372,7 +373,9 @@ int weft__taskset_take_locked(weft_taskset *s, weft_task **t, weft__waiter **wak
     *t = take_finished(s, wake);
     if (*t)
         return 0;
-    return s->members ? -EAGAIN : -ECHILD;
+    if (!s->members)
+        return -ECHILD;
+    return only_self_left(s, weft__task_current()) ? -EDEADLK : -EAGAIN;
 }
 
 void weft__taskset_joiner_in(weft_taskset *s)
