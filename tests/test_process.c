@@ -356,6 +356,184 @@ TEST(a_grandchild_holding_the_pipe_and_kill_group)
     run_main(NULL, main_grandchild, NULL);
 }
 
+/* An interrupted output returns what it read and reads nothing after:
+ * the stack below the call is scribbled over and slept on, and the next
+ * rounds fill the same frames (ASan would see a reader left behind). */
+static void *main_interrupted_output(void *arg)
+{
+    (void)arg;
+    weft_process *p = sh("echo early; exec >&-; echo e1 >&2; exec sleep 100", &PIPES_OUT);
+    weft_output o;
+    ASSERT_OK(weft_deadline_push_in(50 * 1000000ull));
+    ASSERT_EQ(weft_process_output(p, &o, NULL), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_STREQ(o.out, "early\n");
+    ASSERT_STREQ(o.err, "e1\n");
+    weft_output_free(&o);
+    volatile char junk[4096];
+    memset((char *)junk, 0x5a, sizeof junk);
+    ASSERT_OK(weft_sleep_ns(20 * 1000000ull));
+    ASSERT_EQ(weft_process_try_wait(p, NULL), -EAGAIN); /* left running */
+    weft_process_destroy(p);
+    /* A child that writes stderr without a pause, stopped by deadlines. */
+    for (int i = 0; i < 5; i++) {
+        p = sh("exec yes stderr-line >&2", &PIPES_OUT);
+        ASSERT_OK(weft_deadline_push_in(20 * 1000000ull));
+        ASSERT_EQ(weft_process_output(p, &o, NULL), -ETIMEDOUT);
+        ASSERT_OK(weft_deadline_pop());
+        ASSERT_STREQ(o.out, "");
+        ASSERT(strncmp(o.err, "stderr-line\n", 12) == 0);
+        weft_output_free(&o);
+        memset((char *)junk, 0x11, sizeof junk);
+        weft_process_destroy(p);
+    }
+    return NULL;
+}
+
+TEST(an_interrupted_output_keeps_what_it_read_and_reads_no_more)
+{
+    run_main(NULL, main_interrupted_output, NULL);
+    assert_no_children();
+}
+
+/* Cleanup code: a cancelled task, shielded, collects a child's output. A
+ * helper task spawned there would be born cancelled. */
+static atomic_bool cleaner_started;
+
+static void *collect_in_cleanup(void *arg)
+{
+    atomic_store(&cleaner_started, true);
+    while (weft_yield() == 0) {
+    } /* until cancelled */
+    ASSERT_OK(weft_shield_push());
+    weft_output o;
+    ASSERT_OK(weft_process_output(arg, &o, NULL));
+    ASSERT_STREQ(o.out, "out\n");
+    ASSERT_EQ(o.err_len, 200000);
+    weft_output_free(&o);
+    ASSERT_OK(weft_shield_pop());
+    return NULL;
+}
+
+static void *main_cleanup_output(void *arg)
+{
+    (void)arg;
+    weft_process *p = sh("head -c 200000 /dev/zero >&2; echo out", &PIPES_OUT);
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, collect_in_cleanup, p));
+    while (!atomic_load(&cleaner_started))
+        ASSERT_OK(weft_yield());
+    ASSERT_OK(weft_cancel(t));
+    weft_join(t, NULL);
+    ASSERT_OK(weft_process_wait(p, NULL));
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(output_in_a_cancelled_shielded_task)
+{
+    run_main(NULL, main_cleanup_output, NULL);
+}
+
+/* A program that closed descriptors 0 and 1 (a daemon) gets them back from
+ * pipe2: the child's end must not be one that another stream replaces. */
+static void *main_no_std_fds(void *arg)
+{
+    (void)arg;
+    int save0 = fcntl(0, F_DUPFD_CLOEXEC, 10), save1 = fcntl(1, F_DUPFD_CLOEXEC, 10);
+    ASSERT(save0 >= 0 && save1 >= 0);
+    close(0);
+    close(1);
+    weft_process_opts o = {.stdio = {WEFT_STDIO_NULL, WEFT_STDIO_NULL, WEFT_STDIO_PIPE}};
+    weft_process *p = sh("echo to-stderr >&2", &o);
+    weft_output out;
+    int r = weft_process_output(p, &out, NULL);
+    dup2(save0, 0);
+    dup2(save1, 1);
+    close(save0);
+    close(save1);
+    ASSERT_OK(r);
+    ASSERT_STREQ(out.err, "to-stderr\n");
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(a_program_without_standard_descriptors)
+{
+    run_main(NULL, main_no_std_fds, NULL);
+}
+
+/* One task feeds stdin while another collects the output: the writer takes
+ * the descriptor, so output does not close it under the writer. */
+enum { FEED = 1 << 20 };
+
+static void *feeder(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char *buf = malloc(FEED);
+    ASSERT(buf);
+    memset(buf, 'a', FEED);
+    ASSERT_OK(weft_write_all(fd, buf, FEED, WEFT_OFF_CURRENT, NULL));
+    free(buf);
+    close(fd);
+    return NULL;
+}
+
+static void *main_feed(void *arg)
+{
+    (void)arg;
+    weft_process_opts o = {.stdio = {WEFT_STDIO_PIPE, WEFT_STDIO_PIPE, WEFT_STDIO_PIPE},
+                           .search_path = true};
+    char *argv[] = {"cat", NULL};
+    weft_process *p;
+    ASSERT_OK(weft_process_spawn(&p, "cat", argv, &o));
+    int in = weft_process_take_fd(p, WEFT_STDIN);
+    ASSERT_GE(in, 0);
+    ASSERT_EQ(weft_process_fd(p, WEFT_STDIN), -EBADF);
+    ASSERT_EQ(weft_process_take_fd(p, WEFT_STDIN), -EBADF);
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, feeder, (void *)(intptr_t)in));
+    weft_output out;
+    int ws = -1;
+    ASSERT_OK(weft_process_output(p, &out, &ws));
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(out.out_len, FEED);
+    ASSERT_EQ(ws, 0);
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(a_feeder_takes_stdin_while_output_collects)
+{
+    run_main(NULL, main_feed, NULL);
+}
+
+/* No SQE to be had: a wait says so and reaps nothing; destroy blocks for
+ * the reap instead of leaving a zombie. */
+static void *main_no_sqe(void *arg)
+{
+    (void)arg;
+    weft_process *p = sh("exec sleep 100", NULL);
+    int pid = weft_process_pid(p);
+    weft__fault_arm_from(WEFT_FAULT_SQE, 1);
+    int r = weft_process_wait(p, NULL);
+    weft_process_destroy(p);
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT_LT(r, 0);
+    ASSERT_NE(r, -ECHILD);
+    errno = 0;
+    ASSERT_EQ(waitpid(pid, NULL, WNOHANG), -1);
+    ASSERT_EQ(errno, ECHILD);
+    return NULL;
+}
+
+TEST(destroy_reaps_when_no_sqe_can_be_had)
+{
+    run_main(NULL, main_no_sqe, NULL);
+}
+
 /* ---- options ------------------------------------------------------------ */
 
 static void *main_options(void *arg)
@@ -481,6 +659,13 @@ TEST(bad_input)
     /* stderr to "descriptor 1" when stdout is a pipe: ambiguous. */
     o = (weft_process_opts){.stdio = {0, WEFT_STDIO_PIPE, WEFT_STDIO_FD}, .fd = {0, 0, 1}};
     ASSERT_EQ(weft_process_spawn(&p, SH, argv, &o), -EINVAL);
+    /* stdout duplicated onto itself replaces nothing. */
+    o.stdio[1] = WEFT_STDIO_FD;
+    o.fd[1] = 1;
+    char *q[] = {"sh", "-c", "true", NULL};
+    ASSERT_OK(weft_process_spawn(&p, SH, q, &o));
+    ASSERT_OK(weft_process_wait(p, NULL));
+    weft_process_destroy(p);
     /* The program's own stdout is fine when stdout is inherited. */
     o.stdio[1] = WEFT_STDIO_INHERIT;
     char *t[] = {"sh", "-c", "true", NULL};
@@ -605,7 +790,11 @@ TEST_MAIN(CASE(output_collects_both_streams_and_the_status), CASE(output_reads_b
           CASE(kill_ends_a_running_child),
           CASE(an_interrupted_wait_reaps_nothing_and_destroy_reaps),
           CASE(several_tasks_wait_together), CASE(waiters_on_several_threads_share_one_reap),
-          CASE(a_grandchild_holding_the_pipe_and_kill_group), CASE(stdio_fd_null_envp_and_cwd),
+          CASE(a_grandchild_holding_the_pipe_and_kill_group),
+          CASE(an_interrupted_output_keeps_what_it_read_and_reads_no_more),
+          CASE(output_in_a_cancelled_shielded_task), CASE(a_program_without_standard_descriptors),
+          CASE(a_feeder_takes_stdin_while_output_collects),
+          CASE(destroy_reaps_when_no_sqe_can_be_had), CASE(stdio_fd_null_envp_and_cwd),
           CASE(the_child_gets_no_blocked_signal_and_default_sigpipe),
           CASE(a_plain_thread_waits_by_blocking), CASE(a_child_reaped_elsewhere_is_echild),
           CASE(bad_input), CASE(allocation_failures_leave_nothing_behind),

@@ -40,7 +40,7 @@ typedef struct weft_process_opts {
     weft_stdio stdio[3]; /* stdin, stdout, stderr */
     /* For WEFT_STDIO_FD: a descriptor of this program. One of 0-2 that an
      * earlier stream of the same spawn replaces (fd[2] = 1 when stdout is
-     * a pipe) is -EINVAL: say WEFT_STDIO_PIPE's descriptor instead. */
+     * a pipe or /dev/null) is -EINVAL. */
     int fd[3];
     char *const *envp; /* NULL: the program's environ */
     const char *cwd;   /* NULL: the program's working directory */
@@ -74,12 +74,19 @@ WEFT_API int weft_process_pid(const weft_process *p);
  * stdin sees the end of it then). */
 WEFT_API int weft_process_fd(const weft_process *p, int stream);
 WEFT_API int weft_process_close_fd(weft_process *p, int stream);
+/* Gives the caller the parent's end of a pipe: the process forgets it, so
+ * weft_process_output and destroy leave it alone and the caller closes
+ * it. For a task that feeds the child's stdin while another collects its
+ * output (output closes a stdin pipe it still holds, under a writer).
+ * Returns as weft_process_fd. */
+WEFT_API int weft_process_take_fd(weft_process *p, int stream);
 
 /* Waits until the child has exited and reaps it; 0 and *wstatus (may be
  * NULL) as waitpid gives it (WIFEXITED, WEXITSTATUS, WIFSIGNALED,
  * WTERMSIG). Once reaped, every wait returns the same status at once.
  * Several tasks may wait together. In a task: -ECANCELED / -ETIMEDOUT
- * when interrupted (the child is then neither signalled nor reaped). From
+ * when interrupted (the child is then neither signalled nor reaped), or
+ * the error of the op it parks with (-ENOMEM, -EAGAIN: weft_poll's). From
  * a plain thread it blocks. -ECHILD when something else reaped the child
  * (a waitpid(-1) elsewhere in the program, or SIGCHLD set to SIG_IGN). */
 WEFT_API int weft_process_wait(weft_process *p, int *wstatus);
@@ -91,7 +98,10 @@ WEFT_API int weft_process_try_wait(weft_process *p, int *wstatus);
  * exited but is not reaped yet takes the signal and ignores it. */
 WEFT_API int weft_process_kill(weft_process *p, int sig);
 /* Sends sig to the child's process group: -EINVAL unless it was spawned
- * with new_process_group; -ESRCH when no process is left in the group. */
+ * with new_process_group; -ESRCH when no process is left in the group.
+ * A group id is a plain number, unlike the pidfd: the kernel gives it to
+ * no other process while a process of the group is alive, but once the
+ * group is empty and the child reaped, a later process may get it. */
 WEFT_API int weft_process_kill_group(weft_process *p, int sig);
 
 /* What weft_process_output collected: each buffer is NUL-terminated
@@ -104,22 +114,29 @@ typedef struct weft_output {
     size_t err_len;
 } weft_output;
 
-/* Closes the child's stdin pipe (if still open), reads its stdout and
- * stderr pipes to their ends at the same time (so that neither fills and
- * stalls the child), closes them, then waits for the exit: 0 and
- * *wstatus (may be NULL) as weft_process_wait. Needs a task (-EPERM).
- * Interrupted (-ECANCELED, -ETIMEDOUT) or failed (-ENOMEM, a read's
- * error), *o holds what was read so far and the child is left running;
- * free *o in every case. A child that leaves a process behind that holds
- * the pipes (a shell's background job) keeps the read going after its
- * own exit: bound the call with a deadline (weft_deadline_push_in). */
+/* Closes the child's stdin pipe if the process still holds it (see
+ * weft_process_take_fd), reads its stdout and stderr pipes to their ends
+ * at the same time (so that neither fills and stalls the child), in the
+ * calling task, closes them, then waits for the exit: 0 and *wstatus
+ * (may be NULL) as weft_process_wait. Needs a task (-EPERM). Interrupted
+ * (-ECANCELED, -ETIMEDOUT) or failed (-ENOMEM, -EMFILE, a read's error),
+ * it returns with what was read so far in *o, reads nothing more, and
+ * leaves the child running and the pipes open (another call reads on
+ * where it stopped, into new buffers); free *o in every case. A child
+ * that leaves a process behind that holds the pipes (a shell's background
+ * job) keeps the read going after its own exit: bound the call with a
+ * deadline (weft_deadline_push_in). The buffers grow with the output, with
+ * no limit: read the pipes yourself for a child whose output may be
+ * larger than memory allows. */
 WEFT_API WEFT_MUST_CHECK int weft_process_output(weft_process *p, weft_output *o, int *wstatus);
 WEFT_API void weft_output_free(weft_output *o);
 
 /* Closes the pipes, and releases the process. A child not reaped yet is
  * killed (SIGKILL) and reaped first, so that no child outlives its
  * handle or stays a zombie (structured concurrency, as for tasks); the
- * wait for that is not interrupted by cancellation. NULL is ignored. */
+ * wait for that is not interrupted by cancellation or a deadline. No
+ * other task or thread may be using p (waiting on it, say). NULL is
+ * ignored. */
 WEFT_API void weft_process_destroy(weft_process *p);
 
 #ifdef __cplusplus

@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,7 +78,10 @@ static int check_opts(const weft_process_opts *o)
         int fd = o->fd[i];
         if (fd < 0)
             return -EBADF;
-        if (fd < i && o->stdio[fd] != WEFT_STDIO_INHERIT)
+        /* Descriptor fd of the child is replaced before stream i is set
+         * up (unless it is fd itself, duplicated onto itself). */
+        if (fd < i && o->stdio[fd] != WEFT_STDIO_INHERIT &&
+            !(o->stdio[fd] == WEFT_STDIO_FD && o->fd[fd] == fd))
             return -EINVAL;
     }
     return 0;
@@ -89,6 +93,21 @@ static void close_if_open(int *fd)
         close(*fd);
         *fd = -1;
     }
+}
+
+/* Moves *fd to a number above 2. A program that closed its standard
+ * descriptors gets them back from pipe2: the child's end of a pipe could
+ * then be a stream that an earlier file action replaces. */
+static int above_std(int *fd)
+{
+    if (*fd > 2)
+        return 0;
+    int moved = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    if (moved < 0)
+        return -errno;
+    close(*fd);
+    *fd = moved;
+    return 0;
 }
 
 /* The file actions that put each stream in place in the child. child_end
@@ -159,6 +178,7 @@ static int start_child(weft_process *p, const char *file, char *const argv[],
         /* stdin: the child reads fds[0]; stdout, stderr: it writes fds[1]. */
         child_end[i] = i == WEFT_STDIN ? fds[0] : fds[1];
         p->fds[i] = i == WEFT_STDIN ? fds[1] : fds[0];
+        r = above_std(&child_end[i]);
     }
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -247,6 +267,14 @@ int weft_process_fd(const weft_process *p, int stream)
     if (!p || stream < 0 || stream > 2)
         return -EINVAL;
     return p->fds[stream] >= 0 ? p->fds[stream] : -EBADF;
+}
+
+int weft_process_take_fd(weft_process *p, int stream)
+{
+    int fd = weft_process_fd(p, stream);
+    if (fd >= 0)
+        p->fds[stream] = -1;
+    return fd;
 }
 
 int weft_process_close_fd(weft_process *p, int stream)
@@ -370,43 +398,94 @@ int weft_process_kill_group(weft_process *p, int sig)
 
 /* One pipe read to its end into a growing buffer. */
 typedef struct collector {
-    int fd;
+    int fd; /* -1: not a pipe, or read to its end */
     char *buf;
     size_t len, cap;
 } collector;
 
-static int collect(collector *c)
+/* Makes room in c for a byte and the NUL. */
+static int grow(collector *c)
 {
-    for (;;) {
-        if (c->cap - c->len < 2) { /* room for a byte and the NUL */
-            size_t cap = c->cap ? c->cap * 2 : 4096;
-            char *b = weft__malloc(cap);
-            if (!b)
-                return -ENOMEM;
-            if (c->len)
-                memcpy(b, c->buf, c->len);
-            free(c->buf);
-            c->buf = b;
-            c->cap = cap;
-        }
-        ssize_t n = weft_read(c->fd, c->buf + c->len, c->cap - c->len - 1, WEFT_OFF_CURRENT);
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            return 0;
-        c->len += (size_t)n;
-    }
+    if (c->cap - c->len >= 2)
+        return 0;
+    size_t cap = c->cap ? c->cap * 2 : 4096;
+    char *b = weft__malloc(cap);
+    if (!b)
+        return -ENOMEM;
+    if (c->len)
+        memcpy(b, c->buf, c->len);
+    free(c->buf);
+    c->buf = b;
+    c->cap = cap;
+    return 0;
 }
 
-static void *collect_task(void *arg)
+/* Reads what c's pipe holds: called when epoll says it is readable, so
+ * the read does not block (this task is its only reader). 1 at its end. */
+static int take(collector *c)
 {
-    return (void *)(intptr_t)collect(arg);
+    int r = grow(c);
+    if (r)
+        return r;
+    ssize_t n;
+    do
+        n = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN ? 0 : -errno; /* O_NONBLOCK set by the program */
+    c->len += (size_t)n;
+    return n == 0;
+}
+
+/* Reads both pipes to their ends at once, in this task: an epoll set holds
+ * them, and the task parks on it with weft_poll (one op, whichever pipe
+ * has something). No helper task: a spawn from a cancelled task, though
+ * shielded, would be born cancelled, and a helper left running by an
+ * interruption would write into this frame after the return. */
+static int collect_both(collector c[2])
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        return -errno;
+    int r = 0, open = 0;
+    for (int i = 0; i < 2 && !r; i++) {
+        if (c[i].fd < 0)
+            continue;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, c[i].fd, &ev) < 0)
+            r = -errno;
+        open++;
+    }
+    while (!r && open) {
+        r = weft_poll(ep, POLLIN);
+        if (r < 0)
+            break;
+        struct epoll_event ev[2];
+        int n = epoll_wait(ep, ev, 2, 0);
+        if (n < 0) {
+            r = errno == EINTR ? 0 : -errno;
+            continue;
+        }
+        r = 0;
+        for (int k = 0; k < n && !r; k++) {
+            collector *x = &c[ev[k].data.u32];
+            r = take(x);
+            if (r == 1) { /* its end: the fd stays open until the output is done */
+                (void)epoll_ctl(ep, EPOLL_CTL_DEL, x->fd, NULL);
+                x->fd = -1;
+                open--;
+                r = 0;
+            }
+        }
+    }
+    close(ep);
+    return r;
 }
 
 /* Hands what c read to *buf and *len, NUL-terminated. */
-static void hand_over(collector *c, char **buf, size_t *len)
+static void hand_over(collector *c, bool piped, char **buf, size_t *len)
 {
-    if (c->fd < 0)
+    if (!piped)
         return;
     if (!c->buf)
         c->buf = weft__calloc(1, 1); /* NULL when memory is short: nothing read */
@@ -426,32 +505,12 @@ int weft_process_output(weft_process *p, weft_output *o, int *wstatus)
     if (!weft__task_current())
         return -EPERM;
     close_if_open(&p->fds[WEFT_STDIN]);
-    collector out = {.fd = p->fds[WEFT_STDOUT]}, err = {.fd = p->fds[WEFT_STDERR]};
-    int r = 0, rerr = 0;
-    weft_task *t = NULL;
-    if (err.fd >= 0 && out.fd >= 0)
-        r = weft_spawn(&t, collect_task, &err);
-    else if (err.fd >= 0)
-        rerr = collect(&err);
-    if (!r && out.fd >= 0)
-        r = collect(&out);
-    if (t) {
-        /* On a failure here, stop the stderr reader; either way it must be
-         * joined before err is read or freed, whatever interrupts us. */
-        (void)weft_shield_push();
-        if (r)
-            (void)weft_cancel(t);
-        void *res = NULL;
-        int j = weft_join(t, &res);
-        (void)weft_shield_pop();
-        rerr = j ? j : (int)(intptr_t)res;
-    }
-    if (!r)
-        r = rerr;
-    hand_over(&out, &o->out, &o->out_len);
-    hand_over(&err, &o->err, &o->err_len);
-    if ((out.fd >= 0 && !o->out) || (err.fd >= 0 && !o->err))
-        r = r ? r : -ENOMEM;
+    collector c[2] = {{.fd = p->fds[WEFT_STDOUT]}, {.fd = p->fds[WEFT_STDERR]}};
+    int r = collect_both(c);
+    hand_over(&c[0], p->fds[WEFT_STDOUT] >= 0, &o->out, &o->out_len);
+    hand_over(&c[1], p->fds[WEFT_STDERR] >= 0, &o->err, &o->err_len);
+    if (!r && ((p->fds[WEFT_STDOUT] >= 0 && !o->out) || (p->fds[WEFT_STDERR] >= 0 && !o->err)))
+        r = -ENOMEM;
     if (r)
         return r;
     close_if_open(&p->fds[WEFT_STDOUT]);
@@ -485,10 +544,11 @@ void weft_process_destroy(weft_process *p)
             shielded = weft_shield_push() == 0;
             lifted = shielded && weft_deadline_suspend() == 0;
         }
-        if (lifted) {
-            (void)reap(p, NULL, true);
+        /* A park that cannot be had (no SQE, say) falls back on blocking. */
+        int r = lifted ? reap(p, NULL, true) : -EPERM;
+        if (lifted)
             (void)weft_deadline_pop();
-        } else {
+        if (r != 0 && r != -ECHILD) {
             siginfo_t si;
             while (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED) < 0 && errno == EINTR) {
             }
