@@ -1504,6 +1504,121 @@ TEST(foreign_thread_channel_blocking)
     run_one_and_two(main_foreign_chan, NULL);
 }
 
+/* The _blocking_for forms: a time limit that passes leaves nothing behind
+ * (no waiter node in the channel, nothing sent or taken), and an element
+ * handed over as the limit passes is never lost or counted twice. */
+#define BF_MS 1000000ull
+
+struct late_send {
+    weft_chan *c;
+    int v;
+};
+
+static void *send_later(void *arg)
+{
+    struct late_send *l = arg;
+    usleep(10000);
+    ASSERT_OK(weft_chan_send_blocking(l->c, &l->v));
+    return NULL;
+}
+
+struct race_side {
+    weft_chan *c;
+    int rounds;
+    int ok[5000];
+};
+
+static void *race_sender(void *arg)
+{
+    struct race_side *r = arg;
+    for (int i = 0; i < r->rounds; i++) {
+        int rc = weft_chan_send_blocking_for(r->c, &i, 50000);
+        ASSERT(rc == 0 || rc == -ETIMEDOUT);
+        r->ok[i] = rc == 0;
+        usleep(i % 7 * 10);
+    }
+    return NULL;
+}
+
+static void *main_blocking_for_in_a_task(void *arg)
+{
+    weft_chan *c = arg;
+    int v;
+    ASSERT_EQ(weft_chan_recv_blocking_for(c, &v, 5 * BF_MS), -ETIMEDOUT);
+    weft_select_case sc = {.op = WEFT_SELECT_RECV, .chan = c, .elem = &v};
+    ASSERT_EQ(weft_select_blocking_for(&sc, 1, 5 * BF_MS), -ETIMEDOUT);
+    ASSERT_EQ(weft_deadline_innermost(), 0); /* the pushed deadlines are gone */
+    return NULL;
+}
+
+TEST(blocking_for_times_out_and_keeps_a_handoff)
+{
+    weft_chan *c, *full, *other;
+    ASSERT_OK(weft_chan_create(&c, sizeof(int), 0));
+    ASSERT_OK(weft_chan_create(&full, sizeof(int), 1));
+    ASSERT_OK(weft_chan_create(&other, sizeof(int), 0));
+    int v = 0, x = 7;
+    /* Nothing comes: -ETIMEDOUT, and the receiver's node is gone (a send
+     * would otherwise find a receiver). */
+    ASSERT_EQ(weft_chan_recv_blocking_for(c, &v, 20 * BF_MS), -ETIMEDOUT);
+    ASSERT_EQ(weft_chan_try_send(c, &x), -EAGAIN);
+    int many[4];
+    ASSERT_EQ(weft_chan_recv_many_blocking_for(c, many, 4, 0), -ETIMEDOUT);
+    ASSERT_EQ(weft_chan_try_send(c, &x), -EAGAIN);
+    /* A full channel: the send times out and delivered nothing. */
+    ASSERT_OK(weft_chan_send_blocking_for(full, &(int){1}, 0));
+    ASSERT_EQ(weft_chan_send_blocking_for(full, &(int){2}, 20 * BF_MS), -ETIMEDOUT);
+    ASSERT_OK(weft_chan_try_recv(full, &v));
+    ASSERT_EQ(v, 1);
+    ASSERT_EQ(weft_chan_try_recv(full, &v), -EAGAIN);
+    /* A select times out with no case gone and its nodes unlinked. */
+    weft_select_case sc[2] = {{.op = WEFT_SELECT_RECV, .chan = c, .elem = &v},
+                              {.op = WEFT_SELECT_RECV, .chan = other, .elem = &v}};
+    ASSERT_EQ(weft_select_blocking_for(sc, 2, 20 * BF_MS), -ETIMEDOUT);
+    ASSERT_EQ(weft_chan_try_send(c, &x), -EAGAIN);
+    ASSERT_EQ(weft_chan_try_send(other, &x), -EAGAIN);
+    /* What comes within the limit is taken, by a recv and by a select. */
+    struct late_send l = {c, 41};
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, send_later, &l));
+    ASSERT_OK(weft_chan_recv_blocking_for(c, &v, 5000 * BF_MS));
+    ASSERT_EQ(v, 41);
+    ASSERT_OK(pthread_join(th, NULL));
+    l = (struct late_send){other, 42};
+    ASSERT_OK(pthread_create(&th, NULL, send_later, &l));
+    ASSERT_EQ(weft_select_blocking_for(sc, 2, 5000 * BF_MS), 1);
+    ASSERT_EQ(v, 42);
+    ASSERT_OK(pthread_join(th, NULL));
+    /* Both sides time-limited on a rendezvous, the limits about when the
+     * other side comes: each element is taken exactly when its send says
+     * it was delivered. */
+    struct race_side r = {.c = c, .rounds = 5000};
+    ASSERT_OK(pthread_create(&th, NULL, race_sender, &r));
+    int got[5000] = {0};
+    for (int i = 0; i < r.rounds; i++) {
+        int rc = weft_chan_recv_blocking_for(c, &v, 40000);
+        ASSERT(rc == 0 || rc == -ETIMEDOUT);
+        if (rc == 0) {
+            ASSERT(v >= 0 && v < r.rounds);
+            got[v]++;
+        }
+    }
+    ASSERT_OK(pthread_join(th, NULL));
+    while (weft_chan_recv_blocking_for(c, &v, 0) == 0)
+        got[v]++;
+    for (int i = 0; i < r.rounds; i++)
+        if (got[i] != r.ok[i])
+            FAILF("element %d: sent %d, received %d times", i, r.ok[i], got[i]);
+    /* Bad input as the untimed forms; in a task, the task calls under a
+     * deadline. */
+    ASSERT_EQ(weft_chan_recv_blocking_for(NULL, &v, 0), -EINVAL);
+    ASSERT_EQ(weft_select_blocking_for(NULL, 1, 0), -EINVAL);
+    run_main(NULL, main_blocking_for_in_a_task, c);
+    weft_chan_destroy(c);
+    weft_chan_destroy(full);
+    weft_chan_destroy(other);
+}
+
 /* Sets the flag and notifies. With one worker the waiters are all parked
  * (settle) and cannot run before this thread is joined, so one notify_all
  * must reach all of them. With two, a waiter may be between its check and
@@ -1873,9 +1988,9 @@ TEST(calls_that_never_wait_work_in_a_cancelled_task)
     run_main(NULL, main_cancelled_cleanup, NULL);
 }
 
-TEST_MAIN(CASE(outside_a_task_and_bad_input), CASE(calls_that_never_wait_work_in_a_cancelled_task),
-          CASE(chan_create_out_of_memory), CASE(chan_buffered_fifo),
-          CASE(chan_waiters_are_served_fifo), CASE(chan_rendezvous),
+TEST_MAIN(CASE(outside_a_task_and_bad_input), CASE(blocking_for_times_out_and_keeps_a_handoff),
+          CASE(calls_that_never_wait_work_in_a_cancelled_task), CASE(chan_create_out_of_memory),
+          CASE(chan_buffered_fifo), CASE(chan_waiters_are_served_fifo), CASE(chan_rendezvous),
           CASE(chan_close_wakes_everyone_and_drains), CASE(mutex_basics_and_fifo_handoff),
           CASE(semaphore_basics_and_fifo_handoff), CASE(event_pending_slot_and_order),
           CASE(event_wait_locked_is_a_condition_variable), CASE(waitgroup_basics),

@@ -22,7 +22,8 @@
  *   made from any thread, runtime worker or not. A mutex belongs to the task
  *   that locked it: trylock, like lock, needs a task, and only the holder
  *   unlocks. weft_chan_send_blocking, weft_chan_recv_blocking and
- *   weft_chan_recv_many_blocking are for threads that are not running a
+ *   weft_chan_recv_many_blocking (and their _for forms, with a time
+ *   limit) are for threads that are not running a
  *   task. None of these is
  *   async-signal-safe (a spinlock is taken): from a signal handler, use
  *   weft_signal_wait in a task instead.
@@ -98,7 +99,8 @@ WEFT_API ssize_t weft_chan_try_recv_many(weft_chan *c, void *elems, size_t max);
 WEFT_API int weft_chan_send_evict(weft_chan *c, const void *elem, void *evicted);
 /* weft_chan_send / weft_chan_recv / weft_chan_recv_many for a thread that is
  * not running a task (a plain pthread): they block the thread until done or
- * until the channel is closed. No cancellation or deadline applies. Returns
+ * until the channel is closed. No cancellation or deadline applies (see
+ * the _for forms below for a time limit). Returns
  * 0 (recv_many: the count taken), -EPIPE, -EINVAL,
  * or -EDEADLK on a runtime worker thread outside any task, and on a thread
  * that hosts an executor (created one, weft/executor.h, and has not
@@ -107,6 +109,15 @@ WEFT_API int weft_chan_send_evict(weft_chan *c, const void *elem, void *evicted)
 WEFT_API int weft_chan_send_blocking(weft_chan *c, const void *elem);
 WEFT_API int weft_chan_recv_blocking(weft_chan *c, void *elem);
 WEFT_API ssize_t weft_chan_recv_many_blocking(weft_chan *c, void *elems, size_t max);
+/* The same with a time limit: -ETIMEDOUT once timeout_ns has passed with
+ * nothing done (a send that times out delivered nothing, a recv took
+ * nothing); an element handed over at that moment is kept and the call
+ * returns 0. UINT64_MAX: no limit. From a task: the task call under
+ * weft_deadline_push_in(timeout_ns) (whose errors it may return too). */
+WEFT_API int weft_chan_send_blocking_for(weft_chan *c, const void *elem, uint64_t timeout_ns);
+WEFT_API int weft_chan_recv_blocking_for(weft_chan *c, void *elem, uint64_t timeout_ns);
+WEFT_API ssize_t weft_chan_recv_many_blocking_for(weft_chan *c, void *elems, size_t max,
+                                                  uint64_t timeout_ns);
 /* Closes the channel: every waiting sender fails with -EPIPE, receivers get
  * what is buffered and then -EPIPE. Idempotent. Any thread. */
 WEFT_API void weft_chan_close(weft_chan *c);
@@ -239,6 +250,11 @@ WEFT_API WEFT_MUST_CHECK int weft_try_select(weft_select_case *cases, size_t n);
  * weft_select; -EDEADLK on a runtime worker thread outside any task or on
  * a thread hosting an executor. */
 WEFT_API WEFT_MUST_CHECK int weft_select_blocking(weft_select_case *cases, size_t n);
+/* The same with a time limit, as weft_chan_recv_blocking_for: -ETIMEDOUT
+ * once timeout_ns has passed with no case gone (none went). UINT64_MAX:
+ * no limit. From a task: weft_select under weft_deadline_push_in. */
+WEFT_API WEFT_MUST_CHECK int weft_select_blocking_for(weft_select_case *cases, size_t n,
+                                                      uint64_t timeout_ns);
 
 /* ---- mutex ----------------------------------------------------------------
  * A task mutex: waiting for it parks only the task. Not recursive. Unlock

@@ -147,8 +147,9 @@ static size_t recv_many_locked(weft_chan *c, unsigned char *out, size_t max, wef
     return n;
 }
 
-/* self NULL: a foreign thread, which sleeps instead of parking. */
-static int send_wait(weft_chan *c, const void *elem, weft_task *self)
+/* self NULL: a foreign thread, which sleeps instead of parking, until
+ * deadline (CLOCK_MONOTONIC, UINT64_MAX: none). */
+static int send_wait(weft_chan *c, const void *elem, weft_task *self, uint64_t deadline)
 {
     weft__waiter *wake;
     weft__spin_lock(&c->lock);
@@ -162,10 +163,11 @@ static int send_wait(weft_chan *c, const void *elem, weft_task *self)
     waiter_init(&w, self, (void *)elem);
     waitlist_push(&c->senders, &w);
     weft__spin_unlock(&c->lock);
-    return self ? weft__waiter_park(&w, &c->lock, &c->senders, true) : weft__waiter_block(&w);
+    return self ? weft__waiter_park(&w, &c->lock, &c->senders, true)
+                : weft__waiter_block_until(&w, &c->lock, &c->senders, deadline);
 }
 
-static int recv_wait(weft_chan *c, void *elem, weft_task *self)
+static int recv_wait(weft_chan *c, void *elem, weft_task *self, uint64_t deadline)
 {
     weft__waiter *wake;
     weft__spin_lock(&c->lock);
@@ -179,14 +181,16 @@ static int recv_wait(weft_chan *c, void *elem, weft_task *self)
     waiter_init(&w, self, elem);
     waitlist_push(&c->receivers, &w);
     weft__spin_unlock(&c->lock);
-    return self ? weft__waiter_park(&w, &c->lock, &c->receivers, true) : weft__waiter_block(&w);
+    return self ? weft__waiter_park(&w, &c->lock, &c->receivers, true)
+                : weft__waiter_block_until(&w, &c->lock, &c->receivers, deadline);
 }
 
 /* The first element as recv_wait takes one, waiting if need be; then, in
  * the same lock round when it was buffered or once woken with it, what
  * else is there up to max. A receiver waits only on an empty channel, so
  * whatever it finds after a wake came after the element handed to it. */
-static ssize_t recv_many_wait(weft_chan *c, void *elems, size_t max, weft_task *self)
+static ssize_t recv_many_wait(weft_chan *c, void *elems, size_t max, weft_task *self,
+                              uint64_t deadline)
 {
     unsigned char *out = elems;
     weft__waiter *wake;
@@ -201,7 +205,8 @@ static ssize_t recv_many_wait(weft_chan *c, void *elems, size_t max, weft_task *
     waiter_init(&w, self, out);
     waitlist_push(&c->receivers, &w);
     weft__spin_unlock(&c->lock);
-    int r = self ? weft__waiter_park(&w, &c->lock, &c->receivers, true) : weft__waiter_block(&w);
+    int r = self ? weft__waiter_park(&w, &c->lock, &c->receivers, true)
+                 : weft__waiter_block_until(&w, &c->lock, &c->receivers, deadline);
     if (r)
         return r;
     if (max == 1)
@@ -229,7 +234,7 @@ ssize_t weft_chan_recv_many(weft_chan *c, void *elems, size_t max)
     r = weft__task_enter(&self);
     if (r)
         return r;
-    return recv_many_wait(c, elems, max, self);
+    return recv_many_wait(c, elems, max, self, UINT64_MAX);
 }
 
 ssize_t weft_chan_try_recv_many(weft_chan *c, void *elems, size_t max)
@@ -246,16 +251,35 @@ ssize_t weft_chan_try_recv_many(weft_chan *c, void *elems, size_t max)
     return n ? (ssize_t)n : closed ? -EPIPE : -EAGAIN;
 }
 
-ssize_t weft_chan_recv_many_blocking(weft_chan *c, void *elems, size_t max)
+/* A _blocking_for call made from a task: the task form under a deadline
+ * timeout_ns from now (none for UINT64_MAX). */
+#define IN_TASK_FOR(timeout_ns, call)                                                              \
+    do {                                                                                           \
+        if ((timeout_ns) == UINT64_MAX)                                                            \
+            return (call);                                                                         \
+        int pushed_ = weft_deadline_push_in(timeout_ns);                                           \
+        if (pushed_)                                                                               \
+            return pushed_;                                                                        \
+        __typeof__(call) r_ = (call);                                                              \
+        (void)weft_deadline_pop();                                                                 \
+        return r_;                                                                                 \
+    } while (0)
+
+ssize_t weft_chan_recv_many_blocking_for(weft_chan *c, void *elems, size_t max, uint64_t timeout_ns)
 {
     int r = check_many(c, elems, max);
     if (r)
         return r;
     if (weft__task_current())
-        return weft_chan_recv_many(c, elems, max);
+        IN_TASK_FOR(timeout_ns, weft_chan_recv_many(c, elems, max));
     if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
-    return recv_many_wait(c, elems, max, NULL);
+    return recv_many_wait(c, elems, max, NULL, weft__deadline_after(timeout_ns));
+}
+
+ssize_t weft_chan_recv_many_blocking(weft_chan *c, void *elems, size_t max)
+{
+    return weft_chan_recv_many_blocking_for(c, elems, max, UINT64_MAX);
 }
 
 int weft_chan_send_evict(weft_chan *c, const void *elem, void *evicted)
@@ -293,7 +317,7 @@ int weft_chan_send(weft_chan *c, const void *elem)
     int r = weft__task_enter(&self);
     if (r)
         return r;
-    return send_wait(c, elem, self);
+    return send_wait(c, elem, self, UINT64_MAX);
 }
 
 int weft_chan_recv(weft_chan *c, void *elem)
@@ -304,7 +328,7 @@ int weft_chan_recv(weft_chan *c, void *elem)
     int r = weft__task_enter(&self);
     if (r)
         return r;
-    return recv_wait(c, elem, self);
+    return recv_wait(c, elem, self, UINT64_MAX);
 }
 
 int weft_chan_try_send(weft_chan *c, const void *elem)
@@ -331,26 +355,36 @@ int weft_chan_try_recv(weft_chan *c, void *elem)
     return r;
 }
 
-int weft_chan_send_blocking(weft_chan *c, const void *elem)
+int weft_chan_send_blocking_for(weft_chan *c, const void *elem, uint64_t timeout_ns)
 {
     if (!c || !elem)
         return -EINVAL;
     if (weft__task_current())
-        return weft_chan_send(c, elem);
+        IN_TASK_FOR(timeout_ns, weft_chan_send(c, elem));
     if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
-    return send_wait(c, elem, NULL);
+    return send_wait(c, elem, NULL, weft__deadline_after(timeout_ns));
+}
+
+int weft_chan_send_blocking(weft_chan *c, const void *elem)
+{
+    return weft_chan_send_blocking_for(c, elem, UINT64_MAX);
+}
+
+int weft_chan_recv_blocking_for(weft_chan *c, void *elem, uint64_t timeout_ns)
+{
+    if (!c || !elem)
+        return -EINVAL;
+    if (weft__task_current())
+        IN_TASK_FOR(timeout_ns, weft_chan_recv(c, elem));
+    if (weft__worker_self() || weft__thread_hosts_executor())
+        return -EDEADLK;
+    return recv_wait(c, elem, NULL, weft__deadline_after(timeout_ns));
 }
 
 int weft_chan_recv_blocking(weft_chan *c, void *elem)
 {
-    if (!c || !elem)
-        return -EINVAL;
-    if (weft__task_current())
-        return weft_chan_recv(c, elem);
-    if (weft__worker_self() || weft__thread_hosts_executor())
-        return -EDEADLK;
-    return recv_wait(c, elem, NULL);
+    return weft_chan_recv_blocking_for(c, elem, UINT64_MAX);
 }
 
 void weft_chan_close(weft_chan *c)

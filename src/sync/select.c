@@ -327,9 +327,11 @@ static bool lock_shared(const weft_select_case *cases, size_t n, size_t won)
     return false;
 }
 
-/* self NULL: a foreign thread, which sleeps instead of parking and is not
- * interrupted. wait false: weft_try_select. */
-static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool wait)
+/* self NULL: a foreign thread, which sleeps instead of parking, until
+ * deadline (CLOCK_MONOTONIC, UINT64_MAX: none). wait false:
+ * weft_try_select. */
+static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool wait,
+                      uint64_t deadline)
 {
     unsigned *locks[WEFT_SELECT_MAX];
     struct select_nodes sn;
@@ -382,7 +384,6 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
         struct weft__select sel;
         atomic_init(&sel.state, WAITER_WAITING);
         sel.index = 0;
-        weft__waiter *first = NULL;
         for (size_t i = 0; i < n; i++) {
             weft__waiter *node = sn.node[i];
             if (!node)
@@ -391,39 +392,35 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
             node->sel = &sel;
             node->case_index = (unsigned)i;
             waitlist_push(case_list(&cases[i]), node);
-            if (!first)
-                first = node;
         }
 
         unlock_all(locks, nlocks);
 
-        if (!self) {
-            weft__waiter_block(first); /* returns once DONE */
-        } else {
-            for (;;) {
-                r = weft__task_park_interruptible();
-                /* Wakes may be spurious: the state decides. */
-                if (atomic_load_explicit(&sel.state, memory_order_acquire) != WAITER_WAITING)
-                    break;
-                if (r < 0) {
-                    lock_all(locks, nlocks);
-                    bool still_waiting =
-                        atomic_load_explicit(&sel.state, memory_order_relaxed) == WAITER_WAITING;
-                    if (still_waiting) {
-                        unlink_nodes(cases, n, &sn, n);
-                        count_as_joiner(cases, n, false, &a);
-                    }
-                    unlock_all(locks, nlocks);
-                    if (still_waiting) {
-                        after_unlock(&a, NULL);
-                        free(sn.allocated);
-                        return r;
-                    }
-                    break; /* a claim won the race: it stands */
+        for (;;) {
+            /* A thread sleeps until claimed or past its deadline. */
+            r = self ? weft__task_park_interruptible()
+                     : weft__waiter_sleep_until(&sel.state, deadline);
+            /* Wakes may be spurious: the state decides. */
+            if (atomic_load_explicit(&sel.state, memory_order_acquire) != WAITER_WAITING)
+                break;
+            if (r < 0) {
+                lock_all(locks, nlocks);
+                bool still_waiting =
+                    atomic_load_explicit(&sel.state, memory_order_relaxed) == WAITER_WAITING;
+                if (still_waiting) {
+                    unlink_nodes(cases, n, &sn, n);
+                    count_as_joiner(cases, n, false, &a);
                 }
+                unlock_all(locks, nlocks);
+                if (still_waiting) {
+                    after_unlock(&a, NULL);
+                    free(sn.allocated);
+                    return r;
+                }
+                break; /* a claim won the race: it stands */
             }
-            weft__waiter_wait_done(&sel.state);
         }
+        weft__waiter_wait_done(&sel.state);
 
         size_t won = sel.index;
         weft_select_case *c = &cases[won];
@@ -470,7 +467,7 @@ int weft_select(weft_select_case *cases, size_t n)
     r = weft__task_enter(&self);
     if (r)
         return r;
-    return select_run(cases, n, self, true);
+    return select_run(cases, n, self, true, UINT64_MAX);
 }
 
 /* A JOIN case joins a member, which takes a task. */
@@ -490,19 +487,32 @@ int weft_try_select(weft_select_case *cases, size_t n)
     weft_task *self = weft__task_current();
     if (!self && has_join(cases, n))
         return -EPERM;
-    return select_run(cases, n, self, false);
+    return select_run(cases, n, self, false, UINT64_MAX);
 }
 
-int weft_select_blocking(weft_select_case *cases, size_t n)
+int weft_select_blocking_for(weft_select_case *cases, size_t n, uint64_t timeout_ns)
 {
     int r = check_cases(cases, n);
     if (r)
         return r;
-    if (weft__task_current())
-        return weft_select(cases, n);
+    if (weft__task_current()) {
+        if (timeout_ns == UINT64_MAX)
+            return weft_select(cases, n);
+        r = weft_deadline_push_in(timeout_ns);
+        if (r)
+            return r;
+        r = weft_select(cases, n);
+        (void)weft_deadline_pop();
+        return r;
+    }
     if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
     if (has_join(cases, n))
         return -EPERM;
-    return select_run(cases, n, NULL, true);
+    return select_run(cases, n, NULL, true, weft__deadline_after(timeout_ns));
+}
+
+int weft_select_blocking(weft_select_case *cases, size_t n)
+{
+    return weft_select_blocking_for(cases, n, UINT64_MAX);
 }

@@ -1,12 +1,14 @@
 /* Parking and waking sync waiters; see waitlist.h for the hand-over protocol. */
 #include "sync/waitlist.h"
 
+#include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "observe/trace.h"
@@ -59,6 +61,29 @@ static void futex_wake(_Atomic uint32_t *addr)
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* Sleeps while *addr == val, until the absolute CLOCK_MONOTONIC time
+ * deadline_ns (FUTEX_WAIT_BITSET measures against that clock). */
+static void futex_wait_until(_Atomic uint32_t *addr, uint32_t val, uint64_t deadline_ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
+                          .tv_nsec = (long)(deadline_ns % 1000000000u)};
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET_PRIVATE, val, &ts, NULL,
+            FUTEX_BITSET_MATCH_ANY);
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t weft__deadline_after(uint64_t timeout_ns)
+{
+    uint64_t now = monotonic_ns();
+    return timeout_ns >= UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+}
+
 int weft__waiter_block(weft__waiter *w)
 {
     _Atomic uint32_t *state = waiter_state(w);
@@ -67,6 +92,37 @@ int weft__waiter_block(weft__waiter *w)
     while ((s = atomic_load_explicit(state, memory_order_acquire)) != WAITER_DONE)
         futex_wait(state, s);
     return w->result;
+}
+
+int weft__waiter_sleep_until(_Atomic uint32_t *state, uint64_t deadline_ns)
+{
+    uint32_t s;
+    while ((s = atomic_load_explicit(state, memory_order_acquire)) == WAITER_WAITING) {
+        if (deadline_ns != UINT64_MAX && monotonic_ns() >= deadline_ns)
+            return -ETIMEDOUT;
+        if (deadline_ns == UINT64_MAX)
+            futex_wait(state, s);
+        else
+            futex_wait_until(state, s, deadline_ns);
+    }
+    return 0;
+}
+
+int weft__waiter_block_until(weft__waiter *w, unsigned *lock, weft__waitlist *l,
+                             uint64_t deadline_ns)
+{
+    if (weft__waiter_sleep_until(&w->state, deadline_ns) < 0) {
+        weft__spin_lock(lock);
+        bool still_waiting =
+            atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING;
+        if (still_waiting)
+            waitlist_remove(l, w);
+        weft__spin_unlock(lock);
+        if (still_waiting)
+            return -ETIMEDOUT;
+        /* a claim won the race: it stands */
+    }
+    return weft__waiter_block(w);
 }
 
 void weft__waiter_wake(weft__waiter *w)

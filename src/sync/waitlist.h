@@ -220,6 +220,19 @@ int weft__waiter_park(weft__waiter *w, unsigned *lock, weft__waitlist *l, bool i
 /* The same for a foreign thread (w->task NULL): sleeps on a futex until
  * claimed, never interrupted. */
 int weft__waiter_block(weft__waiter *w);
+/* weft__waiter_block with a time limit, an absolute CLOCK_MONOTONIC time
+ * (UINT64_MAX: none): past it, a node still waiting is unlinked from l
+ * under *lock and -ETIMEDOUT returned; a claim that came first stands.
+ * Not for a select's nodes (see weft__waiter_sleep_until). */
+int weft__waiter_block_until(weft__waiter *w, unsigned *lock, weft__waitlist *l,
+                             uint64_t deadline_ns);
+/* Sleeps while *state is WAITER_WAITING: 0 once it is not, -ETIMEDOUT
+ * when deadline_ns (as above) passed first, with nothing changed: the
+ * caller unlinks its nodes under their locks and looks again there. */
+int weft__waiter_sleep_until(_Atomic uint32_t *state, uint64_t deadline_ns);
+/* The CLOCK_MONOTONIC time timeout_ns from now, UINT64_MAX past its range
+ * (and for UINT64_MAX): for the _blocking_for calls. */
+uint64_t weft__deadline_after(uint64_t timeout_ns);
 /* Wakes a waiter claimed under the lock; call after dropping the lock.
  * NULL is ignored. Any thread. */
 void weft__waiter_wake(weft__waiter *w);

@@ -34,6 +34,7 @@ declare -A call=(
   [weft_select]='weft_select((weft_select_case *)p, 1)'
   [weft_try_select]='weft_try_select((weft_select_case *)p, 1)'
   [weft_select_blocking]='weft_select_blocking((weft_select_case *)p, 1)'
+  [weft_select_blocking_for]='weft_select_blocking_for((weft_select_case *)p, 1, 0)'
   [weft_process_spawn]='weft_process_spawn((weft_process **)p, "x", (char *const *)p, NULL)'
   [weft_process_output]='weft_process_output((weft_process *)p, (weft_output *)p, NULL)'
 )
