@@ -23,6 +23,19 @@ void weft__waiter_wait_done(_Atomic uint32_t *state)
         weft__backoff(&spins);
 }
 
+/* An interrupted wait: unlinks w under *lock if no waker has claimed it,
+ * and says whether it did (else the claim stands and w must be waited
+ * out). */
+static bool unlink_if_waiting(weft__waiter *w, unsigned *lock, weft__waitlist *l)
+{
+    weft__spin_lock(lock);
+    bool still_waiting = atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING;
+    if (still_waiting)
+        waitlist_remove(l, w);
+    weft__spin_unlock(lock);
+    return still_waiting;
+}
+
 int weft__waiter_park(weft__waiter *w, unsigned *lock, weft__waitlist *l, bool interruptible)
 {
     for (;;) {
@@ -36,13 +49,7 @@ int weft__waiter_park(weft__waiter *w, unsigned *lock, weft__waitlist *l, bool i
         if (atomic_load_explicit(&w->state, memory_order_acquire) != WAITER_WAITING)
             break;
         if (r < 0) {
-            weft__spin_lock(lock);
-            bool still_waiting =
-                atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING;
-            if (still_waiting)
-                waitlist_remove(l, w);
-            weft__spin_unlock(lock);
-            if (still_waiting)
+            if (unlink_if_waiting(w, lock, l))
                 return r;
             break; /* a claim won the race: it stands */
         }
@@ -111,17 +118,9 @@ int weft__waiter_sleep_until(_Atomic uint32_t *state, uint64_t deadline_ns)
 int weft__waiter_block_until(weft__waiter *w, unsigned *lock, weft__waitlist *l,
                              uint64_t deadline_ns)
 {
-    if (weft__waiter_sleep_until(&w->state, deadline_ns) < 0) {
-        weft__spin_lock(lock);
-        bool still_waiting =
-            atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING;
-        if (still_waiting)
-            waitlist_remove(l, w);
-        weft__spin_unlock(lock);
-        if (still_waiting)
-            return -ETIMEDOUT;
-        /* a claim won the race: it stands */
-    }
+    if (weft__waiter_sleep_until(&w->state, deadline_ns) < 0 && unlink_if_waiting(w, lock, l))
+        return -ETIMEDOUT;
+    /* Claimed (a claim that raced with the time limit stands). */
     return weft__waiter_block(w);
 }
 
