@@ -149,7 +149,8 @@ static size_t recv_many_locked(weft_chan *c, unsigned char *out, size_t max, wef
 
 /* self NULL: a foreign thread, which sleeps instead of parking, until
  * deadline (CLOCK_MONOTONIC, UINT64_MAX: none). */
-static int send_wait(weft_chan *c, const void *elem, weft_task *self, uint64_t deadline)
+static inline __attribute__((always_inline)) int send_wait(weft_chan *c, const void *elem,
+                                                           weft_task *self, uint64_t deadline)
 {
     weft__waiter *wake;
     weft__spin_lock(&c->lock);
@@ -167,7 +168,8 @@ static int send_wait(weft_chan *c, const void *elem, weft_task *self, uint64_t d
                 : weft__waiter_block_until(&w, &c->lock, &c->senders, deadline);
 }
 
-static int recv_wait(weft_chan *c, void *elem, weft_task *self, uint64_t deadline)
+static inline __attribute__((always_inline)) int recv_wait(weft_chan *c, void *elem,
+                                                           weft_task *self, uint64_t deadline)
 {
     weft__waiter *wake;
     weft__spin_lock(&c->lock);
