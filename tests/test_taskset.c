@@ -246,6 +246,51 @@ TEST(a_member_waiting_for_its_own_set_alone_gets_edeadlk)
     run_main_one_worker(NULL, main_own_set, NULL);
 }
 
+/* weft_taskset_cancel from a plain thread on one worker queues the cancel:
+ * when that fails, it says so, and nothing was cancelled. */
+static weft_taskset *queued_set;
+static uint64_t queued_member;
+static _Atomic bool queued_member_asleep;
+
+static void *sleeps_until_cancelled(void *arg)
+{
+    (void)arg;
+    atomic_store(&queued_member_asleep, true);
+    return (void *)(intptr_t)weft_sleep_ns(10000 * MS);
+}
+
+static void *cancel_from_a_thread(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&queued_member_asleep))
+        usleep(1000);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 1);
+    int r = weft_taskset_cancel(queued_set, queued_member);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_EQ(r, -ENOMEM);
+    ASSERT_OK(weft_taskset_cancel(queued_set, queued_member));
+    return NULL;
+}
+
+static void *main_cancel_queued(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_taskset_create(&queued_set));
+    ASSERT_OK(weft_taskset_spawn(queued_set, NULL, sleeps_until_cancelled, NULL, &queued_member));
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, cancel_from_a_thread, NULL));
+    uint64_t id;
+    ASSERT_EQ(weft_taskset_join_next(queued_set, &id, NULL), -ECANCELED);
+    ASSERT_EQ(id, queued_member);
+    ASSERT_OK(pthread_join(th, NULL));
+    ASSERT_OK(weft_taskset_destroy(queued_set));
+    return NULL;
+}
+TEST(a_cancel_by_id_that_cannot_be_queued_says_so)
+{
+    run_main_one_worker(NULL, main_cancel_queued, NULL);
+}
+
 /* ---- interruption and destroy ------------------------------------------------ */
 
 static _Atomic int joiner_result = 1;
@@ -256,11 +301,12 @@ static void *join_next_until_cancelled(void *arg)
     return NULL;
 }
 
-static _Atomic int ended_members;
+static _Atomic int ended_members, started_members;
 
 static void *sleep_and_count(void *arg)
 {
     (void)arg;
+    atomic_fetch_add(&started_members, 1);
     int r = weft_sleep_ns(10000 * MS);
     ASSERT_EQ(r, -ECANCELED);
     atomic_fetch_add(&ended_members, 1);
@@ -291,7 +337,10 @@ static void *main_interrupted(void *arg)
      * deadline has passed. */
     for (int i = 0; i < 3; i++)
         ASSERT_OK(weft_taskset_spawn(s, NULL, sleep_and_count, NULL, NULL));
-    ASSERT_OK(weft_sleep_ns(2 * MS)); /* all four are asleep */
+    /* All four have started (one cancelled before its first run would
+     * never count its end), and so are asleep or about to be. */
+    while (atomic_load(&started_members) < 4)
+        ASSERT_OK(weft_sleep_ns(MS / 10));
     ASSERT_OK(weft_deadline_push_in(0));
     atomic_store(&ended_members, 0);
     ASSERT_OK(weft_taskset_destroy(s));
@@ -692,6 +741,7 @@ TEST(bad_input_and_other_runtimes_get_errors)
 TEST_MAIN(CASE(members_are_joined_in_the_order_they_finish), CASE(outcomes_and_cancel_all),
           CASE(join_next_ex_keeps_the_panic_message_and_cancel_by_id),
           CASE(a_member_waiting_for_its_own_set_alone_gets_edeadlk),
+          CASE(a_cancel_by_id_that_cannot_be_queued_says_so),
           CASE(an_interrupted_join_next_joins_nothing_and_destroy_waits),
           CASE(two_joiners_share_many_members_and_lose_none),
           CASE(a_joiner_left_waiting_learns_the_set_is_empty),

@@ -7,7 +7,11 @@
  * (no thread blocks, no SIGCHLD handler is installed); from a plain thread
  * the waits block. docs/blocking.md, "Child processes", has the long form.
  *
- * Needs Linux 5.3 (pidfd_open) and glibc's posix_spawn.
+ * The pidfd needs Linux 5.4 (pidfd_open and waitid's P_PIDFD). Where it
+ * cannot be had (pidfd_open unknown: valgrind 3.19 or an older kernel; no
+ * descriptor left) the child is held by its pid instead: waits in a task
+ * then look again after naps of 1 to 32 ms, and a signal reaches the pid
+ * while the child is not reaped (docs/blocking.md).
  */
 #ifndef WEFT_PROCESS_H
 #define WEFT_PROCESS_H
@@ -50,6 +54,14 @@ typedef struct weft_process_opts {
      * pid): a terminal's Ctrl-C then skips it, and weft_process_kill_group
      * reaches the processes it starts in turn. */
     bool new_process_group;
+    /* weft_process_output: how long to go on reading the pipes once the
+     * child has exited (Go's Cmd.WaitDelay). A process the child left
+     * behind may hold them open for ever (a shell's `sleep 100 &`): past
+     * this the output stops there, with held_open set, and the call
+     * returns the child's status as usual. 0: read until the pipes end.
+     * Needs the child's pidfd (not to be had under valgrind 3.19: there
+     * it reads until the pipes end). */
+    uint64_t wait_delay_ns;
 } weft_process_opts;
 
 /* Starts file with argv (argv[0] included, NULL-terminated). The child
@@ -112,6 +124,9 @@ typedef struct weft_output {
     size_t out_len;
     char *err;
     size_t err_len;
+    /* The child had exited wait_delay_ns before and a pipe was still open
+     * (a process it left behind holds it): the reading stopped there. */
+    bool held_open;
 } weft_output;
 
 /* Closes the child's stdin pipe if the process still holds it (see
@@ -119,13 +134,16 @@ typedef struct weft_output {
  * at the same time (so that neither fills and stalls the child), in the
  * calling task, closes them, then waits for the exit: 0 and *wstatus
  * (may be NULL) as weft_process_wait. Needs a task (-EPERM). Interrupted
- * (-ECANCELED, -ETIMEDOUT) or failed (-ENOMEM, -EMFILE, a read's error),
- * it returns with what was read so far in *o, reads nothing more, and
- * leaves the child running and the pipes open (another call reads on
- * where it stopped, into new buffers); free *o in every case. A child
- * that leaves a process behind that holds the pipes (a shell's background
- * job) keeps the read going after its own exit: bound the call with a
- * deadline (weft_deadline_push_in). The buffers grow with the output, with
+ * (-ECANCELED, -ETIMEDOUT) or failed (-ENOMEM, -EMFILE, -EAGAIN when the
+ * ring can take no op, a read's error), it returns with what was read so
+ * far in *o, reads nothing more, and leaves the child running and the
+ * pipes it had not read to their ends open (another call reads on where
+ * it stopped, into new buffers, and gives "" for a pipe read to its end
+ * before); free *o in every case. A child that leaves a process behind
+ * that holds the pipes (a shell's background job) keeps the read going
+ * after its own exit: set wait_delay_ns at the spawn, or bound the call
+ * with a deadline (weft_deadline_push_in). The buffers grow with the
+ * output, with
  * no limit: read the pipes yourself for a child whose output may be
  * larger than memory allows. */
 WEFT_API WEFT_MUST_CHECK int weft_process_output(weft_process *p, weft_output *o, int *wstatus);

@@ -237,7 +237,8 @@ typedef struct weft_select_case {
  * -EPERM outside a task, -ENOMEM (more than 8 cases on and none could go
  * at once: their waiter nodes are allocated), -EINVAL: cases NULL, n 0 or
  * above WEFT_SELECT_MAX, no case on, an unknown op, a NULL chan, sub or
- * elem in a case that is on, or one subscription in two cases.
+ * set, or a NULL elem (a JOIN's may be NULL), in a case that is on, or
+ * one subscription or set in two cases.
  * The select may touch any of its sources until it returns (only the
  * source of the case that went is left alone once it is woken): free
  * none of them before that. */

@@ -132,8 +132,9 @@ WEFT_API int weft_taskset_spawn(weft_taskset *s, const weft_spawn_opts *o, weft_
  * Members are joined in the order they finished. -ECHILD when the set has
  * no member left; the caller's own errors join nothing: -EINTR (cancelled
  * while waiting), -ETIMEDOUT (its deadline), -EDEADLK (the caller is the
- * set's only member left, still running: at the call, or once the others
- * are joined elsewhere while it waits), -EPERM outside a task, -EXDEV
+ * set's only member left, still running, with no spawn into the set under
+ * way: at the call, or once the others are joined elsewhere while it
+ * waits), -EPERM outside a task, -EXDEV
  * from another runtime's task, -EINVAL (NULL s). */
 WEFT_API int weft_taskset_join_next(weft_taskset *s, uint64_t *id, void **result);
 /* weft_taskset_join_next without waiting: -EAGAIN when members remain but
@@ -158,8 +159,10 @@ WEFT_API int weft_taskset_join_next_ex(weft_taskset *s, weft_taskset_joined *j, 
  * Tokio's AbortHandle: it stays in the set, to be joined. 0 (also when it
  * was cancelled already), -EALREADY when it has finished and waits to be
  * joined, -ESRCH when no member of the set has that id (never one, or
- * joined), -EINVAL for NULL s or id 0. Looks at every member: O(members).
- * From a task of the set's runtime or any thread, as weft_cancel. */
+ * joined), -EINVAL for NULL s or id 0, or weft_cancel's own error (-ENOMEM
+ * from a plain thread when the cancel could not be queued: nothing done).
+ * Looks at every member: O(members). From a task of the set's runtime or
+ * any thread, as weft_cancel. */
 WEFT_API int weft_taskset_cancel(weft_taskset *s, uint64_t id);
 /* Members not yet joined (running or finished). 0 for NULL. Any thread. */
 WEFT_API size_t weft_taskset_len(weft_taskset *s);

@@ -19,6 +19,7 @@ typedef enum weft__fault_kind {
     WEFT_FAULT_RING,       /* a worker's wait on its ring fails with -EIO */
     WEFT_FAULT_SUBMIT,     /* the submit that makes room in a full SQ fails with -EBUSY */
     WEFT_FAULT_ZERO_MOVED, /* a *_all transfer op is not issued and seems to move 0 bytes */
+    WEFT_FAULT_PIDFD,      /* weft_process_spawn gets no pidfd (as under valgrind 3.19) */
     WEFT_FAULT_KINDS
 } weft__fault_kind;
 

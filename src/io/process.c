@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -40,6 +41,10 @@ struct weft_process {
     int pidfd;
     int fds[3]; /* the parent's pipe ends, -1 when none */
     bool group;
+    /* weft_process_output read this stream's pipe to its end and closed
+     * it: later calls give "" for it, not NULL. */
+    bool drained[3];
+    uint64_t wait_delay_ns; /* weft_process_opts' */
     _Atomic int state;
     int wstatus; /* written before state becomes PROC_EXITED */
 };
@@ -234,6 +239,7 @@ int weft_process_spawn(weft_process **out, const char *file, char *const argv[],
     for (int i = 0; i < 3; i++)
         p->fds[i] = -1;
     p->group = o->new_process_group;
+    p->wait_delay_ns = o->wait_delay_ns;
     atomic_init(&p->state, PROC_RUNNING);
     r = start_child(p, file, argv, o);
     if (r) {
@@ -241,18 +247,11 @@ int weft_process_spawn(weft_process **out, const char *file, char *const argv[],
         return r;
     }
     /* Nothing else may reap the child before this (see weft_process_wait's
-     * -ECHILD), so the pid still names it here. */
-    p->pidfd = sys_pidfd_open(p->pid);
-    if (p->pidfd < 0) {
-        r = -errno;
-        kill(p->pid, SIGKILL);
-        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {
-        }
-        for (int i = 0; i < 3; i++)
-            close_if_open(&p->fds[i]);
-        free(p);
-        return r;
-    }
+     * -ECHILD), so the pid still names it here. Without a pidfd (valgrind
+     * 3.19 does not know pidfd_open, Linux before 5.3 has none, or the
+     * descriptors ran out), the child is held by its pid: it started, and
+     * failing now would mean killing it and whatever it started. */
+    p->pidfd = weft__fault_hit(WEFT_FAULT_PIDFD) ? -1 : sys_pidfd_open(p->pid);
     *out = p;
     return 0;
 }
@@ -287,26 +286,51 @@ int weft_process_close_fd(weft_process *p, int stream)
     return 0;
 }
 
-/* Waits until the pidfd is readable (the child has exited) or, in a task,
- * until the wait is interrupted. */
-static int await_exit(int pidfd, bool in_task)
+/* waitid(2) on the child, by its pidfd or else its pid: 0 or -errno. */
+static int child_waitid(const weft_process *p, siginfo_t *si, int options)
 {
-    if (in_task) {
-        int r = weft_poll(pidfd, POLLIN);
+    memset(si, 0, sizeof *si);
+    int r;
+    do
+        r = p->pidfd >= 0 ? waitid(P_PIDFD, (id_t)p->pidfd, si, options)
+                          : waitid(P_PID, (id_t)p->pid, si, options);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+/* Waits until the child has exited (without reaping it) or, in a task,
+ * until the wait is interrupted. The pidfd becomes readable at the exit;
+ * without one, a task looks again after naps that grow from 1 ms to
+ * 32 ms (*nap), and a thread blocks in waitid with WNOWAIT. */
+static int await_exit(weft_process *p, bool in_task, uint64_t *nap)
+{
+    if (p->pidfd >= 0 && in_task) {
+        int r = weft_poll(p->pidfd, POLLIN);
         return r < 0 ? r : 0;
     }
-    struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
-    while (poll(&pfd, 1, -1) < 0) {
-        if (errno != EINTR)
-            return -errno;
+    if (p->pidfd >= 0) {
+        struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
+        while (poll(&pfd, 1, -1) < 0) {
+            if (errno != EINTR)
+                return -errno;
+        }
+        return 0;
     }
-    return 0;
+    if (in_task) {
+        int r = weft_sleep_ns(*nap);
+        if (*nap < 32 * 1000000ull)
+            *nap *= 2;
+        return r;
+    }
+    siginfo_t si;
+    return child_waitid(p, &si, WEXITED | WNOWAIT);
 }
 
 /* One look at the child; block: wait for its exit when it runs. */
 static int reap(weft_process *p, int *wstatus, bool block)
 {
     bool in_task = weft__task_current() != NULL;
+    uint64_t nap = 1000000; /* without a pidfd: 1 ms, then more */
     for (;;) {
         int st = atomic_load_explicit(&p->state, memory_order_acquire);
         if (st == PROC_EXITED) {
@@ -326,22 +350,19 @@ static int reap(weft_process *p, int *wstatus, bool block)
             continue;
         }
         siginfo_t si;
-        memset(&si, 0, sizeof si);
-        if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
-            int e = errno;
-            if (e == EINTR)
-                continue;
+        int r = child_waitid(p, &si, WEXITED | WNOHANG | WNOWAIT);
+        if (r < 0) {
             /* ECHILD while RUNNING: reaped behind weft's back for good;
              * while another waiter claimed it: that one's reap, look again. */
             int expect = PROC_RUNNING;
-            if (e == ECHILD && !atomic_compare_exchange_strong(&p->state, &expect, PROC_LOST))
+            if (r == -ECHILD && !atomic_compare_exchange_strong(&p->state, &expect, PROC_LOST))
                 continue;
-            return -e;
+            return r;
         }
         if (si.si_pid == 0) { /* running */
             if (!block)
                 return -EAGAIN;
-            int r = await_exit(p->pidfd, in_task);
+            r = await_exit(p, in_task, &nap);
             if (r)
                 return r;
             continue;
@@ -349,15 +370,10 @@ static int reap(weft_process *p, int *wstatus, bool block)
         int expect = PROC_RUNNING;
         if (!atomic_compare_exchange_strong(&p->state, &expect, PROC_REAPING))
             continue;
-        memset(&si, 0, sizeof si);
-        int r;
-        do
-            r = waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED);
-        while (r < 0 && errno == EINTR);
+        r = child_waitid(p, &si, WEXITED);
         if (r < 0) {
-            int e = errno;
             atomic_store_explicit(&p->state, PROC_LOST, memory_order_release);
-            return -e;
+            return r;
         }
         p->wstatus = wait_status(&si);
         atomic_store_explicit(&p->state, PROC_EXITED, memory_order_release);
@@ -382,9 +398,15 @@ int weft_process_kill(weft_process *p, int sig)
 {
     if (!p)
         return -EINVAL;
-    if (atomic_load_explicit(&p->state, memory_order_acquire) == PROC_EXITED)
+    int st = atomic_load_explicit(&p->state, memory_order_acquire);
+    if (st == PROC_EXITED)
         return -ESRCH;
-    return sys_pidfd_send_signal(p->pidfd, sig) < 0 ? -errno : 0;
+    if (p->pidfd >= 0)
+        return sys_pidfd_send_signal(p->pidfd, sig) < 0 ? -errno : 0;
+    /* By pid: it names the child only until the child is reaped. */
+    if (st != PROC_RUNNING)
+        return -ESRCH;
+    return kill(p->pid, sig) < 0 ? -errno : 0;
 }
 
 int weft_process_kill_group(weft_process *p, int sig)
@@ -442,8 +464,9 @@ static int take(collector *c)
  * has something). No helper task: a spawn from a cancelled task, though
  * shielded, would be born cancelled, and a helper left running by an
  * interruption would write into this frame after the return. */
-static int collect_both(collector c[2])
+static int collect_both(weft_process *p, collector c[2], bool *held_open)
 {
+    *held_open = false;
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         return -errno;
@@ -456,18 +479,41 @@ static int collect_both(collector c[2])
             r = -errno;
         open++;
     }
+    /* With a wait delay the pidfd joins the set: from the child's exit,
+     * the reading goes on for wait_delay_ns at most, under a deadline of
+     * its own, which tells itself from the caller's by the time. */
+    if (!r && open && p->wait_delay_ns && p->pidfd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 2};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, p->pidfd, &ev) < 0)
+            r = -errno;
+    }
+    uint64_t stop_at = 0;
+    bool pushed = false;
     while (!r && open) {
         r = weft_poll(ep, POLLIN);
-        if (r < 0)
+        if (r < 0) {
+            if (r == -ETIMEDOUT && pushed && weft_now_ns() >= stop_at) {
+                *held_open = true;
+                r = 0;
+            }
             break;
-        struct epoll_event ev[2];
-        int n = epoll_wait(ep, ev, 2, 0);
+        }
+        struct epoll_event ev[3];
+        int n = epoll_wait(ep, ev, 3, 0);
         if (n < 0) {
             r = errno == EINTR ? 0 : -errno;
             continue;
         }
         r = 0;
         for (int k = 0; k < n && !r; k++) {
+            if (ev[k].data.u32 == 2) { /* the child has exited */
+                (void)epoll_ctl(ep, EPOLL_CTL_DEL, p->pidfd, NULL);
+                uint64_t now = weft_now_ns();
+                stop_at = p->wait_delay_ns > UINT64_MAX - now ? UINT64_MAX : now + p->wait_delay_ns;
+                r = weft_deadline_push(stop_at);
+                pushed = r == 0;
+                continue;
+            }
             collector *x = &c[ev[k].data.u32];
             r = take(x);
             if (r == 1) { /* its end: the fd stays open until the output is done */
@@ -478,6 +524,8 @@ static int collect_both(collector c[2])
             }
         }
     }
+    if (pushed)
+        (void)weft_deadline_pop();
     close(ep);
     return r;
 }
@@ -506,15 +554,21 @@ int weft_process_output(weft_process *p, weft_output *o, int *wstatus)
         return -EPERM;
     close_if_open(&p->fds[WEFT_STDIN]);
     collector c[2] = {{.fd = p->fds[WEFT_STDOUT]}, {.fd = p->fds[WEFT_STDERR]}};
-    int r = collect_both(c);
-    hand_over(&c[0], p->fds[WEFT_STDOUT] >= 0, &o->out, &o->out_len);
-    hand_over(&c[1], p->fds[WEFT_STDERR] >= 0, &o->err, &o->err_len);
-    if (!r && ((p->fds[WEFT_STDOUT] >= 0 && !o->out) || (p->fds[WEFT_STDERR] >= 0 && !o->err)))
+    int r = c[0].fd >= 0 || c[1].fd >= 0 ? collect_both(p, c, &o->held_open) : 0;
+    bool piped[2];
+    for (int i = 0; i < 2; i++)
+        piped[i] = p->fds[1 + i] >= 0 || p->drained[1 + i];
+    hand_over(&c[0], piped[0], &o->out, &o->out_len);
+    hand_over(&c[1], piped[1], &o->err, &o->err_len);
+    if (!r && ((piped[0] && !o->out) || (piped[1] && !o->err)))
         r = -ENOMEM;
     if (r)
         return r;
-    close_if_open(&p->fds[WEFT_STDOUT]);
-    close_if_open(&p->fds[WEFT_STDERR]);
+    for (int i = 1; i < 3; i++) {
+        if (p->fds[i] >= 0)
+            p->drained[i] = true;
+        close_if_open(&p->fds[i]);
+    }
     return weft_process_wait(p, wstatus);
 }
 
@@ -535,7 +589,7 @@ void weft_process_destroy(weft_process *p)
         close_if_open(&p->fds[i]);
     int st = atomic_load_explicit(&p->state, memory_order_acquire);
     if (st != PROC_EXITED && st != PROC_LOST) {
-        sys_pidfd_send_signal(p->pidfd, SIGKILL);
+        (void)weft_process_kill(p, SIGKILL);
         /* In a task, park for the exit, with cancellation and deadlines
          * lifted; if they cannot be lifted, block: a killed child exits at
          * once unless it is stuck in the kernel. */
@@ -550,12 +604,12 @@ void weft_process_destroy(weft_process *p)
             (void)weft_deadline_pop();
         if (r != 0 && r != -ECHILD) {
             siginfo_t si;
-            while (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED) < 0 && errno == EINTR) {
-            }
+            (void)child_waitid(p, &si, WEXITED);
         }
         if (shielded)
             (void)weft_shield_pop();
     }
-    close(p->pidfd);
+    if (p->pidfd >= 0)
+        close(p->pidfd);
     free(p);
 }

@@ -168,10 +168,11 @@ static weft_task *take_finished(weft_taskset *s, weft__waiter **wake)
 enum join_mode { JOIN_WAIT, JOIN_WAIT_UNINTERRUPTED, JOIN_NO_WAIT };
 
 /* Under the lock: whether self is the only member left, still running,
- * so that waiting would wait for itself. */
+ * so that waiting would wait for itself. By the count: a spawn under way
+ * counts as a member before it is on the running list. */
 static bool only_self_left(const weft_taskset *s, const weft_task *self)
 {
-    return self && !s->finished && s->running == self && !self->ext->set_next;
+    return self && s->members == 1 && s->running == self;
 }
 
 static int join_next(weft_taskset *s, uint64_t *id, void **result, char **panic_message,
@@ -261,9 +262,7 @@ int weft_taskset_cancel(weft_taskset *s, uint64_t id)
             continue;
         uint64_t st = atomic_load_explicit(&t->state, memory_order_acquire);
         /* Complete, but its end has not moved it to the finished list yet. */
-        r = (st & TASK_COMPLETE) ? -EALREADY : 0;
-        if (!r)
-            (void)weft_cancel(t);
+        r = (st & TASK_COMPLETE) ? -EALREADY : weft_cancel(t);
         break;
     }
     for (weft_task *t = s->finished; t && r == -ESRCH; t = t->ext->set_next)
