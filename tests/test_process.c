@@ -673,6 +673,88 @@ TEST(output_again_after_an_interrupted_wait)
     run_main(NULL, main_output_again, NULL);
 }
 
+/* Reads the "ready\n" or "started\n" a child prints once it ignores
+ * SIGTERM: a signal sent before would find it not yet ignoring. */
+static void read_line_of(weft_process *p, size_t n)
+{
+    char line[16] = {0};
+    ASSERT_EQ(weft_read(weft_process_fd(p, WEFT_STDOUT), line, n, WEFT_OFF_CURRENT), (ssize_t)n);
+}
+
+/* weft_process_stop: a signal, a grace period, then SIGKILL; with a group,
+ * nothing of the group is left. */
+static void *main_stop(void *arg)
+{
+    (void)arg;
+    int ws = -1;
+    weft_process *p = sh("exec sleep 100", NULL); /* obeys SIGTERM */
+    ASSERT_OK(weft_process_stop(p, SIGTERM, 10000 * 1000000ull, &ws));
+    ASSERT_EQ(WTERMSIG(ws), SIGTERM);
+    ASSERT_OK(weft_process_stop(p, SIGTERM, 0, &ws)); /* reaped: at once */
+    weft_process_destroy(p);
+    p = sh("trap '' TERM; echo ready; exec sleep 100", &PIPES_OUT); /* ignores it */
+    read_line_of(p, 6);
+    ASSERT_OK(weft_process_stop(p, SIGTERM, 30 * 1000000ull, &ws));
+    ASSERT_EQ(WTERMSIG(ws), SIGKILL);
+    weft_process_destroy(p);
+    /* The caller's deadline comes before the grace ends: the child is
+     * left running. */
+    p = sh("trap '' TERM; echo ready; exec sleep 100", &PIPES_OUT);
+    read_line_of(p, 6);
+    ASSERT_OK(weft_deadline_push_in(20 * 1000000ull));
+    ASSERT_EQ(weft_process_stop(p, SIGTERM, 10000 * 1000000ull, &ws), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_sleep_ns(20 * 1000000ull)); /* time for a SIGKILL to end it */
+    ASSERT_EQ(weft_process_try_wait(p, NULL), -EAGAIN);
+    ASSERT_EQ(weft_process_stop(p, 12345, 0, NULL), -EINVAL);
+    weft_process_destroy(p);
+    /* A session of its own: the shell dies of SIGTERM, its background job
+     * ignores it and still holds stdout; after the stop the pipe ends. */
+    weft_process_opts o = PIPES_OUT;
+    o.new_session = true;
+    p = sh("(trap '' TERM; echo started; exec sleep 100) & wait", &o);
+    read_line_of(p, 8);
+    ASSERT_OK(weft_process_stop(p, SIGTERM, 10000 * 1000000ull, &ws));
+    ASSERT_EQ(WTERMSIG(ws), SIGTERM);
+    weft_output out;
+    ASSERT_OK(weft_process_output(p, &out, NULL));
+    ASSERT_STREQ(out.out, "");
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    /* new_session: the child leads a session of its own (field 6 of
+     * /proc/self/stat, read by the shell itself, is its session id). */
+    p = sh("read -r pid comm state ppid pgrp sid rest < /proc/self/stat; test $sid = $$", &o);
+    ASSERT_OK(weft_process_wait(p, &ws));
+    ASSERT_EQ(ws, 0);
+    weft_process_destroy(p);
+    o.new_session = false;
+    p = sh("read -r pid comm state ppid pgrp sid rest < /proc/self/stat; test $sid = $$", &o);
+    ASSERT_OK(weft_process_wait(p, &ws));
+    ASSERT_NE(ws, 0);
+    weft_process_destroy(p);
+    /* Exited already, its group not empty: the rest goes too. */
+    o.new_session = false;
+    o.new_process_group = true;
+    p = sh("(trap '' TERM; echo started; exec sleep 100) & exit 3", &o);
+    read_line_of(p, 8);
+    ASSERT_OK(weft_process_wait(p, &ws));
+    ASSERT_OK(weft_process_stop(p, SIGTERM, 0, &ws));
+    ASSERT_EQ(WEXITSTATUS(ws), 3);
+    ASSERT_OK(weft_process_output(p, &out, NULL));
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(stop_signals_waits_then_kills)
+{
+    run_main(NULL, main_stop, NULL);
+    weft_process *p = sh("exit 0", NULL);
+    ASSERT_EQ(weft_process_stop(p, SIGTERM, 0, NULL), -EPERM);
+    ASSERT_OK(weft_process_wait(p, NULL));
+    weft_process_destroy(p);
+}
+
 /* ---- options ------------------------------------------------------------ */
 
 static void *main_options(void *arg)
@@ -935,7 +1017,8 @@ TEST_MAIN(CASE(output_collects_both_streams_and_the_status), CASE(output_reads_b
           CASE(a_feeder_takes_stdin_while_output_collects),
           CASE(destroy_reaps_when_no_sqe_can_be_had), CASE(without_a_pidfd_the_pid_serves),
           CASE(wait_delay_stops_reading_pipes_held_after_the_exit),
-          CASE(output_again_after_an_interrupted_wait), CASE(stdio_fd_null_envp_and_cwd),
+          CASE(output_again_after_an_interrupted_wait), CASE(stop_signals_waits_then_kills),
+          CASE(stdio_fd_null_envp_and_cwd),
           CASE(the_child_gets_no_blocked_signal_and_default_sigpipe),
           CASE(a_plain_thread_waits_by_blocking), CASE(a_child_reaped_elsewhere_is_echild),
           CASE(bad_input), CASE(allocation_failures_leave_nothing_behind),

@@ -54,6 +54,9 @@ typedef struct weft_process_opts {
      * pid): a terminal's Ctrl-C then skips it, and weft_process_kill_group
      * reaches the processes it starts in turn. */
     bool new_process_group;
+    /* Start the child in a session of its own (setsid: no controlling
+     * terminal; its group is its own too, as with new_process_group). */
+    bool new_session;
     /* weft_process_output: how long to go on reading the pipes once the
      * child has exited (Go's Cmd.WaitDelay). A process the child left
      * behind may hold them open for ever (a shell's `sleep 100 &`): past
@@ -110,11 +113,22 @@ WEFT_API int weft_process_try_wait(weft_process *p, int *wstatus);
  * exited but is not reaped yet takes the signal and ignores it. */
 WEFT_API int weft_process_kill(weft_process *p, int sig);
 /* Sends sig to the child's process group: -EINVAL unless it was spawned
- * with new_process_group; -ESRCH when no process is left in the group.
+ * with new_process_group or new_session; -ESRCH when no process is left in the group.
  * A group id is a plain number, unlike the pidfd: the kernel gives it to
  * no other process while a process of the group is alive, but once the
  * group is empty and the child reaped, a later process may get it. */
 WEFT_API int weft_process_kill_group(weft_process *p, int sig);
+
+/* Stops the child gracefully: sends sig (SIGTERM, say; to its process
+ * group with new_process_group or new_session), waits up to grace_ns for
+ * its exit, then sends SIGKILL and waits for that. 0 and *wstatus (may be
+ * NULL) as weft_process_wait, at once when the child has exited already.
+ * With a group, what the child leaves in it gets SIGKILL after its exit,
+ * so that nothing of the group outlives the stop. Needs a task (-EPERM).
+ * -EINVAL for a bad signal (nothing sent); interrupted by the caller's
+ * cancellation or deadline, -ECANCELED / -ETIMEDOUT with the child
+ * perhaps still running (call it again, or destroy). */
+WEFT_API int weft_process_stop(weft_process *p, int sig, uint64_t grace_ns, int *wstatus);
 
 /* What weft_process_output collected: each buffer is NUL-terminated
  * (the length leaves the NUL out), NULL for a stream that is not a pipe.

@@ -154,12 +154,14 @@ static int build_attr(posix_spawnattr_t *attr, const weft_process_opts *o)
     sigemptyset(&def);
     sigaddset(&def, SIGPIPE);
     short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-    if (o->new_process_group)
+    if (o->new_session)
+        flags |= POSIX_SPAWN_SETSID; /* a group of its own too */
+    else if (o->new_process_group)
         flags |= POSIX_SPAWN_SETPGROUP;
     int e = posix_spawnattr_setsigmask(attr, &none);
     if (!e)
         e = posix_spawnattr_setsigdefault(attr, &def);
-    if (!e && o->new_process_group)
+    if (!e && o->new_process_group && !o->new_session)
         e = posix_spawnattr_setpgroup(attr, 0);
     if (!e)
         e = posix_spawnattr_setflags(attr, flags);
@@ -238,7 +240,7 @@ int weft_process_spawn(weft_process **out, const char *file, char *const argv[],
     p->pidfd = -1;
     for (int i = 0; i < 3; i++)
         p->fds[i] = -1;
-    p->group = o->new_process_group;
+    p->group = o->new_process_group || o->new_session;
     p->wait_delay_ns = o->wait_delay_ns;
     atomic_init(&p->state, PROC_RUNNING);
     r = start_child(p, file, argv, o);
@@ -363,7 +365,9 @@ static int reap(weft_process *p, int *wstatus, bool block)
             if (!block)
                 return -EAGAIN;
             r = await_exit(p, in_task, &nap);
-            if (r)
+            /* -ECHILD: another waiter reaped it meanwhile (a thread's
+             * blocking waitid by pid sees that): look again. */
+            if (r && r != -ECHILD)
                 return r;
             continue;
         }
@@ -414,6 +418,41 @@ int weft_process_kill_group(weft_process *p, int sig)
     if (!p || !p->group)
         return -EINVAL;
     return kill(-p->pid, sig) < 0 ? -errno : 0;
+}
+
+int weft_process_stop(weft_process *p, int sig, uint64_t grace_ns, int *wstatus)
+{
+    if (!p)
+        return -EINVAL;
+    if (!weft__task_current())
+        return -EPERM;
+    int r = weft_process_try_wait(p, wstatus);
+    if (r != -EAGAIN) {
+        if (r == 0 && p->group) /* what it left in its group goes too */
+            (void)weft_process_kill_group(p, SIGKILL);
+        return r;
+    }
+    r = p->group ? weft_process_kill_group(p, sig) : weft_process_kill(p, sig);
+    if (r && r != -ESRCH)
+        return r; /* a bad signal, say: nothing sent */
+    uint64_t now = weft_now_ns();
+    uint64_t grace_end = grace_ns > UINT64_MAX - now ? UINT64_MAX : now + grace_ns;
+    r = weft_deadline_push(grace_end);
+    if (r)
+        return r;
+    r = weft_process_wait(p, wstatus);
+    (void)weft_deadline_pop();
+    /* The grace's end, not the caller's deadline (which may pass first). */
+    if (r == -ETIMEDOUT && weft_now_ns() >= grace_end) {
+        if (p->group)
+            (void)weft_process_kill_group(p, SIGKILL);
+        (void)weft_process_kill(p, SIGKILL);
+        r = weft_process_wait(p, wstatus);
+    }
+    /* What the child left in its group goes with it. */
+    if (r == 0 && p->group)
+        (void)weft_process_kill_group(p, SIGKILL);
+    return r;
 }
 
 /* ---- collecting output ----------------------------------------------------- */
