@@ -628,6 +628,29 @@ static void *main_wait_delay(void *arg)
     ASSERT_STREQ(out.out, "hi\n");
     weft_output_free(&out);
     weft_process_destroy(p);
+    /* A delay shorter than the reading takes: what is in the pipe when
+     * it ends is still read, and nothing holds the pipe. */
+    o.wait_delay_ns = 1;
+    p = sh("head -c 60000 /dev/zero", &o);
+    ASSERT_OK(weft_sleep_ns(50 * 1000000ull)); /* all written, the child gone */
+    ASSERT_OK(weft_process_output(p, &out, &ws));
+    ASSERT_EQ(out.out_len, 60000);
+    ASSERT(!out.held_open);
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    /* The delay's deadline cannot be pushed (16 levels in force): the
+     * pipes are read to their end, as without a delay. */
+    o.wait_delay_ns = 50 * 1000000ull;
+    int levels = 0;
+    while (weft_deadline_push_in(10000 * 1000000ull) == 0)
+        levels++;
+    p = sh("echo hi", &o);
+    ASSERT_OK(weft_process_output(p, &out, &ws));
+    ASSERT_STREQ(out.out, "hi\n");
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    while (levels--)
+        ASSERT_OK(weft_deadline_pop());
     /* The caller's own earlier deadline is still the caller's. */
     p = sh("exec sleep 100", &o);
     ASSERT_OK(weft_deadline_push_in(10 * 1000000ull));
@@ -732,16 +755,38 @@ static void *main_stop(void *arg)
     ASSERT_OK(weft_process_wait(p, &ws));
     ASSERT_NE(ws, 0);
     weft_process_destroy(p);
-    /* Exited already, its group not empty: the rest goes too. */
+    /* Exited (not reaped), its group not empty: the rest goes too. */
     o.new_session = false;
     o.new_process_group = true;
+    p = sh("(trap '' TERM; echo started; exec sleep 100) & exit 3", &o);
+    read_line_of(p, 8);
+    ASSERT_OK(weft_process_stop(p, SIGTERM, 10000 * 1000000ull, &ws));
+    ASSERT((WIFEXITED(ws) && WEXITSTATUS(ws) == 3) || WTERMSIG(ws) == SIGTERM);
+    ASSERT_OK(weft_process_output(p, &out, NULL)); /* the sleep is gone */
+    weft_output_free(&out);
+    weft_process_destroy(p);
+    /* Reaped before the stop: the group's id may be another group's by
+     * then, so the group is left alone (here the sleep is still in it). */
     p = sh("(trap '' TERM; echo started; exec sleep 100) & exit 3", &o);
     read_line_of(p, 8);
     ASSERT_OK(weft_process_wait(p, &ws));
     ASSERT_OK(weft_process_stop(p, SIGTERM, 0, &ws));
     ASSERT_EQ(WEXITSTATUS(ws), 3);
+    ASSERT_OK(weft_process_kill_group(p, 0));
+    ASSERT_OK(weft_process_kill_group(p, SIGKILL));
     ASSERT_OK(weft_process_output(p, &out, NULL));
     weft_output_free(&out);
+    weft_process_destroy(p);
+    /* A grace that cannot be pushed: nothing is sent. */
+    p = sh("exec sleep 100", NULL);
+    int levels = 0;
+    while (weft_deadline_push_in(10000 * 1000000ull) == 0)
+        levels++;
+    ASSERT_EQ(weft_process_stop(p, SIGTERM, 0, &ws), -EOVERFLOW);
+    while (levels--)
+        ASSERT_OK(weft_deadline_pop());
+    ASSERT_OK(weft_sleep_ns(20 * 1000000ull)); /* time for a SIGTERM to end it */
+    ASSERT_EQ(weft_process_try_wait(p, NULL), -EAGAIN);
     weft_process_destroy(p);
     return NULL;
 }

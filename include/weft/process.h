@@ -11,7 +11,8 @@
  * cannot be had (pidfd_open unknown: valgrind 3.19 or an older kernel; no
  * descriptor left) the child is held by its pid instead: waits in a task
  * then look again after naps of 1 to 32 ms, and a signal reaches the pid
- * while the child is not reaped (docs/blocking.md).
+ * while the child is not reaped; reap children only through weft then
+ * (docs/blocking.md: a pid reaped elsewhere may be reused).
  */
 #ifndef WEFT_PROCESS_H
 #define WEFT_PROCESS_H
@@ -99,7 +100,8 @@ WEFT_API int weft_process_take_fd(weft_process *p, int stream);
 /* Waits until the child has exited and reaps it; 0 and *wstatus (may be
  * NULL) as waitpid gives it (WIFEXITED, WEXITSTATUS, WIFSIGNALED,
  * WTERMSIG). Once reaped, every wait returns the same status at once.
- * Several tasks may wait together. In a task: -ECANCELED / -ETIMEDOUT
+ * Several tasks and threads may wait together (weft_process_output's
+ * final wait among them). In a task: -ECANCELED / -ETIMEDOUT
  * when interrupted (the child is then neither signalled nor reaped), or
  * the error of the op it parks with (-ENOMEM, -EAGAIN: weft_poll's). From
  * a plain thread it blocks. -ECHILD when something else reaped the child
@@ -122,12 +124,15 @@ WEFT_API int weft_process_kill_group(weft_process *p, int sig);
 /* Stops the child gracefully: sends sig (SIGTERM, say; to its process
  * group with new_process_group or new_session), waits up to grace_ns for
  * its exit, then sends SIGKILL and waits for that. 0 and *wstatus (may be
- * NULL) as weft_process_wait, at once when the child has exited already.
- * With a group, what the child leaves in it gets SIGKILL after its exit,
- * so that nothing of the group outlives the stop. Needs a task (-EPERM).
- * -EINVAL for a bad signal (nothing sent); interrupted by the caller's
- * cancellation or deadline, -ECANCELED / -ETIMEDOUT with the child
- * perhaps still running (call it again, or destroy). */
+ * NULL) as weft_process_wait. With a group, what the child leaves in it
+ * gets SIGKILL once the child has exited, before it is reaped, so that
+ * nothing of the group outlives the stop; a child reaped before the call
+ * only gives its status (its group's id may be another group's by then).
+ * Needs a task (-EPERM). -EINVAL for a bad signal, -EOVERFLOW / -ENOMEM
+ * when the grace's deadline cannot be pushed (nothing sent in either
+ * case); interrupted by the caller's cancellation or deadline,
+ * -ECANCELED / -ETIMEDOUT with the child perhaps still running (call it
+ * again, or destroy). */
 WEFT_API int weft_process_stop(weft_process *p, int sig, uint64_t grace_ns, int *wstatus);
 
 /* What weft_process_output collected: each buffer is NUL-terminated

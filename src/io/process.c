@@ -420,39 +420,71 @@ int weft_process_kill_group(weft_process *p, int sig)
     return kill(-p->pid, sig) < 0 ? -errno : 0;
 }
 
+/* Waits until the child has exited, without reaping it: 0 while it is a
+ * zombie (its pid and group id still taken), 1 when it was reaped
+ * already (by another waiter, say), or the wait's error. */
+static int await_zombie(weft_process *p)
+{
+    bool in_task = weft__task_current() != NULL;
+    uint64_t nap = 1000000;
+    for (;;) {
+        int st = atomic_load_explicit(&p->state, memory_order_acquire);
+        if (st == PROC_EXITED || st == PROC_REAPING)
+            return 1;
+        if (st == PROC_LOST)
+            return -ECHILD;
+        siginfo_t si;
+        int r = child_waitid(p, &si, WEXITED | WNOHANG | WNOWAIT);
+        if (r == -ECHILD)
+            return 1; /* reaped meanwhile: weft_process_wait tells by whom */
+        if (r < 0)
+            return r;
+        if (si.si_pid)
+            return 0;
+        r = await_exit(p, in_task, &nap);
+        if (r && r != -ECHILD)
+            return r;
+    }
+}
+
 int weft_process_stop(weft_process *p, int sig, uint64_t grace_ns, int *wstatus)
 {
     if (!p)
         return -EINVAL;
     if (!weft__task_current())
         return -EPERM;
-    int r = weft_process_try_wait(p, wstatus);
-    if (r != -EAGAIN) {
-        if (r == 0 && p->group) /* what it left in its group goes too */
-            (void)weft_process_kill_group(p, SIGKILL);
-        return r;
-    }
-    r = p->group ? weft_process_kill_group(p, sig) : weft_process_kill(p, sig);
-    if (r && r != -ESRCH)
-        return r; /* a bad signal, say: nothing sent */
+    int st = atomic_load_explicit(&p->state, memory_order_acquire);
+    if (st == PROC_EXITED || st == PROC_LOST)
+        /* Reaped before: its group id may be another group's by now. */
+        return weft_process_try_wait(p, wstatus);
+    /* The grace is pushed before anything is sent: a push that fails
+     * (-EOVERFLOW, -ENOMEM) has sent nothing. */
     uint64_t now = weft_now_ns();
     uint64_t grace_end = grace_ns > UINT64_MAX - now ? UINT64_MAX : now + grace_ns;
-    r = weft_deadline_push(grace_end);
+    int r = weft_deadline_push(grace_end);
     if (r)
         return r;
-    r = weft_process_wait(p, wstatus);
+    r = p->group ? weft_process_kill_group(p, sig) : weft_process_kill(p, sig);
+    if (r && r != -ESRCH) {
+        (void)weft_deadline_pop();
+        return r; /* a bad signal, say: nothing sent */
+    }
+    r = await_zombie(p);
     (void)weft_deadline_pop();
-    /* The grace's end, not the caller's deadline (which may pass first). */
+    /* The grace's end, not an earlier deadline of the caller's. */
     if (r == -ETIMEDOUT && weft_now_ns() >= grace_end) {
         if (p->group)
             (void)weft_process_kill_group(p, SIGKILL);
         (void)weft_process_kill(p, SIGKILL);
-        r = weft_process_wait(p, wstatus);
+        r = await_zombie(p);
     }
-    /* What the child left in its group goes with it. */
+    if (r < 0)
+        return r;
+    /* What the child left in its group goes with it, while the unreaped
+     * child still holds the group's id. */
     if (r == 0 && p->group)
         (void)weft_process_kill_group(p, SIGKILL);
-    return r;
+    return weft_process_wait(p, wstatus);
 }
 
 /* ---- collecting output ----------------------------------------------------- */
@@ -503,6 +535,34 @@ static int take(collector *c)
  * has something). No helper task: a spawn from a cancelled task, though
  * shielded, would be born cancelled, and a helper left running by an
  * interruption would write into this frame after the return. */
+/* One look at what epoll says is ready, without waiting: reads each ready
+ * pipe once (a pipe at its end leaves the set: *open goes down). 0, 1
+ * when the pidfd (event 2) was among them, or a read's error. */
+static int take_ready(int ep, collector c[2], int *open)
+{
+    struct epoll_event ev[3];
+    int n = epoll_wait(ep, ev, 3, 0);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    int r = 0;
+    bool exited = false;
+    for (int k = 0; k < n && !r; k++) {
+        if (ev[k].data.u32 == 2) {
+            exited = true;
+            continue;
+        }
+        collector *x = &c[ev[k].data.u32];
+        r = take(x);
+        if (r == 1) { /* its end: the fd stays open until the output is done */
+            (void)epoll_ctl(ep, EPOLL_CTL_DEL, x->fd, NULL);
+            x->fd = -1;
+            (*open)--;
+            r = 0;
+        }
+    }
+    return r ? r : exited;
+}
+
 static int collect_both(weft_process *p, collector c[2], bool *held_open)
 {
     *held_open = false;
@@ -532,35 +592,27 @@ static int collect_both(weft_process *p, collector c[2], bool *held_open)
         r = weft_poll(ep, POLLIN);
         if (r < 0) {
             if (r == -ETIMEDOUT && pushed && weft_now_ns() >= stop_at) {
-                *held_open = true;
+                /* Take what is in the pipes already (the poll looked at
+                 * the deadline before the pipes); what holds them open
+                 * may go on writing, so a bounded number of reads. */
                 r = 0;
+                for (int round = 0; round < 64 && !r && open; round++)
+                    r = take_ready(ep, c, &open);
+                if (r > 0)
+                    r = 0;
+                *held_open = open > 0;
             }
             break;
         }
-        struct epoll_event ev[3];
-        int n = epoll_wait(ep, ev, 3, 0);
-        if (n < 0) {
-            r = errno == EINTR ? 0 : -errno;
-            continue;
-        }
-        r = 0;
-        for (int k = 0; k < n && !r; k++) {
-            if (ev[k].data.u32 == 2) { /* the child has exited */
-                (void)epoll_ctl(ep, EPOLL_CTL_DEL, p->pidfd, NULL);
-                uint64_t now = weft_now_ns();
-                stop_at = p->wait_delay_ns > UINT64_MAX - now ? UINT64_MAX : now + p->wait_delay_ns;
-                r = weft_deadline_push(stop_at);
-                pushed = r == 0;
-                continue;
-            }
-            collector *x = &c[ev[k].data.u32];
-            r = take(x);
-            if (r == 1) { /* its end: the fd stays open until the output is done */
-                (void)epoll_ctl(ep, EPOLL_CTL_DEL, x->fd, NULL);
-                x->fd = -1;
-                open--;
-                r = 0;
-            }
+        r = take_ready(ep, c, &open);
+        if (r == 1) { /* the child has exited */
+            (void)epoll_ctl(ep, EPOLL_CTL_DEL, p->pidfd, NULL);
+            uint64_t now = weft_now_ns();
+            stop_at = p->wait_delay_ns > UINT64_MAX - now ? UINT64_MAX : now + p->wait_delay_ns;
+            /* A deadline that cannot be pushed (-EOVERFLOW: 16 levels
+             * already) leaves the reading as without a delay. */
+            pushed = weft_deadline_push(stop_at) == 0;
+            r = 0;
         }
     }
     if (pushed)
