@@ -32,6 +32,30 @@ static void assert_no_children(void)
     ASSERT_EQ(errno, ECHILD);
 }
 
+/* weft_process_output under a deadline ms from now. */
+static int output_within(weft_process *p, uint64_t ms, weft_output *o, int *ws)
+{
+    ASSERT_OK(weft_deadline_push_in(ms * 1000000ull));
+    int r = weft_process_output(p, o, ws);
+    ASSERT_OK(weft_deadline_pop());
+    return r;
+}
+
+/* Pushes far deadlines until no more can be: returns how many. */
+static int fill_deadline_levels(void)
+{
+    int levels = 0;
+    while (weft_deadline_push_in(10000 * 1000000ull) == 0)
+        levels++;
+    return levels;
+}
+
+static void pop_deadline_levels(int levels)
+{
+    while (levels--)
+        ASSERT_OK(weft_deadline_pop());
+}
+
 /* ---- output, status ------------------------------------------------------ */
 
 static void *main_output(void *arg)
@@ -331,9 +355,7 @@ static void *main_grandchild(void *arg)
     o.new_process_group = true;
     weft_process *p = sh("sleep 100 & echo started", &o);
     weft_output out;
-    ASSERT_OK(weft_deadline_push_in(100 * 1000000ull));
-    ASSERT_EQ(weft_process_output(p, &out, NULL), -ETIMEDOUT);
-    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(output_within(p, 100, &out, NULL), -ETIMEDOUT);
     ASSERT_STREQ(out.out, "started\n");
     ASSERT_STREQ(out.err, "");
     weft_output_free(&out);
@@ -364,9 +386,7 @@ static void *main_interrupted_output(void *arg)
     (void)arg;
     weft_process *p = sh("echo early; exec >&-; echo e1 >&2; exec sleep 100", &PIPES_OUT);
     weft_output o;
-    ASSERT_OK(weft_deadline_push_in(50 * 1000000ull));
-    ASSERT_EQ(weft_process_output(p, &o, NULL), -ETIMEDOUT);
-    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(output_within(p, 50, &o, NULL), -ETIMEDOUT);
     ASSERT_STREQ(o.out, "early\n");
     ASSERT_STREQ(o.err, "e1\n");
     weft_output_free(&o);
@@ -641,21 +661,16 @@ static void *main_wait_delay(void *arg)
     /* The delay's deadline cannot be pushed (16 levels in force): the
      * pipes are read to their end, as without a delay. */
     o.wait_delay_ns = 50 * 1000000ull;
-    int levels = 0;
-    while (weft_deadline_push_in(10000 * 1000000ull) == 0)
-        levels++;
+    int levels = fill_deadline_levels();
     p = sh("echo hi", &o);
     ASSERT_OK(weft_process_output(p, &out, &ws));
     ASSERT_STREQ(out.out, "hi\n");
     weft_output_free(&out);
     weft_process_destroy(p);
-    while (levels--)
-        ASSERT_OK(weft_deadline_pop());
+    pop_deadline_levels(levels);
     /* The caller's own earlier deadline is still the caller's. */
     p = sh("exec sleep 100", &o);
-    ASSERT_OK(weft_deadline_push_in(10 * 1000000ull));
-    ASSERT_EQ(weft_process_output(p, &out, NULL), -ETIMEDOUT);
-    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(output_within(p, 10, &out, NULL), -ETIMEDOUT);
     ASSERT(!out.held_open);
     weft_output_free(&out);
     weft_process_destroy(p);
@@ -674,9 +689,7 @@ static void *main_output_again(void *arg)
     (void)arg;
     weft_process *p = sh("echo hi; echo e >&2; exec >&- 2>&-; exec sleep 100", &PIPES_OUT);
     weft_output o;
-    ASSERT_OK(weft_deadline_push_in(50 * 1000000ull));
-    ASSERT_EQ(weft_process_output(p, &o, NULL), -ETIMEDOUT);
-    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(output_within(p, 50, &o, NULL), -ETIMEDOUT);
     ASSERT_STREQ(o.out, "hi\n");
     ASSERT_STREQ(o.err, "e\n");
     weft_output_free(&o);
@@ -779,12 +792,9 @@ static void *main_stop(void *arg)
     weft_process_destroy(p);
     /* A grace that cannot be pushed: nothing is sent. */
     p = sh("exec sleep 100", NULL);
-    int levels = 0;
-    while (weft_deadline_push_in(10000 * 1000000ull) == 0)
-        levels++;
+    int levels = fill_deadline_levels();
     ASSERT_EQ(weft_process_stop(p, SIGTERM, 0, &ws), -EOVERFLOW);
-    while (levels--)
-        ASSERT_OK(weft_deadline_pop());
+    pop_deadline_levels(levels);
     ASSERT_OK(weft_sleep_ns(20 * 1000000ull)); /* time for a SIGTERM to end it */
     ASSERT_EQ(weft_process_try_wait(p, NULL), -EAGAIN);
     weft_process_destroy(p);
