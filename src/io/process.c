@@ -2,15 +2,21 @@
  * docs/blocking.md ("Child processes").
  *
  * The child is started with posix_spawn (glibc's uses CLONE_VFORK, so the
- * calling thread waits only until the exec) and is then held by a pidfd.
- * Every wait is the same loop: look with waitid(P_PIDFD, WNOWAIT | WNOHANG)
+ * calling thread waits only until the exec) and is then held by a pidfd,
+ * or by its pid where no pidfd can be had (see await_exit).
+ * Every wait is the same loop: look with waitid(WNOWAIT | WNOHANG)
  * whether the child has exited, without reaping it; if not, wait for the
  * pidfd to become readable (it does at the exit), in a task with weft_poll
  * and elsewhere with poll(2); once it has, one waiter claims the reap
  * (state RUNNING -> REAPING), reaps with waitid, which cannot block then,
  * and publishes the status (EXITED). The claim is what lets several tasks
  * wait together: only one reaps, and the others read its status. Looking
- * before reaping keeps an interrupted wait from reaping anything.
+ * before reaping keeps an interrupted wait from reaping anything, and
+ * lets weft_process_stop kill the group while the exited child still
+ * holds its id.
+ *
+ * Output (weft_process_output) reads both pipes from the calling task
+ * through an epoll set it parks on; see collect_both.
  */
 #include <errno.h>
 #include <fcntl.h>
