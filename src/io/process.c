@@ -334,52 +334,77 @@ static int await_exit(weft_process *p, bool in_task, uint64_t *nap)
     return child_waitid(p, &si, WEXITED | WNOWAIT);
 }
 
-/* One look at the child; block: wait for its exit when it runs. */
-static int reap(weft_process *p, int *wstatus, bool block)
+/* One look at the child, without reaping it: 0 when it has exited (a
+ * zombie: its pid and group id still taken), -EAGAIN while it runs, 1
+ * when weft reaped it or is reaping it, -ECHILD when something else did
+ * (reaped behind weft's back, for good), or waitid's error. */
+static int look(weft_process *p)
+{
+    for (;;) {
+        int st = atomic_load_explicit(&p->state, memory_order_acquire);
+        if (st == PROC_EXITED || st == PROC_REAPING)
+            return 1;
+        if (st == PROC_LOST)
+            return -ECHILD;
+        siginfo_t si;
+        int r = child_waitid(p, &si, WEXITED | WNOHANG | WNOWAIT);
+        if (r == -ECHILD) {
+            /* While RUNNING: not weft's reap. Else another waiter's claim
+             * came in between: look at the state again. */
+            int expect = PROC_RUNNING;
+            if (atomic_compare_exchange_strong(&p->state, &expect, PROC_LOST))
+                return -ECHILD;
+            continue;
+        }
+        if (r < 0)
+            return r;
+        return si.si_pid ? 0 : -EAGAIN;
+    }
+}
+
+/* look, and with block, waits while the child runs: never -EAGAIN then. */
+static int await_zombie(weft_process *p, bool block)
 {
     bool in_task = weft__task_current() != NULL;
     uint64_t nap = 1000000; /* without a pidfd: 1 ms, then more */
     for (;;) {
-        int st = atomic_load_explicit(&p->state, memory_order_acquire);
-        if (st == PROC_EXITED) {
-            if (wstatus)
-                *wstatus = p->wstatus;
-            return 0;
-        }
-        if (st == PROC_LOST)
-            return -ECHILD;
-        if (st == PROC_REAPING) {
+        int r = look(p);
+        if (r != -EAGAIN || !block)
+            return r;
+        r = await_exit(p, in_task, &nap);
+        /* -ECHILD: another waiter reaped it meanwhile (a thread's
+         * blocking waitid by pid sees that): look again. */
+        if (r && r != -ECHILD)
+            return r;
+    }
+}
+
+/* Waits for the exit (block) or looks once, and reaps: one waiter claims
+ * the reap, the others read the status it publishes. */
+static int reap(weft_process *p, int *wstatus, bool block)
+{
+    for (;;) {
+        int r = await_zombie(p, block);
+        if (r == 1) {
+            if (atomic_load_explicit(&p->state, memory_order_acquire) == PROC_EXITED) {
+                if (wstatus)
+                    *wstatus = p->wstatus;
+                return 0;
+            }
             /* Another waiter is between its waitid and its store: it does
              * not wait there, so this is short. */
-            if (in_task)
+            if (weft__task_current())
                 (void)weft_yield();
             else
                 sched_yield();
             continue;
         }
-        siginfo_t si;
-        int r = child_waitid(p, &si, WEXITED | WNOHANG | WNOWAIT);
-        if (r < 0) {
-            /* ECHILD while RUNNING: reaped behind weft's back for good;
-             * while another waiter claimed it: that one's reap, look again. */
-            int expect = PROC_RUNNING;
-            if (r == -ECHILD && !atomic_compare_exchange_strong(&p->state, &expect, PROC_LOST))
-                continue;
+        if (r < 0)
             return r;
-        }
-        if (si.si_pid == 0) { /* running */
-            if (!block)
-                return -EAGAIN;
-            r = await_exit(p, in_task, &nap);
-            /* -ECHILD: another waiter reaped it meanwhile (a thread's
-             * blocking waitid by pid sees that): look again. */
-            if (r && r != -ECHILD)
-                return r;
-            continue;
-        }
         int expect = PROC_RUNNING;
         if (!atomic_compare_exchange_strong(&p->state, &expect, PROC_REAPING))
             continue;
+        siginfo_t si;
         r = child_waitid(p, &si, WEXITED);
         if (r < 0) {
             atomic_store_explicit(&p->state, PROC_LOST, memory_order_release);
@@ -426,33 +451,6 @@ int weft_process_kill_group(weft_process *p, int sig)
     return kill(-p->pid, sig) < 0 ? -errno : 0;
 }
 
-/* Waits until the child has exited, without reaping it: 0 while it is a
- * zombie (its pid and group id still taken), 1 when it was reaped
- * already (by another waiter, say), or the wait's error. */
-static int await_zombie(weft_process *p)
-{
-    bool in_task = weft__task_current() != NULL;
-    uint64_t nap = 1000000;
-    for (;;) {
-        int st = atomic_load_explicit(&p->state, memory_order_acquire);
-        if (st == PROC_EXITED || st == PROC_REAPING)
-            return 1;
-        if (st == PROC_LOST)
-            return -ECHILD;
-        siginfo_t si;
-        int r = child_waitid(p, &si, WEXITED | WNOHANG | WNOWAIT);
-        if (r == -ECHILD)
-            return 1; /* reaped meanwhile: weft_process_wait tells by whom */
-        if (r < 0)
-            return r;
-        if (si.si_pid)
-            return 0;
-        r = await_exit(p, in_task, &nap);
-        if (r && r != -ECHILD)
-            return r;
-    }
-}
-
 int weft_process_stop(weft_process *p, int sig, uint64_t grace_ns, int *wstatus)
 {
     if (!p)
@@ -475,14 +473,14 @@ int weft_process_stop(weft_process *p, int sig, uint64_t grace_ns, int *wstatus)
         (void)weft_deadline_pop();
         return r; /* a bad signal, say: nothing sent */
     }
-    r = await_zombie(p);
+    r = await_zombie(p, true);
     (void)weft_deadline_pop();
     /* The grace's end, not an earlier deadline of the caller's. */
     if (r == -ETIMEDOUT && weft_now_ns() >= grace_end) {
         if (p->group)
             (void)weft_process_kill_group(p, SIGKILL);
         (void)weft_process_kill(p, SIGKILL);
-        r = await_zombie(p);
+        r = await_zombie(p, true);
     }
     if (r < 0)
         return r;
