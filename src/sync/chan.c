@@ -253,27 +253,13 @@ ssize_t weft_chan_try_recv_many(weft_chan *c, void *elems, size_t max)
     return n ? (ssize_t)n : closed ? -EPIPE : -EAGAIN;
 }
 
-/* A _blocking_for call made from a task: the task form under a deadline
- * timeout_ns from now (none for UINT64_MAX). */
-#define IN_TASK_FOR(timeout_ns, call)                                                              \
-    do {                                                                                           \
-        if ((timeout_ns) == UINT64_MAX)                                                            \
-            return (call);                                                                         \
-        int pushed_ = weft_deadline_push_in(timeout_ns);                                           \
-        if (pushed_)                                                                               \
-            return pushed_;                                                                        \
-        __typeof__(call) r_ = (call);                                                              \
-        (void)weft_deadline_pop();                                                                 \
-        return r_;                                                                                 \
-    } while (0)
-
 ssize_t weft_chan_recv_many_blocking_for(weft_chan *c, void *elems, size_t max, uint64_t timeout_ns)
 {
     int r = check_many(c, elems, max);
     if (r)
         return r;
     if (weft__task_current())
-        IN_TASK_FOR(timeout_ns, weft_chan_recv_many(c, elems, max));
+        WEFT__IN_TASK_FOR(timeout_ns, weft_chan_recv_many(c, elems, max));
     if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
     return recv_many_wait(c, elems, max, NULL, weft__deadline_after(timeout_ns));
@@ -362,7 +348,7 @@ int weft_chan_send_blocking_for(weft_chan *c, const void *elem, uint64_t timeout
     if (!c || !elem)
         return -EINVAL;
     if (weft__task_current())
-        IN_TASK_FOR(timeout_ns, weft_chan_send(c, elem));
+        WEFT__IN_TASK_FOR(timeout_ns, weft_chan_send(c, elem));
     if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
     return send_wait(c, elem, NULL, weft__deadline_after(timeout_ns));
@@ -378,7 +364,7 @@ int weft_chan_recv_blocking_for(weft_chan *c, void *elem, uint64_t timeout_ns)
     if (!c || !elem)
         return -EINVAL;
     if (weft__task_current())
-        IN_TASK_FOR(timeout_ns, weft_chan_recv(c, elem));
+        WEFT__IN_TASK_FOR(timeout_ns, weft_chan_recv(c, elem));
     if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
     return recv_wait(c, elem, NULL, weft__deadline_after(timeout_ns));

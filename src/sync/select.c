@@ -495,16 +495,8 @@ int weft_select_blocking_for(weft_select_case *cases, size_t n, uint64_t timeout
     int r = check_cases(cases, n);
     if (r)
         return r;
-    if (weft__task_current()) {
-        if (timeout_ns == UINT64_MAX)
-            return weft_select(cases, n);
-        r = weft_deadline_push_in(timeout_ns);
-        if (r)
-            return r;
-        r = weft_select(cases, n);
-        (void)weft_deadline_pop();
-        return r;
-    }
+    if (weft__task_current())
+        WEFT__IN_TASK_FOR(timeout_ns, weft_select(cases, n));
     if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
     if (has_join(cases, n))

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <weft/io.h>
+
 #include "observe/trace.h"
 
 /* The waiter side of the hand-over: after the claim, wait for the waker to
@@ -78,16 +80,9 @@ static void futex_wait_until(_Atomic uint32_t *addr, uint32_t val, uint64_t dead
             FUTEX_BITSET_MATCH_ANY);
 }
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t weft__deadline_after(uint64_t timeout_ns)
 {
-    uint64_t now = monotonic_ns();
+    uint64_t now = weft_now_ns();
     return timeout_ns >= UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
 }
 
@@ -105,7 +100,7 @@ int weft__waiter_sleep_until(_Atomic uint32_t *state, uint64_t deadline_ns)
 {
     uint32_t s;
     while ((s = atomic_load_explicit(state, memory_order_acquire)) == WAITER_WAITING) {
-        if (deadline_ns != UINT64_MAX && monotonic_ns() >= deadline_ns)
+        if (deadline_ns != UINT64_MAX && weft_now_ns() >= deadline_ns)
             return -ETIMEDOUT;
         if (deadline_ns == UINT64_MAX)
             futex_wait(state, s);

@@ -233,6 +233,20 @@ int weft__waiter_sleep_until(_Atomic uint32_t *state, uint64_t deadline_ns);
 /* The CLOCK_MONOTONIC time timeout_ns from now, UINT64_MAX past its range
  * (and for UINT64_MAX): for the _blocking_for calls. */
 uint64_t weft__deadline_after(uint64_t timeout_ns);
+/* The body of a _blocking_for call made from a task: returns `call` (the
+ * task form) made under a deadline timeout_ns from now (none for
+ * UINT64_MAX), or the push's error. */
+#define WEFT__IN_TASK_FOR(timeout_ns, call)                                                        \
+    do {                                                                                           \
+        if ((timeout_ns) == UINT64_MAX)                                                            \
+            return (call);                                                                         \
+        int pushed_ = weft_deadline_push_in(timeout_ns);                                           \
+        if (pushed_)                                                                               \
+            return pushed_;                                                                        \
+        __typeof__(call) r_ = (call);                                                              \
+        (void)weft_deadline_pop();                                                                 \
+        return r_;                                                                                 \
+    } while (0)
 /* Wakes a waiter claimed under the lock; call after dropping the lock.
  * NULL is ignored. Any thread. */
 void weft__waiter_wake(weft__waiter *w);
