@@ -777,6 +777,372 @@ TEST(producers_and_consumers_selecting_on_tasks_and_threads_lose_nothing)
     run_main(NULL, main_stress, NULL);
 }
 
+/* ---- events, semaphores and wait groups ------------------------------------------ */
+
+static weft_select_case event_case(weft_event *e)
+{
+    return (weft_select_case){.op = WEFT_SELECT_EVENT, .event = e, .result = 99};
+}
+
+static weft_select_case acquire_case(weft_sem *s)
+{
+    return (weft_select_case){.op = WEFT_SELECT_ACQUIRE, .sem = s, .result = 99};
+}
+
+static weft_select_case waitgroup_case(weft_waitgroup *w)
+{
+    return (weft_select_case){.op = WEFT_SELECT_WAITGROUP, .wg = w, .result = 99};
+}
+
+/* A pending notification, a unit and a wait group at zero go at once, as
+ * their own waits would; the first two are taken, the third stays. */
+static void *main_sync_ready(void *arg)
+{
+    (void)arg;
+    weft_chan *empty;
+    ASSERT_OK(weft_chan_create(&empty, sizeof(int), 1));
+    weft_event e = WEFT_EVENT_INIT;
+    weft_sem s = WEFT_SEM_INIT(0);
+    weft_waitgroup wg = WEFT_WAITGROUP_INIT;
+    weft_waitgroup_add(&wg, 1);
+    int v;
+    weft_select_case c[] = {recv_case(empty, &v), event_case(&e), acquire_case(&s),
+                            waitgroup_case(&wg)};
+    ASSERT_EQ(weft_try_select(c, 4), -EAGAIN); /* nothing can go */
+
+    weft_event_notify_one(&e); /* no waiter: pending */
+    ASSERT_EQ(weft_select(c, 4), 1);
+    ASSERT_EQ(c[1].result, 0);
+    ASSERT_EQ(weft_try_select(c, 4), -EAGAIN); /* the notification was taken */
+
+    weft_sem_release(&s);
+    weft_sem_release(&s);
+    ASSERT_EQ(weft_select(c, 4), 2);
+    ASSERT_EQ(c[2].result, 0);
+    ASSERT_EQ(weft_sem_available(&s), 1u);
+    ASSERT_EQ(weft_try_select(c, 4), 2);
+    ASSERT_EQ(weft_sem_available(&s), 0u);
+
+    weft_waitgroup_done(&wg);
+    for (int i = 0; i < 3; i++) { /* zero stays zero: it takes nothing */
+        c[3].result = 99;
+        ASSERT_EQ(weft_select(c, 4), 3);
+        ASSERT_EQ(c[3].result, 0);
+    }
+    ASSERT_EQ(c[0].result, 99); /* the channel's case never went */
+    weft_chan_destroy(empty);
+    return NULL;
+}
+TEST(event_semaphore_and_wait_group_cases_go_at_once_when_they_can)
+{
+    run_main(NULL, main_sync_ready, NULL);
+}
+
+/* Each kind wakes a select that waits on it beside an empty channel, from
+ * a task that may run on the other worker; a notify_one or a release made
+ * for the select is taken by it (nothing left pending or available). */
+static weft_event wake_event;
+static weft_sem wake_sem;
+static weft_waitgroup wake_wg;
+
+static void *nap_then_signal(void *arg)
+{
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    switch ((int)(intptr_t)arg) {
+    case WEFT_SELECT_EVENT:
+        weft_event_notify_one(&wake_event);
+        break;
+    case WEFT_SELECT_ACQUIRE:
+        weft_sem_release(&wake_sem);
+        break;
+    default:
+        weft_waitgroup_done(&wake_wg);
+        break;
+    }
+    return NULL;
+}
+
+static void *main_sync_wait(void *arg)
+{
+    (void)arg;
+    weft_chan *empty;
+    ASSERT_OK(weft_chan_create(&empty, sizeof(int), 0));
+    ASSERT_OK(weft_event_init(&wake_event));
+    ASSERT_OK(weft_sem_init(&wake_sem, 0));
+    ASSERT_OK(weft_waitgroup_init(&wake_wg));
+    weft_waitgroup_add(&wake_wg, 1);
+    const int ops[] = {WEFT_SELECT_EVENT, WEFT_SELECT_ACQUIRE, WEFT_SELECT_WAITGROUP};
+    for (int i = 0; i < 3; i++) {
+        int v = -1;
+        weft_select_case c[] = {recv_case(empty, &v), event_case(&wake_event),
+                                acquire_case(&wake_sem), waitgroup_case(&wake_wg)};
+        weft_task *t;
+        ASSERT_OK(weft_spawn(&t, nap_then_signal, (void *)(intptr_t)ops[i]));
+        ASSERT_EQ(weft_select(c, 4), i + 1);
+        ASSERT_EQ(c[i + 1].result, 0);
+        ASSERT_EQ(v, -1);
+        ASSERT_OK(weft_join(t, NULL));
+        c[3].op = 0; /* the wait group, once at zero, would go every time */
+        ASSERT_EQ(weft_try_select(c, 4), -EAGAIN); /* handed over, not left */
+    }
+    ASSERT_EQ(weft_sem_available(&wake_sem), 0u);
+    weft_chan_destroy(empty);
+    return NULL;
+}
+TEST(event_semaphore_and_wait_group_cases_wait_for_their_source)
+{
+    run_main(NULL, main_sync_wait, NULL);
+}
+
+/* Interrupted while waiting on an event and a semaphore, a select leaves
+ * no node behind: the notify and the release that come next find no
+ * waiter, so the first is left pending and the second's unit stays. The
+ * same for a plain thread's select_blocking_for that times out. */
+static void *select_with_deadline(void *arg)
+{
+    (void)arg;
+    weft_select_case c[] = {event_case(&wake_event), acquire_case(&wake_sem)};
+    ASSERT_OK(weft_deadline_push_in(MS));
+    ASSERT_EQ(weft_select(c, 2), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(c[0].result, 99);
+    ASSERT_EQ(c[1].result, 99);
+    return NULL;
+}
+
+static void *thread_select_times_out(void *arg)
+{
+    (void)arg;
+    weft_select_case c[] = {event_case(&wake_event), acquire_case(&wake_sem)};
+    ASSERT_EQ(weft_select_blocking_for(c, 2, MS), -ETIMEDOUT);
+    return NULL;
+}
+
+static void *thread_select_waits(void *arg)
+{
+    (void)arg;
+    weft_select_case c[] = {event_case(&wake_event), acquire_case(&wake_sem)};
+    ASSERT_EQ(weft_select_blocking(c, 2), 1); /* the main task releases */
+    ASSERT_EQ(c[1].result, 0);
+    return NULL;
+}
+
+static void *main_sync_interrupted(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_event_init(&wake_event));
+    ASSERT_OK(weft_sem_init(&wake_sem, 0));
+    for (int round = 0; round < 2; round++) {
+        if (round == 0) {
+            weft_task *t;
+            ASSERT_OK(weft_spawn(&t, select_with_deadline, NULL));
+            ASSERT_OK(weft_join(t, NULL));
+        } else {
+            pthread_t th;
+            ASSERT_OK(pthread_create(&th, NULL, thread_select_times_out, NULL));
+            while (pthread_tryjoin_np(th, NULL) != 0)
+                ASSERT_OK(weft_sleep_ns(MS));
+        }
+        weft_event_notify_one(&wake_event);
+        weft_sem_release(&wake_sem);
+        ASSERT_OK(weft_event_wait(&wake_event)); /* pending: at once */
+        ASSERT_EQ(weft_sem_available(&wake_sem), 1u);
+        ASSERT_OK(weft_sem_try_acquire(&wake_sem));
+    }
+    /* A plain thread waiting in select_blocking is handed the unit. */
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, thread_select_waits, NULL));
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    weft_sem_release(&wake_sem);
+    while (pthread_tryjoin_np(th, NULL) != 0)
+        ASSERT_OK(weft_sleep_ns(MS));
+    ASSERT_EQ(weft_sem_available(&wake_sem), 0u);
+    return NULL;
+}
+TEST(an_interrupted_select_leaves_no_event_or_semaphore_waiter)
+{
+    run_main(NULL, main_sync_interrupted, NULL);
+}
+
+/* On one worker, deterministic: the main task waits in a select over an
+ * unbuffered channel, an event, a semaphore and a wait group, and the task
+ * below claims it through the channel, then, before the main task can run
+ * and take its other nodes out, notifies the event, releases a unit and
+ * brings the wait group to zero. Each must pass the stale nodes by: the
+ * notification is left pending and the unit kept. In the second round
+ * plain waiters queue behind the stale nodes: notify_all and the wait
+ * group wake them and leave the stale nodes to the select, so the lists
+ * are empty once all have returned. */
+static weft_chan *stale_ch;
+
+static void *wait_on_event(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_event_wait(&wake_event));
+    return NULL;
+}
+
+static void *wait_on_waitgroup(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_waitgroup_wait(&wake_wg));
+    return NULL;
+}
+
+static void *claim_then_signal(void *arg)
+{
+    /* Let the plain waiters queue first (they park at their first run). */
+    for (int i = 0; i < 4; i++)
+        weft_yield();
+    int v = 1;
+    ASSERT_OK(weft_chan_send(stale_ch, &v)); /* claims the select; no yield after */
+    if (arg)
+        weft_event_notify_all(&wake_event);
+    else
+        weft_event_notify_one(&wake_event);
+    weft_sem_release(&wake_sem);
+    weft_waitgroup_done(&wake_wg);
+    return NULL;
+}
+
+static void *main_sync_stale(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_chan_create(&stale_ch, sizeof(int), 0));
+    for (int all = 0; all < 2; all++) {
+        ASSERT_OK(weft_event_init(&wake_event));
+        ASSERT_OK(weft_sem_init(&wake_sem, 0));
+        ASSERT_OK(weft_waitgroup_init(&wake_wg));
+        weft_waitgroup_add(&wake_wg, 1);
+        weft_task *t, *plain[2] = {NULL, NULL};
+        ASSERT_OK(weft_spawn(&t, claim_then_signal, all ? &all : NULL));
+        if (all) {
+            ASSERT_OK(weft_spawn(&plain[0], wait_on_event, NULL));
+            ASSERT_OK(weft_spawn(&plain[1], wait_on_waitgroup, NULL));
+        }
+        int v = -1;
+        weft_select_case c[] = {recv_case(stale_ch, &v), event_case(&wake_event),
+                                acquire_case(&wake_sem), waitgroup_case(&wake_wg)};
+        ASSERT_EQ(weft_select(c, 4), 0);
+        ASSERT_EQ(c[0].result, 0);
+        ASSERT_EQ(v, 1);
+        ASSERT_EQ(c[1].result, 99);
+        ASSERT_OK(weft_join(t, NULL));
+        for (int i = 0; i < 2; i++)
+            if (plain[i])
+                ASSERT_OK(weft_join(plain[i], NULL));
+        /* Nothing of the select, nor of the woken waiters, is left linked. */
+        ASSERT(wake_event._waiters._first == NULL && wake_event._waiters._last == NULL);
+        ASSERT(wake_wg._waiters._first == NULL && wake_wg._waiters._last == NULL);
+        ASSERT(wake_sem._waiters._first == NULL && wake_sem._waiters._last == NULL);
+        /* The notification is pending, the unit available, the group at 0. */
+        ASSERT_EQ(weft_sem_available(&wake_sem), 1u);
+        ASSERT_EQ(weft_try_select(&c[1], 1), 0);
+        ASSERT_EQ(weft_try_select(&c[1], 1), -EAGAIN); /* taken */
+        ASSERT_EQ(weft_try_select(&c[3], 1), 0);
+        ASSERT_EQ(c[3].result, 0);
+    }
+    weft_chan_destroy(stale_ch);
+    return NULL;
+}
+TEST(stale_select_nodes_are_passed_by_notify_release_and_done)
+{
+    run_main_one_worker(NULL, main_sync_stale, NULL);
+}
+
+/* Tasks on both workers and a plain thread take a semaphore's units in
+ * selects that also wait on an event, which a ticker task notifies now
+ * and then, and give each unit back: no more holders than units at any
+ * time, and every unit back at the end. A claim racing the other case's
+ * claim, or a deadline, must neither lose a unit nor hand out one twice. */
+#ifdef TEST_TSAN
+#define SEM_ROUNDS 500
+#else
+#define SEM_ROUNDS 5000
+#endif
+#define SEM_UNITS  2
+#define SEM_TAKERS 5 /* the last one is the plain thread */
+static _Atomic int sem_holders, sem_max_holders;
+static _Atomic uint64_t sem_took, sem_notified;
+static _Atomic bool sem_stop;
+
+static void sem_round(bool task)
+{
+    weft_select_case c[] = {acquire_case(&wake_sem), event_case(&wake_event)};
+    int k = task ? weft_select(c, 2) : weft_select_blocking(c, 2);
+    ASSERT(k == 0 || k == 1);
+    ASSERT_OK(c[k].result);
+    if (k == 1) {
+        atomic_fetch_add(&sem_notified, 1);
+        return;
+    }
+    int h = atomic_fetch_add(&sem_holders, 1) + 1;
+    int m = atomic_load(&sem_max_holders);
+    while (h > m && !atomic_compare_exchange_weak(&sem_max_holders, &m, h))
+        ;
+    if (task)
+        weft_yield();
+    atomic_fetch_sub(&sem_holders, 1);
+    atomic_fetch_add(&sem_took, 1);
+    weft_sem_release(&wake_sem);
+}
+
+static void *sem_taker_task(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < SEM_ROUNDS; i++)
+        sem_round(true);
+    return NULL;
+}
+
+static void *sem_taker_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < SEM_ROUNDS; i++)
+        sem_round(false);
+    return NULL;
+}
+
+static void *sem_notifier(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&sem_stop)) {
+        weft_event_notify_one(&wake_event);
+        weft_yield();
+    }
+    return NULL;
+}
+
+static void *main_sem_stress(void *arg)
+{
+    (void)arg;
+    ASSERT_OK(weft_sem_init(&wake_sem, SEM_UNITS));
+    ASSERT_OK(weft_event_init(&wake_event));
+    weft_task *takers[SEM_TAKERS - 1], *notifier;
+    ASSERT_OK(weft_spawn(&notifier, sem_notifier, NULL));
+    for (int i = 0; i < SEM_TAKERS - 1; i++)
+        ASSERT_OK(weft_spawn(&takers[i], sem_taker_task, NULL));
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, sem_taker_thread, NULL));
+    for (int i = 0; i < SEM_TAKERS - 1; i++)
+        ASSERT_OK(weft_join(takers[i], NULL));
+    while (pthread_tryjoin_np(th, NULL) != 0)
+        ASSERT_OK(weft_sleep_ns(MS));
+    atomic_store(&sem_stop, true);
+    ASSERT_OK(weft_join(notifier, NULL));
+    ASSERT_EQ(atomic_load(&sem_took) + atomic_load(&sem_notified),
+              (uint64_t)SEM_TAKERS * SEM_ROUNDS);
+    ASSERT_GT(atomic_load(&sem_took), 0u);
+    ASSERT_LE(atomic_load(&sem_max_holders), SEM_UNITS);
+    ASSERT_EQ(weft_sem_available(&wake_sem), (unsigned)SEM_UNITS);
+    ASSERT(wake_sem._waiters._first == NULL && wake_event._waiters._first == NULL);
+    return NULL;
+}
+TEST(semaphore_units_taken_in_selects_on_tasks_and_threads_all_come_back)
+{
+    run_main(NULL, main_sem_stress, NULL);
+}
+
 /* ---- bad input and failed allocations ---------------------------------------------- */
 
 static void *main_misuse(void *arg)
@@ -806,6 +1172,12 @@ static void *main_misuse(void *arg)
     ASSERT_EQ(weft_try_select(&bad, 1), -EINVAL);
     bad = bcast_case(NULL, &v);
     ASSERT_EQ(weft_select(&bad, 1), -EINVAL);
+    bad = event_case(NULL);
+    ASSERT_EQ(weft_try_select(&bad, 1), -EINVAL);
+    bad = acquire_case(NULL);
+    ASSERT_EQ(weft_try_select(&bad, 1), -EINVAL);
+    bad = waitgroup_case(NULL);
+    ASSERT_EQ(weft_try_select(&bad, 1), -EINVAL);
     weft_select_case twice[] = {bcast_case(sub, &v), bcast_case(sub, &v)};
     ASSERT_EQ(weft_select(twice, 2), -EINVAL);
     weft_select_case many[WEFT_SELECT_MAX + 1];
@@ -887,4 +1259,9 @@ TEST_MAIN(CASE(a_case_that_can_go_goes_at_once), CASE(ready_cases_take_turns),
           CASE(an_interrupted_select_does_nothing_and_leaves_nothing_linked),
           CASE(a_claimed_selects_other_cases_are_passed_by),
           CASE(producers_and_consumers_selecting_on_tasks_and_threads_lose_nothing),
+          CASE(event_semaphore_and_wait_group_cases_go_at_once_when_they_can),
+          CASE(event_semaphore_and_wait_group_cases_wait_for_their_source),
+          CASE(an_interrupted_select_leaves_no_event_or_semaphore_waiter),
+          CASE(stale_select_nodes_are_passed_by_notify_release_and_done),
+          CASE(semaphore_units_taken_in_selects_on_tasks_and_threads_all_come_back),
           CASE(bad_input_gets_an_error))

@@ -181,30 +181,38 @@ WEFT_API int weft_broadcast_destroy(weft_broadcast *b);
 WEFT_API unsigned weft_broadcast_subscribers(weft_broadcast *b);
 
 /* ---- select ---------------------------------------------------------------
- * Waits on several channel operations at once and performs exactly one of
- * them, as Go's select does: whichever can go first. Each case is a
- * receive from a channel, a send on a channel, a broadcast
- * subscription's next message, or the join of a task set's next member
- * to finish (a JOIN case needs a task: -EPERM from the calls below outside
- * one). When several cases can go at the moment of
- * the call, one of them is picked at random, so that no case starves the
- * others. A case whose `op` is 0 is off and skipped (a way to drop a
- * channel from a loop once it is closed, as Go's nil channel does).
+ * Waits on several operations at once and performs exactly one of them,
+ * as Go's select does: whichever can go first. Each case is a receive
+ * from a channel, a send on a channel, a broadcast subscription's next
+ * message, the join of a task set's next member to finish (a JOIN case
+ * needs a task: -EPERM from the calls below outside one), an event's
+ * notification, a semaphore's unit, or a wait group reaching zero (what
+ * weft_event_wait, weft_sem_acquire and weft_waitgroup_wait wait for), so
+ * that a loop can wait for its work and for a shutdown event in one call.
+ * When several cases can go at the moment of the call, one of them is
+ * picked at random, so that no case starves the others. A case whose `op`
+ * is 0 is off and skipped (a way to drop a channel from a loop once it is
+ * closed, as Go's nil channel does).
  *
  *     weft_select_case cases[] = {
  *         {.op = WEFT_SELECT_RECV, .chan = jobs, .elem = &job},
  *         {.op = WEFT_SELECT_BROADCAST, .sub = control, .elem = &cmd},
+ *         {.op = WEFT_SELECT_EVENT, .event = &stop},
  *     };
- *     int k = weft_select(cases, 2);
+ *     int k = weft_select(cases, 3);
  *     if (k == 0 && cases[0].result == 0) run(&job);
  *
  * The rules of the calls above hold: the other cases have no effect (no
- * element taken or sent), and the interruptions are the same. */
+ * element, notification or unit taken or sent), and the interruptions are
+ * the same. */
 enum {
     WEFT_SELECT_RECV = 1,  /* take an element of chan into elem */
     WEFT_SELECT_SEND,      /* send the element at elem on chan */
     WEFT_SELECT_BROADCAST, /* take sub's next message into elem */
     WEFT_SELECT_JOIN,      /* join set's next member to finish (weft_taskset_join_next) */
+    WEFT_SELECT_EVENT,     /* take event's notification (weft_event_wait) */
+    WEFT_SELECT_ACQUIRE,   /* take one unit of sem (weft_sem_acquire) */
+    WEFT_SELECT_WAITGROUP, /* see wg at zero (weft_waitgroup_wait); takes nothing */
 };
 
 typedef struct weft_select_case {
@@ -213,17 +221,21 @@ typedef struct weft_select_case {
     weft_broadcast_sub *sub; /* BROADCAST; a subscription may be in one case only */
     weft_taskset *set;       /* JOIN; a set may be in one case only */
     /* RECV, BROADCAST: where the element goes; SEND: the element; JOIN:
-     * a void * that gets the member's return value, or NULL. */
+     * a void * that gets the member's return value, or NULL; EVENT,
+     * ACQUIRE, WAITGROUP: unused (may be NULL). */
     void *elem;
     /* Set in the case that went (the others are left as they were):
-     * 0, or -EPIPE: the channel is closed (RECV, BROADCAST: and read to
-     * its end); JOIN: the member's outcome (as weft_join's: 0,
-     * -ECANCELED, WEFT_EPANIC, -ENOMEM), -ECHILD when the set has no
-     * member left, -EDEADLK when the selecting task is the only member
-     * left (it would wait for itself), -EXDEV for another runtime's set. */
+     * 0 (always, for EVENT, ACQUIRE and WAITGROUP), or -EPIPE: the
+     * channel is closed (RECV, BROADCAST: and read to its end); JOIN: the member's outcome (as
+     * weft_join's: 0, -ECANCELED, WEFT_EPANIC, -ENOMEM), -ECHILD when the set has no member left,
+     * -EDEADLK when the selecting task is the only member left (it would wait for itself), -EXDEV
+     * for another runtime's set. */
     int result;
-    uint64_t missed; /* BROADCAST: as weft_broadcast_recv's *missed */
-    uint64_t id;     /* JOIN: the member's weft_task_id */
+    uint64_t missed;           /* BROADCAST: as weft_broadcast_recv's *missed */
+    uint64_t id;               /* JOIN: the member's weft_task_id */
+    struct weft_event *event;  /* EVENT */
+    struct weft_sem *sem;      /* ACQUIRE */
+    struct weft_waitgroup *wg; /* WAITGROUP */
 } weft_select_case;
 
 /* Most cases one select takes. */
@@ -236,9 +248,9 @@ typedef struct weft_select_case {
  * when a case could go. Returns -ECANCELED or -ETIMEDOUT (no case went),
  * -EPERM outside a task, -ENOMEM (more than 8 cases on and none could go
  * at once: their waiter nodes are allocated), -EINVAL: cases NULL, n 0 or
- * above WEFT_SELECT_MAX, no case on, an unknown op, a NULL chan, sub or
- * set, or a NULL elem (a JOIN's may be NULL), in a case that is on, or
- * one subscription or set in two cases.
+ * above WEFT_SELECT_MAX, no case on, an unknown op, a NULL chan, sub,
+ * set, event, sem or wg, or a NULL elem in a RECV, SEND or BROADCAST
+ * case, in a case that is on, or one subscription or set in two cases.
  * The select may touch any of its sources until it returns (only the
  * source of the case that went is left alone once it is woken): free
  * none of them before that. */

@@ -10,6 +10,7 @@
  */
 #include <limits.h>
 
+#include "sync/select.h"
 #include "sync/waitlist.h"
 
 _Static_assert(sizeof(weft_event) == 2 * sizeof(unsigned) + 2 * sizeof(void *),
@@ -27,14 +28,20 @@ int weft_event_init(weft_event *e)
     return 0;
 }
 
+int weft__event_take_locked(weft_event *e)
+{
+    if (!e->_pending)
+        return -EAGAIN;
+    e->_pending = 0;
+    return 0;
+}
+
 /* Takes the pending notification, or queues w; the caller holds e's lock.
  * True when the pending one was taken. */
 static bool take_or_queue(weft_event *e, weft__waiter *w)
 {
-    if (e->_pending) {
-        e->_pending = 0;
+    if (weft__event_take_locked(e) == 0)
         return true;
-    }
     waitlist_push(&e->_waiters, w);
     return false;
 }
@@ -91,7 +98,9 @@ void weft_event_notify_one(weft_event *e)
     if (!e)
         return;
     weft__spin_lock(&e->_lock);
-    weft__waiter *w = waitlist_claim_first(&e->_waiters, 0);
+    /* A select's stale node (it went through another case) is passed
+     * by: with no live waiter the notification stays pending. */
+    weft__waiter *w = waitlist_claim_first_live(&e->_waiters, 0);
     if (!w)
         e->_pending = 1;
     weft__spin_unlock(&e->_lock);
@@ -103,7 +112,7 @@ void weft_event_notify_all(weft_event *e)
     if (!e)
         return;
     weft__spin_lock(&e->_lock);
-    weft__waiter *chain = waitlist_claim_all(&e->_waiters, 0);
+    weft__waiter *chain = waitlist_claim_all_live(&e->_waiters, 0);
     e->_pending = 1;
     weft__spin_unlock(&e->_lock);
     weft__waiter_wake_chain(chain);
@@ -139,7 +148,7 @@ void weft_waitgroup_add(weft_waitgroup *w, int n)
         count = INT_MAX;
     }
     w->_count = (int)count;
-    weft__waiter *chain = count == 0 ? waitlist_claim_all(&w->_waiters, 0) : NULL;
+    weft__waiter *chain = count == 0 ? waitlist_claim_all_live(&w->_waiters, 0) : NULL;
     weft__spin_unlock(&w->_lock);
     weft__waiter_wake_chain(chain);
 }
@@ -147,6 +156,11 @@ void weft_waitgroup_add(weft_waitgroup *w, int n)
 void weft_waitgroup_done(weft_waitgroup *w)
 {
     weft_waitgroup_add(w, -1);
+}
+
+int weft__waitgroup_zero_locked(const weft_waitgroup *w)
+{
+    return w->_count == 0 ? 0 : -EAGAIN;
 }
 
 int weft_waitgroup_wait(weft_waitgroup *w)
@@ -160,7 +174,7 @@ int weft_waitgroup_wait(weft_waitgroup *w)
     weft__waiter node;
     waiter_init(&node, self, NULL);
     weft__spin_lock(&w->_lock);
-    bool zero = w->_count == 0;
+    bool zero = weft__waitgroup_zero_locked(w) == 0;
     if (!zero)
         waitlist_push(&w->_waiters, &node);
     weft__spin_unlock(&w->_lock);

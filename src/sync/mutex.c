@@ -8,6 +8,7 @@
  */
 #include <limits.h>
 
+#include "sync/select.h"
 #include "sync/waitlist.h"
 
 _Static_assert(sizeof(weft_mutex) == 2 * sizeof(unsigned) + 3 * sizeof(void *),
@@ -123,6 +124,14 @@ int weft_sem_init(weft_sem *s, unsigned n)
     return 0;
 }
 
+int weft__sem_take_locked(weft_sem *s)
+{
+    if (!s->_count)
+        return -EAGAIN;
+    s->_count--;
+    return 0;
+}
+
 int weft_sem_acquire(weft_sem *s)
 {
     if (!s)
@@ -132,8 +141,7 @@ int weft_sem_acquire(weft_sem *s)
     if (r)
         return r;
     weft__spin_lock(&s->_lock);
-    if (s->_count) {
-        s->_count--;
+    if (weft__sem_take_locked(s) == 0) {
         weft__spin_unlock(&s->_lock);
         return 0;
     }
@@ -159,11 +167,7 @@ int weft_sem_try_acquire(weft_sem *s)
     if (!s)
         return -EINVAL;
     weft__spin_lock(&s->_lock);
-    int r = -EAGAIN;
-    if (s->_count) {
-        s->_count--;
-        r = 0;
-    }
+    int r = weft__sem_take_locked(s);
     weft__spin_unlock(&s->_lock);
     return r;
 }
@@ -173,7 +177,8 @@ void weft_sem_release(weft_sem *s)
     if (!s)
         return;
     weft__spin_lock(&s->_lock);
-    weft__waiter *w = waitlist_claim_first(&s->_waiters, 0);
+    /* Past a select's stale nodes: with no live waiter the unit is kept. */
+    weft__waiter *w = waitlist_claim_first_live(&s->_waiters, 0);
     if (!w) {
         if (s->_count == UINT_MAX) {
 #ifndef NDEBUG

@@ -1,4 +1,4 @@
-/* weft_select: wait on several channel operations, perform one.
+/* weft_select: wait on several operations, perform one.
  *
  * The shape is Go's select. With the locks of every source in the call
  * held (taken in address order, each once, so that two selects over the
@@ -17,7 +17,10 @@
  * the winner's: its claimer may free a channel after its send). A
  * broadcast case is claimed by a send or the close, which only says that
  * there is something to read: the task reads it in that same lock round,
- * so no other case can go in between.
+ * so no other case can go in between. An event's notify, a semaphore's
+ * release and a wait group's last done claim as a send does: the claim
+ * itself hands over the notification or the unit (a wait group's hands
+ * over nothing), so the case has gone once claimed.
  *
  * An interruption takes all the locks: if the select is still WAITING no
  * waker can claim it any more, and the task unlinks every node and
@@ -56,6 +59,12 @@ static unsigned *case_lock(const weft_select_case *c)
         return weft__broadcast_lock(c->sub);
     case WEFT_SELECT_JOIN:
         return weft__taskset_lock(c->set);
+    case WEFT_SELECT_EVENT:
+        return &c->event->_lock;
+    case WEFT_SELECT_ACQUIRE:
+        return &c->sem->_lock;
+    case WEFT_SELECT_WAITGROUP:
+        return &c->wg->_lock;
     default:
         return weft__chan_lock(c->chan);
     }
@@ -90,6 +99,12 @@ static weft__waitlist *case_list(const weft_select_case *c)
         return weft__chan_waiters(c->chan, true);
     case WEFT_SELECT_JOIN:
         return weft__taskset_waiters(c->set);
+    case WEFT_SELECT_EVENT:
+        return &c->event->_waiters;
+    case WEFT_SELECT_ACQUIRE:
+        return &c->sem->_waiters;
+    case WEFT_SELECT_WAITGROUP:
+        return &c->wg->_waiters;
     default:
         return weft__broadcast_waiters(c->sub);
     }
@@ -119,10 +134,24 @@ static int check_cases(const weft_select_case *cases, size_t n)
             if (!c->set)
                 return -EINVAL;
             break;
+        case WEFT_SELECT_EVENT:
+            if (!c->event)
+                return -EINVAL;
+            break;
+        case WEFT_SELECT_ACQUIRE:
+            if (!c->sem)
+                return -EINVAL;
+            break;
+        case WEFT_SELECT_WAITGROUP:
+            if (!c->wg)
+                return -EINVAL;
+            break;
         default:
             return -EINVAL;
         }
-        if (!c->elem && c->op != WEFT_SELECT_JOIN) /* a JOIN may drop the result */
+        /* Only a channel's and a broadcast's cases move an element (a
+         * JOIN may drop the member's result). */
+        if (!c->elem && c->op <= WEFT_SELECT_BROADCAST)
             return -EINVAL;
         /* A source whose claim is a hint (one message to read, one member
          * to join) could be claimed for two cases when there is one
@@ -217,6 +246,15 @@ static int try_case(weft_select_case *c, struct after *a)
     case WEFT_SELECT_JOIN:
         r = weft__taskset_take_locked(c->set, &a->member, &chain);
         chain_append(&a->chain, chain);
+        break;
+    case WEFT_SELECT_EVENT:
+        r = weft__event_take_locked(c->event);
+        break;
+    case WEFT_SELECT_ACQUIRE:
+        r = weft__sem_take_locked(c->sem);
+        break;
+    case WEFT_SELECT_WAITGROUP:
+        r = weft__waitgroup_zero_locked(c->wg);
         break;
     default:
         r = weft__broadcast_read_locked(c->sub, c->elem, &missed);

@@ -1,6 +1,6 @@
-/* What weft_select (select.c) needs from the channel and the broadcast
- * channel (internal): each source's lock, the list a select node joins,
- * and the step that does not wait, made under that lock. */
+/* What weft_select (select.c) needs from its sources (internal): each
+ * source's lock, the list a select node joins, and the step that does not
+ * wait, made under that lock. */
 #ifndef WEFT_SYNC_SELECT_H
 #define WEFT_SYNC_SELECT_H
 
@@ -22,6 +22,16 @@ unsigned *weft__broadcast_lock(weft_broadcast_sub *s);
 weft__waitlist *weft__broadcast_waiters(weft_broadcast_sub *s);
 /* weft_broadcast_try_recv's step: 0, -EPIPE or -EAGAIN. */
 int weft__broadcast_read_locked(weft_broadcast_sub *s, void *elem, uint64_t *missed);
+
+/* Events, semaphores and wait groups (event.c, mutex.c): the steps of
+ * weft_event_wait, weft_sem_acquire and weft_waitgroup_wait that do not
+ * wait, made under the primitive's lock: 0 (the notification or the unit
+ * taken; the count at zero) or -EAGAIN. Their notify_*, release and add
+ * claim waiters with waitlist_claim_first_live / _all_live, passing a
+ * select's stale nodes by. */
+int weft__event_take_locked(weft_event *e);
+int weft__sem_take_locked(weft_sem *s);
+int weft__waitgroup_zero_locked(const weft_waitgroup *w);
 
 /* Task sets (task/taskset.c). */
 unsigned *weft__taskset_lock(weft_taskset *s);

@@ -25,8 +25,9 @@
  * until the select's task takes them out, under each list's lock. Until
  * then they are stale: a waker that finds one skips it (waitlist_try_claim
  * fails) and goes on to the next waiter. So lists that may hold select
- * nodes (the channel's and the broadcast channel's) are claimed only
- * through waitlist_try_claim, waitlist_claim_first_live and
+ * nodes (the channel's, the broadcast channel's, the task set's, the
+ * event's, the semaphore's and the wait group's) are claimed only through
+ * waitlist_try_claim, waitlist_claim_first_live and
  * waitlist_claim_all_live.
  */
 #ifndef WEFT_SYNC_WAITLIST_H
