@@ -35,6 +35,7 @@
 #include <weft/io.h>
 #include <weft/process.h>
 
+#include "common/saturate.h"
 #include "common/fault.h"
 #include "task/task.h"
 
@@ -464,7 +465,7 @@ int weft_process_stop(weft_process *p, int sig, uint64_t grace_ns, int *wstatus)
     /* The grace is pushed before anything is sent: a push that fails
      * (-EOVERFLOW, -ENOMEM) has sent nothing. */
     uint64_t now = weft_now_ns();
-    uint64_t grace_end = grace_ns > UINT64_MAX - now ? UINT64_MAX : now + grace_ns;
+    uint64_t grace_end = weft__add_sat(now, grace_ns);
     int r = weft_deadline_push(grace_end);
     if (r)
         return r;
@@ -612,7 +613,7 @@ static int collect_both(weft_process *p, collector c[2], bool *held_open)
         if (r == 1) { /* the child has exited */
             (void)epoll_ctl(ep, EPOLL_CTL_DEL, p->pidfd, NULL);
             uint64_t now = weft_now_ns();
-            stop_at = p->wait_delay_ns > UINT64_MAX - now ? UINT64_MAX : now + p->wait_delay_ns;
+            stop_at = weft__add_sat(now, p->wait_delay_ns);
             /* A deadline that cannot be pushed (-EOVERFLOW: 16 levels
              * already) leaves the reading as without a delay. */
             pushed = weft_deadline_push(stop_at) == 0;

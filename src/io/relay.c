@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <weft/io.h>
 
+#include "common/saturate.h"
 #include "common/fault.h"
 #include "task/task.h"
 
@@ -95,7 +96,7 @@ static int check_socket(int fd)
 static uint64_t idle_deadline(_Atomic uint64_t *last_moved, uint64_t idle_ns)
 {
     uint64_t last = atomic_load_explicit(last_moved, memory_order_relaxed);
-    return last > UINT64_MAX - idle_ns ? UINT64_MAX : last + idle_ns;
+    return weft__add_sat(last, idle_ns);
 }
 
 /* Why join_any's -ETIMEDOUT came: the caller's own deadline (outer, 0 for

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <weft/io.h>
 
+#include "common/saturate.h"
 #include "runtime/worker.h"
 
 /* now: the caller's reading of the clock, so a sleep costs one read. */
@@ -67,5 +68,5 @@ int weft_sleep_ns(uint64_t ns)
      * deadline the real clock still decides whether that deadline has
      * passed: a reading ahead of it could say so too early. */
     uint64_t now = w->current->deadline ? weft_now_ns() : weft__runclock_now_no_earlier(&w->clock);
-    return sleep_until(ns > UINT64_MAX - now ? UINT64_MAX : now + ns, now);
+    return sleep_until(weft__add_sat(now, ns), now);
 }

@@ -24,17 +24,8 @@
  * estimate off: each tick aims at its grid point and is late by its own
  * lag only.
  */
+#include "common/saturate.h"
 #include "ring/tick_schedule.h"
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
-static uint64_t sat_mul(uint64_t a, uint64_t b)
-{
-    return b && a > UINT64_MAX / b ? UINT64_MAX : a * b;
-}
 
 void weft__tick_schedule_set(weft__tick_schedule *ts, uint64_t period)
 {
@@ -72,16 +63,16 @@ uint64_t weft__tick_schedule_arm(weft__tick_schedule *ts, uint64_t now, unsigned
     if (ts->nlags < 2 && n > WEFT_TICK_LEARNING)
         n = WEFT_TICK_LEARNING;
     if (ts->new_grid) {
-        ts->due = sat_add(now, p);
+        ts->due = weft__add_sat(now, p);
         ts->new_grid = false;
     } else if (now >= ts->due && now - ts->due >= p) {
         /* Behind by a whole period or more (the worker was held): those
          * grid points are skipped. Less is caught up below. */
-        ts->due = sat_add(ts->due, sat_mul((now - ts->due) / p, p));
+        ts->due = weft__add_sat(ts->due, weft__mul_sat((now - ts->due) / p, p));
     }
     if (n == 1 && ts->due <= now)
-        ts->due = sat_add(ts->due, p); /* one tick, already late: the next */
-    uint64_t last_due = sat_add(ts->due, sat_mul(n - 1, p));
+        ts->due = weft__add_sat(ts->due, p); /* one tick, already late: the next */
+    uint64_t last_due = weft__add_sat(ts->due, weft__mul_sat(n - 1, p));
     /* now < last_due, unless the grid ran into UINT64_MAX. Rounded up:
      * a tick late by a nanosecond rather than early by one. */
     uint64_t k = last_due > now ? (last_due - now) / n + ((last_due - now) % n != 0) : p;
@@ -92,7 +83,7 @@ uint64_t weft__tick_schedule_arm(weft__tick_schedule *ts, uint64_t now, unsigned
         k = k > ts->lag ? k - ts->lag : 0;
     /* Within half a period either way: a wild estimate (a worker held
      * through a whole arming) costs at most that for one arming. */
-    uint64_t lo = p / 2 ? p / 2 : 1, hi = sat_add(p, p / 2);
+    uint64_t lo = p / 2 ? p / 2 : 1, hi = weft__add_sat(p, p / 2);
     k = k < lo ? lo : k > hi ? hi : k;
     ts->armed_at = now;
     ts->first_tick = 0;
@@ -100,7 +91,7 @@ uint64_t weft__tick_schedule_arm(weft__tick_schedule *ts, uint64_t now, unsigned
     ts->ticks = n;
     ts->first_due = ts->due;
     ts->seen = 0;
-    ts->due = sat_add(last_due, p);
+    ts->due = weft__add_sat(last_due, p);
     *ticks = n;
     return k;
 }
@@ -112,11 +103,12 @@ uint64_t weft__tick_schedule_tick(weft__tick_schedule *ts, uint64_t now)
     if (!ts->first_due)
         return 0; /* an arming planned before the last set: no grid point */
     uint64_t p = ts->period, i = ts->seen++;
-    uint64_t due = sat_add(ts->first_due, sat_mul(i, p));
+    uint64_t due = weft__add_sat(ts->first_due, weft__mul_sat(i, p));
     /* When the arming's plan has the tick come: a tick may come well
      * after its point by plan (an arming that catches up starts late by
      * up to a period, and brings its ticks closer together). */
-    uint64_t planned = sat_add(ts->armed_at, sat_mul(i + 1, sat_add(ts->arming_period, ts->lag)));
+    uint64_t planned = weft__add_sat(
+        ts->armed_at, weft__mul_sat(i + 1, weft__add_sat(ts->arming_period, ts->lag)));
     if (now >= due && now - due >= p && now >= planned && now - planned >= p) {
         /* A whole period later than planned, and as late after its
          * point: the worker was held. The tick stands for the last grid
@@ -125,10 +117,10 @@ uint64_t weft__tick_schedule_tick(weft__tick_schedule *ts, uint64_t now)
          * rest of the arming (up to 64 ticks) went on naming points from
          * before the hold, and the points it skipped showed only at the
          * next arming (a review found it). */
-        uint64_t skip = sat_mul((now - due) / p, p);
-        ts->first_due = sat_add(ts->first_due, skip);
-        ts->due = sat_add(ts->due, skip);
-        due = sat_add(due, skip);
+        uint64_t skip = weft__mul_sat((now - due) / p, p);
+        ts->first_due = weft__add_sat(ts->first_due, skip);
+        ts->due = weft__add_sat(ts->due, skip);
+        due = weft__add_sat(due, skip);
     }
     return due;
 }

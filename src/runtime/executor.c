@@ -12,6 +12,7 @@
 #include <weft/executor.h>
 #include <weft/io.h>
 
+#include "common/saturate.h"
 #include "common/fault.h"
 #include "observe/trace.h"
 #include "runtime/config.h"
@@ -127,7 +128,7 @@ int64_t weft_executor_run(weft_executor *ex, uint64_t budget_ns)
     w->count.busy_since_ns = now; /* busy from here to the end of the call */
     /* A budget past the clock's range ("no limit") must not wrap round to
      * one that is over at once. */
-    uint64_t until = budget_ns && budget_ns < UINT64_MAX - now ? now + budget_ns : UINT64_MAX;
+    uint64_t until = budget_ns ? weft__add_sat(now, budget_ns) : UINT64_MAX;
     int r = weft__worker_run_ready(w, until);
     uint64_t end = weft_now_ns();
     if (end > w->count.busy_since_ns)

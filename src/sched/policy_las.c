@@ -46,16 +46,11 @@
 #include <string.h>
 #include <weft/sched.h>
 
+#include "common/saturate.h"
 #include "sched/group_table.h"
 
 #define HEAP_MIN_CAPACITY 64
 #define HEAP_SHRINK_FLOOR 1024
-
-static inline uint64_t add_saturating(uint64_t a, uint64_t b)
-{
-    uint64_t sum;
-    return __builtin_add_overflow(a, b, &sum) ? UINT64_MAX : sum;
-}
 
 /* ---- the ledger both policies keep ---------------------------------------- */
 
@@ -102,7 +97,7 @@ ledger_charge(ledger *l, void *state, add_service_fn *add, weft_sched_entity *e,
     if (ran_ns == 0)
         return;
     if (l->pending == e) {
-        l->pending_ns = add_saturating(l->pending_ns, ran_ns);
+        l->pending_ns = weft__add_sat(l->pending_ns, ran_ns);
         return;
     }
     ledger_flush(l, state, add);
@@ -343,7 +338,7 @@ static inline void fifo_append(weft_sched_entity **head, weft_sched_entity **tai
 static void las_add_service(void *state, weft__group *g, uint64_t ran_ns)
 {
     las_state *s = state;
-    g->service_ns = add_saturating(g->service_ns, ran_ns);
+    g->service_ns = weft__add_sat(g->service_ns, ran_ns);
     if (g->heap_index == WEFT__GROUP_LANE) {
         /* Other tasks of the group are queued: it now sorts after the
          * zero-service groups, by (service, seq) like any other. */
@@ -521,7 +516,7 @@ static uint8_t qlas_bucket(uint64_t service_ns, uint64_t quantum_ns)
 static void qlas_add_service(void *state, weft__group *g, uint64_t ran_ns)
 {
     qlas_state *s = state;
-    g->service_ns = add_saturating(g->service_ns, ran_ns);
+    g->service_ns = weft__add_sat(g->service_ns, ran_ns);
     /* Computed here rather than at each push: the bucket changes only when
      * the service does, and push is the hotter call. */
     g->bucket = qlas_bucket(g->service_ns, s->quantum_ns);

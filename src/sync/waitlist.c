@@ -1,4 +1,5 @@
 /* Parking and waking sync waiters; see waitlist.h for the hand-over protocol. */
+#include "common/saturate.h"
 #include "sync/waitlist.h"
 
 #include <errno.h>
@@ -83,7 +84,7 @@ static void futex_wait_until(_Atomic uint32_t *addr, uint32_t val, uint64_t dead
 uint64_t weft__deadline_after(uint64_t timeout_ns)
 {
     uint64_t now = weft_now_ns();
-    return timeout_ns >= UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+    return weft__add_sat(now, timeout_ns);
 }
 
 int weft__waiter_block(weft__waiter *w)

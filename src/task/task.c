@@ -1,5 +1,6 @@
 /* Task lifecycle: spawn, the state word, park/wake, join, detach, finish.
  * See task.h for the state protocol. */
+#include "common/saturate.h"
 #include "task/task.h"
 
 #include <errno.h>
@@ -810,7 +811,7 @@ static uint64_t deadline_in_force(const weft_task *t)
 static uint64_t deadline_from_now(uint64_t ns)
 {
     uint64_t now = weft_now_ns();
-    return ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+    return weft__add_sat(now, ns);
 }
 
 _Static_assert(TASK_MAX_DEADLINES <= TASK_DEADLINE_LEVEL_BITS,
