@@ -41,6 +41,38 @@ static int output_within(weft_process *p, uint64_t ms, weft_output *o, int *ws)
     return r;
 }
 
+/* A marker file the child touches once it has written what a test reads
+ * under a deadline: the test waits for it first, so that the deadline
+ * bounds the read only, not the child's start (which a loaded machine
+ * may hold up for longer than any deadline a test would use). */
+static char mark[64];
+
+static const char *new_mark(void)
+{
+    static int n;
+    snprintf(mark, sizeof mark, "/tmp/weft-test-mark-%d-%d", (int)getpid(), n++);
+    unlink(mark);
+    return mark;
+}
+
+static void await_mark(void)
+{
+    while (access(mark, F_OK) != 0)
+        ASSERT_OK(weft_sleep_ns(1000000ull));
+    ASSERT_OK(unlink(mark));
+}
+
+/* sh(script with one %s, which becomes a fresh mark's path), then waits
+ * for the mark. */
+static weft_process *sh_marked(const char *fmt, const weft_process_opts *opts)
+{
+    char script[256];
+    snprintf(script, sizeof script, fmt, new_mark());
+    weft_process *p = sh(script, opts);
+    await_mark();
+    return p;
+}
+
 /* Pushes far deadlines until no more can be: returns how many. */
 static int fill_deadline_levels(void)
 {
@@ -353,13 +385,13 @@ static void *main_grandchild(void *arg)
     (void)arg;
     weft_process_opts o = PIPES_OUT;
     o.new_process_group = true;
-    weft_process *p = sh("sleep 100 & echo started", &o);
+    weft_process *p = sh_marked("sleep 100 & echo started; touch %s", &o);
     weft_output out;
     ASSERT_EQ(output_within(p, 100, &out, NULL), -ETIMEDOUT);
     ASSERT_STREQ(out.out, "started\n");
     ASSERT_STREQ(out.err, "");
     weft_output_free(&out);
-    /* sh has exited (its echo was its last command); the pipes are still
+    /* sh has exited (the touch was its last command); the pipes are still
      * open in sleep. */
     int ws = -1;
     ASSERT_OK(weft_process_wait(p, &ws));
@@ -384,7 +416,8 @@ TEST(a_grandchild_holding_the_pipe_and_kill_group)
 static void *main_interrupted_output(void *arg)
 {
     (void)arg;
-    weft_process *p = sh("echo early; exec >&-; echo e1 >&2; exec sleep 100", &PIPES_OUT);
+    weft_process *p =
+        sh_marked("echo early; exec >&-; echo e1 >&2; touch %s; exec sleep 100", &PIPES_OUT);
     weft_output o;
     ASSERT_EQ(output_within(p, 50, &o, NULL), -ETIMEDOUT);
     ASSERT_STREQ(o.out, "early\n");
@@ -397,7 +430,7 @@ static void *main_interrupted_output(void *arg)
     weft_process_destroy(p);
     /* A child that writes stderr without a pause, stopped by deadlines. */
     for (int i = 0; i < 5; i++) {
-        p = sh("exec yes stderr-line >&2", &PIPES_OUT);
+        p = sh_marked("echo stderr-line >&2; touch %s; exec yes stderr-line >&2", &PIPES_OUT);
         ASSERT_OK(weft_deadline_push_in(20 * 1000000ull));
         ASSERT_EQ(weft_process_output(p, &o, NULL), -ETIMEDOUT);
         ASSERT_OK(weft_deadline_pop());
@@ -687,7 +720,8 @@ TEST(wait_delay_stops_reading_pipes_held_after_the_exit)
 static void *main_output_again(void *arg)
 {
     (void)arg;
-    weft_process *p = sh("echo hi; echo e >&2; exec >&- 2>&-; exec sleep 100", &PIPES_OUT);
+    weft_process *p =
+        sh_marked("echo hi; echo e >&2; exec >&- 2>&-; touch %s; exec sleep 100", &PIPES_OUT);
     weft_output o;
     ASSERT_EQ(output_within(p, 50, &o, NULL), -ETIMEDOUT);
     ASSERT_STREQ(o.out, "hi\n");
