@@ -252,8 +252,9 @@ typedef struct weft_select_case {
  * set, event, sem or wg, or a NULL elem in a RECV, SEND or BROADCAST
  * case, in a case that is on, or one subscription or set in two cases.
  * The select may touch any of its sources until it returns (only the
- * source of the case that went is left alone once it is woken): free
- * none of them before that. */
+ * source of the case that went is left alone once it is woken, unless
+ * that source is in another case of the select too): free none of them
+ * before that. */
 WEFT_API WEFT_MUST_CHECK int weft_select(weft_select_case *cases, size_t n);
 /* weft_select without waiting: -EAGAIN when no case can go now, -EINVAL
  * as above; it never allocates. Any thread. */
