@@ -298,6 +298,8 @@ WEFT_API int weft_pipe(int fds[2], int flags);
 
 /* ---- sockets ------------------------------------------------------------ */
 
+struct addrinfo;
+
 /* type takes SOCK_CLOEXEC and SOCK_NONBLOCK as socket(2) does; flags:
  * WEFT_DIRECT for a direct descriptor. SOCK_NONBLOCK changes nothing for
  * weft's calls, which wait for their task alone either way (io_uring polls
@@ -312,6 +314,49 @@ WEFT_API int weft_listen(int fd, int backlog);
  * then weft_deadline_pop): -ETIMEDOUT when it passes, the socket then
  * unconnected (close it; docs/io.md's relay example). */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
+
+/* Connecting by name (docs/io.md, "Connecting by name"). Options of
+ * weft_dial and weft_dial_addrs; NULL or all zero: the defaults. */
+typedef struct weft_dial_opts {
+    /* weft_dial's lookup: AF_UNSPEC (0: IPv4 and IPv6), AF_INET or
+     * AF_INET6. weft_dial_addrs tries the list it is given. */
+    int family;
+    /* 0 or SOCK_STREAM (TCP), or SOCK_DGRAM (a connected UDP socket);
+     * weft_dial_addrs skips the entries of another ai_socktype. */
+    int type;
+    /* Time each address may take before the next one is tried; 0: no
+     * limit of its own (an address that never answers then holds the
+     * dial until the caller's deadline, if any). */
+    uint64_t attempt_timeout_ns;
+    /* TCP_NODELAY on the connected socket (TCP only): for request and
+     * response protocols that write small messages. */
+    bool nodelay;
+} weft_dial_opts;
+
+/* Connects to host:service, as Go's net.Dial and Tokio's
+ * TcpStream::connect do: looks the name up (weft_getaddrinfo, on the
+ * blocking pool; host NULL: the loopback address; service a port number or
+ * a name from /etc/services), then weft_dial_addrs on the list. Returns
+ * the connected socket (SOCK_CLOEXEC; close it with weft_close), or:
+ * -EINVAL (service NULL, bad opts), -EPERM outside a task, the lookup's
+ * errors (WEFT_EAI(code), -ENOMEM, ...; see weft_getaddrinfo), or
+ * weft_dial_addrs's. The caller's deadlines and cancellation bound the
+ * whole of it, lookup included. */
+WEFT_API WEFT_MUST_CHECK int weft_dial(const char *host, const char *service,
+                                       const weft_dial_opts *opts);
+/* Tries each address of the list in its order (getaddrinfo's, RFC 6724:
+ * usually IPv6 first where the host has IPv6), one at a time, each within
+ * attempt_timeout_ns if set, until one connects; returns that socket. An
+ * entry's ai_family, ai_protocol and ai_addr are used; one whose
+ * ai_socktype is set and is not opts' type is skipped. When every address
+ * failed, returns the last one's error (-ECONNREFUSED, -ENETUNREACH,
+ * -ETIMEDOUT for an attempt past its own time, ...); every socket tried
+ * is closed. -EADDRNOTAVAIL when no entry is of the type; -ECANCELED or
+ * -ETIMEDOUT once the caller is cancelled or past its own deadline: no
+ * further address is tried. -EINVAL for a NULL list or bad opts, -EPERM
+ * outside a task. */
+WEFT_API WEFT_MUST_CHECK int weft_dial_addrs(const struct addrinfo *addrs,
+                                             const weft_dial_opts *opts);
 /* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT (which ignores
  * SOCK_CLOEXEC: direct descriptors are not inherited). addr/len may be NULL.
  * Closing fd does not end an accept waiting on it; shutdown(fd, SHUT_RDWR)

@@ -37,6 +37,8 @@ declare -A call=(
   [weft_select_blocking_for]='weft_select_blocking_for((weft_select_case *)p, 1, 0)'
   [weft_process_spawn]='weft_process_spawn((weft_process **)p, "x", (char *const *)p, NULL)'
   [weft_process_output]='weft_process_output((weft_process *)p, (weft_output *)p, NULL)'
+  [weft_dial]='weft_dial("h", "1", NULL)'
+  [weft_dial_addrs]='weft_dial_addrs((const struct addrinfo *)p, NULL)'
 )
 
 # The marked functions, read from the headers (a declaration may span

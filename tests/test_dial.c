@@ -1,0 +1,397 @@
+/* weft_dial and weft_dial_addrs: connecting by name and by an address
+ * list; the next address after one that refuses or stays silent past its
+ * attempt time; the caller's deadline and cancellation ending the dial;
+ * TCP_NODELAY and connected UDP; bad input; failed SQEs and allocations
+ * leaving no descriptor behind. Real sockets on loopback throughout. */
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdatomic.h>
+
+#include "common/fault.h"
+#include "test.h"
+
+#define MS 1000000ull
+
+/* ---- addresses --------------------------------------------------------------- */
+
+/* An addrinfo entry for 127.0.0.1:port, linked into a list by the caller. */
+struct entry {
+    struct addrinfo ai;
+    struct sockaddr_in sa;
+};
+
+static void entry_set(struct entry *e, uint16_t port, struct entry *next)
+{
+    memset(e, 0, sizeof *e);
+    e->sa = loopback(port);
+    e->ai.ai_family = AF_INET;
+    e->ai.ai_socktype = SOCK_STREAM;
+    e->ai.ai_addr = (struct sockaddr *)&e->sa;
+    e->ai.ai_addrlen = sizeof e->sa;
+    e->ai.ai_next = next ? &next->ai : NULL;
+}
+
+/* A port on 127.0.0.1 where nothing listens (bound, then closed: the
+ * kernel will not hand it out again at once). */
+static uint16_t refusing_port(void)
+{
+    uint16_t port;
+    close(tcp_listener(&port));
+    return port;
+}
+
+/* A listener that answers no SYN: its accept queue (backlog 0: one
+ * connection) is full, so the kernel drops new SYNs and a connect to it
+ * waits for the client's retransmissions (over a minute). *held gets the
+ * connection that fills the queue. */
+static int silent_listener(uint16_t *port, int *held)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(l >= 0);
+    struct sockaddr_in sa = loopback(0);
+    ASSERT_OK(bind(l, (struct sockaddr *)&sa, sizeof sa));
+    ASSERT_OK(listen(l, 0));
+    socklen_t len = sizeof sa;
+    ASSERT_OK(getsockname(l, (struct sockaddr *)&sa, &len));
+    *port = ntohs(sa.sin_port);
+    *held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(*held >= 0);
+    ASSERT_OK(connect(*held, (struct sockaddr *)&sa, sizeof sa));
+    return l;
+}
+
+/* Whether a connection waits in l's accept queue (without taking it). */
+static bool pending_connection(int l)
+{
+    struct pollfd p = {.fd = l, .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
+}
+
+static char *port_str(uint16_t port, char buf[8])
+{
+    snprintf(buf, 8, "%u", (unsigned)port);
+    return buf;
+}
+
+/* The dialled socket talks to the accepted one. */
+static void check_connected(int fd, int listener)
+{
+    int s = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    ASSERT(s >= 0);
+    ASSERT_EQ(weft_send(fd, "ping", 4, 0), 4);
+    char buf[8] = {0};
+    ASSERT_EQ(recv(s, buf, sizeof buf, 0), 4);
+    ASSERT_STREQ(buf, "ping");
+    close(s);
+}
+
+/* ---- by name ----------------------------------------------------------------- */
+
+static int nodelay_of(int fd)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+    ASSERT_OK(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len));
+    return v;
+}
+
+/* Whether "localhost" resolves to 127.0.0.1 on this machine (it does
+ * through /etc/hosts almost everywhere; the check says so when not). */
+static bool localhost_has_ipv4(void)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *list, *ai;
+    if (getaddrinfo("localhost", "80", &hints, &list) != 0)
+        return false;
+    bool found = false;
+    for (ai = list; ai; ai = ai->ai_next)
+        found |= ai->ai_family == AF_INET &&
+                 ((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+    freeaddrinfo(list);
+    return found;
+}
+
+static void *main_by_name(void *arg)
+{
+    (void)arg;
+    uint16_t port;
+    int l = tcp_listener(&port);
+    char ps[8];
+    port_str(port, ps);
+
+    int fd = weft_dial("127.0.0.1", ps, NULL);
+    ASSERT_GE(fd, 0);
+    ASSERT(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    ASSERT_EQ(nodelay_of(fd), 0);
+    check_connected(fd, l);
+    ASSERT_OK(weft_close(fd));
+
+    weft_dial_opts o = {.nodelay = true, .family = AF_INET};
+    fd = weft_dial("127.0.0.1", ps, &o);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(nodelay_of(fd), 1);
+    check_connected(fd, l);
+    ASSERT_OK(weft_close(fd));
+
+    /* By name: "localhost" may give ::1 first, where nothing listens on
+     * this port; the dial goes on to 127.0.0.1. */
+    if (localhost_has_ipv4()) {
+        fd = weft_dial("localhost", ps, NULL);
+        ASSERT_GE(fd, 0);
+        check_connected(fd, l);
+        ASSERT_OK(weft_close(fd));
+    } else {
+        fprintf(stderr, "note: \"localhost\" does not resolve to 127.0.0.1 here: not dialled\n");
+    }
+    /* IPv4 asked for, an IPv6 literal given: the lookup says no. */
+    o.family = AF_INET;
+    int r = weft_dial("::1", ps, &o);
+    ASSERT(WEFT_IS_EAI(r));
+    /* Nobody on the port. */
+    close(l);
+    ASSERT_EQ(weft_dial("127.0.0.1", ps, NULL), -ECONNREFUSED);
+    return NULL;
+}
+TEST(dial_connects_by_name)
+{
+    run_main(NULL, main_by_name, NULL);
+}
+
+/* A connected UDP socket: its sends go to the dialled address. */
+static void *main_udp(void *arg)
+{
+    (void)arg;
+    struct sockaddr_in addr;
+    int server = udp_on_loopback(&addr);
+    char ps[8];
+    weft_dial_opts o = {.type = SOCK_DGRAM};
+    int fd = weft_dial("127.0.0.1", port_str(ntohs(addr.sin_port), ps), &o);
+    ASSERT_GE(fd, 0);
+    int type = 0;
+    socklen_t len = sizeof type;
+    ASSERT_OK(getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len));
+    ASSERT_EQ(type, SOCK_DGRAM);
+    ASSERT_EQ(weft_send(fd, "dgram", 5, 0), 5);
+    char buf[8] = {0};
+    ASSERT_EQ(recv(server, buf, sizeof buf, 0), 5);
+    ASSERT_STREQ(buf, "dgram");
+    ASSERT_OK(weft_close(fd));
+    close(server);
+    return NULL;
+}
+TEST(dial_makes_a_connected_udp_socket)
+{
+    run_main(NULL, main_udp, NULL);
+}
+
+/* ---- address lists ------------------------------------------------------------ */
+
+/* Refused, then silent past its attempt time, then one that answers:
+ * the third is connected, and the two sockets tried before are closed. */
+static void *main_fallback(void *arg)
+{
+    (void)arg;
+    int fds = count_fds();
+    uint16_t silent_port, good_port;
+    int held;
+    int silent = silent_listener(&silent_port, &held);
+    int good = tcp_listener(&good_port);
+    int fds_with_listeners = count_fds();
+    struct entry e[3];
+    entry_set(&e[2], good_port, NULL);
+    entry_set(&e[1], silent_port, &e[2]);
+    entry_set(&e[0], refusing_port(), &e[1]);
+
+    weft_dial_opts o = {.attempt_timeout_ns = 50 * MS};
+    int fd = weft_dial_addrs(&e[0].ai, &o);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(count_fds(), fds_with_listeners + 1); /* only the connected one */
+    check_connected(fd, good);
+    ASSERT_OK(weft_close(fd));
+
+    /* A list with each address once per type, as a lookup without a type
+     * gives: only the stream entries are tried, and a datagram-only list
+     * has nothing to try. */
+    struct entry dgram, stream;
+    entry_set(&stream, good_port, NULL);
+    entry_set(&dgram, good_port, &stream);
+    dgram.ai.ai_socktype = SOCK_DGRAM;
+    fd = weft_dial_addrs(&dgram.ai, NULL);
+    ASSERT_GE(fd, 0);
+    int type = 0;
+    socklen_t len = sizeof type;
+    ASSERT_OK(getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len));
+    ASSERT_EQ(type, SOCK_STREAM);
+    check_connected(fd, good);
+    ASSERT_OK(weft_close(fd));
+    dgram.ai.ai_next = NULL;
+    ASSERT_EQ(weft_dial_addrs(&dgram.ai, NULL), -EADDRNOTAVAIL);
+
+    /* Every address fails: the last one's error. */
+    e[1].ai.ai_next = NULL;
+    ASSERT_EQ(weft_dial_addrs(&e[0].ai, &o), -ETIMEDOUT); /* refused, then silent */
+    struct entry refused2;
+    entry_set(&refused2, refusing_port(), NULL);
+    e[0].ai.ai_next = &refused2.ai;
+    ASSERT_EQ(weft_dial_addrs(&e[0].ai, &o), -ECONNREFUSED);
+    ASSERT_EQ(count_fds(), fds_with_listeners);
+
+    close(held);
+    close(silent);
+    close(good);
+    ASSERT_EQ(count_fds(), fds);
+    return NULL;
+}
+TEST(dial_addrs_goes_past_refusing_and_silent_addresses)
+{
+    run_main(NULL, main_fallback, NULL);
+}
+
+/* The caller's own deadline or a cancel, in a silent address's connect
+ * with no attempt time, ends the dial: the address after it is not
+ * tried, and the socket is closed. */
+static struct entry stop_list[2];
+static _Atomic bool dialling;
+static int stopped_dial;
+
+static void *dial_stop_list(void *arg)
+{
+    (void)arg;
+    atomic_store(&dialling, true);
+    stopped_dial = weft_dial_addrs(&stop_list[0].ai, NULL);
+    return NULL;
+}
+
+static void *main_interrupted(void *arg)
+{
+    (void)arg;
+    int fds = count_fds();
+    uint16_t silent_port, good_port;
+    int held;
+    int silent = silent_listener(&silent_port, &held);
+    int good = tcp_listener(&good_port);
+    int fds_with_listeners = count_fds();
+    entry_set(&stop_list[1], good_port, NULL);
+    entry_set(&stop_list[0], silent_port, &stop_list[1]);
+
+    ASSERT_OK(weft_deadline_push_in(30 * MS));
+    ASSERT_EQ(weft_dial_addrs(&stop_list[0].ai, NULL), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT(!pending_connection(good));
+    ASSERT_EQ(count_fds(), fds_with_listeners);
+
+    /* A deadline shorter than the attempt time is still the caller's. */
+    weft_dial_opts o = {.attempt_timeout_ns = 10000 * MS};
+    ASSERT_OK(weft_deadline_push_in(30 * MS));
+    ASSERT_EQ(weft_dial_addrs(&stop_list[0].ai, &o), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT(!pending_connection(good));
+
+    atomic_store(&dialling, false);
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, dial_stop_list, NULL));
+    while (!atomic_load(&dialling))
+        ASSERT_OK(weft_sleep_ns(MS));
+    ASSERT_OK(weft_sleep_ns(10 * MS)); /* into the connect, most likely */
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(stopped_dial, -ECANCELED);
+    ASSERT(!pending_connection(good));
+    ASSERT_EQ(count_fds(), fds_with_listeners);
+
+    close(held);
+    close(silent);
+    close(good);
+    ASSERT_EQ(count_fds(), fds);
+    return NULL;
+}
+TEST(the_callers_deadline_or_cancel_ends_the_dial)
+{
+    run_main(NULL, main_interrupted, NULL);
+}
+
+/* ---- bad input and failures --------------------------------------------------- */
+
+static void *main_bad_input(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_dial("127.0.0.1", NULL, NULL), -EINVAL);
+    weft_dial_opts o = {.family = AF_UNIX};
+    ASSERT_EQ(weft_dial("127.0.0.1", "80", &o), -EINVAL);
+    o = (weft_dial_opts){.type = SOCK_RAW};
+    ASSERT_EQ(weft_dial("127.0.0.1", "80", &o), -EINVAL);
+    ASSERT_EQ(weft_dial_addrs(NULL, NULL), -EINVAL);
+    struct entry e;
+    entry_set(&e, 80, NULL);
+    ASSERT_EQ(weft_dial_addrs(&e.ai, &o), -EINVAL);
+    /* A service name /etc/services does not know: the lookup's error. */
+    int r = weft_dial("127.0.0.1", "no-such-service-weft", NULL);
+    ASSERT(WEFT_IS_EAI(r));
+    /* Interrupted before it starts. */
+    ASSERT_OK(weft_deadline_push_in(0));
+    ASSERT_EQ(weft_dial("127.0.0.1", "80", NULL), -ETIMEDOUT);
+    ASSERT_EQ(weft_dial_addrs(&e.ai, NULL), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    return NULL;
+}
+TEST(bad_input_gets_an_error)
+{
+    ASSERT_EQ(weft_dial("127.0.0.1", "80", NULL), -EPERM); /* outside a task */
+    struct entry e;
+    entry_set(&e, 80, NULL);
+    ASSERT_EQ(weft_dial_addrs(&e.ai, NULL), -EPERM);
+    run_main(NULL, main_bad_input, NULL);
+}
+
+/* Each SQE of a dial failing in turn, then each allocation: a dial that
+ * fails returns an error and leaves no descriptor; one whose failure was
+ * retried away (the runtime's own ops) connects. */
+static int sweep_listener;
+static char sweep_port[8];
+
+static void *dial_under_fault(void *arg)
+{
+    weft__fault_kind kind = (weft__fault_kind)(intptr_t)arg;
+    int fds = count_fds();
+    /* How many calls of this kind a clean dial makes. */
+    weft__fault_arm(kind, UINT64_MAX);
+    int fd = weft_dial("127.0.0.1", sweep_port, NULL);
+    uint64_t points = weft__fault_count(kind);
+    weft__fault_arm(kind, 0);
+    ASSERT_GE(fd, 0);
+    check_connected(fd, sweep_listener);
+    ASSERT_OK(weft_close(fd));
+    ASSERT_GT(points, 0u);
+    int failed = 0;
+    for (uint64_t n = 1; n <= points; n++) {
+        weft__fault_arm(kind, n);
+        fd = weft_dial("127.0.0.1", sweep_port, NULL);
+        weft__fault_arm(kind, 0);
+        if (fd >= 0) {
+            check_connected(fd, sweep_listener);
+            ASSERT_OK(weft_close(fd));
+            continue;
+        }
+        ASSERT(fd == -EAGAIN || fd == -ENOMEM);
+        failed++;
+        check_sweep_point(n, fds);
+    }
+    ASSERT_GT(failed, 0);
+    return NULL;
+}
+
+TEST(failed_sqes_and_allocations_leave_nothing_open)
+{
+    uint16_t port;
+    sweep_listener = tcp_listener(&port);
+    port_str(port, sweep_port);
+    run_main(NULL, dial_under_fault, (void *)(intptr_t)WEFT_FAULT_SQE);
+    run_main(NULL, dial_under_fault, (void *)(intptr_t)WEFT_FAULT_ALLOC);
+    close(sweep_listener);
+}
+
+TEST_MAIN(CASE(dial_connects_by_name), CASE(dial_makes_a_connected_udp_socket),
+          CASE(dial_addrs_goes_past_refusing_and_silent_addresses),
+          CASE(the_callers_deadline_or_cancel_ends_the_dial), CASE(bad_input_gets_an_error),
+          CASE(failed_sqes_and_allocations_leave_nothing_open))
