@@ -226,7 +226,7 @@ static void *main_fallback(void *arg)
     check_connected(fd, good);
     ASSERT_OK(weft_close(fd));
     dgram.ai.ai_next = NULL;
-    ASSERT_EQ(weft_dial_addrs(&dgram.ai, NULL), -EADDRNOTAVAIL);
+    ASSERT_EQ(weft_dial_addrs(&dgram.ai, NULL), -ENOENT);
 
     /* Every address fails: the last one's error. */
     e[1].ai.ai_next = NULL;
@@ -311,6 +311,66 @@ TEST(the_callers_deadline_or_cancel_ends_the_dial)
     run_main(NULL, main_interrupted, NULL);
 }
 
+/* An attempt time that cannot be pushed as a deadline fails the dial
+ * before any address is tried (each would fail the same way): with 16
+ * levels in force, and in a fresh task with no memory for its first. */
+static struct entry push_list[2];
+
+static void *dial_with_allocations_failing(void *arg)
+{
+    (void)arg;
+    weft_dial_opts o = {.attempt_timeout_ns = 50 * MS};
+    weft__fault_arm_from(WEFT_FAULT_ALLOC, 1);
+    uint64_t before = weft__fault_count(WEFT_FAULT_SQE);
+    int r = weft_dial_addrs(&push_list[0].ai, &o);
+    uint64_t sqes = weft__fault_count(WEFT_FAULT_SQE) - before;
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_EQ(r, -ENOMEM);
+    ASSERT_EQ(sqes, 0u); /* no socket made */
+    return NULL;
+}
+
+static void *main_push_fails(void *arg)
+{
+    (void)arg;
+    int fds = count_fds();
+    uint16_t good_port;
+    int good = tcp_listener(&good_port);
+    entry_set(&push_list[1], good_port, NULL);
+    entry_set(&push_list[0], refusing_port(), &push_list[1]);
+    weft_dial_opts o = {.attempt_timeout_ns = 50 * MS};
+    int levels = 0;
+    while (weft_deadline_push_in(10000 * MS) == 0)
+        levels++;
+    ASSERT_EQ(levels, 16);
+    ASSERT_EQ(weft_dial_addrs(&push_list[0].ai, &o), -EOVERFLOW);
+    char ps[8];
+    ASSERT_EQ(weft_dial("127.0.0.1", port_str(good_port, ps), &o), -EOVERFLOW);
+    ASSERT(!pending_connection(good));
+    /* Without an attempt time the same dial connects. */
+    int fd = weft_dial_addrs(&push_list[0].ai, NULL);
+    ASSERT_GE(fd, 0);
+    check_connected(fd, good);
+    ASSERT_OK(weft_close(fd));
+    for (int i = 0; i < levels; i++)
+        ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(weft_deadline_pop(), -EINVAL); /* the dials left the stack as it was */
+
+    weft__fault_arm(WEFT_FAULT_SQE, UINT64_MAX); /* counts SQEs, fails none */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, dial_with_allocations_failing, NULL));
+    ASSERT_OK(weft_join(t, NULL));
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT(!pending_connection(good));
+    close(good);
+    ASSERT_EQ(count_fds(), fds);
+    return NULL;
+}
+TEST(an_attempt_time_that_cannot_be_pushed_fails_the_dial)
+{
+    run_main(NULL, main_push_fails, NULL);
+}
+
 /* ---- bad input and failures --------------------------------------------------- */
 
 static void *main_bad_input(void *arg)
@@ -393,5 +453,6 @@ TEST(failed_sqes_and_allocations_leave_nothing_open)
 
 TEST_MAIN(CASE(dial_connects_by_name), CASE(dial_makes_a_connected_udp_socket),
           CASE(dial_addrs_goes_past_refusing_and_silent_addresses),
-          CASE(the_callers_deadline_or_cancel_ends_the_dial), CASE(bad_input_gets_an_error),
+          CASE(the_callers_deadline_or_cancel_ends_the_dial),
+          CASE(an_attempt_time_that_cannot_be_pushed_fails_the_dial), CASE(bad_input_gets_an_error),
           CASE(failed_sqes_and_allocations_leave_nothing_open))

@@ -335,8 +335,10 @@ typedef struct weft_dial_opts {
 
 /* Connects to host:service, as Go's net.Dial and Tokio's
  * TcpStream::connect do: looks the name up (weft_getaddrinfo, on the
- * blocking pool; host NULL: the loopback address; service a port number or
- * a name from /etc/services), then weft_dial_addrs on the list. Returns
+ * blocking pool; host a name or an address as getaddrinfo takes it, "::1"
+ * without brackets, or NULL for the loopback address; service a port
+ * number or a name from /etc/services), then weft_dial_addrs on the
+ * list. Returns
  * the connected socket (SOCK_CLOEXEC; close it with weft_close), or:
  * -EINVAL (service NULL, bad opts), -EPERM outside a task, the lookup's
  * errors (WEFT_EAI(code), -ENOMEM, ...; see weft_getaddrinfo), or
@@ -351,10 +353,12 @@ WEFT_API WEFT_MUST_CHECK int weft_dial(const char *host, const char *service,
  * ai_socktype is set and is not opts' type is skipped. When every address
  * failed, returns the last one's error (-ECONNREFUSED, -ENETUNREACH,
  * -ETIMEDOUT for an attempt past its own time, ...); every socket tried
- * is closed. -EADDRNOTAVAIL when no entry is of the type; -ECANCELED or
+ * is closed. -ENOENT when no entry is of the type; -ECANCELED or
  * -ETIMEDOUT once the caller is cancelled or past its own deadline: no
- * further address is tried. -EINVAL for a NULL list or bad opts, -EPERM
- * outside a task. */
+ * further address is tried. With attempt_timeout_ns, -EOVERFLOW (16
+ * deadline levels in force already) or -ENOMEM when its deadline cannot
+ * be pushed, before any address is tried. -EINVAL for a NULL list or bad
+ * opts, -EPERM outside a task. */
 WEFT_API WEFT_MUST_CHECK int weft_dial_addrs(const struct addrinfo *addrs,
                                              const weft_dial_opts *opts);
 /* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT (which ignores

@@ -41,15 +41,7 @@ static int attempt(const struct addrinfo *ai, int type, const weft_dial_opts *o)
     int fd = weft_socket(ai->ai_family, type | SOCK_CLOEXEC, ai->ai_protocol, 0);
     if (fd < 0)
         return fd;
-    int r = 0;
-    bool limited = o && o->attempt_timeout_ns;
-    if (limited)
-        r = weft_deadline_push_in(o->attempt_timeout_ns);
-    if (r == 0) {
-        r = weft_connect(fd, ai->ai_addr, ai->ai_addrlen);
-        if (limited)
-            (void)weft_deadline_pop();
-    }
+    int r = weft_connect(fd, ai->ai_addr, ai->ai_addrlen);
     if (r == 0 && o && o->nodelay && type == SOCK_STREAM &&
         (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)) {
         int one = 1;
@@ -71,13 +63,25 @@ int weft_dial_addrs(const struct addrinfo *addrs, const weft_dial_opts *opts)
     if (r)
         return r;
     int type = opts && opts->type ? opts->type : SOCK_STREAM;
-    int last = -EADDRNOTAVAIL; /* no entry of that type */
+    bool limited = opts && opts->attempt_timeout_ns;
+    int last = -ENOENT; /* no entry of that type */
     for (const struct addrinfo *ai = addrs; ai; ai = ai->ai_next) {
         /* A lookup without a type lists each address once per type
          * (stream, datagram, raw): only the entries of ours are tried. */
         if (ai->ai_socktype && ai->ai_socktype != type)
             continue;
+        /* An attempt time that cannot be pushed (16 levels in force, or
+         * no memory for the first) fails the dial: trying without it
+         * could hold the caller on a silent address, and the next
+         * address would fail the same way. */
+        if (limited) {
+            r = weft_deadline_push_in(opts->attempt_timeout_ns);
+            if (r)
+                return r;
+        }
         int fd = attempt(ai, type, opts);
+        if (limited)
+            (void)weft_deadline_pop();
         if (fd >= 0)
             return fd;
         last = fd;
