@@ -371,6 +371,218 @@ TEST(an_attempt_time_that_cannot_be_pushed_fails_the_dial)
     run_main(NULL, main_push_fails, NULL);
 }
 
+/* ---- racing the families ----------------------------------------------------- */
+
+/* IPv6 on loopback: entries for [::1]:port, listeners, silent ones. */
+struct entry6 {
+    struct addrinfo ai;
+    struct sockaddr_in6 sa;
+};
+
+static void entry6_set(struct entry6 *e, uint16_t port, struct addrinfo *next)
+{
+    memset(e, 0, sizeof *e);
+    e->sa.sin6_family = AF_INET6;
+    e->sa.sin6_addr = in6addr_loopback;
+    e->sa.sin6_port = htons(port);
+    e->ai.ai_family = AF_INET6;
+    e->ai.ai_socktype = SOCK_STREAM;
+    e->ai.ai_addr = (struct sockaddr *)&e->sa;
+    e->ai.ai_addrlen = sizeof e->sa;
+    e->ai.ai_next = next;
+}
+
+/* A listener on [::1] with backlog `backlog`, its port in *port; -1 when
+ * this machine has no IPv6 loopback. */
+static int tcp6_listener(uint16_t *port, int backlog)
+{
+    int l = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0)
+        return -1;
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_addr = in6addr_loopback};
+    if (bind(l, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        close(l);
+        return -1;
+    }
+    ASSERT_OK(listen(l, backlog));
+    socklen_t len = sizeof sa;
+    ASSERT_OK(getsockname(l, (struct sockaddr *)&sa, &len));
+    *port = ntohs(sa.sin6_port);
+    return l;
+}
+
+/* As silent_listener, on [::1]. */
+static int silent6_listener(uint16_t *port, int *held)
+{
+    int l = tcp6_listener(port, 0);
+    ASSERT(l >= 0);
+    *held = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 sa = {
+        .sin6_family = AF_INET6, .sin6_addr = in6addr_loopback, .sin6_port = htons(*port)};
+    ASSERT_OK(connect(*held, (struct sockaddr *)&sa, sizeof sa));
+    return l;
+}
+
+static int family_of(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    ASSERT_OK(getsockname(fd, (struct sockaddr *)&ss, &len));
+    return ss.ss_family;
+}
+
+/* With race_delay_ns, the two families race: an IPv4 address that
+ * answers wins over a silent IPv6 one once the delay has passed; the
+ * first family wins when it connects (the second never starts within
+ * the delay); a first family that fails starts the second at once (with
+ * a delay that never comes, the dial would wait forever); both lanes may
+ * connect, and the loser's socket is closed. */
+static void *main_racing(void *arg)
+{
+    (void)arg;
+    uint16_t p6;
+    int probe = tcp6_listener(&p6, 1);
+    if (probe < 0) {
+        fprintf(stderr, "skip: no IPv6 loopback on this machine\n");
+        exit(TEST_SKIP_CODE);
+    }
+    close(probe);
+    int fds = count_fds();
+    uint16_t good4_port, good6_port, silent6_port;
+    int held6;
+    int good4 = tcp_listener(&good4_port);
+    int good6 = tcp6_listener(&good6_port, 128);
+    int silent6 = silent6_listener(&silent6_port, &held6);
+    int base = count_fds();
+    struct entry v4;
+    struct entry6 v6;
+
+    /* Silent IPv6 first: IPv4 wins after the delay. */
+    entry_set(&v4, good4_port, NULL);
+    entry6_set(&v6, silent6_port, &v4.ai);
+    weft_dial_opts o = {.race_delay_ns = 20 * MS};
+    int fd = weft_dial_addrs(&v6.ai, &o);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(family_of(fd), AF_INET);
+    ASSERT_EQ(count_fds(), base + 1); /* the IPv6 lane's socket is closed */
+    check_connected(fd, good4);
+    ASSERT_OK(weft_close(fd));
+
+    /* IPv6 answers: it wins, and IPv4 is never tried. */
+    o.race_delay_ns = UINT64_MAX;
+    entry6_set(&v6, good6_port, &v4.ai);
+    fd = weft_dial_addrs(&v6.ai, &o);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(family_of(fd), AF_INET6);
+    check_connected(fd, good6);
+    ASSERT_OK(weft_close(fd));
+    ASSERT(!pending_connection(good4));
+
+    /* IPv6 refused: IPv4 starts at once, long before the delay. */
+    uint16_t refused6_port;
+    close(tcp6_listener(&refused6_port, 1));
+    entry6_set(&v6, refused6_port, &v4.ai);
+    fd = weft_dial_addrs(&v6.ai, &o);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(family_of(fd), AF_INET);
+    check_connected(fd, good4);
+    ASSERT_OK(weft_close(fd));
+
+    /* Both refused: an error, nothing open. */
+    entry_set(&v4, refusing_port(), NULL);
+    entry6_set(&v6, refused6_port, &v4.ai);
+    ASSERT_EQ(weft_dial_addrs(&v6.ai, &o), -ECONNREFUSED);
+    ASSERT_EQ(count_fds(), base);
+
+    /* Both answer, the second lane started at once: either may win, the
+     * other's socket is closed. */
+    o.race_delay_ns = 1;
+    entry_set(&v4, good4_port, NULL);
+    entry6_set(&v6, good6_port, &v4.ai);
+    for (int i = 0; i < 50; i++) {
+        fd = weft_dial_addrs(&v6.ai, &o);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(count_fds(), base + 1);
+        ASSERT_OK(weft_close(fd));
+        /* Take what the lanes connected, winner's and loser's. */
+        for (int l = 0; l < 2; l++) {
+            int lst = l ? good6 : good4;
+            while (pending_connection(lst))
+                close(accept4(lst, NULL, NULL, SOCK_CLOEXEC));
+        }
+    }
+    ASSERT_EQ(count_fds(), base);
+
+    close(held6);
+    close(silent6);
+    close(good6);
+    close(good4);
+    ASSERT_EQ(count_fds(), fds);
+    return NULL;
+}
+TEST(racing_the_families_takes_the_first_to_connect)
+{
+    run_main(NULL, main_racing, NULL);
+}
+
+/* A racing dial over two silent addresses, ended by the caller's deadline
+ * or a cancel: both lanes stop and close their sockets. */
+static struct entry race_v4;
+static struct entry6 race_v6;
+static int race_result;
+
+static void *dial_race_silent(void *arg)
+{
+    (void)arg;
+    weft_dial_opts o = {.race_delay_ns = MS};
+    race_result = weft_dial_addrs(&race_v6.ai, &o);
+    return NULL;
+}
+
+static void *main_racing_interrupted(void *arg)
+{
+    (void)arg;
+    uint16_t p4, p6;
+    int probe = tcp6_listener(&p6, 1);
+    if (probe < 0) {
+        fprintf(stderr, "skip: no IPv6 loopback on this machine\n");
+        exit(TEST_SKIP_CODE);
+    }
+    close(probe);
+    int fds = count_fds();
+    int held4, held6;
+    int s4 = silent_listener(&p4, &held4);
+    int s6 = silent6_listener(&p6, &held6);
+    int base = count_fds();
+    entry_set(&race_v4, p4, NULL);
+    entry6_set(&race_v6, p6, &race_v4.ai);
+
+    ASSERT_OK(weft_deadline_push_in(30 * MS));
+    dial_race_silent(NULL);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(race_result, -ETIMEDOUT);
+    ASSERT_EQ(count_fds(), base);
+
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, dial_race_silent, NULL));
+    ASSERT_OK(weft_sleep_ns(20 * MS)); /* both lanes in their connects, most likely */
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(race_result, -ECANCELED);
+    ASSERT_EQ(count_fds(), base);
+
+    close(held4);
+    close(held6);
+    close(s4);
+    close(s6);
+    ASSERT_EQ(count_fds(), fds);
+    return NULL;
+}
+TEST(a_racing_dial_ends_with_the_callers_deadline_or_cancel)
+{
+    run_main(NULL, main_racing_interrupted, NULL);
+}
+
 /* ---- bad input and failures --------------------------------------------------- */
 
 static void *main_bad_input(void *arg)
@@ -441,18 +653,81 @@ static void *dial_under_fault(void *arg)
     return NULL;
 }
 
+/* The same sweep over a racing dial, whose lanes are tasks, each with its
+ * own sockets; a failure that lasts, so that both lanes meet it. */
+static int sweep_listener6;
+
+static void drain(int l)
+{
+    while (pending_connection(l))
+        close(accept4(l, NULL, NULL, SOCK_CLOEXEC));
+}
+
+static void *race_under_fault(void *arg)
+{
+    weft__fault_kind kind = (weft__fault_kind)(intptr_t)arg;
+    int fds = count_fds();
+    uint16_t p4 = (uint16_t)atoi(sweep_port), p6;
+    struct sockaddr_in6 sa;
+    socklen_t len = sizeof sa;
+    ASSERT_OK(getsockname(sweep_listener6, (struct sockaddr *)&sa, &len));
+    p6 = ntohs(sa.sin6_port);
+    struct entry v4;
+    struct entry6 v6;
+    entry_set(&v4, p4, NULL);
+    entry6_set(&v6, p6, &v4.ai);
+    weft_dial_opts o = {.race_delay_ns = 1};
+    weft__fault_arm(kind, UINT64_MAX);
+    int fd = weft_dial_addrs(&v6.ai, &o);
+    uint64_t points = weft__fault_count(kind);
+    weft__fault_arm(kind, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_OK(weft_close(fd));
+    int failed = 0;
+    /* One failure leaves the other lane to connect: the failures last,
+     * from the nth call on. */
+    for (uint64_t n = 1; n <= points; n++) {
+        weft__fault_arm_from(kind, n);
+        fd = weft_dial_addrs(&v6.ai, &o);
+        weft__fault_arm(kind, 0);
+        drain(sweep_listener);
+        drain(sweep_listener6);
+        if (fd >= 0) {
+            ASSERT_OK(weft_close(fd));
+            continue;
+        }
+        ASSERT(fd == -EAGAIN || fd == -ENOMEM);
+        failed++;
+        check_sweep_point(n, fds);
+    }
+    ASSERT_GT(failed, 0);
+    return NULL;
+}
+
 TEST(failed_sqes_and_allocations_leave_nothing_open)
 {
     uint16_t port;
     sweep_listener = tcp_listener(&port);
     port_str(port, sweep_port);
-    run_main(NULL, dial_under_fault, (void *)(intptr_t)WEFT_FAULT_SQE);
-    run_main(NULL, dial_under_fault, (void *)(intptr_t)WEFT_FAULT_ALLOC);
+    /* One worker: another's own SQEs would shift the count. */
+    run_main_one_worker(NULL, dial_under_fault, (void *)(intptr_t)WEFT_FAULT_SQE);
+    run_main_one_worker(NULL, dial_under_fault, (void *)(intptr_t)WEFT_FAULT_ALLOC);
+    uint16_t p6;
+    sweep_listener6 = tcp6_listener(&p6, 128);
+    if (sweep_listener6 >= 0) {
+        run_main_one_worker(NULL, race_under_fault, (void *)(intptr_t)WEFT_FAULT_SQE);
+        run_main_one_worker(NULL, race_under_fault, (void *)(intptr_t)WEFT_FAULT_ALLOC);
+        close(sweep_listener6);
+    } else {
+        fprintf(stderr, "note: no IPv6 loopback: the racing sweep is not run\n");
+    }
     close(sweep_listener);
 }
 
 TEST_MAIN(CASE(dial_connects_by_name), CASE(dial_makes_a_connected_udp_socket),
           CASE(dial_addrs_goes_past_refusing_and_silent_addresses),
           CASE(the_callers_deadline_or_cancel_ends_the_dial),
-          CASE(an_attempt_time_that_cannot_be_pushed_fails_the_dial), CASE(bad_input_gets_an_error),
-          CASE(failed_sqes_and_allocations_leave_nothing_open))
+          CASE(an_attempt_time_that_cannot_be_pushed_fails_the_dial),
+          CASE(racing_the_families_takes_the_first_to_connect),
+          CASE(a_racing_dial_ends_with_the_callers_deadline_or_cancel),
+          CASE(bad_input_gets_an_error), CASE(failed_sqes_and_allocations_leave_nothing_open))

@@ -331,6 +331,13 @@ typedef struct weft_dial_opts {
     /* TCP_NODELAY on the connected socket (TCP only): for request and
      * response protocols that write small messages. */
     bool nodelay;
+    /* 0: one address at a time. Else, where the list has two families,
+     * they race (RFC 8305's "happy eyeballs"): the addresses of the first
+     * entry's family are tried in a task of their own, those of the other
+     * family in a second one started this long after (RFC 8305 suggests
+     * 250 ms, Go uses 300 ms) or as soon as the first has failed, and the
+     * first socket to connect wins. */
+    uint64_t race_delay_ns;
 } weft_dial_opts;
 
 /* Connects to host:service, as Go's net.Dial and Tokio's
@@ -357,8 +364,11 @@ WEFT_API WEFT_MUST_CHECK int weft_dial(const char *host, const char *service,
  * -ETIMEDOUT once the caller is cancelled or past its own deadline: no
  * further address is tried. With attempt_timeout_ns, -EOVERFLOW (16
  * deadline levels in force already) or -ENOMEM when its deadline cannot
- * be pushed, before any address is tried. -EINVAL for a NULL list or bad
- * opts, -EPERM outside a task. */
+ * be pushed, before any address is tried. Racing (race_delay_ns), the
+ * error is that of the lane (family) that ended last; the spawn's errors
+ * (-ENOMEM, -EAGAIN), and -EOVERFLOW when the race delay cannot be
+ * pushed as a deadline, end the dial too. -EINVAL for a NULL list or bad opts, -EPERM
+ * outside a task. */
 WEFT_API WEFT_MUST_CHECK int weft_dial_addrs(const struct addrinfo *addrs,
                                              const weft_dial_opts *opts);
 /* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT (which ignores

@@ -8,9 +8,8 @@
  * cancel comes, the dial stops. Every socket that did not connect is
  * closed before the next is made, so a dial holds one at a time.
  *
- * Not done: racing the addresses (RFC 8305's "happy eyeballs", which Go
- * does with a 300 ms head start): attempt_timeout_ns bounds what a dead
- * address costs instead.
+ * With race_delay_ns, the families race (RFC 8305's "happy eyeballs", as
+ * Go dials by default): see dial_racing.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -20,6 +19,7 @@
 #include <sys/socket.h>
 #include <weft/io.h>
 #include <weft/runtime.h>
+#include <weft/task.h>
 
 #include "task/task.h"
 
@@ -54,6 +54,154 @@ static int attempt(const struct addrinfo *ai, int type, const weft_dial_opts *o)
     return r;
 }
 
+/* Which entries a run of attempts takes: those of the dial's socket type
+ * (a lookup without a type lists each address once per type: stream,
+ * datagram, raw) and, for a racing dial's lanes, of one family or of the
+ * others. */
+struct pick {
+    int type;
+    int family; /* AF_UNSPEC: any */
+    bool other; /* the families but `family` */
+};
+
+static bool picked(const struct addrinfo *ai, const struct pick *p)
+{
+    if (ai->ai_socktype && ai->ai_socktype != p->type)
+        return false;
+    if (p->family == AF_UNSPEC)
+        return true;
+    return p->other ? ai->ai_family != p->family : ai->ai_family == p->family;
+}
+
+/* The picked entries, one at a time: the first socket that connects, or
+ * the last attempt's error (-ENOENT: none picked). */
+static int dial_serial(const struct addrinfo *addrs, const struct pick *p,
+                       const weft_dial_opts *opts, weft_task *self)
+{
+    bool limited = opts && opts->attempt_timeout_ns;
+    int last = -ENOENT;
+    for (const struct addrinfo *ai = addrs; ai; ai = ai->ai_next) {
+        if (!picked(ai, p))
+            continue;
+        /* An attempt time that cannot be pushed (16 levels in force, or
+         * no memory for the first) fails the dial: trying without it
+         * could hold the caller on a silent address, and the next
+         * address would fail the same way. */
+        if (limited) {
+            int r = weft_deadline_push_in(opts->attempt_timeout_ns);
+            if (r)
+                return r;
+        }
+        int fd = attempt(ai, p->type, opts);
+        if (limited)
+            (void)weft_deadline_pop();
+        if (fd >= 0)
+            return fd;
+        last = fd;
+        /* The attempt's own limit is popped: an interruption now is the
+         * caller's, and ends the dial. */
+        int r = weft__task_interrupted(self);
+        if (r)
+            return r;
+    }
+    return last;
+}
+
+/* ---- racing the families (RFC 8305) ---------------------------------------
+ * Two lanes, each a task running dial_serial: the primary one over the
+ * entries of the first entry's family, the fallback one over the others,
+ * started race_delay_ns later, or at once when the primary fails first.
+ * The first socket to connect wins; the set's destroy cancels the other
+ * lane and waits for it, and a socket it connected meanwhile is closed.
+ * The caller's deadline or cancel ends its wait, and the destroy then
+ * ends the lanes. */
+struct lane {
+    const struct addrinfo *addrs;
+    struct pick pick;
+    const weft_dial_opts *opts;
+    int result; /* a socket, or the lane's error; -ECANCELED until it ends */
+    uint64_t id;
+};
+
+static void *lane_run(void *arg)
+{
+    struct lane *l = arg;
+    l->result = dial_serial(l->addrs, &l->pick, l->opts, weft__task_current());
+    return NULL;
+}
+
+static bool any_picked(const struct addrinfo *addrs, const struct pick *p)
+{
+    for (const struct addrinfo *ai = addrs; ai; ai = ai->ai_next)
+        if (picked(ai, p))
+            return true;
+    return false;
+}
+
+static int lane_start(weft_taskset *set, struct lane *l)
+{
+    weft_spawn_opts so = {.name = "weft-dial"};
+    return weft_taskset_spawn(set, &so, lane_run, l, &l->id);
+}
+
+static int dial_racing(const struct addrinfo *addrs, int type, int primary,
+                       const weft_dial_opts *opts, weft_task *self)
+{
+    struct lane lanes[2] = {
+        {addrs, {type, primary, false}, opts, -ECANCELED, 0},
+        {addrs, {type, primary, true}, opts, -ECANCELED, 0},
+    };
+    weft_taskset *set;
+    int r = weft_taskset_create(&set);
+    if (r)
+        return r;
+    struct lane *winner = NULL;
+    int err = lane_start(set, &lanes[0]);
+    int last = -ENOENT;
+    bool fallback_due = err == 0;
+    while (err == 0) {
+        /* Until the fallback lane starts, the wait for the primary is
+         * bounded by the race delay. */
+        bool timed = fallback_due;
+        if (timed && (err = weft_deadline_push_in(opts->race_delay_ns)) != 0)
+            break;
+        uint64_t id;
+        r = weft_taskset_join_next(set, &id, NULL);
+        if (timed)
+            (void)weft_deadline_pop();
+        if (r == -ECHILD)
+            break; /* both lanes ended, neither connected */
+        if (r == -EINTR || r == -ETIMEDOUT) {
+            int mine = weft__task_interrupted(self);
+            if (mine || !timed) {
+                err = mine ? mine : r;
+                break;
+            }
+            /* The race delay: the fallback lane starts. */
+            fallback_due = false;
+            err = lane_start(set, &lanes[1]);
+            continue;
+        }
+        struct lane *l = id == lanes[0].id ? &lanes[0] : &lanes[1];
+        if (l->result >= 0) {
+            winner = l;
+            break;
+        }
+        last = l->result;
+        if (fallback_due) { /* the primary failed first: no reason to wait */
+            fallback_due = false;
+            err = lane_start(set, &lanes[1]);
+        }
+    }
+    (void)weft_taskset_destroy(set); /* cancels a lane still running, and waits */
+    for (int i = 0; i < 2; i++)
+        if (&lanes[i] != winner && lanes[i].result >= 0)
+            (void)weft_close(lanes[i].result);
+    if (winner)
+        return winner->result;
+    return err ? err : last;
+}
+
 int weft_dial_addrs(const struct addrinfo *addrs, const weft_dial_opts *opts)
 {
     if (!addrs || check_opts(opts))
@@ -62,36 +210,19 @@ int weft_dial_addrs(const struct addrinfo *addrs, const weft_dial_opts *opts)
     int r = weft__task_enter(&self);
     if (r)
         return r;
-    int type = opts && opts->type ? opts->type : SOCK_STREAM;
-    bool limited = opts && opts->attempt_timeout_ns;
-    int last = -ENOENT; /* no entry of that type */
-    for (const struct addrinfo *ai = addrs; ai; ai = ai->ai_next) {
-        /* A lookup without a type lists each address once per type
-         * (stream, datagram, raw): only the entries of ours are tried. */
-        if (ai->ai_socktype && ai->ai_socktype != type)
-            continue;
-        /* An attempt time that cannot be pushed (16 levels in force, or
-         * no memory for the first) fails the dial: trying without it
-         * could hold the caller on a silent address, and the next
-         * address would fail the same way. */
-        if (limited) {
-            r = weft_deadline_push_in(opts->attempt_timeout_ns);
-            if (r)
-                return r;
+    struct pick all = {opts && opts->type ? opts->type : SOCK_STREAM, AF_UNSPEC, false};
+    if (opts && opts->race_delay_ns) {
+        /* Racing needs two families among the entries. */
+        const struct addrinfo *first = addrs;
+        while (first && !picked(first, &all))
+            first = first->ai_next;
+        if (first) {
+            struct pick others = {all.type, first->ai_family, true};
+            if (any_picked(addrs, &others))
+                return dial_racing(addrs, all.type, first->ai_family, opts, self);
         }
-        int fd = attempt(ai, type, opts);
-        if (limited)
-            (void)weft_deadline_pop();
-        if (fd >= 0)
-            return fd;
-        last = fd;
-        /* The attempt's own limit is popped: an interruption now is the
-         * caller's, and ends the dial. */
-        r = weft__task_interrupted(self);
-        if (r)
-            return r;
     }
-    return last;
+    return dial_serial(addrs, &all, opts, self);
 }
 
 int weft_dial(const char *host, const char *service, const weft_dial_opts *opts)
