@@ -583,6 +583,77 @@ TEST(a_racing_dial_ends_with_the_callers_deadline_or_cancel)
     run_main(NULL, main_racing_interrupted, NULL);
 }
 
+/* A shielded caller goes on through a cancel, and so does its dial: one
+ * cancelled before the dial tries one address at a time (racing lanes
+ * would be born cancelled), and one cancelled during a race starts
+ * again that way. */
+static uint16_t shield_good4;
+static int shield_fd, shield_family;
+
+static void *shielded_dial(void *arg)
+{
+    bool cancel_first = arg != NULL;
+    ASSERT_OK(weft_shield_push());
+    atomic_store(&dialling, true);
+    if (cancel_first) {
+        while (!weft_cancelled())
+            ASSERT_OK(weft_yield());
+    }
+    /* The attempt time lets the one-at-a-time dial past the silent
+     * address. */
+    weft_dial_opts o = {.race_delay_ns = 20 * MS, .attempt_timeout_ns = 50 * MS};
+    shield_fd = weft_dial_addrs(&race_v6.ai, &o);
+    if (shield_fd >= 0) {
+        shield_family = family_of(shield_fd);
+        ASSERT_OK(weft_close(shield_fd));
+    }
+    ASSERT_OK(weft_shield_pop());
+    return NULL;
+}
+
+static void *main_racing_shielded(void *arg)
+{
+    (void)arg;
+    uint16_t p6;
+    int held6;
+    int s6 = tcp6_listener(&p6, 1);
+    if (s6 < 0) {
+        fprintf(stderr, "skip: no IPv6 loopback on this machine\n");
+        exit(TEST_SKIP_CODE);
+    }
+    close(s6);
+    int fds = count_fds();
+    int good4 = tcp_listener(&shield_good4);
+    s6 = silent6_listener(&p6, &held6);
+    entry_set(&race_v4, shield_good4, NULL);
+    entry6_set(&race_v6, p6, &race_v4.ai);
+    for (int cancel_first = 0; cancel_first < 2; cancel_first++) {
+        weft_task *t;
+        shield_fd = -1;
+        atomic_store(&dialling, false);
+        ASSERT_OK(weft_spawn(&t, shielded_dial, cancel_first ? &t : NULL));
+        while (!atomic_load(&dialling)) /* shielded, so that the cancel finds it so */
+            ASSERT_OK(weft_sleep_ns(MS));
+        if (!cancel_first)
+            ASSERT_OK(weft_sleep_ns(5 * MS)); /* in the race, most likely */
+        ASSERT_OK(weft_cancel(t));
+        ASSERT_EQ(weft_join(t, NULL), -ECANCELED); /* its outcome, not its dial's */
+        ASSERT_GE(shield_fd, 0);
+        ASSERT_EQ(shield_family, AF_INET);
+        ASSERT(pending_connection(good4));
+        close(accept4(good4, NULL, NULL, SOCK_CLOEXEC));
+    }
+    close(held6);
+    close(s6);
+    close(good4);
+    ASSERT_EQ(count_fds(), fds);
+    return NULL;
+}
+TEST(a_shielded_caller_dials_through_a_cancel)
+{
+    run_main(NULL, main_racing_shielded, NULL);
+}
+
 /* ---- bad input and failures --------------------------------------------------- */
 
 static void *main_bad_input(void *arg)
@@ -730,4 +801,5 @@ TEST_MAIN(CASE(dial_connects_by_name), CASE(dial_makes_a_connected_udp_socket),
           CASE(an_attempt_time_that_cannot_be_pushed_fails_the_dial),
           CASE(racing_the_families_takes_the_first_to_connect),
           CASE(a_racing_dial_ends_with_the_callers_deadline_or_cancel),
-          CASE(bad_input_gets_an_error), CASE(failed_sqes_and_allocations_leave_nothing_open))
+          CASE(a_shielded_caller_dials_through_a_cancel), CASE(bad_input_gets_an_error),
+          CASE(failed_sqes_and_allocations_leave_nothing_open))

@@ -366,8 +366,10 @@ WEFT_API WEFT_MUST_CHECK int weft_dial(const char *host, const char *service,
  * deadline levels in force already) or -ENOMEM when its deadline cannot
  * be pushed, before any address is tried. Racing (race_delay_ns), the
  * error is that of the lane (family) that ended last; the spawn's errors
- * (-ENOMEM, -EAGAIN), and -EOVERFLOW when the race delay cannot be
- * pushed as a deadline, end the dial too. -EINVAL for a NULL list or bad opts, -EPERM
+ * (-ENOMEM, -EAGAIN), and -EOVERFLOW or -ENOMEM when the race delay
+ * cannot be pushed as a deadline, end the dial too. A cancelled caller
+ * in a shield does not race (the lanes, its children, would be
+ * cancelled): it dials one address at a time. -EINVAL for a NULL list or bad opts, -EPERM
  * outside a task. */
 WEFT_API WEFT_MUST_CHECK int weft_dial_addrs(const struct addrinfo *addrs,
                                              const weft_dial_opts *opts);

@@ -211,15 +211,20 @@ int weft_dial_addrs(const struct addrinfo *addrs, const weft_dial_opts *opts)
     if (r)
         return r;
     struct pick all = {opts && opts->type ? opts->type : SOCK_STREAM, AF_UNSPEC, false};
-    if (opts && opts->race_delay_ns) {
-        /* Racing needs two families among the entries. */
+    /* Racing needs two families among the entries, and a caller that is
+     * not cancelled: a shielded one (cleanup code) would go on, but its
+     * lanes, its children, would be cancelled with it. */
+    if (opts && opts->race_delay_ns && !weft_cancelled()) {
         const struct addrinfo *first = addrs;
         while (first && !picked(first, &all))
             first = first->ai_next;
-        if (first) {
-            struct pick others = {all.type, first->ai_family, true};
-            if (any_picked(addrs, &others))
-                return dial_racing(addrs, all.type, first->ai_family, opts, self);
+        struct pick others = {all.type, first ? first->ai_family : AF_UNSPEC, true};
+        if (first && any_picked(addrs, &others)) {
+            r = dial_racing(addrs, all.type, first->ai_family, opts, self);
+            /* A cancel that came during the race, to a shielded caller,
+             * ended the lanes: dial again, one address at a time. */
+            if (r >= 0 || !weft_cancelled() || weft__task_interrupted(self))
+                return r;
         }
     }
     return dial_serial(addrs, &all, opts, self);
