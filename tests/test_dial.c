@@ -693,13 +693,25 @@ TEST(bad_input_gets_an_error)
 static int sweep_listener;
 static char sweep_port[8];
 
+/* A dial by name for the allocations (the lookup's copies), by address
+ * for the SQEs: the SQEs the runtime makes of its own while the lookup
+ * runs on the pool vary from run to run, and would shift the count. */
+static int sweep_dial(weft__fault_kind kind)
+{
+    if (kind == WEFT_FAULT_ALLOC)
+        return weft_dial("127.0.0.1", sweep_port, NULL);
+    struct entry e;
+    entry_set(&e, (uint16_t)atoi(sweep_port), NULL);
+    return weft_dial_addrs(&e.ai, NULL);
+}
+
 static void *dial_under_fault(void *arg)
 {
     weft__fault_kind kind = (weft__fault_kind)(intptr_t)arg;
     int fds = count_fds();
     /* How many calls of this kind a clean dial makes. */
     weft__fault_arm(kind, UINT64_MAX);
-    int fd = weft_dial("127.0.0.1", sweep_port, NULL);
+    int fd = sweep_dial(kind);
     uint64_t points = weft__fault_count(kind);
     weft__fault_arm(kind, 0);
     ASSERT_GE(fd, 0);
@@ -707,9 +719,10 @@ static void *dial_under_fault(void *arg)
     ASSERT_OK(weft_close(fd));
     ASSERT_GT(points, 0u);
     int failed = 0;
-    for (uint64_t n = 1; n <= points; n++) {
+    /* A few points past the count, should a run make more of its own. */
+    for (uint64_t n = 1; n <= points + 4; n++) {
         weft__fault_arm(kind, n);
-        fd = weft_dial("127.0.0.1", sweep_port, NULL);
+        fd = sweep_dial(kind);
         weft__fault_arm(kind, 0);
         if (fd >= 0) {
             check_connected(fd, sweep_listener);
