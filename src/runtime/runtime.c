@@ -150,6 +150,15 @@ static bool under_valgrind(void)
 #endif
 }
 
+/* The CPUs this thread may run on (its affinity, which the workers
+ * inherit); 1 when that cannot be read. */
+static unsigned allowed_cpus(void)
+{
+    cpu_set_t set;
+    unsigned n = sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+    return n ? n : 1;
+}
+
 /* workers = 0: $WEFT_WORKERS, else the CPUs this thread may run on. */
 static int resolve_workers(weft__runtime *rt)
 {
@@ -168,16 +177,17 @@ static int resolve_workers(weft__runtime *rt)
                                            WEFT_MAX_WORKERS);
             n = (unsigned)v;
         } else {
-            cpu_set_t set;
-            n = sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
-            if (n == 0)
-                n = 1;
+            n = allowed_cpus();
             if (n > WEFT_MAX_WORKERS)
                 n = WEFT_MAX_WORKERS;
         }
     }
     rt->nworkers = n;
     rt->threaded = n > 1;
+    /* More workers than CPUs to run them (a server started under
+     * `taskset -c 0` with two workers, say): an idle worker's spin would
+     * only hold off one that has work, so idle workers park at once. */
+    rt->spin_idle = n <= allowed_cpus();
     return 0;
 }
 

@@ -180,7 +180,8 @@ typedef struct weft__runtime {
     unsigned nworkers;
     unsigned direct_tag_base; /* the workers' rings' tags (ring/resource.h) */
     weft__worker *workers;
-    bool threaded;                 /* several workers: the tree lock and live_tasks count */
+    bool threaded;  /* several workers: the tree lock and live_tasks count */
+    bool spin_idle; /* idle workers spin before parking (no more workers than CPUs) */
     _Atomic uint64_t next_task_id; /* where the next block of ids starts */
     _Atomic uint64_t live_tasks;   /* threaded: spawned, not complete (pseudo-roots excluded) */
     _Atomic uint64_t live_maint;   /* threaded: of live_tasks, the workers' maintenance tasks */
