@@ -69,6 +69,13 @@ static bool pending_connection(int l)
     return poll(&p, 1, 0) == 1;
 }
 
+/* Closes the connections waiting in l's accept queue. */
+static void drain(int l)
+{
+    while (pending_connection(l))
+        close(accept4(l, NULL, NULL, SOCK_CLOEXEC));
+}
+
 static char *port_str(uint16_t port, char buf[8])
 {
     snprintf(buf, 8, "%u", (unsigned)port);
@@ -187,20 +194,44 @@ TEST(dial_makes_a_connected_udp_socket)
 
 /* ---- address lists ------------------------------------------------------------ */
 
+/* A silent listener and one that answers, on 127.0.0.1, with the count
+ * of descriptors before them (fds) and with them (base). */
+struct pair_of_listeners {
+    int fds, base;
+    int silent, held, good;
+    uint16_t silent_port, good_port;
+};
+
+static void listeners_open(struct pair_of_listeners *l)
+{
+    l->fds = count_fds();
+    l->silent = silent_listener(&l->silent_port, &l->held);
+    l->good = tcp_listener(&l->good_port);
+    l->base = count_fds();
+}
+
+/* Closes them; nothing else the test opened may be left. */
+static void listeners_close(struct pair_of_listeners *l)
+{
+    ASSERT_EQ(count_fds(), l->base);
+    close(l->held);
+    close(l->silent);
+    close(l->good);
+    ASSERT_EQ(count_fds(), l->fds);
+}
+
 /* Refused, then silent past its attempt time, then one that answers:
  * the third is connected, and the two sockets tried before are closed. */
 static void *main_fallback(void *arg)
 {
     (void)arg;
-    int fds = count_fds();
-    uint16_t silent_port, good_port;
-    int held;
-    int silent = silent_listener(&silent_port, &held);
-    int good = tcp_listener(&good_port);
-    int fds_with_listeners = count_fds();
+    struct pair_of_listeners L;
+    listeners_open(&L);
+    int good = L.good, fds_with_listeners = L.base;
+    uint16_t good_port = L.good_port;
     struct entry e[3];
     entry_set(&e[2], good_port, NULL);
-    entry_set(&e[1], silent_port, &e[2]);
+    entry_set(&e[1], L.silent_port, &e[2]);
     entry_set(&e[0], refusing_port(), &e[1]);
 
     weft_dial_opts o = {.attempt_timeout_ns = 50 * MS};
@@ -235,12 +266,7 @@ static void *main_fallback(void *arg)
     entry_set(&refused2, refusing_port(), NULL);
     e[0].ai.ai_next = &refused2.ai;
     ASSERT_EQ(weft_dial_addrs(&e[0].ai, &o), -ECONNREFUSED);
-    ASSERT_EQ(count_fds(), fds_with_listeners);
-
-    close(held);
-    close(silent);
-    close(good);
-    ASSERT_EQ(count_fds(), fds);
+    listeners_close(&L);
     return NULL;
 }
 TEST(dial_addrs_goes_past_refusing_and_silent_addresses)
@@ -266,14 +292,11 @@ static void *dial_stop_list(void *arg)
 static void *main_interrupted(void *arg)
 {
     (void)arg;
-    int fds = count_fds();
-    uint16_t silent_port, good_port;
-    int held;
-    int silent = silent_listener(&silent_port, &held);
-    int good = tcp_listener(&good_port);
-    int fds_with_listeners = count_fds();
-    entry_set(&stop_list[1], good_port, NULL);
-    entry_set(&stop_list[0], silent_port, &stop_list[1]);
+    struct pair_of_listeners L;
+    listeners_open(&L);
+    int good = L.good, fds_with_listeners = L.base;
+    entry_set(&stop_list[1], L.good_port, NULL);
+    entry_set(&stop_list[0], L.silent_port, &stop_list[1]);
 
     ASSERT_OK(weft_deadline_push_in(30 * MS));
     ASSERT_EQ(weft_dial_addrs(&stop_list[0].ai, NULL), -ETIMEDOUT);
@@ -298,12 +321,7 @@ static void *main_interrupted(void *arg)
     ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
     ASSERT_EQ(stopped_dial, -ECANCELED);
     ASSERT(!pending_connection(good));
-    ASSERT_EQ(count_fds(), fds_with_listeners);
-
-    close(held);
-    close(silent);
-    close(good);
-    ASSERT_EQ(count_fds(), fds);
+    listeners_close(&L);
     return NULL;
 }
 TEST(the_callers_deadline_or_cancel_ends_the_dial)
@@ -411,6 +429,19 @@ static int tcp6_listener(uint16_t *port, int backlog)
     return l;
 }
 
+/* Exits the test case as skipped (77) where this machine has no IPv6
+ * loopback to listen on. */
+static void require_ipv6_loopback(void)
+{
+    uint16_t port;
+    int probe = tcp6_listener(&port, 1);
+    if (probe < 0) {
+        fprintf(stderr, "skip: no IPv6 loopback on this machine\n");
+        exit(TEST_SKIP_CODE);
+    }
+    close(probe);
+}
+
 /* As silent_listener, on [::1]. */
 static int silent6_listener(uint16_t *port, int *held)
 {
@@ -440,13 +471,7 @@ static int family_of(int fd)
 static void *main_racing(void *arg)
 {
     (void)arg;
-    uint16_t p6;
-    int probe = tcp6_listener(&p6, 1);
-    if (probe < 0) {
-        fprintf(stderr, "skip: no IPv6 loopback on this machine\n");
-        exit(TEST_SKIP_CODE);
-    }
-    close(probe);
+    require_ipv6_loopback();
     int fds = count_fds();
     uint16_t good4_port, good6_port, silent6_port;
     int held6;
@@ -505,11 +530,8 @@ static void *main_racing(void *arg)
         ASSERT_EQ(count_fds(), base + 1);
         ASSERT_OK(weft_close(fd));
         /* Take what the lanes connected, winner's and loser's. */
-        for (int l = 0; l < 2; l++) {
-            int lst = l ? good6 : good4;
-            while (pending_connection(lst))
-                close(accept4(lst, NULL, NULL, SOCK_CLOEXEC));
-        }
+        drain(good4);
+        drain(good6);
     }
     ASSERT_EQ(count_fds(), base);
 
@@ -542,13 +564,8 @@ static void *dial_race_silent(void *arg)
 static void *main_racing_interrupted(void *arg)
 {
     (void)arg;
+    require_ipv6_loopback();
     uint16_t p4, p6;
-    int probe = tcp6_listener(&p6, 1);
-    if (probe < 0) {
-        fprintf(stderr, "skip: no IPv6 loopback on this machine\n");
-        exit(TEST_SKIP_CODE);
-    }
-    close(probe);
     int fds = count_fds();
     int held4, held6;
     int s4 = silent_listener(&p4, &held4);
@@ -614,17 +631,12 @@ static void *shielded_dial(void *arg)
 static void *main_racing_shielded(void *arg)
 {
     (void)arg;
+    require_ipv6_loopback();
     uint16_t p6;
     int held6;
-    int s6 = tcp6_listener(&p6, 1);
-    if (s6 < 0) {
-        fprintf(stderr, "skip: no IPv6 loopback on this machine\n");
-        exit(TEST_SKIP_CODE);
-    }
-    close(s6);
     int fds = count_fds();
     int good4 = tcp_listener(&shield_good4);
-    s6 = silent6_listener(&p6, &held6);
+    int s6 = silent6_listener(&p6, &held6);
     entry_set(&race_v4, shield_good4, NULL);
     entry6_set(&race_v6, p6, &race_v4.ai);
     for (int cancel_first = 0; cancel_first < 2; cancel_first++) {
@@ -740,12 +752,6 @@ static void *dial_under_fault(void *arg)
 /* The same sweep over a racing dial, whose lanes are tasks, each with its
  * own sockets; a failure that lasts, so that both lanes meet it. */
 static int sweep_listener6;
-
-static void drain(int l)
-{
-    while (pending_connection(l))
-        close(accept4(l, NULL, NULL, SOCK_CLOEXEC));
-}
 
 static void *race_under_fault(void *arg)
 {
