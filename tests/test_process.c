@@ -164,6 +164,56 @@ TEST(output_reads_both_pipes_at_once)
     run_main(NULL, main_big_output, NULL);
 }
 
+/* output_limit keeps the first bytes of each stream and drops the rest,
+ * reading it all: the child, which writes far more than a pipe holds,
+ * ends. At the limit exactly nothing is dropped; one byte past, it is. */
+static void *main_output_limit(void *arg)
+{
+    (void)arg;
+    weft_process_opts opts = PIPES_OUT;
+    opts.output_limit = 10;
+    weft_process *p =
+        sh("printf 0123456789abc; head -c 3000000 /dev/zero; printf short >&2", &opts);
+    weft_output o;
+    int ws = -1;
+    ASSERT_OK(weft_process_output(p, &o, &ws));
+    ASSERT_EQ(ws, 0);
+    ASSERT_EQ(o.out_len, 10);
+    ASSERT_STREQ(o.out, "0123456789");
+    ASSERT(o.out_truncated);
+    ASSERT_STREQ(o.err, "short");
+    ASSERT(!o.err_truncated);
+    weft_output_free(&o);
+    weft_process_destroy(p);
+
+    const char *scripts[] = {"printf 0123456789", "printf 0123456789x", "printf 012"};
+    const bool truncated[] = {false, true, false};
+    for (int i = 0; i < 3; i++) {
+        p = sh(scripts[i], &opts);
+        ASSERT_OK(weft_process_output(p, &o, &ws));
+        ASSERT_EQ(o.out_len, i == 2 ? 3 : 10);
+        ASSERT(strncmp(o.out, "0123456789", o.out_len) == 0);
+        ASSERT_EQ(o.out[o.out_len], '\0');
+        ASSERT_EQ(o.out_truncated, truncated[i]);
+        weft_output_free(&o);
+        weft_process_destroy(p);
+    }
+    /* A limit larger than the first buffer: the buffers still grow to it. */
+    opts.output_limit = 100000;
+    p = sh("head -c 250000 /dev/zero", &opts);
+    ASSERT_OK(weft_process_output(p, &o, &ws));
+    ASSERT_EQ(o.out_len, 100000);
+    ASSERT(o.out_truncated);
+    weft_output_free(&o);
+    weft_process_destroy(p);
+    return NULL;
+}
+
+TEST(output_limit_keeps_the_first_bytes_and_drops_the_rest)
+{
+    run_main(NULL, main_output_limit, NULL);
+}
+
 static void *main_stdin(void *arg)
 {
     (void)arg;
@@ -1096,6 +1146,7 @@ TEST(pipe_failure_leaves_nothing_behind)
 }
 
 TEST_MAIN(CASE(output_collects_both_streams_and_the_status), CASE(output_reads_both_pipes_at_once),
+          CASE(output_limit_keeps_the_first_bytes_and_drops_the_rest),
           CASE(stdin_pipe_feeds_the_child), CASE(wait_returns_the_status_every_time),
           CASE(kill_ends_a_running_child),
           CASE(an_interrupted_wait_reaps_nothing_and_destroy_reaps),

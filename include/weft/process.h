@@ -66,6 +66,11 @@ typedef struct weft_process_opts {
      * Needs the child's pidfd (not to be had under valgrind 3.19: there
      * it reads until the pipes end). */
     uint64_t wait_delay_ns;
+    /* weft_process_output: the most bytes it keeps of each stream, per
+     * call; what comes past that is read and dropped (the child is not
+     * stalled on a full pipe), and the stream's _truncated flag set. For
+     * a child whose output may be large or hostile. 0: no limit. */
+    size_t output_limit;
 } weft_process_opts;
 
 /* Starts file with argv (argv[0] included, NULL-terminated). The child
@@ -146,6 +151,9 @@ typedef struct weft_output {
     /* The child had exited wait_delay_ns before and a pipe was still open
      * (a process it left behind holds it): the reading stopped there. */
     bool held_open;
+    /* More than output_limit bytes came on stdout / stderr: out / err
+     * hold the first output_limit of them. */
+    bool out_truncated, err_truncated;
 } weft_output;
 
 /* Closes the child's stdin pipe if the process still holds it (see
@@ -162,9 +170,8 @@ typedef struct weft_output {
  * that holds the pipes (a shell's background job) keeps the read going
  * after its own exit: set wait_delay_ns at the spawn, or bound the call
  * with a deadline (weft_deadline_push_in). The buffers grow with the
- * output, with
- * no limit: read the pipes yourself for a child whose output may be
- * larger than memory allows. */
+ * output, up to output_limit bytes each if set at the spawn (the rest is
+ * dropped, and out_truncated / err_truncated say so). */
 WEFT_API WEFT_MUST_CHECK int weft_process_output(weft_process *p, weft_output *o, int *wstatus);
 WEFT_API void weft_output_free(weft_output *o);
 

@@ -52,6 +52,7 @@ struct weft_process {
      * it: later calls give "" for it, not NULL. */
     bool drained[3];
     uint64_t wait_delay_ns; /* weft_process_opts' */
+    size_t output_limit;    /* weft_process_opts' */
     _Atomic int state;
     int wstatus; /* written before state becomes PROC_EXITED */
 };
@@ -249,6 +250,7 @@ int weft_process_spawn(weft_process **out, const char *file, char *const argv[],
         p->fds[i] = -1;
     p->group = o->new_process_group || o->new_session;
     p->wait_delay_ns = o->wait_delay_ns;
+    p->output_limit = o->output_limit;
     atomic_init(&p->state, PROC_RUNNING);
     r = start_child(p, file, argv, o);
     if (r) {
@@ -499,14 +501,18 @@ typedef struct collector {
     int fd; /* -1: not a pipe, or read to its end */
     char *buf;
     size_t len, cap;
+    size_t limit;   /* the most kept (output_limit); 0: no limit */
+    bool truncated; /* bytes past the limit came, and were dropped */
 } collector;
 
-/* Makes room in c for a byte and the NUL. */
+/* Makes room in c for a byte and the NUL (c->len is below any limit). */
 static int grow(collector *c)
 {
     if (c->cap - c->len >= 2)
         return 0;
     size_t cap = c->cap ? c->cap * 2 : 4096;
+    if (c->limit && cap > c->limit + 1)
+        cap = c->limit + 1; /* still >= len + 2: len < limit */
     char *b = weft__malloc(cap);
     if (!b)
         return -ENOMEM;
@@ -522,16 +528,30 @@ static int grow(collector *c)
  * the read does not block (this task is its only reader). 1 at its end. */
 static int take(collector *c)
 {
-    int r = grow(c);
-    if (r)
-        return r;
     ssize_t n;
-    do
-        n = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
-    while (n < 0 && errno == EINTR);
+    if (c->limit && c->len >= c->limit) {
+        /* Full: the rest is read and dropped, so that the child is not
+         * stalled on a full pipe. */
+        char sink[4096];
+        do
+            n = read(c->fd, sink, sizeof sink);
+        while (n < 0 && errno == EINTR);
+        if (n > 0)
+            c->truncated = true;
+    } else {
+        int r = grow(c);
+        if (r)
+            return r;
+        /* The buffer is no larger than the limit and the NUL: a read
+         * fills it to the limit at most. */
+        do
+            n = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
+        while (n < 0 && errno == EINTR);
+        if (n > 0)
+            c->len += (size_t)n;
+    }
     if (n < 0)
         return errno == EAGAIN ? 0 : -errno; /* O_NONBLOCK set by the program */
-    c->len += (size_t)n;
     return n == 0;
 }
 
@@ -649,13 +669,16 @@ int weft_process_output(weft_process *p, weft_output *o, int *wstatus)
     if (!weft__task_current())
         return -EPERM;
     close_if_open(&p->fds[WEFT_STDIN]);
-    collector c[2] = {{.fd = p->fds[WEFT_STDOUT]}, {.fd = p->fds[WEFT_STDERR]}};
+    collector c[2] = {{.fd = p->fds[WEFT_STDOUT], .limit = p->output_limit},
+                      {.fd = p->fds[WEFT_STDERR], .limit = p->output_limit}};
     int r = c[0].fd >= 0 || c[1].fd >= 0 ? collect_both(p, c, &o->held_open) : 0;
     bool piped[2];
     for (int i = 0; i < 2; i++)
         piped[i] = p->fds[1 + i] >= 0 || p->drained[1 + i];
     hand_over(&c[0], piped[0], &o->out, &o->out_len);
     hand_over(&c[1], piped[1], &o->err, &o->err_len);
+    o->out_truncated = c[0].truncated;
+    o->err_truncated = c[1].truncated;
     if (!r && ((piped[0] && !o->out) || (piped[1] && !o->err)))
         r = -ENOMEM;
     if (r)
