@@ -70,7 +70,8 @@ static unsigned *case_lock(const weft_select_case *c)
     }
 }
 
-/* The channel, subscription or set a case is on. */
+/* The channel, subscription, set, event, semaphore or wait group a case
+ * is on (NULL when the caller left it out). */
 static const void *case_source(const weft_select_case *c)
 {
     switch (c->op) {
@@ -78,6 +79,12 @@ static const void *case_source(const weft_select_case *c)
         return c->sub;
     case WEFT_SELECT_JOIN:
         return c->set;
+    case WEFT_SELECT_EVENT:
+        return c->event;
+    case WEFT_SELECT_ACQUIRE:
+        return c->sem;
+    case WEFT_SELECT_WAITGROUP:
+        return c->wg;
     default:
         return c->chan;
     }
@@ -118,37 +125,11 @@ static int check_cases(const weft_select_case *cases, size_t n)
     bool any = false;
     for (size_t i = 0; i < n; i++) {
         const weft_select_case *c = &cases[i];
-        switch (c->op) {
-        case 0:
+        if (!c->op)
             continue;
-        case WEFT_SELECT_RECV:
-        case WEFT_SELECT_SEND:
-            if (!c->chan)
-                return -EINVAL;
-            break;
-        case WEFT_SELECT_BROADCAST:
-            if (!c->sub)
-                return -EINVAL;
-            break;
-        case WEFT_SELECT_JOIN:
-            if (!c->set)
-                return -EINVAL;
-            break;
-        case WEFT_SELECT_EVENT:
-            if (!c->event)
-                return -EINVAL;
-            break;
-        case WEFT_SELECT_ACQUIRE:
-            if (!c->sem)
-                return -EINVAL;
-            break;
-        case WEFT_SELECT_WAITGROUP:
-            if (!c->wg)
-                return -EINVAL;
-            break;
-        default:
+        /* The ops run from RECV (1) to WAITGROUP, the last. */
+        if (c->op < WEFT_SELECT_RECV || c->op > WEFT_SELECT_WAITGROUP || !case_source(c))
             return -EINVAL;
-        }
         /* Only a channel's and a broadcast's cases move an element (a
          * JOIN may drop the member's result). */
         if (!c->elem && c->op <= WEFT_SELECT_BROADCAST)
