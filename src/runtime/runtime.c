@@ -162,6 +162,7 @@ static unsigned allowed_cpus(void)
 /* workers = 0: $WEFT_WORKERS, else the CPUs this thread may run on. */
 static int resolve_workers(weft__runtime *rt)
 {
+    unsigned cpus = allowed_cpus();
     unsigned n = rt->cfg.workers;
     if (n == 0) {
         const char *env = getenv("WEFT_WORKERS");
@@ -177,9 +178,7 @@ static int resolve_workers(weft__runtime *rt)
                                            WEFT_MAX_WORKERS);
             n = (unsigned)v;
         } else {
-            n = allowed_cpus();
-            if (n > WEFT_MAX_WORKERS)
-                n = WEFT_MAX_WORKERS;
+            n = cpus < WEFT_MAX_WORKERS ? cpus : WEFT_MAX_WORKERS;
         }
     }
     rt->nworkers = n;
@@ -187,7 +186,7 @@ static int resolve_workers(weft__runtime *rt)
     /* More workers than CPUs to run them (a server started under
      * `taskset -c 0` with two workers, say): an idle worker's spin would
      * only hold off one that has work, so idle workers park at once. */
-    rt->spin_idle = n <= allowed_cpus();
+    rt->spin_idle = n <= cpus;
     return 0;
 }
 
