@@ -526,6 +526,15 @@ static int grow(collector *c)
 
 /* Reads what c's pipe holds: called when epoll says it is readable, so
  * the read does not block (this task is its only reader). 1 at its end. */
+static ssize_t read_retrying(int fd, void *buf, size_t n)
+{
+    ssize_t r;
+    do
+        r = read(fd, buf, n);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
 static int take(collector *c)
 {
     ssize_t n;
@@ -533,9 +542,7 @@ static int take(collector *c)
         /* Full: the rest is read and dropped, so that the child is not
          * stalled on a full pipe. */
         char sink[4096];
-        do
-            n = read(c->fd, sink, sizeof sink);
-        while (n < 0 && errno == EINTR);
+        n = read_retrying(c->fd, sink, sizeof sink);
         if (n > 0)
             c->truncated = true;
     } else {
@@ -544,9 +551,7 @@ static int take(collector *c)
             return r;
         /* The buffer is no larger than the limit and the NUL: a read
          * fills it to the limit at most. */
-        do
-            n = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
-        while (n < 0 && errno == EINTR);
+        n = read_retrying(c->fd, c->buf + c->len, c->cap - c->len - 1);
         if (n > 0)
             c->len += (size_t)n;
     }
@@ -555,11 +560,6 @@ static int take(collector *c)
     return n == 0;
 }
 
-/* Reads both pipes to their ends at once, in this task: an epoll set holds
- * them, and the task parks on it with weft_poll (one op, whichever pipe
- * has something). No helper task: a spawn from a cancelled task, though
- * shielded, would be born cancelled, and a helper left running by an
- * interruption would write into this frame after the return. */
 /* One look at what epoll says is ready, without waiting: reads each ready
  * pipe once (a pipe at its end leaves the set: *open goes down). 0, 1
  * when the pidfd (event 2) was among them, or a read's error. */
@@ -588,6 +588,11 @@ static int take_ready(int ep, collector c[2], int *open)
     return r ? r : exited;
 }
 
+/* Reads both pipes to their ends at once, in this task: an epoll set holds
+ * them, and the task parks on it with weft_poll (one op, whichever pipe
+ * has something). No helper task: a spawn from a cancelled task, though
+ * shielded, would be born cancelled, and a helper left running by an
+ * interruption would write into this frame after the return. */
 static int collect_both(weft_process *p, collector c[2], bool *held_open)
 {
     *held_open = false;
