@@ -73,6 +73,17 @@ static weft_process *sh_marked(const char *fmt, const weft_process_opts *opts)
     return p;
 }
 
+/* An output cut by a deadline ms from now: it returns -ETIMEDOUT with
+ * exactly out and err read so far. */
+static void expect_cut_output(weft_process *p, uint64_t ms, const char *out, const char *err)
+{
+    weft_output o;
+    ASSERT_EQ(output_within(p, ms, &o, NULL), -ETIMEDOUT);
+    ASSERT_STREQ(o.out, out);
+    ASSERT_STREQ(o.err, err);
+    weft_output_free(&o);
+}
+
 /* Pushes far deadlines until no more can be: returns how many. */
 static int fill_deadline_levels(void)
 {
@@ -436,11 +447,8 @@ static void *main_grandchild(void *arg)
     weft_process_opts o = PIPES_OUT;
     o.new_process_group = true;
     weft_process *p = sh_marked("sleep 100 & echo started; touch %s", &o);
+    expect_cut_output(p, 100, "started\n", "");
     weft_output out;
-    ASSERT_EQ(output_within(p, 100, &out, NULL), -ETIMEDOUT);
-    ASSERT_STREQ(out.out, "started\n");
-    ASSERT_STREQ(out.err, "");
-    weft_output_free(&out);
     /* sh has exited (the touch was its last command); the pipes are still
      * open in sleep. */
     int ws = -1;
@@ -468,11 +476,8 @@ static void *main_interrupted_output(void *arg)
     (void)arg;
     weft_process *p =
         sh_marked("echo early; exec >&-; echo e1 >&2; touch %s; exec sleep 100", &PIPES_OUT);
+    expect_cut_output(p, 50, "early\n", "e1\n");
     weft_output o;
-    ASSERT_EQ(output_within(p, 50, &o, NULL), -ETIMEDOUT);
-    ASSERT_STREQ(o.out, "early\n");
-    ASSERT_STREQ(o.err, "e1\n");
-    weft_output_free(&o);
     volatile char junk[4096];
     memset((char *)junk, 0x5a, sizeof junk);
     ASSERT_OK(weft_sleep_ns(20 * 1000000ull));
@@ -772,11 +777,8 @@ static void *main_output_again(void *arg)
     (void)arg;
     weft_process *p =
         sh_marked("echo hi; echo e >&2; exec >&- 2>&-; touch %s; exec sleep 100", &PIPES_OUT);
+    expect_cut_output(p, 50, "hi\n", "e\n");
     weft_output o;
-    ASSERT_EQ(output_within(p, 50, &o, NULL), -ETIMEDOUT);
-    ASSERT_STREQ(o.out, "hi\n");
-    ASSERT_STREQ(o.err, "e\n");
-    weft_output_free(&o);
     ASSERT_OK(weft_process_kill(p, SIGTERM));
     int ws = -1;
     ASSERT_OK(weft_process_output(p, &o, &ws));
