@@ -1,12 +1,14 @@
 /* weft_dial and weft_dial_addrs: connecting by name and by an address
  * list; the next address after one that refuses or stays silent past its
  * attempt time; the caller's deadline and cancellation ending the dial;
- * TCP_NODELAY and connected UDP; bad input; failed SQEs and allocations
+ * TCP_NODELAY and connected UDP; a local address; a race short of
+ * memory; bad input; failed SQEs and allocations
  * leaving no descriptor behind. Real sockets on loopback throughout. */
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/un.h>
 #include <stdatomic.h>
 
 #include "common/fault.h"
@@ -462,6 +464,20 @@ static int family_of(int fd)
     return ss.ss_family;
 }
 
+/* A racing dial in a task where every allocation fails: the family of
+ * the socket it got (kept in race_fd). */
+static int race_fd;
+
+static void *dial_race_without_memory(void *arg)
+{
+    weft_dial_opts o = {.race_delay_ns = UINT64_MAX};
+    weft__fault_arm_from(WEFT_FAULT_ALLOC, 1);
+    race_fd = weft_dial_addrs(arg, &o);
+    weft__fault_arm(WEFT_FAULT_ALLOC, 0);
+    ASSERT_GE(race_fd, 0);
+    return (void *)(intptr_t)family_of(race_fd);
+}
+
 /* With race_delay_ns, the two families race: an IPv4 address that
  * answers wins over a silent IPv6 one once the delay has passed; the
  * first family wins when it connects (the second never starts within
@@ -493,6 +509,22 @@ static void *main_racing(void *arg)
     check_connected(fd, good4);
     ASSERT_OK(weft_close(fd));
 
+    /* The same with 16 deadline levels in force, so that the delay
+     * cannot be pushed: the IPv4 lane starts at once (the dial neither
+     * fails nor waits on the silent address). */
+    int levels = 0;
+    while (weft_deadline_push_in(100000 * MS) == 0)
+        levels++;
+    ASSERT_EQ(levels, 16);
+    o.race_delay_ns = 100000 * MS;
+    fd = weft_dial_addrs(&v6.ai, &o);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(family_of(fd), AF_INET);
+    check_connected(fd, good4);
+    ASSERT_OK(weft_close(fd));
+    for (int i = 0; i < levels; i++)
+        ASSERT_OK(weft_deadline_pop());
+
     /* IPv6 answers: it wins, and IPv4 is never tried. */
     o.race_delay_ns = UINT64_MAX;
     entry6_set(&v6, good6_port, &v4.ai);
@@ -512,6 +544,17 @@ static void *main_racing(void *arg)
     ASSERT_EQ(family_of(fd), AF_INET);
     check_connected(fd, good4);
     ASSERT_OK(weft_close(fd));
+
+    /* No memory at all (a fresh task, whose first deadline push needs
+     * some): no race, the addresses one at a time, IPv4 after the
+     * refused IPv6. */
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, dial_race_without_memory, &v6.ai));
+    intptr_t raced;
+    ASSERT_OK(weft_join(t, (void **)&raced));
+    ASSERT_EQ(raced, AF_INET);
+    check_connected(race_fd, good4);
+    ASSERT_OK(weft_close(race_fd));
 
     /* Both refused: an error, nothing open. */
     entry_set(&v4, refusing_port(), NULL);
@@ -668,6 +711,130 @@ TEST(a_shielded_caller_dials_through_a_cancel)
 
 /* ---- bad input and failures --------------------------------------------------- */
 
+/* ---- a local address ------------------------------------------------------ */
+
+static struct sockaddr_in local4(const char *ip, uint16_t port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    ASSERT_EQ(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
+    return sa;
+}
+
+static struct sockaddr_in name_of(int fd, bool peer)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    ASSERT_OK(peer ? getpeername(fd, (struct sockaddr *)&sa, &len)
+                   : getsockname(fd, (struct sockaddr *)&sa, &len));
+    ASSERT_EQ(sa.sin_family, AF_INET);
+    return sa;
+}
+
+/* A port on 127.0.0.2 that no socket holds (bound, then closed). */
+static uint16_t free_port_on_127_0_0_2(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = local4("127.0.0.2", 0);
+    ASSERT_OK(bind(s, (struct sockaddr *)&sa, sizeof sa));
+    uint16_t port = ntohs(name_of(s, false).sin_port);
+    close(s);
+    return port;
+}
+
+/* Each socket leaves from the local address (the peer sees it), its port
+ * picked at the connect (IP_BIND_ADDRESS_NO_PORT) or the fixed one asked
+ * for; only entries of its family are tried, racing or not; a bind that
+ * fails is an attempt's error, with nothing left open. */
+static void *main_local(void *arg)
+{
+    (void)arg;
+    uint16_t port;
+    int l = tcp_listener(&port);
+    int fds = count_fds();
+    struct sockaddr_in from = local4("127.0.0.2", 0);
+    weft_dial_opts o = {.local_addr = (struct sockaddr *)&from, .local_addrlen = sizeof from};
+    char ps[8];
+    int fd = weft_dial("127.0.0.1", port_str(port, ps), &o);
+    ASSERT_GE(fd, 0);
+    struct sockaddr_in mine = name_of(fd, false);
+    ASSERT_EQ(mine.sin_addr.s_addr, from.sin_addr.s_addr);
+    ASSERT_NE(mine.sin_port, 0);
+    int v = 0;
+    socklen_t len = sizeof v;
+    ASSERT_OK(getsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &v, &len));
+    ASSERT_EQ(v, 1);
+    int s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    ASSERT(s >= 0);
+    struct sockaddr_in seen = name_of(s, true);
+    ASSERT_EQ(seen.sin_addr.s_addr, from.sin_addr.s_addr);
+    ASSERT_EQ(seen.sin_port, mine.sin_port);
+    close(s);
+    ASSERT_OK(weft_close(fd));
+
+    /* A fixed port: taken; a second dial from it to the same peer finds
+     * it held (-EADDRINUSE), and closes its socket. */
+    struct sockaddr_in fixed = local4("127.0.0.2", free_port_on_127_0_0_2());
+    weft_dial_opts of = {.local_addr = (struct sockaddr *)&fixed, .local_addrlen = sizeof fixed};
+    struct entry e;
+    entry_set(&e, port, NULL);
+    fd = weft_dial_addrs(&e.ai, &of);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(name_of(fd, false).sin_port, fixed.sin_port);
+    ASSERT_EQ(weft_dial_addrs(&e.ai, &of), -EADDRINUSE);
+    ASSERT_EQ(count_fds(), fds + 1);
+    check_connected(fd, l);
+    ASSERT_OK(weft_close(fd));
+
+    /* A local address this host does not have: each attempt's bind fails,
+     * and the last error comes back. */
+    struct sockaddr_in absent = local4("192.0.2.1", 0); /* TEST-NET-1 */
+    weft_dial_opts oa = {.local_addr = (struct sockaddr *)&absent, .local_addrlen = sizeof absent};
+    struct entry two[2];
+    entry_set(&two[1], port, NULL);
+    entry_set(&two[0], port, &two[1]);
+    ASSERT_EQ(weft_dial_addrs(&two[0].ai, &oa), -EADDRNOTAVAIL);
+    ASSERT_EQ(count_fds(), fds);
+
+    /* A connected UDP socket from it. */
+    weft_dial_opts ou = o;
+    ou.type = SOCK_DGRAM;
+    fd = weft_dial("127.0.0.1", "9", &ou);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(name_of(fd, false).sin_addr.s_addr, from.sin_addr.s_addr);
+    ASSERT_OK(weft_close(fd));
+
+    /* Entries of the other family are passed by, racing or not: an IPv6
+     * listener ahead in the list gets no connection. */
+    uint16_t p6;
+    int l6 = tcp6_listener(&p6, 16);
+    struct entry v4;
+    struct entry6 v6;
+    entry_set(&v4, port, NULL);
+    entry6_set(&v6, l6 >= 0 ? p6 : 9, &v4.ai);
+    for (int racing = 0; racing < 2; racing++) {
+        weft_dial_opts orc = o;
+        orc.race_delay_ns = racing ? 1 : 0;
+        fd = weft_dial_addrs(&v6.ai, &orc);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(family_of(fd), AF_INET);
+        check_connected(fd, l);
+        ASSERT_OK(weft_close(fd));
+        if (l6 >= 0)
+            ASSERT(!pending_connection(l6));
+    }
+    v6.ai.ai_next = NULL;
+    ASSERT_EQ(weft_dial_addrs(&v6.ai, &o), -ENOENT);
+    if (l6 >= 0)
+        close(l6);
+    ASSERT_EQ(count_fds(), fds);
+    close(l);
+    return NULL;
+}
+TEST(dial_from_a_local_address)
+{
+    run_main(NULL, main_local, NULL);
+}
+
 static void *main_bad_input(void *arg)
 {
     (void)arg;
@@ -680,6 +847,21 @@ static void *main_bad_input(void *arg)
     struct entry e;
     entry_set(&e, 80, NULL);
     ASSERT_EQ(weft_dial_addrs(&e.ai, &o), -EINVAL);
+    /* Local addresses that cannot be: NULL with a length, too short for
+     * its family, not IP, of another family than asked for. */
+    struct sockaddr_in from = loopback(0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    weft_dial_opts bad[] = {
+        {.local_addrlen = sizeof from},
+        {.local_addr = (struct sockaddr *)&from, .local_addrlen = 1},
+        {.local_addr = (struct sockaddr *)&from, .local_addrlen = sizeof from - 1},
+        {.local_addr = (struct sockaddr *)&un, .local_addrlen = sizeof un},
+        {.family = AF_INET6, .local_addr = (struct sockaddr *)&from, .local_addrlen = sizeof from},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_EQ(weft_dial("127.0.0.1", "80", &bad[i]), -EINVAL);
+        ASSERT_EQ(weft_dial_addrs(&e.ai, &bad[i]), -EINVAL);
+    }
     /* A service name /etc/services does not know: the lookup's error. */
     int r = weft_dial("127.0.0.1", "no-such-service-weft", NULL);
     ASSERT(WEFT_IS_EAI(r));
@@ -750,7 +932,8 @@ static void *dial_under_fault(void *arg)
 }
 
 /* The same sweep over a racing dial, whose lanes are tasks, each with its
- * own sockets; a failure that lasts, so that both lanes meet it. */
+ * own sockets; a failure that lasts, so that both lanes meet it, and the
+ * dial without them. */
 static int sweep_listener6;
 
 static void *race_under_fault(void *arg)
@@ -784,13 +967,59 @@ static void *race_under_fault(void *arg)
         drain(sweep_listener6);
         if (fd >= 0) {
             ASSERT_OK(weft_close(fd));
-            continue;
+        } else {
+            ASSERT_EQ(fd, -EAGAIN);
+            failed++;
         }
-        ASSERT(fd == -EAGAIN || fd == -ENOMEM);
-        failed++;
         check_sweep_point(n, fds);
     }
-    ASSERT_GT(failed, 0);
+    /* With no SQE, no attempt can be made. With no memory, the race is
+     * given up and the addresses are tried one at a time, which needs
+     * none: the dial connects. */
+    if (kind == WEFT_FAULT_SQE)
+        ASSERT_GT(failed, 0);
+    else
+        ASSERT_EQ(failed, 0);
+    return NULL;
+}
+
+/* One failure at a time in a race with another way to connect: a refused
+ * IPv6 address, then two IPv4 ones that answer. Whatever fails (the set,
+ * a lane's spawn, the delay's timer, an attempt's socket or connect), the
+ * dial connects: the race goes on without what it could not have, or an
+ * attempt fails and the next address is tried. The delay is long, so that
+ * the IPv4 lane starts when the IPv6 one has failed, every run alike. */
+static void *race_under_one_fault(void *arg)
+{
+    weft__fault_kind kind = (weft__fault_kind)(intptr_t)arg;
+    int fds = count_fds();
+    uint16_t p4 = (uint16_t)atoi(sweep_port), p6;
+    close(tcp6_listener(&p6, 1));
+    struct entry v4[2];
+    struct entry6 v6;
+    entry_set(&v4[1], p4, NULL);
+    entry_set(&v4[0], p4, &v4[1]);
+    entry6_set(&v6, p6, &v4[0].ai);
+    weft_dial_opts o = {.race_delay_ns = 10000 * MS};
+    weft__fault_arm(kind, UINT64_MAX);
+    int fd = weft_dial_addrs(&v6.ai, &o);
+    uint64_t points = weft__fault_count(kind);
+    weft__fault_arm(kind, 0);
+    ASSERT_GE(fd, 0);
+    check_connected(fd, sweep_listener);
+    ASSERT_OK(weft_close(fd));
+    for (uint64_t n = 1; n <= points + 4; n++) {
+        weft__fault_arm(kind, n);
+        fd = weft_dial_addrs(&v6.ai, &o);
+        weft__fault_arm(kind, 0);
+        if (fd < 0)
+            FAILF("failure point %llu of %llu failed the dial: %d", (unsigned long long)n,
+                  (unsigned long long)points, fd);
+        check_connected(fd, sweep_listener);
+        ASSERT_OK(weft_close(fd));
+        drain(sweep_listener);
+        check_sweep_point(n, fds);
+    }
     return NULL;
 }
 
@@ -807,6 +1036,8 @@ TEST(failed_sqes_and_allocations_leave_nothing_open)
     if (sweep_listener6 >= 0) {
         run_main_one_worker(NULL, race_under_fault, (void *)(intptr_t)WEFT_FAULT_SQE);
         run_main_one_worker(NULL, race_under_fault, (void *)(intptr_t)WEFT_FAULT_ALLOC);
+        run_main_one_worker(NULL, race_under_one_fault, (void *)(intptr_t)WEFT_FAULT_SQE);
+        run_main_one_worker(NULL, race_under_one_fault, (void *)(intptr_t)WEFT_FAULT_ALLOC);
         close(sweep_listener6);
     } else {
         fprintf(stderr, "note: no IPv6 loopback: the racing sweep is not run\n");
@@ -820,5 +1051,5 @@ TEST_MAIN(CASE(dial_connects_by_name), CASE(dial_makes_a_connected_udp_socket),
           CASE(an_attempt_time_that_cannot_be_pushed_fails_the_dial),
           CASE(racing_the_families_takes_the_first_to_connect),
           CASE(a_racing_dial_ends_with_the_callers_deadline_or_cancel),
-          CASE(a_shielded_caller_dials_through_a_cancel), CASE(bad_input_gets_an_error),
-          CASE(failed_sqes_and_allocations_leave_nothing_open))
+          CASE(a_shielded_caller_dials_through_a_cancel), CASE(dial_from_a_local_address),
+          CASE(bad_input_gets_an_error), CASE(failed_sqes_and_allocations_leave_nothing_open))

@@ -338,6 +338,16 @@ typedef struct weft_dial_opts {
      * 250 ms, Go uses 300 ms) or as soon as the first has failed, and the
      * first socket to connect wins. */
     uint64_t race_delay_ns;
+    /* A local address to bind each socket to before its connect (the
+     * source address: which interface or which of the host's addresses a
+     * proxy dials from), and its length; NULL and 0: the kernel's choice.
+     * AF_INET or AF_INET6; only entries of its family are tried (weft_dial
+     * looks up that family alone). Its port 0 lets the kernel pick a port
+     * at the connect, one free for that peer (IP_BIND_ADDRESS_NO_PORT, on
+     * TCP), so that many dials from one address do not run out of ports;
+     * a fixed port fails with -EADDRINUSE while another socket holds it. */
+    const struct sockaddr *local_addr;
+    socklen_t local_addrlen;
 } weft_dial_opts;
 
 /* Connects to host:service, as Go's net.Dial and Tokio's
@@ -364,12 +374,16 @@ WEFT_API WEFT_MUST_CHECK int weft_dial(const char *host, const char *service,
  * -ETIMEDOUT once the caller is cancelled or past its own deadline: no
  * further address is tried. With attempt_timeout_ns, -EOVERFLOW (16
  * deadline levels in force already) or -ENOMEM when its deadline cannot
- * be pushed, before any address is tried. Racing (race_delay_ns), the
- * error is that of the lane (family) that ended last; the spawn's errors
- * (-ENOMEM, -EAGAIN), and -EOVERFLOW or -ENOMEM when the race delay
- * cannot be pushed as a deadline, end the dial too. A cancelled caller
- * in a shield does not race (the lanes, its children, would be
- * cancelled): it dials one address at a time. -EINVAL for a NULL list or bad opts, -EPERM
+ * be pushed, before any address is tried. A local address's bind errors
+ * (-EADDRINUSE, -EADDRNOTAVAIL) are an attempt's. Racing (race_delay_ns),
+ * the error is that of the lane (family) that ended last. What the race
+ * needs (a task set, two tasks, a timer for the delay) failing to be had
+ * does not fail the dial: it goes on without (one address at a time, or
+ * no delay; docs/io.md). A cancelled caller in a shield does not race
+ * (the lanes, its children, would be cancelled): it dials one address at
+ * a time. -EINVAL for a NULL list or bad opts (an unknown family or type,
+ * a local address that is not IPv4 or IPv6, shorter than its family's,
+ * NULL with a length, or of another family than `family`), -EPERM
  * outside a task. */
 WEFT_API WEFT_MUST_CHECK int weft_dial_addrs(const struct addrinfo *addrs,
                                              const weft_dial_opts *opts);

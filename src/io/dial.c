@@ -31,7 +31,47 @@ static int check_opts(const weft_dial_opts *o)
         return -EINVAL;
     if (o->type != 0 && o->type != SOCK_STREAM && o->type != SOCK_DGRAM)
         return -EINVAL;
+    if (!o->local_addr)
+        return o->local_addrlen ? -EINVAL : 0;
+    if (o->local_addrlen < sizeof(sa_family_t))
+        return -EINVAL;
+    sa_family_t f = o->local_addr->sa_family;
+    size_t need = f == AF_INET    ? sizeof(struct sockaddr_in)
+                  : f == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                  : 0;
+    if (!need || o->local_addrlen < need)
+        return -EINVAL;
+    if (o->family != AF_UNSPEC && o->family != f)
+        return -EINVAL; /* no address could be dialled from it */
     return 0;
+}
+
+/* The family a local address ties the dial to, or AF_UNSPEC. */
+static int local_family(const weft_dial_opts *o)
+{
+    return o && o->local_addr ? o->local_addr->sa_family : AF_UNSPEC;
+}
+
+static bool local_port_is_any(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)(const void *)sa)->sin_port == 0;
+    return ((const struct sockaddr_in6 *)(const void *)sa)->sin6_port == 0;
+}
+
+/* Binds fd to the dial's local address. With port 0 on TCP, the port is
+ * picked at the connect, for the 4-tuple (IP_BIND_ADDRESS_NO_PORT):
+ * bind(2) alone would pick one that is free for every peer, and a proxy
+ * dialling many peers from one address would run out of ports at about
+ * 28,000 connections. */
+static int bind_local(int fd, int type, const weft_dial_opts *o)
+{
+    if (type == SOCK_STREAM && local_port_is_any(o->local_addr)) {
+        int one = 1;
+        if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0)
+            return -errno;
+    }
+    return bind(fd, o->local_addr, o->local_addrlen) < 0 ? -errno : 0;
 }
 
 /* One address: a connected socket, or the attempt's error with nothing
@@ -41,7 +81,9 @@ static int attempt(const struct addrinfo *ai, int type, const weft_dial_opts *o)
     int fd = weft_socket(ai->ai_family, type | SOCK_CLOEXEC, ai->ai_protocol, 0);
     if (fd < 0)
         return fd;
-    int r = weft_connect(fd, ai->ai_addr, ai->ai_addrlen);
+    int r = o && o->local_addr ? bind_local(fd, type, o) : 0;
+    if (r == 0)
+        r = weft_connect(fd, ai->ai_addr, ai->ai_addrlen);
     if (r == 0 && o && o->nodelay && type == SOCK_STREAM &&
         (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)) {
         int one = 1;
@@ -60,6 +102,7 @@ static int attempt(const struct addrinfo *ai, int type, const weft_dial_opts *o)
  * others. */
 struct pick {
     int type;
+    int local;  /* the local address's family (the only one dialled), or AF_UNSPEC */
     int family; /* AF_UNSPEC: any */
     bool other; /* the families but `family` */
 };
@@ -67,6 +110,8 @@ struct pick {
 static bool picked(const struct addrinfo *ai, const struct pick *p)
 {
     if (ai->ai_socktype && ai->ai_socktype != p->type)
+        return false;
+    if (p->local != AF_UNSPEC && ai->ai_family != p->local)
         return false;
     if (p->family == AF_UNSPEC)
         return true;
@@ -114,7 +159,14 @@ static int dial_serial(const struct addrinfo *addrs, const struct pick *p,
  * The first socket to connect wins; the set's destroy cancels the other
  * lane and waits for it, and a socket it connected meanwhile is closed.
  * The caller's deadline or cancel ends its wait, and the destroy then
- * ends the lanes. */
+ * ends the lanes.
+ *
+ * What the race needs of its own (a task set, two tasks, a timer for the
+ * delay) can fail for want of memory; the dial then goes on without it,
+ * as it would have gone without racing: no set or no primary lane, and
+ * the caller dials one address at a time; no timer, and the fallback lane
+ * starts at once; no fallback lane, and the caller tries its addresses
+ * itself once the primary lane has failed. */
 struct lane {
     const struct addrinfo *addrs;
     struct pick pick;
@@ -144,33 +196,43 @@ static int lane_start(weft_taskset *set, struct lane *l)
     return weft_taskset_spawn(set, &so, lane_run, l, &l->id);
 }
 
-static int dial_racing(const struct addrinfo *addrs, int type, int primary,
-                       const weft_dial_opts *opts, weft_task *self)
+/* The race: a socket or the dial's error, with *raced true; or, with
+ * *raced false, nothing tried (no set or no primary lane to be had). */
+static int dial_racing(const struct addrinfo *addrs, const struct pick *all, int primary,
+                       const weft_dial_opts *opts, weft_task *self, bool *raced)
 {
     struct lane lanes[2] = {
-        {addrs, {type, primary, false}, opts, -ECANCELED, 0},
-        {addrs, {type, primary, true}, opts, -ECANCELED, 0},
+        {addrs, {all->type, all->local, primary, false}, opts, -ECANCELED, 0},
+        {addrs, {all->type, all->local, primary, true}, opts, -ECANCELED, 0},
     };
+    *raced = false;
     weft_taskset *set;
-    int r = weft_taskset_create(&set);
-    if (r)
-        return r;
+    if (weft_taskset_create(&set) != 0)
+        return 0;
+    if (lane_start(set, &lanes[0]) != 0) {
+        (void)weft_taskset_destroy(set);
+        return 0;
+    }
+    *raced = true;
     struct lane *winner = NULL;
-    int err = lane_start(set, &lanes[0]);
-    int last = -ENOENT;
-    bool fallback_due = err == 0;
-    while (err == 0) {
+    int err = 0, last = -ENOENT;
+    bool fallback_due = true;    /* the fallback lane is yet to start */
+    bool fallback_later = false; /* it could not: its addresses are tried here after */
+    for (;;) {
+        if (fallback_due && weft_deadline_push_in(opts->race_delay_ns) != 0) {
+            fallback_due = false; /* no timer for the delay: no delay */
+            fallback_later = lane_start(set, &lanes[1]) != 0;
+            continue;
+        }
         /* Until the fallback lane starts, the wait for the primary is
          * bounded by the race delay. */
         bool timed = fallback_due;
-        if (timed && (err = weft_deadline_push_in(opts->race_delay_ns)) != 0)
-            break;
         uint64_t id;
-        r = weft_taskset_join_next(set, &id, NULL);
+        int r = weft_taskset_join_next(set, &id, NULL);
         if (timed)
             (void)weft_deadline_pop();
         if (r == -ECHILD)
-            break; /* both lanes ended, neither connected */
+            break; /* the lanes started ended, none connected */
         if (r == -EINTR || r == -ETIMEDOUT) {
             int mine = weft__task_interrupted(self);
             if (mine || !timed) {
@@ -179,7 +241,7 @@ static int dial_racing(const struct addrinfo *addrs, int type, int primary,
             }
             /* The race delay: the fallback lane starts. */
             fallback_due = false;
-            err = lane_start(set, &lanes[1]);
+            fallback_later = lane_start(set, &lanes[1]) != 0;
             continue;
         }
         struct lane *l = id == lanes[0].id ? &lanes[0] : &lanes[1];
@@ -190,7 +252,7 @@ static int dial_racing(const struct addrinfo *addrs, int type, int primary,
         last = l->result;
         if (fallback_due) { /* the primary failed first: no reason to wait */
             fallback_due = false;
-            err = lane_start(set, &lanes[1]);
+            fallback_later = lane_start(set, &lanes[1]) != 0;
         }
     }
     (void)weft_taskset_destroy(set); /* cancels a lane still running, and waits */
@@ -199,7 +261,9 @@ static int dial_racing(const struct addrinfo *addrs, int type, int primary,
             (void)weft_close(lanes[i].result);
     if (winner)
         return winner->result;
-    return err ? err : last;
+    if (err)
+        return err;
+    return fallback_later ? dial_serial(addrs, &lanes[1].pick, opts, self) : last;
 }
 
 int weft_dial_addrs(const struct addrinfo *addrs, const weft_dial_opts *opts)
@@ -210,22 +274,29 @@ int weft_dial_addrs(const struct addrinfo *addrs, const weft_dial_opts *opts)
     int r = weft__task_enter(&self);
     if (r)
         return r;
-    struct pick all = {opts && opts->type ? opts->type : SOCK_STREAM, AF_UNSPEC, false};
-    /* Racing needs two families among the entries, and a caller that is
-     * not cancelled: a shielded one (cleanup code) would go on, but its
-     * lanes, its children, would be cancelled with it. */
+    struct pick all = {
+        .type = opts && opts->type ? opts->type : SOCK_STREAM,
+        .local = local_family(opts),
+    };
+    /* Racing needs two families among the entries (a local address
+     * allows one), and a caller that is not cancelled: a shielded one
+     * (cleanup code) would go on, but its lanes, its children, would be
+     * cancelled with it. */
     if (opts && opts->race_delay_ns && !weft_cancelled()) {
         const struct addrinfo *first = addrs;
         while (first && !picked(first, &all))
             first = first->ai_next;
-        struct pick others = {all.type, first ? first->ai_family : AF_UNSPEC, true};
-        if (first && any_picked(addrs, &others)) {
-            r = dial_racing(addrs, all.type, first->ai_family, opts, self);
-            /* A cancel that came during the race, to a shielded caller,
-             * ended the lanes: dial again, one address at a time. */
-            if (r >= 0 || !weft_cancelled() || weft__task_interrupted(self))
-                return r;
-        }
+        struct pick others = {.type = all.type,
+                              .local = all.local,
+                              .family = first ? first->ai_family : AF_UNSPEC,
+                              .other = true};
+        bool raced = false;
+        if (first && any_picked(addrs, &others))
+            r = dial_racing(addrs, &all, first->ai_family, opts, self, &raced);
+        /* A cancel that came during the race, to a shielded caller,
+         * ended the lanes: dial again, one address at a time. */
+        if (raced && (r >= 0 || !weft_cancelled() || weft__task_interrupted(self)))
+            return r;
     }
     return dial_serial(addrs, &all, opts, self);
 }
@@ -238,7 +309,7 @@ int weft_dial(const char *host, const char *service, const weft_dial_opts *opts)
     if (r)
         return r;
     struct addrinfo hints = {
-        .ai_family = opts ? opts->family : AF_UNSPEC,
+        .ai_family = opts && opts->family ? opts->family : local_family(opts),
         .ai_socktype = opts && opts->type ? opts->type : SOCK_STREAM,
     };
     struct addrinfo *list;
