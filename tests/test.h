@@ -337,6 +337,41 @@ static inline int died_of_segv(int status, const char *out)
     return WIFEXITED(status) && WEXITSTATUS(status) != 0 && strstr(out, "SEGV") != NULL;
 }
 
+/* Runs this binary's case `name` again under valgrind's memcheck (the
+ * case, seeing RUNNING_ON_VALGRIND there, does its work), bounded by
+ * timeout(1) so that a hang cannot outlive it: fails on a hang or on any
+ * error memcheck reports; skips (77) where valgrind is not installed. For
+ * builds valgrind can run (no sanitizer). */
+static inline void rerun_under_valgrind(const char *name, unsigned limit_s)
+{
+    if (access("/usr/bin/valgrind", X_OK) != 0) {
+        printf("  valgrind is not installed (make test installs it)\n");
+        exit(TEST_SKIP_CODE);
+    }
+    /* Our own path: "/proc/self/exe" would name valgrind once it runs. */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    ASSERT(len > 0);
+    self[len] = 0;
+    char limit[16];
+    snprintf(limit, sizeof limit, "%u", limit_s);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        /* KILL: a valgrind stuck under its own lock ignores SIGTERM. */
+        execl("/usr/bin/timeout", "timeout", "-s", "KILL", limit, "/usr/bin/valgrind", "-q",
+              "--error-exitcode=99", self, name, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) == 124 || WEXITSTATUS(status) == 137)
+        FAILF("the run under valgrind hung: killed at the time limit");
+    if (WEXITSTATUS(status) == 99)
+        FAILF("memcheck reported errors (above)");
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
 static inline int test_main(int argc, char **argv, const test_case *cases, size_t n)
 {
     unsigned passed = 0, failed = 0, skipped = 0;

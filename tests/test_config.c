@@ -293,31 +293,9 @@ TEST(under_valgrind_workers_park_without_hanging_and_no_memcheck_error)
         run_park_often_on_1_and_2_workers();
         return;
     }
-    if (access("/usr/bin/valgrind", X_OK) != 0) {
-        printf("  valgrind is not installed (make test installs it)\n");
-        exit(TEST_SKIP_CODE);
-    }
-    /* Our own path: "/proc/self/exe" would name valgrind once it runs. */
-    char self[4096];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    ASSERT(len > 0);
-    self[len] = 0;
     unsetenv("WEFT_WORKERS");
     unsetenv("WEFT_PARK");
-    pid_t pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        /* KILL: a valgrind stuck under its own lock ignores SIGTERM. */
-        execl("/usr/bin/timeout", "timeout", "-s", "KILL", "150", "/usr/bin/valgrind", "-q",
-              "--error-exitcode=99", self,
-              "under_valgrind_workers_park_without_hanging_and_no_memcheck_error", (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) == 124 || WEXITSTATUS(status) == 137)
-        FAILF("the run under valgrind hung: killed at the time limit");
-    ASSERT_EQ(WEXITSTATUS(status), 0);
+    rerun_under_valgrind("under_valgrind_workers_park_without_hanging_and_no_memcheck_error", 150);
 #endif
 }
 

@@ -131,7 +131,8 @@ WEFT_API int weft_nop(void);
  * closed at the task's end, not pinning it to this worker's ring); spawn a task that makes such
  * results WEFT_TASK_STICKY, or use the typed calls (weft_accept with WEFT_DIRECT, weft_recv_buf,
  * ...). The same holds for weft_batch. The CQE's flags (the picked buffer's id) come only from
- * weft_batch_ex. */
+ * weft_batch_ex. Under valgrind, what such an op read into memory is not marked written for
+ * memcheck as the typed calls mark it (docs/stacks.md): VALGRIND_MAKE_MEM_DEFINED it. */
 WEFT_API int weft_uring_op(void (*prep)(struct io_uring_sqe *sqe, void *ctx), void *ctx);
 
 /* Batches: n SQEs prepared by the caller in an array (with liburing's

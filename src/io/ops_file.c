@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <weft/io.h>
 
+#include "common/memcheck.h"
 #include "io/op_macros.h"
 #include "ring/resource.h"
 #include "runtime/worker.h"
@@ -112,7 +113,10 @@ ssize_t weft_read(int fd, void *buf, size_t n, uint64_t off)
     IO_BEGIN(IORING_OP_READ);
     io_uring_prep_read(sqe, 0, buf, weft__rw_len(n), off);
     IO_FD(fd);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r > 0)
+        weft__written(buf, (size_t)r);
+    return r;
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t n, uint64_t off)
@@ -128,7 +132,10 @@ ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
     IO_BEGIN(IORING_OP_READV);
     io_uring_prep_readv(sqe, 0, iov, (unsigned)iovcnt, off);
     IO_FD(fd);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r > 0)
+        weft__written_iov(iov, (size_t)iovcnt, (size_t)r);
+    return r;
 }
 
 ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
@@ -145,7 +152,10 @@ ssize_t weft_read_fixed(int fd, void *buf, size_t n, uint64_t off, unsigned buf_
     IO_BEGIN(IORING_OP_READ_FIXED);
     io_uring_prep_read_fixed(sqe, 0, buf, weft__rw_len(n), off, (int)buf_index);
     IO_FD(fd);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r > 0)
+        weft__written(buf, (size_t)r);
+    return r;
 }
 
 ssize_t weft_write_fixed(int fd, const void *buf, size_t n, uint64_t off, unsigned buf_index)
@@ -213,7 +223,10 @@ int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx
 {
     IO_BEGIN(IORING_OP_STATX);
     io_uring_prep_statx(sqe, dfd, path, flags, mask, out);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r == 0)
+        weft__written(out, sizeof *out);
+    return r;
 }
 
 int weft_renameat(int olddfd, const char *oldpath, int newdfd, const char *newpath, unsigned flags)
@@ -276,7 +289,10 @@ ssize_t weft_getxattr(const char *path, const char *name, void *value, size_t le
     /* No value is longer than 64 KiB: a larger buffer is as good as that. */
     io_uring_prep_getxattr(sqe, name, (char *)value, path,
                            len > UINT32_MAX ? UINT32_MAX : (unsigned)len);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r > 0 && len)
+        weft__written(value, (size_t)r);
+    return r;
 }
 
 ssize_t weft_fgetxattr(int fd, const char *name, void *value, size_t len)
@@ -285,7 +301,10 @@ ssize_t weft_fgetxattr(int fd, const char *name, void *value, size_t len)
     io_uring_prep_fgetxattr(sqe, 0, name, (char *)value,
                             len > UINT32_MAX ? UINT32_MAX : (unsigned)len);
     IO_FD(fd);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r > 0 && len)
+        weft__written(value, (size_t)r);
+    return r;
 }
 
 /* splice and tee: the input side takes the fixed-file flag in the SQE's

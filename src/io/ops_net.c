@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <weft/io.h>
 
+#include "common/memcheck.h"
 #include "io/op_macros.h"
 #include "ring/resource.h"
 #include "runtime/worker.h"
@@ -38,6 +39,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
         return -EINVAL;
     if ((flags & WEFT_DIRECT) && weft__direct_table_check() < 0)
         return -ENXIO;
+    socklen_t room = addr && len ? *len : 0;
     IO_BEGIN(IORING_OP_ACCEPT);
     if (flags & WEFT_DIRECT) {
         /* A direct descriptor has no exec semantics; the kernel rejects
@@ -46,11 +48,17 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
                                     WEFT__FILE_INDEX_ALLOC);
         IO_FD(fd);
         IO_RESULT_BOUND();
-        return weft__direct_adopt(IO_WAIT());
+        int r = weft__direct_adopt(IO_WAIT());
+        if (r >= 0 && room)
+            weft__written_addr(addr, room, *len);
+        return r;
     }
     io_uring_prep_accept(sqe, 0, addr, len, (int)flags);
     IO_FD(fd);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r >= 0 && room)
+        weft__written_addr(addr, room, *len);
+    return r;
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t n, int flags)
@@ -66,7 +74,10 @@ ssize_t weft_recv(int fd, void *buf, size_t n, int flags)
     IO_BEGIN(IORING_OP_RECV);
     io_uring_prep_recv(sqe, 0, buf, weft__rw_len(n), flags);
     IO_FD(fd);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r > 0)
+        weft__written(buf, (size_t)r < n ? (size_t)r : n); /* MSG_TRUNC: r may be more */
+    return r;
 }
 
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, unsigned flags)
@@ -79,10 +90,25 @@ ssize_t weft_sendmsg(int fd, const struct msghdr *msg, unsigned flags)
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags)
 {
+    /* The room there was for the address and the control data: the
+     * kernel sets the lengths to what it wrote (the address's: its whole
+     * size). */
+    socklen_t name_room = msg ? msg->msg_namelen : 0;
+    size_t control_room = msg ? msg->msg_controllen : 0;
     IO_BEGIN(IORING_OP_RECVMSG);
     io_uring_prep_recvmsg(sqe, 0, msg, flags);
     IO_FD(fd);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r >= 0) {
+        size_t room = 0;
+        for (size_t i = 0; i < msg->msg_iovlen; i++)
+            room += msg->msg_iov[i].iov_len;
+        weft__written_iov(msg->msg_iov, msg->msg_iovlen, (size_t)r < room ? (size_t)r : room);
+        weft__written_addr(msg->msg_name, name_room, msg->msg_namelen);
+        weft__written(msg->msg_control,
+                      msg->msg_controllen < control_room ? msg->msg_controllen : control_room);
+    }
+    return r;
 }
 
 /* sendto(2) and recvfrom(2): io_uring's SEND and RECV take no address

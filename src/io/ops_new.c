@@ -3,9 +3,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <signal.h>
+#include <sys/epoll.h>
 #include <string.h>
 #include <weft/io.h>
 
+#include "common/memcheck.h"
 #include "io/op_macros.h"
 #include "ring/resource.h"
 #include "runtime/worker.h"
@@ -17,7 +20,10 @@ ssize_t weft_readv_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t o
     IO_BEGIN(WEFT__OP_READV_FIXED);
     weft__prep_readv_fixed(sqe, 0, iov, (uint32_t)iovcnt, off, 0, (uint16_t)buf_index);
     IO_FD(fd);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r > 0)
+        weft__written_iov(iov, (size_t)iovcnt, (size_t)r);
+    return r;
 }
 
 ssize_t weft_writev_fixed(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
@@ -49,6 +55,7 @@ int weft_pipe(int fds[2], int flags)
     weft__prep_pipe(sqe, pair, (uint32_t)flags);
     int r = IO_WAIT();
     if (r == 0) {
+        weft__written(pair, sizeof pair);
         fds[0] = pair[0];
         fds[1] = pair[1];
     }
@@ -76,7 +83,10 @@ int weft_getsockopt(int fd, int level, int name, void *val, socklen_t len)
     IO_BEGIN(IORING_OP_URING_CMD);
     weft__prep_getsockopt(sqe, 0, level, name, val, (int)len);
     IO_FD(fd);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r > 0) /* the option's length */
+        weft__written(val, (socklen_t)r < len ? (size_t)r : len);
+    return r;
 }
 
 int weft_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
@@ -104,7 +114,10 @@ int weft_waitid(int idtype, int id, void *info, int options)
 {
     IO_BEGIN(WEFT__OP_WAITID);
     weft__prep_waitid(sqe, idtype, id, info, options);
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r >= 0)
+        weft__written(info, sizeof(siginfo_t));
+    return r;
 }
 
 static uint32_t futex_flags(unsigned flags)
@@ -142,7 +155,10 @@ int weft_epoll_wait(int epfd, struct epoll_event *events, int maxevents)
     IO_BEGIN(WEFT__OP_EPOLL_WAIT);
     weft__prep_epoll_wait(sqe, 0, events, maxevents);
     IO_FD(epfd); /* a direct descriptor too */
-    return IO_WAIT();
+    int r = IO_WAIT();
+    if (r > 0)
+        weft__written(events, (size_t)r * sizeof *events);
+    return r;
 }
 
 int weft_direct_to_fd(int direct, unsigned flags)

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include "common/fault.h"
+#include "common/memcheck.h"
 #include "ring/bufring.h"
 #include "ring/op.h"
 #include "runtime/worker.h"
@@ -170,6 +171,7 @@ bool weft__buf_from_cqe(weft_buf_ring *br, int res, uint32_t cflags, weft_buf *o
     t->ring_bound++;
     out->data = weft__buf_start(br, bid);
     out->len = (size_t)res;
+    weft__written(out->data, out->len);
     out->ring = br;
     out->id = bid | l->gen << WEFT__BUF_GEN_SHIFT;
     return true;
