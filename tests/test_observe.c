@@ -1453,6 +1453,34 @@ TEST(queue_stats_of_each_worker_add_up_to_the_totals)
     }
 }
 
+/* The printers write nothing for a NULL stream or stats, and take a NULL
+ * array for no entries. */
+TEST(printers_take_null)
+{
+    weft_stats_print(NULL, NULL);
+    weft_stats_print_json(NULL, NULL);
+    weft_stats_print_queues(NULL, NULL, 3);
+    weft_stats_print_queues_json(NULL, NULL, 3);
+    weft_op_counts_print(NULL, NULL, 3);
+    weft_op_counts_print_json(NULL, NULL, 3);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    ASSERT(m);
+    weft_stats_print(m, NULL);
+    weft_stats_print_json(m, NULL);
+    ASSERT_OK(fflush(m));
+    ASSERT_EQ(len, 0u);
+    ASSERT_OK(fclose(m));
+    free(text);
+    text = queues_printed(weft_stats_print_queues_json, NULL, 3);
+    ASSERT_STREQ(text, "[]\n");
+    free(text);
+    text = queues_printed(weft_stats_print_queues, NULL, 3);
+    ASSERT(strchr(text, '\n') == text + strlen(text) - 1); /* the header alone */
+    free(text);
+}
+
 TEST(delay_quantiles_name_the_bucket_edge)
 {
     weft_queue_stats q;
@@ -1505,24 +1533,22 @@ TEST(delay_quantiles_name_the_bucket_edge)
     ASSERT_EQ(weft_queue_stats_delay_quantile(&q, 0.07), 16);
 }
 
-TEST_MAIN(CASE(delay_quantiles_name_the_bucket_edge), CASE(queue_json_ignores_the_locale),
-          CASE(queue_stats_of_each_worker_add_up_to_the_totals),
-          CASE(stats_need_a_task_whatever_the_workers), CASE(queue_names_in_stats_outlive_the_run),
-          CASE(busy_and_idle_time_account_for_the_run),
-          CASE(an_embedded_executor_counts_its_run_calls_as_busy),
-          CASE(trace_has_one_slice_per_run),
-          CASE(trace_follows_yields_that_switch_straight_to_the_next_task),
-          CASE(trace_is_utf8_whatever_the_names),
-          CASE(names_are_read_no_further_than_the_bytes_kept),
-          CASE(names_are_cut_at_a_character_boundary_on_every_spawn_path),
-          CASE(queue_stats_stay_well_formed_whatever_the_names),
-          CASE(a_panic_that_aborts_keeps_the_trace_so_far),
-          CASE(an_abort_for_a_misused_sync_object_keeps_the_trace_so_far),
-          CASE(an_abort_for_a_failed_cleanup_keeps_the_trace_so_far),
-          CASE(trace_with_two_workers_has_a_track_each), CASE(trace_of_an_embedded_executor),
-          CASE(trace_path_errors_stop_the_run_before_it_starts),
-          CASE(a_trace_that_cannot_be_written_is_reported),
-          CASE(trace_escapes_task_and_queue_names), CASE(every_allocation_of_a_traced_run_can_fail),
-          CASE(dump_shows_the_tree_with_states), CASE(dump_keeps_odd_names_on_one_line),
-          CASE(dump_lists_adopted_orphans), CASE(dump_errors),
-          CASE(dump_while_other_workers_spawn_and_finish))
+TEST_MAIN(
+    CASE(printers_take_null), CASE(delay_quantiles_name_the_bucket_edge),
+    CASE(queue_json_ignores_the_locale), CASE(queue_stats_of_each_worker_add_up_to_the_totals),
+    CASE(stats_need_a_task_whatever_the_workers), CASE(queue_names_in_stats_outlive_the_run),
+    CASE(busy_and_idle_time_account_for_the_run),
+    CASE(an_embedded_executor_counts_its_run_calls_as_busy), CASE(trace_has_one_slice_per_run),
+    CASE(trace_follows_yields_that_switch_straight_to_the_next_task),
+    CASE(trace_is_utf8_whatever_the_names), CASE(names_are_read_no_further_than_the_bytes_kept),
+    CASE(names_are_cut_at_a_character_boundary_on_every_spawn_path),
+    CASE(queue_stats_stay_well_formed_whatever_the_names),
+    CASE(a_panic_that_aborts_keeps_the_trace_so_far),
+    CASE(an_abort_for_a_misused_sync_object_keeps_the_trace_so_far),
+    CASE(an_abort_for_a_failed_cleanup_keeps_the_trace_so_far),
+    CASE(trace_with_two_workers_has_a_track_each), CASE(trace_of_an_embedded_executor),
+    CASE(trace_path_errors_stop_the_run_before_it_starts),
+    CASE(a_trace_that_cannot_be_written_is_reported), CASE(trace_escapes_task_and_queue_names),
+    CASE(every_allocation_of_a_traced_run_can_fail), CASE(dump_shows_the_tree_with_states),
+    CASE(dump_keeps_odd_names_on_one_line), CASE(dump_lists_adopted_orphans), CASE(dump_errors),
+    CASE(dump_while_other_workers_spawn_and_finish))

@@ -592,6 +592,20 @@ static outcome check_accept(void)
     CHECK_EQ(peer.sin_family, AF_INET);
     CHECK_EQ(ntohs(peer.sin_port), local_port(c));
     CHECK(fd_flags(s) & FD_CLOEXEC);
+    /* An address without its length is refused before the accept: the
+     * connection waiting is still there for the next one. */
+    int c2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_GE(c2, 0);
+    CHECK_EQ(connect(c2, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(weft_accept(l, (struct sockaddr *)&peer, NULL, 0), -EINVAL);
+    int s2 = weft_accept(l, NULL, NULL, SOCK_CLOEXEC);
+    CHECK_GE(s2, 0);
+    CHECK_EQ(write(c2, "ok", 2), 2);
+    char b2[2];
+    CHECK_EQ(read(s2, b2, 2), 2);
+    CHECK_MEM(b2, "ok", 2);
+    close(s2);
+    close(c2);
     CHECK_EQ(write(c, "hi", 2), 2);
     char b[2];
     CHECK_EQ(read(s, b, 2), 2);
@@ -2372,6 +2386,11 @@ TEST(opcode_outside_a_task_is_eperm)
     ASSERT_EQ(weft_buffers_register(&iov, 1), -EPERM);
     ASSERT_EQ(weft_ops_by_opcode(ops, 4), -EPERM);
     ASSERT_EQ(weft_ring_fd(), -EPERM);
+    /* The arguments are checked first (io.h's rule). */
+    ASSERT_EQ(weft_buffers_register(NULL, 1), -EINVAL);
+    ASSERT_EQ(weft_buffers_register(&iov, 0), -EINVAL);
+    ASSERT_EQ(weft_ops_by_opcode(NULL, 4), -EINVAL);
+    ASSERT_EQ(weft_op_counts_by_opcode(NULL, 4), -EINVAL);
 }
 
 static void drain_nop(struct io_uring_sqe *sqe, void *ctx)

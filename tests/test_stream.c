@@ -2158,6 +2158,7 @@ static void *main_recvmsg_stream_errors(void *arg)
     s = (weft_stream *)1;
     ASSERT_EQ(weft_recvmsg_stream(&s, sv[0], br), -EOPNOTSUPP);
     ASSERT(s == NULL);
+    ASSERT_EQ(weft_recvmsg_stream(&s, sv[0], NULL), -EINVAL); /* the argument first */
     ASSERT_EQ(weft_recvmsg_stream(&s, p[0], br), -ENOTSOCK);
     ASSERT_OK(weft_buf_ring_destroy(br));
     for (int i = 0; i < 2; i++) {

@@ -389,9 +389,12 @@ WEFT_API WEFT_MUST_CHECK int weft_dial(const char *host, const char *service,
 WEFT_API WEFT_MUST_CHECK int weft_dial_addrs(const struct addrinfo *addrs,
                                              const weft_dial_opts *opts);
 /* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT (which ignores
- * SOCK_CLOEXEC: direct descriptors are not inherited). addr/len may be NULL.
- * Closing fd does not end an accept waiting on it; shutdown(fd, SHUT_RDWR)
- * does (-EINVAL), as does cancelling the task (docs/io.md). */
+ * SOCK_CLOEXEC: direct descriptors are not inherited). addr NULL: no
+ * address wanted (len is then ignored); else *len is its room, and is set
+ * to the address's size. An addr without len is -EINVAL, before anything
+ * is accepted (the kernel would take the connection, fail to write the
+ * address and lose the connection). Closing fd does not end an accept waiting on it; shutdown(fd,
+ * SHUT_RDWR) does (-EINVAL), as does cancelling the task (docs/io.md). */
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags);
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t n, int flags);
 /* weft_write_all for weft_send: sends all n bytes, repeating the send over
@@ -856,7 +859,7 @@ typedef struct weft_op_counts {
 WEFT_API int weft_op_counts_by_opcode(weft_op_counts *counts, unsigned n);
 /* Writes the opcodes of counts[0..n) that were issued, one row each (name,
  * issued, completed, cancelled, failed, in flight) / as a JSON object keyed
- * by opcode name. */
+ * by opcode name. Nothing for a NULL f; a NULL counts is no opcode. */
 WEFT_API void weft_op_counts_print(FILE *f, const weft_op_counts *counts, unsigned n);
 WEFT_API void weft_op_counts_print_json(FILE *f, const weft_op_counts *counts, unsigned n);
 

@@ -112,7 +112,9 @@ WEFT_API int weft_stats_queues(weft_queue_stats *out, size_t max);
  * count the tasks that worker owns. -ERANGE for a worker that does not
  * exist; otherwise as weft_stats_queues. */
 WEFT_API int weft_stats_queues_of_worker(unsigned worker, weft_queue_stats *out, size_t max);
-/* Writes s as an aligned two-column text table / a single JSON object. */
+/* Writes s as an aligned two-column text table / a single JSON object.
+ * These printers write nothing for a NULL f; here, nothing for a NULL s;
+ * below, a NULL q is no queue (the header alone / "[]"). */
 WEFT_API void weft_stats_print(FILE *f, const weft_stats *s);
 WEFT_API void weft_stats_print_json(FILE *f, const weft_stats *s);
 /* Writes the queues as a table (run-share: the share of the time tasks ran,

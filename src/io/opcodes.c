@@ -139,10 +139,10 @@ static int add_worker_ops(weft__worker *w, void *arg)
  * knows) and sums every worker's counters into them. */
 static int sum_ops(op_sums s, size_t entry_size)
 {
-    if (!weft__worker_self())
-        return -EPERM;
     if (!s.issued && !s.counts)
         return -EINVAL;
+    if (!weft__worker_self())
+        return -EPERM;
     if (s.n > WEFT__MAX_OPCODES)
         s.n = WEFT__MAX_OPCODES;
     memset(s.issued ? (void *)s.issued : (void *)s.counts, 0, s.n * entry_size);
@@ -167,6 +167,8 @@ static const char *name_or_number(unsigned op, char *buf, size_t cap)
 
 void weft_op_counts_print(FILE *f, const weft_op_counts *counts, unsigned n)
 {
+    if (!f)
+        return;
     fprintf(f, "%-18s %12s %12s %12s %12s %10s\n", "opcode", "issued", "completed", "cancelled",
             "failed", "in flight");
     for (unsigned i = 0; counts && i < n; i++) {
@@ -182,6 +184,8 @@ void weft_op_counts_print(FILE *f, const weft_op_counts *counts, unsigned n)
 
 void weft_op_counts_print_json(FILE *f, const weft_op_counts *counts, unsigned n)
 {
+    if (!f)
+        return;
     const char *sep = "";
     fputc('{', f);
     for (unsigned i = 0; counts && i < n; i++) {

@@ -493,11 +493,11 @@ static void release_orphans(weft__runtime *rt, const weft__ring *r)
 
 int weft_buffers_register(const struct iovec *iov, unsigned n)
 {
+    if (!iov || n == 0)
+        return -EINVAL;
     weft__worker *w = weft__worker_self();
     if (!w || !w->current)
         return -EPERM;
-    if (!iov || n == 0)
-        return -EINVAL;
     weft__runtime *rt = w->rt;
     if (!w->ring.buffer_slots)
         return -ENXIO;

@@ -35,7 +35,10 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
 {
-    if (flags & ~(WEFT_DIRECT | SOCK_CLOEXEC | SOCK_NONBLOCK))
+    /* An address without its length: the kernel would take the connection
+     * and then fail to write the address (-EFAULT), and the connection
+     * would be lost. */
+    if ((flags & ~(WEFT_DIRECT | SOCK_CLOEXEC | SOCK_NONBLOCK)) || (addr && !len))
         return -EINVAL;
     if ((flags & WEFT_DIRECT) && weft__direct_table_check() < 0)
         return -ENXIO;

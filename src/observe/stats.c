@@ -156,6 +156,8 @@ int weft_stats_snapshot(weft_stats *out)
 
 void weft_stats_print(FILE *f, const weft_stats *s)
 {
+    if (!f || !s)
+        return;
 #define ROW(name) fprintf(f, "%-20s %20" PRIu64 "\n", #name, s->name);
     STATS_FIELDS(ROW)
 #undef ROW
@@ -163,6 +165,8 @@ void weft_stats_print(FILE *f, const weft_stats *s)
 
 void weft_stats_print_json(FILE *f, const weft_stats *s)
 {
+    if (!f || !s)
+        return;
     const char *sep = "{";
 #define FIELD(name)                                                                                \
     fprintf(f, "%s\"%s\": %" PRIu64, sep, #name, s->name);                                         \
@@ -312,6 +316,10 @@ static void print_delay(FILE *f, uint64_t ns)
 
 void weft_stats_print_queues(FILE *f, const weft_queue_stats *q, size_t n)
 {
+    if (!f)
+        return;
+    if (!q)
+        n = 0;
     /* run-share: the queue's share of the time tasks ran (service), set
      * against its share of the weights; not a share of the CPU. */
     fprintf(f, "%-12s %7s %8s %9s %10s %8s %8s %8s %10s %10s\n", "queue", "weight", "w-share",
@@ -348,6 +356,10 @@ static void json_share(FILE *f, const char *key, double share)
 
 void weft_stats_print_queues_json(FILE *f, const weft_queue_stats *q, size_t n)
 {
+    if (!f)
+        return;
+    if (!q)
+        n = 0;
     fputc('[', f);
     for (size_t i = 0; i < n; i++) {
         fputs(i ? ", {\"name\": " : "{\"name\": ", f);

@@ -415,7 +415,7 @@ int weft_recvmsg_stream(weft_stream **out, int fd, weft_buf_ring *br)
 
 int weft_recvmsg_stream_ex(weft_stream **out, int fd, weft_buf_ring *br, size_t control_len)
 {
-    if (control_len > WEFT__DATAGRAM_CONTROL_MAX) {
+    if (!br || control_len > WEFT__DATAGRAM_CONTROL_MAX) {
         if (out)
             *out = NULL;
         return -EINVAL;

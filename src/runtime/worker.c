@@ -103,6 +103,11 @@ void weft__task_free(weft__worker *w, weft_task *t)
      * its next poll. Left in its slab until the runtime ended, a host loop
      * that detached its finished tasks grew by a record each. */
     weft__record_release_owned(t);
+#ifndef NDEBUG
+    /* Dead from now on, as weft__record_free makes it: a handle used
+     * again is refused (WEFT_EHANDLE) rather than freeing it twice. */
+    t->magic = TASK_MAGIC_DEAD;
+#endif
     push_remote(&owner->freed_elsewhere, t, t);
 }
 
