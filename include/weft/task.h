@@ -81,7 +81,9 @@ WEFT_API int weft_spawn_ex(weft_task **t, const weft_spawn_opts *o, weft_fn fn, 
 /* Waits for t to finish, stores its return value in *result (if non-NULL;
  * NULL when t did not finish normally) and frees the handle. On the
  * caller's own errors below *result is left as it was. Returns 0 for a
- * normal finish, -ECANCELED for a task that was cancelled, WEFT_EPANIC
+ * normal finish, -ECANCELED for a task that was cancelled (at any time
+ * before its function returned, even one that then returned normally: its
+ * return value is dropped; docs/tasks.md, "Join outcomes"), WEFT_EPANIC
  * for a task that panicked under WEFT_PANIC_CATCH,
  * -ENOMEM for a task that never ran because no stack could be had for it.
  * If the caller itself is cancelled while waiting, returns -EINTR, or past
