@@ -20,25 +20,15 @@
 #include <unistd.h>
 #include <weft.h>
 
-/* A listening TCP socket on 127.0.0.1:port (plain syscalls: io_uring's BIND
- * and LISTEN need Linux 6.11), or -errno. */
+/* A listening TCP socket on 127.0.0.1:port, made before weft_run (so a
+ * port in use is reported before anything starts), or -errno. Accepted
+ * sockets inherit TCP_NODELAY: small replies go out at once. */
 static inline int listen_on(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* Accepted sockets inherit TCP_NODELAY: small replies go out at once. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, SOMAXCONN) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
+    char service[12];
+    snprintf(service, sizeof service, "%d", port);
+    weft_listen_opts o = {.nodelay = true};
+    return weft_listen_on("127.0.0.1", service, &o);
 }
 
 static inline int bound_port(int fd)

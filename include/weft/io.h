@@ -388,6 +388,51 @@ WEFT_API WEFT_MUST_CHECK int weft_dial(const char *host, const char *service,
  * outside a task. */
 WEFT_API WEFT_MUST_CHECK int weft_dial_addrs(const struct addrinfo *addrs,
                                              const weft_dial_opts *opts);
+/* Listening by name (docs/io.md, "Listening by name"). Options of
+ * weft_listen_on; NULL or all zero: the defaults. */
+typedef struct weft_listen_opts {
+    /* The lookup: AF_UNSPEC (0), AF_INET or AF_INET6. */
+    int family;
+    /* 0 or SOCK_STREAM (a listening TCP socket), or SOCK_DGRAM (a bound
+     * UDP socket). */
+    int type;
+    /* listen(2)'s backlog: the connections the kernel completes and keeps
+     * until accepted. 0: SOMAXCONN (4096; the kernel caps it at
+     * net.core.somaxconn). */
+    int backlog;
+    /* SO_REUSEPORT: several sockets may listen on the same port, each
+     * made with it, and the kernel spreads the connections between them
+     * (a listener per worker, each accepting on its own ring). */
+    bool reuseport;
+    /* IPv6 sockets only take IPv6 (IPV6_V6ONLY). By default an IPv6
+     * socket is dual-stack: bound to the wildcard it takes IPv4 too. */
+    bool v6only;
+    /* TCP_NODELAY on the listener, which every accepted socket inherits:
+     * for request and response protocols that write small messages. */
+    bool nodelay;
+} weft_listen_opts;
+
+/* A socket listening on host:service, as Go's net.Listen and Tokio's
+ * TcpListener::bind make one: looks the address up (weft_getaddrinfo, on
+ * the blocking pool; host a name or an address, or NULL or "" for every
+ * address of the host; service a port, "0" for one the kernel picks
+ * (getsockname(2) says which), or a name from /etc/services), then makes
+ * a socket for the first entry that can be bound (SOCK_CLOEXEC,
+ * SO_REUSEADDR for TCP) and listens on it. The wildcard is taken on IPv6
+ * first, dual-stack, so that one socket gets both families; then IPv4
+ * (a host without IPv6). Returns the socket (accept on it with
+ * weft_accept or weft_accept_stream; close it with weft_close), or
+ * -EINVAL (service NULL, bad opts: an unknown family or type, a negative
+ * backlog), the lookup's errors (WEFT_EAI(code), -ENOMEM), or the last
+ * entry's error (-EADDRINUSE: another socket holds the port;
+ * -EADDRNOTAVAIL: not an address of this host; -EACCES: a port below 1024
+ * without the privilege). From a task the lookup runs on the blocking
+ * pool, bounded by the caller's deadlines and cancellation; from a thread
+ * with no runtime (a server that listens before weft_run) it runs in the
+ * calling thread; -EPERM on a runtime's worker thread outside a task. */
+WEFT_API WEFT_MUST_CHECK int weft_listen_on(const char *host, const char *service,
+                                            const weft_listen_opts *opts);
+
 /* flags: SOCK_CLOEXEC, SOCK_NONBLOCK, WEFT_DIRECT (which ignores
  * SOCK_CLOEXEC: direct descriptors are not inherited). addr NULL: no
  * address wanted (len is then ignored); else *len is its room, and is set

@@ -472,12 +472,17 @@ int weft_getaddrinfo(const char *node, const char *service, const struct addrinf
         return r; /* l was released, now or by the pool thread */
     if (l->rc == 0)
         *res = l->res;
-    else if (l->rc == EAI_SYSTEM)
-        r = l->err > 0 ? -l->err : -EIO;
-    else if (l->rc == EAI_MEMORY)
-        r = -ENOMEM;
     else
-        r = WEFT_EAI(l->rc);
+        r = weft__eai_error(l->rc, l->err);
     free(l);
     return r;
+}
+
+int weft__eai_error(int rc, int err)
+{
+    if (rc == EAI_SYSTEM)
+        return err > 0 ? -err : -EIO;
+    if (rc == EAI_MEMORY)
+        return -ENOMEM;
+    return WEFT_EAI(rc);
 }

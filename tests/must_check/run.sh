@@ -39,6 +39,7 @@ declare -A call=(
   [weft_process_output]='weft_process_output((weft_process *)p, (weft_output *)p, NULL)'
   [weft_dial]='weft_dial("h", "1", NULL)'
   [weft_dial_addrs]='weft_dial_addrs((const struct addrinfo *)p, NULL)'
+  [weft_listen_on]='weft_listen_on("h", "1", NULL)'
 )
 
 # The marked functions, read from the headers (a declaration may span
