@@ -83,12 +83,14 @@ static void check_accepts(int l, int family, const char *ip)
     close(c);
 }
 
-static bool have_ipv6_loopback(void)
+/* Whether an IPv6 socket can be bound to addr (the wildcard can be where
+ * IPv6 is turned off on every interface, ::1 cannot). */
+static bool ipv6_binds(const struct in6_addr *addr)
 {
     int s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0)
         return false;
-    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = in6addr_loopback};
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = *addr};
     bool ok = bind(s, (struct sockaddr *)&a, sizeof a) == 0;
     close(s);
     return ok;
@@ -133,13 +135,16 @@ static void *main_listen(void *arg)
     /* An address this host does not have. */
     ASSERT_EQ(weft_listen_on("192.0.2.1", "0", NULL), -EADDRNOTAVAIL);
 
-    /* The wildcard. */
+    /* The wildcard: one dual-stack IPv6 socket where IPv6 sockets can be
+     * had, else IPv4's. */
     l = weft_listen_on(NULL, "0", NULL);
     ASSERT(l >= 0);
-    if (have_ipv6_loopback()) {
+    bool loopback6 = ipv6_binds(&in6addr_loopback);
+    if (ipv6_binds(&in6addr_any)) {
         ASSERT_EQ(name_of(l).ss_family, AF_INET6);
         ASSERT_EQ(opt_of(l, IPPROTO_IPV6, IPV6_V6ONLY), 0);
-        check_accepts(l, AF_INET6, "::1");
+        if (loopback6)
+            check_accepts(l, AF_INET6, "::1");
         check_accepts(l, AF_INET, "127.0.0.1"); /* dual-stack */
         uint16_t port = port_of(l);
         ASSERT_OK(weft_close(l));
@@ -147,10 +152,19 @@ static void *main_listen(void *arg)
         l = weft_listen_on("", port_str(port, ps), &(weft_listen_opts){.v6only = true});
         ASSERT(l >= 0);
         ASSERT_EQ(opt_of(l, IPPROTO_IPV6, IPV6_V6ONLY), 1);
-        check_accepts(l, AF_INET6, "::1");
+        if (loopback6)
+            check_accepts(l, AF_INET6, "::1");
         ASSERT_EQ(connect_to(AF_INET, "127.0.0.1", port), -ECONNREFUSED);
+        /* The port held on IPv6: the wildcard says so, rather than
+         * taking IPv4 alone on it. */
+        ASSERT_EQ(weft_listen_on(NULL, port_str(port, ps), NULL), -EADDRINUSE);
+        ASSERT_OK(weft_close(l));
+        /* The family AF_INET6 is IPv6 alone, as Go's "tcp6". */
+        l = weft_listen_on(NULL, "0", &(weft_listen_opts){.family = AF_INET6});
+        ASSERT(l >= 0);
+        ASSERT_EQ(opt_of(l, IPPROTO_IPV6, IPV6_V6ONLY), 1);
     } else {
-        printf("  note: no IPv6 here: the wildcard is IPv4's\n");
+        printf("  note: no IPv6 sockets here: the wildcard is IPv4's\n");
         ASSERT_EQ(name_of(l).ss_family, AF_INET);
         check_accepts(l, AF_INET, "127.0.0.1");
     }

@@ -151,16 +151,19 @@ static void sockets(void)
     size_t control_room = CMSG_SPACE(sizeof(struct in_pktinfo));
     void *control = fresh(control_room);
     struct iovec iov = {data, 16};
-    struct msghdr msg = {.msg_name = from,
-                         .msg_namelen = sizeof *from,
-                         .msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = control,
-                         .msg_controllen = control_room};
-    ASSERT_EQ(weft_recvmsg(u, &msg, 0), 4);
+    /* The msghdr in fresh memory too, its msg_flags left for the kernel. */
+    struct msghdr *msg = fresh(sizeof *msg);
+    msg->msg_name = from;
+    msg->msg_namelen = sizeof *from;
+    msg->msg_iov = &iov;
+    msg->msg_iovlen = 1;
+    msg->msg_control = control;
+    msg->msg_controllen = control_room;
+    ASSERT_EQ(weft_recvmsg(u, msg, 0), 4);
+    ASSERT_EQ(msg->msg_flags & (MSG_TRUNC | MSG_CTRUNC), 0);
     expect_bytes(data, "udp1", 4);
     ASSERT_EQ(from->sin_family, AF_INET);
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(msg);
     ASSERT(cm != NULL);
     ASSERT_EQ(cm->cmsg_level, IPPROTO_IP);
     ASSERT_EQ(cm->cmsg_type, IP_PKTINFO);
@@ -177,6 +180,7 @@ static void sockets(void)
     free(data);
     free(from);
     free(control);
+    free(msg);
     close(sender);
     close(u);
 }

@@ -391,7 +391,8 @@ WEFT_API WEFT_MUST_CHECK int weft_dial_addrs(const struct addrinfo *addrs,
 /* Listening by name (docs/io.md, "Listening by name"). Options of
  * weft_listen_on; NULL or all zero: the defaults. */
 typedef struct weft_listen_opts {
-    /* The lookup: AF_UNSPEC (0), AF_INET or AF_INET6. */
+    /* The lookup: AF_UNSPEC (0), AF_INET or AF_INET6 (whose socket then
+     * takes IPv6 alone, as Go's "tcp6": IPV6_V6ONLY). */
     int family;
     /* 0 or SOCK_STREAM (a listening TCP socket), or SOCK_DGRAM (a bound
      * UDP socket). */
@@ -419,8 +420,11 @@ typedef struct weft_listen_opts {
  * (getsockname(2) says which), or a name from /etc/services), then makes
  * a socket for the first entry that can be bound (SOCK_CLOEXEC,
  * SO_REUSEADDR for TCP) and listens on it. The wildcard is taken on IPv6
- * first, dual-stack, so that one socket gets both families; then IPv4
- * (a host without IPv6). Returns the socket (accept on it with
+ * first, dual-stack, so that one socket gets both families, and on IPv4
+ * only where the host has no IPv6 (its other errors, such as the port in
+ * use, are returned); a name's addresses are tried IPv4 first, as Go's
+ * net.Listen does (a "localhost" listener on ::1 alone would refuse
+ * clients of 127.0.0.1). Returns the socket (accept on it with
  * weft_accept or weft_accept_stream; close it with weft_close), or
  * -EINVAL (service NULL, bad opts: an unknown family or type, a negative
  * backlog), the lookup's errors (WEFT_EAI(code), -ENOMEM), or the last

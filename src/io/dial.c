@@ -33,7 +33,8 @@ static int check_opts(const weft_dial_opts *o)
         return -EINVAL;
     if (!o->local_addr)
         return o->local_addrlen ? -EINVAL : 0;
-    if (o->local_addrlen < sizeof(sa_family_t))
+    if (o->local_addrlen < sizeof(sa_family_t) ||
+        o->local_addrlen > sizeof(struct sockaddr_storage))
         return -EINVAL;
     sa_family_t f = o->local_addr->sa_family;
     size_t need = f == AF_INET    ? sizeof(struct sockaddr_in)
@@ -165,19 +166,22 @@ static int dial_serial(const struct addrinfo *addrs, const struct pick *p,
  * delay) can fail for want of memory; the dial then goes on without it,
  * as it would have gone without racing: no set or no primary lane, and
  * the caller dials one address at a time; no timer, and the fallback lane
- * starts at once; no fallback lane, and the caller tries its addresses
- * itself once the primary lane has failed. */
+ * starts at once; a lane that did not start, or ended without running,
+ * and the caller tries its addresses itself once the other has failed. */
 struct lane {
     const struct addrinfo *addrs;
     struct pick pick;
     const weft_dial_opts *opts;
     int result; /* a socket, or the lane's error; -ECANCELED until it ends */
+    bool ran;   /* its task ran: false for one that could not start, or
+                   that ended without a run (no stack where it went) */
     uint64_t id;
 };
 
 static void *lane_run(void *arg)
 {
     struct lane *l = arg;
+    l->ran = true;
     l->result = dial_serial(l->addrs, &l->pick, l->opts, weft__task_current());
     return NULL;
 }
@@ -202,8 +206,8 @@ static int dial_racing(const struct addrinfo *addrs, const struct pick *all, int
                        const weft_dial_opts *opts, weft_task *self, bool *raced)
 {
     struct lane lanes[2] = {
-        {addrs, {all->type, all->local, primary, false}, opts, -ECANCELED, 0},
-        {addrs, {all->type, all->local, primary, true}, opts, -ECANCELED, 0},
+        {addrs, {all->type, all->local, primary, false}, opts, -ECANCELED, false, 0},
+        {addrs, {all->type, all->local, primary, true}, opts, -ECANCELED, false, 0},
     };
     *raced = false;
     weft_taskset *set;
@@ -216,12 +220,11 @@ static int dial_racing(const struct addrinfo *addrs, const struct pick *all, int
     *raced = true;
     struct lane *winner = NULL;
     int err = 0, last = -ENOENT;
-    bool fallback_due = true;    /* the fallback lane is yet to start */
-    bool fallback_later = false; /* it could not: its addresses are tried here after */
+    bool fallback_due = true; /* the fallback lane is yet to start */
     for (;;) {
         if (fallback_due && weft_deadline_push_in(opts->race_delay_ns) != 0) {
             fallback_due = false; /* no timer for the delay: no delay */
-            fallback_later = lane_start(set, &lanes[1]) != 0;
+            (void)lane_start(set, &lanes[1]);
             continue;
         }
         /* Until the fallback lane starts, the wait for the primary is
@@ -239,9 +242,10 @@ static int dial_racing(const struct addrinfo *addrs, const struct pick *all, int
                 err = mine ? mine : r;
                 break;
             }
-            /* The race delay: the fallback lane starts. */
+            /* The race delay: the fallback lane starts (if it cannot, its
+             * addresses are tried here after). */
             fallback_due = false;
-            fallback_later = lane_start(set, &lanes[1]) != 0;
+            (void)lane_start(set, &lanes[1]);
             continue;
         }
         struct lane *l = id == lanes[0].id ? &lanes[0] : &lanes[1];
@@ -249,10 +253,11 @@ static int dial_racing(const struct addrinfo *addrs, const struct pick *all, int
             winner = l;
             break;
         }
-        last = l->result;
+        if (l->ran)
+            last = l->result;
         if (fallback_due) { /* the primary failed first: no reason to wait */
             fallback_due = false;
-            fallback_later = lane_start(set, &lanes[1]) != 0;
+            (void)lane_start(set, &lanes[1]);
         }
     }
     (void)weft_taskset_destroy(set); /* cancels a lane still running, and waits */
@@ -263,7 +268,17 @@ static int dial_racing(const struct addrinfo *addrs, const struct pick *all, int
         return winner->result;
     if (err)
         return err;
-    return fallback_later ? dial_serial(addrs, &lanes[1].pick, opts, self) : last;
+    /* A lane that never ran: its addresses, one at a time, here. */
+    for (int i = 0; i < 2; i++) {
+        if (lanes[i].ran)
+            continue;
+        int fd = dial_serial(addrs, &lanes[i].pick, opts, self);
+        if (fd != -ENOENT)
+            last = fd;
+        if (fd >= 0 || weft__task_interrupted(self))
+            break;
+    }
+    return last;
 }
 
 int weft_dial_addrs(const struct addrinfo *addrs, const weft_dial_opts *opts)

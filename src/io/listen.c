@@ -9,7 +9,9 @@
  *
  * The wildcard takes IPv6 first, dual-stack (IPV6_V6ONLY off), so that
  * one socket takes both families' connections, as Go's ":8080" does;
- * glibc lists 0.0.0.0 first, whose socket would take IPv4 alone.
+ * glibc lists 0.0.0.0 first, whose socket would take IPv4 alone. A name
+ * takes IPv4 first, as Go's net.Listen does: "localhost" listed with ::1
+ * first would otherwise refuse clients that connect to 127.0.0.1.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -59,8 +61,10 @@ static int try_entry(const struct addrinfo *ai, int type, const weft_listen_opts
     /* Accepted sockets inherit TCP_NODELAY from their listener. */
     if (r == 0 && o && o->nodelay && type == SOCK_STREAM)
         r = set_flag(fd, IPPROTO_TCP, TCP_NODELAY, true);
+    /* IPv6 alone when asked for (v6only, or the family AF_INET6, as Go's
+     * "tcp6"); else dual-stack, whatever the host's default. */
     if (r == 0 && ai->ai_family == AF_INET6)
-        r = set_flag(fd, IPPROTO_IPV6, IPV6_V6ONLY, o && o->v6only);
+        r = set_flag(fd, IPPROTO_IPV6, IPV6_V6ONLY, o && (o->v6only || o->family == AF_INET6));
     if (r == 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
         r = -errno;
     if (r == 0 && type == SOCK_STREAM && listen(fd, o && o->backlog ? o->backlog : SOMAXCONN) < 0)
@@ -97,21 +101,25 @@ int weft_listen_on(const char *host, const char *service, const weft_listen_opts
     int r = lookup(host && *host ? host : NULL, service, &hints, &list);
     if (r)
         return r;
-    /* The wildcard of both families: the IPv6 entries first (dual-stack),
-     * then the others (a host without IPv6 fails those at socket()). */
-    bool v6_first = !(host && *host) && hints.ai_family == AF_UNSPEC;
+    /* Both families: the wildcard is taken on IPv6 first (dual-stack), a
+     * name's addresses on IPv4 first (see the header); then the other
+     * family. The wildcard goes on to IPv4 only where the host has no
+     * IPv6: another error (the port in use) is the answer, as a listener
+     * taking IPv4 alone would hide it. */
+    bool wildcard = !(host && *host);
+    int first = hints.ai_family != AF_UNSPEC ? hints.ai_family : wildcard ? AF_INET6 : AF_INET;
     r = -ENOENT;
     for (int pass = 0; pass < 2 && r < 0; pass++) {
         for (const struct addrinfo *ai = list; ai && r < 0; ai = ai->ai_next) {
-            bool v6 = ai->ai_family == AF_INET6;
-            if (v6_first && v6 != (pass == 0))
+            if ((ai->ai_family == first) != (pass == 0))
                 continue;
-            if (!v6_first && pass == 1)
-                break;
             if (ai->ai_socktype && ai->ai_socktype != type)
                 continue;
             r = try_entry(ai, type, opts);
         }
+        if (pass == 0 && wildcard && r < 0 && r != -ENOENT && r != -EAFNOSUPPORT &&
+            r != -EADDRNOTAVAIL)
+            break;
     }
     freeaddrinfo(list);
     return r;

@@ -108,6 +108,7 @@ ssize_t weft_recvmsg(int fd, struct msghdr *msg, unsigned flags)
             room += msg->msg_iov[i].iov_len;
         weft__written_iov(msg->msg_iov, msg->msg_iovlen, (size_t)r < room ? (size_t)r : room);
         weft__written_addr(msg->msg_name, name_room, msg->msg_namelen);
+        weft__written(&msg->msg_flags, sizeof msg->msg_flags); /* written back, always */
         weft__written(msg->msg_control,
                       msg->msg_controllen < control_room ? msg->msg_controllen : control_room);
     }

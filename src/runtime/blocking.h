@@ -34,11 +34,11 @@ int weft__blocking_call(void *(*fn)(void *), void *arg, void **result,
  * deliverable, or a crash would lose its report (the kernel kills
  * outright on a blocked SIGSEGV). The caller's mask is unchanged on
  * return. Returns pthread_create's result. */
+int weft__thread_start_quiet(pthread_t *id, void *(*fn)(void *), void *arg);
+
 /* weft_getaddrinfo's return for getaddrinfo's nonzero rc, with the errno
  * it left (err) for EAI_SYSTEM. */
 int weft__eai_error(int rc, int err);
-
-int weft__thread_start_quiet(pthread_t *id, void *(*fn)(void *), void *arg);
 
 /* Tasks parked waiting for signo (weft_signal_wait, _any), over all runtimes (signal.c);
  * for tests, which must know that a waiter is in place. */
