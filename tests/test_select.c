@@ -4,10 +4,14 @@
  * takes and sends nothing and leaves no waiter behind; a select's other
  * cases, stale once one was claimed, are skipped by senders, receivers and
  * closes; selects on tasks of both workers and on plain threads agree. */
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <liburing.h>
+
 #include "common/fault.h"
+#include "sync/select.h"
 #include "test.h"
 
 #define MS 1000000ull
@@ -1143,6 +1147,199 @@ TEST(semaphore_units_taken_in_selects_on_tasks_and_threads_all_come_back)
     run_main(NULL, main_sem_stress, NULL);
 }
 
+/* ---- POLL cases -------------------------------------------------------------------- */
+
+static weft_select_case poll_case(int fd, unsigned events)
+{
+    return (weft_select_case){.op = WEFT_SELECT_POLL, .fd = fd, .events = events, .result = 99};
+}
+
+/* The POLL_ADDs a runtime issued that have not completed: a select must
+ * leave none in flight when it returns. */
+static uint64_t polls_in_flight(void)
+{
+    weft_op_counts c[IORING_OP_POLL_ADD + 1];
+    ASSERT_GT(weft_op_counts_by_opcode(c, IORING_OP_POLL_ADD + 1), IORING_OP_POLL_ADD);
+    return c[IORING_OP_POLL_ADD].issued - c[IORING_OP_POLL_ADD].completed;
+}
+
+struct poll_pair {
+    int fds[2]; /* a connected pair: what goes into [1] comes out of [0] */
+    weft_chan *ch;
+};
+
+static void *write_later(void *arg)
+{
+    struct poll_pair *p = arg;
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    ASSERT_EQ(write(p->fds[1], "x", 1), 1);
+    return NULL;
+}
+
+static void *send_ch_later(void *arg)
+{
+    struct poll_pair *p = arg;
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    int v = 7;
+    ASSERT_OK(weft_chan_send(p->ch, &v));
+    return NULL;
+}
+
+/* A descriptor that is ready goes at once (in a select and in a try, from
+ * a task or a plain thread), with its revents; one that is not ready
+ * waits, on both workers: its data, or the channel beside it, wins, and
+ * the other case does nothing; the poll is gone when the select returns. */
+static void *main_poll(void *arg)
+{
+    (void)arg;
+    struct poll_pair p;
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.fds));
+    ASSERT_OK(weft_chan_create(&p.ch, sizeof(int), 1));
+    int got = 0;
+    weft_select_case c[] = {recv_case(p.ch, &got), poll_case(p.fds[0], POLLIN)};
+    ASSERT_EQ(weft_try_select(c, 2), -EAGAIN);
+    /* Writable at once. */
+    weft_select_case w = poll_case(p.fds[1], POLLOUT);
+    ASSERT_EQ(weft_select(&w, 1), 0);
+    ASSERT_EQ(w.result, POLLOUT);
+
+    /* Data comes while the select waits. */
+    for (int round = 0; round < 20; round++) {
+        weft_task *t;
+        ASSERT_OK(weft_spawn(&t, write_later, &p));
+        c[1].result = 99;
+        ASSERT_EQ(weft_select(c, 2), 1);
+        ASSERT(c[1].result & POLLIN);
+        ASSERT_EQ(c[0].result, 99); /* the channel's case did nothing */
+        ASSERT_OK(weft_join(t, NULL));
+        ASSERT_EQ(polls_in_flight(), 0u);
+        /* Ready now: a try says so too, and the data is still there. */
+        ASSERT_EQ(weft_try_select(c, 2), 1);
+        char b;
+        ASSERT_EQ(read(p.fds[0], &b, 1), 1);
+    }
+    /* The channel wins while the socket stays quiet: its poll is
+     * cancelled before the select returns. */
+    for (int round = 0; round < 20; round++) {
+        weft_task *t;
+        ASSERT_OK(weft_spawn(&t, send_ch_later, &p));
+        c[1].result = 99;
+        ASSERT_EQ(weft_select(c, 2), 0);
+        ASSERT_EQ(got, 7);
+        ASSERT_EQ(c[1].result, 99);
+        ASSERT_OK(weft_join(t, NULL));
+        ASSERT_EQ(polls_in_flight(), 0u);
+    }
+    /* A peer that hangs up: POLLHUP comes though not asked for. */
+    close(p.fds[1]);
+    ASSERT_EQ(weft_select(c, 2), 1);
+    ASSERT(c[1].result & POLLHUP);
+    close(p.fds[0]);
+    weft_chan_destroy(p.ch);
+    return NULL;
+}
+TEST(a_poll_case_goes_when_its_descriptor_is_ready)
+{
+    run_main(NULL, main_poll, NULL);
+}
+
+/* One worker, in this order: the channel's send claims the select, then
+ * the socket's data completes its poll, which finds the select claimed
+ * and does nothing; the data is still there for the next select. */
+static void *send_and_write(void *arg)
+{
+    struct poll_pair *p = arg;
+    int v = 3;
+    ASSERT_OK(weft_chan_send(p->ch, &v));
+    ASSERT_EQ(write(p->fds[1], "y", 1), 1);
+    return NULL;
+}
+
+static void *main_poll_stale(void *arg)
+{
+    (void)arg;
+    struct poll_pair p;
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.fds));
+    ASSERT_OK(weft_chan_create(&p.ch, sizeof(int), 1));
+    int got = 0;
+    weft_select_case c[] = {recv_case(p.ch, &got), poll_case(p.fds[0], POLLIN)};
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, send_and_write, &p));
+    ASSERT_EQ(weft_select(c, 2), 0);
+    ASSERT_EQ(got, 3);
+    ASSERT_EQ(c[1].result, 99);
+    ASSERT_OK(weft_join(t, NULL));
+    ASSERT_EQ(polls_in_flight(), 0u);
+    ASSERT_EQ(weft_select(c, 2), 1);
+    ASSERT(c[1].result & POLLIN);
+    close(p.fds[0]);
+    close(p.fds[1]);
+    weft_chan_destroy(p.ch);
+    return NULL;
+}
+TEST(a_poll_that_completes_after_another_case_won_does_nothing)
+{
+    run_main_one_worker(NULL, main_poll_stale, NULL);
+}
+
+/* A deadline or a cancel ends a select waiting on a quiet descriptor: no
+ * case goes, and its poll is cancelled and reaped. No SQE for the poll
+ * ends it as -EAGAIN, with nothing left linked. */
+static int poll_forever_result;
+
+static void *select_poll_forever(void *arg)
+{
+    weft_select_case c = poll_case((int)(intptr_t)arg, POLLIN);
+    poll_forever_result = weft_select(&c, 1);
+    ASSERT_EQ(c.result, 99);
+    return NULL;
+}
+
+static void *main_poll_interrupted(void *arg)
+{
+    (void)arg;
+    int fds[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+    weft_chan *ch;
+    ASSERT_OK(weft_chan_create(&ch, sizeof(int), 1));
+    int got = 0;
+    weft_select_case c[] = {recv_case(ch, &got), poll_case(fds[0], POLLIN)};
+    ASSERT_OK(weft_deadline_push_in(3 * MS));
+    ASSERT_EQ(weft_select(c, 2), -ETIMEDOUT);
+    ASSERT_OK(weft_deadline_pop());
+    ASSERT_EQ(c[0].result, 99);
+    ASSERT_EQ(c[1].result, 99);
+    ASSERT_EQ(polls_in_flight(), 0u);
+    ASSERT(weft__chan_waiters(ch, false)->_first == NULL);
+
+    weft_task *t;
+    ASSERT_OK(weft_spawn(&t, select_poll_forever, (void *)(intptr_t)fds[0]));
+    ASSERT_OK(weft_sleep_ns(2 * MS));
+    ASSERT_OK(weft_cancel(t));
+    ASSERT_EQ(weft_join(t, NULL), -ECANCELED);
+    ASSERT_EQ(poll_forever_result, -ECANCELED);
+    ASSERT_EQ(polls_in_flight(), 0u);
+
+    /* The SQEs: the select's poll is the first this task asks for. */
+    weft__fault_arm(WEFT_FAULT_SQE, 1);
+    ASSERT_EQ(weft_select(c, 2), -EAGAIN);
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT(weft__chan_waiters(ch, false)->_first == NULL);
+    int v = 5;
+    ASSERT_OK(weft_chan_try_send(ch, &v)); /* not taken by a node left behind */
+    ASSERT_EQ(weft_chan_len(ch), 1);
+    ASSERT_EQ(weft_select(c, 2), 0);
+    ASSERT_EQ(got, 5);
+    close(fds[0]);
+    close(fds[1]);
+    weft_chan_destroy(ch);
+    return NULL;
+}
+TEST(an_interrupted_poll_case_leaves_no_poll_in_flight)
+{
+    run_main_one_worker(NULL, main_poll_interrupted, NULL);
+}
+
 /* ---- bad input and failed allocations ---------------------------------------------- */
 
 static void *main_misuse(void *arg)
@@ -1184,6 +1381,21 @@ static void *main_misuse(void *arg)
     for (int i = 0; i <= WEFT_SELECT_MAX; i++)
         many[i] = recv_case(a, &v);
     ASSERT_EQ(weft_select(many, WEFT_SELECT_MAX + 1), -EINVAL);
+    /* POLL cases: a negative or direct descriptor, no events, too many. */
+    weft_select_case polls[WEFT_SELECT_POLL_MAX + 1];
+    for (int i = 0; i <= WEFT_SELECT_POLL_MAX; i++)
+        polls[i] = poll_case(0, POLLIN);
+    ASSERT_EQ(weft_try_select(polls, WEFT_SELECT_POLL_MAX + 1), -EINVAL);
+    polls[0].fd = -1;
+    ASSERT_EQ(weft_try_select(polls, 1), -EINVAL);
+    polls[0] = poll_case((int)WEFT_DIRECT_BIT | 3, POLLIN);
+    ASSERT_EQ(weft_try_select(polls, 1), -EINVAL);
+    polls[0] = poll_case(0, 0);
+    ASSERT_EQ(weft_try_select(polls, 1), -EINVAL);
+    /* A descriptor that is not open goes at once with -EBADF. */
+    polls[0] = poll_case(1000000, POLLIN);
+    ASSERT_EQ(weft_select(polls, 1), 0);
+    ASSERT_EQ(polls[0].result, -EBADF);
 
     /* A select that must wait with more than 8 cases on allocates their
      * nodes: a failed allocation is -ENOMEM with nothing done. Nothing
@@ -1243,6 +1455,17 @@ TEST(bad_input_gets_an_error)
     weft_select_case j = {.op = WEFT_SELECT_JOIN, .set = set};
     ASSERT_EQ(weft_try_select(&j, 1), -EPERM); /* a join needs a task */
     ASSERT_EQ(weft_select_blocking(&j, 1), -EPERM);
+    /* A POLL case's look works anywhere; its wait needs a task's ring. */
+    int fds[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+    weft_select_case pc = poll_case(fds[0], POLLIN);
+    ASSERT_EQ(weft_try_select(&pc, 1), -EAGAIN);
+    ASSERT_EQ(weft_select_blocking(&pc, 1), -EPERM);
+    ASSERT_EQ(write(fds[1], "z", 1), 1);
+    ASSERT_EQ(weft_try_select(&pc, 1), 0);
+    ASSERT_EQ(pc.result, POLLIN);
+    close(fds[0]);
+    close(fds[1]);
     ASSERT_OK(weft_taskset_destroy(set));
     weft_chan_destroy(a);
     run_main(NULL, main_misuse, NULL);
@@ -1258,6 +1481,9 @@ TEST_MAIN(CASE(a_case_that_can_go_goes_at_once), CASE(ready_cases_take_turns),
           CASE(a_broadcast_case_reads_what_was_sent_and_counts_what_it_missed),
           CASE(an_interrupted_select_does_nothing_and_leaves_nothing_linked),
           CASE(a_claimed_selects_other_cases_are_passed_by),
+          CASE(a_poll_case_goes_when_its_descriptor_is_ready),
+          CASE(a_poll_that_completes_after_another_case_won_does_nothing),
+          CASE(an_interrupted_poll_case_leaves_no_poll_in_flight),
           CASE(producers_and_consumers_selecting_on_tasks_and_threads_lose_nothing),
           CASE(event_semaphore_and_wait_group_cases_go_at_once_when_they_can),
           CASE(event_semaphore_and_wait_group_cases_wait_for_their_source),

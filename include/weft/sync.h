@@ -186,9 +186,11 @@ WEFT_API unsigned weft_broadcast_subscribers(weft_broadcast *b);
  * from a channel, a send on a channel, a broadcast subscription's next
  * message, the join of a task set's next member to finish (a JOIN case
  * needs a task: -EPERM from the calls below outside one), an event's
- * notification, a semaphore's unit, or a wait group reaching zero (what
+ * notification, a semaphore's unit, a wait group reaching zero (what
  * weft_event_wait, weft_sem_acquire and weft_waitgroup_wait wait for), so
- * that a loop can wait for its work and for a shutdown event in one call.
+ * that a loop can wait for its work and for a shutdown event in one call,
+ * or a descriptor's readiness (what weft_poll waits for), so that a
+ * task can read its socket and its channel in one loop.
  * When several cases can go at the moment of the call, one of them is
  * picked at random, so that no case starves the others. A case whose `op`
  * is 0 is off and skipped (a way to drop a channel from a loop once it is
@@ -213,7 +215,12 @@ enum {
     WEFT_SELECT_EVENT,     /* take event's notification (weft_event_wait) */
     WEFT_SELECT_ACQUIRE,   /* take one unit of sem (weft_sem_acquire) */
     WEFT_SELECT_WAITGROUP, /* see wg at zero (weft_waitgroup_wait); takes nothing */
+    WEFT_SELECT_POLL,      /* see fd ready for events (weft_poll); takes nothing */
 };
+
+/* Most POLL cases one select takes (more: -EINVAL; a set of many
+ * descriptors is an epoll's job, weft_epoll_wait). */
+#define WEFT_SELECT_POLL_MAX 8
 
 typedef struct weft_select_case {
     int op;                  /* WEFT_SELECT_*, or 0: off */
@@ -225,6 +232,8 @@ typedef struct weft_select_case {
      * ACQUIRE, WAITGROUP: unused (may be NULL). */
     void *elem;
     /* Set in the case that went (the others are left as they were):
+     * POLL: the events that are ready (revents: those asked for, and
+     * POLLERR, POLLHUP, POLLNVAL), or an error the poll ended with;
      * 0 (always, for EVENT, ACQUIRE and WAITGROUP), or -EPIPE: the
      * channel is closed (RECV, BROADCAST: and read to its end); JOIN: the member's outcome (as
      * weft_join's: 0, -ECANCELED, WEFT_EPANIC, -ENOMEM), -ECHILD when the set has no member left,
@@ -236,6 +245,8 @@ typedef struct weft_select_case {
     struct weft_event *event;  /* EVENT */
     struct weft_sem *sem;      /* ACQUIRE */
     struct weft_waitgroup *wg; /* WAITGROUP */
+    int fd;                    /* POLL: a plain descriptor (not WEFT_DIRECT) */
+    unsigned events;           /* POLL: POLLIN, POLLOUT, ... (not 0) */
 } weft_select_case;
 
 /* Most cases one select takes. */
@@ -250,7 +261,11 @@ typedef struct weft_select_case {
  * at once: their waiter nodes are allocated), -EINVAL: cases NULL, n 0 or
  * above WEFT_SELECT_MAX, no case on, an unknown op, a NULL chan, sub,
  * set, event, sem or wg, or a NULL elem in a RECV, SEND or BROADCAST
- * case, in a case that is on, or one subscription or set in two cases.
+ * case, in a case that is on, or one subscription or set in two cases; a
+ * POLL case with a negative or direct fd or no events, or more than
+ * WEFT_SELECT_POLL_MAX of them. -EAGAIN: a POLL case's poll could not
+ * be put on the ring (no SQE), nothing done. Each POLL case's poll is
+ * cancelled and reaped before the call returns.
  * The select may touch any of its sources until it returns (only the
  * source of the case that went is left alone once it is woken, unless
  * that source is in another case of the select too): free none of them
@@ -262,7 +277,8 @@ WEFT_API WEFT_MUST_CHECK int weft_try_select(weft_select_case *cases, size_t n);
 /* weft_select for a thread that is not running a task (it sleeps; it is
  * not interrupted), with its -EINVAL and -ENOMEM: in a task it is
  * weft_select; -EDEADLK on a runtime worker thread outside any task or on
- * a thread hosting an executor. */
+ * a thread hosting an executor; -EPERM with a JOIN or POLL case (their
+ * waits need a task). */
 WEFT_API WEFT_MUST_CHECK int weft_select_blocking(weft_select_case *cases, size_t n);
 /* The same with a time limit, as weft_chan_recv_blocking_for: -ETIMEDOUT
  * once timeout_ns has passed with no case gone (none went). UINT64_MAX:

@@ -12,7 +12,7 @@ int weft__direct_slot_here(int fd)
     return w ? weft__direct_slot(&w->ring, fd) : -1;
 }
 
-static void io_complete(weft__op *op, int res, uint32_t cflags)
+void weft__io_complete(weft__op *op, int res, uint32_t cflags)
 {
     weft__io *io = (weft__io *)op;
     if (cflags & IORING_CQE_F_NOTIF) {
@@ -69,7 +69,7 @@ weft__ring *weft__io_ring(unsigned opcode, int *err)
 
 void weft__io_init(weft__io *io)
 {
-    io->op.complete = io_complete;
+    io->op.complete = weft__io_complete;
     io->op.counted = 0;
     io->task = weft__task_current();
     io->res = 0;
@@ -133,7 +133,8 @@ int weft__io_wait(weft__io *io)
 #define RECANCEL_NS     1000000ull
 #define RECANCEL_MAX_NS 100000000ull
 
-int weft__io_wait_all(weft__io *ios, unsigned n)
+/* weft__io_wait_all, from an interruption intr already come (0: none). */
+static int wait_all_from(weft__io *ios, unsigned n, int intr)
 {
     weft_task *t = ios[0].task;
     /* Every op still in the kernel pins the task to this ring until its
@@ -143,7 +144,6 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
             ios[i].pinning = true;
             t->ring_ops++;
         }
-    int intr = 0;
     bool cancels_sent = false;
     uint64_t recancel_ns = RECANCEL_NS;
     for (;;) {
@@ -200,4 +200,14 @@ int weft__io_wait_all(weft__io *ios, unsigned n)
             t->ring_ops--;
         }
     return intr;
+}
+
+int weft__io_wait_all(weft__io *ios, unsigned n)
+{
+    return wait_all_from(ios, n, 0);
+}
+
+void weft__io_abandon(weft__io *ios, unsigned n)
+{
+    (void)wait_all_from(ios, n, -ECANCELED);
 }

@@ -65,6 +65,16 @@ int weft__io_wait(weft__io *io);
  * ios[i].res holds its op's result. */
 int weft__io_wait_all(weft__io *ios, unsigned n);
 
+/* Cancels those of ios[0..n) still in the kernel and waits, whatever
+ * comes, until every one has its last CQE (an op whose caller no longer
+ * wants its result, but whose record the kernel may still write). */
+void weft__io_abandon(weft__io *ios, unsigned n);
+
+/* The completion of a weft__io (its op.complete): records the result,
+ * unpins and wakes the task. For an op that does more at its completion
+ * and then this. */
+void weft__io_complete(weft__op *op, int res, uint32_t cflags);
+
 /* Prepares io for an SQE the caller fills itself (batches). */
 void weft__io_init(weft__io *io);
 

@@ -25,11 +25,24 @@
  * An interruption takes all the locks: if the select is still WAITING no
  * waker can claim it any more, and the task unlinks every node and
  * reports the interruption; otherwise a claim won the race, and it stands.
+ *
+ * A POLL case has no source to lock and no list: each time round, one
+ * poll(2) with no wait says which descriptors are ready, before the locks
+ * are taken (readiness is the kernel's, which no lock of ours orders).
+ * When the select waits, each POLL case gets a one-shot POLL_ADD on the
+ * task's ring, whose completion claims the select as a waker would; it
+ * runs in the worker's dispatcher, on the thread the task is parked on
+ * (an op in flight pins its task to its ring), so it never runs beside
+ * the task's own look at the state. Before the select returns, the polls
+ * still armed are cancelled and waited out: their records are on its
+ * stack.
  */
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "common/fault.h"
+#include "ring/op.h"
 #include "runtime/worker.h"
 #include "sync/select.h"
 #include "sync/waitlist.h"
@@ -52,9 +65,12 @@ __attribute__((noinline)) static uint32_t next_random(void)
     return x;
 }
 
+/* The lock of case c's source; NULL for a POLL case, which has none. */
 static unsigned *case_lock(const weft_select_case *c)
 {
     switch (c->op) {
+    case WEFT_SELECT_POLL:
+        return NULL;
     case WEFT_SELECT_BROADCAST:
         return weft__broadcast_lock(c->sub);
     case WEFT_SELECT_JOIN:
@@ -71,10 +87,12 @@ static unsigned *case_lock(const weft_select_case *c)
 }
 
 /* The channel, subscription, set, event, semaphore or wait group a case
- * is on (NULL when the caller left it out). */
+ * is on (NULL when the caller left it out; the case itself for POLL). */
 static const void *case_source(const weft_select_case *c)
 {
     switch (c->op) {
+    case WEFT_SELECT_POLL:
+        return c;
     case WEFT_SELECT_BROADCAST:
         return c->sub;
     case WEFT_SELECT_JOIN:
@@ -97,9 +115,13 @@ static bool claim_is_a_hint(const weft_select_case *c)
     return c->op == WEFT_SELECT_BROADCAST || c->op == WEFT_SELECT_JOIN;
 }
 
+/* The list case c's node waits in; NULL for a POLL case (its poll op
+ * claims the select itself). */
 static weft__waitlist *case_list(const weft_select_case *c)
 {
     switch (c->op) {
+    case WEFT_SELECT_POLL:
+        return NULL;
     case WEFT_SELECT_RECV:
         return weft__chan_waiters(c->chan, false);
     case WEFT_SELECT_SEND:
@@ -123,12 +145,17 @@ static int check_cases(const weft_select_case *cases, size_t n)
     if (!cases || !n || n > WEFT_SELECT_MAX)
         return -EINVAL;
     bool any = false;
+    unsigned polls = 0;
     for (size_t i = 0; i < n; i++) {
         const weft_select_case *c = &cases[i];
         if (!c->op)
             continue;
-        /* The ops run from RECV (1) to WAITGROUP, the last. */
-        if (c->op < WEFT_SELECT_RECV || c->op > WEFT_SELECT_WAITGROUP || !case_source(c))
+        /* The ops run from RECV (1) to POLL, the last. */
+        if (c->op < WEFT_SELECT_RECV || c->op > WEFT_SELECT_POLL || !case_source(c))
+            return -EINVAL;
+        /* poll(2) cannot look at a direct descriptor. */
+        if (c->op == WEFT_SELECT_POLL &&
+            (c->fd < 0 || weft_is_direct(c->fd) || !c->events || ++polls > WEFT_SELECT_POLL_MAX))
             return -EINVAL;
         /* Only a channel's and a broadcast's cases move an element (a
          * JOIN may drop the member's result). */
@@ -155,6 +182,8 @@ static size_t collect_locks(const weft_select_case *cases, size_t n, size_t skip
         if (!cases[i].op || i == skip)
             continue;
         unsigned *l = case_lock(&cases[i]);
+        if (!l)
+            continue;
         size_t at = count;
         while (at > 0 && (uintptr_t)locks[at - 1] > (uintptr_t)l)
             at--;
@@ -209,15 +238,127 @@ static void after_unlock(struct after *a, weft_select_case *c)
     *a = (struct after){0};
 }
 
+/* ---- POLL cases -------------------------------------------------------------- */
+
+/* A POLL case's one-shot POLL_ADD while the select waits. */
+struct select_poll {
+    weft__io io;              /* first: its op is the SQE's user_data */
+    struct weft__select *sel; /* the select to claim; NULL once it no longer waits */
+    weft__waiter *node;       /* the case's node, which gets the result */
+};
+
+/* The POLL cases of one select. */
+struct select_polls {
+    unsigned n;                          /* POLL cases that are on */
+    unsigned armed;                      /* polls [0, armed) went to the ring */
+    uint8_t which[WEFT_SELECT_POLL_MAX]; /* their cases */
+    short ready[WEFT_SELECT_POLL_MAX];   /* revents at the last look, 0: not ready */
+    struct select_poll op[WEFT_SELECT_POLL_MAX];
+};
+
+static void polls_find(struct select_polls *ps, const weft_select_case *cases, size_t n)
+{
+    ps->n = ps->armed = 0;
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].op == WEFT_SELECT_POLL)
+            ps->which[ps->n++] = (uint8_t)i;
+}
+
+/* Which descriptors are ready now: one poll(2) that does not wait. */
+static void polls_look(struct select_polls *ps, const weft_select_case *cases)
+{
+    struct pollfd fds[WEFT_SELECT_POLL_MAX];
+    for (unsigned k = 0; k < ps->n; k++) {
+        const weft_select_case *c = &cases[ps->which[k]];
+        fds[k] = (struct pollfd){.fd = c->fd, .events = (short)c->events};
+    }
+    bool looked = poll(fds, ps->n, 0) >= 0; /* else (no memory): none ready this time */
+    for (unsigned k = 0; k < ps->n; k++)
+        ps->ready[k] = looked ? fds[k].revents : 0;
+}
+
+/* Case i's revents at the last look (0: not ready, or no POLL case). */
+static short polls_ready(const struct select_polls *ps, size_t i)
+{
+    for (unsigned k = 0; k < ps->n; k++)
+        if (ps->which[k] == i)
+            return ps->ready[k];
+    return 0;
+}
+
+/* A poll's completion, in the worker's dispatcher: it claims the select
+ * unless another case did, or the select stopped waiting on it. */
+static void poll_complete(weft__op *op, int res, uint32_t cflags)
+{
+    struct select_poll *p = (struct select_poll *)op;
+    struct weft__select *sel = p->sel;
+    bool claimed = false;
+    if (sel) {
+        uint32_t waiting = WAITER_WAITING;
+        /* Relaxed: the task reads what the claim wrote only after the
+         * release store of DONE below. */
+        claimed = atomic_compare_exchange_strong_explicit(
+            &sel->state, &waiting, WAITER_CLAIMED, memory_order_relaxed, memory_order_relaxed);
+        if (claimed) {
+            sel->index = p->node->case_index;
+            p->node->result = res;
+        }
+    }
+    weft__io_complete(op, res, cflags); /* unpins and wakes the task */
+    if (claimed)
+        atomic_store_explicit(&sel->state, WAITER_DONE, memory_order_release);
+}
+
+/* Puts each POLL case's poll on the task's ring, to claim sel through its
+ * node. 0, or why one could not go (-EAGAIN: no SQE; the task's
+ * interruption), the ones before it armed. */
+static int polls_arm(struct select_polls *ps, const weft_select_case *cases,
+                     struct weft__select *sel, weft__waiter *const *nodes)
+{
+    for (unsigned k = 0; k < ps->n; k++) {
+        const weft_select_case *c = &cases[ps->which[k]];
+        struct select_poll *p = &ps->op[k];
+        int err;
+        struct io_uring_sqe *sqe = weft__io_begin(&p->io, IORING_OP_POLL_ADD, &err);
+        if (!sqe)
+            return err;
+        io_uring_prep_poll_add(sqe, c->fd, c->events);
+        p->io.op.complete = poll_complete;
+        p->sel = sel;
+        p->node = nodes[ps->which[k]];
+        /* In flight, the poll pins the task to this ring: its completion
+         * must run on the thread the task parks on. */
+        p->io.pinning = true;
+        p->io.task->ring_ops++;
+        ps->armed = k + 1;
+    }
+    return 0;
+}
+
+/* Cancels the polls still armed and waits them out; their completions,
+ * detached from the select first, leave its state alone. */
+static void polls_disarm(struct select_polls *ps)
+{
+    for (unsigned k = 0; k < ps->armed; k++)
+        ps->op[k].sel = NULL;
+    for (unsigned k = 0; k < ps->armed; k++)
+        weft__io_abandon(&ps->op[k].io, 1);
+    ps->armed = 0;
+}
+
 /* Case c's step that does not wait, under its lock: 0 (or the case's own
  * result: -EPIPE, -ECHILD, -EXDEV) or -EAGAIN, with c->result and
- * c->missed set unless -EAGAIN (a JOIN's result is set by after_unlock). */
-static int try_case(weft_select_case *c, struct after *a)
+ * c->missed set unless -EAGAIN (a JOIN's result is set by after_unlock).
+ * ready: a POLL case's revents at the last look. */
+static int try_case(weft_select_case *c, struct after *a, short ready)
 {
     int r;
     uint64_t missed = 0;
     weft__waiter *chain = NULL;
     switch (c->op) {
+    case WEFT_SELECT_POLL:
+        r = !ready ? -EAGAIN : (ready & POLLNVAL) ? -EBADF : (unsigned short)ready;
+        break;
     case WEFT_SELECT_RECV:
         r = weft__chan_recv_locked(c->chan, c->elem, &a->wake);
         break;
@@ -253,7 +394,8 @@ static int try_case(weft_select_case *c, struct after *a)
  * (a Fisher-Yates shuffle, as Go's select makes), so that each of the
  * cases that can go is as likely to. Returns the index of the case that
  * went, or -EAGAIN. */
-static int try_cases(weft_select_case *cases, size_t n, struct after *a)
+static int try_cases(weft_select_case *cases, size_t n, struct after *a,
+                     const struct select_polls *ps)
 {
     uint8_t order[WEFT_SELECT_MAX];
     size_t on = 0;
@@ -272,7 +414,7 @@ static int try_cases(weft_select_case *cases, size_t n, struct after *a)
         on++;
     }
     for (size_t i = 0; i < on; i++)
-        if (try_case(&cases[order[i]], a) != -EAGAIN)
+        if (try_case(&cases[order[i]], a, polls_ready(ps, order[i])) != -EAGAIN)
             return order[i];
     return -EAGAIN;
 }
@@ -315,7 +457,7 @@ static void unlink_nodes(const weft_select_case *cases, size_t n, struct select_
                          size_t keep)
 {
     for (size_t i = 0; i < n; i++)
-        if (cases[i].op && i != keep)
+        if (cases[i].op && cases[i].op != WEFT_SELECT_POLL && i != keep)
             waitlist_remove(case_list(&cases[i]), sn->node[i]);
 }
 
@@ -340,6 +482,8 @@ static void count_as_joiner(const weft_select_case *cases, size_t n, bool in, st
 static bool lock_shared(const weft_select_case *cases, size_t n, size_t won)
 {
     unsigned *l = case_lock(&cases[won]);
+    if (!l)
+        return false;
     for (size_t i = 0; i < n; i++)
         if (cases[i].op && i != won && case_lock(&cases[i]) == l)
             return true;
@@ -359,11 +503,15 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
 
     struct after a = {0};
     bool counted = false; /* as a joiner of the JOIN cases' sets */
+    struct select_polls ps;
+    polls_find(&ps, cases, n);
 
     for (;;) {
+        if (ps.n)
+            polls_look(&ps, cases);
         size_t nlocks = collect_locks(cases, n, n, locks);
         lock_all(locks, nlocks);
-        int k = try_cases(cases, n, &a);
+        int k = try_cases(cases, n, &a, &ps);
         if (k != -EAGAIN || !wait) {
             if (counted)
                 count_as_joiner(cases, n, false, &a);
@@ -410,15 +558,21 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
             waiter_init(node, self, cases[i].elem);
             node->sel = &sel;
             node->case_index = (unsigned)i;
-            waitlist_push(case_list(&cases[i]), node);
+            if (cases[i].op != WEFT_SELECT_POLL)
+                waitlist_push(case_list(&cases[i]), node);
         }
 
         unlock_all(locks, nlocks);
+        /* The polls go out once the nodes are linked (a thread has none:
+         * POLL cases wait only in a task). A poll that cannot go ends the
+         * wait as an interruption would. */
+        r = polls_arm(&ps, cases, &sel, sn.node);
 
         for (;;) {
             /* A thread sleeps until claimed or past its deadline. */
-            r = self ? weft__task_park_interruptible()
-                     : weft__waiter_sleep_until(&sel.state, deadline);
+            if (r == 0)
+                r = self ? weft__task_park_interruptible()
+                         : weft__waiter_sleep_until(&sel.state, deadline);
             /* Wakes may be spurious: the state decides. */
             if (atomic_load_explicit(&sel.state, memory_order_acquire) != WAITER_WAITING)
                 break;
@@ -432,6 +586,7 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
                 }
                 unlock_all(locks, nlocks);
                 if (still_waiting) {
+                    polls_disarm(&ps);
                     after_unlock(&a, NULL);
                     free(sn.allocated);
                     return r;
@@ -440,6 +595,7 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
             }
         }
         weft__waiter_wait_done(&sel.state);
+        polls_disarm(&ps);
 
         size_t won = sel.index;
         weft_select_case *c = &cases[won];
@@ -465,7 +621,7 @@ static int select_run(weft_select_case *cases, size_t n, weft_task *self, bool w
          * is something to take, unless another reader of the
          * subscription (a caller bug) or another joiner of the set took
          * it meanwhile, and then the select starts again. */
-        r = try_case(c, &a);
+        r = try_case(c, &a, 0);
         if (r != -EAGAIN)
             count_as_joiner(cases, n, false, &a);
         unlock_all(locks, nlocks);
@@ -489,11 +645,12 @@ int weft_select(weft_select_case *cases, size_t n)
     return select_run(cases, n, self, true, UINT64_MAX);
 }
 
-/* A JOIN case joins a member, which takes a task. */
-static bool has_join(const weft_select_case *cases, size_t n)
+/* A JOIN case joins a member, which takes a task; so does a POLL case's
+ * wait (its poll goes on the task's ring) but not its look. */
+static bool needs_task(const weft_select_case *cases, size_t n, bool wait)
 {
     for (size_t i = 0; i < n; i++)
-        if (cases[i].op == WEFT_SELECT_JOIN)
+        if (cases[i].op == WEFT_SELECT_JOIN || (wait && cases[i].op == WEFT_SELECT_POLL))
             return true;
     return false;
 }
@@ -504,7 +661,7 @@ int weft_try_select(weft_select_case *cases, size_t n)
     if (r)
         return r;
     weft_task *self = weft__task_current();
-    if (!self && has_join(cases, n))
+    if (!self && needs_task(cases, n, false))
         return -EPERM;
     return select_run(cases, n, self, false, UINT64_MAX);
 }
@@ -518,7 +675,7 @@ int weft_select_blocking_for(weft_select_case *cases, size_t n, uint64_t timeout
         WEFT__IN_TASK_FOR(timeout_ns, weft_select(cases, n));
     if (weft__worker_self() || weft__thread_hosts_executor())
         return -EDEADLK;
-    if (has_join(cases, n))
+    if (needs_task(cases, n, true))
         return -EPERM;
     return select_run(cases, n, NULL, true, weft__deadline_after(timeout_ns));
 }
