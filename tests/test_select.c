@@ -1340,6 +1340,165 @@ TEST(an_interrupted_poll_case_leaves_no_poll_in_flight)
     run_main_one_worker(NULL, main_poll_interrupted, NULL);
 }
 
+/* A cancel racing the poll's completion (data written from a plain
+ * thread at varying moments): either the poll's claim stands or the
+ * cancel does, and no poll is left in flight either way. */
+struct poll_race {
+    int fds[2];
+    weft_chan *ch;
+    int result;
+};
+
+static void *select_once(void *arg)
+{
+    struct poll_race *p = arg;
+    int got;
+    weft_select_case c[] = {recv_case(p->ch, &got), poll_case(p->fds[0], POLLIN)};
+    p->result = weft_select(c, 2);
+    if (p->result == 1)
+        ASSERT(c[1].result & POLLIN);
+    else
+        ASSERT_EQ(p->result, -ECANCELED);
+    return NULL;
+}
+
+static void *write_one(void *arg)
+{
+    struct poll_race *p = arg;
+    ASSERT_EQ(write(p->fds[1], "c", 1), 1);
+    return NULL;
+}
+
+static void *main_poll_cancel_race(void *arg)
+{
+    (void)arg;
+    struct poll_race p;
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, p.fds));
+    ASSERT_OK(weft_chan_create(&p.ch, sizeof(int), 1));
+    for (int i = 0; i < 200; i++) {
+        weft_task *t;
+        p.result = 42; /* stays so if the cancel comes before the task's first run */
+        ASSERT_OK(weft_spawn(&t, select_once, &p));
+        for (int y = 0; y < i % 5; y++)
+            ASSERT_OK(weft_yield());
+        pthread_t th;
+        ASSERT_OK(pthread_create(&th, NULL, write_one, &p));
+        if (i & 1)
+            usleep((useconds_t)(i % 50));
+        ASSERT_OK(weft_cancel(t));
+        (void)weft_join(t, NULL);
+        ASSERT_OK(pthread_join(th, NULL));
+        ASSERT(p.result == 1 || p.result == -ECANCELED || p.result == 42);
+        ASSERT_EQ(polls_in_flight(), 0u);
+        char b[64];
+        while (read(p.fds[0], b, sizeof b) > 0)
+            ;
+    }
+    close(p.fds[0]);
+    close(p.fds[1]);
+    weft_chan_destroy(p.ch);
+    return NULL;
+}
+TEST(a_cancel_racing_a_polls_completion_leaves_nothing_in_flight)
+{
+    run_main(NULL, main_poll_cancel_race, NULL);
+}
+
+/* The second of two polls gets no SQE: the first is cancelled and reaped,
+ * nothing is linked. Then the most POLL cases, in a select of 12 cases
+ * (their nodes allocated), wait, time out, and each goes in turn. */
+static void *main_many_polls(void *arg)
+{
+    (void)arg;
+    int a[2], b[2];
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a));
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b));
+    weft_chan *ch;
+    ASSERT_OK(weft_chan_create(&ch, sizeof(int), 1));
+    int got = 0;
+    weft_select_case c[] = {recv_case(ch, &got), poll_case(a[0], POLLIN), poll_case(b[0], POLLIN)};
+    weft__fault_arm(WEFT_FAULT_SQE, 2);
+    ASSERT_EQ(weft_select(c, 3), -EAGAIN);
+    weft__fault_arm(WEFT_FAULT_SQE, 0);
+    ASSERT_EQ(polls_in_flight(), 0u);
+    ASSERT(weft__chan_waiters(ch, false)->_first == NULL);
+
+    int p[WEFT_SELECT_POLL_MAX][2];
+    weft_select_case many[WEFT_SELECT_POLL_MAX + 4];
+    weft_chan *chs[4];
+    int g[4];
+    for (int i = 0; i < WEFT_SELECT_POLL_MAX; i++) {
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p[i]));
+        many[i] = poll_case(p[i][0], POLLIN);
+    }
+    for (int i = 0; i < 4; i++) {
+        ASSERT_OK(weft_chan_create(&chs[i], sizeof(int), 1));
+        many[WEFT_SELECT_POLL_MAX + i] = recv_case(chs[i], &g[i]);
+    }
+    for (int round = 0; round < WEFT_SELECT_POLL_MAX; round++) {
+        ASSERT_OK(weft_deadline_push_in(MS));
+        ASSERT_EQ(weft_select(many, WEFT_SELECT_POLL_MAX + 4), -ETIMEDOUT);
+        ASSERT_OK(weft_deadline_pop());
+        ASSERT_EQ(polls_in_flight(), 0u);
+        ASSERT_EQ(write(p[round][1], "q", 1), 1);
+        ASSERT_EQ(weft_select(many, WEFT_SELECT_POLL_MAX + 4), round);
+        ASSERT(many[round].result & POLLIN);
+        char x;
+        ASSERT_EQ(read(p[round][0], &x, 1), 1);
+        ASSERT_EQ(polls_in_flight(), 0u);
+    }
+    for (int i = 0; i < WEFT_SELECT_POLL_MAX; i++) {
+        close(p[i][0]);
+        close(p[i][1]);
+    }
+    for (int i = 0; i < 4; i++)
+        weft_chan_destroy(chs[i]);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+    weft_chan_destroy(ch);
+    return NULL;
+}
+TEST(a_poll_without_an_sqe_and_the_most_poll_cases)
+{
+    run_main_one_worker(NULL, main_many_polls, NULL);
+}
+
+/* A task of an embedded executor waits on a POLL case, and the host's
+ * loop, woken by the executor's descriptor, runs it to its end. */
+static int executor_fds[2];
+
+static void *executor_poll(void *arg)
+{
+    (void)arg;
+    weft_select_case c = poll_case(executor_fds[0], POLLIN);
+    ASSERT_EQ(weft_select(&c, 1), 0);
+    ASSERT(c.result & POLLIN);
+    return NULL;
+}
+
+TEST(a_poll_case_in_an_executors_task)
+{
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, executor_fds));
+    weft_executor *ex;
+    ASSERT_OK(weft_executor_create(&ex, NULL));
+    weft_task *t;
+    ASSERT_OK(weft_executor_spawn(ex, &t, NULL, executor_poll, NULL));
+    ASSERT_GE(weft_executor_run(ex, 0), 0); /* it runs and waits */
+    ASSERT_EQ(weft_executor_tasks(ex), 1u);
+    ASSERT_EQ(write(executor_fds[1], "e", 1), 1);
+    while (weft_executor_tasks(ex) > 0) {
+        struct pollfd p = {.fd = weft_executor_fd(ex), .events = POLLIN};
+        ASSERT_GE(poll(&p, 1, 1000), 0);
+        ASSERT_GE(weft_executor_run(ex, 0), 0);
+    }
+    ASSERT_OK(weft_executor_try_join(ex, t, NULL));
+    weft_executor_destroy(ex);
+    close(executor_fds[0]);
+    close(executor_fds[1]);
+}
+
 /* ---- bad input and failed allocations ---------------------------------------------- */
 
 static void *main_misuse(void *arg)
@@ -1391,6 +1550,8 @@ static void *main_misuse(void *arg)
     polls[0] = poll_case((int)WEFT_DIRECT_BIT | 3, POLLIN);
     ASSERT_EQ(weft_try_select(polls, 1), -EINVAL);
     polls[0] = poll_case(0, 0);
+    ASSERT_EQ(weft_try_select(polls, 1), -EINVAL);
+    polls[0] = poll_case(0, POLLIN | (1u << 31)); /* EPOLLET: not poll(2)'s */
     ASSERT_EQ(weft_try_select(polls, 1), -EINVAL);
     /* A descriptor that is not open goes at once with -EBADF. */
     polls[0] = poll_case(1000000, POLLIN);
@@ -1484,6 +1645,9 @@ TEST_MAIN(CASE(a_case_that_can_go_goes_at_once), CASE(ready_cases_take_turns),
           CASE(a_poll_case_goes_when_its_descriptor_is_ready),
           CASE(a_poll_that_completes_after_another_case_won_does_nothing),
           CASE(an_interrupted_poll_case_leaves_no_poll_in_flight),
+          CASE(a_cancel_racing_a_polls_completion_leaves_nothing_in_flight),
+          CASE(a_poll_without_an_sqe_and_the_most_poll_cases),
+          CASE(a_poll_case_in_an_executors_task),
           CASE(producers_and_consumers_selecting_on_tasks_and_threads_lose_nothing),
           CASE(event_semaphore_and_wait_group_cases_go_at_once_when_they_can),
           CASE(event_semaphore_and_wait_group_cases_wait_for_their_source),

@@ -233,7 +233,8 @@ typedef struct weft_select_case {
     void *elem;
     /* Set in the case that went (the others are left as they were):
      * POLL: the events that are ready (revents: those asked for, and
-     * POLLERR, POLLHUP, POLLNVAL), or an error the poll ended with;
+     * POLLERR and POLLHUP), -EBADF for a descriptor not open, or an
+     * error the poll ended with;
      * 0 (always, for EVENT, ACQUIRE and WAITGROUP), or -EPIPE: the
      * channel is closed (RECV, BROADCAST: and read to its end); JOIN: the member's outcome (as
      * weft_join's: 0, -ECANCELED, WEFT_EPANIC, -ENOMEM), -ECHILD when the set has no member left,
@@ -246,7 +247,7 @@ typedef struct weft_select_case {
     struct weft_sem *sem;      /* ACQUIRE */
     struct weft_waitgroup *wg; /* WAITGROUP */
     int fd;                    /* POLL: a plain descriptor (not WEFT_DIRECT) */
-    unsigned events;           /* POLL: POLLIN, POLLOUT, ... (not 0) */
+    unsigned events;           /* POLL: POLLIN, POLLOUT, ... (poll(2)'s bits; not 0) */
 } weft_select_case;
 
 /* Most cases one select takes. */
@@ -262,7 +263,8 @@ typedef struct weft_select_case {
  * above WEFT_SELECT_MAX, no case on, an unknown op, a NULL chan, sub,
  * set, event, sem or wg, or a NULL elem in a RECV, SEND or BROADCAST
  * case, in a case that is on, or one subscription or set in two cases; a
- * POLL case with a negative or direct fd or no events, or more than
+ * POLL case with a negative or direct fd, no events or events past
+ * poll(2)'s 16 bits (epoll's flags such as EPOLLET), or more than
  * WEFT_SELECT_POLL_MAX of them. -EAGAIN: a POLL case's poll could not
  * be put on the ring (no SQE), nothing done. Each POLL case's poll is
  * cancelled and reaped before the call returns.

@@ -154,8 +154,8 @@ static int check_cases(const weft_select_case *cases, size_t n)
         if (c->op < WEFT_SELECT_RECV || c->op > WEFT_SELECT_POLL || !case_source(c))
             return -EINVAL;
         /* poll(2) cannot look at a direct descriptor. */
-        if (c->op == WEFT_SELECT_POLL &&
-            (c->fd < 0 || weft_is_direct(c->fd) || !c->events || ++polls > WEFT_SELECT_POLL_MAX))
+        if (c->op == WEFT_SELECT_POLL && (c->fd < 0 || weft_is_direct(c->fd) || !c->events ||
+                                          c->events > 0xffffu || ++polls > WEFT_SELECT_POLL_MAX))
             return -EINVAL;
         /* Only a channel's and a broadcast's cases move an element (a
          * JOIN may drop the member's result). */
@@ -339,8 +339,16 @@ static int polls_arm(struct select_polls *ps, const weft_select_case *cases,
  * detached from the select first, leave its state alone. */
 static void polls_disarm(struct select_polls *ps)
 {
-    for (unsigned k = 0; k < ps->armed; k++)
+    if (!ps->armed)
+        return; /* none (a plain thread never arms one) */
+    weft__ring *ring = &weft__worker_self()->ring;
+    for (unsigned k = 0; k < ps->armed; k++) {
         ps->op[k].sel = NULL;
+        /* All the cancels go at once; the waits below find most polls
+         * done (a cancel that gets no SQE is sent again there). */
+        if (!ps->op[k].io.done)
+            (void)weft__io_cancel_op(ring, &ps->op[k].io.op);
+    }
     for (unsigned k = 0; k < ps->armed; k++)
         weft__io_abandon(&ps->op[k].io, 1);
     ps->armed = 0;
