@@ -1168,6 +1168,19 @@ struct poll_pair {
     weft_chan *ch;
 };
 
+static void poll_pair_open(struct poll_pair *p)
+{
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->fds));
+    ASSERT_OK(weft_chan_create(&p->ch, sizeof(int), 1));
+}
+
+static void poll_pair_close(struct poll_pair *p)
+{
+    close(p->fds[0]);
+    close(p->fds[1]);
+    weft_chan_destroy(p->ch);
+}
+
 static void *write_later(void *arg)
 {
     struct poll_pair *p = arg;
@@ -1193,8 +1206,7 @@ static void *main_poll(void *arg)
 {
     (void)arg;
     struct poll_pair p;
-    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.fds));
-    ASSERT_OK(weft_chan_create(&p.ch, sizeof(int), 1));
+    poll_pair_open(&p);
     int got = 0;
     weft_select_case c[] = {recv_case(p.ch, &got), poll_case(p.fds[0], POLLIN)};
     ASSERT_EQ(weft_try_select(c, 2), -EAGAIN);
@@ -1259,8 +1271,7 @@ static void *main_poll_stale(void *arg)
 {
     (void)arg;
     struct poll_pair p;
-    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.fds));
-    ASSERT_OK(weft_chan_create(&p.ch, sizeof(int), 1));
+    poll_pair_open(&p);
     int got = 0;
     weft_select_case c[] = {recv_case(p.ch, &got), poll_case(p.fds[0], POLLIN)};
     weft_task *t;
@@ -1272,9 +1283,7 @@ static void *main_poll_stale(void *arg)
     ASSERT_EQ(polls_in_flight(), 0u);
     ASSERT_EQ(weft_select(c, 2), 1);
     ASSERT(c[1].result & POLLIN);
-    close(p.fds[0]);
-    close(p.fds[1]);
-    weft_chan_destroy(p.ch);
+    poll_pair_close(&p);
     return NULL;
 }
 TEST(a_poll_that_completes_after_another_case_won_does_nothing)
