@@ -51,14 +51,13 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, unsigned flags)
                                     WEFT__FILE_INDEX_ALLOC);
         IO_FD(fd);
         IO_RESULT_BOUND();
-        int r = weft__direct_adopt(IO_WAIT());
-        if (r >= 0 && room)
-            weft__written_addr(addr, room, *len);
-        return r;
+    } else {
+        io_uring_prep_accept(sqe, 0, addr, len, (int)flags);
+        IO_FD(fd);
     }
-    io_uring_prep_accept(sqe, 0, addr, len, (int)flags);
-    IO_FD(fd);
     int r = IO_WAIT();
+    if (flags & WEFT_DIRECT)
+        r = weft__direct_adopt(r);
     if (r >= 0 && room)
         weft__written_addr(addr, room, *len);
     return r;

@@ -133,8 +133,9 @@ int weft__io_wait(weft__io *io)
 #define RECANCEL_NS     1000000ull
 #define RECANCEL_MAX_NS 100000000ull
 
-/* weft__io_wait_all, from an interruption intr already come (0: none). */
-static int wait_all_from(weft__io *ios, unsigned n, int intr)
+/* weft__io_wait_all, from an interruption intr already come (0: none),
+ * whose cancels the caller may have sent already (cancels_sent). */
+static int wait_all_from(weft__io *ios, unsigned n, int intr, bool cancels_sent)
 {
     weft_task *t = ios[0].task;
     /* Every op still in the kernel pins the task to this ring until its
@@ -144,7 +145,6 @@ static int wait_all_from(weft__io *ios, unsigned n, int intr)
             ios[i].pinning = true;
             t->ring_ops++;
         }
-    bool cancels_sent = false;
     uint64_t recancel_ns = RECANCEL_NS;
     for (;;) {
         unsigned left = 0;
@@ -204,10 +204,10 @@ static int wait_all_from(weft__io *ios, unsigned n, int intr)
 
 int weft__io_wait_all(weft__io *ios, unsigned n)
 {
-    return wait_all_from(ios, n, 0);
+    return wait_all_from(ios, n, 0, false);
 }
 
-void weft__io_abandon(weft__io *ios, unsigned n)
+void weft__io_abandon(weft__io *ios, unsigned n, bool cancels_sent)
 {
-    (void)wait_all_from(ios, n, -ECANCELED);
+    (void)wait_all_from(ios, n, -ECANCELED, cancels_sent);
 }

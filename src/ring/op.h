@@ -67,8 +67,10 @@ int weft__io_wait_all(weft__io *ios, unsigned n);
 
 /* Cancels those of ios[0..n) still in the kernel and waits, whatever
  * comes, until every one has its last CQE (an op whose caller no longer
- * wants its result, but whose record the kernel may still write). */
-void weft__io_abandon(weft__io *ios, unsigned n);
+ * wants its result, but whose record the kernel may still write).
+ * cancels_sent: the caller has queued their cancels (weft__io_cancel_op);
+ * only a cancel that missed is sent again. */
+void weft__io_abandon(weft__io *ios, unsigned n, bool cancels_sent);
 
 /* The completion of a weft__io (its op.complete): records the result,
  * unpins and wakes the task. For an op that does more at its completion

@@ -342,15 +342,15 @@ static void polls_disarm(struct select_polls *ps)
     if (!ps->armed)
         return; /* none (a plain thread never arms one) */
     weft__ring *ring = &weft__worker_self()->ring;
+    bool sent[WEFT_SELECT_POLL_MAX];
     for (unsigned k = 0; k < ps->armed; k++) {
         ps->op[k].sel = NULL;
         /* All the cancels go at once; the waits below find most polls
-         * done (a cancel that gets no SQE is sent again there). */
-        if (!ps->op[k].io.done)
-            (void)weft__io_cancel_op(ring, &ps->op[k].io.op);
+         * done. One that got no SQE is not marked sent, and goes there. */
+        sent[k] = !ps->op[k].io.done && weft__io_cancel_op(ring, &ps->op[k].io.op);
     }
     for (unsigned k = 0; k < ps->armed; k++)
-        weft__io_abandon(&ps->op[k].io, 1);
+        weft__io_abandon(&ps->op[k].io, 1, sent[k]);
     ps->armed = 0;
 }
 
