@@ -40,6 +40,12 @@
 #define TEST_TSAN 1
 #endif
 #endif
+/* Builds valgrind can run (no sanitizer), with its client requests
+ * (RUNNING_ON_VALGRIND): rerun_under_valgrind below. */
+#if __has_include(<valgrind/valgrind.h>) && !defined(TEST_LSAN) && !defined(TEST_TSAN)
+#include <valgrind/valgrind.h>
+#define CAN_VALGRIND 1
+#endif
 
 #define TEST_SKIP_CODE 77
 

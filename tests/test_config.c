@@ -1,11 +1,8 @@
 /* Config validation: every bad field is refused with a message naming it. */
 #include "test.h"
 
-#if __has_include(<valgrind/valgrind.h>) && !defined(__SANITIZE_ADDRESS__) &&                    \
-    !defined(__SANITIZE_THREAD__)
+#ifdef CAN_VALGRIND
 #include <sched.h>
-#include <valgrind/valgrind.h>
-#define CAN_VALGRIND           1
 #define RUNNING_UNDER_VALGRIND (RUNNING_ON_VALGRIND != 0)
 #else
 #define RUNNING_UNDER_VALGRIND false

@@ -14,12 +14,6 @@
 
 #include "test.h"
 
-#if __has_include(<valgrind/valgrind.h>) && !defined(__SANITIZE_ADDRESS__) &&                    \
-    !defined(__SANITIZE_THREAD__)
-#include <valgrind/valgrind.h>
-#define CAN_VALGRIND 1
-#endif
-
 #ifdef CAN_VALGRIND
 /* Fresh heap memory: undefined for memcheck until something writes it. */
 static void *fresh(size_t n)
